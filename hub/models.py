@@ -1,0 +1,173 @@
+"""The community domain: reference data (wilayas, trades), artisans, roles, notifications."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import get_language
+from django.utils.translation import gettext_lazy as _
+
+
+class LocalizedName(models.Model):
+    """Reference data named in several languages; `name` picks the active one."""
+
+    name_fr = models.CharField(_("name (French)"), max_length=120)
+    name_ar = models.CharField(_("name (Arabic)"), max_length=120)
+    name_en = models.CharField(_("name (English)"), max_length=120, blank=True)
+    name_ber = models.CharField(_("name (Tamazight)"), max_length=120, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def localized_name(self, language: str | None = None) -> str:
+        lang = (language or get_language() or "fr")[:2]
+        value = {"ar": self.name_ar, "en": self.name_en, "ber": self.name_ber, "kab": self.name_ber}.get(
+            lang, ""
+        )
+        return value or self.name_fr
+
+    @property
+    def name(self) -> str:
+        return self.localized_name()
+
+    def __str__(self) -> str:
+        return self.localized_name()
+
+
+class Wilaya(LocalizedName):
+    """An administrative province. New wilayas are rows, never code.
+
+    A wilaya created by splitting another names its `parent` and the date its
+    law takes effect (`valid_from`); until then it is listed but not offered.
+    """
+
+    code = models.PositiveSmallIntegerField(_("code"), unique=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    valid_from = models.DateField(_("valid from"), null=True, blank=True)
+    neighbours = models.ManyToManyField("self", blank=True, symmetrical=True)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("wilaya")
+        verbose_name_plural = _("wilayas")
+
+    def is_in_force(self, day: date | None = None) -> bool:
+        day = day or timezone.localdate()
+        return self.valid_from is None or self.valid_from <= day
+
+
+class TradeDomain(LocalizedName):
+    """One of the three domains of the official crafts nomenclature."""
+
+    code = models.CharField(_("code"), max_length=16, unique=True)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("trade domain")
+        verbose_name_plural = _("trade domains")
+
+
+class Trade(LocalizedName):
+    """A craft activity (a guild); `activity_code` is the official 7-digit code when known."""
+
+    slug = models.SlugField(_("slug"), max_length=80, unique=True)
+    domain = models.ForeignKey(TradeDomain, on_delete=models.PROTECT, related_name="trades")
+    activity_code = models.CharField(
+        _("activity code"), max_length=7, blank=True, default="", db_index=True
+    )
+
+    class Meta:
+        ordering = ["domain__code", "slug"]
+        verbose_name = _("trade")
+        verbose_name_plural = _("trades")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["activity_code"],
+                condition=~Q(activity_code=""),
+                name="trade_activity_code_unique",
+            )
+        ]
+
+
+class User(AbstractUser):
+    """An account. The artisan's public face lives in `ArtisanProfile`."""
+
+    preferred_language = models.CharField(_("language"), max_length=8, blank=True, default="")
+
+    @property
+    def display_name(self) -> str:
+        profile = getattr(self, "profile", None)
+        return (profile.display_name if profile else "") or self.username
+
+
+class ArtisanProfile(models.Model):
+    class Language(models.TextChoices):
+        ARABIC = "ar", _("Arabic")
+        FRENCH = "fr", _("French")
+        TAMAZIGHT = "ber", _("Tamazight")
+        ENGLISH = "en", _("English")
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="profile")
+    display_name = models.CharField(_("display name"), max_length=80)
+    wilaya = models.ForeignKey(
+        Wilaya, null=True, blank=True, on_delete=models.PROTECT, related_name="artisans"
+    )
+    trades = models.ManyToManyField(Trade, blank=True, related_name="artisans")
+    languages = models.JSONField(_("languages"), default=list, blank=True)
+    bio = models.TextField(_("short bio"), max_length=500, blank=True)
+    avatar = models.ImageField(_("avatar"), upload_to="avatars/", blank=True)
+
+    class Meta:
+        verbose_name = _("artisan profile")
+        verbose_name_plural = _("artisan profiles")
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class ModeratorScope(models.Model):
+    """A moderator's mandate: a trade, a wilaya, or a trade within a wilaya."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="moderator_scopes")
+    trade = models.ForeignKey(Trade, null=True, blank=True, on_delete=models.CASCADE)
+    wilaya = models.ForeignKey(Wilaya, null=True, blank=True, on_delete=models.CASCADE)
+
+    class Meta:
+        verbose_name = _("moderator scope")
+        verbose_name_plural = _("moderator scopes")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(trade__isnull=False) | Q(wilaya__isnull=False),
+                name="moderator_scope_not_empty",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "trade", "wilaya"], name="moderator_scope_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        parts = [str(p) for p in (self.trade, self.wilaya) if p]
+        return f"{self.user} — {' × '.join(parts)}"
+
+
+class Notification(models.Model):
+    class Kind(models.TextChoices):
+        MENTION = "mention", _("mention")
+        REPORT = "report", _("report")
+        SYSTEM = "system", _("system")
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["user", "-id"])]

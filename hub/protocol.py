@@ -1,0 +1,315 @@
+"""Every websocket frame, in each direction. docs/protocol.md documents each of
+them and a test fails when one is missing there.
+
+Client frames are validated strictly (unknown fields are refused); a client
+`ref` is echoed in the reply. Server frames are built here too, so the
+consumers, the services' events, the tests and the docs share one definition.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+PROTOCOL_VERSION = 1
+
+Ref = Annotated[str, Field(max_length=64)]
+RoomId = Annotated[int, Field(ge=1)]
+MessageId = Annotated[int, Field(ge=1)]
+
+
+class ClientFrame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ref: Ref | None = None
+
+
+# --- client → server -------------------------------------------------------
+
+
+class Hello(ClientFrame):
+    type: Literal["hello"]
+    v: int
+
+
+class Ping(ClientFrame):
+    type: Literal["ping"]
+
+
+class Subscribe(ClientFrame):
+    """Follow a room's live events; with `since_rev`, first replay every change after it."""
+
+    type: Literal["subscribe"]
+    room: RoomId
+    since_rev: Annotated[int, Field(ge=0)] | None = None
+
+
+class Unsubscribe(ClientFrame):
+    type: Literal["unsubscribe"]
+    room: RoomId
+
+
+class Send(ClientFrame):
+    type: Literal["send"]
+    room: RoomId
+    client_id: Annotated[str, Field(min_length=1, max_length=64)]
+    text: Annotated[str, Field(max_length=20000)] = ""
+    reply_to: MessageId | None = None
+    attachments: Annotated[list[int], Field(max_length=4)] = []
+
+
+class Edit(ClientFrame):
+    type: Literal["edit"]
+    room: RoomId
+    id: MessageId
+    text: Annotated[str, Field(max_length=20000)]
+
+
+class Delete(ClientFrame):
+    type: Literal["delete"]
+    room: RoomId
+    id: MessageId
+
+
+class React(ClientFrame):
+    type: Literal["react"]
+    room: RoomId
+    id: MessageId
+    emoji: Annotated[str, Field(min_length=1, max_length=16)]
+    on: bool = True
+
+
+class Typing(ClientFrame):
+    type: Literal["typing"]
+    room: RoomId
+
+
+class Read(ClientFrame):
+    type: Literal["read"]
+    room: RoomId
+    id: Annotated[int, Field(ge=0)]
+
+
+class History(ClientFrame):
+    """Older messages, before `before` (a message id), newest last."""
+
+    type: Literal["history"]
+    room: RoomId
+    before: MessageId | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+
+
+class Fetch(ClientFrame):
+    """Every change after `since_rev`, oldest first: how a client fills a gap."""
+
+    type: Literal["fetch"]
+    room: RoomId
+    since_rev: Annotated[int, Field(ge=0)]
+    limit: Annotated[int, Field(ge=1, le=500)] = 200
+
+
+class ReportFrame(ClientFrame):
+    type: Literal["report"]
+    room: RoomId
+    id: MessageId
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class Mute(ClientFrame):
+    type: Literal["mute"]
+    room: RoomId
+    user: Annotated[int, Field(ge=1)]
+    minutes: Annotated[int, Field(ge=0, le=60 * 24 * 30)]
+
+
+class Ban(ClientFrame):
+    type: Literal["ban"]
+    room: RoomId
+    user: Annotated[int, Field(ge=1)]
+    on: bool = True
+
+
+class Presence(ClientFrame):
+    """Ask who is online in a room now."""
+
+    type: Literal["presence"]
+    room: RoomId
+
+
+AnyClientFrame = Annotated[
+    Union[
+        Hello, Ping, Subscribe, Unsubscribe, Send, Edit, Delete, React, Typing, Read, History,
+        Fetch, ReportFrame, Mute, Ban, Presence,
+    ],
+    Field(discriminator="type"),
+]
+client_frame_adapter: TypeAdapter[Any] = TypeAdapter(AnyClientFrame)
+
+CLIENT_FRAME_TYPES: tuple[str, ...] = (
+    "hello", "ping", "subscribe", "unsubscribe", "send", "edit", "delete", "react", "typing",
+    "read", "history", "fetch", "report", "mute", "ban", "presence",
+)
+
+
+# --- server → client -------------------------------------------------------
+
+
+class ServerFrame(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Author(ServerFrame):
+    id: int
+    name: str
+
+
+class AttachmentOut(ServerFrame):
+    id: int
+    url: str
+    thumb: str
+    width: int
+    height: int
+
+
+class MessageOut(ServerFrame):
+    """A message's whole current state; sent again, with a new rev, on every change."""
+
+    type: Literal["message"] = "message"
+    room: int
+    id: int
+    rev: int
+    author: Author | None
+    client_id: str
+    text: str
+    reply_to: int | None = None
+    mentions: list[int] = []
+    reactions: dict[str, list[int]] = {}
+    attachments: list[AttachmentOut] = []
+    created_at: str
+    edited_at: str | None = None
+    deleted: bool = False
+
+
+class Welcome(ServerFrame):
+    type: Literal["welcome"] = "welcome"
+    ref: str | None = None
+    v: int = PROTOCOL_VERSION
+    user: Author
+    ping_seconds: int
+    limits: dict[str, float]
+
+
+class Pong(ServerFrame):
+    type: Literal["pong"] = "pong"
+    ref: str | None = None
+
+
+class Subscribed(ServerFrame):
+    """Sent after the replay (if any): live delivery follows from `rev` on."""
+
+    type: Literal["subscribed"] = "subscribed"
+    ref: str | None = None
+    room: int
+    rev: int
+    last_id: int
+    read_id: int
+    unread: int
+    more: bool = False
+    online: list[Author] = []
+
+
+class Unsubscribed(ServerFrame):
+    type: Literal["unsubscribed"] = "unsubscribed"
+    ref: str | None = None
+    room: int
+
+
+class Ack(ServerFrame):
+    type: Literal["ack"] = "ack"
+    ref: str | None = None
+    room: int
+    id: int | None = None
+    rev: int | None = None
+
+
+class Messages(ServerFrame):
+    type: Literal["messages"] = "messages"
+    ref: str | None = None
+    room: int
+    messages: list[MessageOut]
+    more: bool
+
+
+class TypingOut(ServerFrame):
+    type: Literal["typing"] = "typing"
+    room: int
+    user: Author
+
+
+class PresenceOut(ServerFrame):
+    """`online` is true when the user's first connection to the room opened, false when his last closed."""
+
+    type: Literal["presence"] = "presence"
+    room: int
+    user: Author
+    online: bool
+
+
+class PresenceList(ServerFrame):
+    type: Literal["presence_list"] = "presence_list"
+    ref: str | None = None
+    room: int
+    online: list[Author]
+
+
+class Unread(ServerFrame):
+    type: Literal["unread"] = "unread"
+    room: int
+    read_id: int
+    unread: int
+
+
+class NotificationOut(ServerFrame):
+    type: Literal["notification"] = "notification"
+    id: int
+    kind: str
+    data: dict[str, Any]
+    created_at: str
+
+
+class Removed(ServerFrame):
+    """You no longer read this room (banned, or you left it from another tab)."""
+
+    type: Literal["removed"] = "removed"
+    room: int
+    reason: str
+
+
+class MemberOut(ServerFrame):
+    """A member's standing in a room changed (muted, unmuted, banned)."""
+
+    type: Literal["member"] = "member"
+    room: int
+    user: Author
+    muted_until: str | None = None
+    banned: bool = False
+
+
+class ErrorOut(ServerFrame):
+    type: Literal["error"] = "error"
+    ref: str | None = None
+    code: str
+    message: str
+    room: int | None = None
+    retry_after: float | None = None
+
+
+SERVER_FRAME_TYPES: tuple[str, ...] = (
+    "welcome", "pong", "subscribed", "unsubscribed", "ack", "message", "messages", "typing",
+    "presence", "presence_list", "unread", "notification", "removed", "member", "error",
+)
+
+
+def encode(frame: ServerFrame) -> str:
+    """The frame as JSON text, without the fields left at None."""
+    return frame.model_dump_json(exclude_none=True)

@@ -1,0 +1,198 @@
+"""Hirfa settings, read from the environment.
+
+Nothing set gives the embedded default: SQLite in ``data/``, the in-memory
+channel layer and the in-process SFU. ``HIRFA_ENV=production`` requires
+``DATABASE_URL``, ``REDIS_URL`` and ``SECRET_KEY`` and refuses the in-memory
+layer, so a misconfigured deployment stops at start instead of running with
+per-process state.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("HIRFA_DATA_DIR", BASE_DIR / "data"))
+
+PRODUCTION = os.environ.get("HIRFA_ENV", "").lower() == "production"
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+REDIS_URL = os.environ.get("REDIS_URL", "")
+
+if PRODUCTION:
+    missing = [
+        name for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY") if not os.environ.get(name)
+    ]
+    if missing:
+        raise ImproperlyConfigured(
+            "HIRFA_ENV=production needs these environment variables: " + ", ".join(missing)
+        )
+
+# The embedded default gets a fixed development key; production must set its own.
+SECRET_KEY = os.environ.get("SECRET_KEY") or "hirfa-embedded-development-key-not-for-production"
+DEBUG = os.environ.get("HIRFA_DEBUG", "0" if PRODUCTION else "1") == "1"
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()
+]
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "hub",
+    "rooms",
+    "signaling",
+    "frontend",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "hub.urls"
+ASGI_APPLICATION = "hub.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+            ],
+        },
+    },
+]
+
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "hirfa.sqlite3",
+            # A file, not memory, so that test servers in other processes share it.
+            "TEST": {"NAME": str(DATA_DIR / "test-hirfa.sqlite3")},
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "hub.User"
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # redis-py 8 sets a 5 s socket timeout by default, which kills idle
+                # consumers' blocking reads (channels_redis issue 422).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                # Group membership outlives the longest socket (see docs/protocol.md).
+                "group_expiry": 86400 * 7,
+                "capacity": 1000,
+                "expiry": 60,
+            },
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+        }
+    }
+else:
+    if PRODUCTION:
+        raise ImproperlyConfigured("HIRFA_ENV=production refuses the in-memory channel layer")
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+if os.environ.get("HIRFA_FAST_PASSWORD_HASHER") == "1":
+    # Tests and benchmarks create thousands of users; scrypt on each would dominate.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "rooms"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "fr"
+LANGUAGES = [("ar", _("Arabic")), ("fr", _("French")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "hub" / "locale"]
+TIME_ZONE = "Africa/Algiers"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(os.environ.get("HIRFA_MEDIA_ROOT", DATA_DIR / "media"))
+DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
+
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "hirfa@localhost")
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = os.environ.get("HIRFA_INSECURE_COOKIES") != "1"
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("HIRFA_LOG_LEVEL", "INFO")},
+    "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
+}
+
+# Chat limits: documented in docs/protocol.md and enforced at the edge.
+HIRFA_MESSAGE_MAX_CHARS = 4000
+HIRFA_FRAME_MAX_BYTES = 16 * 1024
+HIRFA_RATE_BURST = int(os.environ.get("HIRFA_RATE_BURST", "10"))
+HIRFA_RATE_PER_SECOND = float(os.environ.get("HIRFA_RATE_PER_SECOND", "1"))
+HIRFA_HISTORY_PAGE = 50
+HIRFA_RESUME_MAX = 500
+HIRFA_PING_SECONDS = 25
+HIRFA_SEND_QUEUE_MAX = int(os.environ.get("HIRFA_SEND_QUEUE_MAX", "2000"))
+HIRFA_ATTACHMENT_MAX_BYTES = 5 * 1024 * 1024
+HIRFA_ATTACHMENT_MAX_PIXELS = 24_000_000
+HIRFA_AVATAR_MAX_BYTES = 2 * 1024 * 1024

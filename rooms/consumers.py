@@ -1,0 +1,306 @@
+"""Room frames of the hub socket: translate each frame into a service or
+selector call and the answer into frames. See docs/protocol.md."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from hub import protocol, realtime
+from hub.errors import ErrorCode, HirfaError
+from hub.protocol import Ack, Messages, PresenceList, PresenceOut, Subscribed, TypingOut, Unsubscribed
+from rooms import selectors, services
+from rooms.presence import presence_store
+
+log = logging.getLogger(__name__)
+
+MAX_ROOMS_PER_SOCKET = 500
+TYPING_EVERY_SECONDS = 2.0
+PRESENCE_REFRESH_SECONDS = 30
+
+
+@dataclass
+class RoomSub:
+    replaying: bool = True
+    buffered: list[str] = field(default_factory=list)
+    last_typing: float = 0.0
+    in_presence: bool = False
+
+
+@database_sync_to_async
+def _subscription_state(user: Any, room_id: int, since_rev: int | None) -> dict[str, Any]:
+    access = selectors.room_access(user=user, room_id=room_id)
+    room = access.room
+    rev_before = room.last_rev
+    messages: list[protocol.MessageOut] = []
+    more = False
+    if since_rev is not None:
+        messages, more = selectors.room_changes_unchecked(
+            room=room, since_rev=since_rev, limit=settings.HIRFA_RESUME_MAX
+        )
+    read_id = access.membership.last_read_seq if access.follows and access.membership else room.last_seq
+    return {
+        "room": room,
+        "rev_before": rev_before,
+        "messages": messages,
+        "more": more,
+        "read_id": read_id,
+        "unread": selectors.unread_count(user=user, room=room, read_seq=read_id) if access.follows else 0,
+    }
+
+
+@database_sync_to_async
+def _authors(user_ids: list[int]) -> list[protocol.Author]:
+    from hub.models import User
+
+    users = User.objects.filter(pk__in=user_ids).select_related("profile")
+    return [protocol.Author(id=u.pk, name=u.display_name) for u in users]
+
+
+def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    return database_sync_to_async(fn)
+
+
+class RoomFrames:
+    """Mixed into the hub consumer, which provides emit, push, join_group, leave_group and user."""
+
+    user: Any
+    conn_id: str
+
+    def room_frames_init(self) -> None:
+        self.rooms: dict[int, RoomSub] = {}
+        self.presence_task: asyncio.Task[None] | None = None
+
+    def room_handlers(self) -> dict[str, Callable[[Any], Awaitable[None]]]:
+        return {
+            "subscribe": self.on_subscribe,
+            "unsubscribe": self.on_unsubscribe,
+            "send": self.on_send,
+            "edit": self.on_edit,
+            "delete": self.on_delete,
+            "react": self.on_react,
+            "typing": self.on_typing,
+            "read": self.on_read,
+            "history": self.on_history,
+            "fetch": self.on_fetch,
+            "report": self.on_report,
+            "mute": self.on_mute,
+            "ban": self.on_ban,
+            "presence": self.on_presence,
+        }
+
+    async def user_display_name(self) -> str:
+        return await database_sync_to_async(lambda: self.user.display_name)()
+
+    # --- live events --------------------------------------------------------------
+
+    def room_frames_filter(self, group: str, text: str) -> bool:
+        """Whether a live event goes out now; buffers room events while the room replays."""
+        if group.startswith("room."):
+            sub = self.rooms.get(int(group[5:]))
+            if sub is None:
+                return False
+            if sub.replaying:
+                sub.buffered.append(text)
+                return False
+            return True
+        if group.startswith("user.") and '"type":"removed"' in text:
+            room_id = json.loads(text)["room"]
+            if room_id in self.rooms:
+                asyncio.get_running_loop().create_task(self._drop_room(room_id))
+        return True
+
+    async def _drop_room(self, room_id: int) -> None:
+        sub = self.rooms.pop(room_id, None)
+        if sub is None:
+            return
+        await self.leave_group(realtime.room_group(room_id))  # type: ignore[attr-defined]
+        if sub.in_presence:
+            await self._presence_leave(room_id)
+
+    async def room_frames_close(self) -> None:
+        if self.presence_task is not None:
+            self.presence_task.cancel()
+        for room_id in list(self.rooms):
+            await self._drop_room(room_id)
+
+    # --- presence -----------------------------------------------------------------
+
+    async def _presence_join(self, room_id: int) -> None:
+        if await presence_store().add(room_id, self.user.pk, self.conn_id):
+            author = protocol.Author(id=self.user.pk, name=await self.user_display_name())
+            realtime.publish_now(
+                realtime.room_group(room_id),
+                protocol.encode(PresenceOut(room=room_id, user=author, online=True)),
+            )
+        if self.presence_task is None:
+            self.presence_task = asyncio.get_running_loop().create_task(self._presence_refresh())
+
+    async def _presence_leave(self, room_id: int) -> None:
+        try:
+            if await presence_store().remove(room_id, self.user.pk, self.conn_id):
+                author = protocol.Author(id=self.user.pk, name=await self.user_display_name())
+                realtime.publish_now(
+                    realtime.room_group(room_id),
+                    protocol.encode(PresenceOut(room=room_id, user=author, online=False)),
+                )
+        except Exception:
+            log.warning("presence removal failed for room %s", room_id, exc_info=True)
+
+    async def _presence_refresh(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_REFRESH_SECONDS)
+            try:
+                await presence_store().refresh(list(self.rooms), self.user.pk, self.conn_id)
+            except Exception:
+                log.warning("presence refresh failed", exc_info=True)
+
+    # --- handlers -----------------------------------------------------------------
+
+    async def on_subscribe(self, frame: protocol.Subscribe) -> None:
+        room_id = frame.room
+        if room_id not in self.rooms and len(self.rooms) >= MAX_ROOMS_PER_SOCKET:
+            raise HirfaError(ErrorCode.INVALID, "Too many rooms on one socket.", room=room_id)
+        await _db(selectors.room_access)(user=self.user, room_id=room_id)
+        sub = RoomSub()
+        previous = self.rooms.get(room_id)
+        if previous is not None:
+            sub.in_presence = previous.in_presence
+        self.rooms[room_id] = sub
+        try:
+            # Join the live group first, so that nothing committed after the read below is missed.
+            await self.join_group(realtime.room_group(room_id))  # type: ignore[attr-defined]
+            state = await _subscription_state(self.user, room_id, frame.since_rev)
+        except BaseException:
+            self.rooms.pop(room_id, None)
+            await self.leave_group(realtime.room_group(room_id))  # type: ignore[attr-defined]
+            raise
+        messages: list[protocol.MessageOut] = state["messages"]
+        for message in messages:
+            self.emit(message)  # type: ignore[attr-defined]
+        replayed = max([frame.since_rev or 0] + [m.rev for m in messages])
+        if frame.since_rev is None:
+            replayed = state["rev_before"]
+        if not sub.in_presence:
+            sub.in_presence = True
+            await self._presence_join(room_id)
+        online = await _authors(await presence_store().online(room_id))
+        self.emit(  # type: ignore[attr-defined]
+            Subscribed(
+                ref=frame.ref,
+                room=room_id,
+                rev=replayed if state["more"] else max(replayed, state["rev_before"]),
+                last_id=state["room"].last_seq,
+                read_id=state["read_id"],
+                unread=state["unread"],
+                more=state["more"],
+                online=online,
+            )
+        )
+        sub.replaying = False
+        for text in sub.buffered:
+            rev = _rev_of(text)
+            if rev is None or rev > replayed:
+                self.push(text)  # type: ignore[attr-defined]
+        sub.buffered.clear()
+
+    async def on_unsubscribe(self, frame: protocol.Unsubscribe) -> None:
+        await self._drop_room(frame.room)
+        self.emit(Unsubscribed(ref=frame.ref, room=frame.room))  # type: ignore[attr-defined]
+
+    async def on_send(self, frame: protocol.Send) -> None:
+        result = await _db(services.message_post)(
+            user=self.user,
+            room_id=frame.room,
+            client_id=frame.client_id,
+            text=frame.text,
+            reply_to=frame.reply_to,
+            attachment_ids=frame.attachments,
+        )
+        self.emit(Ack(ref=frame.ref, room=frame.room, id=result.message.id, rev=result.message.rev))  # type: ignore[attr-defined]
+
+    async def on_edit(self, frame: protocol.Edit) -> None:
+        out = await _db(services.message_edit)(
+            user=self.user, room_id=frame.room, seq=frame.id, text=frame.text
+        )
+        self.emit(Ack(ref=frame.ref, room=frame.room, id=out.id, rev=out.rev))  # type: ignore[attr-defined]
+
+    async def on_delete(self, frame: protocol.Delete) -> None:
+        out = await _db(services.message_delete)(user=self.user, room_id=frame.room, seq=frame.id)
+        self.emit(Ack(ref=frame.ref, room=frame.room, id=out.id, rev=out.rev))  # type: ignore[attr-defined]
+
+    async def on_react(self, frame: protocol.React) -> None:
+        out = await _db(services.reaction_set)(
+            user=self.user, room_id=frame.room, seq=frame.id, emoji=frame.emoji, on=frame.on
+        )
+        self.emit(Ack(ref=frame.ref, room=frame.room, id=out.id, rev=out.rev))  # type: ignore[attr-defined]
+
+    async def on_typing(self, frame: protocol.Typing) -> None:
+        sub = self.rooms.get(frame.room)
+        if sub is None:
+            raise HirfaError(ErrorCode.NOT_FOUND, "Subscribe to the room first.", room=frame.room)
+        now = time.monotonic()
+        if now - sub.last_typing < TYPING_EVERY_SECONDS:
+            return  # typing is a hint: extra ones are dropped quietly
+        sub.last_typing = now
+        author = protocol.Author(id=self.user.pk, name=await self.user_display_name())
+        realtime.publish_now(
+            realtime.room_group(frame.room),
+            protocol.encode(TypingOut(room=frame.room, user=author)),
+        )
+
+    async def on_read(self, frame: protocol.Read) -> None:
+        await _db(services.read_marker_set)(user=self.user, room_id=frame.room, seq=frame.id)
+        self.emit(Ack(ref=frame.ref, room=frame.room, id=frame.id))  # type: ignore[attr-defined]
+
+    async def on_history(self, frame: protocol.History) -> None:
+        messages, more = await _db(selectors.room_history)(
+            user=self.user, room_id=frame.room, before=frame.before, limit=frame.limit
+        )
+        self.emit(Messages(ref=frame.ref, room=frame.room, messages=messages, more=more))  # type: ignore[attr-defined]
+
+    async def on_fetch(self, frame: protocol.Fetch) -> None:
+        messages, more = await _db(selectors.room_changes)(
+            user=self.user, room_id=frame.room, since_rev=frame.since_rev, limit=frame.limit
+        )
+        self.emit(Messages(ref=frame.ref, room=frame.room, messages=messages, more=more))  # type: ignore[attr-defined]
+
+    async def on_report(self, frame: protocol.ReportFrame) -> None:
+        await _db(services.message_report)(
+            user=self.user, room_id=frame.room, seq=frame.id, reason=frame.reason
+        )
+        self.emit(Ack(ref=frame.ref, room=frame.room, id=frame.id))  # type: ignore[attr-defined]
+
+    async def on_mute(self, frame: protocol.Mute) -> None:
+        await _db(services.member_mute)(
+            moderator=self.user, room_id=frame.room, target_id=frame.user, minutes=frame.minutes
+        )
+        self.emit(Ack(ref=frame.ref, room=frame.room))  # type: ignore[attr-defined]
+
+    async def on_ban(self, frame: protocol.Ban) -> None:
+        await _db(services.member_ban)(
+            moderator=self.user, room_id=frame.room, target_id=frame.user, on=frame.on
+        )
+        self.emit(Ack(ref=frame.ref, room=frame.room))  # type: ignore[attr-defined]
+
+    async def on_presence(self, frame: protocol.Presence) -> None:
+        await _db(selectors.room_access)(user=self.user, room_id=frame.room)
+        online = await _authors(await presence_store().online(frame.room))
+        self.emit(PresenceList(ref=frame.ref, room=frame.room, online=online))  # type: ignore[attr-defined]
+
+
+def _rev_of(text: str) -> int | None:
+    if '"rev":' not in text:
+        return None
+    try:
+        rev = json.loads(text).get("rev")
+    except ValueError:
+        return None
+    return rev if isinstance(rev, int) else None

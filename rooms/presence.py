@@ -1,0 +1,130 @@
+"""Who is online in each room, right across several server processes.
+
+Each open subscription is one entry (room, user, connection) with an expiry
+that the connection refreshes; a server that dies stops refreshing and its
+entries lapse. `add` and `remove` answer whether the user's first connection
+to the room opened or his last one closed, which is when a presence event is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from typing import Protocol
+
+from django.conf import settings
+
+ENTRY_TTL_SECONDS = 90
+
+
+class PresenceStore(Protocol):
+    async def add(self, room_id: int, user_id: int, conn_id: str) -> bool: ...
+    async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool: ...
+    async def refresh(self, room_ids: list[int], user_id: int, conn_id: str) -> None: ...
+    async def online(self, room_id: int) -> list[int]: ...
+
+
+class LocalPresence:
+    def __init__(self) -> None:
+        self._rooms: dict[int, dict[int, set[str]]] = {}
+
+    async def add(self, room_id: int, user_id: int, conn_id: str) -> bool:
+        conns = self._rooms.setdefault(room_id, {}).setdefault(user_id, set())
+        first = not conns
+        conns.add(conn_id)
+        return first
+
+    async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool:
+        users = self._rooms.get(room_id, {})
+        conns = users.get(user_id)
+        if not conns or conn_id not in conns:
+            return False
+        conns.discard(conn_id)
+        if conns:
+            return False
+        del users[user_id]
+        if not users:
+            self._rooms.pop(room_id, None)
+        return True
+
+    async def refresh(self, room_ids: list[int], user_id: int, conn_id: str) -> None:
+        return None
+
+    async def online(self, room_id: int) -> list[int]:
+        return sorted(self._rooms.get(room_id, {}))
+
+
+class RedisPresence:
+    """Per room: a sorted set of users; per (room, user): a sorted set of connections; scores are expiries."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+
+    @staticmethod
+    def _keys(room_id: int, user_id: int) -> tuple[str, str]:
+        return f"hirfa:presence:{room_id}", f"hirfa:presence:{room_id}:{user_id}"
+
+    async def add(self, room_id: int, user_id: int, conn_id: str) -> bool:
+        room_key, user_key = self._keys(room_id, user_id)
+        now = time.time()
+        expiry = now + ENTRY_TTL_SECONDS
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(user_key, "-inf", now)
+            pipe.zadd(user_key, {conn_id: expiry})
+            pipe.zcard(user_key)
+            pipe.expire(user_key, ENTRY_TTL_SECONDS * 2)
+            pipe.zadd(room_key, {str(user_id): expiry})
+            pipe.expire(room_key, ENTRY_TTL_SECONDS * 2)
+            result = await pipe.execute()
+        return int(result[2]) == 1
+
+    async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool:
+        room_key, user_key = self._keys(room_id, user_id)
+        now = time.time()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(user_key, conn_id)
+            pipe.zremrangebyscore(user_key, "-inf", now)
+            pipe.zcard(user_key)
+            removed, _, left = await pipe.execute()
+        if removed and int(left) == 0:
+            await self._redis.zrem(room_key, str(user_id))
+            return True
+        return False
+
+    async def refresh(self, room_ids: list[int], user_id: int, conn_id: str) -> None:
+        expiry = time.time() + ENTRY_TTL_SECONDS
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                room_key, user_key = self._keys(room_id, user_id)
+                pipe.zadd(user_key, {conn_id: expiry})
+                pipe.expire(user_key, ENTRY_TTL_SECONDS * 2)
+                pipe.zadd(room_key, {str(user_id): expiry})
+                pipe.expire(room_key, ENTRY_TTL_SECONDS * 2)
+            await pipe.execute()
+
+    async def online(self, room_id: int) -> list[int]:
+        room_key, _ = self._keys(room_id, 0)
+        members = await self._redis.zrangebyscore(room_key, time.time(), "+inf")
+        return sorted(int(m) for m in members)
+
+
+_stores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceStore]" = (
+    weakref.WeakKeyDictionary()
+)
+_local = LocalPresence()
+
+
+def presence_store() -> PresenceStore:
+    """The store for the running event loop (Redis when configured, else this process)."""
+    url = getattr(settings, "REDIS_URL", "")
+    if not url:
+        return _local
+    loop = asyncio.get_running_loop()
+    store = _stores.get(loop)
+    if store is None:
+        store = RedisPresence(url)
+        _stores[loop] = store
+    return store

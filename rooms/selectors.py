@@ -1,0 +1,246 @@
+"""Reads of rooms and messages. Every read goes through `room_access`, which
+answers a missing room and a room the user may not read with the same error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
+from django.utils import timezone
+
+from hub.errors import ErrorCode, HirfaError
+from hub.models import ModeratorScope, User
+from hub.protocol import AttachmentOut, Author, MessageOut
+from rooms.models import Attachment, MemberRole, Membership, Message, Reaction, Room, RoomKind
+
+NOT_FOUND_MESSAGE = "No such room."
+
+
+@dataclass(frozen=True)
+class RoomAccess:
+    room: Room
+    membership: Membership | None
+    can_moderate: bool
+
+    @property
+    def follows(self) -> bool:
+        return self.membership is not None and self.membership.active
+
+
+def author_of(user: User | None) -> Author | None:
+    if user is None:
+        return None
+    return Author(id=user.pk, name=user.display_name)
+
+
+def user_moderates(*, user: User, room: Room, membership: Membership | None = None) -> bool:
+    """Admins, the room's own moderators and owners, and moderators whose scope covers the room."""
+    if user.is_superuser or user.is_staff:
+        return True
+    if membership is not None and membership.role in (MemberRole.MODERATOR, MemberRole.OWNER):
+        return True
+    if not room.is_public:
+        return False
+    scopes = ModeratorScope.objects.filter(user=user)
+    if room.kind == RoomKind.GUILD:
+        return scopes.filter(trade_id=room.trade_id, wilaya__isnull=True).exists()
+    if room.kind == RoomKind.REGION:
+        return scopes.filter(wilaya_id=room.wilaya_id, trade__isnull=True).exists()
+    return scopes.filter(
+        Q(trade_id=room.trade_id, wilaya__isnull=True)
+        | Q(wilaya_id=room.wilaya_id, trade__isnull=True)
+        | Q(trade_id=room.trade_id, wilaya_id=room.wilaya_id)
+    ).exists()
+
+
+def room_access(*, user: User, room_id: int) -> RoomAccess:
+    """The room if `user` may read it; otherwise `not_found`, whether it exists or not.
+
+    Public rooms (guild, region, trade × region) are readable by every signed-in
+    member who is not banned from them; groups and direct rooms by their active members.
+    """
+    room = Room.objects.select_related("trade", "wilaya").filter(pk=room_id).first()
+    if room is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, NOT_FOUND_MESSAGE, room=room_id)
+    membership = Membership.objects.filter(room=room, user=user).first()
+    if membership is not None and membership.banned:
+        raise HirfaError(ErrorCode.NOT_FOUND, NOT_FOUND_MESSAGE, room=room_id)
+    if not room.is_public and (membership is None or not membership.active):
+        raise HirfaError(ErrorCode.NOT_FOUND, NOT_FOUND_MESSAGE, room=room_id)
+    return RoomAccess(
+        room=room,
+        membership=membership,
+        can_moderate=user_moderates(user=user, room=room, membership=membership),
+    )
+
+
+def _messages_with_details(qs: QuerySet[Message]) -> QuerySet[Message]:
+    return qs.select_related("author", "author__profile").prefetch_related(
+        Prefetch("reactions", queryset=Reaction.objects.order_by("id")),
+        Prefetch("attachments", queryset=Attachment.objects.order_by("id")),
+    )
+
+
+def message_frame(message: Message) -> MessageOut:
+    """The message's whole state as the protocol sends it."""
+    deleted = message.deleted_at is not None
+    reactions: dict[str, list[int]] = {}
+    attachments: list[AttachmentOut] = []
+    if not deleted:
+        for reaction in message.reactions.all():
+            reactions.setdefault(reaction.emoji, []).append(reaction.user_id)
+        attachments = [
+            AttachmentOut(
+                id=a.pk, url=a.image.url, thumb=a.thumbnail.url, width=a.width, height=a.height
+            )
+            for a in message.attachments.all()
+        ]
+    return MessageOut(
+        room=message.room_id,
+        id=message.seq,
+        rev=message.rev,
+        author=author_of(message.author),
+        client_id=message.client_id,
+        text="" if deleted else message.text,
+        reply_to=message.reply_to_seq,
+        mentions=[] if deleted else list(message.mentions),
+        reactions=reactions,
+        attachments=attachments,
+        created_at=message.created_at.isoformat(),
+        edited_at=message.edited_at.isoformat() if message.edited_at else None,
+        deleted=deleted,
+    )
+
+
+def message_by_seq(*, room: Room, seq: int) -> Message:
+    message = _messages_with_details(Message.objects.filter(room=room, seq=seq)).first()
+    if message is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, "No such message.", room=room.pk, id=seq)
+    return message
+
+
+def room_history(
+    *, user: User, room_id: int, before: int | None = None, limit: int = 50
+) -> tuple[list[MessageOut], bool]:
+    """Up to `limit` messages before id `before` (the newest when None), oldest first; and whether older ones remain."""
+    access = room_access(user=user, room_id=room_id)
+    qs = Message.objects.filter(room=access.room)
+    if before is not None:
+        qs = qs.filter(seq__lt=before)
+    rows = list(_messages_with_details(qs.order_by("-seq"))[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    rows.reverse()
+    return [message_frame(m) for m in rows], more
+
+
+def room_changes(
+    *, user: User, room_id: int, since_rev: int, limit: int = 200
+) -> tuple[list[MessageOut], bool]:
+    """Every message changed after `since_rev`, in rev order; and whether more remain."""
+    access = room_access(user=user, room_id=room_id)
+    return room_changes_unchecked(room=access.room, since_rev=since_rev, limit=limit)
+
+
+def room_changes_unchecked(
+    *, room: Room, since_rev: int, limit: int
+) -> tuple[list[MessageOut], bool]:
+    qs = Message.objects.filter(room=room, rev__gt=since_rev).order_by("rev")
+    rows = list(_messages_with_details(qs)[: limit + 1])
+    more = len(rows) > limit
+    return [message_frame(m) for m in rows[:limit]], more
+
+
+def unread_count(*, user: User, room: Room, read_seq: int) -> int:
+    return (
+        Message.objects.filter(room=room, seq__gt=read_seq, deleted_at__isnull=True)
+        .exclude(author=user)
+        .count()
+    )
+
+
+@dataclass(frozen=True)
+class RoomSummary:
+    id: int
+    kind: str
+    title: str
+    last_id: int
+    rev: int
+    read_id: int
+    unread: int
+    role: str
+    live_meeting: bool = False
+
+
+def rooms_for_user(*, user: User) -> list[RoomSummary]:
+    """The rooms `user` follows, with unread counts, most recently active first."""
+    memberships = (
+        Membership.objects.filter(user=user, active=True, banned=False)
+        .select_related("room", "room__trade", "room__wilaya")
+        .annotate(
+            unread=Count(
+                "room__messages",
+                filter=Q(
+                    room__messages__seq__gt=F("last_read_seq"),
+                    room__messages__deleted_at__isnull=True,
+                )
+                & ~Q(room__messages__author=user),
+            )
+        )
+        .order_by("-room__last_rev", "room_id")
+    )
+    return [
+        RoomSummary(
+            id=m.room.pk,
+            kind=m.room.kind,
+            title=m.room.display_title(),
+            last_id=m.room.last_seq,
+            rev=m.room.last_rev,
+            read_id=m.last_read_seq,
+            unread=m.unread,
+            role=m.role,
+        )
+        for m in memberships
+    ]
+
+
+def public_rooms(*, user: User, kind: str | None = None, query: str = "") -> QuerySet[Room]:
+    """Public rooms `user` is not banned from, with whether he follows each."""
+    qs = Room.objects.filter(
+        kind__in=[RoomKind.GUILD, RoomKind.REGION, RoomKind.GUILD_REGION]
+    ).select_related("trade", "wilaya")
+    if kind:
+        qs = qs.filter(kind=kind)
+    if query:
+        qs = qs.filter(
+            Q(title__icontains=query)
+            | Q(trade__name_fr__icontains=query)
+            | Q(trade__name_ar__icontains=query)
+            | Q(trade__name_en__icontains=query)
+            | Q(wilaya__name_fr__icontains=query)
+            | Q(wilaya__name_ar__icontains=query)
+        )
+    banned = Membership.objects.filter(room=OuterRef("pk"), user=user, banned=True)
+    follows = Membership.objects.filter(room=OuterRef("pk"), user=user, active=True)
+    return (
+        qs.annotate(banned=Exists(banned), follows=Exists(follows))
+        .filter(banned=False)
+        .order_by("kind", "id")
+    )
+
+
+def room_members(*, user: User, room_id: int) -> list[Membership]:
+    access = room_access(user=user, room_id=room_id)
+    return list(
+        Membership.objects.filter(room=access.room, active=True, banned=False)
+        .select_related("user", "user__profile")
+        .order_by("user__username")
+    )
+
+
+def member_is_muted(membership: Membership | None) -> bool:
+    return (
+        membership is not None
+        and membership.muted_until is not None
+        and membership.muted_until > timezone.now()
+    )

@@ -1,0 +1,526 @@
+"""Writes to rooms and messages. Each function validates, writes inside one
+transaction, and publishes its event through `hub.realtime` on commit."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from hub import realtime
+from hub.errors import ErrorCode, HirfaError
+from hub.models import Notification, User
+from hub.protocol import MemberOut, MessageOut, NotificationOut, Removed, Unread
+from rooms.models import (
+    Attachment,
+    MemberRole,
+    Membership,
+    Message,
+    Reaction,
+    Report,
+    Room,
+    RoomKind,
+)
+from rooms.ratelimit import TokenBuckets
+from rooms.selectors import (
+    author_of,
+    member_is_muted,
+    message_by_seq,
+    message_frame,
+    room_access,
+    unread_count,
+)
+
+MENTION_RE = re.compile(r"(?<![\w@])@([\w.\-]{1,150})", re.UNICODE)
+# Reactions are a short emoji or word; anything with markup or spaces is refused.
+EMOJI_RE = re.compile(r"^[^\s<>&\"']{1,16}$")
+
+send_buckets = TokenBuckets(
+    burst=settings.HIRFA_RATE_BURST, per_second=settings.HIRFA_RATE_PER_SECOND
+)
+
+
+@dataclass(frozen=True)
+class PostResult:
+    message: MessageOut
+    created: bool
+
+
+def _clean_text(text: str, *, allow_empty: bool = False) -> str:
+    text = text.replace("\r\n", "\n").strip()
+    if not text and not allow_empty:
+        raise HirfaError(ErrorCode.EMPTY, "A message needs some text.")
+    if len(text) > settings.HIRFA_MESSAGE_MAX_CHARS:
+        raise HirfaError(
+            ErrorCode.TOO_LONG,
+            f"A message holds at most {settings.HIRFA_MESSAGE_MAX_CHARS} characters.",
+            max=settings.HIRFA_MESSAGE_MAX_CHARS,
+        )
+    return text
+
+
+def _next_rev(room_id: int, *, new_message: bool) -> Room:
+    """Lock the room row and take its next rev (and next seq for a new message)."""
+    room = Room.objects.select_for_update().get(pk=room_id)
+    room.last_rev += 1
+    fields = ["last_rev"]
+    if new_message:
+        room.last_seq += 1
+        fields.append("last_seq")
+    room.save(update_fields=fields)
+    return room
+
+
+def _publish_message(message: Message) -> MessageOut:
+    fresh = message_by_seq(room=message.room, seq=message.seq)
+    frame = message_frame(fresh)
+    realtime.publish_on_commit(realtime.room_group(message.room_id), frame)
+    return frame
+
+
+def _mentioned_users(*, room: Room, text: str, author: User) -> list[User]:
+    names = {m.rstrip(".-") for m in MENTION_RE.findall(text)}
+    if not names:
+        return []
+    users = User.objects.filter(username__in=names, is_active=True).exclude(pk=author.pk)[:20]
+    readable = []
+    for user in users:
+        try:
+            room_access(user=user, room_id=room.pk)
+        except HirfaError:
+            continue
+        readable.append(user)
+    return readable
+
+
+def notification_create(*, user: User, kind: str, data: dict[str, object]) -> Notification:
+    """Keep a notification and push it to the user's open sockets on commit."""
+    note = Notification.objects.create(user=user, kind=kind, data=data)
+    realtime.publish_on_commit(
+        realtime.user_group(user.pk),
+        NotificationOut(
+            id=note.pk, kind=note.kind, data=note.data, created_at=note.created_at.isoformat()
+        ),
+    )
+    return note
+
+
+def message_post(
+    *,
+    user: User,
+    room_id: int,
+    client_id: str,
+    text: str,
+    reply_to: int | None = None,
+    attachment_ids: list[int] | tuple[int, ...] = (),
+) -> PostResult:
+    """Persist a message once per (`user`, `room_id`, `client_id`) and publish it.
+
+    A retried send returns the message already stored, with `created` false.
+    Refuses with `not_found`, `muted`, `rate_limited`, `slow_mode`, `empty` or `too_long`.
+    """
+    existing = (
+        Message.objects.filter(room_id=room_id, author=user, client_id=client_id)
+        .values_list("seq", flat=True)
+        .first()
+    )
+    access = room_access(user=user, room_id=room_id)
+    if existing is not None:
+        return PostResult(message_frame(message_by_seq(room=access.room, seq=existing)), False)
+    text = _clean_text(text, allow_empty=bool(attachment_ids))
+    if member_is_muted(access.membership) and not access.can_moderate:
+        assert access.membership is not None and access.membership.muted_until is not None
+        raise HirfaError(
+            ErrorCode.MUTED,
+            "You are muted in this room.",
+            room=room_id,
+            until=access.membership.muted_until.isoformat(),
+        )
+    wait = send_buckets.take(user.pk)
+    if wait:
+        raise HirfaError(
+            ErrorCode.RATE_LIMITED, "You are sending too fast.", retry_after=wait, room=room_id
+        )
+    room = access.room
+    if room.slow_mode_seconds and not access.can_moderate:
+        last = (
+            Message.objects.filter(room=room, author=user)
+            .order_by("-seq")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if last is not None:
+            elapsed = (timezone.now() - last).total_seconds()
+            if elapsed < room.slow_mode_seconds:
+                raise HirfaError(
+                    ErrorCode.SLOW_MODE,
+                    "This room is in slow mode.",
+                    retry_after=room.slow_mode_seconds - elapsed,
+                    room=room_id,
+                )
+    attachments = []
+    if attachment_ids:
+        attachments = list(
+            Attachment.objects.filter(
+                pk__in=list(attachment_ids), uploader=user, room=room, message__isnull=True
+            )
+        )
+        if len(attachments) != len(set(attachment_ids)):
+            raise HirfaError(ErrorCode.INVALID, "Unknown attachment.", room=room_id)
+    try:
+        with transaction.atomic():
+            if room.is_public and not access.follows:
+                room_follow(user=user, room_id=room.pk)
+            locked = _next_rev(room.pk, new_message=True)
+            mentioned = _mentioned_users(room=room, text=text, author=user)
+            message = Message.objects.create(
+                room=locked,
+                seq=locked.last_seq,
+                rev=locked.last_rev,
+                author=user,
+                client_id=client_id,
+                text=text,
+                reply_to_seq=reply_to if reply_to and reply_to < locked.last_seq else None,
+                mentions=[u.pk for u in mentioned],
+            )
+            if attachments:
+                Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(
+                    message=message
+                )
+            # The author has read his own message.
+            Membership.objects.filter(room=locked, user=user).update(last_read_seq=locked.last_seq)
+            frame = _publish_message(message)
+            for target in mentioned:
+                notification_create(
+                    user=target,
+                    kind=Notification.Kind.MENTION,
+                    data={
+                        "room": room.pk,
+                        "room_title": room.display_title(),
+                        "id": message.seq,
+                        "by": user.display_name,
+                        "excerpt": text[:140],
+                    },
+                )
+    except IntegrityError:
+        # A concurrent retry with the same client_id won the race: answer with its message.
+        again = Message.objects.filter(room_id=room_id, author=user, client_id=client_id).first()
+        if again is None:
+            raise
+        return PostResult(message_frame(message_by_seq(room=room, seq=again.seq)), False)
+    return PostResult(frame, True)
+
+
+def message_edit(*, user: User, room_id: int, seq: int, text: str) -> MessageOut:
+    """Replace the text of the author's own message (not a deleted one)."""
+    access = room_access(user=user, room_id=room_id)
+    text = _clean_text(text)
+    with transaction.atomic():
+        message = message_by_seq(room=access.room, seq=seq)
+        if message.author_id != user.pk:
+            raise HirfaError(ErrorCode.FORBIDDEN, "Only the author edits a message.", room=room_id)
+        if message.deleted_at is not None:
+            raise HirfaError(ErrorCode.NOT_FOUND, "No such message.", room=room_id, id=seq)
+        if member_is_muted(access.membership):
+            raise HirfaError(ErrorCode.MUTED, "You are muted in this room.", room=room_id)
+        room = _next_rev(access.room.pk, new_message=False)
+        message.text = text
+        message.rev = room.last_rev
+        message.edited_at = timezone.now()
+        message.save(update_fields=["text", "rev", "edited_at"])
+        return _publish_message(message)
+
+
+def message_delete(*, user: User, room_id: int, seq: int) -> MessageOut:
+    """Delete a message: its author may, and so may the room's moderators."""
+    access = room_access(user=user, room_id=room_id)
+    with transaction.atomic():
+        message = message_by_seq(room=access.room, seq=seq)
+        if message.author_id != user.pk and not access.can_moderate:
+            raise HirfaError(
+                ErrorCode.FORBIDDEN, "Only the author or a moderator deletes a message.", room=room_id
+            )
+        if message.deleted_at is not None:
+            return message_frame(message)
+        room = _next_rev(access.room.pk, new_message=False)
+        message.rev = room.last_rev
+        message.deleted_at = timezone.now()
+        message.deleted_by = user
+        message.save(update_fields=["rev", "deleted_at", "deleted_by"])
+        Attachment.objects.filter(message=message).update(message=None)
+        if message.author_id != user.pk:
+            Report.objects.filter(message=message, status=Report.Status.OPEN).update(
+                status=Report.Status.ACTIONED, handled_by=user, handled_at=timezone.now()
+            )
+        return _publish_message(message)
+
+
+def reaction_set(*, user: User, room_id: int, seq: int, emoji: str, on: bool) -> MessageOut:
+    """Add or remove `user`'s `emoji` on a message; a no-op change publishes nothing."""
+    if not EMOJI_RE.match(emoji):
+        raise HirfaError(ErrorCode.INVALID, "Not a reaction.", room=room_id)
+    access = room_access(user=user, room_id=room_id)
+    if member_is_muted(access.membership):
+        raise HirfaError(ErrorCode.MUTED, "You are muted in this room.", room=room_id)
+    with transaction.atomic():
+        message = message_by_seq(room=access.room, seq=seq)
+        if message.deleted_at is not None:
+            raise HirfaError(ErrorCode.NOT_FOUND, "No such message.", room=room_id, id=seq)
+        if on:
+            if Reaction.objects.filter(message=message, user=user).count() >= 20:
+                raise HirfaError(ErrorCode.INVALID, "Too many reactions.", room=room_id)
+            _, changed = Reaction.objects.get_or_create(message=message, user=user, emoji=emoji)
+        else:
+            changed = bool(Reaction.objects.filter(message=message, user=user, emoji=emoji).delete()[0])
+        if not changed:
+            return message_frame(message)
+        room = _next_rev(access.room.pk, new_message=False)
+        message.rev = room.last_rev
+        message.save(update_fields=["rev"])
+        return _publish_message(message)
+
+
+def read_marker_set(*, user: User, room_id: int, seq: int) -> Unread:
+    """Move `user`'s read marker forward to `seq` (never back) and tell his other tabs."""
+    access = room_access(user=user, room_id=room_id)
+    if access.membership is None or not access.membership.active:
+        raise HirfaError(ErrorCode.FORBIDDEN, "Follow the room first.", room=room_id)
+    seq = min(seq, access.room.last_seq)
+    with transaction.atomic():
+        Membership.objects.filter(pk=access.membership.pk, last_read_seq__lt=seq).update(
+            last_read_seq=seq
+        )
+        read = Membership.objects.values_list("last_read_seq", flat=True).get(
+            pk=access.membership.pk
+        )
+        frame = Unread(
+            room=room_id, read_id=read, unread=unread_count(user=user, room=access.room, read_seq=read)
+        )
+        realtime.publish_on_commit(realtime.user_group(user.pk), frame)
+    return frame
+
+
+def room_follow(*, user: User, room_id: int) -> Membership:
+    """Follow a public room (or come back to it); banned members stay out."""
+    access = room_access(user=user, room_id=room_id)
+    if not access.room.is_public and not access.follows:
+        raise HirfaError(ErrorCode.NOT_FOUND, "No such room.", room=room_id)
+    membership, created = Membership.objects.get_or_create(
+        room=access.room,
+        user=user,
+        defaults={"source": Membership.Source.FOLLOW, "last_read_seq": access.room.last_seq},
+    )
+    if not created and not membership.active:
+        membership.active = True
+        membership.save(update_fields=["active"])
+    return membership
+
+
+def room_leave(*, user: User, room_id: int) -> None:
+    """Stop following a room; the user's other tabs drop it."""
+    access = room_access(user=user, room_id=room_id)
+    if access.membership is None or not access.membership.active:
+        return
+    with transaction.atomic():
+        Membership.objects.filter(pk=access.membership.pk).update(active=False)
+        realtime.publish_on_commit(
+            realtime.user_group(user.pk), Removed(room=room_id, reason="left")
+        )
+
+
+def group_create(*, user: User, title: str, member_ids: list[int] = ()) -> Room:  # type: ignore[assignment]
+    """A private group owned by `user`, with invited members."""
+    title = title.strip()
+    if not title or len(title) > 120:
+        raise HirfaError(ErrorCode.INVALID, "A group needs a title of at most 120 characters.")
+    with transaction.atomic():
+        room = Room.objects.create(kind=RoomKind.GROUP, title=title, created_by=user)
+        Membership.objects.create(
+            room=room, user=user, role=MemberRole.OWNER, source=Membership.Source.INVITE
+        )
+        for uid in set(member_ids) - {user.pk}:
+            if User.objects.filter(pk=uid, is_active=True).exists():
+                Membership.objects.create(room=room, user_id=uid, source=Membership.Source.INVITE)
+    return room
+
+
+def group_invite(*, user: User, room_id: int, member_id: int) -> Membership:
+    access = room_access(user=user, room_id=room_id)
+    if access.room.kind != RoomKind.GROUP or not access.can_moderate:
+        raise HirfaError(ErrorCode.FORBIDDEN, "Only the group's owner invites.", room=room_id)
+    invited = User.objects.filter(pk=member_id, is_active=True).first()
+    if invited is None:
+        raise HirfaError(ErrorCode.INVALID, "No such member.")
+    membership, _ = Membership.objects.update_or_create(
+        room=access.room, user=invited, defaults={"active": True}
+    )
+    return membership
+
+
+def direct_room_open(*, user: User, other_id: int) -> Room:
+    """The one direct room between `user` and `other_id`, created when missing."""
+    other = User.objects.filter(pk=other_id, is_active=True).first()
+    if other is None or other.pk == user.pk:
+        raise HirfaError(ErrorCode.INVALID, "No such member.")
+    low, high = sorted((user.pk, other.pk))
+    key = f"{low}:{high}"
+    with transaction.atomic():
+        room, created = Room.objects.get_or_create(
+            direct_key=key, defaults={"kind": RoomKind.DIRECT, "created_by": user}
+        )
+        for member in (user, other):
+            Membership.objects.update_or_create(
+                room=room, user=member, defaults={"active": True, "source": Membership.Source.INVITE}
+            )
+    return room
+
+
+def _moderated_membership(*, moderator: User, room_id: int, target_id: int) -> tuple[Room, Membership]:
+    access = room_access(user=moderator, room_id=room_id)
+    if not access.can_moderate:
+        raise HirfaError(ErrorCode.FORBIDDEN, "Only moderators do this.", room=room_id)
+    target = User.objects.filter(pk=target_id).first()
+    if target is None:
+        raise HirfaError(ErrorCode.INVALID, "No such member.", room=room_id)
+    if target.pk == moderator.pk:
+        raise HirfaError(ErrorCode.INVALID, "Not on yourself.", room=room_id)
+    membership, _ = Membership.objects.get_or_create(
+        room=access.room, user=target, defaults={"active": False}
+    )
+    return access.room, membership
+
+
+def member_mute(*, moderator: User, room_id: int, target_id: int, minutes: int) -> MemberOut:
+    """Mute a member for `minutes` (0 lifts the mute)."""
+    with transaction.atomic():
+        room, membership = _moderated_membership(
+            moderator=moderator, room_id=room_id, target_id=target_id
+        )
+        membership.muted_until = timezone.now() + timedelta(minutes=minutes) if minutes else None
+        membership.save(update_fields=["muted_until"])
+        frame = MemberOut(
+            room=room.pk,
+            user=author_of(membership.user),  # type: ignore[arg-type]
+            muted_until=membership.muted_until.isoformat() if membership.muted_until else None,
+            banned=membership.banned,
+        )
+        realtime.publish_on_commit(realtime.room_group(room.pk), frame)
+    return frame
+
+
+def member_ban(*, moderator: User, room_id: int, target_id: int, on: bool = True) -> MemberOut:
+    """Ban a member from a room (he no longer reads it) or lift the ban."""
+    with transaction.atomic():
+        room, membership = _moderated_membership(
+            moderator=moderator, room_id=room_id, target_id=target_id
+        )
+        membership.banned = on
+        membership.save(update_fields=["banned"])
+        frame = MemberOut(
+            room=room.pk,
+            user=author_of(membership.user),  # type: ignore[arg-type]
+            muted_until=membership.muted_until.isoformat() if membership.muted_until else None,
+            banned=on,
+        )
+        realtime.publish_on_commit(realtime.room_group(room.pk), frame)
+        if on:
+            realtime.publish_on_commit(
+                realtime.user_group(membership.user_id), Removed(room=room.pk, reason="banned")
+            )
+    return frame
+
+
+def slow_mode_set(*, moderator: User, room_id: int, seconds: int) -> Room:
+    access = room_access(user=moderator, room_id=room_id)
+    if not access.can_moderate:
+        raise HirfaError(ErrorCode.FORBIDDEN, "Only moderators do this.", room=room_id)
+    if not 0 <= seconds <= 3600:
+        raise HirfaError(ErrorCode.INVALID, "Slow mode is between 0 and 3600 seconds.")
+    Room.objects.filter(pk=room_id).update(slow_mode_seconds=seconds)
+    access.room.slow_mode_seconds = seconds
+    return access.room
+
+
+def message_report(*, user: User, room_id: int, seq: int, reason: str) -> Report:
+    """Report a message to the room's moderators; one report per member and message."""
+    access = room_access(user=user, room_id=room_id)
+    reason = reason.strip()
+    if not reason:
+        raise HirfaError(ErrorCode.EMPTY, "Say why you report this message.")
+    message = message_by_seq(room=access.room, seq=seq)
+    if message.author_id == user.pk:
+        raise HirfaError(ErrorCode.INVALID, "You cannot report your own message.", room=room_id)
+    report, _ = Report.objects.get_or_create(
+        message=message, reporter=user, defaults={"reason": reason[:500]}
+    )
+    return report
+
+
+def report_resolve(*, moderator: User, report_id: int, action: str) -> Report:
+    """Dismiss a report, or act on it by deleting the message."""
+    report = Report.objects.select_related("message").filter(pk=report_id).first()
+    if report is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, "No such report.")
+    access = room_access(user=moderator, room_id=report.message.room_id)
+    if not access.can_moderate:
+        raise HirfaError(ErrorCode.NOT_FOUND, "No such report.")
+    if action == "delete":
+        message_delete(user=moderator, room_id=access.room.pk, seq=report.message.seq)
+        status = Report.Status.ACTIONED
+    elif action == "dismiss":
+        status = Report.Status.DISMISSED
+    else:
+        raise HirfaError(ErrorCode.INVALID, "The action is delete or dismiss.")
+    Report.objects.filter(message=report.message, status=Report.Status.OPEN).update(
+        status=status, handled_by=moderator, handled_at=timezone.now()
+    )
+    report.refresh_from_db()
+    return report
+
+
+def rooms_for_profile(*, trade_ids: list[int], wilaya_id: int | None) -> list[Room]:
+    """The guild, region and trade × region rooms that a profile places its artisan in."""
+    rooms = []
+    for trade_id in trade_ids:
+        rooms.append(Room.objects.get_or_create(kind=RoomKind.GUILD, trade_id=trade_id)[0])
+    if wilaya_id is not None:
+        rooms.append(Room.objects.get_or_create(kind=RoomKind.REGION, wilaya_id=wilaya_id)[0])
+        for trade_id in trade_ids:
+            rooms.append(
+                Room.objects.get_or_create(
+                    kind=RoomKind.GUILD_REGION, trade_id=trade_id, wilaya_id=wilaya_id
+                )[0]
+            )
+    return rooms
+
+
+def memberships_sync(*, user: User) -> list[Room]:
+    """Place `user` in the rooms of his trades, his wilaya and their intersections.
+
+    Rooms he joined because of an earlier profile and that no longer match are
+    left; rooms he followed himself are kept.
+    """
+    profile = getattr(user, "profile", None)
+    trade_ids = list(profile.trades.values_list("pk", flat=True)) if profile else []
+    wilaya_id = profile.wilaya_id if profile else None
+    with transaction.atomic():
+        wanted = rooms_for_profile(trade_ids=trade_ids, wilaya_id=wilaya_id)
+        wanted_ids = {r.pk for r in wanted}
+        for room in wanted:
+            membership, created = Membership.objects.get_or_create(
+                room=room,
+                user=user,
+                defaults={"source": Membership.Source.AUTO, "last_read_seq": room.last_seq},
+            )
+            if not created and not membership.active and not membership.banned:
+                membership.active = True
+                membership.source = Membership.Source.AUTO
+                membership.save(update_fields=["active", "source"])
+        Membership.objects.filter(user=user, source=Membership.Source.AUTO, active=True).exclude(
+            room_id__in=wanted_ids
+        ).update(active=False)
+    return wanted
