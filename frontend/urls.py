@@ -1,9 +1,17 @@
+"""The web pages. The log-in, sign-up, profile and log-out pages live in hub."""
+
 from django.urls import path
 
 from frontend import views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("rooms/", views.home, name="rooms"),
-    path("login/", views.home, name="login"),
+    path("rooms/", views.rooms, name="rooms"),
+    path("rooms/<int:room_id>/", views.room, name="room"),
+    path("rooms/<int:room_id>/follow", views.room_follow, name="room_follow"),
+    path("rooms/<int:room_id>/leave", views.room_leave, name="room_leave"),
+    path("direct/", views.direct_open, name="direct_open"),
+    path("groups/", views.group_create, name="group_create"),
+    path("moderation/", views.moderation, name="moderation"),
+    path("moderation/reports/<int:report_id>", views.report_resolve, name="report_resolve"),
 ]

@@ -1,5 +1,258 @@
-from django.http import HttpRequest, HttpResponse
+"""The web pages. Each view decodes the request, calls a selector or a service,
+and renders; live updates come over the socket (see static/hirfa/socket.js).
+
+A room the user may not read is a 404, whether it exists or not, like the
+socket's `not_found`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render, resolve_url
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from frontend import selectors as page_selectors
+from frontend.i18n import js_strings
+from hub.errors import ErrorCode, HirfaError
+from rooms import selectors, services
+from rooms.models import RoomKind
+
+INITIAL_MESSAGES = 30
+MEMBERS_SHOWN = 60
+DISCOVER_SHOWN = 60
+# The preset reactions offered under each message.
+REACTIONS = ["👍", "❤️", "😂", "🎉", "🙏", "😮"]
+
+PUBLIC_KINDS = [
+    (RoomKind.GUILD.value, RoomKind.GUILD.label),
+    (RoomKind.REGION.value, RoomKind.REGION.label),
+    (RoomKind.GUILD_REGION.value, RoomKind.GUILD_REGION.label),
+]
 
 
+def _error_text(exc: HirfaError) -> str:
+    """A translated sentence for a refused action (the service's message is English)."""
+    texts = {
+        ErrorCode.NOT_FOUND: _("No such room."),
+        ErrorCode.FORBIDDEN: _("You are not allowed to do this."),
+        ErrorCode.INVALID: _("This request is not valid."),
+        ErrorCode.EMPTY: _("Please fill in the form."),
+    }
+    return texts.get(exc.code, exc.message)
+
+
+def _back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
+    """Redirect to the form's `next` when it is a local URL, else to `fallback`."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return HttpResponseRedirect(target)
+    return HttpResponseRedirect(fallback)
+
+
+def _direct_title(user: Any, room_id: int) -> str:
+    """A direct room is named after the other member."""
+    others = [
+        m.user.display_name
+        for m in selectors.room_members(user=user, room_id=room_id)
+        if m.user_id != user.pk
+    ]
+    return ", ".join(others) or _("Direct conversation")
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        number = int(value or "")
+    except ValueError:
+        return None
+    return number if number > 0 else None
+
+
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("Hirfa")
+    """Signed-in members go to their rooms, others to the log-in page."""
+    if request.user.is_authenticated:
+        return redirect("rooms")
+    return redirect(resolve_url(settings.LOGIN_URL))
+
+
+@login_required
+@require_GET
+def rooms(request: HttpRequest) -> HttpResponse:
+    """The rooms the member follows (unread counts kept live by rooms.js) and public rooms to discover."""
+    kind = request.GET.get("kind", "")
+    if kind not in {k for k, _label in PUBLIC_KINDS}:
+        kind = ""
+    query = request.GET.get("q", "").strip()[:80]
+    followed = [
+        replace(r, title=_direct_title(request.user, r.id)) if r.kind == RoomKind.DIRECT else r
+        for r in selectors.rooms_for_user(user=request.user)
+    ]
+    discover = list(selectors.public_rooms(user=request.user, kind=kind or None, query=query)[
+        :DISCOVER_SHOWN
+    ])
+    config = {
+        "rooms": [{"id": r.id, "rev": r.rev, "unread": r.unread} for r in followed],
+        "me": request.user.pk,
+    }
+    return render(
+        request,
+        "frontend/rooms.html",
+        {
+            "followed": followed,
+            "discover": discover,
+            "kinds": PUBLIC_KINDS,
+            "kind": kind,
+            "query": query,
+            "config": config,
+            "i18n": js_strings(),
+            "moderates": page_selectors.user_moderates_any(user=request.user),
+        },
+    )
+
+
+@login_required
+@require_GET
+def room(request: HttpRequest, room_id: int) -> HttpResponse:
+    """A room: the latest messages in the page, the rest (live, older, missed) over the socket."""
+    try:
+        access = selectors.room_access(user=request.user, room_id=room_id)
+        # The rev is read before the history, so a resume from it replays anything newer.
+        rev = access.room.last_rev
+        history, more = selectors.room_history(
+            user=request.user, room_id=room_id, limit=INITIAL_MESSAGES
+        )
+        members = selectors.room_members(user=request.user, room_id=room_id)
+    except HirfaError as exc:
+        raise Http404(_("No such room.")) from exc
+    muted = selectors.member_is_muted(access.membership)
+    title = access.room.display_title()
+    if access.room.kind == RoomKind.DIRECT:
+        title = _direct_title(request.user, room_id)
+    config: dict[str, Any] = {
+        "room": access.room.pk,
+        "rev": rev,
+        "more": more,
+        "me": request.user.pk,
+        "meName": request.user.display_name,
+        "moderator": access.can_moderate,
+        "follows": access.follows,
+        "muted": muted,
+        "readId": access.membership.last_read_seq if access.membership else 0,
+        "maxChars": settings.HIRFA_MESSAGE_MAX_CHARS,
+        "maxUpload": settings.HIRFA_ATTACHMENT_MAX_BYTES,
+        "uploadUrl": f"/api/rooms/{access.room.pk}/attachments",
+        "directUrl": reverse("direct_open"),
+        "reactions": REACTIONS,
+        "messages": [m.model_dump(mode="json") for m in history],
+    }
+    return render(
+        request,
+        "frontend/room.html",
+        {
+            "room": access.room,
+            "title": title,
+            "access": access,
+            "muted": muted,
+            "members": members[:MEMBERS_SHOWN],
+            "members_total": len(members),
+            "config": config,
+            "i18n": js_strings(),
+            "moderates": access.can_moderate or page_selectors.user_moderates_any(user=request.user),
+        },
+    )
+
+
+@login_required
+@require_POST
+def room_follow(request: HttpRequest, room_id: int) -> HttpResponse:
+    try:
+        services.room_follow(user=request.user, room_id=room_id)
+    except HirfaError as exc:
+        messages.error(request, _error_text(exc))
+    else:
+        messages.success(request, _("You follow this room now."))
+    return _back(request, reverse("rooms"))
+
+
+@login_required
+@require_POST
+def room_leave(request: HttpRequest, room_id: int) -> HttpResponse:
+    try:
+        services.room_leave(user=request.user, room_id=room_id)
+    except HirfaError as exc:
+        messages.error(request, _error_text(exc))
+    else:
+        messages.success(request, _("You left the room."))
+    return _back(request, reverse("rooms"))
+
+
+@login_required
+@require_POST
+def direct_open(request: HttpRequest) -> HttpResponse:
+    """Open (or create) the direct room with a member and go there."""
+    other = _int(request.POST.get("user"))
+    try:
+        if other is None:
+            raise HirfaError(ErrorCode.INVALID, "No such member.")
+        direct = services.direct_room_open(user=request.user, other_id=other)
+    except HirfaError as exc:
+        messages.error(request, _error_text(exc))
+        return _back(request, reverse("rooms"))
+    return redirect("room", room_id=direct.pk)
+
+
+@login_required
+@require_POST
+def group_create(request: HttpRequest) -> HttpResponse:
+    """Create a private group with the chosen members and go there."""
+    title = request.POST.get("title", "").strip()
+    member_ids = [m for m in (_int(v) for v in request.POST.getlist("members")) if m]
+    try:
+        if not title:
+            raise HirfaError(ErrorCode.EMPTY, "A group needs a title.")
+        group = services.group_create(user=request.user, title=title[:120], member_ids=member_ids)
+    except HirfaError as exc:
+        messages.error(request, _error_text(exc))
+        return _back(request, reverse("rooms"))
+    messages.success(request, _("Your private group is ready."))
+    return redirect("room", room_id=group.pk)
+
+
+@login_required
+@require_GET
+def moderation(request: HttpRequest) -> HttpResponse:
+    """The moderators' queue of open reports; members who moderate nothing get a 404."""
+    if not page_selectors.user_moderates_any(user=request.user):
+        raise Http404(_("No such page."))
+    return render(
+        request,
+        "frontend/moderation.html",
+        {"reports": page_selectors.reports_open(moderator=request.user), "moderates": True},
+    )
+
+
+@login_required
+@require_POST
+def report_resolve(request: HttpRequest, report_id: int) -> HttpResponse:
+    action = request.POST.get("action", "")
+    try:
+        services.report_resolve(moderator=request.user, report_id=report_id, action=action)
+    except HirfaError as exc:
+        messages.error(request, _error_text(exc))
+    else:
+        if action == "delete":
+            messages.success(request, _("The message was deleted."))
+        else:
+            messages.success(request, _("The report was dismissed."))
+    return redirect("moderation")

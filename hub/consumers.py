@@ -207,7 +207,7 @@ class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
             self.emit(
                 ErrorOut(
                     ref=frame.ref,
-                    code="unsupported_version",
+                    code=ErrorCode.UNSUPPORTED_VERSION.value,
                     message=f"This server speaks version {protocol.PROTOCOL_VERSION}.",
                 )
             )

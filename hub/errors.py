@@ -12,6 +12,7 @@ class ErrorCode(str, enum.Enum):
     INVALID_FRAME = "invalid_frame"
     FRAME_TOO_LARGE = "frame_too_large"
     HANDSHAKE_REQUIRED = "handshake_required"
+    UNSUPPORTED_VERSION = "unsupported_version"
     # Domain: the action is refused, the socket stays open.
     NOT_FOUND = "not_found"  # also "not allowed to read": the two are one answer
     FORBIDDEN = "forbidden"  # readable, but this action is not yours to take
@@ -35,7 +36,6 @@ class CloseCode(enum.IntEnum):
     UNAUTHENTICATED = 4003
     ABUSE = 4008
     TOO_SLOW_RESUME = 4010
-    IDLE_TIMEOUT = 4011
 
 
 class HirfaError(Exception):

@@ -90,14 +90,17 @@ TEMPLATES = [
 
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    # One test database per test run, so that concurrent runs do not trample each other.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "hirfa.sqlite3",
-            # A file, not memory, so that test servers in other processes share it.
-            "TEST": {"NAME": str(DATA_DIR / "test-hirfa.sqlite3")},
+            # A file, not memory, so that test servers in other processes share it;
+            # one per test run, so that concurrent runs do not trample each other.
+            "TEST": {"NAME": str(DATA_DIR / f"test-hirfa-{os.getpid()}.sqlite3")},
             "OPTIONS": {
                 "timeout": 20,
                 "transaction_mode": "IMMEDIATE",

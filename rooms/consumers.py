@@ -97,7 +97,13 @@ class RoomFrames:
         }
 
     async def user_display_name(self) -> str:
-        return await database_sync_to_async(lambda: self.user.display_name)()
+        # Read once: presence may be announced from tasks beside the handler, where a
+        # second database_sync_to_async call would contend for the one sync thread.
+        name = getattr(self, "_display_name", None)
+        if name is None:
+            name = await database_sync_to_async(lambda: self.user.display_name)()
+            self._display_name = name
+        return name
 
     # --- live events --------------------------------------------------------------
 

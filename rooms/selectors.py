@@ -9,9 +9,18 @@ from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from hub.errors import ErrorCode, HirfaError
-from hub.models import ModeratorScope, User
+from hub.models import ModeratorScope, Notification, User
 from hub.protocol import AttachmentOut, Author, MessageOut
-from rooms.models import Attachment, MemberRole, Membership, Message, Reaction, Room, RoomKind
+from rooms.models import (
+    Attachment,
+    MemberRole,
+    Membership,
+    Message,
+    Reaction,
+    Report,
+    Room,
+    RoomKind,
+)
 
 NOT_FOUND_MESSAGE = "No such room."
 
@@ -244,3 +253,41 @@ def member_is_muted(membership: Membership | None) -> bool:
         and membership.muted_until is not None
         and membership.muted_until > timezone.now()
     )
+
+
+# --- notifications and the moderators' queue (read by the REST API) ----------
+
+
+def notifications_recent(*, user: User, unread_only: bool = False, limit: int = 50) -> list[Notification]:
+    """`user`'s own notifications, newest first; never anyone else's."""
+    qs = Notification.objects.filter(user=user)
+    if unread_only:
+        qs = qs.filter(read_at__isnull=True)
+    return list(qs.order_by("-id")[: max(1, min(limit, 200))])
+
+
+def reports_open(*, moderator: User, limit: int = 200) -> list[Report]:
+    """Open reports of messages in rooms `moderator` moderates and may read, oldest first."""
+    rows = (
+        Report.objects.filter(status=Report.Status.OPEN)
+        .select_related(
+            "reporter", "reporter__profile", "message__room", "message__room__trade",
+            "message__room__wilaya", "message__author", "message__author__profile",
+        )
+        .prefetch_related("message__reactions", "message__attachments")
+        .order_by("id")
+    )
+    allowed: dict[int, bool] = {}
+    found: list[Report] = []
+    for report in rows[:2000]:
+        room_id = report.message.room_id
+        if room_id not in allowed:
+            try:
+                allowed[room_id] = room_access(user=moderator, room_id=room_id).can_moderate
+            except HirfaError:
+                allowed[room_id] = False
+        if allowed[room_id]:
+            found.append(report)
+            if len(found) >= limit:
+                break
+    return found

@@ -1,0 +1,678 @@
+"""Chat fan-out benchmark: N members in one room through the real stack.
+
+    .venv/bin/python bench/chat_fanout.py                # 100 and 1,000 members
+    .venv/bin/python bench/chat_fanout.py --members 1000 --json
+
+What runs, all on 127.0.0.1: one daphne process serving `hub.asgi` on a bench
+PostgreSQL database (created, migrated and dropped here) and Redis; N
+receivers, each an authenticated websocket (a session row made directly in the
+database, its cookie and a matching Origin) subscribed to one private room,
+spread over client processes; a few sender sockets, members of the room that
+do not subscribe, post persisted messages with the `send` frame at a rate that
+rises step by step. Each message's text carries the sender's wall-clock time;
+receivers compute the end-to-end latency on the same clock and check that they
+received every message id (a gap is a loss unless the socket was closed with
+4010, which tells the client to resume from the database).
+
+The same clients then drive the same load against a minimal broadcast server
+written with the `websockets` library: the ceiling on this machine, with the
+same client-side cost. A rate is "sustained" when p99 < 100 ms, nothing is
+lost and at least 90% of the offered deliveries/s arrive.
+
+Every wait is bounded; every process started here is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import multiprocessing as mp
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from array import array
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BENCH_DB = "hirfa_bench"
+PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432"
+# Room ids far above anything tests create: Redis pub/sub channels are shared by every database.
+ROOM_ID_BASE = 970_000_000
+P99_TARGET_MS = 100.0
+# Offered deliveries/s per step (messages/s = deliveries / members).
+STEPS = [2_500, 5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000, 65_000, 80_000,
+         100_000, 130_000, 160_000]
+STEP_SECONDS = 2.5
+DRAIN_SECONDS = 4.0
+SENDERS = 40
+# The hub consumer allows 20 frames/s per socket; senders stay below it.
+PER_SENDER_MAX_RATE = 15.0
+
+
+# --- helpers ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+# --- database set-up ----------------------------------------------------------------
+
+
+def bench_env(redis_db: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"{PG_ADMIN_URL}/{BENCH_DB}",
+        REDIS_URL=f"redis://127.0.0.1:6379/{redis_db}",
+        DJANGO_SETTINGS_MODULE="hub.settings",
+        HIRFA_FAST_PASSWORD_HASHER="1",
+        HIRFA_RATE_BURST="100000",
+        HIRFA_RATE_PER_SECOND="100000",
+        HIRFA_LOG_LEVEL="WARNING",
+        HIRFA_DEBUG="0",
+        ALLOWED_HOSTS="127.0.0.1",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def create_database(env: dict[str, str]) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    subprocess.run(
+        [PYTHON, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"],
+        env=env, cwd=ROOT, check=True, timeout=300,
+    )
+
+
+def drop_database() -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+
+
+def make_room(members: int, senders: int, index: int) -> dict[str, Any]:
+    """Users, sessions and one private room; runs in a child process with the bench env."""
+    import django
+
+    django.setup()
+    from datetime import timedelta
+
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+    from django.utils.crypto import get_random_string
+
+    from hub.models import User
+    from rooms.models import MemberRole, Membership, Room, RoomKind
+
+    password = make_password("bench-passphrase")
+    prefix = f"b{index}-"
+    users = User.objects.bulk_create(
+        [User(username=f"{prefix}{i}", password=password) for i in range(members + senders)]
+    )
+    room = Room.objects.create(pk=ROOM_ID_BASE + index, kind=RoomKind.GROUP, title=f"bench {members}")
+    Membership.objects.bulk_create(
+        [Membership(room=room, user=u, role=MemberRole.MEMBER, source=Membership.Source.INVITE)
+         for u in users]
+    )
+    store = SessionStore()
+    expire = timezone.now() + timedelta(days=1)
+    sessions = []
+    keys = []
+    for user in users:
+        key = get_random_string(32)
+        data = {
+            SESSION_KEY: str(user.pk),
+            BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+            HASH_SESSION_KEY: user.get_session_auth_hash(),
+        }
+        sessions.append(Session(session_key=key, session_data=store.encode(data), expire_date=expire))
+        keys.append(key)
+    Session.objects.bulk_create(sessions)
+    return {"room": room.pk, "receivers": keys[:members], "senders": keys[members:]}
+
+
+def _make_room_child(conn: Connection, env: dict[str, str], members: int, senders: int, index: int) -> None:
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    conn.send(make_room(members, senders, index))
+
+
+# --- the ceiling: a minimal broadcast server -------------------------------------------
+
+
+def ceiling_server(port: int) -> None:
+    """Speaks the subset of the hub protocol the bench uses; broadcasts each send to subscribers."""
+    from websockets.asyncio.server import broadcast, serve
+
+    subscribers: set[Any] = set()
+    next_id = 0
+
+    async def handler(ws: Any) -> None:
+        nonlocal next_id
+        try:
+            async for raw in ws:
+                frame = json.loads(raw)
+                kind = frame.get("type")
+                if kind == "send":
+                    next_id += 1
+                    text = json.dumps({"type": "message", "room": frame["room"], "id": next_id,
+                                       "rev": next_id, "text": frame["text"]}, separators=(",", ":"))
+                    broadcast(subscribers, text)
+                    await ws.send(json.dumps({"type": "ack", "ref": frame.get("ref"), "id": next_id}))
+                elif kind == "subscribe":
+                    subscribers.add(ws)
+                    await ws.send(json.dumps({"type": "subscribed", "room": frame["room"]}))
+                elif kind == "hello":
+                    await ws.send(json.dumps({"type": "welcome", "ref": frame.get("ref")}))
+        finally:
+            subscribers.discard(ws)
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", port, compression=None, max_queue=64):
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+# --- receivers (client processes) ----------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    ids: set[int] = field(default_factory=set)
+    closed_code: int | None = None
+
+
+async def _open(url: str, cookie: str | None, origin: str) -> Any:
+    from websockets.asyncio.client import connect
+
+    headers = {"Cookie": f"sessionid={cookie}"} if cookie else None
+    return await connect(url, origin=origin, additional_headers=headers, compression=None,
+                         proxy=None, open_timeout=30, max_size=4 * 1024 * 1024, max_queue=256,
+                         ping_interval=None)
+
+
+async def _handshake(ws: Any, room: int | None) -> None:
+    await ws.send(json.dumps({"type": "hello", "v": 1, "ref": "h"}))
+    if room is not None:
+        await ws.send(json.dumps({"type": "subscribe", "room": room, "ref": "s"}))
+    want = "subscribed" if room is not None else "welcome"
+    async with asyncio.timeout(60):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame.get("type") == want:
+                return
+            if frame.get("type") == "error":
+                raise RuntimeError(f"handshake refused: {frame}")
+
+
+async def client_worker(conn: Connection, url: str, origin: str, room: int, cookies: list[str | None]) -> None:
+    """Receivers of one client process; obeys commands from the parent on `conn`."""
+    import psutil
+
+    loop = asyncio.get_running_loop()
+    me = psutil.Process()
+    receivers = [Receiver() for _ in cookies]
+    latencies = array("d")
+    state = {"last_rx": 0.0, "frames": 0}
+    sockets: list[Any] = []
+    gate = asyncio.Semaphore(50)
+
+    async def run(i: int, cookie: str | None) -> None:
+        async with gate:
+            ws = await _open(url, cookie, origin)
+            await _handshake(ws, room)
+        sockets.append(ws)
+        rec = receivers[i]
+        lat_append = latencies.append
+        loads = json.loads
+        now = time.time
+        try:
+            async for raw in ws:
+                state["frames"] += 1
+                if raw.startswith('{"type":"message"'):
+                    frame = loads(raw)
+                    t = now()
+                    rec.ids.add(frame["id"])
+                    lat_append(t - float(frame["text"].split(" ", 2)[1]))
+                    state["last_rx"] = t
+        except Exception:
+            pass
+        rec.closed_code = ws.close_code if ws.close_code is not None else -1
+
+    tasks: list[asyncio.Task[None]] = []
+    recv = lambda: loop.run_in_executor(None, conn.recv)  # noqa: E731
+    while True:
+        cmd, arg = await recv()
+        if cmd == "connect":
+            t0 = time.monotonic()
+            tasks = [loop.create_task(run(i, c)) for i, c in enumerate(cookies)]
+            deadline = time.monotonic() + 240
+            while len(sockets) < len(cookies) and time.monotonic() < deadline:
+                failed = [t for t in tasks if t.done() and t.exception()]
+                if failed:
+                    conn.send(("error", repr(failed[0].exception())))
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                conn.send(("ready", {"sockets": len(sockets), "seconds": time.monotonic() - t0}))
+        elif cmd == "quiet":
+            # Wait until the set-up traffic (presence of every member) has drained.
+            deadline = time.monotonic() + arg
+            last = -1
+            while time.monotonic() < deadline:
+                if state["frames"] == last:
+                    break
+                last = state["frames"]
+                await asyncio.sleep(0.5)
+            conn.send(("quiet", state["frames"]))
+        elif cmd == "begin":
+            for rec in receivers:
+                rec.ids.clear()
+            del latencies[:]
+            state["last_rx"] = 0.0
+            conn.send(("begun", me.cpu_times()))
+        elif cmd == "collect":
+            expected: set[int] = set(arg["ids"])
+            deadline = time.monotonic() + arg["drain"]
+            while time.monotonic() < deadline:
+                if all(expected <= r.ids or r.closed_code is not None for r in receivers):
+                    break
+                await asyncio.sleep(0.05)
+            lost = resumed = received = 0
+            closed = {}
+            for r in receivers:
+                got = len(expected & r.ids)
+                received += got
+                if r.closed_code is not None:
+                    closed[r.closed_code] = closed.get(r.closed_code, 0) + 1
+                    if r.closed_code == 4010:
+                        resumed += len(expected) - got
+                        continue
+                lost += len(expected) - got
+            conn.send(("collected", {
+                "received": received, "lost": lost, "resumed": resumed, "closed": closed,
+                "last_rx": state["last_rx"], "latencies": latencies.tobytes(),
+                "cpu": me.cpu_times(),
+            }))
+        elif cmd == "close":
+            for ws in sockets:
+                try:
+                    await asyncio.wait_for(ws.close(), 2)
+                except Exception:
+                    pass
+            for t in tasks:
+                t.cancel()
+            conn.send(("closed", None))
+            return
+
+
+def _client_process(conn: Connection, url: str, origin: str, room: int, cookies: list[str | None]) -> None:
+    try:
+        asyncio.run(client_worker(conn, url, origin, room, cookies))
+    except (EOFError, KeyboardInterrupt):
+        pass
+
+
+# --- senders and steps (parent process) -------------------------------------------------
+
+
+class Senders:
+    def __init__(self, sockets: list[Any]) -> None:
+        self.sockets = sockets
+        self.acked: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        self.readers = [asyncio.get_running_loop().create_task(self._read(ws)) for ws in sockets]
+
+    async def _read(self, ws: Any) -> None:
+        try:
+            async for raw in ws:
+                frame = json.loads(raw)
+                if frame.get("type") == "ack" and frame.get("ref"):
+                    self.acked[frame["ref"]] = frame["id"]
+                elif frame.get("type") == "error":
+                    self.errors[frame["code"]] = self.errors.get(frame["code"], 0) + 1
+        except Exception:
+            pass
+
+    async def run(self, *, rate: float, seconds: float, room: int, tag: str) -> tuple[list[int], float, int]:
+        """Send `rate` messages/s for `seconds`; answer the acknowledged ids, the first send time, the count."""
+        count = max(1, int(rate * seconds))
+        refs = [f"{tag}-{i}" for i in range(count)]
+        t0 = time.monotonic()
+        wall0 = time.time()
+        for i, ref in enumerate(refs):
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ws = self.sockets[i % len(self.sockets)]
+            await ws.send(json.dumps({"type": "send", "room": room, "client_id": ref, "ref": ref,
+                                      "text": f"b {time.time():.6f} {ref}"}))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(r in self.acked for r in refs):
+            await asyncio.sleep(0.02)
+        return sorted(self.acked[r] for r in refs if r in self.acked), wall0, count
+
+    async def close(self) -> None:
+        for ws in self.sockets:
+            try:
+                await asyncio.wait_for(ws.close(), 2)
+            except Exception:
+                pass
+        for t in self.readers:
+            t.cancel()
+
+
+def _ask(conns: list[Connection], cmd: str, arg: Any, timeout: float) -> list[Any]:
+    for c in conns:
+        c.send((cmd, arg))
+    out = []
+    for c in conns:
+        if not c.poll(timeout):
+            raise RuntimeError(f"a client process did not answer {cmd!r} within {timeout} s")
+        kind, value = c.recv()
+        if kind == "error":
+            raise RuntimeError(f"a client process failed: {value}")
+        out.append(value)
+    return out
+
+
+async def _aask(conns: list[Connection], cmd: str, arg: Any, timeout: float) -> list[Any]:
+    return await asyncio.get_running_loop().run_in_executor(None, _ask, conns, cmd, arg, timeout)
+
+
+def _cpu(t: Any) -> float:
+    return float(t.user + t.system)
+
+
+async def drive(*, label: str, url: str, origin: str, room: int, receivers: list[str | None],
+                senders: list[str | None], server_pid: int, procs: int, steps: list[int],
+                quiet_seconds: float, step_seconds: float) -> dict[str, Any]:
+    """Connect the clients, run the rising steps, and answer the measurements."""
+    import psutil
+
+    server = psutil.Process(server_pid)
+    members = len(receivers)
+    ctx = mp.get_context("spawn")
+    rss_before = server.memory_info().rss
+    conns: list[Connection] = []
+    workers = []
+    share = math.ceil(members / procs)
+    for p in range(procs):
+        part = receivers[p * share:(p + 1) * share]
+        if not part:
+            continue
+        parent, child = ctx.Pipe()
+        w = ctx.Process(target=_client_process, args=(child, url, origin, room, part), daemon=True)
+        w.start()
+        conns.append(parent)
+        workers.append(w)
+    sender_socks: list[Any] = []
+    result: dict[str, Any] = {"label": label, "members": members, "steps": []}
+    try:
+        ready = await _aask(conns, "connect", None, 300)
+        result["connect_seconds"] = round(max(r["seconds"] for r in ready), 1)
+        for cookie in senders:
+            ws = await _open(url, cookie, origin)
+            await _handshake(ws, None)
+            sender_socks.append(ws)
+        await _aask(conns, "quiet", quiet_seconds, quiet_seconds + 30)
+        rss_after = server.memory_info().rss
+        result["server_rss_mb"] = round(rss_after / 2**20, 1)
+        result["server_rss_per_connection_kb"] = round((rss_after - rss_before) / members / 1024, 1)
+        send = Senders(sender_socks)
+        max_rate = PER_SENDER_MAX_RATE * len(sender_socks)
+        for n, offered in enumerate(steps):
+            rate = offered / members
+            if rate > max_rate:
+                break
+            begun = await _aask(conns, "begin", None, 30)
+            srv0 = _cpu(server.cpu_times())
+            wall_start = time.monotonic()
+            ids, wall0, count = await send.run(rate=rate, seconds=step_seconds, room=room, tag=f"{label}{n}")
+            got = await _aask(conns, "collect", {"ids": ids, "drain": DRAIN_SECONDS}, DRAIN_SECONDS + 30)
+            elapsed = time.monotonic() - wall_start
+            srv_cpu = (_cpu(server.cpu_times()) - srv0) / elapsed
+            cli_cpu = sum(_cpu(g["cpu"]) - _cpu(b) for g, b in zip(got, begun)) / elapsed
+            lat: list[float] = []
+            for g in got:
+                a = array("d")
+                a.frombytes(g["latencies"])
+                lat.extend(a)
+            received = sum(g["received"] for g in got)
+            last_rx = max(g["last_rx"] for g in got)
+            span = max(last_rx - wall0, step_seconds) if received else STEP_SECONDS
+            closed: dict[str, int] = {}
+            for g in got:
+                for code, k in g["closed"].items():
+                    closed[str(code)] = closed.get(str(code), 0) + k
+            step = {
+                "offered_deliveries_per_s": offered,
+                "messages_per_s": round(rate, 1),
+                "messages": count,
+                "acked": len(ids),
+                "deliveries_per_s": round(received / span),
+                "p50_ms": round(pct(lat, 0.50) * 1000, 1),
+                "p99_ms": round(pct(lat, 0.99) * 1000, 1),
+                "max_ms": round(max(lat) * 1000, 1) if lat else None,
+                "lost": sum(g["lost"] for g in got),
+                "closed_4010_unreceived": sum(g["resumed"] for g in got),
+                "closed": closed,
+                "send_errors": dict(send.errors),
+                "server_cpu_percent": round(srv_cpu * 100),
+                "client_cpu_percent": round(cli_cpu * 100),
+            }
+            step["sustained"] = bool(
+                len(ids) == count and step["lost"] == 0 and step["p99_ms"] < P99_TARGET_MS
+                and received >= 0.9 * offered * span and received == members * len(ids)
+            )
+            send.errors.clear()
+            result["steps"].append(step)
+            print(f"  [{label} N={members}] offered {offered:>7}/s -> {step['deliveries_per_s']:>7}/s "
+                  f"p50 {step['p50_ms']:>6} ms p99 {step['p99_ms']:>7} ms lost {step['lost']} "
+                  f"4010 {step['closed_4010_unreceived']} server cpu {step['server_cpu_percent']}% "
+                  f"clients cpu {step['client_cpu_percent']}%"
+                  + ("" if step["sustained"] else "  (not sustained)"), file=sys.stderr, flush=True)
+            if not step["sustained"] or any(closed.values()):
+                break
+            await asyncio.sleep(0.5)
+        await send.close()
+        sender_socks = []
+    finally:
+        for ws in sender_socks:
+            try:
+                await asyncio.wait_for(ws.close(), 2)
+            except Exception:
+                pass
+        try:
+            await _aask(conns, "close", None, 30)
+        except Exception:
+            pass
+        for w in workers:
+            w.join(timeout=10)
+            if w.is_alive():
+                w.terminate()
+                w.join(timeout=5)
+    best = max((s for s in result["steps"] if s["sustained"]),
+               key=lambda s: s["deliveries_per_s"], default=None)
+    result["best"] = best
+    return result
+
+
+# --- the run --------------------------------------------------------------------------
+
+
+def summarise(members: int, hub: dict[str, Any], ceiling: dict[str, Any] | None) -> dict[str, Any]:
+    best = hub["best"] or {}
+    cbest = (ceiling or {}).get("best") or {}
+    out: dict[str, Any] = {
+        "members": members,
+        "deliveries_per_s": best.get("deliveries_per_s", 0),
+        "p50_ms": best.get("p50_ms"),
+        "p99_ms": best.get("p99_ms"),
+        "messages_per_s": best.get("messages_per_s"),
+        "server_cpu_percent": best.get("server_cpu_percent"),
+        "client_cpu_percent": best.get("client_cpu_percent"),
+        "server_rss_mb": hub.get("server_rss_mb"),
+        "server_rss_per_connection_kb": hub.get("server_rss_per_connection_kb"),
+        "connect_seconds": hub.get("connect_seconds"),
+        "lost": sum(s["lost"] for s in hub["steps"]),
+        "ceiling_deliveries_per_s": cbest.get("deliveries_per_s"),
+        "ceiling_p99_ms": cbest.get("p99_ms"),
+        "ratio_to_ceiling": (round(best.get("deliveries_per_s", 0) / cbest["deliveries_per_s"], 2)
+                             if cbest.get("deliveries_per_s") else None),
+        "steps": hub["steps"],
+        "ceiling_steps": (ceiling or {}).get("steps", []),
+    }
+    return out
+
+
+async def run_members(members: int, index: int, args: argparse.Namespace, env: dict[str, str],
+                      daphne: subprocess.Popen[bytes], port: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    maker = ctx.Process(target=_make_room_child, args=(child, env, members, args.senders, index))
+    maker.start()
+    if not parent.poll(300):
+        maker.terminate()
+        raise RuntimeError("creating the bench users timed out")
+    made = parent.recv()
+    maker.join(timeout=30)
+    origin = f"http://127.0.0.1:{port}"
+    print(f"N={members}: hub (daphne pid {daphne.pid})", file=sys.stderr, flush=True)
+    hub = await drive(label="hub", url=f"ws://127.0.0.1:{port}/ws/", origin=origin, room=made["room"],
+                      receivers=made["receivers"], senders=made["senders"], server_pid=daphne.pid,
+                      procs=args.client_procs, steps=args.steps, quiet_seconds=120,
+                      step_seconds=args.step_seconds)
+    ceiling = None
+    if not args.no_ceiling:
+        cport = free_port()
+        cproc = subprocess.Popen([PYTHON, __file__, "--ceiling-server", str(cport)], cwd=ROOT)
+        try:
+            wait_port(cport, cproc)
+            print(f"N={members}: ceiling (websockets pid {cproc.pid})", file=sys.stderr, flush=True)
+            ceiling = await drive(
+                label="ceiling", url=f"ws://127.0.0.1:{cport}/", origin=f"http://127.0.0.1:{cport}",
+                room=1, receivers=[None] * members, senders=[None] * args.senders,
+                server_pid=cproc.pid, procs=args.client_procs, steps=args.steps, quiet_seconds=10,
+                step_seconds=args.step_seconds,
+            )
+        finally:
+            stop(cproc)
+    return summarise(members, hub, ceiling)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    env = bench_env(args.redis_db)
+    create_database(env)
+    port = free_port()
+    daphne = None
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                               "results": []}
+    try:
+        daphne = subprocess.Popen(
+            [str(Path(PYTHON).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
+             "hub.asgi:application"],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+        )
+        wait_port(port, daphne)
+        for index, members in enumerate(args.members):
+            results["results"].append(await run_members(members, index, args, env, daphne, port))
+    finally:
+        stop(daphne)
+        if not args.keep_db:
+            drop_database()
+    return results
+
+
+def report(results: dict[str, Any]) -> None:
+    print(f"machine: {results['machine']['cpus']} CPUs, Python {results['machine']['python']}")
+    for r in results["results"]:
+        print(f"\nN = {r['members']} members in one room")
+        print(f"  highest rate sustained with p99 < {P99_TARGET_MS:.0f} ms: "
+              f"{r['deliveries_per_s']} deliveries/s ({r['messages_per_s']} messages/s)")
+        print(f"  latency at that rate: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
+        print(f"  server CPU {r['server_cpu_percent']}%, clients CPU {r['client_cpu_percent']}%; "
+              f"server RSS {r['server_rss_mb']} MB, {r['server_rss_per_connection_kb']} kB per connection")
+        print(f"  messages lost silently: {r['lost']}")
+        print(f"  ceiling (websockets broadcast server): {r['ceiling_deliveries_per_s']} deliveries/s, "
+              f"p99 {r['ceiling_p99_ms']} ms; ratio {r['ratio_to_ceiling']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", type=lambda s: [int(x) for x in s.split(",")], default=[100, 1000])
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--senders", type=int, default=SENDERS)
+    parser.add_argument("--redis-db", type=int, default=13)
+    parser.add_argument("--no-ceiling", action="store_true")
+    parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")], default=STEPS,
+                        help="offered deliveries/s of each step (default: %(default)s)")
+    parser.add_argument("--step-seconds", type=float, default=STEP_SECONDS)
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--ceiling-server", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ceiling_server:
+        ceiling_server(args.ceiling_server)
+        return
+    results = asyncio.run(main_async(args))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        report(results)
+
+
+if __name__ == "__main__":
+    main()

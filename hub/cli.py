@@ -1,0 +1,206 @@
+"""The `hirfa` command: serve the hub, create the first admin, seed a demo, run manage commands.
+
+    hirfa serve [--host 127.0.0.1] [--port 8000]   migrate, then run daphne
+    hirfa createadmin [--username U] [--email E] [--password-from-env [VAR]]
+    hirfa demo                                      seed artisans, rooms, messages
+    hirfa manage <command> [args...]                any Django management command
+    hirfa sfu | hirfa worker                        not yet available
+
+Settings come from the environment (see hub/settings.py); with nothing set the
+hub runs on the embedded default (SQLite in ./data, in-memory channel layer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+
+DEFAULT_PASSWORD_ENV = "HIRFA_ADMIN_PASSWORD"
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+    import django
+
+    django.setup()
+
+
+def _migrate(verbosity: int = 1) -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=verbosity)
+
+
+def _admin_hint() -> str:
+    from hub.models import User
+
+    if User.objects.filter(is_superuser=True).exists():
+        return ""
+    return (
+        "No admin yet. Create the first one with:\n"
+        "    hirfa createadmin\n"
+        f"or, without prompts: {DEFAULT_PASSWORD_ENV}=... hirfa createadmin "
+        "--username admin --email admin@example.org --password-from-env\n"
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Migrate, then serve HTTP and websockets with daphne until interrupted."""
+    _setup_django()
+    from daphne.endpoints import build_endpoint_description_strings
+    from daphne.server import Server
+    from django.conf import settings
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    _migrate(verbosity=0 if args.quiet else 1)
+    from hub.asgi import application
+
+    app = application
+    if not settings.PRODUCTION or args.static:
+        # The embedded default has no proxy in front: serve the static files too.
+        app = ASGIStaticFilesHandler(application)
+    hint = _admin_hint()
+    if hint:
+        print(hint)
+    print(f"Hirfa listens on http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
+    Server(
+        application=app,
+        endpoints=build_endpoint_description_strings(host=args.host, port=args.port),
+        # Idle sockets are pinged so that dead ones are found and closed.
+        ping_interval=settings.HIRFA_PING_SECONDS,
+        ping_timeout=settings.HIRFA_PING_SECONDS + 5,
+        proxy_forwarded_address_header="X-Forwarded-For" if args.proxy_headers else None,
+        proxy_forwarded_port_header="X-Forwarded-Port" if args.proxy_headers else None,
+        proxy_forwarded_proto_header="X-Forwarded-Proto" if args.proxy_headers else None,
+        verbosity=0 if args.quiet else 1,
+    ).run()
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_from_env:
+        password = os.environ.get(args.password_from_env, "")
+        if not password:
+            raise SystemExit(f"hirfa: the environment variable {args.password_from_env} is empty or unset")
+        return password
+    if not sys.stdin.isatty():
+        raise SystemExit(
+            f"hirfa: no terminal to ask for a password; use --password-from-env "
+            f"(reads ${DEFAULT_PASSWORD_ENV})"
+        )
+    while True:
+        first = getpass.getpass("Password: ")
+        if first and first == getpass.getpass("Password (again): "):
+            return first
+        print("The passwords differ or are empty; try again.", file=sys.stderr)
+
+
+def cmd_createadmin(args: argparse.Namespace) -> int:
+    """Create a superuser (with an artisan profile) from options, the environment or prompts."""
+    _setup_django()
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+    from django.db import transaction
+
+    from hub.models import User
+    from hub.services import profile_ensure
+
+    username = args.username or input("Username: ").strip()
+    email = args.email if args.email is not None else input("Email: ").strip()
+    if not username:
+        raise SystemExit("hirfa: a username is required")
+    if User.objects.filter(username__iexact=username).exists():
+        raise SystemExit(f"hirfa: the user {username!r} exists already")
+    password = _read_password(args)
+    try:
+        validate_password(password, user=User(username=username, email=email))
+    except ValidationError as exc:
+        raise SystemExit("hirfa: " + " ".join(exc.messages)) from exc
+    with transaction.atomic():
+        user = User.objects.create_superuser(username=username, email=email, password=password)
+        profile_ensure(user=user)
+    print(f"Admin {username!r} created; the admin site is at /admin/.")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Migrate, then seed the demonstration data (idempotent)."""
+    _setup_django()
+    from django.core.management import call_command
+
+    if not args.no_migrate:
+        _migrate(verbosity=0)
+    call_command("demo")
+    return 0
+
+
+def cmd_not_yet(args: argparse.Namespace) -> int:
+    print(f"hirfa {args.command}: not yet available", file=sys.stderr)
+    return 1
+
+
+def cmd_manage(argv: Sequence[str]) -> int:
+    """Pass `argv` to Django's management commands, as manage.py would."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["hirfa manage", *argv])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hirfa", description="Hirfa, the community hub of Algeria's artisans."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="migrate, then serve the hub with daphne")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--static", action="store_true", help="serve static files in production mode too"
+    )
+    serve.add_argument(
+        "--proxy-headers", action="store_true", help="trust X-Forwarded-* from a reverse proxy"
+    )
+    serve.add_argument("--quiet", action="store_true")
+    serve.set_defaults(func=cmd_serve)
+
+    admin = sub.add_parser("createadmin", help="create an admin account")
+    admin.add_argument("--username")
+    admin.add_argument("--email")
+    admin.add_argument(
+        "--password-from-env",
+        nargs="?",
+        const=DEFAULT_PASSWORD_ENV,
+        default=None,
+        metavar="VAR",
+        help=f"read the password from this environment variable (default {DEFAULT_PASSWORD_ENV})",
+    )
+    admin.set_defaults(func=cmd_createadmin)
+
+    demo = sub.add_parser("demo", help="seed demonstration artisans, rooms and messages")
+    demo.add_argument("--no-migrate", action="store_true", help="do not run migrations first")
+    demo.set_defaults(func=cmd_demo)
+
+    sub.add_parser("manage", help="run a Django management command (hirfa manage help)")
+    for name in ("sfu", "worker"):
+        sub.add_parser(name, help="not yet available").set_defaults(func=cmd_not_yet)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `hirfa` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "manage":
+        # Everything after `manage` belongs to Django, options included.
+        return cmd_manage(argv[1:])
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

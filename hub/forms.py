@@ -1,0 +1,137 @@
+"""Account forms: they check the shape of the input; `hub.services` decides and writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.password_validation import password_validators_help_text_html
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.utils.translation import gettext_lazy as _
+
+from hub.errors import HirfaError
+from hub.models import ArtisanProfile, User, Wilaya
+from hub.selectors import trades_by_domain, wilayas_in_force
+
+
+class WilayaChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Wilaya) -> str:  # type: ignore[override]
+        return f"{obj.code:02d} — {obj.name}"
+
+
+def _trade_choices() -> list[tuple[str, list[tuple[int, str]]]]:
+    return [
+        (group.domain.name, [(trade.pk, trade.name) for trade in group.trades])
+        for group in trades_by_domain()
+    ]
+
+
+class ProfileFieldsMixin(forms.Form):
+    """The fields that sign-up and the profile page share."""
+
+    display_name = forms.CharField(label=_("Display name"), max_length=80)
+    wilaya = WilayaChoiceField(
+        label=_("Wilaya"), queryset=Wilaya.objects.none(), empty_label=_("Choose your wilaya")
+    )
+    trades = forms.TypedMultipleChoiceField(
+        label=_("Trades"),
+        coerce=int,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("Choose one or more; you join their rooms."),
+    )
+    languages = forms.MultipleChoiceField(
+        label=_("Languages you write"),
+        choices=ArtisanProfile.Language.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Built per form so names follow the active language and new rows appear.
+        self.fields["wilaya"].queryset = wilayas_in_force()  # type: ignore[attr-defined]
+        self.fields["trades"].choices = _trade_choices()  # type: ignore[attr-defined]
+
+    def add_service_error(self, error: HirfaError) -> None:
+        """Show a refusal from a service next to the field it names (else on the form)."""
+        field = error.details.get("field")
+        self.add_error(field if isinstance(field, str) and field in self.fields else None, error.message)
+
+
+class SignupForm(ProfileFieldsMixin):
+    username = forms.CharField(
+        label=_("Username"),
+        max_length=150,
+        validators=[UnicodeUsernameValidator()],
+        help_text=_("Letters, digits and @ . + - _ only; others mention you with @username."),
+        widget=forms.TextInput(attrs={"autocomplete": "username", "autocapitalize": "none"}),
+    )
+    email = forms.EmailField(
+        label=_("Email"), widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
+    password1 = forms.CharField(
+        label=_("Password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validators_help_text_html(),
+    )
+    password2 = forms.CharField(
+        label=_("Password again"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    field_order = [
+        "username",
+        "email",
+        "password1",
+        "password2",
+        "display_name",
+        "wilaya",
+        "trades",
+        "languages",
+    ]
+
+    def clean_username(self) -> str:
+        username: str = self.cleaned_data["username"].strip()
+        if User.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError(_("This username is taken."))
+        return username
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("password1") and data.get("password2") and data["password1"] != data["password2"]:
+            self.add_error("password2", _("The two passwords differ."))
+        return data
+
+
+class ProfileForm(ProfileFieldsMixin):
+    bio = forms.CharField(
+        label=_("Short bio"), max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 4})
+    )
+    avatar = forms.FileField(
+        label=_("Avatar"),
+        required=False,
+        help_text=_("JPEG, PNG, WebP or GIF, at most 2 MB."),
+        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,image/webp,image/gif"}),
+    )
+
+    field_order = ["display_name", "wilaya", "trades", "languages", "bio", "avatar"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["trades"].required = False
+
+    @classmethod
+    def initial_for(cls, profile: ArtisanProfile | None) -> dict[str, Any]:
+        if profile is None:
+            return {}
+        return {
+            "display_name": profile.display_name,
+            "wilaya": profile.wilaya_id,
+            "trades": list(profile.trades.values_list("pk", flat=True)),
+            "languages": profile.languages,
+            "bio": profile.bio,
+            "avatar": profile.avatar,
+        }
+

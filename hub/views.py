@@ -1,0 +1,88 @@
+"""Account pages. Views only translate: a form checks the input, a service writes."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
+
+from hub import selectors, services
+from hub.errors import HirfaError
+from hub.forms import ProfileForm, SignupForm
+from hub.models import User
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    """Create an account, sign it in and send it to its rooms."""
+    if request.user.is_authenticated:
+        return redirect("rooms")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            user = services.artisan_register(
+                username=data["username"],
+                email=data["email"],
+                password=data["password1"],
+                display_name=data["display_name"],
+                wilaya_id=data["wilaya"].pk,
+                trade_ids=data["trades"],
+                languages=data["languages"],
+            )
+        except HirfaError as error:
+            form.add_service_error(error)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, _("Welcome to Hirfa! You joined the rooms of your trades and wilaya."))
+            return redirect("rooms")
+    return render(request, "hub/signup.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def profile(request: HttpRequest) -> HttpResponse:
+    """Show and edit the signed-in artisan's own profile, avatar included."""
+    user: User = request.user  # type: ignore[assignment]
+    current = selectors.profile_of(user=user)
+    if request.method == "POST":
+        form = ProfileForm(request.POST, request.FILES)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                services.profile_update(
+                    user=user,
+                    display_name=data["display_name"],
+                    wilaya_id=data["wilaya"].pk,
+                    trade_ids=data["trades"],
+                    languages=data["languages"],
+                    bio=data["bio"],
+                )
+                if data["avatar"]:
+                    services.avatar_set(user=user, upload=data["avatar"])
+                elif data["avatar"] is False:
+                    services.avatar_clear(user=user)
+            except HirfaError as error:
+                field = error.details.get("field")
+                if field is None and data["avatar"]:
+                    error.details["field"] = "avatar"
+                form.add_service_error(error)
+            else:
+                messages.success(request, _("Your profile is saved."))
+                return redirect("profile")
+    else:
+        form = ProfileForm(initial=ProfileForm.initial_for(current))
+    return render(request, "hub/profile.html", {"form": form, "profile": current})
+
+
+@login_required
+def profile_public(request: HttpRequest, username: str) -> HttpResponse:
+    """Another member's profile, read-only."""
+    found = selectors.public_profile(username=username)
+    if found is None:
+        raise Http404(_("No such member."))
+    return render(request, "hub/profile_public.html", {"profile": found})

@@ -1,0 +1,38 @@
+"""Configuration of an SFU instance (plain values; the Django side fills them in)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .types import VideoCodec
+
+
+@dataclass(frozen=True, slots=True)
+class SfuConfig:
+    """Everything an SFU needs to know about its network and its limits.
+
+    ``announced_addresses`` are the addresses written into the ICE host
+    candidates (a server behind NAT announces its public address; tests
+    announce 127.0.0.1); sockets bind to ``bind_address`` with ports in
+    ``port_min``..``port_max``.
+    """
+
+    announced_addresses: tuple[str, ...] = ("127.0.0.1",)
+    bind_address: str = "127.0.0.1"
+    port_min: int = 40000
+    port_max: int = 40999
+    default_video_codec: VideoCodec = VideoCodec.VP8
+    #: At most one keyframe request per published video track in this time (s).
+    keyframe_interval: float = 0.5
+    #: A hole in a video stream still open after this time (s) is given up.
+    loss_timeout: float = 0.1
+    #: Frames a subscription may hold before it drops (about 2 s of video).
+    video_queue_frames: int = 60
+    audio_queue_frames: int = 50
+    max_tracks_per_participant: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.announced_addresses:
+            raise ValueError("announced_addresses must name at least one address")
+        if not 0 < self.port_min <= self.port_max <= 65535:
+            raise ValueError(f"bad UDP port range {self.port_min}-{self.port_max}")

@@ -1,0 +1,266 @@
+"""The hub socket through Channels' communicator: rooms, resume and bad input.
+
+Runs on whatever bus the settings choose: the in-process one by default, Redis
+pub/sub when REDIS_URL is set (as in CI)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from hub.consumers import HubConsumer
+from rooms import services
+from rooms.models import Room, RoomKind
+from tests import factories
+from tests.sockets import expect, nothing_more, open_socket, subscribe
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@sync_to_async
+def guild_with_members(*names: str):
+    trade = factories.trade()
+    wilaya = factories.wilaya()
+    users = [factories.artisan(n, trades=[trade], wilaya_=wilaya) for n in names]
+    return (Room.objects.get(kind=RoomKind.GUILD, trade=trade), *users)
+
+
+@sync_to_async
+def post_as(user, room, text, client_id):
+    return services.message_post(user=user, room_id=room.pk, client_id=client_id, text=text)
+
+
+async def test_anonymous_socket_is_closed_with_4003():
+    from django.contrib.auth.models import AnonymousUser
+
+    comm = WebsocketCommunicator(HubConsumer.as_asgi(), "/ws/")
+    comm.scope["user"] = AnonymousUser()
+    await comm.connect()
+    out = await comm.receive_output(timeout=5)
+    assert out == {"type": "websocket.close", "code": 4003}
+
+
+async def test_frames_before_hello_are_refused_and_hello_version_is_checked():
+    room, amina = await guild_with_members("amina")
+    comm = await open_socket(amina, hello=False)
+    await comm.send_json_to({"type": "subscribe", "room": room.pk, "ref": "early"})
+    err = await expect(comm, "error")
+    assert (err["code"], err["ref"]) == ("handshake_required", "early")
+    await comm.send_json_to({"type": "hello", "v": 99})
+    err = await expect(comm, "error")
+    assert err["code"] == "unsupported_version"
+    out = await comm.receive_output(timeout=5)
+    assert out == {"type": "websocket.close", "code": 4002}
+
+
+async def test_live_message_reaches_every_subscriber_with_its_ack():
+    room, amina, yacine = await guild_with_members("amina", "yacine")
+    a, y = await open_socket(amina), await open_socket(yacine)
+    await subscribe(a, room.pk)
+    await subscribe(y, room.pk)
+    await a.send_json_to({"type": "send", "room": room.pk, "client_id": "k1", "text": "Salam", "ref": "s1"})
+    own = {}
+    while len(own) < 2:  # the ack and the sender's own copy, in either order
+        frame = await a.receive_json_from(timeout=5)
+        if frame["type"] in ("ack", "message"):
+            own[frame["type"]] = frame
+    got = await expect(y, "message")
+    assert (got["id"], got["text"], got["author"]["name"]) == (own["ack"]["id"], "Salam", "Amina")
+    assert own["message"]["client_id"] == "k1" and own["ack"]["ref"] == "s1"
+    await a.disconnect()
+    await y.disconnect()
+
+
+async def test_resume_replays_exactly_the_missed_messages_in_order():
+    room, amina, yacine = await guild_with_members("amina", "yacine")
+    y = await open_socket(yacine)
+    _, subscribed = await subscribe(y, room.pk)
+    last_rev = subscribed["rev"]
+    await post_as(amina, room, "before", "before")
+    last_rev = (await expect(y, "message"))["rev"]
+    await y.disconnect()
+
+    services.send_buckets.reset()
+    for i in range(50):
+        await post_as(amina, room, f"missed {i}", f"m{i}")
+        services.send_buckets.reset()
+
+    y = await open_socket(yacine)
+    replayed, subscribed = await subscribe(y, room.pk, since_rev=last_rev)
+    assert [m["text"] for m in replayed] == [f"missed {i}" for i in range(50)]
+    assert [m["id"] for m in replayed] == list(range(2, 52))
+    assert subscribed["rev"] == replayed[-1]["rev"] and not subscribed["more"]
+    # Live delivery goes on after the replay, with nothing replayed twice.
+    await post_as(amina, room, "live again", "live")
+    live = await expect(y, "message")
+    assert live["text"] == "live again" and live["rev"] == subscribed["rev"] + 1
+    await nothing_more(y, kind="message")
+    await y.disconnect()
+
+
+async def test_edits_and_deletions_made_while_away_are_replayed():
+    room, amina, yacine = await guild_with_members("amina", "yacine")
+    await post_as(amina, room, "first", "f")
+    y = await open_socket(yacine)
+    _, subscribed = await subscribe(y, room.pk)
+    await y.disconnect()
+    await sync_to_async(services.message_edit)(user=amina, room_id=room.pk, seq=1, text="first, edited")
+    y = await open_socket(yacine)
+    replayed, _ = await subscribe(y, room.pk, since_rev=subscribed["rev"])
+    assert [(m["id"], m["text"]) for m in replayed] == [(1, "first, edited")]
+    await y.disconnect()
+
+
+async def test_gap_is_filled_with_fetch():
+    room, amina = await guild_with_members("amina")
+    for i in range(3):
+        await post_as(amina, room, f"m{i}", f"c{i}")
+    a = await open_socket(amina)
+    await a.send_json_to({"type": "fetch", "room": room.pk, "since_rev": 1, "ref": "f"})
+    page = await expect(a, "messages", ref="f")
+    assert [m["id"] for m in page["messages"]] == [2, 3]
+    await a.send_json_to({"type": "history", "room": room.pk, "before": 3, "limit": 1, "ref": "h"})
+    page = await expect(a, "messages", ref="h")
+    assert [m["id"] for m in page["messages"]] == [2] and page["more"]
+    await a.disconnect()
+
+
+async def test_bad_input_is_answered_and_the_socket_keeps_working():
+    room, amina, yacine = await guild_with_members("amina", "yacine")
+    a = await open_socket(amina)
+    await subscribe(a, room.pk)
+    await a.send_to(text_data="{not json")
+    assert (await expect(a, "error"))["code"] == "bad_json"
+    await a.send_json_to({"type": "teleport", "ref": "t"})
+    assert (await expect(a, "error", ref="t"))["code"] == "unknown_type"
+    await a.send_json_to([1, 2])
+    assert (await expect(a, "error"))["code"] == "unknown_type"
+    await a.send_json_to({"type": "send", "room": room.pk, "ref": "x", "text": "hi"})
+    err = await expect(a, "error", ref="x")
+    assert err["code"] == "invalid_frame" and "client_id" in err["message"]
+    await a.send_json_to({"type": "send", "room": room.pk, "client_id": "z", "text": "hi", "admin": True, "ref": "u"})
+    assert (await expect(a, "error", ref="u"))["code"] == "invalid_frame"
+    await a.send_to(text_data=json.dumps({"type": "send", "room": room.pk, "client_id": "big", "text": "x" * 17000}))
+    assert (await expect(a, "error"))["code"] == "frame_too_large"
+    await a.send_json_to({"type": "send", "room": room.pk, "client_id": "long", "text": "x" * 4001, "ref": "l"})
+    assert (await expect(a, "error", ref="l"))["code"] == "too_long"
+    await a.send_to(bytes_data=b"\x00\x01")
+    assert (await expect(a, "error"))["code"] == "invalid_frame"
+    # After all that, the socket still chats.
+    await a.send_json_to({"type": "send", "room": room.pk, "client_id": "ok", "text": "still here", "ref": "ok"})
+    assert (await expect(a, "ack", ref="ok"))["id"] == 1
+    await a.disconnect()
+
+
+async def test_private_rooms_and_missing_rooms_answer_alike():
+    room, amina, yacine = await guild_with_members("amina", "yacine")
+    group = await sync_to_async(services.group_create)(user=yacine, title="Atelier secret")
+    a = await open_socket(amina)
+    answers = []
+    for target in (group.pk, 987654):
+        await a.send_json_to({"type": "send", "room": target, "client_id": f"c{target}", "text": "hi", "ref": "p"})
+        err = await expect(a, "error", ref="p")
+        answers.append((err["code"], err["message"]))
+        await a.send_json_to({"type": "subscribe", "room": target, "ref": "q"})
+        err = await expect(a, "error", ref="q")
+        answers.append((err["code"], err["message"]))
+    assert len(set(answers)) == 1 and answers[0][0] == "not_found"
+    await a.disconnect()
+
+
+async def test_editing_someone_elses_message_is_forbidden():
+    room, amina, yacine = await guild_with_members("amina", "yacine")
+    await post_as(amina, room, "mine", "m")
+    y = await open_socket(yacine)
+    await y.send_json_to({"type": "edit", "room": room.pk, "id": 1, "text": "yours now", "ref": "e"})
+    assert (await expect(y, "error", ref="e"))["code"] == "forbidden"
+    await y.send_json_to({"type": "ping", "ref": "p"})
+    await expect(y, "pong", ref="p")
+    await y.disconnect()
+
+
+async def test_a_flood_is_rate_limited_and_nothing_is_lost_after_it(settings):
+    room, amina = await guild_with_members("amina")
+    a = await open_socket(amina)
+    await subscribe(a, room.pk)
+    burst = settings.HIRFA_RATE_BURST
+    for i in range(burst + 5):
+        await a.send_json_to({"type": "send", "room": room.pk, "client_id": f"f{i}", "text": f"f{i}", "ref": f"r{i}"})
+    acks, limited = [], []
+    while len(acks) + len(limited) < burst + 5:
+        frame = await a.receive_json_from(timeout=5)
+        if frame["type"] == "ack":
+            acks.append(frame)
+        elif frame["type"] == "error":
+            assert frame["code"] == "rate_limited" and frame["retry_after"] > 0
+            limited.append(frame)
+    assert len(acks) >= burst and len(limited) >= 1
+    stored = await sync_to_async(lambda: list(room.messages.order_by("seq").values_list("text", flat=True)))()
+    assert stored == [f"f{i}" for i in range(len(acks))]
+    # The refused sends are retried with their client ids once the bucket refills.
+    services.send_buckets.reset()
+    refused = [int(f["ref"][1:]) for f in limited]
+    await a.send_json_to({"type": "send", "room": room.pk, "client_id": f"f{refused[0]}", "text": "retry", "ref": "again"})
+    assert (await expect(a, "ack", ref="again"))["id"] == len(acks) + 1
+    await a.disconnect()
+
+
+async def test_typing_and_presence_reach_the_others():
+    room, amina, yacine = await guild_with_members("amina", "yacine")
+    a = await open_socket(amina)
+    await subscribe(a, room.pk)
+    y = await open_socket(yacine)
+    _, subscribed = await subscribe(y, room.pk)
+    assert {u["name"] for u in subscribed["online"]} == {"Amina", "Yacine"}
+    online = await expect(a, "presence", user={"id": yacine.pk, "name": "Yacine"})
+    assert online["online"] is True
+    await y.send_json_to({"type": "typing", "room": room.pk})
+    assert (await expect(a, "typing"))["user"]["name"] == "Yacine"
+    await y.disconnect()
+    offline = await expect(a, "presence", user={"id": yacine.pk, "name": "Yacine"})
+    assert offline["online"] is False
+    await a.disconnect()
+
+
+async def test_a_banned_member_stops_receiving_the_room():
+    room, amina, yacine = await guild_with_members("amina", "yacine")
+    await sync_to_async(lambda: factories.moderator_of(yacine, trade_=room.trade))()
+    a = await open_socket(amina)
+    await subscribe(a, room.pk)
+    y = await open_socket(yacine)
+    await y.send_json_to({"type": "ban", "room": room.pk, "user": amina.pk, "ref": "b"})
+    await expect(y, "ack", ref="b")
+    removed = await expect(a, "removed")
+    assert (removed["room"], removed["reason"]) == (room.pk, "banned")
+    await post_as(yacine, room, "after the ban", "after")
+    await nothing_more(a, kind="message")
+    await a.send_json_to({"type": "history", "room": room.pk, "ref": "h"})
+    assert (await expect(a, "error", ref="h"))["code"] == "not_found"
+    await a.disconnect()
+    await y.disconnect()
+
+
+async def test_read_marker_updates_every_tab_of_the_member():
+    room, amina, yacine = await guild_with_members("amina", "yacine")
+    for i in range(3):
+        await post_as(amina, room, f"m{i}", f"c{i}")
+    tab1, tab2 = await open_socket(yacine), await open_socket(yacine)
+    _, subscribed = await subscribe(tab1, room.pk)
+    assert subscribed["unread"] == 3
+    await tab1.send_json_to({"type": "read", "room": room.pk, "id": 3})
+    unread = await expect(tab2, "unread")
+    assert (unread["room"], unread["read_id"], unread["unread"]) == (room.pk, 3, 0)
+    await tab1.disconnect()
+    await tab2.disconnect()
+
+
+async def test_mention_notification_is_pushed_live():
+    room, amina, yacine = await guild_with_members("amina", "yacine")
+    y = await open_socket(yacine)
+    await post_as(amina, room, "@yacine tu viens ?", "m")
+    note = await expect(y, "notification")
+    assert note["kind"] == "mention" and note["data"]["room"] == room.pk
+    await y.disconnect()

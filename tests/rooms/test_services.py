@@ -1,0 +1,235 @@
+"""Room services and selectors, without any transport."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.errors import ErrorCode, HirfaError
+from rooms import selectors, services
+from rooms.models import Membership, Message, Report, Room, RoomKind
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def poterie():
+    return factories.trade()
+
+
+@pytest.fixture
+def tlemcen():
+    return factories.wilaya()
+
+
+@pytest.fixture
+def amina(poterie, tlemcen):
+    return factories.artisan("amina", trades=[poterie], wilaya_=tlemcen)
+
+
+@pytest.fixture
+def yacine(poterie, tlemcen):
+    return factories.artisan("yacine", trades=[poterie], wilaya_=tlemcen)
+
+
+@pytest.fixture
+def guild(poterie, amina):
+    return Room.objects.get(kind=RoomKind.GUILD, trade=poterie)
+
+
+def post(user, room, text="Salam", client_id=None, **kw):
+    post.n = getattr(post, "n", 0) + 1
+    return services.message_post(
+        user=user, room_id=room.pk, client_id=client_id or f"c{post.n}", text=text, **kw
+    )
+
+
+def test_profile_places_artisan_in_guild_region_and_intersection(amina, poterie, tlemcen):
+    kinds = set(
+        Membership.objects.filter(user=amina, active=True).values_list("room__kind", flat=True)
+    )
+    assert kinds == {RoomKind.GUILD, RoomKind.REGION, RoomKind.GUILD_REGION}
+    intersection = Room.objects.get(kind=RoomKind.GUILD_REGION)
+    assert (intersection.trade, intersection.wilaya) == (poterie, tlemcen)
+
+
+def test_changing_wilaya_moves_auto_rooms_but_keeps_followed_ones(amina, poterie):
+    oran = factories.wilaya("Oran-test", "وهران")
+    followed = Room.objects.create(kind=RoomKind.REGION, wilaya=factories.wilaya("Alger-test", "الجزائر"))
+    services.room_follow(user=amina, room_id=followed.pk)
+    amina.profile.wilaya = oran
+    amina.profile.save()
+    services.memberships_sync(user=amina)
+    active = set(Membership.objects.filter(user=amina, active=True).values_list("room__wilaya__name_fr", flat=True))
+    assert "Oran-test" in active and "Alger-test" in active and "Tlemcen-test" not in active
+
+
+def test_ids_and_revs_increase_per_room(amina, guild):
+    first = post(amina, guild).message
+    second = post(amina, guild).message
+    assert (first.id, second.id) == (1, 2)
+    assert second.rev == first.rev + 1
+    edited = services.message_edit(user=amina, room_id=guild.pk, seq=1, text="Salam!")
+    assert edited.rev == second.rev + 1 and edited.edited_at
+
+
+def test_a_retried_send_never_duplicates(amina, guild):
+    a = post(amina, guild, client_id="same")
+    b = post(amina, guild, client_id="same", text="retried")
+    assert a.created and not b.created
+    assert b.message.id == a.message.id and b.message.text == "Salam"
+    assert Message.objects.filter(room=guild).count() == 1
+
+
+def test_text_limits(amina, guild):
+    with pytest.raises(HirfaError) as empty:
+        post(amina, guild, text="   ")
+    assert empty.value.code == ErrorCode.EMPTY
+    with pytest.raises(HirfaError) as long:
+        post(amina, guild, text="x" * 4001)
+    assert long.value.code == ErrorCode.TOO_LONG
+
+
+def test_missing_and_forbidden_rooms_are_the_same_answer(amina, yacine):
+    group = services.group_create(user=yacine, title="Atelier")
+    with pytest.raises(HirfaError) as forbidden:
+        selectors.room_access(user=amina, room_id=group.pk)
+    with pytest.raises(HirfaError) as missing:
+        selectors.room_access(user=amina, room_id=999_999)
+    assert forbidden.value.code == missing.value.code == ErrorCode.NOT_FOUND
+    assert forbidden.value.message == missing.value.message
+
+
+def test_only_the_author_edits(amina, yacine, guild):
+    post(amina, guild)
+    with pytest.raises(HirfaError) as exc:
+        services.message_edit(user=yacine, room_id=guild.pk, seq=1, text="hijack")
+    assert exc.value.code == ErrorCode.FORBIDDEN
+    assert Message.objects.get(room=guild, seq=1).text == "Salam"
+
+
+def test_moderator_of_the_trade_deletes_any_message(amina, yacine, guild, poterie):
+    post(amina, guild)
+    with pytest.raises(HirfaError):
+        services.message_delete(user=yacine, room_id=guild.pk, seq=1)
+    factories.moderator_of(yacine, trade_=poterie)
+    out = services.message_delete(user=yacine, room_id=guild.pk, seq=1)
+    assert out.deleted and out.text == ""
+
+
+def test_wilaya_moderator_does_not_moderate_the_national_guild(amina, yacine, guild, tlemcen):
+    factories.moderator_of(yacine, wilaya_=tlemcen)
+    region = Room.objects.get(kind=RoomKind.REGION, wilaya=tlemcen)
+    assert selectors.room_access(user=yacine, room_id=region.pk).can_moderate
+    assert not selectors.room_access(user=yacine, room_id=guild.pk).can_moderate
+
+
+def test_mute_blocks_posting_until_lifted(amina, yacine, guild, poterie):
+    factories.moderator_of(yacine, trade_=poterie)
+    services.member_mute(moderator=yacine, room_id=guild.pk, target_id=amina.pk, minutes=10)
+    with pytest.raises(HirfaError) as exc:
+        post(amina, guild)
+    assert exc.value.code == ErrorCode.MUTED
+    services.member_mute(moderator=yacine, room_id=guild.pk, target_id=amina.pk, minutes=0)
+    assert post(amina, guild).created
+
+
+def test_ban_removes_read_access(amina, yacine, guild, poterie):
+    factories.moderator_of(yacine, trade_=poterie)
+    services.member_ban(moderator=yacine, room_id=guild.pk, target_id=amina.pk)
+    with pytest.raises(HirfaError) as exc:
+        selectors.room_history(user=amina, room_id=guild.pk)
+    assert exc.value.code == ErrorCode.NOT_FOUND
+    assert guild.pk not in {r.id for r in selectors.rooms_for_user(user=amina)}
+
+
+def test_members_cannot_moderate(amina, yacine, guild):
+    with pytest.raises(HirfaError) as exc:
+        services.member_mute(moderator=amina, room_id=guild.pk, target_id=yacine.pk, minutes=5)
+    assert exc.value.code == ErrorCode.FORBIDDEN
+
+
+def test_rate_limit_burst_then_refusal(amina, guild, settings):
+    for _ in range(settings.HIRFA_RATE_BURST):
+        post(amina, guild)
+    with pytest.raises(HirfaError) as exc:
+        post(amina, guild)
+    assert exc.value.code == ErrorCode.RATE_LIMITED and exc.value.retry_after > 0
+
+
+def test_slow_mode(amina, yacine, guild, poterie):
+    factories.moderator_of(yacine, trade_=poterie)
+    services.slow_mode_set(moderator=yacine, room_id=guild.pk, seconds=30)
+    post(amina, guild)
+    with pytest.raises(HirfaError) as exc:
+        post(amina, guild)
+    assert exc.value.code == ErrorCode.SLOW_MODE and 0 < exc.value.retry_after <= 30
+    post(yacine, guild)  # moderators are exempt
+
+
+def test_mentions_notify_readers_only(amina, yacine, guild):
+    outsider = factories.artisan("karim")
+    group = services.group_create(user=amina, title="Atelier", member_ids=[yacine.pk])
+    out = post(amina, group, text="@yacine @karim regardez")
+    assert out.message.mentions == [yacine.pk]
+    assert yacine.notifications.filter(kind="mention").count() == 1
+    assert outsider.notifications.count() == 0
+
+
+def test_unread_counts_and_read_marker(amina, yacine, guild):
+    for _ in range(3):
+        post(amina, guild)
+    summary = {r.id: r for r in selectors.rooms_for_user(user=yacine)}[guild.pk]
+    assert summary.unread == 3
+    services.read_marker_set(user=yacine, room_id=guild.pk, seq=2)
+    summary = {r.id: r for r in selectors.rooms_for_user(user=yacine)}[guild.pk]
+    assert (summary.read_id, summary.unread) == (2, 1)
+    services.read_marker_set(user=yacine, room_id=guild.pk, seq=1)  # never moves back
+    assert Membership.objects.get(room=guild, user=yacine).last_read_seq == 2
+
+
+def test_reactions_toggle_and_bump_rev(amina, yacine, guild):
+    first = post(amina, guild).message
+    on = services.reaction_set(user=yacine, room_id=guild.pk, seq=1, emoji="👍", on=True)
+    assert on.reactions == {"👍": [yacine.pk]} and on.rev == first.rev + 1
+    same = services.reaction_set(user=yacine, room_id=guild.pk, seq=1, emoji="👍", on=True)
+    assert same.rev == on.rev
+    off = services.reaction_set(user=yacine, room_id=guild.pk, seq=1, emoji="👍", on=False)
+    assert off.reactions == {} and off.rev == on.rev + 1
+    with pytest.raises(HirfaError):
+        services.reaction_set(user=yacine, room_id=guild.pk, seq=1, emoji="<b>", on=True)
+
+
+def test_history_and_changes(amina, yacine, guild):
+    for i in range(5):
+        post(amina, guild, text=f"m{i}")
+    page, more = selectors.room_history(user=yacine, room_id=guild.pk, limit=2)
+    assert [m.id for m in page] == [4, 5] and more
+    page, more = selectors.room_history(user=yacine, room_id=guild.pk, before=2, limit=2)
+    assert [m.id for m in page] == [1] and not more
+    services.message_edit(user=amina, room_id=guild.pk, seq=1, text="changed")
+    changes, more = selectors.room_changes(user=yacine, room_id=guild.pk, since_rev=5)
+    assert [(m.id, m.text) for m in changes] == [(1, "changed")] and not more
+
+
+def test_reports_reach_the_queue_and_are_resolved(amina, yacine, guild, poterie):
+    post(amina, guild)
+    services.message_report(user=yacine, room_id=guild.pk, seq=1, reason="spam")
+    services.message_report(user=yacine, room_id=guild.pk, seq=1, reason="again")
+    assert Report.objects.count() == 1
+    moderator = factories.artisan("mod")
+    with pytest.raises(HirfaError):
+        services.report_resolve(moderator=moderator, report_id=Report.objects.get().pk, action="delete")
+    factories.moderator_of(moderator, trade_=poterie)
+    report = services.report_resolve(moderator=moderator, report_id=Report.objects.get().pk, action="delete")
+    assert report.status == Report.Status.ACTIONED
+    assert Message.objects.get(room=guild, seq=1).deleted_at is not None
+
+
+def test_direct_room_is_unique_per_pair(amina, yacine):
+    a = services.direct_room_open(user=amina, other_id=yacine.pk)
+    b = services.direct_room_open(user=yacine, other_id=amina.pk)
+    assert a.pk == b.pk and a.kind == RoomKind.DIRECT
+    outsider = factories.artisan("karim")
+    with pytest.raises(HirfaError):
+        selectors.room_access(user=outsider, room_id=a.pk)

@@ -1,0 +1,59 @@
+"""Talking to the hub consumer through Channels' communicator, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from channels.testing import WebsocketCommunicator
+
+from hub.consumers import HubConsumer
+
+
+async def open_socket(user: Any, *, hello: bool = True) -> WebsocketCommunicator:
+    comm = WebsocketCommunicator(HubConsumer.as_asgi(), "/ws/")
+    comm.scope["user"] = user
+    connected, _ = await comm.connect()
+    assert connected
+    if hello:
+        await comm.send_json_to({"type": "hello", "v": 1, "ref": "hello"})
+        welcome = await comm.receive_json_from(timeout=5)
+        assert welcome["type"] == "welcome", welcome
+    return comm
+
+
+async def expect(comm: WebsocketCommunicator, kind: str, *, timeout: float = 5, **match: Any) -> dict[str, Any]:
+    """The next frame of type `kind` (matching `match`), skipping others; fails after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        left = deadline - loop.time()
+        assert left > 0, f"no {kind} frame matching {match} within {timeout}s"
+        frame = await comm.receive_json_from(timeout=left)
+        if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
+            return frame
+
+
+async def subscribe(comm: WebsocketCommunicator, room_id: int, since_rev: int | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Subscribe; return the replayed messages and the `subscribed` frame."""
+    frame: dict[str, Any] = {"type": "subscribe", "room": room_id, "ref": f"sub-{room_id}"}
+    if since_rev is not None:
+        frame["since_rev"] = since_rev
+    await comm.send_json_to(frame)
+    replayed = []
+    while True:
+        got = await comm.receive_json_from(timeout=5)
+        if got["type"] == "message" and got["room"] == room_id:
+            replayed.append(got)
+        elif got["type"] == "subscribed" and got["room"] == room_id:
+            return replayed, got
+        elif got["type"] == "error":
+            raise AssertionError(f"subscribe refused: {got}")
+
+
+async def nothing_more(comm: WebsocketCommunicator, *, kind: str | None = None, wait: float = 0.3) -> None:
+    """Assert that no frame (of `kind`) arrives within `wait` seconds."""
+    # receive_nothing, unlike a receive that times out, leaves the application running.
+    while not await comm.receive_nothing(timeout=wait):
+        frame = await comm.receive_json_from(timeout=1)
+        assert kind is not None and frame["type"] != kind, f"unexpected frame {frame}"
