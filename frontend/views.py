@@ -104,6 +104,7 @@ def rooms(request: HttpRequest) -> HttpResponse:
     config = {
         "rooms": [{"id": r.id, "rev": r.rev, "unread": r.unread} for r in followed],
         "me": request.user.pk,
+        "loginUrl": resolve_url(settings.LOGIN_URL),
     }
     return render(
         request,
@@ -147,7 +148,12 @@ def room(request: HttpRequest, room_id: int) -> HttpResponse:
         "meName": request.user.display_name,
         "moderator": access.can_moderate,
         "follows": access.follows,
-        "muted": muted,
+        "mutedUntil": (
+            access.membership.muted_until.isoformat()
+            if muted and access.membership and access.membership.muted_until
+            else None
+        ),
+        "loginUrl": resolve_url(settings.LOGIN_URL),
         "readId": access.membership.last_read_seq if access.membership else 0,
         "maxChars": settings.HIRFA_MESSAGE_MAX_CHARS,
         "maxUpload": settings.HIRFA_ATTACHMENT_MAX_BYTES,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib.auth.password_validation import password_validators_help_text_html
+from django.contrib.auth.password_validation import (
+    password_validators_help_text_html,
+    validate_password,
+)
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.utils.translation import gettext_lazy as _
 
@@ -52,10 +55,14 @@ class ProfileFieldsMixin(forms.Form):
         self.fields["wilaya"].queryset = wilayas_in_force()  # type: ignore[attr-defined]
         self.fields["trades"].choices = _trade_choices()  # type: ignore[attr-defined]
 
+    # A service's field name -> this form's field, where they differ.
+    service_fields: dict[str, str] = {}
+
     def add_service_error(self, error: HirfaError) -> None:
         """Show a refusal from a service next to the field it names (else on the form)."""
         field = error.details.get("field")
-        self.add_error(field if isinstance(field, str) and field in self.fields else None, error.message)
+        field = self.service_fields.get(field, field) if isinstance(field, str) else None
+        self.add_error(field if field in self.fields else None, error.message)
 
 
 class SignupForm(ProfileFieldsMixin):
@@ -98,10 +105,19 @@ class SignupForm(ProfileFieldsMixin):
             raise forms.ValidationError(_("This username is taken."))
         return username
 
+    service_fields = {"password": "password1"}
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("password1") and data.get("password2") and data["password1"] != data["password2"]:
+        password = data.get("password1")
+        if password and data.get("password2") and password != data["password2"]:
             self.add_error("password2", _("The two passwords differ."))
+        elif password:
+            candidate = User(username=data.get("username", ""), email=data.get("email", ""))
+            try:
+                validate_password(password, user=candidate)
+            except forms.ValidationError as exc:
+                self.add_error("password1", exc)
         return data
 
 

@@ -161,6 +161,8 @@ class Notification(models.Model):
         MENTION = "mention", _("mention")
         REPORT = "report", _("report")
         SYSTEM = "system", _("system")
+        REMINDER = "reminder", _("reminder")
+        GATHERING = "gathering", _("gathering")
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=24, choices=Kind.choices)

@@ -180,6 +180,8 @@ def profile_update(
             if current != {t.pk for t in trades}:
                 profile.trades.set(trades)
                 resync = True
+        # The caller's `user.profile` may be an older copy; sync reads this one.
+        user.profile = profile
         if resync:
             memberships_sync(user=user)
     return profile
@@ -204,6 +206,7 @@ def avatar_set(*, user: User, upload: Upload) -> ArtisanProfile:
         old = profile.avatar.name if profile.avatar else ""
         profile.avatar.save(name, ContentFile(image.data), save=False)
         profile.save(update_fields=["avatar"])
+        user.profile = profile
         if old:
             storage = profile.avatar.storage
             transaction.on_commit(lambda: storage.delete(old))

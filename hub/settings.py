@@ -55,6 +55,9 @@ INSTALLED_APPS = [
     "rooms",
     "signaling",
     "frontend",
+    "django_tasks",
+    "django_tasks_db",
+    "hub.gatherings",
 ]
 
 MIDDLEWARE = [
@@ -89,7 +92,15 @@ TEMPLATES = [
 ]
 
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    # Persistent connections: opening one costs ~7 ms and a backend fork, on every
+    # database_sync_to_async call otherwise (see docs/performance.md).
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL,
+            conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60" if PRODUCTION else "0")),
+            conn_health_checks=True,
+        )
+    }
     # One test database per test run, so that concurrent runs do not trample each other.
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 else:
@@ -169,6 +180,11 @@ MEDIA_ROOT = Path(os.environ.get("HIRFA_MEDIA_ROOT", DATA_DIR / "media"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
 
+# Background jobs (gathering reminders, e-mails): Django's tasks framework, database backend.
+# `hirfa worker` runs them in production; the embedded default runs them in the hub's process.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+HIRFA_EMBEDDED_WORKER = os.environ.get("HIRFA_EMBEDDED_WORKER", "0" if PRODUCTION else "1") == "1"
+
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "hirfa@localhost")
 
@@ -176,6 +192,8 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 if PRODUCTION:
+    # deploy/nginx.conf terminates TLS and says so in X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = os.environ.get("HIRFA_INSECURE_COOKIES") != "1"
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 

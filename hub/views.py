@@ -54,6 +54,15 @@ def profile(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             data = form.cleaned_data
             try:
+                # The avatar first: a refused image leaves the whole profile as it was.
+                if data["avatar"]:
+                    try:
+                        services.avatar_set(user=user, upload=data["avatar"])
+                    except HirfaError as error:
+                        error.details.setdefault("field", "avatar")
+                        raise
+                elif data["avatar"] is False:
+                    services.avatar_clear(user=user)
                 services.profile_update(
                     user=user,
                     display_name=data["display_name"],
@@ -62,14 +71,7 @@ def profile(request: HttpRequest) -> HttpResponse:
                     languages=data["languages"],
                     bio=data["bio"],
                 )
-                if data["avatar"]:
-                    services.avatar_set(user=user, upload=data["avatar"])
-                elif data["avatar"] is False:
-                    services.avatar_clear(user=user)
             except HirfaError as error:
-                field = error.details.get("field")
-                if field is None and data["avatar"]:
-                    error.details["field"] = "avatar"
                 form.add_service_error(error)
             else:
                 messages.success(request, _("Your profile is saved."))

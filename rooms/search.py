@@ -27,6 +27,7 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import BooleanField, Exists, FloatField, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
+from django.utils.translation import gettext as _
 
 from hub.errors import ErrorCode, HirfaError
 from hub.models import User
@@ -105,11 +106,11 @@ def message_search(
     """
     query = " ".join(query.split())
     if not query:
-        raise HirfaError(ErrorCode.EMPTY, "Type something to search for.")
+        raise HirfaError(ErrorCode.EMPTY, _("Type something to search for."))
     if len(query) > QUERY_MAX_CHARS:
         raise HirfaError(
             ErrorCode.TOO_LONG,
-            f"A search holds at most {QUERY_MAX_CHARS} characters.",
+            _("A search holds at most %(max)d characters.") % {"max": QUERY_MAX_CHARS},
             max=QUERY_MAX_CHARS,
         )
     limit = max(1, min(limit, SEARCH_MAX_RESULTS))

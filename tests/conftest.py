@@ -4,10 +4,27 @@ import os
 
 import pytest
 
+IN_CI = os.environ.get("CI") == "true"
 
-def pytest_collection_modifyitems(config, items):  # noqa: ARG001
-    if os.environ.get("CI") == "true":
-        return
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a check that cannot run here, but never under CI=true: there it must run."""
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis server the tests may use (REDIS_URL, or the local default if it answers)."""
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except Exception as exc:  # noqa: BLE001
+        skip_or_fail(f"no Redis answers at {url}: {exc}")
+    return url
 
 
 @pytest.fixture(autouse=True)

@@ -126,7 +126,10 @@ def load(apps, schema_editor):
         )
     by_code = {w.code: w for w in Wilaya.objects.filter(code__lte=58)}
     for code, others in NEIGHBOURS.items():
+        # Historical models lose `symmetrical`: write both directions.
         by_code[code].neighbours.add(*(by_code[o] for o in others))
+        for other in others:
+            by_code[other].neighbours.add(by_code[code])
 
 
 def unload(apps, schema_editor):

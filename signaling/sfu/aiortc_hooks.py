@@ -97,11 +97,13 @@ class FrameAssembler:
         *,
         is_video: bool,
         sink: FrameSink,
+        starts_frame: Callable[[RtpPacket], bool] = lambda packet: False,
         loss_timeout: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._is_video = is_video
         self._sink = sink
+        self._starts_frame = starts_frame
         self._loss_timeout = loss_timeout
         self._clock = clock
         self._packets: dict[int, RtpPacket] = {}
@@ -128,10 +130,13 @@ class FrameAssembler:
             return self._add_audio(packet)
         seq = packet.sequence_number
         if self._next_seq is None:
-            # Joined mid-stream: a frame starts right after the first marker.
-            if packet.marker:
-                self._next_seq = uint16_add(seq, 1)
-            return False, None
+            # Synchronise on a packet that starts a frame, or else right after a marker.
+            if self._starts_frame(packet):
+                self._next_seq = seq
+            else:
+                if packet.marker:
+                    self._next_seq = uint16_add(seq, 1)
+                return False, None
         if not uint16_gt(uint16_add(seq, 1), self._next_seq):
             return False, None  # a late duplicate or retransmission of a delivered packet
         if uint16_add(seq, -self._next_seq) >= _VIDEO_CAPACITY:
@@ -230,6 +235,21 @@ class FrameAssembler:
         self._packets.clear()
 
 
+def _payload_starts_frame(mime_type: str, payload: bytes) -> bool:
+    """Whether an RTP payload is the first of a video frame (VP8 or H.264)."""
+    if not payload:
+        return False
+    if mime_type == "video/vp8":
+        # RFC 7741 section 4.2: S bit set and partition index 0.
+        return payload[0] & 0x10 != 0 and payload[0] & 0x07 == 0
+    if mime_type == "video/h264":
+        nal_type = payload[0] & 0x1F
+        if nal_type == 28:  # FU-A: start bit
+            return len(payload) > 1 and payload[1] & 0x80 != 0
+        return 1 <= nal_type <= 24
+    return False
+
+
 class _NoDecoderQueue:
     """Replaces a receiver's decoder queue: the decoder thread stops at once.
 
@@ -254,7 +274,15 @@ def tap_receiver(receiver: RTCRtpReceiver, *, sink: FrameSink, loss_timeout: flo
     kind = receiver._RTCRtpReceiver__kind  # type: ignore[attr-defined]
     if receiver._RTCRtpReceiver__started:  # type: ignore[attr-defined]
         raise RuntimeError(f"cannot tap {kind} receiver {receiver!r}: it already started")
-    assembler = FrameAssembler(is_video=kind == "video", sink=sink, loss_timeout=loss_timeout)
+    codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+
+    def starts_frame(packet: RtpPacket) -> bool:
+        codec = codecs.get(packet.payload_type)
+        return codec is not None and _payload_starts_frame(codec.mimeType.lower(), packet.payload)
+
+    assembler = FrameAssembler(
+        is_video=kind == "video", sink=sink, starts_frame=starts_frame, loss_timeout=loss_timeout
+    )
     receiver._RTCRtpReceiver__jitter_buffer = assembler  # type: ignore[attr-defined]
     receiver._RTCRtpReceiver__decoder_queue = _NoDecoderQueue()  # type: ignore[attr-defined]
     return assembler

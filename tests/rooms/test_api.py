@@ -69,6 +69,12 @@ def test_anonymous_requests_are_unauthenticated(method, url):
     assert response.json()["message"]
 
 
+def test_anonymous_unsafe_request_is_401_before_any_csrf_check(world):
+    response = Client(enforce_csrf_checks=True).post(f"/api/rooms/{world['guild'].pk}/follow")
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthenticated"
+
+
 def test_openapi_schema_lists_the_paths():
     response = Client().get("/api/openapi.json")
     assert response.status_code == 200

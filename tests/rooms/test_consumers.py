@@ -264,3 +264,30 @@ async def test_mention_notification_is_pushed_live():
     note = await expect(y, "notification")
     assert note["kind"] == "mention" and note["data"]["room"] == room.pk
     await y.disconnect()
+
+
+@pytest.fixture
+def redis_bus(settings, redis_url):
+    """Force the Redis pub/sub bus and presence, as in production."""
+    from hub import realtime
+
+    settings.REDIS_URL = redis_url
+    realtime.reset_backend()
+    yield
+    realtime.reset_backend()
+
+
+async def test_a_socket_idle_for_seven_seconds_still_receives_over_redis(redis_bus):
+    import asyncio
+
+    from hub import realtime
+
+    assert realtime._backend().name == "redis"
+    room, amina, yacine = await guild_with_members("amina", "yacine")
+    y = await open_socket(yacine)
+    await subscribe(y, room.pk)
+    await asyncio.sleep(7)  # past redis-py's 5 s default socket timeout
+    await post_as(amina, room, "réveille-toi", "wake")
+    got = await expect(y, "message")
+    assert got["text"] == "réveille-toi"
+    await y.disconnect()

@@ -31,7 +31,7 @@ class Persona:
     @property
     def password(self) -> str:
         # Printed on purpose: this is demonstration data on a local hub.
-        return f"demo-{self.username}-hirfa"
+        return f"{self.username}-atelier-2025"
 
 
 PERSONAS = [
@@ -105,7 +105,7 @@ def seed_demo() -> list[tuple[Persona, bool]]:
             if user is None:
                 user = services.artisan_register(
                     username=persona.username,
-                    email=f"{persona.username}@demo.hirfa.invalid",
+                    email=f"{persona.username}@example.org",
                     password=persona.password,
                     display_name=persona.display_name,
                     wilaya_id=Wilaya.objects.get(code=persona.wilaya).pk,

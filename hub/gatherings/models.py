@@ -1,0 +1,164 @@
+"""Gatherings, their exceptions, RSVPs, reminders sent and calendar-feed tokens.
+
+Times are stored in UTC; `tz` names the zone the series is defined in, and the
+recurrence is expanded there (see `recurrence.py`). An occurrence is identified
+by its *original* start (the RFC 5545 RECURRENCE-ID), which never changes when
+the occurrence is moved.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from hub.gatherings.recurrence import DEFAULT_TZ
+
+
+class Visibility(models.TextChoices):
+    MEMBERS = "members", _("Members of the room")
+    PUBLIC = "public", _("Public")
+
+
+class Gathering(models.Model):
+    room = models.ForeignKey("rooms.Room", on_delete=models.CASCADE, related_name="gatherings")
+    title = models.CharField(_("title"), max_length=160)
+    agenda = models.TextField(_("agenda"), max_length=4000, blank=True)
+    hosts = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="hosted_gatherings")
+    start = models.DateTimeField(_("start"))
+    tz = models.CharField(_("time zone"), max_length=64, default=DEFAULT_TZ)
+    duration = models.DurationField(_("duration"))
+    language = models.CharField(_("language"), max_length=8, blank=True, default="")
+    capacity = models.PositiveIntegerField(_("capacity"), null=True, blank=True)
+    visibility = models.CharField(
+        _("visibility"), max_length=16, choices=Visibility.choices, default=Visibility.MEMBERS
+    )
+    rrule = models.CharField(_("recurrence rule"), max_length=300, blank=True, default="")
+    # The end of the last occurrence (moves included): lets reads skip finished series.
+    series_end = models.DateTimeField(db_index=True)
+    cancelled = models.BooleanField(_("cancelled"), default=False)
+    # Set on the second half of a "this and the following ones" split.
+    split_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="continuations"
+    )
+    # RFC 5545 SEQUENCE: bumped on every change calendar clients must notice.
+    sequence = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("gathering")
+        verbose_name_plural = _("gatherings")
+        indexes = [models.Index(fields=["room", "series_end"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(duration__gt=0), name="gathering_duration_positive")
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def uid(self) -> str:
+        return f"gathering-{self.pk}@hirfa"
+
+
+class OccurrenceException(models.Model):
+    """One occurrence cancelled or moved; keyed by its original start."""
+
+    gathering = models.ForeignKey(Gathering, on_delete=models.CASCADE, related_name="exceptions")
+    original_start = models.DateTimeField()
+    cancelled = models.BooleanField(default=False)
+    new_start = models.DateTimeField(null=True, blank=True)
+    new_duration = models.DurationField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gathering", "original_start"], name="occurrence_exception_unique"
+            )
+        ]
+
+
+class RsvpStatus(models.TextChoices):
+    GOING = "going", _("Going")
+    MAYBE = "maybe", _("Maybe")
+    NOT_GOING = "not_going", _("Not going")
+    WAITLISTED = "waitlisted", _("On the waitlist")
+
+
+class Rsvp(models.Model):
+    """A member's answer for one occurrence, or for the whole series (`occurrence_start` null).
+
+    An answer for one occurrence overrides the series answer for that occurrence.
+    `waitlisted` only exists for one occurrence: a seat is always per occurrence.
+    """
+
+    gathering = models.ForeignKey(Gathering, on_delete=models.CASCADE, related_name="rsvps")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rsvps")
+    occurrence_start = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=RsvpStatus.choices)
+    # Waitlist order: when the member last asked for a seat.
+    requested_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gathering", "user"],
+                condition=Q(occurrence_start__isnull=True),
+                name="rsvp_one_per_series",
+            ),
+            models.UniqueConstraint(
+                fields=["gathering", "user", "occurrence_start"],
+                condition=Q(occurrence_start__isnull=False),
+                name="rsvp_one_per_occurrence",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="waitlisted") | Q(occurrence_start__isnull=False),
+                name="rsvp_waitlist_per_occurrence",
+            ),
+        ]
+        indexes = [models.Index(fields=["gathering", "occurrence_start", "status"])]
+
+
+class ReminderSent(models.Model):
+    """The claim that makes a reminder go out once: one row per member, occurrence and offset.
+
+    The row, the notification and the e-mail job are written in one transaction;
+    a second worker's insert fails on the unique constraint and it sends nothing.
+    """
+
+    gathering = models.ForeignKey(Gathering, on_delete=models.CASCADE, related_name="+")
+    occurrence_start = models.DateTimeField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    offset_minutes = models.PositiveIntegerField()
+    sent_at = models.DateTimeField(default=timezone.now)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gathering", "occurrence_start", "user", "offset_minutes"],
+                name="reminder_sent_once",
+            )
+        ]
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class FeedToken(models.Model):
+    """The secret in a member's personal calendar URL; revoking replaces it."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gathering_feed")
+    token = models.CharField(max_length=64, unique=True, default=_new_token)
+    created_at = models.DateTimeField(default=timezone.now)

@@ -1,0 +1,346 @@
+"""Reads of gatherings, occurrences and RSVPs.
+
+Every read of one gathering goes through `gathering_get`, which answers a missing
+gathering and one the user may not see with the same `not_found`.
+
+Who sees what: admins everything; everyone else the public gatherings, the
+gatherings of the rooms he follows, and those he hosts or moderates — never in a
+room he is banned from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from hub.errors import ErrorCode, HirfaError
+from hub.gatherings import recurrence
+from hub.gatherings.models import (
+    FeedToken,
+    Gathering,
+    OccurrenceException,
+    Rsvp,
+    RsvpStatus,
+    Visibility,
+)
+from hub.models import User
+from rooms.models import Membership, RoomKind
+from rooms.selectors import user_moderates
+
+NOT_FOUND_MESSAGE = "No such gathering."
+GATHERING_ROOM_KINDS = (RoomKind.GUILD, RoomKind.REGION, RoomKind.GUILD_REGION)
+JOIN_OPENS_BEFORE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One occurrence. `key` (its original start in UTC) identifies it for ever."""
+
+    gathering_id: int
+    key: str
+    original_start: datetime
+    start: datetime
+    end: datetime
+    cancelled: bool
+    moved: bool
+
+    def local_start(self, tz_name: str) -> datetime:
+        return self.start.astimezone(recurrence.zone(tz_name))
+
+
+# --- occurrences -----------------------------------------------------------------
+
+
+def gathering_occurrences(
+    *,
+    gathering: Gathering,
+    after: datetime | None = None,
+    before: datetime | None = None,
+    include_cancelled: bool = False,
+    exceptions: Iterable[OccurrenceException] | None = None,
+) -> list[Occurrence]:
+    """The occurrences of `gathering` whose time span meets [after, before), ordered by start.
+
+    Exceptions apply: a moved occurrence is where it was moved to, a cancelled one is
+    left out unless `include_cancelled`. A cancelled gathering has only cancelled ones.
+    """
+    if exceptions is None:
+        exceptions = gathering.exceptions.all()
+    by_start = {e.original_start.astimezone(UTC): e for e in exceptions}
+    found: list[Occurrence] = []
+    for original in recurrence.series_starts(
+        rule=gathering.rrule, start=gathering.start, tz_name=gathering.tz
+    ):
+        exc = by_start.get(original)
+        start = exc.new_start.astimezone(UTC) if exc and exc.new_start else original
+        duration = exc.new_duration if exc and exc.new_duration else gathering.duration
+        cancelled = gathering.cancelled or bool(exc and exc.cancelled)
+        if cancelled and not include_cancelled:
+            continue
+        end = start + duration
+        if after is not None and end <= after:
+            continue
+        if before is not None and start >= before:
+            continue
+        found.append(
+            Occurrence(
+                gathering_id=gathering.pk,
+                key=recurrence.occurrence_key(original),
+                original_start=original,
+                start=start,
+                end=end,
+                cancelled=cancelled,
+                moved=bool(exc and exc.new_start and exc.new_start != original),
+            )
+        )
+    found.sort(key=lambda o: o.start)
+    return found
+
+
+def occurrence_get(*, gathering: Gathering, original_start: datetime) -> Occurrence:
+    """The occurrence of `gathering` that originally started at `original_start` (cancelled or not)."""
+    original_start = original_start.astimezone(UTC)
+    for occ in gathering_occurrences(gathering=gathering, include_cancelled=True):
+        if occ.original_start == original_start:
+            return occ
+    raise HirfaError(
+        ErrorCode.NOT_FOUND,
+        _("No such occurrence."),
+        occurrence=recurrence.occurrence_key(original_start),
+    )
+
+
+def occurrence_join_window(*, occurrence: Occurrence) -> tuple[datetime, datetime]:
+    """When "Join" is open for `occurrence`: from 10 minutes before its start to its end.
+
+    The seam for live meetings (issue 3): a view shows "Join" inside this window
+    and asks the signaling app to open the meeting of the gathering's room.
+    """
+    return occurrence.start - JOIN_OPENS_BEFORE, occurrence.end
+
+
+def occurrence_joinable(*, occurrence: Occurrence, now: datetime | None = None) -> bool:
+    opens, closes = occurrence_join_window(occurrence=occurrence)
+    now = now or timezone.now()
+    return not occurrence.cancelled and opens <= now < closes
+
+
+# --- visibility --------------------------------------------------------------------
+
+
+def gatherings_visible(*, user: User) -> QuerySet[Gathering]:
+    """Every gathering `user` may see (see the module docstring)."""
+    qs = Gathering.objects.select_related("room", "room__trade", "room__wilaya")
+    if user.is_superuser or user.is_staff:
+        return qs
+    banned_rooms = Membership.objects.filter(user=user, banned=True).values("room_id")
+    followed = Membership.objects.filter(user=user, active=True, banned=False).values("room_id")
+    return (
+        qs.filter(
+            Q(visibility=Visibility.PUBLIC)
+            | Q(room_id__in=followed)
+            | Q(hosts=user)
+            | Q(created_by=user)
+        )
+        .exclude(room_id__in=banned_rooms)
+        .distinct()
+    )
+
+
+def gathering_visible_to(*, user: User, gathering: Gathering) -> bool:
+    if user.is_superuser or user.is_staff:
+        return True
+    membership = Membership.objects.filter(room_id=gathering.room_id, user=user).first()
+    if membership is not None and membership.banned:
+        return False
+    if gathering.visibility == Visibility.PUBLIC:
+        return True
+    if membership is not None and membership.active:
+        return True
+    if gathering.created_by_id == user.pk or gathering.hosts.filter(pk=user.pk).exists():
+        return True
+    return user_moderates(user=user, room=gathering.room, membership=membership)
+
+
+def gathering_get(*, user: User | None, gathering_id: int) -> Gathering:
+    """The gathering if `user` may see it (anonymous: public ones only); else `not_found`."""
+    gathering = (
+        Gathering.objects.select_related("room", "room__trade", "room__wilaya")
+        .filter(pk=gathering_id)
+        .first()
+    )
+    if gathering is not None:
+        if user is None or not user.is_authenticated:
+            if gathering.visibility == Visibility.PUBLIC:
+                return gathering
+        elif gathering_visible_to(user=user, gathering=gathering):
+            return gathering
+    raise HirfaError(ErrorCode.NOT_FOUND, NOT_FOUND_MESSAGE, gathering=gathering_id)
+
+
+def gathering_can_manage(*, user: User, gathering: Gathering) -> bool:
+    """Moderators of the gathering's trade or wilaya (and admins) edit and cancel it."""
+    if not user.is_authenticated:
+        return False
+    membership = Membership.objects.filter(room_id=gathering.room_id, user=user).first()
+    return user_moderates(user=user, room=gathering.room, membership=membership)
+
+
+# --- agenda ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgendaItem:
+    gathering: Gathering
+    occurrence: Occurrence
+    my_status: str | None
+
+
+def agenda(
+    *,
+    user: User,
+    after: datetime,
+    before: datetime,
+    room_id: int | None = None,
+    wilaya_id: int | None = None,
+    trade_id: int | None = None,
+    mine: bool = False,
+) -> list[AgendaItem]:
+    """The occurrences `user` may see in [after, before), ordered by start, with his answer.
+
+    `mine` keeps those he is going to, may go to, is waitlisted for, or hosts.
+    """
+    qs = gatherings_visible(user=user).filter(series_end__gt=after, start__lt=before + timedelta(days=1))
+    if room_id is not None:
+        qs = qs.filter(room_id=room_id)
+    if wilaya_id is not None:
+        qs = qs.filter(room__wilaya_id=wilaya_id)
+    if trade_id is not None:
+        qs = qs.filter(room__trade_id=trade_id)
+    gatherings = list(qs.prefetch_related("exceptions"))
+    answers = _answers_by_gathering(user=user, gathering_ids=[g.pk for g in gatherings])
+    hosted = set(
+        Gathering.hosts.through.objects.filter(
+            user_id=user.pk, gathering_id__in=[g.pk for g in gatherings]
+        ).values_list("gathering_id", flat=True)
+    )
+    items: list[AgendaItem] = []
+    for g in gatherings:
+        series, per_occurrence = answers.get(g.pk, (None, {}))
+        for occ in gathering_occurrences(
+            gathering=g, after=after, before=before, exceptions=g.exceptions.all()
+        ):
+            status = per_occurrence.get(occ.original_start, series)
+            if mine and g.pk not in hosted and status not in (
+                RsvpStatus.GOING,
+                RsvpStatus.MAYBE,
+                RsvpStatus.WAITLISTED,
+            ):
+                continue
+            items.append(AgendaItem(gathering=g, occurrence=occ, my_status=status))
+    # Some moves may fall before `after`-filtered starts; order once at the end.
+    items.sort(key=lambda i: (i.occurrence.start, i.gathering.pk))
+    return items
+
+
+def _answers_by_gathering(
+    *, user: User, gathering_ids: list[int]
+) -> dict[int, tuple[str | None, dict[datetime, str]]]:
+    result: dict[int, tuple[str | None, dict[datetime, str]]] = {}
+    for r in Rsvp.objects.filter(user=user, gathering_id__in=gathering_ids):
+        series, per = result.get(r.gathering_id, (None, {}))
+        if r.occurrence_start is None:
+            series = r.status
+        else:
+            per[r.occurrence_start.astimezone(UTC)] = r.status
+        result[r.gathering_id] = (series, per)
+    return result
+
+
+# --- RSVPs ---------------------------------------------------------------------------
+
+
+def effective_rsvps(
+    *, gathering: Gathering, original_start: datetime, rows: Iterable[Rsvp] | None = None
+) -> dict[int, Rsvp]:
+    """Each member's answer for one occurrence: his answer for it, else his series answer."""
+    original_start = original_start.astimezone(UTC)
+    if rows is None:
+        rows = Rsvp.objects.filter(gathering=gathering).filter(
+            Q(occurrence_start__isnull=True) | Q(occurrence_start=original_start)
+        )
+    series: dict[int, Rsvp] = {}
+    specific: dict[int, Rsvp] = {}
+    for r in rows:
+        if r.occurrence_start is None:
+            series[r.user_id] = r
+        elif r.occurrence_start.astimezone(UTC) == original_start:
+            specific[r.user_id] = r
+    series.update(specific)
+    return series
+
+
+@dataclass(frozen=True)
+class AttendeeRow:
+    user_id: int
+    name: str
+    status: str
+    requested_at: datetime
+
+
+def occurrence_attendees(*, user: User, gathering_id: int, original_start: datetime) -> list[AttendeeRow]:
+    """The answers for one occurrence, for its hosts and moderators: going first, then the
+    waitlist in order, then maybe and not going. Others get `forbidden`."""
+    gathering = gathering_get(user=user, gathering_id=gathering_id)
+    is_host = gathering.hosts.filter(pk=user.pk).exists()
+    if not is_host and not gathering_can_manage(user=user, gathering=gathering):
+        raise HirfaError(ErrorCode.FORBIDDEN, _("Only the hosts see the list of answers."))
+    occurrence_get(gathering=gathering, original_start=original_start)
+    answers = effective_rsvps(gathering=gathering, original_start=original_start)
+    users = {u.pk: u for u in User.objects.filter(pk__in=answers).select_related("profile")}
+    order = {RsvpStatus.GOING: 0, RsvpStatus.WAITLISTED: 1, RsvpStatus.MAYBE: 2, RsvpStatus.NOT_GOING: 3}
+    rows = [
+        AttendeeRow(
+            user_id=uid,
+            name=users[uid].display_name,
+            status=r.status,
+            requested_at=r.requested_at,
+        )
+        for uid, r in answers.items()
+    ]
+    rows.sort(key=lambda a: (order.get(RsvpStatus(a.status), 9), a.requested_at, a.user_id))
+    return rows
+
+
+def my_rsvp(*, user: User, gathering: Gathering, original_start: datetime | None) -> str | None:
+    """`user`'s answer for one occurrence (or for the series when `original_start` is None)."""
+    if original_start is None:
+        row = Rsvp.objects.filter(gathering=gathering, user=user, occurrence_start__isnull=True).first()
+        return row.status if row else None
+    found = effective_rsvps(gathering=gathering, original_start=original_start).get(user.pk)
+    return found.status if found else None
+
+
+# --- feeds -----------------------------------------------------------------------------
+
+
+def feed_owner(*, token: str) -> User:
+    """The member whose personal feed `token` opens; `not_found` for a revoked or unknown one."""
+    row = FeedToken.objects.select_related("user").filter(token=token).first() if token else None
+    if row is None or not row.user.is_active:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such calendar."))
+    return row.user
+
+
+def gatherings_of_member(*, user: User) -> QuerySet[Gathering]:
+    """The gatherings in `user`'s personal feed: those he answered going, maybe or
+    waitlisted to (any occurrence or the series) and those he hosts, if he still sees them."""
+    answered = Rsvp.objects.filter(
+        user=user, status__in=[RsvpStatus.GOING, RsvpStatus.MAYBE, RsvpStatus.WAITLISTED]
+    ).values("gathering_id")
+    return gatherings_visible(user=user).filter(Q(pk__in=answered) | Q(hosts=user)).distinct()

@@ -1,0 +1,601 @@
+"""Meetings and their participants: one server-side peer connection each.
+
+The server always makes the offers (a participant never offers), so a
+subscriber gets exactly the publisher's codec and there is never glare. The
+bridge drives negotiation with three calls::
+
+    participant = await meeting.join("amina", on_negotiation_needed=cb)
+    participant.publish(TrackSource.CAMERA)      # or anything else; cb fires
+    offer = await participant.create_offer()     # send offer.sdp + offer.slots
+    await participant.apply_answer(sdp, revision=offer.revision)
+
+``on_negotiation_needed`` is called (synchronously, never re-entrantly) when
+the participant's peer connection must be renegotiated and no offer is
+outstanding; after an answer, it is called again if more changes came in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceCandidate,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.sdp import candidate_from_sdp
+
+from . import aiortc_hooks
+from .config import SfuConfig
+from .forwarding import ForwardTrack, TrackForwarder
+from .speaker import ActiveSpeakerDetector
+from .types import (
+    BadSessionDescription,
+    InvalidSfuState,
+    MediaKind,
+    MeetingSnapshot,
+    NegotiationState,
+    Offer,
+    ParticipantSnapshot,
+    ParticipantState,
+    PublishedTrack,
+    SlotDirection,
+    TooManyTracks,
+    TrackSlot,
+    TrackSource,
+    UnknownParticipant,
+    VideoCodec,
+)
+
+logger = logging.getLogger(__name__)
+
+NegotiationCallback = Callable[["Participant"], None]
+StateCallback = Callable[["Participant", ParticipantState], None]
+
+_H264_PROFILE = "42e01f"  # constrained baseline
+
+
+def _codec_preferences(kind: MediaKind, video_codec: VideoCodec) -> list:
+    capabilities = RTCRtpSender.getCapabilities(kind.value).codecs
+    if kind is MediaKind.AUDIO:
+        return [c for c in capabilities if c.mimeType.lower() == "audio/opus"]
+    wanted = []
+    for codec in capabilities:
+        name = codec.mimeType.lower()
+        if video_codec is VideoCodec.VP8 and name == "video/vp8":
+            wanted.insert(0, codec)
+        elif (
+            video_codec is VideoCodec.H264
+            and name == "video/h264"
+            and codec.parameters.get("profile-level-id") == _H264_PROFILE
+        ):
+            wanted.insert(0, codec)
+        elif name == "video/rtx":
+            wanted.append(codec)
+    return wanted
+
+
+def _mime_type(kind: MediaKind, video_codec: VideoCodec) -> str:
+    if kind is MediaKind.AUDIO:
+        return "audio/opus"
+    return "video/vp8" if video_codec is VideoCodec.VP8 else "video/h264"
+
+
+@dataclass(slots=True)
+class _PublishSlot:
+    source: TrackSource
+    transceiver: RTCRtpTransceiver
+    forwarder: TrackForwarder
+    active: bool = True
+
+
+@dataclass(slots=True)
+class _SubscribeSlot:
+    kind: MediaKind
+    transceiver: RTCRtpTransceiver
+    track: ForwardTrack
+
+
+class Participant:
+    """One participant's server-side peer connection, publications and subscriptions.
+
+    Created by :meth:`Meeting.join`; every public coroutine raises
+    :class:`InvalidSfuState` once the participant is closed.
+    """
+
+    def __init__(
+        self,
+        *,
+        participant_id: str,
+        meeting: Meeting,
+        on_negotiation_needed: NegotiationCallback,
+        on_state_change: StateCallback | None,
+        receive_video: bool,
+    ) -> None:
+        self.id = participant_id
+        self._meeting = meeting
+        self._config = meeting.config
+        self._on_negotiation_needed = on_negotiation_needed
+        self._on_state_change = on_state_change
+        self._receive_video = receive_video
+        self._pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self._pc.on("connectionstatechange", self._connection_state_changed)
+        self._state = ParticipantState.NEW
+        self._negotiation = NegotiationState.STABLE
+        self._negotiation_needed = False
+        self._revision = 0
+        self._publications: dict[TrackSource, _PublishSlot] = {}
+        self._subscriptions: dict[tuple[str, TrackSource], _SubscribeSlot] = {}
+        self._idle: list[_SubscribeSlot] = []
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"Participant({self.id!r}, {self._state.value})"
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def state(self) -> ParticipantState:
+        return self._state
+
+    @property
+    def negotiation_state(self) -> NegotiationState:
+        return self._negotiation
+
+    @property
+    def negotiation_needed(self) -> bool:
+        return self._negotiation_needed
+
+    @property
+    def peer_connection(self) -> RTCPeerConnection:
+        """The server-side peer (for tests and diagnostics; do not renegotiate it)."""
+        return self._pc
+
+    def forwarders(self) -> tuple[TrackForwarder, ...]:
+        return tuple(slot.forwarder for slot in self._publications.values() if slot.active)
+
+    def subscription_tracks(self) -> tuple[ForwardTrack, ...]:
+        return tuple(slot.track for slot in self._subscriptions.values())
+
+    def snapshot(self) -> ParticipantSnapshot:
+        return ParticipantSnapshot(
+            participant_id=self.id,
+            state=self._state,
+            published=tuple(
+                PublishedTrack(
+                    participant_id=self.id,
+                    source=slot.source,
+                    muted_by_moderator=slot.forwarder.muted,
+                    frames_received=slot.forwarder.frames_received,
+                    keyframe_requests_sent=slot.forwarder.keyframe_requests_sent,
+                )
+                for slot in self._publications.values()
+                if slot.active
+            ),
+        )
+
+    def _check_open(self, action: str) -> None:
+        if self._state is ParticipantState.CLOSED:
+            raise InvalidSfuState(f"cannot {action}: participant {self.id!r} is closed")
+
+    def _connection_state_changed(self) -> None:
+        mapped = {
+            "new": ParticipantState.NEW,
+            "connecting": ParticipantState.CONNECTING,
+            "connected": ParticipantState.CONNECTED,
+            "failed": ParticipantState.FAILED,
+            "closed": ParticipantState.CLOSED,
+        }.get(self._pc.connectionState)
+        if mapped is None or self._state is ParticipantState.CLOSED or mapped is self._state:
+            return
+        self._state = mapped
+        if self._on_state_change is not None:
+            self._on_state_change(self, mapped)
+
+    def _mark_negotiation_needed(self) -> None:
+        if self._state is ParticipantState.CLOSED:
+            return
+        already = self._negotiation_needed
+        self._negotiation_needed = True
+        if not already and self._negotiation is NegotiationState.STABLE:
+            self._on_negotiation_needed(self)
+
+    # ------------------------------------------------------------ publishing
+
+    def publish(self, source: TrackSource) -> None:
+        """Open a slot for the participant to send ``source``; renegotiation follows.
+
+        Raises :class:`TooManyTracks` if ``source`` is already published or the
+        per-participant limit is reached.
+        """
+        self._check_open(f"publish {source.value}")
+        existing = self._publications.get(source)
+        if existing is not None and existing.active:
+            raise TooManyTracks(f"participant {self.id!r} already publishes {source.value}")
+        active = sum(1 for slot in self._publications.values() if slot.active)
+        if active >= self._config.max_tracks_per_participant:
+            raise TooManyTracks(
+                f"participant {self.id!r} publishes {active} tracks, "
+                f"the limit is {self._config.max_tracks_per_participant}"
+            )
+        if existing is not None:
+            existing.active = True
+            existing.transceiver.direction = "recvonly"
+            existing.forwarder.set_muted(self._meeting.is_muted(self.id, source))
+            self._meeting._track_published(existing.forwarder)
+        else:
+            kind = source.kind
+            transceiver = self._pc.addTransceiver(kind.value, direction="recvonly")
+            transceiver.setCodecPreferences(_codec_preferences(kind, self._meeting.video_codec))
+            forwarder = TrackForwarder(
+                participant_id=self.id,
+                source=source,
+                codec=self._meeting.video_codec,
+                receiver=transceiver.receiver,
+                keyframe_interval=self._config.keyframe_interval,
+                on_audio_level=self._meeting._observe_audio_level,
+            )
+            forwarder.assembler = aiortc_hooks.tap_receiver(
+                transceiver.receiver,
+                sink=forwarder.on_frame,
+                loss_timeout=self._config.loss_timeout,
+            )
+            forwarder.set_muted(self._meeting.is_muted(self.id, source))
+            self._publications[source] = _PublishSlot(source, transceiver, forwarder)
+            self._meeting._track_published(forwarder)
+        self._mark_negotiation_needed()
+
+    def unpublish(self, source: TrackSource) -> None:
+        """Stop receiving ``source``; subscribers' slots go idle; renegotiation follows."""
+        self._check_open(f"unpublish {source.value}")
+        slot = self._publications.get(source)
+        if slot is None or not slot.active:
+            raise InvalidSfuState(f"participant {self.id!r} does not publish {source.value}")
+        slot.active = False
+        slot.transceiver.direction = "inactive"
+        self._meeting._track_unpublished(slot.forwarder)
+        for track in tuple(slot.forwarder.subscribers):
+            track.attach(None)
+        self._mark_negotiation_needed()
+
+    # ------------------------------------------------------------ subscribing
+
+    def _subscribe(self, forwarder: TrackForwarder) -> None:
+        key = (forwarder.participant_id, forwarder.source)
+        if key in self._subscriptions or self._state is ParticipantState.CLOSED:
+            return
+        if forwarder.kind is MediaKind.VIDEO and not self._receive_video:
+            return
+        slot = next((s for s in self._idle if s.kind is forwarder.kind), None)
+        if slot is not None:
+            self._idle.remove(slot)
+            slot.transceiver.direction = "sendonly"
+        else:
+            kind = forwarder.kind
+            track = ForwardTrack(
+                kind,
+                capacity=(
+                    self._config.video_queue_frames
+                    if kind is MediaKind.VIDEO
+                    else self._config.audio_queue_frames
+                ),
+            )
+            transceiver = self._pc.addTransceiver(track, direction="sendonly")
+            transceiver.setCodecPreferences(_codec_preferences(kind, self._meeting.video_codec))
+            aiortc_hooks.make_forwarding_sender(
+                transceiver.sender,
+                mime_type=_mime_type(kind, self._meeting.video_codec),
+                on_keyframe_request=track.on_remote_keyframe_request,
+            )
+            slot = _SubscribeSlot(kind, transceiver, track)
+        slot.track.attach(forwarder)
+        self._subscriptions[key] = slot
+        self._mark_negotiation_needed()
+
+    def _unsubscribe(self, participant_id: str, source: TrackSource) -> None:
+        slot = self._subscriptions.pop((participant_id, source), None)
+        if slot is None:
+            return
+        slot.track.attach(None)
+        slot.transceiver.direction = "inactive"
+        self._idle.append(slot)
+        self._mark_negotiation_needed()
+
+    def set_receive_video(self, receive: bool) -> None:
+        """Subscribe to (or drop) every video track of the meeting ("don't receive video")."""
+        self._check_open("change video reception")
+        if receive == self._receive_video:
+            return
+        self._receive_video = receive
+        if receive:
+            for forwarder in self._meeting.forwarders():
+                if forwarder.participant_id != self.id:
+                    self._subscribe(forwarder)
+        else:
+            for participant_id, source in list(self._subscriptions):
+                if source.kind is MediaKind.VIDEO:
+                    self._unsubscribe(participant_id, source)
+
+    # ------------------------------------------------------------ negotiation
+
+    def _slots(self) -> tuple[TrackSlot, ...]:
+        slots = []
+        for pub in self._publications.values():
+            slots.append(
+                TrackSlot(
+                    mid=pub.transceiver.mid or "",
+                    kind=pub.source.kind,
+                    direction=SlotDirection.PUBLISH,
+                    publisher_id=self.id if pub.active else None,
+                    source=pub.source if pub.active else None,
+                )
+            )
+        for (publisher_id, source), sub in self._subscriptions.items():
+            slots.append(
+                TrackSlot(
+                    mid=sub.transceiver.mid or "",
+                    kind=sub.kind,
+                    direction=SlotDirection.SUBSCRIBE,
+                    publisher_id=publisher_id,
+                    source=source,
+                )
+            )
+        for sub in self._idle:
+            slots.append(
+                TrackSlot(
+                    mid=sub.transceiver.mid or "",
+                    kind=sub.kind,
+                    direction=SlotDirection.SUBSCRIBE,
+                    publisher_id=None,
+                    source=None,
+                )
+            )
+        return tuple(sorted(slots, key=lambda s: int(s.mid) if s.mid.isdigit() else 0))
+
+    async def create_offer(self) -> Offer:
+        """Make the next offer for the participant.
+
+        Raises :class:`InvalidSfuState` while a previous offer is unanswered.
+        The offer carries every candidate (no trickle from the server).
+        """
+        async with self._lock:
+            self._check_open("create an offer")
+            if self._negotiation is NegotiationState.OFFER_SENT:
+                raise InvalidSfuState(
+                    f"cannot create an offer for {self.id!r}: "
+                    f"offer {self._revision} is still unanswered"
+                )
+            self._negotiation_needed = False
+            offer = await self._pc.createOffer()
+            aiortc_hooks.configure_host_candidates(self._pc, self._meeting.host_policy)
+            await self._pc.setLocalDescription(offer)
+            self._revision += 1
+            self._negotiation = NegotiationState.OFFER_SENT
+            return Offer(sdp=self._pc.localDescription.sdp, revision=self._revision, slots=self._slots())
+
+    async def apply_answer(self, sdp: str, *, revision: int) -> None:
+        """Apply the participant's answer to offer ``revision``.
+
+        Raises :class:`InvalidSfuState` for an answer to another offer and
+        :class:`BadSessionDescription` for an answer aiortc refuses (the offer
+        is then withdrawn and negotiation is needed again).
+        """
+        async with self._lock:
+            self._check_open("apply an answer")
+            if self._negotiation is not NegotiationState.OFFER_SENT or revision != self._revision:
+                raise InvalidSfuState(
+                    f"answer to offer {revision} for {self.id!r}, but the pending offer is "
+                    f"{self._revision if self._negotiation is NegotiationState.OFFER_SENT else 'none'}"
+                )
+            try:
+                await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            except Exception as exc:  # aiortc raises ValueError, OperationError, ...
+                self._negotiation = NegotiationState.STABLE
+                self._negotiation_needed = True
+                raise BadSessionDescription(
+                    f"answer {revision} of {self.id!r} refused: {exc}"
+                ) from exc
+            self._negotiation = NegotiationState.STABLE
+        if self._negotiation_needed:
+            self._negotiation_needed = False
+            self._mark_negotiation_needed()
+
+    async def add_ice_candidate(self, candidate: str | None, *, sdp_mid: str | None) -> None:
+        """Add a trickled remote candidate (``a=candidate`` value); ``None`` ends them."""
+        self._check_open("add an ICE candidate")
+        if candidate is None:
+            await self._pc.addIceCandidate(None)
+            return
+        try:
+            parsed: RTCIceCandidate = candidate_from_sdp(candidate.removeprefix("candidate:"))
+        except (ValueError, IndexError) as exc:
+            raise BadSessionDescription(f"bad ICE candidate {candidate!r} for {self.id!r}") from exc
+        parsed.sdpMid = sdp_mid
+        try:
+            await self._pc.addIceCandidate(parsed)
+        except Exception as exc:
+            raise BadSessionDescription(
+                f"ICE candidate {candidate!r} refused for {self.id!r}: {exc}"
+            ) from exc
+
+    # ------------------------------------------------------------ teardown
+
+    async def _close(self) -> None:
+        if self._state is ParticipantState.CLOSED:
+            return
+        self._state = ParticipantState.CLOSED
+        for slot in self._publications.values():
+            await slot.forwarder.close()
+        for slot in [*self._subscriptions.values(), *self._idle]:
+            slot.track.stop()
+        self._subscriptions.clear()
+        self._idle.clear()
+        await self._pc.close()
+        if self._on_state_change is not None:
+            self._on_state_change(self, ParticipantState.CLOSED)
+
+
+class Meeting:
+    """A set of participants whose published tracks are forwarded to each other.
+
+    Created by :meth:`signaling.sfu.Sfu.meeting`.
+    """
+
+    def __init__(
+        self,
+        *,
+        meeting_id: str,
+        config: SfuConfig,
+        video_codec: VideoCodec,
+        on_active_speaker: Callable[[str | None], None] | None = None,
+    ) -> None:
+        self.id = meeting_id
+        self.config = config
+        self.video_codec = video_codec
+        self.host_policy = aiortc_hooks.HostCandidatePolicy(
+            bind_address=config.bind_address,
+            announced_addresses=config.announced_addresses,
+            port_min=config.port_min,
+            port_max=config.port_max,
+        )
+        self._participants: dict[str, Participant] = {}
+        self._muted: set[tuple[str, TrackSource]] = set()
+        self._closed = False
+        self.on_active_speaker = on_active_speaker
+        self._speaker = ActiveSpeakerDetector(on_change=self._speaker_changed)
+
+    def __repr__(self) -> str:
+        return f"Meeting({self.id!r}, {len(self._participants)} participants)"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def active_speaker(self) -> str | None:
+        return self._speaker.current
+
+    @property
+    def speaker_detector(self) -> ActiveSpeakerDetector:
+        return self._speaker
+
+    def participants(self) -> tuple[Participant, ...]:
+        return tuple(self._participants.values())
+
+    def participant(self, participant_id: str) -> Participant:
+        try:
+            return self._participants[participant_id]
+        except KeyError:
+            raise UnknownParticipant(
+                f"no participant {participant_id!r} in meeting {self.id!r}"
+            ) from None
+
+    def forwarders(self) -> tuple[TrackForwarder, ...]:
+        return tuple(f for p in self._participants.values() for f in p.forwarders())
+
+    def snapshot(self) -> MeetingSnapshot:
+        return MeetingSnapshot(
+            meeting_id=self.id,
+            video_codec=self.video_codec,
+            participants=tuple(p.snapshot() for p in self._participants.values()),
+            active_speaker=self.active_speaker,
+        )
+
+    async def join(
+        self,
+        participant_id: str,
+        *,
+        on_negotiation_needed: NegotiationCallback,
+        on_state_change: StateCallback | None = None,
+        receive_video: bool = True,
+    ) -> Participant:
+        """Add a participant subscribed to every track already published.
+
+        Raises :class:`InvalidSfuState` if the meeting is closed or the id is
+        already in it.
+        """
+        if self._closed:
+            raise InvalidSfuState(f"cannot join {participant_id!r}: meeting {self.id!r} is closed")
+        if participant_id in self._participants:
+            raise InvalidSfuState(
+                f"participant {participant_id!r} is already in meeting {self.id!r}"
+            )
+        participant = Participant(
+            participant_id=participant_id,
+            meeting=self,
+            on_negotiation_needed=on_negotiation_needed,
+            on_state_change=on_state_change,
+            receive_video=receive_video,
+        )
+        self._participants[participant_id] = participant
+        for forwarder in self.forwarders():
+            if forwarder.participant_id != participant_id:
+                participant._subscribe(forwarder)
+        return participant
+
+    async def leave(self, participant_id: str) -> None:
+        """Remove a participant and close his peer connection; others renegotiate.
+
+        Used for leave, removal by a host and failure alike.
+        """
+        participant = self.participant(participant_id)
+        del self._participants[participant_id]
+        for forwarder in participant.forwarders():
+            self._track_unpublished(forwarder)
+        self._speaker.forget(participant_id)
+        self._muted = {key for key in self._muted if key[0] != participant_id}
+        await participant._close()
+
+    remove = leave
+
+    def is_muted(self, participant_id: str, source: TrackSource) -> bool:
+        return (participant_id, source) in self._muted
+
+    def set_muted(self, participant_id: str, source: TrackSource, muted: bool) -> None:
+        """Moderator mute: nothing of that source is forwarded until unmuted.
+
+        Holds across republishing: the mute belongs to the participant in this
+        meeting, not to one track.
+        """
+        participant = self.participant(participant_id)
+        if muted:
+            self._muted.add((participant_id, source))
+            if source is TrackSource.MICROPHONE:
+                self._speaker.forget(participant_id)
+        else:
+            self._muted.discard((participant_id, source))
+        for forwarder in participant.forwarders():
+            if forwarder.source is source:
+                forwarder.set_muted(muted)
+
+    def _track_published(self, forwarder: TrackForwarder) -> None:
+        for participant in self._participants.values():
+            if participant.id != forwarder.participant_id:
+                participant._subscribe(forwarder)
+
+    def _track_unpublished(self, forwarder: TrackForwarder) -> None:
+        for participant in self._participants.values():
+            if participant.id != forwarder.participant_id:
+                participant._unsubscribe(forwarder.participant_id, forwarder.source)
+
+    def _observe_audio_level(self, participant_id: str, level: int | None, size: int) -> None:
+        self._speaker.observe(participant_id, level, size)
+
+    def _speaker_changed(self, participant_id: str | None) -> None:
+        if self.on_active_speaker is not None:
+            self.on_active_speaker(participant_id)
+
+    async def close(self) -> None:
+        """Close every participant's peer connection; the meeting ends."""
+        self._closed = True
+        for participant_id in list(self._participants):
+            await self.leave(participant_id)

@@ -1,0 +1,65 @@
+"""The SFU of one process: a registry of meetings."""
+
+from __future__ import annotations
+
+from .config import SfuConfig
+from .meeting import Meeting
+from .types import InvalidSfuState, UnknownMeeting, VideoCodec
+
+
+class Sfu:
+    """Holds the meetings forwarded by this process.
+
+    Guarantees that :meth:`close` leaves no peer connection, task or socket
+    behind and that no meeting can be opened afterwards.
+    """
+
+    def __init__(self, config: SfuConfig | None = None) -> None:
+        self.config = config or SfuConfig()
+        self._meetings: dict[str, Meeting] = {}
+        self._closed = False
+
+    def meeting(self, meeting_id: str, *, video_codec: VideoCodec | None = None) -> Meeting:
+        """The meeting ``meeting_id``, opened on first use with ``video_codec``.
+
+        Raises :class:`InvalidSfuState` if the meeting exists with another codec
+        or the SFU is closed.
+        """
+        if self._closed:
+            raise InvalidSfuState(f"cannot open meeting {meeting_id!r}: the SFU is closed")
+        existing = self._meetings.get(meeting_id)
+        if existing is not None:
+            if video_codec is not None and video_codec is not existing.video_codec:
+                raise InvalidSfuState(
+                    f"meeting {meeting_id!r} uses {existing.video_codec.value}, "
+                    f"not {video_codec.value}"
+                )
+            return existing
+        meeting = Meeting(
+            meeting_id=meeting_id,
+            config=self.config,
+            video_codec=video_codec or self.config.default_video_codec,
+        )
+        self._meetings[meeting_id] = meeting
+        return meeting
+
+    def get_meeting(self, meeting_id: str) -> Meeting:
+        try:
+            return self._meetings[meeting_id]
+        except KeyError:
+            raise UnknownMeeting(f"no meeting {meeting_id!r} on this SFU") from None
+
+    def meetings(self) -> tuple[Meeting, ...]:
+        return tuple(self._meetings.values())
+
+    async def close_meeting(self, meeting_id: str) -> None:
+        """Close a meeting and every peer connection in it."""
+        meeting = self.get_meeting(meeting_id)
+        del self._meetings[meeting_id]
+        await meeting.close()
+
+    async def close(self) -> None:
+        """Shut down: close every meeting."""
+        self._closed = True
+        for meeting_id in list(self._meetings):
+            await self.close_meeting(meeting_id)

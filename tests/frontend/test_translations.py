@@ -1,0 +1,111 @@
+"""The catalogues: each compiles, the .mo files are up to date, and every string
+the web client shows has its Arabic and French translation."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import polib
+import pytest
+from django.urls import reverse
+from django.utils.translation.template import templatize
+
+from frontend.i18n import JS_STRINGS
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCALE = ROOT / "hub" / "locale"
+TEMPLATES = ROOT / "frontend" / "templates"
+
+
+def _compile_messages():
+    spec = importlib.util.spec_from_file_location("compile_messages", ROOT / "scripts" / "compile_messages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def template_msgids() -> set[str]:
+    """Every msgid of the frontend templates, as makemessages would extract it."""
+    found: set[str] = set()
+    call = re.compile(r"\b(?:gettext|ngettext|pgettext)\((u?'(?:[^'\\]|\\.)*')")
+    for path in TEMPLATES.rglob("*.html"):
+        source = templatize(path.read_text(encoding="utf-8"), origin=str(path))
+        for literal in call.findall(source):
+            found.add(eval(literal.lstrip("u")))  # noqa: S307 - a Python string literal from templatize
+    return found
+
+
+def view_msgids() -> set[str]:
+    text = (ROOT / "frontend" / "views.py").read_text(encoding="utf-8")
+    return set(re.findall(r'\b_\(\s*"((?:[^"\\]|\\.)*)"', text))
+
+
+def test_the_frontend_strings_are_found():
+    ids = template_msgids()
+    assert {"Your rooms", "Load older messages", "Open reports"} <= ids
+    assert "%(counter)s member in all." in ids
+    assert "You follow this room now." in view_msgids()
+
+
+@pytest.mark.parametrize("language", ["ar", "fr", "en"])
+def test_every_catalogue_compiles(language, tmp_path):
+    compile_messages = _compile_messages()
+    po_path = LOCALE / language / "LC_MESSAGES" / "django.po"
+    assert po_path.exists()
+    assert compile_messages.problems(polib.pofile(str(po_path))) == []
+    mo = compile_messages.compile_one(po_path, tmp_path / "django.mo")
+    assert polib.mofile(str(mo)).percent_translated() >= 0
+
+
+def test_the_compiled_catalogues_are_up_to_date():
+    assert _compile_messages().main(["--check"]) == 0
+
+
+def test_a_placeholder_mismatch_is_refused(tmp_path):
+    po = polib.POFile()
+    po.append(polib.POEntry(msgid="Hello %(name)s", msgstr="Bonjour %(nom)s"))
+    assert _compile_messages().problems(po)
+
+
+@pytest.mark.parametrize("language", ["ar", "fr"])
+def test_no_frontend_string_is_left_untranslated(language):
+    po = polib.pofile(str(LOCALE / language / "LC_MESSAGES" / "django.po"))
+    entries = {e.msgid: e for e in po if not e.obsolete}
+    wanted = template_msgids() | view_msgids() | {str(s._proxy____args[0]) for s in JS_STRINGS.values()}
+    missing = sorted(m for m in wanted if m not in entries)
+    assert not missing, f"not in the {language} catalogue (run makemessages): {missing}"
+    empty = sorted(
+        m
+        for m in wanted
+        if "fuzzy" in entries[m].flags
+        or (entries[m].msgid_plural and not all(entries[m].msgstr_plural.values()))
+        or (not entries[m].msgid_plural and not entries[m].msgstr)
+    )
+    assert not empty, f"untranslated in {language}: {empty}"
+
+
+@pytest.mark.django_db
+def test_the_arabic_page_is_right_to_left_and_translated(client, amina):
+    client.force_login(amina)
+    client.cookies["django_language"] = "ar"
+    body = client.get(reverse("rooms")).content.decode()
+    assert '<html lang="ar" dir="rtl">' in body
+    assert "غرفك" in body  # "Your rooms"
+    assert "جارٍ الاتصال" in body  # a string of the JavaScript blob
+
+    client.cookies["django_language"] = "fr"
+    body = client.get(reverse("rooms")).content.decode()
+    assert '<html lang="fr" dir="ltr">' in body
+    assert "Vos salons" in body
+
+
+@pytest.mark.django_db
+def test_the_language_switch_sets_the_language(client, amina):
+    client.force_login(amina)
+    page = client.get(reverse("rooms")).content.decode()
+    assert 'action="/i18n/setlang/"' in page
+    response = client.post("/i18n/setlang/", {"language": "ar", "next": "/rooms/"})
+    assert response["Location"] == "/rooms/"
+    assert '<html lang="ar" dir="rtl">' in client.get("/rooms/").content.decode()

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import importlib
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from hub.errors import ErrorCode, HirfaError
+from hub.forms import SignupForm
+from hub.models import Trade, TradeDomain, Wilaya
+from hub.selectors import trades_by_domain, wilayas_in_force
+from hub.services import artisan_register
+
+pytestmark = pytest.mark.usefixtures("reference_data")
+
+
+def test_the_58_wilayas_have_unique_codes_and_french_and_arabic_names():
+    wilayas = list(Wilaya.objects.filter(parent__isnull=True, valid_from__isnull=True))
+    assert sorted(w.code for w in wilayas) == list(range(1, 59))
+    for wilaya in wilayas:
+        assert wilaya.name_fr.strip(), wilaya.code
+        assert wilaya.name_ar.strip(), wilaya.code
+        # Arabic names are written in Arabic script.
+        assert any("\u0600" <= ch <= "\u06ff" for ch in wilaya.name_ar), wilaya.code
+    assert len({w.name_fr for w in wilayas}) == 58
+
+
+@pytest.mark.parametrize(
+    ("code", "fr", "ar"),
+    [
+        (1, "Adrar", "أدرار"),
+        (13, "Tlemcen", "تلمسان"),
+        (16, "Alger", "الجزائر"),
+        (25, "Constantine", "قسنطينة"),
+        (31, "Oran", "وهران"),
+        (47, "Ghardaïa", "غرداية"),
+        (48, "Relizane", "غليزان"),
+        (49, "Timimoun", "تيميمون"),
+        (53, "In Salah", "عين صالح"),
+        (58, "El Meniaa", "المنيعة"),
+    ],
+)
+def test_known_wilaya_names(code, fr, ar):
+    wilaya = Wilaya.objects.get(code=code)
+    assert (wilaya.name_fr, wilaya.name_ar) == (fr, ar)
+
+
+def test_localized_name_follows_the_language():
+    alger = Wilaya.objects.get(code=16)
+    assert alger.localized_name("ar") == "الجزائر"
+    assert alger.localized_name("en") == "Algiers"
+    assert alger.localized_name("fr") == "Alger"
+
+
+def test_neighbours_are_symmetric_and_cover_the_north():
+    tlemcen = Wilaya.objects.get(code=13)
+    assert {w.code for w in tlemcen.neighbours.all()} == {22, 45, 46}
+    alger = Wilaya.objects.get(code=16)
+    assert {w.code for w in alger.neighbours.all()} == {9, 35, 42}
+    constantine = Wilaya.objects.get(code=25)
+    assert {w.code for w in constantine.neighbours.all()} == {4, 21, 24, 43}
+    # Symmetric: Tlemcen is a neighbour of Aïn Témouchent.
+    assert Wilaya.objects.get(code=46).neighbours.filter(code=13).exists()
+    # No wilaya is its own neighbour.
+    for wilaya in Wilaya.objects.prefetch_related("neighbours"):
+        assert wilaya not in wilaya.neighbours.all()
+    # Every northern (pre-2019, code <= 48) wilaya has at least one neighbour.
+    lonely = [w.code for w in Wilaya.objects.filter(code__lte=48) if not w.neighbours.exists()]
+    assert lonely == []
+
+
+def test_trades_fall_in_the_three_domains():
+    assert set(TradeDomain.objects.values_list("code", flat=True)) >= {"art", "goods", "services"}
+    official = Trade.objects.filter(domain__code__in=["art", "goods", "services"])
+    assert official.count() >= 30
+    for code in ("art", "goods", "services"):
+        assert official.filter(domain__code=code).exists(), code
+    for trade in official:
+        assert trade.name_fr and trade.name_ar and trade.name_en, trade.slug
+        assert trade.activity_code == "" or (len(trade.activity_code) == 7 and trade.activity_code.isdigit())
+    for slug in ("pottery-ceramics", "carpets-weaving", "copperware", "silver-jewellery", "basketry", "glass"):
+        assert official.filter(slug=slug, domain__code="art").exists(), slug
+    assert official.filter(slug="plumbing", domain__code="services").exists()
+
+
+def test_trades_by_domain_groups_every_trade_once():
+    groups = trades_by_domain()
+    seen = [t.pk for g in groups for t in g.trades]
+    assert len(seen) == len(set(seen)) == Trade.objects.count()
+
+
+def test_a_future_wilaya_is_a_row_not_in_force_until_its_date():
+    """The wilayas announced in November 2025 can be added later with no code change."""
+    adrar = Wilaya.objects.get(code=1)
+    starts = timezone.localdate() + timedelta(days=200)
+    new = Wilaya.objects.create(
+        code=59, name_fr="Future wilaya", name_ar="ولاية مستقبلية", parent=adrar, valid_from=starts
+    )
+    assert not new.is_in_force()
+    assert not new.is_in_force(starts - timedelta(days=1))
+    assert new.is_in_force(starts)
+    assert adrar.children.get() == new
+    assert new not in wilayas_in_force()
+    assert new in wilayas_in_force(day=starts)
+    # Not offered at sign-up, and refused by the service.
+    assert new.pk not in {w.pk for w in SignupForm().fields["wilaya"].queryset}
+    with pytest.raises(HirfaError) as refused:
+        artisan_register(
+            username="early",
+            email="early@example.org",
+            password="a-long-test-passphrase",
+            display_name="Early",
+            wilaya_id=new.pk,
+            trade_ids=[],
+            languages=[],
+        )
+    assert refused.value.code == ErrorCode.INVALID
+
+
+def test_the_data_loaders_are_idempotent():
+    from django.apps import apps
+
+    before = (Wilaya.objects.count(), Trade.objects.count(), Wilaya.neighbours.through.objects.count())
+    for name in ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades"):
+        importlib.import_module(name).load(apps, None)
+    after = (Wilaya.objects.count(), Trade.objects.count(), Wilaya.neighbours.through.objects.count())
+    assert before == after
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_data_migrations_reverse_and_apply_again():
+    call_command("migrate", "hub", "0001", verbosity=0)
+    assert not Wilaya.objects.exists()
+    assert not Trade.objects.filter(slug="pottery-ceramics").exists()
+    assert not TradeDomain.objects.filter(code="art").exists()
+    call_command("migrate", verbosity=0)
+    assert Wilaya.objects.filter(code__lte=58).count() == 58
+    assert Trade.objects.filter(slug="pottery-ceramics", domain__code="art").exists()

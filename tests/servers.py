@@ -1,0 +1,168 @@
+"""Real daphne servers for end-to-end tests, on the pytest process's test database.
+
+Use the fixtures from a conftest (``from tests.servers import daphne_factory,
+daphne_server  # noqa: F401``) in tests marked
+``@pytest.mark.django_db(transaction=True)``, so that the rows a test creates
+are committed and the server process sees them:
+
+    def test_two_servers(daphne_factory):
+        a, b = daphne_factory(), daphne_factory()   # two processes, one database
+        ...
+
+Each server listens on 127.0.0.1 on a free port, uses the same DATABASE_URL /
+REDIS_URL as the tests (or, in the embedded default, the test SQLite file and
+the in-memory layer, which then is per process), and serves static files. Its
+output goes to a log file whose tail is shown when it fails to start.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+START_DEADLINE_SECONDS = 60
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class DaphneServer:
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(repr=False, default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/"
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL after 10 s)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def server_env(database_name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a server process on the test database `database_name`."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "tests.server_settings",
+            "HIRFA_TEST_DATABASE_NAME": str(database_name),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.pop("HIRFA_ENV", None)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    env.update(extra or {})
+    return env
+
+
+def start_daphne(
+    *, database_name: str, extra_env: dict[str, str] | None = None, name: str = "daphne"
+) -> DaphneServer:
+    """Start daphne on a free port and return once it answers HTTP.
+
+    Raises RuntimeError (with the server's log) if it exits or does not answer
+    within START_DEADLINE_SECONDS.
+    """
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = free_port()
+    log_path = ARTIFACTS / f"{name}-{port}.log"
+    env = server_env(database_name, extra_env)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+             "--ping-interval", "20", "--ping-timeout", "30", "tests.server_asgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    server = DaphneServer(port=port, process=process, log_path=log_path, env=env)
+    deadline = time.monotonic() + START_DEADLINE_SECONDS
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/static/hirfa/hirfa.css", timeout=2) as resp:
+                if resp.status == 200:
+                    return server
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"daphne did not answer on port {port}:\n{server.log_tail()}")
+        time.sleep(0.2)
+
+
+def test_database_name() -> str:
+    """The name of the database the pytest process is using now (its test database)."""
+    from django.db import connection
+
+    return str(connection.settings_dict["NAME"])
+
+
+test_database_name.__test__ = False  # type: ignore[attr-defined]
+
+
+def session_cookie(user: object) -> dict[str, str]:
+    """A logged-in session for `user`, as a cookie for a browser or a websocket client."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)  # type: ignore[arg-type]
+    return {"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value}
+
+
+@pytest.fixture
+def daphne_factory(transactional_db: None) -> Iterator[Callable[..., DaphneServer]]:
+    """Start any number of daphne servers on this test's database; all stop at teardown."""
+    servers: list[DaphneServer] = []
+    name = test_database_name()
+
+    def start(extra_env: dict[str, str] | None = None) -> DaphneServer:
+        server = start_daphne(database_name=name, extra_env=extra_env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def daphne_server(daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
+    """One daphne server on this test's database."""
+    return daphne_factory()

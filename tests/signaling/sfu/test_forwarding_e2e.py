@@ -1,0 +1,181 @@
+"""One publisher, two subscribers, real aiortc peers on loopback in this process."""
+
+from __future__ import annotations
+
+import pytest
+
+from signaling.sfu import MediaKind, Sfu, TrackSource
+from signaling.sfu.forwarding import is_keyframe
+from signaling.sfu.types import VideoCodec
+
+from .peers import ClientPeer, PatternVideoTrack, Session, ToneAudioTrack, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def publisher_sender(client: ClientPeer, kind: str):
+    return next(t.sender for t in client.pc.getTransceivers() if t.sender.track is not None and t.kind == kind)
+
+
+def assert_in_order_subsequence(received: list[bytes], published: list[bytes]) -> None:
+    position = 0
+    for index, frame in enumerate(received):
+        try:
+            position = published.index(frame, position) + 1
+        except ValueError:
+            raise AssertionError(f"received frame {index} ({len(frame)} bytes) was never published in that order") from None
+
+
+async def join(meeting, client: ClientPeer, *sources: TrackSource) -> Session:
+    session = Session(client)
+    participant = await meeting.join(client.name, on_negotiation_needed=session.on_negotiation_needed)
+    session.participant = participant
+    for source in sources:
+        participant.publish(source)
+    await session.settle()
+    return session
+
+
+async def test_frames_reach_subscribers_byte_for_byte_without_codecs(sfu: Sfu, codec_ledger) -> None:
+    meeting = sfu.meeting("guild-tlemcen")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()})
+    karim = ClientPeer("karim")
+    yasmine = ClientPeer("yasmine")
+    sessions = [await join(meeting, amina, TrackSource.CAMERA, TrackSource.MICROPHONE)]
+    sessions += [await join(meeting, karim), await join(meeting, yasmine)]
+    for session in sessions:
+        await session.settle()
+
+    for viewer in (karim, yasmine):
+        await wait_until(lambda v=viewer: len(v.frames_from("amina", TrackSource.CAMERA)) >= 40, what=f"{viewer.name} video")
+        await wait_until(lambda v=viewer: len(v.frames_from("amina", TrackSource.MICROPHONE)) >= 40, what=f"{viewer.name} audio")
+
+    video_sent = codec_ledger.frames_of(publisher_sender(amina, "video"))
+    audio_sent = codec_ledger.frames_of(publisher_sender(amina, "audio"))
+    for viewer in (karim, yasmine):
+        video = viewer.frames_from("amina", TrackSource.CAMERA)
+        assert is_keyframe(VideoCodec.VP8, video[0]), f"{viewer.name} started on a delta frame"
+        assert_in_order_subsequence(video, video_sent)
+        assert_in_order_subsequence(viewer.frames_from("amina", TrackSource.MICROPHONE), audio_sent)
+
+    server_senders = {id(t.sender) for p in meeting.participants() for t in p.peer_connection.getTransceivers()}
+    assert not [s for s, _ in codec_ledger.encoders if id(s) in server_senders], "the server created an encoder"
+    assert codec_ledger.decoders == [], "a decoder was created"
+    # the publisher's own encoders are the only ones
+    assert len(codec_ledger.encoders) == 2
+
+    await close_all(sfu, sessions)
+
+
+async def close_all(sfu: Sfu, sessions: list[Session]) -> None:
+    for session in sessions:
+        await session.settle()
+    await sfu.close()
+    for session in sessions:
+        await session.client.close()
+
+
+def count_keyframes(frames: list[bytes]) -> int:
+    return sum(1 for frame in frames if is_keyframe(VideoCodec.VP8, frame))
+
+
+async def test_late_joiner_starts_at_a_keyframe_requested_from_the_publisher(sfu: Sfu, codec_ledger) -> None:
+    meeting = sfu.meeting("region-oran")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    karim = ClientPeer("karim")
+    sessions = [await join(meeting, amina, TrackSource.CAMERA), await join(meeting, karim)]
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 60, what="karim video")
+    sent = codec_ledger.frames_of(publisher_sender(amina, "video"))
+    keyframes_before = count_keyframes(sent)
+
+    yasmine = ClientPeer("yasmine")
+    sessions.append(await join(meeting, yasmine))
+    await wait_until(lambda: len(yasmine.frames_from("amina", TrackSource.CAMERA)) >= 10, what="yasmine video")
+
+    first = yasmine.frames_from("amina", TrackSource.CAMERA)[0]
+    assert is_keyframe(VideoCodec.VP8, first)
+    assert count_keyframes(sent) > keyframes_before, "the publisher produced no new keyframe for the late joiner"
+    assert sent.index(first) >= len(sent) - len(yasmine.frames_from("amina", TrackSource.CAMERA)) - 5
+    await close_all(sfu, sessions)
+
+
+async def test_keyframe_request_from_a_subscriber_reaches_the_publisher(sfu: Sfu, codec_ledger) -> None:
+    meeting = sfu.meeting("guild-pottery")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    karim = ClientPeer("karim")
+    sessions = [await join(meeting, amina, TrackSource.CAMERA), await join(meeting, karim)]
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 30, what="karim video")
+    sender = publisher_sender(amina, "video")
+    requests: list[float] = []
+    real = sender._send_keyframe
+    sender._send_keyframe = lambda: (requests.append(1), real())[1]
+    subscription = meeting.participant("karim").subscription_tracks()[0]
+    received_before = subscription.keyframe_requests_received
+    keyframes_before = count_keyframes(codec_ledger.frames_of(sender))
+
+    await wait_until(lambda: subscription.source._last_keyframe_request is None
+                     or __import__("time").monotonic() - subscription.source._last_keyframe_request > 0.6,
+                     what="the rate limit window to pass")
+    await karim.send_pli("amina", TrackSource.CAMERA)
+
+    await wait_until(lambda: requests, what="the PLI to reach amina's sender")
+    assert subscription.keyframe_requests_received == received_before + 1
+    await wait_until(lambda: count_keyframes(codec_ledger.frames_of(sender)) > keyframes_before, what="a new keyframe")
+    await wait_until(
+        lambda: count_keyframes(karim.frames_from("amina", TrackSource.CAMERA)) >= 2, what="karim receiving it"
+    )
+    await close_all(sfu, sessions)
+
+
+async def test_moderator_mute_stops_forwarding_whatever_the_client_sends(sfu: Sfu) -> None:
+    meeting = sfu.meeting("group-weavers")
+    amina = ClientPeer("amina", tracks={TrackSource.MICROPHONE: ToneAudioTrack()})
+    karim = ClientPeer("karim")
+    sessions = [await join(meeting, amina, TrackSource.MICROPHONE), await join(meeting, karim)]
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.MICROPHONE)) >= 20, what="karim audio")
+    forwarder = meeting.participant("amina").forwarders()[0]
+
+    meeting.set_muted("amina", TrackSource.MICROPHONE, True)
+    mark = forwarder.frames_received
+    await wait_until(lambda: forwarder.frames_received >= mark + 10, what="frames in flight to drain")
+    heard = len(karim.frames_from("amina", TrackSource.MICROPHONE))
+    mark = forwarder.frames_received
+    await wait_until(lambda: forwarder.frames_received >= mark + 25, what="amina to keep sending")
+    assert len(karim.frames_from("amina", TrackSource.MICROPHONE)) == heard
+    assert meeting.snapshot().participants[0].published[0].muted_by_moderator
+
+    meeting.set_muted("amina", TrackSource.MICROPHONE, False)
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.MICROPHONE)) > heard + 10, what="audio to resume")
+    await close_all(sfu, sessions)
+
+
+async def test_active_speaker_follows_audio_levels(sfu: Sfu) -> None:
+    meeting = sfu.meeting("guild-speakers")
+    amina = ClientPeer("amina", tracks={TrackSource.MICROPHONE: ToneAudioTrack(amplitude=0)})
+    karim = ClientPeer("karim", tracks={TrackSource.MICROPHONE: ToneAudioTrack(amplitude=15000)})
+    sessions = [await join(meeting, amina, TrackSource.MICROPHONE), await join(meeting, karim, TrackSource.MICROPHONE)]
+    await wait_until(lambda: meeting.active_speaker == "karim", what="karim to be the active speaker")
+    await close_all(sfu, sessions)
+
+
+async def test_leaving_renegotiates_and_reuses_the_slot(sfu: Sfu) -> None:
+    meeting = sfu.meeting("guild-leave")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    karim = ClientPeer("karim")
+    sessions = [await join(meeting, amina, TrackSource.CAMERA), await join(meeting, karim)]
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 10, what="karim video")
+    negotiations = sessions[1].negotiations
+
+    await meeting.leave("amina")
+    await sessions[1].settle()
+    assert sessions[1].negotiations == negotiations + 1
+    (slot,) = [s for s in karim.slots.values() if s.kind is MediaKind.VIDEO]
+    assert slot.publisher_id is None and slot.source is None
+
+    yasmine = ClientPeer("yasmine", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    sessions.append(await join(meeting, yasmine, TrackSource.CAMERA))
+    await sessions[1].settle()
+    await wait_until(lambda: len(karim.frames_from("yasmine", TrackSource.CAMERA)) >= 10, what="yasmine's video at karim")
+    assert len(karim.pc.getTransceivers()) == 1, "the idle m-line was not reused"
+    await sessions[0].client.close()
+    await close_all(sfu, sessions[1:])
