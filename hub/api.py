@@ -52,6 +52,7 @@ api = NinjaAPI(
     urls_namespace="api",
 )
 api.add_router("", rooms_router)
+api.add_router("", "hub.gatherings.api.router")
 
 
 def _error(

@@ -15,6 +15,8 @@ from typing import Any, Awaitable, Callable
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext as _
 from pydantic import ValidationError
 
 from hub import protocol, realtime
@@ -25,6 +27,9 @@ from rooms.consumers import RoomFrames
 log = logging.getLogger(__name__)
 
 HANDSHAKE_SECONDS = 10
+# Read once, not on every delivery (settings lookups are slow on the hot path); lists so tests can patch.
+_SEND_QUEUE_MAX = [settings.HIRFA_SEND_QUEUE_MAX]
+_SEND_BACKLOG_MAX = [realtime.send_backlog_max_bytes()]
 # A client that keeps sending refused frames is cut off rather than answered forever.
 MAX_REFUSED_IN_A_ROW = 200
 FRAME_BURST = 60
@@ -45,6 +50,9 @@ class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
         self.tasks: list[asyncio.Task[Any]] = []
         self.groups: set[str] = set()
         self.room_frames_init()
+        # Error messages follow the member's language (context-local, so the
+        # service threads started from this socket see it too).
+        translation.activate(_socket_language(self.scope))
         await self.accept()
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=CloseCode.UNAUTHENTICATED)
@@ -80,14 +88,37 @@ class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
         # Live events may have been lost: the client reconnects and resumes from the database.
         self.close_soon(CloseCode.TOO_SLOW_RESUME)
 
+    # Found on the first push: the daphne websocket behind `send`, or None (see realtime.DirectSocket).
+    _direct: "realtime.DirectSocket | None | bool" = False
+
     def push(self, text: str) -> None:
+        """Write `text` now, or queue it behind frames not yet written; never blocks.
+
+        A socket that cannot keep up (more than HIRFA_SEND_BACKLOG_MAX_BYTES held
+        by its transport, or HIRFA_SEND_QUEUE_MAX frames queued) is closed with
+        4010: its client resumes from the database, so nothing is lost silently.
+        """
         if self.closing:
             return
-        if len(self.outbox) >= settings.HIRFA_SEND_QUEUE_MAX:
-            log.info("closing a socket that cannot keep up (%s queued)", len(self.outbox))
+        outbox = self.outbox
+        if not outbox:
+            direct = self._direct
+            if direct is False:
+                direct = self._direct = realtime.DirectSocket.find(self.base_send)
+            if direct is not None:
+                assert not isinstance(direct, bool)
+                backlog = direct.backlog()
+                if backlog is not None and backlog > _SEND_BACKLOG_MAX[0]:
+                    log.info("closing a socket that cannot keep up (%s bytes unsent)", backlog)
+                    self.close_soon(CloseCode.TOO_SLOW_RESUME)
+                    return
+                if direct.write(text):
+                    return
+        if len(outbox) >= _SEND_QUEUE_MAX[0]:
+            log.info("closing a socket that cannot keep up (%s queued)", len(outbox))
             self.close_soon(CloseCode.TOO_SLOW_RESUME)
             return
-        self.outbox.append(text)
+        outbox.append(text)
         self.wake.set()
 
     def emit(self, frame: ServerFrame) -> None:
@@ -98,7 +129,8 @@ class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
             return
         self.closing = True
         self.outbox.clear()
-        asyncio.get_running_loop().create_task(self.close(code=code))
+        # int(): autobahn refuses an IntEnum close code.
+        asyncio.get_running_loop().create_task(self.close(code=int(code)))
 
     async def close_after_flush(self, code: int) -> None:
         """Close once the frames already queued are written (bounded to a second)."""
@@ -107,7 +139,7 @@ class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
                 break
             await asyncio.sleep(0.01)
         self.closing = True
-        await self.close(code=code)
+        await self.close(code=int(code))
 
     async def _writer(self) -> None:
         send = self.base_send
@@ -116,7 +148,10 @@ class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
             await self.wake.wait()
             self.wake.clear()
             while outbox:
-                await send({"type": "websocket.send", "text": outbox.popleft()})
+                # Popped after the send, so that push() queues behind a frame in flight.
+                await send({"type": "websocket.send", "text": outbox[0]})
+                if outbox:
+                    outbox.popleft()
 
     async def join_group(self, group: str) -> None:
         if group not in self.groups:
@@ -157,28 +192,28 @@ class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
         if self.closing:
             return
         if text_data is None:
-            self._refuse(ErrorCode.INVALID_FRAME, "Frames are JSON text.")
+            self._refuse(ErrorCode.INVALID_FRAME, _("Frames are JSON text."))
             return
         if len(text_data) > settings.HIRFA_FRAME_MAX_BYTES:
             self._refuse(
                 ErrorCode.FRAME_TOO_LARGE,
-                f"A frame holds at most {settings.HIRFA_FRAME_MAX_BYTES} bytes.",
+                _("A frame holds at most %(max)d bytes.") % {"max": settings.HIRFA_FRAME_MAX_BYTES},
             )
             return
         wait = self._take_frame_token()
         if wait:
-            self._refuse(ErrorCode.RATE_LIMITED, "Too many frames.", retry_after=round(wait, 2))
+            self._refuse(ErrorCode.RATE_LIMITED, _("Too many frames."), retry_after=round(wait, 2))
             return
         try:
             raw = json.loads(text_data)
         except ValueError:
-            self._refuse(ErrorCode.BAD_JSON, "The frame is not valid JSON.")
+            self._refuse(ErrorCode.BAD_JSON, _("The frame is not valid JSON."))
             return
         ref = raw.get("ref") if isinstance(raw, dict) and isinstance(raw.get("ref"), str) else None
         kind = raw.get("type") if isinstance(raw, dict) else None
         handler = self.handlers().get(kind) if isinstance(kind, str) else None
         if handler is None:
-            self._refuse(ErrorCode.UNKNOWN_TYPE, f"Unknown frame type {str(kind)[:40]!r}.", ref)
+            self._refuse(ErrorCode.UNKNOWN_TYPE, _("Unknown frame type."), ref)
             return
         try:
             frame = protocol.client_frame_adapter.validate_python(raw)
@@ -188,7 +223,7 @@ class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
             self._refuse(ErrorCode.INVALID_FRAME, f"{where}: {first.get('msg', 'invalid')}", ref)
             return
         if not self.ready and kind != "hello":
-            self._refuse(ErrorCode.HANDSHAKE_REQUIRED, "Send hello first.", ref)
+            self._refuse(ErrorCode.HANDSHAKE_REQUIRED, _("Send hello first."), ref)
             return
         try:
             await handler(frame)
@@ -197,7 +232,7 @@ class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
             self._refuse(exc.code, exc.message, ref, **_error_extra(exc))
         except Exception:
             log.exception("frame %s failed", kind)
-            self._refuse(ErrorCode.INTERNAL_ERROR, "Something went wrong on the server.", ref)
+            self._refuse(ErrorCode.INTERNAL_ERROR, _("Something went wrong on the server."), ref)
 
     def handlers(self) -> dict[str, Callable[[Any], Awaitable[None]]]:
         return {"hello": self.on_hello, "ping": self.on_ping, **self.room_handlers()}
@@ -208,7 +243,7 @@ class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
                 ErrorOut(
                     ref=frame.ref,
                     code=ErrorCode.UNSUPPORTED_VERSION.value,
-                    message=f"This server speaks version {protocol.PROTOCOL_VERSION}.",
+                    message=_("This server speaks version %(v)d.") % {"v": protocol.PROTOCOL_VERSION},
                 )
             )
             await self.close_after_flush(CloseCode.UNSUPPORTED_VERSION)
@@ -242,3 +277,18 @@ def _error_extra(exc: HirfaError) -> dict[str, Any]:
     if exc.retry_after is not None:
         extra["retry_after"] = round(exc.retry_after, 2)
     return extra
+
+
+def _socket_language(scope: dict[str, Any]) -> str:
+    """The language of the page that opened the socket: its language cookie, else Accept-Language."""
+    supported = {code for code, _name in settings.LANGUAGES}
+    cookie = scope.get("cookies", {}).get(settings.LANGUAGE_COOKIE_NAME, "")
+    if cookie[:2] in supported:
+        return cookie[:2]
+    for name, value in scope.get("headers", []):
+        if name == b"accept-language":
+            for part in value.decode("latin-1").split(","):
+                code = part.split(";")[0].strip()[:2].lower()
+                if code in supported:
+                    return code
+    return settings.LANGUAGE_CODE

@@ -23,6 +23,12 @@ class ErrorCode(str, enum.Enum):
     EMPTY = "empty"
     INVALID = "invalid"
     CONFLICT = "conflict"
+    # Meetings (signaling/): the frame is refused, the meeting goes on.
+    INVALID_SDP = "invalid_sdp"
+    TOO_MANY_TRACKS = "too_many_tracks"
+    NO_SESSION = "no_session"
+    MEETING_LOCKED = "meeting_locked"
+    SFU_UNAVAILABLE = "sfu_unavailable"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -44,9 +50,9 @@ class HirfaError(Exception):
     def __init__(
         self, code: ErrorCode, message: str = "", *, retry_after: float | None = None, **details: object
     ) -> None:
-        super().__init__(message or code.value)
+        super().__init__(str(message or code.value))
         self.code = code
-        self.message = message or code.value
+        self.message = str(message or code.value)
         self.retry_after = retry_after
         self.details = details
 
@@ -67,6 +73,8 @@ HTTP_STATUS = {
     ErrorCode.TOO_LONG: 413,
     ErrorCode.FRAME_TOO_LARGE: 413,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.MEETING_LOCKED: 403,
+    ErrorCode.SFU_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
 }
 

@@ -136,10 +136,108 @@ class Presence(ClientFrame):
     room: RoomId
 
 
+# --- meetings, client → server (signaling/consumers.py) ----------------------
+
+MeetingId = Annotated[int, Field(ge=1)]
+MeetingSource = Literal["mic", "camera", "screen"]
+Sdp = Annotated[str, Field(min_length=1, max_length=15000)]
+
+
+class MeetingStart(ClientFrame):
+    type: Literal["meeting_start"]
+    room: RoomId
+    video_codec: Literal["vp8", "h264"] = "vp8"
+    lobby: bool = False
+
+
+class MeetingInfo(ClientFrame):
+    type: Literal["meeting_info"]
+    room: RoomId
+
+
+class MeetingJoin(ClientFrame):
+    """Join a meeting by id, or the live meeting of a room."""
+
+    type: Literal["meeting_join"]
+    meeting: MeetingId | None = None
+    room: RoomId | None = None
+    audio_only: bool = False
+    receive_video: bool = True
+
+
+class MeetingLeave(ClientFrame):
+    type: Literal["meeting_leave"]
+    meeting: MeetingId
+
+
+class MeetingAnswer(ClientFrame):
+    type: Literal["meeting_answer"]
+    meeting: MeetingId
+    sdp: Sdp
+    revision: Annotated[int, Field(ge=1)]
+
+
+class MeetingCandidateIn(ClientFrame):
+    type: Literal["meeting_candidate"]
+    meeting: MeetingId
+    candidate: Annotated[str, Field(max_length=512)] | None
+    sdp_mid: Annotated[str, Field(max_length=32)] | None = None
+    sdp_mline_index: Annotated[int, Field(ge=0, le=255)] | None = None
+
+
+class MeetingPublish(ClientFrame):
+    type: Literal["meeting_publish"]
+    meeting: MeetingId
+    source: MeetingSource
+
+
+class MeetingUnpublish(ClientFrame):
+    type: Literal["meeting_unpublish"]
+    meeting: MeetingId
+    source: MeetingSource
+
+
+class MeetingMute(ClientFrame):
+    type: Literal["meeting_mute"]
+    meeting: MeetingId
+    source: MeetingSource
+    muted: bool
+
+
+class MeetingHand(ClientFrame):
+    type: Literal["meeting_hand"]
+    meeting: MeetingId
+    up: bool
+
+
+class MeetingReceive(ClientFrame):
+    type: Literal["meeting_receive"]
+    meeting: MeetingId
+    video: bool
+
+
+class MeetingHost(ClientFrame):
+    type: Literal["meeting_host"]
+    meeting: MeetingId
+    action: Literal[
+        "mute", "unmute", "remove", "admit", "deny", "lock", "unlock", "lobby_on", "lobby_off", "end"
+    ]
+    user: Annotated[int, Field(ge=1)] | None = None
+    source: MeetingSource = "mic"
+
+
+class MeetingIceRestart(ClientFrame):
+    type: Literal["meeting_ice_restart"]
+    meeting: MeetingId
+
+
 AnyClientFrame = Annotated[
     Union[
         Hello, Ping, Subscribe, Unsubscribe, Send, Edit, Delete, React, Typing, Read, History,
         Fetch, ReportFrame, Mute, Ban, Presence,
+        MeetingStart, MeetingInfo, MeetingJoin, MeetingLeave, MeetingAnswer, MeetingCandidateIn,
+        MeetingPublish, MeetingUnpublish, MeetingMute, MeetingHand, MeetingReceive, MeetingHost,
+        MeetingIceRestart,
     ],
     Field(discriminator="type"),
 ]
@@ -148,6 +246,9 @@ client_frame_adapter: TypeAdapter[Any] = TypeAdapter(AnyClientFrame)
 CLIENT_FRAME_TYPES: tuple[str, ...] = (
     "hello", "ping", "subscribe", "unsubscribe", "send", "edit", "delete", "react", "typing",
     "read", "history", "fetch", "report", "mute", "ban", "presence",
+    "meeting_start", "meeting_info", "meeting_join", "meeting_leave", "meeting_answer",
+    "meeting_candidate", "meeting_publish", "meeting_unpublish", "meeting_mute", "meeting_hand",
+    "meeting_receive", "meeting_host", "meeting_ice_restart",
 )
 
 
@@ -304,9 +405,116 @@ class ErrorOut(ServerFrame):
     retry_after: float | None = None
 
 
+# --- meetings, server → client ---------------------------------------------------
+
+
+class MeetingOut(ServerFrame):
+    """A room's meeting, for the room's subscribers: live or not, who is in it."""
+
+    type: Literal["meeting"] = "meeting"
+    ref: str | None = None
+    room: int
+    meeting: int | None
+    live: bool
+    video_codec: str | None = None
+    started_at: str | None = None
+    participants: list[Author] = []
+
+
+class MeetingJoined(ServerFrame):
+    type: Literal["meeting_joined"] = "meeting_joined"
+    ref: str | None = None
+    meeting: int
+    room: int
+    video_codec: str
+    host: bool
+
+
+class MeetingLobby(ServerFrame):
+    type: Literal["meeting_lobby"] = "meeting_lobby"
+    ref: str | None = None
+    meeting: int
+
+
+class IceServer(ServerFrame):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class MeetingIceServers(ServerFrame):
+    type: Literal["meeting_ice_servers"] = "meeting_ice_servers"
+    ref: str | None = None
+    meeting: int
+    ice_servers: list[IceServer]
+    ttl: int | None = None
+
+
+class MLine(ServerFrame):
+    """One m-line of a server offer: whose `source` it carries, seen from the client."""
+
+    mid: str
+    kind: Literal["audio", "video"]
+    direction: Literal["publish", "subscribe"]
+    user: int | None
+    source: Literal["mic", "camera", "screen"] | None
+
+
+class MeetingOffer(ServerFrame):
+    type: Literal["meeting_offer"] = "meeting_offer"
+    meeting: int
+    sdp: str
+    revision: int
+    mlines: list[MLine]
+
+
+class MeetingCandidateOut(ServerFrame):
+    type: Literal["meeting_candidate"] = "meeting_candidate"
+    meeting: int
+    candidate: str | None
+    sdp_mid: str | None = None
+
+
+class MeetingParticipant(ServerFrame):
+    user: Author
+    host: bool
+    hand: bool
+    tracks: list[str]
+    muted: list[str]
+    host_muted: list[str]
+    connected: bool
+
+
+class MeetingState(ServerFrame):
+    type: Literal["meeting_state"] = "meeting_state"
+    meeting: int
+    room: int
+    locked: bool
+    lobby: bool
+    active_speaker: int | None = None
+    hosts: list[int]
+    participants: list[MeetingParticipant]
+    waiting: list[Author] = []
+
+
+class MeetingRejoin(ServerFrame):
+    type: Literal["meeting_rejoin"] = "meeting_rejoin"
+    meeting: int
+    reason: Literal["worker_lost", "connection_failed"]
+
+
+class MeetingEnded(ServerFrame):
+    type: Literal["meeting_ended"] = "meeting_ended"
+    ref: str | None = None
+    meeting: int
+    reason: Literal["left", "removed", "ended", "replaced", "denied"]
+
+
 SERVER_FRAME_TYPES: tuple[str, ...] = (
     "welcome", "pong", "subscribed", "unsubscribed", "ack", "message", "messages", "typing",
     "presence", "presence_list", "unread", "notification", "removed", "member", "error",
+    "meeting", "meeting_joined", "meeting_lobby", "meeting_ice_servers", "meeting_offer",
+    "meeting_candidate", "meeting_state", "meeting_rejoin", "meeting_ended",
 )
 
 

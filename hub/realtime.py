@@ -15,10 +15,11 @@ Groups are named by kind and id: ``room.<id>``, ``user.<id>``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import weakref
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
@@ -245,3 +246,133 @@ def fanout() -> Fanout:
         with _fanouts_lock:
             _fanouts.add(found)
     return found
+
+
+# --- writing to local sockets ------------------------------------------------------
+#
+# Under daphne, the ASGI `send` of a websocket passes each frame through three
+# coroutine layers (Channels' session wrapper, which reads the session on every
+# call, daphne's server, its protocol) and frames the same text once per socket.
+# For live events that is most of the cost of a delivery. `DirectSocket` reaches
+# the autobahn protocol behind daphne's `send` (a functools.partial of
+# `Server.handle_reply` bound to the protocol), frames each text once for all
+# sockets with autobahn's public `prepareMessage`/`sendPreparedMessage`, and
+# reads how many bytes the Twisted transport still holds, which is the only
+# place a slow reader shows: daphne's `send` never blocks. Everything here is
+# duck-typed and checked once per socket; when anything is missing (another
+# server, the test communicator, a later daphne) `DirectSocket.find` answers
+# None and the consumer keeps using the ASGI `send`.
+
+SEND_BACKLOG_MAX_BYTES_DEFAULT = 1 << 20
+
+
+def send_backlog_max_bytes() -> int:
+    """Bytes a socket's transport may hold unsent before the socket is closed with 4010."""
+    return int(getattr(settings, "HIRFA_SEND_BACKLOG_MAX_BYTES", SEND_BACKLOG_MAX_BYTES_DEFAULT))
+
+
+class _PreparedCache:
+    """The last text framed, so that one publish is framed once for every local socket."""
+
+    __slots__ = ("text", "factory", "prepared")
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self.factory: object = None
+        self.prepared: object = None
+
+
+_prepared = _PreparedCache()
+
+
+class DirectSocket:
+    """Writes whole text frames straight to one daphne websocket.
+
+    Guarantees: `write` either hands the complete frame to the transport (True)
+    or does nothing (False, the socket is not open); frames keep their order;
+    `backlog` is the number of bytes accepted but not yet written to the
+    kernel, or None when it cannot be read.
+    """
+
+    __slots__ = ("protocol", "server", "_open_state", "_transport")
+
+    def __init__(self, server: object, protocol: object, open_state: int) -> None:
+        self.server = server
+        self.protocol = protocol
+        self._open_state = open_state
+        self._transport: object = None
+
+    @classmethod
+    def find(cls, send: object) -> "DirectSocket | None":
+        """The daphne websocket behind an ASGI `send` callable, or None."""
+        seen = 0
+        # Unwrap middleware that keep the next `send` as `real_send` (Channels' sessions).
+        while seen < 5 and not isinstance(send, functools.partial):
+            inner = getattr(getattr(send, "__self__", None), "real_send", None)
+            if inner is None:
+                return None
+            send = inner
+            seen += 1
+        if not isinstance(send, functools.partial) or len(send.args) != 1 or send.keywords:
+            return None
+        server = getattr(send.func, "__self__", None)
+        protocol = send.args[0]
+        if getattr(send.func, "__name__", "") != "handle_reply" or server is None:
+            return None
+        if type(server).__module__.split(".")[0] != "daphne":
+            return None
+        factory = getattr(protocol, "factory", None)
+        open_state = getattr(protocol, "STATE_OPEN", None)
+        needed = ("sendPreparedMessage", "state", "transport")
+        if not isinstance(open_state, int) or any(not hasattr(protocol, n) for n in needed):
+            return None
+        if not callable(getattr(factory, "prepareMessage", None)):
+            return None
+        # Compression would need a frame per socket; daphne does not negotiate it today.
+        if getattr(protocol, "_perMessageCompress", None) is not None:
+            return None
+        if not isinstance(getattr(server, "connections", None), dict):
+            return None
+        return cls(server, protocol, open_state)
+
+    def is_open(self) -> bool:
+        protocol: Any = self.protocol
+        if protocol.state != self._open_state:
+            return False
+        conn = self.server.connections.get(protocol)  # type: ignore[attr-defined]
+        return conn is not None and not conn.get("disconnected")
+
+    def write(self, text: str) -> bool:
+        if not self.is_open():
+            return False
+        protocol: Any = self.protocol
+        cache = _prepared
+        factory = protocol.factory
+        if cache.text is not text or cache.factory is not factory:
+            cache.prepared = factory.prepareMessage(text.encode("utf-8"), isBinary=False)
+            cache.text = text
+            cache.factory = factory
+        protocol.sendPreparedMessage(cache.prepared)
+        return True
+
+    def backlog(self) -> int | None:
+        """Bytes held by the Twisted transport (and autobahn's own queue) not yet sent."""
+        protocol: Any = self.protocol
+        transport = protocol.transport
+        # TLS and other wrappers keep the socket's transport one level down.
+        for _ in range(3):
+            if transport is None:
+                return None
+            if hasattr(transport, "dataBuffer"):
+                break
+            transport = getattr(transport, "transport", None)
+        else:
+            return None
+        try:
+            held = len(transport.dataBuffer) - int(transport.offset) + int(transport._tempDataLen)
+            queue = getattr(protocol, "send_queue", None)
+            if queue:
+                held += sum(len(chunk) for chunk, _ in queue)
+        except (AttributeError, TypeError, ValueError):
+            return None
+        return held

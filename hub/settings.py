@@ -217,3 +217,30 @@ HIRFA_SEND_QUEUE_MAX = int(os.environ.get("HIRFA_SEND_QUEUE_MAX", "2000"))
 HIRFA_ATTACHMENT_MAX_BYTES = 5 * 1024 * 1024
 HIRFA_ATTACHMENT_MAX_PIXELS = 24_000_000
 HIRFA_AVATAR_MAX_BYTES = 2 * 1024 * 1024
+
+# Meetings (signaling/): where the SFU runs, what it announces, TURN. See docs/protocol.md.
+# "embedded": one SFU in each hub process (the default without Redis);
+# "workers": `hirfa sfu` processes reached through the channel layer (needs REDIS_URL).
+HIRFA_SFU_PLACEMENT = os.environ.get("HIRFA_SFU_PLACEMENT", "workers" if REDIS_URL else "embedded")
+if HIRFA_SFU_PLACEMENT not in ("embedded", "workers"):
+    raise ImproperlyConfigured("HIRFA_SFU_PLACEMENT must be 'embedded' or 'workers'")
+if HIRFA_SFU_PLACEMENT == "workers" and not REDIS_URL:
+    raise ImproperlyConfigured("HIRFA_SFU_PLACEMENT=workers needs REDIS_URL")
+# The addresses written into the SFU's ICE candidates (a server behind NAT announces its public one).
+HIRFA_SFU_ANNOUNCE_ADDRESSES = tuple(
+    a.strip()
+    for a in os.environ.get("HIRFA_SFU_ANNOUNCE_ADDRESSES", "127.0.0.1").split(",")
+    if a.strip()
+)
+HIRFA_SFU_BIND_ADDRESS = os.environ.get(
+    "HIRFA_SFU_BIND_ADDRESS", "0.0.0.0" if PRODUCTION else "127.0.0.1"
+)
+HIRFA_SFU_PORT_MIN = int(os.environ.get("HIRFA_SFU_PORT_MIN", "40000"))
+HIRFA_SFU_PORT_MAX = int(os.environ.get("HIRFA_SFU_PORT_MAX", "40999"))
+# A worker refreshes its registration this often; one silent for 3 periods is dead.
+HIRFA_SFU_HEARTBEAT_SECONDS = float(os.environ.get("HIRFA_SFU_HEARTBEAT_SECONDS", "2"))
+HIRFA_MEETING_MAX_PARTICIPANTS = int(os.environ.get("HIRFA_MEETING_MAX_PARTICIPANTS", "50"))
+HIRFA_STUN_URLS = [u.strip() for u in os.environ.get("HIRFA_STUN_URLS", "").split(",") if u.strip()]
+HIRFA_TURN_URLS = [u.strip() for u in os.environ.get("HIRFA_TURN_URLS", "").split(",") if u.strip()]
+HIRFA_TURN_SECRET = os.environ.get("HIRFA_TURN_SECRET", "")
+HIRFA_TURN_TTL_SECONDS = int(os.environ.get("HIRFA_TURN_TTL_SECONDS", "86400"))

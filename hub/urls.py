@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/", api.urls),
     path("", include("hub.urls_accounts")),
     path("", include("frontend.urls")),
+    path("", include("hub.gatherings.urls")),
 ]
 
 if settings.DEBUG:

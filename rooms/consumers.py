@@ -14,6 +14,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from hub import protocol, realtime
+from django.utils.translation import gettext as _
+
 from hub.errors import ErrorCode, HirfaError
 from hub.protocol import Ack, Messages, PresenceList, PresenceOut, Subscribed, TypingOut, Unsubscribed
 from rooms import selectors, services
@@ -173,7 +175,7 @@ class RoomFrames:
     async def on_subscribe(self, frame: protocol.Subscribe) -> None:
         room_id = frame.room
         if room_id not in self.rooms and len(self.rooms) >= MAX_ROOMS_PER_SOCKET:
-            raise HirfaError(ErrorCode.INVALID, "Too many rooms on one socket.", room=room_id)
+            raise HirfaError(ErrorCode.INVALID, _("Too many rooms on one socket."), room=room_id)
         await _db(selectors.room_access)(user=self.user, room_id=room_id)
         sub = RoomSub()
         previous = self.rooms.get(room_id)
@@ -251,7 +253,7 @@ class RoomFrames:
     async def on_typing(self, frame: protocol.Typing) -> None:
         sub = self.rooms.get(frame.room)
         if sub is None:
-            raise HirfaError(ErrorCode.NOT_FOUND, "Subscribe to the room first.", room=frame.room)
+            raise HirfaError(ErrorCode.NOT_FOUND, _("Subscribe to the room first."), room=frame.room)
         now = time.monotonic()
         if now - sub.last_typing < TYPING_EVERY_SECONDS:
             return  # typing is a hint: extra ones are dropped quietly

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
+from django.utils.translation import gettext as _
+
 from hub.errors import ErrorCode, HirfaError
 from hub.models import ModeratorScope, Notification, User
 from hub.protocol import AttachmentOut, Author, MessageOut
@@ -22,7 +24,6 @@ from rooms.models import (
     RoomKind,
 )
 
-NOT_FOUND_MESSAGE = "No such room."
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,12 @@ def room_access(*, user: User, room_id: int) -> RoomAccess:
     """
     room = Room.objects.select_related("trade", "wilaya").filter(pk=room_id).first()
     if room is None:
-        raise HirfaError(ErrorCode.NOT_FOUND, NOT_FOUND_MESSAGE, room=room_id)
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such room."), room=room_id)
     membership = Membership.objects.filter(room=room, user=user).first()
     if membership is not None and membership.banned:
-        raise HirfaError(ErrorCode.NOT_FOUND, NOT_FOUND_MESSAGE, room=room_id)
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such room."), room=room_id)
     if not room.is_public and (membership is None or not membership.active):
-        raise HirfaError(ErrorCode.NOT_FOUND, NOT_FOUND_MESSAGE, room=room_id)
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such room."), room=room_id)
     return RoomAccess(
         room=room,
         membership=membership,
@@ -124,7 +125,7 @@ def message_frame(message: Message) -> MessageOut:
 def message_by_seq(*, room: Room, seq: int) -> Message:
     message = _messages_with_details(Message.objects.filter(room=room, seq=seq)).first()
     if message is None:
-        raise HirfaError(ErrorCode.NOT_FOUND, "No such message.", room=room.pk, id=seq)
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such message."), room=room.pk, id=seq)
     return message
 
 

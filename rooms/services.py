@@ -12,6 +12,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from hub import realtime
+from django.utils.translation import gettext as _
+
 from hub.errors import ErrorCode, HirfaError
 from hub.models import Notification, User
 from hub.protocol import MemberOut, MessageOut, NotificationOut, Removed, Unread
@@ -53,11 +55,11 @@ class PostResult:
 def _clean_text(text: str, *, allow_empty: bool = False) -> str:
     text = text.replace("\r\n", "\n").strip()
     if not text and not allow_empty:
-        raise HirfaError(ErrorCode.EMPTY, "A message needs some text.")
+        raise HirfaError(ErrorCode.EMPTY, _("A message needs some text."))
     if len(text) > settings.HIRFA_MESSAGE_MAX_CHARS:
         raise HirfaError(
             ErrorCode.TOO_LONG,
-            f"A message holds at most {settings.HIRFA_MESSAGE_MAX_CHARS} characters.",
+            _("A message holds at most %(max)d characters.") % {"max": settings.HIRFA_MESSAGE_MAX_CHARS},
             max=settings.HIRFA_MESSAGE_MAX_CHARS,
         )
     return text
@@ -136,14 +138,14 @@ def message_post(
         assert access.membership is not None and access.membership.muted_until is not None
         raise HirfaError(
             ErrorCode.MUTED,
-            "You are muted in this room.",
+            _("You are muted in this room."),
             room=room_id,
             until=access.membership.muted_until.isoformat(),
         )
     wait = send_buckets.take(user.pk)
     if wait:
         raise HirfaError(
-            ErrorCode.RATE_LIMITED, "You are sending too fast.", retry_after=wait, room=room_id
+            ErrorCode.RATE_LIMITED, _("You are sending too fast."), retry_after=wait, room=room_id
         )
     room = access.room
     if room.slow_mode_seconds and not access.can_moderate:
@@ -158,7 +160,7 @@ def message_post(
             if elapsed < room.slow_mode_seconds:
                 raise HirfaError(
                     ErrorCode.SLOW_MODE,
-                    "This room is in slow mode.",
+                    _("This room is in slow mode."),
                     retry_after=room.slow_mode_seconds - elapsed,
                     room=room_id,
                 )
@@ -170,7 +172,7 @@ def message_post(
             )
         )
         if len(attachments) != len(set(attachment_ids)):
-            raise HirfaError(ErrorCode.INVALID, "Unknown attachment.", room=room_id)
+            raise HirfaError(ErrorCode.INVALID, _("Unknown attachment."), room=room_id)
     try:
         with transaction.atomic():
             if room.is_public and not access.follows:
@@ -222,11 +224,11 @@ def message_edit(*, user: User, room_id: int, seq: int, text: str) -> MessageOut
     with transaction.atomic():
         message = message_by_seq(room=access.room, seq=seq)
         if message.author_id != user.pk:
-            raise HirfaError(ErrorCode.FORBIDDEN, "Only the author edits a message.", room=room_id)
+            raise HirfaError(ErrorCode.FORBIDDEN, _("Only the author edits a message."), room=room_id)
         if message.deleted_at is not None:
-            raise HirfaError(ErrorCode.NOT_FOUND, "No such message.", room=room_id, id=seq)
+            raise HirfaError(ErrorCode.NOT_FOUND, _("No such message."), room=room_id, id=seq)
         if member_is_muted(access.membership):
-            raise HirfaError(ErrorCode.MUTED, "You are muted in this room.", room=room_id)
+            raise HirfaError(ErrorCode.MUTED, _("You are muted in this room."), room=room_id)
         room = _next_rev(access.room.pk, new_message=False)
         message.text = text
         message.rev = room.last_rev
@@ -242,7 +244,7 @@ def message_delete(*, user: User, room_id: int, seq: int) -> MessageOut:
         message = message_by_seq(room=access.room, seq=seq)
         if message.author_id != user.pk and not access.can_moderate:
             raise HirfaError(
-                ErrorCode.FORBIDDEN, "Only the author or a moderator deletes a message.", room=room_id
+                ErrorCode.FORBIDDEN, _("Only the author or a moderator deletes a message."), room=room_id
             )
         if message.deleted_at is not None:
             return message_frame(message)
@@ -262,18 +264,18 @@ def message_delete(*, user: User, room_id: int, seq: int) -> MessageOut:
 def reaction_set(*, user: User, room_id: int, seq: int, emoji: str, on: bool) -> MessageOut:
     """Add or remove `user`'s `emoji` on a message; a no-op change publishes nothing."""
     if not EMOJI_RE.match(emoji):
-        raise HirfaError(ErrorCode.INVALID, "Not a reaction.", room=room_id)
+        raise HirfaError(ErrorCode.INVALID, _("Not a reaction."), room=room_id)
     access = room_access(user=user, room_id=room_id)
     if member_is_muted(access.membership):
-        raise HirfaError(ErrorCode.MUTED, "You are muted in this room.", room=room_id)
+        raise HirfaError(ErrorCode.MUTED, _("You are muted in this room."), room=room_id)
     with transaction.atomic():
         message = message_by_seq(room=access.room, seq=seq)
         if message.deleted_at is not None:
-            raise HirfaError(ErrorCode.NOT_FOUND, "No such message.", room=room_id, id=seq)
+            raise HirfaError(ErrorCode.NOT_FOUND, _("No such message."), room=room_id, id=seq)
         if on:
             if Reaction.objects.filter(message=message, user=user).count() >= 20:
-                raise HirfaError(ErrorCode.INVALID, "Too many reactions.", room=room_id)
-            _, changed = Reaction.objects.get_or_create(message=message, user=user, emoji=emoji)
+                raise HirfaError(ErrorCode.INVALID, _("Too many reactions."), room=room_id)
+            _found, changed = Reaction.objects.get_or_create(message=message, user=user, emoji=emoji)
         else:
             changed = bool(Reaction.objects.filter(message=message, user=user, emoji=emoji).delete()[0])
         if not changed:
@@ -288,7 +290,7 @@ def read_marker_set(*, user: User, room_id: int, seq: int) -> Unread:
     """Move `user`'s read marker forward to `seq` (never back) and tell his other tabs."""
     access = room_access(user=user, room_id=room_id)
     if access.membership is None or not access.membership.active:
-        raise HirfaError(ErrorCode.FORBIDDEN, "Follow the room first.", room=room_id)
+        raise HirfaError(ErrorCode.FORBIDDEN, _("Follow the room first."), room=room_id)
     seq = min(seq, access.room.last_seq)
     with transaction.atomic():
         Membership.objects.filter(pk=access.membership.pk, last_read_seq__lt=seq).update(
@@ -308,7 +310,7 @@ def room_follow(*, user: User, room_id: int) -> Membership:
     """Follow a public room (or come back to it); banned members stay out."""
     access = room_access(user=user, room_id=room_id)
     if not access.room.is_public and not access.follows:
-        raise HirfaError(ErrorCode.NOT_FOUND, "No such room.", room=room_id)
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such room."), room=room_id)
     membership, created = Membership.objects.get_or_create(
         room=access.room,
         user=user,
@@ -336,7 +338,7 @@ def group_create(*, user: User, title: str, member_ids: list[int] = ()) -> Room:
     """A private group owned by `user`, with invited members."""
     title = title.strip()
     if not title or len(title) > 120:
-        raise HirfaError(ErrorCode.INVALID, "A group needs a title of at most 120 characters.")
+        raise HirfaError(ErrorCode.INVALID, _("A group needs a title of at most 120 characters."))
     with transaction.atomic():
         room = Room.objects.create(kind=RoomKind.GROUP, title=title, created_by=user)
         Membership.objects.create(
@@ -351,11 +353,11 @@ def group_create(*, user: User, title: str, member_ids: list[int] = ()) -> Room:
 def group_invite(*, user: User, room_id: int, member_id: int) -> Membership:
     access = room_access(user=user, room_id=room_id)
     if access.room.kind != RoomKind.GROUP or not access.can_moderate:
-        raise HirfaError(ErrorCode.FORBIDDEN, "Only the group's owner invites.", room=room_id)
+        raise HirfaError(ErrorCode.FORBIDDEN, _("Only the group's owner invites."), room=room_id)
     invited = User.objects.filter(pk=member_id, is_active=True).first()
     if invited is None:
-        raise HirfaError(ErrorCode.INVALID, "No such member.")
-    membership, _ = Membership.objects.update_or_create(
+        raise HirfaError(ErrorCode.INVALID, _("No such member."))
+    membership, _created = Membership.objects.update_or_create(
         room=access.room, user=invited, defaults={"active": True}
     )
     return membership
@@ -365,7 +367,7 @@ def direct_room_open(*, user: User, other_id: int) -> Room:
     """The one direct room between `user` and `other_id`, created when missing."""
     other = User.objects.filter(pk=other_id, is_active=True).first()
     if other is None or other.pk == user.pk:
-        raise HirfaError(ErrorCode.INVALID, "No such member.")
+        raise HirfaError(ErrorCode.INVALID, _("No such member."))
     low, high = sorted((user.pk, other.pk))
     key = f"{low}:{high}"
     with transaction.atomic():
@@ -382,13 +384,13 @@ def direct_room_open(*, user: User, other_id: int) -> Room:
 def _moderated_membership(*, moderator: User, room_id: int, target_id: int) -> tuple[Room, Membership]:
     access = room_access(user=moderator, room_id=room_id)
     if not access.can_moderate:
-        raise HirfaError(ErrorCode.FORBIDDEN, "Only moderators do this.", room=room_id)
+        raise HirfaError(ErrorCode.FORBIDDEN, _("Only moderators do this."), room=room_id)
     target = User.objects.filter(pk=target_id).first()
     if target is None:
-        raise HirfaError(ErrorCode.INVALID, "No such member.", room=room_id)
+        raise HirfaError(ErrorCode.INVALID, _("No such member."), room=room_id)
     if target.pk == moderator.pk:
-        raise HirfaError(ErrorCode.INVALID, "Not on yourself.", room=room_id)
-    membership, _ = Membership.objects.get_or_create(
+        raise HirfaError(ErrorCode.INVALID, _("Not on yourself."), room=room_id)
+    membership, _created = Membership.objects.get_or_create(
         room=access.room, user=target, defaults={"active": False}
     )
     return access.room, membership
@@ -437,9 +439,9 @@ def member_ban(*, moderator: User, room_id: int, target_id: int, on: bool = True
 def slow_mode_set(*, moderator: User, room_id: int, seconds: int) -> Room:
     access = room_access(user=moderator, room_id=room_id)
     if not access.can_moderate:
-        raise HirfaError(ErrorCode.FORBIDDEN, "Only moderators do this.", room=room_id)
+        raise HirfaError(ErrorCode.FORBIDDEN, _("Only moderators do this."), room=room_id)
     if not 0 <= seconds <= 3600:
-        raise HirfaError(ErrorCode.INVALID, "Slow mode is between 0 and 3600 seconds.")
+        raise HirfaError(ErrorCode.INVALID, _("Slow mode is between 0 and 3600 seconds."))
     Room.objects.filter(pk=room_id).update(slow_mode_seconds=seconds)
     access.room.slow_mode_seconds = seconds
     return access.room
@@ -450,11 +452,11 @@ def message_report(*, user: User, room_id: int, seq: int, reason: str) -> Report
     access = room_access(user=user, room_id=room_id)
     reason = reason.strip()
     if not reason:
-        raise HirfaError(ErrorCode.EMPTY, "Say why you report this message.")
+        raise HirfaError(ErrorCode.EMPTY, _("Say why you report this message."))
     message = message_by_seq(room=access.room, seq=seq)
     if message.author_id == user.pk:
-        raise HirfaError(ErrorCode.INVALID, "You cannot report your own message.", room=room_id)
-    report, _ = Report.objects.get_or_create(
+        raise HirfaError(ErrorCode.INVALID, _("You cannot report your own message."), room=room_id)
+    report, _created = Report.objects.get_or_create(
         message=message, reporter=user, defaults={"reason": reason[:500]}
     )
     return report
@@ -464,17 +466,17 @@ def report_resolve(*, moderator: User, report_id: int, action: str) -> Report:
     """Dismiss a report, or act on it by deleting the message."""
     report = Report.objects.select_related("message").filter(pk=report_id).first()
     if report is None:
-        raise HirfaError(ErrorCode.NOT_FOUND, "No such report.")
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such report."))
     access = room_access(user=moderator, room_id=report.message.room_id)
     if not access.can_moderate:
-        raise HirfaError(ErrorCode.NOT_FOUND, "No such report.")
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such report."))
     if action == "delete":
         message_delete(user=moderator, room_id=access.room.pk, seq=report.message.seq)
         status = Report.Status.ACTIONED
     elif action == "dismiss":
         status = Report.Status.DISMISSED
     else:
-        raise HirfaError(ErrorCode.INVALID, "The action is delete or dismiss.")
+        raise HirfaError(ErrorCode.INVALID, _("The action is delete or dismiss."))
     Report.objects.filter(message=report.message, status=Report.Status.OPEN).update(
         status=status, handled_by=moderator, handled_at=timezone.now()
     )

@@ -9,6 +9,7 @@ the occurrence is moved.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -58,7 +59,7 @@ class Gathering(models.Model):
         verbose_name_plural = _("gatherings")
         indexes = [models.Index(fields=["room", "series_end"])]
         constraints = [
-            models.CheckConstraint(condition=Q(duration__gt=0), name="gathering_duration_positive")
+            models.CheckConstraint(condition=Q(duration__gt=timedelta(0)), name="gathering_duration_positive")
         ]
 
     def __str__(self) -> str:

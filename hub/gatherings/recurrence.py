@@ -4,7 +4,7 @@ Pure functions, no database. Expansion happens in the gathering's own time zone,
 so "every Friday at 18:00 Africa/Algiers" stays 18:00 in Algiers whatever the
 viewer's offset; the results are aware datetimes in UTC.
 
-Guarantees of `rule_normalise`: the rule ends (COUNT or UNTIL), yields at most
+Guarantees of `rule_normalise`: the start is the rule's first occurrence, the rule ends (COUNT or UNTIL), yields at most
 `MAX_OCCURRENCES` occurrences and at most one a day (no sub-daily frequency, no
 BYHOUR/BYMINUTE/BYSECOND), and UNTIL is written in UTC (``...Z``) as RFC 5545
 requires when DTSTART has a time zone.
@@ -139,6 +139,10 @@ def rule_normalise(text: str, *, start: datetime, tz_name: str) -> str:
         )
     if not starts:
         raise _invalid(_("The recurrence yields no occurrence."))
+    if starts[0] != start.astimezone(UTC):
+        # RFC 5545 counts DTSTART as an occurrence even off the rule, most expanders
+        # (dateutil included) do not: refusing the mismatch keeps every reader in step.
+        raise _invalid(_("The start must be one of the recurrence's occurrences."))
     return canonical
 
 
@@ -152,18 +156,14 @@ def _raw_starts(rule: str, start: datetime, tz: ZoneInfo) -> Iterator[datetime]:
 def series_starts(*, rule: str, start: datetime, tz_name: str) -> list[datetime]:
     """Every start of the series in UTC, first one included, in order (at most MAX_OCCURRENCES).
 
-    A one-off (empty rule) has the single start `start`. Note that RFC 5545 counts
-    DTSTART as the first occurrence only when it matches the rule; the hub always
-    does, like most calendar clients, and exports DTSTART accordingly.
+    A one-off (empty rule) has the single start `start`. `rule_normalise` made sure
+    that `start` is the rule's first occurrence, so RFC 5545 readers and dateutil agree.
     """
     start = start.astimezone(UTC)
     if not rule:
         return [start]
     tz = zone(tz_name)
-    found = list(itertools.islice(_raw_starts(rule, start, tz), MAX_OCCURRENCES))
-    if not found or found[0] != start:
-        found = [start] + [s for s in found if s != start]
-    return found[:MAX_OCCURRENCES]
+    return list(itertools.islice(_raw_starts(rule, start, tz), MAX_OCCURRENCES))
 
 
 def rule_until_before(rule: str, cut: datetime) -> str:

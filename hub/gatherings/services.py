@@ -119,7 +119,10 @@ def gathering_check(
 
 
 def _series_end(gathering: Gathering) -> datetime:
-    occs = selectors.gathering_occurrences(gathering=gathering, include_cancelled=True)
+    exceptions = gathering.exceptions.all() if gathering.pk else []
+    occs = selectors.gathering_occurrences(
+        gathering=gathering, include_cancelled=True, exceptions=exceptions
+    )
     return max(o.end for o in occs)
 
 

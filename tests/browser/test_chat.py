@@ -17,9 +17,8 @@ PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 800}
 
 
-def open_room(browser, server: DaphneServer, user, room: Room, *, language: str, viewport):
+def open_room(browser, server: DaphneServer, cookie, room: Room, *, language: str, viewport):
     context = browser.new_context(viewport=viewport, locale=language)
-    cookie = session_cookie(user)
     context.add_cookies(
         [
             {"name": cookie["name"], "value": cookie["value"], "url": server.url},
@@ -48,18 +47,25 @@ def message(page, text: str):
 
 
 @pytest.fixture
-def people(db):
+def people(transactional_db):
+    """Amina, Yacine and Karim (who moderates the guild): their sessions, and the pottery guild.
+
+    Everything touching the database happens here, before the browser starts: under
+    Playwright's event loop Django would open a separate, context-local connection.
+    """
     poterie = factories.trade()
     tlemcen = factories.wilaya()
     amina = factories.artisan("amina", trades=[poterie], wilaya_=tlemcen, display_name="Amina")
     yacine = factories.artisan("yacine", trades=[poterie], wilaya_=tlemcen, display_name="ياسين")
+    karim = factories.artisan("karim", trades=[poterie], display_name="Karim")
+    factories.moderator_of(karim, trade_=poterie)
     guild = Room.objects.get(kind=RoomKind.GUILD, trade=poterie)
-    return amina, yacine, guild
+    return session_cookie(amina), session_cookie(yacine), session_cookie(karim), guild
 
 
 @pytest.mark.parametrize("language", ["fr", "ar"])
-def test_two_artisans_chat(browser, daphne_server, people, language):
-    amina, yacine, guild = people
+def test_two_artisans_chat(people, daphne_server, browser, language):
+    amina, yacine, _karim, guild = people
     # Amina on a phone, Yacine on a desktop.
     a = open_room(browser, daphne_server, amina, guild, language=language, viewport=PHONE)
     y = open_room(browser, daphne_server, yacine, guild, language=language, viewport=DESKTOP)
@@ -145,8 +151,8 @@ def test_two_artisans_chat(browser, daphne_server, people, language):
     assert a.errors == [] and y.errors == []  # type: ignore[attr-defined]
 
 
-def test_language_switch_and_rooms_page(browser, daphne_server, people):
-    amina, yacine, guild = people
+def test_language_switch_and_rooms_page(people, daphne_server, browser):
+    amina, yacine, _karim, guild = people
     a = open_room(browser, daphne_server, amina, guild, language="fr", viewport=PHONE)
     assert a.get_attribute("html", "dir") == "ltr"
     a.click(".lang button[value='ar']")
@@ -169,3 +175,28 @@ def test_language_switch_and_rooms_page(browser, daphne_server, people):
     ARTIFACTS.mkdir(exist_ok=True)
     a.screenshot(path=str(ARTIFACTS / "rooms-ar-phone.png"), full_page=True)
     assert a.errors == []  # type: ignore[attr-defined]
+
+
+def test_moderator_sees_and_uses_the_moderation_controls(people, daphne_server, browser):
+    _amina, yacine, karim, guild = people
+    y = open_room(browser, daphne_server, yacine, guild, language="en", viewport=DESKTOP)
+    k = open_room(browser, daphne_server, karim, guild, language="en", viewport=DESKTOP)
+    say(y, "Buy my vases at a discount!!!")
+    spam = message(k, "Buy my vases")
+    spam.wait_for()
+    spam.locator(".more").click()
+    assert spam.locator("[data-action='mute']").count() == 1
+    assert spam.locator("[data-action='ban']").count() == 1
+    k.screenshot(path=str(ARTIFACTS / "moderator-en-desktop.png"))
+
+    # Karim mutes Yacine for 10 minutes: Yacine's composer is disabled at once.
+    spam.locator("[data-action='mute']").click()
+    k.click("#mute-dialog button[value='ok']")
+    y.wait_for_selector("#text:disabled")
+    assert y.locator("#muted-notice").is_visible()
+
+    # Karim deletes the message; Yacine sees it deleted.
+    spam.locator(".more").click()
+    spam.locator("[data-action='delete']").click()
+    y.wait_for_selector("#messages .msg.deleted")
+    assert k.errors == [] and y.errors == []  # type: ignore[attr-defined]

@@ -38,6 +38,7 @@ def module_closure(url: str, seen: set[str]) -> int:
 @pytest.mark.django_db
 def test_room_page_first_load_is_under_150_kb(client, amina, yacine, guild):
     for i in range(30):
+        services.send_buckets.reset()  # the rate limit is not what this test measures
         services.message_post(
             user=yacine, room_id=guild.pk, client_id=f"c{i}", text="Salam, le four est prêt. " * 8
         )

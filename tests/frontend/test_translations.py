@@ -4,6 +4,7 @@ the web client shows has its Arabic and French translation."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -37,16 +38,22 @@ def template_msgids() -> set[str]:
     return found
 
 
-def view_msgids() -> set[str]:
-    text = (ROOT / "frontend" / "views.py").read_text(encoding="utf-8")
-    return set(re.findall(r'\b_\(\s*"((?:[^"\\]|\\.)*)"', text))
+def python_msgids() -> set[str]:
+    """The msgids of frontend/views.py and of the JavaScript strings (frontend/i18n.py)."""
+    found: set[str] = set()
+    for name in ("views.py", "i18n.py"):
+        text = (ROOT / "frontend" / name).read_text(encoding="utf-8")
+        found |= set(re.findall(r'\b_\(\s*"((?:[^"\\]|\\.)*)"', text))
+    return found
 
 
 def test_the_frontend_strings_are_found():
     ids = template_msgids()
     assert {"Your rooms", "Load older messages", "Open reports"} <= ids
     assert "%(counter)s member in all." in ids
-    assert "You follow this room now." in view_msgids()
+    assert "You follow this room now." in python_msgids()
+    assert len([m for m in python_msgids() if m in {"Connecting…", "Retry"}]) == 2
+    assert len(JS_STRINGS) <= len(python_msgids())
 
 
 @pytest.mark.parametrize("language", ["ar", "fr", "en"])
@@ -73,7 +80,7 @@ def test_a_placeholder_mismatch_is_refused(tmp_path):
 def test_no_frontend_string_is_left_untranslated(language):
     po = polib.pofile(str(LOCALE / language / "LC_MESSAGES" / "django.po"))
     entries = {e.msgid: e for e in po if not e.obsolete}
-    wanted = template_msgids() | view_msgids() | {str(s._proxy____args[0]) for s in JS_STRINGS.values()}
+    wanted = template_msgids() | python_msgids()
     missing = sorted(m for m in wanted if m not in entries)
     assert not missing, f"not in the {language} catalogue (run makemessages): {missing}"
     empty = sorted(
@@ -93,7 +100,8 @@ def test_the_arabic_page_is_right_to_left_and_translated(client, amina):
     body = client.get(reverse("rooms")).content.decode()
     assert '<html lang="ar" dir="rtl">' in body
     assert "غرفك" in body  # "Your rooms"
-    assert "جارٍ الاتصال" in body  # a string of the JavaScript blob
+    blob = re.search(r'<script id="i18n" type="application/json">(.*?)</script>', body).group(1)
+    assert json.loads(blob)["connecting"] == "جارٍ الاتصال…"
 
     client.cookies["django_language"] = "fr"
     body = client.get(reverse("rooms")).content.decode()

@@ -63,6 +63,7 @@ def test_until_is_normalised_to_utc():
         "FREQ=WEEKLY;COUNT",
         "FREQ=WEEKLY;UNTIL=20200101",
         "FREQ=WEEKLY;BYDAY=XX;COUNT=2",
+        "FREQ=WEEKLY;BYDAY=MO;COUNT=2",  # the start (a Friday) is not on the rule
     ],
 )
 def test_bad_rules_are_clear_invalid_errors(rule):

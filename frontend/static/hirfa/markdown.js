@@ -1,6 +1,6 @@
 // Light markdown for message text: **bold**, _italic_, `code` and http(s) links.
 // Guarantee: user text only ever reaches the page through textContent and
-// validated href attributes, never through innerHTML; anything else stays text.
+// validated href attributes, never as markup; anything else stays text.
 
 const TOKEN =
   /`([^`\n]+)`|\*\*(?=\S)([^*\n]*?\S)\*\*|(^|[\s(["'«])_(?=\S)([^_\n]*?\S)_(?=$|[\s).,;:!?"'»])|(https?:\/\/[^\s<>"']*[^\s<>"'.,;:!?)\]])/g;

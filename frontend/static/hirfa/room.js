@@ -1,6 +1,6 @@
 // The room page: messages (live, older, missed), typing, presence, reply, edit,
 // delete, react, images, report and the moderators' actions.
-// Message text is rendered by markdown.js (DOM nodes, never innerHTML).
+// Message text is rendered by markdown.js (DOM nodes, never markup).
 
 import { Hub } from "./socket.js";
 import { renderMarkdown } from "./markdown.js";
@@ -88,7 +88,7 @@ function errorText(frame) {
 
 // --- time ------------------------------------------------------------------------
 
-const timeFmt = new Intl.DateTimeFormat(LANG, { hour: "2-digit", minute: "2-digit" });
+const timeFmt = new Intl.DateTimeFormat(LANG, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
 const dayFmt = new Intl.DateTimeFormat(LANG, { day: "numeric", month: "short" });
 const fullFmt = new Intl.DateTimeFormat(LANG, { dateStyle: "full", timeStyle: "short" });
 
@@ -176,6 +176,7 @@ function renderMessage(message) {
         "button",
         { type: "button", class: "quote", "data-action": "goto", "data-target": message.reply_to },
         original?.author ? h("bdi", { class: "author", text: original.author.name }) : null,
+        original?.author ? " " : null,
         h("span", { dir: "auto", text: excerpt(original) }),
       ),
     );
@@ -637,7 +638,7 @@ function renderOnline() {
   const items = [...online.entries()].sort((a, b) => a[1].localeCompare(b[1]));
   els.online.replaceChildren(
     ...items.map(([id, name]) => {
-      const li = h("li", {}, h("span", { class: "dot", "aria-hidden": "true" }), h("bdi", { class: "person", text: name }));
+      const li = h("li", {}, h("span", { class: "dot", "aria-hidden": "true" }), h("span", { class: "person" }, h("bdi", { text: name })));
       if (id !== ME) {
         li.append(
           h(

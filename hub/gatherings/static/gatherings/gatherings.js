@@ -1,0 +1,95 @@
+// Gatherings pages: remember the browser's time zone (the server shows times in it)
+// and drive the recurrence picker of the moderators' form with a live preview.
+
+const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+if (zone && !document.cookie.split("; ").includes(`hirfa_tz=${zone}`)) {
+  document.cookie = `hirfa_tz=${encodeURIComponent(zone)}; path=/; max-age=31536000; samesite=lax`;
+}
+
+const DAYS = ["SU", "MO", "TU", "WE", "TH", "FR", "SA"];
+
+function csrf() {
+  const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+  return input ? input.value : "";
+}
+
+function buildRule(picker, start) {
+  const freq = picker.querySelector("[data-freq]").value;
+  if (!freq) return "";
+  const parts = [];
+  const interval = parseInt(picker.querySelector("[data-interval]").value, 10) || 1;
+  const count = parseInt(picker.querySelector("[data-count]").value, 10);
+  const until = picker.querySelector("[data-until]").value;
+  if (freq === "MONTHLY-NTH") {
+    const day = new Date(start);
+    const nth = Math.floor((day.getDate() - 1) / 7) + 1;
+    parts.push("FREQ=MONTHLY", `BYDAY=${nth > 4 ? -1 : nth}${DAYS[day.getDay()]}`);
+  } else {
+    parts.push(`FREQ=${freq}`);
+  }
+  if (interval > 1) parts.splice(1, 0, `INTERVAL=${interval}`);
+  if (until) parts.push(`UNTIL=${until.replaceAll("-", "")}`);
+  else parts.push(`COUNT=${count || 1}`);
+  return parts.join(";");
+}
+
+function setupPicker(form) {
+  const picker = form.querySelector(".recurrence-picker");
+  if (!picker) return;
+  const rrule = form.querySelector("[data-rrule]");
+  const start = form.querySelector("[name=start]");
+  const tz = form.querySelector("[name=tz]");
+  const duration = form.querySelector("[name=duration_minutes]");
+  const list = picker.querySelector("[data-preview]");
+  const error = picker.querySelector("[data-preview-error]");
+  const fmt = new Intl.DateTimeFormat(document.documentElement.lang || undefined, {
+    dateStyle: "full", timeStyle: "short", timeZone: tz.value || "Africa/Algiers",
+  });
+  let timer = null;
+
+  async function preview() {
+    list.replaceChildren();
+    error.hidden = true;
+    if (!start.value) return;
+    const body = {
+      start: start.value, tz: tz.value || "Africa/Algiers", rrule: rrule.value,
+      duration_minutes: parseInt(duration.value, 10) || 60, count: 5,
+    };
+    const response = await fetch(picker.dataset.previewUrl, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
+      body: JSON.stringify(body),
+    });
+    const data = await response.json();
+    if (!response.ok) {
+      error.textContent = data.message || "";
+      error.hidden = false;
+      return;
+    }
+    for (const iso of data.starts) {
+      const li = document.createElement("li");
+      li.textContent = fmt.format(new Date(iso));
+      list.append(li);
+    }
+    if (data.total > data.starts.length) {
+      const li = document.createElement("li");
+      li.textContent = `… (${data.total})`;
+      list.append(li);
+    }
+  }
+
+  function changed(fromPicker) {
+    // Start changes re-derive the rule only when the picker made it (keeps a typed rule).
+    if (fromPicker && (picker.contains(document.activeElement) || picker.querySelector("[data-freq]").value)) {
+      rrule.value = buildRule(picker, start.value);
+    }
+    clearTimeout(timer);
+    timer = setTimeout(preview, 300);
+  }
+  picker.addEventListener("input", () => changed(true));
+  for (const el of [start, tz, duration, rrule]) el.addEventListener("input", () => changed(el !== rrule));
+  changed(false);
+}
+
+const form = document.getElementById("gathering-form");
+if (form) setupPicker(form);

@@ -1,0 +1,378 @@
+"""Web pages and calendar feeds of gatherings. Views only translate: they read the
+request, call one service or selector, and render; refusals are `HirfaError`s shown
+to the user (or answered 404 for what he may not see).
+
+Times are shown in the viewer's zone: the browser's (cookie ``hirfa_tz``, set by
+``gatherings.js``), else the hub's (Africa/Algiers).
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_GET, require_POST
+
+from hub.errors import ErrorCode, HirfaError
+from hub.gatherings import feeds, recurrence, selectors, services
+from hub.gatherings.models import Gathering, RsvpStatus, Visibility
+from hub.models import Trade, User, Wilaya
+from rooms.models import Room
+from rooms.selectors import room_access
+
+TZ_COOKIE = "hirfa_tz"
+
+
+def viewer_zone(request: HttpRequest) -> ZoneInfo:
+    name = request.COOKIES.get(TZ_COOKIE, "")
+    try:
+        return recurrence.zone(name) if name else ZoneInfo(settings.TIME_ZONE)
+    except HirfaError:
+        return ZoneInfo(settings.TIME_ZONE)
+
+
+def _render(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
+    tz = viewer_zone(request)
+    with timezone.override(tz):
+        return render(request, template, {**context, "viewer_tz": tz.key}, status=status)
+
+
+def _user(request: HttpRequest) -> User:
+    return request.user  # type: ignore[return-value]
+
+
+# --- agenda ------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def agenda(request: HttpRequest) -> HttpResponse:
+    """The agenda: a list of the coming weeks, or a month grid; all, mine, by wilaya or trade."""
+    user = _user(request)
+    tz = viewer_zone(request)
+    view = request.GET.get("view", "list")
+    mine = request.GET.get("scope") == "mine"
+    wilaya_id = _int(request.GET.get("wilaya"))
+    trade_id = _int(request.GET.get("trade"))
+    today = timezone.now().astimezone(tz).date()
+    month = _month(request.GET.get("month"), today)
+    if view == "month":
+        first = month
+        last = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        after = datetime.combine(first, datetime.min.time(), tz).astimezone(UTC)
+        before = datetime.combine(last, datetime.min.time(), tz).astimezone(UTC)
+    else:
+        after = timezone.now()
+        before = after + timedelta(days=62)
+    items = selectors.agenda(
+        user=user, after=after, before=before, wilaya_id=wilaya_id, trade_id=trade_id, mine=mine
+    )
+    weeks: list[list[dict[str, Any]]] = []
+    if view == "month":
+        by_day: dict[date, list[selectors.AgendaItem]] = {}
+        for item in items:
+            by_day.setdefault(item.occurrence.start.astimezone(tz).date(), []).append(item)
+        for week in calendar.Calendar(firstweekday=5 if request.LANGUAGE_CODE == "ar" else 0).monthdatescalendar(
+            month.year, month.month
+        ):
+            weeks.append(
+                [{"day": d, "in_month": d.month == month.month, "items": by_day.get(d, [])} for d in week]
+            )
+    prev_month = (month - timedelta(days=1)).replace(day=1)
+    next_month = (month + timedelta(days=32)).replace(day=1)
+    return _render(
+        request,
+        "gatherings/agenda.html",
+        {
+            "items": items,
+            "view": view,
+            "mine": mine,
+            "weeks": weeks,
+            "month": month,
+            "prev_month": prev_month.strftime("%Y-%m"),
+            "next_month": next_month.strftime("%Y-%m"),
+            "wilayas": Wilaya.objects.all(),
+            "trades": Trade.objects.all(),
+            "wilaya_id": wilaya_id,
+            "trade_id": trade_id,
+            "schedulable_rooms": _schedulable_rooms(user),
+            "feed_url": request.build_absolute_uri(
+                reverse("gatherings_personal_ics", args=[services.feed_token_get(user=user).token])
+            ),
+        },
+    )
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _month(value: str | None, today: date) -> date:
+    try:
+        year, month = (int(x) for x in (value or "").split("-"))
+        return date(year, month, 1)
+    except ValueError:
+        return today.replace(day=1)
+
+
+def _schedulable_rooms(user: User) -> list[Room]:
+    """The guild and region rooms `user` follows and moderates (the form's choices)."""
+    rooms = Room.objects.filter(
+        kind__in=selectors.GATHERING_ROOM_KINDS, memberships__user=user, memberships__active=True
+    ).select_related("trade", "wilaya")
+    if user.is_staff or user.is_superuser:
+        rooms = Room.objects.filter(kind__in=selectors.GATHERING_ROOM_KINDS).select_related("trade", "wilaya")
+    found = []
+    for room in rooms[:500]:
+        try:
+            if room_access(user=user, room_id=room.pk).can_moderate:
+                found.append(room)
+        except HirfaError:
+            continue
+    return found
+
+
+# --- one gathering -------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def gathering_detail(request: HttpRequest, gathering_id: int) -> HttpResponse:
+    user = _user(request)
+    try:
+        gathering = selectors.gathering_get(user=user, gathering_id=gathering_id)
+    except HirfaError:
+        raise Http404(_("No such gathering.")) from None
+    upcoming = selectors.gathering_occurrences(gathering=gathering, after=timezone.now(), include_cancelled=True)[:12]
+    rows = []
+    for occ in upcoming:
+        rows.append(
+            {
+                "occ": occ,
+                "status": selectors.my_rsvp(user=user, gathering=gathering, original_start=occ.original_start),
+                "joinable": selectors.occurrence_joinable(occurrence=occ),
+            }
+        )
+    return _render(
+        request,
+        "gatherings/detail.html",
+        {
+            "gathering": gathering,
+            "rows": rows,
+            "series_status": selectors.my_rsvp(user=user, gathering=gathering, original_start=None),
+            "can_manage": selectors.gathering_can_manage(user=user, gathering=gathering),
+            "is_host": gathering.hosts.filter(pk=user.pk).exists(),
+            "statuses": [(RsvpStatus.GOING, _("Going")), (RsvpStatus.MAYBE, _("Maybe")), (RsvpStatus.NOT_GOING, _("Not going"))],
+            "ics_url": request.build_absolute_uri(reverse("gathering_ics", args=[gathering.pk])),
+        },
+    )
+
+
+@login_required
+@require_POST
+def rsvp(request: HttpRequest, gathering_id: int) -> HttpResponse:
+    key = request.POST.get("occurrence") or None
+    try:
+        result = services.rsvp_set(
+            user=_user(request),
+            gathering_id=gathering_id,
+            status=request.POST.get("status", ""),
+            original_start=recurrence.parse_occurrence_key(key) if key else None,
+        )
+        if result.status == RsvpStatus.WAITLISTED:
+            messages.info(request, _("No seat is free: you are number %(n)d on the waitlist.") % {"n": result.waitlist_position or 0})
+        else:
+            messages.success(request, _("Your answer is saved."))
+    except HirfaError as exc:
+        if exc.code == ErrorCode.NOT_FOUND:
+            raise Http404(exc.message) from None
+        messages.error(request, exc.message)
+    return redirect("gathering_detail", gathering_id=gathering_id)
+
+
+@login_required
+@require_POST
+def gathering_cancel(request: HttpRequest, gathering_id: int) -> HttpResponse:
+    key = request.POST.get("occurrence") or None
+    try:
+        if key:
+            services.occurrence_cancel(
+                user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+            )
+            messages.success(request, _("The occurrence is cancelled; those going are told."))
+        else:
+            services.gathering_cancel(user=_user(request), gathering_id=gathering_id)
+            messages.success(request, _("The gathering is cancelled; those going are told."))
+    except HirfaError as exc:
+        if exc.code == ErrorCode.NOT_FOUND:
+            raise Http404(exc.message) from None
+        messages.error(request, exc.message)
+    return redirect("gathering_detail", gathering_id=gathering_id)
+
+
+@login_required
+@require_GET
+def attendees_csv(request: HttpRequest, gathering_id: int, key: str) -> HttpResponse:
+    """The answers for one occurrence as CSV, for its hosts and moderators."""
+    try:
+        rows = selectors.occurrence_attendees(
+            user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+        )
+    except HirfaError as exc:
+        if exc.code == ErrorCode.FORBIDDEN:
+            return HttpResponse(exc.message, status=403)
+        raise Http404(exc.message) from None
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="gathering-{gathering_id}-{key}.csv"'
+    response.write("\ufeff")  # lets spreadsheet programs read Arabic names as UTF-8
+    writer = csv.writer(response)
+    writer.writerow([_("name"), _("answer"), _("answered at (UTC)")])
+    for row in rows:
+        writer.writerow([row.name, row.status, row.requested_at.astimezone(UTC).isoformat()])
+    return response
+
+
+# --- the moderators' form ----------------------------------------------------------------------
+
+
+class GatheringForm(forms.Form):
+    room = forms.TypedChoiceField(label=gettext_lazy("Room"), coerce=int)
+    title = forms.CharField(label=gettext_lazy("Title"), max_length=160)
+    agenda = forms.CharField(label=gettext_lazy("Agenda"), widget=forms.Textarea(attrs={"rows": 4}), required=False, max_length=4000)
+    start = forms.DateTimeField(
+        label=gettext_lazy("Start (in the gathering's time zone)"),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M"],
+    )
+    tz = forms.CharField(label=gettext_lazy("Time zone"), initial=recurrence.DEFAULT_TZ, max_length=64)
+    duration_minutes = forms.IntegerField(label=gettext_lazy("Duration (minutes)"), min_value=1, max_value=720, initial=90)
+    language = forms.ChoiceField(
+        label=gettext_lazy("Language"),
+        required=False,
+        choices=[("", "—"), ("ar", gettext_lazy("Arabic")), ("fr", gettext_lazy("French")), ("en", gettext_lazy("English")), ("ber", gettext_lazy("Tamazight"))],
+    )
+    capacity = forms.IntegerField(label=gettext_lazy("Capacity (empty: no limit)"), min_value=1, required=False)
+    visibility = forms.ChoiceField(label=gettext_lazy("Visible to"), choices=Visibility.choices)
+    rrule = forms.CharField(
+        label=gettext_lazy("Recurrence rule (RFC 5545)"),
+        required=False,
+        max_length=300,
+        widget=forms.TextInput(attrs={"data-rrule": "1"}),
+    )
+
+
+@login_required
+def gathering_new(request: HttpRequest) -> HttpResponse:
+    """The moderators' form. The recurrence picker (gatherings.js) fills `rrule` and shows
+    the next occurrences from ``POST /api/gatherings/preview`` before saving."""
+    user = _user(request)
+    rooms = _schedulable_rooms(user)
+    if not rooms:
+        return _render(request, "gatherings/form.html", {"form": None}, status=403)
+    form = GatheringForm(request.POST or None, initial={"room": request.GET.get("room")})
+    form.fields["room"].choices = [(r.pk, r.display_title()) for r in rooms]
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        start = data["start"]
+        if timezone.is_aware(start):
+            # Django read it in the active zone; the moderator meant the gathering's zone.
+            start = timezone.make_naive(start)
+        try:
+            gathering = services.gathering_schedule(
+                user=user,
+                room_id=data["room"],
+                title=data["title"],
+                agenda=data["agenda"],
+                start=start,
+                tz=data["tz"],
+                duration=timedelta(minutes=data["duration_minutes"]),
+                language=data["language"] or "",
+                capacity=data["capacity"],
+                visibility=data["visibility"],
+                rrule=data["rrule"],
+            )
+        except HirfaError as exc:
+            field = str(exc.details.get("field", ""))
+            form.add_error(field if field in form.fields else None, exc.message)
+        else:
+            messages.success(request, _("The gathering is scheduled."))
+            return redirect("gathering_detail", gathering_id=gathering.pk)
+    return _render(request, "gatherings/form.html", {"form": form})
+
+
+@login_required
+@require_POST
+def feed_revoke(request: HttpRequest) -> HttpResponse:
+    services.feed_token_revoke(user=_user(request))
+    messages.success(request, _("Your old calendar link no longer works; here is the new one."))
+    return redirect(reverse("gatherings_agenda") + "?scope=mine")
+
+
+# --- calendar feeds ---------------------------------------------------------------------------
+
+
+def _ics(data: bytes, name: str) -> HttpResponse:
+    response = HttpResponse(data, content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = f'inline; filename="{name}.ics"'
+    response["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+def _url_of(request: HttpRequest):
+    return lambda g: request.build_absolute_uri(reverse("gathering_detail", args=[g.pk]))
+
+
+@require_GET
+def gathering_ics(request: HttpRequest, gathering_id: int) -> HttpResponseBase:
+    """One gathering; a public one needs no session."""
+    try:
+        gathering = selectors.gathering_get(user=_user(request), gathering_id=gathering_id)
+    except HirfaError:
+        raise Http404(_("No such gathering.")) from None
+    gathering = Gathering.objects.prefetch_related("exceptions").get(pk=gathering.pk)
+    return _ics(feeds.calendar_of([gathering], name=gathering.title, url_of=_url_of(request)), f"gathering-{gathering.pk}")
+
+
+@require_GET
+def room_ics(request: HttpRequest, room_id: int) -> HttpResponseBase:
+    """A room's gatherings the requester may see (without a session: the public ones)."""
+    user = _user(request)
+    if user.is_authenticated:
+        try:
+            room = room_access(user=user, room_id=room_id).room
+        except HirfaError:
+            raise Http404(_("No such room.")) from None
+        qs = selectors.gatherings_visible(user=user).filter(room=room)
+    else:
+        room = Room.objects.filter(pk=room_id, kind__in=selectors.GATHERING_ROOM_KINDS).first()
+        if room is None:
+            raise Http404(_("No such room."))
+        qs = Gathering.objects.filter(room=room, visibility=Visibility.PUBLIC)
+    return _ics(feeds.calendar_of(feeds.recent(qs), name=room.display_title(), url_of=_url_of(request)), f"room-{room.pk}")
+
+
+@require_GET
+def personal_ics(request: HttpRequest, token: str) -> HttpResponseBase:
+    """A member's own gatherings, behind the secret of his (revocable) URL."""
+    try:
+        owner = selectors.feed_owner(token=token)
+    except HirfaError:
+        raise Http404(_("No such calendar.")) from None
+    qs = selectors.gatherings_of_member(user=owner)
+    return _ics(feeds.calendar_of(feeds.recent(qs), name=_("My gatherings · Hirfa"), url_of=_url_of(request)), "hirfa")

@@ -1,0 +1,125 @@
+"""Reads of meetings. Every read goes through ``rooms.selectors.room_access``, so a
+meeting of a room the user may not read is "not found", like a missing one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.utils.translation import gettext as _
+
+from hub.errors import ErrorCode, HirfaError
+from hub.models import User
+from hub.protocol import Author, MeetingOut
+from rooms.selectors import RoomAccess, room_access
+from signaling.models import Attendance, Meeting
+
+
+@dataclass(frozen=True)
+class JoinTicket:
+    """What a user may do in the meeting he asks to join."""
+
+    meeting_id: int
+    room_id: int
+    host: bool
+    #: The lobby is on and the user is no host: he waits for a host to admit him.
+    must_wait: bool
+    locked: bool
+    lobby: bool
+    video_codec: str
+    worker: str
+    name: str
+
+
+def _not_found() -> HirfaError:
+    return HirfaError(ErrorCode.NOT_FOUND, _("No such meeting."))
+
+
+def meeting_is_host(*, user: User, meeting: Meeting, access: RoomAccess) -> bool:
+    """Hosts: the room's moderators, and whoever started a meeting of a group or direct room."""
+    if access.can_moderate:
+        return True
+    return not meeting.room.is_public and meeting.started_by_id == user.pk
+
+
+def live_meeting(*, room_id: int) -> Meeting | None:
+    """The live meeting of a room, without any access check (callers check)."""
+    return Meeting.objects.filter(room_id=room_id, ended_at__isnull=True).first()
+
+
+def meeting_frame(*, meeting: Meeting | None, room_id: int, ref: str | None = None) -> MeetingOut:
+    """The small ``meeting`` frame of a room: live or not, and who is in it."""
+    if meeting is None or not meeting.live:
+        return MeetingOut(ref=ref, room=room_id, meeting=None, live=False)
+    rows = (
+        Attendance.objects.filter(meeting=meeting, left_at__isnull=True)
+        .select_related("user", "user__profile")
+        .order_by("joined_at", "id")
+    )
+    return MeetingOut(
+        ref=ref,
+        room=room_id,
+        meeting=meeting.pk,
+        live=True,
+        video_codec=meeting.video_codec,
+        started_at=meeting.started_at.isoformat(),
+        participants=[Author(id=a.user.pk, name=a.user.display_name) for a in rows],
+    )
+
+
+def room_meeting(*, user: User, room_id: int, ref: str | None = None) -> MeetingOut:
+    """The room's ``meeting`` frame if ``user`` reads the room; ``not_found`` otherwise."""
+    room_access(user=user, room_id=room_id)
+    return meeting_frame(meeting=live_meeting(room_id=room_id), room_id=room_id, ref=ref)
+
+
+def meeting_join_ticket(
+    *, user: User, meeting_id: int | None = None, room_id: int | None = None
+) -> JoinTicket:
+    """The ticket of ``user`` for a live meeting (by id, or the live one of a room).
+
+    Raises ``not_found`` for a missing or ended meeting and for one in a room
+    the user may not read (the same answer), ``meeting_locked`` when the
+    meeting is locked and the user is no host.
+    """
+    if meeting_id is not None:
+        meeting = Meeting.objects.select_related("room").filter(pk=meeting_id).first()
+    elif room_id is not None:
+        meeting = Meeting.objects.select_related("room").filter(room_id=room_id, ended_at__isnull=True).first()
+    else:
+        raise HirfaError(ErrorCode.INVALID, _("Name a meeting or a room."))
+    if meeting is None:
+        raise _not_found()
+    try:
+        access = room_access(user=user, room_id=meeting.room_id)
+    except HirfaError:
+        raise _not_found() from None
+    if not meeting.live:
+        raise _not_found()
+    host = meeting_is_host(user=user, meeting=meeting, access=access)
+    if meeting.locked and not host:
+        raise HirfaError(ErrorCode.MEETING_LOCKED, _("The meeting is locked."))
+    return JoinTicket(
+        meeting_id=meeting.pk,
+        room_id=meeting.room_id,
+        host=host,
+        must_wait=meeting.lobby and not host,
+        locked=meeting.locked,
+        lobby=meeting.lobby,
+        video_codec=meeting.video_codec,
+        worker=meeting.worker,
+        name=user.display_name,
+    )
+
+
+def meeting_for_host(*, user: User, meeting_id: int) -> Meeting:
+    """The live meeting if ``user`` hosts it; ``not_found`` or ``forbidden`` otherwise."""
+    meeting = Meeting.objects.select_related("room").filter(pk=meeting_id).first()
+    if meeting is None or not meeting.live:
+        raise _not_found()
+    try:
+        access = room_access(user=user, room_id=meeting.room_id)
+    except HirfaError:
+        raise _not_found() from None
+    if not meeting_is_host(user=user, meeting=meeting, access=access):
+        raise HirfaError(ErrorCode.FORBIDDEN, _("Only the meeting's hosts may do this."))
+    return meeting

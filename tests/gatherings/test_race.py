@@ -1,0 +1,61 @@
+"""The last seat, taken by two members at once: exactly one gets it (PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection, connections
+
+from hub.gatherings import selectors, services
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _concurrently(*calls):
+    barrier = threading.Barrier(len(calls))
+    results: list[object] = [None] * len(calls)
+
+    def run(i, call):
+        try:
+            barrier.wait()
+            results[i] = call()
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            results[i] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_two_members_take_the_last_seat_at_once(schedule, amina, sofia, yacine, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL; SQLite serialises every writer anyway")
+    gathering = schedule(capacity=2, visibility="public")
+    occ = selectors.gathering_occurrences(gathering=gathering)[0]
+    services.rsvp_set(user=yacine, gathering_id=gathering.pk, status="going", original_start=occ.original_start)
+
+    # Widen the window between counting the seats and taking one, so that an
+    # unlocked implementation would let both members through.
+    original_taken = services._SeatBook.taken
+
+    def slow_taken(self, *args, **kwargs):
+        found = original_taken(self, *args, **kwargs)
+        time.sleep(0.2)
+        return found
+
+    monkeypatch.setattr(services._SeatBook, "taken", slow_taken)
+    results = _concurrently(
+        lambda: services.rsvp_set(user=amina, gathering_id=gathering.pk, status="going", original_start=occ.original_start),
+        lambda: services.rsvp_set(user=sofia, gathering_id=gathering.pk, status="going", original_start=occ.original_start),
+    )
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert sorted(r.status for r in results) == ["going", "waitlisted"]
+    answers = selectors.effective_rsvps(gathering=gathering, original_start=occ.original_start)
+    assert sum(1 for r in answers.values() if r.status == "going") == 2
