@@ -4,7 +4,8 @@
     hirfa createadmin [--username U] [--email E] [--password-from-env [VAR]]
     hirfa demo                                      seed artisans, rooms, messages
     hirfa manage <command> [args...]                any Django management command
-    hirfa sfu | hirfa worker                        not yet available
+    hirfa sfu [--processes N] [--worker-id ID]      SFU workers for meetings (needs REDIS_URL)
+    hirfa worker                                    the background job worker (gathering reminders)
 
 Settings come from the environment (see hub/settings.py); with nothing set the
 hub runs on the embedded default (SQLite in ./data, in-memory channel layer).
@@ -137,9 +138,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_not_yet(args: argparse.Namespace) -> int:
-    print(f"hirfa {args.command}: not yet available", file=sys.stderr)
-    return 1
+def cmd_sfu(args: argparse.Namespace) -> int:
+    """Run SFU worker processes (one per core by default) until SIGTERM/SIGINT."""
+    _setup_django()
+    from django.conf import settings
+
+    from signaling.worker import main as sfu_main
+
+    if not settings.REDIS_URL:
+        print("hirfa sfu: needs REDIS_URL (without it the hub runs the SFU in its own process)", file=sys.stderr)
+        return 1
+
+    return sfu_main(processes=args.processes or (os.cpu_count() or 1), worker_id=args.worker_id)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:  # noqa: ARG001
+    """Run the background job worker (reminders) until SIGTERM/SIGINT."""
+    _setup_django()
+    from hub.gatherings.worker import run_worker
+
+    return int(run_worker() or 0)
 
 
 def cmd_manage(argv: Sequence[str]) -> int:
@@ -187,8 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     sub.add_parser("manage", help="run a Django management command (hirfa manage help)")
-    for name in ("sfu", "worker"):
-        sub.add_parser(name, help="not yet available").set_defaults(func=cmd_not_yet)
+    sfu = sub.add_parser("sfu", help="run SFU worker processes for meetings (needs REDIS_URL)")
+    sfu.add_argument("--processes", type=int, default=0, help="worker processes (default: one per core)")
+    sfu.add_argument("--worker-id", default=None, help="this worker's id (with --processes 1)")
+    sfu.set_defaults(func=cmd_sfu)
+    worker = sub.add_parser("worker", help="run the background job worker (gathering reminders)")
+    worker.set_defaults(func=cmd_worker)
     return parser
 
 

@@ -23,6 +23,7 @@ from hub import protocol, realtime
 from hub.errors import CloseCode, ErrorCode, HirfaError
 from hub.protocol import Author, ErrorOut, Pong, ServerFrame, Welcome, encode
 from rooms.consumers import RoomFrames
+from signaling.consumers import MeetingFrames
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ FRAME_BURST = 60
 FRAMES_PER_SECOND = 20.0
 
 
-class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
+class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.conn_id = uuid.uuid4().hex
@@ -50,6 +51,7 @@ class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
         self.tasks: list[asyncio.Task[Any]] = []
         self.groups: set[str] = set()
         self.room_frames_init()
+        self.meeting_frames_init()
         # Error messages follow the member's language (context-local, so the
         # service threads started from this socket see it too).
         translation.activate(_socket_language(self.scope))
@@ -64,7 +66,10 @@ class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         self.closing = True
         try:
-            await self.room_frames_close()
+            try:
+                await self.meeting_frames_close()
+            finally:
+                await self.room_frames_close()
         finally:
             fan = realtime.fanout()
             for group in list(self.groups):
@@ -235,7 +240,7 @@ class HubConsumer(RoomFrames, AsyncWebsocketConsumer):
             self._refuse(ErrorCode.INTERNAL_ERROR, _("Something went wrong on the server."), ref)
 
     def handlers(self) -> dict[str, Callable[[Any], Awaitable[None]]]:
-        return {"hello": self.on_hello, "ping": self.on_ping, **self.room_handlers()}
+        return {"hello": self.on_hello, "ping": self.on_ping, **self.room_handlers(), **self.meeting_handlers()}
 
     async def on_hello(self, frame: protocol.Hello) -> None:
         if frame.v != protocol.PROTOCOL_VERSION:

@@ -163,6 +163,7 @@ class MeetingJoin(ClientFrame):
     room: RoomId | None = None
     audio_only: bool = False
     receive_video: bool = True
+    publish: Annotated[list[MeetingSource], Field(max_length=3)] = []
 
 
 class MeetingLeave(ClientFrame):

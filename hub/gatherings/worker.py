@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from datetime import timedelta
 
 from django.db import close_old_connections
@@ -62,10 +63,15 @@ class GatheringsWorker:
         self._ticker: threading.Thread | None = None
 
     def _tick(self) -> None:
+        last_prune = 0.0
         while not self._stop.is_set():
             try:
                 close_old_connections()
                 sweep_enqueue_if_idle()
+                if time.monotonic() - last_prune > 3600:
+                    # Every sweep leaves a finished job row; keep a week of them.
+                    prune_finished()
+                    last_prune = time.monotonic()
             except Exception:
                 log.exception("could not enqueue the reminder sweep")
             finally:

@@ -12,7 +12,7 @@ from tests.servers import ARTIFACTS, DaphneServer, session_cookie
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-WAIT_MS = 20_000
+WAIT_MS = 30_000
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 800}
 

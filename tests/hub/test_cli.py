@@ -95,10 +95,11 @@ def test_createadmin_without_a_terminal_asks_for_the_environment(monkeypatch):
     assert "--password-from-env" in str(info.value)
 
 
-@pytest.mark.parametrize("command", ["sfu", "worker"])
-def test_later_subcommands_say_not_yet(command, capsys):
-    assert cli.main([command]) == 1
-    assert "not yet available" in capsys.readouterr().err
+def test_worker_subcommand_runs_the_gatherings_worker(monkeypatch):
+    calls = []
+    monkeypatch.setattr("hub.gatherings.worker.run_worker", lambda: calls.append("ran") or 0)
+    assert cli.main(["worker"]) == 0
+    assert calls == ["ran"]
 
 
 def test_manage_passes_through_to_django(capsys):

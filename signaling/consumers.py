@@ -1,0 +1,398 @@
+"""Meeting frames of the hub socket: the one bridge between the socket
+protocol and the SFU (see docs/protocol.md, "Meetings").
+
+The mixin checks permissions through ``signaling.selectors`` / ``services``,
+turns each frame into a command for the meeting's engine through an
+:class:`~signaling.placement.SfuLink` (in-process or a ``hirfa sfu`` worker:
+the same commands either way) and turns the engine's events back into
+frames. The meeting's state reaches the socket through the group
+``meeting.<id>`` of ``hub.realtime``, like room events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from hub import protocol
+from hub.errors import ErrorCode, HirfaError
+from hub.protocol import (
+    ErrorOut,
+    MeetingEnded,
+    MeetingIceServers,
+    MeetingJoined,
+    MeetingLobby,
+    MeetingOffer,
+    MeetingRejoin,
+)
+from signaling import placement, selectors, services
+from signaling.engine import meeting_group
+from signaling.turn import ice_servers
+
+log = logging.getLogger(__name__)
+
+MEETING_FRAME_BURST = 40
+MEETING_FRAMES_PER_SECOND = 10.0
+HOST_COMMANDS = {"mute": "host_mute", "unmute": "host_mute", "remove": "remove", "admit": "admit", "deny": "deny"}
+
+
+def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    return database_sync_to_async(fn)
+
+
+@dataclass
+class MeetingSession:
+    """The meeting this socket is in (one at a time)."""
+
+    meeting_id: int
+    room_id: int
+    host: bool
+    link: placement.SfuLink | None
+    receive_video: bool
+    attended: bool = False
+    watchdog: asyncio.Task[None] | None = None
+    join_options: dict[str, Any] = field(default_factory=dict)
+
+
+class MeetingFrames:
+    """Mixed into the hub consumer, which provides emit, join_group, leave_group, user and conn_id."""
+
+    user: Any
+    conn_id: str
+
+    def meeting_frames_init(self) -> None:
+        self.meeting: MeetingSession | None = None
+        self.meeting_events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.meeting_pump: asyncio.Task[None] | None = None
+        self.meeting_tokens = float(MEETING_FRAME_BURST)
+        self.meeting_clock = 0.0
+        self.meeting_reply_to = getattr(self, "channel_name", None) or f"local.{self.conn_id}"
+
+    def meeting_handlers(self) -> dict[str, Callable[[Any], Awaitable[None]]]:
+        handlers = {
+            "meeting_start": self.on_meeting_start,
+            "meeting_info": self.on_meeting_info,
+            "meeting_join": self.on_meeting_join,
+            "meeting_leave": self.on_meeting_leave,
+            "meeting_answer": self.on_meeting_answer,
+            "meeting_candidate": self.on_meeting_candidate,
+            "meeting_publish": self.on_meeting_publish,
+            "meeting_unpublish": self.on_meeting_unpublish,
+            "meeting_mute": self.on_meeting_mute,
+            "meeting_hand": self.on_meeting_hand,
+            "meeting_receive": self.on_meeting_receive,
+            "meeting_host": self.on_meeting_host,
+            "meeting_ice_restart": self.on_meeting_ice_restart,
+        }
+        return {kind: self._meeting_limited(handler) for kind, handler in handlers.items()}
+
+    async def meeting_frames_close(self) -> None:
+        """The socket closes: leave the meeting (the peer connection is closed)."""
+        try:
+            if self.meeting is not None:
+                await self._meeting_leave(reason=None, tell_engine=True)
+        finally:
+            placement.unregister_local(self.meeting_reply_to)
+            if self.meeting_pump is not None:
+                self.meeting_pump.cancel()
+
+    # --- limits -------------------------------------------------------------------------
+
+    def _meeting_limited(self, handler: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        async def limited(frame: Any) -> None:
+            now = asyncio.get_running_loop().time()
+            if self.meeting_clock:
+                self.meeting_tokens = min(
+                    MEETING_FRAME_BURST,
+                    self.meeting_tokens + (now - self.meeting_clock) * MEETING_FRAMES_PER_SECOND,
+                )
+            self.meeting_clock = now
+            if self.meeting_tokens < 1:
+                wait = (1 - self.meeting_tokens) / MEETING_FRAMES_PER_SECOND
+                raise HirfaError(ErrorCode.RATE_LIMITED, _("Too many meeting frames."), retry_after=wait)
+            self.meeting_tokens -= 1
+            await handler(frame)
+
+        return limited
+
+    # --- engine events -----------------------------------------------------------------
+
+    async def sfu_event(self, message: dict[str, Any]) -> None:
+        """Channel-layer handler: an event from a ``hirfa sfu`` worker."""
+        self._meeting_event(message)
+
+    def _meeting_event(self, event: dict[str, Any]) -> None:
+        self.meeting_events.put_nowait(event)
+        if self.meeting_pump is None or self.meeting_pump.done():
+            self.meeting_pump = asyncio.get_running_loop().create_task(self._pump_meeting_events())
+
+    async def _pump_meeting_events(self) -> None:
+        # One at a time, in the engine's order: joined before its offer, and so on.
+        while not self.meeting_events.empty():
+            event = self.meeting_events.get_nowait()
+            try:
+                await self._apply_meeting_event(event)
+            except Exception:
+                log.exception("meeting event %s failed", event.get("kind"))
+
+    async def _apply_meeting_event(self, event: dict[str, Any]) -> None:
+        session = self.meeting
+        if session is None:
+            return
+        kind = event.get("kind")
+        if kind == "joined":
+            if not session.attended:
+                await _db(services.meeting_attend)(user=self.user, meeting_id=session.meeting_id)
+                session.attended = True
+            codec = session.join_options.get("video_codec", "vp8")
+            self.emit(  # type: ignore[attr-defined]
+                MeetingJoined(
+                    ref=event.get("ref"),
+                    meeting=session.meeting_id,
+                    room=session.room_id,
+                    video_codec=codec,
+                    host=bool(event.get("host")),
+                )
+            )
+            self._emit_ice_servers(session)
+        elif kind == "lobby":
+            self.emit(MeetingLobby(ref=event.get("ref"), meeting=session.meeting_id))  # type: ignore[attr-defined]
+        elif kind == "offer":
+            self.emit(  # type: ignore[attr-defined]
+                MeetingOffer(
+                    meeting=session.meeting_id,
+                    sdp=event["sdp"],
+                    revision=event["revision"],
+                    mlines=[protocol.MLine(**m) for m in event["mlines"]],
+                )
+            )
+        elif kind == "error":
+            self.emit(  # type: ignore[attr-defined]
+                ErrorOut(ref=event.get("ref"), code=str(event["code"]), message=str(event["message"]))
+            )
+        elif kind == "rejoin":
+            self.emit(MeetingRejoin(meeting=session.meeting_id, reason=event["reason"]))  # type: ignore[attr-defined]
+        elif kind == "ended":
+            reason = event["reason"]
+            # Replaced: the same member goes on from another socket, still attending.
+            await self._meeting_leave(
+                reason=reason, tell_engine=False, depart=reason not in ("replaced", "denied")
+            )
+
+    def _emit_ice_servers(self, session: MeetingSession, ref: str | None = None) -> None:
+        servers, ttl = ice_servers(user_id=self.user.pk)
+        self.emit(MeetingIceServers(ref=ref, meeting=session.meeting_id, ice_servers=servers, ttl=ttl))  # type: ignore[attr-defined]
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _session(self, meeting_id: int) -> MeetingSession:
+        session = self.meeting
+        if session is None or session.meeting_id != meeting_id:
+            raise HirfaError(ErrorCode.NO_SESSION, _("You are not in this meeting."))
+        return session
+
+    async def _command(self, session: MeetingSession, op: str, ref: str | None = None, **fields: Any) -> None:
+        if session.link is None:
+            raise HirfaError(ErrorCode.NO_SESSION, _("Your media session is gone; join again."))
+        await session.link.send(
+            {
+                "op": op,
+                "meeting": session.meeting_id,
+                "room": session.room_id,
+                "user": self.user.pk,
+                "reply_to": self.meeting_reply_to,
+                "ref": ref,
+                **fields,
+            }
+        )
+
+    async def _watch_worker(self, session: MeetingSession) -> None:
+        """Tell the client to rejoin when the worker holding the meeting stops heartbeating."""
+        link = session.link
+        while link is not None and session.link is link:
+            await asyncio.sleep(settings.HIRFA_SFU_HEARTBEAT_SECONDS)
+            if session.link is link and not await link.alive():
+                log.info("SFU worker %s is gone; meeting %s rejoins", link.worker, session.meeting_id)
+                session.link = None
+                self.emit(MeetingRejoin(meeting=session.meeting_id, reason="worker_lost"))  # type: ignore[attr-defined]
+                return
+
+    async def _meeting_leave(self, *, reason: str | None, tell_engine: bool, depart: bool = True, ref: str | None = None) -> None:
+        session, self.meeting = self.meeting, None
+        if session is None:
+            return
+        if session.watchdog is not None:
+            session.watchdog.cancel()
+        if tell_engine and session.link is not None:
+            try:
+                await session.link.send(
+                    {
+                        "op": "leave",
+                        "meeting": session.meeting_id,
+                        "user": self.user.pk,
+                        "reply_to": self.meeting_reply_to,
+                    }
+                )
+            except Exception:
+                log.warning("telling the SFU that %s left failed", self.user.pk, exc_info=True)
+        await self.leave_group(meeting_group(session.meeting_id))  # type: ignore[attr-defined]
+        if depart and session.attended:
+            await _db(services.meeting_depart)(user=self.user, meeting_id=session.meeting_id)
+        if reason is not None:
+            self.emit(MeetingEnded(ref=ref, meeting=session.meeting_id, reason=reason))  # type: ignore[attr-defined]
+
+    async def _send_join(self, session: MeetingSession, ref: str | None) -> None:
+        """(Re)join the engine: a new server-side peer for this socket."""
+        if not isinstance(session.link, placement.EmbeddedLink):
+            if session.watchdog is not None:
+                session.watchdog.cancel()
+            session.watchdog = asyncio.get_running_loop().create_task(self._watch_worker(session))
+        await self._command(session, "join", ref, **session.join_options)
+
+    # --- handlers -----------------------------------------------------------------------
+
+    async def on_meeting_start(self, frame: protocol.MeetingStart) -> None:
+        out = await _db(services.meeting_start)(
+            user=self.user, room_id=frame.room, video_codec=frame.video_codec, lobby=frame.lobby
+        )
+        self.emit(out.model_copy(update={"ref": frame.ref}))  # type: ignore[attr-defined]
+
+    async def on_meeting_info(self, frame: protocol.MeetingInfo) -> None:
+        out = await _db(selectors.room_meeting)(user=self.user, room_id=frame.room, ref=frame.ref)
+        self.emit(out)  # type: ignore[attr-defined]
+
+    async def on_meeting_join(self, frame: protocol.MeetingJoin) -> None:
+        if frame.meeting is None and frame.room is None:
+            raise HirfaError(ErrorCode.INVALID, _("Name a meeting or a room."))
+        ticket = await _db(selectors.meeting_join_ticket)(
+            user=self.user, meeting_id=frame.meeting, room_id=frame.room
+        )
+        current = self.meeting
+        if current is not None and current.meeting_id != ticket.meeting_id:
+            raise HirfaError(ErrorCode.CONFLICT, _("Leave your meeting first."))
+        link = await placement.link_for(meeting_id=ticket.meeting_id, worker=ticket.worker)
+        receive_video = frame.receive_video and not frame.audio_only
+        publish = [s for s in dict.fromkeys(frame.publish) if not (frame.audio_only and s != "mic")]
+        options = {
+            "name": ticket.name,
+            "host": ticket.host,
+            "must_wait": ticket.must_wait,
+            "locked": ticket.locked,
+            "lobby": ticket.lobby,
+            "video_codec": ticket.video_codec,
+            "receive_video": receive_video,
+            "publish": publish,
+        }
+        if current is None:
+            session = MeetingSession(
+                meeting_id=ticket.meeting_id,
+                room_id=ticket.room_id,
+                host=ticket.host,
+                link=link,
+                receive_video=receive_video,
+                join_options=options,
+            )
+            self.meeting = session
+            placement.register_local(self.meeting_reply_to, self._meeting_event)
+            await self.join_group(meeting_group(ticket.meeting_id))  # type: ignore[attr-defined]
+        else:
+            session = current
+            session.link = link
+            session.host = ticket.host
+            session.join_options = options
+        try:
+            await self._send_join(session, frame.ref)
+        except BaseException:
+            if current is None:
+                await self._meeting_leave(reason=None, tell_engine=False)
+            raise
+
+    async def on_meeting_leave(self, frame: protocol.MeetingLeave) -> None:
+        self._session(frame.meeting)
+        await self._meeting_leave(reason="left", tell_engine=True, ref=frame.ref)
+
+    async def on_meeting_answer(self, frame: protocol.MeetingAnswer) -> None:
+        session = self._session(frame.meeting)
+        await self._command(session, "answer", frame.ref, sdp=frame.sdp, revision=frame.revision)
+
+    async def on_meeting_candidate(self, frame: protocol.MeetingCandidateIn) -> None:
+        session = self._session(frame.meeting)
+        await self._command(
+            session,
+            "candidate",
+            frame.ref,
+            candidate=frame.candidate,
+            sdp_mid=frame.sdp_mid,
+            sdp_mline_index=frame.sdp_mline_index,
+        )
+
+    async def on_meeting_publish(self, frame: protocol.MeetingPublish) -> None:
+        session = self._session(frame.meeting)
+        await self._command(session, "publish", frame.ref, source=frame.source)
+        published = session.join_options.setdefault("publish", [])
+        if frame.source not in published:
+            published.append(frame.source)
+
+    async def on_meeting_unpublish(self, frame: protocol.MeetingUnpublish) -> None:
+        session = self._session(frame.meeting)
+        await self._command(session, "unpublish", frame.ref, source=frame.source)
+        if frame.source in session.join_options.get("publish", []):
+            session.join_options["publish"].remove(frame.source)
+
+    async def on_meeting_mute(self, frame: protocol.MeetingMute) -> None:
+        session = self._session(frame.meeting)
+        await self._command(session, "mute_self", frame.ref, source=frame.source, muted=frame.muted)
+
+    async def on_meeting_hand(self, frame: protocol.MeetingHand) -> None:
+        session = self._session(frame.meeting)
+        await self._command(session, "hand", frame.ref, up=frame.up)
+
+    async def on_meeting_receive(self, frame: protocol.MeetingReceive) -> None:
+        session = self._session(frame.meeting)
+        session.receive_video = frame.video
+        session.join_options["receive_video"] = frame.video
+        await self._command(session, "receive", frame.ref, video=frame.video)
+
+    async def on_meeting_host(self, frame: protocol.MeetingHost) -> None:
+        session = self._session(frame.meeting)
+        action = frame.action
+        if action in ("lock", "unlock", "lobby_on", "lobby_off"):
+            flags = {
+                "lock": {"locked": True},
+                "unlock": {"locked": False},
+                "lobby_on": {"lobby": True},
+                "lobby_off": {"lobby": False},
+            }[action]
+            await _db(services.meeting_settings_set)(user=self.user, meeting_id=session.meeting_id, **flags)
+            await self._command(session, "settings", frame.ref, **flags)
+            return
+        if action == "end":
+            await _db(services.meeting_end)(user=self.user, meeting_id=session.meeting_id)
+            await self._command(session, "end", frame.ref)
+            return
+        await _db(selectors.meeting_for_host)(user=self.user, meeting_id=session.meeting_id)
+        if frame.user is None:
+            raise HirfaError(ErrorCode.INVALID, _("Name the participant."))
+        if frame.user == self.user.pk and action in ("remove", "admit", "deny"):
+            raise HirfaError(ErrorCode.INVALID, _("Not on yourself."))
+        await self._command(
+            session,
+            HOST_COMMANDS[action],
+            frame.ref,
+            target=frame.user,
+            source=frame.source,
+            muted=action == "mute",
+        )
+
+    async def on_meeting_ice_restart(self, frame: protocol.MeetingIceRestart) -> None:
+        session = self._session(frame.meeting)
+        if session.link is None:
+            raise HirfaError(ErrorCode.NO_SESSION, _("Your media session is gone; join again."))
+        # aiortc cannot restart ICE: a new server-side peer, without leaving the meeting.
+        await self._send_join(session, frame.ref)

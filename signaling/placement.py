@@ -1,0 +1,222 @@
+"""Where a meeting's SFU runs, and how a consumer reaches it.
+
+Two placements share one interface, :class:`SfuLink` (send a command, is the
+SFU alive), and one engine (:class:`signaling.engine.MeetingEngine`):
+
+- **embedded** (the default without Redis): one engine and one ``Sfu`` per
+  event loop of the hub process; commands are handed to it directly and its
+  events go straight to the local consumer registered under ``reply_to``.
+- **workers** (``HIRFA_SFU_PLACEMENT=workers``, needs Redis): ``hirfa sfu``
+  processes, each registered in Redis with a heartbeat and its load. A
+  meeting lives on one worker (``Meeting.worker``), chosen by load at its
+  first join and chosen again when that worker stops heartbeating. Commands go
+  to the worker's channel on the channel layer (``{"type": "sfu.command", ...}``);
+  events come back to the consumer's channel as ``{"type": "sfu.event", ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from hub import realtime
+from hub.errors import ErrorCode, HirfaError
+from signaling.engine import MeetingEngine
+from signaling.sfu import Sfu, SfuConfig
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+WORKERS_KEY = "hirfa:sfu:workers"
+ALIVE_PREFIX = "hirfa:sfu:alive:"
+
+
+class SfuLink(Protocol):
+    """The consumer's handle on the SFU that holds its meeting."""
+
+    worker: str
+
+    async def send(self, command: dict[str, Any]) -> None:
+        """Hand a command to the meeting's engine (never waits for its result)."""
+
+    async def alive(self) -> bool:
+        """Whether the SFU still runs (a dead one means every participant rejoins)."""
+
+
+def sfu_config() -> SfuConfig:
+    """The SFU configuration from the settings."""
+    return SfuConfig(
+        announced_addresses=tuple(settings.HIRFA_SFU_ANNOUNCE_ADDRESSES),
+        bind_address=settings.HIRFA_SFU_BIND_ADDRESS,
+        port_min=settings.HIRFA_SFU_PORT_MIN,
+        port_max=settings.HIRFA_SFU_PORT_MAX,
+    )
+
+
+def worker_timeout() -> float:
+    return 3 * float(settings.HIRFA_SFU_HEARTBEAT_SECONDS)
+
+
+# --- embedded ------------------------------------------------------------------------
+
+EventHandler = Callable[[dict[str, Any]], None]
+_local_handlers: dict[str, EventHandler] = {}
+_engines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MeetingEngine]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def register_local(reply_to: str, handler: EventHandler) -> None:
+    """Deliver the embedded engine's events for ``reply_to`` to ``handler``."""
+    _local_handlers[reply_to] = handler
+
+
+def unregister_local(reply_to: str) -> None:
+    _local_handlers.pop(reply_to, None)
+
+
+async def _deliver_local(reply_to: str, event: dict[str, Any]) -> None:
+    handler = _local_handlers.get(reply_to)
+    if handler is not None:
+        handler(event)
+
+
+def embedded_engine() -> MeetingEngine:
+    """The engine of the running event loop (created on first use)."""
+    loop = asyncio.get_running_loop()
+    engine = _engines.get(loop)
+    if engine is None:
+        engine = MeetingEngine(
+            Sfu(sfu_config()),
+            reply=_deliver_local,
+            publish=realtime.publish_now,
+            max_participants=settings.HIRFA_MEETING_MAX_PARTICIPANTS,
+        )
+        _engines[loop] = engine
+    return engine
+
+
+async def close_embedded() -> None:
+    """Close the running loop's engine and every peer connection in it (shutdown, tests)."""
+    engine = _engines.pop(asyncio.get_running_loop(), None)
+    if engine is not None:
+        await engine.close()
+
+
+class EmbeddedLink:
+    worker = EMBEDDED
+
+    async def send(self, command: dict[str, Any]) -> None:
+        embedded_engine().submit(command)
+
+    async def alive(self) -> bool:
+        return True
+
+
+# --- workers ---------------------------------------------------------------------------
+
+
+def worker_channel(worker_id: str) -> str:
+    return f"sfu.{worker_id}"
+
+
+_redis_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+
+
+def _redis() -> Any:
+    """The asyncio Redis client of the running loop."""
+    import redis.asyncio as aioredis
+
+    loop = asyncio.get_running_loop()
+    client = _redis_clients.get(loop)
+    if client is None:
+        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+        _redis_clients[loop] = client
+    return client
+
+
+async def worker_register(*, worker_id: str, load: int) -> None:
+    """Announce (or refresh) a worker and its load; it counts as dead after 3 heartbeats."""
+    client = _redis()
+    info = json.dumps({"channel": worker_channel(worker_id), "load": load, "at": time.time()})
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.hset(WORKERS_KEY, worker_id, info)
+        pipe.set(ALIVE_PREFIX + worker_id, "1", px=int(worker_timeout() * 1000))
+        await pipe.execute()
+
+
+async def worker_unregister(*, worker_id: str) -> None:
+    client = _redis()
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.hdel(WORKERS_KEY, worker_id)
+        pipe.delete(ALIVE_PREFIX + worker_id)
+        await pipe.execute()
+
+
+async def worker_alive(worker_id: str) -> bool:
+    return bool(await _redis().exists(ALIVE_PREFIX + worker_id))
+
+
+async def worker_choose() -> str | None:
+    """The live worker with the least load (forgetting dead ones), or None."""
+    client = _redis()
+    workers = await client.hgetall(WORKERS_KEY)
+    best: tuple[int, str] | None = None
+    for raw_id, raw_info in workers.items():
+        worker_id = raw_id.decode()
+        if not await client.exists(ALIVE_PREFIX + worker_id):
+            await client.hdel(WORKERS_KEY, worker_id)
+            continue
+        load = int(json.loads(raw_info).get("load", 0))
+        if best is None or (load, worker_id) < best:
+            best = (load, worker_id)
+    return best[1] if best else None
+
+
+class WorkerLink:
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+
+    async def send(self, command: dict[str, Any]) -> None:
+        layer = get_channel_layer()
+        assert layer is not None
+        await layer.send(worker_channel(self.worker), {"type": "sfu.command", **command})
+
+    async def alive(self) -> bool:
+        try:
+            return await worker_alive(self.worker)
+        except Exception:  # Redis unreachable: do not declare the worker dead for it
+            log.warning("could not check SFU worker %s", self.worker, exc_info=True)
+            return True
+
+
+async def link_for(*, meeting_id: int, worker: str) -> SfuLink:
+    """The link to the SFU holding the meeting, placing it on a worker if needed.
+
+    Raises ``sfu_unavailable`` when no worker is alive.
+    """
+    if settings.HIRFA_SFU_PLACEMENT == EMBEDDED:
+        return EmbeddedLink()
+    from signaling import services
+
+    if worker and worker != EMBEDDED and await worker_alive(worker):
+        return WorkerLink(worker)
+    chosen = await worker_choose()
+    if chosen is None:
+        raise HirfaError(ErrorCode.SFU_UNAVAILABLE, _("No media server is available; try again."))
+    assigned = await database_sync_to_async(services.meeting_worker_assign)(
+        meeting_id=meeting_id, expected=worker, worker=chosen
+    )
+    if assigned != chosen and not await worker_alive(assigned):
+        raise HirfaError(ErrorCode.SFU_UNAVAILABLE, _("No media server is available; try again."))
+    return WorkerLink(assigned)

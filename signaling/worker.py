@@ -1,0 +1,123 @@
+"""``hirfa sfu``: SFU worker processes reached through the channel layer.
+
+Each worker process runs one :class:`~signaling.engine.MeetingEngine` on its
+own ``Sfu``, receives commands on its channel ``sfu.<worker id>``, sends
+events back to each consumer's channel, publishes meeting state through
+``hub.realtime`` and refreshes its registration (heartbeat and load) in Redis.
+Stopped with SIGTERM or SIGINT, it unregisters and closes every peer
+connection; killed, it stops heartbeating and the consumers tell its
+participants to rejoin (``meeting_rejoin``), which places their meetings on
+another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(*, worker_id: str | None = None, stop: asyncio.Event | None = None) -> None:
+    """Serve meetings until ``stop`` is set (or SIGTERM/SIGINT); frees everything on the way out."""
+    from channels.layers import get_channel_layer
+    from django.conf import settings
+
+    from hub import realtime
+    from signaling import placement
+    from signaling.engine import MeetingEngine
+    from signaling.sfu import Sfu
+
+    layer = get_channel_layer()
+    if layer is None or not settings.REDIS_URL:
+        raise SystemExit("hirfa sfu: needs REDIS_URL (the workers are reached through Redis)")
+    worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    channel = placement.worker_channel(worker_id)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    async def reply(reply_to: str, event: dict[str, Any]) -> None:
+        await layer.send(reply_to, {"type": "sfu.event", **event})
+
+    def publish(group: str, text: str) -> None:
+        # The sync Redis client would block this loop's media; a thread keeps it smooth.
+        loop.run_in_executor(None, realtime.publish_now, group, text)
+
+    engine = MeetingEngine(
+        Sfu(placement.sfu_config()),
+        reply=reply,
+        publish=publish,
+        max_participants=settings.HIRFA_MEETING_MAX_PARTICIPANTS,
+    )
+
+    async def heartbeat() -> None:
+        while True:
+            try:
+                await placement.worker_register(worker_id=worker_id, load=engine.load)
+            except Exception:
+                log.warning("SFU worker %s: heartbeat failed", worker_id, exc_info=True)
+            await asyncio.sleep(settings.HIRFA_SFU_HEARTBEAT_SECONDS)
+
+    async def receive() -> None:
+        while True:
+            message = await layer.receive(channel)
+            if message.get("type") == "sfu.command":
+                try:
+                    engine.submit(message)
+                except Exception:
+                    log.exception("SFU worker %s: bad command", worker_id)
+
+    await placement.worker_register(worker_id=worker_id, load=0)
+    print(f"hirfa sfu: worker {worker_id} on channel {channel}", flush=True)
+    tasks = [loop.create_task(heartbeat()), loop.create_task(receive())]
+    waiter = loop.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiter and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for task in [waiter, *tasks]:
+            task.cancel()
+        await asyncio.gather(*tasks, waiter, return_exceptions=True)
+        try:
+            await placement.worker_unregister(worker_id=worker_id)
+        except Exception:
+            log.warning("SFU worker %s: unregister failed", worker_id, exc_info=True)
+        await engine.close()
+        print(f"hirfa sfu: worker {worker_id} stopped", flush=True)
+
+
+def main(*, processes: int, worker_id: str | None = None) -> int:
+    """Run ``processes`` workers: this process alone for 1, else one child process each."""
+    if processes <= 1:
+        asyncio.run(run_worker(worker_id=worker_id))
+        return 0
+    children = [
+        subprocess.Popen([sys.executable, "-m", "hub.cli", "sfu", "--processes", "1"])
+        for _ in range(processes)
+    ]
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for child in children:
+        status = max(status, child.wait())
+    return status
