@@ -383,6 +383,8 @@ class Senders:
     def __init__(self, sockets: list[Any]) -> None:
         self.sockets = sockets
         self.acked: dict[str, int] = {}
+        self.sent_at: dict[str, float] = {}
+        self.ack_ms: list[float] = []
         self.errors: dict[str, int] = {}
         self.readers = [asyncio.get_running_loop().create_task(self._read(ws)) for ws in sockets]
 
@@ -392,6 +394,9 @@ class Senders:
                 frame = json.loads(raw)
                 if frame.get("type") == "ack" and frame.get("ref"):
                     self.acked[frame["ref"]] = frame["id"]
+                    sent = self.sent_at.pop(frame["ref"], None)
+                    if sent is not None:
+                        self.ack_ms.append((time.monotonic() - sent) * 1000)
                 elif frame.get("type") == "error":
                     self.errors[frame["code"]] = self.errors.get(frame["code"], 0) + 1
         except Exception:
@@ -408,6 +413,7 @@ class Senders:
             if delay > 0:
                 await asyncio.sleep(delay)
             ws = self.sockets[i % len(self.sockets)]
+            self.sent_at[ref] = time.monotonic()
             await ws.send(json.dumps({"type": "send", "room": room, "client_id": ref, "ref": ref,
                                       "text": f"b {time.time():.6f} {ref}"}))
         deadline = time.monotonic() + 10
@@ -524,6 +530,8 @@ async def drive(*, label: str, url: str, origin: str, room: int, receivers: list
                 "closed_4010_unreceived": sum(g["resumed"] for g in got),
                 "closed": closed,
                 "send_errors": dict(send.errors),
+                "ack_p50_ms": round(pct(send.ack_ms, 0.5), 1),
+                "ack_p99_ms": round(pct(send.ack_ms, 0.99), 1),
                 "server_cpu_percent": round(srv_cpu * 100),
                 "client_cpu_percent": round(cli_cpu * 100),
             }
@@ -532,10 +540,12 @@ async def drive(*, label: str, url: str, origin: str, room: int, receivers: list
                 and received >= 0.9 * offered * span and received == members * len(ids)
             )
             send.errors.clear()
+            send.ack_ms.clear()
             result["steps"].append(step)
             print(f"  [{label} N={members}] offered {offered:>7}/s -> {step['deliveries_per_s']:>7}/s "
                   f"p50 {step['p50_ms']:>6} ms p99 {step['p99_ms']:>7} ms lost {step['lost']} "
-                  f"4010 {step['closed_4010_unreceived']} server cpu {step['server_cpu_percent']}% "
+                  f"4010 {step['closed_4010_unreceived']} ack p50/p99 {step['ack_p50_ms']}/{step['ack_p99_ms']} ms "
+                  f"server cpu {step['server_cpu_percent']}% "
                   f"clients cpu {step['client_cpu_percent']}%"
                   + ("" if step["sustained"] else "  (not sustained)"), file=sys.stderr, flush=True)
             if not step["sustained"] or any(closed.values()):

@@ -267,10 +267,48 @@ def notifications_recent(*, user: User, unread_only: bool = False, limit: int = 
     return list(qs.order_by("-id")[: max(1, min(limit, 200))])
 
 
+def _moderated_rooms_q(user: User) -> Q:
+    """A filter on the rooms `user` may moderate (a superset: each is checked again)."""
+    if user.is_superuser or user.is_staff:
+        return Q()
+    own = Membership.objects.filter(
+        user=user, role__in=[MemberRole.MODERATOR, MemberRole.OWNER]
+    ).values("room_id")
+    q = Q(pk__in=own)
+    public = [RoomKind.GUILD, RoomKind.REGION, RoomKind.GUILD_REGION]
+    for scope in ModeratorScope.objects.filter(user=user):
+        if scope.trade_id and scope.wilaya_id:
+            q |= Q(kind=RoomKind.GUILD_REGION, trade_id=scope.trade_id, wilaya_id=scope.wilaya_id)
+        elif scope.trade_id:
+            q |= Q(kind__in=public, trade_id=scope.trade_id)
+        elif scope.wilaya_id:
+            q |= Q(kind__in=public, wilaya_id=scope.wilaya_id)
+    return q
+
+
+def user_moderates_any(*, user: User) -> bool:
+    """Whether `user` moderates at least one room (so the moderators' queue is his)."""
+    if not user.is_authenticated:
+        return False
+    if user.is_superuser or user.is_staff:
+        return True
+    return (
+        ModeratorScope.objects.filter(user=user).exists()
+        or Membership.objects.filter(
+            user=user, role__in=[MemberRole.MODERATOR, MemberRole.OWNER]
+        ).exists()
+    )
+
+
 def reports_open(*, moderator: User, limit: int = 200) -> list[Report]:
-    """Open reports of messages in rooms `moderator` moderates and may read, oldest first."""
+    """Open reports of messages in rooms `moderator` moderates and may read, oldest first.
+
+    Every row passes `room_access(...).can_moderate`, the rule the services
+    apply when the moderator acts on it.
+    """
+    rooms = Room.objects.filter(_moderated_rooms_q(moderator)).values("pk")
     rows = (
-        Report.objects.filter(status=Report.Status.OPEN)
+        Report.objects.filter(status=Report.Status.OPEN, message__room__in=rooms)
         .select_related(
             "reporter", "reporter__profile", "message__room", "message__room__trade",
             "message__room__wilaya", "message__author", "message__author__profile",
@@ -280,7 +318,7 @@ def reports_open(*, moderator: User, limit: int = 200) -> list[Report]:
     )
     allowed: dict[int, bool] = {}
     found: list[Report] = []
-    for report in rows[:2000]:
+    for report in rows[: limit * 2]:
         room_id = report.message.room_id
         if room_id not in allowed:
             try:

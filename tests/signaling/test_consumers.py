@@ -1,0 +1,187 @@
+"""Meeting frames through Channels' communicator, on a real in-process SFU."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from rooms.models import Room, RoomKind
+from signaling import placement, services
+from tests import factories
+from tests.signaling.clients import CommunicatorSocket, MeetingClient, wait_until
+from tests.sockets import expect, open_socket, subscribe
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+
+@sync_to_async
+def guild_meeting(lobby: bool = False):
+    trade = factories.trade()
+    wilaya = factories.wilaya()
+    amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
+    karim = factories.artisan("karim", trades=[trade], wilaya_=wilaya)
+    nadia = factories.moderator_of(factories.artisan("nadia", trades=[trade]), trade_=trade)
+    omar = factories.artisan("omar")
+    room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
+    meeting_id = services.meeting_start(user=nadia, room_id=room.pk, lobby=lobby).meeting
+    return room, meeting_id, nadia, amina, karim, omar
+
+
+async def client(user, name: str, publish=("mic", "camera")) -> MeetingClient:
+    return MeetingClient(name, user.pk, CommunicatorSocket(await open_socket(user)), publish=publish)
+
+
+def live_peer_connections() -> int:
+    from aiortc import RTCPeerConnection
+
+    gc.collect()
+    return sum(
+        1 for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"
+    )
+
+
+async def test_two_participants_exchange_media_and_state(embedded_sfu, close_sfu_after):
+    room, meeting_id, nadia, amina, *_ = await guild_meeting()
+    watcher = await open_socket(amina)
+    await subscribe(watcher, room.pk)
+    n = await client(nadia, "nadia")
+    joined = await n.join(meeting_id)
+    assert joined["host"] is True and joined["room"] == room.pk
+    ice = await n.wait_for("meeting_ice_servers")
+    assert ice["ice_servers"] == []
+    live = await expect(watcher, "meeting", live=True)
+    assert [p["name"] for p in live["participants"]] == ["Nadia"]
+
+    a = await client(amina, "amina")
+    assert (await a.join(meeting_id))["host"] is False
+    await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= 10, what="amina sees nadia")
+    await wait_until(lambda: len(n.frames_from(amina.pk, "mic")) >= 10, what="nadia hears amina")
+    state = await n.wait_for(
+        "meeting_state", lambda f: len(f["participants"]) == 2 and all(p["connected"] for p in f["participants"])
+    )
+    assert state["hosts"] == [nadia.pk]
+    assert {p["user"]["id"]: p["tracks"] for p in state["participants"]} == {
+        nadia.pk: ["camera", "mic"], amina.pk: ["camera", "mic"]
+    }
+
+    mark = n.mark()
+    await a.send({"type": "meeting_hand", "meeting": meeting_id, "up": True})
+    await n.wait_for("meeting_state", lambda f: any(p["hand"] for p in f["participants"]), after=mark)
+
+    await a.send({"type": "meeting_leave", "meeting": meeting_id, "ref": "bye"})
+    ended = await a.wait_for("meeting_ended")
+    assert (ended["reason"], ended["ref"]) == ("left", "bye")
+    await n.wait_for("meeting_state", lambda f: len(f["participants"]) == 1, after=mark)
+    await n.close()
+    await a.close()
+    await watcher.disconnect()
+    await wait_until(lambda: placement.embedded_engine().meeting_ids() == (), what="meeting closed on the SFU")
+    await placement.close_embedded()
+    assert live_peer_connections() == 0
+
+
+async def test_bad_input_is_refused_and_the_meeting_goes_on(embedded_sfu, close_sfu_after):
+    _room, meeting_id, nadia, amina, _karim, omar = await guild_meeting()
+    n = await client(nadia, "nadia")
+    await n.join(meeting_id)
+    await n.wait_for("meeting_offer")
+
+    async def error_for(who: MeetingClient, frame: dict, code: str) -> None:
+        mark = who.mark()
+        await who.send({**frame, "ref": code})
+        err = await who.wait_for("error", lambda f: f.get("ref") == code, after=mark)
+        assert err["code"] == code, err
+
+    # a meeting the user may not join (a room he cannot read): not found, like a missing one
+    outsider = await client(omar, "omar")
+    await error_for(outsider, {"type": "meeting_join", "meeting": meeting_id}, "not_found")
+    # candidates and answers for a meeting this socket is not in
+    await error_for(outsider, {"type": "meeting_candidate", "meeting": meeting_id, "candidate": None}, "no_session")
+    await error_for(outsider, {"type": "meeting_answer", "meeting": meeting_id, "sdp": "v=0", "revision": 1}, "no_session")
+    # malformed SDP and candidates
+    await error_for(n, {"type": "meeting_answer", "meeting": meeting_id, "sdp": "v=0\r\nnonsense", "revision": 99}, "conflict")
+    await error_for(n, {"type": "meeting_candidate", "meeting": meeting_id, "candidate": "candidate:garbage", "sdp_mid": "0"}, "invalid_sdp")
+    # too many tracks: the camera again
+    await error_for(n, {"type": "meeting_publish", "meeting": meeting_id, "source": "camera"}, "too_many_tracks")
+    # hosts only
+    a = await client(amina, "amina")
+    await a.join(meeting_id)
+    await error_for(a, {"type": "meeting_host", "meeting": meeting_id, "action": "lock"}, "forbidden")
+    await error_for(a, {"type": "meeting_host", "meeting": meeting_id, "action": "remove", "user": nadia.pk}, "forbidden")
+    # a flood of signaling frames
+    mark = a.mark()
+    for _ in range(60):
+        await a.send({"type": "meeting_hand", "meeting": meeting_id, "up": True})
+    await a.wait_for("error", lambda f: f["code"] == "rate_limited", after=mark)
+
+    # the meeting goes on: media still flows both ways
+    await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= 10, what="amina sees nadia")
+    await wait_until(lambda: len(n.frames_from(amina.pk, "camera")) >= 10, what="nadia sees amina")
+    for c in (n, a, outsider):
+        await c.close()
+    await placement.close_embedded()
+    assert live_peer_connections() == 0
+
+
+async def test_malformed_answer_is_invalid_sdp_and_a_fresh_offer_follows(embedded_sfu, close_sfu_after):
+    _room, meeting_id, nadia, *_ = await guild_meeting()
+    n = await client(nadia, "nadia")
+    n.answer_sdp_override = "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+    await n.join(meeting_id)
+    err = await n.wait_for("error", lambda f: f["code"] == "invalid_sdp")
+    assert err["code"] == "invalid_sdp"
+    n.answer_sdp_override = None
+    await n.wait_for("meeting_offer", lambda f: f["revision"] == 2)
+    await wait_until(lambda: n.answered >= 2, what="second answer")
+    await n.wait_for("meeting_state", lambda f: f["participants"] and f["participants"][0]["connected"])
+    await n.close()
+    await placement.close_embedded()
+
+
+async def test_host_lobby_admit_mute_remove_and_ice_restart(embedded_sfu, close_sfu_after):
+    _room, meeting_id, nadia, amina, karim, _ = await guild_meeting(lobby=True)
+    n = await client(nadia, "nadia")
+    await n.join(meeting_id)
+    a = await client(amina, "amina")
+    await a.send({"type": "meeting_join", "meeting": meeting_id, "publish": ["mic", "camera"]})
+    await a.wait_for("meeting_lobby")
+    await n.wait_for("meeting_state", lambda f: [w["id"] for w in f["waiting"]] == [amina.pk])
+    await n.send({"type": "meeting_host", "meeting": meeting_id, "action": "admit", "user": amina.pk})
+    await a.wait_for("meeting_joined")
+    await wait_until(lambda: len(n.frames_from(amina.pk, "mic")) >= 10, what="nadia hears amina")
+
+    mark = n.mark()
+    await n.send({"type": "meeting_host", "meeting": meeting_id, "action": "mute", "user": amina.pk, "source": "mic"})
+    await n.wait_for("meeting_state", lambda f: any(p["host_muted"] == ["mic"] for p in f["participants"]), after=mark)
+    await wait_until(lambda: True)
+    heard = len(n.frames_from(amina.pk, "mic"))
+    await wait_until(lambda: len(n.frames_from(amina.pk, "camera")) >= 40, what="video goes on")
+    assert len(n.frames_from(amina.pk, "mic")) - heard <= 3, "muted audio still forwarded"
+
+    # ICE restart: a new peer connection, without leaving the meeting
+    await a.peer.close()
+    from tests.signaling.sfu.peers import ClientPeer, ToneAudioTrack, PatternVideoTrack
+    from signaling.sfu import TrackSource
+
+    a.peer = ClientPeer("amina", tracks={TrackSource.MICROPHONE: ToneAudioTrack(), TrackSource.CAMERA: PatternVideoTrack()})
+    mark = a.mark()
+    await a.send({"type": "meeting_ice_restart", "meeting": meeting_id})
+    await a.wait_for("meeting_ice_servers", after=mark)
+    offer = await a.wait_for("meeting_offer", after=mark)
+    assert offer["revision"] == 1
+    await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= 10, what="amina sees nadia again")
+    state = await n.wait_for("meeting_state", lambda f: any(p["host_muted"] == ["mic"] and p["connected"] for p in f["participants"]))
+    assert len(state["participants"]) == 2
+
+    # a second socket of the same member takes over
+    k = await client(karim, "karim")
+    await k.join(meeting_id)  # karim waits? no: admitted only via lobby
+    await n.send({"type": "meeting_host", "meeting": meeting_id, "action": "remove", "user": amina.pk})
+    ended = await a.wait_for("meeting_ended")
+    assert ended["reason"] == "removed"
+    for c in (n, a, k):
+        await c.close()
+    await placement.close_embedded()
+    assert live_peer_connections() == 0

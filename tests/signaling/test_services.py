@@ -1,0 +1,109 @@
+"""Who may start, join and host a meeting; attendance; TURN credentials."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import pytest
+
+from hub.errors import ErrorCode, HirfaError
+from rooms import services as room_services
+from rooms.models import Room, RoomKind
+from signaling import selectors, services
+from signaling.models import Attendance, Meeting
+from signaling.turn import ice_servers
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tlemcen_guild():
+    trade = factories.trade()
+    wilaya = factories.wilaya()
+    amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
+    karim = factories.artisan("karim", trades=[trade], wilaya_=wilaya)
+    moderator = factories.moderator_of(factories.artisan("nadia", trades=[trade]), trade_=trade)
+    outsider = factories.artisan("omar")
+    room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
+    return room, amina, karim, moderator, outsider
+
+
+def codes(fn, **kwargs) -> str:
+    with pytest.raises(HirfaError) as info:
+        fn(**kwargs)
+    return info.value.code.value
+
+
+def test_only_a_moderator_starts_a_meeting_in_a_guild(tlemcen_guild):
+    room, amina, _karim, moderator, _ = tlemcen_guild
+    assert codes(services.meeting_start, user=amina, room_id=room.pk) == ErrorCode.FORBIDDEN.value
+    out = services.meeting_start(user=moderator, room_id=room.pk)
+    assert out.live and out.meeting and out.participants == []
+    again = services.meeting_start(user=moderator, room_id=room.pk, video_codec="h264")
+    assert again.meeting == out.meeting and again.video_codec == "vp8"
+
+
+def test_any_member_starts_a_meeting_of_a_group_and_hosts_it(tlemcen_guild):
+    _room, amina, karim, _moderator, outsider = tlemcen_guild
+    group = room_services.group_create(user=amina, title="Atelier", member_ids=[karim.pk])
+    out = services.meeting_start(user=karim, room_id=group.pk)
+    assert selectors.meeting_join_ticket(user=karim, meeting_id=out.meeting).host  # he started it
+    assert selectors.meeting_join_ticket(user=amina, meeting_id=out.meeting).host  # the owner moderates
+    assert codes(services.meeting_start, user=outsider, room_id=group.pk) == "not_found"
+    assert codes(selectors.meeting_join_ticket, user=outsider, meeting_id=out.meeting) == "not_found"
+
+
+def test_join_ticket_lock_lobby_and_hosts(tlemcen_guild):
+    room, amina, _karim, moderator, _ = tlemcen_guild
+    meeting_id = services.meeting_start(user=moderator, room_id=room.pk, lobby=True).meeting
+    ticket = selectors.meeting_join_ticket(user=amina, room_id=room.pk)
+    assert (ticket.meeting_id, ticket.host, ticket.must_wait) == (meeting_id, False, True)
+    assert selectors.meeting_join_ticket(user=moderator, meeting_id=meeting_id).must_wait is False
+    assert codes(services.meeting_settings_set, user=amina, meeting_id=meeting_id, locked=True) == "forbidden"
+    services.meeting_settings_set(user=moderator, meeting_id=meeting_id, locked=True)
+    assert codes(selectors.meeting_join_ticket, user=amina, meeting_id=meeting_id) == "meeting_locked"
+    assert selectors.meeting_join_ticket(user=moderator, meeting_id=meeting_id).host
+    assert codes(selectors.meeting_join_ticket, user=amina, meeting_id=999999) == "not_found"
+
+
+def test_attendance_and_the_meeting_ends_when_the_last_one_leaves(tlemcen_guild):
+    room, amina, _karim, moderator, _ = tlemcen_guild
+    meeting_id = services.meeting_start(user=moderator, room_id=room.pk).meeting
+    services.meeting_attend(user=moderator, meeting_id=meeting_id)
+    services.meeting_attend(user=amina, meeting_id=meeting_id)
+    services.meeting_attend(user=amina, meeting_id=meeting_id)  # idempotent
+    frame = selectors.room_meeting(user=amina, room_id=room.pk)
+    assert sorted(p.name for p in frame.participants) == ["Amina", "Nadia"]
+    assert services.meeting_depart(user=amina, meeting_id=meeting_id) is False
+    assert services.meeting_depart(user=moderator, meeting_id=meeting_id) is True
+    assert Meeting.objects.get(pk=meeting_id).ended_at is not None
+    assert Attendance.objects.filter(meeting_id=meeting_id).count() == 2
+    assert not Attendance.objects.filter(meeting_id=meeting_id, left_at__isnull=True).exists()
+    assert selectors.room_meeting(user=amina, room_id=room.pk).live is False
+    assert codes(selectors.meeting_join_ticket, user=amina, meeting_id=meeting_id) == "not_found"
+
+
+def test_worker_assignment_is_first_writer_wins(tlemcen_guild):
+    room, _amina, _karim, moderator, _outsider = tlemcen_guild
+    meeting_id = services.meeting_start(user=moderator, room_id=room.pk).meeting
+    assert services.meeting_worker_assign(meeting_id=meeting_id, expected="", worker="w1") == "w1"
+    assert services.meeting_worker_assign(meeting_id=meeting_id, expected="", worker="w2") == "w1"
+    assert services.meeting_worker_assign(meeting_id=meeting_id, expected="w1", worker="w2") == "w2"
+
+
+def test_ice_servers_carry_coturn_time_limited_credentials(settings):
+    settings.HIRFA_STUN_URLS = ["stun:stun.example.org:3478"]
+    settings.HIRFA_TURN_URLS = []
+    servers, ttl = ice_servers(user_id=3)
+    assert [s.urls for s in servers] == [["stun:stun.example.org:3478"]] and ttl is None
+    settings.HIRFA_TURN_URLS = ["turn:turn.example.org:3478?transport=udp"]
+    settings.HIRFA_TURN_SECRET = "s3cret"
+    settings.HIRFA_TURN_TTL_SECONDS = 600
+    servers, ttl = ice_servers(user_id=3, now=1_000_000)
+    turn = servers[-1]
+    assert ttl == 600 and turn.username == "1000600:3"
+    expected = base64.b64encode(hmac.new(b"s3cret", b"1000600:3", hashlib.sha1).digest()).decode()
+    assert turn.credential == expected
