@@ -53,6 +53,7 @@ api = NinjaAPI(
 )
 api.add_router("", rooms_router)
 api.add_router("", "hub.gatherings.api.router")
+api.add_router("", "hub.registry.api.router")
 
 
 def _error(

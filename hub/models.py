@@ -163,6 +163,7 @@ class Notification(models.Model):
         SYSTEM = "system", _("system")
         REMINDER = "reminder", _("reminder")
         GATHERING = "gathering", _("gathering")
+        EXCHANGE = "exchange", _("exchange")
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=24, choices=Kind.choices)

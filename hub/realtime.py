@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sys
 import threading
 import weakref
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from hub.protocol import ServerFrame, encode
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "hirfa:"
+SWITCH_INTERVAL = 0.0005
 
 
 class Subscriber(Protocol):
@@ -123,6 +125,11 @@ class Fanout:
     """The local subscribers of each group, for one event loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # One publish to a large group is a long burst on the event loop thread; with
+        # the default 5 ms switch interval the database thread (services) then waits
+        # up to 5 ms for the GIL after each query. Lowered once per process.
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         self.loop = loop
         self.groups: dict[str, set[Subscriber]] = {}
         self._redis_url = getattr(settings, "REDIS_URL", "") if _backend().name == "redis" else ""
@@ -352,8 +359,51 @@ class DirectSocket:
             cache.prepared = factory.prepareMessage(text.encode("utf-8"), isBinary=False)
             cache.text = text
             cache.factory = factory
-        protocol.sendPreparedMessage(cache.prepared)
+        prepared: Any = cache.prepared
+        data = getattr(prepared, "payloadHybi", None)
+        transport = self._plain_transport()
+        if (
+            isinstance(data, bytes)
+            and transport is not None
+            and not protocol.send_queue
+            and not transport.disconnecting
+            and self._held(transport) == 0
+        ):
+            # Nothing is queued: write to the kernel now, as asyncio's transports do,
+            # instead of registering for writability and writing on the next turn
+            # (two epoll_ctl calls and a reactor callback per socket per event).
+            try:
+                sent = transport.socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # Twisted's own write below meets the error and closes the socket
+            if sent < len(data):
+                transport.write(data[sent:])
+            return True
+        protocol.sendPreparedMessage(prepared)
         return True
+
+    def _plain_transport(self) -> Any:
+        """The TCP transport when it is a plain (not TLS) Twisted socket transport, else None."""
+        transport = self._transport
+        if transport is None:
+            transport = getattr(self.protocol, "transport", None)
+            ok = (
+                transport is not None
+                and not getattr(transport, "TLS", True)
+                and hasattr(transport, "socket")
+                and callable(getattr(transport.socket, "send", None))
+                and all(hasattr(transport, n) for n in ("dataBuffer", "offset", "_tempDataLen"))
+                and hasattr(self.protocol, "send_queue")
+            )
+            transport = transport if ok else False
+            self._transport = transport
+        return transport or None
+
+    @staticmethod
+    def _held(transport: Any) -> int:
+        return len(transport.dataBuffer) - int(transport.offset) + int(transport._tempDataLen)
 
     def backlog(self) -> int | None:
         """Bytes held by the Twisted transport (and autobahn's own queue) not yet sent."""

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django_tasks",
     "django_tasks_db",
     "hub.gatherings",
+    "hub.registry",
 ]
 
 MIDDLEWARE = [

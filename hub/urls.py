@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("hub.urls_accounts")),
     path("", include("frontend.urls")),
     path("", include("hub.gatherings.urls")),
+    path("", include("hub.registry.urls")),
 ]
 
 if settings.DEBUG:

@@ -80,6 +80,8 @@ class Member:
     generation: int = 0
     hand: bool = False
     muted: set[str] = field(default_factory=set)
+    #: Sources to publish on each new server-side peer (join, admission, rejoin).
+    publish: tuple[str, ...] = ()
 
 
 @dataclass
@@ -319,17 +321,16 @@ class MeetingEngine:
                 reply_to=reply_to,
                 receive_video=bool(command.get("receive_video", True)),
             )
+        member.publish = tuple(command.get("publish") or ())
         if user_id not in live.members and command.get("must_wait") and live.lobby and not member.host:
             live.waiting[user_id] = member
             await self._send(reply_to, {"kind": "lobby", "ref": ref})
             self._state_changed(live)
             return
         live.waiting.pop(user_id, None)
-        await self._enter(live, member, ref=ref, publish=command.get("publish") or ())
+        await self._enter(live, member, ref=ref)
 
-    async def _enter(
-        self, live: LiveMeeting, member: Member, *, ref: str | None, publish: Any = ()
-    ) -> None:
+    async def _enter(self, live: LiveMeeting, member: Member, *, ref: str | None) -> None:
         """Give ``member`` a new server-side peer and announce him."""
         live.members[member.user_id] = member
         await self._send(member.reply_to, {"kind": "joined", "ref": ref, "host": member.host})
@@ -358,7 +359,7 @@ class MeetingEngine:
         for user_id, name in live.host_muted:
             if user_id == member.user_id:
                 live.sfu_meeting.set_muted(str(user_id), SOURCES[name], True)
-        for name in publish:
+        for name in member.publish:
             try:
                 participant.publish(SOURCES[str(name)])
             except TooManyTracks as exc:
@@ -385,7 +386,8 @@ class MeetingEngine:
     async def _close_session(self, live: LiveMeeting, member: Member) -> None:
         member.generation += 1
         participant, member.participant = member.participant, None
-        if participant is not None and participant.state is not ParticipantState.CLOSED:
+        # Even a peer whose connection already closed is still registered in the meeting.
+        if participant is not None and participant in live.sfu_meeting.participants():
             try:
                 await live.sfu_meeting.leave(str(member.user_id))
             except Exception:

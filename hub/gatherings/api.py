@@ -132,6 +132,9 @@ class PreviewIn(Schema):
     rrule: str = ""
     duration_minutes: int = Field(60, gt=0, le=12 * 60)
     count: int = Field(5, ge=1, le=20)
+    gathering_id: int | None = Field(
+        None, description="the gathering being edited: its own start may be in the past"
+    )
 
 
 class PreviewOut(Schema):
@@ -328,13 +331,25 @@ def occurrence_attendees(request: HttpRequest, gathering_id: int, key: str) -> l
 
 @router.post("/gatherings/preview", response={200: PreviewOut, **ERRORS}, summary="Preview a recurrence")
 def recurrence_preview(request: HttpRequest, body: PreviewIn) -> PreviewOut:
-    """The next occurrences a rule would give, checked as scheduling would check it."""
+    """The next occurrences a rule would give, checked as scheduling would check it.
+
+    With `gathering_id` (a gathering the caller may see), keeping that gathering's own
+    start is allowed even when it is past, as editing a running series allows it."""
+    now = timezone.now()
+    if body.gathering_id is not None:
+        current = selectors.gathering_get(user=_user(request), gathering_id=body.gathering_id)
+        start = body.start
+        if timezone.is_naive(start):
+            start = start.replace(tzinfo=recurrence.zone(body.tz))
+        if start.astimezone(UTC) == current.start:
+            now = min(now, current.start - timedelta(seconds=1))
     fields = services.gathering_check(
         title="preview",
         start=body.start,
         tz=body.tz,
         duration=timedelta(minutes=body.duration_minutes),
         rrule=body.rrule,
+        now=now,
     )
     starts = recurrence.series_starts(rule=fields.rrule, start=fields.start, tz_name=fields.tz)
     return PreviewOut(rrule=fields.rrule, total=len(starts), starts=[s.astimezone(UTC) for s in starts[: body.count]])

@@ -199,9 +199,6 @@ def gathering_schedule(
     return gathering
 
 
-_TIMING = ("start", "tz", "duration", "rrule")
-
-
 def gathering_update(*, user: User, gathering_id: int, host_ids: list[int] | None = None, **changes: Any) -> Gathering:
     """Change a gathering (title, agenda, start, tz, duration, language, capacity,
     visibility, rrule, hosts). Answers for occurrences that no longer exist are
@@ -228,12 +225,16 @@ def gathering_update(*, user: User, gathering_id: int, host_ids: list[int] | Non
             "rrule": gathering.rrule,
         }
         merged = {**current, **changes}
-        timing_changed = any(k in changes and changes[k] != current[k] for k in _TIMING)
         now = timezone.now()
         if "start" not in changes or _aware(changes["start"], merged["tz"]) == gathering.start:
             # A running series started in the past; only a new start must be in the future.
             now = min(now, gathering.start - timedelta(seconds=1))
         fields = gathering_check(**merged, now=now)
+        # Compared once checked: a form resends every field (naive local start, a rule
+        # written another way) and only a real change of the occurrences is a change.
+        timing_changed = fields.duration != gathering.duration or recurrence.series_starts(
+            rule=fields.rrule, start=fields.start, tz_name=fields.tz
+        ) != recurrence.series_starts(rule=gathering.rrule, start=gathering.start, tz_name=gathering.tz)
         old_capacity = gathering.capacity
         for key, value in fields.__dict__.items():
             setattr(gathering, key, value)
@@ -445,7 +446,7 @@ def gathering_split(
         gathering.sequence += 1
         gathering.series_end = _series_end(gathering)
         gathering.save(update_fields=["rrule", "sequence", "series_end"])
-        if any(k in changes and changes[k] != base[k] for k in _TIMING):
+        if fields.duration != gathering.duration or sorted(new_starts) != rest:
             for member in _interested_members(new):
                 member_notify(user=member, gathering=new, event="changed", original_start=None, start=None)
     return new

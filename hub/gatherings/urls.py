@@ -4,17 +4,19 @@ from django.urls import path
 
 from hub.gatherings import views
 
+OCCURRENCE = "gatherings/<int:gathering_id>/occurrences/<str:key>"
+
 urlpatterns = [
     path("gatherings/", views.agenda, name="gatherings_agenda"),
     path("gatherings/new", views.gathering_new, name="gathering_new"),
     path("gatherings/<int:gathering_id>/", views.gathering_detail, name="gathering_detail"),
+    path("gatherings/<int:gathering_id>/edit", views.gathering_edit, name="gathering_edit"),
     path("gatherings/<int:gathering_id>/rsvp", views.rsvp, name="gathering_rsvp"),
     path("gatherings/<int:gathering_id>/cancel", views.gathering_cancel, name="gathering_cancel"),
-    path(
-        "gatherings/<int:gathering_id>/occurrences/<str:key>/attendees.csv",
-        views.attendees_csv,
-        name="gathering_attendees_csv",
-    ),
+    path(f"{OCCURRENCE}/move", views.occurrence_move, name="gathering_occurrence_move"),
+    path(f"{OCCURRENCE}/cancel", views.occurrence_cancel, name="gathering_occurrence_cancel"),
+    path(f"{OCCURRENCE}/split", views.gathering_split, name="gathering_split"),
+    path(f"{OCCURRENCE}/attendees.csv", views.attendees_csv, name="gathering_attendees_csv"),
     path("gatherings/<int:gathering_id>.ics", views.gathering_ics, name="gathering_ics"),
     path("gatherings/room/<int:room_id>.ics", views.room_ics, name="gatherings_room_ics"),
     path("gatherings/feed/<str:token>.ics", views.personal_ics, name="gatherings_personal_ics"),

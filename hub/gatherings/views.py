@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import calendar
 import csv
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from functools import wraps
+from urllib.parse import urlencode
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -60,19 +63,19 @@ def _user(request: HttpRequest) -> User:
 @login_required
 @require_GET
 def agenda(request: HttpRequest) -> HttpResponse:
-    """The agenda: a list of the coming weeks, or a month grid; all, mine, by wilaya or trade."""
+    """The agenda: a list of the coming weeks grouped by day, or a month grid; all, mine,
+    by wilaya or by trade. Days are the viewer's days (his zone, see `viewer_zone`)."""
     user = _user(request)
     tz = viewer_zone(request)
-    view = request.GET.get("view", "list")
+    view = "month" if request.GET.get("view") == "month" else "list"
     mine = request.GET.get("scope") == "mine"
     wilaya_id = _int(request.GET.get("wilaya"))
     trade_id = _int(request.GET.get("trade"))
     today = timezone.now().astimezone(tz).date()
     month = _month(request.GET.get("month"), today)
     if view == "month":
-        first = month
         last = date(month.year + month.month // 12, month.month % 12 + 1, 1)
-        after = datetime.combine(first, datetime.min.time(), tz).astimezone(UTC)
+        after = datetime.combine(month, datetime.min.time(), tz).astimezone(UTC)
         before = datetime.combine(last, datetime.min.time(), tz).astimezone(UTC)
     else:
         after = timezone.now()
@@ -80,30 +83,39 @@ def agenda(request: HttpRequest) -> HttpResponse:
     items = selectors.agenda(
         user=user, after=after, before=before, wilaya_id=wilaya_id, trade_id=trade_id, mine=mine
     )
+    by_day: dict[date, list[selectors.AgendaItem]] = {}
+    for item in items:
+        by_day.setdefault(item.occurrence.start.astimezone(tz).date(), []).append(item)
     weeks: list[list[dict[str, Any]]] = []
     if view == "month":
-        by_day: dict[date, list[selectors.AgendaItem]] = {}
-        for item in items:
-            by_day.setdefault(item.occurrence.start.astimezone(tz).date(), []).append(item)
-        for week in calendar.Calendar(firstweekday=5 if request.LANGUAGE_CODE == "ar" else 0).monthdatescalendar(
-            month.year, month.month
-        ):
+        first_weekday = 5 if request.LANGUAGE_CODE == "ar" else 0  # Saturday in Arabic (CLDR ar-DZ)
+        for week in calendar.Calendar(firstweekday=first_weekday).monthdatescalendar(month.year, month.month):
             weeks.append(
-                [{"day": d, "in_month": d.month == month.month, "items": by_day.get(d, [])} for d in week]
+                [
+                    {"day": d, "in_month": d.month == month.month, "today": d == today, "items": by_day.get(d, [])}
+                    for d in week
+                ]
             )
-    prev_month = (month - timedelta(days=1)).replace(day=1)
-    next_month = (month + timedelta(days=32)).replace(day=1)
+    filters = {
+        k: v
+        for k, v in (("scope", "mine" if mine else ""), ("wilaya", wilaya_id or ""), ("trade", trade_id or ""))
+        if v
+    }
     return _render(
         request,
         "gatherings/agenda.html",
         {
             "items": items,
+            "days": sorted(by_day.items()),
             "view": view,
             "mine": mine,
             "weeks": weeks,
+            "weekdays": [cell["day"] for cell in weeks[0]] if weeks else [],
             "month": month,
-            "prev_month": prev_month.strftime("%Y-%m"),
-            "next_month": next_month.strftime("%Y-%m"),
+            "today": today,
+            "prev_month": (month - timedelta(days=1)).strftime("%Y-%m"),
+            "next_month": (month + timedelta(days=32)).replace(day=1).strftime("%Y-%m"),
+            "filters": urlencode(filters),
             "wilayas": Wilaya.objects.all(),
             "trades": Trade.objects.all(),
             "wilaya_id": wilaya_id,
@@ -167,6 +179,7 @@ def gathering_detail(request: HttpRequest, gathering_id: int) -> HttpResponse:
                 "occ": occ,
                 "status": selectors.my_rsvp(user=user, gathering=gathering, original_start=occ.original_start),
                 "joinable": selectors.occurrence_joinable(occurrence=occ),
+                "splittable": bool(gathering.rrule) and occ.original_start != gathering.start,
             }
         )
     return _render(
@@ -248,19 +261,52 @@ def attendees_csv(request: HttpRequest, gathering_id: int, key: str) -> HttpResp
     return response
 
 
-# --- the moderators' form ----------------------------------------------------------------------
+# --- the moderators' forms ----------------------------------------------------------------------
+
+LOCAL_INPUT = "%Y-%m-%dT%H:%M"
+# Service errors name service fields; these are their names in the forms.
+FORM_FIELD = {"duration": "duration_minutes", "room": "room"}
 
 
-class GatheringForm(forms.Form):
-    room = forms.TypedChoiceField(label=gettext_lazy("Room"), coerce=int)
-    title = forms.CharField(label=gettext_lazy("Title"), max_length=160)
-    agenda = forms.CharField(label=gettext_lazy("Agenda"), widget=forms.Textarea(attrs={"rows": 4}), required=False, max_length=4000)
+def _local_input(value: datetime, tz_name: str) -> str:
+    """`value` as the wall-clock text of a datetime-local input in zone `tz_name`."""
+    return value.astimezone(recurrence.zone(tz_name)).strftime(LOCAL_INPUT)
+
+
+def _wall_clock(value: datetime) -> datetime:
+    """The naive wall-clock time the moderator typed.
+
+    Django reads a form's datetime in the active zone; the moderator meant the
+    gathering's zone, which the services apply to a naive value."""
+    return timezone.make_naive(value) if timezone.is_aware(value) else value
+
+
+def _minutes(value: timedelta) -> int:
+    return int(value.total_seconds() // 60)
+
+
+def _form_error(form: forms.Form, exc: HirfaError) -> None:
+    """Show a service refusal beside the field it names (or above the form)."""
+    field = str(exc.details.get("field", ""))
+    field = FORM_FIELD.get(field, field)
+    form.add_error(field if field in form.fields else None, exc.message)
+
+
+class GatheringFieldsForm(forms.Form):
+    """The fields of a gathering a moderator sets (all but its room)."""
+
+    title = forms.CharField(label=gettext_lazy("Title"), max_length=160, widget=forms.TextInput(attrs={"dir": "auto"}))
+    agenda = forms.CharField(
+        label=gettext_lazy("Agenda"), widget=forms.Textarea(attrs={"rows": 4, "dir": "auto"}), required=False, max_length=4000
+    )
     start = forms.DateTimeField(
         label=gettext_lazy("Start (in the gathering's time zone)"),
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        input_formats=["%Y-%m-%dT%H:%M"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=LOCAL_INPUT),
+        input_formats=[LOCAL_INPUT],
     )
-    tz = forms.CharField(label=gettext_lazy("Time zone"), initial=recurrence.DEFAULT_TZ, max_length=64)
+    tz = forms.CharField(
+        label=gettext_lazy("Time zone"), initial=recurrence.DEFAULT_TZ, max_length=64, widget=forms.TextInput(attrs={"dir": "ltr"})
+    )
     duration_minutes = forms.IntegerField(label=gettext_lazy("Duration (minutes)"), min_value=1, max_value=720, initial=90)
     language = forms.ChoiceField(
         label=gettext_lazy("Language"),
@@ -273,8 +319,56 @@ class GatheringForm(forms.Form):
         label=gettext_lazy("Recurrence rule (RFC 5545)"),
         required=False,
         max_length=300,
-        widget=forms.TextInput(attrs={"data-rrule": "1"}),
+        widget=forms.TextInput(attrs={"data-rrule": "1", "dir": "ltr"}),
     )
+
+    def service_fields(self) -> dict[str, Any]:
+        """The cleaned values as the services take them (start: naive, in `tz`)."""
+        data = self.cleaned_data
+        return {
+            "title": data["title"],
+            "agenda": data["agenda"],
+            "start": _wall_clock(data["start"]),
+            "tz": data["tz"],
+            "duration": timedelta(minutes=data["duration_minutes"]),
+            "language": data["language"] or "",
+            "capacity": data["capacity"],
+            "visibility": data["visibility"],
+            "rrule": data["rrule"],
+        }
+
+    @staticmethod
+    def initial_of(gathering: Gathering, *, start: datetime | None = None, rrule: str | None = None) -> dict[str, Any]:
+        """The form's initial values for `gathering` (optionally another start and rule)."""
+        return {
+            "title": gathering.title,
+            "agenda": gathering.agenda,
+            "start": _local_input(start or gathering.start, gathering.tz),
+            "tz": gathering.tz,
+            "duration_minutes": _minutes(gathering.duration),
+            "language": gathering.language,
+            "capacity": gathering.capacity,
+            "visibility": gathering.visibility,
+            "rrule": gathering.rrule if rrule is None else rrule,
+        }
+
+
+class GatheringForm(GatheringFieldsForm):
+    """Scheduling: the fields and the room, among those the moderator moderates."""
+
+    room = forms.TypedChoiceField(label=gettext_lazy("Room"), coerce=int)
+    field_order = ["room"]
+
+
+class MoveForm(forms.Form):
+    """Moving one occurrence: its new start (in the gathering's zone) and duration."""
+
+    start = forms.DateTimeField(
+        label=gettext_lazy("New start (in the gathering's time zone)"),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=LOCAL_INPUT),
+        input_formats=[LOCAL_INPUT],
+    )
+    duration_minutes = forms.IntegerField(label=gettext_lazy("Duration (minutes)"), min_value=1, max_value=720)
 
 
 @login_required
@@ -284,36 +378,211 @@ def gathering_new(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     rooms = _schedulable_rooms(user)
     if not rooms:
-        return _render(request, "gatherings/form.html", {"form": None}, status=403)
+        return _denied(request, _("Only the moderators of a trade or a wilaya schedule gatherings."))
     form = GatheringForm(request.POST or None, initial={"room": request.GET.get("room")})
     form.fields["room"].choices = [(r.pk, r.display_title()) for r in rooms]
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        start = data["start"]
-        if timezone.is_aware(start):
-            # Django read it in the active zone; the moderator meant the gathering's zone.
-            start = timezone.make_naive(start)
         try:
-            gathering = services.gathering_schedule(
-                user=user,
-                room_id=data["room"],
-                title=data["title"],
-                agenda=data["agenda"],
-                start=start,
-                tz=data["tz"],
-                duration=timedelta(minutes=data["duration_minutes"]),
-                language=data["language"] or "",
-                capacity=data["capacity"],
-                visibility=data["visibility"],
-                rrule=data["rrule"],
-            )
+            gathering = services.gathering_schedule(user=user, room_id=form.cleaned_data["room"], **form.service_fields())
         except HirfaError as exc:
-            field = str(exc.details.get("field", ""))
-            form.add_error(field if field in form.fields else None, exc.message)
+            _form_error(form, exc)
         else:
             messages.success(request, _("The gathering is scheduled."))
             return redirect("gathering_detail", gathering_id=gathering.pk)
-    return _render(request, "gatherings/form.html", {"form": form})
+    return _render(
+        request,
+        "gatherings/form.html",
+        {"form": form, "heading": _("Schedule a gathering"), "submit": _("Schedule"), "picker": True},
+    )
+
+
+def _denied(request: HttpRequest, message: str) -> HttpResponse:
+    return _render(request, "gatherings/denied.html", {"message": message}, status=403)
+
+
+class _NotManager(Exception):
+    """The user sees the gathering but does not moderate it (answered 403 by `_managers_only`)."""
+
+
+def _managers_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Signed-in users only; a `_NotManager` raised by the view becomes the 403 page."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except _NotManager as exc:
+            return _denied(request, str(exc))
+
+    return login_required(wrapper)
+
+
+def _managed(request: HttpRequest, gathering_id: int) -> Gathering:
+    """The gathering if the user may manage it; 404 if he may not see it (or it does not
+    exist), `_NotManager` (403) if he sees it but does not moderate it."""
+    user = _user(request)
+    try:
+        gathering = selectors.gathering_get(user=user, gathering_id=gathering_id)
+    except HirfaError:
+        raise Http404(_("No such gathering.")) from None
+    if not selectors.gathering_can_manage(user=user, gathering=gathering):
+        raise _NotManager(_("Only the moderators of this trade or wilaya may do that."))
+    return gathering
+
+
+def _occurrence(gathering: Gathering, key: str) -> selectors.Occurrence:
+    try:
+        return selectors.occurrence_get(gathering=gathering, original_start=recurrence.parse_occurrence_key(key))
+    except HirfaError:
+        raise Http404(_("No such occurrence.")) from None
+
+
+def _still_open(request: HttpRequest, gathering: Gathering, occ: selectors.Occurrence | None = None) -> bool:
+    """False (with a message saying why) when the gathering or occurrence can no longer change."""
+    if gathering.cancelled:
+        messages.error(request, _("This gathering is cancelled."))
+        return False
+    if occ is not None and occ.cancelled:
+        messages.error(request, _("This occurrence is cancelled."))
+        return False
+    if occ is not None and occ.start <= timezone.now():
+        messages.error(request, _("This occurrence has already started."))
+        return False
+    return True
+
+
+@_managers_only
+def gathering_edit(request: HttpRequest, gathering_id: int) -> HttpResponse:
+    """Edit the whole series (moderators). Answers for occurrences that no longer exist
+    are dropped and those going are told of a change of time (`services.gathering_update`)."""
+    gathering = _managed(request, gathering_id)
+    if not _still_open(request, gathering):
+        return redirect("gathering_detail", gathering_id=gathering.pk)
+    form = GatheringFieldsForm(request.POST or None, initial=GatheringFieldsForm.initial_of(gathering))
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.gathering_update(user=_user(request), gathering_id=gathering.pk, **form.service_fields())
+        except HirfaError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, _("The gathering is saved."))
+            return redirect("gathering_detail", gathering_id=gathering.pk)
+    return _render(
+        request,
+        "gatherings/form.html",
+        {
+            "form": form,
+            "gathering": gathering,
+            "heading": _("Edit the gathering"),
+            "intro": _("Changes apply to every occurrence; members going are told if the time changes."),
+            "submit": _("Save"),
+            "picker": True,
+        },
+    )
+
+
+@_managers_only
+def occurrence_move(request: HttpRequest, gathering_id: int, key: str) -> HttpResponse:
+    """Move one occurrence (moderators); answers stay with it and members are told."""
+    gathering = _managed(request, gathering_id)
+    occ = _occurrence(gathering, key)
+    if not _still_open(request, gathering, occ):
+        return redirect("gathering_detail", gathering_id=gathering.pk)
+    form = MoveForm(
+        request.POST or None,
+        initial={"start": _local_input(occ.start, gathering.tz), "duration_minutes": _minutes(occ.end - occ.start)},
+    )
+    if request.method == "POST" and form.is_valid():
+        duration = timedelta(minutes=form.cleaned_data["duration_minutes"])
+        try:
+            services.occurrence_move(
+                user=_user(request),
+                gathering_id=gathering.pk,
+                original_start=occ.original_start,
+                new_start=_wall_clock(form.cleaned_data["start"]),
+                new_duration=None if duration == gathering.duration else duration,
+            )
+        except HirfaError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, _("The occurrence is moved; those going are told."))
+            return redirect("gathering_detail", gathering_id=gathering.pk)
+    return _render(
+        request,
+        "gatherings/form.html",
+        {
+            "form": form,
+            "gathering": gathering,
+            "occ": occ,
+            "heading": _("Move one occurrence"),
+            "intro": _("Only this occurrence moves; answers stay with it and members are told."),
+            "submit": _("Move"),
+        },
+    )
+
+
+@_managers_only
+def occurrence_cancel(request: HttpRequest, gathering_id: int, key: str) -> HttpResponse:
+    """Cancel one occurrence after a confirmation page (moderators); those going are told."""
+    gathering = _managed(request, gathering_id)
+    occ = _occurrence(gathering, key)
+    if not _still_open(request, gathering, occ):
+        return redirect("gathering_detail", gathering_id=gathering.pk)
+    if request.method == "POST":
+        try:
+            services.occurrence_cancel(user=_user(request), gathering_id=gathering.pk, original_start=occ.original_start)
+        except HirfaError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, _("The occurrence is cancelled; those going are told."))
+        return redirect("gathering_detail", gathering_id=gathering.pk)
+    going = sum(
+        1
+        for r in selectors.effective_rsvps(gathering=gathering, original_start=occ.original_start).values()
+        if r.status in (RsvpStatus.GOING, RsvpStatus.MAYBE, RsvpStatus.WAITLISTED)
+    )
+    return _render(request, "gatherings/cancel_occurrence.html", {"gathering": gathering, "occ": occ, "going": going})
+
+
+@_managers_only
+def gathering_split(request: HttpRequest, gathering_id: int, key: str) -> HttpResponse:
+    """Change "this occurrence and the following ones" (moderators): the series ends before
+    it and a new gathering, shown after saving, carries the rest with the changes."""
+    gathering = _managed(request, gathering_id)
+    occ = _occurrence(gathering, key)
+    if not _still_open(request, gathering, occ):
+        return redirect("gathering_detail", gathering_id=gathering.pk)
+    starts = recurrence.series_starts(rule=gathering.rrule, start=gathering.start, tz_name=gathering.tz)
+    if not gathering.rrule or starts[0] == occ.original_start:
+        return redirect("gathering_edit", gathering_id=gathering.pk)
+    rest = [s for s in starts if s >= occ.original_start]
+    rule = recurrence.rule_with_count(gathering.rrule, len(rest)) if "COUNT=" in gathering.rrule else gathering.rrule
+    form = GatheringFieldsForm(
+        request.POST or None, initial=GatheringFieldsForm.initial_of(gathering, start=occ.original_start, rrule=rule)
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            new = services.gathering_split(
+                user=_user(request), gathering_id=gathering.pk, original_start=occ.original_start, **form.service_fields()
+            )
+        except HirfaError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, _("This occurrence and the following ones are changed."))
+            return redirect("gathering_detail", gathering_id=new.pk)
+    return _render(
+        request,
+        "gatherings/form.html",
+        {
+            "form": form,
+            "gathering": gathering,
+            "occ": occ,
+            "heading": _("Change this occurrence and the following ones"),
+            "intro": _("Earlier occurrences stay as they are; from this one on, the series follows the values below."),
+            "submit": _("Save from this occurrence on"),
+            "picker": True,
+        },
+    )
 
 
 @login_required

@@ -417,7 +417,7 @@ class Participant:
             return
         try:
             parsed: RTCIceCandidate = candidate_from_sdp(candidate.removeprefix("candidate:"))
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts on too few fields
             raise BadSessionDescription(f"bad ICE candidate {candidate!r} for {self.id!r}") from exc
         parsed.sdpMid = sdp_mid
         try:

@@ -29,6 +29,14 @@ def guild_meeting(lobby: bool = False):
     return room, meeting_id, nadia, amina, karim, omar
 
 
+@sync_to_async
+def group_meeting(owner, *members) -> int:
+    from rooms import services as room_services
+
+    group = room_services.group_create(user=owner, title="Atelier", member_ids=[m.pk for m in members])
+    return services.meeting_start(user=owner, room_id=group.pk).meeting
+
+
 async def client(user, name: str, publish=("mic", "camera")) -> MeetingClient:
     return MeetingClient(name, user.pk, CommunicatorSocket(await open_socket(user)), publish=publish)
 
@@ -94,9 +102,11 @@ async def test_bad_input_is_refused_and_the_meeting_goes_on(embedded_sfu, close_
         err = await who.wait_for("error", lambda f: f.get("ref") == code, after=mark)
         assert err["code"] == code, err
 
-    # a meeting the user may not join (a room he cannot read): not found, like a missing one
+    # a meeting the user may not join (a private group he is not in): not found, like a missing one
+    private = await group_meeting(nadia, amina)
     outsider = await client(omar, "omar")
-    await error_for(outsider, {"type": "meeting_join", "meeting": meeting_id}, "not_found")
+    await error_for(outsider, {"type": "meeting_join", "meeting": private}, "not_found")
+    await error_for(outsider, {"type": "meeting_join", "meeting": 987654}, "not_found")
     # candidates and answers for a meeting this socket is not in
     await error_for(outsider, {"type": "meeting_candidate", "meeting": meeting_id, "candidate": None}, "no_session")
     await error_for(outsider, {"type": "meeting_answer", "meeting": meeting_id, "sdp": "v=0", "revision": 1}, "no_session")
@@ -110,7 +120,9 @@ async def test_bad_input_is_refused_and_the_meeting_goes_on(embedded_sfu, close_
     await a.join(meeting_id)
     await error_for(a, {"type": "meeting_host", "meeting": meeting_id, "action": "lock"}, "forbidden")
     await error_for(a, {"type": "meeting_host", "meeting": meeting_id, "action": "remove", "user": nadia.pk}, "forbidden")
-    # a flood of signaling frames
+    # a flood of signaling frames, once both are connected (a refused answer would need a retry)
+    await n.wait_for("meeting_state", lambda f: len(f["participants"]) == 2 and all(p["connected"] for p in f["participants"]))
+    await wait_until(lambda: len(n.frames_from(amina.pk, "mic")) >= 1, what="nadia hears amina")
     mark = a.mark()
     for _ in range(60):
         await a.send({"type": "meeting_hand", "meeting": meeting_id, "up": True})
@@ -118,7 +130,8 @@ async def test_bad_input_is_refused_and_the_meeting_goes_on(embedded_sfu, close_
 
     # the meeting goes on: media still flows both ways
     await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= 10, what="amina sees nadia")
-    await wait_until(lambda: len(n.frames_from(amina.pk, "camera")) >= 10, what="nadia sees amina")
+    heard = len(n.frames_from(amina.pk, "mic"))
+    await wait_until(lambda: len(n.frames_from(amina.pk, "mic")) >= heard + 10, what="nadia hears amina")
     for c in (n, a, outsider):
         await c.close()
     await placement.close_embedded()
@@ -155,9 +168,9 @@ async def test_host_lobby_admit_mute_remove_and_ice_restart(embedded_sfu, close_
     mark = n.mark()
     await n.send({"type": "meeting_host", "meeting": meeting_id, "action": "mute", "user": amina.pk, "source": "mic"})
     await n.wait_for("meeting_state", lambda f: any(p["host_muted"] == ["mic"] for p in f["participants"]), after=mark)
-    await wait_until(lambda: True)
     heard = len(n.frames_from(amina.pk, "mic"))
-    await wait_until(lambda: len(n.frames_from(amina.pk, "camera")) >= 40, what="video goes on")
+    seen = len(a.frames_from(nadia.pk, "camera"))
+    await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= seen + 40, what="the meeting goes on")
     assert len(n.frames_from(amina.pk, "mic")) - heard <= 3, "muted audio still forwarded"
 
     # ICE restart: a new peer connection, without leaving the meeting
@@ -185,3 +198,23 @@ async def test_host_lobby_admit_mute_remove_and_ice_restart(embedded_sfu, close_
         await c.close()
     await placement.close_embedded()
     assert live_peer_connections() == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: the aiortc test client that subscribes to video and publishes video in one "
+    "negotiation never starts its video sender (its __connect stops after the audio sender); "
+    "see the report",
+)
+async def test_a_late_publisher_video_reaches_an_earlier_participant(embedded_sfu, close_sfu_after):
+    _room, meeting_id, nadia, amina, *_ = await guild_meeting()
+    n = await client(nadia, "nadia")
+    await n.join(meeting_id)
+    a = await client(amina, "amina")
+    await a.join(meeting_id)
+    try:
+        await wait_until(lambda: len(n.frames_from(amina.pk, "camera")) >= 10, what="nadia sees amina", timeout=15)
+    finally:
+        await n.close()
+        await a.close()
+        await placement.close_embedded()

@@ -33,6 +33,37 @@ function buildRule(picker, start) {
   return parts.join(";");
 }
 
+// Set the picker from a rule it could have written (else it stays on "typed rule").
+function readRule(picker, rule) {
+  const parts = Object.fromEntries(
+    rule.split(";").filter(Boolean).map((p) => p.split("=")).map(([k, v]) => [k.toUpperCase(), v || ""]),
+  );
+  const known = new Set(["FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY"]);
+  if (!parts.FREQ || Object.keys(parts).some((k) => !known.has(k))) return;
+  let freq = parts.FREQ;
+  if (freq === "MONTHLY" && parts.BYDAY) freq = "MONTHLY-NTH";
+  else if (parts.BYDAY && (freq !== "WEEKLY" || parts.BYDAY.includes(","))) return;
+  const select = picker.querySelector("[data-freq]");
+  if (![...select.options].some((o) => o.value === freq)) return;
+  select.value = freq;
+  picker.querySelector("[data-interval]").value = parts.INTERVAL || "1";
+  if (parts.COUNT) picker.querySelector("[data-count]").value = parts.COUNT;
+  if (/^\d{8}/.test(parts.UNTIL || "")) {
+    const u = parts.UNTIL;
+    picker.querySelector("[data-until]").value = `${u.slice(0, 4)}-${u.slice(4, 6)}-${u.slice(6, 8)}`;
+  }
+}
+
+function dateFormat(tzName) {
+  // Algerian Arabic writes Latin digits, as the server's pages do.
+  const lang = document.documentElement.lang === "ar" ? "ar-DZ" : document.documentElement.lang || undefined;
+  try {
+    return new Intl.DateTimeFormat(lang, { dateStyle: "full", timeStyle: "short", hourCycle: "h23", timeZone: tzName });
+  } catch {
+    return new Intl.DateTimeFormat(lang, { dateStyle: "full", timeStyle: "short", hourCycle: "h23", timeZone: "Africa/Algiers" });
+  }
+}
+
 function setupPicker(form) {
   const picker = form.querySelector(".recurrence-picker");
   if (!picker) return;
@@ -42,10 +73,8 @@ function setupPicker(form) {
   const duration = form.querySelector("[name=duration_minutes]");
   const list = picker.querySelector("[data-preview]");
   const error = picker.querySelector("[data-preview-error]");
-  const fmt = new Intl.DateTimeFormat(document.documentElement.lang || undefined, {
-    dateStyle: "full", timeStyle: "short", timeZone: tz.value || "Africa/Algiers",
-  });
   let timer = null;
+  if (rrule.value) readRule(picker, rrule.value);
 
   async function preview() {
     list.replaceChildren();
@@ -55,6 +84,8 @@ function setupPicker(form) {
       start: start.value, tz: tz.value || "Africa/Algiers", rrule: rrule.value,
       duration_minutes: parseInt(duration.value, 10) || 60, count: 5,
     };
+    if (form.dataset.gathering) body.gathering_id = parseInt(form.dataset.gathering, 10);
+    const fmt = dateFormat(body.tz);
     const response = await fetch(picker.dataset.previewUrl, {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },

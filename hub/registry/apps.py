@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class RegistryConfig(AppConfig):
+    name = "hub.registry"
+    label = "registry"
+    verbose_name = _("Artisans' registry")
+    default_auto_field = "django.db.models.BigAutoField"

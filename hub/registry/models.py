@@ -1,0 +1,236 @@
+"""The artisans' registry: census records and their verification, the showcase
+(products and their photos, reports), and the raw-materials exchange.
+
+Census data lives in `Census`, a row 1:1 with the user, rather than in
+`hub.ArtisanProfile`: the card number and the card's photo are confidential
+(the artisan and the moderators only), and keeping them in their own table
+means no existing reader of the profile (rooms, API, templates) can leak them
+by accident; every read of them goes through `hub.registry.selectors`.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from hub.models import Wilaya
+
+
+class WorkshopKind(models.TextChoices):
+    INDIVIDUAL = "individual", _("Individual workshop")
+    COOPERATIVE = "cooperative", _("Cooperative")
+    COMPANY = "company", _("Company")
+
+
+class ContactChannel(models.TextChoices):
+    PHONE = "phone", _("Phone")
+    WHATSAPP = "whatsapp", _("WhatsApp")
+    EMAIL = "email", _("E-mail")
+
+
+class VerificationStatus(models.TextChoices):
+    NONE = "none", _("Not submitted")
+    PENDING = "pending", _("Pending review")
+    VERIFIED = "verified", _("Verified")
+    REJECTED = "rejected", _("Rejected")
+
+
+class Census(models.Model):
+    """An artisan's census record. Card fields are confidential (see module doc)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="census"
+    )
+    commune = models.CharField(_("commune"), max_length=120, blank=True)
+    workshop_kind = models.CharField(
+        _("kind of workshop"), max_length=16, choices=WorkshopKind.choices,
+        default=WorkshopKind.INDIVIDUAL,
+    )
+    years_of_practice = models.PositiveSmallIntegerField(_("years of practice"), null=True, blank=True)
+    phone = models.CharField(_("phone"), max_length=32, blank=True)
+    whatsapp = models.CharField(_("WhatsApp"), max_length=32, blank=True)
+    contact_email = models.EmailField(_("contact e-mail"), blank=True)
+    public_channels = models.JSONField(_("public contact channels"), default=list, blank=True)
+    # Confidential: the artisan and the moderators of his wilaya only.
+    card_number = models.CharField(_("artisan card number"), max_length=32, blank=True)
+    issuing_chamber = models.CharField(_("issuing chamber"), max_length=120, blank=True)
+    card_photo = models.ImageField(_("photo of the card"), upload_to="registry/cards/", blank=True)
+    status = models.CharField(
+        _("verification"), max_length=16, choices=VerificationStatus.choices,
+        default=VerificationStatus.NONE, db_index=True,
+    )
+    rejection_reason = models.CharField(_("reason"), max_length=500, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("census record")
+        verbose_name_plural = _("census records")
+
+    @property
+    def is_verified(self) -> bool:
+        return self.status == VerificationStatus.VERIFIED
+
+
+class ProvenanceLabel(models.TextChoices):
+    """The official label and the collective marks a product may carry."""
+
+    ARTISANAT_ALGERIE = "artisanat_algerie", _("Artisanat d'Algérie (official label)")
+    CUIVRE_CONSTANTINE = "cuivre_constantine", _("Copper of Constantine")
+    TAPIS_GHARDAIA = "tapis_ghardaia", _("Carpets of Ghardaïa")
+    BIJOU_KABYLIE = "bijou_kabylie", _("Silver jewellery of Kabylia")
+    POTERIE_KABYLIE = "poterie_kabylie", _("Pottery of Kabylia")
+    TAPIS_BABAR = "tapis_babar", _("Carpets of Babar")
+    BRODERIE_TLEMCEN = "broderie_tlemcen", _("Embroidery of Tlemcen")
+
+
+class Availability(models.TextChoices):
+    IN_STOCK = "in_stock", _("In stock")
+    MADE_TO_ORDER = "made_to_order", _("Made to order")
+
+
+class ProductStatus(models.TextChoices):
+    DRAFT = "draft", _("Draft")
+    PUBLISHED = "published", _("Published")
+    SOLD_OUT = "sold_out", _("Sold out")
+    HIDDEN = "hidden", _("Hidden by moderators")
+
+
+class Product(models.Model):
+    artisan = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="products"
+    )
+    title = models.CharField(_("title"), max_length=140)
+    description = models.TextField(_("description"), max_length=4000, blank=True)
+    # None means "price on request".
+    price_dzd = models.PositiveIntegerField(_("price (DZD)"), null=True, blank=True)
+    materials = models.CharField(_("materials"), max_length=300, blank=True)
+    availability = models.CharField(
+        _("availability"), max_length=16, choices=Availability.choices, default=Availability.IN_STOCK
+    )
+    labels = models.JSONField(_("provenance labels"), default=list, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=ProductStatus.choices, default=ProductStatus.PUBLISHED
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("product")
+        verbose_name_plural = _("products")
+        indexes = [models.Index(fields=["artisan", "status", "-id"], name="registry_product_store")]
+
+    @property
+    def price_on_request(self) -> bool:
+        return self.price_dzd is None
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ProductPhoto(models.Model):
+    """A validated, re-encoded photo of a product, with its thumbnail."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="photos")
+    image = models.ImageField(upload_to="registry/products/")
+    thumbnail = models.ImageField(upload_to="registry/products/thumbs/")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+
+class ProductReport(models.Model):
+    class Reason(models.TextChoices):
+        COUNTERFEIT = "counterfeit", _("Counterfeit or false label")
+        ABUSE = "abuse", _("Abusive or offensive")
+        OTHER = "other", _("Other")
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        DISMISSED = "dismissed", _("Dismissed")
+        ACTIONED = "actioned", _("Product hidden")
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="reports")
+    reporter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    text = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    handled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product", "reporter"], condition=Q(status="open"),
+                name="registry_one_open_report_per_member",
+            )
+        ]
+
+
+class Material(models.TextChoices):
+    """The raw materials of the exchange (anything else: `other` and the free text)."""
+
+    CLAY = "clay", _("Clay")
+    WOOL = "wool", _("Wool")
+    COPPER = "copper", _("Copper")
+    SILVER = "silver", _("Silver")
+    LEATHER = "leather", _("Leather")
+    WOOD = "wood", _("Wood")
+    ALFA = "alfa", _("Alfa, doum and palm")
+    GLASS = "glass", _("Glass")
+    THREAD = "thread", _("Thread and silk")
+    DYE = "dye", _("Dyes")
+    CORAL = "coral", _("Coral")
+    OTHER = "other", _("Other")
+
+
+class Unit(models.TextChoices):
+    KG = "kg", _("kg")
+    TONNE = "t", _("tonnes")
+    METRE = "m", _("metres")
+    SQUARE_METRE = "m2", _("square metres")
+    LITRE = "l", _("litres")
+    PIECE = "piece", _("pieces")
+
+
+class ExchangeKind(models.TextChoices):
+    OFFER = "offer", _("Offer")
+    NEED = "need", _("Need")
+
+
+class ExchangePost(models.Model):
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="exchange_posts"
+    )
+    kind = models.CharField(_("kind"), max_length=8, choices=ExchangeKind.choices)
+    material = models.CharField(_("material"), max_length=16, choices=Material.choices)
+    detail = models.CharField(_("details"), max_length=300, blank=True)
+    quantity = models.DecimalField(_("quantity"), max_digits=12, decimal_places=2)
+    unit = models.CharField(_("unit"), max_length=8, choices=Unit.choices)
+    wilaya = models.ForeignKey(Wilaya, on_delete=models.PROTECT, related_name="+")
+    price_dzd = models.PositiveIntegerField(_("price (DZD)"), null=True, blank=True)
+    barter = models.BooleanField(_("open to barter"), default=False)
+    expires_at = models.DateTimeField(_("expires"))
+    closed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["material", "kind", "wilaya"], name="registry_exchange_match")]
+
+    def is_open(self) -> bool:
+        return not self.closed and self.expires_at > timezone.now()

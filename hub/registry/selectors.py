@@ -1,0 +1,458 @@
+"""Reads of the registry: who may see card data, the directory search, storefronts,
+the exchange board and its matching, the moderators' queues and the census figures.
+
+Card data (number, chamber, photo) is read only through `card_visible`:
+the artisan himself, a moderator of his wilaya (a `ModeratorScope` on that
+wilaya, for any trade or one of his) and admins. Everyone else gets the
+public face only; the moderators' queues use the same rule (`can_review`).
+
+Directory search on PostgreSQL is full-text over the display name and the bio,
+French and Arabic configurations at once (as `rooms.search` does); the
+expression below is the one indexed by migration
+``registry/0002_directory_search``: keep the two in step. On SQLite every word
+of the query must appear in the name, the username or the bio, case-insensitively.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+
+from django.db import connection
+from django.db.models import BooleanField, Count, Exists, FloatField, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import TruncMonth
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from hub.errors import ErrorCode, HirfaError
+from hub.models import ArtisanProfile, ModeratorScope, Trade, User, Wilaya
+from hub.registry.models import (
+    Census,
+    ExchangeKind,
+    ExchangePost,
+    Product,
+    ProductReport,
+    ProductStatus,
+    VerificationStatus,
+)
+
+PAGE_SIZE = 20
+STORE_PAGE_SIZE = 24
+QUERY_MAX_CHARS = 200
+
+FTS_VECTOR_SQL = (
+    "(to_tsvector('french'::regconfig, \"hub_artisanprofile\".\"display_name\" || ' ' || \"hub_artisanprofile\".\"bio\")"
+    " || to_tsvector('arabic'::regconfig, \"hub_artisanprofile\".\"display_name\" || ' ' || \"hub_artisanprofile\".\"bio\"))"
+)
+FTS_QUERY_SQL = (
+    "(websearch_to_tsquery('french'::regconfig, %s) || websearch_to_tsquery('arabic'::regconfig, %s))"
+)
+PUBLIC_STATUSES = (ProductStatus.PUBLISHED, ProductStatus.SOLD_OUT)
+
+
+# --- who may see what --------------------------------------------------------------------
+
+
+def census_of(*, user: User) -> Census | None:
+    return Census.objects.filter(user=user).first()
+
+
+def moderated_wilaya_ids(*, user: User) -> set[int] | None:
+    """The wilayas whose census `user` reviews: None for admins (all), else a set (maybe empty)."""
+    if not user.is_authenticated:
+        return set()
+    if user.is_superuser or user.is_staff:
+        return None
+    return set(
+        ModeratorScope.objects.filter(user=user, wilaya__isnull=False).values_list("wilaya_id", flat=True)
+    )
+
+
+def _review_scope_q(moderator: User, prefix: str = "") -> Q | None:
+    """A filter on ArtisanProfile (under `prefix`) for the artisans `moderator` reviews; None: all."""
+    if moderator.is_superuser or moderator.is_staff:
+        return None
+    q = Q(pk__in=[])
+    for scope in ModeratorScope.objects.filter(user=moderator, wilaya__isnull=False):
+        part = Q(**{f"{prefix}wilaya_id": scope.wilaya_id})
+        if scope.trade_id is not None:
+            part &= Q(**{f"{prefix}trades": scope.trade_id})
+        q |= part
+    return q
+
+
+def can_review(*, moderator: User, census: Census) -> bool:
+    """Whether `moderator` moderates the census of `census.user` (his wilaya, or admin)."""
+    if not moderator.is_authenticated:
+        return False
+    if moderator.is_superuser or moderator.is_staff:
+        return True
+    profile = ArtisanProfile.objects.filter(user_id=census.user_id).first()
+    if profile is None or profile.wilaya_id is None:
+        return False
+    scope_q = _review_scope_q(moderator)
+    assert scope_q is not None
+    return ArtisanProfile.objects.filter(pk=profile.pk).filter(scope_q).exists()
+
+
+def card_visible(*, viewer: User | None, census: Census) -> bool:
+    """Whether `viewer` may see the card number, chamber and photo of `census`."""
+    if viewer is None or not viewer.is_authenticated:
+        return False
+    return viewer.pk == census.user_id or can_review(moderator=viewer, census=census)
+
+
+def user_reviews_any(*, user: User) -> bool:
+    ids = moderated_wilaya_ids(user=user)
+    return ids is None or bool(ids)
+
+
+# --- directory ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArtisanCard:
+    """An artisan as the directory shows him: public data only."""
+
+    user_id: int
+    username: str
+    display_name: str
+    wilaya: str
+    wilaya_code: int | None
+    trades: tuple[str, ...]
+    languages: tuple[str, ...]
+    verified: bool
+    avatar_url: str
+    bio: str
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[ArtisanCard]
+    page: int
+    has_next: bool
+    has_previous: bool = field(default=False)
+
+
+def _terms(query: str) -> list[str]:
+    return [t for t in re.split(r"\s+", query.replace('"', " ")) if t and t != "-"]
+
+
+def artisan_search(
+    *,
+    query: str = "",
+    trade_id: int | None = None,
+    wilaya_id: int | None = None,
+    language: str | None = None,
+    verified: bool | None = None,
+    page: int = 1,
+    page_size: int = PAGE_SIZE,
+) -> Page:
+    """Active artisans matching every given filter, `page_size` a page (best match, then newest).
+
+    The page holds no total count (counting 100,000 rows on every keystroke
+    costs more than the search); `has_next` says whether another page exists.
+    """
+    query = " ".join(query.split())
+    if len(query) > QUERY_MAX_CHARS:
+        raise HirfaError(
+            ErrorCode.TOO_LONG, _("A search holds at most %(max)d characters.") % {"max": QUERY_MAX_CHARS}
+        )
+    page = max(1, min(page, 500))
+    qs: QuerySet[ArtisanProfile] = ArtisanProfile.objects.filter(user__is_active=True)
+    if wilaya_id is not None:
+        qs = qs.filter(wilaya_id=wilaya_id)
+    if trade_id is not None:
+        qs = qs.filter(
+            Exists(ArtisanProfile.trades.through.objects.filter(artisanprofile_id=OuterRef("pk"), trade_id=trade_id))
+        )
+    if language:
+        if connection.vendor == "postgresql":
+            qs = qs.filter(languages__contains=[language])
+        else:
+            qs = qs.filter(languages__icontains=f'"{language}"')
+    if verified is not None:
+        is_verified = Exists(Census.objects.filter(user_id=OuterRef("user_id"), status=VerificationStatus.VERIFIED))
+        qs = qs.filter(is_verified if verified else ~is_verified)
+    order: list[str] = ["-id"]
+    if query:
+        if connection.vendor == "postgresql":
+            params = (query, query)
+            qs = qs.filter(
+                RawSQL(f"{FTS_VECTOR_SQL} @@ {FTS_QUERY_SQL}", params, output_field=BooleanField())
+            ).annotate(
+                rank=RawSQL(f"ts_rank({FTS_VECTOR_SQL}, {FTS_QUERY_SQL})", params, output_field=FloatField())
+            )
+            order = ["-rank", "-id"]
+        else:
+            for term in _terms(query):
+                qs = qs.filter(
+                    Q(display_name__icontains=term) | Q(user__username__icontains=term) | Q(bio__icontains=term)
+                )
+    start = (page - 1) * page_size
+    rows = list(
+        qs.select_related("wilaya", "user", "user__census")
+        .prefetch_related("trades")
+        .order_by(*order)[start : start + page_size + 1]
+    )
+    return Page(
+        items=[_card(p) for p in rows[:page_size]],
+        page=page,
+        has_next=len(rows) > page_size,
+        has_previous=page > 1,
+    )
+
+
+def _census_or_none(user: User) -> Census | None:
+    try:
+        return user.census  # type: ignore[attr-defined,no-any-return]
+    except Census.DoesNotExist:
+        return None
+
+
+def _card(profile: ArtisanProfile) -> ArtisanCard:
+    census = _census_or_none(profile.user)
+    return ArtisanCard(
+        user_id=profile.user_id,
+        username=profile.user.username,
+        display_name=profile.display_name or profile.user.username,
+        wilaya=profile.wilaya.name if profile.wilaya else "",
+        wilaya_code=profile.wilaya.code if profile.wilaya else None,
+        trades=tuple(t.name for t in profile.trades.all()),
+        languages=tuple(profile.languages or ()),
+        verified=bool(census and census.is_verified),
+        avatar_url=profile.avatar.url if profile.avatar else "",
+        bio=profile.bio,
+    )
+
+
+# --- storefront and products -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Storefront:
+    """An artisan's public page: his card, public contacts and one page of products."""
+
+    artisan: ArtisanCard
+    census: Census | None
+    contacts: dict[str, str]
+    products: list[Product]
+    page: int
+    has_next: bool
+
+
+def public_contacts(census: Census | None) -> dict[str, str]:
+    """Only the channels the artisan made public, and only when filled."""
+    if census is None:
+        return {}
+    values = {"phone": census.phone, "whatsapp": census.whatsapp, "email": census.contact_email}
+    return {c: values[c] for c in census.public_channels if values.get(c)}
+
+
+def storefront(*, username: str, page: int = 1, include_unpublished: bool = False) -> Storefront:
+    """The storefront of an active artisan; `not_found` when there is none.
+
+    Drafts are listed only with `include_unpublished` (the artisan's own view);
+    products hidden by the moderators never are.
+    """
+    profile = (
+        ArtisanProfile.objects.select_related("wilaya", "user", "user__census")
+        .prefetch_related("trades")
+        .filter(user__username=username, user__is_active=True)
+        .first()
+    )
+    if profile is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such artisan."))
+    page = max(1, min(page, 1000))
+    statuses = list(PUBLIC_STATUSES) + ([ProductStatus.DRAFT] if include_unpublished else [])
+    start = (page - 1) * STORE_PAGE_SIZE
+    products = list(
+        Product.objects.filter(artisan_id=profile.user_id, status__in=statuses)
+        .prefetch_related("photos")
+        .order_by("-id")[start : start + STORE_PAGE_SIZE + 1]
+    )
+    census = _census_or_none(profile.user)
+    return Storefront(
+        artisan=_card(profile),
+        census=census,
+        contacts=public_contacts(census),
+        products=products[:STORE_PAGE_SIZE],
+        page=page,
+        has_next=len(products) > STORE_PAGE_SIZE,
+    )
+
+
+def product_public(*, product_id: int, viewer: User | None = None) -> Product:
+    """A published (or sold-out) product of an active artisan; its owner also sees drafts.
+
+    Anything else — missing, draft of someone else, hidden — is `not_found`.
+    """
+    product = (
+        Product.objects.select_related("artisan", "artisan__profile", "artisan__profile__wilaya")
+        .prefetch_related("photos")
+        .filter(pk=product_id, artisan__is_active=True)
+        .first()
+    )
+    if product is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such product."))
+    own = viewer is not None and viewer.is_authenticated and viewer.pk == product.artisan_id
+    if product.status in PUBLIC_STATUSES or (own and product.status != ProductStatus.HIDDEN):
+        return product
+    raise HirfaError(ErrorCode.NOT_FOUND, _("No such product."))
+
+
+# --- moderators' queues ------------------------------------------------------------------
+
+
+def verification_queue(*, moderator: User, limit: int = 200) -> list[Census]:
+    """Pending cards of artisans `moderator` reviews, oldest submission first."""
+    qs = Census.objects.filter(status=VerificationStatus.PENDING).select_related(
+        "user", "user__profile", "user__profile__wilaya"
+    )
+    scope_q = _review_scope_q(moderator, prefix="user__profile__")
+    if scope_q is not None:
+        qs = qs.filter(scope_q)
+    return list(qs.distinct().order_by("submitted_at", "id")[:limit])
+
+
+def product_reports_open(*, moderator: User, limit: int = 200) -> list[ProductReport]:
+    """Open product reports in the wilayas `moderator` reviews (all for admins), oldest first."""
+    qs = ProductReport.objects.filter(status=ProductReport.Status.OPEN).select_related(
+        "product", "product__artisan", "product__artisan__profile", "reporter"
+    )
+    wilayas = moderated_wilaya_ids(user=moderator)
+    if wilayas is not None:
+        qs = qs.filter(product__artisan__profile__wilaya_id__in=wilayas)
+    return list(qs.order_by("id")[:limit])
+
+
+# --- exchange ----------------------------------------------------------------------------
+
+
+def _open_posts() -> QuerySet[ExchangePost]:
+    return ExchangePost.objects.filter(closed=False, expires_at__gt=timezone.now(), author__is_active=True)
+
+
+def exchange_board(
+    *, kind: str | None = None, material: str | None = None, wilaya_id: int | None = None,
+    page: int = 1, page_size: int = 30,
+) -> tuple[list[ExchangePost], bool]:
+    """Open posts (not closed, not expired), newest first, with the filters given; and has_next."""
+    qs = _open_posts().select_related("wilaya", "author", "author__profile")
+    if kind:
+        qs = qs.filter(kind=kind)
+    if material:
+        qs = qs.filter(material=material)
+    if wilaya_id:
+        qs = qs.filter(wilaya_id=wilaya_id)
+    page = max(1, page)
+    start = (page - 1) * page_size
+    rows = list(qs.order_by("-id")[start : start + page_size + 1])
+    return rows[:page_size], len(rows) > page_size
+
+
+def exchange_post_open(*, post_id: int) -> ExchangePost | None:
+    """An open post (not closed, not expired, by an active member), or None."""
+    return _open_posts().filter(pk=post_id).first()
+
+
+def exchange_matches(*, post: ExchangePost) -> list[ExchangePost]:
+    """Open posts of the other kind, same material, same or neighbouring wilaya, by others."""
+    other = ExchangeKind.NEED if post.kind == ExchangeKind.OFFER else ExchangeKind.OFFER
+    wilayas = {post.wilaya_id} | set(
+        Wilaya.neighbours.through.objects.filter(from_wilaya_id=post.wilaya_id).values_list(
+            "to_wilaya_id", flat=True
+        )
+    )
+    return list(
+        _open_posts()
+        .filter(kind=other, material=post.material, wilaya_id__in=wilayas)
+        .exclude(author_id=post.author_id)
+        .select_related("author", "wilaya")
+        .order_by("-id")
+    )
+
+
+# --- census figures ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CensusRow:
+    key: int
+    code: str
+    name: str
+    total: int
+    verified: int
+
+
+@dataclass(frozen=True)
+class CensusStats:
+    total: int
+    verified: int
+    by_wilaya: list[CensusRow]
+    by_trade: list[CensusRow]
+    by_month: list[tuple[date, int]]
+
+
+def census_stats() -> CensusStats:
+    """Counts of active artisans (those with a profile) by wilaya, trade and month of sign-up.
+
+    Only aggregates: no name, no card data. Every wilaya in force is listed,
+    with zero when it has no artisan yet.
+    """
+    profiles = ArtisanProfile.objects.filter(user__is_active=True)
+    verified_q = Q(user__census__status=VerificationStatus.VERIFIED)
+    totals = profiles.aggregate(total=Count("pk"), verified=Count("pk", filter=verified_q))
+    per_wilaya = {
+        row["wilaya_id"]: row
+        for row in profiles.values("wilaya_id").annotate(total=Count("pk"), verified=Count("pk", filter=verified_q))
+    }
+    by_wilaya = []
+    today = timezone.localdate()
+    for w in Wilaya.objects.order_by("code"):
+        row = per_wilaya.get(w.pk, {"total": 0, "verified": 0})
+        if not w.is_in_force(today) and not row["total"]:
+            continue
+        by_wilaya.append(CensusRow(w.pk, f"{w.code:02d}", w.name, row["total"], row["verified"]))
+    trade_verified = Q(artisans__user__census__status=VerificationStatus.VERIFIED)
+    by_trade = [
+        CensusRow(t.pk, t.activity_code or t.slug, t.name, t.total, t.verified)
+        for t in Trade.objects.annotate(
+            total=Count("artisans", filter=Q(artisans__user__is_active=True)),
+            verified=Count("artisans", filter=trade_verified & Q(artisans__user__is_active=True)),
+        ).order_by("-total", "name_fr")
+    ]
+    months: Counter[date] = Counter()
+    for row in (
+        profiles.annotate(month=TruncMonth("user__date_joined"))
+        .values("month")
+        .annotate(n=Count("pk"))
+        .order_by("month")
+    ):
+        month = row["month"]
+        if month is not None:
+            months[month.date() if hasattr(month, "date") else month] += row["n"]
+    return CensusStats(
+        total=totals["total"],
+        verified=totals["verified"],
+        by_wilaya=by_wilaya,
+        by_trade=by_trade,
+        by_month=sorted(months.items()),
+    )
+
+
+def counts_by_wilaya_code() -> dict[int, int]:
+    """Active artisans per wilaya code (only wilayas that have some)."""
+    return {
+        code: n
+        for code, n in ArtisanProfile.objects.filter(user__is_active=True, wilaya__isnull=False)
+        .values_list("wilaya__code")
+        .annotate(n=Count("pk"))
+        .values_list("wilaya__code", "n")
+    }
+
+
+

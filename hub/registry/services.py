@@ -1,0 +1,637 @@
+"""Writes of the registry: census and verification, the showcase, the exchange, privacy.
+
+Every function is keyword-only, validates its input (refusing with a
+`HirfaError` whose message is for people), writes in one transaction, and
+only then (on commit) notifies or deletes files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from hub.errors import ErrorCode, HirfaError
+from hub.images import Upload, validate_and_resize_image
+from hub.models import Notification, User, Wilaya
+from hub.registry.models import (
+    Availability,
+    Census,
+    ContactChannel,
+    ExchangeKind,
+    ExchangePost,
+    Material,
+    Product,
+    ProductPhoto,
+    ProductReport,
+    ProductStatus,
+    ProvenanceLabel,
+    Unit,
+    VerificationStatus,
+    WorkshopKind,
+)
+from hub.registry.selectors import can_review, census_of
+from rooms.models import Room
+from rooms.services import direct_room_open, message_post, notification_create
+
+CARD_PHOTO_SIDE = 1600
+PRODUCT_PHOTO_SIDE = 1600
+PRODUCT_THUMB_SIDE = 400
+PRODUCT_MAX_PHOTOS = 8
+CARD_NUMBER_RE = re.compile(r"^[0-9A-Za-z/\- ]{4,32}$")
+EXCHANGE_MAX_DAYS = 180
+
+
+class _Unchanged:
+    """Marks a keyword argument left out of an update."""
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Any = _Unchanged()
+
+
+def _delete_on_commit(storage: Storage, *names: str) -> None:
+    for name in names:
+        if name:
+            transaction.on_commit(lambda n=name: storage.delete(n))  # type: ignore[misc]
+
+
+# --- census ------------------------------------------------------------------------------
+
+
+def census_ensure(*, user: User) -> Census:
+    """`user`'s census record, created empty when missing."""
+    census, _created = Census.objects.get_or_create(user=user)
+    return census
+
+
+def census_update(
+    *,
+    user: User,
+    commune: str = UNCHANGED,
+    workshop_kind: str = UNCHANGED,
+    years_of_practice: int | None = UNCHANGED,
+    phone: str = UNCHANGED,
+    whatsapp: str = UNCHANGED,
+    contact_email: str = UNCHANGED,
+    public_channels: Sequence[str] = UNCHANGED,
+) -> Census:
+    """Change the given public census fields; omitted ones stay. Card data is `verification_submit`'s."""
+    with transaction.atomic():
+        census = census_ensure(user=user)
+        census = Census.objects.select_for_update().get(pk=census.pk)
+        if commune is not UNCHANGED:
+            census.commune = _short(commune, 120, "commune")
+        if workshop_kind is not UNCHANGED:
+            if workshop_kind not in WorkshopKind.values:
+                raise HirfaError(ErrorCode.INVALID, _("Unknown kind of workshop."), field="workshop_kind")
+            census.workshop_kind = workshop_kind
+        if years_of_practice is not UNCHANGED:
+            if years_of_practice is not None and not 0 <= years_of_practice <= 90:
+                raise HirfaError(
+                    ErrorCode.INVALID, _("Years of practice: between 0 and 90."), field="years_of_practice"
+                )
+            census.years_of_practice = years_of_practice
+        if phone is not UNCHANGED:
+            census.phone = _phone(phone, "phone")
+        if whatsapp is not UNCHANGED:
+            census.whatsapp = _phone(whatsapp, "whatsapp")
+        if contact_email is not UNCHANGED:
+            census.contact_email = _short(contact_email, 254, "contact_email")
+            if census.contact_email and "@" not in census.contact_email:
+                raise HirfaError(ErrorCode.INVALID, _("Enter a valid e-mail address."), field="contact_email")
+        if public_channels is not UNCHANGED:
+            unknown = [c for c in public_channels if c not in ContactChannel.values]
+            if unknown:
+                raise HirfaError(ErrorCode.INVALID, _("Unknown contact channel."), field="public_channels")
+            census.public_channels = list(dict.fromkeys(public_channels))
+        census.save()
+    return census
+
+
+def _short(value: str, limit: int, field: str) -> str:
+    value = " ".join(value.split())
+    if len(value) > limit:
+        raise HirfaError(
+            ErrorCode.TOO_LONG, _("At most %(n)d characters.") % {"n": limit}, field=field, max=limit
+        )
+    return value
+
+
+def _phone(value: str, field: str) -> str:
+    value = value.strip()
+    if value and not re.fullmatch(r"\+?[0-9 ]{6,20}", value):
+        raise HirfaError(ErrorCode.INVALID, _("Enter a phone number (digits, an optional +)."), field=field)
+    return value
+
+
+def verification_submit(
+    *, user: User, card_number: str, issuing_chamber: str, card_photo: Upload
+) -> Census:
+    """Submit the artisan card for review: the status becomes `pending`.
+
+    The photo is validated and re-encoded (`hub.images`); refusals are
+    `invalid` / `too_long` with a message for people, and leave the record as
+    it was. A verified artisan who resubmits goes back to `pending`.
+    """
+    card_number = " ".join(card_number.split())
+    if not card_number:
+        raise HirfaError(ErrorCode.EMPTY, _("Enter the number of your artisan card."), field="card_number")
+    if not CARD_NUMBER_RE.match(card_number):
+        raise HirfaError(
+            ErrorCode.INVALID, _("A card number holds 4 to 32 letters, digits, / or -."), field="card_number"
+        )
+    issuing_chamber = _short(issuing_chamber, 120, "issuing_chamber")
+    try:
+        image = validate_and_resize_image(
+            card_photo,
+            max_bytes=settings.HIRFA_ATTACHMENT_MAX_BYTES,
+            max_pixels=settings.HIRFA_ATTACHMENT_MAX_PIXELS,
+            max_side=CARD_PHOTO_SIDE,
+        )
+    except HirfaError as error:
+        error.details.setdefault("field", "card_photo")
+        raise
+    with transaction.atomic():
+        census = Census.objects.select_for_update().get(pk=census_ensure(user=user).pk)
+        old = census.card_photo.name if census.card_photo else ""
+        census.card_photo.save(
+            f"{user.pk}-{secrets.token_hex(8)}.{image.extension}", ContentFile(image.data), save=False
+        )
+        census.card_number = card_number
+        census.issuing_chamber = issuing_chamber
+        census.status = VerificationStatus.PENDING
+        census.rejection_reason = ""
+        census.submitted_at = timezone.now()
+        census.reviewed_at = None
+        census.reviewed_by = None
+        census.save()
+        _delete_on_commit(census.card_photo.storage, old)
+    return census
+
+
+def verification_review(*, moderator: User, artisan_id: int, approve: bool, reason: str = "") -> Census:
+    """Approve or reject a pending card. Only a moderator of the artisan's wilaya, or an admin.
+
+    Anyone else gets `not_found`, as for an artisan who does not exist. A
+    rejection needs a reason. The artisan is notified (kind `system`).
+    """
+    with transaction.atomic():
+        census = (
+            Census.objects.select_for_update(of=("self",))
+            .select_related("user")
+            .filter(user_id=artisan_id)
+            .first()
+        )
+        if census is None or not can_review(moderator=moderator, census=census):
+            raise HirfaError(ErrorCode.NOT_FOUND, _("No such artisan."))
+        if census.status != VerificationStatus.PENDING:
+            raise HirfaError(ErrorCode.CONFLICT, _("This card is not waiting for a review."))
+        reason = " ".join(reason.split())
+        if not approve and not reason:
+            raise HirfaError(ErrorCode.EMPTY, _("Say why the card is rejected."), field="reason")
+        census.status = VerificationStatus.VERIFIED if approve else VerificationStatus.REJECTED
+        census.rejection_reason = "" if approve else reason[:500]
+        census.reviewed_at = timezone.now()
+        census.reviewed_by = moderator
+        census.save()
+        notification_create(
+            user=census.user,
+            kind=Notification.Kind.SYSTEM,
+            data={"event": "verification", "status": census.status, "reason": census.rejection_reason},
+        )
+    return census
+
+
+# --- showcase ----------------------------------------------------------------------------
+
+
+def _clean_product_fields(
+    *, title: str, description: str, price_dzd: int | None, materials: str,
+    availability: str, labels: Sequence[str], status: str,
+) -> dict[str, Any]:
+    title = " ".join(title.split())
+    if not title:
+        raise HirfaError(ErrorCode.EMPTY, _("A product needs a title."), field="title")
+    if len(title) > 140:
+        raise HirfaError(ErrorCode.TOO_LONG, _("A title holds at most 140 characters."), field="title")
+    description = description.strip()
+    if len(description) > 4000:
+        raise HirfaError(ErrorCode.TOO_LONG, _("At most %(n)d characters.") % {"n": 4000}, field="description")
+    if price_dzd is not None and not 0 < price_dzd <= 1_000_000_000:
+        raise HirfaError(ErrorCode.INVALID, _("A price is a positive amount of dinars."), field="price_dzd")
+    if availability not in Availability.values:
+        raise HirfaError(ErrorCode.INVALID, _("Unknown availability."), field="availability")
+    unknown = [lb for lb in labels if lb not in ProvenanceLabel.values]
+    if unknown:
+        raise HirfaError(ErrorCode.INVALID, _("Unknown provenance label."), field="labels")
+    if status not in (ProductStatus.DRAFT, ProductStatus.PUBLISHED, ProductStatus.SOLD_OUT):
+        raise HirfaError(ErrorCode.INVALID, _("Unknown status."), field="status")
+    return {
+        "title": title,
+        "description": description,
+        "price_dzd": price_dzd,
+        "materials": _short(materials, 300, "materials"),
+        "availability": availability,
+        "labels": list(dict.fromkeys(labels)),
+        "status": status,
+    }
+
+
+def product_create(
+    *,
+    user: User,
+    title: str,
+    description: str = "",
+    price_dzd: int | None = None,
+    materials: str = "",
+    availability: str = Availability.IN_STOCK,
+    labels: Sequence[str] = (),
+    status: str = ProductStatus.PUBLISHED,
+    photos: Sequence[Upload] = (),
+) -> Product:
+    """Create a product of `user`'s showcase, with its photos (validated first: all or nothing).
+
+    `price_dzd` None means "price on request".
+    """
+    fields = _clean_product_fields(
+        title=title, description=description, price_dzd=price_dzd, materials=materials,
+        availability=availability, labels=labels, status=status,
+    )
+    processed = [_product_image(p) for p in photos[: PRODUCT_MAX_PHOTOS + 1]]
+    if len(processed) > PRODUCT_MAX_PHOTOS:
+        raise HirfaError(
+            ErrorCode.TOO_LONG, _("At most %(n)d photos.") % {"n": PRODUCT_MAX_PHOTOS}, field="photos"
+        )
+    with transaction.atomic():
+        product = Product.objects.create(artisan=user, **fields)
+        for position, image in enumerate(processed):
+            _photo_store(product, image, position)
+    return product
+
+
+def _product_image(upload: Upload) -> Any:
+    try:
+        return validate_and_resize_image(
+            upload,
+            max_bytes=settings.HIRFA_ATTACHMENT_MAX_BYTES,
+            max_pixels=settings.HIRFA_ATTACHMENT_MAX_PIXELS,
+            max_side=PRODUCT_PHOTO_SIDE,
+            thumbnail_side=PRODUCT_THUMB_SIDE,
+        )
+    except HirfaError as error:
+        error.details.setdefault("field", "photos")
+        raise
+
+
+def _photo_store(product: Product, image: Any, position: int) -> ProductPhoto:
+    stem = f"{product.pk}-{secrets.token_hex(6)}"
+    photo = ProductPhoto(
+        product=product, width=image.width, height=image.height, position=position
+    )
+    photo.image.save(f"{stem}.{image.extension}", ContentFile(image.data), save=False)
+    photo.thumbnail.save(f"{stem}-t.{image.extension}", ContentFile(image.thumbnail), save=False)
+    photo.save()
+    return photo
+
+
+def _own_product(user: User, product_id: int) -> Product:
+    product = Product.objects.select_for_update().filter(pk=product_id, artisan=user).first()
+    if product is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such product."))
+    return product
+
+
+def product_update(*, user: User, product_id: int, **changes: Any) -> Product:
+    """Change the given fields of one of `user`'s products (others: `not_found`).
+
+    A product hidden by the moderators stays hidden whatever the status asked.
+    """
+    with transaction.atomic():
+        product = _own_product(user, product_id)
+        current = {
+            "title": product.title, "description": product.description,
+            "price_dzd": product.price_dzd, "materials": product.materials,
+            "availability": product.availability, "labels": product.labels,
+            "status": ProductStatus.PUBLISHED if product.status == ProductStatus.HIDDEN else product.status,
+        }
+        unknown = set(changes) - set(current)
+        if unknown:
+            raise HirfaError(ErrorCode.INVALID, _("Unknown field."), field=sorted(unknown)[0])
+        current.update(changes)
+        fields = _clean_product_fields(**current)
+        if product.status == ProductStatus.HIDDEN:
+            fields["status"] = ProductStatus.HIDDEN
+        for name, value in fields.items():
+            setattr(product, name, value)
+        product.updated_at = timezone.now()
+        product.save()
+    return product
+
+
+def product_photo_add(*, user: User, product_id: int, upload: Upload) -> ProductPhoto:
+    """Add a photo to one of `user`'s products (validated, resized, thumbnailed)."""
+    image = _product_image(upload)
+    with transaction.atomic():
+        product = _own_product(user, product_id)
+        count = product.photos.count()
+        if count >= PRODUCT_MAX_PHOTOS:
+            raise HirfaError(
+                ErrorCode.TOO_LONG, _("At most %(n)d photos.") % {"n": PRODUCT_MAX_PHOTOS}, field="photos"
+            )
+        return _photo_store(product, image, count)
+
+
+def _photo_files(photos: Sequence[ProductPhoto]) -> list[str]:
+    return [n for p in photos for n in (p.image.name, p.thumbnail.name) if n]
+
+
+def product_delete(*, user: User, product_id: int) -> None:
+    """Delete one of `user`'s products and, once committed, its photo files."""
+    with transaction.atomic():
+        product = _own_product(user, product_id)
+        photos = list(product.photos.all())
+        if photos:
+            _delete_on_commit(photos[0].image.storage, *_photo_files(photos))
+        product.delete()
+
+
+def product_report(*, user: User, product_id: int, reason: str, text: str = "") -> ProductReport:
+    """Report a published product (counterfeit, abuse, other) to the moderators' queue.
+
+    One open report per member and product (a repeat returns the same one);
+    one cannot report one's own product.
+    """
+    product = Product.objects.filter(pk=product_id, status__in=_PUBLIC).first()
+    if product is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such product."))
+    if product.artisan_id == user.pk:
+        raise HirfaError(ErrorCode.INVALID, _("You cannot report your own product."))
+    if reason not in ProductReport.Reason.values:
+        raise HirfaError(ErrorCode.INVALID, _("Choose a reason."), field="reason")
+    report, _created = ProductReport.objects.get_or_create(
+        product=product, reporter=user, status=ProductReport.Status.OPEN,
+        defaults={"reason": reason, "text": _short(text, 500, "text")},
+    )
+    return report
+
+
+_PUBLIC = (ProductStatus.PUBLISHED, ProductStatus.SOLD_OUT)
+
+
+def product_report_resolve(*, moderator: User, report_id: int, hide: bool) -> ProductReport:
+    """Dismiss a report, or hide the product. Moderators of the artisan's wilaya and admins.
+
+    Resolving one report resolves every open report of the same product.
+    Anyone else: `not_found`.
+    """
+    from hub.registry.selectors import moderated_wilaya_ids
+
+    with transaction.atomic():
+        report = (
+            ProductReport.objects.select_related("product__artisan__profile")
+            .filter(pk=report_id).first()
+        )
+        if report is None:
+            raise HirfaError(ErrorCode.NOT_FOUND, _("No such report."))
+        profile = getattr(report.product.artisan, "profile", None)
+        wilayas = moderated_wilaya_ids(user=moderator)
+        if not (wilayas is None or (profile is not None and profile.wilaya_id in wilayas)):
+            raise HirfaError(ErrorCode.NOT_FOUND, _("No such report."))
+        status = ProductReport.Status.ACTIONED if hide else ProductReport.Status.DISMISSED
+        if hide:
+            Product.objects.filter(pk=report.product_id).update(status=ProductStatus.HIDDEN)
+        ProductReport.objects.filter(product=report.product, status=ProductReport.Status.OPEN).update(
+            status=status, handled_by=moderator, handled_at=timezone.now()
+        )
+        report.refresh_from_db()
+    return report
+
+
+def artisan_contact(*, user: User, artisan_id: int) -> Room:
+    """The direct room between `user` and an artisan (created when missing)."""
+    return direct_room_open(user=user, other_id=artisan_id)
+
+
+def order_request(*, user: User, product_id: int, product_url: str, note: str = "") -> Room:
+    """Open the direct room with the product's artisan and post the product's link first.
+
+    Idempotent per member and product: asking twice posts the link once.
+    """
+    product = Product.objects.filter(pk=product_id, status__in=_PUBLIC).first()
+    if product is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such product."))
+    if product.artisan_id == user.pk:
+        raise HirfaError(ErrorCode.INVALID, _("This is your own product."))
+    room = direct_room_open(user=user, other_id=product.artisan_id)
+    text = _("Order request: %(title)s") % {"title": product.title} + f"\n{product_url}"
+    note = note.strip()
+    if note:
+        text += "\n" + note[:1000]
+    message_post(user=user, room_id=room.pk, client_id=f"order-{product.pk}", text=text)
+    return room
+
+
+# --- raw-materials exchange --------------------------------------------------------------
+
+
+def exchange_post(
+    *,
+    user: User,
+    kind: str,
+    material: str,
+    quantity: Decimal | float | str,
+    unit: str,
+    wilaya_id: int,
+    detail: str = "",
+    price_dzd: int | None = None,
+    barter: bool = False,
+    expires_at: datetime | None = None,
+) -> ExchangePost:
+    """Publish an offer or a need, then notify the matching counterparts.
+
+    Matching: open posts of the other kind, same material, in the same wilaya
+    or a neighbouring one (`Wilaya.neighbours`), not expired, by someone else.
+    Each of their authors gets one `exchange` notification on commit.
+    """
+    if kind not in ExchangeKind.values:
+        raise HirfaError(ErrorCode.INVALID, _("An offer or a need."), field="kind")
+    if material not in Material.values:
+        raise HirfaError(ErrorCode.INVALID, _("Choose a material from the list."), field="material")
+    if material == Material.OTHER and not detail.strip():
+        raise HirfaError(ErrorCode.EMPTY, _("Say which material."), field="detail")
+    if unit not in Unit.values:
+        raise HirfaError(ErrorCode.INVALID, _("Choose a unit."), field="unit")
+    try:
+        qty = Decimal(str(quantity))
+    except InvalidOperation as exc:
+        raise HirfaError(ErrorCode.INVALID, _("A quantity is a number."), field="quantity") from exc
+    if not qty.is_finite() or qty <= 0 or qty >= Decimal("1e10"):
+        raise HirfaError(ErrorCode.INVALID, _("A quantity is a positive number."), field="quantity")
+    wilaya = Wilaya.objects.filter(pk=wilaya_id).first()
+    if wilaya is None:
+        raise HirfaError(ErrorCode.INVALID, _("Choose a wilaya from the list."), field="wilaya")
+    if price_dzd is not None and price_dzd <= 0:
+        raise HirfaError(ErrorCode.INVALID, _("A price is a positive amount of dinars."), field="price_dzd")
+    now = timezone.now()
+    expires_at = expires_at or now + timedelta(days=30)
+    if not now < expires_at <= now + timedelta(days=EXCHANGE_MAX_DAYS):
+        raise HirfaError(
+            ErrorCode.INVALID,
+            _("The expiry is in the future, at most %(n)d days ahead.") % {"n": EXCHANGE_MAX_DAYS},
+            field="expires_at",
+        )
+    with transaction.atomic():
+        post = ExchangePost.objects.create(
+            author=user, kind=kind, material=material, detail=_short(detail, 300, "detail"),
+            quantity=qty.quantize(Decimal("0.01")), unit=unit, wilaya=wilaya, price_dzd=price_dzd,
+            barter=barter, expires_at=expires_at,
+        )
+        for author in _matching_authors(post):
+            notification_create(
+                user=author,
+                kind=Notification.Kind.EXCHANGE,
+                data={
+                    "event": "match", "post": post.pk, "kind": post.kind, "material": post.material,
+                    "wilaya": wilaya.code, "author": user.pk, "author_name": user.display_name,
+                },
+            )
+    return post
+
+
+def _matching_authors(post: ExchangePost) -> list[User]:
+    from hub.registry.selectors import exchange_matches
+
+    seen: dict[int, User] = {}
+    for match in exchange_matches(post=post):
+        seen.setdefault(match.author_id, match.author)
+    return list(seen.values())
+
+
+def exchange_close(*, user: User, post_id: int) -> ExchangePost:
+    """Close one of `user`'s posts (others: `not_found`)."""
+    post = ExchangePost.objects.filter(pk=post_id, author=user).first()
+    if post is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such post."))
+    post.closed = True
+    post.save(update_fields=["closed"])
+    return post
+
+
+# --- privacy -----------------------------------------------------------------------------
+
+
+def account_export(*, user: User) -> dict[str, Any]:
+    """Everything the hub holds about `user` and that is his, as JSON-ready data.
+
+    Account, profile, census (card data included: it is his), products,
+    exchange posts, his messages (room id, seq, text, dates) and notifications.
+    """
+    from rooms.models import Message
+
+    profile = getattr(user, "profile", None)
+    census = census_of(user=user)
+    data: dict[str, Any] = {
+        "format": "hirfa-export-1",
+        "exported_at": timezone.now(),
+        "account": {
+            "id": user.pk, "username": user.username, "email": user.email,
+            "date_joined": user.date_joined, "last_login": user.last_login,
+            "preferred_language": user.preferred_language,
+        },
+        "profile": None,
+        "census": None,
+        "products": [],
+        "exchange_posts": [],
+        "messages": [],
+        "notifications": [],
+    }
+    if profile is not None:
+        data["profile"] = {
+            "display_name": profile.display_name,
+            "wilaya": profile.wilaya.code if profile.wilaya else None,
+            "trades": [t.slug for t in profile.trades.all()],
+            "languages": profile.languages, "bio": profile.bio,
+            "avatar": profile.avatar.name if profile.avatar else "",
+        }
+    if census is not None:
+        data["census"] = {
+            "commune": census.commune, "workshop_kind": census.workshop_kind,
+            "years_of_practice": census.years_of_practice, "phone": census.phone,
+            "whatsapp": census.whatsapp, "contact_email": census.contact_email,
+            "public_channels": census.public_channels, "card_number": census.card_number,
+            "issuing_chamber": census.issuing_chamber,
+            "card_photo": census.card_photo.name if census.card_photo else "",
+            "status": census.status, "rejection_reason": census.rejection_reason,
+            "submitted_at": census.submitted_at, "reviewed_at": census.reviewed_at,
+        }
+    for product in Product.objects.filter(artisan=user).prefetch_related("photos").order_by("id"):
+        data["products"].append({
+            "id": product.pk, "title": product.title, "description": product.description,
+            "price_dzd": product.price_dzd, "materials": product.materials,
+            "availability": product.availability, "labels": product.labels, "status": product.status,
+            "created_at": product.created_at, "photos": [p.image.name for p in product.photos.all()],
+        })
+    for post in ExchangePost.objects.filter(author=user).select_related("wilaya").order_by("id"):
+        data["exchange_posts"].append({
+            "id": post.pk, "kind": post.kind, "material": post.material, "detail": post.detail,
+            "quantity": str(post.quantity), "unit": post.unit, "wilaya": post.wilaya.code,
+            "price_dzd": post.price_dzd, "barter": post.barter, "expires_at": post.expires_at,
+            "closed": post.closed, "created_at": post.created_at,
+        })
+    for message in Message.objects.filter(author=user, deleted_at__isnull=True).order_by("id").iterator():
+        data["messages"].append({
+            "room": message.room_id, "seq": message.seq, "text": message.text,
+            "created_at": message.created_at, "edited_at": message.edited_at,
+        })
+    for note in Notification.objects.filter(user=user).order_by("id"):
+        data["notifications"].append(
+            {"kind": note.kind, "data": note.data, "created_at": note.created_at, "read_at": note.read_at}
+        )
+    # Round-trip through the encoder so callers get plain JSON types.
+    result: dict[str, Any] = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    return result
+
+
+def account_delete(*, user: User, password: str | None = None) -> None:
+    """Delete `user`'s account for good.
+
+    Removed: the account, profile, census record (and card photo), products
+    (and their photos), exchange posts, memberships, reactions, notifications,
+    answers to gatherings, reports he filed. Kept: his messages in rooms, with
+    no author (the rooms show them as from a deleted member), so the
+    conversations of others stay readable; direct rooms stay for the other
+    member. Files are deleted once the deletion commits. When `password` is
+    given it must be the account's (`forbidden` otherwise).
+    """
+    if password is not None and not user.check_password(password):
+        raise HirfaError(ErrorCode.FORBIDDEN, _("The password is not right."), field="password")
+    with transaction.atomic():
+        files: list[tuple[Storage, str]] = []
+        census = Census.objects.filter(user=user).first()
+        if census is not None and census.card_photo:
+            files.append((census.card_photo.storage, census.card_photo.name))
+        for photo in ProductPhoto.objects.filter(product__artisan=user):
+            files += [(photo.image.storage, photo.image.name), (photo.thumbnail.storage, photo.thumbnail.name)]
+        profile = getattr(user, "profile", None)
+        if profile is not None and profile.avatar:
+            files.append((profile.avatar.storage, profile.avatar.name))
+        ProductReport.objects.filter(Q(reporter=user)).delete()
+        User.objects.filter(pk=user.pk).delete()
+        for storage, name in files:
+            _delete_on_commit(storage, name)

@@ -1,0 +1,560 @@
+"""Pages of the registry. Views only translate: read the request, call one service or
+selector, render. A refused action shows the service's message (translated when it
+was raised) and changes nothing; what one may not see is a 404.
+
+Storefronts, product pages, the directory and the public census are readable
+without an account (links shared on social networks must show their preview);
+everything that writes, and card data, needs one.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from hub.errors import ErrorCode, HirfaError
+from hub.models import ArtisanProfile, Trade, User, Wilaya
+from hub.registry import census_map, selectors, services
+from hub.registry.models import (
+    Availability,
+    Census,
+    ContactChannel,
+    ExchangeKind,
+    Material,
+    ProductReport,
+    ProductStatus,
+    ProvenanceLabel,
+    Unit,
+    VerificationStatus,
+    WorkshopKind,
+)
+
+
+def _user(request: HttpRequest) -> User:
+    return request.user  # type: ignore[return-value]
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _refused(request: HttpRequest, error: HirfaError) -> None:
+    messages.error(request, error.message)
+
+
+def _not_found(error: HirfaError) -> Http404:
+    return Http404(error.message)
+
+
+# --- census and verification -------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def census_me(request: HttpRequest) -> HttpResponse:
+    """The artisan's census record (public part) and his card's verification."""
+    user = _user(request)
+    if request.method == "POST":
+        action = request.POST.get("action", "census")
+        try:
+            if action == "card":
+                upload = request.FILES.get("card_photo")
+                if upload is None:
+                    raise HirfaError(ErrorCode.EMPTY, _("Attach a photo of your card."), field="card_photo")
+                services.verification_submit(
+                    user=user,
+                    card_number=request.POST.get("card_number", ""),
+                    issuing_chamber=request.POST.get("issuing_chamber", ""),
+                    card_photo=upload,
+                )
+                messages.success(request, _("Your card is sent; a moderator of your wilaya will review it."))
+            else:
+                services.census_update(
+                    user=user,
+                    commune=request.POST.get("commune", ""),
+                    workshop_kind=request.POST.get("workshop_kind", WorkshopKind.INDIVIDUAL),
+                    years_of_practice=_int(request.POST.get("years_of_practice")),
+                    phone=request.POST.get("phone", ""),
+                    whatsapp=request.POST.get("whatsapp", ""),
+                    contact_email=request.POST.get("contact_email", ""),
+                    public_channels=request.POST.getlist("public_channels"),
+                )
+                messages.success(request, _("Your census record is saved."))
+        except HirfaError as error:
+            _refused(request, error)
+        else:
+            return redirect("registry_me")
+    census = services.census_ensure(user=user)
+    return render(
+        request,
+        "registry/census_me.html",
+        {
+            "census": census,
+            "workshop_kinds": WorkshopKind.choices,
+            "channels": ContactChannel.choices,
+            "statuses": VerificationStatus,
+            "form": request.POST if request.method == "POST" else None,
+        },
+    )
+
+
+@login_required
+@require_GET
+def card_photo(request: HttpRequest, user_id: int) -> HttpResponse:
+    """The photo of an artisan's card, for him and the moderators who review him only."""
+    census = Census.objects.filter(user_id=user_id).first()
+    if census is None or not census.card_photo or not selectors.card_visible(viewer=_user(request), census=census):
+        raise Http404(_("Not found."))
+    response = FileResponse(census.card_photo.open("rb"))
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+@require_GET
+def review_queue(request: HttpRequest) -> HttpResponse:
+    """The moderators' queue: cards to review and reported products of their wilayas."""
+    user = _user(request)
+    if not selectors.user_reviews_any(user=user):
+        raise Http404(_("Not found."))
+    return render(
+        request,
+        "registry/review.html",
+        {
+            "cards": selectors.verification_queue(moderator=user),
+            "reports": selectors.product_reports_open(moderator=user),
+        },
+    )
+
+
+@login_required
+@require_POST
+def review_card(request: HttpRequest, user_id: int) -> HttpResponse:
+    try:
+        services.verification_review(
+            moderator=_user(request), artisan_id=user_id,
+            approve=request.POST.get("decision") == "approve", reason=request.POST.get("reason", ""),
+        )
+    except HirfaError as error:
+        if error.code == ErrorCode.NOT_FOUND:
+            raise _not_found(error) from error
+        _refused(request, error)
+    else:
+        messages.success(request, _("Review saved."))
+    return redirect("registry_review")
+
+
+@login_required
+@require_POST
+def review_report(request: HttpRequest, report_id: int) -> HttpResponse:
+    try:
+        services.product_report_resolve(
+            moderator=_user(request), report_id=report_id, hide=request.POST.get("action") == "hide"
+        )
+    except HirfaError as error:
+        raise _not_found(error) from error
+    messages.success(request, _("Report handled."))
+    return redirect("registry_review")
+
+
+# --- directory ---------------------------------------------------------------------------
+
+
+def _search_args(params: Any) -> dict[str, Any]:
+    verified = params.get("verified")
+    return {
+        "query": params.get("q", "")[: selectors.QUERY_MAX_CHARS],
+        "trade_id": _int(params.get("trade")),
+        "wilaya_id": _int(params.get("wilaya")),
+        "language": params.get("language") or None,
+        "verified": True if verified == "1" else False if verified == "0" else None,
+        "page": _int(params.get("page")) or 1,
+    }
+
+
+@require_GET
+def directory(request: HttpRequest) -> HttpResponse:
+    """Search artisans by name, trade, wilaya, language and verification."""
+    args = _search_args(request.GET)
+    result = selectors.artisan_search(**args)
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "registry/directory.html",
+        {
+            "result": result,
+            "args": args,
+            "trades": Trade.objects.order_by("name_fr"),
+            "wilayas": Wilaya.objects.filter(parent__isnull=True).order_by("code"),
+            "languages": ArtisanProfile.Language.choices,
+            "base_query": query.urlencode(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def contact(request: HttpRequest, username: str) -> HttpResponse:
+    """Open the direct room with an artisan and go there."""
+    other = User.objects.filter(username=username, is_active=True).first()
+    if other is None:
+        raise Http404(_("No such artisan."))
+    try:
+        room = services.artisan_contact(user=_user(request), artisan_id=other.pk)
+    except HirfaError as error:
+        _refused(request, error)
+        return redirect("registry_storefront", username=username)
+    return redirect("room", room_id=room.pk)
+
+
+# --- storefront and products -------------------------------------------------------------
+
+
+@require_GET
+def storefront(request: HttpRequest, username: str) -> HttpResponse:
+    """An artisan's public page and his products; his own drafts when he looks himself."""
+    own = request.user.is_authenticated and request.user.get_username() == username
+    try:
+        store = selectors.storefront(
+            username=username, page=_int(request.GET.get("page")) or 1, include_unpublished=own
+        )
+    except HirfaError as error:
+        raise _not_found(error) from error
+    first_photo = next((p.photos.all()[0] for p in store.products if p.photos.all()), None)
+    return render(
+        request,
+        "registry/storefront.html",
+        {
+            "store": store,
+            "own": own,
+            "og_image": request.build_absolute_uri(first_photo.image.url) if first_photo else "",
+            "canonical": request.build_absolute_uri(reverse("registry_storefront", args=[username])),
+        },
+    )
+
+
+@require_GET
+def product_page(request: HttpRequest, product_id: int) -> HttpResponse:
+    """A product's page with its Open Graph tags (photo, price) for shared links."""
+    viewer = _user(request) if request.user.is_authenticated else None
+    try:
+        product = selectors.product_public(product_id=product_id, viewer=viewer)
+    except HirfaError as error:
+        raise _not_found(error) from error
+    photos = list(product.photos.all())
+    labels = dict(ProvenanceLabel.choices)
+    return render(
+        request,
+        "registry/product.html",
+        {
+            "product": product,
+            "photos": photos,
+            "labels": [labels.get(code, code) for code in product.labels],
+            "own": viewer is not None and viewer.pk == product.artisan_id,
+            "og_image": request.build_absolute_uri(photos[0].image.url) if photos else "",
+            "canonical": request.build_absolute_uri(reverse("registry_product", args=[product.pk])),
+            "report_reasons": ProductReport.Reason.choices,
+        },
+    )
+
+
+def _product_fields(request: HttpRequest) -> dict[str, Any]:
+    price = request.POST.get("price_dzd", "").strip()
+    on_request = request.POST.get("price_on_request") == "1" or not price
+    price_value = None
+    if not on_request:
+        price_value = _int(price)
+        if price_value is None:
+            raise HirfaError(ErrorCode.INVALID, _("A price is a positive amount of dinars."), field="price_dzd")
+    return {
+        "title": request.POST.get("title", ""),
+        "description": request.POST.get("description", ""),
+        "price_dzd": price_value,
+        "materials": request.POST.get("materials", ""),
+        "availability": request.POST.get("availability", Availability.IN_STOCK),
+        "labels": request.POST.getlist("labels"),
+        "status": request.POST.get("status", ProductStatus.PUBLISHED),
+    }
+
+
+def _product_form(request: HttpRequest, product: Any = None, status: int = 200) -> HttpResponse:
+    return render(
+        request,
+        "registry/product_form.html",
+        {
+            "product": product,
+            "form": request.POST if request.method == "POST" else None,
+            "availabilities": Availability.choices,
+            "label_choices": ProvenanceLabel.choices,
+            "statuses": [(s, lbl) for s, lbl in ProductStatus.choices if s != ProductStatus.HIDDEN],
+        },
+        status=status,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def product_new(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            product = services.product_create(
+                user=_user(request), photos=request.FILES.getlist("photos"), **_product_fields(request)
+            )
+        except HirfaError as error:
+            _refused(request, error)
+            return _product_form(request, status=400)
+        return redirect("registry_product", product_id=product.pk)
+    return _product_form(request)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def product_edit(request: HttpRequest, product_id: int) -> HttpResponse:
+    user = _user(request)
+    try:
+        product = selectors.product_public(product_id=product_id, viewer=user)
+        if product.artisan_id != user.pk:
+            raise HirfaError(ErrorCode.NOT_FOUND, _("No such product."))
+    except HirfaError as error:
+        raise _not_found(error) from error
+    if request.method == "POST":
+        try:
+            if request.POST.get("action") == "delete":
+                services.product_delete(user=user, product_id=product.pk)
+                messages.success(request, _("Product deleted."))
+                return redirect("registry_storefront", username=user.username)
+            services.product_update(user=user, product_id=product.pk, **_product_fields(request))
+            for upload in request.FILES.getlist("photos"):
+                services.product_photo_add(user=user, product_id=product.pk, upload=upload)
+        except HirfaError as error:
+            _refused(request, error)
+            return _product_form(request, product, status=400)
+        return redirect("registry_product", product_id=product.pk)
+    return _product_form(request, product)
+
+
+@login_required
+@require_POST
+def product_order(request: HttpRequest, product_id: int) -> HttpResponse:
+    """An order request: the direct room with the artisan, the product's link posted first."""
+    try:
+        room = services.order_request(
+            user=_user(request), product_id=product_id,
+            product_url=request.build_absolute_uri(reverse("registry_product", args=[product_id])),
+            note=request.POST.get("note", ""),
+        )
+    except HirfaError as error:
+        if error.code == ErrorCode.NOT_FOUND:
+            raise _not_found(error) from error
+        _refused(request, error)
+        return redirect("registry_product", product_id=product_id)
+    return redirect("room", room_id=room.pk)
+
+
+@login_required
+@require_POST
+def product_report(request: HttpRequest, product_id: int) -> HttpResponse:
+    try:
+        services.product_report(
+            user=_user(request), product_id=product_id,
+            reason=request.POST.get("reason", ""), text=request.POST.get("text", ""),
+        )
+    except HirfaError as error:
+        if error.code == ErrorCode.NOT_FOUND:
+            raise _not_found(error) from error
+        _refused(request, error)
+    else:
+        messages.success(request, _("Thank you: the moderators will look at it."))
+    return redirect("registry_product", product_id=product_id)
+
+
+# --- exchange ----------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def exchange(request: HttpRequest) -> HttpResponse:
+    """The raw-materials board: browse offers and needs, publish one."""
+    user = _user(request)
+    if request.method == "POST":
+        try:
+            days = _int(request.POST.get("days")) or 30
+            services.exchange_post(
+                user=user,
+                kind=request.POST.get("kind", ""),
+                material=request.POST.get("material", ""),
+                detail=request.POST.get("detail", ""),
+                quantity=request.POST.get("quantity", "") or "0",
+                unit=request.POST.get("unit", ""),
+                wilaya_id=_int(request.POST.get("wilaya")) or 0,
+                price_dzd=_int(request.POST.get("price_dzd")),
+                barter=request.POST.get("barter") == "1",
+                expires_at=timezone.now() + timedelta(days=days),
+            )
+        except HirfaError as error:
+            _refused(request, error)
+        else:
+            messages.success(request, _("Published. Matching artisans nearby are told."))
+            return redirect("registry_exchange")
+    kind = request.GET.get("kind") or None
+    material = request.GET.get("material") or None
+    wilaya_id = _int(request.GET.get("wilaya"))
+    page = _int(request.GET.get("page")) or 1
+    rows, has_next = selectors.exchange_board(kind=kind, material=material, wilaya_id=wilaya_id, page=page)
+    profile = getattr(user, "profile", None)
+    return render(
+        request,
+        "registry/exchange.html",
+        {
+            "rows": rows, "has_next": has_next, "page": page,
+            "kind": kind, "material": material, "wilaya_id": wilaya_id,
+            "kinds": ExchangeKind.choices, "materials": Material.choices, "units": Unit.choices,
+            "wilayas": Wilaya.objects.filter(parent__isnull=True).order_by("code"),
+            "my_wilaya": profile.wilaya_id if profile else None,
+        },
+    )
+
+
+@login_required
+@require_POST
+def exchange_close(request: HttpRequest, post_id: int) -> HttpResponse:
+    try:
+        services.exchange_close(user=_user(request), post_id=post_id)
+    except HirfaError as error:
+        raise _not_found(error) from error
+    return redirect("registry_exchange")
+
+
+@login_required
+@require_POST
+def exchange_reply(request: HttpRequest, post_id: int) -> HttpResponse:
+    """Reply to a post: the direct room with its author."""
+    post = selectors.exchange_post_open(post_id=post_id)
+    if post is None:
+        raise Http404(_("No such post."))
+    try:
+        room = services.artisan_contact(user=_user(request), artisan_id=post.author_id)
+    except HirfaError as error:
+        _refused(request, error)
+        return redirect("registry_exchange")
+    return redirect("room", room_id=room.pk)
+
+
+# --- census figures and map --------------------------------------------------------------
+
+
+def _map_svg() -> str:
+    wilayas = {w.code: census_map.MapWilaya(w.code, w.name) for w in Wilaya.objects.all() if w.is_in_force()}
+    parents = dict(census_map.REFORM_PARENTS)
+    for w in Wilaya.objects.filter(parent__isnull=False).select_related("parent"):
+        if not w.is_in_force():
+            parents[w.code] = w.parent.code  # type: ignore[union-attr]
+    return census_map.render_svg(
+        counts=selectors.counts_by_wilaya_code(),
+        wilayas=wilayas,
+        parents=parents,
+        title=_("Artisans registered by wilaya"),
+        legend_title=_("Artisans"),
+        none_label=_("none yet"),
+        attribution=_("Boundaries © OpenStreetMap contributors (ODbL)"),
+        count_label=_("%(name)s: %(n)d artisans"),
+    )
+
+
+@require_GET
+def census_public(request: HttpRequest) -> HttpResponse:
+    """The aggregated census: counts and the map; no names, no card data."""
+    stats = selectors.census_stats()
+    return render(
+        request,
+        "registry/census.html",
+        {"stats": stats, "map_svg": _map_svg(), "dashboard": False,
+         "max_month": max((n for _m, n in stats.by_month), default=0)},
+    )
+
+
+@login_required
+@require_GET
+def census_dashboard(request: HttpRequest) -> HttpResponse:
+    """The moderators' dashboard: the public figures plus the queue's size and their artisans."""
+    user = _user(request)
+    if not selectors.user_reviews_any(user=user):
+        raise Http404(_("Not found."))
+    stats = selectors.census_stats()
+    return render(
+        request,
+        "registry/census.html",
+        {
+            "stats": stats, "map_svg": _map_svg(), "dashboard": True,
+            "pending": len(selectors.verification_queue(moderator=user)),
+            "max_month": max((n for _m, n in stats.by_month), default=0),
+        },
+    )
+
+
+@require_GET
+@cache_control(max_age=300)
+def census_map_svg(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(_map_svg(), content_type="image/svg+xml; charset=utf-8")
+
+
+@require_GET
+def census_csv(request: HttpRequest) -> HttpResponse:
+    """The aggregated counts as CSV: one row per wilaya and per trade."""
+    stats = selectors.census_stats()
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="hirfa-census.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["dimension", "code", "name", "artisans", "verified"])
+    for row in stats.by_wilaya:
+        writer.writerow(["wilaya", row.code, row.name, row.total, row.verified])
+    for row in stats.by_trade:
+        writer.writerow(["trade", row.code, row.name, row.total, row.verified])
+    for month, n in stats.by_month:
+        writer.writerow(["month", month.strftime("%Y-%m"), "", n, ""])
+    return response
+
+
+# --- privacy -----------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def export_my_data(request: HttpRequest) -> HttpResponse:
+    data = services.account_export(user=_user(request))
+    response = JsonResponse(data, json_dumps_params={"ensure_ascii": False, "indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="hirfa-{request.user.get_username()}.json"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete_my_account(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            services.account_delete(user=_user(request), password=request.POST.get("password", ""))
+        except HirfaError as error:
+            _refused(request, error)
+        else:
+            logout(request)
+            messages.success(request, _("Your account is deleted."))
+            return redirect("home")
+    return render(request, "registry/delete.html", {})
+

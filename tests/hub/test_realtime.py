@@ -1,0 +1,269 @@
+"""The live delivery path: per-process fan-out, the direct daphne writer, and
+closing a socket that cannot keep up (4010) instead of buffering for it."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import socket
+from collections import deque
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from hub import consumers, realtime
+from hub.errors import CloseCode
+
+
+class Recorder:
+    """A local subscriber that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, str]] = []
+        self.lost = 0
+
+    def deliver(self, group: str, text: str) -> None:
+        self.got.append((group, text))
+
+    def bus_lost(self) -> None:
+        self.lost += 1
+
+
+async def _wait_for(predicate: Any, seconds: float = 10) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+
+
+# --- fan-out -------------------------------------------------------------------------
+
+
+async def test_one_publish_reaches_every_local_socket_once() -> None:
+    with override_settings(REDIS_URL=""):
+        realtime.reset_backend()
+        try:
+            fan = realtime.fanout()
+            subs = [Recorder() for _ in range(300)]
+            for sub in subs:
+                await fan.join("room.41", sub)
+            outsider = Recorder()
+            await fan.join("room.42", outsider)
+            realtime.publish_now("room.41", '{"type":"message","id":1}')
+            await _wait_for(lambda: all(s.got for s in subs))
+            assert all(s.got == [("room.41", '{"type":"message","id":1}')] for s in subs)
+            assert outsider.got == []
+            for sub in subs:
+                await fan.leave("room.41", sub)
+            await fan.leave("room.42", outsider)
+            assert not fan.has("room.41")
+        finally:
+            realtime.reset_backend()
+
+
+def _redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    if not url and os.environ.get("CI") != "true":
+        pytest.skip("REDIS_URL is not set: no Redis to test the bus against")
+    return url
+
+
+@pytest.mark.redis
+async def test_redis_bus_delivers_after_an_idle_period_longer_than_5_seconds() -> None:
+    """redis-py 8 defaults to a 5 s socket timeout, which killed idle subscriptions (channels_redis 422)."""
+    url = _redis_url()
+    with override_settings(REDIS_URL=url):
+        realtime.reset_backend()
+        try:
+            fan = realtime.Fanout(asyncio.get_running_loop())
+            first, second = Recorder(), Recorder()
+            group = f"room.{os.getpid()}0917"
+            await fan.join(group, first)
+            await fan.join(group, second)
+            await asyncio.sleep(6.5)
+            realtime.publish_now(group, "after the silence")
+            await _wait_for(lambda: first.got and second.got)
+            assert first.got == [(group, "after the silence")]
+            assert second.got == [(group, "after the silence")]
+            assert first.lost == 0 and second.lost == 0
+            await fan.leave(group, first)
+            await fan.leave(group, second)
+            if fan._reader is not None:
+                fan._reader.cancel()
+        finally:
+            realtime.reset_backend()
+
+
+# --- the direct daphne writer, with real autobahn framing and a real kernel socket ---------
+
+
+class FakeTwistedTransport:
+    """The attributes of twisted.internet.tcp.Server that DirectSocket reads, over a real socket."""
+
+    TLS = False
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket = sock
+        self.dataBuffer = b""
+        self.offset = 0
+        self._tempDataBuffer: list[bytes] = []
+        self._tempDataLen = 0
+        self.disconnecting = False
+
+    def write(self, data: bytes) -> None:
+        self._tempDataBuffer.append(data)
+        self._tempDataLen += len(data)
+
+
+def _daphne_send(sock: socket.socket) -> tuple[Any, Any]:
+    """A send callable shaped like daphne's: partial(Server.handle_reply, protocol)."""
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+    from autobahn.websocket.protocol import TrafficStats
+    from daphne.server import Server
+
+    server = Server.__new__(Server)
+    server.connections = {}
+    protocol = WebSocketServerProtocol()
+    protocol.factory = WebSocketServerFactory()
+    protocol.state = WebSocketServerProtocol.STATE_OPEN
+    protocol.send_queue = deque()
+    protocol._perMessageCompress = None
+    protocol.transport = FakeTwistedTransport(sock)
+    # What autobahn's connectionMade would set up, for sendPreparedMessage's bookkeeping.
+    protocol.trafficStats = TrafficStats()
+    protocol.peer = "tcp:127.0.0.1:0"
+    protocol.logOctets = False
+    server.connections[protocol] = {}
+    return functools.partial(server.handle_reply, protocol), protocol
+
+
+def _read_text_frames(sock: socket.socket, count: int) -> list[str]:
+    sock.settimeout(5)
+    data = b""
+    texts: list[str] = []
+    while len(texts) < count:
+        data += sock.recv(65536)
+        while len(data) >= 2:
+            length = data[1] & 0x7F
+            head = 2
+            if length == 126:
+                length, head = int.from_bytes(data[2:4], "big"), 4
+            elif length == 127:
+                length, head = int.from_bytes(data[2:10], "big"), 10
+            if len(data) < head + length:
+                break
+            assert data[0] == 0x81  # a final text frame, unmasked (server to client)
+            texts.append(data[head : head + length].decode())
+            data = data[head + length :]
+    return texts
+
+
+def test_direct_socket_is_found_behind_daphne_send_and_frames_text() -> None:
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    try:
+        send, protocol = _daphne_send(left)
+        direct = realtime.DirectSocket.find(send)
+        assert direct is not None
+        texts = ['{"type":"message","text":"سلام"}', "x" * 200, "y" * 70000]
+        for text in texts:
+            assert direct.write(text)
+        assert _read_text_frames(right, 3) == texts
+        assert direct.backlog() == 0
+        protocol.state = protocol.STATE_CLOSING
+        assert not direct.write("late")
+    finally:
+        left.close()
+        right.close()
+
+
+def test_direct_socket_is_not_used_for_other_servers() -> None:
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    assert realtime.DirectSocket.find(send) is None
+    assert realtime.DirectSocket.find(functools.partial(send)) is None
+
+
+# --- the consumer's outbox ------------------------------------------------------------
+
+
+def _bare_consumer(send: Any) -> tuple[consumers.HubConsumer, list[int]]:
+    consumer = consumers.HubConsumer()
+    consumer.base_send = send
+    consumer.outbox = deque()
+    consumer.closing = False
+    consumer.wake = asyncio.Event()
+    closed: list[int] = []
+
+    async def close(code: int | None = None) -> None:
+        closed.append(code)  # type: ignore[arg-type]
+
+    consumer.close = close  # type: ignore[method-assign]
+    return consumer, closed
+
+
+async def test_a_slow_reader_is_closed_with_4010_instead_of_buffering(monkeypatch: Any) -> None:
+    """Daphne's send never blocks: the unsent bytes in the transport reveal the slow reader."""
+    monkeypatch.setattr(consumers, "_SEND_BACKLOG_MAX", [256 * 1024])
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+    try:
+        send, protocol = _daphne_send(left)
+        consumer, closed = _bare_consumer(send)
+        text = '{"type":"message","text":"' + "z" * 1000 + '"}'
+        pushed = 0
+        for _ in range(10_000):  # bounded: the kernel buffer fills after a few hundred
+            consumer.push(text)
+            pushed += 1
+            if consumer.closing:
+                break
+        await asyncio.sleep(0)
+        assert closed == [int(CloseCode.TOO_SLOW_RESUME)]
+        assert pushed < 10_000
+        held = realtime.DirectSocket.find(send).backlog()  # type: ignore[union-attr]
+        assert held is not None and held <= 256 * 1024 + len(text) + 16
+        consumer.push(text)  # nothing more is taken once closing
+        assert protocol.transport._tempDataLen == held
+    finally:
+        left.close()
+        right.close()
+
+
+async def test_a_full_outbox_closes_with_4010_when_the_transport_is_unknown(monkeypatch: Any) -> None:
+    monkeypatch.setattr(consumers, "_SEND_QUEUE_MAX", [50])
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    consumer, closed = _bare_consumer(send)
+    for i in range(51):  # no await: the writer cannot drain in between
+        consumer.push(f"frame {i}")
+    await asyncio.sleep(0)
+    assert closed == [int(CloseCode.TOO_SLOW_RESUME)]
+    assert consumer.closing and not consumer.outbox
+
+
+async def test_frames_keep_their_order_through_the_outbox() -> None:
+    sent: list[str] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        await asyncio.sleep(0)
+        sent.append(message["text"])
+
+    consumer, closed = _bare_consumer(send)
+    writer = asyncio.get_running_loop().create_task(consumer._writer())
+    try:
+        for i in range(100):
+            consumer.push(str(i))
+            if i % 7 == 0:
+                await asyncio.sleep(0)
+        await _wait_for(lambda: len(sent) == 100)
+        assert sent == [str(i) for i in range(100)]
+        assert closed == []
+    finally:
+        writer.cancel()
