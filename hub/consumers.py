@@ -57,7 +57,7 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         translation.activate(_socket_language(self.scope))
         await self.accept()
         if self.user is None or not self.user.is_authenticated:
-            await self.close(code=CloseCode.UNAUTHENTICATED)
+            await self.close(code=int(CloseCode.UNAUTHENTICATED))
             return
         loop = asyncio.get_running_loop()
         self.tasks.append(loop.create_task(self._writer(), name=f"writer-{self.conn_id}"))

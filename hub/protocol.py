@@ -318,6 +318,7 @@ class Subscribed(ServerFrame):
     unread: int
     more: bool = False
     online: list[Author] = []
+    online_count: int = 0
 
 
 class Unsubscribed(ServerFrame):
@@ -362,6 +363,7 @@ class PresenceList(ServerFrame):
     ref: str | None = None
     room: int
     online: list[Author]
+    online_count: int = 0
 
 
 class Unread(ServerFrame):

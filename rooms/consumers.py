@@ -78,7 +78,6 @@ class RoomFrames:
 
     def room_frames_init(self) -> None:
         self.rooms: dict[int, RoomSub] = {}
-        self.presence_task: asyncio.Task[None] | None = None
 
     def room_handlers(self) -> dict[str, Callable[[Any], Awaitable[None]]]:
         return {
@@ -134,8 +133,6 @@ class RoomFrames:
             await self._presence_leave(room_id)
 
     async def room_frames_close(self) -> None:
-        if self.presence_task is not None:
-            self.presence_task.cancel()
         for room_id in list(self.rooms):
             await self._drop_room(room_id)
 
@@ -148,8 +145,6 @@ class RoomFrames:
                 realtime.room_group(room_id),
                 protocol.encode(PresenceOut(room=room_id, user=author, online=True)),
             )
-        if self.presence_task is None:
-            self.presence_task = asyncio.get_running_loop().create_task(self._presence_refresh())
 
     async def _presence_leave(self, room_id: int) -> None:
         try:
@@ -161,14 +156,6 @@ class RoomFrames:
                 )
         except Exception:
             log.warning("presence removal failed for room %s", room_id, exc_info=True)
-
-    async def _presence_refresh(self) -> None:
-        while True:
-            await asyncio.sleep(PRESENCE_REFRESH_SECONDS)
-            try:
-                await presence_store().refresh(list(self.rooms), self.user.pk, self.conn_id)
-            except Exception:
-                log.warning("presence refresh failed", exc_info=True)
 
     # --- handlers -----------------------------------------------------------------
 
@@ -199,7 +186,8 @@ class RoomFrames:
         if not sub.in_presence:
             sub.in_presence = True
             await self._presence_join(room_id)
-        online = await _authors(await presence_store().online(room_id))
+        online_ids, online_count = await presence_store().online(room_id)
+        online = await _authors(online_ids)
         self.emit(  # type: ignore[attr-defined]
             Subscribed(
                 ref=frame.ref,
@@ -210,6 +198,7 @@ class RoomFrames:
                 unread=state["unread"],
                 more=state["more"],
                 online=online,
+                online_count=online_count,
             )
         )
         sub.replaying = False
@@ -300,8 +289,9 @@ class RoomFrames:
 
     async def on_presence(self, frame: protocol.Presence) -> None:
         await _db(selectors.room_access)(user=self.user, room_id=frame.room)
-        online = await _authors(await presence_store().online(frame.room))
-        self.emit(PresenceList(ref=frame.ref, room=frame.room, online=online))  # type: ignore[attr-defined]
+        online_ids, online_count = await presence_store().online(frame.room)
+        online = await _authors(online_ids)
+        self.emit(PresenceList(ref=frame.ref, room=frame.room, online=online, online_count=online_count))  # type: ignore[attr-defined]
 
 
 def _rev_of(text: str) -> int | None:

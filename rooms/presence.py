@@ -1,28 +1,33 @@
 """Who is online in each room, right across several server processes.
 
 Each open subscription is one entry (room, user, connection) with an expiry
-that the connection refreshes; a server that dies stops refreshing and its
-entries lapse. `add` and `remove` answer whether the user's first connection
+that its process refreshes (one pipeline for all its entries); a server that
+dies stops refreshing and its entries lapse. `add` and `remove` answer whether the user's first connection
 to the room opened or his last one closed, which is when a presence event is due.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from typing import Protocol
 
 from django.conf import settings
 
+log = logging.getLogger(__name__)
+
 ENTRY_TTL_SECONDS = 90
+REFRESH_SECONDS = 30
+ONLINE_LIST_MAX = 100
 
 
 class PresenceStore(Protocol):
     async def add(self, room_id: int, user_id: int, conn_id: str) -> bool: ...
     async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool: ...
-    async def refresh(self, room_ids: list[int], user_id: int, conn_id: str) -> None: ...
-    async def online(self, room_id: int) -> list[int]: ...
+    async def online(self, room_id: int, limit: int = ONLINE_LIST_MAX) -> tuple[list[int], int]:
+        """Up to `limit` online user ids, and how many are online in all."""
 
 
 class LocalPresence:
@@ -48,11 +53,9 @@ class LocalPresence:
             self._rooms.pop(room_id, None)
         return True
 
-    async def refresh(self, room_ids: list[int], user_id: int, conn_id: str) -> None:
-        return None
-
-    async def online(self, room_id: int) -> list[int]:
-        return sorted(self._rooms.get(room_id, {}))
+    async def online(self, room_id: int, limit: int = ONLINE_LIST_MAX) -> tuple[list[int], int]:
+        users = sorted(self._rooms.get(room_id, {}))
+        return users[:limit], len(users)
 
 
 class RedisPresence:
@@ -62,6 +65,8 @@ class RedisPresence:
         import redis.asyncio as aioredis
 
         self._redis = aioredis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self._entries: set[tuple[int, int, str]] = set()
+        self._refresher: asyncio.Task[None] | None = None
 
     @staticmethod
     def _keys(room_id: int, user_id: int) -> tuple[str, str]:
@@ -79,36 +84,55 @@ class RedisPresence:
             pipe.zadd(room_key, {str(user_id): expiry})
             pipe.expire(room_key, ENTRY_TTL_SECONDS * 2)
             result = await pipe.execute()
+        self._entries.add((room_id, user_id, conn_id))
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
         return int(result[2]) == 1
 
     async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool:
         room_key, user_key = self._keys(room_id, user_id)
         now = time.time()
+        self._entries.discard((room_id, user_id, conn_id))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(user_key, conn_id)
             pipe.zremrangebyscore(user_key, "-inf", now)
             pipe.zcard(user_key)
-            removed, _, left = await pipe.execute()
+            removed, _expired, left = await pipe.execute()
         if removed and int(left) == 0:
             await self._redis.zrem(room_key, str(user_id))
             return True
         return False
 
-    async def refresh(self, room_ids: list[int], user_id: int, conn_id: str) -> None:
-        expiry = time.time() + ENTRY_TTL_SECONDS
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for room_id in room_ids:
-                room_key, user_key = self._keys(room_id, user_id)
-                pipe.zadd(user_key, {conn_id: expiry})
-                pipe.expire(user_key, ENTRY_TTL_SECONDS * 2)
-                pipe.zadd(room_key, {str(user_id): expiry})
-                pipe.expire(room_key, ENTRY_TTL_SECONDS * 2)
-            await pipe.execute()
+    async def _refresh_forever(self) -> None:
+        while self._entries:
+            await asyncio.sleep(REFRESH_SECONDS)
+            try:
+                await self.refresh_all()
+            except Exception:
+                log.warning("presence refresh failed", exc_info=True)
 
-    async def online(self, room_id: int) -> list[int]:
-        room_key, _ = self._keys(room_id, 0)
-        members = await self._redis.zrangebyscore(room_key, time.time(), "+inf")
-        return sorted(int(m) for m in members)
+    async def refresh_all(self) -> None:
+        """Push back the expiry of every entry of this process, 500 to a pipeline."""
+        expiry = time.time() + ENTRY_TTL_SECONDS
+        entries = list(self._entries)
+        for start in range(0, len(entries), 500):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for room_id, user_id, conn_id in entries[start : start + 500]:
+                    room_key, user_key = self._keys(room_id, user_id)
+                    pipe.zadd(user_key, {conn_id: expiry})
+                    pipe.expire(user_key, ENTRY_TTL_SECONDS * 2)
+                    pipe.zadd(room_key, {str(user_id): expiry})
+                    pipe.expire(room_key, ENTRY_TTL_SECONDS * 2)
+                await pipe.execute()
+
+    async def online(self, room_id: int, limit: int = ONLINE_LIST_MAX) -> tuple[list[int], int]:
+        room_key, _user_key = self._keys(room_id, 0)
+        now = time.time()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(room_key, now, "+inf", start=0, num=limit)
+            pipe.zcount(room_key, now, "+inf")
+            members, count = await pipe.execute()
+        return sorted(int(m) for m in members), int(count)
 
 
 _stores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceStore]" = (

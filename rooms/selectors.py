@@ -3,7 +3,9 @@ answers a missing room and a room the user may not read with the same error."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
@@ -30,11 +32,16 @@ from rooms.models import (
 class RoomAccess:
     room: Room
     membership: Membership | None
-    can_moderate: bool
+    user: User
 
     @property
     def follows(self) -> bool:
         return self.membership is not None and self.membership.active
+
+    @cached_property
+    def can_moderate(self) -> bool:
+        """Whether the user moderates this room (computed on first use: it costs a query)."""
+        return user_moderates(user=self.user, room=self.room, membership=self.membership)
 
 
 def author_of(user: User | None) -> Author | None:
@@ -77,11 +84,7 @@ def room_access(*, user: User, room_id: int) -> RoomAccess:
         raise HirfaError(ErrorCode.NOT_FOUND, _("No such room."), room=room_id)
     if not room.is_public and (membership is None or not membership.active):
         raise HirfaError(ErrorCode.NOT_FOUND, _("No such room."), room=room_id)
-    return RoomAccess(
-        room=room,
-        membership=membership,
-        can_moderate=user_moderates(user=user, room=room, membership=membership),
-    )
+    return RoomAccess(room=room, membership=membership, user=user)
 
 
 def _messages_with_details(qs: QuerySet[Message]) -> QuerySet[Message]:
@@ -91,19 +94,28 @@ def _messages_with_details(qs: QuerySet[Message]) -> QuerySet[Message]:
     )
 
 
-def message_frame(message: Message) -> MessageOut:
-    """The message's whole state as the protocol sends it."""
+def message_frame(
+    message: Message,
+    *,
+    reactions: Iterable[Reaction] | None = None,
+    attachments: Iterable[Attachment] | None = None,
+) -> MessageOut:
+    """The message's whole state as the protocol sends it.
+
+    `reactions` and `attachments` default to the message's own (prefetch them);
+    a caller that knows them (a message just created has none) passes them.
+    """
     deleted = message.deleted_at is not None
-    reactions: dict[str, list[int]] = {}
-    attachments: list[AttachmentOut] = []
+    reaction_map: dict[str, list[int]] = {}
+    attachment_list: list[AttachmentOut] = []
     if not deleted:
-        for reaction in message.reactions.all():
-            reactions.setdefault(reaction.emoji, []).append(reaction.user_id)
-        attachments = [
+        for reaction in message.reactions.all() if reactions is None else reactions:
+            reaction_map.setdefault(reaction.emoji, []).append(reaction.user_id)
+        attachment_list = [
             AttachmentOut(
                 id=a.pk, url=a.image.url, thumb=a.thumbnail.url, width=a.width, height=a.height
             )
-            for a in message.attachments.all()
+            for a in (message.attachments.all() if attachments is None else attachments)
         ]
     return MessageOut(
         room=message.room_id,
@@ -114,8 +126,8 @@ def message_frame(message: Message) -> MessageOut:
         text="" if deleted else message.text,
         reply_to=message.reply_to_seq,
         mentions=[] if deleted else list(message.mentions),
-        reactions=reactions,
-        attachments=attachments,
+        reactions=reaction_map,
+        attachments=attachment_list,
         created_at=message.created_at.isoformat(),
         edited_at=message.edited_at.isoformat() if message.edited_at else None,
         deleted=deleted,

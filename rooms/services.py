@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from hub import realtime
@@ -65,16 +65,21 @@ def _clean_text(text: str, *, allow_empty: bool = False) -> str:
     return text
 
 
-def _next_rev(room_id: int, *, new_message: bool) -> Room:
-    """Lock the room row and take its next rev (and next seq for a new message)."""
-    room = Room.objects.select_for_update().get(pk=room_id)
-    room.last_rev += 1
-    fields = ["last_rev"]
-    if new_message:
-        room.last_seq += 1
-        fields.append("last_seq")
-    room.save(update_fields=fields)
-    return room
+def _next_rev(room_id: int, *, new_message: bool) -> tuple[int, int]:
+    """Take the room's next rev (and next seq for a new message): (seq, rev).
+
+    One UPDATE … RETURNING: it locks the room's row until the transaction ends,
+    so revs are handed out in commit order per room.
+    """
+    seq_step = 1 if new_message else 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Room._meta.db_table} SET last_seq = last_seq + %s, last_rev = last_rev + 1 "
+            "WHERE id = %s RETURNING last_seq, last_rev",
+            [seq_step, room_id],
+        )
+        seq, rev = cursor.fetchone()
+    return int(seq), int(rev)
 
 
 def _publish_message(message: Message) -> MessageOut:
@@ -177,25 +182,29 @@ def message_post(
         with transaction.atomic():
             if room.is_public and not access.follows:
                 room_follow(user=user, room_id=room.pk)
-            locked = _next_rev(room.pk, new_message=True)
+            seq, rev = _next_rev(room.pk, new_message=True)
             mentioned = _mentioned_users(room=room, text=text, author=user)
             message = Message.objects.create(
-                room=locked,
-                seq=locked.last_seq,
-                rev=locked.last_rev,
+                room=room,
+                seq=seq,
+                rev=rev,
                 author=user,
                 client_id=client_id,
                 text=text,
-                reply_to_seq=reply_to if reply_to and reply_to < locked.last_seq else None,
+                reply_to_seq=reply_to if reply_to and reply_to < seq else None,
                 mentions=[u.pk for u in mentioned],
             )
             if attachments:
                 Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(
                     message=message
                 )
+                frame = _publish_message(message)
+            else:
+                # A new message has no reactions nor attachments: no need to read it back.
+                frame = message_frame(message, reactions=(), attachments=())
+                realtime.publish_on_commit(realtime.room_group(room.pk), frame)
             # The author has read his own message.
-            Membership.objects.filter(room=locked, user=user).update(last_read_seq=locked.last_seq)
-            frame = _publish_message(message)
+            Membership.objects.filter(room=room, user=user).update(last_read_seq=seq)
             for target in mentioned:
                 notification_create(
                     user=target,
@@ -229,9 +238,8 @@ def message_edit(*, user: User, room_id: int, seq: int, text: str) -> MessageOut
             raise HirfaError(ErrorCode.NOT_FOUND, _("No such message."), room=room_id, id=seq)
         if member_is_muted(access.membership):
             raise HirfaError(ErrorCode.MUTED, _("You are muted in this room."), room=room_id)
-        room = _next_rev(access.room.pk, new_message=False)
+        _seq, message.rev = _next_rev(access.room.pk, new_message=False)
         message.text = text
-        message.rev = room.last_rev
         message.edited_at = timezone.now()
         message.save(update_fields=["text", "rev", "edited_at"])
         return _publish_message(message)
@@ -248,8 +256,7 @@ def message_delete(*, user: User, room_id: int, seq: int) -> MessageOut:
             )
         if message.deleted_at is not None:
             return message_frame(message)
-        room = _next_rev(access.room.pk, new_message=False)
-        message.rev = room.last_rev
+        _seq, message.rev = _next_rev(access.room.pk, new_message=False)
         message.deleted_at = timezone.now()
         message.deleted_by = user
         message.save(update_fields=["rev", "deleted_at", "deleted_by"])
@@ -280,8 +287,7 @@ def reaction_set(*, user: User, room_id: int, seq: int, emoji: str, on: bool) ->
             changed = bool(Reaction.objects.filter(message=message, user=user, emoji=emoji).delete()[0])
         if not changed:
             return message_frame(message)
-        room = _next_rev(access.room.pk, new_message=False)
-        message.rev = room.last_rev
+        _seq, message.rev = _next_rev(access.room.pk, new_message=False)
         message.save(update_fields=["rev"])
         return _publish_message(message)
 

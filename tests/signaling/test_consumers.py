@@ -188,9 +188,12 @@ async def test_host_lobby_admit_mute_remove_and_ice_restart(embedded_sfu, close_
     state = await n.wait_for("meeting_state", lambda f: any(p["host_muted"] == ["mic"] and p["connected"] for p in f["participants"]))
     assert len(state["participants"]) == 2
 
-    # a second socket of the same member takes over
+    # the lobby holds karim until a host denies him
     k = await client(karim, "karim")
-    await k.join(meeting_id)  # karim waits? no: admitted only via lobby
+    await k.send({"type": "meeting_join", "meeting": meeting_id})
+    await k.wait_for("meeting_lobby")
+    await n.send({"type": "meeting_host", "meeting": meeting_id, "action": "deny", "user": karim.pk})
+    assert (await k.wait_for("meeting_ended"))["reason"] == "denied"
     await n.send({"type": "meeting_host", "meeting": meeting_id, "action": "remove", "user": amina.pk})
     ended = await a.wait_for("meeting_ended")
     assert ended["reason"] == "removed"
