@@ -178,6 +178,8 @@ STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("HIRFA_MEDIA_ROOT", DATA_DIR / "media"))
+# Files only views that check permissions may serve (artisan-card photos); never under MEDIA_ROOT.
+PRIVATE_MEDIA_ROOT = Path(os.environ.get("HIRFA_PRIVATE_MEDIA_ROOT", DATA_DIR / "private"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
 

@@ -11,6 +11,7 @@ by accident; every read of them goes through `hub.registry.selectors`.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -18,6 +19,14 @@ from django.utils.translation import gettext_lazy as _
 
 from hub.models import Wilaya
 
+
+
+
+def private_storage() -> FileSystemStorage:
+    """Storage outside MEDIA_ROOT, for files only permission-checked views serve."""
+    from django.conf import settings
+
+    return FileSystemStorage(location=settings.PRIVATE_MEDIA_ROOT, base_url=None)
 
 class WorkshopKind(models.TextChoices):
     INDIVIDUAL = "individual", _("Individual workshop")
@@ -57,7 +66,10 @@ class Census(models.Model):
     # Confidential: the artisan and the moderators of his wilaya only.
     card_number = models.CharField(_("artisan card number"), max_length=32, blank=True)
     issuing_chamber = models.CharField(_("issuing chamber"), max_length=120, blank=True)
-    card_photo = models.ImageField(_("photo of the card"), upload_to="registry/cards/", blank=True)
+    # Outside MEDIA_ROOT: the web server never serves it; only the checked view does.
+    card_photo = models.ImageField(
+        _("photo of the card"), upload_to="cards/", storage=private_storage, blank=True
+    )
     status = models.CharField(
         _("verification"), max_length=16, choices=VerificationStatus.choices,
         default=VerificationStatus.NONE, db_index=True,

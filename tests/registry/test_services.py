@@ -4,6 +4,7 @@ sees card data, products and reports, order requests, the exchange and its match
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -32,6 +33,15 @@ def test_a_submitted_card_is_pending_with_a_reencoded_photo(amina):
     assert census.card_number == "13/0421-B"
     assert census.card_photo.name.endswith(".jpg")
     assert census.submitted_at is not None
+
+
+def test_the_card_photo_is_stored_outside_the_public_media_root(amina, settings):
+    census = submit(amina)
+    stored = Path(census.card_photo.path).resolve()
+    assert stored.is_file()
+    assert stored.is_relative_to(Path(settings.PRIVATE_MEDIA_ROOT).resolve())
+    assert not stored.is_relative_to(Path(settings.MEDIA_ROOT).resolve())
+    stored.unlink()
 
 
 def test_the_wilayas_moderator_approves_and_the_artisan_is_told(amina, karim):
