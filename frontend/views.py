@@ -21,10 +21,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from frontend import selectors as page_selectors
-from frontend.i18n import js_strings
+from frontend.i18n import js_strings, meeting_js_strings
 from hub.errors import ErrorCode, HirfaError
 from rooms import selectors, services
 from rooms.models import RoomKind
+from signaling import selectors as meeting_selectors
 
 INITIAL_MESSAGES = 30
 MEMBERS_SHOWN = 60
@@ -161,6 +162,7 @@ def room(request: HttpRequest, room_id: int) -> HttpResponse:
         "directUrl": reverse("direct_open"),
         "reactions": REACTIONS,
         "messages": [m.model_dump(mode="json") for m in history],
+        "meetingUrl": reverse("meeting", args=[access.room.pk]),
     }
     return render(
         request,
@@ -175,6 +177,8 @@ def room(request: HttpRequest, room_id: int) -> HttpResponse:
             "config": config,
             "i18n": js_strings(),
             "moderates": access.can_moderate or page_selectors.user_moderates_any(user=request.user),
+            "slow_mode_choices": _slow_mode_choices() if access.can_moderate else [],
+            "may_start_meeting": _may_start_meeting(access),
         },
     )
 
@@ -201,6 +205,35 @@ def room_leave(request: HttpRequest, room_id: int) -> HttpResponse:
     else:
         messages.success(request, _("You left the room."))
     return _back(request, reverse("rooms"))
+
+
+SLOW_MODE_CHOICES = (0, 10, 30, 60, 300)
+
+
+def _slow_mode_choices() -> list[tuple[int, str]]:
+    return [
+        (0, _("Off")),
+        (10, _("One message every 10 seconds")),
+        (30, _("One message every 30 seconds")),
+        (60, _("One message a minute")),
+        (300, _("One message every 5 minutes")),
+    ]
+
+
+@login_required
+@require_POST
+def room_slow_mode(request: HttpRequest, room_id: int) -> HttpResponse:
+    """Moderators: set the room's slow mode."""
+    seconds = _int(request.POST.get("seconds"))
+    try:
+        if seconds not in SLOW_MODE_CHOICES:
+            raise HirfaError(ErrorCode.INVALID, _("Choose a slow mode from the list."))
+        services.slow_mode_set(moderator=request.user, room_id=room_id, seconds=seconds)
+    except HirfaError as exc:
+        messages.error(request, _error_text(exc))
+    else:
+        messages.success(request, _("Slow mode updated."))
+    return redirect("room", room_id=room_id)
 
 
 @login_required
@@ -262,3 +295,58 @@ def report_resolve(request: HttpRequest, report_id: int) -> HttpResponse:
         else:
             messages.success(request, _("The report was dismissed."))
     return redirect("moderation")
+
+
+def _may_start_meeting(access: selectors.RoomAccess) -> bool:
+    """Moderators start meetings in guild and region rooms, any member in groups and direct rooms
+    (the rule of ``signaling.services.meeting_start``)."""
+    return access.can_moderate or not access.room.is_public
+
+
+@login_required
+@require_GET
+def meeting(request: HttpRequest, room_id: int) -> HttpResponse:
+    """A room's live meeting: device choice before joining, then the call (static/hirfa/meeting.js).
+
+    A room the user may not read is a 404. The host controls are rendered only
+    for a host of the live meeting, or, when none is live, for whoever may start
+    one (he hosts what he starts); the client still shows them only once the
+    server says ``meeting_joined.host``.
+    """
+    try:
+        access = selectors.room_access(user=request.user, room_id=room_id)
+    except HirfaError as exc:
+        raise Http404(_("No such room.")) from exc
+    live = meeting_selectors.live_meeting(room_id=room_id)
+    may_start = _may_start_meeting(access)
+    if live is not None:
+        host = meeting_selectors.meeting_is_host(user=request.user, meeting=live, access=access)
+    else:
+        host = may_start
+    title = access.room.display_title()
+    if access.room.kind == RoomKind.DIRECT:
+        title = _direct_title(request.user, room_id)
+    config: dict[str, Any] = {
+        "room": access.room.pk,
+        "me": request.user.pk,
+        "meName": request.user.display_name,
+        "host": host,
+        "mayStart": may_start,
+        "live": live.pk if live is not None else None,
+        "roomUrl": reverse("room", args=[access.room.pk]),
+        "loginUrl": resolve_url(settings.LOGIN_URL),
+    }
+    return render(
+        request,
+        "frontend/meeting.html",
+        {
+            "room": access.room,
+            "title": title,
+            "host": host,
+            "may_start": may_start,
+            "live": live,
+            "config": config,
+            "i18n": meeting_js_strings(),
+            "moderates": access.can_moderate or page_selectors.user_moderates_any(user=request.user),
+        },
+    )

@@ -132,6 +132,15 @@ class GroupIn(Schema):
     members: list[int] = Field(default_factory=list, max_length=200)
 
 
+class SlowModeIn(Schema):
+    seconds: int = Field(ge=0, le=3600)
+
+
+class SlowModeOut(Schema):
+    room: int
+    slow_mode_seconds: int
+
+
 class ReportOut(Schema):
     id: int
     room: int
@@ -271,6 +280,15 @@ def room_follow(request: HttpRequest, room_id: int) -> FollowOut:
 def room_leave(request: HttpRequest, room_id: int) -> FollowOut:
     services.room_leave(user=_user(request), room_id=room_id)
     return FollowOut(room=room_id, follows=False)
+
+
+@router.post(
+    "/rooms/{int:room_id}/slow-mode", response={200: SlowModeOut, **ERRORS}, summary="Set slow mode"
+)
+def slow_mode(request: HttpRequest, room_id: int, payload: SlowModeIn) -> SlowModeOut:
+    """Moderators: allow each member one message every `seconds` (0 turns slow mode off)."""
+    room = services.slow_mode_set(moderator=_user(request), room_id=room_id, seconds=payload.seconds)
+    return SlowModeOut(room=room.pk, slow_mode_seconds=room.slow_mode_seconds)
 
 
 @router.post("/rooms/direct", response={200: RoomRef, **ERRORS}, summary="Open a direct room")

@@ -29,16 +29,23 @@ def _publish_room_frame(meeting: Meeting) -> None:
 
 
 def meeting_start(
-    *, user: User, room_id: int, video_codec: str = VideoCodecChoice.VP8, lobby: bool = False
+    *,
+    user: User,
+    room_id: int,
+    video_codec: str = VideoCodecChoice.VP8,
+    lobby: bool = False,
+    start_allowed: bool = False,
 ) -> MeetingOut:
     """Start the room's meeting, or return the one already live (unchanged).
 
     Moderators start meetings in guild and region rooms; any member in a
     private group or a direct room. Raises ``not_found`` (room not readable)
-    or ``forbidden``.
+    or ``forbidden``. ``start_allowed``: the caller has already decided that
+    ``user`` may start it (a gathering's Join, ``hub.gatherings.services``);
+    the room must still be readable.
     """
     access = room_access(user=user, room_id=room_id)
-    if access.room.is_public and not access.can_moderate:
+    if access.room.is_public and not access.can_moderate and not start_allowed:
         raise HirfaError(ErrorCode.FORBIDDEN, _("Only moderators start meetings in this room."))
     if video_codec not in VideoCodecChoice.values:
         raise HirfaError(ErrorCode.INVALID, _("Unknown video codec."))

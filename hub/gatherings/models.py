@@ -163,3 +163,27 @@ class FeedToken(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gathering_feed")
     token = models.CharField(max_length=64, unique=True, default=_new_token)
     created_at = models.DateTimeField(default=timezone.now)
+
+
+class OccurrenceMeeting(models.Model):
+    """The live meeting opened for one occurrence (keyed by its original start).
+
+    The meeting's attendance (`signaling.models.Attendance`) is the occurrence's.
+    An occurrence may have several meetings (one ends when everybody leaves and a
+    later Join opens another); a meeting serves at most one occurrence.
+    """
+
+    gathering = models.ForeignKey(Gathering, on_delete=models.CASCADE, related_name="meetings")
+    occurrence_start = models.DateTimeField()
+    meeting = models.OneToOneField(
+        "signaling.Meeting", on_delete=models.CASCADE, related_name="gathering_occurrence"
+    )
+    opened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    opened_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("meeting of an occurrence")
+        verbose_name_plural = _("meetings of occurrences")
+        indexes = [models.Index(fields=["gathering", "occurrence_start"])]

@@ -24,6 +24,7 @@ from hub.gatherings.models import (
     FeedToken,
     Gathering,
     OccurrenceException,
+    OccurrenceMeeting,
     Rsvp,
     RsvpStatus,
     Visibility,
@@ -31,6 +32,7 @@ from hub.gatherings.models import (
 from hub.models import User
 from rooms.models import Membership, RoomKind
 from rooms.selectors import user_moderates
+from signaling.models import Attendance, Meeting
 
 NOT_FOUND_MESSAGE = "No such gathering."
 GATHERING_ROOM_KINDS = (RoomKind.GUILD, RoomKind.REGION, RoomKind.GUILD_REGION)
@@ -199,6 +201,8 @@ class AgendaItem:
     gathering: Gathering
     occurrence: Occurrence
     my_status: str | None
+    #: Join is open now and `user` may enter the occurrence's meeting.
+    can_join: bool = False
 
 
 def agenda(
@@ -230,6 +234,7 @@ def agenda(
         ).values_list("gathering_id", flat=True)
     )
     items: list[AgendaItem] = []
+    now = timezone.now()
     for g in gatherings:
         series, per_occurrence = answers.get(g.pk, (None, {}))
         for occ in gathering_occurrences(
@@ -242,7 +247,10 @@ def agenda(
                 RsvpStatus.WAITLISTED,
             ):
                 continue
-            items.append(AgendaItem(gathering=g, occurrence=occ, my_status=status))
+            can_join = occurrence_joinable(occurrence=occ, now=now) and occurrence_may_join(
+                user=user, gathering=g, original_start=occ.original_start
+            )
+            items.append(AgendaItem(gathering=g, occurrence=occ, my_status=status, can_join=can_join))
     # Some moves may fall before `after`-filtered starts; order once at the end.
     items.sort(key=lambda i: (i.occurrence.start, i.gathering.pk))
     return items
@@ -344,3 +352,229 @@ def gatherings_of_member(*, user: User) -> QuerySet[Gathering]:
         user=user, status__in=[RsvpStatus.GOING, RsvpStatus.MAYBE, RsvpStatus.WAITLISTED]
     ).values("gathering_id")
     return gatherings_visible(user=user).filter(Q(pk__in=answered) | Q(hosts=user)).distinct()
+
+
+# --- live meetings ---------------------------------------------------------------------
+#
+# A gathering opens the live meeting of its room (`services.occurrence_meeting_open`) and
+# links it to the occurrence (`OccurrenceMeeting`). Signaling keeps its own rules for
+# who reads the room; the two hooks below narrow them for a gathering's meeting:
+# `meeting_join_check` (who may enter) and `meeting_hosted_by_gathering` (who hosts).
+
+
+def gathering_is_host(*, user: User, gathering: Gathering) -> bool:
+    """Whether `user` is one of the gathering's hosts."""
+    return bool(user.is_authenticated) and gathering.hosts.filter(pk=user.pk).exists()
+
+
+def gathering_hosts_or_manages(*, user: User, gathering: Gathering) -> bool:
+    """The gathering's hosts and the moderators of its room (and admins)."""
+    return gathering_is_host(user=user, gathering=gathering) or gathering_can_manage(
+        user=user, gathering=gathering
+    )
+
+
+def occurrence_may_join(*, user: User, gathering: Gathering, original_start: datetime) -> bool:
+    """Whether `user` may enter the live meeting of one occurrence.
+
+    Yes for admins, the room's active members, the gathering's hosts, the room's
+    moderators, and whoever's answer for that occurrence (or the series) is `going`.
+    Never for someone banned from the room or an inactive account. A `maybe` or a
+    place on the waitlist is not enough for someone outside the room.
+    """
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_superuser or user.is_staff:
+        return True
+    membership = Membership.objects.filter(room_id=gathering.room_id, user=user).first()
+    if membership is not None and membership.banned:
+        return False
+    if membership is not None and membership.active:
+        return True
+    if gathering_is_host(user=user, gathering=gathering):
+        return True
+    if user_moderates(user=user, room=gathering.room, membership=membership):
+        return True
+    original_start = original_start.astimezone(UTC)
+    rows = Rsvp.objects.filter(gathering=gathering, user=user).filter(
+        Q(occurrence_start__isnull=True) | Q(occurrence_start=original_start)
+    )
+    answer = effective_rsvps(gathering=gathering, original_start=original_start, rows=rows).get(user.pk)
+    return answer is not None and answer.status == RsvpStatus.GOING
+
+
+def meeting_occurrence(*, meeting_id: int) -> OccurrenceMeeting | None:
+    """The occurrence a meeting was opened for, or None for a meeting of the room alone."""
+    return (
+        OccurrenceMeeting.objects.select_related("gathering", "gathering__room")
+        .filter(meeting_id=meeting_id)
+        .first()
+    )
+
+
+def meeting_hosted_by_gathering(*, user: User, meeting: Meeting) -> bool:
+    """Whether `user` hosts `meeting` because he hosts the gathering it was opened for.
+
+    Hook for `signaling.selectors.meeting_is_host`: the gathering's hosts are the
+    meeting's hosts (the room's moderators already are). False for a meeting opened
+    for no gathering.
+    """
+    gathering_id = (
+        OccurrenceMeeting.objects.filter(meeting_id=meeting.pk).values_list("gathering_id", flat=True).first()
+    )
+    if gathering_id is None or not user.is_authenticated:
+        return False
+    return Gathering.hosts.through.objects.filter(gathering_id=gathering_id, user_id=user.pk).exists()
+
+
+def meeting_join_check(*, user: User, meeting: Meeting) -> None:
+    """Raises `forbidden` when `meeting` was opened for an occurrence that `user` may not
+    join (`occurrence_may_join`); does nothing for a meeting opened for no gathering.
+
+    Hook for `signaling.selectors.meeting_join_ticket`, after its room check: a guild
+    or region room is readable by everyone signed in, but its gathering's meeting is for
+    the room's members, the hosts and moderators, and those going.
+    """
+    link = meeting_occurrence(meeting_id=meeting.pk)
+    if link is None:
+        return
+    if not occurrence_may_join(user=user, gathering=link.gathering, original_start=link.occurrence_start):
+        raise HirfaError(
+            ErrorCode.FORBIDDEN,
+            _("This meeting is for the room's members and those going to the gathering."),
+            gathering=link.gathering_id,
+        )
+
+
+@dataclass(frozen=True)
+class AttendanceRow:
+    """One member's presence in an occurrence's meeting(s)."""
+
+    user_id: int
+    name: str
+    #: His answer for the occurrence (None: he did not answer).
+    answer: str | None
+    first_joined: datetime
+    #: None while he is still in the meeting.
+    last_left: datetime | None
+    #: Time present (overlapping stays counted once).
+    duration: timedelta
+    #: How many times he entered.
+    sessions: int
+
+
+@dataclass(frozen=True)
+class NoShow:
+    user_id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class AttendanceSummary:
+    """Who came to one occurrence, for how long, and who said he was going but did not come.
+
+    Counted from the `signaling.models.Attendance` rows of the meetings opened for the
+    occurrence, each stay clipped to start no earlier than the opening of Join (10
+    minutes before the start); a stay still open counts until `now`. `duration` is how
+    long a meeting of the occurrence was live (overlaps counted once), clipped alike.
+    """
+
+    gathering_id: int
+    occurrence: Occurrence
+    #: The occurrence has ended.
+    over: bool
+    meetings: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration: timedelta
+    attendees: list[AttendanceRow]
+    no_shows: list[NoShow]
+    going: int
+
+
+def _union_length(spans: list[tuple[datetime, datetime]]) -> timedelta:
+    total = timedelta(0)
+    current: tuple[datetime, datetime] | None = None
+    for a, b in sorted(spans):
+        if current is None or a > current[1]:
+            if current is not None:
+                total += current[1] - current[0]
+            current = (a, b)
+        else:
+            current = (current[0], max(current[1], b))
+    if current is not None:
+        total += current[1] - current[0]
+    return total
+
+
+def occurrence_attendance(
+    *, user: User, gathering_id: int, original_start: datetime, now: datetime | None = None
+) -> AttendanceSummary:
+    """The attendance summary of one occurrence (see `AttendanceSummary`), for the gathering's
+    hosts and the room's moderators; others who see the gathering get `forbidden`, the rest
+    `not_found`."""
+    now = now or timezone.now()
+    gathering = gathering_get(user=user, gathering_id=gathering_id)
+    if not gathering_hosts_or_manages(user=user, gathering=gathering):
+        raise HirfaError(ErrorCode.FORBIDDEN, _("Only the hosts see the attendance."))
+    occ = occurrence_get(gathering=gathering, original_start=original_start)
+    opens, _closes = occurrence_join_window(occurrence=occ)
+    meetings = {
+        link.meeting_id: link.meeting
+        for link in OccurrenceMeeting.objects.select_related("meeting").filter(
+            gathering=gathering, occurrence_start=occ.original_start
+        )
+    }
+    meeting_spans: list[tuple[datetime, datetime]] = []
+    for m in meetings.values():
+        a, b = max(m.started_at, opens), min(m.ended_at or now, now)
+        if b > a:
+            meeting_spans.append((a, b))
+    stays: dict[int, list[tuple[datetime, datetime, bool]]] = {}
+    users: dict[int, User] = {}
+    for row in (
+        Attendance.objects.filter(meeting_id__in=list(meetings))
+        .select_related("user", "user__profile")
+        .order_by("joined_at", "id")
+    ):
+        meeting = meetings[row.meeting_id]
+        still_in = row.left_at is None and meeting.ended_at is None
+        end = row.left_at or meeting.ended_at or now
+        a, b = max(row.joined_at, opens), min(end, now)
+        if b < a:
+            continue
+        users[row.user_id] = row.user
+        stays.setdefault(row.user_id, []).append((a, b, still_in))
+    answers = effective_rsvps(gathering=gathering, original_start=occ.original_start)
+    attendees = [
+        AttendanceRow(
+            user_id=uid,
+            name=users[uid].display_name,
+            answer=answers[uid].status if uid in answers else None,
+            first_joined=min(a for a, _b, _s in spans),
+            last_left=None if any(s for _a, _b, s in spans) else max(b for _a, b, _s in spans),
+            duration=_union_length([(a, b) for a, b, _s in spans]),
+            sessions=len(spans),
+        )
+        for uid, spans in stays.items()
+    ]
+    attendees.sort(key=lambda r: (r.first_joined, r.user_id))
+    going = [uid for uid, r in answers.items() if r.status == RsvpStatus.GOING]
+    absent = {u.pk: u for u in User.objects.filter(pk__in=[u for u in going if u not in stays]).select_related("profile")}
+    no_shows = sorted(
+        (NoShow(user_id=uid, name=u.display_name) for uid, u in absent.items()), key=lambda n: (n.name, n.user_id)
+    )
+    return AttendanceSummary(
+        gathering_id=gathering.pk,
+        occurrence=occ,
+        over=now >= occ.end,
+        meetings=len(meeting_spans),
+        started_at=min((a for a, _b in meeting_spans), default=None),
+        ended_at=None
+        if any(m.ended_at is None for m in meetings.values())
+        else max((b for _a, b in meeting_spans), default=None),
+        duration=_union_length(meeting_spans),
+        attendees=attendees,
+        no_shows=no_shows,
+        going=len(going),
+    )

@@ -27,6 +27,7 @@ from hub.gatherings.models import (
     FeedToken,
     Gathering,
     OccurrenceException,
+    OccurrenceMeeting,
     Rsvp,
     RsvpStatus,
     Visibility,
@@ -35,6 +36,7 @@ from hub.gatherings.notify import member_notify
 from hub.gatherings.selectors import Occurrence
 from hub.models import User
 from rooms.selectors import room_access
+from signaling.services import meeting_start
 
 MAX_DURATION = timedelta(hours=12)
 LANGUAGES = ("", "ar", "fr", "en", "ber")
@@ -643,3 +645,77 @@ def feed_token_revoke(*, user: User) -> FeedToken:
     with transaction.atomic():
         FeedToken.objects.filter(user=user).delete()
         return FeedToken.objects.create(user=user)
+
+
+# --- live meetings -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenedMeeting:
+    """The live meeting a member was let into for one occurrence."""
+
+    meeting_id: int
+    room_id: int
+    gathering_id: int
+    occurrence: str
+    #: He hosts it (a host of the gathering, a moderator of the room, an admin).
+    host: bool
+
+
+def occurrence_meeting_open(
+    *, user: User, gathering_id: int, original_start: datetime, now: datetime | None = None
+) -> OpenedMeeting:
+    """Open the live meeting of one occurrence: the live meeting of the gathering's room,
+    started if there is none, linked to the occurrence so that its attendance is the
+    occurrence's (`OccurrenceMeeting`).
+
+    Guarantees: only inside the join window (10 minutes before the start to the end:
+    `invalid` otherwise, naming when it opens); only for those who may join
+    (`selectors.occurrence_may_join`: `forbidden` otherwise); never for a cancelled
+    occurrence or gathering (`conflict`); a gathering one may not see is `not_found`.
+    Idempotent and safe under concurrency: while the meeting is live every call returns
+    the same meeting. When the room's live meeting already serves another occurrence
+    (two gatherings of one room overlapping), `conflict`.
+    """
+    now = now or timezone.now()
+    gathering = selectors.gathering_get(user=user, gathering_id=gathering_id)
+    occ = selectors.occurrence_get(gathering=gathering, original_start=original_start)
+    if occ.cancelled:
+        raise HirfaError(ErrorCode.CONFLICT, _("This occurrence is cancelled."), occurrence=occ.key)
+    if not selectors.occurrence_joinable(occurrence=occ, now=now):
+        opens, _closes = selectors.occurrence_join_window(occurrence=occ)
+        if now < opens:
+            raise HirfaError(
+                ErrorCode.INVALID,
+                _("Join opens 10 minutes before the start."),
+                occurrence=occ.key,
+                opens=opens.isoformat(),
+            )
+        raise HirfaError(ErrorCode.INVALID, _("This occurrence is over."), occurrence=occ.key)
+    if not selectors.occurrence_may_join(user=user, gathering=gathering, original_start=occ.original_start):
+        raise HirfaError(
+            ErrorCode.FORBIDDEN,
+            _("This meeting is for the room's members and those going to the gathering."),
+            occurrence=occ.key,
+        )
+    # The caller's right to start comes from the gathering, not from moderating the room.
+    started = meeting_start(user=user, room_id=gathering.room_id, start_allowed=True)
+    if started.meeting is None:  # ended between its start and this read: never expected
+        raise HirfaError(ErrorCode.CONFLICT, _("The meeting could not be opened; try again."))
+    link, _created = OccurrenceMeeting.objects.get_or_create(
+        meeting_id=started.meeting,
+        defaults={"gathering": gathering, "occurrence_start": occ.original_start, "opened_by": user},
+    )
+    if link.gathering_id != gathering.pk or link.occurrence_start != occ.original_start:
+        raise HirfaError(
+            ErrorCode.CONFLICT,
+            _("Another gathering's meeting is live in this room; try again when it ends."),
+            occurrence=occ.key,
+        )
+    return OpenedMeeting(
+        meeting_id=started.meeting,
+        room_id=gathering.room_id,
+        gathering_id=gathering.pk,
+        occurrence=occ.key,
+        host=selectors.gathering_hosts_or_manages(user=user, gathering=gathering),
+    )

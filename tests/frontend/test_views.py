@@ -150,6 +150,24 @@ def test_moderator_controls_are_hidden_from_members(client, amina, karim, guild)
     assert reverse("moderation") in moderator_page.content.decode()
 
 
+def test_moderators_set_slow_mode_from_the_room_page(client, amina, karim, guild):
+    client.force_login(amina)
+    assert 'id="slow-mode-form"' not in client.get(reverse("room", args=[guild.pk])).content.decode()
+    client.post(reverse("room_slow_mode", args=[guild.pk]), {"seconds": "30"})
+    guild.refresh_from_db()
+    assert guild.slow_mode_seconds == 0
+
+    client.force_login(karim)
+    assert 'id="slow-mode-form"' in client.get(reverse("room", args=[guild.pk])).content.decode()
+    response = client.post(reverse("room_slow_mode", args=[guild.pk]), {"seconds": "30"})
+    assert response.status_code == 302
+    guild.refresh_from_db()
+    assert guild.slow_mode_seconds == 30
+    client.post(reverse("room_slow_mode", args=[guild.pk]), {"seconds": "12345"})
+    guild.refresh_from_db()
+    assert guild.slow_mode_seconds == 30
+
+
 def test_message_a_member_opens_the_direct_room(client, amina, yacine, guild):
     client.force_login(amina)
     page = client.get(reverse("room", args=[guild.pk])).content.decode()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from hub.errors import HirfaError
 from django.test import Client
 
 from hub.models import Notification
@@ -204,6 +206,22 @@ def test_follow_and_leave(world):
     assert not Membership.objects.get(room_id=weavers, user=world["amina"]).active
     refused = post(client, f"/api/rooms/{world['secret'].pk}/follow")
     assert refused.status_code == 404 and refused.json()["code"] == "not_found"
+
+
+def test_slow_mode_is_set_by_moderators_only(world):
+    guild = world["guild"].pk
+    refused = post(client_for(world["amina"]), f"/api/rooms/{guild}/slow-mode", {"seconds": 30})
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    factories.moderator_of(world["yacine"], trade_=world["pottery"])
+    moderator = client_for(world["yacine"])
+    done = post(moderator, f"/api/rooms/{guild}/slow-mode", {"seconds": 30})
+    assert done.json() == {"room": guild, "slow_mode_seconds": 30}
+    too_long = post(moderator, f"/api/rooms/{guild}/slow-mode", {"seconds": 7200})
+    assert too_long.status_code == 422
+    say(world["amina"], world["guild"], "first", "s1")
+    with pytest.raises(HirfaError) as exc:
+        say(world["amina"], world["guild"], "second", "s2")
+    assert exc.value.code == "slow_mode"
 
 
 def test_direct_room(world):

@@ -203,12 +203,6 @@ async def test_host_lobby_admit_mute_remove_and_ice_restart(embedded_sfu, close_
     assert live_peer_connections() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the aiortc test client that subscribes to video and publishes video in one "
-    "negotiation never starts its video sender (its __connect stops after the audio sender); "
-    "see the report",
-)
 async def test_a_late_publisher_video_reaches_an_earlier_participant(embedded_sfu, close_sfu_after):
     _room, meeting_id, nadia, amina, *_ = await guild_meeting()
     n = await client(nadia, "nadia")
@@ -216,7 +210,9 @@ async def test_a_late_publisher_video_reaches_an_earlier_participant(embedded_sf
     a = await client(amina, "amina")
     await a.join(meeting_id)
     try:
+        # amina's first answer both receives nadia's camera and publishes her own
         await wait_until(lambda: len(n.frames_from(amina.pk, "camera")) >= 10, what="nadia sees amina", timeout=15)
+        await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= 10, what="amina sees nadia", timeout=15)
     finally:
         await n.close()
         await a.close()

@@ -20,6 +20,7 @@ from typing import Any
 from av import AudioFrame, VideoFrame
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AUDIO_PTIME, MediaStreamTrack, VideoStreamTrack
+from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from signaling.sfu import Offer, Participant, SlotDirection, TrackSlot, TrackSource
 from signaling.sfu.aiortc_hooks import AssembledFrame, HostCandidatePolicy, configure_host_candidates, tap_receiver
@@ -79,13 +80,26 @@ class ToneAudioTrack(MediaStreamTrack):
         return frame
 
 
+def client_peer_connection() -> RTCPeerConnection:
+    """A client peer connection that bundles everything on one transport, as browsers do.
+
+    aiortc's default policy (``balanced``) must not be used against the SFU:
+    when one offer holds two m-lines of the same kind (e.g. a subscription to
+    someone's camera and the slot for one's own camera), aiortc 1.16 puts the
+    second one on the transport of the first *before* BUNDLE is applied, and
+    BUNDLE then only moves transceivers not yet marked bundled. The second
+    m-line keeps a transport that was just stopped: its sender never starts.
+    """
+    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+
+
 @dataclass
 class ClientPeer:
     """A participant's browser, in process."""
 
     name: str
     tracks: dict[TrackSource, MediaStreamTrack] = field(default_factory=dict)
-    pc: RTCPeerConnection = field(default_factory=lambda: RTCPeerConnection(RTCConfiguration(iceServers=[])))
+    pc: RTCPeerConnection = field(default_factory=client_peer_connection)
     #: mid -> frames received on it, and mid -> what the last offer said it carries
     received: dict[str, list[AssembledFrame]] = field(default_factory=dict)
     slots: dict[str, TrackSlot] = field(default_factory=dict)

@@ -179,3 +179,20 @@ async def test_leaving_renegotiates_and_reuses_the_slot(sfu: Sfu) -> None:
     assert len(karim.pc.getTransceivers()) == 1, "the idle m-line was not reused"
     await sessions[0].client.close()
     await close_all(sfu, sessions[1:])
+
+
+async def test_a_first_answer_that_receives_and_publishes_video_sends_it(sfu: Sfu) -> None:
+    """Two m-lines of each kind in one offer (regression: the client's video sender never started)."""
+    meeting = sfu.meeting("guild-both-ways")
+    nadia = ClientPeer("nadia", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()})
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()})
+    sessions = [await join(meeting, nadia, TrackSource.CAMERA, TrackSource.MICROPHONE)]
+    sessions.append(await join(meeting, amina, TrackSource.CAMERA, TrackSource.MICROPHONE))
+    assert sessions[1].negotiations == 1, "amina's subscriptions and publications were not in one offer"
+    for viewer, publisher in ((nadia, "amina"), (amina, "nadia")):
+        for source in (TrackSource.CAMERA, TrackSource.MICROPHONE):
+            await wait_until(
+                lambda v=viewer, p=publisher, s=source: len(v.frames_from(p, s)) >= 10,
+                what=f"{viewer.name} receiving {publisher}'s {source.value}",
+            )
+    await close_all(sfu, sessions)

@@ -1,0 +1,121 @@
+"""Meetings through a real daphne server and the websocket protocol, on the
+in-process SFU: three aiortc participants see and hear each other, a host
+mutes one, one leaves and the others renegotiate."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from rooms.models import Room, RoomKind
+from signaling import services
+from tests import factories
+from tests.servers import daphne_factory  # noqa: F401
+from tests.signaling.clients import MeetingClient, wait_until
+from tests.signaling.remote import LATE_PUBLISHER_VIDEO, remote_client, strict_xfail_unless
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(150)]
+
+EMBEDDED = {"HIRFA_SFU_PLACEMENT": "embedded"}
+
+
+@sync_to_async
+def tlemcen_guild_meeting():
+    trade, wilaya = factories.trade(), factories.wilaya()
+    amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
+    karim = factories.artisan("karim", trades=[trade], wilaya_=wilaya)
+    nadia = factories.moderator_of(factories.artisan("nadia", trades=[trade]), trade_=trade)
+    room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
+    meeting_id = services.meeting_start(user=nadia, room_id=room.pk).meeting
+    return meeting_id, nadia, amina, karim
+
+
+def everyone_receives(clients: list[MeetingClient], source: str, at_least: int) -> bool:
+    return all(
+        len(c.frames_from(other.user_id, source)) >= at_least
+        for c in clients
+        for other in clients
+        if other is not c
+    )
+
+
+async def test_three_participants_through_daphne(daphne_factory):  # noqa: F811
+    meeting_id, nadia, amina, karim = await tlemcen_guild_meeting()
+    server = await asyncio.to_thread(daphne_factory, EMBEDDED)
+    n = await remote_client(server, nadia, "nadia")
+    a = await remote_client(server, amina, "amina")
+    k = await remote_client(server, karim, "karim")
+    clients = [n, a, k]
+    try:
+        for c in clients:
+            await c.join(meeting_id)
+        state = await n.wait_for(
+            "meeting_state",
+            lambda f: len(f["participants"]) == 3 and all(p["connected"] for p in f["participants"]),
+        )
+        assert {p["user"]["id"]: p["tracks"] for p in state["participants"]} == {
+            u.pk: ["camera", "mic"] for u in (nadia, amina, karim)
+        }
+
+        # each hears the other two
+        await wait_until(lambda: everyone_receives(clients, "mic", 10), what="everyone hears the others")
+        # the first publisher's video reaches the two others
+        await wait_until(
+            lambda: all(len(c.frames_from(nadia.pk, "camera")) >= 10 for c in (a, k)),
+            what="amina and karim see nadia",
+        )
+        # each sees the other two (blocked by the known late-publisher bug: judged at the end)
+        try:
+            await wait_until(lambda: everyone_receives(clients, "camera", 10), timeout=10, what="all video")
+            all_video = True
+        except AssertionError:
+            all_video = False
+
+        # a host mutes amina's microphone: her audio stops reaching nadia and karim
+        mark = n.mark()
+        await n.send({"type": "meeting_host", "meeting": meeting_id, "action": "mute", "user": amina.pk, "source": "mic"})
+        await n.wait_for(
+            "meeting_state",
+            lambda f: [p["host_muted"] for p in f["participants"] if p["user"]["id"] == amina.pk] == [["mic"]],
+            after=mark,
+        )
+        await k.wait_for(
+            "meeting_state", lambda f: any(p["host_muted"] == ["mic"] for p in f["participants"]), after=0
+        )
+        heard = {c.name: len(c.frames_from(amina.pk, "mic")) for c in (n, k)}
+        karim_hears_nadia = len(k.frames_from(nadia.pk, "mic"))
+        await wait_until(
+            lambda: len(k.frames_from(nadia.pk, "mic")) >= karim_hears_nadia + 50, what="the meeting goes on"
+        )
+        for c in (n, k):
+            assert len(c.frames_from(amina.pk, "mic")) - heard[c.name] <= 3, f"{c.name} still hears amina"
+
+        # karim leaves: the others get a new offer without his tracks and go on
+        marks = {c.name: c.mark() for c in (n, a)}
+        await k.send({"type": "meeting_leave", "meeting": meeting_id, "ref": "bye"})
+        ended = await k.wait_for("meeting_ended")
+        assert (ended["reason"], ended["ref"]) == ("left", "bye")
+        for c in (n, a):
+            offer = await c.wait_for("meeting_offer", after=marks[c.name])
+            assert karim.pk not in {m.get("user") for m in offer["mlines"]}, offer["mlines"]
+            assert {m.get("user") for m in offer["mlines"] if m["direction"] == "subscribe"} - {None} == {
+                ({nadia.pk, amina.pk} - {c.user_id}).pop()
+            }
+            left = await c.wait_for(
+                "meeting_state", lambda f: len(f["participants"]) == 2, after=marks[c.name]
+            )
+            assert karim.pk not in {p["user"]["id"] for p in left["participants"]}
+        await wait_until(lambda: n.answered >= 2 and a.answered >= 2, what="both answered the new offer")
+        seen = len(a.frames_from(nadia.pk, "camera"))
+        heard_nadia = len(a.frames_from(nadia.pk, "mic"))
+        await wait_until(
+            lambda: len(a.frames_from(nadia.pk, "camera")) >= seen + 20
+            and len(a.frames_from(nadia.pk, "mic")) >= heard_nadia + 20,
+            what="amina still sees and hears nadia after the renegotiation",
+        )
+    finally:
+        for c in clients:
+            await c.close()
+    strict_xfail_unless(all_video, LATE_PUBLISHER_VIDEO)

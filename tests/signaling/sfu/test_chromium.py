@@ -1,0 +1,187 @@
+"""The SFU's offers as Chromium sees them: BUNDLE, rtcp-mux, directions, msid, reused mids.
+
+Headless Chromium (Playwright) answers the server's offers with a fake camera
+and microphone, next to in-process aiortc peers: it decodes what they publish,
+they receive what it publishes, and an m-line that went idle when a publisher
+left is reused for the next one. No daphne, no Django: the SFU alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signaling.sfu import Offer, Participant, Sfu, SlotDirection, TrackSource
+
+from .peers import ClientPeer, PatternVideoTrack, ToneAudioTrack, wait_until
+from .test_forwarding_e2e import close_all, join
+from tests.conftest import skip_or_fail
+
+pytestmark = pytest.mark.timeout(180)
+
+CHROMIUM = Path(os.environ.get("HIRFA_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+]
+
+# What the meeting page does, reduced to the peer connection: answer every
+# offer, attach the local tracks to the mids the server opened for them, and
+# wait for ICE gathering so the answer carries the candidates.
+PAGE_SCRIPT = """
+window.hirfa = {
+  pc: new RTCPeerConnection({bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require'}),
+  stream: null,
+  async answer(sdp, publish) {
+    const pc = this.pc;
+    if (!this.stream) {
+      this.stream = await navigator.mediaDevices.getUserMedia(
+        {audio: true, video: {width: 320, height: 240, frameRate: 15}});
+    }
+    await pc.setRemoteDescription({type: 'offer', sdp});
+    for (const [mid, kind] of publish) {
+      const t = pc.getTransceivers().find(x => x.mid === mid);
+      const track = this.stream.getTracks().find(x => x.kind === kind);
+      if (!t.sender.track) await t.sender.replaceTrack(track);
+      t.direction = 'sendonly';
+    }
+    await pc.setLocalDescription();
+    if (pc.iceGatheringState !== 'complete') {
+      await new Promise(resolve => pc.addEventListener('icegatheringstatechange',
+        () => pc.iceGatheringState === 'complete' && resolve()));
+    }
+    return pc.localDescription.sdp;
+  },
+  async decoded() {
+    const byMid = {};
+    (await this.pc.getStats()).forEach(s => {
+      if (s.type === 'inbound-rtp') {
+        byMid[s.mid] = s.kind === 'video' ? (s.framesDecoded || 0) : (s.packetsReceived || 0);
+      }
+    });
+    return byMid;
+  },
+  mids() { return this.pc.getTransceivers().map(t => t.mid); },
+};
+"""
+
+
+class ChromiumClient:
+    """A Chromium page answering one participant's offers."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.slots: dict[str, Any] = {}
+        self.negotiations = 0
+        self.errors: list[BaseException] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_negotiation_needed(self, participant: Participant) -> None:
+        task = asyncio.ensure_future(self._negotiate(participant))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _negotiate(self, participant: Participant) -> None:
+        try:
+            offer: Offer = await participant.create_offer()
+            publish = [[s.mid, s.kind.value] for s in offer.slots if s.direction is SlotDirection.PUBLISH]
+            sdp = await self.page.evaluate("([sdp, publish]) => hirfa.answer(sdp, publish)", [offer.sdp, publish])
+            await participant.apply_answer(sdp, revision=offer.revision)
+            self.slots = {s.mid: s for s in offer.slots}
+            self.negotiations += 1
+        except BaseException as exc:  # surfaced by settle(): a refused offer fails the test
+            self.errors.append(exc)
+            raise
+
+    async def settle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        assert not self.errors, self.errors
+
+    def mid_for(self, publisher: str, source: TrackSource) -> str:
+        return next(m for m, s in self.slots.items() if s.publisher_id == publisher and s.source is source)
+
+    async def decoded(self) -> dict[str, int]:
+        return await self.page.evaluate("() => hirfa.decoded()")
+
+
+@pytest.fixture
+async def chromium_page():
+    if not CHROMIUM.exists():
+        skip_or_fail(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError as exc:
+        skip_or_fail(f"the playwright package is missing: {exc}")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = await browser.new_page()
+            # localhost is a secure context (getUserMedia needs one); Playwright serves the page.
+            await page.route(
+                "http://localhost/sfu", lambda route: route.fulfill(body="<!doctype html><title>sfu</title>", content_type="text/html")
+            )
+            await page.goto("http://localhost/sfu")
+            await page.evaluate(PAGE_SCRIPT)
+            yield page
+        finally:
+            await browser.close()
+
+
+async def test_chromium_answers_offers_publishes_decodes_and_reuses_idle_mids(sfu: Sfu, chromium_page) -> None:
+    meeting = sfu.meeting("guild-chromium")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()})
+    sessions = [await join(meeting, amina, TrackSource.CAMERA, TrackSource.MICROPHONE)]
+
+    # Chromium's first offer both subscribes (amina's two tracks) and publishes (its own two).
+    browser = ChromiumClient(chromium_page)
+    participant = await meeting.join("chromium", on_negotiation_needed=browser.on_negotiation_needed)
+    participant.publish(TrackSource.CAMERA)
+    participant.publish(TrackSource.MICROPHONE)
+    await browser.settle()
+    assert browser.negotiations == 1
+    sdp = participant.peer_connection.localDescription.sdp
+    assert "a=group:BUNDLE 0 1 2 3" in sdp and sdp.count("a=rtcp-mux") == 4
+
+    video_mid = browser.mid_for("amina", TrackSource.CAMERA)
+    audio_mid = browser.mid_for("amina", TrackSource.MICROPHONE)
+
+    async def decoded(mid: str) -> int:
+        return (await browser.decoded()).get(mid, 0)
+
+    async def wait_decoded(mid: str, at_least: int, what: str) -> None:
+        deadline = asyncio.get_running_loop().time() + 30
+        while await decoded(mid) < at_least:
+            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.2)
+
+    await wait_decoded(video_mid, 15, "Chromium decoding amina's video")
+    await wait_decoded(audio_mid, 25, "Chromium receiving amina's audio")
+    await wait_until(lambda: len(amina.frames_from("chromium", TrackSource.CAMERA)) >= 15, what="amina receiving Chromium's camera")
+    await wait_until(lambda: len(amina.frames_from("chromium", TrackSource.MICROPHONE)) >= 25, what="amina receiving Chromium's mic")
+
+    # amina leaves: her m-lines go inactive; yasmine's tracks take the same mids.
+    await meeting.leave("amina")
+    await browser.settle()
+    assert browser.slots[video_mid].publisher_id is None
+    yasmine = ClientPeer("yasmine", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    sessions.append(await join(meeting, yasmine, TrackSource.CAMERA))
+    await browser.settle()
+    assert browser.mid_for("yasmine", TrackSource.CAMERA) == video_mid, "the idle m-line was not reused"
+    assert await chromium_page.evaluate("() => hirfa.mids()") == ["0", "1", "2", "3"]
+    before = await decoded(video_mid)
+    await wait_decoded(video_mid, before + 15, "Chromium decoding yasmine's video on the reused mid")
+    await wait_until(lambda: len(yasmine.frames_from("chromium", TrackSource.CAMERA)) >= 15, what="yasmine receiving Chromium")
+
+    await amina.close()
+    await close_all(sfu, sessions[1:])
