@@ -1,20 +1,26 @@
-"""Benchmark: one VP8 publisher (about 1 Mbps, 30 fps) to K subscribers.
+"""Benchmark: server CPU per forwarded stream, subscriber fps and latency of the SFU.
 
-Every peer runs in its own process on loopback; the server is a separate
-process too, so its CPU time is measured alone (psutil). Two servers are
-driven with the same load:
+Two loads, every peer in its own process on loopback, the server in another
+(its CPU time alone is measured, with psutil, over a window that starts once
+every subscriber receives):
 
-* ``sfu``: :mod:`signaling.sfu` (encoded-frame forwarding);
-* ``mediarelay``: aiortc's stock ``MediaRelay`` (decode once, encode per
-  subscriber).
+* fan-out: one VP8 publisher (about 1 Mbps, 30 fps, 640x360) to K subscribers;
+* meeting: N participants who all publish and all receive the others.
 
-The publisher sends a pre-encoded VP8 loop, each frame carrying an 8-byte
-trailer with its send time, so subscribers (which never decode) measure the
-publisher-to-subscriber latency of every frame through the SFU. The trailer is
-lost through MediaRelay (it re-encodes), so latency is only reported for the
-SFU. Janus is not driven (not installed here): ``janus_cpu_ratio`` is null.
+The same fan-out load is driven through aiortc's stock ``MediaRelay`` (decode
+once, encode per subscriber) for the CPU ratio. Janus is not driven (see
+``JANUS_NOTE``): ``janus_cpu_ratio`` is null.
 
-Usage: ``python bench/sfu.py [--ks 1,4,8,16] [--seconds 8] [--json]``
+Peers are light so that 16 of them fit on a small machine: the publisher sends
+a VP8 loop encoded once by the driver (its sender only packetizes), and
+subscribers never decode, never reassemble: their receivers only count RTP
+packets carrying the marker bit (one per frame) and read the send time the
+publisher appended to each frame, which gives the publisher-to-subscriber
+latency through the server (loopback; it includes both clients' stacks, so it
+bounds what the server adds).
+
+Usage: ``python bench/sfu.py [--ks 1,4,8,16] [--ns 4,8] [--seconds 8] [--json]
+[--no-mediarelay] [--profile FILE]``
 """
 
 from __future__ import annotations
@@ -24,28 +30,33 @@ import asyncio
 import json
 import multiprocessing
 import os
+import platform
 import socket
 import statistics
 import struct
 import sys
 import time
 from fractions import Fraction
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 WIDTH, HEIGHT, FPS, BITRATE = 640, 360, 30, 1_000_000
 LOOP_FRAMES = 90
+TRAILER = struct.Struct("<4sd")  # magic + send time, appended to every published frame
+MAGIC = b"HRFA"
+JANUS_NOTE = "Janus not driven: not implemented in this bench yet"
 
 
 # ---------------------------------------------------------------- signaling
 
 
-async def send_json(writer: asyncio.StreamWriter, message: dict) -> None:
+async def send_json(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
     writer.write(json.dumps(message).encode() + b"\n")
     await writer.drain()
 
 
-async def read_json(reader: asyncio.StreamReader) -> dict | None:
+async def read_json(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     line = await reader.readline()
     return json.loads(line) if line else None
 
@@ -53,17 +64,28 @@ async def read_json(reader: asyncio.StreamReader) -> dict | None:
 # ---------------------------------------------------------------- server
 
 
-def run_server(mode: str, port_queue: multiprocessing.Queue) -> None:
-    asyncio.run(_server_main(mode, port_queue))
+def run_server(mode: str, port_queue: Any, profile: str | None) -> None:
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        try:
+            asyncio.run(_server_main(mode, port_queue))
+        finally:
+            profiler.disable()
+            profiler.dump_stats(profile)
+    else:
+        asyncio.run(_server_main(mode, port_queue))
 
 
-async def _server_main(mode: str, port_queue: multiprocessing.Queue) -> None:
-    from signaling.sfu import Sfu, SfuConfig, SlotDirection, TrackSource
+async def _server_main(mode: str, port_queue: Any) -> None:
+    from signaling.sfu import Sfu, SfuConfig
 
     done = asyncio.Event()
     sfu = Sfu(SfuConfig(port_min=44000, port_max=44999))
     meeting = sfu.meeting("bench")
-    relay_state: dict = {"track": None, "waiters": []}
+    relay_state: dict[str, Any] = {"track": None, "waiters": [], "pcs": []}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         hello = await read_json(reader)
@@ -85,49 +107,57 @@ async def _server_main(mode: str, port_queue: multiprocessing.Queue) -> None:
     await done.wait()
     server.close()
     await sfu.close()
-    for pc in relay_state.get("pcs", []):
+    for pc in relay_state["pcs"]:
         await pc.close()
 
 
-async def _serve_sfu(meeting, hello, reader, writer) -> None:
-    from signaling.sfu import TrackSource
+async def _serve_sfu(meeting: Any, hello: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    from signaling.sfu import NegotiationState, TrackSource
 
     wake = asyncio.Event()
     participant = await meeting.join(hello["name"], on_negotiation_needed=lambda p: wake.set())
-    if hello.get("publish"):
-        participant.publish(TrackSource.CAMERA)
-    wake.set()
-    while True:
-        await wake.wait()
-        wake.clear()
-        if not participant.negotiation_needed and participant.negotiation_state.value == "stable" and participant.peer_connection.localDescription:
-            continue
-        offer = await participant.create_offer()
-        await send_json(writer, {
-            "sdp": offer.sdp,
-            "slots": [[s.mid, s.direction.value, s.publisher_id] for s in offer.slots],
-        })
-        answer = await read_json(reader)
-        if answer is None:
-            return
-        await participant.apply_answer(answer["sdp"], revision=offer.revision)
+    try:
+        if hello.get("publish"):
+            participant.publish(TrackSource.CAMERA)
+        wake.set()
+        while True:
+            await wake.wait()
+            wake.clear()
+            if (
+                not participant.negotiation_needed
+                and participant.negotiation_state is NegotiationState.STABLE
+                and participant.peer_connection.localDescription
+            ):
+                continue
+            offer = await participant.create_offer()
+            await send_json(writer, {
+                "sdp": offer.sdp,
+                "slots": [[s.mid, s.direction.value, s.publisher_id] for s in offer.slots],
+            })
+            answer = await read_json(reader)
+            if answer is None:
+                return
+            await participant.apply_answer(answer["sdp"], revision=offer.revision)
+    finally:
+        if participant in meeting.participants():
+            await meeting.leave(hello["name"])
 
 
-async def _serve_relay(state, hello, reader, writer) -> None:
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+async def _serve_relay(state: dict[str, Any], hello: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
     from aiortc.contrib.media import MediaRelay
 
     from signaling.sfu.aiortc_hooks import HostCandidatePolicy, configure_host_candidates
 
     policy = HostCandidatePolicy("127.0.0.1", ("127.0.0.1",), 44000, 44999)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    state.setdefault("pcs", []).append(pc)
+    state["pcs"].append(pc)
     state.setdefault("relay", MediaRelay())
     if hello.get("publish"):
         transceiver = pc.addTransceiver("video", direction="recvonly")
 
         @pc.on("track")
-        def on_track(track) -> None:
+        def on_track(track: Any) -> None:
             state["track"] = track
             for waiter in state["waiters"]:
                 waiter.set_result(track)
@@ -138,13 +168,16 @@ async def _serve_relay(state, hello, reader, writer) -> None:
             state["waiters"].append(waiter)
             track = await waiter
         transceiver = pc.addTransceiver(state["relay"].subscribe(track), direction="sendonly")
-    prefs = [c for c in __import__("aiortc").RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")]
+    prefs = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")]
     transceiver.setCodecPreferences(prefs)
     offer = await pc.createOffer()
     configure_host_candidates(pc, policy)
     await pc.setLocalDescription(offer)
-    await send_json(writer, {"sdp": pc.localDescription.sdp, "slots": [[transceiver.mid, "publish" if hello.get("publish") else "subscribe", "pub"]]})
+    direction = "publish" if hello.get("publish") else "subscribe"
+    await send_json(writer, {"sdp": pc.localDescription.sdp, "slots": [[transceiver.mid, direction, "pub"]]})
     answer = await read_json(reader)
+    if answer is None:
+        return
     await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
     await reader.read()  # until the client goes away
 
@@ -178,19 +211,19 @@ def encode_loop() -> list[bytes]:
     return frames[:LOOP_FRAMES]
 
 
-def run_client(name: str, publish: bool, port: int, results: multiprocessing.Queue, seconds: float, warmup: float) -> None:
-    asyncio.run(_client_main(name, publish, port, results, seconds, warmup))
+def run_client(name: str, publish: bool, port: int, loop_frames: list[bytes], events: Any, stop: Any) -> None:
+    asyncio.run(_client_main(name, publish, port, loop_frames, events, stop))
 
 
-async def _client_main(name, publish, port, results, seconds, warmup) -> None:
+async def _client_main(name: str, publish: bool, port: int, loop_frames: list[bytes], events: Any, stop: Any) -> None:
     import av
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamTrack
+    from aiortc.rtcconfiguration import RTCBundlePolicy
 
-    from signaling.sfu.aiortc_hooks import HostCandidatePolicy, configure_host_candidates, tap_receiver
+    from signaling.sfu.aiortc_hooks import HostCandidatePolicy, configure_host_candidates
 
     policy = HostCandidatePolicy("127.0.0.1", ("127.0.0.1",), 45000, 45999)
-    loop_frames = encode_loop() if publish else []
 
     class LoopTrack(MediaStreamTrack):
         kind = "video"
@@ -204,30 +237,43 @@ async def _client_main(name, publish, port, results, seconds, warmup) -> None:
         def keyframe(self) -> None:
             self.index = 0
 
-        async def recv(self):
+        async def recv(self) -> Any:
             self.count += 1
             await asyncio.sleep(max(0.0, self.start + self.count / FPS - time.time()))
-            data = loop_frames[self.index] + struct.pack("<d", time.time())
+            packet = av.Packet(loop_frames[self.index] + TRAILER.pack(MAGIC, time.time()))
             self.index = (self.index + 1) % LOOP_FRAMES
-            packet = av.Packet(data)
             packet.pts = self.count
             packet.time_base = Fraction(1, FPS)
             return packet
 
-    arrivals: list[tuple[float, float]] = []  # (receive time, latency)
+    # mid -> [(arrival time, latency or nan)]: one entry per frame (marker bit), nothing decoded
+    arrivals: dict[str, list[tuple[float, float]]] = {}
+    ready_sent = False
 
-    def sink(frame) -> None:
-        now = time.time()
-        if len(frame.data) >= 8:
-            (sent,) = struct.unpack("<d", frame.data[-8:])
-            latency = now - sent if 0 <= now - sent < 10 else float("nan")
-        else:
+    def light_receiver(mid: str) -> Any:
+        frames = arrivals.setdefault(mid, [])
+
+        async def handle_rtp_packet(packet: Any, arrival_time_ms: int) -> None:
+            nonlocal ready_sent
+            if not packet.marker:
+                return
+            now = time.time()
             latency = float("nan")
-        arrivals.append((now, latency))
+            if len(packet.payload) >= TRAILER.size:
+                magic, sent = TRAILER.unpack(packet.payload[-TRAILER.size:])
+                if magic == MAGIC:
+                    latency = now - sent
+            frames.append((now, latency))
+            if not ready_sent:
+                ready_sent = True
+                events.put(("ready", name))
+
+        return handle_rtp_packet
 
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     await send_json(writer, {"name": name, "publish": publish})
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    # max-bundle: aiortc's default policy breaks a first offer with two m-lines of a kind.
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
     track = LoopTrack() if publish else None
     tapped: set[str] = set()
 
@@ -246,17 +292,19 @@ async def _client_main(name, publish, port, results, seconds, warmup) -> None:
                     transceiver.sender._send_keyframe = track.keyframe
                 elif direction == "subscribe" and mid not in tapped:
                     tapped.add(mid)
-                    tap_receiver(transceiver.receiver, sink=sink, loss_timeout=0.1)
+                    transceiver.receiver._handle_rtp_packet = light_receiver(mid)
             configure_host_candidates(pc, policy)
             await pc.setLocalDescription(await pc.createAnswer())
             await send_json(writer, {"sdp": pc.localDescription.sdp})
 
     task = asyncio.ensure_future(negotiate())
-    started = time.time()
-    await asyncio.sleep(warmup + seconds + 1.0)
-    window = [a for a in arrivals if started + warmup <= a[0] <= started + warmup + seconds]
-    results.put({"name": name, "frames": len(window), "seconds": seconds,
-                 "latencies": [lat for _, lat in window if lat == lat]})
+    if not publish or not loop_frames:
+        pass
+    else:
+        events.put(("publishing", name))
+    while not stop.is_set():
+        await asyncio.sleep(0.2)
+    events.put(("arrivals", name, arrivals))
     task.cancel()
     writer.close()
     await pc.close()
@@ -265,62 +313,96 @@ async def _client_main(name, publish, port, results, seconds, warmup) -> None:
 # ---------------------------------------------------------------- driver
 
 
-def measure(mode: str, k: int, seconds: float) -> dict:
+def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loop_frames: list[bytes],
+            profile: str | None = None) -> dict[str, Any]:
+    """Run one load; answers server CPU (% of a core), fps per received stream, latencies (ms)."""
     import psutil
 
     ctx = multiprocessing.get_context("spawn")
-    ports: multiprocessing.Queue = ctx.Queue()
-    results: multiprocessing.Queue = ctx.Queue()
-    server = ctx.Process(target=run_server, args=(mode, ports))
+    ports = ctx.Queue()
+    events = ctx.Queue()
+    stop = ctx.Event()
+    server = ctx.Process(target=run_server, args=(mode, ports, profile))
     server.start()
     port = ports.get(timeout=60)
-    warmup = 4.0 + 0.4 * k
-    publisher = ctx.Process(target=run_client, args=("pub", True, port, results, seconds, warmup))
-    publisher.start()
-    time.sleep(1.0)
-    subscribers = [ctx.Process(target=run_client, args=(f"sub{i}", False, port, results, seconds, warmup - 1.0))
-                   for i in range(k)]
-    for process in subscribers:
+    receivers = subscribers + (publishers if publishers > 1 else 0)
+    clients = [ctx.Process(target=run_client, args=(f"pub{i}", True, port, loop_frames, events, stop))
+               for i in range(publishers)]
+    for process in clients:
         process.start()
+    time.sleep(1.0)
+    subs = [ctx.Process(target=run_client, args=(f"sub{i}", False, port, loop_frames, events, stop))
+            for i in range(subscribers)]
+    for process in subs:
+        process.start()
+    clients += subs
+    ready: set[str] = set()
+    deadline = time.time() + 60 + 3 * len(clients)
+    while len(ready) < receivers and time.time() < deadline:
+        try:
+            event = events.get(timeout=1)
+        except Exception:
+            continue
+        if event[0] == "ready":
+            ready.add(event[1])
+    time.sleep(2.0)  # let the keyframe requests of the last joiners settle
     proc = psutil.Process(server.pid)
-    time.sleep(warmup + 1.0)  # subscribers measure from their own start + warmup - 1
-    before = proc.cpu_times()
+    before, start = proc.cpu_times(), time.time()
     time.sleep(seconds)
-    after = proc.cpu_times()
-    cpu_pct = 100.0 * ((after.user - before.user) + (after.system - before.system)) / seconds
-    reports = [results.get(timeout=120) for _ in range(k + 1)]
-    for process in [publisher, *subscribers]:
+    after, end = proc.cpu_times(), time.time()
+    cpu_pct = 100.0 * ((after.user - before.user) + (after.system - before.system)) / (end - start)
+    stop.set()
+    reports = []
+    while len(reports) < len(clients):
+        event = events.get(timeout=120)
+        if event[0] == "arrivals":
+            reports.append(event)
+    for process in clients:
         process.join(timeout=30)
     with socket.create_connection(("127.0.0.1", port)) as quit_socket:
         quit_socket.sendall(b'{"quit": true}\n')
     server.join(timeout=30)
     if server.is_alive():
         server.terminate()
-    subs = [r for r in reports if r["name"] != "pub"]
-    latencies = sorted(lat * 1000 for r in subs for lat in r["latencies"])
-    fps = statistics.mean(r["frames"] / r["seconds"] for r in subs) if subs else 0.0
+    rates, latencies = [], []
+    for _, _name, arrivals in reports:
+        for frames in arrivals.values():
+            window = [(t, lat) for t, lat in frames if start <= t <= end]
+            rates.append(len(window) / (end - start))
+            latencies.extend(lat * 1000 for _, lat in window if lat == lat)
+    latencies.sort()
 
     def pct(p: float) -> float | None:
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else None
 
-    return {"cpu_pct": cpu_pct, "fps": fps, "p50": pct(0.5), "p95": pct(0.95)}
+    return {"cpu_pct": cpu_pct, "fps": statistics.mean(rates) if rates else 0.0, "streams_seen": len(rates),
+            "ready": len(ready), "p50": pct(0.5), "p95": pct(0.95)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ks", default="1,4,8,16")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--ks", default="1,4,8,16", help="fan-out sizes (subscribers of one publisher)")
+    parser.add_argument("--ns", default="4,8", help="meeting sizes (everyone publishes); empty for none")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-mediarelay", action="store_true")
+    parser.add_argument("--profile", help="write the SFU server's cProfile (CPU time) of the last run here")
     args = parser.parse_args()
-    rows = []
-    for k in [int(x) for x in args.ks.split(",")]:
-        sfu = measure("sfu", k, args.seconds)
-        relay = None if args.no_mediarelay else measure("mediarelay", k, args.seconds)
-        per_stream = sfu["cpu_pct"] / k
+    loop_frames = encode_loop()
+    fanout, meetings = [], []
+
+    def say(text: str) -> None:
+        if not args.json:
+            print(text, flush=True)
+
+    for k in [int(x) for x in args.ks.split(",") if x]:
+        sfu = measure("sfu", publishers=1, subscribers=k, seconds=args.seconds, loop_frames=loop_frames,
+                      profile=args.profile)
+        relay = None if args.no_mediarelay else measure(
+            "mediarelay", publishers=1, subscribers=k, seconds=args.seconds, loop_frames=loop_frames)
         row = {
             "K": k,
-            "cpu_pct_per_stream": round(per_stream, 3),
+            "cpu_pct_per_stream": round(sfu["cpu_pct"] / k, 3),
             "server_cpu_pct": round(sfu["cpu_pct"], 2),
             "subscriber_fps": round(sfu["fps"], 2),
             "added_latency_p50_ms": sfu["p50"],
@@ -329,19 +411,41 @@ def main() -> None:
             "mediarelay_subscriber_fps": round(relay["fps"], 2) if relay else None,
             "mediarelay_cpu_ratio": round(relay["cpu_pct"] / sfu["cpu_pct"], 2) if relay and sfu["cpu_pct"] else None,
             "janus_cpu_ratio": None,
-            "note": "latency is publisher-to-subscriber through the server on loopback; Janus not installed",
+            "note": JANUS_NOTE,
         }
-        rows.append(row)
-        if not args.json:
-            print(
-                f"K={k:2d} sfu: {row['server_cpu_pct']:6.2f}% cpu, {per_stream:5.3f}%/stream, "
-                f"{row['subscriber_fps']:5.1f} fps, latency p50 {row['added_latency_p50_ms']} ms "
-                f"p95 {row['added_latency_p95_ms']} ms | mediarelay: {row['mediarelay_cpu_pct']}% cpu, "
-                f"{row['mediarelay_subscriber_fps']} fps, ratio {row['mediarelay_cpu_ratio']}",
-                flush=True,
-            )
+        fanout.append(row)
+        say(f"K={k:2d} sfu: {row['server_cpu_pct']:6.2f}% cpu, {row['cpu_pct_per_stream']:6.3f}%/stream, "
+            f"{row['subscriber_fps']:5.1f} fps, latency p50 {row['added_latency_p50_ms']} ms "
+            f"p95 {row['added_latency_p95_ms']} ms | mediarelay: {row['mediarelay_cpu_pct']}% cpu, "
+            f"{row['mediarelay_subscriber_fps']} fps, ratio {row['mediarelay_cpu_ratio']}")
+    for n in [int(x) for x in args.ns.split(",") if x]:
+        result = measure("sfu", publishers=n, subscribers=0, seconds=args.seconds, loop_frames=loop_frames)
+        streams = n * (n - 1)
+        row = {
+            "N": n,
+            "K": n - 1,
+            "streams": streams,
+            "cpu_pct_per_stream": round(result["cpu_pct"] / streams, 3),
+            "server_cpu_pct": round(result["cpu_pct"], 2),
+            "subscriber_fps": round(result["fps"], 2),
+            "added_latency_p50_ms": result["p50"],
+            "added_latency_p95_ms": result["p95"],
+            "mediarelay_cpu_ratio": None,
+            "janus_cpu_ratio": None,
+            "note": "meeting load is driven through the SFU only; " + JANUS_NOTE,
+        }
+        meetings.append(row)
+        say(f"N={n:2d} meeting: {row['server_cpu_pct']:6.2f}% cpu for {streams} streams, "
+            f"{row['cpu_pct_per_stream']:6.3f}%/stream, {row['subscriber_fps']:5.1f} fps, "
+            f"latency p50 {row['added_latency_p50_ms']} ms p95 {row['added_latency_p95_ms']} ms")
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({
+            "command": " ".join(["python", "bench/sfu.py", *sys.argv[1:]]),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "load_average": os.getloadavg()},
+            "fanout": fanout,
+            "meeting": meetings,
+        }, indent=2))
 
 
 if __name__ == "__main__":

@@ -73,3 +73,69 @@ JS_STRINGS: dict[str, Promise] = {
 def js_strings() -> dict[str, str]:
     """The strings in the active language."""
     return {key: str(text) for key, text in JS_STRINGS.items()}
+
+
+# --- meetings (static/hirfa/meeting.js) ------------------------------------------------
+# Kept apart from JS_STRINGS so the room page does not carry them.
+
+MEETING_JS_STRINGS: dict[str, Promise] = {
+    "join": _("Join the meeting"),
+    "startJoin": _("Start the meeting"),
+    "joining": _("Joining…"),
+    "noMeeting": _("No meeting is live in this room. A moderator can start one."),
+    "meetingLive": _("A meeting is live."),
+    "inMeeting": _("In the meeting: %(names)s"),
+    "you": _("%(name)s (you)"),
+    "screenOf": _("Screen of %(name)s"),
+    "cameraN": _("Camera %(n)s"),
+    "micN": _("Microphone %(n)s"),
+    "noDevices": _("No camera or microphone could be opened: you can still watch and listen."),
+    "noCamera": _("The camera could not be opened."),
+    "noMic": _("The microphone could not be opened."),
+    "screenFailed": _("Screen sharing is not available here."),
+    "muteMic": _("Mute the microphone"),
+    "unmuteMic": _("Unmute the microphone"),
+    "cameraOff": _("Turn the camera off"),
+    "cameraOn": _("Turn the camera on"),
+    "shareScreen": _("Share the screen"),
+    "stopShare": _("Stop sharing"),
+    "raiseHand": _("Raise your hand"),
+    "lowerHand": _("Lower your hand"),
+    "audioOnlyOn": _("Audio only is on: turn it off to use the camera."),
+    "host": _("Host"),
+    "handUp": _("Hand raised"),
+    "micOff": _("Microphone off"),
+    "camOff": _("Camera off"),
+    "hostMuted": _("Muted by a host"),
+    "speaking": _("Speaking"),
+    "hostMute": _("Mute"),
+    "hostUnmute": _("Allow to speak"),
+    "remove": _("Remove"),
+    "removeConfirm": _("Remove %(name)s from the meeting?"),
+    "admit": _("Admit"),
+    "deny": _("Deny"),
+    "endConfirm": _("End the meeting for everyone?"),
+    "peopleCount": _("People (%(count)s)"),
+    "nobodyWaiting": _("Nobody is waiting."),
+    "hostMutedYou": _("A host muted your microphone."),
+    "hostUnmutedYou": _("A host allowed you to speak again."),
+    "reconnectingCall": _("Reconnecting the call…"),
+    "usage": _("↑ %(up)s · ↓ %(down)s · %(rate)s/min"),
+    "ended_left": _("You left the meeting."),
+    "ended_removed": _("A host removed you from the meeting."),
+    "ended_ended": _("The meeting has ended."),
+    "ended_replaced": _("You joined this meeting from another tab or device."),
+    "ended_denied": _("A host did not let you in."),
+    "err_meeting_locked": _("The meeting is locked: only hosts may join."),
+    "err_sfu_unavailable": _("The video server is busy. Please try again in a moment."),
+    "err_too_many_tracks": _("You already share this."),
+    "err_no_session": _("You are not in this meeting any more."),
+    "err_meeting_not_found": _("This meeting has ended."),
+}
+
+
+def meeting_js_strings() -> dict[str, str]:
+    """The meeting page's strings (the common ones too) in the active language."""
+    strings = js_strings()
+    strings.update({key: str(text) for key, text in MEETING_JS_STRINGS.items()})
+    return strings

@@ -162,7 +162,6 @@ def room(request: HttpRequest, room_id: int) -> HttpResponse:
         "directUrl": reverse("direct_open"),
         "reactions": REACTIONS,
         "messages": [m.model_dump(mode="json") for m in history],
-        "meetingUrl": reverse("meeting", args=[access.room.pk]),
     }
     return render(
         request,

@@ -199,7 +199,7 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         if text_data is None:
             self._refuse(ErrorCode.INVALID_FRAME, _("Frames are JSON text."))
             return
-        if len(text_data) > settings.HIRFA_FRAME_MAX_BYTES:
+        if len(text_data) > settings.HIRFA_FRAME_MAX_BYTES and not self.meeting_frame_fits(text_data):
             self._refuse(
                 ErrorCode.FRAME_TOO_LARGE,
                 _("A frame holds at most %(max)d bytes.") % {"max": settings.HIRFA_FRAME_MAX_BYTES},

@@ -140,7 +140,8 @@ class Presence(ClientFrame):
 
 MeetingId = Annotated[int, Field(ge=1)]
 MeetingSource = Literal["mic", "camera", "screen"]
-Sdp = Annotated[str, Field(min_length=1, max_length=15000)]
+# Up to the meeting_answer frame limit (HIRFA_MEETING_ANSWER_MAX_BYTES, 64 KiB), less the envelope.
+Sdp = Annotated[str, Field(min_length=1, max_length=63 * 1024)]
 
 
 class MeetingStart(ClientFrame):

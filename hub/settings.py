@@ -243,6 +243,11 @@ HIRFA_SFU_PORT_MAX = int(os.environ.get("HIRFA_SFU_PORT_MAX", "40999"))
 # A worker refreshes its registration this often; one silent for 3 periods is dead.
 HIRFA_SFU_HEARTBEAT_SECONDS = float(os.environ.get("HIRFA_SFU_HEARTBEAT_SECONDS", "2"))
 HIRFA_MEETING_MAX_PARTICIPANTS = int(os.environ.get("HIRFA_MEETING_MAX_PARTICIPANTS", "50"))
+# A meeting_answer frame may exceed HIRFA_FRAME_MAX_BYTES up to this (an SDP with many m-lines).
+HIRFA_MEETING_ANSWER_MAX_BYTES = 64 * 1024
+# Each hub process refreshes its open attendance rows this often; rows silent for 3 periods
+# (a crashed process) are closed and a meeting left without participants ends.
+HIRFA_MEETING_HEARTBEAT_SECONDS = float(os.environ.get("HIRFA_MEETING_HEARTBEAT_SECONDS", "30"))
 HIRFA_STUN_URLS = [u.strip() for u in os.environ.get("HIRFA_STUN_URLS", "").split(",") if u.strip()]
 HIRFA_TURN_URLS = [u.strip() for u in os.environ.get("HIRFA_TURN_URLS", "").split(",") if u.strip()]
 HIRFA_TURN_SECRET = os.environ.get("HIRFA_TURN_SECRET", "")

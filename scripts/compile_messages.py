@@ -13,6 +13,7 @@ Exit status 1 (and nothing written for that catalogue) when a check fails.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tempfile
@@ -52,13 +53,22 @@ def problems(po: polib.POFile) -> list[str]:
 
 
 def compile_one(po_path: Path, mo_path: Path | None = None) -> Path:
-    """Write the .mo beside `po_path` (or at `mo_path`); raises ValueError on a bad catalogue."""
+    """Write the .mo beside `po_path` (or at `mo_path`), atomically; raises ValueError on a
+    bad catalogue (and then writes nothing)."""
     po = polib.pofile(str(po_path))
     bad = problems(po)
     if bad:
         raise ValueError(f"{po_path}:\n  " + "\n  ".join(bad))
     target = mo_path or po_path.with_suffix(".mo")
-    po.save_as_mofile(str(target))
+    # Written beside the target and renamed, so a running server never reads half a file.
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".", suffix=".mo", delete=False) as tmp:
+        partial = Path(tmp.name)
+    try:
+        po.save_as_mofile(str(partial))
+        partial.chmod(0o644)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
     return target
 
 

@@ -12,6 +12,7 @@ frames. The meeting's state reaches the socket through the group
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -31,7 +32,7 @@ from hub.protocol import (
     MeetingOffer,
     MeetingRejoin,
 )
-from signaling import placement, selectors, services
+from signaling import liveness, placement, selectors, services
 from signaling.engine import meeting_group
 from signaling.turn import ice_servers
 
@@ -104,6 +105,19 @@ class MeetingFrames:
 
     # --- limits -------------------------------------------------------------------------
 
+    @staticmethod
+    def meeting_frame_fits(text_data: str) -> bool:
+        """Whether a frame over the socket's frame limit may still pass: a ``meeting_answer``
+        of at most ``HIRFA_MEETING_ANSWER_MAX_BYTES`` (an answer to an offer with many
+        m-lines outgrows 16 KiB). Any other frame type keeps the socket's limit."""
+        if len(text_data) > settings.HIRFA_MEETING_ANSWER_MAX_BYTES:
+            return False
+        try:
+            raw = json.loads(text_data)
+        except ValueError:
+            return False
+        return isinstance(raw, dict) and raw.get("type") == "meeting_answer"
+
     def _meeting_limited(self, handler: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
         async def limited(frame: Any) -> None:
             now = asyncio.get_running_loop().time()
@@ -148,8 +162,11 @@ class MeetingFrames:
         kind = event.get("kind")
         if kind == "joined":
             if not session.attended:
-                await _db(services.meeting_attend)(user=self.user, meeting_id=session.meeting_id)
+                await _db(services.meeting_attend)(
+                    user=self.user, meeting_id=session.meeting_id, process=liveness.PROCESS_ID
+                )
                 session.attended = True
+                liveness.session_opened()
             codec = session.join_options.get("video_codec", "vp8")
             self.emit(  # type: ignore[attr-defined]
                 MeetingJoined(
@@ -242,6 +259,8 @@ class MeetingFrames:
             except Exception:
                 log.warning("telling the SFU that %s left failed", self.user.pk, exc_info=True)
         await self.leave_group(meeting_group(session.meeting_id))  # type: ignore[attr-defined]
+        if session.attended:
+            liveness.session_closed()
         if depart and session.attended:
             await _db(services.meeting_depart)(user=self.user, meeting_id=session.meeting_id)
         if reason is not None:
@@ -258,18 +277,21 @@ class MeetingFrames:
     # --- handlers -----------------------------------------------------------------------
 
     async def on_meeting_start(self, frame: protocol.MeetingStart) -> None:
+        await liveness.sweep()
         out = await _db(services.meeting_start)(
             user=self.user, room_id=frame.room, video_codec=frame.video_codec, lobby=frame.lobby
         )
         self.emit(out.model_copy(update={"ref": frame.ref}))  # type: ignore[attr-defined]
 
     async def on_meeting_info(self, frame: protocol.MeetingInfo) -> None:
+        await liveness.sweep()
         out = await _db(selectors.room_meeting)(user=self.user, room_id=frame.room, ref=frame.ref)
         self.emit(out)  # type: ignore[attr-defined]
 
     async def on_meeting_join(self, frame: protocol.MeetingJoin) -> None:
         if frame.meeting is None and frame.room is None:
             raise HirfaError(ErrorCode.INVALID, _("Name a meeting or a room."))
+        await liveness.sweep()
         ticket = await _db(selectors.meeting_join_ticket)(
             user=self.user, meeting_id=frame.meeting, room_id=frame.room
         )

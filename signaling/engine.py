@@ -62,6 +62,9 @@ OPS = (
     "join", "leave", "answer", "candidate", "publish", "unpublish", "mute_self", "hand",
     "receive", "host_mute", "remove", "admit", "deny", "settings", "end",
 )
+#: A participant told to rejoin after his connection failed who has not rejoined after this
+#: long is taken out of the meeting (``ended``, reason ``left``): his socket is likely gone too.
+REJOIN_GRACE_SECONDS = 30.0
 
 
 def meeting_group(meeting_id: int) -> str:
@@ -111,8 +114,17 @@ class MeetingEngine:
     last participant is gone is closed on the SFU; :meth:`close` closes all.
     """
 
-    def __init__(self, sfu: Sfu, *, reply: Reply, publish: Publish, max_participants: int = 50) -> None:
+    def __init__(
+        self,
+        sfu: Sfu,
+        *,
+        reply: Reply,
+        publish: Publish,
+        max_participants: int = 50,
+        rejoin_grace: float = REJOIN_GRACE_SECONDS,
+    ) -> None:
         self.sfu = sfu
+        self._rejoin_grace = rejoin_grace
         self._reply = reply
         self._publish = publish
         self._max_participants = max_participants
@@ -195,6 +207,9 @@ class MeetingEngine:
             return
         if op == "leave":
             await self._leave(live, command)
+            return
+        if op == "expire":  # internal: queued by _failed once the rejoin grace is over
+            await self._expire(live, command)
             return
         member = self._member(live, command)
         if op == "answer":
@@ -344,9 +359,11 @@ class MeetingEngine:
         def state_changed(participant: Participant, state: ParticipantState) -> None:
             if member.generation != generation:
                 return
-            if state is ParticipantState.FAILED:
+            # Our own closes bump the generation first: a close seen here came from the
+            # other side (its DTLS close_notify makes aiortc close the peer) and is a failure.
+            if state in (ParticipantState.FAILED, ParticipantState.CLOSED):
                 self._spawn(live, self._failed(live, member, generation))
-            elif state is not ParticipantState.CLOSED:
+            else:
                 self._state_changed(live)
 
         participant = await live.sfu_meeting.join(
@@ -398,6 +415,20 @@ class MeetingEngine:
             return
         await self._close_session(live, member)
         await self._send(member.reply_to, {"kind": "rejoin", "reason": "connection_failed"})
+        self._state_changed(live)
+        self._spawn(live, self._expire_later(live, member.user_id, member.generation))
+
+    async def _expire_later(self, live: LiveMeeting, user_id: int, generation: int) -> None:
+        await asyncio.sleep(self._rejoin_grace)
+        if self._meetings.get(live.id) is live:
+            live.queue.put_nowait({"op": "expire", "meeting": live.id, "user": user_id, "generation": generation})
+
+    async def _expire(self, live: LiveMeeting, command: dict[str, Any]) -> None:
+        member = live.members.get(int(command["user"]))
+        if member is None or member.generation != command["generation"] or member.participant is not None:
+            return  # rejoined (or left) meanwhile
+        await self._drop_member(live, member)
+        await self._send(member.reply_to, {"kind": "ended", "reason": "left"})
         self._state_changed(live)
 
     # ------------------------------------------------------------ negotiation

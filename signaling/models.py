@@ -2,7 +2,9 @@
 
 A meeting is live while ``ended_at`` is null; a room has at most one live
 meeting. Attendance rows are the durable record of who was in a meeting and
-when (gatherings use them); the live media state (tracks, hands, mutes) lives
+when (gatherings use them); an open row names the hub process holding the
+participant's socket, which refreshes ``seen_at`` (``signaling.liveness``), so
+the rows of a crashed process are found and closed; the live media state (tracks, hands, mutes) lives
 with the SFU that holds the meeting, not here.
 """
 
@@ -59,6 +61,10 @@ class Attendance(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     joined_at = models.DateTimeField(_("joined at"), default=timezone.now)
     left_at = models.DateTimeField(_("left at"), null=True, blank=True)
+    #: The hub process holding the participant's socket (it closes its rows when it stops).
+    process = models.CharField(max_length=64, blank=True, default="")
+    #: Refreshed by that process while the participant stays: an old one means the process died.
+    seen_at = models.DateTimeField(_("last seen at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("attendance")
@@ -70,4 +76,8 @@ class Attendance(models.Model):
                 name="attendance_one_open_per_user",
             )
         ]
-        indexes = [models.Index(fields=["meeting", "left_at"])]
+        indexes = [
+            models.Index(fields=["meeting", "left_at"]),
+            models.Index(fields=["process"], condition=Q(left_at__isnull=True), name="attendance_open_process"),
+            models.Index(fields=["seen_at"], condition=Q(left_at__isnull=True), name="attendance_open_seen"),
+        ]

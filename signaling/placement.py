@@ -103,7 +103,15 @@ def embedded_engine() -> MeetingEngine:
             max_participants=settings.HIRFA_MEETING_MAX_PARTICIPANTS,
         )
         _engines[loop] = engine
+        from signaling import liveness
+
+        liveness.hook_shutdown()
     return engine
+
+
+def current_engine() -> MeetingEngine | None:
+    """The running loop's engine if it has one (never creates it)."""
+    return _engines.get(asyncio.get_running_loop())
 
 
 async def close_embedded() -> None:

@@ -4,7 +4,11 @@ on commit, so rooms show which meeting is live and who is in it."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -15,6 +19,9 @@ from hub.protocol import MeetingOut, encode
 from rooms.selectors import room_access
 from signaling.models import Attendance, Meeting, VideoCodecChoice
 from signaling.selectors import live_meeting, meeting_for_host, meeting_frame
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
 
 
 def _publish_room_frame(meeting: Meeting) -> None:
@@ -64,15 +71,19 @@ def meeting_start(
     return meeting_frame(meeting=existing, room_id=room_id)
 
 
-def meeting_attend(*, user: User, meeting_id: int) -> None:
-    """Record that ``user`` is in the meeting (idempotent while he stays)."""
+def meeting_attend(*, user: User, meeting_id: int, process: str = "") -> None:
+    """Record that ``user`` is in the meeting, his socket held by hub process ``process``
+    (idempotent while he stays; a second socket moves the row to its process)."""
     with transaction.atomic():
         meeting = Meeting.objects.select_for_update().filter(pk=meeting_id).first()
         if meeting is None or not meeting.live:
             raise HirfaError(ErrorCode.NOT_FOUND, _("No such meeting."))
-        if Attendance.objects.filter(meeting=meeting, user=user, left_at__isnull=True).exists():
+        now = timezone.now()
+        if Attendance.objects.filter(meeting=meeting, user=user, left_at__isnull=True).update(
+            process=process, seen_at=now
+        ):
             return
-        Attendance.objects.create(meeting=meeting, user=user)
+        Attendance.objects.create(meeting=meeting, user=user, process=process, joined_at=now, seen_at=now)
         _publish_room_frame(meeting)
 
 
@@ -132,3 +143,64 @@ def meeting_worker_assign(*, meeting_id: int, expected: str, worker: str) -> str
     with transaction.atomic():
         Meeting.objects.filter(pk=meeting_id, worker=expected).update(worker=worker)
         return Meeting.objects.filter(pk=meeting_id).values_list("worker", flat=True).first() or ""
+
+
+def attendance_heartbeat(*, process: str) -> int:
+    """Mark the open attendance rows of hub process ``process`` as seen now; returns how many."""
+    return Attendance.objects.filter(process=process, left_at__isnull=True).update(seen_at=timezone.now())
+
+
+def _close_rows(rows: "QuerySet[Attendance]", *, left_at: datetime | None) -> list[int]:
+    """Close ``rows`` (at ``left_at``, else each at its last ``seen_at``); end every live
+    meeting left without an open row. Returns the ids of the meetings that ended."""
+    ended: list[int] = []
+    with transaction.atomic():
+        meeting_ids = set(rows.values_list("meeting_id", flat=True))
+        if not meeting_ids:
+            return ended
+        if left_at is None:
+            rows.update(left_at=F("seen_at"))
+        else:
+            rows.update(left_at=left_at)
+        now = timezone.now()
+        for meeting in Meeting.objects.select_for_update().filter(pk__in=meeting_ids, ended_at__isnull=True):
+            if not Attendance.objects.filter(meeting=meeting, left_at__isnull=True).exists():
+                meeting.ended_at = now
+                meeting.save(update_fields=["ended_at"])
+                ended.append(meeting.pk)
+            _publish_room_frame(meeting)
+    return ended
+
+
+def attendance_close_process(*, process: str) -> list[int]:
+    """Hub process ``process`` stops: close its open rows now. Returns the meetings that ended."""
+    rows = Attendance.objects.filter(process=process, left_at__isnull=True)
+    return _close_rows(rows, left_at=timezone.now())
+
+
+def meetings_sweep(
+    *, stale_after: float, unattended_after: float, now: datetime | None = None
+) -> list[int]:
+    """Clean up after crashed processes; returns the ids of the meetings it ended.
+
+    Guarantees: an open attendance row not refreshed for ``stale_after``
+    seconds is closed at its last ``seen_at`` (its process died without
+    leaving); a live meeting left without an open row by that ends, like when
+    its last participant leaves; a live meeting that nobody has been in for
+    ``unattended_after`` seconds (started and never joined, or everyone gone
+    without ending it) ends too. Rows refreshed in time are never touched.
+    """
+    now = now or timezone.now()
+    stale = Attendance.objects.filter(left_at__isnull=True, seen_at__lt=now - timedelta(seconds=stale_after))
+    ended = _close_rows(stale, left_at=None)
+    idle_since = now - timedelta(seconds=unattended_after)
+    recent = Attendance.objects.filter(meeting=OuterRef("pk")).filter(
+        Q(left_at__isnull=True) | Q(left_at__gte=idle_since)
+    )
+    idle = Meeting.objects.filter(ended_at__isnull=True, started_at__lt=idle_since).exclude(Exists(recent))
+    for meeting in idle:
+        with transaction.atomic():
+            if Meeting.objects.filter(pk=meeting.pk, ended_at__isnull=True).update(ended_at=now):
+                ended.append(meeting.pk)
+                _publish_room_frame(meeting)
+    return ended

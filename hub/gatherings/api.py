@@ -21,6 +21,7 @@ from pydantic import Field
 from hub.gatherings import recurrence, selectors, services
 from hub.gatherings.models import Gathering
 from hub.gatherings.selectors import Occurrence
+from hub.gatherings.views import meeting_url
 from hub.models import User
 
 router = Router(tags=["gatherings"])
@@ -327,6 +328,97 @@ def occurrence_attendees(request: HttpRequest, gathering_id: int, key: str) -> l
         user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
     )
     return [AttendeeOut(**r.__dict__) for r in rows]
+
+
+class JoinOut(Schema):
+    meeting_id: int
+    room_id: int
+    gathering_id: int
+    occurrence: str
+    host: bool
+    #: The web page of the meeting (the room's page until the client has a meeting page).
+    url: str
+
+
+@router.post(
+    "/gatherings/{int:gathering_id}/occurrences/{key}/join",
+    response={200: JoinOut, **ERRORS},
+    summary="Open the live meeting of one occurrence",
+)
+def occurrence_join(request: HttpRequest, gathering_id: int, key: str) -> JoinOut:
+    """From 10 minutes before the start to the end, for the room's members, the hosts and
+    moderators, and those going: the room's live meeting (started if needed), linked to
+    the occurrence. Then join it on the websocket (`meeting_join`)."""
+    opened = services.occurrence_meeting_open(
+        user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+    )
+    return JoinOut(**opened.__dict__, url=meeting_url(meeting_id=opened.meeting_id, room_id=opened.room_id))
+
+
+class AttendanceRowOut(Schema):
+    user_id: int
+    name: str
+    answer: str | None
+    first_joined: datetime
+    last_left: datetime | None
+    minutes: int
+    sessions: int
+
+
+class NoShowOut(Schema):
+    user_id: int
+    name: str
+
+
+class AttendanceOut(Schema):
+    gathering_id: int
+    occurrence: OccurrenceOut
+    over: bool
+    meetings: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    minutes: int
+    going: int
+    attendees: list[AttendanceRowOut]
+    no_shows: list[NoShowOut]
+
+
+def _minutes(value: timedelta) -> int:
+    return int((value.total_seconds() + 30) // 60)
+
+
+@router.get(
+    "/gatherings/{int:gathering_id}/occurrences/{key}/attendance",
+    response={200: AttendanceOut, **ERRORS},
+    summary="Attendance of one occurrence (hosts and moderators)",
+)
+def occurrence_attendance(request: HttpRequest, gathering_id: int, key: str) -> AttendanceOut:
+    summary = selectors.occurrence_attendance(
+        user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+    )
+    return AttendanceOut(
+        gathering_id=summary.gathering_id,
+        occurrence=occurrence_out(summary.occurrence),
+        over=summary.over,
+        meetings=summary.meetings,
+        started_at=summary.started_at,
+        ended_at=summary.ended_at,
+        minutes=_minutes(summary.duration),
+        going=summary.going,
+        attendees=[
+            AttendanceRowOut(
+                user_id=r.user_id,
+                name=r.name,
+                answer=r.answer,
+                first_joined=r.first_joined,
+                last_left=r.last_left,
+                minutes=_minutes(r.duration),
+                sessions=r.sessions,
+            )
+            for r in summary.attendees
+        ],
+        no_shows=[NoShowOut(user_id=n.user_id, name=n.name) for n in summary.no_shows],
+    )
 
 
 @router.post("/gatherings/preview", response={200: PreviewOut, **ERRORS}, summary="Preview a recurrence")

@@ -36,6 +36,7 @@ from hub.gatherings.notify import member_notify
 from hub.gatherings.selectors import Occurrence
 from hub.models import User
 from rooms.selectors import room_access
+from signaling.models import Attendance, Meeting
 from signaling.services import meeting_start
 
 MAX_DURATION = timedelta(hours=12)
@@ -650,6 +651,30 @@ def feed_token_revoke(*, user: User) -> FeedToken:
 # --- live meetings -----------------------------------------------------------------------
 
 
+def _left_behind_meeting_end(*, gathering: Gathering, occurrence: Occurrence, now: datetime) -> None:
+    """End the room's live meeting when it was opened for another occurrence that is over
+    and nobody is in it (a Join nobody followed into the meeting leaves one behind).
+
+    Signaling ends a meeting when its last participant leaves, never one nobody entered;
+    without this, such a meeting would answer `conflict` to every later occurrence.
+    A meeting someone is still in is left alone.
+    """
+    with transaction.atomic():
+        meeting = Meeting.objects.select_for_update().filter(room_id=gathering.room_id, ended_at__isnull=True).first()
+        if meeting is None:
+            return
+        link = OccurrenceMeeting.objects.select_related("gathering").filter(meeting=meeting).first()
+        if link is None or (link.gathering_id == gathering.pk and link.occurrence_start == occurrence.original_start):
+            return
+        try:
+            other_end = selectors.occurrence_get(gathering=link.gathering, original_start=link.occurrence_start).end
+        except HirfaError:  # that occurrence no longer exists (the series was edited)
+            other_end = now
+        if other_end > now or Attendance.objects.filter(meeting=meeting, left_at__isnull=True).exists():
+            return
+        Meeting.objects.filter(pk=meeting.pk, ended_at__isnull=True).update(ended_at=timezone.now())
+
+
 @dataclass(frozen=True)
 class OpenedMeeting:
     """The live meeting a member was let into for one occurrence."""
@@ -698,6 +723,7 @@ def occurrence_meeting_open(
             _("This meeting is for the room's members and those going to the gathering."),
             occurrence=occ.key,
         )
+    _left_behind_meeting_end(gathering=gathering, occurrence=occ, now=now)
     # The caller's right to start comes from the gathering, not from moderating the room.
     started = meeting_start(user=user, room_id=gathering.room_id, start_allowed=True)
     if started.meeting is None:  # ended between its start and this read: never expected

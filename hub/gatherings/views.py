@@ -23,7 +23,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -179,15 +179,25 @@ def gathering_detail(request: HttpRequest, gathering_id: int) -> HttpResponse:
                 "occ": occ,
                 "status": selectors.my_rsvp(user=user, gathering=gathering, original_start=occ.original_start),
                 "joinable": selectors.occurrence_joinable(occurrence=occ),
+                "can_join": selectors.occurrence_joinable(occurrence=occ)
+                and selectors.occurrence_may_join(user=user, gathering=gathering, original_start=occ.original_start),
                 "splittable": bool(gathering.rrule) and occ.original_start != gathering.start,
             }
         )
+    hosting = selectors.gathering_hosts_or_manages(user=user, gathering=gathering)
+    past: list[selectors.Occurrence] = []
+    if hosting:
+        now = timezone.now()
+        ended = [o for o in selectors.gathering_occurrences(gathering=gathering, before=now) if o.end <= now]
+        past = ended[-PAST_SHOWN:][::-1]
     return _render(
         request,
         "gatherings/detail.html",
         {
             "gathering": gathering,
             "rows": rows,
+            "past": past,
+            "hosting": hosting,
             "series_status": selectors.my_rsvp(user=user, gathering=gathering, original_start=None),
             "can_manage": selectors.gathering_can_manage(user=user, gathering=gathering),
             "is_host": gathering.hosts.filter(pk=user.pk).exists(),
@@ -591,6 +601,99 @@ def feed_revoke(request: HttpRequest) -> HttpResponse:
     services.feed_token_revoke(user=_user(request))
     messages.success(request, _("Your old calendar link no longer works; here is the new one."))
     return redirect(reverse("gatherings_agenda") + "?scope=mine")
+
+
+# --- live meetings and attendance -------------------------------------------------------------
+
+PAST_SHOWN = 5
+
+
+def meeting_url(*, meeting_id: int, room_id: int) -> str:
+    """Where a member goes to be in a live meeting: the meeting page when the web client has
+    one (URL name ``meeting``, by meeting id or by room id), else the room's page."""
+    for kwargs in ({"meeting_id": meeting_id}, {"room_id": room_id}):
+        try:
+            return reverse("meeting", kwargs=kwargs)
+        except NoReverseMatch:
+            continue
+    return reverse("room", args=[room_id])
+
+
+@login_required
+@require_POST
+def occurrence_join(request: HttpRequest, gathering_id: int, key: str) -> HttpResponse:
+    """Join the live meeting of one occurrence (started if needed), then go to it.
+    Refusals (too early, over, not a member nor going) come back as a message."""
+    try:
+        opened = services.occurrence_meeting_open(
+            user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+        )
+    except HirfaError as exc:
+        if exc.code == ErrorCode.NOT_FOUND:
+            raise Http404(exc.message) from None
+        messages.error(request, exc.message)
+        return redirect("gathering_detail", gathering_id=gathering_id)
+    return redirect(meeting_url(meeting_id=opened.meeting_id, room_id=opened.room_id))
+
+
+def _attendance(request: HttpRequest, gathering_id: int, key: str) -> selectors.AttendanceSummary:
+    """The summary, or the error page: 404 for what the user may not see, `_NotManager` (403)
+    for a member who is no host."""
+    try:
+        return selectors.occurrence_attendance(
+            user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+        )
+    except HirfaError as exc:
+        if exc.code == ErrorCode.FORBIDDEN:
+            raise _NotManager(exc.message) from None
+        raise Http404(exc.message) from None
+
+
+@_managers_only
+@require_GET
+def occurrence_attendance(request: HttpRequest, gathering_id: int, key: str) -> HttpResponse:
+    """Hosts' summary of one occurrence: who came, for how long, and who said he was going
+    but did not come."""
+    summary = _attendance(request, gathering_id, key)
+    gathering = Gathering.objects.select_related("room").get(pk=gathering_id)
+    return _render(
+        request,
+        "gatherings/attendance.html",
+        {"gathering": gathering, "summary": summary, "occ": summary.occurrence},
+    )
+
+
+@_managers_only
+@require_GET
+def occurrence_attendance_csv(request: HttpRequest, gathering_id: int, key: str) -> HttpResponse:
+    """The attendance summary as CSV: one line per attendee, then one per no-show."""
+    summary = _attendance(request, gathering_id, key)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="attendance-{gathering_id}-{key}.csv"'
+    response.write("\ufeff")  # lets spreadsheet programs read Arabic names as UTF-8
+    writer = csv.writer(response)
+    writer.writerow([_("name"), _("answer"), _("present"), _("first joined (UTC)"), _("last left (UTC)"), _("minutes"), _("times joined")])
+    for row in summary.attendees:
+        writer.writerow(
+            [
+                row.name,
+                row.answer or "",
+                _("yes"),
+                row.first_joined.astimezone(UTC).isoformat(),
+                row.last_left.astimezone(UTC).isoformat() if row.last_left else "",
+                _minutes_rounded(row.duration),
+                row.sessions,
+            ]
+        )
+    for absent in summary.no_shows:
+        writer.writerow([absent.name, RsvpStatus.GOING.value, _("no"), "", "", 0, 0])
+    writer.writerow([])
+    writer.writerow([_("meeting duration (minutes)"), _minutes_rounded(summary.duration)])
+    return response
+
+
+def _minutes_rounded(value: timedelta) -> int:
+    return int((value.total_seconds() + 30) // 60)
 
 
 # --- calendar feeds ---------------------------------------------------------------------------

@@ -10,9 +10,13 @@ aiortc privates:
   decoder queue (so ``aiortc.codecs.get_decoder`` is never called), and which
   gives up on a lost packet after ``loss_timeout`` instead of waiting for 512
   more packets;
-* a sender's encoder is replaced by :class:`FramePacketizer`, which only splits
-  an already encoded frame into RTP payloads (``aiortc.codecs.get_encoder`` is
-  never called), and its keyframe hook is redirected to a callback;
+* a sender's RTP loop (which reads its track, then encodes or packetizes each
+  frame per subscriber) is replaced by an :class:`RtpWriter`: the publisher's
+  RTP payloads are forwarded as they arrived, each subscriber's packets only
+  get their own header (SSRC, sequence number, timestamp, extensions) and SRTP,
+  and go straight to the socket (``aiortc.codecs.get_encoder`` is never
+  called); NACKs are answered from the writer's history and the keyframe hook
+  is redirected to a callback;
 * an ICE connection's host-candidate gathering is replaced by
   :func:`configure_host_candidates`, which binds inside a configured UDP port
   range and announces configured addresses (aioice never offers 127.0.0.1 and
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,10 +41,10 @@ import aioice
 import aiortc
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import StunProtocol
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from aiortc.codecs.h264 import H264Encoder
-from aiortc.codecs.vpx import Vp8Encoder
+from aiortc import RTCPeerConnection, RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add, uint16_gt
 
@@ -75,6 +80,9 @@ class AssembledFrame:
     timestamp: int
     audio_level: int | None
     after_loss: bool
+    #: The publisher's RTP payloads of the frame, in order (its own packetization,
+    #: e.g. with the VP8 payload descriptor): what the server forwards as is.
+    payloads: tuple[bytes, ...] = ()
 
 
 FrameSink = Callable[[AssembledFrame], None]
@@ -174,7 +182,7 @@ class FrameAssembler:
             return False, None  # older than what was forwarded: reordering would hurt more
         after_loss = self._next_seq is not None and seq != self._next_seq
         self._next_seq = uint16_add(seq, 1)
-        self._emit(packet._data, packet.timestamp, after_loss)  # type: ignore[attr-defined]
+        self._emit(packet._data, packet.timestamp, after_loss, (packet.payload,))  # type: ignore[attr-defined]
         return False, None
 
     def _mark_loss(self) -> None:
@@ -190,11 +198,13 @@ class FrameAssembler:
             if first is None:
                 return
             parts = []
+            payloads = []
             while True:
                 packet = self._packets.get(seq)
                 if packet is None or packet.timestamp != first.timestamp:
                     return  # frame not complete yet
                 parts.append(packet._data)  # type: ignore[attr-defined]
+                payloads.append(packet.payload)
                 if packet.marker:
                     break
                 seq = uint16_add(seq, 1)
@@ -202,7 +212,7 @@ class FrameAssembler:
                 self._packets.pop(uint16_add(self._next_seq, done), None)
             self._next_seq = uint16_add(seq, 1)
             after_loss, self._after_loss = self._after_loss, False
-            self._emit(b"".join(parts), first.timestamp, after_loss)
+            self._emit(b"".join(parts), first.timestamp, after_loss, tuple(payloads))
 
     def _skip_hole(self) -> None:
         """Drop everything up to the first packet known to start a frame."""
@@ -226,9 +236,9 @@ class FrameAssembler:
         for seq in [s for s in self._packets if not uint16_gt(uint16_add(s, 1), self._next_seq)]:
             del self._packets[seq]
 
-    def _emit(self, data: bytes, timestamp: int, after_loss: bool) -> None:
+    def _emit(self, data: bytes, timestamp: int, after_loss: bool, payloads: tuple[bytes, ...]) -> None:
         self.frames_delivered += 1
-        self._sink(AssembledFrame(data, timestamp, self._level, after_loss))
+        self._sink(AssembledFrame(data, timestamp, self._level, after_loss, payloads))
 
     # aiortc's JitterBuffer API, kept for tools that introspect the receiver.
     def remove(self, count: int) -> None:  # pragma: no cover - never called by aiortc 1.16
@@ -293,50 +303,168 @@ async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     await receiver._send_rtcp_pli(media_ssrc)
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedPayload:
-    """What a forwarding track yields to its sender: one frame, already encoded."""
-
-    data: bytes
-    timestamp: int
+# RTP header: version 2 with the extension bit (every packet carries at least abs-send-time).
+_RTP_HEADER = struct.Struct("!BBHII")
+_NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
+_HISTORY = 512  # packets kept per subscription for NACK retransmission (> 2 s of video)
 
 
-class FramePacketizer:
-    """Stand-in for a sender's encoder: only packetizes :class:`EncodedPayload`."""
+def _extension_element(ext_id: int | None, value: bytes) -> bytes:
+    """One RFC 8285 one-byte-header element, or nothing if the extension was not negotiated."""
+    if not ext_id or not value or len(value) > 16:
+        return b""
+    return bytes([(ext_id << 4) | (len(value) - 1)]) + value
 
-    def __init__(self, mime_type: str) -> None:
-        self._mime_type = mime_type.lower()
-        self._picture_id = random.randint(0, (1 << 15) - 1)
 
-    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        raise TypeError(f"forwarding sender for {self._mime_type} got a raw frame {frame!r}")
+class RtpWriter:
+    """Writes one subscription's frames straight to its transport, already packetized.
 
-    def pack(self, payload: EncodedPayload) -> tuple[list[bytes], int]:
-        """Split ``payload`` into RTP payloads the way aiortc's encoder would."""
-        if self._mime_type == "video/vp8":
-            payloads = Vp8Encoder._packetize(payload.data, self._picture_id)
-            self._picture_id = (self._picture_id + 1) % (1 << 15)
-        elif self._mime_type == "video/h264":
-            payloads = H264Encoder._packetize(H264Encoder._split_bitstream(payload.data))
+    Guarantees: the RTP payloads given to :meth:`write` are sent unchanged, in
+    order, in packets carrying this sender's SSRC, payload type, continuous
+    sequence numbers and the ``mid`` / ``abs-send-time`` (and, for audio,
+    ``ssrc-audio-level``) header extensions the sender negotiated; nothing is
+    decoded, encoded or re-packetized. The sender's RTCP sender reports keep
+    counting what was sent and NACKed packets are retransmitted (over RTX when
+    negotiated) from a bounded history.
+    """
+
+    def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> None:
+        self._sender = sender
+        self._dtls = sender.transport
+        self._ssrc = sender._ssrc
+        self._rtx_ssrc = sender._rtx_ssrc
+        self._payload_type = codec.payloadType
+        self._rtx_payload_type: int | None = sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined]
+        ids = sender._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+        mid = sender._RTCRtpSender__mid or ""  # type: ignore[attr-defined]
+        self._static_extensions = _extension_element(ids.mid, mid.encode())
+        self._abs_send_time_id = ids.abs_send_time
+        self._audio_level_id = ids.audio_level
+        self._sequence_number = random.randint(0, 0xFFFF)
+        self._rtx_sequence_number = random.randint(0, 0xFFFF)
+        self._timestamp_origin = random.randint(0, 0xFFFFFFFF)
+        #: seq % _HISTORY -> (seq, timestamp, marker, payload) of sent packets
+        self._history: dict[int, tuple[int, int, bool, bytes]] = {}
+        self.packets_sent = 0
+        self.retransmissions = 0
+
+    def _route(self) -> tuple[Any, Any] | None:
+        """The SRTP session and the (datagram transport, address) to send to, if connected."""
+        dtls = self._dtls
+        if dtls._state is not DtlsState.CONNECTED:
+            return None
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None or pair.protocol.transport is None:
+            return None
+        return dtls._tx_srtp, pair
+
+    def _extensions(self, now: float, audio_level: int | None) -> bytes:
+        elements = self._static_extensions
+        if self._abs_send_time_id:
+            # 6.18 fixed-point seconds (the NTP time's middle 24 bits)
+            abs_send_time = int((now + _NTP_EPOCH_OFFSET) * 262144) & 0xFFFFFF
+            elements += _extension_element(self._abs_send_time_id, abs_send_time.to_bytes(3, "big"))
+        if audio_level is not None:
+            elements += _extension_element(self._audio_level_id, bytes([audio_level & 0x7F]))
+        elements += b"\x00" * (-len(elements) % 4)
+        return b"\xbe\xde" + (len(elements) // 4).to_bytes(2, "big") + elements
+
+    def backlog(self) -> int:
+        """Bytes queued in user space for this subscriber's socket (0 when it keeps up)."""
+        route = self._route()
+        return route[1].protocol.transport.get_write_buffer_size() if route is not None else 0
+
+    def write(self, payloads: Sequence[bytes], timestamp: int, audio_level: int | None = None) -> bool:
+        """Send one frame (its RTP payloads, marker on the last); answers whether it was sent."""
+        route = self._route()
+        if route is None or not payloads:
+            return False
+        srtp, pair = route
+        sendto, address = pair.protocol.transport.sendto, pair.remote_addr
+        protect, pack, history = srtp.protect, _RTP_HEADER.pack, self._history
+        now = time.time()
+        extensions = self._extensions(now, audio_level)
+        timestamp = (timestamp + self._timestamp_origin) & 0xFFFFFFFF
+        seq, ssrc, payload_type = self._sequence_number, self._ssrc, self._payload_type
+        last = len(payloads) - 1
+        octets = 0
+        try:
+            for index, payload in enumerate(payloads):
+                marker = index == last
+                header = pack(0x90, payload_type | 0x80 if marker else payload_type, seq, timestamp, ssrc)
+                sendto(protect(header + extensions + payload), address)
+                history[seq % _HISTORY] = (seq, timestamp, marker, payload)
+                octets += len(payload)
+                seq = (seq + 1) & 0xFFFF
+        finally:
+            sent = (seq - self._sequence_number) & 0xFFFF
+            self._sequence_number = seq
+            self.packets_sent += sent
+            # What the sender's RTCP sender reports announce.
+            sender = self._sender
+            sender._RTCRtpSender__packet_count += sent  # type: ignore[attr-defined]
+            sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
+            sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
+            sender._RTCRtpSender__ntp_timestamp = int((now + _NTP_EPOCH_OFFSET) * 4294967296)  # type: ignore[attr-defined]
+        return True
+
+    async def retransmit(self, sequence_number: int) -> None:
+        """Resend a packet a NACK reported lost, if still in the history (replaces aiortc's)."""
+        entry = self._history.get(sequence_number % _HISTORY)
+        route = self._route()
+        if entry is None or entry[0] != sequence_number or route is None:
+            return
+        seq, timestamp, marker, payload = entry
+        srtp, pair = route
+        if self._rtx_payload_type is not None:
+            payload_type, ssrc = self._rtx_payload_type, self._rtx_ssrc
+            payload = seq.to_bytes(2, "big") + payload
+            seq, self._rtx_sequence_number = self._rtx_sequence_number, (self._rtx_sequence_number + 1) & 0xFFFF
         else:
-            payloads = [payload.data]
-        return payloads, payload.timestamp
+            payload_type, ssrc = self._payload_type, self._ssrc
+        header = _RTP_HEADER.pack(0x90, payload_type | 0x80 if marker else payload_type, seq, timestamp, ssrc)
+        pair.protocol.transport.sendto(
+            srtp.protect(header + self._extensions(time.time(), None) + payload), pair.remote_addr
+        )
+        self.retransmissions += 1
 
 
 def make_forwarding_sender(
-    sender: RTCRtpSender, *, mime_type: str, on_keyframe_request: Callable[[], None]
-) -> FramePacketizer:
-    """Make ``sender`` packetize encoded frames and report PLI/FIR to a callback.
+    sender: RTCRtpSender,
+    *,
+    on_start: Callable[[RtpWriter], None],
+    on_stop: Callable[[], None],
+    on_keyframe_request: Callable[[], None],
+) -> None:
+    """Make ``sender`` forward packetized frames and report PLI/FIR to a callback.
 
-    Must be called before the sender's first frame. The sender then never
-    creates an encoder; a PLI or FIR from the remote peer calls
-    ``on_keyframe_request`` instead of flagging an encoder.
+    Must be called before the sender starts. When aiortc starts it (DTLS
+    connected, direction sending), ``on_start`` gets the :class:`RtpWriter` to
+    push frames through; the sender's own RTP loop, which would read its track
+    and encode or packetize every frame, never runs (so no encoder is ever
+    created). ``on_stop`` is called once when the sender stops. NACKs are
+    answered from the writer's history; a PLI or FIR from the remote peer calls
+    ``on_keyframe_request``. RTCP (sender reports, receiver reports) stays
+    aiortc's.
     """
-    packetizer = FramePacketizer(mime_type)
-    sender._RTCRtpSender__encoder = packetizer  # type: ignore[attr-defined]
-    sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
-    return packetizer
 
+    async def run_rtp(codec: RTCRtpCodecParameters) -> None:
+        sender._RTCRtpSender__rtp_started.set()  # type: ignore[attr-defined]
+        writer = RtpWriter(sender, codec)
+        sender._retransmit = writer.retransmit  # type: ignore[method-assign]
+        try:
+            on_start(writer)
+            # The track's recv() returns nothing: it only raises once the track ends.
+            while sender.track is not None:
+                await sender.track.recv()
+        except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+            pass
+        finally:
+            on_stop()
+            sender._RTCRtpSender__rtp_exited.set()  # type: ignore[attr-defined]
+
+    sender._run_rtp = run_rtp  # type: ignore[method-assign]
+    sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
 
 # ---------------------------------------------------------------- ICE
 

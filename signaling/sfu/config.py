@@ -26,9 +26,9 @@ class SfuConfig:
     keyframe_interval: float = 0.5
     #: A hole in a video stream still open after this time (s) is given up.
     loss_timeout: float = 0.1
-    #: Frames a subscription may hold before it drops (about 2 s of video).
-    video_queue_frames: int = 60
-    audio_queue_frames: int = 50
+    #: Bytes a subscriber's socket may hold unsent before his frames are dropped
+    #: (video then waits for a keyframe); about 4 s of 1 Mbps video.
+    send_backlog_bytes: int = 512 * 1024
     max_tracks_per_participant: int = 3
 
     def __post_init__(self) -> None:

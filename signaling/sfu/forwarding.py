@@ -8,9 +8,11 @@ Guarantees:
   only at a keyframe; while it waits, the publisher is asked for one;
 * keyframe requests to a publisher are sent at most once per
   ``keyframe_interval`` per track, whoever asks;
-* a subscription never holds more than ``capacity`` frames: a full video queue
-  is emptied and waits for the next keyframe, a full audio queue drops its
-  oldest frame;
+* frames are forwarded as the publisher packetized them (its RTP payloads),
+  written to each subscriber as soon as they are complete, with no queue of
+  their own; a subscriber whose socket backlog exceeds ``max_backlog`` bytes
+  loses frames (video then waits for the next keyframe), so memory stays
+  bounded;
 * a track muted by a moderator forwards nothing, whatever its client sends.
 """
 
@@ -19,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .aiortc_hooks import AssembledFrame, EncodedPayload, FrameAssembler, send_pli
+from .aiortc_hooks import AssembledFrame, FrameAssembler, send_pli
 from .types import MediaKind, TrackSource, VideoCodec
 
 logger = logging.getLogger(__name__)
@@ -167,24 +169,36 @@ class TrackForwarder:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-class ForwardTrack(MediaStreamTrack):
-    """The track a subscriber's sender reads: encoded frames of one source.
+class FrameWriter(Protocol):
+    """Where a subscription's frames go (an :class:`~.aiortc_hooks.RtpWriter` in production)."""
 
-    It survives its source: :meth:`attach` points it at another forwarder (or
-    at nothing, when it idles), so an m-line can be reused when participants
-    come and go. RTP timestamps are rebased so they keep increasing across
-    such switches.
+    def write(self, payloads: Sequence[bytes], timestamp: int, audio_level: int | None = None) -> bool: ...
+
+    def backlog(self) -> int: ...
+
+
+class ForwardTrack(MediaStreamTrack):
+    """The track of one subscription: the frames of one source, forwarded as packets.
+
+    Frames are written to the subscriber synchronously, as soon as the
+    publisher's last packet of a frame arrives (no queue, no task per frame):
+    the only backlog is the subscriber socket's, and when it holds more than
+    ``max_backlog`` bytes (the subscriber does not keep up) frames are dropped,
+    video until the next keyframe. The track survives its source:
+    :meth:`attach` points it at another forwarder (or at nothing, when it
+    idles), so an m-line can be reused when participants come and go. RTP
+    timestamps are rebased so they keep increasing across such switches.
+    Nothing is written before the sender started (:meth:`start_sending`).
     """
 
-    def __init__(self, kind: MediaKind, *, capacity: int) -> None:
+    def __init__(self, kind: MediaKind, *, max_backlog: int) -> None:
         super().__init__()
         self.kind = kind.value
         self._media_kind = kind
-        self._capacity = capacity
-        self._queue: deque[EncodedPayload] = deque()
-        self._ready = asyncio.Event()
+        self._max_backlog = max_backlog
+        self._stopped = asyncio.Event()
         self._source: TrackForwarder | None = None
-        self._reading = False
+        self._writer: FrameWriter | None = None
         self._waiting_keyframe = kind is MediaKind.VIDEO
         self._offset: int | None = None
         self._last_timestamp: int | None = None
@@ -200,28 +214,37 @@ class ForwardTrack(MediaStreamTrack):
         return self._source
 
     @property
-    def queued(self) -> int:
-        return len(self._queue)
+    def sending(self) -> bool:
+        return self._writer is not None
 
     def attach(self, source: TrackForwarder | None) -> None:
-        """Forward ``source`` from now on (``None``: idle). Drops queued frames."""
+        """Forward ``source`` from now on (``None``: idle), starting at its next keyframe."""
         if self._source is source:
             return
         if self._source is not None:
             self._source._detach(self)
         self._source = source
-        self._queue.clear()
         self._offset = None
         self.resync()
         if source is not None:
             source._attach(self)
-            if self._reading:
+            if self._writer is not None:
                 source.request_keyframe()
 
     def resync(self) -> None:
         """Forward nothing more until the next keyframe."""
         if self._media_kind is MediaKind.VIDEO:
             self._waiting_keyframe = True
+
+    def start_sending(self, writer: FrameWriter) -> None:
+        """The subscriber's sender started: write to ``writer`` from the next keyframe on."""
+        self._writer = writer
+        self.resync()
+        if self._source is not None:
+            self._source.request_keyframe()
+
+    def stop_sending(self) -> None:
+        self._writer = None
 
     def on_remote_keyframe_request(self) -> None:
         """The subscriber sent PLI or FIR: pass it on to the publisher."""
@@ -230,32 +253,32 @@ class ForwardTrack(MediaStreamTrack):
             self._source.request_keyframe()
 
     def push(self, frame: AssembledFrame, *, keyframe: bool) -> None:
-        """Queue one frame for the subscriber, keeping the guarantees above."""
-        if not self._reading or self.readyState != "live":
+        """Write one frame to the subscriber, keeping the guarantees above."""
+        writer = self._writer
+        if writer is None:
             return  # the sender has not started: stale frames would only add delay
-        if self._media_kind is MediaKind.VIDEO:
+        video = self._media_kind is MediaKind.VIDEO
+        if video:
             if frame.after_loss:
                 self._waiting_keyframe = True
             if self._waiting_keyframe and not keyframe:
-                self.frames_dropped += 1
-                if self._source is not None:
-                    self._source.request_keyframe()
+                self._drop()
                 return
-            if len(self._queue) >= self._capacity:
-                self.frames_dropped += len(self._queue)
-                self._queue.clear()
-                if not keyframe:
-                    self._waiting_keyframe = True
-                    self.frames_dropped += 1
-                    if self._source is not None:
-                        self._source.request_keyframe()
-                    return
-            self._waiting_keyframe = False
-        elif len(self._queue) >= self._capacity:
-            self._queue.popleft()
+        if writer.backlog() > self._max_backlog:
+            self.resync()
+            self._drop()
+            return
+        if writer.write(frame.payloads, self._rebase(frame.timestamp), frame.audio_level):
+            self.frames_forwarded += 1
+            if video:
+                self._waiting_keyframe = False
+        else:
             self.frames_dropped += 1
-        self._queue.append(EncodedPayload(frame.data, self._rebase(frame.timestamp)))
-        self._ready.set()
+
+    def _drop(self) -> None:
+        self.frames_dropped += 1
+        if self._source is not None and self._media_kind is MediaKind.VIDEO:
+            self._source.request_keyframe()
 
     def _rebase(self, timestamp: int) -> int:
         if self._offset is None:
@@ -267,26 +290,14 @@ class ForwardTrack(MediaStreamTrack):
         self._last_timestamp = (timestamp + self._offset) & 0xFFFFFFFF
         return self._last_timestamp
 
-    async def recv(self) -> EncodedPayload:  # type: ignore[override]
-        """Next frame for the sender; waits while idle; raises once stopped."""
-        if not self._reading:
-            self._reading = True
-            self.resync()
-            if self._source is not None:
-                self._source.request_keyframe()
-        while not self._queue:
-            if self.readyState != "live":
-                raise MediaStreamError
-            self._ready.clear()
-            await self._ready.wait()
-        if self.readyState != "live":
-            raise MediaStreamError
-        self.frames_forwarded += 1
-        return self._queue.popleft()
+    async def recv(self) -> AssembledFrame:  # type: ignore[override]
+        """Never yields a frame (they are written, not read): raises once the track ends."""
+        await self._stopped.wait()
+        raise MediaStreamError
 
     def stop(self) -> None:
-        """End the track for good: the sender reading it stops."""
+        """End the track for good: the sender forwarding it stops."""
         self.attach(None)
+        self._writer = None
         super().stop()
-        self._queue.clear()
-        self._ready.set()
+        self._stopped.set()

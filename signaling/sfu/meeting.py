@@ -82,12 +82,6 @@ def _codec_preferences(kind: MediaKind, video_codec: VideoCodec) -> list:
     return wanted
 
 
-def _mime_type(kind: MediaKind, video_codec: VideoCodec) -> str:
-    if kind is MediaKind.AUDIO:
-        return "audio/opus"
-    return "video/vp8" if video_codec is VideoCodec.VP8 else "video/h264"
-
-
 @dataclass(slots=True)
 class _PublishSlot:
     source: TrackSource
@@ -281,19 +275,13 @@ class Participant:
             slot.transceiver.direction = "sendonly"
         else:
             kind = forwarder.kind
-            track = ForwardTrack(
-                kind,
-                capacity=(
-                    self._config.video_queue_frames
-                    if kind is MediaKind.VIDEO
-                    else self._config.audio_queue_frames
-                ),
-            )
+            track = ForwardTrack(kind, max_backlog=self._config.send_backlog_bytes)
             transceiver = self._pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(_codec_preferences(kind, self._meeting.video_codec))
             aiortc_hooks.make_forwarding_sender(
                 transceiver.sender,
-                mime_type=_mime_type(kind, self._meeting.video_codec),
+                on_start=track.start_sending,
+                on_stop=track.stop_sending,
                 on_keyframe_request=track.on_remote_keyframe_request,
             )
             slot = _SubscribeSlot(kind, transceiver, track)

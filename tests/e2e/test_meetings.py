@@ -14,7 +14,7 @@ from signaling import services
 from tests import factories
 from tests.servers import daphne_factory  # noqa: F401
 from tests.signaling.clients import MeetingClient, wait_until
-from tests.signaling.remote import LATE_PUBLISHER_VIDEO, remote_client, strict_xfail_unless
+from tests.signaling.remote import remote_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(150)]
 
@@ -66,12 +66,8 @@ async def test_three_participants_through_daphne(daphne_factory):  # noqa: F811
             lambda: all(len(c.frames_from(nadia.pk, "camera")) >= 10 for c in (a, k)),
             what="amina and karim see nadia",
         )
-        # each sees the other two (blocked by the known late-publisher bug: judged at the end)
-        try:
-            await wait_until(lambda: everyone_receives(clients, "camera", 10), timeout=10, what="all video")
-            all_video = True
-        except AssertionError:
-            all_video = False
+        # each sees the other two (the two late joiners publish and subscribe in one negotiation)
+        await wait_until(lambda: everyone_receives(clients, "camera", 10), what="everyone sees the others")
 
         # a host mutes amina's microphone: her audio stops reaching nadia and karim
         mark = n.mark()
@@ -118,4 +114,3 @@ async def test_three_participants_through_daphne(daphne_factory):  # noqa: F811
     finally:
         for c in clients:
             await c.close()
-    strict_xfail_unless(all_video, LATE_PUBLISHER_VIDEO)

@@ -59,3 +59,34 @@ def test_two_members_take_the_last_seat_at_once(schedule, amina, sofia, yacine, 
     assert sorted(r.status for r in results) == ["going", "waitlisted"]
     answers = selectors.effective_rsvps(gathering=gathering, original_start=occ.original_start)
     assert sum(1 for r in answers.values() if r.status == "going") == 2
+
+
+def test_two_members_join_at_once_and_get_one_meeting(schedule, amina, sofia, monkeypatch):
+    """Both start the room's meeting at the same moment: one meeting, linked once."""
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent transactions need PostgreSQL; SQLite serialises every writer anyway")
+    from hub.gatherings.models import OccurrenceMeeting
+    from signaling import services as signaling_services
+    from signaling.models import Meeting
+
+    gathering = schedule()
+    occ = selectors.gathering_occurrences(gathering=gathering)[0]
+    # Widen the window between "is a meeting live?" and creating one.
+    original_live = signaling_services.live_meeting
+
+    def slow_live(**kwargs):
+        found = original_live(**kwargs)
+        time.sleep(0.2)
+        return found
+
+    monkeypatch.setattr(signaling_services, "live_meeting", slow_live)
+
+    def join(user):
+        return lambda: services.occurrence_meeting_open(
+            user=user, gathering_id=gathering.pk, original_start=occ.original_start, now=occ.start
+        )
+
+    results = _concurrently(join(amina), join(sofia))
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert results[0].meeting_id == results[1].meeting_id
+    assert Meeting.objects.count() == 1 and OccurrenceMeeting.objects.count() == 1

@@ -21,14 +21,6 @@ from asgiref.sync import sync_to_async
 from tests.servers import DaphneServer, session_cookie
 from tests.signaling.clients import MeetingClient, WebSocket
 
-#: The known SFU bug another engineer is fixing in signaling/sfu/ (see the lead's issue 3 notes).
-LATE_PUBLISHER_VIDEO = (
-    "known SFU/test-peer bug being fixed in signaling/sfu/: a client that subscribes to video and "
-    "publishes video in one negotiation never starts its video sender, so a late joiner's camera "
-    "reaches nobody"
-)
-
-
 async def open_hub_socket(server: DaphneServer, user: Any) -> WebSocket:
     """A hub socket of ``server`` logged in as ``user``, past the hello/welcome handshake."""
     cookie = await sync_to_async(session_cookie)(user)
@@ -50,17 +42,6 @@ async def remote_client(
 ) -> MeetingClient:
     """A meeting participant (aiortc peer) talking to ``server`` over a real websocket."""
     return MeetingClient(name, user.pk, await open_hub_socket(server, user), publish=publish)
-
-
-def strict_xfail_unless(ok: bool, reason: str) -> None:
-    """A strict xfail for one assertion of a test: call it last.
-
-    ``ok`` false: the test is reported as xfailed with ``reason``. ``ok`` true:
-    the test fails, so that the marker is removed once the bug is fixed.
-    """
-    if ok:
-        pytest.fail(f"XPASS(strict): {reason} -- it works now: remove this xfail")
-    pytest.xfail(reason)
 
 
 # --- leak probes -------------------------------------------------------------------------

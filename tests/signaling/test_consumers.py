@@ -217,3 +217,80 @@ async def test_a_late_publisher_video_reaches_an_earlier_participant(embedded_sf
         await n.close()
         await a.close()
         await placement.close_embedded()
+
+
+def padded(answer, size: int):
+    """Wrap a ClientPeer.answer so that its SDP grows to about ``size`` characters
+    (session-level attributes that aiortc ignores, as a long real answer would be)."""
+
+    async def answer_padded(offer):
+        sdp = await answer(offer)
+        head, rest = sdp.split("t=0 0\r\n", 1)
+        line = "a=x-hirfa-pad:" + "p" * 985 + "\r\n"
+        return head + "t=0 0\r\n" + line * (size // 1000) + rest
+
+    return answer_padded
+
+
+async def test_more_bad_input_and_large_answers(embedded_sfu, close_sfu_after):
+    from django.conf import settings
+
+    from tests.signaling.remote import udp_ports
+
+    _room, meeting_id, nadia, amina, karim, omar = await guild_meeting()
+    private = await group_meeting(amina, karim)
+    n = await client(nadia, "nadia")
+    # an answer over the 16 KiB frame limit is accepted (meeting_answer may hold 64 KiB)
+    n.peer.answer = padded(n.peer.answer, 30_000)
+    await n.join(meeting_id)
+    a = await client(amina, "amina")
+    await a.join(meeting_id)
+    await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= 10, what="amina sees nadia")
+    await wait_until(lambda: len(n.frames_from(amina.pk, "mic")) >= 10, what="nadia hears amina")
+    assert not [f for f in n.frames if f["type"] == "error"]
+
+    async def error_for(who: MeetingClient, frame: dict, code: str) -> dict:
+        mark = who.mark()
+        await who.send({**frame, "ref": code})
+        err = await who.wait_for("error", after=mark)
+        assert err["code"] == code, err
+        return err
+
+    # beyond 64 KiB, or any other frame over 16 KiB: frame_too_large, the socket stays open
+    huge = "v=0\r\n" + "a=x:" + "p" * 70_000 + "\r\n"
+    await error_for(n, {"type": "meeting_answer", "meeting": meeting_id, "sdp": huge, "revision": 1}, "frame_too_large")
+    await error_for(n, {"type": "meeting_hand", "meeting": meeting_id, "up": True, "pad": "p" * 20_000}, "frame_too_large")
+    # an offer answered for a meeting the user may not join, or is not in: no_session / not_found
+    await error_for(a, {"type": "meeting_answer", "meeting": private, "sdp": "v=0", "revision": 1}, "no_session")
+    o = await client(omar, "omar")
+    await error_for(o, {"type": "meeting_join", "meeting": private}, "not_found")
+    # candidates for another meeting, or before joining any: no_session
+    await error_for(a, {"type": "meeting_candidate", "meeting": private, "candidate": None}, "no_session")
+    await error_for(o, {"type": "meeting_candidate", "meeting": meeting_id, "candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdp_mid": "0"}, "no_session")
+    # ill-typed frames and an unknown source
+    await error_for(a, {"type": "meeting_answer", "meeting": meeting_id, "sdp": 12, "revision": 1}, "invalid_frame")
+    await error_for(a, {"type": "meeting_publish", "meeting": meeting_id, "source": "hologram"}, "invalid_frame")
+    # too many tracks: the screen is a third source, but a second camera or screen is refused
+    mark = a.mark()
+    await a.send({"type": "meeting_publish", "meeting": meeting_id, "source": "screen"})
+    await a.wait_for("meeting_offer", lambda f: any(m.get("source") == "screen" for m in f["mlines"]), after=mark)
+    await error_for(a, {"type": "meeting_publish", "meeting": meeting_id, "source": "screen"}, "too_many_tracks")
+    await error_for(a, {"type": "meeting_publish", "meeting": meeting_id, "source": "mic"}, "too_many_tracks")
+    # a flood of candidates: rate limited, the meeting goes on
+    mark = a.mark()
+    for i in range(80):
+        await a.send({"type": "meeting_candidate", "meeting": meeting_id, "candidate": f"candidate:{i} 1 udp 1 127.0.0.1 {9000 + i} typ host", "sdp_mid": "0"})
+    await a.wait_for("error", lambda f: f["code"] == "rate_limited", after=mark)
+    seen = len(a.frames_from(nadia.pk, "camera"))
+    heard = len(n.frames_from(amina.pk, "mic"))
+    await wait_until(
+        lambda: len(a.frames_from(nadia.pk, "camera")) >= seen + 10 and len(n.frames_from(amina.pk, "mic")) >= heard + 10,
+        what="the meeting goes on",
+    )
+    # nothing leaks
+    for c in (n, a, o):
+        await c.close()
+    await wait_until(lambda: placement.embedded_engine().meeting_ids() == (), what="meeting closed on the SFU")
+    await placement.close_embedded()
+    assert live_peer_connections() == 0
+    assert udp_ports(port_min=settings.HIRFA_SFU_PORT_MIN, port_max=settings.HIRFA_SFU_PORT_MAX) == []

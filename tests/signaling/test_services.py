@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from hub.errors import ErrorCode, HirfaError
 from rooms import services as room_services
@@ -107,3 +109,50 @@ def test_ice_servers_carry_coturn_time_limited_credentials(settings):
     assert ttl == 600 and turn.username == "1000600:3"
     expected = base64.b64encode(hmac.new(b"s3cret", b"1000600:3", hashlib.sha1).digest()).decode()
     assert turn.credential == expected
+
+
+def test_a_crashed_process_rows_are_swept_and_its_meeting_ends(tlemcen_guild):
+    room, amina, karim, moderator, _ = tlemcen_guild
+    meeting_id = services.meeting_start(user=moderator, room_id=room.pk).meeting
+    services.meeting_attend(user=amina, meeting_id=meeting_id, process="crashed")
+    services.meeting_attend(user=karim, meeting_id=meeting_id, process="alive")
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Attendance.objects.filter(process="crashed").update(seen_at=long_ago)
+    assert services.attendance_heartbeat(process="alive") == 1
+
+    assert services.meetings_sweep(stale_after=90, unattended_after=600) == []
+    crashed = Attendance.objects.get(user=amina)
+    assert crashed.left_at == long_ago  # closed when it was last seen
+    assert Attendance.objects.get(user=karim).left_at is None
+    assert Meeting.objects.get(pk=meeting_id).live
+
+    # the other process dies too: the meeting ends with its last row
+    Attendance.objects.filter(process="alive").update(seen_at=long_ago)
+    assert services.meetings_sweep(stale_after=90, unattended_after=600) == [meeting_id]
+    assert not Meeting.objects.get(pk=meeting_id).live
+    assert selectors.room_meeting(user=amina, room_id=room.pk).live is False
+
+
+def test_a_meeting_nobody_joins_ends_after_the_unattended_delay(tlemcen_guild):
+    room, amina, _karim, moderator, _ = tlemcen_guild
+    meeting_id = services.meeting_start(user=moderator, room_id=room.pk).meeting
+    assert services.meetings_sweep(stale_after=90, unattended_after=600) == []
+    later = timezone.now() + timedelta(seconds=601)
+    assert services.meetings_sweep(stale_after=90, unattended_after=600, now=later) == [meeting_id]
+    # a meeting with someone in it whose process is alive is never ended
+    again = services.meeting_start(user=moderator, room_id=room.pk).meeting
+    assert again != meeting_id
+    services.meeting_attend(user=amina, meeting_id=again, process="p")
+    Meeting.objects.filter(pk=again).update(started_at=timezone.now() - timedelta(hours=2))
+    assert services.meetings_sweep(stale_after=90, unattended_after=600) == []
+
+
+def test_a_stopping_process_closes_its_rows(tlemcen_guild):
+    room, amina, karim, moderator, _ = tlemcen_guild
+    meeting_id = services.meeting_start(user=moderator, room_id=room.pk).meeting
+    services.meeting_attend(user=amina, meeting_id=meeting_id, process="p1")
+    services.meeting_attend(user=karim, meeting_id=meeting_id, process="p2")
+    assert services.attendance_close_process(process="p1") == []
+    assert Attendance.objects.filter(left_at__isnull=True).get().user == karim
+    assert services.attendance_close_process(process="p2") == [meeting_id]
+    assert services.attendance_close_process(process="p2") == []

@@ -4,6 +4,7 @@
 
 import { Hub } from "./socket.js";
 import { renderMarkdown } from "./markdown.js";
+import { watchMeeting } from "./meeting-banner.js";
 
 const T = JSON.parse(document.getElementById("i18n").textContent);
 const C = JSON.parse(document.getElementById("config").textContent);
@@ -671,6 +672,7 @@ function setMuted(untilIso) {
 
 const hub = new Hub({ loginUrl: C.loginUrl || "/login/" });
 window.hirfaHub = hub; // for the browser tests and for debugging
+watchMeeting(hub, ROOM);
 
 hub.on("status", ({ state, retryIn }) => {
   const text = {

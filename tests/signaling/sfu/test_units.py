@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 
 from signaling.sfu import InvalidSfuState, MediaKind, Sfu, SfuConfig, TooManyTracks, TrackSource, VideoCodec
@@ -75,9 +76,6 @@ def test_assembler_drops_duplicates_and_skips_to_a_frame_start_on_first_packets(
     assert [f.data for f in frames] == [b"S"]
 
 
-def frame(data: bytes, ts: int = 0, *, after_loss: bool = False) -> AssembledFrame:
-    return AssembledFrame(data, ts, None, after_loss)
-
 
 KEY = b"\x10\x02\x00key"  # VP8 frame tag bit 0 clear
 DELTA = b"\x11\x02\x00delta"
@@ -99,43 +97,70 @@ class FakeSource:
         self.subs.discard(track)
 
 
-async def test_forward_track_starts_at_a_keyframe_and_bounds_its_queue() -> None:
-    track = ForwardTrack(MediaKind.VIDEO, capacity=3)
+class FakeWriter:
+    """Records what a subscription writes; ``backlog`` plays a subscriber that does not keep up."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[tuple[bytes, ...], int, int | None]] = []
+        self.backlog_bytes = 0
+
+    def write(self, payloads, timestamp: int, audio_level: int | None = None) -> bool:
+        self.frames.append((tuple(payloads), timestamp, audio_level))
+        return True
+
+    def backlog(self) -> int:
+        return self.backlog_bytes
+
+    def data(self) -> list[bytes]:
+        return [b"".join(payloads) for payloads, _, _ in self.frames]
+
+
+def frame(data: bytes, ts: int = 0, *, after_loss: bool = False) -> AssembledFrame:
+    return AssembledFrame(data, ts, None, after_loss, (data[:2], data[2:]))
+
+
+async def test_forward_track_starts_at_a_keyframe_and_drops_for_a_slow_subscriber() -> None:
+    track = ForwardTrack(MediaKind.VIDEO, max_backlog=1000)
     source = FakeSource()
+    writer = FakeWriter()
     track.attach(source)  # type: ignore[arg-type]
     track.push(frame(KEY), keyframe=True)
-    assert track.queued == 0, "frames queued before the sender reads are stale"
-    track._reading = True
-    track.resync()
+    assert source.requests == 0 and not track.sending, "nothing is written before the sender starts"
+    track.start_sending(writer)
+    assert source.requests == 1, "a new subscription asks for a keyframe"
     track.push(frame(DELTA), keyframe=False)
-    assert track.queued == 0 and source.requests == 1
+    assert writer.frames == [] and source.requests == 2
     track.push(frame(KEY, 3000), keyframe=True)
-    for index in range(2):
-        track.push(frame(DELTA, 6000 + index), keyframe=False)
-    assert track.queued == 3
-    track.push(frame(DELTA, 9000), keyframe=False)  # the subscriber is too slow
-    assert track.queued == 0 and source.requests == 2
+    track.push(frame(DELTA, 6000), keyframe=False)
+    assert writer.data() == [KEY, DELTA]
+    assert writer.frames[0][0] == (KEY[:2], KEY[2:]), "the publisher's payloads are forwarded as they came"
+    writer.backlog_bytes = 1001  # the subscriber is too slow
+    track.push(frame(DELTA, 9000), keyframe=False)
+    writer.backlog_bytes = 0
     track.push(frame(DELTA, 12000), keyframe=False)
-    assert track.queued == 0
+    assert writer.data() == [KEY, DELTA] and track.frames_dropped == 3
     track.push(frame(KEY, 15000), keyframe=True)
-    assert (await track.recv()).data == KEY
     track.push(frame(DELTA, 18000, after_loss=True), keyframe=False)
-    assert track.queued == 0
+    assert writer.data() == [KEY, DELTA, KEY]
+    assert [ts for _, ts, _ in writer.frames] == [3000, 6000, 15000]
     track.stop()
+    track.push(frame(KEY, 21000), keyframe=True)
+    assert len(writer.frames) == 3
+    with pytest.raises(MediaStreamError):
+        await track.recv()
 
 
 async def test_forward_track_rebases_timestamps_across_sources() -> None:
-    track = ForwardTrack(MediaKind.AUDIO, capacity=2)
-    track._reading = True
+    track = ForwardTrack(MediaKind.AUDIO, max_backlog=1000)
+    writer = FakeWriter()
+    track.start_sending(writer)
     first, second = FakeSource(), FakeSource()
     track.attach(first)  # type: ignore[arg-type]
     track.push(frame(b"a", 1000), keyframe=True)
     track.push(frame(b"b", 1960), keyframe=True)
-    track.push(frame(b"c", 2920), keyframe=True)  # audio: the oldest is dropped
-    assert [(await track.recv()).timestamp for _ in range(2)] == [1960, 2920]
     track.attach(second)  # type: ignore[arg-type]
     track.push(frame(b"d", 5), keyframe=True)
-    assert (await track.recv()).timestamp == 2920 + 960
+    assert [ts for _, ts, _ in writer.frames] == [1000, 1960, 1960 + 960]
     track.stop()
 
 

@@ -1,0 +1,216 @@
+// One RTCPeerConnection to the SFU, driven by the server's offers
+// (docs/protocol.md, "Meetings"): the client never calls createOffer and never
+// adds transceivers; it answers each meeting_offer, putting its own tracks on
+// the m-lines marked "publish".
+//
+// Guarantees:
+// - offers are applied one at a time, in the order they arrive;
+// - the camera is capped by the chosen quality (maxBitrate on its sender,
+//   besides the getUserMedia constraints the page uses);
+// - onTrouble is called once the ICE connection has failed, or stayed
+//   disconnected for DISCONNECTED_GRACE_MS; the page then restarts ICE;
+// - close() closes the connection and stops every timer; usage() keeps
+//   answering the last totals after it.
+
+const DISCONNECTED_GRACE_MS = 4000;
+
+/** Camera presets: getUserMedia constraints and the sender's bitrate cap. */
+export const QUALITY = {
+  low: { width: 320, height: 180, frameRate: 15, maxBitrate: 150_000, screenBitrate: 300_000 },
+  standard: { width: 640, height: 360, frameRate: 24, maxBitrate: 500_000, screenBitrate: 800_000 },
+  high: { width: 1280, height: 720, frameRate: 30, maxBitrate: 1_200_000, screenBitrate: 1_500_000 },
+};
+
+/** getUserMedia video constraints for a quality preset and a device. */
+export function videoConstraints(quality, deviceId) {
+  const q = QUALITY[quality] || QUALITY.standard;
+  const video = {
+    width: { ideal: q.width, max: q.width },
+    height: { ideal: q.height, max: q.height },
+    frameRate: { ideal: q.frameRate, max: q.frameRate },
+  };
+  if (deviceId) video.deviceId = { exact: deviceId };
+  return video;
+}
+
+export class SfuPeer {
+  /**
+   * @param {object} o
+   * @param {RTCIceServer[]} o.iceServers
+   * @param {(frame: object) => void} o.send  sends a meeting frame (meeting id added by the caller)
+   * @param {() => {mic?: MediaStreamTrack, camera?: MediaStreamTrack, screen?: MediaStreamTrack}} o.tracks
+   * @param {() => string} o.quality
+   * @param {() => void} o.onChange  the remote m-lines changed (after each answer)
+   * @param {() => void} o.onTrouble  the connection needs an ICE restart
+   */
+  constructor({ iceServers, send, tracks, quality, onChange, onTrouble }) {
+    this.send = send;
+    this.tracks = tracks;
+    this.quality = quality;
+    this.onChange = onChange;
+    this.onTrouble = onTrouble;
+    this.mlines = new Map();
+    this.queue = Promise.resolve();
+    this.closed = false;
+    this.troubleTimer = null;
+    this.totals = { sent: 0, received: 0 };
+    this.pc = new RTCPeerConnection({ iceServers: iceServers || [], bundlePolicy: "max-bundle" });
+    this.pc.onicecandidate = (event) => this.trickle(event.candidate);
+    this.pc.oniceconnectionstatechange = () => this.watch();
+  }
+
+  /** Apply a server offer (queued behind the previous ones) and answer it. */
+  offer(frame) {
+    this.queue = this.queue
+      .then(() => this.apply(frame))
+      .catch((err) => console.warn("meeting offer", frame.revision, err));
+    return this.queue;
+  }
+
+  async apply(frame) {
+    if (this.closed) return;
+    await this.pc.setRemoteDescription({ type: "offer", sdp: frame.sdp });
+    this.mlines = new Map(frame.mlines.map((m) => [m.mid, m]));
+    const local = this.tracks();
+    for (const transceiver of this.pc.getTransceivers()) {
+      const m = transceiver.mid !== null && this.mlines.get(transceiver.mid);
+      if (!m || transceiver.currentDirection === "stopped") continue;
+      if (m.direction === "publish") {
+        await transceiver.sender.replaceTrack(local[m.source] || null);
+        transceiver.direction = "sendonly";
+      } else {
+        transceiver.direction = m.source ? "recvonly" : "inactive";
+      }
+    }
+    const answer = await this.pc.createAnswer();
+    await this.pc.setLocalDescription(answer);
+    if (this.closed) return;
+    this.send({ type: "meeting_answer", sdp: this.pc.localDescription.sdp, revision: frame.revision });
+    await this.applyCaps();
+    this.onChange();
+  }
+
+  trickle(candidate) {
+    if (this.closed) return;
+    if (candidate && !candidate.candidate) return; // Chrome's per-m-line end marker
+    this.send({
+      type: "meeting_candidate",
+      candidate: candidate ? candidate.candidate : null,
+      sdp_mid: candidate ? candidate.sdpMid : null,
+      sdp_mline_index: candidate ? candidate.sdpMLineIndex : null,
+    });
+  }
+
+  watch() {
+    const state = this.pc.iceConnectionState;
+    clearTimeout(this.troubleTimer);
+    this.troubleTimer = null;
+    if (this.closed) return;
+    if (state === "failed") {
+      this.onTrouble();
+    } else if (state === "disconnected") {
+      this.troubleTimer = setTimeout(() => {
+        if (!this.closed && ["disconnected", "failed"].includes(this.pc.iceConnectionState)) this.onTrouble();
+      }, DISCONNECTED_GRACE_MS);
+    }
+  }
+
+  /** The transceiver carrying our own `source`, if the server opened one. */
+  publishing(source) {
+    return this.pc
+      .getTransceivers()
+      .find((t) => t.mid !== null && this.mlines.get(t.mid)?.direction === "publish" && this.mlines.get(t.mid)?.source === source);
+  }
+
+  /** Put a new local track on the m-line of `source` (a device change) without renegotiating. */
+  async replace(source, track) {
+    const transceiver = this.publishing(source);
+    if (transceiver) await transceiver.sender.replaceTrack(track || null);
+    await this.applyCaps();
+  }
+
+  /** Cap the bitrate of our camera and screen senders by the chosen quality. */
+  async applyCaps() {
+    const q = QUALITY[this.quality()] || QUALITY.standard;
+    for (const [source, bitrate] of [["camera", q.maxBitrate], ["screen", q.screenBitrate]]) {
+      const sender = this.publishing(source)?.sender;
+      if (!sender || !sender.track) continue;
+      try {
+        const params = sender.getParameters();
+        if (!params.encodings || !params.encodings.length) params.encodings = [{}];
+        params.encodings[0].maxBitrate = bitrate;
+        if (source === "camera") params.encodings[0].maxFramerate = q.frameRate;
+        await sender.setParameters(params);
+      } catch (err) {
+        console.warn("setParameters", source, err);
+      }
+    }
+  }
+
+  /** What arrives on our subscribe m-lines: [{mid, kind, user, source, track}]. */
+  remote() {
+    const out = [];
+    for (const transceiver of this.pc.getTransceivers()) {
+      const m = transceiver.mid !== null && this.mlines.get(transceiver.mid);
+      if (!m || m.direction !== "subscribe" || !m.source) continue;
+      out.push({ mid: m.mid, kind: m.kind, user: m.user, source: m.source, track: transceiver.receiver.track });
+    }
+    return out;
+  }
+
+  /** Bytes sent and received on this connection so far (RTP and RTCP, from getStats). */
+  async usage() {
+    if (this.closed) return this.totals;
+    try {
+      const report = await this.pc.getStats();
+      let sent = 0;
+      let received = 0;
+      let transports = 0;
+      report.forEach((s) => {
+        if (s.type === "transport") {
+          transports += 1;
+          sent += s.bytesSent || 0;
+          received += s.bytesReceived || 0;
+        }
+      });
+      if (!transports) {
+        report.forEach((s) => {
+          if (s.type === "outbound-rtp") sent += s.bytesSent || 0;
+          if (s.type === "inbound-rtp") received += s.bytesReceived || 0;
+        });
+      }
+      this.totals = { sent, received };
+    } catch {
+      // The connection closed meanwhile: keep the last totals.
+    }
+    return this.totals;
+  }
+
+  /** Per publisher and source, what was decoded (video) and received (audio). */
+  async inbound() {
+    const bySsrcMid = new Map();
+    const report = await this.pc.getStats();
+    report.forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      const m = this.mlines.get(s.mid);
+      const key = m && m.source ? `${m.user}:${m.source}` : `mid:${s.mid}`;
+      bySsrcMid.set(key, {
+        kind: s.kind,
+        framesDecoded: s.framesDecoded || 0,
+        packetsReceived: s.packetsReceived || 0,
+        totalSamplesReceived: s.totalSamplesReceived || 0,
+        bytesReceived: s.bytesReceived || 0,
+      });
+    });
+    return Object.fromEntries(bySsrcMid);
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.troubleTimer);
+    this.pc.onicecandidate = null;
+    this.pc.oniceconnectionstatechange = null;
+    this.pc.close();
+  }
+}

@@ -1,0 +1,861 @@
+// The meeting page: choose devices (or audio only), join, then the call.
+// Signaling rides the page's one socket (socket.js); media goes over one
+// RTCPeerConnection to the SFU (meeting-peer.js). See docs/protocol.md, "Meetings".
+//
+// Guarantees:
+// - after a network blip the call comes back without leaving the meeting:
+//   ICE trouble sends meeting_ice_restart, meeting_rejoin and a socket that
+//   reconnected send meeting_join again, with the same sources and options;
+// - audio only sends and receives no video; "don't receive video" subscribes
+//   to none; the camera is capped by the chosen quality;
+// - nothing is written as HTML: every node is built with the DOM API.
+
+import { Hub } from "./socket.js";
+import { QUALITY, SfuPeer, videoConstraints } from "./meeting-peer.js";
+
+const T = JSON.parse(document.getElementById("i18n").textContent);
+const C = JSON.parse(document.getElementById("config").textContent);
+const ROOM = C.room;
+const ME = C.me;
+const LANG = document.documentElement.lang === "ar" ? "ar-DZ" : document.documentElement.lang;
+const $ = (id) => document.getElementById(id);
+
+const els = {
+  root: $("meeting"),
+  status: $("status"),
+  liveTag: $("live-tag"),
+  meter: $("meter"),
+  meterText: $("meter-text"),
+  prejoin: $("prejoin"),
+  preview: $("preview"),
+  previewOff: $("preview-off"),
+  cameraSelect: $("camera-select"),
+  micSelect: $("mic-select"),
+  audioOnly: $("audio-only"),
+  noVideo: $("no-video"),
+  quality: $("quality"),
+  saver: $("saver"),
+  saverSlot: $("saver-slot"),
+  note: $("prejoin-note"),
+  join: $("join"),
+  joinLabel: $("join-label"),
+  waiting: $("waiting"),
+  ended: $("ended"),
+  endedText: $("ended-text"),
+  stage: $("stage"),
+  tiles: $("tiles"),
+  sounds: $("sounds"),
+  panel: $("panel"),
+  people: $("people"),
+  peopleCount: $("people-count"),
+  hostControls: $("host-controls"),
+  lock: $("lock"),
+  lobby: $("lobby"),
+  waitingList: $("waiting-list"),
+  mic: $("ctl-mic"),
+  camera: $("ctl-camera"),
+  screen: $("ctl-screen"),
+  hand: $("ctl-hand"),
+  peopleButton: $("ctl-people"),
+};
+
+function fmt(key, vars = {}) {
+  return (T[key] || key).replace(/%\((\w+)\)s/g, (_m, k) => String(vars[k] ?? ""));
+}
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "text") el.textContent = value;
+    else if (key.startsWith("data-") || key.startsWith("aria-") || key === "dir" || key === "type")
+      el.setAttribute(key, value === true ? "" : value);
+    else el[key] = value;
+  }
+  el.append(...children.filter((c) => c !== null && c !== undefined));
+  return el;
+}
+
+const toasts = h("div", { class: "toasts", role: "status", "aria-live": "polite" });
+document.body.append(toasts);
+
+function toast(text, kind = "info") {
+  const item = h("div", { class: `toast toast-${kind}`, text });
+  toasts.append(item);
+  setTimeout(() => item.remove(), 6000);
+}
+
+function errorText(frame) {
+  if (frame.code === "not_found") return T.err_meeting_not_found;
+  return T[`err_${frame.code}`] || frame.message || T.err_other;
+}
+
+// --- state -------------------------------------------------------------------------
+
+/** prejoin | joining | lobby | in | ended */
+let phase = "prejoin";
+let live = C.live; // the room's live meeting id, or null
+let meetingId = null;
+let isHost = false;
+let iceServers = [];
+let peer = null;
+let state = null; // the last meeting_state
+let hand = false;
+let socketLost = false;
+let hostMutedMic = false;
+const local = { mic: null, camera: null, screen: null };
+const selfMuted = { mic: false, camera: false };
+const usageBase = { sent: 0, received: 0 };
+
+const opts = () => ({
+  audioOnly: els.audioOnly.checked,
+  receiveVideo: !els.noVideo.checked && !els.audioOnly.checked,
+  quality: QUALITY[els.quality.value] ? els.quality.value : "standard",
+});
+
+function setPhase(next) {
+  phase = next;
+  els.root.dataset.phase = next;
+  document.body.dataset.phase = next;
+  els.prejoin.hidden = !(next === "prejoin" || next === "joining");
+  els.waiting.hidden = next !== "lobby";
+  els.ended.hidden = next !== "ended";
+  els.stage.hidden = next !== "in";
+  els.meter.hidden = next !== "in";
+  els.join.disabled = next === "joining" || (!live && !C.mayStart);
+  if (next === "in" && els.saver.parentElement !== els.saverSlot) els.saverSlot.append(els.saver);
+  updateJoinButton();
+}
+
+function updateJoinButton() {
+  els.liveTag.hidden = !live;
+  if (phase === "joining") {
+    els.joinLabel.textContent = T.joining;
+    return;
+  }
+  els.joinLabel.textContent = live || !C.mayStart ? T.join : T.startJoin;
+  els.join.disabled = !live && !C.mayStart;
+  els.note.textContent = !live && !C.mayStart ? T.noMeeting : "";
+}
+
+// --- devices and preview ----------------------------------------------------------
+
+function stopTrack(source) {
+  if (local[source]) local[source].stop();
+  local[source] = null;
+}
+
+async function openMic() {
+  const id = els.micSelect.value;
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: id ? { deviceId: { exact: id } } : true });
+    return stream.getAudioTracks()[0] || null;
+  } catch {
+    return null;
+  }
+}
+
+async function openCamera() {
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      video: videoConstraints(opts().quality, els.cameraSelect.value),
+    });
+    return stream.getVideoTracks()[0] || null;
+  } catch {
+    return null;
+  }
+}
+
+function showPreview() {
+  const camera = local.camera && !opts().audioOnly ? local.camera : null;
+  els.preview.srcObject = camera ? new MediaStream([camera]) : null;
+  els.preview.hidden = !camera;
+  els.previewOff.hidden = !!camera;
+}
+
+async function listDevices() {
+  if (!navigator.mediaDevices?.enumerateDevices) return;
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const fill = (select, kind, key, current) => {
+    const found = devices.filter((d) => d.kind === kind && d.deviceId);
+    select.replaceChildren(
+      ...found.map((d, i) => h("option", { value: d.deviceId, text: d.label || fmt(key, { n: i + 1 }) })),
+    );
+    if (current && found.some((d) => d.deviceId === current)) select.value = current;
+    select.disabled = !found.length;
+  };
+  fill(els.cameraSelect, "videoinput", "cameraN", local.camera?.getSettings().deviceId);
+  fill(els.micSelect, "audioinput", "micN", local.mic?.getSettings().deviceId);
+}
+
+/** Open the chosen devices for the preview (before joining). */
+async function preparePreview() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    els.note.textContent = T.noDevices;
+    return;
+  }
+  stopTrack("mic");
+  stopTrack("camera");
+  local.mic = await openMic();
+  if (!opts().audioOnly) local.camera = await openCamera();
+  showPreview();
+  await listDevices();
+  if (!local.mic && !local.camera) els.note.textContent = T.noDevices;
+  else if (!local.camera && !opts().audioOnly) els.note.textContent = T.noCamera;
+  else updateJoinButton();
+}
+
+els.cameraSelect.addEventListener("change", async () => {
+  if (opts().audioOnly) return;
+  stopTrack("camera");
+  local.camera = await openCamera();
+  if (selfMuted.camera && local.camera) local.camera.enabled = false;
+  showPreview();
+  if (peer) await peer.replace("camera", local.camera);
+  renderTiles();
+});
+
+els.micSelect.addEventListener("change", async () => {
+  stopTrack("mic");
+  local.mic = await openMic();
+  if (local.mic) local.mic.enabled = !selfMuted.mic && !hostMutedMic;
+  if (peer) await peer.replace("mic", local.mic);
+});
+
+els.quality.addEventListener("change", async () => {
+  const q = QUALITY[opts().quality];
+  if (local.camera) {
+    try {
+      await local.camera.applyConstraints(videoConstraints(opts().quality, null));
+    } catch {
+      // Some cameras refuse: the sender's bitrate cap still applies.
+    }
+  }
+  if (peer && q) await peer.applyCaps();
+});
+
+els.audioOnly.addEventListener("change", async () => {
+  const audioOnly = opts().audioOnly;
+  els.noVideo.disabled = audioOnly;
+  els.cameraSelect.disabled = audioOnly;
+  if (audioOnly) {
+    if (phase === "in" && local.camera) meetingHint({ type: "meeting_unpublish", source: "camera" });
+    stopTrack("camera");
+    if (phase === "in" && local.screen) stopScreen();
+  } else if (phase !== "in") {
+    local.camera = await openCamera();
+  }
+  showPreview();
+  if (phase === "in") meetingHint({ type: "meeting_receive", video: opts().receiveVideo });
+  renderControls();
+  renderTiles();
+});
+
+els.noVideo.addEventListener("change", () => {
+  if (phase === "in") meetingHint({ type: "meeting_receive", video: opts().receiveVideo });
+});
+
+// --- joining ----------------------------------------------------------------------
+
+function meetingHint(frame) {
+  if (!meetingId) return false;
+  return hub.hint({ ...frame, meeting: meetingId });
+}
+
+function joinFrame() {
+  const o = opts();
+  const publish = [];
+  if (local.mic) publish.push("mic");
+  if (local.camera && !o.audioOnly) publish.push("camera");
+  if (local.screen && !o.audioOnly) publish.push("screen");
+  const frame = { type: "meeting_join", publish, audio_only: o.audioOnly, receive_video: o.receiveVideo };
+  if (meetingId) frame.meeting = meetingId;
+  else frame.room = ROOM;
+  return frame;
+}
+
+async function sendJoin() {
+  const reply = await hub.request(joinFrame());
+  if (reply.type === "meeting_lobby") {
+    meetingId = reply.meeting;
+    setPhase("lobby");
+  } else if (reply.type === "meeting_joined") {
+    joined(reply);
+  }
+}
+
+async function join() {
+  if (phase === "joining") return;
+  setPhase("joining");
+  try {
+    if (!local.mic && !local.camera) await preparePreview();
+    if (!live && C.mayStart) {
+      const frame = await hub.request({ type: "meeting_start", room: ROOM });
+      live = frame.meeting;
+    }
+    meetingId = null;
+    await sendJoin();
+  } catch (frame) {
+    setPhase("prejoin");
+    toast(errorText(frame), "error");
+  }
+}
+
+function joined(frame) {
+  meetingId = frame.meeting;
+  live = frame.meeting;
+  isHost = !!frame.host && !!els.hostControls;
+  if (els.hostControls) els.hostControls.hidden = !isHost;
+  setPhase("in");
+  socketLost = false;
+  setStatus("");
+  // A new server-side session starts unmuted with the hand down: say how we are.
+  if (selfMuted.mic) meetingHint({ type: "meeting_mute", source: "mic", muted: true });
+  if (selfMuted.camera) meetingHint({ type: "meeting_mute", source: "camera", muted: true });
+  if (hand) meetingHint({ type: "meeting_hand", up: true });
+  renderAll();
+}
+
+function closePeer() {
+  if (!peer) return;
+  usageBase.sent += peer.totals.sent;
+  usageBase.received += peer.totals.received;
+  peer.close();
+  peer = null;
+}
+
+let generation = 0; // peer connections opened so far (the tests watch it)
+
+function newPeer() {
+  generation += 1;
+  return new SfuPeer({
+    iceServers,
+    send: (frame) => meetingHint(frame),
+    tracks: () => ({ mic: local.mic, camera: opts().audioOnly ? null : local.camera, screen: local.screen }),
+    quality: () => opts().quality,
+    onChange: () => renderAll(),
+    onTrouble: () => iceRestart(),
+  });
+}
+
+/** Rejoin without leaving: a new peer connection (docs/protocol.md, "ICE restart"). */
+async function iceRestart() {
+  if (phase !== "in" || !hub.ready) return; // a socket that comes back rejoins by itself
+  setStatus(T.reconnectingCall);
+  closePeer();
+  try {
+    const reply = await hub.request({ type: "meeting_ice_restart", meeting: meetingId });
+    if (reply.type === "meeting_joined") joined(reply);
+  } catch (frame) {
+    if (frame.code !== "disconnected") rejoin();
+  }
+}
+
+/** The server lost our media session, or our socket came back: meeting_join again. */
+async function rejoin() {
+  if (!["in", "lobby", "joining"].includes(phase)) return;
+  setStatus(T.reconnectingCall);
+  closePeer();
+  try {
+    await sendJoin();
+  } catch (frame) {
+    if (frame.code === "disconnected") return;
+    ended(null, errorText(frame));
+  }
+}
+
+function stopAll() {
+  closePeer();
+  stopTrack("screen");
+  for (const audio of els.sounds.children) audio.srcObject = null;
+  els.sounds.replaceChildren();
+  els.tiles.replaceChildren();
+  tiles.clear();
+}
+
+function ended(reason, text = null) {
+  stopAll();
+  meetingId = null;
+  state = null;
+  hand = false;
+  setStatus("");
+  els.endedText.textContent = text || T[`ended_${reason}`] || T.ended_ended;
+  setPhase("ended");
+}
+
+async function leave() {
+  const id = meetingId;
+  if (id && hub.ready) {
+    try {
+      await hub.request({ type: "meeting_leave", meeting: id });
+    } catch {
+      // Already out (or offline, which leaves too): end here all the same.
+    }
+  }
+  ended("left");
+  stopTrack("mic");
+  stopTrack("camera");
+}
+
+els.join.addEventListener("click", join);
+$("waiting-leave").addEventListener("click", leave);
+$("ctl-leave").addEventListener("click", leave);
+$("rejoin").addEventListener("click", async () => {
+  setPhase("prejoin");
+  await preparePreview();
+  join();
+});
+
+// --- controls -----------------------------------------------------------------------
+
+function setPressed(button, on, label, icon) {
+  button.setAttribute("aria-pressed", on ? "true" : "false");
+  button.title = label;
+  button.setAttribute("aria-label", label);
+  button.querySelector(".ctl-icon").textContent = icon;
+}
+
+function renderControls() {
+  const micOff = !local.mic || selfMuted.mic || hostMutedMic;
+  setPressed(els.mic, micOff, micOff ? T.unmuteMic : T.muteMic, micOff ? "🔇" : "🎙");
+  els.mic.classList.toggle("off", micOff);
+  const camOff = !local.camera || selfMuted.camera || opts().audioOnly;
+  setPressed(els.camera, camOff, camOff ? T.cameraOn : T.cameraOff, camOff ? "🚫" : "📷");
+  els.camera.classList.toggle("off", camOff);
+  setPressed(els.screen, !!local.screen, local.screen ? T.stopShare : T.shareScreen, "🖥");
+  els.screen.hidden = !navigator.mediaDevices?.getDisplayMedia;
+  setPressed(els.hand, hand, hand ? T.lowerHand : T.raiseHand, "✋");
+}
+
+els.mic.addEventListener("click", async () => {
+  if (hostMutedMic) {
+    toast(T.hostMutedYou);
+    return;
+  }
+  if (!local.mic) {
+    local.mic = await openMic();
+    if (!local.mic) {
+      toast(T.noMic, "error");
+      return;
+    }
+    selfMuted.mic = false;
+    meetingHint({ type: "meeting_publish", source: "mic" });
+  } else {
+    selfMuted.mic = !selfMuted.mic;
+    local.mic.enabled = !selfMuted.mic;
+    meetingHint({ type: "meeting_mute", source: "mic", muted: selfMuted.mic });
+  }
+  renderControls();
+  renderTiles();
+});
+
+els.camera.addEventListener("click", async () => {
+  if (opts().audioOnly) {
+    toast(T.audioOnlyOn);
+    return;
+  }
+  if (!local.camera) {
+    local.camera = await openCamera();
+    if (!local.camera) {
+      toast(T.noCamera, "error");
+      return;
+    }
+    selfMuted.camera = false;
+    meetingHint({ type: "meeting_publish", source: "camera" });
+  } else {
+    selfMuted.camera = !selfMuted.camera;
+    local.camera.enabled = !selfMuted.camera;
+    meetingHint({ type: "meeting_mute", source: "camera", muted: selfMuted.camera });
+  }
+  renderControls();
+  renderTiles();
+});
+
+function stopScreen() {
+  if (!local.screen) return;
+  stopTrack("screen");
+  meetingHint({ type: "meeting_unpublish", source: "screen" });
+  renderControls();
+  renderTiles();
+}
+
+els.screen.addEventListener("click", async () => {
+  if (local.screen) {
+    stopScreen();
+    return;
+  }
+  if (opts().audioOnly) {
+    toast(T.audioOnlyOn);
+    return;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { max: 10 } }, audio: false });
+    local.screen = stream.getVideoTracks()[0];
+    local.screen.contentHint = "detail";
+    local.screen.addEventListener("ended", stopScreen);
+    meetingHint({ type: "meeting_publish", source: "screen" });
+  } catch {
+    toast(T.screenFailed, "error");
+  }
+  renderControls();
+  renderTiles();
+});
+
+els.hand.addEventListener("click", () => {
+  hand = !hand;
+  meetingHint({ type: "meeting_hand", up: hand });
+  renderControls();
+});
+
+function togglePanel(open = els.panel.hidden) {
+  els.panel.hidden = !open;
+  els.peopleButton.setAttribute("aria-expanded", String(open));
+  els.stage.classList.toggle("with-panel", open);
+  layout();
+}
+
+els.peopleButton.addEventListener("click", () => togglePanel());
+$("panel-close").addEventListener("click", () => togglePanel(false));
+
+function hostAct(action, user = null) {
+  const frame = { type: "meeting_host", action };
+  if (user) frame.user = user;
+  meetingHint(frame);
+}
+
+els.lock?.addEventListener("change", () => hostAct(els.lock.checked ? "lock" : "unlock"));
+els.lobby?.addEventListener("change", () => hostAct(els.lobby.checked ? "lobby_on" : "lobby_off"));
+$("end-all")?.addEventListener("click", () => {
+  if (confirm(T.endConfirm)) hostAct("end");
+});
+
+// --- tiles --------------------------------------------------------------------------
+
+const tiles = new Map(); // "user:source" → {el, video, name, badges, avatar}
+
+function initials(name) {
+  return (name || "?").trim().split(/\s+/).slice(0, 2).map((w) => Array.from(w)[0]).join("").toUpperCase();
+}
+
+function makeTile(key, name) {
+  const video = h("video", { autoplay: true, playsInline: true, muted: true });
+  const avatar = h("div", { class: "avatar-big", "aria-hidden": "true", text: initials(name) });
+  const label = h("bdi", { class: "tile-name" });
+  const badges = h("span", { class: "badges" });
+  const el = h("figure", { class: "tile", "data-key": key }, video, avatar, h("figcaption", {}, label, badges));
+  const tile = { el, video, avatar, label, badges, trackId: null };
+  tiles.set(key, tile);
+  return tile;
+}
+
+function setVideo(tile, track) {
+  const id = track ? track.id : null;
+  if (tile.trackId !== id) {
+    tile.trackId = id;
+    tile.video.srcObject = track ? new MediaStream([track]) : null;
+  }
+  tile.video.hidden = !track;
+  tile.avatar.hidden = !!track;
+}
+
+function badge(icon, label, cls = "") {
+  return h("span", { class: `badge-icon ${cls}`, title: label }, h("span", { "aria-hidden": "true", text: icon }), h("span", { class: "sr-only", text: label }));
+}
+
+function participantBadges(p) {
+  const out = [];
+  if (p.host) out.push(badge("🛡", T.host));
+  if (p.hand) out.push(badge("✋", T.handUp, "hand"));
+  if (p.host_muted.includes("mic")) out.push(badge("🔇", T.hostMuted, "muted"));
+  else if (!p.tracks.includes("mic") || p.muted.includes("mic")) out.push(badge("🔇", T.micOff, "muted"));
+  return out;
+}
+
+function renderTiles() {
+  if (phase !== "in") return;
+  const participants = state?.participants || [{ user: { id: ME, name: C.meName }, host: isHost, hand, tracks: [], muted: [], host_muted: [], connected: true }];
+  const remote = new Map();
+  for (const r of peer ? peer.remote() : []) if (r.kind === "video") remote.set(`${r.user}:${r.source}`, r.track);
+  const wanted = [];
+  for (const p of participants) {
+    const me = p.user.id === ME;
+    wanted.push({ key: `${p.user.id}:camera`, p, me, source: "camera" });
+    if (me ? !!local.screen : p.tracks.includes("screen") && remote.has(`${p.user.id}:screen`)) {
+      wanted.push({ key: `${p.user.id}:screen`, p, me, source: "screen" });
+    }
+  }
+  const keys = new Set(wanted.map((w) => w.key));
+  for (const [key, tile] of tiles) {
+    if (!keys.has(key)) {
+      tile.video.srcObject = null;
+      tile.el.remove();
+      tiles.delete(key);
+    }
+  }
+  wanted.forEach((w, index) => {
+    const tile = tiles.get(w.key) || makeTile(w.key, w.p.user.name);
+    const name = w.me ? fmt("you", { name: w.p.user.name }) : w.p.user.name;
+    tile.label.textContent = w.source === "screen" ? fmt("screenOf", { name }) : name;
+    let track = null;
+    if (w.source === "screen") track = w.me ? local.screen : remote.get(w.key) || null;
+    else if (w.me) track = local.camera && !selfMuted.camera && !opts().audioOnly ? local.camera : null;
+    else if (!w.p.muted.includes("camera") && !w.p.host_muted.includes("camera")) track = remote.get(w.key) || null;
+    setVideo(tile, track);
+    tile.el.classList.toggle("screen", w.source === "screen");
+    tile.el.classList.toggle("self", w.me && w.source === "camera");
+    tile.el.classList.toggle("speaking", w.source === "camera" && state?.active_speaker === w.p.user.id);
+    tile.el.classList.toggle("hand", w.source === "camera" && w.p.hand);
+    tile.badges.replaceChildren(...(w.source === "camera" ? participantBadges(w.p) : []));
+    tile.el.dataset.user = String(w.p.user.id);
+    if (els.tiles.children[index] !== tile.el) els.tiles.insertBefore(tile.el, els.tiles.children[index] || null);
+  });
+  layout();
+}
+
+/** Columns for the tiles: as square a grid as the stage's shape allows. */
+function layout() {
+  const count = Math.max(1, els.tiles.childElementCount);
+  const box = els.tiles.getBoundingClientRect();
+  const wide = box.width >= box.height;
+  let best = 1;
+  let bestSize = 0;
+  for (let cols = 1; cols <= count; cols += 1) {
+    const rows = Math.ceil(count / cols);
+    const w = box.width / cols;
+    const hgt = box.height / rows;
+    const size = Math.min(w, (hgt * 16) / 9);
+    if (size > bestSize + 1) {
+      bestSize = size;
+      best = cols;
+    }
+  }
+  if (!box.width) best = wide ? Math.ceil(Math.sqrt(count)) : 1;
+  els.tiles.style.setProperty("--cols", String(best));
+  els.tiles.style.setProperty("--rows", String(Math.ceil(count / best)));
+}
+addEventListener("resize", layout);
+
+function renderSounds() {
+  const wanted = new Map();
+  for (const r of peer ? peer.remote() : []) if (r.kind === "audio") wanted.set(r.mid, r.track);
+  for (const audio of [...els.sounds.children]) {
+    if (!wanted.has(audio.dataset.mid)) {
+      audio.srcObject = null;
+      audio.remove();
+    }
+  }
+  for (const [mid, track] of wanted) {
+    let audio = els.sounds.querySelector(`audio[data-mid="${CSS.escape(mid)}"]`);
+    if (!audio) {
+      audio = h("audio", { autoplay: true, "data-mid": mid });
+      els.sounds.append(audio);
+    }
+    if (audio.srcObject?.getTracks()[0] !== track) audio.srcObject = new MediaStream([track]);
+  }
+}
+
+// --- people panel -------------------------------------------------------------------
+
+function hostButton(label, onClick, cls = "act") {
+  const button = h("button", { type: "button", class: cls, text: label });
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+function renderPeople() {
+  const participants = state?.participants || [];
+  els.peopleCount.textContent = participants.length ? String(participants.length) : "";
+  $("people-title").textContent = fmt("peopleCount", { count: participants.length });
+  els.people.replaceChildren(
+    ...participants.map((p) => {
+      const me = p.user.id === ME;
+      const li = h(
+        "li",
+        { "data-user": p.user.id, class: state.active_speaker === p.user.id ? "speaking" : "" },
+        h("span", { class: "avatar-small", "aria-hidden": "true", text: initials(p.user.name) }),
+        h("span", { class: "person" }, h("bdi", { text: me ? fmt("you", { name: p.user.name }) : p.user.name })),
+        h("span", { class: "badges" }, ...participantBadges(p)),
+      );
+      if (isHost && !me) {
+        const muted = p.host_muted.includes("mic");
+        li.append(h("div", { class: "person-actions" },
+          hostButton(muted ? T.hostUnmute : T.hostMute, () => {
+            meetingHint({ type: "meeting_host", action: muted ? "unmute" : "mute", user: p.user.id, source: "mic" });
+          }, "act mod"),
+          hostButton(T.remove, () => {
+            if (confirm(fmt("removeConfirm", { name: p.user.name }))) hostAct("remove", p.user.id);
+          }, "act danger"),
+        ));
+      }
+      return li;
+    }),
+  );
+  if (isHost && els.waitingList) {
+    const waiting = state?.waiting || [];
+    els.lock.checked = !!state?.locked;
+    els.lobby.checked = !!state?.lobby;
+    els.waitingList.replaceChildren(
+      ...(waiting.length
+        ? waiting.map((u) =>
+            h(
+              "li",
+              {},
+              h("span", { class: "person" }, h("bdi", { text: u.name })),
+              hostButton(T.admit, () => hostAct("admit", u.id), "act"),
+              hostButton(T.deny, () => hostAct("deny", u.id), "act danger"),
+            ),
+          )
+        : [h("li", { class: "hint", text: T.nobodyWaiting })]),
+    );
+    if (waiting.length && els.panel.hidden) els.peopleButton.classList.add("attention");
+  }
+}
+
+function renderAll() {
+  renderControls();
+  renderTiles();
+  renderSounds();
+  if (state) renderPeople();
+}
+
+// --- data usage -------------------------------------------------------------------
+
+const mb = new Intl.NumberFormat(LANG, { style: "unit", unit: "megabyte", maximumFractionDigits: 1 });
+const samples = [];
+
+async function meter() {
+  if (phase !== "in") return;
+  const now = peer ? await peer.usage() : { sent: 0, received: 0 };
+  const total = { sent: usageBase.sent + now.sent, received: usageBase.received + now.received };
+  const at = Date.now();
+  samples.push({ at, bytes: total.sent + total.received });
+  while (samples.length > 2 && at - samples[0].at > 30000) samples.shift();
+  const first = samples[0];
+  const perMinute = at > first.at ? ((total.sent + total.received - first.bytes) * 60000) / (at - first.at) : 0;
+  els.meterText.textContent = fmt("usage", {
+    up: mb.format(total.sent / 1e6),
+    down: mb.format(total.received / 1e6),
+    rate: mb.format(perMinute / 1e6),
+  });
+}
+setInterval(meter, 2000);
+
+// --- status -------------------------------------------------------------------------
+
+function setStatus(text, kind = "") {
+  els.status.hidden = !text;
+  els.status.textContent = text || "";
+  els.status.dataset.state = kind;
+}
+
+// --- the socket -----------------------------------------------------------------------
+
+const hub = new Hub({ loginUrl: C.loginUrl || "/login/" });
+window.hirfaHub = hub; // for the browser tests and for debugging
+
+hub.on("status", ({ state: s, retryIn }) => {
+  document.body.dataset.connection = s;
+  if (s === "offline") {
+    if (["in", "lobby"].includes(phase)) socketLost = true;
+    setStatus(fmt("offline", { seconds: Math.ceil((retryIn || 0) / 1000) }), "offline");
+  } else if (s === "connecting") {
+    if (!els.status.dataset.state) setStatus(T.connecting, "connecting");
+  } else if (s === "reload") {
+    setStatus(T.reload, "offline");
+  } else if (s === "online") {
+    setStatus("");
+    hub.request({ type: "meeting_info", room: ROOM }).then(roomMeeting, () => {});
+    // The server left the meeting with the old socket: join again, as the same participant.
+    if (socketLost) {
+      socketLost = false;
+      rejoin();
+    }
+  }
+});
+
+function roomMeeting(frame) {
+  if (frame.room !== ROOM) return;
+  live = frame.live ? frame.meeting : null;
+  if (phase === "prejoin") updateJoinButton();
+  else els.liveTag.hidden = !live;
+}
+
+hub.on("meeting", roomMeeting);
+hub.on("meeting_joined", (frame) => joined(frame));
+hub.on("meeting_lobby", (frame) => {
+  meetingId = frame.meeting;
+  setPhase("lobby");
+});
+hub.on("meeting_ice_servers", (frame) => {
+  iceServers = frame.ice_servers || [];
+});
+hub.on("meeting_offer", (frame) => {
+  if (frame.meeting !== meetingId || phase !== "in") return;
+  if (!peer || frame.revision === 1) {
+    closePeer();
+    peer = newPeer();
+  }
+  peer.offer(frame);
+});
+hub.on("meeting_state", (frame) => {
+  if (frame.meeting !== meetingId) return;
+  const mine = frame.participants.find((p) => p.user.id === ME);
+  const nowMuted = !!mine && mine.host_muted.includes("mic");
+  if (nowMuted !== hostMutedMic) {
+    hostMutedMic = nowMuted;
+    if (local.mic) local.mic.enabled = !hostMutedMic && !selfMuted.mic;
+    toast(hostMutedMic ? T.hostMutedYou : T.hostUnmutedYou);
+  }
+  if (mine) hand = mine.hand;
+  state = frame;
+  renderAll();
+});
+hub.on("meeting_rejoin", (frame) => {
+  if (frame.meeting === meetingId) rejoin();
+});
+hub.on("meeting_ended", (frame) => {
+  if (frame.meeting !== meetingId) return;
+  ended(frame.reason);
+  if (frame.reason !== "left") {
+    stopTrack("mic");
+    stopTrack("camera");
+  }
+});
+hub.on("error", (frame) => {
+  // An answer to a superseded offer, or one the server refused (it sends a fresh offer).
+  if (["conflict", "invalid_sdp"].includes(frame.code)) {
+    console.warn("meeting", frame.code, frame.message);
+    return;
+  }
+  toast(errorText(frame), "error");
+});
+hub.on("removed", (frame) => {
+  if (frame.room === ROOM) ended("removed");
+});
+
+/** For the browser tests: what the peer connection receives, by "user:source". */
+window.hirfaMeeting = {
+  phase: () => phase,
+  inbound: () => (peer ? peer.inbound() : Promise.resolve({})),
+  usage: () => (peer ? peer.usage() : Promise.resolve({ sent: 0, received: 0 })),
+  state: () => state,
+  mlines: () => (peer ? [...peer.mlines.values()] : []),
+  generation: () => generation,
+  restartIce: () => iceRestart(),
+  caps: () => {
+    const out = {};
+    for (const source of ["camera", "screen"]) {
+      const sender = peer?.publishing(source)?.sender;
+      if (sender) out[source] = sender.getParameters().encodings?.[0]?.maxBitrate ?? null;
+    }
+    return out;
+  },
+};
+
+// --- start -----------------------------------------------------------------------------
+
+setPhase("prejoin");
+hub.watch(ROOM, { resume: false });
+hub.start();
+preparePreview();

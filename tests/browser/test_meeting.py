@@ -1,0 +1,244 @@
+"""A video meeting in headless Chromium with a fake camera and microphone,
+through a real daphne server whose in-process SFU announces 127.0.0.1.
+
+Karim, who moderates the pottery guild, starts the guild's meeting from his
+desktop (in French); Amina sees it live on the room page of her phone (in
+Arabic, right to left) and joins. Each decodes the other's video and receives
+his audio (getStats). Yacine joins and leaves; the others see him come and go.
+Screenshots are kept under test-artifacts/meeting-*.png.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from rooms.models import Room, RoomKind
+from tests import factories
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import skip_or_fail
+from tests.servers import ARTIFACTS, DaphneServer, session_cookie
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+WAIT_MS = 30_000
+MEDIA_WAIT_SECONDS = 45
+PHONE = {"width": 360, "height": 740}
+DESKTOP = {"width": 1280, "height": 800}
+MEETING_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@pytest.fixture
+def meeting_browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Chromium with a fake camera and microphone that may reach 127.0.0.1 over WebRTC."""
+    if not CHROMIUM.exists():
+        skip_or_fail(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        skip_or_fail(f"the playwright package is missing: {exc}")
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    args = list(dict.fromkeys(CHROMIUM_ARGS + MEETING_ARGS))
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def meeting_server(daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
+    """daphne with the SFU in its own process, announcing 127.0.0.1 (whatever REDIS_URL says)."""
+    return daphne_factory(
+        {
+            "HIRFA_SFU_PLACEMENT": "embedded",
+            "HIRFA_SFU_ANNOUNCE_ADDRESSES": "127.0.0.1",
+            "HIRFA_SFU_BIND_ADDRESS": "127.0.0.1",
+        }
+    )
+
+
+@pytest.fixture
+def people(transactional_db):
+    """Karim (moderates the pottery guild), Amina and Yacine: their sessions, ids and the guild."""
+    poterie = factories.trade()
+    tlemcen = factories.wilaya()
+    amina = factories.artisan("amina", trades=[poterie], wilaya_=tlemcen, display_name="Amina")
+    yacine = factories.artisan("yacine", trades=[poterie], wilaya_=tlemcen, display_name="ياسين")
+    karim = factories.artisan("karim", trades=[poterie], display_name="Karim")
+    factories.moderator_of(karim, trade_=poterie)
+    guild = Room.objects.get(kind=RoomKind.GUILD, trade=poterie)
+    return {
+        "karim": (session_cookie(karim), karim.pk),
+        "amina": (session_cookie(amina), amina.pk),
+        "yacine": (session_cookie(yacine), yacine.pk),
+        "guild": guild.pk,
+    }
+
+
+def open_page(browser, server: DaphneServer, cookie, path: str, *, language: str, viewport):
+    context = browser.new_context(viewport=viewport, locale=language)
+    context.add_cookies(
+        [
+            {"name": cookie["name"], "value": cookie["value"], "url": server.url},
+            {"name": "django_language", "value": language, "url": server.url},
+        ]
+    )
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(f"{server.url}{path}")
+    page.wait_for_selector("body[data-connection='online']")
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+def join(page) -> None:
+    page.wait_for_selector("#join:not([disabled])")
+    page.click("#join")
+    page.wait_for_selector("#meeting[data-phase='in']")
+
+
+def inbound(page) -> dict[str, dict[str, int]]:
+    return page.evaluate("() => window.hirfaMeeting.inbound()")
+
+
+def wait_for_media(page, key: str, field: str, *, above: int = 0) -> int:
+    """Wait until the inbound stream `key` ("user:source") has `field` above `above`; return it."""
+    deadline = time.monotonic() + MEDIA_WAIT_SECONDS
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        last = inbound(page)
+        value = int(last.get(key, {}).get(field, 0))
+        if value > above:
+            return value
+        page.wait_for_timeout(500)
+    mlines = page.evaluate("() => window.hirfaMeeting.mlines()")
+    raise AssertionError(f"{key} {field} stayed at most {above}; inbound stats: {last}; m-lines: {mlines}")
+
+
+
+def wait_for_participants(page, expected: list[int]) -> None:
+    page.wait_for_function(
+        "(ids) => JSON.stringify((window.hirfaMeeting.state()?.participants || [])"
+        ".map((p) => p.user.id).sort((a, b) => a - b)) === JSON.stringify(ids)",
+        arg=sorted(expected),
+    )
+
+
+def test_two_artisans_see_and_hear_each_other_and_a_third_comes_and_goes(
+    people, meeting_server, meeting_browser
+):
+    server, browser = meeting_server, meeting_browser
+    guild = people["guild"]
+    karim_cookie, karim_id = people["karim"]
+    amina_cookie, amina_id = people["amina"]
+    yacine_cookie, yacine_id = people["yacine"]
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    # Karim, on a desktop in French, starts the guild's meeting.
+    k = open_page(browser, server, karim_cookie, f"/rooms/{guild}/meeting/", language="fr", viewport=DESKTOP)
+    assert k.get_attribute("html", "dir") == "ltr"
+    k.wait_for_selector("#preview:not([hidden])")
+    k.screenshot(path=str(ARTIFACTS / "meeting-prejoin-desktop.png"))
+    join(k)
+
+    # Amina, on her phone in Arabic, sees it live on the room page and joins from there.
+    a = open_page(browser, server, amina_cookie, f"/rooms/{guild}/", language="ar", viewport=PHONE)
+    assert a.get_attribute("html", "dir") == "rtl"
+    a.wait_for_selector("#meeting-banner:not([hidden]) #meeting-people:has-text('Karim')")
+    assert a.locator("#meeting-start").count() == 0  # a member does not start meetings in a guild
+    a.screenshot(path=str(ARTIFACTS / "meeting-room-banner-phone.png"))
+    a.click("#meeting-join")
+    a.wait_for_selector("body[data-connection='online']")
+    a.wait_for_selector("#preview:not([hidden])")
+    a.screenshot(path=str(ARTIFACTS / "meeting-prejoin-phone.png"))
+    join(a)
+    assert a.locator("#host-controls").count() == 0
+    wait_for_participants(k, [karim_id, amina_id])
+    wait_for_participants(a, [karim_id, amina_id])
+
+    # Each decodes the other's video and receives the other's audio, and it keeps flowing.
+    for page, other in ((a, karim_id), (k, amina_id)):
+        frames = wait_for_media(page, f"{other}:camera", "framesDecoded")
+        wait_for_media(page, f"{other}:camera", "framesDecoded", above=frames)
+        packets = wait_for_media(page, f"{other}:mic", "packetsReceived")
+        wait_for_media(page, f"{other}:mic", "packetsReceived", above=packets)
+        samples = wait_for_media(page, f"{other}:mic", "totalSamplesReceived")
+        wait_for_media(page, f"{other}:mic", "totalSamplesReceived", above=samples)
+    # The tile of the other shows his video; the data meter counts.
+    k.wait_for_selector(f".tile[data-key='{amina_id}:camera'] video:not([hidden])")
+    a.wait_for_selector(f".tile[data-key='{karim_id}:camera'] video:not([hidden])")
+    k.wait_for_function("document.querySelector('#meter-text').textContent.includes('/')")
+    assert k.evaluate("() => window.hirfaMeeting.usage()")["received"] > 0
+
+    # Karim, a host, sees the host controls; Amina raises her hand and Karim sees it.
+    k.click("#ctl-people")
+    k.wait_for_selector("#host-controls:not([hidden])")
+    a.click("#ctl-hand")
+    k.wait_for_selector(f".tile[data-key='{amina_id}:camera'].hand")
+    k.wait_for_selector(f"#people li[data-user='{amina_id}'] .badge-icon.hand")
+
+    # Low bandwidth: Karim's camera is capped at the default 500 kbit/s.
+    assert k.evaluate("() => window.hirfaMeeting.caps()").get("camera") == 500_000
+
+    # Yacine joins in audio only, then leaves; the others follow.
+    y = open_page(browser, server, yacine_cookie, f"/rooms/{guild}/meeting/", language="ar", viewport=DESKTOP)
+    y.check("#audio-only")
+    y.wait_for_selector("#preview[hidden]")
+    join(y)
+    for page in (k, a, y):
+        wait_for_participants(page, [karim_id, amina_id, yacine_id])
+    wait_for_media(y, f"{karim_id}:mic", "packetsReceived")
+    wait_for_media(k, f"{yacine_id}:mic", "packetsReceived")
+    assert y.evaluate("() => window.hirfaMeeting.mlines().filter((m) => m.kind === 'video').length") == 0
+    k.wait_for_selector(f".tile[data-key='{yacine_id}:camera'] video[hidden]")
+    k.wait_for_timeout(1500)  # let the tiles' video paint for the screenshots
+    k.screenshot(path=str(ARTIFACTS / "meeting-desktop.png"))
+    a.screenshot(path=str(ARTIFACTS / "meeting-phone.png"))
+    y.screenshot(path=str(ARTIFACTS / "meeting-audio-only-desktop-ar.png"))
+    y.click("#ctl-leave")
+    y.wait_for_selector("#meeting[data-phase='ended']")
+    for page in (k, a):
+        wait_for_participants(page, [karim_id, amina_id])
+        page.wait_for_selector(f".tile[data-key='{yacine_id}:camera']", state="detached")
+
+    # A network blip on Amina's phone: ICE restarts on a new peer connection, without
+    # leaving the meeting (Karim never sees her go), and the media flows again both ways.
+    k.evaluate(
+        "(id) => { window.sawLeave = false; window.hirfaHub.on('meeting_state', (f) => {"
+        " if (!f.participants.some((p) => p.user.id === id)) window.sawLeave = true; }); }",
+        amina_id,
+    )
+    before = a.evaluate("() => window.hirfaMeeting.generation()")
+    a.evaluate("() => window.hirfaMeeting.restartIce()")
+    a.wait_for_function("(n) => window.hirfaMeeting.generation() > n", arg=before)
+    wait_for_media(a, f"{karim_id}:camera", "framesDecoded")
+    frames = wait_for_media(k, f"{amina_id}:camera", "framesDecoded")
+    wait_for_media(k, f"{amina_id}:camera", "framesDecoded", above=frames)
+    assert k.evaluate("() => window.sawLeave") is False
+
+    # Her socket drops: it reconnects and the page joins again by itself.
+    before = a.evaluate("() => window.hirfaMeeting.generation()")
+    a.evaluate("() => window.hirfaHub.ws.close()")
+    a.wait_for_function("(n) => window.hirfaMeeting.generation() > n", arg=before)
+    assert a.evaluate("() => window.hirfaMeeting.phase()") == "in"
+    wait_for_participants(k, [karim_id, amina_id])
+    wait_for_media(a, f"{karim_id}:camera", "framesDecoded")
+    frames = wait_for_media(k, f"{amina_id}:camera", "framesDecoded")
+    wait_for_media(k, f"{amina_id}:camera", "framesDecoded", above=frames)
+
+    for page in (k, a, y):
+        assert page.errors == [], page.errors
