@@ -31,6 +31,7 @@ import json
 import multiprocessing
 import os
 import platform
+import signal
 import socket
 import statistics
 import struct
@@ -66,17 +67,14 @@ async def read_json(reader: asyncio.StreamReader) -> dict[str, Any] | None:
 
 def run_server(mode: str, port_queue: Any, profile: str | None) -> None:
     if profile:
+        # CPU-time profile of the measurement window only (SIGUSR1 starts it, SIGUSR2 writes it).
         import cProfile
+        import signal
 
         profiler = cProfile.Profile(time.process_time)
-        profiler.enable()
-        try:
-            asyncio.run(_server_main(mode, port_queue))
-        finally:
-            profiler.disable()
-            profiler.dump_stats(profile)
-    else:
-        asyncio.run(_server_main(mode, port_queue))
+        signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
+        signal.signal(signal.SIGUSR2, lambda *_: (profiler.disable(), profiler.dump_stats(profile)))
+    asyncio.run(_server_main(mode, port_queue))
 
 
 async def _server_main(mode: str, port_queue: Any) -> None:
@@ -106,6 +104,15 @@ async def _server_main(mode: str, port_queue: Any) -> None:
     port_queue.put(server.sockets[0].getsockname()[1])
     await done.wait()
     server.close()
+    if os.environ.get("SFU_BENCH_DEBUG"):
+        for participant in meeting.participants():
+            for f in participant.forwarders():
+                print(f"{participant.id} publishes: {f.frames_received} frames, {f.keyframes_received} keyframes, "
+                      f"{f.keyframe_requests_sent} PLIs, losses {f.assembler.losses if f.assembler else None}",
+                      file=sys.stderr)
+            for t in participant.subscription_tracks():
+                print(f"{participant.id} receives: {t.frames_forwarded} frames, {t.frames_dropped} dropped, "
+                      f"{t.keyframe_requests_received} PLIs", file=sys.stderr)
     await sfu.close()
     for pc in relay_state["pcs"]:
         await pc.close()
@@ -186,7 +193,11 @@ async def _serve_relay(state: dict[str, Any], hello: dict[str, Any], reader: asy
 
 
 def encode_loop() -> list[bytes]:
-    """A VP8 loop of LOOP_FRAMES frames at about BITRATE; frame 0 is the only keyframe."""
+    """A VP8 loop of LOOP_FRAMES frames at about BITRATE; frame 0 is the only keyframe.
+
+    The picture is a sliding pattern with a moving patch of noise: rich enough
+    to keep the encoder near BITRATE (pure noise would need about 12 Mbps).
+    """
     import av
 
     codec = av.CodecContext.create("libvpx", "w")
@@ -195,15 +206,24 @@ def encode_loop() -> list[bytes]:
     codec.time_base = Fraction(1, FPS)
     codec.framerate = Fraction(FPS, 1)
     codec.gop_size = 10_000
-    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
-                     "minrate": str(BITRATE), "maxrate": str(BITRATE), "bufsize": str(BITRATE)}
+    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    patch = 96
+    base = bytes((x * 2) & 0xFF for x in range(WIDTH * 2))
     frames: list[bytes] = []
-    noise = os.urandom(WIDTH * HEIGHT * 2)
     for index in range(LOOP_FRAMES + 10):
         frame = av.VideoFrame(width=WIDTH, height=HEIGHT, format="yuv420p")
-        for plane_index, plane in enumerate(frame.planes):
-            start = (index * 997 * (plane_index + 1)) % (len(noise) - plane.buffer_size)
-            plane.update(noise[start:start + plane.buffer_size])
+        luma, *chroma = frame.planes
+        rows = []
+        for y in range(HEIGHT):
+            shift = (3 * index + y) % WIDTH
+            row = bytearray(base[shift:shift + WIDTH])
+            if 100 <= y < 100 + patch:
+                x = (index * 7) % (WIDTH - patch)
+                row[x:x + patch] = os.urandom(patch)
+            rows.append(bytes(row) + b"\x00" * (luma.line_size - WIDTH))
+        luma.update(b"".join(rows))
+        for plane in chroma:
+            plane.update(b"\x80" * plane.buffer_size)
         frame.pts = index
         frame.time_base = Fraction(1, FPS)
         for packet in codec.encode(frame):
@@ -347,9 +367,13 @@ def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loo
             ready.add(event[1])
     time.sleep(2.0)  # let the keyframe requests of the last joiners settle
     proc = psutil.Process(server.pid)
+    if profile:
+        proc.send_signal(signal.SIGUSR1)
     before, start = proc.cpu_times(), time.time()
     time.sleep(seconds)
     after, end = proc.cpu_times(), time.time()
+    if profile:
+        proc.send_signal(signal.SIGUSR2)
     cpu_pct = 100.0 * ((after.user - before.user) + (after.system - before.system)) / (end - start)
     stop.set()
     reports = []
@@ -386,7 +410,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-mediarelay", action="store_true")
-    parser.add_argument("--profile", help="write the SFU server's cProfile (CPU time) of the last run here")
+    parser.add_argument("--profile", help="write the SFU server's cProfile (CPU time, measurement window) of the fan-out runs here")
     args = parser.parse_args()
     loop_frames = encode_loop()
     fanout, meetings = [], []

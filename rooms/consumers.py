@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from hub import protocol, realtime
+from hub.db import db_call
 from django.utils.translation import gettext as _
 
 from hub.errors import ErrorCode, HirfaError
@@ -36,7 +36,7 @@ class RoomSub:
     in_presence: bool = False
 
 
-@database_sync_to_async
+@db_call
 def _subscription_state(user: Any, room_id: int, since_rev: int | None) -> dict[str, Any]:
     access = selectors.room_access(user=user, room_id=room_id)
     room = access.room
@@ -58,7 +58,7 @@ def _subscription_state(user: Any, room_id: int, since_rev: int | None) -> dict[
     }
 
 
-@database_sync_to_async
+@db_call
 def _authors(user_ids: list[int]) -> list[protocol.Author]:
     from hub.models import User
 
@@ -66,8 +66,7 @@ def _authors(user_ids: list[int]) -> list[protocol.Author]:
     return [protocol.Author(id=u.pk, name=u.display_name) for u in users]
 
 
-def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    return database_sync_to_async(fn)
+_db = db_call
 
 
 class RoomFrames:
@@ -98,11 +97,10 @@ class RoomFrames:
         }
 
     async def user_display_name(self) -> str:
-        # Read once: presence may be announced from tasks beside the handler, where a
-        # second database_sync_to_async call would contend for the one sync thread.
+        # Read once: presence is announced often, and the name does not change mid-socket.
         name = getattr(self, "_display_name", None)
         if name is None:
-            name = await database_sync_to_async(lambda: self.user.display_name)()
+            name = await db_call(lambda: self.user.display_name)()
             self._display_name = name
         return name
 

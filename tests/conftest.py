@@ -34,3 +34,22 @@ def _reset_rate_limits():
     send_buckets.reset()
     yield
     send_buckets.reset()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):  # noqa: F811 - extends pytest-django's
+    """The test database, and at the end no stray session that would stop its removal.
+
+    Sockets run their database calls in pool threads, each with its own
+    connection; the last of them may still be open when the run ends.
+    """
+    yield
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )

@@ -39,6 +39,7 @@ from typing import Any
 
 import aioice
 import aiortc
+import pylibsrtp
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender
@@ -47,9 +48,12 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add, uint16_gt
+from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
 
 AIORTC_VERSION = "1.16.0"
 AIOICE_VERSION = "0.13.0"
+PYLIBSRTP_VERSION = "1.0.0"
 
 if aiortc.__version__ != AIORTC_VERSION:  # pragma: no cover - guarded by the pin
     raise ImportError(
@@ -60,6 +64,11 @@ if aioice.__version__ != AIOICE_VERSION:  # pragma: no cover - guarded by the pi
     raise ImportError(
         f"signaling.sfu relies on aioice {AIOICE_VERSION} internals, "
         f"found aioice {aioice.__version__}"
+    )
+if pylibsrtp.__version__ != PYLIBSRTP_VERSION:  # pragma: no cover - guarded by the pin
+    raise ImportError(
+        f"signaling.sfu relies on pylibsrtp {PYLIBSRTP_VERSION} internals, "
+        f"found pylibsrtp {pylibsrtp.__version__}"
     )
 
 # Largest gap (in packets) the assembler will wait on; anything older is lost.
@@ -316,6 +325,33 @@ def _extension_element(ext_id: int | None, value: bytes) -> bytes:
     return bytes([(ext_id << 4) | (len(value) - 1)]) + value
 
 
+class _SrtpProtector:
+    """``Session.protect`` without the per-call allocation and checks of pylibsrtp's wrapper.
+
+    Uses the session's own 1500-byte buffer (so it is only valid between two
+    awaits, like the wrapper) and raises :class:`pylibsrtp.Error` on failure.
+    """
+
+    _LIMIT = 1500 - 16 - 128  # pylibsrtp's SRTP_MAX_TRAILER_LEN
+
+    def __init__(self, session: pylibsrtp.Session) -> None:
+        self._srtp = session._srtp[0]
+        self._cdata = session._cdata
+        self._buffer = session._buffer
+        self._length = _srtp_ffi.new("int *")
+
+    def __call__(self, packet: bytes) -> bytes:
+        size = len(packet)
+        if size > self._LIMIT:
+            raise ValueError(f"RTP packet of {size} bytes is too long to protect")
+        self._buffer[0:size] = packet
+        self._length[0] = size
+        status = _srtp_lib.srtp_protect(self._srtp, self._cdata, self._length)
+        if status:
+            raise pylibsrtp.Error(f"srtp_protect failed with status {status}")
+        return self._buffer[0 : self._length[0]]
+
+
 class RtpWriter:
     """Writes one subscription's frames straight to its transport, already packetized.
 
@@ -345,18 +381,23 @@ class RtpWriter:
         self._timestamp_origin = random.randint(0, 0xFFFFFFFF)
         #: seq % _HISTORY -> (seq, timestamp, marker, payload) of sent packets
         self._history: dict[int, tuple[int, int, bool, bytes]] = {}
+        self._srtp: pylibsrtp.Session | None = None
+        self._protect: Callable[[bytes], bytes] = bytes
         self.packets_sent = 0
         self.retransmissions = 0
 
-    def _route(self) -> tuple[Any, Any] | None:
-        """The SRTP session and the (datagram transport, address) to send to, if connected."""
+    def _route(self) -> tuple[Callable[[bytes], bytes], Any] | None:
+        """The SRTP protection and the nominated ICE pair to send on, if connected."""
         dtls = self._dtls
         if dtls._state is not DtlsState.CONNECTED:
             return None
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None or pair.protocol.transport is None:
             return None
-        return dtls._tx_srtp, pair
+        srtp = dtls._tx_srtp
+        if srtp is not self._srtp:
+            self._srtp, self._protect = srtp, _SrtpProtector(srtp)
+        return self._protect, pair
 
     def _extensions(self, now: float, audio_level: int | None) -> bytes:
         elements = self._static_extensions
@@ -379,9 +420,12 @@ class RtpWriter:
         route = self._route()
         if route is None or not payloads:
             return False
-        srtp, pair = route
-        sendto, address = pair.protocol.transport.sendto, pair.remote_addr
-        protect, pack, history = srtp.protect, _RTP_HEADER.pack, self._history
+        protect, pair = route
+        address, transport = pair.remote_addr, pair.protocol.transport
+        sock = getattr(pair.protocol, "hirfa_socket", None)
+        if sock is None or transport.get_write_buffer_size():
+            sock = None  # behind a backlog, asyncio's transport keeps the order
+        pack, history = _RTP_HEADER.pack, self._history
         now = time.time()
         extensions = self._extensions(now, audio_level)
         timestamp = (timestamp + self._timestamp_origin) & 0xFFFFFFFF
@@ -391,11 +435,21 @@ class RtpWriter:
         try:
             for index, payload in enumerate(payloads):
                 marker = index == last
-                header = pack(0x90, payload_type | 0x80 if marker else payload_type, seq, timestamp, ssrc)
-                sendto(protect(header + extensions + payload), address)
+                data = protect(pack(0x90, payload_type | 0x80 if marker else payload_type, seq, timestamp, ssrc)
+                               + extensions + payload)
+                if sock is not None:
+                    try:
+                        sock.sendto(data, address)
+                    except (BlockingIOError, InterruptedError):
+                        sock = None
+                        transport.sendto(data, address)
+                else:
+                    transport.sendto(data, address)
                 history[seq % _HISTORY] = (seq, timestamp, marker, payload)
                 octets += len(payload)
                 seq = (seq + 1) & 0xFFFF
+        except OSError:
+            pass  # like any datagram: lost (ICE consent checks notice a dead path)
         finally:
             sent = (seq - self._sequence_number) & 0xFFFF
             self._sequence_number = seq
@@ -415,7 +469,7 @@ class RtpWriter:
         if entry is None or entry[0] != sequence_number or route is None:
             return
         seq, timestamp, marker, payload = entry
-        srtp, pair = route
+        protect, pair = route
         if self._rtx_payload_type is not None:
             payload_type, ssrc = self._rtx_payload_type, self._rtx_ssrc
             payload = seq.to_bytes(2, "big") + payload
@@ -424,7 +478,7 @@ class RtpWriter:
             payload_type, ssrc = self._payload_type, self._ssrc
         header = _RTP_HEADER.pack(0x90, payload_type | 0x80 if marker else payload_type, seq, timestamp, ssrc)
         pair.protocol.transport.sendto(
-            srtp.protect(header + self._extensions(time.time(), None) + payload), pair.remote_addr
+            protect(header + self._extensions(time.time(), None) + payload), pair.remote_addr
         )
         self.retransmissions += 1
 
@@ -484,11 +538,19 @@ class HostCandidatePolicy:
     port_max: int
 
 
+# Socket buffers of the server's media sockets: a keyframe arrives (and is sent
+# to every subscriber) as a burst, and the default 208 KiB overflow while the
+# event loop is busy. The kernel caps them at net.core.[rw]mem_max.
+_SOCKET_BUFFER = 4 * 1024 * 1024
+
+
 def _bind_in_range(address: str, port_min: int, port_max: int) -> socket.socket:
     ports = list(range(port_min, port_max + 1))
     random.shuffle(ports)
     for port in ports:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
         try:
             sock.bind((address, port))
         except OSError:
@@ -532,6 +594,8 @@ def _candidate_gatherer(connection: Any, policy: HostCandidatePolicy) -> Callabl
                 sock.close()
                 raise
             port = sock.getsockname()[1]
+            # RtpWriter sends media on it directly while asyncio's transport has no backlog.
+            protocol.hirfa_socket = sock
             protocol.local_candidate = Candidate(
                 foundation=candidate_foundation("host", "udp", announced),
                 component=component,

@@ -191,20 +191,28 @@ def test_two_artisans_see_and_hear_each_other_and_a_third_comes_and_goes(
     k.wait_for_selector(f".tile[data-key='{amina_id}:camera'].hand")
     k.wait_for_selector(f"#people li[data-user='{amina_id}'] .badge-icon.hand")
 
+    # Karim shares his screen (Chromium's fake capture): Amina gets a second tile and decodes it.
+    k.click("#ctl-screen")
+    k.wait_for_selector("#ctl-screen[aria-pressed='true']")
+    wait_for_media(a, f"{karim_id}:screen", "framesDecoded")
+    a.wait_for_selector(f".tile.screen[data-key='{karim_id}:screen'] video:not([hidden])")
+    k.click("#ctl-screen")
+    a.wait_for_selector(f".tile[data-key='{karim_id}:screen']", state="detached")
+
     # Low bandwidth: Karim's camera is capped at the default 500 kbit/s.
     assert k.evaluate("() => window.hirfaMeeting.caps()").get("camera") == 500_000
 
     # Yacine joins in audio only, then leaves; the others follow.
     y = open_page(browser, server, yacine_cookie, f"/rooms/{guild}/meeting/", language="ar", viewport=DESKTOP)
     y.check("#audio-only")
-    y.wait_for_selector("#preview[hidden]")
+    y.wait_for_selector("#preview[hidden]", state="attached")
     join(y)
     for page in (k, a, y):
         wait_for_participants(page, [karim_id, amina_id, yacine_id])
     wait_for_media(y, f"{karim_id}:mic", "packetsReceived")
     wait_for_media(k, f"{yacine_id}:mic", "packetsReceived")
     assert y.evaluate("() => window.hirfaMeeting.mlines().filter((m) => m.kind === 'video').length") == 0
-    k.wait_for_selector(f".tile[data-key='{yacine_id}:camera'] video[hidden]")
+    k.wait_for_selector(f".tile[data-key='{yacine_id}:camera'] video[hidden]", state="attached")
     k.wait_for_timeout(1500)  # let the tiles' video paint for the screenshots
     k.screenshot(path=str(ARTIFACTS / "meeting-desktop.png"))
     a.screenshot(path=str(ARTIFACTS / "meeting-phone.png"))
@@ -241,4 +249,64 @@ def test_two_artisans_see_and_hear_each_other_and_a_third_comes_and_goes(
     wait_for_media(k, f"{amina_id}:camera", "framesDecoded", above=frames)
 
     for page in (k, a, y):
+        assert page.errors == [], page.errors
+
+
+def test_a_host_admits_from_the_lobby_mutes_locks_and_removes(people, meeting_server, meeting_browser):
+    server, browser = meeting_server, meeting_browser
+    guild = people["guild"]
+    karim_cookie, karim_id = people["karim"]
+    amina_cookie, amina_id = people["amina"]
+    path = f"/rooms/{guild}/meeting/"
+
+    # On the room page a moderator may start the meeting (no meeting is live yet).
+    r = open_page(browser, server, karim_cookie, f"/rooms/{guild}/", language="ar", viewport=PHONE)
+    r.wait_for_selector("#meeting-start:not([hidden])")
+    assert r.is_hidden("#meeting-banner")
+    r.screenshot(path=str(ARTIFACTS / "meeting-room-start-phone.png"))
+    r.context.close()
+
+    k = open_page(browser, server, karim_cookie, path, language="en", viewport=DESKTOP)
+    join(k)
+    k.click("#ctl-people")
+    k.check("#lobby")
+    k.wait_for_function("() => window.hirfaMeeting.state()?.lobby === true")
+
+    # Amina, on her phone in French, waits in the lobby until Karim admits her.
+    a = open_page(browser, server, amina_cookie, path, language="fr", viewport=PHONE)
+    a.wait_for_selector("#join:not([disabled])")
+    a.click("#join")
+    a.wait_for_selector("#meeting[data-phase='lobby'] #waiting:not([hidden])")
+    a.screenshot(path=str(ARTIFACTS / "meeting-lobby-phone.png"))
+    k.click(f"#waiting-list li:has-text('Amina') button:has-text('Admit')")
+    a.wait_for_selector("#meeting[data-phase='in']")
+    wait_for_participants(k, [karim_id, amina_id])
+    wait_for_media(k, f"{amina_id}:mic", "packetsReceived")
+    a.click("#ctl-people")
+    a.wait_for_selector("#panel:not([hidden]) #people li[data-user]")
+    a.screenshot(path=str(ARTIFACTS / "meeting-panel-phone.png"))
+    a.click("#panel-close")
+
+    # Karim mutes her microphone: she is told, and everyone sees it.
+    k.click(f"#people li[data-user='{amina_id}'] button:has-text('Mute')")
+    a.wait_for_selector("#ctl-mic.off")
+    a.wait_for_selector(".toast")
+    k.wait_for_selector(f".tile[data-key='{amina_id}:camera'] .badge-icon.muted")
+    k.click(f"#people li[data-user='{amina_id}'] button:has-text('Allow to speak')")
+    a.wait_for_selector("#ctl-mic:not(.off)")
+
+    # He locks the meeting and removes her; she may not come back while it is locked.
+    k.check("#lock")
+    k.wait_for_function("() => window.hirfaMeeting.state()?.locked === true")
+    k.screenshot(path=str(ARTIFACTS / "meeting-host-desktop.png"))
+    k.click(f"#people li[data-user='{amina_id}'] button:has-text('Remove')")
+    a.wait_for_selector("#meeting[data-phase='ended']")
+    assert "retiré" in a.text_content("#ended-text")
+    wait_for_participants(k, [karim_id])
+    a.click("#rejoin")
+    a.wait_for_selector(".toast-error:has-text('verrouillée')")
+    a.wait_for_selector("#meeting[data-phase='prejoin']")
+    a.screenshot(path=str(ARTIFACTS / "meeting-locked-phone.png"))
+
+    for page in (k, a):
         assert page.errors == [], page.errors

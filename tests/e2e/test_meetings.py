@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from rooms.models import Room, RoomKind
 from signaling import services
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.m
 EMBEDDED = {"HIRFA_SFU_PLACEMENT": "embedded"}
 
 
-@sync_to_async
+@database_sync_to_async
 def tlemcen_guild_meeting():
     trade, wilaya = factories.trade(), factories.wilaya()
     amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
@@ -114,3 +114,87 @@ async def test_three_participants_through_daphne(daphne_factory):  # noqa: F811
     finally:
         for c in clients:
             await c.close()
+
+
+@database_sync_to_async
+def attendance_open(meeting_id: int) -> list[int]:
+    from signaling.models import Attendance
+
+    return list(Attendance.objects.filter(meeting_id=meeting_id, left_at__isnull=True).values_list("user_id", flat=True))
+
+
+@database_sync_to_async
+def meeting_live(meeting_id: int) -> bool:
+    from signaling.models import Meeting
+
+    return Meeting.objects.get(pk=meeting_id).live
+
+
+async def test_shutdown_closes_the_sfu_and_a_crash_is_swept(daphne_factory):  # noqa: F811
+    from django.conf import settings
+
+    from tests.signaling.remote import udp_ports
+
+    meeting_id, nadia, amina, karim = await tlemcen_guild_meeting()
+    env = {**EMBEDDED, "HIRFA_MEETING_HEARTBEAT_SECONDS": "0.5"}
+    server = await asyncio.to_thread(daphne_factory, env)
+    n = await remote_client(server, nadia, "nadia")
+    a = await remote_client(server, amina, "amina")
+    try:
+        for c in (n, a):
+            await c.join(meeting_id)
+        await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= 10, what="amina sees nadia")
+        assert sorted(await attendance_open(meeting_id)) == sorted([nadia.pk, amina.pk])
+        assert udp_ports(server.process.pid, port_min=settings.HIRFA_SFU_PORT_MIN, port_max=settings.HIRFA_SFU_PORT_MAX)
+
+        # a clean stop (SIGTERM): the SFU closes every peer (the clients see their peer closed),
+        # the attendance is closed and the meeting ends
+        await asyncio.to_thread(server.stop)
+        # (the return code is not checked: daphne 4.2 may die of SIGSEGV at exit, after this
+        # shutdown, when it cancels a consumer with an open socket, meeting or not)
+        assert "embedded SFU closed (2 participants)" in server.log_path.read_text(), server.log_tail()
+        await wait_until(
+            lambda: all(c.peer.pc.connectionState == "closed" for c in (n, a)), what="the server closed the peers"
+        )
+        assert await attendance_open(meeting_id) == []
+        assert not await meeting_live(meeting_id)
+    finally:
+        for c in (n, a):
+            await c.close()
+
+    # a crash (SIGKILL) leaves attendance open; the next process sweeps it once it is stale
+    second = (await database_sync_to_async(services.meeting_start)(user=nadia, room_id=await room_of(meeting_id))).meeting
+    crashing = await asyncio.to_thread(daphne_factory, env)
+    n = await remote_client(crashing, nadia, "nadia")
+    try:
+        await n.join(second)
+        await n.wait_for("meeting_state", lambda f: f["participants"] and f["participants"][0]["connected"])
+        assert await attendance_open(second) == [nadia.pk]
+        crashing.process.kill()
+        crashing.process.wait(timeout=10)
+    finally:
+        await n.close()
+    assert await attendance_open(second) == [nadia.pk]
+    restarted = await asyncio.to_thread(daphne_factory, env)
+    k = await remote_client(restarted, karim, "karim")
+    try:
+        room = await room_of(second)
+
+        async def room_is_live() -> bool:
+            mark = k.mark()
+            await k.send({"type": "meeting_info", "room": room})
+            return bool((await k.wait_for("meeting", after=mark))["live"])
+
+        while await room_is_live():
+            await asyncio.sleep(0.5)
+    finally:
+        await k.close()
+    assert await attendance_open(second) == []
+    assert not await meeting_live(second)
+
+
+@database_sync_to_async
+def room_of(meeting_id: int) -> int:
+    from signaling.models import Meeting
+
+    return Meeting.objects.get(pk=meeting_id).room_id

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from rooms.models import Room, RoomKind
 from signaling import services
@@ -110,7 +110,7 @@ def sfu_workers(isolated_redis: str, transactional_db: None) -> Iterator[Callabl
     client.close()
 
 
-@sync_to_async
+@database_sync_to_async
 def two_guild_meetings():
     trade, wilaya = factories.trade(), factories.wilaya()
     amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
@@ -123,7 +123,7 @@ def two_guild_meetings():
     return first.meeting, second.meeting, nadia, amina, karim
 
 
-@sync_to_async
+@database_sync_to_async
 def worker_of(meeting_id: int) -> str:
     return Meeting.objects.get(pk=meeting_id).worker
 

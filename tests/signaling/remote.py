@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 import websockets
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from tests.servers import DaphneServer, session_cookie
 from tests.signaling.clients import MeetingClient, WebSocket
 
 async def open_hub_socket(server: DaphneServer, user: Any) -> WebSocket:
     """A hub socket of ``server`` logged in as ``user``, past the hello/welcome handshake."""
-    cookie = await sync_to_async(session_cookie)(user)
+    cookie = await database_sync_to_async(session_cookie)(user)
     ws = await websockets.connect(
         server.ws_url,
         additional_headers={"Cookie": f"{cookie['name']}={cookie['value']}"},

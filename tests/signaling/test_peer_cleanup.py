@@ -89,7 +89,7 @@ async def test_leave_failure_removal_and_shutdown_free_every_peer(embedded_sfu, 
 
 
 async def test_a_failed_participant_who_never_rejoins_is_taken_out(embedded_sfu, close_sfu_after):
-    from asgiref.sync import sync_to_async
+    from channels.db import database_sync_to_async
 
     from signaling.models import Attendance
 
@@ -109,7 +109,7 @@ async def test_a_failed_participant_who_never_rejoins_is_taken_out(embedded_sfu,
         assert ended["reason"] == "left"
         state = await n.wait_for("meeting_state", lambda f: len(f["participants"]) == 1, after=mark)
         assert state["participants"][0]["user"]["id"] == nadia.pk
-        open_rows = await sync_to_async(
+        open_rows = await database_sync_to_async(
             lambda: list(Attendance.objects.filter(meeting_id=meeting_id, left_at__isnull=True).values_list("user_id", flat=True))
         )()
         assert open_rows == [nadia.pk]

@@ -34,8 +34,8 @@ const els = {
   audioOnly: $("audio-only"),
   noVideo: $("no-video"),
   quality: $("quality"),
-  saver: $("saver"),
-  saverSlot: $("saver-slot"),
+  settings: $("settings"),
+  settingsSlot: $("settings-slot"),
   note: $("prejoin-note"),
   join: $("join"),
   joinLabel: $("join-label"),
@@ -124,7 +124,9 @@ function setPhase(next) {
   els.stage.hidden = next !== "in";
   els.meter.hidden = next !== "in";
   els.join.disabled = next === "joining" || (!live && !C.mayStart);
-  if (next === "in" && els.saver.parentElement !== els.saverSlot) els.saverSlot.append(els.saver);
+  // One set of device and data-saver inputs: in the form before joining, in the side panel during the call.
+  if (next === "in" && els.settings.parentElement !== els.settingsSlot) els.settingsSlot.append(els.settings);
+  if (next === "prejoin" && els.settings.parentElement === els.settingsSlot) els.note.before(els.settings);
   updateJoinButton();
 }
 
@@ -199,6 +201,8 @@ async function preparePreview() {
   stopTrack("camera");
   local.mic = await openMic();
   if (!opts().audioOnly) local.camera = await openCamera();
+  // Audio only may have been chosen while the camera was opening.
+  if (opts().audioOnly) stopTrack("camera");
   showPreview();
   await listDevices();
   if (!local.mic && !local.camera) els.note.textContent = T.noDevices;
@@ -376,6 +380,7 @@ function stopAll() {
 
 function ended(reason, text = null) {
   stopAll();
+  for (const item of toasts.querySelectorAll(".toast-info")) item.remove();
   meetingId = null;
   state = null;
   hand = false;
@@ -613,28 +618,28 @@ function renderTiles() {
   layout();
 }
 
-/** Columns for the tiles: as square a grid as the stage's shape allows. */
+/**
+ * Size the tiles: the column count that gives the largest 16:9 tiles in the
+ * stage, and that size (the grid centres them).
+ */
 function layout() {
   const count = Math.max(1, els.tiles.childElementCount);
-  const box = els.tiles.getBoundingClientRect();
-  const wide = box.width >= box.height;
-  let best = 1;
-  let bestSize = 0;
+  const style = getComputedStyle(els.tiles);
+  const gap = parseFloat(style.columnGap) || 0;
+  const width = els.tiles.clientWidth - (parseFloat(style.paddingInlineStart) || 0) - (parseFloat(style.paddingInlineEnd) || 0);
+  const height = els.tiles.clientHeight - (parseFloat(style.paddingBlockStart) || 0) - (parseFloat(style.paddingBlockEnd) || 0);
+  if (width <= 0 || height <= 0) return;
+  let best = { cols: 1, w: 0 };
   for (let cols = 1; cols <= count; cols += 1) {
     const rows = Math.ceil(count / cols);
-    const w = box.width / cols;
-    const hgt = box.height / rows;
-    const size = Math.min(w, (hgt * 16) / 9);
-    if (size > bestSize + 1) {
-      bestSize = size;
-      best = cols;
-    }
+    const w = Math.min((width - gap * (cols - 1)) / cols, (((height - gap * (rows - 1)) / rows) * 16) / 9);
+    if (w > best.w) best = { cols, w };
   }
-  if (!box.width) best = wide ? Math.ceil(Math.sqrt(count)) : 1;
-  els.tiles.style.setProperty("--cols", String(best));
-  els.tiles.style.setProperty("--rows", String(Math.ceil(count / best)));
+  els.tiles.style.setProperty("--cols", String(best.cols));
+  els.tiles.style.setProperty("--tile-w", `${Math.floor(best.w)}px`);
 }
-addEventListener("resize", layout);
+if ("ResizeObserver" in window) new ResizeObserver(() => layout()).observe(els.tiles);
+else addEventListener("resize", layout);
 
 function renderSounds() {
   const wanted = new Map();
@@ -722,6 +727,8 @@ function renderAll() {
 // --- data usage -------------------------------------------------------------------
 
 const mb = new Intl.NumberFormat(LANG, { style: "unit", unit: "megabyte", maximumFractionDigits: 1 });
+const kb = new Intl.NumberFormat(LANG, { style: "unit", unit: "kilobyte", maximumFractionDigits: 0 });
+const bytes = (n) => (n < 1e6 ? kb.format(n / 1e3) : mb.format(n / 1e6));
 const samples = [];
 
 async function meter() {
@@ -734,9 +741,9 @@ async function meter() {
   const first = samples[0];
   const perMinute = at > first.at ? ((total.sent + total.received - first.bytes) * 60000) / (at - first.at) : 0;
   els.meterText.textContent = fmt("usage", {
-    up: mb.format(total.sent / 1e6),
-    down: mb.format(total.received / 1e6),
-    rate: mb.format(perMinute / 1e6),
+    up: bytes(total.sent),
+    down: bytes(total.received),
+    rate: bytes(perMinute),
   });
 }
 setInterval(meter, 2000);
