@@ -8,8 +8,10 @@ and gets events back at its ``reply_to`` address:
 - ``joined`` / ``lobby`` — the participant is in, or waits for a host;
 - ``offer`` — a server offer (``sdp``, ``revision``, ``mlines``);
 - ``error`` — a refused command (``code``, ``message``, ``ref``);
-- ``ended`` — the participant is out (``reason``: removed, replaced, ended, denied);
-- ``rejoin`` — his media session is gone (``reason``: connection_failed).
+- ``ended`` — the participant is out (``reason``: removed, replaced, ended, denied, or
+  left when he did not rejoin within the rejoin grace after a failure);
+- ``rejoin`` — his media session is gone (``reason``: connection_failed: his peer
+  connection failed or was closed from his side).
 
 The engine holds the live state of its meetings (participants, tracks, hands,
 self and host mutes, active speaker, lock, lobby) and publishes the whole

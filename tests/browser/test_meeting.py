@@ -182,6 +182,9 @@ def test_two_artisans_see_and_hear_each_other_and_a_third_comes_and_goes(
     k.wait_for_selector(f".tile[data-key='{amina_id}:camera'] video:not([hidden])")
     a.wait_for_selector(f".tile[data-key='{karim_id}:camera'] video:not([hidden])")
     k.wait_for_function("document.querySelector('#meter-text').textContent.includes('/')")
+    # Both fake microphones beep: the SFU names an active speaker and his tile is highlighted.
+    k.wait_for_timeout(4000); print("DEBUG", k.evaluate("() => window.hirfaMeeting.state().active_speaker"), k.evaluate("() => window.hirfaMeeting.sdp()"))
+    k.wait_for_selector(".tile.speaking")
     assert k.evaluate("() => window.hirfaMeeting.usage()")["received"] > 0
 
     # Karim, a host, sees the host controls; Amina raises her hand and Karim sees it.

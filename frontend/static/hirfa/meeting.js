@@ -848,6 +848,7 @@ window.hirfaMeeting = {
   usage: () => (peer ? peer.usage() : Promise.resolve({ sent: 0, received: 0 })),
   state: () => state,
   mlines: () => (peer ? [...peer.mlines.values()] : []),
+  sdp: () => (peer ? { offer: peer.pc.remoteDescription?.sdp, answer: peer.pc.localDescription?.sdp } : null),
   generation: () => generation,
   restartIce: () => iceRestart(),
   caps: () => {

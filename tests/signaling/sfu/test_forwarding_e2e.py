@@ -196,3 +196,32 @@ async def test_a_first_answer_that_receives_and_publishes_video_sends_it(sfu: Sf
                 what=f"{viewer.name} receiving {publisher}'s {source.value}",
             )
     await close_all(sfu, sessions)
+
+
+async def test_forwarded_packets_carry_the_subscription_header_and_nacks_are_answered_over_rtx(sfu: Sfu) -> None:
+    meeting = sfu.meeting("guild-headers")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    karim = ClientPeer("karim")
+    sessions = [await join(meeting, amina, TrackSource.CAMERA), await join(meeting, karim)]
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 5, what="karim video")
+    (server_side,) = [t for t in meeting.participant("karim").peer_connection.getTransceivers() if t.kind == "video"]
+    sender = server_side.sender
+    receiver = next(t for t in karim.pc.getTransceivers() if t.kind == "video").receiver
+    seen: list[tuple[int, int, bytes, str | None]] = []
+    original = receiver._handle_rtp_packet
+
+    async def record(packet, arrival_time_ms: int) -> None:
+        seen.append((packet.ssrc, packet.sequence_number, packet.payload, packet.extensions.mid))
+        await original(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = record
+    await wait_until(lambda: len(seen) >= 10, what="packets at karim")
+    ssrc, seq, payload, mid = seen[-1]
+    assert (ssrc, mid) == (sender._ssrc, server_side.mid), "not the subscription's SSRC and mid"
+    assert all(b - a == 1 for a, b in zip([s for _, s, _, _ in seen[:10]], [s for _, s, _, _ in seen[1:11]]))
+
+    await sender._retransmit(seq)  # what a NACK from karim triggers
+    await wait_until(lambda: any(s == sender._rtx_ssrc for s, *_ in seen), what="the RTX retransmission")
+    rtx = next(p for s, _, p, _ in seen if s == sender._rtx_ssrc)
+    assert rtx == seq.to_bytes(2, "big") + payload, "RTX must carry the original sequence number and payload"
+    await close_all(sfu, sessions)
