@@ -299,7 +299,7 @@ class Welcome(ServerFrame):
     v: int = PROTOCOL_VERSION
     user: Author
     ping_seconds: int
-    limits: dict[str, float]
+    limits: dict[str, int | float]
 
 
 class Pong(ServerFrame):
