@@ -10,9 +10,12 @@ Screenshots are kept under test-artifacts/meeting-*.png.
 
 from __future__ import annotations
 
-import os
+import math
+import struct
 import time
+import wave
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,8 +40,21 @@ MEETING_ARGS = [
 ]
 
 
+def write_tone(path: Path, *, hertz: float = 440.0, seconds: float = 2.0, rate: int = 48_000) -> None:
+    """A mono 16-bit WAV file of a sine tone at half of full scale."""
+    frames = b"".join(
+        struct.pack("<h", int(16_000 * math.sin(2 * math.pi * hertz * i / rate)))
+        for i in range(int(seconds * rate))
+    )
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(frames)
+
+
 @pytest.fixture
-def meeting_browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def meeting_browser(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     """Chromium with a fake camera and microphone that may reach 127.0.0.1 over WebRTC."""
     if not CHROMIUM.exists():
         skip_or_fail(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -47,7 +63,11 @@ def meeting_browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     except ImportError as exc:
         skip_or_fail(f"the playwright package is missing: {exc}")
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    args = list(dict.fromkeys(CHROMIUM_ARGS + MEETING_ARGS))
+    # A steady tone rather than Chromium's default short beeps, so that whoever speaks
+    # speaks all the time and the SFU names an active speaker.
+    tone = tmp_path / "tone.wav"
+    write_tone(tone)
+    args = list(dict.fromkeys(CHROMIUM_ARGS + MEETING_ARGS + [f"--use-file-for-fake-audio-capture={tone}"]))
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
         try:
@@ -183,7 +203,6 @@ def test_two_artisans_see_and_hear_each_other_and_a_third_comes_and_goes(
     a.wait_for_selector(f".tile[data-key='{karim_id}:camera'] video:not([hidden])")
     k.wait_for_function("document.querySelector('#meter-text').textContent.includes('/')")
     # Both fake microphones beep: the SFU names an active speaker and his tile is highlighted.
-    k.wait_for_timeout(4000); print("DEBUG", k.evaluate("() => window.hirfaMeeting.state().active_speaker"), k.evaluate("() => window.hirfaMeeting.sdp()"))
     k.wait_for_selector(".tile.speaking")
     assert k.evaluate("() => window.hirfaMeeting.usage()")["received"] > 0
 
