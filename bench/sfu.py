@@ -231,19 +231,10 @@ def encode_loop() -> list[bytes]:
     return frames[:LOOP_FRAMES]
 
 
-def run_client(name: str, publish: bool, port: int, loop_frames: list[bytes], events: Any, stop: Any) -> None:
-    asyncio.run(_client_main(name, publish, port, loop_frames, events, stop))
-
-
-async def _client_main(name: str, publish: bool, port: int, loop_frames: list[bytes], events: Any, stop: Any) -> None:
+def _loop_track(loop_frames: list[bytes]) -> Any:
+    """A track yielding the pre-encoded loop at FPS, each frame stamped with its send time."""
     import av
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamTrack
-    from aiortc.rtcconfiguration import RTCBundlePolicy
-
-    from signaling.sfu.aiortc_hooks import HostCandidatePolicy, configure_host_candidates
-
-    policy = HostCandidatePolicy("127.0.0.1", ("127.0.0.1",), 45000, 45999)
 
     class LoopTrack(MediaStreamTrack):
         kind = "video"
@@ -266,35 +257,47 @@ async def _client_main(name: str, publish: bool, port: int, loop_frames: list[by
             packet.time_base = Fraction(1, FPS)
             return packet
 
-    # mid -> [(arrival time, latency or nan)]: one entry per frame (marker bit), nothing decoded
+    return LoopTrack()
+
+
+def _light_receiver(mid: str, arrivals: dict[str, list[tuple[float, float]]], events: Any, name: str) -> Any:
+    """Replaces a receiver's packet handler: one (arrival, latency) per frame, nothing decoded."""
+    frames = arrivals.setdefault(mid, [])
+
+    async def handle_rtp_packet(packet: Any, arrival_time_ms: int) -> None:
+        if not packet.marker:
+            return
+        now = time.time()
+        latency = float("nan")
+        if len(packet.payload) >= TRAILER.size:
+            magic, sent = TRAILER.unpack(packet.payload[-TRAILER.size:])
+            if magic == MAGIC:
+                latency = now - sent
+        if not frames:
+            events.put(("ready", name))
+        frames.append((now, latency))
+
+    return handle_rtp_packet
+
+
+def run_client(name: str, publish: bool, port: int, loop_frames: list[bytes], events: Any, stop: Any) -> None:
+    asyncio.run(_client_main(name, publish, port, loop_frames, events, stop))
+
+
+async def _client_main(name: str, publish: bool, port: int, loop_frames: list[bytes], events: Any, stop: Any) -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.rtcconfiguration import RTCBundlePolicy
+
+    from signaling.sfu.aiortc_hooks import HostCandidatePolicy, configure_host_candidates
+
+    policy = HostCandidatePolicy("127.0.0.1", ("127.0.0.1",), 45000, 45999)
     arrivals: dict[str, list[tuple[float, float]]] = {}
-    ready_sent = False
-
-    def light_receiver(mid: str) -> Any:
-        frames = arrivals.setdefault(mid, [])
-
-        async def handle_rtp_packet(packet: Any, arrival_time_ms: int) -> None:
-            nonlocal ready_sent
-            if not packet.marker:
-                return
-            now = time.time()
-            latency = float("nan")
-            if len(packet.payload) >= TRAILER.size:
-                magic, sent = TRAILER.unpack(packet.payload[-TRAILER.size:])
-                if magic == MAGIC:
-                    latency = now - sent
-            frames.append((now, latency))
-            if not ready_sent:
-                ready_sent = True
-                events.put(("ready", name))
-
-        return handle_rtp_packet
 
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     await send_json(writer, {"name": name, "publish": publish})
     # max-bundle: aiortc's default policy breaks a first offer with two m-lines of a kind.
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-    track = LoopTrack() if publish else None
+    track = _loop_track(loop_frames) if publish else None
     tapped: set[str] = set()
 
     async def negotiate() -> None:
@@ -312,22 +315,193 @@ async def _client_main(name: str, publish: bool, port: int, loop_frames: list[by
                     transceiver.sender._send_keyframe = track.keyframe
                 elif direction == "subscribe" and mid not in tapped:
                     tapped.add(mid)
-                    transceiver.receiver._handle_rtp_packet = light_receiver(mid)
+                    transceiver.receiver._handle_rtp_packet = _light_receiver(mid, arrivals, events, name)
             configure_host_candidates(pc, policy)
             await pc.setLocalDescription(await pc.createAnswer())
             await send_json(writer, {"sdp": pc.localDescription.sdp})
 
     task = asyncio.ensure_future(negotiate())
-    if not publish or not loop_frames:
-        pass
-    else:
-        events.put(("publishing", name))
     while not stop.is_set():
         await asyncio.sleep(0.2)
     events.put(("arrivals", name, arrivals))
     task.cancel()
     writer.close()
     await pc.close()
+
+
+# ---------------------------------------------------------------- Janus (videoroom)
+
+JANUS_BINARY = "/usr/bin/janus"
+JANUS_LIBS = "/usr/lib/x86_64-linux-gnu/janus"
+JANUS_ROOM = 1234
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_janus(folder: str) -> tuple[Any, int]:
+    """Start Janus on 127.0.0.1 with the bench's own configuration; answers (process, HTTP port)."""
+    import subprocess
+
+    port = _free_tcp_port()
+    files = {
+        "janus.jcfg": f"""
+general: {{
+    configs_folder = "{folder}"
+    plugins_folder = "{JANUS_LIBS}/plugins"
+    transports_folder = "{JANUS_LIBS}/transports"
+    events_folder = "{JANUS_LIBS}/events"
+    loggers_folder = "{JANUS_LIBS}/loggers"
+    debug_level = 2
+    session_timeout = 600
+}}
+media: {{ rtp_port_range = "46000-46999" }}
+nat: {{ ice_enforce_list = "127.0.0.1" ignore_mdns = true }}
+plugins: {{ disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_echotest.so,libjanus_lua.so,libjanus_nosip.so,libjanus_recordplay.so,libjanus_sip.so,libjanus_streaming.so,libjanus_textroom.so,libjanus_videocall.so,libjanus_voicemail.so" }}
+transports: {{ disable = "libjanus_websockets.so,libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_pfunix.so,libjanus_rabbitmq.so" }}
+events: {{ broadcast = false }}
+loggers: {{ disable = "libjanus_jsonlog.so" }}
+""",
+        "janus.transport.http.jcfg": f"""
+general: {{ json = "plain" base_path = "/janus" http = true port = {port} ip = "127.0.0.1" https = false }}
+admin: {{ admin_http = false admin_https = false }}
+""",
+        "janus.plugin.videoroom.jcfg": f"""
+general: {{ }}
+room-{JANUS_ROOM}: {{
+    description = "bench"
+    publishers = 16
+    bitrate = 0
+    fir_freq = 0
+    audiocodec = "opus"
+    videocodec = "vp8"
+}}
+""",
+    }
+    for name, text in files.items():
+        with open(os.path.join(folder, name), "w") as handle:
+            handle.write(text)
+    process = subprocess.Popen(
+        [JANUS_BINARY, "-F", folder, "-P", f"{JANUS_LIBS}/plugins", "-L", os.path.join(folder, "janus.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process, port
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"Janus did not listen on 127.0.0.1:{port} (see {folder}/janus.log)")
+
+
+class JanusHandle:
+    """One videoroom handle over Janus's HTTP API (blocking calls, run in a thread)."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}/janus"
+        self.session = self._post(self.base, {"janus": "create"})["data"]["id"]
+        self.handle = self._post(f"{self.base}/{self.session}", {"janus": "attach", "plugin": "janus.plugin.videoroom"})["data"]["id"]
+
+    def _post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        import urllib.request
+
+        body = {**body, "transaction": os.urandom(6).hex()}
+        request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        if answer.get("janus") == "error":
+            raise RuntimeError(f"Janus refused {body}: {answer}")
+        return answer
+
+    def message(self, body: dict[str, Any], jsep: dict[str, Any] | None = None) -> None:
+        self._post(f"{self.base}/{self.session}/{self.handle}", {"janus": "message", "body": body, **({"jsep": jsep} if jsep else {})})
+
+    def event(self, timeout: float = 30) -> dict[str, Any]:
+        """The next plugin event of this session (long poll)."""
+        import urllib.request
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with urllib.request.urlopen(f"{self.base}/{self.session}?maxev=1", timeout=timeout + 5) as response:
+                event = json.loads(response.read())
+            if event.get("janus") == "event":
+                return event
+        raise TimeoutError("no event from Janus")
+
+
+def run_janus_client(name: str, publish: bool, port: int, loop_frames: list[bytes], events: Any, stop: Any) -> None:
+    asyncio.run(_janus_client_main(name, publish, port, loop_frames, events, stop))
+
+
+async def _janus_client_main(name: str, publish: bool, port: int, loop_frames: list[bytes], events: Any, stop: Any) -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+    from aiortc.rtcconfiguration import RTCBundlePolicy
+
+    from signaling.sfu.aiortc_hooks import HostCandidatePolicy, configure_host_candidates
+
+    policy = HostCandidatePolicy("127.0.0.1", ("127.0.0.1",), 45000, 45999)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    janus = await asyncio.to_thread(JanusHandle, port)
+    arrivals: dict[str, list[tuple[float, float]]] = {}
+    if publish:
+        track = _loop_track(loop_frames)
+        transceiver = pc.addTransceiver(track, direction="sendonly")
+        transceiver.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")])
+        transceiver.sender._send_keyframe = track.keyframe
+        offer = await pc.createOffer()
+        configure_host_candidates(pc, policy)
+        await pc.setLocalDescription(offer)
+        await asyncio.to_thread(janus.message, {
+            "request": "joinandconfigure", "room": JANUS_ROOM, "ptype": "publisher", "display": name,
+            "audio": False, "video": True,
+        }, {"type": "offer", "sdp": pc.localDescription.sdp})
+        while True:
+            event = await asyncio.to_thread(janus.event)
+            if "jsep" in event:
+                break
+        await pc.setRemoteDescription(RTCSessionDescription(event["jsep"]["sdp"], "answer"))
+        events.put(("janus_feed", name, event["plugindata"]["data"]["id"]))
+    else:
+        feed = events_feed = None
+        while events_feed is None:
+            events_feed = await asyncio.to_thread(_read_feed, port)
+        feed = events_feed
+        await asyncio.to_thread(janus.message, {
+            "request": "join", "room": JANUS_ROOM, "ptype": "subscriber", "streams": [{"feed": feed}],
+        })
+        while True:
+            event = await asyncio.to_thread(janus.event)
+            if "jsep" in event:
+                break
+        await pc.setRemoteDescription(RTCSessionDescription(event["jsep"]["sdp"], "offer"))
+        for transceiver in pc.getTransceivers():
+            transceiver.receiver._handle_rtp_packet = _light_receiver(transceiver.mid, arrivals, events, name)
+        configure_host_candidates(pc, policy)
+        await pc.setLocalDescription(await pc.createAnswer())
+        await asyncio.to_thread(janus.message, {"request": "start"}, {"type": "answer", "sdp": pc.localDescription.sdp})
+    while not stop.is_set():
+        await asyncio.sleep(0.2)
+    events.put(("arrivals", name, arrivals))
+    await pc.close()
+
+
+def _read_feed(port: int) -> int | None:
+    """The id of the room's first publisher, once he is published."""
+    handle = JanusHandle(port)
+    handle_list = handle._post(f"{handle.base}/{handle.session}/{handle.handle}", {
+        "janus": "message", "body": {"request": "listparticipants", "room": JANUS_ROOM}})
+    participants = handle_list["plugindata"]["data"].get("participants", [])
+    for participant in participants:
+        if participant.get("publisher"):
+            return int(participant["id"])
+    time.sleep(0.5)
+    return None
 
 
 # ---------------------------------------------------------------- driver
@@ -338,20 +512,29 @@ def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loo
     """Run one load; answers server CPU (% of a core), fps per received stream, latencies (ms)."""
     import psutil
 
+    import tempfile
+
     ctx = multiprocessing.get_context("spawn")
     ports = ctx.Queue()
     events = ctx.Queue()
     stop = ctx.Event()
-    server = ctx.Process(target=run_server, args=(mode, ports, profile))
-    server.start()
-    port = ports.get(timeout=60)
+    janus_folder = None
+    if mode == "janus":
+        janus_folder = tempfile.TemporaryDirectory(prefix="bench-janus-")
+        server, port = start_janus(janus_folder.name)
+        client = run_janus_client
+    else:
+        server = ctx.Process(target=run_server, args=(mode, ports, profile))
+        server.start()
+        port = ports.get(timeout=60)
+        client = run_client
     receivers = subscribers + (publishers if publishers > 1 else 0)
-    clients = [ctx.Process(target=run_client, args=(f"pub{i}", True, port, loop_frames, events, stop))
+    clients = [ctx.Process(target=client, args=(f"pub{i}", True, port, loop_frames, events, stop))
                for i in range(publishers)]
     for process in clients:
         process.start()
     time.sleep(1.0)
-    subs = [ctx.Process(target=run_client, args=(f"sub{i}", False, port, loop_frames, events, stop))
+    subs = [ctx.Process(target=client, args=(f"sub{i}", False, port, loop_frames, events, stop))
             for i in range(subscribers)]
     for process in subs:
         process.start()
@@ -381,13 +564,20 @@ def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loo
         event = events.get(timeout=120)
         if event[0] == "arrivals":
             reports.append(event)
+        elif event[0] == "ready":
+            ready.add(event[1])
     for process in clients:
         process.join(timeout=30)
-    with socket.create_connection(("127.0.0.1", port)) as quit_socket:
-        quit_socket.sendall(b'{"quit": true}\n')
-    server.join(timeout=30)
-    if server.is_alive():
+    if janus_folder is not None:
         server.terminate()
+        server.wait(timeout=30)
+        janus_folder.cleanup()
+    else:
+        with socket.create_connection(("127.0.0.1", port)) as quit_socket:
+            quit_socket.sendall(b'{"quit": true}\n')
+        server.join(timeout=30)
+        if server.is_alive():
+            server.terminate()
     rates, latencies = [], []
     for _, _name, arrivals in reports:
         for frames in arrivals.values():

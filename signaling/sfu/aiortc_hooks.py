@@ -32,6 +32,7 @@ import asyncio
 import random
 import socket
 import struct
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -325,6 +326,55 @@ def _extension_element(ext_id: int | None, value: bytes) -> bytes:
     return bytes([(ext_id << 4) | (len(value) - 1)]) + value
 
 
+# UDP generic segmentation offload (Linux >= 4.18): the packets of a frame, all of one
+# size but the last, leave in one sendmsg and cross the network stack once.
+_SOL_UDP = 17
+_UDP_SEGMENT = 103
+_GSO_MAX_SEGMENTS = 32
+_gso_enabled = hasattr(socket.socket, "sendmsg")
+
+
+def _send_datagrams(sock: socket.socket | None, transport: Any, address: Any, datagrams: list[bytes]) -> None:
+    """Send ``datagrams`` in order to ``address``.
+
+    Straight on ``sock`` (batched with UDP GSO where possible) while it takes
+    them; through asyncio's ``transport`` (which buffers) when there is no
+    socket or it would block, so the order is kept.
+    """
+    global _gso_enabled
+    count = len(datagrams)
+    start = 0
+    while start < count:
+        if sock is None:
+            for data in datagrams[start:]:
+                transport.sendto(data, address)
+            return
+        size = len(datagrams[start])
+        end = start + 1
+        if _gso_enabled:
+            limit = min(count, start + _GSO_MAX_SEGMENTS)
+            while end < limit and len(datagrams[end]) == size:
+                end += 1
+            if end < limit and len(datagrams[end]) < size:
+                end += 1  # a shorter packet may end the batch
+        try:
+            if end - start > 1:
+                sock.sendmsg(
+                    datagrams[start:end], [(_SOL_UDP, _UDP_SEGMENT, size.to_bytes(2, sys.byteorder))], 0, address
+                )
+            else:
+                sock.sendto(datagrams[start], address)
+        except (BlockingIOError, InterruptedError):
+            sock = None
+            continue
+        except OSError:
+            if end - start == 1:
+                raise
+            _gso_enabled = False  # no GSO here (old kernel, device): one datagram at a time
+            continue
+        start = end
+
+
 class _SrtpProtector:
     """``Session.protect`` without the per-call allocation and checks of pylibsrtp's wrapper.
 
@@ -432,22 +482,18 @@ class RtpWriter:
         seq, ssrc, payload_type = self._sequence_number, self._ssrc, self._payload_type
         last = len(payloads) - 1
         octets = 0
+        datagrams = []
         try:
             for index, payload in enumerate(payloads):
                 marker = index == last
-                data = protect(pack(0x90, payload_type | 0x80 if marker else payload_type, seq, timestamp, ssrc)
-                               + extensions + payload)
-                if sock is not None:
-                    try:
-                        sock.sendto(data, address)
-                    except (BlockingIOError, InterruptedError):
-                        sock = None
-                        transport.sendto(data, address)
-                else:
-                    transport.sendto(data, address)
+                datagrams.append(protect(
+                    pack(0x90, payload_type | 0x80 if marker else payload_type, seq, timestamp, ssrc)
+                    + extensions + payload
+                ))
                 history[seq % _HISTORY] = (seq, timestamp, marker, payload)
                 octets += len(payload)
                 seq = (seq + 1) & 0xFFFF
+            _send_datagrams(sock, transport, address, datagrams)
         except OSError:
             pass  # like any datagram: lost (ICE consent checks notice a dead path)
         finally:

@@ -221,3 +221,31 @@ async def test_api_errors_name_the_value_and_the_state() -> None:
         await amina.apply_answer("this is not SDP", revision=1)
     assert amina.negotiation_needed
     await sfu.close()
+
+
+def test_datagrams_leave_in_order_whether_batched_or_not() -> None:
+    import socket
+
+    from signaling.sfu import aiortc_hooks
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(5)
+        # runs of equal sizes (batched with GSO), a shorter tail, a bigger one after it, a single one
+        datagrams = [bytes([i]) * size for i, size in enumerate([1200, 1200, 1200, 700, 1300, 1300, 90, 5])]
+        sent: list[bytes] = []
+
+        class Transport:  # what asyncio's transport would get (nothing, here)
+            def sendto(self, data: bytes, address: object) -> None:
+                sent.append(data)
+
+        aiortc_hooks._send_datagrams(sender, Transport(), receiver.getsockname(), datagrams)
+        assert [receiver.recv(2000) for _ in datagrams] == datagrams
+        assert sent == []
+        aiortc_hooks._send_datagrams(None, Transport(), receiver.getsockname(), datagrams[:3])
+        assert sent == datagrams[:3]
+    finally:
+        receiver.close()
+        sender.close()
