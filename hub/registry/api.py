@@ -10,10 +10,11 @@ for the artisan himself and the moderators of his wilaya (and admins).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from ninja import File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import Field
@@ -289,6 +290,36 @@ def product_photo(request: HttpRequest, product_id: int, photo: File[UploadedFil
     return Status(201, _product(request, selectors.product_public(product_id=product_id, viewer=_user(request))))
 
 
+class ProductPatch(Schema):
+    """Only the fields given change."""
+
+    title: str | None = Field(default=None, max_length=140)
+    description: str | None = Field(default=None, max_length=4000)
+    price_dzd: int | None = None
+    materials: str | None = Field(default=None, max_length=300)
+    availability: str | None = None
+    labels: list[str] | None = None
+    status: str | None = None
+
+
+@router.patch("/registry/products/{product_id}", response={200: ProductOut, **ERRORS})
+def product_update(request: HttpRequest, product_id: int, body: ProductPatch) -> Any:
+    """Change one of the user's products (`price_dzd: null` means "price on request")."""
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("title", "description", "materials", "availability", "labels", "status"):
+        if name in changes and changes[name] is None:
+            raise HirfaError(ErrorCode.INVALID, _("This field cannot be empty."), field=name)
+    product = services.product_update(user=_user(request), product_id=product_id, **changes)
+    return _product(request, product)
+
+
+@router.delete("/registry/products/{product_id}", response={204: None, **ERRORS})
+def product_delete(request: HttpRequest, product_id: int) -> Any:
+    """Delete one of the user's products and its photos."""
+    services.product_delete(user=_user(request), product_id=product_id)
+    return Status(204, None)
+
+
 class RoomOut(Schema):
     room_id: int
     url: str
@@ -322,6 +353,43 @@ class ReportOut(Schema):
 def product_report(request: HttpRequest, product_id: int, body: ReportIn) -> Any:
     report = services.product_report(user=_user(request), product_id=product_id, reason=body.reason, text=body.text)
     return {"id": report.pk, "status": report.status}
+
+
+class ProductReportOut(Schema):
+    id: int
+    product_id: int
+    product_title: str
+    artisan: str
+    reason: str
+    text: str
+    status: str
+
+
+class ProductReportActionIn(Schema):
+    action: Literal["hide", "dismiss"]
+
+
+def _product_report(report: Any) -> dict[str, Any]:
+    return {
+        "id": report.pk, "product_id": report.product_id, "product_title": report.product.title,
+        "artisan": report.product.artisan.username, "reason": report.reason, "text": report.text,
+        "status": report.status,
+    }
+
+
+@router.get("/registry/product-reports", response={200: list[ProductReportOut], **ERRORS})
+def product_reports(request: HttpRequest) -> Any:
+    """Moderators: open product reports in the wilayas they review (all for admins)."""
+    return [_product_report(r) for r in selectors.product_reports_open(moderator=_user(request))]
+
+
+@router.post("/registry/product-reports/{report_id}", response={200: ProductReportOut, **ERRORS})
+def product_report_resolve(request: HttpRequest, report_id: int, body: ProductReportActionIn) -> Any:
+    """Moderators: `hide` the product (every open report of it is closed) or `dismiss`."""
+    report = services.product_report_resolve(
+        moderator=_user(request), report_id=report_id, hide=body.action == "hide"
+    )
+    return _product_report(report)
 
 
 @router.post("/registry/artisans/{username}/contact", response={200: RoomOut, **ERRORS})
@@ -397,6 +465,12 @@ class StatsOut(Schema):
     by_wilaya: list[CountRow]
     by_trade: list[CountRow]
     by_month: list[tuple[str, int]]
+
+
+@router.post("/registry/exchange/{post_id}/close", response={200: ExchangeOut, **ERRORS})
+def exchange_close(request: HttpRequest, post_id: int) -> Any:
+    """Close one of the user's own offers or needs."""
+    return _post(services.exchange_close(user=_user(request), post_id=post_id))
 
 
 @router.get("/registry/census/stats", response={200: StatsOut, **ERRORS}, auth=None)

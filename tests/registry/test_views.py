@@ -305,3 +305,48 @@ def test_registry_endpoints_are_in_the_openapi_schema():
     for path in ("/api/registry/artisans", "/api/registry/census/me/card", "/api/registry/products/{product_id}",
                  "/api/registry/exchange", "/api/registry/census/stats", "/api/registry/me/export"):
         assert path in paths
+
+
+# --- the rest of the REST surface ---------------------------------------------------------
+
+
+def test_api_product_update_delete_and_the_report_queue(amina, yacine, karim):
+    owner = client_for(amina)
+    created = owner.post(
+        "/api/registry/products", {"title": "Tajine", "price_dzd": 2500}, content_type="application/json"
+    ).json()
+    url = f"/api/registry/products/{created['id']}"
+    changed = owner.patch(url, {"price_dzd": None, "title": "Tajine de Nedroma"}, content_type="application/json")
+    assert changed.status_code == 200
+    assert (changed.json()["title"], changed.json()["price_on_request"]) == ("Tajine de Nedroma", True)
+    assert owner.patch(url, {"title": None}, content_type="application/json").status_code == 400
+    assert client_for(yacine).patch(url, {"title": "x"}, content_type="application/json").status_code == 404
+
+    report = client_for(yacine).post(f"{url}/report", {"reason": "counterfeit"}, content_type="application/json")
+    assert report.status_code == 200
+    assert client_for(yacine).get("/api/registry/product-reports").json() == []
+    queue = client_for(karim).get("/api/registry/product-reports").json()
+    assert [r["product_id"] for r in queue] == [created["id"]]
+    hidden = client_for(karim).post(
+        f"/api/registry/product-reports/{queue[0]['id']}", {"action": "hide"}, content_type="application/json"
+    )
+    assert hidden.status_code == 200 and hidden.json()["status"] == "actioned"
+    assert client_for(yacine).get(url).status_code == 404
+
+    assert client_for(yacine).delete(url).status_code == 404
+    assert owner.delete(url).status_code == 204
+    assert owner.get(url).status_code == 404
+
+
+def test_api_exchange_close_is_for_the_author(amina, yacine):
+    post = client_for(amina).post(
+        "/api/registry/exchange",
+        {"kind": "offer", "material": "clay", "quantity": "5", "unit": "kg",
+         "wilaya_id": amina.profile.wilaya_id, "days": 10},
+        content_type="application/json",
+    )
+    assert post.status_code == 201, post.json()
+    post_id = post.json()["id"]
+    assert client_for(yacine).post(f"/api/registry/exchange/{post_id}/close").status_code == 404
+    assert client_for(amina).post(f"/api/registry/exchange/{post_id}/close").status_code == 200
+    assert client_for(yacine).get("/api/registry/exchange", {"material": "clay"}).json() == []
