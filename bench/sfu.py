@@ -9,7 +9,7 @@ every subscriber receives):
 
 The same fan-out load is driven through aiortc's stock ``MediaRelay`` (decode
 once, encode per subscriber) for the CPU ratio. Janus is not driven (see
-``JANUS_NOTE``): ``janus_cpu_ratio`` is null.
+``JANUS_NOTE``: its ICE agent ignores 127.0.0.1): ``janus_cpu_ratio`` is null.
 
 Peers are light so that 16 of them fit on a small machine: the publisher sends
 a VP8 loop encoded once by the driver (its sender only packetizes), and
@@ -46,7 +46,10 @@ WIDTH, HEIGHT, FPS, BITRATE = 640, 360, 30, 1_000_000
 LOOP_FRAMES = 90
 TRAILER = struct.Struct("<4sd")  # magic + send time, appended to every published frame
 MAGIC = b"HRFA"
-JANUS_NOTE = "Janus not driven: not implemented in this bench yet"
+JANUS_NOTE = (
+    "Janus not driven: Debian's janus 1.1.2 (libnice) never gathers loopback candidates, so its "
+    "media would have to listen on a non-loopback interface, which this machine's rules forbid"
+)
 
 
 # ---------------------------------------------------------------- signaling
@@ -329,181 +332,6 @@ async def _client_main(name: str, publish: bool, port: int, loop_frames: list[by
     await pc.close()
 
 
-# ---------------------------------------------------------------- Janus (videoroom)
-
-JANUS_BINARY = "/usr/bin/janus"
-JANUS_LIBS = "/usr/lib/x86_64-linux-gnu/janus"
-JANUS_ROOM = 1234
-
-
-def _free_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_janus(folder: str) -> tuple[Any, int]:
-    """Start Janus on 127.0.0.1 with the bench's own configuration; answers (process, HTTP port)."""
-    import subprocess
-
-    port = _free_tcp_port()
-    files = {
-        "janus.jcfg": f"""
-general: {{
-    configs_folder = "{folder}"
-    plugins_folder = "{JANUS_LIBS}/plugins"
-    transports_folder = "{JANUS_LIBS}/transports"
-    events_folder = "{JANUS_LIBS}/events"
-    loggers_folder = "{JANUS_LIBS}/loggers"
-    debug_level = 2
-    session_timeout = 600
-}}
-media: {{ rtp_port_range = "46000-46999" }}
-nat: {{ ice_enforce_list = "127.0.0.1" ignore_mdns = true }}
-plugins: {{ disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_echotest.so,libjanus_lua.so,libjanus_nosip.so,libjanus_recordplay.so,libjanus_sip.so,libjanus_streaming.so,libjanus_textroom.so,libjanus_videocall.so,libjanus_voicemail.so" }}
-transports: {{ disable = "libjanus_websockets.so,libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_pfunix.so,libjanus_rabbitmq.so" }}
-events: {{ broadcast = false }}
-loggers: {{ disable = "libjanus_jsonlog.so" }}
-""",
-        "janus.transport.http.jcfg": f"""
-general: {{ json = "plain" base_path = "/janus" http = true port = {port} ip = "127.0.0.1" https = false }}
-admin: {{ admin_http = false admin_https = false }}
-""",
-        "janus.plugin.videoroom.jcfg": f"""
-general: {{ }}
-room-{JANUS_ROOM}: {{
-    description = "bench"
-    publishers = 16
-    bitrate = 0
-    fir_freq = 0
-    audiocodec = "opus"
-    videocodec = "vp8"
-}}
-""",
-    }
-    for name, text in files.items():
-        with open(os.path.join(folder, name), "w") as handle:
-            handle.write(text)
-    process = subprocess.Popen(
-        [JANUS_BINARY, "-F", folder, "-P", f"{JANUS_LIBS}/plugins", "-L", os.path.join(folder, "janus.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process, port
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"Janus did not listen on 127.0.0.1:{port} (see {folder}/janus.log)")
-
-
-class JanusHandle:
-    """One videoroom handle over Janus's HTTP API (blocking calls, run in a thread)."""
-
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}/janus"
-        self.session = self._post(self.base, {"janus": "create"})["data"]["id"]
-        self.handle = self._post(f"{self.base}/{self.session}", {"janus": "attach", "plugin": "janus.plugin.videoroom"})["data"]["id"]
-
-    def _post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        import urllib.request
-
-        body = {**body, "transaction": os.urandom(6).hex()}
-        request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            answer = json.loads(response.read())
-        if answer.get("janus") == "error":
-            raise RuntimeError(f"Janus refused {body}: {answer}")
-        return answer
-
-    def message(self, body: dict[str, Any], jsep: dict[str, Any] | None = None) -> None:
-        self._post(f"{self.base}/{self.session}/{self.handle}", {"janus": "message", "body": body, **({"jsep": jsep} if jsep else {})})
-
-    def event(self, timeout: float = 30) -> dict[str, Any]:
-        """The next plugin event of this session (long poll)."""
-        import urllib.request
-
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            with urllib.request.urlopen(f"{self.base}/{self.session}?maxev=1", timeout=timeout + 5) as response:
-                event = json.loads(response.read())
-            if event.get("janus") == "event":
-                return event
-        raise TimeoutError("no event from Janus")
-
-
-def run_janus_client(name: str, publish: bool, port: int, loop_frames: list[bytes], events: Any, stop: Any) -> None:
-    asyncio.run(_janus_client_main(name, publish, port, loop_frames, events, stop))
-
-
-async def _janus_client_main(name: str, publish: bool, port: int, loop_frames: list[bytes], events: Any, stop: Any) -> None:
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-    from aiortc.rtcconfiguration import RTCBundlePolicy
-
-    from signaling.sfu.aiortc_hooks import HostCandidatePolicy, configure_host_candidates
-
-    policy = HostCandidatePolicy("127.0.0.1", ("127.0.0.1",), 45000, 45999)
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-    janus = await asyncio.to_thread(JanusHandle, port)
-    arrivals: dict[str, list[tuple[float, float]]] = {}
-    if publish:
-        track = _loop_track(loop_frames)
-        transceiver = pc.addTransceiver(track, direction="sendonly")
-        transceiver.setCodecPreferences(
-            [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")])
-        transceiver.sender._send_keyframe = track.keyframe
-        offer = await pc.createOffer()
-        configure_host_candidates(pc, policy)
-        await pc.setLocalDescription(offer)
-        await asyncio.to_thread(janus.message, {
-            "request": "joinandconfigure", "room": JANUS_ROOM, "ptype": "publisher", "display": name,
-            "audio": False, "video": True,
-        }, {"type": "offer", "sdp": pc.localDescription.sdp})
-        while True:
-            event = await asyncio.to_thread(janus.event)
-            if "jsep" in event:
-                break
-        await pc.setRemoteDescription(RTCSessionDescription(event["jsep"]["sdp"], "answer"))
-        events.put(("janus_feed", name, event["plugindata"]["data"]["id"]))
-    else:
-        feed = events_feed = None
-        while events_feed is None:
-            events_feed = await asyncio.to_thread(_read_feed, port)
-        feed = events_feed
-        await asyncio.to_thread(janus.message, {
-            "request": "join", "room": JANUS_ROOM, "ptype": "subscriber", "streams": [{"feed": feed}],
-        })
-        while True:
-            event = await asyncio.to_thread(janus.event)
-            if "jsep" in event:
-                break
-        await pc.setRemoteDescription(RTCSessionDescription(event["jsep"]["sdp"], "offer"))
-        for transceiver in pc.getTransceivers():
-            transceiver.receiver._handle_rtp_packet = _light_receiver(transceiver.mid, arrivals, events, name)
-        configure_host_candidates(pc, policy)
-        await pc.setLocalDescription(await pc.createAnswer())
-        await asyncio.to_thread(janus.message, {"request": "start"}, {"type": "answer", "sdp": pc.localDescription.sdp})
-    while not stop.is_set():
-        await asyncio.sleep(0.2)
-    events.put(("arrivals", name, arrivals))
-    await pc.close()
-
-
-def _read_feed(port: int) -> int | None:
-    """The id of the room's first publisher, once he is published."""
-    handle = JanusHandle(port)
-    handle_list = handle._post(f"{handle.base}/{handle.session}/{handle.handle}", {
-        "janus": "message", "body": {"request": "listparticipants", "room": JANUS_ROOM}})
-    participants = handle_list["plugindata"]["data"].get("participants", [])
-    for participant in participants:
-        if participant.get("publisher"):
-            return int(participant["id"])
-    time.sleep(0.5)
-    return None
-
-
 # ---------------------------------------------------------------- driver
 
 
@@ -512,22 +340,14 @@ def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loo
     """Run one load; answers server CPU (% of a core), fps per received stream, latencies (ms)."""
     import psutil
 
-    import tempfile
-
     ctx = multiprocessing.get_context("spawn")
     ports = ctx.Queue()
     events = ctx.Queue()
     stop = ctx.Event()
-    janus_folder = None
-    if mode == "janus":
-        janus_folder = tempfile.TemporaryDirectory(prefix="bench-janus-")
-        server, port = start_janus(janus_folder.name)
-        client = run_janus_client
-    else:
-        server = ctx.Process(target=run_server, args=(mode, ports, profile))
-        server.start()
-        port = ports.get(timeout=60)
-        client = run_client
+    server = ctx.Process(target=run_server, args=(mode, ports, profile))
+    server.start()
+    port = ports.get(timeout=60)
+    client = run_client
     receivers = subscribers + (publishers if publishers > 1 else 0)
     clients = [ctx.Process(target=client, args=(f"pub{i}", True, port, loop_frames, events, stop))
                for i in range(publishers)]
@@ -568,16 +388,11 @@ def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loo
             ready.add(event[1])
     for process in clients:
         process.join(timeout=30)
-    if janus_folder is not None:
+    with socket.create_connection(("127.0.0.1", port)) as quit_socket:
+        quit_socket.sendall(b'{"quit": true}\n')
+    server.join(timeout=30)
+    if server.is_alive():
         server.terminate()
-        server.wait(timeout=30)
-        janus_folder.cleanup()
-    else:
-        with socket.create_connection(("127.0.0.1", port)) as quit_socket:
-            quit_socket.sendall(b'{"quit": true}\n')
-        server.join(timeout=30)
-        if server.is_alive():
-            server.terminate()
     rates, latencies = [], []
     for _, _name, arrivals in reports:
         for frames in arrivals.values():

@@ -59,6 +59,9 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=int(CloseCode.UNAUTHENTICATED))
             return
+        self._direct = realtime.DirectSocket.find(self.base_send)
+        if self._direct is not None:
+            self._direct.set_no_delay()
         loop = asyncio.get_running_loop()
         self.tasks.append(loop.create_task(self._writer(), name=f"writer-{self.conn_id}"))
         self.tasks.append(loop.create_task(self._handshake_deadline()))
@@ -112,12 +115,11 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
                 direct = self._direct = realtime.DirectSocket.find(self.base_send)
             if direct is not None:
                 assert not isinstance(direct, bool)
-                backlog = direct.backlog()
-                if backlog is not None and backlog > _SEND_BACKLOG_MAX[0]:
-                    log.info("closing a socket that cannot keep up (%s bytes unsent)", backlog)
-                    self.close_soon(CloseCode.TOO_SLOW_RESUME)
-                    return
-                if direct.write(text):
+                held = direct.write(text)
+                if held is not None:
+                    if held > _SEND_BACKLOG_MAX[0]:
+                        log.info("closing a socket that cannot keep up (%s bytes unsent)", held)
+                        self.close_soon(CloseCode.TOO_SLOW_RESUME)
                     return
         if len(outbox) >= _SEND_QUEUE_MAX[0]:
             log.info("closing a socket that cannot keep up (%s queued)", len(outbox))

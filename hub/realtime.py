@@ -342,6 +342,20 @@ class DirectSocket:
             return None
         return cls(server, protocol, open_state)
 
+    def set_no_delay(self) -> None:
+        """Turn Nagle's algorithm off: small frames must not wait for the peer's delayed ACK.
+
+        Without it, a second small frame written before the first is acknowledged
+        (an `ack` after the `message` it announces) waits up to 40 ms.
+        """
+        transport = getattr(self.protocol, "transport", None)
+        set_no_delay = getattr(transport, "setTcpNoDelay", None)
+        if callable(set_no_delay):
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass
+
     def is_open(self) -> bool:
         protocol: Any = self.protocol
         if protocol.state != self._open_state:
@@ -349,9 +363,14 @@ class DirectSocket:
         conn = self.server.connections.get(protocol)  # type: ignore[attr-defined]
         return conn is not None and not conn.get("disconnected")
 
-    def write(self, text: str) -> bool:
+    def write(self, text: str) -> int | None:
+        """Hand `text` to the socket; None when it is not open, else the bytes still held unsent.
+
+        Reading the backlog here, where the transport is at hand anyway, saves a
+        second walk per socket per event (it was an eighth of the fan-out's time).
+        """
         if not self.is_open():
-            return False
+            return None
         protocol: Any = self.protocol
         cache = _prepared
         factory = protocol.factory
@@ -362,27 +381,27 @@ class DirectSocket:
         prepared: Any = cache.prepared
         data = getattr(prepared, "payloadHybi", None)
         transport = self._plain_transport()
-        if (
-            isinstance(data, bytes)
-            and transport is not None
-            and not protocol.send_queue
-            and not transport.disconnecting
-            and self._held(transport) == 0
-        ):
-            # Nothing is queued: write to the kernel now, as asyncio's transports do,
-            # instead of registering for writability and writing on the next turn
-            # (two epoll_ctl calls and a reactor callback per socket per event).
-            try:
-                sent = transport.socket.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                sent = 0  # Twisted's own write below meets the error and closes the socket
-            if sent < len(data):
-                transport.write(data[sent:])
-            return True
+        if isinstance(data, bytes) and transport is not None and not transport.disconnecting:
+            held = self._held(transport)
+            if held == 0 and not protocol.send_queue:
+                # Nothing is queued: write to the kernel now, as asyncio's transports do,
+                # instead of registering for writability and writing on the next turn
+                # (two epoll_ctl calls and a reactor callback per socket per event).
+                try:
+                    sent = transport.socket.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    sent = 0  # Twisted's own write below meets the error and closes the socket
+                if sent < len(data):
+                    transport.write(data[sent:])
+                    return len(data) - sent
+                return 0
+            protocol.sendPreparedMessage(prepared)
+            return held + len(data)
         protocol.sendPreparedMessage(prepared)
-        return True
+        backlog = self.backlog()
+        return 0 if backlog is None else backlog
 
     def _plain_transport(self) -> Any:
         """The TCP transport when it is a plain (not TLS) Twisted socket transport, else None."""

@@ -77,6 +77,8 @@ class RoomFrames:
 
     def room_frames_init(self) -> None:
         self.rooms: dict[int, RoomSub] = {}
+        # The same subscriptions by group name: the fan-out looks them up on every event.
+        self.room_groups: dict[str, RoomSub] = {}
 
     def room_handlers(self) -> dict[str, Callable[[Any], Awaitable[None]]]:
         return {
@@ -108,14 +110,14 @@ class RoomFrames:
 
     def room_frames_filter(self, group: str, text: str) -> bool:
         """Whether a live event goes out now; buffers room events while the room replays."""
-        if group.startswith("room."):
-            sub = self.rooms.get(int(group[5:]))
-            if sub is None:
-                return False
+        sub = self.room_groups.get(group)
+        if sub is not None:
             if sub.replaying:
                 sub.buffered.append(text)
                 return False
             return True
+        if group.startswith("room."):
+            return False
         if group.startswith("user.") and '"type":"removed"' in text:
             room_id = json.loads(text)["room"]
             if room_id in self.rooms:
@@ -126,6 +128,7 @@ class RoomFrames:
         sub = self.rooms.pop(room_id, None)
         if sub is None:
             return
+        self.room_groups.pop(realtime.room_group(room_id), None)
         await self.leave_group(realtime.room_group(room_id))  # type: ignore[attr-defined]
         if sub.in_presence:
             await self._presence_leave(room_id)
@@ -167,12 +170,14 @@ class RoomFrames:
         if previous is not None:
             sub.in_presence = previous.in_presence
         self.rooms[room_id] = sub
+        self.room_groups[realtime.room_group(room_id)] = sub
         try:
             # Join the live group first, so that nothing committed after the read below is missed.
             await self.join_group(realtime.room_group(room_id))  # type: ignore[attr-defined]
             state = await _subscription_state(self.user, room_id, frame.since_rev)
         except BaseException:
             self.rooms.pop(room_id, None)
+            self.room_groups.pop(realtime.room_group(room_id), None)
             await self.leave_group(realtime.room_group(room_id))  # type: ignore[attr-defined]
             raise
         messages: list[protocol.MessageOut] = state["messages"]

@@ -169,11 +169,11 @@ def test_direct_socket_is_found_behind_daphne_send_and_frames_text() -> None:
         assert direct is not None
         texts = ['{"type":"message","text":"سلام"}', "x" * 200, "y" * 70000]
         for text in texts:
-            assert direct.write(text)
+            assert direct.write(text) is not None
         assert _read_text_frames(right, 3) == texts
         assert direct.backlog() == 0
         protocol.state = protocol.STATE_CLOSING
-        assert not direct.write("late")
+        assert direct.write("late") is None
     finally:
         left.close()
         right.close()
@@ -267,3 +267,14 @@ async def test_frames_keep_their_order_through_the_outbox() -> None:
         assert closed == []
     finally:
         writer.cancel()
+
+
+def test_direct_socket_turns_nagle_off():
+    """Small frames must not wait for the client's delayed ACK (up to 40 ms each)."""
+    from types import SimpleNamespace
+
+    calls = []
+    transport = SimpleNamespace(setTcpNoDelay=lambda on: calls.append(on))
+    socket = realtime.DirectSocket(server=None, protocol=SimpleNamespace(transport=transport), open_state=3)
+    socket.set_no_delay()
+    assert calls == [True]
