@@ -10,6 +10,7 @@
 //   to none; the camera is capped by the chosen quality;
 // - nothing is written as HTML: every node is built with the DOM API.
 
+import { h, translator } from "./dom.js";
 import { Hub } from "./socket.js";
 import { QUALITY, SfuPeer, videoConstraints } from "./meeting-peer.js";
 
@@ -59,23 +60,8 @@ const els = {
   peopleButton: $("ctl-people"),
 };
 
-function fmt(key, vars = {}) {
-  return (T[key] || key).replace(/%\((\w+)\)s/g, (_m, k) => String(vars[k] ?? ""));
-}
+const fmt = translator(T);
 
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key === "class") el.className = value;
-    else if (key === "text") el.textContent = value;
-    else if (key.startsWith("data-") || key.startsWith("aria-") || key === "dir" || key === "type")
-      el.setAttribute(key, value === true ? "" : value);
-    else el[key] = value;
-  }
-  el.append(...children.filter((c) => c !== null && c !== undefined));
-  return el;
-}
 
 const toasts = h("div", { class: "toasts", role: "status", "aria-live": "polite" });
 document.body.append(toasts);

@@ -2,6 +2,7 @@
 // delete, react, images, report and the moderators' actions.
 // Message text is rendered by markdown.js (DOM nodes, never markup).
 
+import { h, translator } from "./dom.js";
 import { Hub } from "./socket.js";
 import { renderMarkdown } from "./markdown.js";
 import { watchMeeting } from "./meeting-banner.js";
@@ -36,23 +37,8 @@ const els = {
 };
 
 /** Fill a translated string's %(name)s placeholders. */
-export function fmt(key, vars = {}) {
-  return (T[key] || key).replace(/%\((\w+)\)s/g, (_m, k) => String(vars[k] ?? ""));
-}
+export const fmt = translator(T);
 
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key === "class") el.className = value;
-    else if (key === "text") el.textContent = value;
-    else if (key.startsWith("data-") || key.startsWith("aria-") || key === "dir" || key === "type")
-      el.setAttribute(key, value === true ? "" : value);
-    else el[key] = value;
-  }
-  el.append(...children.filter((c) => c !== null && c !== undefined));
-  return el;
-}
 
 const csrf = () => document.querySelector("[name=csrfmiddlewaretoken]")?.value || "";
 

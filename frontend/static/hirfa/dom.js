@@ -1,0 +1,23 @@
+// Small DOM helpers shared by the pages' modules. Text always goes in through
+// textContent or attributes, never as HTML.
+
+/** An element with attributes (`class`, `text`, data-/aria- attributes, properties) and children. */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "text") el.textContent = value;
+    else if (key.startsWith("data-") || key.startsWith("aria-") || key === "dir" || key === "type")
+      el.setAttribute(key, value === true ? "" : value);
+    else el[key] = value;
+  }
+  el.append(...children.filter((c) => c !== null && c !== undefined));
+  return el;
+}
+
+/** A function that looks `key` up in the page's strings and fills its %(name)s placeholders. */
+export function translator(strings) {
+  return (key, vars = {}) =>
+    (strings[key] || key).replace(/%\((\w+)\)s/g, (_m, k) => String(vars[k] ?? ""));
+}
