@@ -347,14 +347,13 @@ def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loo
     server = ctx.Process(target=run_server, args=(mode, ports, profile))
     server.start()
     port = ports.get(timeout=60)
-    client = run_client
     receivers = subscribers + (publishers if publishers > 1 else 0)
-    clients = [ctx.Process(target=client, args=(f"pub{i}", True, port, loop_frames, events, stop))
+    clients = [ctx.Process(target=run_client, args=(f"pub{i}", True, port, loop_frames, events, stop))
                for i in range(publishers)]
     for process in clients:
         process.start()
     time.sleep(1.0)
-    subs = [ctx.Process(target=client, args=(f"sub{i}", False, port, loop_frames, events, stop))
+    subs = [ctx.Process(target=run_client, args=(f"sub{i}", False, port, loop_frames, events, stop))
             for i in range(subscribers)]
     for process in subs:
         process.start()
