@@ -8,8 +8,15 @@ every subscriber receives):
 * meeting: N participants who all publish and all receive the others.
 
 The same fan-out load is driven through aiortc's stock ``MediaRelay`` (decode
-once, encode per subscriber) for the CPU ratio. Janus is not driven (see
-``JANUS_NOTE``: its ICE agent ignores 127.0.0.1): ``janus_cpu_ratio`` is null.
+once, encode per subscriber) and through Janus's videoroom plugin (Debian's
+``janus``) for the CPU ratios, each the other server's CPU divided by the SFU's
+(above 1: the SFU uses less). Janus's ICE agent (libnice) never gathers loopback
+candidates, so Janus runs in a network namespace the bench makes for the run,
+reached from this one over a veth pair (169.254.203.1/30 here, .2 there; the
+peers bind to .1); the namespace, the link and Janus are removed at the end.
+That needs root: without it, or without ``/usr/bin/janus``, or with
+``--no-janus``, ``janus_cpu_ratio`` is null and ``note`` says why. Janus's CPU
+is that of the janus process alone, over the same window.
 
 Peers are light so that 16 of them fit on a small machine: the publisher sends
 a VP8 loop encoded once by the driver (its sender only packetizes), and
@@ -20,13 +27,14 @@ latency through the server (loopback; it includes both clients' stacks, so it
 bounds what the server adds).
 
 Usage: ``python bench/sfu.py [--ks 1,4,8,16] [--ns 4,8] [--seconds 8] [--json]
-[--no-mediarelay] [--profile FILE]``
+[--no-mediarelay] [--janus | --no-janus] [--profile FILE]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -35,6 +43,7 @@ import signal
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import time
 from fractions import Fraction
@@ -46,10 +55,6 @@ WIDTH, HEIGHT, FPS, BITRATE = 640, 360, 30, 1_000_000
 LOOP_FRAMES = 90
 TRAILER = struct.Struct("<4sd")  # magic + send time, appended to every published frame
 MAGIC = b"HRFA"
-JANUS_NOTE = (
-    "Janus not driven: Debian's janus 1.1.2 (libnice) never gathers loopback candidates, so its "
-    "media would have to listen on a non-loopback interface, which this machine's rules forbid"
-)
 
 
 # ---------------------------------------------------------------- signaling
@@ -332,66 +337,401 @@ async def _client_main(name: str, publish: bool, port: int, loop_frames: list[by
     await pc.close()
 
 
+# ---------------------------------------------------------------- Janus
+
+# Janus's libnice never gathers loopback candidates, so Janus runs in a network
+# namespace of the bench's own, linked to this one by a veth pair: a /30 of
+# IPv4 link-local addresses (never routed) that exists only for this run. The
+# peers stay in this namespace and bind to the host end; nothing else is sent to.
+JANUS_BIN = "/usr/bin/janus"
+JANUS_LIB = "/usr/lib/x86_64-linux-gnu/janus"
+JANUS_NETNS = "hirfa-bench-janus"
+JANUS_HOST_IF, JANUS_NS_IF = "hirfa-jh0", "hirfa-jn0"
+JANUS_HOST_ADDR, JANUS_NS_ADDR, JANUS_PREFIX = "169.254.203.1", "169.254.203.2", 30
+JANUS_HTTP_PORT = 8088
+JANUS_FEED = 1
+
+
+def janus_unavailable() -> str | None:
+    """Why Janus cannot be driven here, or None when it can."""
+    import shutil
+
+    if not os.path.exists(JANUS_BIN):
+        return f"Janus not driven: {JANUS_BIN} is missing (Debian package janus)"
+    if shutil.which("ip") is None:
+        return "Janus not driven: the ip command (iproute2) is missing"
+    if os.geteuid() != 0:
+        return "Janus not driven: making its network namespace needs root"
+    return None
+
+
+def _janus_config(folder: str) -> None:
+    """Janus's configuration: videoroom and the HTTP transport only, ICE and HTTP on the veth end."""
+    plugins = sorted(n for n in os.listdir(f"{JANUS_LIB}/plugins") if n.endswith(".so") and "videoroom" not in n)
+    transports = sorted(n for n in os.listdir(f"{JANUS_LIB}/transports") if n.endswith(".so") and "http" not in n)
+    files = {
+        "janus.jcfg": f"""general: {{
+    configs_folder = "{folder}"
+    plugins_folder = "{JANUS_LIB}/plugins"
+    transports_folder = "{JANUS_LIB}/transports"
+    events_folder = "{JANUS_LIB}/events"
+    loggers_folder = "{JANUS_LIB}/loggers"
+    debug_level = 3
+    session_timeout = 60
+}}
+media: {{
+    ipv6 = false
+    rtp_port_range = "20000-29999"
+}}
+nat: {{
+    nice_debug = false
+    ice_enforce_list = "{JANUS_NS_IF}"
+    ignore_mdns = true
+}}
+plugins: {{
+    disable = "{','.join(plugins)}"
+}}
+transports: {{
+    disable = "{','.join(transports)}"
+}}
+loggers: {{
+    disable = "libjanus_jsonlog.so"
+}}
+events: {{
+    broadcast = false
+}}
+""",
+        "janus.transport.http.jcfg": f"""general: {{
+    json = "plain"
+    base_path = "/janus"
+    http = true
+    port = {JANUS_HTTP_PORT}
+    ip = "{JANUS_NS_ADDR}"
+    https = false
+}}
+admin: {{
+    admin_http = false
+    admin_https = false
+}}
+""",
+        "janus.plugin.videoroom.jcfg": "general: {\n}\n",
+    }
+    for name, text in files.items():
+        with open(os.path.join(folder, name), "w") as handle:
+            handle.write(text)
+
+
+class JanusHost:
+    """Janus in a network namespace of its own, reached over a veth pair.
+
+    Guarantees: on exit (normal or not) Janus is stopped, the namespace and both
+    veth ends are deleted and the configuration folder removed; every wait is
+    bounded. ``pid`` is the janus process itself (``ip netns exec`` execs it).
+    """
+
+    def __init__(self) -> None:
+        self.folder = ""
+        self.process: Any = None
+        self.pid = 0
+        self.base = f"http://{JANUS_NS_ADDR}:{JANUS_HTTP_PORT}/janus"
+
+    @staticmethod
+    def _ip(*args: str, check: bool = True) -> None:
+        import subprocess
+
+        subprocess.run(["ip", *args], check=check, capture_output=True, timeout=20)
+
+    def _remove_links(self) -> None:
+        self._ip("netns", "del", JANUS_NETNS, check=False)
+        self._ip("link", "del", JANUS_HOST_IF, check=False)
+
+    def __enter__(self) -> "JanusHost":
+        import subprocess
+        import tempfile
+
+        try:
+            self._remove_links()  # what an interrupted earlier run may have left (our own names only)
+            self._ip("netns", "add", JANUS_NETNS)
+            self._ip("link", "add", JANUS_HOST_IF, "type", "veth", "peer", "name", JANUS_NS_IF)
+            self._ip("link", "set", JANUS_NS_IF, "netns", JANUS_NETNS)
+            self._ip("addr", "add", f"{JANUS_HOST_ADDR}/{JANUS_PREFIX}", "dev", JANUS_HOST_IF)
+            self._ip("link", "set", JANUS_HOST_IF, "up")
+            inside = ("netns", "exec", JANUS_NETNS, "ip")
+            self._ip(*inside, "addr", "add", f"{JANUS_NS_ADDR}/{JANUS_PREFIX}", "dev", JANUS_NS_IF)
+            self._ip(*inside, "link", "set", JANUS_NS_IF, "up")
+            self._ip(*inside, "link", "set", "lo", "up")
+            self.folder = tempfile.mkdtemp(prefix="hirfa-janus-")
+            _janus_config(self.folder)
+            log = open(os.path.join(self.folder, "janus.log"), "wb")
+            self.process = subprocess.Popen(
+                ["ip", "netns", "exec", JANUS_NETNS, JANUS_BIN, "-C", os.path.join(self.folder, "janus.jcfg"),
+                 "-F", self.folder, "--disable-colors"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            log.close()
+            self.pid = self.process.pid
+            deadline = time.time() + 30
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"janus exited with {self.process.returncode}: {self.log_tail()}")
+                try:
+                    _janus_http(f"{self.base}/info", None, timeout=2)
+                    break
+                except OSError:
+                    if time.time() > deadline:
+                        raise RuntimeError(f"janus's HTTP API did not answer within 30 s: {self.log_tail()}")
+                    time.sleep(0.5)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            with open(os.path.join(self.folder, "janus.log"), errors="replace") as handle:
+                return " | ".join(line.strip() for line in handle.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __exit__(self, *_exc: Any) -> None:
+        import shutil
+        import subprocess
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+        self._remove_links()
+        if self.folder and not os.environ.get("SFU_BENCH_DEBUG"):
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _janus_http(url: str, body: dict[str, Any] | None, timeout: float = 40) -> dict[str, Any]:
+    """One request to Janus's HTTP API (POST with ``body``, else GET); its JSON answer."""
+    import urllib.request
+
+    data = None
+    if body is not None:
+        body = {**body, "transaction": os.urandom(6).hex()}
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        answer = json.loads(response.read())
+    if answer.get("janus") == "error":
+        raise RuntimeError(f"janus: {answer['error']}")
+    return answer
+
+
+class JanusSession:
+    """A Janus session with one videoroom handle, over the HTTP API (blocking calls)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session = _janus_http(base, {"janus": "create"})["data"]["id"]
+        self.handle = _janus_http(f"{base}/{self.session}", {"janus": "attach", "plugin": "janus.plugin.videoroom"})["data"]["id"]
+
+    def request(self, body: dict[str, Any], jsep: dict[str, Any] | None = None) -> dict[str, Any]:
+        message: dict[str, Any] = {"janus": "message", "body": body}
+        if jsep is not None:
+            message["jsep"] = jsep
+        answer = _janus_http(f"{self.base}/{self.session}/{self.handle}", message)
+        data = answer.get("plugindata", {}).get("data", {})
+        if data.get("error"):
+            raise RuntimeError(f"janus videoroom: {data['error']}")
+        return answer
+
+    def wait_jsep(self, timeout: float = 30) -> dict[str, Any]:
+        """Long-polls the session's events until one carries a JSEP (bounded by ``timeout``)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            event = _janus_http(f"{self.base}/{self.session}?maxev=1", None)
+            data = event.get("plugindata", {}).get("data", {})
+            if data.get("error"):
+                raise RuntimeError(f"janus videoroom: {data['error']}")
+            if event.get("jsep"):
+                return event["jsep"]
+        raise TimeoutError("janus sent no JSEP")
+
+    def keepalive(self) -> None:
+        _janus_http(f"{self.base}/{self.session}", {"janus": "keepalive"})
+
+    def destroy(self) -> None:
+        try:
+            _janus_http(f"{self.base}/{self.session}", {"janus": "destroy"}, timeout=5)
+        except (OSError, RuntimeError):
+            pass
+
+
+def run_janus_client(name: str, publish: bool, base: str, room: int, loop_frames: list[bytes], events: Any,
+                     stop: Any) -> None:
+    asyncio.run(_janus_client_main(name, publish, base, room, loop_frames, events, stop))
+
+
+async def _janus_client_main(name: str, publish: bool, base: str, room: int, loop_frames: list[bytes],
+                             events: Any, stop: Any) -> None:
+    """The same light peer as ``_client_main``, negotiating through Janus's videoroom instead."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+    from aiortc.rtcconfiguration import RTCBundlePolicy
+
+    from signaling.sfu.aiortc_hooks import HostCandidatePolicy, configure_host_candidates
+
+    policy = HostCandidatePolicy(JANUS_HOST_ADDR, (JANUS_HOST_ADDR,), 45000, 45999)
+    arrivals: dict[str, list[tuple[float, float]]] = {}
+    janus = await asyncio.to_thread(JanusSession, base)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        if publish:
+            track = _loop_track(loop_frames)
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            prefs = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")]
+            transceiver.setCodecPreferences(prefs)
+            transceiver.sender._send_keyframe = track.keyframe
+            offer = await pc.createOffer()
+            configure_host_candidates(pc, policy)
+            await pc.setLocalDescription(offer)
+            await asyncio.to_thread(janus.request, {
+                "request": "joinandconfigure", "ptype": "publisher", "room": room, "id": JANUS_FEED,
+                "display": name, "audio": False, "video": True,
+            }, {"type": "offer", "sdp": pc.localDescription.sdp})
+            jsep = await asyncio.to_thread(janus.wait_jsep)
+            await pc.setRemoteDescription(RTCSessionDescription(jsep["sdp"], jsep["type"]))
+        else:
+            await asyncio.to_thread(janus.request, {
+                "request": "join", "ptype": "subscriber", "room": room, "streams": [{"feed": JANUS_FEED}],
+            })
+            jsep = await asyncio.to_thread(janus.wait_jsep)
+            await pc.setRemoteDescription(RTCSessionDescription(jsep["sdp"], jsep["type"]))
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "video":
+                    transceiver.direction = "recvonly"
+                    transceiver.receiver._handle_rtp_packet = _light_receiver(transceiver.mid, arrivals, events, name)
+            configure_host_candidates(pc, policy)
+            await pc.setLocalDescription(await pc.createAnswer())
+            await asyncio.to_thread(janus.request, {"request": "start", "room": room},
+                                    {"type": "answer", "sdp": pc.localDescription.sdp})
+        last_keepalive = time.time()
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+            if time.time() - last_keepalive > 15:
+                last_keepalive = time.time()
+                await asyncio.to_thread(janus.keepalive)
+    except Exception as error:  # reported, not raised: the driver counts who received
+        print(f"{name}: janus client failed: {error!r}", file=sys.stderr)
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+    finally:
+        events.put(("arrivals", name, arrivals))
+        await asyncio.to_thread(janus.destroy)
+        await pc.close()
+
+
+def measure_janus(host: JanusHost, *, subscribers: int, seconds: float, loop_frames: list[bytes],
+                  room: int) -> dict[str, Any]:
+    """The fan-out load through Janus's videoroom (room ``room``); same answer as ``measure``."""
+    admin = JanusSession(host.base)
+    try:
+        admin.request({"request": "create", "room": room, "publishers": 1, "videocodec": "vp8",
+                       "bitrate": 0, "fir_freq": 0, "notify_joining": False, "permanent": False})
+        ctx = multiprocessing.get_context("spawn")
+        return _drive(ctx, host.pid, run_janus_client, (host.base, room), publishers=1, subscribers=subscribers,
+                      seconds=seconds, loop_frames=loop_frames)
+    finally:
+        try:
+            admin.request({"request": "destroy", "room": room, "permanent": False})
+        except (OSError, RuntimeError):
+            pass
+        admin.destroy()
+
+
 # ---------------------------------------------------------------- driver
 
 
 def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loop_frames: list[bytes],
             profile: str | None = None) -> dict[str, Any]:
     """Run one load; answers server CPU (% of a core), fps per received stream, latencies (ms)."""
-    import psutil
-
     ctx = multiprocessing.get_context("spawn")
     ports = ctx.Queue()
-    events = ctx.Queue()
-    stop = ctx.Event()
     server = ctx.Process(target=run_server, args=(mode, ports, profile))
     server.start()
     port = ports.get(timeout=60)
+    try:
+        return _drive(ctx, server.pid, run_client, (port,), publishers=publishers, subscribers=subscribers,
+                      seconds=seconds, loop_frames=loop_frames, profile=profile)
+    finally:
+        with socket.create_connection(("127.0.0.1", port)) as quit_socket:
+            quit_socket.sendall(b'{"quit": true}\n')
+        server.join(timeout=30)
+        if server.is_alive():
+            server.terminate()
+
+
+def _drive(ctx: Any, server_pid: int, client: Any, client_args: tuple[Any, ...], *, publishers: int,
+           subscribers: int, seconds: float, loop_frames: list[bytes], profile: str | None = None) -> dict[str, Any]:
+    """Start the peers, measure ``server_pid``'s CPU over the window, collect what the subscribers saw.
+
+    The window opens two seconds after every receiving peer got its first frame
+    (or after a bounded wait) and lasts ``seconds``; the same definition for
+    every server driven. Every client process is joined (or terminated) before
+    this returns.
+    """
+    import psutil
+
+    events = ctx.Queue()
+    stop = ctx.Event()
     receivers = subscribers + (publishers if publishers > 1 else 0)
-    clients = [ctx.Process(target=run_client, args=(f"pub{i}", True, port, loop_frames, events, stop))
+    clients = [ctx.Process(target=client, args=(f"pub{i}", True, *client_args, loop_frames, events, stop))
                for i in range(publishers)]
     for process in clients:
         process.start()
     time.sleep(1.0)
-    subs = [ctx.Process(target=run_client, args=(f"sub{i}", False, port, loop_frames, events, stop))
+    subs = [ctx.Process(target=client, args=(f"sub{i}", False, *client_args, loop_frames, events, stop))
             for i in range(subscribers)]
     for process in subs:
         process.start()
     clients += subs
     ready: set[str] = set()
-    deadline = time.time() + 60 + 3 * len(clients)
-    while len(ready) < receivers and time.time() < deadline:
-        try:
-            event = events.get(timeout=1)
-        except Exception:
-            continue
-        if event[0] == "ready":
-            ready.add(event[1])
-    time.sleep(2.0)  # let the keyframe requests of the last joiners settle
-    proc = psutil.Process(server.pid)
-    if profile:
-        proc.send_signal(signal.SIGUSR1)
-    before, start = proc.cpu_times(), time.time()
-    time.sleep(seconds)
-    after, end = proc.cpu_times(), time.time()
-    if profile:
-        proc.send_signal(signal.SIGUSR2)
-    cpu_pct = 100.0 * ((after.user - before.user) + (after.system - before.system)) / (end - start)
-    stop.set()
     reports = []
-    while len(reports) < len(clients):
-        event = events.get(timeout=120)
-        if event[0] == "arrivals":
-            reports.append(event)
-        elif event[0] == "ready":
-            ready.add(event[1])
-    for process in clients:
-        process.join(timeout=30)
-    with socket.create_connection(("127.0.0.1", port)) as quit_socket:
-        quit_socket.sendall(b'{"quit": true}\n')
-    server.join(timeout=30)
-    if server.is_alive():
-        server.terminate()
+    try:
+        deadline = time.time() + 60 + 3 * len(clients)
+        while len(ready) < receivers and time.time() < deadline:
+            try:
+                event = events.get(timeout=1)
+            except Exception:
+                continue
+            if event[0] == "ready":
+                ready.add(event[1])
+        time.sleep(2.0)  # let the keyframe requests of the last joiners settle
+        proc = psutil.Process(server_pid)
+        if profile:
+            proc.send_signal(signal.SIGUSR1)
+        before, start = proc.cpu_times(), time.time()
+        time.sleep(seconds)
+        after, end = proc.cpu_times(), time.time()
+        if profile:
+            proc.send_signal(signal.SIGUSR2)
+        cpu_pct = 100.0 * ((after.user - before.user) + (after.system - before.system)) / (end - start)
+        stop.set()
+        deadline = time.time() + 120
+        while len(reports) < len(clients) and time.time() < deadline:
+            try:
+                event = events.get(timeout=1)
+            except Exception:
+                if not any(process.is_alive() for process in clients) and events.empty():
+                    break
+                continue
+            if event[0] == "arrivals":
+                reports.append(event)
+            elif event[0] == "ready":
+                ready.add(event[1])
+    finally:
+        stop.set()
+        for process in clients:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=10)
     rates, latencies = [], []
     for _, _name, arrivals in reports:
         for frames in arrivals.values():
@@ -414,10 +754,35 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-mediarelay", action="store_true")
+    parser.add_argument("--janus", action=argparse.BooleanOptionalAction, default=None,
+                        help="drive Janus too (default: when /usr/bin/janus exists and we are root)")
     parser.add_argument("--profile", help="write the SFU server's cProfile (CPU time, measurement window) of the fan-out runs here")
     args = parser.parse_args()
     loop_frames = encode_loop()
     fanout, meetings = [], []
+    janus_note = janus_unavailable() if args.janus is not False else "Janus not driven: --no-janus"
+    with contextlib.ExitStack() as stack:
+        janus = None
+        if janus_note is None:
+            try:
+                janus = stack.enter_context(JanusHost())
+            except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+                janus_note = f"Janus not driven: {error}"
+        if janus_note and args.janus:
+            print(janus_note, file=sys.stderr)
+        _run_loads(args, loop_frames, janus, janus_note, fanout, meetings)
+    if args.json:
+        print(json.dumps({
+            "command": " ".join(["python", "bench/sfu.py", *sys.argv[1:]]),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "load_average": os.getloadavg()},
+            "fanout": fanout,
+            "meeting": meetings,
+        }, indent=2))
+
+
+def _run_loads(args: Any, loop_frames: list[bytes], janus: "JanusHost | None", janus_note: str | None,
+               fanout: list[dict[str, Any]], meetings: list[dict[str, Any]]) -> None:
 
     def say(text: str) -> None:
         if not args.json:
@@ -428,6 +793,16 @@ def main() -> None:
                       profile=args.profile)
         relay = None if args.no_mediarelay else measure(
             "mediarelay", publishers=1, subscribers=k, seconds=args.seconds, loop_frames=loop_frames)
+        gateway, note = None, janus_note
+        if janus is not None:
+            try:
+                gateway = measure_janus(janus, subscribers=k, seconds=args.seconds, loop_frames=loop_frames,
+                                        room=1000 + k)
+            except (RuntimeError, OSError) as error:
+                note = f"Janus run failed at K={k}: {error}; {janus.log_tail()}"
+            if gateway is not None and gateway["ready"] < k:
+                note = f"Janus: only {gateway['ready']} of {k} subscribers received; {janus.log_tail()}"
+                gateway = None
         row = {
             "K": k,
             "cpu_pct_per_stream": round(sfu["cpu_pct"] / k, 3),
@@ -438,14 +813,21 @@ def main() -> None:
             "mediarelay_cpu_pct": round(relay["cpu_pct"], 2) if relay else None,
             "mediarelay_subscriber_fps": round(relay["fps"], 2) if relay else None,
             "mediarelay_cpu_ratio": round(relay["cpu_pct"] / sfu["cpu_pct"], 2) if relay and sfu["cpu_pct"] else None,
-            "janus_cpu_ratio": None,
-            "note": JANUS_NOTE,
+            "janus_cpu_pct": round(gateway["cpu_pct"], 2) if gateway else None,
+            "janus_subscriber_fps": round(gateway["fps"], 2) if gateway else None,
+            "janus_latency_p50_ms": gateway["p50"] if gateway else None,
+            "janus_latency_p95_ms": gateway["p95"] if gateway else None,
+            "janus_cpu_ratio": round(gateway["cpu_pct"] / sfu["cpu_pct"], 2) if gateway and sfu["cpu_pct"] else None,
         }
+        if note:
+            row["note"] = note
         fanout.append(row)
         say(f"K={k:2d} sfu: {row['server_cpu_pct']:6.2f}% cpu, {row['cpu_pct_per_stream']:6.3f}%/stream, "
             f"{row['subscriber_fps']:5.1f} fps, latency p50 {row['added_latency_p50_ms']} ms "
             f"p95 {row['added_latency_p95_ms']} ms | mediarelay: {row['mediarelay_cpu_pct']}% cpu, "
-            f"{row['mediarelay_subscriber_fps']} fps, ratio {row['mediarelay_cpu_ratio']}")
+            f"{row['mediarelay_subscriber_fps']} fps, ratio {row['mediarelay_cpu_ratio']} | janus: "
+            f"{row['janus_cpu_pct']}% cpu, {row['janus_subscriber_fps']} fps, ratio {row['janus_cpu_ratio']}"
+            + (f" ({note})" if note else ""))
     for n in [int(x) for x in args.ns.split(",") if x]:
         result = measure("sfu", publishers=n, subscribers=0, seconds=args.seconds, loop_frames=loop_frames)
         streams = n * (n - 1)
@@ -460,20 +842,12 @@ def main() -> None:
             "added_latency_p95_ms": result["p95"],
             "mediarelay_cpu_ratio": None,
             "janus_cpu_ratio": None,
-            "note": "meeting load is driven through the SFU only; " + JANUS_NOTE,
+            "note": "meeting load is driven through the SFU only",
         }
         meetings.append(row)
         say(f"N={n:2d} meeting: {row['server_cpu_pct']:6.2f}% cpu for {streams} streams, "
             f"{row['cpu_pct_per_stream']:6.3f}%/stream, {row['subscriber_fps']:5.1f} fps, "
             f"latency p50 {row['added_latency_p50_ms']} ms p95 {row['added_latency_p95_ms']} ms")
-    if args.json:
-        print(json.dumps({
-            "command": " ".join(["python", "bench/sfu.py", *sys.argv[1:]]),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "load_average": os.getloadavg()},
-            "fanout": fanout,
-            "meeting": meetings,
-        }, indent=2))
 
 
 if __name__ == "__main__":
