@@ -437,8 +437,6 @@ class JanusHost:
 
     @staticmethod
     def _ip(*args: str, check: bool = True) -> None:
-        import subprocess
-
         subprocess.run(["ip", *args], check=check, capture_output=True, timeout=20)
 
     def _remove_links(self) -> None:
@@ -446,7 +444,6 @@ class JanusHost:
         self._ip("link", "del", JANUS_HOST_IF, check=False)
 
     def __enter__(self) -> "JanusHost":
-        import subprocess
         import tempfile
 
         try:
@@ -494,7 +491,6 @@ class JanusHost:
 
     def __exit__(self, *_exc: Any) -> None:
         import shutil
-        import subprocess
 
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
