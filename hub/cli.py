@@ -17,6 +17,7 @@ import argparse
 import getpass
 import os
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 
 DEFAULT_PASSWORD_ENV = "HIRFA_ADMIN_PASSWORD"
@@ -40,12 +41,27 @@ def _admin_hint() -> str:
 
     if User.objects.filter(is_superuser=True).exists():
         return ""
+    # The command as this shell can run it: `make run` does not put .venv/bin on PATH.
+    command = _own_command()
     return (
         "No admin yet. Create the first one with:\n"
-        "    hirfa createadmin\n"
-        f"or, without prompts: {DEFAULT_PASSWORD_ENV}=... hirfa createadmin "
+        f"    {command} createadmin\n"
+        f"or, without prompts: {DEFAULT_PASSWORD_ENV}=... {command} createadmin "
         "--username admin --email admin@example.org --password-from-env\n"
     )
+
+
+def _own_command() -> str:
+    """`hirfa` when it is on PATH, else its path relative to the working directory."""
+    import shutil
+
+    beside = Path(sys.executable).with_name("hirfa")
+    if shutil.which("hirfa") == str(beside) or not beside.exists():
+        return "hirfa"
+    try:
+        return str(beside.relative_to(Path.cwd()))
+    except ValueError:
+        return str(beside)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
