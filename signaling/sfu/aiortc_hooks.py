@@ -1,7 +1,7 @@
 """Every place where the SFU reaches into aiortc/aioice internals.
 
 aiortc decodes what a receiver gets and encodes what a sender sends. A
-forwarding server must do neither, so this module swaps three private pieces
+forwarding server must do neither, so this module swaps four private pieces
 of one peer connection's objects, and nothing else in the package touches
 aiortc privates:
 
@@ -17,6 +17,12 @@ aiortc privates:
   and go straight to the socket (``aiortc.codecs.get_encoder`` is never
   called); NACKs are answered from the writer's history and the keyframe hook
   is redirected to a callback;
+* an ICE socket's datagram callback hands SRTP packets meant for a tapped
+  receiver straight to it (:func:`_receive_srtp`): unprotected, parsed and
+  assembled in the callback itself, instead of through aioice's queue, the
+  DTLS transport's task and the receiver's coroutine; RTCP statistics (receiver
+  reports), NACKs and PLIs stay aiortc's, but the receiver-side bandwidth
+  estimator (REMB) is not fed, so the server sends no REMB to publishers;
 * an ICE connection's host-candidate gathering is replaced by
   :func:`configure_host_candidates`, which binds inside a configured UDP port
   range and announces configured addresses (aioice never offers 127.0.0.1 and
@@ -29,6 +35,7 @@ this module with another version fails at once rather than misbehaving later.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import socket
 import struct
@@ -43,11 +50,13 @@ import aiortc
 import pylibsrtp
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import StunProtocol
-from aiortc import RTCPeerConnection, RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpCodecParameters, RTCRtpReceiver, RTCRtpSender, clock
+from aiortc.codecs import depayload, is_rtx
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import State as DtlsState
-from aiortc.rtp import RtpPacket
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RtpPacket, unwrap_rtx
 from aiortc.utils import uint16_add, uint16_gt
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
@@ -71,6 +80,8 @@ if pylibsrtp.__version__ != PYLIBSRTP_VERSION:  # pragma: no cover - guarded by 
         f"signaling.sfu relies on pylibsrtp {PYLIBSRTP_VERSION} internals, "
         f"found pylibsrtp {pylibsrtp.__version__}"
     )
+
+logger = logging.getLogger(__name__)
 
 # Largest gap (in packets) the assembler will wait on; anything older is lost.
 _VIDEO_CAPACITY = 512
@@ -305,7 +316,245 @@ def tap_receiver(receiver: RTCRtpReceiver, *, sink: FrameSink, loss_timeout: flo
     )
     receiver._RTCRtpReceiver__jitter_buffer = assembler  # type: ignore[attr-defined]
     receiver._RTCRtpReceiver__decoder_queue = _NoDecoderQueue()  # type: ignore[attr-defined]
+    receiver._hirfa_receive = _SyncRtpReceive(receiver, assembler)  # type: ignore[attr-defined]
     return assembler
+
+
+_background: set[asyncio.Future[Any]] = set()
+
+
+def _spawn(coroutine: Any) -> None:
+    """Run an RTCP send (or aiortc's own packet handler) in a task kept until it ends."""
+    task = asyncio.ensure_future(coroutine)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+class _SyncRtpReceive:
+    """What a tapped receiver does with one RTP packet, called from the socket's callback.
+
+    The same steps as ``RTCRtpReceiver._handle_rtp_packet`` of aiortc 1.16,
+    on the receiver's own state, but synchronous (no coroutine, no task, no
+    queue per packet): drop if disabled, note the SSRC as active, feed the
+    RTCP statistics (so receiver reports stay right), unwrap RTX, feed the NACK
+    generator (a NACK is sent in a task when a gap appears), depayload, hand
+    the packet to the :class:`FrameAssembler` (which calls the frame sink) and
+    send a PLI (in a task) when it asks for one. One step is left out on
+    purpose: the remote bitrate estimator (REMB) is not fed, which was the
+    costliest part of receiving video in Python; publishers then adapt their
+    rate from loss in the receiver reports (and their own caps) instead.
+    """
+
+    __slots__ = ("_receiver", "_assembler", "_codecs", "_rtx_ssrc", "_streams", "_nack", "_active", "packets")
+
+    def __init__(self, receiver: RTCRtpReceiver, assembler: FrameAssembler) -> None:
+        self._receiver = receiver
+        self._assembler = assembler
+        # aiortc fills these dicts in place (never rebinds them), so they can be held.
+        self._codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+        self._rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+        self._streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+        self._nack = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+        self._active: dict[int, Any] = receiver._RTCRtpReceiver__active_ssrc  # type: ignore[attr-defined]
+        #: RTP packets handled here (for tests and diagnostics).
+        self.packets = 0
+
+    def __call__(self, packet: RtpPacket) -> None:
+        receiver = self._receiver
+        if not receiver._enabled:
+            return
+        self.packets += 1
+        self._active[packet.ssrc] = clock.current_datetime()
+        codecs = self._codecs
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stream = self._streams.get(packet.ssrc)
+        if stream is None:
+            stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        if is_rtx(codec):
+            original_ssrc = self._rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = codecs[apt]
+        nack = self._nack
+        if nack is not None and nack.add(packet):
+            _spawn(receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing)))
+        try:
+            packet._data = depayload(codec, packet.payload) if packet.payload else b""  # type: ignore[attr-defined]
+        except ValueError:
+            return
+        send_pli, _ = self._assembler.add(packet)
+        if send_pli:
+            _spawn(receiver._send_rtcp_pli(packet.ssrc))
+
+
+_RTP_FIXED = struct.Struct("!BBHII")
+_RTP_EXTENSION = struct.Struct("!HH")
+
+
+def _parse_rtp(data: bytes, extensions_map: Any) -> RtpPacket:
+    """``RtpPacket.parse`` reduced to what a tapped receiver reads.
+
+    Same checks (``ValueError`` on a malformed packet) and the same fields,
+    except that of the one-byte header extensions (RFC 8285, what browsers
+    and aiortc send) only the audio level is decoded: the SFU reads nothing
+    else (routing is by SSRC and payload type, and the bitrate estimator that
+    needed ``abs-send-time`` is not fed). Two-byte extensions go through
+    aiortc's own parser. Never stricter than aiortc's: a packet it parses is
+    parsed to the same values (checked against it on random and corrupted
+    packets); one whose unread extensions aiortc would choke on is accepted.
+    """
+    size = len(data)
+    if size < 12:
+        raise ValueError("RTP packet length is less than 12 bytes")
+    first, second, sequence_number, timestamp, ssrc = _RTP_FIXED.unpack_from(data)
+    if first >> 6 != 2:
+        raise ValueError("RTP packet has invalid version")
+    csrc_count = first & 0x0F
+    pos = 12 + 4 * csrc_count
+    if size < pos:
+        raise ValueError("RTP packet has truncated CSRC")
+    packet = RtpPacket(second & 0x7F, second >> 7, sequence_number, timestamp, ssrc)
+    if csrc_count:
+        packet.csrc = list(struct.unpack_from(f"!{csrc_count}L", data, 12))
+    if first & 0x10:
+        if size < pos + 4:
+            raise ValueError("RTP packet has truncated extension profile / length")
+        profile, words = _RTP_EXTENSION.unpack_from(data, pos)
+        pos += 4
+        end = pos + 4 * words
+        if size < end:
+            raise ValueError("RTP packet has truncated extension value")
+        if profile == 0xBEDE:
+            level_id = extensions_map._HeaderExtensionsMap__ids.audio_level
+            index = pos
+            while index < end:
+                byte = data[index]
+                index += 1
+                if byte == 0:
+                    continue  # padding
+                length = (byte & 0x0F) + 1
+                if index + length > end:
+                    raise ValueError("RTP one-byte header extension value is truncated")
+                if byte >> 4 == level_id:
+                    value = data[index]
+                    packet.extensions.audio_level = (value & 0x80 == 0x80, value & 0x7F)
+                index += length
+        else:
+            packet.extensions = extensions_map.get(profile, data[pos:end])
+        pos = end
+    if first & 0x20:
+        padding = data[-1]
+        if not padding or padding > size - pos:
+            raise ValueError("RTP packet padding length is invalid")
+        packet.padding_size = padding
+        packet.payload = data[pos:-padding]
+    else:
+        packet.payload = data[pos:]
+    return packet
+
+
+def _receive_srtp(connection: Any, data: bytes) -> bool:
+    """Handle one SRTP packet in the socket's callback if it is for a tapped receiver.
+
+    Answers ``False`` (nothing done, nothing consumed: the caller queues the
+    datagram for aiortc as aioice would) unless the connection's DTLS transport
+    is connected with SRTP keys and the packet's clear header (SSRC, payload
+    type) names a tapped receiver whose ``_handle_rtp_packet`` is aiortc's own
+    (not replaced on the instance). Otherwise unprotects it (a packet failing
+    authentication is dropped, as aiortc does), parses it and routes it with
+    aiortc's router, after authentication, and hands it to the receiver's
+    :class:`_SyncRtpReceive`. SRTCP always takes aiortc's path.
+    """
+    dtls = connection._hirfa_dtls
+    if dtls is None or dtls._state is not DtlsState.CONNECTED or 192 <= data[1] <= 208:
+        return False
+    srtp = dtls._rx_srtp
+    if srtp is None:
+        return False
+    router = dtls._rtp_router
+    target = router.ssrc_table.get(int.from_bytes(data[8:12], "big"))
+    if target is None:
+        candidates = router.payload_type_table.get(data[1] & 0x7F)
+        if not candidates or len(candidates) != 1:
+            return False
+        (target,) = candidates
+    if getattr(target, "_hirfa_receive", None) is None or "_handle_rtp_packet" in target.__dict__:
+        return False  # not tapped, or its handler was replaced on purpose (a test's probe): aiortc's path
+    dtls._RTCDtlsTransport__rx_bytes += len(data)
+    dtls._RTCDtlsTransport__rx_packets += 1
+    unprotect = connection._hirfa_unprotect
+    if unprotect is None or unprotect.session is not srtp:
+        unprotect = connection._hirfa_unprotect = _SrtpProcessor(srtp, _srtp_lib.srtp_unprotect, 0)
+    try:
+        packet = _parse_rtp(unprotect(data), dtls._rtp_header_extensions_map)
+    except (pylibsrtp.Error, ValueError):
+        return True  # not authentic, or not RTP: dropped, like aiortc does
+    receiver = router.route_rtp(packet)
+    if receiver is None:
+        return True
+    handle = getattr(receiver, "_hirfa_receive", None)
+    if handle is None or "_handle_rtp_packet" in receiver.__dict__:  # pragma: no cover - routed elsewhere after all
+        _spawn(receiver._handle_rtp_packet(packet, arrival_time_ms=clock.current_ms()))
+        return True
+    try:
+        handle(packet)
+    except Exception:  # a bug must not stop the socket; aiortc's loop would log it too
+        logger.exception("SFU: handling an RTP packet failed")
+    return True
+
+
+class _MediaStunProtocol(StunProtocol):
+    """aioice's protocol for a host candidate, with tapped receivers' SRTP taken synchronously.
+
+    STUN and DTLS go where aioice sends them; RTP/RTCP (first byte 128-191,
+    which STUN never uses) skip aioice's attempt to parse them as STUN and go
+    to :func:`_receive_srtp`, or else to the connection's queue as before.
+    """
+
+    #: The bound socket, which :class:`RtpWriter` sends on directly.
+    hirfa_socket: socket.socket | None = None
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        """Handle the datagram asyncio read, then those already waiting on the socket.
+
+        A video frame arrives as a burst of packets; reading the rest of the
+        burst here (at most ``_DRAIN`` more, never blocking) saves an event-loop
+        iteration and an ``epoll`` per packet. Each datagram is handled exactly
+        as if asyncio had read it.
+        """
+        self._dispatch(data, addr)
+        sock = self.hirfa_socket
+        if sock is None:
+            return
+        for _ in range(_DRAIN):
+            transport = getattr(self, "transport", None)
+            if transport is None or transport.is_closing():
+                return
+            try:
+                data, addr = sock.recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.error_received(exc)
+                return
+            self._dispatch(data, addr)
+
+    def _dispatch(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        if isinstance(data, bytes) and len(data) >= 12 and 127 < data[0] < 192:
+            if not _receive_srtp(self.receiver, data):
+                self.receiver.data_received(data, self.local_candidate.component)
+            return
+        super().datagram_received(data, addr)
+
+
+# Datagrams read per wake-up beyond the first, and the largest one (as a UDP payload).
+_DRAIN = 32
+_MAX_DATAGRAM = 65536
 
 
 async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
@@ -343,19 +592,20 @@ def _send_datagrams(sock: socket.socket | None, transport: Any, address: Any, da
     """
     global _gso_enabled
     count = len(datagrams)
+    sizes = list(map(len, datagrams))
     start = 0
     while start < count:
         if sock is None:
             for data in datagrams[start:]:
                 transport.sendto(data, address)
             return
-        size = len(datagrams[start])
+        size = sizes[start]
         end = start + 1
         if _gso_enabled:
             limit = min(count, start + _GSO_MAX_SEGMENTS)
-            while end < limit and len(datagrams[end]) == size:
+            while end < limit and sizes[end] == size:
                 end += 1
-            if end < limit and len(datagrams[end]) < size:
+            if end < limit and sizes[end] < size:
                 end += 1  # a shorter packet may end the batch
         try:
             if end - start > 1:
@@ -375,31 +625,38 @@ def _send_datagrams(sock: socket.socket | None, transport: Any, address: Any, da
         start = end
 
 
-class _SrtpProtector:
-    """``Session.protect`` without the per-call allocation and checks of pylibsrtp's wrapper.
+class _SrtpProcessor:
+    """``Session.protect``/``unprotect`` without the per-call allocation and checks of pylibsrtp's wrapper.
 
-    Uses the session's own 1500-byte buffer (so it is only valid between two
-    awaits, like the wrapper) and raises :class:`pylibsrtp.Error` on failure.
+    Uses the session's own 1500-byte buffer (the result is copied out at
+    once, as by the wrapper) and raises :class:`pylibsrtp.Error` on failure,
+    :class:`ValueError` for a packet too long for the buffer.
     """
 
-    _LIMIT = 1500 - 16 - 128  # pylibsrtp's SRTP_MAX_TRAILER_LEN
-
-    def __init__(self, session: pylibsrtp.Session) -> None:
+    def __init__(self, session: pylibsrtp.Session, func: Any, trailer: int) -> None:
+        self.session = session
+        self._func = func
         self._srtp = session._srtp[0]
         self._cdata = session._cdata
         self._buffer = session._buffer
+        self._limit = len(session._cdata) - trailer
         self._length = _srtp_ffi.new("int *")
 
     def __call__(self, packet: bytes) -> bytes:
         size = len(packet)
-        if size > self._LIMIT:
-            raise ValueError(f"RTP packet of {size} bytes is too long to protect")
+        if size > self._limit:
+            raise ValueError(f"RTP packet of {size} bytes is too long")
         self._buffer[0:size] = packet
         self._length[0] = size
-        status = _srtp_lib.srtp_protect(self._srtp, self._cdata, self._length)
+        status = self._func(self._srtp, self._cdata, self._length)
         if status:
-            raise pylibsrtp.Error(f"srtp_protect failed with status {status}")
+            raise pylibsrtp.Error(f"SRTP failed with status {status}")
         return self._buffer[0 : self._length[0]]
+
+
+def _SrtpProtector(session: pylibsrtp.Session) -> _SrtpProcessor:
+    """SRTP protection of RTP packets for ``session`` (pylibsrtp's trailer allowance)."""
+    return _SrtpProcessor(session, _srtp_lib.srtp_protect, 16 + 128)
 
 
 class RtpWriter:
@@ -429,25 +686,28 @@ class RtpWriter:
         self._sequence_number = random.randint(0, 0xFFFF)
         self._rtx_sequence_number = random.randint(0, 0xFFFF)
         self._timestamp_origin = random.randint(0, 0xFFFFFFFF)
-        #: seq % _HISTORY -> (seq, timestamp, marker, payload) of sent packets
-        self._history: dict[int, tuple[int, int, bool, bytes]] = {}
+        #: seq % _HISTORY -> (first seq, timestamp, payloads) of the frame the packet belonged to
+        self._history: dict[int, tuple[int, int, Sequence[bytes]]] = {}
+        # The ICE connection of the sender's transport (fixed for the writer's life).
+        self._nominated: dict[int, Any] = self._dtls.transport._connection._nominated
         self._srtp: pylibsrtp.Session | None = None
-        self._protect: Callable[[bytes], bytes] = bytes
+        self._protect: _SrtpProcessor | None = None
         self.packets_sent = 0
         self.retransmissions = 0
 
-    def _route(self) -> tuple[Callable[[bytes], bytes], Any] | None:
+    def _route(self) -> tuple[_SrtpProcessor, Any] | None:
         """The SRTP protection and the nominated ICE pair to send on, if connected."""
         dtls = self._dtls
         if dtls._state is not DtlsState.CONNECTED:
             return None
-        pair = dtls.transport._connection._nominated.get(1)
+        pair = self._nominated.get(1)
         if pair is None or pair.protocol.transport is None:
             return None
         srtp = dtls._tx_srtp
-        if srtp is not self._srtp:
-            self._srtp, self._protect = srtp, _SrtpProtector(srtp)
-        return self._protect, pair
+        protect = self._protect
+        if protect is None or srtp is not self._srtp:
+            self._srtp, self._protect = srtp, (protect := _SrtpProtector(srtp))
+        return protect, pair
 
     def _extensions(self, now: float, audio_level: int | None) -> bytes:
         elements = self._static_extensions
@@ -475,7 +735,7 @@ class RtpWriter:
         sock = getattr(pair.protocol, "hirfa_socket", None)
         if sock is None or transport.get_write_buffer_size():
             sock = None  # behind a backlog, asyncio's transport keeps the order
-        pack, history = _RTP_HEADER.pack, self._history
+        pack_into, history = _RTP_HEADER.pack_into, self._history
         now = time.time()
         extensions = self._extensions(now, audio_level)
         timestamp = (timestamp + self._timestamp_origin) & 0xFFFFFFFF
@@ -483,15 +743,28 @@ class RtpWriter:
         last = len(payloads) - 1
         octets = 0
         datagrams = []
+        # Each packet is built in the SRTP session's buffer and protected there
+        # (what _SrtpProcessor.__call__ does, without a concatenation and a call per packet).
+        buffer, length, limit = protect._buffer, protect._length, protect._limit
+        srtp_protect, session, cdata = protect._func, protect._srtp, protect._cdata
+        payload_start = 12 + len(extensions)
+        frame = (seq, timestamp, payloads)  # one history record shared by the frame's packets
         try:
             for index, payload in enumerate(payloads):
                 marker = index == last
-                datagrams.append(protect(
-                    pack(0x90, payload_type | 0x80 if marker else payload_type, seq, timestamp, ssrc)
-                    + extensions + payload
-                ))
-                history[seq % _HISTORY] = (seq, timestamp, marker, payload)
-                octets += len(payload)
+                size = payload_start + len(payload)
+                if size > limit:
+                    raise ValueError(f"RTP packet of {size} bytes is too long")
+                pack_into(buffer, 0, 0x90, payload_type | 0x80 if marker else payload_type, seq, timestamp, ssrc)
+                buffer[12:payload_start] = extensions
+                buffer[payload_start:size] = payload
+                length[0] = size
+                status = srtp_protect(session, cdata, length)
+                if status:
+                    raise pylibsrtp.Error(f"SRTP failed with status {status}")
+                datagrams.append(buffer[0 : length[0]])
+                history[seq % _HISTORY] = frame
+                octets += size
                 seq = (seq + 1) & 0xFFFF
             _send_datagrams(sock, transport, address, datagrams)
         except OSError:
@@ -503,7 +776,7 @@ class RtpWriter:
             # What the sender's RTCP sender reports announce.
             sender = self._sender
             sender._RTCRtpSender__packet_count += sent  # type: ignore[attr-defined]
-            sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
+            sender._RTCRtpSender__octet_count += octets - sent * payload_start  # type: ignore[attr-defined]
             sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
             sender._RTCRtpSender__ntp_timestamp = int((now + _NTP_EPOCH_OFFSET) * 4294967296)  # type: ignore[attr-defined]
         return True
@@ -512,9 +785,13 @@ class RtpWriter:
         """Resend a packet a NACK reported lost, if still in the history (replaces aiortc's)."""
         entry = self._history.get(sequence_number % _HISTORY)
         route = self._route()
-        if entry is None or entry[0] != sequence_number or route is None:
+        if entry is None or route is None:
             return
-        seq, timestamp, marker, payload = entry
+        first, timestamp, payloads = entry
+        index = (sequence_number - first) & 0xFFFF
+        if index >= len(payloads):
+            return  # the slot now belongs to a newer frame: the packet is gone
+        seq, payload, marker = sequence_number, payloads[index], index == len(payloads) - 1
         protect, pair = route
         if self._rtx_payload_type is not None:
             payload_type, ssrc = self._rtx_payload_type, self._rtx_ssrc
@@ -621,6 +898,8 @@ def configure_host_candidates(pc: RTCPeerConnection, policy: HostCandidatePolicy
         if getattr(connection, "_hirfa_policy", None) is not None:
             continue
         connection._hirfa_policy = policy
+        connection._hirfa_dtls = transceiver.receiver.transport
+        connection._hirfa_unprotect = None
         connection.get_component_candidates = _candidate_gatherer(connection, policy)
 
 
@@ -634,7 +913,7 @@ def _candidate_gatherer(connection: Any, policy: HostCandidatePolicy) -> Callabl
             sock = _bind_in_range(policy.bind_address, policy.port_min, policy.port_max)
             try:
                 _, protocol = await loop.create_datagram_endpoint(
-                    lambda: StunProtocol(connection), sock=sock
+                    lambda: _MediaStunProtocol(connection), sock=sock
                 )
             except BaseException:
                 sock.close()
