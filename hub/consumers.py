@@ -52,6 +52,8 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         self.groups: set[str] = set()
         self.room_frames_init()
         self.meeting_frames_init()
+        # Built once per socket, not once per frame: receive() looks every frame up here.
+        self.frame_handlers = self.handlers()
         # Error messages follow the member's language (context-local, so the
         # service threads started from this socket see it too).
         translation.activate(_socket_language(self.scope))
@@ -218,7 +220,7 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
             return
         ref = raw.get("ref") if isinstance(raw, dict) and isinstance(raw.get("ref"), str) else None
         kind = raw.get("type") if isinstance(raw, dict) else None
-        handler = self.handlers().get(kind) if isinstance(kind, str) else None
+        handler = self.frame_handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
             self._refuse(ErrorCode.UNKNOWN_TYPE, _("Unknown frame type."), ref)
             return

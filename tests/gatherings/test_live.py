@@ -180,13 +180,6 @@ def test_gathering_hosts_are_the_meetings_hosts(public_session, sofia, karim, am
     assert open_meeting(sofia, public_session, occ).host is True
 
 
-def _hooks_wired() -> bool:
-    import inspect
-
-    return "meeting_join_check" in inspect.getsource(signaling_selectors)
-
-
-@pytest.mark.skipif(not _hooks_wired(), reason="signaling.selectors does not call the gatherings' hooks yet")
 def test_signaling_applies_the_gatherings_rules(public_session, sofia, yacine, omar):
     """Through signaling's own join ticket: going outsider in, other outsider out, host hosts."""
     occ = first(public_session)

@@ -9,6 +9,7 @@ import pytest
 from django.db import connection, connections
 
 from hub.gatherings import selectors, services
+from tests.conftest import skip_or_fail
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,7 +37,7 @@ def _concurrently(*calls):
 
 def test_two_members_take_the_last_seat_at_once(schedule, amina, sofia, yacine, monkeypatch):
     if connection.vendor != "postgresql":
-        pytest.skip("row locks need PostgreSQL; SQLite serialises every writer anyway")
+        skip_or_fail("row locks need PostgreSQL; SQLite serialises every writer anyway")
     gathering = schedule(capacity=2, visibility="public")
     occ = selectors.gathering_occurrences(gathering=gathering)[0]
     services.rsvp_set(user=yacine, gathering_id=gathering.pk, status="going", original_start=occ.original_start)
@@ -64,7 +65,7 @@ def test_two_members_take_the_last_seat_at_once(schedule, amina, sofia, yacine, 
 def test_two_members_join_at_once_and_get_one_meeting(schedule, amina, sofia, monkeypatch):
     """Both start the room's meeting at the same moment: one meeting, linked once."""
     if connection.vendor != "postgresql":
-        pytest.skip("concurrent transactions need PostgreSQL; SQLite serialises every writer anyway")
+        skip_or_fail("concurrent transactions need PostgreSQL; SQLite serialises every writer anyway")
     from hub.gatherings.models import OccurrenceMeeting
     from signaling import services as signaling_services
     from signaling.models import Meeting

@@ -18,6 +18,7 @@ import pytest
 import websockets
 from channels.db import database_sync_to_async
 
+from tests.conftest import skip_or_fail
 from tests.servers import DaphneServer, session_cookie
 from tests.signaling.clients import MeetingClient, WebSocket
 
@@ -64,7 +65,7 @@ def _socket_inodes(pid: int | str) -> set[str]:
 def udp_ports(pid: int | str = "self", *, port_min: int = 0, port_max: int = 65535) -> list[int]:
     """The local ports of the UDP sockets process ``pid`` holds open in [port_min, port_max]."""
     if not Path("/proc/net/udp").exists():
-        pytest.skip("no /proc/net/udp here: cannot count UDP sockets")
+        skip_or_fail("no /proc/net/udp here: cannot count UDP sockets")
     inodes = _socket_inodes(pid)
     ports = []
     for table in ("/proc/net/udp", "/proc/net/udp6"):

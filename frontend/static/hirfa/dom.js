@@ -21,3 +21,14 @@ export function translator(strings) {
   return (key, vars = {}) =>
     (strings[key] || key).replace(/%\((\w+)\)s/g, (_m, k) => String(vars[k] ?? ""));
 }
+
+/** The JSON a template placed in <script type="application/json" id="…">. */
+export function pageData(id) {
+  return JSON.parse(document.getElementById(id).textContent);
+}
+
+/** The element with this id. */
+export const $ = (id) => document.getElementById(id);
+
+/** The page's locale for Intl formatting (Algerian Arabic for the Arabic pages). */
+export const LOCALE = document.documentElement.lang === "ar" ? "ar-DZ" : document.documentElement.lang;

@@ -10,16 +10,15 @@
 //   to none; the camera is capped by the chosen quality;
 // - nothing is written as HTML: every node is built with the DOM API.
 
-import { h, translator } from "./dom.js";
+import { $, LOCALE, h, pageData, translator } from "./dom.js";
 import { Hub } from "./socket.js";
 import { QUALITY, SfuPeer, videoConstraints } from "./meeting-peer.js";
 
-const T = JSON.parse(document.getElementById("i18n").textContent);
-const C = JSON.parse(document.getElementById("config").textContent);
+const T = pageData("i18n");
+const C = pageData("config");
 const ROOM = C.room;
 const ME = C.me;
-const LANG = document.documentElement.lang === "ar" ? "ar-DZ" : document.documentElement.lang;
-const $ = (id) => document.getElementById(id);
+const LANG = LOCALE;
 
 const els = {
   root: $("meeting"),

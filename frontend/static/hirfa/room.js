@@ -2,17 +2,16 @@
 // delete, react, images, report and the moderators' actions.
 // Message text is rendered by markdown.js (DOM nodes, never markup).
 
-import { h, translator } from "./dom.js";
+import { $, LOCALE, h, pageData, translator } from "./dom.js";
 import { Hub } from "./socket.js";
 import { renderMarkdown } from "./markdown.js";
 import { watchMeeting } from "./meeting-banner.js";
 
-const T = JSON.parse(document.getElementById("i18n").textContent);
-const C = JSON.parse(document.getElementById("config").textContent);
+const T = pageData("i18n");
+const C = pageData("config");
 const ROOM = C.room;
 const ME = C.me;
-const LANG = document.documentElement.lang === "ar" ? "ar-DZ" : document.documentElement.lang;
-const $ = (id) => document.getElementById(id);
+const LANG = LOCALE;
 
 const els = {
   log: $("log"),

@@ -1,9 +1,10 @@
 // The rooms list: keeps each followed room's unread count live over the socket.
 
+import { pageData } from "./dom.js";
 import { Hub } from "./socket.js";
 
-const T = JSON.parse(document.getElementById("i18n").textContent);
-const C = JSON.parse(document.getElementById("config").textContent);
+const T = pageData("i18n");
+const C = pageData("config");
 const status = document.getElementById("status");
 const rows = new Map();
 for (const li of document.querySelectorAll("#followed [data-room]")) rows.set(Number(li.dataset.room), li);
