@@ -89,6 +89,11 @@ class MeetingClient:
             frame = await self.socket.recv()
             self.frames.append(frame)
             if frame["type"] == "meeting_offer":
+                if self.peer.pc.connectionState == "closed":
+                    # An offer for the peer a rejoin is replacing (a dead worker's last
+                    # renegotiation): a client drops it and answers the new peer's offer.
+                    self._changed.set()
+                    continue
                 sdp = self.answer_sdp_override or await self.peer.answer(offer_from_frame(frame))
                 await self.socket.send(
                     {"type": "meeting_answer", "meeting": frame["meeting"], "sdp": sdp, "revision": frame["revision"]}
