@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test demo messages bench-chat bench-sfu clean
+.PHONY: install run test demo messages makemessages bench-chat bench-sfu clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,16 +15,23 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-run: install
+run: install messages
 	$(VENV)/bin/hirfa serve --host $(HOST) --port $(PORT)
 
-demo: install
+demo: install messages
 	$(VENV)/bin/hirfa demo
 
-test: install
+test: install messages
 	HIRFA_FAST_PASSWORD_HASHER=1 $(PY) -m pytest $(PYTEST_ARGS)
 
+# The .mo files are built here, not committed: the .po files are the source
+# (no locations, sorted by msgid, so parallel changes merge line by line).
 messages: install
+	@$(PY) scripts/compile_messages.py --quiet
+
+makemessages: install
+	$(PY) manage.py makemessages --no-location --no-wrap -l ar -l fr -l en
+	for po in */locale/*/LC_MESSAGES/django.po; do msgcat --no-location --sort-output --no-wrap -o $$po $$po; done
 	$(PY) scripts/compile_messages.py
 
 bench-chat: install

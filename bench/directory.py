@@ -93,7 +93,7 @@ def generate(artisans: int, products: int, seed: int, log) -> None:  # noqa: ANN
     from django.utils import timezone
 
     from hub.models import ArtisanProfile, Trade, User, Wilaya
-    from hub.registry.models import Census, Product, VerificationStatus
+    from registry.models import Census, Product, VerificationStatus
 
     have = ArtisanProfile.objects.count()
     if have >= artisans and Product.objects.count() >= products:
@@ -245,7 +245,7 @@ def main() -> None:
     generate(args.artisans, args.products, args.seed, log)
     result = measure(args.requests, args.seed)
     from hub.models import ArtisanProfile
-    from hub.registry.models import Product
+    from registry.models import Product
 
     result.update(
         {"artisans": ArtisanProfile.objects.count(), "products": Product.objects.count(), "requests": args.requests}

@@ -52,8 +52,8 @@ api = NinjaAPI(
     urls_namespace="api",
 )
 api.add_router("", rooms_router)
-api.add_router("", "hub.gatherings.api.router")
-api.add_router("", "hub.registry.api.router")
+api.add_router("", "gatherings.api.router")
+api.add_router("", "registry.api.router")
 
 
 def _error(

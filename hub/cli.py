@@ -171,7 +171,7 @@ def cmd_sfu(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:  # noqa: ARG001
     """Run the background job worker (reminders) until SIGTERM/SIGINT."""
     _setup_django()
-    from hub.gatherings.worker import run_worker
+    from gatherings.worker import run_worker
 
     return int(run_worker() or 0)
 

@@ -57,8 +57,8 @@ INSTALLED_APPS = [
     "frontend",
     "django_tasks",
     "django_tasks_db",
-    "hub.gatherings",
-    "hub.registry",
+    "gatherings",
+    "registry",
 ]
 
 MIDDLEWARE = [

@@ -10,8 +10,8 @@ urlpatterns = [
     path("api/", api.urls),
     path("", include("hub.urls_accounts")),
     path("", include("frontend.urls")),
-    path("", include("hub.gatherings.urls")),
-    path("", include("hub.registry.urls")),
+    path("", include("gatherings.urls")),
+    path("", include("registry.urls")),
 ]
 
 if settings.DEBUG:

@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="check only; fail if a .mo is stale")
     parser.add_argument("--locale-dir", type=Path, default=LOCALE_DIR)
+    parser.add_argument("--quiet", action="store_true", help="say nothing unless something fails")
     args = parser.parse_args(argv)
     paths = catalogues(args.locale_dir)
     if not paths:
@@ -91,9 +92,12 @@ def main(argv: list[str] | None = None) -> int:
                     if not mo_path.exists() or fresh.read_bytes() != mo_path.read_bytes():
                         print(f"{mo_path} is out of date: run make messages", file=sys.stderr)
                         status = 1
+            elif mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+                continue
             else:
                 compile_one(po_path)
-                print(f"compiled {mo_path.relative_to(ROOT) if mo_path.is_relative_to(ROOT) else mo_path}")
+                if not args.quiet:
+                    print(f"compiled {mo_path.relative_to(ROOT) if mo_path.is_relative_to(ROOT) else mo_path}")
         except (ValueError, OSError) as exc:
             print(exc, file=sys.stderr)
             status = 1

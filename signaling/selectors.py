@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.utils.translation import gettext as _
 
 from hub.errors import ErrorCode, HirfaError
-from hub.gatherings.selectors import meeting_hosted_by_gathering, meeting_join_check
+from gatherings.selectors import meeting_hosted_by_gathering, meeting_join_check
 from hub.models import User
 from hub.protocol import Author, MeetingOut
 from rooms.selectors import RoomAccess, room_access

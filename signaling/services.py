@@ -48,7 +48,7 @@ def meeting_start(
     Moderators start meetings in guild and region rooms; any member in a
     private group or a direct room. Raises ``not_found`` (room not readable)
     or ``forbidden``. ``start_allowed``: the caller has already decided that
-    ``user`` may start it (a gathering's Join, ``hub.gatherings.services``);
+    ``user`` may start it (a gathering's Join, ``gatherings.services``);
     the room must still be readable.
     """
     access = room_access(user=user, room_id=room_id)

@@ -170,7 +170,7 @@ def test_moderator_schedules_a_weekly_session_and_a_member_goes(tlemcen_people, 
 @pytest.fixture
 def weekly_session(tlemcen_people):
     """A weekly session of four Fridays at 18:00 (Algiers), scheduled by Karim."""
-    from hub.gatherings import services
+    from gatherings import services
     from hub.models import User
 
     karim_cookie, _amina_cookie, room_id = tlemcen_people

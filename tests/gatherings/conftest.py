@@ -83,7 +83,7 @@ def future():
 @pytest.fixture
 def schedule(karim, tlemcen_room, future):
     """Karim schedules a gathering in the Tlemcen room (keyword overrides allowed)."""
-    from hub.gatherings import services
+    from gatherings import services
 
     def make(**kw):
         args = {

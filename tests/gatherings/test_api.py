@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from hub.gatherings import selectors
-from hub.gatherings.models import Gathering
+from gatherings import selectors
+from gatherings.models import Gathering
 
 
 def client_for(user) -> Client:

@@ -8,8 +8,8 @@ import pytest
 from icalendar import Calendar
 
 from hub.errors import HirfaError
-from hub.gatherings import feeds, selectors, services
-from hub.gatherings.models import Gathering
+from gatherings import feeds, selectors, services
+from gatherings.models import Gathering
 
 
 def hub_pairs(gathering):

@@ -11,8 +11,8 @@ import pytest
 from django.test import Client
 
 from hub.errors import ErrorCode, HirfaError
-from hub.gatherings import selectors, services
-from hub.gatherings.models import Gathering, OccurrenceMeeting, Rsvp
+from gatherings import selectors, services
+from gatherings.models import Gathering, OccurrenceMeeting, Rsvp
 from signaling import selectors as signaling_selectors
 from signaling.models import Attendance, Meeting
 from tests.factories import artisan
@@ -40,7 +40,7 @@ def omar(poterie, oran):
 def public_session(schedule, yacine, sofia):
     """A public session of the Tlemcen room hosted by karim and sofia (a member, no
     moderator); yacine, of Oran, answered going."""
-    from hub.gatherings.models import Gathering as G
+    from gatherings.models import Gathering as G
 
     g = schedule(visibility="public")
     g.hosts.add(sofia)
@@ -299,7 +299,7 @@ def test_join_button_on_the_page_and_in_the_agenda_leads_to_the_meeting(schedule
     assert join in c.get("/gatherings/").content.decode()
     r = c.post(join)
     assert r.status_code == 302
-    from hub.gatherings.views import meeting_url
+    from gatherings.views import meeting_url
 
     meeting = Meeting.objects.get()
     assert r["Location"] == meeting_url(meeting_id=meeting.pk, room_id=g.room_id)

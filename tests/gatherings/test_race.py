@@ -8,7 +8,7 @@ import time
 import pytest
 from django.db import connection, connections
 
-from hub.gatherings import selectors, services
+from gatherings import selectors, services
 from tests.conftest import skip_or_fail
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -66,7 +66,7 @@ def test_two_members_join_at_once_and_get_one_meeting(schedule, amina, sofia, mo
     """Both start the room's meeting at the same moment: one meeting, linked once."""
     if connection.vendor != "postgresql":
         skip_or_fail("concurrent transactions need PostgreSQL; SQLite serialises every writer anyway")
-    from hub.gatherings.models import OccurrenceMeeting
+    from gatherings.models import OccurrenceMeeting
     from signaling import services as signaling_services
     from signaling.models import Meeting
 

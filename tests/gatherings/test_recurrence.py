@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from hub.errors import ErrorCode, HirfaError
-from hub.gatherings import recurrence
+from gatherings import recurrence
 
 ALGIERS = "Africa/Algiers"
 

@@ -11,8 +11,8 @@ from django.db import connections
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 
-from hub.gatherings import reminders, selectors, services, tasks
-from hub.gatherings.models import ReminderSent
+from gatherings import reminders, selectors, services, tasks
+from gatherings.models import ReminderSent
 from hub.models import Notification
 
 pytestmark = pytest.mark.django_db(transaction=True)

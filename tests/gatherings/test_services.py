@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from hub.errors import ErrorCode, HirfaError
-from hub.gatherings import selectors, services
-from hub.gatherings.models import Rsvp, RsvpStatus, Visibility
+from gatherings import selectors, services
+from gatherings.models import Rsvp, RsvpStatus, Visibility
 from hub.models import Notification
 from rooms.models import Room, RoomKind
 from rooms.services import group_create, member_ban

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.test import Client
 
-from hub.gatherings import feeds, selectors, services
-from hub.gatherings.models import Gathering
+from gatherings import feeds, selectors, services
+from gatherings.models import Gathering
 
 
 def client_for(user, lang="fr", tz=None) -> Client:

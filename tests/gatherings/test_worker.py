@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connections
 
-from hub.gatherings import embedded, services, worker
+from gatherings import embedded, services, worker
 from hub.models import Notification
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -97,7 +97,7 @@ def test_createadmin_without_a_terminal_asks_for_the_environment(monkeypatch):
 
 def test_worker_subcommand_runs_the_gatherings_worker(monkeypatch):
     calls = []
-    monkeypatch.setattr("hub.gatherings.worker.run_worker", lambda: calls.append("ran") or 0)
+    monkeypatch.setattr("gatherings.worker.run_worker", lambda: calls.append("ran") or 0)
     assert cli.main(["worker"]) == 0
     assert calls == ["ran"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.registry import services
+from registry import services
 from tests import factories
 from tests.browser.conftest import browser  # noqa: F401  (fixture)
 from tests.registry.conftest import jpeg, wilaya

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from hub.errors import ErrorCode, HirfaError
 from hub.models import Notification
-from hub.registry import selectors, services
-from hub.registry.models import Census, ProductReport, ProductStatus, VerificationStatus
+from registry import selectors, services
+from registry.models import Census, ProductReport, ProductStatus, VerificationStatus
 from rooms.models import Message, Room
 from tests.factories import artisan
 from tests.registry.conftest import jpeg, png_claiming, wilaya

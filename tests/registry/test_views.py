@@ -14,8 +14,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from hub.registry import services
-from hub.registry.models import Census, Product
+from registry import services
+from registry.models import Census, Product
 from rooms.models import Message, Room
 from tests.registry.conftest import jpeg, png_claiming
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from hub.gatherings import views
+from gatherings import views
 
 OCCURRENCE = "gatherings/<int:gathering_id>/occurrences/<str:key>"
 

@@ -26,8 +26,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from hub.errors import ErrorCode, HirfaError
 from hub.models import ArtisanProfile, Trade, User, Wilaya
-from hub.registry import census_map, selectors, services
-from hub.registry.models import (
+from registry import census_map, selectors, services
+from registry.models import (
     Availability,
     Census,
     ContactChannel,

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 @task()
 def reminders_sweep() -> int:
     """Send every reminder that is due now; returns how many were sent by this run."""
-    from hub.gatherings.reminders import reminders_send_due
+    from gatherings.reminders import reminders_send_due
 
     return reminders_send_due()
 
@@ -37,7 +37,7 @@ def email_send(*, to: str, subject: str, body: str, reminder_id: int | None = No
     if reminder_id is None:
         send_mail(subject, body, None, [to])
         return True
-    from hub.gatherings.models import ReminderSent
+    from gatherings.models import ReminderSent
 
     with transaction.atomic():
         row = ReminderSent.objects.select_for_update().filter(pk=reminder_id).first()

@@ -29,7 +29,7 @@ from django.utils.translation import gettext as _
 
 from hub.errors import ErrorCode, HirfaError
 from hub.models import ArtisanProfile, ModeratorScope, Trade, User, Wilaya
-from hub.registry.models import (
+from registry.models import (
     Census,
     ExchangeKind,
     ExchangePost,

@@ -30,8 +30,8 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from hub.errors import ErrorCode, HirfaError
-from hub.gatherings import feeds, recurrence, selectors, services
-from hub.gatherings.models import Gathering, RsvpStatus, Visibility
+from gatherings import feeds, recurrence, selectors, services
+from gatherings.models import Gathering, RsvpStatus, Visibility
 from hub.models import Trade, User, Wilaya
 from rooms.models import Room
 from rooms.selectors import room_access

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from hub.registry import views
+from registry import views
 
 urlpatterns = [
     path("registry/", views.census_me, name="registry_me"),

@@ -1,6 +1,6 @@
 """A GIN index for the directory's full-text search, on PostgreSQL only.
 
-The indexed expression is `hub.registry.selectors.FTS_VECTOR_SQL` (French and
+The indexed expression is `registry.selectors.FTS_VECTOR_SQL` (French and
 Arabic vectors of an artisan's display name and bio, joined); the search uses
 the same expression, which is what lets PostgreSQL use this index. The index
 lies on the hub's profile table, whose columns it only reads. SQLite: nothing.

@@ -9,8 +9,8 @@ from datetime import datetime
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from hub.gatherings import recurrence
-from hub.gatherings.models import Gathering
+from gatherings import recurrence
+from gatherings.models import Gathering
 from hub.models import Notification, User
 from rooms.services import notification_create
 
@@ -40,7 +40,7 @@ def member_notify(
     `event` is one of: reminder, cancelled, occurrence_cancelled, moved, changed, promoted.
     Must run inside the transaction of the write it reports.
     """
-    from hub.gatherings.tasks import email_send
+    from gatherings.tasks import email_send
 
     data: dict[str, object] = {
         "event": event,

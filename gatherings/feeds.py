@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from django.utils import timezone
 from icalendar import Calendar, Event, vRecur
 
-from hub.gatherings import recurrence, selectors
-from hub.gatherings.models import Gathering
+from gatherings import recurrence, selectors
+from gatherings.models import Gathering
 
 PRODID = "-//Hirfa//Gatherings//EN"
 KEEP_FINISHED = timedelta(days=90)

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from hub.gatherings.recurrence import DEFAULT_TZ
+from gatherings.recurrence import DEFAULT_TZ
 
 
 class Visibility(models.TextChoices):

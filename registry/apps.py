@@ -3,7 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 
 class RegistryConfig(AppConfig):
-    name = "hub.registry"
+    name = "registry"
     label = "registry"
     verbose_name = _("Artisans' registry")
     default_auto_field = "django.db.models.BigAutoField"

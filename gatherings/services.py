@@ -22,8 +22,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from hub.errors import ErrorCode, HirfaError
-from hub.gatherings import recurrence, selectors
-from hub.gatherings.models import (
+from gatherings import recurrence, selectors
+from gatherings.models import (
     FeedToken,
     Gathering,
     OccurrenceException,
@@ -32,8 +32,8 @@ from hub.gatherings.models import (
     RsvpStatus,
     Visibility,
 )
-from hub.gatherings.notify import member_notify
-from hub.gatherings.selectors import Occurrence
+from gatherings.notify import member_notify
+from gatherings.selectors import Occurrence
 from hub.models import User
 from rooms.selectors import room_access
 from signaling.models import Attendance, Meeting

@@ -29,7 +29,7 @@ def ensure_started() -> bool:
     with _lock:
         if _thread is not None and _thread.is_alive():
             return True
-        from hub.gatherings.worker import GatheringsWorker
+        from gatherings.worker import GatheringsWorker
 
         worker = GatheringsWorker()
         _thread = threading.Thread(target=worker.run, name="hirfa-embedded-worker", daemon=True)

@@ -19,8 +19,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from hub.errors import ErrorCode, HirfaError
-from hub.gatherings import recurrence
-from hub.gatherings.models import (
+from gatherings import recurrence
+from gatherings.models import (
     FeedToken,
     Gathering,
     OccurrenceException,

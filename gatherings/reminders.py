@@ -20,10 +20,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from hub.gatherings import selectors
-from hub.gatherings.models import Gathering, ReminderSent, RsvpStatus
-from hub.gatherings.notify import member_notify
-from hub.gatherings.selectors import Occurrence
+from gatherings import selectors
+from gatherings.models import Gathering, ReminderSent, RsvpStatus
+from gatherings.notify import member_notify
+from gatherings.selectors import Occurrence
 from hub.models import Notification, User
 
 DEFAULT_REMINDER_MINUTES = (24 * 60, 15)

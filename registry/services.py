@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 from hub.errors import ErrorCode, HirfaError
 from hub.images import Upload, validate_and_resize_image
 from hub.models import Notification, User, Wilaya
-from hub.registry.models import (
+from registry.models import (
     Availability,
     Census,
     ContactChannel,
@@ -43,7 +43,7 @@ from hub.registry.models import (
     VerificationStatus,
     WorkshopKind,
 )
-from hub.registry.selectors import can_review, census_of
+from registry.selectors import can_review, census_of
 from rooms.models import Room
 from rooms.services import direct_room_open, message_post, notification_create
 
@@ -400,7 +400,7 @@ def product_report_resolve(*, moderator: User, report_id: int, hide: bool) -> Pr
     Resolving one report resolves every open report of the same product.
     Anyone else: `not_found`.
     """
-    from hub.registry.selectors import moderated_wilaya_ids
+    from registry.selectors import moderated_wilaya_ids
 
     with transaction.atomic():
         report = (
@@ -515,7 +515,7 @@ def exchange_post(
 
 
 def _matching_authors(post: ExchangePost) -> list[User]:
-    from hub.registry.selectors import exchange_matches
+    from registry.selectors import exchange_matches
 
     seen: dict[int, User] = {}
     for match in exchange_matches(post=post):

@@ -21,8 +21,8 @@ from pydantic import Field
 
 from hub.errors import ErrorCode, HirfaError
 from hub.models import User
-from hub.registry import selectors, services
-from hub.registry.models import Census, ExchangePost, Product
+from registry import selectors, services
+from registry.models import Census, ExchangePost, Product
 
 router = Router(tags=["registry"])
 

@@ -4,7 +4,7 @@ These functions only translate: decode, call one service or selector, shape the
 answer. Refusals are `HirfaError`s, turned into JSON by `hub.api`. Times are
 ISO 8601 in UTC; occurrences are named by their key (original start,
 ``YYYYMMDDTHHMMSSZ``). The ``.ics`` feeds themselves are plain URLs (see
-`hub.gatherings.urls`), since calendar clients carry no session.
+`gatherings.urls`), since calendar clients carry no session.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from django.utils import timezone
 from ninja import Router, Schema, Status
 from pydantic import Field
 
-from hub.gatherings import recurrence, selectors, services
-from hub.gatherings.models import Gathering
-from hub.gatherings.selectors import Occurrence
-from hub.gatherings.views import meeting_url
+from gatherings import recurrence, selectors, services
+from gatherings.models import Gathering
+from gatherings.selectors import Occurrence
+from gatherings.views import meeting_url
 from hub.models import User
 
 router = Router(tags=["gatherings"])

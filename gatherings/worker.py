@@ -28,7 +28,7 @@ SWEEP_SECONDS = 30.0
 
 def sweep_enqueue_if_idle() -> bool:
     """Enqueue the reminder sweep unless one is already waiting; True if enqueued."""
-    from hub.gatherings.tasks import reminders_sweep
+    from gatherings.tasks import reminders_sweep
 
     waiting = DBTaskResult.objects.ready().filter(task_path=reminders_sweep.module_path)
     if waiting.exists():

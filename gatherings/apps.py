@@ -3,7 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 
 class GatheringsConfig(AppConfig):
-    name = "hub.gatherings"
+    name = "gatherings"
     label = "gatherings"
     verbose_name = _("Gatherings")
     default_auto_field = "django.db.models.BigAutoField"
@@ -11,7 +11,7 @@ class GatheringsConfig(AppConfig):
     def ready(self) -> None:
         from django.core.signals import request_started
 
-        from hub.gatherings import embedded
+        from gatherings import embedded
 
         # The embedded default runs the reminder worker inside the hub's process,
         # started by the first request (see `embedded.ensure_started`).

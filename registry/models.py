@@ -5,7 +5,7 @@ Census data lives in `Census`, a row 1:1 with the user, rather than in
 `hub.ArtisanProfile`: the card number and the card's photo are confidential
 (the artisan and the moderators only), and keeping them in their own table
 means no existing reader of the profile (rooms, API, templates) can leak them
-by accident; every read of them goes through `hub.registry.selectors`.
+by accident; every read of them goes through `registry.selectors`.
 """
 
 from __future__ import annotations
