@@ -49,7 +49,8 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         self.frame_tokens = float(FRAME_BURST)
         self.frame_clock = asyncio.get_running_loop().time()
         self.tasks: list[asyncio.Task[Any]] = []
-        self.groups: set[str] = set()
+        # Not `groups`: Channels would discard each of them from the channel layer on disconnect.
+        self.bus_groups: set[str] = set()
         self.room_frames_init()
         self.meeting_frames_init()
         # Built once per socket, not once per frame: receive() looks every frame up here.
@@ -77,9 +78,9 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
                 await self.room_frames_close()
         finally:
             fan = realtime.fanout()
-            for group in list(self.groups):
+            for group in list(self.bus_groups):
                 await fan.leave(group, self)
-            self.groups.clear()
+            self.bus_groups.clear()
             for task in self.tasks:
                 task.cancel()
             self.tasks.clear()
@@ -94,9 +95,10 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
             return
         self.push(text)
 
-    def bus_lost(self) -> None:
-        # Live events may have been lost: the client reconnects and resumes from the database.
-        self.close_soon(CloseCode.TOO_SLOW_RESUME)
+    def bus_resumed(self) -> None:
+        # Live events may have been lost while the bus was cut off: the client fetches them.
+        if not self.closing:
+            self.room_frames_resync()
 
     # Found on the first push: the daphne websocket behind `send`, or None (see realtime.DirectSocket).
     _direct: "realtime.DirectSocket | None | bool" = False
@@ -163,13 +165,13 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
                     outbox.popleft()
 
     async def join_group(self, group: str) -> None:
-        if group not in self.groups:
-            self.groups.add(group)
+        if group not in self.bus_groups:
+            self.bus_groups.add(group)
             await realtime.fanout().join(group, self)
 
     async def leave_group(self, group: str) -> None:
-        if group in self.groups:
-            self.groups.discard(group)
+        if group in self.bus_groups:
+            self.bus_groups.discard(group)
             await realtime.fanout().leave(group, self)
 
     # --- incoming ---------------------------------------------------------------

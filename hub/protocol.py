@@ -367,6 +367,16 @@ class PresenceList(ServerFrame):
     online_count: int = 0
 
 
+class ResyncOut(ServerFrame):
+    """The live bus was cut off and is back: events of these rooms may have been lost.
+
+    The client fetches each room's changes after the last rev it holds.
+    """
+
+    type: Literal["resync"] = "resync"
+    rooms: list[int]
+
+
 class Unread(ServerFrame):
     type: Literal["unread"] = "unread"
     room: int
@@ -516,7 +526,7 @@ class MeetingEnded(ServerFrame):
 
 SERVER_FRAME_TYPES: tuple[str, ...] = (
     "welcome", "pong", "subscribed", "unsubscribed", "ack", "message", "messages", "typing",
-    "presence", "presence_list", "unread", "notification", "removed", "member", "error",
+    "presence", "presence_list", "resync", "unread", "notification", "removed", "member", "error",
     "meeting", "meeting_joined", "meeting_lobby", "meeting_ice_servers", "meeting_offer",
     "meeting_candidate", "meeting_state", "meeting_rejoin", "meeting_ended",
 )

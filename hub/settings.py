@@ -126,7 +126,8 @@ AUTH_USER_MODEL = "hub.User"
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # Survives a Redis restart: a socket's receive waits instead of failing with 1011.
+            "BACKEND": "hub.channel_layer.ResilientRedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 sets a 5 s socket timeout by default, which kills idle
                 # consumers' blocking reads (channels_redis issue 422).

@@ -17,7 +17,17 @@ from hub.db import db_call
 from django.utils.translation import gettext as _
 
 from hub.errors import ErrorCode, HirfaError
-from hub.protocol import Ack, Messages, PresenceList, PresenceOut, Subscribed, TypingOut, Unsubscribed
+from hub.protocol import (
+    Ack,
+    Messages,
+    PresenceList,
+    PresenceOut,
+    Removed,
+    ResyncOut,
+    Subscribed,
+    TypingOut,
+    Unsubscribed,
+)
 from rooms import selectors, services
 from rooms.presence import presence_store
 
@@ -137,10 +147,48 @@ class RoomFrames:
         for room_id in list(self.rooms):
             await self._drop_room(room_id)
 
+    # --- the bus was cut off ----------------------------------------------------
+
+    def room_frames_resync(self) -> None:
+        """Tell the client which rooms to fetch, and re-check that it still reads each.
+
+        A `removed` event published while the bus was cut off never arrived:
+        rights end here at the latest.
+        """
+        if not self.rooms:
+            return
+        rooms = sorted(self.rooms)
+        self.emit(ResyncOut(rooms=rooms))  # type: ignore[attr-defined]
+        asyncio.get_running_loop().create_task(self._recheck_access(rooms))
+
+    async def _recheck_access(self, rooms: list[int]) -> None:
+        for room_id in rooms:
+            if room_id not in self.rooms:
+                continue
+            try:
+                await _db(selectors.room_access)(user=self.user, room_id=room_id)
+            except HirfaError:
+                await self._drop_room(room_id)
+                self.emit(Removed(room=room_id, reason="banned"))  # type: ignore[attr-defined]
+            except Exception:
+                log.warning("re-checking access to room %s failed", room_id, exc_info=True)
+
     # --- presence -----------------------------------------------------------------
+    # Presence is a hint: when Redis is unreachable it is skipped quietly, and the
+    # store's periodic refresh puts this process's entries back once Redis returns.
+
+    def _bus_degraded(self) -> bool:
+        return realtime.fanout().degraded
 
     async def _presence_join(self, room_id: int) -> None:
-        if await presence_store().add(room_id, self.user.pk, self.conn_id):
+        if self._bus_degraded():
+            return
+        try:
+            first = await presence_store().add(room_id, self.user.pk, self.conn_id)
+        except Exception as exc:
+            log.warning("presence unavailable for room %s (%s)", room_id, exc)
+            return
+        if first:
             author = protocol.Author(id=self.user.pk, name=await self.user_display_name())
             realtime.publish_now(
                 realtime.room_group(room_id),
@@ -155,8 +203,18 @@ class RoomFrames:
                     realtime.room_group(room_id),
                     protocol.encode(PresenceOut(room=room_id, user=author, online=False)),
                 )
-        except Exception:
-            log.warning("presence removal failed for room %s", room_id, exc_info=True)
+        except Exception as exc:
+            log.warning("presence removal failed for room %s (%s)", room_id, exc)
+
+    async def _online(self, room_id: int) -> tuple[list[protocol.Author], int]:
+        if self._bus_degraded():
+            return [], 0
+        try:
+            online_ids, online_count = await presence_store().online(room_id)
+        except Exception as exc:
+            log.warning("presence unavailable for room %s (%s)", room_id, exc)
+            return [], 0
+        return await _authors(online_ids), online_count
 
     # --- handlers -----------------------------------------------------------------
 
@@ -189,8 +247,7 @@ class RoomFrames:
         if not sub.in_presence:
             sub.in_presence = True
             await self._presence_join(room_id)
-        online_ids, online_count = await presence_store().online(room_id)
-        online = await _authors(online_ids)
+        online, online_count = await self._online(room_id)
         self.emit(  # type: ignore[attr-defined]
             Subscribed(
                 ref=frame.ref,
@@ -292,8 +349,7 @@ class RoomFrames:
 
     async def on_presence(self, frame: protocol.Presence) -> None:
         await _db(selectors.room_access)(user=self.user, room_id=frame.room)
-        online_ids, online_count = await presence_store().online(frame.room)
-        online = await _authors(online_ids)
+        online, online_count = await self._online(frame.room)
         self.emit(PresenceList(ref=frame.ref, room=frame.room, online=online, online_count=online_count))  # type: ignore[attr-defined]
 
 

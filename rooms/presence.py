@@ -61,10 +61,10 @@ class LocalPresence:
 class RedisPresence:
     """Per room: a sorted set of users; per (room, user): a sorted set of connections; scores are expiries."""
 
-    def __init__(self, url: str) -> None:
-        import redis.asyncio as aioredis
+    def __init__(self) -> None:
+        from hub.redis_client import redis_client
 
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self._redis = redis_client()
         self._entries: set[tuple[int, int, str]] = set()
         self._refresher: asyncio.Task[None] | None = None
 
@@ -149,6 +149,6 @@ def presence_store() -> PresenceStore:
     loop = asyncio.get_running_loop()
     store = _stores.get(loop)
     if store is None:
-        store = RedisPresence(url)
+        store = RedisPresence()
         _stores[loop] = store
     return store

@@ -143,12 +143,12 @@ _redis_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = we
 
 def _redis() -> Any:
     """The asyncio Redis client of the running loop."""
-    import redis.asyncio as aioredis
+    from hub.redis_client import redis_client
 
     loop = asyncio.get_running_loop()
     client = _redis_clients.get(loop)
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+        client = redis_client()
         _redis_clients[loop] = client
     return client
 

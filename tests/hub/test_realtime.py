@@ -28,7 +28,7 @@ class Recorder:
     def deliver(self, group: str, text: str) -> None:
         self.got.append((group, text))
 
-    def bus_lost(self) -> None:
+    def bus_resumed(self) -> None:
         self.lost += 1
 
 
@@ -95,6 +95,36 @@ async def test_redis_bus_delivers_after_an_idle_period_longer_than_5_seconds() -
                 fan._reader.cancel()
         finally:
             realtime.reset_backend()
+
+
+async def test_publishing_from_the_event_loop_never_waits_for_a_stalled_redis() -> None:
+    """A Redis that accepts connections and never answers must not freeze the process's sockets."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+
+    with override_settings(REDIS_URL=f"redis://127.0.0.1:{port}/0", HIRFA_REDIS_TIMEOUT_SECONDS=1.0):
+        realtime.reset_backend()
+        try:
+            fan = realtime.fanout()
+            local = Recorder()
+            fan.groups.setdefault("room.77", set()).add(local)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            realtime.publish_now("room.77", '{"type":"typing","room":77}')
+            # The old synchronous publish held the loop for its whole socket timeout (10 s).
+            assert loop.time() - started < 0.5
+            await _wait_for(lambda: fan.degraded, seconds=5)
+            # Cut off from Redis, the process still serves its own sockets.
+            assert local.got == [("room.77", '{"type":"typing","room":77}')]
+        finally:
+            fan.groups.pop("room.77", None)
+            if fan._recovering is not None:
+                fan._recovering.cancel()
+            realtime._loop_fanouts.pop(asyncio.get_running_loop(), None)
+            realtime.reset_backend()
+            listener.close()
 
 
 # --- the direct daphne writer, with real autobahn framing and a real kernel socket ---------

@@ -224,6 +224,14 @@ export class Hub {
         this.rooms.delete(frame.room);
         this.emit("removed", frame);
         break;
+      case "resync":
+        // The server's live bus was cut off: fetch what it may have dropped.
+        for (const id of frame.rooms || []) {
+          const room = this.rooms.get(id);
+          if (room && room.resume && room.rev !== null) this.fill(id);
+        }
+        this.emit("resync", frame);
+        break;
       case "error":
         this.refused(frame);
         break;

@@ -1,0 +1,230 @@
+"""Every place where the hub reaches into daphne, Twisted and autobahn internals
+to write live events straight to a websocket.
+
+Under daphne, the ASGI `send` of a websocket passes each frame through three
+coroutine layers (Channels' session wrapper, which reads the session on every
+call, daphne's server, its protocol) and frames the same text once per socket.
+For live events that is most of the cost of a delivery. `DirectSocket` reaches
+the autobahn protocol behind daphne's `send` (a functools.partial of
+`Server.handle_reply` bound to the protocol), frames each text once for all
+sockets with autobahn's public `prepareMessage`/`sendPreparedMessage`, and
+reads how many bytes the Twisted transport still holds, which is the only
+place a slow reader shows: daphne's `send` never blocks. When anything is
+missing at run time (another server, the test communicator, TLS, compression)
+`DirectSocket.find` answers None and the consumer keeps using the ASGI `send`.
+
+The private names used here (`PRIVATE_NAMES`, each covered by a test in
+tests/hub/test_daphne_hooks.py) belong to the versions in `PINNED`, which
+pyproject.toml pins; importing this module with other versions fails at once
+rather than misbehaving later.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from typing import Any
+
+from django.conf import settings
+
+PINNED = {"daphne": "4.2.3", "autobahn": "26.10.2", "Twisted": "26.10.0", "channels": "4.3.2"}
+
+for _package, _wanted in PINNED.items():
+    _found = importlib.metadata.version(_package)
+    if _found != _wanted:  # pragma: no cover - guarded by the pin
+        raise ImportError(
+            f"hub.daphne_hooks relies on {_package} {_wanted} internals, found {_package} {_found}"
+        )
+
+# (owner, name): every private or undocumented attribute this module reads.
+PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
+    ("channels.sessions.InstanceSessionWrapper", "real_send"),
+    ("daphne.server.Server", "handle_reply"),
+    ("daphne.server.Server", "connections"),
+    ("autobahn.twisted.websocket.WebSocketServerProtocol", "_perMessageCompress"),
+    ("autobahn.twisted.websocket.WebSocketServerProtocol", "send_queue"),
+    ("autobahn.twisted.websocket.WebSocketServerProtocol", "state"),
+    ("autobahn.websocket.protocol.PreparedMessage", "payloadHybi"),
+    ("twisted.internet.tcp.Server", "TLS"),
+    ("twisted.internet.tcp.Server", "socket"),
+    ("twisted.internet.tcp.Server", "dataBuffer"),
+    ("twisted.internet.tcp.Server", "offset"),
+    ("twisted.internet.tcp.Server", "_tempDataLen"),
+    ("twisted.internet.tcp.Server", "disconnecting"),
+)
+
+SEND_BACKLOG_MAX_BYTES_DEFAULT = 1 << 20
+
+
+def send_backlog_max_bytes() -> int:
+    """Bytes a socket's transport may hold unsent before the socket is closed with 4010."""
+    return int(getattr(settings, "HIRFA_SEND_BACKLOG_MAX_BYTES", SEND_BACKLOG_MAX_BYTES_DEFAULT))
+
+
+class _PreparedCache:
+    """The last text framed, so that one publish is framed once for every local socket."""
+
+    __slots__ = ("text", "factory", "prepared")
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self.factory: object = None
+        self.prepared: object = None
+
+
+_prepared = _PreparedCache()
+
+
+class DirectSocket:
+    """Writes whole text frames straight to one daphne websocket.
+
+    Guarantees: `write` either hands the complete frame to the transport (True)
+    or does nothing (False, the socket is not open); frames keep their order;
+    `backlog` is the number of bytes accepted but not yet written to the
+    kernel, or None when it cannot be read.
+    """
+
+    __slots__ = ("protocol", "server", "_open_state", "_transport")
+
+    def __init__(self, server: object, protocol: object, open_state: int) -> None:
+        self.server = server
+        self.protocol = protocol
+        self._open_state = open_state
+        self._transport: object = None
+
+    @classmethod
+    def find(cls, send: object) -> "DirectSocket | None":
+        """The daphne websocket behind an ASGI `send` callable, or None."""
+        seen = 0
+        # Unwrap middleware that keep the next `send` as `real_send` (Channels' sessions).
+        while seen < 5 and not isinstance(send, functools.partial):
+            inner = getattr(getattr(send, "__self__", None), "real_send", None)
+            if inner is None:
+                return None
+            send = inner
+            seen += 1
+        if not isinstance(send, functools.partial) or len(send.args) != 1 or send.keywords:
+            return None
+        server = getattr(send.func, "__self__", None)
+        protocol = send.args[0]
+        if getattr(send.func, "__name__", "") != "handle_reply" or server is None:
+            return None
+        if type(server).__module__.split(".")[0] != "daphne":
+            return None
+        factory = getattr(protocol, "factory", None)
+        open_state = getattr(protocol, "STATE_OPEN", None)
+        needed = ("sendPreparedMessage", "state", "transport")
+        if not isinstance(open_state, int) or any(not hasattr(protocol, n) for n in needed):
+            return None
+        if not callable(getattr(factory, "prepareMessage", None)):
+            return None
+        # Compression would need a frame per socket; daphne does not negotiate it today.
+        if getattr(protocol, "_perMessageCompress", None) is not None:
+            return None
+        if not isinstance(getattr(server, "connections", None), dict):
+            return None
+        return cls(server, protocol, open_state)
+
+    def set_no_delay(self) -> None:
+        """Turn Nagle's algorithm off: small frames must not wait for the peer's delayed ACK.
+
+        Without it, a second small frame written before the first is acknowledged
+        (an `ack` after the `message` it announces) waits up to 40 ms.
+        """
+        transport = getattr(self.protocol, "transport", None)
+        set_no_delay = getattr(transport, "setTcpNoDelay", None)
+        if callable(set_no_delay):
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass
+
+    def is_open(self) -> bool:
+        protocol: Any = self.protocol
+        if protocol.state != self._open_state:
+            return False
+        conn = self.server.connections.get(protocol)  # type: ignore[attr-defined]
+        return conn is not None and not conn.get("disconnected")
+
+    def write(self, text: str) -> int | None:
+        """Hand `text` to the socket; None when it is not open, else the bytes still held unsent.
+
+        Reading the backlog here, where the transport is at hand anyway, saves a
+        second walk per socket per event (it was an eighth of the fan-out's time).
+        """
+        if not self.is_open():
+            return None
+        protocol: Any = self.protocol
+        cache = _prepared
+        factory = protocol.factory
+        if cache.text is not text or cache.factory is not factory:
+            cache.prepared = factory.prepareMessage(text.encode("utf-8"), isBinary=False)
+            cache.text = text
+            cache.factory = factory
+        prepared: Any = cache.prepared
+        data = getattr(prepared, "payloadHybi", None)
+        transport = self._plain_transport()
+        if isinstance(data, bytes) and transport is not None and not transport.disconnecting:
+            held = self._held(transport)
+            if held == 0 and not protocol.send_queue:
+                # Nothing is queued: write to the kernel now, as asyncio's transports do,
+                # instead of registering for writability and writing on the next turn
+                # (two epoll_ctl calls and a reactor callback per socket per event).
+                try:
+                    sent = transport.socket.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    sent = 0  # Twisted's own write below meets the error and closes the socket
+                if sent < len(data):
+                    transport.write(data[sent:])
+                    return len(data) - sent
+                return 0
+            protocol.sendPreparedMessage(prepared)
+            return held + len(data)
+        protocol.sendPreparedMessage(prepared)
+        backlog = self.backlog()
+        return 0 if backlog is None else backlog
+
+    def _plain_transport(self) -> Any:
+        """The TCP transport when it is a plain (not TLS) Twisted socket transport, else None."""
+        transport = self._transport
+        if transport is None:
+            transport = getattr(self.protocol, "transport", None)
+            ok = (
+                transport is not None
+                and not getattr(transport, "TLS", True)
+                and hasattr(transport, "socket")
+                and callable(getattr(transport.socket, "send", None))
+                and all(hasattr(transport, n) for n in ("dataBuffer", "offset", "_tempDataLen"))
+                and hasattr(self.protocol, "send_queue")
+            )
+            transport = transport if ok else False
+            self._transport = transport
+        return transport or None
+
+    @staticmethod
+    def _held(transport: Any) -> int:
+        return len(transport.dataBuffer) - int(transport.offset) + int(transport._tempDataLen)
+
+    def backlog(self) -> int | None:
+        """Bytes held by the Twisted transport (and autobahn's own queue) not yet sent."""
+        protocol: Any = self.protocol
+        transport = protocol.transport
+        # TLS and other wrappers keep the socket's transport one level down.
+        for _ in range(3):
+            if transport is None:
+                return None
+            if hasattr(transport, "dataBuffer"):
+                break
+            transport = getattr(transport, "transport", None)
+        else:
+            return None
+        try:
+            held = len(transport.dataBuffer) - int(transport.offset) + int(transport._tempDataLen)
+            queue = getattr(protocol, "send_queue", None)
+            if queue:
+                held += sum(len(chunk) for chunk, _ in queue)
+        except (AttributeError, TypeError, ValueError):
+            return None
+        return held

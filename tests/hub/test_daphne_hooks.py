@@ -1,0 +1,61 @@
+"""The daphne/Twisted/autobahn internals behind direct socket writes: each
+private name still exists in the pinned versions, and other versions are
+refused at import."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from hub import daphne_hooks
+
+
+def _owner(dotted: str) -> type:
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _assigned_somewhere(cls: type, name: str) -> bool:
+    pattern = re.compile(rf"\bself\.{re.escape(name)}\s*(:[^=]+)?=")
+    for klass in cls.__mro__:
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        if pattern.search(source):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(
+    "owner,name", daphne_hooks.PRIVATE_NAMES, ids=[f"{o.rsplit('.', 1)[1]}.{n}" for o, n in daphne_hooks.PRIVATE_NAMES]
+)
+def test_each_private_name_exists_in_the_pinned_version(owner: str, name: str) -> None:
+    cls = _owner(owner)
+    assert hasattr(cls, name) or _assigned_somewhere(cls, name), f"{owner} has no {name} any more"
+
+
+def test_another_version_is_refused_at_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(
+        importlib.metadata, "version", lambda package: "0.0.1" if package == "autobahn" else real(package)
+    )
+    path = Path(daphne_hooks.__file__)
+    spec = importlib.util.spec_from_file_location("hub._daphne_hooks_probe", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    with pytest.raises(ImportError, match="autobahn 26.10.2"):
+        spec.loader.exec_module(module)
+
+
+def test_pyproject_pins_the_versions_the_module_checks() -> None:
+    text = (Path(daphne_hooks.__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    for package, wanted in daphne_hooks.PINNED.items():
+        assert re.search(rf'"{re.escape(package)}=={re.escape(wanted)}"', text, re.IGNORECASE), package
