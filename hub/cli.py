@@ -64,6 +64,18 @@ def _own_command() -> str:
         return str(beside)
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) only ever binds the loopback interface."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Migrate, then serve HTTP and websockets with daphne until interrupted."""
     _setup_django()
@@ -72,6 +84,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from django.conf import settings
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
+    if not settings.PRODUCTION and not _is_loopback(args.host):
+        # The embedded default runs with DEBUG, a public SECRET_KEY and no HTTPS: fine on
+        # the loopback of a laptop, an open door on a public address.
+        raise SystemExit(
+            f"hirfa: refusing to serve the embedded default on {args.host}, which is not a "
+            "loopback address. Set HIRFA_ENV=production with DATABASE_URL, REDIS_URL and "
+            "SECRET_KEY (see deploy/hirfa.env.example), or serve on 127.0.0.1."
+        )
     _migrate(verbosity=0 if args.quiet else 1)
     from hub.asgi import application
 

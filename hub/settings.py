@@ -32,8 +32,28 @@ if PRODUCTION:
             "HIRFA_ENV=production needs these environment variables: " + ", ".join(missing)
         )
 
-# The embedded default gets a fixed development key; production must set its own.
-SECRET_KEY = os.environ.get("SECRET_KEY") or "hirfa-embedded-development-key-not-for-production"
+# The embedded default gets a fixed development key; production must set its own, long and
+# random: the example's placeholder or a short key would let anyone forge sessions and tokens.
+EMBEDDED_SECRET_KEY = "hirfa-embedded-development-key-not-for-production"
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY = os.environ.get("SECRET_KEY") or EMBEDDED_SECRET_KEY
+
+
+def secret_key_problem(key: str) -> str:
+    """Why `key` may not sign a production hub, or "" when it may."""
+    lowered = key.lower()
+    if key == EMBEDDED_SECRET_KEY or "change-me" in lowered or lowered.startswith("django-insecure"):
+        return "SECRET_KEY is the example's placeholder"
+    if len(key) < SECRET_KEY_MIN_LENGTH or len(set(key)) < 10:
+        return f"SECRET_KEY is too short or too plain (at least {SECRET_KEY_MIN_LENGTH} random characters)"
+    return ""
+
+
+if PRODUCTION and (problem := secret_key_problem(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"HIRFA_ENV=production: {problem}. Generate one with: "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 DEBUG = os.environ.get("HIRFA_DEBUG", "0" if PRODUCTION else "1") == "1"
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()
@@ -51,6 +71,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # django-ninja's own static Swagger UI: the CDN one needs an inline script the CSP refuses.
+    "ninja",
     "hub",
     "rooms",
     "signaling",
@@ -63,6 +85,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "hub.security_headers.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -200,6 +223,13 @@ if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = os.environ.get("HIRFA_INSECURE_COOKIES") != "1"
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    # Plain HTTP is redirected and browsers are told to use HTTPS only, for a year
+    # (HIRFA_INSECURE_COOKIES=1 is for a test bench without TLS and turns both off).
+    SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE
+    SECURE_HSTS_SECONDS = 31536000 if SESSION_COOKIE_SECURE else 0
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 LOGGING = {
     "version": 1,

@@ -42,7 +42,28 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         instance = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
         )
+        violations = _watch_content_security_policy(instance)
         try:
             yield instance
         finally:
             instance.close()
+        # Every page the browser tests open runs under the production policy: a script,
+        # style or handler it blocks is a broken page for the artisans too.
+        assert violations == [], f"Content-Security-Policy violations: {violations}"
+
+
+def _watch_content_security_policy(instance: Any) -> list[str]:
+    """Collects the CSP violations Chromium reports on the console of every page `instance` opens."""
+    violations: list[str] = []
+
+    def listen(context: Any) -> Any:
+        context.on(
+            "console",
+            lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
+        )
+        return context
+
+    new_context, new_page = instance.new_context, instance.new_page
+    instance.new_context = lambda *a, **kw: listen(new_context(*a, **kw))
+    instance.new_page = lambda *a, **kw: listen(new_page(*a, **kw))
+    return violations

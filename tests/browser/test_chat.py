@@ -76,7 +76,7 @@ def test_two_artisans_chat(people, daphne_server, browser, language):
 
     # Presence: each sees the other online.
     y.wait_for_selector("#online li:has-text('Amina')")
-    a.wait_for_function("document.querySelector('#online-count').textContent.includes('2')")
+    a.wait_for_function("() => document.querySelector('#online-count').textContent.includes('2')")
 
     # Amina writes with light markdown; Yacine sees it rendered, as text nodes.
     say(a, "Salam **Yacine**, le four est _prêt_ https://example.org/four")
@@ -161,8 +161,8 @@ def test_language_switch_and_rooms_page(people, daphne_server, browser):
 
     # The rooms list counts what arrives while Amina looks at it.
     a.goto(f"{daphne_server.url}/rooms/")
-    a.wait_for_function("window.hirfaHub && window.hirfaHub.ready")
-    a.wait_for_function("document.querySelectorAll('#status:not([hidden])').length === 0")
+    a.wait_for_function("() => window.hirfaHub && window.hirfaHub.ready")
+    a.wait_for_function("() => document.querySelectorAll('#status:not([hidden])').length === 0")
     y = open_room(browser, daphne_server, yacine, guild, language="fr", viewport=DESKTOP)
     say(y, "un")
     say(y, "deux")

@@ -109,7 +109,7 @@ def test_moderator_schedules_a_weekly_session_and_a_member_goes(tlemcen_people, 
     k.fill("#id_duration_minutes", "90")
     k.select_option(".recurrence-picker [data-freq]", "WEEKLY")
     k.fill(".recurrence-picker [data-count]", "4")
-    k.wait_for_function("document.querySelectorAll('[data-preview] li').length === 4")
+    k.wait_for_function("() => document.querySelectorAll('[data-preview] li').length === 4")
     assert k.input_value("#id_rrule") == "FREQ=WEEKLY;COUNT=4"
     assert k.locator("[data-preview-error]").is_hidden()
     shot(k, f"{language}-desktop-form")
@@ -197,7 +197,7 @@ def test_moderator_edits_moves_splits_and_cancels_on_a_phone(weekly_session, ser
     k.wait_for_selector("#gathering-form")
     assert k.input_value(".recurrence-picker [data-freq]") == "WEEKLY"
     assert k.input_value(".recurrence-picker [data-count]") == "4"
-    k.wait_for_function("document.querySelectorAll('[data-preview] li').length === 4")
+    k.wait_for_function("() => document.querySelectorAll('[data-preview] li').length === 4")
     assert_fits(k)
     shot(k, "fr-phone-edit")
     k.fill("#id_title", "Atelier du vendredi soir")
@@ -232,7 +232,7 @@ def test_moderator_edits_moves_splits_and_cancels_on_a_phone(weekly_session, ser
     k.locator(".occurrence").nth(2).locator("[data-action='split']").click()
     k.wait_for_selector("#gathering-form")
     assert k.input_value("#id_rrule") == "FREQ=WEEKLY;COUNT=2"
-    k.wait_for_function("document.querySelectorAll('[data-preview] li').length === 2")
+    k.wait_for_function("() => document.querySelectorAll('[data-preview] li').length === 2")
     k.fill("#id_duration_minutes", "120")
     assert_fits(k)
     shot(k, "fr-phone-split")

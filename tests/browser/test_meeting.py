@@ -201,7 +201,7 @@ def test_two_artisans_see_and_hear_each_other_and_a_third_comes_and_goes(
     # The tile of the other shows his video; the data meter counts.
     k.wait_for_selector(f".tile[data-key='{amina_id}:camera'] video:not([hidden])")
     a.wait_for_selector(f".tile[data-key='{karim_id}:camera'] video:not([hidden])")
-    k.wait_for_function("document.querySelector('#meter-text').textContent.includes('/')")
+    k.wait_for_function("() => document.querySelector('#meter-text').textContent.includes('/')")
     # Both fake microphones beep: the SFU names an active speaker and his tile is highlighted.
     k.wait_for_selector(".tile.speaking")
     assert k.evaluate("() => window.hirfaMeeting.usage()")["received"] > 0

@@ -58,7 +58,7 @@ def test_storefront_and_census_map_in_a_browser(shop, daphne_factory, browser, l
     page.wait_for_selector(".product-tile img")
     assert page.locator(".product-tile").count() == 2
     # The thumbnail really loads (naturalWidth > 0), served by the hub.
-    page.wait_for_function("[...document.querySelectorAll('.product-tile img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function("() => [...document.querySelectorAll('.product-tile img')].every(i => i.complete && i.naturalWidth > 0)")
     assert "0555123456" in page.inner_text(".contacts")
     assert page.get_attribute("meta[property='og:image']", "content").startswith(server.url + "/media/")
     page.screenshot(path=str(ARTIFACTS / f"registry-storefront-{language}.png"), full_page=True)
