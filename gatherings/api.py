@@ -15,6 +15,7 @@ from typing import Literal, cast
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from ninja import Router, Schema, Status
 from pydantic import Field
 
@@ -22,7 +23,9 @@ from gatherings import recurrence, selectors, services
 from gatherings.models import Gathering
 from gatherings.selectors import Occurrence
 from gatherings.views import meeting_url
+from hub.errors import ErrorCode, HirfaError
 from hub.models import User
+from rooms.ratelimit import TokenBuckets
 
 router = Router(tags=["gatherings"])
 
@@ -34,6 +37,7 @@ class ErrorBody(Schema):
 
 ERRORS: dict[int, type[Schema]] = {
     400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody,
+    429: ErrorBody,
 }
 
 
@@ -421,12 +425,20 @@ def occurrence_attendance(request: HttpRequest, gathering_id: int, key: str) -> 
     )
 
 
+# The form asks for a preview as the organiser types: a burst, then one every two seconds.
+preview_buckets = TokenBuckets(burst=10, per_second=0.5)
+
+
 @router.post("/gatherings/preview", response={200: PreviewOut, **ERRORS}, summary="Preview a recurrence")
 def recurrence_preview(request: HttpRequest, body: PreviewIn) -> PreviewOut:
     """The next occurrences a rule would give, checked as scheduling would check it.
 
     With `gathering_id` (a gathering the caller may see), keeping that gathering's own
-    start is allowed even when it is past, as editing a running series allows it."""
+    start is allowed even when it is past, as editing a running series allows it.
+    Rate limited per member (`rate_limited`, 429, with Retry-After)."""
+    wait = preview_buckets.take(_user(request).pk)
+    if wait:
+        raise HirfaError(ErrorCode.RATE_LIMITED, _("Too many previews; wait a moment."), retry_after=wait)
     now = timezone.now()
     if body.gathering_id is not None:
         current = selectors.gathering_get(user=_user(request), gathering_id=body.gathering_id)

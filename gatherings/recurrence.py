@@ -12,11 +12,14 @@ requires when DTSTART has a time zone.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
+import functools
+import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from dateutil import rrule as dateutil_rrule
 from dateutil.rrule import rrulestr
 from django.utils.translation import gettext as _
 
@@ -24,6 +27,17 @@ from hub.errors import ErrorCode, HirfaError
 
 MAX_OCCURRENCES = 500
 DEFAULT_TZ = "Africa/Algiers"
+# A series ends within this span of its first occurrence.
+HORIZON = timedelta(days=731)
+HORIZON_TEXT_YEARS = 2
+# dateutil walks the calendar one FREQ period per step (a day, a week, a month, a year).
+_PERIOD_DAYS = {"DAILY": 1, "WEEKLY": 7, "MONTHLY": 28, "YEARLY": 365}
+# The step is counted where dateutil asks for a period's days: `_iterinfo.<f>dayset`. A
+# private name, so it is checked here at import and the budget has its own test
+# (tests/gatherings/test_recurrence_bounds.py fails if a dateutil release renames it).
+_DAYSET_METHODS = ("ydayset", "mdayset", "wdayset", "ddayset")
+if not all(hasattr(dateutil_rrule._iterinfo, name) for name in _DAYSET_METHODS):  # noqa: SLF001
+    raise ImportError("dateutil's rrule no longer walks periods through _iterinfo.*dayset")
 
 _FREQS = {"DAILY", "WEEKLY", "MONTHLY", "YEARLY"}
 _ALLOWED_PARTS = {
@@ -125,18 +139,22 @@ def rule_normalise(text: str, *, start: datetime, tz_name: str) -> str:
         until = _parse_until(parts["UNTIL"], tz)
         if until < start:
             raise _invalid(_("UNTIL is before the first occurrence."))
+        if until > start + HORIZON:
+            raise _beyond_horizon()
         parts["UNTIL"] = until.strftime("%Y%m%dT%H%M%SZ")
     order = ["FREQ", "INTERVAL", "COUNT", "UNTIL", "BYMONTH", "BYWEEKNO", "BYYEARDAY",
              "BYMONTHDAY", "BYDAY", "BYSETPOS", "WKST"]
     canonical = ";".join(f"{k}={parts[k]}" for k in order if k in parts)
     try:
-        starts = list(itertools.islice(_raw_starts(canonical, start, tz), MAX_OCCURRENCES + 1))
+        starts, ended = _expand(canonical, start, tz)
     except (ValueError, TypeError) as exc:
         raise _invalid(_("The recurrence rule is not valid: %(error)s") % {"error": exc}) from None
     if len(starts) > MAX_OCCURRENCES:
         raise _invalid(
             _("The recurrence yields more than %(max)d occurrences.") % {"max": MAX_OCCURRENCES}
         )
+    if not ended:
+        raise _beyond_horizon()
     if not starts:
         raise _invalid(_("The recurrence yields no occurrence."))
     if starts[0] != start.astimezone(UTC):
@@ -144,6 +162,66 @@ def rule_normalise(text: str, *, start: datetime, tz_name: str) -> str:
         # (dateutil included) do not: refusing the mismatch keeps every reader in step.
         raise _invalid(_("The start must be one of the recurrence's occurrences."))
     return canonical
+
+
+def _beyond_horizon() -> HirfaError:
+    return _invalid(
+        _("A recurring gathering must end within %(years)d years of its first occurrence.")
+        % {"years": HORIZON_TEXT_YEARS}
+    )
+
+
+class StepBudgetExceeded(Exception):
+    """dateutil walked more calendar periods than the horizon holds."""
+
+
+def _step_budget(rule: str) -> int:
+    """How many FREQ periods dateutil may walk for `rule`: those inside the horizon, and 2 more."""
+    parts = dict(p.split("=", 1) for p in rule.split(";") if "=" in p)
+    interval = int(parts.get("INTERVAL", "1"))
+    return HORIZON.days // (_PERIOD_DAYS[parts["FREQ"]] * interval) + 2
+
+
+@contextlib.contextmanager
+def _step_limit(budget: int) -> Iterator[None]:
+    """Raise `StepBudgetExceeded` inside dateutil once it asks for more than `budget` periods.
+
+    dateutil's expansion loop yields only matching days, so nothing outside it can stop
+    a rule that never matches; a trace function on this thread counts its period steps
+    (function calls only: it returns None, so no line is traced).
+    """
+    steps = 0
+
+    def count(frame: object, event: str, arg: object) -> None:  # noqa: ARG001
+        nonlocal steps
+        if frame.f_code.co_name in _DAYSET_METHODS:  # type: ignore[attr-defined]
+            steps += 1
+            if steps > budget:
+                raise StepBudgetExceeded(f"more than {budget} calendar periods")
+
+    previous = sys.gettrace()
+    sys.settrace(count)
+    try:
+        yield
+    finally:
+        sys.settrace(previous)
+
+
+def _expand(rule: str, start: datetime, tz: ZoneInfo) -> tuple[list[datetime], bool]:
+    """The starts of `rule` inside the horizon (at most MAX_OCCURRENCES + 1), and whether it ended there."""
+    end = start.astimezone(UTC) + HORIZON
+    found: list[datetime] = []
+    try:
+        with _step_limit(_step_budget(rule)):
+            for value in _raw_starts(rule, start, tz):
+                if value > end:
+                    return found, False
+                found.append(value)
+                if len(found) > MAX_OCCURRENCES:
+                    return found, False
+    except StepBudgetExceeded:
+        return found, False
+    return found, True
 
 
 def _raw_starts(rule: str, start: datetime, tz: ZoneInfo) -> Iterator[datetime]:
@@ -154,16 +232,23 @@ def _raw_starts(rule: str, start: datetime, tz: ZoneInfo) -> Iterator[datetime]:
 
 
 def series_starts(*, rule: str, start: datetime, tz_name: str) -> list[datetime]:
-    """Every start of the series in UTC, first one included, in order (at most MAX_OCCURRENCES).
+    """Every start of the series in UTC, first one included, in order (at most MAX_OCCURRENCES,
+    none beyond `HORIZON`).
 
     A one-off (empty rule) has the single start `start`. `rule_normalise` made sure
     that `start` is the rule's first occurrence, so RFC 5545 readers and dateutil agree.
     """
-    start = start.astimezone(UTC)
+    return list(_series_starts(rule, start.astimezone(UTC), tz_name))
+
+
+@functools.lru_cache(maxsize=4096)
+def _series_starts(rule: str, start: datetime, tz_name: str) -> tuple[datetime, ...]:
+    # Every read of a series (pages, feeds, reminders) comes here: expanded once per process.
     if not rule:
-        return [start]
-    tz = zone(tz_name)
-    return list(itertools.islice(_raw_starts(rule, start, tz), MAX_OCCURRENCES))
+        return (start,)
+    starts, _ended = _expand(rule, start, zone(tz_name))
+    # A series stored before the horizon existed is read up to the horizon, never refused.
+    return tuple(starts[:MAX_OCCURRENCES])
 
 
 def rule_until_before(rule: str, cut: datetime) -> str:

@@ -10,6 +10,7 @@ per-process state.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -71,6 +72,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     # django-ninja's own static Swagger UI: the CDN one needs an inline script the CSP refuses.
     "ninja",
     "hub",
@@ -93,6 +95,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a lockout into hub.throttle.locked_out's page.
+    "axes.middleware.AxesMiddleware",
+]
+AUTHENTICATION_BACKENDS = [
+    # Refuses a log-in while its address or account is locked out, before the password check.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "hub.urls"
@@ -187,6 +196,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Account throttles (hub/throttle.py). Log-in and the admin's log-in: django-axes, per address
+# and per account. Mobile carriers put many artisans behind one address (CGNAT), so the
+# address limit is not tiny and the lockout is short.
+AXES_FAILURE_LIMIT = int(os.environ.get("HIRFA_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("HIRFA_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "hub.throttle.client_ip"
+AXES_LOCKOUT_CALLABLE = "hub.throttle.locked_out"
+AXES_VERBOSE = False
+# Sign-ups per address and hour; reset requests per address and hour; reset e-mails per
+# account and hour (beyond, the page says "sent" and nothing is sent: no mailbox flood).
+HIRFA_SIGNUPS_PER_IP_HOUR = int(os.environ.get("HIRFA_SIGNUPS_PER_IP_HOUR", "5"))
+HIRFA_RESETS_PER_IP_HOUR = int(os.environ.get("HIRFA_RESETS_PER_IP_HOUR", "10"))
+HIRFA_RESET_MAILS_PER_ACCOUNT_HOUR = int(os.environ.get("HIRFA_RESET_MAILS_PER_ACCOUNT_HOUR", "3"))
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "rooms"
 LOGOUT_REDIRECT_URL = "login"
@@ -236,7 +260,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("HIRFA_LOG_LEVEL", "INFO")},
-    "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
+    "loggers": {"axes": {"level": "WARNING"}, "daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
 }
 
 # Chat limits: documented in docs/protocol.md and enforced at the edge.

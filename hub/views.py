@@ -10,7 +10,13 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import PasswordResetForm
+from datetime import timedelta
+
 from hub import selectors, services
+from hub.throttle import client_ip, throttle_hit, too_many
 from hub.errors import HirfaError
 from hub.forms import ProfileForm, SignupForm
 from hub.models import User
@@ -21,6 +27,10 @@ def signup(request: HttpRequest) -> HttpResponse:
     """Create an account, sign it in and send it to its rooms."""
     if request.user.is_authenticated:
         return redirect("rooms")
+    if request.method == "POST" and throttle_hit(
+        "signup", client_ip(request) or "", limit=settings.HIRFA_SIGNUPS_PER_IP_HOUR, window=timedelta(hours=1)
+    ):
+        return too_many(request, _("Too many accounts were created from your connection. Try again in an hour."))
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -41,6 +51,28 @@ def signup(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("Welcome to Hirfa! You joined the rooms of your trades and wilaya."))
             return redirect("rooms")
     return render(request, "hub/signup.html", {"form": form})
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset, throttled per address (a page that says so) and per account (silently:
+    the page says "sent" either way, so it tells nobody whether the address has an account)."""
+
+    def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if throttle_hit(
+            "reset-ip", client_ip(request) or "", limit=settings.HIRFA_RESETS_PER_IP_HOUR, window=timedelta(hours=1)
+        ):
+            return too_many(request, _("Too many password reset requests from your connection. Try again in an hour."))
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        if throttle_hit(
+            "reset-mail",
+            form.cleaned_data["email"],
+            limit=settings.HIRFA_RESET_MAILS_PER_ACCOUNT_HOUR,
+            window=timedelta(hours=1),
+        ):
+            return redirect(self.get_success_url())
+        return super().form_valid(form)
 
 
 @login_required

@@ -29,11 +29,23 @@ def redis_url() -> str:
 
 @pytest.fixture(autouse=True)
 def _reset_rate_limits():
+    from gatherings.api import preview_buckets
     from rooms.services import send_buckets
 
     send_buckets.reset()
+    preview_buckets.reset()
     yield
     send_buckets.reset()
+    preview_buckets.reset()
+
+
+@pytest.fixture(autouse=True)
+def _roomy_account_throttles(settings):
+    """The suite signs up and resets passwords from one address, far more than a person would;
+    the throttles' own tests (tests/hub/test_throttle.py) set the real limits back."""
+    settings.HIRFA_SIGNUPS_PER_IP_HOUR = 100_000
+    settings.HIRFA_RESETS_PER_IP_HOUR = 100_000
+    settings.HIRFA_RESET_MAILS_PER_ACCOUNT_HOUR = 100_000
 
 
 @pytest.fixture(scope="session")

@@ -123,7 +123,7 @@ def test_login_redirects_to_rooms_and_logout_is_post_only(client, amina):
 
 def test_password_change(client, amina):
     assert client.get(reverse("password_change"))["Location"].startswith(reverse("login"))
-    client.login(username="amina", password=PASSWORD)
+    client.force_login(amina)
     assert client.get(reverse("password_change")).status_code == 200
     response = client.post(
         reverse("password_change"),
@@ -172,7 +172,7 @@ def _png(size=(700, 700)) -> io.BytesIO:
 
 def test_profile_view_and_edit_with_avatar(client, amina, media_root):
     assert client.get(reverse("profile"))["Location"].startswith(reverse("login"))
-    client.login(username="amina", password=PASSWORD)
+    client.force_login(amina)
     page = client.get(reverse("profile"))
     assert page.status_code == 200
     assert page.context["form"].initial["display_name"] == "Amina B."
@@ -207,7 +207,7 @@ def test_profile_view_and_edit_with_avatar(client, amina, media_root):
 
 
 def test_profile_refuses_a_bad_avatar_with_a_message(client, amina, media_root):
-    client.login(username="amina", password=PASSWORD)
+    client.force_login(amina)
     fake = io.BytesIO(b"not an image at all")
     fake.name = "me.jpg"
     response = client.post(
