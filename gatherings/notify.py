@@ -10,6 +10,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from gatherings import recurrence
+from hub.bidi import bidi_isolate
 from gatherings.models import Gathering
 from hub.models import Notification, User
 from rooms.services import notification_create
@@ -65,7 +66,7 @@ def member_notify(
             "promoted": _("You have a seat: %(title)s at %(when)s"),
         }
         subject = subjects.get(event, _("Gathering: %(title)s")) % {
-            "title": gathering.title,
+            "title": bidi_isolate(gathering.title),
             "when": when,
         }
         body = "\n\n".join(

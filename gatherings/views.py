@@ -9,7 +9,6 @@ Times are shown in the viewer's zone: the browser's (cookie ``hirfa_tz``, set by
 from __future__ import annotations
 
 import calendar
-import csv
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import wraps
@@ -29,6 +28,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
+from hub.csv_export import SafeCsvWriter
 from hub.errors import ErrorCode, HirfaError
 from gatherings import feeds, recurrence, selectors, services
 from gatherings.models import Gathering, RsvpStatus, Visibility
@@ -264,7 +264,7 @@ def attendees_csv(request: HttpRequest, gathering_id: int, key: str) -> HttpResp
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="gathering-{gathering_id}-{key}.csv"'
     response.write("\ufeff")  # lets spreadsheet programs read Arabic names as UTF-8
-    writer = csv.writer(response)
+    writer = SafeCsvWriter(response)
     writer.writerow([_("name"), _("answer"), _("answered at (UTC)")])
     for row in rows:
         writer.writerow([row.name, row.status, row.requested_at.astimezone(UTC).isoformat()])
@@ -671,7 +671,7 @@ def occurrence_attendance_csv(request: HttpRequest, gathering_id: int, key: str)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="attendance-{gathering_id}-{key}.csv"'
     response.write("\ufeff")  # lets spreadsheet programs read Arabic names as UTF-8
-    writer = csv.writer(response)
+    writer = SafeCsvWriter(response)
     writer.writerow([_("name"), _("answer"), _("present"), _("first joined (UTC)"), _("last left (UTC)"), _("minutes"), _("times joined")])
     for row in summary.attendees:
         writer.writerow(

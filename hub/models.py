@@ -11,6 +11,8 @@ from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
+from hub.bidi import bidi_strip
+
 
 class LocalizedName(models.Model):
     """Reference data named in several languages; `name` picks the active one."""
@@ -103,7 +105,8 @@ class User(AbstractUser):
     @property
     def display_name(self) -> str:
         profile = getattr(self, "profile", None)
-        return (profile.display_name if profile else "") or self.username
+        # Stripped on read too: names stored before bidi controls were refused.
+        return bidi_strip(profile.display_name if profile else "") or self.username
 
 
 class ArtisanProfile(models.Model):

@@ -19,6 +19,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
+from hub.bidi import bidi_strip
 from hub.errors import ErrorCode, HirfaError
 from hub.images import Upload, validate_and_resize_image
 from hub.models import ArtisanProfile, ModeratorScope, Trade, User, Wilaya
@@ -39,7 +40,7 @@ UNCHANGED: Any = _Unchanged()
 
 
 def _clean_display_name(display_name: str) -> str:
-    display_name = " ".join(display_name.split())
+    display_name = " ".join(bidi_strip(display_name).split())
     if not display_name:
         raise HirfaError(ErrorCode.EMPTY, _("A display name is required."), field="display_name")
     if len(display_name) > 80:

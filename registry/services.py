@@ -24,6 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from hub.bidi import bidi_isolate
 from hub.errors import ErrorCode, HirfaError
 from hub.images import Upload, validate_and_resize_image
 from hub.models import Notification, User, Wilaya
@@ -439,7 +440,7 @@ def order_request(*, user: User, product_id: int, product_url: str, note: str = 
     if product.artisan_id == user.pk:
         raise HirfaError(ErrorCode.INVALID, _("This is your own product."))
     room = direct_room_open(user=user, other_id=product.artisan_id)
-    text = _("Order request: %(title)s") % {"title": product.title} + f"\n{product_url}"
+    text = _("Order request: %(title)s") % {"title": bidi_isolate(product.title)} + f"\n{product_url}"
     note = note.strip()
     if note:
         text += "\n" + note[:1000]

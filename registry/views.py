@@ -9,7 +9,6 @@ everything that writes, and card data, needs one.
 
 from __future__ import annotations
 
-import csv
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +23,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from hub.csv_export import SafeCsvWriter
 from hub.errors import ErrorCode, HirfaError
 from hub.models import ArtisanProfile, Trade, User, Wilaya
 from registry import census_map, selectors, services
@@ -520,7 +520,7 @@ def census_csv(request: HttpRequest) -> HttpResponse:
     stats = selectors.census_stats()
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="hirfa-census.csv"'
-    writer = csv.writer(response)
+    writer = SafeCsvWriter(response)
     writer.writerow(["dimension", "code", "name", "artisans", "verified"])
     for row in stats.by_wilaya:
         writer.writerow(["wilaya", row.code, row.name, row.total, row.verified])

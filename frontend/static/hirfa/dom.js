@@ -16,10 +16,20 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-/** A function that looks `key` up in the page's strings and fills its %(name)s placeholders. */
+/** Bidi control characters: a name holding one could reorder the sentence around it. */
+const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]/g;
+
+/** `value` without bidi controls, isolated (FSI … PDI) so its direction stays its own. */
+export const isolate = (value) => `\u2068${String(value).replace(BIDI_CONTROLS, "")}\u2069`;
+
+/** A function that looks `key` up in the page's strings and fills its %(name)s placeholders,
+ * each text value isolated (hub/bidi.py says why); numbers have no direction to leak. */
 export function translator(strings) {
   return (key, vars = {}) =>
-    (strings[key] || key).replace(/%\((\w+)\)s/g, (_m, k) => String(vars[k] ?? ""));
+    (strings[key] || key).replace(/%\((\w+)\)s/g, (_m, k) => {
+      const value = vars[k] ?? "";
+      return typeof value === "number" ? String(value) : isolate(value);
+    });
 }
 
 /** The JSON a template placed in <script type="application/json" id="…">. */
