@@ -18,6 +18,14 @@ from tests.gatherings.test_api import body, client_for, post  # noqa: F401  (fix
 SPARSE = "FREQ=DAILY;UNTIL=99991231;BYMONTH=2;BYMONTHDAY=30"
 
 
+@pytest.fixture(autouse=True)
+def in_english():
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
+
 @pytest.fixture
 def budget_hits(monkeypatch):
     """Every time the step budget stopped dateutil."""
