@@ -116,10 +116,10 @@ async def _server_main(mode: str, port_queue: Any) -> None:
         for participant in meeting.participants():
             for f in participant.forwarders():
                 print(f"{participant.id} publishes: {f.frames_received} frames, {f.keyframes_received} keyframes, "
-                      f"{f.keyframe_requests_sent} PLIs, losses {f.assembler.losses if f.assembler else None}",
+                      f"{f.keyframe_requests_sent} PLIs, given up {f.nack.given_up if f.nack else None}",
                       file=sys.stderr)
             for t in participant.subscription_tracks():
-                print(f"{participant.id} receives: {t.frames_forwarded} frames, {t.frames_dropped} dropped, "
+                print(f"{participant.id} receives: {t.frames_forwarded} frames, {t.packets_dropped} packets dropped, "
                       f"{t.keyframe_requests_received} PLIs", file=sys.stderr)
     await sfu.close()
     for pc in relay_state["pcs"]:

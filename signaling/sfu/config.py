@@ -24,11 +24,18 @@ class SfuConfig:
     default_video_codec: VideoCodec = VideoCodec.VP8
     #: At most one keyframe request per published video track in this time (s).
     keyframe_interval: float = 0.5
-    #: A hole in a video stream still open after this time (s) is given up.
-    loss_timeout: float = 0.1
-    #: Bytes a subscriber's socket may hold unsent before his frames are dropped
-    #: (video then waits for a keyframe); about 4 s of 1 Mbps video.
+    #: A keyframe request is pending until the keyframe arrives or this time (s) passes;
+    #: meanwhile every other request for that track is absorbed.
+    keyframe_timeout: float = 1.0
+    #: A packet lost upstream is NACKed about once per round trip, at most this many times...
+    nack_max_retries: int = 10
+    #: ...and for at most this long (s); then it is given up and a keyframe is asked for.
+    nack_max_age: float = 1.5
+    #: Bytes a subscriber's socket may hold unsent before his video is dropped
+    #: (it then waits for a keyframe; audio only past twice this); about 4 s of 1 Mbps video.
     send_backlog_bytes: int = 512 * 1024
+    #: Retransmissions answering one subscription's NACKs, at most per second.
+    max_resends_per_second: int = 400
     max_tracks_per_participant: int = 3
 
     def __post_init__(self) -> None:

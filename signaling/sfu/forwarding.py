@@ -1,18 +1,30 @@
-"""Fan-out of encoded frames: one :class:`TrackForwarder` per published track,
+"""Fan-out of RTP packets: one :class:`TrackForwarder` per published track,
 one :class:`ForwardTrack` per subscription.
 
 Guarantees:
 
-* a subscriber's video starts at a keyframe, and after any gap (lost packets
-  at the publisher, a full queue, a moderator unmute, a new source) it resumes
-  only at a keyframe; while it waits, the publisher is asked for one;
-* keyframe requests to a publisher are sent at most once per
-  ``keyframe_interval`` per track, whoever asks;
-* frames are forwarded as the publisher packetized them (its RTP payloads),
-  written to each subscriber as soon as they are complete, with no queue of
-  their own; a subscriber whose socket backlog exceeds ``max_backlog`` bytes
-  loses frames (video then waits for the next keyframe), so memory stays
-  bounded;
+* every packet of the publisher is forwarded to each subscriber as it
+  arrives (late and out-of-order packets too, audio included), never held
+  back to wait for the rest of its frame; the publisher's payloads are sent
+  unchanged, only the header is the subscription's own (SSRC, sequence
+  number shifted by a constant per run, timestamp by a constant per source),
+  so a loss upstream reaches the subscriber as the same gap and the
+  retransmission that fills it upstream fills it downstream too;
+* a subscriber's video starts at the first packet of a keyframe, and after a
+  deliberate gap (a full socket backlog, a moderator unmute, a new source)
+  it resumes only at one, with sequence numbers that continue without a hole
+  (nothing to NACK for what was dropped on purpose);
+* a subscriber's NACKs are answered from the publisher's packet cache,
+  each packet at most once per round trip of that subscriber, never while
+  its socket backlog is over the bound, and within a per-second budget;
+* a publisher is asked for a keyframe only when recovery truly failed (a
+  packet given up after the NACK retries, a subscriber of that track who
+  sent PLI/FIR, a start or a resync): one request pending per published
+  track, whoever asks, until the keyframe arrives (or ``keyframe_timeout``
+  passes), and no two within ``keyframe_interval``;
+* a subscriber whose socket backlog exceeds ``max_backlog`` bytes loses
+  video until the next keyframe; audio is dropped only past twice that bound
+  (it is never the victim of video filling the queue);
 * a track muted by a moderator forwards nothing, whatever its client sends.
 """
 
@@ -20,14 +32,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
 from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket
 
-from .aiortc_hooks import AssembledFrame, FrameAssembler, send_pli
+from .aiortc_hooks import NackScheduler, send_pli
 from .types import MediaKind, TrackSource, VideoCodec
 
 logger = logging.getLogger(__name__)
@@ -35,6 +49,8 @@ logger = logging.getLogger(__name__)
 # RTP clock ticks between two frames, used to keep timestamps moving forward
 # when a subscription switches to another source.
 _FRAME_TICKS = {MediaKind.AUDIO: 960, MediaKind.VIDEO: 3000}
+_CACHE = 1024  # packets of each published track kept for subscribers' NACKs (> 1 s of 1 Mbps video)
+_NTP_ONE_SECOND = 1 << 32
 
 
 def is_keyframe(codec: VideoCodec | None, data: bytes) -> bool:
@@ -56,11 +72,51 @@ def is_keyframe(codec: VideoCodec | None, data: bytes) -> bool:
     return False
 
 
-class TrackForwarder:
-    """One published track: receives encoded frames and fans them out.
+def starts_keyframe(codec: VideoCodec, payload: bytes) -> bool:
+    """Whether an RTP payload (as packetized by the publisher) is the first packet of a keyframe."""
+    size = len(payload)
+    if not size:
+        return False
+    first = payload[0]
+    if codec is VideoCodec.VP8:
+        # RFC 7741 section 4.2: S bit, partition 0; then the payload header's P bit (0: key).
+        if first & 0x17 != 0x10:
+            return False
+        index = 1
+        if first & 0x80:  # X: extension byte
+            if size < 2:
+                return False
+            extension = payload[1]
+            index = 2
+            if extension & 0x80:  # I: picture id, 7 or 15 bits
+                if size <= index:
+                    return False
+                index += 2 if payload[index] & 0x80 else 1
+            if extension & 0x40:  # L: TL0PICIDX
+                index += 1
+            if extension & 0x30:  # T or K: TID/KEYIDX byte
+                index += 1
+        return size > index and payload[index] & 0x01 == 0
+    nal = first & 0x1F
+    if nal in (5, 7):
+        return True
+    if nal == 24:  # STAP-A: aggregated NAL units, each with a 16-bit size
+        index = 1
+        while index + 2 < size:
+            if payload[index + 2] & 0x1F in (5, 7):
+                return True
+            index += 2 + ((payload[index] << 8) | payload[index + 1])
+        return False
+    if nal == 28:  # FU-A: the start fragment of an IDR slice
+        return size > 1 and payload[1] & 0x80 != 0 and payload[1] & 0x1F in (5, 7)
+    return False
 
-    Holds the set of :class:`ForwardTrack` it feeds and can ask its publisher
-    for a keyframe (RTCP PLI), rate-limited to one per ``keyframe_interval``.
+
+class TrackForwarder:
+    """One published track: receives its RTP packets and fans them out.
+
+    Holds the set of :class:`ForwardTrack` it feeds, the last packets (for
+    subscribers' NACKs) and the one keyframe request that may be pending.
     """
 
     def __init__(
@@ -71,6 +127,7 @@ class TrackForwarder:
         codec: VideoCodec | None,
         receiver: RTCRtpReceiver,
         keyframe_interval: float,
+        keyframe_timeout: float = 1.0,
         on_audio_level: Callable[[str, int | None, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -80,17 +137,29 @@ class TrackForwarder:
         self.codec = codec if self.kind is MediaKind.VIDEO else None
         self._receiver = receiver
         self._keyframe_interval = keyframe_interval
+        self._keyframe_timeout = keyframe_timeout
         self._on_audio_level = on_audio_level
         self._clock = clock
         self._last_keyframe_request: float | None = None
+        self._keyframe_pending_since: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._subscribers: set[ForwardTrack] = set()
+        self._subscribers: tuple[ForwardTrack, ...] = ()
+        self._cache: list[RtpPacket | None] = [None] * _CACHE
         self._muted = False
         self._closed = False
-        self.assembler: FrameAssembler | None = None
+        #: The receiver's NACK scheduler (video), for diagnostics.
+        self.nack: NackScheduler | None = None
+        #: SSRC of the media stream (after RTX unwrapping), for PLIs.
+        self.media_ssrc: int | None = None
+        #: The publisher's last sender report: (NTP time, RTP timestamp), for lip sync.
+        self.sender_report: tuple[int, int] | None = None
+        self.clock_rate = 90000 if self.kind is MediaKind.VIDEO else 48000
+        self.packets_received = 0
         self.frames_received = 0
         self.keyframes_received = 0
         self.keyframe_requests_sent = 0
+        self.keyframe_requests_absorbed = 0
+        self.recovery_failures = 0
 
     def __repr__(self) -> str:
         return f"TrackForwarder({self.participant_id!r}, {self.source.value})"
@@ -103,6 +172,10 @@ class TrackForwarder:
     def subscribers(self) -> frozenset[ForwardTrack]:
         return frozenset(self._subscribers)
 
+    @property
+    def keyframe_pending(self) -> bool:
+        return self._keyframe_pending_since is not None
+
     def set_muted(self, muted: bool) -> None:
         """Stop (or resume) forwarding; resuming video waits for a keyframe."""
         if muted == self._muted:
@@ -114,38 +187,77 @@ class TrackForwarder:
             if self.kind is MediaKind.VIDEO and self._subscribers:
                 self.request_keyframe()
 
-    def on_frame(self, frame: AssembledFrame) -> None:
-        """Sink for the receiver's :class:`FrameAssembler`."""
+    def on_packet(self, packet: RtpPacket) -> None:
+        """Sink for the receiver's packets (RTX unwrapped, duplicates removed)."""
         if self._closed:
             return
-        self.frames_received += 1
+        self.packets_received += 1
+        self.media_ssrc = packet.ssrc
+        self._cache[packet.sequence_number % _CACHE] = packet
+        codec = self.codec
+        if codec is not None:
+            keyframe = starts_keyframe(codec, packet.payload)
+            if keyframe:
+                self.keyframes_received += 1
+                self._keyframe_pending_since = None
+            if packet.marker:
+                self.frames_received += 1
+        else:
+            keyframe = False
+            self.frames_received += 1
+            if self._on_audio_level is not None and not self._muted:
+                level = packet.extensions.audio_level
+                self._on_audio_level(self.participant_id, level[1] if level else None, len(packet.payload))
         if self._muted:
             return
-        keyframe = is_keyframe(self.codec, frame.data)
-        if keyframe and self.codec is not None:
-            self.keyframes_received += 1
-        if self._on_audio_level is not None and self.kind is MediaKind.AUDIO:
-            self._on_audio_level(self.participant_id, frame.audio_level, len(frame.data))
-        for track in tuple(self._subscribers):
-            track.push(frame, keyframe=keyframe)
+        for track in self._subscribers:
+            track.forward(packet, keyframe)
+
+    def cached(self, sequence_number: int) -> RtpPacket | None:
+        """The publisher's packet with that sequence number, if still cached."""
+        packet = self._cache[sequence_number % _CACHE]
+        return packet if packet is not None and packet.sequence_number == sequence_number else None
+
+    def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        """The publisher's sender report for this track: its NTP↔RTP mapping."""
+        self.sender_report = (ntp_timestamp, rtp_timestamp)
+
+    def ntp_time(self, rtp_timestamp: int) -> int | None:
+        """The publisher's NTP time of ``rtp_timestamp`` (his clock), once he sent a report."""
+        report = self.sender_report
+        if report is None:
+            return None
+        ntp, base = report
+        ticks = (rtp_timestamp - base) & 0xFFFFFFFF
+        if ticks >= 0x80000000:
+            ticks -= 0x100000000
+        return (ntp + ticks * _NTP_ONE_SECOND // self.clock_rate) & 0xFFFFFFFFFFFFFFFF
+
+    def on_recovery_failed(self, lost: list[int]) -> None:
+        """The NACK retries for ``lost`` gave up: only a keyframe repairs the picture."""
+        self.recovery_failures += 1
+        if self._subscribers:
+            self.request_keyframe()
 
     def request_keyframe(self) -> bool:
-        """Ask the publisher for a keyframe unless one was asked for recently.
+        """Ask the publisher for a keyframe unless one is pending or was asked for recently.
 
         Answers whether a PLI was sent. Audio tracks never send one.
         """
         if self.kind is not MediaKind.VIDEO or self._closed:
             return False
         now = self._clock()
-        if (
-            self._last_keyframe_request is not None
-            and now - self._last_keyframe_request < self._keyframe_interval
+        pending = self._keyframe_pending_since
+        last = self._last_keyframe_request
+        if (pending is not None and now - pending < self._keyframe_timeout) or (
+            last is not None and now - last < self._keyframe_interval
         ):
+            self.keyframe_requests_absorbed += 1
             return False
-        ssrc = self.assembler.media_ssrc if self.assembler is not None else None
+        ssrc = self.media_ssrc
         if ssrc is None:
-            return False  # no media yet: the first frames will ask again
-        self._last_keyframe_request = now
+            return False  # no media yet: the first packets start at a keyframe anyway
+        self._last_keyframe_request = self._keyframe_pending_since = now
         self.keyframe_requests_sent += 1
         task = asyncio.ensure_future(send_pli(self._receiver, ssrc))
         self._tasks.add(task)
@@ -153,57 +265,87 @@ class TrackForwarder:
         return True
 
     def _attach(self, track: ForwardTrack) -> None:
-        self._subscribers.add(track)
+        if track not in self._subscribers:
+            self._subscribers = (*self._subscribers, track)
 
     def _detach(self, track: ForwardTrack) -> None:
-        self._subscribers.discard(track)
+        self._subscribers = tuple(t for t in self._subscribers if t is not track)
 
     async def close(self) -> None:
         """Detach every subscription (they go idle) and stop pending requests."""
         self._closed = True
-        for track in tuple(self._subscribers):
+        for track in self._subscribers:
             track.attach(None)
+        if self.nack is not None:
+            self.nack.close()
+        self._cache = [None] * _CACHE
         for task in tuple(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-class FrameWriter(Protocol):
-    """Where a subscription's frames go (an :class:`~.aiortc_hooks.RtpWriter` in production)."""
+class PacketWriter(Protocol):
+    """Where a subscription's packets go (an :class:`~.aiortc_hooks.RtpWriter` in production)."""
 
-    def write(self, payloads: Sequence[bytes], timestamp: int, audio_level: int | None = None) -> bool: ...
+    clock_mapping: Callable[[int], int | None] | None
+
+    def send(
+        self, payload: bytes, seq: int, timestamp: int, marker: bool, audio_level: int | None = None
+    ) -> bool: ...
+
+    def resend(self, payload: bytes, seq: int, timestamp: int, marker: bool) -> bool: ...
 
     def backlog(self) -> int: ...
 
+    def rtt(self) -> float | None: ...
+
 
 class ForwardTrack(MediaStreamTrack):
-    """The track of one subscription: the frames of one source, forwarded as packets.
+    """The track of one subscription: the packets of one source, forwarded as they come.
 
-    Frames are written to the subscriber synchronously, as soon as the
-    publisher's last packet of a frame arrives (no queue, no task per frame):
-    the only backlog is the subscriber socket's, and when it holds more than
-    ``max_backlog`` bytes (the subscriber does not keep up) frames are dropped,
-    video until the next keyframe. The track survives its source:
-    :meth:`attach` points it at another forwarder (or at nothing, when it
-    idles), so an m-line can be reused when participants come and go. RTP
-    timestamps are rebased so they keep increasing across such switches.
-    Nothing is written before the sender started (:meth:`start_sending`).
+    Packets are written to the subscriber synchronously, as the publisher's
+    packets arrive (no queue, no task per packet): the only backlog is the
+    subscriber socket's. The track survives its source: :meth:`attach` points
+    it at another forwarder (or at nothing, when it idles), so an m-line can
+    be reused when participants come and go; sequence numbers and
+    timestamps keep increasing across such switches. Nothing is written
+    before the sender started (:meth:`start_sending`).
     """
 
-    def __init__(self, kind: MediaKind, *, max_backlog: int) -> None:
+    def __init__(
+        self,
+        kind: MediaKind,
+        *,
+        max_backlog: int,
+        max_resends_per_second: int = 400,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self.kind = kind.value
         self._media_kind = kind
+        self._video = kind is MediaKind.VIDEO
         self._max_backlog = max_backlog
+        self._max_resends = max_resends_per_second
+        self._clock = clock
         self._stopped = asyncio.Event()
         self._source: TrackForwarder | None = None
-        self._writer: FrameWriter | None = None
-        self._waiting_keyframe = kind is MediaKind.VIDEO
-        self._offset: int | None = None
-        self._last_timestamp: int | None = None
+        self._writer: PacketWriter | None = None
+        # Publisher seq + _seq_offset = our seq, from _start_seq on; None: waiting for a start.
+        self._seq_offset: int | None = None
+        self._start_seq = 0
+        self._next_seq = random.randint(0, 0xFFFF)
+        self._ts_offset: int | None = None
+        self._last_ts: int | None = None
+        self._resent_seq = [-1] * _CACHE
+        self._resent_at = [0.0] * _CACHE
+        self._resend_window = 0.0
+        self._resends_in_window = 0
+        self.packets_forwarded = 0
+        self.packets_dropped = 0
         self.frames_forwarded = 0
-        self.frames_dropped = 0
+        self.retransmissions = 0
+        self.nacks_refused = 0
         self.keyframe_requests_received = 0
 
     def __repr__(self) -> str:
@@ -217,6 +359,11 @@ class ForwardTrack(MediaStreamTrack):
     def sending(self) -> bool:
         return self._writer is not None
 
+    @property
+    def waiting(self) -> bool:
+        """Whether nothing is forwarded until the next start point (a keyframe for video)."""
+        return self._seq_offset is None
+
     def attach(self, source: TrackForwarder | None) -> None:
         """Forward ``source`` from now on (``None``: idle), starting at its next keyframe."""
         if self._source is source:
@@ -224,74 +371,136 @@ class ForwardTrack(MediaStreamTrack):
         if self._source is not None:
             self._source._detach(self)
         self._source = source
-        self._offset = None
+        self._ts_offset = None
         self.resync()
+        if self._writer is not None:
+            self._writer.clock_mapping = self._clock_mapping()
         if source is not None:
             source._attach(self)
-            if self._writer is not None:
+            if self._writer is not None and self._video:
                 source.request_keyframe()
 
     def resync(self) -> None:
-        """Forward nothing more until the next keyframe."""
-        if self._media_kind is MediaKind.VIDEO:
-            self._waiting_keyframe = True
+        """Forward nothing more until the next start point (video: a keyframe)."""
+        self._seq_offset = None
 
-    def start_sending(self, writer: FrameWriter) -> None:
+    def start_sending(self, writer: PacketWriter) -> None:
         """The subscriber's sender started: write to ``writer`` from the next keyframe on."""
         self._writer = writer
+        writer.clock_mapping = self._clock_mapping()
         self.resync()
-        if self._source is not None:
+        if self._source is not None and self._video:
             self._source.request_keyframe()
 
     def stop_sending(self) -> None:
         self._writer = None
 
+    def rtt(self) -> float | None:
+        """The subscriber's round-trip time (s), once his receiver reports gave one."""
+        writer = self._writer
+        return writer.rtt() if writer is not None else None
+
+    def _clock_mapping(self) -> Callable[[int], int | None] | None:
+        """Our timestamp -> the publisher's NTP time, for the sender reports (lip sync)."""
+        source = self._source
+        if source is None:
+            return None
+
+        def mapping(timestamp: int) -> int | None:
+            offset = self._ts_offset
+            if offset is None or self._source is not source:
+                return None
+            return source.ntp_time((timestamp - offset) & 0xFFFFFFFF)
+
+        return mapping
+
     def on_remote_keyframe_request(self) -> None:
-        """The subscriber sent PLI or FIR: pass it on to the publisher."""
+        """The subscriber sent PLI or FIR: pass it on if he does receive this track."""
         self.keyframe_requests_received += 1
-        if self._source is not None:
+        if self._source is not None and self._writer is not None and self.packets_forwarded:
             self._source.request_keyframe()
 
-    def push(self, frame: AssembledFrame, *, keyframe: bool) -> None:
-        """Write one frame to the subscriber, keeping the guarantees above."""
+    def forward(self, packet: RtpPacket, keyframe: bool) -> None:
+        """Write one packet of the source to the subscriber, keeping the guarantees above."""
         writer = self._writer
         if writer is None:
-            return  # the sender has not started: stale frames would only add delay
-        video = self._media_kind is MediaKind.VIDEO
-        if video:
-            if frame.after_loss:
-                self._waiting_keyframe = True
-            if self._waiting_keyframe and not keyframe:
-                self._drop()
+            return  # the sender has not started: stale packets would only add delay
+        seq = packet.sequence_number
+        offset = self._seq_offset
+        if offset is None:
+            if self._video and not keyframe:
+                self.packets_dropped += 1
+                if packet.marker and self._source is not None:
+                    self._source.request_keyframe()  # still waiting: no-op while one is pending
                 return
-        if writer.backlog() > self._max_backlog:
-            self.resync()
-            self._drop()
+            offset = self._seq_offset = (self._next_seq - seq) & 0xFFFF
+            self._start_seq = seq
+            if self._ts_offset is None:
+                self._ts_offset = self._new_ts_offset(packet.timestamp)
+        elif (seq - self._start_seq) & 0xFFFF >= 0x8000:
+            self.packets_dropped += 1
+            return  # from before this run started: the subscriber never had its frame
+        backlog = writer.backlog()
+        if backlog > self._max_backlog and (self._video or backlog > 2 * self._max_backlog):
+            self.packets_dropped += 1
+            if self._video:
+                self.resync()
+                if self._source is not None:
+                    self._source.request_keyframe()
             return
-        if writer.write(frame.payloads, self._rebase(frame.timestamp), frame.audio_level):
-            self.frames_forwarded += 1
-            if video:
-                self._waiting_keyframe = False
+        out_seq = (seq + offset) & 0xFFFF
+        if (out_seq - self._next_seq) & 0xFFFF < 0x8000:
+            self._next_seq = (out_seq + 1) & 0xFFFF
+        timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF  # type: ignore[operator]
+        last = self._last_ts
+        if last is None or (timestamp - last) & 0xFFFFFFFF < 0x80000000:
+            self._last_ts = timestamp
+        level = packet.extensions.audio_level
+        if writer.send(packet.payload, out_seq, timestamp, bool(packet.marker), level[1] if level else None):
+            self.packets_forwarded += 1
+            if packet.marker or not self._video:
+                self.frames_forwarded += 1
         else:
-            self.frames_dropped += 1
+            self.packets_dropped += 1
 
-    def _drop(self) -> None:
-        self.frames_dropped += 1
-        if self._source is not None and self._media_kind is MediaKind.VIDEO:
-            self._source.request_keyframe()
+    def on_nack(self, sequence_number: int) -> None:
+        """The subscriber reports our packet ``sequence_number`` lost: resend it if we may."""
+        writer, source, offset = self._writer, self._source, self._seq_offset
+        if writer is None or source is None or offset is None:
+            return
+        if (self._next_seq - 1 - sequence_number) & 0xFFFF >= _CACHE:
+            self.nacks_refused += 1
+            return  # not sent yet, or too old to matter
+        published = (sequence_number - offset) & 0xFFFF
+        packet = source.cached(published) if (published - self._start_seq) & 0xFFFF < 0x8000 else None
+        if packet is None:
+            self.nacks_refused += 1
+            return  # never had it (lost upstream: its retransmission is forwarded when it comes)
+        now = self._clock()
+        slot = sequence_number % _CACHE
+        interval = max(min(writer.rtt() or 0.05, 0.5), 0.02)
+        if self._resent_seq[slot] == sequence_number and now - self._resent_at[slot] < interval:
+            self.nacks_refused += 1
+            return  # resent less than a round trip ago: that copy may still be on its way
+        if now - self._resend_window >= 1.0:
+            self._resend_window, self._resends_in_window = now, 0
+        if self._resends_in_window >= self._max_resends or writer.backlog() > self._max_backlog:
+            self.nacks_refused += 1
+            return
+        timestamp = (packet.timestamp + (self._ts_offset or 0)) & 0xFFFFFFFF
+        if writer.resend(packet.payload, sequence_number, timestamp, bool(packet.marker)):
+            self._resent_seq[slot], self._resent_at[slot] = sequence_number, now
+            self._resends_in_window += 1
+            self.retransmissions += 1
 
-    def _rebase(self, timestamp: int) -> int:
-        if self._offset is None:
-            if self._last_timestamp is None:
-                self._offset = 0
-            else:
-                wanted = self._last_timestamp + _FRAME_TICKS[self._media_kind]
-                self._offset = (wanted - timestamp) & 0xFFFFFFFF
-        self._last_timestamp = (timestamp + self._offset) & 0xFFFFFFFF
-        return self._last_timestamp
+    def _new_ts_offset(self, timestamp: int) -> int:
+        if self._last_ts is None:
+            return random.randint(0, 0xFFFFFFFF)
+        wanted = self._last_ts + _FRAME_TICKS[self._media_kind]
+        return (wanted - timestamp) & 0xFFFFFFFF
 
-    async def recv(self) -> AssembledFrame:  # type: ignore[override]
-        """Never yields a frame (they are written, not read): raises once the track ends."""
+    async def recv(self) -> RtpPacket:  # type: ignore[override]
+        """Never yields anything (packets are written, not read): raises once the track ends."""
         await self._stopped.wait()
         raise MediaStreamError
 

@@ -160,6 +160,14 @@ class Participant:
     def subscription_tracks(self) -> tuple[ForwardTrack, ...]:
         return tuple(slot.track for slot in self._subscriptions.values())
 
+    def rtt(self) -> float | None:
+        """The participant's round-trip time (s), from his receiver reports, once known."""
+        for slot in self._subscriptions.values():
+            rtt = slot.track.rtt()
+            if rtt:
+                return rtt
+        return None
+
     def snapshot(self) -> ParticipantSnapshot:
         return ParticipantSnapshot(
             participant_id=self.id,
@@ -236,12 +244,19 @@ class Participant:
                 codec=self._meeting.video_codec,
                 receiver=transceiver.receiver,
                 keyframe_interval=self._config.keyframe_interval,
+                keyframe_timeout=self._config.keyframe_timeout,
                 on_audio_level=self._meeting._observe_audio_level,
             )
-            forwarder.assembler = aiortc_hooks.tap_receiver(
+            forwarder.nack = aiortc_hooks.tap_receiver_packets(
                 transceiver.receiver,
-                sink=forwarder.on_frame,
-                loss_timeout=self._config.loss_timeout,
+                sink=forwarder.on_packet,
+                on_give_up=forwarder.on_recovery_failed,
+                rtt_hint=self.rtt,
+                max_retries=self._config.nack_max_retries,
+                max_age=self._config.nack_max_age,
+            )
+            aiortc_hooks.tap_sender_reports(
+                transceiver.receiver, lambda _ssrc, ntp, rtp, f=forwarder: f.on_sender_report(ntp, rtp)
             )
             forwarder.set_muted(self._meeting.is_muted(self.id, source))
             self._publications[source] = _PublishSlot(source, transceiver, forwarder)
@@ -275,7 +290,11 @@ class Participant:
             slot.transceiver.direction = "sendonly"
         else:
             kind = forwarder.kind
-            track = ForwardTrack(kind, max_backlog=self._config.send_backlog_bytes)
+            track = ForwardTrack(
+                kind,
+                max_backlog=self._config.send_backlog_bytes,
+                max_resends_per_second=self._config.max_resends_per_second,
+            )
             transceiver = self._pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(_codec_preferences(kind, self._meeting.video_codec))
             aiortc_hooks.make_forwarding_sender(
@@ -283,6 +302,7 @@ class Participant:
                 on_start=track.start_sending,
                 on_stop=track.stop_sending,
                 on_keyframe_request=track.on_remote_keyframe_request,
+                on_nack=track.on_nack,
             )
             slot = _SubscribeSlot(kind, transceiver, track)
         slot.track.attach(forwarder)

@@ -106,6 +106,8 @@ class ClientPeer:
     #: (publisher, source) -> frames, whichever mid carried them
     by_source: dict[tuple[str, TrackSource], list[bytes]] = field(default_factory=dict)
     assemblers: dict[str, Any] = field(default_factory=dict)
+    #: How long a hole in a received video stream is waited on (a browser waits longer).
+    loss_timeout: float = 0.1
 
     async def answer(self, offer: Offer) -> str:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
@@ -121,7 +123,7 @@ class ClientPeer:
             elif slot.mid not in self.received:
                 self.received[slot.mid] = []
                 self.assemblers[slot.mid] = tap_receiver(
-                    transceiver.receiver, sink=self._sink(slot.mid), loss_timeout=0.1
+                    transceiver.receiver, sink=self._sink(slot.mid), loss_timeout=self.loss_timeout
                 )
         configure_host_candidates(self.pc, LOOPBACK)
         await self.pc.setLocalDescription(await self.pc.createAnswer())

@@ -1,4 +1,4 @@
-"""The SFU's pieces without a network: frame assembly, queues, keyframes, speakers, API errors."""
+"""The SFU's pieces without a network: frame assembly, packet forwarding, NACKs, keyframes, speakers, API errors."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 
 from signaling.sfu import InvalidSfuState, MediaKind, Sfu, SfuConfig, TooManyTracks, TrackSource, VideoCodec
-from signaling.sfu.aiortc_hooks import AssembledFrame, FrameAssembler
-from signaling.sfu.forwarding import ForwardTrack, is_keyframe
+from signaling.sfu.aiortc_hooks import AssembledFrame, FrameAssembler, NackScheduler
+from signaling.sfu.forwarding import ForwardTrack, is_keyframe, starts_keyframe
 from signaling.sfu.speaker import ActiveSpeakerDetector
 
 
@@ -79,16 +79,38 @@ def test_assembler_drops_duplicates_and_skips_to_a_frame_start_on_first_packets(
 
 KEY = b"\x10\x02\x00key"  # VP8 frame tag bit 0 clear
 DELTA = b"\x11\x02\x00delta"
+# RTP payloads as a VP8 publisher packetizes them (RFC 7741): descriptor, then the frame.
+VP8_KEY_START = b"\x90\x80\x81\x23" + b"\x10\x02\x00"  # X, S; I with a 15-bit picture id; key
+VP8_DELTA_START = b"\x90\x80\x81\x24" + b"\x11\x02\x00"
+VP8_MIDDLE = b"\x80\x80\x81\x23" + b"rest"  # no S bit
+
+
+def rtp(seq: int, ts: int, payload: bytes, *, marker: bool = False, level: int | None = None) -> RtpPacket:
+    result = RtpPacket(payload_type=96, sequence_number=seq & 0xFFFF, timestamp=ts, ssrc=1234)
+    result.marker = int(marker)
+    result.payload = payload
+    if level is not None:
+        result.extensions.audio_level = (False, level)
+    return result
 
 
 class FakeSource:
+    """What a subscription needs of its publisher's forwarder."""
+
     def __init__(self) -> None:
         self.requests = 0
         self.subs: set = set()
+        self.packets: dict[int, RtpPacket] = {}
 
     def request_keyframe(self) -> bool:
         self.requests += 1
         return True
+
+    def cached(self, seq: int) -> RtpPacket | None:
+        return self.packets.get(seq)
+
+    def ntp_time(self, timestamp: int) -> int | None:
+        return None
 
     def _attach(self, track) -> None:
         self.subs.add(track)
@@ -98,70 +120,263 @@ class FakeSource:
 
 
 class FakeWriter:
-    """Records what a subscription writes; ``backlog`` plays a subscriber that does not keep up."""
+    """Records what a subscription writes; ``backlog_bytes`` plays a subscriber that does not keep up."""
 
     def __init__(self) -> None:
-        self.frames: list[tuple[tuple[bytes, ...], int, int | None]] = []
+        self.sent: list[tuple[bytes, int, int, bool]] = []
+        self.resent: list[tuple[bytes, int, int, bool]] = []
         self.backlog_bytes = 0
+        self.clock_mapping = None
+        self.round_trip: float | None = 0.1
 
-    def write(self, payloads, timestamp: int, audio_level: int | None = None) -> bool:
-        self.frames.append((tuple(payloads), timestamp, audio_level))
+    def send(self, payload: bytes, seq: int, timestamp: int, marker: bool, audio_level: int | None = None) -> bool:
+        self.sent.append((payload, seq, timestamp, marker))
+        return True
+
+    def resend(self, payload: bytes, seq: int, timestamp: int, marker: bool) -> bool:
+        self.resent.append((payload, seq, timestamp, marker))
         return True
 
     def backlog(self) -> int:
         return self.backlog_bytes
 
-    def data(self) -> list[bytes]:
-        return [b"".join(payloads) for payloads, _, _ in self.frames]
+    def rtt(self) -> float | None:
+        return self.round_trip
+
+    def seqs(self) -> list[int]:
+        return [seq for _, seq, _, _ in self.sent]
 
 
-def frame(data: bytes, ts: int = 0, *, after_loss: bool = False) -> AssembledFrame:
-    return AssembledFrame(data, ts, None, after_loss, (data[:2], data[2:]))
+def feed(track: ForwardTrack, source: FakeSource, packet: RtpPacket) -> None:
+    source.packets[packet.sequence_number] = packet
+    track.forward(packet, starts_keyframe(VideoCodec.VP8, packet.payload))
 
 
-async def test_forward_track_starts_at_a_keyframe_and_drops_for_a_slow_subscriber() -> None:
+def test_keyframe_starts_are_found_in_vp8_and_h264_payloads() -> None:
+    assert starts_keyframe(VideoCodec.VP8, VP8_KEY_START)
+    assert not starts_keyframe(VideoCodec.VP8, VP8_DELTA_START)
+    assert not starts_keyframe(VideoCodec.VP8, VP8_MIDDLE)
+    assert starts_keyframe(VideoCodec.VP8, b"\x10\x10\x02\x00")  # no extension byte
+    assert not starts_keyframe(VideoCodec.VP8, b"\x90\x80")  # truncated descriptor
+    assert starts_keyframe(VideoCodec.H264, b"\x65idr")
+    assert starts_keyframe(VideoCodec.H264, b"\x18\x00\x03\x67sp\x00\x02\x68p")  # STAP-A: SPS, PPS
+    assert starts_keyframe(VideoCodec.H264, b"\x7c\x85idr")  # FU-A start of an IDR slice
+    assert not starts_keyframe(VideoCodec.H264, b"\x7c\x45idr")  # FU-A, not the start
+    assert not starts_keyframe(VideoCodec.H264, b"\x41slice")
+    assert not starts_keyframe(VideoCodec.VP8, b"")
+
+
+async def test_video_starts_at_a_keyframe_and_late_packets_are_forwarded_in_place() -> None:
     track = ForwardTrack(MediaKind.VIDEO, max_backlog=1000)
-    source = FakeSource()
-    writer = FakeWriter()
+    source, writer = FakeSource(), FakeWriter()
     track.attach(source)  # type: ignore[arg-type]
-    track.push(frame(KEY), keyframe=True)
+    feed(track, source, rtp(100, 3000, VP8_KEY_START))
     assert source.requests == 0 and not track.sending, "nothing is written before the sender starts"
-    track.start_sending(writer)
+    track.start_sending(writer)  # type: ignore[arg-type]
     assert source.requests == 1, "a new subscription asks for a keyframe"
-    track.push(frame(DELTA), keyframe=False)
-    assert writer.frames == [] and source.requests == 2
-    track.push(frame(KEY, 3000), keyframe=True)
-    track.push(frame(DELTA, 6000), keyframe=False)
-    assert writer.data() == [KEY, DELTA]
-    assert writer.frames[0][0] == (KEY[:2], KEY[2:]), "the publisher's payloads are forwarded as they came"
-    writer.backlog_bytes = 1001  # the subscriber is too slow
-    track.push(frame(DELTA, 9000), keyframe=False)
-    writer.backlog_bytes = 0
-    track.push(frame(DELTA, 12000), keyframe=False)
-    assert writer.data() == [KEY, DELTA] and track.frames_dropped == 3
-    track.push(frame(KEY, 15000), keyframe=True)
-    track.push(frame(DELTA, 18000, after_loss=True), keyframe=False)
-    assert writer.data() == [KEY, DELTA, KEY]
-    assert [ts for _, ts, _ in writer.frames] == [3000, 6000, 15000]
+    feed(track, source, rtp(101, 3000, VP8_DELTA_START, marker=True))
+    assert writer.sent == [] and track.waiting
+    assert source.requests == 2, "a frame ended while waiting: ask again (the forwarder absorbs it if pending)"
+    feed(track, source, rtp(102, 6000, VP8_KEY_START))
+    first = writer.seqs()[0]
+    feed(track, source, rtp(104, 6000, VP8_MIDDLE, marker=True))  # 103 lost upstream...
+    feed(track, source, rtp(105, 9000, VP8_DELTA_START, marker=True))
+    feed(track, source, rtp(103, 6000, VP8_MIDDLE))  # ...and retransmitted after 105
+    assert writer.seqs() == [first, (first + 2) & 0xFFFF, (first + 3) & 0xFFFF, (first + 1) & 0xFFFF]
+    assert [marker for *_, marker in writer.sent] == [False, True, True, False]
+    assert writer.sent[0][0] == VP8_KEY_START, "the publisher's payload is forwarded as it came"
+    base = writer.sent[0][2]
+    assert [(ts - base) & 0xFFFFFFFF for _, _, ts, _ in writer.sent] == [0, 0, 3000, 0]
+    feed(track, source, rtp(101, 3000, VP8_DELTA_START))  # from before the start: never
+    assert len(writer.sent) == 4 and source.requests == 2, "no keyframe is asked for a packet lost upstream"
     track.stop()
-    track.push(frame(KEY, 21000), keyframe=True)
-    assert len(writer.frames) == 3
     with pytest.raises(MediaStreamError):
         await track.recv()
 
 
-async def test_forward_track_rebases_timestamps_across_sources() -> None:
+def test_a_slow_subscriber_loses_video_until_a_keyframe_with_no_hole_in_sequence_numbers() -> None:
+    track = ForwardTrack(MediaKind.VIDEO, max_backlog=1000)
+    source, writer = FakeSource(), FakeWriter()
+    track.attach(source)  # type: ignore[arg-type]
+    track.start_sending(writer)  # type: ignore[arg-type]
+    feed(track, source, rtp(1, 3000, VP8_KEY_START, marker=True))
+    writer.backlog_bytes = 1001
+    feed(track, source, rtp(2, 6000, VP8_DELTA_START, marker=True))
+    writer.backlog_bytes = 0
+    feed(track, source, rtp(3, 9000, VP8_DELTA_START, marker=True))
+    assert len(writer.sent) == 1 and track.waiting
+    assert source.requests == 3, "start, drop, and the end of a frame while waiting all ask (deduplicated upstream)"
+    feed(track, source, rtp(4, 12000, VP8_KEY_START, marker=True))
+    assert writer.seqs() == [writer.seqs()[0], (writer.seqs()[0] + 1) & 0xFFFF], "the dropped packets left a hole"
+    assert track.packets_dropped == 2
+
+
+def test_audio_is_not_dropped_behind_video_and_is_forwarded_out_of_order() -> None:
     track = ForwardTrack(MediaKind.AUDIO, max_backlog=1000)
-    writer = FakeWriter()
-    track.start_sending(writer)
-    first, second = FakeSource(), FakeSource()
-    track.attach(first)  # type: ignore[arg-type]
-    track.push(frame(b"a", 1000), keyframe=True)
-    track.push(frame(b"b", 1960), keyframe=True)
-    track.attach(second)  # type: ignore[arg-type]
-    track.push(frame(b"d", 5), keyframe=True)
-    assert [ts for _, ts, _ in writer.frames] == [1000, 1960, 1960 + 960]
-    track.stop()
+    source, writer = FakeSource(), FakeWriter()
+    track.attach(source)  # type: ignore[arg-type]
+    track.start_sending(writer)  # type: ignore[arg-type]
+    track.forward(rtp(10, 960, b"a"), False)
+    writer.backlog_bytes = 1500  # video filled the socket past the bound
+    track.forward(rtp(12, 2880, b"c"), False)
+    track.forward(rtp(11, 1920, b"b"), False)  # late, and forwarded
+    first = writer.seqs()[0]
+    assert writer.seqs() == [first, (first + 2) & 0xFFFF, (first + 1) & 0xFFFF]
+    writer.backlog_bytes = 2001  # past twice the bound: memory is bounded for audio too
+    track.forward(rtp(13, 3840, b"d"), False)
+    assert len(writer.sent) == 3 and track.packets_dropped == 1
+    assert source.requests == 0
+
+
+def test_nacks_are_answered_from_the_cache_once_per_round_trip_within_the_backlog_bound() -> None:
+    clock = Clock()
+    track = ForwardTrack(MediaKind.VIDEO, max_backlog=1000, max_resends_per_second=3, clock=clock)
+    source, writer = FakeSource(), FakeWriter()
+    track.attach(source)  # type: ignore[arg-type]
+    track.start_sending(writer)  # type: ignore[arg-type]
+    for seq in range(50, 56):
+        feed(track, source, rtp(seq, 3000 * (seq // 2), VP8_KEY_START if seq == 50 else VP8_MIDDLE, marker=seq % 2 == 1))
+    out = writer.seqs()
+    track.on_nack(out[2])
+    assert writer.resent == [(writer.sent[2][0], out[2], writer.sent[2][2], False)]
+    track.on_nack(out[2])  # again, before a round trip (0.1 s) passed
+    assert len(writer.resent) == 1
+    clock.now += 0.15
+    track.on_nack(out[2])
+    assert len(writer.resent) == 2
+    writer.backlog_bytes = 1001
+    track.on_nack(out[3])
+    assert len(writer.resent) == 2, "a resend went past the backlog bound"
+    writer.backlog_bytes = 0
+    track.on_nack(out[3])
+    track.on_nack(out[4])  # over the budget of 3 a second
+    assert len(writer.resent) == 3
+    track.on_nack((out[-1] + 5) & 0xFFFF)  # never sent
+    del source.packets[55]
+    track.on_nack(out[5])  # no longer cached
+    assert len(writer.resent) == 3 and track.nacks_refused == 5
+
+
+class FakeReceiver:
+    def __init__(self) -> None:
+        self.plis: list[int] = []
+
+    async def _send_rtcp_pli(self, media_ssrc: int) -> None:
+        self.plis.append(media_ssrc)
+
+
+async def test_one_keyframe_request_is_pending_per_track_whoever_asks() -> None:
+    import asyncio
+
+    from signaling.sfu.forwarding import TrackForwarder
+
+    clock = Clock()
+    receiver = FakeReceiver()
+    forwarder = TrackForwarder(
+        participant_id="amina", source=TrackSource.CAMERA, codec=VideoCodec.VP8, receiver=receiver,  # type: ignore[arg-type]
+        keyframe_interval=0.5, keyframe_timeout=1.0, clock=clock,
+    )
+    subscriptions = [ForwardTrack(MediaKind.VIDEO, max_backlog=1000) for _ in range(7)]
+    for track in subscriptions:
+        track.attach(forwarder)
+        track.start_sending(FakeWriter())  # type: ignore[arg-type]
+    assert forwarder.keyframe_requests_sent == 0, "no media yet: nothing to ask about"
+    forwarder.on_packet(rtp(1, 3000, VP8_DELTA_START, marker=True))
+    idle = ForwardTrack(MediaKind.VIDEO, max_backlog=1000)
+    idle.on_remote_keyframe_request()  # a PLI for an m-line that carries nothing
+    for track in subscriptions:
+        track.on_remote_keyframe_request()
+    forwarder.on_recovery_failed([7])
+    await asyncio.sleep(0)
+    assert forwarder.keyframe_requests_sent == 1 and receiver.plis == [1234] and forwarder.keyframe_pending
+    clock.now += 0.6
+    forwarder.request_keyframe()
+    assert forwarder.keyframe_requests_sent == 1, "asked again while the keyframe is on its way"
+    forwarder.on_packet(rtp(2, 6000, VP8_KEY_START, marker=True))
+    assert not forwarder.keyframe_pending
+    assert all(not t.waiting for t in subscriptions) and all(t.packets_forwarded == 1 for t in subscriptions)
+    forwarder.request_keyframe()
+    assert forwarder.keyframe_requests_sent == 2
+    clock.now += 1.1  # the request (or its keyframe) was lost: ask again
+    forwarder.request_keyframe()
+    await asyncio.sleep(0)
+    assert forwarder.keyframe_requests_sent == 3 and len(receiver.plis) == 3
+    await forwarder.close()
+
+
+class Timers:
+    """``call_later`` of a fake event loop: the test fires what is due."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.pending: list[tuple[float, object]] = []
+
+    def call_later(self, delay: float, callback):
+        entry = (self.clock.now + delay, callback)
+        self.pending.append(entry)
+
+        class Handle:
+            def cancel(handle) -> None:  # noqa: N805
+                if entry in self.pending:
+                    self.pending.remove(entry)
+
+        return Handle()
+
+    def advance(self, seconds: float) -> None:
+        end = self.clock.now + seconds
+        while True:
+            due = [e for e in self.pending if e[0] <= end]
+            if not due:
+                break
+            entry = min(due, key=lambda e: e[0])
+            self.pending.remove(entry)
+            self.clock.now = max(self.clock.now, entry[0])
+            entry[1]()
+        self.clock.now = end
+
+
+def test_nack_retries_follow_the_round_trip_and_give_up_after_the_retry_limit() -> None:
+    clock = Clock()
+    timers = Timers(clock)
+    nacks: list[tuple[float, list[int]]] = []
+    given_up: list[list[int]] = []
+    scheduler = NackScheduler(
+        send_nack=lambda lost: nacks.append((clock.now, sorted(lost))), on_give_up=given_up.append,
+        rtt_hint=lambda: 0.15, max_retries=4, max_age=5.0, clock=clock, call_later=timers.call_later,
+    )
+    assert scheduler.add(100) and scheduler.add(101)
+    assert scheduler.add(104)  # 102 and 103 missing
+    assert nacks == [(0.0, [102, 103])]
+    timers.advance(0.16)
+    assert nacks[-1] == (0.15, [102, 103]), "retried after one round trip"
+    assert scheduler.add(103) and not scheduler.add(103), "a duplicate is not new"
+    timers.advance(1.0)
+    assert [lost for _, lost in nacks] == [[102, 103], [102, 103], [102], [102]]
+    assert [round(t, 2) for t, _ in nacks] == [0.0, 0.15, 0.3, 0.45]
+    assert given_up == [[102]] and scheduler.missing == frozenset()
+    assert not scheduler.add(101), "an old packet already received"
+
+
+def test_nack_retries_stop_at_the_age_limit_and_measure_the_round_trip() -> None:
+    clock = Clock()
+    timers = Timers(clock)
+    nacks: list[list[int]] = []
+    given_up: list[list[int]] = []
+    scheduler = NackScheduler(
+        send_nack=nacks.append, on_give_up=given_up.append, max_retries=10, max_age=0.5,
+        clock=clock, call_later=timers.call_later,
+    )
+    scheduler.add(1)
+    scheduler.add(3)
+    clock.now += 0.04
+    assert scheduler.add(2)  # answered to the first NACK in 40 ms
+    assert abs(scheduler.rtt - 0.04) < 1e-9
+    scheduler.add(5)
+    timers.advance(2.0)
+    assert len(nacks) <= 1 + int(0.5 / 0.04) and given_up == [[4]]
+    scheduler.add(5 + 2000)  # a jump far beyond what is worth recovering
+    assert scheduler.missing == frozenset()
+    scheduler.close()
 
 
 def test_keyframe_detection() -> None:
@@ -226,7 +441,7 @@ async def test_api_errors_name_the_value_and_the_state() -> None:
 def test_datagrams_leave_in_order_whether_batched_or_not() -> None:
     import socket
 
-    from signaling.sfu import aiortc_hooks
+    from signaling.sfu.aiortc_hooks import send
 
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -241,10 +456,10 @@ def test_datagrams_leave_in_order_whether_batched_or_not() -> None:
             def sendto(self, data: bytes, address: object) -> None:
                 sent.append(data)
 
-        aiortc_hooks._send_datagrams(sender, Transport(), receiver.getsockname(), datagrams)
+        send.send_datagrams(sender, Transport(), receiver.getsockname(), datagrams)
         assert [receiver.recv(2000) for _ in datagrams] == datagrams
         assert sent == []
-        aiortc_hooks._send_datagrams(None, Transport(), receiver.getsockname(), datagrams[:3])
+        send.send_datagrams(None, Transport(), receiver.getsockname(), datagrams[:3])
         assert sent == datagrams[:3]
     finally:
         receiver.close()

@@ -1,0 +1,168 @@
+"""ICE: host candidates in a port range, the media sockets' protocol.
+
+Private names used: ``aioice.Connection.get_component_candidates/_protocols``,
+``aioice.ice.StunProtocol`` (``receiver``, ``local_candidate``,
+``transport``), ``RTCIceGatherer._connection``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aioice.ice import StunProtocol
+from aiortc import RTCPeerConnection
+
+from .receive import receive_srtp
+from .send import begin_burst, end_burst
+
+
+class _MediaStunProtocol(StunProtocol):
+    """aioice's protocol for a host candidate, with tapped receivers' SRTP taken synchronously.
+
+    STUN and DTLS go where aioice sends them; RTP/RTCP (first byte 128-191,
+    which STUN never uses) skip aioice's attempt to parse them as STUN and go
+    to :func:`_receive_srtp`, or else to the connection's queue as before.
+    """
+
+    #: The bound socket, which :class:`RtpWriter` sends on directly.
+    hirfa_socket: socket.socket | None = None
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        """Handle the datagram asyncio read, then those already waiting on the socket.
+
+        A video frame arrives as a burst of packets; reading the rest of the
+        burst here (at most ``_DRAIN`` more, never blocking) saves an event-loop
+        iteration and an ``epoll`` per packet. Each datagram is handled exactly
+        as if asyncio had read it; what the SFU forwards meanwhile leaves at
+        the end, batched (:func:`.send.begin_burst`).
+        """
+        opened = begin_burst()
+        try:
+            self._dispatch(data, addr)
+            sock = self.hirfa_socket
+            if sock is None:
+                return
+            for _ in range(_DRAIN):
+                transport = getattr(self, "transport", None)
+                if transport is None or transport.is_closing():
+                    return
+                try:
+                    data, addr = sock.recvfrom(_MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    self.error_received(exc)
+                    return
+                self._dispatch(data, addr)
+        finally:
+            if opened:
+                end_burst()
+
+    def _dispatch(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        if isinstance(data, bytes) and len(data) >= 12 and 127 < data[0] < 192:
+            if not receive_srtp(self.receiver, data):
+                self.receiver.data_received(data, self.local_candidate.component)
+            return
+        super().datagram_received(data, addr)
+
+
+# Datagrams read per wake-up beyond the first, and the largest one (as a UDP payload).
+_DRAIN = 32
+_MAX_DATAGRAM = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class HostCandidatePolicy:
+    """Where host candidates bind and what they announce.
+
+    ``bind_address`` is the local interface (``0.0.0.0`` for all);
+    ``announced_addresses`` are written into the candidates, one UDP socket
+    each; ports come from ``port_min``..``port_max`` inclusive.
+    """
+
+    bind_address: str
+    announced_addresses: tuple[str, ...]
+    port_min: int
+    port_max: int
+
+
+# Socket buffers of the server's media sockets: a keyframe arrives (and is sent
+# to every subscriber) as a burst, and the default 208 KiB overflow while the
+# event loop is busy. The kernel caps them at net.core.[rw]mem_max.
+_SOCKET_BUFFER = 4 * 1024 * 1024
+
+
+def _bind_in_range(address: str, port_min: int, port_max: int) -> socket.socket:
+    ports = list(range(port_min, port_max + 1))
+    random.shuffle(ports)
+    for port in ports:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            sock.close()
+            continue
+        sock.setblocking(False)
+        return sock
+    raise OSError(f"no free UDP port on {address} in {port_min}-{port_max}")
+
+
+def configure_host_candidates(pc: RTCPeerConnection, policy: HostCandidatePolicy) -> None:
+    """Make every ICE transport of ``pc`` gather only the policy's host candidates.
+
+    Call after the transceivers exist and before the local description is set;
+    calling again is harmless (transports already configured are skipped).
+    STUN/TURN candidates are not gathered by configured transports: a server
+    with a public address needs none, and one behind NAT announces its public
+    address here.
+    """
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport.iceGatherer._connection
+        if getattr(connection, "_hirfa_policy", None) is not None:
+            continue
+        connection._hirfa_policy = policy
+        connection._hirfa_dtls = transceiver.receiver.transport
+        connection._hirfa_unprotect = None
+        connection.get_component_candidates = _candidate_gatherer(connection, policy)
+
+
+def _candidate_gatherer(connection: Any, policy: HostCandidatePolicy) -> Callable[..., Any]:
+    async def get_component_candidates(
+        component: int, addresses: Sequence[str], timeout: int = 5
+    ) -> list[Candidate]:
+        loop = asyncio.get_running_loop()
+        candidates = []
+        for announced in policy.announced_addresses:
+            sock = _bind_in_range(policy.bind_address, policy.port_min, policy.port_max)
+            try:
+                _, protocol = await loop.create_datagram_endpoint(
+                    lambda: _MediaStunProtocol(connection), sock=sock
+                )
+            except BaseException:
+                sock.close()
+                raise
+            port = sock.getsockname()[1]
+            # RtpWriter sends media on it directly while asyncio's transport has no backlog.
+            protocol.hirfa_socket = sock
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", announced),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=announced,
+                port=port,
+                type="host",
+            )
+            connection._protocols.append(protocol)
+            candidates.append(protocol.local_candidate)
+        return candidates
+
+    return get_component_candidates

@@ -1,0 +1,146 @@
+"""Loss between a publisher and the server: recovered by NACK retries, never by a keyframe storm.
+
+The link is the server's media socket: a filter in front of its SRTP handling
+drops the packets a test chooses (their RTP header is in clear: SSRC and
+sequence number), as a lossy radio link would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from signaling.sfu import Sfu, TrackSource
+from signaling.sfu.aiortc_hooks import ice
+
+from .peers import ClientPeer, PatternVideoTrack, wait_until
+from .test_forwarding_e2e import close_all, join, publisher_sender
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class LossyLink:
+    """Drops datagrams reaching the server that ``drop(ssrc, seq)`` picks."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.drop: Callable[[int, int], bool] = lambda ssrc, seq: False
+        self.dropped: list[tuple[int, int]] = []
+        real = ice.receive_srtp
+
+        def receive_srtp(connection, data: bytes) -> bool:
+            if 192 <= data[1] <= 208:  # RTCP passes
+                return real(connection, data)
+            ssrc, seq = int.from_bytes(data[8:12], "big"), int.from_bytes(data[2:4], "big")
+            if self.drop(ssrc, seq):
+                self.dropped.append((ssrc, seq))
+                return True
+            return real(connection, data)
+
+        monkeypatch.setattr(ice, "receive_srtp", receive_srtp)
+
+
+def count_calls(obj, name: str) -> list[int]:
+    calls: list[int] = []
+    real = getattr(obj, name)
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    setattr(obj, name, counting)
+    return calls
+
+
+async def test_a_packet_lost_twice_is_recovered_by_nack_retries_without_a_keyframe(
+    sfu: Sfu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link = LossyLink(monkeypatch)
+    meeting = sfu.meeting("guild-lossy-aures")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    karim = ClientPeer("karim", loss_timeout=3.0)  # a browser's jitter buffer waits for NACKed packets
+    sessions = [await join(meeting, amina, TrackSource.CAMERA), await join(meeting, karim)]
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 20, what="karim video")
+    sender = publisher_sender(amina, "video")
+    keyframes_asked = count_calls(sender, "_send_keyframe")
+    (forwarder,) = meeting.participant("amina").forwarders()
+    assembler = karim.assemblers[karim.mid_for("amina", TrackSource.CAMERA)]
+    requests_before, losses_before = forwarder.keyframe_requests_sent, assembler.losses
+    frames_before = len(karim.frames_from("amina", TrackSource.CAMERA))
+
+    victim: list[int] = []
+    rtx_dropped: list[int] = []
+
+    def drop(ssrc: int, seq: int) -> bool:
+        if ssrc == sender._ssrc and not victim:
+            victim.append(seq)
+            return True  # the original
+        if ssrc == sender._rtx_ssrc and victim and len(rtx_dropped) < 2:
+            rtx_dropped.append(seq)
+            return True  # ...and its first two retransmissions
+        return False
+
+    link.drop = drop
+    await wait_until(lambda: forwarder.nack.recovered >= 1, what="the lost packet to be recovered")
+    await wait_until(
+        lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= frames_before + 30, what="video to go on"
+    )
+    assert len(rtx_dropped) == 2, "the first two retransmissions were not dropped"
+    assert forwarder.nack.nacks_sent >= 3 and forwarder.nack.given_up == 0
+    assert forwarder.keyframe_requests_sent == requests_before, "a keyframe was asked for a recoverable loss"
+    assert keyframes_asked == [], "the publisher was asked for a keyframe"
+    assert assembler.losses == losses_before, "karim lost a frame"
+    await close_all(sfu, sessions)
+
+
+async def test_a_packet_lost_for_good_gives_up_and_asks_one_keyframe(
+    sfu: Sfu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link = LossyLink(monkeypatch)
+    meeting = sfu.meeting("guild-lossy-sahara")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    karim = ClientPeer("karim")
+    sessions = [await join(meeting, amina, TrackSource.CAMERA), await join(meeting, karim)]
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 20, what="karim video")
+    sender = publisher_sender(amina, "video")
+    keyframes_asked = count_calls(sender, "_send_keyframe")
+    (forwarder,) = meeting.participant("amina").forwarders()
+    forwarder.nack._max_age = 0.6  # give up sooner than the default 1.5 s
+    victim: list[int] = []
+
+    def drop(ssrc: int, seq: int) -> bool:
+        if ssrc == sender._ssrc and not victim:
+            victim.append(seq)
+            return True
+        return bool(victim) and ssrc == sender._rtx_ssrc  # every retransmission lost too
+
+    link.drop = drop
+    await wait_until(lambda: forwarder.nack.given_up >= 1, what="the NACK retries to give up")
+    await wait_until(lambda: keyframes_asked, what="a keyframe request to reach amina")
+    await asyncio.sleep(0.3)
+    assert len(keyframes_asked) == 1
+    assert forwarder.nack.nacks_sent >= 3, "gave up without retrying"
+    await close_all(sfu, sessions)
+
+
+async def test_many_subscribers_asking_for_a_keyframe_make_one_request(sfu: Sfu) -> None:
+    meeting = sfu.meeting("guild-many-plis")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    viewers = [ClientPeer(name) for name in ("karim", "yasmine", "nadia")]
+    sessions = [await join(meeting, amina, TrackSource.CAMERA)]
+    for viewer in viewers:
+        sessions.append(await join(meeting, viewer))
+    for viewer in viewers:
+        await wait_until(lambda v=viewer: len(v.frames_from("amina", TrackSource.CAMERA)) >= 10, what=f"{viewer.name} video")
+    (forwarder,) = meeting.participant("amina").forwarders()
+    await wait_until(lambda: not forwarder.keyframe_pending, what="the start-up keyframes to arrive")
+    await asyncio.sleep(0.6)  # past the minimum interval between two requests
+    keyframes_asked = count_calls(publisher_sender(amina, "video"), "_send_keyframe")
+    await asyncio.gather(*(viewer.send_pli("amina", TrackSource.CAMERA) for viewer in viewers))
+    tracks = [t for p in meeting.participants() for t in p.subscription_tracks()]
+    await wait_until(lambda: sum(t.keyframe_requests_received for t in tracks) >= 3, what="the three PLIs")
+    await wait_until(lambda: keyframes_asked, what="the request to reach amina")
+    await asyncio.sleep(0.3)
+    assert len(keyframes_asked) == 1 and forwarder.keyframe_requests_absorbed >= 2
+    await close_all(sfu, sessions)
