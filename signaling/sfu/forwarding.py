@@ -42,6 +42,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from .aiortc_hooks import NackScheduler, send_pli
+from .sdp import red_primary
 from .types import MediaKind, TrackSource, VideoCodec
 
 logger = logging.getLogger(__name__)
@@ -151,6 +152,8 @@ class TrackForwarder:
         self.nack: NackScheduler | None = None
         #: SSRC of the media stream (after RTX unwrapping), for PLIs.
         self.media_ssrc: int | None = None
+        #: Payload type of the publisher's RED packets (audio), once negotiated.
+        self.red_payload_type: int | None = None
         #: The publisher's last sender report: (NTP time, RTP timestamp), for lip sync.
         self.sender_report: tuple[int, int] | None = None
         self.clock_rate = 90000 if self.kind is MediaKind.VIDEO else 48000
@@ -160,6 +163,7 @@ class TrackForwarder:
         self.keyframe_requests_sent = 0
         self.keyframe_requests_absorbed = 0
         self.recovery_failures = 0
+        self.red_packets_received = 0
 
     def __repr__(self) -> str:
         return f"TrackForwarder({self.participant_id!r}, {self.source.value})"
@@ -205,6 +209,8 @@ class TrackForwarder:
         else:
             keyframe = False
             self.frames_received += 1
+            if packet.payload_type == self.red_payload_type:
+                self.red_packets_received += 1
             if self._on_audio_level is not None and not self._muted:
                 level = packet.extensions.audio_level
                 self._on_audio_level(self.participant_id, level[1] if level else None, len(packet.payload))
@@ -291,7 +297,13 @@ class PacketWriter(Protocol):
     clock_mapping: Callable[[int], int | None] | None
 
     def send(
-        self, payload: bytes, seq: int, timestamp: int, marker: bool, audio_level: int | None = None
+        self,
+        payload: bytes,
+        seq: int,
+        timestamp: int,
+        marker: bool,
+        audio_level: int | None = None,
+        payload_type: int | None = None,
     ) -> bool: ...
 
     def resend(self, payload: bytes, seq: int, timestamp: int, marker: bool) -> bool: ...
@@ -341,6 +353,8 @@ class ForwardTrack(MediaStreamTrack):
         self._resent_at = [0.0] * _CACHE
         self._resend_window = 0.0
         self._resends_in_window = 0
+        #: Payload type of RED towards this subscriber, if he accepted it (else RED is unwrapped).
+        self.red_payload_type: int | None = None
         self.packets_forwarded = 0
         self.packets_dropped = 0
         self.frames_forwarded = 0
@@ -456,7 +470,17 @@ class ForwardTrack(MediaStreamTrack):
         if last is None or (timestamp - last) & 0xFFFFFFFF < 0x80000000:
             self._last_ts = timestamp
         level = packet.extensions.audio_level
-        if writer.send(packet.payload, out_seq, timestamp, bool(packet.marker), level[1] if level else None):
+        payload, payload_type = packet.payload, None
+        if not self._video and self._source is not None and packet.payload_type == self._source.red_payload_type:
+            if self.red_payload_type is not None:
+                payload_type = self.red_payload_type
+            else:
+                primary = red_primary(payload)  # a subscriber without RED gets the Opus inside
+                if primary is None:
+                    self.packets_dropped += 1
+                    return
+                payload = primary
+        if writer.send(payload, out_seq, timestamp, bool(packet.marker), level[1] if level else None, payload_type):
             self.packets_forwarded += 1
             if packet.marker or not self._video:
                 self.frames_forwarded += 1

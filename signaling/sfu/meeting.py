@@ -35,6 +35,7 @@ from aiortc.sdp import candidate_from_sdp
 from . import aiortc_hooks
 from .config import SfuConfig
 from .forwarding import ForwardTrack, TrackForwarder
+from .sdp import audio_offer, red_payload_types
 from .speaker import ActiveSpeakerDetector
 from .types import (
     BadSessionDescription,
@@ -80,6 +81,12 @@ def _codec_preferences(kind: MediaKind, video_codec: VideoCodec) -> list:
         elif name == "video/rtx":
             wanted.append(codec)
     return wanted
+
+
+def stream_id(participant_id: str) -> str:
+    """The msid stream of a publisher's tracks (RFC 8830 token characters, at most 64)."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in participant_id)
+    return f"hirfa-{safe}"[:64]
 
 
 @dataclass(slots=True)
@@ -306,6 +313,9 @@ class Participant:
             )
             slot = _SubscribeSlot(kind, transceiver, track)
         slot.track.attach(forwarder)
+        # One msid stream per publisher (his audio and video together): browsers keep
+        # the audio and video of one stream in sync, and only those.
+        aiortc_hooks.set_stream_id(slot.transceiver.sender, stream_id(forwarder.participant_id))
         self._subscriptions[key] = slot
         self._mark_negotiation_needed()
 
@@ -385,6 +395,7 @@ class Participant:
             self._negotiation_needed = False
             offer = await self._pc.createOffer()
             aiortc_hooks.configure_host_candidates(self._pc, self._meeting.host_policy)
+            offer = RTCSessionDescription(sdp=audio_offer(offer.sdp), type="offer")
             await self._pc.setLocalDescription(offer)
             self._revision += 1
             self._negotiation = NegotiationState.OFFER_SENT
@@ -413,9 +424,22 @@ class Participant:
                     f"answer {revision} of {self.id!r} refused: {exc}"
                 ) from exc
             self._negotiation = NegotiationState.STABLE
+            self._apply_red(sdp)
         if self._negotiation_needed:
             self._negotiation_needed = False
             self._mark_negotiation_needed()
+
+    def _apply_red(self, answer: str) -> None:
+        """Note which audio m-lines take RED; a publisher's receiver must accept its packets."""
+        red = red_payload_types(answer)
+        for slot in self._publications.values():
+            mid = slot.transceiver.mid
+            if slot.source.kind is MediaKind.AUDIO and mid in red:
+                if aiortc_hooks.accept_red(slot.transceiver, red[mid]):
+                    slot.forwarder.red_payload_type = red[mid]
+        for sub in [*self._subscriptions.values(), *self._idle]:
+            if sub.kind is MediaKind.AUDIO:
+                sub.track.red_payload_type = red.get(sub.transceiver.mid or "")
 
     async def add_ice_candidate(self, candidate: str | None, *, sdp_mid: str | None) -> None:
         """Add a trickled remote candidate (``a=candidate`` value); ``None`` ends them."""

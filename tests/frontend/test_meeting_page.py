@@ -63,7 +63,9 @@ def test_host_controls_are_rendered_for_hosts_only(client, amina, karim, guild):
     html = page.content.decode()
     assert 'id="host-controls"' not in html
     assert config_of(page)["live"] == frame.meeting
-    assert not re.search(r'id="join"[^>]*disabled', html)
+    # Still disabled as served: meeting.js enables it once it has bound it (a tap before
+    # that, on a slow link, would be lost); tests/browser/test_meeting.py waits for that.
+    assert re.search(r'id="join"[^>]*disabled', html), "Join can be tapped before the script handles it"
 
 
 def test_in_a_group_whoever_started_the_meeting_hosts_it(client, amina, yacine):

@@ -848,6 +848,7 @@ window.hirfaMeeting = {
 
 // --- start -----------------------------------------------------------------------------
 
+// The page serves Join disabled; it is enabled here, once its handler is bound.
 setPhase("prejoin");
 hub.watch(ROOM, { resume: false });
 hub.start();

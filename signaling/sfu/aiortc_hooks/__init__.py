@@ -56,12 +56,13 @@ from .receive import (  # noqa: E402
     FrameAssembler,
     NackScheduler,
     PacketSink,
+    accept_red,
     send_pli,
     tap_receiver,
     tap_receiver_packets,
     tap_sender_reports,
 )
-from .send import RtpWriter, make_forwarding_sender  # noqa: E402
+from .send import RtpWriter, make_forwarding_sender, set_stream_id  # noqa: E402
 
 __all__ = [
     "AssembledFrame",
@@ -70,9 +71,11 @@ __all__ = [
     "NackScheduler",
     "PacketSink",
     "RtpWriter",
+    "accept_red",
     "configure_host_candidates",
     "make_forwarding_sender",
     "send_pli",
+    "set_stream_id",
     "tap_receiver",
     "tap_receiver_packets",
     "tap_sender_reports",

@@ -703,3 +703,27 @@ def tap_sender_reports(receiver: RTCRtpReceiver, on_report: Callable[[int, int, 
             on_report(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
 
     receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+
+
+def accept_red(transceiver: Any, payload_type: int) -> bool:
+    """Let ``transceiver``'s receiver take RED (RFC 2198) packets of Opus on ``payload_type``.
+
+    aiortc knows no RED, so it leaves RED out of the negotiated codecs; the
+    receiver must be told before it starts (its payload types are registered
+    with the transport's router once, at start). Answers whether RED is
+    accepted (``False``: no Opus negotiated, or the receiver already started
+    without it).
+    """
+    codecs = transceiver._codecs
+    if any(c.payloadType == payload_type and c.mimeType.lower() == "audio/red" for c in codecs):
+        return True
+    opus = next((c.payloadType for c in codecs if c.mimeType.lower() == "audio/opus"), None)
+    if opus is None or transceiver.receiver._RTCRtpReceiver__started:
+        return False
+    codecs.append(
+        RTCRtpCodecParameters(
+            mimeType="audio/red", clockRate=48000, channels=2, payloadType=payload_type,
+            parameters={f"{opus}/{opus}": None},
+        )
+    )
+    return True

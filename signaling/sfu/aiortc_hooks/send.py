@@ -350,3 +350,8 @@ def make_forwarding_sender(
     sender._run_rtp = run_rtp  # type: ignore[method-assign]
     sender._retransmit = retransmit  # type: ignore[method-assign]
     sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+
+
+def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
+    """The ``msid`` stream the next offer announces for ``sender``'s track (aiortc: one per peer)."""
+    sender._stream_id = stream_id

@@ -170,6 +170,19 @@ async def test_chromium_answers_offers_publishes_decodes_and_reuses_idle_mids(sf
     await wait_until(lambda: len(amina.frames_from("chromium", TrackSource.CAMERA)) >= 15, what="amina receiving Chromium's camera")
     await wait_until(lambda: len(amina.frames_from("chromium", TrackSource.MICROPHONE)) >= 25, what="amina receiving Chromium's mic")
 
+    # Audio first: Opus with FEC and DTX, RED taken by Chromium (and unwrapped for amina,
+    # whose aiortc does not take it); one msid stream per publisher.
+    assert sdp.count("useinbandfec=1;usedtx=1") == 2 and sdp.count(" red/48000/2") == 2
+    mic = next(f for f in participant.forwarders() if f.source is TrackSource.MICROPHONE)
+    assert mic.red_payload_type is not None, "Chromium did not take RED"
+    await wait_until(lambda: mic.red_packets_received >= 25, what="RED packets from Chromium")
+    stream = next(line.split()[0] for line in sdp.splitlines() if line.startswith("a=msid:hirfa-amina "))
+    assert sdp.count(stream + " ") == 2, "amina's audio and video are not one stream"
+    assert await chromium_page.evaluate(
+        "() => hirfa.pc.getTransceivers().filter(t => t.receiver.track && t.currentDirection === 'recvonly')"
+        ".map(t => t.mid).length"
+    ) == 2
+
     # amina leaves: her m-lines go inactive; yasmine's tracks take the same mids.
     await meeting.leave("amina")
     await browser.settle()

@@ -101,6 +101,7 @@ class FakeSource:
         self.requests = 0
         self.subs: set = set()
         self.packets: dict[int, RtpPacket] = {}
+        self.red_payload_type: int | None = None
 
     def request_keyframe(self) -> bool:
         self.requests += 1
@@ -125,12 +126,17 @@ class FakeWriter:
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, int, int, bool]] = []
         self.resent: list[tuple[bytes, int, int, bool]] = []
+        self.payload_types: list[int | None] = []
         self.backlog_bytes = 0
         self.clock_mapping = None
         self.round_trip: float | None = 0.1
 
-    def send(self, payload: bytes, seq: int, timestamp: int, marker: bool, audio_level: int | None = None) -> bool:
+    def send(
+        self, payload: bytes, seq: int, timestamp: int, marker: bool, audio_level: int | None = None,
+        payload_type: int | None = None,
+    ) -> bool:
         self.sent.append((payload, seq, timestamp, marker))
+        self.payload_types.append(payload_type)
         return True
 
     def resend(self, payload: bytes, seq: int, timestamp: int, marker: bool) -> bool:
@@ -464,3 +470,56 @@ def test_datagrams_leave_in_order_whether_batched_or_not() -> None:
     finally:
         receiver.close()
         sender.close()
+
+
+OFFER = "\r\n".join([
+    "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE 0 1",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 96 0", "c=IN IP4 0.0.0.0", "a=mid:0", "a=recvonly",
+    "a=rtpmap:96 opus/48000/2", "a=rtpmap:0 PCMU/8000",
+    "m=video 9 UDP/TLS/RTP/SAVPF 97 98", "c=IN IP4 0.0.0.0", "a=mid:1", "a=sendonly",
+    "a=rtpmap:97 VP8/90000", "a=rtpmap:98 rtx/90000", "a=fmtp:98 apt=97", "",
+])
+
+
+def test_offers_carry_opus_fec_and_dtx_and_red_first() -> None:
+    from signaling.sfu.sdp import audio_offer, red_payload_types
+
+    offer = audio_offer(OFFER)
+    assert "m=audio 9 UDP/TLS/RTP/SAVPF 63 96 0\r\n" in offer
+    assert "a=rtpmap:63 red/48000/2\r\na=fmtp:63 96/96\r\na=rtpmap:96 opus/48000/2\r\n" in offer
+    assert "a=fmtp:96 minptime=10;useinbandfec=1;usedtx=1\r\n" in offer
+    assert offer.count("a=fmtp:96 ") == 1
+    assert "m=video 9 UDP/TLS/RTP/SAVPF 97 98\r\n" in offer and "a=fmtp:98 apt=97" in offer
+    answer = offer.replace("a=recvonly", "a=sendonly")
+    assert red_payload_types(answer) == {"0": 63}
+    assert red_payload_types(OFFER) == {}
+    assert audio_offer(OFFER, red=False).count("red/") == 0
+
+
+def test_red_payloads_are_unwrapped_for_subscribers_without_red() -> None:
+    from signaling.sfu.sdp import red_primary
+
+    # one redundant block (PT 96, 20 ms earlier, 3 bytes), then the primary (PT 96)
+    red = bytes([0x80 | 96, (960 >> 6) & 0xFF, ((960 & 0x3F) << 2) | 0, 3, 96]) + b"old" + b"new!"
+    assert red_primary(red) == b"new!"
+    assert red_primary(bytes([96]) + b"only") == b"only"
+    assert red_primary(bytes([0x80 | 96, 0, 0, 200, 96]) + b"short") is None
+    assert red_primary(b"\x80\x00") is None
+
+    source = FakeSource()
+    source.red_payload_type = 63
+    plain, with_red = ForwardTrack(MediaKind.AUDIO, max_backlog=1000), ForwardTrack(MediaKind.AUDIO, max_backlog=1000)
+    with_red.red_payload_type = 111
+    writers = [FakeWriter(), FakeWriter()]
+    for track, writer in zip((plain, with_red), writers):
+        track.attach(source)  # type: ignore[arg-type]
+        track.start_sending(writer)  # type: ignore[arg-type]
+    packet = rtp(5, 960, red)
+    packet.payload_type = 63
+    opus = rtp(6, 1920, b"opus")
+    opus.payload_type = 96
+    for track in (plain, with_red):
+        track.forward(packet, False)
+        track.forward(opus, False)
+    assert [p for p, *_ in writers[0].sent] == [b"new!", b"opus"] and writers[0].payload_types == [None, None]
+    assert [p for p, *_ in writers[1].sent] == [red, b"opus"] and writers[1].payload_types == [111, None]
