@@ -120,6 +120,7 @@ MEETING_JS_STRINGS: dict[str, Promise] = {
     "hostMutedYou": _("A host muted your microphone."),
     "hostUnmutedYou": _("A host allowed you to speak again."),
     "reconnectingCall": _("Reconnecting the call…"),
+    "reconnecting": _("Reconnecting…"),
     "usage": _("↑ %(up)s · ↓ %(down)s · %(rate)s/min"),
     "ended_left": _("You left the meeting."),
     "ended_removed": _("A host removed you from the meeting."),

@@ -324,7 +324,9 @@ class MeetingEngine:
         if member is not None:
             if member.reply_to != reply_to:
                 await self._send(member.reply_to, {"kind": "ended", "reason": "replaced"})
-            await self._close_session(live, member)
+            # His old peer stays in the SFU until the new one takes its place (_enter), so
+            # the others' m-lines carrying him are kept: nobody else renegotiates.
+            await self._close_session(live, member, keep_place=user_id in live.members)
             member.reply_to = reply_to
             member.host = bool(command.get("host"))
             member.receive_video = bool(command.get("receive_video", True))
@@ -373,12 +375,20 @@ class MeetingEngine:
             on_negotiation_needed=negotiation_needed,
             on_state_change=state_changed,
             receive_video=member.receive_video,
+            replace=True,
         )
         member.participant = participant
         for user_id, name in live.host_muted:
             if user_id == member.user_id:
                 live.sfu_meeting.set_muted(str(user_id), SOURCES[name], True)
+        # A replaced peer's publications were carried over: keep what he still publishes.
+        carried = live.sfu_meeting.publishes(str(member.user_id))
+        wanted = {SOURCES[str(name)] for name in member.publish if str(name) in SOURCES}
+        for source in carried - wanted:
+            participant.unpublish(source)
         for name in member.publish:
+            if SOURCES.get(str(name)) in carried:
+                continue
             try:
                 participant.publish(SOURCES[str(name)])
             except TooManyTracks as exc:
@@ -402,9 +412,12 @@ class MeetingEngine:
         live.host_muted = {key for key in live.host_muted if key[0] != member.user_id}
         await self._close_session(live, member)
 
-    async def _close_session(self, live: LiveMeeting, member: Member) -> None:
+    async def _close_session(self, live: LiveMeeting, member: Member, *, keep_place: bool = False) -> None:
+        """Forget the member's peer; unless ``keep_place`` (a new peer replaces it), close it."""
         member.generation += 1
         participant, member.participant = member.participant, None
+        if keep_place:
+            return
         # Even a peer whose connection already closed is still registered in the meeting.
         if participant is not None and participant in live.sfu_meeting.participants():
             try:

@@ -130,6 +130,7 @@ class Participant:
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
         self._pc.on("connectionstatechange", self._connection_state_changed)
+        self._liveness = aiortc_hooks.LivenessWatch(self._pc, on_change=self._liveness_changed)
         self._state = ParticipantState.NEW
         self._negotiation = NegotiationState.STABLE
         self._negotiation_needed = False
@@ -204,11 +205,17 @@ class Participant:
             "failed": ParticipantState.FAILED,
             "closed": ParticipantState.CLOSED,
         }.get(self._pc.connectionState)
+        if mapped is ParticipantState.CONNECTED and not self._liveness.alive:
+            mapped = ParticipantState.DISCONNECTED
         if mapped is None or self._state is ParticipantState.CLOSED or mapped is self._state:
             return
         self._state = mapped
         if self._on_state_change is not None:
             self._on_state_change(self, mapped)
+
+    def _liveness_changed(self, alive: bool) -> None:
+        if self._state in (ParticipantState.CONNECTED, ParticipantState.DISCONNECTED):
+            self._connection_state_changed()
 
     def _mark_negotiation_needed(self) -> None:
         if self._state is ParticipantState.CLOSED:
@@ -465,6 +472,7 @@ class Participant:
         if self._state is ParticipantState.CLOSED:
             return
         self._state = ParticipantState.CLOSED
+        await self._liveness.stop()
         for slot in self._publications.values():
             await slot.forwarder.close()
         for slot in [*self._subscriptions.values(), *self._idle]:
@@ -549,15 +557,23 @@ class Meeting:
         on_negotiation_needed: NegotiationCallback,
         on_state_change: StateCallback | None = None,
         receive_video: bool = True,
+        replace: bool = False,
     ) -> Participant:
         """Add a participant subscribed to every track already published.
 
-        Raises :class:`InvalidSfuState` if the meeting is closed or the id is
-        already in it.
+        With ``replace``, a participant already in the meeting under that id
+        gets a new server-side peer (new ICE, DTLS and m-lines for him: what a
+        network change needs, since aiortc cannot restart ICE) and nobody else
+        renegotiates: the new peer publishes what the old one did, and the
+        m-lines the others receive him on are fed by the new peer from its
+        first keyframe on (same SSRC, sequence numbers and timestamps going
+        on, same msid). Raises :class:`InvalidSfuState` if the meeting is
+        closed or, without ``replace``, if the id is already in it.
         """
         if self._closed:
             raise InvalidSfuState(f"cannot join {participant_id!r}: meeting {self.id!r} is closed")
-        if participant_id in self._participants:
+        old = self._participants.get(participant_id)
+        if old is not None and not replace:
             raise InvalidSfuState(
                 f"participant {participant_id!r} is already in meeting {self.id!r}"
             )
@@ -569,10 +585,24 @@ class Meeting:
             receive_video=receive_video,
         )
         self._participants[participant_id] = participant
+        participant._liveness.start()
+        if old is not None:
+            for source, slot in old._publications.items():
+                if not slot.active:
+                    continue
+                participant.publish(source)  # the others already subscribe to (id, source)
+                forwarder = participant._publications[source].forwarder
+                for track in slot.forwarder.subscribers:
+                    track.attach(forwarder)
+            await old._close()
         for forwarder in self.forwarders():
             if forwarder.participant_id != participant_id:
                 participant._subscribe(forwarder)
         return participant
+
+    def publishes(self, participant_id: str) -> frozenset[TrackSource]:
+        """What the participant publishes now."""
+        return frozenset(f.source for f in self.participant(participant_id).forwarders())
 
     async def leave(self, participant_id: str) -> None:
         """Remove a participant and close his peer connection; others renegotiate.

@@ -45,6 +45,9 @@ class ParticipantState(enum.StrEnum):
     NEW = "new"  # joined, no answer applied yet
     CONNECTING = "connecting"
     CONNECTED = "connected"
+    #: Was connected; nothing came from him for a few seconds (his network is changing,
+    #: or gone): his tile shows "reconnecting". Back to CONNECTED on his next packet.
+    DISCONNECTED = "disconnected"
     FAILED = "failed"  # ICE/DTLS failed; the bridge should restart or remove
     CLOSED = "closed"
 

@@ -179,12 +179,15 @@ async def test_host_lobby_admit_mute_remove_and_ice_restart(embedded_sfu, close_
     from signaling.sfu import TrackSource
 
     a.peer = ClientPeer("amina", tracks={TrackSource.MICROPHONE: ToneAudioTrack(), TrackSource.CAMERA: PatternVideoTrack()})
-    mark = a.mark()
+    mark, nadia_mark = a.mark(), n.mark()
+    seen_of_amina = len(n.frames_from(amina.pk, "camera"))
     await a.send({"type": "meeting_ice_restart", "meeting": meeting_id})
     await a.wait_for("meeting_ice_servers", after=mark)
     offer = await a.wait_for("meeting_offer", after=mark)
     assert offer["revision"] == 1
     await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= 10, what="amina sees nadia again")
+    await wait_until(lambda: len(n.frames_from(amina.pk, "camera")) >= seen_of_amina + 10, what="nadia sees amina again")
+    assert "meeting_offer" not in [f["type"] for f in n.frames[nadia_mark:]], "nadia renegotiated for amina's restart"
     state = await n.wait_for("meeting_state", lambda f: any(p["host_muted"] == ["mic"] and p["connected"] for p in f["participants"]))
     assert len(state["participants"]) == 2
 

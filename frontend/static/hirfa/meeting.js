@@ -553,8 +553,21 @@ function badge(icon, label, cls = "") {
   return h("span", { class: `badge-icon ${cls}`, title: label }, h("span", { "aria-hidden": "true", text: icon }), h("span", { class: "sr-only", text: label }));
 }
 
+// Who has been connected in this call: only they can be "reconnecting" (not someone joining).
+const everConnected = new Set();
+
+/** Whether a participant's media stopped reaching the server (his network is changing). */
+function reconnecting(p) {
+  if (p.connected) everConnected.add(p.user.id);
+  return !p.connected && p.user.id !== ME && everConnected.has(p.user.id);
+}
+
 function participantBadges(p) {
   const out = [];
+  if (reconnecting(p)) {
+    // Words, not only an icon: the frozen picture must not pass for a live one.
+    out.push(h("span", { class: "badge-icon reconnecting", role: "status" }, h("span", { "aria-hidden": "true", text: "⟳ " }), h("span", { text: T.reconnecting })));
+  }
   if (p.host) out.push(badge("🛡", T.host));
   if (p.hand) out.push(badge("✋", T.handUp, "hand"));
   if (p.host_muted.includes("mic")) out.push(badge("🔇", T.hostMuted, "muted"));
@@ -596,6 +609,7 @@ function renderTiles() {
     tile.el.classList.toggle("self", w.me && w.source === "camera");
     tile.el.classList.toggle("speaking", w.source === "camera" && state?.active_speaker === w.p.user.id);
     tile.el.classList.toggle("hand", w.source === "camera" && w.p.hand);
+    tile.el.classList.toggle("reconnecting", reconnecting(w.p));
     tile.badges.replaceChildren(...(w.source === "camera" ? participantBadges(w.p) : []));
     tile.el.dataset.user = String(w.p.user.id);
     if (els.tiles.children[index] !== tile.el) els.tiles.insertBefore(tile.el, els.tiles.children[index] || null);

@@ -50,7 +50,7 @@ if pylibsrtp.__version__ != PYLIBSRTP_VERSION:  # pragma: no cover - guarded by 
         f"found pylibsrtp {pylibsrtp.__version__}"
     )
 
-from .ice import HostCandidatePolicy, configure_host_candidates  # noqa: E402
+from .ice import HostCandidatePolicy, LivenessWatch, configure_host_candidates  # noqa: E402
 from .receive import (  # noqa: E402
     AssembledFrame,
     FrameAssembler,
@@ -68,6 +68,7 @@ __all__ = [
     "AssembledFrame",
     "FrameAssembler",
     "HostCandidatePolicy",
+    "LivenessWatch",
     "NackScheduler",
     "PacketSink",
     "RtpWriter",

@@ -1,6 +1,7 @@
 """ICE: host candidates in a port range, the media sockets' protocol.
 
-Private names used: ``aioice.Connection.get_component_candidates/_protocols``,
+Private names used: ``aioice.Connection.get_component_candidates/_protocols/
+_nominated/build_request/remote_password``, ``aioice.stun.TransactionError``,
 ``aioice.ice.StunProtocol`` (``receiver``, ``local_candidate``,
 ``transport``), ``RTCIceGatherer._connection``.
 """
@@ -10,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aioice import stun
 from aioice.ice import StunProtocol
 from aiortc import RTCPeerConnection
 
@@ -42,6 +45,7 @@ class _MediaStunProtocol(StunProtocol):
         as if asyncio had read it; what the SFU forwards meanwhile leaves at
         the end, batched (:func:`.send.begin_burst`).
         """
+        self.receiver._hirfa_last_rx = time.monotonic()  # what LivenessWatch reads
         opened = begin_burst()
         try:
             self._dispatch(data, addr)
@@ -166,3 +170,90 @@ def _candidate_gatherer(connection: Any, policy: HostCandidatePolicy) -> Callabl
         return candidates
 
     return get_component_candidates
+
+
+class LivenessWatch:
+    """Notices within seconds that a peer went silent (RFC 7675 consent, made quick).
+
+    aioice checks consent every 5 s and gives up after 6 failures: a phone
+    that lost its network stays "connected" for about 30 s. Here, every
+    ``interval`` seconds the time since the last datagram from the peer (any:
+    RTP, RTCP, STUN, DTLS) is looked at; after ``probe_after`` seconds of
+    silence a STUN binding request is sent on the nominated pair (the peer
+    answers at once if it is there), and after ``lost_after`` seconds the
+    peer counts as lost: ``on_change(False)``; the first datagram after that
+    gives ``on_change(True)``. aioice's own consent checks keep running and
+    still close the connection for good after their 30 s.
+    """
+
+    def __init__(
+        self,
+        pc: RTCPeerConnection,
+        *,
+        on_change: Callable[[bool], None],
+        interval: float = 0.5,
+        probe_after: float = 1.0,
+        lost_after: float = 3.0,
+    ) -> None:
+        self._pc = pc
+        self._on_change = on_change
+        self._interval = interval
+        self._probe_after = probe_after
+        self._lost_after = lost_after
+        self._alive = True
+        self._task: asyncio.Task[None] | None = None
+        self._probes: set[asyncio.Task[Any]] = set()
+        self.probes_sent = 0
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    def _connection(self) -> Any:
+        for transceiver in self._pc.getTransceivers():
+            return transceiver.receiver.transport.transport._connection
+        return None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            connection = self._connection()
+            pair = connection._nominated.get(1) if connection is not None else None
+            last = getattr(connection, "_hirfa_last_rx", None)
+            if pair is None or last is None or pair.protocol.transport is None:
+                continue  # not connected yet (or any more): aiortc's states say so
+            idle = time.monotonic() - last
+            if idle >= self._probe_after:
+                self._probe(connection, pair)
+            alive = idle < self._lost_after
+            if alive != self._alive:
+                self._alive = alive
+                self._on_change(alive)
+
+    def _probe(self, connection: Any, pair: Any) -> None:
+        async def probe() -> None:
+            request = connection.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(
+                    request, pair.remote_addr, integrity_key=connection.remote_password.encode("utf8"),
+                    retransmissions=0,
+                )
+            except (stun.TransactionError, ConnectionError, OSError, AttributeError):
+                pass  # no answer: the silence goes on counting
+
+        self.probes_sent += 1
+        task = asyncio.ensure_future(probe())
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._probes) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None

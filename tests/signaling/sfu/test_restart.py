@@ -1,0 +1,93 @@
+"""A participant whose network changed gets a new server peer; nobody else renegotiates."""
+
+from __future__ import annotations
+
+import pytest
+
+from signaling.sfu import Sfu, TrackSource
+
+from .peers import ClientPeer, PatternVideoTrack, Session, ToneAudioTrack, wait_until
+from .test_forwarding_e2e import close_all, join
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def test_a_new_peer_takes_the_place_of_the_old_without_renegotiating_the_others(sfu: Sfu) -> None:
+    meeting = sfu.meeting("guild-handover")
+    tracks = {TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()}
+    amina = ClientPeer("amina", tracks=tracks)
+    karim, yasmine = ClientPeer("karim"), ClientPeer("yasmine", tracks={TrackSource.MICROPHONE: ToneAudioTrack()})
+    sessions = [
+        await join(meeting, amina, TrackSource.CAMERA, TrackSource.MICROPHONE),
+        await join(meeting, karim),
+        await join(meeting, yasmine, TrackSource.MICROPHONE),
+    ]
+    for session in sessions:
+        await session.settle()
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 10, what="karim video")
+    mids = {source: karim.mid_for("amina", source) for source in TrackSource if source is not TrackSource.SCREEN}
+    negotiations = {s.client.name: s.negotiations for s in sessions[1:]}
+    old_peer = meeting.participant("amina").peer_connection
+
+    # amina's phone moved from Wi-Fi to 4G: her page opens a new peer connection.
+    amina_again = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()})
+    session = Session(amina_again)
+    session.participant = await meeting.join("amina", on_negotiation_needed=session.on_negotiation_needed, replace=True)
+    await session.settle()
+    assert meeting.publishes("amina") == {TrackSource.CAMERA, TrackSource.MICROPHONE}
+    assert old_peer.connectionState == "closed"
+
+    video_before = len(karim.frames_from("amina", TrackSource.CAMERA))
+    audio_before = len(yasmine.frames_from("amina", TrackSource.MICROPHONE))
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= video_before + 20, what="video again")
+    await wait_until(lambda: len(yasmine.frames_from("amina", TrackSource.MICROPHONE)) >= audio_before + 20, what="audio again")
+    await wait_until(lambda: len(amina_again.frames_from("yasmine", TrackSource.MICROPHONE)) >= 10, what="amina hears yasmine")
+    for other in sessions[1:]:
+        await other.settle()
+        assert other.negotiations == negotiations[other.client.name], f"{other.client.name} renegotiated"
+    assert {source: karim.mid_for("amina", source) for source in mids} == mids
+    await amina.close()
+    await close_all(sfu, [*sessions[1:], session])
+
+
+async def test_a_peer_gone_silent_is_marked_disconnected_within_seconds_and_back_when_it_returns(
+    sfu: Sfu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from signaling.sfu import ParticipantState
+    from signaling.sfu.aiortc_hooks import ice
+
+    meeting = sfu.meeting("guild-tunnel")
+    states: list[ParticipantState] = []
+    amina = ClientPeer("amina", tracks={TrackSource.MICROPHONE: ToneAudioTrack()})
+    session = Session(amina)
+    session.participant = await meeting.join(
+        "amina", on_negotiation_needed=session.on_negotiation_needed, on_state_change=lambda p, s: states.append(s)
+    )
+    session.participant.publish(TrackSource.MICROPHONE)
+    await session.settle()
+    karim = ClientPeer("karim")
+    sessions = [session, await join(meeting, karim)]
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.MICROPHONE)) >= 10, what="karim hears amina")
+    assert session.participant.state is ParticipantState.CONNECTED
+    server_side = session.participant.peer_connection.getTransceivers()[0].receiver.transport.transport._connection
+
+    # amina's train enters a tunnel: nothing of hers reaches the server any more.
+    real = ice._MediaStunProtocol.datagram_received
+    tunnel = [True]
+
+    def datagram_received(self, data, addr) -> None:
+        if tunnel[0] and self.receiver is server_side:
+            return
+        real(self, data, addr)
+
+    monkeypatch.setattr(ice._MediaStunProtocol, "datagram_received", datagram_received)
+    started = time.monotonic()
+    await wait_until(lambda: session.participant.state is ParticipantState.DISCONNECTED, timeout=10, what="silence noticed")
+    assert time.monotonic() - started < 5.0
+    assert states[-1] is ParticipantState.DISCONNECTED
+    tunnel[0] = False
+    await wait_until(lambda: session.participant.state is ParticipantState.CONNECTED, timeout=10, what="back")
+    assert states[-1] is ParticipantState.CONNECTED
+    await close_all(sfu, sessions)
