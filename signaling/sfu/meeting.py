@@ -132,6 +132,7 @@ class Participant:
         self._pc.on("connectionstatechange", self._connection_state_changed)
         self._liveness = aiortc_hooks.LivenessWatch(self._pc, on_change=self._liveness_changed)
         self._state = ParticipantState.NEW
+        self._released = False
         self._negotiation = NegotiationState.STABLE
         self._negotiation_needed = False
         self._revision = 0
@@ -469,8 +470,12 @@ class Participant:
     # ------------------------------------------------------------ teardown
 
     async def _close(self) -> None:
-        if self._state is ParticipantState.CLOSED:
+        # The peer may have closed from the other side first (state CLOSED already):
+        # what it held here (watch task, NACK timers, tracks) is released all the same.
+        if self._released:
             return
+        self._released = True
+        announce = self._state is not ParticipantState.CLOSED
         self._state = ParticipantState.CLOSED
         await self._liveness.stop()
         for slot in self._publications.values():
@@ -480,7 +485,7 @@ class Participant:
         self._subscriptions.clear()
         self._idle.clear()
         await self._pc.close()
-        if self._on_state_change is not None:
+        if announce and self._on_state_change is not None:
             self._on_state_change(self, ParticipantState.CLOSED)
 
 
