@@ -219,8 +219,14 @@ class LivenessWatch:
         return None
 
     async def _run(self) -> None:
+        tick = time.monotonic()
         while True:
             await asyncio.sleep(self._interval)
+            previous, tick = tick, time.monotonic()
+            if tick - previous > 3 * self._interval:
+                # The event loop itself stalled (a busy server): the peer's datagrams may be
+                # waiting in the socket. Judge silence on the next round, not now.
+                continue
             connection = self._connection()
             pair = connection._nominated.get(1) if connection is not None else None
             last = getattr(connection, "_hirfa_last_rx", None)
