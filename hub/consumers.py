@@ -249,7 +249,7 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         return {"hello": self.on_hello, "ping": self.on_ping, **self.room_handlers(), **self.meeting_handlers()}
 
     async def on_hello(self, frame: protocol.Hello) -> None:
-        if frame.v != protocol.PROTOCOL_VERSION:
+        if frame.v not in protocol.SUPPORTED_VERSIONS:
             self.emit(
                 ErrorOut(
                     ref=frame.ref,
@@ -261,10 +261,12 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
             return
         if not self.ready:
             self.ready = True
+            self.protocol_version = frame.v
             await self.join_group(realtime.user_group(self.user.pk))
         self.emit(
             Welcome(
                 ref=frame.ref,
+                v=self.protocol_version,
                 user=Author(id=self.user.pk, name=await self.user_display_name()),
                 ping_seconds=settings.HIRFA_PING_SECONDS,
                 limits={

@@ -12,7 +12,10 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+# Version 1 clients are still served for a release: they get `presence` frames
+# (one per member who came or went) made from each `presence_delta`.
+SUPPORTED_VERSIONS = (1, 2)
 
 Ref = Annotated[str, Field(max_length=64)]
 RoomId = Annotated[int, Field(ge=1)]
@@ -130,10 +133,12 @@ class Ban(ClientFrame):
 
 
 class Presence(ClientFrame):
-    """Ask who is online in a room now."""
+    """Ask who is online in a room now: a page of `limit` members from `offset` on."""
 
     type: Literal["presence"]
     room: RoomId
+    offset: Annotated[int, Field(ge=0, le=100000)] = 0
+    limit: Annotated[int, Field(ge=1, le=100)] = 100
 
 
 # --- meetings, client → server (signaling/consumers.py) ----------------------
@@ -359,12 +364,25 @@ class PresenceOut(ServerFrame):
     online: bool
 
 
+class PresenceDelta(ServerFrame):
+    """Who came and who went in a room since the last delta (at most one per room every ~2 s
+    per server process), and how many are online now. `more`: the lists were cut short."""
+
+    type: Literal["presence_delta"] = "presence_delta"
+    room: int
+    joined: list[Author] = []
+    left: list[Author] = []
+    more: bool = False
+    online_count: int
+
+
 class PresenceList(ServerFrame):
     type: Literal["presence_list"] = "presence_list"
     ref: str | None = None
     room: int
     online: list[Author]
     online_count: int = 0
+    offset: int = 0
 
 
 class ResyncOut(ServerFrame):
@@ -526,7 +544,7 @@ class MeetingEnded(ServerFrame):
 
 SERVER_FRAME_TYPES: tuple[str, ...] = (
     "welcome", "pong", "subscribed", "unsubscribed", "ack", "message", "messages", "typing",
-    "presence", "presence_list", "resync", "unread", "notification", "removed", "member", "error",
+    "presence", "presence_delta", "presence_list", "resync", "unread", "notification", "removed", "member", "error",
     "meeting", "meeting_joined", "meeting_lobby", "meeting_ice_servers", "meeting_offer",
     "meeting_candidate", "meeting_state", "meeting_rejoin", "meeting_ended",
 )

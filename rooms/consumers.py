@@ -29,7 +29,7 @@ from hub.protocol import (
     Unsubscribed,
 )
 from rooms import selectors, services
-from rooms.presence import presence_store
+from rooms.presence import ONLINE_LIST_MAX, presence_deltas, presence_store
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class RoomFrames:
 
     user: Any
     conn_id: str
+    protocol_version: int = protocol.PROTOCOL_VERSION
 
     def room_frames_init(self) -> None:
         self.rooms: dict[int, RoomSub] = {}
@@ -121,6 +122,10 @@ class RoomFrames:
     def room_frames_filter(self, group: str, text: str) -> bool:
         """Whether a live event goes out now; buffers room events while the room replays."""
         sub = self.room_groups.get(group)
+        if sub is not None and self.protocol_version == 1 and text.startswith('{"type":"presence_delta"'):
+            for old in _presence_v1(text):
+                self.push(old)  # type: ignore[attr-defined]
+            return False
         if sub is not None:
             if sub.replaying:
                 sub.buffered.append(text)
@@ -190,27 +195,23 @@ class RoomFrames:
             return
         if first:
             author = protocol.Author(id=self.user.pk, name=await self.user_display_name())
-            realtime.publish_now(
-                realtime.room_group(room_id),
-                protocol.encode(PresenceOut(room=room_id, user=author, online=True)),
-            )
+            presence_deltas().note(room_id, author, online=True)
 
     async def _presence_leave(self, room_id: int) -> None:
         try:
             if await presence_store().remove(room_id, self.user.pk, self.conn_id):
                 author = protocol.Author(id=self.user.pk, name=await self.user_display_name())
-                realtime.publish_now(
-                    realtime.room_group(room_id),
-                    protocol.encode(PresenceOut(room=room_id, user=author, online=False)),
-                )
+                presence_deltas().note(room_id, author, online=False)
         except Exception as exc:
             log.warning("presence removal failed for room %s (%s)", room_id, exc)
 
-    async def _online(self, room_id: int) -> tuple[list[protocol.Author], int]:
+    async def _online(
+        self, room_id: int, offset: int = 0, limit: int = ONLINE_LIST_MAX
+    ) -> tuple[list[protocol.Author], int]:
         if self._bus_degraded():
             return [], 0
         try:
-            online_ids, online_count = await presence_store().online(room_id)
+            online_ids, online_count = await presence_store().online(room_id, limit=limit, offset=offset)
         except Exception as exc:
             log.warning("presence unavailable for room %s (%s)", room_id, exc)
             return [], 0
@@ -349,8 +350,22 @@ class RoomFrames:
 
     async def on_presence(self, frame: protocol.Presence) -> None:
         await _db(selectors.room_access)(user=self.user, room_id=frame.room)
-        online, online_count = await self._online(frame.room)
-        self.emit(PresenceList(ref=frame.ref, room=frame.room, online=online, online_count=online_count))  # type: ignore[attr-defined]
+        online, online_count = await self._online(frame.room, offset=frame.offset, limit=frame.limit)
+        self.emit(  # type: ignore[attr-defined]
+            PresenceList(
+                ref=frame.ref, room=frame.room, online=online, online_count=online_count, offset=frame.offset
+            )
+        )  # type: ignore[attr-defined]
+
+
+def _presence_v1(text: str) -> list[str]:
+    """A `presence_delta` as the version 1 `presence` frames it stands for."""
+    delta = protocol.PresenceDelta.model_validate_json(text)
+    return [
+        protocol.encode(PresenceOut(room=delta.room, user=author, online=online))
+        for authors, online in ((delta.joined, True), (delta.left, False))
+        for author in authors
+    ]
 
 
 def _rev_of(text: str) -> int | None:

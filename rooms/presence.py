@@ -26,8 +26,10 @@ ONLINE_LIST_MAX = 100
 class PresenceStore(Protocol):
     async def add(self, room_id: int, user_id: int, conn_id: str) -> bool: ...
     async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool: ...
-    async def online(self, room_id: int, limit: int = ONLINE_LIST_MAX) -> tuple[list[int], int]:
-        """Up to `limit` online user ids, and how many are online in all."""
+    async def online(
+        self, room_id: int, limit: int = ONLINE_LIST_MAX, offset: int = 0
+    ) -> tuple[list[int], int]:
+        """Up to `limit` online user ids from `offset` on, and how many are online in all."""
 
 
 class LocalPresence:
@@ -53,9 +55,11 @@ class LocalPresence:
             self._rooms.pop(room_id, None)
         return True
 
-    async def online(self, room_id: int, limit: int = ONLINE_LIST_MAX) -> tuple[list[int], int]:
+    async def online(
+        self, room_id: int, limit: int = ONLINE_LIST_MAX, offset: int = 0
+    ) -> tuple[list[int], int]:
         users = sorted(self._rooms.get(room_id, {}))
-        return users[:limit], len(users)
+        return users[offset : offset + limit], len(users)
 
 
 class RedisPresence:
@@ -125,11 +129,15 @@ class RedisPresence:
                     pipe.expire(room_key, ENTRY_TTL_SECONDS * 2)
                 await pipe.execute()
 
-    async def online(self, room_id: int, limit: int = ONLINE_LIST_MAX) -> tuple[list[int], int]:
+    async def online(
+        self, room_id: int, limit: int = ONLINE_LIST_MAX, offset: int = 0
+    ) -> tuple[list[int], int]:
         room_key, _user_key = self._keys(room_id, 0)
         now = time.time()
+        if limit <= 0:
+            return [], int(await self._redis.zcount(room_key, now, "+inf"))
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrangebyscore(room_key, now, "+inf", start=0, num=limit)
+            pipe.zrangebyscore(room_key, now, "+inf", start=offset, num=limit)
             pipe.zcount(room_key, now, "+inf")
             members, count = await pipe.execute()
         return sorted(int(m) for m in members), int(count)
@@ -152,3 +160,87 @@ def presence_store() -> PresenceStore:
         store = RedisPresence()
         _stores[loop] = store
     return store
+
+
+# --- coalesced announcements ----------------------------------------------------------
+
+DELTA_SECONDS_DEFAULT = 2.0
+# A delta lists at most this many who came and who went; beyond, it says `more`
+# and a member who wants the names asks for them (`presence` with an offset).
+DELTA_LIST_MAX = 50
+
+
+class PresenceDeltas:
+    """Presence changes of this process's sockets, announced per room at most once per period.
+
+    A member's first socket in a room opening, or his last closing, is noted
+    here instead of being published at once. Every period, each room with
+    changes gets one `presence_delta` frame: who came, who went, and how many
+    are online. A change undone within the period (a reconnect) is not
+    announced at all, so a reconnect storm costs nothing here, and a thousand
+    members arriving together cost one frame per period, not a thousand.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        # room → user → (author, was online before the period, is online now)
+        self._pending: dict[int, dict[int, tuple[object, bool, bool]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.frames_published = 0
+
+    def note(self, room_id: int, author: object, *, online: bool) -> None:
+        """Record that `author` (a protocol.Author) came online (or went offline) in `room_id`."""
+        users = self._pending.setdefault(room_id, {})
+        user_id = int(getattr(author, "id"))
+        before = users[user_id][1] if user_id in users else not online
+        users[user_id] = (author, before, online)
+        if self._task is None or self._task.done():
+            self._task = self.loop.create_task(self._flush_later(), name="hirfa-presence-deltas")
+
+    async def _flush_later(self) -> None:
+        period = float(getattr(settings, "HIRFA_PRESENCE_DELTA_SECONDS", DELTA_SECONDS_DEFAULT))
+        while self._pending:
+            await asyncio.sleep(period)
+            try:
+                await self.flush()
+            except Exception:
+                log.warning("presence deltas failed", exc_info=True)
+
+    async def flush(self) -> None:
+        """Publish one `presence_delta` per room with a net change (and forget the rest)."""
+        from hub import protocol, realtime
+
+        pending, self._pending = self._pending, {}
+        for room_id, users in pending.items():
+            joined = [a for a, before, now in users.values() if now and not before]
+            left = [a for a, before, now in users.values() if before and not now]
+            if not joined and not left:
+                continue
+            try:
+                _ids, count = await presence_store().online(room_id, limit=0)
+            except Exception as exc:
+                log.info("presence count unavailable for room %s (%s)", room_id, exc)
+                continue
+            frame = protocol.PresenceDelta(
+                room=room_id,
+                joined=joined[:DELTA_LIST_MAX],  # type: ignore[arg-type]
+                left=left[:DELTA_LIST_MAX],  # type: ignore[arg-type]
+                more=len(joined) > DELTA_LIST_MAX or len(left) > DELTA_LIST_MAX,
+                online_count=count,
+            )
+            realtime.publish_now(realtime.room_group(room_id), protocol.encode(frame))
+            self.frames_published += 1
+
+
+_deltas: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceDeltas]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def presence_deltas() -> PresenceDeltas:
+    """The presence announcements of the running event loop."""
+    loop = asyncio.get_running_loop()
+    found = _deltas.get(loop)
+    if found is None:
+        found = _deltas[loop] = PresenceDeltas(loop)
+    return found

@@ -8,15 +8,16 @@ from typing import Any
 from channels.testing import WebsocketCommunicator
 
 from hub.consumers import HubConsumer
+from hub.protocol import PROTOCOL_VERSION
 
 
-async def open_socket(user: Any, *, hello: bool = True) -> WebsocketCommunicator:
+async def open_socket(user: Any, *, hello: bool = True, version: int = PROTOCOL_VERSION) -> WebsocketCommunicator:
     comm = WebsocketCommunicator(HubConsumer.as_asgi(), "/ws/")
     comm.scope["user"] = user
     connected, _ = await comm.connect()
     assert connected
     if hello:
-        await comm.send_json_to({"type": "hello", "v": 1, "ref": "hello"})
+        await comm.send_json_to({"type": "hello", "v": version, "ref": "hello"})
         welcome = await comm.receive_json_from(timeout=5)
         assert welcome["type"] == "welcome", welcome
     return comm

@@ -208,11 +208,12 @@ async def test_a_flood_is_rate_limited_and_nothing_is_lost_after_it(settings):
     await a.disconnect()
 
 
-async def test_typing_and_presence_reach_the_others():
+async def test_typing_and_presence_reach_the_others_on_a_version_1_socket():
+    """Version 1 clients still get one `presence` frame per member who came or went."""
     room, amina, yacine = await guild_with_members("amina", "yacine")
-    a = await open_socket(amina)
+    a = await open_socket(amina, version=1)
     await subscribe(a, room.pk)
-    y = await open_socket(yacine)
+    y = await open_socket(yacine, version=1)
     _, subscribed = await subscribe(y, room.pk)
     assert {u["name"] for u in subscribed["online"]} == {"Amina", "Yacine"}
     online = await expect(a, "presence", user={"id": yacine.pk, "name": "Yacine"})
@@ -223,6 +224,38 @@ async def test_typing_and_presence_reach_the_others():
     offline = await expect(a, "presence", user={"id": yacine.pk, "name": "Yacine"})
     assert offline["online"] is False
     await a.disconnect()
+
+
+async def test_presence_changes_are_announced_once_per_room_and_period(settings):
+    """Members arriving together cost one `presence_delta`, not one frame each; a member
+    who comes and goes within the period is not announced at all."""
+    settings.HIRFA_PRESENCE_DELTA_SECONDS = 1.0
+    room, amina, *others = await guild_with_members("amina", "yacine", "nadia", "karim", "samir", "lila")
+    a = await open_socket(amina)
+    await subscribe(a, room.pk)
+    own = await expect(a, "presence_delta", timeout=5)
+    assert ([u["name"] for u in own["joined"]], own["online_count"]) == (["Amina"], 1)
+    sockets = [await open_socket(user) for user in others[:4]]
+    for comm in sockets:
+        await subscribe(comm, room.pk)
+    passing = await open_socket(others[4])
+    await subscribe(passing, room.pk)
+    await passing.disconnect()
+    delta = await expect(a, "presence_delta", timeout=5)
+    assert delta["room"] == room.pk
+    assert sorted(u["name"] for u in delta["joined"]) == ["Karim", "Nadia", "Samir", "Yacine"]
+    assert delta.get("left", []) == [] and delta["online_count"] == 5
+    await nothing_more(a, kind="presence_delta", wait=1.5)
+    await nothing_more(a, kind="presence")
+    await sockets[0].disconnect()
+    gone = await expect(a, "presence_delta", timeout=5)
+    assert [u["name"] for u in gone["left"]] == ["Yacine"] and gone["online_count"] == 4
+    # A member asks for the names page by page.
+    await a.send_json_to({"type": "presence", "room": room.pk, "offset": 2, "limit": 2, "ref": "p"})
+    page = await expect(a, "presence_list", ref="p")
+    assert (len(page["online"]), page["online_count"], page["offset"]) == (2, 4, 2)
+    for comm in (a, *sockets[1:]):
+        await comm.disconnect()
 
 
 async def test_a_banned_member_stops_receiving_the_room():

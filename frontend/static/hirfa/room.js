@@ -47,6 +47,7 @@ const messages = new Map(); // id → message frame
 const nodes = new Map(); // id → <li>
 const pendingNodes = new Map(); // client_id → <li>
 const online = new Map(); // user id → name
+let onlineCount = 0; // how many are online in all (the list may hold only a page)
 const typers = new Map(); // user id → {name, until}
 let replyTo = null;
 let editing = null;
@@ -639,7 +640,23 @@ function renderOnline() {
       return li;
     }),
   );
-  const label = fmt("onlineCount", { count: online.size });
+  // A large room lists a page of who is online; the rest come on demand.
+  if (onlineCount > online.size) {
+    const more = h("button", { type: "button", class: "btn btn-quiet btn-small", text: T.more });
+    more.addEventListener("click", () => {
+      more.disabled = true;
+      hub.request({ type: "presence", room: ROOM, offset: online.size, limit: 100 }).then(
+        (page) => {
+          for (const person of page.online) online.set(person.id, person.name);
+          onlineCount = page.online_count;
+          renderOnline();
+        },
+        () => (more.disabled = false),
+      );
+    });
+    els.online.append(h("li", {}, more));
+  }
+  const label = fmt("onlineCount", { count: Math.max(onlineCount, online.size) });
   els.onlineTitle.textContent = label;
   els.onlineCount.textContent = label;
 }
@@ -675,19 +692,22 @@ hub.on("subscribed", (frame) => {
   if (frame.room !== ROOM) return;
   online.clear();
   for (const person of frame.online || []) online.set(person.id, person.name);
+  onlineCount = frame.online_count ?? online.size;
   renderOnline();
   markRead();
 });
-hub.on("presence", (frame) => {
+hub.on("presence_delta", (frame) => {
   if (frame.room !== ROOM) return;
-  if (frame.online) online.set(frame.user.id, frame.user.name);
-  else online.delete(frame.user.id);
+  for (const person of frame.left || []) online.delete(person.id);
+  for (const person of frame.joined || []) online.set(person.id, person.name);
+  onlineCount = frame.online_count;
   renderOnline();
 });
 hub.on("presence_list", (frame) => {
   if (frame.room !== ROOM) return;
-  online.clear();
+  if (!frame.offset) online.clear();
   for (const person of frame.online) online.set(person.id, person.name);
+  onlineCount = frame.online_count;
   renderOnline();
 });
 hub.on("typing", (frame) => {

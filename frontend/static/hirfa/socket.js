@@ -11,7 +11,7 @@
 //   the server never stores a message twice. The outbox survives a reload
 //   (sessionStorage).
 
-const PROTOCOL_VERSION = 1;
+const PROTOCOL_VERSION = 2;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30000;
 const OUTBOX_KEY = "hirfa.outbox";
