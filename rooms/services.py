@@ -130,16 +130,19 @@ def message_post(
     A retried send returns the message already stored, with `created` false.
     Refuses with `not_found`, `muted`, `rate_limited`, `slow_mode`, `empty` or `too_long`.
     """
-    existing = (
-        Message.objects.filter(room_id=room_id, author=user, client_id=client_id)
-        .values_list("seq", flat=True)
-        .first()
-    )
     access = room_access(user=user, room_id=room_id)
-    if existing is not None:
-        return PostResult(message_frame(message_by_seq(room=access.room, seq=existing)), False)
+    room = access.room
+    muted = member_is_muted(access.membership) and not access.can_moderate
+    slow = bool(room.slow_mode_seconds) and not access.can_moderate
+    # On PostgreSQL a retried send is caught by the insert itself (ON CONFLICT); a
+    # muted member's or a slow room's retry must still be answered before the refusals.
+    one_statement = connection.vendor == "postgresql"
+    if not one_statement or muted or slow:
+        existing = _stored_seq(room_id=room_id, user=user, client_id=client_id)
+        if existing is not None:
+            return PostResult(message_frame(message_by_seq(room=room, seq=existing)), False)
     text = _clean_text(text, allow_empty=bool(attachment_ids))
-    if member_is_muted(access.membership) and not access.can_moderate:
+    if muted:
         assert access.membership is not None and access.membership.muted_until is not None
         raise HirfaError(
             ErrorCode.MUTED,
@@ -152,8 +155,7 @@ def message_post(
         raise HirfaError(
             ErrorCode.RATE_LIMITED, _("You are sending too fast."), retry_after=wait, room=room_id
         )
-    room = access.room
-    if room.slow_mode_seconds and not access.can_moderate:
+    if slow:
         last = (
             Message.objects.filter(room=room, author=user)
             .order_by("-seq")
@@ -178,33 +180,44 @@ def message_post(
         )
         if len(attachments) != len(set(attachment_ids)):
             raise HirfaError(ErrorCode.INVALID, _("Unknown attachment."), room=room_id)
+    follow = room.is_public and not access.follows
     try:
         with transaction.atomic():
-            if room.is_public and not access.follows:
-                room_follow(user=user, room_id=room.pk)
-            seq, rev = _next_rev(room.pk, new_message=True)
             mentioned = _mentioned_users(room=room, text=text, author=user)
-            message = Message.objects.create(
-                room=room,
-                seq=seq,
-                rev=rev,
-                author=user,
-                client_id=client_id,
-                text=text,
-                reply_to_seq=reply_to if reply_to and reply_to < seq else None,
-                mentions=[u.pk for u in mentioned],
-            )
-            if attachments:
-                Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(
-                    message=message
+            if one_statement and not attachments and not follow:
+                message = _message_insert_once(
+                    room=room, user=user, client_id=client_id, text=text, reply_to=reply_to,
+                    mentions=[u.pk for u in mentioned],
                 )
-                frame = _publish_message(message)
-            else:
-                # A new message has no reactions nor attachments: no need to read it back.
+                if message is None:
+                    raise _AlreadyStored()
                 frame = message_frame(message, reactions=(), attachments=())
                 realtime.publish_on_commit(realtime.room_group(room.pk), frame)
-            # The author has read his own message.
-            Membership.objects.filter(room=room, user=user).update(last_read_seq=seq)
+            else:
+                if follow:
+                    room_follow(user=user, room_id=room.pk)
+                seq, rev = _next_rev(room.pk, new_message=True)
+                message = Message.objects.create(
+                    room=room,
+                    seq=seq,
+                    rev=rev,
+                    author=user,
+                    client_id=client_id,
+                    text=text,
+                    reply_to_seq=reply_to if reply_to and reply_to < seq else None,
+                    mentions=[u.pk for u in mentioned],
+                )
+                if attachments:
+                    Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(
+                        message=message
+                    )
+                    frame = _publish_message(message)
+                else:
+                    # A new message has no reactions nor attachments: no need to read it back.
+                    frame = message_frame(message, reactions=(), attachments=())
+                    realtime.publish_on_commit(realtime.room_group(room.pk), frame)
+                # The author has read his own message.
+                Membership.objects.filter(room=room, user=user).update(last_read_seq=seq)
             for target in mentioned:
                 notification_create(
                     user=target,
@@ -217,13 +230,80 @@ def message_post(
                         "excerpt": text[:140],
                     },
                 )
-    except IntegrityError:
-        # A concurrent retry with the same client_id won the race: answer with its message.
-        again = Message.objects.filter(room_id=room_id, author=user, client_id=client_id).first()
+    except (IntegrityError, _AlreadyStored):
+        # A retry, or a concurrent retry with the same client_id that won the race:
+        # answer with the message already stored (the transaction took nothing).
+        again = _stored_seq(room_id=room_id, user=user, client_id=client_id)
         if again is None:
             raise
-        return PostResult(message_frame(message_by_seq(room=room, seq=again.seq)), False)
+        return PostResult(message_frame(message_by_seq(room=room, seq=again)), False)
     return PostResult(frame, True)
+
+
+class _AlreadyStored(Exception):
+    """Raised inside the post's transaction to roll back the rev it took."""
+
+
+def _stored_seq(*, room_id: int, user: User, client_id: str) -> int | None:
+    return (
+        Message.objects.filter(room_id=room_id, author=user, client_id=client_id)
+        .values_list("seq", flat=True)
+        .first()
+    )
+
+
+def _message_insert_once(
+    *, room: Room, user: User, client_id: str, text: str, reply_to: int | None, mentions: list[int]
+) -> Message | None:
+    """PostgreSQL, one statement: take the room's next seq and rev, insert the message
+    unless (room, author, client_id) is already stored, and move the author's read
+    marker to it. None when it was already stored: the caller must then roll back
+    its transaction, which holds the rev this statement took.
+    """
+    import json
+
+    now = timezone.now()
+    sql = f"""
+        WITH bump AS (
+            UPDATE {Room._meta.db_table} SET last_seq = last_seq + 1, last_rev = last_rev + 1
+            WHERE id = %(room)s RETURNING last_seq, last_rev
+        ), ins AS (
+            INSERT INTO {Message._meta.db_table}
+                (room_id, seq, rev, author_id, client_id, text, reply_to_seq, mentions, created_at)
+            SELECT %(room)s, last_seq, last_rev, %(author)s, %(client_id)s, %(text)s,
+                   CASE WHEN %(reply_to)s::bigint < last_seq THEN %(reply_to)s::bigint END,
+                   %(mentions)s::jsonb, %(now)s
+            FROM bump
+            ON CONFLICT (room_id, author_id, client_id) DO NOTHING
+            RETURNING id, seq, rev
+        ), mark AS (
+            UPDATE {Membership._meta.db_table} SET last_read_seq = ins.seq FROM ins
+            WHERE room_id = %(room)s AND user_id = %(author)s
+        )
+        SELECT id, seq, rev FROM ins
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            {
+                "room": room.pk,
+                "author": user.pk,
+                "client_id": client_id,
+                "text": text,
+                "reply_to": reply_to,
+                "mentions": json.dumps(mentions),
+                "now": now,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pk, seq, rev = row
+    return Message(
+        pk=pk, room=room, seq=int(seq), rev=int(rev), author=user, client_id=client_id, text=text,
+        reply_to_seq=reply_to if reply_to and reply_to < seq else None, mentions=mentions,
+        created_at=now,
+    )
 
 
 def message_edit(*, user: User, room_id: int, seq: int, text: str) -> MessageOut:

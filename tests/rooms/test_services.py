@@ -233,3 +233,30 @@ def test_direct_room_is_unique_per_pair(amina, yacine):
     outsider = factories.artisan("karim")
     with pytest.raises(HirfaError):
         selectors.room_access(user=outsider, room_id=a.pk)
+
+
+def test_a_retried_send_takes_no_rev_and_the_author_has_read_his_message(amina, guild):
+    first = post(amina, guild, client_id="once")
+    rev = Room.objects.get(pk=guild.pk).last_rev
+    again = post(amina, guild, client_id="once", text="retried")
+    assert not again.created and again.message.id == first.message.id
+    assert Room.objects.get(pk=guild.pk).last_rev == rev
+    assert post(amina, guild).message.id == first.message.id + 1
+    assert Membership.objects.get(room=guild, user=amina).last_read_seq == first.message.id + 1
+
+
+def test_a_post_is_one_write_statement_on_postgresql(amina, guild):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement post is PostgreSQL's; SQLite keeps the several statements")
+    post(amina, guild)  # the member follows the room already; warm the profile cache
+    with CaptureQueriesContext(connection) as queries:
+        out = post(amina, guild, text="une seule écriture")
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    writes = [s for s in statements if not s.lstrip().upper().startswith("SELECT")]
+    # Reading the room and the membership, then one statement that takes the rev, inserts and marks read.
+    assert len(statements) <= 3, statements
+    assert writes == [] or len(writes) <= 1, writes
+    assert out.created and Message.objects.get(room=guild, seq=out.message.id).text == "une seule écriture"

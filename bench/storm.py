@@ -1,0 +1,530 @@
+"""Connection storms, presence, the cost of a send, and a Redis restart, on real
+daphne processes over PostgreSQL and a Redis server of the bench's own.
+
+    .venv/bin/python bench/storm.py --json
+    .venv/bin/python bench/storm.py --members 2000 --idle 5000 --storm 2000 --json   # scaled down
+
+Prints (see docs/performance.md, "Connection storms"):
+- subscribe_s (`subscribe_10k_s` at the default 10,000): MEMBERS members of one
+  room connect and subscribe, spread over client processes; with the total of
+  presence frames they received (`presence_deliveries`, and per join);
+- reconnect_storm_s: STORM sockets over two hub processes, one process killed
+  and restarted, time until every socket of it has resumed (subscribed again);
+  with the p99 delivery latency, during the storm, of members on the surviving
+  process;
+- idle_sockets and rss_mb: IDLE idle authenticated sockets on one hub process;
+- cpu_ms_per_message and messages_per_s_per_process: server CPU per persisted
+  message over a burst of sends (CPU time of the daphne process / messages);
+- redis_restart: messages sent before, during and after a kill and restart of
+  Redis: `lost` (persisted messages some receiver never got, live or by the
+  fetch a `resync` asks for), `duplicated` (messages stored twice) and
+  `closed_1011`.
+
+Clients run in their own processes (uvloop when available). Every wait is
+bounded; every process started is stopped; the database is dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import chat_fanout as cf  # noqa: E402  (the same database, user and session set-up)
+
+ROOT = cf.ROOT
+cf.BENCH_DB = "hirfa_storm_bench"
+PROTOCOL = 2
+
+
+# --- servers ------------------------------------------------------------------------------
+
+
+class Redis:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server") or "redis-server"
+        self.proc = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        cf.wait_port(self.port, self.proc)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def start_hub(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [str(Path(cf.PYTHON).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port), "hub.asgi:application"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    cf.wait_port(port, proc, seconds=60)
+    return proc
+
+
+def cpu_seconds(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 1e6
+
+
+# --- clients (each process holds many sockets) -----------------------------------------------
+
+
+class Member:
+    """One socket that resumes by itself: reconnects with jittered backoff, resubscribes since its rev."""
+
+    def __init__(self, urls: list[str], cookie: str, room: int, stats: dict[str, Any]) -> None:
+        self.urls = urls
+        self.cookie = cookie
+        self.room = room
+        self.stats = stats
+        self.rev: int | None = None
+        self.seen: dict[int, int] = {}
+        self.ws: Any = None
+        self.subscribed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.server = 0
+        self.closed: list[int] = []
+        self.resumed_at = 0.0
+        self.lost_at = 0.0
+
+    def start(self, server: int) -> None:
+        self.server = server
+        self.task = asyncio.get_running_loop().create_task(self.run())
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                self.ws = await cf._open(self.urls[self.server], self.cookie, self.urls[self.server]
+                                         .replace("ws://", "http://").replace("/ws/", ""))
+                await self.ws.send(json.dumps({"type": "hello", "v": PROTOCOL}))
+                frame = {"type": "subscribe", "room": self.room, "ref": "s"}
+                if self.rev is not None:
+                    frame["since_rev"] = self.rev
+                await self.ws.send(json.dumps(frame))
+                attempt = 0
+                async for text in self.ws:
+                    self.on_frame(json.loads(text))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                pass
+            code = getattr(self.ws, "close_code", None) if self.ws is not None else None
+            self.closed.append(code if code is not None else 1006)
+            self.subscribed.clear()
+            self.lost_at = time.time()
+            attempt += 1
+            cap = min(10.0, 0.5 * 2 ** min(attempt, 5))
+            await asyncio.sleep(cap / 2 + random.random() * cap / 2)
+
+    def apply(self, message: dict[str, Any]) -> None:
+        self.seen[message["id"]] = self.seen.get(message["id"], 0) + 1
+        self.rev = max(self.rev or 0, message["rev"])
+
+    def on_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "message":
+            if self.rev is not None and frame["rev"] > self.rev + 1:
+                self.fetch()
+            self.apply(frame)
+            sent = frame["text"].split(" ", 1)[0]
+            try:
+                self.stats["latencies"].append((time.time() - float(sent)) * 1000)
+            except ValueError:
+                pass
+        elif kind == "subscribed":
+            self.rev = max(self.rev or 0, frame["rev"])
+            self.subscribed.set()
+            self.resumed_at = time.time()
+        elif kind in ("presence_delta", "presence"):
+            self.stats["presence_frames"] += 1
+        elif kind == "resync":
+            self.stats["resyncs"] += 1
+            self.fetch()
+        elif kind == "messages":
+            for message in frame["messages"]:
+                self.apply(message)
+
+    def fetch(self) -> None:
+        if self.ws is not None and self.rev is not None:
+            asyncio.get_running_loop().create_task(
+                self.ws.send(json.dumps({"type": "fetch", "room": self.room, "since_rev": self.rev}))
+            )
+
+
+async def client_main(conn: Connection, urls: list[str], room: int, cookies: list[str], servers: list[int]) -> None:
+    stats: dict[str, Any] = {"presence_frames": 0, "resyncs": 0, "latencies": []}
+    members = [Member(urls, cookie, room, stats) for cookie in cookies]
+    loop = asyncio.get_running_loop()
+    while True:
+        cmd, arg = await loop.run_in_executor(None, conn.recv)
+        if cmd == "connect":
+            started = time.time()
+            for member, server in zip(members, servers):
+                member.start(server)
+                await asyncio.sleep(0)
+            await asyncio.wait_for(asyncio.gather(*(m.subscribed.wait() for m in members)), arg)
+            conn.send(("ok", time.time() - started))
+        elif cmd == "reset_latency":
+            stats["latencies"] = []
+            conn.send(("ok", True))
+        elif cmd == "wait_resumed":
+            deadline = time.time() + arg["timeout"]
+            on = [m for m in members if m.server == arg["server"]]
+            while time.time() < deadline and not all(m.subscribed.is_set() and m.resumed_at > arg["since"] for m in on):
+                await asyncio.sleep(0.05)
+            done = [m.resumed_at for m in on if m.resumed_at > arg["since"]]
+            conn.send(("ok", {"resumed": len(done), "of": len(on), "last": max(done) if done else None}))
+        elif cmd == "stats":
+            conn.send(("ok", {
+                "presence_frames": stats["presence_frames"],
+                "resyncs": stats["resyncs"],
+                "latencies": list(stats["latencies"]),
+                "seen": [dict(m.seen) for m in members],
+                "servers": [m.server for m in members],
+                "closed": [c for m in members for c in m.closed],
+            }))
+        elif cmd == "stop":
+            for m in members:
+                if m.task:
+                    m.task.cancel()
+                if m.ws is not None:
+                    await m.ws.close()
+            conn.send(("ok", True))
+            return
+
+
+def _client_process(conn: Connection, urls: list[str], room: int, cookies: list[str], servers: list[int]) -> None:
+    cf._run(client_main(conn, urls, room, cookies, servers))
+
+
+class Clients:
+    def __init__(self, urls: list[str], room: int, cookies: list[str], servers: list[int], procs: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.conns: list[Connection] = []
+        self.procs: list[Any] = []
+        for i in range(procs):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_client_process, args=(child, urls, room, cookies[i::procs], servers[i::procs]))
+            p.start()
+            self.conns.append(parent)
+            self.procs.append(p)
+
+    def ask(self, cmd: str, arg: Any = None, timeout: float = 600) -> list[Any]:
+        return cf._ask(self.conns, cmd, arg, timeout)
+
+    def stop(self) -> None:
+        try:
+            self.ask("stop", timeout=30)
+        except Exception:
+            pass
+        for p in self.procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+
+
+class Sender:
+    """One member who posts through his own socket and retries unacknowledged sends (same client_id)."""
+
+    def __init__(self, url: str, cookie: str, room: int) -> None:
+        self.url, self.cookie, self.room = url, cookie, room
+
+    async def post(self, count: int, rate: float, deadline: float) -> dict[str, int]:
+        pending = {f"c{os.getpid()}-{i}-{random.random()}": i for i in range(count)}
+        acked = 0
+        while pending and time.time() < deadline:
+            try:
+                ws = await cf._open(self.url, self.cookie, self.url.replace("ws://", "http://").replace("/ws/", ""))
+                await ws.send(json.dumps({"type": "hello", "v": PROTOCOL}))
+                for client_id in list(pending):
+                    await ws.send(json.dumps({"type": "send", "room": self.room, "client_id": client_id,
+                                              "text": f"{time.time()} storm", "ref": client_id}))
+                    async with asyncio.timeout(10):
+                        while True:
+                            frame = json.loads(await ws.recv())
+                            if frame.get("ref") == client_id:
+                                break
+                    if frame["type"] == "ack":
+                        pending.pop(client_id)
+                        acked += 1
+                    await asyncio.sleep(1 / rate)
+                await ws.close()
+            except Exception:
+                await asyncio.sleep(0.5)
+        return {"acked": acked, "unacked": len(pending)}
+
+
+# --- the runs ----------------------------------------------------------------------------------
+
+
+def make_users(env: dict[str, str], members: int, senders: int, index: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    maker = ctx.Process(target=cf._make_room_child, args=(child, env, members, senders, index))
+    maker.start()
+    if not parent.poll(900):
+        maker.terminate()
+        raise RuntimeError("creating the bench users timed out")
+    made = parent.recv()
+    maker.join(timeout=30)
+    return made
+
+
+def db_count(sql: str) -> int:
+    import psycopg
+
+    with psycopg.connect(f"{cf.PG_ADMIN_URL}/{cf.BENCH_DB}") as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+def p99(values: list[float]) -> float | None:
+    return round(cf.pct(values, 0.99), 1) if values else None
+
+
+def run_subscribe(env: dict[str, str], args: argparse.Namespace, index: int) -> dict[str, Any]:
+    made = make_users(env, args.members, 0, index)
+    port = cf.free_port()
+    hub = start_hub(env, port)
+    clients = None
+    try:
+        urls = [f"ws://127.0.0.1:{port}/ws/"]
+        clients = Clients(urls, made["room"], made["receivers"], [0] * args.members, args.client_procs)
+        took = max(clients.ask("connect", args.timeout, timeout=args.timeout + 30))
+        time.sleep(3)  # the last presence period
+        stats = clients.ask("stats")
+        presence = sum(s["presence_frames"] for s in stats)
+        return {"members": args.members, "subscribe_s": round(took, 1), "presence_deliveries": presence,
+                "presence_deliveries_per_join": round(presence / args.members, 2)}
+    finally:
+        if clients:
+            clients.stop()
+        cf.stop(hub)
+
+
+def run_idle(env: dict[str, str], args: argparse.Namespace, index: int) -> dict[str, Any]:
+    made = make_users(env, args.idle, 0, index)
+    port = cf.free_port()
+    hub = start_hub(env, port)
+    clients = None
+    try:
+        base = rss_mb(hub.pid)
+        clients = Clients([f"ws://127.0.0.1:{port}/ws/"], made["room"], made["receivers"], [0] * args.idle,
+                          args.client_procs)
+        clients.ask("connect", args.timeout, timeout=args.timeout + 30)
+        time.sleep(2)
+        return {"idle_sockets": args.idle, "rss_mb": round(rss_mb(hub.pid), 1),
+                "rss_mb_before": round(base, 1)}
+    finally:
+        if clients:
+            clients.stop()
+        cf.stop(hub)
+
+
+def run_send_cost(env: dict[str, str], args: argparse.Namespace, index: int) -> dict[str, Any]:
+    made = make_users(env, 10, args.senders, index)
+    port = cf.free_port()
+    hub = start_hub(env, port)
+    clients = None
+    try:
+        url = f"ws://127.0.0.1:{port}/ws/"
+        clients = Clients([url], made["room"], made["receivers"], [0] * 10, 1)
+        clients.ask("connect", 60)
+        before = cpu_seconds(hub.pid)
+        started = time.time()
+        per_sender = args.messages // args.senders
+
+        async def all_senders() -> list[dict[str, int]]:
+            return await asyncio.gather(*(
+                Sender(url, cookie, made["room"]).post(per_sender, args.send_rate, time.time() + 300)
+                for cookie in made["senders"]
+            ))
+
+        results = cf._run(all_senders())
+        took = time.time() - started
+        cpu = cpu_seconds(hub.pid) - before
+        stored = sum(r["acked"] for r in results)
+        return {"messages": stored, "cpu_ms_per_message": round(cpu * 1000 / max(stored, 1), 2),
+                "messages_per_s_per_process": round(stored / took, 1),
+                "server_cpu_percent": round(100 * cpu / took, 1)}
+    finally:
+        if clients:
+            clients.stop()
+        cf.stop(hub)
+
+
+def run_redis_restart(env: dict[str, str], args: argparse.Namespace, index: int, redis: Redis) -> dict[str, Any]:
+    made = make_users(env, args.restart_members, 4, index)
+    ports = [cf.free_port(), cf.free_port()]
+    hubs = [start_hub(env, p) for p in ports]
+    clients = None
+    try:
+        urls = [f"ws://127.0.0.1:{p}/ws/" for p in ports]
+        n = args.restart_members
+        clients = Clients(urls, made["room"], made["receivers"], [i % 2 for i in range(n)], args.client_procs)
+        clients.ask("connect", 120)
+
+        async def send_through_restart() -> list[dict[str, int]]:
+            async def outage() -> None:
+                await asyncio.sleep(2)
+                redis.kill()
+                await asyncio.sleep(3)
+                redis.start()
+
+            senders = [Sender(urls[i % 2], cookie, made["room"]).post(40, 5.0, time.time() + 120)
+                       for i, cookie in enumerate(made["senders"])]
+            out = await asyncio.gather(outage(), *senders)
+            return list(out[1:])
+
+        sent = cf._run(send_through_restart())
+        time.sleep(8)  # recovery, resync and fetches
+        stats = clients.ask("stats")
+        stored = db_count(f"SELECT count(*) FROM rooms_message WHERE room_id = {made['room']}")
+        distinct = db_count(f"SELECT count(DISTINCT client_id) FROM rooms_message WHERE room_id = {made['room']}")
+        lost = 0
+        for s in stats:
+            for seen in s["seen"]:
+                lost += stored - len(seen)
+        closed_1011 = sum(1 for s in stats for c in s["closed"] if c == 1011)
+        return {"redis_restart": {"lost": lost, "duplicated": stored - distinct, "closed_1011": closed_1011},
+                "messages": stored, "acked": sum(r["acked"] for r in sent),
+                "unacked": sum(r["unacked"] for r in sent),
+                "resync_frames": sum(s["resyncs"] for s in stats),
+                "closes": sum(len(s["closed"]) for s in stats)}
+    finally:
+        if clients:
+            clients.stop()
+        for h in hubs:
+            cf.stop(h)
+
+
+def run_reconnect_storm(env: dict[str, str], args: argparse.Namespace, index: int) -> dict[str, Any]:
+    made = make_users(env, args.storm, 2, index)
+    ports = [cf.free_port(), cf.free_port()]
+    hubs = [start_hub(env, p) for p in ports]
+    clients = None
+    try:
+        urls = [f"ws://127.0.0.1:{p}/ws/" for p in ports]
+        n = args.storm
+        clients = Clients(urls, made["room"], made["receivers"], [i % 2 for i in range(n)], args.client_procs)
+        clients.ask("connect", args.timeout, timeout=args.timeout + 30)
+        clients.ask("reset_latency")
+        killed_at = time.time()
+        hubs[1].kill()
+        hubs[1].wait(timeout=10)
+
+        async def storm() -> list[Any]:
+            async def restart() -> None:
+                await asyncio.to_thread(lambda: hubs.__setitem__(1, start_hub(env, ports[1])))
+
+            # Members on the surviving process keep receiving while the storm goes on.
+            sender = Sender(urls[0], made["senders"][0], made["room"]).post(60, 4.0, time.time() + 60)
+            return list(await asyncio.gather(restart(), sender))
+
+        cf._run(storm())
+        waits = clients.ask("wait_resumed", {"server": 1, "since": killed_at, "timeout": 120}, timeout=150)
+        resumed = sum(w["resumed"] for w in waits)
+        of = sum(w["of"] for w in waits)
+        last = max((w["last"] for w in waits if w["last"]), default=None)
+        stats = clients.ask("stats")
+        latencies = [v for s in stats for v in s["latencies"]]
+        return {"sockets": n, "reconnect_storm_s": round(last - killed_at, 1) if last and resumed == of else None,
+                "resumed": resumed, "of": of, "surviving_p99_ms": p99(latencies)}
+    finally:
+        if clients:
+            clients.stop()
+        for h in hubs:
+            cf.stop(h)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", type=int, default=10_000, help="members subscribing at once")
+    parser.add_argument("--storm", type=int, default=5_000, help="sockets in the reconnect storm")
+    parser.add_argument("--idle", type=int, default=20_000, help="idle sockets on one process")
+    parser.add_argument("--restart-members", type=int, default=200)
+    parser.add_argument("--messages", type=int, default=1_000, help="messages of the send-cost run")
+    parser.add_argument("--senders", type=int, default=20)
+    parser.add_argument("--send-rate", type=float, default=10.0, help="messages/s per sender")
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--redis-port", type=int, default=6375)
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--only", default="subscribe,storm,idle,send,redis",
+                        help="comma-separated runs: subscribe, storm, idle, send, redis")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    runs = set(args.only.split(","))
+    redis = Redis(args.redis_port)
+    redis.start()
+    env = cf.bench_env(0)
+    env["REDIS_URL"] = f"redis://127.0.0.1:{args.redis_port}/0"
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                                           "load_average": os.getloadavg()[0]}}
+    try:
+        cf.create_database(env)
+        if "subscribe" in runs:
+            results["subscribe"] = run_subscribe(env, args, 1)
+            print(json.dumps(results["subscribe"]), file=sys.stderr, flush=True)
+        if "send" in runs:
+            results["send"] = run_send_cost(env, args, 2)
+            print(json.dumps(results["send"]), file=sys.stderr, flush=True)
+        if "redis" in runs:
+            results["redis"] = run_redis_restart(env, args, 3, redis)
+            print(json.dumps(results["redis"]), file=sys.stderr, flush=True)
+        if "idle" in runs:
+            results["idle"] = run_idle(env, args, 4)
+            print(json.dumps(results["idle"]), file=sys.stderr, flush=True)
+        if "storm" in runs:
+            results["storm"] = run_reconnect_storm(env, args, 5)
+            print(json.dumps(results["storm"]), file=sys.stderr, flush=True)
+    finally:
+        redis.kill()
+        cf.drop_database()
+    flat: dict[str, Any] = {}
+    if "subscribe" in results:
+        s = results["subscribe"]
+        flat["subscribe_10k_s" if s["members"] == 10_000 else f"subscribe_{s['members']}_s"] = s["subscribe_s"]
+        flat["presence_deliveries"] = s["presence_deliveries"]
+    if "storm" in results:
+        flat["reconnect_storm_s"] = results["storm"]["reconnect_storm_s"]
+        flat["surviving_p99_ms"] = results["storm"]["surviving_p99_ms"]
+    if "idle" in results:
+        flat["idle_sockets"] = results["idle"]["idle_sockets"]
+        flat["rss_mb"] = results["idle"]["rss_mb"]
+    if "send" in results:
+        flat["cpu_ms_per_message"] = results["send"]["cpu_ms_per_message"]
+        flat["messages_per_s_per_process"] = results["send"]["messages_per_s_per_process"]
+    if "redis" in results:
+        flat["redis_restart"] = results["redis"]["redis_restart"]
+    results["summary"] = flat
+    print(json.dumps(results, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in flat.items()))
+
+
+if __name__ == "__main__":
+    main()
