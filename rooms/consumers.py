@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -34,6 +35,12 @@ from rooms.presence import ONLINE_LIST_MAX, presence_deltas, presence_store
 log = logging.getLogger(__name__)
 
 MAX_ROOMS_PER_SOCKET = 500
+# Admission smoothing: a process's clients coming back together (a restart, a
+# network blip) are all accepted, but at most this many subscriptions read the
+# database at once, so the sends of members already connected are not starved.
+SUBSCRIBES_AT_ONCE_DEFAULT = 8
+# A replay goes out in batches, yielding to the other sockets between them.
+REPLAY_BATCH = 50
 TYPING_EVERY_SECONDS = 2.0
 PRESENCE_REFRESH_SECONDS = 30
 
@@ -66,6 +73,21 @@ def _subscription_state(user: Any, room_id: int, since_rev: int | None) -> dict[
         "read_id": read_id,
         "unread": selectors.unread_count(user=user, room=room, read_seq=read_id) if access.follows else 0,
     }
+
+
+_admission: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def subscribe_admission() -> asyncio.Semaphore:
+    """The running loop's bound on subscriptions reading the database at once."""
+    loop = asyncio.get_running_loop()
+    gate = _admission.get(loop)
+    if gate is None:
+        at_once = int(getattr(settings, "HIRFA_SUBSCRIBES_AT_ONCE", SUBSCRIBES_AT_ONCE_DEFAULT))
+        gate = _admission[loop] = asyncio.Semaphore(at_once)
+    return gate
 
 
 @db_call
@@ -223,6 +245,11 @@ class RoomFrames:
         room_id = frame.room
         if room_id not in self.rooms and len(self.rooms) >= MAX_ROOMS_PER_SOCKET:
             raise HirfaError(ErrorCode.INVALID, _("Too many rooms on one socket."), room=room_id)
+        async with subscribe_admission():
+            await self._subscribe(frame)
+
+    async def _subscribe(self, frame: protocol.Subscribe) -> None:
+        room_id = frame.room
         await _db(selectors.room_access)(user=self.user, room_id=room_id)
         sub = RoomSub()
         previous = self.rooms.get(room_id)
@@ -240,8 +267,11 @@ class RoomFrames:
             await self.leave_group(realtime.room_group(room_id))  # type: ignore[attr-defined]
             raise
         messages: list[protocol.MessageOut] = state["messages"]
-        for message in messages:
-            self.emit(message)  # type: ignore[attr-defined]
+        for start in range(0, len(messages), REPLAY_BATCH):
+            if start:
+                await asyncio.sleep(0)
+            for message in messages[start : start + REPLAY_BATCH]:
+                self.emit(message)  # type: ignore[attr-defined]
         replayed = max([frame.since_rev or 0] + [m.rev for m in messages])
         if frame.since_rev is None:
             replayed = state["rev_before"]

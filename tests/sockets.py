@@ -14,7 +14,7 @@ from hub.protocol import PROTOCOL_VERSION
 async def open_socket(user: Any, *, hello: bool = True, version: int = PROTOCOL_VERSION) -> WebsocketCommunicator:
     comm = WebsocketCommunicator(HubConsumer.as_asgi(), "/ws/")
     comm.scope["user"] = user
-    connected, _ = await comm.connect()
+    connected, _ = await comm.connect(timeout=10)  # a loaded machine can take over a second
     assert connected
     if hello:
         await comm.send_json_to({"type": "hello", "v": version, "ref": "hello"})

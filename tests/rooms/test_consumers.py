@@ -324,3 +324,38 @@ async def test_a_socket_idle_for_seven_seconds_still_receives_over_redis(redis_b
     got = await expect(y, "message")
     assert got["text"] == "réveille-toi"
     await y.disconnect()
+
+
+async def test_a_crowd_subscribing_at_once_reads_the_database_a_few_at_a_time(settings, monkeypatch):
+    """Admission smoothing: every socket is accepted and subscribed, but at most
+    HIRFA_SUBSCRIBES_AT_ONCE subscriptions read the database together."""
+    import asyncio
+
+    from rooms import consumers as room_consumers
+
+    settings.HIRFA_SUBSCRIBES_AT_ONCE = 3
+    room_consumers._admission.clear()
+    names = [f"membre{i}" for i in range(12)]
+    room, *members = await guild_with_members(*names)
+    real = room_consumers._subscription_state
+    now = {"running": 0, "most": 0}
+
+    async def counted(*args, **kwargs):
+        now["running"] += 1
+        now["most"] = max(now["most"], now["running"])
+        try:
+            await asyncio.sleep(0.05)
+            return await real(*args, **kwargs)
+        finally:
+            now["running"] -= 1
+
+    monkeypatch.setattr(room_consumers, "_subscription_state", counted)
+    sockets = [await open_socket(user) for user in members]
+    try:
+        results = await asyncio.gather(*(subscribe(comm, room.pk) for comm in sockets))
+        assert len(results) == len(members)
+        assert 1 < now["most"] <= 3
+    finally:
+        for comm in sockets:
+            await comm.disconnect()
+        room_consumers._admission.clear()
