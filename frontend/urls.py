@@ -14,6 +14,7 @@ urlpatterns = [
     path("rooms/<int:room_id>/slow-mode", views.room_slow_mode, name="room_slow_mode"),
     path("direct/", views.direct_open, name="direct_open"),
     path("groups/", views.group_create, name="group_create"),
+    path("me/", views.me, name="me"),
     path("moderation/", views.moderation, name="moderation"),
     path("moderation/reports/<int:report_id>", views.report_resolve, name="report_resolve"),
 ]

@@ -269,6 +269,15 @@ def group_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
+def me(request: HttpRequest) -> HttpResponse:
+    """The "Me" tab: the member's own pages, the sections the bottom bar has no room for, and log-out."""
+    return render(
+        request, "frontend/me.html", {"moderates": page_selectors.user_moderates_any(user=request.user)}
+    )
+
+
+@login_required
+@require_GET
 def moderation(request: HttpRequest) -> HttpResponse:
     """The moderators' queue of open reports; members who moderate nothing get a 404."""
     if not page_selectors.user_moderates_any(user=request.user):

@@ -92,17 +92,27 @@ function when(iso) {
 // --- scrolling -------------------------------------------------------------------
 
 const atBottom = () => els.log.scrollHeight - els.log.scrollTop - els.log.clientHeight < 80;
+// Whether the reader is at the newest message: it stays in view while the log grows
+// under it (a lazy image that loads, a reaction), and not once he scrolls up.
+let pinned = true;
 const toBottom = () => {
   els.log.scrollTop = els.log.scrollHeight;
   els.jump.hidden = true;
+  pinned = true;
 };
+if ("ResizeObserver" in window) {
+  new ResizeObserver(() => {
+    if (pinned) els.log.scrollTop = els.log.scrollHeight;
+  }).observe(els.list);
+}
 
 els.jump.addEventListener("click", () => {
   toBottom();
   markRead();
 });
 els.log.addEventListener("scroll", () => {
-  if (atBottom()) {
+  pinned = atBottom();
+  if (pinned) {
     els.jump.hidden = true;
     markRead();
   }
@@ -488,6 +498,16 @@ function act(request) {
     throw frame;
   });
 }
+
+// A long press (or a right click) on a message opens its actions, as its ⋯ button does.
+els.list.addEventListener("contextmenu", (event) => {
+  const li = event.target.closest("li.msg");
+  if (!li || event.target.closest("a, img") || li.classList.contains("open")) return;
+  const more = li.querySelector("button.more");
+  if (!more) return;
+  event.preventDefault();
+  more.click();
+});
 
 els.list.addEventListener("click", async (event) => {
   const button = event.target.closest("button[data-action]");

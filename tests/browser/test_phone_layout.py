@@ -1,0 +1,151 @@
+"""No page is wider than a 360 px phone, in any interface language.
+
+Every main page is loaded in headless Chromium at 360 × 740, as an anonymous
+visitor where the page is public and as a member (Karim: a potter of Tlemcen who
+moderates his trade and his wilaya, has submitted his artisan card, sells a product
+and posted on the exchange, so every item of the navigation and every card shows).
+A page fails when the document scrolls sideways, or when a control of the top or
+bottom bar lies outside the screen (a navigation that scrolls sideways hides it).
+One browser and one server serve the whole module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.apps import apps as django_apps
+from django.conf import settings as django_settings
+
+from gatherings import services as gathering_services
+from hub.models import Wilaya
+from registry import services as registry_services
+from rooms import services as room_services
+from rooms.models import Room, RoomKind
+from tests import factories
+from tests.browser.conftest import browser  # noqa: F401  (fixture)
+from tests.registry.conftest import jpeg
+from tests.servers import ARTIFACTS, session_cookie
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+PHONE = {"width": 360, "height": 740}
+WAIT_MS = 30_000
+LANGUAGES = [code for code, _name in django_settings.LANGUAGES]
+LONG_TRADE = "Poterie et céramique traditionnelle des Traras"
+
+# Elements wider than the screen, the widest first; controls of the bars off screen.
+OVERFLOW_PROBE = """() => {
+  const width = document.documentElement.clientWidth;
+  const name = (el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
+      + (el.classList.length ? '.' + [...el.classList].join('.') : '');
+  const wide = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if (r.width && (r.right > width + 1 || r.left < -1)) wide.push([Math.round(r.right - r.left), name(el)]);
+  }
+  wide.sort((a, b) => b[0] - a[0]);
+  const hidden = [];
+  for (const el of document.querySelectorAll('.topbar a, .topbar button, .tabbar a, .tabbar button')) {
+    const r = el.getBoundingClientRect();
+    if (!r.width || getComputedStyle(el).visibility === 'hidden') continue;
+    if (r.right > width + 1 || r.left < -1) hidden.push(name(el) + ' ' + el.textContent.trim());
+  }
+  return {scroll: document.documentElement.scrollWidth, width, wide: wide.slice(0, 4), hidden};
+}"""
+
+
+def load_reference_data() -> None:
+    """The 58 wilayas and the trades, put back if an earlier transactional test flushed them."""
+    if Wilaya.objects.filter(code__lte=58).count() < 58:
+        for name in ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades"):
+            importlib.import_module(name).load(django_apps, None)
+
+
+@pytest.fixture
+def site(transactional_db, settings, tmp_path):
+    """Everything the pages show, written before the browser starts (see conftest.py)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    load_reference_data()
+    tlemcen = Wilaya.objects.get(code=13)
+    poterie = factories.trade("poterie-traras", LONG_TRADE, "الفخار والخزف التقليدي لجبال ترارة")
+    karim = factories.artisan("karim", trades=[poterie], wilaya_=tlemcen, display_name="Karim Benali")
+    factories.moderator_of(karim, trade_=poterie)
+    factories.moderator_of(karim, wilaya_=tlemcen)
+    amina = factories.artisan("amina", trades=[poterie], wilaya_=tlemcen, display_name="Amina Belkacem")
+    guild = Room.objects.get(kind=RoomKind.GUILD, trade=poterie)
+    region = Room.objects.get(kind=RoomKind.REGION, wilaya=tlemcen)
+    for i in range(6):
+        room_services.send_buckets.reset()
+        room_services.message_post(
+            user=amina, room_id=guild.pk, client_id=f"m{i}",
+            text=f"Salam @karim, le four est prêt ({i}) — https://example.org/un/lien/tres/long/sans/espace/{'x' * 60}",
+        )
+    registry_services.census_update(user=karim, commune="Nedroma", years_of_practice=12,
+                                    whatsapp="0555123456", public_channels=["whatsapp"])
+    registry_services.verification_submit(user=karim, card_number="CAM-13-2020-004512",
+                                          issuing_chamber="Chambre de l'artisanat de Tlemcen",
+                                          card_photo=jpeg(640, 400))
+    product = registry_services.product_create(
+        user=karim, title="Jarre de Nedroma à deux anses, décor berbère", price_dzd=4500,
+        labels=["artisanat_algerie"], photos=[jpeg(640, 480)],
+    )
+    registry_services.exchange_post(user=karim, kind="offer", material="clay", quantity="25",
+                                    unit="kg", wilaya_id=tlemcen.pk, detail="Argile rouge de Nedroma")
+    start = datetime.now(ZoneInfo("Africa/Algiers")).replace(microsecond=0) + timedelta(days=3)
+    gathering = gathering_services.gathering_schedule(
+        user=karim, room_id=region.pk, title="Atelier du vendredi : émaux et cuisson au bois",
+        start=start, duration=timedelta(hours=2), agenda="Émaux, cuisson, questions.",
+    )
+    member_pages = [
+        "/", "/rooms/", f"/rooms/{guild.pk}/", f"/rooms/{guild.pk}/meeting/",
+        "/gatherings/", "/gatherings/new", f"/gatherings/{gathering.pk}/",
+        "/artisans/", "/artisans/karim/", f"/products/{product.pk}/", "/products/new",
+        "/exchange/", "/census/", "/census/dashboard", "/registry/", "/registry/review/",
+        "/profile/", "/members/amina/", "/moderation/", "/password/change/",
+    ]
+    public_pages = [
+        "/", "/login/", "/signup/", "/password/reset/", "/artisans/", "/artisans/karim/",
+        f"/products/{product.pk}/", "/census/",
+    ]
+    return session_cookie(karim), member_pages, public_pages, settings.MEDIA_ROOT
+
+
+def widths(browser, server, cookie, language, paths):  # noqa: F811
+    """The pages of `paths` that are wider than the phone, each with what sticks out."""
+    context = browser.new_context(viewport=PHONE, locale=language, is_mobile=True, has_touch=True)
+    cookies = [{"name": "django_language", "value": language, "url": server.url}]
+    if cookie:
+        cookies.append({"name": cookie["name"], "value": cookie["value"], "url": server.url})
+    context.add_cookies(cookies)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    failures = []
+    try:
+        for path in paths:
+            response = page.goto(f"{server.url}{path}")
+            assert response is not None and response.status == 200, f"{path}: {response and response.status}"
+            assert page.get_attribute("html", "lang") == language
+            if page.locator("body[data-connection]").count():
+                page.wait_for_selector("body[data-connection='online']")
+            found = page.evaluate(OVERFLOW_PROBE)
+            if found["scroll"] > found["width"] or found["hidden"]:
+                who = "member" if cookie else "visitor"
+                failures.append(f"{language} {who} {path}: {found}")
+                slug = path.strip("/").replace("/", "-") or "home"
+                page.screenshot(path=str(ARTIFACTS / f"phone-{language}-{who}-{slug}.png"), full_page=True)
+    finally:
+        context.close()
+    return failures
+
+
+def test_no_page_is_wider_than_a_phone(site, daphne_factory, browser):  # noqa: F811
+    cookie, member_pages, public_pages, media = site
+    server = daphne_factory({"HIRFA_MEDIA_ROOT": str(media), "HIRFA_EMBEDDED_WORKER": "0"})
+    failures = []
+    for language in LANGUAGES:
+        failures += widths(browser, server, None, language, public_pages)
+        failures += widths(browser, server, cookie, language, member_pages)
+    assert failures == [], "\n".join(failures)
