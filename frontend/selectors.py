@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from hub.models import User
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+from hub.models import Notification, User
 from rooms import selectors as room_selectors
 
 QUEUE_MAX = 200
@@ -49,3 +52,86 @@ def reports_open(*, moderator: User) -> list[QueuedReport]:
             )
         )
     return queue
+
+
+# --- the notification centre ---------------------------------------------------------
+
+NOTIFICATIONS_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class NotificationItem:
+    """One notification as the centre lists it: a sentence and where it leads."""
+
+    id: int
+    kind: str
+    text: str
+    href: str
+    created_at: datetime
+    read: bool
+
+
+def _notification_text_and_href(kind: str, data: dict[str, object]) -> tuple[str, str]:
+    """A translated sentence and a link for a stored notification (its data is what its writer kept)."""
+    def number(key: str) -> int:
+        value = data.get(key)
+        return value if isinstance(value, int) else 0
+
+    def text(key: str) -> str:
+        value = data.get(key)
+        return value if isinstance(value, str) else ""
+
+    if kind == "mention" and number("room"):
+        href = reverse("room", args=[number("room")]) + (f"#m-{number('id')}" if number("id") else "")
+        return _("%(name)s mentioned you in %(room)s: %(excerpt)s") % {
+            "name": text("by"), "room": text("room_title"), "excerpt": text("excerpt"),
+        }, href
+    if kind in ("gathering", "reminder") and number("gathering"):
+        href = reverse("gathering_detail", args=[number("gathering")])
+        events = {
+            "reminder": _("Reminder: %(title)s"),
+            "cancelled": _("Cancelled: %(title)s"),
+            "occurrence_cancelled": _("One session cancelled: %(title)s"),
+            "moved": _("Moved: %(title)s"),
+            "changed": _("Changed: %(title)s"),
+            "promoted": _("You have a seat: %(title)s"),
+        }
+        return events.get(text("event"), _("Gathering: %(title)s")) % {"title": text("title")}, href
+    if kind == "exchange":
+        return _("%(name)s posted raw materials that match yours.") % {"name": text("author_name")}, reverse(
+            "registry_exchange"
+        )
+    if kind == "system" and text("event") == "verification":
+        if text("status") == "verified":
+            return _("Your artisan card is verified."), reverse("registry_me")
+        return _("Your artisan card was not verified."), reverse("registry_me")
+    if kind == "report":
+        return _("A message was reported."), reverse("moderation")
+    return _("Something new on Hirfa."), reverse("notifications")
+
+
+def notifications_recent(*, user: User, limit: int = NOTIFICATIONS_SHOWN) -> list[NotificationItem]:
+    """`user`'s newest notifications, newest first; nobody else's."""
+    items = []
+    for note in Notification.objects.filter(user=user).order_by("-id")[:limit]:
+        text, href = _notification_text_and_href(note.kind, note.data if isinstance(note.data, dict) else {})
+        items.append(
+            NotificationItem(
+                id=note.pk, kind=note.kind, text=text, href=href,
+                created_at=note.created_at, read=note.read_at is not None,
+            )
+        )
+    return items
+
+
+def notification_target(*, user: User, notification_id: int) -> str | None:
+    """Where `user`'s notification leads; None when it is not his (or does not exist)."""
+    note = Notification.objects.filter(user=user, pk=notification_id).first()
+    if note is None:
+        return None
+    return _notification_text_and_href(note.kind, note.data if isinstance(note.data, dict) else {})[1]
+
+
+def notifications_unread_count(*, user: User) -> int:
+    """How many of `user`'s notifications are unread."""
+    return Notification.objects.filter(user=user, read_at__isnull=True).count()

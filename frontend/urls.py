@@ -15,6 +15,9 @@ urlpatterns = [
     path("direct/", views.direct_open, name="direct_open"),
     path("groups/", views.group_create, name="group_create"),
     path("me/", views.me, name="me"),
+    path("notifications/", views.notifications, name="notifications"),
+    path("notifications/read", views.notifications_read, name="notifications_read"),
+    path("notifications/<int:notification_id>/", views.notification_open, name="notification_open"),
     path("moderation/", views.moderation, name="moderation"),
     path("moderation/reports/<int:report_id>", views.report_resolve, name="report_resolve"),
 ]

@@ -269,6 +269,35 @@ def group_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
+def notifications(request: HttpRequest) -> HttpResponse:
+    """The notification centre: the member's newest notifications, unread ones marked."""
+    return render(
+        request, "frontend/notifications.html",
+        {"notifications": page_selectors.notifications_recent(user=request.user)},
+    )
+
+
+@login_required
+@require_GET
+def notification_open(request: HttpRequest, notification_id: int) -> HttpResponse:
+    """Follow a notification: it becomes read and the member lands on what it is about."""
+    target = page_selectors.notification_target(user=request.user, notification_id=notification_id)
+    if target is None:
+        raise Http404(_("No such page."))
+    services.notifications_mark_read(user=request.user, ids=[notification_id])
+    return HttpResponseRedirect(target)
+
+
+@login_required
+@require_POST
+def notifications_read(request: HttpRequest) -> HttpResponse:
+    """Mark every notification of the member read."""
+    services.notifications_mark_read(user=request.user)
+    return redirect("notifications")
+
+
+@login_required
+@require_GET
 def me(request: HttpRequest) -> HttpResponse:
     """The "Me" tab: the member's own pages, the sections the bottom bar has no room for, and log-out."""
     return render(

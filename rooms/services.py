@@ -116,6 +116,17 @@ def notification_create(*, user: User, kind: str, data: dict[str, object]) -> No
     return note
 
 
+def notifications_mark_read(*, user: User, ids: list[int] | None = None) -> int:
+    """Mark `user`'s notifications `ids` (all of them when None) read; returns how many changed.
+
+    Another member's notifications are never touched, whatever the ids.
+    """
+    unread = Notification.objects.filter(user=user, read_at__isnull=True)
+    if ids is not None:
+        unread = unread.filter(pk__in=ids)
+    return unread.update(read_at=timezone.now())
+
+
 def message_post(
     *,
     user: User,

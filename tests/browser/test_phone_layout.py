@@ -104,7 +104,7 @@ def site(transactional_db, settings, tmp_path):
         "/gatherings/", "/gatherings/new", f"/gatherings/{gathering.pk}/",
         "/artisans/", "/artisans/karim/", f"/products/{product.pk}/", "/products/new",
         "/exchange/", "/census/", "/census/dashboard", "/registry/", "/registry/review/",
-        "/profile/", "/members/amina/", "/moderation/", "/password/change/",
+        "/profile/", "/members/amina/", "/moderation/", "/password/change/", "/me/", "/notifications/",
     ]
     public_pages = [
         "/", "/login/", "/signup/", "/password/reset/", "/artisans/", "/artisans/karim/",
@@ -149,3 +149,33 @@ def test_no_page_is_wider_than_a_phone(site, daphne_factory, browser):  # noqa: 
         failures += widths(browser, server, None, language, public_pages)
         failures += widths(browser, server, cookie, language, member_pages)
     assert failures == [], "\n".join(failures)
+
+
+def test_the_bottom_bar_and_the_bell_on_a_phone(site, daphne_factory, browser):  # noqa: F811
+    """Karim (mentioned six times) sees the five tabs and the count in the bell, the tab and the title."""
+    cookie, _member_pages, _public_pages, media = site
+    server = daphne_factory({"HIRFA_MEDIA_ROOT": str(media), "HIRFA_EMBEDDED_WORKER": "0"})
+    context = browser.new_context(viewport=PHONE, locale="ar", is_mobile=True, has_touch=True)
+    context.add_cookies([{"name": "django_language", "value": "ar", "url": server.url},
+                         {"name": cookie["name"], "value": cookie["value"], "url": server.url}])
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{server.url}/gatherings/")
+    tabs = page.locator(".tabbar a")
+    assert tabs.count() == 5
+    for i in range(5):
+        box = tabs.nth(i).bounding_box()
+        assert box and box["height"] >= 44 and box["y"] + box["height"] <= PHONE["height"] + 1
+    assert page.locator(".tabbar a[aria-current='page'] .tab-label").inner_text() == "اللقاءات"
+    assert page.title().startswith("(6) ")
+    assert page.locator(".tabbar [data-unread-count]").inner_text() == "6"
+    assert page.locator(".topbar .bell [data-unread-count]").is_visible()
+    page.locator(".tabbar a[href='/notifications/']").click()
+    page.wait_for_url("**/notifications/")
+    assert page.locator("#notifications li.unread").count() == 6
+    page.locator("#notifications li a").first.click()
+    page.wait_for_url("**/rooms/*/#m-*")
+    page.go_back()
+    page.reload()
+    assert page.title().startswith("(5) ")
+    context.close()

@@ -6,6 +6,7 @@ import { $, LOCALE, h, pageData, translator } from "./dom.js";
 import { Hub } from "./socket.js";
 import { renderMarkdown } from "./markdown.js";
 import { watchMeeting } from "./meeting-banner.js";
+import { bumpUnread } from "./badge.js";
 
 const T = pageData("i18n");
 const C = pageData("config");
@@ -752,6 +753,7 @@ hub.on("removed", (frame) => {
   els.status.dataset.state = "removed";
 });
 hub.on("notification", (frame) => {
+  bumpUnread();
   if (frame.kind === "mention" && frame.data.room !== ROOM) {
     toast(fmt("mentionedYou", { name: frame.data.by, room: frame.data.room_title }));
   }
