@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from hub.models import Notification, User
+from hub.push import PushText
 from rooms import selectors as room_selectors
 
 QUEUE_MAX = 200
@@ -108,6 +109,12 @@ def _notification_text_and_href(kind: str, data: dict[str, object]) -> tuple[str
     if kind == "report":
         return _("A message was reported."), reverse("moderation")
     return _("Something new on Hirfa."), reverse("notifications")
+
+
+def push_text(kind: str, data: dict[str, object]) -> PushText:
+    """How a notification reads on a device's lock screen (in the active language)."""
+    text, href = _notification_text_and_href(kind, data)
+    return PushText(title=_("Hirfa"), body=text, url=href)
 
 
 def notifications_recent(*, user: User, limit: int = NOTIFICATIONS_SHOWN) -> list[NotificationItem]:

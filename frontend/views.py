@@ -7,26 +7,45 @@ socket's `not_found`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
+from datetime import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from frontend import selectors as page_selectors
 from frontend.i18n import js_strings, meeting_js_strings
+from hub import push
 from hub.errors import ErrorCode, HirfaError
+from hub.models import PushPreference
 from rooms import selectors, services
 from rooms.models import RoomKind
 from signaling import selectors as meeting_selectors
 
+STATIC_DIR = Path(__file__).resolve().parent / "static" / "hirfa"
+# Kept by the service worker at install: the shell every page needs, offline too.
+SHELL_FILES = ["hirfa.css", "dom.js", "badge.js", "pwa.js", "socket.js", "markdown.js", "room.js",
+               "rooms.js", "meeting-banner.js", "icons/icon-192.png"]
+# The kinds a member may choose to have pushed to his devices.
+PUSH_KINDS = [
+    ("mention", _lazy("Mentions")),
+    ("reminder", _lazy("Reminders of gatherings")),
+    ("gathering", _lazy("Changes to gatherings")),
+    ("exchange", _lazy("Matches on the exchange")),
+    ("system", _lazy("News about my account")),
+]
 INITIAL_MESSAGES = 30
 MEMBERS_SHOWN = 60
 DISCOVER_SHOWN = 60
@@ -270,11 +289,60 @@ def group_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def notifications(request: HttpRequest) -> HttpResponse:
-    """The notification centre: the member's newest notifications, unread ones marked."""
+    """The notification centre: the member's newest notifications, unread ones marked,
+    and what is pushed to his devices."""
+    preference = PushPreference.objects.filter(user=request.user).first()
+    muted = set(preference.muted_kinds) if preference else set()
     return render(
         request, "frontend/notifications.html",
-        {"notifications": page_selectors.notifications_recent(user=request.user)},
+        {
+            "notifications": page_selectors.notifications_recent(user=request.user),
+            "push_enabled": push.push_enabled(),
+            "vapid_key": settings.HIRFA_VAPID_PUBLIC_KEY,
+            "push_kinds": [(kind, label, kind not in muted) for kind, label in PUSH_KINDS],
+            "preference": preference,
+        },
     )
+
+
+@login_required
+@require_POST
+def push_subscription(request: HttpRequest) -> HttpResponse:
+    """Add (or, with "remove": true, forget) this device for Web Push: a JSON body
+    {"endpoint", "keys": {"p256dh", "auth"}} as the browser's PushSubscription gives it."""
+    try:
+        body = json.loads(request.body or b"{}")
+        endpoint = str(body["endpoint"])
+        if body.get("remove"):
+            push.push_unsubscribe(user=request.user, endpoint=endpoint)
+            return JsonResponse({"ok": True})
+        keys = body["keys"]
+        push.push_subscribe(user=request.user, endpoint=endpoint, p256dh=str(keys["p256dh"]), auth=str(keys["auth"]))
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse({"ok": False, "code": ErrorCode.INVALID.value}, status=400)
+    except HirfaError as exc:
+        return JsonResponse({"ok": False, "code": exc.code.value, "message": exc.message}, status=400)
+    return JsonResponse({"ok": True})
+
+
+@login_required
+@require_POST
+def push_preferences(request: HttpRequest) -> HttpResponse:
+    """The kinds pushed to the member's devices and his quiet hours (the centre's form)."""
+    muted = [kind for kind, _label in PUSH_KINDS if request.POST.get(f"push_{kind}") != "on"]
+    try:
+        quiet_from = time.fromisoformat(request.POST["quiet_from"]) if request.POST.get("quiet_from") else None
+        quiet_to = time.fromisoformat(request.POST["quiet_to"]) if request.POST.get("quiet_to") else None
+        push.push_preference_set(
+            user=request.user, muted_kinds=muted, quiet_from=quiet_from, quiet_to=quiet_to, tz=settings.TIME_ZONE
+        )
+    except ValueError:
+        messages.error(request, _("Enter the quiet hours as hours and minutes."))
+    except HirfaError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("Your notification settings are saved."))
+    return redirect("notifications")
 
 
 @login_required
@@ -294,6 +362,59 @@ def notifications_read(request: HttpRequest) -> HttpResponse:
     """Mark every notification of the member read."""
     services.notifications_mark_read(user=request.user)
     return redirect("notifications")
+
+
+@require_GET
+def manifest(request: HttpRequest) -> HttpResponse:
+    """The web app manifest, in the visitor's language (name, direction, icons, theme)."""
+    from django.templatetags.static import static
+    from django.utils.translation import get_language, get_language_bidi
+
+    data = {
+        "name": _("Hirfa — the artisans of Algeria"),
+        "short_name": _("Hirfa"),
+        "description": _("Chat, gatherings and the registry of Algeria's artisans."),
+        "lang": get_language(),
+        "dir": "rtl" if get_language_bidi() else "ltr",
+        "start_url": reverse("home"),
+        "scope": "/",
+        "display": "standalone",
+        "background_color": "#f5f3ef",
+        "theme_color": "#0f6e66",
+        "icons": [
+            {"src": static(f"hirfa/icons/icon-{size}.png"), "sizes": f"{size}x{size}", "type": "image/png",
+             "purpose": "any maskable"}
+            for size in (192, 512)
+        ],
+    }
+    response = JsonResponse(data, json_dumps_params={"ensure_ascii": False})
+    response["Content-Type"] = "application/manifest+json"
+    response["Vary"] = "Cookie, Accept-Language"
+    return response
+
+
+@require_GET
+def service_worker(request: HttpRequest) -> HttpResponse:
+    """The service worker, served from the root so that its scope is the whole site.
+
+    Its cache name carries the fingerprint of the static files it pre-caches, so a
+    deploy that changes them replaces the old cache.
+    """
+    from django.templatetags.static import static
+
+    source = (STATIC_DIR / "sw.js").read_text(encoding="utf-8")
+    shell = [reverse("offline"), *(static(f"hirfa/{name}") for name in SHELL_FILES)]
+    version = hashlib.sha256(("\n".join(shell) + source).encode()).hexdigest()[:12]
+    body = f"const VERSION = {json.dumps(version)};\nconst SHELL = {json.dumps(shell)};\n{source}"
+    response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
+@require_GET
+def offline(request: HttpRequest) -> HttpResponse:
+    """What the installed app shows for a page it has not kept while the network is gone."""
+    return render(request, "frontend/offline.html")
 
 
 @login_required

@@ -177,3 +177,38 @@ class Notification(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["user", "-id"])]
+
+
+class PushSubscription(models.Model):
+    """One device (browser) of a member that receives Web Push; the endpoint is its address
+    at the browser's push service, p256dh and auth its keys (RFC 8291)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="push_subscriptions")
+    endpoint = models.URLField(max_length=1000, unique=True)
+    p256dh = models.CharField(max_length=200)
+    auth = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+class PushDelivery(models.Model):
+    """A notification pushed to a device: the row is written before the push, once."""
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="push_deliveries")
+    subscription = models.ForeignKey(PushSubscription, on_delete=models.CASCADE, related_name="deliveries")
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["notification", "subscription"], name="push_delivered_once")
+        ]
+
+
+class PushPreference(models.Model):
+    """A member's choices for pushes: kinds he does not want pushed, and quiet hours (in
+    `tz`) during which pushes arrive silently. Everything stays in the notification centre."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="push_preference")
+    muted_kinds = models.JSONField(default=list)
+    quiet_from = models.TimeField(null=True, blank=True)
+    quiet_to = models.TimeField(null=True, blank=True)
+    tz = models.CharField(max_length=64, default="Africa/Algiers")

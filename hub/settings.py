@@ -307,3 +307,9 @@ HIRFA_STUN_URLS = [u.strip() for u in os.environ.get("HIRFA_STUN_URLS", "").spli
 HIRFA_TURN_URLS = [u.strip() for u in os.environ.get("HIRFA_TURN_URLS", "").split(",") if u.strip()]
 HIRFA_TURN_SECRET = os.environ.get("HIRFA_TURN_SECRET", "")
 HIRFA_TURN_TTL_SECONDS = int(os.environ.get("HIRFA_TURN_TTL_SECONDS", "86400"))
+
+# Web Push (VAPID, RFC 8292): a P-256 key pair, base64url (raw private scalar, uncompressed
+# public point), e.g. from `python manage.py vapid_keys`. Without them, pushes are off.
+HIRFA_VAPID_PUBLIC_KEY = os.environ.get("HIRFA_VAPID_PUBLIC_KEY", "")
+HIRFA_VAPID_PRIVATE_KEY = os.environ.get("HIRFA_VAPID_PRIVATE_KEY", "")
+HIRFA_VAPID_SUBJECT = os.environ.get("HIRFA_VAPID_SUBJECT", "mailto:hirfa@localhost")

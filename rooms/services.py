@@ -10,13 +10,13 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
-
-from hub import realtime
 from django.utils.translation import gettext as _
 
+from hub import push, realtime
 from hub.errors import ErrorCode, HirfaError
 from hub.models import Notification, User
 from hub.protocol import MemberOut, MessageOut, NotificationOut, Removed, Unread
+from hub.tasks import push_deliver
 from rooms.models import (
     Attachment,
     MemberRole,
@@ -107,6 +107,9 @@ def _mentioned_users(*, room: Room, text: str, author: User) -> list[User]:
 def notification_create(*, user: User, kind: str, data: dict[str, object]) -> Notification:
     """Keep a notification and push it to the user's open sockets on commit."""
     note = Notification.objects.create(user=user, kind=kind, data=data)
+    if push.notification_push_wanted(notification=note):
+        # A job row in this transaction: the push exists if and only if the notification does.
+        push_deliver.enqueue(notification_id=note.pk)
     realtime.publish_on_commit(
         realtime.user_group(user.pk),
         NotificationOut(

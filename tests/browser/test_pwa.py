@@ -1,0 +1,138 @@
+"""The installable app in headless Chromium, on a phone: the manifest in the page's
+language, an installable page (no installability error from the browser), the service
+worker keeping the shell and the rooms read lately, and, with the server stopped,
+the room still readable and any other page the offline page.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from py_vapid import Vapid, b64urlencode
+
+from hub.models import User
+from rooms import services as room_services
+from rooms.models import Room, RoomKind
+from tests import factories
+from tests.browser.conftest import browser  # noqa: F401  (fixture)
+from tests.hub.test_push import PushService, decrypt, phone_of, run_jobs
+from tests.servers import session_cookie
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+PHONE = {"width": 360, "height": 740}
+WAIT_MS = 30_000
+NAMES = {"ar": "حرفة", "fr": "Hirfa", "en": "Hirfa"}
+OFFLINE = {"ar": "لا يوجد اتصال", "fr": "Pas de connexion", "en": "No connection"}
+
+
+@pytest.fixture
+def amina_in_her_guild(transactional_db):
+    poterie = factories.trade()
+    amina = factories.artisan("amina", trades=[poterie], display_name="Amina")
+    yacine = factories.artisan("yacine", trades=[poterie], display_name="Yacine")
+    guild = Room.objects.get(kind=RoomKind.GUILD, trade=poterie)
+    room_services.message_post(user=yacine, room_id=guild.pk, client_id="k1", text="Le four est chaud ce soir")
+    return session_cookie(amina), guild.pk
+
+
+@pytest.mark.parametrize("language", ["ar", "fr"])
+def test_installable_and_readable_offline(amina_in_her_guild, daphne_factory, browser, language):  # noqa: F811
+    cookie, room_id = amina_in_her_guild
+    server = daphne_factory({"HIRFA_EMBEDDED_WORKER": "0"})
+    context = browser.new_context(viewport=PHONE, locale=language, is_mobile=True, has_touch=True)
+    context.add_cookies([{"name": "django_language", "value": language, "url": server.url},
+                         {"name": cookie["name"], "value": cookie["value"], "url": server.url}])
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    room_url = f"{server.url}/rooms/{room_id}/"
+    page.goto(room_url)
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+
+    manifest = page.evaluate("fetch(document.querySelector('link[rel=manifest]').href).then(r => r.json())")
+    assert manifest["short_name"] == NAMES[language] and manifest["lang"] == language
+    assert manifest["dir"] == ("rtl" if language == "ar" else "ltr")
+    assert {icon["sizes"] for icon in manifest["icons"]} == {"192x192", "512x512"}
+    cdp = context.new_cdp_session(page)
+    # Playwright's contexts are incognito, where Chromium never offers to install: that
+    # is the harness, not the app; any other reason would be the app's.
+    errors = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
+    assert [e["errorId"] for e in errors if e["errorId"] != "in-incognito"] == []
+    assert cdp.send("Page.getAppManifest")["errors"] == []
+
+    # Pages now pass through the worker, which keeps the room and the list as last seen.
+    page.goto(f"{server.url}/rooms/")
+    page.goto(room_url)
+    page.wait_for_selector(".msg-text:has-text('Le four est chaud ce soir')")
+    server.stop()
+
+    page.goto(room_url)
+    page.wait_for_selector(".msg-text:has-text('Le four est chaud ce soir')")
+    page.goto(f"{server.url}/rooms/")
+    assert page.locator(".room-row").count() >= 1
+    page.goto(f"{server.url}/gatherings/new")
+    assert page.locator("h1").inner_text() == OFFLINE[language]
+    assert page.get_attribute("html", "lang") == language
+    context.close()
+
+
+@pytest.fixture
+def mention_pushed(amina_in_her_guild, settings):
+    """Yacine mentions Amina; the job worker pushes it to her phone (a push endpoint of this
+    test), which decrypts it: the JSON her service worker will receive."""
+    key = Vapid()
+    key.generate_keys()
+    settings.HIRFA_VAPID_PRIVATE_KEY = b64urlencode(key.private_key.private_numbers().private_value.to_bytes(32, "big"))
+    settings.HIRFA_VAPID_PUBLIC_KEY = b64urlencode(
+        key.public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+    cookie, room_id = amina_in_her_guild
+    service = PushService()
+    try:
+        amina, yacine = User.objects.get(username="amina"), User.objects.get(username="yacine")
+        private, auth, _sub = phone_of(amina, service)
+        room_services.send_buckets.reset()
+        room_services.message_post(user=yacine, room_id=room_id, client_id="k2", text="@amina tu viens ?")
+        run_jobs()
+        assert len(service.received) == 1
+        payload = decrypt(service.received[0], private, auth)
+    finally:
+        service.close()
+    return cookie, room_id, payload
+
+
+def test_the_service_worker_shows_a_pushed_mention(mention_pushed, daphne_factory, browser):  # noqa: F811
+    cookie, room_id, payload = mention_pushed
+    server = daphne_factory({"HIRFA_EMBEDDED_WORKER": "0"})
+    context = browser.new_context(viewport=PHONE, locale="fr", is_mobile=True, has_touch=True)
+    context.grant_permissions(["notifications"], origin=server.url)
+    context.add_cookies([{"name": "django_language", "value": "fr", "url": server.url},
+                         {"name": cookie["name"], "value": cookie["value"], "url": server.url}])
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{server.url}/notifications/")
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    cdp = context.new_cdp_session(page)
+    registrations: list[str] = []
+    cdp.on("ServiceWorker.workerRegistrationUpdated",
+           lambda event: registrations.extend(r["registrationId"] for r in event["registrations"]))
+    cdp.send("ServiceWorker.enable")
+    deadline = 50
+    while not registrations and deadline:
+        page.wait_for_timeout(100)
+        deadline -= 1
+    assert registrations, "the page has a service worker registration"
+    cdp.send("ServiceWorker.deliverPushMessage",
+             {"origin": server.url, "registrationId": registrations[0], "data": json.dumps(payload)})
+    page.wait_for_function(
+        "navigator.serviceWorker.ready.then(r => r.getNotifications()).then(n => n.length > 0)", polling=200
+    )
+    shown = page.evaluate(
+        "navigator.serviceWorker.ready.then(r => r.getNotifications())"
+        ".then(ns => ns.map(n => ({title: n.title, body: n.body, url: n.data.url})))"
+    )
+    assert shown == [{"title": payload["title"], "body": payload["body"], "url": payload["url"]}]
+    assert "@amina tu viens ?" in shown[0]["body"] and shown[0]["url"].startswith(f"/rooms/{room_id}/#m-")
+    context.close()
