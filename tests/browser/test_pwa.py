@@ -49,9 +49,9 @@ def test_installable_and_readable_offline(amina_in_her_guild, daphne_factory, br
     page.set_default_timeout(WAIT_MS)
     room_url = f"{server.url}/rooms/{room_id}/"
     page.goto(room_url)
-    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
 
-    manifest = page.evaluate("fetch(document.querySelector('link[rel=manifest]').href).then(r => r.json())")
+    manifest = page.evaluate("() => fetch(document.querySelector('link[rel=manifest]').href).then(r => r.json())")
     assert manifest["short_name"] == NAMES[language] and manifest["lang"] == language
     assert manifest["dir"] == ("rtl" if language == "ar" else "ltr")
     assert {icon["sizes"] for icon in manifest["icons"]} == {"192x192", "512x512"}
@@ -113,7 +113,7 @@ def test_the_service_worker_shows_a_pushed_mention(mention_pushed, daphne_factor
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     page.goto(f"{server.url}/notifications/")
-    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
     cdp = context.new_cdp_session(page)
     registrations: list[str] = []
     cdp.on("ServiceWorker.workerRegistrationUpdated",
@@ -127,10 +127,10 @@ def test_the_service_worker_shows_a_pushed_mention(mention_pushed, daphne_factor
     cdp.send("ServiceWorker.deliverPushMessage",
              {"origin": server.url, "registrationId": registrations[0], "data": json.dumps(payload)})
     page.wait_for_function(
-        "navigator.serviceWorker.ready.then(r => r.getNotifications()).then(n => n.length > 0)", polling=200
+        "() => navigator.serviceWorker.ready.then(r => r.getNotifications()).then(n => n.length > 0)", polling=200
     )
     shown = page.evaluate(
-        "navigator.serviceWorker.ready.then(r => r.getNotifications())"
+        "() => navigator.serviceWorker.ready.then(r => r.getNotifications())"
         ".then(ns => ns.map(n => ({title: n.title, body: n.body, url: n.data.url})))"
     )
     assert shown == [{"title": payload["title"], "body": payload["body"], "url": payload["url"]}]
