@@ -45,7 +45,7 @@ import chat_fanout as cf  # noqa: E402  (the same database, user and session set
 
 ROOT = cf.ROOT
 cf.BENCH_DB = "hirfa_storm_bench"
-PROTOCOL = 2
+PROTOCOL = int(os.environ.get("HIRFA_BENCH_PROTOCOL", "2"))
 
 
 # --- servers ------------------------------------------------------------------------------
@@ -477,8 +477,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--only", default="subscribe,storm,idle,send,redis",
                         help="comma-separated runs: subscribe, storm, idle, send, redis")
+    parser.add_argument("--protocol", type=int, default=PROTOCOL,
+                        help="protocol version the clients speak (1 to measure a server from before version 2)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    os.environ["HIRFA_BENCH_PROTOCOL"] = str(args.protocol)
     runs = set(args.only.split(","))
     redis = Redis(args.redis_port)
     redis.start()
