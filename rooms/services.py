@@ -563,13 +563,21 @@ def message_report(*, user: User, room_id: int, seq: int, reason: str) -> Report
 
 
 def report_resolve(*, moderator: User, report_id: int, action: str) -> Report:
-    """Dismiss a report, or act on it by deleting the message."""
+    """Dismiss a report, or act on it by deleting the message.
+
+    A report the user does not moderate answers `not_found` exactly as a missing
+    one does, whether or not he may read its room: the refusal tells nothing.
+    """
+    no_such_report = HirfaError(ErrorCode.NOT_FOUND, _("No such report."))
     report = Report.objects.select_related("message").filter(pk=report_id).first()
     if report is None:
-        raise HirfaError(ErrorCode.NOT_FOUND, _("No such report."))
-    access = room_access(user=moderator, room_id=report.message.room_id)
+        raise no_such_report
+    try:
+        access = room_access(user=moderator, room_id=report.message.room_id)
+    except HirfaError:
+        raise no_such_report from None
     if not access.can_moderate:
-        raise HirfaError(ErrorCode.NOT_FOUND, _("No such report."))
+        raise no_such_report
     if action == "delete":
         message_delete(user=moderator, room_id=access.room.pk, seq=report.message.seq)
         status = Report.Status.ACTIONED

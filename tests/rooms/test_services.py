@@ -260,3 +260,18 @@ def test_a_post_is_one_write_statement_on_postgresql(amina, guild):
     assert len(statements) <= 3, statements
     assert writes == [] or len(writes) <= 1, writes
     assert out.created and Message.objects.get(room=guild, seq=out.message.id).text == "une seule écriture"
+
+
+def test_a_report_in_a_room_one_may_not_read_answers_like_a_missing_one(amina, poterie, tlemcen):
+    owner = factories.artisan("ghania", trades=[poterie], wilaya_=tlemcen)
+    karim = factories.artisan("karim", trades=[poterie], wilaya_=tlemcen)
+    group = services.group_create(user=owner, title="Atelier", member_ids=[karim.pk])
+    seq = services.message_post(user=owner, room_id=group.pk, client_id="c1", text="Salam").message.id
+    report = services.message_report(user=karim, room_id=group.pk, seq=seq, reason="spam")
+
+    def refusal(report_id: int) -> dict[str, object]:
+        with pytest.raises(HirfaError) as refused:
+            services.report_resolve(moderator=amina, report_id=report_id, action="dismiss")
+        return refused.value.as_dict()
+
+    assert refusal(report.pk) == refusal(report.pk + 1000)
