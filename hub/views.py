@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
@@ -114,6 +114,7 @@ def profile(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_GET
 def profile_public(request: HttpRequest, username: str) -> HttpResponse:
     """Another member's profile, read-only."""
     found = selectors.public_profile(username=username)

@@ -101,8 +101,8 @@ def word(answer: Answer, missing: Answer | None) -> str:
     """
     if answer.ok:
         return "ok"
-    if answer.code == "login":
-        return "login"
+    if answer.code in ("login", "forbidden"):
+        return answer.code
     if missing is not None and not missing.ok and answer == missing:
         return "hidden"
     if answer.code == "not_found":
