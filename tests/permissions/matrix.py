@@ -6,7 +6,9 @@ key in backticks in the first column), a column per role, a word per cell.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +85,23 @@ class Answer:
     ok: bool
     code: str = ""
     message: str = ""
+    details: str = ""  # the refusal's other fields, with the ids the request named left out
+
+    @staticmethod
+    def details_of(payload: dict[str, object], asked: Iterable[object]) -> str:
+        """The fields of a refusal beyond its code and message, as text.
+
+        A field that only echoes an id the request itself named is written `#`,
+        so the answers for a present and a missing object compare equal unless
+        the refusal says more (such as the id of a room the request never named).
+        """
+        named = [a for a in asked if a is not None]
+        rest = {
+            k: "#" if any(v == a for a in named) else v
+            for k, v in payload.items()
+            if k not in ("type", "ref", "code", "message")
+        }
+        return json.dumps(rest, sort_keys=True, default=str)
 
     @classmethod
     def allowed(cls) -> Answer:

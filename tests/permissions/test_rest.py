@@ -9,6 +9,7 @@ sees what another did. A refusal is `hidden` only when it is exactly the answer
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -156,7 +157,7 @@ def _body(world: World, kind: str, call: Call) -> dict[str, Any] | None:
     return body
 
 
-def _perform(client: Client, call: Call, url: str, body: dict[str, Any] | None) -> Answer:
+def _perform(client: Client, call: Call, url: str, body: dict[str, Any] | None, asked: list[Any]) -> Answer:
     send_buckets.reset()
     with transaction.atomic():
         if call.upload:
@@ -173,7 +174,12 @@ def _perform(client: Client, call: Call, url: str, body: dict[str, Any] | None) 
     if response.status_code == 401:
         return LOGIN
     data = response.json()
-    return Answer(ok=False, code=data["code"], message=f"{response.status_code} {data['message']}")
+    return Answer(
+        ok=False,
+        code=data["code"],
+        message=f"{response.status_code} {data['message']}",
+        details=Answer.details_of(data, asked),
+    )
 
 
 def _image():
@@ -188,14 +194,17 @@ def _answer_and_missing(
     """The answer, and (for a refusal) the same role's answer for an object that does not exist."""
     values = _values(world, kind, call)
     body = _body(world, kind, call)
-    answer = _perform(client, call, call.path.format(**values), body)
+    named = re.findall(r"{(\w+)}", call.path)
+    asked = [*(values[n] for n in named), *(body or {}).values()]
+    answer = _perform(client, call, call.path.format(**values), body, asked)
     if answer.ok or not call.missing:
         return answer, None
     if call.key not in missing_cache:
         gone = {**values, call.missing: MISSING_ID if call.missing != "username" else "nobody-here"}
         if call.key == "POST /api/gatherings" and body is not None:
             body = {**body, "room_id": MISSING_ID}
-        missing_cache[call.key] = _perform(client, call, call.path.format(**gone), body)
+        gone_asked = [*(gone[n] for n in named), *(body or {}).values()]
+        missing_cache[call.key] = _perform(client, call, call.path.format(**gone), body, gone_asked)
     return answer, missing_cache[call.key]
 
 

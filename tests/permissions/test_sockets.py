@@ -90,11 +90,13 @@ class Probe:
     def __init__(self, comm: WebsocketCommunicator) -> None:
         self.comm = comm
         self.errors: dict[str, Answer] = {}
+        self.sent: dict[str, Frame] = {}
         self.count = 0
 
     async def send(self, frame: Frame) -> str:
         self.count += 1
         ref = f"r{self.count}"
+        self.sent[ref] = frame
         await self.comm.send_json_to({**frame, "ref": ref})
         await self._until_pong()
         return ref
@@ -110,7 +112,11 @@ class Probe:
 
     def _note(self, got: Frame) -> None:
         if got["type"] == "error" and got.get("ref"):
-            self.errors.setdefault(got["ref"], Answer(ok=False, code=got["code"], message=got["message"]))
+            asked = self.sent.get(got["ref"], {})
+            details = Answer.details_of(got, [asked.get(k) for k in ("room", "meeting", "id", "user")])
+            self.errors.setdefault(
+                got["ref"], Answer(ok=False, code=got["code"], message=got["message"], details=details)
+            )
 
     async def settle(self, wait: float = 0.3) -> None:
         while not await self.comm.receive_nothing(timeout=wait):
