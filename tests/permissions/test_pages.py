@@ -49,6 +49,7 @@ class Post:
     values: dict[str, str] = field(default_factory=dict)
     done_at_login: bool = False  # the log-in page is where it sends one when done
     ends_session: bool = False  # it logs the member out: a session of its own
+    json: dict[str, Any] | None = None  # posted as a JSON body instead of a form
 
     @property
     def pattern(self) -> str:
@@ -118,6 +119,9 @@ PLAIN_POSTS = [
     Post("POST exchange/", {"kind": "need", "material": "clay", "quantity": "5", "unit": "kg", "wilaya": "WILAYA"}),
     Post("POST exchange/<int:post_id>/close", missing="post_id"),
     Post("POST exchange/<int:post_id>/reply", missing="post_id"),
+    Post("POST notifications/push", json={"endpoint": "https://push.example.org/device", "remove": True}),
+    Post("POST notifications/settings", {"push_mention": "on", "quiet_from": "22:00", "quiet_to": "07:00"}),
+    Post("POST notifications/read"),
 ]
 
 
@@ -175,6 +179,8 @@ def _read(response: Any, post: Post) -> Answer:
     if errors:
         text = re.sub(r"\d+", "#", " ".join(errors))
         return Answer(ok=False, code="forbidden" if text == FORBIDDEN_TEXT else "refused", message=text)
+    if response.get("Content-Type", "").startswith("application/json") and response.json().get("ok") is False:
+        return Answer(ok=False, code="refused", message=str(response.json()))
     if response.status_code >= 400:
         return Answer(ok=False, code=f"http_{response.status_code}")
     return OK
@@ -187,7 +193,10 @@ def _perform(client: Client, url: str, data: dict[str, Any], post: Post) -> Answ
             from django.core.files.uploadedfile import SimpleUploadedFile
 
             data = {**data, post.upload: SimpleUploadedFile("photo.png", png_bytes(), content_type="image/png")}
-        response = client.post(url, data)
+        if post.json is not None:
+            response = client.post(url, post.json, content_type="application/json")
+        else:
+            response = client.post(url, data)
         answer = _read(response, post)
         transaction.set_rollback(True)
     client.cookies.pop("messages", None)  # shown: not carried into the next answer
@@ -276,7 +285,7 @@ def test_pages_that_only_read_refuse_a_post(admin_client):
     wrote = []
     for pattern in sorted(_read_only_pages()):
         values = {"room_id": MISSING_ID, "gathering_id": MISSING_ID, "user_id": MISSING_ID, "product_id": MISSING_ID,
-                  "username": amina.username, "key": "20260101T000000Z", "token": "x", "uidb64": "x"}
+                  "username": amina.username, "notification_id": MISSING_ID, "key": "20260101T000000Z", "token": "x", "uidb64": "x"}
         response = admin_client.post(_url(pattern, values))
         if response.status_code != 405:
             wrote.append(f"{pattern}: {response.status_code}")
