@@ -37,7 +37,7 @@ from signaling import selectors as meeting_selectors
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "hirfa"
 # Kept by the service worker at install: the shell every page needs, offline too.
 SHELL_FILES = ["hirfa.css", "dom.js", "badge.js", "pwa.js", "socket.js", "markdown.js", "room.js",
-               "rooms.js", "meeting-banner.js", "icons/icon-192.png"]
+               "rooms.js", "meeting-banner.js", "icons.svg", "icons/icon-192.png"]
 # The kinds a member may choose to have pushed to his devices.
 PUSH_KINDS = [
     ("mention", _lazy("Mentions")),

@@ -167,6 +167,11 @@ def test_the_bottom_bar_and_the_bell_on_a_phone(site, daphne_factory, browser): 
         box = tabs.nth(i).bounding_box()
         assert box and box["height"] >= 44 and box["y"] + box["height"] <= PHONE["height"] + 1
     assert page.locator(".tabbar a[aria-current='page'] .tab-label").inner_text() == "اللقاءات"
+    # Each tab's icon is drawn from the sprite (no emoji: phones render those differently).
+    assert page.locator(".tabbar svg.icon use").count() == 5
+    assert page.evaluate(
+        "() => [...document.querySelectorAll('.tabbar svg.icon')].every(s => s.getBBox().width > 10)"
+    )
     assert page.title().startswith("(6) ")
     assert page.locator(".tabbar [data-unread-count]").inner_text() == "6"
     assert page.locator(".topbar .bell [data-unread-count]").is_visible()
