@@ -636,9 +636,3 @@ def memberships_sync(*, user: User) -> list[Room]:
     return wanted
 
 
-def notifications_mark_read(*, user: User, ids: list[int] | None = None) -> int:
-    """Mark `user`'s own notifications read (those in `ids`, or all); how many changed."""
-    qs = Notification.objects.filter(user=user, read_at__isnull=True)
-    if ids is not None:
-        qs = qs.filter(pk__in=ids)
-    return qs.update(read_at=timezone.now())
