@@ -634,5 +634,3 @@ def memberships_sync(*, user: User) -> list[Room]:
             room_id__in=wanted_ids
         ).update(active=False)
     return wanted
-
-
