@@ -173,17 +173,20 @@ async def test_host_lobby_admit_mute_remove_and_ice_restart(embedded_sfu, close_
     await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= seen + 40, what="the meeting goes on")
     assert len(n.frames_from(amina.pk, "mic")) - heard <= 3, "muted audio still forwarded"
 
-    # ICE restart: a new peer connection, without leaving the meeting
-    await a.peer.close()
+    # ICE restart: a new peer connection, without leaving the meeting; the page closes
+    # its old one once the server answered (as meeting.js does: a phone whose network
+    # changed sends nothing on the old one, while a close would be a failure, not a restart)
     from tests.signaling.sfu.peers import ClientPeer, ToneAudioTrack, PatternVideoTrack
     from signaling.sfu import TrackSource
 
+    old_peer = a.peer
     a.peer = ClientPeer("amina", tracks={TrackSource.MICROPHONE: ToneAudioTrack(), TrackSource.CAMERA: PatternVideoTrack()})
     mark, nadia_mark = a.mark(), n.mark()
     seen_of_amina = len(n.frames_from(amina.pk, "camera"))
     await a.send({"type": "meeting_ice_restart", "meeting": meeting_id})
     await a.wait_for("meeting_ice_servers", after=mark)
     offer = await a.wait_for("meeting_offer", after=mark)
+    await old_peer.close()
     assert offer["revision"] == 1
     await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= 10, what="amina sees nadia again")
     await wait_until(lambda: len(n.frames_from(amina.pk, "camera")) >= seen_of_amina + 10, what="nadia sees amina again")

@@ -332,11 +332,15 @@ function newPeer() {
 async function iceRestart() {
   if (phase !== "in" || !hub.ready) return; // a socket that comes back rejoins by itself
   setStatus(T.reconnectingCall);
-  closePeer();
   try {
     const reply = await hub.request({ type: "meeting_ice_restart", meeting: meetingId });
+    // Closed only now, before the new session's offer: the server has already given our
+    // place to a new peer, so the old one's close is not taken for a failure (which
+    // would make everyone else renegotiate).
+    closePeer();
     if (reply.type === "meeting_joined") joined(reply);
   } catch (frame) {
+    closePeer();
     if (frame.code !== "disconnected") rejoin();
   }
 }
