@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test demo messages makemessages bench-chat bench-sfu clean
+.PHONY: install run test lint demo messages makemessages bench-chat bench-sfu clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ demo: install messages
 
 test: install messages
 	HIRFA_FAST_PASSWORD_HASHER=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# Lint, types and the import contract (.importlinter); CI runs this before the tests.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 # The .mo files are built here, not committed: the .po files are the source
 # (no locations, sorted by msgid, so parallel changes merge line by line).

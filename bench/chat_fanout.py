@@ -32,12 +32,11 @@ import multiprocessing as mp
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
 from array import array
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -237,9 +236,10 @@ class Receiver:
 
 async def _open(url: str, cookie: str | None, origin: str) -> Any:
     from websockets.asyncio.client import connect
+    from websockets.typing import Origin
 
     headers = {"Cookie": f"sessionid={cookie}"} if cookie else None
-    return await connect(url, origin=origin, additional_headers=headers, compression=None,
+    return await connect(url, origin=Origin(origin), additional_headers=headers, compression=None,
                          proxy=None, open_timeout=30, max_size=4 * 1024 * 1024, max_queue=256,
                          ping_interval=None)
 
@@ -302,7 +302,7 @@ async def client_worker(conn: Connection, url: str, origin: str, room: int, cook
         rec.closed_code = ws.close_code if ws.close_code is not None else -1
 
     tasks: list[asyncio.Task[None]] = []
-    recv = lambda: loop.run_in_executor(None, conn.recv)  # noqa: E731
+    recv = lambda: loop.run_in_executor(None, conn.recv)
     while True:
         cmd, arg = await recv()
         if cmd == "connect":
@@ -321,7 +321,7 @@ async def client_worker(conn: Connection, url: str, origin: str, room: int, cook
         elif cmd == "quiet":
             # Wait until the set-up traffic (presence of every member) has drained.
             deadline = time.monotonic() + arg
-            last = -1
+            last: float = -1
             while time.monotonic() < deadline:
                 if state["frames"] == last:
                     break
@@ -342,7 +342,7 @@ async def client_worker(conn: Connection, url: str, origin: str, room: int, cook
                     break
                 await asyncio.sleep(0.05)
             lost = resumed = received = 0
-            closed = {}
+            closed: dict[int, int] = {}
             for r in receivers:
                 got = len(expected & r.ids)
                 received += got

@@ -35,6 +35,7 @@ import random
 import statistics
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +89,7 @@ def _zipf_weights(n: int, rng: random.Random) -> list[float]:
     return weights
 
 
-def generate(artisans: int, products: int, seed: int, log) -> None:  # noqa: ANN001
+def generate(artisans: int, products: int, seed: int, log) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
@@ -113,7 +114,7 @@ def generate(artisans: int, products: int, seed: int, log) -> None:  # noqa: ANN
             users = User.objects.bulk_create(
                 [
                     User(username=f"artisan{start + i:06d}", password="!", email="",
-                         date_joined=now - timezone.timedelta(days=rng.randint(0, 720)))
+                         date_joined=now - timedelta(days=rng.randint(0, 720)))
                     for i in range(count)
                 ]
             )

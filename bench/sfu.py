@@ -36,9 +36,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import multiprocessing
 import os
 import platform
+import queue
 import signal
 import socket
 import statistics
@@ -47,7 +49,7 @@ import subprocess
 import sys
 import time
 from fractions import Fraction
-from typing import Any
+from typing import Any, Self
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -81,7 +83,11 @@ def run_server(mode: str, port_queue: Any, profile: str | None) -> None:
 
         profiler = cProfile.Profile(time.process_time)
         signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
-        signal.signal(signal.SIGUSR2, lambda *_: (profiler.disable(), profiler.dump_stats(profile)))
+        def write_profile(*_: object) -> None:
+            profiler.disable()
+            profiler.dump_stats(profile)
+
+        signal.signal(signal.SIGUSR2, write_profile)
     asyncio.run(_server_main(mode, port_queue))
 
 
@@ -443,7 +449,7 @@ class JanusHost:
         self._ip("netns", "del", JANUS_NETNS, check=False)
         self._ip("link", "del", JANUS_HOST_IF, check=False)
 
-    def __enter__(self) -> "JanusHost":
+    def __enter__(self) -> Self:
         import tempfile
 
         try:
@@ -489,7 +495,7 @@ class JanusHost:
         except OSError:
             return ""
 
-    def __exit__(self, *_exc: Any) -> None:
+    def __exit__(self, *_exc: object) -> None:
         import shutil
 
         if self.process is not None and self.process.poll() is None:
@@ -600,7 +606,7 @@ async def _janus_client_main(name: str, publish: bool, base: str, room: int, loo
             jsep = await asyncio.to_thread(janus.wait_jsep)
             await pc.setRemoteDescription(RTCSessionDescription(jsep["sdp"], jsep["type"]))
             for transceiver in pc.getTransceivers():
-                if transceiver.kind == "video":
+                if transceiver.kind == "video" and transceiver.mid is not None:
                     transceiver.direction = "recvonly"
                     transceiver.receiver._handle_rtp_packet = _light_receiver(transceiver.mid, arrivals, events, name)
             configure_host_candidates(pc, policy)
@@ -651,6 +657,7 @@ def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loo
     ports = ctx.Queue()
     server = ctx.Process(target=run_server, args=(mode, ports, profile))
     server.start()
+    assert server.pid is not None  # started
     port = ports.get(timeout=60)
     try:
         return _drive(ctx, server.pid, run_client, (port,), publishers=publishers, subscribers=subscribers,
@@ -688,13 +695,13 @@ def _drive(ctx: Any, server_pid: int, client: Any, client_args: tuple[Any, ...],
         process.start()
     clients += subs
     ready: set[str] = set()
-    reports = []
+    reports: list[tuple[Any, str, dict[str, list[tuple[float, float]]]]] = []
     try:
         deadline = time.time() + 60 + 3 * len(clients)
         while len(ready) < receivers and time.time() < deadline:
             try:
                 event = events.get(timeout=1)
-            except Exception:
+            except queue.Empty:
                 continue
             if event[0] == "ready":
                 ready.add(event[1])
@@ -728,12 +735,13 @@ def _drive(ctx: Any, server_pid: int, client: Any, client_args: tuple[Any, ...],
             if process.is_alive():
                 process.terminate()
                 process.join(timeout=10)
-    rates, latencies = [], []
+    rates: list[float] = []
+    latencies: list[float] = []
     for _, _name, arrivals in reports:
         for frames in arrivals.values():
             window = [(t, lat) for t, lat in frames if start <= t <= end]
             rates.append(len(window) / (end - start))
-            latencies.extend(lat * 1000 for _, lat in window if lat == lat)
+            latencies.extend(lat * 1000 for _, lat in window if not math.isnan(lat))
     latencies.sort()
 
     def pct(p: float) -> float | None:
@@ -755,7 +763,8 @@ def main() -> None:
     parser.add_argument("--profile", help="write the SFU server's cProfile (CPU time, measurement window) of the fan-out runs here")
     args = parser.parse_args()
     loop_frames = encode_loop()
-    fanout, meetings = [], []
+    fanout: list[dict[str, Any]] = []
+    meetings: list[dict[str, Any]] = []
     janus_note = janus_unavailable() if args.janus is not False else "Janus not driven: --no-janus"
     with contextlib.ExitStack() as stack:
         janus = None
@@ -777,7 +786,7 @@ def main() -> None:
         }, indent=2))
 
 
-def _run_loads(args: Any, loop_frames: list[bytes], janus: "JanusHost | None", janus_note: str | None,
+def _run_loads(args: Any, loop_frames: list[bytes], janus: JanusHost | None, janus_note: str | None,
                fanout: list[dict[str, Any]], meetings: list[dict[str, Any]]) -> None:
 
     def say(text: str) -> None:

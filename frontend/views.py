@@ -28,8 +28,9 @@ from django.views.decorators.http import require_GET, require_POST
 from frontend import selectors as page_selectors
 from frontend.i18n import js_strings, meeting_js_strings
 from hub import push
+from hub.auth import member_of
 from hub.errors import ErrorCode, HirfaError
-from hub.models import PushPreference
+from hub.models import PushPreference, User
 from rooms import selectors, services
 from rooms.models import RoomKind
 from signaling import selectors as meeting_selectors
@@ -80,7 +81,7 @@ def _back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(fallback)
 
 
-def _direct_title(user: Any, room_id: int) -> str:
+def _direct_title(user: User, room_id: int) -> str:
     """A direct room is named after the other member."""
     others = [
         m.user.display_name
@@ -110,20 +111,21 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 def rooms(request: HttpRequest) -> HttpResponse:
     """The rooms the member follows (unread counts kept live by rooms.js) and public rooms to discover."""
+    user = member_of(request)
     kind = request.GET.get("kind", "")
     if kind not in {k for k, _label in PUBLIC_KINDS}:
         kind = ""
     query = request.GET.get("q", "").strip()[:80]
     followed = [
-        replace(r, title=_direct_title(request.user, r.id)) if r.kind == RoomKind.DIRECT else r
-        for r in selectors.rooms_for_user(user=request.user)
+        replace(r, title=_direct_title(user, r.id)) if r.kind == RoomKind.DIRECT else r
+        for r in selectors.rooms_for_user(user=user)
     ]
-    discover = list(selectors.public_rooms(user=request.user, kind=kind or None, query=query)[
+    discover = list(selectors.public_rooms(user=user, kind=kind or None, query=query)[
         :DISCOVER_SHOWN
     ])
     config = {
         "rooms": [{"id": r.id, "rev": r.rev, "unread": r.unread} for r in followed],
-        "me": request.user.pk,
+        "me": user.pk,
         "loginUrl": resolve_url(settings.LOGIN_URL),
     }
     return render(
@@ -137,7 +139,7 @@ def rooms(request: HttpRequest) -> HttpResponse:
             "query": query,
             "config": config,
             "i18n": js_strings(),
-            "moderates": page_selectors.user_moderates_any(user=request.user),
+            "moderates": page_selectors.user_moderates_any(user=user),
         },
     )
 
@@ -146,26 +148,27 @@ def rooms(request: HttpRequest) -> HttpResponse:
 @require_GET
 def room(request: HttpRequest, room_id: int) -> HttpResponse:
     """A room: the latest messages in the page, the rest (live, older, missed) over the socket."""
+    user = member_of(request)
     try:
-        access = selectors.room_access(user=request.user, room_id=room_id)
+        access = selectors.room_access(user=user, room_id=room_id)
         # The rev is read before the history, so a resume from it replays anything newer.
         rev = access.room.last_rev
         history, more = selectors.room_history(
-            user=request.user, room_id=room_id, limit=INITIAL_MESSAGES
+            user=user, room_id=room_id, limit=INITIAL_MESSAGES
         )
-        members = selectors.room_members(user=request.user, room_id=room_id)
+        members = selectors.room_members(user=user, room_id=room_id)
     except HirfaError as exc:
         raise Http404(_("No such room.")) from exc
     muted = selectors.member_is_muted(access.membership)
     title = access.room.display_title()
     if access.room.kind == RoomKind.DIRECT:
-        title = _direct_title(request.user, room_id)
+        title = _direct_title(user, room_id)
     config: dict[str, Any] = {
         "room": access.room.pk,
         "rev": rev,
         "more": more,
-        "me": request.user.pk,
-        "meName": request.user.display_name,
+        "me": user.pk,
+        "meName": user.display_name,
         "moderator": access.can_moderate,
         "follows": access.follows,
         "mutedUntil": (
@@ -194,7 +197,7 @@ def room(request: HttpRequest, room_id: int) -> HttpResponse:
             "members_total": len(members),
             "config": config,
             "i18n": js_strings(),
-            "moderates": access.can_moderate or page_selectors.user_moderates_any(user=request.user),
+            "moderates": access.can_moderate or page_selectors.user_moderates_any(user=user),
             "slow_mode_choices": _slow_mode_choices() if access.can_moderate else [],
             "may_start_meeting": _may_start_meeting(access),
         },
@@ -204,8 +207,9 @@ def room(request: HttpRequest, room_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def room_follow(request: HttpRequest, room_id: int) -> HttpResponse:
+    user = member_of(request)
     try:
-        services.room_follow(user=request.user, room_id=room_id)
+        services.room_follow(user=user, room_id=room_id)
     except HirfaError as exc:
         messages.error(request, _error_text(exc))
     else:
@@ -216,8 +220,9 @@ def room_follow(request: HttpRequest, room_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def room_leave(request: HttpRequest, room_id: int) -> HttpResponse:
+    user = member_of(request)
     try:
-        services.room_leave(user=request.user, room_id=room_id)
+        services.room_leave(user=user, room_id=room_id)
     except HirfaError as exc:
         messages.error(request, _error_text(exc))
     else:
@@ -242,11 +247,12 @@ def _slow_mode_choices() -> list[tuple[int, str]]:
 @require_POST
 def room_slow_mode(request: HttpRequest, room_id: int) -> HttpResponse:
     """Moderators: set the room's slow mode."""
+    user = member_of(request)
     seconds = _int(request.POST.get("seconds"))
     try:
         if seconds not in SLOW_MODE_CHOICES:
             raise HirfaError(ErrorCode.INVALID, _("Choose a slow mode from the list."))
-        services.slow_mode_set(moderator=request.user, room_id=room_id, seconds=seconds)
+        services.slow_mode_set(moderator=user, room_id=room_id, seconds=seconds)
     except HirfaError as exc:
         messages.error(request, _error_text(exc))
     else:
@@ -258,11 +264,12 @@ def room_slow_mode(request: HttpRequest, room_id: int) -> HttpResponse:
 @require_POST
 def direct_open(request: HttpRequest) -> HttpResponse:
     """Open (or create) the direct room with a member and go there."""
+    user = member_of(request)
     other = _int(request.POST.get("user"))
     try:
         if other is None:
             raise HirfaError(ErrorCode.INVALID, "No such member.")
-        direct = services.direct_room_open(user=request.user, other_id=other)
+        direct = services.direct_room_open(user=user, other_id=other)
     except HirfaError as exc:
         messages.error(request, _error_text(exc))
         return _back(request, reverse("rooms"))
@@ -273,12 +280,13 @@ def direct_open(request: HttpRequest) -> HttpResponse:
 @require_POST
 def group_create(request: HttpRequest) -> HttpResponse:
     """Create a private group with the chosen members and go there."""
+    user = member_of(request)
     title = request.POST.get("title", "").strip()
     member_ids = [m for m in (_int(v) for v in request.POST.getlist("members")) if m]
     try:
         if not title:
             raise HirfaError(ErrorCode.EMPTY, "A group needs a title.")
-        group = services.group_create(user=request.user, title=title[:120], member_ids=member_ids)
+        group = services.group_create(user=user, title=title[:120], member_ids=member_ids)
     except HirfaError as exc:
         messages.error(request, _error_text(exc))
         return _back(request, reverse("rooms"))
@@ -430,21 +438,23 @@ def me(request: HttpRequest) -> HttpResponse:
 @require_GET
 def moderation(request: HttpRequest) -> HttpResponse:
     """The moderators' queue of open reports; members who moderate nothing get a 404."""
-    if not page_selectors.user_moderates_any(user=request.user):
+    user = member_of(request)
+    if not page_selectors.user_moderates_any(user=user):
         raise Http404(_("No such page."))
     return render(
         request,
         "frontend/moderation.html",
-        {"reports": page_selectors.reports_open(moderator=request.user), "moderates": True},
+        {"reports": page_selectors.reports_open(moderator=user), "moderates": True},
     )
 
 
 @login_required
 @require_POST
 def report_resolve(request: HttpRequest, report_id: int) -> HttpResponse:
+    user = member_of(request)
     action = request.POST.get("action", "")
     try:
-        services.report_resolve(moderator=request.user, report_id=report_id, action=action)
+        services.report_resolve(moderator=user, report_id=report_id, action=action)
     except HirfaError as exc:
         messages.error(request, _error_text(exc))
     else:
@@ -471,23 +481,24 @@ def meeting(request: HttpRequest, room_id: int) -> HttpResponse:
     one (he hosts what he starts); the client still shows them only once the
     server says ``meeting_joined.host``.
     """
+    user = member_of(request)
     try:
-        access = selectors.room_access(user=request.user, room_id=room_id)
+        access = selectors.room_access(user=user, room_id=room_id)
     except HirfaError as exc:
         raise Http404(_("No such room.")) from exc
     live = meeting_selectors.live_meeting(room_id=room_id)
     may_start = _may_start_meeting(access)
     if live is not None:
-        host = meeting_selectors.meeting_is_host(user=request.user, meeting=live, access=access)
+        host = meeting_selectors.meeting_is_host(user=user, meeting=live, access=access)
     else:
         host = may_start
     title = access.room.display_title()
     if access.room.kind == RoomKind.DIRECT:
-        title = _direct_title(request.user, room_id)
+        title = _direct_title(user, room_id)
     config: dict[str, Any] = {
         "room": access.room.pk,
-        "me": request.user.pk,
-        "meName": request.user.display_name,
+        "me": user.pk,
+        "meName": user.display_name,
         "host": host,
         "mayStart": may_start,
         "live": live.pk if live is not None else None,
@@ -505,6 +516,6 @@ def meeting(request: HttpRequest, room_id: int) -> HttpResponse:
             "live": live,
             "config": config,
             "i18n": meeting_js_strings(),
-            "moderates": access.can_moderate or page_selectors.user_moderates_any(user=request.user),
+            "moderates": access.can_moderate or page_selectors.user_moderates_any(user=user),
         },
     )

@@ -10,7 +10,7 @@ ISO 8601 in UTC; occurrences are named by their key (original start,
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal, cast
+from typing import Literal
 
 from django.http import HttpRequest
 from django.urls import reverse
@@ -23,6 +23,7 @@ from gatherings import recurrence, selectors, services
 from gatherings.models import Gathering
 from gatherings.selectors import Occurrence
 from gatherings.views import meeting_url
+from hub.auth import member_of
 from hub.errors import ErrorCode, HirfaError
 from hub.models import User
 from rooms.ratelimit import TokenBuckets
@@ -39,10 +40,6 @@ ERRORS: dict[int, type[Schema]] = {
     400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody,
     429: ErrorBody,
 }
-
-
-def _user(request: HttpRequest) -> User:
-    return cast(User, request.auth)  # type: ignore[attr-defined]
 
 
 class OccurrenceOut(Schema):
@@ -168,7 +165,7 @@ def gathering_out(gathering: Gathering, user: User | None) -> GatheringOut:
         rrule=gathering.rrule,
         cancelled=gathering.cancelled,
         host_ids=[h.pk for h in gathering.hosts.all()],
-        can_manage=bool(user) and selectors.gathering_can_manage(user=user, gathering=gathering),
+        can_manage=user is not None and selectors.gathering_can_manage(user=user, gathering=gathering),
         ics_url=reverse("gathering_ics", args=[gathering.pk]),
     )
 
@@ -196,7 +193,7 @@ def gatherings_agenda(
     mine: bool = False,
 ) -> list[AgendaItemOut]:
     """Occurrences I may see between `after` (default now) and `before` (default +62 days)."""
-    user = _user(request)
+    user = member_of(request)
     after, before = _window(after, before)
     items = selectors.agenda(
         user=user, after=after, before=before, room_id=room, wilaya_id=wilaya, trade_id=trade, mine=mine
@@ -218,7 +215,7 @@ def gatherings_agenda(
 
 @router.post("/gatherings", response={201: GatheringOut, **ERRORS}, summary="Schedule a gathering")
 def gathering_schedule(request: HttpRequest, body: GatheringIn) -> Status:
-    user = _user(request)
+    user = member_of(request)
     data = body.dict()
     minutes = data.pop("duration_minutes")
     gathering = services.gathering_schedule(user=user, duration=timedelta(minutes=minutes), **data)
@@ -227,13 +224,13 @@ def gathering_schedule(request: HttpRequest, body: GatheringIn) -> Status:
 
 @router.get("/gatherings/{int:gathering_id}", response={200: GatheringOut, **ERRORS}, summary="One gathering")
 def gathering_detail(request: HttpRequest, gathering_id: int) -> GatheringOut:
-    user = _user(request)
+    user = member_of(request)
     return gathering_out(selectors.gathering_get(user=user, gathering_id=gathering_id), user)
 
 
 @router.patch("/gatherings/{int:gathering_id}", response={200: GatheringOut, **ERRORS}, summary="Edit a gathering")
 def gathering_update(request: HttpRequest, gathering_id: int, body: GatheringPatch) -> GatheringOut:
-    user = _user(request)
+    user = member_of(request)
     changes = {k: v for k, v in body.dict(exclude_unset=True).items() if v is not None or k == "capacity"}
     host_ids = changes.pop("host_ids", None)
     if "duration_minutes" in changes:
@@ -244,7 +241,7 @@ def gathering_update(request: HttpRequest, gathering_id: int, body: GatheringPat
 
 @router.post("/gatherings/{int:gathering_id}/cancel", response={200: GatheringOut, **ERRORS}, summary="Cancel a gathering")
 def gathering_cancel(request: HttpRequest, gathering_id: int) -> GatheringOut:
-    user = _user(request)
+    user = member_of(request)
     return gathering_out(services.gathering_cancel(user=user, gathering_id=gathering_id), user)
 
 
@@ -260,7 +257,7 @@ def gathering_occurrences(
     before: datetime | None = None,
     include_cancelled: bool = False,
 ) -> list[OccurrenceOut]:
-    gathering = selectors.gathering_get(user=_user(request), gathering_id=gathering_id)
+    gathering = selectors.gathering_get(user=member_of(request), gathering_id=gathering_id)
     found = selectors.gathering_occurrences(
         gathering=gathering, after=after, before=before, include_cancelled=include_cancelled
     )
@@ -274,7 +271,7 @@ def gathering_occurrences(
 )
 def occurrence_cancel(request: HttpRequest, gathering_id: int, key: str) -> OccurrenceOut:
     occ = services.occurrence_cancel(
-        user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+        user=member_of(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
     )
     return occurrence_out(occ)
 
@@ -286,7 +283,7 @@ def occurrence_cancel(request: HttpRequest, gathering_id: int, key: str) -> Occu
 )
 def occurrence_move(request: HttpRequest, gathering_id: int, key: str, body: MoveIn) -> OccurrenceOut:
     occ = services.occurrence_move(
-        user=_user(request),
+        user=member_of(request),
         gathering_id=gathering_id,
         original_start=recurrence.parse_occurrence_key(key),
         new_start=body.start,
@@ -301,7 +298,7 @@ def occurrence_move(request: HttpRequest, gathering_id: int, key: str, body: Mov
     summary="Change this occurrence and the following ones",
 )
 def gathering_split(request: HttpRequest, gathering_id: int, key: str, body: GatheringPatch) -> Status:
-    user = _user(request)
+    user = member_of(request)
     changes = {k: v for k, v in body.dict(exclude_unset=True).items() if v is not None}
     if "duration_minutes" in changes:
         changes["duration"] = timedelta(minutes=changes.pop("duration_minutes"))
@@ -314,7 +311,7 @@ def gathering_split(request: HttpRequest, gathering_id: int, key: str, body: Gat
 @router.put("/gatherings/{int:gathering_id}/rsvp", response={200: RsvpOut, **ERRORS}, summary="My answer")
 def rsvp_set(request: HttpRequest, gathering_id: int, body: RsvpIn) -> RsvpOut:
     result = services.rsvp_set(
-        user=_user(request),
+        user=member_of(request),
         gathering_id=gathering_id,
         status=body.status,
         original_start=recurrence.parse_occurrence_key(body.occurrence) if body.occurrence else None,
@@ -329,7 +326,7 @@ def rsvp_set(request: HttpRequest, gathering_id: int, body: RsvpIn) -> RsvpOut:
 )
 def occurrence_attendees(request: HttpRequest, gathering_id: int, key: str) -> list[AttendeeOut]:
     rows = selectors.occurrence_attendees(
-        user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+        user=member_of(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
     )
     return [AttendeeOut(**r.__dict__) for r in rows]
 
@@ -354,7 +351,7 @@ def occurrence_join(request: HttpRequest, gathering_id: int, key: str) -> JoinOu
     moderators, and those going: the room's live meeting (started if needed), linked to
     the occurrence. Then join it on the websocket (`meeting_join`)."""
     opened = services.occurrence_meeting_open(
-        user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+        user=member_of(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
     )
     return JoinOut(**opened.__dict__, url=meeting_url(meeting_id=opened.meeting_id, room_id=opened.room_id))
 
@@ -398,7 +395,7 @@ def _minutes(value: timedelta) -> int:
 )
 def occurrence_attendance(request: HttpRequest, gathering_id: int, key: str) -> AttendanceOut:
     summary = selectors.occurrence_attendance(
-        user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+        user=member_of(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
     )
     return AttendanceOut(
         gathering_id=summary.gathering_id,
@@ -436,12 +433,12 @@ def recurrence_preview(request: HttpRequest, body: PreviewIn) -> PreviewOut:
     With `gathering_id` (a gathering the caller may see), keeping that gathering's own
     start is allowed even when it is past, as editing a running series allows it.
     Rate limited per member (`rate_limited`, 429, with Retry-After)."""
-    wait = preview_buckets.take(_user(request).pk)
+    wait = preview_buckets.take(member_of(request).pk)
     if wait:
         raise HirfaError(ErrorCode.RATE_LIMITED, _("Too many previews; wait a moment."), retry_after=wait)
     now = timezone.now()
     if body.gathering_id is not None:
-        current = selectors.gathering_get(user=_user(request), gathering_id=body.gathering_id)
+        current = selectors.gathering_get(user=member_of(request), gathering_id=body.gathering_id)
         start = body.start
         if timezone.is_naive(start):
             start = start.replace(tzinfo=recurrence.zone(body.tz))
@@ -461,11 +458,11 @@ def recurrence_preview(request: HttpRequest, body: PreviewIn) -> PreviewOut:
 
 @router.get("/gatherings/feed", response={200: FeedTokenOut, **ERRORS}, summary="My personal calendar URL")
 def feed_url(request: HttpRequest) -> FeedTokenOut:
-    token = services.feed_token_get(user=_user(request)).token
+    token = services.feed_token_get(user=member_of(request)).token
     return FeedTokenOut(url=request.build_absolute_uri(reverse("gatherings_personal_ics", args=[token])))
 
 
 @router.post("/gatherings/feed/revoke", response={200: FeedTokenOut, **ERRORS}, summary="Revoke my calendar URL")
 def feed_revoke(request: HttpRequest) -> FeedTokenOut:
-    token = services.feed_token_revoke(user=_user(request)).token
+    token = services.feed_token_revoke(user=member_of(request)).token
     return FeedTokenOut(url=request.build_absolute_uri(reverse("gatherings_personal_ics", args=[token])))

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
-from icalendar import Calendar, Event, vRecur
+from icalendar import Calendar, Component, Event, vRecur
 
 from gatherings import recurrence, selectors
 from gatherings.models import Gathering
@@ -96,8 +96,8 @@ def expand_feed(data: bytes, *, until: datetime | None = None) -> dict[str, list
     from dateutil.rrule import rrulestr
 
     cal = Calendar.from_ical(data)
-    masters: dict[str, Event] = {}
-    overrides: dict[str, dict[datetime, Event]] = {}
+    masters: dict[str, Component] = {}
+    overrides: dict[str, dict[datetime, Component]] = {}
     for event in cal.walk("VEVENT"):
         uid = str(event["uid"])
         if "recurrence-id" in event:
@@ -113,7 +113,8 @@ def expand_feed(data: bytes, *, until: datetime | None = None) -> dict[str, list
         dtstart = master.decoded("dtstart")
         duration = master.decoded("duration")
         if "rrule" in master:
-            rule = master["rrule"].to_ical().decode()
+            encoded = master["rrule"].to_ical()
+            rule = encoded.decode() if isinstance(encoded, bytes) else encoded
             starts = [s.astimezone(UTC) for s in rrulestr(rule, dtstart=dtstart)]
         else:
             starts = [dtstart.astimezone(UTC)]

@@ -10,8 +10,8 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from gatherings import recurrence
-from hub.bidi import bidi_isolate
 from gatherings.models import Gathering
+from hub.bidi import bidi_isolate
 from hub.models import Notification, User
 from rooms.services import notification_create
 

@@ -36,7 +36,7 @@ _PERIOD_DAYS = {"DAILY": 1, "WEEKLY": 7, "MONTHLY": 28, "YEARLY": 365}
 # private name, so it is checked here at import and the budget has its own test
 # (tests/gatherings/test_recurrence_bounds.py fails if a dateutil release renames it).
 _DAYSET_METHODS = ("ydayset", "mdayset", "wdayset", "ddayset")
-if not all(hasattr(dateutil_rrule._iterinfo, name) for name in _DAYSET_METHODS):  # noqa: SLF001
+if not all(hasattr(dateutil_rrule._iterinfo, name) for name in _DAYSET_METHODS):
     raise ImportError("dateutil's rrule no longer walks periods through _iterinfo.*dayset")
 
 _FREQS = {"DAILY", "WEEKLY", "MONTHLY", "YEARLY"}
@@ -128,11 +128,10 @@ def rule_normalise(text: str, *, start: datetime, tz_name: str) -> str:
         raise _invalid(_("A recurrence must end: give COUNT or UNTIL."))
     if "COUNT" in parts and "UNTIL" in parts:
         raise _invalid(_("Give COUNT or UNTIL, not both."))
-    if "COUNT" in parts:
-        if not parts["COUNT"].isdigit() or not 1 <= int(parts["COUNT"]) <= MAX_OCCURRENCES:
-            raise _invalid(
-                _("COUNT must be between 1 and %(max)d.") % {"max": MAX_OCCURRENCES}
-            )
+    if "COUNT" in parts and (
+        not parts["COUNT"].isdigit() or not 1 <= int(parts["COUNT"]) <= MAX_OCCURRENCES
+    ):
+        raise _invalid(_("COUNT must be between 1 and %(max)d.") % {"max": MAX_OCCURRENCES})
     if "INTERVAL" in parts and (not parts["INTERVAL"].isdigit() or int(parts["INTERVAL"]) < 1):
         raise _invalid(_("INTERVAL must be a positive whole number."))
     if "UNTIL" in parts:
@@ -192,7 +191,7 @@ def _step_limit(budget: int) -> Iterator[None]:
     """
     steps = 0
 
-    def count(frame: object, event: str, arg: object) -> None:  # noqa: ARG001
+    def count(frame: object, event: str, arg: object) -> None:
         nonlocal steps
         if frame.f_code.co_name in _DAYSET_METHODS:  # type: ignore[attr-defined]
             steps += 1

@@ -18,7 +18,6 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from hub.errors import ErrorCode, HirfaError
 from gatherings import recurrence
 from gatherings.models import (
     FeedToken,
@@ -29,6 +28,7 @@ from gatherings.models import (
     RsvpStatus,
     Visibility,
 )
+from hub.errors import ErrorCode, HirfaError
 from hub.models import User
 from rooms.models import Membership, RoomKind
 from rooms.selectors import user_moderates

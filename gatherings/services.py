@@ -21,7 +21,6 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from hub.errors import ErrorCode, HirfaError
 from gatherings import recurrence, selectors
 from gatherings.models import (
     FeedToken,
@@ -34,6 +33,7 @@ from gatherings.models import (
 )
 from gatherings.notify import member_notify
 from gatherings.selectors import Occurrence
+from hub.errors import ErrorCode, HirfaError
 from hub.models import User
 from rooms.selectors import room_access
 from signaling.models import Attendance, Meeting
@@ -434,6 +434,7 @@ def gathering_split(
             else:
                 exc.delete()
         for r in gathering.rsvps.filter(occurrence_start__gte=occ.original_start):
+            assert r.occurrence_start is not None  # the filter's
             moved_to = r.occurrence_start + shift
             if moved_to in new_starts:
                 r.gathering = new
@@ -584,9 +585,13 @@ def rsvp_set(
             final = status
             if status == RsvpStatus.GOING and before == RsvpStatus.WAITLISTED:
                 final = RsvpStatus.WAITLISTED  # keeps his place in the queue
-            elif status == RsvpStatus.GOING and before != RsvpStatus.GOING and gathering.capacity is not None:
-                if book.taken(occ) >= gathering.capacity:
-                    final = RsvpStatus.WAITLISTED
+            elif (
+                status == RsvpStatus.GOING
+                and before != RsvpStatus.GOING
+                and gathering.capacity is not None
+                and book.taken(occ) >= gathering.capacity
+            ):
+                final = RsvpStatus.WAITLISTED
             book.set_occurrence(
                 occ, user.pk, final, requested=final == RsvpStatus.WAITLISTED and before != RsvpStatus.WAITLISTED
             )

@@ -12,8 +12,8 @@ import calendar
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import wraps
-from urllib.parse import urlencode
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from django import forms
@@ -28,10 +28,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
-from hub.csv_export import SafeCsvWriter
-from hub.errors import ErrorCode, HirfaError
 from gatherings import feeds, recurrence, selectors, services
 from gatherings.models import Gathering, RsvpStatus, Visibility
+from hub.auth import member_of
+from hub.csv_export import SafeCsvWriter
+from hub.errors import ErrorCode, HirfaError
 from hub.models import Trade, User, Wilaya
 from rooms.models import Room
 from rooms.selectors import room_access
@@ -53,10 +54,6 @@ def _render(request: HttpRequest, template: str, context: dict[str, Any], status
         return render(request, template, {**context, "viewer_tz": tz.key}, status=status)
 
 
-def _user(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
-
-
 # --- agenda ------------------------------------------------------------------------------
 
 
@@ -65,7 +62,7 @@ def _user(request: HttpRequest) -> User:
 def agenda(request: HttpRequest) -> HttpResponse:
     """The agenda: a list of the coming weeks grouped by day, or a month grid; all, mine,
     by wilaya or by trade. Days are the viewer's days (his zone, see `viewer_zone`)."""
-    user = _user(request)
+    user = member_of(request)
     tz = viewer_zone(request)
     view = "month" if request.GET.get("view") == "month" else "list"
     mine = request.GET.get("scope") == "mine"
@@ -166,7 +163,7 @@ def _schedulable_rooms(user: User) -> list[Room]:
 @login_required
 @require_GET
 def gathering_detail(request: HttpRequest, gathering_id: int) -> HttpResponse:
-    user = _user(request)
+    user = member_of(request)
     try:
         gathering = selectors.gathering_get(user=user, gathering_id=gathering_id)
     except HirfaError:
@@ -213,7 +210,7 @@ def rsvp(request: HttpRequest, gathering_id: int) -> HttpResponse:
     key = request.POST.get("occurrence") or None
     try:
         result = services.rsvp_set(
-            user=_user(request),
+            user=member_of(request),
             gathering_id=gathering_id,
             status=request.POST.get("status", ""),
             original_start=recurrence.parse_occurrence_key(key) if key else None,
@@ -236,11 +233,11 @@ def gathering_cancel(request: HttpRequest, gathering_id: int) -> HttpResponse:
     try:
         if key:
             services.occurrence_cancel(
-                user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+                user=member_of(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
             )
             messages.success(request, _("The occurrence is cancelled; those going are told."))
         else:
-            services.gathering_cancel(user=_user(request), gathering_id=gathering_id)
+            services.gathering_cancel(user=member_of(request), gathering_id=gathering_id)
             messages.success(request, _("The gathering is cancelled; those going are told."))
     except HirfaError as exc:
         if exc.code == ErrorCode.NOT_FOUND:
@@ -255,7 +252,7 @@ def attendees_csv(request: HttpRequest, gathering_id: int, key: str) -> HttpResp
     """The answers for one occurrence as CSV, for its hosts and moderators."""
     try:
         rows = selectors.occurrence_attendees(
-            user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+            user=member_of(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
         )
     except HirfaError as exc:
         if exc.code == ErrorCode.FORBIDDEN:
@@ -369,6 +366,11 @@ class GatheringForm(GatheringFieldsForm):
     room = forms.TypedChoiceField(label=gettext_lazy("Room"), coerce=int)
     field_order = ["room"]
 
+    def offer_rooms(self, rooms: list[Room]) -> None:
+        field = self.fields["room"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [(r.pk, r.display_title()) for r in rooms]
+
 
 class MoveForm(forms.Form):
     """Moving one occurrence: its new start (in the gathering's zone) and duration."""
@@ -385,12 +387,12 @@ class MoveForm(forms.Form):
 def gathering_new(request: HttpRequest) -> HttpResponse:
     """The moderators' form. The recurrence picker (gatherings.js) fills `rrule` and shows
     the next occurrences from ``POST /api/gatherings/preview`` before saving."""
-    user = _user(request)
+    user = member_of(request)
     rooms = _schedulable_rooms(user)
     if not rooms:
         return _denied(request, _("Only the moderators of a trade or a wilaya schedule gatherings."))
     form = GatheringForm(request.POST or None, initial={"room": request.GET.get("room")})
-    form.fields["room"].choices = [(r.pk, r.display_title()) for r in rooms]
+    form.offer_rooms(rooms)
     if request.method == "POST" and form.is_valid():
         try:
             gathering = services.gathering_schedule(user=user, room_id=form.cleaned_data["room"], **form.service_fields())
@@ -430,7 +432,7 @@ def _managers_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
 def _managed(request: HttpRequest, gathering_id: int) -> Gathering:
     """The gathering if the user may manage it; 404 if he may not see it (or it does not
     exist), `_NotManager` (403) if he sees it but does not moderate it."""
-    user = _user(request)
+    user = member_of(request)
     try:
         gathering = selectors.gathering_get(user=user, gathering_id=gathering_id)
     except HirfaError:
@@ -471,7 +473,7 @@ def gathering_edit(request: HttpRequest, gathering_id: int) -> HttpResponse:
     form = GatheringFieldsForm(request.POST or None, initial=GatheringFieldsForm.initial_of(gathering))
     if request.method == "POST" and form.is_valid():
         try:
-            services.gathering_update(user=_user(request), gathering_id=gathering.pk, **form.service_fields())
+            services.gathering_update(user=member_of(request), gathering_id=gathering.pk, **form.service_fields())
         except HirfaError as exc:
             _form_error(form, exc)
         else:
@@ -506,7 +508,7 @@ def occurrence_move(request: HttpRequest, gathering_id: int, key: str) -> HttpRe
         duration = timedelta(minutes=form.cleaned_data["duration_minutes"])
         try:
             services.occurrence_move(
-                user=_user(request),
+                user=member_of(request),
                 gathering_id=gathering.pk,
                 original_start=occ.original_start,
                 new_start=_wall_clock(form.cleaned_data["start"]),
@@ -540,7 +542,7 @@ def occurrence_cancel(request: HttpRequest, gathering_id: int, key: str) -> Http
         return redirect("gathering_detail", gathering_id=gathering.pk)
     if request.method == "POST":
         try:
-            services.occurrence_cancel(user=_user(request), gathering_id=gathering.pk, original_start=occ.original_start)
+            services.occurrence_cancel(user=member_of(request), gathering_id=gathering.pk, original_start=occ.original_start)
         except HirfaError as exc:
             messages.error(request, exc.message)
         else:
@@ -573,7 +575,7 @@ def gathering_split(request: HttpRequest, gathering_id: int, key: str) -> HttpRe
     if request.method == "POST" and form.is_valid():
         try:
             new = services.gathering_split(
-                user=_user(request), gathering_id=gathering.pk, original_start=occ.original_start, **form.service_fields()
+                user=member_of(request), gathering_id=gathering.pk, original_start=occ.original_start, **form.service_fields()
             )
         except HirfaError as exc:
             _form_error(form, exc)
@@ -598,7 +600,7 @@ def gathering_split(request: HttpRequest, gathering_id: int, key: str) -> HttpRe
 @login_required
 @require_POST
 def feed_revoke(request: HttpRequest) -> HttpResponse:
-    services.feed_token_revoke(user=_user(request))
+    services.feed_token_revoke(user=member_of(request))
     messages.success(request, _("Your old calendar link no longer works; here is the new one."))
     return redirect(reverse("gatherings_agenda") + "?scope=mine")
 
@@ -626,7 +628,7 @@ def occurrence_join(request: HttpRequest, gathering_id: int, key: str) -> HttpRe
     Refusals (too early, over, not a member nor going) come back as a message."""
     try:
         opened = services.occurrence_meeting_open(
-            user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+            user=member_of(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
         )
     except HirfaError as exc:
         if exc.code == ErrorCode.NOT_FOUND:
@@ -641,7 +643,7 @@ def _attendance(request: HttpRequest, gathering_id: int, key: str) -> selectors.
     for a member who is no host."""
     try:
         return selectors.occurrence_attendance(
-            user=_user(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
+            user=member_of(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
         )
     except HirfaError as exc:
         if exc.code == ErrorCode.FORBIDDEN:
@@ -714,7 +716,7 @@ def _url_of(request: HttpRequest):
 def gathering_ics(request: HttpRequest, gathering_id: int) -> HttpResponseBase:
     """One gathering; a public one needs no session."""
     try:
-        gathering = selectors.gathering_get(user=_user(request), gathering_id=gathering_id)
+        gathering = selectors.gathering_get(user=member_of(request), gathering_id=gathering_id)
     except HirfaError:
         raise Http404(_("No such gathering.")) from None
     gathering = Gathering.objects.prefetch_related("exceptions").get(pk=gathering.pk)
@@ -724,7 +726,7 @@ def gathering_ics(request: HttpRequest, gathering_id: int) -> HttpResponseBase:
 @require_GET
 def room_ics(request: HttpRequest, room_id: int) -> HttpResponseBase:
     """A room's gatherings the requester may see (without a session: the public ones)."""
-    user = _user(request)
+    user = member_of(request)
     if user.is_authenticated:
         try:
             room = room_access(user=user, room_id=room_id).room

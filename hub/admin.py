@@ -10,7 +10,15 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.utils.translation import gettext_lazy as _
 
-from hub.models import ArtisanProfile, ModeratorScope, Notification, Trade, TradeDomain, User, Wilaya
+from hub.models import (
+    ArtisanProfile,
+    ModeratorScope,
+    Notification,
+    Trade,
+    TradeDomain,
+    User,
+    Wilaya,
+)
 from rooms.models import Attachment, Membership, Message, Reaction, Report, Room
 
 NAME_FIELDS = ("name_fr", "name_ar", "name_en", "name_ber")

@@ -83,7 +83,7 @@ def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespons
 
 
 @api.exception_handler(AuthenticationError)
-def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:  # noqa: ARG001
+def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     return _error(request, 401, UNAUTHENTICATED, _("Log in first."))
 
 
@@ -98,7 +98,7 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 
 @api.exception_handler(Http404)
-def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:  # noqa: ARG001
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return _error(request, 404, ErrorCode.NOT_FOUND.value, _("Not found."))
 
 

@@ -6,16 +6,16 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.asgi import get_asgi_application
 
 django_asgi = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.urls import path  # noqa: E402
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.urls import path
 
-from hub.consumers import HubConsumer  # noqa: E402
+from hub.consumers import HubConsumer
 
 websocket_urls = [path("ws/", HubConsumer.as_asgi())]
 

@@ -17,8 +17,8 @@ import argparse
 import getpass
 import os
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 DEFAULT_PASSWORD_ENV = "HIRFA_ADMIN_PASSWORD"
 
@@ -188,7 +188,7 @@ def cmd_sfu(args: argparse.Namespace) -> int:
     return sfu_main(processes=args.processes or (os.cpu_count() or 1), worker_id=args.worker_id)
 
 
-def cmd_worker(args: argparse.Namespace) -> int:  # noqa: ARG001
+def cmd_worker(args: argparse.Namespace) -> int:
     """Run the background job worker (reminders) until SIGTERM/SIGINT."""
     _setup_django()
     from gatherings.worker import run_worker

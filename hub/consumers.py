@@ -11,7 +11,8 @@ import json
 import logging
 import uuid
 from collections import deque
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -101,7 +102,7 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
             self.room_frames_resync()
 
     # Found on the first push: the daphne websocket behind `send`, or None (see realtime.DirectSocket).
-    _direct: "realtime.DirectSocket | None | bool" = False
+    _direct: realtime.DirectSocket | None | bool = False
 
     def push(self, text: str) -> None:
         """Write `text` now, or queue it behind frames not yet written; never blocks.
@@ -145,7 +146,7 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
 
     async def close_after_flush(self, code: int) -> None:
         """Close once the frames already queued are written (bounded to a second)."""
-        for _ in range(100):
+        for _attempt in range(100):
             if not self.outbox:
                 break
             await asyncio.sleep(0.01)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
-from typing import IO, Union
+from typing import IO
 
 from django.utils.translation import gettext as _
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -37,7 +37,7 @@ _OUTPUT = {
     "GIF": ("PNG", "image/png", "png"),
 }
 
-Upload = Union[bytes, IO[bytes]]
+Upload = bytes | IO[bytes]
 
 
 @dataclass(frozen=True)

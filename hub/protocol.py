@@ -8,7 +8,7 @@ consumers, the services' events, the tests and the docs share one definition.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -239,13 +239,7 @@ class MeetingIceRestart(ClientFrame):
 
 
 AnyClientFrame = Annotated[
-    Union[
-        Hello, Ping, Subscribe, Unsubscribe, Send, Edit, Delete, React, Typing, Read, History,
-        Fetch, ReportFrame, Mute, Ban, Presence,
-        MeetingStart, MeetingInfo, MeetingJoin, MeetingLeave, MeetingAnswer, MeetingCandidateIn,
-        MeetingPublish, MeetingUnpublish, MeetingMute, MeetingHand, MeetingReceive, MeetingHost,
-        MeetingIceRestart,
-    ],
+    Hello | Ping | Subscribe | Unsubscribe | Send | Edit | Delete | React | Typing | Read | History | Fetch | ReportFrame | Mute | Ban | Presence | MeetingStart | MeetingInfo | MeetingJoin | MeetingLeave | MeetingAnswer | MeetingCandidateIn | MeetingPublish | MeetingUnpublish | MeetingMute | MeetingHand | MeetingReceive | MeetingHost | MeetingIceRestart,
     Field(discriminator="type"),
 ]
 client_frame_adapter: TypeAdapter[Any] = TypeAdapter(AnyClientFrame)
@@ -535,11 +529,14 @@ class MeetingRejoin(ServerFrame):
     reason: Literal["worker_lost", "connection_failed"]
 
 
+MeetingEndReason = Literal["left", "removed", "ended", "replaced", "denied"]
+
+
 class MeetingEnded(ServerFrame):
     type: Literal["meeting_ended"] = "meeting_ended"
     ref: str | None = None
     meeting: int
-    reason: Literal["left", "removed", "ended", "replaced", "denied"]
+    reason: MeetingEndReason
 
 
 SERVER_FRAME_TYPES: tuple[str, ...] = (

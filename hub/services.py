@@ -218,8 +218,8 @@ def avatar_clear(*, user: User) -> ArtisanProfile:
     """Remove `user`'s avatar; the file is deleted once the change commits."""
     with transaction.atomic():
         profile = profile_ensure(user=user)
-        if profile.avatar:
-            old, storage = profile.avatar.name, profile.avatar.storage
+        old, storage = profile.avatar.name, profile.avatar.storage
+        if old:
             profile.avatar = ""  # type: ignore[assignment]
             profile.save(update_fields=["avatar"])
             transaction.on_commit(lambda: storage.delete(old))
@@ -232,7 +232,8 @@ def moderator_scope_grant(
     """Make `user` a moderator of a trade, a wilaya, or a trade within a wilaya (idempotent)."""
     if trade_id is None and wilaya_id is None:
         raise HirfaError(ErrorCode.INVALID, _("A moderator's scope names a trade or a wilaya."))
-    scope, _created = ModeratorScope.objects.get_or_create(
+    # None means IS NULL in these lookups, which django-stubs does not model.
+    scope, _created = ModeratorScope.objects.get_or_create(  # type: ignore[misc]
         user=user, trade_id=trade_id, wilaya_id=wilaya_id
     )
     return scope

@@ -141,7 +141,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "hirfa.sqlite3",
+            "NAME": str(DATA_DIR / "hirfa.sqlite3"),
             # A file, not memory, so that test servers in other processes share it;
             # one per test run, so that concurrent runs do not trample each other.
             "TEST": {"NAME": str(DATA_DIR / f"test-hirfa-{os.getpid()}.sqlite3")},

@@ -10,7 +10,7 @@ for the artisan himself and the moderators of his wilaya (and admins).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from django.http import HttpRequest
 from django.urls import reverse
@@ -19,6 +19,7 @@ from ninja import File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import Field
 
+from hub.auth import member_of, viewer_of
 from hub.errors import ErrorCode, HirfaError
 from hub.models import User
 from registry import selectors, services
@@ -35,15 +36,6 @@ class ErrorBody(Schema):
 ERRORS: dict[int, type[Schema]] = {
     401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody, 422: ErrorBody,
 }
-
-
-def _user(request: HttpRequest) -> User:
-    return cast(User, request.auth)  # type: ignore[attr-defined]
-
-
-def _viewer(request: HttpRequest) -> User | None:
-    user = request.user
-    return cast(User, user) if user.is_authenticated else None
 
 
 class ArtisanOut(Schema):
@@ -137,7 +129,7 @@ def artisan_detail(request: HttpRequest, username: str) -> Any:
     """An artisan's public face; `card` only for himself and his wilaya's moderators."""
     store = selectors.storefront(username=username, page=1)
     census = store.census
-    visible = census is not None and selectors.card_visible(viewer=_viewer(request), census=census)
+    visible = census is not None and selectors.card_visible(viewer=viewer_of(request), census=census)
     return {
         **_artisan(store.artisan),
         "bio": store.artisan.bio,
@@ -169,14 +161,14 @@ class CensusIn(Schema):
 
 @router.get("/registry/census/me", response={200: CensusOut, **ERRORS})
 def census_me(request: HttpRequest) -> Any:
-    return _census(services.census_ensure(user=_user(request)))
+    return _census(services.census_ensure(user=member_of(request)))
 
 
 @router.patch("/registry/census/me", response={200: CensusOut, **ERRORS})
 def census_me_update(request: HttpRequest, body: CensusIn) -> Any:
     """Change the fields given (public census data; card data is submitted separately)."""
     changes = body.model_dump(exclude_unset=True)
-    return _census(services.census_update(user=_user(request), **changes))
+    return _census(services.census_update(user=member_of(request), **changes))
 
 
 @router.post("/registry/census/me/card", response={200: CardOut, **ERRORS})
@@ -188,7 +180,7 @@ def card_submit(
 ) -> Any:
     """Submit the artisan card (multipart): status becomes `pending`."""
     census = services.verification_submit(
-        user=_user(request), card_number=card_number, issuing_chamber=issuing_chamber, card_photo=photo
+        user=member_of(request), card_number=card_number, issuing_chamber=issuing_chamber, card_photo=photo
     )
     return _card(census)
 
@@ -214,14 +206,14 @@ def verifications(request: HttpRequest) -> Any:
             "user_id": c.user_id, "username": c.user.username, "display_name": c.user.display_name,
             "wilaya": str(c.user.profile.wilaya or ""), "card": _card(c),
         }
-        for c in selectors.verification_queue(moderator=_user(request))
+        for c in selectors.verification_queue(moderator=member_of(request))
     ]
 
 
 @router.post("/registry/verifications/{user_id}", response={200: CardOut, **ERRORS})
 def verification_review(request: HttpRequest, user_id: int, body: ReviewIn) -> Any:
     census = services.verification_review(
-        moderator=_user(request), artisan_id=user_id, approve=body.approve, reason=body.reason
+        moderator=member_of(request), artisan_id=user_id, approve=body.approve, reason=body.reason
     )
     return _card(census)
 
@@ -274,20 +266,20 @@ def storefront_products(request: HttpRequest, username: str, page: int = 1) -> A
 
 @router.get("/registry/products/{product_id}", response={200: ProductOut, **ERRORS}, auth=None)
 def product_get(request: HttpRequest, product_id: int) -> Any:
-    return _product(request, selectors.product_public(product_id=product_id, viewer=_viewer(request)))
+    return _product(request, selectors.product_public(product_id=product_id, viewer=viewer_of(request)))
 
 
 @router.post("/registry/products", response={201: ProductOut, **ERRORS})
 def product_create(request: HttpRequest, body: ProductIn) -> Any:
-    product = services.product_create(user=_user(request), **body.model_dump())
+    product = services.product_create(user=member_of(request), **body.model_dump())
     return Status(201, _product(request, product))
 
 
 @router.post("/registry/products/{product_id}/photos", response={201: ProductOut, **ERRORS})
 def product_photo(request: HttpRequest, product_id: int, photo: File[UploadedFile]) -> Any:
     """Add a photo (multipart); validated, resized and thumbnailed."""
-    services.product_photo_add(user=_user(request), product_id=product_id, upload=photo)
-    return Status(201, _product(request, selectors.product_public(product_id=product_id, viewer=_user(request))))
+    services.product_photo_add(user=member_of(request), product_id=product_id, upload=photo)
+    return Status(201, _product(request, selectors.product_public(product_id=product_id, viewer=member_of(request))))
 
 
 class ProductPatch(Schema):
@@ -309,14 +301,14 @@ def product_update(request: HttpRequest, product_id: int, body: ProductPatch) ->
     for name in ("title", "description", "materials", "availability", "labels", "status"):
         if name in changes and changes[name] is None:
             raise HirfaError(ErrorCode.INVALID, _("This field cannot be empty."), field=name)
-    product = services.product_update(user=_user(request), product_id=product_id, **changes)
+    product = services.product_update(user=member_of(request), product_id=product_id, **changes)
     return _product(request, product)
 
 
 @router.delete("/registry/products/{product_id}", response={204: None, **ERRORS})
 def product_delete(request: HttpRequest, product_id: int) -> Any:
     """Delete one of the user's products and its photos."""
-    services.product_delete(user=_user(request), product_id=product_id)
+    services.product_delete(user=member_of(request), product_id=product_id)
     return Status(204, None)
 
 
@@ -333,7 +325,7 @@ class OrderIn(Schema):
 def product_order(request: HttpRequest, product_id: int, body: OrderIn) -> Any:
     """Open the direct room with the artisan; the product's link is its first message."""
     room = services.order_request(
-        user=_user(request), product_id=product_id, note=body.note,
+        user=member_of(request), product_id=product_id, note=body.note,
         product_url=request.build_absolute_uri(reverse("registry_product", args=[product_id])),
     )
     return {"room_id": room.pk, "url": reverse("room", args=[room.pk])}
@@ -351,7 +343,7 @@ class ReportOut(Schema):
 
 @router.post("/registry/products/{product_id}/report", response={200: ReportOut, **ERRORS})
 def product_report(request: HttpRequest, product_id: int, body: ReportIn) -> Any:
-    report = services.product_report(user=_user(request), product_id=product_id, reason=body.reason, text=body.text)
+    report = services.product_report(user=member_of(request), product_id=product_id, reason=body.reason, text=body.text)
     return {"id": report.pk, "status": report.status}
 
 
@@ -380,14 +372,14 @@ def _product_report(report: Any) -> dict[str, Any]:
 @router.get("/registry/product-reports", response={200: list[ProductReportOut], **ERRORS})
 def product_reports(request: HttpRequest) -> Any:
     """Moderators: open product reports in the wilayas they review (all for admins)."""
-    return [_product_report(r) for r in selectors.product_reports_open(moderator=_user(request))]
+    return [_product_report(r) for r in selectors.product_reports_open(moderator=member_of(request))]
 
 
 @router.post("/registry/product-reports/{report_id}", response={200: ProductReportOut, **ERRORS})
 def product_report_resolve(request: HttpRequest, report_id: int, body: ProductReportActionIn) -> Any:
     """Moderators: `hide` the product (every open report of it is closed) or `dismiss`."""
     report = services.product_report_resolve(
-        moderator=_user(request), report_id=report_id, hide=body.action == "hide"
+        moderator=member_of(request), report_id=report_id, hide=body.action == "hide"
     )
     return _product_report(report)
 
@@ -397,7 +389,7 @@ def artisan_contact(request: HttpRequest, username: str) -> Any:
     other = User.objects.filter(username=username, is_active=True).first()
     if other is None:
         raise HirfaError(ErrorCode.NOT_FOUND, "No such artisan.")
-    room = services.artisan_contact(user=_user(request), artisan_id=other.pk)
+    room = services.artisan_contact(user=member_of(request), artisan_id=other.pk)
     return {"room_id": room.pk, "url": reverse("room", args=[room.pk])}
 
 
@@ -448,7 +440,7 @@ def exchange_list(
 @router.post("/registry/exchange", response={201: ExchangeOut, **ERRORS})
 def exchange_create(request: HttpRequest, body: ExchangeIn) -> Any:
     """Publish an offer or a need; matching artisans nearby get an `exchange` notification."""
-    post = services.exchange_post(user=_user(request), **body.model_dump())
+    post = services.exchange_post(user=member_of(request), **body.model_dump())
     return Status(201, _post(post))
 
 
@@ -470,14 +462,14 @@ class StatsOut(Schema):
 @router.post("/registry/exchange/{post_id}/close", response={200: ExchangeOut, **ERRORS})
 def exchange_close(request: HttpRequest, post_id: int) -> Any:
     """Close one of the user's own offers or needs."""
-    return _post(services.exchange_close(user=_user(request), post_id=post_id))
+    return _post(services.exchange_close(user=member_of(request), post_id=post_id))
 
 
 @router.get("/registry/census/stats", response={200: StatsOut, **ERRORS}, auth=None)
 def census_stats(request: HttpRequest) -> Any:
     """Aggregated counts only: no names, no card data."""
     stats = selectors.census_stats()
-    rows = lambda items: [{"code": r.code, "name": r.name, "total": r.total, "verified": r.verified} for r in items]  # noqa: E731
+    rows = lambda items: [{"code": r.code, "name": r.name, "total": r.total, "verified": r.verified} for r in items]
     return {
         "total": stats.total, "verified": stats.verified,
         "by_wilaya": rows(stats.by_wilaya), "by_trade": rows(stats.by_trade),
@@ -488,7 +480,7 @@ def census_stats(request: HttpRequest) -> Any:
 @router.get("/registry/me/export", response={200: dict[str, Any], **ERRORS})
 def export_me(request: HttpRequest) -> Any:
     """Everything the hub holds that is the caller's (see `services.account_export`)."""
-    return services.account_export(user=_user(request))
+    return services.account_export(user=member_of(request))
 
 
 class DeleteIn(Schema):
@@ -498,5 +490,5 @@ class DeleteIn(Schema):
 @router.post("/registry/me/delete", response={204: None, **ERRORS})
 def delete_me(request: HttpRequest, body: DeleteIn) -> Any:
     """Delete the caller's account for good (messages stay, without author)."""
-    services.account_delete(user=_user(request), password=body.password)
+    services.account_delete(user=member_of(request), password=body.password)
     return Status(204, None)

@@ -120,8 +120,8 @@ def shapes() -> tuple[tuple[Shape, ...], float]:
     for feature in collection["features"]:
         rings: list[Ring] = []
         for polygon in _polygons(feature["geometry"]):
-            for ring in polygon:
-                pts = [_project(lon, lat) for lon, lat, *_ in ring]
+            for lon_lat in polygon:
+                pts = [_project(lon, lat) for lon, lat, *_ in lon_lat]
                 rings.append(pts)
                 for x, y in pts:
                     min_x, max_x = min(min_x, x), max(max_x, x)
@@ -207,9 +207,11 @@ def render_svg(
     legend_h = 22 * len(bounds) + 40
     total_h = height + legend_h
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {total_h:.0f}" '
-        f'role="img" aria-labelledby="census-map-title" class="census-map" direction="ltr" '
-        f'font-family="system-ui, sans-serif">',
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {total_h:.0f}" '
+            f'role="img" aria-labelledby="census-map-title" class="census-map" direction="ltr" '
+            f'font-family="system-ui, sans-serif">'
+        ),
         f'<title id="census-map-title">{escape(title)}</title>',
         '<g stroke="#5b4636" stroke-width="0.5" stroke-linejoin="round">',
     ]

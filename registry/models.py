@@ -20,8 +20,6 @@ from django.utils.translation import gettext_lazy as _
 from hub.models import Wilaya
 
 
-
-
 def private_storage() -> FileSystemStorage:
     """Storage outside MEDIA_ROOT, for files only permission-checked views serve."""
     from django.conf import settings

@@ -426,15 +426,15 @@ def census_stats() -> CensusStats:
         ).order_by("-total", "name_fr")
     ]
     months: Counter[date] = Counter()
-    for row in (
+    for joined in (
         profiles.annotate(month=TruncMonth("user__date_joined"))
         .values("month")
         .annotate(n=Count("pk"))
         .order_by("month")
     ):
-        month = row["month"]
+        month = joined["month"]
         if month is not None:
-            months[month.date() if hasattr(month, "date") else month] += row["n"]
+            months[month.date() if hasattr(month, "date") else month] += joined["n"]
     return CensusStats(
         total=totals["total"],
         verified=totals["verified"],

@@ -7,6 +7,7 @@ only then (on commit) notifies or deletes files.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
@@ -66,10 +67,10 @@ class _Unchanged:
 UNCHANGED: Any = _Unchanged()
 
 
-def _delete_on_commit(storage: Storage, *names: str) -> None:
+def _delete_on_commit(storage: Storage, *names: str | None) -> None:
     for name in names:
         if name:
-            transaction.on_commit(lambda n=name: storage.delete(n))  # type: ignore[misc]
+            transaction.on_commit(functools.partial(storage.delete, name))
 
 
 # --- census ------------------------------------------------------------------------------
@@ -333,7 +334,7 @@ def product_update(*, user: User, product_id: int, **changes: Any) -> Product:
         }
         unknown = set(changes) - set(current)
         if unknown:
-            raise HirfaError(ErrorCode.INVALID, _("Unknown field."), field=sorted(unknown)[0])
+            raise HirfaError(ErrorCode.INVALID, _("Unknown field."), field=min(unknown))
         current.update(changes)
         fields = _clean_product_fields(**current)
         if product.status == ProductStatus.HIDDEN:
@@ -623,7 +624,7 @@ def account_delete(*, user: User, password: str | None = None) -> None:
     if password is not None and not user.check_password(password):
         raise HirfaError(ErrorCode.FORBIDDEN, _("The password is not right."), field="password")
     with transaction.atomic():
-        files: list[tuple[Storage, str]] = []
+        files: list[tuple[Storage, str | None]] = []
         census = Census.objects.filter(user=user).first()
         if census is not None and census.card_photo:
             files.append((census.card_photo.storage, census.card_photo.name))

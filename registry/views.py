@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from hub.auth import member_of
 from hub.csv_export import SafeCsvWriter
 from hub.errors import ErrorCode, HirfaError
 from hub.models import ArtisanProfile, Trade, User, Wilaya
@@ -40,10 +41,6 @@ from registry.models import (
     VerificationStatus,
     WorkshopKind,
 )
-
-
-def _user(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
 
 
 def _int(value: str | None) -> int | None:
@@ -68,7 +65,7 @@ def _not_found(error: HirfaError) -> Http404:
 @require_http_methods(["GET", "POST"])
 def census_me(request: HttpRequest) -> HttpResponse:
     """The artisan's census record (public part) and his card's verification."""
-    user = _user(request)
+    user = member_of(request)
     if request.method == "POST":
         action = request.POST.get("action", "census")
         try:
@@ -115,10 +112,10 @@ def census_me(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def card_photo(request: HttpRequest, user_id: int) -> HttpResponse:
+def card_photo(request: HttpRequest, user_id: int) -> FileResponse:
     """The photo of an artisan's card, for him and the moderators who review him only."""
     census = Census.objects.filter(user_id=user_id).first()
-    if census is None or not census.card_photo or not selectors.card_visible(viewer=_user(request), census=census):
+    if census is None or not census.card_photo or not selectors.card_visible(viewer=member_of(request), census=census):
         raise Http404(_("Not found."))
     response = FileResponse(census.card_photo.open("rb"))
     response["Cache-Control"] = "private, no-store"
@@ -129,7 +126,7 @@ def card_photo(request: HttpRequest, user_id: int) -> HttpResponse:
 @require_GET
 def review_queue(request: HttpRequest) -> HttpResponse:
     """The moderators' queue: cards to review and reported products of their wilayas."""
-    user = _user(request)
+    user = member_of(request)
     if not selectors.user_reviews_any(user=user):
         raise Http404(_("Not found."))
     return render(
@@ -147,7 +144,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
 def review_card(request: HttpRequest, user_id: int) -> HttpResponse:
     try:
         services.verification_review(
-            moderator=_user(request), artisan_id=user_id,
+            moderator=member_of(request), artisan_id=user_id,
             approve=request.POST.get("decision") == "approve", reason=request.POST.get("reason", ""),
         )
     except HirfaError as error:
@@ -164,7 +161,7 @@ def review_card(request: HttpRequest, user_id: int) -> HttpResponse:
 def review_report(request: HttpRequest, report_id: int) -> HttpResponse:
     try:
         services.product_report_resolve(
-            moderator=_user(request), report_id=report_id, hide=request.POST.get("action") == "hide"
+            moderator=member_of(request), report_id=report_id, hide=request.POST.get("action") == "hide"
         )
     except HirfaError as error:
         raise _not_found(error) from error
@@ -216,7 +213,7 @@ def contact(request: HttpRequest, username: str) -> HttpResponse:
     if other is None:
         raise Http404(_("No such artisan."))
     try:
-        room = services.artisan_contact(user=_user(request), artisan_id=other.pk)
+        room = services.artisan_contact(user=member_of(request), artisan_id=other.pk)
     except HirfaError as error:
         _refused(request, error)
         return redirect("registry_storefront", username=username)
@@ -252,7 +249,7 @@ def storefront(request: HttpRequest, username: str) -> HttpResponse:
 @require_GET
 def product_page(request: HttpRequest, product_id: int) -> HttpResponse:
     """A product's page with its Open Graph tags (photo, price) for shared links."""
-    viewer = _user(request) if request.user.is_authenticated else None
+    viewer = member_of(request) if request.user.is_authenticated else None
     try:
         product = selectors.product_public(product_id=product_id, viewer=viewer)
     except HirfaError as error:
@@ -314,7 +311,7 @@ def product_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
             product = services.product_create(
-                user=_user(request), photos=request.FILES.getlist("photos"), **_product_fields(request)
+                user=member_of(request), photos=request.FILES.getlist("photos"), **_product_fields(request)
             )
         except HirfaError as error:
             _refused(request, error)
@@ -326,7 +323,7 @@ def product_new(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def product_edit(request: HttpRequest, product_id: int) -> HttpResponse:
-    user = _user(request)
+    user = member_of(request)
     try:
         product = selectors.product_public(product_id=product_id, viewer=user)
         if product.artisan_id != user.pk:
@@ -355,7 +352,7 @@ def product_order(request: HttpRequest, product_id: int) -> HttpResponse:
     """An order request: the direct room with the artisan, the product's link posted first."""
     try:
         room = services.order_request(
-            user=_user(request), product_id=product_id,
+            user=member_of(request), product_id=product_id,
             product_url=request.build_absolute_uri(reverse("registry_product", args=[product_id])),
             note=request.POST.get("note", ""),
         )
@@ -372,7 +369,7 @@ def product_order(request: HttpRequest, product_id: int) -> HttpResponse:
 def product_report(request: HttpRequest, product_id: int) -> HttpResponse:
     try:
         services.product_report(
-            user=_user(request), product_id=product_id,
+            user=member_of(request), product_id=product_id,
             reason=request.POST.get("reason", ""), text=request.POST.get("text", ""),
         )
     except HirfaError as error:
@@ -391,7 +388,7 @@ def product_report(request: HttpRequest, product_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def exchange(request: HttpRequest) -> HttpResponse:
     """The raw-materials board: browse offers and needs, publish one."""
-    user = _user(request)
+    user = member_of(request)
     if request.method == "POST":
         try:
             days = _int(request.POST.get("days")) or 30
@@ -435,7 +432,7 @@ def exchange(request: HttpRequest) -> HttpResponse:
 @require_POST
 def exchange_close(request: HttpRequest, post_id: int) -> HttpResponse:
     try:
-        services.exchange_close(user=_user(request), post_id=post_id)
+        services.exchange_close(user=member_of(request), post_id=post_id)
     except HirfaError as error:
         raise _not_found(error) from error
     return redirect("registry_exchange")
@@ -449,7 +446,7 @@ def exchange_reply(request: HttpRequest, post_id: int) -> HttpResponse:
     if post is None:
         raise Http404(_("No such post."))
     try:
-        room = services.artisan_contact(user=_user(request), artisan_id=post.author_id)
+        room = services.artisan_contact(user=member_of(request), artisan_id=post.author_id)
     except HirfaError as error:
         _refused(request, error)
         return redirect("registry_exchange")
@@ -493,7 +490,7 @@ def census_public(request: HttpRequest) -> HttpResponse:
 @require_GET
 def census_dashboard(request: HttpRequest) -> HttpResponse:
     """The moderators' dashboard: the public figures plus the queue's size and their artisans."""
-    user = _user(request)
+    user = member_of(request)
     if not selectors.user_reviews_any(user=user):
         raise Http404(_("Not found."))
     stats = selectors.census_stats()
@@ -537,7 +534,7 @@ def census_csv(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def export_my_data(request: HttpRequest) -> HttpResponse:
-    data = services.account_export(user=_user(request))
+    data = services.account_export(user=member_of(request))
     response = JsonResponse(data, json_dumps_params={"ensure_ascii": False, "indent": 2})
     response["Content-Disposition"] = f'attachment; filename="hirfa-{request.user.get_username()}.json"'
     response["Cache-Control"] = "private, no-store"
@@ -549,7 +546,7 @@ def export_my_data(request: HttpRequest) -> HttpResponse:
 def delete_my_account(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
-            services.account_delete(user=_user(request), password=request.POST.get("password", ""))
+            services.account_delete(user=member_of(request), password=request.POST.get("password", ""))
         except HirfaError as error:
             _refused(request, error)
         else:

@@ -18,7 +18,7 @@ from ninja import File, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import Field
 
-from hub.models import User
+from hub.auth import member_of
 from hub.protocol import AttachmentOut, Author, MessageOut
 from rooms import selectors, services
 from rooms.attachments import attachment_upload
@@ -156,11 +156,6 @@ class ReportActionIn(Schema):
     action: Literal["dismiss", "delete"]
 
 
-def _user(request: HttpRequest) -> User:
-    # The router's session auth has already refused anonymous requests.
-    return cast(User, request.auth)  # type: ignore[attr-defined]
-
-
 def _room_ref(room: Any) -> RoomRef:
     return RoomRef(id=room.pk, kind=room.kind, title=room.display_title())
 
@@ -187,7 +182,7 @@ def _report_out(report: Any) -> ReportOut:
 @router.get("/rooms", response={200: list[RoomSummaryOut], **ERRORS}, summary="Rooms I follow")
 def rooms_list(request: HttpRequest) -> list[selectors.RoomSummary]:
     """The rooms the user follows with their unread counts, most recently active first."""
-    return selectors.rooms_for_user(user=_user(request))
+    return selectors.rooms_for_user(user=member_of(request))
 
 
 @router.get("/rooms/public", response={200: list[PublicRoomOut], **ERRORS}, summary="Public rooms")
@@ -197,7 +192,7 @@ def rooms_public(
     q: str = Query("", max_length=120),
 ) -> list[PublicRoomOut]:
     """Public rooms (guilds, regions, trade × region) the user is not banned from."""
-    rooms = selectors.public_rooms(user=_user(request), kind=kind, query=q.strip())[:500]
+    rooms = selectors.public_rooms(user=member_of(request), kind=kind, query=q.strip())[:500]
     return [
         PublicRoomOut(id=r.pk, kind=r.kind, title=r.display_title(), follows=r.follows)  # type: ignore[attr-defined]
         for r in rooms
@@ -206,7 +201,7 @@ def rooms_public(
 
 @router.get("/rooms/{int:room_id}", response={200: RoomOut, **ERRORS}, summary="One room")
 def room_detail(request: HttpRequest, room_id: int) -> RoomOut:
-    user = _user(request)
+    user = member_of(request)
     access = selectors.room_access(user=user, room_id=room_id)
     membership = access.membership if access.follows else None
     read_id = membership.last_read_seq if membership else 0
@@ -234,7 +229,7 @@ def room_detail(request: HttpRequest, room_id: int) -> RoomOut:
 )
 def room_members(request: HttpRequest, room_id: int) -> list[MemberEntry]:
     """The room's active members (its followers), by username."""
-    members = selectors.room_members(user=_user(request), room_id=room_id)
+    members = selectors.room_members(user=member_of(request), room_id=room_id)
     return [
         MemberEntry(
             user=cast(Author, selectors.author_of(m.user)), role=m.role, muted_until=m.muted_until
@@ -258,7 +253,7 @@ def room_messages(
     """Without `since_rev`: up to `limit` messages before id `before` (the newest when
     absent), oldest first. With `since_rev`: every message changed after that
     revision, in revision order — how a client fills a gap."""
-    user = _user(request)
+    user = member_of(request)
     if since_rev is not None:
         messages, more = selectors.room_changes(
             user=user, room_id=room_id, since_rev=since_rev, limit=limit
@@ -272,13 +267,13 @@ def room_messages(
 
 @router.post("/rooms/{int:room_id}/follow", response={200: FollowOut, **ERRORS}, summary="Follow")
 def room_follow(request: HttpRequest, room_id: int) -> FollowOut:
-    services.room_follow(user=_user(request), room_id=room_id)
+    services.room_follow(user=member_of(request), room_id=room_id)
     return FollowOut(room=room_id, follows=True)
 
 
 @router.post("/rooms/{int:room_id}/leave", response={200: FollowOut, **ERRORS}, summary="Leave")
 def room_leave(request: HttpRequest, room_id: int) -> FollowOut:
-    services.room_leave(user=_user(request), room_id=room_id)
+    services.room_leave(user=member_of(request), room_id=room_id)
     return FollowOut(room=room_id, follows=False)
 
 
@@ -287,20 +282,20 @@ def room_leave(request: HttpRequest, room_id: int) -> FollowOut:
 )
 def slow_mode(request: HttpRequest, room_id: int, payload: SlowModeIn) -> SlowModeOut:
     """Moderators: allow each member one message every `seconds` (0 turns slow mode off)."""
-    room = services.slow_mode_set(moderator=_user(request), room_id=room_id, seconds=payload.seconds)
+    room = services.slow_mode_set(moderator=member_of(request), room_id=room_id, seconds=payload.seconds)
     return SlowModeOut(room=room.pk, slow_mode_seconds=room.slow_mode_seconds)
 
 
 @router.post("/rooms/direct", response={200: RoomRef, **ERRORS}, summary="Open a direct room")
 def direct_open(request: HttpRequest, payload: DirectIn) -> RoomRef:
     """The one direct room between the user and `user`, created when missing."""
-    return _room_ref(services.direct_room_open(user=_user(request), other_id=payload.user))
+    return _room_ref(services.direct_room_open(user=member_of(request), other_id=payload.user))
 
 
 @router.post("/rooms/groups", response={201: RoomRef, **ERRORS}, summary="Create a private group")
 def group_create(request: HttpRequest, payload: GroupIn) -> Status[RoomRef]:
     room = services.group_create(
-        user=_user(request), title=payload.title, member_ids=payload.members
+        user=member_of(request), title=payload.title, member_ids=payload.members
     )
     return Status(201, _room_ref(room))
 
@@ -315,7 +310,7 @@ def attachment_create(
 ) -> Status[AttachmentOut]:
     """Upload one image (JPEG, PNG, WebP or GIF) for a message the user is about to
     send; its `id` goes in the `send` frame's `attachments`."""
-    attachment = attachment_upload(user=_user(request), room_id=room_id, upload=file)
+    attachment = attachment_upload(user=member_of(request), room_id=room_id, upload=file)
     return Status(
         201,
         AttachmentOut(
@@ -339,7 +334,7 @@ def search(
     limit: int = Query(50, ge=1, le=100),
 ) -> list[SearchHitOut]:
     """Messages matching `q` in the rooms the user may read (or in `room` only), best first."""
-    hits = message_search(user=_user(request), query=q, room_id=room, limit=limit)
+    hits = message_search(user=member_of(request), query=q, room_id=room, limit=limit)
     return [
         SearchHitOut(
             room=h.room_id,
@@ -362,7 +357,7 @@ def notifications(
     unread: bool = False,
     limit: int = Query(50, ge=1, le=200),
 ) -> list[NotificationEntry]:
-    notes = selectors.notifications_recent(user=_user(request), unread_only=unread, limit=limit)
+    notes = selectors.notifications_recent(user=member_of(request), unread_only=unread, limit=limit)
     return [
         NotificationEntry(
             id=n.pk, kind=n.kind, data=n.data, created_at=n.created_at, read_at=n.read_at
@@ -373,7 +368,7 @@ def notifications(
 
 @router.post("/notifications/read", response={200: CountOut, **ERRORS}, summary="Mark notifications read")
 def notifications_read(request: HttpRequest, payload: NotificationsReadIn) -> CountOut:
-    updated = services.notifications_mark_read(user=_user(request), ids=payload.ids)
+    updated = services.notifications_mark_read(user=member_of(request), ids=payload.ids)
     return CountOut(updated=updated)
 
 
@@ -383,7 +378,7 @@ def notifications_read(request: HttpRequest, payload: NotificationsReadIn) -> Co
 @router.get("/reports", response={200: list[ReportOut], **ERRORS}, summary="Open reports I moderate")
 def reports(request: HttpRequest) -> list[ReportOut]:
     """Open reports of messages in the rooms the user moderates (empty for others)."""
-    return [_report_out(r) for r in selectors.reports_open(moderator=_user(request))]
+    return [_report_out(r) for r in selectors.reports_open(moderator=member_of(request))]
 
 
 @router.post(
@@ -392,6 +387,6 @@ def reports(request: HttpRequest) -> list[ReportOut]:
 def report_resolve(request: HttpRequest, report_id: int, payload: ReportActionIn) -> ReportOut:
     """`dismiss` closes the report; `delete` deletes the message and closes every report of it."""
     report = services.report_resolve(
-        moderator=_user(request), report_id=report_id, action=payload.action
+        moderator=member_of(request), report_id=report_id, action=payload.action
     )
     return _report_out(report)

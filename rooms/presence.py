@@ -143,7 +143,7 @@ class RedisPresence:
         return sorted(int(m) for m in members), int(count)
 
 
-_stores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceStore]" = (
+_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceStore] = (
     weakref.WeakKeyDictionary()
 )
 _local = LocalPresence()

@@ -9,7 +9,6 @@ from functools import cached_property
 
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
-
 from django.utils.translation import gettext as _
 
 from hub.errors import ErrorCode, HirfaError
@@ -25,7 +24,6 @@ from rooms.models import (
     Room,
     RoomKind,
 )
-
 
 
 @dataclass(frozen=True)
@@ -60,9 +58,9 @@ def user_moderates(*, user: User, room: Room, membership: Membership | None = No
         return False
     scopes = ModeratorScope.objects.filter(user=user)
     if room.kind == RoomKind.GUILD:
-        return scopes.filter(trade_id=room.trade_id, wilaya__isnull=True).exists()
+        return scopes.filter(Q(trade_id=room.trade_id), wilaya__isnull=True).exists()
     if room.kind == RoomKind.REGION:
-        return scopes.filter(wilaya_id=room.wilaya_id, trade__isnull=True).exists()
+        return scopes.filter(Q(wilaya_id=room.wilaya_id), trade__isnull=True).exists()
     return scopes.filter(
         Q(trade_id=room.trade_id, wilaya__isnull=True)
         | Q(wilaya_id=room.wilaya_id, trade__isnull=True)

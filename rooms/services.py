@@ -471,7 +471,7 @@ def direct_room_open(*, user: User, other_id: int) -> Room:
     low, high = sorted((user.pk, other.pk))
     key = f"{low}:{high}"
     with transaction.atomic():
-        room, created = Room.objects.get_or_create(
+        room, _created = Room.objects.get_or_create(
             direct_key=key, defaults={"kind": RoomKind.DIRECT, "created_by": user}
         )
         for member in (user, other):

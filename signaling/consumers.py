@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -26,6 +27,7 @@ from hub.errors import ErrorCode, HirfaError
 from hub.protocol import (
     ErrorOut,
     MeetingEnded,
+    MeetingEndReason,
     MeetingIceServers,
     MeetingJoined,
     MeetingLobby,
@@ -76,7 +78,7 @@ class MeetingFrames:
         self.meeting_reply_to = getattr(self, "channel_name", None) or f"local.{self.conn_id}"
 
     def meeting_handlers(self) -> dict[str, Callable[[Any], Awaitable[None]]]:
-        handlers = {
+        handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
             "meeting_start": self.on_meeting_start,
             "meeting_info": self.on_meeting_info,
             "meeting_join": self.on_meeting_join,
@@ -240,7 +242,7 @@ class MeetingFrames:
                 self.emit(MeetingRejoin(meeting=session.meeting_id, reason="worker_lost"))  # type: ignore[attr-defined]
                 return
 
-    async def _meeting_leave(self, *, reason: str | None, tell_engine: bool, depart: bool = True, ref: str | None = None) -> None:
+    async def _meeting_leave(self, *, reason: MeetingEndReason | None, tell_engine: bool, depart: bool = True, ref: str | None = None) -> None:
         session, self.meeting = self.meeting, None
         if session is None:
             return

@@ -541,7 +541,8 @@ class MeetingEngine:
         try:
             await self.sfu.close_meeting(str(live.id))
         except Exception:
-            log.debug("meeting %s already closed on the SFU", live.id)
+            # Usually UnknownMeeting (already closed); closing must finish whatever it was.
+            log.debug("meeting %s already closed on the SFU", live.id, exc_info=True)
 
     async def close(self) -> None:
         """Close every meeting and its peer connections; later commands are ignored."""

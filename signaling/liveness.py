@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 #: This hub process, as named on its attendance rows.
 PROCESS_ID = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
-_sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int]" = weakref.WeakKeyDictionary()
-_heartbeats: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]]" = (
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
+_heartbeats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
     weakref.WeakKeyDictionary()
 )
 _last_sweep = [0.0]
@@ -130,4 +130,6 @@ def hook_shutdown() -> None:
     def before_shutdown() -> Any:
         return defer.Deferred.fromFuture(asyncio.ensure_future(shutdown()))
 
-    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+    # Twisted declares the method on a zope Interface (no `self`), which shifts mypy's view
+    # of its arguments by one.
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[arg-type]

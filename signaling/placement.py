@@ -71,7 +71,7 @@ def worker_timeout() -> float:
 
 EventHandler = Callable[[dict[str, Any]], None]
 _local_handlers: dict[str, EventHandler] = {}
-_engines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MeetingEngine]" = (
+_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MeetingEngine] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -138,7 +138,7 @@ def worker_channel(worker_id: str) -> str:
     return f"sfu.{worker_id}"
 
 
-_redis_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+_redis_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
 
 def _redis() -> Any:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
-from hub.errors import ErrorCode, HirfaError
 from gatherings.selectors import meeting_hosted_by_gathering, meeting_join_check
+from hub.errors import ErrorCode, HirfaError
 from hub.models import User
 from hub.protocol import Author, MeetingOut
 from rooms.selectors import RoomAccess, room_access

@@ -150,7 +150,7 @@ def attendance_heartbeat(*, process: str) -> int:
     return Attendance.objects.filter(process=process, left_at__isnull=True).update(seen_at=timezone.now())
 
 
-def _close_rows(rows: "QuerySet[Attendance]", *, left_at: datetime | None) -> list[int]:
+def _close_rows(rows: QuerySet[Attendance], *, left_at: datetime | None) -> list[int]:
     """Close ``rows`` (at ``left_at``, else each at its last ``seen_at``); end every live
     meeting left without an open row. Returns the ids of the meetings that ended."""
     ended: list[int] = []

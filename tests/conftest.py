@@ -22,7 +22,7 @@ def redis_url() -> str:
         import redis
 
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         skip_or_fail(f"no Redis answers at {url}: {exc}")
     return url
 
@@ -49,7 +49,7 @@ def _roomy_account_throttles(settings):
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):  # noqa: F811 - extends pytest-django's
+def django_db_setup(django_db_setup, django_db_blocker):
     """The test database, and at the end no stray session that would stop its removal.
 
     Sockets run their database calls in pool threads, each with its own

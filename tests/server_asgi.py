@@ -7,8 +7,8 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.server_settings")
 
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-from hub.asgi import application as hub_application  # noqa: E402
+from hub.asgi import application as hub_application
 
 application = ASGIStaticFilesHandler(hub_application)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from hub.settings import *  # noqa: F403
+from hub.settings import *
 from hub.settings import DATABASES
 
 _name = os.environ.get("HIRFA_TEST_DATABASE_NAME")

@@ -30,6 +30,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from . import aiortc_hooks
@@ -63,16 +64,14 @@ StateCallback = Callable[["Participant", ParticipantState], None]
 _H264_PROFILE = "42e01f"  # constrained baseline
 
 
-def _codec_preferences(kind: MediaKind, video_codec: VideoCodec) -> list:
+def _codec_preferences(kind: MediaKind, video_codec: VideoCodec) -> list[RTCRtpCodecCapability]:
     capabilities = RTCRtpSender.getCapabilities(kind.value).codecs
     if kind is MediaKind.AUDIO:
         return [c for c in capabilities if c.mimeType.lower() == "audio/opus"]
-    wanted = []
+    wanted: list[RTCRtpCodecCapability] = []
     for codec in capabilities:
         name = codec.mimeType.lower()
-        if video_codec is VideoCodec.VP8 and name == "video/vp8":
-            wanted.insert(0, codec)
-        elif (
+        if video_codec is VideoCodec.VP8 and name == "video/vp8" or (
             video_codec is VideoCodec.H264
             and name == "video/h264"
             and codec.parameters.get("profile-level-id") == _H264_PROFILE
@@ -480,8 +479,8 @@ class Participant:
         await self._liveness.stop()
         for slot in self._publications.values():
             await slot.forwarder.close()
-        for slot in [*self._subscriptions.values(), *self._idle]:
-            slot.track.stop()
+        for subscription in [*self._subscriptions.values(), *self._idle]:
+            subscription.track.stop()
         self._subscriptions.clear()
         self._idle.clear()
         await self._pc.close()

@@ -30,7 +30,7 @@ def module_closure(url: str, seen: set[str]) -> int:
     seen.add(url)
     size, text = static_bytes(url)
     base = url.rsplit("/", 1)[0]
-    for spec in re.findall(r'^\s*import\s[^;]*?from\s+"(\./[^"]+)"', text, re.M):
+    for spec in re.findall(r'^\s*import\s[^;]*?from\s+"(\./[^"]+)"', text, re.MULTILINE):
         size += module_closure(f"{base}/{spec[2:]}", seen)
     return size
 

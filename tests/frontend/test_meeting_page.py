@@ -11,7 +11,6 @@ from django.urls import reverse
 
 from rooms import services as room_services
 from signaling import services as meeting_services
-from tests import factories
 from tests.frontend.test_budget import BUDGET_BYTES, module_closure, static_bytes
 
 pytestmark = pytest.mark.django_db

@@ -79,7 +79,7 @@ def test_rooms_lists_followed_rooms_with_unread_counts(client, amina, yacine, gu
     assert guild.display_title() in body
     rooms = {r["id"]: r for r in config_of(response)["rooms"]}
     assert rooms[guild.pk]["unread"] == 2
-    assert re.search(r'data-room="%d".*?<span class="count">2</span>' % guild.pk, body, re.S)
+    assert re.search(rf'data-room="{guild.pk}".*?<span class="count">2</span>', body, re.DOTALL)
     assert '<script type="module" src="/static/hirfa/rooms.js">' in body
 
 
@@ -171,7 +171,7 @@ def test_moderators_set_slow_mode_from_the_room_page(client, amina, karim, guild
 def test_message_a_member_opens_the_direct_room(client, amina, yacine, guild):
     client.force_login(amina)
     page = client.get(reverse("room", args=[guild.pk])).content.decode()
-    assert 'name="user" value="%d"' % yacine.pk in page
+    assert f'name="user" value="{yacine.pk}"' in page
     response = client.post(reverse("direct_open"), {"user": yacine.pk})
     direct = Room.objects.get(kind=RoomKind.DIRECT)
     assert response["Location"] == reverse("room", args=[direct.pk])

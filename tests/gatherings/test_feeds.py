@@ -7,9 +7,9 @@ from datetime import UTC, timedelta
 import pytest
 from icalendar import Calendar
 
-from hub.errors import HirfaError
 from gatherings import feeds, selectors, services
 from gatherings.models import Gathering
+from hub.errors import HirfaError
 
 
 def hub_pairs(gathering):

@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from hub.errors import ErrorCode, HirfaError
 from gatherings import selectors, services
 from gatherings.models import Gathering, OccurrenceMeeting, Rsvp
+from hub.errors import ErrorCode, HirfaError
 from signaling import selectors as signaling_selectors
 from signaling.models import Attendance, Meeting
 from tests.factories import artisan

@@ -22,7 +22,7 @@ def _concurrently(*calls):
         try:
             barrier.wait()
             results[i] = call()
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+        except Exception as exc:
             results[i] = exc
         finally:
             connections.close_all()

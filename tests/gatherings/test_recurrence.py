@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hub.errors import ErrorCode, HirfaError
 from gatherings import recurrence
+from hub.errors import ErrorCode, HirfaError
 
 ALGIERS = "Africa/Algiers"
 

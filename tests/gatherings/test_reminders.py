@@ -27,7 +27,7 @@ def _in_threads(*calls):
         try:
             barrier.wait()
             results[i] = call()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connections.close_all()

@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hub.errors import ErrorCode, HirfaError
 from gatherings import selectors, services
 from gatherings.models import Rsvp, RsvpStatus, Visibility
+from hub.errors import ErrorCode, HirfaError
 from hub.models import Notification
 from rooms.models import Room, RoomKind
 from rooms.services import group_create, member_ban

@@ -5,7 +5,15 @@ from django.contrib import admin
 from django.urls import reverse
 
 from hub.management.commands.demo import seed_demo
-from hub.models import ArtisanProfile, ModeratorScope, Notification, Trade, TradeDomain, User, Wilaya
+from hub.models import (
+    ArtisanProfile,
+    ModeratorScope,
+    Notification,
+    Trade,
+    TradeDomain,
+    User,
+    Wilaya,
+)
 from rooms.models import Attachment, Membership, Message, Report, Room
 
 pytestmark = pytest.mark.usefixtures("reference_data")

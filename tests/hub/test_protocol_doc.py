@@ -8,7 +8,7 @@ from hub import protocol
 from hub.errors import CloseCode, ErrorCode
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
-HEADINGS = set(re.findall(r"^### `([a-z_]+)`", DOC, flags=re.M))
+HEADINGS = set(re.findall(r"^### `([a-z_]+)`", DOC, flags=re.MULTILINE))
 
 
 def _union_types(union: object) -> set[str]:

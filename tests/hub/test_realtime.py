@@ -161,11 +161,11 @@ def _daphne_send(sock: socket.socket) -> tuple[Any, Any]:
     protocol.state = WebSocketServerProtocol.STATE_OPEN
     protocol.send_queue = deque()
     protocol._perMessageCompress = None
-    protocol.transport = FakeTwistedTransport(sock)
+    protocol.transport = FakeTwistedTransport(sock)  # type: ignore[assignment]  # a fake, see above
     # What autobahn's connectionMade would set up, for sendPreparedMessage's bookkeeping.
     protocol.trafficStats = TrafficStats()
     protocol.peer = "tcp:127.0.0.1:0"
-    protocol.logOctets = False
+    protocol.logOctets = False  # type: ignore[attr-defined]  # set by connectionMade
     server.connections[protocol] = {}
     return functools.partial(server.handle_reply, protocol), protocol
 

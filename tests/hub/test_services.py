@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -24,8 +25,8 @@ def wilaya(code: int) -> Wilaya:
     return Wilaya.objects.get(code=code)
 
 
-def register(username: str = "amina", **overrides) -> User:
-    params = {
+def register(username: str = "amina", **overrides: Any) -> User:
+    params: dict[str, Any] = {
         "username": username,
         "email": f"{username}@example.org",
         "password": PASSWORD,

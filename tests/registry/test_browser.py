@@ -49,7 +49,7 @@ def open_page(browser, server, path, language, cookie=None):  # noqa: F811
 
 @pytest.mark.parametrize("language", ["fr", "ar"])
 def test_storefront_and_census_map_in_a_browser(shop, daphne_factory, browser, language):  # noqa: F811
-    cookie, media = shop
+    _cookie, media = shop
     server = daphne_factory({"HIRFA_MEDIA_ROOT": str(media), "HIRFA_DEBUG": "1"})
     expected_dir = "rtl" if language == "ar" else "ltr"
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from hub.errors import HirfaError
 from django.test import Client
 
+from hub.errors import HirfaError
 from hub.models import Notification
 from rooms import services
 from rooms.models import Membership, Message, Report, Room, RoomKind

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def media(settings, tmp_path) -> Path:
+def media(settings, tmp_path) -> Iterator[Path]:
     settings.MEDIA_ROOT = tmp_path
     attachments.upload_buckets.reset()
     yield tmp_path

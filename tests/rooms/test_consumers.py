@@ -129,7 +129,7 @@ async def test_gap_is_filled_with_fetch():
 
 
 async def test_bad_input_is_answered_and_the_socket_keeps_working():
-    room, amina, yacine = await guild_with_members("amina", "yacine")
+    room, amina, _yacine = await guild_with_members("amina", "yacine")
     a = await open_socket(amina)
     await subscribe(a, room.pk)
     await a.send_to(text_data="{not json")
@@ -156,7 +156,7 @@ async def test_bad_input_is_answered_and_the_socket_keeps_working():
 
 
 async def test_private_rooms_and_missing_rooms_answer_alike():
-    room, amina, yacine = await guild_with_members("amina", "yacine")
+    _room, amina, yacine = await guild_with_members("amina", "yacine")
     group = await sync_to_async(services.group_create)(user=yacine, title="Atelier secret")
     a = await open_socket(amina)
     answers = []

@@ -120,7 +120,7 @@ class MeetingClient:
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout=min(left, 0.5))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def mark(self) -> int:
@@ -144,7 +144,7 @@ class MeetingClient:
         await self.peer.close()
 
 
-async def wait_until(condition: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
+async def wait_until(condition: Callable[[], object], *, timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

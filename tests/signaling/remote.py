@@ -14,13 +14,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 import websockets
 from channels.db import database_sync_to_async
+from websockets.typing import Origin
 
 from tests.conftest import skip_or_fail
 from tests.servers import DaphneServer, session_cookie
 from tests.signaling.clients import MeetingClient, WebSocket
+
 
 async def open_hub_socket(server: DaphneServer, user: Any) -> WebSocket:
     """A hub socket of ``server`` logged in as ``user``, past the hello/welcome handshake."""
@@ -28,7 +29,7 @@ async def open_hub_socket(server: DaphneServer, user: Any) -> WebSocket:
     ws = await websockets.connect(
         server.ws_url,
         additional_headers={"Cookie": f"{cookie['name']}={cookie['value']}"},
-        origin=server.url,
+        origin=Origin(server.url),
         open_timeout=10,
         max_size=2**20,
     )

@@ -34,7 +34,9 @@ def group_meeting(owner, *members) -> int:
     from rooms import services as room_services
 
     group = room_services.group_create(user=owner, title="Atelier", member_ids=[m.pk for m in members])
-    return services.meeting_start(user=owner, room_id=group.pk).meeting
+    meeting = services.meeting_start(user=owner, room_id=group.pk).meeting
+    assert meeting is not None
+    return meeting
 
 
 async def client(user, name: str, publish=("mic", "camera")) -> MeetingClient:
@@ -178,6 +180,7 @@ async def test_host_lobby_admit_mute_remove_and_ice_restart(embedded_sfu, close_
     # changed sends nothing on the old one, while a close would be a failure, not a restart)
     from tests.signaling.sfu.peers import ClientPeer, ToneAudioTrack, PatternVideoTrack
     from signaling.sfu import TrackSource
+    from tests.signaling.sfu.peers import ClientPeer, PatternVideoTrack, ToneAudioTrack
 
     old_peer = a.peer
     a.peer = ClientPeer("amina", tracks={TrackSource.MICROPHONE: ToneAudioTrack(), TrackSource.CAMERA: PatternVideoTrack()})

@@ -3,9 +3,8 @@ failure, removal and shutdown (embedded SFU, through the socket protocol)."""
 
 from __future__ import annotations
 
-from django.conf import settings
-
 import pytest
+from django.conf import settings
 
 from signaling import placement
 from tests.signaling.clients import MeetingClient, wait_until
@@ -66,8 +65,8 @@ async def test_leave_failure_removal_and_shutdown_free_every_peer(embedded_sfu, 
         await wait_until(lambda: len(sfu_ports()) < len(ports_of_two), what="amina's sockets closed")
 
         # removal: amina rejoins, then a host removes her
-        from tests.signaling.sfu.peers import ClientPeer, PatternVideoTrack, ToneAudioTrack
         from signaling.sfu import TrackSource
+        from tests.signaling.sfu.peers import ClientPeer, PatternVideoTrack, ToneAudioTrack
 
         a.peer = ClientPeer("amina", tracks={TrackSource.MICROPHONE: ToneAudioTrack(), TrackSource.CAMERA: PatternVideoTrack()})
         await a.join(meeting_id)

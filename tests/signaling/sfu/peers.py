@@ -17,13 +17,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from av import AudioFrame, VideoFrame
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AUDIO_PTIME, MediaStreamTrack, VideoStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
+from av import AudioFrame, VideoFrame
 
 from signaling.sfu import Offer, Participant, SlotDirection, TrackSlot, TrackSource
-from signaling.sfu.aiortc_hooks import AssembledFrame, HostCandidatePolicy, configure_host_candidates, tap_receiver
+from signaling.sfu.aiortc_hooks import (
+    AssembledFrame,
+    HostCandidatePolicy,
+    configure_host_candidates,
+    tap_receiver,
+)
 
 LOOPBACK = HostCandidatePolicy(
     bind_address="127.0.0.1", announced_addresses=("127.0.0.1",), port_min=41000, port_max=41999
@@ -182,7 +187,7 @@ class Session:
             await asyncio.gather(*self._tasks)
 
 
-async def wait_until(condition: Callable[[], bool], *, timeout: float = 20.0, what: str = "condition") -> None:
+async def wait_until(condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition") -> None:
     """Poll ``condition`` until true; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():

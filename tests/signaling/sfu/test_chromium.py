@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from signaling.sfu import Offer, Participant, Sfu, SlotDirection, TrackSource
+from tests.conftest import skip_or_fail
 
 from .peers import ClientPeer, PatternVideoTrack, ToneAudioTrack, wait_until
 from .test_forwarding_e2e import close_all, join
-from tests.conftest import skip_or_fail
 
 pytestmark = pytest.mark.timeout(180)
 

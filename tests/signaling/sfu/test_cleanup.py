@@ -56,8 +56,10 @@ async def test_leave_and_shutdown_free_tasks_sockets_and_threads() -> None:
     await meeting.remove("yasmine")  # a removal by a host
     for session in sessions:
         await session.settle()
+    removed = sessions[1].participant
+    assert removed is not None
     with pytest.raises(InvalidSfuState, match="closed"):
-        await sessions[1].participant.create_offer()
+        await removed.create_offer()
     await sfu.close()  # a shutdown, with amina still in
     for client in clients:
         await client.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 
 from signaling.sfu import MediaKind, Sfu, TrackSource
@@ -47,8 +50,8 @@ async def test_frames_reach_subscribers_byte_for_byte_without_codecs(sfu: Sfu, c
         await session.settle()
 
     for viewer in (karim, yasmine):
-        await wait_until(lambda v=viewer: len(v.frames_from("amina", TrackSource.CAMERA)) >= 40, what=f"{viewer.name} video")
-        await wait_until(lambda v=viewer: len(v.frames_from("amina", TrackSource.MICROPHONE)) >= 40, what=f"{viewer.name} audio")
+        await wait_until(lambda: len(viewer.frames_from("amina", TrackSource.CAMERA)) >= 40, what=f"{viewer.name} video")  # noqa: B023 (awaited here)
+        await wait_until(lambda: len(viewer.frames_from("amina", TrackSource.MICROPHONE)) >= 40, what=f"{viewer.name} audio")  # noqa: B023 (awaited here)
 
     video_sent = codec_ledger.frames_of(publisher_sender(amina, "video"))
     audio_sent = codec_ledger.frames_of(publisher_sender(amina, "audio"))
@@ -108,13 +111,20 @@ async def test_keyframe_request_from_a_subscriber_reaches_the_publisher(sfu: Sfu
     sender = publisher_sender(amina, "video")
     requests: list[float] = []
     real = sender._send_keyframe
-    sender._send_keyframe = lambda: (requests.append(1), real())[1]
+
+    def counted() -> Any:
+        requests.append(1)
+        return real()
+
+    sender._send_keyframe = counted
     subscription = meeting.participant("karim").subscription_tracks()[0]
+    source = subscription.source
+    assert source is not None
     received_before = subscription.keyframe_requests_received
     keyframes_before = count_keyframes(codec_ledger.frames_of(sender))
 
-    await wait_until(lambda: subscription.source._last_keyframe_request is None
-                     or __import__("time").monotonic() - subscription.source._last_keyframe_request > 0.6,
+    await wait_until(lambda: source._last_keyframe_request is None
+                     or time.monotonic() - source._last_keyframe_request > 0.6,
                      what="the rate limit window to pass")
     await karim.send_pli("amina", TrackSource.CAMERA)
 
@@ -192,7 +202,7 @@ async def test_a_first_answer_that_receives_and_publishes_video_sends_it(sfu: Sf
     for viewer, publisher in ((nadia, "amina"), (amina, "nadia")):
         for source in (TrackSource.CAMERA, TrackSource.MICROPHONE):
             await wait_until(
-                lambda v=viewer, p=publisher, s=source: len(v.frames_from(p, s)) >= 10,
+                lambda: len(viewer.frames_from(publisher, source)) >= 10,  # noqa: B023 (awaited here)
                 what=f"{viewer.name} receiving {publisher}'s {source.value}",
             )
     await close_all(sfu, sessions)

@@ -1,0 +1,1 @@
+"""Benchmarks, run as scripts (`python bench/sfu.py`); a package so that tools name them bench.*."""
