@@ -30,7 +30,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from gatherings import feeds, recurrence, selectors, services
 from gatherings.models import Gathering, RsvpStatus, Visibility
-from hub.auth import member_of
+from hub.auth import member_of, viewer_of
 from hub.csv_export import SafeCsvWriter
 from hub.errors import ErrorCode, HirfaError
 from hub.models import Trade, User, Wilaya
@@ -716,7 +716,7 @@ def _url_of(request: HttpRequest):
 def gathering_ics(request: HttpRequest, gathering_id: int) -> HttpResponseBase:
     """One gathering; a public one needs no session."""
     try:
-        gathering = selectors.gathering_get(user=member_of(request), gathering_id=gathering_id)
+        gathering = selectors.gathering_get(user=viewer_of(request), gathering_id=gathering_id)
     except HirfaError:
         raise Http404(_("No such gathering.")) from None
     gathering = Gathering.objects.prefetch_related("exceptions").get(pk=gathering.pk)
@@ -726,17 +726,18 @@ def gathering_ics(request: HttpRequest, gathering_id: int) -> HttpResponseBase:
 @require_GET
 def room_ics(request: HttpRequest, room_id: int) -> HttpResponseBase:
     """A room's gatherings the requester may see (without a session: the public ones)."""
-    user = member_of(request)
-    if user.is_authenticated:
+    user = viewer_of(request)
+    if user is not None:
         try:
             room = room_access(user=user, room_id=room_id).room
         except HirfaError:
             raise Http404(_("No such room.")) from None
         qs = selectors.gatherings_visible(user=user).filter(room=room)
     else:
-        room = Room.objects.filter(pk=room_id, kind__in=selectors.GATHERING_ROOM_KINDS).first()
-        if room is None:
+        found = Room.objects.filter(pk=room_id, kind__in=selectors.GATHERING_ROOM_KINDS).first()
+        if found is None:
             raise Http404(_("No such room."))
+        room = found
         qs = Gathering.objects.filter(room=room, visibility=Visibility.PUBLIC)
     return _ics(feeds.calendar_of(feeds.recent(qs), name=room.display_title(), url_of=_url_of(request)), f"room-{room.pk}")
 

@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from hub.auth import member_of
+from hub.auth import member_of, viewer_of
 from hub.csv_export import SafeCsvWriter
 from hub.errors import ErrorCode, HirfaError
 from hub.models import ArtisanProfile, Trade, User, Wilaya
@@ -249,7 +249,7 @@ def storefront(request: HttpRequest, username: str) -> HttpResponse:
 @require_GET
 def product_page(request: HttpRequest, product_id: int) -> HttpResponse:
     """A product's page with its Open Graph tags (photo, price) for shared links."""
-    viewer = member_of(request) if request.user.is_authenticated else None
+    viewer = viewer_of(request)
     try:
         product = selectors.product_public(product_id=product_id, viewer=viewer)
     except HirfaError as error:
