@@ -64,7 +64,7 @@ def send_backlog_max_bytes() -> int:
 class _PreparedCache:
     """The last text framed, so that one publish is framed once for every local socket."""
 
-    __slots__ = ("text", "factory", "prepared")
+    __slots__ = ("factory", "prepared", "text")
 
     def __init__(self) -> None:
         self.text: str | None = None
@@ -84,7 +84,7 @@ class DirectSocket:
     kernel, or None when it cannot be read.
     """
 
-    __slots__ = ("protocol", "server", "_open_state", "_transport")
+    __slots__ = ("_open_state", "_transport", "protocol", "server")
 
     def __init__(self, server: object, protocol: object, open_state: int) -> None:
         self.server = server
@@ -93,7 +93,7 @@ class DirectSocket:
         self._transport: object = None
 
     @classmethod
-    def find(cls, send: object) -> "DirectSocket | None":
+    def find(cls, send: object) -> DirectSocket | None:
         """The daphne websocket behind an ASGI `send` callable, or None."""
         seen = 0
         # Unwrap middleware that keep the next `send` as `real_send` (Channels' sessions).

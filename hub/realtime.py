@@ -96,9 +96,9 @@ def publish_now(group: str, text: str) -> None:
 
 # --- backends ------------------------------------------------------------------
 
-_fanouts: "weakref.WeakSet[Fanout]" = weakref.WeakSet()
+_fanouts: weakref.WeakSet[Fanout] = weakref.WeakSet()
 _fanouts_lock = threading.Lock()
-_backend_instance: "LocalBackend | RedisBackend | None" = None
+_backend_instance: LocalBackend | RedisBackend | None = None
 
 
 class LocalBackend:
@@ -140,7 +140,7 @@ class RedisBackend:
         self._sync_client.publish(CHANNEL_PREFIX + group, text)
 
 
-def _publishing_fanout() -> "Fanout | None":
+def _publishing_fanout() -> Fanout | None:
     try:
         loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
@@ -254,7 +254,7 @@ class Fanout:
                         await pipe.execute()
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 (any failure means the bus is down)
                     log.warning("publishing to Redis failed (%s): serving from this process", exc)
                     self._bus_failed()
                     # Redis may have taken some of them: a local duplicate is harmless
@@ -292,7 +292,7 @@ class Fanout:
             try:
                 await self._ensure_reader()
                 await self._pubsub.subscribe(CHANNEL_PREFIX + group)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 (any failure means the bus is down)
                 log.warning("subscribing to %s failed (%s): serving from this process", group, exc)
                 self._bus_failed()
                 return
@@ -304,7 +304,7 @@ class Fanout:
         if event is not None:
             try:
                 await asyncio.wait_for(event.wait(), timeout=5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("no subscribe confirmation for %s", group)
 
     async def leave(self, group: str, sub: Subscriber) -> None:
@@ -352,7 +352,7 @@ class Fanout:
                         event.set()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (any failure means the bus is down)
             if pubsub is self._pubsub:
                 log.warning("the bus subscription failed (%s): serving from this process", exc)
                 self._bus_failed()
@@ -399,7 +399,7 @@ class Fanout:
                     self.degraded = False
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 (still down, whatever the cause)
                 log.info("the bus is still unreachable (%s); next try in %.1f s", exc, delay)
                 pubsub, self._pubsub = self._pubsub, None
                 await _close_quietly(pubsub, client)
@@ -434,11 +434,11 @@ async def _close_quietly(*closables: Any) -> None:
         try:
             close = getattr(item, "aclose", None) or item.close
             await asyncio.wait_for(close(), 2)
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 (closing what already failed)
             pass
 
 
-_loop_fanouts: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Fanout]" = (
+_loop_fanouts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Fanout] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -457,4 +457,4 @@ def fanout() -> Fanout:
 
 
 # Direct socket writes under daphne live with their version guard (hub/daphne_hooks.py).
-from hub.daphne_hooks import DirectSocket, send_backlog_max_bytes  # noqa: E402,F401
+from hub.daphne_hooks import DirectSocket, send_backlog_max_bytes  # noqa: F401
