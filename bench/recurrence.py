@@ -56,10 +56,10 @@ def time_bounded(rule: str, start: datetime, repeat: int) -> dict[str, object]:
 
 def time_unbounded(rule: str, start: datetime) -> float:
     """dateutil's own iteration of `rule`, as the hub ran it before the bounds (ms)."""
-    from dateutil.rrule import rrulestr
+    import re
     from zoneinfo import ZoneInfo
 
-    import re
+    from dateutil.rrule import rrulestr
 
     rule = re.sub(r"UNTIL=(\d{8})\b", r"UNTIL=\1T235959Z", rule)  # RFC 5545: UTC with a zoned start
     began = time.perf_counter()

@@ -48,7 +48,7 @@ def too_many(request: HttpRequest, message: str) -> HttpResponse:
     return render(request, "hub/throttled.html", {"message": message}, status=429)
 
 
-def locked_out(request: HttpRequest, response: HttpResponse | None = None, credentials: dict | None = None) -> HttpResponse:  # noqa: ARG001
+def locked_out(request: HttpRequest, response: HttpResponse | None = None, credentials: dict | None = None) -> HttpResponse:
     """django-axes' lockout answer (AXES_LOCKOUT_CALLABLE), for the site's and the admin's log-in."""
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
     return too_many(

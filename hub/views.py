@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordResetForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
-from django.conf import settings
-from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import PasswordResetForm
-from datetime import timedelta
-
 from hub import selectors, services
-from hub.throttle import client_ip, throttle_hit, too_many
 from hub.errors import HirfaError
 from hub.forms import ProfileForm, SignupForm
 from hub.models import User
+from hub.throttle import client_ip, throttle_hit, too_many
 
 
 @require_http_methods(["GET", "POST"])

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import os
+from typing import NoReturn
 
 import pytest
 
 IN_CI = os.environ.get("CI") == "true"
 
 
-def skip_or_fail(reason: str) -> None:
+def skip_or_fail(reason: str) -> NoReturn:
     """Skip a check that cannot run here, but never under CI=true: there it must run."""
     if IN_CI:
         pytest.fail(f"CI=true and {reason}")

@@ -17,6 +17,7 @@ outstanding; after an answer, it is called again if more changes came in.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -270,7 +271,7 @@ class Participant:
                 max_age=self._config.nack_max_age,
             )
             aiortc_hooks.tap_sender_reports(
-                transceiver.receiver, lambda _ssrc, ntp, rtp, f=forwarder: f.on_sender_report(ntp, rtp)
+                transceiver.receiver, functools.partial(_report_to, forwarder)
             )
             forwarder.set_muted(self._meeting.is_muted(self.id, source))
             self._publications[source] = _PublishSlot(source, transceiver, forwarder)
@@ -441,9 +442,12 @@ class Participant:
         red = red_payload_types(answer)
         for slot in self._publications.values():
             mid = slot.transceiver.mid
-            if slot.source.kind is MediaKind.AUDIO and mid in red:
-                if aiortc_hooks.accept_red(slot.transceiver, red[mid]):
-                    slot.forwarder.red_payload_type = red[mid]
+            if (
+                slot.source.kind is MediaKind.AUDIO
+                and mid in red
+                and aiortc_hooks.accept_red(slot.transceiver, red[mid])
+            ):
+                slot.forwarder.red_payload_type = red[mid]
         for sub in [*self._subscriptions.values(), *self._idle]:
             if sub.kind is MediaKind.AUDIO:
                 sub.track.red_payload_type = red.get(sub.transceiver.mid or "")
@@ -665,3 +669,7 @@ class Meeting:
         self._closed = True
         for participant_id in list(self._participants):
             await self.leave(participant_id)
+
+
+def _report_to(forwarder: TrackForwarder, _ssrc: int, ntp: int, rtp: int) -> None:
+    forwarder.on_sender_report(ntp, rtp)

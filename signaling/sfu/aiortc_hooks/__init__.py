@@ -50,8 +50,8 @@ if pylibsrtp.__version__ != PYLIBSRTP_VERSION:  # pragma: no cover - guarded by 
         f"found pylibsrtp {pylibsrtp.__version__}"
     )
 
-from .ice import HostCandidatePolicy, LivenessWatch, configure_host_candidates  # noqa: E402
-from .receive import (  # noqa: E402
+from .ice import HostCandidatePolicy, LivenessWatch, configure_host_candidates
+from .receive import (
     AssembledFrame,
     FrameAssembler,
     NackScheduler,
@@ -62,7 +62,7 @@ from .receive import (  # noqa: E402
     tap_receiver_packets,
     tap_sender_reports,
 )
-from .send import RtpWriter, make_forwarding_sender, set_stream_id  # noqa: E402
+from .send import RtpWriter, make_forwarding_sender, set_stream_id
 
 __all__ = [
     "AssembledFrame",

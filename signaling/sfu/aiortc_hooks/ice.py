@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice import stun
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import StunProtocol
 from aiortc import RTCPeerConnection
 
@@ -45,7 +45,8 @@ class _MediaStunProtocol(StunProtocol):
         as if asyncio had read it; what the SFU forwards meanwhile leaves at
         the end, batched (:func:`.send.begin_burst`).
         """
-        self.receiver._hirfa_last_rx = time.monotonic()  # what LivenessWatch reads
+        # What LivenessWatch reads (our mark on aioice's Connection).
+        self.receiver._hirfa_last_rx = time.monotonic()  # type: ignore[attr-defined]
         opened = begin_burst()
         try:
             self._dispatch(data, addr)
@@ -132,10 +133,10 @@ def configure_host_candidates(pc: RTCPeerConnection, policy: HostCandidatePolicy
         connection = transceiver.receiver.transport.transport.iceGatherer._connection
         if getattr(connection, "_hirfa_policy", None) is not None:
             continue
-        connection._hirfa_policy = policy
-        connection._hirfa_dtls = transceiver.receiver.transport
-        connection._hirfa_unprotect = None
-        connection.get_component_candidates = _candidate_gatherer(connection, policy)
+        connection._hirfa_policy = policy  # type: ignore[attr-defined]
+        connection._hirfa_dtls = transceiver.receiver.transport  # type: ignore[attr-defined]
+        connection._hirfa_unprotect = None  # type: ignore[attr-defined]
+        connection.get_component_candidates = _candidate_gatherer(connection, policy)  # type: ignore[method-assign]
 
 
 def _candidate_gatherer(connection: Any, policy: HostCandidatePolicy) -> Callable[..., Any]:

@@ -211,9 +211,12 @@ class FrameAssembler:
         previous: RtpPacket | None = None
         for _ in range(_VIDEO_CAPACITY):
             packet = self._packets.get(seq)
-            if packet is not None and previous is not None:
-                if previous.marker or previous.timestamp != packet.timestamp:
-                    break
+            if (
+                packet is not None
+                and previous is not None
+                and (previous.marker or previous.timestamp != packet.timestamp)
+            ):
+                break
             previous = packet
             seq = uint16_add(seq, 1)
         self._drop_through(uint16_add(seq, -1))
@@ -457,6 +460,7 @@ def tap_receiver_packets(
     if receiver._RTCRtpReceiver__started:  # type: ignore[attr-defined]
         raise RuntimeError(f"cannot tap {kind} receiver {receiver!r}: it already started")
     scheduler: NackScheduler | None = None
+    handle: Callable[[RtpPacket], None]
     if kind == "video":
         media_ssrc: list[int] = []
 
@@ -469,11 +473,13 @@ def tap_receiver_packets(
         )
         add = scheduler.add
 
-        def handle(packet: RtpPacket) -> None:
+        def nack_then_sink(packet: RtpPacket) -> None:
             if not media_ssrc:
                 media_ssrc.append(packet.ssrc)
             if add(packet.sequence_number):
                 sink(packet)
+
+        handle = nack_then_sink
 
     else:
         handle = sink
@@ -524,7 +530,7 @@ class _SyncRtpReceive:
     adapt their rate from loss in the receiver reports (and their own caps).
     """
 
-    __slots__ = ("_receiver", "_handle", "_codecs", "_rtx_ssrc", "_streams", "_nack", "_active", "packets")
+    __slots__ = ("_active", "_codecs", "_handle", "_nack", "_receiver", "_rtx_ssrc", "_streams", "packets")
 
     def __init__(self, receiver: RTCRtpReceiver, handle: PacketSink, scheduler: NackScheduler | None) -> None:
         self._receiver = receiver

@@ -147,7 +147,8 @@ class RtpWriter:
         self._dtls = sender.transport
         self._ssrc = sender._ssrc
         self._rtx_ssrc = sender._rtx_ssrc
-        self.payload_type = codec.payloadType
+        assert codec.payloadType is not None  # a negotiated codec always has one
+        self.payload_type: int = codec.payloadType
         self._rtx_payload_type: int | None = sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined]
         ids = sender._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
         mid = sender._RTCRtpSender__mid or ""  # type: ignore[attr-defined]

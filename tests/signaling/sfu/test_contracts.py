@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pylibsrtp
 import pytest
 from aioice import Connection, stun
 from aioice.ice import CandidatePair, StunProtocol
@@ -22,8 +23,6 @@ from aiortc.codecs import depayload, is_rtx
 from aiortc.rtcdtlstransport import RtpRouter, State
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
-
-import pylibsrtp
 
 from signaling.sfu.aiortc_hooks import srtp as srtp_hooks
 from signaling.sfu.aiortc_hooks.receive import _NoDecoderQueue
@@ -72,9 +71,10 @@ async def test_receive_receiver_state(pc: RTCPeerConnection, name: str) -> None:
 async def test_receive_receiver_jitter_buffer_and_nack_generator(pc: RTCPeerConnection) -> None:
     video = pc.getTransceivers()[1].receiver
     assert hasattr(video, "_RTCRtpReceiver__jitter_buffer")
-    nack = video._RTCRtpReceiver__nack_generator
+    nack = video._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
     assert hasattr(nack, "add") and isinstance(nack.missing, set)
-    assert receiver_of(pc)._RTCRtpReceiver__nack_generator is None  # audio: no NACK
+    # Audio: no NACK.
+    assert receiver_of(pc)._RTCRtpReceiver__nack_generator is None  # type: ignore[attr-defined]
     handler = source_of(RTCRtpReceiver._handle_rtp_packet)
     assert "self.__jitter_buffer.add(packet)" in handler and "self.__decoder_queue.put" in handler
 
@@ -132,7 +132,7 @@ def test_receive_router_tables_and_route_rtp() -> None:
 
 
 def test_receive_header_extension_ids() -> None:
-    ids = HeaderExtensionsMap()._HeaderExtensionsMap__ids
+    ids = HeaderExtensionsMap()._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
     for name in ("mid", "abs_send_time", "audio_level"):
         assert hasattr(ids, name)
 

@@ -97,7 +97,9 @@ async def test_one_stream_per_publisher_and_reports_in_the_publishers_clock(
 
     for mid, kind in ((video_mid, "video"), (audio_mid, "audio")):
         forwarder = forwarders[kind]
-        error = closest_error(reports[mid][-1], published[kind], tracks[kind]._ts_offset, forwarder.clock_rate)
+        offset = tracks[kind]._ts_offset
+        assert offset is not None
+        error = closest_error(reports[mid][-1], published[kind], offset, forwarder.clock_rate)
         assert abs(error) < 0.001, f"{kind} report off the publisher's mapping by {error:.3f} s"
 
     # amina leaves; yasmine's camera takes the same m-line: reports follow yasmine's clock.
@@ -113,6 +115,7 @@ async def test_one_stream_per_publisher_and_reports_in_the_publishers_clock(
     seen = len(reports[video_mid])
     await wait_until(lambda: len(reports[video_mid]) >= seen + 2, timeout=30, what="reports after the switch")
     (track,) = [t for t in meeting.participant("karim").subscription_tracks() if t.kind == "video"]
+    assert track._ts_offset is not None
     error = closest_error(reports[video_mid][-1], yasmine_reports, track._ts_offset, 90000)
     assert abs(error) < 0.001, f"after the switch the report is off yasmine's mapping by {error:.3f} s"
     await sessions[0].client.close()

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.sfu import Sfu, TrackSource
+from signaling.sfu import ParticipantState, Sfu, TrackSource
 
 from .peers import ClientPeer, PatternVideoTrack, Session, ToneAudioTrack, wait_until
 from .test_forwarding_e2e import close_all, join
 
 pytestmark = pytest.mark.timeout(120)
 
+
+
+def state_of(session: Session) -> ParticipantState | None:
+    return session.participant.state if session.participant is not None else None
 
 async def test_a_new_peer_takes_the_place_of_the_old_without_renegotiating_the_others(sfu: Sfu) -> None:
     meeting = sfu.meeting("guild-handover")
@@ -84,10 +88,10 @@ async def test_a_peer_gone_silent_is_marked_disconnected_within_seconds_and_back
 
     monkeypatch.setattr(ice._MediaStunProtocol, "datagram_received", datagram_received)
     started = time.monotonic()
-    await wait_until(lambda: session.participant.state is ParticipantState.DISCONNECTED, timeout=10, what="silence noticed")
+    await wait_until(lambda: state_of(session) is ParticipantState.DISCONNECTED, timeout=10, what="silence noticed")
     assert time.monotonic() - started < 5.0
     assert states[-1] is ParticipantState.DISCONNECTED
     tunnel[0] = False
-    await wait_until(lambda: session.participant.state is ParticipantState.CONNECTED, timeout=10, what="back")
+    await wait_until(lambda: state_of(session) is ParticipantState.CONNECTED, timeout=10, what="back")
     assert states[-1] is ParticipantState.CONNECTED
     await close_all(sfu, sessions)

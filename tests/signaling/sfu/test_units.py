@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 
-from signaling.sfu import InvalidSfuState, MediaKind, Sfu, SfuConfig, TooManyTracks, TrackSource, VideoCodec
+from signaling.sfu import (
+    InvalidSfuState,
+    MediaKind,
+    Sfu,
+    SfuConfig,
+    TooManyTracks,
+    TrackSource,
+    VideoCodec,
+)
 from signaling.sfu.aiortc_hooks import AssembledFrame, FrameAssembler, NackScheduler
 from signaling.sfu.forwarding import ForwardTrack, is_keyframe, starts_keyframe
 from signaling.sfu.speaker import ActiveSpeakerDetector
@@ -315,14 +325,14 @@ class Timers:
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.pending: list[tuple[float, object]] = []
+        self.pending: list[tuple[float, Callable[[], object]]] = []
 
     def call_later(self, delay: float, callback):
         entry = (self.clock.now + delay, callback)
         self.pending.append(entry)
 
         class Handle:
-            def cancel(handle) -> None:  # noqa: N805
+            def cancel(handle) -> None:
                 if entry in self.pending:
                     self.pending.remove(entry)
 
