@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import chat_fanout as cf  # noqa: E402  (the same database, user and session set-up)
+import chat_fanout as cf
 
 ROOT = cf.ROOT
 cf.BENCH_DB = "hirfa_storm_bench"
@@ -301,7 +301,9 @@ def db_count(sql: str) -> int:
     import psycopg
 
     with psycopg.connect(f"{cf.PG_ADMIN_URL}/{cf.BENCH_DB}") as conn:
-        return int(conn.execute(sql).fetchone()[0])
+        row = conn.execute(sql).fetchone()
+        assert row is not None
+        return int(row[0])
 
 
 def p99(values: list[float]) -> float | None:
@@ -399,8 +401,8 @@ def run_redis_restart(env: dict[str, str], args: argparse.Namespace, index: int,
 
             senders = [Sender(urls[i % 2], cookie, made["room"]).post(40, 5.0, time.time() + 120)
                        for i, cookie in enumerate(made["senders"])]
-            out = await asyncio.gather(outage(), *senders)
-            return list(out[1:])
+            _outage, *results = await asyncio.gather(outage(), *senders)
+            return [r for r in results if r is not None]
 
         sent = cf._run(send_through_restart())
         time.sleep(8)  # recovery, resync and fetches

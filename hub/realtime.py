@@ -254,7 +254,7 @@ class Fanout:
                         await pipe.execute()
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # noqa: BLE001 (any failure means the bus is down)
+                except Exception as exc:
                     log.warning("publishing to Redis failed (%s): serving from this process", exc)
                     self._bus_failed()
                     # Redis may have taken some of them: a local duplicate is harmless
@@ -292,7 +292,7 @@ class Fanout:
             try:
                 await self._ensure_reader()
                 await self._pubsub.subscribe(CHANNEL_PREFIX + group)
-            except Exception as exc:  # noqa: BLE001 (any failure means the bus is down)
+            except Exception as exc:
                 log.warning("subscribing to %s failed (%s): serving from this process", group, exc)
                 self._bus_failed()
                 return
@@ -352,7 +352,7 @@ class Fanout:
                         event.set()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 (any failure means the bus is down)
+        except Exception as exc:
             if pubsub is self._pubsub:
                 log.warning("the bus subscription failed (%s): serving from this process", exc)
                 self._bus_failed()
@@ -399,7 +399,7 @@ class Fanout:
                     self.degraded = False
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 (still down, whatever the cause)
+            except Exception as exc:
                 log.info("the bus is still unreachable (%s); next try in %.1f s", exc, delay)
                 pubsub, self._pubsub = self._pubsub, None
                 await _close_quietly(pubsub, client)
@@ -434,7 +434,7 @@ async def _close_quietly(*closables: Any) -> None:
         try:
             close = getattr(item, "aclose", None) or item.close
             await asyncio.wait_for(close(), 2)
-        except Exception:  # noqa: BLE001, S110 (closing what already failed)
+        except Exception:  # noqa: S110 (closing what already failed)
             pass
 
 

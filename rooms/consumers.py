@@ -8,15 +8,15 @@ import json
 import logging
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from hub import protocol, realtime
 from hub.db import db_call
-from django.utils.translation import gettext as _
-
 from hub.errors import ErrorCode, HirfaError
 from hub.protocol import (
     Ack,
@@ -75,7 +75,7 @@ def _subscription_state(user: Any, room_id: int, since_rev: int | None) -> dict[
     }
 
 
-_admission: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
+_admission: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
 

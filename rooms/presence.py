@@ -12,9 +12,12 @@ import asyncio
 import logging
 import time
 import weakref
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from hub.protocol import Author
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +187,14 @@ class PresenceDeltas:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         # room → user → (author, was online before the period, is online now)
-        self._pending: dict[int, dict[int, tuple[object, bool, bool]]] = {}
+        self._pending: dict[int, dict[int, tuple[Author, bool, bool]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.frames_published = 0
 
-    def note(self, room_id: int, author: object, *, online: bool) -> None:
-        """Record that `author` (a protocol.Author) came online (or went offline) in `room_id`."""
+    def note(self, room_id: int, author: Author, *, online: bool) -> None:
+        """Record that `author` came online (or went offline) in `room_id`."""
         users = self._pending.setdefault(room_id, {})
-        user_id = int(getattr(author, "id"))
+        user_id = int(author.id)
         before = users[user_id][1] if user_id in users else not online
         users[user_id] = (author, before, online)
         if self._task is None or self._task.done():
@@ -232,7 +235,7 @@ class PresenceDeltas:
             self.frames_published += 1
 
 
-_deltas: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceDeltas]" = (
+_deltas: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceDeltas] = (
     weakref.WeakKeyDictionary()
 )
 
