@@ -23,12 +23,13 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 BUDGET_BYTES = 150 * 1024
-IMPORT = re.compile(r'^\s*import\s[^;]*?from\s+"(\./[^"]+)"', re.M)
+IMPORT = re.compile(r'^\s*import\s[^;]*?from\s+"(\./[^"]+)"', re.MULTILINE)
 
 
 def gz(data: bytes) -> int:
@@ -70,7 +71,7 @@ def first_load(client, path: str) -> dict[str, int]:
     return sizes
 
 
-def site() -> tuple[object, list[str], list[str]]:
+def site() -> tuple[Any, list[str], list[str]]:
     """The member, his pages and the visitor's pages, written to the current database."""
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo

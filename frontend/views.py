@@ -299,12 +299,13 @@ def group_create(request: HttpRequest) -> HttpResponse:
 def notifications(request: HttpRequest) -> HttpResponse:
     """The notification centre: the member's newest notifications, unread ones marked,
     and what is pushed to his devices."""
-    preference = PushPreference.objects.filter(user=request.user).first()
+    user = member_of(request)
+    preference = PushPreference.objects.filter(user=user).first()
     muted = set(preference.muted_kinds) if preference else set()
     return render(
         request, "frontend/notifications.html",
         {
-            "notifications": page_selectors.notifications_recent(user=request.user),
+            "notifications": page_selectors.notifications_recent(user=user),
             "push_enabled": push.push_enabled(),
             "vapid_key": settings.HIRFA_VAPID_PUBLIC_KEY,
             "push_kinds": [(kind, label, kind not in muted) for kind, label in PUSH_KINDS],
@@ -318,14 +319,15 @@ def notifications(request: HttpRequest) -> HttpResponse:
 def push_subscription(request: HttpRequest) -> HttpResponse:
     """Add (or, with "remove": true, forget) this device for Web Push: a JSON body
     {"endpoint", "keys": {"p256dh", "auth"}} as the browser's PushSubscription gives it."""
+    user = member_of(request)
     try:
         body = json.loads(request.body or b"{}")
         endpoint = str(body["endpoint"])
         if body.get("remove"):
-            push.push_unsubscribe(user=request.user, endpoint=endpoint)
+            push.push_unsubscribe(user=user, endpoint=endpoint)
             return JsonResponse({"ok": True})
         keys = body["keys"]
-        push.push_subscribe(user=request.user, endpoint=endpoint, p256dh=str(keys["p256dh"]), auth=str(keys["auth"]))
+        push.push_subscribe(user=user, endpoint=endpoint, p256dh=str(keys["p256dh"]), auth=str(keys["auth"]))
     except (ValueError, KeyError, TypeError):
         return JsonResponse({"ok": False, "code": ErrorCode.INVALID.value}, status=400)
     except HirfaError as exc:
@@ -337,12 +339,13 @@ def push_subscription(request: HttpRequest) -> HttpResponse:
 @require_POST
 def push_preferences(request: HttpRequest) -> HttpResponse:
     """The kinds pushed to the member's devices and his quiet hours (the centre's form)."""
+    user = member_of(request)
     muted = [kind for kind, _label in PUSH_KINDS if request.POST.get(f"push_{kind}") != "on"]
     try:
         quiet_from = time.fromisoformat(request.POST["quiet_from"]) if request.POST.get("quiet_from") else None
         quiet_to = time.fromisoformat(request.POST["quiet_to"]) if request.POST.get("quiet_to") else None
         push.push_preference_set(
-            user=request.user, muted_kinds=muted, quiet_from=quiet_from, quiet_to=quiet_to, tz=settings.TIME_ZONE
+            user=user, muted_kinds=muted, quiet_from=quiet_from, quiet_to=quiet_to, tz=settings.TIME_ZONE
         )
     except ValueError:
         messages.error(request, _("Enter the quiet hours as hours and minutes."))
@@ -357,10 +360,11 @@ def push_preferences(request: HttpRequest) -> HttpResponse:
 @require_GET
 def notification_open(request: HttpRequest, notification_id: int) -> HttpResponse:
     """Follow a notification: it becomes read and the member lands on what it is about."""
-    target = page_selectors.notification_target(user=request.user, notification_id=notification_id)
+    user = member_of(request)
+    target = page_selectors.notification_target(user=user, notification_id=notification_id)
     if target is None:
         raise Http404(_("No such page."))
-    services.notifications_mark_read(user=request.user, ids=[notification_id])
+    services.notifications_mark_read(user=user, ids=[notification_id])
     return HttpResponseRedirect(target)
 
 
@@ -368,7 +372,8 @@ def notification_open(request: HttpRequest, notification_id: int) -> HttpRespons
 @require_POST
 def notifications_read(request: HttpRequest) -> HttpResponse:
     """Mark every notification of the member read."""
-    services.notifications_mark_read(user=request.user)
+    user = member_of(request)
+    services.notifications_mark_read(user=user)
     return redirect("notifications")
 
 
@@ -429,8 +434,9 @@ def offline(request: HttpRequest) -> HttpResponse:
 @require_GET
 def me(request: HttpRequest) -> HttpResponse:
     """The "Me" tab: the member's own pages, the sections the bottom bar has no room for, and log-out."""
+    user = member_of(request)
     return render(
-        request, "frontend/me.html", {"moderates": page_selectors.user_moderates_any(user=request.user)}
+        request, "frontend/me.html", {"moderates": page_selectors.user_moderates_any(user=user)}
     )
 
 

@@ -68,7 +68,7 @@ def main_pages(paths: list[str]) -> list[str]:
 def test_no_serious_or_critical_violation(site, daphne_factory, browser):  # noqa: F811
     if not AXE.exists():
         skip_or_fail(f"axe-core is missing at {AXE} (npm install)")
-    cookie, member_pages, public_pages, media = site
+    cookie, member_pages, _public_pages, media = site
     server = daphne_factory({"HIRFA_MEDIA_ROOT": str(media), "HIRFA_EMBEDDED_WORKER": "0"})
     found = []
     for language in LANGUAGES:

@@ -24,7 +24,9 @@ def mention(yacine, guild, n=1):
 
 
 def title_of(response) -> str:
-    return re.search(r"<title>(.*?)</title>", response.content.decode(), re.S).group(1)
+    found = re.search(r"<title>(.*?)</title>", response.content.decode(), re.DOTALL)
+    assert found is not None
+    return found.group(1)
 
 
 def test_the_count_shows_on_every_page_and_in_the_title(client, amina, yacine, guild):
