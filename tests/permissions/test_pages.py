@@ -20,8 +20,8 @@ from django.contrib.auth.tokens import default_token_generator
 from django.contrib.messages import constants, get_messages
 from django.db import transaction
 from django.forms import BaseForm
-from django.test import Client
 from django.shortcuts import resolve_url
+from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from django.utils.encoding import force_bytes
@@ -155,7 +155,7 @@ def _data(world: World, kind: str, post: Post, role: str) -> dict[str, Any]:
         "NEXT_WEEK": _local(days=7, hours=2),
         "GHANIA": world.ghania.pk,
         "WILAYA": world.ghania.profile.wilaya_id,
-        "TRADE": world.ghania.profile.trades.first().pk,
+        "TRADE": world.ghania.profile.trades.get().pk,
         "ROOM": world.rooms[kind].pk if kind else "",
         "SELF": user.username if user else world.ghania.username,
     }
@@ -262,7 +262,7 @@ def _patterns(patterns: list[Any], prefix: str = "") -> list[str]:
 def _read_only_pages() -> set[str]:
     text = matrix.DOC_PATH.read_text(encoding="utf-8")
     section = text.split("### Pages that only read", 1)[1].split("\n## ", 1)[0]
-    return set(re.findall(r"^- `([^`]*)`", section, flags=re.M))
+    return set(re.findall(r"^- `([^`]*)`", section, flags=re.MULTILINE))
 
 
 def test_every_page_is_in_the_document():

@@ -202,6 +202,7 @@ async def _room_kind(
             live = await sync_to_async(meeting_services.meeting_start)(user=host, room_id=room.pk)
             comm = await open_socket(user)
             probe = Probe(comm)
+            assert live.meeting is not None
             refs = [(key, await probe.send(frame)) for key, frame in meeting_frames(live.meeting, room.pk)]
             if probe.answer(refs[2][1]).ok:  # joined: the SFU's own answers come later
                 refused = [ref for key, ref in refs if expected.get(key, {}).get(role, "ok") != "ok"]

@@ -102,7 +102,7 @@ def build(*, gatherings: bool = False, registry: bool = False) -> World:
     ghania = person("ghania", poterie, tlemcen)
     karim = person("karim", poterie, tlemcen)
 
-    rooms = {
+    by_kind = {
         RoomKind.GUILD: Room.objects.get(kind=RoomKind.GUILD, trade=poterie),
         RoomKind.REGION: Room.objects.get(kind=RoomKind.REGION, wilaya=tlemcen),
         RoomKind.GUILD_REGION: Room.objects.get(kind=RoomKind.GUILD_REGION, trade=poterie, wilaya=tlemcen),
@@ -113,7 +113,7 @@ def build(*, gatherings: bool = False, registry: bool = False) -> World:
         ),
         RoomKind.DIRECT: room_services.direct_room_open(user=users["member"], other_id=ghania.pk),
     }
-    rooms = {str(k): v for k, v in rooms.items()}
+    rooms = {str(k): v for k, v in by_kind.items()}
 
     # Everyone who may post leaves one message of his own, before bans and mutes.
     own: dict[tuple[str, str], int] = {}
@@ -127,7 +127,7 @@ def build(*, gatherings: bool = False, registry: bool = False) -> World:
                 posted = room_services.message_post(
                     user=user, room_id=room.pk, client_id=f"own-{role}", text=f"{role} here"
                 )
-            except Exception:  # noqa: BLE001 - he may not read the room: no message of his own
+            except Exception:
                 continue
             own[(role, kind)] = posted.message.id
             room_services.send_buckets.reset()
