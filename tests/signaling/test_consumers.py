@@ -178,7 +178,6 @@ async def test_host_lobby_admit_mute_remove_and_ice_restart(embedded_sfu, close_
     # ICE restart: a new peer connection, without leaving the meeting; the page closes
     # its old one once the server answered (as meeting.js does: a phone whose network
     # changed sends nothing on the old one, while a close would be a failure, not a restart)
-    from tests.signaling.sfu.peers import ClientPeer, ToneAudioTrack, PatternVideoTrack
     from signaling.sfu import TrackSource
     from tests.signaling.sfu.peers import ClientPeer, PatternVideoTrack, ToneAudioTrack
 
