@@ -1,0 +1,67 @@
+"""The network lab itself: each profile's round trip, loss and rate, measured through it.
+
+The lab (tests/netlab.py) impairs links in user space; what the meeting
+benchmarks (bench/netlab.py) claim about a profile holds only if a link built
+from that profile measures as the profile says: here, within 10 %.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.netlab import PROFILES, Lab, lab_fixture, probe_one_way, probe_rtt
+
+TOLERANCE = 0.10
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    yield from lab_fixture()
+
+
+def within(measured: float, expected: float) -> bool:
+    return abs(measured - expected) <= TOLERANCE * expected
+
+
+@pytest.mark.parametrize("name", ["good", "3g", "lossy"])
+def test_a_link_measures_as_its_profile_says(lab: Lab, name: str) -> None:
+    profile = PROFILES[name]
+    lab.add("phone", profile)
+
+    rtt = probe_rtt(lab, "phone", count=100)
+    assert within(rtt["rtt_ms"], profile.rtt_ms), (rtt, profile)
+
+    for direction, params in (("down", profile.down), ("up", profile.up)):
+        # Loss: small datagrams below the link's rate, so that nothing queues.
+        pace = 0.8 * params.rate_bps if params.rate_bps else 2_000_000
+        sent = probe_one_way(lab, "phone", direction=direction, packets=2000, size=12, rate_bps=pace)
+        if params.loss:
+            assert within(sent["loss"], params.loss), (direction, sent, params)
+        else:
+            assert sent["loss"] == 0, (direction, sent)
+        # Rate: twice as fast as the link for about 2 s; what comes out is the link's rate.
+        if params.rate_bps:
+            packets = int(2 * params.rate_bps * 2 / (1000 * 8))
+            blast = probe_one_way(lab, "phone", direction=direction, packets=packets, size=972,
+                                  rate_bps=2 * params.rate_bps)
+            assert within(blast["rate_bps"], params.rate_bps), (direction, blast, params)
+            assert blast["loss"] > 0.3, blast  # the bounded queue dropped the excess
+
+
+def test_a_handover_darkens_the_link_then_it_returns_on_another_address(lab: Lab) -> None:
+    phone = lab.add("phone", PROFILES["handover"])
+    old = phone.address
+    assert probe_rtt(lab, "phone", count=10)["loss"] == 0
+
+    dark = {}
+    mover = threading.Thread(target=lambda: dark.setdefault("address", lab.handover("phone")))
+    mover.start()
+    during = probe_rtt(lab, "phone", count=40, interval=0.05)  # all within the 3 s dark
+    mover.join()
+    assert during["loss"] == 1.0, during
+
+    assert dark["address"] != old
+    assert probe_rtt(lab, "phone", count=20)["loss"] == 0
