@@ -32,12 +32,14 @@ def test_a_link_measures_as_its_profile_says(lab: Lab, name: str) -> None:
     lab.add("phone", profile)
 
     rtt = probe_rtt(lab, "phone", count=100)
-    assert within(rtt["rtt_ms"], profile.rtt_ms), (rtt, profile)
+    # The first quartile: on a busy machine, scheduling delays add to the median, never subtract.
+    assert within(rtt["rtt_p25_ms"], profile.rtt_ms), (rtt, profile)
 
     for direction, params in (("down", profile.down), ("up", profile.up)):
-        # Loss: small datagrams below the link's rate, so that nothing queues.
-        pace = 0.8 * params.rate_bps if params.rate_bps else 2_000_000
-        sent = probe_one_way(lab, "phone", direction=direction, packets=2000, size=12, rate_bps=pace)
+        # Loss: small datagrams well below the link's rate, so that nothing queues (even when a
+        # busy machine makes the sender bursty).
+        pace = 0.4 * params.rate_bps if params.rate_bps else 2_000_000
+        sent = probe_one_way(lab, "phone", direction=direction, packets=1000, size=12, rate_bps=pace)
         if params.loss:
             assert within(sent["loss"], params.loss), (direction, sent, params)
         else:
