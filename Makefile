@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint demo messages makemessages bench-chat bench-sfu clean
+.PHONY: install run test lint demo messages makemessages bench-chat bench-sfu bench-netlab clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ bench-chat: install
 
 bench-sfu: install
 	$(PY) bench/sfu.py
+
+bench-netlab: install
+	$(PY) bench/netlab.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info test-artifacts
