@@ -826,6 +826,7 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
     row.update(summarize(first, last, samples, window_s))
     timing = page.evaluate("() => ({flashes: window.benchFlashes, beeps: window.benchBeeps})")
     row["av_offset_ms"], row["av_pairs"] = av_offset(timing["flashes"], timing["beeps"])
+    row["flashes_seen"], row["beeps_heard"] = len(timing["flashes"]), len(timing["beeps"])
 
 
 def _all_advanced(before: dict[str, Any], after: dict[str, Any], publishers: int) -> bool:
@@ -895,10 +896,10 @@ def summarize(first: dict[str, Any], last: dict[str, Any], samples: list[dict[st
 
 
 def av_offset(flashes: list[float], beeps: list[float]) -> tuple[float | None, int]:
-    """Median of (beep − flash) over flashes with a beep within ±1 s (a clip period is 2 s)."""
+    """Median of (beep − flash) in ms over flashes with a beep within half a clip period (1 s)."""
     offsets = []
     for flash in flashes:
-        near = [b - flash for b in beeps if abs(b - flash) < LOOP_SECONDS / 2]
+        near = [b - flash for b in beeps if abs(b - flash) < LOOP_SECONDS * 1000 / 2]
         if near:
             offsets.append(min(near, key=abs))
     return (round(statistics.median(offsets), 1) if offsets else None), len(offsets)
