@@ -72,7 +72,9 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.netlab import HUB_ADDRESS, PROFILES, Lab, lab_unavailable  # noqa: E402
+import itertools
+
+from tests.netlab import HUB_ADDRESS, PROFILES, Lab, lab_unavailable
 
 CHROMIUM = os.environ.get("HIRFA_CHROMIUM", "/usr/bin/chromium")
 HTTP_PORT = 8000
@@ -255,13 +257,14 @@ async def publish_hirfa(args: Any, clip: dict[str, Any], counts_out: dict[str, A
     import websockets
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.rtcconfiguration import RTCBundlePolicy
+    from websockets.typing import Origin
 
     video, audio, counts = _tracks(clip, args.flash)
     counts_out.update(counts=counts)
     received: dict[str, int] = {}
     base = f"http://{HUB_ADDRESS}:{HTTP_PORT}"
     ws = await websockets.connect(f"ws://{HUB_ADDRESS}:{HTTP_PORT}/ws/", additional_headers={"Cookie": args.cookie},
-                                  origin=base, open_timeout=30, max_size=2**22)
+                                  origin=Origin(base), open_timeout=30, max_size=2**22)
     await ws.send(json.dumps({"type": "hello", "v": 1}))
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
     tapped: set[str] = set()
@@ -371,7 +374,7 @@ def run_publisher(args: Any) -> None:
     main = publish_janus if args.server == "janus" else publish_hirfa
     try:
         asyncio.run(main(args, clip, state))
-    except Exception as error:  # noqa: BLE001 - reported by the driver, which sees no video from us
+    except Exception as error:
         print(f"publisher {args.feed}: {error!r}", file=sys.stderr)
         raise
     report()
@@ -572,7 +575,7 @@ def hirfa_env(folder: str) -> dict[str, str]:
 
 def start_hirfa(lab: Lab, folder: str, participants: int) -> dict[str, Any]:
     env = hirfa_env(folder)
-    prepared = subprocess.run([sys.executable, "-c", PREPARE, str(participants)], env=env, cwd=ROOT,
+    prepared = subprocess.run([sys.executable, "-c", PREPARE, str(participants)], env=env, cwd=ROOT, check=False,
                               capture_output=True, text=True, timeout=300)
     if prepared.returncode != 0:
         raise RuntimeError(f"preparing the database failed: {prepared.stderr[-2000:]}")
@@ -607,12 +610,12 @@ def start_janus(lab: Lab, folder: str, participants: int) -> dict[str, Any]:
                             stdin=subprocess.DEVNULL)
     wait_http(lab, JANUS_PORT, "/janus/info", process, "janus", log)
     room = 4242
-    status, body = hub_http(lab, "POST", JANUS_PORT, "/janus", {"janus": "create", "transaction": "c"})
+    _, body = hub_http(lab, "POST", JANUS_PORT, "/janus", {"janus": "create", "transaction": "c"})
     session = json.loads(body)["data"]["id"]
-    status, body = hub_http(lab, "POST", JANUS_PORT, f"/janus/{session}",
+    _, body = hub_http(lab, "POST", JANUS_PORT, f"/janus/{session}",
                             {"janus": "attach", "plugin": "janus.plugin.videoroom", "transaction": "a"})
     handle_id = json.loads(body)["data"]["id"]
-    status, body = hub_http(lab, "POST", JANUS_PORT, f"/janus/{session}/{handle_id}", {
+    _status, body = hub_http(lab, "POST", JANUS_PORT, f"/janus/{session}/{handle_id}", {
         "janus": "message", "transaction": "r",
         "body": {"request": "create", "room": room, "publishers": participants, "videocodec": "vp8",
                  "audiocodec": "opus", "bitrate": 0, "fir_freq": 0, "notify_joining": False,
@@ -665,8 +668,8 @@ def run_one(server: str, profile_name: str, seconds: float, folder: str, clips: 
                 "--disable-background-networking", "--disable-component-update", "--no-first-run",
                 "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
                 # Camera, microphone and WebAudio worklets need a secure context; the lab has no TLS.
-                f"--unsafely-treat-insecure-origin-as-secure=http://{HUB_ADDRESS}:{HTTP_PORT},"
-                f"http://{HUB_ADDRESS}:{JANUS_PORT}"])
+                (f"--unsafely-treat-insecure-origin-as-secure=http://{HUB_ADDRESS}:{HTTP_PORT},"
+                f"http://{HUB_ADDRESS}:{JANUS_PORT}")])
             try:
                 page = open_subscriber(browser, server, hub, publishers)
                 measure(page, lab, row, profile, seconds, publishers, hub, server)
@@ -680,9 +683,8 @@ def run_one(server: str, profile_name: str, seconds: float, folder: str, clips: 
                 process.wait(timeout=10)
         keyframes = []
         for report in reports:
-            with contextlib.suppress(OSError, ValueError):
-                with open(report) as handle:
-                    keyframes.append(json.load(handle).get("keyframes", 0))
+            with contextlib.suppress(OSError, ValueError), open(report) as handle:
+                keyframes.append(json.load(handle).get("keyframes", 0))
         row["publisher_keyframes"] = keyframes
         minutes = row.pop("_minutes", 0) or 1
         row["keyframes_per_publisher_per_min"] = (
@@ -783,7 +785,7 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
         page.wait_for_timeout(500)
     try:
         start_probe(page, server, hub)
-    except Exception as error:  # noqa: BLE001 - the offset is then null, and this says why
+    except Exception as error:
         row["av_probe_error"] = str(error)[:300]
     page.wait_for_timeout(WARMUP_SECONDS * 1000)
     first = page.evaluate("() => window.benchSample()")
@@ -869,7 +871,7 @@ def summarize(first: dict[str, Any], last: dict[str, Any], samples: list[dict[st
         nacks += _delta(begin, end, "nackCount")
     # The longest freeze: each sample-to-sample step that ends freezes adds their durations.
     longest = 0.0
-    for before, after in zip(samples, samples[1:]):
+    for before, after in itertools.pairwise(samples):
         for key, end in video_streams(after).items():
             begin = video_streams(before).get(key, {})
             count = _delta(begin, end, "freezeCount")
@@ -952,7 +954,7 @@ def main() -> None:
                 os.makedirs(run_folder)
                 try:
                     row = run_one(server, profile, args.seconds, run_folder, clips)
-                except Exception as error:  # noqa: BLE001 - one failed run is reported, the others go on
+                except Exception as error:
                     row = {"server": server, "profile": profile, "error": repr(error)[:500]}
                 rows.append(row)
                 if not args.json:

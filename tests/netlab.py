@@ -50,7 +50,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 CLONE_NEWNET = 0x40000000
 TUNSETIFF = 0x400454CA
@@ -109,7 +109,7 @@ def lab_unavailable() -> str | None:
         return "the network lab needs root (network namespaces and TUN devices)"
     if not os.path.exists("/dev/net/tun"):
         return "the network lab needs /dev/net/tun"
-    if subprocess.run(["which", "ip"], capture_output=True).returncode != 0:
+    if subprocess.run(["which", "ip"], capture_output=True, check=False).returncode != 0:
         return "the network lab needs iproute2 (ip)"
     return None
 
@@ -139,7 +139,7 @@ def inside(namespace: str) -> Iterator[None]:
 
 def _ip(*args: str, namespace: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     command = ["ip", *(["-n", namespace] if namespace else []), *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=20, check=False)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}: {result.stderr.strip()}")
     return result
@@ -211,7 +211,7 @@ class Lab:
 
     # -- life cycle
 
-    def __enter__(self) -> Lab:
+    def __enter__(self) -> Self:
         reason = lab_unavailable()
         if reason:
             raise RuntimeError(reason)
@@ -234,7 +234,7 @@ class Lab:
             raise
         return self
 
-    def __exit__(self, *_exc: Any) -> None:
+    def __exit__(self, *_exc: object) -> None:
         for process in reversed(self.processes):
             _stop(process)
         self.processes.clear()
@@ -530,7 +530,7 @@ def forward(fd_socket: int, seed: int | None = None) -> None:
                     line, buffer = buffer.split(b"\n", 1)
                     try:
                         command(json.loads(line))
-                    except Exception as error:  # noqa: BLE001 - reported to the lab, which raises
+                    except Exception as error:
                         answer({"error": repr(error)})
                 continue
             pipe = readers[fd]

@@ -32,7 +32,6 @@ from tests.browser.test_meeting import (  # noqa: F401  (fixtures)
     wait_for_media,
     wait_for_participants,
 )
-
 from tests.conftest import skip_or_fail
 from tests.servers import ROOT, DaphneServer, free_port
 
@@ -156,7 +155,7 @@ def turn_server(coturn: int, daphne_factory: Callable[..., DaphneServer]) -> Dap
     )
 
 
-def test_a_browser_that_can_only_relay_over_tcp_still_meets(people, turn_server, meeting_browser):
+def test_a_browser_that_can_only_relay_over_tcp_still_meets(people, turn_server, meeting_browser):  # noqa: F811 (fixtures)
     server, browser = turn_server, meeting_browser
     guild = people["guild"]
     karim_cookie, karim_id = people["karim"]

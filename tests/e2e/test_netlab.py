@@ -58,7 +58,7 @@ def test_a_handover_darkens_the_link_then_it_returns_on_another_address(lab: Lab
     old = phone.address
     assert probe_rtt(lab, "phone", count=10)["loss"] == 0
 
-    dark = {}
+    dark: dict[str, str] = {}
     mover = threading.Thread(target=lambda: dark.setdefault("address", lab.handover("phone")))
     mover.start()
     during = probe_rtt(lab, "phone", count=40, interval=0.05)  # all within the 3 s dark
