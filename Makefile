@@ -22,7 +22,7 @@ demo: install messages
 	$(VENV)/bin/hirfa demo
 
 test: install messages
-	HIRFA_FAST_PASSWORD_HASHER=1 $(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Lint, types and the import contract (.importlinter); CI runs this before the tests.
 lint: install

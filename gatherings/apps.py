@@ -9,10 +9,6 @@ class GatheringsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.core.signals import request_started
+        from gatherings import hooks
 
-        from gatherings import embedded
-
-        # The embedded default runs the reminder worker inside the hub's process,
-        # started by the first request (see `embedded.ensure_started`).
-        request_started.connect(embedded.on_request_started, dispatch_uid="gatherings-embedded")
+        hooks.register()

@@ -15,6 +15,10 @@ from hub.bidi import bidi_isolate
 from hub.models import Notification, User
 from rooms.services import notification_create
 
+#: Notification kinds (registered in `gatherings.hooks`).
+REMINDER = "reminder"
+GATHERING = "gathering"
+
 
 def _when(gathering: Gathering, start: datetime) -> str:
     local = start.astimezone(recurrence.zone(gathering.tz))
@@ -32,7 +36,7 @@ def member_notify(
     event: str,
     original_start: datetime | None,
     start: datetime | None,
-    kind: str = Notification.Kind.GATHERING,
+    kind: str = GATHERING,
     reminder_id: int | None = None,
     extra: dict[str, object] | None = None,
 ) -> Notification:

@@ -19,12 +19,13 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django_tasks import task
 
 from gatherings import selectors
 from gatherings.models import Gathering, ReminderSent, RsvpStatus
-from gatherings.notify import member_notify
+from gatherings.notify import REMINDER, member_notify
 from gatherings.selectors import Occurrence
-from hub.models import Notification, User
+from hub.models import User
 
 DEFAULT_REMINDER_MINUTES = (24 * 60, 15)
 
@@ -100,10 +101,20 @@ def reminder_send(*, due: DueReminder, user: User) -> bool:
                 event="reminder",
                 original_start=due.occurrence.original_start,
                 start=due.occurrence.start,
-                kind=Notification.Kind.REMINDER,
+                kind=REMINDER,
                 reminder_id=row.pk,
                 extra={"minutes_before": due.offset_minutes},
             )
     except IntegrityError:
         return False
     return True
+
+
+@task()
+def reminders_sweep() -> int:
+    """Send every reminder that is due now; returns how many were sent by this run.
+
+    A periodic job (registered in `gatherings.hooks`): the job worker enqueues it at
+    every tick unless a run already waits.
+    """
+    return reminders_send_due()

@@ -415,7 +415,7 @@ def meeting_occurrence(*, meeting_id: int) -> OccurrenceMeeting | None:
 def meeting_hosted_by_gathering(*, user: User, meeting: Meeting) -> bool:
     """Whether `user` hosts `meeting` because he hosts the gathering it was opened for.
 
-    Hook for `signaling.selectors.meeting_is_host`: the gathering's hosts are the
+    A join rule of signaling (`gatherings.hooks`, asked by `meeting_is_host`): the gathering's hosts are the
     meeting's hosts (the room's moderators already are). False for a meeting opened
     for no gathering.
     """
@@ -431,7 +431,8 @@ def meeting_join_check(*, user: User, meeting: Meeting) -> None:
     """Raises `forbidden` when `meeting` was opened for an occurrence that `user` may not
     join (`occurrence_may_join`); does nothing for a meeting opened for no gathering.
 
-    Hook for `signaling.selectors.meeting_join_ticket`, after its room check: a guild
+    A join rule of signaling (`gatherings.hooks`, asked by `meeting_join_ticket` after
+    its room check): a guild
     or region room is readable by everyone signed in, but its gathering's meeting is for
     the room's members, the hosts and moderators, and those going.
     """

@@ -1,6 +1,6 @@
-"""Background jobs of gatherings, run by Django's tasks framework (`django-tasks`,
-database backend): `hirfa worker` in production, a thread of the hub in the
-embedded default (see `worker.py` and `embedded.py`).
+"""The e-mail job of gatherings, run by Django's tasks framework (`django-tasks`,
+database backend) in the job worker (`hub/jobs.py`): `hirfa worker` in production,
+a thread of the hub in the embedded default. (The reminder sweep is in `reminders.py`.)
 
 With the database backend, `enqueue` writes a row in the caller's transaction:
 a job exists if and only if the write that asked for it committed.
@@ -16,14 +16,6 @@ from django.utils import timezone
 from django_tasks import task
 
 log = logging.getLogger(__name__)
-
-
-@task()
-def reminders_sweep() -> int:
-    """Send every reminder that is due now; returns how many were sent by this run."""
-    from gatherings.reminders import reminders_send_due
-
-    return reminders_send_due()
 
 
 @task()

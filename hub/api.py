@@ -23,7 +23,6 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import SessionAuth
 
 from hub.errors import ErrorCode, HirfaError, http_status
-from rooms.api import router as rooms_router
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ api = NinjaAPI(
     auth=SessionThenCsrf(),
     urls_namespace="api",
 )
-api.add_router("", rooms_router)
+api.add_router("", "rooms.api.router")
 api.add_router("", "gatherings.api.router")
 api.add_router("", "registry.api.router")
 

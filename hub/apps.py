@@ -5,3 +5,13 @@ class HubConfig(AppConfig):
     name = "hub"
     verbose_name = "Hirfa"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.core.signals import request_started
+
+        from hub import jobs, personal_data
+
+        personal_data.part_register(personal_data.HUB_PART)
+        # The embedded default runs the job worker inside the hub's process, started by
+        # the first request (see `jobs.embedded_start`).
+        request_started.connect(jobs.on_request_started, dispatch_uid="hub-embedded-worker")

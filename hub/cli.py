@@ -4,11 +4,13 @@
     hirfa createadmin [--username U] [--email E] [--password-from-env [VAR]]
     hirfa demo                                      seed artisans, rooms, messages
     hirfa manage <command> [args...]                any Django management command
+    hirfa worker                                    the background job worker (hub/jobs.py)
     hirfa sfu [--processes N] [--worker-id ID]      SFU workers for meetings (needs REDIS_URL)
-    hirfa worker                                    the background job worker (gathering reminders)
 
 Settings come from the environment (see hub/settings.py); with nothing set the
 hub runs on the embedded default (SQLite in ./data, in-memory channel layer).
+Commands of the apps above the hub (`sfu`, registered by signaling) are added with
+`command_register` from their `AppConfig.ready()`.
 """
 
 from __future__ import annotations
@@ -17,10 +19,30 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_PASSWORD_ENV = "HIRFA_ADMIN_PASSWORD"
+
+
+@dataclass(frozen=True)
+class CliCommand:
+    """A ``hirfa`` subcommand an app adds: `configure` adds its arguments, `run` runs it
+    (Django is set up) and answers the exit status."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+_commands: dict[str, CliCommand] = {}
+
+
+def command_register(command: CliCommand) -> None:
+    """Add (or replace) a subcommand; call from `AppConfig.ready()`."""
+    _commands[command.name] = command
 
 
 def _setup_django() -> None:
@@ -174,26 +196,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sfu(args: argparse.Namespace) -> int:
-    """Run SFU worker processes (one per core by default) until SIGTERM/SIGINT."""
-    _setup_django()
-    from django.conf import settings
-
-    from signaling.worker import main as sfu_main
-
-    if not settings.REDIS_URL:
-        print("hirfa sfu: needs REDIS_URL (without it the hub runs the SFU in its own process)", file=sys.stderr)
-        return 1
-
-    return sfu_main(processes=args.processes or (os.cpu_count() or 1), worker_id=args.worker_id)
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
-    """Run the background job worker (reminders) until SIGTERM/SIGINT."""
+    """Run the background job worker until SIGTERM/SIGINT."""
     _setup_django()
-    from gatherings.worker import run_worker
+    from hub import jobs
 
-    return int(run_worker() or 0)
+    return int(jobs.run_worker() or 0)
 
 
 def cmd_manage(argv: Sequence[str]) -> int:
@@ -205,7 +213,11 @@ def cmd_manage(argv: Sequence[str]) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+BUILT_IN = frozenset({"serve", "createadmin", "demo", "manage", "worker"})
+
+
+def build_parser(*, with_apps: bool = True) -> argparse.ArgumentParser:
+    """The parser of the hub's commands and, `with_apps`, of the apps' (this sets Django up)."""
     parser = argparse.ArgumentParser(
         prog="hirfa", description="Hirfa, the community hub of Algeria's artisans."
     )
@@ -241,12 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     sub.add_parser("manage", help="run a Django management command (hirfa manage help)")
-    sfu = sub.add_parser("sfu", help="run SFU worker processes for meetings (needs REDIS_URL)")
-    sfu.add_argument("--processes", type=int, default=0, help="worker processes (default: one per core)")
-    sfu.add_argument("--worker-id", default=None, help="this worker's id (with --processes 1)")
-    sfu.set_defaults(func=cmd_sfu)
-    worker = sub.add_parser("worker", help="run the background job worker (gathering reminders)")
+    worker = sub.add_parser("worker", help="run the background job worker (reminders, e-mail)")
     worker.set_defaults(func=cmd_worker)
+    if not with_apps:
+        return parser
+    # The apps' commands: registered when Django sets up.
+    _setup_django()
+    for command in _commands.values():
+        added = sub.add_parser(command.name, help=command.help)
+        command.configure(added)
+        added.set_defaults(func=command.run)
     return parser
 
 
@@ -256,9 +272,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "manage":
         # Everything after `manage` belongs to Django, options included.
         return cmd_manage(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = build_parser(with_apps=not argv or argv[0] not in BUILT_IN).parse_args(argv)
     return int(args.func(args))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the module `hub.cli`, whose command registry the apps fill (this file,
+    # run as __main__, is a second copy of it).
+    from hub.cli import main as hub_main
+
+    sys.exit(hub_main())

@@ -12,6 +12,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from hub.bidi import bidi_strip
+from hub.notifications import kind_choices
 
 
 class LocalizedName(models.Model):
@@ -160,16 +161,9 @@ class ModeratorScope(models.Model):
 
 
 class Notification(models.Model):
-    class Kind(models.TextChoices):
-        MENTION = "mention", _("mention")
-        REPORT = "report", _("report")
-        SYSTEM = "system", _("system")
-        REMINDER = "reminder", _("reminder")
-        GATHERING = "gathering", _("gathering")
-        EXCHANGE = "exchange", _("exchange")
-
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
-    kind = models.CharField(max_length=24, choices=Kind.choices)
+    # Kinds are registered by the apps that send them (hub/notifications.py).
+    kind = models.CharField(max_length=24, choices=kind_choices)
     data = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     read_at = models.DateTimeField(null=True, blank=True)

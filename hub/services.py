@@ -1,15 +1,15 @@
 """Writes to the community domain: artisans' accounts and profiles.
 
 Each function validates its input (refusing with a `HirfaError` whose message
-is for people), writes inside one transaction, and keeps the artisan's room
-memberships in step with his trades and wilaya through
-`rooms.services.memberships_sync`.
+is for people), writes inside one transaction, and tells the apps that registered
+with `on_profile_changed` when an artisan's trades or wilaya change (rooms keeps his
+memberships in step through `rooms.services.memberships_sync`).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -23,10 +23,22 @@ from hub.bidi import bidi_strip
 from hub.errors import ErrorCode, HirfaError
 from hub.images import Upload, validate_and_resize_image
 from hub.models import ArtisanProfile, ModeratorScope, Trade, User, Wilaya
-from rooms.services import memberships_sync
 
 AVATAR_SIDE = 512
 LANGUAGE_CODES = frozenset(ArtisanProfile.Language.values)
+
+_profile_receivers: dict[str, Callable[[User], object]] = {}
+
+
+def on_profile_changed(name: str, receiver: Callable[[User], object]) -> None:
+    """Have `receiver(user)` called, inside the writing transaction, when `user` registers
+    or his trades or wilaya change. Call from `AppConfig.ready()`; idempotent per name."""
+    _profile_receivers[name] = receiver
+
+
+def _profile_changed(user: User) -> None:
+    for receiver in _profile_receivers.values():
+        receiver(user)
 
 
 class _Unchanged:
@@ -122,7 +134,7 @@ def artisan_register(
                 user=user, display_name=display_name, wilaya=wilaya, languages=langs
             )
             profile.trades.set(trades)
-            memberships_sync(user=user)
+            _profile_changed(user)
     except IntegrityError as exc:
         # Two sign-ups raced for the same username.
         raise HirfaError(ErrorCode.CONFLICT, _("This username is taken."), field="username") from exc
@@ -184,7 +196,7 @@ def profile_update(
         # The caller's `user.profile` may be an older copy; sync reads this one.
         user.profile = profile
         if resync:
-            memberships_sync(user=user)
+            _profile_changed(user)
     return profile
 
 

@@ -19,6 +19,7 @@ from ninja import File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import Field
 
+from hub import personal_data
 from hub.auth import member_of, viewer_of
 from hub.errors import ErrorCode, HirfaError
 from hub.models import User
@@ -479,8 +480,8 @@ def census_stats(request: HttpRequest) -> Any:
 
 @router.get("/registry/me/export", response={200: dict[str, Any], **ERRORS})
 def export_me(request: HttpRequest) -> Any:
-    """Everything the hub holds that is the caller's (see `services.account_export`)."""
-    return services.account_export(user=member_of(request))
+    """Everything the hub holds that is the caller's (see `hub.personal_data.account_export`)."""
+    return personal_data.account_export(user=member_of(request))
 
 
 class DeleteIn(Schema):
@@ -490,5 +491,5 @@ class DeleteIn(Schema):
 @router.post("/registry/me/delete", response={204: None, **ERRORS})
 def delete_me(request: HttpRequest, body: DeleteIn) -> Any:
     """Delete the caller's account for good (messages stay, without author)."""
-    services.account_delete(user=member_of(request), password=body.password)
+    personal_data.account_delete(user=member_of(request), password=body.password)
     return Status(204, None)

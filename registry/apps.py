@@ -7,3 +7,8 @@ class RegistryConfig(AppConfig):
     label = "registry"
     verbose_name = _("Artisans' registry")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from registry import hooks
+
+        hooks.register()

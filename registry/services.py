@@ -8,7 +8,6 @@ only then (on commit) notifies or deletes files.
 from __future__ import annotations
 
 import functools
-import json
 import re
 import secrets
 from collections.abc import Sequence
@@ -19,16 +18,16 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from hub.bidi import bidi_isolate
+from hub import notifications
 from hub.errors import ErrorCode, HirfaError
 from hub.images import Upload, validate_and_resize_image
-from hub.models import Notification, User, Wilaya
+from hub.models import User, Wilaya
+from registry.hooks import EXCHANGE
 from registry.models import (
     Availability,
     Census,
@@ -45,7 +44,7 @@ from registry.models import (
     VerificationStatus,
     WorkshopKind,
 )
-from registry.selectors import can_review, census_of
+from registry.selectors import can_review
 from rooms.models import Room
 from rooms.services import direct_room_open, message_post, notification_create
 
@@ -214,7 +213,7 @@ def verification_review(*, moderator: User, artisan_id: int, approve: bool, reas
         census.save()
         notification_create(
             user=census.user,
-            kind=Notification.Kind.SYSTEM,
+            kind=notifications.SYSTEM,
             data={"event": "verification", "status": census.status, "reason": census.rejection_reason},
         )
     return census
@@ -507,7 +506,7 @@ def exchange_post(
         for author in _matching_authors(post):
             notification_create(
                 user=author,
-                kind=Notification.Kind.EXCHANGE,
+                kind=EXCHANGE,
                 data={
                     "event": "match", "post": post.pk, "kind": post.kind, "material": post.material,
                     "wilaya": wilaya.code, "author": user.pk, "author_name": user.display_name,
@@ -533,107 +532,3 @@ def exchange_close(*, user: User, post_id: int) -> ExchangePost:
     post.closed = True
     post.save(update_fields=["closed"])
     return post
-
-
-# --- privacy -----------------------------------------------------------------------------
-
-
-def account_export(*, user: User) -> dict[str, Any]:
-    """Everything the hub holds about `user` and that is his, as JSON-ready data.
-
-    Account, profile, census (card data included: it is his), products,
-    exchange posts, his messages (room id, seq, text, dates) and notifications.
-    """
-    from rooms.models import Message
-
-    profile = getattr(user, "profile", None)
-    census = census_of(user=user)
-    data: dict[str, Any] = {
-        "format": "hirfa-export-1",
-        "exported_at": timezone.now(),
-        "account": {
-            "id": user.pk, "username": user.username, "email": user.email,
-            "date_joined": user.date_joined, "last_login": user.last_login,
-            "preferred_language": user.preferred_language,
-        },
-        "profile": None,
-        "census": None,
-        "products": [],
-        "exchange_posts": [],
-        "messages": [],
-        "notifications": [],
-    }
-    if profile is not None:
-        data["profile"] = {
-            "display_name": profile.display_name,
-            "wilaya": profile.wilaya.code if profile.wilaya else None,
-            "trades": [t.slug for t in profile.trades.all()],
-            "languages": profile.languages, "bio": profile.bio,
-            "avatar": profile.avatar.name if profile.avatar else "",
-        }
-    if census is not None:
-        data["census"] = {
-            "commune": census.commune, "workshop_kind": census.workshop_kind,
-            "years_of_practice": census.years_of_practice, "phone": census.phone,
-            "whatsapp": census.whatsapp, "contact_email": census.contact_email,
-            "public_channels": census.public_channels, "card_number": census.card_number,
-            "issuing_chamber": census.issuing_chamber,
-            "card_photo": census.card_photo.name if census.card_photo else "",
-            "status": census.status, "rejection_reason": census.rejection_reason,
-            "submitted_at": census.submitted_at, "reviewed_at": census.reviewed_at,
-        }
-    for product in Product.objects.filter(artisan=user).prefetch_related("photos").order_by("id"):
-        data["products"].append({
-            "id": product.pk, "title": product.title, "description": product.description,
-            "price_dzd": product.price_dzd, "materials": product.materials,
-            "availability": product.availability, "labels": product.labels, "status": product.status,
-            "created_at": product.created_at, "photos": [p.image.name for p in product.photos.all()],
-        })
-    for post in ExchangePost.objects.filter(author=user).select_related("wilaya").order_by("id"):
-        data["exchange_posts"].append({
-            "id": post.pk, "kind": post.kind, "material": post.material, "detail": post.detail,
-            "quantity": str(post.quantity), "unit": post.unit, "wilaya": post.wilaya.code,
-            "price_dzd": post.price_dzd, "barter": post.barter, "expires_at": post.expires_at,
-            "closed": post.closed, "created_at": post.created_at,
-        })
-    for message in Message.objects.filter(author=user, deleted_at__isnull=True).order_by("id").iterator():
-        data["messages"].append({
-            "room": message.room_id, "seq": message.seq, "text": message.text,
-            "created_at": message.created_at, "edited_at": message.edited_at,
-        })
-    for note in Notification.objects.filter(user=user).order_by("id"):
-        data["notifications"].append(
-            {"kind": note.kind, "data": note.data, "created_at": note.created_at, "read_at": note.read_at}
-        )
-    # Round-trip through the encoder so callers get plain JSON types.
-    result: dict[str, Any] = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
-    return result
-
-
-def account_delete(*, user: User, password: str | None = None) -> None:
-    """Delete `user`'s account for good.
-
-    Removed: the account, profile, census record (and card photo), products
-    (and their photos), exchange posts, memberships, reactions, notifications,
-    answers to gatherings, reports he filed. Kept: his messages in rooms, with
-    no author (the rooms show them as from a deleted member), so the
-    conversations of others stay readable; direct rooms stay for the other
-    member. Files are deleted once the deletion commits. When `password` is
-    given it must be the account's (`forbidden` otherwise).
-    """
-    if password is not None and not user.check_password(password):
-        raise HirfaError(ErrorCode.FORBIDDEN, _("The password is not right."), field="password")
-    with transaction.atomic():
-        files: list[tuple[Storage, str | None]] = []
-        census = Census.objects.filter(user=user).first()
-        if census is not None and census.card_photo:
-            files.append((census.card_photo.storage, census.card_photo.name))
-        for photo in ProductPhoto.objects.filter(product__artisan=user):
-            files += [(photo.image.storage, photo.image.name), (photo.thumbnail.storage, photo.thumbnail.name)]
-        profile = getattr(user, "profile", None)
-        if profile is not None and profile.avatar:
-            files.append((profile.avatar.storage, profile.avatar.name))
-        ProductReport.objects.filter(Q(reporter=user)).delete()
-        User.objects.filter(pk=user.pk).delete()
-        for storage, name in files:
-            _delete_on_commit(storage, name)

@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from hub import personal_data
 from hub.auth import member_of, viewer_of
 from hub.csv_export import SafeCsvWriter
 from hub.errors import ErrorCode, HirfaError
@@ -534,7 +535,7 @@ def census_csv(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def export_my_data(request: HttpRequest) -> HttpResponse:
-    data = services.account_export(user=member_of(request))
+    data = personal_data.account_export(user=member_of(request))
     response = JsonResponse(data, json_dumps_params={"ensure_ascii": False, "indent": 2})
     response["Content-Disposition"] = f'attachment; filename="hirfa-{request.user.get_username()}.json"'
     response["Cache-Control"] = "private, no-store"
@@ -546,7 +547,7 @@ def export_my_data(request: HttpRequest) -> HttpResponse:
 def delete_my_account(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
-            services.account_delete(user=member_of(request), password=request.POST.get("password", ""))
+            personal_data.account_delete(user=member_of(request), password=request.POST.get("password", ""))
         except HirfaError as error:
             _refused(request, error)
         else:

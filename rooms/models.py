@@ -12,6 +12,10 @@ from django.utils.translation import gettext_lazy as _
 
 from hub.models import Trade, Wilaya
 
+#: The notification kinds rooms sends (registered in `rooms.hooks`).
+MENTION = "mention"
+REPORT = "report"
+
 
 class RoomKind(models.TextChoices):
     GUILD = "guild", _("Trade guild")

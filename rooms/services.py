@@ -18,6 +18,7 @@ from hub.models import Notification, User
 from hub.protocol import MemberOut, MessageOut, NotificationOut, Removed, Unread
 from hub.tasks import push_deliver
 from rooms.models import (
+    MENTION,
     Attachment,
     MemberRole,
     Membership,
@@ -235,7 +236,7 @@ def message_post(
             for target in mentioned:
                 notification_create(
                     user=target,
-                    kind=Notification.Kind.MENTION,
+                    kind=MENTION,
                     data={
                         "room": room.pk,
                         "room_title": room.display_title(),

@@ -103,10 +103,18 @@ def embedded_engine() -> MeetingEngine:
             max_participants=settings.HIRFA_MEETING_MAX_PARTICIPANTS,
         )
         _engines[loop] = engine
-        from signaling import liveness
-
-        liveness.hook_shutdown()
+        for callback in _on_engine_created.values():
+            callback()
     return engine
+
+
+_on_engine_created: dict[str, Callable[[], None]] = {}
+
+
+def on_engine_created(name: str, callback: Callable[[], None]) -> None:
+    """Call `callback()` each time a loop's embedded engine is made (liveness hooks the
+    process's shutdown then). Idempotent per name."""
+    _on_engine_created[name] = callback
 
 
 def current_engine() -> MeetingEngine | None:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
-from gatherings.selectors import meeting_hosted_by_gathering, meeting_join_check
 from hub.errors import ErrorCode, HirfaError
 from hub.models import User
 from hub.protocol import Author, MeetingOut
 from rooms.selectors import RoomAccess, room_access
+from signaling.join_rules import hosts_by_rule, join_check
 from signaling.models import Attendance, Meeting
 
 
@@ -36,8 +36,9 @@ def _not_found() -> HirfaError:
 
 
 def meeting_is_host(*, user: User, meeting: Meeting, access: RoomAccess) -> bool:
-    """Hosts: the room's moderators, and whoever started a meeting of a group or direct room."""
-    if access.can_moderate or meeting_hosted_by_gathering(user=user, meeting=meeting):
+    """Hosts: the room's moderators, whoever started a meeting of a group or direct room,
+    and whom a registered rule names (a gathering's hosts, `signaling.join_rules`)."""
+    if access.can_moderate or hosts_by_rule(user=user, meeting=meeting):
         return True
     return not meeting.room.is_public and meeting.started_by_id == user.pk
 
@@ -96,7 +97,7 @@ def meeting_join_ticket(
         raise _not_found() from None
     if not meeting.live:
         raise _not_found()
-    meeting_join_check(user=user, meeting=meeting)
+    join_check(user=user, meeting=meeting)
     host = meeting_is_host(user=user, meeting=meeting, access=access)
     if meeting.locked and not host:
         raise HirfaError(ErrorCode.MEETING_LOCKED, _("The meeting is locked."))

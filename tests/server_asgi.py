@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.server_settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 

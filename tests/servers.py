@@ -79,7 +79,7 @@ def server_env(database_name: str, extra: dict[str, str] | None = None) -> dict[
     env = dict(os.environ)
     env.update(
         {
-            "DJANGO_SETTINGS_MODULE": "tests.server_settings",
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
             "HIRFA_TEST_DATABASE_NAME": str(database_name),
             "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
             "PYTHONUNBUFFERED": "1",

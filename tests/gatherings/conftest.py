@@ -17,10 +17,6 @@ from rooms.models import Room, RoomKind
 from tests.factories import artisan, moderator_of, trade, wilaya
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 @pytest.fixture
 def poterie(db):

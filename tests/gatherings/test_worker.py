@@ -1,4 +1,5 @@
-"""The worker loop (`hirfa worker` body) and the embedded thread's guard."""
+"""The job worker (`hirfa worker` body, hub/jobs.py) running the reminder sweep, and the
+embedded thread's switch."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connections
 
-from gatherings import embedded, services, worker
+from gatherings import services
+from gatherings.reminders import reminders_sweep
+from hub import jobs
 from hub.models import Notification
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,7 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_the_worker_sweeps_sends_and_stops(schedule, amina):
     g = schedule(start=datetime.now(UTC) + timedelta(minutes=10))
     services.rsvp_set(user=amina, gathering_id=g.pk, status="going")
-    w = worker.GatheringsWorker(interval=0.05, sweep_seconds=0.05, worker_id="test-worker")
+    w = jobs.JobWorker(interval=0.05, tick_seconds=0.05, worker_id="test-worker")
 
     def run():
         try:
@@ -40,12 +43,16 @@ def test_the_worker_sweeps_sends_and_stops(schedule, amina):
     assert Notification.objects.filter(user=amina, kind="reminder").count() == 1
 
 
-def test_the_embedded_worker_never_starts_under_pytest(settings):
-    settings.HIRFA_EMBEDDED_WORKER = True
-    assert embedded.ensure_started() is False
-    assert embedded._thread is None
+def test_the_reminder_sweep_is_a_periodic_job_of_gatherings():
+    assert reminders_sweep in jobs.periodic_jobs()
+
+
+def test_the_embedded_worker_is_off_in_the_test_settings(settings):
+    assert settings.HIRFA_EMBEDDED_WORKER is False
+    assert jobs.embedded_start() is False
+    assert jobs._embedded_thread is None
 
 
 def test_sweep_is_enqueued_once_while_one_waits():
-    assert worker.sweep_enqueue_if_idle() is True
-    assert worker.sweep_enqueue_if_idle() is False
+    assert jobs.enqueue_if_idle(reminders_sweep) is True
+    assert jobs.enqueue_if_idle(reminders_sweep) is False

@@ -28,9 +28,3 @@ def reference_data(db):
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    # scrypt on every sign-up would dominate the run; the hasher is not under test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

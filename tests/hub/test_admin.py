@@ -4,7 +4,6 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from hub.management.commands.demo import seed_demo
 from hub.models import (
     ArtisanProfile,
     ModeratorScope,
@@ -14,6 +13,7 @@ from hub.models import (
     User,
     Wilaya,
 )
+from rooms.management.commands.demo import seed_demo
 from rooms.models import Attachment, Membership, Message, Report, Room
 
 pytestmark = pytest.mark.usefixtures("reference_data")

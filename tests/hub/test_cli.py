@@ -4,8 +4,8 @@ import pytest
 from django.core.management import call_command
 
 from hub import cli
-from hub.management.commands.demo import PERSONAS, seed_demo
 from hub.models import ArtisanProfile, ModeratorScope, Notification, User
+from rooms.management.commands.demo import PERSONAS, seed_demo
 from rooms.models import Membership, Message, Room, RoomKind
 
 pytestmark = pytest.mark.usefixtures("reference_data")
@@ -95,11 +95,19 @@ def test_createadmin_without_a_terminal_asks_for_the_environment(monkeypatch):
     assert "--password-from-env" in str(info.value)
 
 
-def test_worker_subcommand_runs_the_gatherings_worker(monkeypatch):
+def test_worker_subcommand_runs_the_job_worker(monkeypatch):
     calls = []
-    monkeypatch.setattr("gatherings.worker.run_worker", lambda: calls.append("ran") or 0)
+    monkeypatch.setattr("hub.jobs.run_worker", lambda: calls.append("ran") or 0)
     assert cli.main(["worker"]) == 0
     assert calls == ["ran"]
+
+
+def test_sfu_subcommand_is_the_one_signaling_registers(monkeypatch):
+    calls = []
+    monkeypatch.setattr("signaling.worker.main", lambda **kw: calls.append(kw) or 0)
+    monkeypatch.setattr("django.conf.settings.REDIS_URL", "redis://127.0.0.1:1/0")
+    assert cli.main(["sfu", "--processes", "2", "--worker-id", "w1"]) == 0
+    assert calls == [{"processes": 2, "worker_id": "w1"}]
 
 
 def test_manage_passes_through_to_django(capsys):

@@ -25,10 +25,6 @@ from tests.factories import artisan, moderator_of, trade
 _LOADERS = ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades")
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 @pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):

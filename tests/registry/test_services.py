@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from hub import personal_data
 from hub.errors import ErrorCode, HirfaError
 from hub.models import Notification
 from registry import selectors, services
@@ -337,7 +338,7 @@ def test_export_holds_my_data_and_card(amina, yacine):
     from rooms.services import message_post
 
     message_post(user=amina, room_id=room.pk, client_id="c1", text="Salam Yacine")
-    data = services.account_export(user=amina)
+    data = personal_data.account_export(user=amina)
     assert data["account"]["username"] == "amina"
     assert data["census"]["card_number"] == "13/0421-B"
     assert [p["title"] for p in data["products"]] == ["Jarre"]
@@ -356,10 +357,10 @@ def test_deletion_keeps_messages_without_author_and_removes_products(
 
     message_post(user=amina, room_id=room.pk, client_id="c1", text="Je garde ce message")
     with pytest.raises(HirfaError):
-        services.account_delete(user=amina, password="wrong")
+        personal_data.account_delete(user=amina, password="wrong")
     assert photo_path.exists()
     with django_capture_on_commit_callbacks(execute=True):
-        services.account_delete(user=amina, password="a-long-test-passphrase")
+        personal_data.account_delete(user=amina, password="a-long-test-passphrase")
     assert not photo_path.exists()
     assert not type(amina).objects.filter(username="amina").exists()
     message = Message.objects.get(room=room)

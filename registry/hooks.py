@@ -1,0 +1,110 @@
+"""What the registry plugs into the foundation, registered by `RegistryConfig.ready()`:
+its notification kind and its part of a member's data (census, products, exchange)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+
+from hub import notifications, personal_data
+from hub.models import User
+
+EXCHANGE = "exchange"
+
+
+def _export(user: User) -> dict[str, Any]:
+    from registry.models import ExchangePost, Product
+    from registry.selectors import census_of
+
+    census = census_of(user=user)
+    return {
+        # Card data included: it is his.
+        "census": None
+        if census is None
+        else {
+            "commune": census.commune,
+            "workshop_kind": census.workshop_kind,
+            "years_of_practice": census.years_of_practice,
+            "phone": census.phone,
+            "whatsapp": census.whatsapp,
+            "contact_email": census.contact_email,
+            "public_channels": census.public_channels,
+            "card_number": census.card_number,
+            "issuing_chamber": census.issuing_chamber,
+            "card_photo": census.card_photo.name if census.card_photo else "",
+            "status": census.status,
+            "rejection_reason": census.rejection_reason,
+            "submitted_at": census.submitted_at,
+            "reviewed_at": census.reviewed_at,
+        },
+        "products": [
+            {
+                "id": product.pk,
+                "title": product.title,
+                "description": product.description,
+                "price_dzd": product.price_dzd,
+                "materials": product.materials,
+                "availability": product.availability,
+                "labels": product.labels,
+                "status": product.status,
+                "created_at": product.created_at,
+                "photos": [p.image.name for p in product.photos.all()],
+            }
+            for product in Product.objects.filter(artisan=user).prefetch_related("photos").order_by("id")
+        ],
+        "exchange_posts": [
+            {
+                "id": post.pk,
+                "kind": post.kind,
+                "material": post.material,
+                "detail": post.detail,
+                "quantity": str(post.quantity),
+                "unit": post.unit,
+                "wilaya": post.wilaya.code,
+                "price_dzd": post.price_dzd,
+                "barter": post.barter,
+                "expires_at": post.expires_at,
+                "closed": post.closed,
+                "created_at": post.created_at,
+            }
+            for post in ExchangePost.objects.filter(author=user).select_related("wilaya").order_by("id")
+        ],
+    }
+
+
+def _files(user: User) -> list[personal_data.StoredFile]:
+    from registry.models import Census, ProductPhoto
+
+    files: list[personal_data.StoredFile] = []
+    census = Census.objects.filter(user=user).first()
+    if census is not None and census.card_photo:
+        files.append((census.card_photo.storage, census.card_photo.name))
+    for photo in ProductPhoto.objects.filter(product__artisan=user):
+        files += [(photo.image.storage, photo.image.name), (photo.thumbnail.storage, photo.thumbnail.name)]
+    return files
+
+
+def _erase(user: User) -> None:
+    from registry.models import ProductReport
+
+    # His reports about others' products go with him (the field would only be nulled).
+    ProductReport.objects.filter(reporter=user).delete()
+
+
+def register() -> None:
+    notifications.kind_register(EXCHANGE, _("exchange"))
+    personal_data.part_register(
+        personal_data.PersonalDataPart(
+            app="registry",
+            export=_export,
+            files=_files,
+            erase=_erase,
+            exported=("registry.Census.user", "registry.Product.artisan", "registry.ExchangePost.author"),
+            left_out={
+                "registry.Census.reviewed_by": "a moderator's act on someone's census",
+                "registry.ProductReport.reporter": "a report about someone else's product; removed with him",
+                "registry.ProductReport.handled_by": "a moderator's act",
+            },
+        )
+    )

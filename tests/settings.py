@@ -1,0 +1,25 @@
+"""The test settings, in one place: hub.settings with what a test run changes.
+
+Used by pytest (`pyproject.toml`) and by the servers the tests start (`tests/servers.py`),
+which `HIRFA_TEST_DATABASE_NAME` points at the test database of the pytest process that
+started them (the SQLite file, or the PostgreSQL database when DATABASE_URL is set);
+everything else, REDIS_URL included, comes from the same environment as the tests.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hub.settings import *
+from hub.settings import DATABASES
+
+# Accounts are made by the hundred; a slow hash would be most of the run.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# No job worker thread inside a test server or the test process unless a test asks for one
+# (HIRFA_EMBEDDED_WORKER=1): it would poll the test database and outlive the test.
+HIRFA_EMBEDDED_WORKER = os.environ.get("HIRFA_EMBEDDED_WORKER") == "1"
+
+_name = os.environ.get("HIRFA_TEST_DATABASE_NAME")
+if _name:
+    DATABASES["default"]["NAME"] = _name
