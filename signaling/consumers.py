@@ -21,6 +21,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils.translation import gettext as _
+from pydantic import ValidationError
 
 from hub import protocol
 from hub.errors import ErrorCode, HirfaError
@@ -35,6 +36,7 @@ from hub.protocol import (
     MeetingRejoin,
 )
 from signaling import liveness, placement, selectors, services
+from signaling import messages as m
 from signaling.engine import meeting_group
 from signaling.turn import ice_servers
 
@@ -42,7 +44,11 @@ log = logging.getLogger(__name__)
 
 MEETING_FRAME_BURST = 40
 MEETING_FRAMES_PER_SECOND = 10.0
-HOST_COMMANDS = {"mute": "host_mute", "unmute": "host_mute", "remove": "remove", "admit": "admit", "deny": "deny"}
+TARGET_COMMANDS: dict[str, type[m.Remove | m.Admit | m.Deny]] = {
+    "remove": m.Remove,
+    "admit": m.Admit,
+    "deny": m.Deny,
+}
 
 
 def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -71,7 +77,7 @@ class MeetingFrames:
 
     def meeting_frames_init(self) -> None:
         self.meeting: MeetingSession | None = None
-        self.meeting_events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.meeting_events: asyncio.Queue[m.Event] = asyncio.Queue()
         self.meeting_pump: asyncio.Task[None] | None = None
         self.meeting_tokens = float(MEETING_FRAME_BURST)
         self.meeting_clock = 0.0
@@ -140,10 +146,15 @@ class MeetingFrames:
     # --- engine events -----------------------------------------------------------------
 
     async def sfu_event(self, message: dict[str, Any]) -> None:
-        """Channel-layer handler: an event from a ``hirfa sfu`` worker."""
-        self._meeting_event(message)
+        """Channel-layer handler: an event from a ``hirfa sfu`` worker, validated here."""
+        try:
+            event = m.event_from(message.get("event"))
+        except ValidationError:
+            log.warning("a malformed meeting event was dropped: %.200r", message)
+            return
+        self._meeting_event(event)
 
-    def _meeting_event(self, event: dict[str, Any]) -> None:
+    def _meeting_event(self, event: m.Event) -> None:
         self.meeting_events.put_nowait(event)
         if self.meeting_pump is None or self.meeting_pump.done():
             self.meeting_pump = asyncio.get_running_loop().create_task(self._pump_meeting_events())
@@ -155,14 +166,13 @@ class MeetingFrames:
             try:
                 await self._apply_meeting_event(event)
             except Exception:
-                log.exception("meeting event %s failed", event.get("kind"))
+                log.exception("meeting event %s failed", event.kind)
 
-    async def _apply_meeting_event(self, event: dict[str, Any]) -> None:
+    async def _apply_meeting_event(self, event: m.Event) -> None:
         session = self.meeting
         if session is None:
             return
-        kind = event.get("kind")
-        if kind == "joined":
+        if isinstance(event, m.Joined):
             if not session.attended:
                 await _db(services.meeting_attend)(
                     user=self.user, meeting_id=session.meeting_id, process=liveness.PROCESS_ID
@@ -172,33 +182,32 @@ class MeetingFrames:
             codec = session.join_options.get("video_codec", "vp8")
             self.emit(  # type: ignore[attr-defined]
                 MeetingJoined(
-                    ref=event.get("ref"),
+                    ref=event.ref,
                     meeting=session.meeting_id,
                     room=session.room_id,
                     video_codec=codec,
-                    host=bool(event.get("host")),
+                    host=event.host,
                 )
             )
             self._emit_ice_servers(session)
-        elif kind == "lobby":
-            self.emit(MeetingLobby(ref=event.get("ref"), meeting=session.meeting_id))  # type: ignore[attr-defined]
-        elif kind == "offer":
+        elif isinstance(event, m.Lobby):
+            self.emit(MeetingLobby(ref=event.ref, meeting=session.meeting_id))  # type: ignore[attr-defined]
+        elif isinstance(event, m.Offer):
             self.emit(  # type: ignore[attr-defined]
                 MeetingOffer(
                     meeting=session.meeting_id,
-                    sdp=event["sdp"],
-                    revision=event["revision"],
-                    mlines=[protocol.MLine(**m) for m in event["mlines"]],
+                    sdp=event.sdp,
+                    revision=event.revision,
+                    mlines=[protocol.MLine(**line.model_dump()) for line in event.mlines],
                 )
             )
-        elif kind == "error":
-            self.emit(  # type: ignore[attr-defined]
-                ErrorOut(ref=event.get("ref"), code=str(event["code"]), message=str(event["message"]))
-            )
-        elif kind == "rejoin":
-            self.emit(MeetingRejoin(meeting=session.meeting_id, reason=event["reason"]))  # type: ignore[attr-defined]
-        elif kind == "ended":
-            reason = event["reason"]
+        elif isinstance(event, m.EngineError):
+            # The engine's message is an English msgid: said here in the member's language.
+            self.emit(ErrorOut(ref=event.ref, code=event.code, message=_(event.message)))  # type: ignore[attr-defined]
+        elif isinstance(event, m.Rejoin):
+            self.emit(MeetingRejoin(meeting=session.meeting_id, reason=event.reason))  # type: ignore[attr-defined]
+        elif isinstance(event, m.Ended):
+            reason = event.reason
             # Replaced: the same member goes on from another socket, still attending.
             await self._meeting_leave(
                 reason=reason, tell_engine=False, depart=reason not in ("replaced", "denied")
@@ -216,19 +225,20 @@ class MeetingFrames:
             raise HirfaError(ErrorCode.NO_SESSION, _("You are not in this meeting."))
         return session
 
-    async def _command(self, session: MeetingSession, op: str, ref: str | None = None, **fields: Any) -> None:
+    async def _command(
+        self, session: MeetingSession, command: type[m.Command], ref: str | None = None, **fields: Any
+    ) -> None:
         if session.link is None:
             raise HirfaError(ErrorCode.NO_SESSION, _("Your media session is gone; join again."))
         await session.link.send(
-            {
-                "op": op,
-                "meeting": session.meeting_id,
-                "room": session.room_id,
-                "user": self.user.pk,
-                "reply_to": self.meeting_reply_to,
-                "ref": ref,
+            command(
+                meeting=session.meeting_id,
+                room=session.room_id,
+                user=self.user.pk,
+                reply_to=self.meeting_reply_to,
+                ref=ref,
                 **fields,
-            }
+            )
         )
 
     async def _watch_worker(self, session: MeetingSession) -> None:
@@ -251,12 +261,12 @@ class MeetingFrames:
         if tell_engine and session.link is not None:
             try:
                 await session.link.send(
-                    {
-                        "op": "leave",
-                        "meeting": session.meeting_id,
-                        "user": self.user.pk,
-                        "reply_to": self.meeting_reply_to,
-                    }
+                    m.Leave(
+                        meeting=session.meeting_id,
+                        room=session.room_id,
+                        user=self.user.pk,
+                        reply_to=self.meeting_reply_to,
+                    )
                 )
             except Exception:
                 log.warning("telling the SFU that %s left failed", self.user.pk, exc_info=True)
@@ -274,7 +284,7 @@ class MeetingFrames:
             if session.watchdog is not None:
                 session.watchdog.cancel()
             session.watchdog = asyncio.get_running_loop().create_task(self._watch_worker(session))
-        await self._command(session, "join", ref, **session.join_options)
+        await self._command(session, m.Join, ref, **session.join_options)
 
     # --- handlers -----------------------------------------------------------------------
 
@@ -343,13 +353,13 @@ class MeetingFrames:
 
     async def on_meeting_answer(self, frame: protocol.MeetingAnswer) -> None:
         session = self._session(frame.meeting)
-        await self._command(session, "answer", frame.ref, sdp=frame.sdp, revision=frame.revision)
+        await self._command(session, m.Answer, frame.ref, sdp=frame.sdp, revision=frame.revision)
 
     async def on_meeting_candidate(self, frame: protocol.MeetingCandidateIn) -> None:
         session = self._session(frame.meeting)
         await self._command(
             session,
-            "candidate",
+            m.Candidate,
             frame.ref,
             candidate=frame.candidate,
             sdp_mid=frame.sdp_mid,
@@ -358,30 +368,30 @@ class MeetingFrames:
 
     async def on_meeting_publish(self, frame: protocol.MeetingPublish) -> None:
         session = self._session(frame.meeting)
-        await self._command(session, "publish", frame.ref, source=frame.source)
+        await self._command(session, m.Publish, frame.ref, source=frame.source)
         published = session.join_options.setdefault("publish", [])
         if frame.source not in published:
             published.append(frame.source)
 
     async def on_meeting_unpublish(self, frame: protocol.MeetingUnpublish) -> None:
         session = self._session(frame.meeting)
-        await self._command(session, "unpublish", frame.ref, source=frame.source)
+        await self._command(session, m.Unpublish, frame.ref, source=frame.source)
         if frame.source in session.join_options.get("publish", []):
             session.join_options["publish"].remove(frame.source)
 
     async def on_meeting_mute(self, frame: protocol.MeetingMute) -> None:
         session = self._session(frame.meeting)
-        await self._command(session, "mute_self", frame.ref, source=frame.source, muted=frame.muted)
+        await self._command(session, m.MuteSelf, frame.ref, source=frame.source, muted=frame.muted)
 
     async def on_meeting_hand(self, frame: protocol.MeetingHand) -> None:
         session = self._session(frame.meeting)
-        await self._command(session, "hand", frame.ref, up=frame.up)
+        await self._command(session, m.Hand, frame.ref, up=frame.up)
 
     async def on_meeting_receive(self, frame: protocol.MeetingReceive) -> None:
         session = self._session(frame.meeting)
         session.receive_video = frame.video
         session.join_options["receive_video"] = frame.video
-        await self._command(session, "receive", frame.ref, video=frame.video)
+        await self._command(session, m.Receive, frame.ref, video=frame.video)
 
     async def on_meeting_host(self, frame: protocol.MeetingHost) -> None:
         session = self._session(frame.meeting)
@@ -394,25 +404,23 @@ class MeetingFrames:
                 "lobby_off": {"lobby": False},
             }[action]
             await _db(services.meeting_settings_set)(user=self.user, meeting_id=session.meeting_id, **flags)
-            await self._command(session, "settings", frame.ref, **flags)
+            await self._command(session, m.Settings, frame.ref, **flags)
             return
         if action == "end":
             await _db(services.meeting_end)(user=self.user, meeting_id=session.meeting_id)
-            await self._command(session, "end", frame.ref)
+            await self._command(session, m.End, frame.ref)
             return
         await _db(selectors.meeting_for_host)(user=self.user, meeting_id=session.meeting_id)
         if frame.user is None:
             raise HirfaError(ErrorCode.INVALID, _("Name the participant."))
         if frame.user == self.user.pk and action in ("remove", "admit", "deny"):
             raise HirfaError(ErrorCode.INVALID, _("Not on yourself."))
-        await self._command(
-            session,
-            HOST_COMMANDS[action],
-            frame.ref,
-            target=frame.user,
-            source=frame.source,
-            muted=action == "mute",
-        )
+        if action in ("mute", "unmute"):
+            await self._command(
+                session, m.HostMute, frame.ref, target=frame.user, source=frame.source, muted=action == "mute"
+            )
+        else:
+            await self._command(session, TARGET_COMMANDS[action], frame.ref, target=frame.user)
 
     async def on_meeting_ice_restart(self, frame: protocol.MeetingIceRestart) -> None:
         session = self._session(frame.meeting)

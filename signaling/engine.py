@@ -1,13 +1,13 @@
 """Meetings on an SFU, driven by commands: the one code path of both placements.
 
-The hub consumer never touches the SFU. It sends small command dicts (see
-:data:`OPS`) to a :class:`MeetingEngine`, in-process in the embedded default
+The hub consumer never touches the SFU. It sends commands (frozen models of
+``signaling.messages``) to a :class:`MeetingEngine`, in-process in the embedded default
 or in a ``hirfa sfu`` worker through the channel layer (``signaling.placement``),
 and gets events back at its ``reply_to`` address:
 
 - ``joined`` / ``lobby`` — the participant is in, or waits for a host;
 - ``offer`` — a server offer (``sdp``, ``revision``, ``mlines``);
-- ``error`` — a refused command (``code``, ``message``, ``ref``);
+- ``error`` — a refused command (``code``, ``message`` marked for translation, ``ref``);
 - ``ended`` — the participant is out (``reason``: removed, replaced, ended, denied, or
   left when he did not rejoin within the rejoin grace after a failure);
 - ``rejoin`` — his media session is gone (``reason``: connection_failed: his peer
@@ -32,11 +32,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from hub.errors import ErrorCode, HirfaError
 from hub.protocol import Author, MeetingParticipant, MeetingState, encode
+from signaling import messages as m
 from signaling.sfu import (
     BadSessionDescription,
     InvalidSfuState,
+    MediaKind,
     Meeting,
     Participant,
     ParticipantState,
@@ -49,21 +53,18 @@ from signaling.sfu import (
 
 log = logging.getLogger(__name__)
 
-Reply = Callable[[str, dict[str, Any]], Awaitable[None]]
+Reply = Callable[[str, m.Event], Awaitable[None]]
 Publish = Callable[[str, str], None]
 
-SOURCES: dict[str, TrackSource] = {
+SOURCES: dict[m.Source, TrackSource] = {
     "mic": TrackSource.MICROPHONE,
     "camera": TrackSource.CAMERA,
     "screen": TrackSource.SCREEN,
 }
-SOURCE_NAMES: dict[TrackSource, str] = {v: k for k, v in SOURCES.items()}
-CODECS = {"vp8": VideoCodec.VP8, "h264": VideoCodec.H264}
+SOURCE_NAMES: dict[TrackSource, m.Source] = {v: k for k, v in SOURCES.items()}
+CODECS: dict[m.Codec, VideoCodec] = {"vp8": VideoCodec.VP8, "h264": VideoCodec.H264}
+TOO_MANY_TRACKS = gettext_noop("You already publish that source, or as many sources as allowed.")
 
-OPS = (
-    "join", "leave", "answer", "candidate", "publish", "unpublish", "mute_self", "hand",
-    "receive", "host_mute", "remove", "admit", "deny", "settings", "end",
-)
 #: A participant told to rejoin after his connection failed who has not rejoined after this
 #: long is taken out of the meeting (``ended``, reason ``left``): his socket is likely gone too.
 REJOIN_GRACE_SECONDS = 30.0
@@ -84,9 +85,17 @@ class Member:
     #: Bumped for every new server-side peer; callbacks of an older one are ignored.
     generation: int = 0
     hand: bool = False
-    muted: set[str] = field(default_factory=set)
+    muted: set[m.Source] = field(default_factory=set)
     #: Sources to publish on each new server-side peer (join, admission, rejoin).
-    publish: tuple[str, ...] = ()
+    publish: tuple[m.Source, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Expire:
+    """Internal: queued by `_failed` once the rejoin grace is over."""
+
+    user: int
+    generation: int
 
 
 @dataclass
@@ -98,8 +107,8 @@ class LiveMeeting:
     lobby: bool
     members: dict[int, Member] = field(default_factory=dict)
     waiting: dict[int, Member] = field(default_factory=dict)
-    host_muted: set[tuple[int, str]] = field(default_factory=set)
-    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    host_muted: set[tuple[int, m.Source]] = field(default_factory=set)
+    queue: asyncio.Queue[m.Command | _Expire] = field(default_factory=asyncio.Queue)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     runner: asyncio.Task[None] | None = None
     state_scheduled: bool = False
@@ -143,28 +152,28 @@ class MeetingEngine:
     def meeting_ids(self) -> tuple[int, ...]:
         return tuple(self._meetings)
 
-    def submit(self, command: dict[str, Any]) -> None:
+    def submit(self, command: m.Command) -> None:
         """Queue a command; commands of one meeting run in order. Never blocks."""
         if self._closed:
             return
-        meeting_id = int(command["meeting"])
-        live = self._meetings.get(meeting_id)
+        live = self._meetings.get(command.meeting)
         if live is None:
-            if command.get("op") != "join":
-                self._spawn_detached(self._error(command, ErrorCode.NO_SESSION, "You are not in this meeting."))
+            if not isinstance(command, m.Join):
+                self._spawn_detached(
+                    self._refuse(command, HirfaError(ErrorCode.NO_SESSION, gettext_noop("You are not in this meeting.")))
+                )
                 return
-            codec = CODECS.get(str(command.get("video_codec", "vp8")), VideoCodec.VP8)
             live = LiveMeeting(
-                id=meeting_id,
-                room_id=int(command["room"]),
-                sfu_meeting=self.sfu.meeting(str(meeting_id), video_codec=codec),
-                locked=bool(command.get("locked")),
-                lobby=bool(command.get("lobby")),
+                id=command.meeting,
+                room_id=command.room,
+                sfu_meeting=self.sfu.meeting(str(command.meeting), video_codec=CODECS[command.video_codec]),
+                locked=command.locked,
+                lobby=command.lobby,
             )
             live.sfu_meeting.on_active_speaker = lambda _uid, lm=live: self._state_changed(lm)
-            self._meetings[meeting_id] = live
+            self._meetings[command.meeting] = live
             live.runner = asyncio.get_running_loop().create_task(
-                self._run(live), name=f"meeting-{meeting_id}"
+                self._run(live), name=f"meeting-{command.meeting}"
             )
         live.queue.put_nowait(command)
 
@@ -178,181 +187,205 @@ class MeetingEngine:
             try:
                 await self._handle(live, command)
             except HirfaError as exc:
-                await self._error(command, exc.code, exc.message)
+                if not isinstance(command, _Expire):
+                    await self._refuse(command, exc)
             except Exception:
-                log.exception("meeting %s: command %s failed", live.id, command.get("op"))
-                await self._error(command, ErrorCode.INTERNAL_ERROR, "Something went wrong on the server.")
+                log.exception("meeting %s: command %s failed", live.id, type(command).__name__)
+                if not isinstance(command, _Expire):
+                    await self._refuse(
+                        command, HirfaError(ErrorCode.INTERNAL_ERROR, gettext_noop("Something went wrong on the server."))
+                    )
             if live.empty() and live.queue.empty():
                 await self._close_meeting(live)
                 return
 
-    async def _error(self, command: dict[str, Any], code: ErrorCode, message: str) -> None:
-        reply_to = command.get("reply_to")
-        if reply_to:
-            await self._send(
-                str(reply_to),
-                {"kind": "error", "code": code.value, "message": message, "ref": command.get("ref")},
-            )
+    async def _refuse(self, command: m.Command, exc: HirfaError) -> None:
+        await self._send(command.reply_to, m.EngineError(code=exc.code.value, message=exc.message, ref=command.ref))
 
-    async def _send(self, reply_to: str, event: dict[str, Any]) -> None:
+    async def _send(self, reply_to: str, event: m.Event) -> None:
         try:
             await self._reply(reply_to, event)
         except Exception:  # a socket gone or a full channel: the bus is best-effort
-            log.warning("reply %s to %s failed", event.get("kind"), reply_to, exc_info=True)
+            log.warning("reply %s to %s failed", event.kind, reply_to, exc_info=True)
 
     # ------------------------------------------------------------ commands
 
-    async def _handle(self, live: LiveMeeting, command: dict[str, Any]) -> None:
-        op = command.get("op")
-        if op == "join":
-            await self._join(live, command)
-            return
-        if op == "leave":
-            await self._leave(live, command)
-            return
-        if op == "expire":  # internal: queued by _failed once the rejoin grace is over
+    async def _handle(self, live: LiveMeeting, command: m.Command | _Expire) -> None:
+        if isinstance(command, _Expire):
             await self._expire(live, command)
-            return
-        member = self._member(live, command)
-        if op == "answer":
-            participant = self._participant(member)
-            try:
-                await participant.apply_answer(str(command["sdp"]), revision=int(command["revision"]))
-            except BadSessionDescription:
-                # The offer is withdrawn: make a fresh one so the participant can try again.
-                self._negotiate_soon(live, member, participant)
-                raise HirfaError(ErrorCode.INVALID_SDP, "The answer was refused.") from None
-            except InvalidSfuState:
-                raise HirfaError(ErrorCode.CONFLICT, "No offer with that revision is pending.") from None
-        elif op == "candidate":
-            participant = self._participant(member)
-            mid = command.get("sdp_mid")
-            if mid is None and command.get("sdp_mline_index") is not None:
-                mid = str(command["sdp_mline_index"])
-            try:
-                await participant.add_ice_candidate(command.get("candidate"), sdp_mid=mid)
-            except BadSessionDescription:
-                raise HirfaError(ErrorCode.INVALID_SDP, "The ICE candidate was refused.") from None
-        elif op == "publish":
-            participant = self._participant(member)
-            try:
-                participant.publish(_source(command))
-            except TooManyTracks as exc:
-                raise HirfaError(ErrorCode.TOO_MANY_TRACKS, _tracks_message(exc)) from None
-            self._state_changed(live)
-        elif op == "unpublish":
-            participant = self._participant(member)
-            try:
-                participant.unpublish(_source(command))
-            except InvalidSfuState:
-                raise HirfaError(ErrorCode.INVALID, "That source is not published.") from None
-            self._state_changed(live)
-        elif op == "mute_self":
-            name = SOURCE_NAMES[_source(command)]
-            (member.muted.add if command.get("muted") else member.muted.discard)(name)
-            self._state_changed(live)
-        elif op == "hand":
-            member.hand = bool(command.get("up"))
-            self._state_changed(live)
-        elif op == "receive":
-            member.receive_video = bool(command.get("video"))
-            if member.participant is not None:
-                member.participant.set_receive_video(member.receive_video)
-        elif op == "host_mute":
-            target = self._target(live, command)
-            source = _source(command)
-            key = (target.user_id, SOURCE_NAMES[source])
-            muted = bool(command.get("muted"))
-            (live.host_muted.add if muted else live.host_muted.discard)(key)
-            if target.participant is not None:
-                live.sfu_meeting.set_muted(str(target.user_id), source, muted)
-            self._state_changed(live)
-        elif op == "remove":
-            target = self._target(live, command)
-            await self._drop_member(live, target)
-            await self._send(target.reply_to, {"kind": "ended", "reason": "removed"})
-            self._state_changed(live)
-        elif op in ("admit", "deny"):
-            waiter = live.waiting.pop(int(command.get("target") or 0), None)
-            if waiter is None:
-                raise HirfaError(ErrorCode.INVALID, "Nobody by that id waits in the lobby.")
-            if op == "admit":
-                await self._enter(live, waiter, ref=None)
-            else:
-                await self._send(waiter.reply_to, {"kind": "ended", "reason": "denied"})
-                self._state_changed(live)
-        elif op == "settings":
-            if command.get("locked") is not None:
-                live.locked = bool(command["locked"])
-            if command.get("lobby") is not None:
-                live.lobby = bool(command["lobby"])
-                if not live.lobby:
-                    for waiter in list(live.waiting.values()):
-                        del live.waiting[waiter.user_id]
-                        await self._enter(live, waiter, ref=None)
-            self._state_changed(live)
-        elif op == "end":
-            for gone in [*live.members.values(), *live.waiting.values()]:
-                await self._drop_member(live, gone)
-                live.waiting.pop(gone.user_id, None)
-                await self._send(gone.reply_to, {"kind": "ended", "reason": "ended"})
+        elif isinstance(command, m.Join):
+            await self._join(live, command)
+        elif isinstance(command, m.Leave):
+            await self._leave(live, command)
         else:
-            raise HirfaError(ErrorCode.INVALID, f"Unknown meeting command {str(op)[:32]!r}.")
+            member = self._member(live, command)
+            handler = self._handlers[type(command)]
+            await handler(self, live, member, command)
 
-    def _member(self, live: LiveMeeting, command: dict[str, Any]) -> Member:
-        member = live.members.get(int(command.get("user") or 0))
-        if member is None or member.reply_to != command.get("reply_to"):
-            raise HirfaError(ErrorCode.NO_SESSION, "You are not in this meeting.")
+    async def _answer(self, live: LiveMeeting, member: Member, command: m.Answer) -> None:
+        participant = self._participant(member)
+        try:
+            await participant.apply_answer(command.sdp, revision=command.revision)
+        except BadSessionDescription:
+            # The offer is withdrawn: make a fresh one so the participant can try again.
+            self._negotiate_soon(live, member, participant)
+            raise HirfaError(ErrorCode.INVALID_SDP, gettext_noop("The answer was refused.")) from None
+        except InvalidSfuState:
+            raise HirfaError(ErrorCode.CONFLICT, gettext_noop("No offer with that revision is pending.")) from None
+
+    async def _candidate(self, live: LiveMeeting, member: Member, command: m.Candidate) -> None:
+        participant = self._participant(member)
+        mid = command.sdp_mid
+        if mid is None and command.sdp_mline_index is not None:
+            mid = str(command.sdp_mline_index)
+        try:
+            await participant.add_ice_candidate(command.candidate, sdp_mid=mid)
+        except BadSessionDescription:
+            raise HirfaError(ErrorCode.INVALID_SDP, gettext_noop("The ICE candidate was refused.")) from None
+
+    async def _publish_source(self, live: LiveMeeting, member: Member, command: m.Publish) -> None:
+        participant = self._participant(member)
+        try:
+            participant.publish(SOURCES[command.source])
+        except TooManyTracks:
+            raise HirfaError(ErrorCode.TOO_MANY_TRACKS, TOO_MANY_TRACKS) from None
+        self._state_changed(live)
+
+    async def _unpublish(self, live: LiveMeeting, member: Member, command: m.Unpublish) -> None:
+        participant = self._participant(member)
+        try:
+            participant.unpublish(SOURCES[command.source])
+        except InvalidSfuState:
+            raise HirfaError(ErrorCode.INVALID, gettext_noop("That source is not published.")) from None
+        self._state_changed(live)
+
+    async def _mute_self(self, live: LiveMeeting, member: Member, command: m.MuteSelf) -> None:
+        (member.muted.add if command.muted else member.muted.discard)(command.source)
+        self._state_changed(live)
+
+    async def _hand(self, live: LiveMeeting, member: Member, command: m.Hand) -> None:
+        member.hand = command.up
+        self._state_changed(live)
+
+    async def _receive(self, live: LiveMeeting, member: Member, command: m.Receive) -> None:
+        member.receive_video = command.video
+        if member.participant is not None:
+            member.participant.set_receive_video(member.receive_video)
+
+    async def _host_mute(self, live: LiveMeeting, member: Member, command: m.HostMute) -> None:
+        target = self._target(live, command.target)
+        (live.host_muted.add if command.muted else live.host_muted.discard)((target.user_id, command.source))
+        if target.participant is not None:
+            live.sfu_meeting.set_muted(str(target.user_id), SOURCES[command.source], command.muted)
+        self._state_changed(live)
+
+    async def _remove(self, live: LiveMeeting, member: Member, command: m.Remove) -> None:
+        target = self._target(live, command.target)
+        await self._drop_member(live, target)
+        await self._send(target.reply_to, m.Ended(reason="removed"))
+        self._state_changed(live)
+
+    def _waiter(self, live: LiveMeeting, user_id: int) -> Member:
+        waiter = live.waiting.pop(user_id, None)
+        if waiter is None:
+            raise HirfaError(ErrorCode.INVALID, gettext_noop("Nobody by that id waits in the lobby."))
+        return waiter
+
+    async def _admit(self, live: LiveMeeting, member: Member, command: m.Admit) -> None:
+        await self._enter(live, self._waiter(live, command.target), ref=None)
+
+    async def _deny(self, live: LiveMeeting, member: Member, command: m.Deny) -> None:
+        waiter = self._waiter(live, command.target)
+        await self._send(waiter.reply_to, m.Ended(reason="denied"))
+        self._state_changed(live)
+
+    async def _settings(self, live: LiveMeeting, member: Member, command: m.Settings) -> None:
+        if command.locked is not None:
+            live.locked = command.locked
+        if command.lobby is not None:
+            live.lobby = command.lobby
+            if not live.lobby:
+                for waiter in list(live.waiting.values()):
+                    del live.waiting[waiter.user_id]
+                    await self._enter(live, waiter, ref=None)
+        self._state_changed(live)
+
+    async def _end(self, live: LiveMeeting, member: Member, command: m.End) -> None:
+        for gone in [*live.members.values(), *live.waiting.values()]:
+            await self._drop_member(live, gone)
+            live.waiting.pop(gone.user_id, None)
+            await self._send(gone.reply_to, m.Ended(reason="ended"))
+
+    #: The commands of a member in the meeting, by type (join and leave are handled above).
+    _handlers: dict[type[Any], Callable[[MeetingEngine, LiveMeeting, Member, Any], Awaitable[None]]] = {
+        m.Answer: _answer,
+        m.Candidate: _candidate,
+        m.Publish: _publish_source,
+        m.Unpublish: _unpublish,
+        m.MuteSelf: _mute_self,
+        m.Hand: _hand,
+        m.Receive: _receive,
+        m.HostMute: _host_mute,
+        m.Remove: _remove,
+        m.Admit: _admit,
+        m.Deny: _deny,
+        m.Settings: _settings,
+        m.End: _end,
+    }
+
+    def _member(self, live: LiveMeeting, command: m.Command) -> Member:
+        member = live.members.get(command.user)
+        if member is None or member.reply_to != command.reply_to:
+            raise HirfaError(ErrorCode.NO_SESSION, gettext_noop("You are not in this meeting."))
         return member
 
     def _participant(self, member: Member) -> Participant:
         if member.participant is None or member.participant.state is ParticipantState.CLOSED:
-            raise HirfaError(ErrorCode.NO_SESSION, "Your media session is gone; join again.")
+            raise HirfaError(ErrorCode.NO_SESSION, gettext_noop("Your media session is gone; join again."))
         return member.participant
 
-    def _target(self, live: LiveMeeting, command: dict[str, Any]) -> Member:
-        target = live.members.get(int(command.get("target") or 0))
+    def _target(self, live: LiveMeeting, user_id: int) -> Member:
+        target = live.members.get(user_id)
         if target is None:
-            raise HirfaError(ErrorCode.INVALID, "Nobody by that id is in the meeting.")
+            raise HirfaError(ErrorCode.INVALID, gettext_noop("Nobody by that id is in the meeting."))
         return target
 
-    async def _join(self, live: LiveMeeting, command: dict[str, Any]) -> None:
-        user_id = int(command["user"])
-        reply_to = str(command["reply_to"])
-        ref = command.get("ref")
+    async def _join(self, live: LiveMeeting, command: m.Join) -> None:
+        user_id = command.user
+        reply_to = command.reply_to
         member = live.members.get(user_id) or live.waiting.get(user_id)
         if member is not None:
             if member.reply_to != reply_to:
-                await self._send(member.reply_to, {"kind": "ended", "reason": "replaced"})
+                await self._send(member.reply_to, m.Ended(reason="replaced"))
             # His old peer stays in the SFU until the new one takes its place (_enter), so
             # the others' m-lines carrying him are kept: nobody else renegotiates.
             await self._close_session(live, member, keep_place=user_id in live.members)
             member.reply_to = reply_to
-            member.host = bool(command.get("host"))
-            member.receive_video = bool(command.get("receive_video", True))
+            member.host = command.host
+            member.receive_video = command.receive_video
         else:
             if len(live.members) >= self._max_participants:
-                raise HirfaError(ErrorCode.FORBIDDEN, "The meeting is full.")
+                raise HirfaError(ErrorCode.FORBIDDEN, gettext_noop("The meeting is full."))
             member = Member(
                 user_id=user_id,
-                name=str(command.get("name") or user_id),
-                host=bool(command.get("host")),
+                name=command.name or str(user_id),
+                host=command.host,
                 reply_to=reply_to,
-                receive_video=bool(command.get("receive_video", True)),
+                receive_video=command.receive_video,
             )
-        member.publish = tuple(command.get("publish") or ())
-        if user_id not in live.members and command.get("must_wait") and live.lobby and not member.host:
+        member.publish = command.publish
+        if user_id not in live.members and command.must_wait and live.lobby and not member.host:
             live.waiting[user_id] = member
-            await self._send(reply_to, {"kind": "lobby", "ref": ref})
+            await self._send(reply_to, m.Lobby(ref=command.ref))
             self._state_changed(live)
             return
         live.waiting.pop(user_id, None)
-        await self._enter(live, member, ref=ref)
+        await self._enter(live, member, ref=command.ref)
 
     async def _enter(self, live: LiveMeeting, member: Member, *, ref: str | None) -> None:
         """Give ``member`` a new server-side peer and announce him."""
         live.members[member.user_id] = member
-        await self._send(member.reply_to, {"kind": "joined", "ref": ref, "host": member.host})
+        await self._send(member.reply_to, m.Joined(ref=ref, host=member.host))
         member.generation += 1
         generation = member.generation
 
@@ -383,25 +416,24 @@ class MeetingEngine:
                 live.sfu_meeting.set_muted(str(user_id), SOURCES[name], True)
         # A replaced peer's publications were carried over: keep what he still publishes.
         carried = live.sfu_meeting.publishes(str(member.user_id))
-        wanted = {SOURCES[str(name)] for name in member.publish if str(name) in SOURCES}
+        wanted = {SOURCES[name] for name in member.publish}
         for source in carried - wanted:
             participant.unpublish(source)
         for name in member.publish:
-            if SOURCES.get(str(name)) in carried:
+            if SOURCES[name] in carried:
                 continue
             try:
-                participant.publish(SOURCES[str(name)])
-            except TooManyTracks as exc:
+                participant.publish(SOURCES[name])
+            except TooManyTracks:
                 await self._send(
                     member.reply_to,
-                    {"kind": "error", "code": ErrorCode.TOO_MANY_TRACKS.value, "message": _tracks_message(exc), "ref": ref},
+                    m.EngineError(code=ErrorCode.TOO_MANY_TRACKS.value, message=TOO_MANY_TRACKS, ref=ref),
                 )
         self._state_changed(live)
 
-    async def _leave(self, live: LiveMeeting, command: dict[str, Any]) -> None:
-        user_id = int(command["user"])
-        member = live.members.get(user_id) or live.waiting.get(user_id)
-        if member is None or member.reply_to != command.get("reply_to"):
+    async def _leave(self, live: LiveMeeting, command: m.Leave) -> None:
+        member = live.members.get(command.user) or live.waiting.get(command.user)
+        if member is None or member.reply_to != command.reply_to:
             return  # already gone, or replaced by another socket: nothing to do
         await self._drop_member(live, member)
         self._state_changed(live)
@@ -429,21 +461,21 @@ class MeetingEngine:
         if member.generation != generation or live.members.get(member.user_id) is not member:
             return
         await self._close_session(live, member)
-        await self._send(member.reply_to, {"kind": "rejoin", "reason": "connection_failed"})
+        await self._send(member.reply_to, m.Rejoin(reason="connection_failed"))
         self._state_changed(live)
         self._spawn(live, self._expire_later(live, member.user_id, member.generation))
 
     async def _expire_later(self, live: LiveMeeting, user_id: int, generation: int) -> None:
         await asyncio.sleep(self._rejoin_grace)
         if self._meetings.get(live.id) is live:
-            live.queue.put_nowait({"op": "expire", "meeting": live.id, "user": user_id, "generation": generation})
+            live.queue.put_nowait(_Expire(user=user_id, generation=generation))
 
-    async def _expire(self, live: LiveMeeting, command: dict[str, Any]) -> None:
-        member = live.members.get(int(command["user"]))
-        if member is None or member.generation != command["generation"] or member.participant is not None:
+    async def _expire(self, live: LiveMeeting, command: _Expire) -> None:
+        member = live.members.get(command.user)
+        if member is None or member.generation != command.generation or member.participant is not None:
             return  # rejoined (or left) meanwhile
         await self._drop_member(live, member)
-        await self._send(member.reply_to, {"kind": "ended", "reason": "left"})
+        await self._send(member.reply_to, m.Ended(reason="left"))
         self._state_changed(live)
 
     # ------------------------------------------------------------ negotiation
@@ -460,20 +492,17 @@ class MeetingEngine:
             return  # closed meanwhile, or an offer is pending (the answer triggers the next)
         if member.generation != generation:
             return
-        mlines = [
-            {
-                "mid": slot.mid,
-                "kind": slot.kind.value,
-                "direction": "publish" if slot.direction is SlotDirection.PUBLISH else "subscribe",
-                "user": int(slot.publisher_id) if slot.publisher_id is not None else None,
-                "source": SOURCE_NAMES[slot.source] if slot.source is not None else None,
-            }
+        mlines = tuple(
+            m.OfferLine(
+                mid=slot.mid,
+                kind="audio" if slot.kind is MediaKind.AUDIO else "video",
+                direction="publish" if slot.direction is SlotDirection.PUBLISH else "subscribe",
+                user=int(slot.publisher_id) if slot.publisher_id is not None else None,
+                source=SOURCE_NAMES[slot.source] if slot.source is not None else None,
+            )
             for slot in offer.slots
-        ]
-        await self._send(
-            member.reply_to,
-            {"kind": "offer", "sdp": offer.sdp, "revision": offer.revision, "mlines": mlines},
         )
+        await self._send(member.reply_to, m.Offer(sdp=offer.sdp, revision=offer.revision, mlines=mlines))
 
     def _spawn(self, live: LiveMeeting, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -494,7 +523,7 @@ class MeetingEngine:
         participants = []
         for member in live.members.values():
             participant = member.participant
-            tracks = (
+            tracks: list[str] = (
                 sorted(SOURCE_NAMES[t.source] for t in participant.snapshot().published)
                 if participant is not None and participant.state is not ParticipantState.CLOSED
                 else []
@@ -554,17 +583,6 @@ class MeetingEngine:
                 await self._close_session(live, member)
             await self._close_meeting(live)
         await self.sfu.close()
-
-
-def _source(command: dict[str, Any]) -> TrackSource:
-    try:
-        return SOURCES[str(command.get("source"))]
-    except KeyError:
-        raise HirfaError(ErrorCode.INVALID, "Unknown source.") from None
-
-
-def _tracks_message(exc: Exception) -> str:
-    return "You already publish that source, or as many sources as allowed."
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

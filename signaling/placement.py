@@ -31,6 +31,7 @@ from django.utils.translation import gettext as _
 
 from hub import realtime
 from hub.errors import ErrorCode, HirfaError
+from signaling import messages as m
 from signaling.engine import MeetingEngine
 from signaling.sfu import Sfu, SfuConfig
 
@@ -46,7 +47,7 @@ class SfuLink(Protocol):
 
     worker: str
 
-    async def send(self, command: dict[str, Any]) -> None:
+    async def send(self, command: m.Command) -> None:
         """Hand a command to the meeting's engine (never waits for its result)."""
 
     async def alive(self) -> bool:
@@ -69,7 +70,7 @@ def worker_timeout() -> float:
 
 # --- embedded ------------------------------------------------------------------------
 
-EventHandler = Callable[[dict[str, Any]], None]
+EventHandler = Callable[[m.Event], None]
 _local_handlers: dict[str, EventHandler] = {}
 _engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MeetingEngine] = (
     weakref.WeakKeyDictionary()
@@ -85,7 +86,7 @@ def unregister_local(reply_to: str) -> None:
     _local_handlers.pop(reply_to, None)
 
 
-async def _deliver_local(reply_to: str, event: dict[str, Any]) -> None:
+async def _deliver_local(reply_to: str, event: m.Event) -> None:
     handler = _local_handlers.get(reply_to)
     if handler is not None:
         handler(event)
@@ -132,7 +133,7 @@ async def close_embedded() -> None:
 class EmbeddedLink:
     worker = EMBEDDED
 
-    async def send(self, command: dict[str, Any]) -> None:
+    async def send(self, command: m.Command) -> None:
         embedded_engine().submit(command)
 
     async def alive(self) -> bool:
@@ -203,10 +204,11 @@ class WorkerLink:
     def __init__(self, worker: str) -> None:
         self.worker = worker
 
-    async def send(self, command: dict[str, Any]) -> None:
+    async def send(self, command: m.Command) -> None:
         layer = get_channel_layer()
         assert layer is not None
-        await layer.send(worker_channel(self.worker), {"type": "sfu.command", **command})
+        # Validated again on arrival (`messages.command_from`, in the worker).
+        await layer.send(worker_channel(self.worker), {"type": "sfu.command", "command": command.model_dump(mode="json")})
 
     async def alive(self) -> bool:
         try:

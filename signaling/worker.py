@@ -29,9 +29,10 @@ async def run_worker(*, worker_id: str | None = None, stop: asyncio.Event | None
     """Serve meetings until ``stop`` is set (or SIGTERM/SIGINT); frees everything on the way out."""
     from channels.layers import get_channel_layer
     from django.conf import settings
+    from pydantic import ValidationError
 
     from hub import realtime
-    from signaling import placement
+    from signaling import messages, placement
     from signaling.engine import MeetingEngine
     from signaling.sfu import Sfu
 
@@ -48,8 +49,9 @@ async def run_worker(*, worker_id: str | None = None, stop: asyncio.Event | None
         except (NotImplementedError, RuntimeError):
             pass
 
-    async def reply(reply_to: str, event: dict[str, Any]) -> None:
-        await layer.send(reply_to, {"type": "sfu.event", **event})
+    async def reply(reply_to: str, event: messages.Event) -> None:
+        # Validated again on arrival (`messages.event_from`, in the socket).
+        await layer.send(reply_to, {"type": "sfu.event", "event": event.model_dump(mode="json")})
 
     def publish(group: str, text: str) -> None:
         # The sync Redis client would block this loop's media; a thread keeps it smooth.
@@ -73,11 +75,14 @@ async def run_worker(*, worker_id: str | None = None, stop: asyncio.Event | None
     async def receive() -> None:
         while True:
             message = await layer.receive(channel)
-            if message.get("type") == "sfu.command":
-                try:
-                    engine.submit(message)
-                except Exception:
-                    log.exception("SFU worker %s: bad command", worker_id)
+            if message.get("type") != "sfu.command":
+                continue
+            try:
+                command = messages.command_from(message.get("command"))
+            except ValidationError:
+                log.warning("SFU worker %s: a malformed command was dropped: %.200r", worker_id, message)
+                continue
+            engine.submit(command)
 
     await placement.worker_register(worker_id=worker_id, load=0)
     print(f"hirfa sfu: worker {worker_id} on channel {channel}", flush=True)

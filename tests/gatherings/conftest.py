@@ -17,7 +17,6 @@ from rooms.models import Room, RoomKind
 from tests.factories import artisan, moderator_of, trade, wilaya
 
 
-
 @pytest.fixture
 def poterie(db):
     return trade()

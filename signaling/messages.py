@@ -1,0 +1,204 @@
+"""What the socket and the meeting engine say to each other: frozen models, like the
+socket's frames in `hub/protocol.py`.
+
+Commands go from a hub socket to the engine holding its meeting (`signaling/engine.py`);
+events come back to the socket's `reply_to` address. In the embedded default both are
+in one process and pass as objects; to and from a ``hirfa sfu`` worker they cross the
+channel layer as dicts and are validated on arrival (`command_from`, `event_from`):
+a field that is missing, unknown or of the wrong type is refused there, never guessed.
+
+An engine refusal is an `EngineError` with an error code and an English message marked
+for translation; the socket translates it into its member's language.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+Source = Literal["mic", "camera", "screen"]
+Codec = Literal["vp8", "h264"]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- commands: socket -> engine ----------------------------------------------------------
+
+
+class _Command(_Message):
+    meeting: int
+    room: int
+    user: int
+    #: Where the engine answers (the socket's channel name, or a local address).
+    reply_to: str
+    ref: str | None = None
+
+
+class Join(_Command):
+    """Join (or rejoin: a new server-side peer for the same member)."""
+
+    op: Literal["join"] = "join"
+    name: str
+    host: bool = False
+    #: The lobby is on and the member is no host: he waits to be admitted.
+    must_wait: bool = False
+    locked: bool = False
+    lobby: bool = False
+    video_codec: Codec = "vp8"
+    receive_video: bool = True
+    #: Sources to publish on each new server-side peer.
+    publish: tuple[Source, ...] = ()
+
+
+class Leave(_Command):
+    op: Literal["leave"] = "leave"
+
+
+class Answer(_Command):
+    op: Literal["answer"] = "answer"
+    sdp: str
+    revision: int
+
+
+class Candidate(_Command):
+    op: Literal["candidate"] = "candidate"
+    candidate: str | None
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+
+class Publish(_Command):
+    op: Literal["publish"] = "publish"
+    source: Source
+
+
+class Unpublish(_Command):
+    op: Literal["unpublish"] = "unpublish"
+    source: Source
+
+
+class MuteSelf(_Command):
+    op: Literal["mute_self"] = "mute_self"
+    source: Source
+    muted: bool
+
+
+class Hand(_Command):
+    op: Literal["hand"] = "hand"
+    up: bool
+
+
+class Receive(_Command):
+    op: Literal["receive"] = "receive"
+    video: bool
+
+
+class HostMute(_Command):
+    op: Literal["host_mute"] = "host_mute"
+    target: int
+    source: Source
+    muted: bool
+
+
+class Remove(_Command):
+    op: Literal["remove"] = "remove"
+    target: int
+
+
+class Admit(_Command):
+    op: Literal["admit"] = "admit"
+    target: int
+
+
+class Deny(_Command):
+    op: Literal["deny"] = "deny"
+    target: int
+
+
+class Settings(_Command):
+    op: Literal["settings"] = "settings"
+    locked: bool | None = None
+    lobby: bool | None = None
+
+
+class End(_Command):
+    op: Literal["end"] = "end"
+
+
+Command = Annotated[
+    Join | Leave | Answer | Candidate | Publish | Unpublish | MuteSelf | Hand | Receive
+    | HostMute | Remove | Admit | Deny | Settings | End,
+    Field(discriminator="op"),
+]
+_commands: TypeAdapter[Command] = TypeAdapter(Command)
+
+
+def command_from(data: Any) -> Command:
+    """A command received over the channel layer; raises pydantic's `ValidationError`."""
+    return _commands.validate_python(data)
+
+
+# --- events: engine -> socket ------------------------------------------------------------
+
+
+class Joined(_Message):
+    kind: Literal["joined"] = "joined"
+    ref: str | None = None
+    host: bool
+
+
+class Lobby(_Message):
+    kind: Literal["lobby"] = "lobby"
+    ref: str | None = None
+
+
+class OfferLine(_Message):
+    """One m-line of a server offer (`hub.protocol.MLine` on the socket)."""
+
+    mid: str
+    kind: Literal["audio", "video"]
+    direction: Literal["publish", "subscribe"]
+    user: int | None
+    source: Source | None
+
+
+class Offer(_Message):
+    kind: Literal["offer"] = "offer"
+    sdp: str
+    revision: int
+    mlines: tuple[OfferLine, ...]
+
+
+class EngineError(_Message):
+    """A refused command: `code` is an `ErrorCode` value, `message` an English msgid."""
+
+    kind: Literal["error"] = "error"
+    code: str
+    message: str
+    ref: str | None = None
+
+
+class Rejoin(_Message):
+    """The member's media session is gone (his peer failed); he should join again."""
+
+    kind: Literal["rejoin"] = "rejoin"
+    reason: Literal["connection_failed"]
+
+
+class Ended(_Message):
+    """The member is out of the meeting."""
+
+    kind: Literal["ended"] = "ended"
+    reason: Literal["left", "removed", "ended", "replaced", "denied"]
+
+
+Event = Annotated[Joined | Lobby | Offer | EngineError | Rejoin | Ended, Field(discriminator="kind")]
+_events: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def event_from(data: Any) -> Event:
+    """An event received over the channel layer; raises pydantic's `ValidationError`."""
+    return _events.validate_python(data)
