@@ -202,3 +202,15 @@ _events: TypeAdapter[Event] = TypeAdapter(Event)
 def event_from(data: Any) -> Event:
     """An event received over the channel layer; raises pydantic's `ValidationError`."""
     return _events.validate_python(data)
+
+
+# --- a worker's announcement (Redis hash ``hirfa:sfu:workers``) ---------------------------
+
+
+class WorkerInfo(_Message):
+    """What a ``hirfa sfu`` worker announces at each heartbeat."""
+
+    channel: str
+    #: Participants on it (what placement balances).
+    load: int = Field(ge=0)
+    at: float

@@ -17,7 +17,6 @@ SFU alive), and one engine (:class:`signaling.engine.MeetingEngine`):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import weakref
@@ -28,6 +27,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils.translation import gettext as _
+from pydantic import ValidationError
 
 from hub import realtime
 from hub.errors import ErrorCode, HirfaError
@@ -165,7 +165,7 @@ def _redis() -> Any:
 async def worker_register(*, worker_id: str, load: int) -> None:
     """Announce (or refresh) a worker and its load; it counts as dead after 3 heartbeats."""
     client = _redis()
-    info = json.dumps({"channel": worker_channel(worker_id), "load": load, "at": time.time()})
+    info = m.WorkerInfo(channel=worker_channel(worker_id), load=load, at=time.time()).model_dump_json()
     async with client.pipeline(transaction=False) as pipe:
         pipe.hset(WORKERS_KEY, worker_id, info)
         pipe.set(ALIVE_PREFIX + worker_id, "1", px=int(worker_timeout() * 1000))
@@ -194,7 +194,11 @@ async def worker_choose() -> str | None:
         if not await client.exists(ALIVE_PREFIX + worker_id):
             await client.hdel(WORKERS_KEY, worker_id)
             continue
-        load = int(json.loads(raw_info).get("load", 0))
+        try:
+            load = m.WorkerInfo.model_validate_json(raw_info).load
+        except ValidationError:
+            log.warning("SFU worker %s announced %.200r; skipped", worker_id, raw_info)
+            continue
         if best is None or (load, worker_id) < best:
             best = (load, worker_id)
     return best[1] if best else None
