@@ -353,7 +353,7 @@ def occurrence_join(request: HttpRequest, gathering_id: int, key: str) -> JoinOu
     opened = services.occurrence_meeting_open(
         user=member_of(request), gathering_id=gathering_id, original_start=recurrence.parse_occurrence_key(key)
     )
-    return JoinOut(**opened.__dict__, url=meeting_url(meeting_id=opened.meeting_id, room_id=opened.room_id))
+    return JoinOut(**opened.__dict__, url=meeting_url(room_id=opened.room_id))
 
 
 class AttendanceRowOut(Schema):

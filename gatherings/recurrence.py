@@ -16,7 +16,7 @@ import contextlib
 import functools
 import sys
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from dateutil import rrule as dateutil_rrule
@@ -279,9 +279,3 @@ def parse_occurrence_key(key: str) -> datetime:
             ErrorCode.INVALID, _("Not an occurrence identifier: %(key)s") % {"key": key}
         ) from None
 
-
-def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """The UTC instants that bound `day` in zone `tz`."""
-    begin = datetime.combine(day, time(0, 0), tz)
-    end = datetime.combine(day + timedelta(days=1), time(0, 0), tz)
-    return begin.astimezone(UTC), end.astimezone(UTC)

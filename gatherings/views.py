@@ -22,7 +22,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -610,15 +610,9 @@ def feed_revoke(request: HttpRequest) -> HttpResponse:
 PAST_SHOWN = 5
 
 
-def meeting_url(*, meeting_id: int, room_id: int) -> str:
-    """Where a member goes to be in a live meeting: the meeting page when the web client has
-    one (URL name ``meeting``, by meeting id or by room id), else the room's page."""
-    for kwargs in ({"meeting_id": meeting_id}, {"room_id": room_id}):
-        try:
-            return reverse("meeting", kwargs=kwargs)
-        except NoReverseMatch:
-            continue
-    return reverse("room", args=[room_id])
+def meeting_url(*, room_id: int) -> str:
+    """Where a member goes to be in a live meeting: the meeting page of its room."""
+    return reverse("meeting", kwargs={"room_id": room_id})
 
 
 @login_required
@@ -635,7 +629,7 @@ def occurrence_join(request: HttpRequest, gathering_id: int, key: str) -> HttpRe
             raise Http404(exc.message) from None
         messages.error(request, exc.message)
         return redirect("gathering_detail", gathering_id=gathering_id)
-    return redirect(meeting_url(meeting_id=opened.meeting_id, room_id=opened.room_id))
+    return redirect(meeting_url(room_id=opened.room_id))
 
 
 def _attendance(request: HttpRequest, gathering_id: int, key: str) -> selectors.AttendanceSummary:

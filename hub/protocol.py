@@ -494,13 +494,6 @@ class MeetingOffer(ServerFrame):
     mlines: list[MLine]
 
 
-class MeetingCandidateOut(ServerFrame):
-    type: Literal["meeting_candidate"] = "meeting_candidate"
-    meeting: int
-    candidate: str | None
-    sdp_mid: str | None = None
-
-
 class MeetingParticipant(ServerFrame):
     user: Author
     host: bool
@@ -543,7 +536,7 @@ SERVER_FRAME_TYPES: tuple[str, ...] = (
     "welcome", "pong", "subscribed", "unsubscribed", "ack", "message", "messages", "typing",
     "presence", "presence_delta", "presence_list", "resync", "unread", "notification", "removed", "member", "error",
     "meeting", "meeting_joined", "meeting_lobby", "meeting_ice_servers", "meeting_offer",
-    "meeting_candidate", "meeting_state", "meeting_rejoin", "meeting_ended",
+    "meeting_state", "meeting_rejoin", "meeting_ended",
 )
 
 

@@ -451,19 +451,6 @@ def group_create(*, user: User, title: str, member_ids: list[int] = ()) -> Room:
     return room
 
 
-def group_invite(*, user: User, room_id: int, member_id: int) -> Membership:
-    access = room_access(user=user, room_id=room_id)
-    if access.room.kind != RoomKind.GROUP or not access.can_moderate:
-        raise HirfaError(ErrorCode.FORBIDDEN, _("Only the group's owner invites."), room=room_id)
-    invited = User.objects.filter(pk=member_id, is_active=True).first()
-    if invited is None:
-        raise HirfaError(ErrorCode.INVALID, _("No such member."))
-    membership, _created = Membership.objects.update_or_create(
-        room=access.room, user=invited, defaults={"active": True}
-    )
-    return membership
-
-
 def direct_room_open(*, user: User, other_id: int) -> Room:
     """The one direct room between `user` and `other_id`, created when missing."""
     other = User.objects.filter(pk=other_id, is_active=True).first()
