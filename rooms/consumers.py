@@ -155,10 +155,11 @@ class RoomFrames:
             return True
         if group.startswith("room."):
             return False
-        if group.startswith("user.") and '"type":"removed"' in text:
-            room_id = json.loads(text)["room"]
-            if room_id in self.rooms:
-                asyncio.get_running_loop().create_task(self._drop_room(room_id))
+        if group.startswith("user."):
+            # Few events go to a member's own group: reading the frame's type is cheap.
+            frame = json.loads(text)
+            if frame.get("type") == "removed" and frame.get("room") in self.rooms:
+                asyncio.get_running_loop().create_task(self._drop_room(frame["room"]))
         return True
 
     async def _drop_room(self, room_id: int) -> None:
