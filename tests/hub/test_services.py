@@ -131,7 +131,8 @@ def test_moving_wilaya_and_trades_resyncs_memberships_and_keeps_followed_rooms()
 def test_profile_update_without_a_change_does_not_resync(monkeypatch):
     amina = register()
     calls = []
-    monkeypatch.setattr(services, "memberships_sync", lambda *, user: calls.append(user))
+    # The receiver rooms registers (its memberships follow the profile), replaced by a spy.
+    monkeypatch.setitem(services._profile_receivers, "rooms", calls.append)
     services.profile_update(user=amina, wilaya_id=wilaya(13).pk, trade_ids=[trade("pottery-ceramics").pk])
     assert calls == []
     services.profile_update(user=amina, wilaya_id=wilaya(25).pk)
