@@ -11,7 +11,7 @@ from django.db import connections
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 
-from gatherings import reminders, selectors, services, tasks
+from gatherings import reminders, selectors, services
 from gatherings.models import ReminderSent
 from hub.models import Notification
 
@@ -96,7 +96,7 @@ def test_two_real_workers_and_a_restart_send_each_reminder_and_email_once(schedu
         services.rsvp_set(user=user, gathering_id=g.pk, status="going")
     mail.outbox.clear()
     for _ in range(3):
-        tasks.reminders_sweep.enqueue()
+        reminders.reminders_sweep.enqueue()
     _in_threads(lambda: _worker("w1").run(), lambda: _worker("w2").run())
     assert [n.data["minutes_before"] for n in _reminders(amina)] == [15]
     assert [n.data["minutes_before"] for n in _reminders(sofia)] == [15]
@@ -105,7 +105,7 @@ def test_two_real_workers_and_a_restart_send_each_reminder_and_email_once(schedu
 
     # "Restart": new workers, new sweeps, the same database.
     for _ in range(2):
-        tasks.reminders_sweep.enqueue()
+        reminders.reminders_sweep.enqueue()
     _in_threads(lambda: _worker("w3").run(), lambda: _worker("w4").run())
     assert len(_reminders(amina)) == len(_reminders(sofia)) == 1
     assert len(mail.outbox) == 2
