@@ -121,8 +121,9 @@ def _deleter(storage: Storage, name: str) -> Callable[[], None]:
 
 
 def _hub_export(user: User) -> dict[str, Any]:
-    from hub.models import ArtisanProfile, Notification
+    from hub.models import ArtisanProfile, Notification, PushPreference
 
+    push = PushPreference.objects.filter(user=user).first()
     profile = ArtisanProfile.objects.filter(user=user).select_related("wilaya").first()
     return {
         "profile": None
@@ -139,6 +140,9 @@ def _hub_export(user: User) -> dict[str, Any]:
             {"kind": note.kind, "data": note.data, "created_at": note.created_at, "read_at": note.read_at}
             for note in Notification.objects.filter(user=user).order_by("id")
         ],
+        "push_preferences": None
+        if push is None
+        else {"muted_kinds": push.muted_kinds, "quiet_from": push.quiet_from, "quiet_to": push.quiet_to, "tz": push.tz},
     }
 
 
@@ -155,8 +159,9 @@ HUB_PART = PersonalDataPart(
     app="hub",
     export=_hub_export,
     files=_hub_files,
-    exported=("hub.ArtisanProfile.user", "hub.Notification.user"),
+    exported=("hub.ArtisanProfile.user", "hub.Notification.user", "hub.PushPreference.user"),
     left_out={
         "hub.ModeratorScope.user": "a role given by the admins; removed with the account",
+        "hub.PushSubscription.user": "his browsers' push endpoints and keys: secrets, removed with the account",
     },
 )

@@ -22,8 +22,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from hub.bidi import bidi_isolate
 from hub import notifications
+from hub.bidi import bidi_isolate
 from hub.errors import ErrorCode, HirfaError
 from hub.images import Upload, validate_and_resize_image
 from hub.models import User, Wilaya

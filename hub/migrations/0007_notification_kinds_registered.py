@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('hub', '0005_notification_exchange_kind'),
+        ('hub', '0006_push'),
     ]
 
     operations = [
