@@ -7,7 +7,6 @@ events through one bounded outbox. Handlers live with their apps
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections import deque
@@ -52,10 +51,12 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         self.tasks: list[asyncio.Task[Any]] = []
         # Not `groups`: Channels would discard each of them from the channel layer on disconnect.
         self.bus_groups: set[str] = set()
+        self.frame_ref: str | None = None
         self.room_frames_init()
         self.meeting_frames_init()
         # Built once per socket, not once per frame: receive() looks every frame up here.
         self.frame_handlers = self.handlers()
+        self.released = False
         # Error messages follow the member's language (context-local, so the
         # service threads started from this socket see it too).
         translation.activate(_socket_language(self.scope))
@@ -70,17 +71,37 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         self.tasks.append(loop.create_task(self._writer(), name=f"writer-{self.conn_id}"))
         self.tasks.append(loop.create_task(self._handshake_deadline()))
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Whatever ends the consumer (a close, a cancel, a failure nothing caught),
+        # its presence, fan-out registrations and meeting seat are released.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.release()
+
     async def disconnect(self, code: int) -> None:
+        await self.release()
+
+    async def release(self) -> None:
+        """Give back everything this socket holds; runs once, and each part runs even if another fails."""
+        if getattr(self, "released", True):
+            return  # already released, or connect() never set anything up
+        self.released = True
         self.closing = True
         try:
             try:
                 await self.meeting_frames_close()
             finally:
                 await self.room_frames_close()
+        except Exception:
+            log.exception("releasing socket %s failed", self.conn_id)
         finally:
             fan = realtime.fanout()
             for group in list(self.bus_groups):
-                await fan.leave(group, self)
+                try:
+                    await fan.leave(group, self)
+                except Exception:
+                    log.exception("leaving %s failed", group)
             self.bus_groups.clear()
             for task in self.tasks:
                 task.cancel()
@@ -201,50 +222,56 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         return (1 - self.frame_tokens) / FRAMES_PER_SECOND
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Every client frame passes here, and no failure escapes: a refusal is an
+        ``error`` frame with its code, anything unexpected is ``internal_error`` (the
+        traceback is logged on the server only), and the socket stays usable."""
         if self.closing:
             return
+        self.frame_ref = None
+        try:
+            await self._handle_frame(text_data)
+        except HirfaError as exc:
+            self._refuse(exc.code, exc.message, self.frame_ref, **_error_extra(exc))
+        except Exception:
+            log.exception("a frame failed on socket %s", self.conn_id)
+            self._refuse(ErrorCode.INTERNAL_ERROR, _("Something went wrong on the server."), self.frame_ref)
+
+    async def _handle_frame(self, text_data: str | None) -> None:
         if text_data is None:
-            self._refuse(ErrorCode.INVALID_FRAME, _("Frames are JSON text."))
-            return
-        if len(text_data) > settings.HIRFA_FRAME_MAX_BYTES and not self.meeting_frame_fits(text_data):
-            self._refuse(
-                ErrorCode.FRAME_TOO_LARGE,
-                _("A frame holds at most %(max)d bytes.") % {"max": settings.HIRFA_FRAME_MAX_BYTES},
-            )
-            return
+            raise HirfaError(ErrorCode.INVALID_FRAME, _("Frames are JSON text."))
+        too_large = HirfaError(
+            ErrorCode.FRAME_TOO_LARGE,
+            _("A frame holds at most %(max)d bytes.") % {"max": settings.HIRFA_FRAME_MAX_BYTES},
+        )
+        if len(text_data) > max(settings.HIRFA_FRAME_MAX_BYTES, settings.HIRFA_MEETING_ANSWER_MAX_BYTES):
+            raise too_large
         wait = self._take_frame_token()
         if wait:
-            self._refuse(ErrorCode.RATE_LIMITED, _("Too many frames."), retry_after=round(wait, 2))
-            return
+            raise HirfaError(ErrorCode.RATE_LIMITED, _("Too many frames."), retry_after=wait)
         try:
-            raw = json.loads(text_data)
-        except ValueError:
-            self._refuse(ErrorCode.BAD_JSON, _("The frame is not valid JSON."))
-            return
-        ref = raw.get("ref") if isinstance(raw, dict) and isinstance(raw.get("ref"), str) else None
+            raw = protocol.decode_json(text_data)
+        except protocol.TooDeep:
+            raise HirfaError(ErrorCode.INVALID_FRAME, _("The frame nests too deeply.")) from None
+        except (ValueError, RecursionError):
+            raise HirfaError(ErrorCode.BAD_JSON, _("The frame is not valid JSON.")) from None
+        if isinstance(raw, dict) and isinstance(raw.get("ref"), str) and len(raw["ref"]) <= 64:
+            self.frame_ref = raw["ref"]
         kind = raw.get("type") if isinstance(raw, dict) else None
+        if len(text_data) > settings.HIRFA_FRAME_MAX_BYTES and not self.meeting_frame_fits(text_data, kind):
+            raise too_large
         handler = self.frame_handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
-            self._refuse(ErrorCode.UNKNOWN_TYPE, _("Unknown frame type."), ref)
-            return
+            raise HirfaError(ErrorCode.UNKNOWN_TYPE, _("Unknown frame type."))
         try:
             frame = protocol.client_frame_adapter.validate_python(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "frame"
-            self._refuse(ErrorCode.INVALID_FRAME, f"{where}: {first.get('msg', 'invalid')}", ref)
-            return
+            raise HirfaError(ErrorCode.INVALID_FRAME, f"{where}: {first.get('msg', 'invalid')}") from None
         if not self.ready and kind != "hello":
-            self._refuse(ErrorCode.HANDSHAKE_REQUIRED, _("Send hello first."), ref)
-            return
-        try:
-            await handler(frame)
-            self.refused_in_a_row = 0
-        except HirfaError as exc:
-            self._refuse(exc.code, exc.message, ref, **_error_extra(exc))
-        except Exception:
-            log.exception("frame %s failed", kind)
-            self._refuse(ErrorCode.INTERNAL_ERROR, _("Something went wrong on the server."), ref)
+            raise HirfaError(ErrorCode.HANDSHAKE_REQUIRED, _("Send hello first."))
+        await handler(frame)
+        self.refused_in_a_row = 0
 
     def handlers(self) -> dict[str, Callable[[Any], Awaitable[None]]]:
         return {"hello": self.on_hello, "ping": self.on_ping, **self.room_handlers(), **self.meeting_handlers()}

@@ -8,6 +8,8 @@ consumers, the services' events, the tests and the docs share one definition.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -16,6 +18,8 @@ PROTOCOL_VERSION = 2
 # Version 1 clients are still served for a release: they get `presence` frames
 # (one per member who came or went) made from each `presence_delta`.
 SUPPORTED_VERSIONS = (1, 2)
+#: No client frame nests deeper than this; a deeper one is refused before it is parsed.
+MAX_JSON_DEPTH = 16
 
 Ref = Annotated[str, Field(max_length=64)]
 RoomId = Annotated[int, Field(ge=1)]
@@ -251,6 +255,43 @@ CLIENT_FRAME_TYPES: tuple[str, ...] = (
     "meeting_candidate", "meeting_publish", "meeting_unpublish", "meeting_mute", "meeting_hand",
     "meeting_receive", "meeting_host", "meeting_ice_restart",
 )
+
+
+# --- decoding ---------------------------------------------------------------
+
+# A JSON string, closed or running to the end of the text: every `"` starts a match that
+# consumes its whole string, so removing them is one linear pass.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*+\\?(?:"|\Z)', re.DOTALL)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+# Once only brackets are left, the innermost arrays and objects are "[]" and "{}".
+_INNERMOST = re.compile(r"\[\]|\{\}")
+
+
+class TooDeep(ValueError):
+    """The text nests arrays or objects deeper than :data:`MAX_JSON_DEPTH`."""
+
+
+def json_depth_exceeds(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `text` nests arrays/objects more than `limit` deep (brackets inside strings
+    do not count; unbalanced brackets count as deep). Never recursive, so no input can
+    exhaust the stack, and cheap: a count first, then at most `limit` linear passes that
+    each peel off the innermost level."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    bare = _NOT_BRACKETS.sub("", _JSON_STRING.sub("", text))
+    for _ in range(limit):
+        bare, peeled = _INNERMOST.subn("", bare)
+        if not peeled:
+            break
+    return bool(bare)
+
+
+def decode_json(text: str) -> Any:
+    """The JSON value of a client frame. Raises :class:`TooDeep` for nesting over
+    :data:`MAX_JSON_DEPTH` (checked before parsing) and ``ValueError`` for invalid JSON."""
+    if json_depth_exceeds(text):
+        raise TooDeep(f"nested deeper than {MAX_JSON_DEPTH}")
+    return json.loads(text)
 
 
 # --- server → client -------------------------------------------------------

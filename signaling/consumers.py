@@ -12,7 +12,6 @@ frames. The meeting's state reaches the socket through the group
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -114,17 +113,11 @@ class MeetingFrames:
     # --- limits -------------------------------------------------------------------------
 
     @staticmethod
-    def meeting_frame_fits(text_data: str) -> bool:
+    def meeting_frame_fits(text_data: str, kind: object) -> bool:
         """Whether a frame over the socket's frame limit may still pass: a ``meeting_answer``
         of at most ``HIRFA_MEETING_ANSWER_MAX_BYTES`` (an answer to an offer with many
         m-lines outgrows 16 KiB). Any other frame type keeps the socket's limit."""
-        if len(text_data) > settings.HIRFA_MEETING_ANSWER_MAX_BYTES:
-            return False
-        try:
-            raw = json.loads(text_data)
-        except ValueError:
-            return False
-        return isinstance(raw, dict) and raw.get("type") == "meeting_answer"
+        return kind == "meeting_answer" and len(text_data) <= settings.HIRFA_MEETING_ANSWER_MAX_BYTES
 
     def _meeting_limited(self, handler: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
         async def limited(frame: Any) -> None:

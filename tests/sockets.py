@@ -58,3 +58,22 @@ async def nothing_more(comm: WebsocketCommunicator, *, kind: str | None = None, 
     while not await comm.receive_nothing(timeout=wait):
         frame = await comm.receive_json_from(timeout=1)
         assert kind is not None and frame["type"] != kind, f"unexpected frame {frame}"
+
+
+async def clear_presence() -> None:
+    """Forget every presence entry, so ids reused by an earlier test cannot show as online."""
+    from django.conf import settings
+
+    from rooms import presence
+
+    presence._local._rooms.clear()
+    if settings.REDIS_URL:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        try:
+            keys = [key async for key in client.scan_iter(match="hirfa:presence:*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
