@@ -208,7 +208,12 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         if self.refused_in_a_row > MAX_REFUSED_IN_A_ROW:
             self.close_soon(CloseCode.ABUSE)
             return
-        self.emit(ErrorOut(ref=ref, code=code.value, message=message, **extra))
+        try:
+            text = encode(ErrorOut(ref=ref, code=code.value, message=message, **extra))
+        except Exception:  # whatever the refused frame held, the refusal itself goes out
+            log.exception("encoding an error frame failed")
+            text = encode(ErrorOut(code=code.value, message=str(code.value)))
+        self.push(text)
 
     def _take_frame_token(self) -> float:
         now = asyncio.get_running_loop().time()
@@ -252,6 +257,10 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
             raw = protocol.decode_json(text_data)
         except protocol.TooDeep:
             raise HirfaError(ErrorCode.INVALID_FRAME, _("The frame nests too deeply.")) from None
+        except protocol.Unstorable:
+            raise HirfaError(
+                ErrorCode.INVALID_FRAME, _("Text may not hold NUL characters or lone surrogates.")
+            ) from None
         except (ValueError, RecursionError):
             raise HirfaError(ErrorCode.BAD_JSON, _("The frame is not valid JSON.")) from None
         if isinstance(raw, dict) and isinstance(raw.get("ref"), str) and len(raw["ref"]) <= 64:

@@ -286,12 +286,50 @@ def json_depth_exceeds(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     return bool(bare)
 
 
+class Unstorable(ValueError):
+    """A string of the frame holds NUL or a lone surrogate: no database or encoder takes it."""
+
+
+# The escapes that decode to NUL or to half of a surrogate pair.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
 def decode_json(text: str) -> Any:
     """The JSON value of a client frame. Raises :class:`TooDeep` for nesting over
-    :data:`MAX_JSON_DEPTH` (checked before parsing) and ``ValueError`` for invalid JSON."""
+    :data:`MAX_JSON_DEPTH` (checked before parsing), :class:`Unstorable` when a string
+    holds NUL or a lone surrogate (PostgreSQL and UTF-8 refuse both, so they would fail
+    far from here), and ``ValueError`` for invalid JSON."""
     if json_depth_exceeds(text):
         raise TooDeep(f"nested deeper than {MAX_JSON_DEPTH}")
-    return json.loads(text)
+    value = json.loads(text)
+    if _SUSPECT_ESCAPE.search(text) or not _encodable(text):
+        _check_storable(value)
+    return value
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_storable(value: Any) -> None:
+    # Iterative, though the depth is already bounded: a frame holds few strings.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or not _encodable(item):
+                raise Unstorable("a string holds NUL or a lone surrogate")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 # --- server → client -------------------------------------------------------

@@ -126,3 +126,25 @@ def test_depth_is_measured_without_parsing(text, deep):
     from hub.protocol import json_depth_exceeds
 
     assert json_depth_exceeds(text) is deep
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type": "presence", "room": ROOM, "ref": "\\ud800"}',  # echoed back, it cannot be encoded
+        '{"type": "send", "room": ROOM, "client_id": "c1", "text": "a\\u0000b"}',  # PostgreSQL refuses NUL
+        '{"type": "send", "room": ROOM, "client_id": "\\udfff", "text": "salam"}',
+    ],
+    ids=["surrogate-ref", "nul-text", "surrogate-client-id"],
+)
+async def test_text_no_database_or_encoder_takes_is_refused(text):
+    room, amina = await guild_with("amina")
+    comm = await open_socket(amina)
+    await subscribe(comm, room.pk)
+    await comm.send_to(text_data=text.replace("ROOM", str(room.pk)))
+    err = await expect(comm, "error")
+    assert err["code"] == "invalid_frame"
+    await comm.send_json_to({"type": "ping", "ref": "p"})
+    await expect(comm, "pong", ref="p")
+    await comm.disconnect()
+    await assert_released(room.pk, amina.pk)
