@@ -9,9 +9,10 @@ class HubConfig(AppConfig):
     def ready(self) -> None:
         from django.core.signals import request_started
 
-        from hub import jobs, personal_data
+        from hub import jobs, personal_data, revocation
 
         personal_data.part_register(personal_data.HUB_PART)
         # The embedded default runs the job worker inside the hub's process, started by
         # the first request (see `jobs.embedded_start`).
         request_started.connect(jobs.on_request_started, dispatch_uid="hub-embedded-worker")
+        revocation.connect_signals()

@@ -19,7 +19,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from pydantic import ValidationError
 
-from hub import protocol, realtime
+from hub import protocol, realtime, revocation
 from hub.errors import CloseCode, ErrorCode, HirfaError
 from hub.protocol import Author, ErrorOut, Pong, ServerFrame, Welcome, encode
 from rooms.consumers import RoomFrames
@@ -41,6 +41,8 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.conn_id = uuid.uuid4().hex
+        # The session the socket was opened under: a log-out of that session closes it.
+        self.session_key = getattr(self.scope.get("session"), "session_key", None)
         self.ready = False
         self.closing = False
         self.outbox: deque[str] = deque()
@@ -113,9 +115,43 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         """Called by the fan-out for every live event of a group this socket joined."""
         if self.closing:
             return
+        if text.startswith(revocation.PREFIX):
+            event = revocation.decode(text)
+            if event is not None and group == realtime.user_group(self.user.pk):
+                self._revoked(event)
+            return  # never passed on to the client
         if not self.room_frames_filter(group, text):
             return
         self.push(text)
+
+    def _revoked(self, event: revocation.Revocation) -> None:
+        loop = asyncio.get_running_loop()
+        if event.scope == "rights":
+            self.tasks.append(loop.create_task(self.recheck_rights(event.room)))
+        elif event.scope == "account" or event.session == self.session_key:
+            log.info("closing a socket of user %s: %s revoked", self.user.pk, event.scope)
+            self.closing = True
+            self.outbox.clear()
+            loop.create_task(self._end_revoked())
+
+    async def _end_revoked(self) -> None:
+        await self.close(code=int(CloseCode.UNAUTHENTICATED))
+        # Not left to disconnect(): the meeting's media and the room subscriptions stop now.
+        await self.release()
+
+    def room_lost(self, room_id: int) -> None:
+        meeting = self.meeting
+        if meeting is not None and meeting.room_id == room_id:
+            self.tasks.append(asyncio.get_running_loop().create_task(self.meeting_recheck()))
+
+    async def recheck_rights(self, room_id: int | None) -> None:
+        """Drop what the member may no longer read (one room, or all), and leave a meeting he
+        may no longer be in."""
+        try:
+            await self.room_frames_recheck(room_id)
+            await self.meeting_recheck()
+        except Exception:
+            log.exception("checking the rights of socket %s again failed", self.conn_id)
 
     def bus_resumed(self) -> None:
         # Live events may have been lost while the bus was cut off: the client fetches them.

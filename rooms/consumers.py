@@ -158,9 +158,26 @@ class RoomFrames:
         if group.startswith("user."):
             # Few events go to a member's own group: reading the frame's type is cheap.
             frame = json.loads(text)
-            if frame.get("type") == "removed" and frame.get("room") in self.rooms:
-                asyncio.get_running_loop().create_task(self._drop_room(frame["room"]))
+            if frame.get("type") == "removed" and isinstance(frame.get("room"), int):
+                if frame["room"] in self.rooms:
+                    asyncio.get_running_loop().create_task(self._drop_room(frame["room"]))
+                # Banned or removed: a meeting in that room is checked again too.
+                self.room_lost(frame["room"])
         return True
+
+    def room_lost(self, room_id: int) -> None:
+        """The member lost (or left) a room; the consumer decides what else ends with it."""
+
+    async def room_frames_recheck(self, room_id: int | None) -> None:
+        """Unsubscribe from the room (or every room) the member may no longer read, with `removed`."""
+        for rid in [room_id] if room_id is not None else list(self.rooms):
+            if rid not in self.rooms:
+                continue
+            try:
+                await _db(selectors.room_access)(user=self.user, room_id=rid)
+            except HirfaError:
+                await self._drop_room(rid)
+                self.emit(Removed(room=rid, reason="removed"))  # type: ignore[attr-defined]
 
     async def _drop_room(self, room_id: int) -> None:
         sub = self.rooms.pop(room_id, None)

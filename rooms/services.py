@@ -451,6 +451,21 @@ def group_create(*, user: User, title: str, member_ids: list[int] = ()) -> Room:
     return room
 
 
+def group_member_remove(*, user: User, room_id: int, member_id: int) -> None:
+    """The group's owner removes a member. His open sockets drop the group (`removed`)
+    and leave a meeting in it, on every process. Raises `not_found`, `forbidden`, `invalid`."""
+    access = room_access(user=user, room_id=room_id)
+    if access.room.kind != RoomKind.GROUP or not access.can_moderate:
+        raise HirfaError(ErrorCode.FORBIDDEN, _("Only the group's owner removes members."), room=room_id)
+    if member_id == user.pk:
+        raise HirfaError(ErrorCode.INVALID, _("Not on yourself."), room=room_id)
+    with transaction.atomic():
+        if Membership.objects.filter(room=access.room, user_id=member_id, active=True).update(active=False):
+            realtime.publish_on_commit(
+                realtime.user_group(member_id), Removed(room=room_id, reason="removed")
+            )
+
+
 def direct_room_open(*, user: User, other_id: int) -> Room:
     """The one direct room between `user` and `other_id`, created when missing."""
     other = User.objects.filter(pk=other_id, is_active=True).first()

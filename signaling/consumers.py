@@ -110,6 +110,20 @@ class MeetingFrames:
             if self.meeting_pump is not None:
                 self.meeting_pump.cancel()
 
+    async def meeting_recheck(self) -> None:
+        """End the meeting session if the member may no longer be in it (banned from its
+        room, removed from its group, the gathering closed to him): his peer is closed,
+        he gets ``meeting_ended`` with ``removed``."""
+        session = self.meeting
+        if session is None:
+            return
+        try:
+            await _db(selectors.meeting_right_check)(user=self.user, meeting_id=session.meeting_id)
+        except HirfaError:
+            if self.meeting is session:
+                log.info("user %s may no longer be in meeting %s", self.user.pk, session.meeting_id)
+                await self._meeting_leave(reason="removed", tell_engine=True)
+
     # --- limits -------------------------------------------------------------------------
 
     @staticmethod
@@ -419,5 +433,9 @@ class MeetingFrames:
         session = self._session(frame.meeting)
         if session.link is None:
             raise HirfaError(ErrorCode.NO_SESSION, _("Your media session is gone; join again."))
+        # A new peer is a new grant: the right to be in the meeting is checked again.
+        await self.meeting_recheck()
+        if self.meeting is not session:
+            raise HirfaError(ErrorCode.NOT_FOUND, _("No such meeting."))
         # aiortc cannot restart ICE: a new server-side peer, without leaving the meeting.
         await self._send_join(session, frame.ref)

@@ -114,6 +114,21 @@ def meeting_join_ticket(
     )
 
 
+def meeting_right_check(*, user: User, meeting_id: int) -> Meeting:
+    """The live meeting if ``user`` may still be in it (he reads its room, and the
+    gathering holding it, if any, lets him in); ``not_found`` otherwise. Unlike a join,
+    a lock does not refuse someone already in."""
+    meeting = Meeting.objects.select_related("room").filter(pk=meeting_id).first()
+    if meeting is None or not meeting.live:
+        raise _not_found()
+    try:
+        room_access(user=user, room_id=meeting.room_id)
+    except HirfaError:
+        raise _not_found() from None
+    meeting_join_check(user=user, meeting=meeting)
+    return meeting
+
+
 def meeting_for_host(*, user: User, meeting_id: int) -> Meeting:
     """The live meeting if ``user`` hosts it; ``not_found`` or ``forbidden`` otherwise."""
     meeting = Meeting.objects.select_related("room").filter(pk=meeting_id).first()
