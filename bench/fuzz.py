@@ -29,9 +29,10 @@ def main() -> int:
     parser.add_argument("--inputs", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--report", help="also keep the figures in this file (written after every round)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "fuzz.json"
+        report = Path(args.report) if args.report else Path(tmp) / "fuzz.json"
         env = dict(
             os.environ,
             HIRFA_FUZZ_INPUTS=str(args.inputs),
@@ -49,7 +50,7 @@ def main() -> int:
             sys.stderr.write(run.stdout[-5000:] + run.stderr[-5000:])
             return 2
         figures = json.loads(report.read_text(encoding="utf-8"))
-    summary = {k: figures[k] for k in ("inputs", "crashes", "leaks", "undocumented_answers", "sequences", "seconds", "seed")}
+    summary = {k: figures[k] for k in ("inputs", "crashes", "leaks", "undocumented_answers", "sequences", "seconds", "seed", "complete")}
     if args.json:
         print(json.dumps({**summary, "answers": figures["answers"], "problems": figures["problems"]}, ensure_ascii=False, indent=1))
     else:

@@ -116,19 +116,25 @@ def test_no_input_crashes_the_socket_or_leaks_its_state(fuzz_loop):
 
         one_sequence()
         rounds += 1
+        _report(harness.figures, started, complete=harness.figures.inputs >= INPUTS)
     figures = harness.figures
-    report = os.environ.get("HIRFA_FUZZ_REPORT")
-    if report:
-        data = asdict(figures)
-        data["seconds"] = round(time.monotonic() - started, 1)
-        data["seed"] = SEED
-        with open(report, "w", encoding="utf-8") as out:
-            json.dump(data, out, ensure_ascii=False, indent=1)
     print(f"fuzz: {figures.inputs} inputs in {figures.sequences} sequences; answers {sorted(figures.answers.items())}")
     assert figures.inputs >= INPUTS
     # Enough reached the services and the SFU to mean something.
     assert figures.answers.get("ack", 0) > 0 and figures.answers.get("meeting_joined", 0) > 0
     assert (figures.crashes, figures.leaks, figures.undocumented_answers) == (0, 0, 0), figures.problems
+
+
+def _report(figures, started: float, *, complete: bool) -> None:
+    """Write the figures so far where bench/fuzz.py reads them (after every round, so a
+    long run that is stopped still tells how far it got)."""
+    report = os.environ.get("HIRFA_FUZZ_REPORT")
+    if report:
+        data = asdict(figures)
+        data.update(seconds=round(time.monotonic() - started, 1), seed=SEED, complete=complete)
+        with open(report + ".tmp", "w", encoding="utf-8") as out:
+            json.dump(data, out, ensure_ascii=False, indent=1)
+        os.replace(report + ".tmp", report)
 
 
 def test_the_fuzzer_knows_every_client_frame_and_documented_code():
