@@ -44,7 +44,7 @@ def main() -> int:
         run = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
              "tests/hub/test_fuzz.py::test_no_input_crashes_the_socket_or_leaks_its_state"],
-            cwd=ROOT, env=env, capture_output=True, text=True,
+            cwd=ROOT, env=env, capture_output=True, text=True, check=False,
         )
         if not report.exists():
             sys.stderr.write(run.stdout[-5000:] + run.stderr[-5000:])

@@ -433,9 +433,12 @@ class MeetingFrames:
         session = self._session(frame.meeting)
         if session.link is None:
             raise HirfaError(ErrorCode.NO_SESSION, _("Your media session is gone; join again."))
+        # aiortc cannot restart ICE: a new server-side peer, without leaving the meeting.
+        # Sent before the check below: the new peer must take the old one's place before the
+        # old one is noticed as failed (else everyone renegotiates); it cannot carry media
+        # before the client answers, and the check ends the session first if it must.
+        await self._send_join(session, frame.ref)
         # A new peer is a new grant: the right to be in the meeting is checked again.
         await self.meeting_recheck()
         if self.meeting is not session:
             raise HirfaError(ErrorCode.NOT_FOUND, _("No such meeting."))
-        # aiortc cannot restart ICE: a new server-side peer, without leaving the meeting.
-        await self._send_join(session, frame.ref)

@@ -125,7 +125,7 @@ def meeting_right_check(*, user: User, meeting_id: int) -> Meeting:
         room_access(user=user, room_id=meeting.room_id)
     except HirfaError:
         raise _not_found() from None
-    meeting_join_check(user=user, meeting=meeting)
+    join_check(user=user, meeting=meeting)
     return meeting
 
 

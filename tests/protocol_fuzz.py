@@ -37,15 +37,15 @@ DOC = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text(e
 
 
 def _section(title: str) -> str:
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", DOC, flags=re.M | re.S)
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", DOC, flags=re.MULTILINE | re.DOTALL)
     assert match, f"docs/protocol.md has no section {title!r}"
     return match.group(1)
 
 
 # A type documented anywhere (meeting_candidate has one heading for both directions).
-DOCUMENTED_TYPES = set(re.findall(r"^### `([a-z_]+)`", DOC, flags=re.M))
-DOCUMENTED_ERRORS = set(re.findall(r"^\| `([a-z_]+)` \|", _section("Error codes"), flags=re.M))
-DOCUMENTED_CLOSES = {int(c) for c in re.findall(r"^\| `(\d+)` \|", _section("Close codes"), flags=re.M)}
+DOCUMENTED_TYPES = set(re.findall(r"^### `([a-z_]+)`", DOC, flags=re.MULTILINE))
+DOCUMENTED_ERRORS = set(re.findall(r"^\| `([a-z_]+)` \|", _section("Error codes"), flags=re.MULTILINE))
+DOCUMENTED_CLOSES = {int(c) for c in re.findall(r"^\| `(\d+)` \|", _section("Close codes"), flags=re.MULTILINE)}
 
 
 # --- values ------------------------------------------------------------------------
@@ -396,9 +396,9 @@ class FuzzHarness:
                 raise SocketGone
             try:
                 output = await comm.receive_output(timeout=left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
-            except Exception as exc:  # noqa: BLE001 - the consumer died: that is the finding
+            except Exception as exc:
                 self.figures.problem("crashes", f"{type(exc).__name__}: {exc} after {what}")
                 raise SocketGone from None
             if output["type"] == "websocket.close":
@@ -441,7 +441,7 @@ class FuzzHarness:
     async def _close(self, comm: Any) -> None:
         try:
             await comm.disconnect(timeout=10)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.figures.problem("crashes", f"closing failed: {type(exc).__name__}: {exc}")
 
     async def check_released(self) -> None:

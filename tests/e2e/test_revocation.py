@@ -37,7 +37,7 @@ async def test_log_out_and_ban_reach_sockets_on_every_server(daphne_factory, red
         room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
         return room.pk, amina, nadia, session_cookie(amina), session_cookie(amina), session_cookie(nadia)
 
-    room, amina, nadia, phone, laptop, nadia_cookie = await setup()
+    room, amina, _nadia, phone, laptop, nadia_cookie = await setup()
     env = {"REDIS_URL": redis_url}
     server_a = await asyncio.to_thread(daphne_factory, env)
     server_b = await asyncio.to_thread(daphne_factory, env)

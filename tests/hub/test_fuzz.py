@@ -50,6 +50,7 @@ def make_world() -> World:
     direct = room_services.direct_room_open(user=amina, other_id=yacine.pk)
     message = room_services.message_post(user=yacine, room_id=guild.pk, client_id="m1", text="salam")
     meeting = meeting_services.meeting_start(user=nadia, room_id=guild.pk)
+    assert meeting.meeting is not None
     rooms = [r.pk for r in (guild, group, direct, closed, region) if r is not None]
     return World(
         user=amina,

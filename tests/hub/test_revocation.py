@@ -14,7 +14,6 @@ from channels.testing import WebsocketCommunicator
 from hub.consumers import HubConsumer
 from rooms.models import Room, RoomKind
 from tests import factories
-from tests.signaling.conftest import close_sfu_after, embedded_sfu  # noqa: F401
 from tests.sockets import clear_presence, expect, nothing_more, subscribe
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -167,7 +166,7 @@ async def wait_until_gone(meeting_id: int, user_id: int) -> None:
 
 
 async def test_a_ban_ends_the_subscription_and_the_meeting_session_in_that_room(embedded_sfu, close_sfu_after):
-    room, amina, yacine, nadia = await people()
+    room, amina, _yacine, nadia = await people()
     meeting_id = await sync_to_async(
         lambda: __import__("signaling.services", fromlist=["x"]).meeting_start(user=nadia, room_id=room.pk).meeting
     )()
@@ -228,7 +227,7 @@ async def test_ice_restart_checks_the_right_to_be_in_the_meeting_again(embedded_
 
 
 async def test_a_moderator_scope_taken_away_makes_the_sockets_check_again(embedded_sfu, close_sfu_after):
-    room, amina, _yacine, nadia = await people()
+    room, _amina, _yacine, nadia = await people()
     n = await socket_of(nadia)
     await subscribe(n, room.pk)
 
