@@ -114,7 +114,7 @@ async def test_password_change_deactivation_and_deletion_close_every_socket(chan
             user.is_active = False
             user.save(update_fields=["is_active"])
         else:
-            from registry.services import account_delete
+            from hub.personal_data import account_delete
 
             account_delete(user=user)
 
