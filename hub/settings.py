@@ -228,6 +228,12 @@ MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("HIRFA_MEDIA_ROOT", DATA_DIR / "media"))
 # Files only views that check permissions may serve (artisan-card photos); never under MEDIA_ROOT.
 PRIVATE_MEDIA_ROOT = Path(os.environ.get("HIRFA_PRIVATE_MEDIA_ROOT", DATA_DIR / "private"))
+# Behind nginx, permission-checked files are sent by nginx from `internal` locations
+# (X-Accel-Redirect, hub/protected_files.py): message images under /media/attachments/,
+# card photos under /_private/ (deploy/nginx.conf). The embedded hub streams them itself.
+HIRFA_ACCEL_REDIRECT = os.environ.get("HIRFA_ACCEL_REDIRECT", "0") == "1"
+HIRFA_ACCEL_MEDIA_PREFIX = "/media/"
+HIRFA_ACCEL_PRIVATE_PREFIX = "/_private/"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
 
@@ -306,7 +312,8 @@ HIRFA_MEETING_HEARTBEAT_SECONDS = float(os.environ.get("HIRFA_MEETING_HEARTBEAT_
 HIRFA_STUN_URLS = [u.strip() for u in os.environ.get("HIRFA_STUN_URLS", "").split(",") if u.strip()]
 HIRFA_TURN_URLS = [u.strip() for u in os.environ.get("HIRFA_TURN_URLS", "").split(",") if u.strip()]
 HIRFA_TURN_SECRET = os.environ.get("HIRFA_TURN_SECRET", "")
-HIRFA_TURN_TTL_SECONDS = int(os.environ.get("HIRFA_TURN_TTL_SECONDS", "86400"))
+# At most an hour (signaling/turn.py caps it); renewed while the member is in the meeting.
+HIRFA_TURN_TTL_SECONDS = int(os.environ.get("HIRFA_TURN_TTL_SECONDS", "3600"))
 
 # Web Push (VAPID, RFC 8292): a P-256 key pair, base64url (raw private scalar, uncompressed
 # public point), e.g. from `python manage.py vapid_keys`. Without them, pushes are off.

@@ -9,13 +9,15 @@ everything that writes, and card data, needs one.
 
 from __future__ import annotations
 
+import mimetypes
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -26,6 +28,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from hub import personal_data
 from hub.auth import member_of, viewer_of
 from hub.csv_export import SafeCsvWriter
+from hub.protected_files import protected_file_response
 from hub.errors import ErrorCode, HirfaError
 from hub.models import ArtisanProfile, Trade, User, Wilaya
 from registry import census_map, selectors, services
@@ -118,9 +121,12 @@ def card_photo(request: HttpRequest, user_id: int) -> FileResponse:
     census = Census.objects.filter(user_id=user_id).first()
     if census is None or not census.card_photo or not selectors.card_visible(viewer=member_of(request), census=census):
         raise Http404(_("Not found."))
-    response = FileResponse(census.card_photo.open("rb"))
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return protected_file_response(
+        census.card_photo,
+        internal_prefix=settings.HIRFA_ACCEL_PRIVATE_PREFIX,
+        content_type=mimetypes.guess_type(census.card_photo.name)[0] or "application/octet-stream",
+        cache_control="private, no-store",
+    )
 
 
 @login_required

@@ -13,12 +13,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from django.http import HttpRequest
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from ninja import File, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import Field
 
 from hub.auth import member_of
+from hub.protected_files import protected_file_response
 from hub.protocol import AttachmentOut, Author, MessageOut
 from rooms import selectors, services
 from rooms.attachments import attachment_upload
@@ -315,8 +317,8 @@ def attachment_create(
         201,
         AttachmentOut(
             id=attachment.pk,
-            url=attachment.image.url,
-            thumb=attachment.thumbnail.url,
+            url=selectors.attachment_url(attachment.pk, "image"),
+            thumb=selectors.attachment_url(attachment.pk, "thumb"),
             width=attachment.width,
             height=attachment.height,
         ),
@@ -390,3 +392,23 @@ def report_resolve(request: HttpRequest, report_id: int, payload: ReportActionIn
         moderator=member_of(request), report_id=report_id, action=payload.action
     )
     return _report_out(report)
+
+
+@router.get(
+    "/rooms/attachments/{int:attachment_id}/{variant}",
+    response={200: None, **ERRORS},
+    url_name="attachment_file",
+    summary="An image of a message",
+)
+def attachment_file(request: HttpRequest, attachment_id: int, variant: Literal["image", "thumb"]) -> HttpResponse:
+    """The image (or its thumbnail) for a reader of its room: 404 `not_found` for anyone
+    else, private rooms' images included. Never kept by a shared cache."""
+    attachment = selectors.attachment_for_reader(user=member_of(request), attachment_id=attachment_id)
+    file = attachment.image if variant == "image" else attachment.thumbnail
+    return protected_file_response(
+        file,
+        internal_prefix=settings.HIRFA_ACCEL_MEDIA_PREFIX,
+        content_type=attachment.content_type,  # the thumbnail is in the image's format
+        # An attachment never changes: a member's own browser may keep it.
+        cache_control="private, max-age=604800, immutable",
+    )

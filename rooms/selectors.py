@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -92,6 +93,42 @@ def _messages_with_details(qs: QuerySet[Message]) -> QuerySet[Message]:
     )
 
 
+def attachment_url(attachment_id: int, variant: str) -> str:
+    """Where a reader gets an image (`image` or `thumb`): through `attachment_file`'s check."""
+    return reverse("api:attachment_file", kwargs={"attachment_id": attachment_id, "variant": variant})
+
+
+def attachment_out(a: Attachment) -> AttachmentOut:
+    return AttachmentOut(
+        id=a.pk,
+        url=attachment_url(a.pk, "image"),
+        thumb=attachment_url(a.pk, "thumb"),
+        width=a.width,
+        height=a.height,
+    )
+
+
+def attachment_for_reader(*, user: User, attachment_id: int) -> Attachment:
+    """The attachment `attachment_id` if `user` may see it, else `not_found`.
+
+    A reader of its room sees it once it is on a message that is not deleted; before
+    that, only its uploader does."""
+    attachment = Attachment.objects.select_related("message").filter(pk=attachment_id).first()
+    missing = HirfaError(ErrorCode.NOT_FOUND, _("Not found."))
+    if attachment is None:
+        raise missing
+    try:
+        room_access(user=user, room_id=attachment.room_id)
+    except HirfaError:
+        raise missing from None
+    message = attachment.message
+    if message is None and attachment.uploader_id != user.pk:
+        raise missing
+    if message is not None and message.deleted_at is not None:
+        raise missing
+    return attachment
+
+
 def message_frame(
     message: Message,
     *,
@@ -110,10 +147,7 @@ def message_frame(
         for reaction in message.reactions.all() if reactions is None else reactions:
             reaction_map.setdefault(reaction.emoji, []).append(reaction.user_id)
         attachment_list = [
-            AttachmentOut(
-                id=a.pk, url=a.image.url, thumb=a.thumbnail.url, width=a.width, height=a.height
-            )
-            for a in (message.attachments.all() if attachments is None else attachments)
+            attachment_out(a) for a in (message.attachments.all() if attachments is None else attachments)
         ]
     return MessageOut(
         room=message.room_id,

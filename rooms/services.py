@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -30,6 +31,7 @@ from rooms.models import (
 )
 from rooms.ratelimit import TokenBuckets
 from rooms.selectors import (
+    RoomAccess,
     author_of,
     member_is_muted,
     message_by_seq,
@@ -131,6 +133,36 @@ def notifications_mark_read(*, user: User, ids: list[int] | None = None) -> int:
     return unread.update(read_at=timezone.now())
 
 
+def _rate_check(*, user: User, room_id: int) -> None:
+    """One token of `user`'s bucket, shared by posts, edits and reactions, or `rate_limited`."""
+    wait = send_buckets.take(user.pk)
+    if wait:
+        raise HirfaError(
+            ErrorCode.RATE_LIMITED, _("You are sending too fast."), retry_after=wait, room=room_id
+        )
+
+
+def _slow_mode_check(*, user: User, access: RoomAccess) -> None:
+    """`slow_mode` while `user`'s last post or edit in the room is more recent than its slow mode."""
+    room = access.room
+    if not room.slow_mode_seconds or access.can_moderate:
+        return
+    mine = Message.objects.filter(room=room, author=user)
+    last_post = mine.order_by("-seq").values_list("created_at", flat=True).first()
+    last_edit = mine.filter(edited_at__isnull=False).order_by("-edited_at").values_list("edited_at", flat=True).first()
+    last = max((t for t in (last_post, last_edit) if t is not None), default=None)
+    if last is None:
+        return
+    elapsed = (timezone.now() - last).total_seconds()
+    if elapsed < room.slow_mode_seconds:
+        raise HirfaError(
+            ErrorCode.SLOW_MODE,
+            _("This room is in slow mode."),
+            retry_after=room.slow_mode_seconds - elapsed,
+            room=room.pk,
+        )
+
+
 def message_post(
     *,
     user: User,
@@ -165,27 +197,9 @@ def message_post(
             room=room_id,
             until=access.membership.muted_until.isoformat(),
         )
-    wait = send_buckets.take(user.pk)
-    if wait:
-        raise HirfaError(
-            ErrorCode.RATE_LIMITED, _("You are sending too fast."), retry_after=wait, room=room_id
-        )
+    _rate_check(user=user, room_id=room_id)
     if slow:
-        last = (
-            Message.objects.filter(room=room, author=user)
-            .order_by("-seq")
-            .values_list("created_at", flat=True)
-            .first()
-        )
-        if last is not None:
-            elapsed = (timezone.now() - last).total_seconds()
-            if elapsed < room.slow_mode_seconds:
-                raise HirfaError(
-                    ErrorCode.SLOW_MODE,
-                    _("This room is in slow mode."),
-                    retry_after=room.slow_mode_seconds - elapsed,
-                    room=room_id,
-                )
+        _slow_mode_check(user=user, access=access)
     attachments = []
     if attachment_ids:
         attachments = list(
@@ -322,7 +336,10 @@ def _message_insert_once(
 
 
 def message_edit(*, user: User, room_id: int, seq: int, text: str) -> MessageOut:
-    """Replace the text of the author's own message (not a deleted one)."""
+    """Replace the text of the author's own message (not a deleted one).
+
+    An edit counts as a post: it takes a token of the author's bucket (`rate_limited`)
+    and waits for the room's slow mode (`slow_mode`)."""
     access = room_access(user=user, room_id=room_id)
     text = _clean_text(text)
     with transaction.atomic():
@@ -333,6 +350,8 @@ def message_edit(*, user: User, room_id: int, seq: int, text: str) -> MessageOut
             raise HirfaError(ErrorCode.NOT_FOUND, _("No such message."), room=room_id, id=seq)
         if member_is_muted(access.membership):
             raise HirfaError(ErrorCode.MUTED, _("You are muted in this room."), room=room_id)
+        _rate_check(user=user, room_id=room_id)
+        _slow_mode_check(user=user, access=access)
         _seq, message.rev = _next_rev(access.room.pk, new_message=False)
         message.text = text
         message.edited_at = timezone.now()
@@ -340,8 +359,18 @@ def message_edit(*, user: User, room_id: int, seq: int, text: str) -> MessageOut
         return _publish_message(message)
 
 
+def _attachments_delete(attachments: QuerySet[Attachment]) -> None:
+    """Delete `attachments`: their rows now, their files once the transaction commits."""
+    files = [(f.storage, f.name) for a in attachments for f in (a.image, a.thumbnail) if f]
+    attachments.delete()
+    for storage, name in files:
+        transaction.on_commit(lambda s=storage, n=name: s.delete(n))  # type: ignore[misc]
+
+
 def message_delete(*, user: User, room_id: int, seq: int) -> MessageOut:
-    """Delete a message: its author may, and so may the room's moderators."""
+    """Delete a message: its author may, and so may the room's moderators.
+
+    Its images go with it, from the database and from storage."""
     access = room_access(user=user, room_id=room_id)
     with transaction.atomic():
         message = message_by_seq(room=access.room, seq=seq)
@@ -355,7 +384,7 @@ def message_delete(*, user: User, room_id: int, seq: int) -> MessageOut:
         message.deleted_at = timezone.now()
         message.deleted_by = user
         message.save(update_fields=["rev", "deleted_at", "deleted_by"])
-        Attachment.objects.filter(message=message).update(message=None)
+        _attachments_delete(Attachment.objects.filter(message=message))
         if message.author_id != user.pk:
             Report.objects.filter(message=message, status=Report.Status.OPEN).update(
                 status=Report.Status.ACTIONED, handled_by=user, handled_at=timezone.now()
@@ -364,12 +393,15 @@ def message_delete(*, user: User, room_id: int, seq: int) -> MessageOut:
 
 
 def reaction_set(*, user: User, room_id: int, seq: int, emoji: str, on: bool) -> MessageOut:
-    """Add or remove `user`'s `emoji` on a message; a no-op change publishes nothing."""
+    """Add or remove `user`'s `emoji` on a message; a no-op change publishes nothing.
+
+    Each call takes a token of the member's bucket, as a post does (`rate_limited`)."""
     if not EMOJI_RE.match(emoji):
         raise HirfaError(ErrorCode.INVALID, _("Not a reaction."), room=room_id)
     access = room_access(user=user, room_id=room_id)
     if member_is_muted(access.membership):
         raise HirfaError(ErrorCode.MUTED, _("You are muted in this room."), room=room_id)
+    _rate_check(user=user, room_id=room_id)
     with transaction.atomic():
         message = message_by_seq(room=access.room, seq=seq)
         if message.deleted_at is not None:

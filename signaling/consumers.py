@@ -37,7 +37,7 @@ from hub.protocol import (
 from signaling import liveness, placement, selectors, services
 from signaling import messages as m
 from signaling.engine import meeting_group
-from signaling.turn import ice_servers
+from signaling.turn import ice_servers, renew_after
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ class MeetingSession:
     receive_video: bool
     attended: bool = False
     watchdog: asyncio.Task[None] | None = None
+    # Sends fresh TURN credentials before the current ones expire (signaling/turn.py).
+    ice_renewal: asyncio.TimerHandle | None = None
     join_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -221,8 +223,20 @@ class MeetingFrames:
             )
 
     def _emit_ice_servers(self, session: MeetingSession, ref: str | None = None) -> None:
-        servers, ttl = ice_servers(user_id=self.user.pk)
+        servers, ttl = ice_servers(user_id=self.user.pk, meeting_id=session.meeting_id)
         self.emit(MeetingIceServers(ref=ref, meeting=session.meeting_id, ice_servers=servers, ttl=ttl))  # type: ignore[attr-defined]
+        if session.ice_renewal is not None:
+            session.ice_renewal.cancel()
+            session.ice_renewal = None
+        if ttl is not None:
+            session.ice_renewal = asyncio.get_running_loop().call_later(
+                renew_after(ttl), self._renew_ice_servers, session
+            )
+
+    def _renew_ice_servers(self, session: MeetingSession) -> None:
+        # Only while this socket is still in that meeting: leaving cancels the timer too.
+        if self.meeting is session:
+            self._emit_ice_servers(session)
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -265,6 +279,8 @@ class MeetingFrames:
             return
         if session.watchdog is not None:
             session.watchdog.cancel()
+        if session.ice_renewal is not None:
+            session.ice_renewal.cancel()
         if tell_engine and session.link is not None:
             try:
                 await session.link.send(

@@ -55,6 +55,15 @@ def og(html: str) -> dict[str, str]:
 # --- card data visibility ----------------------------------------------------------------
 
 
+def test_behind_nginx_the_card_photo_is_sent_by_an_internal_redirect(verified_amina, karim, settings):
+    settings.HIRFA_ACCEL_REDIRECT = True
+    photo = client_for(karim).get(reverse("registry_card_photo", args=[verified_amina.pk]))
+    assert photo.status_code == 200 and photo.content == b""
+    assert photo["X-Accel-Redirect"].startswith("/_private/cards/")
+    assert photo["Cache-Control"] == "private, no-store"
+    assert client_for(None).get(reverse("registry_card_photo", args=[verified_amina.pk])).status_code == 302
+
+
 @pytest.mark.parametrize(
     ("who", "sees"),
     [("amina", True), ("karim", True), ("nadia", True), ("omar", False), ("yacine", False), (None, False)],
@@ -73,6 +82,8 @@ def test_who_sees_card_data_in_pages_and_api(request, verified_amina, who, sees)
         assert CARD not in json.dumps(api)
     photo = client.get(reverse("registry_card_photo", args=[verified_amina.pk]))
     assert photo.status_code == (200 if sees else 404 if viewer else 302)
+    if sees:
+        assert photo["Cache-Control"] == "private, no-store" and photo["Content-Type"] == "image/jpeg"
     review = client.get(reverse("registry_review"))
     if who in ("karim", "nadia"):
         assert CARD in review.content.decode()

@@ -302,3 +302,29 @@ async def test_more_bad_input_and_large_answers(embedded_sfu, close_sfu_after):
     await placement.close_embedded()
     assert live_peer_connections() == 0
     assert udp_ports(port_min=settings.HIRFA_SFU_PORT_MIN, port_max=settings.HIRFA_SFU_PORT_MAX) == []
+
+
+async def test_turn_credentials_are_renewed_while_in_the_meeting_and_stop_after(
+    embedded_sfu, close_sfu_after, settings, monkeypatch
+):
+    import asyncio
+
+    from signaling import consumers
+
+    settings.HIRFA_TURN_URLS = ["turn:turn.example.org:3478?transport=udp"]
+    settings.HIRFA_TURN_SECRET = "s3cret"
+    monkeypatch.setattr(consumers, "renew_after", lambda ttl: 0.3)
+    room, meeting_id, nadia, *_ = await guild_meeting()
+    n = await client(nadia, "nadia")
+    await n.join(meeting_id)
+    first = await n.wait_for("meeting_ice_servers")
+    assert first["ttl"] <= 3600 and first["ice_servers"][-1]["username"].endswith(f":{nadia.pk}:m{meeting_id}")
+    mark = n.mark()
+    await n.wait_for("meeting_ice_servers", after=mark, timeout=10)  # renewed, unasked
+    await n.send({"type": "meeting_leave", "meeting": meeting_id, "ref": "bye"})
+    await n.wait_for("meeting_ended", timeout=10)
+    await asyncio.sleep(1.0)
+    left = n.mark()
+    await asyncio.sleep(1.0)
+    assert [f["type"] for f in n.frames[left:] if f["type"] == "meeting_ice_servers"] == []
+    await n.close()

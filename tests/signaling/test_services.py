@@ -99,16 +99,35 @@ def test_worker_assignment_is_first_writer_wins(tlemcen_guild):
 def test_ice_servers_carry_coturn_time_limited_credentials(settings):
     settings.HIRFA_STUN_URLS = ["stun:stun.example.org:3478"]
     settings.HIRFA_TURN_URLS = []
-    servers, ttl = ice_servers(user_id=3)
+    servers, ttl = ice_servers(user_id=3, meeting_id=5)
     assert [s.urls for s in servers] == [["stun:stun.example.org:3478"]] and ttl is None
     settings.HIRFA_TURN_URLS = ["turn:turn.example.org:3478?transport=udp"]
     settings.HIRFA_TURN_SECRET = "s3cret"
     settings.HIRFA_TURN_TTL_SECONDS = 600
-    servers, ttl = ice_servers(user_id=3, now=1_000_000)
+    servers, ttl = ice_servers(user_id=3, meeting_id=5, now=1_000_000)
     turn = servers[-1]
-    assert ttl == 600 and turn.username == "1000600:3"
-    expected = base64.b64encode(hmac.new(b"s3cret", b"1000600:3", hashlib.sha1).digest()).decode()
+    # Bound to the meeting: its id is in the signed username.
+    assert ttl == 600 and turn.username == "1000600:3:m5"
+    expected = base64.b64encode(hmac.new(b"s3cret", b"1000600:3:m5", hashlib.sha1).digest()).decode()
     assert turn.credential == expected
+
+
+@pytest.mark.parametrize("configured, lives", [(86400, 3600), (7200, 3600), (3600, 3600), (900, 900)])
+def test_turn_credentials_live_an_hour_at_most(settings, configured, lives):
+    settings.HIRFA_TURN_URLS = ["turn:turn.example.org:3478?transport=udp"]
+    settings.HIRFA_TURN_SECRET = "s3cret"
+    settings.HIRFA_TURN_TTL_SECONDS = configured
+    servers, ttl = ice_servers(user_id=3, meeting_id=5, now=1_000_000)
+    assert ttl == lives and servers[-1].username == f"{1_000_000 + lives}:3:m5"
+    from signaling.turn import renew_after
+
+    assert 0 < renew_after(ttl) < ttl
+
+
+def test_the_default_lifetime_is_an_hour():
+    from django.conf import settings
+
+    assert settings.HIRFA_TURN_TTL_SECONDS <= 3600
 
 
 def test_a_crashed_process_rows_are_swept_and_its_meeting_ends(tlemcen_guild):

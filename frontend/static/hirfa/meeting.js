@@ -799,6 +799,8 @@ hub.on("meeting_lobby", (frame) => {
 });
 hub.on("meeting_ice_servers", (frame) => {
   iceServers = frame.ice_servers || [];
+  // Renewed credentials (they live an hour at most): the next ICE restart uses them.
+  peer?.pc.setConfiguration({ iceServers, bundlePolicy: "max-bundle" });
 });
 hub.on("meeting_offer", (frame) => {
   if (frame.meeting !== meetingId || phase !== "in") return;
