@@ -77,7 +77,11 @@ def main() -> int:
     import django
 
     django.setup()
+    from django.utils import translation
+
     from gatherings import recurrence
+
+    translation.activate("en")
 
     recurrence.zone("Africa/Algiers")  # the zone list is read once per process, not per rule
     results: dict[str, dict[str, object]] = {}
