@@ -61,6 +61,11 @@ ROOM_CALLS = [
     Call("POST /api/rooms/{room_id}/leave", missing="room_id"),
     Call("POST /api/rooms/{room_id}/slow-mode", {"seconds": 10}, missing="room_id"),
     Call("POST /api/rooms/{room_id}/attachments", upload="file", missing="room_id"),
+    Call(
+        "GET /api/rooms/attachments/{attachment_id}/{variant}",
+        missing="attachment_id",
+        values={"variant": "thumb"},
+    ),
     Call("POST /api/reports/{report_id}", {"action": "dismiss"}, missing="report_id"),
     Call("POST /api/gatherings", {"title": "Meet", "start": "START", "duration_minutes": 60}, missing="room_id"),
 ]
@@ -136,6 +141,8 @@ def _values(world: World, kind: str, call: Call) -> dict[str, Any]:
     values["report_id"] = world.registry["product_report"]
     if kind:
         values |= {"room_id": world.rooms[kind].pk, "report_id": world.reports.get(kind, MISSING_ID)}
+        values["attachment_id"] = world.attachments.get(kind, MISSING_ID)
+        values["variant"] = call.values.get("variant", "image")
         if kind in world.gatherings:
             values["gathering_id"] = world.gatherings[kind]
             values["key"] = (world.occurrence_next if call.values.get("key") == "next" else world.occurrence_now)[kind]

@@ -23,6 +23,7 @@ from gatherings.models import Gathering
 from hub.errors import HirfaError
 from hub.models import User
 from rooms import services as room_services
+from rooms.attachments import attachment_upload
 from rooms.models import Membership, Message, Reaction, Report, Room, RoomKind
 from tests import factories
 
@@ -53,6 +54,7 @@ class World:
     occurrence_now: dict[str, str] = field(default_factory=dict)  # kind -> key of the first occurrence
     occurrence_next: dict[str, str] = field(default_factory=dict)  # kind -> key of the second
     registry: dict[str, int] = field(default_factory=dict)  # product, product_report, post -> id
+    attachments: dict[str, int] = field(default_factory=dict)  # kind -> ghania's image in that room
     _memberships: list[Membership] = field(default_factory=list)
 
     def user(self, role: str) -> User | AnonymousUser:
@@ -119,9 +121,15 @@ def build(*, gatherings: bool = False, registry: bool = False) -> World:
     # Everyone who may post leaves one message of his own, before bans and mutes.
     own: dict[tuple[str, str], int] = {}
     target: dict[str, int] = {}
+    attachments: dict[str, int] = {}  # kind -> the image on ghania's target message
     for kind, room in rooms.items():
+        attachments[kind] = attachment_upload(user=ghania, room_id=room.pk, upload=png_bytes()).pk
         target[kind] = room_services.message_post(
-            user=ghania, room_id=room.pk, client_id="target", text="Salam"
+            user=ghania,
+            room_id=room.pk,
+            client_id="target",
+            text="Salam",
+            attachment_ids=[attachments[kind]],
         ).message.id
         for role, user in users.items():
             try:
@@ -153,7 +161,14 @@ def build(*, gatherings: bool = False, registry: bool = False) -> World:
         )
 
     world = World(
-        users=users, ghania=ghania, karim=karim, rooms=rooms, target=target, own=own, reports=reports
+        users=users,
+        ghania=ghania,
+        karim=karim,
+        rooms=rooms,
+        target=target,
+        own=own,
+        reports=reports,
+        attachments=attachments,
     )
     if gatherings:
         _gatherings(world)
