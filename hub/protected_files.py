@@ -19,14 +19,15 @@ from django.http import FileResponse, HttpResponse
 
 def protected_file_response(
     file: FieldFile, *, internal_prefix: str, content_type: str, cache_control: str
-) -> HttpResponse:
+) -> HttpResponse | FileResponse:
     """`file` for a caller whose right to it the view has checked.
 
     `internal_prefix` is the nginx internal location that maps onto `file`'s storage root.
     """
+    response: HttpResponse | FileResponse
     if settings.HIRFA_ACCEL_REDIRECT:
         response = HttpResponse(content_type=content_type)
-        response["X-Accel-Redirect"] = internal_prefix.rstrip("/") + "/" + quote(file.name)
+        response["X-Accel-Redirect"] = internal_prefix.rstrip("/") + "/" + quote(file.name or "")
     else:
         response = FileResponse(file.open("rb"), content_type=content_type)
     response["Cache-Control"] = cache_control

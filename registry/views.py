@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -28,9 +28,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from hub import personal_data
 from hub.auth import member_of, viewer_of
 from hub.csv_export import SafeCsvWriter
-from hub.protected_files import protected_file_response
 from hub.errors import ErrorCode, HirfaError
 from hub.models import ArtisanProfile, Trade, User, Wilaya
+from hub.protected_files import protected_file_response
 from registry import census_map, selectors, services
 from registry.models import (
     Availability,
@@ -116,7 +116,7 @@ def census_me(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def card_photo(request: HttpRequest, user_id: int) -> FileResponse:
+def card_photo(request: HttpRequest, user_id: int) -> HttpResponse | FileResponse:
     """The photo of an artisan's card, for him and the moderators who review him only."""
     census = Census.objects.filter(user_id=user_id).first()
     if census is None or not census.card_photo or not selectors.card_visible(viewer=member_of(request), census=census):
@@ -124,7 +124,7 @@ def card_photo(request: HttpRequest, user_id: int) -> FileResponse:
     return protected_file_response(
         census.card_photo,
         internal_prefix=settings.HIRFA_ACCEL_PRIVATE_PREFIX,
-        content_type=mimetypes.guess_type(census.card_photo.name)[0] or "application/octet-stream",
+        content_type=mimetypes.guess_type(census.card_photo.name or "")[0] or "application/octet-stream",
         cache_control="private, no-store",
     )
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import File, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import Field
@@ -400,7 +400,7 @@ def report_resolve(request: HttpRequest, report_id: int, payload: ReportActionIn
     url_name="attachment_file",
     summary="An image of a message",
 )
-def attachment_file(request: HttpRequest, attachment_id: int, variant: Literal["image", "thumb"]) -> HttpResponse:
+def attachment_file(request: HttpRequest, attachment_id: int, variant: Literal["image", "thumb"]) -> HttpResponse | FileResponse:
     """The image (or its thumbnail) for a reader of its room: 404 `not_found` for anyone
     else, private rooms' images included. Never kept by a shared cache."""
     attachment = selectors.attachment_for_reader(user=member_of(request), attachment_id=attachment_id)

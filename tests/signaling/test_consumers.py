@@ -314,7 +314,7 @@ async def test_turn_credentials_are_renewed_while_in_the_meeting_and_stop_after(
     settings.HIRFA_TURN_URLS = ["turn:turn.example.org:3478?transport=udp"]
     settings.HIRFA_TURN_SECRET = "s3cret"
     monkeypatch.setattr(consumers, "renew_after", lambda ttl: 0.3)
-    room, meeting_id, nadia, *_ = await guild_meeting()
+    _room, meeting_id, nadia, *_ = await guild_meeting()
     n = await client(nadia, "nadia")
     await n.join(meeting_id)
     first = await n.wait_for("meeting_ice_servers")

@@ -21,7 +21,7 @@ CONF = ROOT / "deploy" / "turnserver.conf"
 SECRET = "harden-test-secret"
 
 
-def denied_ranges() -> list[tuple[ipaddress._BaseAddress, ipaddress._BaseAddress]]:
+def denied_ranges() -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ipaddress.IPv4Address | ipaddress.IPv6Address]]:
     ranges = []
     for line in CONF.read_text().splitlines():
         m = re.fullmatch(r"denied-peer-ip=([^-\s]+)(?:-(\S+))?", line.strip())
@@ -89,7 +89,7 @@ async def permission_answer(port: int, peer: str) -> str:
             try:
                 await asyncio.wait_for(turn.connect(), 2)
                 break
-            except (asyncio.TimeoutError, ConnectionError, OSError, TransactionFailed):
+            except (TimeoutError, ConnectionError, OSError, TransactionFailed):
                 await asyncio.sleep(0.5)
         else:
             pytest.fail("coturn did not allocate")
