@@ -132,7 +132,11 @@ async def test_a_redis_restart_loses_no_message_and_closes_no_socket(daphne_fact
         fetched = await next_frame(b, "messages", ref="f1")
         assert [(m["id"], m["text"]) for m in fetched["messages"]] == [(ack["id"], "pendant")]
 
-        # Live delivery across the two processes is back.
+        # Live delivery across the two processes is back once both have reconnected
+        # (each process comes back on its own jittered schedule; until the sender's
+        # has, its events reach the others as a second resync, not live).
+        resync_a = await next_frame(a, "resync", timeout=30)
+        assert room in resync_a["rooms"]
         await a.send(json.dumps({"type": "send", "room": room, "client_id": "after", "text": "après"}))
         got = await next_frame(b, "message", room=room, timeout=15, client_id="after")
         assert got["text"] == "après"
