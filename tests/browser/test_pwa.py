@@ -126,13 +126,17 @@ def test_the_service_worker_shows_a_pushed_mention(mention_pushed, daphne_factor
     assert registrations, "the page has a service worker registration"
     cdp.send("ServiceWorker.deliverPushMessage",
              {"origin": server.url, "registrationId": registrations[0], "data": json.dumps(payload)})
-    page.wait_for_function(
-        "() => navigator.serviceWorker.ready.then(r => r.getNotifications()).then(n => n.length > 0)", polling=200
-    )
-    shown = page.evaluate(
-        "() => navigator.serviceWorker.ready.then(r => r.getNotifications())"
-        ".then(ns => ns.map(n => ({title: n.title, body: n.body, url: n.data.url})))"
-    )
+    # Polled from here: wait_for_function takes a returned promise as truthy at once, so it
+    # would not wait for the push to be handled.
+    shown: list = []
+    for _ in range(WAIT_MS // 200):
+        shown = page.evaluate(
+            "() => navigator.serviceWorker.ready.then(r => r.getNotifications())"
+            ".then(ns => ns.map(n => ({title: n.title, body: n.body, url: n.data.url})))"
+        )
+        if shown:
+            break
+        page.wait_for_timeout(200)
     assert shown == [{"title": payload["title"], "body": payload["body"], "url": payload["url"]}]
     assert "@amina tu viens ?" in shown[0]["body"] and shown[0]["url"].startswith(f"/rooms/{room_id}/#m-")
     context.close()
