@@ -392,7 +392,7 @@ class _Pipe:
         self.out_fd = out_fd
         self.rng = rng
         self.down = False
-        self.queue: deque[bytes] = deque()
+        self.queue: deque[tuple[float, bytes]] = deque()  # (arrival time, packet)
         self.queued_bytes = 0
         self.link_free_at = 0.0
         self.line: deque[tuple[float, bytes]] = deque()
@@ -426,11 +426,26 @@ class _Pipe:
         if not self.params.rate_bps:
             self._delay(packet, now)
             return
+        # What the link would have sent by now has left the queue, even if this process woke late.
+        self._transmit(now)
         if self.queued_bytes + len(packet) > max(self.queue_limit, 1500):
             self.dropped += 1
             return
-        self.queue.append(packet)
+        self.queue.append((now, packet))
         self.queued_bytes += len(packet)
+
+    def _transmit(self, now: float) -> None:
+        """Serialise queued packets onto the link up to ``now``, on the link's own clock.
+
+        A packet starts when the link is free or when it arrived, whichever is later, so a late
+        wake-up of this process (a busy machine) neither loses link time nor credits idle time.
+        """
+        rate = self.params.rate_bps
+        while self.queue and self.link_free_at <= now:
+            arrived, packet = self.queue.popleft()
+            self.queued_bytes -= len(packet)
+            self.link_free_at = max(self.link_free_at, arrived) + len(packet) * 8 / rate
+            self._delay(packet, self.link_free_at)
 
     def _delay(self, packet: bytes, sent: float) -> None:
         params = self.params
@@ -441,13 +456,8 @@ class _Pipe:
 
     def service(self, now: float) -> float:
         """Move what is due; answer the time of the next thing to do (inf if none)."""
-        rate = self.params.rate_bps
-        while self.queue and self.link_free_at <= now:
-            packet = self.queue.popleft()
-            self.queued_bytes -= len(packet)
-            start = max(self.link_free_at, now - 0.002)  # a late wake-up does not lose link time
-            self.link_free_at = start + len(packet) * 8 / rate
-            self._delay(packet, self.link_free_at)
+        if self.params.rate_bps:
+            self._transmit(now)
         while self.line and self.line[0][0] <= now:
             _, packet = self.line.popleft()
             if self.down:
