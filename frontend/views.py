@@ -19,6 +19,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render, resolve_url
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -181,6 +182,8 @@ def room(request: HttpRequest, room_id: int) -> HttpResponse:
         "maxChars": settings.HIRFA_MESSAGE_MAX_CHARS,
         "maxUpload": settings.HIRFA_ATTACHMENT_MAX_BYTES,
         "uploadUrl": f"/api/rooms/{access.room.pk}/attachments",
+        "voiceMaxSeconds": settings.HIRFA_VOICE_MAX_SECONDS,
+        "icons": static("hirfa/icons.svg"),
         "directUrl": reverse("direct_open"),
         "reactions": REACTIONS,
         "messages": [m.model_dump(mode="json") for m in history],

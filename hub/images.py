@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
@@ -58,18 +59,23 @@ class ProcessedImage:
         return len(self.data)
 
 
-def _read_bounded(upload: Upload, max_bytes: int) -> bytes:
+def read_bounded(
+    upload: Upload, max_bytes: int, *, too_large: Callable[[int], HirfaError] | None = None
+) -> bytes:
+    """The bytes of `upload`, refused (`too_long`, `too_large`'s error) past `max_bytes`
+    without reading further, or (`invalid`) when empty."""
+    too_large = too_large or _too_many_bytes
     if isinstance(upload, (bytes, bytearray)):
         data = bytes(upload)
     else:
         declared = getattr(upload, "size", None)
         if isinstance(declared, int) and declared > max_bytes:
-            raise _too_many_bytes(max_bytes)
+            raise too_large(max_bytes)
         if hasattr(upload, "seek"):
             upload.seek(0)
         data = upload.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise _too_many_bytes(max_bytes)
+        raise too_large(max_bytes)
     if not data:
         raise HirfaError(ErrorCode.INVALID, _("The file is empty."))
     return data
@@ -133,7 +139,7 @@ def validate_and_resize_image(
     declared size is checked before reading). Raises `HirfaError` (`invalid`
     or `too_long`) with a message for people; never lets a Pillow error out.
     """
-    data = _read_bounded(upload, max_bytes)
+    data = read_bounded(upload, max_bytes)
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own limit; ours is checked just below.

@@ -345,11 +345,19 @@ class Author(ServerFrame):
 
 
 class AttachmentOut(ServerFrame):
+    """An image (`url`, `thumb`, `width`, `height`) or a voice message (`url`,
+    `content_type`, `duration_ms`, `waveform`: bars of 0–31, `listened_by`: who played it)."""
+
     id: int
+    kind: Literal["image", "voice"] = "image"
     url: str
-    thumb: str
-    width: int
-    height: int
+    thumb: str = ""
+    width: int = 0
+    height: int = 0
+    content_type: str = ""
+    duration_ms: int = 0
+    waveform: list[int] = []
+    listened_by: list[int] = []
 
 
 class MessageOut(ServerFrame):

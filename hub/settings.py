@@ -280,6 +280,10 @@ HIRFA_PING_SECONDS = 25
 HIRFA_SEND_QUEUE_MAX = int(os.environ.get("HIRFA_SEND_QUEUE_MAX", "2000"))
 HIRFA_ATTACHMENT_MAX_BYTES = 5 * 1024 * 1024
 HIRFA_ATTACHMENT_MAX_PIXELS = 24_000_000
+# Voice messages: the recorder stops at the cap; 2 minutes of Opus at 32 kbit/s is ~480 kB,
+# the byte cap leaves room for browsers that record at a higher rate.
+HIRFA_VOICE_MAX_SECONDS = int(os.environ.get("HIRFA_VOICE_MAX_SECONDS", "120"))
+HIRFA_VOICE_MAX_BYTES = 4 * 1024 * 1024
 HIRFA_AVATAR_MAX_BYTES = 2 * 1024 * 1024
 
 # Meetings (signaling/): where the SFU runs, what it announces, TURN. See docs/protocol.md.

@@ -15,15 +15,17 @@ from typing import Any, Literal, cast
 
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse
-from ninja import File, Query, Router, Schema, Status
+from django.utils.translation import gettext as _
+from ninja import File, Form, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import Field
 
 from hub.auth import member_of
+from hub.errors import ErrorCode, HirfaError
 from hub.protected_files import protected_file_response
 from hub.protocol import AttachmentOut, Author, MessageOut
 from rooms import selectors, services
-from rooms.attachments import attachment_upload
+from rooms.attachments import attachment_upload, voice_upload
 from rooms.search import message_search
 
 router = Router(tags=["rooms"])
@@ -305,24 +307,21 @@ def group_create(request: HttpRequest, payload: GroupIn) -> Status[RoomRef]:
 @router.post(
     "/rooms/{int:room_id}/attachments",
     response={201: AttachmentOut, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 429: ErrorBody, **ERRORS},
-    summary="Upload an image",
+    summary="Upload an image or a voice message",
 )
 def attachment_create(
-    request: HttpRequest, room_id: int, file: UploadedFile = File(...)
+    request: HttpRequest,
+    room_id: int,
+    file: UploadedFile = File(...),
+    kind: Literal["image", "voice"] = Form("image"),
 ) -> Status[AttachmentOut]:
-    """Upload one image (JPEG, PNG, WebP or GIF) for a message the user is about to
-    send; its `id` goes in the `send` frame's `attachments`."""
-    attachment = attachment_upload(user=member_of(request), room_id=room_id, upload=file)
-    return Status(
-        201,
-        AttachmentOut(
-            id=attachment.pk,
-            url=selectors.attachment_url(attachment.pk, "image"),
-            thumb=selectors.attachment_url(attachment.pk, "thumb"),
-            width=attachment.width,
-            height=attachment.height,
-        ),
-    )
+    """Upload one image (JPEG, PNG, WebP or GIF) or, with `kind=voice`, one voice
+    recording (Opus in WebM or Ogg, AAC in MP4; checked by decoding it, whatever its
+    declared type) for a message the user is about to send; its `id` goes in the `send`
+    frame's `attachments`."""
+    upload = voice_upload if kind == "voice" else attachment_upload
+    attachment = upload(user=member_of(request), room_id=room_id, upload=file)
+    return Status(201, selectors.attachment_out(attachment, listens=()))
 
 
 # --- search --------------------------------------------------------------------
@@ -394,17 +393,35 @@ def report_resolve(request: HttpRequest, report_id: int, payload: ReportActionIn
     return _report_out(report)
 
 
+@router.post(
+    "/rooms/attachments/{int:attachment_id}/listened",
+    response={204: None, 400: ErrorBody, **ERRORS},
+    summary="Mark a voice message played",
+)
+def voice_listened(request: HttpRequest, attachment_id: int) -> Status[None]:
+    """The user played this voice message: its author sees it (the message is published
+    again the first time). Idempotent; the author's own plays are not marked.
+    (Declared before `attachment_file`, whose `{variant}` would take its path.)"""
+    services.voice_listen(user=member_of(request), attachment_id=attachment_id)
+    return Status(204, None)
+
+
 @router.get(
     "/rooms/attachments/{int:attachment_id}/{variant}",
     response={200: None, **ERRORS},
     url_name="attachment_file",
-    summary="An image of a message",
+    summary="An image or a voice message of a message",
 )
-def attachment_file(request: HttpRequest, attachment_id: int, variant: Literal["image", "thumb"]) -> HttpResponse | FileResponse:
-    """The image (or its thumbnail) for a reader of its room: 404 `not_found` for anyone
-    else, private rooms' images included. Never kept by a shared cache."""
+def attachment_file(
+    request: HttpRequest, attachment_id: int, variant: Literal["image", "thumb", "audio"]
+) -> HttpResponse | FileResponse:
+    """The image (or its thumbnail), or the recording (`audio`), for a reader of its room:
+    404 `not_found` for anyone else, private rooms' files included. Never kept by a
+    shared cache."""
     attachment = selectors.attachment_for_reader(user=member_of(request), attachment_id=attachment_id)
-    file = attachment.image if variant == "image" else attachment.thumbnail
+    file = {"image": attachment.image, "thumb": attachment.thumbnail, "audio": attachment.audio}[variant]
+    if not file:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("Not found."))
     return protected_file_response(
         file,
         internal_prefix=settings.HIRFA_ACCEL_MEDIA_PREFIX,
@@ -412,3 +429,4 @@ def attachment_file(request: HttpRequest, attachment_id: int, variant: Literal["
         # An attachment never changes: a member's own browser may keep it.
         cache_control="private, max-age=604800, immutable",
     )
+

@@ -54,6 +54,7 @@ def register() -> None:
                 "rooms.Message.deleted_by": "a moderator's act on someone's message",
                 "rooms.Reaction.user": "removed with the account",
                 "rooms.Attachment.uploader": "the files are in his exported messages' rooms",
+                "rooms.VoiceListen.user": "which voice messages he played; removed with the account",
                 "rooms.Report.reporter": "a report about someone else's message",
                 "rooms.Report.handled_by": "a moderator's act",
             },

@@ -149,7 +149,12 @@ class Reaction(models.Model):
 
 
 class Attachment(models.Model):
-    """An image uploaded for a message; validated, re-encoded and thumbnailed on upload."""
+    """A file for a message: an image (validated, re-encoded and thumbnailed on upload) or a
+    voice recording (decoded to the end on upload, its container rewritten)."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", _("Image")
+        VOICE = "voice", _("Voice message")
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="attachments")
     uploader = models.ForeignKey(
@@ -158,13 +163,36 @@ class Attachment(models.Model):
     message = models.ForeignKey(
         Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="attachments"
     )
-    image = models.ImageField(upload_to="attachments/%Y/%m/")
-    thumbnail = models.ImageField(upload_to="attachments/thumbs/%Y/%m/")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.IMAGE)
+    image = models.ImageField(upload_to="attachments/%Y/%m/", blank=True)
+    thumbnail = models.ImageField(upload_to="attachments/thumbs/%Y/%m/", blank=True)
+    # Under attachments/ too: only the permission-checked view serves it.
+    audio = models.FileField(upload_to="attachments/voice/%Y/%m/", blank=True)
     content_type = models.CharField(max_length=40)
-    width = models.PositiveIntegerField()
-    height = models.PositiveIntegerField()
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(default=0)
+    # Bars of 0–31 (hub.audio.WAVEFORM_BARS of them), drawn by the player.
+    waveform = models.JSONField(default=list, blank=True)
     size = models.PositiveIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
+
+    def files(self) -> list[models.fields.files.FieldFile]:
+        """The stored files of this attachment (one for a voice message, two for an image)."""
+        return [f for f in (self.image, self.thumbnail, self.audio) if f]
+
+
+class VoiceListen(models.Model):
+    """A member played a voice message (its author's own plays are not marked)."""
+
+    attachment = models.ForeignKey(Attachment, on_delete=models.CASCADE, related_name="listens")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    listened_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["attachment", "user"], name="voice_listen_once")
+        ]
 
 
 class Report(models.Model):

@@ -24,6 +24,7 @@ from rooms.models import (
     Report,
     Room,
     RoomKind,
+    VoiceListen,
 )
 
 
@@ -90,15 +91,28 @@ def _messages_with_details(qs: QuerySet[Message]) -> QuerySet[Message]:
     return qs.select_related("author", "author__profile").prefetch_related(
         Prefetch("reactions", queryset=Reaction.objects.order_by("id")),
         Prefetch("attachments", queryset=Attachment.objects.order_by("id")),
+        Prefetch("attachments__listens", queryset=VoiceListen.objects.order_by("id")),
     )
 
 
 def attachment_url(attachment_id: int, variant: str) -> str:
-    """Where a reader gets an image (`image` or `thumb`): through `attachment_file`'s check."""
+    """Where a reader gets an image (`image` or `thumb`) or a recording (`audio`): through
+    `attachment_file`'s check."""
     return reverse("api:attachment_file", kwargs={"attachment_id": attachment_id, "variant": variant})
 
 
-def attachment_out(a: Attachment) -> AttachmentOut:
+def attachment_out(a: Attachment, *, listens: Iterable[VoiceListen] | None = None) -> AttachmentOut:
+    """`listens` defaults to the attachment's own (prefetch them); a new one has none."""
+    if a.kind == Attachment.Kind.VOICE:
+        return AttachmentOut(
+            id=a.pk,
+            kind="voice",
+            url=attachment_url(a.pk, "audio"),
+            content_type=a.content_type,
+            duration_ms=a.duration_ms,
+            waveform=list(a.waveform),
+            listened_by=[v.user_id for v in (a.listens.all() if listens is None else listens)],
+        )
     return AttachmentOut(
         id=a.pk,
         url=attachment_url(a.pk, "image"),

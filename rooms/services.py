@@ -28,10 +28,12 @@ from rooms.models import (
     Report,
     Room,
     RoomKind,
+    VoiceListen,
 )
 from rooms.ratelimit import TokenBuckets
 from rooms.selectors import (
     RoomAccess,
+    attachment_for_reader,
     author_of,
     member_is_muted,
     message_by_seq,
@@ -361,7 +363,7 @@ def message_edit(*, user: User, room_id: int, seq: int, text: str) -> MessageOut
 
 def _attachments_delete(attachments: QuerySet[Attachment]) -> None:
     """Delete `attachments`: their rows now, their files once the transaction commits."""
-    files = [(f.storage, f.name) for a in attachments for f in (a.image, a.thumbnail) if f]
+    files = [(f.storage, f.name) for a in attachments for f in a.files()]
     attachments.delete()
     for storage, name in files:
         transaction.on_commit(lambda s=storage, n=name: s.delete(n))  # type: ignore[misc]
@@ -389,6 +391,30 @@ def message_delete(*, user: User, room_id: int, seq: int) -> MessageOut:
             Report.objects.filter(message=message, status=Report.Status.OPEN).update(
                 status=Report.Status.ACTIONED, handled_by=user, handled_at=timezone.now()
             )
+        return _publish_message(message)
+
+
+def voice_listen(*, user: User, attachment_id: int) -> MessageOut | None:
+    """Mark that `user` played the voice message `attachment_id`, once.
+
+    The message is published again (a new rev) the first time a member other than its
+    author plays it; a second play, or the author's, changes nothing and returns None.
+    Refuses with `not_found` (not his to read, or not on a message yet), `invalid` (an image).
+    """
+    attachment = attachment_for_reader(user=user, attachment_id=attachment_id)
+    if attachment.kind != Attachment.Kind.VOICE:
+        raise HirfaError(ErrorCode.INVALID, _("This is not a voice message."))
+    message = attachment.message
+    if message is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("Not found."))
+    if attachment.uploader_id == user.pk:
+        return None
+    with transaction.atomic():
+        _listen, created = VoiceListen.objects.get_or_create(attachment=attachment, user=user)
+        if not created:
+            return None
+        _seq, message.rev = _next_rev(message.room_id, new_message=False)
+        message.save(update_fields=["rev"])
         return _publish_message(message)
 
 

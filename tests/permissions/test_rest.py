@@ -61,6 +61,7 @@ ROOM_CALLS = [
     Call("POST /api/rooms/{room_id}/leave", missing="room_id"),
     Call("POST /api/rooms/{room_id}/slow-mode", {"seconds": 10}, missing="room_id"),
     Call("POST /api/rooms/{room_id}/attachments", upload="file", missing="room_id"),
+    Call("POST /api/rooms/attachments/{attachment_id}/listened", missing="attachment_id", values={"of": "voice"}),
     Call(
         "GET /api/rooms/attachments/{attachment_id}/{variant}",
         missing="attachment_id",
@@ -141,7 +142,8 @@ def _values(world: World, kind: str, call: Call) -> dict[str, Any]:
     values["report_id"] = world.registry["product_report"]
     if kind:
         values |= {"room_id": world.rooms[kind].pk, "report_id": world.reports.get(kind, MISSING_ID)}
-        values["attachment_id"] = world.attachments.get(kind, MISSING_ID)
+        of = world.voices if call.values.get("of") == "voice" else world.attachments
+        values["attachment_id"] = of.get(kind, MISSING_ID)
         values["variant"] = call.values.get("variant", "image")
         if kind in world.gatherings:
             values["gathering_id"] = world.gatherings[kind]

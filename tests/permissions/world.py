@@ -23,9 +23,10 @@ from gatherings.models import Gathering
 from hub.errors import HirfaError
 from hub.models import User
 from rooms import services as room_services
-from rooms.attachments import attachment_upload
+from rooms.attachments import attachment_upload, upload_buckets, voice_upload
 from rooms.models import Membership, Message, Reaction, Report, Room, RoomKind
 from tests import factories
+from tests.audio_samples import voice_bytes
 
 #: Column order of every table in docs/permissions.md.
 ROLES = ("anonymous", "member", "other_wilaya", "banned", "muted", "trade_moderator", "wilaya_moderator", "admin")
@@ -55,6 +56,7 @@ class World:
     occurrence_next: dict[str, str] = field(default_factory=dict)  # kind -> key of the second
     registry: dict[str, int] = field(default_factory=dict)  # product, product_report, post -> id
     attachments: dict[str, int] = field(default_factory=dict)  # kind -> ghania's image in that room
+    voices: dict[str, int] = field(default_factory=dict)  # kind -> ghania's voice message in that room
     _memberships: list[Membership] = field(default_factory=list)
 
     def user(self, role: str) -> User | AnonymousUser:
@@ -122,14 +124,17 @@ def build(*, gatherings: bool = False, registry: bool = False) -> World:
     own: dict[tuple[str, str], int] = {}
     target: dict[str, int] = {}
     attachments: dict[str, int] = {}  # kind -> the image on ghania's target message
+    voices: dict[str, int] = {}  # kind -> the voice message on ghania's target message
     for kind, room in rooms.items():
         attachments[kind] = attachment_upload(user=ghania, room_id=room.pk, upload=png_bytes()).pk
+        voices[kind] = voice_upload(user=ghania, room_id=room.pk, upload=voice_bytes(0.5)).pk
+        upload_buckets.reset()
         target[kind] = room_services.message_post(
             user=ghania,
             room_id=room.pk,
             client_id="target",
             text="Salam",
-            attachment_ids=[attachments[kind]],
+            attachment_ids=[attachments[kind], voices[kind]],
         ).message.id
         for role, user in users.items():
             try:
@@ -169,6 +174,7 @@ def build(*, gatherings: bool = False, registry: bool = False) -> World:
         own=own,
         reports=reports,
         attachments=attachments,
+        voices=voices,
     )
     if gatherings:
         _gatherings(world)

@@ -1,5 +1,5 @@
 // The room page: messages (live, older, missed), typing, presence, reply, edit,
-// delete, react, images, report and the moderators' actions.
+// delete, react, images, voice messages (voice.js), report and the moderators' actions.
 // Message text is rendered by markdown.js (DOM nodes, never markup).
 
 import { $, LOCALE, h, pageData, translator } from "./dom.js";
@@ -7,6 +7,7 @@ import { Hub } from "./socket.js";
 import { renderMarkdown } from "./markdown.js";
 import { watchMeeting } from "./meeting-banner.js";
 import { bumpUnread } from "./badge.js";
+import { canRecord, setupRecorder, voicePlayer } from "./voice.js";
 
 const T = pageData("i18n");
 const C = pageData("config");
@@ -34,6 +35,7 @@ const els = {
   onlineTitle: $("online-title"),
   onlineCount: $("online-count"),
   mutedNotice: $("muted-notice"),
+  mic: $("mic"),
 };
 
 /** Fill a translated string's %(name)s placeholders. */
@@ -56,6 +58,7 @@ let readId = C.readId || 0;
 let loadingOlder = false;
 let hasOlder = !!C.more;
 let uploads = [];
+const voiceIds = new Set(); // attachments of this page's voice messages not yet acknowledged
 let removed = false;
 
 const outboxList = h("ol", { class: "messages outbox", "aria-label": T.sending });
@@ -79,6 +82,7 @@ function errorText(frame) {
 const timeFmt = new Intl.DateTimeFormat(LANG, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
 const dayFmt = new Intl.DateTimeFormat(LANG, { day: "numeric", month: "short" });
 const fullFmt = new Intl.DateTimeFormat(LANG, { dateStyle: "full", timeStyle: "short" });
+const numberFmt = new Intl.NumberFormat(LANG);
 
 function when(iso) {
   const date = new Date(iso);
@@ -124,7 +128,8 @@ els.log.addEventListener("scroll", () => {
 function excerpt(message) {
   if (!message) return T.originalMissing;
   if (message.deleted) return T.deleted;
-  const text = message.text || (message.attachments?.length ? `📷 ${T.image}` : "");
+  const kinds = (message.attachments || []).map((a) => a.kind);
+  const text = message.text || (kinds.includes("voice") ? T.voiceMessage : kinds.length ? T.image : "");
   return text.length > 90 ? `${text.slice(0, 90)}…` : text;
 }
 
@@ -183,9 +188,24 @@ function renderMessage(message) {
   if (message.deleted) body.append(h("em", { text: T.deleted }));
   else body.append(renderMarkdown(message.text));
   li.append(body);
-  if (!message.deleted && message.attachments?.length) {
+  const files = message.deleted ? [] : message.attachments || [];
+  for (const voice of files.filter((a) => a.kind === "voice")) {
+    li.append(
+      voicePlayer(voice, {
+        T,
+        fmt,
+        me: ME,
+        mine,
+        sprite: C.icons,
+        numberFormat: numberFmt,
+        onPlayed: () => !mine && !voice.listened_by.includes(ME) && markListened(voice),
+      }),
+    );
+  }
+  const images = files.filter((a) => a.kind !== "voice");
+  if (images.length) {
     const pics = h("div", { class: "attachments" });
-    for (const a of message.attachments) {
+    for (const a of images) {
       pics.append(
         h(
           "a",
@@ -319,7 +339,8 @@ function renderPending(item) {
     h("div", { class: "msg-head" }, h("bdi", { class: "author", text: C.meName }), h("span", { class: "state", text: T.sending })),
     h("div", { class: "msg-text", dir: "auto" }, renderMarkdown(item.text)),
   );
-  if (item.attachments?.length) li.append(h("div", { class: "hint", text: `📷 × ${item.attachments.length}` }));
+  if (item.attachments?.some((id) => voiceIds.has(id))) li.append(h("div", { class: "hint", text: T.voiceMessage }));
+  else if (item.attachments?.length) li.append(h("div", { class: "hint", text: `${T.image} × ${item.attachments.length}` }));
   pendingNodes.get(item.client_id)?.remove();
   pendingNodes.set(item.client_id, li);
   outboxList.append(li);
@@ -470,6 +491,59 @@ els.file.addEventListener("change", async () => {
     }
   }
 });
+
+// --- voice messages ---------------------------------------------------------------
+
+function markListened(voice) {
+  fetch(`/api/rooms/attachments/${voice.id}/listened`, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "X-CSRFToken": csrf() },
+  }).catch(() => {});
+}
+
+async function sendVoice(blob) {
+  const extension = blob.type.includes("mp4") ? "m4a" : blob.type.includes("ogg") ? "ogg" : "webm";
+  const form = new FormData();
+  form.append("file", blob, `voice.${extension}`);
+  form.append("kind", "voice");
+  const reply = replyTo?.id;
+  toast(T.uploading);
+  try {
+    const response = await fetch(C.uploadUrl, {
+      method: "POST",
+      body: form,
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrf() },
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      toast(data.message || T.voiceFailed, "error");
+      return;
+    }
+    voiceIds.add(data.id);
+    hub.post(ROOM, { text: "", reply_to: reply, attachments: [data.id] });
+    if (replyTo?.id === reply) cancelContext();
+  } catch {
+    toast(T.voiceFailed, "error");
+  }
+}
+
+if (els.mic && canRecord()) {
+  els.mic.hidden = false;
+  setupRecorder({
+    button: els.mic,
+    bar: $("recording"),
+    elapsed: $("recording-time"),
+    cancel: $("recording-cancel"),
+    send: $("recording-send"),
+    maxSeconds: C.voiceMaxSeconds,
+    T,
+    numberFormat: numberFmt,
+    onRecorded: sendVoice,
+    onError: (text) => toast(text, "error"),
+  });
+}
 
 // --- message actions ------------------------------------------------------------
 
