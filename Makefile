@@ -36,7 +36,7 @@ messages: install
 	@$(PY) scripts/compile_messages.py --quiet
 
 makemessages: install
-	$(PY) manage.py makemessages --no-location --no-wrap -l ar -l fr -l en
+	$(PY) manage.py makemessages --no-location --no-wrap -l ar -l fr -l en -l kab
 	for po in */locale/*/LC_MESSAGES/django.po; do msgcat --no-location --sort-output --no-wrap -o $$po $$po; done
 	$(PY) scripts/compile_messages.py
 

@@ -21,7 +21,7 @@ from hub.models import (
     Wilaya,
 )
 
-NAME_FIELDS = ("name_fr", "name_ar", "name_en", "name_ber")
+NAME_FIELDS = ("name_fr", "name_ar", "name_en", "name_ber", "name_tfng")
 
 
 @admin.register(Wilaya)

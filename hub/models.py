@@ -21,17 +21,25 @@ class LocalizedName(models.Model):
     name_fr = models.CharField(_("name (French)"), max_length=120)
     name_ar = models.CharField(_("name (Arabic)"), max_length=120)
     name_en = models.CharField(_("name (English)"), max_length=120, blank=True)
+    # Tamazight in Latin letters (Kabyle spelling: ɛ ɣ ḥ ṛ ṣ ṭ ẓ č ǧ), and in Tifinagh;
+    # blank where no name is established.
     name_ber = models.CharField(_("name (Tamazight)"), max_length=120, blank=True)
+    name_tfng = models.CharField(_("name (Tifinagh)"), max_length=120, blank=True)
 
     class Meta:
         abstract = True
 
     def localized_name(self, language: str | None = None) -> str:
-        lang = (language or get_language() or "fr")[:2]
+        lang = (language or get_language() or "fr").split("-")[0]
         value = {"ar": self.name_ar, "en": self.name_en, "ber": self.name_ber, "kab": self.name_ber}.get(
             lang, ""
         )
         return value or self.name_fr
+
+    @property
+    def tifinagh(self) -> str:
+        """The name in Tifinagh, shown beside the Latin one to Tamazight readers; may be blank."""
+        return self.name_tfng
 
     @property
     def name(self) -> str:

@@ -216,7 +216,9 @@ LOGIN_REDIRECT_URL = "rooms"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "fr"
-LANGUAGES = [("ar", _("Arabic")), ("fr", _("French")), ("en", _("English"))]
+LANGUAGES = [("ar", _("Arabic")), ("fr", _("French")), ("en", _("English")), ("kab", _("Kabyle"))]
+# Date and number formats Django has none of (Kabyle): hub/formats/<language>/formats.py.
+FORMAT_MODULE_PATH = ["hub.formats"]
 LOCALE_PATHS = [BASE_DIR / "hub" / "locale"]
 TIME_ZONE = "Africa/Algiers"
 USE_I18N = True

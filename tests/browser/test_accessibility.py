@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transa
 ROOT = Path(__file__).resolve().parents[2]
 AXE = Path(os.environ.get("HIRFA_AXE", ROOT / "node_modules" / "axe-core" / "axe.min.js"))
 VIEWPORTS = {"phone": {"width": 360, "height": 740}, "desktop": {"width": 1280, "height": 900}}
-LANGUAGES = ["ar", "fr"]
+LANGUAGES = ["ar", "fr", "kab"]
 WAIT_MS = 30_000
 RUN_AXE = """() => axe.run(document, {resultTypes: ['violations']}).then(r => r.violations
   .filter(v => v.impact === 'serious' || v.impact === 'critical')

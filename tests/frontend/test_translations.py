@@ -56,7 +56,7 @@ def test_the_frontend_strings_are_found():
     assert len(JS_STRINGS) <= len(python_msgids())
 
 
-@pytest.mark.parametrize("language", ["ar", "fr", "en"])
+@pytest.mark.parametrize("language", ["ar", "fr", "en", "kab"])
 def test_every_catalogue_compiles(language, tmp_path):
     compile_messages = _compile_messages()
     po_path = LOCALE / language / "LC_MESSAGES" / "django.po"
@@ -76,7 +76,7 @@ def test_a_placeholder_mismatch_is_refused(tmp_path):
     assert _compile_messages().problems(po)
 
 
-@pytest.mark.parametrize("language", ["ar", "fr"])
+@pytest.mark.parametrize("language", ["ar", "fr", "kab"])
 def test_no_frontend_string_is_left_untranslated(language):
     po = polib.pofile(str(LOCALE / language / "LC_MESSAGES" / "django.po"))
     entries = {e.msgid: e for e in po if not e.obsolete}
@@ -91,6 +91,58 @@ def test_no_frontend_string_is_left_untranslated(language):
         or (not entries[m].msgid_plural and not entries[m].msgstr)
     )
     assert not empty, f"untranslated in {language}: {empty}"
+
+
+def untranslated(po: polib.POFile) -> list[str]:
+    """The msgids of `po` with no translation (fuzzy ones count as none)."""
+    return sorted(
+        e.msgid
+        for e in po
+        if not e.obsolete
+        and e.msgid
+        and (
+            "fuzzy" in e.flags
+            or (e.msgid_plural and not all(e.msgstr_plural.values()))
+            or (not e.msgid_plural and not e.msgstr)
+        )
+    )
+
+
+def test_the_kabyle_catalogue_is_complete():
+    """Every msgid, not only the web pages': a string added anywhere needs its Kabyle."""
+    po = polib.pofile(str(LOCALE / "kab" / "LC_MESSAGES" / "django.po"))
+    assert po.metadata["Language"] == "kab"
+    assert po.metadata["Plural-Forms"] == "nplurals=2; plural=(n > 1);"
+    missing = untranslated(po)
+    assert not missing, f"untranslated in kab (add them to hub/locale/kab/LC_MESSAGES/django.po): {missing}"
+    # Same catalogue as French: makemessages ran for kab too.
+    french = {e.msgid for e in polib.pofile(str(LOCALE / "fr" / "LC_MESSAGES" / "django.po")) if not e.obsolete}
+    assert french == {e.msgid for e in po if not e.obsolete}
+
+
+def test_an_untranslated_kabyle_msgid_is_found():
+    po = polib.POFile()
+    po.append(polib.POEntry(msgid="Voice message", msgstr="Izen s taɣect"))
+    po.append(polib.POEntry(msgid="Recording", msgstr=""))
+    po.append(polib.POEntry(msgid="Pause", msgstr="Serreḥ", flags=["fuzzy"]))
+    assert untranslated(po) == ["Pause", "Recording"]
+
+
+@pytest.mark.django_db
+def test_the_kabyle_page_is_translated_with_its_formats(client, amina):
+    from django.utils import formats, translation
+
+    client.force_login(amina)
+    client.cookies["django_language"] = "kab"
+    body = client.get(reverse("rooms")).content.decode()
+    assert '<html lang="kab" dir="ltr">' in body
+    assert "Tixxamin-ik·im" in body  # "Your rooms"
+    assert 'value="kab"' in body  # the language switch offers it
+    blob = re.search(r'<script id="i18n" type="application/json">(.*?)</script>', body).group(1)
+    assert json.loads(blob)["connecting"] == "Tuqqna…"
+    with translation.override("kab"):
+        assert formats.get_format("DECIMAL_SEPARATOR") == ","
+        assert formats.get_format("TIME_FORMAT") == "H:i"
 
 
 @pytest.mark.django_db

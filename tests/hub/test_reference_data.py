@@ -138,3 +138,18 @@ def test_the_data_migrations_reverse_and_apply_again():
     call_command("migrate", verbosity=0)
     assert Wilaya.objects.filter(code__lte=58).count() == 58
     assert Trade.objects.filter(slug="pottery-ceramics", domain__code="art").exists()
+
+
+@pytest.mark.django_db
+def test_tamazight_names_in_latin_and_tifinagh():
+    tizi = Wilaya.objects.get(code=15)
+    assert tizi.localized_name("kab") == "Tizi Wezzu" and tizi.tifinagh == "ⵜⵉⵣⵉ ⵡⴻⵣⵣⵓ"
+    assert Wilaya.objects.get(code=16).localized_name("kab") == "Dzayer"
+    # A wilaya with no Tamazight name falls back to French in Kabyle.
+    assert Wilaya.objects.get(code=1).localized_name("kab") == "Adrar"
+    named = list(Wilaya.objects.exclude(name_tfng="")) + list(Trade.objects.exclude(name_tfng=""))
+    assert len(named) >= 15
+    for row in named:
+        # Tifinagh letters (U+2D30–U+2D7F) and spaces only, and a Latin name beside.
+        assert all(c == " " or "\u2d30" <= c <= "\u2d7f" for c in row.name_tfng), row.name_tfng
+        assert row.name_ber

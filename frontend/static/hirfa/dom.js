@@ -40,5 +40,12 @@ export function pageData(id) {
 /** The element with this id. */
 export const $ = (id) => document.getElementById(id);
 
-/** The page's locale for Intl formatting (Algerian Arabic for the Arabic pages). */
-export const LOCALE = document.documentElement.lang === "ar" ? "ar-DZ" : document.documentElement.lang;
+/** The page's locale for Intl formatting: Algerian Arabic for the Arabic pages; Kabyle
+ * where the browser has its data, else Algerian French (day first, 24 h, Latin digits),
+ * whose formats Kabyle readers share. */
+export const LOCALE = (() => {
+  const lang = document.documentElement.lang;
+  if (lang === "ar") return "ar-DZ";
+  if (lang === "kab") return Intl.DateTimeFormat.supportedLocalesOf(["kab-DZ"]).length ? "kab-DZ" : "fr-DZ";
+  return lang;
+})();

@@ -2,6 +2,8 @@
 // is in it (the `meeting` frame, docs/protocol.md), with a link to join it.
 // The markup is in room.html; this only shows, hides and fills it.
 
+import { LOCALE } from "./dom.js";
+
 /**
  * Keep the banner of `roomId` up to date on `hub` (the page's one socket).
  * Guarantees: the state is asked again after every (re)subscription, so a
@@ -12,8 +14,7 @@ export function watchMeeting(hub, roomId) {
   if (!banner) return;
   const people = document.getElementById("meeting-people");
   const start = document.getElementById("meeting-start");
-  const lang = document.documentElement.lang === "ar" ? "ar-DZ" : document.documentElement.lang;
-  const list = "ListFormat" in Intl ? new Intl.ListFormat(lang, { type: "conjunction" }) : null;
+  const list = "ListFormat" in Intl ? new Intl.ListFormat(LOCALE, { type: "conjunction" }) : null;
 
   const show = (frame) => {
     if (frame.room !== roomId) return;
