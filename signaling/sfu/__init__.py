@@ -25,6 +25,8 @@ from .types import (
     ParticipantSnapshot,
     ParticipantState,
     PublishedTrack,
+    ReceivedVideo,
+    Reception,
     SfuError,
     SlotDirection,
     TooManyTracks,
@@ -33,6 +35,7 @@ from .types import (
     UnknownMeeting,
     UnknownParticipant,
     VideoCodec,
+    VideoQuality,
 )
 
 __all__ = [
@@ -47,6 +50,8 @@ __all__ = [
     "ParticipantSnapshot",
     "ParticipantState",
     "PublishedTrack",
+    "ReceivedVideo",
+    "Reception",
     "Sfu",
     "SfuConfig",
     "SfuError",
@@ -57,4 +62,5 @@ __all__ = [
     "UnknownMeeting",
     "UnknownParticipant",
     "VideoCodec",
+    "VideoQuality",
 ]

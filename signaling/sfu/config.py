@@ -37,6 +37,15 @@ class SfuConfig:
     #: Retransmissions answering one subscription's NACKs, at most per second.
     max_resends_per_second: int = 400
     max_tracks_per_participant: int = 3
+    #: RIDs of the simulcast layers asked for on a camera's publish m-line, lowest first
+    #: (a browser's page sets their sizes and rates); fewer than two: no simulcast.
+    simulcast_rids: tuple[str, ...] = ("l", "m", "h")
+    #: How often (s) each subscriber's estimate is spent again (layers, pauses, audio-only);
+    #: 0: never (every subscription gets the lowest layer and nothing is paused; tests).
+    allocation_interval: float = 0.5
+    #: The REMB sent to a video publisher while his uplink loses nothing (bit/s): his browser
+    #: then rises to its own caps; on loss it is brought down to what arrives.
+    publisher_max_bitrate: int = 2_500_000
 
     def __post_init__(self) -> None:
         if not self.announced_addresses:

@@ -25,7 +25,14 @@ Guarantees:
 * a subscriber whose socket backlog exceeds ``max_backlog`` bytes loses
   video until the next keyframe; audio is dropped only past twice that bound
   (it is never the victim of video filling the queue);
-* a track muted by a moderator forwards nothing, whatever its client sends.
+* a track muted by a moderator forwards nothing, whatever its client sends;
+* a simulcast track (several layers, one SSRC each, named by RID) is
+  forwarded one layer per subscription: the subscription's target layer is
+  set by the allocator (:mod:`.allocation`), and a switch happens only at a
+  keyframe of the target layer, the old layer being forwarded until then;
+  sequence numbers continue without a hole, timestamps continue (aligned on
+  the publisher's sender reports when both layers have one), and VP8 picture
+  ids and TL0PICIDX continue too (:func:`vp8_rewrite`).
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
-from .aiortc_hooks import NackScheduler, send_pli
+from .aiortc_hooks import NackSchedulers, send_pli
 from .sdp import red_primary
 from .types import MediaKind, TrackSource, VideoCodec
 
@@ -113,6 +120,80 @@ def starts_keyframe(codec: VideoCodec, payload: bytes) -> bool:
     return False
 
 
+def vp8_picture_ids(payload: bytes) -> tuple[int | None, int | None]:
+    """The (picture id, TL0PICIDX) of a VP8 payload descriptor (RFC 7741), ``None`` where absent."""
+    size = len(payload)
+    if size < 2 or not payload[0] & 0x80:
+        return None, None
+    extension = payload[1]
+    index = 2
+    picture_id = None
+    if extension & 0x80:
+        if size <= index:
+            return None, None
+        if payload[index] & 0x80:
+            if size <= index + 1:
+                return None, None
+            picture_id = ((payload[index] & 0x7F) << 8) | payload[index + 1]
+            index += 2
+        else:
+            picture_id = payload[index] & 0x7F
+            index += 1
+    tl0 = payload[index] if extension & 0x40 and size > index else None
+    return picture_id, tl0
+
+
+def vp8_rewrite(payload: bytes, picture_offset: int, tl0_offset: int) -> bytes:
+    """``payload`` with its VP8 picture id and TL0PICIDX shifted (modulo their width)."""
+    if (not picture_offset and not tl0_offset) or len(payload) < 2 or not payload[0] & 0x80:
+        return payload
+    out = bytearray(payload)
+    extension = out[1]
+    index = 2
+    if extension & 0x80 and len(out) > index:
+        if out[index] & 0x80 and len(out) > index + 1:
+            value = ((((out[index] & 0x7F) << 8) | out[index + 1]) + picture_offset) & 0x7FFF
+            out[index], out[index + 1] = 0x80 | value >> 8, value & 0xFF
+            index += 2
+        else:
+            out[index] = ((out[index] & 0x7F) + picture_offset) & 0x7F
+            index += 1
+    if extension & 0x40 and len(out) > index:
+        out[index] = (out[index] + tl0_offset) & 0xFF
+    return bytes(out)
+
+
+class _Layer:
+    """One RTP stream of a published track (its only one, or one simulcast layer)."""
+
+    __slots__ = (
+        "bitrate", "bytes", "cache", "index", "keyframes", "last_packet", "last_request", "loss",
+        "max_seq", "pending_since", "rid", "sender_report", "ssrc", "window_packets", "window_seq",
+        "window_start",
+    )
+
+    def __init__(self, index: int, rid: str | None) -> None:
+        self.index = index
+        self.rid = rid
+        self.ssrc: int | None = None
+        self.cache: list[RtpPacket | None] = [None] * _CACHE
+        self.last_request: float | None = None
+        self.pending_since: float | None = None
+        self.sender_report: tuple[int, int] | None = None
+        self.keyframes = 0
+        self.bytes = 0
+        self.window_start: float | None = None
+        #: Bits per second over the last full second (0 until one passed).
+        self.bitrate = 0.0
+        self.last_packet: float | None = None
+        # Loss over the last full second: packets that came (retransmissions included)
+        # against the sequence numbers that went by.
+        self.max_seq: int | None = None
+        self.window_seq: int | None = None
+        self.window_packets = 0
+        self.loss = 0.0
+
+
 class TrackForwarder:
     """One published track: receives its RTP packets and fans them out.
 
@@ -141,21 +222,19 @@ class TrackForwarder:
         self._keyframe_timeout = keyframe_timeout
         self._on_audio_level = on_audio_level
         self._clock = clock
-        self._last_keyframe_request: float | None = None
-        self._keyframe_pending_since: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscribers: tuple[ForwardTrack, ...] = ()
-        self._cache: list[RtpPacket | None] = [None] * _CACHE
+        #: The track's RTP streams, lowest layer first (one unless simulcast).
+        self._layers: tuple[_Layer, ...] = (_Layer(0, None),)
+        self._by_ssrc: dict[int, _Layer] = {}
+        #: Simulcast RIDs, lowest layer first (empty: one stream).
+        self.rids: tuple[str, ...] = ()
         self._muted = False
         self._closed = False
         #: The receiver's NACK scheduler (video), for diagnostics.
-        self.nack: NackScheduler | None = None
-        #: SSRC of the media stream (after RTX unwrapping), for PLIs.
-        self.media_ssrc: int | None = None
+        self.nack: NackSchedulers | None = None
         #: Payload type of the publisher's RED packets (audio), once negotiated.
         self.red_payload_type: int | None = None
-        #: The publisher's last sender report: (NTP time, RTP timestamp), for lip sync.
-        self.sender_report: tuple[int, int] | None = None
         self.clock_rate = 90000 if self.kind is MediaKind.VIDEO else 48000
         self.packets_received = 0
         self.frames_received = 0
@@ -164,6 +243,9 @@ class TrackForwarder:
         self.keyframe_requests_absorbed = 0
         self.recovery_failures = 0
         self.red_packets_received = 0
+        self.packets_unrouted = 0
+        #: The last REMB sent to the publisher about this track (bit/s).
+        self.remb_sent: int | None = None
 
     def __repr__(self) -> str:
         return f"TrackForwarder({self.participant_id!r}, {self.source.value})"
@@ -173,12 +255,90 @@ class TrackForwarder:
         return self._muted
 
     @property
+    def receiver(self) -> RTCRtpReceiver:
+        return self._receiver
+
+    @property
     def subscribers(self) -> frozenset[ForwardTrack]:
         return frozenset(self._subscribers)
 
     @property
     def keyframe_pending(self) -> bool:
-        return self._keyframe_pending_since is not None
+        """Whether a keyframe request is pending for any layer."""
+        return any(layer.pending_since is not None for layer in self._layers)
+
+    @property
+    def last_keyframe_request(self) -> float | None:
+        """When a keyframe of the lowest layer was last asked for (the forwarder's clock)."""
+        return self._layers[0].last_request
+
+    @property
+    def media_ssrc(self) -> int | None:
+        """SSRC of the (lowest) media stream (after RTX unwrapping), once it sent a packet."""
+        return self._layers[0].ssrc
+
+    @property
+    def sender_report(self) -> tuple[int, int] | None:
+        """The publisher's last sender report (NTP time, RTP timestamp) of the lowest layer."""
+        return self._layers[0].sender_report
+
+    @property
+    def layered(self) -> bool:
+        """Whether the track is simulcast (several layers, one per RID)."""
+        return len(self._layers) > 1
+
+    def set_rids(self, rids: tuple[str, ...]) -> None:
+        """The track's simulcast layers, lowest first, as the publisher's answer names them.
+
+        A track with layers routes each packet by its SSRC, learnt from the RID
+        header extension of the first packets; a packet of an SSRC not learnt
+        yet is dropped. Subscriptions go back to their lowest layer.
+        """
+        if rids == self.rids:
+            return
+        self.rids = rids
+        self._layers = tuple(_Layer(i, rid) for i, rid in enumerate(rids)) if len(rids) > 1 else (_Layer(0, None),)
+        self._by_ssrc = {}
+        for track in self._subscribers:
+            track.set_target_layer(0)
+            track.resync()
+
+    def layer_bitrates(self, *, now: float | None = None, stale: float = 1.5) -> tuple[float | None, ...]:
+        """Each layer's measured rate (bit/s), ``None`` for a layer that sent nothing for ``stale`` s."""
+        now = self._clock() if now is None else now
+        return tuple(
+            (layer.bitrate or 1.0) if layer.last_packet is not None and now - layer.last_packet < stale else None
+            for layer in self._layers
+        )
+
+    def upstream(self, *, now: float | None = None, stale: float = 1.5) -> tuple[float, float, list[int]]:
+        """(bit/s arriving, worst layer loss 0..1, SSRCs) of the layers sending now: for the REMB."""
+        now = self._clock() if now is None else now
+        live = [layer for layer in self._layers
+                if layer.ssrc is not None and layer.last_packet is not None and now - layer.last_packet < stale]
+        return (
+            sum(layer.bitrate for layer in live),
+            max((layer.loss for layer in live), default=0.0),
+            [layer.ssrc for layer in live if layer.ssrc is not None],
+        )
+
+    def layer_of_ssrc(self, ssrc: int) -> int | None:
+        layer = self._by_ssrc.get(ssrc)
+        return layer.index if layer is not None else None
+
+    def _learn_layer(self, packet: RtpPacket) -> _Layer | None:
+        if not self.rids:
+            layer = self._layers[0]
+        else:
+            rid = packet.extensions.rtp_stream_id
+            if rid not in self.rids:
+                return None
+            layer = self._layers[self.rids.index(rid)]
+            if layer.ssrc is not None:
+                self._by_ssrc.pop(layer.ssrc, None)
+        layer.ssrc = packet.ssrc
+        self._by_ssrc[packet.ssrc] = layer
+        return layer
 
     def set_muted(self, muted: bool) -> None:
         """Stop (or resume) forwarding; resuming video waits for a keyframe."""
@@ -188,23 +348,50 @@ class TrackForwarder:
         if not muted:
             for track in self._subscribers:
                 track.resync()
-            if self.kind is MediaKind.VIDEO and self._subscribers:
-                self.request_keyframe()
+            if self.kind is MediaKind.VIDEO:
+                for layer in {track.target_layer for track in self._subscribers}:
+                    self.request_keyframe(layer)
 
     def on_packet(self, packet: RtpPacket) -> None:
         """Sink for the receiver's packets (RTX unwrapped, duplicates removed)."""
         if self._closed:
             return
+        layer = self._by_ssrc.get(packet.ssrc)
+        if layer is None:
+            layer = self._learn_layer(packet)
+            if layer is None:
+                self.packets_unrouted += 1
+                return
         self.packets_received += 1
-        self.media_ssrc = packet.ssrc
-        self._cache[packet.sequence_number % _CACHE] = packet
+        layer.cache[packet.sequence_number % _CACHE] = packet
+        now = self._clock()
+        layer.last_packet = now
+        layer.bytes += len(packet.payload)
+        layer.window_packets += 1
+        seq = packet.sequence_number
+        newest = layer.max_seq
+        if newest is None or 0 < (seq - newest) & 0xFFFF < 0x8000:
+            layer.max_seq = seq
+        start = layer.window_start
+        if start is None:
+            layer.window_start, layer.window_seq = now, seq
+        elif now - start >= 1.0:
+            layer.bitrate = layer.bytes * 8 / (now - start)
+            newest = layer.max_seq
+            first = layer.window_seq
+            if newest is not None and first is not None:
+                expected = ((newest - first) & 0xFFFF) + 1
+                layer.loss = max(0.0, 1.0 - layer.window_packets / expected) if expected < 0x8000 else 0.0
+            layer.bytes, layer.window_start, layer.window_packets = 0, now, 0
+            layer.window_seq = (newest + 1) & 0xFFFF if newest is not None else None
         codec = self.codec
         if codec is not None:
             keyframe = starts_keyframe(codec, packet.payload)
             if keyframe:
                 self.keyframes_received += 1
-                self._keyframe_pending_since = None
-            if packet.marker:
+                layer.keyframes += 1
+                layer.pending_since = None
+            if packet.marker and layer.index == 0:
                 self.frames_received += 1
         else:
             keyframe = False
@@ -216,21 +403,31 @@ class TrackForwarder:
                 self._on_audio_level(self.participant_id, level[1] if level else None, len(packet.payload))
         if self._muted:
             return
+        index = layer.index
         for track in self._subscribers:
-            track.forward(packet, keyframe)
+            track.forward(packet, keyframe, index)
 
-    def cached(self, sequence_number: int) -> RtpPacket | None:
-        """The publisher's packet with that sequence number, if still cached."""
-        packet = self._cache[sequence_number % _CACHE]
+    def cached(self, sequence_number: int, layer: int = 0) -> RtpPacket | None:
+        """The publisher's packet of ``layer`` with that sequence number, if still cached."""
+        layers = self._layers
+        if layer >= len(layers):
+            return None
+        packet = layers[layer].cache[sequence_number % _CACHE]
         return packet if packet is not None and packet.sequence_number == sequence_number else None
 
-    def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
-        """The publisher's sender report for this track: its NTP↔RTP mapping."""
-        self.sender_report = (ntp_timestamp, rtp_timestamp)
+    def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int, ssrc: int | None = None) -> None:
+        """The publisher's sender report for this track (for ``ssrc``'s layer): its NTP↔RTP mapping."""
+        layer = self._layers[0] if ssrc is None else self._by_ssrc.get(ssrc)
+        if layer is not None:
+            layer.sender_report = (ntp_timestamp, rtp_timestamp)
 
-    def ntp_time(self, rtp_timestamp: int) -> int | None:
+    def layer_sender_report(self, layer: int) -> tuple[int, int] | None:
+        layers = self._layers
+        return layers[layer].sender_report if layer < len(layers) else None
+
+    def ntp_time(self, rtp_timestamp: int, layer: int = 0) -> int | None:
         """The publisher's NTP time of ``rtp_timestamp`` (his clock), once he sent a report."""
-        report = self.sender_report
+        report = self.layer_sender_report(layer)
         if report is None:
             return None
         ntp, base = report
@@ -239,31 +436,36 @@ class TrackForwarder:
             ticks -= 0x100000000
         return (ntp + ticks * _NTP_ONE_SECOND // self.clock_rate) & 0xFFFFFFFFFFFFFFFF
 
-    def on_recovery_failed(self, lost: list[int]) -> None:
-        """The NACK retries for ``lost`` gave up: only a keyframe repairs the picture."""
+    def on_recovery_failed(self, lost: list[int], ssrc: int | None = None) -> None:
+        """The NACK retries for ``lost`` (of ``ssrc``) gave up: only a keyframe repairs the picture."""
         self.recovery_failures += 1
-        if self._subscribers:
-            self.request_keyframe()
+        layer = self._by_ssrc.get(ssrc) if ssrc is not None else None
+        index = layer.index if layer is not None else 0
+        if self._subscribers and (
+            not self.layered or any(track.forwarded_layer == index for track in self._subscribers)
+        ):
+            self.request_keyframe(index)
 
-    def request_keyframe(self) -> bool:
-        """Ask the publisher for a keyframe unless one is pending or was asked for recently.
+    def request_keyframe(self, layer: int = 0) -> bool:
+        """Ask the publisher for a keyframe of ``layer`` unless one is pending or was asked for recently.
 
         Answers whether a PLI was sent. Audio tracks never send one.
         """
-        if self.kind is not MediaKind.VIDEO or self._closed:
+        if self.kind is not MediaKind.VIDEO or self._closed or layer >= len(self._layers):
             return False
+        state = self._layers[layer]
         now = self._clock()
-        pending = self._keyframe_pending_since
-        last = self._last_keyframe_request
+        pending = state.pending_since
+        last = state.last_request
         if (pending is not None and now - pending < self._keyframe_timeout) or (
             last is not None and now - last < self._keyframe_interval
         ):
             self.keyframe_requests_absorbed += 1
             return False
-        ssrc = self.media_ssrc
+        ssrc = state.ssrc
         if ssrc is None:
             return False  # no media yet: the first packets start at a keyframe anyway
-        self._last_keyframe_request = self._keyframe_pending_since = now
+        state.last_request = state.pending_since = now
         self.keyframe_requests_sent += 1
         task = asyncio.ensure_future(send_pli(self._receiver, ssrc))
         self._tasks.add(task)
@@ -284,7 +486,8 @@ class TrackForwarder:
             track.attach(None)
         if self.nack is not None:
             self.nack.close()
-        self._cache = [None] * _CACHE
+        for layer in self._layers:
+            layer.cache = [None] * _CACHE
         for task in tuple(self._tasks):
             task.cancel()
         if self._tasks:
@@ -349,6 +552,18 @@ class ForwardTrack(MediaStreamTrack):
         self._next_seq = random.randint(0, 0xFFFF)
         self._ts_offset: int | None = None
         self._last_ts: int | None = None
+        # The source layer of the current run (meaningful while _seq_offset is set), the one
+        # the allocator wants, and the layer the timestamp offset was computed for.
+        self._layer = 0
+        self._target = 0
+        self._ts_layer = 0
+        self._paused = False
+        # VP8 picture id / TL0PICIDX continuity across layer switches (layered VP8 sources only).
+        self._rewrite_vp8 = False
+        self._picture_offset = 0
+        self._tl0_offset = 0
+        self._last_picture_id: int | None = None
+        self._last_tl0: int | None = None
         self._resent_seq = [-1] * _CACHE
         self._resent_at = [0.0] * _CACHE
         self._resend_window = 0.0
@@ -361,9 +576,47 @@ class ForwardTrack(MediaStreamTrack):
         self.retransmissions = 0
         self.nacks_refused = 0
         self.keyframe_requests_received = 0
+        self.layer_switches = 0
 
     def __repr__(self) -> str:
         return f"ForwardTrack({self.kind}, source={self._source!r})"
+
+    @property
+    def forwarded_layer(self) -> int | None:
+        """The source layer being forwarded now (``None``: waiting for a start, or paused)."""
+        return self._layer if self._seq_offset is not None else None
+
+    @property
+    def target_layer(self) -> int:
+        return self._target
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def set_target_layer(self, layer: int) -> None:
+        """Forward ``layer`` of a simulcast source from its next keyframe on.
+
+        Until that keyframe the current layer goes on, so the picture never
+        freezes for a switch; the keyframe is asked for at once.
+        """
+        if layer == self._target:
+            return
+        self._target = layer
+        source = self._source
+        if source is not None and self._writer is not None and self._video and not self._paused:
+            source.request_keyframe(layer)
+
+    def set_paused(self, paused: bool) -> None:
+        """Suspend (or resume) this subscription: nothing is forwarded while paused; resuming
+        starts at a keyframe of the target layer, with sequence numbers continuing."""
+        if paused == self._paused:
+            return
+        self._paused = paused
+        self.resync()
+        source = self._source
+        if not paused and source is not None and self._writer is not None and self._video:
+            source.request_keyframe(self._target)
 
     @property
     def source(self) -> TrackForwarder | None:
@@ -386,25 +639,33 @@ class ForwardTrack(MediaStreamTrack):
             self._source._detach(self)
         self._source = source
         self._ts_offset = None
+        self._target = 0
+        self._rewrite_vp8 = bool(
+            source is not None and getattr(source, "layered", False) and source.codec is VideoCodec.VP8
+        )
         self.resync()
         if self._writer is not None:
             self._writer.clock_mapping = self._clock_mapping()
         if source is not None:
             source._attach(self)
-            if self._writer is not None and self._video:
-                source.request_keyframe()
+            if self._writer is not None and self._video and not self._paused:
+                source.request_keyframe(self._target)
 
     def resync(self) -> None:
         """Forward nothing more until the next start point (video: a keyframe)."""
         self._seq_offset = None
+        source = self._source
+        self._rewrite_vp8 = bool(
+            source is not None and getattr(source, "layered", False) and source.codec is VideoCodec.VP8
+        )
 
     def start_sending(self, writer: PacketWriter) -> None:
         """The subscriber's sender started: write to ``writer`` from the next keyframe on."""
         self._writer = writer
         writer.clock_mapping = self._clock_mapping()
         self.resync()
-        if self._source is not None and self._video:
-            self._source.request_keyframe()
+        if self._source is not None and self._video and not self._paused:
+            self._source.request_keyframe(self._target)
 
     def stop_sending(self) -> None:
         self._writer = None
@@ -424,6 +685,8 @@ class ForwardTrack(MediaStreamTrack):
             offset = self._ts_offset
             if offset is None or self._source is not source:
                 return None
+            if self._ts_layer:
+                return source.ntp_time((timestamp - offset) & 0xFFFFFFFF, self._ts_layer)
             return source.ntp_time((timestamp - offset) & 0xFFFFFFFF)
 
         return mapping
@@ -432,25 +695,35 @@ class ForwardTrack(MediaStreamTrack):
         """The subscriber sent PLI or FIR: pass it on if he does receive this track."""
         self.keyframe_requests_received += 1
         if self._source is not None and self._writer is not None and self.packets_forwarded:
-            self._source.request_keyframe()
+            current = self.forwarded_layer
+            self._source.request_keyframe(self._target if current is None else current)
 
-    def forward(self, packet: RtpPacket, keyframe: bool) -> None:
-        """Write one packet of the source to the subscriber, keeping the guarantees above."""
+    def forward(self, packet: RtpPacket, keyframe: bool, layer: int = 0) -> None:
+        """Write one packet of the source's ``layer`` to the subscriber, keeping the guarantees above."""
         writer = self._writer
         if writer is None:
             return  # the sender has not started: stale packets would only add delay
         seq = packet.sequence_number
         offset = self._seq_offset
-        if offset is None:
+        if offset is None or layer != self._layer:
+            if self._paused or layer != self._target:
+                return  # another layer (or none) is wanted: not a drop, nothing to NACK
             if self._video and not keyframe:
-                self.packets_dropped += 1
-                if packet.marker and self._source is not None:
-                    self._source.request_keyframe()  # still waiting: no-op while one is pending
-                return
+                if offset is None:
+                    self.packets_dropped += 1
+                    if packet.marker and self._source is not None:
+                        self._source.request_keyframe(layer)  # still waiting: no-op while one is pending
+                return  # the current layer goes on until the target's keyframe
+            if offset is not None:
+                self.layer_switches += 1
             offset = self._seq_offset = (self._next_seq - seq) & 0xFFFF
             self._start_seq = seq
-            if self._ts_offset is None:
-                self._ts_offset = self._new_ts_offset(packet.timestamp)
+            if self._ts_offset is None or layer != self._ts_layer:
+                self._ts_offset = self._layer_ts_offset(layer, packet.timestamp)
+                self._ts_layer = layer
+            self._layer = layer
+            if self._rewrite_vp8:
+                self._start_vp8_run(packet.payload)
         elif (seq - self._start_seq) & 0xFFFF >= 0x8000:
             self.packets_dropped += 1
             return  # from before this run started: the subscriber never had its frame
@@ -460,7 +733,7 @@ class ForwardTrack(MediaStreamTrack):
             if self._video:
                 self.resync()
                 if self._source is not None:
-                    self._source.request_keyframe()
+                    self._source.request_keyframe(self._layer)
             return
         out_seq = (seq + offset) & 0xFFFF
         if (out_seq - self._next_seq) & 0xFFFF < 0x8000:
@@ -480,6 +753,8 @@ class ForwardTrack(MediaStreamTrack):
                     self.packets_dropped += 1
                     return
                 payload = primary
+        if self._rewrite_vp8:
+            payload = self._vp8_payload(payload)
         if writer.send(payload, out_seq, timestamp, bool(packet.marker), level[1] if level else None, payload_type):
             self.packets_forwarded += 1
             if packet.marker or not self._video:
@@ -496,7 +771,12 @@ class ForwardTrack(MediaStreamTrack):
             self.nacks_refused += 1
             return  # not sent yet, or too old to matter
         published = (sequence_number - offset) & 0xFFFF
-        packet = source.cached(published) if (published - self._start_seq) & 0xFFFF < 0x8000 else None
+        if (published - self._start_seq) & 0xFFFF >= 0x8000:
+            packet = None
+        elif self._layer:
+            packet = source.cached(published, self._layer)
+        else:
+            packet = source.cached(published)
         if packet is None:
             self.nacks_refused += 1
             return  # never had it (lost upstream: its retransmission is forwarded when it comes)
@@ -512,10 +792,53 @@ class ForwardTrack(MediaStreamTrack):
             self.nacks_refused += 1
             return
         timestamp = (packet.timestamp + (self._ts_offset or 0)) & 0xFFFFFFFF
-        if writer.resend(packet.payload, sequence_number, timestamp, bool(packet.marker)):
+        payload = vp8_rewrite(packet.payload, self._picture_offset, self._tl0_offset) if self._rewrite_vp8 else packet.payload
+        if writer.resend(payload, sequence_number, timestamp, bool(packet.marker)):
             self._resent_seq[slot], self._resent_at[slot] = sequence_number, now
             self._resends_in_window += 1
             self.retransmissions += 1
+
+    def _layer_ts_offset(self, layer: int, timestamp: int) -> int:
+        """The timestamp offset of a run starting with ``timestamp`` of ``layer``.
+
+        Across a layer switch of one source, both layers' sender reports (when
+        there are) map the new layer's clock onto the old one's, so the output
+        timeline goes on as the publisher captured it; otherwise, or if that
+        would not move forward, one frame after the last timestamp sent.
+        """
+        source, old_offset, last = self._source, self._ts_offset, self._last_ts
+        if source is not None and old_offset is not None and last is not None and layer != self._ts_layer:
+            old = source.layer_sender_report(self._ts_layer)
+            new = source.layer_sender_report(layer)
+            if old is not None and new is not None:
+                ntp_delta = (new[0] - old[0]) & 0xFFFFFFFFFFFFFFFF
+                if ntp_delta >= 1 << 63:
+                    ntp_delta -= 1 << 64
+                old_at_new = old[1] + ntp_delta * source.clock_rate // _NTP_ONE_SECOND
+                offset = (old_offset + old_at_new - new[1]) & 0xFFFFFFFF
+                ahead = (timestamp + offset - last) & 0xFFFFFFFF
+                if 0 < ahead < source.clock_rate:
+                    return offset
+        return self._new_ts_offset(timestamp)
+
+    def _start_vp8_run(self, payload: bytes) -> None:
+        picture_id, tl0 = vp8_picture_ids(payload)
+        last_picture, last_tl0 = self._last_picture_id, self._last_tl0
+        self._picture_offset = (last_picture + 1 - picture_id) & 0x7FFF if picture_id is not None and last_picture is not None else 0
+        self._tl0_offset = (last_tl0 + 1 - tl0) & 0xFF if tl0 is not None and last_tl0 is not None else 0
+
+    def _vp8_payload(self, payload: bytes) -> bytes:
+        payload = vp8_rewrite(payload, self._picture_offset, self._tl0_offset)
+        picture_id, tl0 = vp8_picture_ids(payload)
+        if picture_id is not None:
+            last = self._last_picture_id
+            if last is None or 0 < (picture_id - last) & 0x7FFF < 0x4000:
+                self._last_picture_id = picture_id
+        if tl0 is not None:
+            last_tl0 = self._last_tl0
+            if last_tl0 is None or 0 < (tl0 - last_tl0) & 0xFF < 0x80:
+                self._last_tl0 = tl0
+        return payload
 
     def _new_ts_offset(self, timestamp: int) -> int:
         if self._last_ts is None:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from aiortc import (
@@ -35,9 +36,11 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from . import aiortc_hooks
+from .allocation import DownlinkEstimate, VideoDemand, allocate, layer_name
 from .config import SfuConfig
 from .forwarding import ForwardTrack, TrackForwarder
 from .sdp import audio_offer, red_payload_types
+from .simulcast import simulcast_answer, simulcast_offer
 from .speaker import ActiveSpeakerDetector
 from .types import (
     BadSessionDescription,
@@ -49,18 +52,27 @@ from .types import (
     ParticipantSnapshot,
     ParticipantState,
     PublishedTrack,
+    ReceivedVideo,
+    Reception,
     SlotDirection,
     TooManyTracks,
     TrackSlot,
     TrackSource,
     UnknownParticipant,
     VideoCodec,
+    VideoQuality,
 )
 
 logger = logging.getLogger(__name__)
 
 NegotiationCallback = Callable[["Participant"], None]
 StateCallback = Callable[["Participant", ParticipantState], None]
+ReceptionCallback = Callable[["Participant", Reception], None]
+
+# A subscriber whose REMB is below this share of what he is sent is congested.
+_CONGESTED = 0.85
+# Priority classes of a video for the allocator (lower first).
+_PINNED, _SCREEN, _SPEAKER, _OTHER = 0, 1, 2, 3
 
 _H264_PROFILE = "42e01f"  # constrained baseline
 
@@ -119,6 +131,7 @@ class Participant:
         on_negotiation_needed: NegotiationCallback,
         on_state_change: StateCallback | None,
         receive_video: bool,
+        on_reception: ReceptionCallback | None = None,
     ) -> None:
         self.id = participant_id
         self._meeting = meeting
@@ -140,6 +153,11 @@ class Participant:
         self._subscriptions: dict[tuple[str, TrackSource], _SubscribeSlot] = {}
         self._idle: list[_SubscribeSlot] = []
         self._lock = asyncio.Lock()
+        self._on_reception = on_reception
+        self._downlink = DownlinkEstimate()
+        self._audio_only = False
+        self._pinned: str | None = None
+        self._reception = Reception(audio_only=False, videos=(), estimate=int(self._downlink.initial))
 
     def __repr__(self) -> str:
         return f"Participant({self.id!r}, {self._state.value})"
@@ -318,6 +336,8 @@ class Participant:
                 on_stop=track.stop_sending,
                 on_keyframe_request=track.on_remote_keyframe_request,
                 on_nack=track.on_nack,
+                on_remb=self._on_remb,
+                on_loss=self._on_loss,
             )
             slot = _SubscribeSlot(kind, transceiver, track)
         slot.track.attach(forwarder)
@@ -350,6 +370,101 @@ class Participant:
             for participant_id, source in list(self._subscriptions):
                 if source.kind is MediaKind.VIDEO:
                     self._unsubscribe(participant_id, source)
+
+    # ------------------------------------------------------------ allocation
+
+    @property
+    def reception(self) -> Reception:
+        """What his connection carries now (the allocator's last decision)."""
+        return self._reception
+
+    @property
+    def downlink(self) -> DownlinkEstimate:
+        return self._downlink
+
+    def pin(self, publisher_id: str | None) -> None:
+        """Give ``publisher_id``'s video the first claim on this participant's bandwidth (``None``: unpin)."""
+        self._check_open("pin")
+        self._pinned = publisher_id
+        self._meeting._allocate_soon(self)
+
+    def retry_video(self) -> None:
+        """He tapped "try video again": probe his link for video at once, even if audio-only."""
+        self._check_open("retry video")
+        self._downlink.retry()
+        self._meeting._allocate_soon(self)
+
+    def _on_remb(self, bitrate: int) -> None:
+        self._downlink.on_remb(bitrate, time.monotonic())
+
+    def _on_loss(self, fraction: float) -> None:
+        self._downlink.on_loss(fraction, time.monotonic())
+
+    def _allocate(self, now: float) -> None:
+        """Spend his estimate on what he subscribes to (see :mod:`.allocation`)."""
+        if self._state is ParticipantState.CLOSED:
+            return
+        speaker = self._meeting.speaker_detector
+        active, last_loud = speaker.current, speaker.last_loud
+        audio = 0.0
+        sending = 0.0
+        videos: list[VideoDemand] = []
+        tracks: dict[Hashable, tuple[ForwardTrack, TrackForwarder]] = {}
+        for (publisher_id, source), slot in self._subscriptions.items():
+            forwarder = slot.track.source
+            if forwarder is None or forwarder.muted:
+                continue
+            rates = forwarder.layer_bitrates(now=now)
+            if slot.kind is MediaKind.AUDIO:
+                audio += rates[0] or 0.0
+                continue
+            track = slot.track
+            current = track.forwarded_layer
+            if current is not None and current < len(rates):
+                sending += rates[current] or 0.0
+            if publisher_id == self._pinned:
+                rank = _PINNED
+            elif source is TrackSource.SCREEN:
+                rank = _SCREEN
+            elif publisher_id == active:
+                rank = _SPEAKER
+            else:
+                rank = _OTHER
+            videos.append(
+                VideoDemand(key=(publisher_id, source), rank=(rank, -last_loud.get(publisher_id, 0.0)), layers=rates)
+            )
+            tracks[(publisher_id, source)] = (track, forwarder)
+        downlink = self._downlink
+        downlink.sending = audio + sending
+        remb = downlink.remb if downlink.remb_at is not None and now - downlink.remb_at <= downlink.remb_ttl else None
+        congested = remb is not None and sending > 0 and remb < _CONGESTED * (audio + sending)
+        budget = downlink.budget(now, congested=congested)
+        decision = allocate(budget, audio, videos, audio_only=self._audio_only)
+        self._audio_only = decision.audio_only
+        received = []
+        for chosen, layer in decision.layers.items():
+            track, forwarder = tracks[chosen]
+            publisher_id, source = chosen  # type: ignore[misc]
+            if layer is None:
+                track.set_paused(True)
+            else:
+                track.set_target_layer(layer)
+                track.set_paused(False)
+            quality = VideoQuality(layer_name(layer, len(forwarder.layer_bitrates(now=now))))
+            received.append(ReceivedVideo(publisher_id=publisher_id, source=source, quality=quality))
+        reception = Reception(
+            audio_only=decision.audio_only,
+            videos=tuple(sorted(received, key=lambda v: (v.publisher_id, v.source.value))),
+            estimate=int(downlink.value(now)),
+            pinned=self._pinned,
+        )
+        previous, self._reception = self._reception, reception
+        if self._on_reception is not None and (
+            previous.audio_only != reception.audio_only
+            or previous.videos != reception.videos
+            or previous.pinned != reception.pinned
+        ):
+            self._on_reception(self, reception)
 
     # ------------------------------------------------------------ negotiation
 
@@ -407,7 +522,16 @@ class Participant:
             await self._pc.setLocalDescription(offer)
             self._revision += 1
             self._negotiation = NegotiationState.OFFER_SENT
-            return Offer(sdp=self._pc.localDescription.sdp, revision=self._revision, slots=self._slots())
+            sdp = simulcast_offer(self._pc.localDescription.sdp, self._simulcast_layers())
+            return Offer(sdp=sdp, revision=self._revision, slots=self._slots())
+
+    def _simulcast_layers(self) -> dict[str, tuple[str, ...]]:
+        """mid -> RIDs to ask for: the camera's publish m-line, when the meeting uses simulcast."""
+        rids = self._config.simulcast_rids
+        camera = self._publications.get(TrackSource.CAMERA)
+        if len(rids) < 2 or camera is None or not camera.active or not camera.transceiver.mid:
+            return {}
+        return {camera.transceiver.mid: rids}
 
     async def apply_answer(self, sdp: str, *, revision: int) -> None:
         """Apply the participant's answer to offer ``revision``.
@@ -433,6 +557,7 @@ class Participant:
                 ) from exc
             self._negotiation = NegotiationState.STABLE
             self._apply_red(sdp)
+            self._apply_simulcast(sdp)
         if self._negotiation_needed:
             self._negotiation_needed = False
             self._mark_negotiation_needed()
@@ -451,6 +576,17 @@ class Participant:
         for sub in [*self._subscriptions.values(), *self._idle]:
             if sub.kind is MediaKind.AUDIO:
                 sub.track.red_payload_type = red.get(sub.transceiver.mid or "")
+
+    def _apply_simulcast(self, answer: str) -> None:
+        """Note the RID layers the participant's answer will send on his camera m-line."""
+        accepted = simulcast_answer(answer)
+        if accepted.rids:
+            aiortc_hooks.set_stream_id_extensions(
+                self._pc, rid=accepted.rid_extension, repaired_rid=accepted.repaired_rid_extension
+            )
+        for slot in self._publications.values():
+            if slot.source.kind is MediaKind.VIDEO:
+                slot.forwarder.set_rids(accepted.rids.get(slot.transceiver.mid or "", ()))
 
     async def add_ice_candidate(self, candidate: str | None, *, sdp_mid: str | None) -> None:
         """Add a trickled remote candidate (``a=candidate`` value); ``None`` ends them."""
@@ -518,6 +654,8 @@ class Meeting:
         self._participants: dict[str, Participant] = {}
         self._muted: set[tuple[str, TrackSource]] = set()
         self._closed = False
+        self._ticker: asyncio.Task[None] | None = None
+        self._soon: set[Participant] = set()
         self.on_active_speaker = on_active_speaker
         self._speaker = ActiveSpeakerDetector(on_change=self._speaker_changed)
 
@@ -566,6 +704,7 @@ class Meeting:
         on_state_change: StateCallback | None = None,
         receive_video: bool = True,
         replace: bool = False,
+        on_reception: ReceptionCallback | None = None,
     ) -> Participant:
         """Add a participant subscribed to every track already published.
 
@@ -591,9 +730,13 @@ class Meeting:
             on_negotiation_needed=on_negotiation_needed,
             on_state_change=on_state_change,
             receive_video=receive_video,
+            on_reception=on_reception,
         )
+        if old is not None:
+            participant._pinned = old._pinned
         self._participants[participant_id] = participant
         participant._liveness.start()
+        self._start_ticker()
         if old is not None:
             for source, slot in old._publications.items():
                 if not slot.active:
@@ -657,6 +800,65 @@ class Meeting:
             if participant.id != forwarder.participant_id:
                 participant._unsubscribe(forwarder.participant_id, forwarder.source)
 
+    # ------------------------------------------------------------ allocation and feedback
+
+    def _start_ticker(self) -> None:
+        if self._ticker is None and self.config.allocation_interval > 0 and not self._closed:
+            self._ticker = asyncio.ensure_future(self._tick_forever())
+
+    async def _tick_forever(self) -> None:
+        interval = self.config.allocation_interval
+        rounds = 0
+        while not self._closed:
+            await asyncio.sleep(interval)
+            rounds += 1
+            try:
+                self.tick(time.monotonic(), feedback=rounds * interval >= 1.0)
+            except Exception:  # a bug must not stop adaptation for the whole meeting
+                logger.exception("SFU: allocation round of meeting %s failed", self.id)
+            if rounds * interval >= 1.0:
+                rounds = 0
+
+    def tick(self, now: float, *, feedback: bool = True) -> None:
+        """One allocation round for every subscriber; with ``feedback``, a REMB to every video publisher."""
+        self._soon.clear()
+        for participant in tuple(self._participants.values()):
+            participant._allocate(now)
+        if feedback:
+            for forwarder in self.forwarders():
+                if forwarder.kind is MediaKind.VIDEO:
+                    self._send_publisher_remb(forwarder, now)
+
+    def _send_publisher_remb(self, forwarder: TrackForwarder, now: float) -> None:
+        """Tell a video publisher how much to send: his browser's caps while nothing is lost
+        upstream, what arrives (less half the loss) when his uplink loses more than 10 %."""
+        arriving, loss, ssrcs = forwarder.upstream(now=now)
+        if not ssrcs:
+            return
+        cap = self.config.publisher_max_bitrate
+        previous = forwarder.remb_sent or cap
+        if loss > 0.10 and arriving:
+            value = max(100_000, int(arriving * (1 - loss / 2)))
+        elif loss < 0.02:
+            value = min(cap, max(int(previous * 1.08), int(arriving * 1.5)))
+        else:
+            value = previous
+        forwarder.remb_sent = value
+        aiortc_hooks.send_remb(forwarder.receiver, value, ssrcs)
+
+    def _allocate_soon(self, participant: Participant) -> None:
+        """Run his allocation on the next turn of the loop (a pin or a retry is felt at once)."""
+        if participant in self._soon:
+            return
+        self._soon.add(participant)
+
+        def run() -> None:
+            if participant in self._soon:
+                self._soon.discard(participant)
+                participant._allocate(time.monotonic())
+
+        asyncio.get_running_loop().call_soon(run)
+
     def _observe_audio_level(self, participant_id: str, level: int | None, size: int) -> None:
         self._speaker.observe(participant_id, level, size)
 
@@ -667,9 +869,16 @@ class Meeting:
     async def close(self) -> None:
         """Close every participant's peer connection; the meeting ends."""
         self._closed = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+            self._ticker = None
         for participant_id in list(self._participants):
             await self.leave(participant_id)
 
 
-def _report_to(forwarder: TrackForwarder, _ssrc: int, ntp: int, rtp: int) -> None:
-    forwarder.on_sender_report(ntp, rtp)
+def _report_to(forwarder: TrackForwarder, ssrc: int, ntp: int, rtp: int) -> None:
+    if forwarder.layered:
+        forwarder.on_sender_report(ntp, rtp, ssrc)
+    else:
+        forwarder.on_sender_report(ntp, rtp)

@@ -39,6 +39,8 @@ class ActiveSpeakerDetector:
         self._samples: dict[str, deque[tuple[float, int]]] = {}
         self._current: str | None = None
         self._last_evaluation = 0.0
+        #: participant -> when he was last heard above silence (the allocator's "recent speech").
+        self.last_loud: dict[str, float] = {}
 
     @property
     def current(self) -> str | None:
@@ -59,6 +61,7 @@ class ActiveSpeakerDetector:
     def forget(self, participant_id: str) -> None:
         """Drop a participant who left or was muted."""
         self._samples.pop(participant_id, None)
+        self.last_loud.pop(participant_id, None)
         if self._current == participant_id:
             self._set(None)
             self.evaluate()
@@ -79,6 +82,9 @@ class ActiveSpeakerDetector:
         """Recompute the speaker now; answers the current one."""
         scores = self.scores()
         loud = {pid: score for pid, score in scores.items() if score > _SILENCE}
+        now = self._clock()
+        for pid in loud:
+            self.last_loud[pid] = now
         if not loud:
             self._set(None)
             return None

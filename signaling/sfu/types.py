@@ -83,6 +83,38 @@ class Offer:
     slots: tuple[TrackSlot, ...]
 
 
+class VideoQuality(enum.StrEnum):
+    """What a subscriber receives of one video: a simulcast layer, or nothing for now."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    #: Suspended by the allocator: his connection cannot carry it now.
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedVideo:
+    publisher_id: str
+    source: TrackSource
+    quality: VideoQuality
+
+
+@dataclass(frozen=True, slots=True)
+class Reception:
+    """What one subscriber's connection carries now, as the allocator decided.
+
+    ``audio_only``: not even one video fits beside the audio; every video is
+    paused until his estimate clearly allows one (or he asks to retry).
+    """
+
+    audio_only: bool
+    videos: tuple[ReceivedVideo, ...]
+    #: His downlink estimate (bit/s) when this was decided.
+    estimate: int
+    pinned: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class PublishedTrack:
     participant_id: str

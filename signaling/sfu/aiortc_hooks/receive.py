@@ -13,10 +13,11 @@ with :class:`FrameAssembler`.
 Private names used: ``RTCRtpReceiver.__kind/__started/__codecs/__rtx_ssrc/
 __remote_streams/__nack_generator/__active_ssrc/__jitter_buffer/
 __decoder_queue``, ``_send_rtcp_nack``, ``_send_rtcp_pli``,
-``_handle_rtp_packet``, ``_enabled``; ``RTCDtlsTransport._state/_rx_srtp/
+``_handle_rtp_packet``, ``_enabled``, ``__rtcp_ssrc``, ``_send_rtcp``; ``RTCDtlsTransport._state/_rx_srtp/
 _rtp_router/_rtp_header_extensions_map/__rx_bytes/__rx_packets``;
-``HeaderExtensionsMap.__ids``; ``RtpRouter.ssrc_table/payload_type_table/
-route_rtp``.
+``HeaderExtensionsMap.__ids`` (with ``mid``/``rtp_stream_id``/
+``repaired_rtp_stream_id``); ``RtpRouter.ssrc_table/payload_type_table/
+mid_table/route_rtp``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ from aiortc.codecs import depayload, is_rtx
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpreceiver import StreamStatistics
-from aiortc.rtp import RtcpSrPacket, RtpPacket, unwrap_rtx
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
+)
 from aiortc.utils import uint16_add, uint16_gt
 
 from .srtp import srtp_unprotector
@@ -439,44 +447,95 @@ class NackScheduler:
         self._missing.clear()
 
 
+class NackSchedulers:
+    """One :class:`NackScheduler` per SSRC of a receiver (a simulcast track has one per layer).
+
+    The counters add up every stream's; ``for_ssrc`` makes a stream's scheduler
+    on its first packet.
+    """
+
+    def __init__(self, make: Callable[[int], NackScheduler]) -> None:
+        self._make = make
+        self.by_ssrc: dict[int, NackScheduler] = {}
+
+    def for_ssrc(self, ssrc: int) -> NackScheduler:
+        scheduler = self.by_ssrc.get(ssrc)
+        if scheduler is None:
+            scheduler = self.by_ssrc[ssrc] = self._make(ssrc)
+        return scheduler
+
+    @property
+    def nacks_sent(self) -> int:
+        return sum(s.nacks_sent for s in self.by_ssrc.values())
+
+    @property
+    def recovered(self) -> int:
+        return sum(s.recovered for s in self.by_ssrc.values())
+
+    @property
+    def given_up(self) -> int:
+        return sum(s.given_up for s in self.by_ssrc.values())
+
+    @property
+    def duplicates(self) -> int:
+        return sum(s.duplicates for s in self.by_ssrc.values())
+
+    @property
+    def missing(self) -> frozenset[int]:
+        return frozenset(seq for s in self.by_ssrc.values() for seq in s.missing)
+
+    @property
+    def rtt(self) -> float:
+        return next(iter(self.by_ssrc.values())).rtt if self.by_ssrc else 0.0
+
+    def close(self) -> None:
+        for scheduler in self.by_ssrc.values():
+            scheduler.close()
+
+
 def tap_receiver_packets(
     receiver: RTCRtpReceiver,
     *,
     sink: PacketSink,
-    on_give_up: Callable[[list[int]], None] = lambda lost: None,
+    on_give_up: Callable[[list[int], int], None] = lambda lost, ssrc: None,
     rtt_hint: Callable[[], float | None] = lambda: None,
     max_retries: int = 10,
     max_age: float = 1.5,
-) -> NackScheduler | None:
+) -> NackSchedulers | None:
     """Make ``receiver`` hand every RTP packet to ``sink`` as it arrives and never decode.
 
     Must be called before the receiver starts. Packets reach ``sink`` after
     RTX unwrapping, with their payload as the publisher packetized it,
-    duplicates removed. For video, lost packets are NACKed by the returned
-    :class:`NackScheduler` (``None`` for audio, which browsers never
-    retransmit), and ``on_give_up`` hears about packets it gave up.
+    duplicates removed. For video, lost packets are NACKed by one
+    :class:`NackScheduler` per SSRC (the returned :class:`NackSchedulers`;
+    ``None`` for audio, which browsers never retransmit), and
+    ``on_give_up(lost, ssrc)`` hears about packets it gave up.
     """
     kind = receiver._RTCRtpReceiver__kind  # type: ignore[attr-defined]
     if receiver._RTCRtpReceiver__started:  # type: ignore[attr-defined]
         raise RuntimeError(f"cannot tap {kind} receiver {receiver!r}: it already started")
-    scheduler: NackScheduler | None = None
+    scheduler: NackSchedulers | None = None
     handle: Callable[[RtpPacket], None]
     if kind == "video":
-        media_ssrc: list[int] = []
 
-        def send_nack(lost: list[int]) -> None:
-            if media_ssrc:
-                spawn(receiver._send_rtcp_nack(media_ssrc[0], sorted(lost)))
+        def make(ssrc: int) -> NackScheduler:
+            def send_nack(lost: list[int]) -> None:
+                spawn(receiver._send_rtcp_nack(ssrc, sorted(lost)))
 
-        scheduler = NackScheduler(
-            send_nack=send_nack, on_give_up=on_give_up, rtt_hint=rtt_hint, max_retries=max_retries, max_age=max_age
-        )
-        add = scheduler.add
+            def give_up(lost: list[int]) -> None:
+                on_give_up(lost, ssrc)
+
+            return NackScheduler(
+                send_nack=send_nack, on_give_up=give_up, rtt_hint=rtt_hint, max_retries=max_retries, max_age=max_age
+            )
+
+        schedulers = scheduler = NackSchedulers(make)
+        by_ssrc = schedulers.by_ssrc
+        for_ssrc = schedulers.for_ssrc
 
         def nack_then_sink(packet: RtpPacket) -> None:
-            if not media_ssrc:
-                media_ssrc.append(packet.ssrc)
-            if add(packet.sequence_number):
+            stream = by_ssrc.get(packet.ssrc) or for_ssrc(packet.ssrc)
+            if stream.add(packet.sequence_number):
                 sink(packet)
 
         handle = nack_then_sink
@@ -487,6 +546,23 @@ def tap_receiver_packets(
     receiver._RTCRtpReceiver__decoder_queue = _NoDecoderQueue()  # type: ignore[attr-defined]
     receiver._hirfa_receive = _SyncRtpReceive(receiver, handle, scheduler)  # type: ignore[attr-defined]
     return scheduler
+
+
+def set_stream_id_extensions(pc: Any, *, rid: int | None, repaired_rid: int | None) -> None:
+    """Read the RID and repaired-RID header extensions (RFC 8852) under these ids on ``pc``'s transports.
+
+    aiortc negotiates neither (it leaves them out of its answers' common
+    extensions), so a simulcast publisher's answer is read by the SFU and the
+    ids given here: then the first packets of each layer name their RID, and
+    RTX packets the layer they repair.
+    """
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        if transport is None:
+            continue
+        ids = transport._rtp_header_extensions_map._HeaderExtensionsMap__ids
+        ids.rtp_stream_id = rid
+        ids.repaired_rtp_stream_id = repaired_rid
 
 
 class _PacketBuffer:
@@ -530,9 +606,9 @@ class _SyncRtpReceive:
     adapt their rate from loss in the receiver reports (and their own caps).
     """
 
-    __slots__ = ("_active", "_codecs", "_handle", "_nack", "_receiver", "_rtx_ssrc", "_streams", "packets")
+    __slots__ = ("_active", "_codecs", "_handle", "_nack", "_receiver", "_rid_ssrc", "_rtx_ssrc", "_streams", "packets")
 
-    def __init__(self, receiver: RTCRtpReceiver, handle: PacketSink, scheduler: NackScheduler | None) -> None:
+    def __init__(self, receiver: RTCRtpReceiver, handle: PacketSink, scheduler: NackSchedulers | None) -> None:
         self._receiver = receiver
         self._handle = handle
         # aiortc fills these dicts in place (never rebinds them), so they can be held.
@@ -542,6 +618,9 @@ class _SyncRtpReceive:
         # Our scheduler replaces aiortc's generator; without one, aiortc's NACKs each gap once.
         self._nack = None if scheduler is not None else receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
         self._active: dict[int, Any] = receiver._RTCRtpReceiver__active_ssrc  # type: ignore[attr-defined]
+        # Simulcast layers announce no SSRC in the SDP: RID -> SSRC, learnt from the packets,
+        # maps an RTX stream (which names the RID it repairs) onto its layer.
+        self._rid_ssrc: dict[str, int] = {}
         #: RTP packets handled here (for tests and diagnostics).
         self.packets = 0
 
@@ -559,8 +638,16 @@ class _SyncRtpReceive:
         if stream is None:
             stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stream.add(packet)
+        rid = packet.extensions.rtp_stream_id
+        if rid is not None and not is_rtx(codec):
+            self._rid_ssrc[rid] = packet.ssrc
         if is_rtx(codec):
             original_ssrc = self._rtx_ssrc.get(packet.ssrc)
+            if original_ssrc is None:
+                repaired = packet.extensions.repaired_rtp_stream_id or packet.extensions.rtp_stream_id
+                original_ssrc = self._rid_ssrc.get(repaired) if repaired is not None else None
+                if original_ssrc is not None:
+                    self._rtx_ssrc[packet.ssrc] = original_ssrc
             apt = codec.parameters.get("apt")
             if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in codecs:
                 return
@@ -609,7 +696,12 @@ def _parse_rtp(data: bytes, extensions_map: Any) -> RtpPacket:
         if size < end:
             raise ValueError("RTP packet has truncated extension value")
         if profile == 0xBEDE:
-            level_id = extensions_map._HeaderExtensionsMap__ids.audio_level
+            ids = extensions_map._HeaderExtensionsMap__ids
+            level_id = ids.audio_level
+            # Read only by the first packets of a stream (browsers stop sending them once
+            # acknowledged): MID routes a stream the SDP announced no SSRC for, RID names
+            # its simulcast layer, repaired RID the layer an RTX stream repairs.
+            sdes_ids = (ids.mid, ids.rtp_stream_id, ids.repaired_rtp_stream_id)
             index = pos
             while index < end:
                 byte = data[index]
@@ -619,9 +711,18 @@ def _parse_rtp(data: bytes, extensions_map: Any) -> RtpPacket:
                 length = (byte & 0x0F) + 1
                 if index + length > end:
                     raise ValueError("RTP one-byte header extension value is truncated")
-                if byte >> 4 == level_id:
+                element = byte >> 4
+                if element == level_id:
                     value = data[index]
                     packet.extensions.audio_level = (value & 0x80 == 0x80, value & 0x7F)
+                elif element in sdes_ids:
+                    text = data[index : index + length].decode("ascii", "replace")
+                    if element == sdes_ids[0]:
+                        packet.extensions.mid = text
+                    elif element == sdes_ids[1]:
+                        packet.extensions.rtp_stream_id = text
+                    else:
+                        packet.extensions.repaired_rtp_stream_id = text
                 index += length
         else:
             packet.extensions = extensions_map.get(profile, data[pos:end])
@@ -657,12 +758,20 @@ def receive_srtp(connection: Any, data: bytes) -> bool:
         return False
     router = dtls._rtp_router
     target = router.ssrc_table.get(int.from_bytes(data[8:12], "big"))
+    by_mid = False
     if target is None:
         candidates = router.payload_type_table.get(data[1] & 0x7F)
-        if not candidates or len(candidates) != 1:
+        if not candidates:
             return False
-        (target,) = candidates
-    if getattr(target, "_hirfa_receive", None) is None or "_handle_rtp_packet" in target.__dict__:
+        if len(candidates) == 1:
+            (target,) = candidates
+        elif all(_tapped(c) for c in candidates):
+            # A stream whose SSRC the SDP did not announce (a simulcast layer) on a payload
+            # type several m-lines share (camera and screen): its MID extension says which.
+            by_mid = True
+        else:
+            return False
+    if not by_mid and not _tapped(target):
         return False  # not tapped, or its handler was replaced on purpose (a test's probe): aiortc's path
     dtls._RTCDtlsTransport__rx_bytes += len(data)
     dtls._RTCDtlsTransport__rx_packets += 1
@@ -675,7 +784,11 @@ def receive_srtp(connection: Any, data: bytes) -> bool:
         return True  # not authentic, or not RTP: dropped, like aiortc does
     receiver = router.route_rtp(packet)
     if receiver is None:
-        return True
+        mid = packet.extensions.mid
+        receiver = router.mid_table.get(mid) if by_mid and mid is not None else None
+        if receiver is None:
+            return True
+        router.ssrc_table[packet.ssrc] = receiver
     handle = getattr(receiver, "_hirfa_receive", None)
     if handle is None or "_handle_rtp_packet" in receiver.__dict__:  # pragma: no cover - routed elsewhere after all
         spawn(receiver._handle_rtp_packet(packet, arrival_time_ms=clock.current_ms()))
@@ -687,9 +800,26 @@ def receive_srtp(connection: Any, data: bytes) -> bool:
     return True
 
 
+def _tapped(receiver: Any) -> bool:
+    return getattr(receiver, "_hirfa_receive", None) is not None and "_handle_rtp_packet" not in receiver.__dict__
+
+
 async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     """Send one RTCP picture loss indication to the publisher of ``receiver``."""
     await receiver._send_rtcp_pli(media_ssrc)
+
+
+def send_remb(receiver: RTCRtpReceiver, bitrate: int, ssrcs: list[int]) -> bool:
+    """Tell the publisher of ``receiver`` the most it should send on ``ssrcs`` (REMB), in the background.
+
+    Answers ``False`` (nothing sent) before the receiver has its RTCP SSRC.
+    """
+    rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+    if rtcp_ssrc is None or not ssrcs:
+        return False
+    packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs))
+    spawn(receiver._send_rtcp(packet))
+    return True
 
 
 

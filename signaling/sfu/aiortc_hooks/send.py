@@ -14,7 +14,7 @@ per frame rather than one per packet.
 Private names used: ``RTCRtpSender._ssrc/_rtx_ssrc/__rtx_payload_type/
 __rtp_header_extensions_map/__mid/__rtp_started/__rtp_exited/__packet_count/
 __octet_count/__rtp_timestamp/__ntp_timestamp/__rtt/_run_rtp/_retransmit/
-_send_keyframe``; ``RTCDtlsTransport._state/_tx_srtp/transport``;
+_send_keyframe/_handle_rtcp_packet``; ``RTCDtlsTransport._state/_tx_srtp/transport``;
 ``RTCIceTransport._connection``; ``aioice.Connection._nominated``;
 ``HeaderExtensionsMap.__ids``.
 """
@@ -34,6 +34,7 @@ import pylibsrtp
 from aiortc import RTCRtpCodecParameters, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, unpack_remb_fci
 
 from .srtp import SrtpProcessor, srtp_protector
 
@@ -318,6 +319,8 @@ def make_forwarding_sender(
     on_stop: Callable[[], None],
     on_keyframe_request: Callable[[], None],
     on_nack: Callable[[int], None],
+    on_remb: Callable[[int], None] | None = None,
+    on_loss: Callable[[float], None] | None = None,
 ) -> None:
     """Make ``sender`` forward packets and report NACK and PLI/FIR to callbacks.
 
@@ -328,7 +331,10 @@ def make_forwarding_sender(
     ever created). ``on_stop`` is called once when the sender stops. Each
     sequence number a NACK reports lost goes to ``on_nack``; a PLI or FIR
     from the remote peer calls ``on_keyframe_request``. RTCP (sender reports,
-    receiver reports) stays aiortc's.
+    receiver reports) stays aiortc's; besides, ``on_remb`` hears each REMB
+    (bit/s) that names the sender's SSRC and ``on_loss`` the fraction lost
+    (0..1) of each receiver report about it: the subscriber's own view of
+    his downlink, which the allocator spends.
     """
 
     async def run_rtp(codec: RTCRtpCodecParameters) -> None:
@@ -351,6 +357,26 @@ def make_forwarding_sender(
     sender._run_rtp = run_rtp  # type: ignore[method-assign]
     sender._retransmit = retransmit  # type: ignore[method-assign]
     sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+    if on_remb is None and on_loss is None:
+        return
+    handle_rtcp = sender._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        await handle_rtcp(packet)
+        ssrc = sender._ssrc
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP and on_remb is not None:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            if ssrc in ssrcs:
+                on_remb(bitrate)
+        elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)) and on_loss is not None:
+            for report in packet.reports:
+                if report.ssrc == ssrc:
+                    on_loss(report.fraction_lost / 256)
+
+    sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
 
 
 def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:

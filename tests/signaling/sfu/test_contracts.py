@@ -79,7 +79,17 @@ async def test_receive_receiver_jitter_buffer_and_nack_generator(pc: RTCPeerConn
     assert "self.__jitter_buffer.add(packet)" in handler and "self.__decoder_queue.put" in handler
 
 
-@pytest.mark.parametrize("name", ["_send_rtcp_nack", "_send_rtcp_pli", "_handle_rtp_packet", "_handle_rtcp_packet"])
+async def test_receive_receiver_rtcp_ssrc_is_set_at_start(pc: RTCPeerConnection) -> None:
+    # send_remb reads it (None until the receiver starts, like aiortc's own REMB and PLI).
+    receiver = receiver_of(pc)
+    assert hasattr(receiver, "_RTCRtpReceiver__rtcp_ssrc")
+    receiver._set_rtcp_ssrc(1234)
+    assert receiver._RTCRtpReceiver__rtcp_ssrc == 1234  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "name", ["_send_rtcp", "_send_rtcp_nack", "_send_rtcp_pli", "_handle_rtp_packet", "_handle_rtcp_packet"]
+)
 def test_receive_receiver_coroutines(name: str) -> None:
     assert inspect.iscoroutinefunction(getattr(RTCRtpReceiver, name))
 
@@ -133,8 +143,20 @@ def test_receive_router_tables_and_route_rtp() -> None:
 
 def test_receive_header_extension_ids() -> None:
     ids = HeaderExtensionsMap()._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
-    for name in ("mid", "abs_send_time", "audio_level"):
+    for name in ("mid", "abs_send_time", "audio_level", "rtp_stream_id", "repaired_rtp_stream_id"):
         assert hasattr(ids, name)
+    # set_stream_id_extensions sets the RID ids aiortc does not negotiate; parsing then reads them.
+    ids.rtp_stream_id, ids.repaired_rtp_stream_id = 10, 11
+    extensions = HeaderExtensionsMap()
+    extensions._HeaderExtensionsMap__ids = ids  # type: ignore[attr-defined]
+    assert extensions.get(0xBEDE, bytes([0xA0, ord("h"), 0xB0, ord("l"), 0, 0])).rtp_stream_id == "h"
+
+
+def test_receive_router_mid_table() -> None:
+    router = RtpRouter()
+    receiver = object()
+    router.register_receiver(receiver, ssrcs=[], payload_types=[96], mid="3")  # type: ignore[arg-type]
+    assert router.mid_table["3"] is receiver
 
 
 async def test_receive_transceiver_codecs(pc: RTCPeerConnection) -> None:
@@ -173,6 +195,10 @@ def test_send_sender_run_rtp_is_started_by_send() -> None:
 
 
 def test_send_sender_nack_pli_and_rtt_go_through_overridable_methods() -> None:
+    # make_forwarding_sender wraps _handle_rtcp_packet (REMB and receiver reports), a coroutine
+    # that aiortc's transport awaits per packet it routes to the sender.
+    assert inspect.iscoroutinefunction(RTCRtpSender._handle_rtcp_packet)
+    assert "await recipient._handle_rtcp_packet(packet)" in source_of(RTCDtlsTransport._handle_rtcp_data)
     handler = source_of(RTCRtpSender._handle_rtcp_packet)
     assert "await self._retransmit(seq)" in handler and "self._send_keyframe()" in handler
     assert "self.__rtt = " in handler

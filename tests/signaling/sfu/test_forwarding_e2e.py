@@ -29,9 +29,9 @@ def assert_in_order_subsequence(received: list[bytes], published: list[bytes]) -
             raise AssertionError(f"received frame {index} ({len(frame)} bytes) was never published in that order") from None
 
 
-async def join(meeting, client: ClientPeer, *sources: TrackSource) -> Session:
+async def join(meeting, client: ClientPeer, *sources: TrackSource, **options: Any) -> Session:
     session = Session(client)
-    participant = await meeting.join(client.name, on_negotiation_needed=session.on_negotiation_needed)
+    participant = await meeting.join(client.name, on_negotiation_needed=session.on_negotiation_needed, **options)
     session.participant = participant
     for source in sources:
         participant.publish(source)
@@ -123,8 +123,8 @@ async def test_keyframe_request_from_a_subscriber_reaches_the_publisher(sfu: Sfu
     received_before = subscription.keyframe_requests_received
     keyframes_before = count_keyframes(codec_ledger.frames_of(sender))
 
-    await wait_until(lambda: source._last_keyframe_request is None
-                     or time.monotonic() - source._last_keyframe_request > 0.6,
+    await wait_until(lambda: source.last_keyframe_request is None
+                     or time.monotonic() - source.last_keyframe_request > 0.6,
                      what="the rate limit window to pass")
     await karim.send_pli("amina", TrackSource.CAMERA)
 

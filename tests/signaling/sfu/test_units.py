@@ -113,14 +113,14 @@ class FakeSource:
         self.packets: dict[int, RtpPacket] = {}
         self.red_payload_type: int | None = None
 
-    def request_keyframe(self) -> bool:
+    def request_keyframe(self, layer: int = 0) -> bool:
         self.requests += 1
         return True
 
-    def cached(self, seq: int) -> RtpPacket | None:
+    def cached(self, seq: int, layer: int = 0) -> RtpPacket | None:
         return self.packets.get(seq)
 
-    def ntp_time(self, timestamp: int) -> int | None:
+    def ntp_time(self, timestamp: int, layer: int = 0) -> int | None:
         return None
 
     def _attach(self, track) -> None:

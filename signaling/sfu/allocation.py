@@ -1,0 +1,212 @@
+"""What each subscriber can receive: his bandwidth estimate, and how it is spent.
+
+Pure logic, no aiortc, no clock of its own (times are passed in), so every
+rule is tested alone (``tests/signaling/sfu/test_allocation.py``);
+:mod:`.meeting` feeds it and applies its answers to the subscriptions.
+
+**The estimate** (:class:`DownlinkEstimate`) of one subscriber's downlink is
+the smaller of two figures:
+
+* what his browser says it can take: REMB (receiver estimated maximum
+  bitrate, negotiated as ``goog-remb`` on every video m-line), a delay-based
+  estimate; it is trusted for ``remb_ttl`` seconds;
+* a loss-based figure from his receiver reports: above ``high_loss`` (10 %)
+  lost, it drops to what was sent times ``1 - loss/2``; below ``low_loss``
+  (2 %) it grows by 8 % a report; in between it holds.
+
+A REMB estimator only rises to about 1.5 times what it receives, so a
+subscriber held at a low layer could never show room for a higher one:
+**probe-up** — after ``probe_after`` seconds without loss and with REMB not
+below what is sent, the allocator may spend up to ``probe_factor`` times the
+estimate for one step (one layer up, or one paused video back); if loss or
+REMB then say it does not fit, the step is undone and probing waits twice as
+long (up to a minute).
+
+**The allocation** (:func:`allocate`) spends the estimate by priority:
+audio first, always (it is never paused); then videos in priority order
+(pinned, screen share, the active speaker, then by recent speech), each its
+lowest layer while it fits, the others paused; then, in the same order, each
+one up layer by layer while it fits (only the first ``full_quality`` videos
+may take the top layer: small tiles need no 720p). When not even one video
+fits beside the audio, the subscriber is **audio only (his connection)**,
+and stays so until the estimate leaves a clear margin (``resume_margin``) or
+he asks to try video again (:meth:`DownlinkEstimate.retry`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class VideoDemand:
+    """One video subscription as the allocator sees it.
+
+    ``layers`` holds each layer's measured rate (bit/s), lowest first, ``None``
+    for a layer the publisher does not send now; ``rank`` orders the videos
+    (lower first): pinned, screen, active speaker, recent speech.
+    """
+
+    key: Hashable
+    rank: tuple[int, float]
+    layers: tuple[float | None, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """A layer per video (``None``: paused), and whether the subscriber is audio-only."""
+
+    layers: dict[Hashable, int | None]
+    audio_only: bool
+    #: Bits per second the choice costs (audio included).
+    cost: float
+
+
+def allocate(
+    budget: float,
+    audio: float,
+    videos: Sequence[VideoDemand],
+    *,
+    audio_only: bool = False,
+    resume_margin: float = 1.3,
+    full_quality: int = 2,
+) -> Allocation:
+    """Spend ``budget`` (bit/s) on ``audio`` (bit/s, always) and ``videos``, by priority.
+
+    ``audio_only`` is the subscriber's current state: leaving it needs the
+    lowest video layer times ``resume_margin`` to fit.
+    """
+    ordered = sorted(videos, key=lambda v: v.rank)
+    chosen: dict[Hashable, int | None] = {v.key: None for v in ordered}
+    spent = audio
+    available = [[i for i, rate in enumerate(v.layers) if rate is not None] for v in ordered]
+    candidates = [(v, layers) for v, layers in zip(ordered, available, strict=True) if layers]
+    if not candidates:
+        return Allocation(chosen, False, spent)
+    first, first_layers = candidates[0]
+    lowest = first.layers[first_layers[0]] or 0.0
+    needed = lowest * (resume_margin if audio_only else 1.0)
+    if budget - spent < needed:
+        return Allocation(chosen, True, spent)
+    for video, layers in candidates:  # the lowest layer of each, while it fits
+        rate = video.layers[layers[0]] or 0.0
+        if spent + rate <= budget:
+            chosen[video.key] = layers[0]
+            spent += rate
+    for position, (video, layers) in enumerate(candidates):  # then up, in the same order
+        current = chosen[video.key]
+        if current is None:
+            continue
+        top = layers if position < full_quality else [i for i in layers if i < len(video.layers) - 1] or layers[:1]
+        for layer in top:
+            if layer <= current:
+                continue
+            extra = (video.layers[layer] or 0.0) - (video.layers[current] or 0.0)
+            if spent + extra > budget:
+                break
+            spent += extra
+            current = chosen[video.key] = layer
+    return Allocation(chosen, False, spent)
+
+
+@dataclass(slots=True)
+class DownlinkEstimate:
+    """One subscriber's downlink, from his REMB and receiver reports (see the module doc)."""
+
+    initial: float = 800_000.0
+    floor: float = 60_000.0
+    ceiling: float = 20_000_000.0
+    remb_ttl: float = 5.0
+    high_loss: float = 0.10
+    low_loss: float = 0.02
+    probe_after: float = 2.0
+    probe_factor: float = 1.5
+    remb: float | None = None
+    remb_at: float | None = None
+    loss_based: float = field(default=0.0)
+    loss: float = 0.0
+    #: What was sent to him lately (bit/s), set by the caller each round.
+    sending: float = 0.0
+    _calm_since: float | None = None
+    _probe_wait: float = 0.0
+    _probing_since: float | None = None
+    _retry: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.loss_based:
+            self.loss_based = self.initial
+
+    def on_remb(self, bitrate: float, now: float) -> None:
+        self.remb, self.remb_at = float(bitrate), now
+
+    def on_loss(self, fraction: float, now: float) -> None:
+        """One receiver report's fraction lost (0..1) about a stream sent to him."""
+        self.loss = fraction
+        if fraction > self.high_loss:
+            base = self.sending or self.loss_based
+            self.loss_based = max(self.floor, base * (1 - fraction / 2))
+            self._calm_since = now
+            self._failed_probe()
+        elif fraction < self.low_loss:
+            self.loss_based = min(self.ceiling, self.loss_based * 1.08)
+
+    def value(self, now: float) -> float:
+        """The estimate (bit/s) now."""
+        estimate = self.loss_based
+        if self.remb is not None and self.remb_at is not None and now - self.remb_at <= self.remb_ttl:
+            estimate = min(estimate, self.remb)
+        return max(self.floor, estimate)
+
+    def retry(self) -> None:
+        """The subscriber asked to try video again: probe at once."""
+        self._retry = True
+        self._probe_wait = 0.0
+
+    def budget(self, now: float, *, congested: bool = False) -> float:
+        """What the allocator may spend now: the estimate, or more while probing up.
+
+        ``congested``: the last round did not fit (REMB below what is sent):
+        a probe in flight is given up.
+        """
+        estimate = self.value(now)
+        if congested:
+            self._calm_since = now
+            self._failed_probe()
+            return estimate
+        if self._calm_since is None:
+            self._calm_since = now
+        if self._retry:
+            self._retry = False
+            self._probing_since = now
+            return max(estimate * self.probe_factor, self.sending * self.probe_factor)
+        if self._probing_since is not None:
+            if now - self._probing_since < self.probe_after:
+                return max(estimate, self.sending)  # the step taken holds while it is judged
+            self._probing_since = None
+            self._probe_wait = 0.0  # it held: the next probe may come as soon as calm again
+            self._calm_since = now
+        if self.loss < self.low_loss and now - self._calm_since >= self.probe_after + self._probe_wait:
+            self._probing_since = now
+            self._calm_since = now
+            return estimate * self.probe_factor
+        return estimate
+
+    @property
+    def probing(self) -> bool:
+        return self._probing_since is not None
+
+    def _failed_probe(self) -> None:
+        if self._probing_since is not None:
+            self._probing_since = None
+            self._probe_wait = min(60.0, max(2.0, self._probe_wait * 2))
+
+
+def layer_name(layer: int | None, count: int) -> str:
+    """"low" / "medium" / "high" for a layer of ``count``, "paused" for ``None``."""
+    if layer is None:
+        return "paused"
+    if count <= 1:
+        return "high"
+    return ("low", "medium", "high")[min(2, math.floor(layer * 2 / (count - 1)))] if count > 2 else ("low", "high")[layer]

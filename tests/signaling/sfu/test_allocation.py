@@ -1,0 +1,133 @@
+"""The allocator and the downlink estimate alone (no network), then one meeting of aiortc peers
+whose subscriber's REMB says his link is narrow."""
+
+from __future__ import annotations
+
+import pytest
+
+from signaling.sfu import Reception, Sfu, SfuConfig, TrackSource, VideoQuality
+from signaling.sfu.allocation import DownlinkEstimate, VideoDemand, allocate, layer_name
+
+from .peers import ClientPeer, PatternVideoTrack, ToneAudioTrack, wait_until
+from .test_forwarding_e2e import close_all, join
+
+LAYERS = (150_000.0, 500_000.0, 1_200_000.0)
+
+
+class FixedRemb(DownlinkEstimate):
+    """A subscriber's estimate pinned by the test (his aiortc client's own REMB is ignored)."""
+
+    def on_remb(self, bitrate: float, now: float) -> None:
+        pass
+
+
+def video(key: str, rank: int, layers: tuple[float | None, ...] = LAYERS, spoke: float = 0.0) -> VideoDemand:
+    return VideoDemand(key=key, rank=(rank, -spoke), layers=layers)
+
+
+def test_audio_comes_first_then_each_video_low_then_up_by_priority() -> None:
+    videos = [video("other", 3), video("speaker", 2), video("pinned", 0)]
+    narrow = allocate(300_000, 60_000, videos)
+    assert narrow.layers == {"pinned": 0, "speaker": None, "other": None} and not narrow.audio_only
+    assert narrow.cost == 210_000
+    wide = allocate(2_500_000, 60_000, videos)
+    # Every video low first (450k), then the pinned up to 720p, the speaker to 360p (720p does
+    # not fit), the other to 360p...
+    assert wide.layers == {"pinned": 2, "speaker": 1, "other": 1}
+    assert wide.cost <= 2_500_000
+    # ...and a third video never takes the top layer (a small tile).
+    assert allocate(10_000_000, 0, videos).layers == {"pinned": 2, "speaker": 2, "other": 1}
+
+
+def test_lower_layers_before_suspension_and_unavailable_layers_are_skipped() -> None:
+    videos = [video("a", 3, spoke=10.0), video("b", 3, spoke=5.0), video("c", 3, (None, 500_000.0, None))]
+    decision = allocate(700_000, 0, videos)
+    assert decision.layers == {"a": 1, "b": 0, "c": None}, "a spoke last; c has no low layer to fall back on"
+
+
+def test_audio_only_when_no_video_fits_and_a_margin_to_leave_it() -> None:
+    videos = [video("a", 2)]
+    assert allocate(180_000, 60_000, videos).audio_only
+    assert allocate(220_000, 60_000, videos, audio_only=False).layers == {"a": 0}
+    still = allocate(220_000, 60_000, videos, audio_only=True)
+    assert still.audio_only and still.layers == {"a": None}, "no flapping at the edge"
+    assert not allocate(260_000, 60_000, videos, audio_only=True).audio_only
+    assert not allocate(100_000, 60_000, []).audio_only, "nothing to see is not audio-only"
+
+
+def test_layer_names() -> None:
+    assert [layer_name(i, 3) for i in (0, 1, 2)] == ["low", "medium", "high"]
+    assert [layer_name(i, 2) for i in (0, 1)] == ["low", "high"]
+    assert layer_name(0, 1) == "high" and layer_name(None, 3) == "paused"
+
+
+def test_estimate_follows_remb_and_loss_and_probes_up_when_calm() -> None:
+    estimate = DownlinkEstimate(initial=800_000)
+    estimate.on_remb(300_000, 0.0)
+    assert estimate.value(1.0) == 300_000
+    assert estimate.value(10.0) == 800_000, "a stale REMB is forgotten"
+    estimate.on_remb(300_000, 10.0)
+    estimate.sending = 280_000
+    estimate.on_loss(0.3, 10.0)
+    assert estimate.value(10.0) == pytest.approx(280_000 * 0.85)
+    estimate.on_loss(0.0, 10.5)
+    assert estimate.value(10.5) == pytest.approx(280_000 * 0.85 * 1.08)
+
+    # Calm for probe_after seconds: one round may spend more than the estimate...
+    estimate = DownlinkEstimate(initial=400_000)
+    estimate.on_remb(400_000, 0.0)
+    assert estimate.budget(0.0) == 400_000
+    assert estimate.budget(1.0) == 400_000
+    assert estimate.budget(2.0) == pytest.approx(600_000) and estimate.probing
+    estimate.sending = 550_000
+    assert estimate.budget(2.5) == 550_000, "the probe's step holds while it is judged"
+    # ...and when it did not fit, it is undone and the next probe waits longer.
+    estimate.on_remb(350_000, 3.0)
+    assert estimate.budget(3.0, congested=True) == 350_000 and not estimate.probing
+    assert estimate.budget(5.0) == 350_000 and estimate.budget(6.9) == 350_000
+    assert estimate.budget(7.0) == pytest.approx(525_000), "probing again after the longer wait"
+    estimate.on_loss(0.2, 7.2)
+    assert not estimate.probing
+    estimate.retry()
+    assert estimate.budget(7.3) >= estimate.value(7.3) * 1.5, "a tap on retry probes at once"
+
+
+@pytest.fixture
+async def adapting_sfu():
+    server = Sfu(SfuConfig(port_min=42000, port_max=42999, allocation_interval=0.2))
+    yield server
+    await server.close()
+
+
+async def test_a_subscriber_whose_remb_is_narrow_goes_audio_only_and_comes_back(adapting_sfu: Sfu) -> None:
+    sfu = adapting_sfu
+    meeting = sfu.meeting("guild-narrow")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()})
+    karim = ClientPeer("karim")
+    sessions = [await join(meeting, amina, TrackSource.CAMERA, TrackSource.MICROPHONE)]
+    receptions: list[Reception] = []
+    sessions.append(await join(meeting, karim, on_reception=lambda _p, r: receptions.append(r)))
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 10, what="karim's video")
+    participant = meeting.participant("karim")
+    (video,) = [t for t in participant.subscription_tracks() if t.kind == "video"]
+
+    # His browser's REMB says 40 kbit/s: the video stops, the audio goes on.
+    participant._downlink = downlink = FixedRemb(remb=40_000, remb_at=0.0, remb_ttl=1e9)
+    await wait_until(lambda: participant.reception.audio_only, what="audio only")
+    assert receptions[-1].audio_only and receptions[-1].videos[0].quality is VideoQuality.PAUSED
+    assert video.paused
+    frames = len(karim.frames_from("amina", TrackSource.CAMERA))
+    audio = len(karim.frames_from("amina", TrackSource.MICROPHONE))
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.MICROPHONE)) >= audio + 25, what="audio going on")
+    assert len(karim.frames_from("amina", TrackSource.CAMERA)) <= frames + 1
+
+    # His link recovers (REMB 3 Mbit/s) and he taps "try video again": the video resumes
+    # at a keyframe, and nothing was renegotiated.
+    offers = sessions[1].negotiations
+    downlink.remb = 3_000_000
+    participant.retry_video()
+    await wait_until(lambda: not participant.reception.audio_only and not video.paused, what="video back")
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= frames + 10, what="frames again")
+    assert receptions[-1].videos[0].quality is VideoQuality.HIGH and not receptions[-1].audio_only
+    assert sessions[1].negotiations == offers
+    await close_all(sfu, sessions)
