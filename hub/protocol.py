@@ -242,8 +242,23 @@ class MeetingIceRestart(ClientFrame):
     meeting: MeetingId
 
 
+class MeetingPin(ClientFrame):
+    """Give one participant's video the first claim on my connection (`user: null` unpins)."""
+
+    type: Literal["meeting_pin"]
+    meeting: MeetingId
+    user: Annotated[int, Field(ge=1)] | None
+
+
+class MeetingRetryVideo(ClientFrame):
+    """Try video again after the server made me audio-only for my connection."""
+
+    type: Literal["meeting_retry_video"]
+    meeting: MeetingId
+
+
 AnyClientFrame = Annotated[
-    Hello | Ping | Subscribe | Unsubscribe | Send | Edit | Delete | React | Typing | Read | History | Fetch | ReportFrame | Mute | Ban | Presence | MeetingStart | MeetingInfo | MeetingJoin | MeetingLeave | MeetingAnswer | MeetingCandidateIn | MeetingPublish | MeetingUnpublish | MeetingMute | MeetingHand | MeetingReceive | MeetingHost | MeetingIceRestart,
+    Hello | Ping | Subscribe | Unsubscribe | Send | Edit | Delete | React | Typing | Read | History | Fetch | ReportFrame | Mute | Ban | Presence | MeetingStart | MeetingInfo | MeetingJoin | MeetingLeave | MeetingAnswer | MeetingCandidateIn | MeetingPublish | MeetingUnpublish | MeetingMute | MeetingHand | MeetingReceive | MeetingHost | MeetingIceRestart | MeetingPin | MeetingRetryVideo,
     Field(discriminator="type"),
 ]
 client_frame_adapter: TypeAdapter[Any] = TypeAdapter(AnyClientFrame)
@@ -253,7 +268,7 @@ CLIENT_FRAME_TYPES: tuple[str, ...] = (
     "read", "history", "fetch", "report", "mute", "ban", "presence",
     "meeting_start", "meeting_info", "meeting_join", "meeting_leave", "meeting_answer",
     "meeting_candidate", "meeting_publish", "meeting_unpublish", "meeting_mute", "meeting_hand",
-    "meeting_receive", "meeting_host", "meeting_ice_restart",
+    "meeting_receive", "meeting_host", "meeting_ice_restart", "meeting_pin", "meeting_retry_video",
 )
 
 
@@ -603,6 +618,23 @@ class MeetingState(ServerFrame):
     waiting: list[Author] = []
 
 
+class ReceivedVideoOut(ServerFrame):
+    user: int
+    source: Literal["mic", "camera", "screen"]
+    quality: Literal["low", "medium", "high", "paused"]
+
+
+class MeetingReception(ServerFrame):
+    """What my own connection carries now: each video's quality or "paused", audio-only."""
+
+    type: Literal["meeting_reception"] = "meeting_reception"
+    meeting: int
+    audio_only: bool
+    videos: list[ReceivedVideoOut]
+    estimate_kbps: int
+    pinned: int | None = None
+
+
 class MeetingRejoin(ServerFrame):
     type: Literal["meeting_rejoin"] = "meeting_rejoin"
     meeting: int
@@ -623,7 +655,7 @@ SERVER_FRAME_TYPES: tuple[str, ...] = (
     "welcome", "pong", "subscribed", "unsubscribed", "ack", "message", "messages", "typing",
     "presence", "presence_delta", "presence_list", "resync", "unread", "notification", "removed", "member", "error",
     "meeting", "meeting_joined", "meeting_lobby", "meeting_ice_servers", "meeting_offer",
-    "meeting_state", "meeting_rejoin", "meeting_ended",
+    "meeting_state", "meeting_reception", "meeting_rejoin", "meeting_ended",
 )
 
 

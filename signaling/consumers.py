@@ -32,6 +32,7 @@ from hub.protocol import (
     MeetingJoined,
     MeetingLobby,
     MeetingOffer,
+    MeetingReception,
     MeetingRejoin,
 )
 from signaling import liveness, placement, selectors, services
@@ -99,6 +100,8 @@ class MeetingFrames:
             "meeting_receive": self.on_meeting_receive,
             "meeting_host": self.on_meeting_host,
             "meeting_ice_restart": self.on_meeting_ice_restart,
+            "meeting_pin": self.on_meeting_pin,
+            "meeting_retry_video": self.on_meeting_retry_video,
         }
         return {kind: self._meeting_limited(handler) for kind, handler in handlers.items()}
 
@@ -213,6 +216,16 @@ class MeetingFrames:
         elif isinstance(event, m.EngineError):
             # The engine's message is an English msgid: said here in the member's language.
             self.emit(ErrorOut(ref=event.ref, code=event.code, message=_(event.message)))  # type: ignore[attr-defined]
+        elif isinstance(event, m.Reception):
+            self.emit(  # type: ignore[attr-defined]
+                MeetingReception(
+                    meeting=session.meeting_id,
+                    audio_only=event.audio_only,
+                    videos=[protocol.ReceivedVideoOut(**video.model_dump()) for video in event.videos],
+                    estimate_kbps=event.estimate_kbps,
+                    pinned=event.pinned,
+                )
+            )
         elif isinstance(event, m.Rejoin):
             self.emit(MeetingRejoin(meeting=session.meeting_id, reason=event.reason))  # type: ignore[attr-defined]
         elif isinstance(event, m.Ended):
@@ -415,6 +428,12 @@ class MeetingFrames:
         session.receive_video = frame.video
         session.join_options["receive_video"] = frame.video
         await self._command(session, m.Receive, frame.ref, video=frame.video)
+
+    async def on_meeting_pin(self, frame: protocol.MeetingPin) -> None:
+        await self._command(self._session(frame.meeting), m.Pin, frame.ref, target=frame.user)
+
+    async def on_meeting_retry_video(self, frame: protocol.MeetingRetryVideo) -> None:
+        await self._command(self._session(frame.meeting), m.RetryVideo, frame.ref)
 
     async def on_meeting_host(self, frame: protocol.MeetingHost) -> None:
         session = self._session(frame.meeting)

@@ -11,7 +11,9 @@ and gets events back at its ``reply_to`` address:
 - ``ended`` — the participant is out (``reason``: removed, replaced, ended, denied, or
   left when he did not rejoin within the rejoin grace after a failure);
 - ``rejoin`` — his media session is gone (``reason``: connection_failed: his peer
-  connection failed or was closed from his side).
+  connection failed or was closed from his side);
+- ``reception`` — what his own connection carries (each video's layer or "paused",
+  audio-only), each time the SFU's allocator changes it.
 
 The engine holds the live state of its meetings (participants, tracks, hands,
 self and host mutes, active speaker, lock, lobby) and publishes the whole
@@ -44,6 +46,7 @@ from signaling.sfu import (
     Meeting,
     Participant,
     ParticipantState,
+    Reception,
     Sfu,
     SlotDirection,
     TooManyTracks,
@@ -310,6 +313,14 @@ class MeetingEngine:
                     await self._enter(live, waiter, ref=None)
         self._state_changed(live)
 
+    async def _pin(self, live: LiveMeeting, member: Member, command: m.Pin) -> None:
+        if command.target is not None and command.target not in live.members:
+            raise HirfaError(ErrorCode.INVALID, gettext_noop("Nobody by that id is in the meeting."))
+        self._participant(member).pin(str(command.target) if command.target is not None else None)
+
+    async def _retry_video(self, live: LiveMeeting, member: Member, command: m.RetryVideo) -> None:
+        self._participant(member).retry_video()
+
     async def _end(self, live: LiveMeeting, member: Member, command: m.End) -> None:
         for gone in [*live.members.values(), *live.waiting.values()]:
             await self._drop_member(live, gone)
@@ -331,6 +342,8 @@ class MeetingEngine:
         m.Deny: _deny,
         m.Settings: _settings,
         m.End: _end,
+        m.Pin: _pin,
+        m.RetryVideo: _retry_video,
     }
 
     def _member(self, live: LiveMeeting, command: m.Command) -> Member:
@@ -403,12 +416,17 @@ class MeetingEngine:
             else:
                 self._state_changed(live)
 
+        def reception_changed(participant: Participant, reception: Reception) -> None:
+            if member.generation == generation:
+                self._spawn(live, self._send(member.reply_to, reception_event(reception, live.members)))
+
         participant = await live.sfu_meeting.join(
             str(member.user_id),
             on_negotiation_needed=negotiation_needed,
             on_state_change=state_changed,
             receive_video=member.receive_video,
             replace=True,
+            on_reception=reception_changed,
         )
         member.participant = participant
         for user_id, name in live.host_muted:
@@ -583,6 +601,20 @@ class MeetingEngine:
                 await self._close_session(live, member)
             await self._close_meeting(live)
         await self.sfu.close()
+
+
+def reception_event(reception: Reception, members: dict[int, Member]) -> m.Reception:
+    """The SFU's decision for one subscriber, as the event his socket turns into ``meeting_reception``."""
+    return m.Reception(
+        audio_only=reception.audio_only,
+        videos=tuple(
+            m.ReceivedVideo(user=int(v.publisher_id), source=SOURCE_NAMES[v.source], quality=v.quality.value)
+            for v in reception.videos
+            if v.publisher_id.isdigit() and int(v.publisher_id) in members
+        ),
+        estimate_kbps=reception.estimate // 1000,
+        pinned=int(reception.pinned) if reception.pinned is not None and reception.pinned.isdigit() else None,
+    )
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

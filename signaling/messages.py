@@ -128,9 +128,22 @@ class End(_Command):
     op: Literal["end"] = "end"
 
 
+class Pin(_Command):
+    """Give one participant's video the first claim on the member's bandwidth (None: unpin)."""
+
+    op: Literal["pin"] = "pin"
+    target: int | None
+
+
+class RetryVideo(_Command):
+    """The member tapped "try video again" while audio-only for his connection."""
+
+    op: Literal["retry_video"] = "retry_video"
+
+
 Command = Annotated[
     Join | Leave | Answer | Candidate | Publish | Unpublish | MuteSelf | Hand | Receive
-    | HostMute | Remove | Admit | Deny | Settings | End,
+    | HostMute | Remove | Admit | Deny | Settings | End | Pin | RetryVideo,
     Field(discriminator="op"),
 ]
 _commands: TypeAdapter[Command] = TypeAdapter(Command)
@@ -195,7 +208,27 @@ class Ended(_Message):
     reason: Literal["left", "removed", "ended", "replaced", "denied"]
 
 
-Event = Annotated[Joined | Lobby | Offer | EngineError | Rejoin | Ended, Field(discriminator="kind")]
+class ReceivedVideo(_Message):
+    """One video the member subscribes to and what of it his connection carries."""
+
+    user: int
+    source: Source
+    quality: Literal["low", "medium", "high", "paused"]
+
+
+class Reception(_Message):
+    """What the member's own connection carries now (the SFU's allocator decided)."""
+
+    kind: Literal["reception"] = "reception"
+    audio_only: bool
+    videos: tuple[ReceivedVideo, ...]
+    estimate_kbps: int = Field(ge=0)
+    pinned: int | None = None
+
+
+Event = Annotated[
+    Joined | Lobby | Offer | EngineError | Rejoin | Ended | Reception, Field(discriminator="kind")
+]
 _events: TypeAdapter[Event] = TypeAdapter(Event)
 
 

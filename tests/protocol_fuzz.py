@@ -179,6 +179,8 @@ FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "source": sources,
     },
     "meeting_ice_restart": {"meeting": ids("meeting")},
+    "meeting_pin": {"meeting": ids("meeting"), "user": st.one_of(st.none(), ids("user"))},
+    "meeting_retry_video": {"meeting": ids("meeting")},
 }
 assert set(FIELDS) == set(protocol.CLIENT_FRAME_TYPES), "the fuzzer must know every client frame"
 
@@ -275,6 +277,7 @@ def meeting_scenario(draw: st.DrawFn) -> list[Any]:
         kind = draw(st.sampled_from([
             "meeting_answer", "meeting_candidate", "meeting_publish", "meeting_unpublish", "meeting_mute",
             "meeting_receive", "meeting_ice_restart", "meeting_host", "meeting_hand", "meeting_join",
+            "meeting_pin", "meeting_retry_video",
         ]))
         frame = draw(valid_frame(kind))
         if "meeting" in frame and draw(st.integers(0, 3)):

@@ -15,12 +15,15 @@ the smaller of two figures:
   (2 %) it grows by 8 % a report; in between it holds.
 
 A REMB estimator only rises to about 1.5 times what it receives, so a
-subscriber held at a low layer could never show room for a higher one:
-**probe-up** — after ``probe_after`` seconds without loss and with REMB not
-below what is sent, the allocator may spend up to ``probe_factor`` times the
-estimate for one step (one layer up, or one paused video back); if loss or
-REMB then say it does not fit, the step is undone and probing waits twice as
-long (up to a minute).
+subscriber held at a low layer (or audio-only) could never show room for
+more: **probe-up** — when he would receive more than his estimate allows,
+after ``probe_after`` calm seconds (no loss, REMB not falling), the SFU pads
+his connection up to a target (twice the estimate, or 300 kbit/s more, at
+most a little above what he wants) with padding-only RTX packets for
+``probe_duration``; if neither loss nor a falling REMB said no, his link is
+taken to carry the target (``proven``) and the allocator spends it; if one
+did, the probe stops at once and the next waits twice as long (up to a
+minute). A tap on "try video again" probes at once.
 
 **The allocation** (:func:`allocate`) spends the estimate by priority:
 audio first, always (it is never paused); then videos in priority order
@@ -113,7 +116,7 @@ def allocate(
 
 @dataclass(slots=True)
 class DownlinkEstimate:
-    """One subscriber's downlink, from his REMB and receiver reports (see the module doc)."""
+    """One subscriber's downlink, from his REMB and receiver reports, with probes (see the module doc)."""
 
     initial: float = 800_000.0
     floor: float = 60_000.0
@@ -121,17 +124,25 @@ class DownlinkEstimate:
     remb_ttl: float = 5.0
     high_loss: float = 0.10
     low_loss: float = 0.02
+    #: Calm seconds before a probe (plus a back-off after failed ones).
     probe_after: float = 2.0
-    probe_factor: float = 1.5
+    #: How long a probe's padding runs before it is judged.
+    probe_duration: float = 1.0
     remb: float | None = None
     remb_at: float | None = None
     loss_based: float = field(default=0.0)
     loss: float = 0.0
     #: What was sent to him lately (bit/s), set by the caller each round.
     sending: float = 0.0
+    #: A rate a probe showed his link carries (bit/s), until REMB or loss say otherwise.
+    proven: float = 0.0
+    #: The probe in flight: its target (bit/s) and start; ``None`` when none.
+    probe_target: float | None = None
+    probe_started: float = 0.0
+    probes: int = 0
+    probes_failed: int = 0
     _calm_since: float | None = None
     _probe_wait: float = 0.0
-    _probing_since: float | None = None
     _retry: bool = False
 
     def __post_init__(self) -> None:
@@ -139,6 +150,9 @@ class DownlinkEstimate:
             self.loss_based = self.initial
 
     def on_remb(self, bitrate: float, now: float) -> None:
+        previous = self.remb if self.remb_at is not None and now - self.remb_at <= self.remb_ttl else None
+        if previous is not None and bitrate < 0.9 * previous:
+            self._congested(now)  # a REMB that falls: his estimator saw the delay grow
         self.remb, self.remb_at = float(bitrate), now
 
     def on_loss(self, fraction: float, now: float) -> None:
@@ -147,59 +161,65 @@ class DownlinkEstimate:
         if fraction > self.high_loss:
             base = self.sending or self.loss_based
             self.loss_based = max(self.floor, base * (1 - fraction / 2))
-            self._calm_since = now
-            self._failed_probe()
+            self._congested(now)
         elif fraction < self.low_loss:
             self.loss_based = min(self.ceiling, self.loss_based * 1.08)
 
     def value(self, now: float) -> float:
         """The estimate (bit/s) now."""
-        estimate = self.loss_based
+        delay_based = None
         if self.remb is not None and self.remb_at is not None and now - self.remb_at <= self.remb_ttl:
-            estimate = min(estimate, self.remb)
+            delay_based = max(self.remb, self.proven)
+        estimate = self.loss_based if delay_based is None else min(self.loss_based, delay_based)
         return max(self.floor, estimate)
 
     def retry(self) -> None:
-        """The subscriber asked to try video again: probe at once."""
+        """The subscriber asked to try video again: the next round probes at once."""
         self._retry = True
         self._probe_wait = 0.0
 
-    def budget(self, now: float, *, congested: bool = False) -> float:
-        """What the allocator may spend now: the estimate, or more while probing up.
+    def congested(self, now: float) -> None:
+        """The caller saw REMB below what is sent: forget what probes showed."""
+        self._congested(now)
 
-        ``congested``: the last round did not fit (REMB below what is sent):
-        a probe in flight is given up.
-        """
-        estimate = self.value(now)
-        if congested:
-            self._calm_since = now
-            self._failed_probe()
-            return estimate
+    def round(self, now: float, wanted: float) -> float | None:
+        """One allocation round: judge the probe in flight; answer a probe target (bit/s) to pad
+        up to from now on, or ``None`` (no probe). ``wanted`` is what the subscriber would
+        receive with no limit."""
         if self._calm_since is None:
             self._calm_since = now
-        if self._retry:
+        if self.probe_target is not None:
+            if now - self.probe_started < self.probe_duration:
+                return self.probe_target
+            # It held (a failure ends it at once): his link carries the target.
+            self.proven = max(self.proven, self.probe_target)
+            self.loss_based = max(self.loss_based, self.probe_target)
+            self.probe_target = None
+            self._probe_wait = 0.0
+            self._calm_since = now - self.probe_after / 2  # climb on without a full wait
+        estimate = self.value(now)
+        if wanted <= estimate * 1.05:
             self._retry = False
-            self._probing_since = now
-            return max(estimate * self.probe_factor, self.sending * self.probe_factor)
-        if self._probing_since is not None:
-            if now - self._probing_since < self.probe_after:
-                return max(estimate, self.sending)  # the step taken holds while it is judged
-            self._probing_since = None
-            self._probe_wait = 0.0  # it held: the next probe may come as soon as calm again
-            self._calm_since = now
-        if self.loss < self.low_loss and now - self._calm_since >= self.probe_after + self._probe_wait:
-            self._probing_since = now
-            self._calm_since = now
-            return estimate * self.probe_factor
-        return estimate
+            return None
+        calm = self.loss < self.low_loss and now - self._calm_since >= self.probe_after + self._probe_wait
+        if not (calm or self._retry):
+            return None
+        self._retry = False
+        self.probe_target = min(wanted * 1.1, max(estimate * 2, estimate + 300_000.0), self.ceiling)
+        self.probe_started = now
+        self.probes += 1
+        return self.probe_target
 
     @property
     def probing(self) -> bool:
-        return self._probing_since is not None
+        return self.probe_target is not None
 
-    def _failed_probe(self) -> None:
-        if self._probing_since is not None:
-            self._probing_since = None
+    def _congested(self, now: float) -> None:
+        self._calm_since = now
+        self.proven = 0.0
+        if self.probe_target is not None:
+            self.probe_target = None
+            self.probes_failed += 1
             self._probe_wait = min(60.0, max(2.0, self._probe_wait * 2))
 
 

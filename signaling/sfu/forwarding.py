@@ -511,6 +511,8 @@ class PacketWriter(Protocol):
 
     def resend(self, payload: bytes, seq: int, timestamp: int, marker: bool) -> bool: ...
 
+    def send_padding(self, count: int, size: int = 255) -> int: ...
+
     def backlog(self) -> int: ...
 
     def rtt(self) -> float | None: ...
@@ -674,6 +676,13 @@ class ForwardTrack(MediaStreamTrack):
         """The subscriber's round-trip time (s), once his receiver reports gave one."""
         writer = self._writer
         return writer.rtt() if writer is not None else None
+
+    def pad(self, count: int, size: int) -> int:
+        """Send ``count`` padding-only packets to the subscriber (a bandwidth probe); answers how many."""
+        writer = self._writer
+        if writer is None or writer.backlog() > self._max_backlog // 4:
+            return 0
+        return writer.send_padding(count, size)
 
     def _clock_mapping(self) -> Callable[[int], int | None] | None:
         """Our timestamp -> the publisher's NTP time, for the sender reports (lip sync)."""

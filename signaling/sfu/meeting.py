@@ -71,6 +71,9 @@ ReceptionCallback = Callable[["Participant", Reception], None]
 
 # A subscriber whose REMB is below this share of what he is sent is congested.
 _CONGESTED = 0.85
+# Probe padding: packets of this many bytes, sent every this many seconds.
+_PAD_SIZE = 255
+_PAD_INTERVAL = 0.02
 # Priority classes of a video for the allocator (lower first).
 _PINNED, _SCREEN, _SPEAKER, _OTHER = 0, 1, 2, 3
 
@@ -158,6 +161,8 @@ class Participant:
         self._audio_only = False
         self._pinned: str | None = None
         self._reception = Reception(audio_only=False, videos=(), estimate=int(self._downlink.initial))
+        self._probe_target: float | None = None
+        self._pacer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"Participant({self.id!r}, {self._state.value})"
@@ -394,6 +399,25 @@ class Participant:
         self._downlink.retry()
         self._meeting._allocate_soon(self)
 
+    def _pad_up_to(self, target: float | None) -> None:
+        """While a probe runs, pad his connection (RTX padding) up to ``target`` bit/s."""
+        self._probe_target = target
+        if target is not None and self._pacer is None:
+            self._pacer = asyncio.get_running_loop().call_later(_PAD_INTERVAL, self._pad)
+
+    def _pad(self) -> None:
+        self._pacer = None
+        target = self._probe_target
+        if target is None or self._state is ParticipantState.CLOSED:
+            return
+        deficit = target - self._downlink.sending
+        if deficit > 0:
+            count = max(1, round(deficit * _PAD_INTERVAL / 8 / _PAD_SIZE))
+            for slot in self._subscriptions.values():
+                if slot.kind is MediaKind.VIDEO and slot.track.pad(count, _PAD_SIZE):
+                    break
+        self._pacer = asyncio.get_running_loop().call_later(_PAD_INTERVAL, self._pad)
+
     def _on_remb(self, bitrate: int) -> None:
         self._downlink.on_remb(bitrate, time.monotonic())
 
@@ -437,9 +461,12 @@ class Participant:
         downlink = self._downlink
         downlink.sending = audio + sending
         remb = downlink.remb if downlink.remb_at is not None and now - downlink.remb_at <= downlink.remb_ttl else None
-        congested = remb is not None and sending > 0 and remb < _CONGESTED * (audio + sending)
-        budget = downlink.budget(now, congested=congested)
-        decision = allocate(budget, audio, videos, audio_only=self._audio_only)
+        if remb is not None and sending > 0 and remb < _CONGESTED * (audio + sending):
+            downlink.congested(now)
+        wanted = allocate(float("inf"), audio, videos).cost
+        probe = downlink.round(now, wanted)
+        self._pad_up_to(probe)
+        decision = allocate(downlink.value(now), audio, videos, audio_only=self._audio_only)
         self._audio_only = decision.audio_only
         received = []
         for chosen, layer in decision.layers.items():
@@ -616,6 +643,9 @@ class Participant:
         self._released = True
         announce = self._state is not ParticipantState.CLOSED
         self._state = ParticipantState.CLOSED
+        if self._pacer is not None:
+            self._pacer.cancel()
+            self._pacer = None
         await self._liveness.stop()
         for slot in self._publications.values():
             await slot.forwarder.close()

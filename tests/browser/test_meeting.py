@@ -223,6 +223,23 @@ def test_two_artisans_see_and_hear_each_other_and_a_third_comes_and_goes(
 
     # Low bandwidth: Karim's camera is capped at the default 500 kbit/s.
     assert k.evaluate("() => window.hirfaMeeting.caps()").get("camera") == 500_000
+    # Simulcast: the server asked for layers l, m, h; a 360p camera sends 180p and 360p.
+    expected = [
+        {"rid": "l", "active": True, "scale": 2, "maxBitrate": 150_000},
+        {"rid": "m", "active": True, "scale": 1, "maxBitrate": 500_000},
+        {"rid": "h", "active": False, "scale": 1, "maxBitrate": 500_000},
+    ]
+    k.wait_for_function("(expected) => JSON.stringify(window.hirfaMeeting.encodings('camera')) === JSON.stringify(expected)",
+                        arg=expected)
+    # What Amina's connection carries of Karim's camera is on his tile; she pins him.
+    a.wait_for_function(
+        "(user) => (window.hirfaMeeting.reception()?.videos || []).some((v) => v.user === user && v.quality !== 'paused')",
+        arg=karim_id,
+    )
+    a.wait_for_selector(f".tile[data-key='{karim_id}:camera'] .badge-icon.quality")
+    a.click(f".tile[data-key='{karim_id}:camera'] .tile-pin")
+    a.wait_for_function("(user) => window.hirfaMeeting.reception()?.pinned === user", arg=karim_id)
+    a.wait_for_selector(f".tile.pinned[data-key='{karim_id}:camera'] .tile-pin[aria-pressed='true']")
 
     # Yacine joins in audio only, then leaves; the others follow.
     y = open_page(browser, server, yacine_cookie, f"/rooms/{guild}/meeting/", language="ar", viewport=DESKTOP)

@@ -6,7 +6,11 @@
 // Guarantees:
 // - offers are applied one at a time, in the order they arrive;
 // - the camera is capped by the chosen quality (maxBitrate on its sender,
-//   besides the getUserMedia constraints the page uses);
+//   besides the getUserMedia constraints the page uses); when the server's
+//   offer asks for simulcast (RIDs l, m, h), the camera is sent as layers of
+//   180p, 360p and 720p, each only if the capture is at least that large, so
+//   the server can forward each subscriber what his link carries;
+// - a screen share keeps its resolution and drops its frame rate first;
 // - onTrouble is called once the ICE connection has failed, or stayed
 //   disconnected for DISCONNECTED_GRACE_MS; the page then restarts ICE;
 // - close() closes the connection and stops every timer; usage() keeps
@@ -21,6 +25,33 @@ export const QUALITY = {
   standard: { width: 640, height: 360, frameRate: 24, maxBitrate: 500_000, screenBitrate: 800_000 },
   high: { width: 1280, height: 720, frameRate: 30, maxBitrate: 1_200_000, screenBitrate: 1_500_000 },
 };
+
+/** Simulcast layers by RID: the height aimed at, the bitrate cap, the frame rate cap. */
+export const LAYERS = {
+  l: { height: 180, maxBitrate: 150_000, frameRate: 15 },
+  m: { height: 360, maxBitrate: 500_000, frameRate: 24 },
+  h: { height: 720, maxBitrate: 1_200_000, frameRate: 30 },
+};
+
+/**
+ * The sender encodings of a simulcast camera for a quality preset: each layer
+ * whose height the capture reaches is active, scaled down to it, capped by
+ * the layer and by the preset; the lowest layer is always on.
+ */
+export function simulcastEncodings(encodings, quality) {
+  const q = QUALITY[quality] || QUALITY.standard;
+  return encodings.map((encoding, index) => {
+    const layer = LAYERS[encoding.rid] || LAYERS.l;
+    const active = index === 0 || layer.height <= q.height;
+    return {
+      ...encoding,
+      active,
+      scaleResolutionDownBy: Math.max(1, q.height / layer.height),
+      maxBitrate: Math.min(layer.maxBitrate, q.maxBitrate),
+      maxFramerate: Math.min(layer.frameRate, q.frameRate),
+    };
+  });
+}
 
 /** getUserMedia video constraints for a quality preset and a device. */
 export function videoConstraints(quality, deviceId) {
@@ -83,6 +114,8 @@ export class SfuPeer {
         transceiver.direction = m.source ? "recvonly" : "inactive";
       }
     }
+    // A re-offer resets the simulcast layers to the offer's (all on): capped again at once.
+    await this.applyCaps();
     const answer = await this.pc.createAnswer();
     await this.pc.setLocalDescription(answer);
     if (this.closed) return;
@@ -130,7 +163,7 @@ export class SfuPeer {
     await this.applyCaps();
   }
 
-  /** Cap the bitrate of our camera and screen senders by the chosen quality. */
+  /** Cap the bitrate of our camera and screen senders by the chosen quality (per layer if simulcast). */
   async applyCaps() {
     const q = QUALITY[this.quality()] || QUALITY.standard;
     for (const [source, bitrate] of [["camera", q.maxBitrate], ["screen", q.screenBitrate]]) {
@@ -139,8 +172,14 @@ export class SfuPeer {
       try {
         const params = sender.getParameters();
         if (!params.encodings || !params.encodings.length) params.encodings = [{}];
-        params.encodings[0].maxBitrate = bitrate;
-        if (source === "camera") params.encodings[0].maxFramerate = q.frameRate;
+        if (source === "camera" && params.encodings.length > 1) {
+          params.encodings = simulcastEncodings(params.encodings, this.quality());
+        } else {
+          params.encodings[0].maxBitrate = bitrate;
+          if (source === "camera") params.encodings[0].maxFramerate = q.frameRate;
+        }
+        // A shared screen's text must stay readable: fewer frames rather than fewer pixels.
+        if (source === "screen") params.degradationPreference = "maintain-resolution";
         await sender.setParameters(params);
       } catch (err) {
         console.warn("setParameters", source, err);

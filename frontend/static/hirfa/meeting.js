@@ -86,6 +86,7 @@ let isHost = false;
 let iceServers = [];
 let peer = null;
 let state = null; // the last meeting_state
+let reception = null; // the last meeting_reception: what my own connection carries
 let hand = false;
 let socketLost = false;
 let hostMutedMic = false;
@@ -292,6 +293,7 @@ async function join() {
 }
 
 function joined(frame) {
+  reception = null; // a new server-side peer: its allocator speaks again
   meetingId = frame.meeting;
   live = frame.meeting;
   isHost = !!frame.host && !!els.hostControls;
@@ -537,8 +539,14 @@ function makeTile(key, name) {
   const avatar = h("div", { class: "avatar-big", "aria-hidden": "true", text: initials(name) });
   const label = h("bdi", { class: "tile-name" });
   const badges = h("span", { class: "badges" });
-  const el = h("figure", { class: "tile", "data-key": key }, video, avatar, h("figcaption", {}, label, badges));
-  const tile = { el, video, avatar, label, badges, trackId: null };
+  const paused = h("p", { class: "tile-paused", role: "status", hidden: true, text: T.pausedForConnection });
+  const pin = h("button", { type: "button", class: "tile-pin", hidden: true });
+  pin.addEventListener("click", () => {
+    const user = Number(el.dataset.user);
+    meetingHint({ type: "meeting_pin", user: reception?.pinned === user ? null : user });
+  });
+  const el = h("figure", { class: "tile", "data-key": key }, video, avatar, paused, pin, h("figcaption", {}, label, badges));
+  const tile = { el, video, avatar, label, badges, paused, pin, trackId: null };
   tiles.set(key, tile);
   return tile;
 }
@@ -579,7 +587,30 @@ function participantBadges(p) {
   return out;
 }
 
+/** What the server says my connection carries of `user`'s `source` ("low"…"high", "paused"), if known. */
+function receivedQuality(user, source) {
+  return reception?.videos.find((v) => v.user === user && v.source === source)?.quality || null;
+}
+
+const QUALITY_BARS = { low: "▂", medium: "▂▄", high: "▂▄▆" };
+
+function qualityBadge(quality) {
+  const label = fmt("videoQuality", { quality: T[`quality_${quality}`] || quality });
+  return h("span", { class: `badge-icon quality quality-${quality}`, title: label },
+    h("span", { "aria-hidden": "true", text: QUALITY_BARS[quality] || "" }), h("span", { class: "sr-only", text: label }));
+}
+
+function renderReception() {
+  const banner = $("reception");
+  const audioOnly = phase === "in" && !!reception?.audio_only;
+  banner.hidden = !audioOnly;
+  const estimate = $("reception-estimate");
+  estimate.hidden = !(phase === "in" && reception);
+  if (reception) estimate.textContent = fmt("connectionEstimate", { kbps: kbps.format(reception.estimate_kbps) });
+}
+
 function renderTiles() {
+  renderReception();
   if (phase !== "in") return;
   const participants = state?.participants || [{ user: { id: ME, name: C.meName }, host: isHost, hand, tracks: [], muted: [], host_muted: [], connected: true }];
   const remote = new Map();
@@ -608,13 +639,26 @@ function renderTiles() {
     if (w.source === "screen") track = w.me ? local.screen : remote.get(w.key) || null;
     else if (w.me) track = local.camera && !selfMuted.camera && !opts().audioOnly ? local.camera : null;
     else if (!w.p.muted.includes("camera") && !w.p.host_muted.includes("camera")) track = remote.get(w.key) || null;
-    setVideo(tile, track);
+    const quality = w.me ? null : receivedQuality(w.p.user.id, w.source);
+    const paused = !!track && quality === "paused";
+    setVideo(tile, paused ? null : track);
+    tile.paused.hidden = !paused;
+    tile.el.classList.toggle("paused", paused);
+    tile.el.classList.toggle("pinned", !w.me && reception?.pinned === w.p.user.id);
+    tile.pin.hidden = w.me || w.source !== "camera" || !track;
+    const pinned = reception?.pinned === w.p.user.id;
+    tile.pin.textContent = pinned ? "📌" : "📍";
+    tile.pin.setAttribute("aria-pressed", pinned ? "true" : "false");
+    tile.pin.setAttribute("aria-label", fmt(pinned ? "unpin" : "pin", { name: w.p.user.name }));
+    tile.pin.title = tile.pin.getAttribute("aria-label");
     tile.el.classList.toggle("screen", w.source === "screen");
     tile.el.classList.toggle("self", w.me && w.source === "camera");
     tile.el.classList.toggle("speaking", w.source === "camera" && state?.active_speaker === w.p.user.id);
     tile.el.classList.toggle("hand", w.source === "camera" && w.p.hand);
     tile.el.classList.toggle("reconnecting", reconnecting(w.p));
-    tile.badges.replaceChildren(...(w.source === "camera" ? participantBadges(w.p) : []));
+    const badges = w.source === "camera" ? participantBadges(w.p) : [];
+    if (track && quality && quality !== "paused") badges.push(qualityBadge(quality));
+    tile.badges.replaceChildren(...badges);
     tile.el.dataset.user = String(w.p.user.id);
     if (els.tiles.children[index] !== tile.el) els.tiles.insertBefore(tile.el, els.tiles.children[index] || null);
   });
@@ -729,6 +773,7 @@ function renderAll() {
 
 // --- data usage -------------------------------------------------------------------
 
+const kbps = new Intl.NumberFormat(LANG, { maximumFractionDigits: 0 });
 const mb = new Intl.NumberFormat(LANG, { style: "unit", unit: "megabyte", maximumFractionDigits: 1 });
 const kb = new Intl.NumberFormat(LANG, { style: "unit", unit: "kilobyte", maximumFractionDigits: 0 });
 const bytes = (n) => (n < 1e6 ? kb.format(n / 1e3) : mb.format(n / 1e6));
@@ -823,6 +868,14 @@ hub.on("meeting_state", (frame) => {
   state = frame;
   renderAll();
 });
+hub.on("meeting_reception", (frame) => {
+  if (frame.meeting !== meetingId) return;
+  const was = reception?.audio_only;
+  reception = frame;
+  if (frame.audio_only && !was) toast(T.audioOnlyConnection);
+  renderTiles();
+});
+$("reception-retry").addEventListener("click", () => meetingHint({ type: "meeting_retry_video" }));
 hub.on("meeting_rejoin", (frame) => {
   if (frame.meeting === meetingId) rejoin();
 });
@@ -852,6 +905,10 @@ window.hirfaMeeting = {
   inbound: () => (peer ? peer.inbound() : Promise.resolve({})),
   usage: () => (peer ? peer.usage() : Promise.resolve({ sent: 0, received: 0 })),
   state: () => state,
+  reception: () => reception,
+  encodings: (source) => (peer?.publishing(source)?.sender.getParameters().encodings || []).map((e) => ({
+    rid: e.rid, active: e.active, scale: e.scaleResolutionDownBy, maxBitrate: e.maxBitrate,
+  })),
   mlines: () => (peer ? [...peer.mlines.values()] : []),
   sdp: () => (peer ? { offer: peer.pc.remoteDescription?.sdp, answer: peer.pc.localDescription?.sdp } : null),
   generation: () => generation,
@@ -860,7 +917,9 @@ window.hirfaMeeting = {
     const out = {};
     for (const source of ["camera", "screen"]) {
       const sender = peer?.publishing(source)?.sender;
-      if (sender) out[source] = sender.getParameters().encodings?.[0]?.maxBitrate ?? null;
+      // The highest active layer's cap (one encoding without simulcast).
+      const caps = (sender?.getParameters().encodings || []).filter((e) => e.active !== false).map((e) => e.maxBitrate ?? 0);
+      if (sender) out[source] = caps.length ? Math.max(...caps) : null;
     }
     return out;
   },

@@ -170,6 +170,7 @@ class RtpWriter:
         self.clock_mapping: Callable[[int], int | None] | None = None
         self.packets_sent = 0
         self.retransmissions = 0
+        self.padding_sent = 0
 
     def _route(self) -> tuple[SrtpProcessor, Any] | None:
         """The SRTP protection and the nominated ICE pair to send on, if connected."""
@@ -212,7 +213,8 @@ class RtpWriter:
         return self._sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
 
     def _packet(
-        self, protect: SrtpProcessor, payload_type: int, seq: int, timestamp: int, ssrc: int, extensions: bytes, payload: bytes
+        self, protect: SrtpProcessor, payload_type: int, seq: int, timestamp: int, ssrc: int, extensions: bytes, payload: bytes,
+        first_byte: int = 0x90,
     ) -> bytes:
         # Built in the SRTP session's buffer and protected there (no concatenation).
         buffer, length = protect._buffer, protect._length
@@ -220,7 +222,7 @@ class RtpWriter:
         size = payload_start + len(payload)
         if size > protect._limit:
             raise ValueError(f"RTP packet of {size} bytes is too long")
-        _RTP_HEADER.pack_into(buffer, 0, 0x90, payload_type, seq, timestamp, ssrc)
+        _RTP_HEADER.pack_into(buffer, 0, first_byte, payload_type, seq, timestamp, ssrc)
         buffer[12:payload_start] = extensions
         buffer[payload_start:size] = payload
         length[0] = size
@@ -287,6 +289,30 @@ class RtpWriter:
             ntp = mapping(timestamp) if mapping is not None else ntp_time(time.time())
             sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
             sender._RTCRtpSender__ntp_timestamp = ntp or 0  # type: ignore[attr-defined]
+
+    def send_padding(self, count: int, size: int = 255) -> int:
+        """Send ``count`` padding-only packets of ``size`` bytes on the RTX stream, at once: a
+        probe of the subscriber's link (his bandwidth estimator counts them; his decoder never
+        sees them). Answers how many left (0 without RTX, or before the first media packet)."""
+        route = self._route()
+        rtx_pt, rtx_ssrc, timestamp = self._rtx_payload_type, self._rtx_ssrc, self._last_timestamp
+        if route is None or rtx_pt is None or rtx_ssrc is None or timestamp is None or count <= 0:
+            return 0
+        protect, pair = route
+        size = max(1, min(255, size))
+        padding = bytes(size - 1) + bytes([size])
+        extensions = self._extensions(time.time(), None)
+        datagrams = []
+        for _ in range(count):
+            seq, self._rtx_sequence_number = self._rtx_sequence_number, (self._rtx_sequence_number + 1) & 0xFFFF
+            # V=2, P=1 (the payload is padding only, its last byte says how long), X=1.
+            datagrams.append(self._packet(protect, rtx_pt, seq, timestamp, rtx_ssrc, extensions, padding, 0xB0))
+        try:
+            send_datagrams(None, pair.protocol.transport, pair.remote_addr, datagrams)
+        except OSError:
+            return 0
+        self.padding_sent += count
+        return count
 
     def resend(self, payload: bytes, seq: int, timestamp: int, marker: bool) -> bool:
         """Send a packet a NACK reported lost again (over RTX when negotiated), at once."""

@@ -73,23 +73,29 @@ def test_estimate_follows_remb_and_loss_and_probes_up_when_calm() -> None:
     estimate.on_loss(0.0, 10.5)
     assert estimate.value(10.5) == pytest.approx(280_000 * 0.85 * 1.08)
 
-    # Calm for probe_after seconds: one round may spend more than the estimate...
-    estimate = DownlinkEstimate(initial=400_000)
-    estimate.on_remb(400_000, 0.0)
-    assert estimate.budget(0.0) == 400_000
-    assert estimate.budget(1.0) == 400_000
-    assert estimate.budget(2.0) == pytest.approx(600_000) and estimate.probing
-    estimate.sending = 550_000
-    assert estimate.budget(2.5) == 550_000, "the probe's step holds while it is judged"
-    # ...and when it did not fit, it is undone and the next probe waits longer.
-    estimate.on_remb(350_000, 3.0)
-    assert estimate.budget(3.0, congested=True) == 350_000 and not estimate.probing
-    assert estimate.budget(5.0) == 350_000 and estimate.budget(6.9) == 350_000
-    assert estimate.budget(7.0) == pytest.approx(525_000), "probing again after the longer wait"
-    estimate.on_loss(0.2, 7.2)
-    assert not estimate.probing
+    # Wanting more than the estimate, calm for probe_after seconds: a probe pads up to a target...
+    estimate = DownlinkEstimate(initial=10_000_000)
+    estimate.on_remb(150_000, 0.0)
+    assert estimate.round(0.0, wanted=700_000) is None
+    assert estimate.round(1.0, wanted=700_000) is None, "not calm long enough"
+    assert estimate.round(2.0, wanted=700_000) == 450_000 and estimate.probing
+    assert estimate.value(2.5) == 150_000, "nothing is spent before the probe held"
+    assert estimate.round(2.5, wanted=700_000) == 450_000
+    # ...which held: the link carries it, and the next probe comes sooner.
+    assert estimate.round(3.0, wanted=700_000) is None and estimate.value(3.0) == 450_000
+    assert estimate.round(4.0, wanted=700_000) == pytest.approx(750_000 * 1.1 * 700_000 / 750_000)
+    # A falling REMB stops a probe at once; the proven rate is forgotten; the next waits longer.
+    estimate.on_remb(120_000, 4.5)
+    assert not estimate.probing and estimate.value(4.5) == 120_000 and estimate.probes_failed == 1
+    assert estimate.round(6.4, wanted=700_000) is None
+    assert estimate.round(8.5, wanted=700_000) is not None, "after probe_after + the back-off"
+    estimate.on_loss(0.2, 8.6)
+    assert not estimate.probing and estimate.probes_failed == 2
+    # Nothing more wanted: no probe; a tap on "try video again" probes at once.
+    estimate.on_remb(120_000, 30.0)
+    assert estimate.round(30.0, wanted=100_000) is None
     estimate.retry()
-    assert estimate.budget(7.3) >= estimate.value(7.3) * 1.5, "a tap on retry probes at once"
+    assert estimate.round(30.1, wanted=700_000) is not None
 
 
 @pytest.fixture

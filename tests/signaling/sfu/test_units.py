@@ -156,6 +156,9 @@ class FakeWriter:
     def backlog(self) -> int:
         return self.backlog_bytes
 
+    def send_padding(self, count: int, size: int = 255) -> int:
+        return 0
+
     def rtt(self) -> float | None:
         return self.round_trip
 
