@@ -1,0 +1,232 @@
+"""Benchmark: a meeting follows each subscriber's connection (simulcast, estimate, allocator).
+
+Cases (``--cases``), one JSON object each with the key ``case``:
+
+* ``narrow``: a meeting of 8 in the network lab (tests/netlab.py): 7 aiortc publishers
+  (360p VP8 at about 500 kbit/s and an Opus tone, on ``good`` links; pre-encoded media, as
+  in bench/netlab.py) and one Chromium subscriber on a 300 kbit/s, 150 ms RTT link, offered
+  about 3.5 Mbit/s of video. Figures: ``seconds_to_adapt`` (from his join to the first
+  ``meeting_reception`` that fits his link: audio-only, or only low layers),
+  ``audio_loss_pct`` (his audio packets lost, from 5 s after the join to the end of the
+  window), ``added_delay_ms`` (median round trip of small probes through his link 5 s after
+  the join, less the link's own 150 ms), ``keyframes_per_publisher_per_min``;
+* ``recover``: then his link rises to 2 Mbit/s: ``seconds_to_high_layer`` (until a video
+  reaches him at its high layer and decodes).
+
+The publishers are aiortc peers, which cannot send simulcast: their one stream counts as the
+"high" layer, so adapting means pausing videos (or audio-only); Chromium publishers'
+simulcast is covered by tests/signaling/sfu/test_simulcast.py. Not measured yet: ``assembly``
+and ``simulcast_cpu`` (see docs/performance.md).
+
+Usage (root, Chromium): ``python bench/meeting_adapt.py [--json] [--seconds 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pickle
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench import netlab
+from tests.netlab import PROFILES, Direction, Lab, Profile, lab_unavailable, probe_rtt
+
+PUBLISHERS = 7
+CAMERA_BPS = 500_000
+NARROW = Profile(
+    "narrow",
+    Direction(delay_ms=75, jitter_ms=2, rate_bps=300_000),
+    Direction(delay_ms=75, jitter_ms=2, rate_bps=300_000),
+)
+WIDE = Profile(
+    "wide",
+    Direction(delay_ms=75, jitter_ms=2, rate_bps=2_000_000),
+    Direction(delay_ms=75, jitter_ms=2, rate_bps=2_000_000),
+)
+
+SAMPLE = """async () => {
+  const pcs = (window.benchPeers || []).filter((p) => p.connectionState !== "closed");
+  const pc = pcs.at(-1);
+  const audio = { lost: 0, received: 0 };
+  const frames = {};
+  if (pc) {
+    (await pc.getStats()).forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      if (s.kind === "audio") { audio.lost += s.packetsLost || 0; audio.received += s.packetsReceived || 0; }
+      else frames[s.mid] = s.framesDecoded || 0;
+    });
+  }
+  const mlines = window.hirfaMeeting.mlines();
+  return { at: performance.now(), audio, frames, mlines, reception: window.hirfaMeeting.reception() };
+}"""
+
+
+def sample(page: Any) -> dict[str, Any]:
+    return page.evaluate(SAMPLE)
+
+
+def fits(reception: dict[str, Any] | None) -> bool:
+    """Whether the server's decision fits a 300 kbit/s link: audio-only, or low layers only."""
+    if not reception:
+        return False
+    if reception["audio_only"]:
+        return True
+    qualities = [v["quality"] for v in reception["videos"]]
+    return any(q == "low" for q in qualities) and all(q in ("low", "paused") for q in qualities)
+
+
+def decoding_high(first: dict[str, Any], last: dict[str, Any]) -> bool:
+    """A video at its high layer decoded frames between two samples."""
+    reception = last.get("reception")
+    if not reception or reception["audio_only"]:
+        return False
+    by_user = {(m.get("user"), m.get("source")): m["mid"] for m in last["mlines"] if m.get("direction") == "subscribe"}
+    for video in reception["videos"]:
+        mid = by_user.get((video["user"], video["source"]))
+        if video["quality"] == "high" and mid is not None and last["frames"].get(mid, 0) > first["frames"].get(mid, 0):
+            return True
+    return False
+
+
+def run(seconds: float, folder: str, clip: str) -> list[dict[str, Any]]:
+    from playwright.sync_api import sync_playwright
+
+    narrow: dict[str, Any] = {"case": "narrow", "participants": PUBLISHERS + 1, "camera_bps": CAMERA_BPS,
+                              "link_bps": NARROW.down.rate_bps, "link_rtt_ms": NARROW.rtt_ms}
+    recover: dict[str, Any] = {"case": "recover", "link_bps": WIDE.down.rate_bps}
+    with Lab() as lab:
+        for i in range(PUBLISHERS):
+            lab.add(f"pub{i}", PROFILES["good"])
+        lab.add("sub", NARROW)
+        hub = netlab.start_hirfa(lab, folder, PUBLISHERS + 1)
+        reports = []
+        for i in range(PUBLISHERS):
+            report = os.path.join(folder, f"pub{i}.json")
+            reports.append(report)
+            argv = [sys.executable, os.path.join(ROOT, "bench", "netlab.py"), "publisher", "--server", "hirfa",
+                    "--meeting", str(hub["meeting"]), "--feed", str(i + 1), "--clip", clip, "--report", report,
+                    "--cookie", hub["cookies"][i + 1]]
+            with open(os.path.join(folder, f"pub{i}.log"), "wb") as out:
+                lab.popen(f"pub{i}", argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+        deadline = time.time() + 120
+        while time.time() < deadline and not all(os.path.exists(r + ".ready") for r in reports):
+            time.sleep(0.5)
+        narrow["publishers_connected"] = sum(os.path.exists(r + ".ready") for r in reports)
+        wrapper = lab.wrapper("sub", netlab.CHROMIUM, folder)
+        started = time.time()
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=wrapper, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required",
+                "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
+                f"--unsafely-treat-insecure-origin-as-secure=http://{netlab.HUB_ADDRESS}:{netlab.HTTP_PORT}"])
+            try:
+                page = netlab.open_subscriber(browser, "hirfa", hub, PUBLISHERS)
+                joined = time.monotonic()
+                samples = []
+                delay = None
+                while time.monotonic() - joined < seconds:
+                    samples.append((time.monotonic() - joined, sample(page)))
+                    if delay is None and time.monotonic() - joined >= 5:
+                        rtt = probe_rtt(lab, "sub", count=25, interval=0.04)
+                        delay = rtt["rtt_ms"] - NARROW.rtt_ms
+                    time.sleep(0.25)
+                adapted = next((t for t, s in samples if fits(s["reception"])), None)
+                narrow["seconds_to_adapt"] = round(adapted, 2) if adapted is not None else None
+                narrow["reception"] = samples[-1][1]["reception"]
+                window = [s for t, s in samples if t >= 5]
+                if len(window) >= 2:
+                    lost = window[-1]["audio"]["lost"] - window[0]["audio"]["lost"]
+                    received = window[-1]["audio"]["received"] - window[0]["audio"]["received"]
+                    narrow["audio_loss_pct"] = round(100 * lost / max(1, lost + received), 2)
+                    narrow["audio_packets"] = received
+                narrow["added_delay_ms"] = round(delay, 1) if delay is not None else None
+
+                lab.set_profile("sub", WIDE)
+                rise = time.monotonic()
+                previous = sample(page)
+                high = None
+                while time.monotonic() - rise < 30:
+                    time.sleep(0.25)
+                    current = sample(page)
+                    if decoding_high(previous, current):
+                        high = time.monotonic() - rise
+                        break
+                    previous = current
+                recover["seconds_to_high_layer"] = round(high, 2) if high is not None else None
+                recover["reception"] = sample(page)["reception"]
+            finally:
+                browser.close()
+        minutes = max((time.time() - started) / 60, 1 / 60)
+        for process in lab.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in lab.processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+        keyframes = []
+        for report in reports:
+            with contextlib.suppress(OSError, ValueError), open(report) as handle:
+                keyframes.append(json.load(handle).get("keyframes", 0))
+        narrow["keyframes_per_publisher_per_min"] = round(statistics.mean(keyframes) / minutes, 2) if keyframes else None
+        narrow["link"] = netlab.lab_counters(lab)
+    return [narrow, recover]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="the narrow window after the join")
+    parser.add_argument("--cases", default="narrow,recover")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    reason = lab_unavailable()
+    if reason is None and not os.path.exists(netlab.CHROMIUM):
+        reason = f"no Chromium at {netlab.CHROMIUM}"
+    if reason:
+        sys.exit(f"bench/meeting_adapt.py: {reason}")
+    wanted = {c for c in args.cases.split(",") if c}
+    unknown = wanted - {"narrow", "recover"}
+    if unknown:
+        sys.exit(f"bench/meeting_adapt.py: not measured yet: {', '.join(sorted(unknown))} (docs/performance.md)")
+    folder = tempfile.mkdtemp(prefix="meeting-adapt-")
+    try:
+        clip = os.path.join(folder, "clip.pickle")
+        with open(clip, "wb") as handle:
+            pickle.dump({**netlab.encode_clip(CAMERA_BPS), "beep": netlab.encode_audio(True),
+                         "tone": netlab.encode_audio(False)}, handle)
+        try:
+            rows = [r for r in run(args.seconds, folder, clip) if r["case"] in wanted]
+        except Exception as error:
+            rows = [{"case": "narrow", "error": repr(error)[:500]}]
+    finally:
+        if os.environ.get("NETLAB_KEEP"):
+            print(f"kept {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    if args.json:
+        print(json.dumps({
+            "command": " ".join(["python", "bench/meeting_adapt.py", *sys.argv[1:]]),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()},
+            "results": rows,
+        }, indent=2))
+    else:
+        for row in rows:
+            print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
