@@ -62,6 +62,8 @@ def meeting_frames(meeting: int, room: int) -> list[tuple[str, Frame]]:
         ("meeting_hand", {"type": "meeting_hand", "meeting": meeting, "up": True}),
         ("meeting_mute", {"type": "meeting_mute", "meeting": meeting, "source": "mic", "muted": True}),
         ("meeting_receive", {"type": "meeting_receive", "meeting": meeting, "video": False}),
+        ("meeting_pin", {"type": "meeting_pin", "meeting": meeting, "user": None}),
+        ("meeting_retry_video", {"type": "meeting_retry_video", "meeting": meeting}),
         ("meeting_publish", {"type": "meeting_publish", "meeting": meeting, "source": "mic"}),
         ("meeting_unpublish", {"type": "meeting_unpublish", "meeting": meeting, "source": "mic"}),
         ("meeting_candidate", {"type": "meeting_candidate", "meeting": meeting, "candidate": None}),

@@ -128,7 +128,8 @@ async def test_chromium_simulcast_layers_are_switched_at_keyframes_without_a_jum
     assert not jumps, f"VP8 picture ids jumped: {jumps}"
     stamps = [frame.timestamp for frame in frames]
     steps = [(b - a) & 0xFFFFFFFF for a, b in itertools.pairwise(stamps)]
-    assert all(0 < step < 90000 for step in steps), "timestamps went back or jumped at a switch"
+    # Forward only, and no jump of seconds (a loaded machine may hold a frame back a while).
+    assert all(0 < step < 3 * 90000 for step in steps), f"timestamps went back or jumped: {sorted(steps)[-3:]}"
 
     await meeting.leave("chromium")
     await close_all(sfu, sessions)
