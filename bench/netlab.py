@@ -559,7 +559,7 @@ print(json.dumps({"room": room.pk, "meeting": meeting, "users": [p.pk for p in p
 def hirfa_env(folder: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "HIRFA_ENV", "CI")}
     env.update({
-        "DJANGO_SETTINGS_MODULE": "tests.server_settings",
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
         "HIRFA_DATA_DIR": folder,
         "ALLOWED_HOSTS": HUB_ADDRESS,
         "CSRF_TRUSTED_ORIGINS": f"http://{HUB_ADDRESS}:{HTTP_PORT}",
