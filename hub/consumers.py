@@ -1,8 +1,9 @@
 """The one websocket each browser tab opens. It multiplexes every room the
-user follows (and, later, meetings): it checks the handshake, decodes and
+user follows and the meeting he is in: it checks the handshake, decodes and
 validates frames, hands each to its handler, and writes replies and live
-events through one bounded outbox. Handlers live with their apps
-(`rooms.consumers.RoomFrames`); nothing here touches the ORM."""
+events through one bounded outbox. What the frames mean lives with their apps,
+in parts the apps register (`hub.sockets`: `rooms.consumers.RoomFrames`,
+`signaling.consumers.MeetingFrames`); nothing here touches the ORM."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Coroutine
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -19,11 +20,10 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from pydantic import ValidationError
 
-from hub import protocol, realtime, revocation
+from hub import protocol, realtime, revocation, sockets
+from hub.db import db_call
 from hub.errors import CloseCode, ErrorCode, HirfaError
 from hub.protocol import Author, ErrorOut, Pong, ServerFrame, Welcome, encode
-from rooms.consumers import RoomFrames
-from signaling.consumers import MeetingFrames
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,16 @@ FRAME_BURST = 60
 FRAMES_PER_SECOND = 20.0
 
 
-class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
+class HubConsumer(AsyncWebsocketConsumer):
+    """The socket: `hub.sockets.Socket` for the parts it is built from."""
+
+    protocol_version: int = protocol.PROTOCOL_VERSION
+
     async def connect(self) -> None:
-        self.user = self.scope.get("user")
+        self.user: Any = self.scope.get("user")
         self.conn_id = uuid.uuid4().hex
+        # Set by Channels when there is a channel layer (SFU workers answer there).
+        self.reply_channel: str = getattr(self, "channel_name", None) or f"local.{self.conn_id}"
         # The session the socket was opened under: a log-out of that session closes it.
         self.session_key = getattr(self.scope.get("session"), "session_key", None)
         self.ready = False
@@ -50,14 +56,16 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         self.refused_in_a_row = 0
         self.frame_tokens = float(FRAME_BURST)
         self.frame_clock = asyncio.get_running_loop().time()
-        self.tasks: list[asyncio.Task[Any]] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
         # Not `groups`: Channels would discard each of them from the channel layer on disconnect.
         self.bus_groups: set[str] = set()
         self.frame_ref: str | None = None
-        self.room_frames_init()
-        self.meeting_frames_init()
+        self._display_name: str | None = None
+        self.parts = [factory(self) for factory in sockets.part_factories()]
         # Built once per socket, not once per frame: receive() looks every frame up here.
         self.frame_handlers = self.handlers()
+        self.channel_handlers = {k: h for part in self.parts for k, h in part.channel_handlers().items()}
+        self.frame_limits = {k: n for part in self.parts for k, n in part.frame_limits().items()}
         self.released = False
         # Error messages follow the member's language (context-local, so the
         # service threads started from this socket see it too).
@@ -70,8 +78,16 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         if self._direct is not None:
             self._direct.set_no_delay()
         loop = asyncio.get_running_loop()
-        self.tasks.append(loop.create_task(self._writer(), name=f"writer-{self.conn_id}"))
-        self.tasks.append(loop.create_task(self._handshake_deadline()))
+        self.tasks.add(loop.create_task(self._writer(), name=f"writer-{self.conn_id}"))
+        self.tasks.add(loop.create_task(self._handshake_deadline()))
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # A channel-layer message for a part (an SFU worker's event) is routed by its type.
+        handler = getattr(self, "channel_handlers", {}).get(message.get("type"))
+        if handler is None:
+            await super().dispatch(message)
+        elif not self.closing:
+            await handler(message)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # Whatever ends the consumer (a close, a cancel, a failure nothing caught),
@@ -91,12 +107,11 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         self.released = True
         self.closing = True
         try:
-            try:
-                await self.meeting_frames_close()
-            finally:
-                await self.room_frames_close()
-        except Exception:
-            log.exception("releasing socket %s failed", self.conn_id)
+            for part in reversed(self.parts):  # upper layers first: a meeting, then the rooms
+                try:
+                    await part.close()
+                except Exception:
+                    log.exception("releasing %s of socket %s failed", type(part).__name__, self.conn_id)
         finally:
             fan = realtime.fanout()
             for group in list(self.bus_groups):
@@ -105,29 +120,31 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
                 except Exception:
                     log.exception("leaving %s failed", group)
             self.bus_groups.clear()
-            for task in self.tasks:
+            for task in list(self.tasks):
                 task.cancel()
             self.tasks.clear()
 
     # --- outgoing ---------------------------------------------------------------
 
-    def deliver(self, group: str, text: str) -> None:
+    def deliver(self, group: str, event: realtime.Event) -> None:
         """Called by the fan-out for every live event of a group this socket joined."""
         if self.closing:
             return
-        if text.startswith(revocation.PREFIX):
-            event = revocation.decode(text)
-            if event is not None and group == realtime.user_group(self.user.pk):
-                self._revoked(event)
+        if event.kind == revocation.KIND:
+            revoked = revocation.decode(event.text)
+            if revoked is not None and group == realtime.user_group(self.user.pk):
+                self._revoked(revoked)
             return  # never passed on to the client
-        if not self.room_frames_filter(group, text):
-            return
-        self.push(text)
+        passes = True
+        for part in self.parts:
+            passes = part.deliver(group, event) and passes
+        if passes:
+            self.push(event.text)
 
     def _revoked(self, event: revocation.Revocation) -> None:
         loop = asyncio.get_running_loop()
         if event.scope == "rights":
-            self.tasks.append(loop.create_task(self.recheck_rights(event.room)))
+            self.spawn(self.recheck_rights(event.room))
         elif event.scope == "account" or event.session == self.session_key:
             log.info("closing a socket of user %s: %s revoked", self.user.pk, event.scope)
             self.closing = True
@@ -139,24 +156,32 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         # Not left to disconnect(): the meeting's media and the room subscriptions stop now.
         await self.release()
 
-    def room_lost(self, room_id: int) -> None:
-        meeting = self.meeting
-        if meeting is not None and meeting.room_id == room_id:
-            self.tasks.append(asyncio.get_running_loop().create_task(self.meeting_recheck()))
-
     async def recheck_rights(self, room_id: int | None) -> None:
         """Drop what the member may no longer read (one room, or all), and leave a meeting he
         may no longer be in."""
-        try:
-            await self.room_frames_recheck(room_id)
-            await self.meeting_recheck()
-        except Exception:
-            log.exception("checking the rights of socket %s again failed", self.conn_id)
+        for part in self.parts:
+            try:
+                await part.recheck(room_id)
+            except Exception:
+                log.exception("checking the rights of socket %s again failed", self.conn_id)
 
     def bus_resumed(self) -> None:
         # Live events may have been lost while the bus was cut off: the client fetches them.
         if not self.closing:
-            self.room_frames_resync()
+            for part in self.parts:
+                part.bus_resumed()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` beside the frames; cancelled when the socket is released."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def display_name(self) -> str:
+        # Read once: presence is announced often, and the name does not change mid-socket.
+        if self._display_name is None:
+            self._display_name = await db_call(lambda: self.user.display_name)()
+        return self._display_name
 
     # Found on the first push: the daphne websocket behind `send`, or None (see realtime.DirectSocket).
     _direct: realtime.DirectSocket | None | bool = False
@@ -284,7 +309,7 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
             ErrorCode.FRAME_TOO_LARGE,
             _("A frame holds at most %(max)d bytes.") % {"max": settings.HIRFA_FRAME_MAX_BYTES},
         )
-        if len(text_data) > max(settings.HIRFA_FRAME_MAX_BYTES, settings.HIRFA_MEETING_ANSWER_MAX_BYTES):
+        if len(text_data) > max([settings.HIRFA_FRAME_MAX_BYTES, *self.frame_limits.values()]):
             raise too_large
         wait = self._take_frame_token()
         if wait:
@@ -302,9 +327,11 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         if isinstance(raw, dict) and isinstance(raw.get("ref"), str) and len(raw["ref"]) <= 64:
             self.frame_ref = raw["ref"]
         kind = raw.get("type") if isinstance(raw, dict) else None
-        if len(text_data) > settings.HIRFA_FRAME_MAX_BYTES and not self.meeting_frame_fits(text_data, kind):
+        if not isinstance(kind, str):
+            kind = None
+        if len(text_data) > max(settings.HIRFA_FRAME_MAX_BYTES, self.frame_limits.get(kind or "", 0)):
             raise too_large
-        handler = self.frame_handlers.get(kind) if isinstance(kind, str) else None
+        handler = self.frame_handlers.get(kind or "")
         if handler is None:
             raise HirfaError(ErrorCode.UNKNOWN_TYPE, _("Unknown frame type."))
         try:
@@ -318,8 +345,14 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
         await handler(frame)
         self.refused_in_a_row = 0
 
-    def handlers(self) -> dict[str, Callable[[Any], Awaitable[None]]]:
-        return {"hello": self.on_hello, "ping": self.on_ping, **self.room_handlers(), **self.meeting_handlers()}
+    def handlers(self) -> dict[str, sockets.FrameHandler]:
+        table: dict[str, sockets.FrameHandler] = {"hello": self.on_hello, "ping": self.on_ping}
+        for part in self.parts:
+            for kind, handler in part.handlers().items():
+                if kind in table:
+                    raise RuntimeError(f"two handlers for the frame type {kind!r}")
+                table[kind] = handler
+        return table
 
     async def on_hello(self, frame: protocol.Hello) -> None:
         if frame.v not in protocol.SUPPORTED_VERSIONS:
@@ -340,7 +373,7 @@ class HubConsumer(RoomFrames, MeetingFrames, AsyncWebsocketConsumer):
             Welcome(
                 ref=frame.ref,
                 v=self.protocol_version,
-                user=Author(id=self.user.pk, name=await self.user_display_name()),
+                user=Author(id=self.user.pk, name=await self.display_name()),
                 ping_seconds=settings.HIRFA_PING_SECONDS,
                 limits={
                     "message_chars": settings.HIRFA_MESSAGE_MAX_CHARS,

@@ -19,7 +19,10 @@ which sockets turn into a `resync` frame) and the rooms this process
 published to while cut off get a `resync` through Redis, so that members on
 other processes fetch what the bus dropped. Sends never depend on Redis.
 
-Groups are named by kind and id: ``room.<id>``, ``user.<id>``.
+Groups are named by kind and id: ``room.<id>``, ``user.<id>``. Each event
+carries its kind (the frame's ``type``) and, for a message's change, its ``rev``
+as data beside the text (`Event`), so that a socket decides what to do with it
+without reading the text; on Redis they travel as a one-line header.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import sys
 import threading
 import weakref
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from django.conf import settings
 from django.db import transaction
@@ -49,9 +52,44 @@ RECONNECT_FIRST_SECONDS = 0.2
 RECONNECT_MAX_SECONDS = 5.0
 
 
+class Event(NamedTuple):
+    """One live event: what kind it is, the text a socket writes, and the ``rev`` of the
+    message change it carries (what a room's resume covers), if any."""
+
+    #: The frame's ``type`` (``message``, ``presence_delta``, …), or ``revoke`` (hub.revocation).
+    kind: str
+    text: str
+    rev: int | None = None
+
+    @classmethod
+    def of(cls, frame: ServerFrame) -> Event:
+        """The event of a server frame, encoded once here for every socket."""
+        kind, rev = getattr(frame, "type", None), getattr(frame, "rev", None)
+        if not isinstance(kind, str):
+            raise TypeError(f"{type(frame).__name__} has no type: it is part of a frame, not one")
+        return cls(kind, encode(frame), rev if isinstance(rev, int) else None)
+
+    def wire(self) -> str:
+        """The event as one Redis message: a header line ``<kind>[ <rev>]``, then the text."""
+        head = self.kind if self.rev is None else f"{self.kind} {self.rev}"
+        return f"{head}\n{self.text}"
+
+    @classmethod
+    def from_wire(cls, data: str) -> Event | None:
+        """The event in one Redis message, or None when it is not one."""
+        head, newline, text = data.partition("\n")
+        kind, _, rev = head.partition(" ")
+        if not newline or not kind:
+            return None
+        try:
+            return cls(kind, text, int(rev) if rev else None)
+        except ValueError:
+            return None
+
+
 class Subscriber(Protocol):
-    def deliver(self, group: str, text: str) -> None:
-        """Take one encoded frame published to `group`; must not block."""
+    def deliver(self, group: str, event: Event) -> None:
+        """Take one event published to `group`; must not block."""
 
     def bus_resumed(self) -> None:
         """The bus was cut off and is back: events may have been lost, resynchronise."""
@@ -77,19 +115,19 @@ def _room_of(group: str) -> int | None:
 # --- publishing --------------------------------------------------------------
 
 
-def publish_on_commit(group: str, frame: ServerFrame | str) -> None:
+def publish_on_commit(group: str, frame: ServerFrame | Event) -> None:
     """Publish `frame` to `group` once the current transaction commits (at once outside one).
 
     A rolled-back write never emits its event.
     """
-    text = frame if isinstance(frame, str) else encode(frame)
-    transaction.on_commit(lambda: publish_now(group, text))
+    event = frame if isinstance(frame, Event) else Event.of(frame)
+    transaction.on_commit(lambda: publish_now(group, event))
 
 
-def publish_now(group: str, text: str) -> None:
-    """Publish already-encoded text; safe from any thread, never blocks an event loop, never raises."""
+def publish_now(group: str, frame: ServerFrame | Event) -> None:
+    """Publish now; safe from any thread, never blocks an event loop, never raises."""
     try:
-        _backend().publish(group, text)
+        _backend().publish(group, frame if isinstance(frame, Event) else Event.of(frame))
     except Exception:  # the database has it; clients will fetch the gap
         log.exception("publishing to %s failed", group)
 
@@ -106,12 +144,12 @@ class LocalBackend:
 
     name = "local"
 
-    def publish(self, group: str, text: str) -> None:
+    def publish(self, group: str, event: Event) -> None:
         with _fanouts_lock:
             fanouts = list(_fanouts)
         for fan in fanouts:
             if fan.has(group) and not fan.loop.is_closed():
-                fan.loop.call_soon_threadsafe(fan.dispatch, group, text)
+                fan.loop.call_soon_threadsafe(fan.dispatch, group, event)
 
 
 class RedisBackend:
@@ -128,16 +166,16 @@ class RedisBackend:
     def __init__(self) -> None:
         self._sync_client: Any = None
 
-    def publish(self, group: str, text: str) -> None:
+    def publish(self, group: str, event: Event) -> None:
         fan = _publishing_fanout()
         if fan is not None:
-            fan.submit(group, text)
+            fan.submit(group, event)
             return
         if self._sync_client is None:
             from hub.redis_client import redis_client
 
             self._sync_client = redis_client(asynchronous=False)
-        self._sync_client.publish(CHANNEL_PREFIX + group, text)
+        self._sync_client.publish(CHANNEL_PREFIX + group, event.wire())
 
 
 def _publishing_fanout() -> Fanout | None:
@@ -186,7 +224,7 @@ class Fanout:
         self._confirmed: dict[str, asyncio.Event] = {}
         self._lock = asyncio.Lock()
         # Publishing: a queue drained by one task into Redis pipelines.
-        self._outgoing: deque[tuple[str, str]] = deque()
+        self._outgoing: deque[tuple[str, Event]] = deque()
         self._outgoing_wake = asyncio.Event()
         self._publisher: asyncio.Task[None] | None = None
         self._publish_client: Any = None
@@ -200,38 +238,38 @@ class Fanout:
     def has(self, group: str) -> bool:
         return group in self.groups
 
-    def dispatch(self, group: str, text: str) -> None:
+    def dispatch(self, group: str, event: Event) -> None:
         for sub in tuple(self.groups.get(group, ())):
             try:
-                sub.deliver(group, text)
+                sub.deliver(group, event)
             except Exception:
                 log.exception("delivery to a local subscriber failed")
 
     # --- publishing ---
 
-    def submit(self, group: str, text: str) -> None:
+    def submit(self, group: str, event: Event) -> None:
         """Queue one event for Redis; safe from any thread."""
         if threading.get_ident() == self._loop_thread:
-            self._enqueue(group, text)
+            self._enqueue(group, event)
         else:
             try:
-                self.loop.call_soon_threadsafe(self._enqueue, group, text)
+                self.loop.call_soon_threadsafe(self._enqueue, group, event)
             except RuntimeError:  # the loop closed (a test's loop, a process stopping)
                 log.warning("dropped an event for %s: its event loop is closed", group)
 
-    def _enqueue(self, group: str, text: str) -> None:
+    def _enqueue(self, group: str, event: Event) -> None:
         self._loop_thread = threading.get_ident()
         if self.degraded:
             self._published_while_degraded.add(group)
-            self.dispatch(group, text)
+            self.dispatch(group, event)
             return
         if len(self._outgoing) >= PUBLISH_QUEUE_MAX:
             log.warning("the bus is too slow: %s events queued, degrading", len(self._outgoing))
             self._bus_failed()
             self._published_while_degraded.add(group)
-            self.dispatch(group, text)
+            self.dispatch(group, event)
             return
-        self._outgoing.append((group, text))
+        self._outgoing.append((group, event))
         self._outgoing_wake.set()
         if self._publisher is None or self._publisher.done():
             self._publisher = self.loop.create_task(self._publish_forever(), name="hirfa-bus-publisher")
@@ -249,8 +287,8 @@ class Fanout:
                     if self._publish_client is None:
                         self._publish_client = redis_client()
                     async with self._publish_client.pipeline(transaction=False) as pipe:
-                        for group, text in batch:
-                            pipe.publish(CHANNEL_PREFIX + group, text)
+                        for group, event in batch:
+                            pipe.publish(CHANNEL_PREFIX + group, event.wire())
                         await pipe.execute()
                 except asyncio.CancelledError:
                     raise
@@ -259,14 +297,14 @@ class Fanout:
                     self._bus_failed()
                     # Redis may have taken some of them: a local duplicate is harmless
                     # (clients apply a message by id), a local loss is not.
-                    for group, text in batch:
+                    for group, event in batch:
                         self._published_while_degraded.add(group)
-                        self.dispatch(group, text)
+                        self.dispatch(group, event)
             if self.degraded:
                 while outgoing:
-                    group, text = outgoing.popleft()
+                    group, event = outgoing.popleft()
                     self._published_while_degraded.add(group)
-                    self.dispatch(group, text)
+                    self.dispatch(group, event)
 
     # --- subscribing ---
 
@@ -345,7 +383,11 @@ class Fanout:
                 kind = msg["type"]
                 channel = msg["channel"].decode()[prefix_len:]
                 if kind == "message":
-                    self.dispatch(channel, msg["data"].decode())
+                    bus_event = Event.from_wire(msg["data"].decode())
+                    if bus_event is None:
+                        log.warning("a malformed event on %s was dropped", channel)
+                    else:
+                        self.dispatch(channel, bus_event)
                 elif kind == "subscribe":
                     event = self._confirmed.get(channel)
                     if event is not None:
@@ -410,7 +452,7 @@ class Fanout:
         for group in sorted(self._published_while_degraded):
             room = _room_of(group)
             if room is not None:
-                self._enqueue(group, encode(ResyncOut(rooms=[room])))
+                self._enqueue(group, Event.of(ResyncOut(rooms=[room])))
         self._published_while_degraded.clear()
         if self._outgoing:
             self._outgoing_wake.set()

@@ -26,8 +26,8 @@ from hub import realtime
 
 log = logging.getLogger(__name__)
 
-#: How a revocation's text starts on the bus: the socket tells it from frames by this.
-PREFIX = '{"type":"revoke"'
+#: A revocation's kind on the bus (`realtime.Event.kind`): the socket tells it from frames by this.
+KIND = "revoke"
 
 
 class Revocation(BaseModel):
@@ -43,9 +43,7 @@ class Revocation(BaseModel):
 
 
 def decode(text: str) -> Revocation | None:
-    """The revocation in `text`, or None when `text` is not one (a frame for the client)."""
-    if not text.startswith(PREFIX):
-        return None
+    """The revocation in the text of an event of kind `KIND`, or None when it is malformed."""
     try:
         return Revocation.model_validate_json(text)
     except ValueError:
@@ -54,7 +52,8 @@ def decode(text: str) -> Revocation | None:
 
 
 def _publish(user_id: int, event: Revocation) -> None:
-    realtime.publish_on_commit(realtime.user_group(user_id), event.model_dump_json(exclude_none=True))
+    text = event.model_dump_json(exclude_none=True)
+    realtime.publish_on_commit(realtime.user_group(user_id), realtime.Event(KIND, text))
 
 
 def sockets_close_session(*, user_id: int, session_key: str) -> None:

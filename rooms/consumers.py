@@ -1,14 +1,14 @@
 """Room frames of the hub socket: translate each frame into a service or
-selector call and the answer into frames. See docs/protocol.md."""
+selector call and the answer into frames (docs/protocol.md). `RoomFrames` is
+one part of the socket (`hub.sockets`), registered by `rooms.hooks`."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from hub.protocol import (
     TypingOut,
     Unsubscribed,
 )
+from hub.sockets import FrameHandler, Socket, SocketPart
 from rooms import selectors, services
 from rooms.presence import ONLINE_LIST_MAX, presence_deltas, presence_store
 
@@ -48,7 +49,7 @@ PRESENCE_REFRESH_SECONDS = 30
 @dataclass
 class RoomSub:
     replaying: bool = True
-    buffered: list[str] = field(default_factory=list)
+    buffered: list[realtime.Event] = field(default_factory=list)
     last_typing: float = 0.0
     in_presence: bool = False
 
@@ -98,22 +99,17 @@ def _authors(user_ids: list[int]) -> list[protocol.Author]:
     return [protocol.Author(id=u.pk, name=u.display_name) for u in users]
 
 
-_db = db_call
+class RoomFrames(SocketPart):
+    """The rooms a socket follows: their frames, their live events, presence."""
 
-
-class RoomFrames:
-    """Mixed into the hub consumer, which provides emit, push, join_group, leave_group and user."""
-
-    user: Any
-    conn_id: str
-    protocol_version: int = protocol.PROTOCOL_VERSION
-
-    def room_frames_init(self) -> None:
+    def __init__(self, socket: Socket) -> None:
+        self.socket = socket
+        self.user = socket.user
         self.rooms: dict[int, RoomSub] = {}
         # The same subscriptions by group name: the fan-out looks them up on every event.
         self.room_groups: dict[str, RoomSub] = {}
 
-    def room_handlers(self) -> dict[str, Callable[[Any], Awaitable[None]]]:
+    def handlers(self) -> Mapping[str, FrameHandler]:
         return {
             "subscribe": self.on_subscribe,
             "unsubscribe": self.on_unsubscribe,
@@ -131,70 +127,55 @@ class RoomFrames:
             "presence": self.on_presence,
         }
 
-    async def user_display_name(self) -> str:
-        # Read once: presence is announced often, and the name does not change mid-socket.
-        name = getattr(self, "_display_name", None)
-        if name is None:
-            name = await db_call(lambda: self.user.display_name)()
-            self._display_name = name
-        return name
-
     # --- live events --------------------------------------------------------------
 
-    def room_frames_filter(self, group: str, text: str) -> bool:
-        """Whether a live event goes out now; buffers room events while the room replays."""
+    def deliver(self, group: str, event: realtime.Event) -> bool:
+        """Whether a live event goes out now; holds a room's events back while it replays."""
         sub = self.room_groups.get(group)
-        if sub is not None and self.protocol_version == 1 and text.startswith('{"type":"presence_delta"'):
-            for old in _presence_v1(text):
-                self.push(old)  # type: ignore[attr-defined]
-            return False
         if sub is not None:
+            if event.kind == "presence_delta" and self.socket.protocol_version == 1:
+                for old in _presence_v1(event.text):
+                    self.socket.push(old)
+                return False
             if sub.replaying:
-                sub.buffered.append(text)
+                sub.buffered.append(event)
                 return False
             return True
         if group.startswith("room."):
-            return False
-        if group.startswith("user."):
-            # Few events go to a member's own group: reading the frame's type is cheap.
-            frame = json.loads(text)
-            if frame.get("type") == "removed" and isinstance(frame.get("room"), int):
-                if frame["room"] in self.rooms:
-                    asyncio.get_running_loop().create_task(self._drop_room(frame["room"]))
-                # Banned or removed: a meeting in that room is checked again too.
-                self.room_lost(frame["room"])
+            return False  # left while the event was on its way
+        if event.kind == "removed" and group.startswith("user."):
+            room_id = protocol.Removed.model_validate_json(event.text).room
+            if room_id in self.rooms:
+                self.socket.spawn(self._drop_room(room_id))
         return True
 
-    def room_lost(self, room_id: int) -> None:
-        """The member lost (or left) a room; the consumer decides what else ends with it."""
-
-    async def room_frames_recheck(self, room_id: int | None) -> None:
+    async def recheck(self, room_id: int | None) -> None:
         """Unsubscribe from the room (or every room) the member may no longer read, with `removed`."""
         for rid in [room_id] if room_id is not None else list(self.rooms):
             if rid not in self.rooms:
                 continue
             try:
-                await _db(selectors.room_access)(user=self.user, room_id=rid)
+                await db_call(selectors.room_access)(user=self.user, room_id=rid)
             except HirfaError:
                 await self._drop_room(rid)
-                self.emit(Removed(room=rid, reason="removed"))  # type: ignore[attr-defined]
+                self.socket.emit(Removed(room=rid, reason="removed"))
 
     async def _drop_room(self, room_id: int) -> None:
         sub = self.rooms.pop(room_id, None)
         if sub is None:
             return
         self.room_groups.pop(realtime.room_group(room_id), None)
-        await self.leave_group(realtime.room_group(room_id))  # type: ignore[attr-defined]
+        await self.socket.leave_group(realtime.room_group(room_id))
         if sub.in_presence:
             await self._presence_leave(room_id)
 
-    async def room_frames_close(self) -> None:
+    async def close(self) -> None:
         for room_id in list(self.rooms):
             await self._drop_room(room_id)
 
     # --- the bus was cut off ----------------------------------------------------
 
-    def room_frames_resync(self) -> None:
+    def bus_resumed(self) -> None:
         """Tell the client which rooms to fetch, and re-check that it still reads each.
 
         A `removed` event published while the bus was cut off never arrived:
@@ -203,18 +184,18 @@ class RoomFrames:
         if not self.rooms:
             return
         rooms = sorted(self.rooms)
-        self.emit(ResyncOut(rooms=rooms))  # type: ignore[attr-defined]
-        asyncio.get_running_loop().create_task(self._recheck_access(rooms))
+        self.socket.emit(ResyncOut(rooms=rooms))
+        self.socket.spawn(self._recheck_access(rooms))
 
     async def _recheck_access(self, rooms: list[int]) -> None:
         for room_id in rooms:
             if room_id not in self.rooms:
                 continue
             try:
-                await _db(selectors.room_access)(user=self.user, room_id=room_id)
+                await db_call(selectors.room_access)(user=self.user, room_id=room_id)
             except HirfaError:
                 await self._drop_room(room_id)
-                self.emit(Removed(room=room_id, reason="banned"))  # type: ignore[attr-defined]
+                self.socket.emit(Removed(room=room_id, reason="banned"))
             except Exception:
                 log.warning("re-checking access to room %s failed", room_id, exc_info=True)
 
@@ -229,18 +210,18 @@ class RoomFrames:
         if self._bus_degraded():
             return
         try:
-            first = await presence_store().add(room_id, self.user.pk, self.conn_id)
+            first = await presence_store().add(room_id, self.user.pk, self.socket.conn_id)
         except Exception as exc:
             log.warning("presence unavailable for room %s (%s)", room_id, exc)
             return
         if first:
-            author = protocol.Author(id=self.user.pk, name=await self.user_display_name())
+            author = protocol.Author(id=self.user.pk, name=await self.socket.display_name())
             presence_deltas().note(room_id, author, online=True)
 
     async def _presence_leave(self, room_id: int) -> None:
         try:
-            if await presence_store().remove(room_id, self.user.pk, self.conn_id):
-                author = protocol.Author(id=self.user.pk, name=await self.user_display_name())
+            if await presence_store().remove(room_id, self.user.pk, self.socket.conn_id):
+                author = protocol.Author(id=self.user.pk, name=await self.socket.display_name())
                 presence_deltas().note(room_id, author, online=False)
         except Exception as exc:
             log.warning("presence removal failed for room %s (%s)", room_id, exc)
@@ -268,7 +249,7 @@ class RoomFrames:
 
     async def _subscribe(self, frame: protocol.Subscribe) -> None:
         room_id = frame.room
-        await _db(selectors.room_access)(user=self.user, room_id=room_id)
+        await db_call(selectors.room_access)(user=self.user, room_id=room_id)
         sub = RoomSub()
         previous = self.rooms.get(room_id)
         if previous is not None:
@@ -277,19 +258,19 @@ class RoomFrames:
         self.room_groups[realtime.room_group(room_id)] = sub
         try:
             # Join the live group first, so that nothing committed after the read below is missed.
-            await self.join_group(realtime.room_group(room_id))  # type: ignore[attr-defined]
+            await self.socket.join_group(realtime.room_group(room_id))
             state = await _subscription_state(self.user, room_id, frame.since_rev)
         except BaseException:
             self.rooms.pop(room_id, None)
             self.room_groups.pop(realtime.room_group(room_id), None)
-            await self.leave_group(realtime.room_group(room_id))  # type: ignore[attr-defined]
+            await self.socket.leave_group(realtime.room_group(room_id))
             raise
         messages: list[protocol.MessageOut] = state["messages"]
         for start in range(0, len(messages), REPLAY_BATCH):
             if start:
                 await asyncio.sleep(0)
             for message in messages[start : start + REPLAY_BATCH]:
-                self.emit(message)  # type: ignore[attr-defined]
+                self.socket.emit(message)
         replayed = max([frame.since_rev or 0] + [m.rev for m in messages])
         if frame.since_rev is None:
             replayed = state["rev_before"]
@@ -297,7 +278,7 @@ class RoomFrames:
             sub.in_presence = True
             await self._presence_join(room_id)
         online, online_count = await self._online(room_id)
-        self.emit(  # type: ignore[attr-defined]
+        self.socket.emit(
             Subscribed(
                 ref=frame.ref,
                 room=room_id,
@@ -311,18 +292,17 @@ class RoomFrames:
             )
         )
         sub.replaying = False
-        for text in sub.buffered:
-            rev = _rev_of(text)
-            if rev is None or rev > replayed:
-                self.push(text)  # type: ignore[attr-defined]
+        for event in sub.buffered:
+            if event.rev is None or event.rev > replayed:
+                self.socket.push(event.text)
         sub.buffered.clear()
 
     async def on_unsubscribe(self, frame: protocol.Unsubscribe) -> None:
         await self._drop_room(frame.room)
-        self.emit(Unsubscribed(ref=frame.ref, room=frame.room))  # type: ignore[attr-defined]
+        self.socket.emit(Unsubscribed(ref=frame.ref, room=frame.room))
 
     async def on_send(self, frame: protocol.Send) -> None:
-        result = await _db(services.message_post)(
+        result = await db_call(services.message_post)(
             user=self.user,
             room_id=frame.room,
             client_id=frame.client_id,
@@ -330,23 +310,23 @@ class RoomFrames:
             reply_to=frame.reply_to,
             attachment_ids=frame.attachments,
         )
-        self.emit(Ack(ref=frame.ref, room=frame.room, id=result.message.id, rev=result.message.rev))  # type: ignore[attr-defined]
+        self.socket.emit(Ack(ref=frame.ref, room=frame.room, id=result.message.id, rev=result.message.rev))
 
     async def on_edit(self, frame: protocol.Edit) -> None:
-        out = await _db(services.message_edit)(
+        out = await db_call(services.message_edit)(
             user=self.user, room_id=frame.room, seq=frame.id, text=frame.text
         )
-        self.emit(Ack(ref=frame.ref, room=frame.room, id=out.id, rev=out.rev))  # type: ignore[attr-defined]
+        self.socket.emit(Ack(ref=frame.ref, room=frame.room, id=out.id, rev=out.rev))
 
     async def on_delete(self, frame: protocol.Delete) -> None:
-        out = await _db(services.message_delete)(user=self.user, room_id=frame.room, seq=frame.id)
-        self.emit(Ack(ref=frame.ref, room=frame.room, id=out.id, rev=out.rev))  # type: ignore[attr-defined]
+        out = await db_call(services.message_delete)(user=self.user, room_id=frame.room, seq=frame.id)
+        self.socket.emit(Ack(ref=frame.ref, room=frame.room, id=out.id, rev=out.rev))
 
     async def on_react(self, frame: protocol.React) -> None:
-        out = await _db(services.reaction_set)(
+        out = await db_call(services.reaction_set)(
             user=self.user, room_id=frame.room, seq=frame.id, emoji=frame.emoji, on=frame.on
         )
-        self.emit(Ack(ref=frame.ref, room=frame.room, id=out.id, rev=out.rev))  # type: ignore[attr-defined]
+        self.socket.emit(Ack(ref=frame.ref, room=frame.room, id=out.id, rev=out.rev))
 
     async def on_typing(self, frame: protocol.Typing) -> None:
         sub = self.rooms.get(frame.room)
@@ -356,54 +336,51 @@ class RoomFrames:
         if now - sub.last_typing < TYPING_EVERY_SECONDS:
             return  # typing is a hint: extra ones are dropped quietly
         sub.last_typing = now
-        author = protocol.Author(id=self.user.pk, name=await self.user_display_name())
-        realtime.publish_now(
-            realtime.room_group(frame.room),
-            protocol.encode(TypingOut(room=frame.room, user=author)),
-        )
+        author = protocol.Author(id=self.user.pk, name=await self.socket.display_name())
+        realtime.publish_now(realtime.room_group(frame.room), TypingOut(room=frame.room, user=author))
 
     async def on_read(self, frame: protocol.Read) -> None:
-        await _db(services.read_marker_set)(user=self.user, room_id=frame.room, seq=frame.id)
-        self.emit(Ack(ref=frame.ref, room=frame.room, id=frame.id))  # type: ignore[attr-defined]
+        await db_call(services.read_marker_set)(user=self.user, room_id=frame.room, seq=frame.id)
+        self.socket.emit(Ack(ref=frame.ref, room=frame.room, id=frame.id))
 
     async def on_history(self, frame: protocol.History) -> None:
-        messages, more = await _db(selectors.room_history)(
+        messages, more = await db_call(selectors.room_history)(
             user=self.user, room_id=frame.room, before=frame.before, limit=frame.limit
         )
-        self.emit(Messages(ref=frame.ref, room=frame.room, messages=messages, more=more))  # type: ignore[attr-defined]
+        self.socket.emit(Messages(ref=frame.ref, room=frame.room, messages=messages, more=more))
 
     async def on_fetch(self, frame: protocol.Fetch) -> None:
-        messages, more = await _db(selectors.room_changes)(
+        messages, more = await db_call(selectors.room_changes)(
             user=self.user, room_id=frame.room, since_rev=frame.since_rev, limit=frame.limit
         )
-        self.emit(Messages(ref=frame.ref, room=frame.room, messages=messages, more=more))  # type: ignore[attr-defined]
+        self.socket.emit(Messages(ref=frame.ref, room=frame.room, messages=messages, more=more))
 
     async def on_report(self, frame: protocol.ReportFrame) -> None:
-        await _db(services.message_report)(
+        await db_call(services.message_report)(
             user=self.user, room_id=frame.room, seq=frame.id, reason=frame.reason
         )
-        self.emit(Ack(ref=frame.ref, room=frame.room, id=frame.id))  # type: ignore[attr-defined]
+        self.socket.emit(Ack(ref=frame.ref, room=frame.room, id=frame.id))
 
     async def on_mute(self, frame: protocol.Mute) -> None:
-        await _db(services.member_mute)(
+        await db_call(services.member_mute)(
             moderator=self.user, room_id=frame.room, target_id=frame.user, minutes=frame.minutes
         )
-        self.emit(Ack(ref=frame.ref, room=frame.room))  # type: ignore[attr-defined]
+        self.socket.emit(Ack(ref=frame.ref, room=frame.room))
 
     async def on_ban(self, frame: protocol.Ban) -> None:
-        await _db(services.member_ban)(
+        await db_call(services.member_ban)(
             moderator=self.user, room_id=frame.room, target_id=frame.user, on=frame.on
         )
-        self.emit(Ack(ref=frame.ref, room=frame.room))  # type: ignore[attr-defined]
+        self.socket.emit(Ack(ref=frame.ref, room=frame.room))
 
     async def on_presence(self, frame: protocol.Presence) -> None:
-        await _db(selectors.room_access)(user=self.user, room_id=frame.room)
+        await db_call(selectors.room_access)(user=self.user, room_id=frame.room)
         online, online_count = await self._online(frame.room, offset=frame.offset, limit=frame.limit)
-        self.emit(  # type: ignore[attr-defined]
+        self.socket.emit(
             PresenceList(
                 ref=frame.ref, room=frame.room, online=online, online_count=online_count, offset=frame.offset
             )
-        )  # type: ignore[attr-defined]
+        )
 
 
 def _presence_v1(text: str) -> list[str]:
@@ -414,13 +391,3 @@ def _presence_v1(text: str) -> list[str]:
         for authors, online in ((delta.joined, True), (delta.left, False))
         for author in authors
     ]
-
-
-def _rev_of(text: str) -> int | None:
-    if '"rev":' not in text:
-        return None
-    try:
-        rev = json.loads(text).get("rev")
-    except ValueError:
-        return None
-    return rev if isinstance(rev, int) else None

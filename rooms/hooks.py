@@ -8,7 +8,7 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
-from hub import notifications, personal_data
+from hub import notifications, personal_data, sockets
 from hub import services as hub_services
 from hub.models import User
 from rooms.models import MENTION, REPORT
@@ -40,6 +40,9 @@ def _profile_changed(user: User) -> None:
 
 
 def register() -> None:
+    from rooms.consumers import RoomFrames
+
+    sockets.part_register("rooms", RoomFrames)
     hub_services.on_profile_changed("rooms", _profile_changed)
     notifications.kind_register(MENTION, _("mention"))
     notifications.kind_register(REPORT, _("report"))

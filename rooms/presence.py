@@ -231,7 +231,7 @@ class PresenceDeltas:
                 more=len(joined) > DELTA_LIST_MAX or len(left) > DELTA_LIST_MAX,
                 online_count=count,
             )
-            realtime.publish_now(realtime.room_group(room_id), protocol.encode(frame))
+            realtime.publish_now(realtime.room_group(room_id), frame)
             self.frames_published += 1
 
 

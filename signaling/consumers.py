@@ -1,7 +1,8 @@
 """Meeting frames of the hub socket: the one bridge between the socket
 protocol and the SFU (see docs/protocol.md, "Meetings").
 
-The mixin checks permissions through ``signaling.selectors`` / ``services``,
+`MeetingFrames`, one part of the socket (`hub.sockets`, registered by
+``signaling.hooks``), checks permissions through ``signaling.selectors`` / ``services``,
 turns each frame into a command for the meeting's engine through an
 :class:`~signaling.placement.SfuLink` (in-process or a ``hirfa sfu`` worker:
 the same commands either way) and turns the engine's events back into
@@ -13,16 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils.translation import gettext as _
 from pydantic import ValidationError
 
-from hub import protocol
+from hub import protocol, realtime
+from hub.db import db_call
 from hub.errors import ErrorCode, HirfaError
 from hub.protocol import (
     ErrorOut,
@@ -35,6 +36,7 @@ from hub.protocol import (
     MeetingReception,
     MeetingRejoin,
 )
+from hub.sockets import ChannelHandler, FrameHandler, Socket, SocketPart
 from signaling import liveness, placement, selectors, services
 from signaling import messages as m
 from signaling.engine import meeting_group
@@ -49,10 +51,6 @@ TARGET_COMMANDS: dict[str, type[m.Remove | m.Admit | m.Deny]] = {
     "admit": m.Admit,
     "deny": m.Deny,
 }
-
-
-def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    return database_sync_to_async(fn)
 
 
 @dataclass
@@ -71,22 +69,21 @@ class MeetingSession:
     join_options: dict[str, Any] = field(default_factory=dict)
 
 
-class MeetingFrames:
-    """Mixed into the hub consumer, which provides emit, join_group, leave_group, user and conn_id."""
+class MeetingFrames(SocketPart):
+    """The meeting a socket is in: its frames, the engine's events, its own frame budget."""
 
-    user: Any
-    conn_id: str
-
-    def meeting_frames_init(self) -> None:
+    def __init__(self, socket: Socket) -> None:
+        self.socket = socket
+        self.user = socket.user
         self.meeting: MeetingSession | None = None
         self.meeting_events: asyncio.Queue[m.Event] = asyncio.Queue()
         self.meeting_pump: asyncio.Task[None] | None = None
         self.meeting_tokens = float(MEETING_FRAME_BURST)
         self.meeting_clock = 0.0
-        self.meeting_reply_to = getattr(self, "channel_name", None) or f"local.{self.conn_id}"
+        self.meeting_reply_to = socket.reply_channel
 
-    def meeting_handlers(self) -> dict[str, Callable[[Any], Awaitable[None]]]:
-        handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
+    def handlers(self) -> Mapping[str, FrameHandler]:
+        handlers: dict[str, FrameHandler] = {
             "meeting_start": self.on_meeting_start,
             "meeting_info": self.on_meeting_info,
             "meeting_join": self.on_meeting_join,
@@ -105,7 +102,26 @@ class MeetingFrames:
         }
         return {kind: self._meeting_limited(handler) for kind, handler in handlers.items()}
 
-    async def meeting_frames_close(self) -> None:
+    def channel_handlers(self) -> Mapping[str, ChannelHandler]:
+        return {"sfu.event": self.sfu_event}
+
+    def frame_limits(self) -> Mapping[str, int]:
+        # An answer to an offer with many m-lines outgrows the socket's frame limit.
+        return {"meeting_answer": settings.HIRFA_MEETING_ANSWER_MAX_BYTES}
+
+    def deliver(self, group: str, event: realtime.Event) -> bool:
+        session = self.meeting
+        # Banned or removed from a room: a meeting in that room is checked again.
+        if (
+            session is not None
+            and event.kind == "removed"
+            and group.startswith("user.")
+            and protocol.Removed.model_validate_json(event.text).room == session.room_id
+        ):
+            self.socket.spawn(self.recheck(session.room_id))
+        return True
+
+    async def close(self) -> None:
         """The socket closes: leave the meeting (the peer connection is closed)."""
         try:
             if self.meeting is not None:
@@ -115,15 +131,16 @@ class MeetingFrames:
             if self.meeting_pump is not None:
                 self.meeting_pump.cancel()
 
-    async def meeting_recheck(self) -> None:
+    async def recheck(self, room_id: int | None) -> None:
         """End the meeting session if the member may no longer be in it (banned from its
         room, removed from its group, the gathering closed to him): his peer is closed,
-        he gets ``meeting_ended`` with ``removed``."""
+        he gets ``meeting_ended`` with ``removed``. Checked whichever room changed: a
+        meeting's right may hang on more than its room (a gathering's guests)."""
         session = self.meeting
         if session is None:
             return
         try:
-            await _db(selectors.meeting_right_check)(user=self.user, meeting_id=session.meeting_id)
+            await db_call(selectors.meeting_right_check)(user=self.user, meeting_id=session.meeting_id)
         except HirfaError:
             if self.meeting is session:
                 log.info("user %s may no longer be in meeting %s", self.user.pk, session.meeting_id)
@@ -131,14 +148,7 @@ class MeetingFrames:
 
     # --- limits -------------------------------------------------------------------------
 
-    @staticmethod
-    def meeting_frame_fits(text_data: str, kind: object) -> bool:
-        """Whether a frame over the socket's frame limit may still pass: a ``meeting_answer``
-        of at most ``HIRFA_MEETING_ANSWER_MAX_BYTES`` (an answer to an offer with many
-        m-lines outgrows 16 KiB). Any other frame type keeps the socket's limit."""
-        return kind == "meeting_answer" and len(text_data) <= settings.HIRFA_MEETING_ANSWER_MAX_BYTES
-
-    def _meeting_limited(self, handler: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    def _meeting_limited(self, handler: FrameHandler) -> FrameHandler:
         async def limited(frame: Any) -> None:
             now = asyncio.get_running_loop().time()
             if self.meeting_clock:
@@ -186,13 +196,13 @@ class MeetingFrames:
             return
         if isinstance(event, m.Joined):
             if not session.attended:
-                await _db(services.meeting_attend)(
+                await db_call(services.meeting_attend)(
                     user=self.user, meeting_id=session.meeting_id, process=liveness.PROCESS_ID
                 )
                 session.attended = True
                 liveness.session_opened()
             codec = session.join_options.get("video_codec", "vp8")
-            self.emit(  # type: ignore[attr-defined]
+            self.socket.emit(
                 MeetingJoined(
                     ref=event.ref,
                     meeting=session.meeting_id,
@@ -203,9 +213,9 @@ class MeetingFrames:
             )
             self._emit_ice_servers(session)
         elif isinstance(event, m.Lobby):
-            self.emit(MeetingLobby(ref=event.ref, meeting=session.meeting_id))  # type: ignore[attr-defined]
+            self.socket.emit(MeetingLobby(ref=event.ref, meeting=session.meeting_id))
         elif isinstance(event, m.Offer):
-            self.emit(  # type: ignore[attr-defined]
+            self.socket.emit(
                 MeetingOffer(
                     meeting=session.meeting_id,
                     sdp=event.sdp,
@@ -215,9 +225,9 @@ class MeetingFrames:
             )
         elif isinstance(event, m.EngineError):
             # The engine's message is an English msgid: said here in the member's language.
-            self.emit(ErrorOut(ref=event.ref, code=event.code, message=_(event.message)))  # type: ignore[attr-defined]
+            self.socket.emit(ErrorOut(ref=event.ref, code=event.code, message=_(event.message)))
         elif isinstance(event, m.Reception):
-            self.emit(  # type: ignore[attr-defined]
+            self.socket.emit(
                 MeetingReception(
                     meeting=session.meeting_id,
                     audio_only=event.audio_only,
@@ -227,7 +237,7 @@ class MeetingFrames:
                 )
             )
         elif isinstance(event, m.Rejoin):
-            self.emit(MeetingRejoin(meeting=session.meeting_id, reason=event.reason))  # type: ignore[attr-defined]
+            self.socket.emit(MeetingRejoin(meeting=session.meeting_id, reason=event.reason))
         elif isinstance(event, m.Ended):
             reason = event.reason
             # Replaced: the same member goes on from another socket, still attending.
@@ -237,7 +247,7 @@ class MeetingFrames:
 
     def _emit_ice_servers(self, session: MeetingSession, ref: str | None = None) -> None:
         servers, ttl = ice_servers(user_id=self.user.pk, meeting_id=session.meeting_id)
-        self.emit(MeetingIceServers(ref=ref, meeting=session.meeting_id, ice_servers=servers, ttl=ttl))  # type: ignore[attr-defined]
+        self.socket.emit(MeetingIceServers(ref=ref, meeting=session.meeting_id, ice_servers=servers, ttl=ttl))
         if session.ice_renewal is not None:
             session.ice_renewal.cancel()
             session.ice_renewal = None
@@ -283,7 +293,7 @@ class MeetingFrames:
             if session.link is link and not await link.alive():
                 log.info("SFU worker %s is gone; meeting %s rejoins", link.worker, session.meeting_id)
                 session.link = None
-                self.emit(MeetingRejoin(meeting=session.meeting_id, reason="worker_lost"))  # type: ignore[attr-defined]
+                self.socket.emit(MeetingRejoin(meeting=session.meeting_id, reason="worker_lost"))
                 return
 
     async def _meeting_leave(self, *, reason: MeetingEndReason | None, tell_engine: bool, depart: bool = True, ref: str | None = None) -> None:
@@ -306,13 +316,13 @@ class MeetingFrames:
                 )
             except Exception:
                 log.warning("telling the SFU that %s left failed", self.user.pk, exc_info=True)
-        await self.leave_group(meeting_group(session.meeting_id))  # type: ignore[attr-defined]
+        await self.socket.leave_group(meeting_group(session.meeting_id))
         if session.attended:
             liveness.session_closed()
         if depart and session.attended:
-            await _db(services.meeting_depart)(user=self.user, meeting_id=session.meeting_id)
+            await db_call(services.meeting_depart)(user=self.user, meeting_id=session.meeting_id)
         if reason is not None:
-            self.emit(MeetingEnded(ref=ref, meeting=session.meeting_id, reason=reason))  # type: ignore[attr-defined]
+            self.socket.emit(MeetingEnded(ref=ref, meeting=session.meeting_id, reason=reason))
 
     async def _send_join(self, session: MeetingSession, ref: str | None) -> None:
         """(Re)join the engine: a new server-side peer for this socket."""
@@ -326,21 +336,21 @@ class MeetingFrames:
 
     async def on_meeting_start(self, frame: protocol.MeetingStart) -> None:
         await liveness.sweep()
-        out = await _db(services.meeting_start)(
+        out = await db_call(services.meeting_start)(
             user=self.user, room_id=frame.room, video_codec=frame.video_codec, lobby=frame.lobby
         )
-        self.emit(out.model_copy(update={"ref": frame.ref}))  # type: ignore[attr-defined]
+        self.socket.emit(out.model_copy(update={"ref": frame.ref}))
 
     async def on_meeting_info(self, frame: protocol.MeetingInfo) -> None:
         await liveness.sweep()
-        out = await _db(selectors.room_meeting)(user=self.user, room_id=frame.room, ref=frame.ref)
-        self.emit(out)  # type: ignore[attr-defined]
+        out = await db_call(selectors.room_meeting)(user=self.user, room_id=frame.room, ref=frame.ref)
+        self.socket.emit(out)
 
     async def on_meeting_join(self, frame: protocol.MeetingJoin) -> None:
         if frame.meeting is None and frame.room is None:
             raise HirfaError(ErrorCode.INVALID, _("Name a meeting or a room."))
         await liveness.sweep()
-        ticket = await _db(selectors.meeting_join_ticket)(
+        ticket = await db_call(selectors.meeting_join_ticket)(
             user=self.user, meeting_id=frame.meeting, room_id=frame.room
         )
         current = self.meeting
@@ -370,7 +380,7 @@ class MeetingFrames:
             )
             self.meeting = session
             placement.register_local(self.meeting_reply_to, self._meeting_event)
-            await self.join_group(meeting_group(ticket.meeting_id))  # type: ignore[attr-defined]
+            await self.socket.join_group(meeting_group(ticket.meeting_id))
         else:
             session = current
             session.link = link
@@ -445,14 +455,14 @@ class MeetingFrames:
                 "lobby_on": {"lobby": True},
                 "lobby_off": {"lobby": False},
             }[action]
-            await _db(services.meeting_settings_set)(user=self.user, meeting_id=session.meeting_id, **flags)
+            await db_call(services.meeting_settings_set)(user=self.user, meeting_id=session.meeting_id, **flags)
             await self._command(session, m.Settings, frame.ref, **flags)
             return
         if action == "end":
-            await _db(services.meeting_end)(user=self.user, meeting_id=session.meeting_id)
+            await db_call(services.meeting_end)(user=self.user, meeting_id=session.meeting_id)
             await self._command(session, m.End, frame.ref)
             return
-        await _db(selectors.meeting_for_host)(user=self.user, meeting_id=session.meeting_id)
+        await db_call(selectors.meeting_for_host)(user=self.user, meeting_id=session.meeting_id)
         if frame.user is None:
             raise HirfaError(ErrorCode.INVALID, _("Name the participant."))
         if frame.user == self.user.pk and action in ("remove", "admit", "deny"):
@@ -474,6 +484,6 @@ class MeetingFrames:
         # before the client answers, and the check ends the session first if it must.
         await self._send_join(session, frame.ref)
         # A new peer is a new grant: the right to be in the meeting is checked again.
-        await self.meeting_recheck()
+        await self.recheck(session.room_id)
         if self.meeting is not session:
             raise HirfaError(ErrorCode.NOT_FOUND, _("No such meeting."))

@@ -37,7 +37,7 @@ from typing import Any
 from django.utils.translation import gettext_noop
 
 from hub.errors import ErrorCode, HirfaError
-from hub.protocol import Author, MeetingParticipant, MeetingState, encode
+from hub.protocol import Author, MeetingParticipant, MeetingState
 from signaling import messages as m
 from signaling.sfu import (
     BadSessionDescription,
@@ -57,7 +57,7 @@ from signaling.sfu import (
 log = logging.getLogger(__name__)
 
 Reply = Callable[[str, m.Event], Awaitable[None]]
-Publish = Callable[[str, str], None]
+Publish = Callable[[str, MeetingState], None]
 
 SOURCES: dict[m.Source, TrackSource] = {
     "mic": TrackSource.MICROPHONE,
@@ -574,7 +574,7 @@ class MeetingEngine:
         if live.id not in self._meetings:
             return
         try:
-            self._publish(meeting_group(live.id), encode(self.state_frame(live)))
+            self._publish(meeting_group(live.id), self.state_frame(live))
         except Exception:
             log.exception("publishing the state of meeting %s failed", live.id)
 

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from hub import cli, personal_data
+from hub import cli, personal_data, sockets
 from hub.models import User
 
 
@@ -42,7 +42,9 @@ def _sfu_run(args: argparse.Namespace) -> int:
 
 def register() -> None:
     from signaling import liveness, placement
+    from signaling.consumers import MeetingFrames
 
+    sockets.part_register("meetings", MeetingFrames)
     # An embedded SFU must close with the process (and liveness knows how).
     placement.on_engine_created("liveness", liveness.hook_shutdown)
     cli.command_register(

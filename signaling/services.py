@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from hub import realtime
 from hub.errors import ErrorCode, HirfaError
 from hub.models import User
-from hub.protocol import MeetingOut, encode
+from hub.protocol import MeetingOut
 from rooms.selectors import room_access
 from signaling.models import Attendance, Meeting, VideoCodecChoice
 from signaling.selectors import live_meeting, meeting_for_host, meeting_frame
@@ -27,10 +27,7 @@ if TYPE_CHECKING:
 def _publish_room_frame(meeting: Meeting) -> None:
     def publish() -> None:
         fresh = Meeting.objects.filter(pk=meeting.pk).first()
-        realtime.publish_now(
-            realtime.room_group(meeting.room_id),
-            encode(meeting_frame(meeting=fresh, room_id=meeting.room_id)),
-        )
+        realtime.publish_now(realtime.room_group(meeting.room_id), meeting_frame(meeting=fresh, room_id=meeting.room_id))
 
     transaction.on_commit(publish)
 

@@ -32,6 +32,7 @@ async def run_worker(*, worker_id: str | None = None, stop: asyncio.Event | None
     from pydantic import ValidationError
 
     from hub import realtime
+    from hub.protocol import MeetingState
     from signaling import messages, placement
     from signaling.engine import MeetingEngine
     from signaling.sfu import Sfu
@@ -53,9 +54,9 @@ async def run_worker(*, worker_id: str | None = None, stop: asyncio.Event | None
         # Validated again on arrival (`messages.event_from`, in the socket).
         await layer.send(reply_to, {"type": "sfu.event", "event": event.model_dump(mode="json")})
 
-    def publish(group: str, text: str) -> None:
+    def publish(group: str, frame: MeetingState) -> None:
         # The sync Redis client would block this loop's media; a thread keeps it smooth.
-        loop.run_in_executor(None, realtime.publish_now, group, text)
+        loop.run_in_executor(None, realtime.publish_now, group, frame)
 
     engine = MeetingEngine(
         Sfu(placement.sfu_config()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 from hub.models import ArtisanProfile, ModeratorScope, Trade, TradeDomain, User, Wilaya
 from rooms.services import memberships_sync
@@ -50,3 +51,19 @@ def artisan(
 def moderator_of(user: User, *, trade_: Trade | None = None, wilaya_: Wilaya | None = None) -> User:
     ModeratorScope.objects.create(user=user, trade=trade_, wilaya=wilaya_)
     return user
+
+
+def guild_with(*names: str) -> tuple[Any, ...]:
+    """The guild room of one trade and wilaya, with the named artisans in it: ``(room, *users)``."""
+    from rooms.models import Room, RoomKind
+
+    trade_, wilaya_ = trade(), wilaya()
+    users = [artisan(name, trades=[trade_], wilaya_=wilaya_) for name in names]
+    return (Room.objects.get(kind=RoomKind.GUILD, trade=trade_), *users)
+
+
+def message(user: User, room: Any, text: str, client_id: str) -> Any:
+    """`user` posts `text` in `room` (the service's result: `.message` is the frame)."""
+    from rooms.services import message_post
+
+    return message_post(user=user, room_id=room.pk, client_id=client_id, text=text)

@@ -1,14 +1,19 @@
-"""Talking to the hub consumer through Channels' communicator, without a server."""
+"""Talking to the hub consumer through Channels' communicator, without a server; and a
+fake socket to test the parts of the socket alone (`hub.sockets`)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from channels.testing import WebsocketCommunicator
 
 from hub.consumers import HubConsumer
-from hub.protocol import PROTOCOL_VERSION
+from hub.db import db_call
+from hub.protocol import PROTOCOL_VERSION, ServerFrame, encode
 
 
 async def open_socket(user: Any, *, hello: bool = True, version: int = PROTOCOL_VERSION) -> WebsocketCommunicator:
@@ -77,3 +82,50 @@ async def clear_presence() -> None:
                 await client.delete(*keys)
         finally:
             await client.aclose()
+
+
+class FakeSocket:
+    """A `hub.sockets.Socket` with no connection: what a part writes lands in `sent` (decoded),
+    the groups it joins in `groups`; `on_join` runs as a group is joined (before the part
+    goes on), the moment a live event may slip in."""
+
+    def __init__(self, user: Any, *, version: int = PROTOCOL_VERSION) -> None:
+        self.user = user
+        self.conn_id = uuid.uuid4().hex
+        self.reply_channel = f"local.{self.conn_id}"
+        self.protocol_version = version
+        self.sent: list[dict[str, Any]] = []
+        self.groups: set[str] = set()
+        self.on_join: Callable[[str], None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def emit(self, frame: ServerFrame) -> None:
+        self.push(encode(frame))
+
+    def push(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+    async def join_group(self, group: str) -> None:
+        self.groups.add(group)
+        if self.on_join is not None:
+            self.on_join(group)
+
+    async def leave_group(self, group: str) -> None:
+        self.groups.discard(group)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self.tasks.append(asyncio.get_running_loop().create_task(work))
+
+    async def display_name(self) -> str:
+        return str(await db_call(lambda: self.user.display_name)())
+
+    async def settle(self) -> None:
+        """Wait for the work the part spawned (bounded: a few rounds)."""
+        for _round in range(5):
+            pending = [t for t in self.tasks if not t.done()]
+            if not pending:
+                return
+            await asyncio.wait(pending, timeout=5)
+
+    def types(self) -> list[str]:
+        return [frame["type"] for frame in self.sent]

@@ -15,6 +15,7 @@ from django.test import override_settings
 
 from hub import consumers, realtime
 from hub.errors import CloseCode
+from hub.protocol import Author, ResyncOut
 from tests.conftest import skip_or_fail
 
 
@@ -25,8 +26,8 @@ class Recorder:
         self.got: list[tuple[str, str]] = []
         self.lost = 0
 
-    def deliver(self, group: str, text: str) -> None:
-        self.got.append((group, text))
+    def deliver(self, group: str, event: realtime.Event) -> None:
+        self.got.append((group, event.text))
 
     def bus_resumed(self) -> None:
         self.lost += 1
@@ -52,7 +53,7 @@ async def test_one_publish_reaches_every_local_socket_once() -> None:
                 await fan.join("room.41", sub)
             outsider = Recorder()
             await fan.join("room.42", outsider)
-            realtime.publish_now("room.41", '{"type":"message","id":1}')
+            realtime.publish_now("room.41", realtime.Event("message", '{"type":"message","id":1}'))
             await _wait_for(lambda: all(s.got for s in subs))
             assert all(s.got == [("room.41", '{"type":"message","id":1}')] for s in subs)
             assert outsider.got == []
@@ -84,7 +85,7 @@ async def test_redis_bus_delivers_after_an_idle_period_longer_than_5_seconds() -
             await fan.join(group, first)
             await fan.join(group, second)
             await asyncio.sleep(6.5)
-            realtime.publish_now(group, "after the silence")
+            realtime.publish_now(group, realtime.Event("message", "after the silence", rev=7))
             await _wait_for(lambda: first.got and second.got)
             assert first.got == [(group, "after the silence")]
             assert second.got == [(group, "after the silence")]
@@ -112,7 +113,7 @@ async def test_publishing_from_the_event_loop_never_waits_for_a_stalled_redis() 
             fan.groups.setdefault("room.77", set()).add(local)
             loop = asyncio.get_running_loop()
             started = loop.time()
-            realtime.publish_now("room.77", '{"type":"typing","room":77}')
+            realtime.publish_now("room.77", realtime.Event("typing", '{"type":"typing","room":77}'))
             # The old synchronous publish held the loop for its whole socket timeout (10 s).
             assert loop.time() - started < 0.5
             await _wait_for(lambda: fan.degraded, seconds=5)
@@ -309,3 +310,18 @@ def test_direct_socket_turns_nagle_off():
     socket = realtime.DirectSocket(server=None, protocol=SimpleNamespace(transport=transport), open_state=3)
     socket.set_no_delay()
     assert calls == [True]
+
+
+# --- events carry their kind -----------------------------------------------------------
+
+
+def test_an_event_keeps_its_kind_and_rev_across_the_wire() -> None:
+    message = realtime.Event("message", '{"type":"message","text":"line\\nline"}\n', rev=12)
+    assert realtime.Event.from_wire(message.wire()) == message
+    resync = realtime.Event.of(ResyncOut(rooms=[4]))
+    assert (resync.kind, resync.rev) == ("resync", None)
+    assert realtime.Event.from_wire(resync.wire()) == resync
+    for malformed in ("", "no header", "\n{}", "message twelve\n{}"):
+        assert realtime.Event.from_wire(malformed) is None
+    with pytest.raises(TypeError):
+        realtime.Event.of(Author(id=1, name="Amina"))  # a part of a frame has no kind

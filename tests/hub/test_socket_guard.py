@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from hub import realtime
 from hub.consumers import HubConsumer
-from rooms.models import Room, RoomKind
+from rooms.consumers import RoomFrames
 from rooms.presence import presence_store
 from tests import factories
 from tests.sockets import clear_presence, expect, open_socket, subscribe
@@ -23,11 +23,7 @@ async def _fresh_presence():
     await clear_presence()
 
 
-@sync_to_async
-def guild_with(name: str):
-    trade = factories.trade()
-    user = factories.artisan(name, trades=[trade], wilaya_=factories.wilaya())
-    return Room.objects.get(kind=RoomKind.GUILD, trade=trade), user
+guild_with = sync_to_async(factories.guild_with)
 
 
 def registrations(user_id: int) -> int:
@@ -77,7 +73,7 @@ async def test_an_unexpected_failure_answers_internal_error_and_the_socket_goes_
     async def broken(self, frame):
         raise RecursionError("deep inside a handler")
 
-    monkeypatch.setattr(HubConsumer, "on_presence", broken)
+    monkeypatch.setattr(RoomFrames, "on_presence", broken)
     comm2 = await open_socket(amina)  # handlers are bound when the socket opens
     await comm2.send_json_to({"type": "presence", "room": room.pk, "ref": "x"})
     err = await expect(comm2, "error")

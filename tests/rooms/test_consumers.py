@@ -13,24 +13,14 @@ from channels.testing import WebsocketCommunicator
 
 from hub.consumers import HubConsumer
 from rooms import services
-from rooms.models import Room, RoomKind
 from tests import factories
 from tests.sockets import expect, nothing_more, open_socket, subscribe
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@sync_to_async
-def guild_with_members(*names: str):
-    trade = factories.trade()
-    wilaya = factories.wilaya()
-    users = [factories.artisan(n, trades=[trade], wilaya_=wilaya) for n in names]
-    return (Room.objects.get(kind=RoomKind.GUILD, trade=trade), *users)
-
-
-@sync_to_async
-def post_as(user, room, text, client_id):
-    return services.message_post(user=user, room_id=room.pk, client_id=client_id, text=text)
+guild_with_members = sync_to_async(factories.guild_with)
+post_as = sync_to_async(factories.message)
 
 
 async def test_anonymous_socket_is_closed_with_4003():

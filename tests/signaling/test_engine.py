@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from hub.errors import ErrorCode
+from hub.protocol import MeetingState
 from signaling import messages as m
 from signaling.engine import MeetingEngine
 from signaling.sfu import Sfu, SfuConfig
@@ -22,13 +23,13 @@ class Inbox:
 
     def __init__(self) -> None:
         self.events: dict[str, list[m.Event]] = {}
-        self.published: list[tuple[str, str]] = []
+        self.published: list[tuple[str, MeetingState]] = []
 
     async def reply(self, reply_to: str, event: m.Event) -> None:
         self.events.setdefault(reply_to, []).append(event)
 
-    def publish(self, group: str, text: str) -> None:
-        self.published.append((group, text))
+    def publish(self, group: str, frame: MeetingState) -> None:
+        self.published.append((group, frame))
 
     async def next(self, reply_to: str, count: int = 1) -> list[m.Event]:
         for _ in range(200):

@@ -1,0 +1,111 @@
+"""What the hub socket offers the frames of the apps above it, and how they plug in.
+
+The socket (`hub.consumers.HubConsumer`) owns the connection: the handshake, the frame
+budget, decoding, the bounded outbox, the bus groups and revocation. What a frame
+*means* lives with the app it belongs to, in a *part* built on the small `Socket`
+interface below (`rooms.consumers.RoomFrames`, `signaling.consumers.MeetingFrames`).
+Each app registers its part from its `AppConfig.ready()` with `part_register`, so the
+foundation imports nothing above it, and each part is tested alone against a fake
+socket (`tests/sockets.py`, `FakeSocket`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from hub.models import User
+    from hub.protocol import ServerFrame
+    from hub.realtime import Event
+
+#: Handles one validated client frame (a `hub.protocol` model); a refusal is a `HirfaError`.
+FrameHandler = Callable[[Any], Awaitable[None]]
+#: Handles one channel-layer message sent to the socket's `reply_channel`.
+ChannelHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Socket(Protocol):
+    """One member's open socket, as a part sees it."""
+
+    @property
+    def user(self) -> User:
+        """The authenticated member (parts only exist once he is)."""
+
+    @property
+    def conn_id(self) -> str:
+        """This socket's id, unique in the deployment (presence counts sockets by it)."""
+
+    @property
+    def reply_channel(self) -> str:
+        """Where the channel layer reaches this socket (`channel_handlers`), or a local address."""
+
+    @property
+    def protocol_version(self) -> int:
+        """The protocol version the client said hello with."""
+
+    def emit(self, frame: ServerFrame) -> None:
+        """Write a frame to the client (through the outbox; never blocks)."""
+
+    def push(self, text: str) -> None:
+        """Write an already-encoded frame to the client (never blocks)."""
+
+    async def join_group(self, group: str) -> None:
+        """Receive the bus's events of `group` (`SocketPart.deliver`); when this returns, every
+        later event does."""
+
+    async def leave_group(self, group: str) -> None:
+        """Stop receiving the events of `group`."""
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` beside the frames; it is cancelled when the socket closes."""
+
+    async def display_name(self) -> str:
+        """The member's display name (read once per socket)."""
+
+
+class SocketPart:
+    """The frames of one app on one socket. Subclasses override what they need."""
+
+    def handlers(self) -> Mapping[str, FrameHandler]:
+        """The client frame types this part answers, each with its handler (built once per socket)."""
+        return {}
+
+    def channel_handlers(self) -> Mapping[str, ChannelHandler]:
+        """The channel-layer message types this part takes (e.g. ``sfu.event``)."""
+        return {}
+
+    def frame_limits(self) -> Mapping[str, int]:
+        """Frame types allowed to be larger than ``HIRFA_FRAME_MAX_BYTES``, with their limit."""
+        return {}
+
+    def deliver(self, group: str, event: Event) -> bool:
+        """A live event of a group the socket joined; False keeps it from the client (held back,
+        replaced, or not for him). Must not block."""
+        return True
+
+    def bus_resumed(self) -> None:
+        """The bus was cut off and is back: events may have been lost."""
+
+    async def recheck(self, room_id: int | None) -> None:
+        """The member's rights changed (in one room, or anywhere): drop what he lost."""
+
+    async def close(self) -> None:
+        """The socket closes: give back everything this part holds."""
+
+
+PartFactory = Callable[[Socket], SocketPart]
+_parts: dict[str, PartFactory] = {}
+
+
+def part_register(name: str, factory: PartFactory) -> None:
+    """Add (or replace) a part every new socket builds; call from `AppConfig.ready()`.
+
+    Parts are built in registration order (the order of ``INSTALLED_APPS``), asked in that
+    order on a rights change, and closed in the reverse order.
+    """
+    _parts[name] = factory
+
+
+def part_factories() -> list[PartFactory]:
+    return list(_parts.values())

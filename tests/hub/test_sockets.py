@@ -1,0 +1,88 @@
+"""The socket is built from the parts the apps register (`hub.sockets`): each part's frames
+reach its handlers, its say decides which live events go out, and it is asked on a rights
+change and released on close. Through Channels' communicator, with a probe part."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from hub import protocol, realtime, revocation, sockets
+from hub.protocol import Ack, Author, TypingOut, Unsubscribed
+from rooms.consumers import RoomFrames
+from signaling.consumers import MeetingFrames
+from tests import factories
+from tests.sockets import FakeSocket, expect, nothing_more, open_socket
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+
+PROBE_ROOM = 424_242
+
+
+class Probe(sockets.SocketPart):
+    """Answers `unsubscribe` (a frame type it borrows), keeps typing hints from the client."""
+
+    made: list[Probe] = []
+
+    def __init__(self, socket: sockets.Socket) -> None:
+        self.socket = socket
+        self.rechecked: list[int | None] = []
+        self.closed = False
+        Probe.made.append(self)
+
+    def handlers(self) -> Mapping[str, sockets.FrameHandler]:
+        return {"unsubscribe": self.on_unsubscribe}
+
+    async def on_unsubscribe(self, frame: protocol.Unsubscribe) -> None:
+        await self.socket.join_group(realtime.room_group(frame.room))
+        self.socket.emit(Unsubscribed(ref=frame.ref, room=frame.room))
+
+    def deliver(self, group: str, event: realtime.Event) -> bool:
+        return event.kind != "typing"
+
+    async def recheck(self, room_id: int | None) -> None:
+        self.rechecked.append(room_id)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def test_the_apps_register_their_parts_and_every_client_frame_has_one_handler():
+    assert sockets.part_factories() == [RoomFrames, MeetingFrames]  # rooms below signaling
+    kinds = ["hello", "ping"]
+    for factory in sockets.part_factories():
+        kinds += factory(FakeSocket(None)).handlers()
+    assert sorted(kinds) == sorted(protocol.CLIENT_FRAME_TYPES)
+
+
+async def test_a_registered_part_gets_its_frames_events_rights_changes_and_the_close(monkeypatch):
+    monkeypatch.setattr(sockets, "_parts", {"probe": Probe})
+    Probe.made.clear()
+    amina = await sync_to_async(factories.artisan)("amina")
+    comm = await open_socket(amina)
+    (probe,) = Probe.made
+    await comm.send_json_to({"type": "unsubscribe", "room": PROBE_ROOM, "ref": "u"})
+    await expect(comm, "unsubscribed", ref="u")
+    # The frames no part answers are unknown now.
+    await comm.send_json_to({"type": "subscribe", "room": PROBE_ROOM, "ref": "s"})
+    assert (await expect(comm, "error", ref="s"))["code"] == "unknown_type"
+
+    group = realtime.room_group(PROBE_ROOM)
+    realtime.publish_now(group, TypingOut(room=PROBE_ROOM, user=Author(id=1, name="Yacine")))
+    realtime.publish_now(group, Ack(room=PROBE_ROOM, id=3))
+    assert (await expect(comm, "ack"))["id"] == 3
+    await nothing_more(comm, kind="typing")
+
+    revoke = revocation.Revocation(scope="rights", room=PROBE_ROOM)
+    realtime.publish_now(realtime.user_group(amina.pk), realtime.Event(revocation.KIND, revoke.model_dump_json()))
+    for _ in range(250):  # bounded: the event crosses the bus first
+        if probe.rechecked:
+            break
+        await asyncio.sleep(0.02)
+    assert probe.rechecked == [PROBE_ROOM]
+    await nothing_more(comm, kind="revoke")  # never passed on to the client
+    await comm.disconnect()
+    assert probe.closed

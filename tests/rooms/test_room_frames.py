@@ -1,0 +1,132 @@
+"""The socket's room part alone, against a fake socket (tests/sockets.py): what it writes,
+which groups it joins and leaves, and which live events it lets through."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from hub import protocol, realtime
+from hub.errors import ErrorCode, HirfaError
+from hub.protocol import Author, PresenceDelta, Removed, TypingOut
+from rooms import services
+from rooms.consumers import RoomFrames
+from tests import factories
+from tests.sockets import FakeSocket, clear_presence
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+guild_with = sync_to_async(factories.guild_with)
+post_as = sync_to_async(factories.message)
+
+
+async def subscribed(user, room, *, version: int = protocol.PROTOCOL_VERSION) -> tuple[FakeSocket, RoomFrames]:
+    socket = FakeSocket(user, version=version)
+    part = RoomFrames(socket)
+    await part.handlers()["subscribe"](protocol.Subscribe(type="subscribe", room=room.pk, ref="s"))
+    socket.sent.clear()
+    return socket, part
+
+
+@pytest.fixture(autouse=True)
+async def _no_presence_left():
+    await clear_presence()
+    yield
+    await clear_presence()
+
+
+async def test_a_replay_is_not_repeated_by_the_live_events_that_raced_it():
+    room, amina, yacine = await guild_with("amina", "yacine")
+    posted = await post_as(yacine, room, "Salam", "c1")
+    socket = FakeSocket(amina)
+    part = RoomFrames(socket)
+    group = realtime.room_group(room.pk)
+    typing = TypingOut(room=room.pk, user=Author(id=yacine.pk, name="Yacine"))
+
+    def events_in_flight(joined: str) -> None:
+        # Between the join and the database read: the post (the replay covers it) and a typing hint.
+        assert part.deliver(joined, realtime.Event.of(posted.message)) is False
+        assert part.deliver(joined, realtime.Event.of(typing)) is False
+
+    socket.on_join = events_in_flight
+    await part.handlers()["subscribe"](protocol.Subscribe(type="subscribe", room=room.pk, since_rev=0, ref="s"))
+    assert socket.types() == ["message", "subscribed", "typing"]
+    assert socket.sent[0]["id"] == posted.message.id and socket.sent[1]["ref"] == "s"
+    assert group in socket.groups
+    # Live now: events go straight out.
+    assert part.deliver(group, realtime.Event.of(typing)) is True
+    await part.close()
+    assert socket.groups == set()
+
+
+async def test_an_event_of_a_room_not_followed_is_held_back_and_a_member_event_passes():
+    room, amina = await guild_with("amina")
+    _socket, part = await subscribed(amina, room)
+    assert part.deliver("room.999999", realtime.Event("typing", "{}")) is False
+    assert part.deliver(realtime.user_group(amina.pk), realtime.Event("notification", "{}")) is True
+    await part.close()
+
+
+async def test_a_version_1_client_gets_presence_frames_for_a_delta():
+    room, amina, yacine = await guild_with("amina", "yacine")
+    delta = PresenceDelta(
+        room=room.pk, joined=[Author(id=yacine.pk, name="Yacine")], left=[], online_count=2
+    )
+    old, old_part = await subscribed(amina, room, version=1)
+    assert old_part.deliver(realtime.room_group(room.pk), realtime.Event.of(delta)) is False
+    assert old.sent == [
+        {"type": "presence", "room": room.pk, "user": {"id": yacine.pk, "name": "Yacine"}, "online": True}
+    ]
+    new, new_part = await subscribed(amina, room)
+    assert new_part.deliver(realtime.room_group(room.pk), realtime.Event.of(delta)) is True
+    assert new.sent == []
+    await old_part.close()
+    await new_part.close()
+
+
+async def test_removed_from_a_room_on_his_own_group_drops_the_room():
+    room, amina = await guild_with("amina")
+    socket, part = await subscribed(amina, room)
+    event = realtime.Event.of(Removed(room=room.pk, reason="banned"))
+    assert part.deliver(realtime.user_group(amina.pk), event) is True  # the client is told
+    await socket.settle()
+    assert part.rooms == {}
+    assert realtime.room_group(room.pk) not in socket.groups
+
+
+async def test_a_rights_check_drops_a_room_he_may_no_longer_read():
+    room, amina, nadia = await guild_with("amina", "nadia")
+    await sync_to_async(lambda: factories.moderator_of(nadia, trade_=room.trade))()
+    socket, part = await subscribed(amina, room)
+    await part.recheck(room.pk)
+    assert socket.sent == [] and room.pk in part.rooms
+    await sync_to_async(services.member_ban)(moderator=nadia, room_id=room.pk, target_id=amina.pk, on=True)
+    await part.recheck(None)
+    assert socket.sent == [{"type": "removed", "room": room.pk, "reason": "removed"}]
+    assert part.rooms == {} and socket.groups == set()
+
+
+async def test_when_the_bus_comes_back_the_client_is_told_which_rooms_to_fetch():
+    room, amina = await guild_with("amina")
+    socket, part = await subscribed(amina, room)
+    part.bus_resumed()
+    await socket.settle()
+    assert socket.sent == [{"type": "resync", "rooms": [room.pk]}]
+    await part.close()
+
+
+async def test_typing_needs_a_subscription_and_extra_hints_are_dropped(monkeypatch):
+    room, amina = await guild_with("amina")
+    part = RoomFrames(FakeSocket(amina))
+    with pytest.raises(HirfaError) as refused:
+        await part.handlers()["typing"](protocol.Typing(type="typing", room=room.pk))
+    assert refused.value.code is ErrorCode.NOT_FOUND
+    published: list[tuple[str, object]] = []
+    monkeypatch.setattr(realtime, "publish_now", lambda group, frame: published.append((group, frame)))
+    _socket, part = await subscribed(amina, room)
+    for _ in range(3):
+        await part.handlers()["typing"](protocol.Typing(type="typing", room=room.pk))
+    typing = [(group, frame) for group, frame in published if getattr(frame, "type", None) == "typing"]
+    assert [group for group, _frame in typing] == [realtime.room_group(room.pk)]
+    await part.close()

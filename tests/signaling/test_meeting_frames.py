@@ -1,0 +1,114 @@
+"""The socket's meeting part alone, against a fake socket (tests/sockets.py): its frame
+budget, the engine's events turned into frames, and a lost room ending the meeting."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from hub import protocol, realtime
+from hub.errors import ErrorCode, HirfaError
+from hub.protocol import Removed
+from signaling import messages as m
+from signaling.consumers import MEETING_FRAME_BURST, MeetingFrames, MeetingSession
+from signaling.engine import meeting_group
+from tests import factories
+from tests.sockets import FakeSocket
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Ids of a meeting and room that do not exist: no right to them can be found.
+GONE_MEETING, GONE_ROOM = 987_654, 987_655
+
+
+@sync_to_async
+def artisan(name: str):
+    return factories.artisan(name)
+
+
+async def in_meeting(user) -> tuple[FakeSocket, MeetingFrames, MeetingSession]:
+    """A part whose member is in a meeting with no media session (no engine is asked)."""
+    socket = FakeSocket(user)
+    part = MeetingFrames(socket)
+    session = MeetingSession(meeting_id=GONE_MEETING, room_id=GONE_ROOM, host=False, link=None, receive_video=True)
+    part.meeting = session
+    await socket.join_group(meeting_group(GONE_MEETING))
+    return socket, part, session
+
+
+async def engine_says(part: MeetingFrames, socket: FakeSocket, event: m.Event | dict) -> None:
+    data = event if isinstance(event, dict) else event.model_dump(mode="json")
+    await part.channel_handlers()["sfu.event"]({"type": "sfu.event", "event": data})
+    if part.meeting_pump is not None:
+        await part.meeting_pump
+    await socket.settle()
+
+
+async def test_meeting_frames_have_their_own_budget_beside_the_sockets():
+    part = MeetingFrames(FakeSocket(await artisan("amina")))
+    hand = part.handlers()["meeting_hand"]
+    frame = protocol.MeetingHand(type="meeting_hand", meeting=GONE_MEETING, up=True)
+    codes = []
+    for _ in range(MEETING_FRAME_BURST + 1):
+        with pytest.raises(HirfaError) as refused:
+            await hand(frame)
+        codes.append(refused.value.code)
+    assert codes[:MEETING_FRAME_BURST] == [ErrorCode.NO_SESSION] * MEETING_FRAME_BURST
+    assert codes[-1] is ErrorCode.RATE_LIMITED and refused.value.retry_after
+
+
+def test_only_an_answer_may_outgrow_the_sockets_frame_limit(settings):
+    part = MeetingFrames(FakeSocket(None))
+    assert part.frame_limits() == {"meeting_answer": settings.HIRFA_MEETING_ANSWER_MAX_BYTES}
+
+
+async def test_the_engines_events_become_frames_in_their_order():
+    socket, part, _session = await in_meeting(await artisan("amina"))
+    await engine_says(part, socket, m.Lobby(ref="j1"))
+    line = m.OfferLine(mid="0", kind="audio", direction="subscribe", user=7, source="mic")
+    await engine_says(part, socket, m.Offer(sdp="v=0", revision=2, mlines=(line,)))
+    await engine_says(part, socket, m.EngineError(code="no_session", message="You are not in this meeting.", ref="r"))
+    await engine_says(part, socket, m.Rejoin(reason="connection_failed"))
+    assert socket.sent == [
+        {"type": "meeting_lobby", "ref": "j1", "meeting": GONE_MEETING},
+        {
+            "type": "meeting_offer",
+            "meeting": GONE_MEETING,
+            "sdp": "v=0",
+            "revision": 2,
+            "mlines": [{"mid": "0", "kind": "audio", "direction": "subscribe", "user": 7, "source": "mic"}],
+        },
+        {"type": "error", "ref": "r", "code": "no_session", "message": "You are not in this meeting."},
+        {"type": "meeting_rejoin", "meeting": GONE_MEETING, "reason": "connection_failed"},
+    ]
+
+
+async def test_a_malformed_event_from_a_worker_is_dropped(caplog):
+    socket, part, session = await in_meeting(await artisan("amina"))
+    with caplog.at_level(logging.WARNING):
+        await engine_says(part, socket, {"kind": "ended", "reason": "bored"})
+    assert socket.sent == [] and part.meeting is session
+    assert "malformed meeting event" in caplog.text
+
+
+async def test_ended_by_the_engine_ends_the_session():
+    socket, part, _session = await in_meeting(await artisan("amina"))
+    await engine_says(part, socket, m.Ended(reason="removed"))
+    assert socket.sent == [{"type": "meeting_ended", "meeting": GONE_MEETING, "reason": "removed"}]
+    assert part.meeting is None and socket.groups == set()
+
+
+async def test_removed_from_the_meetings_room_checks_the_meeting_again():
+    amina = await artisan("amina")
+    socket, part, _session = await in_meeting(amina)
+    other_room = realtime.Event.of(Removed(room=GONE_ROOM + 1, reason="banned"))
+    assert part.deliver(realtime.user_group(amina.pk), other_room) is True
+    await socket.settle()
+    assert socket.sent == [] and part.meeting is not None
+    its_room = realtime.Event.of(Removed(room=GONE_ROOM, reason="banned"))
+    assert part.deliver(realtime.user_group(amina.pk), its_room) is True
+    await socket.settle()
+    assert socket.sent == [{"type": "meeting_ended", "meeting": GONE_MEETING, "reason": "removed"}]
+    assert part.meeting is None and socket.groups == set()
