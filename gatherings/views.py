@@ -31,7 +31,7 @@ from django.views.decorators.http import require_GET, require_POST
 from gatherings import feeds, recurrence, selectors, services
 from gatherings.models import Gathering, RsvpStatus, Visibility
 from hub.auth import member_of, viewer_of
-from hub.csv_export import SafeCsvWriter
+from hub.csv_export import csv_download
 from hub.errors import ErrorCode, HirfaError
 from hub.models import Trade, User, Wilaya
 from rooms.models import Room
@@ -258,10 +258,7 @@ def attendees_csv(request: HttpRequest, gathering_id: int, key: str) -> HttpResp
         if exc.code == ErrorCode.FORBIDDEN:
             return HttpResponse(exc.message, status=403)
         raise Http404(exc.message) from None
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="gathering-{gathering_id}-{key}.csv"'
-    response.write("\ufeff")  # lets spreadsheet programs read Arabic names as UTF-8
-    writer = SafeCsvWriter(response)
+    response, writer = csv_download(f"gathering-{gathering_id}-{key}.csv")
     writer.writerow([_("name"), _("answer"), _("answered at (UTC)")])
     for row in rows:
         writer.writerow([row.name, row.status, row.requested_at.astimezone(UTC).isoformat()])
@@ -664,10 +661,7 @@ def occurrence_attendance(request: HttpRequest, gathering_id: int, key: str) -> 
 def occurrence_attendance_csv(request: HttpRequest, gathering_id: int, key: str) -> HttpResponse:
     """The attendance summary as CSV: one line per attendee, then one per no-show."""
     summary = _attendance(request, gathering_id, key)
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="attendance-{gathering_id}-{key}.csv"'
-    response.write("\ufeff")  # lets spreadsheet programs read Arabic names as UTF-8
-    writer = SafeCsvWriter(response)
+    response, writer = csv_download(f"attendance-{gathering_id}-{key}.csv")
     writer.writerow([_("name"), _("answer"), _("present"), _("first joined (UTC)"), _("last left (UTC)"), _("minutes"), _("times joined")])
     for row in summary.attendees:
         writer.writerow(

@@ -12,6 +12,8 @@ import csv
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from django.http import HttpResponse
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -34,3 +36,12 @@ class SafeCsvWriter:
 
     def writerow(self, row: Iterable[object]) -> None:
         self._writer.writerow([csv_cell(v) for v in row])
+
+
+def csv_download(filename: str) -> tuple[HttpResponse, SafeCsvWriter]:
+    """A CSV attachment named `filename` that spreadsheet programs read as UTF-8 (a byte
+    order mark first, so Arabic names show), and the writer of its rows."""
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.write("\ufeff")
+    return response, SafeCsvWriter(response)

@@ -8,6 +8,10 @@ turns each frame into a command for the meeting's engine through an
 the same commands either way) and turns the engine's events back into
 frames. The meeting's state reaches the socket through the group
 ``meeting.<id>`` of ``hub.realtime``, like room events.
+
+Its database calls go through Channels' one database thread (``db_in_order``), not
+the pool of ``hub.db.db_call`` the room frames use: run in the order they are made,
+a seat (attendance) taken in the background is always written before it is given back.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from channels.db import database_sync_to_async as db_in_order
 from django.conf import settings
 from django.utils.translation import gettext as _
 from pydantic import ValidationError
 
 from hub import protocol, realtime
-from hub.db import db_call
 from hub.errors import ErrorCode, HirfaError
 from hub.protocol import (
     ErrorOut,
@@ -140,7 +144,7 @@ class MeetingFrames(SocketPart):
         if session is None:
             return
         try:
-            await db_call(selectors.meeting_right_check)(user=self.user, meeting_id=session.meeting_id)
+            await db_in_order(selectors.meeting_right_check)(user=self.user, meeting_id=session.meeting_id)
         except HirfaError:
             if self.meeting is session:
                 log.info("user %s may no longer be in meeting %s", self.user.pk, session.meeting_id)
@@ -196,7 +200,7 @@ class MeetingFrames(SocketPart):
             return
         if isinstance(event, m.Joined):
             if not session.attended:
-                await db_call(services.meeting_attend)(
+                await db_in_order(services.meeting_attend)(
                     user=self.user, meeting_id=session.meeting_id, process=liveness.PROCESS_ID
                 )
                 session.attended = True
@@ -320,7 +324,7 @@ class MeetingFrames(SocketPart):
         if session.attended:
             liveness.session_closed()
         if depart and session.attended:
-            await db_call(services.meeting_depart)(user=self.user, meeting_id=session.meeting_id)
+            await db_in_order(services.meeting_depart)(user=self.user, meeting_id=session.meeting_id)
         if reason is not None:
             self.socket.emit(MeetingEnded(ref=ref, meeting=session.meeting_id, reason=reason))
 
@@ -336,21 +340,21 @@ class MeetingFrames(SocketPart):
 
     async def on_meeting_start(self, frame: protocol.MeetingStart) -> None:
         await liveness.sweep()
-        out = await db_call(services.meeting_start)(
+        out = await db_in_order(services.meeting_start)(
             user=self.user, room_id=frame.room, video_codec=frame.video_codec, lobby=frame.lobby
         )
         self.socket.emit(out.model_copy(update={"ref": frame.ref}))
 
     async def on_meeting_info(self, frame: protocol.MeetingInfo) -> None:
         await liveness.sweep()
-        out = await db_call(selectors.room_meeting)(user=self.user, room_id=frame.room, ref=frame.ref)
+        out = await db_in_order(selectors.room_meeting)(user=self.user, room_id=frame.room, ref=frame.ref)
         self.socket.emit(out)
 
     async def on_meeting_join(self, frame: protocol.MeetingJoin) -> None:
         if frame.meeting is None and frame.room is None:
             raise HirfaError(ErrorCode.INVALID, _("Name a meeting or a room."))
         await liveness.sweep()
-        ticket = await db_call(selectors.meeting_join_ticket)(
+        ticket = await db_in_order(selectors.meeting_join_ticket)(
             user=self.user, meeting_id=frame.meeting, room_id=frame.room
         )
         current = self.meeting
@@ -455,14 +459,14 @@ class MeetingFrames(SocketPart):
                 "lobby_on": {"lobby": True},
                 "lobby_off": {"lobby": False},
             }[action]
-            await db_call(services.meeting_settings_set)(user=self.user, meeting_id=session.meeting_id, **flags)
+            await db_in_order(services.meeting_settings_set)(user=self.user, meeting_id=session.meeting_id, **flags)
             await self._command(session, m.Settings, frame.ref, **flags)
             return
         if action == "end":
-            await db_call(services.meeting_end)(user=self.user, meeting_id=session.meeting_id)
+            await db_in_order(services.meeting_end)(user=self.user, meeting_id=session.meeting_id)
             await self._command(session, m.End, frame.ref)
             return
-        await db_call(selectors.meeting_for_host)(user=self.user, meeting_id=session.meeting_id)
+        await db_in_order(selectors.meeting_for_host)(user=self.user, meeting_id=session.meeting_id)
         if frame.user is None:
             raise HirfaError(ErrorCode.INVALID, _("Name the participant."))
         if frame.user == self.user.pk and action in ("remove", "admit", "deny"):

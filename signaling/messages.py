@@ -70,19 +70,22 @@ class Candidate(_Command):
     sdp_mline_index: int | None = None
 
 
-class Publish(_Command):
+class _SourceCommand(_Command):
+    """About one of the member's own sources."""
+
+    source: Source
+
+
+class Publish(_SourceCommand):
     op: Literal["publish"] = "publish"
-    source: Source
 
 
-class Unpublish(_Command):
+class Unpublish(_SourceCommand):
     op: Literal["unpublish"] = "unpublish"
-    source: Source
 
 
-class MuteSelf(_Command):
+class MuteSelf(_SourceCommand):
     op: Literal["mute_self"] = "mute_self"
-    source: Source
     muted: bool
 
 
@@ -96,26 +99,28 @@ class Receive(_Command):
     video: bool
 
 
-class HostMute(_Command):
-    op: Literal["host_mute"] = "host_mute"
+class _TargetCommand(_Command):
+    """A host's act on another participant (`target`, a user id)."""
+
     target: int
+
+
+class HostMute(_TargetCommand):
+    op: Literal["host_mute"] = "host_mute"
     source: Source
     muted: bool
 
 
-class Remove(_Command):
+class Remove(_TargetCommand):
     op: Literal["remove"] = "remove"
-    target: int
 
 
-class Admit(_Command):
+class Admit(_TargetCommand):
     op: Literal["admit"] = "admit"
-    target: int
 
 
-class Deny(_Command):
+class Deny(_TargetCommand):
     op: Literal["deny"] = "deny"
-    target: int
 
 
 class Settings(_Command):
@@ -157,15 +162,19 @@ def command_from(data: Any) -> Command:
 # --- events: engine -> socket ------------------------------------------------------------
 
 
-class Joined(_Message):
-    kind: Literal["joined"] = "joined"
+class _Reply(_Message):
+    """The answer to one command (its `ref`)."""
+
     ref: str | None = None
+
+
+class Joined(_Reply):
+    kind: Literal["joined"] = "joined"
     host: bool
 
 
-class Lobby(_Message):
+class Lobby(_Reply):
     kind: Literal["lobby"] = "lobby"
-    ref: str | None = None
 
 
 class OfferLine(_Message):
@@ -185,13 +194,12 @@ class Offer(_Message):
     mlines: tuple[OfferLine, ...]
 
 
-class EngineError(_Message):
+class EngineError(_Reply):
     """A refused command: `code` is an `ErrorCode` value, `message` an English msgid."""
 
     kind: Literal["error"] = "error"
     code: str
     message: str
-    ref: str | None = None
 
 
 class Rejoin(_Message):

@@ -17,6 +17,8 @@ output goes to a log file whose tail is shown when it fails to start.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -27,6 +29,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,6 +147,40 @@ def session_cookie(user: object) -> dict[str, str]:
     client = Client()
     client.force_login(user)  # type: ignore[arg-type]
     return {"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value}
+
+
+async def hub_socket(server: DaphneServer, cookie: dict[str, str]) -> Any:
+    """The hub socket of `server` under the session `cookie` (`session_cookie`), past the
+    hello/welcome handshake: a `websockets` client connection."""
+    import websockets
+    from websockets.typing import Origin
+
+    ws = await websockets.connect(
+        server.ws_url,
+        additional_headers={"Cookie": f"{cookie['name']}={cookie['value']}"},
+        origin=Origin(server.url),
+        open_timeout=10,
+        max_size=2**20,
+    )
+    await ws.send(json.dumps({"type": "hello", "v": 1}))
+    welcome = json.loads(await ws.recv())
+    assert welcome["type"] == "welcome", welcome
+    return ws
+
+
+async def ws_subscribe(ws: Any, room_id: int) -> dict[str, Any]:
+    """Subscribe a `hub_socket` to a room; its `subscribed` frame."""
+    await ws.send(json.dumps({"type": "subscribe", "room": room_id}))
+    return await next_frame(ws, "subscribed", room=room_id)
+
+
+async def next_frame(ws: Any, kind: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
+    """The next frame of type `kind` (matching `match`) on a `hub_socket`, skipping others."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame: dict[str, Any] = json.loads(await ws.recv())
+            if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
+                return frame
 
 
 @pytest.fixture

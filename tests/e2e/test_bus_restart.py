@@ -13,13 +13,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import websockets
 from asgiref.sync import sync_to_async
 
-from rooms.models import Message, Room, RoomKind
+from rooms.models import Message
 from tests import factories
 from tests.conftest import skip_or_fail
-from tests.servers import ARTIFACTS, daphne_factory, free_port, session_cookie  # noqa: F401
+from tests.servers import (  # noqa: F401
+    ARTIFACTS,
+    daphne_factory,
+    free_port,
+    hub_socket,
+    next_frame,
+    session_cookie,
+    ws_subscribe,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -72,44 +79,20 @@ def own_redis() -> Iterator[OwnRedis]:
     server.kill()
 
 
-async def connect(server, cookie):
-    ws = await websockets.connect(
-        server.ws_url,
-        additional_headers={"Cookie": f"{cookie['name']}={cookie['value']}"},
-        origin=server.url,
-        open_timeout=10,
-    )
-    await ws.send(json.dumps({"type": "hello", "v": 1}))
-    assert json.loads(await ws.recv())["type"] == "welcome"
-    return ws
-
-
-async def next_frame(ws, kind, timeout=10, **match):
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
-                return frame
-
-
 async def test_a_redis_restart_loses_no_message_and_closes_no_socket(daphne_factory, own_redis):  # noqa: F811
     @sync_to_async
     def setup():
-        trade, wilaya = factories.trade(), factories.wilaya()
-        amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
-        yacine = factories.artisan("yacine", trades=[trade], wilaya_=wilaya)
-        room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
+        room, amina, yacine = factories.guild_with("amina", "yacine")
         return room.pk, session_cookie(amina), session_cookie(yacine)
 
     room, amina_cookie, yacine_cookie = await setup()
     env = {"REDIS_URL": own_redis.url}
     server_a = await asyncio.to_thread(daphne_factory, env)
     server_b = await asyncio.to_thread(daphne_factory, env)
-    a = await connect(server_a, amina_cookie)
-    b = await connect(server_b, yacine_cookie)
+    a = await hub_socket(server_a, amina_cookie)
+    b = await hub_socket(server_b, yacine_cookie)
     try:
-        await a.send(json.dumps({"type": "subscribe", "room": room}))
-        await next_frame(a, "subscribed", room=room)
+        await ws_subscribe(a, room)
         await b.send(json.dumps({"type": "subscribe", "room": room}))
         rev = (await next_frame(b, "subscribed", room=room))["rev"]
         await a.send(json.dumps({"type": "send", "room": room, "client_id": "before", "text": "avant"}))

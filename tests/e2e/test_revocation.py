@@ -13,8 +13,7 @@ from asgiref.sync import sync_to_async
 
 from rooms.models import Room, RoomKind
 from tests import factories
-from tests.e2e.test_two_servers import connect, next_frame
-from tests.servers import daphne_factory, session_cookie  # noqa: F401
+from tests.servers import daphne_factory, hub_socket, next_frame, session_cookie  # noqa: F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -41,9 +40,9 @@ async def test_log_out_and_ban_reach_sockets_on_every_server(daphne_factory, red
     env = {"REDIS_URL": redis_url}
     server_a = await asyncio.to_thread(daphne_factory, env)
     server_b = await asyncio.to_thread(daphne_factory, env)
-    on_a, on_b = await connect(server_a, phone), await connect(server_b, phone)
-    other = await connect(server_b, laptop)
-    moderator = await connect(server_a, nadia_cookie)
+    on_a, on_b = await hub_socket(server_a, phone), await hub_socket(server_b, phone)
+    other = await hub_socket(server_b, laptop)
+    moderator = await hub_socket(server_a, nadia_cookie)
     try:
         # A ban issued through server A ends the subscription held on server B.
         await other.send(json.dumps({"type": "subscribe", "room": room}))

@@ -7,54 +7,28 @@ import asyncio
 import json
 
 import pytest
-import websockets
 from asgiref.sync import sync_to_async
 
-from rooms.models import Room, RoomKind
 from tests import factories
-from tests.servers import daphne_factory, session_cookie  # noqa: F401
+from tests.servers import daphne_factory, hub_socket, next_frame, session_cookie, ws_subscribe  # noqa: F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-async def connect(server, cookie):
-    ws = await websockets.connect(
-        server.ws_url,
-        additional_headers={"Cookie": f"{cookie['name']}={cookie['value']}"},
-        origin=server.url,
-        open_timeout=10,
-    )
-    await ws.send(json.dumps({"type": "hello", "v": 1}))
-    assert json.loads(await ws.recv())["type"] == "welcome"
-    return ws
-
-
-async def next_frame(ws, kind, timeout=10, **match):
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
-                return frame
 
 
 async def test_members_on_two_servers_chat_and_see_each_other(daphne_factory, redis_url):  # noqa: F811
     @sync_to_async
     def setup():
-        trade, wilaya = factories.trade(), factories.wilaya()
-        amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
-        yacine = factories.artisan("yacine", trades=[trade], wilaya_=wilaya)
-        room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
+        room, amina, yacine = factories.guild_with("amina", "yacine")
         return room.pk, amina, yacine, session_cookie(amina), session_cookie(yacine)
 
     room, amina, yacine, amina_cookie, yacine_cookie = await setup()
     env = {"REDIS_URL": redis_url}
     server_a = await asyncio.to_thread(daphne_factory, env)
     server_b = await asyncio.to_thread(daphne_factory, env)
-    a = await connect(server_a, amina_cookie)
-    b = await connect(server_b, yacine_cookie)
+    a = await hub_socket(server_a, amina_cookie)
+    b = await hub_socket(server_b, yacine_cookie)
     try:
-        await a.send(json.dumps({"type": "subscribe", "room": room}))
-        await next_frame(a, "subscribed", room=room)
+        await ws_subscribe(a, room)
         await b.send(json.dumps({"type": "subscribe", "room": room}))
         subscribed = await next_frame(b, "subscribed", room=room)
         assert {u["id"] for u in subscribed["online"]} == {amina.pk, yacine.pk}

@@ -10,33 +10,20 @@ test can check that leaving, failing, removal and shutdown free everything.
 from __future__ import annotations
 
 import gc
-import json
 from pathlib import Path
 from typing import Any
 
-import websockets
 from channels.db import database_sync_to_async
-from websockets.typing import Origin
 
 from tests.conftest import skip_or_fail
-from tests.servers import DaphneServer, session_cookie
+from tests.servers import DaphneServer, hub_socket, session_cookie
 from tests.signaling.clients import MeetingClient, WebSocket
 
 
 async def open_hub_socket(server: DaphneServer, user: Any) -> WebSocket:
     """A hub socket of ``server`` logged in as ``user``, past the hello/welcome handshake."""
     cookie = await database_sync_to_async(session_cookie)(user)
-    ws = await websockets.connect(
-        server.ws_url,
-        additional_headers={"Cookie": f"{cookie['name']}={cookie['value']}"},
-        origin=Origin(server.url),
-        open_timeout=10,
-        max_size=2**20,
-    )
-    await ws.send(json.dumps({"type": "hello", "v": 1}))
-    welcome = json.loads(await ws.recv())
-    assert welcome["type"] == "welcome", welcome
-    return WebSocket(ws)
+    return WebSocket(await hub_socket(server, cookie))
 
 
 async def remote_client(
