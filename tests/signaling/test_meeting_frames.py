@@ -7,6 +7,7 @@ import logging
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.utils import translation
 
 from hub import protocol, realtime
 from hub.errors import ErrorCode, HirfaError
@@ -69,7 +70,8 @@ async def test_the_engines_events_become_frames_in_their_order():
     await engine_says(part, socket, m.Lobby(ref="j1"))
     line = m.OfferLine(mid="0", kind="audio", direction="subscribe", user=7, source="mic")
     await engine_says(part, socket, m.Offer(sdp="v=0", revision=2, mlines=(line,)))
-    await engine_says(part, socket, m.EngineError(code="no_session", message="You are not in this meeting.", ref="r"))
+    with translation.override("fr"):  # the engine's English msgid, said in the member's language
+        await engine_says(part, socket, m.EngineError(code="no_session", message="You are not in this meeting.", ref="r"))
     await engine_says(part, socket, m.Rejoin(reason="connection_failed"))
     assert socket.sent == [
         {"type": "meeting_lobby", "ref": "j1", "meeting": GONE_MEETING},
@@ -80,7 +82,7 @@ async def test_the_engines_events_become_frames_in_their_order():
             "revision": 2,
             "mlines": [{"mid": "0", "kind": "audio", "direction": "subscribe", "user": 7, "source": "mic"}],
         },
-        {"type": "error", "ref": "r", "code": "no_session", "message": "You are not in this meeting."},
+        {"type": "error", "ref": "r", "code": "no_session", "message": "Vous ne participez pas à cette réunion."},
         {"type": "meeting_rejoin", "meeting": GONE_MEETING, "reason": "connection_failed"},
     ]
 
