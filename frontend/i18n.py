@@ -14,6 +14,7 @@ JS_STRINGS: dict[str, Promise] = {
     "offline": _("Offline. Reconnecting in %(seconds)s s…"),
     "reconnecting": _("Reconnecting…"),
     "reload": _("Hirfa was updated: please reload the page."),
+    "tooManySockets": _("Hirfa is open in too many tabs or devices. Close one; trying again in %(seconds)s s…"),
     # messages
     "deleted": _("This message was deleted."),
     "edited": _("edited"),

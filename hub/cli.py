@@ -6,6 +6,7 @@
     hirfa manage <command> [args...]                any Django management command
     hirfa worker                                    the background job worker (hub/jobs.py)
     hirfa sfu [--processes N] [--worker-id ID]      SFU workers for meetings (needs REDIS_URL)
+    hirfa sfu --status                              each worker's participants and UDP ports in use
 
 Settings come from the environment (see hub/settings.py); with nothing set the
 hub runs on the embedded default (SQLite in ./data, in-memory channel layer).

@@ -20,7 +20,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from pydantic import ValidationError
 
-from hub import protocol, realtime, revocation, sockets
+from hub import limits, protocol, realtime, revocation, sockets
 from hub.db import db_call
 from hub.errors import CloseCode, ErrorCode, HirfaError
 from hub.protocol import Author, ErrorOut, Pong, ServerFrame, Welcome, encode
@@ -67,6 +67,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.channel_handlers = {k: h for part in self.parts for k, h in part.channel_handlers().items()}
         self.frame_limits = {k: n for part in self.parts for k, n in part.frame_limits().items()}
         self.released = False
+        self.slot_held = False
         # Error messages follow the member's language (context-local, so the
         # service threads started from this socket see it too).
         translation.activate(_socket_language(self.scope))
@@ -74,6 +75,11 @@ class HubConsumer(AsyncWebsocketConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=int(CloseCode.UNAUTHENTICATED))
             return
+        if not await limits.socket_slots().acquire(self.user.pk, self.conn_id, settings.HIRFA_SOCKETS_PER_MEMBER):
+            log.info("user %s: more than %s sockets; refused", self.user.pk, settings.HIRFA_SOCKETS_PER_MEMBER)
+            await self.close(code=int(CloseCode.TOO_MANY_SOCKETS))
+            return
+        self.slot_held = True
         self._direct = realtime.DirectSocket.find(self.base_send)
         if self._direct is not None:
             self._direct.set_no_delay()
@@ -123,6 +129,12 @@ class HubConsumer(AsyncWebsocketConsumer):
             for task in list(self.tasks):
                 task.cancel()
             self.tasks.clear()
+            if self.slot_held:
+                self.slot_held = False
+                try:
+                    await limits.socket_slots().release(self.user.pk, self.conn_id)
+                except Exception:
+                    log.exception("releasing the socket slot of %s failed", self.user.pk)
 
     # --- outgoing ---------------------------------------------------------------
 

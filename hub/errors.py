@@ -29,6 +29,8 @@ class ErrorCode(str, enum.Enum):
     NO_SESSION = "no_session"
     MEETING_LOCKED = "meeting_locked"
     SFU_UNAVAILABLE = "sfu_unavailable"
+    # What one member may hold at once (sockets, meetings, groups a day): refused, nothing lost.
+    LIMIT_REACHED = "limit_reached"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -41,6 +43,7 @@ class CloseCode(enum.IntEnum):
     UNSUPPORTED_VERSION = 4002
     UNAUTHENTICATED = 4003
     ABUSE = 4008
+    TOO_MANY_SOCKETS = 4009
     TOO_SLOW_RESUME = 4010
 
 
@@ -75,6 +78,7 @@ HTTP_STATUS = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.MEETING_LOCKED: 403,
     ErrorCode.SFU_UNAVAILABLE: 503,
+    ErrorCode.LIMIT_REACHED: 429,
     ErrorCode.INTERNAL_ERROR: 500,
 }
 

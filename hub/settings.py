@@ -315,6 +315,12 @@ HIRFA_MEETING_ANSWER_MAX_BYTES = 64 * 1024
 # Each hub process refreshes its open attendance rows this often; rows silent for 3 periods
 # (a crashed process) are closed and a meeting left without participants ends.
 HIRFA_MEETING_HEARTBEAT_SECONDS = float(os.environ.get("HIRFA_MEETING_HEARTBEAT_SECONDS", "30"))
+# What one member may hold at once (docs/security.md, "Limits").
+HIRFA_SOCKETS_PER_MEMBER = int(os.environ.get("HIRFA_SOCKETS_PER_MEMBER", "10"))
+HIRFA_MEETINGS_PER_MEMBER = int(os.environ.get("HIRFA_MEETINGS_PER_MEMBER", "2"))
+HIRFA_GROUPS_PER_DAY = int(os.environ.get("HIRFA_GROUPS_PER_DAY", "20"))
+# A participant whose peer connection is not connected this long after joining is dropped.
+HIRFA_MEETING_CONNECT_SECONDS = float(os.environ.get("HIRFA_MEETING_CONNECT_SECONDS", "20"))
 HIRFA_STUN_URLS = [u.strip() for u in os.environ.get("HIRFA_STUN_URLS", "").split(",") if u.strip()]
 HIRFA_TURN_URLS = [u.strip() for u in os.environ.get("HIRFA_TURN_URLS", "").split(",") if u.strip()]
 HIRFA_TURN_SECRET = os.environ.get("HIRFA_TURN_SECRET", "")

@@ -296,7 +296,7 @@ def direct_open(request: HttpRequest, payload: DirectIn) -> RoomRef:
     return _room_ref(services.direct_room_open(user=member_of(request), other_id=payload.user))
 
 
-@router.post("/rooms/groups", response={201: RoomRef, **ERRORS}, summary="Create a private group")
+@router.post("/rooms/groups", response={201: RoomRef, 429: ErrorBody, **ERRORS}, summary="Create a private group")
 def group_create(request: HttpRequest, payload: GroupIn) -> Status[RoomRef]:
     room = services.group_create(
         user=member_of(request), title=payload.title, member_ids=payload.members

@@ -494,11 +494,18 @@ def room_leave(*, user: User, room_id: int) -> None:
 
 
 def group_create(*, user: User, title: str, member_ids: list[int] = ()) -> Room:  # type: ignore[assignment]
-    """A private group owned by `user`, with invited members."""
+    """A private group owned by `user`, with invited members.
+
+    A member creates at most ``HIRFA_GROUPS_PER_DAY`` groups in any 24 hours (each is a room
+    and may hold a meeting); the next one raises ``limit_reached`` with ``retry_after``, the
+    seconds until the oldest of them is a day old. Raises ``invalid`` for a bad title."""
     title = title.strip()
     if not title or len(title) > 120:
         raise HirfaError(ErrorCode.INVALID, _("A group needs a title of at most 120 characters."))
     with transaction.atomic():
+        # One creation at a time per member, so that parallel requests cannot all fit the count.
+        User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
+        _group_quota_check(user=user)
         room = Room.objects.create(kind=RoomKind.GROUP, title=title, created_by=user)
         Membership.objects.create(
             room=room, user=user, role=MemberRole.OWNER, source=Membership.Source.INVITE
@@ -507,6 +514,23 @@ def group_create(*, user: User, title: str, member_ids: list[int] = ()) -> Room:
             if User.objects.filter(pk=uid, is_active=True).exists():
                 Membership.objects.create(room=room, user_id=uid, source=Membership.Source.INVITE)
     return room
+
+
+def _group_quota_check(*, user: User) -> None:
+    limit = settings.HIRFA_GROUPS_PER_DAY
+    since = timezone.now() - timedelta(days=1)
+    made = list(
+        Room.objects.filter(kind=RoomKind.GROUP, created_by=user, created_at__gte=since)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)[:limit]
+    )
+    if len(made) >= limit:
+        wait = (made[0] + timedelta(days=1) - timezone.now()).total_seconds()
+        raise HirfaError(
+            ErrorCode.LIMIT_REACHED,
+            _("You created as many groups today as a member may; try again later."),
+            retry_after=max(wait, 1.0),
+        )
 
 
 def group_member_remove(*, user: User, room_id: int, member_id: int) -> None:

@@ -200,9 +200,16 @@ class MeetingFrames(SocketPart):
             return
         if isinstance(event, m.Joined):
             if not session.attended:
-                await db_in_order(services.meeting_attend)(
-                    user=self.user, meeting_id=session.meeting_id, process=liveness.PROCESS_ID
-                )
+                try:
+                    await db_in_order(services.meeting_attend)(
+                        user=self.user, meeting_id=session.meeting_id, process=liveness.PROCESS_ID
+                    )
+                except HirfaError as exc:
+                    # Ended meanwhile, or another socket of his took his last meeting seat:
+                    # the engine lets his new peer go, and he hears why.
+                    await self._meeting_leave(reason=None, tell_engine=True)
+                    self.socket.emit(ErrorOut(ref=event.ref, code=exc.code.value, message=exc.message))
+                    return
                 session.attended = True
                 liveness.session_opened()
             codec = session.join_options.get("video_codec", "vp8")

@@ -11,9 +11,13 @@ and gets events back at its ``reply_to`` address:
 - ``ended`` — the participant is out (``reason``: removed, replaced, ended, denied, or
   left when he did not rejoin within the rejoin grace after a failure);
 - ``rejoin`` — his media session is gone (``reason``: connection_failed: his peer
-  connection failed or was closed from his side);
+  connection failed, was closed from his side, or was not connected within
+  ``connect_timeout`` of being made — its UDP ports are released then);
 - ``reception`` — what his own connection carries (each video's layer or "paused",
   audio-only), each time the SFU's allocator changes it.
+
+A peer that cannot get a UDP port (the range is full) answers ``error``
+(``sfu_unavailable``) and ``ended`` (``left``) instead of an offer.
 
 The engine holds the live state of its meetings (participants, tracks, hands,
 self and host mutes, active speaker, lock, lobby) and publishes the whole
@@ -44,6 +48,7 @@ from signaling.sfu import (
     InvalidSfuState,
     MediaKind,
     Meeting,
+    NoFreePort,
     Participant,
     ParticipantState,
     Reception,
@@ -67,10 +72,14 @@ SOURCES: dict[m.Source, TrackSource] = {
 SOURCE_NAMES: dict[TrackSource, m.Source] = {v: k for k, v in SOURCES.items()}
 CODECS: dict[m.Codec, VideoCodec] = {"vp8": VideoCodec.VP8, "h264": VideoCodec.H264}
 TOO_MANY_TRACKS = gettext_noop("You already publish that source, or as many sources as allowed.")
+NO_FREE_PORT = gettext_noop("The video server has no free connection; try again in a moment.")
 
 #: A participant told to rejoin after his connection failed who has not rejoined after this
 #: long is taken out of the meeting (``ended``, reason ``left``): his socket is likely gone too.
 REJOIN_GRACE_SECONDS = 30.0
+#: A participant whose peer is not connected this long after it was made is treated as
+#: failed (peer and UDP ports released, told to rejoin): an unanswered join holds nothing.
+CONNECT_TIMEOUT_SECONDS = 20.0
 
 
 def meeting_group(meeting_id: int) -> str:
@@ -101,6 +110,36 @@ class _Expire:
     generation: int
 
 
+@dataclass(frozen=True)
+class _ConnectDeadline:
+    """Internal: queued `connect_timeout` after a peer was made; a peer not connected by
+    then is let go."""
+
+    user: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class _NoFreePort:
+    """Internal: queued when a peer's offer found no free UDP port."""
+
+    user: int
+    generation: int
+
+
+_Internal = _Expire | _ConnectDeadline | _NoFreePort
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """What an engine holds now (its worker's heartbeat; ``hirfa sfu --status``)."""
+
+    meetings: int
+    participants: int
+    #: UDP media ports its peers hold open (the process's, see `Sfu.ports_in_use`).
+    ports: int
+
+
 @dataclass
 class LiveMeeting:
     id: int
@@ -111,7 +150,7 @@ class LiveMeeting:
     members: dict[int, Member] = field(default_factory=dict)
     waiting: dict[int, Member] = field(default_factory=dict)
     host_muted: set[tuple[int, m.Source]] = field(default_factory=set)
-    queue: asyncio.Queue[m.Command | _Expire] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[m.Command | _Internal] = field(default_factory=asyncio.Queue)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     runner: asyncio.Task[None] | None = None
     state_scheduled: bool = False
@@ -136,9 +175,11 @@ class MeetingEngine:
         publish: Publish,
         max_participants: int = 50,
         rejoin_grace: float = REJOIN_GRACE_SECONDS,
+        connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
     ) -> None:
         self.sfu = sfu
         self._rejoin_grace = rejoin_grace
+        self._connect_timeout = connect_timeout
         self._reply = reply
         self._publish = publish
         self._max_participants = max_participants
@@ -154,6 +195,10 @@ class MeetingEngine:
 
     def meeting_ids(self) -> tuple[int, ...]:
         return tuple(self._meetings)
+
+    def stats(self) -> EngineStats:
+        """Meetings, participants and UDP ports held now (the worker's heartbeat)."""
+        return EngineStats(meetings=len(self._meetings), participants=self.load, ports=self.sfu.ports_in_use())
 
     def submit(self, command: m.Command) -> None:
         """Queue a command; commands of one meeting run in order. Never blocks."""
@@ -190,11 +235,11 @@ class MeetingEngine:
             try:
                 await self._handle(live, command)
             except HirfaError as exc:
-                if not isinstance(command, _Expire):
+                if not isinstance(command, _Internal):
                     await self._refuse(command, exc)
             except Exception:
                 log.exception("meeting %s: command %s failed", live.id, type(command).__name__)
-                if not isinstance(command, _Expire):
+                if not isinstance(command, _Internal):
                     await self._refuse(
                         command, HirfaError(ErrorCode.INTERNAL_ERROR, gettext_noop("Something went wrong on the server."))
                     )
@@ -213,9 +258,9 @@ class MeetingEngine:
 
     # ------------------------------------------------------------ commands
 
-    async def _handle(self, live: LiveMeeting, command: m.Command | _Expire) -> None:
-        if isinstance(command, _Expire):
-            await self._expire(live, command)
+    async def _handle(self, live: LiveMeeting, command: m.Command | _Internal) -> None:
+        if isinstance(command, _Internal):
+            await self._internal_handlers[type(command)](self, live, command)
         elif isinstance(command, m.Join):
             await self._join(live, command)
         elif isinstance(command, m.Leave):
@@ -429,6 +474,7 @@ class MeetingEngine:
             on_reception=reception_changed,
         )
         member.participant = participant
+        self._spawn(live, self._queue_later(live, self._connect_timeout, _ConnectDeadline(member.user_id, generation)))
         for user_id, name in live.host_muted:
             if user_id == member.user_id:
                 live.sfu_meeting.set_muted(str(user_id), SOURCES[name], True)
@@ -481,12 +527,15 @@ class MeetingEngine:
         await self._close_session(live, member)
         await self._send(member.reply_to, m.Rejoin(reason="connection_failed"))
         self._state_changed(live)
-        self._spawn(live, self._expire_later(live, member.user_id, member.generation))
+        self._spawn(live, self._queue_later(live, self._rejoin_grace, _Expire(member.user_id, member.generation)))
 
-    async def _expire_later(self, live: LiveMeeting, user_id: int, generation: int) -> None:
-        await asyncio.sleep(self._rejoin_grace)
+    async def _queue_later(self, live: LiveMeeting, delay: float, command: _Internal) -> None:
+        await asyncio.sleep(delay)
+        self._queue_internal(live, command)
+
+    def _queue_internal(self, live: LiveMeeting, command: _Internal) -> None:
         if self._meetings.get(live.id) is live:
-            live.queue.put_nowait(_Expire(user=user_id, generation=generation))
+            live.queue.put_nowait(command)
 
     async def _expire(self, live: LiveMeeting, command: _Expire) -> None:
         member = live.members.get(command.user)
@@ -496,18 +545,46 @@ class MeetingEngine:
         await self._send(member.reply_to, m.Ended(reason="left"))
         self._state_changed(live)
 
+    async def _connect_deadline(self, live: LiveMeeting, command: _ConnectDeadline) -> None:
+        member = live.members.get(command.user)
+        if member is None or member.generation != command.generation or member.participant is None:
+            return  # a newer peer, or gone
+        if member.participant.state in (ParticipantState.NEW, ParticipantState.CONNECTING):
+            log.info("meeting %s: %s not connected after %ss; let go", live.id, member.user_id, self._connect_timeout)
+            await self._failed(live, member, command.generation)
+
+    async def _no_free_port(self, live: LiveMeeting, command: _NoFreePort) -> None:
+        member = live.members.get(command.user)
+        if member is None or member.generation != command.generation:
+            return
+        await self._drop_member(live, member)
+        await self._send(member.reply_to, m.EngineError(code=ErrorCode.SFU_UNAVAILABLE.value, message=NO_FREE_PORT))
+        await self._send(member.reply_to, m.Ended(reason="left"))
+        self._state_changed(live)
+
+    #: What the engine queues for itself, by type (run in the meeting's order like commands).
+    _internal_handlers: dict[type[Any], Callable[[MeetingEngine, LiveMeeting, Any], Awaitable[None]]] = {
+        _Expire: _expire,
+        _ConnectDeadline: _connect_deadline,
+        _NoFreePort: _no_free_port,
+    }
+
     # ------------------------------------------------------------ negotiation
 
     def _negotiate_soon(self, live: LiveMeeting, member: Member, participant: Participant) -> None:
-        self._spawn(live, self._negotiate(member, participant, member.generation))
+        self._spawn(live, self._negotiate(live, member, participant, member.generation))
 
-    async def _negotiate(self, member: Member, participant: Participant, generation: int) -> None:
+    async def _negotiate(self, live: LiveMeeting, member: Member, participant: Participant, generation: int) -> None:
         if member.generation != generation or participant.state is ParticipantState.CLOSED:
             return
         try:
             offer = await participant.create_offer()
         except InvalidSfuState:
             return  # closed meanwhile, or an offer is pending (the answer triggers the next)
+        except NoFreePort as exc:
+            log.warning("meeting %s: no offer for %s: %s", live.id, member.user_id, exc)
+            self._queue_internal(live, _NoFreePort(member.user_id, generation))
+            return
         if member.generation != generation:
             return
         mlines = tuple(

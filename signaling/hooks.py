@@ -26,6 +26,11 @@ def _export(user: User) -> dict[str, Any]:
 def _sfu_configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processes", type=int, default=0, help="worker processes (default: one per core)")
     parser.add_argument("--worker-id", default=None, help="this worker's id (with --processes 1)")
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="print each registered worker's health (alive, participants, UDP ports in use) and exit",
+    )
 
 
 def _sfu_run(args: argparse.Namespace) -> int:
@@ -37,6 +42,10 @@ def _sfu_run(args: argparse.Namespace) -> int:
     if not settings.REDIS_URL:
         print("hirfa sfu: needs REDIS_URL (without it the hub runs the SFU in its own process)", file=sys.stderr)
         return 1
+    if args.status:
+        from signaling.worker import print_status
+
+        return print_status()
     return sfu_main(processes=args.processes or (os.cpu_count() or 1), worker_id=args.worker_id)
 
 

@@ -254,4 +254,6 @@ class WorkerInfo(_Message):
     channel: str
     #: Participants on it (what placement balances).
     load: int = Field(ge=0)
+    #: UDP media ports its peers hold open (its health: the range is finite).
+    ports: int = Field(default=0, ge=0)
     at: float

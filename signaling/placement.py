@@ -102,6 +102,7 @@ def embedded_engine() -> MeetingEngine:
             reply=_deliver_local,
             publish=realtime.publish_now,
             max_participants=settings.HIRFA_MEETING_MAX_PARTICIPANTS,
+            connect_timeout=settings.HIRFA_MEETING_CONNECT_SECONDS,
         )
         _engines[loop] = engine
         for callback in _on_engine_created.values():
@@ -162,10 +163,11 @@ def _redis() -> Any:
     return client
 
 
-async def worker_register(*, worker_id: str, load: int) -> None:
-    """Announce (or refresh) a worker and its load; it counts as dead after 3 heartbeats."""
+async def worker_register(*, worker_id: str, load: int, ports: int = 0) -> None:
+    """Announce (or refresh) a worker, its load and the UDP ports its peers hold; it counts
+    as dead after 3 heartbeats."""
     client = _redis()
-    info = m.WorkerInfo(channel=worker_channel(worker_id), load=load, at=time.time()).model_dump_json()
+    info = m.WorkerInfo(channel=worker_channel(worker_id), load=load, ports=ports, at=time.time()).model_dump_json()
     async with client.pipeline(transaction=False) as pipe:
         pipe.hset(WORKERS_KEY, worker_id, info)
         pipe.set(ALIVE_PREFIX + worker_id, "1", px=int(worker_timeout() * 1000))
@@ -178,6 +180,22 @@ async def worker_unregister(*, worker_id: str) -> None:
         pipe.hdel(WORKERS_KEY, worker_id)
         pipe.delete(ALIVE_PREFIX + worker_id)
         await pipe.execute()
+
+
+async def worker_statuses() -> dict[str, tuple[m.WorkerInfo, bool]]:
+    """Each registered worker's last announcement and whether it is alive now (a worker
+    whose announcement does not validate is left out, and logged)."""
+    client = _redis()
+    statuses = {}
+    for raw_id, raw_info in (await client.hgetall(WORKERS_KEY)).items():
+        worker_id = raw_id.decode()
+        try:
+            info = m.WorkerInfo.model_validate_json(raw_info)
+        except ValidationError:
+            log.warning("SFU worker %s announced %.200r; skipped", worker_id, raw_info)
+            continue
+        statuses[worker_id] = (info, bool(await client.exists(ALIVE_PREFIX + worker_id)))
+    return statuses
 
 
 async def worker_alive(worker_id: str) -> bool:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from hub.errors import ErrorCode, HirfaError
 from hub.models import User
@@ -74,6 +76,18 @@ def room_meeting(*, user: User, room_id: int, ref: str | None = None) -> Meeting
     return meeting_frame(meeting=live_meeting(room_id=room_id), room_id=room_id, ref=ref)
 
 
+MEETINGS_AT_ONCE = gettext_noop("You are already in as many meetings as a member may be: leave one first.")
+
+
+def meetings_at_once_check(*, user: User, meeting_id: int) -> None:
+    """Raises ``limit_reached`` when ``user`` is in ``HIRFA_MEETINGS_PER_MEMBER`` meetings
+    other than ``meeting_id`` already (his open attendance rows)."""
+    limit = settings.HIRFA_MEETINGS_PER_MEMBER
+    elsewhere = Attendance.objects.filter(user=user, left_at__isnull=True).exclude(meeting_id=meeting_id)
+    if elsewhere[:limit].count() >= limit:
+        raise HirfaError(ErrorCode.LIMIT_REACHED, _(MEETINGS_AT_ONCE))
+
+
 def meeting_join_ticket(
     *, user: User, meeting_id: int | None = None, room_id: int | None = None
 ) -> JoinTicket:
@@ -81,7 +95,8 @@ def meeting_join_ticket(
 
     Raises ``not_found`` for a missing or ended meeting and for one in a room
     the user may not read (the same answer), ``meeting_locked`` when the
-    meeting is locked and the user is no host.
+    meeting is locked and the user is no host, ``limit_reached`` when he is in as
+    many other meetings as a member may be (``meetings_at_once_check``).
     """
     if meeting_id is not None:
         meeting = Meeting.objects.select_related("room").filter(pk=meeting_id).first()
@@ -101,6 +116,7 @@ def meeting_join_ticket(
     host = meeting_is_host(user=user, meeting=meeting, access=access)
     if meeting.locked and not host:
         raise HirfaError(ErrorCode.MEETING_LOCKED, _("The meeting is locked."))
+    meetings_at_once_check(user=user, meeting_id=meeting.pk)
     return JoinTicket(
         meeting_id=meeting.pk,
         room_id=meeting.room_id,

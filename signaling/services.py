@@ -18,7 +18,12 @@ from hub.models import User
 from hub.protocol import MeetingOut
 from rooms.selectors import room_access
 from signaling.models import Attendance, Meeting, VideoCodecChoice
-from signaling.selectors import live_meeting, meeting_for_host, meeting_frame
+from signaling.selectors import (
+    live_meeting,
+    meeting_for_host,
+    meeting_frame,
+    meetings_at_once_check,
+)
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -70,7 +75,11 @@ def meeting_start(
 
 def meeting_attend(*, user: User, meeting_id: int, process: str = "") -> None:
     """Record that ``user`` is in the meeting, his socket held by hub process ``process``
-    (idempotent while he stays; a second socket moves the row to its process)."""
+    (idempotent while he stays; a second socket moves the row to its process).
+
+    Raises ``not_found`` for an ended meeting and ``limit_reached`` when he is in as many
+    other meetings as a member may be: the check at join is repeated here, one member at
+    a time, so that joins sent at once from several sockets cannot all pass it."""
     with transaction.atomic():
         meeting = Meeting.objects.select_for_update().filter(pk=meeting_id).first()
         if meeting is None or not meeting.live:
@@ -80,6 +89,8 @@ def meeting_attend(*, user: User, meeting_id: int, process: str = "") -> None:
             process=process, seen_at=now
         ):
             return
+        User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
+        meetings_at_once_check(user=user, meeting_id=meeting.pk)
         Attendance.objects.create(meeting=meeting, user=user, process=process, joined_at=now, seen_at=now)
         _publish_room_frame(meeting)
 

@@ -63,12 +63,14 @@ async def run_worker(*, worker_id: str | None = None, stop: asyncio.Event | None
         reply=reply,
         publish=publish,
         max_participants=settings.HIRFA_MEETING_MAX_PARTICIPANTS,
+        connect_timeout=settings.HIRFA_MEETING_CONNECT_SECONDS,
     )
 
     async def heartbeat() -> None:
         while True:
             try:
-                await placement.worker_register(worker_id=worker_id, load=engine.load)
+                stats = engine.stats()
+                await placement.worker_register(worker_id=worker_id, load=stats.participants, ports=stats.ports)
             except Exception:
                 log.warning("SFU worker %s: heartbeat failed", worker_id, exc_info=True)
             await asyncio.sleep(settings.HIRFA_SFU_HEARTBEAT_SECONDS)
@@ -104,6 +106,29 @@ async def run_worker(*, worker_id: str | None = None, stop: asyncio.Event | None
             log.warning("SFU worker %s: unregister failed", worker_id, exc_info=True)
         await engine.close()
         print(f"hirfa sfu: worker {worker_id} stopped", flush=True)
+
+
+async def status_lines() -> list[str]:
+    """One line per registered worker: alive or not, participants, UDP ports in use, and
+    how long ago it last announced itself."""
+    import time
+
+    from signaling import placement
+
+    lines = []
+    for worker_id, (info, alive) in sorted((await placement.worker_statuses()).items()):
+        lines.append(
+            f"{worker_id}\t{'alive' if alive else 'dead'}\tparticipants={info.load}\tports={info.ports}"
+            f"\tseen={time.time() - info.at:.0f}s ago"
+        )
+    return lines
+
+
+def print_status() -> int:
+    """``hirfa sfu --status``: the workers' health, one line each; 1 when none is alive."""
+    lines = asyncio.run(status_lines())
+    print("\n".join(lines) if lines else "no SFU worker registered", flush=True)
+    return 0 if any("\talive\t" in line for line in lines) else 1
 
 
 def main(*, processes: int, worker_id: str | None = None) -> int:

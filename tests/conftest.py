@@ -41,6 +41,29 @@ def _reset_rate_limits():
 
 
 @pytest.fixture(autouse=True)
+def _no_socket_slots_held():
+    """Each test starts with no member holding a socket slot: ids are reused from test to
+    test, and a socket a test left open would count against the next test's member."""
+    from django.conf import settings
+
+    from hub import limits
+
+    limits.local_slots_clear()
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
+        try:
+            keys = list(client.scan_iter(match="hirfa:sockets:*", count=1000))
+            if keys:
+                client.delete(*keys)
+        except redis.RedisError:
+            pass  # no Redis here: the tests that need it say so themselves
+        finally:
+            client.close()
+
+
+@pytest.fixture(autouse=True)
 def _roomy_account_throttles(settings):
     """The suite signs up and resets passwords from one address, far more than a person would;
     the throttles' own tests (tests/hub/test_throttle.py) set the real limits back."""

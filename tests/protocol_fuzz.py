@@ -483,6 +483,11 @@ async def _held_now(user_id: int, room_ids: list[int]) -> list[str]:
         online, _ = await store.online(room_id)
         if user_id in online:
             problems.append(f"online in room {room_id}")
+    from hub import limits
+
+    sockets = await limits.socket_slots().count(user_id)
+    if sockets:
+        problems.append(f"{sockets} socket slot(s) held")
     seats = await sync_to_async(
         lambda: Attendance.objects.filter(user_id=user_id, left_at__isnull=True).count()
     )()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import aiortc_hooks
 from .config import SfuConfig
 from .meeting import Meeting
 from .types import InvalidSfuState, UnknownMeeting, VideoCodec
@@ -51,6 +52,12 @@ class Sfu:
 
     def meetings(self) -> tuple[Meeting, ...]:
         return tuple(self._meetings.values())
+
+    @staticmethod
+    def ports_in_use() -> int:
+        """UDP media ports held open by the peers of this process (a worker runs one SFU;
+        the embedded default one per event loop, counted together)."""
+        return aiortc_hooks.ports_in_use()
 
     async def close_meeting(self, meeting_id: str) -> None:
         """Close a meeting and every peer connection in it."""

@@ -159,5 +159,10 @@ class BadSessionDescription(SfuError):
     """An answer or candidate the peer connection refused."""
 
 
+class NoFreePort(SfuError, OSError):
+    """No UDP port of the configured range is free for a peer's media socket (an OSError
+    too, as aiortc knows a failed bind)."""
+
+
 class TooManyTracks(SfuError):
     """The participant already publishes that source or the meeting's track limit."""

@@ -21,6 +21,7 @@ from channels.db import database_sync_to_async
 
 from rooms.models import Room, RoomKind
 from signaling import services
+from signaling.messages import WorkerInfo
 from signaling.models import Meeting
 from signaling.placement import ALIVE_PREFIX, WORKERS_KEY
 from signaling.sfu import TrackSource
@@ -128,14 +129,18 @@ def worker_of(meeting_id: int) -> str:
     return Meeting.objects.get(pk=meeting_id).worker
 
 
-def registered_load(redis_url: str, worker_id: str) -> int:
-    import json
-
+def registered(redis_url: str, worker_id: str) -> WorkerInfo | None:
+    """What the worker last announced (its heartbeat)."""
     import redis
 
     with redis.Redis.from_url(redis_url) as client:
         raw = client.hget(WORKERS_KEY, worker_id)
-    return int(json.loads(raw)["load"]) if raw else -1
+    return WorkerInfo.model_validate_json(raw) if raw else None
+
+
+def registered_load(redis_url: str, worker_id: str) -> int:
+    info = registered(redis_url, worker_id)
+    return info.load if info else -1
 
 
 async def flowing(x: MeetingClient, y: MeetingClient, *, more: int = 10) -> None:
@@ -177,6 +182,12 @@ async def test_meetings_on_sfu_workers_survive_a_killed_worker(daphne_factory, s
 
         # chosen by load: once the holder reports its two participants, the next meeting goes elsewhere
         await wait_until(lambda: registered_load(isolated_redis, holder.worker_id) == 2, what="load reported")
+        # its health: the UDP ports its peers hold, as the kernel counts them
+        await wait_until(
+            lambda: (info := registered(isolated_redis, holder.worker_id)) is not None
+            and info.ports == len(holder.udp_ports()) > 0,
+            what="ports reported",
+        )
         await k.join(second)
         assert await worker_of(second) == other.worker_id
         await k.wait_for("meeting_state", lambda f: f["participants"] and f["participants"][0]["connected"])

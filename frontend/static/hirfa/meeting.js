@@ -811,9 +811,10 @@ window.hirfaHub = hub; // for the browser tests and for debugging
 
 hub.on("status", ({ state: s, retryIn }) => {
   document.body.dataset.connection = s;
-  if (s === "offline") {
+  if (s === "offline" || s === "too_many") {
     if (["in", "lobby"].includes(phase)) socketLost = true;
-    setStatus(fmt("offline", { seconds: Math.ceil((retryIn || 0) / 1000) }), "offline");
+    const key = s === "offline" ? "offline" : "tooManySockets";
+    setStatus(fmt(key, { seconds: Math.ceil((retryIn || 0) / 1000) }), "offline");
   } else if (s === "connecting") {
     if (!els.status.dataset.state) setStatus(T.connecting, "connecting");
   } else if (s === "reload") {

@@ -32,6 +32,7 @@ hub.on("status", ({ state, retryIn }) => {
   const text = {
     connecting: T.connecting,
     offline: T.offline.replace("%(seconds)s", String(Math.ceil((retryIn || 0) / 1000))),
+    too_many: T.tooManySockets.replace("%(seconds)s", String(Math.ceil((retryIn || 0) / 1000))),
     reload: T.reload,
   }[state];
   status.hidden = !text;

@@ -2,7 +2,8 @@
 //
 // Guarantees:
 // - it reconnects by itself, with exponential backoff and jitter, and at once
-//   on close code 4010 ("reconnect and resume");
+//   on close code 4010 ("reconnect and resume"), slowly on 4009 (the member has
+//   too many sockets open: another tab may close meanwhile);
 // - for each watched room it remembers the last rev it saw and resubscribes
 //   with since_rev, so every change made while away is replayed; a jump in
 //   revs on the live stream triggers a fetch of what is missing;
@@ -132,15 +133,19 @@ export class Hub {
       return;
     }
     if (code === 4010) this.attempt = 0;
+    if (code === 4009) {
+      this.retryLater(BACKOFF_MAX_MS, "too_many");
+      return;
+    }
     this.retryLater(code === 4010 ? 300 : null);
   }
 
-  retryLater(capMs = null) {
+  retryLater(capMs = null, state = "offline") {
     if (this.stopped || this.timer) return;
     const cap = capMs ?? Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
     const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
     this.attempt = Math.min(this.attempt + 1, 16);
-    this.status("offline", { retryIn: delay });
+    this.status(state, { retryIn: delay });
     this.timer = setTimeout(() => this.connect(), delay);
   }
 

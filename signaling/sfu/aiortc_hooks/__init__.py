@@ -50,7 +50,7 @@ if pylibsrtp.__version__ != PYLIBSRTP_VERSION:  # pragma: no cover - guarded by 
         f"found pylibsrtp {pylibsrtp.__version__}"
     )
 
-from .ice import HostCandidatePolicy, LivenessWatch, configure_host_candidates
+from .ice import HostCandidatePolicy, LivenessWatch, configure_host_candidates, ports_in_use
 from .receive import (
     AssembledFrame,
     FrameAssembler,
@@ -79,6 +79,7 @@ __all__ = [
     "accept_red",
     "configure_host_candidates",
     "make_forwarding_sender",
+    "ports_in_use",
     "send_pli",
     "send_remb",
     "set_stream_id",

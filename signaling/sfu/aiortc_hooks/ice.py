@@ -12,6 +12,7 @@ import asyncio
 import random
 import socket
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import StunProtocol
 from aiortc import RTCPeerConnection
 
+from ..types import NoFreePort
 from .receive import receive_srtp
 from .send import begin_burst, end_burst
 
@@ -103,6 +105,15 @@ class HostCandidatePolicy:
 _SOCKET_BUFFER = 4 * 1024 * 1024
 
 
+# Every media socket bound in the configured range, while it lives (what ports_in_use counts).
+_bound: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+
+def ports_in_use() -> int:
+    """UDP ports of the configured range this process holds open for peers now."""
+    return sum(1 for sock in list(_bound) if sock.fileno() != -1)
+
+
 def _bind_in_range(address: str, port_min: int, port_max: int) -> socket.socket:
     ports = list(range(port_min, port_max + 1))
     random.shuffle(ports)
@@ -116,8 +127,9 @@ def _bind_in_range(address: str, port_min: int, port_max: int) -> socket.socket:
             sock.close()
             continue
         sock.setblocking(False)
+        _bound.add(sock)
         return sock
-    raise OSError(f"no free UDP port on {address} in {port_min}-{port_max}")
+    raise NoFreePort(f"no free UDP port on {address} in {port_min}-{port_max}")
 
 
 def configure_host_candidates(pc: RTCPeerConnection, policy: HostCandidatePolicy) -> None:

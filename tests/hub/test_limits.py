@@ -1,0 +1,115 @@
+"""How many sockets one member may hold open (hub/limits.py): refused with 4009 past
+the limit, counted per member and across processes, given back on close, and the
+slots of a process that died lapse."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from hub import limits
+from hub.consumers import HubConsumer
+from tests import factories
+from tests.sockets import clear_presence, open_socket
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+
+
+@pytest.fixture(autouse=True)
+async def _fresh():
+    await clear_presence()
+
+
+@sync_to_async
+def amina_and_yacine():
+    trade, wilaya = factories.trade(), factories.wilaya()
+    return (
+        factories.artisan("amina", trades=[trade], wilaya_=wilaya),
+        factories.artisan("yacine", trades=[trade], wilaya_=wilaya),
+    )
+
+
+async def refused_socket(user) -> int:
+    """Open a socket that the hub is expected to refuse; its close code."""
+    comm = WebsocketCommunicator(HubConsumer.as_asgi(), "/ws/")
+    comm.scope["user"] = user
+    connected, _ = await comm.connect()
+    assert connected  # accepted, then closed with a code the client can read
+    output = await comm.receive_output(timeout=5)
+    assert output["type"] == "websocket.close"
+    await comm.wait()
+    return int(output["code"])
+
+
+async def test_a_member_holds_at_most_the_configured_number_of_sockets(settings):
+    settings.HIRFA_SOCKETS_PER_MEMBER = 2
+    amina, yacine = await amina_and_yacine()
+    phone, laptop = await open_socket(amina), await open_socket(amina)
+    assert await refused_socket(amina) == 4009
+    others = await open_socket(yacine)  # per member, not for everyone
+    await phone.disconnect()
+    tablet = await open_socket(amina)  # a closed socket gives its slot back
+    for comm in (laptop, tablet, others):
+        await comm.disconnect()
+    assert await limits.socket_slots().count(amina.pk) == 0
+
+
+@pytest.fixture
+async def redis_slots(settings, redis_url):
+    """Two hub processes' slots on the same Redis (each process has its own client)."""
+    from hub.redis_client import redis_client
+
+    settings.REDIS_URL = redis_url
+    made = []
+
+    def make(**options) -> limits.RedisSlots:
+        slots = limits.RedisSlots(redis_client(), **options)
+        made.append(slots)
+        return slots
+
+    yield make
+    for slots in made:
+        await slots._redis.aclose()
+
+
+async def test_sockets_are_counted_across_processes(redis_slots):
+    user_id = 10_000_000 + uuid.uuid4().int % 1_000_000  # nobody else's key
+    server_a, server_b = redis_slots(), redis_slots()
+    assert await server_a.acquire(user_id, "phone", 2)
+    assert await server_b.acquire(user_id, "laptop", 2)
+    assert not await server_a.acquire(user_id, "tablet", 2)
+    assert not await server_b.acquire(user_id, "tablet", 2)
+    assert await server_a.count(user_id) == 2, "a refused socket holds nothing"
+    await server_b.release(user_id, "laptop")
+    assert await server_a.acquire(user_id, "tablet", 2)
+    for server, conn in ((server_a, "phone"), (server_a, "tablet")):
+        await server.release(user_id, conn)
+    assert await server_b.count(user_id) == 0
+
+
+async def test_the_slots_of_a_process_that_died_lapse(redis_slots):
+    user_id = 10_000_000 + uuid.uuid4().int % 1_000_000
+    crashed = redis_slots(ttl=0.5, refresh=60)  # stops refreshing: as if killed
+    alive = redis_slots(ttl=0.5, refresh=0.1)
+    assert await crashed.acquire(user_id, "old-phone", 2)
+    assert await alive.acquire(user_id, "laptop", 2)
+    await asyncio.sleep(1.0)
+    assert await alive.count(user_id) == 1, "the live process's slot is refreshed, the dead one's lapsed"
+    assert await alive.acquire(user_id, "tablet", 2)
+    for conn in ("laptop", "tablet"):
+        await alive.release(user_id, conn)
+
+
+async def test_an_unreachable_redis_lets_the_socket_in(settings):
+    from hub.redis_client import redis_client
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    slots = limits.RedisSlots(redis_client())
+    try:
+        assert await slots.acquire(42, "phone", 1)
+    finally:
+        await slots._redis.aclose()
