@@ -22,8 +22,13 @@ SUPPORTED_VERSIONS = (1, 2)
 MAX_JSON_DEPTH = 16
 
 Ref = Annotated[str, Field(max_length=64)]
-RoomId = Annotated[int, Field(ge=1)]
-MessageId = Annotated[int, Field(ge=1)]
+#: No id, seq or rev exceeds a PostgreSQL bigint: a larger number names nothing and is refused
+#: as an invalid frame (cast to bigint, it used to fail the insert as an internal error).
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Rev = Annotated[int, Field(ge=0, le=MAX_ID)]
+RoomId = Id
+MessageId = Id
 
 
 class ClientFrame(BaseModel):
@@ -48,7 +53,7 @@ class Subscribe(ClientFrame):
 
     type: Literal["subscribe"]
     room: RoomId
-    since_rev: Annotated[int, Field(ge=0)] | None = None
+    since_rev: Rev | None = None
 
 
 class Unsubscribe(ClientFrame):
@@ -62,7 +67,7 @@ class Send(ClientFrame):
     client_id: Annotated[str, Field(min_length=1, max_length=64)]
     text: Annotated[str, Field(max_length=20000)] = ""
     reply_to: MessageId | None = None
-    attachments: Annotated[list[int], Field(max_length=4)] = []
+    attachments: Annotated[list[Id], Field(max_length=4)] = []
 
 
 class Edit(ClientFrame):
@@ -94,7 +99,7 @@ class Typing(ClientFrame):
 class Read(ClientFrame):
     type: Literal["read"]
     room: RoomId
-    id: Annotated[int, Field(ge=0)]
+    id: Rev
 
 
 class History(ClientFrame):
@@ -111,7 +116,7 @@ class Fetch(ClientFrame):
 
     type: Literal["fetch"]
     room: RoomId
-    since_rev: Annotated[int, Field(ge=0)]
+    since_rev: Rev
     limit: Annotated[int, Field(ge=1, le=500)] = 200
 
 
@@ -125,14 +130,14 @@ class ReportFrame(ClientFrame):
 class Mute(ClientFrame):
     type: Literal["mute"]
     room: RoomId
-    user: Annotated[int, Field(ge=1)]
+    user: Id
     minutes: Annotated[int, Field(ge=0, le=60 * 24 * 30)]
 
 
 class Ban(ClientFrame):
     type: Literal["ban"]
     room: RoomId
-    user: Annotated[int, Field(ge=1)]
+    user: Id
     on: bool = True
 
 
@@ -147,7 +152,7 @@ class Presence(ClientFrame):
 
 # --- meetings, client → server (signaling/consumers.py) ----------------------
 
-MeetingId = Annotated[int, Field(ge=1)]
+MeetingId = Id
 MeetingSource = Literal["mic", "camera", "screen"]
 # Up to the meeting_answer frame limit (HIRFA_MEETING_ANSWER_MAX_BYTES, 64 KiB), less the envelope.
 Sdp = Annotated[str, Field(min_length=1, max_length=63 * 1024)]
@@ -185,7 +190,7 @@ class MeetingAnswer(ClientFrame):
     type: Literal["meeting_answer"]
     meeting: MeetingId
     sdp: Sdp
-    revision: Annotated[int, Field(ge=1)]
+    revision: Id
 
 
 class MeetingCandidateIn(ClientFrame):
@@ -233,7 +238,7 @@ class MeetingHost(ClientFrame):
     action: Literal[
         "mute", "unmute", "remove", "admit", "deny", "lock", "unlock", "lobby_on", "lobby_off", "end"
     ]
-    user: Annotated[int, Field(ge=1)] | None = None
+    user: Id | None = None
     source: MeetingSource = "mic"
 
 

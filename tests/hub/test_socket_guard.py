@@ -144,3 +144,28 @@ async def test_text_no_database_or_encoder_takes_is_refused(text):
     await expect(comm, "pong", ref="p")
     await comm.disconnect()
     await assert_released(room.pk, amina.pk)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Found by the fuzzer's long run: cast to bigint in the one-statement insert, it failed.
+        '{"type": "send", "room": ROOM, "client_id": "c1", "text": "salam", "reply_to": 1000000000000000000000000000000}',
+        '{"type": "send", "room": ROOM, "client_id": "c2", "text": "salam", "attachments": [99999999999999999999]}',
+        '{"type": "subscribe", "room": ROOM, "since_rev": 9223372036854775808}',
+        '{"type": "read", "room": ROOM, "id": 9223372036854775808}',
+        '{"type": "subscribe", "room": 9223372036854775808}',
+    ],
+    ids=["reply-to", "attachment", "since-rev", "read-id", "room"],
+)
+async def test_numbers_no_database_column_holds_are_refused(text):
+    room, amina = await guild_with("amina")
+    comm = await open_socket(amina)
+    await subscribe(comm, room.pk)
+    await comm.send_to(text_data=text.replace("ROOM", str(room.pk)))
+    err = await expect(comm, "error")
+    assert err["code"] == "invalid_frame", err
+    await comm.send_json_to({"type": "ping", "ref": "p"})
+    await expect(comm, "pong", ref="p")
+    await comm.disconnect()
+    await assert_released(room.pk, amina.pk)
