@@ -28,6 +28,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--inputs", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=20261129)
+    parser.add_argument(
+        "--batch", type=int, default=8,
+        help="sequences one socket serves before it is closed and checked for leaks (default 8)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--report", help="also keep the figures in this file (written after every round)")
     args = parser.parse_args()
@@ -37,6 +41,7 @@ def main() -> int:
             os.environ,
             HIRFA_FUZZ_INPUTS=str(args.inputs),
             HIRFA_FUZZ_SEED=str(args.seed),
+            HIRFA_FUZZ_BATCH=str(args.batch),
             HIRFA_FUZZ_REPORT=str(report),
             HIRFA_FUZZ_TIMEOUT="0",
             HIRFA_FAST_PASSWORD_HASHER="1",
@@ -50,7 +55,7 @@ def main() -> int:
             sys.stderr.write(run.stdout[-5000:] + run.stderr[-5000:])
             return 2
         figures = json.loads(report.read_text(encoding="utf-8"))
-    summary = {k: figures[k] for k in ("inputs", "crashes", "leaks", "undocumented_answers", "sequences", "seconds", "seed", "complete")}
+    summary = {k: figures[k] for k in ("inputs", "crashes", "leaks", "undocumented_answers", "sequences", "sockets", "seconds", "seed", "complete")}
     if args.json:
         print(json.dumps({**summary, "answers": figures["answers"], "problems": figures["problems"]}, ensure_ascii=False, indent=1))
     else:

@@ -22,6 +22,8 @@ from tests.protocol_fuzz import FuzzHarness, World, input_sequences
 
 INPUTS = int(os.environ.get("HIRFA_FUZZ_INPUTS", "2500"))
 SEED = int(os.environ.get("HIRFA_FUZZ_SEED", "20261129"))
+#: Sequences one socket serves before it is closed and checked (tests/protocol_fuzz.py).
+BATCH = int(os.environ.get("HIRFA_FUZZ_BATCH", "4"))
 ROUND = 400  # sequences per hypothesis run; each round has its own seed
 
 pytestmark = [
@@ -94,7 +96,7 @@ def test_no_input_crashes_the_socket_or_leaks_its_state(fuzz_loop):
 
     world = make_world()
     fuzz_loop.run_until_complete(clear_presence())
-    harness = FuzzHarness(world)
+    harness = FuzzHarness(world, batch=BATCH)
 
     started = time.monotonic()
     rounds = 0
@@ -116,6 +118,8 @@ def test_no_input_crashes_the_socket_or_leaks_its_state(fuzz_loop):
                 fuzz_loop.run_until_complete(harness.run(sequence))
 
         one_sequence()
+        if harness.figures.inputs >= INPUTS:
+            fuzz_loop.run_until_complete(harness.finish())
         rounds += 1
         _report(harness.figures, started, complete=harness.figures.inputs >= INPUTS)
     figures = harness.figures
