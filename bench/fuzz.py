@@ -99,9 +99,10 @@ def main() -> int:
                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             ))
         outputs = [run.communicate()[0] for run in runs]
+        for k, (run, output) in enumerate(zip(runs, outputs, strict=True)):
+            if run.returncode != 0:  # a shard that stopped early (its figures say how far it got)
+                sys.stderr.write(f"shard {k} exited with {run.returncode}:\n{output[-5000:]}\n")
         if not all(report.exists() for report in reports):
-            for output in outputs:
-                sys.stderr.write(output[-5000:])
             return 2
         figures = combined([json.loads(r.read_text(encoding="utf-8")) for r in reports])
     if shards > 1 and args.report:
