@@ -7,7 +7,7 @@ import { Hub } from "./socket.js";
 import { renderMarkdown } from "./markdown.js";
 import { watchMeeting } from "./meeting-banner.js";
 import { bumpUnread } from "./badge.js";
-import { canRecord, setupRecorder, voicePlayer } from "./voice.js";
+import { canRecord, icon, setupRecorder, voicePlayer } from "./voice.js";
 
 const T = pageData("i18n");
 const C = pageData("config");
@@ -222,7 +222,7 @@ function renderMessage(message) {
       h(
         "button",
         { type: "button", class: "more", "data-action": "menu", "aria-expanded": "false", title: T.more },
-        h("span", { "aria-hidden": "true", text: "⋯" }),
+        icon(C.icons, "ellipsis"),
         h("span", { class: "sr-only", text: T.more }),
       ),
     );
@@ -230,13 +230,8 @@ function renderMessage(message) {
   return li;
 }
 
-function actionButton(action, icon, label, extra = {}) {
-  return h(
-    "button",
-    { type: "button", class: "act", "data-action": action, ...extra },
-    h("span", { "aria-hidden": "true", text: icon }),
-    ` ${label}`,
-  );
+function actionButton(action, name, label, extra = {}) {
+  return h("button", { type: "button", class: "act", "data-action": action, ...extra }, icon(C.icons, name), ` ${label}`);
 }
 
 function renderActions(message) {
@@ -249,13 +244,13 @@ function renderActions(message) {
     );
   }
   bar.append(emojis);
-  bar.append(actionButton("reply", "↩", T.reply));
-  if (mine) bar.append(actionButton("edit", "✏️", T.edit));
-  if (mine || C.moderator) bar.append(actionButton("delete", "🗑", T.delete, { class: "act danger" }));
-  if (!mine && message.author) bar.append(actionButton("report", "⚑", T.report));
+  bar.append(actionButton("reply", "reply", T.reply));
+  if (mine) bar.append(actionButton("edit", "pencil", T.edit));
+  if (mine || C.moderator) bar.append(actionButton("delete", "trash", T.delete, { class: "act danger" }));
+  if (!mine && message.author) bar.append(actionButton("report", "flag", T.report));
   if (C.moderator && !mine && message.author) {
-    bar.append(actionButton("mute", "🔇", T.mute, { class: "act mod" }));
-    bar.append(actionButton("ban", "⛔", T.ban, { class: "act mod danger" }));
+    bar.append(actionButton("mute", "mic-off", T.mute, { class: "act mod" }));
+    bar.append(actionButton("ban", "ban", T.ban, { class: "act mod danger" }));
   }
   return bar;
 }
@@ -462,7 +457,7 @@ els.file.addEventListener("change", async () => {
     uploads.push(upload);
     const preview = URL.createObjectURL(file);
     const state = h("span", { class: "state", text: T.uploading });
-    const remove = h("button", { type: "button", class: "act", title: T.removeImage }, h("span", { "aria-hidden": "true", text: "✕" }), h("span", { class: "sr-only", text: T.removeImage }));
+    const remove = h("button", { type: "button", class: "act", title: T.removeImage }, icon(C.icons, "x"), h("span", { class: "sr-only", text: T.removeImage }));
     const li = h("li", {}, h("img", { src: preview, alt: T.image }), state, remove);
     remove.addEventListener("click", () => {
       uploads = uploads.filter((u) => u !== upload);
@@ -482,7 +477,7 @@ els.file.addEventListener("change", async () => {
       if (!response.ok) throw new Error(String(response.status));
       const data = await response.json();
       upload.id = data.id;
-      state.textContent = "✓";
+      state.replaceChildren(icon(C.icons, "check"));
     } catch {
       upload.error = true;
       uploads = uploads.filter((u) => u !== upload);
@@ -728,7 +723,7 @@ function renderOnline() {
             { method: "post", action: C.directUrl, class: "inline" },
             h("input", { type: "hidden", name: "csrfmiddlewaretoken", value: csrf() }),
             h("input", { type: "hidden", name: "user", value: String(id) }),
-            h("button", { type: "submit", class: "btn btn-quiet btn-small" }, h("span", { "aria-hidden": "true", text: "✉️" }), ` ${T.message}`),
+            h("button", { type: "submit", class: "btn btn-quiet btn-small" }, icon(C.icons, "mail"), ` ${T.message}`),
           ),
         );
       }
