@@ -28,10 +28,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from frontend import selectors as page_selectors
 from frontend.i18n import js_strings, meeting_js_strings
+from gatherings import selectors as gathering_selectors
 from hub import push
 from hub.auth import member_of
 from hub.errors import ErrorCode, HirfaError
 from hub.models import PushPreference, User
+from registry import selectors as registry_selectors
 from rooms import selectors, services
 from rooms.models import RoomKind
 from signaling import selectors as meeting_selectors
@@ -102,10 +104,21 @@ def _int(value: str | None) -> int | None:
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    """Signed-in members go to their rooms, others to the log-in page."""
+    """Signed-in members go to their rooms; a visitor gets the page that says what Hirfa is:
+    featured verified artisans and pieces, the census map, upcoming public gatherings, sign-up."""
     if request.user.is_authenticated:
         return redirect("rooms")
-    return redirect(resolve_url(settings.LOGIN_URL))
+    return render(
+        request,
+        "frontend/home.html",
+        {
+            "products": registry_selectors.featured_products(limit=8),
+            "artisans": registry_selectors.featured_artisans(limit=6),
+            "map_svg": registry_selectors.census_map_markup(),
+            "census": registry_selectors.counts_by_wilaya_code(),
+            "gatherings": gathering_selectors.public_upcoming(limit=4),
+        },
+    )
 
 
 @login_required

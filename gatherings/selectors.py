@@ -154,6 +154,22 @@ def gatherings_visible(*, user: User) -> QuerySet[Gathering]:
     )
 
 
+def public_upcoming(*, days: int = 30, limit: int = 4) -> list[tuple[Gathering, Occurrence]]:
+    """The next occurrences of public gatherings (for visitors without an account), soonest first."""
+    now = timezone.now()
+    before = now + timedelta(days=days)
+    found: list[tuple[Gathering, Occurrence]] = []
+    for gathering in (
+        Gathering.objects.filter(visibility=Visibility.PUBLIC, cancelled=False, series_end__gt=now,
+                                 start__lt=before)
+        .select_related("room", "room__trade", "room__wilaya").prefetch_related("exceptions")[:50]
+    ):
+        for occurrence in gathering_occurrences(gathering=gathering, after=now, before=before)[:limit]:
+            found.append((gathering, occurrence))
+    found.sort(key=lambda pair: pair[1].start)
+    return found[:limit]
+
+
 def gathering_visible_to(*, user: User, gathering: Gathering) -> bool:
     if user.is_superuser or user.is_staff:
         return True

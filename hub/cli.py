@@ -225,20 +225,28 @@ def build_parser(*, with_apps: bool = True) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="migrate, then serve the hub with daphne")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; another one needs HIRFA_ENV=production)",
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument(
         "--static", action="store_true", help="serve static files in production mode too"
     )
     serve.add_argument(
         "--proxy-headers", action="store_true", help="trust X-Forwarded-* from a reverse proxy"
     )
-    serve.add_argument("--quiet", action="store_true")
+    serve.add_argument("--quiet", action="store_true", help="print only warnings and errors")
     serve.set_defaults(func=cmd_serve)
 
-    admin = sub.add_parser("createadmin", help="create an admin account")
-    admin.add_argument("--username")
-    admin.add_argument("--email")
+    admin = sub.add_parser(
+        "createadmin",
+        help="create an admin account",
+        description="Create an admin account (asked for what is not given). An admin moderates every"
+        " wilaya and trade and, in /admin/, gives others a moderator scope (a wilaya, a trade, or both).",
+    )
+    admin.add_argument("--username", help="the admin's user name (asked when missing)")
+    admin.add_argument("--email", help="the admin's e-mail address (asked when missing)")
     admin.add_argument(
         "--password-from-env",
         nargs="?",

@@ -380,6 +380,21 @@ class AttachmentOut(ServerFrame):
     listened_by: list[int] = []
 
 
+class CardOut(ServerFrame):
+    """What a message is about, shown above its text: a product, an exchange post, an enquiry.
+
+    Only the server attaches a card (an order request, a reply to an exchange post, a
+    buyer's enquiry); `kind` names what it shows, for the client's icon and styling.
+    """
+
+    kind: Literal["product", "exchange_post", "enquiry"]
+    title: str
+    url: str
+    image: str = ""
+    price: str = ""
+    detail: str = ""
+
+
 class MessageOut(ServerFrame):
     """A message's whole current state; sent again, with a new rev, on every change."""
 
@@ -394,6 +409,7 @@ class MessageOut(ServerFrame):
     mentions: list[int] = []
     reactions: dict[str, list[int]] = {}
     attachments: list[AttachmentOut] = []
+    card: CardOut | None = None
     created_at: str
     edited_at: str | None = None
     deleted: bool = False

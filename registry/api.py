@@ -23,7 +23,7 @@ from hub import personal_data
 from hub.auth import member_of, viewer_of
 from hub.errors import ErrorCode, HirfaError
 from hub.models import User
-from registry import selectors, services
+from registry import search, selectors, services
 from registry.models import Census, ExchangePost, Product
 
 router = Router(tags=["registry"])
@@ -119,7 +119,7 @@ def artisans_search(
     page: int = 1,
 ) -> Any:
     """Search the directory (public): every filter given must match."""
-    result = selectors.artisan_search(
+    result = search.artisan_search(
         query=q, trade_id=trade, wilaya_id=wilaya, language=language, verified=verified, page=page
     )
     return {"items": [_artisan(c) for c in result.items], "page": result.page, "has_next": result.has_next}
@@ -324,11 +324,8 @@ class OrderIn(Schema):
 
 @router.post("/registry/products/{product_id}/order", response={200: RoomOut, **ERRORS})
 def product_order(request: HttpRequest, product_id: int, body: OrderIn) -> Any:
-    """Open the direct room with the artisan; the product's link is its first message."""
-    room = services.order_request(
-        user=member_of(request), product_id=product_id, note=body.note,
-        product_url=request.build_absolute_uri(reverse("registry_product", args=[product_id])),
-    )
+    """Open the direct room with the artisan; the first message carries the product's card."""
+    room = services.order_request(user=member_of(request), product_id=product_id, note=body.note)
     return {"room_id": room.pk, "url": reverse("room", args=[room.pk])}
 
 

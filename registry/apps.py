@@ -12,3 +12,8 @@ class RegistryConfig(AppConfig):
         from registry import hooks
 
         hooks.register()
+        from django.db.backends.signals import connection_created
+
+        from registry.search_text import sqlite_functions_register
+
+        connection_created.connect(sqlite_functions_register, dispatch_uid="registry.search_text")

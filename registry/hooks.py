@@ -11,6 +11,7 @@ from hub import notifications, personal_data
 from hub.models import User
 
 EXCHANGE = "exchange"
+ENQUIRY = "enquiry"
 
 
 def _export(user: User) -> dict[str, Any]:
@@ -47,9 +48,11 @@ def _export(user: User) -> dict[str, Any]:
                 "materials": product.materials,
                 "availability": product.availability,
                 "labels": product.labels,
+                "making_days": product.making_days,
+                "auth_code": product.auth_code,
                 "status": product.status,
                 "created_at": product.created_at,
-                "photos": [p.image.name for p in product.photos.all()],
+                "photos": [{"file": p.image.name, "alt_text": p.alt_text} for p in product.photos.all()],
             }
             for product in Product.objects.filter(artisan=user).prefetch_related("photos").order_by("id")
         ],
@@ -94,6 +97,7 @@ def _erase(user: User) -> None:
 
 def register() -> None:
     notifications.kind_register(EXCHANGE, _("exchange"))
+    notifications.kind_register(ENQUIRY, _("enquiry about a product"))
     personal_data.part_register(
         personal_data.PersonalDataPart(
             app="registry",

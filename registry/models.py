@@ -125,9 +125,14 @@ class Product(models.Model):
         _("availability"), max_length=16, choices=Availability.choices, default=Availability.IN_STOCK
     )
     labels = models.JSONField(_("provenance labels"), default=list, blank=True)
+    # How long making one takes, in days (None: not said).
+    making_days = models.PositiveSmallIntegerField(_("making time (days)"), null=True, blank=True)
     status = models.CharField(
         _("status"), max_length=16, choices=ProductStatus.choices, default=ProductStatus.PUBLISHED
     )
+    # The short public code of its authenticity tag (/a/<code>), made when its verified
+    # artisan first prints one; None until then.
+    auth_code = models.CharField(max_length=12, unique=True, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -153,6 +158,8 @@ class ProductPhoto(models.Model):
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     position = models.PositiveSmallIntegerField(default=0)
+    # What the photo shows, for people who cannot see it (the title is the fallback).
+    alt_text = models.CharField(_("description of the photo"), max_length=200, blank=True)
 
     class Meta:
         ordering = ["position", "id"]

@@ -1,4 +1,4 @@
-"""Reads of the registry: who may see card data, the directory search, storefronts,
+"""Reads of the registry: who may see card data, the directory cards, storefronts,
 the exchange board and its matching, the moderators' queues and the census figures.
 
 Card data (number, chamber, photo) is read only through `card_visible`:
@@ -6,11 +6,7 @@ the artisan himself, a moderator of his wilaya (a `ModeratorScope` on that
 wilaya, for any trade or one of his) and admins. Everyone else gets the
 public face only; the moderators' queues use the same rule (`can_review`).
 
-Directory search on PostgreSQL is full-text over the display name and the bio,
-French and Arabic configurations at once (as `rooms.search` does); the
-expression below is the one indexed by migration
-``registry/0002_directory_search``: keep the two in step. On SQLite every word
-of the query must appear in the name, the username or the bio, case-insensitively.
+The directory's search lives in `registry.search`.
 """
 
 from __future__ import annotations
@@ -20,15 +16,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 
-from django.db import connection
-from django.db.models import BooleanField, Count, Exists, OuterRef, Q, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncMonth
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from hub.errors import ErrorCode, HirfaError
 from hub.models import ArtisanProfile, ModeratorScope, Trade, User, Wilaya
+from hub.protocol import CardOut
+from registry.census_map import REFORM_PARENTS, MapWilaya, render_svg
 from registry.models import (
     Census,
     ExchangeKind,
@@ -43,13 +40,6 @@ PAGE_SIZE = 20
 STORE_PAGE_SIZE = 24
 QUERY_MAX_CHARS = 200
 
-FTS_VECTOR_SQL = (
-    "(to_tsvector('french'::regconfig, \"hub_artisanprofile\".\"display_name\" || ' ' || \"hub_artisanprofile\".\"bio\")"
-    " || to_tsvector('arabic'::regconfig, \"hub_artisanprofile\".\"display_name\" || ' ' || \"hub_artisanprofile\".\"bio\"))"
-)
-FTS_QUERY_SQL = (
-    "(websearch_to_tsquery('french'::regconfig, %s) || websearch_to_tsquery('arabic'::regconfig, %s))"
-)
 PUBLIC_STATUSES = (ProductStatus.PUBLISHED, ProductStatus.SOLD_OUT)
 
 
@@ -137,75 +127,6 @@ class Page:
     has_previous: bool = field(default=False)
 
 
-def _terms(query: str) -> list[str]:
-    return [t for t in re.split(r"\s+", query.replace('"', " ")) if t and t != "-"]
-
-
-def artisan_search(
-    *,
-    query: str = "",
-    trade_id: int | None = None,
-    wilaya_id: int | None = None,
-    language: str | None = None,
-    verified: bool | None = None,
-    page: int = 1,
-    page_size: int = PAGE_SIZE,
-) -> Page:
-    """Active artisans matching every given filter, `page_size` a page, newest first.
-
-    The page holds no total count (counting 100,000 rows on every keystroke
-    costs more than the search); `has_next` says whether another page exists.
-    """
-    query = " ".join(query.split())
-    if len(query) > QUERY_MAX_CHARS:
-        raise HirfaError(
-            ErrorCode.TOO_LONG, _("A search holds at most %(max)d characters.") % {"max": QUERY_MAX_CHARS}
-        )
-    page = max(1, min(page, 500))
-    qs: QuerySet[ArtisanProfile] = ArtisanProfile.objects.filter(user__is_active=True)
-    if wilaya_id is not None:
-        qs = qs.filter(wilaya_id=wilaya_id)
-    if trade_id is not None:
-        qs = qs.filter(
-            Exists(ArtisanProfile.trades.through.objects.filter(artisanprofile_id=OuterRef("pk"), trade_id=trade_id))
-        )
-    if language:
-        if connection.vendor == "postgresql":
-            qs = qs.filter(languages__contains=[language])
-        else:
-            qs = qs.filter(languages__icontains=f'"{language}"')
-    if verified is not None:
-        is_verified = Exists(Census.objects.filter(user_id=OuterRef("user_id"), status=VerificationStatus.VERIFIED))
-        qs = qs.filter(is_verified if verified else ~is_verified)
-    order: list[str] = ["-id"]
-    if query:
-        if connection.vendor == "postgresql":
-            params = (query, query)
-            # Matches in the GIN index, newest first. Ranking (ts_rank) was tried and
-            # dropped: it recomputes both vectors for every match, and a common word
-            # ("poterie") matches tens of thousands of artisans (p95 ~450 ms at 100k).
-            qs = qs.filter(
-                RawSQL(f"{FTS_VECTOR_SQL} @@ {FTS_QUERY_SQL}", params, output_field=BooleanField())
-            )
-        else:
-            for term in _terms(query):
-                qs = qs.filter(
-                    Q(display_name__icontains=term) | Q(user__username__icontains=term) | Q(bio__icontains=term)
-                )
-    start = (page - 1) * page_size
-    rows = list(
-        qs.select_related("wilaya", "user", "user__census")
-        .prefetch_related("trades")
-        .order_by(*order)[start : start + page_size + 1]
-    )
-    return Page(
-        items=[_card(p) for p in rows[:page_size]],
-        page=page,
-        has_next=len(rows) > page_size,
-        has_previous=page > 1,
-    )
-
-
 def _census_or_none(user: User) -> Census | None:
     try:
         return user.census  # type: ignore[attr-defined,no-any-return]
@@ -242,6 +163,61 @@ class Storefront:
     products: list[Product]
     page: int
     has_next: bool
+
+
+def phone_international(number: str) -> str:
+    """An Algerian number in international digits (0555 12 34 56 → 213555123456); "" if not a number."""
+    digits = re.sub(r"\D", "", number)
+    if number.strip().startswith("+") or digits.startswith("00"):
+        digits = digits.removeprefix("00")
+    elif digits.startswith("0"):
+        digits = "213" + digits[1:]
+    return digits if 8 <= len(digits) <= 15 else ""
+
+
+@dataclass(frozen=True)
+class ContactLink:
+    """One public way to reach an artisan: what to show and the link that opens it in one tap."""
+
+    channel: str
+    label: str
+    href: str
+
+
+def contact_links(census: Census | None) -> list[ContactLink]:
+    """tel:, https://wa.me/ and mailto: links for the channels the artisan made public."""
+    links = []
+    for channel, value in public_contacts(census).items():
+        if channel == "phone" and phone_international(value):
+            links.append(ContactLink(channel, value, f"tel:+{phone_international(value)}"))
+        elif channel == "whatsapp" and phone_international(value):
+            links.append(ContactLink(channel, value, f"https://wa.me/{phone_international(value)}"))
+        elif channel == "email":
+            links.append(ContactLink(channel, value, f"mailto:{value}"))
+    return links
+
+
+def price_text(price_dzd: int | None) -> str:
+    if price_dzd is None:
+        return _("Price on request")
+    return _("%(amount)s DA") % {"amount": f"{price_dzd:,}".replace(",", "\u202f")}
+
+
+def product_card(product: Product) -> CardOut:
+    """A product as a message's card: title, first photo, price, artisan and wilaya."""
+    photo = next(iter(product.photos.all()), None)
+    profile = getattr(product.artisan, "profile", None)
+    wilaya = profile.wilaya if profile is not None else None
+    detail = " · ".join(
+        part for part in (
+            profile.display_name if profile is not None else product.artisan.username,
+            f"{wilaya.code:02d} {wilaya.name}" if wilaya is not None else "",
+        ) if part
+    )
+    return CardOut(
+        kind="product", title=product.title, url=reverse("registry_product", args=[product.pk]),
+        image=photo.thumbnail.url if photo is not None else "", price=price_text(product.price_dzd), detail=detail,
+    )
 
 
 def public_contacts(census: Census | None) -> dict[str, str]:
@@ -304,6 +280,68 @@ def product_public(*, product_id: int, viewer: User | None = None) -> Product:
     raise HirfaError(ErrorCode.NOT_FOUND, _("No such product."))
 
 
+@dataclass(frozen=True)
+class AuthenticityCheck:
+    """What scanning a tag shows: the piece, its artisan, and whether his card is verified now."""
+
+    product: Product
+    artisan: ArtisanCard
+    verified: bool
+    verified_on: date | None
+
+
+def authenticity_check(*, code: str) -> AuthenticityCheck:
+    """The piece whose tag carries `code` and its artisan's card status today; `not_found`
+    for an unknown code or a piece withdrawn (hidden by moderators, deleted artisan)."""
+    product = (
+        Product.objects.select_related("artisan", "artisan__profile", "artisan__profile__wilaya", "artisan__census")
+        .prefetch_related("photos", "artisan__profile__trades")
+        .filter(auth_code=code.strip().upper(), artisan__is_active=True).first()
+    )
+    profile = getattr(product.artisan, "profile", None) if product is not None else None
+    if product is None or profile is None or product.status == ProductStatus.HIDDEN:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such tag."))
+    census = _census_or_none(product.artisan)
+    verified = census is not None and census.is_verified
+    return AuthenticityCheck(
+        product=product, artisan=_card(profile), verified=verified,
+        verified_on=census.reviewed_at.date() if verified and census is not None and census.reviewed_at else None,
+    )
+
+
+# --- the home page ------------------------------------------------------------------------
+
+
+def featured_products(*, limit: int = 8) -> list[Product]:
+    """The newest published pieces with a photo, by verified artisans, one per artisan."""
+    rows = (
+        Product.objects.filter(status=ProductStatus.PUBLISHED, artisan__is_active=True,
+                               artisan__census__status=VerificationStatus.VERIFIED, photos__isnull=False)
+        .select_related("artisan", "artisan__profile", "artisan__profile__wilaya")
+        .prefetch_related("photos").order_by("-id").distinct()[: limit * 4]
+    )
+    seen: set[int] = set()
+    found = []
+    for product in rows:
+        if product.artisan_id not in seen:
+            seen.add(product.artisan_id)
+            found.append(product)
+    return found[:limit]
+
+
+def featured_artisans(*, limit: int = 6) -> list[ArtisanCard]:
+    """Verified artisans who sell something, newest first."""
+    profiles = (
+        ArtisanProfile.objects.filter(
+            user__is_active=True, user__census__status=VerificationStatus.VERIFIED,
+            user__products__status=ProductStatus.PUBLISHED,
+        )
+        .select_related("wilaya", "user", "user__census").prefetch_related("trades")
+        .distinct().order_by("-id")[:limit]
+    )
+    return [_card(p) for p in profiles]
+
+
 # --- moderators' queues ------------------------------------------------------------------
 
 
@@ -357,6 +395,20 @@ def exchange_board(
 def exchange_post_open(*, post_id: int) -> ExchangePost | None:
     """An open post (not closed, not expired, by an active member), or None."""
     return _open_posts().filter(pk=post_id).first()
+
+
+def exchange_distance(*, post: ExchangePost, viewer: User | None) -> str:
+    """How far a post is from the viewer, by wilaya: his own, a neighbour, or farther ("" unknown)."""
+    if viewer is None or not viewer.is_authenticated:
+        return ""
+    profile = ArtisanProfile.objects.filter(user_id=viewer.pk).only("wilaya_id").first()
+    if profile is None or profile.wilaya_id is None:
+        return ""
+    if profile.wilaya_id == post.wilaya_id:
+        return _("In your wilaya")
+    if Wilaya.neighbours.through.objects.filter(from_wilaya_id=profile.wilaya_id, to_wilaya_id=post.wilaya_id).exists():
+        return _("Neighbouring wilaya")
+    return _("Farther away")
 
 
 def exchange_matches(*, post: ExchangePost) -> list[ExchangePost]:
@@ -441,6 +493,25 @@ def census_stats() -> CensusStats:
         by_wilaya=by_wilaya,
         by_trade=by_trade,
         by_month=sorted(months.items()),
+    )
+
+
+def census_map_markup() -> str:
+    """The census map of the active language: every wilaya in force, coloured by its artisans."""
+    wilayas = {w.code: MapWilaya(w.code, w.name) for w in Wilaya.objects.all() if w.is_in_force()}
+    parents = dict(REFORM_PARENTS)
+    for w in Wilaya.objects.filter(parent__isnull=False).select_related("parent"):
+        if not w.is_in_force():
+            parents[w.code] = w.parent.code  # type: ignore[union-attr]
+    return render_svg(
+        counts=counts_by_wilaya_code(),
+        wilayas=wilayas,
+        parents=parents,
+        title=_("Artisans registered by wilaya"),
+        legend_title=_("Artisans"),
+        none_label=_("none yet"),
+        attribution=_("Boundaries © OpenStreetMap contributors (ODbL)"),
+        count_label=_("%(name)s: %(n)d artisans"),
     )
 
 

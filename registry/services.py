@@ -19,15 +19,17 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from hub import notifications
-from hub.bidi import bidi_isolate
+from hub.bidi import bidi_strip
 from hub.errors import ErrorCode, HirfaError
 from hub.images import Upload, validate_and_resize_image
 from hub.models import User, Wilaya
-from registry.hooks import EXCHANGE
+from hub.protocol import CardOut
+from registry.hooks import ENQUIRY, EXCHANGE
 from registry.models import (
     Availability,
     Census,
@@ -44,9 +46,9 @@ from registry.models import (
     VerificationStatus,
     WorkshopKind,
 )
-from registry.selectors import can_review
+from registry.selectors import can_review, phone_international, price_text, product_card
 from rooms.models import Room
-from rooms.services import direct_room_open, message_post, notification_create
+from rooms.services import direct_room_open, inbox_room_open, message_post, notification_create
 
 CARD_PHOTO_SIDE = 1600
 PRODUCT_PHOTO_SIDE = 1600
@@ -222,9 +224,12 @@ def verification_review(*, moderator: User, artisan_id: int, approve: bool, reas
 # --- showcase ----------------------------------------------------------------------------
 
 
+PRODUCT_MAX_MAKING_DAYS = 365
+
+
 def _clean_product_fields(
     *, title: str, description: str, price_dzd: int | None, materials: str,
-    availability: str, labels: Sequence[str], status: str,
+    availability: str, labels: Sequence[str], status: str, making_days: int | None = None,
 ) -> dict[str, Any]:
     title = " ".join(title.split())
     if not title:
@@ -243,7 +248,13 @@ def _clean_product_fields(
         raise HirfaError(ErrorCode.INVALID, _("Unknown provenance label."), field="labels")
     if status not in (ProductStatus.DRAFT, ProductStatus.PUBLISHED, ProductStatus.SOLD_OUT):
         raise HirfaError(ErrorCode.INVALID, _("Unknown status."), field="status")
+    if making_days is not None and not 0 < making_days <= PRODUCT_MAX_MAKING_DAYS:
+        raise HirfaError(
+            ErrorCode.INVALID, _("A making time is 1 to %(n)d days.") % {"n": PRODUCT_MAX_MAKING_DAYS},
+            field="making_days",
+        )
     return {
+        "making_days": making_days,
         "title": title,
         "description": description,
         "price_dzd": price_dzd,
@@ -264,6 +275,7 @@ def product_create(
     availability: str = Availability.IN_STOCK,
     labels: Sequence[str] = (),
     status: str = ProductStatus.PUBLISHED,
+    making_days: int | None = None,
     photos: Sequence[Upload] = (),
 ) -> Product:
     """Create a product of `user`'s showcase, with its photos (validated first: all or nothing).
@@ -272,7 +284,7 @@ def product_create(
     """
     fields = _clean_product_fields(
         title=title, description=description, price_dzd=price_dzd, materials=materials,
-        availability=availability, labels=labels, status=status,
+        availability=availability, labels=labels, status=status, making_days=making_days,
     )
     processed = [_product_image(p) for p in photos[: PRODUCT_MAX_PHOTOS + 1]]
     if len(processed) > PRODUCT_MAX_PHOTOS:
@@ -329,6 +341,7 @@ def product_update(*, user: User, product_id: int, **changes: Any) -> Product:
             "title": product.title, "description": product.description,
             "price_dzd": product.price_dzd, "materials": product.materials,
             "availability": product.availability, "labels": product.labels,
+            "making_days": product.making_days,
             "status": ProductStatus.PUBLISHED if product.status == ProductStatus.HIDDEN else product.status,
         }
         unknown = set(changes) - set(current)
@@ -356,6 +369,38 @@ def product_photo_add(*, user: User, product_id: int, upload: Upload) -> Product
                 ErrorCode.TOO_LONG, _("At most %(n)d photos.") % {"n": PRODUCT_MAX_PHOTOS}, field="photos"
             )
         return _photo_store(product, image, count)
+
+
+def product_photos_arrange(
+    *, user: User, product_id: int, order: Sequence[int], alt_texts: dict[int, str] | None = None,
+    remove: Sequence[int] = (),
+) -> list[ProductPhoto]:
+    """Reorder, describe and remove the photos of one of `user`'s products.
+
+    `order` lists photo ids, first shown first (photos left out keep their order after
+    them); `alt_texts` describes photos (≤ 200 characters); `remove` deletes photos and,
+    once committed, their files. Ids of other products' photos: `not_found`.
+    """
+    alt_texts = alt_texts or {}
+    with transaction.atomic():
+        product = _own_product(user, product_id)
+        photos = {p.pk: p for p in product.photos.all()}
+        unknown = (set(order) | set(alt_texts) | set(remove)) - set(photos)
+        if unknown:
+            raise HirfaError(ErrorCode.NOT_FOUND, _("No such photo."), field="photos")
+        gone = [photos.pop(pk) for pk in dict.fromkeys(remove)]
+        if gone:
+            _delete_on_commit(gone[0].image.storage, *_photo_files(gone))
+            ProductPhoto.objects.filter(pk__in=[p.pk for p in gone]).delete()
+        ranked = [pk for pk in dict.fromkeys(order) if pk in photos]
+        ranked += [pk for pk in sorted(photos, key=lambda pk: (photos[pk].position, pk)) if pk not in ranked]
+        for position, pk in enumerate(ranked):
+            photo = photos[pk]
+            photo.position = position
+            if pk in alt_texts:
+                photo.alt_text = _short(alt_texts[pk], 200, "alt_text")
+            photo.save(update_fields=["position", "alt_text"])
+        return [photos[pk] for pk in ranked]
 
 
 def _photo_files(photos: Sequence[ProductPhoto]) -> list[str]:
@@ -424,27 +469,161 @@ def product_report_resolve(*, moderator: User, report_id: int, hide: bool) -> Pr
     return report
 
 
+AUTH_CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read off a printed tag
+AUTH_CODE_LENGTH = 8
+
+
+def product_authenticity_code(*, user: User, product_id: int) -> str:
+    """The short public code of the authenticity tag of one of `user`'s products, made on
+    the first call and kept (a printed tag stays valid).
+
+    Only a verified artisan's published (or sold-out) product has one: `forbidden`
+    otherwise; someone else's product: `not_found`.
+    """
+    with transaction.atomic():
+        product = _own_product(user, product_id)
+        census = Census.objects.filter(user=user).first()
+        if census is None or not census.is_verified:
+            raise HirfaError(ErrorCode.FORBIDDEN, _("Authenticity tags are for verified artisans."))
+        if product.status not in _PUBLIC:
+            raise HirfaError(ErrorCode.FORBIDDEN, _("Publish the product first."))
+        if not product.auth_code:
+            while True:
+                code = "".join(secrets.choice(AUTH_CODE_ALPHABET) for _ in range(AUTH_CODE_LENGTH))
+                if not Product.objects.filter(auth_code=code).exists():
+                    break
+            product.auth_code = code
+            product.save(update_fields=["auth_code"])
+    return product.auth_code
+
+
+def counterfeit_report(*, code: str, text: str, reporter: User | None = None) -> ProductReport:
+    """Someone (with or without an account) reports that a piece carrying the tag `code` is
+    not what it says: a `counterfeit` report in the moderators' queue of the artisan's wilaya.
+    Callers throttle anonymous reports."""
+    product = Product.objects.filter(auth_code=code.strip().upper()).first()
+    if product is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such tag."))
+    text = " ".join(text.split())
+    if not text:
+        raise HirfaError(ErrorCode.EMPTY, _("Say what looks wrong."), field="text")
+    if reporter is not None and reporter.is_authenticated:
+        return product_report(user=reporter, product_id=product.pk, reason=ProductReport.Reason.COUNTERFEIT, text=text)
+    return ProductReport.objects.create(
+        product=product, reporter=None, reason=ProductReport.Reason.COUNTERFEIT, text=_short(text, 500, "text")
+    )
+
+
 def artisan_contact(*, user: User, artisan_id: int) -> Room:
     """The direct room between `user` and an artisan (created when missing)."""
     return direct_room_open(user=user, other_id=artisan_id)
 
 
-def order_request(*, user: User, product_id: int, product_url: str, note: str = "") -> Room:
-    """Open the direct room with the product's artisan and post the product's link first.
+def order_request(*, user: User, product_id: int, note: str = "") -> Room:
+    """Open the direct room with the product's artisan; the first message carries the product's card.
 
-    Idempotent per member and product: asking twice posts the link once.
+    Idempotent per member and product: asking twice posts the card once.
     """
-    product = Product.objects.filter(pk=product_id, status__in=_PUBLIC).first()
+    product = (
+        Product.objects.filter(pk=product_id, status__in=_PUBLIC, artisan__is_active=True)
+        .select_related("artisan__profile__wilaya").prefetch_related("photos").first()
+    )
     if product is None:
         raise HirfaError(ErrorCode.NOT_FOUND, _("No such product."))
     if product.artisan_id == user.pk:
         raise HirfaError(ErrorCode.INVALID, _("This is your own product."))
     room = direct_room_open(user=user, other_id=product.artisan_id)
-    text = _("Order request: %(title)s") % {"title": bidi_isolate(product.title)} + f"\n{product_url}"
-    note = note.strip()
-    if note:
-        text += "\n" + note[:1000]
-    message_post(user=user, room_id=room.pk, client_id=f"order-{product.pk}", text=text)
+    text = note.strip()[:1000] or _("Hello, I am interested in this piece.")
+    message_post(
+        user=user, room_id=room.pk, client_id=f"order-{product.pk}", text=text, card=product_card(product)
+    )
+    return room
+
+
+def exchange_reply(*, user: User, post_id: int) -> Room:
+    """Open the direct room with a post's author; the first message carries the post's card
+    (material, quantity, price, wilaya and how far it is from `user`'s). Once per member and post."""
+    from registry.selectors import exchange_distance, exchange_post_open
+
+    post = exchange_post_open(post_id=post_id)
+    if post is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such post."))
+    if post.author_id == user.pk:
+        raise HirfaError(ErrorCode.INVALID, _("This is your own post."))
+    room = direct_room_open(user=user, other_id=post.author_id)
+    kind = ExchangeKind(post.kind).label
+    material = post.detail if post.material == Material.OTHER else Material(post.material).label
+    card = CardOut(
+        kind="exchange_post",
+        title=f"{kind}: {material} — {post.quantity.normalize():f} {Unit(post.unit).label}",
+        url=reverse("registry_exchange") + f"#post-{post.pk}",
+        price="" if post.price_dzd is None else price_text(post.price_dzd),
+        detail=" · ".join(
+            part for part in (f"{post.wilaya.code:02d} {post.wilaya.name}", exchange_distance(post=post, viewer=user)) if part
+        ),
+    )
+    message_post(
+        user=user, room_id=room.pk, client_id=f"exchange-{post.pk}",
+        text=_("Hello, about your post on the exchange."), card=card,
+    )
+    return room
+
+
+ENQUIRY_NAME_MAX = 80
+ENQUIRY_TEXT_MAX = 1000
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def enquiry_send(
+    *, product_id: int, name: str, contact: str, text: str, honeypot: str = "", client_key: str = ""
+) -> Room | None:
+    """A buyer without an account asks about a product; it arrives as a conversation for the
+    artisan: a private room of his, the product's card and the buyer's name and e-mail or
+    phone first, then the question.
+
+    `contact` is an e-mail address or a phone number (`invalid` otherwise). A filled
+    `honeypot` (a field people never see) is a robot's: nothing is stored and None is
+    returned, as if it had worked. The caller throttles (per address and per product).
+    Idempotent on `client_key` (the form's one-time token).
+    """
+    product = (
+        Product.objects.filter(pk=product_id, status__in=_PUBLIC, artisan__is_active=True)
+        .select_related("artisan__profile__wilaya").prefetch_related("photos").first()
+    )
+    if product is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such product."))
+    name = " ".join(bidi_strip(name).split())
+    if not name:
+        raise HirfaError(ErrorCode.EMPTY, _("Say your name."), field="name")
+    if len(name) > ENQUIRY_NAME_MAX:
+        raise HirfaError(ErrorCode.TOO_LONG, _("At most %(n)d characters.") % {"n": ENQUIRY_NAME_MAX}, field="name")
+    contact = contact.strip()
+    if EMAIL_RE.match(contact) and len(contact) <= 254:
+        how = contact
+    elif phone_international(contact):
+        how = f"+{phone_international(contact)}"
+    else:
+        raise HirfaError(ErrorCode.INVALID, _("An e-mail address or a phone number."), field="contact")
+    text = text.replace("\r\n", "\n").strip()
+    if not text:
+        raise HirfaError(ErrorCode.EMPTY, _("Write your question."), field="text")
+    if len(text) > ENQUIRY_TEXT_MAX:
+        raise HirfaError(ErrorCode.TOO_LONG, _("At most %(n)d characters.") % {"n": ENQUIRY_TEXT_MAX}, field="text")
+    if honeypot.strip():
+        return None
+    card = product_card(product).model_copy(
+        update={"kind": "enquiry", "detail": _("From %(name)s, %(contact)s") % {"name": name, "contact": how}}
+    )
+    key = client_key[:40] or secrets.token_hex(8)
+    room = inbox_room_open(
+        user=product.artisan,
+        title=_("Enquiry: %(name)s — %(title)s") % {"name": name, "title": product.title},
+        text=text, card=card, client_id=f"enquiry-{key}",
+    )
+    notification_create(
+        user=product.artisan, kind=ENQUIRY,
+        data={"room": room.pk, "room_title": room.title, "product": product.pk, "by": name, "excerpt": text[:140]},
+    )
     return room
 
 

@@ -10,8 +10,10 @@ everything that writes, and card data, needs one.
 from __future__ import annotations
 
 import mimetypes
+import secrets
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -31,7 +33,9 @@ from hub.csv_export import SafeCsvWriter
 from hub.errors import ErrorCode, HirfaError
 from hub.models import ArtisanProfile, Trade, User, Wilaya
 from hub.protected_files import protected_file_response
-from registry import census_map, selectors, services
+from hub.throttle import client_ip, throttle_hit, too_many
+from registry import search, selectors, services
+from registry.authenticity import qr_svg
 from registry.models import (
     Availability,
     Census,
@@ -45,6 +49,7 @@ from registry.models import (
     VerificationStatus,
     WorkshopKind,
 )
+from registry.search import sorted_by_name
 
 
 def _int(value: str | None) -> int | None:
@@ -181,35 +186,71 @@ def review_report(request: HttpRequest, report_id: int) -> HttpResponse:
 
 def _search_args(params: Any) -> dict[str, Any]:
     verified = params.get("verified")
+    has_products = params.get("products")
     return {
         "query": params.get("q", "")[: selectors.QUERY_MAX_CHARS],
         "trade_id": _int(params.get("trade")),
         "wilaya_id": _int(params.get("wilaya")),
         "language": params.get("language") or None,
         "verified": True if verified == "1" else False if verified == "0" else None,
+        "has_products": True if has_products == "1" else None,
         "page": _int(params.get("page")) or 1,
     }
 
 
+def _with(query: Any, **changes: Any) -> str:
+    copy = query.copy()
+    for key, value in changes.items():
+        copy.pop(key, None)
+        if value is not None:
+            copy[key] = str(value)
+    return str(copy.urlencode())
+
+
 @require_GET
 def directory(request: HttpRequest) -> HttpResponse:
-    """Search artisans by name, trade, wilaya, language and verification."""
+    """One search over artisans and their products, results first, then facets and filters."""
     args = _search_args(request.GET)
-    result = selectors.artisan_search(**args)
+    result = search.artisan_search(**args, viewer=viewer_of(request))
     query = request.GET.copy()
     query.pop("page", None)
+    facets = result.facets
     return render(
         request,
         "registry/directory.html",
         {
             "result": result,
             "args": args,
-            "trades": Trade.objects.order_by("name_fr"),
-            "wilayas": Wilaya.objects.filter(parent__isnull=True).order_by("code"),
+            "trades": sorted_by_name(Trade.objects.all()),
+            "wilayas": [
+                (w.pk, search.wilaya_label(w), w.tifinagh) for w in Wilaya.objects.filter(parent__isnull=True)
+            ],
             "languages": ArtisanProfile.Language.choices,
             "base_query": query.urlencode(),
+            "trade_facets": [(f, _with(query, trade=f.key)) for f in facets.trades] if facets else [],
+            "wilaya_facets": [(f, _with(query, wilaya=f.key)) for f in facets.wilayas] if facets else [],
+            "verified_link": _with(query, verified=1),
+            "products_link": _with(query, products=1),
+            "filtered": any(args[k] is not None for k in ("trade_id", "wilaya_id", "language", "verified", "has_products")),
+            "clear_link": _with(query, trade=None, wilaya=None, language=None, verified=None, products=None),
         },
     )
+
+
+@require_GET
+def directory_suggest(request: HttpRequest) -> JsonResponse:
+    """Suggestions as one types (public): trades, wilayas and artisans the words may mean."""
+    found = search.search_suggestions(query=request.GET.get("q", ""))
+    items = []
+    for s in found:
+        if s.kind == "artisan":
+            url = reverse("registry_storefront", args=[s.value])
+        else:
+            url = reverse("registry_directory") + "?" + urlencode({s.kind: s.value})
+        items.append({"kind": s.kind, "label": s.label, "url": url})
+    response = JsonResponse({"items": items})
+    response["Cache-Control"] = "public, max-age=60"
+    return response
 
 
 @login_required
@@ -246,6 +287,7 @@ def storefront(request: HttpRequest, username: str) -> HttpResponse:
         "registry/storefront.html",
         {
             "store": store,
+            "contacts": selectors.contact_links(store.census),
             "own": own,
             "og_image": request.build_absolute_uri(first_photo.image.url) if first_photo else "",
             "canonical": request.build_absolute_uri(reverse("registry_storefront", args=[username])),
@@ -263,16 +305,24 @@ def product_page(request: HttpRequest, product_id: int) -> HttpResponse:
         raise _not_found(error) from error
     photos = list(product.photos.all())
     labels = dict(ProvenanceLabel.choices)
+    census = selectors.census_of(user=product.artisan)
+    profile = getattr(product.artisan, "profile", None)
+    canonical = request.build_absolute_uri(reverse("registry_product", args=[product.pk]))
     return render(
         request,
         "registry/product.html",
         {
             "product": product,
             "photos": photos,
+            "verified": census is not None and census.is_verified,
+            "wilaya_label": search.wilaya_label(profile.wilaya) if profile and profile.wilaya else "",
+            "contacts": selectors.contact_links(census),
+            "whatsapp_text": urlencode({"text": f"{product.title} {canonical}"}),
+            "enquiry_key": secrets.token_hex(8),
             "labels": [labels.get(code, code) for code in product.labels],
             "own": viewer is not None and viewer.pk == product.artisan_id,
             "og_image": request.build_absolute_uri(photos[0].image.url) if photos else "",
-            "canonical": request.build_absolute_uri(reverse("registry_product", args=[product.pk])),
+            "canonical": canonical,
             "report_reasons": ProductReport.Reason.choices,
         },
     )
@@ -294,7 +344,29 @@ def _product_fields(request: HttpRequest) -> dict[str, Any]:
         "availability": request.POST.get("availability", Availability.IN_STOCK),
         "labels": request.POST.getlist("labels"),
         "status": request.POST.get("status", ProductStatus.PUBLISHED),
+        "making_days": _int(request.POST.get("making_days")),
     }
+
+
+def _photo_arrangement(request: HttpRequest) -> dict[str, Any]:
+    """The edit form's photo rows: `position_<id>`, `alt_<id>` and `remove_<id>` fields."""
+    positions: dict[int, int] = {}
+    alt_texts: dict[int, str] = {}
+    remove: list[int] = []
+    for key in request.POST:
+        value = request.POST.get(key, "")
+        name, _sep, raw_id = key.rpartition("_")
+        photo_id = _int(raw_id)
+        if photo_id is None:
+            continue
+        if name == "position":
+            positions[photo_id] = _int(value) or 0
+        elif name == "alt":
+            alt_texts[photo_id] = value
+        elif name == "remove" and value == "1":
+            remove.append(photo_id)
+    order = sorted(positions, key=lambda pk: (positions[pk], pk))
+    return {"order": order, "alt_texts": alt_texts, "remove": remove}
 
 
 def _product_form(request: HttpRequest, product: Any = None, status: int = 200) -> HttpResponse:
@@ -344,6 +416,7 @@ def product_edit(request: HttpRequest, product_id: int) -> HttpResponse:
                 messages.success(request, _("Product deleted."))
                 return redirect("registry_storefront", username=user.username)
             services.product_update(user=user, product_id=product.pk, **_product_fields(request))
+            services.product_photos_arrange(user=user, product_id=product.pk, **_photo_arrangement(request))
             for upload in request.FILES.getlist("photos"):
                 services.product_photo_add(user=user, product_id=product.pk, upload=upload)
         except HirfaError as error:
@@ -359,9 +432,7 @@ def product_order(request: HttpRequest, product_id: int) -> HttpResponse:
     """An order request: the direct room with the artisan, the product's link posted first."""
     try:
         room = services.order_request(
-            user=member_of(request), product_id=product_id,
-            product_url=request.build_absolute_uri(reverse("registry_product", args=[product_id])),
-            note=request.POST.get("note", ""),
+            user=member_of(request), product_id=product_id, note=request.POST.get("note", "")
         )
     except HirfaError as error:
         if error.code == ErrorCode.NOT_FOUND:
@@ -386,6 +457,59 @@ def product_report(request: HttpRequest, product_id: int) -> HttpResponse:
     else:
         messages.success(request, _("Thank you: the moderators will look at it."))
     return redirect("registry_product", product_id=product_id)
+
+
+# --- authenticity ------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def product_tag(request: HttpRequest, product_id: int) -> HttpResponse:
+    """A verified artisan's printable authenticity tag for one of his pieces: QR code and short link."""
+    user = member_of(request)
+    try:
+        code = services.product_authenticity_code(user=user, product_id=product_id)
+        product = selectors.product_public(product_id=product_id, viewer=user)
+    except HirfaError as error:
+        if error.code == ErrorCode.NOT_FOUND:
+            raise _not_found(error) from error
+        _refused(request, error)
+        return redirect("registry_product", product_id=product_id)
+    url = request.build_absolute_uri(reverse("registry_authenticity", args=[code]))
+    return render(
+        request, "registry/tag.html",
+        {"product": product, "code": code, "url": url, "qr": qr_svg(url, title=product.title)},
+    )
+
+
+@require_GET
+def authenticity(request: HttpRequest, code: str) -> HttpResponse:
+    """What scanning a tag shows (public): the piece, its artisan, his card's status today."""
+    try:
+        check = selectors.authenticity_check(code=code)
+    except HirfaError as error:
+        raise _not_found(error) from error
+    return render(request, "registry/authenticity.html", {"check": check, "code": code.upper()})
+
+
+COUNTERFEIT_PER_ADDRESS = 3
+
+
+@require_POST
+def authenticity_report(request: HttpRequest, code: str) -> HttpResponse:
+    """Report a counterfeit from a tag's page, with or without an account (throttled per address)."""
+    if throttle_hit("counterfeit", client_ip(request) or "unknown", limit=COUNTERFEIT_PER_ADDRESS,
+                    window=ENQUIRY_WINDOW):
+        return too_many(request, _("Too many reports sent from here; try again in an hour."))
+    try:
+        services.counterfeit_report(code=code, text=request.POST.get("text", ""), reporter=viewer_of(request))
+    except HirfaError as error:
+        if error.code == ErrorCode.NOT_FOUND:
+            raise _not_found(error) from error
+        _refused(request, error)
+    else:
+        messages.success(request, _("Thank you: the moderators will look at it."))
+    return redirect("registry_authenticity", code=code)
 
 
 # --- exchange ----------------------------------------------------------------------------
@@ -448,37 +572,50 @@ def exchange_close(request: HttpRequest, post_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def exchange_reply(request: HttpRequest, post_id: int) -> HttpResponse:
-    """Reply to a post: the direct room with its author."""
-    post = selectors.exchange_post_open(post_id=post_id)
-    if post is None:
-        raise Http404(_("No such post."))
+    """Reply to a post: the direct room with its author, the post's card as the first message."""
     try:
-        room = services.artisan_contact(user=member_of(request), artisan_id=post.author_id)
+        room = services.exchange_reply(user=member_of(request), post_id=post_id)
     except HirfaError as error:
+        if error.code == ErrorCode.NOT_FOUND:
+            raise _not_found(error) from error
         _refused(request, error)
         return redirect("registry_exchange")
     return redirect("room", room_id=room.pk)
 
 
+ENQUIRY_PER_ADDRESS = 5
+ENQUIRY_PER_PRODUCT = 30
+ENQUIRY_WINDOW = timedelta(hours=1)
+
+
+@require_POST
+def product_enquiry(request: HttpRequest, product_id: int) -> HttpResponse:
+    """A buyer without an account asks about a product (name, e-mail or phone, question).
+
+    Throttled per address and per product; a robot that fills the hidden field is
+    thanked like anyone and nothing is stored.
+    """
+    address = client_ip(request) or "unknown"
+    if throttle_hit("enquiry", address, limit=ENQUIRY_PER_ADDRESS, window=ENQUIRY_WINDOW) or throttle_hit(
+        "enquiry-product", str(product_id), limit=ENQUIRY_PER_PRODUCT, window=ENQUIRY_WINDOW
+    ):
+        return too_many(request, _("Too many questions sent from here; try again in an hour."))
+    try:
+        services.enquiry_send(
+            product_id=product_id, name=request.POST.get("name", ""), contact=request.POST.get("contact", ""),
+            text=request.POST.get("text", ""), honeypot=request.POST.get("website", ""),
+            client_key=request.POST.get("key", ""),
+        )
+    except HirfaError as error:
+        if error.code == ErrorCode.NOT_FOUND:
+            raise _not_found(error) from error
+        _refused(request, error)
+        return redirect(reverse("registry_product", args=[product_id]) + "#enquiry")
+    messages.success(request, _("Sent. The artisan will answer you by e-mail or phone."))
+    return redirect("registry_product", product_id=product_id)
+
+
 # --- census figures and map --------------------------------------------------------------
-
-
-def _map_svg() -> str:
-    wilayas = {w.code: census_map.MapWilaya(w.code, w.name) for w in Wilaya.objects.all() if w.is_in_force()}
-    parents = dict(census_map.REFORM_PARENTS)
-    for w in Wilaya.objects.filter(parent__isnull=False).select_related("parent"):
-        if not w.is_in_force():
-            parents[w.code] = w.parent.code  # type: ignore[union-attr]
-    return census_map.render_svg(
-        counts=selectors.counts_by_wilaya_code(),
-        wilayas=wilayas,
-        parents=parents,
-        title=_("Artisans registered by wilaya"),
-        legend_title=_("Artisans"),
-        none_label=_("none yet"),
-        attribution=_("Boundaries © OpenStreetMap contributors (ODbL)"),
-        count_label=_("%(name)s: %(n)d artisans"),
-    )
 
 
 @require_GET
@@ -488,7 +625,7 @@ def census_public(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "registry/census.html",
-        {"stats": stats, "map_svg": _map_svg(), "dashboard": False,
+        {"stats": stats, "map_svg": selectors.census_map_markup(), "dashboard": False,
          "max_month": max((n for _m, n in stats.by_month), default=0)},
     )
 
@@ -505,7 +642,7 @@ def census_dashboard(request: HttpRequest) -> HttpResponse:
         request,
         "registry/census.html",
         {
-            "stats": stats, "map_svg": _map_svg(), "dashboard": True,
+            "stats": stats, "map_svg": selectors.census_map_markup(), "dashboard": True,
             "pending": len(selectors.verification_queue(moderator=user)),
             "max_month": max((n for _m, n in stats.by_month), default=0),
         },
@@ -515,7 +652,7 @@ def census_dashboard(request: HttpRequest) -> HttpResponse:
 @require_GET
 @cache_control(max_age=300)
 def census_map_svg(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(_map_svg(), content_type="image/svg+xml; charset=utf-8")
+    return HttpResponse(selectors.census_map_markup(), content_type="image/svg+xml; charset=utf-8")
 
 
 @require_GET

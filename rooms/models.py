@@ -120,6 +120,8 @@ class Message(models.Model):
     text = models.TextField()
     reply_to_seq = models.BigIntegerField(null=True, blank=True)
     mentions = models.JSONField(default=list, blank=True)
+    # What the message is about (hub.protocol.CardOut as a dict), attached by a service.
+    card = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)

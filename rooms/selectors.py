@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 
 from hub.errors import ErrorCode, HirfaError
 from hub.models import ModeratorScope, Notification, User
-from hub.protocol import AttachmentOut, Author, MessageOut
+from hub.protocol import AttachmentOut, Author, CardOut, MessageOut
 from rooms.models import (
     Attachment,
     MemberRole,
@@ -174,6 +174,7 @@ def message_frame(
         mentions=[] if deleted else list(message.mentions),
         reactions=reaction_map,
         attachments=attachment_list,
+        card=None if deleted or not message.card else CardOut.model_validate(message.card),
         created_at=message.created_at.isoformat(),
         edited_at=message.edited_at.isoformat() if message.edited_at else None,
         deleted=deleted,

@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from hub import push, realtime
 from hub.errors import ErrorCode, HirfaError
 from hub.models import Notification, User
-from hub.protocol import MemberOut, MessageOut, NotificationOut, Removed, Unread
+from hub.protocol import CardOut, MemberOut, MessageOut, NotificationOut, Removed, Unread
 from hub.tasks import push_deliver
 from rooms.models import (
     MENTION,
@@ -173,8 +173,11 @@ def message_post(
     text: str,
     reply_to: int | None = None,
     attachment_ids: list[int] | tuple[int, ...] = (),
+    card: CardOut | None = None,
 ) -> PostResult:
     """Persist a message once per (`user`, `room_id`, `client_id`) and publish it.
+
+    `card` (from another service, never from a client) shows what the message is about.
 
     A retried send returns the message already stored, with `created` false.
     Refuses with `not_found`, `muted`, `rate_limited`, `slow_mode`, `empty` or `too_long`.
@@ -190,7 +193,7 @@ def message_post(
         existing = _stored_seq(room_id=room_id, user=user, client_id=client_id)
         if existing is not None:
             return PostResult(message_frame(message_by_seq(room=room, seq=existing)), False)
-    text = _clean_text(text, allow_empty=bool(attachment_ids))
+    text = _clean_text(text, allow_empty=bool(attachment_ids) or card is not None)
     if muted:
         assert access.membership is not None and access.membership.muted_until is not None
         raise HirfaError(
@@ -215,7 +218,7 @@ def message_post(
     try:
         with transaction.atomic():
             mentioned = _mentioned_users(room=room, text=text, author=user)
-            if one_statement and not attachments and not follow:
+            if one_statement and not attachments and not follow and card is None:
                 message = _message_insert_once(
                     room=room, user=user, client_id=client_id, text=text, reply_to=reply_to,
                     mentions=[u.pk for u in mentioned],
@@ -237,6 +240,7 @@ def message_post(
                     text=text,
                     reply_to_seq=reply_to if reply_to and reply_to < seq else None,
                     mentions=[u.pk for u in mentioned],
+                    card=card.model_dump() if card is not None else None,
                 )
                 if attachments:
                     Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(
@@ -546,6 +550,29 @@ def group_member_remove(*, user: User, room_id: int, member_id: int) -> None:
             realtime.publish_on_commit(
                 realtime.user_group(member_id), Removed(room=room_id, reason="removed")
             )
+
+
+def inbox_room_open(*, user: User, title: str, text: str, card: CardOut, client_id: str) -> Room:
+    """A private room of `user` alone holding one message from someone without an account
+    (no author; `card.detail` says who wrote and how to answer him), unread until he looks.
+
+    Idempotent on `client_id`: the same message twice opens the room already made.
+    """
+    title = " ".join(title.split())[:120]
+    with transaction.atomic():
+        existing = Message.objects.filter(
+            client_id=client_id, author__isnull=True, room__created_by=user, room__kind=RoomKind.GROUP
+        ).select_related("room").first()
+        if existing is not None:
+            return existing.room
+        room = Room.objects.create(kind=RoomKind.GROUP, title=title, created_by=user)
+        Membership.objects.create(room=room, user=user, role=MemberRole.OWNER, source=Membership.Source.INVITE)
+        seq, rev = _next_rev(room.pk, new_message=True)
+        Message.objects.create(
+            room=room, seq=seq, rev=rev, author=None, client_id=client_id,
+            text=_clean_text(text, allow_empty=True), card=card.model_dump(),
+        )
+    return room
 
 
 def direct_room_open(*, user: User, other_id: int) -> Room:

@@ -30,10 +30,11 @@ def post(user, room, text, client_id):
 # --- log-in required ---------------------------------------------------------------
 
 
-def test_home_sends_visitors_to_login_and_members_to_their_rooms(client, amina):
+def test_home_explains_itself_to_visitors_and_sends_members_to_their_rooms(client, amina):
     response = client.get(reverse("home"))
-    assert response.status_code == 302
-    assert response["Location"] == reverse("login")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert reverse("signup") in html and "census-map" in html and reverse("registry_directory") in html
     client.force_login(amina)
     response = client.get(reverse("home"))
     assert response["Location"] == reverse("rooms")

@@ -55,6 +55,7 @@ class World:
     occurrence_now: dict[str, str] = field(default_factory=dict)  # kind -> key of the first occurrence
     occurrence_next: dict[str, str] = field(default_factory=dict)  # kind -> key of the second
     registry: dict[str, int] = field(default_factory=dict)  # product, product_report, post -> id
+    tag_code: str = "TAGTAJN2"  # the authenticity tag of Ghania's product
     attachments: dict[str, int] = field(default_factory=dict)  # kind -> ghania's image in that room
     voices: dict[str, int] = field(default_factory=dict)  # kind -> ghania's voice message in that room
     _memberships: list[Membership] = field(default_factory=list)
@@ -210,6 +211,7 @@ def _registry(world: World, wilaya) -> None:
 
     product = registry_services.product_create(user=world.ghania, title="Tajine")
     world.registry["product"] = product.pk
+    type(product).objects.filter(pk=product.pk).update(auth_code=world.tag_code)
     world.registry["product_report"] = registry_services.product_report(
         user=world.karim, product_id=product.pk, reason="counterfeit"
     ).pk

@@ -12,7 +12,7 @@ from django.utils import timezone
 from hub import personal_data
 from hub.errors import ErrorCode, HirfaError
 from hub.models import Notification
-from registry import selectors, services
+from registry import search, selectors, services
 from registry.models import Census, ProductReport, ProductStatus, VerificationStatus
 from rooms.models import Message, Room
 from tests.factories import artisan
@@ -150,34 +150,34 @@ def names(page):
 
 
 def test_search_by_name(directory):
-    assert names(selectors.artisan_search(query="Amina")) == ["amina"]
-    assert names(selectors.artisan_search(query="Haddad")) == ["yacine"]
+    assert names(search.artisan_search(query="Amina")) == ["amina"]
+    assert names(search.artisan_search(query="Haddad")) == ["yacine"]
 
 
 def test_search_in_arabic(directory):
-    assert names(selectors.artisan_search(query="صوفيا")) == ["sofia"]
+    assert names(search.artisan_search(query="صوفيا")) == ["sofia"]
 
 
 def test_filters_trade_wilaya_language_verification(directory, poterie, tissage):
-    assert names(selectors.artisan_search(trade_id=poterie.pk)) == ["amina", "yacine"]
-    assert names(selectors.artisan_search(trade_id=tissage.pk)) == ["sofia"]
-    assert names(selectors.artisan_search(wilaya_id=wilaya(31).pk)) == ["yacine"]
-    assert names(selectors.artisan_search(language="ber")) == ["sofia"]
-    assert names(selectors.artisan_search(language="ar", trade_id=poterie.pk)) == ["amina"]
-    assert names(selectors.artisan_search(verified=True)) == ["amina"]
-    assert "amina" not in names(selectors.artisan_search(verified=False))
-    assert names(selectors.artisan_search(query="Amina", wilaya_id=wilaya(31).pk)) == []
+    assert names(search.artisan_search(trade_id=poterie.pk)) == ["amina", "yacine"]
+    assert names(search.artisan_search(trade_id=tissage.pk)) == ["sofia"]
+    assert names(search.artisan_search(wilaya_id=wilaya(31).pk)) == ["yacine"]
+    assert names(search.artisan_search(language="ber")) == ["sofia"]
+    assert names(search.artisan_search(language="ar", trade_id=poterie.pk)) == ["amina"]
+    assert names(search.artisan_search(verified=True)) == ["amina"]
+    assert "amina" not in names(search.artisan_search(verified=False))
+    assert names(search.artisan_search(query="Amina", wilaya_id=wilaya(31).pk)) == []
 
 
 def test_search_pages(directory):
-    first = selectors.artisan_search(page_size=2)
-    second = selectors.artisan_search(page_size=2, page=2)
+    first = search.artisan_search(page_size=2)
+    second = search.artisan_search(page_size=2, page=2)
     assert first.has_next and not first.has_previous and second.has_previous
     assert not set(names(first)) & set(names(second))
 
 
 def test_search_cards_never_carry_card_data(directory):
-    card = selectors.artisan_search(query="Amina").items[0]
+    card = search.artisan_search(query="Amina").items[0]
     assert card.verified
     assert "13/0421-B" not in repr(card)
 
@@ -225,14 +225,16 @@ def test_drafts_show_only_to_their_artisan(amina, yacine):
     assert selectors.storefront(username="amina", include_unpublished=True).products == [draft]
 
 
-def test_order_request_posts_the_product_link_first(amina, yacine):
+def test_order_request_posts_the_product_card_first(amina, yacine):
     product = services.product_create(user=amina, title="Jarre kabyle", price_dzd=4500)
-    url = f"http://testserver/products/{product.pk}/"
-    room = services.order_request(user=yacine, product_id=product.pk, product_url=url)
-    again = services.order_request(user=yacine, product_id=product.pk, product_url=url)
+    room = services.order_request(user=yacine, product_id=product.pk)
+    again = services.order_request(user=yacine, product_id=product.pk)
     assert room == again
     messages = list(Message.objects.filter(room=room).order_by("seq"))
-    assert len(messages) == 1 and url in messages[0].text and messages[0].author == yacine
+    assert len(messages) == 1 and messages[0].author == yacine
+    card = messages[0].card
+    assert card["kind"] == "product" and card["title"] == "Jarre kabyle"
+    assert card["url"] == f"/products/{product.pk}/" and "4" in card["price"] and "13 Tlemcen" in card["detail"]
 
 
 def test_report_goes_to_the_wilayas_moderators_who_may_hide(amina, yacine, karim, omar):

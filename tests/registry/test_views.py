@@ -199,12 +199,12 @@ def test_storefront_lists_products_and_has_og_tags(jarre):
     assert og(html)["og:image"].startswith("http://testserver/media/")
 
 
-def test_order_request_redirects_to_the_room_with_the_link_first(jarre, yacine):
+def test_order_request_redirects_to_the_room_with_the_card_first(jarre, yacine):
     response = client_for(yacine).post(reverse("registry_product_order", args=[jarre.pk]))
     room = Room.objects.get(kind="direct")
     assert response["Location"] == reverse("room", args=[room.pk])
     first = Message.objects.filter(room=room).order_by("seq").first()
-    assert f"http://testserver/products/{jarre.pk}/" in first.text
+    assert first.card["url"] == f"/products/{jarre.pk}/"
 
 
 def test_product_form_creates_with_photos_and_refuses_a_bad_one(amina):

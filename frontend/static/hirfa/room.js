@@ -129,7 +129,8 @@ function excerpt(message) {
   if (!message) return T.originalMissing;
   if (message.deleted) return T.deleted;
   const kinds = (message.attachments || []).map((a) => a.kind);
-  const text = message.text || (kinds.includes("voice") ? T.voiceMessage : kinds.length ? T.image : "");
+  const text =
+    message.text || message.card?.title || (kinds.includes("voice") ? T.voiceMessage : kinds.length ? T.image : "");
   return text.length > 90 ? `${text.slice(0, 90)}…` : text;
 }
 
@@ -154,6 +155,23 @@ function renderReactions(message) {
     );
   }
   return box.childElementCount ? box : null;
+}
+
+/** What a message is about (a product, an exchange post, a buyer's enquiry): a link with its
+ * photo, title, price and detail. Only the server attaches cards (docs/protocol.md). */
+function renderCard(card) {
+  return h(
+    "a",
+    { class: `msg-card card-${card.kind}`, href: card.url, "data-kind": card.kind },
+    card.image ? h("img", { src: card.image, alt: "", width: 64, height: 64, loading: "lazy" }) : null,
+    h(
+      "span",
+      { class: "msg-card-text" },
+      h("strong", { dir: "auto", text: card.title }),
+      card.price ? h("span", { class: "msg-card-price", dir: "auto", text: card.price }) : null,
+      card.detail ? h("span", { class: "msg-card-detail", dir: "auto", text: card.detail }) : null,
+    ),
+  );
 }
 
 function renderMessage(message) {
@@ -184,6 +202,7 @@ function renderMessage(message) {
       ),
     );
   }
+  if (!message.deleted && message.card) li.append(renderCard(message.card));
   const body = h("div", { class: "msg-text", dir: "auto" });
   if (message.deleted) body.append(h("em", { text: T.deleted }));
   else body.append(renderMarkdown(message.text));

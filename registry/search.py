@@ -1,0 +1,588 @@
+"""Reads of the directory's search: one query over artisans and their products.
+
+A query is first understood against the reference data: each word that names
+a trade or a wilaya in any of their languages (folded, by phonetic key, or
+with a typo) also matches artisans of that trade or wilaya. Every word must
+then match the artisan one way or another: his display name or bio (folded,
+or by phonetic key across Arabic and Latin letters, or within a typo on
+PostgreSQL), his commune, one of his published products, or a trade or
+wilaya it names. When no artisan matches every word, the artisans matching
+any of them are shown and the page says so (`relaxed`).
+
+Ranking: artisans whose name, trade and wilaya the query names come first,
+then verified artisans, then those of the viewer's wilaya and its
+neighbours, then the newest. Facets (trades, wilayas, verified, with
+products) count the first `RANKED_MAX` results, which is also how deep the
+pages go: past that, the query is refined, not paged.
+
+On PostgreSQL the keys are generated columns with trigram indexes
+(migration `registry/0004_search_keys`); on SQLite (the embedded default) the
+same functions of `registry.search_text` are called on the raw columns.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from django.db import connection, transaction
+from django.db.models import (
+    BooleanField,
+    Case,
+    Exists,
+    Expression,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.lookups import Contains
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+
+from hub.errors import ErrorCode, HirfaError
+from hub.models import ArtisanProfile, Trade, User, Wilaya
+from registry.models import Census, Product, VerificationStatus
+from registry.search_text import close_enough, fold, skeleton, words
+from registry.selectors import PAGE_SIZE, PUBLIC_STATUSES, QUERY_MAX_CHARS, ArtisanCard, _card
+
+RANKED_MAX = 200
+CANDIDATES = 500
+T = TypeVar("T")
+PRODUCTS_SHOWN = 8
+SUGGESTIONS_MAX = 8
+TYPO_MIN_CHARS = 4
+STOP_WORDS = frozenset(
+    ["de", "du", "des", "la", "le", "les", "l", "d", "et", "en", "a", "au", "aux", "un", "une", "the", "of", "and", "in", "el", "al", "في", "من", "و", "على", "الى", "عن"]
+)
+
+
+# --- understanding a query ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Named:
+    """A trade or a wilaya and the keys it is known by in every language."""
+
+    pk: int
+    label: str
+    words: frozenset[str]
+    skeletons: frozenset[str]
+
+    def matches(self, term: str, key: str) -> bool:
+        if term in self.words or any(len(term) >= 3 and w.startswith(term) for w in self.words):
+            return True
+        if key in self.skeletons or (len(key) >= 3 and any(s.startswith(key) for s in self.skeletons)):
+            return True
+        return any(close_enough(term, w) for w in self.words)
+
+
+def _named(pk: int, label: str, names: list[str]) -> Named:
+    found: set[str] = set()
+    for name in names:
+        for w in words(name):
+            found.add(w)
+            if w.startswith("ال") and len(w) > 3:
+                found.add(w[2:])
+    return Named(
+        pk=pk, label=label, words=frozenset(found),
+        skeletons=frozenset(s for name in names for s in skeleton(name).split() if len(s) >= 2),
+    )
+
+
+@lru_cache(maxsize=8)
+def _reference(language: str, version: tuple[object, ...]) -> tuple[tuple[Named, ...], tuple[Named, ...]]:
+    """Trades and wilayas with their keys, rebuilt when `version` (their counts and last ids) moves."""
+    del version
+    trades = tuple(
+        _named(t.pk, t.localized_name(language), [t.name_fr, t.name_ar, t.name_en, t.name_ber, t.slug.replace("-", " ")])
+        for t in Trade.objects.all()
+    )
+    wilayas = tuple(
+        _named(w.pk, wilaya_label(w, language), [w.name_fr, w.name_ar, w.name_en, w.name_ber, str(w.code)])
+        for w in Wilaya.objects.all()
+    )
+    return trades, wilayas
+
+
+Reference = tuple[tuple[Named, ...], tuple[Named, ...]]
+
+
+def reference_keys() -> Reference:
+    """The trades and wilayas with their keys in the active language (one cheap query to
+    see whether they changed)."""
+    trade, wilaya = Trade._meta.db_table, Wilaya._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT COUNT(*) FROM {trade}), (SELECT MAX(id) FROM {trade}),"
+            f" (SELECT COUNT(*) FROM {wilaya}), (SELECT MAX(id) FROM {wilaya})"
+        )
+        version = tuple(cursor.fetchone() or ())
+    return _reference((get_language() or "fr")[:2], version)
+
+
+def wilaya_label(wilaya: Wilaya, language: str | None = None) -> str:
+    """The one way a wilaya is written everywhere: its two-digit code and its name."""
+    return f"{wilaya.code:02d} {wilaya.localized_name(language)}"
+
+
+def sorted_by_name(items: Iterable[T]) -> list[T]:
+    """Trades (or anything named) in the order of their name in the active language:
+    accents and Arabic letter forms folded, so every page sorts them the same way."""
+    return sorted(items, key=lambda item: fold(str(item)))
+
+
+@dataclass(frozen=True)
+class Term:
+    """One word of a query: folded, its phonetic key, and the trades and wilayas it names."""
+
+    text: str
+    key: str
+    trade_ids: frozenset[int]
+    wilaya_ids: frozenset[int]
+
+
+def query_terms(query: str, reference: Reference | None = None) -> list[Term]:
+    """The words of `query` worth matching (stop words dropped unless nothing else is left)."""
+    found = words(query)
+    kept = [w for w in found if w not in STOP_WORDS] or found
+    trades, wilayas = reference or reference_keys()
+    terms = []
+    for word in dict.fromkeys(kept):
+        key = skeleton(word)
+        terms.append(
+            Term(
+                text=word,
+                key=key if " " not in key else "",
+                trade_ids=frozenset(t.pk for t in trades if t.matches(word, key)),
+                wilaya_ids=frozenset(w.pk for w in wilayas if w.matches(word, key)),
+            )
+        )
+    return terms
+
+
+# --- SQL over the keys -------------------------------------------------------------------
+
+
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+class SearchKey(Expression):
+    """A search key of a row: on PostgreSQL the stored generated `column` (trigram-indexed),
+    elsewhere `function` over the `sources` fields of the same row, as the column is defined
+    (migration `registry/0004_search_keys`). Works under any table alias (subqueries)."""
+
+    output_field = TextField()
+
+    def __init__(self, column: str, function: str, *sources: str, prefix: str = "") -> None:
+        super().__init__()
+        self.column, self.function, self.prefix = column, function, prefix
+        self.sources: list[Any] = [F(name) for name in sources]
+
+    def get_source_expressions(self) -> list[Any]:
+        return self.sources
+
+    def set_source_expressions(self, exprs: Any) -> None:
+        self.sources = list(exprs)
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        sql, _params = compiler.compile(self.sources[0])
+        return f'{sql.rsplit(".", 1)[0]}."{self.column}"', []
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        parts = [compiler.compile(source)[0] for source in self.sources]
+        joined = " || ' ' || ".join(f"COALESCE({part}, '')" for part in parts)
+        sql = f"{self.function}({joined})"
+        return (f"(' ' || {sql})" if self.prefix else sql), []
+
+
+def _profile_fold() -> SearchKey:
+    return SearchKey("search_fold", "hirfa_fold", "display_name", "bio")
+
+
+def _profile_skeleton() -> SearchKey:
+    return SearchKey("search_skeleton", "hirfa_skeleton", "display_name", prefix=" ")
+
+
+def _product_fold() -> SearchKey:
+    # The labels' codes (JSON text) are folded with underscores as spaces on PostgreSQL;
+    # SQLite reads them as they are (a code's words still match inside it).
+    return SearchKey("search_fold", "hirfa_fold", "title", "materials", "description", "labels")
+
+
+def _commune_fold() -> SearchKey:
+    return SearchKey("commune_fold", "hirfa_fold", "commune")
+
+
+class WordSimilar(Expression):
+    """`term` is within a typo of a word of `key`: pg_trgm's `<%` (indexed), or the same
+    measure in Python on SQLite."""
+
+    output_field = BooleanField()
+    conditional = True
+
+    def __init__(self, term: str, key: SearchKey) -> None:
+        super().__init__()
+        self.term, self.key = term, key
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.key]
+
+    def set_source_expressions(self, exprs: Any) -> None:
+        (self.key,) = exprs
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        sql, params = compiler.compile(self.key)
+        return f"%s <%% {sql}", [self.term, *params]
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        sql, params = compiler.compile(self.key)
+        return f"hirfa_word_similarity(%s, {sql}) >= 0.6", [self.term, *params]
+
+
+def _contains(key: SearchKey, term: Term, typos: bool) -> Q:
+    """`key` holds the term or, with `typos` and a term long enough, a word within a typo of it."""
+    q = Q(Contains(key, term.text))
+    if typos and len(term.text) >= TYPO_MIN_CHARS:
+        q |= Q(WordSimilar(term.text, key))
+    return q
+
+
+def _name_q(term: Term, typos: bool = False) -> Q:
+    q = _contains(_profile_fold(), term, typos)
+    if len(term.key) >= 2:
+        q |= Q(Contains(_profile_skeleton(), f" {term.key}"))
+    return q
+
+
+def _trade_exists(trade_ids: frozenset[int]) -> Exists:
+    through = ArtisanProfile.trades.through
+    return Exists(through.objects.filter(artisanprofile_id=OuterRef("pk"), trade_id__in=trade_ids))
+
+
+@dataclass(frozen=True)
+class Pass:
+    """How widely the words are matched. The first pass is strict and cheap (every key
+    through its index); each next one runs only when the one before found no one."""
+
+    typos: bool = False  # a word within a typo of the name or bio (pg_trgm `<%`)
+    products: bool = False  # the artisan's published products hold the word
+    any_term: bool = False  # any word, not every word
+
+
+PASSES = (Pass(), Pass(typos=True), Pass(products=True), Pass(typos=True, products=True, any_term=True))
+
+
+def _products_q(term: Term) -> Q:
+    """Artisans who have a published product holding `term` (through the products' trigram index)."""
+    makers = Product.objects.filter(status__in=PUBLIC_STATUSES).filter(Contains(_product_fold(), term.text))
+    return Q(user_id__in=makers.values("artisan_id"))
+
+
+def _term_q(term: Term, how: Pass) -> Q:
+    """An artisan matches `term` by name or bio, commune, a trade or wilaya it names
+    and, in the wider passes, a typo in his name or bio or one of his products.
+    (Typos in product texts are left out: pg_trgm rechecks every long description that
+    shares trigrams with the term, seconds at 300,000 products.)"""
+    # Each way of matching is its own subquery, so that PostgreSQL reads each through its
+    # index once (a hashed set) instead of testing every row against an OR of them.
+    q = Q(pk__in=ArtisanProfile.objects.filter(_name_q(term, how.typos)).values("pk"))
+    q |= Q(user_id__in=Census.objects.filter(Contains(_commune_fold(), term.text)).values("user_id"))
+    if how.products:
+        q |= _products_q(term)
+    if term.trade_ids:
+        q |= Q(_trade_exists(term.trade_ids))
+    if term.wilaya_ids:
+        q |= Q(wilaya_id__in=term.wilaya_ids)
+    return q
+
+
+# --- the search --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Facet:
+    key: int
+    label: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Facets:
+    """Counts over the first `RANKED_MAX` results (`capped` when there are more)."""
+
+    trades: list[Facet]
+    wilayas: list[Facet]
+    verified: int
+    with_products: int
+    total: int
+    capped: bool
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    items: list[ArtisanCard]
+    page: int
+    has_next: bool
+    has_previous: bool = False
+    products: list[Product] = field(default_factory=list)
+    facets: Facets | None = None
+    understood_trades: list[str] = field(default_factory=list)
+    understood_wilayas: list[str] = field(default_factory=list)
+    relaxed: bool = False
+
+
+@dataclass
+class Candidate:
+    """A matching artisan and what ranks him."""
+
+    pk: int
+    user_id: int
+    wilaya_id: int | None
+    verified: bool
+    name_hits: tuple[bool, ...]
+    trade_ids: set[int] = field(default_factory=set)
+    with_products: bool = False
+    score: int = 0
+    near: int = 0
+
+
+def _candidates(qs: QuerySet[ArtisanProfile], terms: list[Term], how: Pass) -> list[Candidate]:
+    """The newest `CANDIDATES` artisans of `qs` matching `terms` as `how` says, with what ranks them.
+
+    Ranking a bounded set: PostgreSQL reads the newest matches along the primary key and
+    stops early; scoring them costs a few thousand rows at most, whatever the query.
+    """
+    if terms:
+        combined = Q()
+        for term in terms:
+            combined = (combined | _term_q(term, how)) if how.any_term else (combined & _term_q(term, how))
+        qs = qs.filter(combined)
+    hits = {
+        f"hit{i}": Case(When(_name_q(term, how.typos), then=Value(True)), default=Value(False),
+                        output_field=BooleanField())
+        for i, term in enumerate(terms)
+    }
+    rows = list(
+        qs.annotate(**hits).order_by("-id")
+        .values_list("pk", "user_id", "wilaya_id", "user__census__status", *hits)[:CANDIDATES]
+    )
+    found = [
+        Candidate(pk=row[0], user_id=row[1], wilaya_id=row[2], verified=row[3] == VerificationStatus.VERIFIED,
+                  name_hits=tuple(row[4:]))
+        for row in rows
+    ]
+    if found:
+        by_pk = {c.pk: c for c in found}
+        through = ArtisanProfile.trades.through
+        for profile_id, trade_id in through.objects.filter(artisanprofile_id__in=list(by_pk)).values_list(
+            "artisanprofile_id", "trade_id"
+        ):
+            by_pk[profile_id].trade_ids.add(trade_id)
+        sellers = set(
+            Product.objects.filter(artisan_id__in=[c.user_id for c in found], status__in=PUBLIC_STATUSES)
+            .values_list("artisan_id", flat=True).distinct()
+        )
+        for c in found:
+            c.with_products = c.user_id in sellers
+    return found
+
+
+def _rank(candidates: list[Candidate], terms: list[Term], home: int | None, near: set[int]) -> None:
+    """Best first: words found in the name, then the trades and wilayas the words name,
+    then verified, then the viewer's wilaya and its neighbours, then the newest."""
+    for c in candidates:
+        c.score = sum(
+            2 * hit + bool(term.trade_ids & c.trade_ids) + (c.wilaya_id in term.wilaya_ids)
+            for hit, term in zip(c.name_hits, terms, strict=True)
+        )
+        c.near = 2 if home is not None and c.wilaya_id == home else 1 if c.wilaya_id in near else 0
+    candidates.sort(key=lambda c: (-c.score, not c.verified, -c.near, -c.pk))
+
+
+def _viewer_wilaya(viewer: User | None) -> tuple[int | None, set[int]]:
+    if viewer is None or not viewer.is_authenticated:
+        return None, set()
+    profile = ArtisanProfile.objects.filter(user=viewer).only("wilaya_id").first()
+    if profile is None or profile.wilaya_id is None:
+        return None, set()
+    near = set(
+        Wilaya.neighbours.through.objects.filter(from_wilaya_id=profile.wilaya_id).values_list(
+            "to_wilaya_id", flat=True
+        )
+    )
+    return profile.wilaya_id, near
+
+
+def artisan_search(
+    *,
+    query: str = "",
+    trade_id: int | None = None,
+    wilaya_id: int | None = None,
+    language: str | None = None,
+    verified: bool | None = None,
+    has_products: bool | None = None,
+    viewer: User | None = None,
+    page: int = 1,
+    page_size: int = PAGE_SIZE,
+    with_facets: bool = True,
+) -> SearchPage:
+    """Active artisans matching `query` and every filter, best first (see module doc).
+
+    Pages go `RANKED_MAX` results deep; the page holds no exact total beyond
+    that. `too_long` when the query exceeds `QUERY_MAX_CHARS`.
+    """
+    query = " ".join(query.split())
+    if len(query) > QUERY_MAX_CHARS:
+        raise HirfaError(
+            ErrorCode.TOO_LONG, _("A search holds at most %(max)d characters.") % {"max": QUERY_MAX_CHARS}
+        )
+    page = max(1, min(page, RANKED_MAX // page_size))
+    qs: QuerySet[ArtisanProfile] = ArtisanProfile.objects.filter(user__is_active=True)
+    if wilaya_id is not None:
+        qs = qs.filter(wilaya_id=wilaya_id)
+    if trade_id is not None:
+        qs = qs.filter(_trade_exists(frozenset([trade_id])))
+    if language:
+        if _postgres():
+            qs = qs.filter(languages__contains=[language])
+        else:
+            qs = qs.filter(languages__icontains=f'"{language}"')
+    is_verified = Exists(Census.objects.filter(user_id=OuterRef("user_id"), status=VerificationStatus.VERIFIED))
+    if verified is not None:
+        qs = qs.filter(is_verified if verified else ~is_verified)
+    has_public = Exists(Product.objects.filter(artisan_id=OuterRef("user_id"), status__in=PUBLIC_STATUSES))
+    if has_products is not None:
+        qs = qs.filter(has_public if has_products else ~has_public)
+
+    reference = reference_keys()
+    terms = query_terms(query, reference) if query else []
+    if query and not terms:  # only punctuation: nothing to look for
+        return SearchPage(items=[], page=page, has_next=False)
+    home, near = _viewer_wilaya(viewer)
+    relaxed = False
+    candidates: list[Candidate] = []
+    with transaction.atomic():
+        if _postgres():
+            # The planner's costs for trigram operators reach JIT's threshold; compiling
+            # costs more than the whole query.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL jit = off; SET LOCAL enable_seqscan = off")
+        for how in PASSES if terms else PASSES[:1]:
+            if how.any_term and len(terms) < 2:
+                break
+            candidates = _candidates(qs, terms, how)
+            if candidates:
+                relaxed = how.any_term
+                break
+    _rank(candidates, terms, home, near)
+    capped = len(candidates) >= CANDIDATES
+    ranked = candidates[:RANKED_MAX]
+    start = (page - 1) * page_size
+    page_ids = [c.pk for c in ranked[start : start + page_size]]
+    profiles = {
+        p.pk: p
+        for p in ArtisanProfile.objects.filter(pk__in=page_ids)
+        .select_related("wilaya", "user", "user__census")
+        .prefetch_related("trades")
+    }
+    trades, wilayas = reference
+    return SearchPage(
+        items=[_card(profiles[pk]) for pk in page_ids if pk in profiles],
+        page=page,
+        has_next=len(ranked) > start + page_size,
+        has_previous=page > 1,
+        products=_matching_products(terms, page_ids) if terms else [],
+        facets=_facets(candidates, capped, reference) if with_facets else None,
+        understood_trades=sorted({t.label for t in trades for term in terms if t.pk in term.trade_ids}),
+        understood_wilayas=sorted({w.label for w in wilayas for term in terms if w.pk in term.wilaya_ids}),
+        relaxed=relaxed,
+    )
+
+
+def _facets(candidates: list[Candidate], capped: bool, reference: Reference) -> Facets:
+    trade_counts = Counter(t for c in candidates for t in c.trade_ids)
+    wilaya_counts = Counter(c.wilaya_id for c in candidates if c.wilaya_id is not None)
+    trades, wilayas = reference
+    trade_labels = {t.pk: t.label for t in trades}
+    wilaya_labels = {w.pk: w.label for w in wilayas}
+    return Facets(
+        trades=sorted(
+            (Facet(pk, trade_labels.get(pk, ""), n) for pk, n in trade_counts.items()),
+            key=lambda f: (-f.count, f.label),
+        )[:12],
+        wilayas=sorted(
+            (Facet(pk, wilaya_labels.get(pk, ""), n) for pk, n in wilaya_counts.items()),
+            key=lambda f: (-f.count, f.label),
+        )[:12],
+        verified=sum(1 for c in candidates if c.verified),
+        with_products=sum(1 for c in candidates if c.with_products),
+        total=len(candidates),
+        capped=capped,
+    )
+
+
+def _matching_products(terms: list[Term], artisan_ids: list[int]) -> list[Product]:
+    """Pieces for the query: the newest published products of the first artisans found,
+    those whose own text holds a word of the query first, then those with photos."""
+    rows: list[Product] = list(
+        Product.objects.filter(artisan__profile__in=artisan_ids, status__in=PUBLIC_STATUSES)
+        .select_related("artisan", "artisan__profile", "artisan__profile__wilaya")
+        .prefetch_related("photos")
+        .order_by("-id")[: PRODUCTS_SHOWN * 4]
+    )
+    order = {pk: i for i, pk in enumerate(artisan_ids)}
+
+    def says(product: Product) -> bool:
+        text = fold(f"{product.title} {product.materials} {product.description}")
+        return any(term.text in text for term in terms)
+
+    rows.sort(key=lambda p: (not says(p), not p.photos.all(), order.get(p.artisan.profile.pk, 0), -p.pk))
+    return rows[:PRODUCTS_SHOWN]
+
+
+# --- suggestions as one types ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    kind: str  # "trade", "wilaya" or "artisan"
+    label: str
+    value: str  # a trade or wilaya id, or a username
+
+
+def search_suggestions(*, query: str) -> list[Suggestion]:
+    """Trades, wilayas and artisans the words typed so far may mean; the last word as a prefix."""
+    query = " ".join(query.split())[:QUERY_MAX_CHARS]
+    reference = reference_keys()
+    terms = query_terms(query, reference)
+    if not terms or len(terms[-1].text) < 2:
+        return []
+    last = terms[-1]
+    trades, wilayas = reference
+    found: list[Suggestion] = []
+    for term in [last, *terms[:-1]]:
+        found += [Suggestion("trade", t.label, str(t.pk)) for t in trades if t.pk in term.trade_ids]
+        found += [Suggestion("wilaya", w.label, str(w.pk)) for w in wilayas if w.pk in term.wilaya_ids]
+    found = list(dict.fromkeys(found))
+    room = SUGGESTIONS_MAX - len(found)
+    if room > 0:
+        people = ArtisanProfile.objects.filter(user__is_active=True)
+        for term in terms:
+            people = people.filter(_name_q(term))
+        found += [
+            Suggestion("artisan", name, username)
+            for name, username in people.annotate(
+                verified_first=Exists(
+                    Census.objects.filter(user_id=OuterRef("user_id"), status=VerificationStatus.VERIFIED)
+                )
+            ).order_by("-verified_first", "-id").values_list("display_name", "user__username")[:room]
+        ]
+    return found[:SUGGESTIONS_MAX]

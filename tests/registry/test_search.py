@@ -1,0 +1,120 @@
+"""The directory's search (`registry.search`): trades and wilayas by any of their names,
+both scripts, typos, ranking, facets, suggestions; on SQLite and on PostgreSQL.
+
+Personas (tests/registry/conftest.py): amina, a verified potter of Tlemcen; yacine, a
+potter of Oran; sofia, a weaver of Alger. Here also nadir, a verified copper artisan
+of Tlemcen with an Arabic name, and salim, an unverified copper artisan of Constantine."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+
+from hub.models import Trade
+from registry import search, services
+from tests import factories
+from tests.conftest import skip_or_fail
+from tests.registry.conftest import jpeg, wilaya
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def country(amina, yacine, sofia, karim, reference_data):
+    copper = Trade.objects.get(slug="copperware")
+    nadir = factories.artisan("nadir", trades=[copper], wilaya_=wilaya(13), display_name="نذير بومدين")
+    salim = factories.artisan("salim", trades=[copper], wilaya_=wilaya(25), display_name="Salim Bencheikh")
+    services.census_update(user=nadir, commune="Tlemcen")
+    services.product_create(user=nadir, title="Plateau en cuivre ciselé")
+    services.product_create(user=salim, title="Sinia", description="cuivre jaune martelé")
+    for user in (amina, nadir):
+        services.verification_submit(user=user, card_number="13/0421-B", issuing_chamber="CAM Tlemcen", card_photo=jpeg())
+        services.verification_review(moderator=karim, artisan_id=user.pk, approve=True)
+    return {"amina": amina, "yacine": yacine, "sofia": sofia, "nadir": nadir, "salim": salim}
+
+
+def found(query, **kwargs):
+    return [c.username for c in search.artisan_search(query=query, **kwargs).items]
+
+
+@pytest.mark.parametrize("query", ["nhas tlemcen", "نحاس", "cuivre", "النحاسيات", "Dinanderie", "copper tlemcen"])
+def test_the_copper_artisan_of_tlemcen_is_found_in_every_script(country, query):
+    assert found(query)[0] == "nadir"
+
+
+def test_a_wilaya_by_any_of_its_names_and_its_code(country):
+    for query in ("tlemcen", "تلمسان", "Tlemcen", "13", "tlemcem"):
+        assert set(found(query)) >= {"amina", "nadir"}, query
+        assert "yacine" not in found(query), query
+
+
+def test_names_across_scripts_and_typos(country):
+    assert found("amine") == ["amina"]
+    assert found("أمينة") == ["amina"]
+    assert found("nadir") == ["nadir"]
+    assert found("belkasem") == ["amina"]
+    assert found("soufia") == ["sofia"] or found("sofia") == ["sofia"]
+
+
+def test_products_and_communes_are_searched(country):
+    assert found("plateau") == ["nadir"]
+    assert found("martelé") == ["salim"] and found("martele") == ["salim"]
+    page = search.artisan_search(query="cuivre")
+    assert {p.title for p in page.products} == {"Plateau en cuivre ciselé", "Sinia"}
+
+
+def test_verified_first_then_nearby(country, reference_data):
+    # Both copper artisans match "cuivre"; nadir is verified.
+    assert found("cuivre") == ["nadir", "salim"]
+    # Among unverified potters, one of the viewer's wilaya comes first.
+    oran_viewer = factories.artisan("omar2", wilaya_=wilaya(31))
+    tlemcen_potter = factories.artisan("hakim", trades=[Trade.objects.get(slug="poterie-test")], wilaya_=wilaya(13))
+    assert found("poterie", viewer=oran_viewer, verified=False)[0] == "yacine"
+    assert found("poterie", verified=False)[0] == tlemcen_potter.username  # newest without a viewer
+
+
+def test_every_word_must_match_or_the_page_says_it_relaxed(country):
+    # No copper artisan in Oran: those matching either word, said so.
+    page = search.artisan_search(query="cuivre oran")
+    assert page.relaxed and {c.username for c in page.items} >= {"nadir", "salim", "yacine"}
+    strict = search.artisan_search(query="cuivre constantine")
+    assert [c.username for c in strict.items] == ["salim"] and not strict.relaxed
+
+
+def test_facets_count_the_results(country):
+    page = search.artisan_search(query="tlemcen")
+    assert page.facets is not None
+    # amina, nadir and karim (a moderator) live in Tlemcen.
+    assert page.facets.total == 3 and page.facets.verified == 2 and page.facets.with_products == 1
+    assert {f.label for f in page.facets.wilayas} == {"13 Tlemcen"}
+    assert search.artisan_search(query="tlemcen", has_products=True).items[0].username == "nadir"
+
+
+def test_suggestions_name_trades_wilayas_and_artisans(country, client):
+    kinds = {(s.kind, s.label) for s in search.search_suggestions(query="tlem")}
+    assert ("wilaya", "13 Tlemcen") in kinds
+    assert any(kind == "trade" for kind, _ in {(s.kind, s.label) for s in search.search_suggestions(query="nhas")})
+    body = client.get(reverse("registry_directory_suggest"), {"q": "amin"}).json()
+    assert {"kind": "artisan", "label": "Amina Belkacem", "url": "/artisans/amina/"} in body["items"]
+    assert client.get(reverse("registry_directory_suggest"), {"q": "x" * 5000}).status_code == 200
+
+
+def test_the_page_shows_results_before_filters(country, client):
+    html = client.get(reverse("registry_directory"), {"q": "nhas tlemcen"}).content.decode()
+    assert html.index("artisan-result") < html.index("class=\"card filters\"")
+    assert "نذير بومدين" in html and "Plateau en cuivre ciselé" in html
+
+
+def test_like_wildcards_in_a_query_are_literal(country):
+    assert found("%") == [] and found("_") == []
+
+
+def test_the_keys_are_indexed_on_postgresql(country):
+    if connection.vendor != "postgresql":
+        skip_or_fail("trigram indexes exist on PostgreSQL only (set DATABASE_URL)")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN SELECT id FROM hub_artisanprofile WHERE search_fold LIKE '%%cuivre%%'")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "hub_artisanprofile_search_fold_trgm" in plan, plan
