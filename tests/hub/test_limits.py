@@ -26,11 +26,8 @@ async def _fresh():
 
 @sync_to_async
 def amina_and_yacine():
-    trade, wilaya = factories.trade(), factories.wilaya()
-    return (
-        factories.artisan("amina", trades=[trade], wilaya_=wilaya),
-        factories.artisan("yacine", trades=[trade], wilaya_=wilaya),
-    )
+    _room, amina, yacine = factories.guild_with("amina", "yacine")
+    return amina, yacine
 
 
 async def refused_socket(user) -> int:
