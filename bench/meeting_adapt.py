@@ -24,7 +24,6 @@ Usage (root, Chromium): ``python bench/meeting_adapt.py [--json] [--seconds 20]`
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import pickle
@@ -172,16 +171,7 @@ def run(seconds: float, folder: str, clip: str) -> list[dict[str, Any]]:
             finally:
                 browser.close()
         minutes = max((time.time() - started) / 60, 1 / 60)
-        for process in lab.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in lab.processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
-        keyframes = []
-        for report in reports:
-            with contextlib.suppress(OSError, ValueError), open(report) as handle:
-                keyframes.append(json.load(handle).get("keyframes", 0))
+        keyframes = netlab.stop_publishers(lab, reports)
         narrow["keyframes_per_publisher_per_min"] = round(statistics.mean(keyframes) / minutes, 2) if keyframes else None
         narrow["link"] = netlab.lab_counters(lab)
     return [narrow, recover]

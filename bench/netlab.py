@@ -675,16 +675,7 @@ def run_one(server: str, profile_name: str, seconds: float, folder: str, clips: 
                 measure(page, lab, row, profile, seconds, publishers, hub, server)
             finally:
                 browser.close()
-        for process in lab.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in lab.processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
-        keyframes = []
-        for report in reports:
-            with contextlib.suppress(OSError, ValueError), open(report) as handle:
-                keyframes.append(json.load(handle).get("keyframes", 0))
+        keyframes = stop_publishers(lab, reports)
         row["publisher_keyframes"] = keyframes
         minutes = row.pop("_minutes", 0) or 1
         row["keyframes_per_publisher_per_min"] = (
@@ -759,6 +750,21 @@ def start_probe(page: Any, server: str, hub: dict[str, Any]) -> None:
           const byKind = (kind) => window.janusTracks.find((t) => t.track.kind === kind).track;
           window.benchProbe(byKind("video"), byKind("audio"));
         }""")
+
+
+def stop_publishers(lab: Lab, reports: list[str]) -> list[int]:
+    """Stop the lab's processes and answer the keyframes each publisher's report counted."""
+    for process in lab.processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in lab.processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+    keyframes = []
+    for report in reports:
+        with contextlib.suppress(OSError, ValueError), open(report) as handle:
+            keyframes.append(json.load(handle).get("keyframes", 0))
+    return keyframes
 
 
 def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: float, publishers: int,
