@@ -103,7 +103,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Migrate, then serve HTTP and websockets with daphne until interrupted."""
     _setup_django()
     from daphne.endpoints import build_endpoint_description_strings
-    from daphne.server import Server
     from django.conf import settings
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
@@ -115,7 +114,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "loopback address. Set HIRFA_ENV=production with DATABASE_URL, REDIS_URL and "
             "SECRET_KEY (see deploy/hirfa.env.example), or serve on 127.0.0.1."
         )
-    _migrate(verbosity=0 if args.quiet else 1)
+    if not args.no_migrate:
+        _migrate(verbosity=0 if args.quiet else 1)
     from hub.asgi import application
 
     app = application
@@ -126,7 +126,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if hint:
         print(hint)
     print(f"Hirfa listens on http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
-    Server(
+    from hub.shutdown import graceful_server
+
+    # SIGTERM drains: sockets close with 1012 once their frame in hand is done (hub/shutdown.py).
+    graceful_server(
         application=app,
         endpoints=build_endpoint_description_strings(host=args.host, port=args.port),
         # Idle sockets are pinged so that dead ones are found and closed.
@@ -202,7 +205,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _setup_django()
     from hub import jobs
 
-    return int(jobs.run_worker() or 0)
+    return int(
+        jobs.run_worker(
+            ops_port=args.ops_port,
+            tick_seconds=float(os.environ.get("HIRFA_JOBS_TICK_SECONDS", jobs.TICK_SECONDS)),
+        )
+        or 0
+    )
 
 
 def cmd_manage(argv: Sequence[str]) -> int:
@@ -236,6 +245,11 @@ def build_parser(*, with_apps: bool = True) -> argparse.ArgumentParser:
     serve.add_argument(
         "--proxy-headers", action="store_true", help="trust X-Forwarded-* from a reverse proxy"
     )
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not migrate first (several hubs: migrate once, before the new code; docs/operations.md)",
+    )
     serve.add_argument("--quiet", action="store_true", help="print only warnings and errors")
     serve.set_defaults(func=cmd_serve)
 
@@ -263,6 +277,12 @@ def build_parser(*, with_apps: bool = True) -> argparse.ArgumentParser:
 
     sub.add_parser("manage", help="run a Django management command (hirfa manage help)")
     worker = sub.add_parser("worker", help="run the background job worker (reminders, e-mail)")
+    worker.add_argument(
+        "--ops-port",
+        type=int,
+        default=int(os.environ.get("HIRFA_OPS_PORT", "0")),
+        help="serve /healthz, /readyz and /metrics on this loopback port (default: $HIRFA_OPS_PORT, 0: none)",
+    )
     worker.set_defaults(func=cmd_worker)
     if not with_apps:
         return parser

@@ -20,7 +20,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from pydantic import ValidationError
 
-from hub import limits, protocol, realtime, revocation, sockets
+from hub import limits, logs, metrics, protocol, realtime, revocation, shutdown, sockets
 from hub.db import db_call
 from hub.errors import CloseCode, ErrorCode, HirfaError
 from hub.protocol import Author, ErrorOut, Pong, ServerFrame, Welcome, encode
@@ -47,10 +47,13 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.conn_id = uuid.uuid4().hex
         # Set by Channels when there is a channel layer (SFU workers answer there).
         self.reply_channel: str = getattr(self, "channel_name", None) or f"local.{self.conn_id}"
+        # The consumer's task (and what it starts) logs with this id (hub/logs.py).
+        logs.conn_id.set(self.conn_id)
         # The session the socket was opened under: a log-out of that session closes it.
         self.session_key = getattr(self.scope.get("session"), "session_key", None)
         self.ready = False
         self.closing = False
+        self.draining = False
         self.outbox: deque[str] = deque()
         self.wake = asyncio.Event()
         self.refused_in_a_row = 0
@@ -68,6 +71,8 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.frame_limits = {k: n for part in self.parts for k, n in part.frame_limits().items()}
         self.released = False
         self.slot_held = False
+        # Frames being handled now; a draining socket waits for them before it closes.
+        self.in_flight = 0
         # Error messages follow the member's language (context-local, so the
         # service threads started from this socket see it too).
         translation.activate(_socket_language(self.scope))
@@ -80,6 +85,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self.close(code=int(CloseCode.TOO_MANY_SOCKETS))
             return
         self.slot_held = True
+        shutdown.socket_opened(self)
         self._direct = realtime.DirectSocket.find(self.base_send)
         if self._direct is not None:
             self._direct.set_no_delay()
@@ -112,6 +118,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             return  # already released, or connect() never set anything up
         self.released = True
         self.closing = True
+        shutdown.socket_closed(self)
         try:
             for part in reversed(self.parts):  # upper layers first: a meeting, then the rooms
                 try:
@@ -218,10 +225,12 @@ class HubConsumer(AsyncWebsocketConsumer):
                 if held is not None:
                     if held > _SEND_BACKLOG_MAX[0]:
                         log.info("closing a socket that cannot keep up (%s bytes unsent)", held)
+                        metrics.send_queue_closes.inc()
                         self.close_soon(CloseCode.TOO_SLOW_RESUME)
                     return
         if len(outbox) >= _SEND_QUEUE_MAX[0]:
             log.info("closing a socket that cannot keep up (%s queued)", len(outbox))
+            metrics.send_queue_closes.inc()
             self.close_soon(CloseCode.TOO_SLOW_RESUME)
             return
         outbox.append(text)
@@ -246,6 +255,34 @@ class HubConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(0.01)
         self.closing = True
         await self.close(code=int(code))
+
+    async def drain(self) -> None:
+        """The hub stops (hub/shutdown.py): finish the frame in hand, refuse new ones, write
+        what is queued, close with 1012, let each part suspend (a meeting keeps its seat for
+        the rejoin from another hub) and give the rest back."""
+        self.draining = True
+        for _attempt in range(int(shutdown.DRAIN_SECONDS * 50)):
+            if not self.in_flight:
+                break
+            await asyncio.sleep(0.02)
+        for part in reversed(self.parts):
+            try:
+                await part.suspend()
+            except Exception:
+                log.exception("suspending %s of socket %s failed", type(part).__name__, self.conn_id)
+        if not self.closing:
+            await self.close_after_flush(CloseCode.SERVICE_RESTART)
+        await self.release()
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # Under daphne, autobahn's public close refuses the registered 1001 and 1012
+        # (only 1000 and 3000-4999); the protocol's own close frame takes them.
+        if isinstance(code, int) and not isinstance(code, bool) and 1001 <= code < 3000:
+            direct = realtime.DirectSocket.find(self.base_send)
+            if direct is not None:
+                direct.close_with(code)
+                return
+        await super().close(code=code, reason=reason)
 
     async def _writer(self) -> None:
         send = self.base_send
@@ -303,9 +340,11 @@ class HubConsumer(AsyncWebsocketConsumer):
         """Every client frame passes here, and no failure escapes: a refusal is an
         ``error`` frame with its code, anything unexpected is ``internal_error`` (the
         traceback is logged on the server only), and the socket stays usable."""
-        if self.closing:
+        if self.closing or self.draining:
+            # Draining: the client sends it again once reconnected (sends are idempotent).
             return
         self.frame_ref = None
+        self.in_flight += 1
         try:
             await self._handle_frame(text_data)
         except HirfaError as exc:
@@ -313,6 +352,8 @@ class HubConsumer(AsyncWebsocketConsumer):
         except Exception:
             log.exception("a frame failed on socket %s", self.conn_id)
             self._refuse(ErrorCode.INTERNAL_ERROR, _("Something went wrong on the server."), self.frame_ref)
+        finally:
+            self.in_flight -= 1
 
     async def _handle_frame(self, text_data: str | None) -> None:
         if text_data is None:

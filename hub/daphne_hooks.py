@@ -44,6 +44,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("autobahn.twisted.websocket.WebSocketServerProtocol", "_perMessageCompress"),
     ("autobahn.twisted.websocket.WebSocketServerProtocol", "send_queue"),
     ("autobahn.twisted.websocket.WebSocketServerProtocol", "state"),
+    ("autobahn.twisted.websocket.WebSocketServerProtocol", "sendCloseFrame"),
     ("autobahn.websocket.protocol.PreparedMessage", "payloadHybi"),
     ("twisted.internet.tcp.Server", "TLS"),
     ("twisted.internet.tcp.Server", "socket"),
@@ -109,7 +110,8 @@ class DirectSocket:
         protocol = send.args[0]
         if getattr(send.func, "__name__", "") != "handle_reply" or server is None:
             return None
-        if type(server).__module__.split(".")[0] != "daphne":
+        # daphne's Server, or a subclass of it (`hirfa serve`'s, hub/shutdown.py).
+        if not any(k.__module__.split(".")[0] == "daphne" for k in type(server).__mro__):
             return None
         factory = getattr(protocol, "factory", None)
         open_state = getattr(protocol, "STATE_OPEN", None)
@@ -185,6 +187,16 @@ class DirectSocket:
         protocol.sendPreparedMessage(prepared)
         backlog = self.backlog()
         return 0 if backlog is None else backlog
+
+    def close_with(self, code: int) -> bool:
+        """Start the closing handshake with `code`, which may be a registered code like
+        1012 (service restart) that autobahn's public `sendClose` refuses; False when
+        the socket is not open."""
+        if not self.is_open():
+            return False
+        protocol: Any = self.protocol
+        protocol.sendCloseFrame(code=code, isReply=False)
+        return True
 
     def _plain_transport(self) -> Any:
         """The TCP transport when it is a plain (not TLS) Twisted socket transport, else None."""

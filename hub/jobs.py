@@ -119,15 +119,51 @@ class JobWorker:
         self.runner.running = False
 
 
-def run_worker(*, tick_seconds: float = TICK_SECONDS, interval: float = 1.0) -> int:
-    """Entry point of ``hirfa worker``: Django must be set up; stops on SIGINT/SIGTERM."""
+def job_metric_rows() -> list[tuple[str, str, dict[str, str], float]]:
+    """The job queue as Prometheus gauges, read from the database at scrape time."""
+    from django_tasks.base import TaskResultStatus
+
+    hour_ago = timezone.now() - timedelta(hours=1)
+    try:
+        queued = DBTaskResult.objects.ready().count()
+        failed = DBTaskResult.objects.filter(
+            status=TaskResultStatus.FAILED, finished_at__gte=hour_ago
+        ).count()
+        done = DBTaskResult.objects.filter(
+            status=TaskResultStatus.SUCCESSFUL, finished_at__gte=hour_ago
+        ).count()
+    finally:
+        close_old_connections()
+    return [
+        ("hirfa_jobs_queued", "Jobs waiting to run (all workers)", {}, queued),
+        ("hirfa_jobs_failed_last_hour", "Jobs that failed in the last hour (all workers)", {}, failed),
+        ("hirfa_jobs_succeeded_last_hour", "Jobs that succeeded in the last hour (all workers)", {}, done),
+    ]
+
+
+def run_worker(
+    *, tick_seconds: float = TICK_SECONDS, interval: float = 1.0, ops_port: int | None = None
+) -> int:
+    """Entry point of ``hirfa worker``: Django must be set up; stops on SIGINT/SIGTERM.
+
+    With `ops_port`, serves ``/healthz``, ``/readyz`` and ``/metrics`` (queue depth,
+    failures) on it (hub/ops_server.py).
+    """
+    from hub import metrics
+    from hub.ops_server import ops_start
+
     worker = JobWorker(interval=interval, tick_seconds=tick_seconds)
     worker.runner.configure_signals()
+    metrics.collector_register("jobs", metrics.FunctionCollector(job_metric_rows))
+    ops = ops_start(ops_port)
     log.info("job worker started (periodic jobs every %.0f s)", tick_seconds)
     try:
         worker.run()
     except SystemExit:
         worker.stop()
+    finally:
+        if ops is not None:
+            ops.stop()
     return 0
 
 

@@ -39,6 +39,7 @@ from typing import Any, NamedTuple, Protocol
 from django.conf import settings
 from django.db import transaction
 
+from hub import metrics
 from hub.protocol import ResyncOut, ServerFrame, encode
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,10 @@ class Fanout:
         return group in self.groups
 
     def dispatch(self, group: str, event: Event) -> None:
-        for sub in tuple(self.groups.get(group, ())):
+        subs = self.groups.get(group)
+        if subs:
+            metrics.observe_delivery(event.text)
+        for sub in tuple(subs or ()):
             try:
                 sub.deliver(group, event)
             except Exception:
@@ -406,6 +410,7 @@ class Fanout:
             return
         self.degraded = True
         self.outages += 1
+        metrics.bus_outages.inc()
         pubsub, self._pubsub = self._pubsub, None
         reader, self._reader = self._reader, None
         client, self._publish_client = self._publish_client, None
@@ -483,6 +488,16 @@ async def _close_quietly(*closables: Any) -> None:
 _loop_fanouts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Fanout] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def rooms_followed() -> int:
+    """Room groups this process is subscribed to (over all its event loops)."""
+    with _fanouts_lock:
+        fanouts = list(_fanouts)
+    return sum(1 for fan in fanouts for group in list(fan.groups) if group.startswith("room."))
+
+
+metrics.gauge_function("hirfa_rooms_followed", "Rooms followed by this hub process's sockets", rooms_followed)
 
 
 def fanout() -> Fanout:

@@ -90,6 +90,11 @@ class SocketPart:
     async def recheck(self, room_id: int | None) -> None:
         """The member's rights changed (in one room, or anywhere): drop what he lost."""
 
+    async def suspend(self) -> None:
+        """The hub restarts (`hub.shutdown`) and the client will come back through another hub:
+        let go of what lives on other services (a peer on an SFU worker) but keep what the
+        member takes back on reconnecting (a meeting seat). `close` still follows."""
+
     async def close(self) -> None:
         """The socket closes: give back everything this part holds."""
 

@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from hub import push, realtime
+from hub import metrics, push, realtime
 from hub.errors import ErrorCode, HirfaError
 from hub.models import Notification, User
 from hub.protocol import CardOut, MemberOut, MessageOut, NotificationOut, Removed, Unread
@@ -272,6 +272,7 @@ def message_post(
         if again is None:
             raise
         return PostResult(message_frame(message_by_seq(room=room, seq=again)), False)
+    metrics.messages_posted.inc()
     return PostResult(frame, True)
 
 

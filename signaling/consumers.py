@@ -135,6 +135,13 @@ class MeetingFrames(SocketPart):
             if self.meeting_pump is not None:
                 self.meeting_pump.cancel()
 
+    async def suspend(self) -> None:
+        """The hub restarts (hub/shutdown.py): close the peer on the SFU but keep the seat
+        (the attendance stays open), so that the member rejoins from another hub and a
+        meeting whose members were all here does not end."""
+        if self.meeting is not None:
+            await self._meeting_leave(reason=None, tell_engine=True, depart=False)
+
     async def recheck(self, room_id: int | None) -> None:
         """End the meeting session if the member may no longer be in it (banned from its
         room, removed from its group, the gathering closed to him): his peer is closed,

@@ -31,6 +31,13 @@ def _sfu_configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print each registered worker's health (alive, participants, UDP ports in use) and exit",
     )
+    parser.add_argument(
+        "--ops-port",
+        type=int,
+        default=int(os.environ.get("HIRFA_OPS_PORT", "0")),
+        help="serve /healthz, /readyz and /metrics on this loopback port, the next ones for more "
+        "processes (default: $HIRFA_OPS_PORT, 0: none)",
+    )
 
 
 def _sfu_run(args: argparse.Namespace) -> int:
@@ -46,7 +53,9 @@ def _sfu_run(args: argparse.Namespace) -> int:
         from signaling.worker import print_status
 
         return print_status()
-    return sfu_main(processes=args.processes or (os.cpu_count() or 1), worker_id=args.worker_id)
+    return sfu_main(
+        processes=args.processes or (os.cpu_count() or 1), worker_id=args.worker_id, ops_port=args.ops_port
+    )
 
 
 def register() -> None:

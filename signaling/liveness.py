@@ -107,8 +107,15 @@ async def shutdown() -> None:
     for task in [_heartbeats.pop(asyncio.get_running_loop(), None)]:
         if task is not None:
             task.cancel()
+    from hub import shutdown as hub_shutdown
+
     try:
-        ended = await database_sync_to_async(services.attendance_close_process)(process=PROCESS_ID)
+        if hub_shutdown.is_draining():
+            # A rolling restart: the members rejoin from another hub, which takes their rows
+            # over; a row nobody takes over is closed by the sweep, 3 heartbeats from now.
+            ended = []
+        else:
+            ended = await database_sync_to_async(services.attendance_close_process)(process=PROCESS_ID)
     except Exception:
         log.warning("closing this process's attendance failed", exc_info=True)
         ended = []

@@ -25,17 +25,24 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-async def run_worker(*, worker_id: str | None = None, stop: asyncio.Event | None = None) -> None:
-    """Serve meetings until ``stop`` is set (or SIGTERM/SIGINT); frees everything on the way out."""
+async def run_worker(
+    *, worker_id: str | None = None, stop: asyncio.Event | None = None, ops_port: int | None = None
+) -> None:
+    """Serve meetings until ``stop`` is set (or SIGTERM/SIGINT); frees everything on the way out.
+
+    With `ops_port`, serves ``/healthz``, ``/readyz`` and ``/metrics`` on it (hub/ops_server.py).
+    """
     from channels.layers import get_channel_layer
     from django.conf import settings
     from pydantic import ValidationError
 
-    from hub import realtime
+    from hub import metrics, realtime
+    from hub.ops_server import ops_start
     from hub.protocol import MeetingState
     from signaling import messages, placement
     from signaling.engine import MeetingEngine
     from signaling.sfu import Sfu
+    from signaling.sfu_metrics import sfu_metric_rows
 
     layer = get_channel_layer()
     if layer is None or not settings.REDIS_URL:
@@ -87,6 +94,13 @@ async def run_worker(*, worker_id: str | None = None, stop: asyncio.Event | None
                 continue
             engine.submit(command)
 
+    metrics.collector_register(
+        "sfu",
+        metrics.FunctionCollector(
+            sfu_metric_rows(engine.sfu, worker_id=worker_id, addresses=len(settings.HIRFA_SFU_ANNOUNCE_ADDRESSES))
+        ),
+    )
+    ops = ops_start(ops_port)
     await placement.worker_register(worker_id=worker_id, load=0)
     print(f"hirfa sfu: worker {worker_id} on channel {channel}", flush=True)
     tasks = [loop.create_task(heartbeat()), loop.create_task(receive())]
@@ -97,6 +111,8 @@ async def run_worker(*, worker_id: str | None = None, stop: asyncio.Event | None
             if task is not waiter and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
+        if ops is not None:
+            ops.set_draining()
         for task in [waiter, *tasks]:
             task.cancel()
         await asyncio.gather(*tasks, waiter, return_exceptions=True)
@@ -105,6 +121,8 @@ async def run_worker(*, worker_id: str | None = None, stop: asyncio.Event | None
         except Exception:
             log.warning("SFU worker %s: unregister failed", worker_id, exc_info=True)
         await engine.close()
+        if ops is not None:
+            ops.stop()
         print(f"hirfa sfu: worker {worker_id} stopped", flush=True)
 
 
@@ -131,14 +149,18 @@ def print_status() -> int:
     return 0 if any("\talive\t" in line for line in lines) else 1
 
 
-def main(*, processes: int, worker_id: str | None = None) -> int:
-    """Run ``processes`` workers: this process alone for 1, else one child process each."""
+def main(*, processes: int, worker_id: str | None = None, ops_port: int = 0) -> int:
+    """Run ``processes`` workers: this process alone for 1, else one child process each
+    (the i-th on operations port `ops_port` + i, when one is given)."""
     if processes <= 1:
-        asyncio.run(run_worker(worker_id=worker_id))
+        asyncio.run(run_worker(worker_id=worker_id, ops_port=ops_port))
         return 0
     children = [
-        subprocess.Popen([sys.executable, "-m", "hub.cli", "sfu", "--processes", "1"])
-        for _ in range(processes)
+        subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "sfu", "--processes", "1",
+             "--ops-port", str(ops_port + index if ops_port else 0)]
+        )
+        for index in range(processes)
     ]
 
     def forward(signum: int, _frame: Any) -> None:

@@ -95,23 +95,32 @@ def server_env(database_name: str, extra: dict[str, str] | None = None) -> dict[
 
 
 def start_daphne(
-    *, database_name: str, extra_env: dict[str, str] | None = None, name: str = "daphne"
+    *,
+    database_name: str,
+    extra_env: dict[str, str] | None = None,
+    name: str = "daphne",
+    port: int | None = None,
+    hirfa_serve: bool = False,
 ) -> DaphneServer:
-    """Start daphne on a free port and return once it answers HTTP.
+    """Start daphne on `port` (default: a free one) and return once it answers HTTP.
 
+    `hirfa_serve`: run it as production does, ``hirfa serve`` (which drains on
+    SIGTERM, hub/shutdown.py), instead of the ``daphne`` command.
     Raises RuntimeError (with the server's log) if it exits or does not answer
     within START_DEADLINE_SECONDS.
     """
     ARTIFACTS.mkdir(exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log_path = ARTIFACTS / f"{name}-{port}.log"
     env = server_env(database_name, extra_env)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "--ping-interval", "20", "--ping-timeout", "30", "tests.server_asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+    if hirfa_serve:
+        command = [sys.executable, "-m", "hub.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                   "--no-migrate", "--quiet"]
+    else:
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                   "--ping-interval", "20", "--ping-timeout", "30", "tests.server_asgi:application"]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = DaphneServer(port=port, process=process, log_path=log_path, env=env)
     deadline = time.monotonic() + START_DEADLINE_SECONDS
     while True:
@@ -189,8 +198,10 @@ def daphne_factory(transactional_db: None) -> Iterator[Callable[..., DaphneServe
     servers: list[DaphneServer] = []
     name = test_database_name()
 
-    def start(extra_env: dict[str, str] | None = None) -> DaphneServer:
-        server = start_daphne(database_name=name, extra_env=extra_env)
+    def start(
+        extra_env: dict[str, str] | None = None, *, port: int | None = None, hirfa_serve: bool = False
+    ) -> DaphneServer:
+        server = start_daphne(database_name=name, extra_env=extra_env, port=port, hirfa_serve=hirfa_serve)
         servers.append(server)
         return server
 

@@ -573,6 +573,7 @@ class ForwardTrack(MediaStreamTrack):
         #: Payload type of RED towards this subscriber, if he accepted it (else RED is unwrapped).
         self.red_payload_type: int | None = None
         self.packets_forwarded = 0
+        self.bytes_forwarded = 0
         self.packets_dropped = 0
         self.frames_forwarded = 0
         self.retransmissions = 0
@@ -766,6 +767,7 @@ class ForwardTrack(MediaStreamTrack):
             payload = self._vp8_payload(payload)
         if writer.send(payload, out_seq, timestamp, bool(packet.marker), level[1] if level else None, payload_type):
             self.packets_forwarded += 1
+            self.bytes_forwarded += len(payload)
             if packet.marker or not self._video:
                 self.frames_forwarded += 1
         else:

@@ -78,12 +78,13 @@ def sfu_workers(isolated_redis: str, transactional_db: None) -> Iterator[Callabl
     )
     ARTIFACTS.mkdir(exist_ok=True)
 
-    def start(worker_id: str, port_min: int) -> SfuWorker:
+    def start(worker_id: str, port_min: int, ops_port: int = 0) -> SfuWorker:
         worker_id = f"{worker_id}-{os.getpid()}"
         log_path = ARTIFACTS / f"sfu-{worker_id}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "hub.cli", "sfu", "--processes", "1", "--worker-id", worker_id],
+                [sys.executable, "-m", "hub.cli", "sfu", "--processes", "1", "--worker-id", worker_id,
+                 "--ops-port", str(ops_port)],
                 cwd=ROOT,
                 env={**env, "HIRFA_SFU_PORT_MIN": str(port_min), "HIRFA_SFU_PORT_MAX": str(port_min + 199)},
                 stdout=log,

@@ -97,9 +97,9 @@ def test_createadmin_without_a_terminal_asks_for_the_environment(monkeypatch):
 
 def test_worker_subcommand_runs_the_job_worker(monkeypatch):
     calls = []
-    monkeypatch.setattr("hub.jobs.run_worker", lambda: calls.append("ran") or 0)
-    assert cli.main(["worker"]) == 0
-    assert calls == ["ran"]
+    monkeypatch.setattr("hub.jobs.run_worker", lambda **kw: calls.append(kw) or 0)
+    assert cli.main(["worker", "--ops-port", "45990"]) == 0
+    assert calls == [{"ops_port": 45990, "tick_seconds": 30.0}]
 
 
 def test_sfu_subcommand_is_the_one_signaling_registers(monkeypatch):
@@ -107,7 +107,7 @@ def test_sfu_subcommand_is_the_one_signaling_registers(monkeypatch):
     monkeypatch.setattr("signaling.worker.main", lambda **kw: calls.append(kw) or 0)
     monkeypatch.setattr("django.conf.settings.REDIS_URL", "redis://127.0.0.1:1/0")
     assert cli.main(["sfu", "--processes", "2", "--worker-id", "w1"]) == 0
-    assert calls == [{"processes": 2, "worker_id": "w1"}]
+    assert calls == [{"processes": 2, "worker_id": "w1", "ops_port": 0}]
 
 
 def test_manage_passes_through_to_django(capsys):

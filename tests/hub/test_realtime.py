@@ -230,7 +230,7 @@ def _bare_consumer(send: Any) -> tuple[consumers.HubConsumer, list[int]]:
     consumer.wake = asyncio.Event()
     closed: list[int] = []
 
-    async def close(code: int | None = None) -> None:
+    async def close(code: int | bool | None = None, reason: str | None = None) -> None:
         closed.append(code)  # type: ignore[arg-type]
 
     consumer.close = close  # type: ignore[method-assign]

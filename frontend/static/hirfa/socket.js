@@ -2,8 +2,9 @@
 //
 // Guarantees:
 // - it reconnects by itself, with exponential backoff and jitter, and at once
-//   on close code 4010 ("reconnect and resume"), slowly on 4009 (the member has
-//   too many sockets open: another tab may close meanwhile);
+//   on close codes 4010 ("reconnect and resume") and 1012 (a server restarts),
+//   slowly on 4009 (the member has too many sockets open: another tab may close
+//   meanwhile);
 // - for each watched room it remembers the last rev it saw and resubscribes
 //   with since_rev, so every change made while away is replayed; a jump in
 //   revs on the live stream triggers a fetch of what is missing;
@@ -132,12 +133,14 @@ export class Hub {
       this.status("reload");
       return;
     }
-    if (code === 4010) this.attempt = 0;
+    // 4010: this socket fell behind; 1012: the server restarts (the others take over).
+    const atOnce = code === 4010 || code === 1012;
+    if (atOnce) this.attempt = 0;
     if (code === 4009) {
       this.retryLater(BACKOFF_MAX_MS, "too_many");
       return;
     }
-    this.retryLater(code === 4010 ? 300 : null);
+    this.retryLater(atOnce ? 300 : null);
   }
 
   retryLater(capMs = null, state = "offline") {

@@ -1,0 +1,136 @@
+"""A hub that is told to stop (SIGTERM, SIGINT) drains instead of dropping its sockets.
+
+What `hirfa serve` does on SIGTERM, in order (docs/operations.md, "Rolling
+restart"):
+
+1. stops accepting: the listening socket is closed, so nginx sends new
+   connections to the other hubs; ``/readyz`` answers 503 meanwhile;
+2. lets each socket finish the frame it is handling (a send is stored and
+   acknowledged), refuses to start new ones (the client sends them again after
+   reconnecting: sends are idempotent on their ``client_id``), writes what is
+   queued, and closes it with ``1012`` (service restart), which clients take as
+   "reconnect at once";
+3. releases each socket's meeting seat, which closes its peer connection on the
+   SFU (the client joins again from the hub it reconnects to);
+4. stops the reactor and exits 0.
+
+Each step is bounded (`DRAIN_SECONDS`): a stuck socket never keeps a hub alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import weakref
+from typing import Any, Protocol
+
+from hub import metrics
+
+log = logging.getLogger(__name__)
+
+#: At most this long for the sockets to finish and close.
+DRAIN_SECONDS = 10.0
+
+
+class Drainable(Protocol):
+    async def drain(self) -> None:
+        """Finish the frame in hand, refuse new ones, flush, close with 1012, release."""
+
+
+_sockets: weakref.WeakSet[Any] = weakref.WeakSet()
+_draining = False
+
+
+def socket_opened(sock: Drainable) -> None:
+    _sockets.add(sock)
+    metrics.sockets_open.set(len(_sockets))
+
+
+def socket_closed(sock: Drainable) -> None:
+    _sockets.discard(sock)
+    metrics.sockets_open.set(len(_sockets))
+
+
+def open_sockets() -> int:
+    return len(_sockets)
+
+
+def is_draining() -> bool:
+    return _draining
+
+
+async def drain_sockets(*, timeout: float = DRAIN_SECONDS) -> int:
+    """Drain every open socket of this process concurrently; answers how many there were."""
+    global _draining
+    _draining = True
+    metrics.draining.set(1)
+    sockets = list(_sockets)
+    if sockets:
+        done, pending = await asyncio.wait(
+            [asyncio.ensure_future(s.drain()) for s in sockets], timeout=timeout
+        )
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("draining a socket failed", exc_info=task.exception())
+        if pending:
+            log.warning("%d sockets did not drain within %.0f s", len(pending), timeout)
+    return len(sockets)
+
+
+def graceful_server(**options: Any) -> Any:
+    """A daphne `Server` (same options) that drains on SIGTERM/SIGINT instead of dying.
+
+    Twisted's own signal handlers are not installed; ours run on the reactor's
+    asyncio loop. A second signal while draining stops at once.
+    """
+    from daphne.server import Server
+    from twisted.internet import reactor
+
+    class GracefulServer(Server):  # type: ignore[misc]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(signal_handlers=False, **kwargs)
+            self.ports: list[Any] = []
+            self.stopping = False
+
+        def listen_success(self, port: Any) -> None:
+            self.ports.append(port)
+            super().listen_success(port)
+
+        def run(self) -> None:
+            reactor.callWhenRunning(self._install_signal_handlers)
+            super().run()
+
+        def _install_signal_handlers(self) -> None:
+            loop = asyncio.get_event_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._signalled, sig)
+
+        def _signalled(self, sig: int) -> None:
+            if self.stopping:
+                log.warning("second %s: stopping now", signal.Signals(sig).name)
+                self.stop()
+                return
+            self.stopping = True
+            log.info("%s: draining", signal.Signals(sig).name)
+            asyncio.get_event_loop().create_task(self._drain())
+
+        async def _drain(self) -> None:
+            try:
+                for port in self.ports:
+                    port.stopListening()
+                count = await drain_sockets()
+                # The close handshakes and the last HTTP responses go out.
+                for _ in range(int(DRAIN_SECONDS * 10)):
+                    if not self.connections:
+                        break
+                    await asyncio.sleep(0.1)
+                log.info("drained %d sockets; stopping", count)
+            except Exception:
+                log.exception("draining failed; stopping")
+            finally:
+                self.stop()
+
+    return GracefulServer(**options)

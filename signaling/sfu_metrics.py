@@ -1,0 +1,49 @@
+"""The Prometheus gauges of one SFU worker, read from its engine at scrape time.
+
+Labelled with the worker's id, so that a dashboard shows each worker. The
+bitrate is the forwarded RTP payload (headers and SRTP tags not counted),
+averaged since the previous scrape.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from signaling.sfu import Sfu
+
+Row = tuple[str, str, dict[str, str], float]
+
+
+def sfu_metric_rows(sfu: Sfu, *, worker_id: str, addresses: int) -> Callable[[], list[Row]]:
+    """A row function for `hub.metrics.FunctionCollector` over `sfu`."""
+    last: dict[str, float] = {}
+
+    def rows() -> list[Row]:
+        meetings = sfu.meetings()
+        participants = 0
+        streams = 0
+        forwarded_bytes = 0
+        for meeting in meetings:
+            for participant in meeting.participants():
+                participants += 1
+                for track in participant.subscription_tracks():
+                    forwarded_bytes += track.bytes_forwarded
+                    if track.sending and track.source is not None:
+                        streams += 1
+        now = time.monotonic()
+        bitrate = 0.0
+        if "at" in last and now > last["at"] and forwarded_bytes >= last["sum"]:
+            bitrate = (forwarded_bytes - last["sum"]) * 8 / (now - last["at"])
+        last.update(at=now, sum=float(forwarded_bytes))
+        labels = {"worker": worker_id}
+        return [
+            ("hirfa_sfu_meetings", "Meetings open on this SFU worker", labels, len(meetings)),
+            ("hirfa_sfu_participants", "Participants connected to this SFU worker", labels, participants),
+            ("hirfa_sfu_forwarded_streams", "Subscriptions forwarding media now", labels, streams),
+            ("hirfa_sfu_forward_bits_per_second", "Forwarded payload bitrate since the last scrape", labels, bitrate),
+            # One ICE socket per participant (bundled) and announced address.
+            ("hirfa_sfu_ports_in_use", "UDP ports held for media", labels, participants * addresses),
+        ]
+
+    return rows
