@@ -1,10 +1,17 @@
 """The one place that opens Redis clients, so that their settings (address,
-timeouts, and later Sentinel) live in one function.
+timeouts, Sentinel) live in one function.
 
-Every Redis user of the hub (the live-event bus, presence, SFU placement)
-takes its client here. Async code takes the asyncio client; the synchronous
+Every Redis user of the hub (the live-event bus, presence, SFU placement, the
+cache) takes its client here (the channel layer is configured alike in hub/settings.py). Async code takes the asyncio client; the synchronous
 client is for code that runs outside any event loop (management commands,
 background jobs).
+
+With ``REDIS_SENTINELS`` (``host:port,host:port,...``) and
+``REDIS_SENTINEL_MASTER`` (the name the Sentinels monitor), every connection
+asks the Sentinels for the current primary: when the primary dies and a
+replica is promoted, the connections that break are opened again to the new
+one (the bus, the channel layer and placement already retry with backoff).
+``REDIS_URL`` then gives only the database number and the password.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
+from django.core.cache.backends.redis import RedisCacheClient
 
 # A command that has not answered in this time counts as failed: the bus then
 # degrades to the database instead of holding a socket's frame.
@@ -38,6 +47,11 @@ def redis_client(*, asynchronous: bool = True, blocking_reads: bool = False) -> 
         "socket_timeout": None if blocking_reads else timeout,
         "health_check_interval": 30 if blocking_reads else 0,
     }
+    sentinels = sentinel_addresses()
+    if sentinels:
+        return _sentinel(asynchronous=asynchronous).master_for(
+            settings.REDIS_SENTINEL_MASTER, **_url_options(url), **options
+        )
     if asynchronous:
         import redis.asyncio as aioredis
 
@@ -45,3 +59,51 @@ def redis_client(*, asynchronous: bool = True, blocking_reads: bool = False) -> 
     import redis
 
     return redis.Redis.from_url(url, **options)
+
+
+def sentinel_addresses() -> list[tuple[str, int]]:
+    """The Sentinels of ``settings.REDIS_SENTINELS``, or [] when Redis is reached directly."""
+    return list(getattr(settings, "REDIS_SENTINELS", ()) or ())
+
+
+def _url_options(url: str) -> dict[str, Any]:
+    """The database and credentials a Redis URL names (its host is the Sentinels' to choose)."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    options: dict[str, Any] = {"db": int((parts.path or "/0").strip("/") or 0)}
+    if parts.username:
+        options["username"] = unquote(parts.username)
+    if parts.password:
+        options["password"] = unquote(parts.password)
+    return options
+
+
+def _sentinel(*, asynchronous: bool) -> Any:
+    # Sentinels answer at once or not at all: a dead one is skipped after a second.
+    sentinel_options = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+    if asynchronous:
+        from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+        return AsyncSentinel(sentinel_addresses(), sentinel_kwargs=sentinel_options)
+    from redis.sentinel import Sentinel
+
+    return Sentinel(sentinel_addresses(), sentinel_kwargs=sentinel_options)
+
+
+class _CacheClient(RedisCacheClient):
+    """Django's Redis cache client, its connection taken from `redis_client` (Sentinel-aware)."""
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        client = getattr(self, "_hirfa_client", None)
+        if client is None:
+            client = self._hirfa_client = redis_client(asynchronous=False)
+        return client
+
+
+class RedisCache(DjangoRedisCache):
+    """The cache backend of the hub (settings.CACHES): Django's, through `redis_client`."""
+
+    def __init__(self, server: Any, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = _CacheClient

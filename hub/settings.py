@@ -23,6 +23,14 @@ DATA_DIR = Path(os.environ.get("HIRFA_DATA_DIR", BASE_DIR / "data"))
 PRODUCTION = os.environ.get("HIRFA_ENV", "").lower() == "production"
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Redis through Sentinel (hub/redis_client.py): "host:port,host:port,..." and the name the
+# Sentinels monitor; REDIS_URL then gives only the database number and the password.
+REDIS_SENTINELS = [
+    (h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]))
+    for h in os.environ.get("REDIS_SENTINELS", "").split(",")
+    if h.strip()
+]
+REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "hirfa")
 
 if PRODUCTION:
     missing = [
@@ -156,15 +164,33 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "hub.User"
 
+def _channel_layer_host(url: str) -> dict[str, object]:
+    # What hub.redis_client.channel_layer_host answers, without importing Django's cache here.
+    if not REDIS_SENTINELS:
+        return {"address": url, "socket_timeout": None}
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    host: dict[str, object] = {
+        "sentinels": REDIS_SENTINELS,
+        "master_name": REDIS_SENTINEL_MASTER,
+        "sentinel_kwargs": {"socket_timeout": 1.0, "socket_connect_timeout": 1.0},
+        "socket_timeout": None,
+        "db": int((parts.path or "/0").strip("/") or 0),
+    }
+    if parts.password:
+        host["password"] = unquote(parts.password)
+    return host
+
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             # Survives a Redis restart: a socket's receive waits instead of failing with 1011.
             "BACKEND": "hub.channel_layer.ResilientRedisChannelLayer",
             "CONFIG": {
-                # redis-py 8 sets a 5 s socket timeout by default, which kills idle
-                # consumers' blocking reads (channels_redis issue 422).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                # The URL or the Sentinels, without a read timeout (hub/redis_client.py).
+                "hosts": [_channel_layer_host(REDIS_URL)],
                 # Group membership outlives the longest socket (see docs/protocol.md).
                 "group_expiry": 86400 * 7,
                 "capacity": 1000,
@@ -174,7 +200,7 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "hub.redis_client.RedisCache",
             "LOCATION": REDIS_URL,
         }
     }

@@ -9,10 +9,8 @@ docs/operations.md quotes it)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -25,7 +23,7 @@ from signaling.sfu import TrackSource
 from tests import factories
 from tests.e2e.test_meetings_workers import isolated_redis, sfu_workers  # noqa: F401  (fixtures)
 from tests.e2e.test_operations import get, metric
-from tests.hubclient import connect_ws
+from tests.hubclient import Chatter, Hubs, connect_ws
 from tests.servers import DaphneServer, daphne_factory, free_port, session_cookie  # noqa: F401
 from tests.signaling.clients import MeetingClient, WebSocket, wait_until
 from tests.signaling.sfu.peers import ClientPeer, PatternVideoTrack, ToneAudioTrack
@@ -35,92 +33,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.django_db(transact
 SEND_EVERY = 0.1
 #: The run goes on until both hubs have restarted; at most this many messages.
 MESSAGES_MAX = 3000
-
-
-class Hubs:
-    """The hubs behind the 'load balancer': a client connects to the next one that is up."""
-
-    def __init__(self, servers: list[DaphneServer]) -> None:
-        self.servers = servers
-        self.down: set[int] = set()
-        self._next = 0
-
-    def pick(self) -> DaphneServer:
-        for _ in range(len(self.servers)):
-            server = self.servers[self._next % len(self.servers)]
-            self._next += 1
-            if server.port not in self.down:
-                return server
-        raise AssertionError("no hub is up")
-
-
-@dataclass
-class Chatter:
-    """A chat client as the page behaves: it reconnects, resumes, and resends what was not acked."""
-
-    name: str
-    cookie: dict[str, str]
-    room: int
-    hubs: Hubs
-    ws: Any = None
-    rev: int = 0
-    seen: dict[int, str] = field(default_factory=dict)  # message id -> client_id
-    deliveries: int = 0
-    unacked: dict[str, str] = field(default_factory=dict)  # client_id -> text
-    closes: list[int] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def connect(self) -> None:
-        while True:
-            try:
-                self.ws = await connect_ws(self.hubs.pick(), self.cookie)
-                break
-            except (OSError, websockets.exceptions.InvalidStatus, websockets.exceptions.ConnectionClosed):
-                await asyncio.sleep(0.05)
-        frame: dict[str, Any] = {"type": "subscribe", "room": self.room}
-        if self.rev:
-            frame["since_rev"] = self.rev
-        await self.ws.send(json.dumps(frame))
-        self.connected.set()
-        for client_id, text in list(self.unacked.items()):
-            await self.ws.send(json.dumps({"type": "send", "room": self.room, "client_id": client_id, "text": text, "ref": client_id}))
-
-    async def run(self) -> None:
-        await self.connect()
-        while True:
-            try:
-                frame = json.loads(await self.ws.recv())
-            except websockets.exceptions.ConnectionClosed as exc:
-                self.connected.clear()
-                self.closes.append(exc.rcvd.code if exc.rcvd else 1006)
-                await self.connect()
-                continue
-            kind = frame["type"]
-            if kind == "message" and frame["room"] == self.room:
-                self.deliveries += 1
-                self.seen[frame["id"]] = frame["client_id"]
-                self.rev = max(self.rev, frame["rev"])
-            elif kind == "subscribed":
-                self.rev = max(self.rev, frame.get("rev") or 0)
-            elif kind == "ack":
-                self.unacked.pop(frame.get("ref") or "", None)
-            elif kind == "error":
-                self.errors.append(frame)
-            elif kind == "resync":
-                await self.ws.send(json.dumps({"type": "fetch", "room": self.room, "since_rev": self.rev}))
-            elif kind == "messages":
-                for message in frame["messages"]:
-                    self.seen[message["id"]] = message["client_id"]
-                    self.rev = max(self.rev, message["rev"])
-
-    async def send(self, client_id: str, text: str) -> None:
-        self.unacked[client_id] = text
-        await self.connected.wait()
-        try:
-            await self.ws.send(json.dumps({"type": "send", "room": self.room, "client_id": client_id, "text": text, "ref": client_id}))
-        except websockets.exceptions.ConnectionClosed:
-            pass  # sent again once reconnected
 
 
 async def rejoin_when_closed(client: MeetingClient, hubs: Hubs, user: Any, meeting: int, log: list[float]) -> None:
