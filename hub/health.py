@@ -6,14 +6,16 @@ answers, every migration is applied (an upgrade runs migrations before the new
 code, docs/operations.md), and Redis answers when the deployment has it; else
 503 with what is wrong. A draining hub (SIGTERM, `hub.shutdown`) is not ready.
 
-The hubs serve both on their daphne port (hub/urls.py); an SFU worker and the
-job worker serve them, with ``/metrics``, on their operations port
-(`hub.ops_server`).
+The hubs serve both, with ``/metrics``, on their daphne port (`ProbeMiddleware`,
+first in the chain: a supervisor probes ``127.0.0.1:8001``, a name no
+ALLOWED_HOSTS lists, over plain HTTP, which production would redirect); an SFU
+worker and the job worker on their operations port (`hub.ops_server`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -107,3 +109,22 @@ def readyz(request: HttpRequest) -> HttpResponse:
 def metrics_view(request: HttpRequest) -> HttpResponse:
     body, content_type = metrics.exposition()
     return HttpResponse(body, content_type=content_type)
+
+
+PROBES = {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics_view}
+
+
+class ProbeMiddleware:
+    """Answers the probes and metrics before the host check and the HTTPS redirect."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        probe = PROBES.get(request.path_info)
+        if probe is not None:
+            return probe(request)
+        return self.get_response(request)

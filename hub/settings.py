@@ -94,6 +94,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz, /readyz, /metrics: before the host check and the HTTPS redirect (hub/health.py).
+    "hub.health.ProbeMiddleware",
     "hub.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "hub.security_headers.SecurityHeadersMiddleware",
@@ -145,6 +147,15 @@ if DATABASE_URL:
     }
     # One test database per test run, so that concurrent runs do not trample each other.
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
+    # psycopg's connection pool, per process (docs/operations.md, "Database"): each hub's
+    # threads share at most DATABASE_POOL_MAX connections instead of one each.
+    if os.environ.get("DATABASE_POOL_MAX"):
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them instead
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": int(os.environ.get("DATABASE_POOL_MIN", "2")),
+            "max_size": int(os.environ["DATABASE_POOL_MAX"]),
+            "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "10")),
+        }
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

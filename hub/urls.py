@@ -2,14 +2,9 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 
-from hub import health
 from hub.api import api
 
 urlpatterns: list[URLPattern | URLResolver] = [
-    # Probes and metrics (hub/health.py); nginx answers 404 for /metrics from outside.
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
-    path("metrics", health.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/", api.urls),

@@ -37,7 +37,7 @@ def test_a_line_is_one_json_object_with_the_ids_in_context():
 
 @pytest.mark.django_db
 def test_a_request_keeps_nginx_s_request_id_or_gets_one(client):
-    response = client.get("/healthz", HTTP_X_REQUEST_ID="abc123")
+    response = client.get("/login/", HTTP_X_REQUEST_ID="abc123")
     assert response["X-Request-ID"] == "abc123"
-    forged = client.get("/healthz", HTTP_X_REQUEST_ID='"}, "level": "forged')
+    forged = client.get("/login/", HTTP_X_REQUEST_ID='"}, "level": "forged')
     assert len(forged["X-Request-ID"]) == 32 and forged["X-Request-ID"].isalnum()
