@@ -80,4 +80,6 @@ def ops_start(port: int | None) -> OpsServer | None:
     """Start the operations port when `port` is given (0: none), else None."""
     if not port:
         return None
-    return OpsServer(port=port).start()
+    from django.conf import settings
+
+    return OpsServer(port=port, host=getattr(settings, "HIRFA_OPS_BIND_ADDRESS", "127.0.0.1")).start()

@@ -301,6 +301,9 @@ if PRODUCTION:
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+# The operations port of SFU and job workers (hub/ops_server.py): loopback unless a
+# container's Prometheus must reach it from another one.
+HIRFA_OPS_BIND_ADDRESS = os.environ.get("HIRFA_OPS_BIND_ADDRESS", "127.0.0.1")
 # Production logs one JSON object per line with its request or connection id (hub/logs.py).
 HIRFA_LOG_FORMAT = os.environ.get("HIRFA_LOG_FORMAT", "json" if PRODUCTION else "text")
 LOGGING = {
