@@ -229,6 +229,9 @@ class TrackForwarder:
         self._by_ssrc: dict[int, _Layer] = {}
         #: Simulcast RIDs, lowest layer first (empty: one stream).
         self.rids: tuple[str, ...] = ()
+        #: Called with every packet forwarded, of every layer (``packet, starts_keyframe,
+        #: layer``): the recorder's hook, which keeps the one layer it records.
+        self.taps: tuple[Callable[[RtpPacket, bool, int], None], ...] = ()
         self._muted = False
         self._closed = False
         #: The receiver's NACK scheduler (video), for diagnostics.
@@ -406,6 +409,8 @@ class TrackForwarder:
         index = layer.index
         for track in self._subscribers:
             track.forward(packet, keyframe, index)
+        for tap in self.taps:
+            tap(packet, keyframe, index)
 
     def cached(self, sequence_number: int, layer: int = 0) -> RtpPacket | None:
         """The publisher's packet of ``layer`` with that sequence number, if still cached."""
@@ -441,6 +446,7 @@ class TrackForwarder:
         self.recovery_failures += 1
         layer = self._by_ssrc.get(ssrc) if ssrc is not None else None
         index = layer.index if layer is not None else 0
+        # A recorder's tap asks for its own keyframe when it gives a hole up (recorder.py).
         if self._subscribers and (
             not self.layered or any(track.forwarded_layer == index for track in self._subscribers)
         ):

@@ -22,6 +22,8 @@ import logging
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from aiortc import (
     RTCConfiguration,
@@ -39,6 +41,7 @@ from . import aiortc_hooks
 from .allocation import DownlinkEstimate, VideoDemand, allocate, layer_name
 from .config import SfuConfig
 from .forwarding import ForwardTrack, TrackForwarder
+from .recorder import MeetingRecorder
 from .sdp import audio_offer, red_payload_types
 from .simulcast import simulcast_answer, simulcast_offer
 from .speaker import ActiveSpeakerDetector
@@ -688,6 +691,7 @@ class Meeting:
         self._soon: set[Participant] = set()
         self.on_active_speaker = on_active_speaker
         self._speaker = ActiveSpeakerDetector(on_change=self._speaker_changed)
+        self._recorder: MeetingRecorder | None = None
 
     def __repr__(self) -> str:
         return f"Meeting({self.id!r}, {len(self._participants)} participants)"
@@ -820,12 +824,51 @@ class Meeting:
             if forwarder.source is source:
                 forwarder.set_muted(muted)
 
+    # ------------------------------------------------------------ recording
+
+    @property
+    def recorder(self) -> MeetingRecorder | None:
+        """The recording running now, if any."""
+        return self._recorder
+
+    def start_recording(self, directory: Path, *, excluded: frozenset[str] = frozenset()) -> MeetingRecorder:
+        """Write every track published now or later into files in ``directory``, without
+        decoding (``signaling.sfu.recorder``), except those of the ``excluded`` participants.
+
+        Raises :class:`InvalidSfuState` if a recording runs or the meeting is closed.
+        """
+        if self._closed or self._recorder is not None:
+            raise InvalidSfuState(f"meeting {self.id!r} is closed or already recording")
+        recorder = MeetingRecorder(directory=directory, excluded=excluded)
+        self._recorder = recorder
+        recorder.speaker_changed(self.active_speaker)
+        for forwarder in self.forwarders():
+            recorder.track_published(forwarder)
+        return recorder
+
+    async def stop_recording(self) -> dict[str, Any] | None:
+        """Stop the recording (files closed, manifest written); answers its manifest, or
+        ``None`` when none runs."""
+        recorder, self._recorder = self._recorder, None
+        return None if recorder is None else await recorder.stop()
+
+    def set_recorded(self, participant_id: str, recorded: bool) -> None:
+        """Whether the running recording (and any later one) writes ``participant_id``."""
+        if self._recorder is not None:
+            participant = self._participants.get(participant_id)
+            forwarders = participant.forwarders() if participant is not None else ()
+            self._recorder.exclude(participant_id, not recorded, forwarders)
+
     def _track_published(self, forwarder: TrackForwarder) -> None:
+        if self._recorder is not None:
+            self._recorder.track_published(forwarder)
         for participant in self._participants.values():
             if participant.id != forwarder.participant_id:
                 participant._subscribe(forwarder)
 
     def _track_unpublished(self, forwarder: TrackForwarder) -> None:
+        if self._recorder is not None:
+            self._recorder.track_unpublished(forwarder)
         for participant in self._participants.values():
             if participant.id != forwarder.participant_id:
                 participant._unsubscribe(forwarder.participant_id, forwarder.source)
@@ -854,6 +897,8 @@ class Meeting:
         self._soon.clear()
         for participant in tuple(self._participants.values()):
             participant._allocate(now)
+        if self._recorder is not None:
+            self._recorder.tick()
         if feedback:
             for forwarder in self.forwarders():
                 if forwarder.kind is MediaKind.VIDEO:
@@ -893,16 +938,19 @@ class Meeting:
         self._speaker.observe(participant_id, level, size)
 
     def _speaker_changed(self, participant_id: str | None) -> None:
+        if self._recorder is not None:
+            self._recorder.speaker_changed(participant_id)
         if self.on_active_speaker is not None:
             self.on_active_speaker(participant_id)
 
     async def close(self) -> None:
-        """Close every participant's peer connection; the meeting ends."""
+        """Close every participant's peer connection (and the recording); the meeting ends."""
         self._closed = True
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
             self._ticker = None
+        await self.stop_recording()
         for participant_id in list(self._participants):
             await self.leave(participant_id)
 
