@@ -179,6 +179,8 @@ class MeetingJoin(ClientFrame):
     audio_only: bool = False
     receive_video: bool = True
     publish: Annotated[list[MeetingSource], Field(max_length=3)] = []
+    #: False: join without being recorded (nothing of his is written while the meeting records).
+    recorded: bool = True
 
 
 class MeetingLeave(ClientFrame):
@@ -262,8 +264,32 @@ class MeetingRetryVideo(ClientFrame):
     meeting: MeetingId
 
 
+class MeetingRecord(ClientFrame):
+    """A host starts or stops recording the meeting."""
+
+    type: Literal["meeting_record"]
+    meeting: MeetingId
+    action: Literal["start", "stop"]
+
+
+class MeetingMarker(ClientFrame):
+    """A host names a chapter of the running recording, from now on."""
+
+    type: Literal["meeting_marker"]
+    meeting: MeetingId
+    label: Annotated[str, Field(min_length=1, max_length=80)]
+
+
+class MeetingRecorded(ClientFrame):
+    """Whether the member may be recorded (False: nothing of his is written)."""
+
+    type: Literal["meeting_recorded"]
+    meeting: MeetingId
+    recorded: bool
+
+
 AnyClientFrame = Annotated[
-    Hello | Ping | Subscribe | Unsubscribe | Send | Edit | Delete | React | Typing | Read | History | Fetch | ReportFrame | Mute | Ban | Presence | MeetingStart | MeetingInfo | MeetingJoin | MeetingLeave | MeetingAnswer | MeetingCandidateIn | MeetingPublish | MeetingUnpublish | MeetingMute | MeetingHand | MeetingReceive | MeetingHost | MeetingIceRestart | MeetingPin | MeetingRetryVideo,
+    Hello | Ping | Subscribe | Unsubscribe | Send | Edit | Delete | React | Typing | Read | History | Fetch | ReportFrame | Mute | Ban | Presence | MeetingStart | MeetingInfo | MeetingJoin | MeetingLeave | MeetingAnswer | MeetingCandidateIn | MeetingPublish | MeetingUnpublish | MeetingMute | MeetingHand | MeetingReceive | MeetingHost | MeetingIceRestart | MeetingPin | MeetingRetryVideo | MeetingRecord | MeetingMarker | MeetingRecorded,
     Field(discriminator="type"),
 ]
 client_frame_adapter: TypeAdapter[Any] = TypeAdapter(AnyClientFrame)
@@ -274,6 +300,7 @@ CLIENT_FRAME_TYPES: tuple[str, ...] = (
     "meeting_start", "meeting_info", "meeting_join", "meeting_leave", "meeting_answer",
     "meeting_candidate", "meeting_publish", "meeting_unpublish", "meeting_mute", "meeting_hand",
     "meeting_receive", "meeting_host", "meeting_ice_restart", "meeting_pin", "meeting_retry_video",
+    "meeting_record", "meeting_marker", "meeting_recorded",
 )
 
 
@@ -568,6 +595,8 @@ class MeetingOut(ServerFrame):
     video_codec: str | None = None
     started_at: str | None = None
     participants: list[Author] = []
+    #: The meeting is being recorded (a page asks before joining).
+    recording: bool = False
 
 
 class MeetingJoined(ServerFrame):
@@ -625,6 +654,8 @@ class MeetingParticipant(ServerFrame):
     muted: list[str]
     host_muted: list[str]
     connected: bool
+    #: False: he chose not to be recorded.
+    recorded: bool = True
 
 
 class MeetingState(ServerFrame):
@@ -637,6 +668,7 @@ class MeetingState(ServerFrame):
     hosts: list[int]
     participants: list[MeetingParticipant]
     waiting: list[Author] = []
+    recording: bool = False
 
 
 class ReceivedVideoOut(ServerFrame):
@@ -662,6 +694,16 @@ class MeetingRejoin(ServerFrame):
     reason: Literal["worker_lost", "connection_failed"]
 
 
+class MeetingMarked(ServerFrame):
+    """A chapter was set in the running recording (to the host who set it)."""
+
+    type: Literal["meeting_marked"] = "meeting_marked"
+    ref: str | None = None
+    meeting: int
+    at: float
+    label: str
+
+
 MeetingEndReason = Literal["left", "removed", "ended", "replaced", "denied"]
 
 
@@ -676,7 +718,7 @@ SERVER_FRAME_TYPES: tuple[str, ...] = (
     "welcome", "pong", "subscribed", "unsubscribed", "ack", "message", "messages", "typing",
     "presence", "presence_delta", "presence_list", "resync", "unread", "notification", "removed", "member", "error",
     "meeting", "meeting_joined", "meeting_lobby", "meeting_ice_servers", "meeting_offer",
-    "meeting_state", "meeting_reception", "meeting_rejoin", "meeting_ended",
+    "meeting_state", "meeting_reception", "meeting_rejoin", "meeting_ended", "meeting_marked",
 )
 
 

@@ -274,6 +274,15 @@ PRIVATE_MEDIA_ROOT = Path(os.environ.get("HIRFA_PRIVATE_MEDIA_ROOT", DATA_DIR / 
 HIRFA_ACCEL_REDIRECT = os.environ.get("HIRFA_ACCEL_REDIRECT", "0") == "1"
 HIRFA_ACCEL_MEDIA_PREFIX = "/media/"
 HIRFA_ACCEL_PRIVATE_PREFIX = "/_private/"
+# Meeting recordings (signaling/sfu/recorder.py writes, signaling/replay.py builds): private
+# files, one directory per recording, shared by the SFU workers and the job workers.
+HIRFA_RECORDINGS_DIR = Path(os.environ.get("HIRFA_RECORDINGS_DIR", PRIVATE_MEDIA_ROOT / "recordings"))
+# Replays are deleted this many days after the recording (0: kept until a host deletes them).
+HIRFA_RECORDING_RETENTION_DAYS = int(os.environ.get("HIRFA_RECORDING_RETENTION_DAYS", "180"))
+# The budget of one replay build: seconds of ffmpeg per second of recording (plus a minute),
+# and bytes of the built replay at most.
+HIRFA_RECORDING_BUILD_SECONDS_PER_SECOND = float(os.environ.get("HIRFA_RECORDING_BUILD_SECONDS_PER_SECOND", "3"))
+HIRFA_RECORDING_BUILD_MAX_BYTES = int(os.environ.get("HIRFA_RECORDING_BUILD_MAX_BYTES", str(2 * 1024**3)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
 

@@ -36,6 +36,7 @@ from hub.protocol import (
     MeetingIceServers,
     MeetingJoined,
     MeetingLobby,
+    MeetingMarked,
     MeetingOffer,
     MeetingReception,
     MeetingRejoin,
@@ -103,6 +104,9 @@ class MeetingFrames(SocketPart):
             "meeting_ice_restart": self.on_meeting_ice_restart,
             "meeting_pin": self.on_meeting_pin,
             "meeting_retry_video": self.on_meeting_retry_video,
+            "meeting_record": self.on_meeting_record,
+            "meeting_marker": self.on_meeting_marker,
+            "meeting_recorded": self.on_meeting_recorded,
         }
         return {kind: self._meeting_limited(handler) for kind, handler in handlers.items()}
 
@@ -386,6 +390,8 @@ class MeetingFrames(SocketPart):
             "video_codec": ticket.video_codec,
             "receive_video": receive_video,
             "publish": publish,
+            "recorded": frame.recorded,
+            "recording": ticket.recording,
         }
         if current is None:
             session = MeetingSession(
@@ -505,3 +511,28 @@ class MeetingFrames(SocketPart):
         await self.recheck(session.room_id)
         if self.meeting is not session:
             raise HirfaError(ErrorCode.NOT_FOUND, _("No such meeting."))
+
+    async def on_meeting_record(self, frame: protocol.MeetingRecord) -> None:
+        session = self._session(frame.meeting)
+        if frame.action == "start":
+            recording = await db_in_order(services.recording_start)(user=self.user, meeting_id=session.meeting_id)
+            try:
+                await self._command(session, m.Record, frame.ref, recording=recording.pk)
+            except BaseException:
+                await db_in_order(services.recording_stop)(user=self.user, meeting_id=session.meeting_id)
+                raise
+        else:
+            await db_in_order(services.recording_stop)(user=self.user, meeting_id=session.meeting_id)
+            await self._command(session, m.Record, frame.ref, recording=None)
+
+    async def on_meeting_marker(self, frame: protocol.MeetingMarker) -> None:
+        session = self._session(frame.meeting)
+        marker = await db_in_order(services.recording_mark)(user=self.user, meeting_id=session.meeting_id, label=frame.label)
+        self.socket.emit(
+            MeetingMarked(ref=frame.ref, meeting=session.meeting_id, at=marker.at, label=marker.label)
+        )
+
+    async def on_meeting_recorded(self, frame: protocol.MeetingRecorded) -> None:
+        session = self._session(frame.meeting)
+        session.join_options["recorded"] = frame.recorded
+        await self._command(session, m.Recorded, frame.ref, recorded=frame.recorded)

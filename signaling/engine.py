@@ -43,6 +43,7 @@ from django.utils.translation import gettext_noop
 from hub.errors import ErrorCode, HirfaError
 from hub.protocol import Author, MeetingParticipant, MeetingState
 from signaling import messages as m
+from signaling.models import recording_directory
 from signaling.sfu import (
     BadSessionDescription,
     InvalidSfuState,
@@ -100,6 +101,8 @@ class Member:
     muted: set[m.Source] = field(default_factory=set)
     #: Sources to publish on each new server-side peer (join, admission, rejoin).
     publish: tuple[m.Source, ...] = ()
+    #: False: he chose not to be recorded.
+    recorded: bool = True
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,8 @@ class LiveMeeting:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     runner: asyncio.Task[None] | None = None
     state_scheduled: bool = False
+    #: The recording running (its id in the database), written by the SFU's recorder.
+    recording: int | None = None
 
     def empty(self) -> bool:
         return not self.members and not self.waiting
@@ -366,6 +371,33 @@ class MeetingEngine:
     async def _retry_video(self, live: LiveMeeting, member: Member, command: m.RetryVideo) -> None:
         self._participant(member).retry_video()
 
+    async def _record(self, live: LiveMeeting, member: Member, command: m.Record) -> None:
+        if not member.host:
+            raise HirfaError(ErrorCode.FORBIDDEN, gettext_noop("Only the meeting's hosts may do this."))
+        if command.recording is None:
+            await self._recording_stop(live)
+        else:
+            self._recording_start(live, command.recording)
+        self._state_changed(live)
+
+    def _recording_start(self, live: LiveMeeting, recording_id: int) -> None:
+        if live.recording == recording_id:
+            return
+        if live.recording is not None:
+            raise HirfaError(ErrorCode.CONFLICT, gettext_noop("The meeting is already being recorded."))
+        excluded = frozenset(str(u) for u, w in live.members.items() if not w.recorded)
+        live.sfu_meeting.start_recording(recording_directory(recording_id), excluded=excluded)
+        live.recording = recording_id
+
+    async def _recording_stop(self, live: LiveMeeting) -> None:
+        live.recording = None
+        await live.sfu_meeting.stop_recording()
+
+    async def _recorded(self, live: LiveMeeting, member: Member, command: m.Recorded) -> None:
+        member.recorded = command.recorded
+        live.sfu_meeting.set_recorded(str(member.user_id), command.recorded)
+        self._state_changed(live)
+
     async def _end(self, live: LiveMeeting, member: Member, command: m.End) -> None:
         for gone in [*live.members.values(), *live.waiting.values()]:
             await self._drop_member(live, gone)
@@ -389,6 +421,8 @@ class MeetingEngine:
         m.End: _end,
         m.Pin: _pin,
         m.RetryVideo: _retry_video,
+        m.Record: _record,
+        m.Recorded: _recorded,
     }
 
     def _member(self, live: LiveMeeting, command: m.Command) -> Member:
@@ -432,6 +466,9 @@ class MeetingEngine:
                 receive_video=command.receive_video,
             )
         member.publish = command.publish
+        member.recorded = command.recorded
+        if command.recording is not None and live.recording is None:
+            self._recording_start(live, command.recording)
         if user_id not in live.members and command.must_wait and live.lobby and not member.host:
             live.waiting[user_id] = member
             await self._send(reply_to, m.Lobby(ref=command.ref))
@@ -465,6 +502,8 @@ class MeetingEngine:
             if member.generation == generation:
                 self._spawn(live, self._send(member.reply_to, reception_event(reception, live.members)))
 
+        # Before his peer exists: nothing of his is written unless he agreed.
+        live.sfu_meeting.set_recorded(str(member.user_id), member.recorded)
         participant = await live.sfu_meeting.join(
             str(member.user_id),
             on_negotiation_needed=negotiation_needed,
@@ -632,6 +671,7 @@ class MeetingEngine:
                     muted=sorted(member.muted),
                     host_muted=sorted(s for u, s in live.host_muted if u == member.user_id),
                     connected=participant is not None and participant.state is ParticipantState.CONNECTED,
+                    recorded=member.recorded,
                 )
             )
         speaker = live.sfu_meeting.active_speaker
@@ -644,6 +684,7 @@ class MeetingEngine:
             hosts=sorted(m.user_id for m in live.members.values() if m.host),
             participants=participants,
             waiting=[Author(id=w.user_id, name=w.name) for w in live.waiting.values()],
+            recording=live.recording is not None,
         )
 
     def _publish_state(self, live: LiveMeeting) -> None:

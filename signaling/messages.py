@@ -51,6 +51,11 @@ class Join(_Command):
     receive_video: bool = True
     #: Sources to publish on each new server-side peer.
     publish: tuple[Source, ...] = ()
+    #: False: nothing of his is written while the meeting records.
+    recorded: bool = True
+    #: The meeting's running recording (from the database): an engine that holds the
+    #: meeting without recording it (a new worker) starts it.
+    recording: int | None = None
 
 
 class Leave(_Command):
@@ -146,9 +151,23 @@ class RetryVideo(_Command):
     op: Literal["retry_video"] = "retry_video"
 
 
+class Record(_Command):
+    """Start recording (``recording``: its id in the database) or stop (None)."""
+
+    op: Literal["record"] = "record"
+    recording: int | None
+
+
+class Recorded(_Command):
+    """Whether the member may be recorded."""
+
+    op: Literal["recorded"] = "recorded"
+    recorded: bool
+
+
 Command = Annotated[
     Join | Leave | Answer | Candidate | Publish | Unpublish | MuteSelf | Hand | Receive
-    | HostMute | Remove | Admit | Deny | Settings | End | Pin | RetryVideo,
+    | HostMute | Remove | Admit | Deny | Settings | End | Pin | RetryVideo | Record | Recorded,
     Field(discriminator="op"),
 ]
 _commands: TypeAdapter[Command] = TypeAdapter(Command)

@@ -10,6 +10,8 @@ with the SFU that holds the meeting, not here.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -81,3 +83,75 @@ class Attendance(models.Model):
             models.Index(fields=["process"], condition=Q(left_at__isnull=True), name="attendance_open_process"),
             models.Index(fields=["seen_at"], condition=Q(left_at__isnull=True), name="attendance_open_seen"),
         ]
+
+
+def recording_directory(recording_id: int) -> Path:
+    """Where a recording's files live (private storage, shared by SFU and job workers)."""
+    return Path(settings.HIRFA_RECORDINGS_DIR) / str(int(recording_id))
+
+
+class RecordingState(models.TextChoices):
+    RECORDING = "recording", _("Recording")
+    BUILDING = "building", _("Being prepared")
+    READY = "ready", _("Ready")
+    FAILED = "failed", _("Failed")
+
+
+class Recording(models.Model):
+    """A recording of a meeting: the SFU writes each participant's tracks while it runs
+    (``signaling/sfu/recorder.py``), the job worker builds the replay afterwards
+    (``signaling/replay.py``). Its files live in ``recording_directory(pk)``, in private
+    storage, and go with the row."""
+
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="recordings")
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    stopped_at = models.DateTimeField(_("stopped at"), null=True, blank=True)
+    state = models.CharField(max_length=16, choices=RecordingState.choices, default=RecordingState.RECORDING)
+    #: Percent of the replay built.
+    progress = models.PositiveSmallIntegerField(default=0)
+    #: Seconds of the replay, once built.
+    duration = models.FloatField(null=True, blank=True)
+    video_bytes = models.BigIntegerField(default=0)
+    audio_bytes = models.BigIntegerField(default=0)
+    #: Why the last build failed (English, for the admins).
+    error = models.CharField(max_length=300, blank=True, default="")
+    built_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("recording")
+        verbose_name_plural = _("recordings")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meeting"], condition=Q(stopped_at__isnull=True), name="recording_one_running_per_meeting"
+            )
+        ]
+        indexes = [models.Index(fields=["state", "stopped_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.meeting} · {self.started_at:%H:%M}"
+
+
+class RecordingMarker(models.Model):
+    """A chapter a host set while recording ("now: glazing"), ``at`` seconds in."""
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="markers")
+    at = models.FloatField()
+    label = models.CharField(_("label"), max_length=80)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+
+class RecordingAppearance(models.Model):
+    """A member whose camera or voice is in a recording (from its manifests, at build)."""
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="appearances")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["recording", "user"], name="recording_appearance_once")]

@@ -14,7 +14,7 @@ from hub.models import User
 from hub.protocol import Author, MeetingOut
 from rooms.selectors import RoomAccess, room_access
 from signaling.join_rules import hosts_by_rule, join_check
-from signaling.models import Attendance, Meeting
+from signaling.models import Attendance, Meeting, Recording
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class JoinTicket:
     video_codec: str
     worker: str
     name: str
+    #: The meeting's running recording (its engine resumes it on a new SFU worker).
+    recording: int | None = None
 
 
 def _not_found() -> HirfaError:
@@ -67,6 +69,7 @@ def meeting_frame(*, meeting: Meeting | None, room_id: int, ref: str | None = No
         video_codec=meeting.video_codec,
         started_at=meeting.started_at.isoformat(),
         participants=[Author(id=a.user.pk, name=a.user.display_name) for a in rows],
+        recording=Recording.objects.filter(meeting=meeting, stopped_at__isnull=True).exists(),
     )
 
 
@@ -127,6 +130,7 @@ def meeting_join_ticket(
         video_codec=meeting.video_codec,
         worker=meeting.worker,
         name=user.display_name,
+        recording=Recording.objects.filter(meeting=meeting, stopped_at__isnull=True).values_list("pk", flat=True).first(),
     )
 
 
@@ -157,3 +161,25 @@ def meeting_for_host(*, user: User, meeting_id: int) -> Meeting:
     if not meeting_is_host(user=user, meeting=meeting, access=access):
         raise HirfaError(ErrorCode.FORBIDDEN, _("Only the meeting's hosts may do this."))
     return meeting
+
+
+def recording_for_host(*, user: User, recording_id: int, lock: bool = False) -> Recording:
+    """The recording if ``user`` hosts its meeting (live or not): the room's moderators and
+    whom a rule names (a gathering's hosts). ``not_found`` when he may not read the room
+    or it does not exist; ``forbidden`` for a reader who is no host."""
+    rows = Recording.objects.select_related("meeting", "meeting__room")
+    recording = (rows.select_for_update(of=("self",)) if lock else rows).filter(pk=recording_id).first()
+    if recording is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such recording."))
+    try:
+        access = room_access(user=user, room_id=recording.meeting.room_id)
+    except HirfaError:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such recording.")) from None
+    if not meeting_is_host(user=user, meeting=recording.meeting, access=access):
+        raise HirfaError(ErrorCode.FORBIDDEN, _("Only the meeting's hosts may do this."))
+    return recording
+
+
+def meeting_recording(*, meeting_id: int) -> Recording | None:
+    """The meeting's running recording, if any (no access check: callers check)."""
+    return Recording.objects.filter(meeting_id=meeting_id, stopped_at__isnull=True).first()

@@ -4,9 +4,12 @@ on commit, so rooms show which meeting is live and who is in it."""
 
 from __future__ import annotations
 
+import functools
+import shutil
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
@@ -17,12 +20,21 @@ from hub.errors import ErrorCode, HirfaError
 from hub.models import User
 from hub.protocol import MeetingOut
 from rooms.selectors import room_access
-from signaling.models import Attendance, Meeting, VideoCodecChoice
+from signaling.models import (
+    Attendance,
+    Meeting,
+    Recording,
+    RecordingMarker,
+    RecordingState,
+    VideoCodecChoice,
+    recording_directory,
+)
 from signaling.selectors import (
     live_meeting,
     meeting_for_host,
     meeting_frame,
     meetings_at_once_check,
+    recording_for_host,
 )
 
 if TYPE_CHECKING:
@@ -109,6 +121,7 @@ def meeting_depart(*, user: User, meeting_id: int) -> bool:
         if ended:
             meeting.ended_at = now
             meeting.save(update_fields=["ended_at"])
+            _recordings_stop(meeting)
         if closed or ended:
             _publish_room_frame(meeting)
         return ended
@@ -121,6 +134,7 @@ def meeting_end(*, user: User, meeting_id: int) -> None:
         now = timezone.now()
         Meeting.objects.filter(pk=meeting.pk, ended_at__isnull=True).update(ended_at=now)
         Attendance.objects.filter(meeting=meeting, left_at__isnull=True).update(left_at=now)
+        _recordings_stop(meeting)
         _publish_room_frame(meeting)
 
 
@@ -175,6 +189,7 @@ def _close_rows(rows: QuerySet[Attendance], *, left_at: datetime | None) -> list
             if not Attendance.objects.filter(meeting=meeting, left_at__isnull=True).exists():
                 meeting.ended_at = now
                 meeting.save(update_fields=["ended_at"])
+                _recordings_stop(meeting)
                 ended.append(meeting.pk)
             _publish_room_frame(meeting)
     return ended
@@ -209,6 +224,102 @@ def meetings_sweep(
     for meeting in idle:
         with transaction.atomic():
             if Meeting.objects.filter(pk=meeting.pk, ended_at__isnull=True).update(ended_at=now):
+                _recordings_stop(meeting)
                 ended.append(meeting.pk)
                 _publish_room_frame(meeting)
     return ended
+
+
+# --- recordings ------------------------------------------------------------------------------
+
+RECORDING_MARKER_MAX = 80
+#: Markers a recording may hold (hosts set them by hand: a few dozen at most in practice).
+RECORDING_MARKERS_MAX = 200
+
+
+def recording_start(*, user: User, meeting_id: int) -> Recording:
+    """A host starts recording the live meeting. Raises ``not_found``, ``forbidden``, or
+    ``conflict`` when a recording already runs. The caller tells the meeting's engine."""
+    with transaction.atomic():
+        meeting = meeting_for_host(user=user, meeting_id=meeting_id)
+        Meeting.objects.select_for_update().filter(pk=meeting.pk).first()
+        if Recording.objects.filter(meeting=meeting, stopped_at__isnull=True).exists():
+            raise HirfaError(ErrorCode.CONFLICT, _("The meeting is already being recorded."))
+        recording = Recording.objects.create(meeting=meeting, started_by=user)
+        _publish_room_frame(meeting)
+    return recording
+
+
+def _recordings_stop(meeting: Meeting) -> list[int]:
+    """Stop the meeting's running recording, if any, and have its replay built (on commit)."""
+    from signaling.tasks import recording_build
+
+    stopped = list(
+        Recording.objects.select_for_update().filter(meeting=meeting, stopped_at__isnull=True).values_list("pk", flat=True)
+    )
+    if stopped:
+        Recording.objects.filter(pk__in=stopped).update(stopped_at=timezone.now(), state=RecordingState.BUILDING)
+        for recording_id in stopped:
+            transaction.on_commit(functools.partial(recording_build.enqueue, recording_id=recording_id))
+    return stopped
+
+
+def recording_stop(*, user: User, meeting_id: int) -> int | None:
+    """A host stops the recording; its replay is built by the job worker. Answers the
+    recording's id (None: none was running). Raises ``not_found`` or ``forbidden``."""
+    with transaction.atomic():
+        meeting = meeting_for_host(user=user, meeting_id=meeting_id)
+        stopped = _recordings_stop(meeting)
+        if stopped:
+            _publish_room_frame(meeting)
+    return stopped[0] if stopped else None
+
+
+def recording_mark(*, user: User, meeting_id: int, label: str) -> RecordingMarker:
+    """A host marks a chapter ("now: glazing") at this moment of the running recording.
+
+    Raises ``not_found``, ``forbidden``, ``invalid`` (empty or too long, or too many
+    markers) or ``conflict`` (nothing is being recorded)."""
+    label = " ".join(label.split())
+    if not label or len(label) > RECORDING_MARKER_MAX:
+        raise HirfaError(
+            ErrorCode.INVALID, _("A chapter needs a name of at most %(n)d characters.") % {"n": RECORDING_MARKER_MAX}
+        )
+    with transaction.atomic():
+        meeting = meeting_for_host(user=user, meeting_id=meeting_id)
+        recording = Recording.objects.select_for_update().filter(meeting=meeting, stopped_at__isnull=True).first()
+        if recording is None:
+            raise HirfaError(ErrorCode.CONFLICT, _("The meeting is not being recorded."))
+        if recording.markers.count() >= RECORDING_MARKERS_MAX:
+            raise HirfaError(ErrorCode.INVALID, _("This recording has as many chapters as allowed."))
+        at = max(0.0, (timezone.now() - recording.started_at).total_seconds())
+        return RecordingMarker.objects.create(recording=recording, at=round(at, 1), label=label, by=user)
+
+
+def recording_delete(*, user: User, recording_id: int) -> None:
+    """A host of the recorded meeting deletes the recording: the row, its markers and, once
+    that commits, its files. Raises ``not_found`` (also for one he may not see) or
+    ``forbidden``; a running recording is stopped first by ``recording_stop``."""
+    with transaction.atomic():
+        recording = recording_for_host(user=user, recording_id=recording_id, lock=True)
+        if recording.stopped_at is None:
+            raise HirfaError(ErrorCode.CONFLICT, _("Stop the recording first."))
+        directory = recording_directory(recording.pk)
+        recording.delete()
+        transaction.on_commit(functools.partial(shutil.rmtree, directory, ignore_errors=True))
+
+
+def recordings_expire(*, now: datetime | None = None) -> int:
+    """Delete the recordings older than ``HIRFA_RECORDING_RETENTION_DAYS`` (0: keep them);
+    answers how many were deleted."""
+    days = settings.HIRFA_RECORDING_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    deleted = 0
+    for recording_id in Recording.objects.filter(stopped_at__lt=cutoff).values_list("pk", flat=True):
+        with transaction.atomic():
+            if Recording.objects.filter(pk=recording_id).delete()[0]:
+                deleted += 1
+                transaction.on_commit(functools.partial(shutil.rmtree, recording_directory(recording_id), ignore_errors=True))
+    return deleted
