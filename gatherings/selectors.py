@@ -30,9 +30,9 @@ from gatherings.models import (
 )
 from hub.errors import ErrorCode, HirfaError
 from hub.models import User
-from rooms.models import Membership, RoomKind
-from rooms.selectors import user_moderates
-from signaling.models import Attendance, Meeting
+from rooms.models import Membership, Message, RoomKind
+from rooms.selectors import room_access, user_moderates
+from signaling.models import Attendance, Meeting, Recording, RecordingState
 
 NOT_FOUND_MESSAGE = "No such gathering."
 GATHERING_ROOM_KINDS = (RoomKind.GUILD, RoomKind.REGION, RoomKind.GUILD_REGION)
@@ -595,3 +595,90 @@ def occurrence_attendance(
         no_shows=no_shows,
         going=len(going),
     )
+
+
+# --- replays --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A recording of one of the gathering's occurrences, as a member sees it."""
+
+    recording: Recording
+    gathering: Gathering
+    occurrence_start: datetime
+    #: He hosts the gathering (or moderates its room): sees unfinished builds, may delete.
+    hosting: bool
+
+
+@dataclass(frozen=True)
+class ReplayChatLine:
+    at: float
+    author: str
+    text: str
+
+
+def _replays(gathering: Gathering) -> QuerySet[Recording]:
+    return Recording.objects.filter(meeting__gathering_occurrence__gathering=gathering).select_related(
+        "meeting__gathering_occurrence"
+    )
+
+
+def gathering_replays(*, user: User, gathering: Gathering) -> list[Replay]:
+    """The recordings of the gathering's occurrences, newest first, for a member who sees
+    the gathering (the caller got it from `gathering_get`): ready ones; hosts also see
+    those being built or that failed."""
+    hosting = gathering_hosts_or_manages(user=user, gathering=gathering)
+    rows = _replays(gathering).filter(stopped_at__isnull=False).order_by("-started_at")
+    if not hosting:
+        rows = rows.filter(state=RecordingState.READY)
+    return [
+        Replay(
+            recording=r,
+            gathering=gathering,
+            occurrence_start=r.meeting.gathering_occurrence.occurrence_start,
+            hosting=hosting,
+        )
+        for r in rows[:50]
+    ]
+
+
+def replay_get(*, user: User, gathering_id: int, recording_id: int) -> Replay:
+    """One replay for a member who may see the gathering; `not_found` for anything else
+    (another gathering's recording, one not built yet for a non-host, one he may not see)."""
+    gathering = gathering_get(user=user, gathering_id=gathering_id)
+    for replay in gathering_replays(user=user, gathering=gathering):
+        if replay.recording.pk == recording_id:
+            return replay
+    raise HirfaError(ErrorCode.NOT_FOUND, _("No such recording."))
+
+
+REPLAY_CHAT_MAX = 2000
+
+
+def replay_chat(*, user: User, replay: Replay) -> list[ReplayChatLine]:
+    """The messages of the meeting's room while it was recorded, with their moment in the
+    replay; none for a member who may not read the room (a public gathering's replay)."""
+    recording = replay.recording
+    try:
+        room_access(user=user, room_id=replay.gathering.room_id)
+    except HirfaError:
+        return []
+    rows = (
+        Message.objects.filter(
+            room_id=replay.gathering.room_id,
+            created_at__gte=recording.started_at,
+            created_at__lte=recording.stopped_at or timezone.now(),
+            deleted_at__isnull=True,
+        )
+        .select_related("author", "author__profile")
+        .order_by("seq")[:REPLAY_CHAT_MAX]
+    )
+    return [
+        ReplayChatLine(
+            at=round((m.created_at - recording.started_at).total_seconds(), 1),
+            author=m.author.display_name if m.author else _("Former member"),
+            text=m.text,
+        )
+        for m in rows
+    ]

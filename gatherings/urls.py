@@ -5,6 +5,7 @@ from django.urls import path
 from gatherings import views
 
 OCCURRENCE = "gatherings/<int:gathering_id>/occurrences/<str:key>"
+REPLAY = "gatherings/<int:gathering_id>/replays/<int:recording_id>"
 
 urlpatterns = [
     path("gatherings/", views.agenda, name="gatherings_agenda"),
@@ -20,6 +21,10 @@ urlpatterns = [
     path(f"{OCCURRENCE}/join", views.occurrence_join, name="gathering_occurrence_join"),
     path(f"{OCCURRENCE}/attendance", views.occurrence_attendance, name="gathering_attendance"),
     path(f"{OCCURRENCE}/attendance.csv", views.occurrence_attendance_csv, name="gathering_attendance_csv"),
+    path(f"{REPLAY}/", views.replay_page, name="gathering_replay"),
+    path(f"{REPLAY}/chapters.vtt", views.replay_chapters, name="gathering_replay_chapters"),
+    path(f"{REPLAY}/delete", views.replay_delete, name="gathering_replay_delete"),
+    path(f"{REPLAY}/<str:name>", views.replay_file, name="gathering_replay_file"),
     path("gatherings/<int:gathering_id>.ics", views.gathering_ics, name="gathering_ics"),
     path("gatherings/room/<int:room_id>.ics", views.room_ics, name="gatherings_room_ics"),
     path("gatherings/feed/<str:token>.ics", views.personal_ics, name="gatherings_personal_ics"),

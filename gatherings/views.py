@@ -9,6 +9,7 @@ Times are shown in the viewer's zone: the browser's (cookie ``hirfa_tz``, set by
 from __future__ import annotations
 
 import calendar
+import math
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import wraps
@@ -34,8 +35,12 @@ from hub.auth import member_of, viewer_of
 from hub.csv_export import csv_download
 from hub.errors import ErrorCode, HirfaError
 from hub.models import Trade, User, Wilaya
+from hub.protected_files import ranged_file_response
 from rooms.models import Room
 from rooms.selectors import room_access
+from signaling.models import RecordingState, recording_directory
+from signaling.replay import AUDIO_FILE, VIDEO_FILE
+from signaling.services import recording_delete
 
 TZ_COOKIE = "hirfa_tz"
 
@@ -200,6 +205,7 @@ def gathering_detail(request: HttpRequest, gathering_id: int) -> HttpResponse:
             "is_host": gathering.hosts.filter(pk=user.pk).exists(),
             "statuses": [(RsvpStatus.GOING, _("Going")), (RsvpStatus.MAYBE, _("Maybe")), (RsvpStatus.NOT_GOING, _("Not going"))],
             "ics_url": request.build_absolute_uri(reverse("gathering_ics", args=[gathering.pk])),
+            "replays": selectors.gathering_replays(user=user, gathering=gathering),
         },
     )
 
@@ -739,3 +745,98 @@ def personal_ics(request: HttpRequest, token: str) -> HttpResponseBase:
         raise Http404(_("No such calendar.")) from None
     qs = selectors.gatherings_of_member(user=owner)
     return _ics(feeds.calendar_of(feeds.recent(qs), name=_("My gatherings · Hirfa"), url_of=_url_of(request)), "hirfa")
+
+
+# --- replays ----------------------------------------------------------------------------------
+
+
+def _replay(request: HttpRequest, gathering_id: int, recording_id: int) -> selectors.Replay:
+    try:
+        return selectors.replay_get(user=member_of(request), gathering_id=gathering_id, recording_id=recording_id)
+    except HirfaError:
+        raise Http404(_("No such recording.")) from None
+
+
+def _vtt_time(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}.{round((seconds - whole) * 1000) % 1000:03d}"
+
+
+@login_required
+@require_GET
+def replay_page(request: HttpRequest, gathering_id: int, recording_id: int) -> HttpResponse:
+    """The replay of one occurrence: the video (or its audio alone), its chapters and the
+    chat of the meeting alongside."""
+    replay = _replay(request, gathering_id, recording_id)
+    recording = replay.recording
+    return _render(
+        request,
+        "gatherings/replay.html",
+        {
+            "gathering": replay.gathering,
+            "replay": replay,
+            "recording": recording,
+            "ready": recording.state == RecordingState.READY,
+            "markers": list(recording.markers.all()),
+            "chat": selectors.replay_chat(user=member_of(request), replay=replay),
+            "minutes": math.ceil((recording.duration or 0) / 60),
+            "audio_kbps": 24,
+            "audio_mb": round(recording.audio_bytes / 1e6, 1),
+            "video_mb": round(recording.video_bytes / 1e6, 1),
+        },
+    )
+
+
+REPLAY_FILES = {"video.webm": (VIDEO_FILE, "video/webm"), "audio.ogg": (AUDIO_FILE, "audio/ogg")}
+
+
+@login_required
+@require_GET
+def replay_file(request: HttpRequest, gathering_id: int, recording_id: int, name: str) -> HttpResponseBase:
+    """The replay's video or audio file, checked on every request, with range requests."""
+    replay = _replay(request, gathering_id, recording_id)
+    if name not in REPLAY_FILES or replay.recording.state != RecordingState.READY:
+        raise Http404(_("No such recording."))
+    filename, content_type = REPLAY_FILES[name]
+    try:
+        return ranged_file_response(
+            request,
+            path=recording_directory(recording_id) / filename,
+            root=settings.PRIVATE_MEDIA_ROOT,
+            internal_prefix=settings.HIRFA_ACCEL_PRIVATE_PREFIX,
+            content_type=content_type,
+        )
+    except (FileNotFoundError, ValueError):
+        raise Http404(_("No such recording.")) from None
+
+
+@login_required
+@require_GET
+def replay_chapters(request: HttpRequest, gathering_id: int, recording_id: int) -> HttpResponse:
+    """The hosts' markers as WebVTT chapters (the `<track kind="chapters">` of the player)."""
+    replay = _replay(request, gathering_id, recording_id)
+    markers = list(replay.recording.markers.all())
+    end = replay.recording.duration or (markers[-1].at + 1 if markers else 0)
+    lines = ["WEBVTT", ""]
+    for index, marker in enumerate(markers):
+        until = markers[index + 1].at if index + 1 < len(markers) else end
+        if until <= marker.at:
+            continue
+        lines += [f"{_vtt_time(marker.at)} --> {_vtt_time(until)}", marker.label.replace("-->", "→"), ""]
+    response = HttpResponse("\n".join(lines), content_type="text/vtt; charset=utf-8")
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+@require_POST
+def replay_delete(request: HttpRequest, gathering_id: int, recording_id: int) -> HttpResponse:
+    """A host deletes the replay (and every file of the recording)."""
+    replay = _replay(request, gathering_id, recording_id)
+    try:
+        recording_delete(user=member_of(request), recording_id=replay.recording.pk)
+    except HirfaError as exc:
+        messages.error(request, exc.message)
+        return redirect("gathering_replay", gathering_id=gathering_id, recording_id=recording_id)
+    messages.success(request, _("The recording was deleted."))
+    return redirect("gathering_detail", gathering_id=gathering_id)
