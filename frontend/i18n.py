@@ -150,6 +150,12 @@ MEETING_JS_STRINGS: dict[str, Promise] = {
     "err_too_many_tracks": _("You already share this."),
     "err_no_session": _("You are not in this meeting any more."),
     "err_meeting_not_found": _("This meeting has ended."),
+    "startRecording": _("Start recording"),
+    "stopRecording": _("Stop recording"),
+    "recordingStarted": _("The meeting is being recorded. In People, you can choose not to be recorded."),
+    "recordingStopped": _("The recording has stopped."),
+    "notRecorded": _("Not recorded"),
+    "marked": _("Chapter set: %(label)s"),
 }
 
 

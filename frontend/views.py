@@ -514,6 +514,7 @@ def meeting(request: HttpRequest, room_id: int) -> HttpResponse:
         host = meeting_selectors.meeting_is_host(user=user, meeting=live, access=access)
     else:
         host = may_start
+    recording = live is not None and meeting_selectors.meeting_recording(meeting_id=live.pk) is not None
     title = access.room.display_title()
     if access.room.kind == RoomKind.DIRECT:
         title = _direct_title(user, room_id)
@@ -524,6 +525,7 @@ def meeting(request: HttpRequest, room_id: int) -> HttpResponse:
         "host": host,
         "mayStart": may_start,
         "live": live.pk if live is not None else None,
+        "recording": recording,
         "roomUrl": reverse("room", args=[access.room.pk]),
         "loginUrl": resolve_url(settings.LOGIN_URL),
     }
@@ -536,6 +538,7 @@ def meeting(request: HttpRequest, room_id: int) -> HttpResponse:
             "host": host,
             "may_start": may_start,
             "live": live,
+            "recording": recording,
             "config": config,
             "i18n": meeting_js_strings(),
             "moderates": access.can_moderate or page_selectors.user_moderates_any(user=user),

@@ -8,6 +8,10 @@
 //   reconnected send meeting_join again, with the same sources and options;
 // - audio only sends and receives no video; "don't receive video" subscribes
 //   to none; the camera is capped by the chosen quality;
+// - while the meeting records, everyone sees it (the indicator), and whoever joins is
+//   asked first: join and be recorded, or join without being recorded (then the join
+//   frame says recorded: false and nothing of his is written); he can change his mind
+//   in the panel (meeting_recorded);
 // - nothing is written as HTML: every node is built with the DOM API.
 
 import { $, LOCALE, h, pageData, translator } from "./dom.js";
@@ -57,6 +61,15 @@ const els = {
   screen: $("ctl-screen"),
   hand: $("ctl-hand"),
   peopleButton: $("ctl-people"),
+  recIndicator: $("rec-indicator"),
+  consent: $("consent"),
+  consentYes: $("consent-yes"),
+  consentNo: $("consent-no"),
+  recordMe: $("record-me"),
+  recordMeRow: $("record-me-row"),
+  recordToggle: $("record-toggle"),
+  markerForm: $("marker-form"),
+  markerLabel: $("marker-label"),
 };
 
 const fmt = translator(T);
@@ -90,6 +103,8 @@ let reception = null; // the last meeting_reception: what my own connection carr
 let hand = false;
 let socketLost = false;
 let hostMutedMic = false;
+let recording = !!C.recording; // the meeting records (from the room's meeting frame, then meeting_state)
+let recorded = true; // this member agreed to be recorded
 const local = { mic: null, camera: null, screen: null };
 const selfMuted = { mic: false, camera: false };
 const usageBase = { sent: 0, received: 0 };
@@ -259,7 +274,13 @@ function joinFrame() {
   if (local.mic) publish.push("mic");
   if (local.camera && !o.audioOnly) publish.push("camera");
   if (local.screen && !o.audioOnly) publish.push("screen");
-  const frame = { type: "meeting_join", publish, audio_only: o.audioOnly, receive_video: o.receiveVideo };
+  const frame = {
+    type: "meeting_join",
+    publish,
+    audio_only: o.audioOnly,
+    receive_video: o.receiveVideo,
+    recorded,
+  };
   if (meetingId) frame.meeting = meetingId;
   else frame.room = ROOM;
   return frame;
@@ -275,8 +296,28 @@ async function sendJoin() {
   }
 }
 
+/** The meeting records: tell him before any media flows, and let him choose. */
+function askConsent() {
+  return new Promise((resolve) => {
+    els.consent.hidden = false;
+    els.join.hidden = true;
+    const done = (answer) => {
+      els.consent.hidden = true;
+      els.join.hidden = false;
+      resolve(answer);
+    };
+    els.consentYes.onclick = () => done(true);
+    els.consentNo.onclick = () => done(false);
+    els.consentYes.focus();
+  });
+}
+
 async function join() {
   if (phase === "joining") return;
+  if (recording && live) {
+    recorded = await askConsent();
+    els.recordMe.checked = recorded;
+  }
   setPhase("joining");
   try {
     if (!local.mic && !local.camera) await preparePreview();
@@ -520,6 +561,25 @@ function hostAct(action, user = null) {
   meetingHint(frame);
 }
 
+els.recordToggle?.addEventListener("click", () => {
+  meetingHint({ type: "meeting_record", action: recording ? "stop" : "start" });
+});
+els.markerForm?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const label = els.markerLabel.value.trim();
+  if (!label || !meetingId) return;
+  try {
+    const reply = await hub.request({ type: "meeting_marker", meeting: meetingId, label });
+    els.markerLabel.value = "";
+    toast(fmt("marked", { label: reply.label }));
+  } catch (frame) {
+    toast(errorText(frame), "error");
+  }
+});
+els.recordMe.addEventListener("change", () => {
+  recorded = els.recordMe.checked;
+  meetingHint({ type: "meeting_recorded", recorded });
+});
 els.lock?.addEventListener("change", () => hostAct(els.lock.checked ? "lock" : "unlock"));
 els.lobby?.addEventListener("change", () => hostAct(els.lobby.checked ? "lobby_on" : "lobby_off"));
 $("end-all")?.addEventListener("click", () => {
@@ -581,6 +641,7 @@ function participantBadges(p) {
     out.push(h("span", { class: "badge-icon reconnecting", role: "status" }, h("span", { "aria-hidden": "true", text: "⟳ " }), h("span", { text: T.reconnecting })));
   }
   if (p.host) out.push(badge("🛡", T.host));
+  if (state?.recording && p.recorded === false) out.push(badge("⊘", T.notRecorded, "not-recorded"));
   if (p.hand) out.push(badge("✋", T.handUp, "hand"));
   if (p.host_muted.includes("mic")) out.push(badge("🔇", T.hostMuted, "muted"));
   else if (!p.tracks.includes("mic") || p.muted.includes("mic")) out.push(badge("🔇", T.micOff, "muted"));
@@ -764,7 +825,19 @@ function renderPeople() {
   }
 }
 
+function renderRecording() {
+  els.recIndicator.hidden = !recording;
+  els.recordMeRow.hidden = !recording || phase !== "in";
+  els.recordMe.checked = recorded;
+  if (els.recordToggle) {
+    els.recordToggle.textContent = recording ? T.stopRecording : T.startRecording;
+    els.recordToggle.classList.toggle("btn-danger", recording);
+    els.markerForm.hidden = !recording;
+  }
+}
+
 function renderAll() {
+  renderRecording();
   renderControls();
   renderTiles();
   renderSounds();
@@ -833,6 +906,10 @@ hub.on("status", ({ state: s, retryIn }) => {
 function roomMeeting(frame) {
   if (frame.room !== ROOM) return;
   live = frame.live ? frame.meeting : null;
+  if (phase !== "in") {
+    recording = !!frame.recording && !!live;
+    renderRecording();
+  }
   if (phase === "prejoin") updateJoinButton();
   else els.liveTag.hidden = !live;
 }
@@ -866,6 +943,10 @@ hub.on("meeting_state", (frame) => {
     toast(hostMutedMic ? T.hostMutedYou : T.hostUnmutedYou);
   }
   if (mine) hand = mine.hand;
+  if (!!frame.recording !== recording) {
+    recording = !!frame.recording;
+    toast(recording ? T.recordingStarted : T.recordingStopped);
+  }
   state = frame;
   renderAll();
 });
@@ -910,6 +991,7 @@ window.hirfaMeeting = {
   encodings: (source) => (peer?.publishing(source)?.sender.getParameters().encodings || []).map((e) => ({
     rid: e.rid, active: e.active, scale: e.scaleResolutionDownBy, maxBitrate: e.maxBitrate,
   })),
+  recording: () => ({ recording, recorded }),
   mlines: () => (peer ? [...peer.mlines.values()] : []),
   sdp: () => (peer ? { offer: peer.pc.remoteDescription?.sdp, answer: peer.pc.localDescription?.sdp } : null),
   generation: () => generation,
