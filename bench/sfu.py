@@ -26,8 +26,16 @@ publisher appended to each frame, which gives the publisher-to-subscriber
 latency through the server (loopback; it includes both clients' stacks, so it
 bounds what the server adds).
 
+With ``--recording``, each SFU load runs a second time with the meeting recorded
+(``signaling/sfu/recorder.py``: every published track muxed into a WebM file, no
+decoding): ``recording_cpu_pct_per_stream`` is the CPU time spent in the recorder's
+packet tap during the window (thread CPU time, measured around each call) per recorded
+stream, ``recording_cpu_delta_pct`` the difference in server CPU against the run without
+recording (noisier: two loads), ``recording_mb_per_min`` what the files grew by, and
+``recording_decoders`` the decoders created in the server (must be 0).
+
 Usage: ``python bench/sfu.py [--ks 1,4,8,16] [--ns 4,8] [--seconds 8] [--json]
-[--no-mediarelay] [--janus | --no-janus] [--profile FILE]``
+[--no-mediarelay] [--janus | --no-janus] [--profile FILE] [--recording]``
 """
 
 from __future__ import annotations
@@ -57,6 +65,11 @@ WIDTH, HEIGHT, FPS, BITRATE = 640, 360, 30, 1_000_000
 LOOP_FRAMES = 90
 TRAILER = struct.Struct("<4sd")  # magic + send time, appended to every published frame
 MAGIC = b"HRFA"
+# UDP ports: the server's from PORT_BASE (500 of them), the peers' above (500 more);
+# HIRFA_BENCH_PORT_BASE moves them (two benches on one machine).
+PORT_BASE = int(os.environ.get("HIRFA_BENCH_PORT_BASE", "44000"))
+SERVER_PORTS = (PORT_BASE, PORT_BASE + 499)
+PEER_PORTS = (PORT_BASE + 500, PORT_BASE + 999)
 
 
 # ---------------------------------------------------------------- signaling
@@ -75,7 +88,10 @@ async def read_json(reader: asyncio.StreamReader) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- server
 
 
-def run_server(mode: str, port_queue: Any, profile: str | None) -> None:
+def run_server(mode: str, port_queue: Any, profile: str | None, record_dir: str | None = None) -> None:
+    if record_dir:
+        asyncio.run(_server_main(mode, port_queue, record_dir))
+        return
     if profile:
         # CPU-time profile of the measurement window only (SIGUSR1 starts it, SIGUSR2 writes it).
         import cProfile
@@ -91,12 +107,13 @@ def run_server(mode: str, port_queue: Any, profile: str | None) -> None:
     asyncio.run(_server_main(mode, port_queue))
 
 
-async def _server_main(mode: str, port_queue: Any) -> None:
+async def _server_main(mode: str, port_queue: Any, record_dir: str | None = None) -> None:
     from signaling.sfu import Sfu, SfuConfig
 
     done = asyncio.Event()
-    sfu = Sfu(SfuConfig(port_min=44000, port_max=44999))
+    sfu = Sfu(SfuConfig(port_min=SERVER_PORTS[0], port_max=SERVER_PORTS[1]))
     meeting = sfu.meeting("bench")
+    recording = _record(meeting, record_dir) if record_dir else None
     relay_state: dict[str, Any] = {"track": None, "waiters": [], "pcs": []}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -127,9 +144,71 @@ async def _server_main(mode: str, port_queue: Any) -> None:
             for t in participant.subscription_tracks():
                 print(f"{participant.id} receives: {t.frames_forwarded} frames, {t.packets_dropped} packets dropped, "
                       f"{t.keyframe_requests_received} PLIs", file=sys.stderr)
+    if recording is not None:
+        await meeting.stop_recording()
+        recording.write()
     await sfu.close()
     for pc in relay_state["pcs"]:
         await pc.close()
+
+
+class _RecordingMeter:
+    """The recorder's CPU time in its packet tap and the bytes it wrote, over the window
+    (SIGUSR1 opens it, SIGUSR2 closes it); written as JSON at the end of the run."""
+
+    def __init__(self, recorder: Any, path: str) -> None:
+        self.recorder = recorder
+        self.path = path
+        self.open = False
+        self.cpu = 0.0
+        self.bytes_at: list[int] = []
+        self.decoders = 0
+
+    def total_bytes(self) -> int:
+        return sum(r.bytes for r in self.recorder.recordings())
+
+    def toggle(self, opening: bool) -> None:
+        self.open = opening
+        self.bytes_at.append(self.total_bytes())
+
+    def write(self) -> None:
+        streams = len({(r.forwarder.participant_id, r.forwarder.source) for r in self.recorder.recordings()})
+        grown = self.bytes_at[1] - self.bytes_at[0] if len(self.bytes_at) >= 2 else 0
+        with open(self.path, "w") as out:
+            json.dump({"tap_cpu_s": self.cpu, "bytes": grown, "streams": streams, "decoders": self.decoders}, out)
+
+
+def _record(meeting: Any, record_dir: str) -> _RecordingMeter:
+    from pathlib import Path
+
+    from aiortc import rtcrtpreceiver
+
+    from signaling.sfu.recorder import TrackRecording
+
+    recorder = meeting.start_recording(Path(record_dir))
+    meter = _RecordingMeter(recorder, os.path.join(record_dir, "bench.json"))
+    real_tap = TrackRecording.on_packet
+    clock = time.thread_time
+
+    def timed_tap(self: Any, packet: Any, keyframe: bool) -> None:
+        if not meter.open:
+            real_tap(self, packet, keyframe)
+            return
+        started = clock()
+        real_tap(self, packet, keyframe)
+        meter.cpu += clock() - started
+
+    TrackRecording.on_packet = timed_tap  # type: ignore[method-assign]
+    real_get_decoder = rtcrtpreceiver.get_decoder
+
+    def get_decoder(codec: Any) -> Any:
+        meter.decoders += 1
+        return real_get_decoder(codec)
+
+    rtcrtpreceiver.get_decoder = get_decoder
+    signal.signal(signal.SIGUSR1, lambda *_: meter.toggle(True))
+    signal.signal(signal.SIGUSR2, lambda *_: meter.toggle(False))
+    return meter
 
 
 async def _serve_sfu(meeting: Any, hello: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -170,7 +249,7 @@ async def _serve_relay(state: dict[str, Any], hello: dict[str, Any], reader: asy
 
     from signaling.sfu.aiortc_hooks import HostCandidatePolicy, configure_host_candidates
 
-    policy = HostCandidatePolicy("127.0.0.1", ("127.0.0.1",), 44000, 44999)
+    policy = HostCandidatePolicy("127.0.0.1", ("127.0.0.1",), *SERVER_PORTS)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     state["pcs"].append(pc)
     state.setdefault("relay", MediaRelay())
@@ -304,7 +383,7 @@ async def _client_main(name: str, publish: bool, port: int, loop_frames: list[by
 
     from signaling.sfu.aiortc_hooks import HostCandidatePolicy, configure_host_candidates
 
-    policy = HostCandidatePolicy("127.0.0.1", ("127.0.0.1",), 45000, 45999)
+    policy = HostCandidatePolicy("127.0.0.1", ("127.0.0.1",), *PEER_PORTS)
     arrivals: dict[str, list[tuple[float, float]]] = {}
 
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -651,27 +730,37 @@ def measure_janus(host: JanusHost, *, subscribers: int, seconds: float, loop_fra
 
 
 def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loop_frames: list[bytes],
-            profile: str | None = None) -> dict[str, Any]:
-    """Run one load; answers server CPU (% of a core), fps per received stream, latencies (ms)."""
+            profile: str | None = None, record: bool = False) -> dict[str, Any]:
+    """Run one load; answers server CPU (% of a core), fps per received stream, latencies (ms);
+    with ``record``, the meeting is recorded and ``recording`` holds the recorder's figures."""
+    import tempfile
+
     ctx = multiprocessing.get_context("spawn")
     ports = ctx.Queue()
-    server = ctx.Process(target=run_server, args=(mode, ports, profile))
-    server.start()
-    assert server.pid is not None  # started
-    port = ports.get(timeout=60)
-    try:
-        return _drive(ctx, server.pid, run_client, (port,), publishers=publishers, subscribers=subscribers,
-                      seconds=seconds, loop_frames=loop_frames, profile=profile)
-    finally:
-        with socket.create_connection(("127.0.0.1", port)) as quit_socket:
-            quit_socket.sendall(b'{"quit": true}\n')
-        server.join(timeout=30)
-        if server.is_alive():
-            server.terminate()
+    with tempfile.TemporaryDirectory(prefix="hirfa-bench-rec-") as record_dir:
+        server = ctx.Process(target=run_server, args=(mode, ports, None if record else profile,
+                                                      record_dir if record else None))
+        server.start()
+        assert server.pid is not None  # started
+        port = ports.get(timeout=60)
+        try:
+            result = _drive(ctx, server.pid, run_client, (port,), publishers=publishers, subscribers=subscribers,
+                            seconds=seconds, loop_frames=loop_frames, profile=profile, signal_window=record)
+        finally:
+            with socket.create_connection(("127.0.0.1", port)) as quit_socket:
+                quit_socket.sendall(b'{"quit": true}\n')
+            server.join(timeout=30)
+            if server.is_alive():
+                server.terminate()
+        if record:
+            with open(os.path.join(record_dir, "bench.json")) as figures:
+                result["recording"] = json.load(figures)
+    return result
 
 
 def _drive(ctx: Any, server_pid: int, client: Any, client_args: tuple[Any, ...], *, publishers: int,
-           subscribers: int, seconds: float, loop_frames: list[bytes], profile: str | None = None) -> dict[str, Any]:
+           subscribers: int, seconds: float, loop_frames: list[bytes], profile: str | None = None,
+           signal_window: bool = False) -> dict[str, Any]:
     """Start the peers, measure ``server_pid``'s CPU over the window, collect what the subscribers saw.
 
     The window opens two seconds after every receiving peer got its first frame
@@ -707,12 +796,12 @@ def _drive(ctx: Any, server_pid: int, client: Any, client_args: tuple[Any, ...],
                 ready.add(event[1])
         time.sleep(2.0)  # let the keyframe requests of the last joiners settle
         proc = psutil.Process(server_pid)
-        if profile:
+        if profile or signal_window:
             proc.send_signal(signal.SIGUSR1)
         before, start = proc.cpu_times(), time.time()
         time.sleep(seconds)
         after, end = proc.cpu_times(), time.time()
-        if profile:
+        if profile or signal_window:
             proc.send_signal(signal.SIGUSR2)
         cpu_pct = 100.0 * ((after.user - before.user) + (after.system - before.system)) / (end - start)
         stop.set()
@@ -748,7 +837,22 @@ def _drive(ctx: Any, server_pid: int, client: Any, client_args: tuple[Any, ...],
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else None
 
     return {"cpu_pct": cpu_pct, "fps": statistics.mean(rates) if rates else 0.0, "streams_seen": len(rates),
-            "ready": len(ready), "p50": pct(0.5), "p95": pct(0.95)}
+            "ready": len(ready), "p50": pct(0.5), "p95": pct(0.95), "window": end - start}
+
+
+def recording_figures(plain: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
+    """The recording's cost from a run without and one with the meeting recorded."""
+    figures = recorded["recording"]
+    streams = max(1, figures["streams"])
+    window = recorded["window"]
+    return {
+        "recorded_streams": figures["streams"],
+        "recording_cpu_pct_per_stream": round(100.0 * figures["tap_cpu_s"] / window / streams, 4),
+        "recording_cpu_delta_pct": round(recorded["cpu_pct"] - plain["cpu_pct"], 2),
+        "recording_mb_per_min": round(figures["bytes"] / 1e6 / (window / 60), 3),
+        "recording_decoders": figures["decoders"],
+        "recording_subscriber_fps": round(recorded["fps"], 2),
+    }
 
 
 def main() -> None:
@@ -761,6 +865,8 @@ def main() -> None:
     parser.add_argument("--janus", action=argparse.BooleanOptionalAction, default=None,
                         help="drive Janus too (default: when /usr/bin/janus exists and we are root)")
     parser.add_argument("--profile", help="write the SFU server's cProfile (CPU time, measurement window) of the fan-out runs here")
+    parser.add_argument("--recording", action="store_true",
+                        help="run each SFU load again with the meeting recorded; report the recording's cost")
     args = parser.parse_args()
     loop_frames = encode_loop()
     fanout: list[dict[str, Any]] = []
@@ -824,6 +930,12 @@ def _run_loads(args: Any, loop_frames: list[bytes], janus: JanusHost | None, jan
             "janus_latency_p95_ms": gateway["p95"] if gateway else None,
             "janus_cpu_ratio": round(gateway["cpu_pct"] / sfu["cpu_pct"], 2) if gateway and sfu["cpu_pct"] else None,
         }
+        if args.recording:
+            row.update(recording_figures(sfu, measure("sfu", publishers=1, subscribers=k, seconds=args.seconds,
+                                                      loop_frames=loop_frames, record=True)))
+            say(f"K={k:2d} recording: {row['recording_cpu_pct_per_stream']}%/recorded stream "
+                f"({row['recorded_streams']} streams, server delta {row['recording_cpu_delta_pct']}%), "
+                f"{row['recording_mb_per_min']} MB/min, decoders {row['recording_decoders']}")
         if note:
             row["note"] = note
         fanout.append(row)
@@ -849,6 +961,9 @@ def _run_loads(args: Any, loop_frames: list[bytes], janus: JanusHost | None, jan
             "janus_cpu_ratio": None,
             "note": "meeting load is driven through the SFU only",
         }
+        if args.recording:
+            row.update(recording_figures(result, measure("sfu", publishers=n, subscribers=0, seconds=args.seconds,
+                                                         loop_frames=loop_frames, record=True)))
         meetings.append(row)
         say(f"N={n:2d} meeting: {row['server_cpu_pct']:6.2f}% cpu for {streams} streams, "
             f"{row['cpu_pct_per_stream']:6.3f}%/stream, {row['subscriber_fps']:5.1f} fps, "

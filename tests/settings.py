@@ -9,6 +9,7 @@ everything else, REDIS_URL included, comes from the same environment as the test
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from hub.settings import *
 from hub.settings import DATABASES
@@ -28,3 +29,10 @@ HIRFA_MEETING_CONNECT_SECONDS = float(os.environ.get("HIRFA_MEETING_CONNECT_SECO
 _name = os.environ.get("HIRFA_TEST_DATABASE_NAME")
 if _name:
     DATABASES["default"]["NAME"] = _name
+
+# Meetings recorded by a test (and by the servers it starts, unless it names its own
+# directory) write under a temporary directory, never under the checkout's data/.
+if "HIRFA_RECORDINGS_DIR" not in os.environ:
+    import tempfile
+
+    HIRFA_RECORDINGS_DIR = Path(tempfile.gettempdir()) / f"hirfa-test-recordings-{os.getuid()}"

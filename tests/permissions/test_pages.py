@@ -89,6 +89,7 @@ GATHERING_POSTS = [
         values={"key": "next"},
     ),
     Post("POST gatherings/<int:gathering_id>/occurrences/<str:key>/join", missing="gathering_id", values={"key": "now"}),
+    Post("POST gatherings/<int:gathering_id>/replays/<int:recording_id>/delete", missing="gathering_id"),
 ]
 PLAIN_POSTS = [
     Post("POST i18n/setlang/", {"language": "en", "next": "/"}),
@@ -146,7 +147,21 @@ def _values(world: World, kind: str, post: Post, role: str) -> dict[str, Any]:
         if kind in world.gatherings:
             values["gathering_id"] = world.gatherings[kind]
             values["key"] = (world.occurrence_next if post.values.get("key") == "next" else world.occurrence_now)[kind]
+            if "<int:recording_id>" in post.pattern:
+                values["recording_id"] = _replay_of(world.gatherings[kind])
     return values
+
+
+def _replay_of(gathering_id: int) -> int:
+    """A fresh replay of the gathering's first occurrence (deleting one must not hide the next role's)."""
+    from gatherings.models import Gathering, OccurrenceMeeting
+    from signaling.models import Meeting, Recording, RecordingState
+
+    gathering = Gathering.objects.get(pk=gathering_id)
+    now = timezone.now()
+    meeting = Meeting.objects.create(room_id=gathering.room_id, ended_at=now)
+    OccurrenceMeeting.objects.create(gathering=gathering, occurrence_start=gathering.start, meeting=meeting)
+    return Recording.objects.create(meeting=meeting, stopped_at=now, state=RecordingState.READY).pk
 
 
 def _url(pattern: str, values: dict[str, Any]) -> str:
@@ -291,7 +306,8 @@ def test_pages_that_only_read_refuse_a_post(admin_client):
     wrote = []
     for pattern in sorted(_read_only_pages()):
         values = {"room_id": MISSING_ID, "gathering_id": MISSING_ID, "user_id": MISSING_ID, "product_id": MISSING_ID,
-                  "username": amina.username, "notification_id": MISSING_ID, "key": "20260101T000000Z", "token": "x", "uidb64": "x", "code": "x"}
+                  "recording_id": MISSING_ID, "name": "video.webm", "username": amina.username,
+                  "notification_id": MISSING_ID, "key": "20260101T000000Z", "token": "x", "uidb64": "x", "code": "x"}
         response = admin_client.post(_url(pattern, values))
         if response.status_code != 405:
             wrote.append(f"{pattern}: {response.status_code}")

@@ -71,6 +71,10 @@ def meeting_frames(meeting: int, room: int) -> list[tuple[str, Frame]]:
         ("meeting_host lock", {"type": "meeting_host", "meeting": meeting, "action": "lock"}),
         ("meeting_host unlock", {"type": "meeting_host", "meeting": meeting, "action": "unlock"}),
         ("meeting_ice_restart", {"type": "meeting_ice_restart", "meeting": meeting}),
+        ("meeting_recorded", {"type": "meeting_recorded", "meeting": meeting, "recorded": False}),
+        ("meeting_record start", {"type": "meeting_record", "meeting": meeting, "action": "start"}),
+        ("meeting_marker", {"type": "meeting_marker", "meeting": meeting, "label": "now: glazing"}),
+        ("meeting_record stop", {"type": "meeting_record", "meeting": meeting, "action": "stop"}),
         ("meeting_leave", {"type": "meeting_leave", "meeting": meeting}),
     ]
 
