@@ -125,7 +125,7 @@ def _sfu_run(args: argparse.Namespace) -> int:
 def register() -> None:
     from signaling import liveness, placement
     from signaling.consumers import MeetingFrames
-    from signaling.tasks import recordings_expire
+    from signaling.services import recordings_expire_job
 
     sockets.part_register("meetings", MeetingFrames)
     # An embedded SFU must close with the process (and liveness knows how).
@@ -154,4 +154,4 @@ def register() -> None:
             erase=_erase_recordings,
         )
     )
-    jobs.periodic_register(recordings_expire)
+    jobs.periodic_register(recordings_expire_job)

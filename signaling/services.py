@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django_tasks import task
 
 from hub import realtime
 from hub.errors import ErrorCode, HirfaError
@@ -323,3 +324,9 @@ def recordings_expire(*, now: datetime | None = None) -> int:
                 deleted += 1
                 transaction.on_commit(functools.partial(shutil.rmtree, recording_directory(recording_id), ignore_errors=True))
     return deleted
+
+
+@task()
+def recordings_expire_job() -> int:
+    """The periodic job (registered in `signaling.hooks`) running `recordings_expire`."""
+    return recordings_expire()

@@ -1,5 +1,5 @@
-"""The jobs of recordings, run by the job worker (`hub/jobs.py`): building a replay once
-its recording stops, and deleting recordings past their retention (a periodic job)."""
+"""The job of recordings, run by the job worker (`hub/jobs.py`): building a replay once
+its recording stops. (The retention sweep is `signaling.services.recordings_expire_job`.)"""
 
 from __future__ import annotations
 
@@ -77,11 +77,3 @@ def recording_build(*, recording_id: int) -> str:
         for user in users:
             RecordingAppearance.objects.get_or_create(recording_id=recording_id, user=user)
     return RecordingState.READY
-
-
-@task()
-def recordings_expire() -> int:
-    """Delete the recordings past `HIRFA_RECORDING_RETENTION_DAYS` (periodic)."""
-    from signaling.services import recordings_expire as expire
-
-    return expire()

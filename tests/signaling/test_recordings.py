@@ -19,7 +19,13 @@ from rooms.models import Room, RoomKind
 from signaling import messages as m
 from signaling import services
 from signaling.engine import MeetingEngine
-from signaling.models import Recording, RecordingAppearance, RecordingMarker, RecordingState, recording_directory
+from signaling.models import (
+    Recording,
+    RecordingAppearance,
+    RecordingMarker,
+    RecordingState,
+    recording_directory,
+)
 from signaling.replay import AUDIO_FILE, VIDEO_FILE, recording_plan
 from signaling.sfu import Sfu, SfuConfig
 from signaling.tasks import recording_build
@@ -90,7 +96,7 @@ def test_the_recording_stops_when_the_meeting_ends(guild_meeting):
 
 @pytest.mark.django_db
 def test_a_host_deletes_a_stopped_recording_and_its_files(guild_meeting):
-    meeting_id, nadia, amina, karim = guild_meeting
+    meeting_id, nadia, amina, _karim = guild_meeting
     recording = services.recording_start(user=nadia, meeting_id=meeting_id)
     directory = recording_directory(recording.pk)
     directory.mkdir(parents=True)

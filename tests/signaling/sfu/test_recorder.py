@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -27,7 +28,7 @@ async def join(meeting, client: ClientPeer, *sources: TrackSource) -> Session:
     return session
 
 
-def decoded_frames(path: Path, kind: str) -> list[av.VideoFrame | av.AudioFrame]:
+def decoded_frames(path: Path, kind: str) -> list[Any]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0] if kind == "video" else container.streams.audio[0]
         return list(container.decode(stream))
