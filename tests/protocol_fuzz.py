@@ -187,6 +187,9 @@ FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "meeting_ice_restart": {"meeting": ids("meeting")},
     "meeting_pin": {"meeting": ids("meeting"), "user": st.one_of(st.none(), ids("user"))},
     "meeting_retry_video": {"meeting": ids("meeting")},
+    "meeting_record": {"meeting": ids("meeting"), "action": st.one_of(st.sampled_from(["start", "stop"]), garbage)},
+    "meeting_marker": {"meeting": ids("meeting"), "label": st.one_of(st.sampled_from(["now: glazing", " "]), edge_text)},
+    "meeting_recorded": {"meeting": ids("meeting"), "recorded": st.one_of(st.booleans(), garbage)},
 }
 assert set(FIELDS) == set(protocol.CLIENT_FRAME_TYPES), "the fuzzer must know every client frame"
 
@@ -305,6 +308,7 @@ def meeting_scenario(draw: st.DrawFn) -> list[Any]:
             "meeting_answer", "meeting_candidate", "meeting_publish", "meeting_unpublish", "meeting_mute",
             "meeting_receive", "meeting_ice_restart", "meeting_host", "meeting_hand", "meeting_join",
             "meeting_pin", "meeting_retry_video",
+            "meeting_record", "meeting_marker", "meeting_recorded",
         ]))
         frame = draw(valid_frame(kind))
         if "meeting" in frame and draw(st.integers(0, 3)):
