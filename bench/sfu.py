@@ -183,22 +183,23 @@ def _record(meeting: Any, record_dir: str) -> _RecordingMeter:
 
     from aiortc import rtcrtpreceiver
 
-    from signaling.sfu.recorder import TrackRecording
+    from signaling.sfu import recorder as recorder_module
 
-    recorder = meeting.start_recording(Path(record_dir))
-    meter = _RecordingMeter(recorder, os.path.join(record_dir, "bench.json"))
-    real_tap = TrackRecording.on_packet
+    meter = _RecordingMeter(None, os.path.join(record_dir, "bench.json"))
+    # The whole tap: the layer filter (simulcast) and the recording behind it.
+    real_tap = recorder_module._Tapped.tap
     clock = time.thread_time
 
-    def timed_tap(self: Any, packet: Any, keyframe: bool) -> None:
+    def timed_tap(self: Any, packet: Any, keyframe: bool, layer: int) -> None:
         if not meter.open:
-            real_tap(self, packet, keyframe)
+            real_tap(self, packet, keyframe, layer)
             return
         started = clock()
-        real_tap(self, packet, keyframe)
+        real_tap(self, packet, keyframe, layer)
         meter.cpu += clock() - started
 
-    TrackRecording.on_packet = timed_tap  # type: ignore[method-assign]
+    recorder_module._Tapped.tap = timed_tap  # type: ignore[method-assign]
+    meter.recorder = meeting.start_recording(Path(record_dir))  # after the tap is timed
     real_get_decoder = rtcrtpreceiver.get_decoder
 
     def get_decoder(codec: Any) -> Any:

@@ -245,7 +245,7 @@ async def test_the_engine_records_on_command_and_leaves_out_who_said_no(recordin
     assert isinstance(refused, m.EngineError) and refused.code == ErrorCode.FORBIDDEN.value
     engine.submit(m.Record(**base, user=1, reply_to="n", recording=5))
     for _ in range(200):
-        states = [MeetingState.model_validate_json(text) for _group, text in inbox.published]
+        states = [frame for _group, frame in inbox.published if isinstance(frame, MeetingState)]
         if states and states[-1].recording:
             break
         await asyncio_sleep()
