@@ -288,8 +288,27 @@ class MeetingRecorded(ClientFrame):
     recorded: bool
 
 
+class MeetingTables(ClientFrame):
+    """A host splits the meeting into tables, broadcasts to them, or brings everyone back.
+
+    ``open``: ``split`` ``random`` deals the participants over ``count`` tables, ``trade`` and
+    ``wilaya`` seat them by their profile (one table each, at most ``count``; the rest at
+    the last), ``hand`` seats them as ``seats`` lists (one list of user ids per table);
+    ``minutes`` sets the timer. ``broadcast``: ``text`` to every table. ``close``: back.
+    """
+
+    type: Literal["meeting_tables"]
+    meeting: MeetingId
+    action: Literal["open", "close", "broadcast"]
+    split: Literal["random", "trade", "wilaya", "hand"] = "random"
+    count: Annotated[int, Field(ge=1, le=20)] = 2
+    seats: Annotated[list[Annotated[list[Id], Field(max_length=200)]], Field(max_length=20)] = []
+    minutes: Annotated[int, Field(ge=1, le=240)] | None = None
+    text: Annotated[str, Field(max_length=500)] | None = None
+
+
 AnyClientFrame = Annotated[
-    Hello | Ping | Subscribe | Unsubscribe | Send | Edit | Delete | React | Typing | Read | History | Fetch | ReportFrame | Mute | Ban | Presence | MeetingStart | MeetingInfo | MeetingJoin | MeetingLeave | MeetingAnswer | MeetingCandidateIn | MeetingPublish | MeetingUnpublish | MeetingMute | MeetingHand | MeetingReceive | MeetingHost | MeetingIceRestart | MeetingPin | MeetingRetryVideo | MeetingRecord | MeetingMarker | MeetingRecorded,
+    Hello | Ping | Subscribe | Unsubscribe | Send | Edit | Delete | React | Typing | Read | History | Fetch | ReportFrame | Mute | Ban | Presence | MeetingStart | MeetingInfo | MeetingJoin | MeetingLeave | MeetingAnswer | MeetingCandidateIn | MeetingPublish | MeetingUnpublish | MeetingMute | MeetingHand | MeetingReceive | MeetingHost | MeetingIceRestart | MeetingPin | MeetingRetryVideo | MeetingRecord | MeetingMarker | MeetingRecorded | MeetingTables,
     Field(discriminator="type"),
 ]
 client_frame_adapter: TypeAdapter[Any] = TypeAdapter(AnyClientFrame)
@@ -300,7 +319,7 @@ CLIENT_FRAME_TYPES: tuple[str, ...] = (
     "meeting_start", "meeting_info", "meeting_join", "meeting_leave", "meeting_answer",
     "meeting_candidate", "meeting_publish", "meeting_unpublish", "meeting_mute", "meeting_hand",
     "meeting_receive", "meeting_host", "meeting_ice_restart", "meeting_pin", "meeting_retry_video",
-    "meeting_record", "meeting_marker", "meeting_recorded",
+    "meeting_record", "meeting_marker", "meeting_recorded", "meeting_tables",
 )
 
 
@@ -688,6 +707,28 @@ class MeetingReception(ServerFrame):
     pinned: int | None = None
 
 
+class TableOut(ServerFrame):
+    number: int
+    label: str
+    #: The table's own meeting (join it) and room (its chat).
+    meeting: int
+    room: int
+    members: list[Author]
+
+
+class MeetingTablesOut(ServerFrame):
+    """The tables of a meeting: each member joins his own (``members``), on the same socket;
+    ``open`` false: everyone back to ``meeting``. ``notice``: a host's broadcast."""
+
+    type: Literal["meeting_tables"] = "meeting_tables"
+    ref: str | None = None
+    meeting: int
+    open: bool
+    tables: list[TableOut] = []
+    ends_at: str | None = None
+    notice: str | None = None
+
+
 class MeetingRejoin(ServerFrame):
     type: Literal["meeting_rejoin"] = "meeting_rejoin"
     meeting: int
@@ -719,6 +760,7 @@ SERVER_FRAME_TYPES: tuple[str, ...] = (
     "presence", "presence_delta", "presence_list", "resync", "unread", "notification", "removed", "member", "error",
     "meeting", "meeting_joined", "meeting_lobby", "meeting_ice_servers", "meeting_offer",
     "meeting_state", "meeting_reception", "meeting_rejoin", "meeting_ended", "meeting_marked",
+    "meeting_tables",
 )
 
 

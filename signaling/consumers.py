@@ -42,7 +42,7 @@ from hub.protocol import (
     MeetingRejoin,
 )
 from hub.sockets import ChannelHandler, FrameHandler, Socket, SocketPart
-from signaling import liveness, placement, selectors, services
+from signaling import liveness, placement, selectors, services, tables
 from signaling import messages as m
 from signaling.engine import meeting_group
 from signaling.turn import ice_servers, renew_after
@@ -107,6 +107,7 @@ class MeetingFrames(SocketPart):
             "meeting_record": self.on_meeting_record,
             "meeting_marker": self.on_meeting_marker,
             "meeting_recorded": self.on_meeting_recorded,
+            "meeting_tables": self.on_meeting_tables,
         }
         return {kind: self._meeting_limited(handler) for kind, handler in handlers.items()}
 
@@ -536,3 +537,18 @@ class MeetingFrames(SocketPart):
         session = self._session(frame.meeting)
         session.join_options["recorded"] = frame.recorded
         await self._command(session, m.Recorded, frame.ref, recorded=frame.recorded)
+
+    async def on_meeting_tables(self, frame: protocol.MeetingTables) -> None:
+        # Not tied to the socket's session: a host visiting a table acts on the meeting he split.
+        if frame.action == "open":
+            out = await db_in_order(tables.tables_open)(
+                user=self.user, meeting_id=frame.meeting, split=frame.split, count=frame.count,
+                seats=frame.seats, minutes=frame.minutes,
+            )
+        elif frame.action == "broadcast":
+            if not frame.text or not frame.text.strip():
+                raise HirfaError(ErrorCode.EMPTY, _("Write the message first."))
+            out = await db_in_order(tables.tables_broadcast)(user=self.user, meeting_id=frame.meeting, text=frame.text)
+        else:
+            out = await db_in_order(tables.tables_close)(user=self.user, meeting_id=frame.meeting)
+        self.socket.emit(out.model_copy(update={"ref": frame.ref}))

@@ -126,6 +126,7 @@ def register() -> None:
     from signaling import liveness, placement
     from signaling.consumers import MeetingFrames
     from signaling.services import recordings_expire_job
+    from signaling.tables import tables_close_lapsed_job
 
     sockets.part_register("meetings", MeetingFrames)
     # An embedded SFU must close with the process (and liveness knows how).
@@ -155,3 +156,4 @@ def register() -> None:
         )
     )
     jobs.periodic_register(recordings_expire_job)
+    jobs.periodic_register(tables_close_lapsed_job)

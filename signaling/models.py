@@ -155,3 +155,30 @@ class RecordingAppearance(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["recording", "user"], name="recording_appearance_once")]
+
+
+class MeetingTable(models.Model):
+    """One table of a meeting split into small groups (a workshop's breakout).
+
+    A table is a private room of its own (its chat; its members are the members seated at
+    it and the host who opened it) whose own live meeting they join: each table is a
+    meeting of its own on the SFU. It is open while ``closed_at`` is null; while a meeting
+    has open tables it does not end when nobody is left in it (everyone may be at a
+    table), and neither does an open table's meeting.
+    """
+
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="tables")
+    room = models.OneToOneField(Room, on_delete=models.CASCADE, related_name="meeting_table")
+    number = models.PositiveSmallIntegerField()
+    label = models.CharField(max_length=120)
+    opened_at = models.DateTimeField(default=timezone.now)
+    #: When the host's timer brings everyone back (null: no timer).
+    ends_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["meeting", "number"]
+        indexes = [models.Index(fields=["meeting", "closed_at"], name="table_meeting_open")]
+
+    def __str__(self) -> str:
+        return f"{self.meeting_id} · {self.number} {self.label}"

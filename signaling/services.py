@@ -24,6 +24,7 @@ from rooms.selectors import room_access
 from signaling.models import (
     Attendance,
     Meeting,
+    MeetingTable,
     Recording,
     RecordingMarker,
     RecordingState,
@@ -37,6 +38,7 @@ from signaling.selectors import (
     meetings_at_once_check,
     recording_for_host,
 )
+from signaling.tables import tables_closed
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -118,7 +120,9 @@ def meeting_depart(*, user: User, meeting_id: int) -> bool:
         closed = Attendance.objects.filter(meeting=meeting, user=user, left_at__isnull=True).update(
             left_at=now
         )
-        ended = not Attendance.objects.filter(meeting=meeting, left_at__isnull=True).exists()
+        ended = not Attendance.objects.filter(meeting=meeting, left_at__isnull=True).exists() and not _held_by_tables(
+            meeting
+        )
         if ended:
             meeting.ended_at = now
             meeting.save(update_fields=["ended_at"])
@@ -126,6 +130,14 @@ def meeting_depart(*, user: User, meeting_id: int) -> bool:
         if closed or ended:
             _publish_room_frame(meeting)
         return ended
+
+
+def _held_by_tables(meeting: Meeting) -> bool:
+    """Whether the meeting is split into tables or is an open table's: it stays live empty
+    (everyone may be at a table, or moving between two)."""
+    return MeetingTable.objects.filter(
+        Q(meeting=meeting) | Q(room_id=meeting.room_id), closed_at__isnull=True
+    ).exists()
 
 
 def meeting_end(*, user: User, meeting_id: int) -> None:
@@ -136,6 +148,9 @@ def meeting_end(*, user: User, meeting_id: int) -> None:
         Meeting.objects.filter(pk=meeting.pk, ended_at__isnull=True).update(ended_at=now)
         Attendance.objects.filter(meeting=meeting, left_at__isnull=True).update(left_at=now)
         _recordings_stop(meeting)
+        tables = list(MeetingTable.objects.filter(meeting=meeting, closed_at__isnull=True))
+        if tables:  # everyone at a table is told it is over (their table meetings end as they leave)
+            tables_closed(meeting, tables, now)
         _publish_room_frame(meeting)
 
 
@@ -221,7 +236,14 @@ def meetings_sweep(
     recent = Attendance.objects.filter(meeting=OuterRef("pk")).filter(
         Q(left_at__isnull=True) | Q(left_at__gte=idle_since)
     )
-    idle = Meeting.objects.filter(ended_at__isnull=True, started_at__lt=idle_since).exclude(Exists(recent))
+    open_tables = MeetingTable.objects.filter(closed_at__isnull=True).filter(
+        Q(meeting=OuterRef("pk")) | Q(room_id=OuterRef("room_id"))
+    )
+    idle = (
+        Meeting.objects.filter(ended_at__isnull=True, started_at__lt=idle_since)
+        .exclude(Exists(recent))
+        .exclude(Exists(open_tables))
+    )
     for meeting in idle:
         with transaction.atomic():
             if Meeting.objects.filter(pk=meeting.pk, ended_at__isnull=True).update(ended_at=now):

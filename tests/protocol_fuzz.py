@@ -190,6 +190,15 @@ FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "meeting_record": {"meeting": ids("meeting"), "action": st.one_of(st.sampled_from(["start", "stop"]), garbage)},
     "meeting_marker": {"meeting": ids("meeting"), "label": st.one_of(st.sampled_from(["now: glazing", " "]), edge_text)},
     "meeting_recorded": {"meeting": ids("meeting"), "recorded": st.one_of(st.booleans(), garbage)},
+    "meeting_tables": {
+        "meeting": ids("meeting"),
+        "action": st.one_of(st.sampled_from(["open", "close", "broadcast"]), garbage),
+        "split": st.one_of(st.sampled_from(["random", "trade", "wilaya", "hand"]), garbage),
+        "count": st.one_of(st.integers(-2, 30), garbage),
+        "seats": st.one_of(st.lists(st.lists(ids("user"), max_size=3), max_size=3), garbage),
+        "minutes": st.one_of(st.none(), st.integers(-1, 300)),
+        "text": st.one_of(st.none(), edge_text),
+    },
 }
 assert set(FIELDS) == set(protocol.CLIENT_FRAME_TYPES), "the fuzzer must know every client frame"
 
@@ -308,7 +317,7 @@ def meeting_scenario(draw: st.DrawFn) -> list[Any]:
             "meeting_answer", "meeting_candidate", "meeting_publish", "meeting_unpublish", "meeting_mute",
             "meeting_receive", "meeting_ice_restart", "meeting_host", "meeting_hand", "meeting_join",
             "meeting_pin", "meeting_retry_video",
-            "meeting_record", "meeting_marker", "meeting_recorded",
+            "meeting_record", "meeting_marker", "meeting_recorded", "meeting_tables",
         ]))
         frame = draw(valid_frame(kind))
         if "meeting" in frame and draw(st.integers(0, 3)):

@@ -75,6 +75,7 @@ def meeting_frames(meeting: int, room: int) -> list[tuple[str, Frame]]:
         ("meeting_record start", {"type": "meeting_record", "meeting": meeting, "action": "start"}),
         ("meeting_marker", {"type": "meeting_marker", "meeting": meeting, "label": "now: glazing"}),
         ("meeting_record stop", {"type": "meeting_record", "meeting": meeting, "action": "stop"}),
+        ("meeting_tables close", {"type": "meeting_tables", "meeting": meeting, "action": "close"}),
         ("meeting_leave", {"type": "meeting_leave", "meeting": meeting}),
     ]
 
