@@ -185,6 +185,45 @@ def _candidate_gatherer(connection: Any, policy: HostCandidatePolicy) -> Callabl
     return get_component_candidates
 
 
+def _nominated(pc: RTCPeerConnection) -> tuple[Any, Any] | tuple[None, None]:
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        pair = connection._nominated.get(1)
+        if pair is not None and pair.protocol.transport is not None:
+            return connection, pair
+        break
+    return None, None
+
+
+async def stun_round_trip(pc: RTCPeerConnection, *, timeout: float = 1.0) -> float | None:
+    """Seconds one STUN binding request on the nominated pair takes to be answered.
+
+    The peer answers at once, so the time is his link's round trip with
+    whatever waits in its queues: it grows when what is sent to him no longer
+    fits (the allocator's delay signal, :meth:`DownlinkEstimate.on_delay`).
+    ``timeout`` when no answer came in that time (lost, or queued longer);
+    ``None`` when there is no nominated pair yet (or any more).
+    """
+    connection, pair = _nominated(pc)
+    if connection is None or pair is None:
+        return None
+    request = connection.build_request(pair, nominate=False)
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(
+            pair.protocol.request(
+                request, pair.remote_addr, integrity_key=connection.remote_password.encode("utf8"),
+                retransmissions=0,
+            ),
+            timeout,
+        )
+    except (TimeoutError, stun.TransactionError):
+        return timeout
+    except (ConnectionError, OSError, AttributeError):
+        return None
+    return time.monotonic() - started
+
+
 class LivenessWatch:
     """Notices within seconds that a peer went silent (RFC 7675 consent, made quick).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -536,3 +537,37 @@ def test_red_payloads_are_unwrapped_for_subscribers_without_red() -> None:
         track.forward(opus, False)
     assert [p for p, *_ in writers[0].sent] == [b"new!", b"opus"] and writers[0].payload_types == [None, None]
     assert [p for p, *_ in writers[1].sent] == [red, b"opus"] and writers[1].payload_types == [111, None]
+
+
+def test_a_voice_left_out_resumes_without_a_hole_and_red_can_be_turned_off() -> None:
+    """The allocator leaves a voice out on a narrow link (set_paused) and brings it back: its
+    sequence numbers go on without a hole (nothing for his browser to count as lost) and its
+    timestamps with the time that passed; with send_red off a RED subscriber gets plain Opus."""
+    source = FakeSource()
+    source.red_payload_type = 63
+    track, writer = ForwardTrack(MediaKind.AUDIO, max_backlog=1000), FakeWriter()
+    track.red_payload_type = 111
+    track.attach(source)  # type: ignore[arg-type]
+    track.start_sending(writer)  # type: ignore[arg-type]
+    red = bytes([0x80 | 96, (960 >> 6) & 0xFF, ((960 & 0x3F) << 2) | 0, 3, 96]) + b"old" + b"new!"
+
+    def voice(seq: int) -> RtpPacket:
+        packet = rtp(seq, seq * 960, red)
+        packet.payload_type = 63
+        return packet
+
+    for seq in range(100, 103):
+        track.forward(voice(seq), False)
+    track.set_paused(True)
+    for seq in range(103, 150):
+        track.forward(voice(seq), False)
+    track.set_paused(False)
+    track.send_red = False
+    for seq in range(150, 152):
+        track.forward(voice(seq), False)
+    seqs = writer.seqs()
+    assert len(seqs) == 5 and all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs))
+    stamps = [ts for _, _, ts, _ in writer.sent]
+    assert (stamps[3] - stamps[2]) & 0xFFFFFFFF == 48 * 960, "the silence lasted 48 packets"
+    assert writer.payload_types == [111, 111, 111, None, None]
+    assert [p for p, *_ in writer.sent][3:] == [b"new!", b"new!"]
