@@ -232,8 +232,10 @@ class DownlinkEstimate:
     _queueing: bool = False
     #: When the last round trip measured was sent (``None``: never; probes are then judged by time).
     delay_at: float | None = None
-    #: Whether round trips are measured (then no probe starts before the first).
-    delay_signal: bool = False
+    #: When round trips began to be measured (``None``: they are not); no probe starts before
+    #: the first comes back, for ``delay_wait`` seconds at most.
+    delay_since: float | None = None
+    delay_wait: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.loss_based:
@@ -341,8 +343,8 @@ class DownlinkEstimate:
         if wanted <= estimate * 1.05:
             self._retry = False
             return None
-        if self.delay_signal and self.delay_at is None:
-            return None  # round trips will be measured: no probe is judged blind
+        if self.delay_since is not None and self.delay_at is None and now - self.delay_since < self.delay_wait:
+            return None  # round trips will be measured: no probe is judged blind (unless none ever come)
         calm = self.loss < self.low_loss and now - self._calm_since >= self.probe_after + self._probe_wait
         if not (calm or self._retry):
             return None

@@ -434,7 +434,7 @@ class Participant:
 
     def _start_pinger(self) -> None:
         if self._pinger is None and self._config.allocation_interval > 0:
-            self._downlink.delay_signal = True
+            self._downlink.delay_since = time.monotonic()
             self._pinger = asyncio.ensure_future(self._ping_forever())
 
     async def _ping_forever(self) -> None:

@@ -244,6 +244,10 @@ def test_round_trips_that_grow_cut_the_estimate_and_judge_probes() -> None:
     estimate.on_delay(0.40, 4.05, sent=3.85)
     assert not estimate.probing and estimate.probes_failed == 1 and estimate.value(4.1) == 450_000, "back to before it"
     # ...and when none comes back from under it (lost, or stuck in a queue).
+    # (Round trips that never come at all do not stop probes for good.)
+    blind = DownlinkEstimate(initial=300_000, delay_since=0.0)
+    assert blind.round(2.0, wanted=900_000) is None and blind.round(9.0, wanted=900_000) is None
+    assert blind.round(10.5, wanted=900_000) == 450_000
     estimate.on_delay(0.15, 8.0)
     estimate.on_delay(0.15, 8.5)
     target = estimate.round(8.5, wanted=900_000)
