@@ -30,6 +30,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -43,7 +44,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-BENCH_DB = "hirfa_bench"
+# A shared machine: HIRFA_BENCH_DB, HIRFA_BENCH_REDIS (a Redis base URL, no db) and
+# HIRFA_BENCH_PORTS ("44000-44999") keep a run inside one's own database, Redis and ports.
+BENCH_DB = os.environ.get("HIRFA_BENCH_DB", "hirfa_bench")
+BENCH_REDIS = os.environ.get("HIRFA_BENCH_REDIS", "redis://127.0.0.1:6379")
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432"
 # Room ids far above anything tests create: Redis pub/sub channels are shared by every database.
 ROOM_ID_BASE = 970_000_000
@@ -62,9 +66,17 @@ PER_SENDER_MAX_RATE = 15.0
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free TCP port on 127.0.0.1, inside HIRFA_BENCH_PORTS when it is set."""
+    low, _, high = os.environ.get("HIRFA_BENCH_PORTS", "0-0").partition("-")
+    for _attempt in range(200):
+        port = random.randint(int(low), int(high)) if int(low) else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError(f"no free port in HIRFA_BENCH_PORTS={low}-{high}")
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
@@ -105,7 +117,7 @@ def bench_env(redis_db: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DATABASE_URL=f"{PG_ADMIN_URL}/{BENCH_DB}",
-        REDIS_URL=f"redis://127.0.0.1:6379/{redis_db}",
+        REDIS_URL=f"{BENCH_REDIS}/{redis_db}",
         DJANGO_SETTINGS_MODULE="hub.settings",
         HIRFA_FAST_PASSWORD_HASHER="1",
         HIRFA_RATE_BURST="100000",

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import chat_fanout as cf
 
 ROOT = cf.ROOT
-cf.BENCH_DB = "hirfa_storm_bench"
+cf.BENCH_DB = os.environ.get("HIRFA_BENCH_DB", "hirfa_storm_bench")
 PROTOCOL = int(os.environ.get("HIRFA_BENCH_PROTOCOL", "2"))
 
 
@@ -70,9 +70,15 @@ class Redis:
             self.proc.wait(timeout=10)
 
 
+#: The listen queue of the bench's hubs (as `hirfa serve`'s): Twisted's default of 50 drops
+#: the SYNs of a crowd connecting at once, and each dropped client retries 1, 3, 7, 15 s later.
+LISTEN_BACKLOG = int(os.environ.get("HIRFA_BENCH_BACKLOG", "4096"))
+
+
 def start_hub(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}"
     proc = subprocess.Popen(
-        [str(Path(cf.PYTHON).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port), "hub.asgi:application"],
+        [str(Path(cf.PYTHON).with_name("daphne")), "-e", endpoint, "hub.asgi:application"],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     cf.wait_port(port, proc, seconds=60)
@@ -173,13 +179,14 @@ class Member:
 
     def fetch(self) -> None:
         if self.ws is not None and self.rev is not None:
+            self.stats["fetches"] += 1
             asyncio.get_running_loop().create_task(
                 self.ws.send(json.dumps({"type": "fetch", "room": self.room, "since_rev": self.rev}))
             )
 
 
 async def client_main(conn: Connection, urls: list[str], room: int, cookies: list[str], servers: list[int]) -> None:
-    stats: dict[str, Any] = {"presence_frames": 0, "resyncs": 0, "latencies": []}
+    stats: dict[str, Any] = {"presence_frames": 0, "resyncs": 0, "fetches": 0, "latencies": []}
     members = [Member(urls, cookie, room, stats) for cookie in cookies]
     loop = asyncio.get_running_loop()
     while True:
@@ -205,6 +212,7 @@ async def client_main(conn: Connection, urls: list[str], room: int, cookies: lis
             conn.send(("ok", {
                 "presence_frames": stats["presence_frames"],
                 "resyncs": stats["resyncs"],
+                "fetches": stats["fetches"],
                 "latencies": list(stats["latencies"]),
                 "seen": [dict(m.seen) for m in members],
                 "servers": [m.server for m in members],
@@ -372,9 +380,11 @@ def run_send_cost(env: dict[str, str], args: argparse.Namespace, index: int) -> 
         took = time.time() - started
         cpu = cpu_seconds(hub.pid) - before
         stored = sum(r["acked"] for r in results)
+        stats = clients.ask("stats")
         return {"messages": stored, "cpu_ms_per_message": round(cpu * 1000 / max(stored, 1), 2),
                 "messages_per_s_per_process": round(stored / took, 1),
-                "server_cpu_percent": round(100 * cpu / took, 1)}
+                "server_cpu_percent": round(100 * cpu / took, 1),
+                "receivers": 10, "receiver_fetches": sum(s["fetches"] for s in stats)}
     finally:
         if clients:
             clients.stop()

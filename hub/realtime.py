@@ -51,6 +51,10 @@ PUBLISH_QUEUE_MAX = 20000
 PUBLISH_BATCH_MAX = 500
 RECONNECT_FIRST_SECONDS = 0.2
 RECONNECT_MAX_SECONDS = 5.0
+# A room's changes reach a process in rev order: one that comes ahead of a rev still on its
+# way (two posts committed at once, by two threads or two processes) is held back this long
+# at most, then delivered anyway (the earlier one was lost; clients fetch it).
+REORDER_HOLD_SECONDS = 0.25
 
 
 class Event(NamedTuple):
@@ -235,11 +239,76 @@ class Fanout:
         self._recovering: asyncio.Task[None] | None = None
         self._published_while_degraded: set[str] = set()
         self.outages = 0
+        # Per room group: the highest rev delivered, and the changes held back above a gap.
+        self._delivered_rev: dict[str, int] = {}
+        self._held: dict[str, dict[int, Event]] = {}
+        self._held_timers: dict[str, asyncio.TimerHandle] = {}
+        self.reordered = 0
 
     def has(self, group: str) -> bool:
         return group in self.groups
 
     def dispatch(self, group: str, event: Event) -> None:
+        """Deliver `event` to the local subscribers of `group`, a room's changes in rev order.
+
+        Clients fetch from the database when a rev jumps: changes committed at once and
+        published in the other order would make every member of the room fetch.
+        """
+        rev = event.rev
+        if rev is None:
+            self._deliver(group, event)
+            return
+        last = self._delivered_rev.get(group)
+        if last is not None and rev > last + 1:
+            self._held.setdefault(group, {})[rev] = event
+            self.reordered += 1
+            if group not in self._held_timers:
+                self._held_timers[group] = self.loop.call_later(REORDER_HOLD_SECONDS, self._release_held, group)
+            return
+        self._deliver(group, event)
+        if last is None or rev > last:
+            self._delivered_rev[group] = rev
+            held = self._held.get(group)
+            if held:
+                self._release_next(group, held)
+
+    def rev_known(self, group: str, rev: int) -> None:
+        """A subscriber read the room's rev from the database: later changes follow it in order."""
+        if group in self.groups and group not in self._delivered_rev:
+            self._delivered_rev[group] = rev
+
+    def _release_next(self, group: str, held: dict[int, Event]) -> None:
+        last = self._delivered_rev[group]
+        while last + 1 in held:
+            last += 1
+            self._deliver(group, held.pop(last))
+        for stale in [r for r in held if r <= last]:
+            self._deliver(group, held.pop(stale))
+        self._delivered_rev[group] = last
+        if not held:
+            self._held.pop(group, None)
+            timer = self._held_timers.pop(group, None)
+            if timer is not None:
+                timer.cancel()
+
+    def _release_held(self, group: str) -> None:
+        """The gap did not fill in time: deliver what was held back, in rev order."""
+        timer = self._held_timers.pop(group, None)
+        if timer is not None:
+            timer.cancel()
+        held = self._held.pop(group, {})
+        for rev in sorted(held):
+            self._deliver(group, held[rev])
+            self._delivered_rev[group] = max(self._delivered_rev.get(group, rev), rev)
+
+    def _forget_group(self, group: str) -> None:
+        self._delivered_rev.pop(group, None)
+        self._held.pop(group, None)
+        timer = self._held_timers.pop(group, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _deliver(self, group: str, event: Event) -> None:
         subs = self.groups.get(group)
         if subs:
             metrics.observe_delivery(event.text)
@@ -358,6 +427,7 @@ class Fanout:
             return
         del self.groups[group]
         self._confirmed.pop(group, None)
+        self._forget_group(group)
         if self._redis and self._pubsub is not None and not self.degraded:
             try:
                 async with self._lock:
@@ -411,6 +481,13 @@ class Fanout:
         self.degraded = True
         self.outages += 1
         metrics.bus_outages.inc()
+        # Revs will be missing: what was held goes out now, and order starts again from the next.
+        for group in list(self._held):
+            self._release_held(group)
+        for timer in self._held_timers.values():
+            timer.cancel()
+        self._held_timers.clear()
+        self._delivered_rev.clear()
         pubsub, self._pubsub = self._pubsub, None
         reader, self._reader = self._reader, None
         client, self._publish_client = self._publish_client, None

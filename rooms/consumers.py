@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +89,22 @@ def subscribe_admission() -> asyncio.Semaphore:
         at_once = int(getattr(settings, "HIRFA_SUBSCRIBES_AT_ONCE", SUBSCRIBES_AT_ONCE_DEFAULT))
         gate = _admission[loop] = asyncio.Semaphore(at_once)
     return gate
+
+
+_background: set[asyncio.Future[Any]] = set()
+
+
+def _in_background(work: Awaitable[Any]) -> None:
+    """Run `work` on the loop, apart from any socket; a failure is logged."""
+
+    def done(task: asyncio.Future[Any]) -> None:
+        _background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
+
+    task = asyncio.ensure_future(work)
+    _background.add(task)
+    task.add_done_callback(done)
 
 
 @db_call
@@ -265,6 +281,7 @@ class RoomFrames(SocketPart):
             self.room_groups.pop(realtime.room_group(room_id), None)
             await self.socket.leave_group(realtime.room_group(room_id))
             raise
+        realtime.fanout().rev_known(realtime.room_group(room_id), state["rev_before"])
         messages: list[protocol.MessageOut] = state["messages"]
         for start in range(0, len(messages), REPLAY_BATCH):
             if start:
@@ -309,8 +326,12 @@ class RoomFrames(SocketPart):
             text=frame.text,
             reply_to=frame.reply_to,
             attachment_ids=frame.attachments,
+            notify_mentions=False,
         )
         self.socket.emit(Ack(ref=frame.ref, room=frame.room, id=result.message.id, rev=result.message.rev))
+        if result.to_notify is not None:
+            # After the ack, and not tied to this socket: the author may close it at once.
+            _in_background(db_call(services.mentions_notify)(notice=result.to_notify))
 
     async def on_edit(self, frame: protocol.Edit) -> None:
         out = await db_call(services.message_edit)(

@@ -4,8 +4,10 @@ transaction, and publishes its event through `hub.realtime` on commit."""
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -52,9 +54,22 @@ send_buckets = TokenBuckets(
 
 
 @dataclass(frozen=True)
+class MentionNotice:
+    """The members a new message mentions, to be notified once it is stored."""
+
+    room_id: int
+    seq: int
+    by: str
+    user_ids: tuple[int, ...]
+    excerpt: str
+
+
+@dataclass(frozen=True)
 class PostResult:
     message: MessageOut
     created: bool
+    #: Set when the caller asked to notify the mentioned members himself (`notify_mentions=False`).
+    to_notify: MentionNotice | None = None
 
 
 def _clean_text(text: str, *, allow_empty: bool = False) -> str:
@@ -174,6 +189,7 @@ def message_post(
     reply_to: int | None = None,
     attachment_ids: list[int] | tuple[int, ...] = (),
     card: CardOut | None = None,
+    notify_mentions: bool = True,
 ) -> PostResult:
     """Persist a message once per (`user`, `room_id`, `client_id`) and publish it.
 
@@ -181,7 +197,184 @@ def message_post(
 
     A retried send returns the message already stored, with `created` false.
     Refuses with `not_found`, `muted`, `rate_limited`, `slow_mode`, `empty` or `too_long`.
+
+    The members it mentions are notified once it is stored; with `notify_mentions`
+    false that is left to the caller (`PostResult.to_notify`, then `mentions_notify`),
+    so that a socket answers its `ack` first.
     """
+    if connection.vendor == "postgresql" and not attachment_ids and card is None:
+        text = _clean_text(text)
+        _rate_check(user=user, room_id=room_id)
+        plain = _post_plain(user=user, room_id=room_id, client_id=client_id, text=text, reply_to=reply_to)
+        if plain is not None:
+            return _notified(plain, now=notify_mentions)
+        # Not a plain post (a refusal, a room to follow first, slow mode, a retry): the
+        # checked path answers it, its rate token already taken.
+        return _notified(
+            _post_checked(
+                user=user, room_id=room_id, client_id=client_id, text=text, reply_to=reply_to,
+                attachment_ids=(), card=None, rate_taken=True,
+            ),
+            now=notify_mentions,
+        )
+    return _notified(
+        _post_checked(
+            user=user, room_id=room_id, client_id=client_id, text=text, reply_to=reply_to,
+            attachment_ids=attachment_ids, card=card, rate_taken=False,
+        ),
+        now=notify_mentions,
+    )
+
+
+def _notified(result: PostResult, *, now: bool) -> PostResult:
+    if now and result.to_notify is not None:
+        mentions_notify(notice=result.to_notify)
+        return PostResult(result.message, result.created)
+    return result
+
+
+def mentions_notify(*, notice: MentionNotice) -> int:
+    """Notify (and push to) each member a stored message mentions; answers how many.
+
+    Runs after the message's commit, off the send's path: a failure here loses
+    notifications, never the message."""
+    if not notice.user_ids:
+        return 0
+    room = Room.objects.select_related("trade", "wilaya").get(pk=notice.room_id)
+    data: dict[str, object] = {
+        "room": room.pk, "room_title": room.display_title(), "id": notice.seq, "by": notice.by,
+        "excerpt": notice.excerpt,
+    }
+    with transaction.atomic():
+        for target in User.objects.filter(pk__in=notice.user_ids, is_active=True).order_by("pk"):
+            notification_create(user=target, kind=MENTION, data=data)
+    return len(notice.user_ids)
+
+
+def _mention_notice(*, room_id: int, seq: int, user: User, text: str, user_ids: list[int]) -> MentionNotice | None:
+    if not user_ids:
+        return None
+    return MentionNotice(
+        room_id=room_id, seq=seq, by=user.display_name, user_ids=tuple(user_ids), excerpt=text[:140]
+    )
+
+
+def _mention_names(text: str) -> list[str]:
+    return sorted({m.rstrip(".-") for m in MENTION_RE.findall(text)})
+
+
+# A plain post (text, maybe a reply; PostgreSQL): checked and written by one statement
+# in autocommit, one round trip. The statement reads the member's rights itself, when it
+# runs: a ban, a removal, a mute or a slow mode committed before it is seen, whatever any
+# socket has heard, so no cache of rights can outlive them. When one of them stands in
+# the way, or the member must follow the room first, or the post is a retry, it writes
+# nothing (no row) and the checked path answers. Mentions are resolved in it too: active
+# members named, not banned, who read the room.
+_PLAIN_POST_SQL = """
+WITH allowed AS (
+    SELECT 1 FROM {membership} m
+    WHERE m.room_id = %(room)s AND m.user_id = %(author)s AND m.active AND NOT m.banned
+      AND (m.muted_until IS NULL OR m.muted_until <= %(now)s)
+), bump AS (
+    UPDATE {room} SET last_seq = last_seq + 1, last_rev = last_rev + 1
+    WHERE id = %(room)s AND slow_mode_seconds = 0 AND EXISTS (SELECT 1 FROM allowed)
+      AND NOT EXISTS (
+          SELECT 1 FROM {message}
+          WHERE room_id = %(room)s AND author_id = %(author)s AND client_id = %(client_id)s
+      )
+    RETURNING kind, last_seq, last_rev
+), named AS ({named}
+), ins AS (
+    INSERT INTO {message}
+        (room_id, seq, rev, author_id, client_id, text, reply_to_seq, mentions, created_at)
+    SELECT %(room)s, last_seq, last_rev, %(author)s, %(client_id)s, %(text)s,
+           CASE WHEN %(reply_to)s::bigint < last_seq THEN %(reply_to)s::bigint END,
+           (SELECT ids FROM named), %(now)s
+    FROM bump
+    RETURNING id, seq, rev, mentions
+), mark AS (
+    UPDATE {membership} SET last_read_seq = ins.seq FROM ins
+    WHERE room_id = %(room)s AND user_id = %(author)s
+)
+SELECT id, seq, rev, mentions FROM ins
+"""
+_NO_MENTIONS = "\n    SELECT '[]'::jsonb AS ids"
+_MENTIONS = """
+    SELECT COALESCE(jsonb_agg(id ORDER BY id), '[]'::jsonb) AS ids FROM (
+        SELECT u.id FROM {user} u CROSS JOIN bump
+        WHERE u.username = ANY(%(names)s) AND u.is_active AND u.id <> %(author)s
+          AND NOT EXISTS (
+              SELECT 1 FROM {membership} x WHERE x.room_id = %(room)s AND x.user_id = u.id AND x.banned
+          )
+          AND (bump.kind = ANY(%(public_kinds)s) OR EXISTS (
+              SELECT 1 FROM {membership} x WHERE x.room_id = %(room)s AND x.user_id = u.id AND x.active
+          ))
+        ORDER BY u.id LIMIT 20
+    ) AS readable"""
+_TABLES = {
+    "membership": Membership._meta.db_table,
+    "room": Room._meta.db_table,
+    "message": Message._meta.db_table,
+    "user": User._meta.db_table,
+}
+_PLAIN_POST = {
+    False: _PLAIN_POST_SQL.format(named=_NO_MENTIONS, **_TABLES),
+    True: _PLAIN_POST_SQL.format(named=_MENTIONS.format(**_TABLES), **_TABLES),
+}
+_PUBLIC_KINDS = [RoomKind.GUILD.value, RoomKind.REGION.value, RoomKind.GUILD_REGION.value]
+
+
+def _post_plain(
+    *, user: User, room_id: int, client_id: str, text: str, reply_to: int | None
+) -> PostResult | None:
+    """The plain post's one statement (see `_PLAIN_POST_SQL`); None when it wrote nothing."""
+    import json
+
+    names = _mention_names(text)
+    now = timezone.now()
+    params: dict[str, Any] = {
+        "room": room_id, "author": user.pk, "client_id": client_id, "text": text,
+        "reply_to": reply_to, "now": now, "names": names, "public_kinds": _PUBLIC_KINDS,
+    }
+    try:
+        # Inside a caller's transaction a duplicate must not break it: a savepoint. On its
+        # own (a socket) the statement is its own transaction, one round trip.
+        savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
+        with savepoint, connection.cursor() as cursor:
+            cursor.execute(_PLAIN_POST[bool(names)], params)
+            row = cursor.fetchone()
+    except IntegrityError:
+        return None  # the same client_id stored at the same moment: a retry, answered by the checked path
+    if row is None:
+        return None
+    pk, seq, rev, mentions = row
+    if isinstance(mentions, str):
+        mentions = json.loads(mentions)
+    message = Message(
+        pk=pk, room_id=room_id, seq=int(seq), rev=int(rev), author=user, client_id=client_id, text=text,
+        reply_to_seq=reply_to if reply_to and reply_to < seq else None, mentions=list(mentions),
+        created_at=now,
+    )
+    frame = message_frame(message, reactions=(), attachments=())
+    realtime.publish_on_commit(realtime.room_group(room_id), frame)
+    metrics.messages_posted.inc()
+    notice = _mention_notice(room_id=room_id, seq=message.seq, user=user, text=text, user_ids=message.mentions)
+    return PostResult(frame, True, notice)
+
+
+def _post_checked(
+    *,
+    user: User,
+    room_id: int,
+    client_id: str,
+    text: str,
+    reply_to: int | None,
+    attachment_ids: list[int] | tuple[int, ...],
+    card: CardOut | None,
+    rate_taken: bool,
+) -> PostResult:
+    """Every check one after the other, then the write: posts with attachments or a card,
+    refusals, first posts in a public room, slow mode, retries, and SQLite."""
     access = room_access(user=user, room_id=room_id)
     room = access.room
     muted = member_is_muted(access.membership) and not access.can_moderate
@@ -202,7 +395,8 @@ def message_post(
             room=room_id,
             until=access.membership.muted_until.isoformat(),
         )
-    _rate_check(user=user, room_id=room_id)
+    if not rate_taken:
+        _rate_check(user=user, room_id=room_id)
     if slow:
         _slow_mode_check(user=user, access=access)
     attachments = []
@@ -253,18 +447,6 @@ def message_post(
                     realtime.publish_on_commit(realtime.room_group(room.pk), frame)
                 # The author has read his own message.
                 Membership.objects.filter(room=room, user=user).update(last_read_seq=seq)
-            for target in mentioned:
-                notification_create(
-                    user=target,
-                    kind=MENTION,
-                    data={
-                        "room": room.pk,
-                        "room_title": room.display_title(),
-                        "id": message.seq,
-                        "by": user.display_name,
-                        "excerpt": text[:140],
-                    },
-                )
     except (IntegrityError, _AlreadyStored):
         # A retry, or a concurrent retry with the same client_id that won the race:
         # answer with the message already stored (the transaction took nothing).
@@ -273,7 +455,10 @@ def message_post(
             raise
         return PostResult(message_frame(message_by_seq(room=room, seq=again)), False)
     metrics.messages_posted.inc()
-    return PostResult(frame, True)
+    notice = _mention_notice(
+        room_id=room.pk, seq=message.seq, user=user, text=text, user_ids=[u.pk for u in mentioned]
+    )
+    return PostResult(frame, True, notice)
 
 
 class _AlreadyStored(Exception):

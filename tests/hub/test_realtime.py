@@ -65,6 +65,40 @@ async def test_one_publish_reaches_every_local_socket_once() -> None:
             realtime.reset_backend()
 
 
+async def test_a_rooms_changes_reach_its_sockets_in_rev_order(monkeypatch: Any) -> None:
+    """Two posts committed at once may be published in the other order; members would fetch.
+    A change ahead of a gap waits for it, a bounded time; frames without a rev never wait."""
+    monkeypatch.setattr(realtime, "REORDER_HOLD_SECONDS", 0.2)
+    with override_settings(REDIS_URL=""):
+        realtime.reset_backend()
+        try:
+            fan = realtime.Fanout(asyncio.get_running_loop())
+            sub = Recorder()
+            await fan.join("room.7", sub)
+            fan.rev_known("room.7", 10)
+
+            def change(rev: int) -> realtime.Event:
+                return realtime.Event("message", f"rev {rev}", rev)
+
+            fan.dispatch("room.7", change(12))
+            fan.dispatch("room.7", realtime.Event("typing", "typing"))
+            fan.dispatch("room.7", change(11))
+            fan.dispatch("room.7", change(13))
+            assert [text for _, text in sub.got] == ["typing", "rev 11", "rev 12", "rev 13"]
+            fan.dispatch("room.7", change(15))  # 14 was lost on the way
+            assert sub.got[-1][1] == "rev 13"
+            await _wait_for(lambda: sub.got[-1][1] == "rev 15", seconds=2)
+            assert sub.got[-1][1] == "rev 15"
+            fan.dispatch("room.7", change(16))
+            assert sub.got[-1][1] == "rev 16"
+            fan.dispatch("room.7", change(9))  # older than what was delivered: at once (clients upsert)
+            assert sub.got[-1][1] == "rev 9"
+            await fan.leave("room.7", sub)
+            assert not fan._held and not fan._delivered_rev
+        finally:
+            realtime.reset_backend()
+
+
 def _redis_url() -> str:
     url = os.environ.get("REDIS_URL", "")
     if not url:

@@ -349,3 +349,30 @@ async def test_a_crowd_subscribing_at_once_reads_the_database_a_few_at_a_time(se
         for comm in sockets:
             await comm.disconnect()
         room_consumers._admission.clear()
+
+
+async def test_a_send_is_refused_the_moment_a_right_ends_whatever_the_socket_heard():
+    """No event reaches the socket (a bare update): its next send is still refused."""
+    from rooms.models import Membership
+
+    _room, amina, yacine = await guild_with_members("amina", "yacine")
+    group = await sync_to_async(services.group_create)(user=yacine, title="Atelier", member_ids=[amina.pk])
+    a = await open_socket(amina)
+    await subscribe(a, group.pk)
+    await a.send_json_to({"type": "send", "room": group.pk, "client_id": "k1", "text": "Salam", "ref": "s1"})
+    await expect(a, "ack", ref="s1")
+    await sync_to_async(lambda: Membership.objects.filter(room=group, user=amina).update(active=False))()
+    await a.send_json_to({"type": "send", "room": group.pk, "client_id": "k2", "text": "encore", "ref": "s2"})
+    assert (await expect(a, "error", ref="s2"))["code"] == "not_found"
+    await a.disconnect()
+
+
+async def test_a_mention_sent_through_the_socket_is_notified_after_the_ack():
+    room, amina, yacine = await guild_with_members("amina", "yacine")
+    a, y = await open_socket(amina), await open_socket(yacine)
+    await a.send_json_to({"type": "send", "room": room.pk, "client_id": "k1", "text": "@yacine viens", "ref": "s"})
+    await expect(a, "ack", ref="s")
+    note = await expect(y, "notification")
+    assert note["kind"] == "mention" and note["data"]["room"] == room.pk and note["data"]["by"] == "Amina"
+    await a.disconnect()
+    await y.disconnect()

@@ -255,11 +255,54 @@ def test_a_post_is_one_write_statement_on_postgresql(amina, guild):
     with CaptureQueriesContext(connection) as queries:
         out = post(amina, guild, text="une seule écriture")
     statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
-    writes = [s for s in statements if not s.lstrip().upper().startswith("SELECT")]
-    # Reading the room and the membership, then one statement that takes the rev, inserts and marks read.
-    assert len(statements) <= 3, statements
-    assert writes == [] or len(writes) <= 1, writes
+    # One statement reads the rights, takes the rev, inserts, resolves mentions and marks read.
+    assert len(statements) == 1, statements
     assert out.created and Message.objects.get(room=guild, seq=out.message.id).text == "une seule écriture"
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [("banned", ErrorCode.NOT_FOUND), ("left_group", ErrorCode.NOT_FOUND), ("muted", ErrorCode.MUTED),
+     ("slow_mode", ErrorCode.SLOW_MODE)],
+)
+def test_a_post_reads_the_rights_as_they_are_when_it_runs(amina, yacine, guild, change, code):
+    """Rights changed by a bare update, with no event anyone could have heard: the very next
+    post is refused with the exact answer, and takes no rev."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    group = services.group_create(user=yacine, title="Atelier", member_ids=[amina.pk])
+    room = group if change == "left_group" else guild
+    post(amina, room)  # the plain path, once
+    mine = Membership.objects.filter(room=room, user=amina)
+    if change == "banned":
+        mine.update(banned=True)
+    elif change == "left_group":
+        mine.update(active=False)
+    elif change == "muted":
+        mine.update(muted_until=timezone.now() + timedelta(minutes=5))
+    else:
+        Room.objects.filter(pk=room.pk).update(slow_mode_seconds=60)
+    rev = Room.objects.get(pk=room.pk).last_rev
+    with pytest.raises(HirfaError) as refused:
+        post(amina, room)
+    assert refused.value.code == code
+    assert Room.objects.get(pk=room.pk).last_rev == rev
+    assert Message.objects.filter(room=room, author=amina).count() == 1
+
+
+def test_a_mention_is_resolved_by_the_post_and_notified_after_it(amina, yacine, guild):
+    banned = factories.artisan("karim", trades=[guild.trade])
+    Membership.objects.filter(room=guild, user=banned).update(banned=True)
+    out = post(amina, guild, text="@yacine @karim @amina @nobody le four", notify_mentions=False)
+    # Readers only, never the author; nobody is notified before the caller says so.
+    assert out.message.mentions == [yacine.pk]
+    assert out.to_notify is not None and out.to_notify.user_ids == (yacine.pk,)
+    assert yacine.notifications.count() == 0
+    assert services.mentions_notify(notice=out.to_notify) == 1
+    note = yacine.notifications.get(kind="mention")
+    assert note.data["id"] == out.message.id and note.data["by"] == "Amina"
 
 
 def test_a_report_in_a_room_one_may_not_read_answers_like_a_missing_one(amina, poterie, tlemcen):
