@@ -43,6 +43,11 @@ SUBSCRIBES_AT_ONCE_DEFAULT = 8
 # A replay goes out in batches, yielding to the other sockets between them.
 REPLAY_BATCH = 50
 TYPING_EVERY_SECONDS = 2.0
+# A crowded room's first page of who is online (more than one page: a sample anyway) is
+# read once a second per process, not once per subscription: in a storm of a thousand
+# members joining, each would otherwise read Redis and a hundred names from the database.
+ONLINE_PAGE_KEPT_SECONDS = 1.0
+_online_pages: dict[int, tuple[float, list[protocol.Author], int]] = {}
 PRESENCE_REFRESH_SECONDS = 30
 
 
@@ -247,12 +252,20 @@ class RoomFrames(SocketPart):
     ) -> tuple[list[protocol.Author], int]:
         if self._bus_degraded():
             return [], 0
+        first_page = offset == 0 and limit == ONLINE_LIST_MAX
+        if first_page:
+            kept = _online_pages.get(room_id)
+            if kept is not None and time.monotonic() - kept[0] < ONLINE_PAGE_KEPT_SECONDS:
+                return kept[1], kept[2]
         try:
             online_ids, online_count = await presence_store().online(room_id, limit=limit, offset=offset)
         except Exception as exc:
             log.warning("presence unavailable for room %s (%s)", room_id, exc)
             return [], 0
-        return await _authors(online_ids), online_count
+        authors = await _authors(online_ids)
+        if first_page and online_count > limit:
+            _online_pages[room_id] = (time.monotonic(), authors, online_count)
+        return authors, online_count
 
     # --- handlers -----------------------------------------------------------------
 
@@ -264,8 +277,9 @@ class RoomFrames(SocketPart):
             await self._subscribe(frame)
 
     async def _subscribe(self, frame: protocol.Subscribe) -> None:
+        # The access check is the state's read below: until it passes, live events of the
+        # room are only held back (`replaying`), never written, and dropped if it fails.
         room_id = frame.room
-        await db_call(selectors.room_access)(user=self.user, room_id=room_id)
         sub = RoomSub()
         previous = self.rooms.get(room_id)
         if previous is not None:
