@@ -52,6 +52,7 @@ PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432"
 # Room ids far above anything tests create: Redis pub/sub channels are shared by every database.
 ROOM_ID_BASE = 970_000_000
 P99_TARGET_MS = 100.0
+LISTEN_BACKLOG = int(os.environ.get("HIRFA_BENCH_BACKLOG", "4096"))
 # Offered deliveries/s per step (messages/s = deliveries / members).
 STEPS = [2_500, 5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000, 65_000, 80_000,
          100_000, 130_000, 160_000]
@@ -670,9 +671,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                                "results": []}
     try:
+        # The listen queue `hirfa serve` gives its hubs (Twisted's default of 50 drops SYNs).
+        endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}"
         daphne = subprocess.Popen(
-            [str(Path(PYTHON).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
-             "hub.asgi:application"],
+            [str(Path(PYTHON).with_name("daphne")), "-e", endpoint, "hub.asgi:application"],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
         )
         wait_port(port, daphne)

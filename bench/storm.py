@@ -72,7 +72,7 @@ class Redis:
 
 #: The listen queue of the bench's hubs (as `hirfa serve`'s): Twisted's default of 50 drops
 #: the SYNs of a crowd connecting at once, and each dropped client retries 1, 3, 7, 15 s later.
-LISTEN_BACKLOG = int(os.environ.get("HIRFA_BENCH_BACKLOG", "4096"))
+LISTEN_BACKLOG = cf.LISTEN_BACKLOG
 
 
 def start_hub(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:

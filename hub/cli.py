@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_PASSWORD_ENV = "HIRFA_ADMIN_PASSWORD"
+#: Connections waiting to be accepted (kernel listen queue; capped by net.core.somaxconn).
+LISTEN_BACKLOG = 4096
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # SIGTERM drains: sockets close with 1012 once their frame in hand is done (hub/shutdown.py).
     graceful_server(
         application=app,
-        endpoints=build_endpoint_description_strings(host=args.host, port=args.port),
+        # A listen queue for a crowd: Twisted's default of 50 drops the SYNs of clients
+        # reconnecting at once after a restart, and each retries 1, 3, 7, 15 s later.
+        endpoints=[
+            f"{endpoint}:backlog={LISTEN_BACKLOG}"
+            for endpoint in build_endpoint_description_strings(host=args.host, port=args.port)
+        ],
         # Idle sockets are pinged so that dead ones are found and closed.
         ping_interval=settings.HIRFA_PING_SECONDS,
         ping_timeout=settings.HIRFA_PING_SECONDS + 5,

@@ -64,7 +64,24 @@ def test_serve_migrates_and_answers_http_and_static(tmp_path):
         assert "hirfa createadmin" in output
         assert get(base + "/static/hirfa/hirfa.css")[0] == 200
         assert (tmp_path / "hirfa.sqlite3").exists()
+        assert _listen_backlog(port) >= min(1024, _somaxconn())  # a crowd reconnecting is queued, not dropped
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def _somaxconn() -> int:
+    return int(Path("/proc/sys/net/core/somaxconn").read_text())
+
+
+def _listen_backlog(port: int) -> int:
+    """The listen queue of the socket on `port` (`ss` shows it as Send-Q of a listener)."""
+    import shutil
+
+    if shutil.which("ss") is None or not Path("/proc/sys/net/core/somaxconn").exists():
+        from tests.conftest import skip_or_fail
+
+        skip_or_fail("no `ss` or /proc here: the listen queue cannot be read")
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return max(int(line.split()[2]) for line in out.splitlines() if line.strip())
