@@ -130,3 +130,57 @@ async def test_typing_needs_a_subscription_and_extra_hints_are_dropped(monkeypat
     typing = [(group, frame) for group, frame in published if getattr(frame, "type", None) == "typing"]
     assert [group for group, _frame in typing] == [realtime.room_group(room.pk)]
     await part.close()
+
+
+async def test_a_room_he_may_not_read_is_refused_and_nothing_of_it_is_written():
+    _room, amina, yacine = await guild_with("amina", "yacine")
+    group = await sync_to_async(services.group_create)(user=amina, title="Atelier", member_ids=[])
+    secret = await post_as(amina, group, "entre nous", "c1")
+    socket = FakeSocket(yacine)
+    part = RoomFrames(socket)
+
+    def event_in_flight(joined: str) -> None:
+        # Live events may come while the access is being read: they are held, never written.
+        assert part.deliver(joined, realtime.Event.of(secret.message)) is False
+
+    socket.on_join = event_in_flight
+    with pytest.raises(HirfaError) as refused:
+        await part.handlers()["subscribe"](protocol.Subscribe(type="subscribe", room=group.pk, since_rev=0, ref="s"))
+    assert refused.value.code is ErrorCode.NOT_FOUND
+    assert socket.sent == [] and socket.groups == set() and part.rooms == {}
+
+
+async def test_a_crowded_rooms_first_page_of_who_is_online_is_read_once_a_second(monkeypatch):
+    import rooms.consumers as room_frames
+
+    room, *members = await guild_with("amina", "yacine", "nadia")
+    reads: list[int] = []
+
+    class CrowdedRoom:
+        """A room with 5,000 members online, of whom these three are the first page."""
+
+        async def add(self, room_id: int, user_id: int, conn_id: str) -> bool:
+            return True
+
+        async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool:
+            return True
+
+        async def online(self, room_id: int, limit: int = 100, offset: int = 0) -> tuple[list[int], int]:
+            reads.append(offset)
+            return [m.pk for m in members], 5000
+
+    monkeypatch.setattr(room_frames, "presence_store", CrowdedRoom)
+    monkeypatch.setattr(room_frames, "_online_pages", {})
+    parts = []
+    for member in members:
+        _socket, part = await subscribed(member, room)
+        parts.append(part)
+    assert reads == [0]  # three subscriptions, one read
+    # Asking for a page is always read (a member's own view, on demand).
+    await parts[0].handlers()["presence"](protocol.Presence(type="presence", room=room.pk, offset=0, limit=20))
+    assert reads == [0, 0]
+    monkeypatch.setattr(room_frames, "ONLINE_PAGE_KEPT_SECONDS", 0.0)
+    await subscribed(members[0], room)
+    assert reads == [0, 0, 0]
+    for part in parts:
+        await part.close()
