@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import SyncToAsync
@@ -14,6 +17,24 @@ from django.db import close_old_connections, connections
 #: round trip per frame). One that died meanwhile fails that one call; Django then
 #: drops it and the next call opens a new one.
 HEALTHY_FOR_SECONDS = 2.0
+
+
+#: Threads (each with its database connection) that run a process's db_calls at once.
+#: Sends wait on their commit, not on the CPU: the loop's default pool (CPUs + 4, so 6
+#: here) capped a hub at 6 posts in flight, whatever the CPU had left.
+DB_THREADS_DEFAULT = 16
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def db_pool() -> ThreadPoolExecutor:
+    """The process's pool for db_call (``HIRFA_DB_THREADS`` threads, 16 by default)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            threads = int(os.environ.get("HIRFA_DB_THREADS", DB_THREADS_DEFAULT))
+            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hirfa-db")
+        return _pool
 
 
 class _DbCall(SyncToAsync):
@@ -38,11 +59,12 @@ class _DbCall(SyncToAsync):
 
 
 def db_call(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """`fn` run in a worker thread of the loop's pool, old connections closed around it.
+    """`fn` run in a thread of the process's database pool (`db_pool`), old connections
+    closed around it.
 
     Unlike Channels' `database_sync_to_async`, calls do not all queue behind one
     thread: a post waiting for its commit does not hold up every other socket of
     the process. Each socket still awaits its own calls one after the other, so
     its frames keep their order; the services hold no thread-local state.
     """
-    return _DbCall(fn, thread_sensitive=False)
+    return _DbCall(fn, thread_sensitive=False, executor=db_pool())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -33,9 +32,8 @@ async def test_a_connection_that_just_answered_is_not_health_checked_again(monke
         return bool(original(self))
 
     monkeypatch.setattr(wrapper, "is_usable", counting)
-    loop = asyncio.get_running_loop()
     pool = ThreadPoolExecutor(max_workers=1)  # one thread: every call shares its connection
-    loop.set_default_executor(pool)
+    monkeypatch.setattr(db, "_pool", pool)
     query = db.db_call(_one_query)
     try:
         for _ in range(20):
@@ -49,3 +47,15 @@ async def test_a_connection_that_just_answered_is_not_health_checked_again(monke
     finally:
         await db.db_call(connections.close_all)()
         pool.shutdown(wait=True)
+
+
+async def test_calls_run_in_the_process_pool_of_hirfa_db_threads(monkeypatch: Any) -> None:
+    import threading
+
+    monkeypatch.setattr(db, "_pool", None)
+    monkeypatch.setenv("HIRFA_DB_THREADS", "3")
+    names = {await db.db_call(lambda: threading.current_thread().name)() for _ in range(3)}
+    assert all(name.startswith("hirfa-db") for name in names)
+    assert db.db_pool()._max_workers == 3
+    await db.db_call(connections.close_all)()
+    db.db_pool().shutdown(wait=True)
