@@ -75,11 +75,19 @@ class Redis:
 LISTEN_BACKLOG = cf.LISTEN_BACKLOG
 
 
+def _hub_log(port: int) -> Any:
+    """Where a hub's log goes: HIRFA_BENCH_LOGS/hub-<port>.log when that is set, else nowhere."""
+    folder = os.environ.get("HIRFA_BENCH_LOGS")
+    if not folder:
+        return subprocess.DEVNULL
+    return open(Path(folder) / f"hub-{port}.log", "ab")  # noqa: SIM115 (the hub process holds it)
+
+
 def start_hub(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}"
     proc = subprocess.Popen(
         [str(Path(cf.PYTHON).with_name("daphne")), "-e", endpoint, "hub.asgi:application"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=_hub_log(port),
     )
     cf.wait_port(port, proc, seconds=60)
     return proc
@@ -139,8 +147,8 @@ class Member:
                     self.on_frame(json.loads(text))
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                pass
+            except Exception as exc:
+                self.stats["errors"][type(exc).__name__] = self.stats["errors"].get(type(exc).__name__, 0) + 1
             code = getattr(self.ws, "close_code", None) if self.ws is not None else None
             self.closed.append(code if code is not None else 1006)
             self.subscribed.clear()
@@ -186,7 +194,7 @@ class Member:
 
 
 async def client_main(conn: Connection, urls: list[str], room: int, cookies: list[str], servers: list[int]) -> None:
-    stats: dict[str, Any] = {"presence_frames": 0, "resyncs": 0, "fetches": 0, "latencies": []}
+    stats: dict[str, Any] = {"presence_frames": 0, "resyncs": 0, "fetches": 0, "latencies": [], "errors": {}}
     members = [Member(urls, cookie, room, stats) for cookie in cookies]
     loop = asyncio.get_running_loop()
     while True:
@@ -213,6 +221,7 @@ async def client_main(conn: Connection, urls: list[str], room: int, cookies: lis
                 "presence_frames": stats["presence_frames"],
                 "resyncs": stats["resyncs"],
                 "fetches": stats["fetches"],
+                "errors": stats["errors"],
                 "latencies": list(stats["latencies"]),
                 "seen": [dict(m.seen) for m in members],
                 "servers": [m.server for m in members],
@@ -312,6 +321,13 @@ def db_count(sql: str) -> int:
         row = conn.execute(sql).fetchone()
         assert row is not None
         return int(row[0])
+
+
+def _codes(codes: list[int]) -> dict[str, int]:
+    counted: dict[str, int] = {}
+    for code in codes:
+        counted[str(code)] = counted.get(str(code), 0) + 1
+    return counted
 
 
 def p99(values: list[float]) -> float | None:
@@ -428,7 +444,9 @@ def run_redis_restart(env: dict[str, str], args: argparse.Namespace, index: int,
                 "messages": stored, "acked": sum(r["acked"] for r in sent),
                 "unacked": sum(r["unacked"] for r in sent),
                 "resync_frames": sum(s["resyncs"] for s in stats),
-                "closes": sum(len(s["closed"]) for s in stats)}
+                "closes": sum(len(s["closed"]) for s in stats),
+                "close_codes": _codes([c for s in stats for c in s["closed"]]),
+                "client_errors": [s["errors"] for s in stats]}
     finally:
         if clients:
             clients.stop()
