@@ -80,7 +80,7 @@ def _hub_log(port: int) -> Any:
     folder = os.environ.get("HIRFA_BENCH_LOGS")
     if not folder:
         return subprocess.DEVNULL
-    return open(Path(folder) / f"hub-{port}.log", "ab")  # noqa: SIM115 (the hub process holds it)
+    return open(Path(folder) / f"hub-{port}.log", "ab")  # the hub process holds it
 
 
 def start_hub(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
