@@ -14,22 +14,27 @@ the smaller of two figures:
   all the streams sent to him (each report's cumulative counters, summed
   until at least ``loss_packets`` were expected, so a paused stream's empty
   report weighs nothing); above ``high_loss`` (10 %) lost, it drops to what
-  was sent times ``1 - loss/2``; below ``low_loss`` (2 %) it grows by 8 %;
+  was sent times ``1 - loss/2`` — if what was sent was near the estimate (or
+  a probe ran): loss while far less is sent is a lossy link, not a full one; below ``low_loss`` (2 %) it grows by 8 %;
   in between it holds. It starts at ``initial`` (300 kbit/s, a browser's
   own start rate: a phone on 3G must not be flooded before the first
-  signals; probes raise it within seconds on a wider link).
+  signals; probes and loss-free reports raise it within seconds on a wider
+  link).
 
-* a delay signal: the round trip of a STUN binding request to his browser,
-  every ``allocation_interval`` (every 0.1 s during a probe). Two in a row
-  more than ``delay_threshold`` (100 ms) above the least of the last
-  ``delay_window`` seconds mean his link's queue is filling: the estimate
-  drops below what is sent, as with loss, before any packet is lost — and
-  long before his receiver reports (every 5 s for audio) would say so.
+* a delay signal that judges probes: the round trip of a STUN binding
+  request to his browser, every ``allocation_interval`` (every 0.1 s during
+  a probe). Two in a row more than ``delay_threshold`` (100 ms) above the
+  least of the last ``delay_window`` seconds while a probe runs mean the
+  probe is filling his link's queue: it fails before any packet is lost —
+  and long before his receiver reports (every 5 s for audio) would say so.
+  Outside probes round trips only inform (his uplink and a busy server's
+  event loop are on them too).
 
 A REMB estimator only rises to about 1.5 times what it receives, so a
 subscriber held at a low layer (or audio-only) could never show room for
 more: **probe-up** — when he would receive more than his estimate allows,
-after ``probe_after`` calm seconds (no loss, REMB not falling), the SFU pads
+after ``probe_after`` calm seconds (no congestion: loss under ``high_loss`` — a
+lossy radio link is not a full one —, REMB not falling, no queueing), the SFU pads
 his connection up to a target (``probe_step`` times the estimate, or
 ``probe_min_step`` more, at most a little above what he wants) with
 padding-only RTX packets for ``probe_duration`` (short: what a link cannot
@@ -39,7 +44,7 @@ taken to carry the target (``proven``) and the allocator spends it — once a
 round trip measured after the probe's end came back without delay (a probe
 is never taken as held for lack of news, when round trips are measured); if one
 did — during the probe, or within ``probe_verify`` seconds of spending it —
-the probe failed and the next waits twice as long (up to a minute). A tap
+the probe failed and the next waits twice as long (up to ``max_probe_wait``). A tap
 on "try video again" probes at once.
 
 **The allocation** (:func:`allocate`) spends the estimate by priority:
@@ -200,6 +205,9 @@ class DownlinkEstimate:
     #: A probe's target: this times the estimate, or ``probe_min_step`` more (bit/s).
     probe_step: float = 1.5
     probe_min_step: float = 150_000.0
+    #: The longest wait (s) after failed probes (they double it): a failed probe only queues
+    #: for half a second, and round trips on a busy server fail some that would have held.
+    max_probe_wait: float = 8.0
     #: Congestion this soon (s) after a probe held counts as the probe failing.
     probe_verify: float = 3.0
     #: A round trip this much (s) above the least of the last ``delay_window`` s is queueing.
@@ -251,8 +259,10 @@ class DownlinkEstimate:
         """One receiver report's fraction lost (0..1) about a stream sent to him."""
         self.loss = fraction
         if fraction > self.high_loss:
+            if self.probe_target is None and self.sending and self.sending < 0.7 * self.value(now):
+                return  # far less than his estimate was sent: a lossy link, not a full one
             base = self.sending or self.loss_based
-            self.loss_based = max(self.floor, base * (1 - fraction / 2))
+            self.loss_based = max(self.floor, min(self.loss_based, base * (1 - fraction / 2)))
             self._congested(now)
         elif fraction < self.low_loss:
             self.loss_based = min(self.ceiling, self.loss_based * 1.08)
@@ -282,12 +292,11 @@ class DownlinkEstimate:
         delays.append((now, rtt))
         self._delays = delays
         queueing = rtt - min(base, rtt) > self.delay_threshold
-        if queueing and self._queueing:
-            # What is sent to him fills his link only if it is near his estimate; else the queue
-            # is elsewhere (his own uplink, also on the round trip): no probe, but no cut.
-            if self.sending > 0.7 * self.value(now):
-                self.loss_based = max(self.floor, min(self.loss_based, self.sending * 0.85))
-            self._congested(now)
+        if queueing and self._queueing and self.probe_target is not None:
+            self._congested(now)  # the probe filled his link
+        # Outside probes the round trip only informs: his own uplink is on it too, and so is a
+        # busy server's event loop (in the lab at load 15, round trips rose with nothing queued,
+        # and cutting on them brought a 5 %-loss link's estimate down to the floor).
         self._queueing = queueing
         self.delay_at = sent if sent is not None else now
 
@@ -345,7 +354,9 @@ class DownlinkEstimate:
             return None
         if self.delay_since is not None and self.delay_at is None and now - self.delay_since < self.delay_wait:
             return None  # round trips will be measured: no probe is judged blind (unless none ever come)
-        calm = self.loss < self.low_loss and now - self._calm_since >= self.probe_after + self._probe_wait
+        # Calm: no congestion for a while. Loss under ``high_loss`` is a lossy radio link, not
+        # congestion (a 5 %-loss link must still let him climb).
+        calm = self.loss <= self.high_loss and now - self._calm_since >= self.probe_after + self._probe_wait
         if not (calm or self._retry):
             return None
         self._retry = False
@@ -372,7 +383,7 @@ class DownlinkEstimate:
         self.probe_target = self._held_at = None
         self.loss_based = min(self.loss_based, self._probe_base)  # back to before the probe
         self.probes_failed += 1
-        self._probe_wait = min(60.0, max(2.0, wait * 2))
+        self._probe_wait = min(self.max_probe_wait, max(2.0, wait * 2))
 
 
 def layer_name(layer: int | None, count: int) -> str:
