@@ -528,6 +528,7 @@ def meeting(request: HttpRequest, room_id: int) -> HttpResponse:
         "recording": recording,
         "roomUrl": reverse("room", args=[access.room.pk]),
         "loginUrl": resolve_url(settings.LOGIN_URL),
+        "icons": static("hirfa/icons.svg"),
     }
     return render(
         request,

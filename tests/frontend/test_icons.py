@@ -15,8 +15,10 @@ from rooms import services
 
 ROOT = Path(__file__).resolve().parents[2]
 EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf\u2b00-\u2bff\ufe0f]")
-# The meeting page (meeting.html, meeting.js) is not converted yet: see docs/performance.md.
-SCRIPTS = ["room.js", "rooms.js", "voice.js", "dom.js", "socket.js", "badge.js", "push.js", "pwa.js"]
+SCRIPTS = [
+    "room.js", "rooms.js", "voice.js", "dom.js", "socket.js", "badge.js", "push.js", "pwa.js",
+    "meeting.js", "meeting-peer.js", "meeting-banner.js",
+]
 
 
 def _without_data(body: str) -> str:
@@ -25,11 +27,11 @@ def _without_data(body: str) -> str:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("name", ["rooms", "me", "moderation", "room"])
+@pytest.mark.parametrize("name", ["rooms", "me", "moderation", "room", "meeting"])
 def test_pages_draw_icons_from_the_sprite_not_emoji(client, karim, guild, name):
     services.message_post(user=karim, room_id=guild.pk, client_id="c", text="Salam 👍🎉")
     client.force_login(karim)
-    url = reverse(name, args=[guild.pk]) if name == "room" else reverse(name)
+    url = reverse(name, args=[guild.pk]) if name in ("room", "meeting") else reverse(name)
     body = client.get(url).content.decode()
     found = EMOJI.findall(_without_data(body))
     assert not found, f"{name}: emoji in the interface: {found}"

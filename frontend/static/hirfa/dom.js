@@ -49,3 +49,17 @@ export const LOCALE = (() => {
   if (lang === "kab") return Intl.DateTimeFormat.supportedLocalesOf(["kab-DZ"]).length ? "kab-DZ" : "fr-DZ";
   return lang;
 })();
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** An icon of the sprite (icons.svg), decorative: its label is beside it or on its button. */
+export function icon(sprite, name) {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("class", "icon");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  const use = document.createElementNS(SVG_NS, "use");
+  use.setAttribute("href", `${sprite}#${name}`);
+  svg.append(use);
+  return svg;
+}

@@ -14,7 +14,7 @@
 //   in the panel (meeting_recorded);
 // - nothing is written as HTML: every node is built with the DOM API.
 
-import { $, LOCALE, h, pageData, translator } from "./dom.js";
+import { $, LOCALE, h, icon, pageData, translator } from "./dom.js";
 import { Hub } from "./socket.js";
 import { QUALITY, SfuPeer, videoConstraints } from "./meeting-peer.js";
 
@@ -446,23 +446,23 @@ $("rejoin").addEventListener("click", async () => {
 
 // --- controls -----------------------------------------------------------------------
 
-function setPressed(button, on, label, icon) {
+function setPressed(button, on, label, name) {
   button.setAttribute("aria-pressed", on ? "true" : "false");
   button.title = label;
   button.setAttribute("aria-label", label);
-  button.querySelector(".ctl-icon").textContent = icon;
+  button.querySelector(".ctl-icon").replaceChildren(icon(C.icons, name));
 }
 
 function renderControls() {
   const micOff = !local.mic || selfMuted.mic || hostMutedMic;
-  setPressed(els.mic, micOff, micOff ? T.unmuteMic : T.muteMic, micOff ? "🔇" : "🎙");
+  setPressed(els.mic, micOff, micOff ? T.unmuteMic : T.muteMic, micOff ? "mic-off" : "mic");
   els.mic.classList.toggle("off", micOff);
   const camOff = !local.camera || selfMuted.camera || opts().audioOnly;
-  setPressed(els.camera, camOff, camOff ? T.cameraOn : T.cameraOff, camOff ? "🚫" : "📷");
+  setPressed(els.camera, camOff, camOff ? T.cameraOn : T.cameraOff, camOff ? "camera-off" : "camera");
   els.camera.classList.toggle("off", camOff);
-  setPressed(els.screen, !!local.screen, local.screen ? T.stopShare : T.shareScreen, "🖥");
+  setPressed(els.screen, !!local.screen, local.screen ? T.stopShare : T.shareScreen, "monitor");
   els.screen.hidden = !navigator.mediaDevices?.getDisplayMedia;
-  setPressed(els.hand, hand, hand ? T.lowerHand : T.raiseHand, "✋");
+  setPressed(els.hand, hand, hand ? T.lowerHand : T.raiseHand, "hand");
 }
 
 els.mic.addEventListener("click", async () => {
@@ -621,8 +621,8 @@ function setVideo(tile, track) {
   tile.avatar.hidden = !!track;
 }
 
-function badge(icon, label, cls = "") {
-  return h("span", { class: `badge-icon ${cls}`, title: label }, h("span", { "aria-hidden": "true", text: icon }), h("span", { class: "sr-only", text: label }));
+function badge(name, label, cls = "") {
+  return h("span", { class: `badge-icon ${cls}`, title: label }, icon(C.icons, name), h("span", { class: "sr-only", text: label }));
 }
 
 // Who has been connected in this call: only they can be "reconnecting" (not someone joining).
@@ -640,11 +640,11 @@ function participantBadges(p) {
     // Words, not only an icon: the frozen picture must not pass for a live one.
     out.push(h("span", { class: "badge-icon reconnecting", role: "status" }, h("span", { "aria-hidden": "true", text: "⟳ " }), h("span", { text: T.reconnecting })));
   }
-  if (p.host) out.push(badge("🛡", T.host));
-  if (state?.recording && p.recorded === false) out.push(badge("⊘", T.notRecorded, "not-recorded"));
-  if (p.hand) out.push(badge("✋", T.handUp, "hand"));
-  if (p.host_muted.includes("mic")) out.push(badge("🔇", T.hostMuted, "muted"));
-  else if (!p.tracks.includes("mic") || p.muted.includes("mic")) out.push(badge("🔇", T.micOff, "muted"));
+  if (p.host) out.push(badge("shield", T.host));
+  if (state?.recording && p.recorded === false) out.push(badge("ban", T.notRecorded, "not-recorded"));
+  if (p.hand) out.push(badge("hand", T.handUp, "hand"));
+  if (p.host_muted.includes("mic")) out.push(badge("mic-off", T.hostMuted, "muted"));
+  else if (!p.tracks.includes("mic") || p.muted.includes("mic")) out.push(badge("mic-off", T.micOff, "muted"));
   return out;
 }
 
@@ -708,7 +708,7 @@ function renderTiles() {
     tile.el.classList.toggle("pinned", !w.me && reception?.pinned === w.p.user.id);
     tile.pin.hidden = w.me || w.source !== "camera" || !track;
     const pinned = reception?.pinned === w.p.user.id;
-    tile.pin.textContent = pinned ? "📌" : "📍";
+    tile.pin.replaceChildren(icon(C.icons, pinned ? "pin-off" : "pin"));
     tile.pin.setAttribute("aria-pressed", pinned ? "true" : "false");
     tile.pin.setAttribute("aria-label", fmt(pinned ? "unpin" : "pin", { name: w.p.user.name }));
     tile.pin.title = tile.pin.getAttribute("aria-label");

@@ -2,12 +2,12 @@
 // delete, react, images, voice messages (voice.js), report and the moderators' actions.
 // Message text is rendered by markdown.js (DOM nodes, never markup).
 
-import { $, LOCALE, h, pageData, translator } from "./dom.js";
+import { $, LOCALE, h, icon, pageData, translator } from "./dom.js";
 import { Hub } from "./socket.js";
 import { renderMarkdown } from "./markdown.js";
 import { watchMeeting } from "./meeting-banner.js";
 import { bumpUnread } from "./badge.js";
-import { canRecord, icon, setupRecorder, voicePlayer } from "./voice.js";
+import { canRecord, setupRecorder, voicePlayer } from "./voice.js";
 
 const T = pageData("i18n");
 const C = pageData("config");

@@ -9,24 +9,12 @@
 // kept by the member's own browser), so a room full of voice messages costs nothing
 // until one is played; its duration and waveform come with the message.
 
-import { h } from "./dom.js";
+import { h, icon } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const HOLD_MS = 450; // shorter than this, a press is a tap: recording goes on until Send
 const CANCEL_PX = 90; // a finger that slides this far off the button cancels
 const MIN_MS = 700;
-
-/** An icon of the sprite (icons.svg), decorative: its label is beside it or on its button. */
-export function icon(sprite, name) {
-  const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("class", "icon");
-  svg.setAttribute("aria-hidden", "true");
-  svg.setAttribute("focusable", "false");
-  const use = document.createElementNS(SVG, "use");
-  use.setAttribute("href", `${sprite}#${name}`);
-  svg.append(use);
-  return svg;
-}
 
 /** "1:05" for 65 000 ms, with the page's digits. */
 export function clock(ms, numberFormat) {
