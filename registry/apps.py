@@ -12,6 +12,10 @@ class RegistryConfig(AppConfig):
         from registry import hooks
 
         hooks.register()
+        from hub import jobs
+        from registry.tasks import enquiry_replies_mail
+
+        jobs.periodic_register(enquiry_replies_mail)
         from django.db.backends.signals import connection_created
 
         from registry.search_text import sqlite_functions_register

@@ -251,3 +251,23 @@ class ExchangePost(models.Model):
 
     def is_open(self) -> bool:
         return not self.closed and self.expires_at > timezone.now()
+
+
+class Enquiry(models.Model):
+    """A buyer without an account who asked about a product: who he is and how to reach
+    him. The conversation itself is the artisan's inbox room; the buyer reads and answers
+    it at a signed link (`registry.selectors.enquiry_link`), and what the artisan writes
+    there is e-mailed to him (`registry.tasks.enquiry_replies_mail`).
+    """
+
+    room = models.OneToOneField("rooms.Room", on_delete=models.CASCADE, related_name="enquiry")
+    product = models.ForeignKey(Product, null=True, on_delete=models.SET_NULL, related_name="enquiries")
+    name = models.CharField(max_length=80)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=20, blank=True)
+    language = models.CharField(max_length=8, default="ar")
+    #: Scheme and host the buyer wrote from, for the links in his e-mails.
+    site = models.CharField(max_length=200, blank=True)
+    #: The room's last message already e-mailed to the buyer (or written by him).
+    mailed_seq = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncMonth
@@ -28,6 +28,7 @@ from hub.protocol import CardOut
 from registry.census_map import REFORM_PARENTS, MapWilaya, render_svg
 from registry.models import (
     Census,
+    Enquiry,
     ExchangeKind,
     ExchangePost,
     Product,
@@ -527,3 +528,63 @@ def counts_by_wilaya_code() -> dict[int, int]:
 
 
 
+
+
+# --- a buyer's enquiry, read from his link ----------------------------------------------
+
+_ENQUIRY_SALT = "hirfa.registry.enquiry"
+
+
+def enquiry_link(enquiry: Enquiry) -> str:
+    """The path at which the buyer reads and answers his conversation: signed with the
+    server's secret (nothing to store), the same in every e-mail."""
+    from django.core import signing
+
+    return reverse("registry_enquiry", args=[signing.Signer(salt=_ENQUIRY_SALT).sign(str(enquiry.pk))])
+
+
+def enquiry_by_token(*, token: str) -> Enquiry | None:
+    """The enquiry a link names, or None for a forged or altered link (or one whose
+    conversation the artisan no longer has)."""
+    from django.core import signing
+
+    try:
+        pk = int(signing.Signer(salt=_ENQUIRY_SALT).unsign(token))
+    except (signing.BadSignature, ValueError):
+        return None
+    return (
+        Enquiry.objects.filter(pk=pk, room__memberships__active=True)
+        .select_related("room", "room__created_by", "product").first()
+    )
+
+
+@dataclass(frozen=True)
+class EnquiryLine:
+    """One message of a buyer's conversation as he sees it: his own or the artisan's."""
+
+    mine: bool
+    who: str
+    text: str
+    created_at: datetime
+    attachment: bool
+
+
+def enquiry_conversation(*, enquiry: Enquiry, limit: int = 100) -> list[EnquiryLine]:
+    """The last `limit` messages of the conversation, oldest first, deleted ones left out;
+    photos and voice messages are named, not shown (they are private to the room's members)."""
+    from rooms.models import Message
+
+    messages = (
+        Message.objects.filter(room_id=enquiry.room_id, deleted_at__isnull=True)
+        .select_related("author").prefetch_related("attachments").order_by("-seq")[:limit]
+    )
+    return [
+        EnquiryLine(
+            mine=m.author_id is None,
+            who=enquiry.name if m.author is None else m.author.display_name,
+            text=m.text,
+            created_at=m.created_at,
+            attachment=bool(m.attachments.all()),
+        )
+        for m in reversed(list(messages))
+    ]

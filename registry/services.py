@@ -34,6 +34,7 @@ from registry.models import (
     Availability,
     Census,
     ContactChannel,
+    Enquiry,
     ExchangeKind,
     ExchangePost,
     Material,
@@ -48,7 +49,13 @@ from registry.models import (
 )
 from registry.selectors import can_review, phone_international, price_text, product_card
 from rooms.models import Room
-from rooms.services import direct_room_open, inbox_room_open, message_post, notification_create
+from rooms.services import (
+    direct_room_open,
+    inbox_reply_post,
+    inbox_room_open,
+    message_post,
+    notification_create,
+)
 
 CARD_PHOTO_SIDE = 1600
 PRODUCT_PHOTO_SIDE = 1600
@@ -575,8 +582,9 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def enquiry_send(
-    *, product_id: int, name: str, contact: str, text: str, honeypot: str = "", client_key: str = ""
-) -> Room | None:
+    *, product_id: int, name: str, contact: str, text: str, honeypot: str = "", client_key: str = "",
+    language: str = "ar", site: str = "",
+) -> Enquiry | None:
     """A buyer without an account asks about a product; it arrives as a conversation for the
     artisan: a private room of his, the product's card and the buyer's name and e-mail or
     phone first, then the question.
@@ -584,7 +592,8 @@ def enquiry_send(
     `contact` is an e-mail address or a phone number (`invalid` otherwise). A filled
     `honeypot` (a field people never see) is a robot's: nothing is stored and None is
     returned, as if it had worked. The caller throttles (per address and per product).
-    Idempotent on `client_key` (the form's one-time token).
+    Idempotent on `client_key` (the form's one-time token). The `Enquiry` answered keeps
+    how to reach the buyer: `language` and `site` (scheme and host) for his e-mails.
     """
     product = (
         Product.objects.filter(pk=product_id, status__in=_PUBLIC, artisan__is_active=True)
@@ -611,20 +620,113 @@ def enquiry_send(
         raise HirfaError(ErrorCode.TOO_LONG, _("At most %(n)d characters.") % {"n": ENQUIRY_TEXT_MAX}, field="text")
     if honeypot.strip():
         return None
-    card = product_card(product).model_copy(
-        update={"kind": "enquiry", "detail": _("From %(name)s, %(contact)s") % {"name": name, "contact": how}}
+    detail = (
+        _("From %(name)s, %(contact)s. Your answers here are e-mailed to them.")
+        if "@" in how else _("From %(name)s, %(contact)s. They read your answers at their link; or call them.")
     )
+    card = product_card(product).model_copy(update={"kind": "enquiry", "detail": detail % {"name": name, "contact": how}})
     key = client_key[:40] or secrets.token_hex(8)
-    room = inbox_room_open(
-        user=product.artisan,
-        title=_("Enquiry: %(name)s — %(title)s") % {"name": name, "title": product.title},
-        text=text, card=card, client_id=f"enquiry-{key}",
-    )
-    notification_create(
-        user=product.artisan, kind=ENQUIRY,
-        data={"room": room.pk, "room_title": room.title, "product": product.pk, "by": name, "excerpt": text[:140]},
-    )
-    return room
+    with transaction.atomic():
+        room = inbox_room_open(
+            user=product.artisan,
+            title=_("Enquiry: %(name)s — %(title)s") % {"name": name, "title": product.title},
+            text=text, card=card, client_id=f"enquiry-{key}",
+        )
+        enquiry, created = Enquiry.objects.get_or_create(
+            room=room,
+            defaults={
+                "product": product, "name": name, "email": how if "@" in how else "",
+                "phone": "" if "@" in how else how, "language": language[:8], "site": site[:200],
+                "mailed_seq": room.last_seq,
+            },
+        )
+        if created:
+            notification_create(
+                user=product.artisan, kind=ENQUIRY,
+                data={"room": room.pk, "room_title": room.title, "product": product.pk, "by": name,
+                      "excerpt": text[:140]},
+            )
+    return enquiry
+
+
+def enquiry_answer(*, enquiry: Enquiry, text: str, client_key: str) -> None:
+    """The buyer writes again in his conversation (from his link): a message of his in the
+    artisan's room, live, with a notification for the artisan. Idempotent on `client_key`.
+
+    Refuses with `empty` or `too_long`.
+    """
+    text = text.replace("\r\n", "\n").strip()
+    if not text:
+        raise HirfaError(ErrorCode.EMPTY, _("Write your question."), field="text")
+    if len(text) > ENQUIRY_TEXT_MAX:
+        raise HirfaError(ErrorCode.TOO_LONG, _("At most %(n)d characters.") % {"n": ENQUIRY_TEXT_MAX}, field="text")
+    with transaction.atomic():
+        posted = inbox_reply_post(
+            room_id=enquiry.room_id, client_id=f"enquiry-{client_key[:40] or secrets.token_hex(8)}", text=text
+        )
+        room = enquiry.room
+        owner = room.created_by
+        if posted.created and owner is not None:
+            notification_create(
+                user=owner, kind=ENQUIRY,
+                data={"room": room.pk, "room_title": room.title, "product": enquiry.product_id, "by": enquiry.name,
+                      "excerpt": text[:140]},
+            )
+
+
+#: The artisan's answers are e-mailed once he has been quiet this long (one e-mail, not one per line).
+ENQUIRY_MAIL_QUIET = timedelta(minutes=2)
+
+
+def enquiry_replies_mail(*, now: datetime | None = None) -> int:
+    """E-mail each buyer what the artisan wrote in his conversation since the last e-mail,
+    with the link to read and answer it; answers how many e-mails were sent.
+
+    At most once per message: the enquiry's row is locked and its `mailed_seq` moved in the
+    transaction that sends. Waits until the artisan's newest answer is `ENQUIRY_MAIL_QUIET`
+    old, so several lines make one e-mail. Deleted messages are not sent.
+    """
+    from django.core.mail import send_mail
+    from django.db.models import F
+    from django.utils import translation
+
+    from registry.selectors import enquiry_link
+    from rooms.models import Message
+
+    now = now or timezone.now()
+    sent = 0
+    waiting = Enquiry.objects.exclude(email="").filter(room__last_seq__gt=F("mailed_seq")).values_list("pk", flat=True)
+    for pk in list(waiting[:200]):
+        with transaction.atomic():
+            enquiry = (
+                Enquiry.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("room", "product", "room__created_by").filter(pk=pk).first()
+            )
+            if enquiry is None:
+                continue
+            new = list(
+                Message.objects.filter(room=enquiry.room, seq__gt=enquiry.mailed_seq, author__isnull=False)
+                .select_related("author").order_by("seq")
+            )
+            shown = [m for m in new if m.deleted_at is None]
+            if shown and shown[-1].created_at > now - ENQUIRY_MAIL_QUIET:
+                continue
+            enquiry.mailed_seq = enquiry.room.last_seq
+            enquiry.save(update_fields=["mailed_seq"])
+            if not shown:
+                continue
+            artisan = shown[-1].author
+            who = artisan.display_name if artisan is not None else _("The artisan")
+            with translation.override(enquiry.language):
+                product = enquiry.product.title if enquiry.product is not None else enquiry.room.title
+                subject = _("%(artisan)s answered your question about %(product)s") % {"artisan": who, "product": product}
+                lines = [_("Hello %(name)s,") % {"name": enquiry.name}, "",
+                         _("%(artisan)s answered you on Hirfa:") % {"artisan": who}, ""]
+                lines += [m.text or _("(an attachment: open the conversation to see it)") for m in shown]
+                lines += ["", _("Read the conversation and answer: %(url)s") % {"url": enquiry.site + enquiry_link(enquiry)}]
+                send_mail(subject, "\n".join(lines), None, [enquiry.email])
+            sent += 1
+    return sent
 
 
 # --- raw-materials exchange --------------------------------------------------------------

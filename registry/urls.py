@@ -21,6 +21,7 @@ urlpatterns = [
     path("products/<int:product_id>/edit", views.product_edit, name="registry_product_edit"),
     path("products/<int:product_id>/order", views.product_order, name="registry_product_order"),
     path("products/<int:product_id>/enquiry", views.product_enquiry, name="registry_product_enquiry"),
+    path("enquiries/<str:token>/", views.enquiry_page, name="registry_enquiry"),
     path("products/<int:product_id>/tag", views.product_tag, name="registry_product_tag"),
     path("a/<str:code>", views.authenticity, name="registry_authenticity"),
     path("a/<str:code>/report", views.authenticity_report, name="registry_authenticity_report"),

@@ -601,18 +601,62 @@ def product_enquiry(request: HttpRequest, product_id: int) -> HttpResponse:
     ):
         return too_many(request, _("Too many questions sent from here; try again in an hour."))
     try:
-        services.enquiry_send(
+        enquiry = services.enquiry_send(
             product_id=product_id, name=request.POST.get("name", ""), contact=request.POST.get("contact", ""),
             text=request.POST.get("text", ""), honeypot=request.POST.get("website", ""),
-            client_key=request.POST.get("key", ""),
+            client_key=request.POST.get("key", ""), language=request.LANGUAGE_CODE,
+            site=f"{request.scheme}://{request.get_host()}",
         )
     except HirfaError as error:
         if error.code == ErrorCode.NOT_FOUND:
             raise _not_found(error) from error
         _refused(request, error)
         return redirect(reverse("registry_product", args=[product_id]) + "#enquiry")
-    messages.success(request, _("Sent. The artisan will answer you by e-mail or phone."))
-    return redirect("registry_product", product_id=product_id)
+    if enquiry is None:  # a robot's: thanked like anyone
+        messages.success(request, _("Sent. The artisan will answer you by e-mail or phone."))
+        return redirect("registry_product", product_id=product_id)
+    messages.success(request, _("Sent. Keep this page: the artisan's answers appear here."))
+    return redirect(selectors.enquiry_link(enquiry))
+
+
+ENQUIRY_ANSWERS_PER_ADDRESS = 30
+
+
+@require_http_methods(["GET", "POST"])
+def enquiry_page(request: HttpRequest, token: str) -> HttpResponse:
+    """A buyer's conversation with an artisan, at the signed link he was sent to (and
+    e-mailed): the product, what each wrote, and a form to write again. No account."""
+    enquiry = selectors.enquiry_by_token(token=token)
+    if enquiry is None:
+        raise Http404(_("No such conversation."))
+    if request.method == "POST":
+        address = client_ip(request) or "unknown"
+        if throttle_hit("enquiry-answer", address, limit=ENQUIRY_ANSWERS_PER_ADDRESS, window=ENQUIRY_WINDOW):
+            return too_many(request, _("Too many questions sent from here; try again in an hour."))
+        try:
+            services.enquiry_answer(enquiry=enquiry, text=request.POST.get("text", ""),
+                                    client_key=request.POST.get("key", ""))
+        except HirfaError as error:
+            _refused(request, error)
+        return redirect(request.path + "#answer")
+    product = enquiry.product
+    artisan = enquiry.room.created_by
+    response = render(
+        request,
+        "registry/enquiry.html",
+        {
+            "enquiry": enquiry,
+            "product": product,
+            "photo": product.photos.first() if product is not None else None,
+            "artisan": artisan,
+            "lines": selectors.enquiry_conversation(enquiry=enquiry),
+            "key": secrets.token_hex(8),
+        },
+    )
+    # A private link: neither kept by shared caches nor sent on to other sites.
+    response["Cache-Control"] = "private, no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 # --- census figures and map --------------------------------------------------------------

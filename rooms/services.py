@@ -761,6 +761,28 @@ def inbox_room_open(*, user: User, title: str, text: str, card: CardOut, client_
     return room
 
 
+def inbox_reply_post(*, room_id: int, client_id: str, text: str) -> PostResult:
+    """A further message, in an inbox room (`inbox_room_open`), from the person without an
+    account who opened it (no author), published live to the room's owner.
+
+    Idempotent on `client_id` (a retry answers the message stored, `created` false).
+    Refuses with `empty` or `too_long`; `not_found` when the room is not an inbox room.
+    """
+    text = _clean_text(text)
+    with transaction.atomic():
+        room = Room.objects.select_for_update().filter(pk=room_id, kind=RoomKind.GROUP).first()
+        if room is None or not Message.objects.filter(room=room, author__isnull=True, seq=1).exists():
+            raise HirfaError(ErrorCode.NOT_FOUND, _("Not found."))
+        existing = Message.objects.filter(room=room, author__isnull=True, client_id=client_id).first()
+        if existing is not None:
+            return PostResult(message_frame(existing), False)
+        seq, rev = _next_rev(room.pk, new_message=True)
+        message = Message.objects.create(room=room, seq=seq, rev=rev, author=None, client_id=client_id, text=text)
+        frame = message_frame(message, reactions=(), attachments=())
+        realtime.publish_on_commit(realtime.room_group(room.pk), frame)
+    return PostResult(frame, True)
+
+
 def direct_room_open(*, user: User, other_id: int) -> Room:
     """The one direct room between `user` and `other_id`, created when missing."""
     other = User.objects.filter(pk=other_id, is_active=True).first()

@@ -153,3 +153,59 @@ def test_photos_are_reordered_described_and_removed(amina):
         services.product_photos_arrange(user=amina, product_id=product.pk, order=[other.photos.get().pk])
     with pytest.raises(HirfaError):
         services.product_create(user=amina, title="Trop long", making_days=400)
+
+
+def test_the_artisans_answers_reach_the_buyer_by_e_mail_once_and_at_his_link(tray, amina, mailoutbox):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from rooms.services import message_post
+
+    buyer = Client()
+    response = enquire(buyer, tray, text="Livrez-vous à Alger ?")
+    link = response["Location"]
+    assert link.startswith("/enquiries/")
+    page = buyer.get(link)
+    assert page.status_code == 200 and "Livrez-vous à Alger ?" in page.content.decode()
+    assert page["Cache-Control"] == "private, no-store"
+    room = Room.objects.get(memberships__user=amina, kind="group")
+    message_post(user=amina, room_id=room.pk, client_id="a1", text="Oui, en 3 jours.")
+    message_post(user=amina, room_id=room.pk, client_id="a2", text="Livraison 800 DA.")
+    # Not while she is still writing: one e-mail for both lines.
+    assert services.enquiry_replies_mail() == 0 and mailoutbox == []
+    later = timezone.now() + services.ENQUIRY_MAIL_QUIET + timedelta(seconds=1)
+    assert services.enquiry_replies_mail(now=later) == 1
+    (mail,) = mailoutbox
+    assert mail.to == ["lamia@example.org"] and "Amina" in mail.subject and "Plateau en cuivre" in mail.subject
+    assert "Oui, en 3 jours." in mail.body and "Livraison 800 DA." in mail.body
+    assert "http://testserver" + link in mail.body
+    assert services.enquiry_replies_mail(now=later) == 0 and len(mailoutbox) == 1  # exactly once
+    # The buyer reads the answers at his link and writes again: a message in her room, not mailed back.
+    assert "Livraison 800 DA." in buyer.get(link).content.decode()
+    buyer.post(link, {"text": "Parfait, je prends.", "key": "b1"})
+    buyer.post(link, {"text": "Parfait, je prends.", "key": "b1"})  # a double tap
+    mine = Message.objects.filter(room=room, author__isnull=True).order_by("seq")
+    assert [m.text for m in mine] == ["Livrez-vous à Alger ?", "Parfait, je prends."]
+    assert amina.notifications.filter(kind="enquiry").count() == 2
+    assert services.enquiry_replies_mail(now=later + timedelta(minutes=5)) == 0 and len(mailoutbox) == 1
+
+
+def test_a_forged_or_altered_conversation_link_finds_nothing(tray):
+    link = enquire(Client(), tray)["Location"]
+    assert Client().get(link[:-2] + "xx/").status_code == 404
+    assert Client().get("/enquiries/1/").status_code == 404
+
+
+def test_a_buyer_who_left_a_phone_number_is_sent_no_e_mail(tray, amina, mailoutbox):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from rooms.services import message_post
+
+    link = enquire(Client(), tray, contact="0770 11 22 33")["Location"]
+    room = Room.objects.get(memberships__user=amina, kind="group")
+    message_post(user=amina, room_id=room.pk, client_id="a1", text="Je vous appelle.")
+    assert services.enquiry_replies_mail(now=timezone.now() + timedelta(hours=1)) == 0 and mailoutbox == []
+    assert "Je vous appelle." in Client().get(link).content.decode()
