@@ -623,10 +623,10 @@ ENQUIRY_ANSWERS_PER_ADDRESS = 30
 
 
 @require_http_methods(["GET", "POST"])
-def enquiry_page(request: HttpRequest, token: str) -> HttpResponse:
+def enquiry_page(request: HttpRequest, link: str) -> HttpResponse:
     """A buyer's conversation with an artisan, at the signed link he was sent to (and
     e-mailed): the product, what each wrote, and a form to write again. No account."""
-    enquiry = selectors.enquiry_by_token(token=token)
+    enquiry = selectors.enquiry_by_token(token=link)
     if enquiry is None:
         raise Http404(_("No such conversation."))
     if request.method == "POST":

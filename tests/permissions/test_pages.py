@@ -120,6 +120,7 @@ PLAIN_POSTS = [
     Post("POST products/<int:product_id>/report", {"reason": "abuse"}, missing="product_id"),
     Post("POST products/<int:product_id>/enquiry", {"name": "Lamia", "contact": "lamia@example.org", "text": "Prix ?"},
          missing="product_id"),
+    Post("POST enquiries/<str:link>/", {"text": "Et en bleu ?"}, missing="link"),
     Post("POST a/<str:code>/report", {"text": "Bought as hers, it is a copy"}, missing="code"),
     Post("POST exchange/", {"kind": "need", "material": "clay", "quantity": "5", "unit": "kg", "wilaya": "WILAYA"}),
     Post("POST exchange/<int:post_id>/close", missing="post_id"),
@@ -139,6 +140,7 @@ def _values(world: World, kind: str, post: Post, role: str) -> dict[str, Any]:
         "post_id": world.registry["post"],
         "report_id": world.registry["product_report"],
         "code": world.tag_code,
+        "link": world.enquiry_link,
         "uidb64": urlsafe_base64_encode(force_bytes(ghania.pk)),
         "token": default_token_generator.make_token(ghania),
     }

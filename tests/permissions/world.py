@@ -56,6 +56,7 @@ class World:
     occurrence_next: dict[str, str] = field(default_factory=dict)  # kind -> key of the second
     registry: dict[str, int] = field(default_factory=dict)  # product, product_report, post -> id
     tag_code: str = "TAGTAJN2"  # the authenticity tag of Ghania's product
+    enquiry_link: str = ""  # the signed part of a buyer's link to his conversation with Ghania
     attachments: dict[str, int] = field(default_factory=dict)  # kind -> ghania's image in that room
     voices: dict[str, int] = field(default_factory=dict)  # kind -> ghania's voice message in that room
     _memberships: list[Membership] = field(default_factory=list)
@@ -207,6 +208,7 @@ def _gatherings(world: World) -> None:
 
 def _registry(world: World, wilaya) -> None:
     """Ghania's product (reported by Karim), her offer on the exchange, her card waiting for review."""
+    from registry import selectors as registry_selectors
     from registry import services as registry_services
 
     product = registry_services.product_create(user=world.ghania, title="Tajine")
@@ -215,6 +217,11 @@ def _registry(world: World, wilaya) -> None:
     world.registry["product_report"] = registry_services.product_report(
         user=world.karim, product_id=product.pk, reason="counterfeit"
     ).pk
+    enquiry = registry_services.enquiry_send(
+        product_id=product.pk, name="Lamia", contact="lamia@example.org", text="Prix ?", client_key="world"
+    )
+    assert enquiry is not None
+    world.enquiry_link = registry_selectors.enquiry_link(enquiry).rstrip("/").rsplit("/", 1)[1]
     world.registry["post"] = registry_services.exchange_post(
         user=world.ghania, kind="offer", material="clay", quantity="10", unit="kg", wilaya_id=wilaya.pk
     ).pk
