@@ -269,6 +269,30 @@ def room_messages(
     return MessagesPage(room=room_id, messages=messages, more=more)
 
 
+class MessageIn(Schema):
+    client_id: str = Field(min_length=1, max_length=64)
+    text: str = Field("", max_length=20000)
+    reply_to: int | None = Field(None, ge=1)
+    attachments: list[int] = Field([], max_length=4)
+
+
+@router.post(
+    "/rooms/{int:room_id}/messages",
+    response={200: MessageOut, 201: MessageOut, 429: ErrorBody, **ERRORS},
+    summary="Send a message (idempotent on client_id)",
+)
+def message_send(request: HttpRequest, room_id: int, payload: MessageIn) -> Status[MessageOut]:
+    """What the `send` frame does, for a client without its socket: the service worker
+    sending the outbox when the link comes back with the page closed. 201 with the new
+    message; 200 with the one already stored when this `client_id` was sent before (by
+    this request or the socket), so sending twice is harmless."""
+    result = services.message_post(
+        user=member_of(request), room_id=room_id, client_id=payload.client_id, text=payload.text,
+        reply_to=payload.reply_to, attachment_ids=payload.attachments,
+    )
+    return Status(201 if result.created else 200, result.message)
+
+
 @router.post("/rooms/{int:room_id}/follow", response={200: FollowOut, **ERRORS}, summary="Follow")
 def room_follow(request: HttpRequest, room_id: int) -> FollowOut:
     services.room_follow(user=member_of(request), room_id=room_id)

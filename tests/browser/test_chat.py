@@ -200,3 +200,48 @@ def test_moderator_sees_and_uses_the_moderation_controls(people, daphne_server, 
     spam.locator("[data-action='delete']").click()
     y.wait_for_selector("#messages .msg.deleted")
     assert k.errors == [] and y.errors == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("language", ["ar", "fr"])
+def test_a_finger_swiping_a_message_toward_the_lines_end_answers_it(people, daphne_server, browser, language):
+    """On a phone: a short swipe toward the end of the line (right in French, left in
+    Arabic) starts a reply; a swipe the other way or a vertical one does not."""
+
+    amina, _yacine, _karim, guild = people
+    context = browser.new_context(viewport=PHONE, locale=language, is_mobile=True, has_touch=True)
+    context.add_cookies([{"name": amina["name"], "value": amina["value"], "url": daphne_server.url},
+                         {"name": "django_language", "value": language, "url": daphne_server.url}])
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{daphne_server.url}/rooms/{guild.pk}/")
+    page.wait_for_selector("body[data-connection='online']")
+    say(page, "Qui vient au souk jeudi ?")
+    target = message(page, "souk jeudi")
+    target.wait_for()
+    target.locator(".msg-text").wait_for()
+    cdp = context.new_cdp_session(page)
+    box = target.bounding_box()
+    toward_end = -1 if language == "ar" else 1
+
+    def swipe(dx: float, dy: float = 0) -> None:
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+        for step in range(1, 9):
+            cdp.send("Input.dispatchTouchEvent",
+                     {"type": "touchMove", "touchPoints": [{"x": x + dx * step / 8, "y": y + dy * step / 8}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+    swipe(-100 * toward_end)  # toward the line's start: nothing
+    swipe(0, 120)  # a scroll: nothing
+    assert page.locator("#context").is_hidden()
+    swipe(100 * toward_end)
+    page.wait_for_selector("#context:not([hidden])")
+    assert "Amina" in page.locator("#context-text").inner_text()
+    say(page, "Moi !")
+    reply = message(page, "Moi !")
+    reply.wait_for()
+    assert "souk jeudi" in reply.locator(".quote").inner_text()
+    assert errors == []
+    context.close()

@@ -7,6 +7,7 @@ the room still readable and any other page the offline page.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -139,4 +140,63 @@ def test_the_service_worker_shows_a_pushed_mention(mention_pushed, daphne_factor
         page.wait_for_timeout(200)
     assert shown == [{"title": payload["title"], "body": payload["body"], "url": payload["url"]}]
     assert "@amina tu viens ?" in shown[0]["body"] and shown[0]["url"].startswith(f"/rooms/{room_id}/#m-")
+    context.close()
+
+
+def test_the_outbox_is_sent_by_the_worker_when_the_link_returns_with_the_tab_closed(
+    amina_in_her_guild, daphne_factory, browser  # noqa: F811
+):
+    """Amina writes with no link, closes the tab; when the hub answers again the service
+    worker's background sync sends it (driven through the DevTools protocol, as the
+    browser does when it sees the network come back), once."""
+    from rooms.models import Message
+
+    cookie, room_id = amina_in_her_guild
+    server = daphne_factory({"HIRFA_EMBEDDED_WORKER": "0"})
+    context = browser.new_context(viewport=PHONE, locale="ar", is_mobile=True, has_touch=True)
+    context.add_cookies([{"name": cookie["name"], "value": cookie["value"], "url": server.url}])
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    room_url = f"{server.url}/rooms/{room_id}/"
+    page.goto(room_url)
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    page.wait_for_selector(".msg-text:has-text('Le four est chaud ce soir')")
+
+    server.stop()
+    page.fill("#text", "الطين جاهز غدا")
+    page.click("#send")
+    page.wait_for_selector(".msg.pending")
+    stored = page.evaluate(
+        """() => new Promise((resolve) => {
+             const open = indexedDB.open("hirfa", 1);
+             open.onsuccess = () => {
+               const get = open.result.transaction("outbox").objectStore("outbox").getAll();
+               get.onsuccess = () => resolve(get.result.map((i) => [i.room, i.text]));
+             };
+           })"""
+    )
+    assert stored == [[room_id, "الطين جاهز غدا"]]
+    page.close()  # the tab is closed before the link returns
+
+    daphne_factory({"HIRFA_EMBEDDED_WORKER": "0"}, port=server.port)
+    watcher = context.new_page()
+    cdp = context.new_cdp_session(watcher)
+    registrations: list[dict] = []
+    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.extend(e["registrations"]))
+    cdp.send("ServiceWorker.enable")
+    watcher.wait_for_timeout(500)  # the registrations arrive as events
+    (registration,) = [r for r in registrations if r["scopeURL"] == f"{server.url}/" and not r["isDeleted"]]
+    cdp.send("ServiceWorker.dispatchSyncEvent", {"origin": server.url, "registrationId": registration["registrationId"],
+                                                 "tag": "hirfa-outbox", "lastChance": False})
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not Message.objects.filter(room_id=room_id, text="الطين جاهز غدا").exists():
+        assert time.monotonic() < deadline, "the worker did not send the outbox"
+        time.sleep(0.2)
+    # Sent once, and gone from the outbox: a second sync sends nothing.
+    cdp.send("ServiceWorker.dispatchSyncEvent", {"origin": server.url, "registrationId": registration["registrationId"],
+                                                 "tag": "hirfa-outbox", "lastChance": False})
+    watcher.goto(room_url)
+    watcher.wait_for_selector(".msg-text:has-text('الطين جاهز غدا')")
+    assert watcher.locator(".msg.pending").count() == 0
+    assert Message.objects.filter(room_id=room_id, text="الطين جاهز غدا").count() == 1
     context.close()

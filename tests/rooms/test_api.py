@@ -324,3 +324,23 @@ def test_report_delete(reported):
     assert client.get("/api/reports").json() == []
     bad = post(client, f"/api/reports/{reported['report'].pk}", {"action": "burn"})
     assert bad.status_code == 422 and bad.json()["code"] == "invalid"
+
+
+def test_a_message_sent_over_http_is_stored_once_with_the_sockets_client_id(world):
+    """The service worker sends the outbox over HTTP when the page is closed; the page may
+    send the same item over its socket: one message either way."""
+    client = client_for(world["amina"], csrf=True)
+    client.get("/rooms/")  # the CSRF cookie, as the page had it
+    token = client.cookies["csrftoken"].value
+    url = f"/api/rooms/{world['guild'].pk}/messages"
+    body = {"client_id": "out-1", "text": "Le four est prêt"}
+    assert client.post(url, body, content_type="application/json").status_code == 403  # no token
+    first = client.post(url, body, content_type="application/json", headers={"X-CSRFToken": token})
+    again = client.post(url, body, content_type="application/json", headers={"X-CSRFToken": token})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["id"] == again.json()["id"]
+    assert services.message_post(user=world["amina"], room_id=world["guild"].pk, client_id="out-1", text="Le four est prêt").created is False
+    assert Message.objects.filter(room=world["guild"], client_id="out-1").count() == 1
+    secret = client.post(f"/api/rooms/{world['secret'].pk}/messages", body, content_type="application/json",
+                         headers={"X-CSRFToken": token})
+    assert secret.status_code == 404

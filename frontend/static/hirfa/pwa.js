@@ -4,8 +4,11 @@ if ("serviceWorker" in navigator) {
   navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => {});
 }
 
-// The rooms kept for offline reading are the member's own: they go when he logs out.
+// The rooms kept for offline reading and the unsent messages are the member's own: they
+// go when he logs out.
 document.addEventListener("submit", (event) => {
   const action = event.target.getAttribute("action") || "";
-  if (/\/logout\/$/.test(action) && "caches" in window) caches.delete("hirfa-pages");
+  if (!/\/logout\/$/.test(action)) return;
+  if ("caches" in window) caches.delete("hirfa-pages");
+  if ("indexedDB" in window) indexedDB.deleteDatabase("hirfa");
 });

@@ -588,6 +588,49 @@ function act(request) {
   });
 }
 
+function startReply(message) {
+  editing = null;
+  replyTo = { id: message.id, name: message.author?.name || T.unknownAuthor };
+  setContext(fmt("replyTo", { name: replyTo.name }));
+  els.text.focus();
+}
+
+// A finger sliding a message toward the line's end answers it (WhatsApp's gesture): the
+// reply needs no menu, and works where a long press opens none (iOS). Vertical moves
+// stay the browser's (touch-action: pan-y), so scrolling is untouched.
+const SWIPE_PX = 64;
+let swipe = null;
+
+function swipeStop(reply) {
+  if (!swipe) return;
+  const { li, dx } = swipe;
+  swipe = null;
+  li.style.transform = "";
+  li.classList.remove("swiping", "swipe-ready");
+  const message = messages.get(Number(li.dataset.id));
+  if (reply && dx >= SWIPE_PX && message && !message.deleted) startReply(message);
+}
+
+els.list.addEventListener("pointerdown", (event) => {
+  if (event.pointerType !== "touch" || event.target.closest("button, a, audio, input")) return;
+  const li = event.target.closest("li.msg");
+  if (li && messages.has(Number(li.dataset.id))) {
+    swipe = { li, x: event.clientX, y: event.clientY, pointer: event.pointerId, dx: 0 };
+  }
+});
+els.list.addEventListener("pointermove", (event) => {
+  if (!swipe || event.pointerId !== swipe.pointer) return;
+  const towardEnd = document.documentElement.dir === "rtl" ? -1 : 1;
+  const dx = (event.clientX - swipe.x) * towardEnd;
+  if (Math.abs(event.clientY - swipe.y) > 30 && Math.abs(event.clientY - swipe.y) > dx) return swipeStop(false);
+  swipe.dx = Math.max(0, Math.min(dx, SWIPE_PX * 1.4));
+  swipe.li.classList.add("swiping");
+  swipe.li.classList.toggle("swipe-ready", swipe.dx >= SWIPE_PX);
+  swipe.li.style.transform = `translateX(${swipe.dx * towardEnd}px)`;
+});
+els.list.addEventListener("pointerup", () => swipeStop(true));
+els.list.addEventListener("pointercancel", () => swipeStop(false));
+
 // A long press (or a right click) on a message opens its actions, as its ⋯ button does.
 els.list.addEventListener("contextmenu", (event) => {
   const li = event.target.closest("li.msg");
@@ -628,10 +671,7 @@ els.list.addEventListener("click", async (event) => {
       break;
     }
     case "reply":
-      editing = null;
-      replyTo = { id, name: message.author?.name || T.unknownAuthor };
-      setContext(fmt("replyTo", { name: replyTo.name }));
-      els.text.focus();
+      startReply(message);
       break;
     case "edit":
       replyTo = null;

@@ -11,13 +11,47 @@
 // - sends leave through one ordered outbox, each with a client_id kept until
 //   the server acks it; a resend after a reconnect reuses the client_id, so
 //   the server never stores a message twice. The outbox survives a reload
-//   (sessionStorage).
+//   (sessionStorage) and the tab's closing: each item is also kept in IndexedDB,
+//   where the service worker (sw.js, "sync") finds what is left and sends it over
+//   HTTP when the link comes back, with the same client_id.
 
 const PROTOCOL_VERSION = 2;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30000;
 const OUTBOX_KEY = "hirfa.outbox";
 const RETRYABLE = new Set(["rate_limited", "slow_mode", "internal_error"]);
+// Shared with sw.js: the database, its store and the background sync's tag.
+const OUTBOX_DB = "hirfa";
+const OUTBOX_STORE = "outbox";
+const OUTBOX_SYNC = "hirfa-outbox";
+
+/** Run `fn(store)` in one IndexedDB transaction of the outbox store; resolves with what
+ * its last request gave. Rejects where IndexedDB is missing (private mode): the
+ * outbox then lives in the page only. */
+function outboxStore(mode, fn) {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open(OUTBOX_DB, 1);
+    open.onupgradeneeded = () => open.result.createObjectStore(OUTBOX_STORE, { keyPath: "client_id" });
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const db = open.result;
+      const tx = db.transaction(OUTBOX_STORE, mode);
+      const request = fn(tx.objectStore(OUTBOX_STORE));
+      tx.oncomplete = () => {
+        db.close();
+        resolve(request && request.result);
+      };
+      tx.onerror = tx.onabort = () => {
+        db.close();
+        reject(tx.error);
+      };
+    };
+  });
+}
+
+/** The page's CSRF token: the worker sends with it, and it changes when someone else logs
+ * in on this browser, so an item left by one member is never sent as another. */
+const csrfToken = () => document.querySelector("[name=csrfmiddlewaretoken]")?.value || "";
 
 /** A random id usable as client_id (crypto.randomUUID needs a secure context). */
 export function newId() {
@@ -48,7 +82,11 @@ export class Hub {
     this.inflight = null;
     this.holdUntil = 0;
     addEventListener("online", () => this.wakeUp());
-    addEventListener("pagehide", () => this.saveOutbox());
+    addEventListener("pagehide", () => {
+      this.saveOutbox();
+      if (this.outbox.length) this.askSync();
+    });
+    this.adoptStored();
   }
 
   // --- events for the page -------------------------------------------------
@@ -337,9 +375,52 @@ export class Hub {
     if (reply_to) item.reply_to = reply_to;
     this.outbox.push(item);
     this.saveOutbox();
+    this.keepStored(item);
     this.emit("outbox", { ...item });
     this.pump();
     return item.client_id;
+  }
+
+  /** Keep `item` where the service worker finds it; with no link, ask it to send when
+   * the link returns (then even if this tab is closed by then). */
+  keepStored(item) {
+    const csrf = csrfToken();
+    if (!csrf || typeof indexedDB === "undefined") return;
+    outboxStore("readwrite", (store) => store.put({ ...item, csrf, at: Date.now() }))
+      .then(() => this.ready || this.askSync())
+      .catch(() => {});
+  }
+
+  forgetStored(clientId) {
+    if (typeof indexedDB === "undefined") return;
+    outboxStore("readwrite", (store) => store.delete(clientId)).catch(() => {});
+  }
+
+  askSync() {
+    navigator.serviceWorker?.ready.then((reg) => reg.sync?.register(OUTBOX_SYNC)).catch(() => {});
+  }
+
+  /** Items a closed tab of this member left unsent (not yet sent by the worker): this
+   * page sends them too; the server stores each client_id once. */
+  adoptStored() {
+    const csrf = csrfToken();
+    if (!csrf || typeof indexedDB === "undefined") return;
+    outboxStore("readonly", (store) => store.getAll())
+      .then((items) => {
+        const known = new Set(this.outbox.map((i) => i.client_id));
+        const mine = (items || []).filter((i) => i.csrf === csrf && !known.has(i.client_id));
+        mine.sort((a, b) => a.at - b.at);
+        for (const { csrf: _c, at: _a, ...item } of mine) {
+          item.state = "queued";
+          this.outbox.push(item);
+          this.emit("outbox", { ...item });
+        }
+        if (mine.length) {
+          this.saveOutbox();
+          this.pump();
+        }
+      })
+      .catch(() => {});
   }
 
   pending(roomId) {
@@ -374,6 +455,7 @@ export class Hub {
       const clientId = frame.ref.slice(5);
       this.outbox = this.outbox.filter((item) => item.client_id !== clientId);
       this.saveOutbox();
+      this.forgetStored(clientId);
       if (this.inflight && this.inflight.client_id === clientId) this.inflight = null;
       this.emit("sent", { client_id: clientId, room: frame.room, id: frame.id, rev: frame.rev });
       this.expect(frame.room, frame.rev);
@@ -396,6 +478,7 @@ export class Hub {
         item.state = "failed";
         this.outbox = this.outbox.filter((i) => i !== item);
         this.saveOutbox();
+        this.forgetStored(clientId);
         this.emit("failed", { ...item, code: frame.code, message: frame.message });
       }
       this.pump();

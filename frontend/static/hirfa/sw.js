@@ -5,7 +5,9 @@
 // - pages: network first; a room, the rooms list, the agenda and the notifications are
 //   kept as last seen, to be read (not written) without a network; any other page
 //   without a network is the offline page;
-// - the socket, the API and every non-GET request go to the network untouched.
+// - the socket, the API and every non-GET request go to the network untouched;
+// - "sync": the chat outbox a page left in IndexedDB (socket.js) is sent over HTTP when
+//   the link comes back, even with every tab closed.
 /* global VERSION, SHELL */
 const STATIC_CACHE = `hirfa-static-${VERSION}`;
 const PAGES_CACHE = "hirfa-pages";
@@ -93,4 +95,69 @@ self.addEventListener("notificationclick", (event) => {
       return open ? open.focus() : self.clients.openWindow(url);
     }),
   );
+});
+
+// --- Background sync of the chat outbox (socket.js keeps it in IndexedDB) ------------------
+
+const OUTBOX_DB = "hirfa";
+const OUTBOX_STORE = "outbox";
+const OUTBOX_SYNC = "hirfa-outbox";
+
+function outboxStore(mode, fn) {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open(OUTBOX_DB, 1);
+    open.onupgradeneeded = () => open.result.createObjectStore(OUTBOX_STORE, { keyPath: "client_id" });
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const db = open.result;
+      const tx = db.transaction(OUTBOX_STORE, mode);
+      const request = fn(tx.objectStore(OUTBOX_STORE));
+      tx.oncomplete = () => {
+        db.close();
+        resolve(request && request.result);
+      };
+      tx.onerror = tx.onabort = () => {
+        db.close();
+        reject(tx.error);
+      };
+    };
+  });
+}
+
+/** Send what is left, oldest first, each with its client_id (a page that sent it too
+ * is harmless: the server stores it once). An item the server refused for good (room
+ * gone, session ended, another member's token) is dropped; on no link, a 429 or a 5xx
+ * the promise rejects, and the browser fires "sync" again later. */
+async function outboxFlush() {
+  const items = ((await outboxStore("readonly", (store) => store.getAll())) || []).sort((a, b) => a.at - b.at);
+  let again = false;
+  for (const item of items) {
+    let response;
+    try {
+      response = await fetch(`/api/rooms/${item.room}/messages`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": item.csrf },
+        body: JSON.stringify({
+          client_id: item.client_id,
+          text: item.text || "",
+          reply_to: item.reply_to || null,
+          attachments: item.attachments || [],
+        }),
+      });
+    } catch {
+      again = true;
+      break;
+    }
+    if (response.status === 429 || response.status >= 500) {
+      again = true;
+      break;
+    }
+    await outboxStore("readwrite", (store) => store.delete(item.client_id));
+  }
+  if (again) throw new Error("outbox: the link is not back yet");
+}
+
+self.addEventListener("sync", (event) => {
+  if (event.tag === OUTBOX_SYNC) event.waitUntil(outboxFlush());
 });
