@@ -59,6 +59,7 @@ ROOM_CALLS = [
     Call("GET /api/rooms/{room_id}/messages", missing="room_id"),
     Call("POST /api/rooms/{room_id}/follow", missing="room_id"),
     Call("POST /api/rooms/{room_id}/leave", missing="room_id"),
+    Call("POST /api/rooms/{room_id}/messages", {"client_id": "sent-by-the-worker", "text": "Salam"}, missing="room_id"),
     Call("POST /api/rooms/{room_id}/slow-mode", {"seconds": 10}, missing="room_id"),
     Call("POST /api/rooms/{room_id}/attachments", upload="file", missing="room_id"),
     Call("POST /api/rooms/attachments/{attachment_id}/listened", missing="attachment_id", values={"of": "voice"}),
