@@ -8,15 +8,19 @@ PORT ?= 8000
 .PHONY: install run test lint demo messages makemessages bench-chat bench-sfu bench-netlab clean
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
-	touch $@
+	@echo "Installing Hirfa into $(VENV) (the first time takes a few minutes)..."
+	@$(PYTHON) -m venv $(VENV)
+	@echo "  1/2 pip"
+	@$(VENV)/bin/pip install --quiet --upgrade pip
+	@echo "  2/2 Hirfa and its packages (Django, Channels, aiortc, ...)"
+	@$(VENV)/bin/pip install --quiet -e '.[test]'
+	@touch $@
+	@echo "Installed. Next: make run (the hub on http://$(HOST):$(PORT)/; PORT= and HOST= change it), make demo, make test"
 
 install: $(VENV)/.installed
 
 run: install messages
-	$(VENV)/bin/hirfa serve --host $(HOST) --port $(PORT)
+	@$(VENV)/bin/hirfa serve --host $(HOST) --port $(PORT)
 
 demo: install messages
 	$(VENV)/bin/hirfa demo

@@ -56,9 +56,30 @@ def _setup_django() -> None:
 
 
 def _migrate(verbosity: int = 1) -> None:
+    """Bring the database up to date, saying so in one line when there is something to do
+    (Django's line per migration only at verbosity 2). A database that cannot be reached
+    ends the command with one line naming it, not a traceback."""
     from django.core.management import call_command
+    from django.db import DatabaseError, connection
+    from django.db.migrations.executor import MigrationExecutor
 
-    call_command("migrate", interactive=False, verbosity=verbosity)
+    try:
+        executor = MigrationExecutor(connection)
+        steps = len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+        if steps and verbosity:
+            print(f"Preparing the database: {steps} migration steps…", flush=True)
+        call_command("migrate", interactive=False, verbosity=max(0, verbosity - 1))
+    except DatabaseError as error:
+        settings = connection.settings_dict
+        where = settings.get("NAME") if connection.vendor == "sqlite" else (
+            f"{settings.get('NAME')} on {settings.get('HOST') or 'localhost'}:{settings.get('PORT') or 5432}"
+        )
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SystemExit(
+            f"hirfa: cannot use the database {where}: {first_line}\n"
+            "Create it (for PostgreSQL: createdb NAME) or fix DATABASE_URL; without DATABASE_URL "
+            "Hirfa keeps its data in SQLite under data/."
+        ) from None
 
 
 def _admin_hint() -> str:

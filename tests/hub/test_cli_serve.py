@@ -62,6 +62,8 @@ def test_serve_migrates_and_answers_http_and_static(tmp_path):
         assert proc.poll() is None, output
         assert status == 200 and b"csrfmiddlewaretoken" in body
         assert "hirfa createadmin" in output
+        # Quiet: one line for the migrations, none per step.
+        assert "Preparing the database:" in output and "Applying " not in output, output
         assert get(base + "/static/hirfa/hirfa.css")[0] == 200
         assert (tmp_path / "hirfa.sqlite3").exists()
         assert _listen_backlog(port) >= min(1024, _somaxconn())  # a crowd reconnecting is queued, not dropped
@@ -85,3 +87,16 @@ def _listen_backlog(port: int) -> int:
         skip_or_fail("no `ss` or /proc here: the listen queue cannot be read")
     out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
     return max(int(line.split()[2]) for line in out.splitlines() if line.strip())
+
+
+def test_a_database_that_cannot_be_reached_is_named_in_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("HIRFA_ENV", "DJANGO_SETTINGS_MODULE")}
+    env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:1/hirfa_nowhere"
+    env["HIRFA_DATA_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "serve", "--port", str(free_port())],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "hirfa: cannot use the database hirfa_nowhere on 127.0.0.1:1" in done.stderr
