@@ -18,6 +18,7 @@ urlpatterns = [
     path("manifest.webmanifest", views.manifest, name="manifest"),
     path("sw.js", views.service_worker, name="service_worker"),
     path("offline/", views.offline, name="offline"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("notifications/", views.notifications, name="notifications"),
     path("notifications/push", views.push_subscription, name="push_subscription"),
     path("notifications/settings", views.push_preferences, name="push_preferences"),

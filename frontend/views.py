@@ -24,7 +24,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from frontend import selectors as page_selectors
 from frontend.i18n import js_strings, meeting_js_strings
@@ -114,7 +114,7 @@ def home(request: HttpRequest) -> HttpResponse:
         {
             "products": registry_selectors.featured_products(limit=8),
             "artisans": registry_selectors.featured_artisans(limit=6),
-            "map_svg": registry_selectors.census_map_markup(),
+            "census_map": registry_selectors.census_map_page(),
             "census": registry_selectors.counts_by_wilaya_code(),
             "gatherings": gathering_selectors.public_upcoming(limit=4),
         },
@@ -545,3 +545,10 @@ def meeting(request: HttpRequest, room_id: int) -> HttpResponse:
             "moderates": access.can_moderate or page_selectors.user_moderates_any(user=user),
         },
     )
+
+
+@require_safe
+def favicon(request: HttpRequest) -> HttpResponse:
+    """`/favicon.ico`, which browsers and link previews ask for whatever a page names: the
+    app's icon."""
+    return redirect(static("hirfa/icons/icon-192.png"), permanent=True)

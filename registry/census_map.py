@@ -170,6 +170,14 @@ def classes(max_count: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def legend_rows(max_count: int, none_label: str) -> list[tuple[str, str]]:
+    """The legend as (colour, label) rows, the same classes as the map's shading."""
+    return [
+        (PALETTE[index], none_label if high == 0 else (f"{low}" if low == high else f"{low}–{high}"))
+        for index, (low, high) in enumerate(classes(max_count))
+    ]
+
+
 def _fill(count: int, bounds: list[tuple[int, int]]) -> str:
     for index, (low, high) in enumerate(bounds):
         if low <= count <= high:
@@ -195,16 +203,19 @@ def render_svg(
     none_label: str,
     attribution: str,
     count_label: str,
+    legend: bool = True,
 ) -> str:
     """The map as an SVG document.
 
     `counts` and `wilayas` are keyed by the codes of wilayas in force;
     `parents` maps a code of the package that is not in force to the code
     it is counted with. `count_label` is a format with `%(name)s` and `%(n)d`.
+    Without `legend` the map alone (a page puts the legend and attribution beside it
+    in text, readable on a phone, where the SVG's would be a few pixels tall).
     """
     all_shapes, height = shapes()
     bounds = classes(max(counts.values(), default=0))
-    legend_h = 22 * len(bounds) + 40
+    legend_h = 22 * len(bounds) + 40 if legend else 0
     total_h = height + legend_h
     out = [
         (
@@ -239,6 +250,9 @@ def render_svg(
     )
     out.extend(labels)
     out.append("</g>")
+    if not legend:
+        out.append("</svg>")
+        return "".join(out)
     y0 = height + 10
     out.append(f'<g class="legend" font-size="12" fill="#2b1d12" transform="translate({MARGIN},{y0:.0f})">')
     out.append(f'<text x="0" y="10" font-weight="bold">{escape(legend_title)}</text>')

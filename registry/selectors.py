@@ -497,7 +497,25 @@ def census_stats() -> CensusStats:
     )
 
 
-def census_map_markup() -> str:
+@dataclass(frozen=True)
+class CensusMap:
+    """The census map for a page: the SVG without its legend, and the legend as text."""
+
+    svg: str
+    legend: list[tuple[str, str]]
+
+
+def census_map_page() -> CensusMap:
+    """The census map as a page shows it (legend and attribution beside it, in text)."""
+    from registry.census_map import legend_rows
+
+    return CensusMap(
+        svg=census_map_markup(legend=False),
+        legend=legend_rows(max(counts_by_wilaya_code().values(), default=0), _("none yet")),
+    )
+
+
+def census_map_markup(*, legend: bool = True) -> str:
     """The census map of the active language: every wilaya in force, coloured by its artisans."""
     wilayas = {w.code: MapWilaya(w.code, w.name) for w in Wilaya.objects.all() if w.is_in_force()}
     parents = dict(REFORM_PARENTS)
@@ -513,6 +531,7 @@ def census_map_markup() -> str:
         none_label=_("none yet"),
         attribution=_("Boundaries © OpenStreetMap contributors (ODbL)"),
         count_label=_("%(name)s: %(n)d artisans"),
+        legend=legend,
     )
 
 

@@ -60,7 +60,10 @@ def _int(value: str | None) -> int | None:
 
 
 def _refused(request: HttpRequest, error: HirfaError) -> None:
-    messages.error(request, error.message)
+    """The refusal as a message; when it names a field, the page marks and focuses that
+    field (frontend/_flash.html, pwa.js)."""
+    field = error.details.get("field")
+    messages.error(request, error.message, extra_tags=f"field:{field}" if isinstance(field, str) else "")
 
 
 def _not_found(error: HirfaError) -> Http404:
@@ -669,7 +672,7 @@ def census_public(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "registry/census.html",
-        {"stats": stats, "map_svg": selectors.census_map_markup(), "dashboard": False,
+        {"stats": stats, "census_map": selectors.census_map_page(), "dashboard": False,
          "max_month": max((n for _m, n in stats.by_month), default=0)},
     )
 
@@ -686,7 +689,7 @@ def census_dashboard(request: HttpRequest) -> HttpResponse:
         request,
         "registry/census.html",
         {
-            "stats": stats, "map_svg": selectors.census_map_markup(), "dashboard": True,
+            "stats": stats, "census_map": selectors.census_map_page(), "dashboard": True,
             "pending": len(selectors.verification_queue(moderator=user)),
             "max_month": max((n for _m, n in stats.by_month), default=0),
         },

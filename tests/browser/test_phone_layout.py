@@ -21,6 +21,7 @@ from django.conf import settings as django_settings
 
 from gatherings import services as gathering_services
 from hub.models import Wilaya
+from registry import selectors as registry_selectors
 from registry import services as registry_services
 from rooms import services as room_services
 from rooms.models import Room, RoomKind
@@ -99,6 +100,14 @@ def site(transactional_db, settings, tmp_path):
         user=karim, room_id=region.pk, title="Atelier du vendredi : émaux et cuisson au bois",
         start=start, duration=timedelta(hours=2), agenda="Émaux, cuisson, questions.",
     )
+    # A buyer without an account asked about the jar and Karim answered: the buyer's page.
+    enquiry = registry_services.enquiry_send(
+        product_id=product.pk, name="Lamia Benali-Ouarab", contact="lamia.benali.ouarab@example.org",
+        text="Bonjour, livrez-vous à Alger ? https://example.org/une-tres-longue-adresse-sans-espace-aucun",
+        client_key="phone",
+    )
+    room_services.message_post(user=karim, room_id=enquiry.room_id, client_id="answer",
+                               text="Oui, sous trois jours, dans un emballage renforcé.")
     member_pages = [
         "/", "/rooms/", f"/rooms/{guild.pk}/", f"/rooms/{guild.pk}/meeting/",
         "/gatherings/", "/gatherings/new", f"/gatherings/{gathering.pk}/",
@@ -108,7 +117,7 @@ def site(transactional_db, settings, tmp_path):
     ]
     public_pages = [
         "/", "/login/", "/signup/", "/password/reset/", "/artisans/", "/artisans/karim/",
-        f"/products/{product.pk}/", "/census/",
+        f"/products/{product.pk}/", "/census/", registry_selectors.enquiry_link(enquiry),
     ]
     return session_cookie(karim), member_pages, public_pages, settings.MEDIA_ROOT
 

@@ -4,6 +4,8 @@ under test-artifacts/ (registry-storefront-<lang>.png, registry-census-<lang>.pn
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from registry import services
@@ -72,5 +74,13 @@ def test_storefront_and_census_map_in_a_browser(shop, daphne_factory, browser, l
     assert algiers.get_attribute("data-count") == "3"
     box = page.locator("svg.census-map").bounding_box()
     assert box is not None and box["width"] > 300 and box["height"] > 300
+    # The legend is text at the page's size, not a few pixels of the scaled SVG.
+    legend = page.locator(".census-legend li").first
+    assert float(legend.evaluate("el => parseFloat(getComputedStyle(el).fontSize)")) >= 14
+    assert page.locator(".census-legend li").count() >= 2
+    # A tap on a wilaya says its name and count (a phone has no hover for the title).
+    algiers.locator("path").click()
+    said = page.inner_text("#census-picked")
+    assert said.startswith("16 · ") and re.search(r"(?<!\d)3(?!\d)", said[5:]), said
     page.screenshot(path=str(ARTIFACTS / f"registry-census-{language}.png"), full_page=True)
     assert errors == []

@@ -209,3 +209,10 @@ def test_a_buyer_who_left_a_phone_number_is_sent_no_e_mail(tray, amina, mailoutb
     message_post(user=amina, room_id=room.pk, client_id="a1", text="Je vous appelle.")
     assert services.enquiry_replies_mail(now=timezone.now() + timedelta(hours=1)) == 0 and mailoutbox == []
     assert "Je vous appelle." in Client().get(link).content.decode()
+
+
+def test_a_refused_enquiry_names_the_field_at_fault_for_the_page_to_focus(tray):
+    client = Client()
+    response = enquire(client, tray, contact="not an address")
+    page = client.get(response["Location"]).content.decode()
+    assert 'data-field="contact"' in page and 'class="flash-error"' in page

@@ -12,3 +12,14 @@ document.addEventListener("submit", (event) => {
   if ("caches" in window) caches.delete("hirfa-pages");
   if ("indexedDB" in window) indexedDB.deleteDatabase("hirfa");
 });
+
+// A form the server refused: the field at fault (named by the message, or marked by
+// Django's form) is marked and focused; hirfa.css keeps it clear of the sticky top bar.
+const refused = document.querySelector(".flash [data-field]");
+const named = refused && document.querySelector(`form [name="${CSS.escape(refused.dataset.field)}"]`);
+if (named) {
+  named.setAttribute("aria-invalid", "true");
+  named.setAttribute("aria-describedby", refused.id);
+}
+const wrong = named || document.querySelector("form [aria-invalid='true']");
+if (wrong && !document.querySelector("[autofocus]")) wrong.focus();
