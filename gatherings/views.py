@@ -34,8 +34,9 @@ from gatherings.models import Gathering, RsvpStatus, Visibility
 from hub.auth import member_of, viewer_of
 from hub.csv_export import csv_download
 from hub.errors import ErrorCode, HirfaError
-from hub.models import Trade, User, Wilaya
+from hub.models import User, Wilaya
 from hub.protected_files import ranged_file_response
+from hub.selectors import trades_sorted
 from rooms.models import Room
 from rooms.selectors import room_access
 from signaling.models import RecordingState, recording_directory
@@ -119,7 +120,7 @@ def agenda(request: HttpRequest) -> HttpResponse:
             "next_month": (month + timedelta(days=32)).replace(day=1).strftime("%Y-%m"),
             "filters": urlencode(filters),
             "wilayas": Wilaya.objects.all(),
-            "trades": Trade.objects.all(),
+            "trades": trades_sorted(),
             "wilaya_id": wilaya_id,
             "trade_id": trade_id,
             "schedulable_rooms": _schedulable_rooms(user),

@@ -19,7 +19,7 @@ from hub.selectors import trades_by_domain, wilayas_in_force
 
 class WilayaChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Wilaya) -> str:  # type: ignore[override]
-        return f"{obj.code:02d} — {obj.name}"
+        return obj.label
 
 
 def _trade_choices() -> list[tuple[str, list[tuple[int, str]]]]:

@@ -72,6 +72,11 @@ class Wilaya(LocalizedName):
         day = day or timezone.localdate()
         return self.valid_from is None or self.valid_from <= day
 
+    @property
+    def label(self) -> str:
+        """The one way a wilaya is written on every page and form: "13 Tlemcen"."""
+        return f"{self.code:02d} {self.localized_name()}"
+
 
 class TradeDomain(LocalizedName):
     """One of the three domains of the official crafts nomenclature."""

@@ -25,6 +25,24 @@ class DomainTrades:
     trades: tuple[Trade, ...]
 
 
+_ARABIC_FORMS = str.maketrans("أإآٱىةؤئ", "اااايهوي", "\u0640")
+
+
+def name_sort_key(name: str) -> str:
+    """The key that orders names alike on every page in every language: case, Latin
+    accents and Arabic harakat ignored, Arabic letter forms (alef with hamza, taa
+    marbuta, alef maqsura) taken as their plain letter, tatweel dropped."""
+    import unicodedata
+
+    plain = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    return plain.casefold().translate(_ARABIC_FORMS)
+
+
+def trades_sorted() -> list[Trade]:
+    """Every trade, ordered by its name in the active language (`name_sort_key`)."""
+    return sorted(Trade.objects.all(), key=lambda trade: name_sort_key(trade.name))
+
+
 def trades_by_domain() -> list[DomainTrades]:
     """Every trade, grouped by the three domains of the nomenclature, each sorted by name."""
     domains = TradeDomain.objects.prefetch_related(
@@ -32,7 +50,7 @@ def trades_by_domain() -> list[DomainTrades]:
     ).order_by("code")
     groups = []
     for domain in domains:
-        trades = sorted(domain.trades.all(), key=lambda t: t.name.casefold())
+        trades = sorted(domain.trades.all(), key=lambda t: name_sort_key(t.name))
         if trades:
             groups.append(DomainTrades(domain=domain, trades=tuple(trades)))
     return groups
