@@ -31,6 +31,7 @@ def _export(user: User) -> dict[str, Any]:
             "whatsapp": census.whatsapp,
             "contact_email": census.contact_email,
             "public_channels": census.public_channels,
+            "story": census.story,
             "card_number": census.card_number,
             "issuing_chamber": census.issuing_chamber,
             "card_photo": census.card_photo.name if census.card_photo else "",
@@ -83,6 +84,8 @@ def _files(user: User) -> list[personal_data.StoredFile]:
     census = Census.objects.filter(user=user).first()
     if census is not None and census.card_photo:
         files.append((census.card_photo.storage, census.card_photo.name))
+    if census is not None and census.cover:
+        files.append((census.cover.storage, census.cover.name))
     for photo in ProductPhoto.objects.filter(product__artisan=user):
         files += [(photo.image.storage, photo.image.name), (photo.thumbnail.storage, photo.thumbnail.name)]
     return files

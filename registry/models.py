@@ -61,6 +61,11 @@ class Census(models.Model):
     whatsapp = models.CharField(_("WhatsApp"), max_length=32, blank=True)
     contact_email = models.EmailField(_("contact e-mail"), blank=True)
     public_channels = models.JSONField(_("public contact channels"), default=list, blank=True)
+    # The storefront's own face: a wide photo of the workshop and its story (public).
+    story = models.TextField(_("story of the workshop"), max_length=2000, blank=True)
+    cover = models.ImageField(_("cover photo"), upload_to="covers/", blank=True)
+    cover_width = models.PositiveIntegerField(default=0)
+    cover_height = models.PositiveIntegerField(default=0)
     # Confidential: the artisan and the moderators of his wilaya only.
     card_number = models.CharField(_("artisan card number"), max_length=32, blank=True)
     issuing_chamber = models.CharField(_("issuing chamber"), max_length=120, blank=True)

@@ -90,6 +90,44 @@ def census_ensure(*, user: User) -> Census:
     return census
 
 
+STORY_MAX = 2000
+COVER_SIDE = 1600
+
+
+def storefront_update(*, user: User, story: str = UNCHANGED, cover: Upload | None = None, cover_remove: bool = False) -> Census:
+    """The storefront's cover photo (re-encoded, at most 1600 px wide) and the story of
+    the workshop (at most 2000 characters). Refuses with `too_long` (field `story`) or an
+    image error (field `cover`); the old cover's file goes when it is replaced or removed."""
+    if story is not UNCHANGED:
+        story = bidi_strip(story.replace("\r\n", "\n")).strip()
+        if len(story) > STORY_MAX:
+            raise HirfaError(ErrorCode.TOO_LONG, _("At most %(n)d characters.") % {"n": STORY_MAX}, field="story")
+    image = None
+    if cover is not None:
+        try:
+            image = validate_and_resize_image(
+                cover, max_bytes=settings.HIRFA_ATTACHMENT_MAX_BYTES,
+                max_pixels=settings.HIRFA_ATTACHMENT_MAX_PIXELS, max_side=COVER_SIDE,
+            )
+        except HirfaError as error:
+            error.details.setdefault("field", "cover")
+            raise
+    with transaction.atomic():
+        census = Census.objects.select_for_update().get(pk=census_ensure(user=user).pk)
+        old = census.cover.name if census.cover and (image is not None or cover_remove) else ""
+        if story is not UNCHANGED:
+            census.story = story
+        if image is not None:
+            census.cover.save(f"{user.pk}-{secrets.token_hex(8)}.{image.extension}", ContentFile(image.data), save=False)
+            census.cover_width, census.cover_height = image.width, image.height
+        elif cover_remove:
+            census.cover = ""
+            census.cover_width = census.cover_height = 0
+        census.save()
+        _delete_on_commit(census.cover.storage, old)
+    return census
+
+
 def census_update(
     *,
     user: User,

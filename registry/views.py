@@ -103,6 +103,10 @@ def census_me(request: HttpRequest) -> HttpResponse:
                     contact_email=request.POST.get("contact_email", ""),
                     public_channels=request.POST.getlist("public_channels"),
                 )
+                services.storefront_update(
+                    user=user, story=request.POST.get("story", ""), cover=request.FILES.get("cover"),
+                    cover_remove=request.POST.get("cover_remove") == "on",
+                )
                 messages.success(request, _("Your census record is saved."))
         except HirfaError as error:
             _refused(request, error)
@@ -285,6 +289,8 @@ def storefront(request: HttpRequest, username: str) -> HttpResponse:
     except HirfaError as error:
         raise _not_found(error) from error
     first_photo = next((p.photos.all()[0] for p in store.products if p.photos.all()), None)
+    # Link previews show the workshop's cover, else its first piece.
+    preview = store.census.cover if store.census and store.census.cover else first_photo.image if first_photo else None
     return render(
         request,
         "registry/storefront.html",
@@ -292,7 +298,7 @@ def storefront(request: HttpRequest, username: str) -> HttpResponse:
             "store": store,
             "contacts": selectors.contact_links(store.census),
             "own": own,
-            "og_image": request.build_absolute_uri(first_photo.image.url) if first_photo else "",
+            "og_image": request.build_absolute_uri(preview.url) if preview else "",
             "canonical": request.build_absolute_uri(reverse("registry_storefront", args=[username])),
         },
     )

@@ -361,3 +361,36 @@ def test_api_exchange_close_is_for_the_author(amina, yacine):
     assert client_for(yacine).post(f"/api/registry/exchange/{post_id}/close").status_code == 404
     assert client_for(amina).post(f"/api/registry/exchange/{post_id}/close").status_code == 200
     assert client_for(yacine).get("/api/registry/exchange", {"material": "clay"}).json() == []
+
+
+def test_the_storefront_shows_the_workshops_cover_and_story(amina, django_capture_on_commit_callbacks):
+    me = client_for(amina)
+    census_form = {"action": "census", "commune": "Mansourah", "workshop_kind": "individual", "public_channels": []}
+    story = "Notre atelier de Nedroma tourne l'argile rouge depuis trois générations.\nفخار ندرومة منذ ثلاثة أجيال."
+    response = me.post(reverse("registry_me"), {**census_form, "story": story,
+                                                "cover": SimpleUploadedFile("atelier.jpg", jpeg(2400, 800), "image/jpeg")})
+    assert response.status_code == 302
+    census = Census.objects.get(user=amina)
+    assert census.cover and (census.cover_width, census.cover_height) == (1600, 533)  # re-encoded, at most 1600 px
+    page = client_for().get(reverse("registry_storefront", args=["amina"])).content.decode()
+    assert 'class="store-cover"' in page and census.cover.url in page and 'width="1600"' in page
+    assert "trois générations." in page and "فخار ندرومة" in page
+    assert f'property="og:image" content="http://testserver{census.cover.url}"' in page
+    # Saving the form without a new photo keeps it; ticking "remove" takes it away, file and all.
+    me.post(reverse("registry_me"), {**census_form, "story": story})
+    assert Census.objects.get(user=amina).cover.name == census.cover.name
+    storage, name = census.cover.storage, census.cover.name
+    with django_capture_on_commit_callbacks(execute=True):
+        me.post(reverse("registry_me"), {**census_form, "story": "", "cover_remove": "on"})
+    census.refresh_from_db()
+    assert not census.cover and not census.story and not storage.exists(name)
+    assert 'class="store-cover"' not in client_for().get(reverse("registry_storefront", args=["amina"])).content.decode()
+
+
+def test_a_story_too_long_or_a_cover_that_is_no_image_is_refused(amina):
+    me = client_for(amina)
+    base = {"action": "census", "workshop_kind": "individual"}
+    me.post(reverse("registry_me"), {**base, "story": "x" * 2001})
+    me.post(reverse("registry_me"), {**base, "cover": SimpleUploadedFile("c.jpg", b"not an image", "image/jpeg")})
+    census = Census.objects.get(user=amina)
+    assert not census.story and not census.cover
