@@ -49,8 +49,8 @@ on "try video again" probes at once.
 
 **The allocation** (:func:`allocate`) spends the estimate by priority:
 audio first: the ``audio_slots`` (3) first-ranked voices (the active
-speaker, then whoever spoke last) while they fit in the estimate (the first
-always); the others while all the audio
+speaker, then whoever spoke last) while they fit in 70 % of the estimate
+(headers, RTCP and bursts need the rest; the first always); the others while all the audio
 stays within ``audio_share`` of the estimate (silent microphones with DTX
 cost almost nothing, so on a usable link everybody is heard; on a narrow
 one, the loudest few are heard cleanly instead of everyone through loss);
@@ -124,7 +124,7 @@ def allocate_audio(
         rate = audio.rate if red or audio.plain is None else audio.plain
         # The first voice always; the next slots while all of it fits in the link; the rest in
         # the audio's share of it.
-        keep = position == 0 or spent + rate <= (0.9 * budget if position < slots else room)
+        keep = position == 0 or spent + rate <= (0.7 * budget if position < slots else room)
         chosen[audio.key] = keep
         if keep:
             spent += rate
