@@ -10,18 +10,35 @@ from django.core.asgi import get_asgi_application
 
 django_asgi = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack
+from typing import Any
+
+from channels import auth as channels_auth
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
+from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.urls import path
 
 from hub.consumers import HubConsumer
+from hub.db import db_call
+
+
+class SocketAuthMiddleware(channels_auth.AuthMiddleware):
+    """Channels' AuthMiddleware (the session's member, its auth hash verified), with the
+    session and user read on the hub's database pool. Channels reads them on one thread
+    per process for every socket opening: a crowd reconnecting after a restart queued
+    behind it, two queries at a time."""
+
+    async def resolve_scope(self, scope: Any) -> None:
+        scope["user"]._wrapped = await db_call(channels_auth.get_user.func)(scope)
+
 
 websocket_urls = [path("ws/", HubConsumer.as_asgi())]
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urls))),
+        "websocket": AllowedHostsOriginValidator(
+            CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(URLRouter(websocket_urls))))
+        ),
     }
 )

@@ -53,3 +53,44 @@ async def test_a_foreign_origin_is_refused():
     )
     connected, _ = await comm.connect()
     assert not connected
+
+
+async def test_the_session_is_read_on_the_database_pool_and_a_stale_one_refused(monkeypatch):
+    """Channels reads every socket's session on one thread per process; the hub on its pool.
+    The auth hash is still checked: a session from before a password change is no member."""
+    import threading
+
+    from channels import auth as channels_auth
+
+    threads: list[str] = []
+    original = channels_auth.get_user.func
+
+    def spy(scope):
+        threads.append(threading.current_thread().name)
+        return original(scope)
+
+    monkeypatch.setattr(channels_auth.get_user, "func", spy)
+    cookie = await session_cookie_for("amina")
+    comm = WebsocketCommunicator(
+        application, "/ws/", headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", cookie)]
+    )
+    assert (await comm.connect())[0]
+    await comm.send_json_to({"type": "hello", "v": 1})
+    assert (await comm.receive_json_from(timeout=5))["type"] == "welcome"
+    await comm.disconnect()
+    assert threads and all(name.startswith("hirfa-db") for name in threads)
+
+    @sync_to_async
+    def change_password() -> None:
+        from hub.models import User
+
+        user = User.objects.get(username="amina")
+        user.set_password("another long passphrase")
+        user.save()
+
+    await change_password()
+    stale = WebsocketCommunicator(
+        application, "/ws/", headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", cookie)]
+    )
+    assert (await stale.connect())[0]
+    assert await stale.receive_output(timeout=5) == {"type": "websocket.close", "code": 4003}
