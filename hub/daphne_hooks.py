@@ -138,7 +138,9 @@ class DirectSocket:
         if callable(set_no_delay):
             try:
                 set_no_delay(True)
-            except OSError:
+            except (OSError, AttributeError):
+                # Gone already (a client that gave up while the handshake waited): Twisted
+                # has dropped the transport's socket. The socket part closes on its own.
                 pass
 
     def is_open(self) -> bool:

@@ -346,6 +346,17 @@ def test_direct_socket_turns_nagle_off():
     assert calls == [True]
 
 
+def test_nagle_off_on_a_connection_already_gone_is_not_an_error():
+    """A client that gave up while its handshake waited: Twisted has dropped the socket."""
+    from types import SimpleNamespace
+
+    from twisted.internet import tcp
+
+    gone = tcp.Connection.__new__(tcp.Connection)  # no `socket` attribute, as after connectionLost
+    socket = realtime.DirectSocket(server=None, protocol=SimpleNamespace(transport=gone), open_state=3)
+    socket.set_no_delay()  # no AttributeError ('Server' object has no attribute 'socket')
+
+
 # --- events carry their kind -----------------------------------------------------------
 
 
