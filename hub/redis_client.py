@@ -26,6 +26,11 @@ from django.core.cache.backends.redis import RedisCacheClient
 # degrades to the database instead of holding a socket's frame.
 COMMAND_TIMEOUT_SECONDS = 2.0
 CONNECT_TIMEOUT_SECONDS = 2.0
+# Connections of one asyncio client. redis-py's pool refuses a command at once when its
+# 100 are busy (MaxConnectionsError): a crowd of sockets opening together (slots,
+# presence) made thousands of refusals. This pool makes a command wait for a connection,
+# a command timeout at most, instead.
+ASYNC_POOL_MAX = 64
 
 
 def redis_client(*, asynchronous: bool = True, blocking_reads: bool = False) -> Any:
@@ -55,7 +60,10 @@ def redis_client(*, asynchronous: bool = True, blocking_reads: bool = False) -> 
     if asynchronous:
         import redis.asyncio as aioredis
 
-        return aioredis.Redis.from_url(url, **options)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=ASYNC_POOL_MAX, timeout=timeout, **options
+        )
+        return aioredis.Redis.from_pool(pool)
     import redis
 
     return redis.Redis.from_url(url, **options)
