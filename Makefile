@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint demo messages makemessages bench-chat bench-sfu bench-netlab clean
+.PHONY: install run test lint demo messages makemessages bench-chat bench-sfu bench-netlab deploy-check clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "Installing Hirfa into $(VENV) (the first time takes a few minutes)..."
@@ -43,6 +43,13 @@ makemessages: install
 	$(PY) manage.py makemessages --no-location --no-wrap -l ar -l fr -l en -l kab
 	for po in */locale/*/LC_MESSAGES/django.po; do msgcat --no-location --sort-output --no-wrap -o $$po $$po; done
 	$(PY) scripts/compile_messages.py
+
+# The production topology on loopback from deploy/ (nginx TLS, 2 hubs, 2 SFU workers, the job
+# worker, coturn, Redis primary/replica/Sentinel, PostgreSQL), checked through nginx; prints figures.
+DEPLOY_CHECK_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+deploy-check: install messages
+	DATABASE_URL=$${DATABASE_URL:-$(DEPLOY_CHECK_DATABASE_URL)} HIRFA_DEPLOY_CHECK=full \
+	  $(PY) -m pytest tests/e2e/test_deploy_check.py -s -q -p no:cacheprovider
 
 bench-chat: install
 	$(PY) bench/chat_fanout.py

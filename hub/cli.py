@@ -149,10 +149,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if hint:
         print(hint)
     print(f"Hirfa listens on http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
-    from hub.shutdown import graceful_server
+    from hub.shutdown import finish_exit, graceful_server
 
     # SIGTERM drains: sockets close with 1012 once their frame in hand is done (hub/shutdown.py).
-    graceful_server(
+    server = graceful_server(
         application=app,
         # A listen queue for a crowd: Twisted's default of 50 drops the SYNs of clients
         # reconnecting at once after a restart, and each retries 1, 3, 7, 15 s later.
@@ -167,7 +167,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         proxy_forwarded_port_header="X-Forwarded-Port" if args.proxy_headers else None,
         proxy_forwarded_proto_header="X-Forwarded-Proto" if args.proxy_headers else None,
         verbosity=0 if args.quiet else 1,
-    ).run()
+    )
+    server.run()
+    if server.stopping:  # drained: the process ends now (hub/shutdown.py)
+        finish_exit(server.loop)
     return 0
 
 

@@ -12,16 +12,25 @@ restart"):
    "reconnect at once";
 3. releases each socket's meeting seat, which closes its peer connection on the
    SFU (the client joins again from the hub it reconnects to);
-4. stops the reactor and exits 0.
+4. stops the reactor, gives the database connections back (psycopg's pool is
+   closed), stops the worker threads the sockets' database calls ran in, and
+   exits 0.
 
-Each step is bounded (`DRAIN_SECONDS`): a stuck socket never keeps a hub alive.
+Each step is bounded (`DRAIN_SECONDS`, `EXIT_SECONDS`): a stuck socket or a
+database call still waiting (on the pool, on a lock) never keeps a hub alive;
+what was stuck is logged with its stack.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
+import threading
+import time
+import traceback
 import weakref
 from typing import Any, Protocol
 
@@ -31,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: At most this long for the sockets to finish and close.
 DRAIN_SECONDS = 10.0
+#: Once the reactor stopped, at most this long for the worker threads' calls in hand.
+EXIT_SECONDS = 5.0
 
 
 class Drainable(Protocol):
@@ -80,6 +91,54 @@ async def drain_sockets(*, timeout: float = DRAIN_SECONDS) -> int:
     return len(sockets)
 
 
+def _busy_threads() -> list[threading.Thread]:
+    me = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()]
+
+
+def finish_exit(loop: asyncio.AbstractEventLoop | None, *, timeout: float = EXIT_SECONDS) -> None:
+    """After the reactor stopped: let the process end now, not when its threads feel like it.
+
+    The sockets' database calls run in worker threads (the loop's default executor and
+    asgiref's), which Python joins at exit, each after the work queued on it; a call
+    waiting for a pooled connection or a lock would hold the exit for as long as it
+    waits. Here the connections go back (the pool is closed), the executors are shut
+    down without their queued work, and the threads get `timeout` seconds to finish
+    the call in hand; any still busy is logged with its stack and the process exits
+    anyway (everything that matters was done by the drain).
+    """
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    for alias in connections:
+        try:
+            connection = connections[alias]
+            connection.close()
+            close_pool = getattr(connection, "close_pool", None)
+            if close_pool is not None:
+                close_pool()
+        except Exception:
+            log.warning("closing database connection %s failed", alias, exc_info=True)
+    executors = [SyncToAsync.single_thread_executor]
+    default = getattr(loop, "_default_executor", None) if loop is not None else None
+    if default is not None:
+        executors.append(default)
+    for executor in executors:
+        executor.shutdown(wait=False, cancel_futures=True)
+    end = time.monotonic() + timeout
+    for thread in _busy_threads():
+        thread.join(max(0.0, end - time.monotonic()))
+    busy = _busy_threads()
+    if not busy:
+        return
+    frames = sys._current_frames()
+    for thread in busy:
+        stack = "".join(traceback.format_stack(frames[thread.ident])) if thread.ident in frames else "?"
+        log.warning("thread %s still busy %.0f s after the drain; exiting anyway:\n%s", thread.name, timeout, stack)
+    logging.shutdown()
+    os._exit(0)
+
+
 def graceful_server(**options: Any) -> Any:
     """A daphne `Server` (same options) that drains on SIGTERM/SIGINT instead of dying.
 
@@ -94,6 +153,7 @@ def graceful_server(**options: Any) -> Any:
             super().__init__(signal_handlers=False, **kwargs)
             self.ports: list[Any] = []
             self.stopping = False
+            self.loop: asyncio.AbstractEventLoop | None = None
 
         def listen_success(self, port: Any) -> None:
             self.ports.append(port)
@@ -104,7 +164,7 @@ def graceful_server(**options: Any) -> Any:
             super().run()
 
         def _install_signal_handlers(self) -> None:
-            loop = asyncio.get_event_loop()
+            loop = self.loop = asyncio.get_event_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._signalled, sig)
 

@@ -12,6 +12,9 @@ from typing import Any
 
 import websockets
 
+#: Error codes after which the page sends again (frontend/static/hirfa/socket.js).
+RETRYABLE = {"rate_limited", "slow_mode", "internal_error"}
+
 
 async def connect_ws(
     server: Any, cookie: dict[str, str], *, ssl_context: ssl.SSLContext | None = None
@@ -75,6 +78,9 @@ class Chatter:
     errors: list[dict[str, Any]] = field(default_factory=list)
     other_frames: list[dict[str, Any]] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Sends refused with a retryable code (rate_limited, …) and sent again later.
+    retried: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
     ssl_context: ssl.SSLContext | None = None
 
     async def connect(self) -> None:
@@ -112,6 +118,12 @@ class Chatter:
                 self.connected.set()
             elif kind == "ack":
                 self.unacked.pop(frame.get("ref") or "", None)
+            elif kind == "error" and frame.get("ref") in self.unacked and frame.get("code") in RETRYABLE:
+                # As the page does (socket.js): a refused send that may be retried is, later.
+                self.retried += 1
+                task = asyncio.create_task(self._resend_later(frame["ref"], frame.get("retry_after") or 1.0))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
             elif kind == "error":
                 self.errors.append(frame)
             elif kind == "resync":
@@ -122,6 +134,16 @@ class Chatter:
                     self.rev = max(self.rev, message["rev"])
             else:
                 self.other_frames.append(frame)
+
+    async def _resend_later(self, client_id: str, delay: float) -> None:
+        await asyncio.sleep(max(0.5, float(delay)))
+        text = self.unacked.get(client_id)
+        if text is None or self.ws is None:
+            return
+        try:
+            await self.ws.send(json.dumps({"type": "send", "room": self.room, "client_id": client_id, "text": text, "ref": client_id}))
+        except websockets.exceptions.ConnectionClosed:
+            pass  # sent again once reconnected
 
     async def send(self, client_id: str, text: str) -> None:
         self.unacked[client_id] = text
