@@ -37,6 +37,11 @@ def db_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+def db_pool_started() -> ThreadPoolExecutor | None:
+    """The pool if a db_call has started it (a draining hub shuts it down, hub/shutdown.py)."""
+    return _pool
+
+
 class _DbCall(SyncToAsync):
     """Channels' `DatabaseSyncToAsync` (old connections closed around each call), without
     the health check of a connection that just answered."""

@@ -99,8 +99,8 @@ def _busy_threads() -> list[threading.Thread]:
 def finish_exit(loop: asyncio.AbstractEventLoop | None, *, timeout: float = EXIT_SECONDS) -> None:
     """After the reactor stopped: let the process end now, not when its threads feel like it.
 
-    The sockets' database calls run in worker threads (the loop's default executor and
-    asgiref's), which Python joins at exit, each after the work queued on it; a call
+    The sockets' database calls run in worker threads (`hub.db`'s pool, asgiref's and the
+    loop's default executor), which Python joins at exit, each after the work queued on it; a call
     waiting for a pooled connection or a lock would hold the exit for as long as it
     waits. Here the connections go back (the pool is closed), the executors are shut
     down without their queued work, and the threads get `timeout` seconds to finish
@@ -119,7 +119,11 @@ def finish_exit(loop: asyncio.AbstractEventLoop | None, *, timeout: float = EXIT
                 close_pool()
         except Exception:
             log.warning("closing database connection %s failed", alias, exc_info=True)
+    from hub.db import db_pool_started
+
     executors = [SyncToAsync.single_thread_executor]
+    if (pool := db_pool_started()) is not None:
+        executors.append(pool)
     default = getattr(loop, "_default_executor", None) if loop is not None else None
     if default is not None:
         executors.append(default)

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from asgiref.sync import SyncToAsync
 
-from hub import shutdown
+from hub import db, shutdown
 
 
 @pytest.fixture
@@ -25,15 +25,19 @@ def exits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(shutdown.os, "_exit", calls.append)
     monkeypatch.setattr(shutdown.logging, "shutdown", lambda: None)
     monkeypatch.setattr(SyncToAsync, "single_thread_executor", ThreadPoolExecutor(max_workers=1))
+    monkeypatch.setattr(db, "_pool", ThreadPoolExecutor(max_workers=2, thread_name_prefix="hirfa-db"))
     return calls
 
 
 def test_idle_worker_threads_do_not_hold_the_exit(exits: list[int]) -> None:
     loop = asyncio.new_event_loop()
     try:
-        # The loop's default executor and asgiref's each have a thread waiting for work.
+        # Each executor a database call may run in has a thread waiting for work.
         loop.run_until_complete(loop.run_in_executor(None, lambda: None))
         SyncToAsync.single_thread_executor.submit(lambda: None).result()
+        pool = db.db_pool_started()
+        assert pool is not None
+        pool.submit(lambda: None).result()  # db_call's pool (hub.db)
         shutdown.finish_exit(loop, timeout=5)
         assert exits == []
         assert shutdown._busy_threads() == []
