@@ -157,6 +157,7 @@ MEETING_JS_STRINGS: dict[str, Promise] = {
     "notRecorded": _("Not recorded"),
     "marked": _("Chapter set: %(label)s"),
     "tablesAt": _("At table %(number)s: %(label)s"),
+    "tablesAtNumber": _("At table %(number)s"),
     "tablesTimer": _("back in %(time)s"),
     "tablesNotice": _("To every table: %(text)s"),
     "tablesOpened": _("The meeting is split into tables: you are going to yours."),

@@ -880,11 +880,15 @@ function myTable() {
   return tables?.tables.find((t) => t.members.some((m) => m.id === ME)) || null;
 }
 
+function tableName(table) {
+  return table.label ? fmt("tablesAt", { number: table.number, label: table.label }) : fmt("tablesAtNumber", { number: table.number });
+}
+
 function renderTables() {
   const here = tables?.tables.find((t) => t.meeting === meetingId) || null;
   els.tablesBar.hidden = !here || phase !== "in";
   if (here) {
-    els.tablesWhere.textContent = fmt("tablesAt", { number: here.number, label: here.label });
+    els.tablesWhere.textContent = tableName(here);
     els.tablesChat.href = `/rooms/${here.room}/`;
     els.tablesBack.hidden = !isHost;
   }
@@ -899,7 +903,7 @@ function renderTables() {
       h(
         "li",
         { "data-table": t.number },
-        h("span", { class: "person" }, h("bdi", { text: fmt("tablesAt", { number: t.number, label: t.label }) })),
+        h("span", { class: "person" }, h("bdi", { text: tableName(t) })),
         h("span", { class: "hint", text: fmt("tablesPeople", { count: t.members.length }) }),
         t.meeting === meetingId ? "" : hostButton(T.tablesVisit, () => moveTo(t.meeting), "act"),
       ),
