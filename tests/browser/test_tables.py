@@ -3,9 +3,10 @@
 Karim (a moderator of the pottery guild, in French) hosts the guild's meeting; Amina (in
 Arabic) and Yasmine are in it. Karim splits it into tables: both move to their table's
 meeting on the same socket, with its own media. He sends a message to every table,
-visits one (its pictures reach him), and brings everyone back. (Pictures, not voices:
-the microphone of whoever reached a table first was not heard by those who came after
-in two runs of three; see the issue's notes.) Screenshots under
+visits one (its pictures reach him), and brings everyone back. Voices are not checked
+here: in each of six runs the microphone of one of those who moved (the first to reach
+the empty table, where it could be told) reached nobody at the table while every picture
+flowed; left open in issue 16. Screenshots under
 test-artifacts/tables-*.png.
 """
 
@@ -97,6 +98,7 @@ def test_a_host_splits_the_meeting_into_tables_visits_one_and_brings_everyone_ba
     wait_for_participants(k, [karim.pk, amina.pk, yasmine.pk])
     wait_for_media(k, f"{amina.pk}:camera", "framesDecoded")
     wait_for_media(k, f"{yasmine.pk}:camera", "framesDecoded")
+
     k.wait_for_selector("#tables-back:not([hidden])")
     shoot(k, "fr-visit")
     if k.locator("#panel").is_hidden():
