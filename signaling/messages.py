@@ -181,12 +181,7 @@ def command_from(data: Any) -> Command:
 # --- events: engine -> socket ------------------------------------------------------------
 
 
-class _Event(_Message):
-    #: The meeting the event is about (the engine stamps it; None from an engine before it did).
-    meeting: int | None = None
-
-
-class _Reply(_Event):
+class _Reply(_Message):
     """The answer to one command (its `ref`)."""
 
     ref: str | None = None
@@ -211,7 +206,7 @@ class OfferLine(_Message):
     source: Source | None
 
 
-class Offer(_Event):
+class Offer(_Message):
     kind: Literal["offer"] = "offer"
     sdp: str
     revision: int
@@ -226,14 +221,14 @@ class EngineError(_Reply):
     message: str
 
 
-class Rejoin(_Event):
+class Rejoin(_Message):
     """The member's media session is gone (his peer failed); he should join again."""
 
     kind: Literal["rejoin"] = "rejoin"
     reason: Literal["connection_failed"]
 
 
-class Ended(_Event):
+class Ended(_Message):
     """The member is out of the meeting."""
 
     kind: Literal["ended"] = "ended"
@@ -248,7 +243,7 @@ class ReceivedVideo(_Message):
     quality: Literal["low", "medium", "high", "paused"]
 
 
-class Reception(_Event):
+class Reception(_Message):
     """What the member's own connection carries now (the SFU's allocator decided)."""
 
     kind: Literal["reception"] = "reception"

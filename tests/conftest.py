@@ -5,6 +5,8 @@ from typing import NoReturn
 
 import pytest
 
+from tests import factories
+
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -41,26 +43,31 @@ def _reset_rate_limits():
 
 
 @pytest.fixture(autouse=True)
-def _no_socket_slots_held():
-    """Each test starts with no member holding a socket slot: ids are reused from test to
-    test, and a socket a test left open would count against the next test's member."""
+def _no_socket_slots_or_throttle_counts_held():
+    """Each test starts with no member holding a socket slot and no address or account
+    counted by a throttle: ids and 127.0.0.1 are reused from test to test (and from run to
+    run on one Redis), and what an earlier test left would count against this one."""
     from django.conf import settings
+    from django.core.cache import cache
 
     from hub import limits
 
     limits.local_slots_clear()
-    if settings.REDIS_URL:
-        import redis
+    if not settings.REDIS_URL:
+        cache.clear()  # the in-process cache the throttles count in
+        return
+    import redis
 
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
-        try:
-            keys = list(client.scan_iter(match="hirfa:sockets:*", count=1000))
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
+    try:
+        for pattern in ("hirfa:sockets:*", "*hirfa:throttle:*"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
             if keys:
                 client.delete(*keys)
-        except redis.RedisError:
-            pass  # no Redis here: the tests that need it say so themselves
-        finally:
-            client.close()
+    except redis.RedisError:
+        pass  # no Redis here: the tests that need it say so themselves
+    finally:
+        client.close()
 
 
 @pytest.fixture(autouse=True)
@@ -89,3 +96,77 @@ def django_db_setup(django_db_setup, django_db_blocker):
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
+
+
+# The places and the cast (tests/factories.py says who each person is). A folder may give
+# the places other values (the registry's tests take the reference wilayas), never the cast.
+
+
+@pytest.fixture
+def poterie(db):
+    return factories.pottery()
+
+
+@pytest.fixture
+def tissage(db):
+    return factories.weaving()
+
+
+@pytest.fixture
+def tlemcen(db):
+    return factories.tlemcen()
+
+
+@pytest.fixture
+def oran(db):
+    return factories.oran()
+
+
+@pytest.fixture
+def alger(db):
+    return factories.alger()
+
+
+@pytest.fixture
+def amina(poterie, tlemcen):
+    return factories.amina(pottery_=poterie, tlemcen_=tlemcen)
+
+
+@pytest.fixture
+def yacine(poterie, oran):
+    return factories.yacine(pottery_=poterie, oran_=oran)
+
+
+@pytest.fixture
+def karim(poterie, tlemcen):
+    return factories.karim(pottery_=poterie, tlemcen_=tlemcen)
+
+
+@pytest.fixture
+def nadia(poterie):
+    return factories.nadia(pottery_=poterie)
+
+
+@pytest.fixture
+def omar(oran):
+    return factories.omar(oran_=oran)
+
+
+@pytest.fixture
+def sofia(tissage, alger):
+    return factories.sofia(weaving_=tissage, alger_=alger)
+
+
+@pytest.fixture
+def lina(tissage, tlemcen):
+    return factories.lina(weaving_=tissage, tlemcen_=tlemcen)
+
+
+@pytest.fixture
+def walid(db):
+    return factories.walid()
+
+
+@pytest.fixture
+def leila(db):
+    return factories.leila()

@@ -48,19 +48,18 @@ def message(page, text: str):
 
 @pytest.fixture
 def people(transactional_db):
-    """Amina, Yacine and Karim (who moderates the guild): their sessions, and the pottery guild.
+    """Amina, Yacine and Nadia (who moderates the guild): their sessions, and the pottery guild.
 
     Everything touching the database happens here, before the browser starts: under
     Playwright's event loop Django would open a separate, context-local connection.
     """
     poterie = factories.trade()
     tlemcen = factories.wilaya()
-    amina = factories.artisan("amina", trades=[poterie], wilaya_=tlemcen, display_name="Amina")
-    yacine = factories.artisan("yacine", trades=[poterie], wilaya_=tlemcen, display_name="ياسين")
-    karim = factories.artisan("karim", trades=[poterie], display_name="Karim")
-    factories.moderator_of(karim, trade_=poterie)
+    amina = factories.amina(pottery_=poterie, tlemcen_=tlemcen)
+    yacine = factories.yacine(pottery_=poterie)
+    nadia = factories.nadia(pottery_=poterie)
     guild = Room.objects.get(kind=RoomKind.GUILD, trade=poterie)
-    return session_cookie(amina), session_cookie(yacine), session_cookie(karim), guild
+    return session_cookie(amina), session_cookie(yacine), session_cookie(nadia), guild
 
 
 @pytest.mark.parametrize("language", ["fr", "ar"])
@@ -90,7 +89,7 @@ def test_two_artisans_chat(people, daphne_server, browser, language):
     # Typing indicator, then an Arabic reply quoting her message.
     y.fill("#text", "ش")
     y.dispatch_event("#text", "input")
-    a.wait_for_selector("#typing:has-text('ياسين')")
+    a.wait_for_selector("#typing:has-text('Yacine Haddad')")
     received.locator(".more").click()
     received.locator("[data-action='reply']").click()
     say(y, "شكرا، سآتي غدا")
@@ -178,9 +177,9 @@ def test_language_switch_and_rooms_page(people, daphne_server, browser):
 
 
 def test_moderator_sees_and_uses_the_moderation_controls(people, daphne_server, browser):
-    _amina, yacine, karim, guild = people
+    _amina, yacine, nadia, guild = people
     y = open_room(browser, daphne_server, yacine, guild, language="en", viewport=DESKTOP)
-    k = open_room(browser, daphne_server, karim, guild, language="en", viewport=DESKTOP)
+    k = open_room(browser, daphne_server, nadia, guild, language="en", viewport=DESKTOP)
     say(y, "Buy my vases at a discount!!!")
     spam = message(k, "Buy my vases")
     spam.wait_for()
@@ -189,13 +188,13 @@ def test_moderator_sees_and_uses_the_moderation_controls(people, daphne_server, 
     assert spam.locator("[data-action='ban']").count() == 1
     k.screenshot(path=str(ARTIFACTS / "moderator-en-desktop.png"))
 
-    # Karim mutes Yacine for 10 minutes: Yacine's composer is disabled at once.
+    # Nadia mutes Yacine for 10 minutes: Yacine's composer is disabled at once.
     spam.locator("[data-action='mute']").click()
     k.click("#mute-dialog button[value='ok']")
     y.wait_for_selector("#text:disabled")
     assert y.locator("#muted-notice").is_visible()
 
-    # Karim deletes the message; Yacine sees it deleted.
+    # Nadia deletes the message; Yacine sees it deleted.
     spam.locator(".more").click()
     spam.locator("[data-action='delete']").click()
     y.wait_for_selector("#messages .msg.deleted")

@@ -45,9 +45,8 @@ def tlemcen_people(transactional_db):
     """
     poterie = factories.trade()
     tlemcen = factories.wilaya()
-    karim = factories.artisan("karim", trades=[poterie], wilaya_=tlemcen, display_name="Karim")
-    factories.moderator_of(karim, wilaya_=tlemcen)
-    amina = factories.artisan("amina", trades=[poterie], wilaya_=tlemcen, display_name="Amina")
+    karim = factories.karim(pottery_=poterie, tlemcen_=tlemcen)
+    amina = factories.amina(pottery_=poterie, tlemcen_=tlemcen)
     room = Room.objects.get(kind=RoomKind.REGION, wilaya=tlemcen)
     return session_cookie(karim), session_cookie(amina), room.pk
 

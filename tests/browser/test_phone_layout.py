@@ -72,10 +72,9 @@ def site(transactional_db, settings, tmp_path):
     load_reference_data()
     tlemcen = Wilaya.objects.get(code=13)
     poterie = factories.trade("poterie-traras", LONG_TRADE, "الفخار والخزف التقليدي لجبال ترارة")
-    karim = factories.artisan("karim", trades=[poterie], wilaya_=tlemcen, display_name="Karim Benali")
-    factories.moderator_of(karim, trade_=poterie)
-    factories.moderator_of(karim, wilaya_=tlemcen)
-    amina = factories.artisan("amina", trades=[poterie], wilaya_=tlemcen, display_name="Amina Belkacem")
+    karim = factories.karim(pottery_=poterie, tlemcen_=tlemcen)  # moderates Tlemcen
+    factories.moderator_of(karim, trade_=poterie)  # and, here, the Traras potters' guild too
+    amina = factories.amina(pottery_=poterie, tlemcen_=tlemcen)
     guild = Room.objects.get(kind=RoomKind.GUILD, trade=poterie)
     region = Room.objects.get(kind=RoomKind.REGION, wilaya=tlemcen)
     for i in range(6):

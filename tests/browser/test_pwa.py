@@ -32,8 +32,8 @@ OFFLINE = {"ar": "لا يوجد اتصال", "fr": "Pas de connexion", "en": "No
 @pytest.fixture
 def amina_in_her_guild(transactional_db):
     poterie = factories.trade()
-    amina = factories.artisan("amina", trades=[poterie], display_name="Amina")
-    yacine = factories.artisan("yacine", trades=[poterie], display_name="Yacine")
+    amina = factories.amina(pottery_=poterie)
+    yacine = factories.yacine(pottery_=poterie)
     guild = Room.objects.get(kind=RoomKind.GUILD, trade=poterie)
     room_services.message_post(user=yacine, room_id=guild.pk, client_id="k1", text="Le four est chaud ce soir")
     return session_cookie(amina), guild.pk

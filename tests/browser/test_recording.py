@@ -1,13 +1,13 @@
 """Recording a gathering's meeting in headless Chromium, and its replay.
 
-Karim (a moderator of the pottery guild, on his phone in French) opens the meeting of
+Nadia (a moderator of the pottery guild, on her phone in French) opens the meeting of
 the guild's gathering and starts recording; Amina (on her phone, in Arabic) comes
 later: before her media flows she is told it records and chooses to be recorded. Each
-browser is its own Chromium with its own fake camera (Karim red, Amina blue) and
-microphone (a steady tone each). Karim speaks while Amina's microphone is off, then
-Amina while his is off; Karim stops the recording. The job's build (run here) makes the
+browser is its own Chromium with its own fake camera (Nadia red, Amina blue) and
+microphone (a steady tone each). Nadia speaks while Amina's microphone is off, then
+Amina while hers is off; Nadia stops the recording. The job's build (run here) makes the
 replay, checked with ffprobe: its duration, both voices audible, and the picture
-following the speaker — red while Karim speaks, blue while Amina does. Then both open the
+following the speaker — red while Nadia speaks, blue while Amina does. Then both open the
 replay on the gathering's page. Screenshots under test-artifacts/recording-*.png.
 """
 
@@ -46,8 +46,8 @@ from tests.servers import ARTIFACTS, DaphneServer, session_cookie
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
 
 SPEAK_SECONDS = 6
-COLOURS = {"karim": "red", "amina": "blue"}
-TONES = {"karim": 440.0, "amina": 660.0}
+COLOURS = {"nadia": "red", "amina": "blue"}
+TONES = {"nadia": 440.0, "amina": 660.0}
 
 
 def write_picture(path: Path, colour: str) -> None:
@@ -72,7 +72,7 @@ def chromiums(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[
     with sync_playwright() as playwright:
         browsers = {}
         try:
-            for who in ("karim", "amina"):
+            for who in ("nadia", "amina"):
                 picture, tone = tmp_path / f"{who}.y4m", tmp_path / f"{who}.wav"
                 write_picture(picture, COLOURS[who])
                 write_tone(tone, hertz=TONES[who])
@@ -115,12 +115,11 @@ def gathering(transactional_db):
     """The pottery guild's gathering, starting in five minutes (its meeting may open)."""
     poterie = factories.trade()
     tlemcen = factories.wilaya()
-    amina = factories.artisan("amina", trades=[poterie], wilaya_=tlemcen, display_name="أمينة")
-    karim = factories.artisan("karim", trades=[poterie], display_name="Karim")
-    factories.moderator_of(karim, trade_=poterie)
+    amina = factories.amina(pottery_=poterie, tlemcen_=tlemcen)
+    nadia = factories.nadia(pottery_=poterie)
     guild = Room.objects.get(kind=RoomKind.GUILD, trade=poterie)
     gathering = gathering_services.gathering_schedule(
-        user=karim,
+        user=nadia,
         room_id=guild.pk,
         title="Émaillage · التزجيج",
         start=timezone.now() + timedelta(minutes=5),
@@ -128,9 +127,9 @@ def gathering(transactional_db):
     )
     occurrence = gathering_selectors.gathering_occurrences(gathering=gathering)[0]
     gathering_services.occurrence_meeting_open(
-        user=karim, gathering_id=gathering.pk, original_start=occurrence.original_start
+        user=nadia, gathering_id=gathering.pk, original_start=occurrence.original_start
     )
-    return {"gathering": gathering, "guild": guild.pk, "karim": karim, "amina": amina}
+    return {"gathering": gathering, "guild": guild.pk, "nadia": nadia, "amina": amina}
 
 
 def shoot(page, name: str) -> None:
@@ -167,11 +166,11 @@ def probe_duration(path: Path) -> float:
 
 def test_a_recorded_meeting_becomes_a_replay_that_follows_the_speaker(gathering, server, chromiums):
     ARTIFACTS.mkdir(exist_ok=True)
-    guild, karim, amina = gathering["guild"], gathering["karim"], gathering["amina"]
+    guild, nadia, amina = gathering["guild"], gathering["nadia"], gathering["amina"]
     meeting_path = f"/rooms/{guild}/meeting/"
 
-    # Karim joins on his phone (French) and starts recording; everyone sees the indicator.
-    k = open_page(chromiums["karim"], server, session_cookie(karim), meeting_path, language="fr", viewport=PHONE)
+    # Nadia joins on her phone (French) and starts recording; everyone sees the indicator.
+    k = open_page(chromiums["nadia"], server, session_cookie(nadia), meeting_path, language="fr", viewport=PHONE)
     k.wait_for_selector("#join:not([disabled])")
     assert k.locator("#consent").is_hidden()  # nothing records yet: nothing to ask
     k.click("#join")
@@ -197,18 +196,18 @@ def test_a_recorded_meeting_becomes_a_replay_that_follows_the_speaker(gathering,
     shoot(a, "ar-consent")
     a.click("#consent-yes")
     a.wait_for_selector("#meeting[data-phase='in']")
-    wait_for_participants(k, [karim.pk, amina.pk])
-    wait_for_participants(a, [karim.pk, amina.pk])
+    wait_for_participants(k, [nadia.pk, amina.pk])
+    wait_for_participants(a, [nadia.pk, amina.pk])
     wait_for_media(k, f"{amina.pk}:camera", "framesDecoded")
-    wait_for_media(a, f"{karim.pk}:camera", "framesDecoded")
+    wait_for_media(a, f"{nadia.pk}:camera", "framesDecoded")
     a.click("#ctl-people")
     a.wait_for_selector("#record-me-row:not([hidden]) #record-me:checked")
     shoot(a, "ar-indicator")
     a.click("#panel-close")
 
-    # Karim speaks (Amina's microphone off), then Amina (Karim's off).
+    # Nadia speaks (Amina's microphone off), then Amina (Nadia's off).
     a.click("#ctl-mic")
-    k.wait_for_function("(id) => window.hirfaMeeting.state()?.active_speaker === id", arg=karim.pk)
+    k.wait_for_function("(id) => window.hirfaMeeting.state()?.active_speaker === id", arg=nadia.pk)
     time.sleep(SPEAK_SECONDS)
     k.click("#ctl-mic")
     a.click("#ctl-mic")
@@ -216,7 +215,7 @@ def test_a_recorded_meeting_becomes_a_replay_that_follows_the_speaker(gathering,
     time.sleep(SPEAK_SECONDS)
     shoot(k, "fr-indicator")
 
-    # Karim stops the recording; the build (the job worker's) makes the replay.
+    # Nadia stops the recording; the build (the job worker's) makes the replay.
     k.click("#ctl-people")
     k.click("#record-toggle")
     k.wait_for_selector("#rec-indicator", state="hidden")
@@ -240,7 +239,7 @@ def test_a_recorded_meeting_becomes_a_replay_that_follows_the_speaker(gathering,
     manifest = json.loads(next(directory.glob("session-*.json")).read_text())
     plan = recording_plan(directory)
     voices = {t.participant: t for t in plan.audio}
-    assert set(voices) == {str(karim.pk), str(amina.pk)}
+    assert set(voices) == {str(nadia.pk), str(amina.pk)}
     shown = [(s.start, s.end, plan.video[s.video].participant) for s in plan.shown]
     spans = {who: max((e - s, s, e) for s, e, p in shown if p == who) for who in voices}
     for who, (_length, start, end) in spans.items():
@@ -248,8 +247,8 @@ def test_a_recorded_meeting_becomes_a_replay_that_follows_the_speaker(gathering,
         assert mean_volume(video, start + 0.5, end - 0.5) > -45, f"{who}'s voice is not heard in the replay"
         assert mean_volume(voices[who].path, 0, 60) > -50, f"{who}'s recorded track is silent"
 
-    # The picture follows the speaker: red (Karim) while he speaks, then blue (Amina).
-    karim_span, amina_span = spans[str(karim.pk)], spans[str(amina.pk)]
+    # The picture follows the speaker: red (Nadia) while she speaks, then blue (Amina).
+    karim_span, amina_span = spans[str(nadia.pk)], spans[str(amina.pk)]
     assert karim_span[1] < amina_span[1]
     red = colour_at(video, (karim_span[1] + karim_span[2]) / 2)
     blue = colour_at(video, (amina_span[1] + amina_span[2]) / 2)

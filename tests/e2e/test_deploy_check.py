@@ -374,9 +374,9 @@ def test_deploy_check(topology: Topology, browser: Any) -> None:
 
     # --- people -------------------------------------------------------------------------------
     poterie, tlemcen = factories.trade(), factories.wilaya()
-    amina = factories.artisan("amina", trades=[poterie], wilaya_=tlemcen, display_name="Amina")
-    factories.artisan("yacine", trades=[poterie], wilaya_=tlemcen, display_name="Yacine")
-    karim = factories.moderator_of(factories.artisan("karim", trades=[poterie], wilaya_=tlemcen), trade_=poterie)
+    amina = factories.amina(pottery_=poterie, tlemcen_=tlemcen)
+    factories.yacine(pottery_=poterie)
+    nadia = factories.nadia(pottery_=poterie)  # moderates the pottery guild
     guild = Room.objects.get(kind=RoomKind.GUILD, trade=poterie).pk
     amina_cookie, yacine_cookie = sign_in(topology, "amina"), sign_in(topology, "yacine")
     report.append("sign-in: 2 artisans through the form over TLS (Secure session cookies)")
@@ -401,7 +401,7 @@ def test_deploy_check(topology: Topology, browser: Any) -> None:
             def schedule() -> int:
                 start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
                 gathering = gatherings.gathering_schedule(
-                    user=karim, room_id=guild, title="Atelier de poterie", start=start, duration=timedelta(hours=1)
+                    user=nadia, room_id=guild, title="Atelier de poterie", start=start, duration=timedelta(hours=1)
                 )
                 gatherings.rsvp_set(user=amina, gathering_id=gathering.pk, status="going")
                 return gathering.pk
@@ -448,19 +448,19 @@ def test_deploy_check(topology: Topology, browser: Any) -> None:
     for hub in topology.hubs:
         assert get_plain(f"{hub.url}/readyz")[0] == 200
 
-    # --- a meeting through TURN only: UDP for Karim, TLS for Amina -----------------------------
+    # --- a meeting through TURN only: UDP for Nadia, TLS for Amina -----------------------------
     path = f"/rooms/{guild}/meeting/"
-    k = browser_sign_in(browser, topology, karim.username, r"^turn:.*transport=udp", path)
+    k = browser_sign_in(browser, topology, nadia.username, r"^turn:.*transport=udp", path)
     join(k)
     a = browser_sign_in(browser, topology, "amina", r"^turns:", path)
     join(a)
-    wait_for_participants(k, [karim.pk, amina.pk])
-    pages = [(k, f"{amina.pk}:camera"), (a, f"{karim.pk}:camera")]
+    wait_for_participants(k, [nadia.pk, amina.pk])
+    pages = [(k, f"{amina.pk}:camera"), (a, f"{nadia.pk}:camera")]
     media_flowing(pages)
     k_pair, a_pair = k.evaluate(SELECTED_PAIR), a.evaluate(SELECTED_PAIR)
     assert k_pair and k_pair["candidateType"] == "relay" and k_pair["relayProtocol"] == "udp", k_pair
     assert a_pair and a_pair["candidateType"] == "relay" and a_pair["relayProtocol"] == "tls", a_pair
-    report.append("meeting: Chromium, relay only; Karim through TURN over UDP, Amina over TLS; media both ways")
+    report.append("meeting: Chromium, relay only; Nadia through TURN over UDP, Amina over TLS; media both ways")
 
     # --- rolling restart of the hubs during a message run and the meeting -------------------
     run = MessageRun(front, topology, guild, (amina_cookie, yacine_cookie)).start()

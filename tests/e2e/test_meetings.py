@@ -24,12 +24,12 @@ EMBEDDED = {"HIRFA_SFU_PLACEMENT": "embedded"}
 @database_sync_to_async
 def tlemcen_guild_meeting():
     trade, wilaya = factories.trade(), factories.wilaya()
-    amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
-    karim = factories.artisan("karim", trades=[trade], wilaya_=wilaya)
-    nadia = factories.moderator_of(factories.artisan("nadia", trades=[trade]), trade_=trade)
+    amina = factories.amina(pottery_=trade, tlemcen_=wilaya)
+    yacine = factories.yacine(pottery_=trade)
+    nadia = factories.nadia(pottery_=trade)
     room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
     meeting_id = services.meeting_start(user=nadia, room_id=room.pk).meeting
-    return meeting_id, nadia, amina, karim
+    return meeting_id, nadia, amina, yacine
 
 
 def everyone_receives(clients: list[MeetingClient], source: str, at_least: int) -> bool:
@@ -42,11 +42,11 @@ def everyone_receives(clients: list[MeetingClient], source: str, at_least: int) 
 
 
 async def test_three_participants_through_daphne(daphne_factory):  # noqa: F811
-    meeting_id, nadia, amina, karim = await tlemcen_guild_meeting()
+    meeting_id, nadia, amina, yacine = await tlemcen_guild_meeting()
     server = await asyncio.to_thread(daphne_factory, EMBEDDED)
     n = await remote_client(server, nadia, "nadia")
     a = await remote_client(server, amina, "amina")
-    k = await remote_client(server, karim, "karim")
+    k = await remote_client(server, yacine, "yacine")
     clients = [n, a, k]
     try:
         for c in clients:
@@ -56,7 +56,7 @@ async def test_three_participants_through_daphne(daphne_factory):  # noqa: F811
             lambda f: len(f["participants"]) == 3 and all(p["connected"] for p in f["participants"]),
         )
         assert {p["user"]["id"]: p["tracks"] for p in state["participants"]} == {
-            u.pk: ["camera", "mic"] for u in (nadia, amina, karim)
+            u.pk: ["camera", "mic"] for u in (nadia, amina, yacine)
         }
 
         # each hears the other two
@@ -64,12 +64,12 @@ async def test_three_participants_through_daphne(daphne_factory):  # noqa: F811
         # the first publisher's video reaches the two others
         await wait_until(
             lambda: all(len(c.frames_from(nadia.pk, "camera")) >= 10 for c in (a, k)),
-            what="amina and karim see nadia",
+            what="amina and yacine see nadia",
         )
         # each sees the other two (the two late joiners publish and subscribe in one negotiation)
         await wait_until(lambda: everyone_receives(clients, "camera", 10), what="everyone sees the others")
 
-        # a host mutes amina's microphone: her audio stops reaching nadia and karim
+        # a host mutes amina's microphone: her audio stops reaching nadia and yacine
         mark = n.mark()
         await n.send({"type": "meeting_host", "meeting": meeting_id, "action": "mute", "user": amina.pk, "source": "mic"})
         await n.wait_for(
@@ -88,21 +88,21 @@ async def test_three_participants_through_daphne(daphne_factory):  # noqa: F811
         for c in (n, k):
             assert len(c.frames_from(amina.pk, "mic")) - heard[c.name] <= 3, f"{c.name} still hears amina"
 
-        # karim leaves: the others get a new offer without his tracks and go on
+        # yacine leaves: the others get a new offer without his tracks and go on
         marks = {c.name: c.mark() for c in (n, a)}
         await k.send({"type": "meeting_leave", "meeting": meeting_id, "ref": "bye"})
         ended = await k.wait_for("meeting_ended")
         assert (ended["reason"], ended["ref"]) == ("left", "bye")
         for c in (n, a):
             offer = await c.wait_for("meeting_offer", after=marks[c.name])
-            assert karim.pk not in {m.get("user") for m in offer["mlines"]}, offer["mlines"]
+            assert yacine.pk not in {m.get("user") for m in offer["mlines"]}, offer["mlines"]
             assert {m.get("user") for m in offer["mlines"] if m["direction"] == "subscribe"} - {None} == {
                 ({nadia.pk, amina.pk} - {c.user_id}).pop()
             }
             left = await c.wait_for(
                 "meeting_state", lambda f: len(f["participants"]) == 2, after=marks[c.name]
             )
-            assert karim.pk not in {p["user"]["id"] for p in left["participants"]}
+            assert yacine.pk not in {p["user"]["id"] for p in left["participants"]}
         await wait_until(lambda: n.answered >= 2 and a.answered >= 2, what="both answered the new offer")
         seen = len(a.frames_from(nadia.pk, "camera"))
         heard_nadia = len(a.frames_from(nadia.pk, "mic"))
@@ -135,7 +135,7 @@ async def test_shutdown_closes_the_sfu_and_a_crash_is_swept(daphne_factory):  # 
 
     from tests.signaling.remote import udp_ports
 
-    meeting_id, nadia, amina, karim = await tlemcen_guild_meeting()
+    meeting_id, nadia, amina, yacine = await tlemcen_guild_meeting()
     env = {**EMBEDDED, "HIRFA_MEETING_HEARTBEAT_SECONDS": "0.5"}
     server = await asyncio.to_thread(daphne_factory, env)
     n = await remote_client(server, nadia, "nadia")
@@ -176,7 +176,7 @@ async def test_shutdown_closes_the_sfu_and_a_crash_is_swept(daphne_factory):  # 
         await n.close()
     assert await attendance_open(second) == [nadia.pk]
     restarted = await asyncio.to_thread(daphne_factory, env)
-    k = await remote_client(restarted, karim, "karim")
+    k = await remote_client(restarted, yacine, "yacine")
     try:
         room = await room_of(second)
 

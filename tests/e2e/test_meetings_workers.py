@@ -115,14 +115,14 @@ def sfu_workers(isolated_redis: str, transactional_db: None) -> Iterator[Callabl
 @database_sync_to_async
 def two_guild_meetings():
     trade, wilaya = factories.trade(), factories.wilaya()
-    amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
-    nadia = factories.moderator_of(factories.artisan("nadia", trades=[trade]), trade_=trade)
+    amina = factories.amina(pottery_=trade, tlemcen_=wilaya)
+    nadia = factories.nadia(pottery_=trade)
     other = factories.trade("dinanderie-test", "Dinanderie", "النحاس")
-    karim = factories.moderator_of(factories.artisan("karim", trades=[other]), trade_=other)
+    rachid = factories.moderator_of(factories.artisan("rachid", trades=[other]), trade_=other)
     first = services.meeting_start(user=nadia, room_id=Room.objects.get(kind=RoomKind.GUILD, trade=trade).pk)
-    second = services.meeting_start(user=karim, room_id=Room.objects.get(kind=RoomKind.GUILD, trade=other).pk)
+    second = services.meeting_start(user=rachid, room_id=Room.objects.get(kind=RoomKind.GUILD, trade=other).pk)
     assert first.meeting != second.meeting
-    return first.meeting, second.meeting, nadia, amina, karim
+    return first.meeting, second.meeting, nadia, amina, rachid
 
 
 @database_sync_to_async
@@ -160,7 +160,7 @@ async def flowing(x: MeetingClient, y: MeetingClient, *, more: int = 10) -> None
 
 
 async def test_meetings_on_sfu_workers_survive_a_killed_worker(daphne_factory, sfu_workers, isolated_redis):  # noqa: F811
-    first, second, nadia, amina, karim = await two_guild_meetings()
+    first, second, nadia, amina, rachid = await two_guild_meetings()
     w1 = await asyncio.to_thread(sfu_workers, "w1", 42000)
     w2 = await asyncio.to_thread(sfu_workers, "w2", 42200)
     workers = {w1.worker_id: w1, w2.worker_id: w2}
@@ -171,7 +171,7 @@ async def test_meetings_on_sfu_workers_survive_a_killed_worker(daphne_factory, s
     )
     n = await remote_client(server, nadia, "nadia")
     a = await remote_client(server, amina, "amina")
-    k = await remote_client(server, karim, "karim", publish=("mic",))
+    k = await remote_client(server, rachid, "rachid", publish=("mic",))
     try:
         await n.join(first)
         await a.join(first)
@@ -200,7 +200,7 @@ async def test_meetings_on_sfu_workers_survive_a_killed_worker(daphne_factory, s
         for c in (n, a):
             rejoin = await c.wait_for("meeting_rejoin", after=marks[c.name], timeout=REJOIN_DELAY + 5)
             assert rejoin == {"type": "meeting_rejoin", "meeting": first, "reason": "worker_lost"}
-        assert "meeting_rejoin" not in [f["type"] for f in k.frames[marks["karim"]:]]
+        assert "meeting_rejoin" not in [f["type"] for f in k.frames[marks["rachid"]:]]
 
         # rejoining (a new peer connection, as the page does) places the meeting on the other worker
         for c, tracks in ((n, nadia), (a, amina)):

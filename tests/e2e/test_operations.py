@@ -55,7 +55,7 @@ async def test_a_hub_is_healthy_ready_and_counts_sockets_rooms_and_messages(daph
     @sync_to_async
     def setup():
         trade, wilaya = factories.trade(), factories.wilaya()
-        amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
+        amina = factories.amina(pottery_=trade, tlemcen_=wilaya)
         room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
         return room.pk, session_cookie(amina)
 
@@ -135,7 +135,8 @@ def test_the_job_worker_serves_probes_and_its_queue_on_the_operations_port(trans
         assert status == 200 and json.loads(body)["checks"]["migrations"] == "ok", body
         while True:
             _, text = get(f"http://127.0.0.1:{port}/metrics")
-            if metric(text, "hirfa_jobs_queued") == 0 and metric(text, "hirfa_jobs_succeeded_last_hour") == 2:
+            # The two sweeps, and the periodic jobs the worker runs once at its start.
+            if metric(text, "hirfa_jobs_queued") == 0 and metric(text, "hirfa_jobs_succeeded_last_hour") >= 2:
                 break
             assert time.monotonic() < deadline, text
             time.sleep(0.2)

@@ -97,8 +97,8 @@ async def test_killing_the_redis_primary_loses_no_message(daphne_factory, redis_
     @sync_to_async
     def setup():
         trade, wilaya = factories.trade(), factories.wilaya()
-        amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
-        yacine = factories.artisan("yacine", trades=[trade], wilaya_=wilaya)
+        amina = factories.amina(pottery_=trade, tlemcen_=wilaya)
+        yacine = factories.yacine(pottery_=trade)
         room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
         return room.pk, session_cookie(amina), session_cookie(yacine)
 

@@ -31,8 +31,8 @@ async def test_log_out_and_ban_reach_sockets_on_every_server(daphne_factory, red
     @sync_to_async
     def setup():
         trade, wilaya = factories.trade(), factories.wilaya()
-        amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
-        nadia = factories.moderator_of(factories.artisan("nadia", trades=[trade]), trade_=trade)
+        amina = factories.amina(pottery_=trade, tlemcen_=wilaya)
+        nadia = factories.nadia(pottery_=trade)
         room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
         return room.pk, amina, nadia, session_cookie(amina), session_cookie(amina), session_cookie(nadia)
 

@@ -78,9 +78,9 @@ async def test_a_rolling_restart_of_the_hubs_loses_no_message_and_brings_the_mee
     @sync_to_async
     def setup():
         trade, wilaya = factories.trade(), factories.wilaya()
-        amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
-        yacine = factories.artisan("yacine", trades=[trade], wilaya_=wilaya)
-        nadia = factories.moderator_of(factories.artisan("nadia", trades=[trade]), trade_=trade)
+        amina = factories.amina(pottery_=trade, tlemcen_=wilaya)
+        yacine = factories.yacine(pottery_=trade)
+        nadia = factories.nadia(pottery_=trade)
         room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
         meeting = services.meeting_start(user=nadia, room_id=room.pk).meeting
         return room.pk, meeting, amina, nadia, session_cookie(amina), session_cookie(yacine)

@@ -32,7 +32,7 @@ async def test_members_on_two_servers_chat_and_see_each_other(daphne_factory, re
         await b.send(json.dumps({"type": "subscribe", "room": room}))
         subscribed = await next_frame(b, "subscribed", room=room)
         assert {u["id"] for u in subscribed["online"]} == {amina.pk, yacine.pk}
-        seen = await next_frame(a, "presence", user={"id": yacine.pk, "name": "Yacine"})
+        seen = await next_frame(a, "presence", user={"id": yacine.pk, "name": "Yacine Haddad"})
         assert seen["online"] is True
 
         await a.send(json.dumps({"type": "send", "room": room, "client_id": "a1", "text": "Salam من وهران"}))
@@ -43,7 +43,7 @@ async def test_members_on_two_servers_chat_and_see_each_other(daphne_factory, re
         assert got["text"] == "Bonjour de Tlemcen"
 
         await b.close()
-        gone = await next_frame(a, "presence", user={"id": yacine.pk, "name": "Yacine"})
+        gone = await next_frame(a, "presence", user={"id": yacine.pk, "name": "Yacine Haddad"})
         assert gone["online"] is False
     finally:
         await a.close()

@@ -1,38 +1,11 @@
-"""Personas for the web client's tests: Amina and Yacine, potters of Tlemcen,
-and Karim, who moderates the pottery guild."""
+"""The web client's tests: the cast is the suite's (tests/factories.py) — mostly Amina
+and Yacine, potters, and Nadia, who moderates the pottery guild."""
 
 from __future__ import annotations
 
 import pytest
 
 from rooms.models import Room, RoomKind
-from tests import factories
-
-
-@pytest.fixture
-def poterie(db):
-    return factories.trade()
-
-
-@pytest.fixture
-def tlemcen(db):
-    return factories.wilaya()
-
-
-@pytest.fixture
-def amina(poterie, tlemcen):
-    return factories.artisan("amina", trades=[poterie], wilaya_=tlemcen, display_name="Amina")
-
-
-@pytest.fixture
-def yacine(poterie, tlemcen):
-    return factories.artisan("yacine", trades=[poterie], wilaya_=tlemcen, display_name="Yacine")
-
-
-@pytest.fixture
-def karim(poterie, tlemcen):
-    user = factories.artisan("karim", trades=[poterie], wilaya_=tlemcen, display_name="Karim")
-    return factories.moderator_of(user, trade_=poterie)
 
 
 @pytest.fixture

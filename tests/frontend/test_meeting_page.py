@@ -30,17 +30,17 @@ def test_the_meeting_page_needs_a_login(client, guild):
     assert response["Location"].startswith(reverse("login") + "?next=")
 
 
-def test_a_room_the_member_may_not_read_is_a_404_like_a_missing_one(client, amina, yacine, karim):
-    group = room_services.group_create(user=yacine, title="Atelier", member_ids=[karim.pk])
+def test_a_room_the_member_may_not_read_is_a_404_like_a_missing_one(client, amina, yacine, nadia):
+    group = room_services.group_create(user=yacine, title="Atelier", member_ids=[nadia.pk])
     client.force_login(amina)
     assert client.get(reverse("meeting", args=[group.pk])).status_code == 404
     assert client.get(reverse("meeting", args=[999_999])).status_code == 404
-    client.force_login(karim)
+    client.force_login(nadia)
     assert client.get(reverse("meeting", args=[group.pk])).status_code == 200
 
 
-def test_host_controls_are_rendered_for_hosts_only(client, amina, karim, guild):
-    # No meeting yet: Karim (a moderator) may start one and would host it; Amina may not.
+def test_host_controls_are_rendered_for_hosts_only(client, amina, nadia, guild):
+    # No meeting yet: Nadia (a moderator) may start one and would host it; Amina may not.
     client.force_login(amina)
     page = client.get(reverse("meeting", args=[guild.pk]))
     html = page.content.decode()
@@ -50,13 +50,13 @@ def test_host_controls_are_rendered_for_hosts_only(client, amina, karim, guild):
     assert config_of(page)["mayStart"] is False
     assert re.search(r'id="join"[^>]*disabled', html), "nobody to join and Amina may not start"
 
-    client.force_login(karim)
+    client.force_login(nadia)
     page = client.get(reverse("meeting", args=[guild.pk]))
     assert 'id="host-controls"' in page.content.decode()
     assert config_of(page)["host"] is True and config_of(page)["mayStart"] is True
 
     # Live: Amina may join, still without host controls.
-    frame = meeting_services.meeting_start(user=karim, room_id=guild.pk)
+    frame = meeting_services.meeting_start(user=nadia, room_id=guild.pk)
     client.force_login(amina)
     page = client.get(reverse("meeting", args=[guild.pk]))
     html = page.content.decode()
@@ -78,8 +78,8 @@ def test_in_a_group_whoever_started_the_meeting_hosts_it(client, amina, yacine):
     assert 'id="host-controls"' in client.get(reverse("meeting", args=[group.pk])).content.decode()
 
 
-def test_the_room_page_links_to_its_meeting(client, amina, karim, guild):
-    client.force_login(karim)
+def test_the_room_page_links_to_its_meeting(client, amina, nadia, guild):
+    client.force_login(nadia)
     html = client.get(reverse("room", args=[guild.pk])).content.decode()
     url = reverse("meeting", args=[guild.pk])
     assert 'id="meeting-banner"' in html and f'href="{url}"' in html
@@ -91,9 +91,9 @@ def test_the_room_page_links_to_its_meeting(client, amina, karim, guild):
 
 
 @pytest.mark.parametrize("language", ["ar", "fr", "en"])
-def test_the_page_is_translated_and_mirrors_in_arabic(client, karim, guild, language):
+def test_the_page_is_translated_and_mirrors_in_arabic(client, nadia, guild, language):
     client.cookies["django_language"] = language
-    client.force_login(karim)
+    client.force_login(nadia)
     html = client.get(reverse("meeting", args=[guild.pk])).content.decode()
     assert f'lang="{language}"' in html
     assert ('dir="rtl"' in html) == (language == "ar")
@@ -101,8 +101,8 @@ def test_the_page_is_translated_and_mirrors_in_arabic(client, karim, guild, lang
     assert {"join", "muteMic", "usage", "ended_removed", "err_meeting_locked"} <= strings.keys()
 
 
-def test_meeting_page_first_load_is_under_150_kb(client, karim, guild):
-    client.force_login(karim)
+def test_meeting_page_first_load_is_under_150_kb(client, nadia, guild):
+    client.force_login(nadia)
     response = client.get(reverse("meeting", args=[guild.pk]))
     html = response.content.decode()
     total = len(response.content)

@@ -137,28 +137,28 @@ def test_a_room_one_may_not_read_is_a_404_like_a_missing_one(client, amina, yaci
     assert client.get(reverse("room", args=[999999])).status_code == 404
 
 
-def test_moderator_controls_are_hidden_from_members(client, amina, karim, guild):
+def test_moderator_controls_are_hidden_from_members(client, amina, nadia, guild):
     client.force_login(amina)
     member_page = client.get(reverse("room", args=[guild.pk]))
     assert config_of(member_page)["moderator"] is False
     assert 'id="mute-dialog"' not in member_page.content.decode()
     assert reverse("moderation") not in member_page.content.decode()
 
-    client.force_login(karim)
+    client.force_login(nadia)
     moderator_page = client.get(reverse("room", args=[guild.pk]))
     assert config_of(moderator_page)["moderator"] is True
     assert 'id="mute-dialog"' in moderator_page.content.decode()
     assert reverse("moderation") in moderator_page.content.decode()
 
 
-def test_moderators_set_slow_mode_from_the_room_page(client, amina, karim, guild):
+def test_moderators_set_slow_mode_from_the_room_page(client, amina, nadia, guild):
     client.force_login(amina)
     assert 'id="slow-mode-form"' not in client.get(reverse("room", args=[guild.pk])).content.decode()
     client.post(reverse("room_slow_mode", args=[guild.pk]), {"seconds": "30"})
     guild.refresh_from_db()
     assert guild.slow_mode_seconds == 0
 
-    client.force_login(karim)
+    client.force_login(nadia)
     assert 'id="slow-mode-form"' in client.get(reverse("room", args=[guild.pk])).content.decode()
     response = client.post(reverse("room_slow_mode", args=[guild.pk]), {"seconds": "30"})
     assert response.status_code == 302
@@ -194,7 +194,7 @@ def test_create_a_private_group_with_members(client, amina, yacine):
 # --- moderation ------------------------------------------------------------------------
 
 
-def test_moderation_queue_is_for_moderators_only(client, amina, yacine, karim, guild):
+def test_moderation_queue_is_for_moderators_only(client, amina, yacine, nadia, guild):
     message = post(yacine, guild, "Achetez mes vases ici", "spam").message
     services.message_report(user=amina, room_id=guild.pk, seq=message.id, reason="Publicité")
 
@@ -204,19 +204,19 @@ def test_moderation_queue_is_for_moderators_only(client, amina, yacine, karim, g
     client.post(reverse("report_resolve", args=[report.pk]), {"action": "delete"})
     assert Message.objects.get().deleted_at is None
 
-    client.force_login(karim)
+    client.force_login(nadia)
     page = client.get(reverse("moderation")).content.decode()
     assert "Achetez mes vases ici" in page
     assert "Publicité" in page
 
 
-def test_moderator_deletes_or_dismisses_from_the_queue(client, amina, yacine, karim, guild):
+def test_moderator_deletes_or_dismisses_from_the_queue(client, amina, yacine, nadia, guild):
     first = post(yacine, guild, "one", "a").message
     second = post(yacine, guild, "two", "b").message
     services.message_report(user=amina, room_id=guild.pk, seq=first.id, reason="r1")
     services.message_report(user=amina, room_id=guild.pk, seq=second.id, reason="r2")
     r1, r2 = Report.objects.order_by("id")
-    client.force_login(karim)
+    client.force_login(nadia)
     assert client.post(reverse("report_resolve", args=[r1.pk]), {"action": "delete"})["Location"] == reverse("moderation")
     client.post(reverse("report_resolve", args=[r2.pk]), {"action": "dismiss"})
     r1.refresh_from_db()
@@ -230,7 +230,7 @@ def test_moderator_deletes_or_dismisses_from_the_queue(client, amina, yacine, ka
 
 def test_a_moderator_of_another_trade_sees_no_report_here(client, amina, yacine, guild):
     other = factories.moderator_of(
-        factories.artisan("nadia", trades=[factories.trade("cuivre-test", "Cuivre", "النحاس")]),
+        factories.artisan("nadir", trades=[factories.trade("cuivre-test", "Cuivre", "النحاس")]),
         trade_=factories.trade("cuivre-test"),
     )
     message = post(yacine, guild, "hors sujet", "h").message

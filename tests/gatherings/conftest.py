@@ -1,11 +1,6 @@
-"""Personas for the gatherings' tests.
-
-- amina: a potter of Tlemcen, member of the Tlemcen region room;
-- karim: a moderator of the wilaya of Tlemcen (and a potter there);
-- yacine: a potter of Oran, who does not follow the Tlemcen room;
-- sofia: an artisan of the diaspora in Lyon, weaver of Tlemcen;
-- nadia: the admin.
-"""
+"""The gatherings' tests: the cast is the suite's (tests/factories.py). Karim, who
+moderates Tlemcen, schedules in the Tlemcen room; Amina and Lina are its members; Yacine
+(of Oran) and Omar are not; Leila is the admin."""
 
 from __future__ import annotations
 
@@ -14,50 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rooms.models import Room, RoomKind
-from tests.factories import artisan, moderator_of, trade, wilaya
-
-
-@pytest.fixture
-def poterie(db):
-    return trade()
-
-
-@pytest.fixture
-def tlemcen(db):
-    return wilaya()
-
-
-@pytest.fixture
-def oran(db):
-    return wilaya("Oran-test", "وهران")
-
-
-@pytest.fixture
-def amina(poterie, tlemcen):
-    return artisan("amina", trades=[poterie], wilaya_=tlemcen)
-
-
-@pytest.fixture
-def karim(poterie, tlemcen):
-    return moderator_of(artisan("karim", trades=[poterie], wilaya_=tlemcen), wilaya_=tlemcen)
-
-
-@pytest.fixture
-def yacine(poterie, oran):
-    return artisan("yacine", trades=[poterie], wilaya_=oran)
-
-
-@pytest.fixture
-def sofia(tlemcen):
-    weaving = trade("tissage-test", "Tissage", "النسيج")
-    return artisan("sofia", trades=[weaving], wilaya_=tlemcen)
-
-
-@pytest.fixture
-def nadia(db):
-    from hub.models import User
-
-    return User.objects.create_superuser("nadia", "nadia@example.org", "a-long-test-passphrase")
 
 
 @pytest.fixture

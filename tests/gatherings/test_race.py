@@ -35,7 +35,7 @@ def _concurrently(*calls):
     return results
 
 
-def test_two_members_take_the_last_seat_at_once(schedule, amina, sofia, yacine, monkeypatch):
+def test_two_members_take_the_last_seat_at_once(schedule, amina, lina, yacine, monkeypatch):
     if connection.vendor != "postgresql":
         skip_or_fail("row locks need PostgreSQL; SQLite serialises every writer anyway")
     gathering = schedule(capacity=2, visibility="public")
@@ -54,7 +54,7 @@ def test_two_members_take_the_last_seat_at_once(schedule, amina, sofia, yacine, 
     monkeypatch.setattr(services._SeatBook, "taken", slow_taken)
     results = _concurrently(
         lambda: services.rsvp_set(user=amina, gathering_id=gathering.pk, status="going", original_start=occ.original_start),
-        lambda: services.rsvp_set(user=sofia, gathering_id=gathering.pk, status="going", original_start=occ.original_start),
+        lambda: services.rsvp_set(user=lina, gathering_id=gathering.pk, status="going", original_start=occ.original_start),
     )
     assert all(not isinstance(r, Exception) for r in results), results
     assert sorted(r.status for r in results) == ["going", "waitlisted"]
@@ -62,7 +62,7 @@ def test_two_members_take_the_last_seat_at_once(schedule, amina, sofia, yacine, 
     assert sum(1 for r in answers.values() if r.status == "going") == 2
 
 
-def test_two_members_join_at_once_and_get_one_meeting(schedule, amina, sofia, monkeypatch):
+def test_two_members_join_at_once_and_get_one_meeting(schedule, amina, lina, monkeypatch):
     """Both start the room's meeting at the same moment: one meeting, linked once."""
     if connection.vendor != "postgresql":
         skip_or_fail("concurrent transactions need PostgreSQL; SQLite serialises every writer anyway")
@@ -87,7 +87,7 @@ def test_two_members_join_at_once_and_get_one_meeting(schedule, amina, sofia, mo
             user=user, gathering_id=gathering.pk, original_start=occ.original_start, now=occ.start
         )
 
-    results = _concurrently(join(amina), join(sofia))
+    results = _concurrently(join(amina), join(lina))
     assert all(not isinstance(r, Exception) for r in results), results
     assert results[0].meeting_id == results[1].meeting_id
     assert Meeting.objects.count() == 1 and OccurrenceMeeting.objects.count() == 1

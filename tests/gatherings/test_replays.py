@@ -16,16 +16,10 @@ from rooms import services as room_services
 from signaling import services as signaling_services
 from signaling.models import Recording, RecordingMarker, RecordingState, recording_directory
 from signaling.replay import AUDIO_FILE, VIDEO_FILE
-from tests.factories import artisan
 
 pytestmark = pytest.mark.django_db
 
 VIDEO = bytes(range(256)) * 40  # 10 240 bytes standing for a WebM file
-
-
-@pytest.fixture
-def omar(poterie, oran):
-    return artisan("omar", trades=[poterie], wilaya_=oran)
 
 
 @pytest.fixture

@@ -40,11 +40,11 @@ def make_world() -> World:
     from tests import factories
 
     trade, wilaya = factories.trade(), factories.wilaya()
-    amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
-    yacine = factories.artisan("yacine", trades=[trade], wilaya_=wilaya)
-    nadia = factories.moderator_of(factories.artisan("nadia", trades=[trade]), trade_=trade)
+    amina = factories.amina(pottery_=trade, tlemcen_=wilaya)
+    yacine = factories.yacine(pottery_=trade)
+    nadia = factories.nadia(pottery_=trade)
     other_trade = factories.trade("tissage-test", "Tissage", "النسيج")
-    omar = factories.artisan("omar", trades=[other_trade])
+    sofia = factories.sofia(weaving_=other_trade)
     guild = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
     region = Room.objects.filter(kind=RoomKind.REGION, wilaya=wilaya).first()
     closed = Room.objects.get(kind=RoomKind.GUILD, trade=other_trade)  # not hers to read
@@ -61,7 +61,7 @@ def make_world() -> World:
             "all_rooms": rooms,
             "group": [group.pk],
             "message": [message.message.id],
-            "user": [yacine.pk, nadia.pk, omar.pk, amina.pk],
+            "user": [yacine.pk, nadia.pk, sofia.pk, amina.pk],
             "meeting": [meeting.meeting],
         },
     )

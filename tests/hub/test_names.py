@@ -41,7 +41,7 @@ def test_trades_are_sorted_alike_on_the_sign_up_form_the_agenda_and_the_director
 
 def test_a_wilaya_is_written_one_way_on_the_form_the_agenda_and_the_directory():
     wilaya = factories.wilaya()
-    user = factories.artisan("amina", wilaya_=wilaya)
+    user = factories.amina(tlemcen_=wilaya)
     with translation.override("fr"):
         field = forms.WilayaChoiceField(queryset=type(wilaya).objects.all())
         assert field.label_from_instance(wilaya) == wilaya.label == wilaya_label(wilaya) == f"{wilaya.code:02d} Tlemcen-test"

@@ -57,8 +57,8 @@ def test_the_export_carries_rsvps_attendance_and_the_calendar_feed():
     from tests import factories
 
     pottery, tlemcen = factories.trade(), factories.wilaya()
-    karim = factories.moderator_of(factories.artisan("karim", trades=[pottery], wilaya_=tlemcen), wilaya_=tlemcen)
-    amina = factories.artisan("amina", trades=[pottery], wilaya_=tlemcen)
+    karim = factories.karim(pottery_=pottery, tlemcen_=tlemcen)
+    amina = factories.amina(pottery_=pottery, tlemcen_=tlemcen)
     room = Room.objects.get(kind=RoomKind.REGION, wilaya=tlemcen)
     gathering = gathering_services.gathering_schedule(
         user=karim,

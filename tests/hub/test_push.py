@@ -89,8 +89,8 @@ def vapid(settings):
 @pytest.fixture
 def people(transactional_db):
     poterie = factories.trade()
-    amina = factories.artisan("amina", trades=[poterie], display_name="Amina")
-    yacine = factories.artisan("yacine", trades=[poterie], display_name="Yacine")
+    amina = factories.amina(pottery_=poterie)
+    yacine = factories.yacine(pottery_=poterie)
     amina.preferred_language = "fr"
     amina.save()
     return amina, yacine, Room.objects.get(kind=RoomKind.GUILD, trade=poterie)

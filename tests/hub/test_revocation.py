@@ -27,9 +27,9 @@ async def _fresh_presence():
 @sync_to_async
 def people():
     trade, wilaya = factories.trade(), factories.wilaya()
-    amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
-    yacine = factories.artisan("yacine", trades=[trade], wilaya_=wilaya)
-    nadia = factories.moderator_of(factories.artisan("nadia", trades=[trade]), trade_=trade)
+    amina = factories.amina(pottery_=trade, tlemcen_=wilaya)
+    yacine = factories.yacine(pottery_=trade)
+    nadia = factories.nadia(pottery_=trade)
     return Room.objects.get(kind=RoomKind.GUILD, trade=trade), amina, yacine, nadia
 
 

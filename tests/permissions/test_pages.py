@@ -304,7 +304,7 @@ def test_pages_that_only_read_refuse_a_post(admin_client):
     """A page the document lists as read-only answers a post with 405, even for an admin."""
     from tests import factories
 
-    amina = factories.artisan("amina")
+    amina = factories.amina()
     wrote = []
     for pattern in sorted(_read_only_pages()):
         values = {"room_id": MISSING_ID, "gathering_id": MISSING_ID, "user_id": MISSING_ID, "product_id": MISSING_ID,

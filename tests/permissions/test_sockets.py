@@ -33,7 +33,7 @@ Frame = dict[str, Any]
 def room_frames(world: World, role: str, kind: str, room: int) -> list[tuple[str, Frame, bool]]:
     """(row key, frame, whether it changes the world) in the order they are sent."""
     target, own = world.target[kind], world.own_seq(role, kind)
-    karim = world.karim.pk
+    kamel = world.kamel.pk
     return [
         ("subscribe", {"type": "subscribe", "room": room}, False),
         ("history", {"type": "history", "room": room}, False),
@@ -48,8 +48,8 @@ def room_frames(world: World, role: str, kind: str, room: int) -> list[tuple[str
         ("edit another's", {"type": "edit", "room": room, "id": target, "text": "edited"}, True),
         ("delete own", {"type": "delete", "room": room, "id": own}, True),
         ("delete another's", {"type": "delete", "room": room, "id": target}, True),
-        ("mute", {"type": "mute", "room": room, "user": karim, "minutes": 5}, True),
-        ("ban", {"type": "ban", "room": room, "user": karim, "on": True}, True),
+        ("mute", {"type": "mute", "room": room, "user": kamel, "minutes": 5}, True),
+        ("ban", {"type": "ban", "room": room, "user": kamel, "on": True}, True),
         ("unsubscribe", {"type": "unsubscribe", "room": room}, False),
     ]
 

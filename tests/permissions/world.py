@@ -46,11 +46,11 @@ def png_bytes() -> bytes:
 class World:
     users: dict[str, User]  # by role; "anonymous" is absent
     ghania: User  # owns the group, the other side of the direct room, author of the targets
-    karim: User  # whom moderators mute and ban
+    kamel: User  # whom moderators mute and ban
     rooms: dict[str, Room]  # by kind
     target: dict[str, int]  # kind -> seq of ghania's message
     own: dict[tuple[str, str], int]  # (role, kind) -> seq of the role's own message
-    reports: dict[str, int]  # kind -> id of karim's report of ghania's message
+    reports: dict[str, int]  # kind -> id of kamel's report of ghania's message
     gatherings: dict[str, int] = field(default_factory=dict)  # kind -> gathering id
     occurrence_now: dict[str, str] = field(default_factory=dict)  # kind -> key of the first occurrence
     occurrence_next: dict[str, str] = field(default_factory=dict)  # kind -> key of the second
@@ -96,8 +96,8 @@ def build(*, gatherings: bool = False, registry: bool = False) -> World:
         return factories.artisan(username, trades=[trade], wilaya_=wilaya)
 
     users = {
-        "member": person("amina", poterie, tlemcen),
-        "other_wilaya": person("omar", poterie, oran),
+        "member": factories.amina(pottery_=poterie, tlemcen_=tlemcen),
+        "other_wilaya": factories.yacine(pottery_=poterie, oran_=oran),
         "banned": person("bilal", poterie, tlemcen),
         "muted": person("mourad", poterie, tlemcen),
         "trade_moderator": factories.moderator_of(person("tahar", poterie, oran), trade_=poterie),
@@ -107,7 +107,7 @@ def build(*, gatherings: bool = False, registry: bool = False) -> World:
     User.objects.filter(pk=users["admin"].pk).update(is_staff=True, is_superuser=True)
     users["admin"].refresh_from_db()
     ghania = person("ghania", poterie, tlemcen)
-    karim = person("karim", poterie, tlemcen)
+    kamel = person("kamel", poterie, tlemcen)
 
     by_kind = {
         RoomKind.GUILD: Room.objects.get(kind=RoomKind.GUILD, trade=poterie),
@@ -116,7 +116,7 @@ def build(*, gatherings: bool = False, registry: bool = False) -> World:
         RoomKind.GROUP: room_services.group_create(
             user=ghania,
             title="Atelier",
-            member_ids=[users["member"].pk, users["banned"].pk, users["muted"].pk, karim.pk],
+            member_ids=[users["member"].pk, users["banned"].pk, users["muted"].pk, kamel.pk],
         ),
         RoomKind.DIRECT: room_services.direct_room_open(user=users["member"], other_id=ghania.pk),
     }
@@ -157,7 +157,7 @@ def build(*, gatherings: bool = False, registry: bool = False) -> World:
     for kind, room in rooms.items():
         if kind != RoomKind.DIRECT:
             reports[kind] = room_services.message_report(
-                user=karim, room_id=room.pk, seq=target[kind], reason="spam"
+                user=kamel, room_id=room.pk, seq=target[kind], reason="spam"
             ).pk
         moderator = ghania if not room.is_public else admin
         if kind == RoomKind.DIRECT:
@@ -170,7 +170,7 @@ def build(*, gatherings: bool = False, registry: bool = False) -> World:
     world = World(
         users=users,
         ghania=ghania,
-        karim=karim,
+        kamel=kamel,
         rooms=rooms,
         target=target,
         own=own,
@@ -207,7 +207,7 @@ def _gatherings(world: World) -> None:
 
 
 def _registry(world: World, wilaya) -> None:
-    """Ghania's product (reported by Karim), her offer on the exchange, her card waiting for review."""
+    """Ghania's product (reported by Kamel), her offer on the exchange, her card waiting for review."""
     from registry import selectors as registry_selectors
     from registry import services as registry_services
 
@@ -215,7 +215,7 @@ def _registry(world: World, wilaya) -> None:
     world.registry["product"] = product.pk
     type(product).objects.filter(pk=product.pk).update(auth_code=world.tag_code)
     world.registry["product_report"] = registry_services.product_report(
-        user=world.karim, product_id=product.pk, reason="counterfeit"
+        user=world.kamel, product_id=product.pk, reason="counterfeit"
     ).pk
     enquiry = registry_services.enquiry_send(
         product_id=product.pk, name="Lamia", contact="lamia@example.org", text="Prix ?", client_key="world"

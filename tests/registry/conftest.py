@@ -1,12 +1,7 @@
-"""Personas for the registry's tests.
-
-- amina: a potter of Tlemcen (13), speaks Arabic and French;
-- karim: a moderator of the wilaya of Tlemcen;
-- omar: a moderator of the wilaya of Oran (31), not of Tlemcen;
-- yacine: a potter of Oran;
-- sofia: a weaver of Alger (16), far from Tlemcen;
-- nadia: the admin.
-"""
+"""The registry's tests: the cast is the suite's (tests/factories.py), on the reference
+wilayas — Amina, a potter of Tlemcen (13); Karim, who moderates Tlemcen; Omar, who moderates
+Oran (31), not Tlemcen; Yacine, a potter of Oran; Sofia, a weaver of Alger (16), far from
+Tlemcen; Leila, the admin."""
 
 from __future__ import annotations
 
@@ -19,8 +14,7 @@ import pytest
 from django.apps import apps as django_apps
 from PIL import Image
 
-from hub.models import User, Wilaya
-from tests.factories import artisan, moderator_of, trade
+from hub.models import Wilaya
 
 _LOADERS = ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades")
 
@@ -45,53 +39,18 @@ def wilaya(code: int) -> Wilaya:
 
 
 @pytest.fixture
-def poterie(db):
-    return trade()
+def tlemcen(reference_data):
+    return wilaya(13)
 
 
 @pytest.fixture
-def tissage(db):
-    return trade("tissage-test", "Tissage", "النسيج")
+def oran(reference_data):
+    return wilaya(31)
 
 
 @pytest.fixture
-def amina(reference_data, poterie):
-    user = artisan("amina", trades=[poterie], wilaya_=wilaya(13), display_name="Amina Belkacem")
-    user.profile.languages = ["ar", "fr"]
-    user.profile.bio = "Poterie berbère de Nedroma, فخار تقليدي"
-    user.profile.save()
-    return user
-
-
-@pytest.fixture
-def karim(reference_data):
-    return moderator_of(artisan("karim", wilaya_=wilaya(13)), wilaya_=wilaya(13))
-
-
-@pytest.fixture
-def omar(reference_data):
-    return moderator_of(artisan("omar", wilaya_=wilaya(31)), wilaya_=wilaya(31))
-
-
-@pytest.fixture
-def yacine(reference_data, poterie):
-    user = artisan("yacine", trades=[poterie], wilaya_=wilaya(31), display_name="Yacine Haddad")
-    user.profile.languages = ["fr"]
-    user.profile.save()
-    return user
-
-
-@pytest.fixture
-def sofia(reference_data, tissage):
-    user = artisan("sofia", trades=[tissage], wilaya_=wilaya(16), display_name="صوفيا النساجة")
-    user.profile.languages = ["ar", "ber"]
-    user.profile.save()
-    return user
-
-
-@pytest.fixture
-def nadia(db):
-    return User.objects.create_superuser("nadia", "nadia@example.org", "a-long-test-passphrase")
+def alger(reference_data):
+    return wilaya(16)
 
 
 def jpeg(width: int = 64, height: int = 48, color: str = "sienna") -> bytes:

@@ -24,7 +24,7 @@ def shop(transactional_db, reference_data, settings, tmp_path):
     """Amina's shop with two products, and a few artisans for the map; all written before the browser starts."""
     settings.MEDIA_ROOT = tmp_path / "media"
     poterie = factories.trade()
-    amina = factories.artisan("amina", trades=[poterie], wilaya_=wilaya(13), display_name="Amina Belkacem")
+    amina = factories.amina(pottery_=poterie, tlemcen_=wilaya(13))
     services.census_update(user=amina, commune="Nedroma", years_of_practice=12,
                            whatsapp="0555123456", public_channels=["whatsapp"])
     services.product_create(user=amina, title="Jarre de Nedroma", price_dzd=4500,

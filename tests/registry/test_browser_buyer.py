@@ -31,7 +31,7 @@ def market(transactional_db, settings, tmp_path):
     copper = Trade.objects.get(slug="copperware")
     pottery = Trade.objects.get(slug="pottery-ceramics")
     nadir = factories.artisan("nadir", trades=[copper], wilaya_=wilaya(13), display_name="نذير بومدين")
-    karim = factories.moderator_of(factories.artisan("karim", wilaya_=wilaya(13)), wilaya_=wilaya(13))
+    karim = factories.karim(pottery_=pottery, tlemcen_=wilaya(13))
     services.census_update(user=nadir, commune="Tlemcen", whatsapp="0555 12 34 56", public_channels=["whatsapp"])
     services.verification_submit(user=nadir, card_number="13/0421-B", issuing_chamber="CAM Tlemcen", card_photo=jpeg())
     services.verification_review(moderator=karim, artisan_id=nadir.pk, approve=True)

@@ -16,19 +16,18 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def world():
-    """Amina and Yacine, potters of Tlemcen; Karim, a weaver of Oran; a private group of Karim's."""
-    pottery = factories.trade()
-    weaving = factories.trade("tissage-test", "Tissage", "النسيج")
-    tlemcen = factories.wilaya()
-    oran = factories.wilaya("Oran-test", "وهران")
-    amina = factories.artisan("amina", trades=[pottery], wilaya_=tlemcen)
-    yacine = factories.artisan("yacine", trades=[pottery], wilaya_=tlemcen)
-    karim = factories.artisan("karim", trades=[weaving], wilaya_=oran)
+    """Amina and Yacine, potters; Sofia, a weaver of Alger; a private group of Sofia's."""
+    pottery = factories.pottery()
+    weaving = factories.weaving()
+    tlemcen = factories.tlemcen()
+    amina = factories.amina(pottery_=pottery, tlemcen_=tlemcen)
+    yacine = factories.yacine(pottery_=pottery)
+    sofia = factories.sofia(weaving_=weaving)
     guild = Room.objects.get(kind=RoomKind.GUILD, trade=pottery)
     weavers = Room.objects.get(kind=RoomKind.GUILD, trade=weaving)
-    secret = services.group_create(user=karim, title="Karim's circle", member_ids=[])
+    secret = services.group_create(user=sofia, title="Sofia's circle", member_ids=[])
     return {
-        "amina": amina, "yacine": yacine, "karim": karim, "guild": guild, "weavers": weavers,
+        "amina": amina, "yacine": yacine, "sofia": sofia, "guild": guild, "weavers": weavers,
         "secret": secret, "pottery": pottery, "tlemcen": tlemcen,
     }
 
@@ -172,7 +171,7 @@ def test_room_detail_and_members(world):
     assert room["follows"] is True and room["role"] == "member"
     assert room["unread"] == 1 and room["can_moderate"] is False
     members = client.get(f"/api/rooms/{world['guild'].pk}/members").json()
-    assert [m["user"]["name"] for m in members] == ["Amina", "Yacine"]
+    assert [m["user"]["name"] for m in members] == ["Amina Belkacem", "Yacine Haddad"]
     # A public room one does not follow is readable too.
     weavers = client.get(f"/api/rooms/{world['weavers'].pk}").json()
     assert weavers["follows"] is False and weavers["role"] is None
@@ -187,7 +186,7 @@ def test_messages_history_and_changes(world):
     assert [m["id"] for m in page["messages"]] == [4, 5] and page["more"] is True
     first = page["messages"][0]
     assert first["type"] == "message" and first["text"] == "message 4"
-    assert first["author"]["name"] == "Yacine" and first["room"] == world["guild"].pk
+    assert first["author"]["name"] == "Yacine Haddad" and first["room"] == world["guild"].pk
     older = client.get(f"{url}?before=4&limit=10").json()
     assert [m["id"] for m in older["messages"]] == [1, 2, 3] and older["more"] is False
     services.message_edit(user=world["yacine"], room_id=world["guild"].pk, seq=2, text="edited")
@@ -225,12 +224,12 @@ def test_slow_mode_is_set_by_moderators_only(world):
 
 def test_direct_room(world):
     client = client_for(world["amina"])
-    first = post(client, "/api/rooms/direct", {"user": world["karim"].pk})
+    first = post(client, "/api/rooms/direct", {"user": world["sofia"].pk})
     assert first.status_code == 200 and first.json()["kind"] == "direct"
-    again = post(client, "/api/rooms/direct", {"user": world["karim"].pk}).json()
+    again = post(client, "/api/rooms/direct", {"user": world["sofia"].pk}).json()
     assert again["id"] == first.json()["id"]
-    karim = client_for(world["karim"])
-    assert karim.get(f"/api/rooms/{again['id']}").status_code == 200
+    sofia = client_for(world["sofia"])
+    assert sofia.get(f"/api/rooms/{again['id']}").status_code == 200
     assert client_for(world["yacine"]).get(f"/api/rooms/{again['id']}").status_code == 404
     yourself = post(client, "/api/rooms/direct", {"user": world["amina"].pk})
     assert yourself.status_code == 400 and yourself.json()["code"] == "invalid"
@@ -244,7 +243,7 @@ def test_group_create(world):
     group = response.json()
     assert group["kind"] == "group" and group["title"] == "Salon 2026"
     assert client_for(world["yacine"]).get(f"/api/rooms/{group['id']}").status_code == 200
-    assert client_for(world["karim"]).get(f"/api/rooms/{group['id']}").status_code == 404
+    assert client_for(world["sofia"]).get(f"/api/rooms/{group['id']}").status_code == 404
     blank = post(client, "/api/rooms/groups", {"title": "   "})
     assert blank.status_code == 400 and blank.json()["code"] == "invalid"
 
@@ -254,11 +253,11 @@ def test_group_create(world):
 
 def test_search_endpoint(world):
     say(world["yacine"], world["guild"], "Je vends de la poterie de Tlemcen", "c1")
-    say(world["karim"], world["secret"], "poterie secrète", "c2")
+    say(world["sofia"], world["secret"], "poterie secrète", "c2")
     client = client_for(world["amina"])
     hits = client.get("/api/search", {"q": "poterie"}).json()
     assert [(h["room"], h["id"]) for h in hits] == [(world["guild"].pk, 1)]
-    assert hits[0]["author"]["name"] == "Yacine" and "poterie" in hits[0]["excerpt"]
+    assert hits[0]["author"]["name"] == "Yacine Haddad" and "poterie" in hits[0]["excerpt"]
     forbidden = client.get("/api/search", {"q": "poterie", "room": world["secret"].pk})
     assert forbidden.status_code == 404 and forbidden.json()["code"] == "not_found"
     empty = client.get("/api/search", {"q": "  "})
@@ -287,10 +286,7 @@ def test_notifications_list_and_read(world):
 
 @pytest.fixture
 def reported(world):
-    moderator = factories.moderator_of(
-        factories.artisan("nadia", trades=[world["pottery"]], wilaya_=world["tlemcen"]),
-        trade_=world["pottery"],
-    )
+    moderator = factories.nadia(pottery_=world["pottery"])
     message = say(world["yacine"], world["guild"], "spam spam", "c1")
     report = services.message_report(
         user=world["amina"], room_id=world["guild"].pk, seq=message.id, reason="spam"
@@ -302,9 +298,9 @@ def test_reports_queue_for_moderators_only(reported):
     queue = client_for(reported["nadia"]).get("/api/reports").json()
     assert [r["id"] for r in queue] == [reported["report"].pk]
     assert queue[0]["message"]["text"] == "spam spam" and queue[0]["reason"] == "spam"
-    assert queue[0]["reporter"]["name"] == "Amina"
-    assert client_for(reported["karim"]).get("/api/reports").json() == []
-    not_mod = post(client_for(reported["karim"]), f"/api/reports/{reported['report'].pk}", {"action": "dismiss"})
+    assert queue[0]["reporter"]["name"] == "Amina Belkacem"
+    assert client_for(reported["sofia"]).get("/api/reports").json() == []
+    not_mod = post(client_for(reported["sofia"]), f"/api/reports/{reported['report'].pk}", {"action": "dismiss"})
     assert not_mod.status_code == 404 and not_mod.json()["code"] == "not_found"
 
 

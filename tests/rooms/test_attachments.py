@@ -32,13 +32,12 @@ def media(settings, tmp_path) -> Iterator[Path]:
 
 @pytest.fixture
 def world():
-    pottery = factories.trade()
-    tlemcen = factories.wilaya()
-    amina = factories.artisan("amina", trades=[pottery], wilaya_=tlemcen)
-    karim = factories.artisan("karim")
+    pottery = factories.pottery()
+    amina = factories.amina(pottery_=pottery)
+    walid = factories.walid()
     guild = Room.objects.get(kind=RoomKind.GUILD, trade=pottery)
-    secret = services.group_create(user=karim, title="Cercle", member_ids=[])
-    return {"amina": amina, "karim": karim, "guild": guild, "secret": secret}
+    secret = services.group_create(user=walid, title="Cercle", member_ids=[])
+    return {"amina": amina, "walid": walid, "guild": guild, "secret": secret}
 
 
 def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (800, 600), mode: str = "RGB") -> bytes:

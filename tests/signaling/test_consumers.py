@@ -20,13 +20,13 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 def guild_meeting(lobby: bool = False):
     trade = factories.trade()
     wilaya = factories.wilaya()
-    amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
-    karim = factories.artisan("karim", trades=[trade], wilaya_=wilaya)
-    nadia = factories.moderator_of(factories.artisan("nadia", trades=[trade]), trade_=trade)
-    omar = factories.artisan("omar")
+    amina = factories.amina(pottery_=trade, tlemcen_=wilaya)
+    yacine = factories.yacine(pottery_=trade)
+    nadia = factories.nadia(pottery_=trade)
+    walid = factories.walid()
     room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
     meeting_id = services.meeting_start(user=nadia, room_id=room.pk, lobby=lobby).meeting
-    return room, meeting_id, nadia, amina, karim, omar
+    return room, meeting_id, nadia, amina, yacine, walid
 
 
 @sync_to_async
@@ -93,7 +93,7 @@ async def test_two_participants_exchange_media_and_state(embedded_sfu, close_sfu
 
 
 async def test_bad_input_is_refused_and_the_meeting_goes_on(embedded_sfu, close_sfu_after):
-    _room, meeting_id, nadia, amina, _karim, omar = await guild_meeting()
+    _room, meeting_id, nadia, amina, _karim, walid = await guild_meeting()
     n = await client(nadia, "nadia")
     await n.join(meeting_id)
     await n.wait_for("meeting_offer")
@@ -106,7 +106,7 @@ async def test_bad_input_is_refused_and_the_meeting_goes_on(embedded_sfu, close_
 
     # a meeting the user may not join (a private group he is not in): not found, like a missing one
     private = await group_meeting(nadia, amina)
-    outsider = await client(omar, "omar")
+    outsider = await client(walid, "walid")
     await error_for(outsider, {"type": "meeting_join", "meeting": private}, "not_found")
     await error_for(outsider, {"type": "meeting_join", "meeting": 987654}, "not_found")
     # candidates and answers for a meeting this socket is not in
@@ -156,7 +156,7 @@ async def test_malformed_answer_is_invalid_sdp_and_a_fresh_offer_follows(embedde
 
 
 async def test_host_lobby_admit_mute_remove_and_ice_restart(embedded_sfu, close_sfu_after):
-    _room, meeting_id, nadia, amina, karim, _ = await guild_meeting(lobby=True)
+    _room, meeting_id, nadia, amina, yacine, _ = await guild_meeting(lobby=True)
     n = await client(nadia, "nadia")
     await n.join(meeting_id)
     a = await client(amina, "amina")
@@ -196,11 +196,11 @@ async def test_host_lobby_admit_mute_remove_and_ice_restart(embedded_sfu, close_
     state = await n.wait_for("meeting_state", lambda f: any(p["host_muted"] == ["mic"] and p["connected"] for p in f["participants"]))
     assert len(state["participants"]) == 2
 
-    # the lobby holds karim until a host denies him
-    k = await client(karim, "karim")
+    # the lobby holds yacine until a host denies him
+    k = await client(yacine, "yacine")
     await k.send({"type": "meeting_join", "meeting": meeting_id})
     await k.wait_for("meeting_lobby")
-    await n.send({"type": "meeting_host", "meeting": meeting_id, "action": "deny", "user": karim.pk})
+    await n.send({"type": "meeting_host", "meeting": meeting_id, "action": "deny", "user": yacine.pk})
     assert (await k.wait_for("meeting_ended"))["reason"] == "denied"
     await n.send({"type": "meeting_host", "meeting": meeting_id, "action": "remove", "user": amina.pk})
     ended = await a.wait_for("meeting_ended")
@@ -245,8 +245,8 @@ async def test_more_bad_input_and_large_answers(embedded_sfu, close_sfu_after):
 
     from tests.signaling.remote import udp_ports
 
-    _room, meeting_id, nadia, amina, karim, omar = await guild_meeting()
-    private = await group_meeting(amina, karim)
+    _room, meeting_id, nadia, amina, yacine, walid = await guild_meeting()
+    private = await group_meeting(amina, yacine)
     n = await client(nadia, "nadia")
     # an answer over the 16 KiB frame limit is accepted (meeting_answer may hold 64 KiB)
     n.peer.answer = padded(n.peer.answer, 30_000)
@@ -270,7 +270,7 @@ async def test_more_bad_input_and_large_answers(embedded_sfu, close_sfu_after):
     await error_for(n, {"type": "meeting_hand", "meeting": meeting_id, "up": True, "pad": "p" * 20_000}, "frame_too_large")
     # an offer answered for a meeting the user may not join, or is not in: no_session / not_found
     await error_for(a, {"type": "meeting_answer", "meeting": private, "sdp": "v=0", "revision": 1}, "no_session")
-    o = await client(omar, "omar")
+    o = await client(walid, "walid")
     await error_for(o, {"type": "meeting_join", "meeting": private}, "not_found")
     # candidates for another meeting, or before joining any: no_session
     await error_for(a, {"type": "meeting_candidate", "meeting": private, "candidate": None}, "no_session")

@@ -24,9 +24,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 GONE_MEETING, GONE_ROOM = 987_654, 987_655
 
 
-@sync_to_async
-def artisan(name: str):
-    return factories.artisan(name)
+make_amina = sync_to_async(factories.amina)
 
 
 async def in_meeting(user) -> tuple[FakeSocket, MeetingFrames, MeetingSession]:
@@ -48,7 +46,7 @@ async def engine_says(part: MeetingFrames, socket: FakeSocket, event: m.Event | 
 
 
 async def test_meeting_frames_have_their_own_budget_beside_the_sockets():
-    part = MeetingFrames(FakeSocket(await artisan("amina")))
+    part = MeetingFrames(FakeSocket(await make_amina()))
     hand = part.handlers()["meeting_hand"]
     frame = protocol.MeetingHand(type="meeting_hand", meeting=GONE_MEETING, up=True)
     codes = []
@@ -66,7 +64,7 @@ def test_only_an_answer_may_outgrow_the_sockets_frame_limit(settings):
 
 
 async def test_the_engines_events_become_frames_in_their_order():
-    socket, part, _session = await in_meeting(await artisan("amina"))
+    socket, part, _session = await in_meeting(await make_amina())
     await engine_says(part, socket, m.Lobby(ref="j1"))
     line = m.OfferLine(mid="0", kind="audio", direction="subscribe", user=7, source="mic")
     await engine_says(part, socket, m.Offer(sdp="v=0", revision=2, mlines=(line,)))
@@ -87,20 +85,8 @@ async def test_the_engines_events_become_frames_in_their_order():
     ]
 
 
-async def test_what_a_meeting_left_behind_is_not_taken_for_the_next_ones():
-    """A member who moved to a workshop table on the same socket: an offer his last meeting
-    still had in flight must not reach his new peer as the table's."""
-    socket, part, _session = await in_meeting(await artisan("amina"))
-    line = m.OfferLine(mid="0", kind="audio", direction="publish", user=7, source="mic")
-    await engine_says(part, socket, m.Offer(meeting=GONE_MEETING + 1, sdp="v=0", revision=3, mlines=(line,)))
-    await engine_says(part, socket, m.Ended(meeting=GONE_MEETING + 1, reason="left"))
-    assert socket.sent == []
-    await engine_says(part, socket, m.Offer(meeting=GONE_MEETING, sdp="v=0", revision=3, mlines=(line,)))
-    assert [frame["type"] for frame in socket.sent] == ["meeting_offer"]
-
-
 async def test_a_malformed_event_from_a_worker_is_dropped(caplog):
-    socket, part, session = await in_meeting(await artisan("amina"))
+    socket, part, session = await in_meeting(await make_amina())
     with caplog.at_level(logging.WARNING):
         await engine_says(part, socket, {"kind": "ended", "reason": "bored"})
     assert socket.sent == [] and part.meeting is session
@@ -108,14 +94,14 @@ async def test_a_malformed_event_from_a_worker_is_dropped(caplog):
 
 
 async def test_ended_by_the_engine_ends_the_session():
-    socket, part, _session = await in_meeting(await artisan("amina"))
+    socket, part, _session = await in_meeting(await make_amina())
     await engine_says(part, socket, m.Ended(reason="removed"))
     assert socket.sent == [{"type": "meeting_ended", "meeting": GONE_MEETING, "reason": "removed"}]
     assert part.meeting is None and socket.groups == set()
 
 
 async def test_removed_from_the_meetings_room_checks_the_meeting_again():
-    amina = await artisan("amina")
+    amina = await make_amina()
     socket, part, _session = await in_meeting(amina)
     other_room = realtime.Event.of(Removed(room=GONE_ROOM + 1, reason="banned"))
     assert part.deliver(realtime.user_group(amina.pk), other_room) is True

@@ -34,25 +34,25 @@ async def all_connected(watcher: MeetingClient, count: int) -> None:
 
 async def test_leave_failure_removal_and_shutdown_free_every_peer(embedded_sfu, close_sfu_after):
     assert sfu_ports() == [] and peer_connections_open() == 0
-    _room, meeting_id, nadia, amina, karim, _ = await guild_meeting()
+    _room, meeting_id, nadia, amina, yacine, _ = await guild_meeting()
     n = await client(nadia, "nadia")
     a = await client(amina, "amina")
-    k = await client(karim, "karim", publish=("mic",))
+    k = await client(yacine, "yacine", publish=("mic",))
     clients = [n, a, k]
     try:
         for c in clients:
             await c.join(meeting_id)
         await all_connected(n, 3)
-        await wait_until(lambda: len(n.frames_from(karim.pk, "mic")) >= 5, what="nadia hears karim")
+        await wait_until(lambda: len(n.frames_from(yacine.pk, "mic")) >= 5, what="nadia hears yacine")
         assert server_peers(clients) == 3
         ports_of_three = sfu_ports()
         assert ports_of_three, "the SFU's peers hold UDP sockets in its port range"
 
-        # leave: karim's peer and its sockets are closed
+        # leave: yacine's peer and its sockets are closed
         await k.send({"type": "meeting_leave", "meeting": meeting_id})
         await k.wait_for("meeting_ended")
-        await wait_until(lambda: server_peers(clients) == 2, what="karim's server peer closed")
-        await wait_until(lambda: len(sfu_ports()) < len(ports_of_three), what="karim's sockets closed")
+        await wait_until(lambda: server_peers(clients) == 2, what="yacine's server peer closed")
+        await wait_until(lambda: len(sfu_ports()) < len(ports_of_three), what="yacine's sockets closed")
         ports_of_two = sfu_ports()
         assert set(ports_of_two) < set(ports_of_three)
 

@@ -44,14 +44,14 @@ def recordings_dir(settings, tmp_path: Path) -> Path:
 def guild_meeting(recordings_dir):
     trade = factories.trade()
     wilaya = factories.wilaya()
-    amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
-    karim = factories.artisan("karim", trades=[trade], wilaya_=wilaya)
-    nadia = factories.moderator_of(factories.artisan("nadia", trades=[trade]), trade_=trade)
+    amina = factories.amina(pottery_=trade, tlemcen_=wilaya)
+    yacine = factories.yacine(pottery_=trade)
+    nadia = factories.nadia(pottery_=trade)
     room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
     meeting_id = services.meeting_start(user=nadia, room_id=room.pk).meeting
     for user in (nadia, amina):
         services.meeting_attend(user=user, meeting_id=meeting_id)
-    return meeting_id, nadia, amina, karim
+    return meeting_id, nadia, amina, yacine
 
 
 def code_of(fn, **kwargs) -> str:
@@ -137,7 +137,7 @@ def make_track(path: Path, source: str) -> None:
     ), str(path)], check=True)  # fmt: skip
 
 
-def write_session(directory: Path, amina: int, karim: int) -> None:
+def write_session(directory: Path, amina: int, yacine: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     make_track(directory / "s-1.webm", "color=c=red:s=160x120:r=15:d=4")
     make_track(directory / "s-2.webm", "color=c=blue:s=160x120:r=15:d=4")
@@ -148,11 +148,11 @@ def write_session(directory: Path, amina: int, karim: int) -> None:
         "version": 1, "started_at": 1000.0, "duration": 5.0, "complete": True,
         "segments": [
             {**segment, "file": "s-1.webm", "participant": str(amina), "source": "camera", "kind": "video", "start": 0.5, "end": 4.5},
-            {**segment, "file": "s-2.webm", "participant": str(karim), "source": "camera", "kind": "video", "start": 1.0, "end": 5.0},
+            {**segment, "file": "s-2.webm", "participant": str(yacine), "source": "camera", "kind": "video", "start": 1.0, "end": 5.0},
             {**segment, "file": "s-3.webm", "participant": str(amina), "source": "microphone", "kind": "audio", "start": 0.5, "end": 4.5},
-            {**segment, "file": "s-4.webm", "participant": str(karim), "source": "microphone", "kind": "audio", "start": 1.0, "end": 5.0},
+            {**segment, "file": "s-4.webm", "participant": str(yacine), "source": "microphone", "kind": "audio", "start": 1.0, "end": 5.0},
         ],
-        "speakers": [[0.0, None], [0.6, str(amina)], [2.5, str(karim)], [5.0, None]],
+        "speakers": [[0.0, None], [0.6, str(amina)], [2.5, str(yacine)], [5.0, None]],
     }  # fmt: skip
     (directory / "session-1000000.json").write_text(json.dumps(manifest))
 
@@ -179,7 +179,7 @@ def test_the_plan_follows_the_speaker_and_keeps_him_through_silence(tmp_path: Pa
     shown = [(s.start, s.end, plan.video[s.video].participant) for s in plan.shown]
     assert shown == [(0.5, 2.5, "3"), (2.5, 5.0, "4")]
     assert plan.duration == 5.0 and plan.complete
-    (tmp_path / "s-2.webm").unlink()  # karim's camera gone: amina stays on screen
+    (tmp_path / "s-2.webm").unlink()  # yacine's camera gone: amina stays on screen
     plan = recording_plan(tmp_path)
     assert [(s.start, s.end) for s in plan.shown] == [(0.5, 4.5)]
     assert [t.participant for t in plan.audio] == ["3", "4"]

@@ -25,12 +25,12 @@ pytestmark = pytest.mark.django_db
 def tlemcen_guild():
     trade = factories.trade()
     wilaya = factories.wilaya()
-    amina = factories.artisan("amina", trades=[trade], wilaya_=wilaya)
-    karim = factories.artisan("karim", trades=[trade], wilaya_=wilaya)
-    moderator = factories.moderator_of(factories.artisan("nadia", trades=[trade]), trade_=trade)
-    outsider = factories.artisan("omar")
+    amina = factories.amina(pottery_=trade, tlemcen_=wilaya)
+    yacine = factories.yacine(pottery_=trade)
+    moderator = factories.nadia(pottery_=trade)
+    outsider = factories.walid()
     room = Room.objects.get(kind=RoomKind.GUILD, trade=trade)
-    return room, amina, karim, moderator, outsider
+    return room, amina, yacine, moderator, outsider
 
 
 def codes(fn, **kwargs) -> str:
@@ -49,10 +49,10 @@ def test_only_a_moderator_starts_a_meeting_in_a_guild(tlemcen_guild):
 
 
 def test_any_member_starts_a_meeting_of_a_group_and_hosts_it(tlemcen_guild):
-    _room, amina, karim, _moderator, outsider = tlemcen_guild
-    group = room_services.group_create(user=amina, title="Atelier", member_ids=[karim.pk])
-    out = services.meeting_start(user=karim, room_id=group.pk)
-    assert selectors.meeting_join_ticket(user=karim, meeting_id=out.meeting).host  # he started it
+    _room, amina, yacine, _moderator, outsider = tlemcen_guild
+    group = room_services.group_create(user=amina, title="Atelier", member_ids=[yacine.pk])
+    out = services.meeting_start(user=yacine, room_id=group.pk)
+    assert selectors.meeting_join_ticket(user=yacine, meeting_id=out.meeting).host  # he started it
     assert selectors.meeting_join_ticket(user=amina, meeting_id=out.meeting).host  # the owner moderates
     assert codes(services.meeting_start, user=outsider, room_id=group.pk) == "not_found"
     assert codes(selectors.meeting_join_ticket, user=outsider, meeting_id=out.meeting) == "not_found"
@@ -78,7 +78,7 @@ def test_attendance_and_the_meeting_ends_when_the_last_one_leaves(tlemcen_guild)
     services.meeting_attend(user=amina, meeting_id=meeting_id)
     services.meeting_attend(user=amina, meeting_id=meeting_id)  # idempotent
     frame = selectors.room_meeting(user=amina, room_id=room.pk)
-    assert sorted(p.name for p in frame.participants) == ["Amina", "Nadia"]
+    assert sorted(p.name for p in frame.participants) == ["Amina Belkacem", "Nadia"]
     assert services.meeting_depart(user=amina, meeting_id=meeting_id) is False
     assert services.meeting_depart(user=moderator, meeting_id=meeting_id) is True
     assert Meeting.objects.get(pk=meeting_id).ended_at is not None
@@ -131,10 +131,10 @@ def test_the_default_lifetime_is_an_hour():
 
 
 def test_a_crashed_process_rows_are_swept_and_its_meeting_ends(tlemcen_guild):
-    room, amina, karim, moderator, _ = tlemcen_guild
+    room, amina, yacine, moderator, _ = tlemcen_guild
     meeting_id = services.meeting_start(user=moderator, room_id=room.pk).meeting
     services.meeting_attend(user=amina, meeting_id=meeting_id, process="crashed")
-    services.meeting_attend(user=karim, meeting_id=meeting_id, process="alive")
+    services.meeting_attend(user=yacine, meeting_id=meeting_id, process="alive")
     long_ago = timezone.now() - timedelta(minutes=5)
     Attendance.objects.filter(process="crashed").update(seen_at=long_ago)
     assert services.attendance_heartbeat(process="alive") == 1
@@ -142,7 +142,7 @@ def test_a_crashed_process_rows_are_swept_and_its_meeting_ends(tlemcen_guild):
     assert services.meetings_sweep(stale_after=90, unattended_after=600) == []
     crashed = Attendance.objects.get(user=amina)
     assert crashed.left_at == long_ago  # closed when it was last seen
-    assert Attendance.objects.get(user=karim).left_at is None
+    assert Attendance.objects.get(user=yacine).left_at is None
     assert Meeting.objects.get(pk=meeting_id).live
 
     # the other process dies too: the meeting ends with its last row
@@ -167,11 +167,11 @@ def test_a_meeting_nobody_joins_ends_after_the_unattended_delay(tlemcen_guild):
 
 
 def test_a_stopping_process_closes_its_rows(tlemcen_guild):
-    room, amina, karim, moderator, _ = tlemcen_guild
+    room, amina, yacine, moderator, _ = tlemcen_guild
     meeting_id = services.meeting_start(user=moderator, room_id=room.pk).meeting
     services.meeting_attend(user=amina, meeting_id=meeting_id, process="p1")
-    services.meeting_attend(user=karim, meeting_id=meeting_id, process="p2")
+    services.meeting_attend(user=yacine, meeting_id=meeting_id, process="p2")
     assert services.attendance_close_process(process="p1") == []
-    assert Attendance.objects.filter(left_at__isnull=True).get().user == karim
+    assert Attendance.objects.filter(left_at__isnull=True).get().user == yacine
     assert services.attendance_close_process(process="p2") == [meeting_id]
     assert services.attendance_close_process(process="p2") == []
