@@ -1,10 +1,10 @@
 """A meeting through coturn when only TURN over TCP gets out (networks that block UDP).
 
-Karim's browser may only relay (``iceTransportPolicy: "relay"``) and is given
+Nadia's browser may only relay (``iceTransportPolicy: "relay"``) and is given
 one TURN URL, ``turn:…?transport=tcp`` on the port deploy/turnserver.conf
 serves TLS and TCP on (443 in production): his media reaches the SFU only
 through coturn over TCP. Amina joins directly. Each decodes the other's video
-and hears the other; Karim's selected ICE pair is a relay candidate over TCP.
+and hears the other; Nadia's selected ICE pair is a relay candidate over TCP.
 coturn runs on loopback with deploy/turnserver.conf, its ports, addresses,
 secret and certificate overridden on the command line (the SFU is on
 127.0.0.1 here, which the deployment's denials would refuse).
@@ -158,7 +158,7 @@ def turn_server(coturn: int, daphne_factory: Callable[..., DaphneServer]) -> Dap
 def test_a_browser_that_can_only_relay_over_tcp_still_meets(people, turn_server, meeting_browser):  # noqa: F811 (fixtures)
     server, browser = turn_server, meeting_browser
     guild = people["guild"]
-    karim_cookie, karim_id = people["karim"]
+    karim_cookie, karim_id = people["nadia"]
     amina_cookie, amina_id = people["amina"]
     path = f"/rooms/{guild}/meeting/"
 
