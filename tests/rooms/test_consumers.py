@@ -372,6 +372,6 @@ async def test_a_mention_sent_through_the_socket_is_notified_after_the_ack():
     await a.send_json_to({"type": "send", "room": room.pk, "client_id": "k1", "text": "@yacine viens", "ref": "s"})
     await expect(a, "ack", ref="s")
     note = await expect(y, "notification")
-    assert note["kind"] == "mention" and note["data"]["room"] == room.pk and note["data"]["by"] == "Amina"
+    assert note["kind"] == "mention" and note["data"]["room"] == room.pk and note["data"]["by"] == "Amina Belkacem"
     await a.disconnect()
     await y.disconnect()
