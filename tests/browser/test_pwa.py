@@ -116,9 +116,14 @@ def test_the_service_worker_shows_a_pushed_mention(mention_pushed, daphne_factor
     page.goto(f"{server.url}/notifications/")
     page.wait_for_function("() => navigator.serviceWorker.controller !== null")
     cdp = context.new_cdp_session(page)
+    # This page's registration only: the browser is shared with the tests before, whose
+    # registrations (other servers, other ports) the protocol may list too.
     registrations: list[str] = []
     cdp.on("ServiceWorker.workerRegistrationUpdated",
-           lambda event: registrations.extend(r["registrationId"] for r in event["registrations"]))
+           lambda event: registrations.extend(
+               r["registrationId"] for r in event["registrations"]
+               if r["scopeURL"].startswith(server.url) and not r.get("isDeleted")
+           ))
     cdp.send("ServiceWorker.enable")
     deadline = 50
     while not registrations and deadline:
