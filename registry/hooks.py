@@ -15,7 +15,7 @@ ENQUIRY = "enquiry"
 
 
 def _export(user: User) -> dict[str, Any]:
-    from registry.models import ExchangePost, Product
+    from registry.models import ExchangePost, Favourite, Follow, Product
     from registry.selectors import census_of
 
     census = census_of(user=user)
@@ -73,6 +73,14 @@ def _export(user: User) -> dict[str, Any]:
                 "created_at": post.created_at,
             }
             for post in ExchangePost.objects.filter(author=user).select_related("wilaya").order_by("id")
+        ],
+        "favourites": [
+            {"product": fav.product_id, "created_at": fav.created_at}
+            for fav in Favourite.objects.filter(user=user).order_by("id")
+        ],
+        "following": [
+            {"artisan": follow.artisan.username, "created_at": follow.created_at}
+            for follow in Follow.objects.filter(follower=user).select_related("artisan").order_by("id")
         ],
     }
 

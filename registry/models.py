@@ -276,3 +276,30 @@ class Enquiry(models.Model):
     #: The room's last message already e-mailed to the buyer (or written by him).
     mailed_seq = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
+
+
+class Favourite(models.Model):
+    """A member keeps a product to find it again; its artisan sees how many do."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="favourites")
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="favourites")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "product"], name="registry_favourite_once")]
+        indexes = [models.Index(fields=["user", "-id"], name="registry_favourite_mine")]
+
+
+class Follow(models.Model):
+    """A member follows an artisan (his storefront); the artisan sees how many do."""
+
+    follower = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="following")
+    artisan = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="followers")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["follower", "artisan"], name="registry_follow_once"),
+            models.CheckConstraint(condition=~Q(follower=models.F("artisan")), name="registry_follow_not_self"),
+        ]
+        indexes = [models.Index(fields=["follower", "-id"], name="registry_follow_mine")]

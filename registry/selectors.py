@@ -31,6 +31,8 @@ from registry.models import (
     Enquiry,
     ExchangeKind,
     ExchangePost,
+    Favourite,
+    Follow,
     Product,
     ProductReport,
     ProductStatus,
@@ -279,6 +281,57 @@ def product_public(*, product_id: int, viewer: User | None = None) -> Product:
     if product.status in PUBLIC_STATUSES or (own and product.status != ProductStatus.HIDDEN):
         return product
     raise HirfaError(ErrorCode.NOT_FOUND, _("No such product."))
+
+
+# --- favourites and followers ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Following:
+    """How many members keep a product (or follow an artisan), and whether the viewer does."""
+
+    count: int
+    mine: bool
+
+
+def product_following(*, product_id: int, viewer: User | None) -> Following:
+    """How many members keep the product among their favourites; whether `viewer` does."""
+    rows = Favourite.objects.filter(product_id=product_id, user__is_active=True)
+    mine = viewer is not None and viewer.is_authenticated and rows.filter(user=viewer).exists()
+    return Following(count=rows.count(), mine=mine)
+
+
+def artisan_following(*, artisan_id: int, viewer: User | None) -> Following:
+    """How many members follow the artisan; whether `viewer` does."""
+    rows = Follow.objects.filter(artisan_id=artisan_id, follower__is_active=True)
+    mine = viewer is not None and viewer.is_authenticated and rows.filter(follower=viewer).exists()
+    return Following(count=rows.count(), mine=mine)
+
+
+@dataclass(frozen=True)
+class MyFavourites:
+    products: list[Product]
+    artisans: list[ArtisanCard]
+
+
+def favourites_of(*, user: User) -> MyFavourites:
+    """The products `user` keeps that others can still see, and the active artisans he
+    follows, the latest first (a piece taken down or an artisan gone drops out at once)."""
+    products = list(
+        Product.objects.filter(
+            favourites__user=user, status__in=PUBLIC_STATUSES, artisan__is_active=True
+        )
+        .select_related("artisan", "artisan__profile", "artisan__profile__wilaya")
+        .prefetch_related("photos")
+        .order_by("-favourites__id")[:1000]
+    )
+    profiles = (
+        ArtisanProfile.objects.filter(user__followers__follower=user, user__is_active=True)
+        .select_related("wilaya", "user", "user__census")
+        .prefetch_related("trades")
+        .order_by("-user__followers__id")[:1000]
+    )
+    return MyFavourites(products=products, artisans=[_card(p) for p in profiles])
 
 
 @dataclass(frozen=True)

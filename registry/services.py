@@ -37,6 +37,8 @@ from registry.models import (
     Enquiry,
     ExchangeKind,
     ExchangePost,
+    Favourite,
+    Follow,
     Material,
     Product,
     ProductPhoto,
@@ -63,6 +65,9 @@ PRODUCT_THUMB_SIDE = 400
 PRODUCT_MAX_PHOTOS = 8
 CARD_NUMBER_RE = re.compile(r"^[0-9A-Za-z/\- ]{4,32}$")
 EXCHANGE_MAX_DAYS = 180
+# What one member may keep: plenty for a buyer, a bound on a script.
+FAVOURITES_MAX = 1000
+FOLLOWS_MAX = 1000
 
 
 class _Unchanged:
@@ -562,6 +567,61 @@ def counterfeit_report(*, code: str, text: str, reporter: User | None = None) ->
 def artisan_contact(*, user: User, artisan_id: int) -> Room:
     """The direct room between `user` and an artisan (created when missing)."""
     return direct_room_open(user=user, other_id=artisan_id)
+
+
+def product_favourite(*, user: User, product_id: int, keep: bool = True) -> bool:
+    """Keep (or, with `keep=False`, let go of) a published product among `user`'s favourites.
+
+    Idempotent; returns whether the product is now a favourite. `not_found` for a product
+    others cannot see (letting go of one always works), `invalid` for one's own piece,
+    `limit_reached` past `FAVOURITES_MAX`.
+    """
+    if not keep:
+        Favourite.objects.filter(user=user, product_id=product_id).delete()
+        return False
+    product = Product.objects.filter(pk=product_id, status__in=_PUBLIC, artisan__is_active=True).first()
+    if product is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such product."))
+    if product.artisan_id == user.pk:
+        raise HirfaError(ErrorCode.INVALID, _("This is your own product."))
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()  # one count at a time per member
+        if Favourite.objects.filter(user=user, product=product).exists():
+            return True
+        if Favourite.objects.filter(user=user).count() >= FAVOURITES_MAX:
+            raise HirfaError(
+                ErrorCode.LIMIT_REACHED,
+                _("You keep at most %(max)d favourites: remove some first.") % {"max": FAVOURITES_MAX},
+            )
+        Favourite.objects.create(user=user, product=product)
+    return True
+
+
+def artisan_follow(*, user: User, artisan_id: int, follow: bool = True) -> bool:
+    """Follow (or, with `follow=False`, stop following) an active artisan.
+
+    Idempotent; returns whether `user` now follows him. `not_found` when there is no such
+    artisan (stopping always works), `invalid` for oneself, `limit_reached` past `FOLLOWS_MAX`.
+    """
+    if not follow:
+        Follow.objects.filter(follower=user, artisan_id=artisan_id).delete()
+        return False
+    artisan = User.objects.filter(pk=artisan_id, is_active=True, profile__isnull=False).first()
+    if artisan is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such artisan."))
+    if artisan.pk == user.pk:
+        raise HirfaError(ErrorCode.INVALID, _("You cannot follow yourself."))
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        if Follow.objects.filter(follower=user, artisan=artisan).exists():
+            return True
+        if Follow.objects.filter(follower=user).count() >= FOLLOWS_MAX:
+            raise HirfaError(
+                ErrorCode.LIMIT_REACHED,
+                _("You follow at most %(max)d artisans: stop following some first.") % {"max": FOLLOWS_MAX},
+            )
+        Follow.objects.create(follower=user, artisan=artisan)
+    return True
 
 
 def order_request(*, user: User, product_id: int, note: str = "") -> Room:

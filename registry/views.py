@@ -298,6 +298,7 @@ def storefront(request: HttpRequest, username: str) -> HttpResponse:
             "store": store,
             "contacts": selectors.contact_links(store.census),
             "own": own,
+            "following": selectors.artisan_following(artisan_id=store.artisan.user_id, viewer=viewer_of(request)),
             "og_image": request.build_absolute_uri(preview.url) if preview else "",
             "canonical": request.build_absolute_uri(reverse("registry_storefront", args=[username])),
         },
@@ -330,6 +331,7 @@ def product_page(request: HttpRequest, product_id: int) -> HttpResponse:
             "enquiry_key": secrets.token_hex(8),
             "labels": [labels.get(code, code) for code in product.labels],
             "own": viewer is not None and viewer.pk == product.artisan_id,
+            "following": selectors.product_following(product_id=product.pk, viewer=viewer),
             "og_image": request.build_absolute_uri(photos[0].image.url) if photos else "",
             "canonical": canonical,
             "report_reasons": ProductReport.Reason.choices,
@@ -449,6 +451,51 @@ def product_order(request: HttpRequest, product_id: int) -> HttpResponse:
         _refused(request, error)
         return redirect("registry_product", product_id=product_id)
     return redirect("room", room_id=room.pk)
+
+
+@login_required
+@require_POST
+def product_favourite(request: HttpRequest, product_id: int) -> HttpResponse:
+    """Keep a piece among one's favourites (`keep=0`: let it go); back to where one was."""
+    keep = request.POST.get("keep", "1") != "0"
+    try:
+        services.product_favourite(user=member_of(request), product_id=product_id, keep=keep)
+    except HirfaError as error:
+        if error.code == ErrorCode.NOT_FOUND:
+            raise _not_found(error) from error
+        _refused(request, error)
+    return redirect(_back(request, reverse("registry_product", args=[product_id])))
+
+
+@login_required
+@require_POST
+def artisan_follow(request: HttpRequest, username: str) -> HttpResponse:
+    """Follow an artisan (`follow=0`: stop); back to where one was."""
+    artisan = User.objects.filter(username=username, is_active=True).first()
+    if artisan is None:
+        raise Http404(_("No such artisan."))
+    try:
+        services.artisan_follow(
+            user=member_of(request), artisan_id=artisan.pk, follow=request.POST.get("follow", "1") != "0"
+        )
+    except HirfaError as error:
+        if error.code == ErrorCode.NOT_FOUND:
+            raise _not_found(error) from error
+        _refused(request, error)
+    return redirect(_back(request, reverse("registry_storefront", args=[username])))
+
+
+def _back(request: HttpRequest, default: str) -> str:
+    """The page a form came from (`next`, a path on this site only), else `default`."""
+    target = request.POST.get("next", "")
+    return target if target.startswith("/") and not target.startswith("//") else default
+
+
+@login_required
+@require_GET
+def favourites(request: HttpRequest) -> HttpResponse:
+    """The pieces one keeps and the artisans one follows."""
+    return render(request, "registry/favourites.html", {"mine": selectors.favourites_of(user=member_of(request))})
 
 
 @login_required
