@@ -33,6 +33,7 @@ from hub import push
 from hub.auth import member_of
 from hub.errors import ErrorCode, HirfaError
 from hub.models import PushPreference, User
+from hub.replica import stale_reads_ok
 from registry import selectors as registry_selectors
 from rooms import selectors, services
 from rooms.models import RoomKind
@@ -103,6 +104,7 @@ def _int(value: str | None) -> int | None:
 
 
 @require_GET
+@stale_reads_ok
 def home(request: HttpRequest) -> HttpResponse:
     """Signed-in members go to their rooms; a visitor gets the page that says what Hirfa is:
     featured verified artisans and pieces, the census map, upcoming public gatherings, sign-up."""

@@ -105,6 +105,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After a change, this browser's reads stay on the primary for a moment (hub/replica.py).
+    "hub.replica.RecentWriteMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it turns a lockout into hub.throttle.locked_out's page.
     "axes.middleware.AxesMiddleware",
@@ -156,6 +158,19 @@ if DATABASE_URL:
             "max_size": int(os.environ["DATABASE_POOL_MAX"]),
             "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "10")),
         }
+    # A streaming replica for the pages whose reads may lag a moment (hub/replica.py):
+    # the directory, storefronts, product pages and the census. Never migrated, never
+    # written; reached within 2 s or the page is read from the primary instead.
+    DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+    if DATABASE_REPLICA_URL:
+        replica = dj_database_url.parse(
+            DATABASE_REPLICA_URL, conn_max_age=DATABASES["default"]["CONN_MAX_AGE"], conn_health_checks=True
+        )
+        replica.setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
+        if "pool" in DATABASES["default"].get("OPTIONS", {}):
+            replica["OPTIONS"]["pool"] = dict(DATABASES["default"]["OPTIONS"]["pool"])
+        replica["TEST"] = {"MIRROR": "default"}
+        DATABASES["replica"] = replica
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -172,6 +187,9 @@ else:
             },
         }
     }
+DATABASE_ROUTERS = ["hub.replica.ReplicaRouter"]
+#: After a member's change, his reads stay on the primary this long (hub/replica.py).
+HIRFA_REPLICA_STICKY_SECONDS = float(os.environ.get("HIRFA_REPLICA_STICKY_SECONDS", "10"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "hub.User"
 

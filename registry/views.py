@@ -33,6 +33,7 @@ from hub.csv_export import SafeCsvWriter
 from hub.errors import ErrorCode, HirfaError
 from hub.models import ArtisanProfile, Trade, User, Wilaya
 from hub.protected_files import protected_file_response
+from hub.replica import stale_reads_ok
 from hub.throttle import client_ip, throttle_hit, too_many
 from registry import search, selectors, services
 from registry.authenticity import qr_svg
@@ -215,6 +216,7 @@ def _with(query: Any, **changes: Any) -> str:
 
 
 @require_GET
+@stale_reads_ok
 def directory(request: HttpRequest) -> HttpResponse:
     """One search over artisans and their products, results first, then facets and filters."""
     args = _search_args(request.GET)
@@ -245,6 +247,7 @@ def directory(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@stale_reads_ok
 def directory_suggest(request: HttpRequest) -> JsonResponse:
     """Suggestions as one types (public): trades, wilayas and artisans the words may mean."""
     found = search.search_suggestions(query=request.GET.get("q", ""))
@@ -279,6 +282,7 @@ def contact(request: HttpRequest, username: str) -> HttpResponse:
 
 
 @require_GET
+@stale_reads_ok
 def storefront(request: HttpRequest, username: str) -> HttpResponse:
     """An artisan's public page and his products; his own drafts when he looks himself."""
     own = request.user.is_authenticated and request.user.get_username() == username
@@ -306,6 +310,7 @@ def storefront(request: HttpRequest, username: str) -> HttpResponse:
 
 
 @require_GET
+@stale_reads_ok
 def product_page(request: HttpRequest, product_id: int) -> HttpResponse:
     """A product's page with its Open Graph tags (photo, price) for shared links."""
     viewer = viewer_of(request)
@@ -539,6 +544,7 @@ def product_tag(request: HttpRequest, product_id: int) -> HttpResponse:
 
 
 @require_GET
+@stale_reads_ok
 def authenticity(request: HttpRequest, code: str) -> HttpResponse:
     """What scanning a tag shows (public): the piece, its artisan, his card's status today."""
     try:
@@ -719,6 +725,7 @@ def enquiry_page(request: HttpRequest, link: str) -> HttpResponse:
 
 
 @require_GET
+@stale_reads_ok
 def census_public(request: HttpRequest) -> HttpResponse:
     """The aggregated census: counts and the map; no names, no card data."""
     stats = selectors.census_stats()
@@ -751,11 +758,13 @@ def census_dashboard(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @cache_control(max_age=300)
+@stale_reads_ok
 def census_map_svg(request: HttpRequest) -> HttpResponse:
     return HttpResponse(selectors.census_map_markup(), content_type="image/svg+xml; charset=utf-8")
 
 
 @require_GET
+@stale_reads_ok
 def census_csv(request: HttpRequest) -> HttpResponse:
     """The aggregated counts as CSV: one row per wilaya and per trade."""
     stats = selectors.census_stats()
