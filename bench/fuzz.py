@@ -93,14 +93,18 @@ def main() -> int:
                 HIRFA_FUZZ_TIMEOUT="0",
                 HIRFA_FAST_PASSWORD_HASHER="1",
             )
+            # Each shard's output goes to a file: with pipes read one after the other, a shard
+            # whose pipe filled up while the first one ran stopped there and wrote nothing.
+            log = (Path(tmp) / f"shard-{k}.log").open("w", encoding="utf-8")
             runs.append(subprocess.Popen(
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                  "tests/hub/test_fuzz.py::test_no_input_crashes_the_socket_or_leaks_its_state"],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
             ))
-        outputs = [run.communicate()[0] for run in runs]
-        for k, (run, output) in enumerate(zip(runs, outputs, strict=True)):
-            if run.returncode != 0:  # a shard that stopped early (its figures say how far it got)
+            log.close()
+        for k, run in enumerate(runs):
+            if run.wait() != 0:  # a shard that stopped early (its figures say how far it got)
+                output = (Path(tmp) / f"shard-{k}.log").read_text(encoding="utf-8", errors="replace")
                 sys.stderr.write(f"shard {k} exited with {run.returncode}:\n{output[-5000:]}\n")
         if not all(report.exists() for report in reports):
             return 2
