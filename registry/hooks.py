@@ -115,8 +115,12 @@ def register() -> None:
             export=_export,
             files=_files,
             erase=_erase,
-            exported=("registry.Census.user", "registry.Product.artisan", "registry.ExchangePost.author"),
+            exported=(
+                "registry.Census.user", "registry.Product.artisan", "registry.ExchangePost.author",
+                "registry.Favourite.user", "registry.Follow.follower",
+            ),
             left_out={
+                "registry.Follow.artisan": "who follows him is his followers' data (he sees their count)",
                 "registry.Census.reviewed_by": "a moderator's act on someone's census",
                 "registry.ProductReport.reporter": "a report about someone else's product; removed with him",
                 "registry.ProductReport.handled_by": "a moderator's act",
