@@ -114,6 +114,8 @@ PLAIN_POSTS = [
     Post("POST registry/review/reports/<int:report_id>", {"action": "dismiss"}, missing="report_id"),
     Post("POST registry/me/delete", {"password": PASSWORD}, ends_session=True),
     Post("POST artisans/<str:username>/contact", missing="username"),
+    Post("POST artisans/<str:username>/follow", missing="username"),
+    Post("POST products/<int:product_id>/favourite", missing="product_id"),
     Post("POST products/new", {"title": "Pot", "availability": "in_stock", "status": "published"}),
     Post("POST products/<int:product_id>/edit", {"title": "Mine now", "availability": "in_stock", "status": "published"}, missing="product_id"),
     Post("POST products/<int:product_id>/order", {"note": "Two"}, missing="product_id"),
