@@ -156,6 +156,14 @@ MEETING_JS_STRINGS: dict[str, Promise] = {
     "recordingStopped": _("The recording has stopped."),
     "notRecorded": _("Not recorded"),
     "marked": _("Chapter set: %(label)s"),
+    "tablesAt": _("At table %(number)s: %(label)s"),
+    "tablesAtNumber": _("At table %(number)s"),
+    "tablesTimer": _("back in %(time)s"),
+    "tablesNotice": _("To every table: %(text)s"),
+    "tablesOpened": _("The meeting is split into tables: you are going to yours."),
+    "tablesBack": _("Everyone is back in the meeting."),
+    "tablesPeople": _("%(count)s at the table"),
+    "tablesVisit": _("Visit"),
 }
 
 

@@ -208,8 +208,8 @@ class MeetingFrames(SocketPart):
 
     async def _apply_meeting_event(self, event: m.Event) -> None:
         session = self.meeting
-        if session is None:
-            return
+        if session is None or (event.meeting is not None and event.meeting != session.meeting_id):
+            return  # what the meeting it left (for a workshop table, or back) still sent
         if isinstance(event, m.Joined):
             if not session.attended:
                 try:

@@ -253,11 +253,15 @@ class MeetingEngine:
                 return
 
     async def _refuse(self, command: m.Command, exc: HirfaError) -> None:
-        await self._send(command.reply_to, m.EngineError(code=exc.code.value, message=exc.message, ref=command.ref))
+        await self._send(
+            command.reply_to, m.EngineError(code=exc.code.value, message=exc.message, ref=command.ref), command.meeting
+        )
 
-    async def _send(self, reply_to: str, event: m.Event) -> None:
+    async def _send(self, reply_to: str, event: m.Event, meeting: int) -> None:
+        # Stamped with its meeting: a socket that moved on (to a workshop table) drops what
+        # its last meeting still had in flight for it.
         try:
-            await self._reply(reply_to, event)
+            await self._reply(reply_to, event.model_copy(update={"meeting": meeting}))
         except Exception:  # a socket gone or a full channel: the bus is best-effort
             log.warning("reply %s to %s failed", event.kind, reply_to, exc_info=True)
 
@@ -335,7 +339,7 @@ class MeetingEngine:
     async def _remove(self, live: LiveMeeting, member: Member, command: m.Remove) -> None:
         target = self._target(live, command.target)
         await self._drop_member(live, target)
-        await self._send(target.reply_to, m.Ended(reason="removed"))
+        await self._send(target.reply_to, m.Ended(reason="removed"), live.id)
         self._state_changed(live)
 
     def _waiter(self, live: LiveMeeting, user_id: int) -> Member:
@@ -349,7 +353,7 @@ class MeetingEngine:
 
     async def _deny(self, live: LiveMeeting, member: Member, command: m.Deny) -> None:
         waiter = self._waiter(live, command.target)
-        await self._send(waiter.reply_to, m.Ended(reason="denied"))
+        await self._send(waiter.reply_to, m.Ended(reason="denied"), live.id)
         self._state_changed(live)
 
     async def _settings(self, live: LiveMeeting, member: Member, command: m.Settings) -> None:
@@ -402,7 +406,7 @@ class MeetingEngine:
         for gone in [*live.members.values(), *live.waiting.values()]:
             await self._drop_member(live, gone)
             live.waiting.pop(gone.user_id, None)
-            await self._send(gone.reply_to, m.Ended(reason="ended"))
+            await self._send(gone.reply_to, m.Ended(reason="ended"), live.id)
 
     #: The commands of a member in the meeting, by type (join and leave are handled above).
     _handlers: dict[type[Any], Callable[[MeetingEngine, LiveMeeting, Member, Any], Awaitable[None]]] = {
@@ -448,7 +452,7 @@ class MeetingEngine:
         member = live.members.get(user_id) or live.waiting.get(user_id)
         if member is not None:
             if member.reply_to != reply_to:
-                await self._send(member.reply_to, m.Ended(reason="replaced"))
+                await self._send(member.reply_to, m.Ended(reason="replaced"), live.id)
             # His old peer stays in the SFU until the new one takes its place (_enter), so
             # the others' m-lines carrying him are kept: nobody else renegotiates.
             await self._close_session(live, member, keep_place=user_id in live.members)
@@ -471,7 +475,7 @@ class MeetingEngine:
             self._recording_start(live, command.recording)
         if user_id not in live.members and command.must_wait and live.lobby and not member.host:
             live.waiting[user_id] = member
-            await self._send(reply_to, m.Lobby(ref=command.ref))
+            await self._send(reply_to, m.Lobby(ref=command.ref), live.id)
             self._state_changed(live)
             return
         live.waiting.pop(user_id, None)
@@ -480,7 +484,7 @@ class MeetingEngine:
     async def _enter(self, live: LiveMeeting, member: Member, *, ref: str | None) -> None:
         """Give ``member`` a new server-side peer and announce him."""
         live.members[member.user_id] = member
-        await self._send(member.reply_to, m.Joined(ref=ref, host=member.host))
+        await self._send(member.reply_to, m.Joined(ref=ref, host=member.host), live.id)
         member.generation += 1
         generation = member.generation
 
@@ -500,7 +504,7 @@ class MeetingEngine:
 
         def reception_changed(participant: Participant, reception: Reception) -> None:
             if member.generation == generation:
-                self._spawn(live, self._send(member.reply_to, reception_event(reception, live.members)))
+                self._spawn(live, self._send(member.reply_to, reception_event(reception, live.members), live.id))
 
         # Before his peer exists: nothing of his is written unless he agreed.
         live.sfu_meeting.set_recorded(str(member.user_id), member.recorded)
@@ -531,6 +535,7 @@ class MeetingEngine:
                 await self._send(
                     member.reply_to,
                     m.EngineError(code=ErrorCode.TOO_MANY_TRACKS.value, message=TOO_MANY_TRACKS, ref=ref),
+                    live.id,
                 )
         self._state_changed(live)
 
@@ -564,7 +569,7 @@ class MeetingEngine:
         if member.generation != generation or live.members.get(member.user_id) is not member:
             return
         await self._close_session(live, member)
-        await self._send(member.reply_to, m.Rejoin(reason="connection_failed"))
+        await self._send(member.reply_to, m.Rejoin(reason="connection_failed"), live.id)
         self._state_changed(live)
         self._spawn(live, self._queue_later(live, self._rejoin_grace, _Expire(member.user_id, member.generation)))
 
@@ -581,7 +586,7 @@ class MeetingEngine:
         if member is None or member.generation != command.generation or member.participant is not None:
             return  # rejoined (or left) meanwhile
         await self._drop_member(live, member)
-        await self._send(member.reply_to, m.Ended(reason="left"))
+        await self._send(member.reply_to, m.Ended(reason="left"), live.id)
         self._state_changed(live)
 
     async def _connect_deadline(self, live: LiveMeeting, command: _ConnectDeadline) -> None:
@@ -597,8 +602,8 @@ class MeetingEngine:
         if member is None or member.generation != command.generation:
             return
         await self._drop_member(live, member)
-        await self._send(member.reply_to, m.EngineError(code=ErrorCode.SFU_UNAVAILABLE.value, message=NO_FREE_PORT))
-        await self._send(member.reply_to, m.Ended(reason="left"))
+        await self._send(member.reply_to, m.EngineError(code=ErrorCode.SFU_UNAVAILABLE.value, message=NO_FREE_PORT), live.id)
+        await self._send(member.reply_to, m.Ended(reason="left"), live.id)
         self._state_changed(live)
 
     #: What the engine queues for itself, by type (run in the meeting's order like commands).
@@ -636,7 +641,7 @@ class MeetingEngine:
             )
             for slot in offer.slots
         )
-        await self._send(member.reply_to, m.Offer(sdp=offer.sdp, revision=offer.revision, mlines=mlines))
+        await self._send(member.reply_to, m.Offer(sdp=offer.sdp, revision=offer.revision, mlines=mlines), live.id)
 
     def _spawn(self, live: LiveMeeting, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

@@ -181,7 +181,12 @@ def command_from(data: Any) -> Command:
 # --- events: engine -> socket ------------------------------------------------------------
 
 
-class _Reply(_Message):
+class _Event(_Message):
+    #: The meeting the event is about (the engine stamps it; None from an engine before it did).
+    meeting: int | None = None
+
+
+class _Reply(_Event):
     """The answer to one command (its `ref`)."""
 
     ref: str | None = None
@@ -206,7 +211,7 @@ class OfferLine(_Message):
     source: Source | None
 
 
-class Offer(_Message):
+class Offer(_Event):
     kind: Literal["offer"] = "offer"
     sdp: str
     revision: int
@@ -221,14 +226,14 @@ class EngineError(_Reply):
     message: str
 
 
-class Rejoin(_Message):
+class Rejoin(_Event):
     """The member's media session is gone (his peer failed); he should join again."""
 
     kind: Literal["rejoin"] = "rejoin"
     reason: Literal["connection_failed"]
 
 
-class Ended(_Message):
+class Ended(_Event):
     """The member is out of the meeting."""
 
     kind: Literal["ended"] = "ended"
@@ -243,7 +248,7 @@ class ReceivedVideo(_Message):
     quality: Literal["low", "medium", "high", "paused"]
 
 
-class Reception(_Message):
+class Reception(_Event):
     """What the member's own connection carries now (the SFU's allocator decided)."""
 
     kind: Literal["reception"] = "reception"

@@ -85,12 +85,13 @@ def _open_tables(meeting: Meeting) -> list[MeetingTable]:
 
 
 def _seat_by(attendees: list[User], split: str, count: int) -> list[tuple[str, list[User]]]:
-    """(label, members) of each table: ``count`` tables at most, none empty."""
+    """(label, members) of each table: ``count`` tables at most, none empty; the label is
+    the trade's or wilaya's name (blank at random: the page says "Table 2")."""
     if split == "random":
         shuffled = attendees[:]
         random.shuffle(shuffled)
         tables = min(count, len(shuffled))
-        return [(_("Table %(number)d") % {"number": i + 1}, shuffled[i::tables]) for i in range(tables)]
+        return [("", shuffled[i::tables]) for i in range(tables)]
     groups: dict[int | None, tuple[str, list[User]]] = {}
     for user in attendees:
         profile = getattr(user, "profile", None)
@@ -149,11 +150,7 @@ def tables_open(
             listed = [uid for table in seats for uid in table]
             if len(set(listed)) != len(listed) or any(uid not in present for uid in listed):
                 raise HirfaError(ErrorCode.INVALID, _("Seat each participant of the meeting once."))
-            plan = [
-                (_("Table %(number)d") % {"number": i + 1}, [present[uid] for uid in table])
-                for i, table in enumerate(seats)
-                if table
-            ]
+            plan = [("", [present[uid] for uid in table]) for table in seats if table]
         else:
             plan = _seat_by(guests, split, min(count, TABLES_MAX)) if guests else []
         if not plan:
@@ -163,7 +160,9 @@ def tables_open(
         tables = []
         table_meetings = []
         for number, (label, members) in enumerate(plan, start=1):
-            room = Room.objects.create(kind=RoomKind.GROUP, title=f"{meeting.room.display_title()} · {label}"[:120], created_by=user)
+            # The room's title is in the host's language, like any title a member writes.
+            name = label or _("Table %(number)d") % {"number": number}
+            room = Room.objects.create(kind=RoomKind.GROUP, title=f"{meeting.room.display_title()} · {name}"[:120], created_by=user)
             Membership.objects.create(room=room, user=user, role=MemberRole.OWNER, source=Membership.Source.INVITE)
             Membership.objects.bulk_create(
                 [Membership(room=room, user=member, source=Membership.Source.INVITE) for member in members if member != user]

@@ -78,7 +78,9 @@ def test_events_survive_the_channel_layer_unchanged():
 async def test_a_command_for_a_meeting_he_is_not_in_is_refused_with_a_code(engine):
     engine.submit(m.Hand(**BASE, user=AMINA, reply_to="a", ref="r1", up=True))
     (event,) = await engine.inbox.next("a")
-    assert event == m.EngineError(code=ErrorCode.NO_SESSION.value, message="You are not in this meeting.", ref="r1")
+    assert event == m.EngineError(
+        meeting=BASE["meeting"], code=ErrorCode.NO_SESSION.value, message="You are not in this meeting.", ref="r1"
+    )
 
 
 async def test_a_full_meeting_refuses_a_newcomer(engine):
@@ -92,7 +94,7 @@ async def test_a_full_meeting_refuses_a_newcomer(engine):
 async def test_the_lobby_holds_a_member_until_he_leaves(engine):
     engine.submit(m.Join(**BASE, user=AMINA, reply_to="a", ref="j", name="Amina", lobby=True, must_wait=True))
     (event,) = await engine.inbox.next("a")
-    assert event == m.Lobby(ref="j")
+    assert event == m.Lobby(meeting=BASE["meeting"], ref="j")  # stamped with its meeting
     assert engine.meeting_ids() == (7,)
     # A leave from another socket of hers is not hers to give.
     engine.submit(m.Leave(**BASE, user=AMINA, reply_to="elsewhere"))

@@ -85,6 +85,18 @@ async def test_the_engines_events_become_frames_in_their_order():
     ]
 
 
+async def test_what_a_meeting_left_behind_is_not_taken_for_the_next_ones():
+    """A member who moved to a workshop table on the same socket: an offer his last meeting
+    still had in flight must not reach his new peer as the table's."""
+    socket, part, _session = await in_meeting(await make_amina())
+    line = m.OfferLine(mid="0", kind="audio", direction="publish", user=7, source="mic")
+    await engine_says(part, socket, m.Offer(meeting=GONE_MEETING + 1, sdp="v=0", revision=3, mlines=(line,)))
+    await engine_says(part, socket, m.Ended(meeting=GONE_MEETING + 1, reason="left"))
+    assert socket.sent == []
+    await engine_says(part, socket, m.Offer(meeting=GONE_MEETING, sdp="v=0", revision=3, mlines=(line,)))
+    assert [frame["type"] for frame in socket.sent] == ["meeting_offer"]
+
+
 async def test_a_malformed_event_from_a_worker_is_dropped(caplog):
     socket, part, session = await in_meeting(await make_amina())
     with caplog.at_level(logging.WARNING):

@@ -70,6 +70,14 @@ const els = {
   recordToggle: $("record-toggle"),
   markerForm: $("marker-form"),
   markerLabel: $("marker-label"),
+  tablesForm: $("tables-form"),
+  tablesHost: $("tables-host"),
+  tablesList: $("tables-list"),
+  tablesBar: $("tables-bar"),
+  tablesWhere: $("tables-where"),
+  tablesTimer: $("tables-timer"),
+  tablesChat: $("tables-chat"),
+  tablesBack: $("tables-back"),
 };
 
 const fmt = translator(T);
@@ -105,6 +113,8 @@ let socketLost = false;
 let hostMutedMic = false;
 let recording = !!C.recording; // the meeting records (from the room's meeting frame, then meeting_state)
 let recorded = true; // this member agreed to be recorded
+let tables = null; // the last open meeting_tables: the meeting is split into tables
+let moving = false; // leaving one meeting for another (a table, or back) on the same socket
 const local = { mic: null, camera: null, screen: null };
 const selfMuted = { mic: false, camera: false };
 const usageBase = { sent: 0, received: 0 };
@@ -836,8 +846,101 @@ function renderRecording() {
   }
 }
 
+// --- workshop tables ------------------------------------------------------------------
+
+const clock = (ms) => {
+  const seconds = Math.ceil(ms / 1000);
+  return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+};
+
+/** Leave this meeting and join `target` (a table, or the meeting back) on the same socket. */
+async function moveTo(target) {
+  if (phase !== "in" || moving || !target || target === meetingId) return;
+  moving = true;
+  try {
+    try {
+      await hub.request({ type: "meeting_leave", meeting: meetingId });
+    } catch {
+      // Already out: join the other one all the same.
+    }
+    stopAll();
+    state = null;
+    reception = null;
+    meetingId = target;
+    await sendJoin();
+  } catch (frame) {
+    ended(null, errorText(frame));
+  } finally {
+    moving = false;
+    renderAll();
+  }
+}
+
+function myTable() {
+  return tables?.tables.find((t) => t.members.some((m) => m.id === ME)) || null;
+}
+
+function tableName(table) {
+  return table.label ? fmt("tablesAt", { number: table.number, label: table.label }) : fmt("tablesAtNumber", { number: table.number });
+}
+
+function renderTables() {
+  const here = tables?.tables.find((t) => t.meeting === meetingId) || null;
+  els.tablesBar.hidden = !here || phase !== "in";
+  if (here) {
+    els.tablesWhere.textContent = tableName(here);
+    els.tablesChat.href = `/rooms/${here.room}/`;
+    els.tablesBack.hidden = !isHost;
+  }
+  const left = tables?.ends_at ? Date.parse(tables.ends_at) - Date.now() : null;
+  els.tablesTimer.textContent = left !== null && left > 0 ? fmt("tablesTimer", { time: clock(left) }) : "";
+  if (!els.tablesForm) return;
+  els.tablesForm.hidden = !!tables;
+  els.tablesHost.hidden = !tables;
+  if (!tables) return;
+  els.tablesList.replaceChildren(
+    ...tables.tables.map((t) =>
+      h(
+        "li",
+        { "data-table": t.number },
+        h("span", { class: "person" }, h("bdi", { text: tableName(t) })),
+        h("span", { class: "hint", text: fmt("tablesPeople", { count: t.members.length }) }),
+        t.meeting === meetingId ? "" : hostButton(T.tablesVisit, () => moveTo(t.meeting), "act"),
+      ),
+    ),
+  );
+}
+setInterval(() => tables?.ends_at && renderTables(), 1000);
+
+async function tablesAct(frame) {
+  try {
+    return await hub.request({ type: "meeting_tables", meeting: tables?.meeting || meetingId, ...frame });
+  } catch (reply) {
+    toast(errorText(reply), "error");
+    return null;
+  }
+}
+
+els.tablesForm?.addEventListener("submit", (event) => {
+  event.preventDefault();
+  tablesAct({
+    action: "open",
+    split: $("tables-split").value,
+    count: Number($("tables-count").value) || 2,
+    minutes: Number($("tables-minutes").value) || null,
+  });
+});
+$("tables-broadcast")?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = $("tables-text").value.trim();
+  if (text && (await tablesAct({ action: "broadcast", text }))) $("tables-text").value = "";
+});
+$("tables-close")?.addEventListener("click", () => tablesAct({ action: "close" }));
+els.tablesBack.addEventListener("click", () => tables && moveTo(tables.meeting));
+
 function renderAll() {
   renderRecording();
+  renderTables();
   renderControls();
   renderTiles();
   renderSounds();
@@ -957,12 +1060,27 @@ hub.on("meeting_reception", (frame) => {
   if (frame.audio_only && !was) toast(T.audioOnlyConnection);
   renderTiles();
 });
+hub.on("meeting_tables", (frame) => {
+  const was = tables;
+  tables = frame.open ? frame : null;
+  if (frame.notice) toast(fmt("tablesNotice", { text: frame.notice }));
+  renderTables();
+  if (phase !== "in") return;
+  const mine = myTable();
+  if (mine) {
+    if (!was) toast(T.tablesOpened);
+    moveTo(mine.meeting); // seated: to my table (nothing to do when already there)
+  } else if (!frame.open && meetingId !== frame.meeting) {
+    toast(T.tablesBack);
+    moveTo(frame.meeting); // everyone back (a visiting host too)
+  }
+});
 $("reception-retry").addEventListener("click", () => meetingHint({ type: "meeting_retry_video" }));
 hub.on("meeting_rejoin", (frame) => {
   if (frame.meeting === meetingId) rejoin();
 });
 hub.on("meeting_ended", (frame) => {
-  if (frame.meeting !== meetingId) return;
+  if (frame.meeting !== meetingId || moving) return;
   ended(frame.reason);
   if (frame.reason !== "left") {
     stopTrack("mic");
@@ -988,6 +1106,8 @@ window.hirfaMeeting = {
   usage: () => (peer ? peer.usage() : Promise.resolve({ sent: 0, received: 0 })),
   state: () => state,
   reception: () => reception,
+  tables: () => tables,
+  meeting: () => meetingId,
   encodings: (source) => (peer?.publishing(source)?.sender.getParameters().encodings || []).map((e) => ({
     rid: e.rid, active: e.active, scale: e.scaleResolutionDownBy, maxBitrate: e.maxBitrate,
   })),
