@@ -844,15 +844,32 @@ def tap_sender_reports(receiver: RTCRtpReceiver, on_report: Callable[[int, int, 
 def accept_red(transceiver: Any, payload_type: int) -> bool:
     """Let ``transceiver``'s receiver take RED (RFC 2198) packets of Opus on ``payload_type``.
 
-    aiortc knows no RED, so it leaves RED out of the negotiated codecs; the
-    receiver must be told before it starts (its payload types are registered
-    with the transport's router once, at start). Answers whether RED is
-    accepted (``False``: no Opus negotiated, or the receiver already started
-    without it).
+    aiortc knows no RED, so it leaves RED out of the negotiated codecs, and each
+    ``createOffer`` and ``setRemoteDescription`` sets the transceiver's codecs anew;
+    its receiver registers its payload types (in its codec table and the
+    transport's router) once, when it starts. A receiver not started yet gets RED
+    among the transceiver's codecs; one already started gets it in its own table
+    and the router's: a renegotiation offered before the first answer's
+    connection was up (two people arriving at a workshop table at once) had made
+    the receiver start without RED, and every packet of that microphone was
+    dropped. Answers whether RED is accepted (``False``: no Opus negotiated).
     """
     codecs = transceiver._codecs
-    if any(c.payloadType == payload_type and c.mimeType.lower() == "audio/red" for c in codecs):
-        return True
+    opus = next((c.payloadType for c in codecs if c.mimeType.lower() == "audio/opus"), None)
+    if opus is None:
+        return False
+    red = next((c for c in codecs if c.payloadType == payload_type and c.mimeType.lower() == "audio/red"), None)
+    if red is None:
+        red = RTCRtpCodecParameters(
+            mimeType="audio/red", clockRate=48000, channels=2, payloadType=payload_type,
+            parameters={f"{opus}/{opus}": None},
+        )
+        codecs.append(red)
+    receiver = transceiver.receiver
+    if receiver._RTCRtpReceiver__started:
+        receiver._RTCRtpReceiver__codecs.setdefault(payload_type, red)
+        receiver.transport._rtp_router.payload_type_table.setdefault(payload_type, set()).add(receiver)
+    return True
     opus = next((c.payloadType for c in codecs if c.mimeType.lower() == "audio/opus"), None)
     if opus is None or transceiver.receiver._RTCRtpReceiver__started:
         return False

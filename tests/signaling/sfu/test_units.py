@@ -536,3 +536,35 @@ def test_red_payloads_are_unwrapped_for_subscribers_without_red() -> None:
         track.forward(opus, False)
     assert [p for p, *_ in writers[0].sent] == [b"new!", b"opus"] and writers[0].payload_types == [None, None]
     assert [p for p, *_ in writers[1].sent] == [red, b"opus"] and writers[1].payload_types == [111, None]
+
+
+async def test_red_is_taken_by_a_receiver_that_started_without_it() -> None:
+    """Two people arriving at a workshop table at once: the renegotiation offered for the
+    second reset the first's codecs before his connection was up, so his receiver started
+    without RED and every packet of his microphone was dropped. The next answer that
+    accepts RED must still open the started receiver to it."""
+    from aiortc import RTCPeerConnection, RTCRtpCodecParameters
+
+    from signaling.sfu.aiortc_hooks import accept_red
+
+    pc = RTCPeerConnection()
+    try:
+        transceiver = pc.addTransceiver("audio", direction="recvonly")
+        opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=96)
+        transceiver._codecs = [opus]
+        receiver = transceiver.receiver
+        # What RTCRtpReceiver.receive registers at start (without its decoder thread).
+        receiver._RTCRtpReceiver__codecs[96] = opus  # type: ignore[attr-defined]
+        router = receiver.transport._rtp_router
+        router.register_receiver(receiver, ssrcs=[5], payload_types=[96])
+        receiver._RTCRtpReceiver__started = True  # type: ignore[attr-defined]
+        red_packet = RtpPacket(payload_type=63, ssrc=5)
+        assert router.route_rtp(red_packet) is None  # started without RED: dropped
+
+        assert accept_red(transceiver, 63)
+        assert router.route_rtp(red_packet) is receiver
+        assert receiver._RTCRtpReceiver__codecs[63].mimeType == "audio/red"  # type: ignore[attr-defined]
+        assert accept_red(transceiver, 63), "idempotent"
+    finally:
+        transceiver.receiver._RTCRtpReceiver__started = False  # type: ignore[attr-defined]  # nothing of a real start to stop
+        await pc.close()
