@@ -30,10 +30,21 @@ audio first, always (it is never paused); then videos in priority order
 (pinned, screen share, the active speaker, then by recent speech), each its
 lowest layer while it fits, the others paused; then, in the same order, each
 one up layer by layer while it fits (only the first ``full_quality`` videos
-may take the top layer: small tiles need no 720p). When not even one video
-fits beside the audio, the subscriber is **audio only (his connection)**,
-and stays so until the estimate leaves a clear margin (``resume_margin``) or
-he asks to try video again (:meth:`DownlinkEstimate.retry`).
+may take the top layer: small tiles need no 720p).
+
+**The first video's lowest layer answers to loss only** (as Jitsi's
+videobridge oversends the on-stage video): it is kept while it fits in the
+loss-based figure, even when REMB says less. A browser's REMB rises only to
+about 1.5 times what arrives and starts from what the first second brought,
+and over TURN/TCP or TLS the queueing of the TCP path looks like congestion
+to its delay detector: on REMB alone a subscriber would go audio-only at the
+first dip and, receiving only audio, his REMB could never show room for
+video again (probes judged by that same REMB fail over such a path) — a
+relayed participant who never sees anyone. When not even that layer fits
+beside the audio in the loss-based figure (the link loses over 10 %), the
+subscriber is **audio only (his connection)**, and stays so until it leaves
+a clear margin (``resume_margin``) or he asks to try video again
+(:meth:`DownlinkEstimate.retry`).
 """
 
 from __future__ import annotations
@@ -75,11 +86,14 @@ def allocate(
     audio_only: bool = False,
     resume_margin: float = 1.3,
     full_quality: int = 2,
+    loss_budget: float | None = None,
 ) -> Allocation:
     """Spend ``budget`` (bit/s) on ``audio`` (bit/s, always) and ``videos``, by priority.
 
-    ``audio_only`` is the subscriber's current state: leaving it needs the
-    lowest video layer times ``resume_margin`` to fit.
+    ``loss_budget`` (bit/s, the loss-based figure; ``None``: ``budget``) is
+    what the first video's lowest layer must fit in beside the audio, even
+    when ``budget`` is smaller; ``audio_only`` is the subscriber's current
+    state: leaving it needs that layer times ``resume_margin`` to fit.
     """
     ordered = sorted(videos, key=lambda v: v.rank)
     chosen: dict[Hashable, int | None] = {v.key: None for v in ordered}
@@ -91,9 +105,12 @@ def allocate(
     first, first_layers = candidates[0]
     lowest = first.layers[first_layers[0]] or 0.0
     needed = lowest * (resume_margin if audio_only else 1.0)
-    if budget - spent < needed:
+    floor = budget if loss_budget is None else max(budget, loss_budget)
+    if floor - spent < needed:
         return Allocation(chosen, True, spent)
-    for video, layers in candidates:  # the lowest layer of each, while it fits
+    chosen[first.key] = first_layers[0]
+    spent += lowest
+    for video, layers in candidates[1:]:  # the lowest layer of each other, while it fits
         rate = video.layers[layers[0]] or 0.0
         if spent + rate <= budget:
             chosen[video.key] = layers[0]
@@ -172,6 +189,10 @@ class DownlinkEstimate:
             delay_based = max(self.remb, self.proven)
         estimate = self.loss_based if delay_based is None else min(self.loss_based, delay_based)
         return max(self.floor, estimate)
+
+    def loss_value(self) -> float:
+        """The loss-based figure alone (bit/s): what the first video's lowest layer answers to."""
+        return max(self.floor, self.loss_based)
 
     def retry(self) -> None:
         """The subscriber asked to try video again: the next round probes at once."""

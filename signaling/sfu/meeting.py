@@ -469,7 +469,9 @@ class Participant:
         wanted = allocate(float("inf"), audio, videos).cost
         probe = downlink.round(now, wanted)
         self._pad_up_to(probe)
-        decision = allocate(downlink.value(now), audio, videos, audio_only=self._audio_only)
+        decision = allocate(
+            downlink.value(now), audio, videos, audio_only=self._audio_only, loss_budget=downlink.loss_value()
+        )
         self._audio_only = decision.audio_only
         received = []
         for chosen, layer in decision.layers.items():

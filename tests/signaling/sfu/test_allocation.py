@@ -14,10 +14,14 @@ from .test_forwarding_e2e import close_all, join
 LAYERS = (150_000.0, 500_000.0, 1_200_000.0)
 
 
-class FixedRemb(DownlinkEstimate):
-    """A subscriber's estimate pinned by the test (his aiortc client's own REMB is ignored)."""
+class PinnedEstimate(DownlinkEstimate):
+    """A subscriber's estimate pinned by the test (his aiortc client's own REMB and receiver
+    reports are ignored): ``remb`` for the delay-based figure, ``loss_based`` for the other."""
 
     def on_remb(self, bitrate: float, now: float) -> None:
+        pass
+
+    def on_loss(self, fraction: float, now: float) -> None:
         pass
 
 
@@ -53,6 +57,51 @@ def test_audio_only_when_no_video_fits_and_a_margin_to_leave_it() -> None:
     assert still.audio_only and still.layers == {"a": None}, "no flapping at the edge"
     assert not allocate(260_000, 60_000, videos, audio_only=True).audio_only
     assert not allocate(100_000, 60_000, []).audio_only, "nothing to see is not audio-only"
+
+
+def test_the_first_video_keeps_its_lowest_layer_unless_loss_says_the_link_cannot_carry_it() -> None:
+    videos = [video("speaker", 2), video("other", 3)]
+    # REMB (``budget``) below audio + the lowest layer, but no loss: the first video stays, low.
+    narrow = allocate(120_000, 60_000, videos, loss_budget=800_000)
+    assert narrow.layers == {"speaker": 0, "other": None} and not narrow.audio_only
+    assert allocate(120_000, 60_000, videos, audio_only=True, loss_budget=800_000).layers["speaker"] == 0
+    # The loss-based figure itself too small: audio only, and a margin to leave it.
+    assert allocate(120_000, 60_000, videos, loss_budget=180_000).audio_only
+    assert allocate(120_000, 60_000, videos, audio_only=True, loss_budget=220_000).audio_only
+    assert not allocate(120_000, 60_000, videos, audio_only=True, loss_budget=260_000).audio_only
+
+
+def test_a_remb_that_echoes_what_arrives_never_keeps_the_camera_away() -> None:
+    """A browser's REMB starts from what its first second brought (about half of what is
+    sent), rises at most 8 % a second and to 1.5 times what arrives; over TURN/TCP or TLS the
+    bursts of a probe's padding, queued on the TCP path, make its delay detector cut it. The
+    allocation rounds of a meeting's participant (``Participant._allocate``) with such a REMB and
+    no loss, over two minutes: the camera is never paused. On REMB alone the subscriber went
+    audio-only at his first REMB and never saw the camera again: every probe failed, and his
+    REMB, echoing the audio he received, never showed room for it (the deploy check's participant
+    relayed over TLS)."""
+    estimate = DownlinkEstimate()
+    audio = 90_000.0  # Opus in RED
+    camera = video("nadia", 2, layers=(110_000.0, 280_000.0, None))
+    audio_only, layers, remb = False, [], None
+    for tick in range(240):
+        now = tick * 0.5
+        probe = estimate.round(now, allocate(float("inf"), audio, [camera]).cost)
+        decision = allocate(estimate.value(now), audio, [camera], audio_only=audio_only, loss_budget=estimate.loss_value())
+        audio_only, layer = decision.audio_only, decision.layers["nadia"]
+        layers.append(layer)
+        estimate.sending = arriving = audio + (0.0 if layer is None else camera.layers[layer] or 0.0)
+        if tick % 2 == 1:  # his REMB and receiver reports, once a second
+            if remb is None:
+                remb = 0.5 * arriving
+            elif probe is not None:
+                remb *= 0.85
+            else:
+                remb = min(1.5 * arriving + 10_000, remb * 1.08)
+            estimate.on_remb(remb, now)
+            estimate.on_loss(0.0, now)
+    assert estimate.probes_failed, "the probes failed, as over TCP"
+    assert None not in layers, f"the camera was paused in {layers.count(None)} of {len(layers)} rounds"
 
 
 def test_layer_names() -> None:
@@ -105,7 +154,7 @@ async def adapting_sfu():
     await server.close()
 
 
-async def test_a_subscriber_whose_remb_is_narrow_goes_audio_only_and_comes_back(adapting_sfu: Sfu) -> None:
+async def test_a_subscriber_whose_remb_is_narrow_keeps_a_video_and_goes_audio_only_on_loss(adapting_sfu: Sfu) -> None:
     sfu = adapting_sfu
     meeting = sfu.meeting("guild-narrow")
     amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()})
@@ -117,8 +166,21 @@ async def test_a_subscriber_whose_remb_is_narrow_goes_audio_only_and_comes_back(
     participant = meeting.participant("karim")
     (video,) = [t for t in participant.subscription_tracks() if t.kind == "video"]
 
-    # His browser's REMB says 40 kbit/s: the video stops, the audio goes on.
-    participant._downlink = downlink = FixedRemb(remb=40_000, remb_at=0.0, remb_ttl=1e9)
+    # His browser's REMB says 40 kbit/s and no probe holds (as over TURN/TLS, where the padding's
+    # bursts queue on the TCP path), but nothing is lost: the video stays, at its lowest layer (a
+    # REMB echoes what arrives: it cannot show room for a video he does not get).
+    def measured() -> bool:
+        return all(rate and rate > 1 for forwarder in meeting.forwarders() for rate in forwarder.layer_bitrates())
+
+    await wait_until(measured, what="the publisher's rates measured")
+    participant._downlink = downlink = PinnedEstimate(remb=40_000, remb_at=0.0, remb_ttl=1e9, probe_after=1e9)
+    await wait_until(lambda: participant.reception.estimate == downlink.floor, what="the estimate spent")
+    frames = len(karim.frames_from("amina", TrackSource.CAMERA))
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= frames + 25, what="video going on")
+    assert not participant.reception.audio_only and not video.paused
+
+    # His receiver reports say his link loses: the video stops, the audio goes on.
+    downlink.loss_based = 40_000
     await wait_until(lambda: participant.reception.audio_only, what="audio only")
     assert receptions[-1].audio_only and receptions[-1].videos[0].quality is VideoQuality.PAUSED
     assert video.paused
@@ -127,10 +189,10 @@ async def test_a_subscriber_whose_remb_is_narrow_goes_audio_only_and_comes_back(
     await wait_until(lambda: len(karim.frames_from("amina", TrackSource.MICROPHONE)) >= audio + 25, what="audio going on")
     assert len(karim.frames_from("amina", TrackSource.CAMERA)) <= frames + 1
 
-    # His link recovers (REMB 3 Mbit/s) and he taps "try video again": the video resumes
+    # His link recovers (3 Mbit/s) and he taps "try video again": the video resumes
     # at a keyframe, and nothing was renegotiated.
     offers = sessions[1].negotiations
-    downlink.remb = 3_000_000
+    downlink.remb = downlink.loss_based = 3_000_000
     participant.retry_video()
     await wait_until(lambda: not participant.reception.audio_only and not video.paused, what="video back")
     await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= frames + 10, what="frames again")
