@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import replace
 from datetime import time
 from pathlib import Path
@@ -40,8 +41,10 @@ from rooms.models import RoomKind
 from signaling import selectors as meeting_selectors
 
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "hirfa"
+# outbox.js's exports, dropped for the service worker (a classic script).
+OUTBOX_EXPORT = re.compile(r"^export (?=(?:const|function) )", re.MULTILINE)
 # Kept by the service worker at install: the shell every page needs, offline too.
-SHELL_FILES = ["hirfa.css", "dom.js", "badge.js", "pwa.js", "socket.js", "markdown.js", "room.js",
+SHELL_FILES = ["hirfa.css", "dom.js", "badge.js", "pwa.js", "outbox.js", "socket.js", "markdown.js", "room.js",
                "rooms.js", "meeting-banner.js", "icons.svg", "icons/icon-192.png"]
 # The kinds a member may choose to have pushed to his devices.
 PUSH_KINDS = [
@@ -433,7 +436,11 @@ def service_worker(request: HttpRequest) -> HttpResponse:
     """
     from django.templatetags.static import static
 
-    source = (STATIC_DIR / "sw.js").read_text(encoding="utf-8")
+    # outbox.js is an ES module for the page; a service worker is a classic script (module
+    # workers are not in every browser that has service workers), so it gets the same
+    # declarations with their `export` dropped.
+    outbox = OUTBOX_EXPORT.sub("", (STATIC_DIR / "outbox.js").read_text(encoding="utf-8"))
+    source = outbox + "\n" + (STATIC_DIR / "sw.js").read_text(encoding="utf-8")
     shell = [reverse("offline"), *(static(f"hirfa/{name}") for name in SHELL_FILES)]
     version = hashlib.sha256(("\n".join(shell) + source).encode()).hexdigest()[:12]
     body = f"const VERSION = {json.dumps(version)};\nconst SHELL = {json.dumps(shell)};\n{source}"

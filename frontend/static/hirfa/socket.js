@@ -15,40 +15,13 @@
 //   where the service worker (sw.js, "sync") finds what is left and sends it over
 //   HTTP when the link comes back, with the same client_id.
 
+import { OUTBOX_SYNC, outboxStore } from "./outbox.js";
+
 const PROTOCOL_VERSION = 2;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30000;
 const OUTBOX_KEY = "hirfa.outbox";
 const RETRYABLE = new Set(["rate_limited", "slow_mode", "internal_error"]);
-// Shared with sw.js: the database, its store and the background sync's tag.
-const OUTBOX_DB = "hirfa";
-const OUTBOX_STORE = "outbox";
-const OUTBOX_SYNC = "hirfa-outbox";
-
-/** Run `fn(store)` in one IndexedDB transaction of the outbox store; resolves with what
- * its last request gave. Rejects where IndexedDB is missing (private mode): the
- * outbox then lives in the page only. */
-function outboxStore(mode, fn) {
-  return new Promise((resolve, reject) => {
-    const open = indexedDB.open(OUTBOX_DB, 1);
-    open.onupgradeneeded = () => open.result.createObjectStore(OUTBOX_STORE, { keyPath: "client_id" });
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-      const db = open.result;
-      const tx = db.transaction(OUTBOX_STORE, mode);
-      const request = fn(tx.objectStore(OUTBOX_STORE));
-      tx.oncomplete = () => {
-        db.close();
-        resolve(request && request.result);
-      };
-      tx.onerror = tx.onabort = () => {
-        db.close();
-        reject(tx.error);
-      };
-    };
-  });
-}
-
 /** The page's CSRF token: the worker sends with it, and it changes when someone else logs
  * in on this browser, so an item left by one member is never sent as another. */
 const csrfToken = () => document.querySelector("[name=csrfmiddlewaretoken]")?.value || "";

@@ -1,5 +1,7 @@
 // Hirfa's service worker. The server prepends VERSION (a fingerprint of what follows and
-// of the shell's URLs) and SHELL (the offline page and the static files every page needs).
+// of the shell's URLs), SHELL (the offline page and the static files every page needs)
+// and outbox.js (OUTBOX_SYNC, outboxStore: the chat outbox in IndexedDB, shared with the
+// page).
 //
 // - static files (fingerprinted URLs under /static/): cache first, kept;
 // - pages: network first; a room, the rooms list, the agenda and the notifications are
@@ -8,7 +10,7 @@
 // - the socket, the API and every non-GET request go to the network untouched;
 // - "sync": the chat outbox a page left in IndexedDB (socket.js) is sent over HTTP when
 //   the link comes back, even with every tab closed.
-/* global VERSION, SHELL */
+/* global VERSION, SHELL, OUTBOX_SYNC, outboxStore */
 const STATIC_CACHE = `hirfa-static-${VERSION}`;
 const PAGES_CACHE = "hirfa-pages";
 const KEPT_PAGES = [/^\/rooms\/(\d+\/)?$/, /^\/gatherings\/$/, /^\/notifications\/$/];
@@ -98,31 +100,6 @@ self.addEventListener("notificationclick", (event) => {
 });
 
 // --- Background sync of the chat outbox (socket.js keeps it in IndexedDB) ------------------
-
-const OUTBOX_DB = "hirfa";
-const OUTBOX_STORE = "outbox";
-const OUTBOX_SYNC = "hirfa-outbox";
-
-function outboxStore(mode, fn) {
-  return new Promise((resolve, reject) => {
-    const open = indexedDB.open(OUTBOX_DB, 1);
-    open.onupgradeneeded = () => open.result.createObjectStore(OUTBOX_STORE, { keyPath: "client_id" });
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-      const db = open.result;
-      const tx = db.transaction(OUTBOX_STORE, mode);
-      const request = fn(tx.objectStore(OUTBOX_STORE));
-      tx.oncomplete = () => {
-        db.close();
-        resolve(request && request.result);
-      };
-      tx.onerror = tx.onabort = () => {
-        db.close();
-        reject(tx.error);
-      };
-    };
-  });
-}
 
 /** Send what is left, oldest first, each with its client_id (a page that sent it too
  * is harmless: the server stores it once). An item the server refused for good (room
