@@ -22,6 +22,7 @@ urlpatterns = [
     path("notifications/", views.notifications, name="notifications"),
     path("notifications/push", views.push_subscription, name="push_subscription"),
     path("notifications/settings", views.push_preferences, name="push_preferences"),
+    path("notifications/email", views.digest_preference, name="digest_preference"),
     path("notifications/read", views.notifications_read, name="notifications_read"),
     path("notifications/<int:notification_id>/", views.notification_open, name="notification_open"),
     path("moderation/", views.moderation, name="moderation"),

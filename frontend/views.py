@@ -30,10 +30,10 @@ from django.views.decorators.http import require_GET, require_POST, require_safe
 from frontend import selectors as page_selectors
 from frontend.i18n import js_strings, meeting_js_strings
 from gatherings import selectors as gathering_selectors
-from hub import push
+from hub import digests, push
 from hub.auth import member_of
 from hub.errors import ErrorCode, HirfaError
-from hub.models import PushPreference, User
+from hub.models import DigestPreference, PushPreference, User
 from hub.replica import stale_reads_ok
 from registry import selectors as registry_selectors
 from rooms import selectors, services
@@ -331,8 +331,24 @@ def notifications(request: HttpRequest) -> HttpResponse:
             "vapid_key": settings.HIRFA_VAPID_PUBLIC_KEY,
             "push_kinds": [(kind, label, kind not in muted) for kind, label in PUSH_KINDS],
             "preference": preference,
+            "digest_choices": DigestPreference.After.choices,
+            "digest_after": digests.digest_after(user),
         },
     )
+
+
+@login_required
+@require_POST
+def digest_preference(request: HttpRequest) -> HttpResponse:
+    """When the member's unread notifications are e-mailed to him (the centre's form)."""
+    user = member_of(request)
+    try:
+        digests.digest_preference_set(user=user, after_hours=int(request.POST.get("after_hours", "")))
+    except ValueError:
+        messages.error(request, _("Choose when to receive these e-mails."))
+    else:
+        messages.success(request, _("Your notification settings are saved."))
+    return redirect(reverse("notifications") + "#email")
 
 
 @login_required

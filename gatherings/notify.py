@@ -58,7 +58,8 @@ def member_notify(
     if start is not None:
         data["start"] = start.isoformat()
     data.update(extra or {})
-    note = notification_create(user=user, kind=kind, data=data)
+    # Its own e-mail below (when he has an address): no digest carries it again.
+    note = notification_create(user=user, kind=kind, data=data, emailed=bool(user.email))
     with translation.override(_language(user)):
         when = _when(gathering, start) if start is not None else ""
         subjects = {

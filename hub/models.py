@@ -180,6 +180,8 @@ class Notification(models.Model):
     data = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     read_at = models.DateTimeField(null=True, blank=True)
+    # When it went out by e-mail: its own (a gathering's) or in a digest of what was missed.
+    emailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -219,3 +221,21 @@ class PushPreference(models.Model):
     quiet_from = models.TimeField(null=True, blank=True)
     quiet_to = models.TimeField(null=True, blank=True)
     tz = models.CharField(max_length=64, default="Africa/Algiers")
+
+
+class DigestPreference(models.Model):
+    """When a member wants his unread notifications e-mailed: after `after_hours` unread
+    (0: never), one e-mail at most every `after_hours`. A member without a row gets
+    `DEFAULT_AFTER_HOURS`."""
+
+    NEVER = 0
+    DEFAULT_AFTER_HOURS = 24
+
+    class After(models.IntegerChoices):
+        NEVER = 0, _("Never")
+        HOUR = 1, _("After an hour")
+        DAY = 24, _("After a day")
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="digest_preference")
+    after_hours = models.PositiveSmallIntegerField(choices=After.choices, default=DEFAULT_AFTER_HOURS)
+    last_sent_at = models.DateTimeField(null=True, blank=True)

@@ -121,9 +121,10 @@ def _deleter(storage: Storage, name: str) -> Callable[[], None]:
 
 
 def _hub_export(user: User) -> dict[str, Any]:
-    from hub.models import ArtisanProfile, Notification, PushPreference
+    from hub.models import ArtisanProfile, DigestPreference, Notification, PushPreference
 
     push = PushPreference.objects.filter(user=user).first()
+    digest = DigestPreference.objects.filter(user=user).first()
     profile = ArtisanProfile.objects.filter(user=user).select_related("wilaya").first()
     return {
         "profile": None
@@ -137,12 +138,16 @@ def _hub_export(user: User) -> dict[str, Any]:
             "avatar": profile.avatar.name if profile.avatar else "",
         },
         "notifications": [
-            {"kind": note.kind, "data": note.data, "created_at": note.created_at, "read_at": note.read_at}
+            {"kind": note.kind, "data": note.data, "created_at": note.created_at, "read_at": note.read_at,
+             "emailed_at": note.emailed_at}
             for note in Notification.objects.filter(user=user).order_by("id")
         ],
         "push_preferences": None
         if push is None
         else {"muted_kinds": push.muted_kinds, "quiet_from": push.quiet_from, "quiet_to": push.quiet_to, "tz": push.tz},
+        "email_digests": None
+        if digest is None
+        else {"after_hours": digest.after_hours, "last_sent_at": digest.last_sent_at},
     }
 
 
@@ -159,7 +164,8 @@ HUB_PART = PersonalDataPart(
     app="hub",
     export=_hub_export,
     files=_hub_files,
-    exported=("hub.ArtisanProfile.user", "hub.Notification.user", "hub.PushPreference.user"),
+    exported=("hub.ArtisanProfile.user", "hub.Notification.user", "hub.PushPreference.user",
+              "hub.DigestPreference.user"),
     left_out={
         "hub.ModeratorScope.user": "a role given by the admins; removed with the account",
         "hub.PushSubscription.user": "his browsers' push endpoints and keys: secrets, removed with the account",

@@ -53,6 +53,13 @@ def register_renderer(renderer: Renderer) -> None:
     _renderer[:] = [renderer]
 
 
+def notification_text(notification: Notification) -> PushText | None:
+    """How `notification` reads, in the active language (None before a renderer is registered)."""
+    if not _renderer:
+        return None
+    return _renderer[0](notification.kind, notification.data if isinstance(notification.data, dict) else {})
+
+
 def push_enabled() -> bool:
     """Whether the hub has VAPID keys, without which no push can be sent."""
     return bool(settings.HIRFA_VAPID_PUBLIC_KEY and settings.HIRFA_VAPID_PRIVATE_KEY)
@@ -138,14 +145,16 @@ def notification_push(*, notification_id: int) -> int:
     """Push notification `notification_id` to each of its member's devices not yet pushed;
     returns how many pushes the push services accepted."""
     notification = Notification.objects.filter(pk=notification_id).select_related("user").first()
-    if notification is None or not push_enabled() or not _renderer:
+    if notification is None or not push_enabled():
         return 0
     user = notification.user
     preference = PushPreference.objects.filter(user=user).first()
     if preference is not None and notification.kind in preference.muted_kinds:
         return 0
     with translation.override(user.preferred_language or settings.LANGUAGE_CODE):
-        text = _renderer[0](notification.kind, notification.data if isinstance(notification.data, dict) else {})
+        text = notification_text(notification)
+    if text is None:
+        return 0
     unread = Notification.objects.filter(user=user, read_at__isnull=True).count()
     payload = json.dumps(
         {"title": text.title, "body": text.body, "url": text.url, "tag": f"n{notification.pk}",

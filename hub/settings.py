@@ -311,6 +311,9 @@ HIRFA_EMBEDDED_WORKER = os.environ.get("HIRFA_EMBEDDED_WORKER", "0" if PRODUCTIO
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "hirfa@localhost")
+# The address members reach the site at, for the links in e-mails sent by the job worker
+# (which has no request to take it from).
+HIRFA_SITE_URL = os.environ.get("HIRFA_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

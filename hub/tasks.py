@@ -11,3 +11,11 @@ def push_deliver(*, notification_id: int) -> int:
     from hub.push import notification_push
 
     return notification_push(notification_id=notification_id)
+
+
+@task()
+def digests_send() -> int:
+    """E-mail each member what he missed, when due (see hub.digests); a periodic job."""
+    from hub.digests import digests_send_due
+
+    return digests_send_due()

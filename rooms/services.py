@@ -124,9 +124,16 @@ def _mentioned_users(*, room: Room, text: str, author: User) -> list[User]:
     return readable
 
 
-def notification_create(*, user: User, kind: str, data: dict[str, object]) -> Notification:
-    """Keep a notification and push it to the user's open sockets on commit."""
-    note = Notification.objects.create(user=user, kind=kind, data=data)
+def notification_create(
+    *, user: User, kind: str, data: dict[str, object], emailed: bool = False
+) -> Notification:
+    """Keep a notification and push it to the user's open sockets on commit.
+
+    `emailed`: the caller e-mails it himself, so no digest of what was missed carries it.
+    """
+    note = Notification.objects.create(
+        user=user, kind=kind, data=data, emailed_at=timezone.now() if emailed else None
+    )
     if push.notification_push_wanted(notification=note):
         # A job row in this transaction: the push exists if and only if the notification does.
         push_deliver.enqueue(notification_id=note.pk)

@@ -129,6 +129,7 @@ PLAIN_POSTS = [
     Post("POST exchange/<int:post_id>/reply", missing="post_id"),
     Post("POST notifications/push", json={"endpoint": "https://push.example.org/device", "remove": True}),
     Post("POST notifications/settings", {"push_mention": "on", "quiet_from": "22:00", "quiet_to": "07:00"}),
+    Post("POST notifications/email", {"after_hours": "1"}),
     Post("POST notifications/read"),
 ]
 
