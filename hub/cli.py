@@ -127,7 +127,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _setup_django()
     from daphne.endpoints import build_endpoint_description_strings
     from django.conf import settings
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
     if not settings.PRODUCTION and not _is_loopback(args.host):
         # The embedded default runs with DEBUG, a public SECRET_KEY and no HTTPS: fine on
@@ -139,12 +138,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     if not args.no_migrate:
         _migrate(verbosity=0 if args.quiet else 1)
+        if settings.HIRFA_STATIC_FINGERPRINTS:
+            # A hub that prepares its database prepares its static files too (hashed names,
+            # compressed copies); several hubs behind nginx do both once, before (--no-migrate).
+            from django.core.management import call_command
+
+            call_command("collectstatic", interactive=False, verbosity=0)
     from hub.asgi import application
 
+    # Static files are served by the hub's middleware (hub/static_files.py), nginx or not.
     app = application
-    if not settings.PRODUCTION or args.static:
-        # The embedded default has no proxy in front: serve the static files too.
-        app = ASGIStaticFilesHandler(application)
     hint = _admin_hint()
     if hint:
         print(hint)
@@ -271,7 +274,7 @@ def build_parser(*, with_apps: bool = True) -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument(
-        "--static", action="store_true", help="serve static files in production mode too"
+        "--static", action="store_true", help="(kept for old unit files: the hub always serves static files)"
     )
     serve.add_argument(
         "--proxy-headers", action="store_true", help="trust X-Forwarded-* from a reverse proxy"

@@ -98,6 +98,8 @@ MIDDLEWARE = [
     "hub.health.ProbeMiddleware",
     "hub.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files, before sessions and the rest: hashed names cached a year (hub/static_files.py).
+    "hub.static_files.StaticFilesMiddleware",
     "hub.security_headers.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -281,7 +283,24 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT = Path(os.environ.get("HIRFA_STATIC_ROOT", DATA_DIR / "static"))
+# Production collects the static files (`hirfa manage collectstatic`; `hirfa serve` does it
+# at start) under names with a hash of their content, with gzip and brotli copies; pages
+# name the hashed files, which the hub (WhiteNoise) and nginx let browsers keep a year.
+# Off (the embedded default, the tests): the apps' files as they are, fresh from disk.
+HIRFA_STATIC_FINGERPRINTS = os.environ.get("HIRFA_STATIC_FINGERPRINTS", "1" if PRODUCTION else "0") == "1"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "hub.static_files.FingerprintedStaticStorage"
+        if HIRFA_STATIC_FINGERPRINTS
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not HIRFA_STATIC_FINGERPRINTS
+WHITENOISE_AUTOREFRESH = not HIRFA_STATIC_FINGERPRINTS
+# Names without a hash (sw.js is a view, not among them): a minute, then asked again.
+WHITENOISE_MAX_AGE = 0 if DEBUG else 60
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("HIRFA_MEDIA_ROOT", DATA_DIR / "media"))
 # Files only views that check permissions may serve (artisan-card photos); never under MEDIA_ROOT.

@@ -1,5 +1,5 @@
-"""The ASGI application a test server runs: the hub's, serving static files too
-(as `hirfa serve` does in the embedded default)."""
+"""The ASGI application a test server runs: the hub's (which serves static files itself,
+hub/static_files.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
 from hub.asgi import application as hub_application
 
-application = ASGIStaticFilesHandler(hub_application)
+application = hub_application
