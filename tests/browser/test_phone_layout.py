@@ -160,12 +160,18 @@ def test_no_page_is_wider_than_a_phone(site, daphne_factory, browser):  # noqa: 
     assert failures == [], "\n".join(failures)
 
 
-def test_the_bottom_bar_and_the_bell_on_a_phone(site, daphne_factory, browser):  # noqa: F811
-    """Karim (mentioned six times) sees the five tabs and the count in the bell, the tab and the title."""
+@pytest.mark.parametrize("language", ["ar", "fr", "kab"])
+def test_the_bottom_bar_and_the_bell_on_a_phone(site, daphne_factory, browser, language):  # noqa: F811
+    """Karim (mentioned six times) sees the five tabs and the count in the bell, the tab and
+    the title, opens the notification centre from the bar and follows a mention."""
+    from django.utils import translation
+
+    with translation.override(language):
+        gatherings_label = translation.gettext("Gatherings")
     cookie, _member_pages, _public_pages, media = site
     server = daphne_factory({"HIRFA_MEDIA_ROOT": str(media), "HIRFA_EMBEDDED_WORKER": "0"})
-    context = browser.new_context(viewport=PHONE, locale="ar", is_mobile=True, has_touch=True)
-    context.add_cookies([{"name": "django_language", "value": "ar", "url": server.url},
+    context = browser.new_context(viewport=PHONE, locale=language, is_mobile=True, has_touch=True)
+    context.add_cookies([{"name": "django_language", "value": language, "url": server.url},
                          {"name": cookie["name"], "value": cookie["value"], "url": server.url}])
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
@@ -175,7 +181,8 @@ def test_the_bottom_bar_and_the_bell_on_a_phone(site, daphne_factory, browser): 
     for i in range(5):
         box = tabs.nth(i).bounding_box()
         assert box and box["height"] >= 44 and box["y"] + box["height"] <= PHONE["height"] + 1
-    assert page.locator(".tabbar a[aria-current='page'] .tab-label").inner_text() == "اللقاءات"
+    assert page.get_attribute("html", "lang") == language
+    assert page.locator(".tabbar a[aria-current='page'] .tab-label").inner_text() == gatherings_label
     # Each tab's icon is drawn from the sprite (no emoji: phones render those differently).
     assert page.locator(".tabbar svg.icon use").count() == 5
     assert page.evaluate(
@@ -192,4 +199,5 @@ def test_the_bottom_bar_and_the_bell_on_a_phone(site, daphne_factory, browser): 
     page.go_back()
     page.reload()
     assert page.title().startswith("(5) ")
+    page.screenshot(path=str(ARTIFACTS / f"tabbar-notifications-{language}.png"))
     context.close()

@@ -7,6 +7,7 @@ the room still readable and any other page the offline page.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -25,8 +26,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transa
 
 PHONE = {"width": 360, "height": 740}
 WAIT_MS = 30_000
-NAMES = {"ar": "حرفة", "fr": "Hirfa", "en": "Hirfa"}
-OFFLINE = {"ar": "لا يوجد اتصال", "fr": "Pas de connexion", "en": "No connection"}
+NAMES = {"ar": "حرفة", "fr": "Hirfa", "kab": "Hirfa", "en": "Hirfa"}
+OFFLINE = {"ar": "لا يوجد اتصال", "fr": "Pas de connexion", "kab": "Ulac tuqqna", "en": "No connection"}
+LANGUAGES = ["ar", "fr", "kab"]
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def amina_in_her_guild(transactional_db):
     return session_cookie(amina), guild.pk
 
 
-@pytest.mark.parametrize("language", ["ar", "fr"])
+@pytest.mark.parametrize("language", LANGUAGES)
 def test_installable_and_readable_offline(amina_in_her_guild, daphne_factory, browser, language):  # noqa: F811
     cookie, room_id = amina_in_her_guild
     server = daphne_factory({"HIRFA_EMBEDDED_WORKER": "0"})
@@ -80,9 +82,10 @@ def test_installable_and_readable_offline(amina_in_her_guild, daphne_factory, br
 
 
 @pytest.fixture
-def mention_pushed(amina_in_her_guild, settings):
-    """Yacine mentions Amina; the job worker pushes it to her phone (a push endpoint of this
-    test), which decrypts it: the JSON her service worker will receive."""
+def mention_pushed(amina_in_her_guild, settings, language):
+    """Yacine mentions Amina, who reads Hirfa in `language`; the job worker pushes it to her
+    phone (a push endpoint of this test), which decrypts it: the JSON her service worker
+    will receive."""
     key = Vapid()
     key.generate_keys()
     settings.HIRFA_VAPID_PRIVATE_KEY = b64urlencode(key.private_key.private_numbers().private_value.to_bytes(32, "big"))
@@ -93,6 +96,8 @@ def mention_pushed(amina_in_her_guild, settings):
     service = PushService()
     try:
         amina, yacine = User.objects.get(username="amina"), User.objects.get(username="yacine")
+        amina.preferred_language = language
+        amina.save(update_fields=["preferred_language"])
         private, auth, _sub = phone_of(amina, service)
         room_services.send_buckets.reset()
         room_services.message_post(user=yacine, room_id=room_id, client_id="k2", text="@amina tu viens ?")
@@ -104,12 +109,20 @@ def mention_pushed(amina_in_her_guild, settings):
     return cookie, room_id, payload
 
 
-def test_the_service_worker_shows_a_pushed_mention(mention_pushed, daphne_factory, browser):  # noqa: F811
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_service_worker_shows_a_pushed_mention(mention_pushed, daphne_factory, browser, language):  # noqa: F811
     cookie, room_id, payload = mention_pushed
+    # The push speaks the member's language: the app's name, and the words around the names.
+    from django.utils import translation
+
+    with translation.override(language):
+        said = translation.gettext("%(name)s mentioned you in %(room)s: %(excerpt)s")
+    assert payload["title"] == NAMES[language]
+    assert said.split("%(name)s")[1].split("%(room)s")[0].strip() in payload["body"]
     server = daphne_factory({"HIRFA_EMBEDDED_WORKER": "0"})
-    context = browser.new_context(viewport=PHONE, locale="fr", is_mobile=True, has_touch=True)
+    context = browser.new_context(viewport=PHONE, locale=language, is_mobile=True, has_touch=True)
     context.grant_permissions(["notifications"], origin=server.url)
-    context.add_cookies([{"name": "django_language", "value": "fr", "url": server.url},
+    context.add_cookies([{"name": "django_language", "value": language, "url": server.url},
                          {"name": cookie["name"], "value": cookie["value"], "url": server.url}])
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
@@ -204,4 +217,64 @@ def test_the_outbox_is_sent_by_the_worker_when_the_link_returns_with_the_tab_clo
     watcher.wait_for_selector(".msg-text:has-text('الطين جاهز غدا')")
     assert watcher.locator(".msg.pending").count() == 0
     assert Message.objects.filter(room_id=room_id, text="الطين جاهز غدا").count() == 1
+    context.close()
+
+
+def test_fingerprinted_static_files_on_a_phone(amina_in_her_guild, daphne_factory, browser, tmp_path):  # noqa: F811
+    """The static files as production has them (HIRFA_STATIC_FINGERPRINTS, hub/static_files.py):
+    the room's modules find each other under their hashed names, the hub sends each one
+    compressed and to be kept a year, the service worker keeps the hashed shell, and the
+    room works (a message goes out)."""
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT, server_env
+
+    cookie, room_id = amina_in_her_guild
+    env = {"HIRFA_EMBEDDED_WORKER": "0", "HIRFA_STATIC_FINGERPRINTS": "1", "HIRFA_DEBUG": "0",
+           "HIRFA_STATIC_ROOT": str(tmp_path / "static")}
+    subprocess.run([sys.executable, "-m", "hub.cli", "manage", "collectstatic", "--noinput", "--verbosity", "0"],
+                   cwd=ROOT, env=server_env("unused", env), check=True, timeout=600, capture_output=True)
+    server = daphne_factory(env)
+    context = browser.new_context(viewport=PHONE, locale="kab", is_mobile=True, has_touch=True)
+    context.add_cookies([{"name": "django_language", "value": "kab", "url": server.url},
+                         {"name": cookie["name"], "value": cookie["value"], "url": server.url}])
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    statics: list = []
+    page.on("response", lambda r: statics.append(r) if "/static/" in r.url else None)
+    page.goto(f"{server.url}/rooms/{room_id}/")
+    page.wait_for_selector("body[data-connection='online']")
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    page.fill("#text", "Azul, ad d-aseɣ azekka")
+    page.click("#send")
+    page.wait_for_selector(".msg:not(.pending) .msg-text:has-text('Azul, ad d-aseɣ azekka')")
+
+    hashed = r"\.[0-9a-f]{12}\.[A-Za-z0-9]+$"
+    seen = {r.url.split("#")[0] for r in statics}
+    assert {"outbox", "socket", "room", "dom"} <= {
+        re.search(r"/hirfa/([\w-]+)\.[0-9a-f]{12}\.js$", url).group(1) for url in seen if url.endswith(".js")
+    }
+    for response in statics:
+        url = response.url.split("#")[0]
+        assert re.search(hashed, url), f"{url} has no hash in its name"
+        if response.from_service_worker:
+            continue
+        assert response.status == 200, url
+        assert "immutable" in response.headers["cache-control"] and "max-age=315360000" in response.headers["cache-control"]
+        if url.endswith((".js", ".css", ".svg")):
+            assert response.headers.get("content-encoding") in ("br", "gzip"), url
+    kept = page.evaluate(
+        """async () => {
+             const names = (await caches.keys()).filter((n) => n.startsWith("hirfa-static-"));
+             const cache = await caches.open(names[0]);
+             return (await cache.keys()).map((r) => new URL(r.url).pathname);
+           }"""
+    )
+    statics_kept = [url for url in kept if url.startswith("/static/")]
+    assert len(statics_kept) >= 10 and all(re.search(hashed, url) for url in statics_kept), kept
+    assert any(re.search(r"/hirfa/outbox\.[0-9a-f]{12}\.js$", url) for url in statics_kept)
+    assert errors == []
     context.close()

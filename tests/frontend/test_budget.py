@@ -3,10 +3,12 @@ stylesheet and every ES module it loads weigh under 150 KB, uncompressed."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.staticfiles import finders
 from django.urls import reverse
 
@@ -73,3 +75,30 @@ def test_no_script_writes_html():
         text = path.read_text(encoding="utf-8")
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
             assert sink not in text, f"{path.name} uses {sink}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("language", ["ar", "fr", "kab"])
+def test_every_main_page_first_load_is_under_150_kb_compressed(language):
+    """What docs/performance.md lists (bench/page_weight.py): each main page's HTML, stylesheets
+    and module closure, gzip -6 as nginx sends them, for a member and a visitor."""
+    from django.test import Client
+
+    from bench.page_weight import BUDGET_BYTES as BENCH_BUDGET
+    from bench.page_weight import first_load, site
+    from tests.hub.conftest import _LOADERS
+
+    for name in _LOADERS:  # the wilayas the site is built in, should a flush have emptied them
+        importlib.import_module(name).load(django_apps, None)
+    assert BENCH_BUDGET == BUDGET_BYTES
+    member_user, member_pages, visitor_pages = site()
+    member, visitor = Client(), Client()
+    member.force_login(member_user)
+    weights = {}
+    for client, paths in ((visitor, visitor_pages), (member, member_pages)):
+        client.cookies["django_language"] = language
+        for path in paths:
+            weights[path, client is member] = first_load(client, path)["total"]
+    assert len(weights) == len(member_pages) + len(visitor_pages) >= 20
+    over = {page: size for page, size in weights.items() if size >= BUDGET_BYTES}
+    assert over == {}, over
