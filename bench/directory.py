@@ -4,8 +4,8 @@
     .venv/bin/python bench/directory.py --json
     .venv/bin/python bench/directory.py --artisans 10000 --products 30000 --requests 100
 
-It uses a dedicated database (``hirfa_bench_directory`` on the PostgreSQL of
-``BENCH_DATABASE_URL``, default ``postgres://postgres@127.0.0.1:5432``),
+It uses a dedicated database (``hirfa_bench_directory``, or ``BENCH_DIRECTORY_DB``,
+on the PostgreSQL of ``BENCH_DATABASE_URL``, default ``postgres://postgres@127.0.0.1:5432``),
 created and migrated when missing and filled with bulk inserts only when it
 does not yet hold the wanted number of artisans (``--fresh`` drops it first).
 Generation: artisans with French or Arabic names, 1–2 trades, a wilaya,
@@ -52,7 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DB_NAME = "hirfa_bench_directory"
+DB_NAME = os.environ.get("BENCH_DIRECTORY_DB", "hirfa_bench_directory")
 FIRST_FR = ["Amina", "Karim", "Yacine", "Sofia", "Nadia", "Omar", "Lydia", "Mourad", "Samira", "Rachid",
             "Farid", "Nassima", "Djamel", "Houria", "Malik", "Zineb", "Salim", "Fatiha", "Walid", "Meriem"]
 LAST_FR = ["Belkacem", "Haddad", "Benali", "Bouzid", "Cherif", "Mansouri", "Ait Ahmed", "Saidi", "Kaci",
@@ -72,7 +72,7 @@ BASELINE_VECTOR_SQL = (
 BASELINE_QUERY_SQL = (
     "(websearch_to_tsquery('french'::regconfig, %s) || websearch_to_tsquery('arabic'::regconfig, %s))"
 )
-RELEVANCE_DB = "hirfa_bench_relevance"
+RELEVANCE_DB = os.environ.get("BENCH_RELEVANCE_DB", "hirfa_bench_relevance")
 
 
 def _connect_url(base: str) -> str:
@@ -185,7 +185,8 @@ def generate(artisans: int, products: int, seed: int, log) -> None:
         Product.objects.bulk_create(rows)
         log(f"products: {min(start + batch, products)}/{products}")
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        # What a database in service looks like after autovacuum: statistics, visibility maps.
+        cursor.execute("VACUUM ANALYZE")
     log(f"generated in {time.perf_counter() - started:.0f} s")
 
 

@@ -16,18 +16,25 @@ products) count the first `RANKED_MAX` results, which is also how deep the
 pages go: past that, the query is refined, not paged.
 
 On PostgreSQL the keys are generated columns with trigram indexes
-(migration `registry/0004_search_keys`); on SQLite (the embedded default) the
-same functions of `registry.search_text` are called on the raw columns.
+(migration `registry/0004_search_keys`), and an artisan's trades and commune
+are copied onto his row by triggers (`registry/0010_search_document`), so that
+every key but his products is a condition on one row: the planner either ORs
+the indexes (rare words) or reads the newest artisans and stops at the last
+candidate (common words). Typos (`<%`) and products are read as sets through
+their indexes; products only of the artisans a wilaya or trade filter keeps.
+On SQLite (the embedded default) the same functions of `registry.search_text`
+are called on the raw columns, and trades and communes through subqueries.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db import connection, transaction
 from django.db.models import (
     BooleanField,
@@ -58,6 +65,7 @@ T = TypeVar("T")
 PRODUCTS_SHOWN = 8
 SUGGESTIONS_MAX = 8
 TYPO_MIN_CHARS = 4
+IDS_MAX = 5000
 STOP_WORDS = frozenset(
     ["de", "du", "des", "la", "le", "les", "l", "d", "et", "en", "a", "au", "aux", "un", "une", "the", "of", "and", "in", "el", "al", "في", "من", "و", "على", "الى", "عن"]
 )
@@ -146,6 +154,15 @@ class Term:
     key: str
     trade_ids: frozenset[int]
     wilaya_ids: frozenset[int]
+    # False when some artisan's name or bio holds the word as typed: no typo to tolerate
+    # (a word as common as "tapis" is within a typo of 15,000 bios).
+    misspelt: bool = True
+    # On PostgreSQL, read before the pass that needs them: the artisans within a typo of the
+    # word, and those (of the filters' scope) who sell a piece holding it. A list of ids lets
+    # the planner count them; a subquery in an OR counts as half the table, and the plan read
+    # all 100,000 artisans to find none.
+    typo_ids: tuple[int, ...] | None = None
+    maker_ids: tuple[int, ...] | None = None
 
 
 def query_terms(query: str, reference: Reference | None = None) -> list[Term]:
@@ -256,7 +273,14 @@ def _contains(key: SearchKey, term: Term, typos: bool) -> Q:
 
 
 def _name_q(term: Term, typos: bool = False) -> Q:
-    q = _contains(_profile_fold(), term, typos)
+    typos = typos and term.misspelt
+    if _postgres():
+        # The typo test (`<%`) is costly per row: read through its index once (`_typo_ids`).
+        q = Q(Contains(_profile_fold(), term.text))
+        if typos and len(term.text) >= TYPO_MIN_CHARS:
+            q |= Q(pk__in=term.typo_ids or ())
+    else:
+        q = _contains(_profile_fold(), term, typos)
     if len(term.key) >= 2:
         q |= Q(Contains(_profile_skeleton(), f" {term.key}"))
     return q
@@ -275,15 +299,63 @@ class Pass:
     typos: bool = False  # a word within a typo of the name or bio (pg_trgm `<%`)
     products: bool = False  # the artisan's published products hold the word
     any_term: bool = False  # any word, not every word
+    # The filters keep a few thousand artisans at most (a wilaya, a trade): only their
+    # products are read, not every product holding the word (30,000 for "tapis").
+    scope: QuerySet[ArtisanProfile] | None = None
 
 
 PASSES = (Pass(), Pass(typos=True), Pass(products=True), Pass(typos=True, products=True, any_term=True))
 
 
-def _products_q(term: Term) -> Q:
-    """Artisans who have a published product holding `term` (through the products' trigram index)."""
+def _makers(term: Term, scope: QuerySet[ArtisanProfile] | None) -> QuerySet[Product]:
+    """Published products holding `term` (of the artisans of `scope`, when given)."""
     makers = Product.objects.filter(status__in=PUBLIC_STATUSES).filter(Contains(_product_fold(), term.text))
-    return Q(user_id__in=makers.values("artisan_id"))
+    if scope is not None:
+        makers = makers.filter(artisan_id__in=scope.values("user_id"))
+    return makers
+
+
+def _products_q(term: Term, scope: QuerySet[ArtisanProfile] | None) -> Q:
+    """Artisans (of `scope`, when given) who have a published product holding `term`."""
+    if _postgres():
+        return Q(user_id__in=term.maker_ids or ())
+    return Q(user_id__in=_makers(term, scope).values("artisan_id"))
+
+
+def _with_sets(term: Term, how: Pass) -> Term:
+    """`term` with the id lists `how` needs read (PostgreSQL), at most `IDS_MAX` each."""
+    if not _postgres():
+        return term
+    if how.typos and term.misspelt and len(term.text) >= TYPO_MIN_CHARS and term.typo_ids is None:
+        typo_ids = ArtisanProfile.objects.filter(WordSimilar(term.text, _profile_fold())).values_list("pk", flat=True)
+        term = replace(term, typo_ids=tuple(typo_ids[:IDS_MAX]))
+    if how.products and term.maker_ids is None:
+        makers = _makers(term, how.scope).values_list("artisan_id", flat=True)
+        term = replace(term, maker_ids=tuple(dict.fromkeys(makers[:IDS_MAX])))
+    return term
+
+
+class TradesOverlap(Expression):
+    """The artisan practises one of `trade_ids`: on PostgreSQL his row's `search_trades`
+    (GIN-indexed, kept by a trigger: migration `registry/0010_search_document`)."""
+
+    output_field = BooleanField()
+    conditional = True
+
+    def __init__(self, trade_ids: frozenset[int]) -> None:
+        super().__init__()
+        self.trade_ids = sorted(trade_ids)
+        self.source: Any = F("pk")
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.source]
+
+    def set_source_expressions(self, exprs: Any) -> None:
+        (self.source,) = exprs
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        sql, _params = compiler.compile(self.source)
+        return f'{sql.rsplit(".", 1)[0]}."search_trades" && %s::bigint[]', [self.trade_ids]
 
 
 def _term_q(term: Term, how: Pass) -> Q:
@@ -291,14 +363,19 @@ def _term_q(term: Term, how: Pass) -> Q:
     and, in the wider passes, a typo in his name or bio or one of his products.
     (Typos in product texts are left out: pg_trgm rechecks every long description that
     shares trigrams with the term, seconds at 300,000 products.)"""
-    # Each way of matching is its own subquery, so that PostgreSQL reads each through its
-    # index once (a hashed set) instead of testing every row against an OR of them.
-    q = Q(pk__in=ArtisanProfile.objects.filter(_name_q(term, how.typos)).values("pk"))
-    q |= Q(user_id__in=Census.objects.filter(Contains(_commune_fold(), term.text)).values("user_id"))
+    if _postgres():
+        # Every key but the products on the artisan's own row (migration 0010): the planner
+        # either ORs the indexes or reads the newest artisans and stops at the last one kept.
+        q = _name_q(term, how.typos) | Q(Contains(SearchKey("search_commune", "", "display_name"), term.text))
+        if term.trade_ids:
+            q |= Q(TradesOverlap(term.trade_ids))
+    else:
+        q = Q(pk__in=ArtisanProfile.objects.filter(_name_q(term, how.typos)).values("pk"))
+        q |= Q(user_id__in=Census.objects.filter(Contains(_commune_fold(), term.text)).values("user_id"))
+        if term.trade_ids:
+            q |= Q(_trade_exists(term.trade_ids))
     if how.products:
-        q |= _products_q(term)
-    if term.trade_ids:
-        q |= Q(_trade_exists(term.trade_ids))
+        q |= _products_q(term, how.scope)
     if term.wilaya_ids:
         q |= Q(wilaya_id__in=term.wilaya_ids)
     return q
@@ -370,29 +447,40 @@ def _candidates(qs: QuerySet[ArtisanProfile], terms: list[Term], how: Pass) -> l
                         output_field=BooleanField())
         for i, term in enumerate(terms)
     }
+    # What ranks and counts a candidate (his trades, whether he sells) comes in the same
+    # statement, computed for the rows kept only: PostgreSQL evaluates these subqueries
+    # after the sort and the limit (postponed target list), one index probe each.
+    sells = Exists(Product.objects.filter(artisan_id=OuterRef("user_id"), status__in=PUBLIC_STATUSES))
+    extra: dict[str, Any] = {"sells": sells}
+    if _postgres():
+        through = ArtisanProfile.trades.through
+        extra["trade_list"] = ArraySubquery(
+            through.objects.filter(artisanprofile_id=OuterRef("pk")).values("trade_id")
+        )
     rows = list(
-        qs.annotate(**hits).order_by("-id")
-        .values_list("pk", "user_id", "wilaya_id", "user__census__status", *hits)[:CANDIDATES]
+        qs.annotate(**hits, **extra).order_by("-id")
+        .values_list("pk", "user_id", "wilaya_id", "user__census__status", *extra, *hits)[:CANDIDATES]
     )
+    first_hit = 4 + len(extra)
     found = [
         Candidate(pk=row[0], user_id=row[1], wilaya_id=row[2], verified=row[3] == VerificationStatus.VERIFIED,
-                  name_hits=tuple(row[4:]))
+                  with_products=row[4], trade_ids=set(row[5]) if len(extra) > 1 else set(),
+                  name_hits=tuple(row[first_hit:]))
         for row in rows
     ]
-    if found:
+    if found and not _postgres():
         by_pk = {c.pk: c for c in found}
         through = ArtisanProfile.trades.through
         for profile_id, trade_id in through.objects.filter(artisanprofile_id__in=list(by_pk)).values_list(
             "artisanprofile_id", "trade_id"
         ):
             by_pk[profile_id].trade_ids.add(trade_id)
-        sellers = set(
-            Product.objects.filter(artisan_id__in=[c.user_id for c in found], status__in=PUBLIC_STATUSES)
-            .values_list("artisan_id", flat=True).distinct()
-        )
-        for c in found:
-            c.with_products = c.user_id in sellers
     return found
+
+
+def _misspelt(term: Term) -> bool:
+    """No active artisan's name or bio holds `term` as typed (one index probe)."""
+    return not ArtisanProfile.objects.filter(_name_q(term)).exists()
 
 
 def _rank(candidates: list[Candidate], terms: list[Term], home: int | None, near: set[int]) -> None:
@@ -449,7 +537,7 @@ def artisan_search(
     if wilaya_id is not None:
         qs = qs.filter(wilaya_id=wilaya_id)
     if trade_id is not None:
-        qs = qs.filter(_trade_exists(frozenset([trade_id])))
+        qs = qs.filter(TradesOverlap(frozenset([trade_id])) if _postgres() else _trade_exists(frozenset([trade_id])))
     if language:
         if _postgres():
             qs = qs.filter(languages__contains=[language])
@@ -472,12 +560,23 @@ def artisan_search(
     with transaction.atomic():
         if _postgres():
             # The planner's costs for trigram operators reach JIT's threshold; compiling
-            # costs more than the whole query.
+            # costs more than the whole query. Parallel workers for a few thousand rows
+            # cost more to start than they save, and take cores the other requests need.
             with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL jit = off; SET LOCAL enable_seqscan = off")
+                cursor.execute(
+                    "SET LOCAL jit = off; SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0;"
+                    " SET LOCAL random_page_cost = 1.1"
+                )
+        scope = qs if wilaya_id is not None or trade_id is not None else None
         for how in PASSES if terms else PASSES[:1]:
             if how.any_term and len(terms) < 2:
                 break
+            if how.typos and not how.products:
+                terms = [replace(t, misspelt=_misspelt(t)) for t in terms]
+                if not any(t.misspelt and len(t.text) >= TYPO_MIN_CHARS for t in terms):
+                    continue  # the same as the strict pass
+            how = replace(how, scope=scope)
+            terms = [_with_sets(t, how) for t in terms]
             candidates = _candidates(qs, terms, how)
             if candidates:
                 relaxed = how.any_term
@@ -486,7 +585,8 @@ def artisan_search(
     capped = len(candidates) >= CANDIDATES
     ranked = candidates[:RANKED_MAX]
     start = (page - 1) * page_size
-    page_ids = [c.pk for c in ranked[start : start + page_size]]
+    shown = ranked[start : start + page_size]
+    page_ids = [c.pk for c in shown]
     profiles = {
         p.pk: p
         for p in ArtisanProfile.objects.filter(pk__in=page_ids)
@@ -499,7 +599,7 @@ def artisan_search(
         page=page,
         has_next=len(ranked) > start + page_size,
         has_previous=page > 1,
-        products=_matching_products(terms, page_ids) if terms else [],
+        products=_matching_products(terms, [c.user_id for c in shown if c.with_products]) if terms else [],
         facets=_facets(candidates, capped, reference) if with_facets else None,
         understood_trades=sorted({t.label for t in trades for term in terms if t.pk in term.trade_ids}),
         understood_wilayas=sorted({w.label for w in wilayas for term in terms if w.pk in term.wilaya_ids}),
@@ -529,22 +629,24 @@ def _facets(candidates: list[Candidate], capped: bool, reference: Reference) -> 
     )
 
 
-def _matching_products(terms: list[Term], artisan_ids: list[int]) -> list[Product]:
-    """Pieces for the query: the newest published products of the first artisans found,
-    those whose own text holds a word of the query first, then those with photos."""
+def _matching_products(terms: list[Term], user_ids: list[int]) -> list[Product]:
+    """Pieces for the query: the newest published products of the first artisans found
+    (who sell), those whose own text holds a word of the query first, then those with photos."""
+    if not user_ids:
+        return []
     rows: list[Product] = list(
-        Product.objects.filter(artisan__profile__in=artisan_ids, status__in=PUBLIC_STATUSES)
+        Product.objects.filter(artisan_id__in=user_ids, status__in=PUBLIC_STATUSES)
         .select_related("artisan", "artisan__profile", "artisan__profile__wilaya")
         .prefetch_related("photos")
         .order_by("-id")[: PRODUCTS_SHOWN * 4]
     )
-    order = {pk: i for i, pk in enumerate(artisan_ids)}
+    order = {pk: i for i, pk in enumerate(user_ids)}
 
     def says(product: Product) -> bool:
         text = fold(f"{product.title} {product.materials} {product.description}")
         return any(term.text in text for term in terms)
 
-    rows.sort(key=lambda p: (not says(p), not p.photos.all(), order.get(p.artisan.profile.pk, 0), -p.pk))
+    rows.sort(key=lambda p: (not says(p), not p.photos.all(), order.get(p.artisan_id, 0), -p.pk))
     return rows[:PRODUCTS_SHOWN]
 
 

@@ -118,3 +118,51 @@ def test_the_keys_are_indexed_on_postgresql(country):
         cursor.execute("EXPLAIN SELECT id FROM hub_artisanprofile WHERE search_fold LIKE '%%cuivre%%'")
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "hub_artisanprofile_search_fold_trgm" in plan, plan
+
+
+def _document(user):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT search_trades, search_commune FROM hub_artisanprofile WHERE user_id = %s", [user.pk])
+        return cursor.fetchone()
+
+
+def test_the_search_document_follows_trades_and_commune_on_postgresql(country):
+    """Migration 0010: an artisan's trades and commune sit on his row, kept by triggers."""
+    if connection.vendor != "postgresql":
+        skip_or_fail("the search document exists on PostgreSQL only (set DATABASE_URL)")
+    amina = country["amina"]
+    copper = Trade.objects.get(slug="copperware")
+    pottery_id = amina.profile.trades.get().pk
+    assert _document(amina) == ([pottery_id], "")
+    amina.profile.trades.add(copper)
+    services.census_update(user=amina, commune="Nedroma")
+    assert _document(amina) == (sorted([pottery_id, copper.pk]), "nedroma")
+    assert "amina" in found("nedroma") and "amina" in found("cuivre")
+    amina.profile.trades.remove(copper)
+    assert _document(amina) == ([pottery_id], "nedroma")
+    assert "amina" not in found("cuivre", wilaya_id=wilaya(13).pk)
+    assert found("", trade_id=copper.pk, wilaya_id=wilaya(13).pk) == ["nadir"]
+
+
+def test_the_trigram_indexes_keep_no_pending_list_on_postgresql(country):
+    """Rows written in bulk in GIN's pending list are read in full by every search until a vacuum."""
+    if connection.vendor != "postgresql":
+        skip_or_fail("trigram indexes exist on PostgreSQL only (set DATABASE_URL)")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, c.reloptions FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
+            " JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'gin' AND c.relname LIKE '%%search%%'"
+            " OR c.relname = 'registry_census_commune_fold_trgm'"
+        )
+        options = dict(cursor.fetchall())
+    assert len(options) == 6, options
+    assert all(opts == ["fastupdate=off"] for opts in options.values()), options
+
+
+def test_typos_are_tolerated_for_words_no_one_writes_that_way(country):
+    """A word some bio holds as typed is matched as typed (no typo pass for it); a word no one
+    writes that way is matched within a typo."""
+    factories.artisan("rym", wilaya_=wilaya(16), display_name="Rym Tapissière")
+    assert found("tapissiere") == ["rym"]
+    assert found("tapisiere") == ["rym"]  # a typo still finds her
+    assert found("tapissiere", wilaya_id=wilaya(13).pk) == []
