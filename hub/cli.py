@@ -2,7 +2,7 @@
 
     hirfa serve [--host 127.0.0.1] [--port 8000]   migrate, then run daphne
     hirfa createadmin [--username U] [--email E] [--password-from-env [VAR]]
-    hirfa demo                                      seed artisans, rooms, messages
+    hirfa demo                                      seed a demonstration country
     hirfa manage <command> [args...]                any Django management command
     hirfa worker                                    the background job worker (hub/jobs.py)
     hirfa sfu [--processes N] [--worker-id ID]      SFU workers for meetings (needs REDIS_URL)
@@ -305,7 +305,7 @@ def build_parser(*, with_apps: bool = True) -> argparse.ArgumentParser:
     )
     admin.set_defaults(func=cmd_createadmin)
 
-    demo = sub.add_parser("demo", help="seed demonstration artisans, rooms and messages")
+    demo = sub.add_parser("demo", help="seed a demonstration country (artisans, pieces, exchange, gatherings, rooms)")
     demo.add_argument("--no-migrate", action="store_true", help="do not run migrations first")
     demo.set_defaults(func=cmd_demo)
 

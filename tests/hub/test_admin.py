@@ -13,7 +13,7 @@ from hub.models import (
     User,
     Wilaya,
 )
-from rooms.management.commands.demo import seed_demo
+from rooms.demo import seed_demo
 from rooms.models import Attachment, Membership, Message, Report, Room
 
 pytestmark = pytest.mark.usefixtures("reference_data")

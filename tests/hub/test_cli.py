@@ -5,7 +5,7 @@ from django.core.management import call_command
 
 from hub import cli
 from hub.models import ArtisanProfile, ModeratorScope, Notification, User
-from rooms.management.commands.demo import PERSONAS, seed_demo
+from rooms.demo import PERSONAS, seed_demo
 from rooms.models import Membership, Message, Room, RoomKind
 
 pytestmark = pytest.mark.usefixtures("reference_data")

@@ -1,4 +1,5 @@
-"""`manage.py demo`: seed a few artisans, rooms and messages for a first look.
+"""The demo's first cast: a few artisans, their rooms and messages (`manage.py demo`, whose
+command lives in `frontend`, seeds these first, then a whole country around them).
 
 Idempotent: running it again creates nothing new (users are found by
 username, messages by their client id, the group by its owner and title).
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from hub import services
@@ -133,17 +134,3 @@ def seed_demo() -> list[tuple[Persona, bool]]:
             room_services.send_buckets.reset()
             room_services.message_post(user=author, room_id=room.pk, client_id=client_id, text=text)
     return created
-
-
-class Command(BaseCommand):
-    help = "Seed demonstration artisans, rooms and messages (idempotent)."
-
-    def handle(self, *args: Any, **options: Any) -> None:
-        seed_demo()
-        self.stdout.write(self.style.SUCCESS("Demo data is in place. Log in as:"))
-        for persona in PERSONAS:
-            role = " (moderator)" if persona.moderates_wilaya else ""
-            self.stdout.write(
-                f"  {persona.username:<8} password: {persona.password:<22} "
-                f"{persona.trade}, wilaya {persona.wilaya:02d}{role}"
-            )
