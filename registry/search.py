@@ -35,7 +35,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db import connection, transaction
+from django.db import connection, connections, router, transaction
 from django.db.models import (
     BooleanField,
     Case,
@@ -126,7 +126,7 @@ def reference_keys() -> Reference:
     """The trades and wilayas with their keys in the active language (one cheap query to
     see whether they changed)."""
     trade, wilaya = Trade._meta.db_table, Wilaya._meta.db_table
-    with connection.cursor() as cursor:
+    with connections[router.db_for_read(Trade)].cursor() as cursor:
         cursor.execute(
             f"SELECT (SELECT COUNT(*) FROM {trade}), (SELECT MAX(id) FROM {trade}),"
             f" (SELECT COUNT(*) FROM {wilaya}), (SELECT MAX(id) FROM {wilaya})"
@@ -557,12 +557,15 @@ def artisan_search(
     home, near = _viewer_wilaya(viewer)
     relaxed = False
     candidates: list[Candidate] = []
-    with transaction.atomic():
+    # On the database the reads go to (a replica, for pages marked `stale_reads_ok`), so
+    # that the settings below apply to them.
+    alias = router.db_for_read(ArtisanProfile)
+    with transaction.atomic(using=alias):
         if _postgres():
             # The planner's costs for trigram operators reach JIT's threshold; compiling
             # costs more than the whole query. Parallel workers for a few thousand rows
             # cost more to start than they save, and take cores the other requests need.
-            with connection.cursor() as cursor:
+            with connections[alias].cursor() as cursor:
                 cursor.execute(
                     "SET LOCAL jit = off; SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0;"
                     " SET LOCAL random_page_cost = 1.1"
