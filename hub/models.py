@@ -185,7 +185,14 @@ class Notification(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["user", "-id"])]
+        indexes = [
+            models.Index(fields=["user", "-id"]),
+            # The digests' sweep (hub/digests.py), every tick: only what is unread and not e-mailed.
+            models.Index(
+                fields=["created_at"], condition=Q(read_at__isnull=True, emailed_at__isnull=True),
+                name="notification_digest_waiting",
+            ),
+        ]
 
 
 class PushSubscription(models.Model):
