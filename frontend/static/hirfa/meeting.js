@@ -202,6 +202,9 @@ async function listDevices() {
   fill(els.micSelect, "audioinput", "micN", local.mic?.getSettings().deviceId);
 }
 
+/** The preview's devices being opened when the page starts (a Join waits for them). */
+let devicesOpening = Promise.resolve();
+
 /** Open the chosen devices for the preview (before joining). */
 async function preparePreview() {
   if (!navigator.mediaDevices?.getUserMedia) {
@@ -330,6 +333,9 @@ async function join() {
   }
   setPhase("joining");
   try {
+    // Join is enabled before the preview's devices are open: joined now, the page would publish
+    // only what was open (the microphone), and the camera, opened a moment later, never.
+    await devicesOpening;
     if (!local.mic && !local.camera) await preparePreview();
     if (!live && C.mayStart) {
       const frame = await hub.request({ type: "meeting_start", room: ROOM });
@@ -1134,4 +1140,4 @@ window.hirfaMeeting = {
 setPhase("prejoin");
 hub.watch(ROOM, { resume: false });
 hub.start();
-preparePreview();
+devicesOpening = preparePreview();
