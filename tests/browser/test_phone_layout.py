@@ -57,6 +57,18 @@ OVERFLOW_PROBE = """() => {
   return {scroll: document.documentElement.scrollWidth, width, wide: wide.slice(0, 4), hidden};
 }"""
 
+# The meeting page as in a call: its header's data-usage line, at its longest, in the page's language.
+IN_CALL_HEADER = """() => {
+  const T = JSON.parse(document.getElementById('i18n').textContent);
+  const fill = (text, values) => text.replace(/%\\((\\w+)\\)s/g, (_, key) => values[key]);
+  document.body.dataset.phase = 'in';
+  document.getElementById('meter').hidden = false;
+  document.getElementById('meter-text').textContent = fill(T.usage, {up: '1,3 MB', down: '416,4 kB', rate: '3,4 MB'});
+  const estimate = document.getElementById('reception-estimate');
+  estimate.hidden = false;
+  estimate.textContent = fill(T.connectionEstimate, {kbps: '1 088'});
+}"""
+
 
 def load_reference_data() -> None:
     """The 58 wilayas and the trades, put back if an earlier transactional test flushed them."""
@@ -139,6 +151,8 @@ def widths(browser, server, cookie, language, paths):  # noqa: F811
             assert page.get_attribute("html", "lang") == language
             if page.locator("body[data-connection]").count():
                 page.wait_for_selector("body[data-connection='online']")
+            if path.endswith("/meeting/"):
+                page.evaluate(IN_CALL_HEADER)
             found = page.evaluate(OVERFLOW_PROBE)
             if found["scroll"] > found["width"] or found["hidden"]:
                 who = "member" if cookie else "visitor"
