@@ -164,6 +164,11 @@ MEETING_JS_STRINGS: dict[str, Promise] = {
     "tablesBack": _("Everyone is back in the meeting."),
     "tablesPeople": _("%(count)s at the table"),
     "tablesVisit": _("Visit"),
+    "tablesWaiting": _("The meeting is split into tables: a host will seat you."),
+    "tablesUnseated": _("Not at a table yet"),
+    "tablesSeat": _("Seat"),
+    "tablesTableN": _("Table %(number)s"),
+    "tablesEnded": _("A host ended the meeting and its tables."),
 }
 
 

@@ -294,17 +294,20 @@ class MeetingTables(ClientFrame):
     ``open``: ``split`` ``random`` deals the participants over ``count`` tables, ``trade`` and
     ``wilaya`` seat them by their profile (one table each, at most ``count``; the rest at
     the last), ``hand`` seats them as ``seats`` lists (one list of user ids per table);
-    ``minutes`` sets the timer. ``broadcast``: ``text`` to every table. ``close``: back.
+    ``minutes`` sets the timer. ``broadcast``: ``text`` to every table. ``seat``: ``user``
+    (someone in the meeting, a late comer) to table number ``table``. ``close``: back.
     """
 
     type: Literal["meeting_tables"]
     meeting: MeetingId
-    action: Literal["open", "close", "broadcast"]
+    action: Literal["open", "close", "broadcast", "seat"]
     split: Literal["random", "trade", "wilaya", "hand"] = "random"
     count: Annotated[int, Field(ge=1, le=20)] = 2
     seats: Annotated[list[Annotated[list[Id], Field(max_length=200)]], Field(max_length=20)] = []
     minutes: Annotated[int, Field(ge=1, le=240)] | None = None
     text: Annotated[str, Field(max_length=500)] | None = None
+    user: Id | None = None
+    table: Annotated[int, Field(ge=1, le=20)] | None = None
 
 
 AnyClientFrame = Annotated[
@@ -718,12 +721,14 @@ class TableOut(ServerFrame):
 
 class MeetingTablesOut(ServerFrame):
     """The tables of a meeting: each member joins his own (``members``), on the same socket;
-    ``open`` false: everyone back to ``meeting``. ``notice``: a host's broadcast."""
+    ``open`` false: everyone back to ``meeting``, or, with ``ended``, out: a host ended the
+    meeting (from a table or from the meeting). ``notice``: a host's broadcast."""
 
     type: Literal["meeting_tables"] = "meeting_tables"
     ref: str | None = None
     meeting: int
     open: bool
+    ended: bool = False
     tables: list[TableOut] = []
     ends_at: str | None = None
     notice: str | None = None

@@ -417,6 +417,10 @@ class MeetingFrames(SocketPart):
             if current is None:
                 await self._meeting_leave(reason=None, tell_engine=False)
             raise
+        # A late comer to a meeting split into tables is told where everyone sits.
+        split = await db_in_order(tables.tables_of)(user=self.user, meeting_id=ticket.meeting_id)
+        if split.open:
+            self.socket.emit(split)
 
     async def on_meeting_leave(self, frame: protocol.MeetingLeave) -> None:
         self._session(frame.meeting)
@@ -549,6 +553,12 @@ class MeetingFrames(SocketPart):
             if not frame.text or not frame.text.strip():
                 raise HirfaError(ErrorCode.EMPTY, _("Write the message first."))
             out = await db_in_order(tables.tables_broadcast)(user=self.user, meeting_id=frame.meeting, text=frame.text)
+        elif frame.action == "seat":
+            if frame.user is None or frame.table is None:
+                raise HirfaError(ErrorCode.INVALID, _("Name the participant and the table."))
+            out = await db_in_order(tables.tables_seat)(
+                user=self.user, meeting_id=frame.meeting, member_id=frame.user, number=frame.table
+            )
         else:
             out = await db_in_order(tables.tables_close)(user=self.user, meeting_id=frame.meeting)
         self.socket.emit(out.model_copy(update={"ref": frame.ref}))

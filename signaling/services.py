@@ -38,7 +38,7 @@ from signaling.selectors import (
     meetings_at_once_check,
     recording_for_host,
 )
-from signaling.tables import tables_closed
+from signaling.tables import table_parent, tables_closed
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -141,16 +141,21 @@ def _held_by_tables(meeting: Meeting) -> bool:
 
 
 def meeting_end(*, user: User, meeting_id: int) -> None:
-    """A host ends the meeting for everyone. Raises ``not_found`` or ``forbidden``."""
+    """A host ends the meeting for everyone. A host visiting one of its workshop tables
+    ends the whole meeting, every table with it (what he expects of "End the meeting for
+    everyone": the gathering is over, not his table). Raises ``not_found`` or ``forbidden``."""
     with transaction.atomic():
         meeting = meeting_for_host(user=user, meeting_id=meeting_id)
+        parent = table_parent(meeting=meeting)
+        if parent is not None:
+            meeting = meeting_for_host(user=user, meeting_id=parent.pk)
         now = timezone.now()
         Meeting.objects.filter(pk=meeting.pk, ended_at__isnull=True).update(ended_at=now)
         Attendance.objects.filter(meeting=meeting, left_at__isnull=True).update(left_at=now)
         _recordings_stop(meeting)
         tables = list(MeetingTable.objects.filter(meeting=meeting, closed_at__isnull=True))
-        if tables:  # everyone at a table is told it is over (their table meetings end as they leave)
-            tables_closed(meeting, tables, now)
+        if tables:  # everyone at a table is told it is over; every table's meeting ends
+            tables_closed(meeting, tables, now, ended=True)
         _publish_room_frame(meeting)
 
 

@@ -6,7 +6,8 @@ opened the tables as its owner, so he may visit any table. Nobody is moved by th
 ``meeting_tables`` tells every socket of the meeting (and of its tables) where each member
 sits, and the page leaves one meeting and joins the other on the same socket.
 
-Writes here (``tables_open``, ``tables_broadcast``, ``tables_close``, ``tables_close_lapsed``)
+Writes here (``tables_open``, ``tables_seat``, ``tables_broadcast``, ``tables_close``,
+``tables_close_lapsed``)
 commit first and publish the ``meeting_tables`` frame on commit, to the meeting's group
 and to every table meeting's group.
 """
@@ -195,18 +196,60 @@ def tables_broadcast(*, user: User, meeting_id: int, text: str) -> MeetingTables
     return frame
 
 
-def tables_closed(meeting: Meeting, tables: list[MeetingTable], now: datetime) -> MeetingTablesOut:
-    """Close ``tables`` of ``meeting`` (inside the caller's transaction) and tell everyone."""
+def tables_closed(meeting: Meeting, tables: list[MeetingTable], now: datetime, *, ended: bool = False) -> MeetingTablesOut:
+    """Close ``tables`` of ``meeting`` (inside the caller's transaction) and tell everyone:
+    back to the meeting, or out of it with ``ended`` (the meeting ended: every table's
+    meeting ends with it)."""
     table_meetings = list(
         Meeting.objects.filter(room__meeting_table__in=tables, ended_at__isnull=True).values_list("pk", flat=True)
     )
     MeetingTable.objects.filter(pk__in=[t.pk for t in tables]).update(closed_at=now)
-    # A table meeting nobody is in ends now; one with people in ends when the last leaves.
-    someone_in = Attendance.objects.filter(meeting=OuterRef("pk"), left_at__isnull=True)
-    Meeting.objects.filter(pk__in=table_meetings).exclude(Exists(someone_in)).update(ended_at=now)
-    frame = MeetingTablesOut(meeting=meeting.pk, open=False)
+    if ended:
+        Meeting.objects.filter(pk__in=table_meetings).update(ended_at=now)
+        Attendance.objects.filter(meeting_id__in=table_meetings, left_at__isnull=True).update(left_at=now)
+    else:
+        # A table meeting nobody is in ends now; one with people in ends when the last leaves.
+        someone_in = Attendance.objects.filter(meeting=OuterRef("pk"), left_at__isnull=True)
+        Meeting.objects.filter(pk__in=table_meetings).exclude(Exists(someone_in)).update(ended_at=now)
+    frame = MeetingTablesOut(meeting=meeting.pk, open=False, ended=ended)
     _publish(meeting, frame, table_meetings)
     return frame
+
+
+def table_parent(*, meeting: Meeting) -> Meeting | None:
+    """The meeting that ``meeting`` is an open table of, if it is one."""
+    table = MeetingTable.objects.filter(room_id=meeting.room_id, closed_at__isnull=True).select_related("meeting").first()
+    return table.meeting if table is not None else None
+
+
+def tables_seat(*, user: User, meeting_id: int, member_id: int, number: int) -> MeetingTablesOut:
+    """A host seats ``member_id`` (in the meeting, say a late comer, or at another of its
+    tables) at table ``number``; his page moves there. Raises ``not_found`` or
+    ``forbidden`` (no host), ``invalid`` (no such open table, nobody of that id in the
+    meeting or at its tables, a host)."""
+    with transaction.atomic():
+        meeting = meeting_for_host(user=user, meeting_id=meeting_id)
+        Meeting.objects.select_for_update().filter(pk=meeting.pk).values_list("pk", flat=True).first()
+        tables = _open_tables(meeting)
+        target = next((t for t in tables if t.number == number), None)
+        if target is None:
+            raise HirfaError(ErrorCode.INVALID, _("No such table."))
+        table_meetings = list(
+            Meeting.objects.filter(room__meeting_table__in=tables, ended_at__isnull=True).values_list("pk", flat=True)
+        )
+        present = Attendance.objects.filter(
+            meeting_id__in=[meeting.pk, *table_meetings], user_id=member_id, left_at__isnull=True
+        ).select_related("user").first()
+        if present is None:
+            raise HirfaError(ErrorCode.INVALID, _("Seat each participant of the meeting once."))
+        member = present.user
+        if meeting_is_host(user=member, meeting=meeting, access=room_access(user=member, room_id=meeting.room_id)):
+            raise HirfaError(ErrorCode.INVALID, _("Hosts visit the tables; they are not seated."))
+        Membership.objects.filter(room__meeting_table__in=tables, user=member).exclude(role=MemberRole.OWNER).delete()
+        Membership.objects.get_or_create(room_id=target.room_id, user=member, defaults={"source": Membership.Source.INVITE})
+        frame = _frame(meeting, tables)
+        _publish(meeting, frame, table_meetings)
+        return frame
 
 
 def tables_close(*, user: User, meeting_id: int) -> MeetingTablesOut:

@@ -158,8 +158,58 @@ def test_a_broadcast_reaches_every_table_chat_and_the_timer_brings_everyone_back
     assert not tables.tables_of(user=people["amina"], meeting_id=meeting_id).open
 
 
-def test_ending_the_meeting_closes_its_tables(region_meeting, published):
+def test_ending_the_meeting_closes_its_tables(region_meeting, published, django_capture_on_commit_callbacks):
     meeting_id, people = region_meeting
     tables.tables_open(user=people["karim"], meeting_id=meeting_id, split="random", count=2)
-    services.meeting_end(user=people["karim"], meeting_id=meeting_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.meeting_end(user=people["karim"], meeting_id=meeting_id)
     assert not MeetingTable.objects.filter(closed_at__isnull=True).exists()
+    assert any(getattr(frame, "ended", False) for _group, frame in published), "everyone at a table is told it is over"
+
+
+def test_a_host_visiting_a_table_ends_the_whole_meeting_not_only_the_table(
+    region_meeting, published, django_capture_on_commit_callbacks
+):
+    meeting_id, people = region_meeting
+    karim = people["karim"]
+    frame = tables.tables_open(user=karim, meeting_id=meeting_id, split="random", count=2)
+    first, second = frame.tables
+    services.meeting_attend(user=karim, meeting_id=first.meeting)  # visiting
+    seated_there = next(iter(first.members))
+    services.meeting_attend(user=User.objects.get(pk=seated_there.id), meeting_id=first.meeting)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.meeting_end(user=karim, meeting_id=first.meeting)
+    for meeting in (meeting_id, first.meeting, second.meeting):
+        assert Meeting.objects.get(pk=meeting).ended_at is not None
+    assert not MeetingTable.objects.filter(closed_at__isnull=True).exists()
+    assert not services.Attendance.objects.filter(left_at__isnull=True).exists()
+    told = [frame for _group, frame in published if getattr(frame, "ended", False)]
+    assert told and not told[-1].open
+
+
+def test_a_host_seats_a_late_comer_and_moves_someone_to_another_table(region_meeting, published):
+    meeting_id, people = region_meeting
+    karim, amina, lina = people["karim"], people["amina"], people["lina"]
+    late = factories.artisan("rachid", wilaya_=Room.objects.get(pk=Meeting.objects.get(pk=meeting_id).room_id).wilaya)
+    frame = tables.tables_open(user=karim, meeting_id=meeting_id, split="hand", seats=[[amina.pk], [lina.pk]])
+    # The late comer joins the meeting: he is told where everyone sits, and seated by hand.
+    services.meeting_attend(user=late, meeting_id=meeting_id)
+    told = tables.tables_of(user=late, meeting_id=meeting_id)
+    assert told.open and seated(told) == {1: {amina.pk}, 2: {lina.pk}}
+    assert code_of(tables.tables_seat, user=amina, meeting_id=meeting_id, member_id=late.pk, number=1) == (
+        ErrorCode.FORBIDDEN.value
+    )
+    assert code_of(tables.tables_seat, user=karim, meeting_id=meeting_id, member_id=late.pk, number=3) == (
+        ErrorCode.INVALID.value
+    )
+    assert code_of(tables.tables_seat, user=karim, meeting_id=meeting_id, member_id=karim.pk, number=1) == (
+        ErrorCode.INVALID.value
+    )
+    frame = tables.tables_seat(user=karim, meeting_id=meeting_id, member_id=late.pk, number=2)
+    assert seated(frame) == {1: {amina.pk}, 2: {lina.pk, late.pk}}
+    # Someone at a table is moved to another (he was in that table's meeting).
+    services.meeting_attend(user=amina, meeting_id=frame.tables[0].meeting)
+    frame = tables.tables_seat(user=karim, meeting_id=meeting_id, member_id=amina.pk, number=2)
+    assert seated(frame) == {1: set(), 2: {amina.pk, lina.pk, late.pk}}
+    assert selectors.meeting_join_ticket(user=late, meeting_id=frame.tables[1].meeting).room_id == frame.tables[1].room

@@ -890,13 +890,52 @@ function tableName(table) {
   return table.label ? fmt("tablesAt", { number: table.number, label: table.label }) : fmt("tablesAtNumber", { number: table.number });
 }
 
+/** Who is in this meeting (as its state says) and seated at no table, hosts aside. */
+function unseated() {
+  const seated = new Set((tables?.tables || []).flatMap((t) => t.members.map((m) => m.id)));
+  return (state?.participants || []).filter((p) => !p.host && !seated.has(p.user.id));
+}
+
+function tableSelect(count, label, value = 1) {
+  return h(
+    "select",
+    { "aria-label": label },
+    ...Array.from({ length: count }, (_, i) => h("option", { value: i + 1, text: fmt("tablesTableN", { number: i + 1 }) })),
+  );
+}
+
+function renderHandSeats() {
+  const hand = $("tables-split")?.value === "hand";
+  const box = $("tables-hand");
+  if (!box) return;
+  box.hidden = !hand;
+  if (!hand) return;
+  const count = Math.min(Math.max(Number($("tables-count").value) || 2, 1), 20);
+  const people = (state?.participants || []).filter((p) => !p.host);
+  const list = $("tables-hand-list");
+  const before = new Map([...list.querySelectorAll("li")].map((li) => [li.dataset.user, li.querySelector("select").value]));
+  list.replaceChildren(
+    ...people.map((p, i) => {
+      const select = tableSelect(count, p.user.name);
+      select.value = String(Math.min(Number(before.get(String(p.user.id)) || (i % count) + 1), count));
+      return h("li", { "data-user": p.user.id }, h("bdi", { class: "person", text: p.user.name }), select);
+    }),
+  );
+}
+
 function renderTables() {
   const here = tables?.tables.find((t) => t.meeting === meetingId) || null;
-  els.tablesBar.hidden = !here || phase !== "in";
+  // A late comer in the meeting while it is split: told so until a host seats him.
+  const waiting = !!tables && !here && !isHost && meetingId === tables.meeting && !myTable();
+  els.tablesBar.hidden = !(here || waiting) || phase !== "in";
+  els.tablesChat.hidden = !here;
   if (here) {
     els.tablesWhere.textContent = tableName(here);
     els.tablesChat.href = `/rooms/${here.room}/`;
     els.tablesBack.hidden = !isHost;
+  } else if (waiting) {
+    els.tablesWhere.textContent = T.tablesWaiting;
+    els.tablesBack.hidden = true;
   }
   const left = tables?.ends_at ? Date.parse(tables.ends_at) - Date.now() : null;
   els.tablesTimer.textContent = left !== null && left > 0 ? fmt("tablesTimer", { time: clock(left) }) : "";
@@ -915,6 +954,20 @@ function renderTables() {
       ),
     ),
   );
+  // Late comers (seen from the meeting itself): the host seats each at a table by hand.
+  const out = meetingId === tables.meeting ? unseated() : [];
+  $("tables-unseated").replaceChildren(
+    ...out.map((p) => {
+      const select = tableSelect(tables.tables.length, p.user.name);
+      return h(
+        "li",
+        { "data-user": p.user.id },
+        h("span", { class: "person" }, h("bdi", { text: p.user.name }), h("span", { class: "hint", text: ` · ${T.tablesUnseated}` })),
+        select,
+        hostButton(T.tablesSeat, () => tablesAct({ action: "seat", user: p.user.id, table: Number(select.value) }), "act"),
+      );
+    }),
+  );
 }
 setInterval(() => tables?.ends_at && renderTables(), 1000);
 
@@ -929,13 +982,20 @@ async function tablesAct(frame) {
 
 els.tablesForm?.addEventListener("submit", (event) => {
   event.preventDefault();
-  tablesAct({
-    action: "open",
-    split: $("tables-split").value,
-    count: Number($("tables-count").value) || 2,
-    minutes: Number($("tables-minutes").value) || null,
-  });
+  const split = $("tables-split").value;
+  const count = Number($("tables-count").value) || 2;
+  const frame = { action: "open", split, count, minutes: Number($("tables-minutes").value) || null };
+  if (split === "hand") {
+    const seats = Array.from({ length: count }, () => []);
+    for (const li of $("tables-hand-list").querySelectorAll("li")) {
+      seats[Number(li.querySelector("select").value) - 1].push(Number(li.dataset.user));
+    }
+    frame.seats = seats;
+  }
+  tablesAct(frame);
 });
+$("tables-split")?.addEventListener("change", renderHandSeats);
+$("tables-count")?.addEventListener("change", renderHandSeats);
 $("tables-broadcast")?.addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = $("tables-text").value.trim();
@@ -947,6 +1007,7 @@ els.tablesBack.addEventListener("click", () => tables && moveTo(tables.meeting))
 function renderAll() {
   renderRecording();
   renderTables();
+  renderHandSeats();
   renderControls();
   renderTiles();
   renderSounds();
@@ -1066,9 +1127,24 @@ hub.on("meeting_reception", (frame) => {
   if (frame.audio_only && !was) toast(T.audioOnlyConnection);
   renderTiles();
 });
-hub.on("meeting_tables", (frame) => {
+hub.on("meeting_tables", async (frame) => {
   const was = tables;
   tables = frame.open ? frame : null;
+  if (frame.ended) {
+    // A host ended the meeting (from a table, or from the meeting): out of wherever we sit.
+    renderTables();
+    if (!["in", "lobby", "joining"].includes(phase)) return;
+    const id = meetingId;
+    try {
+      if (id) await hub.request({ type: "meeting_leave", meeting: id });
+    } catch {
+      // Already out.
+    }
+    ended(null, T.tablesEnded);
+    stopTrack("mic");
+    stopTrack("camera");
+    return;
+  }
   if (frame.notice) toast(fmt("tablesNotice", { text: frame.notice }));
   renderTables();
   if (phase !== "in") return;
