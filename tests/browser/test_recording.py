@@ -262,6 +262,11 @@ def test_a_recorded_meeting_becomes_a_replay_that_follows_the_speaker(gathering,
         page.wait_for_selector("video.replay-video")
         page.wait_for_function("() => document.querySelector('video.replay-video').readyState >= 1")
         assert page.locator(".replay-chapters").inner_text().count("Préparer") == 1
+        # A picture in the screenshot rather than the player's first black frame.
+        page.evaluate(
+            "() => new Promise((done) => { const v = document.querySelector('video.replay-video');"
+            " v.addEventListener('seeked', done, { once: true }); v.currentTime = 2; })"
+        )
         shoot(page, f"{name}-replay")
     assert k.evaluate("() => document.querySelector('video.replay-video').duration") == pytest.approx(
         probe_duration(video), abs=1.0
