@@ -53,6 +53,10 @@ PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432"
 ROOM_ID_BASE = 970_000_000
 P99_TARGET_MS = 100.0
 LISTEN_BACKLOG = int(os.environ.get("HIRFA_BENCH_BACKLOG", "4096"))
+# As `hirfa serve` (hub/cli.py, OPENING_SECONDS): a socket's opening may wait 30 s for a busy
+# hub instead of daphne's 5 s. HIRFA_BENCH_HUB_OPTIONS replaces these daphne options
+# ("--websocket_connect_timeout 5" measures the hub as it was before).
+HUB_OPTIONS = os.environ.get("HIRFA_BENCH_HUB_OPTIONS", "--websocket_connect_timeout 30").split()
 # Offered deliveries/s per step (messages/s = deliveries / members).
 STEPS = [2_500, 5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000, 65_000, 80_000,
          100_000, 130_000, 160_000]
@@ -674,7 +678,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         # The listen queue `hirfa serve` gives its hubs (Twisted's default of 50 drops SYNs).
         endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}"
         daphne = subprocess.Popen(
-            [str(Path(PYTHON).with_name("daphne")), "-e", endpoint, "hub.asgi:application"],
+            [str(Path(PYTHON).with_name("daphne")), "-e", endpoint, *HUB_OPTIONS, "hub.asgi:application"],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
         )
         wait_port(port, daphne)

@@ -86,7 +86,7 @@ def _hub_log(port: int) -> Any:
 def start_hub(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}"
     proc = subprocess.Popen(
-        [str(Path(cf.PYTHON).with_name("daphne")), "-e", endpoint, "hub.asgi:application"],
+        [str(Path(cf.PYTHON).with_name("daphne")), "-e", endpoint, *cf.HUB_OPTIONS, "hub.asgi:application"],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=_hub_log(port),
     )
     cf.wait_port(port, proc, seconds=60)
@@ -148,7 +148,11 @@ class Member:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.stats["errors"][type(exc).__name__] = self.stats["errors"].get(type(exc).__name__, 0) + 1
+                name = type(exc).__name__
+                status = getattr(getattr(exc, "response", None), "status_code", None)
+                if status is not None:
+                    name = f"{name} {status}"
+                self.stats["errors"][name] = self.stats["errors"].get(name, 0) + 1
             code = getattr(self.ws, "close_code", None) if self.ws is not None else None
             self.closed.append(code if code is not None else 1006)
             self.subscribed.clear()
@@ -330,6 +334,14 @@ def _codes(codes: list[int]) -> dict[str, int]:
     return counted
 
 
+def _merged(counts: list[dict[str, int]]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for one in counts:
+        for key, n in one.items():
+            merged[key] = merged.get(key, 0) + n
+    return merged
+
+
 def p99(values: list[float]) -> float | None:
     return round(cf.pct(values, 0.99), 1) if values else None
 
@@ -342,12 +354,19 @@ def run_subscribe(env: dict[str, str], args: argparse.Namespace, index: int) -> 
     try:
         urls = [f"ws://127.0.0.1:{port}/ws/"]
         clients = Clients(urls, made["room"], made["receivers"], [0] * args.members, args.client_procs)
+        cpu_before = cpu_seconds(hub.pid)
         took = max(clients.ask("connect", args.timeout, timeout=args.timeout + 30))
+        hub_cpu = cpu_seconds(hub.pid) - cpu_before
         time.sleep(3)  # the last presence period
         stats = clients.ask("stats")
         presence = sum(s["presence_frames"] for s in stats)
         return {"members": args.members, "subscribe_s": round(took, 1), "presence_deliveries": presence,
-                "presence_deliveries_per_join": round(presence / args.members, 2)}
+                "presence_deliveries_per_join": round(presence / args.members, 2),
+                "hub_cpu_s": round(hub_cpu, 1), "hub_cpu_ms_per_member": round(hub_cpu * 1000 / args.members, 1),
+                # Sockets that had to connect again before they subscribed, and why.
+                "closes": sum(len(s["closed"]) for s in stats),
+                "close_codes": _codes([c for s in stats for c in s["closed"]]),
+                "client_errors": _merged([s["errors"] for s in stats])}
     finally:
         if clients:
             clients.stop()

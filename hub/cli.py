@@ -27,6 +27,11 @@ from pathlib import Path
 DEFAULT_PASSWORD_ENV = "HIRFA_ADMIN_PASSWORD"
 #: Connections waiting to be accepted (kernel listen queue; capped by net.core.somaxconn).
 LISTEN_BACKLOG = 4096
+#: How long a websocket's opening may wait for the hub (its session read, its socket slot)
+#: before it is dropped. daphne's 5 s dropped the openings of a crowd waiting behind each
+#: other; each client came back a second later and queued again, so the crowd grew
+#: instead of draining (docs/performance.md, "Connection storms").
+OPENING_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"{endpoint}:backlog={LISTEN_BACKLOG}"
             for endpoint in build_endpoint_description_strings(host=args.host, port=args.port)
         ],
+        websocket_handshake_timeout=OPENING_SECONDS,
+        websocket_connect_timeout=OPENING_SECONDS,
         # Idle sockets are pinged so that dead ones are found and closed.
         ping_interval=settings.HIRFA_PING_SECONDS,
         ping_timeout=settings.HIRFA_PING_SECONDS + 5,
