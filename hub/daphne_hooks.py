@@ -52,9 +52,44 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("twisted.internet.tcp.Server", "offset"),
     ("twisted.internet.tcp.Server", "_tempDataLen"),
     ("twisted.internet.tcp.Server", "disconnecting"),
+    ("autobahn.websocket.protocol", "pformat"),
+    ("autobahn.websocket.protocol.Timings", "_timings"),
 )
 
 SEND_BACKLOG_MAX_BYTES_DEFAULT = 1 << 20
+
+
+class _Pretty:
+    """`pprint.pformat(value)`, computed only when it is written out."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        import pprint
+
+        return pprint.pformat(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def _debug_lines_formatted_when_written() -> None:
+    """autobahn pretty-prints its ~40 options and the peer's transport for a debug line on
+    every connection, whether debug lines are written or not: a tenth of a hub's CPU while
+    a crowd connects. Its module's `pformat` now defers the work to the write."""
+    import pprint
+
+    from autobahn.websocket import protocol as autobahn_protocol
+
+    autobahn_protocol.pformat = _Pretty  # type: ignore[assignment]
+    # The one place that returns the text itself (timings, off unless asked for).
+    autobahn_protocol.Timings.__str__ = lambda self: pprint.pformat(self._timings)  # type: ignore[method-assign]
+
+
+_debug_lines_formatted_when_written()
 
 
 def send_backlog_max_bytes() -> int:

@@ -17,7 +17,8 @@ from hub import daphne_hooks
 
 def _owner(dotted: str) -> type:
     module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+    owner = getattr(importlib.import_module(module), name, None)
+    return owner if owner is not None else importlib.import_module(dotted)  # type: ignore[return-value]
 
 
 def _assigned_somewhere(cls: type, name: str) -> bool:
@@ -59,3 +60,22 @@ def test_pyproject_pins_the_versions_the_module_checks() -> None:
     text = (Path(daphne_hooks.__file__).resolve().parent.parent / "pyproject.toml").read_text()
     for package, wanted in daphne_hooks.PINNED.items():
         assert re.search(rf'"{re.escape(package)}=={re.escape(wanted)}"', text, re.IGNORECASE), package
+
+
+def test_autobahn_formats_a_debug_line_only_when_it_is_written() -> None:
+    """It pretty-printed its options on every connection, for a debug line nobody wrote."""
+    from autobahn.websocket import protocol as autobahn_protocol
+
+    class Counted:
+        reprs = 0
+
+        def __repr__(self) -> str:
+            Counted.reprs += 1
+            return "counted"
+
+    line = autobahn_protocol.pformat([("option", Counted(), "Factory")])
+    assert Counted.reprs == 0
+    assert f"{line}" == "[('option', counted, 'Factory')]" and Counted.reprs == 1
+    timings = autobahn_protocol.Timings()
+    timings.track("opened")
+    assert str(timings).startswith("{'opened':")
