@@ -71,7 +71,11 @@ class RedisSlots:
     """Per member, a sorted set ``hirfa:sockets:<id>`` of his connections scored by expiry."""
 
     def __init__(self, client: Any, *, ttl: float = ENTRY_TTL_SECONDS, refresh: float = REFRESH_SECONDS) -> None:
+        from hub.redis_client import PipelineBatch
+
         self._redis = client
+        self._openings = PipelineBatch(client)
+        self._unreachable = _Unreachable()
         self._ttl = ttl
         self._refresh = refresh
         self._entries: set[tuple[int, str]] = set()
@@ -83,20 +87,22 @@ class RedisSlots:
 
     async def acquire(self, user_id: int, conn_id: str, limit: int) -> bool:
         key, now = self.key(user_id), time.time()
-        try:
+
+        def commands(pipe: Any) -> None:
             # Add first, then count: two sockets opening at once on two processes cannot
             # both see room for themselves (each counts the other).
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zremrangebyscore(key, "-inf", now)
-                pipe.zadd(key, {conn_id: now + self._ttl})
-                pipe.zcard(key)
-                pipe.expire(key, int(self._ttl * 2) + 1)
-                _expired, _added, held, _ttl = await pipe.execute()
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.zadd(key, {conn_id: now + self._ttl})
+            pipe.zcard(key)
+            pipe.expire(key, int(self._ttl * 2) + 1)
+
+        try:
+            _expired, _added, held, _ttl = await self._openings.run(commands)
             if int(held) > limit:
                 await self._redis.zrem(key, conn_id)
                 return False
-        except Exception:
-            log.warning("socket slots unreachable; %s let in uncounted", user_id, exc_info=True)
+        except Exception as exc:
+            self._unreachable.note(user_id, exc)
             return True
         self._entries.add((user_id, conn_id))
         if self._refresher is None or self._refresher.done():
@@ -122,6 +128,27 @@ class RedisSlots:
                     await pipe.execute()
             except Exception:
                 log.warning("refreshing socket slots failed", exc_info=True)
+
+
+class _Unreachable:
+    """Sockets let in uncounted, logged at most once every 10 s with how many: in a crowd a
+    traceback per socket cost the hub more than the sockets themselves."""
+
+    EVERY_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.logged_at = 0.0
+
+    def note(self, user_id: int, exc: Exception) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.logged_at >= self.EVERY_SECONDS:
+            log.warning(
+                "socket slots unreachable (%r); %s let in uncounted, %s in all since the last line",
+                exc, user_id, self.count,
+            )
+            self.logged_at, self.count = now, 0
 
 
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SocketSlots] = weakref.WeakKeyDictionary()

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import weakref
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 
@@ -69,9 +69,11 @@ class RedisPresence:
     """Per room: a sorted set of users; per (room, user): a sorted set of connections; scores are expiries."""
 
     def __init__(self) -> None:
-        from hub.redis_client import redis_client
+        from hub.redis_client import PipelineBatch, redis_client
 
         self._redis = redis_client()
+        # A crowd subscribing at once: its entries go to Redis together (hub/redis_client.py).
+        self._joins = PipelineBatch(self._redis)
         self._entries: set[tuple[int, int, str]] = set()
         self._refresher: asyncio.Task[None] | None = None
 
@@ -83,14 +85,16 @@ class RedisPresence:
         room_key, user_key = self._keys(room_id, user_id)
         now = time.time()
         expiry = now + ENTRY_TTL_SECONDS
-        async with self._redis.pipeline(transaction=True) as pipe:
+
+        def commands(pipe: Any) -> None:
             pipe.zremrangebyscore(user_key, "-inf", now)
             pipe.zadd(user_key, {conn_id: expiry})
             pipe.zcard(user_key)
             pipe.expire(user_key, ENTRY_TTL_SECONDS * 2)
             pipe.zadd(room_key, {str(user_id): expiry})
             pipe.expire(room_key, ENTRY_TTL_SECONDS * 2)
-            result = await pipe.execute()
+
+        result = await self._joins.run(commands)
         self._entries.add((room_id, user_id, conn_id))
         if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())

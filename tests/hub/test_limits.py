@@ -110,3 +110,21 @@ async def test_an_unreachable_redis_lets_the_socket_in(settings):
         assert await slots.acquire(42, "phone", 1)
     finally:
         await slots._redis.aclose()
+
+
+async def test_a_crowd_opening_at_once_is_counted_over_one_redis_connection(redis_slots):
+    """Each opening ran its own transaction on its own connection of the pool: a crowd
+    took them all, and with the hub's loop busy the rest of the crowd timed out waiting
+    for one and was let in uncounted."""
+    first = 20_000_000 + uuid.uuid4().int % 1_000_000
+    server = redis_slots()
+    pool = server._redis.connection_pool
+    crowd = range(first, first + 300)
+    assert all(await asyncio.gather(*(server.acquire(user_id, "phone", 1) for user_id in crowd)))
+    opened = len(pool._available_connections) + len(pool._in_use_connections)
+    assert opened <= 2, f"{opened} connections for one crowd"
+    counted = await asyncio.gather(*(server.count(user_id) for user_id in crowd))
+    assert counted == [1] * 300
+    refused = await asyncio.gather(*(server.acquire(user_id, "laptop", 1) for user_id in crowd))
+    assert not any(refused)
+    await asyncio.gather(*(server.release(user_id, "phone") for user_id in crowd))
