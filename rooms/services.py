@@ -215,7 +215,7 @@ def message_post(
         plain = _post_plain(user=user, room_id=room_id, client_id=client_id, text=text, reply_to=reply_to)
         if plain is not None:
             return _notified(plain, now=notify_mentions)
-        # Not a plain post (a refusal, a room to follow first, slow mode, a retry): the
+        # Not a plain post (a refusal, slow mode refusing, a room to follow first, a retry): the
         # checked path answers it, its rate token already taken.
         return _notified(
             _post_checked(
@@ -273,7 +273,9 @@ def _mention_names(text: str) -> list[str]:
 # A plain post (text, maybe a reply; PostgreSQL): checked and written by one statement
 # in autocommit, one round trip. The statement reads the member's rights itself, when it
 # runs: a ban, a removal, a mute or a slow mode committed before it is seen, whatever any
-# socket has heard, so no cache of rights can outlive them. When one of them stands in
+# socket has heard, so no cache of rights can outlive them. In a slow room it reads the
+# member's last post or edit too (moderators, exempt, go by the checked path when that
+# would refuse them). When one of them stands in
 # the way, or the member must follow the room first, or the post is a retry, it writes
 # nothing (no row) and the checked path answers. Mentions are resolved in it too: active
 # members named, not banned, who read the room.
@@ -284,7 +286,13 @@ WITH allowed AS (
       AND (m.muted_until IS NULL OR m.muted_until <= %(now)s)
 ), bump AS (
     UPDATE {room} SET last_seq = last_seq + 1, last_rev = last_rev + 1
-    WHERE id = %(room)s AND slow_mode_seconds = 0 AND EXISTS (SELECT 1 FROM allowed)
+    WHERE id = %(room)s AND EXISTS (SELECT 1 FROM allowed)
+      AND (slow_mode_seconds = 0 OR NOT EXISTS (
+          SELECT 1 FROM {message}
+          WHERE room_id = %(room)s AND author_id = %(author)s
+            AND (created_at > %(now)s - make_interval(secs => slow_mode_seconds)
+                 OR edited_at > %(now)s - make_interval(secs => slow_mode_seconds))
+      ))
       AND NOT EXISTS (
           SELECT 1 FROM {message}
           WHERE room_id = %(room)s AND author_id = %(author)s AND client_id = %(client_id)s

@@ -235,6 +235,38 @@ def test_a_post_is_one_write_statement_on_postgresql(amina, guild):
     assert out.created and Message.objects.get(room=guild, seq=out.message.id).text == "une seule écriture"
 
 
+def test_a_post_slow_mode_allows_is_one_statement_and_slow_mode_still_holds(amina, nadia, guild):
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement post is PostgreSQL's; SQLite keeps the several statements")
+    services.slow_mode_set(moderator=nadia, room_id=guild.pk, seconds=30)
+    post(amina, guild)  # her first post in the room: slow mode lets it through
+    mine = Message.objects.filter(room=guild, author=amina)
+    mine.update(created_at=timezone.now() - timedelta(seconds=31))  # her slow mode has passed
+    with CaptureQueriesContext(connection) as queries:
+        out = post(amina, guild, text="après la pause")
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 1, statements
+    assert out.created and mine.count() == 2
+    rev = Room.objects.get(pk=guild.pk).last_rev
+    with pytest.raises(HirfaError) as refused:
+        post(amina, guild)  # 0 s after her last post
+    assert refused.value.code == ErrorCode.SLOW_MODE and 29 < refused.value.retry_after <= 30
+    # An edit counts as a post for slow mode, as on the checked path.
+    mine.update(created_at=timezone.now() - timedelta(seconds=31), edited_at=timezone.now() - timedelta(seconds=5))
+    with pytest.raises(HirfaError) as refused:
+        post(amina, guild)
+    assert refused.value.code == ErrorCode.SLOW_MODE
+    assert Room.objects.get(pk=guild.pk).last_rev == rev
+    post(nadia, guild)
+    post(nadia, guild)  # moderators are exempt
+
+
 @pytest.mark.parametrize(
     ("change", "code"),
     [("banned", ErrorCode.NOT_FOUND), ("left_group", ErrorCode.NOT_FOUND), ("muted", ErrorCode.MUTED),
