@@ -13,12 +13,21 @@ Cases (``--cases``), one JSON object each with the key ``case``:
 * ``recover``: then his link rises to 2 Mbit/s: ``seconds_to_high_layer`` (until a video
   reaches him at its high layer and decodes).
 
-The publishers are aiortc peers, which cannot send simulcast: their one stream counts as the
-"high" layer, so adapting means pausing videos (or audio-only); Chromium publishers'
-simulcast is covered by tests/signaling/sfu/test_simulcast.py. Not measured yet: ``assembly``
-and ``simulcast_cpu`` (see docs/performance.md).
+* ``simulcast_cpu``: bench/sfu.py's fan-out at K = 8 (one publisher, eight aiortc subscribers,
+  no network lab) three times in the same run: the publisher sending two simulcast RID layers
+  (320x180 at 150 kbit/s and bench/sfu.py's 640x360 loop at 1 Mbit/s: ``cpu_pct_per_stream``,
+  with ``layers``, the subscriptions by the layer forwarded to them at the end), then sending
+  today's one stream (``today_cpu_pct_per_stream``; ``vs_today_pct`` the difference), then the
+  one stream through Janus's videoroom (``janus_cpu_ratio``: Janus's CPU over the simulcast
+  SFU's; root and /usr/bin/janus, else null with a ``note``).
 
-Usage (root, Chromium): ``python bench/meeting_adapt.py [--json] [--seconds 20]``
+The narrow/recover publishers are aiortc peers, which cannot send simulcast: their one stream
+counts as the "high" layer, so adapting means pausing videos (or audio-only); Chromium
+publishers' simulcast is covered by tests/signaling/sfu/test_simulcast.py. Not measured yet:
+``assembly`` (see docs/performance.md).
+
+Usage (root, Chromium): ``python bench/meeting_adapt.py [--json] [--seconds 20]
+[--cases narrow,recover,simulcast_cpu] [--cpu-seconds 10]``
 """
 
 from __future__ import annotations
@@ -177,21 +186,84 @@ def run(seconds: float, folder: str, clip: str) -> list[dict[str, Any]]:
     return [narrow, recover]
 
 
+def simulcast_cpu(seconds: float, subscribers: int = 8) -> dict[str, Any]:
+    """The ``simulcast_cpu`` case: bench/sfu.py's fan-out with simulcast, plain, and through Janus."""
+    import contextlib
+
+    from bench import sfu
+
+    loop = sfu.encode_loop()
+    row: dict[str, Any] = {"case": "simulcast_cpu", "K": subscribers, "layers_sent": list(sfu.SIMULCAST_RIDS)}
+    layered = sfu.measure("sfu", publishers=1, subscribers=subscribers, seconds=seconds, loop_frames=loop,
+                          simulcast=True)
+    plain = sfu.measure("sfu", publishers=1, subscribers=subscribers, seconds=seconds, loop_frames=loop)
+    row.update({
+        "cpu_pct_per_stream": round(layered["cpu_pct"] / subscribers, 3),
+        "server_cpu_pct": round(layered["cpu_pct"], 2),
+        "subscriber_fps": round(layered["fps"], 2),
+        "layers": layered.get("layers"),
+        "today_cpu_pct_per_stream": round(plain["cpu_pct"] / subscribers, 3),
+        "today_server_cpu_pct": round(plain["cpu_pct"], 2),
+        "today_subscriber_fps": round(plain["fps"], 2),
+        "vs_today_pct": round(100 * (layered["cpu_pct"] / plain["cpu_pct"] - 1), 1) if plain["cpu_pct"] else None,
+        "janus_cpu_pct": None, "janus_cpu_ratio": None,
+    })
+    note = sfu.janus_unavailable()
+    with contextlib.ExitStack() as stack:
+        if note is None:
+            try:
+                host = stack.enter_context(sfu.JanusHost())
+                gateway = sfu.measure_janus(host, subscribers=subscribers, seconds=seconds, loop_frames=loop,
+                                            room=2000 + subscribers)
+                if gateway["ready"] < subscribers:
+                    note = f"Janus: only {gateway['ready']} of {subscribers} subscribers received"
+                else:
+                    row["janus_cpu_pct"] = round(gateway["cpu_pct"], 2)
+                    row["janus_subscriber_fps"] = round(gateway["fps"], 2)
+                    if layered["cpu_pct"]:
+                        row["janus_cpu_ratio"] = round(gateway["cpu_pct"] / layered["cpu_pct"], 2)
+                    if plain["cpu_pct"]:
+                        row["today_janus_cpu_ratio"] = round(gateway["cpu_pct"] / plain["cpu_pct"], 2)
+                    note = "Janus is sent the one 1 Mbit/s stream (its publisher does not simulcast)"
+            except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+                note = f"Janus not driven: {error}"
+    row["note"] = note
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="the narrow window after the join")
-    parser.add_argument("--cases", default="narrow,recover")
+    parser.add_argument("--cases", default="narrow,recover,simulcast_cpu")
+    parser.add_argument("--cpu-seconds", type=float, default=10.0, help="each simulcast_cpu load's CPU window")
+    parser.add_argument("--subscribers", type=int, default=8, help="simulcast_cpu's K")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    wanted = {c for c in args.cases.split(",") if c}
+    unknown = wanted - {"narrow", "recover", "simulcast_cpu"}
+    if unknown:
+        sys.exit(f"bench/meeting_adapt.py: not measured yet: {', '.join(sorted(unknown))} (docs/performance.md)")
+    rows = run_lab_cases(args, wanted) if wanted & {"narrow", "recover"} else []
+    if "simulcast_cpu" in wanted:
+        rows.append(simulcast_cpu(args.cpu_seconds, args.subscribers))
+    if args.json:
+        print(json.dumps({
+            "command": " ".join(["python", "bench/meeting_adapt.py", *sys.argv[1:]]),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()},
+            "results": rows,
+        }, indent=2))
+    else:
+        for row in rows:
+            print(json.dumps(row))
+
+
+def run_lab_cases(args: Any, wanted: set[str]) -> list[dict[str, Any]]:
+    """The cases in the network lab (narrow, recover)."""
     reason = lab_unavailable()
     if reason is None and not os.path.exists(netlab.CHROMIUM):
         reason = f"no Chromium at {netlab.CHROMIUM}"
     if reason:
         sys.exit(f"bench/meeting_adapt.py: {reason}")
-    wanted = {c for c in args.cases.split(",") if c}
-    unknown = wanted - {"narrow", "recover"}
-    if unknown:
-        sys.exit(f"bench/meeting_adapt.py: not measured yet: {', '.join(sorted(unknown))} (docs/performance.md)")
     folder = tempfile.mkdtemp(prefix="meeting-adapt-")
     try:
         clip = os.path.join(folder, "clip.pickle")
@@ -207,15 +279,7 @@ def main() -> None:
             print(f"kept {folder}", file=sys.stderr)
         else:
             shutil.rmtree(folder, ignore_errors=True)
-    if args.json:
-        print(json.dumps({
-            "command": " ".join(["python", "bench/meeting_adapt.py", *sys.argv[1:]]),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()},
-            "results": rows,
-        }, indent=2))
-    else:
-        for row in rows:
-            print(json.dumps(row))
+    return rows
 
 
 if __name__ == "__main__":

@@ -34,8 +34,14 @@ stream, ``recording_cpu_delta_pct`` the difference in server CPU against the run
 recording (noisier: two loads), ``recording_mb_per_min`` what the files grew by, and
 ``recording_decoders`` the decoders created in the server (must be 0).
 
+With ``--simulcast``, the fan-out's SFU runs have a simulcast publisher: two RID layers,
+320x180 at 150 kbit/s and the same 640x360 loop (as Chromium sends a 360p camera; see
+``SIMULCAST_RIDS``); ``layers`` counts the subscriptions by the layer forwarded at the end.
+MediaRelay and Janus are still sent the one stream. bench/meeting_adapt.py's
+``simulcast_cpu`` case runs K = 8 with and without it, and Janus, in one run.
+
 Usage: ``python bench/sfu.py [--ks 1,4,8,16] [--ns 4,8] [--seconds 8] [--json]
-[--no-mediarelay] [--janus | --no-janus] [--profile FILE] [--recording]``
+[--no-mediarelay] [--janus | --no-janus] [--profile FILE] [--recording] [--simulcast]``
 """
 
 from __future__ import annotations
@@ -135,6 +141,16 @@ async def _server_main(mode: str, port_queue: Any, record_dir: str | None = None
     port_queue.put(server.sockets[0].getsockname()[1])
     await done.wait()
     server.close()
+    if mode == "sfu":  # which layer each subscription gets ("0" lowest; "single" when not simulcast)
+        layers: dict[str, int] = {}
+        for participant in meeting.participants():
+            for track in participant.subscription_tracks():
+                if track.kind != "video":
+                    continue
+                source = track.source
+                key = str(track.forwarded_layer) if source is not None and source.layered else "single"
+                layers[key] = layers.get(key, 0) + 1
+        port_queue.put(layers)
     if os.environ.get("SFU_BENCH_DEBUG"):
         for participant in meeting.participants():
             for f in participant.forwarders():
@@ -286,8 +302,8 @@ async def _serve_relay(state: dict[str, Any], hello: dict[str, Any], reader: asy
 # ---------------------------------------------------------------- clients
 
 
-def encode_loop() -> list[bytes]:
-    """A VP8 loop of LOOP_FRAMES frames at about BITRATE; frame 0 is the only keyframe.
+def encode_loop(width: int = WIDTH, height: int = HEIGHT, bitrate: int = BITRATE) -> list[bytes]:
+    """A VP8 loop of LOOP_FRAMES frames at about ``bitrate``; frame 0 is the only keyframe.
 
     The picture is a sliding pattern with a moving patch of noise: rich enough
     to keep the encoder near BITRATE (pure noise would need about 12 Mbps).
@@ -295,26 +311,27 @@ def encode_loop() -> list[bytes]:
     import av
 
     codec = av.CodecContext.create("libvpx", "w")
-    codec.width, codec.height, codec.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-    codec.bit_rate = BITRATE
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.bit_rate = bitrate
     codec.time_base = Fraction(1, FPS)
     codec.framerate = Fraction(FPS, 1)
     codec.gop_size = 10_000
     codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
-    patch = 96
-    base = bytes((x * 2) & 0xFF for x in range(WIDTH * 2))
+    patch = 96 * width // WIDTH
+    top = 100 * height // HEIGHT
+    base = bytes((x * 2) & 0xFF for x in range(width * 2))
     frames: list[bytes] = []
     for index in range(LOOP_FRAMES + 10):
-        frame = av.VideoFrame(width=WIDTH, height=HEIGHT, format="yuv420p")
+        frame = av.VideoFrame(width=width, height=height, format="yuv420p")
         luma, *chroma = frame.planes
         rows = []
-        for y in range(HEIGHT):
-            shift = (3 * index + y) % WIDTH
-            row = bytearray(base[shift:shift + WIDTH])
-            if 100 <= y < 100 + patch:
-                x = (index * 7) % (WIDTH - patch)
+        for y in range(height):
+            shift = (3 * index + y) % width
+            row = bytearray(base[shift:shift + width])
+            if top <= y < top + patch:
+                x = (index * 7) % (width - patch)
                 row[x:x + patch] = os.urandom(patch)
-            rows.append(bytes(row) + b"\x00" * (luma.line_size - WIDTH))
+            rows.append(bytes(row) + b"\x00" * (luma.line_size - width))
         luma.update(b"".join(rows))
         for plane in chroma:
             plane.update(b"\x80" * plane.buffer_size)
@@ -378,7 +395,14 @@ def run_client(name: str, publish: bool, port: int, loop_frames: list[bytes], ev
     asyncio.run(_client_main(name, publish, port, loop_frames, events, stop))
 
 
-async def _client_main(name: str, publish: bool, port: int, loop_frames: list[bytes], events: Any, stop: Any) -> None:
+def run_simulcast_client(name: str, publish: bool, port: int, loops: tuple[list[bytes], list[bytes]], events: Any,
+                         stop: Any) -> None:
+    """``run_client`` whose publisher sends two simulcast layers (``loops``: high, low)."""
+    asyncio.run(_client_main(name, publish, port, loops[0], events, stop, low_frames=loops[1] if publish else None))
+
+
+async def _client_main(name: str, publish: bool, port: int, loop_frames: list[bytes], events: Any, stop: Any,
+                       low_frames: list[bytes] | None = None) -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.rtcconfiguration import RTCBundlePolicy
 
@@ -391,8 +415,10 @@ async def _client_main(name: str, publish: bool, port: int, loop_frames: list[by
     await send_json(writer, {"name": name, "publish": publish})
     # max-bundle: aiortc's default policy breaks a first offer with two m-lines of a kind.
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-    track = _loop_track(loop_frames) if publish else None
+    simulcast = publish and low_frames is not None
+    track = _loop_track(loop_frames) if publish and not simulcast else None
     tapped: set[str] = set()
+    layers: list[asyncio.Task[None]] = []
 
     async def negotiate() -> None:
         while True:
@@ -401,9 +427,13 @@ async def _client_main(name: str, publish: bool, port: int, loop_frames: list[by
                 return
             await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
             transceivers = {t.mid: t for t in pc.getTransceivers()}
+            published: tuple[str, Any] | None = None
             for mid, direction, _publisher in offer["slots"]:
                 transceiver = transceivers[mid]
-                if direction == "publish" and track is not None and transceiver.sender.track is None:
+                if direction == "publish" and simulcast:
+                    transceiver.direction = "sendonly"
+                    published = (mid, transceiver)
+                elif direction == "publish" and track is not None and transceiver.sender.track is None:
                     transceiver.sender.replaceTrack(track)
                     transceiver.direction = "sendonly"
                     transceiver.sender._send_keyframe = track.keyframe
@@ -412,15 +442,108 @@ async def _client_main(name: str, publish: bool, port: int, loop_frames: list[by
                     transceiver.receiver._handle_rtp_packet = _light_receiver(mid, arrivals, events, name)
             configure_host_candidates(pc, policy)
             await pc.setLocalDescription(await pc.createAnswer())
-            await send_json(writer, {"sdp": pc.localDescription.sdp})
+            sdp = pc.localDescription.sdp
+            if published is not None and low_frames is not None:
+                sdp, pt, ids = _simulcast_answer(sdp, offer["sdp"], published[0])
+                if not layers:
+                    layers.append(asyncio.ensure_future(
+                        _send_layers(published[1], published[0], pt, ids, (low_frames, loop_frames))))
+            await send_json(writer, {"sdp": sdp})
 
     task = asyncio.ensure_future(negotiate())
     while not stop.is_set():
         await asyncio.sleep(0.2)
     events.put(("arrivals", name, arrivals))
     task.cancel()
+    for sending in layers:
+        sending.cancel()
     writer.close()
     await pc.close()
+
+
+# ---------------------------------------------------------------- simulcast publisher
+
+# A camera as Chromium sends it at the meeting page's "standard" quality: two RID layers
+# (tests/signaling/sfu/test_simulcast.py), here 320x180 at 150 kbit/s and the fan-out's own
+# 640x360 loop at 1 Mbit/s. aiortc cannot send simulcast: the bench's publisher packetizes
+# both pre-encoded loops itself, one SSRC per layer, each packet naming its MID and RID, and
+# answers with RID lines and no SSRC lines (as Chromium does); keyframes come with each loop
+# (every LOOP_FRAMES frames), PLIs are not answered.
+SIMULCAST_RIDS = ("l", "m")
+LOW_WIDTH, LOW_HEIGHT, LOW_BITRATE = 320, 180, 150_000
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+
+
+def simulcast_loops(high: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """The loops a simulcast publisher sends: ``high`` (the fan-out's loop) and a low one."""
+    return high, encode_loop(LOW_WIDTH, LOW_HEIGHT, LOW_BITRATE)
+
+
+def _simulcast_answer(answer: str, offer: str, mid: str) -> tuple[str, int, dict[str, int]]:
+    """``answer`` sending SIMULCAST_RIDS on ``mid``; VP8's payload type and the MID/RID extension ids."""
+    import itertools
+    import re
+
+    from signaling.sfu.simulcast import RID_URI
+
+    def section(sdp: str) -> tuple[int, int]:
+        starts = [m.start() for m in re.finditer(r"^m=", sdp, re.MULTILINE)] + [len(sdp)]
+        for begin, end in itertools.pairwise(starts):
+            if re.search(rf"^a=mid:{re.escape(mid)}\r?$", sdp[begin:end], re.MULTILINE):
+                return begin, end
+        raise ValueError(f"no m-line {mid}")
+
+    begin, end = section(offer)
+    offered = {uri: int(ext) for ext, uri in re.findall(r"^a=extmap:(\d+)(?:/\w+)? (\S+)", offer[begin:end], re.MULTILINE)}
+    ids = {"mid": offered[MID_URI], "rid": offered[RID_URI]}
+    begin, end = section(answer)
+    lines = [line for line in answer[begin:end].split("\r\n") if line and not line.startswith(("a=ssrc:", "a=ssrc-group:"))]
+    pt = next(int(m.group(1)) for line in lines if (m := re.match(r"a=rtpmap:(\d+) VP8/90000", line)))
+    lines += [f"a=extmap:{ids['rid']} {RID_URI}", *(f"a=rid:{rid} send" for rid in SIMULCAST_RIDS),
+              "a=simulcast:send " + ";".join(SIMULCAST_RIDS)]
+    return answer[:begin] + "\r\n".join(lines) + "\r\n" + answer[end:], pt, ids
+
+
+async def _send_layers(transceiver: Any, mid: str, pt: int, ids: dict[str, int], loops: tuple[list[bytes], ...]) -> None:
+    """Send each loop of ``loops`` (lowest first) as one RID layer of ``transceiver``, at FPS, until cancelled."""
+    import random
+
+    import av
+    from aiortc.codecs.vpx import Vp8Encoder
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+    from signaling.sfu.simulcast import RID_URI
+
+    extensions = HeaderExtensionsMap()
+    extensions.configure(RTCRtpParameters(headerExtensions=[
+        RTCRtpHeaderExtensionParameters(id=ids["mid"], uri=MID_URI),
+        RTCRtpHeaderExtensionParameters(id=ids["rid"], uri=RID_URI)]))
+    transport = transceiver.sender.transport
+    while transport.state != "connected":
+        await asyncio.sleep(0.05)
+    # Per layer: RID, frames, SSRC, packetizer (VP8 picture ids); sequence numbers apart.
+    layers = [(rid, frames, random.getrandbits(32), Vp8Encoder()) for rid, frames in zip(SIMULCAST_RIDS, loops)]
+    sequence = {rid: random.getrandbits(16) for rid in SIMULCAST_RIDS}
+    origin = random.getrandbits(32)
+    start, count = time.time(), 0
+    try:
+        while True:
+            await asyncio.sleep(max(0.0, start + count / FPS - time.time()))
+            for rid, frames, ssrc, packetizer in layers:
+                packet = av.Packet(frames[count % LOOP_FRAMES] + TRAILER.pack(MAGIC, time.time()))
+                packet.pts, packet.time_base = count, Fraction(1, FPS)
+                payloads, timestamp = packetizer.pack(packet)
+                for i, payload in enumerate(payloads):
+                    rtp = RtpPacket(payload_type=pt, sequence_number=sequence[rid],
+                                    timestamp=(origin + timestamp) & 0xFFFFFFFF, ssrc=ssrc)
+                    rtp.payload, rtp.marker = payload, int(i == len(payloads) - 1)
+                    rtp.extensions.mid, rtp.extensions.rtp_stream_id = mid, rid
+                    await transport._send_rtp(rtp.serialize(extensions))
+                    sequence[rid] = (sequence[rid] + 1) & 0xFFFF
+            count += 1
+    except ConnectionError:
+        pass  # the run ended
 
 
 # ---------------------------------------------------------------- Janus
@@ -731,9 +854,11 @@ def measure_janus(host: JanusHost, *, subscribers: int, seconds: float, loop_fra
 
 
 def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loop_frames: list[bytes],
-            profile: str | None = None, record: bool = False) -> dict[str, Any]:
+            profile: str | None = None, record: bool = False, simulcast: bool = False) -> dict[str, Any]:
     """Run one load; answers server CPU (% of a core), fps per received stream, latencies (ms);
-    with ``record``, the meeting is recorded and ``recording`` holds the recorder's figures."""
+    with ``record``, the meeting is recorded and ``recording`` holds the recorder's figures;
+    with ``simulcast``, publishers send two RID layers and ``layers`` counts the subscriptions
+    by the layer forwarded to them at the end (SFU only)."""
     import tempfile
 
     ctx = multiprocessing.get_context("spawn")
@@ -745,11 +870,15 @@ def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loo
         assert server.pid is not None  # started
         port = ports.get(timeout=60)
         try:
-            result = _drive(ctx, server.pid, run_client, (port,), publishers=publishers, subscribers=subscribers,
-                            seconds=seconds, loop_frames=loop_frames, profile=profile, signal_window=record)
+            client, loops = (run_simulcast_client, simulcast_loops(loop_frames)) if simulcast else (run_client, loop_frames)
+            result = _drive(ctx, server.pid, client, (port,), publishers=publishers, subscribers=subscribers,
+                            seconds=seconds, loop_frames=loops, profile=profile, signal_window=record)
         finally:
             with socket.create_connection(("127.0.0.1", port)) as quit_socket:
                 quit_socket.sendall(b'{"quit": true}\n')
+            if mode == "sfu":
+                with contextlib.suppress(queue.Empty):
+                    result["layers"] = ports.get(timeout=30)
             server.join(timeout=30)
             if server.is_alive():
                 server.terminate()
@@ -760,7 +889,7 @@ def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loo
 
 
 def _drive(ctx: Any, server_pid: int, client: Any, client_args: tuple[Any, ...], *, publishers: int,
-           subscribers: int, seconds: float, loop_frames: list[bytes], profile: str | None = None,
+           subscribers: int, seconds: float, loop_frames: Any, profile: str | None = None,
            signal_window: bool = False) -> dict[str, Any]:
     """Start the peers, measure ``server_pid``'s CPU over the window, collect what the subscribers saw.
 
@@ -868,6 +997,8 @@ def main() -> None:
     parser.add_argument("--profile", help="write the SFU server's cProfile (CPU time, measurement window) of the fan-out runs here")
     parser.add_argument("--recording", action="store_true",
                         help="run each SFU load again with the meeting recorded; report the recording's cost")
+    parser.add_argument("--simulcast", action="store_true",
+                        help="the fan-out's SFU publisher sends two simulcast layers (MediaRelay and Janus: one stream)")
     args = parser.parse_args()
     loop_frames = encode_loop()
     fanout: list[dict[str, Any]] = []
@@ -902,7 +1033,7 @@ def _run_loads(args: Any, loop_frames: list[bytes], janus: JanusHost | None, jan
 
     for k in [int(x) for x in args.ks.split(",") if x]:
         sfu = measure("sfu", publishers=1, subscribers=k, seconds=args.seconds, loop_frames=loop_frames,
-                      profile=args.profile)
+                      profile=args.profile, simulcast=args.simulcast)
         relay = None if args.no_mediarelay else measure(
             "mediarelay", publishers=1, subscribers=k, seconds=args.seconds, loop_frames=loop_frames)
         gateway, note = None, janus_note
@@ -930,6 +1061,7 @@ def _run_loads(args: Any, loop_frames: list[bytes], janus: JanusHost | None, jan
             "janus_latency_p50_ms": gateway["p50"] if gateway else None,
             "janus_latency_p95_ms": gateway["p95"] if gateway else None,
             "janus_cpu_ratio": round(gateway["cpu_pct"] / sfu["cpu_pct"], 2) if gateway and sfu["cpu_pct"] else None,
+            "layers": sfu.get("layers"),
         }
         if args.recording:
             row.update(recording_figures(sfu, measure("sfu", publishers=1, subscribers=k, seconds=args.seconds,
