@@ -169,3 +169,21 @@ def test_the_language_switch_sets_the_language(client, amina):
     response = client.post("/i18n/setlang/", {"language": "ar", "next": "/rooms/"})
     assert response["Location"] == "/rooms/"
     assert '<html lang="ar" dir="rtl">' in client.get("/rooms/").content.decode()
+
+
+def test_arabic_dates_read_day_month_year_with_algeria_s_24_hour_clock():
+    """Django's Arabic has no DATETIME_FORMAT: a replay's date came out in English order,
+    "نوفمبر 30, 2026, 10:18 ص". Algeria writes the day first and the 24-hour clock."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from django.template import Context, Template
+    from django.utils import translation
+
+    when = datetime(2026, 11, 30, 15, 18, tzinfo=ZoneInfo("Africa/Algiers"))
+    template = Template('{{ when|date:"DATETIME_FORMAT" }}|{{ when|date:"DATE_FORMAT" }}|{{ when|time }}')
+    with translation.override("ar"):
+        full, day, hour = template.render(Context({"when": when})).split("|")
+    assert full == "30 نوفمبر 2026 15:18", full
+    assert day == "30 نوفمبر 2026", day
+    assert hour == "15:18", hour
