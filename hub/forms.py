@@ -66,15 +66,26 @@ class ProfileFieldsMixin(forms.Form):
 
 
 class SignupForm(ProfileFieldsMixin):
+    """Sign-up in four steps (the template groups the fields): name and password; trades;
+    wilaya; how to log in (a phone number, an e-mail, a username: any one of them)."""
+
     username = forms.CharField(
-        label=_("Username"),
+        label=_("Username (optional)"),
         max_length=150,
+        required=False,
         validators=[UnicodeUsernameValidator()],
-        help_text=_("Letters, digits and @ . + - _ only; others mention you with @username."),
+        help_text=_("Letters, digits and @ . + - _ only; others mention you with @username. Left empty, one is made from your name."),
         widget=forms.TextInput(attrs={"autocomplete": "username", "autocapitalize": "none"}),
     )
     email = forms.EmailField(
-        label=_("Email"), widget=forms.EmailInput(attrs={"autocomplete": "email"})
+        label=_("E-mail (optional)"), required=False, widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
+    phone = forms.CharField(
+        label=_("Phone number"),
+        max_length=20,
+        required=False,
+        help_text=_("To log in with your phone number instead of a username."),
+        widget=forms.TextInput(attrs={"autocomplete": "tel", "inputmode": "tel", "dir": "ltr"}),
     )
     password1 = forms.CharField(
         label=_("Password"),
@@ -89,23 +100,41 @@ class SignupForm(ProfileFieldsMixin):
     )
 
     field_order = [
-        "username",
-        "email",
+        "display_name",
         "password1",
         "password2",
-        "display_name",
-        "wilaya",
         "trades",
+        "wilaya",
+        "phone",
+        "email",
+        "username",
         "languages",
     ]
+    STEPS = (
+        ("display_name", "password1", "password2"),
+        ("trades",),
+        ("wilaya",),
+        ("phone", "email", "username", "languages"),
+    )
+
+    def steps(self) -> list[list[forms.BoundField]]:
+        return [[self[name] for name in step] for step in self.STEPS]
 
     def clean_username(self) -> str:
         username: str = self.cleaned_data["username"].strip()
-        if User.objects.filter(username__iexact=username).exists():
+        if username and User.objects.filter(username__iexact=username).exists():
             raise forms.ValidationError(_("This username is taken."))
         return username
 
     service_fields = {"password": "password1"}
+
+    def clean_phone(self) -> str:
+        from hub.services import phone_normalise
+
+        phone: str = self.cleaned_data["phone"].strip()
+        if phone and not phone_normalise(phone):
+            raise forms.ValidationError(_("This is not a phone number."))
+        return phone
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

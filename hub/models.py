@@ -115,6 +115,13 @@ class User(AbstractUser):
     """An account. The artisan's public face lives in `ArtisanProfile`."""
 
     preferred_language = models.CharField(_("language"), max_length=8, blank=True, default="")
+    # In international digits (213555123456), or "": another way to log in than the username.
+    phone = models.CharField(_("phone"), max_length=20, blank=True, default="")
+
+    class Meta(AbstractUser.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["phone"], condition=~models.Q(phone=""), name="hub_user_phone_once"),
+        ]
 
     @property
     def display_name(self) -> str:

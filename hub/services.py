@@ -8,6 +8,7 @@ memberships in step through `rooms.services.memberships_sync`).
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from hub.bidi import bidi_strip
@@ -94,6 +96,27 @@ def _clean_bio(bio: str) -> str:
     return bio
 
 
+def phone_normalise(number: str) -> str:
+    """An Algerian number in international digits (0555 12 34 56 → 213555123456); "" if it
+    is not a phone number."""
+    digits = re.sub(r"\D", "", number)
+    if number.strip().startswith("+") or digits.startswith("00"):
+        digits = digits.removeprefix("00")
+    elif digits.startswith("0"):
+        digits = "213" + digits[1:]
+    return digits if 8 <= len(digits) <= 15 else ""
+
+
+def _username_from(display_name: str) -> str:
+    """A free username made from the display name (Latin letters kept), e.g. "amina-b-2"."""
+    base = slugify(display_name)[:24].strip("-") or "artisan"
+    candidate, n = base, 1
+    while User.objects.filter(username__iexact=candidate).exists():
+        n += 1
+        candidate = f"{base}-{n}" if base != "artisan" or n > 2 else f"{base}-{secrets.randbelow(9000) + 1000}"
+    return candidate
+
+
 def artisan_register(
     *,
     username: str,
@@ -103,22 +126,36 @@ def artisan_register(
     wilaya_id: int | None,
     trade_ids: Sequence[int],
     languages: Sequence[str],
+    phone: str = "",
 ) -> User:
     """Create an artisan's account and profile and place him in his rooms.
 
     The user, his profile and his memberships (guild, region and guild ×
     region rooms) are written in one transaction: either all exist or none.
-    Refuses with `conflict` (username taken), `invalid` (weak password,
-    unknown wilaya, trade or language), `empty` or `too_long`.
+    With no username, one is made from the display name; then an e-mail or a phone
+    number is required, to log in with. Refuses with `conflict` (username, e-mail or
+    phone taken), `invalid` (weak password, bad phone, unknown wilaya, trade or
+    language), `empty` or `too_long`.
     """
     username = username.strip()
-    if not username:
-        raise HirfaError(ErrorCode.EMPTY, _("A username is required."), field="username")
+    email = email.strip()
+    phone_digits = phone_normalise(phone) if phone.strip() else ""
+    if phone.strip() and not phone_digits:
+        raise HirfaError(ErrorCode.INVALID, _("This is not a phone number."), field="phone")
+    if not username and not email and not phone_digits:
+        raise HirfaError(
+            ErrorCode.EMPTY, _("Give an e-mail, a phone number or a username to log in with."), field="phone"
+        )
+    if phone_digits and User.objects.filter(phone=phone_digits).exists():
+        raise HirfaError(ErrorCode.CONFLICT, _("This phone number already has an account."), field="phone")
+    if email and User.objects.filter(email__iexact=email).exists():
+        raise HirfaError(ErrorCode.CONFLICT, _("This e-mail already has an account."), field="email")
     display_name = _clean_display_name(display_name)
+    username = username or _username_from(display_name)
     wilaya = _clean_wilaya(wilaya_id)
     trades = _clean_trades(trade_ids)
     langs = _clean_languages(languages)
-    candidate = User(username=username, email=email.strip())
+    candidate = User(username=username, email=email)
     try:
         validate_password(password, user=candidate)
     except ValidationError as exc:
@@ -128,7 +165,7 @@ def artisan_register(
     try:
         with transaction.atomic():
             user = User.objects.create_user(
-                username=username, email=email.strip(), password=password
+                username=username, email=email, password=password, phone=phone_digits
             )
             profile = ArtisanProfile.objects.create(
                 user=user, display_name=display_name, wilaya=wilaya, languages=langs

@@ -117,6 +117,8 @@ AUTHENTICATION_BACKENDS = [
     # Refuses a log-in while its address or account is locked out, before the password check.
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    # When the username is none: the e-mail or the phone number.
+    "hub.auth.IdentifierBackend",
 ]
 
 ROOT_URLCONF = "hub.urls"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from hub import selectors, services
 from hub.errors import HirfaError
 from hub.forms import ProfileForm, SignupForm
-from hub.models import User
+from hub.models import Trade, User
 from hub.throttle import client_ip, throttle_hit, too_many
 
 
@@ -43,14 +44,35 @@ def signup(request: HttpRequest) -> HttpResponse:
                 wilaya_id=data["wilaya"].pk,
                 trade_ids=data["trades"],
                 languages=data["languages"],
+                phone=data["phone"],
             )
         except HirfaError as error:
             form.add_service_error(error)
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, _("Welcome to Hirfa! You joined the rooms of your trades and wilaya."))
+            if not data["username"]:
+                messages.info(request, _("Your username is %(username)s.") % {"username": user.username})
             return redirect("rooms")
-    return render(request, "hub/signup.html", {"form": form})
+    trade_names = {
+        str(t.pk): " ".join([t.name_fr, t.name_ar, t.name_en, t.name_ber, t.slug.replace("-", " ")])
+        for t in Trade.objects.all()
+    }
+    return render(
+        request,
+        "hub/signup.html",
+        {"form": form, "trade_names": trade_names, "wilaya_map": "".join(draw() for draw in SIGNUP_MAPS)},
+    )
+
+
+#: What draws a map of the wilayas for the sign-up's wilaya step (the registry's census map,
+#: registered by the app that owns it); none: the list alone.
+SIGNUP_MAPS: list[Callable[[], str]] = []
+
+
+def signup_map_register(draw: Callable[[], str]) -> None:
+    if draw not in SIGNUP_MAPS:
+        SIGNUP_MAPS.append(draw)
 
 
 class PasswordResetView(auth_views.PasswordResetView):

@@ -106,7 +106,16 @@ def _erase(user: User) -> None:
     ProductReport.objects.filter(reporter=user).delete()
 
 
+def _signup_map() -> str:
+    from registry.selectors import census_map_markup
+
+    return census_map_markup(legend=False)
+
+
 def register() -> None:
+    from hub.views import signup_map_register
+
+    signup_map_register(_signup_map)
     notifications.kind_register(EXCHANGE, _("exchange"))
     notifications.kind_register(ENQUIRY, _("enquiry about a product"))
     personal_data.part_register(
