@@ -75,6 +75,7 @@ def account_export(*, user: User) -> dict[str, Any]:
             "id": user.pk,
             "username": user.username,
             "email": user.email,
+            "phone": user.phone,
             "date_joined": user.date_joined,
             "last_login": user.last_login,
             "preferred_language": user.preferred_language,
