@@ -108,6 +108,49 @@ def decoding_high(first: dict[str, Any], last: dict[str, Any]) -> bool:
     return False
 
 
+def start_meeting(lab: Lab, folder: str, clip: str, publishers: int, link: Profile) -> tuple[dict[str, Any], list[str]]:
+    """Hirfa in the lab's hub, ``publishers`` aiortc publishers on ``good`` links (connected, or
+    120 s passed) and a namespace ``sub`` on ``link`` for the subscriber: (hub, report files)."""
+    for i in range(publishers):
+        lab.add(f"pub{i}", PROFILES["good"])
+    lab.add("sub", link)
+    hub = netlab.start_hirfa(lab, folder, publishers + 1)
+    reports = []
+    for i in range(publishers):
+        report = os.path.join(folder, f"pub{i}.json")
+        reports.append(report)
+        argv = [sys.executable, os.path.join(ROOT, "bench", "netlab.py"), "publisher", "--server", "hirfa",
+                "--meeting", str(hub["meeting"]), "--feed", str(i + 1), "--clip", clip, "--report", report,
+                "--cookie", hub["cookies"][i + 1]]
+        with open(os.path.join(folder, f"pub{i}.log"), "wb") as out:
+            lab.popen(f"pub{i}", argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                      env={**os.environ, "PYTHONPATH": ROOT})
+    deadline = time.time() + 120
+    while time.time() < deadline and not all(os.path.exists(r + ".ready") for r in reports):
+        time.sleep(0.5)
+    return hub, reports
+
+
+def launch_subscriber(playwright: Any, lab: Lab, folder: str) -> Any:
+    """Chromium in the namespace ``sub`` (headless, fake devices)."""
+    wrapper = lab.wrapper("sub", netlab.CHROMIUM, folder)
+    return playwright.chromium.launch(executable_path=wrapper, headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required",
+        "--disable-background-networking", "--disable-component-update", "--no-first-run",
+        "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
+        f"--unsafely-treat-insecure-origin-as-secure=http://{netlab.HUB_ADDRESS}:{netlab.HTTP_PORT}"])
+
+
+def write_clip(folder: str) -> str:
+    """The publishers' pre-encoded media (camera at CAMERA_BPS, a tone, a beep), in ``folder``."""
+    clip = os.path.join(folder, "clip.pickle")
+    with open(clip, "wb") as handle:
+        pickle.dump({**netlab.encode_clip(CAMERA_BPS), "beep": netlab.encode_audio(True),
+                     "tone": netlab.encode_audio(False)}, handle)
+    return clip
+
+
 def run(seconds: float, folder: str, clip: str) -> list[dict[str, Any]]:
     from playwright.sync_api import sync_playwright
 
@@ -115,33 +158,11 @@ def run(seconds: float, folder: str, clip: str) -> list[dict[str, Any]]:
                               "link_bps": NARROW.down.rate_bps, "link_rtt_ms": NARROW.rtt_ms}
     recover: dict[str, Any] = {"case": "recover", "link_bps": WIDE.down.rate_bps}
     with Lab() as lab:
-        for i in range(PUBLISHERS):
-            lab.add(f"pub{i}", PROFILES["good"])
-        lab.add("sub", NARROW)
-        hub = netlab.start_hirfa(lab, folder, PUBLISHERS + 1)
-        reports = []
-        for i in range(PUBLISHERS):
-            report = os.path.join(folder, f"pub{i}.json")
-            reports.append(report)
-            argv = [sys.executable, os.path.join(ROOT, "bench", "netlab.py"), "publisher", "--server", "hirfa",
-                    "--meeting", str(hub["meeting"]), "--feed", str(i + 1), "--clip", clip, "--report", report,
-                    "--cookie", hub["cookies"][i + 1]]
-            with open(os.path.join(folder, f"pub{i}.log"), "wb") as out:
-                lab.popen(f"pub{i}", argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                          env={**os.environ, "PYTHONPATH": ROOT})
-        deadline = time.time() + 120
-        while time.time() < deadline and not all(os.path.exists(r + ".ready") for r in reports):
-            time.sleep(0.5)
+        hub, reports = start_meeting(lab, folder, clip, PUBLISHERS, NARROW)
         narrow["publishers_connected"] = sum(os.path.exists(r + ".ready") for r in reports)
-        wrapper = lab.wrapper("sub", netlab.CHROMIUM, folder)
         started = time.time()
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=wrapper, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required",
-                "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
-                f"--unsafely-treat-insecure-origin-as-secure=http://{netlab.HUB_ADDRESS}:{netlab.HTTP_PORT}"])
+            browser = launch_subscriber(playwright, lab, folder)
             try:
                 page = netlab.open_subscriber(browser, "hirfa", hub, PUBLISHERS)
                 joined = time.monotonic()
@@ -266,10 +287,7 @@ def run_lab_cases(args: Any, wanted: set[str]) -> list[dict[str, Any]]:
         sys.exit(f"bench/meeting_adapt.py: {reason}")
     folder = tempfile.mkdtemp(prefix="meeting-adapt-")
     try:
-        clip = os.path.join(folder, "clip.pickle")
-        with open(clip, "wb") as handle:
-            pickle.dump({**netlab.encode_clip(CAMERA_BPS), "beep": netlab.encode_audio(True),
-                         "tone": netlab.encode_audio(False)}, handle)
+        clip = write_clip(folder)
         try:
             rows = [r for r in run(args.seconds, folder, clip) if r["case"] in wanted]
         except Exception as error:

@@ -10,40 +10,71 @@ the smaller of two figures:
 * what his browser says it can take: REMB (receiver estimated maximum
   bitrate, negotiated as ``goog-remb`` on every video m-line), a delay-based
   estimate; it is trusted for ``remb_ttl`` seconds;
-* a loss-based figure from his receiver reports: above ``high_loss`` (10 %)
-  lost, it drops to what was sent times ``1 - loss/2``; below ``low_loss``
-  (2 %) it grows by 8 % a report; in between it holds.
+* a loss-based figure from his receiver reports: the packets lost over
+  all the streams sent to him (each report's cumulative counters, summed
+  until at least ``loss_packets`` were expected, so a paused stream's empty
+  report weighs nothing); above ``high_loss`` (10 %) lost, it drops to what
+  was sent times ``1 - loss/2`` — if what was sent was near the estimate (or
+  a probe ran): loss while far less is sent is a lossy link, not a full one; below ``low_loss`` (2 %) it grows by 8 %;
+  in between it holds. It starts at ``initial`` (300 kbit/s, a browser's
+  own start rate: a phone on 3G must not be flooded before the first
+  signals; probes and loss-free reports raise it within seconds on a wider
+  link).
+
+* a delay signal that judges probes: the round trip of a STUN binding
+  request to his browser, every ``allocation_interval`` (every 0.1 s during
+  a probe). Two in a row more than ``delay_threshold`` (100 ms) above the
+  least of the last ``delay_window`` seconds while a probe runs mean the
+  probe is filling his link's queue: it fails before any packet is lost —
+  and long before his receiver reports (every 5 s for audio) would say so.
+  Outside probes round trips only inform (his uplink and a busy server's
+  event loop are on them too).
 
 A REMB estimator only rises to about 1.5 times what it receives, so a
 subscriber held at a low layer (or audio-only) could never show room for
 more: **probe-up** — when he would receive more than his estimate allows,
-after ``probe_after`` calm seconds (no loss, REMB not falling), the SFU pads
-his connection up to a target (twice the estimate, or 300 kbit/s more, at
-most a little above what he wants) with padding-only RTX packets for
-``probe_duration``; if neither loss nor a falling REMB said no, his link is
-taken to carry the target (``proven``) and the allocator spends it; if one
-did, the probe stops at once and the next waits twice as long (up to a
-minute). A tap on "try video again" probes at once.
+after ``probe_after`` calm seconds (no congestion: loss under ``high_loss`` — a
+lossy radio link is not a full one —, REMB not falling, no queueing), the SFU pads
+his connection up to a target (``probe_step`` times the estimate, or
+``probe_min_step`` more, at most a little above what he wants) with
+padding-only RTX packets for ``probe_duration`` (short: what a link cannot
+carry only queues for half a second, it does not overflow and take his
+audio with it); if neither loss nor a falling REMB said no, his link is
+taken to carry the target (``proven``) and the allocator spends it — once a
+round trip measured after the probe's end came back without delay (a probe
+is never taken as held for lack of news, when round trips are measured); if one
+did — during the probe, or within ``probe_verify`` seconds of spending it —
+the probe failed and the next waits twice as long (up to ``max_probe_wait``). A tap
+on "try video again" probes at once.
 
 **The allocation** (:func:`allocate`) spends the estimate by priority:
-audio first, always (it is never paused); then videos in priority order
+audio first: the ``audio_slots`` (3) first-ranked voices (the active
+speaker, then whoever spoke last) while they fit in 70 % of the estimate
+(headers, RTCP and bursts need the rest; the first always); the others while all the audio
+stays within ``audio_share`` of the estimate (silent microphones with DTX
+cost almost nothing, so on a usable link everybody is heard; on a narrow
+one, the loudest few are heard cleanly instead of everyone through loss);
+RED's redundancy is dropped (the primary Opus is sent) when the slots'
+audio with RED would take more than that share; then videos in priority order
 (pinned, screen share, the active speaker, then by recent speech), each its
 lowest layer while it fits, the others paused; then, in the same order, each
 one up layer by layer while it fits (only the first ``full_quality`` videos
 may take the top layer: small tiles need no 720p).
 
 **The first video's lowest layer answers to loss only** (as Jitsi's
-videobridge oversends the on-stage video): it is kept while it fits in the
-loss-based figure, even when REMB says less. A browser's REMB rises only to
-about 1.5 times what arrives and starts from what the first second brought,
-and over TURN/TCP or TLS the queueing of the TCP path looks like congestion
-to its delay detector: on REMB alone a subscriber would go audio-only at the
-first dip and, receiving only audio, his REMB could never show room for
-video again (probes judged by that same REMB fail over such a path) — a
-relayed participant who never sees anyone. When not even that layer fits
-beside the audio in the loss-based figure (the link loses over 10 %), the
-subscriber is **audio only (his connection)**, and stays so until it leaves
-a clear margin (``resume_margin``) or he asks to try video again
+videobridge oversends the on-stage video): it is kept while it fits beside
+the voices in the loss-based figure, even when REMB says less. A browser's
+REMB rises only to about 1.5 times what arrives and starts from what the
+first second brought, and over TURN/TCP or TLS the queueing of the TCP path
+looks like congestion to its delay detector: on REMB alone a subscriber
+would go audio-only at the first dip and, receiving only audio, his REMB
+could never show room for video again (probes judged by that same REMB fail
+over such a path) — a relayed participant who never sees anyone. For the
+same reason a failed probe only takes back what it added to the loss-based
+figure. When not even that layer fits beside the voices in the loss-based
+figure (the link loses over 10 %), the subscriber is **audio only (his
+connection)**, and stays so until it leaves a clear margin
+(``resume_margin``) or he asks to try video again
 (:meth:`DownlinkEstimate.retry`).
 """
 
@@ -69,45 +100,88 @@ class VideoDemand:
 
 
 @dataclass(frozen=True, slots=True)
+class AudioDemand:
+    """One audio subscription: ``rate`` as sent to him (bit/s, RED included if he takes it),
+    ``plain`` without RED's redundancy (``None``: no RED), ``rank`` (lower first) the order in
+    which voices are kept: the active speaker, then by recent speech."""
+
+    key: Hashable
+    rank: tuple[float, ...]
+    rate: float
+    plain: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Allocation:
-    """A layer per video (``None``: paused), and whether the subscriber is audio-only."""
+    """A layer per video (``None``: paused), whether each audio is forwarded, whether RED is
+    sent, and whether the subscriber is audio-only."""
 
     layers: dict[Hashable, int | None]
     audio_only: bool
     #: Bits per second the choice costs (audio included).
     cost: float
+    audio: dict[Hashable, bool] = field(default_factory=dict)
+    red: bool = True
+
+
+def allocate_audio(
+    budget: float, audios: Sequence[AudioDemand], *, slots: int = 3, share: float = 0.5
+) -> tuple[dict[Hashable, bool], bool, float]:
+    """Which voices to forward, whether with RED, and what they cost (see the module doc)."""
+    ordered = sorted(audios, key=lambda a: a.rank)
+    room = share * budget
+    red = not any(a.plain is not None for a in ordered) or sum(a.rate for a in ordered[:slots]) <= room
+    chosen: dict[Hashable, bool] = {}
+    spent = 0.0
+    for position, audio in enumerate(ordered):
+        rate = audio.rate if red or audio.plain is None else audio.plain
+        # The first voice always; the next slots while all of it fits in the link; the rest in
+        # the audio's share of it.
+        keep = position == 0 or spent + rate <= (0.7 * budget if position < slots else room)
+        chosen[audio.key] = keep
+        if keep:
+            spent += rate
+    return chosen, red, spent
 
 
 def allocate(
     budget: float,
-    audio: float,
+    audio: float | Sequence[AudioDemand],
     videos: Sequence[VideoDemand],
     *,
     audio_only: bool = False,
     resume_margin: float = 1.3,
     full_quality: int = 2,
+    audio_slots: int = 3,
+    audio_share: float = 0.5,
     loss_budget: float | None = None,
 ) -> Allocation:
-    """Spend ``budget`` (bit/s) on ``audio`` (bit/s, always) and ``videos``, by priority.
+    """Spend ``budget`` (bit/s) on audio first and ``videos``, by priority.
 
+    ``audio`` is either the audio subscriptions (:class:`AudioDemand`, chosen
+    by :func:`allocate_audio`) or a rate (bit/s) always spent.
     ``loss_budget`` (bit/s, the loss-based figure; ``None``: ``budget``) is
     what the first video's lowest layer must fit in beside the audio, even
     when ``budget`` is smaller; ``audio_only`` is the subscriber's current
     state: leaving it needs that layer times ``resume_margin`` to fit.
     """
+    if isinstance(audio, (int, float)):
+        voices: dict[Hashable, bool] = {}
+        red, spent = True, float(audio)
+    else:
+        voices, red, spent = allocate_audio(budget, audio, slots=audio_slots, share=audio_share)
     ordered = sorted(videos, key=lambda v: v.rank)
     chosen: dict[Hashable, int | None] = {v.key: None for v in ordered}
-    spent = audio
     available = [[i for i, rate in enumerate(v.layers) if rate is not None] for v in ordered]
     candidates = [(v, layers) for v, layers in zip(ordered, available, strict=True) if layers]
     if not candidates:
-        return Allocation(chosen, False, spent)
+        return Allocation(chosen, False, spent, voices, red)
     first, first_layers = candidates[0]
     lowest = first.layers[first_layers[0]] or 0.0
     needed = lowest * (resume_margin if audio_only else 1.0)
     floor = budget if loss_budget is None else max(budget, loss_budget)
     if floor - spent < needed:
-        return Allocation(chosen, True, spent)
+        return Allocation(chosen, True, spent, voices, red)
     chosen[first.key] = first_layers[0]
     spent += lowest
     for video, layers in candidates[1:]:  # the lowest layer of each other, while it fits
@@ -128,23 +202,36 @@ def allocate(
                 break
             spent += extra
             current = chosen[video.key] = layer
-    return Allocation(chosen, False, spent)
+    return Allocation(chosen, False, spent, voices, red)
 
 
 @dataclass(slots=True)
 class DownlinkEstimate:
     """One subscriber's downlink, from his REMB and receiver reports, with probes (see the module doc)."""
 
-    initial: float = 800_000.0
+    initial: float = 300_000.0
     floor: float = 60_000.0
     ceiling: float = 20_000_000.0
     remb_ttl: float = 5.0
     high_loss: float = 0.10
     low_loss: float = 0.02
+    #: Packets that must have been expected (over all streams) before reports are judged.
+    loss_packets: int = 20
     #: Calm seconds before a probe (plus a back-off after failed ones).
     probe_after: float = 2.0
     #: How long a probe's padding runs before it is judged.
-    probe_duration: float = 1.0
+    probe_duration: float = 0.5
+    #: A probe's target: this times the estimate, or ``probe_min_step`` more (bit/s).
+    probe_step: float = 1.5
+    probe_min_step: float = 150_000.0
+    #: The longest wait (s) after failed probes (they double it): a failed probe only queues
+    #: for half a second, and round trips on a busy server fail some that would have held.
+    max_probe_wait: float = 8.0
+    #: Congestion this soon (s) after a probe held counts as the probe failing.
+    probe_verify: float = 3.0
+    #: A round trip this much (s) above the least of the last ``delay_window`` s is queueing.
+    delay_threshold: float = 0.1
+    delay_window: float = 30.0
     remb: float | None = None
     remb_at: float | None = None
     loss_based: float = field(default=0.0)
@@ -161,6 +248,22 @@ class DownlinkEstimate:
     _calm_since: float | None = None
     _probe_wait: float = 0.0
     _retry: bool = False
+    _held_at: float | None = None
+    _held_wait: float = 0.0
+    #: The loss-based figure when the probe in flight (or the last one held) started.
+    _loss_before_probe: float = 0.0
+    #: Per SSRC: (extended highest sequence number, cumulative packets lost) of his last report.
+    _reports: dict[int, tuple[int, int]] = field(default_factory=dict)
+    _expected: int = 0
+    _lost: int = 0
+    _delays: list[tuple[float, float]] = field(default_factory=list)
+    _queueing: bool = False
+    #: When the last round trip measured was sent (``None``: never; probes are then judged by time).
+    delay_at: float | None = None
+    #: When round trips began to be measured (``None``: they are not); no probe starts before
+    #: the first comes back, for ``delay_wait`` seconds at most.
+    delay_since: float | None = None
+    delay_wait: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.loss_based:
@@ -176,11 +279,54 @@ class DownlinkEstimate:
         """One receiver report's fraction lost (0..1) about a stream sent to him."""
         self.loss = fraction
         if fraction > self.high_loss:
+            if self.probe_target is None and self.sending and self.sending < 0.7 * self.value(now):
+                return  # far less than his estimate was sent: a lossy link, not a full one
             base = self.sending or self.loss_based
-            self.loss_based = max(self.floor, base * (1 - fraction / 2))
+            self.loss_based = max(self.floor, min(self.loss_based, base * (1 - fraction / 2)))
             self._congested(now)
         elif fraction < self.low_loss:
             self.loss_based = min(self.ceiling, self.loss_based * 1.08)
+
+    def on_report(self, ssrc: int, highest: int, lost: int, now: float) -> None:
+        """One receiver report block about a stream sent to him: its extended highest sequence
+        number and cumulative packets lost. The loss is judged over all his streams together,
+        once ``loss_packets`` were expected (:meth:`on_loss`)."""
+        previous = self._reports.get(ssrc)
+        self._reports[ssrc] = (highest, lost)
+        if previous is None:
+            return
+        expected = highest - previous[0]
+        if not 0 <= expected < 0x8000:
+            return  # a restart or a report older than the last: start again from this one
+        self._expected += expected
+        self._lost += lost - previous[1]
+        if self._expected >= self.loss_packets:
+            fraction = min(1.0, max(0.0, self._lost / self._expected))
+            self._expected = self._lost = 0
+            self.on_loss(fraction, now)
+
+    def on_delay(self, rtt: float, now: float, *, sent: float | None = None) -> None:
+        """One round trip (s) to his browser, measured now (the request left at ``sent``)."""
+        delays = [(at, value) for at, value in self._delays if now - at <= self.delay_window]
+        base = min((value for _, value in delays), default=rtt)
+        delays.append((now, rtt))
+        self._delays = delays
+        queueing = rtt - min(base, rtt) > self.delay_threshold
+        if queueing and self._queueing and self.probe_target is not None:
+            self._congested(now)  # the probe filled his link
+        # Outside probes the round trip only informs: his own uplink is on it too, and so is a
+        # busy server's event loop (in the lab at load 15, round trips rose with nothing queued,
+        # and cutting on them brought a 5 %-loss link's estimate down to the floor).
+        self._queueing = queueing
+        self.delay_at = sent if sent is not None else now
+
+    @property
+    def queueing(self) -> bool:
+        """Whether the last round trip was well above his link's own."""
+        return self._queueing
+
+    def forget_stream(self, ssrc: int) -> None:
+        self._reports.pop(ssrc, None)
 
     def value(self, now: float) -> float:
         """The estimate (bit/s) now."""
@@ -210,23 +356,37 @@ class DownlinkEstimate:
         if self._calm_since is None:
             self._calm_since = now
         if self.probe_target is not None:
-            if now - self.probe_started < self.probe_duration:
+            ended = self.probe_started + self.probe_duration
+            if now < ended:
                 return self.probe_target
+            if self.delay_at is not None and self.delay_at < ended - 0.1 and now < ended + 1.0:
+                return self.probe_target  # its round trip is not back yet: keep it up a moment
+            if self.delay_at is not None and self.delay_at < ended - 0.1:
+                self._congested(now)  # no round trip came back from under the probe
+                return None
             # It held (a failure ends it at once): his link carries the target.
             self.proven = max(self.proven, self.probe_target)
             self.loss_based = max(self.loss_based, self.probe_target)
             self.probe_target = None
-            self._probe_wait = 0.0
+            self._held_at, self._held_wait, self._probe_wait = now, self._probe_wait, 0.0
             self._calm_since = now - self.probe_after / 2  # climb on without a full wait
+        if self._held_at is not None and now - self._held_at >= self.probe_verify:
+            self._held_at = None  # what the last probe showed was spent, and held
         estimate = self.value(now)
         if wanted <= estimate * 1.05:
             self._retry = False
             return None
-        calm = self.loss < self.low_loss and now - self._calm_since >= self.probe_after + self._probe_wait
+        if self.delay_since is not None and self.delay_at is None and now - self.delay_since < self.delay_wait:
+            return None  # round trips will be measured: no probe is judged blind (unless none ever come)
+        # Calm: no congestion for a while. Loss under ``high_loss`` is a lossy radio link, not
+        # congestion (a 5 %-loss link must still let him climb).
+        calm = self.loss <= self.high_loss and now - self._calm_since >= self.probe_after + self._probe_wait
         if not (calm or self._retry):
             return None
         self._retry = False
-        self.probe_target = min(wanted * 1.1, max(estimate * 2, estimate + 300_000.0), self.ceiling)
+        step = max(estimate * self.probe_step, estimate + self.probe_min_step)
+        self.probe_target = min(wanted * 1.1, step, self.ceiling)
+        self._loss_before_probe = self.loss_based
         self.probe_started = now
         self.probes += 1
         return self.probe_target
@@ -239,9 +399,17 @@ class DownlinkEstimate:
         self._calm_since = now
         self.proven = 0.0
         if self.probe_target is not None:
-            self.probe_target = None
-            self.probes_failed += 1
-            self._probe_wait = min(60.0, max(2.0, self._probe_wait * 2))
+            wait = self._probe_wait
+        elif self._held_at is not None and now - self._held_at < self.probe_verify:
+            wait = self._held_wait  # the probe seemed to hold, but spending it did not
+        else:
+            return
+        self.probe_target = self._held_at = None
+        # Only what the probe added goes: a REMB that dips under the padding (over TCP it does)
+        # says nothing about loss, and the first video's lowest layer answers to loss only.
+        self.loss_based = min(self.loss_based, self._loss_before_probe)
+        self.probes_failed += 1
+        self._probe_wait = min(self.max_probe_wait, max(2.0, wait * 2))
 
 
 def layer_name(layer: int | None, count: int) -> str:

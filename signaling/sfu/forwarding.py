@@ -57,6 +57,9 @@ logger = logging.getLogger(__name__)
 # RTP clock ticks between two frames, used to keep timestamps moving forward
 # when a subscription switches to another source.
 _FRAME_TICKS = {MediaKind.AUDIO: 960, MediaKind.VIDEO: 3000}
+#: What a forwarded packet carries besides its payload, in bits: RTP header with its
+#: extensions (~20 bytes), SRTP tag (10), UDP (8) and IPv4 (20) headers.
+WIRE_OVERHEAD_BITS = 58 * 8
 _CACHE = 1024  # packets of each published track kept for subscribers' NACKs (> 1 s of 1 Mbps video)
 _NTP_ONE_SECOND = 1 << 32
 
@@ -168,8 +171,8 @@ class _Layer:
 
     __slots__ = (
         "bitrate", "bytes", "cache", "index", "keyframes", "last_packet", "last_request", "loss",
-        "max_seq", "pending_since", "rid", "sender_report", "ssrc", "window_packets", "window_seq",
-        "window_start",
+        "max_seq", "packet_rate", "pending_since", "rid", "sender_report", "ssrc", "window_packets",
+        "window_seq", "window_start",
     )
 
     def __init__(self, index: int, rid: str | None) -> None:
@@ -183,8 +186,9 @@ class _Layer:
         self.keyframes = 0
         self.bytes = 0
         self.window_start: float | None = None
-        #: Bits per second over the last full second (0 until one passed).
+        #: Payload bits, and packets, per second over the last full second (0 until one passed).
         self.bitrate = 0.0
+        self.packet_rate = 0.0
         self.last_packet: float | None = None
         # Loss over the last full second: packets that came (retransmissions included)
         # against the sequence numbers that went by.
@@ -307,12 +311,24 @@ class TrackForwarder:
             track.resync()
 
     def layer_bitrates(self, *, now: float | None = None, stale: float = 1.5) -> tuple[float | None, ...]:
-        """Each layer's measured rate (bit/s), ``None`` for a layer that sent nothing for ``stale`` s."""
+        """Each layer's rate on a subscriber's link (bit/s: payloads and each packet's RTP, SRTP,
+        UDP and IP bytes, which weigh as much as an Opus payload), ``None`` for a layer that sent
+        nothing for ``stale`` s."""
         now = self._clock() if now is None else now
         return tuple(
-            (layer.bitrate or 1.0) if layer.last_packet is not None and now - layer.last_packet < stale else None
+            (layer.bitrate + layer.packet_rate * WIRE_OVERHEAD_BITS or 1.0)
+            if layer.last_packet is not None and now - layer.last_packet < stale else None
             for layer in self._layers
         )
+
+    def audio_rates(self, *, now: float | None = None) -> tuple[float, float | None]:
+        """An audio track's rate on a link as it comes (RED included) and, when it comes as RED,
+        with its primary Opus only (about half the payload); bit/s, wire bytes included."""
+        layer = self._layers[0]
+        rate = self.layer_bitrates(now=now)[0] or 0.0
+        if self.red_payload_type is None or not self.red_packets_received:
+            return rate, None
+        return rate, layer.bitrate / 2 + layer.packet_rate * WIRE_OVERHEAD_BITS
 
     def upstream(self, *, now: float | None = None, stale: float = 1.5) -> tuple[float, float, list[int]]:
         """(bit/s arriving, worst layer loss 0..1, SSRCs) of the layers sending now: for the REMB."""
@@ -380,6 +396,7 @@ class TrackForwarder:
             layer.window_start, layer.window_seq = now, seq
         elif now - start >= 1.0:
             layer.bitrate = layer.bytes * 8 / (now - start)
+            layer.packet_rate = layer.window_packets / (now - start)
             newest = layer.max_seq
             first = layer.window_seq
             if newest is not None and first is not None:
@@ -578,6 +595,9 @@ class ForwardTrack(MediaStreamTrack):
         self._resends_in_window = 0
         #: Payload type of RED towards this subscriber, if he accepted it (else RED is unwrapped).
         self.red_payload_type: int | None = None
+        #: Whether RED goes to him as it comes (the allocator turns it off when his link is
+        #: too narrow for the redundancy: he then gets the primary Opus packet).
+        self.send_red = True
         self.packets_forwarded = 0
         self.bytes_forwarded = 0
         self.packets_dropped = 0
@@ -761,7 +781,7 @@ class ForwardTrack(MediaStreamTrack):
         level = packet.extensions.audio_level
         payload, payload_type = packet.payload, None
         if not self._video and self._source is not None and packet.payload_type == self._source.red_payload_type:
-            if self.red_payload_type is not None:
+            if self.red_payload_type is not None and self.send_red:
                 payload_type = self.red_payload_type
             else:
                 primary = red_primary(payload)  # a subscriber without RED gets the Opus inside

@@ -38,7 +38,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from . import aiortc_hooks
-from .allocation import DownlinkEstimate, VideoDemand, allocate, layer_name
+from .allocation import AudioDemand, DownlinkEstimate, VideoDemand, allocate, layer_name
 from .config import SfuConfig
 from .forwarding import ForwardTrack, TrackForwarder
 from .recorder import MeetingRecorder
@@ -77,6 +77,10 @@ _CONGESTED = 0.85
 # Probe padding: packets of this many bytes, sent every this many seconds.
 _PAD_SIZE = 255
 _PAD_INTERVAL = 0.02
+# Round trips to a subscriber are measured this often (s) while a probe runs.
+_PROBE_PING_INTERVAL = 0.1
+# A voice heard above silence this recently (s) is speaking, for the allocator.
+_SPEAKING = 1.5
 # Priority classes of a video for the allocator (lower first).
 _PINNED, _SCREEN, _SPEAKER, _OTHER = 0, 1, 2, 3
 
@@ -166,6 +170,7 @@ class Participant:
         self._reception = Reception(audio_only=False, videos=(), estimate=int(self._downlink.initial))
         self._probe_target: float | None = None
         self._pacer: asyncio.TimerHandle | None = None
+        self._pinger: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"Participant({self.id!r}, {self._state.value})"
@@ -345,15 +350,21 @@ class Participant:
                 on_keyframe_request=track.on_remote_keyframe_request,
                 on_nack=track.on_nack,
                 on_remb=self._on_remb,
-                on_loss=self._on_loss,
+                on_report=self._on_report,
             )
             slot = _SubscribeSlot(kind, transceiver, track)
+        # A new video waits for the allocator, which runs at once (before his sender starts):
+        # a narrow link is not flooded before its estimate is spent.
+        allocating = self._config.allocation_interval > 0
+        slot.track.set_paused(allocating and forwarder.kind is MediaKind.VIDEO)
         slot.track.attach(forwarder)
         # One msid stream per publisher (his audio and video together): browsers keep
         # the audio and video of one stream in sync, and only those.
         aiortc_hooks.set_stream_id(slot.transceiver.sender, stream_id(forwarder.participant_id))
         self._subscriptions[key] = slot
         self._mark_negotiation_needed()
+        if allocating:
+            self._meeting._allocate_soon(self)
 
     def _unsubscribe(self, participant_id: str, source: TrackSource) -> None:
         slot = self._subscriptions.pop((participant_id, source), None)
@@ -421,11 +432,29 @@ class Participant:
                     break
         self._pacer = asyncio.get_running_loop().call_later(_PAD_INTERVAL, self._pad)
 
+    def _start_pinger(self) -> None:
+        if self._pinger is None and self._config.allocation_interval > 0:
+            self._downlink.delay_since = time.monotonic()
+            self._pinger = asyncio.ensure_future(self._ping_forever())
+
+    async def _ping_forever(self) -> None:
+        """His link's round trip (STUN), each allocation round and every 0.1 s while a probe
+        runs: the allocator's delay signal (see :mod:`.allocation`)."""
+        interval = self._config.allocation_interval
+        while self._state is not ParticipantState.CLOSED:
+            sent = time.monotonic()
+            if self._subscriptions:
+                rtt = await aiortc_hooks.stun_round_trip(self._pc)
+                if rtt is not None:
+                    self._downlink.on_delay(rtt, time.monotonic(), sent=sent)
+            pause = _PROBE_PING_INTERVAL if self._downlink.probing else interval
+            await asyncio.sleep(max(0.0, sent + pause - time.monotonic()))
+
     def _on_remb(self, bitrate: int) -> None:
         self._downlink.on_remb(bitrate, time.monotonic())
 
-    def _on_loss(self, fraction: float) -> None:
-        self._downlink.on_loss(fraction, time.monotonic())
+    def _on_report(self, ssrc: int, highest: int, lost: int) -> None:
+        self._downlink.on_report(ssrc, highest, lost, time.monotonic())
 
     def _allocate(self, now: float) -> None:
         """Spend his estimate on what he subscribes to (see :mod:`.allocation`)."""
@@ -435,16 +464,31 @@ class Participant:
         active, last_loud = speaker.current, speaker.last_loud
         audio = 0.0
         sending = 0.0
+        audios: list[AudioDemand] = []
         videos: list[VideoDemand] = []
         tracks: dict[Hashable, tuple[ForwardTrack, TrackForwarder]] = {}
         for (publisher_id, source), slot in self._subscriptions.items():
             forwarder = slot.track.source
             if forwarder is None or forwarder.muted:
                 continue
-            rates = forwarder.layer_bitrates(now=now)
             if slot.kind is MediaKind.AUDIO:
-                audio += rates[0] or 0.0
+                track = slot.track
+                rate, plain = forwarder.audio_rates(now=now)
+                if track.red_payload_type is None and plain is not None:
+                    rate, plain = plain, None  # he gets the primary Opus only
+                if not track.paused:
+                    audio += rate if plain is None or track.send_red else plain
+                spoke = last_loud.get(publisher_id)
+                voice_rank = (
+                    0 if publisher_id == active else 1,
+                    0 if spoke is not None and now - spoke < _SPEAKING else 1,
+                    1 if track.paused else 0,  # who is heard stays heard among equals
+                    -(spoke or 0.0),
+                )
+                audios.append(AudioDemand(key=(publisher_id, source), rank=voice_rank, rate=rate, plain=plain))
+                tracks[(publisher_id, source)] = (track, forwarder)
                 continue
+            rates = forwarder.layer_bitrates(now=now)
             track = slot.track
             current = track.forwarded_layer
             if current is not None and current < len(rates):
@@ -466,13 +510,25 @@ class Participant:
         remb = downlink.remb if downlink.remb_at is not None and now - downlink.remb_at <= downlink.remb_ttl else None
         if remb is not None and sending > 0 and remb < _CONGESTED * (audio + sending):
             downlink.congested(now)
-        wanted = allocate(float("inf"), audio, videos).cost
+        wanted = allocate(float("inf"), audios, videos).cost
         probe = downlink.round(now, wanted)
         self._pad_up_to(probe)
         decision = allocate(
-            downlink.value(now), audio, videos, audio_only=self._audio_only, loss_budget=downlink.loss_value()
+            downlink.value(now), audios, videos, audio_only=self._audio_only, loss_budget=downlink.loss_value()
         )
         self._audio_only = decision.audio_only
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "allocation %s/%s: estimate %.0f (remb %s, loss-based %.0f, loss %.3f, queueing %s), "
+                "sending %.0f, probe %s, audio-only %s, red %s, voices %d/%d, videos %s",
+                self._meeting.id, self.id, downlink.value(now), downlink.remb, downlink.loss_based, downlink.loss,
+                downlink.queueing, downlink.sending, probe, decision.audio_only, decision.red,
+                sum(decision.audio.values()), len(decision.audio), list(decision.layers.values()),
+            )
+        for chosen, heard in decision.audio.items():
+            track = tracks[chosen][0]
+            track.send_red = decision.red
+            track.set_paused(not heard)
         received = []
         for chosen, layer in decision.layers.items():
             track, forwarder = tracks[chosen]
@@ -651,6 +707,10 @@ class Participant:
         if self._pacer is not None:
             self._pacer.cancel()
             self._pacer = None
+        if self._pinger is not None:
+            self._pinger.cancel()
+            await asyncio.gather(self._pinger, return_exceptions=True)
+            self._pinger = None
         await self._liveness.stop()
         for slot in self._publications.values():
             await slot.forwarder.close()
@@ -772,6 +832,7 @@ class Meeting:
             participant._pinned = old._pinned
         self._participants[participant_id] = participant
         participant._liveness.start()
+        participant._start_pinger()
         self._start_ticker()
         if old is not None:
             for source, slot in old._publications.items():

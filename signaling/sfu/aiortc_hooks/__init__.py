@@ -50,7 +50,13 @@ if pylibsrtp.__version__ != PYLIBSRTP_VERSION:  # pragma: no cover - guarded by 
         f"found pylibsrtp {pylibsrtp.__version__}"
     )
 
-from .ice import HostCandidatePolicy, LivenessWatch, configure_host_candidates, ports_in_use
+from .ice import (
+    HostCandidatePolicy,
+    LivenessWatch,
+    configure_host_candidates,
+    ports_in_use,
+    stun_round_trip,
+)
 from .receive import (
     AssembledFrame,
     FrameAssembler,
@@ -84,6 +90,7 @@ __all__ = [
     "send_remb",
     "set_stream_id",
     "set_stream_id_extensions",
+    "stun_round_trip",
     "tap_receiver",
     "tap_receiver_packets",
     "tap_sender_reports",

@@ -1,7 +1,7 @@
 """ICE: host candidates in a port range, the media sockets' protocol.
 
 Private names used: ``aioice.Connection.get_component_candidates/_protocols/
-_nominated/build_request/remote_password``, ``aioice.stun.TransactionError``,
+_nominated/build_request/remote_password/query_consent/_query_consent_task``, ``aioice.stun.TransactionError``,
 ``aioice.ice.StunProtocol`` (``receiver``, ``local_candidate``,
 ``transport``), ``RTCIceGatherer._connection``.
 """
@@ -9,9 +9,11 @@ _nominated/build_request/remote_password``, ``aioice.stun.TransactionError``,
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import socket
 import time
+import types
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,12 +21,14 @@ from typing import Any
 
 from aioice import stun
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
-from aioice.ice import StunProtocol
+from aioice.ice import CONSENT_INTERVAL, StunProtocol
 from aiortc import RTCPeerConnection
 
 from ..types import NoFreePort
 from .receive import receive_srtp
 from .send import begin_burst, end_burst
+
+logger = logging.getLogger(__name__)
 
 
 class _MediaStunProtocol(StunProtocol):
@@ -149,6 +153,44 @@ def configure_host_candidates(pc: RTCPeerConnection, policy: HostCandidatePolicy
         connection._hirfa_dtls = transceiver.receiver.transport  # type: ignore[attr-defined]
         connection._hirfa_unprotect = None  # type: ignore[attr-defined]
         connection.get_component_candidates = _candidate_gatherer(connection, policy)  # type: ignore[method-assign]
+        connection.query_consent = types.MethodType(_query_consent, connection)  # type: ignore[method-assign]
+
+
+#: Consent to send expires when no consent check was answered for this long (RFC 7675: 30 s).
+CONSENT_EXPIRY = 30.0
+#: Retransmissions of one consent check (after 0.5, 1 and 2 s: an answer up to 7.5 s late counts).
+CONSENT_RETRANSMISSIONS = 3
+
+
+async def _query_consent(connection: Any) -> None:
+    """aioice's consent freshness (RFC 7675), tolerant of a busy event loop.
+
+    aioice sends each check (every ~5 s) once and counts it failed when no
+    answer came within 0.5 s: on a loaded server, answers that came but were
+    read late expired every peer of a meeting within 30 s of each other. Here
+    each check is retransmitted as STUN does (an answer up to 7.5 s late
+    counts) and consent expires when no check was answered for
+    ``CONSENT_EXPIRY`` seconds, as the RFC says. A peer that dropped off is
+    noticed within seconds by :class:`LivenessWatch`, not by this.
+    """
+    answered = time.monotonic()
+    while True:
+        await asyncio.sleep(CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
+        for pair in list(connection._nominated.values()):
+            request = connection.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(
+                    request, pair.remote_addr, integrity_key=connection.remote_password.encode("utf8"),
+                    retransmissions=CONSENT_RETRANSMISSIONS,
+                )
+                answered = time.monotonic()
+            except stun.TransactionError:
+                pass
+            if time.monotonic() - answered >= CONSENT_EXPIRY:
+                logger.info("ICE: consent to send expired (no check answered for %.0f s)", CONSENT_EXPIRY)
+                connection._query_consent_task = None
+                await connection.close()
+                return
 
 
 def _candidate_gatherer(connection: Any, policy: HostCandidatePolicy) -> Callable[..., Any]:
@@ -183,6 +225,45 @@ def _candidate_gatherer(connection: Any, policy: HostCandidatePolicy) -> Callabl
         return candidates
 
     return get_component_candidates
+
+
+def _nominated(pc: RTCPeerConnection) -> tuple[Any, Any] | tuple[None, None]:
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        pair = connection._nominated.get(1)
+        if pair is not None and pair.protocol.transport is not None:
+            return connection, pair
+        break
+    return None, None
+
+
+async def stun_round_trip(pc: RTCPeerConnection, *, timeout: float = 1.0) -> float | None:
+    """Seconds one STUN binding request on the nominated pair takes to be answered.
+
+    The peer answers at once, so the time is his link's round trip with
+    whatever waits in its queues: it grows when what is sent to him no longer
+    fits (the allocator's delay signal, :meth:`DownlinkEstimate.on_delay`).
+    ``timeout`` when no answer came in that time (lost, or queued longer);
+    ``None`` when there is no nominated pair yet (or any more).
+    """
+    connection, pair = _nominated(pc)
+    if connection is None or pair is None:
+        return None
+    request = connection.build_request(pair, nominate=False)
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(
+            pair.protocol.request(
+                request, pair.remote_addr, integrity_key=connection.remote_password.encode("utf8"),
+                retransmissions=0,
+            ),
+            timeout,
+        )
+    except (TimeoutError, stun.TransactionError):
+        return timeout
+    except (ConnectionError, OSError, AttributeError):
+        return None
+    return time.monotonic() - started
 
 
 class LivenessWatch:

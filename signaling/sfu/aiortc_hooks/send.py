@@ -346,7 +346,7 @@ def make_forwarding_sender(
     on_keyframe_request: Callable[[], None],
     on_nack: Callable[[int], None],
     on_remb: Callable[[int], None] | None = None,
-    on_loss: Callable[[float], None] | None = None,
+    on_report: Callable[[int, int, int], None] | None = None,
 ) -> None:
     """Make ``sender`` forward packets and report NACK and PLI/FIR to callbacks.
 
@@ -358,9 +358,10 @@ def make_forwarding_sender(
     sequence number a NACK reports lost goes to ``on_nack``; a PLI or FIR
     from the remote peer calls ``on_keyframe_request``. RTCP (sender reports,
     receiver reports) stays aiortc's; besides, ``on_remb`` hears each REMB
-    (bit/s) that names the sender's SSRC and ``on_loss`` the fraction lost
-    (0..1) of each receiver report about it: the subscriber's own view of
-    his downlink, which the allocator spends.
+    (bit/s) that names the sender's SSRC and ``on_report`` each receiver
+    report block about it (SSRC, extended highest sequence number,
+    cumulative packets lost): the subscriber's own view of his downlink,
+    which the allocator spends.
     """
 
     async def run_rtp(codec: RTCRtpCodecParameters) -> None:
@@ -383,7 +384,7 @@ def make_forwarding_sender(
     sender._run_rtp = run_rtp  # type: ignore[method-assign]
     sender._retransmit = retransmit  # type: ignore[method-assign]
     sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
-    if on_remb is None and on_loss is None:
+    if on_remb is None and on_report is None:
         return
     handle_rtcp = sender._handle_rtcp_packet
 
@@ -397,10 +398,10 @@ def make_forwarding_sender(
                 return
             if ssrc in ssrcs:
                 on_remb(bitrate)
-        elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)) and on_loss is not None:
+        elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)) and on_report is not None:
             for report in packet.reports:
                 if report.ssrc == ssrc:
-                    on_loss(report.fraction_lost / 256)
+                    on_report(ssrc, report.highest_sequence, report.packets_lost)
 
     sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from signaling.sfu import Reception, Sfu, SfuConfig, TrackSource, VideoQuality
-from signaling.sfu.allocation import DownlinkEstimate, VideoDemand, allocate, layer_name
+from signaling.sfu.allocation import (
+    AudioDemand,
+    DownlinkEstimate,
+    VideoDemand,
+    allocate,
+    layer_name,
+)
 
 from .peers import ClientPeer, PatternVideoTrack, ToneAudioTrack, wait_until
 from .test_forwarding_e2e import close_all, join
@@ -122,29 +128,88 @@ def test_estimate_follows_remb_and_loss_and_probes_up_when_calm() -> None:
     estimate.on_loss(0.0, 10.5)
     assert estimate.value(10.5) == pytest.approx(280_000 * 0.85 * 1.08)
 
-    # Wanting more than the estimate, calm for probe_after seconds: a probe pads up to a target...
+    # Wanting more than the estimate, calm for probe_after seconds: a short probe pads up to a
+    # target (1.5 times the estimate, or 150 kbit/s more)...
     estimate = DownlinkEstimate(initial=10_000_000)
     estimate.on_remb(150_000, 0.0)
     assert estimate.round(0.0, wanted=700_000) is None
     assert estimate.round(1.0, wanted=700_000) is None, "not calm long enough"
-    assert estimate.round(2.0, wanted=700_000) == 450_000 and estimate.probing
-    assert estimate.value(2.5) == 150_000, "nothing is spent before the probe held"
-    assert estimate.round(2.5, wanted=700_000) == 450_000
+    assert estimate.round(2.0, wanted=700_000) == 300_000 and estimate.probing
+    assert estimate.value(2.3) == 150_000, "nothing is spent before the probe held"
+    assert estimate.round(2.3, wanted=700_000) == 300_000
     # ...which held: the link carries it, and the next probe comes sooner.
-    assert estimate.round(3.0, wanted=700_000) is None and estimate.value(3.0) == 450_000
-    assert estimate.round(4.0, wanted=700_000) == pytest.approx(750_000 * 1.1 * 700_000 / 750_000)
+    assert estimate.round(2.5, wanted=700_000) is None and estimate.value(2.5) == 300_000
+    assert estimate.round(3.5, wanted=700_000) == 450_000
+    assert estimate.round(4.0, wanted=700_000) is None and estimate.value(4.0) == 450_000
+    # Spending it met loss at once: that probe failed after all (the next waits longer).
+    estimate.sending = 450_000
+    estimate.on_loss(0.25, 4.5)
+    assert estimate.probes_failed == 1 and estimate.value(4.5) < 450_000
+    estimate.on_loss(0.0, 5.0)
+    estimate.on_remb(150_000, 5.0)
+    assert estimate.round(6.5, wanted=700_000) is None, "probe_after plus a back-off"
+    target = estimate.round(8.5, wanted=700_000)
+    assert target is not None
     # A falling REMB stops a probe at once; the proven rate is forgotten; the next waits longer.
-    estimate.on_remb(120_000, 4.5)
-    assert not estimate.probing and estimate.value(4.5) == 120_000 and estimate.probes_failed == 1
-    assert estimate.round(6.4, wanted=700_000) is None
-    assert estimate.round(8.5, wanted=700_000) is not None, "after probe_after + the back-off"
-    estimate.on_loss(0.2, 8.6)
-    assert not estimate.probing and estimate.probes_failed == 2
+    estimate.on_remb(120_000, 8.7)
+    assert not estimate.probing and estimate.value(8.7) == 120_000 and estimate.probes_failed == 2
+    assert estimate.round(14.6, wanted=700_000) is None
+    assert estimate.round(14.8, wanted=700_000) is not None, "after probe_after + 4 s"
+    estimate.on_loss(0.2, 14.9)
+    assert not estimate.probing and estimate.probes_failed == 3
     # Nothing more wanted: no probe; a tap on "try video again" probes at once.
     estimate.on_remb(120_000, 30.0)
     assert estimate.round(30.0, wanted=100_000) is None
     estimate.retry()
     assert estimate.round(30.1, wanted=700_000) is not None
+
+
+def test_loss_is_judged_over_every_stream_sent_to_him() -> None:
+    """Receiver reports about paused streams (nothing expected) weigh nothing; the loss is the
+    packets lost over all streams, once enough were expected (Chromium reports each stream
+    on its own)."""
+    estimate = DownlinkEstimate(initial=300_000)
+    estimate.sending = 300_000
+    audio, video, paused = 1, 2, 3
+    for ssrc in (audio, video, paused):
+        estimate.on_report(ssrc, 1000, 0, 0.0)
+    for second in range(1, 6):  # paused streams report no loss, again and again
+        estimate.on_report(paused, 1000, 0, second)
+        estimate.on_report(paused, 1000, 0, second + 0.5)
+    assert estimate.value(6.0) == 300_000, "empty reports are not a calm link"
+    estimate.on_report(audio, 1010, 3, 6.0)  # 10 expected: not judged yet
+    assert estimate.value(6.0) == 300_000
+    estimate.on_report(video, 1040, 3, 6.1)  # 50 expected in all, 6 lost: 12 %
+    assert estimate.value(6.1) == pytest.approx(300_000 * (1 - 0.12 / 2))
+    estimate.on_report(video, 1100, 3, 7.0)  # 60 expected, none lost
+    assert estimate.value(7.0) == pytest.approx(300_000 * 0.94 * 1.08)
+    estimate.on_report(video, 10, 3, 8.0)  # a restarted stream is not a loss of 64 000 packets
+    estimate.on_report(video, 40, 3, 8.5)  # 30 expected from the restart on, none lost
+    assert estimate.value(8.5) == pytest.approx(300_000 * 0.94 * 1.08 * 1.08)
+
+
+def test_audio_first_the_loudest_always_the_others_while_they_fit_red_dropped_when_narrow() -> None:
+    def voice(key: str, position: int, rate: float = 80_000, plain: float | None = None) -> AudioDemand:
+        return AudioDemand(key=key, rank=(position,), rate=rate, plain=plain)
+
+    seven = [voice(f"p{i}", i) for i in range(7)]
+    wide = allocate(2_000_000, seven, [])
+    assert all(wide.audio.values()) and wide.cost == 560_000, "on a usable link everybody is heard"
+    narrow = allocate(360_000, seven, [video("a", 3)])
+    assert narrow.audio == {f"p{i}": i < 3 for i in range(7)}, "the three first-ranked voices, clean"
+    assert narrow.audio_only and narrow.cost == 240_000
+    # On a very narrow link, the first voice alone (then as many of the three as fit).
+    assert allocate(100_000, seven, []).audio == {f"p{i}": i == 0 for i in range(7)}
+    assert allocate(300_000, seven, []).audio == {f"p{i}": i < 2 for i in range(7)}, "70 % of the link"
+    # Silent microphones (DTX) cost almost nothing: they stay.
+    mixed = [voice("talker", 0), *[voice(f"quiet{i}", i + 1, rate=1_500) for i in range(6)]]
+    assert all(allocate(300_000, mixed, []).audio.values())
+    # RED is kept while the first voices with it take at most half the estimate...
+    red = [voice(f"r{i}", i, rate=90_000, plain=50_000) for i in range(3)]
+    assert allocate(600_000, red, []).red
+    # ...and dropped (the primary Opus only) when they would take more.
+    squeezed = allocate(300_000, red, [])
+    assert not squeezed.red and squeezed.cost == 150_000 and all(squeezed.audio.values())
 
 
 @pytest.fixture
@@ -165,6 +230,8 @@ async def test_a_subscriber_whose_remb_is_narrow_keeps_a_video_and_goes_audio_on
     await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 10, what="karim's video")
     participant = meeting.participant("karim")
     (video,) = [t for t in participant.subscription_tracks() if t.kind == "video"]
+    # His link's round trip is measured (STUN to his peer): the allocator's delay signal.
+    await wait_until(lambda: participant.downlink.delay_at is not None, what="a round trip to karim")
 
     # His browser's REMB says 40 kbit/s and no probe holds (as over TURN/TLS, where the padding's
     # bursts queue on the TCP path), but nothing is lost: the video stays, at its lowest layer (a
@@ -199,3 +266,58 @@ async def test_a_subscriber_whose_remb_is_narrow_keeps_a_video_and_goes_audio_on
     assert receptions[-1].videos[0].quality is VideoQuality.HIGH and not receptions[-1].audio_only
     assert sessions[1].negotiations == offers
     await close_all(sfu, sessions)
+
+
+def test_round_trips_that_grow_cut_the_estimate_and_judge_probes() -> None:
+    """The STUN round trip to his browser judges probes: one fails when two round trips in a row
+    come back 100 ms above his link's least, and holds only once a round trip measured after its
+    end came back clean."""
+    estimate = DownlinkEstimate(initial=800_000)
+    estimate.sending = 600_000
+    for second in range(5):
+        estimate.on_delay(0.15, float(second))
+    estimate.on_delay(0.32, 5.0)
+    estimate.on_delay(0.16, 5.5)
+    estimate.on_delay(0.30, 6.0)
+    estimate.on_delay(0.45, 6.5)
+    assert estimate.queueing and estimate.value(6.5) == 800_000, "outside probes, round trips only inform"
+    # Queueing while little is sent to him is not his downlink (his uplink is on the round trip
+    # too, and a busy server's event loop): no cut, and probes go on.
+    estimate = DownlinkEstimate(initial=800_000)
+    estimate.sending = 100_000
+    assert estimate.round(0.0, wanted=2_000_000) is None
+    for at, rtt in ((0.0, 0.15), (0.5, 0.4), (1.0, 0.45)):
+        estimate.on_delay(rtt, at)
+    assert estimate.queueing and estimate.value(1.0) == 800_000
+    assert estimate.round(2.5, wanted=2_000_000) == 1_200_000
+    # A lossy radio link (5 % lost, steadily) is not a full one: he still climbs.
+    estimate = DownlinkEstimate(initial=300_000)
+    assert estimate.round(0.0, wanted=2_000_000) is None
+    estimate.on_loss(0.05, 1.0)
+    assert estimate.round(2.0, wanted=2_000_000) == 450_000
+
+    # A probe: held only when a round trip sent after its end is back, clean...
+    estimate = DownlinkEstimate(initial=300_000)
+    estimate.on_delay(0.15, 0.0)
+    assert estimate.round(0.0, wanted=900_000) is None
+    assert estimate.round(2.0, wanted=900_000) == 450_000
+    estimate.on_delay(0.15, 2.3, sent=2.15)
+    assert estimate.round(2.5, wanted=900_000) == 450_000, "no round trip from its end yet: keep it up"
+    estimate.on_delay(0.16, 2.61, sent=2.45)
+    assert estimate.round(2.7, wanted=900_000) is None and estimate.value(2.7) == 450_000
+    # ...failed when round trips grow under it...
+    assert estimate.round(3.7, wanted=900_000) == 675_000
+    estimate.on_delay(0.30, 3.9, sent=3.75)
+    estimate.on_delay(0.40, 4.05, sent=3.85)
+    assert not estimate.probing and estimate.probes_failed == 1 and estimate.value(4.1) == 450_000, "back to before it"
+    # ...and when none comes back from under it (lost, or stuck in a queue).
+    # (Round trips that never come at all do not stop probes for good.)
+    blind = DownlinkEstimate(initial=300_000, delay_since=0.0)
+    assert blind.round(2.0, wanted=900_000) is None and blind.round(9.0, wanted=900_000) is None
+    assert blind.round(10.5, wanted=900_000) == 450_000
+    estimate.on_delay(0.15, 8.0)
+    estimate.on_delay(0.15, 8.5)
+    target = estimate.round(8.5, wanted=900_000)
+    assert target is not None
+    assert estimate.round(9.6, wanted=900_000) == target
+    assert estimate.round(10.1, wanted=900_000) is None and estimate.probes_failed == 2

@@ -253,6 +253,14 @@ def test_ice_consent_runs_on_the_nominated_pairs() -> None:
     assert "self._nominated.values()" in source_of(Connection.query_consent)
 
 
+def test_ice_consent_task_is_started_from_the_instance_and_cleared_on_expiry() -> None:
+    """``_query_consent`` replaces ``query_consent`` on the instance: connect() must call it
+    through ``self`` and keep its task in ``_query_consent_task`` (which close() awaits)."""
+    assert "self.query_consent()" in source_of(Connection.connect)
+    assert "self._query_consent_task" in source_of(Connection.connect)
+    assert "self._query_consent_task" in source_of(Connection.close)
+
+
 # ------------------------------------------------------------ srtp.py: pylibsrtp
 
 def test_srtp_session_buffers_and_bindings() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -568,3 +570,85 @@ async def test_red_is_taken_by_a_receiver_that_started_without_it() -> None:
     finally:
         transceiver.receiver._RTCRtpReceiver__started = False  # type: ignore[attr-defined]  # nothing of a real start to stop
         await pc.close()
+
+
+def test_a_voice_left_out_resumes_without_a_hole_and_red_can_be_turned_off() -> None:
+    """The allocator leaves a voice out on a narrow link (set_paused) and brings it back: its
+    sequence numbers go on without a hole (nothing for his browser to count as lost) and its
+    timestamps with the time that passed; with send_red off a RED subscriber gets plain Opus."""
+    source = FakeSource()
+    source.red_payload_type = 63
+    track, writer = ForwardTrack(MediaKind.AUDIO, max_backlog=1000), FakeWriter()
+    track.red_payload_type = 111
+    track.attach(source)  # type: ignore[arg-type]
+    track.start_sending(writer)  # type: ignore[arg-type]
+    red = bytes([0x80 | 96, (960 >> 6) & 0xFF, ((960 & 0x3F) << 2) | 0, 3, 96]) + b"old" + b"new!"
+
+    def voice(seq: int) -> RtpPacket:
+        packet = rtp(seq, seq * 960, red)
+        packet.payload_type = 63
+        return packet
+
+    for seq in range(100, 103):
+        track.forward(voice(seq), False)
+    track.set_paused(True)
+    for seq in range(103, 150):
+        track.forward(voice(seq), False)
+    track.set_paused(False)
+    track.send_red = False
+    for seq in range(150, 152):
+        track.forward(voice(seq), False)
+    seqs = writer.seqs()
+    assert len(seqs) == 5 and all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs))
+    stamps = [ts for _, _, ts, _ in writer.sent]
+    assert (stamps[3] - stamps[2]) & 0xFFFFFFFF == 48 * 960, "the silence lasted 48 packets"
+    assert writer.payload_types == [111, 111, 111, None, None]
+    assert [p for p, *_ in writer.sent][3:] == [b"new!", b"new!"]
+
+
+async def test_consent_holds_while_checks_are_answered_and_expires_when_none_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consent freshness (RFC 7675) on a busy server: each check is retransmitted (an answer read
+    late still counts), and consent expires only when no check was answered for CONSENT_EXPIRY."""
+    from aioice import stun
+
+    from signaling.sfu.aiortc_hooks import ice
+
+    monkeypatch.setattr(ice, "CONSENT_INTERVAL", 0.01)
+    monkeypatch.setattr(ice, "CONSENT_EXPIRY", 0.3)
+
+    class Protocol:
+        def __init__(self) -> None:
+            self.answering = True
+            self.retransmissions: list[int] = []
+
+        async def request(self, request, addr, integrity_key=None, retransmissions=None):
+            self.retransmissions.append(retransmissions)
+            if not self.answering:
+                raise stun.TransactionTimeout()
+
+    class Pair:
+        protocol = Protocol()
+        remote_addr = ("10.0.0.2", 5000)
+
+    class FakeConnection:
+        remote_password = "secret"
+        _query_consent_task = "task"
+
+        def __init__(self) -> None:
+            self._nominated = {1: Pair()}
+            self.closed = False
+
+        def build_request(self, pair, nominate):
+            return object()
+
+        async def close(self) -> None:
+            self.closed = True
+
+    connection = FakeConnection()
+    task = asyncio.ensure_future(ice._query_consent(connection))
+    await asyncio.sleep(0.5)
+    assert not connection.closed and not task.done(), "answered checks keep consent"
+    assert set(Pair.protocol.retransmissions) == {ice.CONSENT_RETRANSMISSIONS}
+    Pair.protocol.answering = False
+    await asyncio.wait_for(task, 5)
+    assert connection.closed and connection._query_consent_task is None
