@@ -21,13 +21,23 @@ Cases (``--cases``), one JSON object each with the key ``case``:
   one stream through Janus's videoroom (``janus_cpu_ratio``: Janus's CPU over the simulcast
   SFU's; root and /usr/bin/janus, else null with a ``note``).
 
+* ``assembly`` (first, partial): ``--participants`` (30) join one SFU one after the other, in
+  one process with in-process aiortc peers (tests/signaling/sfu/peers.py): the first
+  ``--cameras`` (4) publish a camera (160x120 VP8, aiortc-encoded) and a tone, the others a
+  microphone slot that sends nothing (silent: DTX or muted). Figures:
+  ``renegotiations_per_silent_join`` (offers answered by the participants already there, per
+  silent join, mean; ``renegotiations_last_silent_join`` for the last), ``join_to_first_frame_ms``
+  (the last joiner: from his join to a frame of every camera), ``join_negotiated_ms_*`` (a join
+  until his own negotiation settled). ``subscriber_fps``, ``audio_concealed_pct`` and
+  ``cpu_pct_per_stream`` are null: they need the Chromium subscriber and load generators in
+  processes of the issue's assembly, not built.
+
 The narrow/recover publishers are aiortc peers, which cannot send simulcast: their one stream
 counts as the "high" layer, so adapting means pausing videos (or audio-only); Chromium
-publishers' simulcast is covered by tests/signaling/sfu/test_simulcast.py. Not measured yet:
-``assembly`` (see docs/performance.md).
+publishers' simulcast is covered by tests/signaling/sfu/test_simulcast.py.
 
 Usage (root, Chromium): ``python bench/meeting_adapt.py [--json] [--seconds 20]
-[--cases narrow,recover,simulcast_cpu] [--cpu-seconds 10]``
+[--cases narrow,recover,simulcast_cpu,assembly] [--cpu-seconds 10] [--participants 30] [--cameras 4]``
 """
 
 from __future__ import annotations
@@ -252,21 +262,93 @@ def simulcast_cpu(seconds: float, subscribers: int = 8) -> dict[str, Any]:
     return row
 
 
+def assembly(participants: int, cameras: int) -> dict[str, Any]:
+    """The ``assembly`` case, signaling part only (see the module's docstring)."""
+    import asyncio
+
+    return asyncio.run(_assembly(participants, cameras))
+
+
+async def _assembly(participants: int, cameras: int) -> dict[str, Any]:
+    import asyncio
+
+    from signaling.sfu import Sfu, SfuConfig, TrackSource
+    from tests.signaling.sfu.peers import (
+        ClientPeer,
+        PatternVideoTrack,
+        Session,
+        ToneAudioTrack,
+        wait_until,
+    )
+
+    base = int(os.environ.get("HIRFA_BENCH_PORT_BASE", "44000"))
+    sfu = Sfu(SfuConfig(announced_addresses=("127.0.0.1",), bind_address="127.0.0.1", port_min=base, port_max=base + 499))
+    meeting = sfu.meeting("assembly")
+    sessions: list[Session] = []
+    silent_joins: list[int] = []
+    join_ms: list[float] = []
+    first_frame_ms = None
+    try:
+        for index in range(participants):
+            camera = index < cameras
+            tracks: dict[TrackSource, Any] = {TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()} if camera else {}
+            client = ClientPeer(f"p{index}", tracks=tracks)
+            before = sum(s.negotiations for s in sessions)
+            started = time.monotonic()
+            session = Session(client)
+            participant = await meeting.join(client.name, on_negotiation_needed=session.on_negotiation_needed)
+            session.participant = participant
+            participant.publish(TrackSource.MICROPHONE)  # a silent one's mic publishes no packet (DTX, muted)
+            if camera:
+                participant.publish(TrackSource.CAMERA)
+            await session.settle()
+            join_ms.append((time.monotonic() - started) * 1000)
+            for other in sessions:
+                await asyncio.wait_for(other.settle(), 60)
+            if not camera:
+                silent_joins.append(sum(s.negotiations for s in sessions) - before)
+            sessions.append(session)
+            if index == participants - 1 and cameras:
+                def all_cameras(c: ClientPeer = client) -> bool:
+                    return all(c.frames_from(f"p{i}", TrackSource.CAMERA) for i in range(cameras))
+                await wait_until(all_cameras, timeout=60, what="the last joiner's first frame of every camera")
+                first_frame_ms = (time.monotonic() - started) * 1000
+    finally:
+        await sfu.close()  # first: no more offers to the peers closed next
+        for session in sessions:
+            await session.client.close()
+    return {
+        "case": "assembly", "participants": participants, "cameras": cameras,
+        "renegotiations_per_silent_join": round(statistics.mean(silent_joins), 2) if silent_joins else None,
+        "renegotiations_last_silent_join": silent_joins[-1] if silent_joins else None,
+        "join_to_first_frame_ms": round(first_frame_ms) if first_frame_ms is not None else None,
+        "join_negotiated_ms_last": round(join_ms[-1]), "join_negotiated_ms_median": round(statistics.median(join_ms)),
+        "subscriber_fps": None, "audio_concealed_pct": None, "cpu_pct_per_stream": None,
+        "note": ("signaling part only, in one process (SFU and aiortc peers, whose CPU the join times include): "
+                 "silent participants publish a mic slot and send nothing; no Chromium subscriber: fps, "
+                 "concealment and the server's CPU per stream not measured"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="the narrow window after the join")
-    parser.add_argument("--cases", default="narrow,recover,simulcast_cpu")
+    parser.add_argument("--cases", default="narrow,recover,simulcast_cpu,assembly")
     parser.add_argument("--cpu-seconds", type=float, default=10.0, help="each simulcast_cpu load's CPU window")
     parser.add_argument("--subscribers", type=int, default=8, help="simulcast_cpu's K")
+    parser.add_argument("--participants", type=int, default=30, help="assembly's size")
+    parser.add_argument("--cameras", type=int, default=4, help="assembly's camera publishers (the first to join)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     wanted = {c for c in args.cases.split(",") if c}
-    unknown = wanted - {"narrow", "recover", "simulcast_cpu"}
+    unknown = wanted - {"narrow", "recover", "simulcast_cpu", "assembly"}
     if unknown:
         sys.exit(f"bench/meeting_adapt.py: not measured yet: {', '.join(sorted(unknown))} (docs/performance.md)")
     rows = run_lab_cases(args, wanted) if wanted & {"narrow", "recover"} else []
     if "simulcast_cpu" in wanted:
         rows.append(simulcast_cpu(args.cpu_seconds, args.subscribers))
+    if "assembly" in wanted:
+        rows.append(assembly(args.participants, args.cameras))
     if args.json:
         print(json.dumps({
             "command": " ".join(["python", "bench/meeting_adapt.py", *sys.argv[1:]]),
