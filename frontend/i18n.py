@@ -169,6 +169,13 @@ MEETING_JS_STRINGS: dict[str, Promise] = {
     "tablesSeat": _("Seat"),
     "tablesTableN": _("Table %(number)s"),
     "tablesEnded": _("A host ended the meeting and its tables."),
+    "presenter": _("Presenter"),
+    "letSpeak": _("Allow to speak"),
+    "stopSpeak": _("Back to listening"),
+    "youMaySpeak": _("A presenter let you speak."),
+    "speakStopped": _("You are listening again: your turn to speak is over."),
+    "askToSpeak": _("This is a masterclass: raise your hand to ask to speak."),
+    "err_not_allowed_to_speak": _("This is a masterclass: raise your hand to ask to speak."),
 }
 
 

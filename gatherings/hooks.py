@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from hub import jobs, notifications, personal_data
 from hub.models import User
-from signaling.join_rules import join_rule_register
+from signaling.join_rules import Stage, join_rule_register
 from signaling.models import Meeting
 
 REMINDER = "reminder"
@@ -30,6 +30,11 @@ class OccurrenceMeetingRule:
         from gatherings.selectors import meeting_join_check
 
         meeting_join_check(user=user, meeting=meeting)
+
+    def stage(self, *, user: User, meeting: Meeting) -> Stage | None:
+        from gatherings.selectors import meeting_stage
+
+        return meeting_stage(user=user, meeting=meeting)
 
 
 def _export(user: User) -> dict[str, Any]:
@@ -65,6 +70,7 @@ def register() -> None:
             exported=("gatherings.Rsvp.user", "gatherings.FeedToken.user"),
             left_out={
                 "gatherings.Gathering.hosts": "a role in someone's gathering, removed with the account",
+                "gatherings.Gathering.presenters": "a role in someone's masterclass, removed with the account",
                 "gatherings.Gathering.created_by": "the gathering belongs to its room",
                 "gatherings.ReminderSent.user": "the claim that a reminder went out (its notification is exported)",
                 "gatherings.OccurrenceMeeting.opened_by": "the meeting belongs to its room",

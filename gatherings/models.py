@@ -42,6 +42,10 @@ class Gathering(models.Model):
     # The end of the last occurrence (moves included): lets reads skip finished series.
     series_end = models.DateTimeField(db_index=True)
     cancelled = models.BooleanField(_("cancelled"), default=False)
+    # A masterclass: its presenters speak; everyone else listens until a presenter or host
+    # lets him speak (the meeting engine enforces it).
+    masterclass = models.BooleanField(_("masterclass"), default=False)
+    presenters = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="presented_gatherings")
     # Set on the second half of a "this and the following ones" split.
     split_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="continuations"

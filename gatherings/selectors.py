@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -441,6 +442,24 @@ def meeting_hosted_by_gathering(*, user: User, meeting: Meeting) -> bool:
     if gathering_id is None or not user.is_authenticated:
         return False
     return Gathering.hosts.through.objects.filter(gathering_id=gathering_id, user_id=user.pk).exists()
+
+
+def meeting_stage(*, user: User, meeting: Meeting) -> Literal["presenter", "listener"] | None:
+    """`user`'s part in `meeting` when it was opened for a masterclass: ``presenter`` for
+    one of its presenters, ``listener`` for everyone else (hosts included: the meeting
+    lets its hosts speak anyway); None for a meeting of any other gathering or of none.
+
+    A join rule of signaling (`gatherings.hooks`, asked by `meeting_join_ticket`).
+    """
+    row = (
+        OccurrenceMeeting.objects.filter(meeting_id=meeting.pk, gathering__masterclass=True)
+        .values_list("gathering_id", flat=True)
+        .first()
+    )
+    if row is None:
+        return None
+    presents = Gathering.presenters.through.objects.filter(gathering_id=row, user_id=user.pk).exists()
+    return "presenter" if presents else "listener"
 
 
 def meeting_join_check(*, user: User, meeting: Meeting) -> None:

@@ -42,6 +42,8 @@ from signaling.services import meeting_start
 MAX_DURATION = timedelta(hours=12)
 LANGUAGES = ("", "ar", "fr", "en", "ber")
 MAX_HOSTS = 10
+#: A masterclass has one or two presenters.
+MAX_PRESENTERS = 2
 
 
 def _invalid(message: str, field: str) -> HirfaError:
@@ -140,6 +142,20 @@ def _hosts(ids: list[int] | None, default: User) -> list[User]:
     return users
 
 
+def _presenters(*, masterclass: bool, ids: list[int]) -> list[User]:
+    """The presenters of a masterclass (one or two active members); none for another gathering."""
+    if not masterclass:
+        if ids:
+            raise _invalid(_("Only a masterclass has presenters."), "presenters")
+        return []
+    if not 1 <= len(set(ids)) <= MAX_PRESENTERS:
+        raise _invalid(_("A masterclass has one or two presenters."), "presenters")
+    users = list(User.objects.filter(pk__in=ids, is_active=True))
+    if len(users) != len(set(ids)):
+        raise _invalid(_("Unknown presenter."), "presenters")
+    return users
+
+
 def _managed(*, user: User, gathering_id: int, lock: bool = False) -> Gathering:
     """The gathering if `user` may edit it: `not_found` if he may not see it, else `forbidden`."""
     gathering = selectors.gathering_get(user=user, gathering_id=gathering_id)
@@ -169,11 +185,14 @@ def gathering_schedule(
     visibility: str = Visibility.MEMBERS,
     rrule: str = "",
     host_ids: list[int] | None = None,
+    masterclass: bool = False,
+    presenter_ids: list[int] | None = None,
 ) -> Gathering:
     """Schedule a gathering in a guild, region or trade × region room.
 
     Only the moderators of that trade or wilaya, and admins, may; a room the user
-    may not read is `not_found`; other rooms are `invalid`.
+    may not read is `not_found`; other rooms are `invalid`. A masterclass names one or
+    two presenters (`invalid` otherwise, field ``presenters``).
     """
     access = room_access(user=user, room_id=room_id)
     if access.room.kind not in selectors.GATHERING_ROOM_KINDS:
@@ -194,17 +213,30 @@ def gathering_schedule(
         rrule=rrule,
     )
     hosts = _hosts(host_ids, user)
+    presenters = _presenters(masterclass=masterclass, ids=presenter_ids or [])
     with transaction.atomic():
-        gathering = Gathering(room=access.room, created_by=user, series_end=fields.start, **fields.__dict__)
+        gathering = Gathering(
+            room=access.room, created_by=user, series_end=fields.start, masterclass=masterclass, **fields.__dict__
+        )
         gathering.series_end = _series_end(gathering)
         gathering.save()
         gathering.hosts.set(hosts)
+        gathering.presenters.set(presenters)
     return gathering
 
 
-def gathering_update(*, user: User, gathering_id: int, host_ids: list[int] | None = None, **changes: Any) -> Gathering:
+def gathering_update(
+    *,
+    user: User,
+    gathering_id: int,
+    host_ids: list[int] | None = None,
+    masterclass: bool | None = None,
+    presenter_ids: list[int] | None = None,
+    **changes: Any,
+) -> Gathering:
     """Change a gathering (title, agenda, start, tz, duration, language, capacity,
-    visibility, rrule, hosts). Answers for occurrences that no longer exist are
+    visibility, rrule, hosts, masterclass and its presenters: one or two, `invalid`
+    otherwise). Answers for occurrences that no longer exist are
     dropped; members who said they are going (or maybe) are told of a change of time.
     """
     unknown = set(changes) - {
@@ -256,6 +288,12 @@ def gathering_update(*, user: User, gathering_id: int, host_ids: list[int] | Non
         gathering.sequence += 1
         gathering.updated_at = timezone.now()
         gathering.series_end = _series_end(gathering)
+        if masterclass is not None or presenter_ids is not None:
+            stage = gathering.masterclass if masterclass is None else masterclass
+            if presenter_ids is None:
+                presenter_ids = list(gathering.presenters.values_list("pk", flat=True)) if stage else []
+            gathering.presenters.set(_presenters(masterclass=stage, ids=presenter_ids))
+            gathering.masterclass = stage
         gathering.save()
         if host_ids is not None:
             gathering.hosts.set(_hosts(host_ids, user))
@@ -412,18 +450,25 @@ def gathering_split(
             "rrule": rule,
         }
         host_ids = changes.pop("host_ids", None)
+        masterclass = bool(changes.pop("masterclass", gathering.masterclass))
+        presenter_ids = changes.pop("presenter_ids", None)
+        if presenter_ids is None:
+            presenter_ids = list(gathering.presenters.values_list("pk", flat=True)) if masterclass else []
+        presenters = _presenters(masterclass=masterclass, ids=presenter_ids)
         fields = gathering_check(**{**base, **changes})
         shift = fields.start - occ.original_start
         new = Gathering(
             room=gathering.room,
             created_by=user,
             split_from=gathering,
+            masterclass=masterclass,
             series_end=fields.start,
             **fields.__dict__,
         )
         new.series_end = _series_end(new)
         new.save()
         new.hosts.set(_hosts(host_ids, user) if host_ids else list(gathering.hosts.all()))
+        new.presenters.set(presenters)
         new_starts = set(recurrence.series_starts(rule=new.rrule, start=new.start, tz_name=new.tz))
         for exc in gathering.exceptions.filter(original_start__gte=occ.original_start):
             moved_to = exc.original_start + shift

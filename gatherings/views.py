@@ -204,6 +204,7 @@ def gathering_detail(request: HttpRequest, gathering_id: int) -> HttpResponse:
             "series_status": selectors.my_rsvp(user=user, gathering=gathering, original_start=None),
             "can_manage": selectors.gathering_can_manage(user=user, gathering=gathering),
             "is_host": gathering.hosts.filter(pk=user.pk).exists(),
+            "presenters": list(gathering.presenters.select_related("profile").order_by("pk")) if gathering.masterclass else [],
             "statuses": [(RsvpStatus.GOING, _("Going")), (RsvpStatus.MAYBE, _("Maybe")), (RsvpStatus.NOT_GOING, _("Not going"))],
             "ics_url": request.build_absolute_uri(reverse("gathering_ics", args=[gathering.pk])),
             "replays": selectors.gathering_replays(user=user, gathering=gathering),
@@ -332,6 +333,24 @@ class GatheringFieldsForm(forms.Form):
         max_length=300,
         widget=forms.TextInput(attrs={"data-rrule": "1", "dir": "ltr"}),
     )
+    masterclass = forms.BooleanField(
+        label=gettext_lazy("Masterclass: the presenters speak, the others listen and raise a hand to ask"),
+        required=False,
+    )
+    presenters = forms.CharField(
+        label=gettext_lazy("Presenters of the masterclass (one or two user names, separated by commas)"),
+        required=False,
+        max_length=300,
+        widget=forms.TextInput(attrs={"dir": "ltr", "autocomplete": "off"}),
+    )
+
+    def clean_presenters(self) -> list[int]:
+        names = list(dict.fromkeys(n.strip() for n in self.cleaned_data["presenters"].split(",") if n.strip()))
+        ids = dict(User.objects.filter(username__in=names, is_active=True).values_list("username", "pk"))
+        unknown = [n for n in names if n not in ids]
+        if unknown:
+            raise forms.ValidationError(_("Unknown presenter: %(names)s") % {"names": ", ".join(unknown)})
+        return [ids[n] for n in names]
 
     def service_fields(self) -> dict[str, Any]:
         """The cleaned values as the services take them (start: naive, in `tz`)."""
@@ -346,6 +365,8 @@ class GatheringFieldsForm(forms.Form):
             "capacity": data["capacity"],
             "visibility": data["visibility"],
             "rrule": data["rrule"],
+            "masterclass": data["masterclass"],
+            "presenter_ids": data["presenters"],
         }
 
     @staticmethod
@@ -361,6 +382,8 @@ class GatheringFieldsForm(forms.Form):
             "capacity": gathering.capacity,
             "visibility": gathering.visibility,
             "rrule": gathering.rrule if rrule is None else rrule,
+            "masterclass": gathering.masterclass,
+            "presenters": ", ".join(gathering.presenters.order_by("username").values_list("username", flat=True)),
         }
 
 

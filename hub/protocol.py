@@ -238,7 +238,8 @@ class MeetingHost(ClientFrame):
     type: Literal["meeting_host"]
     meeting: MeetingId
     action: Literal[
-        "mute", "unmute", "remove", "admit", "deny", "lock", "unlock", "lobby_on", "lobby_off", "end"
+        "mute", "unmute", "remove", "admit", "deny", "lock", "unlock", "lobby_on", "lobby_off", "end",
+        "allow_speak", "stop_speak",
     ]
     user: Id | None = None
     source: MeetingSource = "mic"
@@ -678,6 +679,12 @@ class MeetingParticipant(ServerFrame):
     connected: bool
     #: False: he chose not to be recorded.
     recorded: bool = True
+    #: A masterclass's presenter.
+    presenter: bool = False
+    #: A masterclass's listener (his hand asks to speak).
+    listener: bool = False
+    #: False: a listener not let speak; he may publish nothing.
+    may_speak: bool = True
 
 
 class MeetingState(ServerFrame):

@@ -393,6 +393,8 @@ class MeetingFrames(SocketPart):
             "publish": publish,
             "recorded": frame.recorded,
             "recording": ticket.recording,
+            "presenter": ticket.presenter,
+            "listener": ticket.listener,
         }
         if current is None:
             session = MeetingSession(
@@ -490,6 +492,12 @@ class MeetingFrames(SocketPart):
         if action == "end":
             await db_in_order(services.meeting_end)(user=self.user, meeting_id=session.meeting_id)
             await self._command(session, m.End, frame.ref)
+            return
+        if action in ("allow_speak", "stop_speak"):
+            # A masterclass's presenters may too: the engine knows who presents and listens.
+            if frame.user is None:
+                raise HirfaError(ErrorCode.INVALID, _("Name the participant."))
+            await self._command(session, m.Speak, frame.ref, target=frame.user, allowed=action == "allow_speak")
             return
         await db_in_order(selectors.meeting_for_host)(user=self.user, meeting_id=session.meeting_id)
         if frame.user is None:

@@ -73,6 +73,7 @@ SOURCES: dict[m.Source, TrackSource] = {
 SOURCE_NAMES: dict[TrackSource, m.Source] = {v: k for k, v in SOURCES.items()}
 CODECS: dict[m.Codec, VideoCodec] = {"vp8": VideoCodec.VP8, "h264": VideoCodec.H264}
 TOO_MANY_TRACKS = gettext_noop("You already publish that source, or as many sources as allowed.")
+NOT_ALLOWED_TO_SPEAK = gettext_noop("A presenter has not let you speak yet: raise your hand.")
 NO_FREE_PORT = gettext_noop("The video server has no free connection; try again in a moment.")
 
 #: A participant told to rejoin after his connection failed who has not rejoined after this
@@ -81,6 +82,11 @@ REJOIN_GRACE_SECONDS = 30.0
 #: A participant whose peer is not connected this long after it was made is treated as
 #: failed (peer and UDP ports released, told to rejoin): an unanswered join holds nothing.
 CONNECT_TIMEOUT_SECONDS = 20.0
+
+
+def _may_speak(live: LiveMeeting, member: Member) -> bool:
+    """Whether ``member`` may publish: anyone but a masterclass's listener not let speak."""
+    return not member.listener or member.user_id in live.speakers
 
 
 def meeting_group(meeting_id: int) -> str:
@@ -103,6 +109,10 @@ class Member:
     publish: tuple[m.Source, ...] = ()
     #: False: he chose not to be recorded.
     recorded: bool = True
+    #: A masterclass's presenter: he lets listeners speak.
+    presenter: bool = False
+    #: A masterclass's listener: he publishes nothing unless let speak (`LiveMeeting.speakers`).
+    listener: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,8 @@ class LiveMeeting:
     members: dict[int, Member] = field(default_factory=dict)
     waiting: dict[int, Member] = field(default_factory=dict)
     host_muted: set[tuple[int, m.Source]] = field(default_factory=set)
+    #: The masterclass's listeners let speak (user ids), until stopped or gone.
+    speakers: set[int] = field(default_factory=set)
     queue: asyncio.Queue[m.Command | _Internal] = field(default_factory=asyncio.Queue)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     runner: asyncio.Task[None] | None = None
@@ -302,6 +314,8 @@ class MeetingEngine:
 
     async def _publish_source(self, live: LiveMeeting, member: Member, command: m.Publish) -> None:
         participant = self._participant(member)
+        if not _may_speak(live, member):
+            raise HirfaError(ErrorCode.NOT_ALLOWED_TO_SPEAK, NOT_ALLOWED_TO_SPEAK)
         try:
             participant.publish(SOURCES[command.source])
         except TooManyTracks:
@@ -335,6 +349,28 @@ class MeetingEngine:
         if target.participant is not None:
             live.sfu_meeting.set_muted(str(target.user_id), SOURCES[command.source], command.muted)
         self._state_changed(live)
+
+    async def _speak(self, live: LiveMeeting, member: Member, command: m.Speak) -> None:
+        if not (member.host or member.presenter):
+            raise HirfaError(ErrorCode.FORBIDDEN, gettext_noop("Only the presenters and hosts may do this."))
+        target = self._target(live, command.target)
+        if not target.listener:
+            raise HirfaError(ErrorCode.INVALID, gettext_noop("That participant is no listener of the masterclass."))
+        target.hand = False
+        if command.allowed:
+            live.speakers.add(target.user_id)
+        else:
+            live.speakers.discard(target.user_id)
+            self._silence(live, target)
+        self._state_changed(live)
+
+    def _silence(self, live: LiveMeeting, member: Member) -> None:
+        """Stop forwarding everything ``member`` publishes, at once (his right to speak ended)."""
+        participant = member.participant
+        if participant is None or participant.state is ParticipantState.CLOSED:
+            return
+        for source in live.sfu_meeting.publishes(str(member.user_id)):
+            participant.unpublish(source)
 
     async def _remove(self, live: LiveMeeting, member: Member, command: m.Remove) -> None:
         target = self._target(live, command.target)
@@ -427,6 +463,7 @@ class MeetingEngine:
         m.RetryVideo: _retry_video,
         m.Record: _record,
         m.Recorded: _recorded,
+        m.Speak: _speak,
     }
 
     def _member(self, live: LiveMeeting, command: m.Command) -> Member:
@@ -471,6 +508,8 @@ class MeetingEngine:
             )
         member.publish = command.publish
         member.recorded = command.recorded
+        member.presenter = command.presenter
+        member.listener = command.listener
         if command.recording is not None and live.recording is None:
             self._recording_start(live, command.recording)
         if user_id not in live.members and command.must_wait and live.lobby and not member.host:
@@ -523,11 +562,11 @@ class MeetingEngine:
                 live.sfu_meeting.set_muted(str(user_id), SOURCES[name], True)
         # A replaced peer's publications were carried over: keep what he still publishes.
         carried = live.sfu_meeting.publishes(str(member.user_id))
-        wanted = {SOURCES[name] for name in member.publish}
+        wanted = {SOURCES[name] for name in member.publish} if _may_speak(live, member) else set()
         for source in carried - wanted:
             participant.unpublish(source)
         for name in member.publish:
-            if SOURCES[name] in carried:
+            if SOURCES[name] in carried or SOURCES[name] not in wanted:
                 continue
             try:
                 participant.publish(SOURCES[name])
@@ -550,6 +589,7 @@ class MeetingEngine:
         live.members.pop(member.user_id, None)
         live.waiting.pop(member.user_id, None)
         live.host_muted = {key for key in live.host_muted if key[0] != member.user_id}
+        live.speakers.discard(member.user_id)
         await self._close_session(live, member)
 
     async def _close_session(self, live: LiveMeeting, member: Member, *, keep_place: bool = False) -> None:
@@ -677,6 +717,9 @@ class MeetingEngine:
                     host_muted=sorted(s for u, s in live.host_muted if u == member.user_id),
                     connected=participant is not None and participant.state is ParticipantState.CONNECTED,
                     recorded=member.recorded,
+                    presenter=member.presenter,
+                    listener=member.listener,
+                    may_speak=_may_speak(live, member),
                 )
             )
         speaker = live.sfu_meeting.active_speaker

@@ -7,7 +7,10 @@ Signaling never imports the apps above it; it asks these rules instead.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+#: A member's part in a meeting held as a masterclass (None: an ordinary meeting).
+Stage = Literal["presenter", "listener"]
 
 if TYPE_CHECKING:
     from hub.models import User
@@ -21,6 +24,10 @@ class JoinRule(Protocol):
 
     def check_join(self, *, user: User, meeting: Meeting) -> None:
         """Raise a `HirfaError` when this rule refuses `user` a place in `meeting`."""
+        ...
+
+    def stage(self, *, user: User, meeting: Meeting) -> Stage | None:
+        """`user`'s part when this rule holds `meeting` as a masterclass; None otherwise."""
         ...
 
 
@@ -44,3 +51,12 @@ def join_check(*, user: User, meeting: Meeting) -> None:
     """Raise the first refusal of a registered rule; nothing when all let `user` in."""
     for rule in _rules.values():
         rule.check_join(user=user, meeting=meeting)
+
+
+def stage_by_rule(*, user: User, meeting: Meeting) -> Stage | None:
+    """The first part a registered rule gives `user` in `meeting` (None: an ordinary meeting)."""
+    for rule in _rules.values():
+        stage = rule.stage(user=user, meeting=meeting)
+        if stage is not None:
+            return stage
+    return None

@@ -56,6 +56,10 @@ class Join(_Command):
     #: The meeting's running recording (from the database): an engine that holds the
     #: meeting without recording it (a new worker) starts it.
     recording: int | None = None
+    #: A masterclass's presenter: he speaks and lets listeners speak.
+    presenter: bool = False
+    #: A masterclass's listener: he publishes nothing until a presenter or host lets him.
+    listener: bool = False
 
 
 class Leave(_Command):
@@ -120,6 +124,13 @@ class Remove(_TargetCommand):
     op: Literal["remove"] = "remove"
 
 
+class Speak(_TargetCommand):
+    """A presenter or host lets a masterclass's listener speak (``allowed``) or stops him."""
+
+    op: Literal["speak"] = "speak"
+    allowed: bool
+
+
 class Admit(_TargetCommand):
     op: Literal["admit"] = "admit"
 
@@ -167,7 +178,7 @@ class Recorded(_Command):
 
 Command = Annotated[
     Join | Leave | Answer | Candidate | Publish | Unpublish | MuteSelf | Hand | Receive
-    | HostMute | Remove | Admit | Deny | Settings | End | Pin | RetryVideo | Record | Recorded,
+    | HostMute | Remove | Admit | Deny | Settings | End | Pin | RetryVideo | Record | Recorded | Speak,
     Field(discriminator="op"),
 ]
 _commands: TypeAdapter[Command] = TypeAdapter(Command)

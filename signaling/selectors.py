@@ -13,7 +13,7 @@ from hub.errors import ErrorCode, HirfaError
 from hub.models import User
 from hub.protocol import Author, MeetingOut
 from rooms.selectors import RoomAccess, room_access
-from signaling.join_rules import hosts_by_rule, join_check
+from signaling.join_rules import hosts_by_rule, join_check, stage_by_rule
 from signaling.models import Attendance, Meeting, Recording
 
 
@@ -33,6 +33,10 @@ class JoinTicket:
     name: str
     #: The meeting's running recording (its engine resumes it on a new SFU worker).
     recording: int | None = None
+    #: A masterclass's presenter: he speaks, and lets listeners speak.
+    presenter: bool = False
+    #: A masterclass's listener (no host, no presenter): he publishes nothing until let speak.
+    listener: bool = False
 
 
 def _not_found() -> HirfaError:
@@ -120,7 +124,10 @@ def meeting_join_ticket(
     if meeting.locked and not host:
         raise HirfaError(ErrorCode.MEETING_LOCKED, _("The meeting is locked."))
     meetings_at_once_check(user=user, meeting_id=meeting.pk)
+    stage = stage_by_rule(user=user, meeting=meeting)
     return JoinTicket(
+        presenter=stage == "presenter",
+        listener=stage == "listener" and not host,
         meeting_id=meeting.pk,
         room_id=meeting.room_id,
         host=host,

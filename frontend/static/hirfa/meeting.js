@@ -111,6 +111,9 @@ let reception = null; // the last meeting_reception: what my own connection carr
 let hand = false;
 let socketLost = false;
 let hostMutedMic = false;
+// A masterclass's listener publishes nothing until a presenter or host lets him speak.
+let maySpeak = null; // null: not told yet (a first state that says false is no change to announce)
+let presenterPinned = false; // a listener's page gave the first presenter's video the first claim
 let recording = !!C.recording; // the meeting records (from the room's meeting frame, then meeting_state)
 let recorded = true; // this member agreed to be recorded
 let tables = null; // the last open meeting_tables: the meeting is split into tables
@@ -432,6 +435,8 @@ function ended(reason, text = null) {
   meetingId = null;
   state = null;
   hand = false;
+  maySpeak = null;
+  presenterPinned = false;
   setStatus("");
   els.endedText.textContent = text || T[`ended_${reason}`] || T.ended_ended;
   setPhase("ended");
@@ -470,10 +475,10 @@ function setPressed(button, on, label, name) {
 }
 
 function renderControls() {
-  const micOff = !local.mic || selfMuted.mic || hostMutedMic;
+  const micOff = !local.mic || selfMuted.mic || hostMutedMic || maySpeak === false;
   setPressed(els.mic, micOff, micOff ? T.unmuteMic : T.muteMic, micOff ? "mic-off" : "mic");
   els.mic.classList.toggle("off", micOff);
-  const camOff = !local.camera || selfMuted.camera || opts().audioOnly;
+  const camOff = !local.camera || selfMuted.camera || opts().audioOnly || maySpeak === false;
   setPressed(els.camera, camOff, camOff ? T.cameraOn : T.cameraOff, camOff ? "camera-off" : "camera");
   els.camera.classList.toggle("off", camOff);
   setPressed(els.screen, !!local.screen, local.screen ? T.stopShare : T.shareScreen, "monitor");
@@ -481,7 +486,14 @@ function renderControls() {
   setPressed(els.hand, hand, hand ? T.lowerHand : T.raiseHand, "hand");
 }
 
+/** A listener's tap on a source: a toast says how to ask (true), or nothing to stop (false). */
+function mustAsk() {
+  if (maySpeak === false) toast(T.askToSpeak);
+  return maySpeak === false;
+}
+
 els.mic.addEventListener("click", async () => {
+  if (mustAsk()) return;
   if (hostMutedMic) {
     toast(T.hostMutedYou);
     return;
@@ -504,6 +516,7 @@ els.mic.addEventListener("click", async () => {
 });
 
 els.camera.addEventListener("click", async () => {
+  if (mustAsk()) return;
   if (opts().audioOnly) {
     toast(T.audioOnlyOn);
     return;
@@ -538,6 +551,7 @@ els.screen.addEventListener("click", async () => {
     stopScreen();
     return;
   }
+  if (mustAsk()) return;
   if (opts().audioOnly) {
     toast(T.audioOnlyOn);
     return;
@@ -657,6 +671,7 @@ function participantBadges(p) {
     out.push(h("span", { class: "badge-icon reconnecting", role: "status" }, h("span", { "aria-hidden": "true", text: "⟳ " }), h("span", { text: T.reconnecting })));
   }
   if (p.host) out.push(badge("shield", T.host));
+  if (p.presenter) out.push(h("span", { class: "badge presenter", text: T.presenter }));
   if (state?.recording && p.recorded === false) out.push(badge("ban", T.notRecorded, "not-recorded"));
   if (p.hand) out.push(badge("hand", T.handUp, "hand"));
   if (p.host_muted.includes("mic")) out.push(badge("mic-off", T.hostMuted, "muted"));
@@ -689,7 +704,9 @@ function renderReception() {
 function renderTiles() {
   renderReception();
   if (phase !== "in") return;
-  const participants = state?.participants || [{ user: { id: ME, name: C.meName }, host: isHost, hand, tracks: [], muted: [], host_muted: [], connected: true }];
+  // A masterclass's presenters come first (stable sort: the others keep the server's order).
+  const participants = [...(state?.participants || [{ user: { id: ME, name: C.meName }, host: isHost, hand, tracks: [], muted: [], host_muted: [], connected: true }])]
+    .sort((a, b) => Number(!!b.presenter) - Number(!!a.presenter));
   const remote = new Map();
   for (const r of peer ? peer.remote() : []) if (r.kind === "video") remote.set(`${r.user}:${r.source}`, r.track);
   const wanted = [];
@@ -714,7 +731,7 @@ function renderTiles() {
     tile.label.textContent = w.source === "screen" ? fmt("screenOf", { name }) : name;
     let track = null;
     if (w.source === "screen") track = w.me ? local.screen : remote.get(w.key) || null;
-    else if (w.me) track = local.camera && !selfMuted.camera && !opts().audioOnly ? local.camera : null;
+    else if (w.me) track = local.camera && !selfMuted.camera && !opts().audioOnly && maySpeak !== false ? local.camera : null;
     else if (!w.p.muted.includes("camera") && !w.p.host_muted.includes("camera")) track = remote.get(w.key) || null;
     const quality = w.me ? null : receivedQuality(w.p.user.id, w.source);
     const paused = !!track && quality === "paused";
@@ -806,6 +823,12 @@ function renderPeople() {
         h("span", { class: "person" }, h("bdi", { text: me ? fmt("you", { name: p.user.name }) : p.user.name })),
         h("span", { class: "badges" }, ...participantBadges(p)),
       );
+      const mayLet = isHost || !!participants.find((q) => q.user.id === ME)?.presenter;
+      if (mayLet && !me && p.listener) {
+        li.append(h("div", { class: "person-actions" },
+          hostButton(p.may_speak ? T.stopSpeak : T.letSpeak, () => hostAct(p.may_speak ? "stop_speak" : "allow_speak", p.user.id), "act speak"),
+        ));
+      }
       if (isHost && !me) {
         const muted = p.host_muted.includes("mic");
         li.append(h("div", { class: "person-actions" },
@@ -1113,6 +1136,25 @@ hub.on("meeting_state", (frame) => {
     toast(hostMutedMic ? T.hostMutedYou : T.hostUnmutedYou);
   }
   if (mine) hand = mine.hand;
+  const nowMaySpeak = mine ? mine.may_speak !== false : maySpeak;
+  if (maySpeak === null) maySpeak = nowMaySpeak;
+  else if (nowMaySpeak !== maySpeak) {
+    maySpeak = nowMaySpeak;
+    if (maySpeak) {
+      // Let speak: what is open goes out now (the server withheld it since the join).
+      for (const source of ["mic", "camera"]) if (local[source] && !(source === "camera" && opts().audioOnly)) meetingHint({ type: "meeting_publish", source });
+      toast(T.youMaySpeak);
+    } else {
+      if (local.screen) stopTrack("screen");
+      toast(T.speakStopped);
+    }
+  }
+  // A listener's connection gives the first presenter's video the first claim on it.
+  const presenter = frame.participants.find((p) => p.presenter && p.user.id !== ME);
+  if (mine?.listener && presenter && !presenterPinned && reception?.pinned == null) {
+    presenterPinned = true;
+    meetingHint({ type: "meeting_pin", user: presenter.user.id });
+  }
   if (!!frame.recording !== recording) {
     recording = !!frame.recording;
     toast(recording ? T.recordingStarted : T.recordingStopped);

@@ -1,0 +1,133 @@
+"""A masterclass meeting in headless Chromium, on phones in Arabic and French.
+
+Nadia (who moderates the pottery guild) schedules a masterclass presented by Amina (in
+Arabic) and Salim (in French); Yacine (French) and Rachid (Arabic) listen. The listeners
+join publishing nothing, their microphone button only says to raise a hand, and the
+presenters' tiles come first on their pages. Yacine raises his hand; Amina lets him speak
+from People: his microphone reaches her; she sends him back to listening and his
+publication is gone at once. Screenshots under test-artifacts/masterclass-*.png.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from gatherings import selectors, services
+from rooms.models import Room, RoomKind
+from tests import factories
+from tests.browser.test_meeting import (  # noqa: F401 (fixtures)
+    PHONE,
+    meeting_browser,
+    meeting_server,
+    open_page,
+    wait_for_media,
+    wait_for_participants,
+)
+from tests.servers import ARTIFACTS, session_cookie
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
+
+
+@pytest.fixture
+def masterclass(transactional_db):
+    poterie = factories.trade()
+    nadia = factories.nadia(pottery_=poterie)
+    amina = factories.amina(pottery_=poterie, tlemcen_=factories.wilaya())
+    yacine = factories.yacine(pottery_=poterie)
+    salim = factories.artisan("salim", trades=[poterie], display_name="Salim Ait")
+    rachid = factories.artisan("rachid", trades=[poterie], display_name="رشيد")
+    room = Room.objects.get(kind=RoomKind.GUILD, trade=poterie)
+    g = services.gathering_schedule(
+        user=nadia,
+        room_id=room.pk,
+        title="Le tournage à la main",
+        start=timezone.now() + timedelta(minutes=5),
+        duration=timedelta(hours=1),
+        masterclass=True,
+        presenter_ids=[amina.pk, salim.pk],
+    )
+    occ = selectors.gathering_occurrences(gathering=g)[0]
+    services.occurrence_meeting_open(user=nadia, gathering_id=g.pk, original_start=occ.original_start)
+    return {"room": room.pk, "amina": amina, "salim": salim, "yacine": yacine, "rachid": rachid}
+
+
+def shoot(page, name: str) -> None:
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / f"masterclass-{name}.png"), full_page=True)
+
+
+def join(page) -> int:
+    page.wait_for_selector("#join:not([disabled])")
+    page.click("#join")
+    page.wait_for_selector("#meeting[data-phase='in']")
+    return int(page.evaluate("() => window.hirfaMeeting.meeting()"))
+
+
+def me(page, user: int) -> dict:
+    return page.evaluate(
+        "(id) => window.hirfaMeeting.state().participants.find((p) => p.user.id === id)", user
+    )
+
+
+def test_listeners_raise_a_hand_a_presenter_lets_one_speak_and_stops_him(
+    masterclass, meeting_server, meeting_browser  # noqa: F811
+):
+    ARTIFACTS.mkdir(exist_ok=True)
+    amina, salim, yacine, rachid = (masterclass[k] for k in ("amina", "salim", "yacine", "rachid"))
+    path = f"/rooms/{masterclass['room']}/meeting/"
+    pages = {}
+    # The listeners come first: the server lists people as they came, the page puts presenters first.
+    for user, lang in ((yacine, "fr"), (rachid, "ar"), (amina, "ar"), (salim, "fr")):
+        pages[user.pk] = open_page(meeting_browser, meeting_server, session_cookie(user), path, language=lang, viewport=PHONE)
+        join(pages[user.pk])
+    a, s, y, r = (pages[u.pk] for u in (amina, salim, yacine, rachid))
+    everyone = [amina.pk, salim.pk, yacine.pk, rachid.pk]
+    for page in (a, y):
+        wait_for_participants(page, everyone)
+    y.wait_for_function(
+        "(ids) => ids.every((id) => window.hirfaMeeting.state().participants.find((p) => p.user.id === id)?.tracks.includes('mic'))",
+        arg=[amina.pk, salim.pk],
+    )
+    for listener in (yacine, rachid):
+        state = me(a, listener.pk)
+        assert (state["listener"], state["may_speak"], state["tracks"]) == (True, False, [])
+    assert me(a, amina.pk)["presenter"] and me(a, salim.pk)["presenter"]
+
+    # A listener's microphone only says how to ask (and joining said nothing of a turn that
+    # ended); his own camera is not shown as if it went out; the presenters come first.
+    assert "Vous écoutez de nouveau" not in y.inner_text("body")
+    assert y.evaluate("() => document.querySelector('#tiles .tile.self video').hidden")
+    y.click("#ctl-mic")
+    y.wait_for_selector(".toast")
+    assert me(y, yacine.pk)["tracks"] == []
+    for page in (y, r):
+        page.wait_for_function("() => document.querySelectorAll('#tiles .tile').length >= 4")
+        first = page.evaluate("() => [...document.querySelectorAll('#tiles .tile')].slice(0, 2).map((t) => t.dataset.key)")
+        assert sorted(first) == sorted([f"{amina.pk}:camera", f"{salim.pk}:camera"]), first
+
+    y.click("#ctl-hand")
+    r.click("#ctl-hand")
+    a.wait_for_function(
+        "(ids) => ids.every((id) => window.hirfaMeeting.state().participants.find((p) => p.user.id === id)?.hand)",
+        arg=[yacine.pk, rachid.pk],
+    )
+    shoot(y, "fr-listener-hand")
+    shoot(r, "ar-listener-hand")
+    for page, lang in ((a, "ar"), (s, "fr")):
+        page.click("#ctl-people")
+        page.wait_for_selector(f"#people li[data-user='{yacine.pk}'] button.speak")
+        shoot(page, f"{lang}-presenter")
+
+    # Amina lets Yacine speak: his microphone reaches her.
+    a.click(f"#people li[data-user='{yacine.pk}'] button.speak")
+    y.wait_for_function("(id) => window.hirfaMeeting.state().participants.find((p) => p.user.id === id)?.tracks.includes('mic')", arg=yacine.pk)
+    assert me(a, yacine.pk)["may_speak"] is True and me(a, yacine.pk)["hand"] is False
+    wait_for_media(a, f"{yacine.pk}:mic", "packetsReceived")
+
+    # Back to listening: nothing of his is forwarded any more.
+    a.click(f"#people li[data-user='{yacine.pk}'] button.speak")
+    a.wait_for_function("(id) => { const p = window.hirfaMeeting.state().participants.find((q) => q.user.id === id); return p && !p.may_speak && p.tracks.length === 0; }", arg=yacine.pk)
+    y.wait_for_function("(id) => window.hirfaMeeting.state().participants.find((p) => p.user.id === id)?.may_speak === false", arg=yacine.pk)
