@@ -74,6 +74,7 @@ def register() -> None:
                 "gatherings.Gathering.created_by": "the gathering belongs to its room",
                 "gatherings.ReminderSent.user": "the claim that a reminder went out (its notification is exported)",
                 "gatherings.OccurrenceMeeting.opened_by": "the meeting belongs to its room",
+                "gatherings.Material.uploaded_by": "a material belongs to its gathering",
             },
         )
     )

@@ -12,6 +12,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -191,3 +192,37 @@ class OccurrenceMeeting(models.Model):
         verbose_name = _("meeting of an occurrence")
         verbose_name_plural = _("meetings of occurrences")
         indexes = [models.Index(fields=["gathering", "occurrence_start"])]
+
+
+def private_storage() -> FileSystemStorage:
+    """Files only a permission check hands out (`hub.protected_files`)."""
+    return FileSystemStorage(location=settings.PRIVATE_MEDIA_ROOT, base_url=None)
+
+
+class MaterialKind(models.TextChoices):
+    PHOTO = "photo", _("Photo")
+    PDF = "pdf", _("PDF")
+
+
+class Material(models.Model):
+    """A photo or a PDF a host attached to a gathering (a masterclass's materials list).
+
+    Stored in private storage; whoever may see the gathering may download it, through a
+    permission-checked view. Photos are re-encoded (`hub.images`); PDFs are probed.
+    """
+
+    gathering = models.ForeignKey(Gathering, on_delete=models.CASCADE, related_name="materials")
+    kind = models.CharField(max_length=8, choices=MaterialKind.choices)
+    title = models.CharField(_("title"), max_length=160, blank=True, default="")
+    file = models.FileField(upload_to="materials/", storage=private_storage)
+    content_type = models.CharField(max_length=40)
+    size = models.PositiveIntegerField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("material")
+        verbose_name_plural = _("materials")
+        indexes = [models.Index(fields=["gathering", "created_at"])]

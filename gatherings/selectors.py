@@ -23,6 +23,7 @@ from gatherings import recurrence
 from gatherings.models import (
     FeedToken,
     Gathering,
+    Material,
     OccurrenceException,
     OccurrenceMeeting,
     Rsvp,
@@ -701,3 +702,20 @@ def replay_chat(*, user: User, replay: Replay) -> list[ReplayChatLine]:
         )
         for m in rows
     ]
+
+
+def gathering_materials(*, gathering: Gathering) -> list[Material]:
+    """The gathering's materials, oldest first (no access check: callers checked the gathering)."""
+    return list(Material.objects.filter(gathering=gathering).order_by("created_at", "id"))
+
+
+def material_get(*, user: User, material_id: int) -> Material:
+    """The material if `user` may see its gathering; `not_found` otherwise (the same answer)."""
+    material = Material.objects.filter(pk=material_id).first()
+    if material is None:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such material."))
+    try:
+        material.gathering = gathering_get(user=user, gathering_id=material.gathering_id)
+    except HirfaError:
+        raise HirfaError(ErrorCode.NOT_FOUND, _("No such material.")) from None
+    return material

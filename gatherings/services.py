@@ -13,10 +13,13 @@ asked) takes it and is told.
 
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -25,6 +28,8 @@ from gatherings import recurrence, selectors
 from gatherings.models import (
     FeedToken,
     Gathering,
+    Material,
+    MaterialKind,
     OccurrenceException,
     OccurrenceMeeting,
     Rsvp,
@@ -34,6 +39,7 @@ from gatherings.models import (
 from gatherings.notify import member_notify
 from gatherings.selectors import Occurrence
 from hub.errors import ErrorCode, HirfaError
+from hub.images import Upload, read_bounded, validate_and_resize_image
 from hub.models import User
 from rooms.selectors import room_access
 from signaling.models import Attendance, Meeting
@@ -795,3 +801,86 @@ def occurrence_meeting_open(
         occurrence=occ.key,
         host=selectors.gathering_hosts_or_manages(user=user, gathering=gathering),
     )
+
+
+# --- materials --------------------------------------------------------------------------
+
+#: A gathering holds at most this many materials (photos and PDFs).
+MAX_MATERIALS = 12
+MATERIAL_PHOTO_MAX_BYTES = 8_000_000
+MATERIAL_PHOTO_MAX_PIXELS = 40_000_000
+MATERIAL_PHOTO_MAX_SIDE = 2048
+MATERIAL_PDF_MAX_BYTES = 10_000_000
+#: What a PDF may not hold: scripts, launched programs, embedded files, forms that submit.
+_PDF_ACTIVE = re.compile(rb"/(JavaScript|JS|Launch|EmbeddedFile|SubmitForm|ImportData|RichMedia)\b")
+
+
+def _pdf_check(data: bytes) -> None:
+    """`invalid` unless `data` is a PDF by its content (header in the first 1 KB, end-of-file
+    marker in the last 1 KB) with nothing active in it."""
+    if b"%PDF-" not in data[:1024] or b"%%EOF" not in data[-1024:]:
+        raise HirfaError(ErrorCode.INVALID, _("This file is not a photo (JPEG, PNG, WebP) or a PDF."), field="file")
+    if _PDF_ACTIVE.search(data):
+        raise HirfaError(ErrorCode.INVALID, _("This PDF holds scripts or embedded files: export it again as a plain PDF."), field="file")
+
+
+def _too_large(max_bytes: int) -> HirfaError:
+    return HirfaError(
+        ErrorCode.TOO_LONG,
+        _("The file is too large: at most %(mb).0f MB.") % {"mb": max_bytes / 1_000_000},
+        field="file",
+    )
+
+
+def material_add(*, user: User, gathering_id: int, upload: Upload, title: str = "") -> Material:
+    """Attach a photo or a PDF to a gathering, for its hosts and the moderators of its room.
+
+    The kind is told by the content, never by the name: a PDF (probed: `_pdf_check`, at
+    most `MATERIAL_PDF_MAX_BYTES`) or an image re-encoded by `hub.images` (at most
+    `MATERIAL_PHOTO_MAX_BYTES`). Raises `not_found` (a gathering he may not see),
+    `forbidden` (no host), `invalid`, `too_long`, `limit_reached` (`MAX_MATERIALS`).
+    """
+    gathering = selectors.gathering_get(user=user, gathering_id=gathering_id)
+    if not selectors.gathering_hosts_or_manages(user=user, gathering=gathering):
+        raise HirfaError(ErrorCode.FORBIDDEN, _("Only the gathering's hosts may add materials."))
+    title = title.strip()
+    if len(title) > 160:
+        raise _invalid(_("The title is too long."), "title")
+    data = read_bounded(upload, MATERIAL_PDF_MAX_BYTES, too_large=_too_large)
+    if data[:1024].find(b"%PDF-") >= 0:
+        _pdf_check(data)
+        kind, content_type, extension, body = MaterialKind.PDF, "application/pdf", "pdf", data
+    else:
+        if len(data) > MATERIAL_PHOTO_MAX_BYTES:
+            raise _too_large(MATERIAL_PHOTO_MAX_BYTES)
+        image = validate_and_resize_image(
+            data,
+            max_bytes=MATERIAL_PHOTO_MAX_BYTES,
+            max_pixels=MATERIAL_PHOTO_MAX_PIXELS,
+            max_side=MATERIAL_PHOTO_MAX_SIDE,
+        )
+        kind, content_type, extension, body = MaterialKind.PHOTO, image.content_type, image.extension, image.data
+    with transaction.atomic():
+        locked = Gathering.objects.select_for_update().get(pk=gathering.pk)
+        if Material.objects.filter(gathering=locked).count() >= MAX_MATERIALS:
+            raise HirfaError(
+                ErrorCode.LIMIT_REACHED, _("A gathering holds at most %(n)d materials.") % {"n": MAX_MATERIALS}
+            )
+        material = Material(
+            gathering=locked, kind=kind, title=title, content_type=content_type, size=len(body), uploaded_by=user
+        )
+        material.file.save(f"{gathering.pk}/{secrets.token_urlsafe(12)}.{extension}", ContentFile(body), save=False)
+        material.save()
+    return material
+
+
+def material_delete(*, user: User, material_id: int) -> None:
+    """A host removes a material (and its file). `not_found` for a material he may not see."""
+    material = selectors.material_get(user=user, material_id=material_id)
+    if not selectors.gathering_hosts_or_manages(user=user, gathering=material.gathering):
+        raise HirfaError(ErrorCode.FORBIDDEN, _("Only the gathering's hosts may remove materials."))
+    name = material.file.name
+    storage = material.file.storage
+    material.delete()
+    if name:
+        transaction.on_commit(lambda: storage.delete(name))

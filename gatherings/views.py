@@ -35,7 +35,7 @@ from hub.auth import member_of, viewer_of
 from hub.csv_export import csv_download
 from hub.errors import ErrorCode, HirfaError
 from hub.models import User, Wilaya
-from hub.protected_files import ranged_file_response
+from hub.protected_files import protected_file_response, ranged_file_response
 from hub.selectors import trades_sorted
 from rooms.models import Room
 from rooms.selectors import room_access
@@ -204,6 +204,7 @@ def gathering_detail(request: HttpRequest, gathering_id: int) -> HttpResponse:
             "series_status": selectors.my_rsvp(user=user, gathering=gathering, original_start=None),
             "can_manage": selectors.gathering_can_manage(user=user, gathering=gathering),
             "is_host": gathering.hosts.filter(pk=user.pk).exists(),
+            "materials": selectors.gathering_materials(gathering=gathering),
             "presenters": list(gathering.presenters.select_related("profile").order_by("pk")) if gathering.masterclass else [],
             "statuses": [(RsvpStatus.GOING, _("Going")), (RsvpStatus.MAYBE, _("Maybe")), (RsvpStatus.NOT_GOING, _("Not going"))],
             "ics_url": request.build_absolute_uri(reverse("gathering_ics", args=[gathering.pk])),
@@ -864,3 +865,50 @@ def replay_delete(request: HttpRequest, gathering_id: int, recording_id: int) ->
         return redirect("gathering_replay", gathering_id=gathering_id, recording_id=recording_id)
     messages.success(request, _("The recording was deleted."))
     return redirect("gathering_detail", gathering_id=gathering_id)
+
+
+@_managers_only
+@require_POST
+def material_upload(request: HttpRequest, gathering_id: int) -> HttpResponse:
+    """A host attaches a photo or a PDF to the gathering (`services.material_add`)."""
+    user = member_of(request)
+    try:
+        gathering = selectors.gathering_get(user=user, gathering_id=gathering_id)
+    except HirfaError:
+        raise Http404(_("No such gathering.")) from None
+    if not selectors.gathering_hosts_or_manages(user=user, gathering=gathering):
+        raise _NotManager(_("Only the gathering's hosts may add materials."))
+    upload = request.FILES.get("file")
+    if upload is None:
+        messages.error(request, _("Choose a photo or a PDF."))
+    else:
+        try:
+            services.material_add(
+                user=user, gathering_id=gathering.pk, upload=upload, title=request.POST.get("title", "")
+            )
+        except HirfaError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, _("The material is added."))
+    return redirect(reverse("gathering_detail", args=[gathering.pk]) + "#materials")
+
+
+@login_required
+@require_GET
+def material_file(request: HttpRequest, gathering_id: int, material_id: int) -> HttpResponseBase:
+    """A material, for whoever may see its gathering (checked on every request)."""
+    try:
+        material = selectors.material_get(user=member_of(request), material_id=material_id)
+    except HirfaError:
+        raise Http404(_("No such material.")) from None
+    if material.gathering_id != gathering_id:
+        raise Http404(_("No such material."))
+    response = protected_file_response(
+        material.file,
+        internal_prefix=settings.HIRFA_ACCEL_PRIVATE_PREFIX,
+        content_type=material.content_type,
+        cache_control="private, no-store",
+    )
+    if material.kind == "pdf":
+        response["Content-Disposition"] = "attachment"
+    return response

@@ -26,6 +26,7 @@ from tests.browser.test_meeting import (  # noqa: F401 (fixtures)
     wait_for_media,
     wait_for_participants,
 )
+from tests.gatherings.test_materials import PDF, png
 from tests.servers import ARTIFACTS, session_cookie
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
@@ -51,7 +52,7 @@ def masterclass(transactional_db):
     )
     occ = selectors.gathering_occurrences(gathering=g)[0]
     services.occurrence_meeting_open(user=nadia, gathering_id=g.pk, original_start=occ.original_start)
-    return {"room": room.pk, "amina": amina, "salim": salim, "yacine": yacine, "rachid": rachid}
+    return {"room": room.pk, "gathering": g, "nadia": nadia, "amina": amina, "salim": salim, "yacine": yacine, "rachid": rachid}
 
 
 def shoot(page, name: str) -> None:
@@ -131,3 +132,28 @@ def test_listeners_raise_a_hand_a_presenter_lets_one_speak_and_stops_him(
     a.click(f"#people li[data-user='{yacine.pk}'] button.speak")
     a.wait_for_function("(id) => { const p = window.hirfaMeeting.state().participants.find((q) => q.user.id === id); return p && !p.may_speak && p.tracks.length === 0; }", arg=yacine.pk)
     y.wait_for_function("(id) => window.hirfaMeeting.state().participants.find((p) => p.user.id === id)?.may_speak === false", arg=yacine.pk)
+
+
+def test_the_materials_list_on_a_phone_in_arabic_and_french(masterclass, meeting_server, meeting_browser):  # noqa: F811
+    """Nadia attaches a photo and a PDF; Rachid (Arabic) and Yacine (French) see the photo,
+    fetched through the permission-checked view, and the PDF's link on the gathering's page."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    g, nadia = masterclass["gathering"], masterclass["nadia"]
+    services.material_add(user=nadia, gathering_id=g.pk, upload=png(640, 480), title="La pièce finie")
+    services.material_add(user=nadia, gathering_id=g.pk, upload=PDF, title="Les étapes du tournage")
+    for user, lang in ((masterclass["rachid"], "ar"), (masterclass["yacine"], "fr")):
+        context = meeting_browser.new_context(viewport=PHONE, locale=lang)
+        cookie = session_cookie(user)
+        context.add_cookies([
+            {"name": cookie["name"], "value": cookie["value"], "url": meeting_server.url},
+            {"name": "django_language", "value": lang, "url": meeting_server.url},
+        ])
+        page = context.new_page()
+        page.goto(meeting_server.url + f"/gatherings/{g.pk}/")
+        page.wait_for_selector("#materials .material-photo img")
+        page.wait_for_function("() => document.querySelector('#materials .material-photo img').naturalWidth === 640")
+        assert page.locator("#materials .material-pdf a[download]").count() == 1
+        assert page.locator("[data-masterclass]").count() == 1
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 360
+        page.locator("#materials").scroll_into_view_if_needed()
+        shoot(page, f"{lang}-materials")

@@ -73,6 +73,7 @@ ROOM_POSTS = [
 ]
 GATHERING_POSTS = [
     Post("POST gatherings/<int:gathering_id>/edit", {**GATHERING_FORM, "title": "Renamed"}, missing="gathering_id"),
+    Post("POST gatherings/<int:gathering_id>/materials", {"title": "Steps"}, upload="file", missing="gathering_id"),
     Post("POST gatherings/<int:gathering_id>/rsvp", {"status": "going"}, missing="gathering_id"),
     Post("POST gatherings/<int:gathering_id>/cancel", missing="gathering_id"),
     Post(
@@ -311,7 +312,7 @@ def test_pages_that_only_read_refuse_a_post(admin_client):
     wrote = []
     for pattern in sorted(_read_only_pages()):
         values = {"room_id": MISSING_ID, "gathering_id": MISSING_ID, "user_id": MISSING_ID, "product_id": MISSING_ID,
-                  "recording_id": MISSING_ID, "name": "video.webm", "username": amina.username,
+                  "recording_id": MISSING_ID, "material_id": MISSING_ID, "name": "video.webm", "username": amina.username,
                   "notification_id": MISSING_ID, "key": "20260101T000000Z", "token": "x", "uidb64": "x", "code": "x"}
         response = admin_client.post(_url(pattern, values))
         if response.status_code != 405:
