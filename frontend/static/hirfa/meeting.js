@@ -354,6 +354,12 @@ async function join() {
 
 function joined(frame) {
   reception = null; // a new server-side peer: its allocator speaks again
+  if (frame.meeting !== meetingId) {
+    // Another meeting (a workshop table, or back): its first state says whether he may speak,
+    // and what is open went out with the join if he may.
+    maySpeak = null;
+    presenterPinned = false;
+  }
   meetingId = frame.meeting;
   live = frame.meeting;
   isHost = !!frame.host && !!els.hostControls;
