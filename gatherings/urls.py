@@ -23,6 +23,11 @@ urlpatterns = [
     path(f"{OCCURRENCE}/attendance.csv", views.occurrence_attendance_csv, name="gathering_attendance_csv"),
     path("gatherings/<int:gathering_id>/materials", views.material_upload, name="gathering_material_upload"),
     path("gatherings/<int:gathering_id>/materials/<int:material_id>", views.material_file, name="gathering_material"),
+    path(
+        "gatherings/<int:gathering_id>/materials/<int:material_id>/delete",
+        views.material_remove,
+        name="gathering_material_delete",
+    ),
     path(f"{REPLAY}/", views.replay_page, name="gathering_replay"),
     path(f"{REPLAY}/chapters.vtt", views.replay_chapters, name="gathering_replay_chapters"),
     path(f"{REPLAY}/delete", views.replay_delete, name="gathering_replay_delete"),

@@ -912,3 +912,21 @@ def material_file(request: HttpRequest, gathering_id: int, material_id: int) -> 
     if material.kind == "pdf":
         response["Content-Disposition"] = "attachment"
     return response
+
+
+@_managers_only
+@require_POST
+def material_remove(request: HttpRequest, gathering_id: int, material_id: int) -> HttpResponse:
+    """A host removes a material and its file (`services.material_delete`)."""
+    user = member_of(request)
+    try:
+        material = selectors.material_get(user=user, material_id=material_id)
+    except HirfaError:
+        raise Http404(_("No such material.")) from None
+    if material.gathering_id != gathering_id:
+        raise Http404(_("No such material."))
+    if not selectors.gathering_hosts_or_manages(user=user, gathering=material.gathering):
+        raise _NotManager(_("Only the gathering's hosts may remove materials."))
+    services.material_delete(user=user, material_id=material.pk)
+    messages.success(request, _("The material is removed."))
+    return redirect(reverse("gathering_detail", args=[gathering_id]) + "#materials")

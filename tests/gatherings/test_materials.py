@@ -90,7 +90,10 @@ def test_the_page_lists_materials_and_its_hosts_upload_there(schedule, karim, am
     member = client_for(amina, lang).get(f"/gatherings/{g.pk}/").content.decode()
     material = Material.objects.get()
     assert f"/gatherings/{g.pk}/materials/{material.pk}" in member and "Les étapes" in member
-    assert 'name="file"' not in member
+    assert 'name="file"' not in member and "remove-material" not in member
+    delete = f"/gatherings/{g.pk}/materials/{material.pk}/delete"
+    assert client_for(amina, lang).post(delete).status_code == 403
+    assert host.post(delete).status_code == 302 and not Material.objects.exists()
     assert client_for(amina, lang).post(
         f"/gatherings/{g.pk}/materials", {"file": SimpleUploadedFile("x.pdf", PDF)}
     ).status_code == 403

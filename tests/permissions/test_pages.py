@@ -74,6 +74,7 @@ ROOM_POSTS = [
 GATHERING_POSTS = [
     Post("POST gatherings/<int:gathering_id>/edit", {**GATHERING_FORM, "title": "Renamed"}, missing="gathering_id"),
     Post("POST gatherings/<int:gathering_id>/materials", {"title": "Steps"}, upload="file", missing="gathering_id"),
+    Post("POST gatherings/<int:gathering_id>/materials/<int:material_id>/delete", missing="gathering_id"),
     Post("POST gatherings/<int:gathering_id>/rsvp", {"status": "going"}, missing="gathering_id"),
     Post("POST gatherings/<int:gathering_id>/cancel", missing="gathering_id"),
     Post(
@@ -155,6 +156,8 @@ def _values(world: World, kind: str, post: Post, role: str) -> dict[str, Any]:
             values["key"] = (world.occurrence_next if post.values.get("key") == "next" else world.occurrence_now)[kind]
             if "<int:recording_id>" in post.pattern:
                 values["recording_id"] = _replay_of(world.gatherings[kind])
+            if "<int:material_id>" in post.pattern:
+                values["material_id"] = _material_of(world.gatherings[kind])
     return values
 
 
@@ -168,6 +171,18 @@ def _replay_of(gathering_id: int) -> int:
     meeting = Meeting.objects.create(room_id=gathering.room_id, ended_at=now)
     OccurrenceMeeting.objects.create(gathering=gathering, occurrence_start=gathering.start, meeting=meeting)
     return Recording.objects.create(meeting=meeting, stopped_at=now, state=RecordingState.READY).pk
+
+
+def _material_of(gathering_id: int) -> int:
+    """A fresh PDF of the gathering (removing one must not hide the next role's)."""
+    from django.core.files.base import ContentFile
+
+    from gatherings.models import Material
+
+    material = Material(gathering_id=gathering_id, kind="pdf", content_type="application/pdf", size=14)
+    material.file.save(f"{gathering_id}/matrix.pdf", ContentFile(b"%PDF-1.4\n%%EOF\n"), save=False)
+    material.save()
+    return material.pk
 
 
 def _url(pattern: str, values: dict[str, Any]) -> str:
