@@ -366,7 +366,14 @@ LOGGING = {
         | ({"formatter": "json"} if HIRFA_LOG_FORMAT == "json" else {})
     },
     "root": {"handlers": ["console"], "level": os.environ.get("HIRFA_LOG_LEVEL", "INFO")},
-    "loggers": {"axes": {"level": "WARNING"}, "daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "axes": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+        # Each job's start and end: kept in production's logs, not printed by `make run`.
+        "django_tasks": {"level": "INFO" if PRODUCTION else "WARNING"},
+        "django_tasks_db": {"level": "INFO" if PRODUCTION else "WARNING"},
+    },
 }
 
 # Chat limits: documented in docs/protocol.md and enforced at the edge.

@@ -66,11 +66,32 @@ def test_serve_migrates_and_answers_http_and_static(tmp_path):
         assert "Preparing the database:" in output and "Applying " not in output, output
         assert get(base + "/static/hirfa/hirfa.css")[0] == 200
         assert (tmp_path / "hirfa.sqlite3").exists()
+        # The embedded job worker runs its periodic jobs without a line each (a minute of
+        # `make run` printed ten "Task id=… state=RUNNING/SUCCESSFUL" lines).
+        _wait_for_a_finished_job(tmp_path / "hirfa.sqlite3", proc)
+        log.seek(0)
+        output = log.read()
+        assert "Task id=" not in output and "Starting worker" not in output, output
         assert _listen_backlog(port) >= min(1024, _somaxconn())  # a crowd reconnecting is queued, not dropped
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def _wait_for_a_finished_job(database: Path, proc: subprocess.Popen[bytes]) -> None:
+    import sqlite3
+
+    for _ in range(240):
+        assert proc.poll() is None, "hirfa serve stopped"
+        with sqlite3.connect(database) as db:
+            done = db.execute(
+                "SELECT count(*) FROM django_tasks_database_dbtaskresult WHERE status = 'SUCCESSFUL'"
+            ).fetchone()[0]
+        if done:
+            return
+        time.sleep(0.5)
+    pytest.fail("the embedded job worker finished no job within 2 minutes")
 
 
 def _somaxconn() -> int:
