@@ -68,6 +68,14 @@ class PgPair:
         self._run("pg_ctl", "-D", str(data), "-l", str(self.root / f"{data.name}.log"), "-o", options, "-w", "start")
 
     def start(self) -> PgPair:
+        """Make and start both; if any step fails, stop what started and remove the directory."""
+        try:
+            return self._make()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _make(self) -> PgPair:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         primary, replica = self.root / "primary", self.root / "replica"
