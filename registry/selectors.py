@@ -11,7 +11,6 @@ The directory's search lives in `registry.search`.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -25,6 +24,7 @@ from django.utils.translation import gettext as _
 from hub.errors import ErrorCode, HirfaError
 from hub.models import ArtisanProfile, ModeratorScope, Trade, User, Wilaya
 from hub.protocol import CardOut
+from hub.services import phone_normalise
 from registry.census_map import REFORM_PARENTS, MapWilaya, render_svg
 from registry.models import (
     Census,
@@ -168,16 +168,6 @@ class Storefront:
     has_next: bool
 
 
-def phone_international(number: str) -> str:
-    """An Algerian number in international digits (0555 12 34 56 → 213555123456); "" if not a number."""
-    digits = re.sub(r"\D", "", number)
-    if number.strip().startswith("+") or digits.startswith("00"):
-        digits = digits.removeprefix("00")
-    elif digits.startswith("0"):
-        digits = "213" + digits[1:]
-    return digits if 8 <= len(digits) <= 15 else ""
-
-
 @dataclass(frozen=True)
 class ContactLink:
     """One public way to reach an artisan: what to show and the link that opens it in one tap."""
@@ -191,10 +181,10 @@ def contact_links(census: Census | None) -> list[ContactLink]:
     """tel:, https://wa.me/ and mailto: links for the channels the artisan made public."""
     links = []
     for channel, value in public_contacts(census).items():
-        if channel == "phone" and phone_international(value):
-            links.append(ContactLink(channel, value, f"tel:+{phone_international(value)}"))
-        elif channel == "whatsapp" and phone_international(value):
-            links.append(ContactLink(channel, value, f"https://wa.me/{phone_international(value)}"))
+        if channel == "phone" and phone_normalise(value):
+            links.append(ContactLink(channel, value, f"tel:+{phone_normalise(value)}"))
+        elif channel == "whatsapp" and phone_normalise(value):
+            links.append(ContactLink(channel, value, f"https://wa.me/{phone_normalise(value)}"))
         elif channel == "email":
             links.append(ContactLink(channel, value, f"mailto:{value}"))
     return links

@@ -29,6 +29,7 @@ from hub.errors import ErrorCode, HirfaError
 from hub.images import Upload, validate_and_resize_image
 from hub.models import User, Wilaya
 from hub.protocol import CardOut
+from hub.services import phone_normalise
 from registry.hooks import ENQUIRY, EXCHANGE
 from registry.models import (
     Availability,
@@ -49,7 +50,7 @@ from registry.models import (
     VerificationStatus,
     WorkshopKind,
 )
-from registry.selectors import can_review, phone_international, price_text, product_card
+from registry.selectors import can_review, price_text, product_card
 from rooms.models import Room
 from rooms.services import (
     direct_room_open,
@@ -707,8 +708,8 @@ def enquiry_send(
     contact = contact.strip()
     if EMAIL_RE.match(contact) and len(contact) <= 254:
         how = contact
-    elif phone_international(contact):
-        how = f"+{phone_international(contact)}"
+    elif phone_normalise(contact):
+        how = f"+{phone_normalise(contact)}"
     else:
         raise HirfaError(ErrorCode.INVALID, _("An e-mail address or a phone number."), field="contact")
     text = text.replace("\r\n", "\n").strip()
