@@ -13,7 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	@echo "  1/2 pip"
 	@$(VENV)/bin/pip install --quiet --upgrade pip
 	@echo "  2/2 Hirfa and its packages (Django, Channels, aiortc, ...)"
-	@$(VENV)/bin/pip install --quiet -e '.[test]'
+	@# setuptools >= 80 warns on every editable install of a flat layout ("be careful with folders
+	@# ... with the same name"); it says nothing about this project, so the first run stays quiet.
+	@PYTHONWARNINGS='ignore:Editable installation' $(VENV)/bin/pip install --quiet -e '.[test]'
 	@touch $@
 	@echo "Installed. Next: make run (the hub on http://$(HOST):$(PORT)/; PORT= and HOST= change it), make demo, make test"
 
