@@ -146,6 +146,8 @@ def test_a_host_splits_the_meeting_into_tables_visits_one_brings_everyone_back_s
     seat = f"#tables-unseated li[data-user='{guild['rachid'].pk}']"
     n.wait_for_selector(seat)
     shoot(n, "fr-seat")
+    # On a phone the host reads the late comer's whole name, not a name cut by an ellipsis.
+    assert n.eval_on_selector(f"{seat} .person", "e => e.scrollWidth <= e.clientWidth"), "the name is cut"
     n.select_option(f"{seat} select", "1")
     n.click(f"{seat} button")
     r.wait_for_function("(id) => window.hirfaMeeting.meeting() === id && window.hirfaMeeting.phase() === 'in'", arg=first)
