@@ -13,8 +13,8 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.utils.translation import gettext_lazy as _
 
 from hub.errors import HirfaError
-from hub.models import ArtisanProfile, User, Wilaya
-from hub.selectors import trades_by_domain, wilayas_in_force
+from hub.models import TRADE_ICON_DEFAULT, ArtisanProfile, Trade, User, Wilaya
+from hub.selectors import DomainTrades, trades_by_domain, wilayas_in_force
 
 
 class WilayaChoiceField(forms.ModelChoiceField):
@@ -22,11 +22,26 @@ class WilayaChoiceField(forms.ModelChoiceField):
         return obj.label
 
 
-def _trade_choices() -> list[tuple[str, list[tuple[int, str]]]]:
-    return [
-        (group.domain.name, [(trade.pk, trade.name) for trade in group.trades])
-        for group in trades_by_domain()
-    ]
+def _trade_choices(groups: list[DomainTrades]) -> list[tuple[str, list[tuple[int, str]]]]:
+    return [(group.domain.name, [(trade.pk, trade.name) for trade in group.trades]) for group in groups]
+
+
+class TradeCheckboxes(forms.CheckboxSelectMultiple):
+    """Trades to tick, each drawn with its icon (decorative: its name is the label)."""
+
+    option_template_name = "hub/widgets/trade_option.html"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.icons: dict[int, str] = {}
+
+    def trades_set(self, trades: list[Trade]) -> None:
+        self.icons = {trade.pk: trade.icon_name for trade in trades}
+
+    def create_option(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(*args, **kwargs)
+        option["icon"] = self.icons.get(option["value"], TRADE_ICON_DEFAULT)
+        return option
 
 
 class ProfileFieldsMixin(forms.Form):
@@ -39,7 +54,7 @@ class ProfileFieldsMixin(forms.Form):
     trades = forms.TypedMultipleChoiceField(
         label=_("Trades"),
         coerce=int,
-        widget=forms.CheckboxSelectMultiple,
+        widget=TradeCheckboxes,
         help_text=_("Choose one or more; you join their rooms."),
     )
     languages = forms.MultipleChoiceField(
@@ -53,7 +68,9 @@ class ProfileFieldsMixin(forms.Form):
         super().__init__(*args, **kwargs)
         # Built per form so names follow the active language and new rows appear.
         self.fields["wilaya"].queryset = wilayas_in_force()  # type: ignore[attr-defined]
-        self.fields["trades"].choices = _trade_choices()  # type: ignore[attr-defined]
+        groups = trades_by_domain()
+        self.fields["trades"].choices = _trade_choices(groups)  # type: ignore[attr-defined]
+        self.fields["trades"].widget.trades_set([t for group in groups for t in group.trades])  # type: ignore[attr-defined]
 
     # A service's field name -> this form's field, where they differ.
     service_fields: dict[str, str] = {}

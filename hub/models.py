@@ -89,6 +89,20 @@ class TradeDomain(LocalizedName):
         verbose_name_plural = _("trade domains")
 
 
+# The icons of the sprite (frontend/static/hirfa/icons.svg) a trade may be drawn with;
+# a trade added later draws the default until someone gives it one.
+TRADE_ICONS = frozenset(
+    [
+        "amphora", "anvil", "axe", "brick-wall", "car", "cooking-pot", "cpu", "croissant", "crown",
+        "droplets", "fence", "flask-conical", "flower", "footprints", "gem", "grid-3x3", "guitar",
+        "hammer", "handbag", "paint-roller", "palette", "pen-tool", "pickaxe", "scissors", "shapes",
+        "shirt", "shopping-basket", "snowflake", "soap-dispenser-droplet", "sparkles", "wheat",
+        "wine", "zap",
+    ]
+)
+TRADE_ICON_DEFAULT = "hammer"
+
+
 class Trade(LocalizedName):
     """A craft activity (a guild); `activity_code` is the official 7-digit code when known."""
 
@@ -97,6 +111,8 @@ class Trade(LocalizedName):
     activity_code = models.CharField(
         _("activity code"), max_length=7, blank=True, default="", db_index=True
     )
+    # The name of a symbol of the icon sprite; see `TRADE_ICONS`.
+    icon = models.CharField(_("icon"), max_length=40, blank=True, default=TRADE_ICON_DEFAULT)
 
     class Meta:
         ordering = ["domain__code", "slug"]
@@ -109,6 +125,11 @@ class Trade(LocalizedName):
                 name="trade_activity_code_unique",
             )
         ]
+
+    @property
+    def icon_name(self) -> str:
+        """The sprite symbol to draw: its own icon when the sprite has it, else the default."""
+        return self.icon if self.icon in TRADE_ICONS else TRADE_ICON_DEFAULT
 
 
 class User(AbstractUser):

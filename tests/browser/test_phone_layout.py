@@ -73,7 +73,7 @@ IN_CALL_HEADER = """() => {
 def load_reference_data() -> None:
     """The 58 wilayas and the trades, put back if an earlier transactional test flushed them."""
     if Wilaya.objects.filter(code__lte=58).count() < 58:
-        for name in ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades"):
+        for name in ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades", "hub.migrations.0012_trade_icon"):
             importlib.import_module(name).load(django_apps, None)
 
 

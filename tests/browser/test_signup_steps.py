@@ -1,7 +1,8 @@
 """Sign-up step by step on a phone, in Arabic and in French, through daphne and Chromium:
 name and password first; the trade found by typing it (in either script); the wilaya
 tapped on the map; a phone number instead of an e-mail or a username; then a log-in with
-that phone number. Screenshots: test-artifacts/signup-<step>-<lang>.png."""
+that phone number. Screenshots: test-artifacts/signup-<step>-<lang>.png; the trade step's
+icons: signup-trade-icons-<lang>.png."""
 
 from __future__ import annotations
 
@@ -79,3 +80,44 @@ def test_a_copper_smith_signs_up_step_by_step_and_logs_in_with_his_phone(
     page.press("#id_password", "Enter")
     page.wait_for_url(f"{server.url}/rooms/")
     assert errors == []
+
+
+@pytest.mark.parametrize("language", ["ar", "fr"])
+def test_the_trade_step_draws_each_trade_with_its_icon(transactional_db, daphne_factory, browser, language):  # noqa: F811
+    load_reference_data()
+    server = daphne_factory({"HIRFA_DEBUG": "1"})
+    context = browser.new_context(viewport=PHONE, locale=language, is_mobile=True, has_touch=True)
+    context.add_cookies([{"name": "django_language", "value": language, "url": server.url}])
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{server.url}/signup/")
+    page.fill("#id_display_name", "Nadir Boumediene")
+    page.fill("#id_password1", PASSWORD)
+    page.fill("#id_password2", PASSWORD)
+    page.click(".signup-step[data-step='1'] [data-step-go='1']")
+    page.wait_for_selector("#signup-form[data-step='2']")
+    page.locator("#id_trades").screenshot(path=str(ARTIFACTS / f"signup-trade-list-{language}.png"))
+    # Every trade's icon: its <use> finds its symbol in the sprite (an unresolved one has
+    # no geometry) and is drawn at a readable size beside the name, on the same line.
+    icons = page.evaluate(
+        """() => [...document.querySelectorAll("#id_trades label[for]")].map((label) => {
+            const svg = label.querySelector("svg.trade-icon");
+            const use = svg && svg.querySelector("use");
+            const geometry = use ? use.getBBox() : { width: 0, height: 0 };
+            const box = svg ? svg.getBoundingClientRect() : { width: 0, height: 0, top: 0, bottom: 0 };
+            const text = label.getBoundingClientRect();
+            return { name: label.textContent.trim(), symbol: use ? use.getAttribute("href").split("#")[1] : "",
+                     geometry: geometry.width * geometry.height, width: box.width,
+                     inside: text.top <= (box.top + box.bottom) / 2 && (box.top + box.bottom) / 2 <= text.bottom };
+        })"""
+    )
+    assert len(icons) >= 30
+    for icon in icons:
+        assert icon["geometry"] > 0 and icon["width"] >= 16 and icon["inside"], str(icon)
+    assert len({icon["symbol"] for icon in icons}) >= 25  # trades have icons of their own
+    page.fill("#trade-search", "نحاس" if language == "ar" else "cuivre")
+    copper = page.locator("#id_trades label[for]", has_text="النحاسيات" if language == "ar" else "Dinanderie")
+    assert copper.locator("svg.trade-icon use").get_attribute("href").endswith("#cooking-pot")
+    assert copper.locator("svg.trade-icon").bounding_box()["width"] >= 16
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=str(ARTIFACTS / f"signup-trade-icons-{language}.png"))

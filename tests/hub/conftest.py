@@ -10,7 +10,7 @@ from django.apps import apps as django_apps
 # The meeting fixtures, for the revocation tests that end a member's meeting session.
 from tests.signaling.conftest import close_sfu_after, embedded_sfu  # noqa: F401
 
-_LOADERS = ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades")
+_LOADERS = ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades", "hub.migrations.0012_trade_icon")
 
 
 @pytest.fixture

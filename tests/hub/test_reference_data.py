@@ -123,7 +123,7 @@ def test_the_data_loaders_are_idempotent():
     from django.apps import apps
 
     before = (Wilaya.objects.count(), Trade.objects.count(), Wilaya.neighbours.through.objects.count())
-    for name in ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades"):
+    for name in ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades", "hub.migrations.0012_trade_icon"):
         importlib.import_module(name).load(apps, None)
     after = (Wilaya.objects.count(), Trade.objects.count(), Wilaya.neighbours.through.objects.count())
     assert before == after
@@ -153,3 +153,18 @@ def test_tamazight_names_in_latin_and_tifinagh():
         # Tifinagh letters (U+2D30–U+2D7F) and spaces only, and a Latin name beside.
         assert all(c == " " or "\u2d30" <= c <= "\u2d7f" for c in row.name_tfng), row.name_tfng
         assert row.name_ber
+
+
+def test_every_trade_has_an_icon_the_sprite_draws():
+    import re
+    from pathlib import Path
+
+    from hub.models import TRADE_ICON_DEFAULT, TRADE_ICONS
+
+    sprite = (Path(__file__).resolve().parents[2] / "frontend/static/hirfa/icons.svg").read_text()
+    symbols = set(re.findall(r'<symbol id="([^"]+)"', sprite))
+    assert TRADE_ICONS <= symbols and TRADE_ICON_DEFAULT in TRADE_ICONS
+    for trade in Trade.objects.all():
+        assert trade.icon in TRADE_ICONS, trade.slug
+    # Most trades have an icon of their own, not the default.
+    assert Trade.objects.exclude(icon=TRADE_ICON_DEFAULT).count() >= Trade.objects.count() - 2

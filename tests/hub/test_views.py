@@ -50,6 +50,25 @@ def test_signup_page_groups_trades_by_domain_and_has_csrf(client):
     assert "Tlemcen" in html and "Poterie et céramique" in html
 
 
+def test_signup_draws_each_trade_with_its_icon_from_the_sprite(client):
+    html = client.get(reverse("signup")).content.decode()
+    pottery = Trade.objects.get(slug="pottery-ceramics")
+    # In the trade's label, between its box and its name; decorative (the name is the label).
+    assert re.search(
+        rf'<input[^>]*value="{pottery.pk}"[^>]*>\s*<svg class="icon trade-icon" aria-hidden="true" focusable="false">'
+        r'<use href="[^"]*/icons\.svg#amphora"></use></svg>\s*Poterie et céramique</label>',
+        html,
+    )
+    drawn = re.findall(r'<svg class="icon trade-icon"[^>]*><use href="[^"]*#([a-z0-9-]+)"></use></svg>', html)
+    assert len(drawn) == Trade.objects.count()
+
+
+def test_a_trade_without_a_known_icon_is_drawn_with_the_default(client):
+    Trade.objects.filter(slug="copperware").update(icon="no-such-symbol")
+    html = client.get(reverse("signup")).content.decode()
+    assert "#no-such-symbol" not in html and "#hammer" in html
+
+
 def test_signup_in_arabic_shows_arabic_names(client):
     page = client.get(reverse("signup"), HTTP_ACCEPT_LANGUAGE="ar")
     html = page.content.decode()

@@ -16,7 +16,7 @@ from PIL import Image
 
 from hub.models import Wilaya
 
-_LOADERS = ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades")
+_LOADERS = ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades", "hub.migrations.0012_trade_icon")
 
 
 
