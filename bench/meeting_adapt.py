@@ -24,7 +24,9 @@ Cases (``--cases``), one JSON object each with the key ``case``:
 * ``assembly`` (first, partial): ``--participants`` (30) join one SFU one after the other, in
   one process with in-process aiortc peers (tests/signaling/sfu/peers.py): the first
   ``--cameras`` (4) publish a camera (160x120 VP8, aiortc-encoded) and a tone, the others a
-  microphone slot that sends nothing (silent: DTX or muted). Figures:
+  microphone slot that sends nothing (silent: DTX or muted). Each subscriber has
+  ``--audio-slots`` (3) and ``--video-slots`` (9) slots (0 and 0: one m-line per track,
+  as before slots). Figures:
   ``renegotiations_per_silent_join`` (offers answered by the participants already there, per
   silent join, mean; ``renegotiations_last_silent_join`` for the last), ``join_to_first_frame_ms``
   (the last joiner: from his join to a frame of every camera), ``join_negotiated_ms_*`` (a join
@@ -37,7 +39,8 @@ counts as the "high" layer, so adapting means pausing videos (or audio-only); Ch
 publishers' simulcast is covered by tests/signaling/sfu/test_simulcast.py.
 
 Usage (root, Chromium): ``python bench/meeting_adapt.py [--json] [--seconds 20]
-[--cases narrow,recover,simulcast_cpu,assembly] [--cpu-seconds 10] [--participants 30] [--cameras 4]``
+[--cases narrow,recover,simulcast_cpu,assembly] [--cpu-seconds 10] [--participants 30] [--cameras 4]
+[--audio-slots 3] [--video-slots 9]``
 """
 
 from __future__ import annotations
@@ -262,14 +265,14 @@ def simulcast_cpu(seconds: float, subscribers: int = 8) -> dict[str, Any]:
     return row
 
 
-def assembly(participants: int, cameras: int) -> dict[str, Any]:
+def assembly(participants: int, cameras: int, audio_slots: int = 3, video_slots: int = 9) -> dict[str, Any]:
     """The ``assembly`` case, signaling part only (see the module's docstring)."""
     import asyncio
 
-    return asyncio.run(_assembly(participants, cameras))
+    return asyncio.run(_assembly(participants, cameras, audio_slots, video_slots))
 
 
-async def _assembly(participants: int, cameras: int) -> dict[str, Any]:
+async def _assembly(participants: int, cameras: int, audio_slots: int, video_slots: int) -> dict[str, Any]:
     import asyncio
 
     from signaling.sfu import Sfu, SfuConfig, TrackSource
@@ -282,7 +285,10 @@ async def _assembly(participants: int, cameras: int) -> dict[str, Any]:
     )
 
     base = int(os.environ.get("HIRFA_BENCH_PORT_BASE", "44000"))
-    sfu = Sfu(SfuConfig(announced_addresses=("127.0.0.1",), bind_address="127.0.0.1", port_min=base, port_max=base + 499))
+    sfu = Sfu(SfuConfig(
+        announced_addresses=("127.0.0.1",), bind_address="127.0.0.1", port_min=base, port_max=base + 499,
+        audio_slots=audio_slots, video_slots=video_slots,
+    ))
     meeting = sfu.meeting("assembly")
     sessions: list[Session] = []
     silent_joins: list[int] = []
@@ -296,7 +302,9 @@ async def _assembly(participants: int, cameras: int) -> dict[str, Any]:
             before = sum(s.negotiations for s in sessions)
             started = time.monotonic()
             session = Session(client)
-            participant = await meeting.join(client.name, on_negotiation_needed=session.on_negotiation_needed)
+            participant = await meeting.join(
+                client.name, on_negotiation_needed=session.on_negotiation_needed, on_reception=session.on_reception
+            )
             session.participant = participant
             participant.publish(TrackSource.MICROPHONE)  # a silent one's mic publishes no packet (DTX, muted)
             if camera:
@@ -319,6 +327,7 @@ async def _assembly(participants: int, cameras: int) -> dict[str, Any]:
             await session.client.close()
     return {
         "case": "assembly", "participants": participants, "cameras": cameras,
+        "audio_slots": audio_slots, "video_slots": video_slots,
         "renegotiations_per_silent_join": round(statistics.mean(silent_joins), 2) if silent_joins else None,
         "renegotiations_last_silent_join": silent_joins[-1] if silent_joins else None,
         "join_to_first_frame_ms": round(first_frame_ms) if first_frame_ms is not None else None,
@@ -338,6 +347,8 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=8, help="simulcast_cpu's K")
     parser.add_argument("--participants", type=int, default=30, help="assembly's size")
     parser.add_argument("--cameras", type=int, default=4, help="assembly's camera publishers (the first to join)")
+    parser.add_argument("--audio-slots", type=int, default=3, help="assembly's audio slots per subscriber (0: no slots)")
+    parser.add_argument("--video-slots", type=int, default=9, help="assembly's video slots per subscriber (0: no slots)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     wanted = {c for c in args.cases.split(",") if c}
@@ -348,7 +359,7 @@ def main() -> None:
     if "simulcast_cpu" in wanted:
         rows.append(simulcast_cpu(args.cpu_seconds, args.subscribers))
     if "assembly" in wanted:
-        rows.append(assembly(args.participants, args.cameras))
+        rows.append(assembly(args.participants, args.cameras, args.audio_slots, args.video_slots))
     if args.json:
         print(json.dumps({
             "command": " ".join(["python", "bench/meeting_adapt.py", *sys.argv[1:]]),

@@ -715,6 +715,9 @@ class MeetingReception(ServerFrame):
     videos: list[ReceivedVideoOut]
     estimate_kbps: int
     pinned: int | None = None
+    #: With slots: each of my subscribe m-lines and whose source it carries now (a switch
+    #: of a slot needs no new offer); absent without slots.
+    slots: list[MLine] = []
 
 
 class TableOut(ServerFrame):

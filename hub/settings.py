@@ -413,6 +413,11 @@ HIRFA_SFU_BIND_ADDRESS = os.environ.get(
 HIRFA_SFU_PORT_MIN = int(os.environ.get("HIRFA_SFU_PORT_MIN", "40000"))
 HIRFA_SFU_PORT_MAX = int(os.environ.get("HIRFA_SFU_PORT_MAX", "40999"))
 # A worker refreshes its registration this often; one silent for 3 periods is dead.
+# Slots (signaling/sfu/README.md): each participant receives this many audio and video m-lines,
+# the loudest voices and the last-N videos switched into them (joins of others renegotiate
+# nobody); 0 and 0: one m-line per published track.
+HIRFA_SFU_AUDIO_SLOTS = int(os.environ.get("HIRFA_SFU_AUDIO_SLOTS", "3"))
+HIRFA_SFU_VIDEO_SLOTS = int(os.environ.get("HIRFA_SFU_VIDEO_SLOTS", "9"))
 HIRFA_SFU_HEARTBEAT_SECONDS = float(os.environ.get("HIRFA_SFU_HEARTBEAT_SECONDS", "2"))
 HIRFA_MEETING_MAX_PARTICIPANTS = int(os.environ.get("HIRFA_MEETING_MAX_PARTICIPANTS", "50"))
 # A meeting_answer frame may exceed HIRFA_FRAME_MAX_BYTES up to this (an SDP with many m-lines).

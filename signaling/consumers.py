@@ -257,6 +257,7 @@ class MeetingFrames(SocketPart):
                     videos=[protocol.ReceivedVideoOut(**video.model_dump()) for video in event.videos],
                     estimate_kbps=event.estimate_kbps,
                     pinned=event.pinned,
+                    slots=[protocol.MLine(**line.model_dump()) for line in event.slots],
                 )
             )
         elif isinstance(event, m.Rejoin):

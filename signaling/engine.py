@@ -56,6 +56,7 @@ from signaling.sfu import (
     Sfu,
     SlotDirection,
     TooManyTracks,
+    TrackSlot,
     TrackSource,
     VideoCodec,
 )
@@ -671,16 +672,7 @@ class MeetingEngine:
             return
         if member.generation != generation:
             return
-        mlines = tuple(
-            m.OfferLine(
-                mid=slot.mid,
-                kind="audio" if slot.kind is MediaKind.AUDIO else "video",
-                direction="publish" if slot.direction is SlotDirection.PUBLISH else "subscribe",
-                user=int(slot.publisher_id) if slot.publisher_id is not None else None,
-                source=SOURCE_NAMES[slot.source] if slot.source is not None else None,
-            )
-            for slot in offer.slots
-        )
+        mlines = tuple(offer_line(slot) for slot in offer.slots)
         await self._send(member.reply_to, m.Offer(sdp=offer.sdp, revision=offer.revision, mlines=mlines), live.id)
 
     def _spawn(self, live: LiveMeeting, coro: Awaitable[Any]) -> None:
@@ -780,6 +772,23 @@ def reception_event(reception: Reception, members: dict[int, Member]) -> m.Recep
         ),
         estimate_kbps=reception.estimate // 1000,
         pinned=int(reception.pinned) if reception.pinned is not None and reception.pinned.isdigit() else None,
+        slots=tuple(
+            offer_line(slot)
+            if slot.publisher_id is not None and slot.publisher_id.isdigit() and int(slot.publisher_id) in members
+            else offer_line(TrackSlot(mid=slot.mid, kind=slot.kind, direction=slot.direction, publisher_id=None, source=None))
+            for slot in reception.slots
+        ),
+    )
+
+
+def offer_line(slot: TrackSlot) -> m.OfferLine:
+    """One m-line of an offer (or a slot of a reception) as the member's socket names it."""
+    return m.OfferLine(
+        mid=slot.mid,
+        kind="audio" if slot.kind is MediaKind.AUDIO else "video",
+        direction="publish" if slot.direction is SlotDirection.PUBLISH else "subscribe",
+        user=int(slot.publisher_id) if slot.publisher_id is not None else None,
+        source=SOURCE_NAMES[slot.source] if slot.source is not None else None,
     )
 
 

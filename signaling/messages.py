@@ -267,6 +267,8 @@ class Reception(_Event):
     videos: tuple[ReceivedVideo, ...]
     estimate_kbps: int = Field(ge=0)
     pinned: int | None = None
+    #: With slots: each subscribe m-line and whom it carries now (empty without slots).
+    slots: tuple[OfferLine, ...] = ()
 
 
 Event = Annotated[

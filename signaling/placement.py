@@ -61,6 +61,8 @@ def sfu_config() -> SfuConfig:
         bind_address=settings.HIRFA_SFU_BIND_ADDRESS,
         port_min=settings.HIRFA_SFU_PORT_MIN,
         port_max=settings.HIRFA_SFU_PORT_MAX,
+        audio_slots=settings.HIRFA_SFU_AUDIO_SLOTS,
+        video_slots=settings.HIRFA_SFU_VIDEO_SLOTS,
     )
 
 

@@ -46,9 +46,17 @@ class SfuConfig:
     #: The REMB sent to a video publisher while his uplink loses nothing (bit/s): his browser
     #: then rises to its own caps; on loss it is brought down to what arrives.
     publisher_max_bitrate: int = 2_500_000
+    #: Slots: with both above 0, each subscriber gets this many audio and video m-lines at
+    #: his first offer, and never more; the SFU switches sources into them (the loudest
+    #: voices, the last-N videos), so others' joins, leaves and publications need no
+    #: renegotiation. 0: one m-line per published track (every change renegotiates).
+    audio_slots: int = 0
+    video_slots: int = 0
 
     def __post_init__(self) -> None:
         if not self.announced_addresses:
             raise ValueError("announced_addresses must name at least one address")
         if not 0 < self.port_min <= self.port_max <= 65535:
             raise ValueError(f"bad UDP port range {self.port_min}-{self.port_max}")
+        if self.audio_slots < 0 or self.video_slots < 0 or (self.audio_slots > 0) != (self.video_slots > 0):
+            raise ValueError(f"slots must both be 0 or both above 0, not {self.audio_slots}/{self.video_slots}")

@@ -585,6 +585,8 @@ class ForwardTrack(MediaStreamTrack):
         self._paused = False
         # VP8 picture id / TL0PICIDX continuity across layer switches (layered VP8 sources only).
         self._rewrite_vp8 = False
+        #: A slot (one m-line, sources switched into it): VP8 picture ids go on across sources.
+        self.continuous = False
         self._picture_offset = 0
         self._tl0_offset = 0
         self._last_picture_id: int | None = None
@@ -669,9 +671,7 @@ class ForwardTrack(MediaStreamTrack):
         self._source = source
         self._ts_offset = None
         self._target = 0
-        self._rewrite_vp8 = bool(
-            source is not None and getattr(source, "layered", False) and source.codec is VideoCodec.VP8
-        )
+        self._rewrite_vp8 = self._vp8_continuity(source)
         self.resync()
         if self._writer is not None:
             self._writer.clock_mapping = self._clock_mapping()
@@ -680,13 +680,20 @@ class ForwardTrack(MediaStreamTrack):
             if self._writer is not None and self._video and not self._paused:
                 source.request_keyframe(self._target)
 
+    def _vp8_continuity(self, source: TrackForwarder | None) -> bool:
+        """Whether VP8 picture ids must be rewritten to go on: across layers of a simulcast
+        source, and across sources for a slot (``continuous``)."""
+        return bool(
+            source is not None
+            and (self.continuous or getattr(source, "layered", False))
+            and source.codec is VideoCodec.VP8
+        )
+
     def resync(self) -> None:
         """Forward nothing more until the next start point (video: a keyframe)."""
         self._seq_offset = None
         source = self._source
-        self._rewrite_vp8 = bool(
-            source is not None and getattr(source, "layered", False) and source.codec is VideoCodec.VP8
-        )
+        self._rewrite_vp8 = self._vp8_continuity(source)
 
     def start_sending(self, writer: PacketWriter) -> None:
         """The subscriber's sender started: write to ``writer`` from the next keyframe on."""

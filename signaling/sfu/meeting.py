@@ -21,7 +21,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,11 @@ class Participant:
         self._publications: dict[TrackSource, _PublishSlot] = {}
         self._subscriptions: dict[tuple[str, TrackSource], _SubscribeSlot] = {}
         self._idle: list[_SubscribeSlot] = []
+        #: Slots (``SfuConfig.audio_slots``): every source he could receive, in the order they
+        #: came; ``_subscriptions`` then holds those in a slot, ``_idle`` the empty slots.
+        self._slotted = self._config.audio_slots > 0
+        self._candidates: dict[tuple[str, TrackSource], TrackForwarder] = {}
+        self._arrival: dict[tuple[str, TrackSource], int] = {}
         self._lock = asyncio.Lock()
         self._on_reception = on_reception
         self._downlink = DownlinkEstimate()
@@ -326,6 +331,12 @@ class Participant:
 
     def _subscribe(self, forwarder: TrackForwarder) -> None:
         key = (forwarder.participant_id, forwarder.source)
+        if self._slotted:
+            if self._state is not ParticipantState.CLOSED:
+                self._candidates[key] = forwarder
+                self._arrival.setdefault(key, len(self._arrival))
+                self._assign_slots(time.monotonic())
+            return
         if key in self._subscriptions or self._state is ParticipantState.CLOSED:
             return
         if forwarder.kind is MediaKind.VIDEO and not self._receive_video:
@@ -335,24 +346,7 @@ class Participant:
             self._idle.remove(slot)
             slot.transceiver.direction = "sendonly"
         else:
-            kind = forwarder.kind
-            track = ForwardTrack(
-                kind,
-                max_backlog=self._config.send_backlog_bytes,
-                max_resends_per_second=self._config.max_resends_per_second,
-            )
-            transceiver = self._pc.addTransceiver(track, direction="sendonly")
-            transceiver.setCodecPreferences(_codec_preferences(kind, self._meeting.video_codec))
-            aiortc_hooks.make_forwarding_sender(
-                transceiver.sender,
-                on_start=track.start_sending,
-                on_stop=track.stop_sending,
-                on_keyframe_request=track.on_remote_keyframe_request,
-                on_nack=track.on_nack,
-                on_remb=self._on_remb,
-                on_report=self._on_report,
-            )
-            slot = _SubscribeSlot(kind, transceiver, track)
+            slot = self._new_subscribe_line(forwarder.kind)
         # A new video waits for the allocator, which runs at once (before his sender starts):
         # a narrow link is not flooded before its estimate is spent.
         allocating = self._config.allocation_interval > 0
@@ -367,6 +361,12 @@ class Participant:
             self._meeting._allocate_soon(self)
 
     def _unsubscribe(self, participant_id: str, source: TrackSource) -> None:
+        if self._slotted:
+            self._candidates.pop((participant_id, source), None)
+            self._arrival.pop((participant_id, source), None)
+            if self._state is not ParticipantState.CLOSED:
+                self._assign_slots(time.monotonic())
+            return
         slot = self._subscriptions.pop((participant_id, source), None)
         if slot is None:
             return
@@ -381,6 +381,10 @@ class Participant:
         if receive == self._receive_video:
             return
         self._receive_video = receive
+        if self._slotted:
+            self._open_slots()  # his video slots, the first time he wants video
+            self._assign_slots(time.monotonic())
+            return
         if receive:
             for forwarder in self._meeting.forwarders():
                 if forwarder.participant_id != self.id:
@@ -389,6 +393,133 @@ class Participant:
             for participant_id, source in list(self._subscriptions):
                 if source.kind is MediaKind.VIDEO:
                     self._unsubscribe(participant_id, source)
+
+    # ------------------------------------------------------------ slots
+
+    def _open_slots(self) -> None:
+        """Slots: open his fixed audio m-lines, and video ones if he receives video (empty
+        until a source is switched in); each kind once."""
+        if not self._slotted:
+            return
+        opened = {line.kind for line in [*self._idle, *self._subscriptions.values()]}
+        for kind, count in ((MediaKind.AUDIO, self._config.audio_slots), (MediaKind.VIDEO, self._config.video_slots)):
+            if kind in opened or (kind is MediaKind.VIDEO and not self._receive_video):
+                continue
+            for index in range(count):
+                line = self._new_subscribe_line(kind)
+                # One msid stream per slot: see "Slots" in the README for lip sync.
+                aiortc_hooks.set_stream_id(line.transceiver.sender, f"hirfa-{kind.value[0]}{index}")
+                self._idle.append(line)
+                opened.add(kind)
+                self._mark_negotiation_needed()
+
+    def _new_subscribe_line(self, kind: MediaKind) -> _SubscribeSlot:
+        track = ForwardTrack(
+            kind,
+            max_backlog=self._config.send_backlog_bytes,
+            max_resends_per_second=self._config.max_resends_per_second,
+        )
+        # A slot's VP8 picture ids go on across a switch of publisher, as across layers.
+        track.continuous = self._slotted
+        transceiver = self._pc.addTransceiver(track, direction="sendonly")
+        transceiver.setCodecPreferences(_codec_preferences(kind, self._meeting.video_codec))
+        aiortc_hooks.make_forwarding_sender(
+            transceiver.sender,
+            on_start=track.start_sending,
+            on_stop=track.stop_sending,
+            on_keyframe_request=track.on_remote_keyframe_request,
+            on_nack=track.on_nack,
+            on_remb=self._on_remb,
+            on_report=self._on_report,
+        )
+        return _SubscribeSlot(kind, transceiver, track)
+
+    def _slot_ranking(self, kind: MediaKind, now: float) -> list[tuple[str, TrackSource]]:
+        """His candidate sources of ``kind``, first those that deserve a slot most.
+
+        Voices: the active speaker, then those speaking now, then by most recent
+        speech, those in a slot before others among equals (nobody flaps), then
+        by arrival. Videos: pinned, screen share, the active speaker, then the
+        last to speak (last-N), those in a slot first among equals, then by arrival.
+        """
+        speaker = self._meeting.speaker_detector
+        active, last_loud = speaker.current, speaker.last_loud
+        ranked = []
+        for key, forwarder in self._candidates.items():
+            if forwarder.kind is not kind or (kind is MediaKind.VIDEO and not self._receive_video):
+                continue
+            publisher_id, source = key
+            spoke = last_loud.get(publisher_id)
+            held = 0 if key in self._subscriptions else 1
+            if kind is MediaKind.AUDIO:
+                rank: tuple[Any, ...] = (
+                    1 if forwarder.muted else 0,
+                    0 if publisher_id == active else 1,
+                    0 if spoke is not None and now - spoke < _SPEAKING else 1,
+                    -(spoke or 0.0),
+                    held,
+                )
+            else:
+                if publisher_id == self._pinned:
+                    klass = _PINNED
+                elif source is TrackSource.SCREEN:
+                    klass = _SCREEN
+                elif publisher_id == active:
+                    klass = _SPEAKER
+                else:
+                    klass = _OTHER
+                rank = (1 if forwarder.muted else 0, klass, -(spoke or 0.0), held)
+            ranked.append((rank, self._arrival.get(key, 0), key))
+        return [key for _, _, key in sorted(ranked)]
+
+    def _assign_slots(self, now: float) -> None:
+        """Slots: switch the sources that deserve them most into his slots, keeping in place
+        those that stay; a switched slot starts at the new source's next keyframe with its
+        SSRC, sequence numbers and timestamps going on (:meth:`ForwardTrack.attach`)."""
+        if not self._slotted or self._state is ParticipantState.CLOSED:
+            return
+        changed = False
+        allocating = self._config.allocation_interval > 0
+        for kind, count in ((MediaKind.AUDIO, self._config.audio_slots), (MediaKind.VIDEO, self._config.video_slots)):
+            wanted = self._slot_ranking(kind, now)[:count]
+            keep = set(wanted)
+            for key in [k for k, held in self._subscriptions.items() if held.kind is kind and k not in keep]:
+                freed = self._subscriptions.pop(key)
+                freed.track.attach(None)
+                self._idle.append(freed)
+                changed = True
+            for key in wanted:
+                if key in self._subscriptions:
+                    continue
+                line = next((s for s in self._idle if s.kind is kind), None)
+                if line is None:
+                    break  # his slots are not open yet
+                self._idle.remove(line)
+                # A new video waits for the allocator, which runs at once: a narrow link is
+                # not flooded before its estimate is spent.
+                line.track.set_paused(allocating and kind is MediaKind.VIDEO)
+                line.track.attach(self._candidates[key])
+                self._subscriptions[key] = line
+                changed = True
+                if line.transceiver.currentDirection == "inactive":
+                    # A client that answered an empty slot inactive (an older page) cannot
+                    # receive on it until it answers again.
+                    self._mark_negotiation_needed()
+        if not changed:
+            return
+        if allocating:
+            self._meeting._allocate_soon(self)
+        slots = self._subscribe_slots()
+        self._reception = replace(self._reception, slots=slots)
+        if self._on_reception is not None:
+            self._on_reception(self, self._reception)
+
+    def _subscribe_slots(self) -> tuple[TrackSlot, ...]:
+        """Slots: each of his subscribe m-lines and whom it carries now."""
+        if not self._slotted:
+            return ()
+        # Before his first offer the m-lines have no mid yet: that offer tells whom they carry.
+        return tuple(slot for slot in self._slots() if slot.direction is SlotDirection.SUBSCRIBE and slot.mid)
 
     # ------------------------------------------------------------ allocation
 
@@ -405,6 +536,8 @@ class Participant:
         """Give ``publisher_id``'s video the first claim on this participant's bandwidth (``None``: unpin)."""
         self._check_open("pin")
         self._pinned = publisher_id
+        if self._slotted:
+            self._assign_slots(time.monotonic())
         self._meeting._allocate_soon(self)
 
     def retry_video(self) -> None:
@@ -460,6 +593,7 @@ class Participant:
         """Spend his estimate on what he subscribes to (see :mod:`.allocation`)."""
         if self._state is ParticipantState.CLOSED:
             return
+        self._assign_slots(now)
         speaker = self._meeting.speaker_detector
         active, last_loud = speaker.current, speaker.last_loud
         audio = 0.0
@@ -545,6 +679,7 @@ class Participant:
             videos=tuple(sorted(received, key=lambda v: (v.publisher_id, v.source.value))),
             estimate=int(downlink.value(now)),
             pinned=self._pinned,
+            slots=self._reception.slots,
         )
         previous, self._reception = self._reception, reception
         if self._on_reception is not None and (
@@ -843,6 +978,7 @@ class Meeting:
                 for track in slot.forwarder.subscribers:
                     track.attach(forwarder)
             await old._close()
+        participant._open_slots()
         for forwarder in self.forwarders():
             if forwarder.participant_id != participant_id:
                 participant._subscribe(forwarder)
@@ -1003,6 +1139,10 @@ class Meeting:
     def _speaker_changed(self, participant_id: str | None) -> None:
         if self._recorder is not None:
             self._recorder.speaker_changed(participant_id)
+        if self.config.audio_slots > 0:
+            now = time.monotonic()
+            for participant in tuple(self._participants.values()):
+                participant._assign_slots(now)
         if self.on_active_speaker is not None:
             self.on_active_speaker(participant_id)
 

@@ -113,6 +113,9 @@ class Reception:
     #: His downlink estimate (bit/s) when this was decided.
     estimate: int
     pinned: str | None = None
+    #: With slots (``SfuConfig.audio_slots``/``video_slots``): every subscribe m-line and
+    #: whom it carries now (``publisher_id``/``source`` ``None``: empty); ``()`` without slots.
+    slots: tuple[TrackSlot, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,17 +50,19 @@ class WebSocket:
         await self.ws.close()
 
 
-def offer_from_frame(frame: dict[str, Any]) -> Offer:
-    slots = tuple(
-        TrackSlot(
-            mid=m["mid"],
-            kind=MediaKind(m["kind"]),
-            direction=SlotDirection(m["direction"]),
-            publisher_id=str(m["user"]) if m.get("user") is not None else None,
-            source=SOURCES[m["source"]] if m.get("source") else None,
-        )
-        for m in frame["mlines"]
+def track_slot(line: dict[str, Any]) -> TrackSlot:
+    """One ``mlines`` (or ``slots``) entry of a frame."""
+    return TrackSlot(
+        mid=line["mid"],
+        kind=MediaKind(line["kind"]),
+        direction=SlotDirection(line["direction"]),
+        publisher_id=str(line["user"]) if line.get("user") is not None else None,
+        source=SOURCES[line["source"]] if line.get("source") else None,
     )
+
+
+def offer_from_frame(frame: dict[str, Any]) -> Offer:
+    slots = tuple(track_slot(m) for m in frame["mlines"])
     return Offer(sdp=frame["sdp"], revision=frame["revision"], slots=slots)
 
 
@@ -99,6 +101,10 @@ class MeetingClient:
                     {"type": "meeting_answer", "meeting": frame["meeting"], "sdp": sdp, "revision": frame["revision"]}
                 )
                 self.answered += 1
+            elif frame["type"] == "meeting_reception":
+                # Slots: whom each subscribe m-line carries now, as a page relabels its tiles.
+                for line in frame.get("slots", ()):
+                    self.peer.slots[line["mid"]] = track_slot(line)
             self._changed.set()
 
     async def send(self, frame: dict[str, Any]) -> None:

@@ -328,3 +328,28 @@ async def test_turn_credentials_are_renewed_while_in_the_meeting_and_stop_after(
     await asyncio.sleep(1.0)
     assert [f["type"] for f in n.frames[left:] if f["type"] == "meeting_ice_servers"] == []
     await n.close()
+
+
+async def test_with_slots_a_silent_join_offers_nothing_to_the_others_and_reception_names_the_slots(
+    embedded_sfu, close_sfu_after
+):
+    _room, meeting_id, nadia, amina, karim, _walid = await guild_meeting()
+    n = await client(nadia, "nadia", publish=("mic",))
+    await n.join(meeting_id)
+    await n.wait_for("meeting_offer")
+    a = await client(amina, "amina")
+    await a.join(meeting_id)
+    await wait_until(lambda: len(n.frames_from(amina.pk, "camera")) >= 10, what="nadia sees amina")
+    reception = await n.wait_for("meeting_reception", lambda f: any(s.get("user") == amina.pk for s in f.get("slots", ())))
+    assert {(s["kind"], s["source"]) for s in reception["slots"] if s.get("user") == amina.pk} <= {("audio", "mic"), ("video", "camera")}
+    offers = n.mark()
+
+    k = await client(karim, "karim", publish=("mic",))
+    await k.join(meeting_id)
+    await k.wait_for("meeting_offer")
+    await n.wait_for("meeting_state", lambda f: len(f["participants"]) == 3, after=offers)
+    await wait_until(lambda: len(k.frames_from(amina.pk, "camera")) >= 10, what="karim sees amina")
+    assert [f for f in n.frames[offers:] if f["type"] == "meeting_offer"] == [], "a silent join re-offered nadia"
+    for who in (n, a, k):
+        await who.close()
+    await placement.close_embedded()

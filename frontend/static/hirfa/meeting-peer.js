@@ -82,6 +82,8 @@ export class SfuPeer {
     this.onChange = onChange;
     this.onTrouble = onTrouble;
     this.mlines = new Map();
+    // Slot switches told by meeting_reception since the last offer arrived (newer than it).
+    this.switched = new Map();
     this.queue = Promise.resolve();
     this.closed = false;
     this.troubleTimer = null;
@@ -93,6 +95,7 @@ export class SfuPeer {
 
   /** Apply a server offer (queued behind the previous ones) and answer it. */
   offer(frame) {
+    this.switched = new Map();
     this.queue = this.queue
       .then(() => this.apply(frame))
       .catch((err) => console.warn("meeting offer", frame.revision, err));
@@ -103,6 +106,7 @@ export class SfuPeer {
     if (this.closed) return;
     await this.pc.setRemoteDescription({ type: "offer", sdp: frame.sdp });
     this.mlines = new Map(frame.mlines.map((m) => [m.mid, m]));
+    for (const [mid, m] of this.switched) if (this.mlines.has(mid)) this.mlines.set(mid, m);
     const local = this.tracks();
     for (const transceiver of this.pc.getTransceivers()) {
       const m = transceiver.mid !== null && this.mlines.get(transceiver.mid);
@@ -111,7 +115,9 @@ export class SfuPeer {
         await transceiver.sender.replaceTrack(local[m.source] || null);
         transceiver.direction = "sendonly";
       } else {
-        transceiver.direction = m.source ? "recvonly" : "inactive";
+        // Always ready to receive: an empty slot gets a source without a new offer (an idle
+        // m-line the server offers inactive is answered inactive all the same).
+        transceiver.direction = "recvonly";
       }
     }
     // A re-offer resets the simulcast layers to the offer's (all on): capped again at once.
@@ -122,6 +128,14 @@ export class SfuPeer {
     this.send({ type: "meeting_answer", sdp: this.pc.localDescription.sdp, revision: frame.revision });
     await this.applyCaps();
     this.onChange();
+  }
+
+  /** Slots: the server switched sources into some of our m-lines (meeting_reception's `slots`). */
+  reslot(slots) {
+    for (const m of slots || []) {
+      this.switched.set(m.mid, m);
+      if (this.mlines.has(m.mid)) this.mlines.set(m.mid, m);
+    }
   }
 
   trickle(candidate) {

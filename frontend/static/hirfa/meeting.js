@@ -1173,7 +1173,10 @@ hub.on("meeting_reception", (frame) => {
   const was = reception?.audio_only;
   reception = frame;
   if (frame.audio_only && !was) toast(T.audioOnlyConnection);
-  renderTiles();
+  if (frame.slots?.length && peer) {
+    peer.reslot(frame.slots);
+    renderAll();
+  } else renderTiles();
 });
 hub.on("meeting_tables", async (frame) => {
   const was = tables;

@@ -22,7 +22,7 @@ from aiortc.mediastreams import AUDIO_PTIME, MediaStreamTrack, VideoStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from av import AudioFrame, VideoFrame
 
-from signaling.sfu import Offer, Participant, SlotDirection, TrackSlot, TrackSource
+from signaling.sfu import Offer, Participant, Reception, SlotDirection, TrackSlot, TrackSource
 from signaling.sfu.aiortc_hooks import (
     AssembledFrame,
     HostCandidatePolicy,
@@ -170,6 +170,13 @@ class Session:
         self.participant: Participant | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.negotiations = 0
+        self.receptions: list[Reception] = []
+
+    def on_reception(self, participant: Participant, reception: Reception) -> None:
+        """The SFU's reception updates; with slots, whom each subscribe m-line carries now."""
+        self.receptions.append(reception)
+        for slot in reception.slots:
+            self.client.slots[slot.mid] = slot
 
     def on_negotiation_needed(self, participant: Participant) -> None:
         task = asyncio.ensure_future(self._negotiate(participant))

@@ -15,3 +15,4 @@ def test_the_assembly_case_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert row["case"] == "assembly" and row["join_to_first_frame_ms"] is not None, row
     assert isinstance(row["renegotiations_per_silent_join"], float | int), row
     assert row["renegotiations_last_silent_join"] >= 0, row
+    assert row["renegotiations_per_silent_join"] == 0, "with slots a silent join renegotiates nobody else"
