@@ -181,6 +181,9 @@ class MeetingJoin(ClientFrame):
     publish: Annotated[list[MeetingSource], Field(max_length=3)] = []
     #: False: join without being recorded (nothing of his is written while the meeting records).
     recorded: bool = True
+    #: How many videos his screen shows at once (slots: e.g. 4 on a phone); at most the
+    #: server's video slots (HIRFA_SFU_VIDEO_SLOTS), which is also the default.
+    video_slots: Annotated[int, Field(ge=1, le=25)] | None = None
 
 
 class MeetingLeave(ClientFrame):

@@ -391,6 +391,7 @@ class MeetingFrames(SocketPart):
             "lobby": ticket.lobby,
             "video_codec": ticket.video_codec,
             "receive_video": receive_video,
+            "video_slots": frame.video_slots,
             "publish": publish,
             "recorded": frame.recorded,
             "recording": ticket.recording,

@@ -102,6 +102,8 @@ class Member:
     reply_to: str
     receive_video: bool
     participant: Participant | None = None
+    #: His video slots when fewer than the server's (a phone), else None.
+    video_slots: int | None = None
     #: Bumped for every new server-side peer; callbacks of an older one are ignored.
     generation: int = 0
     hand: bool = False
@@ -497,6 +499,7 @@ class MeetingEngine:
             member.reply_to = reply_to
             member.host = command.host
             member.receive_video = command.receive_video
+            member.video_slots = command.video_slots
         else:
             if len(live.members) >= self._max_participants:
                 raise HirfaError(ErrorCode.FORBIDDEN, gettext_noop("The meeting is full."))
@@ -506,6 +509,7 @@ class MeetingEngine:
                 host=command.host,
                 reply_to=reply_to,
                 receive_video=command.receive_video,
+                video_slots=command.video_slots,
             )
         member.publish = command.publish
         member.recorded = command.recorded
@@ -553,6 +557,7 @@ class MeetingEngine:
             on_negotiation_needed=negotiation_needed,
             on_state_change=state_changed,
             receive_video=member.receive_video,
+            video_slots=member.video_slots,
             replace=True,
             on_reception=reception_changed,
         )

@@ -49,6 +49,8 @@ class Join(_Command):
     lobby: bool = False
     video_codec: Codec = "vp8"
     receive_video: bool = True
+    #: His video slots, when fewer than the server's (a phone's screen): None, the server's.
+    video_slots: int | None = Field(default=None, ge=1)
     #: Sources to publish on each new server-side peer.
     publish: tuple[Source, ...] = ()
     #: False: nothing of his is written while the meeting records.

@@ -587,6 +587,9 @@ class ForwardTrack(MediaStreamTrack):
         self._rewrite_vp8 = False
         #: A slot (one m-line, sources switched into it): VP8 picture ids go on across sources.
         self.continuous = False
+        #: A slot's partner (audio slot k with video slot k, one msid stream): the sender
+        #: reports carry the publisher's NTP time only while both carry the same publisher.
+        self.partner: ForwardTrack | None = None
         self._picture_offset = 0
         self._tl0_offset = 0
         self._last_picture_id: int | None = None
@@ -728,6 +731,10 @@ class ForwardTrack(MediaStreamTrack):
             offset = self._ts_offset
             if offset is None or self._source is not source:
                 return None
+            partner = self.partner
+            held = partner._source if partner is not None else None
+            if held is not None and held.participant_id != source.participant_id:
+                return None  # NTP 0: a pair of two people is not to be synchronised
             if self._ts_layer:
                 return source.ntp_time((timestamp - offset) & 0xFFFFFFFF, self._ts_layer)
             return source.ntp_time((timestamp - offset) & 0xFFFFFFFF)

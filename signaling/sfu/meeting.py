@@ -124,6 +124,8 @@ class _SubscribeSlot:
     kind: MediaKind
     transceiver: RTCRtpTransceiver
     track: ForwardTrack
+    #: Slots: its place among his slots of its kind (audio and video slot k make a pair).
+    index: int = 0
 
 
 class Participant:
@@ -142,6 +144,7 @@ class Participant:
         on_state_change: StateCallback | None,
         receive_video: bool,
         on_reception: ReceptionCallback | None = None,
+        video_slots: int | None = None,
     ) -> None:
         self.id = participant_id
         self._meeting = meeting
@@ -165,6 +168,7 @@ class Participant:
         #: Slots (``SfuConfig.audio_slots``): every source he could receive, in the order they
         #: came; ``_subscriptions`` then holds those in a slot, ``_idle`` the empty slots.
         self._slotted = self._config.audio_slots > 0
+        self._video_slots = min(self._config.video_slots, video_slots or self._config.video_slots)
         self._candidates: dict[tuple[str, TrackSource], TrackForwarder] = {}
         self._arrival: dict[tuple[str, TrackSource], int] = {}
         self._lock = asyncio.Lock()
@@ -402,16 +406,44 @@ class Participant:
         if not self._slotted:
             return
         opened = {line.kind for line in [*self._idle, *self._subscriptions.values()]}
-        for kind, count in ((MediaKind.AUDIO, self._config.audio_slots), (MediaKind.VIDEO, self._config.video_slots)):
+        for kind, count in ((MediaKind.AUDIO, self._config.audio_slots), (MediaKind.VIDEO, self._video_slots)):
             if kind in opened or (kind is MediaKind.VIDEO and not self._receive_video):
                 continue
+            paired = min(self._config.audio_slots, self._video_slots)
             for index in range(count):
                 line = self._new_subscribe_line(kind)
-                # One msid stream per slot: see "Slots" in the README for lip sync.
-                aiortc_hooks.set_stream_id(line.transceiver.sender, f"hirfa-{kind.value[0]}{index}")
+                line.index = index
+                # Audio slot k and video slot k are one msid stream (a pair): browsers keep
+                # them in sync, which is right while they carry one publisher (see the README).
+                name = f"hirfa-s{index}" if index < paired else f"hirfa-{kind.value[0]}{index}"
+                aiortc_hooks.set_stream_id(line.transceiver.sender, name)
+                partner = self._slot_line(MediaKind.VIDEO if kind is MediaKind.AUDIO else MediaKind.AUDIO, index)
+                if index < paired and partner is not None:
+                    line.track.partner, partner.track.partner = partner.track, line.track
                 self._idle.append(line)
                 opened.add(kind)
                 self._mark_negotiation_needed()
+
+    def _slot_line(self, kind: MediaKind, index: int) -> _SubscribeSlot | None:
+        return next(
+            (line for line in [*self._idle, *self._subscriptions.values()] if line.kind is kind and line.index == index),
+            None,
+        )
+
+    def _free_line(self, kind: MediaKind, publisher_id: str) -> _SubscribeSlot | None:
+        """The empty slot of ``kind`` for ``publisher_id``: the one paired with his other
+        track's slot, else an unpaired one, else one whose partner is empty, else any."""
+        def fit(line: _SubscribeSlot) -> tuple[int, int]:
+            partner = line.track.partner
+            if partner is None:
+                return 1, line.index
+            held = partner.source
+            if held is None:
+                return 2, line.index
+            return (0 if held.participant_id == publisher_id else 3), line.index
+
+        free = [line for line in self._idle if line.kind is kind]
+        return min(free, key=fit) if free else None
 
     def _new_subscribe_line(self, kind: MediaKind) -> _SubscribeSlot:
         track = ForwardTrack(
@@ -480,7 +512,7 @@ class Participant:
             return
         changed = False
         allocating = self._config.allocation_interval > 0
-        for kind, count in ((MediaKind.AUDIO, self._config.audio_slots), (MediaKind.VIDEO, self._config.video_slots)):
+        for kind, count in ((MediaKind.AUDIO, self._config.audio_slots), (MediaKind.VIDEO, self._video_slots)):
             wanted = self._slot_ranking(kind, now)[:count]
             keep = set(wanted)
             for key in [k for k, held in self._subscriptions.items() if held.kind is kind and k not in keep]:
@@ -491,7 +523,7 @@ class Participant:
             for key in wanted:
                 if key in self._subscriptions:
                     continue
-                line = next((s for s in self._idle if s.kind is kind), None)
+                line = self._free_line(kind, key[0])
                 if line is None:
                     break  # his slots are not open yet
                 self._idle.remove(line)
@@ -505,6 +537,7 @@ class Participant:
                     # A client that answered an empty slot inactive (an older page) cannot
                     # receive on it until it answers again.
                     self._mark_negotiation_needed()
+        changed = self._pair_up() or changed
         if not changed:
             return
         if allocating:
@@ -513,6 +546,35 @@ class Participant:
         self._reception = replace(self._reception, slots=slots)
         if self._on_reception is not None:
             self._on_reception(self, self._reception)
+
+    def _pair_up(self) -> bool:
+        """Move a publisher's voice (else his picture) into the empty partner of his other
+        slot, so that his pair is one msid stream; answers whether anything moved. Moving a
+        voice costs nothing; a picture restarts at a keyframe, once."""
+        moved = False
+        lines = {kind: {key: line for key, line in self._subscriptions.items() if line.kind is kind} for kind in MediaKind}
+        for key, audio in lines[MediaKind.AUDIO].items():
+            publisher_id = key[0]
+            video_key = (publisher_id, TrackSource.CAMERA)
+            video = lines[MediaKind.VIDEO].get(video_key)
+            if video is None or audio.track.partner is video.track:
+                continue
+            for line, other in ((audio, video), (video, audio)):
+                target = self._slot_line(line.kind, other.index)
+                if target is None or target not in self._idle or target.track.partner is not other.track:
+                    continue
+                moved_key = key if line is audio else video_key
+                self._idle.remove(target)
+                source = line.track.source
+                paused = line.track.paused
+                line.track.attach(None)
+                self._idle.append(line)
+                target.track.set_paused(paused)
+                target.track.attach(source)
+                self._subscriptions[moved_key] = target
+                moved = True
+                break
+        return moved
 
     def _subscribe_slots(self) -> tuple[TrackSlot, ...]:
         """Slots: each of his subscribe m-lines and whom it carries now."""
@@ -936,6 +998,7 @@ class Meeting:
         receive_video: bool = True,
         replace: bool = False,
         on_reception: ReceptionCallback | None = None,
+        video_slots: int | None = None,
     ) -> Participant:
         """Add a participant subscribed to every track already published.
 
@@ -945,7 +1008,8 @@ class Meeting:
         renegotiates: the new peer publishes what the old one did, and the
         m-lines the others receive him on are fed by the new peer from its
         first keyframe on (same SSRC, sequence numbers and timestamps going
-        on, same msid). Raises :class:`InvalidSfuState` if the meeting is
+        on, same msid). With slots, ``video_slots`` (fewer than the configured
+        ones: a phone's screen) sets his video slots. Raises :class:`InvalidSfuState` if the meeting is
         closed or, without ``replace``, if the id is already in it.
         """
         if self._closed:
@@ -962,6 +1026,7 @@ class Meeting:
             on_state_change=on_state_change,
             receive_video=receive_video,
             on_reception=on_reception,
+            video_slots=video_slots,
         )
         if old is not None:
             participant._pinned = old._pinned

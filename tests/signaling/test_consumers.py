@@ -353,3 +353,18 @@ async def test_with_slots_a_silent_join_offers_nothing_to_the_others_and_recepti
     for who in (n, a, k):
         await who.close()
     await placement.close_embedded()
+
+
+async def test_a_phone_joins_with_fewer_video_slots_and_a_bad_count_is_refused(embedded_sfu, close_sfu_after):
+    _room, meeting_id, nadia, _amina, _karim, _walid = await guild_meeting()
+    n = await client(nadia, "nadia", publish=("mic",))
+    mark = n.mark()
+    await n.send({"type": "meeting_join", "meeting": meeting_id, "video_slots": 0, "ref": "zero"})
+    error = await n.wait_for("error", lambda f: f.get("ref") == "zero", after=mark)
+    assert error["code"] == "invalid_frame", error
+    await n.join(meeting_id, video_slots=4)
+    offer = await n.wait_for("meeting_offer")
+    video = [m for m in offer["mlines"] if m["kind"] == "video" and m["direction"] == "subscribe"]
+    assert len(video) == 4, offer["mlines"]
+    await n.close()
+    await placement.close_embedded()

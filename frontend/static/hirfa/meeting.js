@@ -297,6 +297,8 @@ function joinFrame() {
     receive_video: o.receiveVideo,
     recorded,
   };
+  // A phone's screen shows four videos well: the server switches the others out (slots).
+  if (matchMedia("(max-width: 600px)").matches) frame.video_slots = 4;
   if (meetingId) frame.meeting = meetingId;
   else frame.room = ROOM;
   return frame;

@@ -14,6 +14,7 @@ from signaling.sfu.types import VideoCodec
 
 from .peers import ClientPeer, PatternVideoTrack, Session, ToneAudioTrack, wait_until
 from .test_forwarding_e2e import close_all, publisher_sender
+from .test_lipsync import record_sender_reports
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -142,3 +143,61 @@ async def test_a_camera_leaving_frees_its_slot_for_one_waiting_without_renegotia
     assert is_keyframe(VideoCodec.VP8, karim.frames_from("nadia", TrackSource.CAMERA)[0])
     await sessions[1].client.close()
     await close_all(slot_sfu, [sessions[0], *sessions[2:]])
+
+
+async def test_a_phone_asks_for_fewer_video_slots_and_gets_the_last_to_speak(slot_sfu: Sfu) -> None:
+    meeting = slot_sfu.meeting("assembly-phone")
+    cameras = [ClientPeer(name, tracks={TrackSource.CAMERA: PatternVideoTrack()}) for name in ("amina", "yasmine")]
+    sessions = [await join(meeting, camera, TrackSource.CAMERA) for camera in cameras]
+    karim = ClientPeer("karim")
+    session = Session(karim)
+    session.participant = await meeting.join(
+        "karim", on_negotiation_needed=session.on_negotiation_needed, on_reception=session.on_reception, video_slots=1
+    )
+    await session.settle()
+    sessions.append(session)
+    video = [m for m, s in karim.slots.items() if s.kind is MediaKind.VIDEO]
+    assert len(video) == 1, f"a phone asking for one video slot got {len(video)}"
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 10, what="the first camera")
+    assert not karim.frames_from("yasmine", TrackSource.CAMERA)
+    await close_all(slot_sfu, sessions)
+
+
+def msid_by_mid(sdp: str) -> dict[str, str]:
+    """mid -> msid stream of each m-line of an SDP."""
+    out = {}
+    for section in sdp.split("\nm=")[1:]:
+        lines = section.splitlines()
+        mid = next((line[6:] for line in lines if line.startswith("a=mid:")), None)
+        msid = next((line[7:].split()[0] for line in lines if line.startswith("a=msid:")), None)
+        if mid is not None and msid is not None:
+            out[mid] = msid
+    return out
+
+
+async def test_slot_pairs_keep_a_publishers_voice_and_picture_in_one_stream_and_sync_only_then(slot_sfu: Sfu) -> None:
+    meeting = slot_sfu.meeting("assembly-lipsync")
+    karim = ClientPeer("karim")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack(amplitude=0)})
+    sessions = [await join(meeting, karim), await join(meeting, amina, TrackSource.CAMERA, TrackSource.MICROPHONE)]
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 10, what="amina's video")
+    video_mid = karim.mid_for("amina", TrackSource.CAMERA)
+    audio_mid = karim.mid_for("amina", TrackSource.MICROPHONE)
+    msids = msid_by_mid(meeting.participant("karim").peer_connection.localDescription.sdp)
+    assert msids[video_mid] == msids[audio_mid], f"amina's voice and picture are not in one stream: {msids}"
+    assert len(set(msids.values())) == 2, f"one audio slot pairs with one of two video slots: {msids}"
+    reports = {mid: record_sender_reports(karim, mid) for mid in (video_mid, audio_mid)}
+    await wait_until(lambda: all(any(ntp for ntp, _ in r) for r in reports.values()), timeout=30,
+                     what="sender reports in amina's clock on both halves of the pair")
+
+    # yasmine speaks: her voice takes the audio slot, her camera the unpaired video slot;
+    # the pair now holds two people: its reports carry no NTP time (nothing to synchronise).
+    yasmine = ClientPeer("yasmine", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()})
+    sessions.append(await join(meeting, yasmine, TrackSource.CAMERA, TrackSource.MICROPHONE))
+    await wait_until(lambda: karim.slots[audio_mid].publisher_id == "yasmine", what="yasmine in the audio slot")
+    assert karim.mid_for("yasmine", TrackSource.CAMERA) != video_mid
+    for r in reports.values():
+        r.clear()
+    await wait_until(lambda: all(len(r) >= 2 for r in reports.values()), timeout=30, what="reports after the switch")
+    assert all(ntp == 0 for r in reports.values() for ntp, _ in r[1:]), reports
+    await close_all(slot_sfu, sessions)
