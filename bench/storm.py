@@ -12,7 +12,7 @@ Prints (see docs/performance.md, "Connection storms"):
   and restarted, time until every socket of it has resumed (subscribed again);
   with the p99 delivery latency, during the storm, of members on the surviving
   process;
-- idle_sockets and rss_mb: IDLE idle authenticated sockets on one hub process;
+- idle_sockets and rss_mb: IDLE idle authenticated sockets over two hub processes (RSS summed);
 - cpu_ms_per_message and messages_per_s_per_process: server CPU per persisted
   message over a burst of sends (CPU time of the daphne process / messages);
 - redis_restart: messages sent before, during and after a kill and restart of
@@ -112,8 +112,11 @@ def rss_mb(pid: int) -> float:
 class Member:
     """One socket that resumes by itself: reconnects with jittered backoff, resubscribes since its rev."""
 
-    def __init__(self, urls: list[str], cookie: str, room: int, stats: dict[str, Any]) -> None:
+    def __init__(self, urls: list[str], cookie: str, room: int, stats: dict[str, Any],
+                 gate: asyncio.Semaphore | None = None) -> None:
         self.urls = urls
+        # Openings in flight at once in this process (None: all at once).
+        self.gate = gate
         self.cookie = cookie
         self.room = room
         self.stats = stats
@@ -134,6 +137,10 @@ class Member:
     async def run(self) -> None:
         attempt = 0
         while True:
+            gated = self.gate is not None and not self.subscribed.is_set()
+            if gated:
+                assert self.gate is not None
+                await self.gate.acquire()
             try:
                 self.ws = await cf._open(self.urls[self.server], self.cookie, self.urls[self.server]
                                          .replace("ws://", "http://").replace("/ws/", ""))
@@ -145,6 +152,10 @@ class Member:
                 attempt = 0
                 async for text in self.ws:
                     self.on_frame(json.loads(text))
+                    if gated and self.subscribed.is_set():
+                        gated = False
+                        assert self.gate is not None
+                        self.gate.release()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -153,6 +164,10 @@ class Member:
                 if status is not None:
                     name = f"{name} {status}"
                 self.stats["errors"][name] = self.stats["errors"].get(name, 0) + 1
+            finally:
+                if gated:
+                    assert self.gate is not None
+                    self.gate.release()
             code = getattr(self.ws, "close_code", None) if self.ws is not None else None
             self.closed.append(code if code is not None else 1006)
             self.subscribed.clear()
@@ -171,11 +186,17 @@ class Member:
             if self.rev is not None and frame["rev"] > self.rev + 1:
                 self.fetch()
             self.apply(frame)
+            if not self.subscribed.is_set():
+                # A replay of what was sent while this member was away (it comes before
+                # `subscribed`): not a live delivery, its age is the outage's length.
+                self.stats["replayed"] += 1
+                return
             sent = frame["text"].split(" ", 1)[0]
             try:
-                self.stats["latencies"].append((time.time() - float(sent)) * 1000)
+                latency = (time.time() - float(sent)) * 1000
             except ValueError:
-                pass
+                return
+            self.stats["latencies"].setdefault(self.server, []).append(latency)
         elif kind == "subscribed":
             self.rev = max(self.rev or 0, frame["rev"])
             self.subscribed.set()
@@ -197,9 +218,12 @@ class Member:
             )
 
 
-async def client_main(conn: Connection, urls: list[str], room: int, cookies: list[str], servers: list[int]) -> None:
-    stats: dict[str, Any] = {"presence_frames": 0, "resyncs": 0, "fetches": 0, "latencies": [], "errors": {}}
-    members = [Member(urls, cookie, room, stats) for cookie in cookies]
+async def client_main(conn: Connection, urls: list[str], room: int, cookies: list[str], servers: list[int],
+                      at_once: int) -> None:
+    stats: dict[str, Any] = {"presence_frames": 0, "resyncs": 0, "fetches": 0, "replayed": 0,
+                             "latencies": {}, "errors": {}}
+    gate = asyncio.Semaphore(at_once) if at_once > 0 else None
+    members = [Member(urls, cookie, room, stats, gate) for cookie in cookies]
     loop = asyncio.get_running_loop()
     while True:
         cmd, arg = await loop.run_in_executor(None, conn.recv)
@@ -208,10 +232,17 @@ async def client_main(conn: Connection, urls: list[str], room: int, cookies: lis
             for member, server in zip(members, servers):
                 member.start(server)
                 await asyncio.sleep(0)
-            await asyncio.wait_for(asyncio.gather(*(m.subscribed.wait() for m in members)), arg)
+            try:
+                await asyncio.wait_for(asyncio.gather(*(m.subscribed.wait() for m in members)), arg)
+            except TimeoutError:
+                # Say how far it got rather than nothing: subscribed sockets, reconnects and why.
+                conn.send(("timeout", {"subscribed": sum(m.subscribed.is_set() for m in members),
+                                       "of": len(members), "closes": sum(len(m.closed) for m in members),
+                                       "errors": stats["errors"]}))
+                continue
             conn.send(("ok", time.time() - started))
         elif cmd == "reset_latency":
-            stats["latencies"] = []
+            stats["latencies"] = {}
             conn.send(("ok", True))
         elif cmd == "wait_resumed":
             deadline = time.time() + arg["timeout"]
@@ -226,7 +257,9 @@ async def client_main(conn: Connection, urls: list[str], room: int, cookies: lis
                 "resyncs": stats["resyncs"],
                 "fetches": stats["fetches"],
                 "errors": stats["errors"],
-                "latencies": list(stats["latencies"]),
+                "replayed": stats["replayed"],
+                # Live deliveries' latencies by the hub the member is on (JSON keys are strings).
+                "latencies": {str(k): list(v) for k, v in stats["latencies"].items()},
                 "seen": [dict(m.seen) for m in members],
                 "servers": [m.server for m in members],
                 "closed": [c for m in members for c in m.closed],
@@ -241,24 +274,34 @@ async def client_main(conn: Connection, urls: list[str], room: int, cookies: lis
             return
 
 
-def _client_process(conn: Connection, urls: list[str], room: int, cookies: list[str], servers: list[int]) -> None:
-    cf._run(client_main(conn, urls, room, cookies, servers))
+def _client_process(conn: Connection, urls: list[str], room: int, cookies: list[str], servers: list[int],
+                    at_once: int) -> None:
+    cf._run(client_main(conn, urls, room, cookies, servers, at_once))
 
 
 class Clients:
-    def __init__(self, urls: list[str], room: int, cookies: list[str], servers: list[int], procs: int) -> None:
+    def __init__(self, urls: list[str], room: int, cookies: list[str], servers: list[int], procs: int,
+                 at_once: int = 0) -> None:
         ctx = mp.get_context("spawn")
         self.conns: list[Connection] = []
         self.procs: list[Any] = []
         for i in range(procs):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_client_process, args=(child, urls, room, cookies[i::procs], servers[i::procs]))
+            p = ctx.Process(target=_client_process, args=(child, urls, room, cookies[i::procs], servers[i::procs],
+                                                                   at_once))
             p.start()
             self.conns.append(parent)
             self.procs.append(p)
 
     def ask(self, cmd: str, arg: Any = None, timeout: float = 600) -> list[Any]:
         return cf._ask(self.conns, cmd, arg, timeout)
+
+    def connect(self, seconds: float) -> float:
+        """Connect and subscribe every member within SECONDS; the slowest process's time."""
+        answers = self.ask("connect", seconds, timeout=seconds + 30)
+        if any(isinstance(a, dict) for a in answers):
+            raise RuntimeError(f"not every member subscribed within {seconds} s: {json.dumps(answers)}")
+        return float(max(answers))
 
     def stop(self) -> None:
         try:
@@ -355,7 +398,7 @@ def run_subscribe(env: dict[str, str], args: argparse.Namespace, index: int) -> 
         urls = [f"ws://127.0.0.1:{port}/ws/"]
         clients = Clients(urls, made["room"], made["receivers"], [0] * args.members, args.client_procs)
         cpu_before = cpu_seconds(hub.pid)
-        took = max(clients.ask("connect", args.timeout, timeout=args.timeout + 30))
+        took = clients.connect(args.timeout)
         hub_cpu = cpu_seconds(hub.pid) - cpu_before
         time.sleep(3)  # the last presence period
         stats = clients.ask("stats")
@@ -374,22 +417,34 @@ def run_subscribe(env: dict[str, str], args: argparse.Namespace, index: int) -> 
 
 
 def run_idle(env: dict[str, str], args: argparse.Namespace, index: int) -> dict[str, Any]:
+    """IDLE sockets subscribed and idle over `--idle-hubs` hub processes (the limit of open files
+    is per process: 20,000 here, so 20,000 sockets need two hubs, and clients in several
+    processes); `rss_mb` is the hubs' RSS summed."""
     made = make_users(env, args.idle, 0, index)
-    port = cf.free_port()
-    hub = start_hub(env, port)
+    ports = [cf.free_port() for _ in range(args.idle_hubs)]
+    hubs: list[subprocess.Popen[bytes]] = []
     clients = None
     try:
-        base = rss_mb(hub.pid)
-        clients = Clients([f"ws://127.0.0.1:{port}/ws/"], made["room"], made["receivers"], [0] * args.idle,
-                          args.client_procs)
-        clients.ask("connect", args.timeout, timeout=args.timeout + 30)
+        hubs.extend(start_hub(env, p) for p in ports)
+        base = sum(rss_mb(h.pid) for h in hubs)
+        urls = [f"ws://127.0.0.1:{p}/ws/" for p in ports]
+        clients = Clients(urls, made["room"], made["receivers"], [i % len(ports) for i in range(args.idle)],
+                          args.client_procs, args.connect_at_once)
+        took = clients.connect(args.timeout)
         time.sleep(2)
-        return {"idle_sockets": args.idle, "rss_mb": round(rss_mb(hub.pid), 1),
-                "rss_mb_before": round(base, 1)}
+        each = [round(rss_mb(h.pid), 1) for h in hubs]
+        total = sum(each)
+        stats = clients.ask("stats")
+        return {"idle_sockets": args.idle, "hubs": len(hubs), "rss_mb": round(total, 1), "rss_mb_per_hub": each,
+                "rss_mb_before": round(base, 1),
+                "rss_kb_per_socket": round((total - base) * 1000 / args.idle, 1),
+                "connect_s": round(took, 1), "closes": sum(len(s["closed"]) for s in stats),
+                "client_errors": _merged([s["errors"] for s in stats])}
     finally:
         if clients:
             clients.stop()
-        cf.stop(hub)
+        for h in hubs:
+            cf.stop(h)
 
 
 def run_send_cost(env: dict[str, str], args: argparse.Namespace, index: int) -> dict[str, Any]:
@@ -400,7 +455,7 @@ def run_send_cost(env: dict[str, str], args: argparse.Namespace, index: int) -> 
     try:
         url = f"ws://127.0.0.1:{port}/ws/"
         clients = Clients([url], made["room"], made["receivers"], [0] * 10, 1)
-        clients.ask("connect", 60)
+        clients.connect(60)
         before = cpu_seconds(hub.pid)
         started = time.time()
         per_sender = args.messages // args.senders
@@ -435,7 +490,7 @@ def run_redis_restart(env: dict[str, str], args: argparse.Namespace, index: int,
         urls = [f"ws://127.0.0.1:{p}/ws/" for p in ports]
         n = args.restart_members
         clients = Clients(urls, made["room"], made["receivers"], [i % 2 for i in range(n)], args.client_procs)
-        clients.ask("connect", 120)
+        clients.connect(120)
 
         async def send_through_restart() -> list[dict[str, int]]:
             async def outage() -> None:
@@ -482,7 +537,7 @@ def run_reconnect_storm(env: dict[str, str], args: argparse.Namespace, index: in
         urls = [f"ws://127.0.0.1:{p}/ws/" for p in ports]
         n = args.storm
         clients = Clients(urls, made["room"], made["receivers"], [i % 2 for i in range(n)], args.client_procs)
-        clients.ask("connect", args.timeout, timeout=args.timeout + 30)
+        clients.connect(args.timeout)
         clients.ask("reset_latency")
         killed_at = time.time()
         hubs[1].kill()
@@ -502,9 +557,15 @@ def run_reconnect_storm(env: dict[str, str], args: argparse.Namespace, index: in
         of = sum(w["of"] for w in waits)
         last = max((w["last"] for w in waits if w["last"]), default=None)
         stats = clients.ask("stats")
-        latencies = [v for s in stats for v in s["latencies"]]
+        surviving = [v for s in stats for v in s["latencies"].get("0", [])]
+        resumed_live = [v for s in stats for v in s["latencies"].get("1", [])]
         return {"sockets": n, "reconnect_storm_s": round(last - killed_at, 1) if last and resumed == of else None,
-                "resumed": resumed, "of": of, "surviving_p99_ms": p99(latencies)}
+                "resumed": resumed, "of": of, "surviving_p99_ms": p99(surviving),
+                "surviving_p50_ms": round(cf.pct(surviving, 0.5), 1) if surviving else None,
+                "surviving_deliveries": len(surviving),
+                # The restarted hub's members: live deliveries once resumed, and the replays of
+                # what they missed (before this split, the replays' ages were in the p99 above).
+                "resumed_live_p99_ms": p99(resumed_live), "replayed": sum(s["replayed"] for s in stats)}
     finally:
         if clients:
             clients.stop()
@@ -536,12 +597,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", type=int, default=10_000, help="members subscribing at once")
     parser.add_argument("--storm", type=int, default=5_000, help="sockets in the reconnect storm")
-    parser.add_argument("--idle", type=int, default=20_000, help="idle sockets on one process")
+    parser.add_argument("--idle", type=int, default=20_000, help="idle sockets, over --idle-hubs processes")
+    parser.add_argument("--idle-hubs", type=int, default=2,
+                        help="hub processes of the idle run (open files are limited per process)")
     parser.add_argument("--restart-members", type=int, default=200)
     parser.add_argument("--messages", type=int, default=1_000, help="messages of the send-cost run")
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--send-rate", type=float, default=10.0, help="messages/s per sender")
     parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--connect-at-once", type=int, default=0,
+                        help="idle run: openings in flight at once per client process (0: all at once)")
     parser.add_argument("--redis-port", type=int, default=6375)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--only", default="subscribe,storm,idle,send,redis",
@@ -561,40 +626,38 @@ def main() -> None:
                                            "load_average": os.getloadavg()[0], "open_files_limit": open_files}}
     try:
         cf.create_database(env)
-        if "subscribe" in runs:
-            results["subscribe"] = run_subscribe(env, args, 1)
-            print(json.dumps(results["subscribe"]), file=sys.stderr, flush=True)
-        if "send" in runs:
-            results["send"] = run_send_cost(env, args, 2)
-            print(json.dumps(results["send"]), file=sys.stderr, flush=True)
-        if "redis" in runs:
-            results["redis"] = run_redis_restart(env, args, 3, redis)
-            print(json.dumps(results["redis"]), file=sys.stderr, flush=True)
-        if "idle" in runs:
-            results["idle"] = run_idle(env, args, 4)
-            print(json.dumps(results["idle"]), file=sys.stderr, flush=True)
-        if "storm" in runs:
-            results["storm"] = run_reconnect_storm(env, args, 5)
-            print(json.dumps(results["storm"]), file=sys.stderr, flush=True)
+        for name, run in (("subscribe", lambda: run_subscribe(env, args, 1)),
+                          ("send", lambda: run_send_cost(env, args, 2)),
+                          ("redis", lambda: run_redis_restart(env, args, 3, redis)),
+                          ("idle", lambda: run_idle(env, args, 4)),
+                          ("storm", lambda: run_reconnect_storm(env, args, 5))):
+            if name not in runs:
+                continue
+            try:
+                results[name] = run()
+            except Exception as exc:  # one run failing does not lose the others' figures
+                results[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+            print(json.dumps(results[name]), file=sys.stderr, flush=True)
     finally:
         redis.kill()
         cf.drop_database()
     flat: dict[str, Any] = {}
-    if "subscribe" in results:
-        s = results["subscribe"]
+    ok = {k: v for k, v in results.items() if "error" not in v}  # failed runs keep their error above
+    if "subscribe" in ok:
+        s = ok["subscribe"]
         flat["subscribe_10k_s" if s["members"] == 10_000 else f"subscribe_{s['members']}_s"] = s["subscribe_s"]
         flat["presence_deliveries"] = s["presence_deliveries"]
-    if "storm" in results:
-        flat["reconnect_storm_s"] = results["storm"]["reconnect_storm_s"]
-        flat["surviving_p99_ms"] = results["storm"]["surviving_p99_ms"]
-    if "idle" in results:
-        flat["idle_sockets"] = results["idle"]["idle_sockets"]
-        flat["rss_mb"] = results["idle"]["rss_mb"]
-    if "send" in results:
-        flat["cpu_ms_per_message"] = results["send"]["cpu_ms_per_message"]
-        flat["messages_per_s_per_process"] = results["send"]["messages_per_s_per_process"]
-    if "redis" in results:
-        flat["redis_restart"] = results["redis"]["redis_restart"]
+    if "storm" in ok:
+        flat["reconnect_storm_s"] = ok["storm"]["reconnect_storm_s"]
+        flat["surviving_p99_ms"] = ok["storm"]["surviving_p99_ms"]
+    if "idle" in ok:
+        flat["idle_sockets"] = ok["idle"]["idle_sockets"]
+        flat["rss_mb"] = ok["idle"]["rss_mb"]
+    if "send" in ok:
+        flat["cpu_ms_per_message"] = ok["send"]["cpu_ms_per_message"]
+        flat["messages_per_s_per_process"] = ok["send"]["messages_per_s_per_process"]
+    if "redis" in ok:
+        flat["redis_restart"] = ok["redis"]["redis_restart"]
     results["summary"] = flat
     print(json.dumps(results, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in flat.items()))
 

@@ -59,8 +59,7 @@ class RoomSub:
     in_presence: bool = False
 
 
-@db_call
-def _subscription_state(user: Any, room_id: int, since_rev: int | None) -> dict[str, Any]:
+def subscription_state(user: Any, room_id: int, since_rev: int | None) -> dict[str, Any]:
     access = selectors.room_access(user=user, room_id=room_id)
     room = access.room
     rev_before = room.last_rev
@@ -77,8 +76,17 @@ def _subscription_state(user: Any, room_id: int, since_rev: int | None) -> dict[
         "messages": messages,
         "more": more,
         "read_id": read_id,
-        "unread": selectors.unread_count(user=user, room=room, read_seq=read_id) if access.follows else 0,
+        # Nothing is unread past the room's last message: a member who read everything (most of a
+        # crowd reconnecting) costs no count.
+        "unread": (
+            selectors.unread_count(user=user, room=room, read_seq=read_id)
+            if access.follows and read_id < room.last_seq
+            else 0
+        ),
     }
+
+
+_subscription_state = db_call(subscription_state)
 
 
 _admission: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (

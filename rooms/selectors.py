@@ -76,10 +76,17 @@ def room_access(*, user: User, room_id: int) -> RoomAccess:
     Public rooms (guild, region, trade × region) are readable by every signed-in
     member who is not banned from them; groups and direct rooms by their active members.
     """
-    room = Room.objects.select_related("trade", "wilaya").filter(pk=room_id).first()
+    # A member's room comes with his membership, in one query; others' rooms by themselves.
+    membership = (
+        Membership.objects.select_related("room__trade", "room__wilaya")
+        .filter(room_id=room_id, user=user)
+        .first()
+    )
+    room = membership.room if membership is not None else (
+        Room.objects.select_related("trade", "wilaya").filter(pk=room_id).first()
+    )
     if room is None:
         raise HirfaError(ErrorCode.NOT_FOUND, _("No such room."), room=room_id)
-    membership = Membership.objects.filter(room=room, user=user).first()
     if membership is not None and membership.banned:
         raise HirfaError(ErrorCode.NOT_FOUND, _("No such room."), room=room_id)
     if not room.is_public and (membership is None or not membership.active):

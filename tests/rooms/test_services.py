@@ -325,3 +325,29 @@ def test_a_report_in_a_room_one_may_not_read_answers_like_a_missing_one(amina, p
         return refused.value.as_dict()
 
     assert refusal(report.pk) == refusal(report.pk + 1000)
+
+
+def test_a_member_caught_up_subscribes_with_one_query(amina, nadia, guild):
+    """A subscription's state (the room, the member's rights and read marker, the unread
+    count) is read in one query when the member has read everything, the common case of a
+    crowd reconnecting (the subscribe path read room, membership and count one by one)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from rooms.consumers import subscription_state
+
+    post(nadia, guild, text="déjà lu")
+    services.read_marker_set(user=amina, room_id=guild.pk, seq=Room.objects.get(pk=guild.pk).last_seq)
+    with CaptureQueriesContext(connection) as queries:
+        state = subscription_state(amina, guild.pk, None)
+    assert len(queries.captured_queries) == 1, [q["sql"] for q in queries.captured_queries]
+    assert state["unread"] == 0 and state["room"].pk == guild.pk and state["room"].trade.pk == guild.trade_id
+    # Behind: the count is read, and right.
+    post(nadia, guild, text="pas encore lu")
+    assert subscription_state(amina, guild.pk, None)["unread"] == 1
+    # A public room the member does not follow, and a room he may not read, as before.
+    Membership.objects.filter(room=guild, user=amina).delete()
+    assert subscription_state(amina, guild.pk, None)["unread"] == 0
+    with pytest.raises(HirfaError) as refused:
+        subscription_state(amina, 987_654_321, None)
+    assert refused.value.code == ErrorCode.NOT_FOUND
