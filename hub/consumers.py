@@ -35,6 +35,8 @@ _SEND_BACKLOG_MAX = [realtime.send_backlog_max_bytes()]
 MAX_REFUSED_IN_A_ROW = 200
 FRAME_BURST = 60
 FRAMES_PER_SECOND = 20.0
+#: The scope key of the member's display name, read with him when the socket opened (hub.asgi).
+DISPLAY_NAME_KEY = "hirfa_display_name"
 
 
 class HubConsumer(AsyncWebsocketConsumer):
@@ -63,7 +65,9 @@ class HubConsumer(AsyncWebsocketConsumer):
         # Not `groups`: Channels would discard each of them from the channel layer on disconnect.
         self.bus_groups: set[str] = set()
         self.frame_ref: str | None = None
-        self._display_name: str | None = None
+        # Read with the member when the socket opened through hub.asgi; else on first use.
+        name = self.scope.get(DISPLAY_NAME_KEY)
+        self._display_name: str | None = name if isinstance(name, str) else None
         self.parts = [factory(self) for factory in sockets.part_factories()]
         # Built once per socket, not once per frame: receive() looks every frame up here.
         self.frame_handlers = self.handlers()

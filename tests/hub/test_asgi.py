@@ -94,3 +94,29 @@ async def test_the_session_is_read_on_the_database_pool_and_a_stale_one_refused(
     )
     assert (await stale.connect())[0]
     assert await stale.receive_output(timeout=5) == {"type": "websocket.close", "code": 4003}
+
+
+async def test_opening_and_hello_take_one_trip_to_the_database_pool(monkeypatch):
+    """The session, the member and his name (for the welcome and presence) are read in one
+    call on the pool: every hop costs the crowd's event loop, and a reconnect storm is
+    thousands of openings."""
+    from hub import db
+
+    hops: list[str] = []
+    original = db._DbCall.thread_handler
+
+    def counted(self, loop, *args, **kwargs):
+        hops.append(getattr(self.func, "__name__", repr(self.func)))
+        return original(self, loop, *args, **kwargs)
+
+    monkeypatch.setattr(db._DbCall, "thread_handler", counted)
+    cookie = await session_cookie_for("amina")
+    comm = WebsocketCommunicator(
+        application, "/ws/", headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", cookie)]
+    )
+    assert (await comm.connect())[0]
+    await comm.send_json_to({"type": "hello", "v": 2})
+    welcome = await comm.receive_json_from(timeout=5)
+    assert welcome["type"] == "welcome" and welcome["user"]["name"] == "Amina"
+    assert len(hops) == 1, hops
+    await comm.disconnect()
