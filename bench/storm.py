@@ -629,8 +629,8 @@ def main() -> None:
         for name, run in (("subscribe", lambda: run_subscribe(env, args, 1)),
                           ("send", lambda: run_send_cost(env, args, 2)),
                           ("redis", lambda: run_redis_restart(env, args, 3, redis)),
-                          ("idle", lambda: run_idle(env, args, 4)),
-                          ("storm", lambda: run_reconnect_storm(env, args, 5))):
+                          ("storm", lambda: run_reconnect_storm(env, args, 5)),
+                          ("idle", lambda: run_idle(env, args, 4))):
             if name not in runs:
                 continue
             try:
