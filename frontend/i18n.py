@@ -96,6 +96,10 @@ MEETING_JS_STRINGS: dict[str, Promise] = {
     "inMeeting": _("In the meeting: %(names)s"),
     "you": _("%(name)s (you)"),
     "screenOf": _("Screen of %(name)s"),
+    "handsOf": _("Hands of %(name)s"),
+    "showHands": _("Show your hands on a second camera"),
+    "hideHands": _("Stop the second camera"),
+    "noCamera2": _("The second camera could not be opened."),
     "cameraN": _("Camera %(n)s"),
     "micN": _("Microphone %(n)s"),
     "noDevices": _("No camera or microphone could be opened: you can still watch and listen."),
@@ -176,6 +180,7 @@ MEETING_JS_STRINGS: dict[str, Promise] = {
     "speakStopped": _("You are listening again: your turn to speak is over."),
     "askToSpeak": _("This is a masterclass: raise your hand to ask to speak."),
     "err_not_allowed_to_speak": _("This is a masterclass: raise your hand to ask to speak."),
+    "err_presenters_only": _("Only a masterclass's presenters and hosts may show a second camera."),
 }
 
 

@@ -29,6 +29,7 @@ class ErrorCode(str, enum.Enum):
     NO_SESSION = "no_session"
     MEETING_LOCKED = "meeting_locked"
     NOT_ALLOWED_TO_SPEAK = "not_allowed_to_speak"  # a masterclass's listener not (yet) let speak
+    PRESENTERS_ONLY = "presenters_only"  # a second camera: a masterclass's presenters and hosts only
     SFU_UNAVAILABLE = "sfu_unavailable"
     # What one member may hold at once (sockets, meetings, groups a day): refused, nothing lost.
     LIMIT_REACHED = "limit_reached"
@@ -79,6 +80,7 @@ HTTP_STATUS = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.MEETING_LOCKED: 403,
     ErrorCode.NOT_ALLOWED_TO_SPEAK: 403,
+    ErrorCode.PRESENTERS_ONLY: 403,
     ErrorCode.SFU_UNAVAILABLE: 503,
     ErrorCode.LIMIT_REACHED: 429,
     ErrorCode.INTERNAL_ERROR: 500,

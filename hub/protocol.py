@@ -153,7 +153,7 @@ class Presence(ClientFrame):
 # --- meetings, client → server (signaling/consumers.py) ----------------------
 
 MeetingId = Id
-MeetingSource = Literal["mic", "camera", "screen"]
+MeetingSource = Literal["mic", "camera", "screen", "camera2"]
 # Up to the meeting_answer frame limit (HIRFA_MEETING_ANSWER_MAX_BYTES, 64 KiB), less the envelope.
 Sdp = Annotated[str, Field(min_length=1, max_length=63 * 1024)]
 
@@ -178,7 +178,7 @@ class MeetingJoin(ClientFrame):
     room: RoomId | None = None
     audio_only: bool = False
     receive_video: bool = True
-    publish: Annotated[list[MeetingSource], Field(max_length=3)] = []
+    publish: Annotated[list[MeetingSource], Field(max_length=4)] = []
     #: False: join without being recorded (nothing of his is written while the meeting records).
     recorded: bool = True
     #: How many videos his screen shows at once (slots: e.g. 4 on a phone); at most the
@@ -661,7 +661,7 @@ class MLine(ServerFrame):
     kind: Literal["audio", "video"]
     direction: Literal["publish", "subscribe"]
     user: int | None
-    source: Literal["mic", "camera", "screen"] | None
+    source: MeetingSource | None
 
 
 class MeetingOffer(ServerFrame):
@@ -701,11 +701,13 @@ class MeetingState(ServerFrame):
     participants: list[MeetingParticipant]
     waiting: list[Author] = []
     recording: bool = False
+    #: A masterclass: its presenters and hosts may show a second camera (`camera2`).
+    masterclass: bool = False
 
 
 class ReceivedVideoOut(ServerFrame):
     user: int
-    source: Literal["mic", "camera", "screen"]
+    source: MeetingSource
     quality: Literal["low", "medium", "high", "paused"]
 
 

@@ -397,6 +397,7 @@ class MeetingFrames(SocketPart):
             "recording": ticket.recording,
             "presenter": ticket.presenter,
             "listener": ticket.listener,
+            "masterclass": ticket.masterclass,
         }
         if current is None:
             session = MeetingSession(

@@ -70,11 +70,13 @@ SOURCES: dict[m.Source, TrackSource] = {
     "mic": TrackSource.MICROPHONE,
     "camera": TrackSource.CAMERA,
     "screen": TrackSource.SCREEN,
+    "camera2": TrackSource.CAMERA2,
 }
 SOURCE_NAMES: dict[TrackSource, m.Source] = {v: k for k, v in SOURCES.items()}
 CODECS: dict[m.Codec, VideoCodec] = {"vp8": VideoCodec.VP8, "h264": VideoCodec.H264}
 TOO_MANY_TRACKS = gettext_noop("You already publish that source, or as many sources as allowed.")
 NOT_ALLOWED_TO_SPEAK = gettext_noop("A presenter has not let you speak yet: raise your hand.")
+PRESENTERS_ONLY = gettext_noop("Only a masterclass's presenters and hosts may show a second camera.")
 NO_FREE_PORT = gettext_noop("The video server has no free connection; try again in a moment.")
 
 #: A participant told to rejoin after his connection failed who has not rejoined after this
@@ -88,6 +90,14 @@ CONNECT_TIMEOUT_SECONDS = 20.0
 def _may_speak(live: LiveMeeting, member: Member) -> bool:
     """Whether ``member`` may publish: anyone but a masterclass's listener not let speak."""
     return not member.listener or member.user_id in live.speakers
+
+
+def _may_publish(live: LiveMeeting, member: Member, source: m.Source) -> bool:
+    """Whether ``member`` may publish ``source`` now (`_may_speak`; a second camera: a
+    masterclass's presenters and hosts only)."""
+    if source == "camera2" and not (live.masterclass and (member.presenter or member.host)):
+        return False
+    return _may_speak(live, member)
 
 
 def meeting_group(meeting_id: int) -> str:
@@ -166,6 +176,8 @@ class LiveMeeting:
     members: dict[int, Member] = field(default_factory=dict)
     waiting: dict[int, Member] = field(default_factory=dict)
     host_muted: set[tuple[int, m.Source]] = field(default_factory=set)
+    #: Held as a masterclass (from the joins): its presenters and hosts may show a second camera.
+    masterclass: bool = False
     #: The masterclass's listeners let speak (user ids), until stopped or gone.
     speakers: set[int] = field(default_factory=set)
     queue: asyncio.Queue[m.Command | _Internal] = field(default_factory=asyncio.Queue)
@@ -319,6 +331,8 @@ class MeetingEngine:
         participant = self._participant(member)
         if not _may_speak(live, member):
             raise HirfaError(ErrorCode.NOT_ALLOWED_TO_SPEAK, NOT_ALLOWED_TO_SPEAK)
+        if not _may_publish(live, member, command.source):
+            raise HirfaError(ErrorCode.PRESENTERS_ONLY, PRESENTERS_ONLY)
         try:
             participant.publish(SOURCES[command.source])
         except TooManyTracks:
@@ -515,6 +529,7 @@ class MeetingEngine:
         member.recorded = command.recorded
         member.presenter = command.presenter
         member.listener = command.listener
+        live.masterclass = live.masterclass or command.masterclass
         if command.recording is not None and live.recording is None:
             self._recording_start(live, command.recording)
         if user_id not in live.members and command.must_wait and live.lobby and not member.host:
@@ -568,7 +583,7 @@ class MeetingEngine:
                 live.sfu_meeting.set_muted(str(user_id), SOURCES[name], True)
         # A replaced peer's publications were carried over: keep what he still publishes.
         carried = live.sfu_meeting.publishes(str(member.user_id))
-        wanted = {SOURCES[name] for name in member.publish} if _may_speak(live, member) else set()
+        wanted = {SOURCES[name] for name in member.publish if _may_publish(live, member, name)}
         for source in carried - wanted:
             participant.unpublish(source)
         for name in member.publish:
@@ -730,6 +745,7 @@ class MeetingEngine:
             participants=participants,
             waiting=[Author(id=w.user_id, name=w.name) for w in live.waiting.values()],
             recording=live.recording is not None,
+            masterclass=live.masterclass,
         )
 
     def _publish_state(self, live: LiveMeeting) -> None:

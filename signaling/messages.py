@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-Source = Literal["mic", "camera", "screen"]
+Source = Literal["mic", "camera", "screen", "camera2"]
 Codec = Literal["vp8", "h264"]
 
 
@@ -62,6 +62,8 @@ class Join(_Command):
     presenter: bool = False
     #: A masterclass's listener: he publishes nothing until a presenter or host lets him.
     listener: bool = False
+    #: The meeting is a masterclass's: its presenters and hosts may show a second camera.
+    masterclass: bool = False
 
 
 class Leave(_Command):

@@ -37,6 +37,8 @@ class JoinTicket:
     presenter: bool = False
     #: A masterclass's listener (no host, no presenter): he publishes nothing until let speak.
     listener: bool = False
+    #: The meeting is held as a masterclass (its presenters and hosts may show a second camera).
+    masterclass: bool = False
 
 
 def _not_found() -> HirfaError:
@@ -128,6 +130,7 @@ def meeting_join_ticket(
     return JoinTicket(
         presenter=stage == "presenter",
         listener=stage == "listener" and not host,
+        masterclass=stage is not None,
         meeting_id=meeting.pk,
         room_id=meeting.room_id,
         host=host,

@@ -36,7 +36,7 @@ class SfuConfig:
     send_backlog_bytes: int = 512 * 1024
     #: Retransmissions answering one subscription's NACKs, at most per second.
     max_resends_per_second: int = 400
-    max_tracks_per_participant: int = 3
+    max_tracks_per_participant: int = 4
     #: RIDs of the simulcast layers asked for on a camera's publish m-line, lowest first
     #: (a browser's page sets their sizes and rates); fewer than two: no simulcast.
     simulcast_rids: tuple[str, ...] = ("l", "m", "h")

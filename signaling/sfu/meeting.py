@@ -811,12 +811,12 @@ class Participant:
             return Offer(sdp=sdp, revision=self._revision, slots=self._slots())
 
     def _simulcast_layers(self) -> dict[str, tuple[str, ...]]:
-        """mid -> RIDs to ask for: the camera's publish m-line, when the meeting uses simulcast."""
+        """mid -> RIDs to ask for: the cameras' publish m-lines, when the meeting uses simulcast."""
         rids = self._config.simulcast_rids
-        camera = self._publications.get(TrackSource.CAMERA)
-        if len(rids) < 2 or camera is None or not camera.active or not camera.transceiver.mid:
+        if len(rids) < 2:
             return {}
-        return {camera.transceiver.mid: rids}
+        cameras = (self._publications.get(source) for source in (TrackSource.CAMERA, TrackSource.CAMERA2))
+        return {camera.transceiver.mid: rids for camera in cameras if camera and camera.active and camera.transceiver.mid}
 
     async def apply_answer(self, sdp: str, *, revision: int) -> None:
         """Apply the participant's answer to offer ``revision``.

@@ -21,6 +21,8 @@ class TrackSource(enum.StrEnum):
     MICROPHONE = "microphone"
     CAMERA = "camera"
     SCREEN = "screen"
+    #: A second camera: a masterclass presenter's hands at work (a camera like the first).
+    CAMERA2 = "camera2"
 
     @property
     def kind(self) -> MediaKind:

@@ -18,7 +18,12 @@ from typing import Any
 from signaling.sfu import MediaKind, Offer, SlotDirection, TrackSlot, TrackSource
 from tests.signaling.sfu.peers import ClientPeer, PatternVideoTrack, ToneAudioTrack
 
-SOURCES = {"mic": TrackSource.MICROPHONE, "camera": TrackSource.CAMERA, "screen": TrackSource.SCREEN}
+SOURCES = {
+    "mic": TrackSource.MICROPHONE,
+    "camera": TrackSource.CAMERA,
+    "screen": TrackSource.SCREEN,
+    "camera2": TrackSource.CAMERA2,
+}
 
 
 class CommunicatorSocket:

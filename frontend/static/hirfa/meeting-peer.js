@@ -70,7 +70,7 @@ export class SfuPeer {
    * @param {object} o
    * @param {RTCIceServer[]} o.iceServers
    * @param {(frame: object) => void} o.send  sends a meeting frame (meeting id added by the caller)
-   * @param {() => {mic?: MediaStreamTrack, camera?: MediaStreamTrack, screen?: MediaStreamTrack}} o.tracks
+   * @param {() => {mic?: MediaStreamTrack, camera?: MediaStreamTrack, camera2?: MediaStreamTrack, screen?: MediaStreamTrack}} o.tracks
    * @param {() => string} o.quality
    * @param {() => void} o.onChange  the remote m-lines changed (after each answer)
    * @param {() => void} o.onTrouble  the connection needs an ICE restart
@@ -180,17 +180,18 @@ export class SfuPeer {
   /** Cap the bitrate of our camera and screen senders by the chosen quality (per layer if simulcast). */
   async applyCaps() {
     const q = QUALITY[this.quality()] || QUALITY.standard;
-    for (const [source, bitrate] of [["camera", q.maxBitrate], ["screen", q.screenBitrate]]) {
+    for (const [source, bitrate] of [["camera", q.maxBitrate], ["camera2", q.maxBitrate], ["screen", q.screenBitrate]]) {
       const sender = this.publishing(source)?.sender;
       if (!sender || !sender.track) continue;
       try {
         const params = sender.getParameters();
         if (!params.encodings || !params.encodings.length) params.encodings = [{}];
-        if (source === "camera" && params.encodings.length > 1) {
+        const camera = source === "camera" || source === "camera2";
+        if (camera && params.encodings.length > 1) {
           params.encodings = simulcastEncodings(params.encodings, this.quality());
         } else {
           params.encodings[0].maxBitrate = bitrate;
-          if (source === "camera") params.encodings[0].maxFramerate = q.frameRate;
+          if (camera) params.encodings[0].maxFramerate = q.frameRate;
         }
         // A shared screen's text must stay readable: fewer frames rather than fewer pixels.
         if (source === "screen") params.degradationPreference = "maintain-resolution";
@@ -257,6 +258,22 @@ export class SfuPeer {
       });
     });
     return Object.fromEntries(bySsrcMid);
+  }
+
+  /** Per own source, what was sent (all layers summed): {source: {packetsSent, framesEncoded}}. */
+  async outbound() {
+    const out = {};
+    const report = await this.pc.getStats();
+    report.forEach((s) => {
+      if (s.type !== "outbound-rtp") return;
+      const m = this.mlines.get(s.mid);
+      if (!m || m.direction !== "publish") return;
+      const sent = out[m.source] || { packetsSent: 0, framesEncoded: 0 };
+      sent.packetsSent += s.packetsSent || 0;
+      sent.framesEncoded += s.framesEncoded || 0;
+      out[m.source] = sent;
+    });
+    return out;
   }
 
   close() {

@@ -34,6 +34,8 @@ const els = {
   preview: $("preview"),
   previewOff: $("preview-off"),
   cameraSelect: $("camera-select"),
+  camera2Field: $("camera2-field"),
+  camera2Select: $("camera2-select"),
   micSelect: $("mic-select"),
   audioOnly: $("audio-only"),
   noVideo: $("no-video"),
@@ -58,6 +60,7 @@ const els = {
   waitingList: $("waiting-list"),
   mic: $("ctl-mic"),
   camera: $("ctl-camera"),
+  camera2: $("ctl-camera2"),
   screen: $("ctl-screen"),
   hand: $("ctl-hand"),
   peopleButton: $("ctl-people"),
@@ -118,7 +121,8 @@ let recording = !!C.recording; // the meeting records (from the room's meeting f
 let recorded = true; // this member agreed to be recorded
 let tables = null; // the last open meeting_tables: the meeting is split into tables
 let moving = false; // leaving one meeting for another (a table, or back) on the same socket
-const local = { mic: null, camera: null, screen: null };
+// camera2: a masterclass presenter's (or host's) second camera, for his hands.
+const local = { mic: null, camera: null, screen: null, camera2: null };
 const selfMuted = { mic: false, camera: false };
 const usageBase = { sent: 0, received: 0 };
 
@@ -183,6 +187,29 @@ async function openCamera() {
   }
 }
 
+/**
+ * The second camera (a presenter's hands): the device chosen in its list, which is by
+ * default another than the first camera's; on a phone with one listed camera, the
+ * other facing one.
+ */
+async function openCamera2() {
+  const first = local.camera?.getSettings() || {};
+  const video = videoConstraints(opts().quality, els.camera2Select.value || null);
+  if (!els.camera2Select.value && first.facingMode) video.facingMode = first.facingMode === "user" ? "environment" : "user";
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video });
+    return stream.getVideoTracks()[0] || null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether this member may show a second camera: a masterclass's presenter or host. */
+function mayShowHands() {
+  const mine = state?.participants.find((p) => p.user.id === ME);
+  return !!state?.masterclass && (isHost || !!mine?.presenter);
+}
+
 function showPreview() {
   const camera = local.camera && !opts().audioOnly ? local.camera : null;
   els.preview.srcObject = camera ? new MediaStream([camera]) : null;
@@ -202,6 +229,10 @@ async function listDevices() {
     select.disabled = !found.length;
   };
   fill(els.cameraSelect, "videoinput", "cameraN", local.camera?.getSettings().deviceId);
+  // The second camera: by default another device than the first.
+  const firstId = local.camera?.getSettings().deviceId || els.cameraSelect.value;
+  const other = devices.find((d) => d.kind === "videoinput" && d.deviceId && d.deviceId !== firstId);
+  fill(els.camera2Select, "videoinput", "cameraN", local.camera2?.getSettings().deviceId || other?.deviceId);
   fill(els.micSelect, "audioinput", "micN", local.mic?.getSettings().deviceId);
 }
 
@@ -237,6 +268,19 @@ els.cameraSelect.addEventListener("change", async () => {
   renderTiles();
 });
 
+els.camera2Select.addEventListener("change", async () => {
+  if (!local.camera2) return;
+  stopTrack("camera2");
+  local.camera2 = await openCamera2();
+  if (peer) await peer.replace("camera2", local.camera2);
+  if (!local.camera2) {
+    meetingHint({ type: "meeting_unpublish", source: "camera2" });
+    toast(T.noCamera2, "error");
+  }
+  renderControls();
+  renderTiles();
+});
+
 els.micSelect.addEventListener("change", async () => {
   stopTrack("mic");
   local.mic = await openMic();
@@ -264,6 +308,7 @@ els.audioOnly.addEventListener("change", async () => {
     if (phase === "in" && local.camera) meetingHint({ type: "meeting_unpublish", source: "camera" });
     stopTrack("camera");
     if (phase === "in" && local.screen) stopScreen();
+    if (phase === "in" && local.camera2) stopHands();
   } else if (phase !== "in") {
     local.camera = await openCamera();
   }
@@ -290,6 +335,7 @@ function joinFrame() {
   if (local.mic) publish.push("mic");
   if (local.camera && !o.audioOnly) publish.push("camera");
   if (local.screen && !o.audioOnly) publish.push("screen");
+  if (local.camera2 && !o.audioOnly) publish.push("camera2");
   const frame = {
     type: "meeting_join",
     publish,
@@ -391,7 +437,12 @@ function newPeer() {
   return new SfuPeer({
     iceServers,
     send: (frame) => meetingHint(frame),
-    tracks: () => ({ mic: local.mic, camera: opts().audioOnly ? null : local.camera, screen: local.screen }),
+    tracks: () => ({
+      mic: local.mic,
+      camera: opts().audioOnly ? null : local.camera,
+      screen: local.screen,
+      camera2: opts().audioOnly ? null : local.camera2,
+    }),
     quality: () => opts().quality,
     onChange: () => renderAll(),
     onTrouble: () => iceRestart(),
@@ -431,6 +482,7 @@ async function rejoin() {
 function stopAll() {
   closePeer();
   stopTrack("screen");
+  stopTrack("camera2");
   for (const audio of els.sounds.children) audio.srcObject = null;
   els.sounds.replaceChildren();
   els.tiles.replaceChildren();
@@ -490,6 +542,9 @@ function renderControls() {
   setPressed(els.camera, camOff, camOff ? T.cameraOn : T.cameraOff, camOff ? "camera-off" : "camera");
   els.camera.classList.toggle("off", camOff);
   setPressed(els.screen, !!local.screen, local.screen ? T.stopShare : T.shareScreen, "monitor");
+  els.camera2.hidden = !mayShowHands();
+  els.camera2Field.hidden = !mayShowHands();
+  setPressed(els.camera2, !!local.camera2, local.camera2 ? T.hideHands : T.showHands, "video");
   els.screen.hidden = !navigator.mediaDevices?.getDisplayMedia;
   setPressed(els.hand, hand, hand ? T.lowerHand : T.raiseHand, "hand");
 }
@@ -573,6 +628,34 @@ els.screen.addEventListener("click", async () => {
   } catch {
     toast(T.screenFailed, "error");
   }
+  renderControls();
+  renderTiles();
+});
+
+function stopHands() {
+  if (!local.camera2) return;
+  stopTrack("camera2");
+  meetingHint({ type: "meeting_unpublish", source: "camera2" });
+  renderControls();
+  renderTiles();
+}
+
+els.camera2.addEventListener("click", async () => {
+  if (local.camera2) {
+    stopHands();
+    return;
+  }
+  if (opts().audioOnly) {
+    toast(T.audioOnlyOn);
+    return;
+  }
+  await listDevices();
+  local.camera2 = await openCamera2();
+  if (!local.camera2) {
+    toast(T.noCamera2, "error");
+    return;
+  }
+  meetingHint({ type: "meeting_publish", source: "camera2" });
   renderControls();
   renderTiles();
 });
@@ -721,8 +804,10 @@ function renderTiles() {
   for (const p of participants) {
     const me = p.user.id === ME;
     wanted.push({ key: `${p.user.id}:camera`, p, me, source: "camera" });
-    if (me ? !!local.screen : p.tracks.includes("screen") && remote.has(`${p.user.id}:screen`)) {
-      wanted.push({ key: `${p.user.id}:screen`, p, me, source: "screen" });
+    for (const source of ["camera2", "screen"]) {
+      if (me ? !!local[source] : p.tracks.includes(source) && remote.has(`${p.user.id}:${source}`)) {
+        wanted.push({ key: `${p.user.id}:${source}`, p, me, source });
+      }
     }
   }
   const keys = new Set(wanted.map((w) => w.key));
@@ -736,9 +821,14 @@ function renderTiles() {
   wanted.forEach((w, index) => {
     const tile = tiles.get(w.key) || makeTile(w.key, w.p.user.name);
     const name = w.me ? fmt("you", { name: w.p.user.name }) : w.p.user.name;
-    tile.label.textContent = w.source === "screen" ? fmt("screenOf", { name }) : name;
+    const labels = { screen: "screenOf", camera2: "handsOf" };
+    tile.label.textContent = labels[w.source] ? fmt(labels[w.source], { name }) : name;
     let track = null;
     if (w.source === "screen") track = w.me ? local.screen : remote.get(w.key) || null;
+    else if (w.source === "camera2") {
+      const off = w.p.muted.includes("camera2") || w.p.host_muted.includes("camera2");
+      track = w.me ? local.camera2 : off ? null : remote.get(w.key) || null;
+    }
     else if (w.me) track = local.camera && !selfMuted.camera && !opts().audioOnly && maySpeak !== false ? local.camera : null;
     else if (!w.p.muted.includes("camera") && !w.p.host_muted.includes("camera")) track = remote.get(w.key) || null;
     const quality = w.me ? null : receivedQuality(w.p.user.id, w.source);
@@ -754,6 +844,7 @@ function renderTiles() {
     tile.pin.setAttribute("aria-label", fmt(pinned ? "unpin" : "pin", { name: w.p.user.name }));
     tile.pin.title = tile.pin.getAttribute("aria-label");
     tile.el.classList.toggle("screen", w.source === "screen");
+    tile.el.classList.toggle("hands", w.source === "camera2");
     tile.el.classList.toggle("self", w.me && w.source === "camera");
     tile.el.classList.toggle("speaking", w.source === "camera" && state?.active_speaker === w.p.user.id);
     tile.el.classList.toggle("hand", w.source === "camera" && w.p.hand);
@@ -1168,6 +1259,8 @@ hub.on("meeting_state", (frame) => {
     toast(recording ? T.recordingStarted : T.recordingStopped);
   }
   state = frame;
+  // At a workshop table (no masterclass) or without the right, the second camera stops.
+  if (local.camera2 && !mayShowHands()) stopTrack("camera2");
   renderAll();
 });
 hub.on("meeting_reception", (frame) => {
@@ -1238,6 +1331,7 @@ hub.on("removed", (frame) => {
 window.hirfaMeeting = {
   phase: () => phase,
   inbound: () => (peer ? peer.inbound() : Promise.resolve({})),
+  outbound: () => (peer ? peer.outbound() : Promise.resolve({})),
   usage: () => (peer ? peer.usage() : Promise.resolve({ sent: 0, received: 0 })),
   state: () => state,
   reception: () => reception,
@@ -1253,7 +1347,7 @@ window.hirfaMeeting = {
   restartIce: () => iceRestart(),
   caps: () => {
     const out = {};
-    for (const source of ["camera", "screen"]) {
+    for (const source of ["camera", "camera2", "screen"]) {
       const sender = peer?.publishing(source)?.sender;
       // The highest active layer's cap (one encoding without simulcast).
       const caps = (sender?.getParameters().encodings || []).filter((e) => e.active !== false).map((e) => e.maxBitrate ?? 0);

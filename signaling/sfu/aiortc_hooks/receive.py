@@ -749,6 +749,13 @@ def receive_srtp(connection: Any, data: bytes) -> bool:
     authentication is dropped, as aiortc does), parses it and routes it with
     aiortc's router, after authentication, and hands it to the receiver's
     :class:`_SyncRtpReceive`. SRTCP always takes aiortc's path.
+
+    A packet whose SSRC is not known yet goes by its MID extension when it has one (the
+    m-line it belongs to), never by its payload type alone: a new m-line's first packets
+    arrive before its receiver starts (between the publisher's answer and the server's
+    applying it), and aiortc's router would learn their SSRC onto the one started receiver
+    of that payload type for good — a second camera's unannounced simulcast layers were
+    all taken for the first camera's. Such packets are dropped until their m-line receives.
     """
     dtls = connection._hirfa_dtls
     if dtls is None or dtls._state is not DtlsState.CONNECTED or 192 <= data[1] <= 208:
@@ -763,12 +770,12 @@ def receive_srtp(connection: Any, data: bytes) -> bool:
         candidates = router.payload_type_table.get(data[1] & 0x7F)
         if not candidates:
             return False
-        if len(candidates) == 1:
-            (target,) = candidates
-        elif all(_tapped(c) for c in candidates):
-            # A stream whose SSRC the SDP did not announce (a simulcast layer) on a payload
-            # type several m-lines share (camera and screen): its MID extension says which.
+        if all(_tapped(c) for c in candidates):
+            # A stream whose SSRC is not known yet (a simulcast layer the SDP did not announce,
+            # or a new m-line's first packets): its MID extension says which m-line.
             by_mid = True
+        elif len(candidates) == 1:
+            (target,) = candidates
         else:
             return False
     if not by_mid and not _tapped(target):
@@ -782,13 +789,16 @@ def receive_srtp(connection: Any, data: bytes) -> bool:
         packet = _parse_rtp(unprotect(data), dtls._rtp_header_extensions_map)
     except (pylibsrtp.Error, ValueError):
         return True  # not authentic, or not RTP: dropped, like aiortc does
-    receiver = router.route_rtp(packet)
-    if receiver is None:
-        mid = packet.extensions.mid
-        receiver = router.mid_table.get(mid) if by_mid and mid is not None else None
+    mid = packet.extensions.mid if by_mid else None
+    if mid is not None:
+        receiver = router.mid_table.get(mid)
+        if receiver is None:
+            return True  # its m-line does not receive yet
+        router.ssrc_table[packet.ssrc] = receiver
+    else:
+        receiver = router.route_rtp(packet)
         if receiver is None:
             return True
-        router.ssrc_table[packet.ssrc] = receiver
     handle = getattr(receiver, "_hirfa_receive", None)
     if handle is None or "_handle_rtp_packet" in receiver.__dict__:  # pragma: no cover - routed elsewhere after all
         spawn(receiver._handle_rtp_packet(packet, arrival_time_ms=clock.current_ms()))

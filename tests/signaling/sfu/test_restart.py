@@ -29,7 +29,7 @@ async def test_a_new_peer_takes_the_place_of_the_old_without_renegotiating_the_o
     for session in sessions:
         await session.settle()
     await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 10, what="karim video")
-    mids = {source: karim.mid_for("amina", source) for source in TrackSource if source is not TrackSource.SCREEN}
+    mids = {source: karim.mid_for("amina", source) for source in (TrackSource.MICROPHONE, TrackSource.CAMERA)}
     negotiations = {s.client.name: s.negotiations for s in sessions[1:]}
     old_peer = meeting.participant("amina").peer_connection
 
