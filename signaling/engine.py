@@ -567,6 +567,7 @@ class MeetingEngine:
 
         # Before his peer exists: nothing of his is written unless he agreed.
         live.sfu_meeting.set_recorded(str(member.user_id), member.recorded)
+        live.sfu_meeting.set_presenter(str(member.user_id), member.presenter)
         participant = await live.sfu_meeting.join(
             str(member.user_id),
             on_negotiation_needed=negotiation_needed,
@@ -611,6 +612,7 @@ class MeetingEngine:
         live.waiting.pop(member.user_id, None)
         live.host_muted = {key for key in live.host_muted if key[0] != member.user_id}
         live.speakers.discard(member.user_id)
+        live.sfu_meeting.set_presenter(str(member.user_id), False)
         await self._close_session(live, member)
 
     async def _close_session(self, live: LiveMeeting, member: Member, *, keep_place: bool = False) -> None:

@@ -56,7 +56,8 @@ cost almost nothing, so on a usable link everybody is heard; on a narrow
 one, the loudest few are heard cleanly instead of everyone through loss);
 RED's redundancy is dropped (the primary Opus is sent) when the slots'
 audio with RED would take more than that share; then videos in priority order
-(pinned, screen share, the active speaker, then by recent speech), each its
+(a masterclass's presenters' — see :func:`video_rank` —, pinned, screen share,
+the active speaker, then by recent speech), each its
 lowest layer while it fits, the others paused; then, in the same order, each
 one up layer by layer while it fits (only the first ``full_quality`` videos
 may take the top layer: small tiles need no 720p).
@@ -91,12 +92,41 @@ class VideoDemand:
 
     ``layers`` holds each layer's measured rate (bit/s), lowest first, ``None``
     for a layer the publisher does not send now; ``rank`` orders the videos
-    (lower first): pinned, screen, active speaker, recent speech.
+    (lower first, :func:`video_rank`): presenters', pinned, screen, active speaker, recent speech.
     """
 
     key: Hashable
-    rank: tuple[int, float]
+    rank: tuple[float, ...]
     layers: tuple[float | None, ...]
+
+
+#: Priority classes of a video for the allocator (lower first).
+PRESENTER, PINNED, SCREEN, SPEAKER, OTHER = range(5)
+
+
+def video_rank(
+    *, presenter: bool, pinned: bool, screen: bool, speaker: bool, hands: bool = False, spoke: float = 0.0
+) -> tuple[float, ...]:
+    """Where one video comes in a subscriber's allocation (lower first).
+
+    A masterclass's presenter's videos come first, right after the audio, before any other
+    camera: what the class is for goes on when the link narrows (the pinned presenter's
+    first; of one presenter, his hands' camera and his screen before his face: his voice is
+    heard anyway). Then the pinned video, a screen share, the active speaker's camera, then
+    the others by most recent speech (``spoke``, a monotonic time).
+    """
+    if presenter:
+        shown = 0 if hands else 1 if screen else 2
+        return (PRESENTER, 0 if pinned else 1, shown, -spoke)
+    if pinned:
+        kind = PINNED
+    elif screen:
+        kind = SCREEN
+    elif speaker:
+        kind = SPEAKER
+    else:
+        kind = OTHER
+    return (kind, 0, 0, -spoke)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from . import aiortc_hooks
-from .allocation import AudioDemand, DownlinkEstimate, VideoDemand, allocate, layer_name
+from .allocation import AudioDemand, DownlinkEstimate, VideoDemand, allocate, layer_name, video_rank
 from .config import SfuConfig
 from .forwarding import ForwardTrack, TrackForwarder
 from .recorder import MeetingRecorder
@@ -81,8 +81,6 @@ _PAD_INTERVAL = 0.02
 _PROBE_PING_INTERVAL = 0.1
 # A voice heard above silence this recently (s) is speaking, for the allocator.
 _SPEAKING = 1.5
-# Priority classes of a video for the allocator (lower first).
-_PINNED, _SCREEN, _SPEAKER, _OTHER = 0, 1, 2, 3
 
 _H264_PROFILE = "42e01f"  # constrained baseline
 
@@ -471,8 +469,9 @@ class Participant:
 
         Voices: the active speaker, then those speaking now, then by most recent
         speech, those in a slot before others among equals (nobody flaps), then
-        by arrival. Videos: pinned, screen share, the active speaker, then the
-        last to speak (last-N), those in a slot first among equals, then by arrival.
+        by arrival. Videos as the allocator ranks them (:func:`.allocation.video_rank`: a
+        masterclass's presenters', pinned, screen share, the active speaker, then the last to
+        speak: last-N), those in a slot first among equals, then by arrival.
         """
         speaker = self._meeting.speaker_detector
         active, last_loud = speaker.current, speaker.last_loud
@@ -492,15 +491,15 @@ class Participant:
                     held,
                 )
             else:
-                if publisher_id == self._pinned:
-                    klass = _PINNED
-                elif source is TrackSource.SCREEN:
-                    klass = _SCREEN
-                elif publisher_id == active:
-                    klass = _SPEAKER
-                else:
-                    klass = _OTHER
-                rank = (1 if forwarder.muted else 0, klass, -(spoke or 0.0), held)
+                order = video_rank(
+                    presenter=self._meeting.is_presenter(publisher_id),
+                    pinned=publisher_id == self._pinned,
+                    screen=source is TrackSource.SCREEN,
+                    speaker=publisher_id == active,
+                    hands=source is TrackSource.CAMERA2,
+                    spoke=spoke or 0.0,
+                )
+                rank = (1 if forwarder.muted else 0, *order, held)
             ranked.append((rank, self._arrival.get(key, 0), key))
         return [key for _, _, key in sorted(ranked)]
 
@@ -689,17 +688,15 @@ class Participant:
             current = track.forwarded_layer
             if current is not None and current < len(rates):
                 sending += rates[current] or 0.0
-            if publisher_id == self._pinned:
-                rank = _PINNED
-            elif source is TrackSource.SCREEN:
-                rank = _SCREEN
-            elif publisher_id == active:
-                rank = _SPEAKER
-            else:
-                rank = _OTHER
-            videos.append(
-                VideoDemand(key=(publisher_id, source), rank=(rank, -last_loud.get(publisher_id, 0.0)), layers=rates)
+            rank = video_rank(
+                presenter=self._meeting.is_presenter(publisher_id),
+                pinned=publisher_id == self._pinned,
+                screen=source is TrackSource.SCREEN,
+                speaker=publisher_id == active,
+                hands=source is TrackSource.CAMERA2,
+                spoke=last_loud.get(publisher_id, 0.0),
             )
+            videos.append(VideoDemand(key=(publisher_id, source), rank=rank, layers=rates))
             tracks[(publisher_id, source)] = (track, forwarder)
         downlink = self._downlink
         downlink.sending = audio + sending
@@ -945,6 +942,7 @@ class Meeting:
         )
         self._participants: dict[str, Participant] = {}
         self._muted: set[tuple[str, TrackSource]] = set()
+        self._presenters: set[str] = set()
         self._closed = False
         self._ticker: asyncio.Task[None] | None = None
         self._soon: set[Participant] = set()
@@ -1122,6 +1120,20 @@ class Meeting:
             participant = self._participants.get(participant_id)
             forwarders = participant.forwarders() if participant is not None else ()
             self._recorder.exclude(participant_id, not recorded, forwarders)
+
+    def set_presenter(self, participant_id: str, presenter: bool) -> None:
+        """Whether ``participant_id`` presents a masterclass: his videos come first in every
+        subscriber's allocation, right after the audio (:func:`.allocation.video_rank`)."""
+        if (participant_id in self._presenters) == presenter:
+            return
+        (self._presenters.add if presenter else self._presenters.discard)(participant_id)
+        if self.config.allocation_interval > 0:
+            for participant in self._participants.values():
+                if participant.id != participant_id:
+                    self._allocate_soon(participant)
+
+    def is_presenter(self, participant_id: str) -> bool:
+        return participant_id in self._presenters
 
     def _track_published(self, forwarder: TrackForwarder) -> None:
         if self._recorder is not None:

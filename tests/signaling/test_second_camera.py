@@ -117,6 +117,9 @@ async def test_a_presenter_shows_his_hands_on_a_second_camera_and_a_listener_rec
     assert _errors(engine, "amina") == []
     assert _state(engine, AMINA).tracks == ["camera", "camera2", "mic"]
     assert engine.state_frame(engine._meetings[8]).masterclass is True
+    # Her videos come first in every subscriber's allocation (`video_rank`), his do not.
+    sfu_meeting = engine._meetings[8].sfu_meeting
+    assert sfu_meeting.is_presenter(str(AMINA)) and not sfu_meeting.is_presenter(str(KARIM))
     # Per track, one msid stream per publisher: her voice and both her videos (lip sync with
     # the face); slots carry one msid each (signaling/sfu/README.md).
     assert karim.pc.remoteDescription is not None

@@ -12,6 +12,7 @@ from signaling.sfu.allocation import (
     VideoDemand,
     allocate,
     layer_name,
+    video_rank,
 )
 
 from .peers import ClientPeer, PatternVideoTrack, ToneAudioTrack, wait_until
@@ -47,6 +48,48 @@ def test_audio_comes_first_then_each_video_low_then_up_by_priority() -> None:
     assert wide.cost <= 2_500_000
     # ...and a third video never takes the top layer (a small tile).
     assert allocate(10_000_000, 0, videos).layers == {"pinned": 2, "speaker": 2, "other": 1}
+
+
+def test_a_masterclass_presenters_video_comes_right_after_the_audio() -> None:
+    """Karim, who listens, pinned Salim (a fellow listener) and Nadia speaks and shares her
+    screen; Amina presents with her face and her hands: on his narrow link her videos come
+    first — her hands before her face —, then the pinned, the screen, the speaker."""
+
+    def rank(**kind: float) -> tuple[float, ...]:
+        return video_rank(
+            presenter=bool(kind.get("presenter")),
+            pinned=bool(kind.get("pinned")),
+            screen=bool(kind.get("screen")),
+            speaker=bool(kind.get("speaker")),
+            hands=bool(kind.get("hands")),
+            spoke=kind.get("spoke", 0.0),
+        )
+
+    ranks = {
+        "amina-face": rank(presenter=True),
+        "amina-hands": rank(presenter=True, hands=True),
+        "salim": rank(pinned=True),
+        "nadia-screen": rank(screen=True, speaker=True),
+        "nadia": rank(speaker=True),
+        "yacine": rank(spoke=10.0),
+        "walid": rank(spoke=5.0),
+    }
+    assert sorted(ranks, key=ranks.__getitem__) == [
+        "amina-hands", "amina-face", "salim", "nadia-screen", "nadia", "yacine", "walid",
+    ]
+    # A pinned presenter's videos before the other presenter's.
+    assert rank(presenter=True, pinned=True) < rank(presenter=True, hands=True) < rank(pinned=True, hands=True)
+
+    videos = [VideoDemand(key=key, rank=value, layers=LAYERS) for key, value in reversed(ranks.items())]
+    narrow = allocate(400_000, 60_000, videos)
+    # 340k after the audio: both of her videos' lowest layers (300k), nothing else.
+    assert {k for k, layer in narrow.layers.items() if layer is not None} == {"amina-hands", "amina-face"}
+    # Wider: every video's lowest layer (1050k), then the room left goes up her hands first.
+    wide = allocate(1_500_000, 60_000, videos)
+    assert wide.layers == {**dict.fromkeys(ranks, 0), "amina-hands": 1}, wide.layers
+    # Without the presenter the pinned comes first again.
+    plain = [VideoDemand(key=k, rank=rank(pinned=k == "salim", speaker=k == "nadia"), layers=LAYERS) for k in ("nadia", "salim")]
+    assert allocate(300_000, 60_000, plain).layers == {"nadia": None, "salim": 0}
 
 
 def test_lower_layers_before_suspension_and_unavailable_layers_are_skipped() -> None:
