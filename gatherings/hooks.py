@@ -38,10 +38,26 @@ class OccurrenceMeetingRule:
 
 
 def _export(user: User) -> dict[str, Any]:
-    from gatherings.models import FeedToken, Rsvp
+    from gatherings.models import FeedToken, Gathering, Material, Rsvp
 
     feed = FeedToken.objects.filter(user=user).first()
     return {
+        "masterclasses_presented": [
+            {"gathering": g.pk, "room": g.room_id, "title": g.title, "start": g.start}
+            for g in Gathering.objects.filter(presenters=user).order_by("id")
+        ],
+        "materials_uploaded": [
+            {
+                "material": m.pk,
+                "gathering": m.gathering_id,
+                "kind": m.kind,
+                "title": m.title,
+                "content_type": m.content_type,
+                "size": m.size,
+                "created_at": m.created_at,
+            }
+            for m in Material.objects.filter(uploaded_by=user).order_by("id")
+        ],
         "rsvps": [
             {
                 "gathering": r.gathering_id,
@@ -67,14 +83,17 @@ def register() -> None:
         personal_data.PersonalDataPart(
             app="gatherings",
             export=_export,
-            exported=("gatherings.Rsvp.user", "gatherings.FeedToken.user"),
+            exported=(
+                "gatherings.Rsvp.user",
+                "gatherings.FeedToken.user",
+                "gatherings.Gathering.presenters",
+                "gatherings.Material.uploaded_by",
+            ),
             left_out={
                 "gatherings.Gathering.hosts": "a role in someone's gathering, removed with the account",
-                "gatherings.Gathering.presenters": "a role in someone's masterclass, removed with the account",
                 "gatherings.Gathering.created_by": "the gathering belongs to its room",
                 "gatherings.ReminderSent.user": "the claim that a reminder went out (its notification is exported)",
                 "gatherings.OccurrenceMeeting.opened_by": "the meeting belongs to its room",
-                "gatherings.Material.uploaded_by": "a material belongs to its gathering",
             },
         )
     )
