@@ -126,8 +126,13 @@ def recording_plan(directory: Path, *, excluded: frozenset[str] = frozenset()) -
     )
 
 
+#: Of the speaker's videos, which the replay shows (lower first).
+_SHOWN_FIRST = {"screen": 0, "camera2": 1}
+
+
 def _shown(video: list[Track], speakers: list[tuple[float, str | None]], duration: float) -> tuple[Shown, ...]:
-    """Which video is on screen when: the speaker's (screen first), else what was shown."""
+    """Which video is on screen when: the speaker's (his screen first, then his second camera —
+    a masterclass presenter's hands —, then his face), else what was shown."""
     cuts = sorted({0.0, duration, *(t.start for t in video), *(t.end for t in video), *(a for a, _ in speakers)})
     shown: list[Shown] = []
     speaker: str | None = None
@@ -145,7 +150,7 @@ def _shown(video: list[Track], speakers: list[tuple[float, str | None]], duratio
         mine = [i for i in live if video[i].participant == speaker]
         choice: int | None
         if mine:
-            choice = next((i for i in mine if video[i].source == "screen"), mine[0])
+            choice = min(mine, key=lambda i: _SHOWN_FIRST.get(video[i].source, len(_SHOWN_FIRST)))
         elif current in live:
             choice = current
         else:

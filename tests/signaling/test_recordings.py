@@ -185,6 +185,24 @@ def test_the_plan_follows_the_speaker_and_keeps_him_through_silence(tmp_path: Pa
     assert [t.participant for t in plan.audio] == ["3", "4"]
 
 
+def test_a_presenter_who_shows_his_hands_is_shown_by_them_while_he_speaks(tmp_path: Path) -> None:
+    """A masterclass's replay shows what is taught: the speaker's second camera (his hands)
+    before his face, as it shows a screen share first."""
+    write_session(tmp_path, 3, 4)
+    make_track(tmp_path / "s-5.webm", "color=c=green:s=160x120:r=15:d=4")
+    manifest_path = tmp_path / "session-1000000.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["segments"].append(
+        {"codec": "VP8", "frames": 60, "bytes": 1, "file": "s-5.webm", "participant": "3", "source": "camera2",
+         "kind": "video", "start": 0.5, "end": 4.5}
+    )  # fmt: skip
+    manifest_path.write_text(json.dumps(manifest))
+    plan = recording_plan(tmp_path)
+    shown = [(s.start, s.end, plan.video[s.video].participant, plan.video[s.video].source) for s in plan.shown]
+    # Before anyone spoke, the first video; then her hands while she speaks.
+    assert shown == [(0.5, 0.6, "3", "camera"), (0.6, 2.5, "3", "camera2"), (2.5, 5.0, "4", "camera")]
+
+
 @pytest.mark.django_db
 @pytest.mark.timeout(300)
 def test_the_build_makes_one_replay_and_an_audio_file(guild_meeting) -> None:
