@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from ninja import Router, Schema, Status
+from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from gatherings import recurrence, selectors, services
@@ -454,6 +454,31 @@ def recurrence_preview(request: HttpRequest, body: PreviewIn) -> PreviewOut:
     )
     starts = recurrence.series_starts(rule=fields.rrule, start=fields.start, tz_name=fields.tz)
     return PreviewOut(rrule=fields.rrule, total=len(starts), starts=[s.astimezone(UTC) for s in starts[: body.count]])
+
+
+class PresenterOut(Schema):
+    username: str
+    name: str
+
+
+class PresentersOut(Schema):
+    members: list[PresenterOut]
+
+
+# The presenters' picker asks as the organiser types: a burst, then two a second.
+presenter_buckets = TokenBuckets(burst=20, per_second=2)
+
+
+@router.get("/gatherings/presenters", response={200: PresentersOut, **ERRORS}, summary="Members to present a masterclass")
+def presenters_search(request: HttpRequest, q: str = Query("", max_length=60)) -> PresentersOut:
+    """Members whose user name starts with `q` or whose name holds it (at most 8; nothing
+    under two characters), for the gathering form's presenters picker. Rate limited per
+    member (`rate_limited`, 429, with Retry-After)."""
+    wait = presenter_buckets.take(member_of(request).pk)
+    if wait:
+        raise HirfaError(ErrorCode.RATE_LIMITED, _("Too many searches; wait a moment."), retry_after=wait)
+    found = selectors.presenter_candidates(query=q)
+    return PresentersOut(members=[PresenterOut(username=c.username, name=c.name) for c in found])
 
 
 @router.get("/gatherings/feed", response={200: FeedTokenOut, **ERRORS}, summary="My personal calendar URL")

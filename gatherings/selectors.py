@@ -719,3 +719,34 @@ def material_get(*, user: User, material_id: int) -> Material:
     except HirfaError:
         raise HirfaError(ErrorCode.NOT_FOUND, _("No such material.")) from None
     return material
+
+
+@dataclass(frozen=True)
+class PresenterCandidate:
+    """A member offered by the presenters' picker: his user name (what the form takes) and name."""
+
+    username: str
+    name: str
+
+
+#: What the picker answers at most, and the shortest query it searches for.
+PRESENTER_MATCHES = 8
+PRESENTER_QUERY_MIN = 2
+
+
+def presenter_candidates(*, query: str, limit: int = PRESENTER_MATCHES) -> list[PresenterCandidate]:
+    """Active members whose user name starts with ``query`` or whose name holds it (case
+    folded), by user name, at most ``limit``; nothing for a query under two characters.
+
+    What a member sees of another in any room (his name and user name): no more.
+    """
+    query = query.strip()
+    if len(query) < PRESENTER_QUERY_MIN:
+        return []
+    users = (
+        User.objects.filter(is_active=True)
+        .filter(Q(username__istartswith=query) | Q(profile__display_name__icontains=query))
+        .select_related("profile")
+        .order_by("username")[:limit]
+    )
+    return [PresenterCandidate(username=u.username, name=u.display_name) for u in users]

@@ -10,12 +10,14 @@ publication is gone at once. Screenshots under test-artifacts/masterclass-*.png.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from gatherings import selectors, services
+from gatherings.models import Gathering
 from rooms.models import Room, RoomKind
 from tests import factories
 from tests.browser.test_meeting import (  # noqa: F401 (fixtures)
@@ -221,3 +223,50 @@ def test_a_presenter_shows_his_hands_on_a_second_camera(masterclass, meeting_ser
     )
     y.wait_for_function("(key) => !document.querySelector(`#tiles .tile[data-key='${key}']`)", arg=f"{salim.pk}:camera2")
     shoot(s, "fr-hands-presenter-off")
+
+
+@pytest.mark.parametrize("lang", ["ar", "fr"])
+def test_the_presenters_are_picked_among_the_members_as_one_types(masterclass, meeting_server, meeting_browser, lang):  # noqa: F811
+    """Nadia schedules another masterclass on her phone: she finds Amina by a piece of her
+    name and Salim by his, as chips; a third is not offered (two at most); the form saves
+    both as presenters. Screenshots masterclass-{ar,fr}-presenters-picker.png."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    nadia, amina, salim = masterclass["nadia"], masterclass["amina"], masterclass["salim"]
+    context = meeting_browser.new_context(viewport=PHONE, locale=lang)
+    cookie = session_cookie(nadia)
+    context.add_cookies([
+        {"name": cookie["name"], "value": cookie["value"], "url": meeting_server.url},
+        {"name": "django_language", "value": lang, "url": meeting_server.url},
+    ])
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(meeting_server.url + "/gatherings/new")
+    page.wait_for_selector("[data-presenter-picker]:not([hidden])")
+    assert page.is_hidden("#id_presenters")
+    page.select_option("#id_room", str(masterclass["room"]))
+    page.fill("#id_title", "Les anses")
+    page.fill("#id_start", f"{(timezone.now() + timedelta(days=3)):%Y-%m-%d}T18:00")
+    page.fill("#id_duration_minutes", "60")
+    page.check("#id_masterclass")
+    page.fill("#presenter-search", "belk")
+    page.click(f"[data-suggestions] button[data-username='{amina.username}']")
+    page.fill("#presenter-search", "Sal")
+    page.click(f"[data-suggestions] button[data-username='{salim.username}']")
+    page.wait_for_function("() => document.querySelectorAll('[data-chosen] li').length === 2")
+    assert page.is_disabled("#presenter-search"), "two presenters at most"
+    assert page.input_value("#id_presenters") == f"{amina.username}, {salim.username}"
+    assert "Amina Belkacem" in page.inner_text("[data-chosen]")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 360
+    page.locator("[data-presenter-picker]").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"masterclass-{lang}-presenters-picker.png"), full_page=True)
+    # One taken away, the search opens again; put back, and saved.
+    page.click(f"[data-chosen] li[data-username='{salim.username}'] button")
+    assert not page.is_disabled("#presenter-search")
+    page.fill("#presenter-search", "salim")
+    page.click(f"[data-suggestions] button[data-username='{salim.username}']")
+    page.click("#gathering-form button[type='submit']")
+    page.wait_for_url(re.compile(r"/gatherings/\d+/$"))
+    gathering = Gathering.objects.get(title="Les anses")
+    assert gathering.masterclass and set(gathering.presenters.all()) == {amina, salim}
+    assert errors == [], errors

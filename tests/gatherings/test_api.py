@@ -109,3 +109,32 @@ def test_openapi_lists_the_gatherings_endpoints(amina):
     assert "/api/gatherings/{gathering_id}/rsvp" in paths and "/api/gatherings/preview" in paths
     assert "/api/gatherings/{gathering_id}/occurrences/{key}/join" in paths
     assert "/api/gatherings/{gathering_id}/occurrences/{key}/attendance" in paths
+
+
+def test_the_presenters_picker_finds_members_by_user_name_or_name(karim, amina, lina, yacine):
+    c = client_for(karim)
+    found = c.get("/api/gatherings/presenters", {"q": "belk"}).json()["members"]
+    assert found == [{"username": "amina", "name": "Amina Belkacem"}]
+    assert [m["username"] for m in c.get("/api/gatherings/presenters", {"q": "LIN"}).json()["members"]] == ["lina"]
+    # Under two letters nothing is searched; a member gone (inactive) is never offered.
+    assert c.get("/api/gatherings/presenters", {"q": "a"}).json() == {"members": []}
+    yacine.is_active = False
+    yacine.save(update_fields=["is_active"])
+    assert c.get("/api/gatherings/presenters", {"q": "yac"}).json() == {"members": []}
+    assert c.get("/api/gatherings/presenters", {"q": "x" * 61}).status_code == 422
+    assert Client().get("/api/gatherings/presenters", {"q": "am"}).status_code in (401, 403)
+
+
+def test_the_presenters_picker_answers_eight_at_most_and_is_rate_limited(karim, monkeypatch):
+    from gatherings import api
+    from rooms.ratelimit import TokenBuckets
+    from tests import factories
+
+    for n in range(10):
+        factories.artisan(f"potier{n}")
+    c = client_for(karim)
+    assert len(c.get("/api/gatherings/presenters", {"q": "potier"}).json()["members"]) == 8
+    monkeypatch.setattr(api, "presenter_buckets", TokenBuckets(burst=1, per_second=0.001))
+    assert c.get("/api/gatherings/presenters", {"q": "potier"}).status_code == 200
+    refused = c.get("/api/gatherings/presenters", {"q": "potier"})
+    assert refused.status_code == 429 and refused.json()["code"] == "rate_limited"

@@ -105,6 +105,7 @@ PLAIN_CALLS = [
     Call("GET /api/reports"),
     Call("GET /api/gatherings"),
     Call("POST /api/gatherings/preview", {"start": "START", "rrule": "FREQ=WEEKLY;COUNT=3"}),
+    Call("GET /api/gatherings/presenters", {"q": "Am"}),
     Call("GET /api/gatherings/feed"),
     Call("POST /api/gatherings/feed/revoke"),
     Call("GET /api/registry/artisans"),

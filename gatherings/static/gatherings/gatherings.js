@@ -124,3 +124,105 @@ function setupPicker(form) {
 
 const form = document.getElementById("gathering-form");
 if (form) setupPicker(form);
+
+// The presenters of a masterclass, found among the members as one types (without this
+// script the form takes their user names, typed and separated by commas): the field keeps
+// the user names; the picker shows them as chips and offers the matching members.
+const presenterPicker = document.querySelector("[data-presenter-picker]");
+const presentersInput = document.getElementById("id_presenters");
+if (presenterPicker && presentersInput) {
+  const chosen = presenterPicker.querySelector("[data-chosen]");
+  const search = presenterPicker.querySelector("[data-search]");
+  const suggestions = presenterPicker.querySelector("[data-suggestions]");
+  const none = presenterPicker.querySelector("[data-none]");
+  const removeLabel = presenterPicker.querySelector("[data-remove-label]").textContent;
+  const max = parseInt(presenterPicker.dataset.max, 10) || 2;
+  const names = new Map(); // user name -> name shown
+  const picked = () => presentersInput.value.split(",").map((n) => n.trim()).filter(Boolean);
+
+  const render = () => {
+    const list = picked();
+    chosen.replaceChildren(...list.map((username) => {
+      const item = document.createElement("li");
+      const label = document.createElement("bdi");
+      label.textContent = names.get(username) || username;
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "btn btn-small btn-quiet";
+      remove.textContent = "×";
+      remove.setAttribute("aria-label", `${removeLabel}: ${names.get(username) || username}`);
+      remove.addEventListener("click", () => {
+        presentersInput.value = picked().filter((n) => n !== username).join(", ");
+        render();
+        search.focus();
+      });
+      item.append(label, remove);
+      item.dataset.username = username;
+      return item;
+    }));
+    search.disabled = list.length >= max;
+  };
+
+  let timer = null;
+  let asked = 0;
+  const find = async () => {
+    const query = search.value.trim();
+    const ticket = ++asked;
+    if (query.length < 2) {
+      suggestions.replaceChildren();
+      none.hidden = true;
+      return;
+    }
+    let members = [];
+    try {
+      const response = await fetch(`${presenterPicker.dataset.searchUrl}?q=${encodeURIComponent(query)}`, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (response.ok) members = (await response.json()).members || [];
+    } catch {
+      return; // offline: the typed field still works
+    }
+    if (ticket !== asked) return; // a newer search answered first
+    const list = picked();
+    const offered = members.filter((m) => !list.includes(m.username));
+    suggestions.replaceChildren(...offered.map((member) => {
+      names.set(member.username, member.name);
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "btn btn-small";
+      button.dataset.username = member.username;
+      const name = document.createElement("bdi");
+      name.textContent = member.name;
+      const handle = document.createElement("bdi");
+      handle.className = "hint";
+      handle.textContent = ` @${member.username}`;
+      button.append(name, handle);
+      button.addEventListener("click", () => {
+        if (picked().length >= max) return;
+        presentersInput.value = [...picked(), member.username].join(", ");
+        search.value = "";
+        suggestions.replaceChildren();
+        render();
+        if (!search.disabled) search.focus();
+      });
+      item.append(button);
+      return item;
+    }));
+    none.hidden = offered.length > 0;
+  };
+  search.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(find, 250);
+  });
+  // The typed field gives way to the picker; its label now names the search box.
+  presentersInput.hidden = true;
+  const label = presentersInput.closest(".field")?.querySelector(`label[for="${presentersInput.id}"]`);
+  if (label) {
+    label.textContent = presenterPicker.querySelector("[data-label]").textContent;
+    label.setAttribute("for", search.id);
+  }
+  presenterPicker.hidden = false;
+  render();
+}
