@@ -217,6 +217,11 @@ class Material(models.Model):
     file = models.FileField(upload_to="materials/", storage=private_storage)
     content_type = models.CharField(max_length=40)
     size = models.PositiveIntegerField()
+    #: A photo's small copy (at most 320 px a side, re-encoded like it) for the gathering's
+    #: page, which shows it lazily; empty for a PDF (and for photos added before it).
+    thumbnail = models.FileField(upload_to="materials/", storage=private_storage, blank=True, default="")
+    thumbnail_width = models.PositiveSmallIntegerField(default=0)
+    thumbnail_height = models.PositiveSmallIntegerField(default=0)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -850,6 +850,7 @@ def material_add(*, user: User, gathering_id: int, upload: Upload, title: str = 
     if data[:1024].find(b"%PDF-") >= 0:
         _pdf_check(data)
         kind, content_type, extension, body = MaterialKind.PDF, "application/pdf", "pdf", data
+        image = None
     else:
         if len(data) > MATERIAL_PHOTO_MAX_BYTES:
             raise _too_large(MATERIAL_PHOTO_MAX_BYTES)
@@ -869,18 +870,27 @@ def material_add(*, user: User, gathering_id: int, upload: Upload, title: str = 
         material = Material(
             gathering=locked, kind=kind, title=title, content_type=content_type, size=len(body), uploaded_by=user
         )
-        material.file.save(f"{gathering.pk}/{secrets.token_urlsafe(12)}.{extension}", ContentFile(body), save=False)
+        name = f"{gathering.pk}/{secrets.token_urlsafe(12)}"
+        material.file.save(f"{name}.{extension}", ContentFile(body), save=False)
+        if image is not None:
+            material.thumbnail.save(f"{name}-thumb.{extension}", ContentFile(image.thumbnail), save=False)
+            material.thumbnail_width, material.thumbnail_height = image.thumbnail_width, image.thumbnail_height
         material.save()
     return material
 
 
 def material_delete(*, user: User, material_id: int) -> None:
-    """A host removes a material (and its file). `not_found` for a material he may not see."""
+    """A host removes a material (and its files: the photo's thumbnail too). `not_found` for a
+    material he may not see."""
     material = selectors.material_get(user=user, material_id=material_id)
     if not selectors.gathering_hosts_or_manages(user=user, gathering=material.gathering):
         raise HirfaError(ErrorCode.FORBIDDEN, _("Only the gathering's hosts may remove materials."))
-    name = material.file.name
     storage = material.file.storage
+    names = [n for n in (material.file.name, material.thumbnail.name) if n]
     material.delete()
-    if name:
-        transaction.on_commit(lambda: storage.delete(name))
+
+    def delete_files() -> None:
+        for name in names:
+            storage.delete(name)
+
+    transaction.on_commit(delete_files)

@@ -24,6 +24,12 @@ urlpatterns = [
     path("gatherings/<int:gathering_id>/materials", views.material_upload, name="gathering_material_upload"),
     path("gatherings/<int:gathering_id>/materials/<int:material_id>", views.material_file, name="gathering_material"),
     path(
+        "gatherings/<int:gathering_id>/materials/<int:material_id>/thumbnail",
+        views.material_file,
+        {"thumbnail": True},
+        name="gathering_material_thumbnail",
+    ),
+    path(
         "gatherings/<int:gathering_id>/materials/<int:material_id>/delete",
         views.material_remove,
         name="gathering_material_delete",

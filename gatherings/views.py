@@ -895,16 +895,19 @@ def material_upload(request: HttpRequest, gathering_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def material_file(request: HttpRequest, gathering_id: int, material_id: int) -> HttpResponseBase:
-    """A material, for whoever may see its gathering (checked on every request)."""
+def material_file(
+    request: HttpRequest, gathering_id: int, material_id: int, thumbnail: bool = False
+) -> HttpResponseBase:
+    """A material (or a photo's thumbnail: the photo itself when it has none), for whoever may
+    see its gathering (checked on every request)."""
     try:
         material = selectors.material_get(user=member_of(request), material_id=material_id)
     except HirfaError:
         raise Http404(_("No such material.")) from None
-    if material.gathering_id != gathering_id:
+    if material.gathering_id != gathering_id or (thumbnail and material.kind != "photo"):
         raise Http404(_("No such material."))
     response = protected_file_response(
-        material.file,
+        material.thumbnail if thumbnail and material.thumbnail else material.file,
         internal_prefix=settings.HIRFA_ACCEL_PRIVATE_PREFIX,
         content_type=material.content_type,
         cache_control="private, no-store",

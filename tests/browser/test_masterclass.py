@@ -153,7 +153,10 @@ def test_the_materials_list_on_a_phone_in_arabic_and_french(masterclass, meeting
         page = context.new_page()
         page.goto(meeting_server.url + f"/gatherings/{g.pk}/")
         page.wait_for_selector("#materials .material-photo img")
-        page.wait_for_function("() => document.querySelector('#materials .material-photo img').naturalWidth === 640")
+        # The page loads the photo's thumbnail (320 px wide); a tap opens the photo itself.
+        page.wait_for_function("() => document.querySelector('#materials .material-photo img').naturalWidth === 320")
+        assert page.get_attribute("#materials .material-photo img", "loading") == "lazy"
+        assert page.get_attribute("#materials .material-photo img", "src").endswith("/thumbnail")
         assert page.locator("#materials .material-pdf a[download]").count() == 1
         assert page.locator("[data-masterclass]").count() == 1
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 360

@@ -97,3 +97,26 @@ def test_the_page_lists_materials_and_its_hosts_upload_there(schedule, karim, am
     assert client_for(amina, lang).post(
         f"/gatherings/{g.pk}/materials", {"file": SimpleUploadedFile("x.pdf", PDF)}
     ).status_code == 403
+
+
+def test_a_photo_gets_a_small_thumbnail_the_page_loads_lazily(
+    schedule, karim, amina, omar, django_capture_on_commit_callbacks
+):
+    g = schedule()
+    photo = services.material_add(user=karim, gathering_id=g.pk, upload=png(1280, 960), title="La pièce finie")
+    pdf = services.material_add(user=karim, gathering_id=g.pk, upload=PDF)
+    assert (photo.thumbnail_width, photo.thumbnail_height) == (320, 240) and not pdf.thumbnail
+    url = f"/gatherings/{g.pk}/materials/{photo.pk}/thumbnail"
+    got = client_for(amina).get(url)
+    assert got.status_code == 200 and got["Cache-Control"] == "private, no-store"
+    assert Image.open(io.BytesIO(b"".join(got.streaming_content))).size == (320, 240)
+    assert client_for(omar).get(url).status_code == 404
+    assert client_for(amina).get(f"/gatherings/{g.pk}/materials/{pdf.pk}/thumbnail").status_code == 404
+    page = client_for(amina).get(f"/gatherings/{g.pk}/").content.decode()
+    assert f'src="{url}"' in page and 'loading="lazy"' in page and 'height="120"' in page
+    assert f'href="/gatherings/{g.pk}/materials/{photo.pk}"' in page  # the tap opens the photo itself
+    names = (photo.file.name, photo.thumbnail.name)
+    storage = photo.file.storage
+    with django_capture_on_commit_callbacks(execute=True):
+        services.material_delete(user=karim, material_id=photo.pk)
+    assert not any(storage.exists(n) for n in names)
