@@ -24,13 +24,14 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from hub import personal_data
 from hub.auth import member_of, viewer_of
 from hub.csv_export import SafeCsvWriter
-from hub.errors import ErrorCode, HirfaError
+from hub.errors import ErrorCode, HirfaError, http_status
 from hub.models import ArtisanProfile, Trade, User, Wilaya
 from hub.protected_files import protected_file_response
 from hub.replica import stale_reads_ok
@@ -458,35 +459,65 @@ def product_order(request: HttpRequest, product_id: int) -> HttpResponse:
     return redirect("room", room_id=room.pk)
 
 
+def _wants_json(request: HttpRequest) -> bool:
+    """The page's script asks (registry/static/registry/toggle.js); a plain form does not."""
+    return request.headers.get("Accept", "").startswith("application/json")
+
+
+def _toggle_answer(following: selectors.Following, label: str, count_text: str) -> JsonResponse:
+    return JsonResponse({"mine": following.mine, "count": following.count, "label": label, "count_text": count_text})
+
+
 @login_required
 @require_POST
 def product_favourite(request: HttpRequest, product_id: int) -> HttpResponse:
-    """Keep a piece among one's favourites (`keep=0`: let it go); back to where one was."""
+    """Keep a piece among one's favourites (`keep=0`: let it go); back to where one was, or,
+    asked by the page's script, the new state as JSON (a refusal as a typed error)."""
     keep = request.POST.get("keep", "1") != "0"
+    member = member_of(request)
     try:
-        services.product_favourite(user=member_of(request), product_id=product_id, keep=keep)
+        services.product_favourite(user=member, product_id=product_id, keep=keep)
     except HirfaError as error:
+        if _wants_json(request):
+            return JsonResponse(error.as_dict(), status=http_status(error.code))
         if error.code == ErrorCode.NOT_FOUND:
             raise _not_found(error) from error
         _refused(request, error)
+    if _wants_json(request):
+        now = selectors.product_following(product_id=product_id, viewer=member)
+        return _toggle_answer(
+            now, _("In my favourites") if now.mine else _("Add to favourites"),
+            ngettext("Kept by %(n)s member", "Kept by %(n)s members", now.count) % {"n": now.count},
+        )
     return redirect(_back(request, reverse("registry_product", args=[product_id])))
 
 
 @login_required
 @require_POST
 def artisan_follow(request: HttpRequest, username: str) -> HttpResponse:
-    """Follow an artisan (`follow=0`: stop); back to where one was."""
+    """Follow an artisan (`follow=0`: stop); back to where one was, or, asked by the page's
+    script, the new state as JSON (a refusal as a typed error)."""
     artisan = User.objects.filter(username=username, is_active=True).first()
     if artisan is None:
-        raise Http404(_("No such artisan."))
+        error = HirfaError(ErrorCode.NOT_FOUND, _("No such artisan."))
+        if _wants_json(request):
+            return JsonResponse(error.as_dict(), status=http_status(error.code))
+        raise Http404(error.message)
+    member = member_of(request)
     try:
-        services.artisan_follow(
-            user=member_of(request), artisan_id=artisan.pk, follow=request.POST.get("follow", "1") != "0"
-        )
+        services.artisan_follow(user=member, artisan_id=artisan.pk, follow=request.POST.get("follow", "1") != "0")
     except HirfaError as error:
+        if _wants_json(request):
+            return JsonResponse(error.as_dict(), status=http_status(error.code))
         if error.code == ErrorCode.NOT_FOUND:
             raise _not_found(error) from error
         _refused(request, error)
+    if _wants_json(request):
+        now = selectors.artisan_following(artisan_id=artisan.pk, viewer=member)
+        return _toggle_answer(
+            now, _("Following") if now.mine else _("Follow"),
+            ngettext("%(n)s follower", "%(n)s followers", now.count) % {"n": now.count},
+        )
     return redirect(_back(request, reverse("registry_storefront", args=[username])))
 
 

@@ -86,3 +86,37 @@ def test_the_pages_need_an_account_and_post_only(client, amina, sofia, tajine):
     assert client.post(reverse("registry_follow", args=["nobody"])).status_code == 404
     page = client.get(reverse("registry_favourites")).content.decode()
     assert "Tajine de Tlemcen" in page and 'data-username="amina"' in page
+
+
+JSON = {"HTTP_ACCEPT": "application/json", "HTTP_ACCEPT_LANGUAGE": "en"}
+
+
+def test_a_script_toggles_in_place_and_reads_the_new_state(client, amina, sofia, tajine):
+    """The pages' buttons post with `Accept: application/json` (registry/static/registry/toggle.js):
+    the answer is the new state, the button's label and the count as the page writes them."""
+    client.force_login(sofia)
+    follow = reverse("registry_follow", args=["amina"])
+    answer = client.post(follow, {"follow": "1"}, **JSON)
+    assert answer.status_code == 200 and answer["Content-Type"] == "application/json"
+    assert answer.json() == {"mine": True, "count": 1, "label": "Following", "count_text": "1 follower"}
+    answer = client.post(follow, {"follow": "0"}, **{**JSON, "HTTP_ACCEPT_LANGUAGE": "ar"}).json()
+    assert answer["mine"] is False and answer["count"] == 0 and answer["label"] != "Follow"  # in Arabic
+    favourite = reverse("registry_product_favourite", args=[tajine.pk])
+    assert client.post(favourite, {"keep": "1"}, **JSON).json() == {
+        "mine": True, "count": 1, "label": "In my favourites", "count_text": "Kept by 1 member",
+    }
+    assert Favourite.objects.filter(user=sofia, product=tajine).exists()
+
+
+def test_a_refusal_reaches_the_script_as_a_typed_error(client, amina, sofia, tajine, monkeypatch):
+    client.force_login(amina)
+    answer = client.post(reverse("registry_follow", args=["amina"]), **JSON)
+    assert answer.status_code == 400 and answer.json() == {"code": "invalid", "message": "You cannot follow yourself."}
+    client.force_login(sofia)
+    monkeypatch.setattr(services, "FAVOURITES_MAX", 0)
+    answer = client.post(reverse("registry_product_favourite", args=[tajine.pk]), **JSON)
+    assert answer.status_code == 429 and answer.json()["code"] == "limit_reached"
+    answer = client.post(reverse("registry_product_favourite", args=[999999]), **JSON)
+    assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+    # Without the script, the same refusal goes back to the page as a message.
+    assert client.post(reverse("registry_product_favourite", args=[tajine.pk]))["Location"].startswith("/")
