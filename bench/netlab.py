@@ -281,10 +281,12 @@ async def publish_hirfa(args: Any, clip: dict[str, Any], counts_out: dict[str, A
                 print(f"{pc.connectionState}, received {received}, keyframes asked {counts}", flush=True)
 
     reporter = asyncio.ensure_future(report())  # noqa: F841 - runs until the process ends
+    offers: list[float] = counts_out.setdefault("offers_at", [])
     async for text in ws:
         frame = json.loads(text)
         if frame.get("type") != "meeting_offer":
             continue
+        offers.append(time.time())
         await pc.setRemoteDescription(RTCSessionDescription(frame["sdp"], "offer"))
         transceivers = {t.mid: t for t in pc.getTransceivers()}
         for mline in frame["mlines"]:
@@ -357,7 +359,7 @@ def run_publisher(args: Any) -> None:
 
     def report(*_: Any) -> None:
         with open(args.report, "w") as out:
-            json.dump(state.get("counts", {}), out)
+            json.dump({**state.get("counts", {}), "offers_at": state.get("offers_at", [])}, out)
         os._exit(0)
 
     signal.signal(signal.SIGTERM, report)
@@ -629,11 +631,25 @@ def start_janus(lab: Lab, folder: str, participants: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- one run
 
 
-def run_one(server: str, profile_name: str, seconds: float, folder: str, clips: dict[int, str]) -> dict[str, Any]:
+def make_clips(folder: str, bitrates: set[int]) -> dict[int, str]:
+    """The publishers' clip at each bitrate, encoded once into ``folder``: bitrate -> path."""
+    clips = {}
+    for bitrate in sorted(bitrates):
+        path = os.path.join(folder, f"clip-{bitrate}.pickle")
+        with open(path, "wb") as handle:
+            pickle.dump({**encode_clip(bitrate), "beep": encode_audio(True), "tone": encode_audio(False)}, handle)
+        clips[bitrate] = path
+    return clips
+
+
+def run_one(server: str, profile_name: str, seconds: float, folder: str, clips: dict[int, str],
+            publishers: int | None = None) -> dict[str, Any]:
+    """One meeting in a fresh lab, measured; ``publishers`` overrides the profile's count."""
     from playwright.sync_api import sync_playwright
 
     profile = PROFILES[profile_name]
-    publishers, bitrate = MEETINGS[profile_name]
+    default_publishers, bitrate = MEETINGS[profile_name]
+    publishers = publishers or default_publishers
     row: dict[str, Any] = {"server": server, "profile": profile_name, "participants": publishers + 1,
                            "camera_bps": bitrate}
     with Lab() as lab:
@@ -676,7 +692,14 @@ def run_one(server: str, profile_name: str, seconds: float, folder: str, clips: 
             finally:
                 browser.close()
         keyframes = stop_publishers(lab, reports)
+        published = publisher_reports(reports)
         row["publisher_keyframes"] = keyframes
+        if "handover_span" in row:
+            # Offers the other participants got from the link's drop until his media was back:
+            # each one a renegotiation (the subscriber's leaving at the end is not counted).
+            dark, back = row.pop("handover_span")
+            row["others_renegotiations"] = sum(
+                1 for p in published for at in p.get("offers_at", []) if dark <= at <= back)
         minutes = row.pop("_minutes", 0) or 1
         row["keyframes_per_publisher_per_min"] = (
             round(statistics.mean(keyframes) / minutes, 2) if keyframes else None)
@@ -760,11 +783,16 @@ def stop_publishers(lab: Lab, reports: list[str]) -> list[int]:
     for process in lab.processes:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=10)
-    keyframes = []
+    return [report.get("keyframes", 0) for report in publisher_reports(reports)]
+
+
+def publisher_reports(reports: list[str]) -> list[dict[str, Any]]:
+    """What each stopped publisher wrote: ``keyframes`` asked for, ``offers_at`` (when each offer came)."""
+    out = []
     for report in reports:
         with contextlib.suppress(OSError, ValueError), open(report) as handle:
-            keyframes.append(json.load(handle).get("keyframes", 0))
-    return keyframes
+            out.append(json.load(handle))
+    return out
 
 
 def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: float, publishers: int,
@@ -827,6 +855,18 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
                 page.wait_for_timeout(250)
                 samples.append(page.evaluate("() => window.benchSample()"))
         row["recovered_after_handover_s"] = recovered
+        # Sooner signs: every voice heard again, and the first video decoding again.
+        at_return = [s for s in samples if s["t"] <= back][-1]
+        heard = audio_streams(at_return)
+        seen = video_streams(at_return)
+        row["audio_back_after_handover_s"] = _first_after(samples, back, lambda s: bool(audio_streams(s)) and all(
+            v.get("packetsReceived", 0) > heard.get(k, {}).get("packetsReceived", 0) for k, v in audio_streams(s).items()))
+        row["first_video_back_after_handover_s"] = _first_after(samples, back, lambda s: any(
+            v.get("framesDecoded", 0) > seen.get(k, {}).get("framesDecoded", 0) for k, v in video_streams(s).items()))
+        # From the drop until the media is back (or the bound): what the others were offered then.
+        row["handover_span"] = (handover["dark"], time.time())
+        if recovered is None or os.environ.get("NETLAB_DEBUG"):
+            row["console"] = page.console_lines[-60:]
     last = samples[-1]
     window_s = (last["t"] - first["t"]) / 1000
     row["_minutes"] = window_s / 60
@@ -835,6 +875,14 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
     timing = page.evaluate("() => ({flashes: window.benchFlashes, beeps: window.benchBeeps})")
     row["av_offset_ms"], row["av_pairs"] = av_offset(timing["flashes"], timing["beeps"])
     row["flashes_seen"], row["beeps_heard"] = len(timing["flashes"]), len(timing["beeps"])
+
+
+def _first_after(samples: list[dict[str, Any]], back: float, advanced: Any) -> float | None:
+    """Seconds from ``back`` (ms) to the first sample after it for which ``advanced`` holds."""
+    for sample in samples:
+        if sample["t"] > back and advanced(sample):
+            return round((sample["t"] - back) / 1000, 2)
+    return None
 
 
 def _all_advanced(before: dict[str, Any], after: dict[str, Any], publishers: int) -> bool:
@@ -854,10 +902,23 @@ def summarize(first: dict[str, Any], last: dict[str, Any], samples: list[dict[st
     audio_first, audio_last = audio_streams(first), audio_streams(last)
     concealed = received = 0.0
     audio_jb = []
+    per_stream = []
     for key, end in audio_last.items():
         begin = audio_first.get(key, {})
         concealed += _delta(begin, end, "concealedSamples")
         received += _delta(begin, end, "totalSamplesReceived")
+        # Which voices conceal, and why: lost on the link, or not sent at all (a paused voice's
+        # silence is concealed too), late (jitter buffer), or rebuilt from FEC/RED.
+        samples_in = _delta(begin, end, "totalSamplesReceived")
+        per_stream.append({
+            "packets": int(_delta(begin, end, "packetsReceived")),
+            "lost": int(_delta(begin, end, "packetsLost")),
+            "discarded": int(_delta(begin, end, "packetsDiscarded")),
+            "fec": int(_delta(begin, end, "fecPacketsReceived")),
+            "concealed_pct": round(100 * _delta(begin, end, "concealedSamples") / samples_in, 2) if samples_in else None,
+            "silent_concealed_pct": round(100 * _delta(begin, end, "silentConcealedSamples") / samples_in, 2)
+            if samples_in else None,
+        })
         emitted = _delta(begin, end, "jitterBufferEmittedCount")
         if emitted > 0:
             audio_jb.append(1000 * _delta(begin, end, "jitterBufferDelay") / emitted)
@@ -894,6 +955,7 @@ def summarize(first: dict[str, Any], last: dict[str, Any], samples: list[dict[st
         "video_streams": len(video_last),
         "audio_streams": len(audio_last),
         "audio_jitter_buffer_ms": round(statistics.mean(audio_jb), 1) if audio_jb else None,
+        "audio_per_stream": per_stream,
         "video_jitter_buffer_ms": round(statistics.mean(video_jb), 1) if video_jb else None,
         "available_incoming_bitrate": round(statistics.median(bitrates)) if bitrates else None,
         "keyframes_decoded_per_stream_per_min": round(keyframes / len(video_last) / (window_s / 60), 2)
@@ -948,12 +1010,7 @@ def main() -> None:
     rows = []
     folder = tempfile.mkdtemp(prefix="netlab-bench-")
     try:
-        clips = {}
-        for bitrate in sorted({MEETINGS[p][1] for p in profiles}):
-            path = os.path.join(folder, f"clip-{bitrate}.pickle")
-            with open(path, "wb") as handle:
-                pickle.dump({**encode_clip(bitrate), "beep": encode_audio(True), "tone": encode_audio(False)}, handle)
-            clips[bitrate] = path
+        clips = make_clips(folder, {MEETINGS[p][1] for p in profiles})
         for profile in profiles:
             for server in servers:
                 run_folder = os.path.join(folder, f"{server}-{profile}")

@@ -184,6 +184,9 @@ class MeetingJoin(ClientFrame):
     #: How many videos his screen shows at once (slots: e.g. 4 on a phone); at most the
     #: server's video slots (HIRFA_SFU_VIDEO_SLOTS), which is also the default.
     video_slots: Annotated[int, Field(ge=1, le=25)] | None = None
+    #: Back after a network change (a new socket): keep my media session if the server still
+    #: has it — an ICE restart on the same peer (`meeting_joined` says `resumed`).
+    resume: bool = False
 
 
 class MeetingLeave(ClientFrame):
@@ -632,6 +635,8 @@ class MeetingJoined(ServerFrame):
     room: int
     video_codec: str
     host: bool
+    #: The server kept the member's peer: an ICE-restart offer follows on his connection.
+    resumed: bool = False
 
 
 class MeetingLobby(ServerFrame):

@@ -232,6 +232,7 @@ class MeetingFrames(SocketPart):
                     room=session.room_id,
                     video_codec=codec,
                     host=event.host,
+                    resumed=event.resumed,
                 )
             )
             self._emit_ice_servers(session)
@@ -348,13 +349,14 @@ class MeetingFrames(SocketPart):
         if reason is not None:
             self.socket.emit(MeetingEnded(ref=ref, meeting=session.meeting_id, reason=reason))
 
-    async def _send_join(self, session: MeetingSession, ref: str | None) -> None:
-        """(Re)join the engine: a new server-side peer for this socket."""
+    async def _send_join(self, session: MeetingSession, ref: str | None, *, resume: bool = False) -> None:
+        """(Re)join the engine: a new server-side peer for this socket, or with ``resume`` his
+        own kept (an ICE restart on it) while it lives."""
         if not isinstance(session.link, placement.EmbeddedLink):
             if session.watchdog is not None:
                 session.watchdog.cancel()
             session.watchdog = asyncio.get_running_loop().create_task(self._watch_worker(session))
-        await self._command(session, m.Join, ref, **session.join_options)
+        await self._command(session, m.Join, ref, **session.join_options, resume=resume)
 
     # --- handlers -----------------------------------------------------------------------
 
@@ -417,7 +419,7 @@ class MeetingFrames(SocketPart):
             session.host = ticket.host
             session.join_options = options
         try:
-            await self._send_join(session, frame.ref)
+            await self._send_join(session, frame.ref, resume=frame.resume)
         except BaseException:
             if current is None:
                 await self._meeting_leave(reason=None, tell_engine=False)
@@ -518,11 +520,11 @@ class MeetingFrames(SocketPart):
         session = self._session(frame.meeting)
         if session.link is None:
             raise HirfaError(ErrorCode.NO_SESSION, _("Your media session is gone; join again."))
-        # aiortc cannot restart ICE: a new server-side peer, without leaving the meeting.
-        # Sent before the check below: the new peer must take the old one's place before the
-        # old one is noticed as failed (else everyone renegotiates); it cannot carry media
+        # An ICE restart on his own peer while it lives (else a new one, without leaving).
+        # Sent before the check below: a new peer must take the old one's place before the
+        # old one is noticed as failed (else everyone renegotiates); neither carries media
         # before the client answers, and the check ends the session first if it must.
-        await self._send_join(session, frame.ref)
+        await self._send_join(session, frame.ref, resume=True)
         # A new peer is a new grant: the right to be in the meeting is checked again.
         await self.recheck(session.room_id)
         if self.meeting is not session:

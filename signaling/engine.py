@@ -504,6 +504,9 @@ class MeetingEngine:
         user_id = command.user
         reply_to = command.reply_to
         member = live.members.get(user_id) or live.waiting.get(user_id)
+        resumable = command.resume and member is not None and live.members.get(user_id) is member
+        if resumable and member is not None and await self._resume(live, member, command):
+            return
         if member is not None:
             if member.reply_to != reply_to:
                 await self._send(member.reply_to, m.Ended(reason="replaced"), live.id)
@@ -539,6 +542,25 @@ class MeetingEngine:
             return
         live.waiting.pop(user_id, None)
         await self._enter(live, member, ref=command.ref)
+
+    async def _resume(self, live: LiveMeeting, member: Member, command: m.Join) -> bool:
+        """Keep ``member``'s live peer and restart its ICE; False when it is gone (join anew).
+
+        His network changed: from his (possibly new) socket he gets ``Joined(resumed)`` and
+        then an offer with new ICE credentials on the connection he has. The peer, what he
+        publishes and the others' m-lines carrying him stay: nobody else is offered anything.
+        """
+        participant = member.participant
+        if participant is None or participant.state in (ParticipantState.FAILED, ParticipantState.CLOSED):
+            return False
+        if member.reply_to != command.reply_to:
+            await self._send(member.reply_to, m.Ended(reason="replaced"), live.id)
+            member.reply_to = command.reply_to
+        member.host = command.host
+        await self._send(member.reply_to, m.Joined(ref=command.ref, host=member.host, resumed=True), live.id)
+        participant.restart_ice()
+        self._state_changed(live)
+        return True
 
     async def _enter(self, live: LiveMeeting, member: Member, *, ref: str | None) -> None:
         """Give ``member`` a new server-side peer and announce him."""

@@ -64,6 +64,8 @@ class Join(_Command):
     listener: bool = False
     #: The meeting is a masterclass's: its presenters and hosts may show a second camera.
     masterclass: bool = False
+    #: Keep his server-side peer if it still lives (an ICE restart on it) instead of a new one.
+    resume: bool = False
 
 
 class Leave(_Command):
@@ -210,6 +212,8 @@ class _Reply(_Event):
 class Joined(_Reply):
     kind: Literal["joined"] = "joined"
     host: bool
+    #: His peer was kept (an ICE restart on it), not replaced.
+    resumed: bool = False
 
 
 class Lobby(_Reply):

@@ -294,6 +294,8 @@ class DownlinkEstimate:
     #: the first comes back, for ``delay_wait`` seconds at most.
     delay_since: float | None = None
     delay_wait: float = 10.0
+    #: The loss-based figure and what probes had shown when his link went silent (:meth:`outage`).
+    _before_outage: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not self.loss_based:
@@ -354,6 +356,29 @@ class DownlinkEstimate:
     def queueing(self) -> bool:
         """Whether the last round trip was well above his link's own."""
         return self._queueing
+
+    def outage(self) -> None:
+        """His link went silent (a tunnel, a network change): what it swallows meanwhile says
+        nothing of its capacity. The figures of before are kept for :meth:`restored`."""
+        if self._before_outage is None:
+            self._before_outage = (self.loss_based, self.proven)
+
+    def restored(self, now: float) -> None:
+        """He is heard again (on the same network or a new one, after an ICE restart): the
+        figures of before the outage, judged afresh from here — his next receiver reports
+        are the baseline (the first after an outage count every packet it swallowed, which
+        cut a returning phone's estimate to the floor), no REMB or probe of before."""
+        if self._before_outage is None:
+            return
+        self.loss_based, self.proven = self._before_outage
+        self._before_outage = None
+        self._reports.clear()
+        self._expected = self._lost = 0
+        self.remb = self.remb_at = None
+        self.probe_target = None
+        self.loss = 0.0
+        self._queueing = False
+        self._calm_since = now
 
     def forget_stream(self, ssrc: int) -> None:
         self._reports.pop(ssrc, None)

@@ -42,7 +42,7 @@ from .allocation import AudioDemand, DownlinkEstimate, VideoDemand, allocate, la
 from .config import SfuConfig
 from .forwarding import ForwardTrack, TrackForwarder
 from .recorder import MeetingRecorder
-from .sdp import audio_offer, red_payload_types
+from .sdp import audio_offer, ice_credentials, red_payload_types
 from .simulcast import simulcast_answer, simulcast_offer
 from .speaker import ActiveSpeakerDetector
 from .types import (
@@ -253,6 +253,10 @@ class Participant:
             self._on_state_change(self, mapped)
 
     def _liveness_changed(self, alive: bool) -> None:
+        if alive:
+            self._downlink.restored(time.monotonic())
+        else:
+            self._downlink.outage()
         if self._state in (ParticipantState.CONNECTED, ParticipantState.DISCONNECTED):
             self._connection_state_changed()
 
@@ -838,6 +842,9 @@ class Participant:
                     f"answer {revision} of {self.id!r} refused: {exc}"
                 ) from exc
             self._negotiation = NegotiationState.STABLE
+            credentials = ice_credentials(sdp)
+            if credentials is not None:
+                aiortc_hooks.ice_restart_answered(self._pc, *credentials)
             self._apply_red(sdp)
             self._apply_simulcast(sdp)
         if self._negotiation_needed:
@@ -869,6 +876,25 @@ class Participant:
         for slot in self._publications.values():
             if slot.source.kind is MediaKind.VIDEO:
                 slot.forwarder.set_rids(accepted.rids.get(slot.transceiver.mid or "", ()))
+
+    def restart_ice(self) -> None:
+        """Restart ICE on this same peer: the participant's network changed.
+
+        The next offer (negotiation is marked needed) carries new ICE
+        credentials; his answer brings his, and his checks from his new
+        address move the media there (:func:`aiortc_hooks.restart_ice`). The
+        peer, its DTLS session, publications and subscriptions stay: the other
+        participants' m-lines carrying him are untouched, and nobody else is
+        offered anything. Raises :class:`InvalidSfuState` once closed.
+        """
+        self._check_open("restart ICE")
+        aiortc_hooks.restart_ice(self._pc)
+        # An offer still unanswered went to a page that may never have had it (its socket
+        # died with its network): the restart's offer supersedes it (a late answer to it is
+        # refused by its revision).
+        self._negotiation = NegotiationState.STABLE
+        self._negotiation_needed = False
+        self._mark_negotiation_needed()
 
     async def add_ice_candidate(self, candidate: str | None, *, sdp_mid: str | None) -> None:
         """Add a trickled remote candidate (``a=candidate`` value); ``None`` ends them."""

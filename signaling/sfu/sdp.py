@@ -96,3 +96,15 @@ def red_primary(payload: bytes) -> bytes | None:
     index += 1  # the last header: F=0 and the primary's payload type
     start = index + redundant
     return payload[start:] if start <= size and index <= size else None
+
+
+_ICE_UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
+_ICE_PWD = re.compile(r"^a=ice-pwd:(\S+)", re.MULTILINE)
+
+
+def ice_credentials(sdp: str) -> tuple[str, str] | None:
+    """The first ``a=ice-ufrag`` and ``a=ice-pwd`` of a description (BUNDLE: one transport), if both."""
+    ufrag, pwd = _ICE_UFRAG.search(sdp), _ICE_PWD.search(sdp)
+    if ufrag is None or pwd is None:
+        return None
+    return ufrag.group(1), pwd.group(1)

@@ -261,25 +261,31 @@ def test_two_artisans_see_and_hear_each_other_and_a_third_comes_and_goes(
         wait_for_participants(page, [karim_id, amina_id])
         page.wait_for_selector(f".tile[data-key='{yacine_id}:camera']", state="detached")
 
-    # A network blip on Amina's phone: ICE restarts on a new peer connection, without
-    # leaving the meeting (Nadia never sees her go), and the media flows again both ways.
+    # A network blip on Amina's phone: ICE restarts on the same peer connection (new ICE
+    # credentials in the server's next offer), without leaving the meeting (Nadia never sees
+    # her go, nor is she offered anything), and the media flows again both ways.
     k.evaluate(
         "(id) => { window.sawLeave = false; window.hirfaHub.on('meeting_state', (f) => {"
         " if (!f.participants.some((p) => p.user.id === id)) window.sawLeave = true; }); }",
         amina_id,
     )
-    before = a.evaluate("() => window.hirfaMeeting.generation()")
+    k.evaluate("() => { window.offers = 0; window.hirfaHub.on('meeting_offer', () => { window.offers += 1; }); }")
+    ufrag = "() => (window.hirfaMeeting.sdp()?.offer || '').match(/a=ice-ufrag:(\\S+)/)?.[1]"
+    before, generation = a.evaluate(ufrag), a.evaluate("() => window.hirfaMeeting.generation()")
     a.evaluate("() => window.hirfaMeeting.restartIce()")
-    a.wait_for_function("(n) => window.hirfaMeeting.generation() > n", arg=before)
+    a.wait_for_function(f"(u) => ({ufrag})() !== u", arg=before)
+    assert a.evaluate("() => window.hirfaMeeting.generation()") == generation
+    a.wait_for_function("() => window.hirfaMeeting.iceState() === 'connected'")
     wait_for_media(a, f"{karim_id}:camera", "framesDecoded")
     frames = wait_for_media(k, f"{amina_id}:camera", "framesDecoded")
     wait_for_media(k, f"{amina_id}:camera", "framesDecoded", above=frames)
     assert k.evaluate("() => window.sawLeave") is False
+    assert k.evaluate("() => window.offers") == 0
 
-    # Her socket drops: it reconnects and the page joins again by itself.
-    before = a.evaluate("() => window.hirfaMeeting.generation()")
+    # Her socket closes (cleanly: the server takes it as her leaving, and closes her peer): it
+    # reconnects and the page joins again by itself; its resume is refused, so a new peer.
     a.evaluate("() => window.hirfaHub.ws.close()")
-    a.wait_for_function("(n) => window.hirfaMeeting.generation() > n", arg=before)
+    a.wait_for_function("(n) => window.hirfaMeeting.generation() > n", arg=generation)
     assert a.evaluate("() => window.hirfaMeeting.phase()") == "in"
     wait_for_participants(k, [karim_id, amina_id])
     wait_for_media(a, f"{karim_id}:camera", "framesDecoded")

@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 
 from rooms.models import Room, RoomKind
 from signaling import placement, services
+from signaling.sfu.sdp import ice_credentials
 from tests import factories
 from tests.signaling.clients import CommunicatorSocket, MeetingClient, wait_until
 from tests.sockets import expect, open_socket, subscribe
@@ -175,22 +176,20 @@ async def test_host_lobby_admit_mute_remove_and_ice_restart(embedded_sfu, close_
     await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= seen + 40, what="the meeting goes on")
     assert len(n.frames_from(amina.pk, "mic")) - heard <= 3, "muted audio still forwarded"
 
-    # ICE restart: a new peer connection, without leaving the meeting; the page closes
-    # its old one once the server answered (as meeting.js does: a phone whose network
-    # changed sends nothing on the old one, while a close would be a failure, not a restart)
-    from signaling.sfu import TrackSource
-    from tests.signaling.sfu.peers import ClientPeer, PatternVideoTrack, ToneAudioTrack
-
-    old_peer = a.peer
-    a.peer = ClientPeer("amina", tracks={TrackSource.MICROPHONE: ToneAudioTrack(), TrackSource.CAMERA: PatternVideoTrack()})
+    # ICE restart: on the same peer connection (the server keeps it), with new ICE
+    # credentials in its next offer; nobody else is offered anything.
     mark, nadia_mark = a.mark(), n.mark()
     seen_of_amina = len(n.frames_from(amina.pk, "camera"))
-    await a.send({"type": "meeting_ice_restart", "meeting": meeting_id})
+    seen_of_nadia = len(a.frames_from(nadia.pk, "camera"))
+    revision = max(f["revision"] for f in a.frames if f["type"] == "meeting_offer")
+    await a.send({"type": "meeting_ice_restart", "meeting": meeting_id, "ref": "restart"})
+    joined = await a.wait_for("meeting_joined", after=mark)
+    assert joined["resumed"] is True and joined["ref"] == "restart"
     await a.wait_for("meeting_ice_servers", after=mark)
     offer = await a.wait_for("meeting_offer", after=mark)
-    await old_peer.close()
-    assert offer["revision"] == 1
-    await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= 10, what="amina sees nadia again")
+    assert offer["revision"] == revision + 1
+    assert ice_credentials(offer["sdp"]) != ice_credentials(_last_offer_before(a, mark))
+    await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= seen_of_nadia + 10, what="amina sees nadia again")
     await wait_until(lambda: len(n.frames_from(amina.pk, "camera")) >= seen_of_amina + 10, what="nadia sees amina again")
     assert "meeting_offer" not in [f["type"] for f in n.frames[nadia_mark:]], "nadia renegotiated for amina's restart"
     state = await n.wait_for("meeting_state", lambda f: any(p["host_muted"] == ["mic"] and p["connected"] for p in f["participants"]))
@@ -207,6 +206,47 @@ async def test_host_lobby_admit_mute_remove_and_ice_restart(embedded_sfu, close_
     assert ended["reason"] == "removed"
     for c in (n, a, k):
         await c.close()
+    await placement.close_embedded()
+    assert live_peer_connections() == 0
+
+
+def _last_offer_before(who: MeetingClient, mark: int) -> str:
+    return [f for f in who.frames[:mark] if f["type"] == "meeting_offer"][-1]["sdp"]
+
+
+async def test_back_on_a_new_socket_the_participant_resumes_his_peer(embedded_sfu, close_sfu_after):
+    """A phone that changed network comes back on a new socket: meeting_join with resume
+    keeps his server peer (an ICE restart on it); the other is offered nothing."""
+    _room, meeting_id, nadia, amina, *_ = await guild_meeting()
+    n = await client(nadia, "nadia")
+    await n.join(meeting_id)
+    a = await client(amina, "amina")
+    await a.join(meeting_id)
+    await wait_until(lambda: len(n.frames_from(amina.pk, "camera")) >= 10, what="nadia sees amina")
+    await wait_until(lambda: len(a.frames_from(nadia.pk, "camera")) >= 10, what="amina sees nadia")
+    revision = max(f["revision"] for f in a.frames if f["type"] == "meeting_offer")
+    old_sdp = _last_offer_before(a, a.mark())
+
+    # Her new socket; her page keeps its peer connection (moved over to the new client).
+    again = await client(amina, "amina")
+    await again.peer.close()
+    again.peer = a.peer
+    a._reader.cancel()
+    nadia_mark = n.mark()
+    seen_of_amina = len(n.frames_from(amina.pk, "camera"))
+    joined = await again.join(meeting_id, resume=True)
+    assert joined["resumed"] is True
+    offer = await again.wait_for("meeting_offer")
+    assert offer["revision"] == revision + 1
+    assert ice_credentials(offer["sdp"]) != ice_credentials(old_sdp)
+    await wait_until(lambda: again.answered >= 1, what="the restart answered")
+    await wait_until(lambda: len(n.frames_from(amina.pk, "camera")) >= seen_of_amina + 10, what="nadia sees amina still")
+    assert "meeting_offer" not in [f["type"] for f in n.frames[nadia_mark:]], "nadia renegotiated for amina's resume"
+    state = await n.wait_for("meeting_state", lambda f: len(f["participants"]) == 2, after=nadia_mark)
+    assert all(p["connected"] for p in state["participants"])
+    await again.close()
+    await a.socket.close()
+    await n.close()
     await placement.close_embedded()
     assert live_peer_connections() == 0
 

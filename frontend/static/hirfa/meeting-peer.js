@@ -11,8 +11,11 @@
 //   180p, 360p and 720p, each only if the capture is at least that large, so
 //   the server can forward each subscriber what his link carries;
 // - a screen share keeps its resolution and drops its frame rate first;
-// - onTrouble is called once the ICE connection has failed, or stayed
-//   disconnected for DISCONNECTED_GRACE_MS; the page then restarts ICE;
+// - onStall is called as soon as the ICE connection is disconnected or failed
+//   (the page checks its socket: the network may have changed under both);
+//   onTrouble once it has failed, or stayed disconnected for
+//   DISCONNECTED_GRACE_MS; the page then restarts ICE (the server's next offer
+//   carries new ICE credentials: applied like any offer, the browser restarts);
 // - close() closes the connection and stops every timer; usage() keeps
 //   answering the last totals after it.
 
@@ -74,13 +77,15 @@ export class SfuPeer {
    * @param {() => string} o.quality
    * @param {() => void} o.onChange  the remote m-lines changed (after each answer)
    * @param {() => void} o.onTrouble  the connection needs an ICE restart
+   * @param {() => void} [o.onStall]  the connection stalled (ICE disconnected): the network may have changed
    */
-  constructor({ iceServers, send, tracks, quality, onChange, onTrouble }) {
+  constructor({ iceServers, send, tracks, quality, onChange, onTrouble, onStall = () => {} }) {
     this.send = send;
     this.tracks = tracks;
     this.quality = quality;
     this.onChange = onChange;
     this.onTrouble = onTrouble;
+    this.onStall = onStall;
     this.mlines = new Map();
     // Slot switches told by meeting_reception since the last offer arrived (newer than it).
     this.switched = new Map();
@@ -155,8 +160,10 @@ export class SfuPeer {
     this.troubleTimer = null;
     if (this.closed) return;
     if (state === "failed") {
+      this.onStall();
       this.onTrouble();
     } else if (state === "disconnected") {
+      this.onStall();
       this.troubleTimer = setTimeout(() => {
         if (!this.closed && ["disconnected", "failed"].includes(this.pc.iceConnectionState)) this.onTrouble();
       }, DISCONNECTED_GRACE_MS);

@@ -3,9 +3,12 @@
 // RTCPeerConnection to the SFU (meeting-peer.js). See docs/protocol.md, "Meetings".
 //
 // Guarantees:
-// - after a network blip the call comes back without leaving the meeting:
-//   ICE trouble sends meeting_ice_restart, meeting_rejoin and a socket that
-//   reconnected send meeting_join again, with the same sources and options;
+// - after a network blip or change the call comes back without leaving the meeting:
+//   ICE trouble pings the socket (dead with the old network if nothing answers within
+//   1.5 s: it starts over at once) and sends meeting_ice_restart; a socket that reconnected
+//   sends meeting_join with resume (the server restarts ICE on the peer it kept, and this
+//   page keeps its RTCPeerConnection), and meeting_rejoin a plain meeting_join, with the
+//   same sources and options;
 // - audio only sends and receives no video; "don't receive video" subscribes
 //   to none; the camera is capped by the chosen quality;
 // - while the meeting records, everyone sees it (the indicator), and whoever joins is
@@ -350,8 +353,10 @@ function joinFrame() {
   return frame;
 }
 
-async function sendJoin() {
-  const reply = await hub.request(joinFrame());
+async function sendJoin(resume = false) {
+  const reply = await hub.request({ ...joinFrame(), resume });
+  // Not resumed: the server made a new peer, whose first offer needs a new connection.
+  if (!reply.resumed) closePeer();
   if (reply.type === "meeting_lobby") {
     meetingId = reply.meeting;
     setPhase("lobby");
@@ -401,6 +406,13 @@ async function join() {
 }
 
 function joined(frame) {
+  if (frame.resumed && frame.meeting === meetingId && peer) {
+    // Our own peer, kept by the server: its ICE restart offer follows. Nothing else changed.
+    setPhase("in");
+    socketLost = false;
+    setStatus("");
+    return;
+  }
   reception = null; // a new server-side peer: its allocator speaks again
   if (frame.meeting !== meetingId) {
     // Another meeting (a workshop table, or back): its first state says whether he may speak,
@@ -446,10 +458,14 @@ function newPeer() {
     quality: () => opts().quality,
     onChange: () => renderAll(),
     onTrouble: () => iceRestart(),
+    // The socket went over the same network: if it changed, the socket is dead too, and
+    // nothing else would notice for 35 s (the restart below needs it).
+    onStall: () => hub.check(),
   });
 }
 
-/** Rejoin without leaving: a new peer connection (docs/protocol.md, "ICE restart"). */
+/** ICE restart on our peer, kept by the server (docs/protocol.md, "ICE restart"); or, when
+ * the server no longer has it, a new peer connection without leaving. */
 async function iceRestart() {
   if (phase !== "in" || !hub.ready) return; // a socket that comes back rejoins by itself
   setStatus(T.reconnectingCall);
@@ -458,11 +474,13 @@ async function iceRestart() {
     // Closed only now, before the new session's offer: the server has already given our
     // place to a new peer, so the old one's close is not taken for a failure (which
     // would make everyone else renegotiate).
-    closePeer();
+    if (!reply.resumed) closePeer();
     if (reply.type === "meeting_joined") joined(reply);
   } catch (frame) {
+    // The socket died (with the network): its return rejoins, resuming this peer if it can.
+    if (frame.code === "disconnected") return;
     closePeer();
-    if (frame.code !== "disconnected") rejoin();
+    rejoin();
   }
 }
 
@@ -470,9 +488,13 @@ async function iceRestart() {
 async function rejoin() {
   if (!["in", "lobby", "joining"].includes(phase)) return;
   setStatus(T.reconnectingCall);
-  closePeer();
+  // Back on a new socket after our media stalled too (the network changed under both): the
+  // server may still hold our peer, and then restarts its ICE rather than make a new one
+  // (sendJoin closes ours if not). A socket lost alone (a hub restarting) rejoins as before.
+  const resume = phase === "in" && !!peer && ["disconnected", "failed"].includes(peer.pc.iceConnectionState);
+  if (!resume) closePeer();
   try {
-    await sendJoin();
+    await sendJoin(resume);
   } catch (frame) {
     if (frame.code === "disconnected") return;
     ended(null, errorText(frame));
@@ -1344,6 +1366,7 @@ window.hirfaMeeting = {
   mlines: () => (peer ? [...peer.mlines.values()] : []),
   sdp: () => (peer ? { offer: peer.pc.remoteDescription?.sdp, answer: peer.pc.localDescription?.sdp } : null),
   generation: () => generation,
+  iceState: () => peer?.pc.iceConnectionState ?? null,
   restartIce: () => iceRestart(),
   caps: () => {
     const out = {};

@@ -20,6 +20,10 @@ import { OUTBOX_SYNC, outboxStore } from "./outbox.js";
 const PROTOCOL_VERSION = 2;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30000;
+// After check() (a call's media stalled: the network may be changing), for this long the
+// reconnect attempts come at most this far apart: a phone in a call wants back at once.
+const HURRY_MS = 30000;
+const HURRY_BACKOFF_MS = 1000;
 const OUTBOX_KEY = "hirfa.outbox";
 const RETRYABLE = new Set(["rate_limited", "slow_mode", "internal_error"]);
 /** The page's CSRF token: the worker sends with it, and it changes when someone else logs
@@ -44,6 +48,8 @@ export class Hub {
     this.attempt = 0;
     this.timer = null;
     this.heartbeat = null;
+    this.checkTimer = null;
+    this.hurryUntil = 0;
     this.lastHeard = 0;
     this.pingMs = 25000;
     this.user = null;
@@ -54,7 +60,10 @@ export class Hub {
     this.outbox = this.loadOutbox();
     this.inflight = null;
     this.holdUntil = 0;
-    addEventListener("online", () => this.wakeUp());
+    addEventListener("online", () => {
+      this.wakeUp();
+      this.check();
+    });
     addEventListener("pagehide", () => {
       this.saveOutbox();
       if (this.outbox.length) this.askSync();
@@ -156,7 +165,8 @@ export class Hub {
 
   retryLater(capMs = null, state = "offline") {
     if (this.stopped || this.timer) return;
-    const cap = capMs ?? Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
+    let cap = capMs ?? Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
+    if (Date.now() < this.hurryUntil) cap = Math.min(cap, HURRY_BACKOFF_MS);
     const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
     this.attempt = Math.min(this.attempt + 1, 16);
     this.status(state, { retryIn: delay });
@@ -193,6 +203,29 @@ export class Hub {
       this.requests.set(ref, { resolve, reject });
       this.raw({ ...frame, ref });
     });
+  }
+
+  /**
+   * The link may have changed under the socket (the page's media connection
+   * stalled: a phone left Wi-Fi for 4G, and a TCP connection does not follow its
+   * address): ping now, and start over at once if nothing is heard within
+   * `graceMs`; retries come at least every second for a while. The heartbeat
+   * alone notices a dead socket after 35 s.
+   */
+  check(graceMs = 1500) {
+    // Until the link is back, retries come at least every second (not 4, 8, 16 s later).
+    this.hurryUntil = Date.now() + HURRY_MS;
+    const ws = this.ws;
+    if (!ws || !this.ready || this.checkTimer) return;
+    const asked = Date.now();
+    this.raw({ type: "ping" });
+    this.checkTimer = setTimeout(() => {
+      this.checkTimer = null;
+      if (this.ws !== ws || this.lastHeard >= asked) return;
+      this.attempt = 0;
+      ws.close();
+      this.closed(ws, 1006);
+    }, graceMs);
   }
 
   startHeartbeat() {

@@ -54,7 +54,9 @@ from .ice import (
     HostCandidatePolicy,
     LivenessWatch,
     configure_host_candidates,
+    ice_restart_answered,
     ports_in_use,
+    restart_ice,
     stun_round_trip,
 )
 from .receive import (
@@ -84,8 +86,10 @@ __all__ = [
     "RtpWriter",
     "accept_red",
     "configure_host_candidates",
+    "ice_restart_answered",
     "make_forwarding_sender",
     "ports_in_use",
+    "restart_ice",
     "send_pli",
     "send_remb",
     "set_stream_id",

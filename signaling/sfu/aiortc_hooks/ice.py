@@ -1,7 +1,8 @@
 """ICE: host candidates in a port range, the media sockets' protocol.
 
 Private names used: ``aioice.Connection.get_component_candidates/_protocols/
-_nominated/build_request/remote_password/query_consent/_query_consent_task``, ``aioice.stun.TransactionError``,
+_nominated/build_request/remote_password/query_consent/_query_consent_task/_local_username/
+_local_password/_check_list/check_start_task``, ``aioice.stun.TransactionError``,
 ``aioice.ice.StunProtocol`` (``receiver``, ``local_candidate``,
 ``transport``), ``RTCIceGatherer._connection``.
 """
@@ -21,7 +22,8 @@ from typing import Any
 
 from aioice import stun
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
-from aioice.ice import CONSENT_INTERVAL, StunProtocol
+from aioice.ice import CONSENT_INTERVAL, CandidatePair, StunProtocol
+from aioice.utils import random_string
 from aiortc import RTCPeerConnection
 
 from ..types import NoFreePort
@@ -225,6 +227,56 @@ def _candidate_gatherer(connection: Any, policy: HostCandidatePolicy) -> Callabl
         return candidates
 
     return get_component_candidates
+
+
+def _connections(pc: RTCPeerConnection) -> list[Any]:
+    """The aioice connections of ``pc``'s transports (one with BUNDLE), each once."""
+    seen: list[Any] = []
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        if all(connection is not c for c in seen):
+            seen.append(connection)
+    return seen
+
+
+def restart_ice(pc: RTCPeerConnection) -> None:
+    """Give ``pc``'s ICE transport new local credentials: its next offer restarts ICE.
+
+    aiortc cannot restart ICE (RFC 8445 section 9). Its offers read the local
+    ufrag and password from aioice's connection, so new ones there make the
+    next offer an ICE restart: the browser answers with new credentials of its
+    own, gathers on the network it has now and checks from there. Everything
+    above ICE stays (DTLS, SRTP, transceivers, the others' m-lines). Call
+    before making the offer; :func:`ice_restart_answered` applies the answer.
+    """
+    for connection in _connections(pc):
+        connection._local_username = random_string(4)
+        connection._local_password = random_string(22)
+
+
+def ice_restart_answered(pc: RTCPeerConnection, username: str, password: str) -> bool:
+    """Take the remote's ICE credentials from an answer; True if they changed (an ICE restart).
+
+    The media keeps its nominated pair until a check from the new credentials
+    succeeds: aioice nominates as the controlling agent on every check, and a
+    check that succeeds replaces the nominated pair in place (what
+    :class:`RtpWriter` and the consent checks read). The browser checks from
+    its new candidates at once (each such check starts a triggered check here,
+    even after aioice's connect() ended); pairs that failed while the
+    credentials were changing are checked again now.
+    """
+    changed = False
+    for connection in _connections(pc):
+        if connection.remote_username == username and connection.remote_password == password:
+            continue
+        changed = True
+        connection.remote_username = username
+        connection.remote_password = password
+        for pair in list(connection._check_list):
+            if pair.state is CandidatePair.State.FAILED and pair.task is None:
+                pair.state = CandidatePair.State.WAITING
+                connection.check_start_task(pair)
+    return changed
 
 
 def _nominated(pc: RTCPeerConnection) -> tuple[Any, Any] | tuple[None, None]:

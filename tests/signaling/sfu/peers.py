@@ -27,8 +27,11 @@ from signaling.sfu.aiortc_hooks import (
     AssembledFrame,
     HostCandidatePolicy,
     configure_host_candidates,
+    ice_restart_answered,
+    restart_ice,
     tap_receiver,
 )
+from signaling.sfu.sdp import ice_credentials
 
 LOOPBACK = HostCandidatePolicy(
     bind_address="127.0.0.1", announced_addresses=("127.0.0.1",), port_min=41000, port_max=41999
@@ -116,6 +119,13 @@ class ClientPeer:
 
     async def answer(self, offer: Offer) -> str:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        # New ICE credentials in the offer: an ICE restart, which a browser answers with new
+        # credentials of its own (aiortc ignores them: done here with the server's own hooks).
+        credentials = ice_credentials(offer.sdp)
+        connection = self.pc.getTransceivers()[0].receiver.transport.transport._connection
+        if credentials is not None and connection.remote_username not in (None, credentials[0]):
+            restart_ice(self.pc)
+            ice_restart_answered(self.pc, *credentials)
         transceivers = {t.mid: t for t in self.pc.getTransceivers()}
         for slot in offer.slots:
             self.slots[slot.mid] = slot

@@ -231,6 +231,24 @@ def test_loss_is_judged_over_every_stream_sent_to_him() -> None:
     assert estimate.value(8.5) == pytest.approx(300_000 * 0.94 * 1.08 * 1.08)
 
 
+def test_what_an_outage_swallowed_does_not_cut_the_estimate_once_he_is_back() -> None:
+    """A phone whose link went dark for 3 s (a tunnel, Wi-Fi to 4G): the first reports after
+    it count every packet the outage swallowed; they must not bring him to the floor."""
+    estimate = DownlinkEstimate(initial=1_500_000)
+    estimate.sending = 1_500_000
+    video = 2
+    estimate.on_report(video, 1000, 0, 0.0)
+    estimate.on_report(video, 1100, 0, 1.0)
+    before = estimate.value(1.0)
+    estimate.outage()  # nothing heard from him for 3 s
+    estimate.on_remb(100_000, 3.0)  # what his browser's estimator said in the dark
+    estimate.restored(5.0)
+    estimate.on_report(video, 1500, 300, 5.5)  # the outage's 300 lost packets, reported now
+    assert estimate.value(5.5) == before
+    estimate.on_report(video, 1600, 302, 6.5)  # then 2 % of what followed: judged as usual
+    assert estimate.value(6.5) == before
+
+
 def test_audio_first_the_loudest_always_the_others_while_they_fit_red_dropped_when_narrow() -> None:
     def voice(key: str, position: int, rate: float = 80_000, plain: float | None = None) -> AudioDemand:
         return AudioDemand(key=key, rank=(position,), rate=rate, plain=plain)

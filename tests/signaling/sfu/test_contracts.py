@@ -242,6 +242,30 @@ def test_ice_build_request_and_stun_request() -> None:
     assert issubclass(stun.TransactionError, Exception)
 
 
+def test_ice_local_credentials_are_read_from_the_private_fields() -> None:
+    """``restart_ice`` writes ``_local_username``/``_local_password``: the public properties
+    (what aiortc's offers and aioice's checks read) must answer them."""
+    connection = Connection(ice_controlling=True)
+    connection._local_username, connection._local_password = "abcd", "p" * 22
+    assert (connection.local_username, connection.local_password) == ("abcd", "p" * 22)
+    assert "self.local_password" in source_of(Connection.request_received)
+    assert "self.local_username" in source_of(Connection._valid_username)
+    assert "self.remote_password" in source_of(Connection.check_start)
+
+
+def test_ice_checks_after_connect_nominate_in_place() -> None:
+    """``ice_restart_answered`` relies on incoming checks starting triggered checks after
+    connect() (``check_incoming`` -> ``check_start_task``), on a controlling agent nominating
+    on every check, on a nominated pair replacing ``_nominated[component]`` in place, and on
+    a FAILED pair being checked again through ``check_start_task``."""
+    assert "self.check_start_task(pair)" in source_of(Connection.check_incoming)
+    assert "nominate = self.ice_controlling and not self.remote_is_lite" in source_of(Connection.check_start)
+    assert "self._nominated[pair.component] = pair" in source_of(Connection.check_complete)
+    assert isinstance(Connection(ice_controlling=True)._check_list, list)
+    assert {"FAILED", "WAITING"} <= set(CandidatePair.State.__members__)
+    assert CandidatePair(None, None).task is None  # type: ignore[arg-type]
+
+
 def test_ice_stun_protocol_and_pairs() -> None:
     assert callable(StunProtocol.datagram_received) and "receiver" in inspect.signature(StunProtocol.__init__).parameters
     assert {"protocol", "remote_addr"} <= {n for n in dir(CandidatePair) if not n.startswith("__")} | set(

@@ -95,3 +95,64 @@ async def test_a_peer_gone_silent_is_marked_disconnected_within_seconds_and_back
     await wait_until(lambda: state_of(session) is ParticipantState.CONNECTED, timeout=10, what="back")
     assert states[-1] is ParticipantState.CONNECTED
     await close_all(sfu, sessions)
+
+
+async def _drop(data: bytes, addr: tuple[str, int]) -> None:
+    pass
+
+
+async def test_an_ice_restart_moves_the_media_to_a_new_address_on_the_same_peer(sfu: Sfu) -> None:
+    import asyncio
+
+    from aioice.candidate import Candidate
+    from aioice.ice import CandidatePair
+
+    from signaling.sfu.aiortc_hooks.ice import _MediaStunProtocol
+    from signaling.sfu.sdp import ice_credentials
+
+    meeting = sfu.meeting("guild-ice-restart")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()})
+    karim = ClientPeer("karim")
+    sessions = [
+        await join(meeting, amina, TrackSource.CAMERA, TrackSource.MICROPHONE),
+        await join(meeting, karim),
+    ]
+    for session in sessions:
+        await session.settle()
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 10, what="karim sees amina")
+    participant = meeting.participant("amina")
+    peer = participant.peer_connection
+    server = peer.getTransceivers()[0].receiver.transport.transport._connection
+    credentials = (server.local_username, server.local_password)
+    karim_negotiations = sessions[1].negotiations
+
+    # amina's phone leaves Wi-Fi for 4G: her old address is gone, she has a new one.
+    client = amina.pc.getTransceivers()[0].receiver.transport.transport._connection
+    old = client._nominated[1]
+    # (Not closed: aioice would close the whole connection with it.)
+    old.protocol.datagram_received = lambda data, addr: None
+    old.protocol.send_data = _drop
+    old.protocol.send_stun = lambda message, addr: None
+    loop = asyncio.get_running_loop()
+    _, moved = await loop.create_datagram_endpoint(lambda: _MediaStunProtocol(client), local_addr=("127.0.0.1", 0))
+    port = moved.transport.get_extra_info("sockname")[1]
+    moved.local_candidate = Candidate(
+        foundation="moved", component=1, transport="udp", priority=old.local_candidate.priority,
+        host="127.0.0.1", port=port, type="host",
+    )
+    client._protocols.append(moved)
+
+    participant.restart_ice()
+    await sessions[0].settle()
+    assert (server.local_username, server.local_password) != credentials
+    assert ice_credentials(peer.localDescription.sdp) == (server.local_username, server.local_password)
+    # Her browser checks from where it is now (the server's candidate, from the new socket).
+    client.check_start_task(CandidatePair(moved, old.remote_candidate))
+    frames = len(karim.frames_from("amina", TrackSource.CAMERA))
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= frames + 20, what="video again")
+    assert server._nominated[1].remote_addr == ("127.0.0.1", port)
+    assert server.remote_username == client.local_username  # her answer's new credentials, taken
+    assert meeting.participant("amina").peer_connection is peer  # the same peer, restarted
+    await sessions[1].settle()
+    assert sessions[1].negotiations == karim_negotiations, "karim renegotiated"
+    await close_all(sfu, sessions)
