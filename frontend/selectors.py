@@ -98,6 +98,10 @@ def _notification_text_and_href(kind: str, data: dict[str, object]) -> tuple[str
             "promoted": _("You have a seat: %(title)s"),
         }
         return events.get(text("event"), _("Gathering: %(title)s")) % {"title": text("title")}, href
+    if kind == "new_piece" and number("product"):
+        return _("%(name)s published a new piece: %(title)s") % {"name": text("by"), "title": text("title")}, reverse(
+            "registry_product", args=[number("product")]
+        )
     if kind == "exchange":
         return _("%(name)s posted raw materials that match yours.") % {"name": text("author_name")}, reverse(
             "registry_exchange"

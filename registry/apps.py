@@ -16,6 +16,10 @@ class RegistryConfig(AppConfig):
         from registry.tasks import enquiry_replies_mail
 
         jobs.periodic_register(enquiry_replies_mail)
+        from registry.services import new_piece_job_register
+        from registry.tasks import new_piece_followers_tell
+
+        new_piece_job_register(lambda product_id: new_piece_followers_tell.enqueue(product_id=product_id))
         from django.db.backends.signals import connection_created
 
         from registry.search_text import sqlite_functions_register

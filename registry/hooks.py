@@ -12,6 +12,7 @@ from hub.models import User
 
 EXCHANGE = "exchange"
 ENQUIRY = "enquiry"
+NEW_PIECE = "new_piece"
 
 
 def _export(user: User) -> dict[str, Any]:
@@ -118,6 +119,7 @@ def register() -> None:
     signup_map_register(_signup_map)
     notifications.kind_register(EXCHANGE, _("exchange"))
     notifications.kind_register(ENQUIRY, _("enquiry about a product"))
+    notifications.kind_register(NEW_PIECE, _("new piece by an artisan you follow"))
     personal_data.part_register(
         personal_data.PersonalDataPart(
             app="registry",

@@ -140,6 +140,8 @@ class Product(models.Model):
     auth_code = models.CharField(max_length=12, unique=True, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    # When his followers were told of the piece (`services.new_piece_followers_tell`): once.
+    followers_told_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("product")

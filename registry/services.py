@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -30,7 +30,7 @@ from hub.images import Upload, validate_and_resize_image
 from hub.models import User, Wilaya
 from hub.protocol import CardOut
 from hub.services import phone_normalise
-from registry.hooks import ENQUIRY, EXCHANGE
+from registry.hooks import ENQUIRY, EXCHANGE, NEW_PIECE
 from registry.models import (
     Availability,
     Census,
@@ -346,7 +346,48 @@ def product_create(
         product = Product.objects.create(artisan=user, **fields)
         for position, image in enumerate(processed):
             _photo_store(product, image, position)
+        if product.status == ProductStatus.PUBLISHED:
+            _followers_tell_later(product)
     return product
+
+
+# Enqueues the job that runs `new_piece_followers_tell`: registered by `RegistryConfig.ready()`
+# (registry/tasks.py imports this module; this module does not import it).
+_new_piece_job: list[Callable[[int], object]] = []
+
+
+def new_piece_job_register(enqueue: Callable[[int], object]) -> None:
+    _new_piece_job[:] = [enqueue]
+
+
+def _followers_tell_later(product: Product) -> None:
+    """The job that tells the artisan's followers, written in this transaction: it exists
+    if and only if the piece does, and the worker runs it after the commit."""
+    for enqueue in _new_piece_job:
+        enqueue(product.pk)
+
+
+def new_piece_followers_tell(*, product_id: int) -> int:
+    """Notify the active followers of a published product's artisan (the notification centre,
+    pushes, digests), once per product whatever the number of runs; answers how many were
+    told. A piece no longer published (a draft again, deleted, hidden) tells no one, and is
+    told of when published again."""
+    with transaction.atomic():
+        product = Product.objects.select_for_update().select_related("artisan").filter(pk=product_id).first()
+        if (
+            product is None or product.followers_told_at is not None
+            or product.status != ProductStatus.PUBLISHED or not product.artisan.is_active
+        ):
+            return 0
+        product.followers_told_at = timezone.now()
+        product.save(update_fields=["followers_told_at"])
+        artisan = product.artisan
+        data: dict[str, object] = {"product": product.pk, "title": product.title, "by": artisan.display_name}
+        told = 0
+        for follower in User.objects.filter(following__artisan=artisan, is_active=True).exclude(pk=artisan.pk):
+            notification_create(user=follower, kind=NEW_PIECE, data=data)
+            told += 1
+    return told
 
 
 def _product_image(upload: Upload) -> Any:
@@ -406,6 +447,8 @@ def product_update(*, user: User, product_id: int, **changes: Any) -> Product:
             setattr(product, name, value)
         product.updated_at = timezone.now()
         product.save()
+        if product.status == ProductStatus.PUBLISHED and product.followers_told_at is None:
+            _followers_tell_later(product)
     return product
 
 
