@@ -162,6 +162,15 @@ if DATABASE_URL:
             "max_size": int(os.environ["DATABASE_POOL_MAX"]),
             "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "10")),
         }
+    # Every PostgreSQL session of the hub starts with these planner settings: its statements
+    # are short reads of data held in memory. JIT compiling costs more than such a query
+    # (trigram operators' costs reach its threshold); parallel workers for a few thousand
+    # rows cost more to start than they save and take the cores other requests need; pages
+    # read at random cost about what sequential ones do once cached. The directory's search
+    # relied on them (it set them per transaction: three round trips more per search).
+    POSTGRES_SESSION_OPTIONS = "-c jit=off -c max_parallel_workers_per_gather=0 -c random_page_cost=1.1"
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {})["options"] = POSTGRES_SESSION_OPTIONS
     # A streaming replica for the pages whose reads may lag a moment (hub/replica.py):
     # the directory, storefronts, product pages and the census. Never migrated, never
     # written; reached within 2 s or the page is read from the primary instead.
@@ -173,6 +182,8 @@ if DATABASE_URL:
         replica.setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
         if "pool" in DATABASES["default"].get("OPTIONS", {}):
             replica["OPTIONS"]["pool"] = dict(DATABASES["default"]["OPTIONS"]["pool"])
+        if replica["ENGINE"] == "django.db.backends.postgresql":
+            replica["OPTIONS"]["options"] = POSTGRES_SESSION_OPTIONS
         replica["TEST"] = {"MIRROR": "default"}
         DATABASES["replica"] = replica
 else:

@@ -25,3 +25,11 @@ class RegistryConfig(AppConfig):
         from registry.search_text import sqlite_functions_register
 
         connection_created.connect(sqlite_functions_register, dispatch_uid="registry.search_text")
+        from django.db.models.signals import post_delete, post_save
+
+        from hub.models import Trade, Wilaya
+        from registry.search import reference_changed
+
+        for model in (Trade, Wilaya):
+            for signal in (post_save, post_delete):
+                signal.connect(reference_changed, sender=model, dispatch_uid=f"registry.search.{model.__name__}")

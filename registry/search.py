@@ -28,15 +28,17 @@ are called on the raw columns, and trades and communes through subqueries.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from django.contrib.postgres.expressions import ArraySubquery
-from django.db import connection, connections, router, transaction
+from django.contrib.postgres.fields import ArrayField
+from django.db import connection, connections, router
 from django.db.models import (
+    BigIntegerField,
     BooleanField,
     Case,
     Exists,
@@ -57,7 +59,7 @@ from hub.errors import ErrorCode, HirfaError
 from hub.models import ArtisanProfile, Trade, User, Wilaya
 from registry.models import Census, Product, VerificationStatus
 from registry.search_text import close_enough, fold, skeleton, words
-from registry.selectors import PAGE_SIZE, PUBLIC_STATUSES, QUERY_MAX_CHARS, ArtisanCard, _card
+from registry.selectors import PAGE_SIZE, PUBLIC_STATUSES, QUERY_MAX_CHARS, ArtisanCard
 
 RANKED_MAX = 200
 CANDIDATES = 500
@@ -76,12 +78,20 @@ STOP_WORDS = frozenset(
 
 @dataclass(frozen=True)
 class Named:
-    """A trade or a wilaya and the keys it is known by in every language."""
+    """A trade or a wilaya and the keys it is known by in every language; its name, label
+    (a wilaya's has its code) and Tifinagh name as the pages show them."""
 
     pk: int
     label: str
     words: frozenset[str]
     skeletons: frozenset[str]
+    name: str = ""
+    tifinagh: str = ""
+    code: int | None = None
+    current: bool = True  # a wilaya in force (not one split off later, not a past one)
+
+    def __str__(self) -> str:
+        return self.label
 
     def matches(self, term: str, key: str) -> bool:
         if term in self.words or any(len(term) >= 3 and w.startswith(term) for w in self.words):
@@ -91,7 +101,7 @@ class Named:
         return any(close_enough(term, w) for w in self.words)
 
 
-def _named(pk: int, label: str, names: list[str]) -> Named:
+def _named(pk: int, label: str, names: list[str], **shown: Any) -> Named:
     found: set[str] = set()
     for name in names:
         for w in words(name):
@@ -101,38 +111,80 @@ def _named(pk: int, label: str, names: list[str]) -> Named:
     return Named(
         pk=pk, label=label, words=frozenset(found),
         skeletons=frozenset(s for name in names for s in skeleton(name).split() if len(s) >= 2),
+        **shown,
     )
 
 
 @lru_cache(maxsize=8)
-def _reference(language: str, version: tuple[object, ...]) -> tuple[tuple[Named, ...], tuple[Named, ...]]:
+def _reference(language: str, version: tuple[object, ...]) -> Reference:
     """Trades and wilayas with their keys, rebuilt when `version` (their counts and last ids) moves."""
     del version
     trades = tuple(
-        _named(t.pk, t.localized_name(language), [t.name_fr, t.name_ar, t.name_en, t.name_ber, t.slug.replace("-", " ")])
+        _named(t.pk, t.localized_name(language), [t.name_fr, t.name_ar, t.name_en, t.name_ber, t.slug.replace("-", " ")],
+               name=t.localized_name(language), tifinagh=t.tifinagh)
         for t in Trade.objects.all()
     )
     wilayas = tuple(
-        _named(w.pk, wilaya_label(w, language), [w.name_fr, w.name_ar, w.name_en, w.name_ber, str(w.code)])
+        _named(w.pk, wilaya_label(w, language), [w.name_fr, w.name_ar, w.name_en, w.name_ber, str(w.code)],
+               name=w.localized_name(language), tifinagh=w.tifinagh, code=w.code,
+               current=w.parent_id is None)
         for w in Wilaya.objects.all()
     )
-    return trades, wilayas
+    return Reference(trades=trades, wilayas=wilayas)
 
 
-Reference = tuple[tuple[Named, ...], tuple[Named, ...]]
+#: How many words a `Reference` remembers having understood (then it starts again).
+UNDERSTOOD_MAX = 5000
 
 
-def reference_keys() -> Reference:
-    """The trades and wilayas with their keys in the active language (one cheap query to
-    see whether they changed)."""
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """The trades and wilayas in one language (`trades, wilayas = reference`), and the
+    words already understood against them: buyers type the same few hundred words, and
+    matching one against every name in Python costs more than the statement it leads to."""
+
+    trades: tuple[Named, ...]
+    wilayas: tuple[Named, ...]
+    understood: dict[str, Term] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[tuple[Named, ...]]:
+        return iter((self.trades, self.wilayas))
+
+# How long a process trusts the reference data it read (per database) before it checks
+# again whether trades or wilayas changed: a search then costs no statement for them. A
+# change in this process (admin, data migration) is seen at once (`reference_changed`).
+REFERENCE_CHECK_SECONDS = 30.0
+_versions: dict[str, tuple[float, tuple[object, ...]]] = {}
+
+
+def reference_changed(**_kwargs: object) -> None:
+    """Forget when the reference data was last checked (a trade or a wilaya was written)."""
+    _versions.clear()
+
+
+def _reference_version(alias: str) -> tuple[object, ...]:
+    checked = _versions.get(alias)
+    now = time.monotonic()
+    if checked is not None and now - checked[0] < REFERENCE_CHECK_SECONDS:
+        return checked[1]
     trade, wilaya = Trade._meta.db_table, Wilaya._meta.db_table
-    with connections[router.db_for_read(Trade)].cursor() as cursor:
+    with connections[alias].cursor() as cursor:
         cursor.execute(
             f"SELECT (SELECT COUNT(*) FROM {trade}), (SELECT MAX(id) FROM {trade}),"
             f" (SELECT COUNT(*) FROM {wilaya}), (SELECT MAX(id) FROM {wilaya})"
         )
         version = tuple(cursor.fetchone() or ())
-    return _reference((get_language() or "fr")[:2], version)
+    _versions[alias] = (now, version)
+    return version
+
+
+def reference_keys() -> Reference:
+    """The trades and wilayas with their keys in the active language (one cheap query, at
+    most every `REFERENCE_CHECK_SECONDS`, to see whether they changed)."""
+    alias = router.db_for_read(Trade)
+    # The whole code ("kab"): its first two letters name no language.
+    language = (get_language() or "fr").split("-")[0]
+    return _reference(language, (alias, *_reference_version(alias)))
 
 
 def wilaya_label(wilaya: Wilaya, language: str | None = None) -> str:
@@ -169,18 +221,23 @@ def query_terms(query: str, reference: Reference | None = None) -> list[Term]:
     """The words of `query` worth matching (stop words dropped unless nothing else is left)."""
     found = words(query)
     kept = [w for w in found if w not in STOP_WORDS] or found
-    trades, wilayas = reference or reference_keys()
+    reference = reference or reference_keys()
+    trades, wilayas = reference
     terms = []
     for word in dict.fromkeys(kept):
-        key = skeleton(word)
-        terms.append(
-            Term(
+        term = reference.understood.get(word)
+        if term is None:
+            key = skeleton(word)
+            term = Term(
                 text=word,
                 key=key if " " not in key else "",
                 trade_ids=frozenset(t.pk for t in trades if t.matches(word, key)),
                 wilaya_ids=frozenset(w.pk for w in wilayas if w.matches(word, key)),
             )
-        )
+            if len(reference.understood) >= UNDERSTOOD_MAX:
+                reference.understood.clear()
+            reference.understood[word] = term
+        terms.append(term)
     return terms
 
 
@@ -322,17 +379,60 @@ def _products_q(term: Term, scope: QuerySet[ArtisanProfile] | None) -> Q:
     return Q(user_id__in=_makers(term, scope).values("artisan_id"))
 
 
-def _with_sets(term: Term, how: Pass) -> Term:
-    """`term` with the id lists `how` needs read (PostgreSQL), at most `IDS_MAX` each."""
+def _one_row(parts: list[tuple[str, QuerySet[Any]]]) -> list[Any]:
+    """Several subqueries read in one statement (one round trip), each as `wrap(subquery)`:
+    `EXISTS`, or `ARRAY` for a list of ids. Planned one by one, as if sent alone."""
+    alias = router.db_for_read(ArtisanProfile)
+    selects, params = [], []
+    for wrap, qs in parts:
+        sql, sql_params = qs.query.get_compiler(using=alias).as_sql()
+        selects.append(f"{wrap}({sql})")
+        params.extend(sql_params)
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(selects), params)
+        return list(cursor.fetchone() or ())
+
+
+def _with_sets(terms: list[Term], how: Pass) -> list[Term]:
+    """`terms` with the id lists `how` needs read (PostgreSQL), at most `IDS_MAX` each, all
+    in one statement."""
     if not _postgres():
-        return term
-    if how.typos and term.misspelt and len(term.text) >= TYPO_MIN_CHARS and term.typo_ids is None:
-        typo_ids = ArtisanProfile.objects.filter(WordSimilar(term.text, _profile_fold())).values_list("pk", flat=True)
-        term = replace(term, typo_ids=tuple(typo_ids[:IDS_MAX]))
-    if how.products and term.maker_ids is None:
-        makers = _makers(term, how.scope).values_list("artisan_id", flat=True)
-        term = replace(term, maker_ids=tuple(dict.fromkeys(makers[:IDS_MAX])))
-    return term
+        return terms
+    wanted: list[tuple[int, str, QuerySet[Any]]] = []
+    for i, term in enumerate(terms):
+        if how.typos and term.misspelt and len(term.text) >= TYPO_MIN_CHARS and term.typo_ids is None:
+            typos = ArtisanProfile.objects.filter(WordSimilar(term.text, _profile_fold())).values_list("pk")
+            wanted.append((i, "typo_ids", typos[:IDS_MAX]))
+        if how.products and term.maker_ids is None:
+            wanted.append((i, "maker_ids", _makers(term, how.scope).values_list("artisan_id")[:IDS_MAX]))
+    if not wanted:
+        return terms
+    found = _one_row([("ARRAY", qs) for _i, _name, qs in wanted])
+    terms = list(terms)
+    for (i, name, _qs), ids in zip(wanted, found, strict=True):
+        unique = tuple(dict.fromkeys(ids))
+        terms[i] = replace(terms[i], typo_ids=unique) if name == "typo_ids" else replace(terms[i], maker_ids=unique)
+    return terms
+
+
+class TradeIds(Expression):
+    """The artisan's trade ids as his row holds them (`search_trades`, PostgreSQL only)."""
+
+    output_field = ArrayField(BigIntegerField())
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.source: Any = F("pk")
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.source]
+
+    def set_source_expressions(self, exprs: Any) -> None:
+        (self.source,) = exprs
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        sql, _params = compiler.compile(self.source)
+        return f'{sql.rsplit(".", 1)[0]}."search_trades"', []
 
 
 class TradesOverlap(Expression):
@@ -416,7 +516,7 @@ class SearchPage:
     relaxed: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     """A matching artisan and what ranks him."""
 
@@ -448,15 +548,13 @@ def _candidates(qs: QuerySet[ArtisanProfile], terms: list[Term], how: Pass) -> l
         for i, term in enumerate(terms)
     }
     # What ranks and counts a candidate (his trades, whether he sells) comes in the same
-    # statement, computed for the rows kept only: PostgreSQL evaluates these subqueries
-    # after the sort and the limit (postponed target list), one index probe each.
+    # statement, computed for the rows kept only: PostgreSQL evaluates the subquery after
+    # the sort and the limit (postponed target list), one index probe each. His trades
+    # are on his row (`search_trades`, migration 0010): no probe at all.
     sells = Exists(Product.objects.filter(artisan_id=OuterRef("user_id"), status__in=PUBLIC_STATUSES))
     extra: dict[str, Any] = {"sells": sells}
     if _postgres():
-        through = ArtisanProfile.trades.through
-        extra["trade_list"] = ArraySubquery(
-            through.objects.filter(artisanprofile_id=OuterRef("pk")).values("trade_id")
-        )
+        extra["trade_list"] = TradeIds()
     rows = list(
         qs.annotate(**hits, **extra).order_by("-id")
         .values_list("pk", "user_id", "wilaya_id", "user__census__status", *extra, *hits)[:CANDIDATES]
@@ -478,9 +576,11 @@ def _candidates(qs: QuerySet[ArtisanProfile], terms: list[Term], how: Pass) -> l
     return found
 
 
-def _misspelt(term: Term) -> bool:
-    """No active artisan's name or bio holds `term` as typed (one index probe)."""
-    return not ArtisanProfile.objects.filter(_name_q(term)).exists()
+def _misspellings(terms: list[Term]) -> list[Term]:
+    """`terms`, each `misspelt` when no artisan's name or bio holds it as typed (one index
+    probe per word, all in one statement)."""
+    held = _one_row([("EXISTS", ArtisanProfile.objects.filter(_name_q(t)).values("pk")[:1]) for t in terms])
+    return [replace(t, misspelt=not bool(h)) for t, h in zip(terms, held, strict=True)]
 
 
 def _rank(candidates: list[Candidate], terms: list[Term], home: int | None, near: set[int]) -> None:
@@ -557,48 +657,31 @@ def artisan_search(
     home, near = _viewer_wilaya(viewer)
     relaxed = False
     candidates: list[Candidate] = []
-    # On the database the reads go to (a replica, for pages marked `stale_reads_ok`), so
-    # that the settings below apply to them.
-    alias = router.db_for_read(ArtisanProfile)
-    with transaction.atomic(using=alias):
-        if _postgres():
-            # The planner's costs for trigram operators reach JIT's threshold; compiling
-            # costs more than the whole query. Parallel workers for a few thousand rows
-            # cost more to start than they save, and take cores the other requests need.
-            with connections[alias].cursor() as cursor:
-                cursor.execute(
-                    "SET LOCAL jit = off; SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0;"
-                    " SET LOCAL random_page_cost = 1.1"
-                )
-        scope = qs if wilaya_id is not None or trade_id is not None else None
-        for how in PASSES if terms else PASSES[:1]:
-            if how.any_term and len(terms) < 2:
-                break
-            if how.typos and not how.products:
-                terms = [replace(t, misspelt=_misspelt(t)) for t in terms]
-                if not any(t.misspelt and len(t.text) >= TYPO_MIN_CHARS for t in terms):
-                    continue  # the same as the strict pass
-            how = replace(how, scope=scope)
-            terms = [_with_sets(t, how) for t in terms]
-            candidates = _candidates(qs, terms, how)
-            if candidates:
-                relaxed = how.any_term
-                break
+    # No transaction and no planner settings of its own: each statement is one round trip
+    # (a hub's PostgreSQL sessions start with jit off, no parallel workers and
+    # random_page_cost 1.1: hub/settings.py, `POSTGRES_SESSION_OPTIONS`).
+    scope = qs if wilaya_id is not None or trade_id is not None else None
+    for how in PASSES if terms else PASSES[:1]:
+        if how.any_term and len(terms) < 2:
+            break
+        if how.typos and not how.products:
+            terms = _misspellings(terms)
+            if not any(t.misspelt and len(t.text) >= TYPO_MIN_CHARS for t in terms):
+                continue  # the same as the strict pass
+        how = replace(how, scope=scope)
+        terms = _with_sets(terms, how)
+        candidates = _candidates(qs, terms, how)
+        if candidates:
+            relaxed = how.any_term
+            break
     _rank(candidates, terms, home, near)
     capped = len(candidates) >= CANDIDATES
     ranked = candidates[:RANKED_MAX]
     start = (page - 1) * page_size
     shown = ranked[start : start + page_size]
-    page_ids = [c.pk for c in shown]
-    profiles = {
-        p.pk: p
-        for p in ArtisanProfile.objects.filter(pk__in=page_ids)
-        .select_related("wilaya", "user", "user__census")
-        .prefetch_related("trades")
-    }
     trades, wilayas = reference
     return SearchPage(
-        items=[_card(profiles[pk]) for pk in page_ids if pk in profiles],
+        items=_cards(shown, reference),
         page=page,
         has_next=len(ranked) > start + page_size,
         has_previous=page > 1,
@@ -608,6 +691,37 @@ def artisan_search(
         understood_wilayas=sorted({w.label for w in wilayas for term in terms if w.pk in term.wilaya_ids}),
         relaxed=relaxed,
     )
+
+
+def _cards(shown: list[Candidate], reference: Reference) -> list[ArtisanCard]:
+    """The cards of a page in one statement: what ranked a candidate (his trades, wilaya,
+    verification) is known already, the labels come from the reference data."""
+    if not shown:
+        return []
+    trades, wilayas = reference
+    by_wilaya = {w.pk: w for w in wilayas}
+    avatars = ArtisanProfile._meta.get_field("avatar").storage  # type: ignore[union-attr]
+    rows = {
+        row[0]: row
+        for row in ArtisanProfile.objects.filter(pk__in=[c.pk for c in shown]).values_list(
+            "pk", "display_name", "languages", "bio", "avatar", "user__username"
+        )
+    }
+    cards = []
+    for c in shown:
+        if c.pk not in rows:
+            continue
+        _pk, display_name, languages, bio, avatar, username = rows[c.pk]
+        wilaya = by_wilaya.get(c.wilaya_id) if c.wilaya_id is not None else None
+        cards.append(
+            ArtisanCard(
+                user_id=c.user_id, username=username, display_name=display_name or username,
+                wilaya=wilaya.name if wilaya else "", wilaya_code=wilaya.code if wilaya else None,
+                trades=tuple(t.name for t in trades if t.pk in c.trade_ids), languages=tuple(languages or ()),
+                verified=c.verified, avatar_url=avatars.url(avatar) if avatar else "", bio=bio,
+            )
+        )
+    return cards
 
 
 def _facets(candidates: list[Candidate], capped: bool, reference: Reference) -> Facets:
@@ -639,7 +753,9 @@ def _matching_products(terms: list[Term], user_ids: list[int]) -> list[Product]:
         return []
     rows: list[Product] = list(
         Product.objects.filter(artisan_id__in=user_ids, status__in=PUBLIC_STATUSES)
-        .select_related("artisan", "artisan__profile", "artisan__profile__wilaya")
+        .select_related("artisan__profile")
+        .only("id", "artisan_id", "title", "materials", "description", "artisan__id", "artisan__profile__id",
+              "artisan__profile__user_id", "artisan__profile__display_name")
         .prefetch_related("photos")
         .order_by("-id")[: PRODUCTS_SHOWN * 4]
     )

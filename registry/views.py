@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mimetypes
 import secrets
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -23,8 +24,10 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -32,7 +35,7 @@ from hub import personal_data
 from hub.auth import member_of, viewer_of
 from hub.csv_export import SafeCsvWriter
 from hub.errors import ErrorCode, HirfaError, http_status
-from hub.models import ArtisanProfile, Trade, User, Wilaya
+from hub.models import ArtisanProfile, User, Wilaya
 from hub.protected_files import protected_file_response
 from hub.replica import stale_reads_ok
 from hub.throttle import client_ip, throttle_hit, too_many
@@ -216,12 +219,28 @@ def _with(query: Any, **changes: Any) -> str:
     return str(copy.urlencode())
 
 
+def _options(items: Iterable[search.Named], selected: int | None) -> SafeString:
+    """The `<option>`s of a filter (trades, wilayas), built here rather than by a template
+    loop: a hundred of them on every search page."""
+    tifinagh = get_language() == "kab"
+    return format_html_join(
+        "",
+        "<option value=\"{}\"{}>{}{}</option>",
+        (
+            (item.pk, mark_safe(" selected") if item.pk == selected else "", item.label,
+             f" · {item.tifinagh}" if tifinagh and item.tifinagh else "")
+            for item in items
+        ),
+    )
+
+
 @require_GET
 @stale_reads_ok
 def directory(request: HttpRequest) -> HttpResponse:
     """One search over artisans and their products, results first, then facets and filters."""
     args = _search_args(request.GET)
     result = search.artisan_search(**args, viewer=viewer_of(request))
+    trades, wilayas = search.reference_keys()
     query = request.GET.copy()
     query.pop("page", None)
     facets = result.facets
@@ -231,10 +250,8 @@ def directory(request: HttpRequest) -> HttpResponse:
         {
             "result": result,
             "args": args,
-            "trades": sorted_by_name(Trade.objects.all()),
-            "wilayas": [
-                (w.pk, search.wilaya_label(w), w.tifinagh) for w in Wilaya.objects.filter(parent__isnull=True)
-            ],
+            "trade_options": _options(sorted_by_name(trades), args["trade_id"]),
+            "wilaya_options": _options([w for w in wilayas if w.current], args["wilaya_id"]),
             "languages": ArtisanProfile.Language.choices,
             "base_query": query.urlencode(),
             "trade_facets": [(f, _with(query, trade=f.key)) for f in facets.trades] if facets else [],

@@ -166,3 +166,49 @@ def test_typos_are_tolerated_for_words_no_one_writes_that_way(country):
     assert found("tapissiere") == ["rym"]
     assert found("tapisiere") == ["rym"]  # a typo still finds her
     assert found("tapissiere", wilaya_id=wilaya(13).pk) == []
+
+
+def _statements(client, params):
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(reverse("registry_directory"), params)  # the reference data read once per process
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(reverse("registry_directory"), params).status_code == 200
+    return [q["sql"] for q in ctx.captured_queries]
+
+
+def test_a_search_page_costs_a_few_statements_on_postgresql(country, client):
+    """Each statement is a round trip, and on a loaded machine a wait for the CPU: a search
+    that finds costs its candidates, its cards, its pieces and their photos; one that falls
+    through every pass costs two statements more per pass, whatever the number of words."""
+    if connection.vendor != "postgresql":
+        skip_or_fail("the statement counts are PostgreSQL's (set DATABASE_URL)")
+    assert len(_statements(client, {"q": "cuivre"})) <= 4
+    assert len(_statements(client, {})) <= 2
+    sql = _statements(client, {"q": "nhas tlemcen zzzz", "wilaya": wilaya(16).pk})
+    assert len(sql) <= 8, sql
+    assert not any(s.startswith(("SET", "BEGIN", "COMMIT")) for s in sql)
+
+
+def test_the_planner_settings_the_search_relies_on_are_every_sessions(country):
+    if connection.vendor != "postgresql":
+        skip_or_fail("PostgreSQL's settings (set DATABASE_URL)")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('jit'), current_setting('max_parallel_workers_per_gather'),"
+                       " current_setting('random_page_cost')")
+        assert cursor.fetchone() == ("off", "0", "1.1")
+
+
+def test_labels_are_in_the_language_of_the_page_and_follow_a_renamed_trade(country):
+    from django.utils import translation
+
+    copper = Trade.objects.get(slug="copperware")
+    copper.name_ber = "Tanḥast"
+    copper.save()
+    with translation.override("kab"):
+        page = search.artisan_search(query="nhas")
+        assert page.understood_trades == ["Tanḥast"]
+        assert any("Tanḥast" in card.trades for card in page.items)
+        assert "Tanḥast" in [f.label for f in page.facets.trades]
+    with translation.override("ar"):
+        assert "النحاسيات" in search.artisan_search(query="cuivre").understood_trades
