@@ -763,7 +763,12 @@ def start_probe(page: Any, server: str, hub: dict[str, Any]) -> None:
     if server == "hirfa":
         page.evaluate("""(user) => {
           const pc = window.benchPeers.filter((p) => p.connectionState !== "closed").at(-1);
-          const mlines = window.hirfaMeeting.mlines().filter((m) => m.user === user);
+          // Slots: the first publisher's voice may be in no audio slot; take the first one whose
+          // voice and camera both are (a slot pair keeps them together).
+          const lines = window.hirfaMeeting.mlines().filter((m) => m.direction === "subscribe" && m.user != null);
+          const whole = (u) => ["audio", "video"].every((k) => lines.some((m) => m.user === u && m.kind === k));
+          const chosen = [user, ...lines.map((m) => m.user)].find(whole) ?? user;
+          const mlines = lines.filter((m) => m.user === chosen);
           const track = (kind) => pc.getTransceivers().find(
             (t) => t.mid === mlines.find((m) => m.kind === kind)?.mid)?.receiver.track;
           window.benchProbe(track("video"), track("audio"));
@@ -859,7 +864,7 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
         while recovered is None and time.time() < limit:
             at_return = [s for s in samples if s["t"] <= back][-1]
             for sample in samples:
-                if sample["t"] > back and _all_advanced(at_return, sample, publishers):
+                if sample["t"] > back and _all_advanced(at_return, sample, row.get("videos_received") or publishers):
                     recovered = round((sample["t"] - back) / 1000, 2)
                     break
             if recovered is None:
