@@ -415,10 +415,9 @@ def _with_sets(terms: list[Term], how: Pass) -> list[Term]:
     return terms
 
 
-class TradeIds(Expression):
-    """The artisan's trade ids as his row holds them (`search_trades`, PostgreSQL only)."""
-
-    output_field = ArrayField(BigIntegerField())
+class _SearchTrades(Expression):
+    """The artisan row's `search_trades` column (PostgreSQL only; GIN-indexed, kept by a
+    trigger: migration `registry/0010_search_document`), as SQL on the query's own alias."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -430,14 +429,22 @@ class TradeIds(Expression):
     def set_source_expressions(self, exprs: Any) -> None:
         (self.source,) = exprs
 
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+    def column(self, compiler: Any) -> str:
         sql, _params = compiler.compile(self.source)
-        return f'{sql.rsplit(".", 1)[0]}."search_trades"', []
+        return f'{sql.rsplit(".", 1)[0]}."search_trades"'
 
 
-class TradesOverlap(Expression):
-    """The artisan practises one of `trade_ids`: on PostgreSQL his row's `search_trades`
-    (GIN-indexed, kept by a trigger: migration `registry/0010_search_document`)."""
+class TradeIds(_SearchTrades):
+    """The artisan's trade ids as his row holds them."""
+
+    output_field = ArrayField(BigIntegerField())
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.column(compiler), []
+
+
+class TradesOverlap(_SearchTrades):
+    """The artisan practises one of `trade_ids`."""
 
     output_field = BooleanField()
     conditional = True
@@ -445,17 +452,9 @@ class TradesOverlap(Expression):
     def __init__(self, trade_ids: frozenset[int]) -> None:
         super().__init__()
         self.trade_ids = sorted(trade_ids)
-        self.source: Any = F("pk")
-
-    def get_source_expressions(self) -> list[Any]:
-        return [self.source]
-
-    def set_source_expressions(self, exprs: Any) -> None:
-        (self.source,) = exprs
 
     def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        sql, _params = compiler.compile(self.source)
-        return f'{sql.rsplit(".", 1)[0]}."search_trades" && %s::bigint[]', [self.trade_ids]
+        return f"{self.column(compiler)} && %s::bigint[]", [self.trade_ids]
 
 
 def _term_q(term: Term, how: Pass) -> Q:
