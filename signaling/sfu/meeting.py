@@ -468,6 +468,18 @@ class Participant:
         )
         return _SubscribeSlot(kind, transceiver, track)
 
+    def _video_rank(self, publisher_id: str, source: TrackSource, active: str | None, spoke: float) -> tuple[float, ...]:
+        """Where his video of ``source`` stands for this subscriber (:func:`.allocation.video_rank`):
+        one order for who gets a video slot and for who gets the bandwidth."""
+        return video_rank(
+            presenter=self._meeting.is_presenter(publisher_id),
+            pinned=publisher_id == self._pinned,
+            screen=source is TrackSource.SCREEN,
+            speaker=publisher_id == active,
+            hands=source is TrackSource.CAMERA2,
+            spoke=spoke,
+        )
+
     def _slot_ranking(self, kind: MediaKind, now: float) -> list[tuple[str, TrackSource]]:
         """His candidate sources of ``kind``, first those that deserve a slot most.
 
@@ -495,14 +507,7 @@ class Participant:
                     held,
                 )
             else:
-                order = video_rank(
-                    presenter=self._meeting.is_presenter(publisher_id),
-                    pinned=publisher_id == self._pinned,
-                    screen=source is TrackSource.SCREEN,
-                    speaker=publisher_id == active,
-                    hands=source is TrackSource.CAMERA2,
-                    spoke=spoke or 0.0,
-                )
+                order = self._video_rank(publisher_id, source, active, spoke or 0.0)
                 rank = (1 if forwarder.muted else 0, *order, held)
             ranked.append((rank, self._arrival.get(key, 0), key))
         return [key for _, _, key in sorted(ranked)]
@@ -692,14 +697,7 @@ class Participant:
             current = track.forwarded_layer
             if current is not None and current < len(rates):
                 sending += rates[current] or 0.0
-            rank = video_rank(
-                presenter=self._meeting.is_presenter(publisher_id),
-                pinned=publisher_id == self._pinned,
-                screen=source is TrackSource.SCREEN,
-                speaker=publisher_id == active,
-                hands=source is TrackSource.CAMERA2,
-                spoke=last_loud.get(publisher_id, 0.0),
-            )
+            rank = self._video_rank(publisher_id, source, active, last_loud.get(publisher_id, 0.0))
             videos.append(VideoDemand(key=(publisher_id, source), rank=rank, layers=rates))
             tracks[(publisher_id, source)] = (track, forwarder)
         downlink = self._downlink
