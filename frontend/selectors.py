@@ -102,6 +102,10 @@ def _notification_text_and_href(kind: str, data: dict[str, object]) -> tuple[str
         return _("%(name)s published a new piece: %(title)s") % {"name": text("by"), "title": text("title")}, reverse(
             "registry_product", args=[number("product")]
         )
+    if kind == "enquiry" and number("room"):
+        return _("%(name)s asked about %(title)s: %(excerpt)s") % {
+            "name": text("by"), "title": text("title") or text("room_title"), "excerpt": text("excerpt"),
+        }, reverse("room", args=[number("room")])
     if kind == "exchange":
         return _("%(name)s posted raw materials that match yours.") % {"name": text("author_name")}, reverse(
             "registry_exchange"

@@ -785,7 +785,7 @@ def enquiry_send(
         if created:
             notification_create(
                 user=product.artisan, kind=ENQUIRY,
-                data={"room": room.pk, "room_title": room.title, "product": product.pk, "by": name,
+                data={"room": room.pk, "room_title": room.title, "product": product.pk, "title": product.title, "by": name,
                       "excerpt": text[:140]},
             )
     return enquiry

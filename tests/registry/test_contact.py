@@ -217,3 +217,17 @@ def test_a_refused_enquiry_names_the_field_at_fault_for_the_page_to_focus(tray):
     response = enquire(client, tray, contact="not an address")
     page = client.get(response["Location"]).content.decode()
     assert 'data-field="contact"' in page and 'class="flash-error"' in page
+
+
+def test_an_enquirys_notification_says_who_asked_about_which_piece_and_leads_to_the_conversation(tray, amina):
+    from frontend.selectors import notifications_recent, push_text
+
+    enquire(Client(), tray)
+    room = Room.objects.get(memberships__user=amina, kind="group")
+    with translation.override("fr"):
+        [item] = [i for i in notifications_recent(user=amina) if i.kind == "enquiry"]
+        note = amina.notifications.get(kind="enquiry")
+        push = push_text(note.kind, note.data)
+    assert "Lamia" in item.text and "Plateau en cuivre" in item.text and "Livrez-vous" in item.text
+    assert item.href == reverse("room", args=[room.pk])
+    assert push.body == item.text and push.url == item.href
