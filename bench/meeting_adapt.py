@@ -21,26 +21,35 @@ Cases (``--cases``), one JSON object each with the key ``case``:
   one stream through Janus's videoroom (``janus_cpu_ratio``: Janus's CPU over the simulcast
   SFU's; root and /usr/bin/janus, else null with a ``note``).
 
-* ``assembly`` (first, partial): ``--participants`` (30) join one SFU one after the other, in
-  one process with in-process aiortc peers (tests/signaling/sfu/peers.py): the first
-  ``--cameras`` (4) publish a camera (160x120 VP8, aiortc-encoded) and a tone, the others a
-  microphone slot that sends nothing (silent: DTX or muted). Each subscriber has
-  ``--audio-slots`` (3) and ``--video-slots`` (9) slots (0 and 0: one m-line per track,
-  as before slots). Figures:
-  ``renegotiations_per_silent_join`` (offers answered by the participants already there, per
-  silent join, mean; ``renegotiations_last_silent_join`` for the last), ``join_to_first_frame_ms``
-  (the last joiner: from his join to a frame of every camera), ``join_negotiated_ms_*`` (a join
-  until his own negotiation settled). ``subscriber_fps``, ``audio_concealed_pct`` and
-  ``cpu_pct_per_stream`` are null: they need the Chromium subscriber and load generators in
-  processes of the issue's assembly, not built.
+* ``assembly``: an assembly of ``--participants`` (30) on the hub as it runs (bench/assembly.py):
+  Redis, daphne and one ``hirfa sfu`` worker process (``HIRFA_SFU_PLACEMENT=workers``: the SFU's
+  CPU and memory are that process's); ``--participants`` − 1 aiortc participants held by
+  ``--generators`` (4) load-generator processes, many per event loop, joining one after the other:
+  the first ``--cameras`` (4) publish a camera (360p VP8 at 500 kbit/s) and a tone, the others a
+  microphone with DTX (mostly silent: a packet of comfort noise every 400 ms), all pre-encoded
+  once by the driver (a generator only packetizes) and receiving no video; then one Chromium on
+  the meeting page joins last (its camera turned off once in). Each participant has
+  ``--audio-slots`` (3) and ``--video-slots`` (9) slots (0 and 0: one m-line per track).
+  Figures: ``join_to_first_frame_ms`` (Chromium, the last joiner: from his click on Join until a
+  video of each camera decodes, at most his video slots; ``join_to_first_video_ms`` where the wait
+  went), then over ``--assembly-seconds`` (20) after a 5 s warm-up: ``subscriber_fps`` (frames
+  decoded per second per video), ``audio_concealed_pct`` (his audio slots), ``sfu_cpu_pct`` (the
+  worker process's CPU, % of one core), ``forwarded_streams`` (subscriptions forwarding media, from
+  the worker's /metrics, mean over the window), ``cpu_pct_per_stream`` (their quotient),
+  ``sfu_rss_mb``/``sfu_peak_rss_mb``, ``daphne_cpu_pct`` and ``generators_cpu_pct`` beside; and
+  ``renegotiations_per_silent_join`` (offers the participants already there received during each
+  silent join, mean; ``renegotiations_last_silent_join`` for the last), ``join_negotiated_ms_*``
+  and ``join_connected_ms_median`` (a load generator's join until his answer was sent, until
+  connected). Needs Chromium and ``redis-server``, not root.
 
 The narrow/recover publishers are aiortc peers, which cannot send simulcast: their one stream
 counts as the "high" layer, so adapting means pausing videos (or audio-only); Chromium
 publishers' simulcast is covered by tests/signaling/sfu/test_simulcast.py.
 
-Usage (root, Chromium): ``python bench/meeting_adapt.py [--json] [--seconds 20]
+Usage (root for the lab cases; Chromium): ``python bench/meeting_adapt.py [--json] [--seconds 20]
 [--cases narrow,recover,simulcast_cpu,assembly] [--cpu-seconds 10] [--participants 30] [--cameras 4]
-[--audio-slots 3] [--video-slots 9]``
+[--audio-slots 3] [--video-slots 9] [--generators 4] [--assembly-seconds 20]``; ``HIRFA_BENCH_PORT_BASE``
+(44000): the assembly's ports (TCP and UDP, base to base + 999)
 """
 
 from __future__ import annotations
@@ -265,78 +274,23 @@ def simulcast_cpu(seconds: float, subscribers: int = 8) -> dict[str, Any]:
     return row
 
 
-def assembly(participants: int, cameras: int, audio_slots: int = 3, video_slots: int = 9) -> dict[str, Any]:
-    """The ``assembly`` case, signaling part only (see the module's docstring)."""
-    import asyncio
-
-    return asyncio.run(_assembly(participants, cameras, audio_slots, video_slots))
-
-
-async def _assembly(participants: int, cameras: int, audio_slots: int, video_slots: int) -> dict[str, Any]:
-    import asyncio
-
-    from signaling.sfu import Sfu, SfuConfig, TrackSource
-    from tests.signaling.sfu.peers import (
-        ClientPeer,
-        PatternVideoTrack,
-        Session,
-        ToneAudioTrack,
-        wait_until,
-    )
+def assembly(participants: int, cameras: int, audio_slots: int = 3, video_slots: int = 9, *, seconds: float = 20.0,
+             generators: int = 4) -> dict[str, Any]:
+    """The ``assembly`` case (bench/assembly.py; see the module's docstring)."""
+    from bench import assembly as load
 
     base = int(os.environ.get("HIRFA_BENCH_PORT_BASE", "44000"))
-    sfu = Sfu(SfuConfig(
-        announced_addresses=("127.0.0.1",), bind_address="127.0.0.1", port_min=base, port_max=base + 499,
-        audio_slots=audio_slots, video_slots=video_slots,
-    ))
-    meeting = sfu.meeting("assembly")
-    sessions: list[Session] = []
-    silent_joins: list[int] = []
-    join_ms: list[float] = []
-    first_frame_ms = None
+    folder = tempfile.mkdtemp(prefix="meeting-assembly-")
     try:
-        for index in range(participants):
-            camera = index < cameras
-            tracks: dict[TrackSource, Any] = {TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()} if camera else {}
-            client = ClientPeer(f"p{index}", tracks=tracks)
-            before = sum(s.negotiations for s in sessions)
-            started = time.monotonic()
-            session = Session(client)
-            participant = await meeting.join(
-                client.name, on_negotiation_needed=session.on_negotiation_needed, on_reception=session.on_reception
-            )
-            session.participant = participant
-            participant.publish(TrackSource.MICROPHONE)  # a silent one's mic publishes no packet (DTX, muted)
-            if camera:
-                participant.publish(TrackSource.CAMERA)
-            await session.settle()
-            join_ms.append((time.monotonic() - started) * 1000)
-            for other in sessions:
-                await asyncio.wait_for(other.settle(), 60)
-            if not camera:
-                silent_joins.append(sum(s.negotiations for s in sessions) - before)
-            sessions.append(session)
-            if index == participants - 1 and cameras:
-                def all_cameras(c: ClientPeer = client) -> bool:
-                    return all(c.frames_from(f"p{i}", TrackSource.CAMERA) for i in range(cameras))
-                await wait_until(all_cameras, timeout=60, what="the last joiner's first frame of every camera")
-                first_frame_ms = (time.monotonic() - started) * 1000
+        return load.run(folder, load.Ports(base), participants=participants, cameras=cameras, generators=generators,
+                        seconds=seconds, audio_slots=audio_slots, video_slots=video_slots)
+    except Exception as error:
+        return {"case": "assembly", "participants": participants, "error": repr(error)[:500]}
     finally:
-        await sfu.close()  # first: no more offers to the peers closed next
-        for session in sessions:
-            await session.client.close()
-    return {
-        "case": "assembly", "participants": participants, "cameras": cameras,
-        "audio_slots": audio_slots, "video_slots": video_slots,
-        "renegotiations_per_silent_join": round(statistics.mean(silent_joins), 2) if silent_joins else None,
-        "renegotiations_last_silent_join": silent_joins[-1] if silent_joins else None,
-        "join_to_first_frame_ms": round(first_frame_ms) if first_frame_ms is not None else None,
-        "join_negotiated_ms_last": round(join_ms[-1]), "join_negotiated_ms_median": round(statistics.median(join_ms)),
-        "subscriber_fps": None, "audio_concealed_pct": None, "cpu_pct_per_stream": None,
-        "note": ("signaling part only, in one process (SFU and aiortc peers, whose CPU the join times include): "
-                 "silent participants publish a mic slot and send nothing; no Chromium subscriber: fps, "
-                 "concealment and the server's CPU per stream not measured"),
-    }
+        if os.environ.get("NETLAB_KEEP"):
+            print(f"kept {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
@@ -349,6 +303,8 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, default=4, help="assembly's camera publishers (the first to join)")
     parser.add_argument("--audio-slots", type=int, default=3, help="assembly's audio slots per subscriber (0: no slots)")
     parser.add_argument("--video-slots", type=int, default=9, help="assembly's video slots per subscriber (0: no slots)")
+    parser.add_argument("--generators", type=int, default=4, help="assembly's load-generator processes")
+    parser.add_argument("--assembly-seconds", type=float, default=20.0, help="assembly's window at the subscriber")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     wanted = {c for c in args.cases.split(",") if c}
@@ -359,7 +315,8 @@ def main() -> None:
     if "simulcast_cpu" in wanted:
         rows.append(simulcast_cpu(args.cpu_seconds, args.subscribers))
     if "assembly" in wanted:
-        rows.append(assembly(args.participants, args.cameras, args.audio_slots, args.video_slots))
+        rows.append(assembly(args.participants, args.cameras, args.audio_slots, args.video_slots,
+                             seconds=args.assembly_seconds, generators=args.generators))
     if args.json:
         print(json.dumps({
             "command": " ".join(["python", "bench/meeting_adapt.py", *sys.argv[1:]]),

@@ -96,8 +96,8 @@ MEETINGS = {  # profile -> (publishers, camera bit/s)
 # ---------------------------------------------------------------- the clip
 
 
-def encode_clip(bitrate: int) -> dict[str, Any]:
-    """Two seconds of 360p VP8 at ``bitrate``, flash on FLASH_FRAME; a keyframe to start from.
+def encode_clip(bitrate: int, width: int = WIDTH, height: int = HEIGHT) -> dict[str, Any]:
+    """Two seconds of VP8 (360p unless said) at ``bitrate``, flash on FLASH_FRAME; a keyframe to start from.
 
     The loop is taken from a second pass of the same pictures, so that it holds
     no keyframe: wrapping around is a delta frame (the decoder drifts a little,
@@ -106,7 +106,7 @@ def encode_clip(bitrate: int) -> dict[str, Any]:
     import av
 
     codec = av.CodecContext.create("libvpx", "w")
-    codec.width, codec.height, codec.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
     codec.bit_rate = bitrate
     codec.time_base = Fraction(1, FPS)
     codec.framerate = Fraction(FPS, 1)
@@ -118,29 +118,29 @@ def encode_clip(bitrate: int) -> dict[str, Any]:
                      "undershoot-pct": "95", "overshoot-pct": "5"}
     frames_per_loop = FPS * LOOP_SECONDS
     patch = 64
-    base = bytes(int(120 + 90 * math.sin(x / 37)) for x in range(WIDTH * 2))
+    base = bytes(int(120 + 90 * math.sin(x / 37)) for x in range(width * 2))
     pictures = []
     for step in range(frames_per_loop):
         if step == FLASH_FRAME:
-            pictures.append(b"\xeb" * (WIDTH * HEIGHT))
+            pictures.append(b"\xeb" * (width * height))
             continue
         rows = []
-        for y in range(HEIGHT):
-            shift = (4 * step + y) % WIDTH
-            row = base[shift:shift + WIDTH]
+        for y in range(height):
+            shift = (4 * step + y) % width
+            row = base[shift:shift + width]
             if 120 <= y < 120 + patch:
-                x = (step * 9) % (WIDTH - patch)
+                x = (step * 9) % (width - patch)
                 row = row[:x] + bytes((step * 37 + i * 11) % 200 + 16 for i in range(patch)) + row[x + patch:]
             rows.append(row)
         pictures.append(b"".join(rows))
     encoded: list[bytes] = []
     for index in range(3 * frames_per_loop):
-        frame = av.VideoFrame(width=WIDTH, height=HEIGHT, format="yuv420p")
+        frame = av.VideoFrame(width=width, height=height, format="yuv420p")
         luma, *chroma = frame.planes
         picture = pictures[index % frames_per_loop]
-        if luma.line_size != WIDTH:
-            pad = b"\x10" * (luma.line_size - WIDTH)
-            picture = b"".join(picture[y * WIDTH:(y + 1) * WIDTH] + pad for y in range(HEIGHT))
+        if luma.line_size != width:
+            pad = b"\x10" * (luma.line_size - width)
+            picture = b"".join(picture[y * width:(y + 1) * width] + pad for y in range(height))
         luma.update(picture)
         for plane in chroma:
             plane.update(b"\x80" * plane.buffer_size)

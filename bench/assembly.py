@@ -1,0 +1,633 @@
+"""The assembly load of bench/meeting_adapt.py (issue 11): the hub as it runs, load generators, Chromium.
+
+What runs, each in its own process, all on 127.0.0.1:
+
+* Redis (a ``redis-server`` of the bench's own), daphne serving the hub (``tests.server_asgi``,
+  SQLite in the run's folder) with ``HIRFA_SFU_PLACEMENT=workers``, and one ``hirfa sfu`` worker
+  process holding the meeting: the SFU's CPU and memory are that process's;
+* ``--generators`` load-generator processes (this file's ``generator`` command), each holding
+  many participants on one event loop: a participant is a websocket to the hub and an aiortc
+  peer connection answering the server's offers, as the meeting page does. The first
+  ``cameras`` participants publish a camera and a microphone, the others a microphone with DTX
+  (one Opus packet of silence every 400 ms, as a browser's DTX sends). Media is pre-encoded
+  (bench/netlab.py's 360p VP8 loop at 500 kbit/s and Opus tone, encoded once by the driver):
+  a peer only packetizes. Load generators receive no video (``receive_video: false``); a silent
+  participant drops what the server sends him on arrival (RTP/RTCP, before SRTP), so the
+  generators leave the CPU to the server;
+* one Chromium (``/usr/bin/chromium``, playwright) on the meeting page, joining last, its camera
+  turned off once in: the subscriber whose figures are reported.
+
+Participants join one after the other (each until his peer connection is connected). Every
+offer a participant receives is timed, so that each silent join's renegotiations of the
+participants already there are counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench import netlab
+
+HOST = "127.0.0.1"
+DTX_INTERVAL = 0.4  # a browser's Opus DTX sends one packet of comfort noise every 400 ms
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+    "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
+]
+
+
+class Ports:
+    """The bench's ports from one base: TCP for daphne, Redis and the worker's /metrics (the
+    first three free in base..base+99: another process's outgoing connection may hold any port),
+    UDP ranges for the SFU and for the load generators (split among them)."""
+
+    def __init__(self, base: int) -> None:
+        import socket
+
+        self.base = base
+        free = []
+        for port in range(base, base + 100):
+            with socket.socket() as sock:
+                try:
+                    sock.bind((HOST, port))
+                except OSError:
+                    continue
+            free.append(port)
+            if len(free) == 3:
+                break
+        if len(free) < 3:
+            raise RuntimeError(f"no 3 free TCP ports in {base}..{base + 99}")
+        self.http, self.redis, self.ops = free
+
+    @property
+    def sfu(self) -> tuple[int, int]:
+        return self.base + 100, self.base + 399
+
+    def generator(self, index: int, count: int) -> tuple[int, int]:
+        width = 600 // count
+        return self.base + 400 + index * width, self.base + 400 + (index + 1) * width - 1
+
+
+# ---------------------------------------------------------------- pre-encoded media
+
+
+def encode_silence() -> list[bytes]:
+    """Opus packets of silence (20 ms, mono, as a muted or quiet microphone sends with DTX)."""
+    import av
+
+    codec = av.CodecContext.create("libopus", "w")
+    codec.bit_rate = 32_000
+    codec.format, codec.layout, codec.sample_rate = "s16", "mono", 48_000
+    codec.options = {"application": "voip"}
+    codec.time_base = Fraction(1, 48_000)
+    packets: list[bytes] = []
+    for index in range(50):
+        frame = av.AudioFrame(format="s16", layout="mono", samples=960)
+        frame.planes[0].update(bytes(1920))
+        frame.sample_rate = 48_000
+        frame.pts = index * 960
+        frame.time_base = Fraction(1, 48_000)
+        packets.extend(bytes(p) for p in codec.encode(frame))
+    return packets[-10:]
+
+
+def write_clip(folder: str, size: tuple[int, int] = (640, 360)) -> str:
+    """Camera loop (500 kbit/s at 360p), tone and silence, encoded once; the generators only
+    packetize them."""
+    path = os.path.join(folder, "clip.pickle")
+    with open(path, "wb") as handle:
+        pickle.dump({**netlab.encode_clip(500_000, *size), "tone": netlab.encode_audio(False),
+                     "beep": netlab.encode_audio(True), "silence": encode_silence()}, handle)
+    return path
+
+
+# ---------------------------------------------------------------- a load generator (its own process)
+
+
+def _dtx_track(silence: list[bytes]) -> Any:
+    import av
+    from aiortc.mediastreams import MediaStreamTrack
+
+    class DtxAudio(MediaStreamTrack):
+        """A silent microphone with DTX, as Chromium sends one: every 400 ms a frame of comfort
+        noise, then a one-byte DTX frame (the TOC alone) 20 ms later, then nothing."""
+
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = 0
+            self.epoch: float | None = None
+
+        async def recv(self) -> Any:
+            if self.epoch is None:
+                self.epoch = time.time()
+            update, dtx = divmod(self.count, 2)
+            at = update * DTX_INTERVAL + dtx * 0.02
+            await asyncio.sleep(max(0.0, self.epoch + at - time.time()))
+            noise = silence[update % len(silence)]
+            packet = av.Packet(bytes([noise[0] & 0xFC]) if dtx else noise)
+            packet.pts = round(at * 48_000)
+            packet.time_base = Fraction(1, 48_000)
+            self.count += 1
+            return packet
+
+    return DtxAudio()
+
+
+def _drop_media(pc: Any) -> None:
+    """Drop the RTP and RTCP the server sends this peer as it arrives (before SRTP): a silent
+    load generator needs none of it, and the machine's CPU is the server's."""
+    seen: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        if id(connection) in seen:
+            continue
+        seen.add(id(connection))
+        original = connection.data_received
+
+        def data_received(data: bytes, component: int, original: Any = original) -> None:
+            if len(data) >= 12 and 127 < data[0] < 192:
+                return
+            original(data, component)
+
+        connection.data_received = data_received
+
+
+@dataclass
+class Generated:
+    """One participant of a load generator, and what happened to him."""
+
+    index: int
+    cookie: str
+    camera: bool
+    offers_at: list[float] = field(default_factory=list)
+    started: float = 0.0
+    negotiated: float | None = None
+    connected: float | None = None
+    errors: list[str] = field(default_factory=list)
+    #: keyframes the server asked of his camera
+    counts: dict[str, int] = field(default_factory=lambda: {"keyframes": 0})
+
+    def summary(self) -> dict[str, Any]:
+        return {"index": self.index, "camera": self.camera, "offers_at": self.offers_at, "started": self.started,
+                "negotiated": self.negotiated, "connected": self.connected, "errors": self.errors[-5:]}
+
+
+async def _participant(spec: dict[str, Any], clip: dict[str, Any], me: Generated, policy: Any,
+                       connected: asyncio.Event, peers: list[Any]) -> None:
+    import websockets
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.rtcconfiguration import RTCBundlePolicy
+    from websockets.typing import Origin
+
+    from signaling.sfu.aiortc_hooks import configure_host_candidates
+
+    if me.camera:
+        video, audio, me.counts = netlab._tracks(clip, flash=False)
+    else:
+        video, audio = None, _dtx_track(clip["silence"])
+    base = f"http://{HOST}:{spec['http_port']}"
+    me.started = time.time()
+    ws = await websockets.connect(f"ws://{HOST}:{spec['http_port']}/ws/", additional_headers={"Cookie": me.cookie},
+                                  origin=Origin(base), open_timeout=60, max_size=2**22, ping_interval=None)
+    await ws.send(json.dumps({"type": "hello", "v": 1}))
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    peers.append(pc)
+
+    @pc.on("connectionstatechange")
+    def _state() -> None:
+        if pc.connectionState == "connected" and me.connected is None:
+            me.connected = time.time()
+            connected.set()
+
+    await ws.send(json.dumps({"type": "meeting_join", "meeting": spec["meeting"],
+                              "publish": ["mic", "camera"] if me.camera else ["mic"],
+                              "receive_video": False, "ref": "join"}))
+    dropping = False
+    async for text in ws:
+        frame = json.loads(text)
+        kind = frame.get("type")
+        if kind == "error":
+            me.errors.append(f"{frame.get('code')}: {frame.get('message')}"[:200])
+            continue
+        if kind != "meeting_offer":
+            continue
+        me.offers_at.append(time.time())
+        await pc.setRemoteDescription(RTCSessionDescription(frame["sdp"], "offer"))
+        transceivers = {t.mid: t for t in pc.getTransceivers()}
+        for mline in frame["mlines"]:
+            transceiver = transceivers.get(mline["mid"])
+            if transceiver is None or mline["direction"] != "publish":
+                continue
+            track = {"camera": video, "mic": audio}.get(mline.get("source"))
+            if track is not None and transceiver.sender.track is None:
+                transceiver.sender.replaceTrack(track)
+                transceiver.direction = "sendonly"
+                if track is video:
+                    transceiver.sender._send_keyframe = video.keyframe
+        configure_host_candidates(pc, policy)
+        if not me.camera and not dropping:
+            _drop_media(pc)
+            dropping = True
+        await pc.setLocalDescription(await pc.createAnswer())
+        await ws.send(json.dumps({"type": "meeting_answer", "meeting": frame["meeting"],
+                                  "sdp": pc.localDescription.sdp, "revision": frame["revision"]}))
+        if me.negotiated is None:
+            me.negotiated = time.time()
+
+
+async def run_generator(spec: dict[str, Any], clip: dict[str, Any]) -> None:
+    """Serve the driver's commands on stdin, one JSON line out for each: ``join <index>`` (until
+    connected, or 60 s), ``report``, ``quit``."""
+    import aioice.ice
+
+    from signaling.sfu.aiortc_hooks import HostCandidatePolicy
+
+    # As bench/netlab.py's publishers: a busy server answers consent checks late; wait as Chrome does.
+    aioice.ice.CONSENT_FAILURES = 30 // aioice.ice.CONSENT_INTERVAL * 4
+    policy = HostCandidatePolicy(bind_address=HOST, announced_addresses=(HOST,), port_min=spec["port_min"],
+                                 port_max=spec["port_max"])
+    people = {p["index"]: Generated(p["index"], p["cookie"], p["camera"]) for p in spec["participants"]}
+    tasks: list[asyncio.Task[None]] = []
+    peers: list[Any] = []
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    def out(payload: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(payload) + "\n")
+        sys.stdout.flush()
+
+    while line := (await reader.readline()).decode().strip():
+        command, _, argument = line.partition(" ")
+        if command == "join":
+            me = people[int(argument)]
+            connected = asyncio.Event()
+            task = asyncio.ensure_future(_participant(spec, clip, me, policy, connected, peers))
+            tasks.append(task)
+            waiter = asyncio.ensure_future(connected.wait())
+            await asyncio.wait([task, waiter], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if task.done() and task.exception() is not None:
+                me.errors.append(repr(task.exception())[:200])
+            out(me.summary())
+        elif command == "report":
+            out({"participants": [p.summary() for p in people.values()],
+                 "keyframes": sum(p.counts["keyframes"] for p in people.values()),
+                 "connected": sum(1 for pc in peers if pc.connectionState == "connected")})
+        elif command == "quit":
+            break
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*(pc.close() for pc in peers), return_exceptions=True)
+
+
+# ---------------------------------------------------------------- the driver
+
+
+PREPARE = netlab.PREPARE
+
+
+@dataclass
+class Hub:
+    folder: str
+    ports: Ports
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.ports.http}"
+
+    def start(self, name: str, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        log = open(os.path.join(self.folder, f"{name}.log"), "wb")  # noqa: SIM115 - the process's until it ends
+        process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=kwargs.pop("stdout", log),
+                                   stderr=subprocess.STDOUT if "stdin" not in kwargs else log, **kwargs)
+        self.processes[name] = process
+        return process
+
+    def stop(self) -> None:
+        """Stop the processes, the last started first (Redis last)."""
+        for process in reversed(list(self.processes.values())):
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+    def log_tail(self, name: str) -> str:
+        return netlab.tail(os.path.join(self.folder, f"{name}.log"))
+
+
+def start_hub(folder: str, ports: Ports, participants: int, audio_slots: int, video_slots: int,
+              prepared: dict[str, Any] | None = None, database_env: dict[str, str] | None = None) -> Hub:
+    """Redis, the database with ``participants`` members (a guild meeting started), daphne and
+    one SFU worker process. ``prepared`` (room, meeting, cookies) and ``database_env``: a database
+    made by the caller (a test's), else a new SQLite one in ``folder``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "HIRFA_ENV", "CI")}
+    env.update(database_env or {"HIRFA_DATA_DIR": folder})
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": ROOT,
+        "PYTHONUNBUFFERED": "1", "ALLOWED_HOSTS": HOST, "CSRF_TRUSTED_ORIGINS": f"http://{HOST}:{ports.http}",
+        "REDIS_URL": f"redis://{HOST}:{ports.redis}/0", "HIRFA_SFU_PLACEMENT": "workers",
+        "HIRFA_SFU_ANNOUNCE_ADDRESSES": HOST, "HIRFA_SFU_BIND_ADDRESS": HOST,
+        "HIRFA_SFU_PORT_MIN": str(ports.sfu[0]), "HIRFA_SFU_PORT_MAX": str(ports.sfu[1]),
+        "HIRFA_SFU_AUDIO_SLOTS": str(audio_slots), "HIRFA_SFU_VIDEO_SLOTS": str(video_slots),
+        "HIRFA_MEETING_MAX_PARTICIPANTS": str(participants + 10), "HIRFA_MEETING_CONNECT_SECONDS": "300",
+        "HIRFA_FAST_PASSWORD_HASHER": "1",
+    })
+    hub = Hub(folder, ports, env)
+    try:
+        hub.start("redis", ["redis-server", "--port", str(ports.redis), "--bind", HOST, "--save", "", "--appendonly",
+                            "no"])
+        if prepared is None:
+            made = subprocess.run([sys.executable, "-c", PREPARE, str(participants)], env=env, cwd=ROOT,
+                                  check=False, capture_output=True, text=True, timeout=600)
+            if made.returncode != 0:
+                raise RuntimeError(f"preparing the database failed: {made.stderr[-2000:]}")
+            prepared = json.loads(made.stdout.strip().splitlines()[-1])
+        hub.data = prepared
+        hub.start("sfu", [sys.executable, "-m", "hub.cli", "sfu", "--processes", "1", "--worker-id", "assembly",
+                          "--ops-port", str(ports.ops)])
+        daphne = hub.start("daphne", [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(ports.http),
+                                      "tests.server_asgi:application"])
+        _wait_http(f"{hub.base}/static/hirfa/hirfa.css", daphne, "daphne", hub)
+        _wait_http(f"http://{HOST}:{ports.ops}/readyz", hub.processes["sfu"], "hirfa sfu", hub)
+    except BaseException:
+        hub.stop()
+        raise
+    return hub
+
+
+def _wait_http(url: str, process: subprocess.Popen[Any], what: str, hub: Hub) -> None:
+    deadline = time.time() + 120
+    while True:
+        if process.poll() is not None:
+            name = next(n for n, p in hub.processes.items() if p is process)
+            raise RuntimeError(f"{what} exited with {process.returncode}: {hub.log_tail(name)}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            if response.status == 200:
+                return
+        if time.time() > deadline:
+            raise RuntimeError(f"{what} did not answer {url} within 120 s")
+        time.sleep(0.3)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Resident memory now and at its peak (MB)."""
+    out = {}
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out["rss_mb" if key == "VmRSS" else "peak_rss_mb"] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+def sfu_metrics(port: int) -> dict[str, float]:
+    """The worker's SFU gauges (``hirfa_sfu_*``, /metrics); the bitrate is since the last scrape."""
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("hirfa_sfu_"):
+            name, _, value = line.rpartition(" ")
+            out[name.split("{")[0].removeprefix("hirfa_sfu_")] = float(value)
+    return out
+
+
+class Generator:
+    """The driver's end of one load-generator process."""
+
+    def __init__(self, hub: Hub, index: int, spec: dict[str, Any]) -> None:
+        path = os.path.join(hub.folder, f"generator{index}.json")
+        with open(path, "w") as handle:
+            json.dump(spec, handle)
+        self.process = hub.start(f"generator{index}", [sys.executable, os.path.abspath(__file__), "generator", path],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, line: str) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"a load generator exited ({self.process.poll()}) on {line!r}")
+        return dict(json.loads(answer))
+
+    def quit(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            assert self.process.stdin is not None
+            self.process.stdin.write("quit\n")
+            self.process.stdin.close()
+
+
+PAGE_SAMPLE = "() => window.benchSample()"
+
+
+def open_page(browser: Any, hub: Hub, cookie: str) -> Any:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.add_init_script(netlab.INIT_SCRIPT)
+    name, value = cookie.split("=", 1)
+    context.add_cookies([{"name": name, "value": value, "url": hub.base}])
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(f"{hub.base}/rooms/{hub.data['room']}/meeting/")
+    page.wait_for_selector("body[data-connection='online']")
+    page.wait_for_selector("#join:not([disabled])")
+    return page
+
+
+def decoding(sample: dict[str, Any]) -> int:
+    return sum(1 for s in netlab.video_streams(sample).values() if s.get("framesDecoded", 0) > 0)
+
+
+def run(folder: str, ports: Ports, *, participants: int, cameras: int, generators: int, seconds: float,
+        audio_slots: int = 3, video_slots: int = 9, warmup: float = netlab.WARMUP_SECONDS,
+        clip_size: tuple[int, int] = (640, 360), prepared: dict[str, Any] | None = None,
+        database_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One assembly, measured: the ``assembly`` row of bench/meeting_adapt.py (``prepared`` and
+    ``database_env``: see :func:`start_hub`; the smoke test's)."""
+    from playwright.sync_api import sync_playwright
+
+    if participants < 2 or not 0 < cameras < participants:
+        raise ValueError("an assembly needs at least 2 participants and 1 to participants - 1 cameras")
+    row: dict[str, Any] = {"case": "assembly", "participants": participants, "cameras": cameras,
+                           "silent": participants - 1 - cameras, "generator_processes": generators,
+                           "audio_slots": audio_slots, "video_slots": video_slots,
+                           "placement": "workers: daphne, one hirfa sfu worker process, Redis"}
+    began = time.monotonic()
+    clip = write_clip(folder, clip_size)
+    encoded = time.monotonic()
+    hub = start_hub(folder, ports, participants, audio_slots, video_slots, prepared, database_env)
+    row["setup_s"] = {"encode": round(encoded - began, 1), "hub": round(time.monotonic() - encoded, 1)}
+    pool: list[Generator] = []
+    try:
+        cookies = hub.data["cookies"]
+        generated = participants - 1
+        generators = max(1, min(generators, generated))
+        for g in range(generators):
+            low, high = ports.generator(g, generators)
+            pool.append(Generator(hub, g, {
+                "http_port": ports.http, "meeting": hub.data["meeting"], "clip": clip, "port_min": low,
+                "port_max": high, "participants": [{"index": i, "cookie": cookies[i], "camera": i < cameras}
+                                                   for i in range(g, generated, generators)]}))
+        joins = []
+        for index in range(generated):
+            joins.append(pool[index % generators].ask(f"join {index}"))
+        row["generators_connected"] = sum(1 for j in joins if j["connected"])
+        row["join_errors"] = [e for j in joins for e in j["errors"]][:5]
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=netlab.CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                measure_subscriber(browser, hub, row, cameras, seconds, warmup)
+            finally:
+                browser.close()
+        reports = [g.ask("report") for g in pool]
+        row.update(renegotiations(reports, joins, cameras, row.pop("_subscriber_joined")))
+        row["generators_connected_at_end"] = sum(r["connected"] for r in reports)
+        row["publisher_keyframes"] = sum(r["keyframes"] for r in reports)
+    finally:
+        for generator in pool:
+            generator.quit()
+        hub.stop()
+    return row
+
+
+def measure_subscriber(browser: Any, hub: Hub, row: dict[str, Any], cameras: int, seconds: float,
+                       warmup: float) -> None:
+    """The Chromium subscriber joins last; its figures, and the SFU worker's over its window."""
+    page = open_page(browser, hub, hub.data["cookies"][-1])
+    joined = time.time()
+    row["_subscriber_joined"] = joined
+    page.click("#join")
+    page.wait_for_selector("#meeting[data-phase='in']")
+    row["join_to_in_ms"] = round((time.time() - joined) * 1000)
+    page.click("#ctl-camera")  # it receives video, sending none
+    expected = cameras  # at most video_slots, which is at least 1
+    expected = min(expected, int(row["video_slots"]) or expected)
+    deadline = time.time() + 120
+    first_frame = None
+    # Where the wait goes: the first video packet, the first frame assembled, then decoded.
+    steps: dict[str, int] = {}
+    while time.time() < deadline:
+        sample = page.evaluate(PAGE_SAMPLE)
+        videos = netlab.video_streams(sample).values()
+        for step, counter in (("packet", "packetsReceived"), ("frame", "framesReceived"),
+                              ("keyframe", "keyFramesDecoded")):
+            if step not in steps and any(v.get(counter, 0) > 0 for v in videos):
+                steps[step] = round((time.time() - joined) * 1000)
+        if decoding(sample) >= expected:
+            first_frame = time.time()
+            break
+        page.wait_for_timeout(100)
+    row["join_to_first_frame_ms"] = round((first_frame - joined) * 1000) if first_frame else None
+    row["join_to_first_video_ms"] = steps
+    row["videos_decoding"] = decoding(page.evaluate(PAGE_SAMPLE))
+    if first_frame is None:
+        row["error"] = f"only {row['videos_decoding']} of {expected} videos decoded within 120 s"
+        row["console_tail"] = []
+        return
+    page.wait_for_timeout(warmup * 1000)
+    sfu = hub.processes["sfu"].pid
+    daphne = hub.processes["daphne"].pid
+    generator_pids = [p.pid for n, p in hub.processes.items() if n.startswith("generator")]
+    first = page.evaluate(PAGE_SAMPLE)
+    sfu_metrics(hub.ports.ops)  # the bitrate gauge counts from here
+    cpu0 = {pid: cpu_seconds(pid) for pid in [sfu, daphne, *generator_pids]}
+    t0 = time.monotonic()
+    samples = [first]
+    streams: list[float] = []
+    bitrates: list[float] = []
+    metrics: dict[str, float] = {}
+    while time.monotonic() - t0 < seconds:
+        page.wait_for_timeout(1000)
+        samples.append(page.evaluate(PAGE_SAMPLE))
+        with contextlib.suppress(OSError):
+            metrics = sfu_metrics(hub.ports.ops)
+            streams.append(metrics["forwarded_streams"])
+            bitrates.append(metrics["forward_bits_per_second"])
+    elapsed = time.monotonic() - t0
+    cpu = {pid: 100 * (cpu_seconds(pid) - start) / elapsed for pid, start in cpu0.items()}
+    last = samples[-1]
+    summary = netlab.summarize(first, last, samples, (last["t"] - first["t"]) / 1000)
+    forwarded = statistics.mean(streams) if streams else metrics.get("forwarded_streams", 0)
+    reception = page.evaluate("() => window.hirfaMeeting.reception()")
+    row.update({
+        "window_s": round(elapsed, 1),
+        "subscriber_fps": summary["video_fps"],
+        "audio_concealed_pct": summary["audio_concealed_pct"],
+        "subscriber_video_streams": summary["video_streams"], "subscriber_audio_streams": summary["audio_streams"],
+        "video_freezes": summary["video_freezes"], "video_freeze_max_ms": summary["video_freeze_max_ms"],
+        "sfu_cpu_pct": round(cpu[sfu], 1),
+        "forwarded_streams": round(forwarded, 1),
+        "cpu_pct_per_stream": round(cpu[sfu] / forwarded, 3) if forwarded else None,
+        "forwarded_kbps": round(statistics.mean(bitrates) / 1000) if bitrates else None,
+        "sfu_participants": metrics.get("participants"),
+        **{f"sfu_{k}": v for k, v in memory_mb(sfu).items()},
+        "daphne_cpu_pct": round(cpu[daphne], 1),
+        "generators_cpu_pct": round(sum(cpu[p] for p in generator_pids), 1),
+        "subscriber_audio_only": bool(reception and reception.get("audio_only")),
+        "subscriber_estimate_kbps": reception.get("estimate_kbps") if reception else None,
+    })
+
+
+def renegotiations(reports: list[dict[str, Any]], joins: list[dict[str, Any]], cameras: int,
+                   subscriber_joined: float) -> dict[str, Any]:
+    """Offers the participants already there received during each silent join (from its start to
+    the next join's), the join times, and the joins' own negotiation times."""
+    offers = {p["index"]: p["offers_at"] for r in reports for p in r["participants"]}
+    starts = [j["started"] for j in joins] + [subscriber_joined]
+    silent = []
+    for index in range(cameras, len(joins)):
+        begin, end = starts[index], starts[index + 1]
+        silent.append(sum(1 for other, times in offers.items() if other != index
+                          for at in times if begin <= at < end))
+    negotiated = [1000 * (j["negotiated"] - j["started"]) for j in joins if j["negotiated"]]
+    connected = [1000 * (j["connected"] - j["started"]) for j in joins if j["connected"]]
+    return {
+        "renegotiations_per_silent_join": round(statistics.mean(silent), 2) if silent else None,
+        "renegotiations_last_silent_join": silent[-1] if silent else None,
+        "join_negotiated_ms_median": round(statistics.median(negotiated)) if negotiated else None,
+        "join_negotiated_ms_last": round(negotiated[-1]) if negotiated else None,
+        "join_connected_ms_median": round(statistics.median(connected)) if connected else None,
+        "joins_s": round(subscriber_joined - starts[0], 1),
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "generator":
+        with open(sys.argv[2]) as spec_file:
+            generator_spec = json.load(spec_file)
+        with open(generator_spec["clip"], "rb") as clip_file:
+            asyncio.run(run_generator(generator_spec, pickle.load(clip_file)))
+    else:
+        sys.exit("usage: bench/assembly.py generator SPEC (started by bench/meeting_adapt.py --cases assembly)")
