@@ -460,6 +460,9 @@ def open_page(browser: Any, hub: Hub, cookie: str) -> Any:
     context.add_cookies([{"name": name, "value": value, "url": hub.base}])
     page = context.new_page()
     page.set_default_timeout(120_000)
+    page.console_lines = []
+    page.on("console", lambda message: page.console_lines.append(f"{message.type}: {message.text}"[:300]))
+    page.on("pageerror", lambda error: page.console_lines.append(f"pageerror: {error}"[:300]))
     page.goto(f"{hub.base}/rooms/{hub.data['room']}/meeting/")
     page.wait_for_selector("body[data-connection='online']")
     page.wait_for_selector("#join:not([disabled])")
@@ -554,7 +557,10 @@ def measure_subscriber(browser: Any, hub: Hub, row: dict[str, Any], cameras: int
     row["videos_decoding"] = decoding(page.evaluate(PAGE_SAMPLE))
     if first_frame is None:
         row["error"] = f"only {row['videos_decoding']} of {expected} videos decoded within 120 s"
-        row["console_tail"] = []
+        row["reception"] = page.evaluate("() => window.hirfaMeeting.reception()")
+        row["mlines"] = page.evaluate("() => window.hirfaMeeting.mlines()")
+        row["peers"] = page.evaluate("() => window.benchPeers.map((pc) => pc.connectionState)")
+        row["console_tail"] = page.console_lines[-30:]
         return
     page.wait_for_timeout(warmup * 1000)
     sfu = hub.processes["sfu"].pid

@@ -15,6 +15,7 @@ import random
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer
+from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -22,9 +23,26 @@ log = logging.getLogger(__name__)
 
 RETRY_FIRST_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0
+#: Connections of one loop's pool, and how long a command waits for one of them.
+POOL_MAX = 100
+POOL_WAIT_SECONDS = 10.0
 
 
 class ResilientRedisChannelLayer(RedisChannelLayer):
+    def create_pool(self, index: int) -> Any:
+        """A pool whose commands wait for a free connection instead of failing.
+
+        channels_redis's pool refuses a command at once while its 100 connections are busy
+        (MaxConnectionsError): an SFU worker answering a hundred participants together (a
+        ``meeting_reception`` each) lost the replies beyond the hundredth. Sentinel hosts keep
+        channels_redis's own pool.
+        """
+        host = dict(self.hosts[index])
+        if "address" not in host:
+            return super().create_pool(index)
+        address = host.pop("address")
+        return BlockingConnectionPool.from_url(address, max_connections=POOL_MAX, timeout=POOL_WAIT_SECONDS, **host)
+
     async def receive(self, channel: str) -> Any:
         """The next message of `channel`; while Redis is unreachable, wait and retry (with jitter).
 

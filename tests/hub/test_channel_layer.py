@@ -32,3 +32,19 @@ async def test_an_idle_consumer_still_receives_after_seven_seconds(redis_layer):
     assert message == {"type": "wake.up", "n": 1}
     await redis_layer.group_discard("user.idle-test", channel)
     await redis_layer.flush()
+
+
+async def test_a_crowd_of_sends_from_one_loop_waits_for_connections_instead_of_failing(redis_url):
+    """An SFU worker answering 100 participants at once (a meeting_reception each) sent through more
+    than the pool's 100 connections: redis-py refused the rest (MaxConnectionsError) and those
+    participants never heard of their slots (bench/meeting_adapt.py's assembly at 100)."""
+    from hub.channel_layer import ResilientRedisChannelLayer
+
+    layer = ResilientRedisChannelLayer(hosts=[{"address": redis_url, "socket_timeout": None}], capacity=1000)
+    channels = [await layer.new_channel() for _ in range(300)]
+    try:
+        await asyncio.gather(*(layer.send(c, {"type": "sfu.event", "n": i}) for i, c in enumerate(channels)))
+        received = await asyncio.gather(*(layer.receive(c) for c in channels[:3]))
+        assert [m["n"] for m in received] == [0, 1, 2]
+    finally:
+        await layer.flush()
