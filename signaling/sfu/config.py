@@ -52,6 +52,8 @@ class SfuConfig:
     #: renegotiation. 0: one m-line per published track (every change renegotiates).
     audio_slots: int = 0
     video_slots: int = 0
+    #: The UDP port of this process's pipes to other SFU workers (`.pipe`; 0: any free one).
+    pipe_port: int = 0
 
     def __post_init__(self) -> None:
         if not self.announced_addresses:

@@ -211,7 +211,7 @@ class TrackForwarder:
         participant_id: str,
         source: TrackSource,
         codec: VideoCodec | None,
-        receiver: RTCRtpReceiver,
+        receiver: RTCRtpReceiver | None,
         keyframe_interval: float,
         keyframe_timeout: float = 1.0,
         on_audio_level: Callable[[str, int | None, int], None] | None = None,
@@ -262,7 +262,8 @@ class TrackForwarder:
         return self._muted
 
     @property
-    def receiver(self) -> RTCRtpReceiver:
+    def receiver(self) -> RTCRtpReceiver | None:
+        """The publisher's receiver (``None`` for a track piped from another worker)."""
         return self._receiver
 
     @property
@@ -443,6 +444,10 @@ class TrackForwarder:
         if layer is not None:
             layer.sender_report = (ntp_timestamp, rtp_timestamp)
 
+    def layer_ssrc(self, layer: int) -> int | None:
+        layers = self._layers
+        return layers[layer].ssrc if layer < len(layers) else None
+
     def layer_sender_report(self, layer: int) -> tuple[int, int] | None:
         layers = self._layers
         return layers[layer].sender_report if layer < len(layers) else None
@@ -490,10 +495,15 @@ class TrackForwarder:
             return False  # no media yet: the first packets start at a keyframe anyway
         state.last_request = state.pending_since = now
         self.keyframe_requests_sent += 1
+        self._send_keyframe_request(ssrc, layer)
+        return True
+
+    def _send_keyframe_request(self, ssrc: int, layer: int) -> None:
+        """Send the publisher a PLI for ``ssrc`` (a piped track asks its worker instead: `.pipe`)."""
+        assert self._receiver is not None
         task = asyncio.ensure_future(send_pli(self._receiver, ssrc))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return True
 
     def _attach(self, track: ForwardTrack) -> None:
         if track not in self._subscribers:

@@ -41,6 +41,7 @@ from . import aiortc_hooks
 from .allocation import AudioDemand, DownlinkEstimate, VideoDemand, allocate, layer_name, video_rank
 from .config import SfuConfig
 from .forwarding import ForwardTrack, TrackForwarder
+from .pipe import Address, PipedTrackForwarder, PipedTrackInfo, PipeEndpoint, PipeSink
 from .recorder import MeetingRecorder
 from .sdp import audio_offer, ice_credentials, red_payload_types
 from .simulcast import simulcast_answer, simulcast_offer
@@ -973,6 +974,11 @@ class Meeting:
         self.on_active_speaker = on_active_speaker
         self._speaker = ActiveSpeakerDetector(on_change=self._speaker_changed)
         self._recorder: MeetingRecorder | None = None
+        #: Pipes (`.pipe`): tracks published on other workers, and the workers this one's go to.
+        self._remote: list[PipedTrackForwarder] = []
+        self._pipe_endpoint: PipeEndpoint | None = None
+        self._pipes_out: set[Address] = set()
+        self._pipes_in: set[Address] = set()
 
     def __repr__(self) -> str:
         return f"Meeting({self.id!r}, {len(self._participants)} participants)"
@@ -1001,7 +1007,72 @@ class Meeting:
             ) from None
 
     def forwarders(self) -> tuple[TrackForwarder, ...]:
+        """Every track published in the meeting: here, then piped from other workers."""
+        return (*self.local_forwarders(), *self._remote)
+
+    def local_forwarders(self) -> tuple[TrackForwarder, ...]:
+        """The tracks of the participants on this worker."""
         return tuple(f for p in self._participants.values() for f in p.forwarders())
+
+    # ------------------------------------------------------------ pipes (`.pipe`)
+
+    def pipe_to(self, endpoint: PipeEndpoint, worker: Address) -> None:
+        """Send every track published here, now and later, to the worker at ``worker``
+        (where some participants of this meeting are)."""
+        self._pipe_endpoint = endpoint
+        if worker in self._pipes_out:
+            return
+        self._pipes_out.add(worker)
+        for forwarder in self.local_forwarders():
+            endpoint.pipe_track(self.id, forwarder, worker)
+
+    def unpipe_to(self, worker: Address) -> None:
+        """Stop sending this worker's tracks to ``worker`` (it has nobody left to send them to)."""
+        if worker not in self._pipes_out or self._pipe_endpoint is None:
+            return
+        self._pipes_out.discard(worker)
+        for forwarder in self.local_forwarders():
+            self._pipe_endpoint.unpipe_track(forwarder, worker)
+
+    def pipe_from(self, endpoint: PipeEndpoint, worker: Address) -> None:
+        """Take the tracks the worker at ``worker`` pipes here for this meeting: each is
+        published to the participants here as their own are."""
+        self._pipe_endpoint = endpoint
+        self._pipes_in.add(worker)
+        endpoint.accept(self.id, worker, PipeSink(make=self._remote_published, remove=self._remote_unpublished))
+
+    def unpipe_from(self, worker: Address) -> None:
+        """Drop the tracks piped from ``worker`` (its subscribers' slots empty)."""
+        if worker in self._pipes_in and self._pipe_endpoint is not None:
+            self._pipes_in.discard(worker)
+            self._pipe_endpoint.refuse(self.id, worker)
+
+    @property
+    def pipes(self) -> tuple[frozenset[Address], frozenset[Address]]:
+        """(the workers this one pipes to, those it takes pipes from)."""
+        return frozenset(self._pipes_out), frozenset(self._pipes_in)
+
+    def remote_forwarders(self) -> tuple[PipedTrackForwarder, ...]:
+        return tuple(self._remote)
+
+    def _remote_published(self, info: PipedTrackInfo, ask_keyframe: Callable[[int], None]) -> PipedTrackForwarder:
+        forwarder = PipedTrackForwarder(
+            info=info,
+            ask_keyframe=ask_keyframe,
+            codec=self.video_codec,
+            keyframe_interval=self.config.keyframe_interval,
+            keyframe_timeout=self.config.keyframe_timeout,
+            on_audio_level=self._observe_audio_level,
+        )
+        self._remote.append(forwarder)
+        self._track_published(forwarder)
+        return forwarder
+
+    def _remote_unpublished(self, forwarder: PipedTrackForwarder) -> None:
+        if forwarder in self._remote:
+            self._remote.remove(forwarder)
+            self._speaker.forget(forwarder.participant_id)
+            self._track_unpublished(forwarder)
 
     def snapshot(self) -> MeetingSnapshot:
         return MeetingSnapshot(
@@ -1162,6 +1233,9 @@ class Meeting:
     def _track_published(self, forwarder: TrackForwarder) -> None:
         if self._recorder is not None:
             self._recorder.track_published(forwarder)
+        if self._pipe_endpoint is not None and not isinstance(forwarder, PipedTrackForwarder):
+            for worker in self._pipes_out:
+                self._pipe_endpoint.pipe_track(self.id, forwarder, worker)
         for participant in self._participants.values():
             if participant.id != forwarder.participant_id:
                 participant._subscribe(forwarder)
@@ -1169,6 +1243,9 @@ class Meeting:
     def _track_unpublished(self, forwarder: TrackForwarder) -> None:
         if self._recorder is not None:
             self._recorder.track_unpublished(forwarder)
+        if self._pipe_endpoint is not None and not isinstance(forwarder, PipedTrackForwarder):
+            for worker in self._pipes_out:
+                self._pipe_endpoint.unpipe_track(forwarder, worker)
         for participant in self._participants.values():
             if participant.id != forwarder.participant_id:
                 participant._unsubscribe(forwarder.participant_id, forwarder.source)
@@ -1200,7 +1277,7 @@ class Meeting:
         if self._recorder is not None:
             self._recorder.tick()
         if feedback:
-            for forwarder in self.forwarders():
+            for forwarder in self.local_forwarders():
                 if forwarder.kind is MediaKind.VIDEO:
                     self._send_publisher_remb(forwarder, now)
 
@@ -1219,7 +1296,8 @@ class Meeting:
         else:
             value = previous
         forwarder.remb_sent = value
-        aiortc_hooks.send_remb(forwarder.receiver, value, ssrcs)
+        if forwarder.receiver is not None:
+            aiortc_hooks.send_remb(forwarder.receiver, value, ssrcs)
 
     def _allocate_soon(self, participant: Participant) -> None:
         """Run his allocation on the next turn of the loop (a pin or a retry is felt at once)."""
@@ -1255,6 +1333,10 @@ class Meeting:
             await asyncio.gather(self._ticker, return_exceptions=True)
             self._ticker = None
         await self.stop_recording()
+        for worker in tuple(self._pipes_out):
+            self.unpipe_to(worker)
+        for worker in tuple(self._pipes_in):
+            self.unpipe_from(worker)
         for participant_id in list(self._participants):
             await self.leave(participant_id)
 

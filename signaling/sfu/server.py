@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import aiortc_hooks
 from .config import SfuConfig
 from .meeting import Meeting
+from .pipe import Address, PipeEndpoint
 from .types import InvalidSfuState, UnknownMeeting, VideoCodec
 
 
@@ -19,6 +20,23 @@ class Sfu:
         self.config = config or SfuConfig()
         self._meetings: dict[str, Meeting] = {}
         self._closed = False
+        self._pipes: PipeEndpoint | None = None
+
+    async def pipe_endpoint(self) -> PipeEndpoint:
+        """This process's UDP endpoint for pipes to and from other workers (`.pipe`), bound
+        on first use to ``bind_address`` and ``pipe_port`` (0: any free port)."""
+        if self._closed:
+            raise InvalidSfuState("the SFU is closed")
+        if self._pipes is None:
+            endpoint = PipeEndpoint()
+            self._pipes = endpoint
+            await endpoint.start(self.config.bind_address, self.config.pipe_port)
+        return self._pipes
+
+    @property
+    def pipe_address(self) -> Address | None:
+        """Where other workers send this one's pipes, once the endpoint is started."""
+        return self._pipes.address if self._pipes is not None and self._pipes.address[1] else None
 
     def meeting(self, meeting_id: str, *, video_codec: VideoCodec | None = None) -> Meeting:
         """The meeting ``meeting_id``, opened on first use with ``video_codec``.
@@ -70,3 +88,6 @@ class Sfu:
         self._closed = True
         for meeting_id in list(self._meetings):
             await self.close_meeting(meeting_id)
+        if self._pipes is not None:
+            await self._pipes.close()
+            self._pipes = None
