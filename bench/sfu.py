@@ -40,8 +40,15 @@ With ``--simulcast``, the fan-out's SFU runs have a simulcast publisher: two RID
 MediaRelay and Janus are still sent the one stream. bench/meeting_adapt.py's
 ``simulcast_cpu`` case runs K = 8 with and without it, and Janus, in one run.
 
+With ``--spread``, each fan-out K also runs as a meeting spread over two SFU server
+processes joined by a pipe (``signaling/sfu/pipe.py``): the publisher and the even
+subscribers on worker a, the odd ones on worker b, which receives the publisher's
+packets over the pipe; ``spread`` holds each worker's CPU (``worker_cpu_pct``: a, b),
+their sum, the most loaded one against the one-worker run's CPU (``busiest_ratio``)
+and what the subscribers of each worker saw.
+
 Usage: ``python bench/sfu.py [--ks 1,4,8,16] [--ns 4,8] [--seconds 8] [--json]
-[--no-mediarelay] [--janus | --no-janus] [--profile FILE] [--recording] [--simulcast]``
+[--no-mediarelay] [--janus | --no-janus] [--profile FILE] [--recording] [--simulcast] [--spread]``
 """
 
 from __future__ import annotations
@@ -95,6 +102,9 @@ async def read_json(reader: asyncio.StreamReader) -> dict[str, Any] | None:
 
 
 def run_server(mode: str, port_queue: Any, profile: str | None, record_dir: str | None = None) -> None:
+    if mode == "sfu-pipe":
+        asyncio.run(_server_main("sfu", port_queue, pipes=True))
+        return
     if record_dir:
         asyncio.run(_server_main(mode, port_queue, record_dir))
         return
@@ -113,12 +123,13 @@ def run_server(mode: str, port_queue: Any, profile: str | None, record_dir: str 
     asyncio.run(_server_main(mode, port_queue))
 
 
-async def _server_main(mode: str, port_queue: Any, record_dir: str | None = None) -> None:
+async def _server_main(mode: str, port_queue: Any, record_dir: str | None = None, pipes: bool = False) -> None:
     from signaling.sfu import Sfu, SfuConfig
 
     done = asyncio.Event()
     sfu = Sfu(SfuConfig(port_min=SERVER_PORTS[0], port_max=SERVER_PORTS[1]))
     meeting = sfu.meeting("bench")
+    endpoint = await sfu.pipe_endpoint() if pipes else None
     recording = _record(meeting, record_dir) if record_dir else None
     relay_state: dict[str, Any] = {"track": None, "waiters": [], "pcs": []}
 
@@ -128,6 +139,12 @@ async def _server_main(mode: str, port_queue: Any, record_dir: str | None = None
             return
         if hello.get("quit"):
             done.set()
+            return
+        if hello.get("pipe") and endpoint is not None:  # the other worker of a spread meeting
+            other = (hello["pipe"][0], int(hello["pipe"][1]))
+            meeting.pipe_to(endpoint, other)
+            meeting.pipe_from(endpoint, other)
+            await send_json(writer, {"piped": True})
             return
         try:
             if mode == "sfu":
@@ -139,6 +156,8 @@ async def _server_main(mode: str, port_queue: Any, record_dir: str | None = None
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port_queue.put(server.sockets[0].getsockname()[1])
+    if endpoint is not None:
+        port_queue.put(list(endpoint.address))
     await done.wait()
     server.close()
     if mode == "sfu":  # which layer each subscription gets ("0" lowest; "single" when not simulcast)
@@ -888,9 +907,40 @@ def measure(mode: str, *, publishers: int, subscribers: int, seconds: float, loo
     return result
 
 
-def _drive(ctx: Any, server_pid: int, client: Any, client_args: tuple[Any, ...], *, publishers: int,
+def measure_spread(*, subscribers: int, seconds: float, loop_frames: list[bytes]) -> dict[str, Any]:
+    """One publisher and ``subscribers`` on two SFU processes joined by a pipe: the publisher
+    and the even subscribers on worker a, the odd ones on b. Answers each worker's CPU
+    (% of a core) and the fps of each worker's subscribers."""
+    ctx = multiprocessing.get_context("spawn")
+    servers, ports, pipes = [], [], []
+    try:
+        for _ in range(2):
+            queue_ = ctx.Queue()
+            server = ctx.Process(target=run_server, args=("sfu-pipe", queue_, None))
+            server.start()
+            servers.append(server)
+            ports.append(queue_.get(timeout=60))
+            pipes.append(queue_.get(timeout=60))
+        for port, other in ((ports[0], pipes[1]), (ports[1], pipes[0])):
+            with socket.create_connection(("127.0.0.1", port)) as control:
+                control.sendall(json.dumps({"pipe": other}).encode() + b"\n")
+                control.recv(100)
+        result = _drive(ctx, [s.pid for s in servers if s.pid is not None], run_client, (ports[0],), publishers=1,
+                        subscribers=subscribers, seconds=seconds, loop_frames=loop_frames,
+                        subscriber_args=lambda index: (ports[index % 2],))
+    finally:
+        for server, port in zip(servers, ports, strict=False):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)) as quit_socket:
+                quit_socket.sendall(b'{"quit": true}\n')
+            server.join(timeout=30)
+            if server.is_alive():
+                server.terminate()
+    return result
+
+
+def _drive(ctx: Any, server_pid: int | list[int], client: Any, client_args: tuple[Any, ...], *, publishers: int,
            subscribers: int, seconds: float, loop_frames: Any, profile: str | None = None,
-           signal_window: bool = False) -> dict[str, Any]:
+           signal_window: bool = False, subscriber_args: Any = None) -> dict[str, Any]:
     """Start the peers, measure ``server_pid``'s CPU over the window, collect what the subscribers saw.
 
     The window opens two seconds after every receiving peer got its first frame
@@ -908,7 +958,8 @@ def _drive(ctx: Any, server_pid: int, client: Any, client_args: tuple[Any, ...],
     for process in clients:
         process.start()
     time.sleep(1.0)
-    subs = [ctx.Process(target=client, args=(f"sub{i}", False, *client_args, loop_frames, events, stop))
+    subs = [ctx.Process(target=client, args=(f"sub{i}", False, *(subscriber_args(i) if subscriber_args else client_args),
+                                             loop_frames, events, stop))
             for i in range(subscribers)]
     for process in subs:
         process.start()
@@ -925,15 +976,18 @@ def _drive(ctx: Any, server_pid: int, client: Any, client_args: tuple[Any, ...],
             if event[0] == "ready":
                 ready.add(event[1])
         time.sleep(2.0)  # let the keyframe requests of the last joiners settle
-        proc = psutil.Process(server_pid)
+        procs = [psutil.Process(pid) for pid in (server_pid if isinstance(server_pid, list) else [server_pid])]
+        proc = procs[0]
         if profile or signal_window:
             proc.send_signal(signal.SIGUSR1)
-        before, start = proc.cpu_times(), time.time()
+        befores, start = [p.cpu_times() for p in procs], time.time()
         time.sleep(seconds)
-        after, end = proc.cpu_times(), time.time()
+        afters, end = [p.cpu_times() for p in procs], time.time()
         if profile or signal_window:
             proc.send_signal(signal.SIGUSR2)
-        cpu_pct = 100.0 * ((after.user - before.user) + (after.system - before.system)) / (end - start)
+        cpu_each = [100.0 * ((a.user - b.user) + (a.system - b.system)) / (end - start)
+                    for a, b in zip(afters, befores, strict=True)]
+        cpu_pct = sum(cpu_each)
         stop.set()
         deadline = time.time() + 120
         while len(reports) < len(clients) and time.time() < deadline:
@@ -955,18 +1009,21 @@ def _drive(ctx: Any, server_pid: int, client: Any, client_args: tuple[Any, ...],
                 process.terminate()
                 process.join(timeout=10)
     rates: list[float] = []
+    rates_by_name: dict[str, list[float]] = {}
     latencies: list[float] = []
-    for _, _name, arrivals in reports:
+    for _, name, arrivals in reports:
         for frames in arrivals.values():
             window = [(t, lat) for t, lat in frames if start <= t <= end]
             rates.append(len(window) / (end - start))
+            rates_by_name.setdefault(name, []).append(len(window) / (end - start))
             latencies.extend(lat * 1000 for _, lat in window if not math.isnan(lat))
     latencies.sort()
 
     def pct(p: float) -> float | None:
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else None
 
-    return {"cpu_pct": cpu_pct, "fps": statistics.mean(rates) if rates else 0.0, "streams_seen": len(rates),
+    return {"cpu_pct": cpu_pct, "cpu_each": cpu_each, "fps": statistics.mean(rates) if rates else 0.0,
+            "fps_by_name": rates_by_name, "streams_seen": len(rates),
             "ready": len(ready), "p50": pct(0.5), "p95": pct(0.95), "window": end - start}
 
 
@@ -985,6 +1042,26 @@ def recording_figures(plain: dict[str, Any], recorded: dict[str, Any]) -> dict[s
     }
 
 
+def spread_figures(one: dict[str, Any], spread: dict[str, Any]) -> dict[str, Any]:
+    """The spread run beside the one-worker run of the same K."""
+    def fps(names: list[str]) -> float | None:
+        rates = [r for name in names for r in spread["fps_by_name"].get(name, [])]
+        return round(statistics.mean(rates), 2) if rates else None
+
+    names = sorted(spread["fps_by_name"])
+    return {
+        "worker_cpu_pct": [round(c, 2) for c in spread["cpu_each"]],
+        "total_cpu_pct": round(spread["cpu_pct"], 2),
+        "one_worker_cpu_pct": round(one["cpu_pct"], 2),
+        "busiest_ratio": round(max(spread["cpu_each"]) / one["cpu_pct"], 2) if one["cpu_pct"] else None,
+        "subscriber_fps_a": fps([n for n in names if n.startswith("sub") and int(n[3:]) % 2 == 0]),
+        "subscriber_fps_b": fps([n for n in names if n.startswith("sub") and int(n[3:]) % 2 == 1]),
+        "ready": spread["ready"],
+        "p50": spread["p50"],
+        "p95": spread["p95"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--ks", default="1,4,8,16", help="fan-out sizes (subscribers of one publisher)")
@@ -997,6 +1074,8 @@ def main() -> None:
     parser.add_argument("--profile", help="write the SFU server's cProfile (CPU time, measurement window) of the fan-out runs here")
     parser.add_argument("--recording", action="store_true",
                         help="run each SFU load again with the meeting recorded; report the recording's cost")
+    parser.add_argument("--spread", action="store_true",
+                        help="run each fan-out K again spread over two SFU processes joined by a pipe")
     parser.add_argument("--simulcast", action="store_true",
                         help="the fan-out's SFU publisher sends two simulcast layers (MediaRelay and Janus: one stream)")
     args = parser.parse_args()
@@ -1069,6 +1148,10 @@ def _run_loads(args: Any, loop_frames: list[bytes], janus: JanusHost | None, jan
             say(f"K={k:2d} recording: {row['recording_cpu_pct_per_stream']}%/recorded stream "
                 f"({row['recorded_streams']} streams, server delta {row['recording_cpu_delta_pct']}%), "
                 f"{row['recording_mb_per_min']} MB/min, decoders {row['recording_decoders']}")
+        if args.spread:
+            row["spread"] = spread_figures(sfu, measure_spread(subscribers=k, seconds=args.seconds,
+                                                               loop_frames=loop_frames))
+            say(f"K={k:2d} spread over two workers: {row['spread']}")
         if note:
             row["note"] = note
         fanout.append(row)
