@@ -430,6 +430,14 @@ HIRFA_SFU_PORT_MAX = int(os.environ.get("HIRFA_SFU_PORT_MAX", "40999"))
 HIRFA_SFU_AUDIO_SLOTS = int(os.environ.get("HIRFA_SFU_AUDIO_SLOTS", "3"))
 HIRFA_SFU_VIDEO_SLOTS = int(os.environ.get("HIRFA_SFU_VIDEO_SLOTS", "9"))
 HIRFA_SFU_HEARTBEAT_SECONDS = float(os.environ.get("HIRFA_SFU_HEARTBEAT_SECONDS", "2"))
+# Big meetings on several workers (signaling/spread.py): a new participant of a meeting whose
+# worker holds this many participants or more goes to the least loaded worker, and the
+# workers pipe each other's tracks (signaling/sfu/pipe.py); 0: a meeting stays on one worker.
+HIRFA_SFU_SPREAD_LOAD = int(os.environ.get("HIRFA_SFU_SPREAD_LOAD", "0"))
+# The address (bound, and given to the other workers) and port (0: any free one) of a
+# worker's pipes: plain UDP, so loopback (workers on one host) or a private network only.
+HIRFA_SFU_PIPE_ADDRESS = os.environ.get("HIRFA_SFU_PIPE_ADDRESS", "127.0.0.1")
+HIRFA_SFU_PIPE_PORT = int(os.environ.get("HIRFA_SFU_PIPE_PORT", "0"))
 HIRFA_MEETING_MAX_PARTICIPANTS = int(os.environ.get("HIRFA_MEETING_MAX_PARTICIPANTS", "50"))
 # A meeting_answer frame may exceed HIRFA_FRAME_MAX_BYTES up to this (an SDP with many m-lines).
 HIRFA_MEETING_ANSWER_MAX_BYTES = 64 * 1024

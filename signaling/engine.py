@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,7 @@ from signaling.sfu import (
     TrackSource,
     VideoCodec,
 )
+from signaling.spread import PeerBus
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +187,23 @@ class LiveMeeting:
     state_scheduled: bool = False
     #: The recording running (its id in the database), written by the SFU's recorder.
     recording: int | None = None
+    #: Spread over several workers (`signaling.spread`): the other workers holding parts of
+    #: it (their pipe addresses), and their participants as they last said.
+    peers: dict[str, tuple[str, int]] = field(default_factory=dict)
+    parts: dict[str, m.PartState] = field(default_factory=dict)
+    #: Its own participants changed since they were last sent to the other workers.
+    part_changed: bool = False
 
     def empty(self) -> bool:
         return not self.members and not self.waiting
+
+    def remote_ids(self) -> set[int]:
+        """Participants on other workers (not here)."""
+        return {p.user.id for part in self.parts.values() for p in part.participants} - set(self.members)
+
+    def known_ids(self) -> set[int]:
+        """Everyone in the meeting, here or on another worker."""
+        return set(self.members) | self.remote_ids()
 
 
 class MeetingEngine:
@@ -208,8 +223,11 @@ class MeetingEngine:
         max_participants: int = 50,
         rejoin_grace: float = REJOIN_GRACE_SECONDS,
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+        peers: PeerBus | None = None,
     ) -> None:
         self.sfu = sfu
+        #: Other workers holding parts of the same meetings (None: a meeting lives here whole).
+        self._peers = peers
         self._rejoin_grace = rejoin_grace
         self._connect_timeout = connect_timeout
         self._reply = reply
@@ -255,6 +273,8 @@ class MeetingEngine:
             live.runner = asyncio.get_running_loop().create_task(
                 self._run(live), name=f"meeting-{command.meeting}"
             )
+            if self._peers is not None:
+                self._spawn(live, self._spread_enter(live, self._peers))
         live.queue.put_nowait(command)
 
     def _spawn_detached(self, coro: Awaitable[Any]) -> None:
@@ -421,7 +441,7 @@ class MeetingEngine:
         self._state_changed(live)
 
     async def _pin(self, live: LiveMeeting, member: Member, command: m.Pin) -> None:
-        if command.target is not None and command.target not in live.members:
+        if command.target is not None and command.target not in live.known_ids():
             raise HirfaError(ErrorCode.INVALID, gettext_noop("Nobody by that id is in the meeting."))
         self._participant(member).pin(str(command.target) if command.target is not None else None)
 
@@ -585,7 +605,7 @@ class MeetingEngine:
 
         def reception_changed(participant: Participant, reception: Reception) -> None:
             if member.generation == generation:
-                self._spawn(live, self._send(member.reply_to, reception_event(reception, live.members), live.id))
+                self._spawn(live, self._send(member.reply_to, reception_event(reception, live.known_ids()), live.id))
 
         # Before his peer exists: nothing of his is written unless he agreed.
         live.sfu_meeting.set_recorded(str(member.user_id), member.recorded)
@@ -727,8 +747,10 @@ class MeetingEngine:
 
     # ------------------------------------------------------------ state
 
-    def _state_changed(self, live: LiveMeeting) -> None:
-        """Publish the meeting's state once the current burst of changes is over."""
+    def _state_changed(self, live: LiveMeeting, *, here: bool = True) -> None:
+        """Publish the meeting's state once the current burst of changes is over (``here``:
+        a change of this worker's part, which the other workers of the meeting are sent)."""
+        live.part_changed = live.part_changed or here
         if live.state_scheduled or live.id not in self._meetings:
             return
         live.state_scheduled = True
@@ -758,14 +780,18 @@ class MeetingEngine:
                     may_speak=_may_speak(live, member),
                 )
             )
+        here = {p.user.id for p in participants}
+        for part in live.parts.values():
+            participants.extend(p for p in part.participants if p.user.id not in here)
         speaker = live.sfu_meeting.active_speaker
+        known = live.known_ids()
         return MeetingState(
             meeting=live.id,
             room=live.room_id,
             locked=live.locked,
             lobby=live.lobby,
-            active_speaker=int(speaker) if speaker is not None and int(speaker) in live.members else None,
-            hosts=sorted(m.user_id for m in live.members.values() if m.host),
+            active_speaker=int(speaker) if speaker is not None and int(speaker) in known else None,
+            hosts=sorted(p.user.id for p in participants if p.host),
             participants=participants,
             waiting=[Author(id=w.user_id, name=w.name) for w in live.waiting.values()],
             recording=live.recording is not None,
@@ -777,9 +803,92 @@ class MeetingEngine:
         if live.id not in self._meetings:
             return
         try:
-            self._publish(meeting_group(live.id), self.state_frame(live))
+            frame = self.state_frame(live)
+            self._publish(meeting_group(live.id), frame)
         except Exception:
             log.exception("publishing the state of meeting %s failed", live.id)
+            return
+        if live.part_changed and live.peers and self._peers is not None:
+            live.part_changed = False
+            part = self._part(live, frame)
+            for worker in live.peers:
+                self._spawn(live, self._peers.send(worker, part))
+
+    # ------------------------------------------------------------ spread over workers
+
+    def _part(self, live: LiveMeeting, frame: MeetingState | None = None) -> m.PartState:
+        """This worker's participants of the meeting, for the others."""
+        assert self._peers is not None
+        frame = frame or self.state_frame(live)
+        return m.PartState(
+            meeting=live.id,
+            worker=self._peers.worker,
+            participants=[p for p in frame.participants if p.user.id in live.members],
+        )
+
+    async def _spread_enter(self, live: LiveMeeting, peers: PeerBus) -> None:
+        """Note this worker's part of the meeting; pipe with every other worker holding one."""
+        endpoint = await self.sfu.pipe_endpoint()
+        address = endpoint.address
+        others = await peers.enter(live.id, address)
+        for worker, other in others.items():
+            self._pipe_with(live, worker, other)
+            await peers.send(worker, m.PipeOpen(meeting=live.id, worker=peers.worker, host=address[0], port=address[1]))
+
+    def _pipe_with(self, live: LiveMeeting, worker: str, address: tuple[str, int]) -> None:
+        endpoint = self.sfu.pipe_endpoint_now()
+        if endpoint is None or live.peers.get(worker) == address:
+            return
+        old = live.peers.get(worker)
+        if old is not None:
+            live.sfu_meeting.unpipe_to(old)
+            live.sfu_meeting.unpipe_from(old)
+        live.peers[worker] = address
+        live.sfu_meeting.pipe_to(endpoint, address)
+        live.sfu_meeting.pipe_from(endpoint, address)
+        live.part_changed = True
+        self._state_changed(live)
+
+    def peer_message(self, message: m.PeerMessage) -> None:
+        """A message of another worker holding a part of one of our meetings."""
+        live = self._meetings.get(message.meeting)
+        if live is None or self._peers is None or message.worker == self._peers.worker:
+            return
+        if isinstance(message, m.PipeOpen):
+            self._pipe_with(live, message.worker, (message.host, message.port))
+        elif isinstance(message, m.PipeClose):
+            address = live.peers.pop(message.worker, None)
+            if address is not None:
+                live.sfu_meeting.unpipe_to(address)
+                live.sfu_meeting.unpipe_from(address)
+            if live.parts.pop(message.worker, None) is not None:
+                self._state_changed(live, here=False)
+        elif isinstance(message, m.PartState) and message.worker in live.peers:
+            live.parts[message.worker] = message
+            self._state_changed(live, here=False)
+
+    def peer_workers(self) -> set[str]:
+        """The other workers holding parts of this one's meetings."""
+        return {worker for live in self._meetings.values() for worker in live.peers}
+
+    def peer_gone(self, worker: str) -> list[int]:
+        """``worker`` died: as if it had said `PipeClose` for every meeting (its participants
+        rejoin, placed again; its piped tracks went after `pipe.TRACK_TIMEOUT` already).
+        Answers the meetings it held parts of."""
+        if self._peers is None:
+            return []
+        meetings = [live.id for live in self._meetings.values() if worker in live.peers]
+        for meeting_id in meetings:
+            self.peer_message(m.PipeClose(meeting=meeting_id, worker=worker))
+        return meetings
+
+    async def _spread_leave(self, live: LiveMeeting, peers: PeerBus) -> None:
+        try:
+            await peers.leave(live.id)
+            for worker in live.peers:
+                await peers.send(worker, m.PipeClose(meeting=live.id, worker=peers.worker))
+        except Exception:
+            log.warning("meeting %s: telling the other workers it left failed", live.id, exc_info=True)
 
     # ------------------------------------------------------------ teardown
 
@@ -788,6 +897,8 @@ class MeetingEngine:
             del self._meetings[live.id]
         for task in list(live.tasks):
             task.cancel()
+        if self._peers is not None:
+            self._spawn_detached(self._spread_leave(live, self._peers))
         try:
             await self.sfu.close_meeting(str(live.id))
         except Exception:
@@ -806,7 +917,7 @@ class MeetingEngine:
         await self.sfu.close()
 
 
-def reception_event(reception: Reception, members: dict[int, Member]) -> m.Reception:
+def reception_event(reception: Reception, members: Collection[int]) -> m.Reception:
     """The SFU's decision for one subscriber, as the event his socket turns into ``meeting_reception``."""
     return m.Reception(
         audio_only=reception.audio_only,

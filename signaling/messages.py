@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from hub.protocol import MeetingParticipant
+
 Source = Literal["mic", "camera", "screen", "camera2"]
 Codec = Literal["vp8", "h264"]
 
@@ -302,3 +304,43 @@ class WorkerInfo(_Message):
     #: UDP media ports its peers hold open (its health: the range is finite).
     ports: int = Field(default=0, ge=0)
     at: float
+
+
+# --- between workers holding parts of one meeting (`signaling/spread.py`) ----------------
+
+
+class _Peer(_Message):
+    meeting: int
+    #: The worker that sends it.
+    worker: str
+
+
+class PipeOpen(_Peer):
+    """The sender holds participants of ``meeting`` now: pipe your tracks of it to its pipe
+    address (``host``, ``port``; `signaling/sfu/pipe.py`) and take its tracks from there."""
+
+    kind: Literal["pipe_open"] = "pipe_open"
+    host: str = Field(min_length=1, max_length=255)
+    port: int = Field(ge=1, le=65535)
+
+
+class PipeClose(_Peer):
+    """The sender holds nobody of ``meeting`` any more: stop piping to it, drop its part."""
+
+    kind: Literal["pipe_close"] = "pipe_close"
+
+
+class PartState(_Peer):
+    """The sender's participants of ``meeting`` (each worker publishes the whole meeting's state)."""
+
+    kind: Literal["part_state"] = "part_state"
+    participants: list[MeetingParticipant] = Field(max_length=1000)
+
+
+PeerMessage = Annotated[PipeOpen | PipeClose | PartState, Field(discriminator="kind")]
+_peer_messages: TypeAdapter[PeerMessage] = TypeAdapter(PeerMessage)
+
+
+def peer_message_from(data: Any) -> PeerMessage:
+    """A worker's message to another over the channel layer; raises pydantic's `ValidationError`."""
+    return _peer_messages.validate_python(data)

@@ -9,7 +9,9 @@ SFU alive), and one engine (:class:`signaling.engine.MeetingEngine`):
 - **workers** (``HIRFA_SFU_PLACEMENT=workers``, needs Redis): ``hirfa sfu``
   processes, each registered in Redis with a heartbeat and its load. A
   meeting lives on one worker (``Meeting.worker``), chosen by load at its
-  first join and chosen again when that worker stops heartbeating. Commands go
+  first join and chosen again when that worker stops heartbeating; with
+  ``HIRFA_SFU_SPREAD_LOAD``, a big meeting's new participants go to other
+  workers once its worker is loaded (`signaling.spread`). Commands go
   to the worker's channel on the channel layer (``{"type": "sfu.command", ...}``);
   events come back to the consumer's channel as ``{"type": "sfu.event", ...}``.
 """
@@ -63,6 +65,8 @@ def sfu_config() -> SfuConfig:
         port_max=settings.HIRFA_SFU_PORT_MAX,
         audio_slots=settings.HIRFA_SFU_AUDIO_SLOTS,
         video_slots=settings.HIRFA_SFU_VIDEO_SLOTS,
+        pipe_address=settings.HIRFA_SFU_PIPE_ADDRESS,
+        pipe_port=settings.HIRFA_SFU_PIPE_PORT,
     )
 
 
@@ -242,6 +246,31 @@ class WorkerLink:
             return True
 
 
+async def _worker_load(worker_id: str) -> int | None:
+    raw = await _redis().hget(WORKERS_KEY, worker_id)
+    try:
+        return m.WorkerInfo.model_validate_json(raw).load if raw else None
+    except ValidationError:
+        return None
+
+
+async def _spread_to(worker: str) -> str:
+    """The worker for a new participant of a meeting held by ``worker``: that one, unless
+    it holds ``HIRFA_SFU_SPREAD_LOAD`` participants or more and another holds fewer (the
+    meeting then spreads over both: `signaling.spread`)."""
+    threshold = settings.HIRFA_SFU_SPREAD_LOAD
+    if threshold <= 0:
+        return worker
+    load = await _worker_load(worker)
+    if load is None or load < threshold:
+        return worker
+    chosen = await worker_choose()
+    if chosen is None or chosen == worker:
+        return worker
+    other = await _worker_load(chosen)
+    return chosen if other is not None and other < load else worker
+
+
 async def link_for(*, meeting_id: int, worker: str) -> SfuLink:
     """The link to the SFU holding the meeting, placing it on a worker if needed.
 
@@ -252,7 +281,7 @@ async def link_for(*, meeting_id: int, worker: str) -> SfuLink:
     from signaling import services
 
     if worker and worker != EMBEDDED and await worker_alive(worker):
-        return WorkerLink(worker)
+        return WorkerLink(await _spread_to(worker))
     chosen = await worker_choose()
     if chosen is None:
         raise HirfaError(ErrorCode.SFU_UNAVAILABLE, _("No media server is available; try again."))
@@ -262,3 +291,42 @@ async def link_for(*, meeting_id: int, worker: str) -> SfuLink:
     if assigned != chosen and not await worker_alive(assigned):
         raise HirfaError(ErrorCode.SFU_UNAVAILABLE, _("No media server is available; try again."))
     return WorkerLink(assigned)
+
+
+# --- a big meeting on several workers (`signaling.spread`) -----------------------------
+
+MEETING_PREFIX = "hirfa:sfu:meeting:"
+
+
+class RedisPeerBus:
+    """The workers' `signaling.spread.PeerBus`: a Redis hash per meeting (worker id → its
+    pipe address) and the channel layer (``{"type": "sfu.peer", "message": ...}``)."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+
+    async def enter(self, meeting_id: int, address: tuple[str, int]) -> dict[str, tuple[str, int]]:
+        client = _redis()
+        key = f"{MEETING_PREFIX}{meeting_id}"
+        await client.hset(key, self.worker, f"{address[0]}:{address[1]}")
+        others: dict[str, tuple[str, int]] = {}
+        for raw_worker, raw_address in (await client.hgetall(key)).items():
+            worker = raw_worker.decode()
+            if worker == self.worker:
+                continue
+            if not await worker_alive(worker):
+                await client.hdel(key, worker)
+                continue
+            host, _, port = raw_address.decode().rpartition(":")
+            if host and port.isdigit():
+                others[worker] = (host, int(port))
+        return others
+
+    async def leave(self, meeting_id: int) -> None:
+        await _redis().hdel(f"{MEETING_PREFIX}{meeting_id}", self.worker)
+
+    async def send(self, worker: str, message: m.PeerMessage) -> None:
+        layer = get_channel_layer()
+        assert layer is not None
+        # Validated again on arrival (`messages.peer_message_from`, in the worker).
+        await layer.send(worker_channel(worker), {"type": "sfu.peer", "message": message.model_dump(mode="json")})

@@ -71,6 +71,8 @@ async def run_worker(
         publish=publish,
         max_participants=settings.HIRFA_MEETING_MAX_PARTICIPANTS,
         connect_timeout=settings.HIRFA_MEETING_CONNECT_SECONDS,
+        # A big meeting on several workers (signaling/spread.py); off: each meeting on one.
+        peers=placement.RedisPeerBus(worker_id) if settings.HIRFA_SFU_SPREAD_LOAD > 0 else None,
     )
 
     async def heartbeat() -> None:
@@ -78,6 +80,10 @@ async def run_worker(
             try:
                 stats = engine.stats()
                 await placement.worker_register(worker_id=worker_id, load=stats.participants, ports=stats.ports)
+                for peer in engine.peer_workers():  # a big meeting's other workers (signaling/spread.py)
+                    if not await placement.worker_alive(peer):
+                        for meeting_id in engine.peer_gone(peer):
+                            await placement.RedisPeerBus(peer).leave(meeting_id)
             except Exception:
                 log.warning("SFU worker %s: heartbeat failed", worker_id, exc_info=True)
             await asyncio.sleep(settings.HIRFA_SFU_HEARTBEAT_SECONDS)
@@ -85,6 +91,12 @@ async def run_worker(
     async def receive() -> None:
         while True:
             message = await layer.receive(channel)
+            if message.get("type") == "sfu.peer":
+                try:
+                    engine.peer_message(messages.peer_message_from(message.get("message")))
+                except ValidationError:
+                    log.warning("SFU worker %s: a malformed peer message was dropped: %.200r", worker_id, message)
+                continue
             if message.get("type") != "sfu.command":
                 continue
             try:

@@ -52,7 +52,9 @@ class SfuConfig:
     #: renegotiation. 0: one m-line per published track (every change renegotiates).
     audio_slots: int = 0
     video_slots: int = 0
-    #: The UDP port of this process's pipes to other SFU workers (`.pipe`; 0: any free one).
+    #: Where this process's pipes to other SFU workers bind (`.pipe`; plain UDP: a loopback or
+    #: private address, never a public one) and their port (0: any free one).
+    pipe_address: str = "127.0.0.1"
     pipe_port: int = 0
 
     def __post_init__(self) -> None:

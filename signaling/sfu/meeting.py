@@ -1064,8 +1064,9 @@ class Meeting:
             keyframe_timeout=self.config.keyframe_timeout,
             on_audio_level=self._observe_audio_level,
         )
-        self._remote.append(forwarder)
-        self._track_published(forwarder)
+        if info.publisher_id not in self._participants:  # else he moved here: his old worker's is stale
+            self._remote.append(forwarder)
+            self._track_published(forwarder)
         return forwarder
 
     def _remote_unpublished(self, forwarder: PipedTrackForwarder) -> None:
@@ -1112,6 +1113,8 @@ class Meeting:
             raise InvalidSfuState(
                 f"participant {participant_id!r} is already in meeting {self.id!r}"
             )
+        for remote in [f for f in self._remote if f.participant_id == participant_id]:
+            self._remote_unpublished(remote)  # he was on another worker (it died, or he moved)
         participant = Participant(
             participant_id=participant_id,
             meeting=self,

@@ -24,13 +24,17 @@ class Sfu:
 
     async def pipe_endpoint(self) -> PipeEndpoint:
         """This process's UDP endpoint for pipes to and from other workers (`.pipe`), bound
-        on first use to ``bind_address`` and ``pipe_port`` (0: any free port)."""
+        on first use to ``pipe_address`` and ``pipe_port`` (0: any free port)."""
         if self._closed:
             raise InvalidSfuState("the SFU is closed")
         if self._pipes is None:
             endpoint = PipeEndpoint()
             self._pipes = endpoint
-            await endpoint.start(self.config.bind_address, self.config.pipe_port)
+            await endpoint.start(self.config.pipe_address, self.config.pipe_port)
+        return self._pipes
+
+    def pipe_endpoint_now(self) -> PipeEndpoint | None:
+        """The pipe endpoint if it was started (`pipe_endpoint`)."""
         return self._pipes
 
     @property

@@ -78,7 +78,7 @@ def sfu_workers(isolated_redis: str, transactional_db: None) -> Iterator[Callabl
     )
     ARTIFACTS.mkdir(exist_ok=True)
 
-    def start(worker_id: str, port_min: int, ops_port: int = 0) -> SfuWorker:
+    def start(worker_id: str, port_min: int, ops_port: int = 0, extra: dict[str, str] | None = None) -> SfuWorker:
         worker_id = f"{worker_id}-{os.getpid()}"
         log_path = ARTIFACTS / f"sfu-{worker_id}.log"
         with open(log_path, "wb") as log:
@@ -86,7 +86,7 @@ def sfu_workers(isolated_redis: str, transactional_db: None) -> Iterator[Callabl
                 [sys.executable, "-m", "hub.cli", "sfu", "--processes", "1", "--worker-id", worker_id,
                  "--ops-port", str(ops_port)],
                 cwd=ROOT,
-                env={**env, "HIRFA_SFU_PORT_MIN": str(port_min), "HIRFA_SFU_PORT_MAX": str(port_min + 199)},
+                env={**env, "HIRFA_SFU_PORT_MIN": str(port_min), "HIRFA_SFU_PORT_MAX": str(port_min + 199), **(extra or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -231,3 +231,89 @@ async def test_meetings_on_sfu_workers_survive_a_killed_worker(daphne_factory, s
     other.process.terminate()
     assert other.process.wait(timeout=15) == 0, other.log()
     assert registered_load(isolated_redis, other.worker_id) == -1
+
+
+#: A meeting spreads once its worker holds one participant (signaling/spread.py).
+SPREAD = {"HIRFA_SFU_SPREAD_LOAD": "1"}
+
+
+def meeting_workers(redis_url: str, meeting_id: int) -> set[str]:
+    """The workers holding parts of the meeting, as they noted in Redis."""
+    import redis
+
+    from signaling.placement import MEETING_PREFIX
+
+    with redis.Redis.from_url(redis_url) as client:
+        return {w.decode() for w in client.hkeys(f"{MEETING_PREFIX}{meeting_id}")}
+
+
+async def test_a_big_meeting_spreads_over_two_workers_joined_by_a_pipe(daphne_factory, sfu_workers, isolated_redis):  # noqa: F811
+    first, _second, nadia, amina, _rachid = await two_guild_meetings()
+    w1 = await asyncio.to_thread(sfu_workers, "w1", 42000, 0, SPREAD)
+    w2 = await asyncio.to_thread(sfu_workers, "w2", 42200, 0, SPREAD)
+    workers = {w1.worker_id: w1, w2.worker_id: w2}
+    server = await asyncio.to_thread(
+        daphne_factory,
+        {"REDIS_URL": isolated_redis, "HIRFA_SFU_PLACEMENT": "workers", "HIRFA_SFU_HEARTBEAT_SECONDS": str(HEARTBEAT),
+         **SPREAD},
+    )
+    n = await remote_client(server, nadia, "nadia")
+    a = await remote_client(server, amina, "amina")
+    try:
+        await n.join(first)
+        holder = workers[await worker_of(first)]
+        other = w2 if holder is w1 else w1
+        await wait_until(lambda: registered_load(isolated_redis, holder.worker_id) == 1, what="load reported")
+
+        # the meeting's worker holds one: amina goes to the other worker, and each one's
+        # camera and voice reach the other through the pipes between the workers
+        await a.join(first)
+        await flowing(n, a)
+        assert holder.udp_ports() and other.udp_ports(), "each worker holds one participant's peer"
+        assert await worker_of(first) == holder.worker_id
+        assert meeting_workers(isolated_redis, first) == {w1.worker_id, w2.worker_id}
+        # one meeting state from both workers' parts, on both sockets
+        for c in (n, a):
+            await c.wait_for(
+                "meeting_state",
+                lambda f: sorted(p["user"]["id"] for p in f["participants"]) == sorted([nadia.pk, amina.pk])
+                and all(p["connected"] for p in f["participants"]),
+            )
+
+        # amina leaves: her worker holds nobody of the meeting, the pipes close, nadia's
+        # state has her alone
+        mark = n.mark()
+        await a.send({"type": "meeting_leave", "meeting": first})
+        await a.wait_for("meeting_ended")
+        await wait_until(lambda: meeting_workers(isolated_redis, first) == {holder.worker_id}, what="amina's part gone")
+        await n.wait_for("meeting_state", lambda f: len(f["participants"]) == 1, after=mark)
+        await wait_until(lambda: other.udp_ports() == [], what="amina's worker freed its UDP sockets")
+        await wait_until(lambda: registered_load(isolated_redis, other.worker_id) == 0, what="its load reported")
+
+        # she comes back (on the other worker again), then that worker dies: she is told to
+        # rejoin as before, and rejoins on the meeting's worker (the only one alive)
+        await a.peer.close()
+        a.peer = ClientPeer("amina", tracks={TrackSource.MICROPHONE: ToneAudioTrack(), TrackSource.CAMERA: PatternVideoTrack()})
+        await a.join(first)
+        await flowing(n, a)
+        assert other.udp_ports(), "amina is on the other worker again"
+        mark = a.mark()
+        other.process.send_signal(signal.SIGKILL)
+        other.process.wait(timeout=10)
+        rejoin = await a.wait_for("meeting_rejoin", after=mark, timeout=REJOIN_DELAY + 5)
+        assert rejoin["reason"] == "worker_lost"
+        await a.peer.close()
+        a.peer = ClientPeer("amina", tracks={TrackSource.MICROPHONE: ToneAudioTrack(), TrackSource.CAMERA: PatternVideoTrack()})
+        await a.join(first)
+        await flowing(n, a)
+        assert meeting_workers(isolated_redis, first) == {holder.worker_id}
+
+        # both leave: the worker frees everything
+        for c in (n, a):
+            await c.send({"type": "meeting_leave", "meeting": first})
+            await c.wait_for("meeting_ended")
+        await wait_until(lambda: holder.udp_ports() == [], what="the worker freed its UDP sockets")
+        await wait_until(lambda: not meeting_workers(isolated_redis, first), what="the meeting's parts forgotten")
+    finally:
+        for c in (n, a):
+            await c.close()

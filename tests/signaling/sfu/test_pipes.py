@@ -139,3 +139,24 @@ async def test_a_pipe_closes_and_a_dead_workers_tracks_go(workers) -> None:
         await session.settle()
     for client in (amina, karim):
         await client.close()
+
+
+async def test_a_publisher_who_moves_to_the_subscribers_worker_is_not_lost_when_his_old_pipe_times_out(workers) -> None:
+    a, b = workers
+    here, there = await spread(a, b, "moved")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    karim = ClientPeer("karim")
+    sessions = [await join(here, amina, TrackSource.CAMERA), await join(there, karim)]
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 10, what="karim's video")
+    # worker a dies; amina rejoins on worker b before b's piped track of her timed out
+    (await a.pipe_endpoint()).kill()
+    amina_again = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    sessions.append(await join(there, amina_again, TrackSource.CAMERA))
+    assert not there.remote_forwarders(), "her piped track is gone as she joined here"
+    await asyncio.sleep(TRACK_TIMEOUT + 1.5)
+    before = len(karim.frames_from("amina", TrackSource.CAMERA))
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= before + 20, what="karim still sees amina")
+    for session in sessions:
+        await session.settle()
+    for client in (amina, amina_again, karim):
+        await client.close()

@@ -1,0 +1,34 @@
+"""The typed seam between the workers of a spread meeting (signaling/spread.py)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from signaling import messages as m
+
+
+def test_peer_messages_cross_the_channel_layer_and_come_back_equal() -> None:
+    for message in (
+        m.PipeOpen(meeting=7, worker="w1", host="10.0.0.2", port=45000),
+        m.PipeClose(meeting=7, worker="w1"),
+        m.PartState(meeting=7, worker="w1", participants=[]),
+    ):
+        assert m.peer_message_from(message.model_dump(mode="json")) == message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"kind": "pipe_open", "meeting": 7, "worker": "w1", "host": "10.0.0.2", "port": 0},
+        {"kind": "pipe_open", "meeting": 7, "worker": "w1", "host": "", "port": 45000},
+        {"kind": "pipe_close", "meeting": "seven", "worker": "w1"},
+        {"kind": "pipe_close", "meeting": 7, "worker": "w1", "extra": 1},
+        {"kind": "part_state", "meeting": 7, "worker": "w1", "participants": [{"user": 3}]},
+        {"kind": "explode", "meeting": 7, "worker": "w1"},
+        None,
+    ],
+)
+def test_a_malformed_peer_message_is_refused(raw: object) -> None:
+    with pytest.raises(ValidationError):
+        m.peer_message_from(raw)
