@@ -46,6 +46,9 @@ import chat_fanout as cf
 ROOT = cf.ROOT
 cf.BENCH_DB = os.environ.get("HIRFA_BENCH_DB", "hirfa_storm_bench")
 PROTOCOL = int(os.environ.get("HIRFA_BENCH_PROTOCOL", "2"))
+#: The hub's close code for "too many sockets opening at once here: come back after the
+#: close reason's `retry_after` seconds" (docs/protocol.md).
+CLOSE_BUSY = 4013
 
 
 # --- servers ------------------------------------------------------------------------------
@@ -172,6 +175,13 @@ class Member:
             self.closed.append(code if code is not None else 1006)
             self.subscribed.clear()
             self.lost_at = time.time()
+            busy = retry_after(code, getattr(self.ws, "close_reason", None) if self.ws is not None else None)
+            if busy is not None:
+                # The hub let others in first and said when to come back (it spreads the crowd
+                # itself): that time plus a little jitter, and no escalation of the backoff.
+                self.stats["busy"] += 1
+                await asyncio.sleep(busy * (1 + random.random() / 4))
+                continue
             attempt += 1
             cap = min(10.0, 0.5 * 2 ** min(attempt, 5))
             await asyncio.sleep(cap / 2 + random.random() * cap / 2)
@@ -209,6 +219,25 @@ class Member:
         elif kind == "messages":
             for message in frame["messages"]:
                 self.apply(message)
+        elif kind == "error":
+            code = str(frame.get("code"))
+            self.stats["error_frames"][code] = self.stats["error_frames"].get(code, 0) + 1
+            if frame.get("ref") == "s" and not self.subscribed.is_set():
+                # The subscription was refused (a busy hub's retry_after): ask again later
+                # rather than sit on an open socket that never resumes.
+                asyncio.get_running_loop().create_task(self.subscribe_later(float(frame.get("retry_after") or 1.0)))
+
+    async def subscribe_later(self, seconds: float) -> None:
+        ws = self.ws
+        await asyncio.sleep(seconds * (1 + random.random() / 4))
+        if ws is self.ws and ws is not None and not self.subscribed.is_set():
+            frame: dict[str, Any] = {"type": "subscribe", "room": self.room, "ref": "s"}
+            if self.rev is not None:
+                frame["since_rev"] = self.rev
+            try:
+                await ws.send(json.dumps(frame))
+            except Exception:
+                pass  # closed meanwhile: run() reconnects
 
     def fetch(self) -> None:
         if self.ws is not None and self.rev is not None:
@@ -218,10 +247,21 @@ class Member:
             )
 
 
+def retry_after(code: int | None, reason: str | None) -> float | None:
+    """The seconds a `4013` close asks the client to wait (its reason is `{"retry_after": s}`);
+    None for any other close."""
+    if code != CLOSE_BUSY:
+        return None
+    try:
+        return max(0.0, float(json.loads(reason or "{}")["retry_after"]))
+    except (ValueError, KeyError, TypeError):
+        return 1.0
+
+
 async def client_main(conn: Connection, urls: list[str], room: int, cookies: list[str], servers: list[int],
                       at_once: int) -> None:
     stats: dict[str, Any] = {"presence_frames": 0, "resyncs": 0, "fetches": 0, "replayed": 0,
-                             "latencies": {}, "errors": {}}
+                             "latencies": {}, "errors": {}, "error_frames": {}, "busy": 0}
     gate = asyncio.Semaphore(at_once) if at_once > 0 else None
     members = [Member(urls, cookie, room, stats, gate) for cookie in cookies]
     loop = asyncio.get_running_loop()
@@ -242,7 +282,11 @@ async def client_main(conn: Connection, urls: list[str], room: int, cookies: lis
                 continue
             conn.send(("ok", time.time() - started))
         elif cmd == "reset_latency":
+            # What follows (the storm) is counted apart from the connecting before it.
             stats["latencies"] = {}
+            stats["errors"], stats["error_frames"], stats["busy"] = {}, {}, 0
+            for m in members:
+                m.closed.clear()
             conn.send(("ok", True))
         elif cmd == "wait_resumed":
             deadline = time.time() + arg["timeout"]
@@ -250,13 +294,19 @@ async def client_main(conn: Connection, urls: list[str], room: int, cookies: lis
             while time.time() < deadline and not all(m.subscribed.is_set() and m.resumed_at > arg["since"] for m in on):
                 await asyncio.sleep(0.05)
             done = [m.resumed_at for m in on if m.resumed_at > arg["since"]]
-            conn.send(("ok", {"resumed": len(done), "of": len(on), "last": max(done) if done else None}))
+            # The ones not resumed: a socket open but not subscribed, or none open.
+            waiting = [m for m in on if not (m.subscribed.is_set() and m.resumed_at > arg["since"])]
+            open_unsubscribed = sum(1 for m in waiting if m.ws is not None and getattr(m.ws, "close_code", 0) is None)
+            conn.send(("ok", {"resumed": len(done), "of": len(on), "last": max(done) if done else None,
+                              "open_unsubscribed": open_unsubscribed}))
         elif cmd == "stats":
             conn.send(("ok", {
                 "presence_frames": stats["presence_frames"],
                 "resyncs": stats["resyncs"],
                 "fetches": stats["fetches"],
                 "errors": stats["errors"],
+                "error_frames": stats["error_frames"],
+                "busy": stats["busy"],
                 "replayed": stats["replayed"],
                 # Live deliveries' latencies by the hub the member is on (JSON keys are strings).
                 "latencies": {str(k): list(v) for k, v in stats["latencies"].items()},
@@ -537,8 +587,10 @@ def run_reconnect_storm(env: dict[str, str], args: argparse.Namespace, index: in
         urls = [f"ws://127.0.0.1:{p}/ws/" for p in ports]
         n = args.storm
         clients = Clients(urls, made["room"], made["receivers"], [i % 2 for i in range(n)], args.client_procs)
-        clients.connect(args.timeout)
+        connect_s = clients.connect(args.timeout)
         clients.ask("reset_latency")
+        load_before = os.getloadavg()[0]
+        surviving_cpu = cpu_seconds(hubs[0].pid)
         killed_at = time.time()
         hubs[1].kill()
         hubs[1].wait(timeout=10)
@@ -556,6 +608,10 @@ def run_reconnect_storm(env: dict[str, str], args: argparse.Namespace, index: in
         resumed = sum(w["resumed"] for w in waits)
         of = sum(w["of"] for w in waits)
         last = max((w["last"] for w in waits if w["last"]), default=None)
+        storm_s = time.time() - killed_at
+        surviving_cpu = cpu_seconds(hubs[0].pid) - surviving_cpu
+        restarted_cpu = cpu_seconds(hubs[1].pid)
+        load_after = os.getloadavg()[0]
         stats = clients.ask("stats")
         surviving = [v for s in stats for v in s["latencies"].get("0", [])]
         resumed_live = [v for s in stats for v in s["latencies"].get("1", [])]
@@ -565,7 +621,18 @@ def run_reconnect_storm(env: dict[str, str], args: argparse.Namespace, index: in
                 "surviving_deliveries": len(surviving),
                 # The restarted hub's members: live deliveries once resumed, and the replays of
                 # what they missed (before this split, the replays' ages were in the p99 above).
-                "resumed_live_p99_ms": p99(resumed_live), "replayed": sum(s["replayed"] for s in stats)}
+                "resumed_live_p99_ms": p99(resumed_live), "replayed": sum(s["replayed"] for s in stats),
+                "connect_s": round(connect_s, 1),
+                "not_resumed_open_unsubscribed": sum(w["open_unsubscribed"] for w in waits),
+                # From the kill to the end of the wait: each hub's CPU, the clients' reconnects and why.
+                "surviving_hub_cpu_s": round(surviving_cpu, 1), "restarted_hub_cpu_s": round(restarted_cpu, 1),
+                "storm_window_s": round(storm_s, 1),
+                "closes": sum(len(s["closed"]) for s in stats),
+                "close_codes": _codes([c for s in stats for c in s["closed"]]),
+                "busy_closes": sum(s["busy"] for s in stats),
+                "client_errors": _merged([s["errors"] for s in stats]),
+                "error_frames": _merged([s["error_frames"] for s in stats]),
+                "load_average": [round(load_before, 1), round(load_after, 1)]}
     finally:
         if clients:
             clients.stop()

@@ -15,6 +15,7 @@ JS_STRINGS: dict[str, Promise] = {
     "reconnecting": _("Reconnecting…"),
     "reload": _("Hirfa was updated: please reload the page."),
     "tooManySockets": _("Hirfa is open in too many tabs or devices. Close one; trying again in %(seconds)s s…"),
+    "busy": _("Many members are connecting at once. Trying again in %(seconds)s s…"),
     # messages
     "deleted": _("This message was deleted."),
     "edited": _("edited"),

@@ -18,6 +18,7 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.urls import path
 
+from hub.admission import AdmissionGate
 from hub.consumers import DISPLAY_NAME_KEY, HubConsumer
 from hub.db import db_call
 
@@ -46,8 +47,11 @@ websocket_urls = [path("ws/", HubConsumer.as_asgi())]
 application = ProtocolTypeRouter(
     {
         "http": django_asgi,
-        "websocket": AllowedHostsOriginValidator(
-            CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(URLRouter(websocket_urls))))
+        # The gate first: a socket refused in a crowd costs its handshake and nothing else.
+        "websocket": AdmissionGate(
+            AllowedHostsOriginValidator(
+                CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(URLRouter(websocket_urls))))
+            )
         ),
     }
 )

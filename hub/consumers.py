@@ -20,7 +20,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from pydantic import ValidationError
 
-from hub import limits, logs, metrics, protocol, realtime, revocation, shutdown, sockets
+from hub import admission, limits, logs, metrics, protocol, realtime, revocation, shutdown, sockets
 from hub.db import db_call
 from hub.errors import CloseCode, ErrorCode, HirfaError
 from hub.protocol import Author, ErrorOut, Pong, ServerFrame, Welcome, encode
@@ -75,6 +75,10 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.frame_limits = {k: n for part in self.parts for k, n in part.frame_limits().items()}
         self.released = False
         self.slot_held = False
+        # This opening's turn in the process's admission (hub.admission): given back once the
+        # socket has settled, so that the next opening comes in.
+        ticket = self.scope.get(admission.SCOPE_KEY)
+        self.admission_ticket: admission.Ticket | None = ticket if isinstance(ticket, admission.Ticket) else None
         # Frames being handled now; a draining socket waits for them before it closes.
         self.in_flight = 0
         # Error messages follow the member's language (context-local, so the
@@ -122,6 +126,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             return  # already released, or connect() never set anything up
         self.released = True
         self.closing = True
+        self.settled()
         shutdown.socket_closed(self)
         try:
             for part in reversed(self.parts):  # upper layers first: a meeting, then the rooms
@@ -146,6 +151,13 @@ class HubConsumer(AsyncWebsocketConsumer):
                     await limits.socket_slots().release(self.user.pk, self.conn_id)
                 except Exception:
                     log.exception("releasing the socket slot of %s failed", self.user.pk)
+
+    def settled(self) -> None:
+        """The opening is over (the first frame after the welcome answered, or a while after
+        the welcome, or the socket closing): the process lets the next one in."""
+        ticket, self.admission_ticket = self.admission_ticket, None
+        if ticket is not None:
+            ticket.done()
 
     # --- outgoing ---------------------------------------------------------------
 
@@ -349,6 +361,8 @@ class HubConsumer(AsyncWebsocketConsumer):
             return
         self.frame_ref = None
         self.in_flight += 1
+        # The first frame after the welcome (a subscription and its replay) ends the opening.
+        settles = self.ready and self.admission_ticket is not None
         try:
             await self._handle_frame(text_data)
         except HirfaError as exc:
@@ -358,6 +372,8 @@ class HubConsumer(AsyncWebsocketConsumer):
             self._refuse(ErrorCode.INTERNAL_ERROR, _("Something went wrong on the server."), self.frame_ref)
         finally:
             self.in_flight -= 1
+            if settles:
+                self.settled()
 
     async def _handle_frame(self, text_data: str | None) -> None:
         if text_data is None:
@@ -426,6 +442,9 @@ class HubConsumer(AsyncWebsocketConsumer):
             self.ready = True
             self.protocol_version = frame.v
             await self.join_group(realtime.user_group(self.user.pk))
+            if self.admission_ticket is not None:
+                # A page that subscribes to nothing right away still settles.
+                asyncio.get_running_loop().call_later(admission.SETTLE_SECONDS, self.settled)
         self.emit(
             Welcome(
                 ref=frame.ref,

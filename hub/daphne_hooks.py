@@ -225,14 +225,16 @@ class DirectSocket:
         backlog = self.backlog()
         return 0 if backlog is None else backlog
 
-    def close_with(self, code: int) -> bool:
+    def close_with(self, code: int, reason: str | None = None) -> bool:
         """Start the closing handshake with `code`, which may be a registered code like
-        1012 (service restart) that autobahn's public `sendClose` refuses; False when
-        the socket is not open."""
+        1012 (service restart) that autobahn's public `sendClose` refuses, and `reason`
+        (at most 123 bytes of UTF-8), which daphne's ASGI close drops; False when the
+        socket is not open."""
         if not self.is_open():
             return False
         protocol: Any = self.protocol
-        protocol.sendCloseFrame(code=code, isReply=False)
+        reason_utf8 = reason.encode("utf-8")[:123] if reason else None
+        protocol.sendCloseFrame(code=code, reasonUtf8=reason_utf8, isReply=False)
         return True
 
     def _plain_transport(self) -> Any:

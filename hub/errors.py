@@ -47,6 +47,7 @@ class CloseCode(enum.IntEnum):
     ABUSE = 4008
     TOO_MANY_SOCKETS = 4009
     TOO_SLOW_RESUME = 4010
+    BUSY = 4013
 
 
 class HirfaError(Exception):

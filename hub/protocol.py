@@ -31,6 +31,14 @@ RoomId = Id
 MessageId = Id
 
 
+class BusyReason(BaseModel):
+    """The close reason of a `4013` (docs/protocol.md, "Admission"): the server lets a crowd
+    open a few sockets at a time, and this one comes back after `retry_after` seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    retry_after: float = Field(ge=0, le=60)
+
+
 class ClientFrame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     ref: Ref | None = None

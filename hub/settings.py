@@ -446,6 +446,11 @@ HIRFA_MEETING_ANSWER_MAX_BYTES = 64 * 1024
 HIRFA_MEETING_HEARTBEAT_SECONDS = float(os.environ.get("HIRFA_MEETING_HEARTBEAT_SECONDS", "30"))
 # What one member may hold at once (docs/security.md, "Limits").
 HIRFA_SOCKETS_PER_MEMBER = int(os.environ.get("HIRFA_SOCKETS_PER_MEMBER", "10"))
+# Admission smoothing (hub/admission.py): sockets one hub process lets open at once (the
+# rest are closed with 4013 and told when to come back), a quarter of it while its event
+# loop runs more than HIRFA_ADMISSION_LAG_MS late (0: never).
+HIRFA_OPENINGS_AT_ONCE = int(os.environ.get("HIRFA_OPENINGS_AT_ONCE", "32"))
+HIRFA_ADMISSION_LAG_MS = float(os.environ.get("HIRFA_ADMISSION_LAG_MS", "100"))
 HIRFA_MEETINGS_PER_MEMBER = int(os.environ.get("HIRFA_MEETINGS_PER_MEMBER", "2"))
 HIRFA_GROUPS_PER_DAY = int(os.environ.get("HIRFA_GROUPS_PER_DAY", "20"))
 # A participant whose peer connection is not connected this long after joining is dropped.

@@ -68,3 +68,39 @@ async def test_a_socket_whose_session_read_waits_past_five_seconds_still_opens(d
         assert welcome["type"] == "welcome" and welcome["user"]["id"] == amina.pk
     finally:
         await ws.close()
+
+
+async def test_an_opening_past_the_admission_limit_is_told_when_to_come_back(daphne_factory):  # noqa: F811
+    """Through daphne (which drops an ASGI close's reason), the refused socket's client
+    reads 4013 and the retry-after in the close reason; once the opening ahead of it is
+    over, it comes in."""
+    amina = await sync_to_async(factories.amina)()
+    cookie = await sync_to_async(session_cookie)(amina)
+    server = await asyncio.to_thread(daphne_factory, {"HIRFA_OPENINGS_AT_ONCE": "1"})
+
+    async def connect() -> websockets.ClientConnection:
+        return await websockets.connect(
+            server.ws_url,
+            additional_headers={"Cookie": f"{cookie['name']}={cookie['value']}"},
+            origin=Origin(server.url),
+            open_timeout=30,
+        )
+
+    first = await connect()  # opening until the first frame after its hello
+    second = await connect()
+    try:
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(second.recv(), 30)
+        assert second.close_code == 4013
+        assert 0.5 <= json.loads(second.close_reason)["retry_after"] <= 30
+        await first.send(json.dumps({"type": "hello", "v": 2}))
+        assert json.loads(await asyncio.wait_for(first.recv(), 30))["type"] == "welcome"
+        await first.send(json.dumps({"type": "ping", "ref": "p"}))
+        assert json.loads(await asyncio.wait_for(first.recv(), 30))["type"] == "pong"
+        third = await connect()
+        await third.send(json.dumps({"type": "hello", "v": 2}))
+        assert json.loads(await asyncio.wait_for(third.recv(), 30))["type"] == "welcome"
+        await third.close()
+    finally:
+        await first.close()
+        await second.close()

@@ -1198,9 +1198,9 @@ window.hirfaHub = hub; // for the browser tests and for debugging
 
 hub.on("status", ({ state: s, retryIn }) => {
   document.body.dataset.connection = s;
-  if (s === "offline" || s === "too_many") {
+  if (s === "offline" || s === "too_many" || s === "busy") {
     if (["in", "lobby"].includes(phase)) socketLost = true;
-    const key = s === "offline" ? "offline" : "tooManySockets";
+    const key = { offline: "offline", too_many: "tooManySockets", busy: "busy" }[s];
     setStatus(fmt(key, { seconds: Math.ceil((retryIn || 0) / 1000) }), "offline");
   } else if (s === "connecting") {
     if (!els.status.dataset.state) setStatus(T.connecting, "connecting");

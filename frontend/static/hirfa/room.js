@@ -830,6 +830,7 @@ hub.on("status", ({ state, retryIn }) => {
     connecting: T.connecting,
     offline: fmt("offline", { seconds: Math.ceil((retryIn || 0) / 1000) }),
     too_many: fmt("tooManySockets", { seconds: Math.ceil((retryIn || 0) / 1000) }),
+    busy: fmt("busy", { seconds: Math.ceil((retryIn || 0) / 1000) }),
     reload: T.reload,
   }[state];
   els.status.hidden = !text;

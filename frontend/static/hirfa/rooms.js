@@ -33,6 +33,7 @@ hub.on("status", ({ state, retryIn }) => {
     connecting: T.connecting,
     offline: T.offline.replace("%(seconds)s", String(Math.ceil((retryIn || 0) / 1000))),
     too_many: T.tooManySockets.replace("%(seconds)s", String(Math.ceil((retryIn || 0) / 1000))),
+    busy: T.busy.replace("%(seconds)s", String(Math.ceil((retryIn || 0) / 1000))),
     reload: T.reload,
   }[state];
   status.hidden = !text;

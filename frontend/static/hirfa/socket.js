@@ -4,7 +4,8 @@
 // - it reconnects by itself, with exponential backoff and jitter, and at once
 //   on close codes 4010 ("reconnect and resume") and 1012 (a server restarts),
 //   slowly on 4009 (the member has too many sockets open: another tab may close
-//   meanwhile);
+//   meanwhile), and on 4013 (the server lets a crowd in a few at a time) after
+//   the close reason's retry_after, plus up to a quarter of it as jitter;
 // - for each watched room it remembers the last rev it saw and resubscribes
 //   with since_rev, so every change made while away is replayed; a jump in
 //   revs on the live stream triggers a fetch of what is missing;
@@ -26,6 +27,20 @@ const HURRY_MS = 30000;
 const HURRY_BACKOFF_MS = 1000;
 const OUTBOX_KEY = "hirfa.outbox";
 const RETRYABLE = new Set(["rate_limited", "slow_mode", "internal_error"]);
+const CLOSE_BUSY = 4013;
+
+/** How long a 4013 close asks to wait, in ms (its reason is {"retry_after": seconds}),
+ * with up to a quarter more as jitter; a reason that cannot be read counts as 1 s. */
+export function busyDelayMs(reason, random = Math.random) {
+  let seconds = 1;
+  try {
+    const asked = Number(JSON.parse(reason || "{}").retry_after);
+    if (Number.isFinite(asked) && asked >= 0) seconds = Math.min(asked, 60);
+  } catch {
+    // not JSON: the default above
+  }
+  return Math.round(seconds * 1000 * (1 + random() / 4));
+}
 /** The page's CSRF token: the worker sends with it, and it changes when someone else logs
  * in on this browser, so an item left by one member is never sent as another. */
 const csrfToken = () => document.querySelector("[name=csrfmiddlewaretoken]")?.value || "";
@@ -128,10 +143,10 @@ export class Hub {
       }
       this.dispatch(frame);
     };
-    ws.onclose = (event) => this.closed(ws, event.code);
+    ws.onclose = (event) => this.closed(ws, event.code, event.reason);
   }
 
-  closed(ws, code) {
+  closed(ws, code, reason = "") {
     if (ws !== this.ws) return;
     this.ws = null;
     this.ready = false;
@@ -160,6 +175,12 @@ export class Hub {
       this.retryLater(BACKOFF_MAX_MS, "too_many");
       return;
     }
+    if (code === CLOSE_BUSY) {
+      // The server said when: its turns are spread over the crowd, so no hurrying and no
+      // growing backoff (this was not a failure of the link).
+      this.retryIn(busyDelayMs(reason), "busy");
+      return;
+    }
     this.retryLater(atOnce ? 300 : null);
   }
 
@@ -167,8 +188,12 @@ export class Hub {
     if (this.stopped || this.timer) return;
     let cap = capMs ?? Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
     if (Date.now() < this.hurryUntil) cap = Math.min(cap, HURRY_BACKOFF_MS);
-    const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
     this.attempt = Math.min(this.attempt + 1, 16);
+    this.retryIn(Math.round(cap / 2 + (Math.random() * cap) / 2), state);
+  }
+
+  retryIn(delay, state) {
+    if (this.stopped || this.timer) return;
     this.status(state, { retryIn: delay });
     this.timer = setTimeout(() => this.connect(), delay);
   }
