@@ -244,9 +244,29 @@ class Fanout:
         self._held: dict[str, dict[int, Event]] = {}
         self._held_timers: dict[str, asyncio.TimerHandle] = {}
         self.reordered = 0
+        # Per group with local subscribers: a stamp that moves whenever a change (an event
+        # with a rev) reaches this process, or the group is joined afresh (`changes_stamp`).
+        self._stamps: dict[str, int] = {}
+        self._stamp_seq = 0
 
     def has(self, group: str) -> bool:
         return group in self.groups
+
+    def changes_stamp(self, group: str) -> tuple[int, int, int] | None:
+        """A token that stays the same as long as no change of `group` has reached this process
+        and none can have been missed (the group kept a local subscriber, the bus stayed up);
+        None when that is not known (no local subscriber, the bus cut off).
+
+        A subscriber that joined `group`, then read the database, and finds the same token
+        later, knows that every change after its read is still to come live."""
+        stamp = self._stamps.get(group)
+        if stamp is None or self.degraded:
+            return None
+        return (id(self), self.outages, stamp)
+
+    def _stamp(self, group: str) -> None:
+        self._stamp_seq += 1
+        self._stamps[group] = self._stamp_seq
 
     def dispatch(self, group: str, event: Event) -> None:
         """Deliver `event` to the local subscribers of `group`, a room's changes in rev order.
@@ -258,6 +278,8 @@ class Fanout:
         if rev is None:
             self._deliver(group, event)
             return
+        if group in self._stamps:
+            self._stamp(group)
         last = self._delivered_rev.get(group)
         if last is not None and rev > last + 1:
             self._held.setdefault(group, {})[rev] = event
@@ -302,6 +324,7 @@ class Fanout:
             self._delivered_rev[group] = max(self._delivered_rev.get(group, rev), rev)
 
     def _forget_group(self, group: str) -> None:
+        self._stamps.pop(group, None)
         self._delivered_rev.pop(group, None)
         self._held.pop(group, None)
         timer = self._held_timers.pop(group, None)
@@ -394,6 +417,7 @@ class Fanout:
                 await self._wait_confirmed(group)
             return
         self.groups[group] = {sub}
+        self._stamp(group)
         if not self._redis:
             return
         async with self._lock:

@@ -30,7 +30,7 @@ from hub.protocol import (
     Unsubscribed,
 )
 from hub.sockets import FrameHandler, Socket, SocketPart
-from rooms import selectors, services
+from rooms import replays, selectors, services
 from rooms.presence import ONLINE_LIST_MAX, presence_deltas, presence_store
 
 log = logging.getLogger(__name__)
@@ -294,25 +294,45 @@ class RoomFrames(SocketPart):
             sub.in_presence = previous.in_presence
         self.rooms[room_id] = sub
         self.room_groups[realtime.room_group(room_id)] = sub
+        group = realtime.room_group(room_id)
+        kept: replays.Replay | None = None
         try:
             # Join the live group first, so that nothing committed after the read below is missed.
-            await self.socket.join_group(realtime.room_group(room_id))
-            state = await _subscription_state(self.user, room_id, frame.since_rev)
+            await self.socket.join_group(group)
+            # Taken after the join and before the read: a crowd resuming since the same rev
+            # shares one replay while no change reaches the room here (rooms/replays.py).
+            stamp = realtime.fanout().changes_stamp(group) if frame.since_rev is not None else None
+            if stamp is not None and frame.since_rev is not None:
+                kept = replays.replay_kept(room_id=room_id, since_rev=frame.since_rev, stamp=stamp)
+            # With a kept replay, only the member's own state is read (his access, his unread).
+            state = await _subscription_state(self.user, room_id, frame.since_rev if kept is None else None)
         except BaseException:
             self.rooms.pop(room_id, None)
-            self.room_groups.pop(realtime.room_group(room_id), None)
-            await self.socket.leave_group(realtime.room_group(room_id))
+            self.room_groups.pop(group, None)
+            await self.socket.leave_group(group)
             raise
-        realtime.fanout().rev_known(realtime.room_group(room_id), state["rev_before"])
-        messages: list[protocol.MessageOut] = state["messages"]
-        for start in range(0, len(messages), REPLAY_BATCH):
+        realtime.fanout().rev_known(group, state["rev_before"])
+        if kept is None:
+            messages: list[protocol.MessageOut] = state["messages"]
+            texts = [protocol.encode(m) for m in messages]
+            replayed = max([frame.since_rev or 0] + [m.rev for m in messages])
+            more: bool = state["more"]
+            rev_before: int = state["rev_before"]
+            if stamp is not None and frame.since_rev is not None:
+                replays.replay_keep(
+                    room_id=room_id, since_rev=frame.since_rev, stamp=stamp, texts=texts, top_rev=replayed,
+                    rev_before=rev_before, more=more,
+                )
+        else:
+            # The room as the kept replay read it: what changed after that comes live.
+            texts, replayed, more, rev_before = list(kept.texts), kept.top_rev, kept.more, kept.rev_before
+        for start in range(0, len(texts), REPLAY_BATCH):
             if start:
                 await asyncio.sleep(0)
-            for message in messages[start : start + REPLAY_BATCH]:
-                self.socket.emit(message)
-        replayed = max([frame.since_rev or 0] + [m.rev for m in messages])
+            for text in texts[start : start + REPLAY_BATCH]:
+                self.socket.push(text)
         if frame.since_rev is None:
-            replayed = state["rev_before"]
+            replayed = rev_before
         if not sub.in_presence:
             sub.in_presence = True
             await self._presence_join(room_id)
@@ -321,11 +341,11 @@ class RoomFrames(SocketPart):
             Subscribed(
                 ref=frame.ref,
                 room=room_id,
-                rev=replayed if state["more"] else max(replayed, state["rev_before"]),
+                rev=replayed if more else max(replayed, rev_before),
                 last_id=state["room"].last_seq,
                 read_id=state["read_id"],
                 unread=state["unread"],
-                more=state["more"],
+                more=more,
                 online=online,
                 online_count=online_count,
             )
