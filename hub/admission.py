@@ -108,12 +108,13 @@ class Admission:
             self._settles.popleft()
 
     def pace(self) -> float:
-        """Openings let in per second lately (at least what `limit` openings of
-        `ASSUMED_OPENING_SECONDS` each would make, before there is a pace to measure)."""
+        """Openings let in per second lately; until `limit` of them have settled within the
+        window, what `limit` openings of `ASSUMED_OPENING_SECONDS` each would make."""
         now = self.clock()
         self._forget_old(now)
-        measured = len(self._settles) / PACE_WINDOW_SECONDS
-        return max(measured, self.allowed_now() / ASSUMED_OPENING_SECONDS)
+        if len(self._settles) < self.limit:
+            return self.allowed_now() / ASSUMED_OPENING_SECONDS
+        return len(self._settles) / PACE_WINDOW_SECONDS
 
     def retry_after(self) -> float:
         """When a refused opening should come back: the next free turn at the recent pace.
