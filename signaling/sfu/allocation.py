@@ -235,6 +235,24 @@ def allocate(
     return Allocation(chosen, False, spent, voices, red)
 
 
+#: A subscriber's worst stream loss (smoothed, :meth:`DownlinkEstimate.stream_loss`) from which
+#: the SFU builds RED for him from a publisher's plain Opus, carrying the packet before
+#: (distance 1), and from which the two before (distance 2). Under it his link keeps the
+#: bandwidth; a level is left only under half its threshold, so it does not flap.
+RED_FROM = 0.01
+RED_TWO_FROM = 0.08
+
+
+def red_distance(loss: float, current: int = 0) -> int:
+    """How many earlier packets go with each Opus packet as RED redundancy on a link losing ``loss``
+    (0..1) of what is sent, given the ``current`` distance (see :data:`RED_FROM`)."""
+    if loss >= RED_TWO_FROM or (current >= 2 and loss >= RED_TWO_FROM / 2):
+        return 2
+    if loss >= RED_FROM or (current >= 1 and loss >= RED_FROM / 2):
+        return 1
+    return 0
+
+
 @dataclass(slots=True)
 class DownlinkEstimate:
     """One subscriber's downlink, from his REMB and receiver reports, with probes (see the module doc)."""
@@ -296,6 +314,11 @@ class DownlinkEstimate:
     delay_wait: float = 10.0
     #: The loss-based figure and what probes had shown when his link went silent (:meth:`outage`).
     _before_outage: tuple[float, float] | None = None
+    #: Per SSRC: (smoothed fraction lost or ``None`` before the first judgement, when judged,
+    #: the (highest sequence number, cumulative lost) it was judged at), for :meth:`stream_loss`.
+    _stream_losses: dict[int, tuple[float | None, float, tuple[int, int] | None]] = field(default_factory=dict)
+    #: Reports older than this (s) say nothing about his link now.
+    stream_loss_ttl: float = 15.0
 
     def __post_init__(self) -> None:
         if not self.loss_based:
@@ -325,6 +348,7 @@ class DownlinkEstimate:
         once ``loss_packets`` were expected (:meth:`on_loss`)."""
         previous = self._reports.get(ssrc)
         self._reports[ssrc] = (highest, lost)
+        self._judge_stream(ssrc, highest, lost, now)
         if previous is None:
             return
         expected = highest - previous[0]
@@ -336,6 +360,34 @@ class DownlinkEstimate:
             fraction = min(1.0, max(0.0, self._lost / self._expected))
             self._expected = self._lost = 0
             self.on_loss(fraction, now)
+
+    def _judge_stream(self, ssrc: int, highest: int, lost: int, now: float) -> None:
+        """This stream's loss since its last judged report, once ``loss_packets`` were expected."""
+        smoothed, at, anchor = self._stream_losses.get(ssrc, (None, now, None))
+        if anchor is None:
+            anchor = (highest, lost)
+        expected = highest - anchor[0]
+        if not 0 <= expected < 0x8000:
+            self._stream_losses[ssrc] = (smoothed, at, (highest, lost))
+            return
+        if expected < self.loss_packets:
+            self._stream_losses[ssrc] = (smoothed, at, anchor)
+            return
+        fraction = min(1.0, max(0.0, (lost - anchor[1]) / expected))
+        if smoothed is not None and now - at <= self.stream_loss_ttl:
+            fraction = (smoothed + fraction) / 2
+        self._stream_losses[ssrc] = (fraction, now, (highest, lost))
+
+    def stream_loss(self, now: float) -> float:
+        """The worst loss (0..1, smoothed over his last reports) of the streams sent to him that
+        reported lately. Not the loss over all streams: his video's losses are mostly repaired by
+        retransmissions before his reports count them, his audio's are not — this is the loss
+        that RED (:func:`red_distance`) must cover."""
+        return max(
+            (loss for loss, at, _ in self._stream_losses.values()
+             if loss is not None and now - at <= self.stream_loss_ttl),
+            default=0.0,
+        )
 
     def on_delay(self, rtt: float, now: float, *, sent: float | None = None) -> None:
         """One round trip (s) to his browser, measured now (the request left at ``sent``)."""
@@ -373,6 +425,7 @@ class DownlinkEstimate:
         self.loss_based, self.proven = self._before_outage
         self._before_outage = None
         self._reports.clear()
+        self._stream_losses = {ssrc: (loss, at, None) for ssrc, (loss, at, _) in self._stream_losses.items()}
         self._expected = self._lost = 0
         self.remb = self.remb_at = None
         self.probe_target = None

@@ -49,7 +49,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from .aiortc_hooks import NackSchedulers, send_pli
-from .sdp import red_primary
+from .red import MAX_LENGTH, MAX_OFFSET, red_payload, red_primary
 from .types import MediaKind, TrackSource, VideoCodec
 
 logger = logging.getLogger(__name__)
@@ -322,13 +322,18 @@ class TrackForwarder:
             for layer in self._layers
         )
 
-    def audio_rates(self, *, now: float | None = None) -> tuple[float, float | None]:
+    def audio_rates(self, *, now: float | None = None, red_distance: int = 0) -> tuple[float, float | None]:
         """An audio track's rate on a link as it comes (RED included) and, when it comes as RED,
-        with its primary Opus only (about half the payload); bit/s, wire bytes included."""
+        with its primary Opus only (about half the payload); when it comes as plain Opus and is
+        sent as RED carrying ``red_distance`` earlier packets (:meth:`ForwardTrack._red`), that
+        rate and the plain one. Bit/s, wire bytes included."""
         layer = self._layers[0]
         rate = self.layer_bitrates(now=now)[0] or 0.0
         if self.red_payload_type is None or not self.red_packets_received:
-            return rate, None
+            if not red_distance or not rate:
+                return rate, None
+            headers = (1 + 4 * red_distance) * 8 * layer.packet_rate
+            return rate + red_distance * layer.bitrate + headers, rate
         return rate, layer.bitrate / 2 + layer.packet_rate * WIRE_OVERHEAD_BITS
 
     def upstream(self, *, now: float | None = None, stale: float = 1.5) -> tuple[float, float, list[int]]:
@@ -531,6 +536,8 @@ class PacketWriter(Protocol):
     """Where a subscription's packets go (an :class:`~.aiortc_hooks.RtpWriter` in production)."""
 
     clock_mapping: Callable[[int], int | None] | None
+    #: The payload type of the subscriber's negotiated codec (his Opus, for audio).
+    payload_type: int
 
     def send(
         self,
@@ -613,6 +620,10 @@ class ForwardTrack(MediaStreamTrack):
         #: Whether RED goes to him as it comes (the allocator turns it off when his link is
         #: too narrow for the redundancy: he then gets the primary Opus packet).
         self.send_red = True
+        #: RED built by the SFU when the publisher sends plain Opus (and he took RED): each
+        #: packet goes with this many packets before it (0: plain Opus; the allocator sets it
+        #: from his link's loss, :func:`.allocation.red_distance`).
+        self.red_distance = 0
         self.packets_forwarded = 0
         self.bytes_forwarded = 0
         self.packets_dropped = 0
@@ -804,15 +815,19 @@ class ForwardTrack(MediaStreamTrack):
             self._last_ts = timestamp
         level = packet.extensions.audio_level
         payload, payload_type = packet.payload, None
-        if not self._video and self._source is not None and packet.payload_type == self._source.red_payload_type:
-            if self.red_payload_type is not None and self.send_red:
+        if not self._video and self._source is not None:
+            if packet.payload_type == self._source.red_payload_type:
+                if self.red_payload_type is not None and self.send_red:
+                    payload_type = self.red_payload_type
+                else:
+                    primary = red_primary(payload)  # a subscriber without RED gets the Opus inside
+                    if primary is None:
+                        self.packets_dropped += 1
+                        return
+                    payload = primary
+            elif self.red_payload_type is not None and self.send_red and self.red_distance:
                 payload_type = self.red_payload_type
-            else:
-                primary = red_primary(payload)  # a subscriber without RED gets the Opus inside
-                if primary is None:
-                    self.packets_dropped += 1
-                    return
-                payload = primary
+                payload = self._red(packet, writer.payload_type)
         if self._rewrite_vp8:
             payload = self._vp8_payload(payload)
         if writer.send(payload, out_seq, timestamp, bool(packet.marker), level[1] if level else None, payload_type):
@@ -822,6 +837,25 @@ class ForwardTrack(MediaStreamTrack):
                 self.frames_forwarded += 1
         else:
             self.packets_dropped += 1
+
+    def _red(self, packet: RtpPacket, payload_type: int) -> bytes:
+        """``packet`` (plain Opus) as a RED payload carrying the ``red_distance`` packets before it
+        that the subscriber was sent in this run and that a RED header can describe (one lost
+        upstream, too long, or too far back is left out)."""
+        source = self._source
+        seq, timestamp = packet.sequence_number, packet.timestamp
+        redundancy = []
+        for back in range(self.red_distance, 0, -1):
+            earlier_seq = (seq - back) & 0xFFFF
+            if (earlier_seq - self._start_seq) & 0xFFFF >= 0x8000:
+                continue  # before this run: he never had it
+            earlier = source.cached(earlier_seq) if source is not None else None
+            if earlier is None or earlier.payload_type != packet.payload_type:
+                continue
+            offset = (timestamp - earlier.timestamp) & 0xFFFFFFFF
+            if 0 < offset <= MAX_OFFSET and len(earlier.payload) <= MAX_LENGTH:
+                redundancy.append((offset, earlier.payload))
+        return red_payload(packet.payload, payload_type, redundancy)
 
     def on_nack(self, sequence_number: int) -> None:
         """The subscriber reports our packet ``sequence_number`` lost: resend it if we may."""

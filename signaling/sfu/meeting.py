@@ -38,7 +38,15 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from . import aiortc_hooks
-from .allocation import AudioDemand, DownlinkEstimate, VideoDemand, allocate, layer_name, video_rank
+from .allocation import (
+    AudioDemand,
+    DownlinkEstimate,
+    VideoDemand,
+    allocate,
+    layer_name,
+    red_distance,
+    video_rank,
+)
 from .config import SfuConfig
 from .forwarding import ForwardTrack, TrackForwarder
 from .pipe import Address, PipedTrackForwarder, PipedTrackInfo, PipeEndpoint, PipeSink
@@ -672,13 +680,16 @@ class Participant:
         audios: list[AudioDemand] = []
         videos: list[VideoDemand] = []
         tracks: dict[Hashable, tuple[ForwardTrack, TrackForwarder]] = {}
+        loss = self._downlink.stream_loss(now)
         for (publisher_id, source), slot in self._subscriptions.items():
             forwarder = slot.track.source
             if forwarder is None or forwarder.muted:
                 continue
             if slot.kind is MediaKind.AUDIO:
                 track = slot.track
-                rate, plain = forwarder.audio_rates(now=now)
+                if track.red_payload_type is not None:
+                    track.red_distance = red_distance(loss, track.red_distance)
+                rate, plain = forwarder.audio_rates(now=now, red_distance=track.red_distance)
                 if track.red_payload_type is None and plain is not None:
                     rate, plain = plain, None  # he gets the primary Opus only
                 if not track.paused:

@@ -55,7 +55,7 @@ from aiortc.codecs.vpx import vp8_depayload
 from aiortc.rtp import RtpPacket
 
 from .forwarding import TrackForwarder, is_keyframe
-from .sdp import red_primary
+from .red import red_primary
 from .types import MediaKind, TrackSource, VideoCodec
 
 logger = logging.getLogger(__name__)

@@ -83,21 +83,6 @@ def red_payload_types(sdp: str) -> dict[str, int]:
     return found
 
 
-def red_primary(payload: bytes) -> bytes | None:
-    """The primary (newest) encoding inside a RED payload (RFC 2198), or ``None`` if malformed."""
-    index = 0
-    size = len(payload)
-    redundant = 0
-    while index < size and payload[index] & 0x80:
-        if index + 4 > size:
-            return None
-        redundant += ((payload[index + 2] & 0x03) << 8) | payload[index + 3]
-        index += 4
-    index += 1  # the last header: F=0 and the primary's payload type
-    start = index + redundant
-    return payload[start:] if start <= size and index <= size else None
-
-
 _ICE_UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 _ICE_PWD = re.compile(r"^a=ice-pwd:(\S+)", re.MULTILINE)
 

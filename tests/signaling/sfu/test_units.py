@@ -142,6 +142,7 @@ class FakeWriter:
         self.backlog_bytes = 0
         self.clock_mapping = None
         self.round_trip: float | None = 0.1
+        self.payload_type = 96
 
     def send(
         self, payload: bytes, seq: int, timestamp: int, marker: bool, audio_level: int | None = None,
@@ -512,7 +513,7 @@ def test_offers_carry_opus_fec_and_dtx_and_red_first() -> None:
 
 
 def test_red_payloads_are_unwrapped_for_subscribers_without_red() -> None:
-    from signaling.sfu.sdp import red_primary
+    from signaling.sfu.red import red_primary
 
     # one redundant block (PT 96, 20 ms earlier, 3 bytes), then the primary (PT 96)
     red = bytes([0x80 | 96, (960 >> 6) & 0xFF, ((960 & 0x3F) << 2) | 0, 3, 96]) + b"old" + b"new!"
