@@ -763,9 +763,11 @@ class ForwardTrack(MediaStreamTrack):
         return mapping
 
     def on_remote_keyframe_request(self) -> None:
-        """The subscriber sent PLI or FIR: pass it on if he does receive this track."""
+        """The subscriber sent PLI or FIR: pass it on if he does receive this track (not while
+        it is paused: his browser, left with a frame it cannot finish, asks again and again, and
+        resuming asks for the keyframe it starts at anyway)."""
         self.keyframe_requests_received += 1
-        if self._source is not None and self._writer is not None and self.packets_forwarded:
+        if self._source is not None and self._writer is not None and self.packets_forwarded and not self._paused:
             current = self.forwarded_layer
             self._source.request_keyframe(self._target if current is None else current)
 
