@@ -28,7 +28,9 @@ opens 5 s after every publisher's video decodes and lasts ``--seconds``:
 ``video_fps`` (frames decoded per second per stream), jitter-buffer delays,
 ``available_incoming_bitrate``, keyframes decoded and PLIs/NACKs sent, and
 from the publishers ``keyframes_per_publisher_per_min`` (keyframes they were
-asked for). On ``handover`` the subscriber's link goes dark for 3 s a third of
+asked for within the measurement window; ``..._whole_run``: every keyframe of
+the run, join included, over the window's minutes, as the bench counted before
+2026-11-30 16:00). On ``handover`` the subscriber's link goes dark for 3 s a third of
 the way in and comes back on a new address; ``recovered_after_handover_s`` is
 the time from its return until every video stream decodes again (null if not
 within 30 s).
@@ -205,9 +207,12 @@ def _tracks(clip: dict[str, Any], flash: bool) -> tuple[Any, Any, dict[str, int]
             super().__init__()
             self.count = 0
             self.want_keyframe = True
+            #: When each keyframe was asked for (wall clock): the bench counts those of its window.
+            self.keyframes_at: list[float] = []
 
         def keyframe(self) -> None:
             counts["keyframes"] += 1
+            self.keyframes_at.append(time.time())
             self.want_keyframe = True
 
         async def recv(self) -> Any:
@@ -260,7 +265,7 @@ async def publish_hirfa(args: Any, clip: dict[str, Any], counts_out: dict[str, A
     from websockets.typing import Origin
 
     video, audio, counts = _tracks(clip, args.flash)
-    counts_out.update(counts=counts)
+    counts_out.update(counts=counts, keyframes_at=video.keyframes_at)
     received: dict[str, int] = {}
     base = f"http://{HUB_ADDRESS}:{HTTP_PORT}"
     ws = await websockets.connect(f"ws://{HUB_ADDRESS}:{HTTP_PORT}/ws/", additional_headers={"Cookie": args.cookie},
@@ -317,7 +322,7 @@ async def publish_janus(args: Any, clip: dict[str, Any], counts_out: dict[str, A
     from bench.sfu import JanusSession
 
     video, audio, counts = _tracks(clip, args.flash)
-    counts_out.update(counts=counts)
+    counts_out.update(counts=counts, keyframes_at=video.keyframes_at)
     janus = await asyncio.to_thread(JanusSession, f"http://{HUB_ADDRESS}:{JANUS_PORT}/janus")
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
     pc.addTransceiver(audio, direction="sendonly")
@@ -359,7 +364,8 @@ def run_publisher(args: Any) -> None:
 
     def report(*_: Any) -> None:
         with open(args.report, "w") as out:
-            json.dump({**state.get("counts", {}), "offers_at": state.get("offers_at", [])}, out)
+            json.dump({**state.get("counts", {}), "offers_at": state.get("offers_at", []),
+                       "keyframes_at": state.get("keyframes_at", [])}, out)
         os._exit(0)
 
     signal.signal(signal.SIGTERM, report)
@@ -701,7 +707,14 @@ def run_one(server: str, profile_name: str, seconds: float, folder: str, clips: 
             row["others_renegotiations"] = sum(
                 1 for p in published for at in p.get("offers_at", []) if dark <= at <= back)
         minutes = row.pop("_minutes", 0) or 1
+        # Keyframes asked for within the measurement window (after the join, the first frames and
+        # the warm-up), per publisher and minute; the whole run's counts stay in publisher_keyframes.
+        begin, end = row.pop("_window", (0.0, 0.0))
+        in_window = [sum(1 for at in p.get("keyframes_at", []) if begin <= at <= end) for p in published]
         row["keyframes_per_publisher_per_min"] = (
+            round(statistics.mean(in_window) / minutes, 2) if in_window and end > begin else None)
+        row["publisher_keyframes_in_window"] = in_window
+        row["keyframes_per_publisher_per_min_whole_run"] = (
             round(statistics.mean(keyframes) / minutes, 2) if keyframes else None)
         row["link"] = lab_counters(lab)
     return row
@@ -792,7 +805,8 @@ def stop_publishers(lab: Lab, reports: list[str]) -> list[int]:
 
 
 def publisher_reports(reports: list[str]) -> list[dict[str, Any]]:
-    """What each stopped publisher wrote: ``keyframes`` asked for, ``offers_at`` (when each offer came)."""
+    """What each stopped publisher wrote: ``keyframes`` asked for (and ``keyframes_at``, when), ``offers_at``
+    (when each offer came)."""
     out = []
     for report in reports:
         with contextlib.suppress(OSError, ValueError), open(report) as handle:
@@ -886,6 +900,7 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
     last = samples[-1]
     window_s = (last["t"] - first["t"]) / 1000
     row["_minutes"] = window_s / 60
+    row["_window"] = (start, time.time())
     row["window_s"] = round(window_s, 1)
     row.update(summarize(first, last, samples, window_s))
     timing = page.evaluate("() => ({flashes: window.benchFlashes, beeps: window.benchBeeps})")
