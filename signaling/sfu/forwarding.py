@@ -624,6 +624,8 @@ class ForwardTrack(MediaStreamTrack):
         #: packet goes with this many packets before it (0: plain Opus; the allocator sets it
         #: from his link's loss, :func:`.allocation.red_distance`).
         self.red_distance = 0
+        #: Packets sent to him as RED built here (plain Opus with the packets before it).
+        self.red_built = 0
         self.packets_forwarded = 0
         self.bytes_forwarded = 0
         self.packets_dropped = 0
@@ -830,6 +832,7 @@ class ForwardTrack(MediaStreamTrack):
             elif self.red_payload_type is not None and self.send_red and self.red_distance:
                 payload_type = self.red_payload_type
                 payload = self._red(packet, writer.payload_type)
+                self.red_built += 1
         if self._rewrite_vp8:
             payload = self._vp8_payload(payload)
         if writer.send(payload, out_seq, timestamp, bool(packet.marker), level[1] if level else None, payload_type):
