@@ -727,9 +727,11 @@ class Participant:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "allocation %s/%s: estimate %.0f (remb %s, loss-based %.0f, loss %.3f, queueing %s), "
-                "sending %.0f, probe %s, audio-only %s, red %s, voices %d/%d, videos %s",
+                "sending %.0f, probe %s, audio-only %s, red %s (stream loss %.3f, distances %s), voices %d/%d, "
+                "videos %s",
                 self._meeting.id, self.id, downlink.value(now), downlink.remb, downlink.loss_based, downlink.loss,
-                downlink.queueing, downlink.sending, probe, decision.audio_only, decision.red,
+                downlink.queueing, downlink.sending, probe, decision.audio_only, decision.red, loss,
+                [tracks[key][0].red_distance for key in decision.audio],
                 sum(decision.audio.values()), len(decision.audio), list(decision.layers.values()),
             )
         for chosen, heard in decision.audio.items():
