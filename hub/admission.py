@@ -15,8 +15,8 @@ welcome, or its closing, whichever comes first. While the event loop runs more t
 that. Every other opening is accepted and closed at once with `4013`, its close reason
 saying when to come back (``{"retry_after": 2.5}``, docs/protocol.md): each refused
 opening is given the next free turn at the pace the process has let sockets in lately,
-so a crowd comes back spread over the time the process needs to take it, not all at the
-same moment. A refusal costs the process a handshake and nothing else: no database, no
+a little faster than that (`TURNS_AHEAD`), so a crowd comes back spread over the time the
+process needs to take it, not all at the same moment. A refusal costs the process a handshake and nothing else: no database, no
 Redis.
 """
 
@@ -42,7 +42,7 @@ SCOPE_KEY = "hirfa_admission"
 #: An opening that said hello but sends nothing more counts this long after its welcome.
 SETTLE_SECONDS = 2.0
 #: A refused opening is never told to wait longer than this, nor less than this.
-RETRY_AFTER_MAX = 30.0
+RETRY_AFTER_MAX = 10.0
 RETRY_AFTER_MIN = 0.5
 #: How far back the pace of admissions is measured.
 PACE_WINDOW_SECONDS = 5.0
@@ -50,6 +50,14 @@ PACE_WINDOW_SECONDS = 5.0
 ASSUMED_OPENING_SECONDS = 0.25
 #: How often the event loop's lateness is sampled.
 LAG_SAMPLE_SECONDS = 0.05
+#: Lateness counts only while the process itself used at least this share of a CPU: on a
+#: machine busy with other processes the loop is late too, and letting fewer in would not
+#: help the members here, only slow the crowd down.
+LAG_OWN_CPU_SHARE = 0.5
+#: Turns are handed out this much faster than the recent pace, so that the process is never
+#: left waiting for its crowd (the pace of a process kept at a quarter of its limit would
+#: keep it there); those who come back too early are refused again, at a handshake's cost.
+TURNS_AHEAD = 2.0
 
 
 class Ticket:
@@ -123,7 +131,7 @@ class Admission:
         is told to come back one after the other, as fast as the process lets sockets in.
         """
         now = self.clock()
-        self._next_turn = max(self._next_turn, now + RETRY_AFTER_MIN) + 1.0 / self.pace()
+        self._next_turn = max(self._next_turn, now + RETRY_AFTER_MIN) + 1.0 / (self.pace() * TURNS_AHEAD)
         wait = min(RETRY_AFTER_MAX, self._next_turn - now)
         if wait >= RETRY_AFTER_MAX:
             self._next_turn = now + RETRY_AFTER_MAX
@@ -139,14 +147,22 @@ class Admission:
             self._logged_at, self.refused = now, 0
 
     async def watch_lag(self) -> None:
-        """Keep `lag`: how late a timer of `LAG_SAMPLE_SECONDS` fires, the worst of the last
-        few samples fading out."""
+        """Keep `lag`: how late a timer of `LAG_SAMPLE_SECONDS` fires while the process is busy
+        with its own work (`LAG_OWN_CPU_SHARE`), the worst of the last few samples fading out."""
         loop = asyncio.get_running_loop()
         while True:
-            asked = loop.time()
+            asked, cpu = loop.time(), time.process_time()
             await asyncio.sleep(LAG_SAMPLE_SECONDS)
-            late = max(0.0, loop.time() - asked - LAG_SAMPLE_SECONDS)
+            late = own_lateness(loop.time() - asked, time.process_time() - cpu)
             self.lag = max(late, self.lag * 0.7)
+
+
+def own_lateness(took: float, cpu_used: float) -> float:
+    """How late a sample of `LAG_SAMPLE_SECONDS` that took `took` seconds came, counted only
+    when the process used `LAG_OWN_CPU_SHARE` of a CPU meanwhile (late by its own work)."""
+    if cpu_used < LAG_OWN_CPU_SHARE * took:
+        return 0.0
+    return max(0.0, took - LAG_SAMPLE_SECONDS)
 
 
 _admissions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Admission] = weakref.WeakKeyDictionary()
