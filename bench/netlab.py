@@ -400,6 +400,10 @@ INIT_SCRIPT = """
   window.RTCPeerConnection = function (...args) {
     const pc = new Native(...args);
     window.benchPeers.push(pc);
+    // Timeline of the call's connection (printed with NETLAB_DEBUG=1).
+    const note = () => console.log(`bench ice ${pc.iceConnectionState} pc ${pc.connectionState}`);
+    pc.addEventListener("iceconnectionstatechange", note);
+    pc.addEventListener("connectionstatechange", note);
     return pc;
   };
   window.RTCPeerConnection.prototype = Native.prototype;
@@ -733,12 +737,19 @@ def open_subscriber(browser: Any, server: str, hub: dict[str, Any], publishers: 
     page = context.new_page()
     page.set_default_timeout(90_000)
     page.console_lines = []  # type: ignore[attr-defined]
-    page.on("console", lambda message: page.console_lines.append(f"{message.type}: {message.text}"[:300]))
-    page.on("pageerror", lambda error: page.console_lines.append(f"pageerror: {error}"[:300]))
+    # Each line with its wall-clock time (s), so a handover's steps can be timed against the
+    # link's drop and return (``handover_at`` in the row).
+    def line(text: str) -> None:
+        page.console_lines.append(f"{time.time():.3f} {text}"[:300])
+
+    page.on("console", lambda message: line(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: line(f"pageerror: {error}"))
     if os.environ.get("NETLAB_DEBUG"):
         def watch(ws: Any) -> None:
-            ws.on("framereceived", lambda payload: page.console_lines.append(f"ws< {str(payload)[:100]}"))
-            ws.on("framesent", lambda payload: page.console_lines.append(f"ws> {str(payload)[:100]}"))
+            line("ws open")
+            ws.on("close", lambda _ws: line("ws closed"))
+            ws.on("framereceived", lambda payload: line(f"ws< {str(payload)[:100]}"))
+            ws.on("framesent", lambda payload: line(f"ws> {str(payload)[:100]}"))
 
         page.on("websocket", watch)
     if server == "hirfa":
@@ -896,7 +907,9 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
         # From the drop until the media is back (or the bound): what the others were offered then.
         row["handover_span"] = (handover["dark"], time.time())
         if recovered is None or os.environ.get("NETLAB_DEBUG"):
-            row["console"] = page.console_lines[-60:]
+            row["handover_at"] = {"dark": round(handover["dark"], 3), "back": round(handover["back"], 3)}
+            row["console"] = [text for text in page.console_lines
+                              if float(text.split(" ", 1)[0]) >= handover["dark"] - 1][:120]
     last = samples[-1]
     window_s = (last["t"] - first["t"]) / 1000
     row["_minutes"] = window_s / 60

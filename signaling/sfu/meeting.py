@@ -163,7 +163,9 @@ class Participant:
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
         self._pc.on("connectionstatechange", self._connection_state_changed)
-        self._liveness = aiortc_hooks.LivenessWatch(self._pc, on_change=self._liveness_changed)
+        self._liveness = aiortc_hooks.LivenessWatch(
+            self._pc, on_change=self._liveness_changed, on_moved=self._path_moved
+        )
         self._state = ParticipantState.NEW
         self._released = False
         self._negotiation = NegotiationState.STABLE
@@ -260,6 +262,17 @@ class Participant:
         self._state = mapped
         if self._on_state_change is not None:
             self._on_state_change(self, mapped)
+
+    def _path_moved(self) -> None:
+        """An ICE restart moved his media to a new address: what went to the old one since his
+        link dropped is lost, and his browser would NACK seconds of it, then ask for keyframes.
+        Each video he receives starts again at once from a keyframe, asked for now (sequence
+        numbers go on without a hole; NACKs for what went before are not answered)."""
+        for slot in self._subscriptions.values():
+            track, source = slot.track, slot.track.source
+            if slot.kind is MediaKind.VIDEO and source is not None and track.sending and not track.paused:
+                track.resync()
+                source.request_keyframe(track.target_layer)
 
     def _liveness_changed(self, alive: bool) -> None:
         if alive:

@@ -11,8 +11,12 @@
 //   180p, 360p and 720p, each only if the capture is at least that large, so
 //   the server can forward each subscriber what his link carries;
 // - a screen share keeps its resolution and drops its frame rate first;
-// - onStall is called as soon as the ICE connection is disconnected or failed
-//   (the page checks its socket: the network may have changed under both);
+// - onStall is called as soon as nothing at all arrived on the connection for
+//   SILENCE_MS while ICE still says connected (the SFU sends something at least
+//   every half second: a STUN round trip, voices, RTCP; Chromium itself calls
+//   ICE "disconnected" only 5-7 s after a link went dark), or when ICE is
+//   disconnected or failed (the page checks its socket: the network may have
+//   changed under both); `stalled` says whether it still is;
 //   onTrouble once it has failed, or stayed disconnected for
 //   DISCONNECTED_GRACE_MS; the page then restarts ICE (the server's next offer
 //   carries new ICE credentials: applied like any offer, the browser restarts);
@@ -21,6 +25,10 @@
 
 // Short: a phone that changed network gets its media back sooner (the server keeps its place).
 const DISCONNECTED_GRACE_MS = 2000;
+// A connection that heard nothing for this long has stalled (see onStall above); looked at
+// every SILENCE_POLL_MS.
+const SILENCE_MS = 1000;
+const SILENCE_POLL_MS = 500;
 
 /** Camera presets: getUserMedia constraints and the sender's bitrate cap. */
 export const QUALITY = {
@@ -77,7 +85,7 @@ export class SfuPeer {
    * @param {() => string} o.quality
    * @param {() => void} o.onChange  the remote m-lines changed (after each answer)
    * @param {() => void} o.onTrouble  the connection needs an ICE restart
-   * @param {() => void} [o.onStall]  the connection stalled (ICE disconnected): the network may have changed
+   * @param {() => void} [o.onStall]  the connection stalled (silent, or ICE disconnected): the network may have changed
    */
   constructor({ iceServers, send, tracks, quality, onChange, onTrouble, onStall = () => {} }) {
     this.send = send;
@@ -93,9 +101,47 @@ export class SfuPeer {
     this.closed = false;
     this.troubleTimer = null;
     this.totals = { sent: 0, received: 0 };
+    // What was last heard (a sum of counters that grows with anything received) and when.
+    this.heard = { count: -1, at: 0 };
+    this.silent = false;
     this.pc = new RTCPeerConnection({ iceServers: iceServers || [], bundlePolicy: "max-bundle" });
     this.pc.onicecandidate = (event) => this.trickle(event.candidate);
     this.pc.oniceconnectionstatechange = () => this.watch();
+    this.silenceTimer = setInterval(() => this.listen(), SILENCE_POLL_MS);
+  }
+
+  /** Whether the connection stalled: silent for SILENCE_MS, or ICE disconnected or failed. */
+  get stalled() {
+    return this.silent || ["disconnected", "failed"].includes(this.pc.iceConnectionState);
+  }
+
+  /**
+   * Has anything arrived since the last look? A connection that ICE calls connected but
+   * that heard nothing for SILENCE_MS has stalled: onStall, once, until something comes.
+   */
+  async listen(now = Date.now()) {
+    if (this.closed) return;
+    if (!this.silent && !["connected", "completed"].includes(this.pc.iceConnectionState)) {
+      this.heard = { count: -1, at: now };
+      return; // not connected yet, or ICE itself says it is not (watch() handles that)
+    }
+    let count = 0;
+    try {
+      const report = await this.pc.getStats();
+      report.forEach((s) => {
+        if (s.type === "transport") count += (s.bytesReceived || 0) + (s.packetsReceived || 0);
+        if (s.type === "candidate-pair") count += (s.requestsReceived || 0) + (s.responsesReceived || 0);
+      });
+    } catch {
+      return; // closed meanwhile
+    }
+    if (count !== this.heard.count) {
+      this.heard = { count, at: now };
+      this.silent = false;
+    } else if (!this.silent && now - this.heard.at >= SILENCE_MS) {
+      this.silent = true;
+      this.onStall();
+    }
   }
 
   /** Apply a server offer (queued behind the previous ones) and answer it. */
@@ -287,6 +333,7 @@ export class SfuPeer {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.troubleTimer);
+    clearInterval(this.silenceTimer);
     this.pc.onicecandidate = null;
     this.pc.oniceconnectionstatechange = null;
     this.pc.close();

@@ -4,8 +4,9 @@
 //
 // Guarantees:
 // - after a network blip or change the call comes back without leaving the meeting:
-//   ICE trouble pings the socket (dead with the old network if nothing answers within
-//   1.5 s: it starts over at once) and sends meeting_ice_restart; a socket that reconnected
+//   a stalled call (nothing heard for 1 s, or ICE trouble) pings the socket (dead with the
+//   old network if nothing answers within SOCKET_CHECK_MS: it starts over at once) and ICE
+//   trouble sends meeting_ice_restart; a socket that reconnected
 //   sends meeting_join with resume (the server restarts ICE on the peer it kept, and this
 //   page keeps its RTCPeerConnection), and meeting_rejoin a plain meeting_join, with the
 //   same sources and options;
@@ -116,6 +117,8 @@ let state = null; // the last meeting_state
 let reception = null; // the last meeting_reception: what my own connection carries
 let hand = false;
 let socketLost = false;
+// A stalled call's socket check: a pong takes a round trip, even on a 300 ms phone link.
+const SOCKET_CHECK_MS = 1000;
 let hostMutedMic = false;
 // A masterclass's listener publishes nothing until a presenter or host lets him speak.
 let maySpeak = null; // null: not told yet (a first state that says false is no change to announce)
@@ -460,7 +463,7 @@ function newPeer() {
     onTrouble: () => iceRestart(),
     // The socket went over the same network: if it changed, the socket is dead too, and
     // nothing else would notice for 35 s (the restart below needs it).
-    onStall: () => hub.check(),
+    onStall: () => hub.check(SOCKET_CHECK_MS),
   });
 }
 
@@ -491,7 +494,7 @@ async function rejoin() {
   // Back on a new socket after our media stalled too (the network changed under both): the
   // server may still hold our peer, and then restarts its ICE rather than make a new one
   // (sendJoin closes ours if not). A socket lost alone (a hub restarting) rejoins as before.
-  const resume = phase === "in" && !!peer && ["disconnected", "failed"].includes(peer.pc.iceConnectionState);
+  const resume = phase === "in" && !!peer && peer.stalled;
   if (!resume) closePeer();
   try {
     await sendJoin(resume);
@@ -1208,12 +1211,13 @@ hub.on("status", ({ state: s, retryIn }) => {
     setStatus(T.reload, "offline");
   } else if (s === "online") {
     setStatus("");
-    hub.request({ type: "meeting_info", room: ROOM }).then(roomMeeting, () => {});
-    // The server left the meeting with the old socket: join again, as the same participant.
+    // The server left the meeting with the old socket: join again, as the same participant
+    // (first: the server answers a socket's frames in order, and a stalled call is waiting).
     if (socketLost) {
       socketLost = false;
       rejoin();
     }
+    hub.request({ type: "meeting_info", room: ROOM }).then(roomMeeting, () => {});
   }
 });
 

@@ -24,7 +24,7 @@ const BACKOFF_MAX_MS = 30000;
 // After check() (a call's media stalled: the network may be changing), for this long the
 // reconnect attempts come at most this far apart: a phone in a call wants back at once.
 const HURRY_MS = 30000;
-const HURRY_BACKOFF_MS = 1000;
+const HURRY_BACKOFF_MS = 500;
 const OUTBOX_KEY = "hirfa.outbox";
 const RETRYABLE = new Set(["rate_limited", "slow_mode", "internal_error"]);
 const CLOSE_BUSY = 4013;

@@ -330,6 +330,10 @@ class LivenessWatch:
     peer counts as lost: ``on_change(False)``; the first datagram after that
     gives ``on_change(True)``. aioice's own consent checks keep running and
     still close the connection for good after their 30 s.
+
+    ``on_moved()`` is called when the nominated pair's remote address changes
+    (an ICE restart moved the media to where the peer is now): what was sent
+    to the old address meanwhile is lost.
     """
 
     def __init__(
@@ -337,12 +341,15 @@ class LivenessWatch:
         pc: RTCPeerConnection,
         *,
         on_change: Callable[[bool], None],
+        on_moved: Callable[[], None] | None = None,
         interval: float = 0.5,
         probe_after: float = 1.0,
         lost_after: float = 3.0,
     ) -> None:
         self._pc = pc
         self._on_change = on_change
+        self._on_moved = on_moved
+        self._remote: tuple[Any, ...] | None = None
         self._interval = interval
         self._probe_after = probe_after
         self._lost_after = lost_after
@@ -378,6 +385,7 @@ class LivenessWatch:
             last = getattr(connection, "_hirfa_last_rx", None)
             if pair is None or last is None or pair.protocol.transport is None:
                 continue  # not connected yet (or any more): aiortc's states say so
+            self.check_moved(pair)
             idle = time.monotonic() - last
             if idle >= self._probe_after:
                 self._probe(connection, pair)
@@ -385,6 +393,13 @@ class LivenessWatch:
             if alive != self._alive:
                 self._alive = alive
                 self._on_change(alive)
+
+    def check_moved(self, pair: Any) -> None:
+        """Note ``pair`` (the nominated one); ``on_moved()`` if its remote address changed."""
+        remote = tuple(pair.remote_addr)
+        previous, self._remote = self._remote, remote
+        if previous is not None and previous != remote and self._on_moved is not None:
+            self._on_moved()
 
     def _probe(self, connection: Any, pair: Any) -> None:
         async def probe() -> None:

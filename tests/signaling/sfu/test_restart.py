@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from signaling.sfu import ParticipantState, Sfu, TrackSource
@@ -155,4 +157,62 @@ async def test_an_ice_restart_moves_the_media_to_a_new_address_on_the_same_peer(
     assert meeting.participant("amina").peer_connection is peer  # the same peer, restarted
     await sessions[1].settle()
     assert sessions[1].negotiations == karim_negotiations, "karim renegotiated"
+    await close_all(sfu, sessions)
+
+
+async def _move(client_peer: ClientPeer) -> tuple[Any, int]:
+    """The client's phone leaves Wi-Fi for 4G: its old address is gone, it has a new socket.
+    Answers its new protocol and port (nothing checks from there yet)."""
+    import asyncio
+
+    from aioice.candidate import Candidate
+
+    from signaling.sfu.aiortc_hooks.ice import _MediaStunProtocol
+
+    client = client_peer.pc.getTransceivers()[0].receiver.transport.transport._connection
+    old = client._nominated[1]
+    old.protocol.datagram_received = lambda data, addr: None
+    old.protocol.send_data = _drop
+    old.protocol.send_stun = lambda message, addr: None
+    loop = asyncio.get_running_loop()
+    _, moved = await loop.create_datagram_endpoint(lambda: _MediaStunProtocol(client), local_addr=("127.0.0.1", 0))
+    port = moved.transport.get_extra_info("sockname")[1]
+    moved.local_candidate = Candidate(
+        foundation="moved", component=1, transport="udp", priority=old.local_candidate.priority,
+        host="127.0.0.1", port=port, type="host",
+    )
+    client._protocols.append(moved)
+    return moved, port
+
+
+async def test_after_an_ice_restart_the_videos_he_receives_start_again_at_a_keyframe_asked_at_once(sfu: Sfu) -> None:
+    """What was sent to his old address is lost: rather than his browser NACKing seconds of
+    it and asking for keyframes one by one, each video he receives restarts at a keyframe
+    that the server asks for as soon as the media moved."""
+    import asyncio
+
+    from aioice.ice import CandidatePair
+
+    meeting = sfu.meeting("guild-ice-restart-keyframe")
+    karim = ClientPeer("karim", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    amina = ClientPeer("amina")
+    sessions = [await join(meeting, karim, TrackSource.CAMERA), await join(meeting, amina)]
+    for session in sessions:
+        await session.settle()
+    await wait_until(lambda: len(amina.frames_from("karim", TrackSource.CAMERA)) >= 10, what="amina sees karim")
+    camera = next(f for f in meeting.forwarders() if f.participant_id == "karim")
+    participant = meeting.participant("amina")
+    server = participant.peer_connection.getTransceivers()[0].receiver.transport.transport._connection
+    await asyncio.sleep(1.0)  # past the keyframe interval of the first subscription's request
+    asked = camera.keyframe_requests_sent
+
+    moved, port = await _move(amina)
+    client = amina.pc.getTransceivers()[0].receiver.transport.transport._connection
+    participant.restart_ice()
+    await sessions[1].settle()
+    client.check_start_task(CandidatePair(moved, client._nominated[1].remote_candidate))
+    await wait_until(lambda: server._nominated[1].remote_addr == ("127.0.0.1", port), what="media moved")
+    frames = len(amina.frames_from("karim", TrackSource.CAMERA))
+    await wait_until(lambda: len(amina.frames_from("karim", TrackSource.CAMERA)) >= frames + 10, what="video again")
+    assert camera.keyframe_requests_sent > asked, "no keyframe asked for when his media moved"
     await close_all(sfu, sessions)
