@@ -319,6 +319,9 @@ class DownlinkEstimate:
     _stream_losses: dict[int, tuple[float | None, float, tuple[int, int] | None]] = field(default_factory=dict)
     #: Reports older than this (s) say nothing about his link now.
     stream_loss_ttl: float = 15.0
+    #: Whether loss ever cut the loss-based figure (what was sent near his estimate lost over
+    #: ``high_loss``): until then that figure is a guess (``initial``, then its steps up).
+    cut: bool = False
 
     def __post_init__(self) -> None:
         if not self.loss_based:
@@ -338,6 +341,7 @@ class DownlinkEstimate:
                 return  # far less than his estimate was sent: a lossy link, not a full one
             base = self.sending or self.loss_based
             self.loss_based = max(self.floor, min(self.loss_based, base * (1 - fraction / 2)))
+            self.cut = True
             self._congested(now)
         elif fraction < self.low_loss:
             self.loss_based = min(self.ceiling, self.loss_based * 1.08)
@@ -445,7 +449,15 @@ class DownlinkEstimate:
         return max(self.floor, estimate)
 
     def loss_value(self) -> float:
-        """The loss-based figure alone (bit/s): what the first video's lowest layer answers to."""
+        """The loss-based figure alone (bit/s): what the first video's lowest layer answers to.
+
+        Until loss has cut it, it is a guess (``initial``), and that layer is not held back by
+        a guess: the ceiling. (A 250 kbit/s camera and a voice, 353 kbit/s, on a 400 kbit/s 3G
+        link losing 2 %: on the 300 kbit/s guess he was audio-only from the start, and leaving
+        that took the figure's 8 % steps up to the camera times ``resume_margin`` beside the
+        voice — tens of seconds without video, once a whole lab run.)"""
+        if not self.cut:
+            return self.ceiling
         return max(self.floor, self.loss_based)
 
     def retry(self) -> None:
