@@ -11,12 +11,9 @@
 //   180p, 360p and 720p, each only if the capture is at least that large, so
 //   the server can forward each subscriber what his link carries;
 // - a screen share keeps its resolution and drops its frame rate first;
-// - onStall is called as soon as nothing at all arrived on the connection for
-//   SILENCE_MS while ICE still says connected (the SFU sends something at least
-//   every half second: a STUN round trip, voices, RTCP; Chromium itself calls
-//   ICE "disconnected" only 5-7 s after a link went dark), or when ICE is
-//   disconnected or failed (the page checks its socket: the network may have
-//   changed under both); `stalled` says whether it still is;
+// - onStall is called once nothing arrived for SILENCE_MS (the SFU sends every
+//   0.5 s; Chromium says ICE "disconnected" 5-7 s late) or ICE is disconnected
+//   or failed (the page checks its socket); `stalled` says if it still is;
 //   onTrouble once it has failed, or stayed disconnected for
 //   DISCONNECTED_GRACE_MS; the page then restarts ICE (the server's next offer
 //   carries new ICE credentials: applied like any offer, the browser restarts);
@@ -25,8 +22,6 @@
 
 // Short: a phone that changed network gets its media back sooner (the server keeps its place).
 const DISCONNECTED_GRACE_MS = 2000;
-// A connection that heard nothing for this long has stalled (see onStall above); looked at
-// every SILENCE_POLL_MS.
 const SILENCE_MS = 1000;
 const SILENCE_POLL_MS = 500;
 
@@ -85,7 +80,7 @@ export class SfuPeer {
    * @param {() => string} o.quality
    * @param {() => void} o.onChange  the remote m-lines changed (after each answer)
    * @param {() => void} o.onTrouble  the connection needs an ICE restart
-   * @param {() => void} [o.onStall]  the connection stalled (silent, or ICE disconnected): the network may have changed
+   * @param {() => void} [o.onStall]  the connection stalled: the network may have changed
    */
   constructor({ iceServers, send, tracks, quality, onChange, onTrouble, onStall = () => {} }) {
     this.send = send;
@@ -101,7 +96,6 @@ export class SfuPeer {
     this.closed = false;
     this.troubleTimer = null;
     this.totals = { sent: 0, received: 0 };
-    // What was last heard (a sum of counters that grows with anything received) and when.
     this.heard = { count: -1, at: 0 };
     this.silent = false;
     this.pc = new RTCPeerConnection({ iceServers: iceServers || [], bundlePolicy: "max-bundle" });
@@ -110,20 +104,16 @@ export class SfuPeer {
     this.silenceTimer = setInterval(() => this.listen(), SILENCE_POLL_MS);
   }
 
-  /** Whether the connection stalled: silent for SILENCE_MS, or ICE disconnected or failed. */
   get stalled() {
     return this.silent || ["disconnected", "failed"].includes(this.pc.iceConnectionState);
   }
 
-  /**
-   * Has anything arrived since the last look? A connection that ICE calls connected but
-   * that heard nothing for SILENCE_MS has stalled: onStall, once, until something comes.
-   */
+  /** Anything received since the last look? Silent SILENCE_MS: onStall, once. */
   async listen(now = Date.now()) {
     if (this.closed) return;
     if (!this.silent && !["connected", "completed"].includes(this.pc.iceConnectionState)) {
       this.heard = { count: -1, at: now };
-      return; // not connected yet, or ICE itself says it is not (watch() handles that)
+      return; // watch() has it
     }
     let count = 0;
     try {

@@ -4,9 +4,8 @@
 //
 // Guarantees:
 // - after a network blip or change the call comes back without leaving the meeting:
-//   a stalled call (nothing heard for 1 s, or ICE trouble) pings the socket (dead with the
-//   old network if nothing answers within SOCKET_CHECK_MS: it starts over at once) and ICE
-//   trouble sends meeting_ice_restart; a socket that reconnected
+//   a stalled call pings the socket (dead with the old network if nothing answers within
+//   SOCKET_CHECK_MS: it starts over at once), ICE trouble sends meeting_ice_restart; a socket that reconnected
 //   sends meeting_join with resume (the server restarts ICE on the peer it kept, and this
 //   page keeps its RTCPeerConnection), and meeting_rejoin a plain meeting_join, with the
 //   same sources and options;
@@ -117,7 +116,6 @@ let state = null; // the last meeting_state
 let reception = null; // the last meeting_reception: what my own connection carries
 let hand = false;
 let socketLost = false;
-// A stalled call's socket check: a pong takes a round trip, even on a 300 ms phone link.
 const SOCKET_CHECK_MS = 1000;
 let hostMutedMic = false;
 // A masterclass's listener publishes nothing until a presenter or host lets him speak.
@@ -1211,8 +1209,7 @@ hub.on("status", ({ state: s, retryIn }) => {
     setStatus(T.reload, "offline");
   } else if (s === "online") {
     setStatus("");
-    // The server left the meeting with the old socket: join again, as the same participant
-    // (first: the server answers a socket's frames in order, and a stalled call is waiting).
+    // The server left the meeting with the old socket: join again (first: a call waits).
     if (socketLost) {
       socketLost = false;
       rejoin();
