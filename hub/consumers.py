@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import translation
@@ -104,10 +105,17 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:
         # A channel-layer message for a part (an SFU worker's event) is routed by its type.
         handler = getattr(self, "channel_handlers", {}).get(message.get("type"))
+        if handler is not None:
+            if not self.closing:
+                await handler(message)
+            return
+        # Not super().dispatch(): Channels first closes old database connections on Django's
+        # one thread-sensitive thread, so every message of every socket of the process queued
+        # for that thread. No query of a socket runs there (db_call closes its own).
+        handler = getattr(self, get_handler_name(message), None)
         if handler is None:
-            await super().dispatch(message)
-        elif not self.closing:
-            await handler(message)
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # Whatever ends the consumer (a close, a cancel, a failure nothing caught),

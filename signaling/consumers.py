@@ -17,6 +17,7 @@ a seat (attendance) taken in the background is always written before it is given
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,9 @@ class MeetingSession:
     link: placement.SfuLink | None
     receive_video: bool
     attended: bool = False
+    # The attendance (seat) being written for the engine's `joined`: a leave waits for it, so
+    # that a seat written just after the leave looked is still given back.
+    attending: asyncio.Future[None] | None = None
     watchdog: asyncio.Task[None] | None = None
     # Sends fresh TURN credentials before the current ones expire (signaling/turn.py).
     ice_renewal: asyncio.TimerHandle | None = None
@@ -213,17 +217,13 @@ class MeetingFrames(SocketPart):
         if isinstance(event, m.Joined):
             if not session.attended:
                 try:
-                    await db_in_order(services.meeting_attend)(
-                        user=self.user, meeting_id=session.meeting_id, process=liveness.PROCESS_ID
-                    )
+                    await asyncio.shield(self._attend(session))
                 except HirfaError as exc:
                     # Ended meanwhile, or another socket of his took his last meeting seat:
                     # the engine lets his new peer go, and he hears why.
                     await self._meeting_leave(reason=None, tell_engine=True)
                     self.socket.emit(ErrorOut(ref=event.ref, code=exc.code.value, message=exc.message))
                     return
-                session.attended = True
-                liveness.session_opened()
             codec = session.join_options.get("video_codec", "vp8")
             self.socket.emit(
                 MeetingJoined(
@@ -269,6 +269,24 @@ class MeetingFrames(SocketPart):
             await self._meeting_leave(
                 reason=reason, tell_engine=False, depart=reason not in ("replaced", "denied")
             )
+
+    def _attend(self, session: MeetingSession) -> asyncio.Future[None]:
+        """Write the member's seat; `session.attended` says so once it is written, whoever
+        waits for it (the pump may be cancelled meanwhile: the write goes on)."""
+
+        def written(attending: asyncio.Future[None]) -> None:
+            if not attending.cancelled() and attending.exception() is None:
+                session.attended = True
+                liveness.session_opened()
+
+        attending = asyncio.ensure_future(
+            db_in_order(services.meeting_attend)(
+                user=self.user, meeting_id=session.meeting_id, process=liveness.PROCESS_ID
+            )
+        )
+        attending.add_done_callback(written)
+        session.attending = attending
+        return attending
 
     def _emit_ice_servers(self, session: MeetingSession, ref: str | None = None) -> None:
         servers, ttl = ice_servers(user_id=self.user.pk, meeting_id=session.meeting_id)
@@ -342,6 +360,11 @@ class MeetingFrames(SocketPart):
             except Exception:
                 log.warning("telling the SFU that %s left failed", self.user.pk, exc_info=True)
         await self.socket.leave_group(meeting_group(session.meeting_id))
+        attending = session.attending
+        if attending is not None and not attending.done():
+            # A seat being written now would otherwise stay taken after this leave.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(attending)
         if session.attended:
             liveness.session_closed()
         if depart and session.attended:

@@ -3,6 +3,7 @@ budget, the engine's events turned into frames, and a lost room ending the meeti
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -124,3 +125,49 @@ async def test_removed_from_the_meetings_room_checks_the_meeting_again():
     await socket.settle()
     assert socket.sent == [{"type": "meeting_ended", "meeting": GONE_MEETING, "reason": "removed"}]
     assert part.meeting is None and socket.groups == set()
+
+
+async def test_a_seat_written_while_the_member_leaves_is_given_back(monkeypatch):
+    """The engine's `joined` writes the member's seat in the background; a leave (the socket
+    closing, `meeting_leave`) that comes while it is being written waits for it and gives it
+    back. It looked before the seat was written, found none, and the seat stayed taken
+    (the protocol fuzzer's open seats once frames no longer queued on Django's one thread)."""
+    import threading
+
+    from rooms.models import Room, RoomKind
+    from signaling import services
+    from signaling.models import Attendance
+
+    def world() -> tuple[object, int, int]:
+        pottery = factories.pottery()
+        amina = factories.amina(pottery_=pottery)
+        nadia = factories.nadia(pottery_=pottery)
+        guild = Room.objects.get(kind=RoomKind.GUILD, trade=pottery)
+        meeting = services.meeting_start(user=nadia, room_id=guild.pk).meeting
+        assert meeting is not None
+        return amina, meeting, guild.pk
+
+    amina, meeting_id, room_id = await sync_to_async(world)()
+    writing, go_on = threading.Event(), threading.Event()
+    attend = services.meeting_attend
+
+    def slow_attend(**kwargs: object) -> None:
+        writing.set()
+        go_on.wait(10)
+        attend(**kwargs)
+
+    monkeypatch.setattr(services, "meeting_attend", slow_attend)
+    socket = FakeSocket(amina)
+    part = MeetingFrames(socket)
+    part.meeting = MeetingSession(meeting_id=meeting_id, room_id=room_id, host=False, link=None, receive_video=True)
+    await part.channel_handlers()["sfu.event"]({"type": "sfu.event", "event": m.Joined(ref="j", host=False).model_dump(mode="json")})
+    assert await asyncio.to_thread(writing.wait, 10)
+    closing = asyncio.ensure_future(part.close())
+    await asyncio.sleep(0.1)
+    go_on.set()
+    await asyncio.wait_for(closing, 10)
+    await asyncio.sleep(0.2)  # the seat's write, had it been left behind
+    open_seats = await sync_to_async(
+        lambda: Attendance.objects.filter(meeting_id=meeting_id, user=amina, left_at__isnull=True).count()
+    )()
+    assert open_seats == 0
