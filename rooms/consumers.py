@@ -59,31 +59,25 @@ class RoomSub:
     in_presence: bool = False
 
 
-def subscription_state(user: Any, room_id: int, since_rev: int | None) -> dict[str, Any]:
-    access = selectors.room_access(user=user, room_id=room_id)
-    room = access.room
-    rev_before = room.last_rev
+@dataclass(frozen=True)
+class SubscriptionState:
+    view: selectors.SubscriptionView
+    #: Changes since the client's `since_rev` (none without one), and whether more follow.
+    messages: list[protocol.MessageOut]
+    more: bool
+
+
+def subscription_state(user: Any, room_id: int, since_rev: int | None) -> SubscriptionState:
+    """One statement for the room and the member's read state (`room_subscription`), and the
+    changes since `since_rev` when the client resumes."""
+    view = selectors.room_subscription(user_id=user.pk, room_id=room_id)
     messages: list[protocol.MessageOut] = []
     more = False
     if since_rev is not None:
         messages, more = selectors.room_changes_unchecked(
-            room=room, since_rev=since_rev, limit=settings.HIRFA_RESUME_MAX
+            room_id=room_id, since_rev=since_rev, limit=settings.HIRFA_RESUME_MAX
         )
-    read_id = access.membership.last_read_seq if access.follows and access.membership else room.last_seq
-    return {
-        "room": room,
-        "rev_before": rev_before,
-        "messages": messages,
-        "more": more,
-        "read_id": read_id,
-        # Nothing is unread past the room's last message: a member who read everything (most of a
-        # crowd reconnecting) costs no count.
-        "unread": (
-            selectors.unread_count(user=user, room=room, read_seq=read_id)
-            if access.follows and read_id < room.last_seq
-            else 0
-        ),
-    }
+    return SubscriptionState(view=view, messages=messages, more=more)
 
 
 _subscription_state = db_call(subscription_state)
@@ -311,13 +305,14 @@ class RoomFrames(SocketPart):
             self.room_groups.pop(group, None)
             await self.socket.leave_group(group)
             raise
-        realtime.fanout().rev_known(group, state["rev_before"])
+        view = state.view
+        realtime.fanout().rev_known(group, view.last_rev)
         if kept is None:
-            messages: list[protocol.MessageOut] = state["messages"]
+            messages = state.messages
             texts = [protocol.encode(m) for m in messages]
             replayed = max([frame.since_rev or 0] + [m.rev for m in messages])
-            more: bool = state["more"]
-            rev_before: int = state["rev_before"]
+            more = state.more
+            rev_before = view.last_rev
             if stamp is not None and frame.since_rev is not None:
                 replays.replay_keep(
                     room_id=room_id, since_rev=frame.since_rev, stamp=stamp, texts=texts, top_rev=replayed,
@@ -342,9 +337,9 @@ class RoomFrames(SocketPart):
                 ref=frame.ref,
                 room=room_id,
                 rev=replayed if more else max(replayed, rev_before),
-                last_id=state["room"].last_seq,
-                read_id=state["read_id"],
-                unread=state["unread"],
+                last_id=view.last_seq,
+                read_id=view.read_id,
+                unread=view.unread,
                 more=more,
                 online=online,
                 online_count=online_count,

@@ -327,27 +327,43 @@ def test_a_report_in_a_room_one_may_not_read_answers_like_a_missing_one(amina, p
     assert refusal(report.pk) == refusal(report.pk + 1000)
 
 
-def test_a_member_caught_up_subscribes_with_one_query(amina, nadia, guild):
-    """A subscription's state (the room, the member's rights and read marker, the unread
-    count) is read in one query when the member has read everything, the common case of a
-    crowd reconnecting (the subscribe path read room, membership and count one by one)."""
+def test_a_subscription_is_read_in_one_statement(amina, nadia, guild):
+    """A subscription's state (the room, the member's rights and read marker, his unread
+    count) is one statement whether he is caught up or behind (it was three ORM queries,
+    then one for a member caught up and two behind): a crowd subscribing made them each."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from rooms.consumers import subscription_state
 
+    def state_in_one_query() -> object:
+        with CaptureQueriesContext(connection) as queries:
+            state = subscription_state(amina, guild.pk, None)
+        assert len(queries.captured_queries) == 1, [q["sql"] for q in queries.captured_queries]
+        return state.view
+
     post(nadia, guild, text="déjà lu")
-    services.read_marker_set(user=amina, room_id=guild.pk, seq=Room.objects.get(pk=guild.pk).last_seq)
-    with CaptureQueriesContext(connection) as queries:
-        state = subscription_state(amina, guild.pk, None)
-    assert len(queries.captured_queries) == 1, [q["sql"] for q in queries.captured_queries]
-    assert state["unread"] == 0 and state["room"].pk == guild.pk and state["room"].trade.pk == guild.trade_id
-    # Behind: the count is read, and right.
+    room = Room.objects.get(pk=guild.pk)
+    services.read_marker_set(user=amina, room_id=guild.pk, seq=room.last_seq)
+    view = state_in_one_query()
+    assert (view.unread, view.read_id, view.last_seq, view.last_rev) == (0, room.last_seq, room.last_seq, room.last_rev)
+    # Behind: the count is read in the same statement, and right (her own post moves her
+    # marker; deleted messages are not unread).
+    post(amina, guild, text="le mien")
     post(nadia, guild, text="pas encore lu")
-    assert subscription_state(amina, guild.pk, None)["unread"] == 1
-    # A public room the member does not follow, and a room he may not read, as before.
+    gone = post(nadia, guild, text="effacé")
+    services.message_delete(user=nadia, room_id=guild.pk, seq=gone.message.id)
+    assert state_in_one_query().unread == 1
+    # A public room the member does not follow: nothing unread, his marker is the room's end.
+    Membership.objects.filter(room=guild, user=amina).update(active=False)
+    view = state_in_one_query()
+    assert view.unread == 0 and view.read_id == Room.objects.get(pk=guild.pk).last_seq
     Membership.objects.filter(room=guild, user=amina).delete()
-    assert subscription_state(amina, guild.pk, None)["unread"] == 0
-    with pytest.raises(HirfaError) as refused:
-        subscription_state(amina, 987_654_321, None)
-    assert refused.value.code == ErrorCode.NOT_FOUND
+    assert state_in_one_query().unread == 0
+    # Banned, a group she is not in, and a room that does not exist: the same refusal.
+    Membership.objects.create(room=guild, user=amina, banned=True)
+    group = services.group_create(user=nadia, title="Atelier", member_ids=[])
+    for room_id in (guild.pk, group.pk, 987_654_321):
+        with pytest.raises(HirfaError) as refused:
+            subscription_state(amina, room_id, None)
+        assert refused.value.code == ErrorCode.NOT_FOUND
