@@ -441,19 +441,23 @@ def p99(values: list[float]) -> float | None:
 
 def run_subscribe(env: dict[str, str], args: argparse.Namespace, index: int) -> dict[str, Any]:
     made = make_users(env, args.members, 0, index)
-    port = cf.free_port()
-    hub = start_hub(env, port)
+    hubs: list[subprocess.Popen[bytes]] = []
     clients = None
     try:
-        urls = [f"ws://127.0.0.1:{port}/ws/"]
-        clients = Clients(urls, made["room"], made["receivers"], [0] * args.members, args.client_procs)
-        cpu_before = cpu_seconds(hub.pid)
+        # Several hub processes, as behind the proxy in production: member i on hub i mod hubs.
+        ports = [cf.free_port() for _ in range(args.subscribe_hubs)]
+        hubs = [start_hub(env, port) for port in ports]
+        urls = [f"ws://127.0.0.1:{port}/ws/" for port in ports]
+        servers = [i % len(hubs) for i in range(args.members)]
+        clients = Clients(urls, made["room"], made["receivers"], servers, args.client_procs)
+        cpu_before = sum(cpu_seconds(hub.pid) for hub in hubs)
         took = clients.connect(args.timeout)
-        hub_cpu = cpu_seconds(hub.pid) - cpu_before
+        hub_cpu = sum(cpu_seconds(hub.pid) for hub in hubs) - cpu_before
         time.sleep(3)  # the last presence period
         stats = clients.ask("stats")
         presence = sum(s["presence_frames"] for s in stats)
-        return {"members": args.members, "subscribe_s": round(took, 1), "presence_deliveries": presence,
+        return {"members": args.members, "hubs": len(hubs), "subscribe_s": round(took, 1),
+                "presence_deliveries": presence,
                 "presence_deliveries_per_join": round(presence / args.members, 2),
                 "hub_cpu_s": round(hub_cpu, 1), "hub_cpu_ms_per_member": round(hub_cpu * 1000 / args.members, 1),
                 # Sockets that had to connect again before they subscribed, and why.
@@ -463,7 +467,8 @@ def run_subscribe(env: dict[str, str], args: argparse.Namespace, index: int) -> 
     finally:
         if clients:
             clients.stop()
-        cf.stop(hub)
+        for hub in hubs:
+            cf.stop(hub)
 
 
 def run_idle(env: dict[str, str], args: argparse.Namespace, index: int) -> dict[str, Any]:
@@ -663,6 +668,8 @@ def raise_open_files_limit() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", type=int, default=10_000, help="members subscribing at once")
+    parser.add_argument("--subscribe-hubs", type=int, default=1,
+                        help="hub processes the subscribing members are spread over (the subscribe run)")
     parser.add_argument("--storm", type=int, default=5_000, help="sockets in the reconnect storm")
     parser.add_argument("--idle", type=int, default=20_000, help="idle sockets, over --idle-hubs processes")
     parser.add_argument("--idle-hubs", type=int, default=2,
