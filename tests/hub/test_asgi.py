@@ -60,16 +60,16 @@ async def test_the_session_is_read_on_the_database_pool_and_a_stale_one_refused(
     The auth hash is still checked: a session from before a password change is no member."""
     import threading
 
-    from channels import auth as channels_auth
+    from hub import asgi
 
     threads: list[str] = []
-    original = channels_auth.get_user.func
+    original = asgi.session_member
 
-    def spy(scope):
+    def spy(session):
         threads.append(threading.current_thread().name)
-        return original(scope)
+        return original(session)
 
-    monkeypatch.setattr(channels_auth.get_user, "func", spy)
+    monkeypatch.setattr(asgi, "session_member", spy)
     cookie = await session_cookie_for("amina")
     comm = WebsocketCommunicator(
         application, "/ws/", headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", cookie)]
@@ -120,3 +120,24 @@ async def test_opening_and_hello_take_one_trip_to_the_database_pool(monkeypatch)
     assert welcome["type"] == "welcome" and welcome["user"]["name"] == "Amina"
     assert len(hops) == 1, hops
     await comm.disconnect()
+
+
+def test_the_session_and_the_member_with_his_name_are_two_statements():
+    """A socket's opening reads the session, then the member with his profile (his display
+    name): two statements. Channels' get_user read the member, and his name a third."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from hub.asgi import DISPLAY_NAME_KEY, _member
+
+    cookie = session_cookie_for.func("amina").decode()
+    key = cookie.partition("=")[2]
+    scope = {"session": SessionStore(session_key=key)}
+    with CaptureQueriesContext(connection) as queries:
+        user = _member(scope)
+    assert user.is_authenticated and user.username == "amina" and scope[DISPLAY_NAME_KEY] == "Amina"
+    assert len(queries.captured_queries) == 2, [q["sql"] for q in queries.captured_queries]
+    # A session of a member who may no longer log in is nobody's.
+    user.is_active = False
+    user.save()
+    assert not _member({"session": SessionStore(session_key=key)}).is_authenticated
