@@ -10,7 +10,8 @@ What runs, each in its own process, all on 127.0.0.1:
   peer connection answering the server's offers, as the meeting page does. The first
   ``cameras`` participants publish a camera and a microphone, the others a microphone with DTX
   (one Opus packet of silence every 400 ms, as a browser's DTX sends). Media is pre-encoded
-  (bench/netlab.py's 360p VP8 loop at 500 kbit/s and Opus tone, encoded once by the driver):
+  (bench/netlab.py's 360p VP8 loop at 500 kbit/s and Opus tone, encoded once by the driver; the
+  cameras' participants speak, the tone, unless told to be silent: the ``voice`` command):
   a peer only packetizes. Load generators receive no video (``receive_video: false``); a silent
   participant drops what the server sends him on arrival (RTP/RTCP, before SRTP), so the
   generators leave the CPU to the server;
@@ -121,35 +122,50 @@ def write_clip(folder: str, size: tuple[int, int] = (640, 360)) -> str:
 # ---------------------------------------------------------------- a load generator (its own process)
 
 
-def _dtx_track(silence: list[bytes]) -> Any:
+def _voice_track(tone: list[bytes], silence: list[bytes], speaking: bool) -> Any:
     import av
     from aiortc.mediastreams import MediaStreamTrack
 
-    class DtxAudio(MediaStreamTrack):
-        """A silent microphone with DTX, as Chromium sends one: every 400 ms a frame of comfort
-        noise, then a one-byte DTX frame (the TOC alone) 20 ms later, then nothing."""
+    class Voice(MediaStreamTrack):
+        """A microphone with DTX, as Chromium sends one: while ``speaking``, a tone packet every
+        20 ms; while silent, every 400 ms a frame of comfort noise, then a one-byte DTX frame (the
+        TOC alone) 20 ms later, then nothing. Timestamps follow the wall clock from the first
+        packet (a frame that falls 200 ms behind is skipped, as a capture device drops it)."""
 
         kind = "audio"
 
         def __init__(self) -> None:
             super().__init__()
-            self.count = 0
+            self.speaking = speaking
+            self.slot = 0  # the next 20 ms frame
             self.epoch: float | None = None
 
         async def recv(self) -> Any:
             if self.epoch is None:
                 self.epoch = time.time()
-            update, dtx = divmod(self.count, 2)
-            at = update * DTX_INTERVAL + dtx * 0.02
-            await asyncio.sleep(max(0.0, self.epoch + at - time.time()))
-            noise = silence[update % len(silence)]
-            packet = av.Packet(bytes([noise[0] & 0xFC]) if dtx else noise)
-            packet.pts = round(at * 48_000)
+            behind = time.time() - (self.epoch + self.slot * 0.02)
+            if behind > 0.2:
+                self.slot += int(behind / 0.02)
+            while True:
+                slot = self.slot
+                self.slot += 1
+                period = round(DTX_INTERVAL / 0.02)
+                if self.speaking:
+                    payload = tone[slot % len(tone)]
+                elif slot % period == 0:
+                    payload = silence[(slot // period) % len(silence)]
+                elif slot % period == 1:
+                    payload = bytes([silence[0][0] & 0xFC])
+                else:
+                    continue
+                break
+            await asyncio.sleep(max(0.0, self.epoch + slot * 0.02 - time.time()))
+            packet = av.Packet(payload)
+            packet.pts = slot * 960
             packet.time_base = Fraction(1, 48_000)
-            self.count += 1
             return packet
 
-    return DtxAudio()
+    return Voice()
 
 
 def _drop_media(pc: Any) -> None:
@@ -185,6 +201,8 @@ class Generated:
     errors: list[str] = field(default_factory=list)
     #: keyframes the server asked of his camera
     counts: dict[str, int] = field(default_factory=lambda: {"keyframes": 0})
+    #: his microphone (``speaking`` can be switched: the ``voice`` command)
+    voice: Any = None
 
     def summary(self) -> dict[str, Any]:
         return {"index": self.index, "camera": self.camera, "offers_at": self.offers_at, "started": self.started,
@@ -200,10 +218,10 @@ async def _participant(spec: dict[str, Any], clip: dict[str, Any], me: Generated
 
     from signaling.sfu.aiortc_hooks import configure_host_candidates
 
+    video = None
     if me.camera:
-        video, audio, me.counts = netlab._tracks(clip, flash=False)
-    else:
-        video, audio = None, _dtx_track(clip["silence"])
+        video, _, me.counts = netlab._tracks(clip, flash=False)
+    audio = me.voice = _voice_track(clip["tone"], clip["silence"], speaking=me.camera)
     base = f"http://{HOST}:{spec['http_port']}"
     me.started = time.time()
     ws = await websockets.connect(f"ws://{HOST}:{spec['http_port']}/ws/", additional_headers={"Cookie": me.cookie},
@@ -256,7 +274,8 @@ async def _participant(spec: dict[str, Any], clip: dict[str, Any], me: Generated
 
 async def run_generator(spec: dict[str, Any], clip: dict[str, Any]) -> None:
     """Serve the driver's commands on stdin, one JSON line out for each: ``join <index>`` (until
-    connected, or 60 s), ``report``, ``quit``."""
+    connected, or 60 s), ``voice <index> on|off`` (he speaks, or is silent with DTX), ``report``,
+    ``quit``."""
     import aioice.ice
 
     from signaling.sfu.aiortc_hooks import HostCandidatePolicy
@@ -289,6 +308,10 @@ async def run_generator(spec: dict[str, Any], clip: dict[str, Any]) -> None:
             if task.done() and task.exception() is not None:
                 me.errors.append(repr(task.exception())[:200])
             out(me.summary())
+        elif command == "voice":
+            index, _, speaking = argument.partition(" ")
+            people[int(index)].voice.speaking = speaking == "on"
+            out({"index": int(index), "speaking": speaking == "on"})
         elif command == "report":
             out({"participants": [p.summary() for p in people.values()],
                  "keyframes": sum(p.counts["keyframes"] for p in people.values()),
@@ -424,6 +447,37 @@ def sfu_metrics(port: int) -> dict[str, float]:
     return out
 
 
+class HeartbeatWatch:
+    """Reads the SFU worker's registration in Redis every 0.5 s: the longest time it went
+    without a heartbeat (a consumer calls the worker gone after 3 periods, 6 s, and every
+    participant rejoins)."""
+
+    def __init__(self, port: int, worker: str = "assembly") -> None:
+        import threading
+
+        import redis
+
+        self.client = redis.Redis(host=HOST, port=port)
+        self.worker = worker
+        self.longest = 0.0
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(0.5):
+            with contextlib.suppress(Exception):
+                raw = self.client.hget("hirfa:sfu:workers", self.worker)
+                if raw:
+                    self.longest = max(self.longest, time.time() - float(json.loads(raw)["at"]))
+
+    def stop(self) -> float:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.client.close()
+        return round(self.longest, 1)
+
+
 class Generator:
     """The driver's end of one load-generator process."""
 
@@ -493,6 +547,7 @@ def run(folder: str, ports: Ports, *, participants: int, cameras: int, generator
     hub = start_hub(folder, ports, participants, audio_slots, video_slots, prepared, database_env)
     row["setup_s"] = {"encode": round(encoded - began, 1), "hub": round(time.monotonic() - encoded, 1)}
     pool: list[Generator] = []
+    heartbeats = HeartbeatWatch(ports.redis)
     try:
         cookies = hub.data["cookies"]
         generated = participants - 1
@@ -519,6 +574,7 @@ def run(folder: str, ports: Ports, *, participants: int, cameras: int, generator
         row["generators_connected_at_end"] = sum(r["connected"] for r in reports)
         row["publisher_keyframes"] = sum(r["keyframes"] for r in reports)
     finally:
+        row["sfu_heartbeat_longest_gap_s"] = heartbeats.stop()
         for generator in pool:
             generator.quit()
         hub.stop()
