@@ -575,6 +575,9 @@ def run(folder: str, ports: Ports, *, participants: int, cameras: int, generator
         row["publisher_keyframes"] = sum(r["keyframes"] for r in reports)
     finally:
         row["sfu_heartbeat_longest_gap_s"] = heartbeats.stop()
+        # Sockets that found the worker's registration expired told their participant to rejoin.
+        with contextlib.suppress(OSError), open(os.path.join(folder, "daphne.log"), errors="replace") as log:
+            row["worker_gone_rejoins"] = sum(1 for line in log if "is gone; meeting" in line)
         for generator in pool:
             generator.quit()
         hub.stop()
@@ -657,6 +660,11 @@ def measure_subscriber(browser: Any, hub: Hub, row: dict[str, Any], cameras: int
         **{f"sfu_{k}": v for k, v in memory_mb(sfu).items()},
         "daphne_cpu_pct": round(cpu[daphne], 1),
         "generators_cpu_pct": round(sum(cpu[p] for p in generator_pids), 1),
+        "subscriber_fps_per_video": sorted(
+            (round((v.get("framesDecoded", 0) - netlab.video_streams(first).get(k, {}).get("framesDecoded", 0))
+                   / max(elapsed, 1e-3), 1) for k, v in netlab.video_streams(last).items()), reverse=True),
+        "subscriber_videos": [f"{v['user']}:{v['quality']}" for v in (reception or {}).get("videos", [])],
+        "subscriber_peer_connections": page.evaluate("() => window.hirfaMeeting.generation()"),
         "subscriber_audio_only": bool(reception and reception.get("audio_only")),
         "subscriber_estimate_kbps": reception.get("estimate_kbps") if reception else None,
     })

@@ -40,7 +40,11 @@ Cases (``--cases``), one JSON object each with the key ``case``:
   ``renegotiations_per_silent_join`` (offers the participants already there received during each
   silent join, mean; ``renegotiations_last_silent_join`` for the last), ``join_negotiated_ms_*``
   and ``join_connected_ms_median`` (a load generator's join until his answer was sent, until
-  connected). Needs Chromium and ``redis-server``, not root.
+  connected). Beside them, to read the figures: ``subscriber_fps_per_video``, ``subscriber_videos``
+  (each video's quality in his last ``meeting_reception``), ``subscriber_estimate_kbps``,
+  ``sfu_heartbeat_longest_gap_s`` (the worker's longest silence in Redis; a socket calls it gone
+  after 3 heartbeats) and ``worker_gone_rejoins`` (sockets that did, from daphne's log). Needs
+  Chromium and ``redis-server``, not root.
 
 The narrow/recover publishers are aiortc peers, which cannot send simulcast: their one stream
 counts as the "high" layer, so adapting means pausing videos (or audio-only); Chromium
