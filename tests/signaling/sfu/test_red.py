@@ -159,3 +159,21 @@ def test_the_worst_streams_loss_is_what_red_answers_to() -> None:
     estimate.on_report(2, 1500, 12, 10.0)  # a clean period: the figure comes down, smoothed
     assert 0 < estimate.stream_loss(10.0) < 12 / 250
     assert estimate.stream_loss(40.0) == 0.0, "stale reports say nothing"
+
+
+def test_red_never_makes_a_3g_subscriber_audio_only() -> None:
+    """The lab's 3G link (400 kbit/s, 2 % lost): one voice as RED (145 kbit/s on the wire, 82
+    plain) beside a 250 kbit/s camera (270 on the wire) is more than his 400 kbit/s estimate,
+    and he was left audio-only for most of a run. The first video comes before RED's
+    redundancy: his voice goes plain beside it; with room for both, both."""
+    from signaling.sfu.allocation import AudioDemand, VideoDemand, allocate
+
+    voice = AudioDemand(key="amina-mic", rank=(0,), rate=145_000, plain=82_000)
+    camera = VideoDemand(key="amina-cam", rank=(0,), layers=(270_000,))
+    narrow = allocate(400_000, [voice], [camera])
+    assert not narrow.audio_only and narrow.layers == {"amina-cam": 0} and not narrow.red
+    assert narrow.cost == 82_000 + 270_000
+    wide = allocate(600_000, [voice], [camera])
+    assert wide.red and wide.layers == {"amina-cam": 0} and wide.cost == 145_000 + 270_000
+    too_narrow = allocate(300_000, [voice], [camera])
+    assert too_narrow.audio_only
