@@ -56,6 +56,8 @@ TRACK_TIMEOUT = 3.0
 #: How often (s) the sending side announces its tracks and their sender reports.
 ANNOUNCE_INTERVAL = 1.0
 _BUFFER = 4 * 1024 * 1024
+_BURST = 64  # datagrams read per wake-up of the loop
+_MAX_DATAGRAM = 4096
 
 RTP_HEADER = struct.Struct("!BBHBBBBHIIB")
 REPORT = struct.Struct("!BBHBQII")
@@ -126,8 +128,10 @@ class _Outgoing:
         self.tap: Callable[[RtpPacket, bool, int], None] | None = None
 
 
-class PipeEndpoint(asyncio.DatagramProtocol):
-    """A worker's one UDP socket for pipes, both ways.
+class PipeEndpoint:
+    """A worker's one UDP socket for pipes, both ways: read in bursts (up to
+    :data:`_BURST` datagrams per wake-up of the loop, as the ICE sockets are), written
+    with a non-blocking ``sendto`` (a datagram the kernel cannot take is dropped and counted).
 
     Sending side: :meth:`pipe_track` taps a local track and sends its packets to a worker;
     :meth:`unpipe_track` stops it (and tells the worker). Receiving side: :meth:`accept`
@@ -136,7 +140,7 @@ class PipeEndpoint(asyncio.DatagramProtocol):
     """
 
     def __init__(self) -> None:
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
         self.address: Address = ("", 0)
         self._numbers = itertools.count(1)
         self._out: dict[tuple[int, Address], _Outgoing] = {}  # (id(forwarder), to)
@@ -145,6 +149,7 @@ class PipeEndpoint(asyncio.DatagramProtocol):
         self._in: dict[tuple[Address, int], PipedTrackForwarder] = {}
         self._ticker: asyncio.Task[None] | None = None
         self.datagrams_dropped = 0
+        self.datagrams_unsent = 0
 
     async def start(self, bind_address: str, port: int = 0) -> Address:
         loop = asyncio.get_running_loop()
@@ -153,14 +158,26 @@ class PipeEndpoint(asyncio.DatagramProtocol):
             sock.setsockopt(socket.SOL_SOCKET, option, _BUFFER)
         sock.bind((bind_address, port))
         sock.setblocking(False)
-        await loop.create_datagram_endpoint(lambda: self, sock=sock)
+        self._sock = sock
+        loop.add_reader(sock.fileno(), self._readable)
         host, bound = sock.getsockname()[:2]
         self.address = (host, bound)
         self._ticker = loop.create_task(self._tick_forever())
         return self.address
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]  # a datagram endpoint's
+    def _readable(self) -> None:
+        sock = self._sock
+        for _ in range(_BURST):
+            if sock is None:
+                return
+            try:
+                data, addr = sock.recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # an ICMP error of an earlier sendto, reported here
+                continue
+            self.datagram_received(data, addr)
+            sock = self._sock
 
     # ------------------------------------------------------------ sending side
 
@@ -174,9 +191,6 @@ class PipeEndpoint(asyncio.DatagramProtocol):
         number = out.number
 
         def tap(packet: RtpPacket, keyframe: bool, layer: int) -> None:
-            transport = self._transport
-            if transport is None:
-                return
             flags = _MARKER if packet.marker else 0
             if packet.payload_type == forwarder.red_payload_type:
                 flags |= _RED
@@ -185,7 +199,7 @@ class PipeEndpoint(asyncio.DatagramProtocol):
             if level is not None:
                 flags |= _LEVEL
                 value = (0x80 if level[0] else 0) | (level[1] & 0x7F)
-            transport.sendto(
+            self._send(
                 header(
                     VERSION, Datagram.RTP, number, layer, max(1, len(forwarder.rids)), flags, packet.payload_type,
                     packet.sequence_number, packet.timestamp, packet.ssrc, value,
@@ -320,8 +334,13 @@ class PipeEndpoint(asyncio.DatagramProtocol):
     # ------------------------------------------------------------ both
 
     def _send(self, data: bytes, to: Address) -> None:
-        if self._transport is not None:
-            self._transport.sendto(data, to)
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.sendto(data, to)
+        except OSError:  # full (BlockingIOError) or refused: UDP, the next one may pass
+            self.datagrams_unsent += 1
 
     async def _tick_forever(self) -> None:
         while True:
@@ -343,9 +362,13 @@ class PipeEndpoint(asyncio.DatagramProtocol):
         """Go silent as a crashed worker does (tests): no goodbye, no more announces."""
         if self._ticker is not None:
             self._ticker.cancel()
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        self._close_socket()
+
+    def _close_socket(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
 
     async def close(self) -> None:
         """Stop piping (the workers are told), drop every remote track, close the socket."""
@@ -356,6 +379,4 @@ class PipeEndpoint(asyncio.DatagramProtocol):
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        self._close_socket()
