@@ -17,6 +17,14 @@ def skip_or_fail(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _artifacts_folder() -> None:
+    """test-artifacts/ (logs, screenshots) exists whichever test runs first or alone."""
+    from tests.servers import ARTIFACTS
+
+    ARTIFACTS.mkdir(exist_ok=True)
+
+
 @pytest.fixture
 def redis_url() -> str:
     """The Redis server the tests may use (REDIS_URL, or the local default if it answers)."""
