@@ -423,13 +423,16 @@ HIRFA_SFU_BIND_ADDRESS = os.environ.get(
 )
 HIRFA_SFU_PORT_MIN = int(os.environ.get("HIRFA_SFU_PORT_MIN", "40000"))
 HIRFA_SFU_PORT_MAX = int(os.environ.get("HIRFA_SFU_PORT_MAX", "40999"))
-# A worker refreshes its registration this often; one silent for 3 periods is dead.
 # Slots (signaling/sfu/README.md): each participant receives this many audio and video m-lines,
 # the loudest voices and the last-N videos switched into them (joins of others renegotiate
 # nobody); 0 and 0: one m-line per published track.
 HIRFA_SFU_AUDIO_SLOTS = int(os.environ.get("HIRFA_SFU_AUDIO_SLOTS", "3"))
 HIRFA_SFU_VIDEO_SLOTS = int(os.environ.get("HIRFA_SFU_VIDEO_SLOTS", "9"))
+# A worker refreshes its registration this often; one silent for 3 periods is dead. Its alive
+# key is kept from a thread (signaling.placement.AliveKeeper) while its event loop has turned
+# within HIRFA_SFU_STUCK_SECONDS: a loop busy with media for a few seconds is not "dead".
 HIRFA_SFU_HEARTBEAT_SECONDS = float(os.environ.get("HIRFA_SFU_HEARTBEAT_SECONDS", "2"))
+HIRFA_SFU_STUCK_SECONDS = float(os.environ.get("HIRFA_SFU_STUCK_SECONDS", "30"))
 # Big meetings on several workers (signaling/spread.py): a new participant of a meeting whose
 # worker holds this many participants or more goes to the least loaded worker, and the
 # workers pipe each other's tracks (signaling/sfu/pipe.py); 0: a meeting stays on one worker.

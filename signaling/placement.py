@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -72,6 +73,54 @@ def sfu_config() -> SfuConfig:
 
 def worker_timeout() -> float:
     return 3 * float(settings.HIRFA_SFU_HEARTBEAT_SECONDS)
+
+
+class AliveKeeper:
+    """A worker's alive key, kept from a thread of its own while the worker's loop still turns.
+
+    The worker's event loop forwards media; in a meeting of a hundred it can be busy for longer
+    than the 3 heartbeats after which sockets count the worker as dead (7.4 s was seen), and a
+    worker counted dead sends all its participants to rejoin: a storm that loads it more. The
+    thread refreshes the key every heartbeat as long as the loop has called `tick` within
+    `stuck_after` seconds. A killed process (no thread) or a loop stuck for that long lets the
+    key expire after `worker_timeout()`, as before.
+    """
+
+    def __init__(self, worker_id: str, *, stuck_after: float) -> None:
+        self.worker_id = worker_id
+        self.stuck_after = stuck_after
+        self.ticked = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sfu-alive-{worker_id}", daemon=True)
+
+    def tick(self) -> None:
+        """The loop still turns (called from it at each heartbeat)."""
+        self.ticked = time.monotonic()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop refreshing (before the worker unregisters, so the key is not set again)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        from hub.redis_client import redis_client
+
+        client = redis_client(asynchronous=False)
+        every = float(settings.HIRFA_SFU_HEARTBEAT_SECONDS)
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() - self.ticked <= self.stuck_after:
+                    try:
+                        client.set(ALIVE_PREFIX + self.worker_id, "1", px=int(worker_timeout() * 1000))
+                    except Exception:
+                        log.warning("SFU worker %s: alive key not refreshed", self.worker_id, exc_info=True)
+                self._stop.wait(every)
+        finally:
+            client.close()
 
 
 # --- embedded ------------------------------------------------------------------------

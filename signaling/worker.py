@@ -75,8 +75,11 @@ async def run_worker(
         peers=placement.RedisPeerBus(worker_id) if settings.HIRFA_SFU_SPREAD_LOAD > 0 else None,
     )
 
+    keeper = placement.AliveKeeper(worker_id, stuck_after=settings.HIRFA_SFU_STUCK_SECONDS)
+
     async def heartbeat() -> None:
         while True:
+            keeper.tick()
             try:
                 stats = engine.stats()
                 await placement.worker_register(worker_id=worker_id, load=stats.participants, ports=stats.ports)
@@ -115,6 +118,7 @@ async def run_worker(
     ops = ops_start(ops_port)
     await placement.worker_register(worker_id=worker_id, load=0)
     print(f"hirfa sfu: worker {worker_id} on channel {channel}", flush=True)
+    keeper.start()
     tasks = [loop.create_task(heartbeat()), loop.create_task(receive())]
     waiter = loop.create_task(stop.wait())
     try:
@@ -128,6 +132,7 @@ async def run_worker(
         for task in [waiter, *tasks]:
             task.cancel()
         await asyncio.gather(*tasks, waiter, return_exceptions=True)
+        await loop.run_in_executor(None, keeper.stop)
         try:
             await placement.worker_unregister(worker_id=worker_id)
         except Exception:

@@ -72,3 +72,28 @@ async def test_the_heartbeat_runs_while_a_loop_holds_sessions(settings, monkeypa
     await asyncio.wait_for(task, timeout=5)  # the last session gone: the heartbeat ends
     liveness.session_closed()  # one too many is harmless
     assert liveness._sessions[loop] == 0
+
+
+async def test_a_worker_whose_loop_is_busy_for_seconds_stays_alive_and_a_stuck_one_does_not(workers, settings):
+    """A hundred participants kept a worker's loop from its heartbeat for 7.4 s: its sockets
+    counted it dead (after 3 heartbeats) and sent its participants to rejoin."""
+    settings.HIRFA_SFU_HEARTBEAT_SECONDS = 0.5  # dead after 1.5 s without a refresh
+    keeper = placement.AliveKeeper("test-busy", stuck_after=3.0)
+    await placement.worker_register(worker_id="test-busy", load=100)
+    keeper.start()
+    try:
+        time.sleep(2.5)  # the loop forwards media and does not turn: no heartbeat of its own
+        assert await placement.worker_alive("test-busy")
+        deadline = time.monotonic() + 15
+        while await placement.worker_alive("test-busy") and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)  # still no tick: stuck beyond 3 s, the key expires
+        assert not await placement.worker_alive("test-busy")
+        keeper.tick()
+        while not await placement.worker_alive("test-busy") and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert await placement.worker_alive("test-busy"), "turning again: alive again"
+    finally:
+        keeper.stop()
+    await placement.worker_unregister(worker_id="test-busy")
+    await asyncio.sleep(1.0)
+    assert not await placement.worker_alive("test-busy"), "stopped before unregistering: not set again"
