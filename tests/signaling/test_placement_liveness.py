@@ -82,7 +82,7 @@ async def test_a_worker_whose_loop_is_busy_for_seconds_stays_alive_and_a_stuck_o
     await placement.worker_register(worker_id="test-busy", load=100)
     keeper.start()
     try:
-        time.sleep(2.5)  # the loop forwards media and does not turn: no heartbeat of its own
+        time.sleep(2.5)  # noqa: ASYNC251 - the loop forwards media and does not turn: no heartbeat of its own
         assert await placement.worker_alive("test-busy")
         deadline = time.monotonic() + 15
         while await placement.worker_alive("test-busy") and time.monotonic() < deadline:
