@@ -13,7 +13,8 @@ the smaller of two figures:
 * a loss-based figure from his receiver reports: the packets lost over
   all the streams sent to him (each report's cumulative counters, summed
   until at least ``loss_packets`` were expected, so a paused stream's empty
-  report weighs nothing); above ``high_loss`` (10 %) lost, it drops to what
+  report weighs nothing; a reading just over ``high_loss`` is judged over more
+  packets, up to ``loss_packets_max``, unless it is clearly over); above ``high_loss`` (10 %) lost, it drops to what
   was sent times ``1 - loss/2`` — if what was sent was near the estimate (or
   a probe ran): loss while far less is sent is a lossy link, not a full one; below ``low_loss`` (2 %) it grows by 8 %;
   in between it holds. It starts at ``initial`` (300 kbit/s, a browser's
@@ -273,6 +274,10 @@ class DownlinkEstimate:
     low_loss: float = 0.02
     #: Packets that must have been expected (over all streams) before reports are judged.
     loss_packets: int = 20
+    #: Loss over ``high_loss`` in fewer packets than this is judged only when it is clearly over
+    #: it (two standard deviations of a link losing ``high_loss``); less clear, the packets
+    #: count on until this many: a 5 % radio link reads 10 % in one 20-packet sample of 13.
+    loss_packets_max: int = 200
     #: Calm seconds before a probe (plus a back-off after failed ones).
     probe_after: float = 2.0
     #: How long a probe's padding runs before it is judged.
@@ -373,7 +378,10 @@ class DownlinkEstimate:
         self._expected += expected
         self._lost += lost - previous[1]
         if self._expected >= self.loss_packets:
-            fraction = min(1.0, max(0.0, self._lost / self._expected))
+            n, fraction = self._expected, min(1.0, max(0.0, self._lost / self._expected))
+            margin = 2 * math.sqrt(self.high_loss * (1 - self.high_loss) / n)
+            if self.high_loss < fraction < self.high_loss + margin and n < self.loss_packets_max:
+                return  # maybe a lossy link's noise: judge it over more packets
             self._expected = self._lost = 0
             self.on_loss(fraction, now)
 
