@@ -28,6 +28,10 @@ the smaller of two figures:
   least of the last ``delay_window`` seconds while a probe runs mean the
   probe is filling his link's queue: it fails before any packet is lost —
   and long before his receiver reports (every 5 s for audio) would say so.
+  A probe is judged against the last round trip before it started (growth
+  over his link and the server's loop as they are now): the least of the
+  window may date from a quiet loop at his join, and a 30-participant
+  meeting's loop, 150 ms longer for good, failed every probe on it.
   Outside probes round trips only inform (his uplink and a busy server's
   event loop are on them too).
 
@@ -46,7 +50,14 @@ round trip measured after the probe's end came back without delay (a probe
 is never taken as held for lack of news, when round trips are measured); if one
 did — during the probe, or within ``probe_verify`` seconds of spending it —
 the probe failed and the next waits twice as long (up to ``max_probe_wait``). A tap
-on "try video again" probes at once.
+on "try video again" probes at once. **At the start** (``startup``, until
+the first congestion: a failed probe, a loss cut, a falling REMB) probes
+double the estimate (``startup_step``) after half a calm second, the next
+at once when one held, as a browser's own initial exponential probing: a
+clean link carries four cameras within about 2 s of the first round trip
+instead of 1.5 times per 1.6 s (about 9 s, and minutes when probes failed);
+on a narrow link the first such probe queues for a moment, fails, and the
+steady rules above take over.
 
 **The allocation** (:func:`allocate`) spends the estimate by priority:
 audio first: the ``audio_slots`` (3) first-ranked voices (the active
@@ -285,6 +296,16 @@ class DownlinkEstimate:
     #: A probe's target: this times the estimate, or ``probe_min_step`` more (bit/s).
     probe_step: float = 1.5
     probe_min_step: float = 150_000.0
+    #: The start (until the first congestion: a failed probe, loss that cut the estimate, a
+    #: falling REMB): probes at ``startup_step`` times the estimate after ``startup_after`` calm
+    #: seconds, the next at once when one held — a clean link is found in a few probes.
+    startup: bool = True
+    startup_step: float = 2.0
+    startup_after: float = 0.5
+    #: A probe is judged against the last round trip before it started, if measured within this
+    #: many seconds (his link and the server's loop as they are now: what the probe adds is
+    #: growth over it), not against the least of the whole ``delay_window``.
+    probe_base_window: float = 2.0
     #: The longest wait (s) after failed probes (they double it): a failed probe only queues
     #: for half a second, and round trips on a busy server fail some that would have held.
     max_probe_wait: float = 8.0
@@ -319,6 +340,9 @@ class DownlinkEstimate:
     _lost: int = 0
     _delays: list[tuple[float, float]] = field(default_factory=list)
     _queueing: bool = False
+    #: The round trip a probe in flight is judged against, and whether the last was above it.
+    _probe_base: float | None = None
+    _probe_queueing: bool = False
     #: When the last round trip measured was sent (``None``: never; probes are then judged by time).
     delay_at: float | None = None
     #: When round trips began to be measured (``None``: they are not); no probe starts before
@@ -420,8 +444,15 @@ class DownlinkEstimate:
         delays.append((now, rtt))
         self._delays = delays
         queueing = rtt - min(base, rtt) > self.delay_threshold
-        if queueing and self._queueing and self.probe_target is not None:
-            self._congested(now)  # the probe filled his link
+        if self.probe_target is not None:
+            # Judged against the round trip just before the probe: the least of the whole window
+            # may date from a quiet loop at his join (a 30-participant meeting's loop added 150 ms
+            # for good, and every probe failed on it).
+            probe_base = base if self._probe_base is None else self._probe_base
+            grew = rtt - probe_base > self.delay_threshold
+            if grew and self._probe_queueing:
+                self._congested(now)  # the probe filled his link
+            self._probe_queueing = grew
         # Outside probes the round trip only informs: his own uplink is on it too, and so is a
         # busy server's event loop (in the lab at load 15, round trips rose with nothing queued,
         # and cutting on them brought a 5 %-loss link's estimate down to the floor).
@@ -509,7 +540,8 @@ class DownlinkEstimate:
             self.loss_based = max(self.loss_based, self.probe_target)
             self.probe_target = None
             self._held_at, self._held_wait, self._probe_wait = now, self._probe_wait, 0.0
-            self._calm_since = now - self.probe_after / 2  # climb on without a full wait
+            # Climb on without a full wait (at the start, at once).
+            self._calm_since = now - (self.startup_after if self.startup else self.probe_after / 2)
         if self._held_at is not None and now - self._held_at >= self.probe_verify:
             self._held_at = None  # what the last probe showed was spent, and held
         estimate = self.value(now)
@@ -520,13 +552,17 @@ class DownlinkEstimate:
             return None  # round trips will be measured: no probe is judged blind (unless none ever come)
         # Calm: no congestion for a while. Loss under ``high_loss`` is a lossy radio link, not
         # congestion (a 5 %-loss link must still let him climb).
-        calm = self.loss <= self.high_loss and now - self._calm_since >= self.probe_after + self._probe_wait
+        after = self.startup_after if self.startup else self.probe_after
+        calm = self.loss <= self.high_loss and now - self._calm_since >= after + self._probe_wait
         if not (calm or self._retry):
             return None
         self._retry = False
-        step = max(estimate * self.probe_step, estimate + self.probe_min_step)
+        step = max(estimate * (self.startup_step if self.startup else self.probe_step), estimate + self.probe_min_step)
         self.probe_target = min(wanted * 1.1, step, self.ceiling)
         self._loss_before_probe = self.loss_based
+        last = self._delays[-1] if self._delays else None
+        self._probe_base = last[1] if last is not None and last[0] >= now - self.probe_base_window else None
+        self._probe_queueing = False
         self.probe_started = now
         self.probes += 1
         return self.probe_target
@@ -537,6 +573,7 @@ class DownlinkEstimate:
 
     def _congested(self, now: float) -> None:
         self._calm_since = now
+        self.startup = False
         self.proven = 0.0
         if self.probe_target is not None:
             wait = self._probe_wait
