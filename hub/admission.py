@@ -197,8 +197,8 @@ class AdmissionGate:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "websocket":
-            await self.app(scope, receive, send)
+        if scope.get("type") != "websocket" or int(settings.HIRFA_OPENINGS_AT_ONCE) <= 0:
+            await self.app(scope, receive, send)  # not a socket, or no gate (the default)
             return
         gate = admission()
         ticket = gate.enter()

@@ -451,8 +451,10 @@ HIRFA_MEETING_HEARTBEAT_SECONDS = float(os.environ.get("HIRFA_MEETING_HEARTBEAT_
 HIRFA_SOCKETS_PER_MEMBER = int(os.environ.get("HIRFA_SOCKETS_PER_MEMBER", "10"))
 # Admission smoothing (hub/admission.py): sockets one hub process lets open at once (the
 # rest are closed with 4013 and told when to come back), a quarter of it while its event
-# loop runs more than HIRFA_ADMISSION_LAG_MS late (0: never).
-HIRFA_OPENINGS_AT_ONCE = int(os.environ.get("HIRFA_OPENINGS_AT_ONCE", "32"))
+# loop runs more than HIRFA_ADMISSION_LAG_MS late (0: never). 0 sockets: no gate, the
+# default — each refusal costs a handshake, and on a 5,000-socket storm the refused came
+# back so often that the crowd took 4-8 times longer to get in (docs/performance.md).
+HIRFA_OPENINGS_AT_ONCE = int(os.environ.get("HIRFA_OPENINGS_AT_ONCE", "0"))
 HIRFA_ADMISSION_LAG_MS = float(os.environ.get("HIRFA_ADMISSION_LAG_MS", "100"))
 HIRFA_MEETINGS_PER_MEMBER = int(os.environ.get("HIRFA_MEETINGS_PER_MEMBER", "2"))
 HIRFA_GROUPS_PER_DAY = int(os.environ.get("HIRFA_GROUPS_PER_DAY", "20"))
