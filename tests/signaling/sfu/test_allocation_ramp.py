@@ -100,7 +100,8 @@ def test_a_busy_server_loop_on_every_round_trip_does_not_fail_every_probe() -> N
 
 
 def test_on_a_narrow_link_probes_back_off_and_audio_comes_first() -> None:
-    """300 kbit/s, 150 ms: the first probe (at twice the estimate) queues for a moment and fails,
+    """300 kbit/s, 150 ms: the first probe (the usual ×1.5, not the start's doubling: that one
+    queued twice as long there) queues for a moment and fails,
     nothing overflows, the first voice is never paused; then probes back off."""
     link = Link(capacity=300_000, rtt=0.15)
     estimate, trace = run(link, 3.0)
