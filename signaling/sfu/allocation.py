@@ -31,7 +31,9 @@ the smaller of two figures:
   A probe is judged against the last round trip before it started (growth
   over his link and the server's loop as they are now): the least of the
   window may date from a quiet loop at his join, and a 30-participant
-  meeting's loop, 150 ms longer for good, failed every probe on it.
+  meeting's loop, 150 ms longer for good, failed every probe on it. A
+  round trip ``probe_queue_limit`` (300 ms) above the window's least fails
+  a probe too (a narrow link's standing queue must not grow further).
   Outside probes round trips only inform (his uplink and a busy server's
   event loop are on them too).
 
@@ -51,9 +53,9 @@ is never taken as held for lack of news, when round trips are measured); if one
 did — during the probe, or within ``probe_verify`` seconds of spending it —
 the probe failed and the next waits twice as long (up to ``max_probe_wait``). A tap
 on "try video again" probes at once. **At the start** (``startup``, until
-the first congestion: a failed probe, a loss cut, a falling REMB) probes
-start after half a calm second, the next at once when one held, and once
-the first (the usual step) held they double the estimate (``startup_step``), as a browser's own initial exponential probing: a
+the first congestion: a failed probe, a loss cut, a falling REMB) the first
+probe is the usual one (step and wait), and once it held the next come at
+once after half a calm second and double the estimate (``startup_step``), as a browser's own initial exponential probing: a
 clean link carries four cameras within about 2 s of the first round trip
 instead of 1.5 times per 1.6 s (about 9 s, and minutes when probes failed);
 on a narrow link the first probe fails as before (a doubling one queued
@@ -307,6 +309,7 @@ class DownlinkEstimate:
     #: many seconds (his link and the server's loop as they are now: what the probe adds is
     #: growth over it), not against the least of the whole ``delay_window``.
     probe_base_window: float = 2.0
+    probe_queue_limit: float = 0.3
     #: The longest wait (s) after failed probes (they double it): a failed probe only queues
     #: for half a second, and round trips on a busy server fail some that would have held.
     max_probe_wait: float = 8.0
@@ -450,7 +453,9 @@ class DownlinkEstimate:
             # may date from a quiet loop at his join (a 30-participant meeting's loop added 150 ms
             # for good, and every probe failed on it).
             probe_base = base if self._probe_base is None else self._probe_base
-            grew = rtt - probe_base > self.delay_threshold
+            # Nor does any probe run on a queue already ``probe_queue_limit`` above the window's
+            # least (a narrow link's standing queue: growth over it would overflow it).
+            grew = rtt - probe_base > self.delay_threshold or rtt - min(base, rtt) > self.probe_queue_limit
             if grew and self._probe_queueing:
                 self._congested(now)  # the probe filled his link
             self._probe_queueing = grew
@@ -553,7 +558,7 @@ class DownlinkEstimate:
             return None  # round trips will be measured: no probe is judged blind (unless none ever come)
         # Calm: no congestion for a while. Loss under ``high_loss`` is a lossy radio link, not
         # congestion (a 5 %-loss link must still let him climb).
-        after = self.startup_after if self.startup else self.probe_after
+        after = self.startup_after if self.startup and self.probes else self.probe_after
         calm = self.loss <= self.high_loss and now - self._calm_since >= after + self._probe_wait
         if not (calm or self._retry):
             return None
