@@ -7,16 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings as django_settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
 
 from hub import admission
 from hub.asgi import application
 from hub.protocol import BusyReason
-from tests import factories
+from tests.hub.test_asgi import session_cookie_for as cookie_for
 from tests.sockets import clear_presence
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
@@ -85,17 +81,6 @@ def test_turns_follow_the_pace_the_process_lets_sockets_in():
     assert gate.retry_after() - first == pytest.approx(0.05, abs=0.051)
     clock.now += 10  # the window forgets them: back to the assumed pace
     assert gate.pace() == pytest.approx(16)
-
-
-@sync_to_async
-def cookie_for(username: str) -> bytes:
-    user = factories.artisan(username)
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.save()
-    return f"{django_settings.SESSION_COOKIE_NAME}={session.session_key}".encode()
 
 
 async def welcomed(cookie: bytes) -> WebsocketCommunicator:
