@@ -4,16 +4,23 @@ one :class:`ForwardTrack` per subscription.
 Guarantees:
 
 * every packet of the publisher is forwarded to each subscriber as it
-  arrives (late and out-of-order packets too, audio included), never held
-  back to wait for the rest of its frame; the publisher's payloads are sent
-  unchanged, only the header is the subscription's own (SSRC, sequence
-  number shifted by a constant per run, timestamp by a constant per source),
-  so a loss upstream reaches the subscriber as the same gap and the
-  retransmission that fills it upstream fills it downstream too;
+  arrives (late and out-of-order packets too, audio included, up to 1023
+  packets behind the newest: further back the subscriber's SRTP replay
+  window refuses it), never held back to wait for the rest of its frame;
+  the publisher's payloads are sent unchanged, only the header is the
+  subscription's own (SSRC, sequence number shifted by a constant per run,
+  timestamp by a constant per source), so a loss upstream reaches the
+  subscriber as the same gap and the retransmission that fills it upstream
+  fills it downstream too;
 * a subscriber's video starts at the first packet of a keyframe, and after a
   deliberate gap (a full socket backlog, a moderator unmute, a new source)
   it resumes only at one, with sequence numbers that continue without a hole
   (nothing to NACK for what was dropped on purpose);
+* a subscription's sequence numbers never go back more than 1023 behind the
+  highest it sent, however long a run lasts and whatever sources, layers and
+  pauses it goes through (libsrtp refuses an index further back: replay_old);
+* one subscriber's failure to write (his SRTP refusing a packet) never costs
+  another subscriber of the track that packet;
 * a subscriber's NACKs are answered from the publisher's packet cache,
   each packet at most once per round trip of that subscriber, never while
   its socket backlog is over the bound, and within a per-second budget;
@@ -61,6 +68,9 @@ _FRAME_TICKS = {MediaKind.AUDIO: 960, MediaKind.VIDEO: 3000}
 #: extensions (~20 bytes), SRTP tag (10), UDP (8) and IPv4 (20) headers.
 WIRE_OVERHEAD_BITS = 58 * 8
 _CACHE = 1024  # packets of each published track kept for subscribers' NACKs (> 1 s of 1 Mbps video)
+#: How far behind the newest packet of a run a late one is still written (and a NACK answered):
+#: within the 1024-packet SRTP replay window of aiortc's and Chromium's libsrtp sessions.
+_LATEST = _CACHE - 1
 _NTP_ONE_SECOND = 1 << 32
 
 
@@ -431,7 +441,12 @@ class TrackForwarder:
             return
         index = layer.index
         for track in self._subscribers:
-            track.forward(packet, keyframe, index)
+            try:
+                track.forward(packet, keyframe, index)
+            except Exception:  # one subscriber's failure (his SRTP refusing a packet) costs the others nothing
+                track.write_errors += 1
+                if track.write_errors == 1:
+                    logger.exception("SFU: forwarding to %r failed (logged once per subscription)", track)
         for tap in self.taps:
             tap(packet, keyframe, index)
 
@@ -634,6 +649,8 @@ class ForwardTrack(MediaStreamTrack):
         self.nacks_refused = 0
         self.keyframe_requests_received = 0
         self.layer_switches = 0
+        #: Packets whose writing raised (the fan-out goes on to the next subscriber).
+        self.write_errors = 0
 
     def __repr__(self) -> str:
         return f"ForwardTrack({self.kind}, source={self._source!r})"
@@ -799,9 +816,15 @@ class ForwardTrack(MediaStreamTrack):
             self._layer = layer
             if self._rewrite_vp8:
                 self._start_vp8_run(packet.payload)
-        elif (seq - self._start_seq) & 0xFFFF >= 0x8000:
-            self.packets_dropped += 1
-            return  # from before this run started: the subscriber never had its frame
+        else:
+            if (seq - self._start_seq) & 0xFFFF >= 0x8000:
+                self.packets_dropped += 1
+                return  # from before this run started (he never had its frame), or too late
+            if (seq - self._start_seq) & 0xFFFF > _LATEST:
+                # The run's start follows its newest packet, _LATEST behind: it never ages into
+                # "before the run" (half the sequence space on), and what is written stays within
+                # the subscriber's SRTP replay window (libsrtp refuses an index further back).
+                self._start_seq = (seq - _LATEST) & 0xFFFF
         backlog = writer.backlog()
         if backlog > self._max_backlog and (self._video or backlog > 2 * self._max_backlog):
             self.packets_dropped += 1

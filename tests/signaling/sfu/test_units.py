@@ -653,3 +653,128 @@ async def test_consent_holds_while_checks_are_answered_and_expires_when_none_is(
     Pair.protocol.answering = False
     await asyncio.wait_for(task, 5)
     assert connection.closed and connection._query_consent_task is None
+
+
+class SrtpWriter(FakeWriter):
+    """A :class:`FakeWriter` that also protects each packet as the subscriber's SRTP session
+    does (aiortc's: one session for his transport, 1024-packet window, repeats allowed) and
+    keeps what libsrtp refuses: a sequence number too far behind the last one sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import pylibsrtp
+
+        policy = pylibsrtp.Policy(key=bytes(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+        policy.allow_repeat_tx = True
+        policy.window_size = 1024
+        self._session = pylibsrtp.Session(policy)
+        self._error = pylibsrtp.Error
+        self.refused: list[tuple[int, str]] = []
+
+    def send(
+        self, payload: bytes, seq: int, timestamp: int, marker: bool, audio_level: int | None = None,
+        payload_type: int | None = None,
+    ) -> bool:
+        header = bytes((0x80, 96)) + seq.to_bytes(2, "big") + timestamp.to_bytes(4, "big") + (4321).to_bytes(4, "big")
+        try:
+            self._session.protect(header + payload)
+        except self._error as exc:
+            self.refused.append((seq, str(exc)))
+        return super().send(payload, seq, timestamp, marker, audio_level, payload_type)
+
+
+def assert_never_behind(seqs: list[int], window: int) -> None:
+    """No sequence number more than ``window`` behind the highest written before it."""
+    top = seqs[0]
+    for seq in seqs[1:]:
+        if (seq - top) & 0xFFFF < 0x8000:
+            top = seq
+        else:
+            assert (top - seq) & 0xFFFF < window, f"{seq} written after {top}"
+
+
+def test_a_run_longer_than_half_the_sequence_space_goes_on_with_red_and_nack_answers() -> None:
+    """One uninterrupted run (a voice that stays in his slot for 23 minutes, a screen shared
+    for 6): every packet is forwarded, each sequence number one after the last, RED is still
+    built and a NACK is still answered: a run's start does not age into "before the run" once
+    the publisher's sequence numbers are 32,768 past it (they dropped the next 32,768 packets,
+    then wrote sequence numbers 32,768 behind the last sent: libsrtp's replay_old)."""
+    source = FakeSource()
+    track, writer = ForwardTrack(MediaKind.AUDIO, max_backlog=1000), SrtpWriter()
+    track.red_payload_type, track.red_distance = 111, 1
+    track.attach(source)  # type: ignore[arg-type]
+    track.start_sending(writer)  # type: ignore[arg-type]
+    for n in range(70_000):
+        packet = rtp(1000 + n, n * 960, b"opus")
+        source.packets[packet.sequence_number] = packet
+        track.forward(packet, False)
+    seqs = writer.seqs()
+    assert track.packets_dropped == 0 and len(seqs) == 70_000
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs))
+    assert writer.refused == []
+    assert track.red_built == 70_000 and len(writer.sent[-1][0]) > len(b"opus") + 1, "RED carries the packet before"
+    track.on_nack(seqs[-2])
+    assert [seq for _, seq, _, _ in writer.resent] == [seqs[-2]]
+
+
+def test_a_slot_switching_sources_and_pausing_never_writes_a_sequence_number_libsrtp_refuses() -> None:
+    """A slot (a screen shared for long, then his camera moved in, paused and resumed, the
+    screen back) goes on forward whatever the publishers' sequence numbers: a late packet of
+    the current run is written in place only within libsrtp's window, never further back."""
+    screen, camera = FakeSource(), FakeSource()
+    screen.codec = camera.codec = VideoCodec.VP8  # type: ignore[attr-defined]
+    track, writer = ForwardTrack(MediaKind.VIDEO, max_backlog=1000), SrtpWriter()
+    track.continuous = True
+    track.start_sending(writer)  # type: ignore[arg-type]
+
+    def run(source: FakeSource, first: int, count: int, ts: int) -> None:
+        feed(track, source, rtp(first, ts, VP8_KEY_START, marker=True))
+        for n in range(1, count):
+            feed(track, source, rtp(first + n, ts + n * 3000, VP8_DELTA_START, marker=True))
+
+    track.attach(screen)  # type: ignore[arg-type]
+    run(screen, 60_000, 70_000, 0)  # over 65,536 packets: the publisher's numbers wrap too
+    feed(track, screen, rtp(60_000 + 70_000 - 1500, 3000 * (70_000 - 1500), VP8_MIDDLE))  # a retransmission far too late
+    track.attach(camera)  # type: ignore[arg-type]
+    run(camera, 5, 300, 77)
+    track.set_paused(True)
+    run(camera, 305, 100, 77 + 305 * 3000)
+    track.set_paused(False)
+    run(camera, 405, 300, 77 + 405 * 3000)
+    feed(track, camera, rtp(700, 77 + 700 * 3000, VP8_MIDDLE))  # late, and still within the run
+    track.attach(screen)  # type: ignore[arg-type]
+    run(screen, 60_000 + 70_000 + 10, 300, 3000 * (70_000 + 10))
+    assert writer.refused == []
+    assert_never_behind(writer.seqs(), 1024)
+    assert len([marker for *_, marker in writer.sent if marker]) == 70_000 + 300 + 300 + 300, "a frame was dropped"
+    assert len(writer.sent) == 70_000 + 300 + 300 + 300 + 1, "only the far too late packet is left out"
+    stamps = [ts for _, _, ts, marker in writer.sent if marker]
+    assert all(0 < (b - a) & 0xFFFFFFFF < 0x80000000 for a, b in itertools.pairwise(stamps)), "a frame's time went back"
+
+
+async def test_a_subscription_whose_writing_fails_costs_the_other_subscribers_nothing() -> None:
+    """The fan-out goes on past a subscriber whose writer raised (his SRTP session refusing a
+    packet did raise out of the publisher's packet handler: the subscribers after him in the
+    forwarder's list lost that packet)."""
+    import pylibsrtp
+
+    from signaling.sfu.forwarding import TrackForwarder
+
+    class RefusingWriter(FakeWriter):
+        def send(self, *args: object, **kwargs: object) -> bool:
+            raise pylibsrtp.Error("replay check failed (index too old)")
+
+    forwarder = TrackForwarder(
+        participant_id="amina", source=TrackSource.MICROPHONE, codec=None, receiver=FakeReceiver(),  # type: ignore[arg-type]
+        keyframe_interval=0.5,
+    )
+    tracks = [ForwardTrack(MediaKind.AUDIO, max_backlog=1000) for _ in range(3)]
+    writers = [FakeWriter(), RefusingWriter(), FakeWriter()]
+    for track, writer in zip(tracks, writers, strict=True):
+        track.attach(forwarder)
+        track.start_sending(writer)  # type: ignore[arg-type]
+    for seq in range(5):
+        forwarder.on_packet(rtp(seq, seq * 960, b"opus"))
+    assert [len(w.sent) for w in writers] == [5, 0, 5]
+    assert tracks[1].write_errors == 5
+    await forwarder.close()
