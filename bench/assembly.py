@@ -693,11 +693,273 @@ def renegotiations(reports: list[dict[str, Any]], joins: list[dict[str, Any]], c
     }
 
 
+
+# ---------------------------------------------------------------- offers on the SFU's loop (in process)
+
+
+class LoopMeter:
+    """What the event loop spends while a window is open, in seconds: ``own``, the steps of the
+    measured task and of the tasks it starts meanwhile (what the work itself holds the loop for),
+    its longest step, and ``busy``, every callback (the rest is the meeting's background: other
+    peers' RTCP and ICE timers)."""
+
+    def __init__(self) -> None:
+        self.open = False
+        self.tasks: set[Any] = set()
+        self.own = self.longest = self.busy = 0.0
+
+    def install(self) -> Any:
+        """Wraps ``asyncio.Handle._run`` (task steps and callbacks alike) and the loop's task
+        factory; returns the undo."""
+        real = asyncio.events.Handle._run
+        loop = asyncio.get_running_loop()
+        meter = self
+
+        def run(handle: asyncio.Handle) -> None:
+            if not meter.open:
+                return real(handle)
+            began = time.perf_counter()
+            try:
+                return real(handle)
+            finally:
+                spent = time.perf_counter() - began
+                meter.busy += spent
+                # a task's step or wake-up is a method of the task
+                if getattr(handle._callback, "__self__", None) in meter.tasks:  # type: ignore[attr-defined]
+                    meter.own += spent
+                    meter.longest = max(meter.longest, spent)
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            task = asyncio.Task(coro, loop=loop, **kwargs)
+            if meter.open and asyncio.current_task(loop) in meter.tasks:
+                meter.tasks.add(task)
+            return task
+
+        asyncio.events.Handle._run = run  # type: ignore[method-assign,assignment]
+        loop.set_task_factory(factory)  # type: ignore[arg-type]
+
+        def undo() -> None:
+            asyncio.events.Handle._run = real  # type: ignore[method-assign]
+            loop.set_task_factory(None)
+
+        return undo
+
+    async def measure(self, awaitable: Any) -> tuple[Any, dict[str, float]]:
+        """Await ``awaitable`` in a task of its own with the window open: its result and the
+        window's ``own_ms``, ``longest_ms`` and ``busy_ms``."""
+        self.own = self.longest = self.busy = 0.0
+        self.open = True
+        task = asyncio.ensure_future(awaitable)
+        self.tasks = {task}
+        try:
+            result = await task
+        finally:
+            self.open = False
+        return result, {"own_ms": 1000 * self.own, "longest_ms": 1000 * self.longest, "busy_ms": 1000 * self.busy}
+
+
+class _Silent:
+    """A published track that never yields a frame: its m-line is sendonly, no media flows."""
+
+    def __new__(cls, kind: str) -> Any:
+        from aiortc.mediastreams import MediaStreamTrack
+
+        class Silent(MediaStreamTrack):
+            async def recv(self) -> Any:
+                await asyncio.Event().wait()
+
+        track = Silent()
+        track.kind = kind
+        return track
+
+
+async def _offer_sizes(sizes: list[int], probes: int, audio_slots: int, video_slots: int, cameras: int,
+                       port_base: int) -> list[dict[str, Any]]:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.rtcconfiguration import RTCBundlePolicy
+
+    from signaling.sfu import Sfu, SfuConfig, TrackSource
+    from signaling.sfu.aiortc_hooks import HostCandidatePolicy, configure_host_candidates
+
+    server = Sfu(SfuConfig(announced_addresses=(HOST,), bind_address=HOST, port_min=port_base,
+                           port_max=port_base + 499, audio_slots=audio_slots, video_slots=video_slots,
+                           allocation_interval=0))
+    client_policy = HostCandidatePolicy(bind_address=HOST, announced_addresses=(HOST,), port_min=port_base + 500,
+                                        port_max=port_base + 999)
+    meeting = server.meeting("offers")
+    meter = LoopMeter()
+    undo = meter.install()
+    peers: dict[str, Any] = {}
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    samples: list[dict[str, Any]] = []
+    settled = asyncio.Event()
+    pending: list[int] = [0]  # negotiations queued or under way
+
+    async def negotiator() -> None:
+        # One negotiation at a time, so that each window holds one offer or one answer.
+        try:
+            await negotiate_forever()
+        except BaseException as error:
+            failure.append(error)
+            settled.set()
+            raise
+
+    failure: list[BaseException] = []
+
+    async def negotiate_forever() -> None:
+        while True:
+            participant, probe = await queue.get()
+            try:
+                await negotiate(participant, probe)
+            finally:
+                pending[0] -= 1
+                if not pending[0]:
+                    settled.set()
+
+    async def negotiate(participant: Any, probe: int | None) -> None:
+        pc = peers.get(participant.id)
+        if pc is None or participant.state.value == "closed":
+            return
+        offer, offer_loop = await meter.measure(participant.create_offer())
+        await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+        transceivers = {t.mid: t for t in pc.getTransceivers()}
+        for slot in offer.slots:
+            transceiver = transceivers.get(slot.mid)
+            if (transceiver is not None and slot.direction.value == "publish" and transceiver.sender.track is None
+                    and slot.source is not None):
+                transceiver.sender.replaceTrack(_Silent(slot.kind.value))
+                transceiver.direction = "sendonly"
+        configure_host_candidates(pc, client_policy)
+        await pc.setLocalDescription(await pc.createAnswer())
+        _, answer_loop = await meter.measure(
+            participant.apply_answer(pc.localDescription.sdp, revision=offer.revision))
+        if probe is not None:
+            samples.append({"size": probe, "offer": offer_loop, "answer": answer_loop, "sdp_bytes": len(offer.sdp),
+                            "mlines": offer.sdp.count("\r\nm="), "first": offer.revision == 1})
+
+    def needed(probe: list[int | None]) -> Any:
+        def on_negotiation_needed(participant: Any) -> None:
+            pending[0] += 1
+            settled.clear()
+            queue.put_nowait((participant, probe[0]))
+        return on_negotiation_needed
+
+    probe_size: list[int | None] = [None]  # the size being measured (None while filling)
+
+    async def join(name: str, sources: tuple[Any, ...]) -> Any:
+        peers[name] = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        participant = await meeting.join(name, on_negotiation_needed=needed(probe_size))
+        for source in sources:
+            participant.publish(source)
+        await settle()
+        return participant
+
+    async def settle() -> None:
+        await asyncio.sleep(0)
+        while pending[0] and not failure:
+            settled.clear()
+            await settled.wait()
+        if failure:
+            raise RuntimeError("a negotiation failed") from failure[0]
+
+    async def leave(name: str) -> None:
+        await meeting.leave(name)
+        await peers.pop(name).close()
+        await settle()
+
+    worker = asyncio.ensure_future(negotiator())
+    rows = []
+    try:
+        count = 0
+        for size in sorted(sizes):
+            while count < size - 1:
+                camera = count < cameras
+                await join(f"p{count}", (TrackSource.CAMERA, TrackSource.MICROPHONE) if camera
+                           else (TrackSource.MICROPHONE,))
+                count += 1
+            probe_size[0] = size
+            first = len(samples)
+            for index in range(probes):
+                # The size-th participant joins with his mic, turns his camera on (his own
+                # renegotiation), and leaves.
+                name = f"probe{size}-{index}"
+                participant = await join(name, (TrackSource.MICROPHONE,))
+                deadline = time.monotonic() + 10
+                while participant.state.value != "connected" and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)  # his DTLS handshake is not the renegotiation's
+                participant.publish(TrackSource.CAMERA)
+                await settle()
+                await leave(name)
+            probe_size[0] = None
+            mine = samples[first:]
+            rows.append(_offer_row(size, mine, audio_slots, video_slots))
+    finally:
+        worker.cancel()
+        undo()
+        for pc in peers.values():
+            await pc.close()
+        await server.close()
+    return rows
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
+
+
+def _offer_row(size: int, samples: list[dict[str, Any]], audio_slots: int, video_slots: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"participants": size, "slots": [audio_slots, video_slots], "offers": len(samples)}
+    for name, chosen in (("", samples), ("join_", [s for s in samples if s["first"]]),
+                         ("renegotiation_", [s for s in samples if not s["first"]])):
+        for key in ("offer", "answer"):
+            for figure, field_name in (("loop_ms", "own_ms"), ("longest_step_ms", "longest_ms"),
+                                       ("window_busy_ms", "busy_ms")):
+                values = [s[key][field_name] for s in chosen]
+                row[f"{name}{key}_{figure}"] = {"p50": _percentile(values, 0.5), "p99": _percentile(values, 0.99)}
+    row["sdp_bytes"] = [min(s["sdp_bytes"] for s in samples), max(s["sdp_bytes"] for s in samples)] if samples else []
+    row["mlines"] = sorted({s["mlines"] for s in samples})
+    return row
+
+
+def measure_offers(sizes: list[int], *, probes: int = 10, audio_slots: int = 3, video_slots: int = 9,
+                   cameras: int = 4, port_base: int = 46000) -> list[dict[str, Any]]:
+    """``offer_loop_ms``: the SFU's event-loop time (p50/p99) to make one offer (``create_offer``:
+    aiortc's createOffer and setLocalDescription, our SDP edits) and to apply its answer, at each
+    meeting size. In one process: an SFU with slots, in-process aiortc peers answering (outside
+    the windows), no media; ``probes`` participants join as the size-th (first offer), turn their
+    camera on (a renegotiation of their own) and leave. Negotiations run one at a time, so a window
+    holds one; the allocator is off (``allocation_interval=0``) so that its ticks stay out of them."""
+    return asyncio.run(_offer_sizes(sizes, probes, audio_slots, video_slots, cameras, port_base))
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "generator":
         with open(sys.argv[2]) as spec_file:
             generator_spec = json.load(spec_file)
         with open(generator_spec["clip"], "rb") as clip_file:
             asyncio.run(run_generator(generator_spec, pickle.load(clip_file)))
+    elif len(sys.argv) >= 2 and sys.argv[1] == "offers":
+        import argparse
+
+        parser = argparse.ArgumentParser(prog="bench/assembly.py offers", description=measure_offers.__doc__)
+        parser.add_argument("--sizes", default="8,20,40,100")
+        parser.add_argument("--probes", type=int, default=10)
+        parser.add_argument("--audio-slots", type=int, default=3)
+        parser.add_argument("--video-slots", type=int, default=9)
+        parser.add_argument("--json", action="store_true")
+        args = parser.parse_args(sys.argv[2:])
+        base = int(os.environ.get("HIRFA_BENCH_PORT_BASE", "46000"))
+        results = measure_offers([int(s) for s in args.sizes.split(",") if s], probes=args.probes,
+                                 audio_slots=args.audio_slots, video_slots=args.video_slots, port_base=base)
+        if args.json:
+            print(json.dumps({"command": " ".join(["python", "bench/assembly.py", *sys.argv[1:]]),
+                              "load_average": os.getloadavg(), "results": results}, indent=2))
+        else:
+            for result in results:
+                print(f"{result['participants']:4d} participants: offer_loop_ms p50 {result['offer_loop_ms']['p50']}"
+                      f" p99 {result['offer_loop_ms']['p99']}, answer p50 {result['answer_loop_ms']['p50']}"
+                      f" p99 {result['answer_loop_ms']['p99']}, m-lines {result['mlines']}")
     else:
-        sys.exit("usage: bench/assembly.py generator SPEC (started by bench/meeting_adapt.py --cases assembly)")
+        sys.exit("usage: bench/assembly.py generator SPEC (started by bench/meeting_adapt.py --cases assembly)\n"
+                 "       bench/assembly.py offers [--sizes 8,20,40,100] [--probes 10] [--json]")
