@@ -16,26 +16,36 @@ the smaller of two figures:
   report weighs nothing; a reading just over ``high_loss`` is judged over more
   packets, up to ``loss_packets_max``, unless it is clearly over); above ``high_loss`` (10 %) lost, it drops to what
   was sent times ``1 - loss/2`` — if what was sent was near the estimate (or
-  a probe ran): loss while far less is sent is a lossy link, not a full one; below ``low_loss`` (2 %) it grows by 8 %;
-  in between it holds. It starts at ``initial`` (300 kbit/s, a browser's
+  a probe ran): loss while far less is sent is a lossy link, not a full one; below ``low_loss`` (2 %) it grows by 8 %
+  — likewise only if what was sent was near it: nothing lost while far less is
+  sent says nothing of more (an audio-only subscriber's figure crept 8 % a
+  report over his 300 kbit/s link, and each probe, 1.5 times it, queued
+  faster than any round trip could tell); in between it holds. It starts at ``initial`` (300 kbit/s, a browser's
   own start rate: a phone on 3G must not be flooded before the first
   signals; probes and loss-free reports raise it within seconds on a wider
   link).
 
 * a delay signal that judges probes: the round trip of a STUN binding
   request to his browser, every ``allocation_interval`` (every 0.1 s during
-  a probe). Two in a row more than ``delay_threshold`` (100 ms) above the
-  least of the last ``delay_window`` seconds while a probe runs mean the
-  probe is filling his link's queue: it fails before any packet is lost —
-  and long before his receiver reports (every 5 s for audio) would say so.
-  A probe is judged against the last round trip before it started (growth
-  over his link and the server's loop as they are now): the least of the
-  window may date from a quiet loop at his join, and a 30-participant
-  meeting's loop, 150 ms longer for good, failed every probe on it. A
-  round trip ``probe_queue_limit`` (300 ms) above the window's least fails
-  a probe too (a narrow link's standing queue must not grow further).
-  Outside probes round trips only inform (his uplink and a busy server's
-  event loop are on them too).
+  a probe). While a probe runs, the first round trip more than
+  ``delay_threshold`` (100 ms) above the least of the ``probe_base_window``
+  (1 s) before it (growth over his link and the server's loop as they are
+  now: the least of the whole ``delay_window`` may date from a quiet loop at
+  his join, and a 30-participant meeting's loop, 150 ms longer for good,
+  failed every probe on it), or ``probe_queue_limit`` (200 ms) above the
+  window's least (a standing queue — his own uplink's, say — must not grow
+  further), stops its padding at once (:meth:`DownlinkEstimate.padding`):
+  on a 300 kbit/s link a probe's queue grows by 0.6 s a second, each round
+  trip comes back later than the last, and waiting for a second one let it
+  overflow the lab's 300 ms queue with his voices in it. The next round
+  trip says: grown too — the probe is filling his link, it fails, before any
+  packet is lost and long before his receiver reports (every 5 s for audio)
+  would say so; back down — one late answer (a busy loop): the padding goes
+  on, or, after the probe's end, no verdict (nothing taken back, no
+  back-off, but no doubling next). A ping not answered within
+  ``ping_timeout`` is no round trip: no probe starts while the last second's
+  went unanswered. Outside probes round trips only inform (his uplink and
+  a busy server's event loop are on them too).
 
 A REMB estimator only rises to about 1.5 times what it receives, so a
 subscriber held at a low layer (or audio-only) could never show room for
@@ -46,7 +56,9 @@ his connection up to a target (``probe_step`` times the estimate, or
 ``probe_min_step`` more, at most a little above what he wants) with
 padding-only RTX packets for ``probe_duration`` (short: what a link cannot
 carry only queues for half a second, it does not overflow and take his
-audio with it); if neither loss nor a falling REMB said no, his link is
+audio with it; the padding stops then, even while the probe waits for its
+last round trip — it used to run on until the next allocation round judged
+it, about a second in all); if neither loss nor a falling REMB said no, his link is
 taken to carry the target (``proven``) and the allocator spends it — once a
 round trip measured after the probe's end came back without delay (a probe
 is never taken as held for lack of news, when round trips are measured); if one
@@ -54,7 +66,7 @@ did — during the probe, or within ``probe_verify`` seconds of spending it —
 the probe failed and the next waits twice as long (up to ``max_probe_wait``). A tap
 on "try video again" probes at once. **At the start** (``startup``, until
 the first congestion: a failed probe, a loss cut, a falling REMB) the first
-probe is the usual one (step and wait), and once it held the next come at
+probe is the usual one (step and wait), and once one held the next come at
 once after half a calm second and double the estimate (``startup_step``), as a browser's own initial exponential probing: a
 clean link carries four cameras within about 2 s of the first round trip
 instead of 1.5 times per 1.6 s (about 9 s, and minutes when probes failed);
@@ -305,11 +317,17 @@ class DownlinkEstimate:
     startup: bool = True
     startup_step: float = 2.0
     startup_after: float = 0.5
-    #: A probe is judged against the last round trip before it started, if measured within this
-    #: many seconds (his link and the server's loop as they are now: what the probe adds is
-    #: growth over it), not against the least of the whole ``delay_window``.
-    probe_base_window: float = 2.0
-    probe_queue_limit: float = 0.3
+    #: A probe is judged against the least round trip of the last this many seconds before it
+    #: started (his link and the server's loop as they are now: what the probe adds is growth
+    #: over it), not against the least of the whole ``delay_window``; a ping that timed out is no
+    #: round trip (nor is it a base: no probe starts on it).
+    probe_base_window: float = 1.0
+    #: A round trip this much (s) above the window's least also stops a probe (a standing queue
+    #: — his own uplink's, say — must not grow further). Under the lab's 300 ms queue: at that
+    #: limit, a probe only stopped once the queue was full.
+    probe_queue_limit: float = 0.2
+    #: What a ping that was not answered reports (``aiortc_hooks.stun_round_trip``'s timeout).
+    ping_timeout: float = 1.0
     #: The longest wait (s) after failed probes (they double it): a failed probe only queues
     #: for half a second, and round trips on a busy server fail some that would have held.
     max_probe_wait: float = 8.0
@@ -344,9 +362,12 @@ class DownlinkEstimate:
     _lost: int = 0
     _delays: list[tuple[float, float]] = field(default_factory=list)
     _queueing: bool = False
-    #: The round trip a probe in flight is judged against, and whether the last was above it.
+    #: The round trip a probe in flight is judged against, and whether one came back above it
+    #: (its padding stopped then; the next round trip says whether it failed).
     _probe_base: float | None = None
     _probe_queueing: bool = False
+    #: Whether the last probe held (at the start, the next then doubles).
+    _held_last: bool = False
     #: When the last round trip measured was sent (``None``: never; probes are then judged by time).
     delay_at: float | None = None
     #: When round trips began to be measured (``None``: they are not); no probe starts before
@@ -389,6 +410,8 @@ class DownlinkEstimate:
             self.cut = True
             self._congested(now)
         elif fraction < self.low_loss:
+            if self.probe_target is None and self.sending and self.sending < 0.7 * self.value(now):
+                return  # far less than his estimate was sent: nothing lost says nothing of more
             self.loss_based = min(self.ceiling, self.loss_based * 1.08)
 
     def on_report(self, ssrc: int, highest: int, lost: int, now: float) -> None:
@@ -449,7 +472,7 @@ class DownlinkEstimate:
         self._delays = delays
         queueing = rtt - min(base, rtt) > self.delay_threshold
         if self.probe_target is not None:
-            # Judged against the round trip just before the probe: the least of the whole window
+            # Judged against the round trips just before the probe: the least of the whole window
             # may date from a quiet loop at his join (a 30-participant meeting's loop added 150 ms
             # for good, and every probe failed on it).
             probe_base = base if self._probe_base is None else self._probe_base
@@ -458,12 +481,29 @@ class DownlinkEstimate:
             grew = rtt - probe_base > self.delay_threshold or rtt - min(base, rtt) > self.probe_queue_limit
             if grew and self._probe_queueing:
                 self._congested(now)  # the probe filled his link
-            self._probe_queueing = grew
+            elif grew:
+                # The padding stops at once (:meth:`padding`): on a 300 kbit/s link a probe's
+                # queue grows by 0.6 s a second, and waiting for a second round trip (each one
+                # slower than the last) let it overflow the lab's 300 ms queue with his voices in it.
+                self._probe_queueing = True
+            elif self._probe_queueing and now < self.probe_started + self.probe_duration:
+                self._probe_queueing = False  # one late answer (a busy loop), not his link: pad on
+            elif self._probe_queueing:
+                self._void(now)  # the same, but its time is up: no verdict
         # Outside probes the round trip only informs: his own uplink is on it too, and so is a
         # busy server's event loop (in the lab at load 15, round trips rose with nothing queued,
         # and cutting on them brought a 5 %-loss link's estimate down to the floor).
         self._queueing = queueing
         self.delay_at = sent if sent is not None else now
+
+    def padding(self, now: float) -> float | None:
+        """What to pad his connection up to now (bit/s), or ``None``: the probe's target during
+        its ``probe_duration``, until a round trip came back grown. The probe is judged after
+        that (:meth:`round`), with no padding: what it queued is still in his link's queue for
+        the round trips sent then, and his voices are in that queue too."""
+        if self.probe_target is None or self._probe_queueing or now >= self.probe_started + self.probe_duration:
+            return None
+        return self.probe_target
 
     @property
     def queueing(self) -> bool:
@@ -536,15 +576,17 @@ class DownlinkEstimate:
             ended = self.probe_started + self.probe_duration
             if now < ended:
                 return self.probe_target
-            if self.delay_at is not None and self.delay_at < ended - 0.1 and now < ended + 1.0:
-                return self.probe_target  # its round trip is not back yet: keep it up a moment
-            if self.delay_at is not None and self.delay_at < ended - 0.1:
+            waiting = self._probe_queueing or (self.delay_at is not None and self.delay_at < ended - 0.1)
+            if waiting and now < ended + 1.0:
+                return self.probe_target  # its round trip (or the one after a late one) is not back yet
+            if waiting:
                 self._congested(now)  # no round trip came back from under the probe
                 return None
             # It held (a failure ends it at once): his link carries the target.
             self.proven = max(self.proven, self.probe_target)
             self.loss_based = max(self.loss_based, self.probe_target)
             self.probe_target = None
+            self._held_last = True
             self._held_at, self._held_wait, self._probe_wait = now, self._probe_wait, 0.0
             # Climb on without a full wait (at the start, at once).
             self._calm_since = now - (self.startup_after if self.startup else self.probe_after / 2)
@@ -556,6 +598,10 @@ class DownlinkEstimate:
             return None
         if self.delay_since is not None and self.delay_at is None and now - self.delay_since < self.delay_wait:
             return None  # round trips will be measured: no probe is judged blind (unless none ever come)
+        recent = [rtt for at, rtt in self._delays if at >= now - self.probe_base_window]
+        answered = [rtt for rtt in recent if rtt < self.ping_timeout]
+        if recent and not answered:
+            return None  # his last pings were not answered: no probe on a link that may be full
         # Calm: no congestion for a while. Loss under ``high_loss`` is a lossy radio link, not
         # congestion (a 5 %-loss link must still let him climb).
         after = self.startup_after if self.startup and self.probes else self.probe_after
@@ -565,12 +611,11 @@ class DownlinkEstimate:
         self._retry = False
         # The first probe is the usual step (on a narrow link it fails as before, and a doubling
         # one queued twice as much there); once one held, the start doubles.
-        factor = self.startup_step if self.startup and self.probes else self.probe_step
+        factor = self.startup_step if self.startup and self._held_last else self.probe_step
         step = max(estimate * factor, estimate + self.probe_min_step)
         self.probe_target = min(wanted * 1.1, step, self.ceiling)
         self._loss_before_probe = self.loss_based
-        last = self._delays[-1] if self._delays else None
-        self._probe_base = last[1] if last is not None and last[0] >= now - self.probe_base_window else None
+        self._probe_base = min(answered, default=None)
         self._probe_queueing = False
         self.probe_started = now
         self.probes += 1
@@ -580,8 +625,21 @@ class DownlinkEstimate:
     def probing(self) -> bool:
         return self.probe_target is not None
 
+    def _void(self, now: float) -> None:
+        """The probe in flight stopped on one late round trip that the next did not confirm: no
+        verdict (a busy loop's hiccup, or a short queue drained meanwhile): nothing is taken back
+        and the wait does not double, but the next probe is the usual step, not the start's
+        doubling (a doubling probe on a narrow link overflows its queue before any round trip
+        can say so)."""
+        self.probe_target = None
+        self._probe_queueing = False
+        self._held_last = False
+        self._calm_since = now - (0.0 if self.startup else self.probe_after / 2)
+
     def _congested(self, now: float) -> None:
         self._calm_since = now
+        self._probe_queueing = False
+        self._held_last = False
         self.startup = False
         self.proven = 0.0
         if self.probe_target is not None:

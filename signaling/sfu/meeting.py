@@ -646,7 +646,10 @@ class Participant:
 
     def _pad(self) -> None:
         self._pacer = None
-        target = self._probe_target
+        # The estimate says at each tick whether to pad: a probe's padding stops the moment a
+        # round trip comes back grown or its time is up, not at the next allocation round (half
+        # a second later, his voices queued behind it).
+        target = self._downlink.padding(time.monotonic()) if self._probe_target is not None else None
         if target is None or self._state is ParticipantState.CLOSED:
             return
         deficit = target - self._downlink.sending

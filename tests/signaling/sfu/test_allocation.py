@@ -413,7 +413,9 @@ def test_round_trips_that_grow_cut_the_estimate_and_judge_probes() -> None:
     assert estimate.round(0.0, wanted=900_000) is None
     assert estimate.round(2.0, wanted=900_000) == 450_000
     estimate.on_delay(0.15, 2.3, sent=2.15)
-    assert estimate.round(2.5, wanted=900_000) == 450_000, "no round trip from its end yet: keep it up"
+    assert estimate.padding(2.3) == 450_000, "padded up to the target for probe_duration"
+    assert estimate.round(2.5, wanted=900_000) == 450_000, "no round trip from its end yet: still judged"
+    assert estimate.padding(2.5) is None, "but no longer padded"
     estimate.on_delay(0.16, 2.61, sent=2.45)
     assert estimate.round(2.7, wanted=900_000) is None and estimate.value(2.7) == 450_000
     # ...failed when round trips grow under it...
@@ -458,3 +460,71 @@ def test_a_lossy_radio_link_is_not_read_as_a_full_one_from_small_samples() -> No
         highest, lost = counters[ssrc]
         estimate.on_report(ssrc, highest + 20, lost + 7, 120.5)
     assert estimate.cut and estimate.value(120.5) < before, "a third lost over 40 packets is congestion"
+
+
+def test_a_probe_stops_padding_at_the_first_late_round_trip() -> None:
+    """On the lab's 300 kbit/s link a probe's queue grows by about 0.6 s a second and each round
+    trip comes back later than the last: the padding stops at the first that grew (and at the
+    probe's end at the latest, while it is still judged), not at the second or at the next
+    allocation round — his voices wait in that queue. The next round trip says whether it
+    failed; one late answer followed by a clean one (a busy loop) pads on."""
+    estimate = DownlinkEstimate(startup=False, initial=300_000)
+    assert estimate.round(0.0, wanted=900_000) is None
+    estimate.on_delay(0.15, 1.5, sent=1.35)
+    assert estimate.round(2.0, wanted=900_000) == 450_000 and estimate.padding(2.0) == 450_000
+    estimate.on_delay(0.30, 2.3, sent=2.0)
+    assert estimate.probing and estimate.padding(2.3) is None, "the first late round trip stops the padding"
+    assert estimate.probes_failed == 0
+    estimate.on_delay(0.35, 2.65, sent=2.3)
+    assert not estimate.probing and estimate.probes_failed == 1 and estimate.value(2.7) == 300_000
+
+    # A busy loop's hiccup: padding pauses for one round trip, then goes on, and the probe holds.
+    estimate = DownlinkEstimate(startup=False, initial=300_000)
+    assert estimate.round(0.0, wanted=900_000) is None
+    estimate.on_delay(0.15, 1.5, sent=1.35)
+    assert estimate.round(2.0, wanted=900_000) == 450_000
+    estimate.on_delay(0.30, 2.3, sent=2.0)
+    assert estimate.padding(2.3) is None
+    estimate.on_delay(0.15, 2.45, sent=2.3)
+    assert estimate.padding(2.45) == 450_000, "a clean round trip after it: pad on"
+    estimate.on_delay(0.15, 2.6, sent=2.45)
+    assert estimate.round(2.6, wanted=900_000) is None and estimate.value(2.6) == 450_000 and not estimate.probes_failed
+
+    # Late once after its end, clean after: no verdict — nothing taken back, no back-off, and
+    # the start's next probe is the usual step, not a doubling one.
+    estimate = DownlinkEstimate(initial=300_000)
+    assert estimate.round(0.0, wanted=2_000_000) is None
+    estimate.on_delay(0.15, 1.5, sent=1.35)
+    assert estimate.round(2.0, wanted=2_000_000) == 450_000
+    estimate.on_delay(0.15, 2.15, sent=2.0)
+    estimate.on_delay(0.30, 2.6, sent=2.45)
+    estimate.on_delay(0.16, 2.76, sent=2.6)
+    assert not estimate.probing and not estimate.probes_failed and estimate.value(2.8) == 300_000
+    assert estimate.round(3.3, wanted=2_000_000) == 450_000
+
+
+def test_no_probe_starts_while_his_pings_go_unanswered() -> None:
+    """A ping not answered within its timeout (his link full, or his own uplink's queue) is no
+    round trip to judge a probe against: no probe starts on it."""
+    estimate = DownlinkEstimate(startup=False, initial=300_000)
+    assert estimate.round(0.0, wanted=900_000) is None
+    estimate.on_delay(0.15, 0.5)
+    estimate.on_delay(1.0, 2.5, sent=1.5)
+    assert estimate.round(2.5, wanted=900_000) is None
+    estimate.on_delay(0.16, 3.16, sent=3.0)
+    assert estimate.round(3.2, wanted=900_000) == 450_000
+
+
+def test_reports_of_nothing_lost_while_far_less_is_sent_do_not_raise_the_estimate() -> None:
+    """An audio-only subscriber on a 300 kbit/s link is sent 150 kbit/s: nothing lost says nothing
+    of what more would do. Raised by 8 % at each report, his estimate stood 40 % over his link
+    within half a minute, and each probe (1.5 times it) queued faster than any round trip could
+    tell (the lab's narrow case: 2-4 % of his audio lost)."""
+    estimate = DownlinkEstimate(startup=False, initial=300_000)
+    estimate.sending = 150_000
+    for second in range(30):
+        estimate.on_loss(0.0, float(second))
+    assert estimate.value(30.0) == 300_000
+    estimate.sending = 280_000
+    estimate.on_loss(0.0, 31.0)
+    assert estimate.value(31.0) == 324_000, "sent near it, nothing lost: it grows"

@@ -115,3 +115,123 @@ def test_on_a_narrow_link_probes_back_off_and_audio_comes_first() -> None:
     estimate, trace = run(link, 30.0)
     assert all(first_voice for _, _, _, first_voice in trace)
     assert estimate.probes <= 8, "failed probes back off"
+
+
+# ---------------------------------------------------------------- the lab's narrow link, in time
+#
+# ``run`` above hands each round trip to the estimate at once. Here, as in the SFU, a STUN ping
+# waits for its answer before the next (every 0.5 s, every 0.1 s while a probe runs) and the
+# answer comes back one round trip later, through the queue as it was when the ping left; the
+# padding is what the SFU's pacer sends every 20 ms. The link is the lab's ``narrow`` one
+# (bench/meeting_adapt.py): 300 kbit/s, 150 ms, a drop-tail queue of 300 ms, seven 76 kbit/s
+# voices (Opus in RED on the wire) and seven 500 kbit/s cameras of one layer.
+
+LAB_VOICES = [AudioDemand(key=f"voice{i}", rank=(i,), rate=76_000.0) for i in range(7)]
+LAB_VIDEOS = [VideoDemand(key=f"camera{i}", rank=(4, -float(i)), layers=(500_000.0,)) for i in range(7)]
+LAB_WANTED = allocate(float("inf"), LAB_VOICES, LAB_VIDEOS).cost
+PAD_TICK = 0.02
+
+
+@dataclass
+class Timed:
+    """What one subscriber's link did (``run_in_time``)."""
+
+    estimate: DownlinkEstimate
+    audio_sent: float = 0.0
+    audio_lost: float = 0.0
+    worst_queue: float = 0.0
+    #: (time, estimate) at each allocation round.
+    trace: list[tuple[float, float]] | None = None
+
+
+def run_in_time(
+    capacity: float,
+    rtt: float,
+    seconds: float,
+    *,
+    buffer: float = 0.3,
+    uplink: tuple[float, float, float] | None = None,
+    spikes: tuple[float, ...] = (),
+    count_from: float = 5.0,
+    debug: list | None = None,
+) -> Timed:
+    """His estimate and link over ``seconds`` after his join (see above). ``uplink``: (from, to,
+    seconds) his own uplink's queue on every round trip meanwhile (his camera filling it, as in
+    the lab); ``spikes``: times at which the server's loop answers one ping 150 ms late. Audio
+    lost is counted from ``count_from`` (the bench's window)."""
+    estimate = DownlinkEstimate(delay_since=0.0)
+    timed = Timed(estimate, trace=[])
+    queued = 0.0  # bits
+    now = 0.0
+    next_round = 0.0
+    next_report, reported_sent, reported_lost = 1.0, 0.0, 0.0
+    sent_total = lost_total = 0.0
+    ping: tuple[float, float] | None = None  # (sent, back)
+    next_ping = 0.0
+    decision = allocate(estimate.value(0.0), LAB_VOICES, LAB_VIDEOS, loss_budget=estimate.loss_value())
+    pending_spikes = list(spikes)
+    while now < seconds:
+        if now >= next_round - 1e-9:
+            estimate.round(now, LAB_WANTED)
+            decision = allocate(estimate.value(now), LAB_VOICES, LAB_VIDEOS, loss_budget=estimate.loss_value())
+            estimate.sending = decision.cost
+            next_round = now + ROUND
+            assert timed.trace is not None
+            timed.trace.append((now, estimate.value(now)))
+        if ping is None and now >= next_ping - 1e-9:
+            extra = uplink[2] if uplink and uplink[0] <= now < uplink[1] else 0.0
+            if pending_spikes and now >= pending_spikes[0]:
+                extra += 0.15
+                pending_spikes.pop(0)
+            ping = (now, now + min(1.0, rtt + queued / capacity + extra))
+        if ping is not None and now >= ping[1] - 1e-9:
+            estimate.on_delay(ping[1] - ping[0], now, sent=ping[0])
+            next_ping = ping[0] + (0.1 if estimate.probing else ROUND)
+            ping = None
+        padding = estimate.padding(now)  # the SFU's pacer asks at each of its ticks
+        audio = sum(v.rate for v in LAB_VOICES if decision.audio[v.key])
+        rate = max(decision.cost, padding or 0.0)
+        queued = max(0.0, queued + (rate - capacity) * PAD_TICK)
+        overflow = max(0.0, queued - buffer * capacity)
+        queued -= overflow
+        sent_total += rate * PAD_TICK
+        lost_total += overflow
+        if now >= count_from:
+            timed.audio_sent += audio * PAD_TICK
+            timed.audio_lost += overflow * audio / rate if rate else 0.0
+            timed.worst_queue = max(timed.worst_queue, queued / capacity)
+        now = round(now + PAD_TICK, 6)
+        if now >= next_report - 1e-9:
+            sent, lost = sent_total - reported_sent, lost_total - reported_lost
+            reported_sent, reported_lost = sent_total, lost_total
+            estimate.on_loss(lost / sent if sent else 0.0, now)
+            # A browser reports every second about video, every 5 s about audio alone.
+            next_report = now + (1.0 if any(layer is not None for layer in decision.layers.values()) else 5.0)
+        if debug is not None and (overflow or now % 0.5 < 1e-6):
+            debug.append((now, round(estimate.value(now)), padding, estimate.probing, round(queued / capacity, 3),
+                          round(overflow), decision.audio_only))
+    return timed
+
+
+def test_on_the_labs_narrow_link_no_probe_overflows_his_queue() -> None:
+    """The lab's narrow case: after the first seconds (the first camera tried, then audio only),
+    probes go on every few seconds and each must stop before the 300 ms queue overflows — his
+    voices are in it. Also while his own camera fills his uplink (round trips 300 ms longer, some
+    pings lost): a probe judged against such a round trip saw no growth and ran on a full queue."""
+    for uplink in (None, (10.0, 19.0, 0.3)):
+        timed = run_in_time(300_000, 0.15, 40.0, uplink=uplink)
+        lost = timed.audio_lost / timed.audio_sent
+        assert lost < 0.002, f"uplink {uplink}: {100 * lost:.2f} % of his audio lost, queue {timed.worst_queue:.2f} s"
+        assert timed.estimate.probes >= 3, "probes went on"
+
+
+def test_a_busy_loops_late_answers_do_not_slow_the_climb() -> None:
+    """A probe's padding now stops at the first late round trip; on a clean link a busy server
+    loop's late answer (one ping in three or four 150 ms late) must not stop the climb: the next
+    clean round trip lets the padding go on."""
+    for spikes in ((), tuple(1.3 * n for n in range(1, 40)), tuple(3.7 * n for n in range(1, 15))):
+        timed = run_in_time(5_000_000, 0.02, 20.0, spikes=spikes)
+        assert timed.trace is not None
+        reached = next((at for at, value in timed.trace if value >= LAB_WANTED), None)
+        assert reached is not None and reached <= 5.0, f"{len(spikes)} late answers: reached at {reached} s"
+        assert timed.estimate.probes_failed == 0
