@@ -682,7 +682,13 @@ class Participant:
         self._downlink.on_remb(bitrate, time.monotonic())
 
     def _on_report(self, ssrc: int, highest: int, lost: int) -> None:
-        self._downlink.on_report(ssrc, highest, lost, time.monotonic())
+        downlink = self._downlink
+        before = downlink.loss_based
+        downlink.on_report(ssrc, highest, lost, time.monotonic())
+        if downlink.loss_based < before:
+            # Loss cut his estimate: what no longer fits is paused now, not at the next round
+            # (up to half a second later, his voices in the overflowing queue meanwhile).
+            self._meeting._allocate_soon(self)
 
     def _allocate(self, now: float) -> None:
         """Spend his estimate on what he subscribes to (see :mod:`.allocation`)."""

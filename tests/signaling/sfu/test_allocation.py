@@ -379,6 +379,31 @@ async def test_a_subscriber_whose_remb_is_narrow_keeps_a_video_and_goes_audio_on
     await close_all(sfu, sessions)
 
 
+async def test_a_report_that_cuts_his_estimate_is_spent_at_once(adapting_sfu: Sfu) -> None:
+    """Loss that cuts a subscriber's estimate pauses what no longer fits at once, not at the next
+    allocation round: his voices wait in the queue meanwhile (the lab's narrow subscriber went
+    audio-only 2.9-4.0 s after his join, against 3 s asked). Here the rounds stop once his video
+    flows."""
+    sfu = adapting_sfu
+    meeting = sfu.meeting("guild-cut")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()})
+    karim = ClientPeer("karim")
+    sessions = [await join(meeting, amina, TrackSource.CAMERA, TrackSource.MICROPHONE)]
+    sessions.append(await join(meeting, karim))
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 10, what="karim's video")
+    participant = meeting.participant("karim")
+    assert not participant.reception.audio_only
+    ticker = meeting._ticker
+    assert ticker is not None
+    ticker.cancel()
+    participant._downlink = downlink = DownlinkEstimate(initial=120_000, probe_after=1e9)
+    downlink.sending = 100_000
+    participant._on_report(1234, 1000, 0)
+    participant._on_report(1234, 1100, 60)  # 60 of 100 lost: cut to 70 kbit/s
+    await wait_until(lambda: participant.reception.estimate == 70_000, timeout=5.0, what="the cut spent")
+    await close_all(sfu, sessions)
+
+
 def test_round_trips_that_grow_cut_the_estimate_and_judge_probes() -> None:
     """The STUN round trip to his browser judges probes: one fails when two round trips in a row
     come back 100 ms above his link's least, and holds only once a round trip measured after its
