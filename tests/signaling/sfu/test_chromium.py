@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from signaling.sfu import Offer, Participant, Sfu, SlotDirection, TrackSource
+from signaling.sfu import Offer, Participant, Sfu, SfuConfig, SlotDirection, TrackSource
+from signaling.sfu.aiortc_hooks import send as send_hooks
 from tests.conftest import skip_or_fail
 
 from .peers import ClientPeer, PatternVideoTrack, ToneAudioTrack, wait_until
@@ -230,3 +231,80 @@ async def test_chromium_answers_offers_publishes_decodes_and_reuses_idle_mids(
 
     await amina.close()
     await close_all(sfu, sessions[1:])
+
+
+async def test_a_screen_share_stopping_moves_the_camera_into_its_slot_and_chromium_takes_every_packet(
+    chromium_page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The share stops: amina's camera moves from the unpaired video slot into the one her
+    screen freed, beside her voice (``Participant._pair_up``), on that slot's SSRC with its
+    sequence numbers going on. Chromium decodes it there each round and receives every packet
+    the SFU sent on each SSRC: none refused by its SRTP (replay_old) nor counted lost."""
+    # No allocator: on loopback Chromium's REMB follows these small streams (45 kbit/s) and
+    # pauses the second video, which is not what this test is about.
+    server = Sfu(SfuConfig(
+        announced_addresses=("127.0.0.1",), bind_address="127.0.0.1", port_min=42000, port_max=42999,
+        audio_slots=1, video_slots=2, allocation_interval=0,
+    ))
+    sent: dict[int, int] = {}
+    packet = send_hooks.RtpWriter._packet
+
+    def counted(self: Any, protect: Any, payload_type: int, seq: int, timestamp: int, ssrc: int, *args: Any) -> bytes:
+        sent[ssrc] = sent.get(ssrc, 0) + 1
+        return packet(self, protect, payload_type, seq, timestamp, ssrc, *args)
+
+    monkeypatch.setattr(send_hooks.RtpWriter, "_packet", counted)
+    meeting = server.meeting("guild-share-stop")
+    amina = ClientPeer("amina", tracks={
+        TrackSource.CAMERA: PatternVideoTrack(), TrackSource.SCREEN: PatternVideoTrack(320, 180),
+        TrackSource.MICROPHONE: ToneAudioTrack(),
+    })
+    publisher = await join(meeting, amina, TrackSource.MICROPHONE, TrackSource.SCREEN)
+    assert publisher.participant is not None
+    browser = ChromiumClient(chromium_page)
+
+    def on_reception(participant: Participant, reception: Any) -> None:
+        browser.slots.update({slot.mid: slot for slot in reception.slots})
+
+    await meeting.join("chromium", on_negotiation_needed=browser.on_negotiation_needed, on_reception=on_reception)
+    await browser.settle()
+
+    async def decodes(source: TrackSource, frames: int) -> None:
+        mid = browser.mid_for("amina", source)
+        start = (await browser.decoded()).get(mid, 0)
+        deadline = asyncio.get_running_loop().time() + 30
+        while (await browser.decoded()).get(mid, 0) < start + frames:
+            assert asyncio.get_running_loop().time() < deadline, f"Chromium not decoding amina's {source.value} on mid {mid}"
+            await asyncio.sleep(0.2)
+
+    await decodes(TrackSource.SCREEN, 10)
+    paired = browser.mid_for("amina", TrackSource.SCREEN)
+    for _ in range(5):
+        publisher.participant.publish(TrackSource.CAMERA)
+        await publisher.settle()
+        await decodes(TrackSource.CAMERA, 10)
+        assert browser.mid_for("amina", TrackSource.CAMERA) != paired
+        publisher.participant.unpublish(TrackSource.SCREEN)
+        await publisher.settle()
+        await wait_until(lambda: browser.slots[paired].source is TrackSource.CAMERA, what="the camera in the freed slot")
+        await decodes(TrackSource.CAMERA, 20)
+        publisher.participant.unpublish(TrackSource.CAMERA)
+        publisher.participant.publish(TrackSource.SCREEN)
+        await publisher.settle()
+        await decodes(TrackSource.SCREEN, 10)
+    publisher.participant.unpublish(TrackSource.SCREEN)
+    publisher.participant.unpublish(TrackSource.MICROPHONE)
+    await publisher.settle()
+    # Every packet each SSRC carried reached Chromium (retransmissions, if any, go on RTX SSRCs).
+    received: dict[str, int] = {}
+    deadline = asyncio.get_running_loop().time() + 10
+    while not received or any(count != sent.get(int(ssrc)) for ssrc, count in received.items()):
+        assert asyncio.get_running_loop().time() < deadline, f"Chromium received {received} of {sent}"
+        await asyncio.sleep(0.2)
+        received = await chromium_page.evaluate(
+            "async () => { const out = {}; (await hirfa.pc.getStats()).forEach((s) => {"
+            " if (s.type === 'inbound-rtp') out[String(s.ssrc)] = s.packetsReceived; }); return out; }"
+        )
+    assert len(received) == 3, received
+    await meeting.leave("chromium")
+    await close_all(server, [publisher])
