@@ -5,7 +5,8 @@ of its own ("hub"), each participant in another, each linked to the hub by a
 user-space impaired link. Per server and profile, one meeting:
 
 * ``good``, ``lossy``, ``handover``: six participants; five aiortc publishers
-  (360p VP8 at about 500 kbit/s and an Opus tone) on ``good`` links, and one
+  (360p VP8 at about 500 kbit/s and Opus: the first one speaks, the others' microphones
+  send silence) on ``good`` links, and one
   Chromium subscriber on the profile's link (it sends its microphone, turns
   its camera off once in, and receives everyone);
 * ``3g``: two participants; one publisher whose camera is capped at 250 kbit/s,
@@ -154,17 +155,24 @@ def encode_clip(bitrate: int, width: int = WIDTH, height: int = HEIGHT) -> dict[
 
 
 def encode_audio(beep: bool, bitrate: int = 32_000) -> list[bytes]:
-    """Two seconds of Opus (20 ms packets, as browsers send): a quiet 350 Hz tone, and with ``beep``
-    a loud 1 kHz beep of BEEP_SECONDS from the clip's flash instant. Encoded once: peers only packetize."""
+    """Two seconds of Opus (20 ms packets, as browsers send). With ``beep``, the speaker's: a quiet
+    350 Hz tone and a loud 1 kHz beep of BEEP_SECONDS from the clip's flash instant. Without, a
+    listener's: silence (a few bytes a packet), so that the SFU hears one person speaking — the
+    beeping one, whose voice is then in the subscriber's audio slots (the loudest voices) with his
+    camera, and ``av_offset_ms`` is measured. Encoded once: peers only packetize."""
     import av
 
     codec = av.CodecContext.create("libopus", "w")
     codec.bit_rate = bitrate
     codec.format, codec.layout, codec.sample_rate = "s16", "stereo", 48_000
-    codec.options = {"application": "voip"}
+    # A listener's silence in "audio" mode: 3 bytes a packet ("voip" spends 39 on digital silence,
+    # one byte under what the SFU's speaker detection calls speech without level extensions).
+    codec.options = {"application": "voip" if beep else "audio"}
     codec.time_base = Fraction(1, 48_000)
     samples, per_loop = 960, 50 * LOOP_SECONDS
     quiet, loud = _tone(1500, 350, samples, 48_000, stereo=True), _tone(14000, 1000, samples, 48_000, stereo=True)
+    if not beep:
+        quiet = bytes(len(quiet))
     packets: list[bytes] = []
     for index in range(3 * per_loop):
         start = (index % per_loop) * samples / 48_000
@@ -411,15 +419,25 @@ INIT_SCRIPT = """
   window.benchSamples = [];
   window.benchSample = async () => {
     const pcs = window.benchPeers.filter((pc) => pc.connectionState !== "closed");
-    const out = { t: Date.now(), inbound: {}, pair: null };
+    const out = { t: Date.now(), inbound: {}, remote: {}, pair: null };
     for (const pc of pcs) {
       const stats = await pc.getStats();
       for (const s of stats.values()) {
         if (s.type === "inbound-rtp") out.inbound[s.kind + ":" + s.ssrc] = s;
+        if (s.type === "remote-outbound-rtp") out.remote[s.kind + ":" + s.ssrc] = s;
         if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") out.pair = s;
       }
     }
     window.benchSamples.push(out);
+    return out;
+  };
+  // The a=msid line of each of these mids in the remote description (lip sync pairs by stream id).
+  window.msids = (pc, mids) => {
+    const out = {};
+    for (const section of (pc.remoteDescription?.sdp ?? "").split("\\r\\nm=").slice(1)) {
+      const mid = /a=mid:(\\S+)/.exec(section)?.[1];
+      if (mids.includes(mid)) out[mid] = /a=msid:(\\S+)/.exec(section)?.[1] ?? null;
+    }
     return out;
   };
   window.benchFlashes = [];
@@ -782,10 +800,12 @@ def audio_streams(sample: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in sample["inbound"].items() if k.startswith("audio:")}
 
 
-def start_probe(page: Any, server: str, hub: dict[str, Any]) -> None:
-    """Attach the flash/beep probe to the first publisher's video and audio."""
+def start_probe(page: Any, server: str, hub: dict[str, Any]) -> dict[str, Any]:
+    """Attach the flash/beep probe to the first publisher's video and audio; answers whose tracks
+    it took (``user``, Hirfa only), their ``mids`` and the ``msid`` lines the offer gave them (one
+    stream id for both: the browser synchronises them)."""
     if server == "hirfa":
-        page.evaluate("""(user) => {
+        return page.evaluate("""(user) => {
           const pc = window.benchPeers.filter((p) => p.connectionState !== "closed").at(-1);
           // Slots: the first publisher's voice may be in no audio slot; take the first one whose
           // voice and camera both are (a slot pair keeps them together).
@@ -796,12 +816,16 @@ def start_probe(page: Any, server: str, hub: dict[str, Any]) -> None:
           const track = (kind) => pc.getTransceivers().find(
             (t) => t.mid === mlines.find((m) => m.kind === kind)?.mid)?.receiver.track;
           window.benchProbe(track("video"), track("audio"));
+          const mids = Object.fromEntries(["audio", "video"].map((k) => [k, mlines.find((m) => m.kind === k)?.mid]));
+          return { user: chosen, mids, msid: msids(pc, Object.values(mids)) };
         }""", hub["users"][1])
-    else:
-        page.evaluate("""() => {
-          const byKind = (kind) => window.janusTracks.find((t) => t.track.kind === kind).track;
-          window.benchProbe(byKind("video"), byKind("audio"));
-        }""")
+    return page.evaluate("""() => {
+      const pc = window.benchPeers.filter((p) => p.connectionState !== "closed").at(-1);
+      const byKind = (kind) => window.janusTracks.find((t) => t.track.kind === kind);
+      const mids = { audio: byKind("audio").mid, video: byKind("video").mid };
+      window.benchProbe(byKind("video").track, byKind("audio").track);
+      return { user: null, mids, msid: msids(pc, Object.values(mids)) };
+    }""")
 
 
 def stop_publishers(lab: Lab, reports: list[str]) -> list[int]:
@@ -858,10 +882,12 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
             row["_minutes"] = 0
             return
         page.wait_for_timeout(500)
+    probe: dict[str, Any] = {}
     try:
-        start_probe(page, server, hub)
+        probe = start_probe(page, server, hub) or {}
     except Exception as error:
         row["av_probe_error"] = str(error)[:300]
+    row["av_probe"] = probe
     page.wait_for_timeout(WARMUP_SECONDS * 1000)
     first = page.evaluate("() => window.benchSample()")
     start = time.time()
@@ -916,9 +942,35 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
     row["_window"] = (start, time.time())
     row["window_s"] = round(window_s, 1)
     row.update(summarize(first, last, samples, window_s))
+    row["av_probe_streams"] = probe_streams(first, last, samples, probe.get("mids") or {})
     timing = page.evaluate("() => ({flashes: window.benchFlashes, beeps: window.benchBeeps})")
     row["av_offset_ms"], row["av_pairs"] = av_offset(timing["flashes"], timing["beeps"])
     row["flashes_seen"], row["beeps_heard"] = len(timing["flashes"]), len(timing["beeps"])
+
+
+def probe_streams(first: dict[str, Any], last: dict[str, Any], samples: list[dict[str, Any]],
+                  mids: dict[str, str]) -> dict[str, Any]:
+    """The probed publisher's audio and video over the window: mean jitter-buffer delay, target
+    and minimum delay (ms; a browser that synchronises them raises one stream's minimum delay
+    to meet the other's), and the sender reports heard (count, whether any carried an NTP time)."""
+    out: dict[str, Any] = {}
+    for kind, mid in mids.items():
+        key = next((k for k, v in last["inbound"].items() if v.get("mid") == mid and k.startswith(kind)), None)
+        if key is None:
+            continue
+        begin, end = first["inbound"].get(key, {}), last["inbound"][key]
+        emitted = _delta(begin, end, "jitterBufferEmittedCount")
+        figures: dict[str, Any] = {"mid": mid}
+        for field in ("jitterBufferDelay", "jitterBufferTargetDelay", "jitterBufferMinimumDelay"):
+            if emitted > 0 and field in end:
+                figures[field] = round(1000 * _delta(begin, end, field) / emitted, 1)
+        ssrc = key.split(":", 1)[1]
+        reports = [s["remote"].get(f"{kind}:{ssrc}") for s in samples if s.get("remote")]
+        reports = [r for r in reports if r]
+        figures["sender_reports"] = reports[-1].get("reportsSent") if reports else 0
+        figures["sr_remote_timestamp"] = reports[-1].get("remoteTimestamp") if reports else None
+        out[kind] = figures
+    return out
 
 
 def _first_after(samples: list[dict[str, Any]], back: float, advanced: Any) -> float | None:
@@ -988,6 +1040,21 @@ def summarize(first: dict[str, Any], last: dict[str, Any], samples: list[dict[st
             count = _delta(begin, end, "freezeCount")
             if count > 0:
                 longest = max(longest, 1000 * _delta(begin, end, "totalFreezesDuration") / count)
+    # Each freeze: when it ended (s into the window), how long, which stream, and what the
+    # stream did meanwhile (keyframes decoded, PLIs and NACKs sent, packets lost so far).
+    freeze_log = []
+    for before, after in itertools.pairwise(samples):
+        for key, end in video_streams(after).items():
+            begin = video_streams(before).get(key, {})
+            count = _delta(begin, end, "freezeCount")
+            if count > 0:
+                base = video_first.get(key, {})
+                freeze_log.append({
+                    "ended_s": round((after["t"] - first["t"]) / 1000, 2), "mid": end.get("mid"),
+                    "ms": round(1000 * _delta(begin, end, "totalFreezesDuration")), "count": int(count),
+                    "keyframes": int(_delta(base, end, "keyFramesDecoded")), "plis": int(_delta(base, end, "pliCount")),
+                    "nacks": int(_delta(base, end, "nackCount")), "lost": int(_delta(base, end, "packetsLost")),
+                })
     bitrates = [s["pair"].get("availableIncomingBitrate") for s in samples if s.get("pair")]
     bitrates = [b for b in bitrates if b]
     return {
@@ -1006,6 +1073,7 @@ def summarize(first: dict[str, Any], last: dict[str, Any], samples: list[dict[st
         if video_last and window_s else None,
         "plis_sent": int(plis),
         "nacks_sent": int(nacks),
+        "freeze_log": freeze_log,
     }
 
 

@@ -578,33 +578,49 @@ class Participant:
             self._on_reception(self, self._reception)
 
     def _pair_up(self) -> bool:
-        """Move a publisher's voice (else his picture) into the empty partner of his other
-        slot, so that his pair is one msid stream; answers whether anything moved. Moving a
-        voice costs nothing; a picture restarts at a keyframe, once."""
+        """Bring each publisher's voice and picture into one slot pair (one msid stream, which
+        browsers synchronise); answers whether anything moved. His voice (costs nothing), else
+        his picture (one keyframe), goes to the slot paired with his other track's slot: into
+        it when it is empty, else swapping places with the voice or picture there — which is
+        never half of a pair itself, since its partner holds his track. Swapping pictures costs
+        a keyframe for each. In the order of the audio slots: the loudest voices first."""
         moved = False
+        for _ in range(len(self._subscriptions) + 1):
+            if not self._pair_one():
+                break
+            moved = True
+        return moved
+
+    def _pair_one(self) -> bool:
         lines = {kind: {key: line for key, line in self._subscriptions.items() if line.kind is kind} for kind in MediaKind}
-        for key, audio in lines[MediaKind.AUDIO].items():
-            publisher_id = key[0]
-            video_key = (publisher_id, TrackSource.CAMERA)
+        for key, audio in sorted(lines[MediaKind.AUDIO].items(), key=lambda item: item[1].index):
+            video_key = (key[0], TrackSource.CAMERA)
             video = lines[MediaKind.VIDEO].get(video_key)
             if video is None or audio.track.partner is video.track:
                 continue
-            for line, other in ((audio, video), (video, audio)):
+            for line, other, moved_key in ((audio, video, key), (video, audio, video_key)):
                 target = self._slot_line(line.kind, other.index)
-                if target is None or target not in self._idle or target.track.partner is not other.track:
+                if target is None or target.track.partner is not other.track:
                     continue
-                moved_key = key if line is audio else video_key
-                self._idle.remove(target)
-                source = line.track.source
-                paused = line.track.paused
+                holder = next((k for k, held in self._subscriptions.items() if held is target), None)
+                if holder is None and target not in self._idle:
+                    continue
+                source, paused = line.track.source, line.track.paused
                 line.track.attach(None)
-                self._idle.append(line)
+                if holder is None:
+                    self._idle.remove(target)
+                    self._idle.append(line)
+                else:
+                    displaced, displaced_paused = target.track.source, target.track.paused
+                    target.track.attach(None)
+                    line.track.set_paused(displaced_paused)
+                    line.track.attach(displaced)
+                    self._subscriptions[holder] = line
                 target.track.set_paused(paused)
                 target.track.attach(source)
                 self._subscriptions[moved_key] = target
-                moved = True
-                break
-        return moved
+                return True
+        return False
 
     def _subscribe_slots(self) -> tuple[TrackSlot, ...]:
         """Slots: each of his subscribe m-lines and whom it carries now."""

@@ -163,6 +163,41 @@ async def test_a_phone_asks_for_fewer_video_slots_and_gets_the_last_to_speak(slo
     await close_all(slot_sfu, sessions)
 
 
+async def test_a_speakers_voice_and_picture_end_in_one_pair_when_the_pair_holds_another_camera(slot_sfu: Sfu) -> None:
+    """amina's camera came first and took the unpaired video slot, yasmine's the one paired with the
+    audio slot; when amina speaks, her voice takes the audio slot: the cameras swap, so that her
+    voice and picture are one msid stream (Chromium synchronises only those), no renegotiation."""
+    meeting = slot_sfu.meeting("assembly-swap")
+    karim = ClientPeer("karim")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()})
+    yasmine = ClientPeer("yasmine", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    sessions = [await join(meeting, karim), await join(meeting, amina, TrackSource.CAMERA)]
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 10, what="amina's video")
+    sessions.append(await join(meeting, yasmine, TrackSource.CAMERA))
+    await wait_until(lambda: len(karim.frames_from("yasmine", TrackSource.CAMERA)) >= 10, what="yasmine's video")
+    msids = msid_by_mid(meeting.participant("karim").peer_connection.localDescription.sdp)
+    assert msids[karim.mid_for("yasmine", TrackSource.CAMERA)] == "hirfa-s0", "the set-up: yasmine in the pair"
+    negotiations = sessions[0].negotiations
+
+    assert sessions[1].participant is not None
+    sessions[1].participant.publish(TrackSource.MICROPHONE)
+    await sessions[1].settle()
+
+    def mid(source: TrackSource) -> str | None:
+        return next((m for m, s in karim.slots.items() if s.publisher_id == "amina" and s.source is source), None)
+
+    def paired() -> bool:
+        audio, video = mid(TrackSource.MICROPHONE), mid(TrackSource.CAMERA)
+        return audio is not None and video is not None and msids.get(audio) == msids.get(video)
+
+    await wait_until(paired, what="amina's voice and picture in one pair")
+    frames = len(karim.frames_from("amina", TrackSource.CAMERA))
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= frames + 10, what="amina's video in the pair")
+    await wait_until(lambda: len(karim.frames_from("yasmine", TrackSource.CAMERA)) >= 20, what="yasmine's video goes on")
+    assert sessions[0].negotiations == negotiations, "pairing up renegotiated the subscriber"
+    await close_all(slot_sfu, sessions)
+
+
 def msid_by_mid(sdp: str) -> dict[str, str]:
     """mid -> msid stream of each m-line of an SDP."""
     out = {}
@@ -190,12 +225,13 @@ async def test_slot_pairs_keep_a_publishers_voice_and_picture_in_one_stream_and_
     await wait_until(lambda: all(any(ntp for ntp, _ in r) for r in reports.values()), timeout=30,
                      what="sender reports in amina's clock on both halves of the pair")
 
-    # yasmine speaks: her voice takes the audio slot, her camera the unpaired video slot;
+    # yasmine, with no camera, speaks: her voice takes the audio slot, amina's picture stays;
     # the pair now holds two people: its reports carry no NTP time (nothing to synchronise).
-    yasmine = ClientPeer("yasmine", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()})
-    sessions.append(await join(meeting, yasmine, TrackSource.CAMERA, TrackSource.MICROPHONE))
+    # (A speaker with a camera has it swapped into the pair: the test below.)
+    yasmine = ClientPeer("yasmine", tracks={TrackSource.MICROPHONE: ToneAudioTrack()})
+    sessions.append(await join(meeting, yasmine, TrackSource.MICROPHONE))
     await wait_until(lambda: karim.slots[audio_mid].publisher_id == "yasmine", what="yasmine in the audio slot")
-    assert karim.mid_for("yasmine", TrackSource.CAMERA) != video_mid
+    assert karim.slots[video_mid].publisher_id == "amina"
     for r in reports.values():
         r.clear()
     await wait_until(lambda: all(len(r) >= 2 for r in reports.values()), timeout=30, what="reports after the switch")
