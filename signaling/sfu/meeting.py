@@ -582,7 +582,8 @@ class Participant:
         browsers synchronise); answers whether anything moved. His voice (costs nothing), else
         his picture (one keyframe), goes to the slot paired with his other track's slot: into
         it when it is empty, else swapping places with the voice or picture there — which is
-        never half of a pair itself, since its partner holds his track. Swapping pictures costs
+        never half of a pair itself, since its partner holds his track — unless that is his own
+        screen (his pair already: it moves when the share stops). Swapping pictures costs
         a keyframe for each. In the order of the audio slots: the loudest voices first."""
         moved = False
         for _ in range(len(self._subscriptions) + 1):
@@ -603,8 +604,8 @@ class Participant:
                 if target is None or target.track.partner is not other.track:
                     continue
                 holder = next((k for k, held in self._subscriptions.items() if held is target), None)
-                if holder is None and target not in self._idle:
-                    continue
+                if (holder is None and target not in self._idle) or (holder is not None and holder[0] == key[0]):
+                    continue  # (his own screen beside his voice: one person's pair already)
                 source, paused = line.track.source, line.track.paused
                 line.track.attach(None)
                 if holder is None:
