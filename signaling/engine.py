@@ -33,6 +33,7 @@ command is sent; the engine checks only that a command comes from the socket
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
@@ -235,6 +236,9 @@ class MeetingEngine:
         self._max_participants = max_participants
         self._meetings: dict[int, LiveMeeting] = {}
         self._closed = False
+        #: Events waiting for their address's previous ones (`_send`), and the tasks sending them.
+        self._outboxes: dict[str, collections.deque[tuple[m.Event, asyncio.Future[None]]]] = {}
+        self._drains: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ intake
 
@@ -304,13 +308,42 @@ class MeetingEngine:
             command.reply_to, m.EngineError(code=exc.code.value, message=exc.message, ref=command.ref), command.meeting
         )
 
-    async def _send(self, reply_to: str, event: m.Event, meeting: int) -> None:
-        # Stamped with its meeting: a socket that moved on (to a workshop table) drops what
-        # its last meeting still had in flight for it.
+    def _send(self, reply_to: str, event: m.Event, meeting: int) -> asyncio.Future[None]:
+        """Hand ``event`` to ``reply_to`` after every event queued for it before; the future
+        is done once it was handed over (or that failed: the bus is best-effort).
+
+        One at a time per address: the channel layer's send takes several Redis round trips,
+        and two sends at once to one channel can arrive swapped — an offer naming a slot's
+        old publisher after the reception that named the new one, which the page then
+        believes. Stamped with its meeting: a socket that moved on (to a workshop table)
+        drops what its last meeting still had in flight for it."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        outbox = self._outboxes.get(reply_to)
+        if outbox is None:
+            outbox = self._outboxes[reply_to] = collections.deque()
+            task = loop.create_task(self._drain(reply_to, outbox))
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
+        outbox.append((event.model_copy(update={"meeting": meeting}), done))
+        return done
+
+    async def _drain(self, reply_to: str, outbox: collections.deque[tuple[m.Event, asyncio.Future[None]]]) -> None:
         try:
-            await self._reply(reply_to, event.model_copy(update={"meeting": meeting}))
-        except Exception:  # a socket gone or a full channel: the bus is best-effort
-            log.warning("reply %s to %s failed", event.kind, reply_to, exc_info=True)
+            while outbox:
+                event, done = outbox[0]
+                try:
+                    await self._reply(reply_to, event)
+                except Exception:  # a socket gone or a full channel: the bus is best-effort
+                    log.warning("reply %s to %s failed", event.kind, reply_to, exc_info=True)
+                outbox.popleft()
+                if not done.done():
+                    done.set_result(None)
+        finally:
+            if self._outboxes.get(reply_to) is outbox:
+                del self._outboxes[reply_to]
+            for _event, left in outbox:
+                left.cancel()
 
     # ------------------------------------------------------------ commands
 
@@ -605,7 +638,7 @@ class MeetingEngine:
 
         def reception_changed(participant: Participant, reception: Reception) -> None:
             if member.generation == generation:
-                self._spawn(live, self._send(member.reply_to, reception_event(reception, live.known_ids()), live.id))
+                self._send(member.reply_to, reception_event(reception, live.known_ids()), live.id)
 
         # Before his peer exists: nothing of his is written unless he agreed.
         live.sfu_meeting.set_recorded(str(member.user_id), member.recorded)
@@ -864,8 +897,30 @@ class MeetingEngine:
             if live.parts.pop(message.worker, None) is not None:
                 self._state_changed(live, here=False)
         elif isinstance(message, m.PartState) and message.worker in live.peers:
+            known = live.known_ids()
             live.parts[message.worker] = message
             self._state_changed(live, here=False)
+            self._name_newcomers(live, live.known_ids() - known)
+
+    def _name_newcomers(self, live: LiveMeeting, newcomers: set[int]) -> None:
+        """Send again the reception of each member here who receives one of ``newcomers``.
+
+        A reception names only the publishers the engine knows (`reception_event`). A track
+        piped from another worker (UDP, direct) usually arrives before that worker's part
+        state (the channel layer): the subscriber's slot was sent unnamed, and without this
+        he would keep a picture and a voice of nobody until his slots change again."""
+        if not newcomers:
+            return
+        named = {str(user_id) for user_id in newcomers}
+        for member in live.members.values():
+            participant = member.participant
+            if participant is None or participant.state is ParticipantState.CLOSED:
+                continue
+            reception = participant.reception
+            if any(slot.publisher_id in named for slot in reception.slots) or any(
+                video.publisher_id in named for video in reception.videos
+            ):
+                self._send(member.reply_to, reception_event(reception, live.known_ids()), live.id)
 
     def peer_workers(self) -> set[str]:
         """The other workers holding parts of this one's meetings."""

@@ -1,0 +1,150 @@
+"""A meeting spread over two workers' engines (signaling/spread.py), in this process: their
+pipes carry media over real UDP between two SFUs, their peer messages go through a bus
+whose delivery the test holds back, as a busy channel layer does; each participant is a
+real aiortc peer answering its engine's offers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from signaling import messages as m
+from signaling.engine import MeetingEngine
+from signaling.sfu import Sfu, SfuConfig, TrackSource
+from tests.signaling.clients import offer_from_frame, track_slot
+from tests.signaling.sfu.peers import ClientPeer, PatternVideoTrack, ToneAudioTrack, wait_until
+from tests.signaling.test_engine import Inbox
+
+pytestmark = pytest.mark.timeout(120)
+
+NADIA, AMINA = 21, 22
+BASE: dict[str, Any] = {"meeting": 9, "room": 4}
+W1, W2 = "w1", "w2"
+
+
+class Bus:
+    """The workers' `signaling.spread.PeerBus` in one process: the meeting's hash and the
+    channel layer. Messages of the kinds in ``held`` wait until `release`."""
+
+    def __init__(self) -> None:
+        self.engines: dict[str, MeetingEngine] = {}
+        self.parts: dict[int, dict[str, tuple[str, int]]] = {}
+        self.held: set[type[Any]] = set()
+        self.waiting: list[tuple[str, m.PeerMessage]] = []
+
+    def of(self, worker: str) -> WorkerBus:
+        return WorkerBus(self, worker)
+
+    def deliver(self, worker: str, message: m.PeerMessage) -> None:
+        if type(message) in self.held:
+            self.waiting.append((worker, message))
+        else:
+            self.engines[worker].peer_message(message)
+
+    def release(self, kind: type[Any]) -> None:
+        self.held.discard(kind)
+        waiting = [(w, message) for w, message in self.waiting if isinstance(message, kind)]
+        self.waiting = [(w, message) for w, message in self.waiting if not isinstance(message, kind)]
+        for worker, message in waiting:
+            self.engines[worker].peer_message(message)
+
+
+class WorkerBus:
+    def __init__(self, bus: Bus, worker: str) -> None:
+        self.bus = bus
+        self.worker = worker
+
+    async def enter(self, meeting_id: int, address: tuple[str, int]) -> dict[str, tuple[str, int]]:
+        table = self.bus.parts.setdefault(meeting_id, {})
+        table[self.worker] = address
+        return {w: a for w, a in table.items() if w != self.worker}
+
+    async def leave(self, meeting_id: int) -> None:
+        self.bus.parts.get(meeting_id, {}).pop(self.worker, None)
+
+    async def send(self, worker: str, message: m.PeerMessage) -> None:
+        self.bus.deliver(worker, message)
+
+
+class Browsers(Inbox):
+    """Each address's aiortc peer answers its engine's offers; a reception says whom each of
+    its m-lines carries now (the page relabels its tiles)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: dict[str, tuple[MeetingEngine, int, ClientPeer]] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    async def reply(self, reply_to: str, event: m.Event) -> None:
+        await super().reply(reply_to, event)
+        if reply_to not in self.peers:
+            return
+        if isinstance(event, m.Reception):
+            for line in event.slots:
+                self.peers[reply_to][2].slots[line.mid] = track_slot(line.model_dump())
+        if isinstance(event, m.Offer):
+            task = asyncio.ensure_future(self._answer(reply_to, event))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, reply_to: str, event: m.Offer) -> None:
+        engine, user, peer = self.peers[reply_to]
+        sdp = await peer.answer(offer_from_frame(event.model_dump()))
+        engine.submit(m.Answer(**BASE, user=user, reply_to=reply_to, sdp=sdp, revision=event.revision))
+
+
+def _config(port_min: int) -> SfuConfig:
+    # Slots, as in production (HIRFA_SFU_AUDIO_SLOTS, _VIDEO_SLOTS).
+    return SfuConfig(port_min=port_min, port_max=port_min + 99, audio_slots=3, video_slots=4)
+
+
+@pytest.fixture
+async def spread():
+    """Two workers' engines of one meeting, joined by a bus and by pipes."""
+    bus, browsers = Bus(), Browsers()
+    engines = {
+        W1: MeetingEngine(Sfu(_config(41200)), reply=browsers.reply, publish=browsers.publish, peers=bus.of(W1)),
+        W2: MeetingEngine(Sfu(_config(41300)), reply=browsers.reply, publish=browsers.publish, peers=bus.of(W2)),
+    }
+    bus.engines = engines
+    yield bus, browsers, engines
+    for engine in engines.values():
+        await engine.close()
+    for _engine, _user, peer in browsers.peers.values():
+        await peer.close()
+
+
+async def join(browsers: Browsers, engine: MeetingEngine, user: int, name: str, **fields: Any) -> ClientPeer:
+    peer = ClientPeer(name, tracks={TrackSource.MICROPHONE: ToneAudioTrack(), TrackSource.CAMERA: PatternVideoTrack()})
+    browsers.peers[name] = (engine, user, peer)
+    engine.submit(m.Join(**BASE, user=user, reply_to=name, ref="j", name=name, publish=("mic", "camera"), **fields))
+    (event, *_rest) = await browsers.next(name)
+    assert isinstance(event, m.Joined), event
+    return peer
+
+
+def hears_and_sees(peer: ClientPeer, user: int, more: int = 10) -> bool:
+    return all(len(peer.frames_from(str(user), source)) >= more for source in (TrackSource.MICROPHONE, TrackSource.CAMERA))
+
+
+async def test_a_piped_track_that_arrives_before_its_workers_part_state_is_named_once_it_comes(spread):
+    bus, browsers, engines = spread
+    # The channel layer is slow: amina's first offer goes out before the workers pipe, and
+    # the pipe (UDP, direct) is faster still: each worker's list of its participants comes
+    # after the tracks it pipes.
+    bus.held = {m.PipeOpen, m.PartState}
+    nadia = await join(browsers, engines[W1], NADIA, "nadia", host=True)
+    amina = await join(browsers, engines[W2], AMINA, "amina")
+    await wait_until(lambda: any(isinstance(e, m.Offer) for e in browsers.events["amina"]), what="amina's first offer")
+    bus.release(m.PipeOpen)
+    await wait_until(
+        lambda: sum(len(f) for f in amina.received.values()) >= 20 and sum(len(f) for f in nadia.received.values()) >= 20,
+        what="media through the pipes",
+    )
+    assert not amina.frames_from(str(NADIA), TrackSource.MICROPHONE), "named before her worker said who she is"
+
+    bus.release(m.PartState)
+    await wait_until(lambda: hears_and_sees(amina, NADIA) and hears_and_sees(nadia, AMINA), what="each names the other's media")
+
