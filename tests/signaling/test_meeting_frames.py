@@ -59,6 +59,16 @@ async def test_meeting_frames_have_their_own_budget_beside_the_sockets():
     assert codes[-1] is ErrorCode.RATE_LIMITED and refused.value.retry_after
 
 
+def test_an_idle_socket_holds_one_meeting_handler_and_no_event_queue():
+    """20,000 idle sockets per box (issue 12): a socket in no meeting builds one handler for
+    all its meeting frames (not a closure per frame type) and no queue of engine events."""
+    part = MeetingFrames(FakeSocket(None))
+    handlers = part.handlers()
+    assert "meeting_join" in handlers and "meeting_hand" in handlers
+    assert len({id(handler) for handler in handlers.values()}) == 1
+    assert not [name for name, value in vars(part).items() if isinstance(value, asyncio.Queue)]
+
+
 def test_only_an_answer_may_outgrow_the_sockets_frame_limit(settings):
     part = MeetingFrames(FakeSocket(None))
     assert part.frame_limits() == {"meeting_answer": settings.HIRFA_MEETING_ANSWER_MAX_BYTES}
