@@ -727,6 +727,7 @@ def main() -> None:
     if "idle" in ok:
         flat["idle_sockets"] = ok["idle"]["idle_sockets"]
         flat["rss_mb"] = ok["idle"]["rss_mb"]
+        flat["rss_kb_per_socket"] = ok["idle"]["rss_kb_per_socket"]
     if "send" in ok:
         flat["cpu_ms_per_message"] = ok["send"]["cpu_ms_per_message"]
         flat["messages_per_s_per_process"] = ok["send"]["messages_per_s_per_process"]
