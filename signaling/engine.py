@@ -155,7 +155,15 @@ class _NoFreePort:
     generation: int
 
 
-_Internal = _Expire | _ConnectDeadline | _NoFreePort
+@dataclass(frozen=True)
+class _FromPeer:
+    """Internal: a host's act on another worker of the meeting, for this worker's part
+    (`m.PeerCommand`), run in the meeting's order as his commands are."""
+
+    command: m.HostCommand
+
+
+_Internal = _Expire | _ConnectDeadline | _NoFreePort | _FromPeer
 
 
 @dataclass(frozen=True)
@@ -413,7 +421,10 @@ class MeetingEngine:
         if member.participant is not None:
             member.participant.set_receive_video(member.receive_video)
 
-    async def _host_mute(self, live: LiveMeeting, member: Member, command: m.HostMute) -> None:
+    async def _host_mute(self, live: LiveMeeting, member: Member | None, command: m.HostMute) -> None:
+        if command.target not in live.members and member is not None:
+            await self._to_part_of(live, command.target, command)
+            return
         target = self._target(live, command.target)
         (live.host_muted.add if command.muted else live.host_muted.discard)((target.user_id, command.source))
         if target.participant is not None:
@@ -442,7 +453,10 @@ class MeetingEngine:
         for source in live.sfu_meeting.publishes(str(member.user_id)):
             participant.unpublish(source)
 
-    async def _remove(self, live: LiveMeeting, member: Member, command: m.Remove) -> None:
+    async def _remove(self, live: LiveMeeting, member: Member | None, command: m.Remove) -> None:
+        if command.target not in live.members and member is not None:
+            await self._to_part_of(live, command.target, command)
+            return
         target = self._target(live, command.target)
         await self._drop_member(live, target)
         await self._send(target.reply_to, m.Ended(reason="removed"), live.id)
@@ -454,15 +468,23 @@ class MeetingEngine:
             raise HirfaError(ErrorCode.INVALID, gettext_noop("Nobody by that id waits in the lobby."))
         return waiter
 
-    async def _admit(self, live: LiveMeeting, member: Member, command: m.Admit) -> None:
+    async def _admit(self, live: LiveMeeting, member: Member | None, command: m.Admit) -> None:
+        if command.target not in live.waiting and member is not None:
+            await self._to_part_of(live, command.target, command, waiting=True)
+            return
         await self._enter(live, self._waiter(live, command.target), ref=None)
 
-    async def _deny(self, live: LiveMeeting, member: Member, command: m.Deny) -> None:
+    async def _deny(self, live: LiveMeeting, member: Member | None, command: m.Deny) -> None:
+        if command.target not in live.waiting and member is not None:
+            await self._to_part_of(live, command.target, command, waiting=True)
+            return
         waiter = self._waiter(live, command.target)
         await self._send(waiter.reply_to, m.Ended(reason="denied"), live.id)
         self._state_changed(live)
 
-    async def _settings(self, live: LiveMeeting, member: Member, command: m.Settings) -> None:
+    async def _settings(self, live: LiveMeeting, member: Member | None, command: m.Settings) -> None:
+        if member is not None:
+            await self._to_every_part(live, command)
         if command.locked is not None:
             live.locked = command.locked
         if command.lobby is not None:
@@ -508,7 +530,9 @@ class MeetingEngine:
         live.sfu_meeting.set_recorded(str(member.user_id), command.recorded)
         self._state_changed(live)
 
-    async def _end(self, live: LiveMeeting, member: Member, command: m.End) -> None:
+    async def _end(self, live: LiveMeeting, member: Member | None, command: m.End) -> None:
+        if member is not None:
+            await self._to_every_part(live, command)
         for gone in [*live.members.values(), *live.waiting.values()]:
             await self._drop_member(live, gone)
             live.waiting.pop(gone.user_id, None)
@@ -534,6 +558,17 @@ class MeetingEngine:
         m.Record: _record,
         m.Recorded: _recorded,
         m.Speak: _speak,
+    }
+
+    #: A host's acts that another worker of the meeting may pass on (`_from_peer`): ``None``
+    #: for the member, done on this worker's part only.
+    _host_handlers: dict[type[Any], Callable[[MeetingEngine, LiveMeeting, Member | None, Any], Awaitable[None]]] = {
+        m.HostMute: _host_mute,
+        m.Remove: _remove,
+        m.Admit: _admit,
+        m.Deny: _deny,
+        m.Settings: _settings,
+        m.End: _end,
     }
 
     def _member(self, live: LiveMeeting, command: m.Command) -> Member:
@@ -744,11 +779,17 @@ class MeetingEngine:
         await self._send(member.reply_to, m.Ended(reason="left"), live.id)
         self._state_changed(live)
 
+    async def _from_peer(self, live: LiveMeeting, command: _FromPeer) -> None:
+        # No member: done on this part only (a refusal, say nobody by that id is here any
+        # more, goes nowhere; the host's worker answered him already).
+        await self._host_handlers[type(command.command)](self, live, None, command.command)
+
     #: What the engine queues for itself, by type (run in the meeting's order like commands).
     _internal_handlers: dict[type[Any], Callable[[MeetingEngine, LiveMeeting, Any], Awaitable[None]]] = {
         _Expire: _expire,
         _ConnectDeadline: _connect_deadline,
         _NoFreePort: _no_free_port,
+        _FromPeer: _from_peer,
     }
 
     # ------------------------------------------------------------ negotiation
@@ -826,7 +867,10 @@ class MeetingEngine:
             active_speaker=int(speaker) if speaker is not None and int(speaker) in known else None,
             hosts=sorted(p.user.id for p in participants if p.host),
             participants=participants,
-            waiting=[Author(id=w.user_id, name=w.name) for w in live.waiting.values()],
+            waiting=[
+                *(Author(id=w.user_id, name=w.name) for w in live.waiting.values()),
+                *(w for part in live.parts.values() for w in part.waiting if w.id not in live.waiting),
+            ],
             recording=live.recording is not None,
             masterclass=live.masterclass,
         )
@@ -857,7 +901,34 @@ class MeetingEngine:
             meeting=live.id,
             worker=self._peers.worker,
             participants=[p for p in frame.participants if p.user.id in live.members],
+            waiting=[w for w in frame.waiting if w.id in live.waiting],
         )
+
+    async def _to_part_of(self, live: LiveMeeting, user_id: int, command: m.HostCommand, *, waiting: bool = False) -> None:
+        """A host's act on ``user_id``, who is on another worker (or waits in its lobby): that
+        worker does it. Raises ``invalid`` if nobody by that id is in any part."""
+        for worker, part in live.parts.items():
+            people = part.waiting if waiting else [p.user for p in part.participants]
+            if any(person.id == user_id for person in people):
+                await self._tell_peer(live, worker, command)
+                return
+        if waiting:
+            raise HirfaError(ErrorCode.INVALID, gettext_noop("Nobody by that id waits in the lobby."))
+        raise HirfaError(ErrorCode.INVALID, gettext_noop("Nobody by that id is in the meeting."))
+
+    async def _to_every_part(self, live: LiveMeeting, command: m.HostCommand) -> None:
+        """A host's act on the whole meeting: every other worker holding a part does it too."""
+        for worker in list(live.peers):
+            await self._tell_peer(live, worker, command)
+
+    async def _tell_peer(self, live: LiveMeeting, worker: str, command: m.HostCommand) -> None:
+        # Awaited, not spawned: an end closes the meeting here next, which cancels its tasks.
+        if self._peers is None:
+            return
+        try:
+            await self._peers.send(worker, m.PeerCommand(meeting=live.id, worker=self._peers.worker, command=command))
+        except Exception:  # the bus is best-effort; the act still holds on this worker
+            log.warning("meeting %s: telling worker %s of a host's act failed", live.id, worker, exc_info=True)
 
     async def _spread_enter(self, live: LiveMeeting, peers: PeerBus) -> None:
         """Note this worker's part of the meeting; pipe with every other worker holding one."""
@@ -896,6 +967,8 @@ class MeetingEngine:
                 live.sfu_meeting.unpipe_from(address)
             if live.parts.pop(message.worker, None) is not None:
                 self._state_changed(live, here=False)
+        elif isinstance(message, m.PeerCommand) and message.worker in live.peers:
+            self._queue_internal(live, _FromPeer(message.command))
         elif isinstance(message, m.PartState) and message.worker in live.peers:
             known = live.known_ids()
             live.parts[message.worker] = message

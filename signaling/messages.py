@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from hub.protocol import MeetingParticipant
+from hub.protocol import Author, MeetingParticipant
 
 Source = Literal["mic", "camera", "screen", "camera2"]
 Codec = Literal["vp8", "h264"]
@@ -331,13 +331,28 @@ class PipeClose(_Peer):
 
 
 class PartState(_Peer):
-    """The sender's participants of ``meeting`` (each worker publishes the whole meeting's state)."""
+    """The sender's participants of ``meeting``, and those waiting in its lobby there (each
+    worker publishes the whole meeting's state)."""
 
     kind: Literal["part_state"] = "part_state"
     participants: list[MeetingParticipant] = Field(max_length=1000)
+    waiting: list[Author] = Field(default_factory=list, max_length=1000)
 
 
-PeerMessage = Annotated[PipeOpen | PipeClose | PartState, Field(discriminator="kind")]
+#: A host's acts that reach the participants on the other workers of a spread meeting.
+HostCommand = Annotated[HostMute | Remove | Admit | Deny | Settings | End, Field(discriminator="op")]
+
+
+class PeerCommand(_Peer):
+    """A host on the sender's worker acted (``command``, as his socket sent it, his right
+    checked there): do it on the receiver's part of ``meeting`` — on the participant (or
+    lobby waiter) it names, who is there, or, for `Settings` and `End`, on every one."""
+
+    kind: Literal["command"] = "command"
+    command: HostCommand
+
+
+PeerMessage = Annotated[PipeOpen | PipeClose | PartState | PeerCommand, Field(discriminator="kind")]
 _peer_messages: TypeAdapter[PeerMessage] = TypeAdapter(PeerMessage)
 
 

@@ -9,7 +9,9 @@ Redis hash ``hirfa:sfu:meeting:<id>`` (`signaling.placement.RedisPeerBus`) and t
 and takes the other's (`signaling/sfu/pipe.py`), and sends its participants
 (:class:`~signaling.messages.PartState`) so that every worker publishes the whole
 meeting's state. A worker whose last participant of the meeting left removes itself and
-says :class:`~signaling.messages.PipeClose`: the others stop piping to it.
+says :class:`~signaling.messages.PipeClose`: the others stop piping to it. A host's act
+on someone of another worker's part (mute, removal, admission or denial from its lobby), and
+lock, lobby and end, reach that worker as :class:`~signaling.messages.PeerCommand`.
 """
 
 from __future__ import annotations

@@ -317,3 +317,53 @@ async def test_a_big_meeting_spreads_over_two_workers_joined_by_a_pipe(daphne_fa
     finally:
         for c in (n, a):
             await c.close()
+
+
+async def test_a_hosts_acts_reach_a_participant_on_the_other_worker(daphne_factory, sfu_workers, isolated_redis):  # noqa: F811
+    first, _second, nadia, amina, _rachid = await two_guild_meetings()
+    w1 = await asyncio.to_thread(sfu_workers, "w1", 42000, 0, SPREAD)
+    w2 = await asyncio.to_thread(sfu_workers, "w2", 42200, 0, SPREAD)
+    workers = {w1.worker_id: w1, w2.worker_id: w2}
+    server = await asyncio.to_thread(
+        daphne_factory,
+        {"REDIS_URL": isolated_redis, "HIRFA_SFU_PLACEMENT": "workers", "HIRFA_SFU_HEARTBEAT_SECONDS": str(HEARTBEAT),
+         **SPREAD},
+    )
+    n = await remote_client(server, nadia, "nadia")
+    a = await remote_client(server, amina, "amina")
+    try:
+        await n.join(first)
+        holder = workers[await worker_of(first)]
+        other = w2 if holder is w1 else w1
+        await wait_until(lambda: registered_load(isolated_redis, holder.worker_id) == 1, what="load reported")
+        await a.join(first)
+        await flowing(n, a)
+        assert meeting_workers(isolated_redis, first) == {w1.worker_id, w2.worker_id}
+
+        # nadia (host, on the meeting's worker) mutes amina (on the other): her voice stops
+        # at her worker, her picture goes on, and both sockets show her muted
+        mark = n.mark()
+        await n.send({"type": "meeting_host", "meeting": first, "action": "mute", "user": amina.pk, "source": "mic"})
+        for c in (n, a):
+            await c.wait_for(
+                "meeting_state",
+                lambda f: [p["host_muted"] for p in f["participants"] if p["user"]["id"] == amina.pk] == [["mic"]],
+                after=mark if c is n else 0,
+            )
+        assert "error" not in [f["type"] for f in n.frames[mark:]]
+        heard = len(n.frames_from(amina.pk, "mic"))
+        seen = len(n.frames_from(amina.pk, "camera"))
+        await wait_until(lambda: len(n.frames_from(amina.pk, "camera")) >= seen + 20, what="her picture goes on")
+        assert len(n.frames_from(amina.pk, "mic")) - heard <= 3, "nadia still hears amina"
+
+        # nadia removes her: she is told at once, her worker lets her peer go, her part ends
+        await n.send({"type": "meeting_host", "meeting": first, "action": "remove", "user": amina.pk})
+        ended = await a.wait_for("meeting_ended")
+        assert ended["reason"] == "removed"
+        await wait_until(lambda: other.udp_ports() == [], what="amina's worker freed her UDP socket")
+        await wait_until(lambda: meeting_workers(isolated_redis, first) == {holder.worker_id}, what="her part gone")
+        await n.wait_for("meeting_state", lambda f: [p["user"]["id"] for p in f["participants"]] == [nadia.pk], after=mark)
+        assert "error" not in [f["type"] for f in n.frames[mark:]]
+    finally:
+        for c in (n, a):
+            await c.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from hub.protocol import Author
 from signaling import messages as m
 
 
@@ -12,7 +13,11 @@ def test_peer_messages_cross_the_channel_layer_and_come_back_equal() -> None:
     for message in (
         m.PipeOpen(meeting=7, worker="w1", host="10.0.0.2", port=45000),
         m.PipeClose(meeting=7, worker="w1"),
-        m.PartState(meeting=7, worker="w1", participants=[]),
+        m.PartState(meeting=7, worker="w1", participants=[], waiting=[Author(id=3, name="Amina")]),
+        m.PeerCommand(
+            meeting=7, worker="w1", command=m.Remove(meeting=7, room=2, user=4, reply_to="hub!a", target=3)
+        ),
+        m.PeerCommand(meeting=7, worker="w1", command=m.End(meeting=7, room=2, user=4, reply_to="hub!a")),
     ):
         assert m.peer_message_from(message.model_dump(mode="json")) == message
 
@@ -26,6 +31,9 @@ def test_peer_messages_cross_the_channel_layer_and_come_back_equal() -> None:
         {"kind": "pipe_close", "meeting": 7, "worker": "w1", "extra": 1},
         {"kind": "part_state", "meeting": 7, "worker": "w1", "participants": [{"user": 3}]},
         {"kind": "explode", "meeting": 7, "worker": "w1"},
+        # Only a host's acts cross: never a member's own command.
+        {"kind": "command", "meeting": 7, "worker": "w1",
+         "command": {"op": "leave", "meeting": 7, "room": 2, "user": 3, "reply_to": "hub!a"}},
         None,
     ],
 )

@@ -148,3 +148,117 @@ async def test_a_piped_track_that_arrives_before_its_workers_part_state_is_named
     bus.release(m.PartState)
     await wait_until(lambda: hears_and_sees(amina, NADIA) and hears_and_sees(nadia, AMINA), what="each names the other's media")
 
+
+# --- a host's rights reach the participants on the other worker (issue 11) ---------------
+
+
+async def both_flowing(browsers: Browsers, engines: dict[str, MeetingEngine], **amina: Any):
+    """Nadia hosts on the meeting's worker, amina is on the other; each hears and sees the other."""
+    nadia = await join(browsers, engines[W1], NADIA, "nadia", host=True)
+    peer = await join(browsers, engines[W2], AMINA, "amina", **amina)
+    await wait_until(lambda: hears_and_sees(peer, NADIA) and hears_and_sees(nadia, AMINA), what="media both ways")
+    return nadia, peer
+
+
+def host(command: type[Any], **fields: Any) -> Any:
+    return command(**BASE, user=NADIA, reply_to="nadia", ref="h", **fields)
+
+
+def refusals(browsers: Browsers, reply_to: str) -> list[m.EngineError]:
+    return [e for e in browsers.events.get(reply_to, []) if isinstance(e, m.EngineError)]
+
+
+def ended(browsers: Browsers, reply_to: str) -> list[str]:
+    return [e.reason for e in browsers.events.get(reply_to, []) if isinstance(e, m.Ended)]
+
+
+def state_of(browsers: Browsers, user: int):
+    """The participant as the last meeting state published (by any worker) shows him."""
+    _group, frame = browsers.published[-1]
+    return next((p for p in frame.participants if p.user.id == user), None)
+
+
+def piped_from(engine: MeetingEngine, user: int) -> set[TrackSource]:
+    meeting = engine.sfu.get_meeting(str(BASE["meeting"]))
+    return {f.source for f in meeting.remote_forwarders() if f.participant_id == str(user)}
+
+
+async def test_a_hosts_mute_reaches_a_participant_on_the_other_worker(spread):
+    _bus, browsers, engines = spread
+    nadia, _amina = await both_flowing(browsers, engines)
+
+    engines[W1].submit(host(m.HostMute, target=AMINA, source="mic", muted=True))
+    meeting_there = engines[W2].sfu.get_meeting(str(BASE["meeting"]))
+    await wait_until(lambda: meeting_there.is_muted(str(AMINA), TrackSource.MICROPHONE), what="her worker mutes her")
+    assert refusals(browsers, "nadia") == []
+    # Her voice stops at her worker, so nothing of it crosses the pipe: what nadia got so far
+    # is all she gets, while amina's picture goes on.
+    voice = len(nadia.frames_from(str(AMINA), TrackSource.MICROPHONE))
+    pictures = len(nadia.frames_from(str(AMINA), TrackSource.CAMERA))
+    await wait_until(lambda: len(nadia.frames_from(str(AMINA), TrackSource.CAMERA)) >= pictures + 20, what="her picture")
+    assert len(nadia.frames_from(str(AMINA), TrackSource.MICROPHONE)) <= voice + 2  # two in flight at most
+    await wait_until(lambda: (p := state_of(browsers, AMINA)) is not None and p.host_muted == ["mic"], what="shown muted")
+
+    engines[W1].submit(host(m.HostMute, target=AMINA, source="mic", muted=False))
+    voice = len(nadia.frames_from(str(AMINA), TrackSource.MICROPHONE))
+    await wait_until(lambda: len(nadia.frames_from(str(AMINA), TrackSource.MICROPHONE)) >= voice + 20, what="her voice back")
+
+
+async def test_a_participant_removed_on_the_other_worker_is_cut_off_at_once_everywhere(spread):
+    _bus, browsers, engines = spread
+    await both_flowing(browsers, engines)
+
+    engines[W1].submit(host(m.Remove, target=AMINA))
+    await wait_until(lambda: ended(browsers, "amina") == ["removed"], what="amina told she is removed")
+    assert refusals(browsers, "nadia") == []
+    # Her peer is closed on her worker: nothing of hers is piped any more, and she receives nothing.
+    assert engines[W2].load == 0
+    await wait_until(lambda: not piped_from(engines[W1], AMINA), what="her tracks gone from the host's worker")
+    await wait_until(lambda: not engines[W2].meeting_ids(), what="her worker holds nothing of the meeting")
+    assert engines[W1].load == 1, "nadia stays"
+    await wait_until(lambda: state_of(browsers, AMINA) is None, what="the meeting's state without her")
+
+
+async def test_a_host_ending_the_meeting_ends_it_on_every_worker(spread):
+    _bus, browsers, engines = spread
+    await both_flowing(browsers, engines)
+
+    engines[W1].submit(host(m.End))
+    await wait_until(lambda: ended(browsers, "amina") == ["ended"] and ended(browsers, "nadia") == ["ended"], what="both told")
+    await wait_until(lambda: not engines[W1].meeting_ids() and not engines[W2].meeting_ids(), what="both workers closed it")
+
+
+async def test_a_host_admits_from_the_lobby_someone_waiting_on_the_other_worker(spread):
+    _bus, browsers, engines = spread
+    nadia = await join(browsers, engines[W1], NADIA, "nadia", host=True, lobby=True)
+    peer = ClientPeer("amina", tracks={TrackSource.MICROPHONE: ToneAudioTrack(), TrackSource.CAMERA: PatternVideoTrack()})
+    browsers.peers["amina"] = (engines[W2], AMINA, peer)
+    engines[W2].submit(
+        m.Join(**BASE, user=AMINA, reply_to="amina", ref="j", name="amina", publish=("mic", "camera"), lobby=True, must_wait=True)
+    )
+    await wait_until(lambda: any(isinstance(e, m.Lobby) for e in browsers.events.get("amina", [])), what="amina waits")
+    # The host sees her waiting, though she waits on the other worker...
+    await wait_until(
+        lambda: any(w.id == AMINA for w in engines[W1].state_frame(engines[W1]._meetings[BASE["meeting"]]).waiting),
+        what="the host's worker lists her",
+    )
+    # ...and lets her in.
+    engines[W1].submit(host(m.Admit, target=AMINA))
+    await wait_until(lambda: any(isinstance(e, m.Joined) for e in browsers.events.get("amina", [])), what="amina admitted")
+    assert refusals(browsers, "nadia") == []
+    await wait_until(lambda: hears_and_sees(peer, NADIA) and hears_and_sees(nadia, AMINA), what="media both ways")
+
+
+async def test_a_host_denies_someone_waiting_on_the_other_worker(spread):
+    _bus, browsers, engines = spread
+    await join(browsers, engines[W1], NADIA, "nadia", host=True, lobby=True)
+    browsers.peers["amina"] = (engines[W2], AMINA, ClientPeer("amina"))
+    engines[W2].submit(m.Join(**BASE, user=AMINA, reply_to="amina", ref="j", name="amina", lobby=True, must_wait=True))
+    await wait_until(
+        lambda: any(w.id == AMINA for w in engines[W1].state_frame(engines[W1]._meetings[BASE["meeting"]]).waiting),
+        what="the host's worker lists her",
+    )
+    engines[W1].submit(host(m.Deny, target=AMINA))
+    await wait_until(lambda: ended(browsers, "amina") == ["denied"], what="amina denied")
+    assert refusals(browsers, "nadia") == []
+    await wait_until(lambda: not engines[W2].meeting_ids(), what="her worker forgets the meeting")
