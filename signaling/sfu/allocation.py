@@ -28,11 +28,11 @@ the smaller of two figures:
 * a delay signal that judges probes: the round trip of a STUN binding
   request to his browser, every ``allocation_interval`` (every 0.1 s during
   a probe). While a probe runs, the first round trip more than
-  ``delay_threshold`` (100 ms) above the least of the ``probe_base_window``
-  (1 s) before it (growth over his link and the server's loop as they are
-  now: the least of the whole ``delay_window`` may date from a quiet loop at
-  his join, and a 30-participant meeting's loop, 150 ms longer for good,
-  failed every probe on it), or ``probe_queue_limit`` (200 ms) above the
+  ``delay_threshold`` (100 ms) above the last one answered before it (growth
+  over his link and the server's loop as they are now: the least of the
+  whole ``delay_window`` may date from a quiet loop at his join, and a
+  30-participant meeting's loop, 150 ms longer for good, failed every probe
+  on it), or ``probe_queue_limit`` (300 ms) above the
   window's least (a standing queue — his own uplink's, say — must not grow
   further), stops its padding at once (:meth:`DownlinkEstimate.padding`):
   on a 300 kbit/s link a probe's queue grows by 0.6 s a second, each round
@@ -41,8 +41,8 @@ the smaller of two figures:
   trip says: grown too — the probe is filling his link, it fails, before any
   packet is lost and long before his receiver reports (every 5 s for audio)
   would say so; back down — one late answer (a busy loop): the padding goes
-  on, or, after the probe's end, no verdict (nothing taken back, no
-  back-off, but no doubling next). A ping not answered within
+  on, or, after the probe's end on a link that lost already (``cut``), no
+  verdict (nothing taken back, no back-off, but no doubling next). A ping not answered within
   ``ping_timeout`` is no round trip: no probe starts while the last second's
   went unanswered. Outside probes round trips only inform (his uplink and
   a busy server's event loop are on them too).
@@ -317,15 +317,14 @@ class DownlinkEstimate:
     startup: bool = True
     startup_step: float = 2.0
     startup_after: float = 0.5
-    #: A probe is judged against the least round trip of the last this many seconds before it
+    #: A probe is judged against the last round trip answered within this many seconds before it
     #: started (his link and the server's loop as they are now: what the probe adds is growth
     #: over it), not against the least of the whole ``delay_window``; a ping that timed out is no
     #: round trip (nor is it a base: no probe starts on it).
     probe_base_window: float = 1.0
     #: A round trip this much (s) above the window's least also stops a probe (a standing queue
-    #: — his own uplink's, say — must not grow further). Under the lab's 300 ms queue: at that
-    #: limit, a probe only stopped once the queue was full.
-    probe_queue_limit: float = 0.2
+    #: must not grow further).
+    probe_queue_limit: float = 0.3
     #: What a ping that was not answered reports (``aiortc_hooks.stun_round_trip``'s timeout).
     ping_timeout: float = 1.0
     #: The longest wait (s) after failed probes (they double it): a failed probe only queues
@@ -486,10 +485,16 @@ class DownlinkEstimate:
                 # queue grows by 0.6 s a second, and waiting for a second round trip (each one
                 # slower than the last) let it overflow the lab's 300 ms queue with his voices in it.
                 self._probe_queueing = True
-            elif self._probe_queueing and now < self.probe_started + self.probe_duration:
-                self._probe_queueing = False  # one late answer (a busy loop), not his link: pad on
+            elif self._probe_queueing and (now < self.probe_started + self.probe_duration or not self.cut):
+                # One late answer (a busy loop), not his link: pad on, or judge it as before. A
+                # link that lost already (``cut``) gets no verdict after the probe's end instead:
+                # on the lab's narrow link the queue a probe left drained before the next answer,
+                # and taking that as held let the next probes overflow it. (Voiding on every link
+                # stalled a clean link's climb behind a loaded loop's late answers: 20-31 s to
+                # 2.5 Mbit/s simulated; the lab's assembly at load 13 took 56 s to four cameras.)
+                self._probe_queueing = False
             elif self._probe_queueing:
-                self._void(now)  # the same, but its time is up: no verdict
+                self._void(now)
         # Outside probes the round trip only informs: his own uplink is on it too, and so is a
         # busy server's event loop (in the lab at load 15, round trips rose with nothing queued,
         # and cutting on them brought a 5 %-loss link's estimate down to the floor).
@@ -615,7 +620,7 @@ class DownlinkEstimate:
         step = max(estimate * factor, estimate + self.probe_min_step)
         self.probe_target = min(wanted * 1.1, step, self.ceiling)
         self._loss_before_probe = self.loss_based
-        self._probe_base = min(answered, default=None)
+        self._probe_base = answered[-1] if answered else None
         self._probe_queueing = False
         self.probe_started = now
         self.probes += 1

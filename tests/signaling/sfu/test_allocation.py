@@ -515,9 +515,10 @@ def test_a_probe_stops_padding_at_the_first_late_round_trip() -> None:
     estimate.on_delay(0.15, 2.6, sent=2.45)
     assert estimate.round(2.6, wanted=900_000) is None and estimate.value(2.6) == 450_000 and not estimate.probes_failed
 
-    # Late once after its end, clean after: no verdict — nothing taken back, no back-off, and
-    # the start's next probe is the usual step, not a doubling one.
-    estimate = DownlinkEstimate(initial=300_000)
+    # On a link that lost already, late once after its end and clean after: no verdict —
+    # nothing taken back, no back-off, and the start's next probe is the usual step, not a
+    # doubling one (the queue it left drained before the next answer: not a held probe).
+    estimate = DownlinkEstimate(initial=300_000, cut=True)
     assert estimate.round(0.0, wanted=2_000_000) is None
     estimate.on_delay(0.15, 1.5, sent=1.35)
     assert estimate.round(2.0, wanted=2_000_000) == 450_000
@@ -526,6 +527,16 @@ def test_a_probe_stops_padding_at_the_first_late_round_trip() -> None:
     estimate.on_delay(0.16, 2.76, sent=2.6)
     assert not estimate.probing and not estimate.probes_failed and estimate.value(2.8) == 300_000
     assert estimate.round(3.3, wanted=2_000_000) == 450_000
+    # On a link that never lost (a busy assembly's loopback subscriber), as before: one late
+    # answer does not stop the climb.
+    estimate = DownlinkEstimate(initial=300_000)
+    assert estimate.round(0.0, wanted=2_000_000) is None
+    estimate.on_delay(0.15, 1.5, sent=1.35)
+    assert estimate.round(2.0, wanted=2_000_000) == 450_000
+    estimate.on_delay(0.15, 2.15, sent=2.0)
+    estimate.on_delay(0.30, 2.6, sent=2.45)
+    estimate.on_delay(0.16, 2.76, sent=2.6)
+    assert estimate.round(3.0, wanted=2_000_000) == 900_000 and estimate.value(3.0) == 450_000, "held, and the start doubles on"
 
 
 def test_no_probe_starts_while_his_pings_go_unanswered() -> None:
