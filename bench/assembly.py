@@ -114,8 +114,8 @@ def write_clip(folder: str, size: tuple[int, int] = (640, 360)) -> str:
     packetize them."""
     path = os.path.join(folder, "clip.pickle")
     with open(path, "wb") as handle:
-        pickle.dump({**netlab.encode_clip(500_000, *size), "tone": netlab.encode_audio(False),
-                     "beep": netlab.encode_audio(True), "silence": encode_silence()}, handle)
+        pickle.dump({**netlab.encode_clip(500_000, *size), "tone": netlab.encode_audio("tone"),
+                     "beep": netlab.encode_audio("beep"), "silence": encode_silence()}, handle)
     return path
 
 

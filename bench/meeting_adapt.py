@@ -172,8 +172,8 @@ def write_clip(folder: str) -> str:
     """The publishers' pre-encoded media (camera at CAMERA_BPS, a tone, a beep), in ``folder``."""
     clip = os.path.join(folder, "clip.pickle")
     with open(clip, "wb") as handle:
-        pickle.dump({**netlab.encode_clip(CAMERA_BPS), "beep": netlab.encode_audio(True),
-                     "tone": netlab.encode_audio(False)}, handle)
+        pickle.dump({**netlab.encode_clip(CAMERA_BPS), "beep": netlab.encode_audio("beep"),
+                     "tone": netlab.encode_audio("tone")}, handle)
     return clip
 
 

@@ -86,6 +86,8 @@ WIDTH, HEIGHT, FPS = 640, 360, 30
 LOOP_SECONDS = 2
 FLASH_FRAME = 30  # of each 2 s loop; the beep starts at the same instant
 BEEP_SECONDS = 0.1
+#: What a lab publisher's microphone sends (encode_audio).
+SOUNDS = ("tone", "beep", "silence")
 WARMUP_SECONDS = 5.0
 RECOVERY_LIMIT_SECONDS = 30.0
 MEETINGS = {  # profile -> (publishers, camera bit/s)
@@ -154,31 +156,34 @@ def encode_clip(bitrate: int, width: int = WIDTH, height: int = HEIGHT) -> dict[
     return {"keyframe": encoded[0], "loop": encoded[2 * frames_per_loop:3 * frames_per_loop]}
 
 
-def encode_audio(beep: bool, bitrate: int = 32_000) -> list[bytes]:
-    """Two seconds of Opus (20 ms packets, as browsers send). With ``beep``, the speaker's: a quiet
-    350 Hz tone and a loud 1 kHz beep of BEEP_SECONDS from the clip's flash instant. Without, a
-    listener's: silence (a few bytes a packet), so that the SFU hears one person speaking — the
-    beeping one, whose voice is then in the subscriber's audio slots (the loudest voices) with his
-    camera, and ``av_offset_ms`` is measured. Encoded once: peers only packetize."""
+def encode_audio(sound: str, bitrate: int = 32_000) -> list[bytes]:
+    """Two seconds of Opus (20 ms packets, as browsers send), encoded once: peers only packetize.
+    ``sound`` is one of SOUNDS: ``"tone"``, a quiet 350 Hz tone (a voice the SFU hears speaking);
+    ``"beep"``, the same tone with a loud 1 kHz beep of BEEP_SECONDS from the clip's flash instant
+    (the speaker whose ``av_offset_ms`` is measured); ``"silence"``, a listener's microphone (a few
+    bytes a packet), so that in the network lab the SFU hears one person speaking — the beeping
+    one, whose voice is then in the subscriber's audio slots (the loudest voices) with his camera."""
     import av
 
+    if sound not in SOUNDS:
+        raise ValueError(f"sound {sound!r} is not one of {SOUNDS}")
     codec = av.CodecContext.create("libopus", "w")
     codec.bit_rate = bitrate
     codec.format, codec.layout, codec.sample_rate = "s16", "stereo", 48_000
-    # A listener's silence in "audio" mode: 3 bytes a packet ("voip" spends 39 on digital silence,
-    # one byte under what the SFU's speaker detection calls speech without level extensions).
-    codec.options = {"application": "voip" if beep else "audio"}
+    # Silence in "audio" mode: 3 bytes a packet ("voip" spends 39 on digital silence, one byte
+    # under what the SFU's speaker detection calls speech without level extensions).
+    codec.options = {"application": "audio" if sound == "silence" else "voip"}
     codec.time_base = Fraction(1, 48_000)
     samples, per_loop = 960, 50 * LOOP_SECONDS
     quiet, loud = _tone(1500, 350, samples, 48_000, stereo=True), _tone(14000, 1000, samples, 48_000, stereo=True)
-    if not beep:
+    if sound == "silence":
         quiet = bytes(len(quiet))
     packets: list[bytes] = []
     for index in range(3 * per_loop):
         start = (index % per_loop) * samples / 48_000
         position = (start - FLASH_FRAME / FPS) % LOOP_SECONDS
         frame = av.AudioFrame(format="s16", layout="stereo", samples=samples)
-        frame.planes[0].update(loud if beep and position < BEEP_SECONDS - 1e-9 else quiet)
+        frame.planes[0].update(loud if sound == "beep" and position < BEEP_SECONDS - 1e-9 else quiet)
         frame.sample_rate = 48_000
         frame.pts = index * samples
         frame.time_base = Fraction(1, 48_000)
@@ -665,7 +670,8 @@ def make_clips(folder: str, bitrates: set[int]) -> dict[int, str]:
     for bitrate in sorted(bitrates):
         path = os.path.join(folder, f"clip-{bitrate}.pickle")
         with open(path, "wb") as handle:
-            pickle.dump({**encode_clip(bitrate), "beep": encode_audio(True), "tone": encode_audio(False)}, handle)
+            # The lab's listeners are silent (their "tone" is silence): one person speaks, the beeping one.
+            pickle.dump({**encode_clip(bitrate), "beep": encode_audio("beep"), "tone": encode_audio("silence")}, handle)
         clips[bitrate] = path
     return clips
 

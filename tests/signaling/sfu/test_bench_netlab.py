@@ -8,6 +8,8 @@ where one person talks and the others listen.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench import netlab
@@ -17,7 +19,7 @@ pytest.importorskip("av")
 
 
 def test_only_the_beeping_publisher_is_heard_speaking() -> None:
-    beeping, listening = netlab.encode_audio(True), netlab.encode_audio(False)
+    beeping, listening = netlab.encode_audio("beep"), netlab.encode_audio("silence")
     now = [0.0]
     detector = ActiveSpeakerDetector(clock=lambda: now[0])
     # Two seconds of the meeting, 20 ms a packet; the listeners joined first.
@@ -29,3 +31,29 @@ def test_only_the_beeping_publisher_is_heard_speaking() -> None:
 
     assert detector.current == "pub1"
     assert set(detector.last_loud) == {"pub1"}
+
+
+def test_the_other_benches_speakers_are_heard_speaking(tmp_path: Path) -> None:
+    """bench/assembly.py's and bench/meeting_adapt.py's speakers send the tone, not the lab's
+    listeners' silence: the slot test's second speaker must take the video slot, and the narrow
+    link must carry voices as loud as before."""
+    import pickle
+
+    from bench import assembly, meeting_adapt
+
+    (tmp_path / "assembly").mkdir()
+    now = [0.0]
+    for clip_path in (assembly.write_clip(str(tmp_path / "assembly"), (160, 120)), meeting_adapt.write_clip(str(tmp_path))):
+        with open(clip_path, "rb") as handle:
+            tone: list[bytes] = pickle.load(handle)["tone"]
+        detector = ActiveSpeakerDetector(clock=lambda: now[0])
+        for index in range(100):
+            now[0] = index * 0.02
+            detector.observe("listener", None, 3)
+            detector.observe("speaker", None, len(tone[index % len(tone)]))
+        assert detector.current == "speaker", clip_path
+
+
+def test_a_sound_that_is_not_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="not one of"):
+        netlab.encode_audio("noise")
