@@ -141,37 +141,3 @@ def test_the_session_and_the_member_with_his_name_are_two_statements():
     user.is_active = False
     user.save()
     assert not _member({"session": SessionStore(session_key=key)}).is_authenticated
-
-
-def test_the_opening_reads_compile_no_orm_query(monkeypatch):
-    """Every socket opening reads the session and the member: in a crowd of thousands the
-    ORM building and compiling those two queries was most of what the reads cost the hub
-    (py-spy, 2,000 members subscribing). They are plain statements; the rules stay Channels'
-    `get_user`'s (an expired session, a stale auth hash, an inactive member are nobody)."""
-    from django.contrib.sessions.models import Session
-    from django.db.models.sql import compiler
-    from django.utils import timezone
-
-    from hub.asgi import DISPLAY_NAME_KEY, _member
-
-    compiled: list[str] = []
-    original = compiler.SQLCompiler.as_sql
-
-    def spy(self, *args, **kwargs):
-        compiled.append(type(self).__name__)
-        return original(self, *args, **kwargs)
-
-    cookie = session_cookie_for.func("amina").decode()
-    key = cookie.partition("=")[2]
-    monkeypatch.setattr(compiler.SQLCompiler, "as_sql", spy)
-    scope = {"session": SessionStore(session_key=key)}
-    user = _member(scope)
-    assert compiled == []
-    assert user.is_authenticated and user.username == "amina" and scope[DISPLAY_NAME_KEY] == "Amina"
-    assert user.display_name == "Amina" and user.get_session_auth_hash()
-    monkeypatch.setattr(compiler.SQLCompiler, "as_sql", original)
-
-    # No such session, and an expired one: nobody.
-    assert not _member({"session": SessionStore(session_key="x" * 32)}).is_authenticated
-    Session.objects.filter(session_key=key).update(expire_date=timezone.now() - timezone.timedelta(seconds=1))
-    assert not _member({"session": SessionStore(session_key=key)}).is_authenticated
