@@ -42,7 +42,7 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench import netlab
+from bench import chat_fanout, netlab
 
 HOST = "127.0.0.1"
 DTX_INTERVAL = 0.4  # a browser's Opus DTX sends one packet of comfort noise every 400 ms
@@ -903,10 +903,7 @@ async def _offer_sizes(sizes: list[int], probes: int, audio_slots: int, video_sl
 
 
 def _percentile(values: list[float], fraction: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
+    return round(chat_fanout.pct(values, fraction), 2) if values else None
 
 
 def _offer_row(size: int, samples: list[dict[str, Any]], audio_slots: int, video_slots: int) -> dict[str, Any]:
