@@ -62,6 +62,7 @@ import multiprocessing
 import os
 import platform
 import queue
+import secrets
 import signal
 import socket
 import statistics
@@ -142,8 +143,9 @@ async def _server_main(mode: str, port_queue: Any, record_dir: str | None = None
             return
         if hello.get("pipe") and endpoint is not None:  # the other worker of a spread meeting
             other = (hello["pipe"][0], int(hello["pipe"][1]))
-            meeting.pipe_to(endpoint, other)
-            meeting.pipe_from(endpoint, other)
+            key = bytes.fromhex(hello["key"])  # the pair's secret, as the engine's PipeOpen carries it
+            meeting.pipe_to(endpoint, other, key=key)
+            meeting.pipe_from(endpoint, other, key=key)
             await send_json(writer, {"piped": True})
             return
         try:
@@ -921,9 +923,10 @@ def measure_spread(*, subscribers: int, seconds: float, loop_frames: list[bytes]
             servers.append(server)
             ports.append(queue_.get(timeout=60))
             pipes.append(queue_.get(timeout=60))
+        key = secrets.token_hex(32)
         for port, other in ((ports[0], pipes[1]), (ports[1], pipes[0])):
             with socket.create_connection(("127.0.0.1", port)) as control:
-                control.sendall(json.dumps({"pipe": other}).encode() + b"\n")
+                control.sendall(json.dumps({"pipe": other, "key": key}).encode() + b"\n")
                 control.recv(100)
         result = _drive(ctx, [s.pid for s in servers if s.pid is not None], run_client, (ports[0],), publishers=1,
                         subscribers=subscribers, seconds=seconds, loop_frames=loop_frames,

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ from hub.protocol import Author, MeetingParticipant, MeetingState
 from signaling import messages as m
 from signaling.models import recording_directory
 from signaling.sfu import (
+    PIPE_KEY_SIZE,
     BadSessionDescription,
     InvalidSfuState,
     MediaKind,
@@ -200,6 +202,8 @@ class LiveMeeting:
     #: it (their pipe addresses), and their participants as they last said.
     peers: dict[str, tuple[str, int]] = field(default_factory=dict)
     parts: dict[str, m.PartState] = field(default_factory=dict)
+    #: The secret of each of those pipes (`signaling.sfu.pipe`: its datagrams' tags).
+    pipe_keys: dict[str, bytes] = field(default_factory=dict)
     #: Its own participants changed since they were last sent to the other workers.
     part_changed: bool = False
 
@@ -936,20 +940,33 @@ class MeetingEngine:
         address = endpoint.address
         others = await peers.enter(live.id, address)
         for worker, other in others.items():
-            self._pipe_with(live, worker, other)
-            await peers.send(worker, m.PipeOpen(meeting=live.id, worker=peers.worker, host=address[0], port=address[1]))
+            self._pipe_with(live, worker, other, secrets.token_bytes(PIPE_KEY_SIZE))
+            key = live.pipe_keys.get(worker)
+            if key is not None:
+                await peers.send(
+                    worker,
+                    m.PipeOpen(meeting=live.id, worker=peers.worker, host=address[0], port=address[1], key=key.hex()),
+                )
 
-    def _pipe_with(self, live: LiveMeeting, worker: str, address: tuple[str, int]) -> None:
+    def _pipe_with(self, live: LiveMeeting, worker: str, address: tuple[str, int], key: bytes) -> None:
+        """Pipe both ways with ``worker`` at ``address``, its datagrams tagged under ``key``."""
         endpoint = self.sfu.pipe_endpoint_now()
-        if endpoint is None or live.peers.get(worker) == address:
+        if endpoint is None:
             return
         old = live.peers.get(worker)
-        if old is not None:
+        held = live.pipe_keys.get(worker)
+        if old == address and held is not None:
+            # Both drew a key for this pipe at once (each entered seeing the other in the
+            # meeting's hash, and each sent its own): both keep the lesser.
+            if held <= key:
+                return
+        elif old is not None:
             live.sfu_meeting.unpipe_to(old)
             live.sfu_meeting.unpipe_from(old)
         live.peers[worker] = address
-        live.sfu_meeting.pipe_to(endpoint, address)
-        live.sfu_meeting.pipe_from(endpoint, address)
+        live.pipe_keys[worker] = key
+        live.sfu_meeting.pipe_to(endpoint, address, key=key)
+        live.sfu_meeting.pipe_from(endpoint, address, key=key)
         live.part_changed = True
         self._state_changed(live)
 
@@ -959,9 +976,13 @@ class MeetingEngine:
         if live is None or self._peers is None or message.worker == self._peers.worker:
             return
         if isinstance(message, m.PipeOpen):
-            self._pipe_with(live, message.worker, (message.host, message.port))
+            if message.key is None:
+                log.warning("meeting %s: worker %s pipes without a key (an older version): not piped", live.id, message.worker)
+                return
+            self._pipe_with(live, message.worker, (message.host, message.port), bytes.fromhex(message.key))
         elif isinstance(message, m.PipeClose):
             address = live.peers.pop(message.worker, None)
+            live.pipe_keys.pop(message.worker, None)
             if address is not None:
                 live.sfu_meeting.unpipe_to(address)
                 live.sfu_meeting.unpipe_from(address)

@@ -317,11 +317,15 @@ class _Peer(_Message):
 
 class PipeOpen(_Peer):
     """The sender holds participants of ``meeting`` now: pipe your tracks of it to its pipe
-    address (``host``, ``port``; `signaling/sfu/pipe.py`) and take its tracks from there."""
+    address (``host``, ``port``; `signaling/sfu/pipe.py`) and take its tracks from there,
+    every datagram both ways tagged under ``key`` (32 random bytes, hex: the pipe's secret,
+    drawn by the sender; when both drew one at once, both keep the lesser). None: a worker
+    from before pipes were authenticated, which is not piped with."""
 
     kind: Literal["pipe_open"] = "pipe_open"
     host: str = Field(min_length=1, max_length=255)
     port: int = Field(ge=1, le=65535)
+    key: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 class PipeClose(_Peer):
@@ -339,8 +343,9 @@ class PartState(_Peer):
     waiting: list[Author] = Field(default_factory=list, max_length=1000)
 
 
-#: A host's acts that reach the participants on the other workers of a spread meeting.
-HostCommand = Annotated[HostMute | Remove | Admit | Deny | Settings | End, Field(discriminator="op")]
+#: A host's (or a masterclass presenter's) acts that reach the participants on the other
+#: workers of a spread meeting.
+HostCommand = Annotated[HostMute | Remove | Admit | Deny | Settings | End | Speak, Field(discriminator="op")]
 
 
 class PeerCommand(_Peer):

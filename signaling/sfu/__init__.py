@@ -14,6 +14,7 @@ and errors of :mod:`signaling.sfu.types`. aiortc internals are confined to
 
 from .config import SfuConfig
 from .meeting import Meeting, Participant
+from .pipe import KEY_SIZE as PIPE_KEY_SIZE
 from .server import Sfu
 from .types import (
     BadSessionDescription,
@@ -40,6 +41,7 @@ from .types import (
 )
 
 __all__ = [
+    "PIPE_KEY_SIZE",
     "BadSessionDescription",
     "InvalidSfuState",
     "MediaKind",

@@ -483,6 +483,10 @@ class TrackForwarder:
             ticks -= 0x100000000
         return (ntp + ticks * _NTP_ONE_SECOND // self.clock_rate) & 0xFFFFFFFFFFFFFFFF
 
+    def on_missing(self, sequence_number: int, layer: int = 0) -> None:
+        """A subscriber NACKed a packet this track never had. Nothing to do here: the
+        receiver's NACK scheduler asks the publisher already (a piped track asks its worker)."""
+
     def on_recovery_failed(self, lost: list[int], ssrc: int | None = None) -> None:
         """The NACK retries for ``lost`` (of ``ssrc``) gave up: only a keyframe repairs the picture."""
         self.recovery_failures += 1
@@ -895,14 +899,15 @@ class ForwardTrack(MediaStreamTrack):
             return  # not sent yet, or too old to matter
         published = (sequence_number - offset) & 0xFFFF
         if (published - self._start_seq) & 0xFFFF >= 0x8000:
-            packet = None
-        elif self._layer:
-            packet = source.cached(published, self._layer)
-        else:
-            packet = source.cached(published)
+            self.nacks_refused += 1
+            return  # before this run: another source's, or another layer's
+        packet = source.cached(published, self._layer) if self._layer else source.cached(published)
         if packet is None:
             self.nacks_refused += 1
-            return  # never had it (lost upstream: its retransmission is forwarded when it comes)
+            # Never had it: lost upstream, and its retransmission is forwarded when it comes
+            # (a local track's receiver NACKs its publisher; a piped one asks its worker).
+            source.on_missing(published, self._layer)
+            return
         now = self._clock()
         slot = sequence_number % _CACHE
         interval = max(min(writer.rtt() or 0.05, 0.5), 0.02)

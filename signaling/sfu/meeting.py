@@ -1068,10 +1068,12 @@ class Meeting:
 
     # ------------------------------------------------------------ pipes (`.pipe`)
 
-    def pipe_to(self, endpoint: PipeEndpoint, worker: Address) -> None:
+    def pipe_to(self, endpoint: PipeEndpoint, worker: Address, *, key: bytes) -> None:
         """Send every track published here, now and later, to the worker at ``worker``
-        (where some participants of this meeting are)."""
+        (where some participants of this meeting are), tagged with ``key``, the pair's secret
+        (`.pipe`: the same for both ways, :meth:`pipe_from`)."""
         self._pipe_endpoint = endpoint
+        endpoint.set_key(self.id, worker, key)
         if worker in self._pipes_out:
             return
         self._pipes_out.add(worker)
@@ -1086,10 +1088,12 @@ class Meeting:
         for forwarder in self.local_forwarders():
             self._pipe_endpoint.unpipe_track(forwarder, worker)
 
-    def pipe_from(self, endpoint: PipeEndpoint, worker: Address) -> None:
-        """Take the tracks the worker at ``worker`` pipes here for this meeting: each is
-        published to the participants here as their own are."""
+    def pipe_from(self, endpoint: PipeEndpoint, worker: Address, *, key: bytes) -> None:
+        """Take the tracks the worker at ``worker`` pipes here for this meeting, tagged with
+        ``key`` (nothing else from that address): each is published to the participants here
+        as their own are."""
         self._pipe_endpoint = endpoint
+        endpoint.set_key(self.id, worker, key)
         self._pipes_in.add(worker)
         endpoint.accept(self.id, worker, PipeSink(make=self._remote_published, remove=self._remote_unpublished))
 
@@ -1107,10 +1111,13 @@ class Meeting:
     def remote_forwarders(self) -> tuple[PipedTrackForwarder, ...]:
         return tuple(self._remote)
 
-    def _remote_published(self, info: PipedTrackInfo, ask_keyframe: Callable[[int], None]) -> PipedTrackForwarder:
+    def _remote_published(
+        self, info: PipedTrackInfo, ask_keyframe: Callable[[int], None], ask_packet: Callable[[int, int], None]
+    ) -> PipedTrackForwarder:
         forwarder = PipedTrackForwarder(
             info=info,
             ask_keyframe=ask_keyframe,
+            ask_packet=ask_packet,
             codec=self.video_codec,
             keyframe_interval=self.config.keyframe_interval,
             keyframe_timeout=self.config.keyframe_timeout,

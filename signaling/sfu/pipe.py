@@ -2,13 +2,20 @@
 
 A worker holding a publisher sends his tracks' RTP packets, as they arrive,
 to each worker that asked for them (as mediasoup's pipe transports do):
-plain UDP between the workers of one trusted network, no ICE, DTLS or SRTP,
-each datagram a small typed header (:data:`HEADER`) and the publisher's
-payload unchanged. The receiving worker feeds them into a
-:class:`PipedTrackForwarder`, which its meeting treats as any published track
-(slots, allocation, NACKs answered from its cache, speaker detection); its
-keyframe requests go back over the pipe to the publisher's worker, which asks
-the publisher (one request pending per track, as for local subscribers).
+plain UDP between the workers, no ICE, DTLS or SRTP, each datagram a small
+typed header, the publisher's payload unchanged and a tag: keyed BLAKE2b
+(RFC 7693's MAC mode) of the rest under the pipe's key, a secret of the two
+workers for that meeting that one of them drew and told the other over the
+channel layer (`signaling.messages.PipeOpen`). A datagram whose tag does not
+hold (forged, altered, or of someone without the key) is refused and counted
+(:attr:`PipeEndpoint.datagrams_refused`) before anything of it is read further.
+The receiving worker feeds the packets into a :class:`PipedTrackForwarder`,
+which its meeting treats as any published track (slots, allocation, NACKs
+answered from its cache, speaker detection); its keyframe requests go back over
+the pipe to the publisher's worker, which asks the publisher (one request
+pending per track, as for local subscribers), and so do the NACKs its cache
+cannot answer (a packet lost on the pipe): the publisher's worker resends it
+from its own cache.
 
 The data plane keeps soft state: the sending side announces each piped track
 (its meeting, publisher and source) every second, and its sender reports with
@@ -18,13 +25,19 @@ to which is decided elsewhere (the engine, through the channel layer): this
 module only accepts announces from the workers it was told to accept
 (:meth:`PipeEndpoint.accept`) for the meetings it was told.
 
-Datagrams (network byte order), version 1::
+Datagrams (network byte order), version 2, each followed by its 16-byte tag::
 
     RTP       ver type track(u16) layer layers flags pt seq(u16) ts(u32) ssrc(u32) level | payload
     REPORT    ver type track(u16) layer ntp(u64) rtp(u32) ssrc(u32)
     KEYFRAME  ver type track(u16) layer
     ANNOUNCE  ver type track(u16) source(u8) | meeting utf-8 \\0 publisher utf-8
     GONE      ver type track(u16)
+    NACK      ver type track(u16) layer seq(u16)
+
+A datagram's key is found before its tag is checked: an ANNOUNCE names its
+meeting; the others name a track, piped to or from the sender, of one meeting.
+Not refused: a genuine datagram sent again (replayed) while the pipe lives;
+a duplicate RTP packet is dropped by the forwarding as any duplicate.
 
 ``flags``: 1 marker, 2 RED (the payload type is the publisher's RED one),
 4 an audio level is present (``level``: its value, bit 7 the voice flag).
@@ -34,6 +47,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
+import hmac
 import itertools
 import logging
 import socket
@@ -50,11 +65,20 @@ from .types import TrackSource
 
 logger = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2
+#: Bytes of each datagram's tag (keyed BLAKE2b), and of a pipe's key.
+TAG_SIZE = 16
+KEY_SIZE = 32
 #: A piped track not announced for this long (s) is gone (its worker died or stopped piping).
 TRACK_TIMEOUT = 3.0
 #: How often (s) the sending side announces its tracks and their sender reports.
 ANNOUNCE_INTERVAL = 1.0
+#: A packet lost on the pipe is asked of its worker at most once in this long (s): its
+#: retransmission may still be on its way (a round trip between two workers of one network,
+#: each with a busy loop), and each of its subscribers NACKs it too.
+NACK_INTERVAL = 0.1
+#: At most this many packets asked per piped track and second (a burst of loss on the pipe).
+MAX_NACKS_PER_SECOND = 400
 _BUFFER = 4 * 1024 * 1024
 _BURST = 64  # datagrams read per wake-up of the loop
 _MAX_DATAGRAM = 4096
@@ -64,6 +88,7 @@ REPORT = struct.Struct("!BBHBQII")
 KEYFRAME = struct.Struct("!BBHB")
 ANNOUNCE = struct.Struct("!BBHB")
 GONE = struct.Struct("!BBH")
+NACK = struct.Struct("!BBHBH")
 
 _MARKER, _RED, _LEVEL = 1, 2, 4
 _SOURCES = tuple(TrackSource)
@@ -77,6 +102,12 @@ class Datagram(enum.IntEnum):
     KEYFRAME = 3
     ANNOUNCE = 4
     GONE = 5
+    NACK = 6
+
+
+def tag(key: bytes, data: bytes) -> bytes:
+    """The tag that authenticates ``data`` on a pipe whose key is ``key``."""
+    return hashlib.blake2b(data, key=key, digest_size=TAG_SIZE).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +121,53 @@ class PipedTrackInfo:
 
 class PipedTrackForwarder(TrackForwarder):
     """A track published on another worker, fed by its pipe; keyframe requests go back
-    over the pipe (the publisher's worker throttles them again)."""
+    over the pipe (the publisher's worker throttles them again), and so do the packets a
+    subscriber NACKs that never came through the pipe (:meth:`on_missing`)."""
 
-    def __init__(self, *, info: PipedTrackInfo, ask_keyframe: Callable[[int], None], **kwargs: object) -> None:
+    def __init__(
+        self,
+        *,
+        info: PipedTrackInfo,
+        ask_keyframe: Callable[[int], None],
+        ask_packet: Callable[[int, int], None],
+        **kwargs: object,
+    ) -> None:
         super().__init__(participant_id=info.publisher_id, source=info.source, receiver=None, **kwargs)  # type: ignore[arg-type]
         self.info = info
         self._ask_keyframe = ask_keyframe
+        self._ask_packet = ask_packet
         self.heard = time.monotonic()
+        self._asked: dict[tuple[int, int], float] = {}  # (layer, seq) -> when
+        self._asked_window = 0.0
+        self._asked_in_window = 0
+        #: Packets asked of the publisher's worker (lost on the pipe), and NACKs held back.
+        self.packets_asked = 0
+        self.asks_throttled = 0
 
     def _send_keyframe_request(self, ssrc: int, layer: int) -> None:
         self._ask_keyframe(layer)
+
+    def on_missing(self, sequence_number: int, layer: int = 0) -> None:
+        """A subscriber here NACKed a packet that never came through the pipe: ask the
+        publisher's worker for it (its cache answers), once per :data:`NACK_INTERVAL` and
+        at most :data:`MAX_NACKS_PER_SECOND` a second."""
+        now = self._clock()
+        key = (layer, sequence_number)
+        last = self._asked.get(key)
+        if last is not None and now - last < NACK_INTERVAL:
+            self.asks_throttled += 1
+            return
+        if now - self._asked_window >= 1.0:
+            self._asked_window, self._asked_in_window = now, 0
+            # What was asked over a second ago no longer holds anything back.
+            self._asked = {k: t for k, t in self._asked.items() if now - t < NACK_INTERVAL}
+        if self._asked_in_window >= MAX_NACKS_PER_SECOND:
+            self.asks_throttled += 1
+            return
+        self._asked[key] = now
+        self._asked_in_window += 1
+        self.packets_asked += 1
+        self._ask_packet(sequence_number, layer)
 
 
 class PipeSink:
@@ -108,7 +176,7 @@ class PipeSink:
     def __init__(
         self,
         *,
-        make: Callable[[PipedTrackInfo, Callable[[int], None]], PipedTrackForwarder],
+        make: Callable[[PipedTrackInfo, Callable[[int], None], Callable[[int, int], None]], PipedTrackForwarder],
         remove: Callable[[PipedTrackForwarder], None],
     ) -> None:
         self.make = make
@@ -133,6 +201,10 @@ class PipeEndpoint:
     :data:`_BURST` datagrams per wake-up of the loop, as the ICE sockets are), written
     with a non-blocking ``sendto`` (a datagram the kernel cannot take is dropped and counted).
 
+    Every datagram to or from a worker, for a meeting, is tagged under the key given for that
+    pair (:meth:`set_key`, before piping either way); one without a key or whose tag does not
+    hold is refused (:attr:`datagrams_refused`).
+
     Sending side: :meth:`pipe_track` taps a local track and sends its packets to a worker;
     :meth:`unpipe_track` stops it (and tells the worker). Receiving side: :meth:`accept`
     lets a worker's announces for a meeting create tracks through the meeting's
@@ -147,9 +219,14 @@ class PipeEndpoint:
         self._out_by_number: dict[int, _Outgoing] = {}
         self._accepted: dict[tuple[Address, str], PipeSink] = {}
         self._in: dict[tuple[Address, int], PipedTrackForwarder] = {}
+        self._keys: dict[tuple[Address, str], bytes] = {}
         self._ticker: asyncio.Task[None] | None = None
         self.datagrams_dropped = 0
         self.datagrams_unsent = 0
+        #: Datagrams whose tag did not hold under their pipe's key, or that no key was given for.
+        self.datagrams_refused = 0
+        #: Packets resent from this worker's cache to a worker that lost them on the pipe.
+        self.packets_resent = 0
 
     async def start(self, bind_address: str, port: int = 0) -> Address:
         loop = asyncio.get_running_loop()
@@ -179,40 +256,50 @@ class PipeEndpoint:
             self.datagram_received(data, addr)
             sock = self._sock
 
+    def set_key(self, meeting_id: str, worker: Address, key: bytes) -> None:
+        """Tag what goes to ``worker`` for ``meeting_id`` with ``key``, and take from it only
+        what is tagged so (the pair's secret, the same both ways; a new one replaces it)."""
+        if len(key) != KEY_SIZE:
+            raise ValueError(f"a pipe's key has {KEY_SIZE} bytes, not {len(key)}")
+        self._keys[(worker, meeting_id)] = key
+
     # ------------------------------------------------------------ sending side
 
     def pipe_track(self, meeting_id: str, forwarder: TrackForwarder, to: Address) -> None:
-        """Send ``forwarder``'s packets to the worker at ``to`` (idempotent)."""
+        """Send ``forwarder``'s packets to the worker at ``to`` (idempotent; its key set)."""
         key = (id(forwarder), to)
         if key in self._out:
             return
         out = _Outgoing(meeting_id, forwarder, next(self._numbers) % 0xFFFF + 1, to)
-        header = RTP_HEADER.pack
-        number = out.number
 
         def tap(packet: RtpPacket, keyframe: bool, layer: int) -> None:
-            flags = _MARKER if packet.marker else 0
-            if packet.payload_type == forwarder.red_payload_type:
-                flags |= _RED
-            level = packet.extensions.audio_level
-            value = 0
-            if level is not None:
-                flags |= _LEVEL
-                value = (0x80 if level[0] else 0) | (level[1] & 0x7F)
-            self._send(
-                header(
-                    VERSION, Datagram.RTP, number, layer, max(1, len(forwarder.rids)), flags, packet.payload_type,
-                    packet.sequence_number, packet.timestamp, packet.ssrc, value,
-                ) + packet.payload,
-                to,
-            )
+            self._send_rtp(out, packet, layer)
 
         out.tap = tap
         forwarder.taps = (*forwarder.taps, tap)
         self._out[key] = out
-        self._out_by_number[number] = out
+        self._out_by_number[out.number] = out
         self._announce(out)
         forwarder.request_keyframe()  # the remote subscribers start at a keyframe
+
+    def _send_rtp(self, out: _Outgoing, packet: RtpPacket, layer: int) -> None:
+        forwarder = out.forwarder
+        flags = _MARKER if packet.marker else 0
+        if packet.payload_type == forwarder.red_payload_type:
+            flags |= _RED
+        level = packet.extensions.audio_level
+        value = 0
+        if level is not None:
+            flags |= _LEVEL
+            value = (0x80 if level[0] else 0) | (level[1] & 0x7F)
+        self._send(
+            RTP_HEADER.pack(
+                VERSION, Datagram.RTP, out.number, layer, max(1, len(forwarder.rids)), flags, packet.payload_type,
+                packet.sequence_number, packet.timestamp, packet.ssrc, value,
+            ) + packet.payload,
+            out.to,
+            out.meeting_id,
+        )
 
     def unpipe_track(self, forwarder: TrackForwarder, to: Address) -> None:
         out = self._out.pop((id(forwarder), to), None)
@@ -220,7 +307,7 @@ class PipeEndpoint:
             return
         self._out_by_number.pop(out.number, None)
         forwarder.taps = tuple(t for t in forwarder.taps if t is not out.tap)
-        self._send(GONE.pack(VERSION, Datagram.GONE, out.number), to)
+        self._send(GONE.pack(VERSION, Datagram.GONE, out.number), to, out.meeting_id)
 
     def piped(self, to: Address | None = None) -> tuple[TrackForwarder, ...]:
         """The local tracks piped (to ``to``, or anywhere)."""
@@ -230,13 +317,19 @@ class PipeEndpoint:
         forwarder = out.forwarder
         body = out.meeting_id.encode() + b"\0" + forwarder.participant_id.encode()
         self._send(
-            ANNOUNCE.pack(VERSION, Datagram.ANNOUNCE, out.number, _SOURCES.index(forwarder.source)) + body, out.to
+            ANNOUNCE.pack(VERSION, Datagram.ANNOUNCE, out.number, _SOURCES.index(forwarder.source)) + body,
+            out.to,
+            out.meeting_id,
         )
         for layer in range(max(1, len(forwarder.rids))):
             report = forwarder.layer_sender_report(layer)
             ssrc = forwarder.layer_ssrc(layer)
             if report is not None and ssrc is not None:
-                self._send(REPORT.pack(VERSION, Datagram.REPORT, out.number, layer, report[0], report[1], ssrc), out.to)
+                self._send(
+                    REPORT.pack(VERSION, Datagram.REPORT, out.number, layer, report[0], report[1], ssrc),
+                    out.to,
+                    out.meeting_id,
+                )
 
     # ------------------------------------------------------------ receiving side
 
@@ -245,8 +338,9 @@ class PipeEndpoint:
         self._accepted[(worker, meeting_id)] = sink
 
     def refuse(self, meeting_id: str, worker: Address) -> None:
-        """Stop taking them; the tracks already made are removed."""
+        """Stop taking them; the tracks already made are removed, the pair's key forgotten."""
         self._accepted.pop((worker, meeting_id), None)
+        self._keys.pop((worker, meeting_id), None)
         for key, forwarder in list(self._in.items()):
             if key[0] == worker and forwarder.info.meeting_id == meeting_id:
                 self._drop(key)
@@ -270,48 +364,75 @@ class PipeEndpoint:
         except (struct.error, ValueError, IndexError, UnicodeDecodeError):
             self.datagrams_dropped += 1
 
+    def _genuine(self, data: bytes, sender: Address, meeting_id: str) -> bool:
+        """Whether ``data``'s tag holds under the key of ``sender`` for ``meeting_id`` (else counted)."""
+        key = self._keys.get((sender, meeting_id))
+        if key is None or not hmac.compare_digest(data[-TAG_SIZE:], tag(key, data[:-TAG_SIZE])):
+            self.datagrams_refused += 1
+            return False
+        return True
+
     def _received(self, data: bytes, sender: Address) -> None:
-        if len(data) < 4 or data[0] != VERSION:
+        if len(data) < 4 + TAG_SIZE or data[0] != VERSION:
             self.datagrams_dropped += 1
             return
         kind = data[1]
         number = (data[2] << 8) | data[3]
-        if kind == Datagram.RTP:
+        if kind in (Datagram.RTP, Datagram.REPORT, Datagram.GONE):
             forwarder = self._in.get((sender, number))
             if forwarder is None:
                 self.datagrams_dropped += 1
                 return
-            _, _, _, layer, layers, flags, pt, seq, timestamp, ssrc, value = RTP_HEADER.unpack_from(data)
-            packet = RtpPacket(
-                payload_type=pt, marker=bool(flags & _MARKER), sequence_number=seq, timestamp=timestamp, ssrc=ssrc,
-                payload=data[RTP_HEADER.size:],
-            )
-            if flags & _LEVEL:
-                packet.extensions.audio_level = (bool(value & 0x80), value & 0x7F)
-            if flags & _RED:
-                forwarder.red_payload_type = pt
-            if layers > 1:
-                if len(forwarder.rids) != layers:
-                    forwarder.set_rids(tuple(str(i) for i in range(layers)))
-                packet.extensions.rtp_stream_id = str(layer)
-            forwarder.on_packet(packet)
-        elif kind == Datagram.ANNOUNCE:
-            _, _, _, source = ANNOUNCE.unpack_from(data)
-            meeting_id, publisher_id = data[ANNOUNCE.size:].decode().split("\0", 1)
-            self._announced(sender, number, PipedTrackInfo(meeting_id, publisher_id, _SOURCES[source]))
-        elif kind == Datagram.REPORT:
-            forwarder = self._in.get((sender, number))
-            if forwarder is not None:
+            if not self._genuine(data, sender, forwarder.info.meeting_id):
+                return
+            if kind == Datagram.RTP:
+                self._rtp_received(forwarder, data)
+            elif kind == Datagram.REPORT:
                 _, _, _, layer, ntp, rtp, ssrc = REPORT.unpack_from(data)
                 forwarder.on_sender_report(ntp, rtp, ssrc if forwarder.layered else None)
-        elif kind == Datagram.KEYFRAME:
+            else:
+                self._drop((sender, number))
+        elif kind in (Datagram.KEYFRAME, Datagram.NACK):
             out = self._out_by_number.get(number)
-            if out is not None and out.to == sender:
-                out.forwarder.request_keyframe(data[4] if len(data) > 4 else 0)
-        elif kind == Datagram.GONE:
-            self._drop((sender, number))
+            if out is None or out.to != sender:
+                self.datagrams_dropped += 1
+                return
+            if not self._genuine(data, sender, out.meeting_id):
+                return
+            if kind == Datagram.KEYFRAME:
+                out.forwarder.request_keyframe(data[4])
+            else:
+                _, _, _, layer, seq = NACK.unpack_from(data)
+                packet = out.forwarder.cached(seq, layer)
+                if packet is not None and not out.forwarder.muted:
+                    self.packets_resent += 1
+                    self._send_rtp(out, packet, layer)
+        elif kind == Datagram.ANNOUNCE:
+            _, _, _, source = ANNOUNCE.unpack_from(data)
+            meeting_id, publisher_id = data[ANNOUNCE.size:-TAG_SIZE].decode().split("\0", 1)
+            if (sender, meeting_id) not in self._accepted:
+                self.datagrams_dropped += 1
+                return
+            if self._genuine(data, sender, meeting_id):
+                self._announced(sender, number, PipedTrackInfo(meeting_id, publisher_id, _SOURCES[source]))
         else:
             self.datagrams_dropped += 1
+
+    def _rtp_received(self, forwarder: PipedTrackForwarder, data: bytes) -> None:
+        _, _, _, layer, layers, flags, pt, seq, timestamp, ssrc, value = RTP_HEADER.unpack_from(data)
+        packet = RtpPacket(
+            payload_type=pt, marker=bool(flags & _MARKER), sequence_number=seq, timestamp=timestamp, ssrc=ssrc,
+            payload=data[RTP_HEADER.size:-TAG_SIZE],
+        )
+        if flags & _LEVEL:
+            packet.extensions.audio_level = (bool(value & 0x80), value & 0x7F)
+        if flags & _RED:
+            forwarder.red_payload_type = pt
+        if layers > 1:
+            if len(forwarder.rids) != layers:
+                forwarder.set_rids(tuple(str(i) for i in range(layers)))
+            packet.extensions.rtp_stream_id = str(layer)
+        forwarder.on_packet(packet)
 
     def _announced(self, sender: Address, number: int, info: PipedTrackInfo) -> None:
         key = (sender, number)
@@ -321,24 +442,26 @@ class PipeEndpoint:
                 existing.heard = time.monotonic()
                 return
             self._drop(key)
-        sink = self._accepted.get((sender, info.meeting_id))
-        if sink is None:
-            self.datagrams_dropped += 1
-            return
+        sink = self._accepted[(sender, info.meeting_id)]
+        meeting_id = info.meeting_id
 
         def ask_keyframe(layer: int) -> None:
-            self._send(KEYFRAME.pack(VERSION, Datagram.KEYFRAME, number, layer), sender)
+            self._send(KEYFRAME.pack(VERSION, Datagram.KEYFRAME, number, layer), sender, meeting_id)
 
-        self._in[key] = sink.make(info, ask_keyframe)
+        def ask_packet(seq: int, layer: int) -> None:
+            self._send(NACK.pack(VERSION, Datagram.NACK, number, layer, seq), sender, meeting_id)
+
+        self._in[key] = sink.make(info, ask_keyframe, ask_packet)
 
     # ------------------------------------------------------------ both
 
-    def _send(self, data: bytes, to: Address) -> None:
+    def _send(self, data: bytes, to: Address, meeting_id: str) -> None:
         sock = self._sock
-        if sock is None:
+        key = self._keys.get((to, meeting_id))
+        if sock is None or key is None:
             return
         try:
-            sock.sendto(data, to)
+            sock.sendto(data + tag(key, data), to)
         except OSError:  # full (BlockingIOError) or refused: UDP, the next one may pass
             self.datagrams_unsent += 1
 

@@ -11,7 +11,11 @@ from signaling import messages as m
 
 def test_peer_messages_cross_the_channel_layer_and_come_back_equal() -> None:
     for message in (
-        m.PipeOpen(meeting=7, worker="w1", host="10.0.0.2", port=45000),
+        m.PipeOpen(meeting=7, worker="w1", host="10.0.0.2", port=45000, key="ab" * 32),
+        m.PipeOpen(meeting=7, worker="w1", host="10.0.0.2", port=45000),  # an older worker's: no key
+        m.PeerCommand(
+            meeting=7, worker="w1", command=m.Speak(meeting=7, room=2, user=4, reply_to="hub!a", target=3, allowed=True)
+        ),
         m.PipeClose(meeting=7, worker="w1"),
         m.PartState(meeting=7, worker="w1", participants=[], waiting=[Author(id=3, name="Amina")]),
         m.PeerCommand(
@@ -27,6 +31,9 @@ def test_peer_messages_cross_the_channel_layer_and_come_back_equal() -> None:
     [
         {"kind": "pipe_open", "meeting": 7, "worker": "w1", "host": "10.0.0.2", "port": 0},
         {"kind": "pipe_open", "meeting": 7, "worker": "w1", "host": "", "port": 45000},
+        # A pipe's key is 32 bytes, in hex.
+        {"kind": "pipe_open", "meeting": 7, "worker": "w1", "host": "10.0.0.2", "port": 45000, "key": "ab"},
+        {"kind": "pipe_open", "meeting": 7, "worker": "w1", "host": "10.0.0.2", "port": 45000, "key": "xy" * 32},
         {"kind": "pipe_close", "meeting": "seven", "worker": "w1"},
         {"kind": "pipe_close", "meeting": 7, "worker": "w1", "extra": 1},
         {"kind": "part_state", "meeting": 7, "worker": "w1", "participants": [{"user": 3}]},

@@ -33,11 +33,16 @@ class Bus:
         self.parts: dict[int, dict[str, tuple[str, int]]] = {}
         self.held: set[type[Any]] = set()
         self.waiting: list[tuple[str, m.PeerMessage]] = []
+        #: Between noting a worker's part and reading the others' (Redis: two round trips).
+        self.enter_delay = 0.0
+        #: Every message sent, in order.
+        self.log: list[m.PeerMessage] = []
 
     def of(self, worker: str) -> WorkerBus:
         return WorkerBus(self, worker)
 
     def deliver(self, worker: str, message: m.PeerMessage) -> None:
+        self.log.append(message)
         if type(message) in self.held:
             self.waiting.append((worker, message))
         else:
@@ -59,6 +64,7 @@ class WorkerBus:
     async def enter(self, meeting_id: int, address: tuple[str, int]) -> dict[str, tuple[str, int]]:
         table = self.bus.parts.setdefault(meeting_id, {})
         table[self.worker] = address
+        await asyncio.sleep(self.bus.enter_delay)
         return {w: a for w, a in table.items() if w != self.worker}
 
     async def leave(self, meeting_id: int) -> None:
@@ -100,13 +106,20 @@ def _config(port_min: int) -> SfuConfig:
     return SfuConfig(port_min=port_min, port_max=port_min + 99, audio_slots=3, video_slots=4)
 
 
+#: Each worker's own limit; the meeting's holds across both (issue 11).
+MAX_PARTICIPANTS = 2
+
+
 @pytest.fixture
 async def spread():
     """Two workers' engines of one meeting, joined by a bus and by pipes."""
     bus, browsers = Bus(), Browsers()
     engines = {
-        W1: MeetingEngine(Sfu(_config(41200)), reply=browsers.reply, publish=browsers.publish, peers=bus.of(W1)),
-        W2: MeetingEngine(Sfu(_config(41300)), reply=browsers.reply, publish=browsers.publish, peers=bus.of(W2)),
+        worker: MeetingEngine(
+            Sfu(_config(port)), reply=browsers.reply, publish=browsers.publish, peers=bus.of(worker),
+            max_participants=MAX_PARTICIPANTS,
+        )
+        for worker, port in ((W1, 41200), (W2, 41300))
     }
     bus.engines = engines
     yield bus, browsers, engines
@@ -262,3 +275,27 @@ async def test_a_host_denies_someone_waiting_on_the_other_worker(spread):
     await wait_until(lambda: ended(browsers, "amina") == ["denied"], what="amina denied")
     assert refusals(browsers, "nadia") == []
     await wait_until(lambda: not engines[W2].meeting_ids(), what="her worker forgets the meeting")
+
+
+# --- the pipe's key (issue 11) -------------------------------------------------------------
+
+
+async def test_two_workers_entering_a_meeting_at_once_agree_on_their_pipes_key(spread):
+    bus, browsers, engines = spread
+    # Each notes its part, then reads the others' (two Redis round trips): both see the other,
+    # both draw a key for their pipe and send it, and each key arrives after the other's was drawn.
+    bus.enter_delay = 0.2
+    bus.held = {m.PipeOpen}
+    peers = {}
+    for engine, user, name in ((engines[W1], NADIA, "nadia"), (engines[W2], AMINA, "amina")):
+        peers[name] = ClientPeer(name, tracks={TrackSource.MICROPHONE: ToneAudioTrack(), TrackSource.CAMERA: PatternVideoTrack()})
+        browsers.peers[name] = (engine, user, peers[name])
+        engine.submit(m.Join(**BASE, user=user, reply_to=name, ref="j", name=name, publish=("mic", "camera")))
+    await wait_until(lambda: sum(isinstance(message, m.PipeOpen) for message in bus.log) == 2, what="both drew a key")
+    keys = {message.key for message in bus.log if isinstance(message, m.PipeOpen)}
+    assert len(keys) == 2
+    bus.release(m.PipeOpen)
+    await wait_until(
+        lambda: hears_and_sees(peers["amina"], NADIA) and hears_and_sees(peers["nadia"], AMINA), what="media both ways"
+    )
+

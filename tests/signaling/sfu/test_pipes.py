@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from signaling.sfu import Sfu, SfuConfig, TrackSource
 from signaling.sfu.forwarding import is_keyframe
-from signaling.sfu.pipe import TRACK_TIMEOUT
+from signaling.sfu.pipe import (
+    ANNOUNCE,
+    GONE,
+    MAX_NACKS_PER_SECOND,
+    NACK_INTERVAL,
+    TAG_SIZE,
+    TRACK_TIMEOUT,
+    VERSION,
+    Datagram,
+    PipedTrackForwarder,
+    PipedTrackInfo,
+    tag,
+)
 from signaling.sfu.types import VideoCodec
 
 from .peers import ClientPeer, PatternVideoTrack, Session, ToneAudioTrack, wait_until
@@ -46,15 +59,39 @@ async def join(meeting, client: ClientPeer, *sources: TrackSource) -> Session:
     return session
 
 
-async def spread(a: Sfu, b: Sfu, meeting_id: str):
+#: The pipe's secret, as one worker drew it and told the other (the engine's `PipeOpen`).
+KEY = bytes(range(32))
+MALLORYS_KEY = bytes(range(1, 33))
+
+
+async def spread(a: Sfu, b: Sfu, meeting_id: str, *, key: bytes = KEY, key_there: bytes = KEY):
     """The meeting on both workers, a's tracks piped to b and b's to a."""
     pipe_a, pipe_b = await a.pipe_endpoint(), await b.pipe_endpoint()
     here, there = a.meeting(meeting_id), b.meeting(meeting_id)
-    here.pipe_to(pipe_a, pipe_b.address)
-    there.pipe_from(pipe_b, pipe_a.address)
-    there.pipe_to(pipe_b, pipe_a.address)
-    here.pipe_from(pipe_a, pipe_b.address)
+    here.pipe_to(pipe_a, pipe_b.address, key=key)
+    there.pipe_from(pipe_b, pipe_a.address, key=key_there)
+    there.pipe_to(pipe_b, pipe_a.address, key=key_there)
+    here.pipe_from(pipe_a, pipe_b.address, key=key)
     return here, there
+
+
+def overhear(endpoint, kind: Datagram, *, drop: Callable[[bytes], bool] = lambda data: False) -> list[bytes]:
+    """The datagrams of ``kind`` reaching ``endpoint`` (those ``drop`` picks are lost on the way);
+    answers the list they are added to. The endpoint's own ``datagram_received`` is left
+    at ``endpoint.genuine_received`` (a forger's datagrams go there)."""
+    seen: list[bytes] = []
+    real = endpoint.datagram_received
+
+    def received(data: bytes, addr) -> None:
+        if data[1] == kind:
+            seen.append(data)
+            if drop(data):
+                return
+        real(data, addr)
+
+    endpoint.genuine_received = real
+    endpoint.datagram_received = received
+    return seen
 
 
 async def test_a_subscriber_on_another_worker_receives_the_publisher_through_the_pipe(workers, codec_ledger) -> None:
@@ -131,7 +168,7 @@ async def test_a_pipe_closes_and_a_dead_workers_tracks_go(workers) -> None:
     await wait_until(lambda: all(s.publisher_id is None for s in slots if s.direction.value == "subscribe"), what="karim's slots empty")
 
     # Piped again, then worker a dies (no goodbye): b drops its tracks after TRACK_TIMEOUT.
-    here.pipe_to(pipe_a, pipe_b.address)
+    here.pipe_to(pipe_a, pipe_b.address, key=KEY)
     await wait_until(lambda: len(there.remote_forwarders()) == 2, what="amina's tracks back on worker b")
     pipe_a.kill()
     await wait_until(lambda: not there.remote_forwarders(), timeout=TRACK_TIMEOUT + 5, what="a dead worker's tracks gone")
@@ -160,3 +197,131 @@ async def test_a_publisher_who_moves_to_the_subscribers_worker_is_not_lost_when_
         await session.settle()
     for client in (amina, amina_again, karim):
         await client.close()
+
+
+# --- authentication (issue 11): only the two workers holding the pipe's key speak on it --
+
+
+async def test_a_forged_or_altered_pipe_datagram_is_refused_and_counted(workers) -> None:
+    a, b = workers
+    here, there = await spread(a, b, "forged")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    karim = ClientPeer("karim")
+    sessions = [await join(here, amina, TrackSource.CAMERA), await join(there, karim)]
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 10, what="karim's video")
+    pipe_a, pipe_b = await a.pipe_endpoint(), await b.pipe_endpoint()
+    seen = overhear(pipe_b, Datagram.RTP)
+    await wait_until(lambda: seen, what="a packet of amina's on the pipe")
+    (camera,) = there.remote_forwarders()
+    genuine = seen[-1]
+    number = int.from_bytes(genuine[2:4], "big")
+    body = genuine[:-TAG_SIZE]
+    altered = body[:-1] + bytes([body[-1] ^ 1]) + genuine[-TAG_SIZE:]  # a payload byte changed on the way
+    forgeries = [
+        altered,
+        body + bytes(TAG_SIZE),  # no key: any tag
+        body + tag(MALLORYS_KEY, body),  # another key
+        # A track opened by someone without the key, and a goodbye for amina's camera.
+        (opened := ANNOUNCE.pack(VERSION, Datagram.ANNOUNCE, 999, 0) + b"forged\0mallory") + tag(MALLORYS_KEY, opened),
+        GONE.pack(VERSION, Datagram.GONE, number) + bytes(TAG_SIZE),
+    ]
+    received, refused = camera.packets_received, pipe_b.datagrams_refused
+    for forged in forgeries:  # from worker a's address, as a spoofed source would be
+        pipe_b.genuine_received(forged, pipe_a.address)
+    assert pipe_b.datagrams_refused == refused + len(forgeries)
+    assert camera.packets_received == received, "a forged packet reached the subscribers"
+    assert there.remote_forwarders() == (camera,), "a forged datagram opened or closed a track"
+
+    # The genuine datagram still passes (tags are no nonce: a replay is the forwarding's duplicate).
+    pipe_b.genuine_received(genuine, pipe_a.address)
+    assert pipe_b.datagrams_refused == refused + len(forgeries)
+    for session in sessions:
+        await session.settle()
+    for client in (amina, karim):
+        await client.close()
+
+
+async def test_a_pipe_whose_keys_differ_carries_nothing(workers) -> None:
+    a, b = workers
+    here, there = await spread(a, b, "two-keys", key=KEY, key_there=MALLORYS_KEY)
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()})
+    karim = ClientPeer("karim", tracks={TrackSource.MICROPHONE: ToneAudioTrack()})
+    sessions = [await join(here, amina, TrackSource.CAMERA, TrackSource.MICROPHONE), await join(there, karim, TrackSource.MICROPHONE)]
+    pipe_a, pipe_b = await a.pipe_endpoint(), await b.pipe_endpoint()
+    await wait_until(lambda: pipe_b.datagrams_refused >= 20 and pipe_a.datagrams_refused >= 20, what="refusals both ways")
+    assert not there.remote_forwarders() and not here.remote_forwarders()
+    assert not karim.frames_from("amina", TrackSource.CAMERA) and not amina.frames_from("karim", TrackSource.MICROPHONE)
+    for session in sessions:
+        await session.settle()
+    for client in (amina, karim):
+        await client.close()
+
+
+# --- loss on the pipe (issue 11): a subscriber's NACK is answered across workers ---------
+
+
+async def test_a_packet_lost_on_the_pipe_is_asked_of_the_publishers_worker_and_resent(workers) -> None:
+    a, b = workers
+    here, there = await spread(a, b, "lossy-pipe")
+    amina = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack()})
+    karim = ClientPeer("karim", loss_timeout=3.0)  # a browser's jitter buffer waits for NACKed packets
+    sessions = [await join(here, amina, TrackSource.CAMERA), await join(there, karim)]
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= 10, what="karim's video")
+    pipe_a, pipe_b = await a.pipe_endpoint(), await b.pipe_endpoint()
+    (camera,) = there.remote_forwarders()
+    (subscription,) = camera.subscribers
+    assembler = karim.assemblers[karim.mid_for("amina", TrackSource.CAMERA)]
+    losses = assembler.losses
+    lost: list[int] = []
+
+    def drop(data: bytes) -> bool:
+        if not lost:  # the first of amina's packets from now on is lost on the pipe; the rest pass
+            lost.append(int.from_bytes(data[8:10], "big"))
+            return True
+        return False
+
+    overhear(pipe_b, Datagram.RTP, drop=drop)
+    # Karim's browser NACKs the hole; worker b never had that packet, so it asks worker a,
+    # whose cache has it, and the packet comes through the pipe into karim's hole.
+    await wait_until(lambda: lost and camera.cached(lost[0]) is not None, what="the lost packet resent through the pipe")
+    assert camera.packets_asked >= 1 and pipe_a.packets_resent >= 1
+    frames = len(karim.frames_from("amina", TrackSource.CAMERA))
+    await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= frames + 20, what="video to go on")
+    assert assembler.losses == losses, "karim lost a frame"
+
+    # Now worker b has it: a NACK of it is answered from b's own cache, nothing asked of a.
+    asked = camera.packets_asked
+    retransmissions = subscription.retransmissions
+    await asyncio.sleep(0.6)  # past the round-trip throttle of his own resends
+    subscription.on_nack((lost[0] + subscription._seq_offset) & 0xFFFF)
+    assert subscription.retransmissions == retransmissions + 1 and camera.packets_asked == asked
+    for session in sessions:
+        await session.settle()
+    for client in (amina, karim):
+        await client.close()
+
+
+async def test_a_packet_asked_across_the_pipe_is_asked_once_per_interval() -> None:
+    asked: list[tuple[int, int]] = []
+    now = 100.0
+    camera = PipedTrackForwarder(
+        info=PipedTrackInfo("pottery", "amina", TrackSource.CAMERA),
+        ask_keyframe=lambda layer: None,
+        ask_packet=lambda seq, layer: asked.append((seq, layer)),
+        codec=VideoCodec.VP8,
+        keyframe_interval=0.5,
+        clock=lambda: now,
+    )
+    camera.on_missing(7)
+    camera.on_missing(7)  # every subscriber here NACKs the same hole
+    camera.on_missing(8)
+    assert asked == [(7, 0), (8, 0)] and camera.asks_throttled == 1
+    now += NACK_INTERVAL + 0.01
+    camera.on_missing(7)  # its resend was lost too
+    assert asked[-1] == (7, 0)
+    for seq in range(100, 100 + MAX_NACKS_PER_SECOND):  # a burst of loss on the pipe
+        camera.on_missing(seq)
+    assert len(asked) == MAX_NACKS_PER_SECOND
+    now += 1.0
+    camera.on_missing(9)
+    assert asked[-1] == (9, 0)

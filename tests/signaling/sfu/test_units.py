@@ -114,6 +114,8 @@ class FakeSource:
         self.subs: set = set()
         self.packets: dict[int, RtpPacket] = {}
         self.red_payload_type: int | None = None
+        #: Sequence numbers NACKed that it never had (a piped track asks its worker for them).
+        self.missing: list[int] = []
 
     def request_keyframe(self, layer: int = 0) -> bool:
         self.requests += 1
@@ -121,6 +123,9 @@ class FakeSource:
 
     def cached(self, seq: int, layer: int = 0) -> RtpPacket | None:
         return self.packets.get(seq)
+
+    def on_missing(self, seq: int, layer: int = 0) -> None:
+        self.missing.append(seq)
 
     def ntp_time(self, timestamp: int, layer: int = 0) -> int | None:
         return None
@@ -275,8 +280,9 @@ def test_nacks_are_answered_from_the_cache_once_per_round_trip_within_the_backlo
     assert len(writer.resent) == 3
     track.on_nack((out[-1] + 5) & 0xFFFF)  # never sent
     del source.packets[55]
-    track.on_nack(out[5])  # no longer cached
+    track.on_nack(out[5])  # no longer cached: the source is told (a piped track asks its worker)
     assert len(writer.resent) == 3 and track.nacks_refused == 5
+    assert source.missing == [55]
 
 
 class FakeReceiver:
