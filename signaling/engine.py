@@ -38,7 +38,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.utils.translation import gettext_noop
 
@@ -435,9 +435,13 @@ class MeetingEngine:
             live.sfu_meeting.set_muted(str(target.user_id), SOURCES[command.source], command.muted)
         self._state_changed(live)
 
-    async def _speak(self, live: LiveMeeting, member: Member, command: m.Speak) -> None:
-        if not (member.host or member.presenter):
-            raise HirfaError(ErrorCode.FORBIDDEN, gettext_noop("Only the presenters and hosts may do this."))
+    async def _speak(self, live: LiveMeeting, member: Member | None, command: m.Speak) -> None:
+        if member is not None:
+            if not (member.host or member.presenter):
+                raise HirfaError(ErrorCode.FORBIDDEN, gettext_noop("Only the presenters and hosts may do this."))
+            if command.target not in live.members:
+                await self._to_part_of(live, command.target, command)
+                return
         target = self._target(live, command.target)
         if not target.listener:
             raise HirfaError(ErrorCode.INVALID, gettext_noop("That participant is no listener of the masterclass."))
@@ -573,6 +577,7 @@ class MeetingEngine:
         m.Deny: _deny,
         m.Settings: _settings,
         m.End: _end,
+        m.Speak: _speak,
     }
 
     def _member(self, live: LiveMeeting, command: m.Command) -> Member:
@@ -610,7 +615,9 @@ class MeetingEngine:
             member.receive_video = command.receive_video
             member.video_slots = command.video_slots
         else:
-            if len(live.members) >= self._max_participants:
+            # The whole meeting's, on every worker holding a part of it (as their part states
+            # last said: two joins at once on two workers may both pass).
+            if len(live.known_ids() - {user_id}) >= self._max_participants:
                 raise HirfaError(ErrorCode.FORBIDDEN, gettext_noop("The meeting is full."))
             member = Member(
                 user_id=user_id,
@@ -981,20 +988,59 @@ class MeetingEngine:
                 return
             self._pipe_with(live, message.worker, (message.host, message.port), bytes.fromhex(message.key))
         elif isinstance(message, m.PipeClose):
-            address = live.peers.pop(message.worker, None)
-            live.pipe_keys.pop(message.worker, None)
-            if address is not None:
-                live.sfu_meeting.unpipe_to(address)
-                live.sfu_meeting.unpipe_from(address)
-            if live.parts.pop(message.worker, None) is not None:
-                self._state_changed(live, here=False)
+            self._drop_part(live, message.worker, died=False)
         elif isinstance(message, m.PeerCommand) and message.worker in live.peers:
             self._queue_internal(live, _FromPeer(message.command))
         elif isinstance(message, m.PartState) and message.worker in live.peers:
             known = live.known_ids()
+            before = live.parts.get(message.worker)
             live.parts[message.worker] = message
+            self._hold_part(live, message, before)
             self._state_changed(live, here=False)
             self._name_newcomers(live, live.known_ids() - known)
+
+    def _hold_part(self, live: LiveMeeting, part: m.PartState, before: m.PartState | None) -> None:
+        """Hold this worker to what another's part says of its participants: its masterclass
+        presenters come first on the links here too, and its host mutes are remembered, should
+        their member come here (his worker died, he rejoins here) — until he leaves there."""
+        listed = set()
+        for participant in part.participants:
+            user_id = participant.user.id
+            listed.add(user_id)
+            if user_id in live.members:
+                continue
+            muted = {(user_id, cast(m.Source, s)) for s in participant.host_muted if s in SOURCES}
+            live.host_muted = {key for key in live.host_muted if key[0] != user_id} | muted
+            live.sfu_meeting.set_presenter(str(user_id), participant.presenter)
+        if before is not None:
+            self._forget_remote(live, {p.user.id for p in before.participants} - listed)
+
+    def _forget_remote(self, live: LiveMeeting, user_ids: set[int]) -> None:
+        """Those of ``user_ids`` neither here nor on another worker left: forget their host
+        mutes and presenting, as when a member leaves here."""
+        gone = user_ids - live.known_ids()
+        live.host_muted = {key for key in live.host_muted if key[0] not in gone}
+        for user_id in gone:
+            live.sfu_meeting.set_presenter(str(user_id), False)
+
+    def _drop_part(self, live: LiveMeeting, worker: str, *, died: bool) -> None:
+        """``worker`` holds no part of the meeting any more: unpipe, forget its participants
+        (``died``: their host mutes are kept, they rejoin on the workers left)."""
+        address = live.peers.pop(worker, None)
+        live.pipe_keys.pop(worker, None)
+        if address is not None:
+            live.sfu_meeting.unpipe_to(address)
+            live.sfu_meeting.unpipe_from(address)
+        part = live.parts.pop(worker, None)
+        if part is None:
+            return
+        user_ids = {p.user.id for p in part.participants}
+        if died:
+            for user_id in user_ids - live.known_ids():
+                live.sfu_meeting.set_presenter(str(user_id), False)
+        else:
+            self._forget_remote(live, user_ids)
+        self._state_changed(live, here=False)
 
     def _name_newcomers(self, live: LiveMeeting, newcomers: set[int]) -> None:
         """Send again the reception of each member here who receives one of ``newcomers``.
@@ -1026,10 +1072,10 @@ class MeetingEngine:
         Answers the meetings it held parts of."""
         if self._peers is None:
             return []
-        meetings = [live.id for live in self._meetings.values() if worker in live.peers]
-        for meeting_id in meetings:
-            self.peer_message(m.PipeClose(meeting=meeting_id, worker=worker))
-        return meetings
+        gone = [live for live in self._meetings.values() if worker in live.peers]
+        for live in gone:
+            self._drop_part(live, worker, died=True)
+        return [live.id for live in gone]
 
     async def _spread_leave(self, live: LiveMeeting, peers: PeerBus) -> None:
         try:

@@ -299,3 +299,67 @@ async def test_two_workers_entering_a_meeting_at_once_agree_on_their_pipes_key(s
         lambda: hears_and_sees(peers["amina"], NADIA) and hears_and_sees(peers["nadia"], AMINA), what="media both ways"
     )
 
+
+# --- the meeting's rules hold across its workers (issue 11) ------------------------------
+
+
+def listed(engine: MeetingEngine, user: int) -> bool:
+    live = engine._meetings.get(BASE["meeting"])
+    return live is not None and user in live.known_ids()
+
+
+async def test_the_participant_limit_counts_the_whole_meeting_not_one_worker(spread):
+    _bus, browsers, engines = spread
+    await both_flowing(browsers, engines)
+    await wait_until(lambda: listed(engines[W1], AMINA), what="nadia's worker knows of amina")
+    # Two in the meeting, one on each worker: a third is refused on either.
+    browsers.peers["karim"] = (engines[W1], 23, ClientPeer("karim"))
+    engines[W1].submit(m.Join(**BASE, user=23, reply_to="karim", ref="j", name="karim"))
+    (event, *_rest) = await browsers.next("karim")
+    assert isinstance(event, m.EngineError) and event.message == "The meeting is full.", event
+    assert engines[W1].load == 1
+
+
+async def test_a_presenter_lets_a_listener_on_the_other_worker_speak_and_stops_him(spread):
+    _bus, browsers, engines = spread
+    nadia = await join(browsers, engines[W1], NADIA, "nadia", presenter=True, masterclass=True)
+    amina = await join(browsers, engines[W2], AMINA, "amina", listener=True, masterclass=True)
+    await wait_until(lambda: hears_and_sees(amina, NADIA), what="the listener hears and sees the presenter")
+    assert not nadia.frames_from(str(AMINA), TrackSource.MICROPHONE), "a listener was heard before being let speak"
+
+    engines[W1].submit(m.Speak(**BASE, user=NADIA, reply_to="nadia", ref="s", target=AMINA, allowed=True))
+    await wait_until(lambda: (p := state_of(browsers, AMINA)) is not None and p.may_speak, what="shown let speak")
+    assert refusals(browsers, "nadia") == []
+    engines[W2].submit(m.Publish(**BASE, user=AMINA, reply_to="amina", ref="p", source="mic"))
+    await wait_until(lambda: len(nadia.frames_from(str(AMINA), TrackSource.MICROPHONE)) >= 10, what="the presenter hears her")
+    assert refusals(browsers, "amina") == []
+
+    engines[W1].submit(m.Speak(**BASE, user=NADIA, reply_to="nadia", ref="s", target=AMINA, allowed=False))
+    await wait_until(lambda: not piped_from(engines[W1], AMINA), what="her voice stopped at her worker")
+    await wait_until(lambda: (p := state_of(browsers, AMINA)) is not None and not p.may_speak, what="shown stopped")
+
+
+async def test_a_presenter_on_another_worker_comes_first_on_this_ones_links(spread):
+    _bus, browsers, engines = spread
+    await join(browsers, engines[W1], NADIA, "nadia", presenter=True, masterclass=True)
+    await join(browsers, engines[W2], AMINA, "amina", listener=True, masterclass=True)
+    meeting_there = engines[W2].sfu.get_meeting(str(BASE["meeting"]))
+    await wait_until(lambda: meeting_there.is_presenter(str(NADIA)), what="amina's worker knows nadia presents")
+
+
+async def test_a_hosts_mute_holds_when_the_muted_member_comes_back_on_another_worker(spread):
+    _bus, browsers, engines = spread
+    await both_flowing(browsers, engines)
+    engines[W1].submit(host(m.HostMute, target=AMINA, source="mic", muted=True))
+    await wait_until(lambda: (p := state_of(browsers, AMINA)) is not None and p.host_muted == ["mic"], what="shown muted")
+    await wait_until(
+        lambda: any(p.user.id == AMINA and p.host_muted == ["mic"] for part in engines[W1]._meetings[BASE["meeting"]].parts.values() for p in part.participants),
+        what="nadia's worker told",
+    )
+    # Amina's worker dies (no goodbye); nadia's notices at its heartbeat; amina rejoins there.
+    (await engines[W2].sfu.pipe_endpoint()).kill()
+    engines[W1].peer_gone(W2)
+    await join(browsers, engines[W1], AMINA, "amina-again")
+    meeting_here = engines[W1].sfu.get_meeting(str(BASE["meeting"]))
+    await wait_until(lambda: meeting_here.is_muted(str(AMINA), TrackSource.MICROPHONE), what="still muted")
+    await wait_until(lambda: (p := state_of(browsers, AMINA)) is not None and p.host_muted == ["mic"], what="still shown muted")
