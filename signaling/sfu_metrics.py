@@ -37,6 +37,7 @@ def sfu_metric_rows(sfu: Sfu, *, worker_id: str, addresses: int) -> Callable[[],
             bitrate = (forwarded_bytes - last["sum"]) * 8 / (now - last["at"])
         last.update(at=now, sum=float(forwarded_bytes))
         labels = {"worker": worker_id}
+        pipes = sfu.pipe_endpoint_now()
         return [
             ("hirfa_sfu_meetings", "Meetings open on this SFU worker", labels, len(meetings)),
             ("hirfa_sfu_participants", "Participants connected to this SFU worker", labels, participants),
@@ -44,6 +45,13 @@ def sfu_metric_rows(sfu: Sfu, *, worker_id: str, addresses: int) -> Callable[[],
             ("hirfa_sfu_forward_bits_per_second", "Forwarded payload bitrate since the last scrape", labels, bitrate),
             # One ICE socket per participant (bundled) and announced address.
             ("hirfa_sfu_ports_in_use", "UDP ports held for media", labels, participants * addresses),
+            # Forged, altered or foreign pipe datagrams since the worker started (signaling/sfu/pipe.py).
+            (
+                "hirfa_sfu_pipe_datagrams_refused",
+                "Pipe datagrams refused: their tag did not hold",
+                labels,
+                pipes.datagrams_refused if pipes is not None else 0,
+            ),
         ]
 
     return rows

@@ -1,0 +1,25 @@
+"""The SFU worker's gauges (signaling/sfu_metrics.py)."""
+
+from __future__ import annotations
+
+from signaling.sfu import Sfu, SfuConfig
+from signaling.sfu.pipe import ANNOUNCE, TAG_SIZE, VERSION, Datagram
+from signaling.sfu_metrics import sfu_metric_rows
+
+
+async def test_the_pipe_datagrams_refused_are_a_gauge_of_the_worker() -> None:
+    sfu = Sfu(SfuConfig(port_min=46900, port_max=46919))
+    try:
+        rows = sfu_metric_rows(sfu, worker_id="w1", addresses=1)
+        refused = {name: value for name, _help, _labels, value in rows()}["hirfa_sfu_pipe_datagrams_refused"]
+        assert refused == 0  # no pipe yet
+        endpoint = await sfu.pipe_endpoint()
+        meeting = sfu.meeting("assembly")
+        mallory = ("127.0.0.1", 9)
+        meeting.pipe_from(endpoint, mallory, key=bytes(32))
+        forged = ANNOUNCE.pack(VERSION, Datagram.ANNOUNCE, 1, 0) + b"assembly\0mallory" + bytes(TAG_SIZE)
+        endpoint.datagram_received(forged, mallory)
+        refused = {name: value for name, _help, _labels, value in rows()}["hirfa_sfu_pipe_datagrams_refused"]
+        assert refused == 1
+    finally:
+        await sfu.close()
