@@ -17,7 +17,9 @@ received every message id (a gap is a loss unless the socket was closed with
 The same clients then drive the same load against a minimal broadcast server
 written with the `websockets` library: the ceiling on this machine, with the
 same client-side cost. A rate is "sustained" when p99 < 100 ms, nothing is
-lost and at least 90% of the offered deliveries/s arrive.
+lost and at least 90% of the offered deliveries/s arrive; each rate runs three
+times (`--repeats`) and holds when most of its runs do, with the median run's
+figures (`_median_run`).
 
 Every wait is bounded; every process started here is stopped at the end.
 """
@@ -61,6 +63,8 @@ HUB_OPTIONS = os.environ.get("HIRFA_BENCH_HUB_OPTIONS", "--websocket_connect_tim
 STEPS = [2_500, 5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000, 65_000, 80_000,
          100_000, 130_000, 160_000]
 STEP_SECONDS = 2.5
+# Each step runs this many times, for the hub and the ceiling alike (`_median_run`).
+REPEATS = 3
 DRAIN_SECONDS = 4.0
 SENDERS = 40
 # The hub consumer allows 20 frames/s per socket; senders stay below it.
@@ -476,13 +480,35 @@ async def _aask(conns: list[Connection], cmd: str, arg: Any, timeout: float) -> 
     return await asyncio.get_running_loop().run_in_executor(None, _ask, conns, cmd, arg, timeout)
 
 
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One step from its repeats: the figures of the median repeat, ranked not sustained before
+    sustained and then by deliveries/s (the lower middle for an even count), so that the step
+    holds when most of its repeats do; losses and closes are summed over every repeat.
+
+    Why repeats: on two shared cores one step of a few seconds swings by a whole step either
+    way (a collector pause, another process's burst), for the ceiling as for the hub; the
+    highest sustained single run of each side made their ratio move from 0.50 to 0.79."""
+    ordered = sorted(runs, key=lambda r: (r["sustained"], r["deliveries_per_s"]))
+    step = dict(ordered[(len(ordered) - 1) // 2])
+    step["repeats_deliveries_per_s"] = [r["deliveries_per_s"] for r in runs]
+    step["repeats_p99_ms"] = [r["p99_ms"] for r in runs]
+    step["lost"] = sum(r["lost"] for r in runs)
+    step["closed_4010_unreceived"] = sum(r["closed_4010_unreceived"] for r in runs)
+    closed: dict[str, int] = {}
+    for r in runs:
+        for code, k in r["closed"].items():
+            closed[code] = closed.get(code, 0) + k
+    step["closed"] = closed
+    return step
+
+
 def _cpu(t: Any) -> float:
     return float(t.user + t.system)
 
 
 async def drive(*, label: str, url: str, origin: str, room: int, receivers: list[str | None],
                 senders: list[str | None], server_pid: int, procs: int, steps: list[int],
-                quiet_seconds: float, step_seconds: float) -> dict[str, Any]:
+                quiet_seconds: float, step_seconds: float, repeats: int = 1) -> dict[str, Any]:
     """Connect the clients, run the rising steps, and answer the measurements."""
     import psutil
 
@@ -525,52 +551,63 @@ async def drive(*, label: str, url: str, origin: str, room: int, receivers: list
             rate = offered / members
             if rate > max_rate:
                 break
-            begun = await _aask(conns, "begin", None, 30)
-            srv0 = _cpu(server.cpu_times())
-            wall_start = time.monotonic()
-            ids, wall0, count = await send.run(rate=rate, seconds=step_seconds, room=room, tag=f"{label}{n}")
-            got = await _aask(conns, "collect", {"ids": ids, "drain": DRAIN_SECONDS}, DRAIN_SECONDS + 30)
-            elapsed = time.monotonic() - wall_start
-            srv_cpu = (_cpu(server.cpu_times()) - srv0) / elapsed
-            cli_cpu = sum(_cpu(g["cpu"]) - _cpu(b) for g, b in zip(got, begun)) / elapsed
-            lat: list[float] = []
-            for g in got:
-                a = array("d")
-                a.frombytes(g["latencies"])
-                lat.extend(a)
-            received = sum(g["received"] for g in got)
-            last_rx = max(g["last_rx"] for g in got)
-            span = max(last_rx - wall0, step_seconds) if received else STEP_SECONDS
-            closed: dict[str, int] = {}
-            for g in got:
-                for code, k in g["closed"].items():
-                    closed[str(code)] = closed.get(str(code), 0) + k
-            step = {
-                "offered_deliveries_per_s": offered,
-                "messages_per_s": round(rate, 1),
-                "messages": count,
-                "acked": len(ids),
-                "deliveries_per_s": round(received / span),
-                "p50_ms": round(pct(lat, 0.50) * 1000, 1),
-                "p99_ms": round(pct(lat, 0.99) * 1000, 1),
-                "max_ms": round(max(lat) * 1000, 1) if lat else None,
-                "lost": sum(g["lost"] for g in got),
-                "closed_4010_unreceived": sum(g["resumed"] for g in got),
-                "closed": closed,
-                "send_errors": dict(send.errors),
-                "ack_p50_ms": round(pct(send.ack_ms, 0.5), 1),
-                "ack_p99_ms": round(pct(send.ack_ms, 0.99), 1),
-                "server_cpu_percent": round(srv_cpu * 100),
-                "client_cpu_percent": round(cli_cpu * 100),
-            }
-            step["sustained"] = bool(
-                len(ids) == count and step["lost"] == 0 and step["p99_ms"] < P99_TARGET_MS
-                and received >= 0.9 * offered * span and received == members * len(ids)
-            )
-            send.errors.clear()
-            send.ack_ms.clear()
+            runs: list[dict[str, Any]] = []
+            for rep in range(repeats):
+                begun = await _aask(conns, "begin", None, 30)
+                srv0 = _cpu(server.cpu_times())
+                wall_start = time.monotonic()
+                ids, wall0, count = await send.run(rate=rate, seconds=step_seconds, room=room, tag=f"{label}{n}r{rep}")
+                got = await _aask(conns, "collect", {"ids": ids, "drain": DRAIN_SECONDS}, DRAIN_SECONDS + 30)
+                elapsed = time.monotonic() - wall_start
+                srv_cpu = (_cpu(server.cpu_times()) - srv0) / elapsed
+                cli_cpu = sum(_cpu(g["cpu"]) - _cpu(b) for g, b in zip(got, begun)) / elapsed
+                lat: list[float] = []
+                for g in got:
+                    a = array("d")
+                    a.frombytes(g["latencies"])
+                    lat.extend(a)
+                received = sum(g["received"] for g in got)
+                last_rx = max(g["last_rx"] for g in got)
+                span = max(last_rx - wall0, step_seconds) if received else STEP_SECONDS
+                closed: dict[str, int] = {}
+                for g in got:
+                    for code, k in g["closed"].items():
+                        closed[str(code)] = closed.get(str(code), 0) + k
+                step = {
+                    "offered_deliveries_per_s": offered,
+                    "messages_per_s": round(rate, 1),
+                    "messages": count,
+                    "acked": len(ids),
+                    "deliveries_per_s": round(received / span),
+                    "p50_ms": round(pct(lat, 0.50) * 1000, 1),
+                    "p99_ms": round(pct(lat, 0.99) * 1000, 1),
+                    "max_ms": round(max(lat) * 1000, 1) if lat else None,
+                    "lost": sum(g["lost"] for g in got),
+                    "closed_4010_unreceived": sum(g["resumed"] for g in got),
+                    "closed": closed,
+                    "send_errors": dict(send.errors),
+                    "ack_p50_ms": round(pct(send.ack_ms, 0.5), 1),
+                    "ack_p99_ms": round(pct(send.ack_ms, 0.99), 1),
+                    "server_cpu_percent": round(srv_cpu * 100),
+                    "client_cpu_percent": round(cli_cpu * 100),
+                }
+                step["sustained"] = bool(
+                    len(ids) == count and step["lost"] == 0 and step["p99_ms"] < P99_TARGET_MS
+                    and received >= 0.9 * offered * span and received == members * len(ids)
+                )
+                send.errors.clear()
+                send.ack_ms.clear()
+                step["server_cpu_us_per_delivery"] = (
+                    round(srv_cpu * elapsed / received * 1e6, 1) if received else None
+                )
+                runs.append(step)
+                if any(closed.values()):
+                    break
+                await asyncio.sleep(0.5)
+            step = _median_run(runs)
             result["steps"].append(step)
             print(f"  [{label} N={members}] offered {offered:>7}/s -> {step['deliveries_per_s']:>7}/s "
+                  f"(repeats {step['repeats_deliveries_per_s']}) "
                   f"p50 {step['p50_ms']:>6} ms p99 {step['p99_ms']:>7} ms lost {step['lost']} "
                   f"4010 {step['closed_4010_unreceived']} ack p50/p99 {step['ack_p50_ms']}/{step['ack_p99_ms']} ms "
                   f"server cpu {step['server_cpu_percent']}% "
@@ -578,7 +615,7 @@ async def drive(*, label: str, url: str, origin: str, room: int, receivers: list
                   + ("" if step["sustained"] else "  (not sustained)"), file=sys.stderr, flush=True)
             # One failing step may be noise on a shared machine; two in a row end the run.
             failures = 0 if step["sustained"] else failures + 1
-            if failures >= 2 or any(closed.values()):
+            if failures >= 2 or any(step["closed"].values()):
                 break
             await asyncio.sleep(0.5)
         await send.close()
@@ -617,6 +654,8 @@ def summarise(members: int, hub: dict[str, Any], ceiling: dict[str, Any] | None)
         "p99_ms": best.get("p99_ms"),
         "messages_per_s": best.get("messages_per_s"),
         "server_cpu_percent": best.get("server_cpu_percent"),
+        "server_cpu_us_per_delivery": best.get("server_cpu_us_per_delivery"),
+        "ceiling_server_cpu_us_per_delivery": cbest.get("server_cpu_us_per_delivery"),
         "client_cpu_percent": best.get("client_cpu_percent"),
         "server_rss_mb": hub.get("server_rss_mb"),
         "server_rss_per_connection_kb": hub.get("server_rss_per_connection_kb"),
@@ -648,7 +687,7 @@ async def run_members(members: int, index: int, args: argparse.Namespace, env: d
     hub = await drive(label="hub", url=f"ws://127.0.0.1:{port}/ws/", origin=origin, room=made["room"],
                       receivers=made["receivers"], senders=made["senders"], server_pid=daphne.pid,
                       procs=args.client_procs, steps=args.steps, quiet_seconds=120,
-                      step_seconds=args.step_seconds)
+                      step_seconds=args.step_seconds, repeats=args.repeats)
     ceiling = None
     if not args.no_ceiling:
         cport = free_port()
@@ -660,7 +699,7 @@ async def run_members(members: int, index: int, args: argparse.Namespace, env: d
                 label="ceiling", url=f"ws://127.0.0.1:{cport}/", origin=f"http://127.0.0.1:{cport}",
                 room=1, receivers=[None] * members, senders=[None] * args.senders,
                 server_pid=cproc.pid, procs=args.client_procs, steps=args.steps, quiet_seconds=10,
-                step_seconds=args.step_seconds,
+                step_seconds=args.step_seconds, repeats=args.repeats,
             )
         finally:
             stop(cproc)
@@ -716,6 +755,8 @@ def main() -> None:
     parser.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")], default=STEPS,
                         help="offered deliveries/s of each step (default: %(default)s)")
     parser.add_argument("--step-seconds", type=float, default=STEP_SECONDS)
+    parser.add_argument("--repeats", type=int, default=REPEATS,
+                        help="runs of each step; it holds when most do (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--ceiling-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
