@@ -5,6 +5,7 @@ one part of the socket (`hub.sockets`), registered by `rooms.hooks`."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import weakref
@@ -441,11 +442,16 @@ class RoomFrames(SocketPart):
         )
 
 
-def _presence_v1(text: str) -> list[str]:
-    """A `presence_delta` as the version 1 `presence` frames it stands for."""
+@functools.lru_cache(maxsize=16)
+def _presence_v1(text: str) -> tuple[str, ...]:
+    """A `presence_delta` as the version 1 `presence` frames it stands for.
+
+    Cached: the fan-out hands the same text to every socket of the room, and converting it
+    (a parse and one encode per member named) once per version 1 socket made a large room's
+    delta cost as much as a message's delivery to each of them."""
     delta = protocol.PresenceDelta.model_validate_json(text)
-    return [
+    return tuple(
         protocol.encode(PresenceOut(room=delta.room, user=author, online=online))
         for authors, online in ((delta.joined, True), (delta.left, False))
         for author in authors
-    ]
+    )
