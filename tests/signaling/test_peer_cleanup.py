@@ -33,7 +33,7 @@ async def all_connected(watcher: MeetingClient, count: int) -> None:
 
 
 async def test_leave_failure_removal_and_shutdown_free_every_peer(embedded_sfu, close_sfu_after):
-    assert sfu_ports() == [] and peer_connections_open() == 0
+    assert sfu_ports() == [] and peer_connections_open(collect=True) == 0
     _room, meeting_id, nadia, amina, yacine, _ = await guild_meeting()
     n = await client(nadia, "nadia")
     a = await client(amina, "amina")
@@ -84,7 +84,7 @@ async def test_leave_failure_removal_and_shutdown_free_every_peer(embedded_sfu, 
     finally:
         for c in clients:
             await c.close()
-    assert peer_connections_open() == 0
+    assert peer_connections_open(collect=True) == 0
     assert sfu_ports() == []
 
 
@@ -118,4 +118,6 @@ async def test_a_failed_participant_who_never_rejoins_is_taken_out(embedded_sfu,
         for c in clients:
             await c.close()
     await placement.close_embedded()
-    assert peer_connections_open() == 0 and sfu_ports() == []
+    assert peer_connections_open(collect=True) == 0
+    # A closed datagram transport lets its socket go once its queued sends are out (2df6b1f).
+    await wait_until(lambda: sfu_ports() == [], what="the SFU's sockets closed")
