@@ -33,10 +33,14 @@ from tests.signaling.sfu.peers import ClientPeer, PatternVideoTrack, ToneAudioTr
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.django_db(transaction=True), pytest.mark.timeout(150)]
 
-HEARTBEAT = 0.5
-#: docs/protocol.md, meeting_rejoin: a worker counts as dead 3 heartbeats after its last
-#: one, and each socket checks it once a heartbeat.
+#: The production default. docs/protocol.md, meeting_rejoin: a worker counts as dead 3
+#: heartbeats after its last one, and each socket checks it once a heartbeat. With 0.5 s a
+#: worker silent for 1.5 s was dead, and a loaded CI machine stalls a process that long: the
+#: other meeting's worker was taken for dead (test_..._survive_a_killed_worker's stall).
+HEARTBEAT = 2.0
 REJOIN_DELAY = 4 * HEARTBEAT
+#: How long the test stops a worker's process, as a loaded machine may (within 3 heartbeats).
+STALL = 2.0
 
 
 @dataclass
@@ -193,6 +197,14 @@ async def test_meetings_on_sfu_workers_survive_a_killed_worker(daphne_factory, s
         assert await worker_of(second) == other.worker_id
         await k.wait_for("meeting_state", lambda f: f["participants"] and f["participants"][0]["connected"])
 
+        # a loaded machine stalls a process now and then: a worker silent for less than 3
+        # heartbeats is alive, and nobody is told to rejoin
+        other.process.send_signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(STALL)
+        finally:
+            other.process.send_signal(signal.SIGCONT)
+
         # the holder dies: its participants are told to rejoin, the other meeting is untouched
         marks = {c.name: c.mark() for c in (n, a, k)}
         holder.process.send_signal(signal.SIGKILL)
@@ -200,7 +212,7 @@ async def test_meetings_on_sfu_workers_survive_a_killed_worker(daphne_factory, s
         for c in (n, a):
             rejoin = await c.wait_for("meeting_rejoin", after=marks[c.name], timeout=REJOIN_DELAY + 5)
             assert rejoin == {"type": "meeting_rejoin", "meeting": first, "reason": "worker_lost"}
-        assert "meeting_rejoin" not in [f["type"] for f in k.frames[marks["rachid"]:]]
+        assert "meeting_rejoin" not in [f["type"] for f in k.frames]
 
         # rejoining (a new peer connection, as the page does) places the meeting on the other worker
         for c, tracks in ((n, nadia), (a, amina)):
@@ -226,7 +238,7 @@ async def test_meetings_on_sfu_workers_survive_a_killed_worker(daphne_factory, s
     finally:
         for c in (n, a, k):
             await c.close()
-    assert peer_connections_open() == 0
+    assert peer_connections_open(collect=True) == 0
     # a stopped worker (SIGTERM) unregisters and exits cleanly
     other.process.terminate()
     assert other.process.wait(timeout=15) == 0, other.log()
