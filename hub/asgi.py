@@ -22,6 +22,7 @@ from django.urls import path
 from hub.admission import AdmissionGate
 from hub.consumers import DISPLAY_NAME_KEY, HubConsumer
 from hub.db import db_call
+from hub.openings import OpeningOrder
 
 
 class SocketAuthMiddleware(channels_auth.AuthMiddleware):
@@ -87,9 +88,12 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi,
         # The gate first: a socket refused in a crowd costs its handshake and nothing else.
+        # Then the order of openings: the newest first, none whose client has given up.
         "websocket": AdmissionGate(
-            AllowedHostsOriginValidator(
-                CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(URLRouter(websocket_urls))))
+            OpeningOrder(
+                AllowedHostsOriginValidator(
+                    CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(URLRouter(websocket_urls))))
+                )
             )
         ),
     }
