@@ -22,7 +22,7 @@ from django.urls import path
 from hub.admission import AdmissionGate
 from hub.consumers import DISPLAY_NAME_KEY, HubConsumer
 from hub.db import db_call
-from hub.openings import OpeningOrder
+from hub.openings import OpeningOrder, opening_served
 
 
 class SocketAuthMiddleware(channels_auth.AuthMiddleware):
@@ -33,6 +33,7 @@ class SocketAuthMiddleware(channels_auth.AuthMiddleware):
 
     async def resolve_scope(self, scope: Any) -> None:
         scope["user"]._wrapped = await db_call(_member)(scope)
+        opening_served(scope)  # read: the next opening waiting is read (hub.openings)
 
 
 def _member(scope: Any) -> Any:

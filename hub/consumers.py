@@ -24,7 +24,6 @@ from pydantic import ValidationError
 from hub import admission, limits, logs, metrics, protocol, realtime, revocation, shutdown, sockets
 from hub.db import db_call
 from hub.errors import CloseCode, ErrorCode, HirfaError
-from hub.openings import opening_served
 from hub.protocol import Author, ErrorOut, Pong, ServerFrame, Welcome, encode
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,6 @@ class HubConsumer(AsyncWebsocketConsumer):
         # service threads started from this socket see it too).
         translation.activate(_socket_language(self.scope))
         await self.accept()
-        opening_served(self.scope)
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=int(CloseCode.UNAUTHENTICATED))
             return

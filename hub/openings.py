@@ -10,9 +10,9 @@ CPU reading the sessions of openings nobody waits for, while the new ones time o
 them in turn: a congestion collapse, where almost nobody gets in (docs/performance.md,
 "Connection storms", 2026-11-30 evening).
 
-So at most ``HIRFA_OPENINGS_SERVED_AT_ONCE`` openings are served at a time, from before
-their session is read until the socket is accepted or closed. The others wait, and the
-newest of them is served next: its client surely still waits, and the oldest are the ones
+So at most ``HIRFA_OPENINGS_READ_AT_ONCE`` openings have their session read at a time
+(as many as the database pool has threads, `hub.db`: where they queued, first come first
+served). The others wait, and the newest of them is read next: its client surely still waits, and the oldest are the ones
 about to give up. An opening whose client has closed its connection meanwhile, or that has
 waited more than ``HIRFA_OPENING_PATIENCE_SECONDS``, is dropped when its turn comes, before
 anything is read for it. A process that keeps up serves every opening at once, in any order.
@@ -103,7 +103,7 @@ class OpeningQueue:
         if now - self._logged_at >= 10.0:
             log.warning(
                 "openings: %s dropped since the last line (client gone or waited over %.0f s); "
-                "%s served now, %s waiting",
+                "%s being read now, %s waiting",
                 self.dropped, self.patience, self.serving, self.waiting,
             )
             self._logged_at, self.dropped = now, 0
@@ -119,14 +119,15 @@ def opening_queue() -> OpeningQueue:
     if found is None:
         found = _queues[loop] = OpeningQueue(at_once=1, patience=0.0)
     # Read on every opening (two lookups), so that a changed setting holds at once.
-    found.at_once = max(1, int(settings.HIRFA_OPENINGS_SERVED_AT_ONCE))
+    found.at_once = max(1, int(settings.HIRFA_OPENINGS_READ_AT_ONCE))
     found.patience = float(settings.HIRFA_OPENING_PATIENCE_SECONDS)
     return found
 
 
 def opening_served(scope: Any) -> None:
-    """The socket of `scope` is accepted (its client has its answer): the next opening
-    waiting is served."""
+    """The session of `scope`'s opening is read: the next opening waiting is read. The rest
+    of the opening (the consumer, the accept) is not held back: a turn that lasted until the
+    accept let a crowd on a loaded process in far slower (docs/performance.md, 2026-12-01)."""
     turn = scope.get(SCOPE_KEY)
     if isinstance(turn, Turn):
         turn.done()
@@ -134,8 +135,8 @@ def opening_served(scope: Any) -> None:
 
 class OpeningOrder:
     """ASGI middleware in front of the session's read: a socket's opening waits for its
-    turn (`OpeningQueue`) and hands it to the consumer in its scope (`SCOPE_KEY`), which
-    passes it on once it has accepted the socket; a dropped opening reaches nothing behind
+    turn (`OpeningQueue`) and hands it on in its scope (`SCOPE_KEY`) to the session's
+    read, which passes it on (`opening_served`); a dropped opening reaches nothing behind
     this middleware (a client still there is refused: daphne answers 403)."""
 
     def __init__(self, app: Any) -> None:

@@ -456,11 +456,11 @@ HIRFA_SOCKETS_PER_MEMBER = int(os.environ.get("HIRFA_SOCKETS_PER_MEMBER", "10"))
 # back so often that the crowd took 4-8 times longer to get in (docs/performance.md).
 HIRFA_OPENINGS_AT_ONCE = int(os.environ.get("HIRFA_OPENINGS_AT_ONCE", "0"))
 HIRFA_ADMISSION_LAG_MS = float(os.environ.get("HIRFA_ADMISSION_LAG_MS", "100"))
-# The order of openings (hub/openings.py): sockets one hub process serves at once from
-# their session's read to their accept (the others wait, the newest served first), and how
+# The order of openings (hub/openings.py): sockets whose session one hub process reads at
+# once (the others wait, the newest read first; the database pool's 16 threads), and how
 # long one may wait before it is dropped unread: daphne drops it at 30 s (hub.cli.OPENING_SECONDS)
 # and the bench's clients give up at 30 s counted from their TCP connect, before the hub saw it.
-HIRFA_OPENINGS_SERVED_AT_ONCE = int(os.environ.get("HIRFA_OPENINGS_SERVED_AT_ONCE", "16"))
+HIRFA_OPENINGS_READ_AT_ONCE = int(os.environ.get("HIRFA_OPENINGS_READ_AT_ONCE", "16"))
 HIRFA_OPENING_PATIENCE_SECONDS = float(os.environ.get("HIRFA_OPENING_PATIENCE_SECONDS", "20"))
 HIRFA_MEETINGS_PER_MEMBER = int(os.environ.get("HIRFA_MEETINGS_PER_MEMBER", "2"))
 HIRFA_GROUPS_PER_DAY = int(os.environ.get("HIRFA_GROUPS_PER_DAY", "20"))

@@ -81,7 +81,7 @@ async def test_an_opening_whose_client_left_while_it_waited_has_no_session_read(
     """In a crowd, openings wait for their turn; one whose client closed its connection
     meanwhile costs nothing more (on main its session was read and its socket set up and
     accepted for nobody: the hub's CPU went to clients that had given up)."""
-    settings.HIRFA_OPENINGS_SERVED_AT_ONCE = 1
+    settings.HIRFA_OPENINGS_READ_AT_ONCE = 1
     read: list[str] = []
     reading = threading.Event()
     release = threading.Event()
