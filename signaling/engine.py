@@ -1003,16 +1003,15 @@ class MeetingEngine:
         """Hold this worker to what another's part says of its participants: its masterclass
         presenters come first on the links here too, and its host mutes are remembered, should
         their member come here (his worker died, he rejoins here) — until he leaves there."""
-        listed = set()
-        for participant in part.participants:
-            user_id = participant.user.id
-            listed.add(user_id)
-            if user_id in live.members:
-                continue
-            muted = {(user_id, cast(m.Source, s)) for s in participant.host_muted if s in SOURCES}
-            live.host_muted = {key for key in live.host_muted if key[0] != user_id} | muted
-            live.sfu_meeting.set_presenter(str(user_id), participant.presenter)
+        remote = [p for p in part.participants if p.user.id not in live.members]
+        remote_ids = {p.user.id for p in remote}
+        live.host_muted = {key for key in live.host_muted if key[0] not in remote_ids} | {
+            (p.user.id, cast(m.Source, s)) for p in remote for s in p.host_muted if s in SOURCES
+        }
+        for participant in remote:
+            live.sfu_meeting.set_presenter(str(participant.user.id), participant.presenter)
         if before is not None:
+            listed = {p.user.id for p in part.participants}
             self._forget_remote(live, {p.user.id for p in before.participants} - listed)
 
     def _forget_remote(self, live: LiveMeeting, user_ids: set[int]) -> None:
