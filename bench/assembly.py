@@ -657,6 +657,8 @@ def measure_subscriber(browser: Any, hub: Hub, row: dict[str, Any], cameras: int
         "cpu_pct_per_stream": round(cpu[sfu] / forwarded, 3) if forwarded else None,
         "forwarded_kbps": round(statistics.mean(bitrates) / 1000) if bitrates else None,
         "sfu_participants": metrics.get("participants"),
+        # Since the worker started (joins included): media that waited past the bound in a socket.
+        "sfu_stale_media_dropped": metrics.get("stale_media_dropped"),
         **{f"sfu_{k}": v for k, v in memory_mb(sfu).items()},
         "daphne_cpu_pct": round(cpu[daphne], 1),
         "generators_cpu_pct": round(sum(cpu[p] for p in generator_pids), 1),

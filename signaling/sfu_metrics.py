@@ -52,6 +52,13 @@ def sfu_metric_rows(sfu: Sfu, *, worker_id: str, addresses: int) -> Callable[[],
                 labels,
                 pipes.datagrams_refused if pipes is not None else 0,
             ),
+            # Media that waited in a socket past the bound while the loop was busy: dropped unread.
+            (
+                "hirfa_sfu_stale_media_dropped",
+                "Media datagrams dropped unread: they waited too long in a media socket",
+                labels,
+                sfu.stale_media_dropped(),
+            ),
         ]
 
     return rows

@@ -81,6 +81,12 @@ class Sfu:
         the embedded default one per event loop, counted together)."""
         return aiortc_hooks.ports_in_use()
 
+    @staticmethod
+    def stale_media_dropped() -> int:
+        """Media datagrams dropped unread by this process because they waited too long in a
+        media socket (a starved loop came back late; ``aiortc_hooks.ice.MEDIA_MAX_AGE``)."""
+        return aiortc_hooks.stale_media_dropped()
+
     async def close_meeting(self, meeting_id: str) -> None:
         """Close a meeting and every peer connection in it."""
         meeting = self.get_meeting(meeting_id)

@@ -23,3 +23,16 @@ async def test_the_pipe_datagrams_refused_are_a_gauge_of_the_worker() -> None:
         assert refused == 1
     finally:
         await sfu.close()
+
+
+async def test_the_stale_media_dropped_are_a_gauge_of_the_worker(monkeypatch) -> None:
+    from signaling.sfu.aiortc_hooks import ice
+
+    sfu = Sfu(SfuConfig(port_min=46920, port_max=46939))
+    try:
+        rows = sfu_metric_rows(sfu, worker_id="w1", addresses=1)
+        monkeypatch.setattr(ice, "_stale_media_dropped", 7)
+        dropped = {name: value for name, _help, _labels, value in rows()}["hirfa_sfu_stale_media_dropped"]
+        assert dropped == 7
+    finally:
+        await sfu.close()

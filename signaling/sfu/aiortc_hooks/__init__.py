@@ -57,6 +57,7 @@ from .ice import (
     ice_restart_answered,
     ports_in_use,
     restart_ice,
+    stale_media_dropped,
     stun_round_trip,
 )
 from .receive import (
@@ -94,6 +95,7 @@ __all__ = [
     "send_remb",
     "set_stream_id",
     "set_stream_id_extensions",
+    "stale_media_dropped",
     "stun_round_trip",
     "tap_receiver",
     "tap_receiver_packets",

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import platform
 import random
 import socket
+import struct
+import sys
 import time
 import types
 import weakref
@@ -52,30 +55,66 @@ class _MediaStunProtocol(StunProtocol):
         iteration and an ``epoll`` per packet. Each datagram is handled exactly
         as if asyncio had read it; what the SFU forwards meanwhile leaves at
         the end, batched (:func:`.send.begin_burst`).
+
+        Media (RTP, RTCP) that waited in the socket longer than
+        :data:`MEDIA_MAX_AGE` is dropped unread: a starved loop that comes back
+        to the socket late must not spend itself forwarding what nobody can
+        play any more. Such drops do not count in the burst, so a socket that
+        is behind is read through to its fresh datagrams (at most
+        ``_READ_LIMIT`` reads), and the STUN and DTLS found on the way are
+        handled at once: consent checks are answered, not queued behind
+        seconds of stale media.
         """
         # What LivenessWatch reads (our mark on aioice's Connection).
         self.receiver._hirfa_last_rx = time.monotonic()  # type: ignore[attr-defined]
         opened = begin_burst()
         try:
-            self._dispatch(data, addr)
             sock = self.hirfa_socket
             if sock is None:
-                return
-            for _ in range(_DRAIN):
-                transport = getattr(self, "transport", None)
-                if transport is None or transport.is_closing():
-                    return
-                try:
-                    data, addr = sock.recvfrom(_MAX_DATAGRAM)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as exc:
-                    self.error_received(exc)
-                    return
                 self._dispatch(data, addr)
+                return
+            oldest = time.time() - MEDIA_MAX_AGE
+            # asyncio read `data` without its arrival time: it is older than anything still
+            # queued, so the next datagram's age says whether it is stale.
+            following = self._read(sock)
+            if following is None or not (following[2] < oldest and _is_media(data)):
+                self._dispatch(data, addr)
+            else:
+                _drop_stale()
+            handled = 0
+            for _ in range(_READ_LIMIT):
+                if following is None:
+                    return
+                data, addr, arrived = following
+                if arrived < oldest and _is_media(data):
+                    _drop_stale()
+                else:
+                    self._dispatch(data, addr)
+                    handled += 1
+                    if handled >= _DRAIN:
+                        return
+                following = self._read(sock)
         finally:
             if opened:
                 end_burst()
+
+    def _read(self, sock: socket.socket) -> tuple[bytes, tuple[Any, ...], float] | None:
+        """The next datagram waiting, its sender and when it arrived (0.0: not known); None if none."""
+        transport = getattr(self, "transport", None)
+        if transport is None or transport.is_closing():
+            return None
+        try:
+            data, ancillary, _flags, addr = sock.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            self.error_received(exc)
+            return None
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                return data, addr, seconds + nanoseconds / 1e9
+        return data, addr, float("inf")  # no arrival time (another platform): never stale
 
     def _dispatch(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
         if isinstance(data, bytes) and len(data) >= 12 and 127 < data[0] < 192:
@@ -85,9 +124,37 @@ class _MediaStunProtocol(StunProtocol):
         super().datagram_received(data, addr)
 
 
-# Datagrams read per wake-up beyond the first, and the largest one (as a UDP payload).
+def _is_media(data: bytes | str) -> bool:
+    """RTP or RTCP (RFC 7983: first byte 128-191); STUN (0-3) and DTLS (20-63) are not."""
+    return isinstance(data, bytes) and len(data) > 1 and 127 < data[0] < 192
+
+
+#: Media (RTP, RTCP) that waited longer than this in a media socket is dropped unread (seconds).
+MEDIA_MAX_AGE = 0.3
+
+# Fresh datagrams handled per wake-up beyond the first; reads per wake-up at most, stale ones
+# included; the largest datagram (as a UDP payload).
 _DRAIN = 32
+_READ_LIMIT = 4096
 _MAX_DATAGRAM = 65536
+# The kernel's arrival time of each datagram: Linux's SO_TIMESTAMPNS, which Python's socket
+# module does not name (35 in asm-generic/socket.h: x86, ARM, RISC-V). Elsewhere media is never
+# judged stale.
+_SO_TIMESTAMPNS = 35 if sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64", "riscv64") else -1
+_TIMESPEC = struct.Struct("@ll")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+
+_stale_media_dropped = 0
+
+
+def _drop_stale() -> None:
+    global _stale_media_dropped
+    _stale_media_dropped += 1
+
+
+def stale_media_dropped() -> int:
+    """Media datagrams this process dropped unread because they waited past :data:`MEDIA_MAX_AGE`."""
+    return _stale_media_dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +172,15 @@ class HostCandidatePolicy:
     port_max: int
 
 
-# Socket buffers of the server's media sockets: a keyframe arrives (and is sent
-# to every subscriber) as a burst, and the default 208 KiB overflow while the
-# event loop is busy. The kernel caps them at net.core.[rw]mem_max.
-_SOCKET_BUFFER = 4 * 1024 * 1024
+# Socket buffers of the server's media sockets (the kernel doubles what is asked, and caps it
+# at net.core.[rw]mem_max). Sending: a keyframe is sent to every subscriber as a burst, and
+# the default 208 KiB overflow while the event loop is busy. Receiving: 512 KiB (1 MiB
+# counted, ~450 full-size datagrams: seconds of a camera, a keyframe many times over) so that
+# a consent check still finds room behind a loop stalled a second or two; 4 MiB held 30 s of
+# a camera, all read late by a starved worker. How late media may be handled is bounded by
+# MEDIA_MAX_AGE, not by this size.
+_SEND_BUFFER = 4 * 1024 * 1024
+_RECEIVE_BUFFER = 512 * 1024
 
 
 # Every media socket bound in the configured range, while it lives (what ports_in_use counts).
@@ -125,8 +197,10 @@ def _bind_in_range(address: str, port_min: int, port_max: int) -> socket.socket:
     random.shuffle(ports)
     for port in ports:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+        if _SO_TIMESTAMPNS != -1:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         try:
             sock.bind((address, port))
         except OSError:
