@@ -234,8 +234,9 @@ def configure_host_candidates(pc: RTCPeerConnection, policy: HostCandidatePolicy
 
 #: Consent to send expires when no consent check was answered for this long (RFC 7675: 30 s).
 CONSENT_EXPIRY = 30.0
-#: Retransmissions of one consent check (after 0.5, 1 and 2 s: an answer up to 7.5 s late counts).
-CONSENT_RETRANSMISSIONS = 3
+#: Retransmissions of one consent check: sent at 0, 0.5, 1.5, 3.5, 7.5 and 15.5 s, and waited
+#: for until ``CONSENT_EXPIRY`` (an answer read up to 30 s late counts).
+CONSENT_RETRANSMISSIONS = 5
 
 
 async def _query_consent(connection: Any) -> None:
@@ -244,29 +245,46 @@ async def _query_consent(connection: Any) -> None:
     aioice sends each check (every ~5 s) once and counts it failed when no
     answer came within 0.5 s: on a loaded server, answers that came but were
     read late expired every peer of a meeting within 30 s of each other. Here
-    each check is retransmitted as STUN does (an answer up to 7.5 s late
-    counts) and consent expires when no check was answered for
-    ``CONSENT_EXPIRY`` seconds, as the RFC says. A peer that dropped off is
-    noticed within seconds by :class:`LivenessWatch`, not by this.
+    a check starts every ~5 s whether or not the earlier ones were answered,
+    each retransmitted as STUN does and waited for until ``CONSENT_EXPIRY``
+    (an answer read late, by a starved loop, still counts), and consent
+    expires when no check was answered for ``CONSENT_EXPIRY`` seconds, as the
+    RFC says. A peer that dropped off is noticed within seconds by
+    :class:`LivenessWatch`, not by this.
     """
     answered = time.monotonic()
-    while True:
-        await asyncio.sleep(CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
-        for pair in list(connection._nominated.values()):
-            request = connection.build_request(pair, nominate=False)
-            try:
-                await pair.protocol.request(
+    checks: set[asyncio.Future[None]] = set()
+
+    async def check(pair: Any) -> None:
+        nonlocal answered
+        request = connection.build_request(pair, nominate=False)
+        try:
+            await asyncio.wait_for(
+                pair.protocol.request(
                     request, pair.remote_addr, integrity_key=connection.remote_password.encode("utf8"),
                     retransmissions=CONSENT_RETRANSMISSIONS,
-                )
-                answered = time.monotonic()
-            except stun.TransactionError:
-                pass
+                ),
+                CONSENT_EXPIRY,
+            )
+        except (stun.TransactionError, TimeoutError, ConnectionError, OSError, AttributeError):
+            return  # unanswered (or the socket is gone): the expiry below decides
+        answered = max(answered, time.monotonic())
+
+    try:
+        while True:
+            await asyncio.sleep(CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
             if time.monotonic() - answered >= CONSENT_EXPIRY:
                 logger.info("ICE: consent to send expired (no check answered for %.0f s)", CONSENT_EXPIRY)
                 connection._query_consent_task = None
                 await connection.close()
                 return
+            for pair in list(connection._nominated.values()):
+                task = asyncio.ensure_future(check(pair))
+                checks.add(task)
+                task.add_done_callback(checks.discard)
+    finally:
+        for pending in list(checks):
+            pending.cancel()
 
 
 def _candidate_gatherer(connection: Any, policy: HostCandidatePolicy) -> Callable[..., Any]:

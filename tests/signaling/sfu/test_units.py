@@ -661,6 +661,61 @@ async def test_consent_holds_while_checks_are_answered_and_expires_when_none_is(
     assert connection.closed and connection._query_consent_task is None
 
 
+async def test_consent_checks_overlap_and_an_answer_read_late_within_expiry_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A starved worker reads a peer's answers late. A new check starts every interval while
+    earlier ones still wait, and each waits (retransmitted) until the expiry: an answer read
+    20 s after its check holds consent, as it would had the loop not been behind."""
+    from aioice import stun
+
+    from signaling.sfu.aiortc_hooks import ice
+
+    scale = 0.01  # 1 s of the real schedule is 10 ms here
+    monkeypatch.setattr(ice, "CONSENT_INTERVAL", 5 * scale)
+    monkeypatch.setattr(ice, "CONSENT_EXPIRY", 30 * scale)
+
+    class Protocol:
+        """Answers every check 20 s (scaled) after it is sent, as aioice's transaction does:
+        its last retransmission waits as long again as the one before, then it times out."""
+
+        def __init__(self) -> None:
+            self.sent = 0
+
+        async def request(self, request, addr, integrity_key=None, retransmissions=None):
+            self.sent += 1
+            lifetime = 0.5 * scale * (2 ** ((retransmissions or 0) + 1) - 1)
+            await asyncio.sleep(min(lifetime, 20 * scale))
+            if lifetime < 20 * scale:
+                raise stun.TransactionTimeout()
+
+    class Pair:
+        protocol = Protocol()
+        remote_addr = ("10.0.0.2", 5000)
+
+    class FakeConnection:
+        remote_password = "secret"
+        _query_consent_task = "task"
+
+        def __init__(self) -> None:
+            self._nominated = {1: Pair()}
+            self.closed = False
+
+        def build_request(self, pair, nominate):
+            return object()
+
+        async def close(self) -> None:
+            self.closed = True
+
+    connection = FakeConnection()
+    task = asyncio.ensure_future(ice._query_consent(connection))
+    try:
+        await asyncio.sleep(100 * scale)
+        assert not connection.closed, "answers read 20 s late expired consent"
+        assert Pair.protocol.sent >= 12, f"{Pair.protocol.sent} checks in 100 s: they did not overlap"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 class SrtpWriter(FakeWriter):
     """A :class:`FakeWriter` that also protects each packet as the subscriber's SRTP session
     does (aiortc's: one session for his transport, 1024-packet window, repeats allowed) and
