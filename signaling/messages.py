@@ -5,7 +5,11 @@ Commands go from a hub socket to the engine holding its meeting (`signaling/engi
 events come back to the socket's `reply_to` address. In the embedded default both are
 in one process and pass as objects; to and from a ``hirfa sfu`` worker they cross the
 channel layer as dicts and are validated on arrival (`command_from`, `event_from`):
-a field that is missing, unknown or of the wrong type is refused there, never guessed.
+a field that is missing or of the wrong type is refused there, never guessed. A field
+this version does not know is ignored (also inside the participants a worker sends): in a
+rolling deploy a hub or worker one version ahead may add fields, and the older side must
+still read what it knows rather than drop a join or a meeting's state. (The socket's frames
+from clients, `hub/protocol.py`, still refuse unknown fields.)
 
 An engine refusal is an `EngineError` with an error code and an English message marked
 for translation; the socket translates it into its member's language.
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 from hub.protocol import Author, MeetingParticipant
 
@@ -24,7 +28,26 @@ Codec = Literal["vp8", "h264"]
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown fields ignored: a newer hub's or worker's (see the module's docstring).
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def _known_fields(model: type[BaseModel], value: Any) -> Any:
+    """``value`` without the keys ``model`` (or a model it nests) does not know, when a dict:
+    `hub.protocol`'s frames refuse unknown fields, which a newer worker may send."""
+    if not isinstance(value, dict):
+        return value
+    kept = {}
+    for name, field in model.model_fields.items():
+        if name in value:
+            inner = field.annotation
+            nested = isinstance(inner, type) and issubclass(inner, BaseModel)
+            kept[name] = _known_fields(inner, value[name]) if nested else value[name]  # type: ignore[arg-type]
+    return kept
+
+
+def _tolerant(model: type[BaseModel]) -> BeforeValidator:
+    return BeforeValidator(lambda value: _known_fields(model, value))
 
 
 # --- commands: socket -> engine ----------------------------------------------------------
@@ -339,8 +362,8 @@ class PartState(_Peer):
     worker publishes the whole meeting's state)."""
 
     kind: Literal["part_state"] = "part_state"
-    participants: list[MeetingParticipant] = Field(max_length=1000)
-    waiting: list[Author] = Field(default_factory=list, max_length=1000)
+    participants: list[Annotated[MeetingParticipant, _tolerant(MeetingParticipant)]] = Field(max_length=1000)
+    waiting: list[Annotated[Author, _tolerant(Author)]] = Field(default_factory=list, max_length=1000)
 
 
 #: A host's (or a masterclass presenter's) acts that reach the participants on the other

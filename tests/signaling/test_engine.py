@@ -56,12 +56,28 @@ def test_malformed_commands_are_refused_on_arrival():
     for bad in (
         {**good, "revision": None},  # no more `int(x or 0)` guesses
         {**good, "op": "dance"},
-        {**good, "surprise": 1},
         {k: v for k, v in good.items() if k != "reply_to"},
         {"op": "host_mute", **BASE, "user": KARIM, "reply_to": "k", "target": "amina", "source": "mic", "muted": True},
     ):
         with pytest.raises(ValidationError):
             m.command_from(bad)
+
+
+def test_a_newer_hubs_or_workers_fields_are_ignored_on_arrival():
+    """Rolling deploys: a hub or worker one version ahead may add fields to what crosses the
+    channel layer; the older side reads what it knows instead of dropping the message."""
+    good = {"op": "answer", **BASE, "user": AMINA, "reply_to": "a", "sdp": "v=0", "revision": 2}
+    assert m.command_from({**good, "surprise": 1}) == m.command_from(good)
+    offer = m.Offer(
+        sdp="v=0", revision=3,
+        mlines=(m.OfferLine(mid="0", kind="audio", direction="subscribe", user=AMINA, source="mic"),),
+    )
+    raw = offer.model_dump(mode="json")
+    raw["layers"] = ["q", "h"]
+    raw["mlines"][0]["priority"] = "high"
+    assert m.event_from(raw) == offer
+    info = m.WorkerInfo(channel="sfu.w1", load=3, ports=3, at=1.0)
+    assert m.WorkerInfo.model_validate_json(info.model_dump_json()[:-1] + ', "cores": 2}') == info
 
 
 def test_events_survive_the_channel_layer_unchanged():
