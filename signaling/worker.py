@@ -24,6 +24,33 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: Retries of a reply to a socket after a transient Redis error, and the first pause between
+#: two tries (doubled each time: 0.05, 0.1, 0.2 s).
+REPLY_RETRIES = 3
+REPLY_PAUSE = 0.05
+
+
+async def reply_over_layer(layer: Any, reply_to: str, event: Any, *, pause: float = REPLY_PAUSE) -> None:
+    """Send ``event`` (a `messages.Event`) to the socket at ``reply_to`` over the channel layer.
+
+    A transient Redis error (a connection reset or timed out, Redis loading or failing over)
+    is retried up to ``REPLY_RETRIES`` times: a lost ``joined`` or offer leaves a member
+    waiting on a meeting that never comes. Anything else (a full channel: the socket reads
+    nothing) and the last error are raised, for the engine to log: the bus is best-effort.
+    """
+    import redis.exceptions
+
+    message = {"type": "sfu.event", "event": event.model_dump(mode="json")}
+    for retry in range(REPLY_RETRIES + 1):
+        try:
+            await layer.send(reply_to, message)
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+            if retry == REPLY_RETRIES:
+                raise
+            log.info("SFU worker: reply %s to %s failed; retrying", getattr(event, "kind", "?"), reply_to)
+        await asyncio.sleep(pause * 2**retry)
+
 
 async def run_worker(
     *, worker_id: str | None = None, stop: asyncio.Event | None = None, ops_port: int | None = None
@@ -59,7 +86,7 @@ async def run_worker(
 
     async def reply(reply_to: str, event: messages.Event) -> None:
         # Validated again on arrival (`messages.event_from`, in the socket).
-        await layer.send(reply_to, {"type": "sfu.event", "event": event.model_dump(mode="json")})
+        await reply_over_layer(layer, reply_to, event)
 
     def publish(group: str, frame: MeetingState) -> None:
         # The sync Redis client would block this loop's media; a thread keeps it smooth.
