@@ -283,7 +283,11 @@ class TrackRecording:
             return
         self.frames += 1
         self.bytes += len(data)
-        self.end = self.start + pts / self.forwarder.clock_rate if self.start is not None else None
+        if self.start is not None:
+            # Never past now: a segment whose first frame was read late (a busy loop) while the
+            # media after it came on time (stale media dropped at the socket) would otherwise
+            # end after the next segment of the same track starts.
+            self.end = min(self.start + pts / self.forwarder.clock_rate, self._clock() - self._origin)
 
     def close(self) -> Any:
         """Stop taking packets; answers the container to close (None if nothing was written)."""

@@ -161,6 +161,20 @@ def test_vp8_dimensions_come_from_the_keyframe_header() -> None:
     assert vp8_dimensions(DELTA[1:]) is None
 
 
+def test_a_segment_never_ends_after_now(tmp_path: Path) -> None:
+    """Its first frame read 0.3 s late by a busy loop, the media after it on time (the stale
+    part dropped at the socket): the segment ends now, not 0.3 s in the future, where the same
+    track's next segment may already start."""
+    track, _forwarder, clock, _written = recording(tmp_path)
+    clock.now = 1.3  # the keyframe of media time 1.0, read late
+    track.on_packet(vp8_packet(100, 0, KEY), True)
+    clock.now = 2.0
+    track.on_packet(vp8_packet(101, 90000, DELTA), False)  # 1 s of media later, on time
+    assert track.start == 1.3
+    assert track.end == 2.0
+    track.close()
+
+
 def test_a_late_packet_fills_its_hole_within_the_hold(tmp_path: Path) -> None:
     track, forwarder, clock, written = recording(tmp_path)
     track.on_packet(vp8_packet(100, 0, KEY), True)
