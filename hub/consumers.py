@@ -11,7 +11,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -238,19 +238,20 @@ class HubConsumer(AsyncWebsocketConsumer):
         """
         if self.closing:
             return
+        held_back = self._held_back
+        if held_back is not None:
+            held_back.append(text)
+            return
         outbox = self.outbox
         if not outbox:
-            direct = self._direct
-            if direct is False:
-                direct = self._direct = realtime.DirectSocket.find(self.base_send)
+            direct = self._direct_socket()
             if direct is not None:
-                assert not isinstance(direct, bool)
+                if realtime.hold_write(self._write_held_back):
+                    self._held_back = [text]
+                    return
                 held = direct.write(text)
                 if held is not None:
-                    if held > _SEND_BACKLOG_MAX[0]:
-                        log.info("closing a socket that cannot keep up (%s bytes unsent)", held)
-                        metrics.send_queue_closes.inc()
-                        self.close_soon(CloseCode.TOO_SLOW_RESUME)
+                    self._check_backlog(held)
                     return
         if len(outbox) >= _SEND_QUEUE_MAX[0]:
             log.info("closing a socket that cannot keep up (%s queued)", len(outbox))
@@ -259,6 +260,44 @@ class HubConsumer(AsyncWebsocketConsumer):
             return
         outbox.append(text)
         self.wake.set()
+
+    def push_many(self, texts: Sequence[str]) -> None:
+        """`push` each of `texts` in order, in one write to the kernel when nothing is queued."""
+        if self.closing or not texts:
+            return
+        if self._held_back is not None:
+            self._held_back.extend(texts)
+            return
+        if not self.outbox:
+            direct = self._direct_socket()
+            if direct is not None:
+                held = direct.write_many(texts)
+                if held is not None:
+                    self._check_backlog(held)
+                    return
+        for text in texts:
+            self.push(text)
+
+    # Frames held back while the fan-out delivers several live events at once (realtime.hold_write).
+    _held_back: list[str] | None = None
+
+    def _write_held_back(self) -> None:
+        texts, self._held_back = self._held_back, None
+        if texts:
+            self.push_many(texts)
+
+    def _direct_socket(self) -> realtime.DirectSocket | None:
+        direct = self._direct
+        if direct is False:
+            direct = self._direct = realtime.DirectSocket.find(self.base_send)
+        assert not isinstance(direct, bool)
+        return direct
+
+    def _check_backlog(self, held: int) -> None:
+        if held > _SEND_BACKLOG_MAX[0]:
+            log.info("closing a socket that cannot keep up (%s bytes unsent)", held)
+            metrics.send_queue_closes.inc()
+            self.close_soon(CloseCode.TOO_SLOW_RESUME)
 
     def emit(self, frame: ServerFrame) -> None:
         self.push(encode(frame))

@@ -34,6 +34,7 @@ import sys
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from django.conf import settings
@@ -212,6 +213,29 @@ def reset_backend() -> None:
 # --- fan-out ---------------------------------------------------------------------
 
 
+class _HeldWrites:
+    """While the fan-out delivers live events that arrived together: what each socket would have
+    written, to be written once per socket when the last of them is delivered."""
+
+    __slots__ = ("releases",)
+
+    def __init__(self) -> None:
+        self.releases: list[Callable[[], None]] | None = None
+
+
+_held_writes = _HeldWrites()
+
+
+def hold_write(release: Callable[[], None]) -> bool:
+    """Whether a subscriber's write may wait (several live events are being delivered at once);
+    then `release` is called, once, after the last of them. False: write now."""
+    releases = _held_writes.releases
+    if releases is None:
+        return False
+    releases.append(release)
+    return True
+
+
 class Fanout:
     """The local subscribers of each group, for one event loop, and its link to Redis."""
 
@@ -248,6 +272,8 @@ class Fanout:
         # with a rev) reaches this process, or the group is joined afresh (`changes_stamp`).
         self._stamps: dict[str, int] = {}
         self._stamp_seq = 0
+        # Events read from the bus in this turn of the loop, delivered together at its end.
+        self._arrived: list[tuple[str, Event]] = []
 
     def has(self, group: str) -> bool:
         return group in self.groups
@@ -293,6 +319,35 @@ class Fanout:
             held = self._held.get(group)
             if held:
                 self._release_next(group, held)
+
+    def _arrive(self, group: str, event: Event) -> None:
+        """An event read from the bus: dispatched when the reader has read every event already
+        waiting (the end of this turn of the loop), with the others."""
+        arrived = self._arrived
+        arrived.append((group, event))
+        if len(arrived) == 1:
+            self.loop.call_soon(self._dispatch_arrived)
+
+    def _dispatch_arrived(self) -> None:
+        """Dispatch the events read in one turn. Several (the process fell behind, or a burst):
+        each socket's frames of all of them go out in one write, so a process that falls
+        behind catches up at a lower cost per event instead of falling further behind."""
+        arrived, self._arrived = self._arrived, []
+        if len(arrived) == 1:
+            self.dispatch(*arrived[0])
+            return
+        releases: list[Callable[[], None]] = []
+        _held_writes.releases = releases
+        try:
+            for group, event in arrived:
+                self.dispatch(group, event)
+        finally:
+            _held_writes.releases = None
+            for release in releases:
+                try:
+                    release()
+                except Exception:
+                    log.exception("writing held frames to a local subscriber failed")
 
     def rev_known(self, group: str, rev: int) -> None:
         """A subscriber read the room's rev from the database: later changes follow it in order."""
@@ -485,7 +540,7 @@ class Fanout:
                     if bus_event is None:
                         log.warning("a malformed event on %s was dropped", channel)
                     else:
-                        self.dispatch(channel, bus_event)
+                        self._arrive(channel, bus_event)
                 elif kind == "subscribe":
                     event = self._confirmed.get(channel)
                     if event is not None:

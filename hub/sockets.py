@@ -11,7 +11,7 @@ socket (`tests/sockets.py`, `FakeSocket`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -49,6 +49,10 @@ class Socket(Protocol):
 
     def push(self, text: str) -> None:
         """Write an already-encoded frame to the client (never blocks)."""
+
+    def push_many(self, texts: Sequence[str]) -> None:
+        """Write already-encoded frames to the client in this order, in one write to the kernel
+        when the socket allows it (a replay batch); never blocks."""
 
     async def join_group(self, group: str) -> None:
         """Receive the bus's events of `group` (`SocketPart.deliver`); when this returns, every

@@ -41,7 +41,7 @@ MAX_ROOMS_PER_SOCKET = 500
 # network blip) are all accepted, but at most this many subscriptions read the
 # database at once, so the sends of members already connected are not starved.
 SUBSCRIBES_AT_ONCE_DEFAULT = 8
-# A replay goes out in batches, yielding to the other sockets between them.
+# A replay goes out in batches, one write each, yielding to the other sockets between them.
 REPLAY_BATCH = 50
 TYPING_EVERY_SECONDS = 2.0
 # A crowded room's first page of who is online (more than one page: a sample anyway) is
@@ -325,8 +325,7 @@ class RoomFrames(SocketPart):
         for start in range(0, len(texts), REPLAY_BATCH):
             if start:
                 await asyncio.sleep(0)
-            for text in texts[start : start + REPLAY_BATCH]:
-                self.socket.push(text)
+            self.socket.push_many(texts[start : start + REPLAY_BATCH])
         if frame.since_rev is None:
             replayed = rev_before
         if not sub.in_presence:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from channels.testing import WebsocketCommunicator
@@ -95,6 +95,8 @@ class FakeSocket:
         self.reply_channel = f"local.{self.conn_id}"
         self.protocol_version = version
         self.sent: list[dict[str, Any]] = []
+        #: The length of each `push_many` (one write to the kernel each on a real socket).
+        self.writes_many: list[int] = []
         self.groups: set[str] = set()
         self.on_join: Callable[[str], None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -104,6 +106,11 @@ class FakeSocket:
 
     def push(self, text: str) -> None:
         self.sent.append(json.loads(text))
+
+    def push_many(self, texts: Sequence[str]) -> None:
+        self.writes_many.append(len(texts))
+        for text in texts:
+            self.push(text)
 
     async def join_group(self, group: str) -> None:
         self.groups.add(group)

@@ -245,6 +245,76 @@ def test_direct_socket_is_found_behind_daphne_send_and_frames_text() -> None:
         right.close()
 
 
+class CountingSocket:
+    """A kernel socket that counts the `send` calls made on it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sends = 0
+
+    def send(self, data: bytes) -> int:
+        self.sends += 1
+        return self.sock.send(data)
+
+
+def test_a_replay_batch_is_framed_once_for_all_sockets_and_written_in_one_send() -> None:
+    """A crowd resuming the same messages: each text is framed once for every socket (not
+    once per socket when other texts were written in between), and each socket's batch
+    goes to the kernel in one system call."""
+    pairs = [socket.socketpair() for _ in range(2)]
+    try:
+        sends = []
+        for left, _right in pairs:
+            left.setblocking(False)
+            sends.append(_daphne_send(left))
+        factory = sends[0][1].factory
+        sends[1][1].factory = factory  # one listening port: one factory for every socket
+        framed: list[bytes] = []
+        prepare = factory.prepareMessage
+
+        def counting_prepare(payload: bytes, isBinary: bool = False) -> Any:
+            framed.append(payload)
+            return prepare(payload, isBinary=isBinary)
+
+        factory.prepareMessage = counting_prepare
+        counted = []
+        for _send, protocol in sends:
+            protocol.transport.socket = CountingSocket(protocol.transport.socket)
+            counted.append(protocol.transport.socket)
+        batch = [f'{{"type":"message","id":{i},"text":"{"x" * i}"}}' for i in range(1, 51)]
+        directs = [realtime.DirectSocket.find(send) for send, _protocol in sends]
+        assert all(directs)
+        for direct in directs:
+            assert direct.write("a live event between two replays") == 0  # type: ignore[union-attr]
+            assert direct.write_many(batch) == 0  # type: ignore[union-attr]
+        assert len(framed) == len(batch) + 1
+        assert [c.sends for c in counted] == [2, 2]
+        for _left, right in pairs:
+            assert _read_text_frames(right, 51) == ["a live event between two replays", *batch]
+    finally:
+        for left, right in pairs:
+            left.close()
+            right.close()
+
+
+def test_a_batch_queues_behind_bytes_the_transport_still_holds() -> None:
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    try:
+        send, protocol = _daphne_send(left)
+        direct = realtime.DirectSocket.find(send)
+        assert direct is not None
+        protocol.transport.dataBuffer = b"z"  # one byte not yet written: nothing jumps ahead of it
+        held = direct.write_many(["one", "two"])
+        assert protocol.transport._tempDataBuffer == [b"\x81\x03one", b"\x81\x03two"]
+        assert held == 1 + 10
+        protocol.state = protocol.STATE_CLOSING
+        assert direct.write_many(["late"]) is None
+    finally:
+        left.close()
+        right.close()
+
+
 def test_direct_socket_is_not_used_for_other_servers() -> None:
     async def send(message: dict[str, Any]) -> None:
         return None
@@ -333,6 +403,62 @@ async def test_frames_keep_their_order_through_the_outbox() -> None:
         assert closed == []
     finally:
         writer.cancel()
+
+
+async def test_push_many_keeps_its_frames_behind_those_already_queued() -> None:
+    sent: list[str] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        await asyncio.sleep(0)
+        sent.append(message["text"])
+
+    consumer, closed = _bare_consumer(send)
+    writer = asyncio.get_running_loop().create_task(consumer._writer())
+    try:
+        consumer.push("0")
+        consumer.push_many(["1", "2", "3"])
+        consumer.push("4")
+        await _wait_for(lambda: len(sent) == 5)
+        assert sent == ["0", "1", "2", "3", "4"]
+        assert closed == []
+    finally:
+        writer.cancel()
+
+
+@pytest.mark.redis
+async def test_events_read_from_the_bus_together_reach_a_socket_in_one_write() -> None:
+    """A process that fell behind finds several events waiting on the bus: each socket gets
+    them in one write (one system call), in their order, instead of one write per event."""
+    url = _redis_url()
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    with override_settings(REDIS_URL=url):
+        realtime.reset_backend()
+        try:
+            fan = realtime.fanout()
+            send, protocol = _daphne_send(left)
+            protocol.transport.socket = counted = CountingSocket(protocol.transport.socket)
+            consumer, closed = _bare_consumer(send)
+            consumer.parts = []
+            group = f"room.{os.getpid()}0918"
+            await fan.join(group, consumer)
+            texts = [f'{{"type":"typing","room":{i}}}' for i in range(5)]
+            for text in texts:  # one turn of the loop: one pipeline to Redis, read back together
+                realtime.publish_now(group, realtime.Event("typing", text))
+            await _wait_for(lambda: counted.sends > 0)
+            await asyncio.sleep(0.2)  # any later write would be done by now
+            assert _read_text_frames(right, 5) == texts
+            assert counted.sends == 1
+            assert closed == []
+            await fan.leave(group, consumer)
+        finally:
+            reader = realtime.fanout()._reader
+            if reader is not None:
+                reader.cancel()
+            realtime._loop_fanouts.pop(asyncio.get_running_loop(), None)
+            realtime.reset_backend()
+            left.close()
+            right.close()
 
 
 def test_direct_socket_turns_nagle_off():

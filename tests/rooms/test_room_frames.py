@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from hub import protocol, realtime
 from hub.errors import ErrorCode, HirfaError
 from hub.protocol import Author, PresenceDelta, Removed, TypingOut
+from rooms import consumers as room_consumers
 from rooms import services
 from rooms.consumers import RoomFrames
 from tests import factories
@@ -58,6 +59,20 @@ async def test_a_replay_is_not_repeated_by_the_live_events_that_raced_it():
     assert part.deliver(group, realtime.Event.of(typing)) is True
     await part.close()
     assert socket.groups == set()
+
+
+async def test_a_replay_is_handed_to_the_socket_a_batch_at_a_time(monkeypatch):
+    """One write per batch of the replay (`Socket.push_many`), not one per message."""
+    monkeypatch.setattr(room_consumers, "REPLAY_BATCH", 2)
+    room, amina, yacine = await guild_with("amina", "yacine")
+    for i in range(5):
+        await post_as(yacine, room, f"Salam {i}", f"c{i}")
+    socket = FakeSocket(amina)
+    part = RoomFrames(socket)
+    await part.handlers()["subscribe"](protocol.Subscribe(type="subscribe", room=room.pk, since_rev=0, ref="s"))
+    assert socket.types() == ["message"] * 5 + ["subscribed"]
+    assert socket.writes_many == [2, 2, 1]
+    await part.close()
 
 
 async def test_an_event_of_a_room_not_followed_is_held_back_and_a_member_event_passes():
