@@ -9,7 +9,12 @@ the smaller of two figures:
 
 * what his browser says it can take: REMB (receiver estimated maximum
   bitrate, negotiated as ``goog-remb`` on every video m-line), a delay-based
-  estimate; it is trusted for ``remb_ttl`` seconds;
+  estimate; it is trusted for ``remb_ttl`` seconds. A REMB that falls (or
+  stays under what is sent) is congestion only if our own round trips
+  showed queueing within ``remb_queue_window`` (2 s) — or none are measured:
+  on a lossy radio link Chromium's REMB dips under what arrives with no queue
+  anywhere (the lab's 5 %-loss link: every few seconds), and each dip forgot
+  what probes had shown and paused cameras;
 * a loss-based figure from his receiver reports: the packets lost over
   all the streams sent to him (each report's cumulative counters, summed
   until at least ``loss_packets`` were expected, so a paused stream's empty
@@ -44,7 +49,9 @@ the smaller of two figures:
   on, or, after the probe's end on a link that lost already (``cut``), no
   verdict (nothing taken back, no back-off, but no doubling next). A ping not answered within
   ``ping_timeout`` is no round trip: no probe starts while the last second's
-  went unanswered. Outside probes round trips only inform (his uplink and
+  went unanswered, but it judges no probe either (a 5 %-loss link loses one
+  ping in ten, and two in a probe failed it); a probe waits up to
+  ``probe_answer_wait`` (2 s) after its padding for an answered round trip. Outside probes round trips only inform (his uplink and
   a busy server's event loop are on them too).
 
 A REMB estimator only rises to about 1.5 times what it receives, so a
@@ -303,7 +310,9 @@ class DownlinkEstimate:
     #: Loss over ``high_loss`` in fewer packets than this is judged only when it is clearly over
     #: it (two standard deviations of a link losing ``high_loss``); less clear, the packets
     #: count on until this many: a 5 % radio link reads 10 % in one 20-packet sample of 13.
-    loss_packets_max: int = 200
+    #: (400: at 200 a 5 % link still read over 10 % now and then — one in a few hundred
+    #: judgements, each one a cut that paused a camera on the lab's ``lossy`` link.)
+    loss_packets_max: int = 400
     #: Calm seconds before a probe (plus a back-off after failed ones).
     probe_after: float = 2.0
     #: How long a probe's padding runs before it is judged.
@@ -327,6 +336,12 @@ class DownlinkEstimate:
     probe_queue_limit: float = 0.3
     #: What a ping that was not answered reports (``aiortc_hooks.stun_round_trip``'s timeout).
     ping_timeout: float = 1.0
+    #: A falling REMB is congestion only if a round trip showed queueing this recently (s): on a
+    #: lossy radio link Chromium's REMB dips with no queue anywhere.
+    remb_queue_window: float = 2.0
+    #: How long (s) after its padding's end a probe waits for a round trip measured after it
+    #: (a ping not answered takes ``ping_timeout`` to say so, and the next one a round trip).
+    probe_answer_wait: float = 2.0
     #: The longest wait (s) after failed probes (they double it): a failed probe only queues
     #: for half a second, and round trips on a busy server fail some that would have held.
     max_probe_wait: float = 8.0
@@ -361,6 +376,8 @@ class DownlinkEstimate:
     _lost: int = 0
     _delays: list[tuple[float, float]] = field(default_factory=list)
     _queueing: bool = False
+    #: When an answered round trip last showed queueing (``None``: never).
+    _queued_at: float | None = None
     #: The round trip a probe in flight is judged against, and whether one came back above it
     #: (its padding stopped then; the next round trip says whether it failed).
     _probe_base: float | None = None
@@ -395,8 +412,17 @@ class DownlinkEstimate:
     def on_remb(self, bitrate: float, now: float) -> None:
         previous = self.remb if self.remb_at is not None and now - self.remb_at <= self.remb_ttl else None
         if previous is not None and bitrate < 0.9 * previous:
-            self._congested(now)  # a REMB that falls: his estimator saw the delay grow
+            self.remb_fell(now)
         self.remb, self.remb_at = float(bitrate), now
+
+    def remb_fell(self, now: float) -> None:
+        """His REMB fell (or is below what is sent): congestion if our own round trips showed
+        queueing lately (or none are measured: his REMB is then the only delay signal), else
+        nothing. On the lab's 5 %-loss link Chromium's REMB dipped below what arrived every few
+        seconds with no queue anywhere (its estimator reads the gaps of lost packets as delay);
+        each dip forgot what probes had shown, cut the estimate to it and paused cameras."""
+        if self.delay_at is None or self.queued_lately(now):
+            self._congested(now)
 
     def on_loss(self, fraction: float, now: float) -> None:
         """One receiver report's fraction lost (0..1) about a stream sent to him."""
@@ -464,12 +490,20 @@ class DownlinkEstimate:
         )
 
     def on_delay(self, rtt: float, now: float, *, sent: float | None = None) -> None:
-        """One round trip (s) to his browser, measured now (the request left at ``sent``)."""
+        """One round trip (s) to his browser, measured now (the request left at ``sent``).
+
+        A ping not answered (``rtt`` at ``ping_timeout``) is kept (no probe starts on it) but
+        judges nothing: on a lossy link one ping in ten is lost, and two in a probe failed it."""
+        unanswered = rtt >= self.ping_timeout
         delays = [(at, value) for at, value in self._delays if now - at <= self.delay_window]
         base = min((value for _, value in delays), default=rtt)
         delays.append((now, rtt))
         self._delays = delays
+        if unanswered:
+            return
         queueing = rtt - min(base, rtt) > self.delay_threshold
+        if queueing:
+            self._queued_at = now
         if self.probe_target is not None:
             # Judged against the round trips just before the probe: the least of the whole window
             # may date from a quiet loop at his join (a 30-participant meeting's loop added 150 ms
@@ -568,8 +602,13 @@ class DownlinkEstimate:
         self._probe_wait = 0.0
 
     def congested(self, now: float) -> None:
-        """The caller saw REMB below what is sent: forget what probes showed."""
-        self._congested(now)
+        """The caller saw REMB below what is sent: forget what probes showed — if round trips
+        showed queueing lately (:meth:`remb_fell`)."""
+        self.remb_fell(now)
+
+    def queued_lately(self, now: float) -> bool:
+        """Whether an answered round trip showed queueing within ``remb_queue_window`` s."""
+        return self._queued_at is not None and now - self._queued_at <= self.remb_queue_window
 
     def round(self, now: float, wanted: float) -> float | None:
         """One allocation round: judge the probe in flight; answer a probe target (bit/s) to pad
@@ -582,7 +621,7 @@ class DownlinkEstimate:
             if now < ended:
                 return self.probe_target
             waiting = self._probe_queueing or (self.delay_at is not None and self.delay_at < ended - 0.1)
-            if waiting and now < ended + 1.0:
+            if waiting and now < ended + self.probe_answer_wait:
                 return self.probe_target  # its round trip (or the one after a late one) is not back yet
             if waiting:
                 self._congested(now)  # no round trip came back from under the probe

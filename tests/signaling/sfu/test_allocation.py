@@ -256,6 +256,32 @@ def test_estimate_follows_remb_and_loss_and_probes_up_when_calm() -> None:
     assert estimate.round(30.1, wanted=700_000) is not None
 
 
+def test_a_falling_remb_is_congestion_only_when_round_trips_showed_a_queue() -> None:
+    """On a lossy radio link Chromium's REMB dips under what arrives with no queue anywhere: what
+    probes showed is kept. A REMB that falls while our own round trips grew (within 2 s) is
+    congestion, as is one below what is sent; with no round trip measured, REMB alone judges."""
+    estimate = DownlinkEstimate(initial=2_000_000, startup=False, delay_since=0.0)
+    estimate.proven = 2_000_000
+    estimate.on_delay(0.10, 0.1, sent=0.0)
+    estimate.on_remb(2_500_000, 1.0)
+    estimate.on_remb(1_000_000, 2.0)  # a dip, no queue
+    estimate.sending = 2_000_000
+    estimate.congested(2.0)  # below what is sent, no queue
+    assert estimate.proven == 2_000_000 and estimate.value(2.0) == 2_000_000
+    estimate.on_delay(estimate.ping_timeout, 3.0, sent=2.0)  # an unanswered ping is no queue
+    estimate.on_remb(800_000, 3.0)
+    assert estimate.value(3.0) == 2_000_000
+    estimate.on_delay(0.35, 3.5, sent=3.15)  # a queue
+    estimate.on_remb(900_000, 4.0)
+    estimate.on_remb(700_000, 5.4)
+    assert estimate.proven == 0 and estimate.value(5.4) == 700_000, "a REMB falling beside a queue cuts"
+    blind = DownlinkEstimate(initial=2_000_000)
+    blind.proven = 2_000_000
+    blind.on_remb(2_500_000, 1.0)
+    blind.on_remb(1_000_000, 2.0)
+    assert blind.proven == 0 and blind.value(2.0) == 1_000_000
+
+
 def test_loss_is_judged_over_every_stream_sent_to_him() -> None:
     """Receiver reports about paused streams (nothing expected) weigh nothing; the loss is the
     packets lost over all streams, once enough were expected (Chromium reports each stream
@@ -458,7 +484,11 @@ def test_round_trips_that_grow_cut_the_estimate_and_judge_probes() -> None:
     target = estimate.round(8.5, wanted=900_000)
     assert target is not None
     assert estimate.round(9.6, wanted=900_000) == target
-    assert estimate.round(10.1, wanted=900_000) is None and estimate.probes_failed == 2
+    # An unanswered ping (the SFU's reports its timeout) says nothing: the probe waits on (on a
+    # 5 %-loss link one ping in ten is lost, and the next one needs a round trip to come back).
+    estimate.on_delay(estimate.ping_timeout, 9.9, sent=8.9)
+    assert estimate.round(10.1, wanted=900_000) == target and estimate.probes_failed == 1
+    assert estimate.round(11.1, wanted=900_000) is None and estimate.probes_failed == 2
 
 
 def test_a_lossy_radio_link_is_not_read_as_a_full_one_from_small_samples() -> None:
