@@ -491,7 +491,10 @@ class Fanout:
 
     async def _wait_confirmed(self, group: str) -> None:
         event = self._confirmed.get(group)
-        if event is not None:
+        # Confirmed already (every join to a room followed here but the first): no wait, not
+        # even a turn of the loop, which wait_for's task costs; a crowd subscribing to one room
+        # spends each turn behind every other socket's work, inside the subscribe admission.
+        if event is not None and not event.is_set():
             try:
                 await asyncio.wait_for(event.wait(), timeout=5)
             except TimeoutError:

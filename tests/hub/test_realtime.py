@@ -132,6 +132,30 @@ async def test_redis_bus_delivers_after_an_idle_period_longer_than_5_seconds() -
             realtime.reset_backend()
 
 
+@pytest.mark.redis
+async def test_joining_a_group_already_confirmed_by_redis_takes_no_turn_of_the_loop() -> None:
+    """The second member of a room on a process joins at once: under a crowd, each turn of
+    the loop waits behind every other socket's work."""
+    url = _redis_url()
+    with override_settings(REDIS_URL=url):
+        realtime.reset_backend()
+        try:
+            fan = realtime.Fanout(asyncio.get_running_loop())
+            first, second = Recorder(), Recorder()
+            group = f"room.{os.getpid()}0919"
+            await fan.join(group, first)
+            joining = fan.join(group, second)
+            with pytest.raises(StopIteration):
+                joining.send(None)  # done without suspending
+            assert fan.groups[group] == {first, second}
+            await fan.leave(group, first)
+            await fan.leave(group, second)
+            if fan._reader is not None:
+                fan._reader.cancel()
+        finally:
+            realtime.reset_backend()
+
+
 async def test_publishing_from_the_event_loop_never_waits_for_a_stalled_redis() -> None:
     """A Redis that accepts connections and never answers must not freeze the process's sockets."""
     listener = socket.socket()
