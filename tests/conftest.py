@@ -25,6 +25,18 @@ def _artifacts_folder() -> None:
     ARTIFACTS.mkdir(exist_ok=True)
 
 
+@pytest.fixture(scope="session")
+def production_static(tmp_path_factory: pytest.TempPathFactory):
+    """The static files collected once per run as production does (tests.servers.
+    collect_production_static): every test that serves them reads this one folder, none
+    writes to it (collecting them cost a minute of CPU each time, five times a run)."""
+    from tests.servers import collect_production_static
+
+    root = tmp_path_factory.mktemp("static")
+    collect_production_static(root)
+    return root
+
+
 @pytest.fixture
 def redis_url() -> str:
     """The Redis server the tests may use (REDIS_URL, or the local default if it answers)."""

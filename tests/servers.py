@@ -192,6 +192,18 @@ async def next_frame(ws: Any, kind: str, timeout: float = 10, **match: Any) -> d
                 return frame
 
 
+#: What a hub serves its static files from, as production does (with ``HIRFA_STATIC_ROOT``).
+PRODUCTION_STATIC = {"HIRFA_STATIC_FINGERPRINTS": "1", "HIRFA_DEBUG": "0"}
+
+
+def collect_production_static(root: Path) -> None:
+    """Collect the static files into ``root`` as production does: hashed names, gzip and
+    brotli copies of about a thousand files (a minute of CPU)."""
+    env = server_env("unused", {**PRODUCTION_STATIC, "HIRFA_STATIC_ROOT": str(root)})
+    subprocess.run([sys.executable, "-m", "hub.cli", "manage", "collectstatic", "--noinput", "--verbosity", "0"],
+                   cwd=ROOT, env=env, check=True, timeout=600, capture_output=True)
+
+
 @pytest.fixture
 def daphne_factory(transactional_db: None) -> Iterator[Callable[..., DaphneServer]]:
     """Start any number of daphne servers on this test's database; all stop at teardown."""

@@ -9,15 +9,12 @@ French and Kabyle; the pages and the people are those of the 360 px test.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from tests.browser.conftest import browser  # noqa: F401  (fixture)
 from tests.browser.test_accessibility import main_pages
 from tests.browser.test_phone_layout import PHONE, site  # noqa: F401  (fixture)
-from tests.servers import ROOT, server_env
+from tests.servers import PRODUCTION_STATIC
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -64,12 +61,10 @@ def first_load(browser, server, cookie, language, path):  # noqa: F811
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("language", ["ar", "fr", "kab"])
-def test_each_main_page_first_load_on_a_phone_is_under_150_kb(site, daphne_factory, browser, language, tmp_path):  # noqa: F811
+def test_each_main_page_first_load_on_a_phone_is_under_150_kb(site, daphne_factory, browser, language, production_static):  # noqa: F811
     cookie, member_pages, _public_pages, media = site
-    env = {"HIRFA_MEDIA_ROOT": str(media), "HIRFA_EMBEDDED_WORKER": "0", "HIRFA_STATIC_FINGERPRINTS": "1",
-           "HIRFA_DEBUG": "0", "HIRFA_STATIC_ROOT": str(tmp_path / "static")}
-    subprocess.run([sys.executable, "-m", "hub.cli", "manage", "collectstatic", "--noinput", "--verbosity", "0"],
-                   cwd=ROOT, env=server_env("unused", env), check=True, timeout=600, capture_output=True)
+    env = {"HIRFA_MEDIA_ROOT": str(media), "HIRFA_EMBEDDED_WORKER": "0", **PRODUCTION_STATIC,
+           "HIRFA_STATIC_ROOT": str(production_static)}
     server = daphne_factory(env)
     weights = {}
     for path in main_pages(member_pages):

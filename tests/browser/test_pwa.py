@@ -220,21 +220,15 @@ def test_the_outbox_is_sent_by_the_worker_when_the_link_returns_with_the_tab_clo
     context.close()
 
 
-def test_fingerprinted_static_files_on_a_phone(amina_in_her_guild, daphne_factory, browser, tmp_path):  # noqa: F811
+def test_fingerprinted_static_files_on_a_phone(amina_in_her_guild, daphne_factory, browser, production_static):  # noqa: F811
     """The static files as production has them (HIRFA_STATIC_FINGERPRINTS, hub/static_files.py):
     the room's modules find each other under their hashed names, the hub sends each one
     compressed and to be kept a year, the service worker keeps the hashed shell, and the
     room works (a message goes out)."""
-    import subprocess
-    import sys
-
-    from tests.servers import ROOT, server_env
+    from tests.servers import PRODUCTION_STATIC
 
     cookie, room_id = amina_in_her_guild
-    env = {"HIRFA_EMBEDDED_WORKER": "0", "HIRFA_STATIC_FINGERPRINTS": "1", "HIRFA_DEBUG": "0",
-           "HIRFA_STATIC_ROOT": str(tmp_path / "static")}
-    subprocess.run([sys.executable, "-m", "hub.cli", "manage", "collectstatic", "--noinput", "--verbosity", "0"],
-                   cwd=ROOT, env=server_env("unused", env), check=True, timeout=600, capture_output=True)
+    env = {"HIRFA_EMBEDDED_WORKER": "0", **PRODUCTION_STATIC, "HIRFA_STATIC_ROOT": str(production_static)}
     server = daphne_factory(env)
     context = browser.new_context(viewport=PHONE, locale="kab", is_mobile=True, has_touch=True)
     context.add_cookies([{"name": "django_language", "value": "kab", "url": server.url},

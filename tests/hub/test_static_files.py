@@ -16,7 +16,6 @@ from pathlib import Path
 
 import brotli
 import pytest
-from django.core.management import call_command
 from django.test import override_settings
 from django.urls import reverse
 
@@ -31,11 +30,11 @@ YEAR = 315360000  # WhiteNoise's "forever": ten years
 
 
 @pytest.fixture(scope="module")
-def collected(tmp_path_factory):
-    """The static files collected as production does, into a directory of this module."""
-    root = tmp_path_factory.mktemp("static")
+def collected(production_static):
+    """The static files collected as production does (once per run: tests/conftest.py),
+    with this process's settings as production's."""
     with override_settings(
-        STATIC_ROOT=root,
+        STATIC_ROOT=production_static,
         STORAGES={
             "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
             "staticfiles": {"BACKEND": "hub.static_files.FingerprintedStaticStorage"},
@@ -45,8 +44,7 @@ def collected(tmp_path_factory):
         WHITENOISE_AUTOREFRESH=False,
         WHITENOISE_MAX_AGE=60,
     ):
-        call_command("collectstatic", interactive=False, verbosity=0)
-        yield root
+        yield production_static
 
 
 def manifest(root: Path) -> dict[str, str]:
