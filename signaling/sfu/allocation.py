@@ -277,6 +277,20 @@ def allocate(
     return Allocation(chosen, False, spent, voices, red)
 
 
+def resume_cost(audio: Sequence[AudioDemand], videos: Sequence[VideoDemand], *, resume_margin: float = 1.3) -> float:
+    """What leaving audio-only takes (bit/s): the voices as plain Opus and the first video's
+    lowest layer times ``resume_margin`` (:func:`allocate`). An audio-only subscriber's probes
+    must reach it: capped at what he would receive with no limit (a 3G link's camera and voice
+    in RED, 388 kbit/s, and 10 % more), no probe could show the 434 kbit/s that leaving it took
+    there, and a 2 %-loss link never gives the loss-free reports that raise the figure."""
+    plain = sum(a.rate if a.plain is None else a.plain for a in audio)
+    lowest = [
+        (v.rank, next(rate for rate in v.layers if rate is not None)) for v in videos
+        if any(rate is not None for rate in v.layers)
+    ]
+    return plain + (min(lowest)[1] * resume_margin if lowest else 0.0)
+
+
 #: A subscriber's worst stream loss (smoothed, :meth:`DownlinkEstimate.stream_loss`) from which
 #: the SFU builds RED for him from a publisher's plain Opus, carrying the packet before
 #: (distance 1), and from which the two before (distance 2). Under it his link keeps the

@@ -45,6 +45,7 @@ from .allocation import (
     allocate,
     layer_name,
     red_distance,
+    resume_cost,
     video_rank,
 )
 from .config import SfuConfig
@@ -757,6 +758,8 @@ class Participant:
         if remb is not None and sending > 0 and remb < _CONGESTED * (audio + sending):
             downlink.congested(now)
         wanted = allocate(float("inf"), audios, videos).cost
+        if self._audio_only:
+            wanted = max(wanted, resume_cost(audios, videos))
         probe = downlink.round(now, wanted)
         self._pad_up_to(probe)
         decision = allocate(

@@ -177,3 +177,24 @@ def test_red_never_makes_a_3g_subscriber_audio_only() -> None:
     assert wide.red and wide.layers == {"amina-cam": 0} and wide.cost == 145_000 + 270_000
     too_narrow = allocate(300_000, [voice], [camera])
     assert too_narrow.audio_only
+
+
+def test_an_audio_only_3g_subscriber_probes_for_what_leaving_it_takes() -> None:
+    """Audio-only on the 3G link after a loss cut (loss-based figure 350 kbit/s): leaving it takes
+    the camera times 1.3 beside the plain voice, 434 kbit/s. His probes were capped at 1.1 times
+    what he would receive with no limit (camera and voice in RED, 388: 427 kbit/s), and a 2 %-loss
+    link never gives the loss-free reports that raise the figure: he stayed audio-only (2.9 fps
+    in the lab). What he wants, while audio-only, is what leaving it takes."""
+    from signaling.sfu.allocation import AudioDemand, VideoDemand, allocate, resume_cost
+
+    voice = AudioDemand(key="amina-mic", rank=(0,), rate=118_000, plain=83_000)
+    camera = VideoDemand(key="amina-cam", rank=(0,), layers=(270_000,))
+    other = VideoDemand(key="karim-cam", rank=(1,), layers=(None, 600_000))
+    assert resume_cost([voice], [other, camera]) == pytest.approx(83_000 + 1.3 * 270_000)
+    wanted = max(allocate(float("inf"), [voice], [camera]).cost, resume_cost([voice], [camera]))
+    estimate = DownlinkEstimate(initial=350_000, startup=False)
+    estimate.cut = True
+    assert estimate.round(0.0, wanted) is None, "not calm yet"
+    target = estimate.round(10.0, wanted)
+    assert target is not None and target >= 434_000
+    assert not allocate(200_000, [voice], [camera], audio_only=True, loss_budget=target).audio_only
