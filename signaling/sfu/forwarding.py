@@ -655,6 +655,13 @@ class ForwardTrack(MediaStreamTrack):
         self.layer_switches = 0
         #: Packets whose writing raised (the fan-out goes on to the next subscriber).
         self.write_errors = 0
+        #: Our sequence numbers this subscription skipped and never sent since (lost before the
+        #: SFU, or dropped by it): his receiver reports count them lost, his link did not
+        #: (:meth:`downlink_lost`). ``_holes``: those a late packet may still fill (extended, as
+        #: ``_sent_through``, our last sequence number counted from the first: ``_next_seq - 1``).
+        self.seqs_skipped = 0
+        self._holes: set[int] = set()
+        self._sent_through = self._next_seq - 1
 
     def __repr__(self) -> str:
         return f"ForwardTrack({self.kind}, source={self._source!r})"
@@ -838,8 +845,14 @@ class ForwardTrack(MediaStreamTrack):
                     self._source.request_keyframe(self._layer)
             return
         out_seq = (seq + offset) & 0xFFFF
-        if (out_seq - self._next_seq) & 0xFFFF < 0x8000:
+        ahead = (out_seq - self._next_seq) & 0xFFFF
+        if ahead < 0x8000:
+            if ahead:
+                self._skip(ahead)
             self._next_seq = (out_seq + 1) & 0xFFFF
+            self._sent_through += ahead + 1
+        elif self._holes:
+            self._fill(out_seq)
         timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF  # type: ignore[operator]
         last = self._last_ts
         if last is None or (timestamp - last) & 0xFFFFFFFF < 0x80000000:
@@ -888,6 +901,31 @@ class ForwardTrack(MediaStreamTrack):
             if 0 < offset <= MAX_OFFSET and len(earlier.payload) <= MAX_LENGTH:
                 redundancy.append((offset, earlier.payload))
         return red_payload(packet.payload, payload_type, redundancy)
+
+    def downlink_lost(self, highest: int, lost: int) -> int:
+        """``lost`` (a receiver report's cumulative packets lost about this subscription, up to its
+        extended ``highest`` sequence number) less the sequence numbers up to ``highest`` that we
+        skipped (:attr:`seqs_skipped`): what his own link lost, for his estimate. (Reports count
+        from his first packet, ours from our first: a constant apart, and only differences are read.)"""
+        # His highest, a few reports behind ours at most (its cycle count is his own).
+        last = self._sent_through - ((self._next_seq - 1 - highest) & 0xFFFF)
+        return lost - self.seqs_skipped + sum(1 for hole in self._holes if hole > last)
+
+    def _skip(self, count: int) -> None:
+        """Our next ``count`` sequence numbers go unsent (lost upstream, or dropped here) for now."""
+        self.seqs_skipped += count
+        holes = self._holes
+        first = self._sent_through + 1
+        if len(holes) > 2 * _CACHE:  # what is older than _LATEST is never written any more
+            self._holes = holes = {hole for hole in holes if hole >= first - _CACHE}
+        holes.update(range(max(first, first + count - _CACHE), first + count))
+
+    def _fill(self, out_seq: int) -> None:
+        """A packet late by ``out_seq`` (a retransmission from the publisher) fills its hole."""
+        hole = self._sent_through - ((self._next_seq - 1 - out_seq) & 0xFFFF)
+        if hole in self._holes:
+            self._holes.discard(hole)
+            self.seqs_skipped -= 1
 
     def on_nack(self, sequence_number: int) -> None:
         """The subscriber reports our packet ``sequence_number`` lost: resend it if we may."""

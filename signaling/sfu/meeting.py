@@ -487,7 +487,8 @@ class Participant:
             on_keyframe_request=track.on_remote_keyframe_request,
             on_nack=track.on_nack,
             on_remb=self._on_remb,
-            on_report=self._on_report,
+            # What never left the SFU is no loss of his link (:meth:`.ForwardTrack.downlink_lost`).
+            on_report=lambda ssrc, highest, lost: self._on_report(ssrc, highest, track.downlink_lost(highest, lost)),
         )
         return _SubscribeSlot(kind, transceiver, track)
 
