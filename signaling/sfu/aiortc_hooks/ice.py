@@ -82,6 +82,10 @@ class _MediaStunProtocol(StunProtocol):
             else:
                 _drop_stale()
             handled = 0
+            # The socket's queue is in arrival order: once one datagram is fresh, so are all
+            # behind it, and they are read without their arrival time (recvfrom: no ancillary
+            # data to build and parse for every packet of a loop that keeps up).
+            fresh = following is not None and following[2] >= oldest
             for _ in range(_READ_LIMIT):
                 if following is None:
                     return
@@ -93,17 +97,22 @@ class _MediaStunProtocol(StunProtocol):
                     handled += 1
                     if handled >= _DRAIN:
                         return
-                following = self._read(sock)
+                    fresh = fresh or arrived >= oldest
+                following = self._read(sock, timed=not fresh)
         finally:
             if opened:
                 end_burst()
 
-    def _read(self, sock: socket.socket) -> tuple[bytes, tuple[Any, ...], float] | None:
-        """The next datagram waiting, its sender and when it arrived (0.0: not known); None if none."""
+    def _read(self, sock: socket.socket, *, timed: bool = True) -> tuple[bytes, tuple[Any, ...], float] | None:
+        """The next datagram waiting, its sender and when it arrived (``inf``: not known, or not
+        ``timed``: never stale); None if none."""
         transport = getattr(self, "transport", None)
         if transport is None or transport.is_closing():
             return None
         try:
+            if not timed:
+                data, addr = sock.recvfrom(_MAX_DATAGRAM)
+                return data, addr, _NEVER_STALE
             data, ancillary, _flags, addr = sock.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
         except (BlockingIOError, InterruptedError):
             return None
@@ -114,7 +123,7 @@ class _MediaStunProtocol(StunProtocol):
             if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
                 seconds, nanoseconds = _TIMESPEC.unpack_from(value)
                 return data, addr, seconds + nanoseconds / 1e9
-        return data, addr, float("inf")  # no arrival time (another platform): never stale
+        return data, addr, _NEVER_STALE  # no arrival time (another platform)
 
     def _dispatch(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
         if isinstance(data, bytes) and len(data) >= 12 and 127 < data[0] < 192:
@@ -143,6 +152,8 @@ _MAX_DATAGRAM = 65536
 _SO_TIMESTAMPNS = 35 if sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64", "riscv64") else -1
 _TIMESPEC = struct.Struct("@ll")
 _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+
+_NEVER_STALE = float("inf")
 
 _stale_media_dropped = 0
 
