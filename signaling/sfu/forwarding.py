@@ -918,7 +918,10 @@ class ForwardTrack(MediaStreamTrack):
         first = self._sent_through + 1
         if len(holes) > 2 * _CACHE:  # what is older than _LATEST is never written any more
             self._holes = holes = {hole for hole in holes if hole >= first - _CACHE}
-        holes.update(range(max(first, first + count - _CACHE), first + count))
+        if count == 1:
+            holes.add(first)  # the usual gap: one packet lost upstream
+        else:
+            holes.update(range(max(first, first + count - _CACHE), first + count))
 
     def _fill(self, out_seq: int) -> None:
         """A packet late by ``out_seq`` (a retransmission from the publisher) fills its hole."""
