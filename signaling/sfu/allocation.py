@@ -11,10 +11,13 @@ the smaller of two figures:
   bitrate, negotiated as ``goog-remb`` on every video m-line), a delay-based
   estimate; it is trusted for ``remb_ttl`` seconds. A REMB that falls (or
   stays under what is sent) is congestion only if our own round trips
-  showed queueing within ``remb_queue_window`` (2 s) — or none are measured:
+  showed a queue within ``remb_queue_window`` (2 s) — or none are measured:
   on a lossy radio link Chromium's REMB dips under what arrives with no queue
   anywhere (the lab's 5 %-loss link: every few seconds), and each dip forgot
-  what probes had shown and paused cameras;
+  what probes had shown and paused cameras. A queue is one that stood: four
+  answered round trips in a row over ``queue_after`` (1.5 s) each queueing,
+  or ``unanswered_queue`` (4) pings in a row not answered — one late answer
+  is a loaded server loop's (at load 5-9, one in seven or so);
 * a loss-based figure from his receiver reports: the packets lost over
   all the streams sent to him (each report's cumulative counters, summed
   until at least ``loss_packets`` were expected, so a paused stream's empty
@@ -53,6 +56,13 @@ the smaller of two figures:
   ping in ten, and two in a probe failed it); a probe waits up to
   ``probe_answer_wait`` (2 s) after its padding for an answered round trip. Outside probes round trips only inform (his uplink and
   a busy server's event loop are on them too).
+
+**No probe and no step up on a standing queue** (:meth:`DownlinkEstimate.standing_queue`):
+while a queue stands (as above) and his REMB says less than is sent (with no
+REMB: on a link whose loss cut him already), nothing pads his link and his
+estimate is held at what is sent: on the lab's 3G link a probe padded a link
+already carrying 390-420 kbit/s of its 400. What is resent to him
+(``resending``, from his NACKs) counts in what is sent.
 
 A REMB estimator only rises to about 1.5 times what it receives, so a
 subscriber held at a low layer (or audio-only) could never show room for
@@ -361,6 +371,15 @@ class DownlinkEstimate:
     max_probe_wait: float = 8.0
     #: Congestion this soon (s) after a probe held counts as the probe failing.
     probe_verify: float = 3.0
+    #: Round trips answered for this long (s), every one queueing, are a queue (for a falling
+    #: REMB, :meth:`queued_lately`): one late answer is a loaded loop's.
+    queue_after: float = 1.5
+    #: This many pings in a row not answered are a queue too (one in ten is lost on a 5 %-loss
+    #: link, four in a row one time in ten thousand).
+    unanswered_queue: int = 4
+    #: A standing queue on his link (:meth:`standing_queue`): every round trip answered for this
+    #: long (s) queueing, while his REMB says less than is sent. No probe then, and no step up.
+    standing_after: float = 1.5
     #: A round trip this much (s) above the least of the last ``delay_window`` s is queueing.
     delay_threshold: float = 0.1
     delay_window: float = 30.0
@@ -368,8 +387,13 @@ class DownlinkEstimate:
     remb_at: float | None = None
     loss_based: float = field(default=0.0)
     loss: float = 0.0
-    #: What was sent to him lately (bit/s), set by the caller each round.
+    #: What was sent to him lately (bit/s), set by the caller each round: the rates of what he
+    #: is forwarded and what is resent to him (``resending``).
     sending: float = 0.0
+    #: Bits per second resent to him (retransmissions answering his NACKs), over the last second
+    #: or more (:meth:`on_resent`).
+    resending: float = 0.0
+    _resent_mark: tuple[float, float] | None = None
     #: A rate a probe showed his link carries (bit/s), until REMB or loss say otherwise.
     proven: float = 0.0
     #: The probe in flight: its target (bit/s) and start; ``None`` when none.
@@ -392,6 +416,11 @@ class DownlinkEstimate:
     _queueing: bool = False
     #: When an answered round trip last showed queueing (``None``: never).
     _queued_at: float | None = None
+    #: Since when every answered round trip showed queueing (``None``: the last did not).
+    _queueing_since: float | None = None
+    _queueing_count: int = 0
+    #: Pings not answered in a row (none since the last answered one).
+    _unanswered_run: int = 0
     #: The round trip a probe in flight is judged against, and whether one came back above it
     #: (its padding stopped then; the next round trip says whether it failed).
     _probe_base: float | None = None
@@ -422,6 +451,16 @@ class DownlinkEstimate:
     def __post_init__(self) -> None:
         if not self.loss_based:
             self.loss_based = self.initial
+
+    def on_resent(self, total_bits: float, now: float) -> None:
+        """The bits resent to him so far (cumulative): ``resending`` is their rate since the
+        last reading at least a second old."""
+        mark = self._resent_mark
+        if mark is None or total_bits < mark[1]:
+            self._resent_mark, self.resending = (now, total_bits), 0.0
+        elif now - mark[0] >= 1.0:
+            self.resending = (total_bits - mark[1]) / (now - mark[0])
+            self._resent_mark = (now, total_bits)
 
     def on_remb(self, bitrate: float, now: float) -> None:
         previous = self.remb if self.remb_at is not None and now - self.remb_at <= self.remb_ttl else None
@@ -514,10 +553,23 @@ class DownlinkEstimate:
         delays.append((now, rtt))
         self._delays = delays
         if unanswered:
+            # Pings lost one after another: his link (or his own uplink, which carries the
+            # answers) overflows — the lab's 3G subscriber's answers stood 300 ms in his uplink's
+            # full queue, most were dropped, and no answered one ever rose over their least.
+            self._unanswered_run += 1
+            if self._unanswered_run >= self.unanswered_queue:
+                self._queued_at = now
             return
+        self._unanswered_run = 0
         queueing = rtt - min(base, rtt) > self.delay_threshold
         if queueing:
-            self._queued_at = now
+            if self._queueing_since is None:
+                self._queueing_since, self._queueing_count = now, 0
+            self._queueing_count += 1
+            if self._queueing_count >= 4 and now - self._queueing_since >= self.queue_after:
+                self._queued_at = now
+        else:
+            self._queueing_since = None
         if self.probe_target is not None:
             # Judged against the round trips just before the probe: the least of the whole window
             # may date from a quiet loop at his join (a 30-participant meeting's loop added 150 ms
@@ -556,7 +608,32 @@ class DownlinkEstimate:
         the round trips sent then, and his voices are in that queue too."""
         if self.probe_target is None or self._probe_queueing or now >= self.probe_started + self.probe_duration:
             return None
+        if self.standing_queue(now):
+            return None
         return self.probe_target
+
+    def standing_queue(self, now: float) -> bool:
+        """Whether a queue stands on his link: every round trip answered for ``standing_after`` s
+        was queueing (``delay_threshold`` over the least), and his REMB says less than is sent
+        (with no REMB: on a link whose loss cut the estimate already). Not a busy server's loop,
+        which lengthens round trips too but leaves his REMB over what arrives. Then nothing
+        probes and his estimate does not rise over what is sent: on the lab's 3G link (a camera
+        and a voice, ~353 kbit/s on a 400 kbit/s link) probes padded it up to 427 kbit/s every
+        few seconds and his voice was dropped in his link's queue."""
+        since = self._queueing_since
+        stood = since is not None and now - since >= self.standing_after and self._queueing_count >= 4
+        if not stood and self._unanswered_run < self.unanswered_queue:
+            return False
+        fresh = self.remb is not None and self.remb_at is not None and now - self.remb_at <= self.remb_ttl
+        if fresh:
+            return bool(self.sending) and self.remb < self.sending  # type: ignore[operator]
+        return self.cut
+
+    def round_trips(self, now: float, window: float = 1.0) -> str:
+        """The round trips (ms) measured within ``window`` s and the least of ``delay_window``, for logs."""
+        recent = [f"{1000 * rtt:.0f}" for at, rtt in self._delays if now - at <= window]
+        least = min((rtt for _, rtt in self._delays), default=None)
+        return f"{'/'.join(recent) or '-'} (least {'-' if least is None else f'{1000 * least:.0f}'})"
 
     @property
     def queueing(self) -> bool:
@@ -596,6 +673,8 @@ class DownlinkEstimate:
         if self.remb is not None and self.remb_at is not None and now - self.remb_at <= self.remb_ttl:
             delay_based = max(self.remb, self.proven)
         estimate = self.loss_based if delay_based is None else min(self.loss_based, delay_based)
+        if self.sending and estimate > self.sending and self.standing_queue(now):
+            estimate = self.sending  # no step up on a full link
         return max(self.floor, estimate)
 
     def loss_value(self) -> float:
@@ -660,6 +739,9 @@ class DownlinkEstimate:
         answered = [rtt for rtt in recent if rtt < self.ping_timeout]
         if recent and not answered:
             return None  # his last pings were not answered: no probe on a link that may be full
+        if self.standing_queue(now):
+            self._calm_since = now  # the queue must drain first, then the usual calm
+            return None
         # Calm: no congestion for a while. Loss under ``high_loss`` is a lossy radio link, not
         # congestion (a 5 %-loss link must still let him climb).
         after = self.startup_after if self.startup and self.probes else self.probe_after

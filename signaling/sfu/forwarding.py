@@ -650,6 +650,10 @@ class ForwardTrack(MediaStreamTrack):
         self.packets_dropped = 0
         self.frames_forwarded = 0
         self.retransmissions = 0
+        #: Bits resent to him on the wire (the allocator counts them in what he is sent).
+        self.resent_bits = 0
+        #: Padding-only packets sent to him (probes).
+        self.padding_sent = 0
         self.nacks_refused = 0
         self.keyframe_requests_received = 0
         self.layer_switches = 0
@@ -770,7 +774,9 @@ class ForwardTrack(MediaStreamTrack):
         writer = self._writer
         if writer is None or writer.backlog() > self._max_backlog // 4:
             return 0
-        return writer.send_padding(count, size)
+        sent = writer.send_padding(count, size)
+        self.padding_sent += sent
+        return sent
 
     def _clock_mapping(self) -> Callable[[int], int | None] | None:
         """Our timestamp -> the publisher's NTP time, for the sender reports (lip sync)."""
@@ -966,6 +972,7 @@ class ForwardTrack(MediaStreamTrack):
             self._resent_seq[slot], self._resent_at[slot] = sequence_number, now
             self._resends_in_window += 1
             self.retransmissions += 1
+            self.resent_bits += (len(payload) + 2) * 8 + WIRE_OVERHEAD_BITS  # the RTX header's 2 bytes
 
     def _layer_ts_offset(self, layer: int, timestamp: int) -> int:
         """The timestamp offset of a run starting with ``timestamp`` of ``layer``.

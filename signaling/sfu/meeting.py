@@ -754,9 +754,12 @@ class Participant:
             videos.append(VideoDemand(key=(publisher_id, source), rank=rank, layers=rates))
             tracks[(publisher_id, source)] = (track, forwarder)
         downlink = self._downlink
-        downlink.sending = audio + sending
+        # What is resent to him is sent too (a few percent of his video on a lossy link; on top
+        # of a nearly full one on 3G): it counts against his estimate.
+        downlink.on_resent(sum(slot.track.resent_bits for slot in self._subscriptions.values()), now)
+        downlink.sending = audio + sending + downlink.resending
         remb = downlink.remb if downlink.remb_at is not None and now - downlink.remb_at <= downlink.remb_ttl else None
-        if remb is not None and sending > 0 and remb < _CONGESTED * (audio + sending):
+        if remb is not None and sending > 0 and remb < _CONGESTED * downlink.sending:
             downlink.congested(now)
         wanted = allocate(float("inf"), audios, videos).cost
         if self._audio_only:
@@ -769,13 +772,17 @@ class Participant:
         self._audio_only = decision.audio_only
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
-                "allocation %s/%s: estimate %.0f (remb %s, loss-based %.0f, loss %.3f, queueing %s), "
+                "allocation %s/%s: estimate %.0f (remb %s, loss-based %.0f, loss %.3f, queueing %s, rtt %s), "
                 "sending %.0f, probe %s, audio-only %s, red %s (stream loss %.3f, distances %s), voices %d/%d, "
-                "videos %s",
+                "videos %s, resent %d, padded %d, publishing %s",
                 self._meeting.id, self.id, downlink.value(now), downlink.remb, downlink.loss_based, downlink.loss,
-                downlink.queueing, downlink.sending, probe, decision.audio_only, decision.red, loss,
+                downlink.queueing, downlink.round_trips(now), downlink.sending, probe, decision.audio_only,
+                decision.red, loss,
                 [tracks[key][0].red_distance for key in decision.audio],
                 sum(decision.audio.values()), len(decision.audio), list(decision.layers.values()),
+                sum(slot.track.retransmissions for slot in self._subscriptions.values()),
+                sum(slot.track.padding_sent for slot in self._subscriptions.values()),
+                [(f.source.value, round(f.upstream(now=now)[0]), f.remb_sent, f.muted) for f in self.forwarders()],
             )
         for chosen, heard in decision.audio.items():
             track = tracks[chosen][0]

@@ -258,8 +258,10 @@ def test_estimate_follows_remb_and_loss_and_probes_up_when_calm() -> None:
 
 def test_a_falling_remb_is_congestion_only_when_round_trips_showed_a_queue() -> None:
     """On a lossy radio link Chromium's REMB dips under what arrives with no queue anywhere: what
-    probes showed is kept. A REMB that falls while our own round trips grew (within 2 s) is
-    congestion, as is one below what is sent; with no round trip measured, REMB alone judges."""
+    probes showed is kept. A REMB that falls while our own round trips showed a queue (within
+    2 s) is congestion, as is one below what is sent; with no round trip measured, REMB alone
+    judges. A queue is round trips that grew and stayed (four answered in a row over 1.5 s): one
+    late answer is a loaded loop's, and counting it let a REMB dip pause a camera."""
     estimate = DownlinkEstimate(initial=2_000_000, startup=False, delay_since=0.0)
     estimate.proven = 2_000_000
     estimate.on_delay(0.10, 0.1, sent=0.0)
@@ -271,8 +273,13 @@ def test_a_falling_remb_is_congestion_only_when_round_trips_showed_a_queue() -> 
     estimate.on_delay(estimate.ping_timeout, 3.0, sent=2.0)  # an unanswered ping is no queue
     estimate.on_remb(800_000, 3.0)
     assert estimate.value(3.0) == 2_000_000
-    estimate.on_delay(0.35, 3.5, sent=3.15)  # a queue
-    estimate.on_remb(900_000, 4.0)
+    estimate.on_delay(0.35, 3.5, sent=3.15)  # one late answer: no queue yet
+    estimate.on_remb(800_000, 3.5)
+    estimate.on_remb(600_000, 3.6)
+    assert estimate.proven == 2_000_000 and estimate.value(3.6) == 2_000_000
+    for at in (4.0, 4.5, 5.0):  # it stays: a queue
+        estimate.on_delay(0.35, at, sent=at - 0.35)
+    estimate.on_remb(900_000, 5.1)
     estimate.on_remb(700_000, 5.4)
     assert estimate.proven == 0 and estimate.value(5.4) == 700_000, "a REMB falling beside a queue cuts"
     blind = DownlinkEstimate(initial=2_000_000)
@@ -594,3 +601,69 @@ def test_reports_of_nothing_lost_while_far_less_is_sent_do_not_raise_the_estimat
     estimate.sending = 280_000
     estimate.on_loss(0.0, 31.0)
     assert estimate.value(31.0) == 324_000, "sent near it, nothing lost: it grows"
+
+
+def test_no_probe_and_no_step_up_while_his_round_trips_show_a_standing_queue() -> None:
+    """The lab's ``3g`` subscriber (400 kbit/s down, 200 up, 150 ms, 2 % lost; a camera and a
+    voice, 330-420 kbit/s on the wire), as the SFU's log showed it: his own uplink's queue full
+    (his microphone in it), the pings' answers waiting 300 ms there or dropped — the least round
+    trip 451 ms and most pings unanswered, so no answered one ever rose over the least —, his
+    REMB at 185-240 kbit/s. Nothing counted as a queue: the 403 kbit/s an early probe showed
+    stayed his estimate, RED for his voice was added on top, and his link's queue dropped 129
+    packets before a 35 % loss report made him audio-only. Now pings lost one after another are
+    a queue: a REMB under what is sent beside it is congestion (his estimate falls to it, RED
+    goes), nothing probes and nothing steps up. A queue of round trips that stood (four answered
+    in a row over 1.5 s, each 100 ms over the least) is one too; not one late answer."""
+    sending = 400_000.0
+    wanted = 430_000.0
+
+    def meeting_round(estimate: DownlinkEstimate, now: float) -> float | None:
+        # As ``Participant._allocate`` does: a REMB under 85 % of what is sent calls congested().
+        estimate.sending = sending
+        if estimate.remb is not None and estimate.remb < 0.85 * sending:
+            estimate.congested(now)
+        return estimate.round(now, wanted)
+
+    estimate = DownlinkEstimate(startup=False, initial=300_000, delay_since=0.0)
+    estimate.proven = estimate.loss_based = 403_000  # what the early probe showed
+    estimate.on_delay(0.475, 0.5, sent=0.0)
+    estimate.on_delay(0.451, 1.0, sent=0.55)
+    for tick in range(3, 30):  # his pings go unanswered, his REMB says ~190 kbit/s
+        now = tick * 0.5
+        if tick % 2:
+            estimate.on_delay(estimate.ping_timeout, now, sent=now - 1.0)
+        estimate.on_remb(190_000, now)
+        assert meeting_round(estimate, now) is None and estimate.padding(now) is None, f"a probe at {now} s"
+    assert estimate.standing_queue(14.5)
+    assert estimate.value(14.5) == 190_000, "his REMB beside a queue: congestion"
+    assert allocate(estimate.value(14.5), [AudioDemand(key="v", rank=(0,), rate=140_000, plain=83_000)], []).red is False
+    # Answered again, back at their least: no queue; probes come back after the usual calm.
+    for tick in range(30, 40):
+        now = tick * 0.5
+        estimate.on_delay(0.16, now, sent=now - 0.16)
+        estimate.on_remb(190_000, now)
+    assert not estimate.standing_queue(19.5)
+
+    # Round trips that stand 300 ms over their least, REMB under what is sent: no probe, and an
+    # estimate that probes had raised does not step up over what is sent.
+    estimate = DownlinkEstimate(startup=False, initial=300_000, delay_since=0.0)
+    estimate.on_delay(0.15, 0.15, sent=0.0)
+    estimate.on_remb(350_000, 0.15)  # under what is sent, over 85 % of it: congested() is not called
+    estimate.proven = estimate.loss_based = 600_000
+    estimate.sending = sending
+    for tick in range(1, 9):
+        now = tick * 0.5
+        estimate.on_delay(0.45, now, sent=now - 0.45)
+        estimate.on_remb(350_000, now)
+        if estimate.standing_queue(now):
+            assert estimate.value(now) <= sending, "no step-up on a standing queue"
+            assert meeting_round(estimate, now) is None
+    assert estimate.standing_queue(4.0) and estimate.probes == 0
+    # One late answer is not a queue: a probe starts.
+    estimate = DownlinkEstimate(startup=False, initial=300_000, delay_since=0.0)
+    estimate.on_delay(0.15, 0.15, sent=0.0)
+    assert estimate.round(0.2, wanted) is None
+    estimate.on_delay(0.45, 2.0, sent=1.55)
+    estimate.on_remb(350_000, 2.0)
+    estimate.on_delay(0.16, 2.4, sent=2.24)
+    assert not estimate.standing_queue(2.5) and meeting_round(estimate, 2.5) is not None

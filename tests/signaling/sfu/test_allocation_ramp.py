@@ -275,9 +275,13 @@ RADIO_WANTED = allocate(float("inf"), RADIO_VOICES, RADIO_CAMERAS).cost
 PACKET = 1_000 * 8
 
 
-def run_radio(seconds: float, *, seed: int, loss: float = 0.05, rtt: float = 0.1) -> tuple[DownlinkEstimate, list]:
-    """His estimate on the lossy radio link; per allocation round: (time, estimate, cameras paused)."""
+def run_radio(
+    seconds: float, *, seed: int, loss: float = 0.05, rtt: float = 0.1, late: float = 0.0
+) -> tuple[DownlinkEstimate, list]:
+    """His estimate on the lossy radio link; per allocation round: (time, estimate, cameras paused).
+    ``late``: the mean (s) of a loaded loop's lateness on every ping's answer (exponential)."""
     rng = random.Random(seed)
+    loop = random.Random(seed + 1000)
     estimate = DownlinkEstimate(delay_since=0.0)
     trace: list[tuple[float, float, int]] = []
     decision = allocate(estimate.value(0.0), RADIO_VOICES, RADIO_CAMERAS, loss_budget=estimate.loss_value())
@@ -302,6 +306,8 @@ def run_radio(seconds: float, *, seed: int, loss: float = 0.05, rtt: float = 0.1
         if ping is None and now >= next_ping - 1e-9:
             answered = rng.random() >= loss and rng.random() >= loss
             back = rtt + rng.uniform(-0.005, 0.005) if answered else estimate.ping_timeout
+            if answered and late:
+                back = min(estimate.ping_timeout, back + loop.expovariate(1 / late))
             ping = (now, now + back, back)
         if ping is not None and now >= ping[1] - 1e-9:
             estimate.on_delay(ping[2], now, sent=ping[0])
@@ -349,3 +355,20 @@ def test_on_a_lossy_radio_link_the_cameras_are_not_paused() -> None:
         pauses = [(at, round(value)) for at, value, paused in trace if at >= on and paused]
         assert not pauses, f"seed {seed}: cameras paused after {on} s at {pauses[:5]} ({len(pauses)} rounds)"
         assert min(value for at, value, _ in trace if at >= on) >= RADIO_WANTED * 0.95
+
+
+def test_on_a_lossy_radio_link_a_loaded_loops_late_answers_do_not_pause_the_cameras() -> None:
+    """The same link, the server's loop answering every ping late by 50 ms on average
+    (exponential: one answer in seven more than 100 ms late), as on the lab's machine at load
+    5-9. One late answer counted as a queue for 2 s, and a REMB dip within them (one second in
+    four on that link) as congestion: what probes had shown was forgotten and cameras paused —
+    in the lab a camera paused and came back 6 s later (a 6 s freeze). A falling REMB is
+    congestion only beside a queue that stood: four answered round trips in a row over 1.5 s."""
+    total_paused = 0
+    for seed in range(8):
+        _, trace = run_radio(60.0, seed=seed, late=0.05)
+        on = next((at for at, _, paused in trace if paused == 0), None)
+        # (Probes still fail now and then on two late answers in a row: the climb takes longer.)
+        assert on is not None and on <= 40.0, f"seed {seed}: every camera on at {on} s"
+        total_paused += sum(1 for at, _, paused in trace if at >= on and paused)
+    assert total_paused <= 20, f"{total_paused} rounds with a camera paused in 8 minutes"

@@ -285,6 +285,34 @@ def test_nacks_are_answered_from_the_cache_once_per_round_trip_within_the_backlo
     assert source.missing == [55]
 
 
+def test_retransmissions_count_in_what_is_sent_to_him() -> None:
+    """What the allocator counts as sent to a subscriber includes the packets resent to him
+    (answering his NACKs, on the wire: payload, RTX header and the packet's RTP, SRTP, UDP and IP
+    bytes), not only the publishers' rates: on a lossy link they are a few percent of his video,
+    and on the lab's 3G link they went on top of a nearly full link, uncounted."""
+    from signaling.sfu.allocation import DownlinkEstimate
+    from signaling.sfu.forwarding import WIRE_OVERHEAD_BITS
+
+    clock = Clock()
+    track = ForwardTrack(MediaKind.VIDEO, max_backlog=1000, clock=clock)
+    source, writer = FakeSource(), FakeWriter()
+    track.attach(source)  # type: ignore[arg-type]
+    track.start_sending(writer)  # type: ignore[arg-type]
+    payload = VP8_KEY_START + bytes(1000)
+    feed(track, source, rtp(50, 3000, payload, marker=True))
+    assert track.resent_bits == 0
+    track.on_nack(writer.seqs()[0])
+    assert track.resent_bits == (len(payload) + 2) * 8 + WIRE_OVERHEAD_BITS
+    estimate = DownlinkEstimate()
+    estimate.on_resent(0, 10.0)
+    estimate.on_resent(40_000, 10.5)
+    assert estimate.resending == 0.0, "judged over a second at least"
+    estimate.on_resent(100_000, 11.0)
+    assert estimate.resending == pytest.approx(100_000)
+    estimate.on_resent(100_000, 12.0)
+    assert estimate.resending == 0.0
+
+
 class FakeReceiver:
     def __init__(self) -> None:
         self.plis: list[int] = []
