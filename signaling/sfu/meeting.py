@@ -44,6 +44,7 @@ from .allocation import (
     VideoDemand,
     allocate,
     layer_name,
+    publisher_remb,
     red_distance,
     resume_cost,
     video_rank,
@@ -1355,19 +1356,16 @@ class Meeting:
                     self._send_publisher_remb(forwarder, now)
 
     def _send_publisher_remb(self, forwarder: TrackForwarder, now: float) -> None:
-        """Tell a video publisher how much to send: his browser's caps while nothing is lost
-        upstream, what arrives (less half the loss) when his uplink loses more than 10 %."""
+        """Tell a video publisher how much to send (:func:`.allocation.publisher_remb`): his
+        browser's caps while nothing is lost upstream, what arrives (less half the loss) when his
+        uplink loses more than 10 %, little more than what arrives for a camera that is off."""
         arriving, loss, ssrcs = forwarder.upstream(now=now)
         if not ssrcs:
             return
-        cap = self.config.publisher_max_bitrate
-        previous = forwarder.remb_sent or cap
-        if loss > 0.10 and arriving:
-            value = max(100_000, int(arriving * (1 - loss / 2)))
-        elif loss < 0.02:
-            value = min(cap, max(int(previous * 1.08), int(arriving * 1.5)))
-        else:
-            value = previous
+        value = publisher_remb(
+            forwarder.remb_sent, arriving=arriving, loss=loss, cap=self.config.publisher_max_bitrate,
+            camera=forwarder.source in (TrackSource.CAMERA, TrackSource.CAMERA2),
+        )
         forwarder.remb_sent = value
         if forwarder.receiver is not None:
             aiortc_hooks.send_remb(forwarder.receiver, value, ssrcs)

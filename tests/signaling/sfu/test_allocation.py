@@ -667,3 +667,27 @@ def test_no_probe_and_no_step_up_while_his_round_trips_show_a_standing_queue() -
     estimate.on_remb(350_000, 2.0)
     estimate.on_delay(0.16, 2.4, sent=2.24)
     assert not estimate.standing_queue(2.5) and meeting_round(estimate, 2.5) is not None
+
+
+def test_a_publishers_remb_does_not_climb_over_a_camera_that_sends_almost_nothing() -> None:
+    """The REMB a video publisher is sent climbs 8 % a second while his uplink loses under 2 %,
+    so that his browser leaves its 300 kbit/s start and starts its top layer. For a camera
+    turned off as a disabled track (black frames, 5 kbit/s: the lab's 3G subscriber's page) it
+    climbed 136 -> 342 kbit/s in 15 s on his 200 kbit/s uplink, which his browser may pad and
+    probe up to: his uplink dropped 1,000-1,900 packets a run, his NACKs, reports and ping
+    answers queued 300 ms in it. A camera sending under 50 kbit/s is held at 1.5 times what
+    arrives, 100 kbit/s at least; a camera that sends climbs as before, also after being off."""
+    from signaling.sfu.allocation import publisher_remb
+
+    remb = None
+    for _ in range(30):
+        remb = publisher_remb(remb, arriving=5_000, loss=0.0, cap=2_500_000)
+    assert remb == 100_000
+    arriving = 120_000.0  # turned on again: his browser starts under the REMB and climbs with it
+    for _ in range(30):
+        remb = publisher_remb(remb, arriving=arriving, loss=0.0, cap=2_500_000)
+        arriving = min(0.95 * remb, 1_850_000)
+    assert remb == 2_500_000
+    assert publisher_remb(2_500_000, arriving=1_000_000, loss=0.2, cap=2_500_000) == 900_000, "loss: what arrives less half"
+    assert publisher_remb(2_000_000, arriving=1_000_000, loss=0.05, cap=2_500_000) == 2_000_000, "held in between"
+    assert publisher_remb(None, arriving=5_000, loss=0.0, cap=2_500_000, camera=False) == 2_500_000, "a still screen may burst"
