@@ -27,8 +27,11 @@ run: install messages
 demo: install messages
 	$(VENV)/bin/hirfa demo
 
+# Two workers (pytest-xdist; tests/parallel.py keeps them apart): most tests wait on sockets,
+# browsers and processes, so two share the machine's cores. PYTEST_WORKERS=0 runs one process.
+PYTEST_WORKERS ?= 2
 test: install messages
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Lint, types and the import contract (.importlinter); CI runs this before the tests.
 lint: install

@@ -11,8 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests import parallel
+
+parallel.own_redis()  # before hub.settings reads REDIS_URL (a second xdist worker has its own)
+
 from hub.settings import *
-from hub.settings import DATABASES
+from hub.settings import DATABASES, HIRFA_SFU_PORT_MAX, HIRFA_SFU_PORT_MIN
 
 # Accounts are made by the hundred; a slow hash would be most of the run.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -35,4 +39,8 @@ if _name:
 if "HIRFA_RECORDINGS_DIR" not in os.environ:
     import tempfile
 
-    HIRFA_RECORDINGS_DIR = Path(tempfile.gettempdir()) / f"hirfa-test-recordings-{os.getuid()}"
+    HIRFA_RECORDINGS_DIR = Path(parallel.recordings_dir(f"{tempfile.gettempdir()}/hirfa-test-recordings-{os.getuid()}"))
+
+# The embedded SFU's UDP ports, apart per xdist worker unless the environment names them.
+if "HIRFA_SFU_PORT_MIN" not in os.environ:
+    HIRFA_SFU_PORT_MIN, HIRFA_SFU_PORT_MAX = parallel.worker_port(HIRFA_SFU_PORT_MIN), parallel.worker_port(HIRFA_SFU_PORT_MAX)

@@ -23,6 +23,7 @@ from rooms.models import Room, RoomKind
 from signaling import services
 from tests import factories
 from tests.conftest import skip_or_fail
+from tests.parallel import worker_port
 from tests.servers import session_cookie, test_database_name
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
@@ -75,7 +76,7 @@ def test_the_video_slot_follows_the_active_speaker(tmp_path: Path) -> None:
     database = {"HIRFA_TEST_DATABASE_NAME": test_database_name()}
     if os.environ.get("DATABASE_URL"):
         database["DATABASE_URL"] = os.environ["DATABASE_URL"]
-    ports = assembly.Ports(int(os.environ.get("HIRFA_BENCH_PORT_BASE", "43500")))
+    ports = assembly.Ports(worker_port(int(os.environ.get("HIRFA_BENCH_PORT_BASE", "43500"))))
     clip = assembly.write_clip(str(tmp_path), (160, 120))
     hub = assembly.start_hub(str(tmp_path), ports, 3, audio_slots=3, video_slots=1,
                              prepared={"room": room.pk, "meeting": meeting, "cookies": cookies}, database_env=database)

@@ -33,6 +33,7 @@ from tests.browser.test_meeting import (  # noqa: F401  (fixtures)
     wait_for_participants,
 )
 from tests.conftest import skip_or_fail
+from tests.parallel import worker_port
 from tests.servers import ROOT, DaphneServer, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -114,7 +115,7 @@ def coturn(tmp_path: Path) -> Iterator[int]:
              f"--static-auth-secret={SECRET}", "--realm=hirfa.test",
              f"--cert={cert}", f"--pkey={key}",
              "--allow-loopback-peers", "--allowed-peer-ip=127.0.0.1",
-             "--min-port=47000", "--max-port=47999",
+             f"--min-port={worker_port(47000)}", f"--max-port={worker_port(47999)}",
              f"--pidfile={tmp_path / 'turnserver.pid'}", f"--userdb={tmp_path / 'turndb'}",
              "--log-file=stdout", "--no-cli"],
             stdout=out, stderr=subprocess.STDOUT,

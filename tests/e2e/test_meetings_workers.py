@@ -26,6 +26,7 @@ from signaling.models import Meeting
 from signaling.placement import ALIVE_PREFIX, WORKERS_KEY
 from signaling.sfu import TrackSource
 from tests import factories
+from tests.parallel import worker_port
 from tests.servers import ARTIFACTS, ROOT, daphne_factory, server_env, test_database_name  # noqa: F401
 from tests.signaling.clients import MeetingClient, wait_until
 from tests.signaling.remote import peer_connections_open, remote_client, udp_ports
@@ -165,8 +166,8 @@ async def flowing(x: MeetingClient, y: MeetingClient, *, more: int = 10) -> None
 
 async def test_meetings_on_sfu_workers_survive_a_killed_worker(daphne_factory, sfu_workers, isolated_redis):  # noqa: F811
     first, second, nadia, amina, rachid = await two_guild_meetings()
-    w1 = await asyncio.to_thread(sfu_workers, "w1", 42000)
-    w2 = await asyncio.to_thread(sfu_workers, "w2", 42200)
+    w1 = await asyncio.to_thread(sfu_workers, "w1", worker_port(42000))
+    w2 = await asyncio.to_thread(sfu_workers, "w2", worker_port(42200))
     workers = {w1.worker_id: w1, w2.worker_id: w2}
     assert w1.udp_ports() == [] and w2.udp_ports() == []
     server = await asyncio.to_thread(
@@ -261,8 +262,8 @@ def meeting_workers(redis_url: str, meeting_id: int) -> set[str]:
 
 async def test_a_big_meeting_spreads_over_two_workers_joined_by_a_pipe(daphne_factory, sfu_workers, isolated_redis):  # noqa: F811
     first, _second, nadia, amina, _rachid = await two_guild_meetings()
-    w1 = await asyncio.to_thread(sfu_workers, "w1", 42000, 0, SPREAD)
-    w2 = await asyncio.to_thread(sfu_workers, "w2", 42200, 0, SPREAD)
+    w1 = await asyncio.to_thread(sfu_workers, "w1", worker_port(42000), 0, SPREAD)
+    w2 = await asyncio.to_thread(sfu_workers, "w2", worker_port(42200), 0, SPREAD)
     workers = {w1.worker_id: w1, w2.worker_id: w2}
     server = await asyncio.to_thread(
         daphne_factory,
@@ -337,8 +338,8 @@ async def test_a_big_meeting_spreads_over_two_workers_joined_by_a_pipe(daphne_fa
 
 async def test_a_hosts_acts_reach_a_participant_on_the_other_worker(daphne_factory, sfu_workers, isolated_redis):  # noqa: F811
     first, _second, nadia, amina, _rachid = await two_guild_meetings()
-    w1 = await asyncio.to_thread(sfu_workers, "w1", 42000, 0, SPREAD)
-    w2 = await asyncio.to_thread(sfu_workers, "w2", 42200, 0, SPREAD)
+    w1 = await asyncio.to_thread(sfu_workers, "w1", worker_port(42000), 0, SPREAD)
+    w2 = await asyncio.to_thread(sfu_workers, "w2", worker_port(42200), 0, SPREAD)
     workers = {w1.worker_id: w1, w2.worker_id: w2}
     server = await asyncio.to_thread(
         daphne_factory,

@@ -23,6 +23,7 @@ from tests import factories
 from tests.conftest import skip_or_fail
 from tests.e2e.test_operations import get
 from tests.hubclient import Chatter, Hubs
+from tests.parallel import worker_port
 from tests.redis_ha import RedisHA
 from tests.servers import (  # noqa: F401
     ARTIFACTS,
@@ -110,7 +111,7 @@ async def test_killing_the_redis_primary_loses_no_message(daphne_factory, redis_
         "HIRFA_RATE_BURST": "1000",
         "HIRFA_RATE_PER_SECOND": "100",
     }
-    worker = await asyncio.to_thread(sfu_workers_on, env, 45400)
+    worker = await asyncio.to_thread(sfu_workers_on, env, worker_port(45400))
     first = await asyncio.to_thread(daphne_factory, env)
     second = await asyncio.to_thread(daphne_factory, env)
     sender = Chatter("amina", amina_cookie, room, Hubs([first]))

@@ -24,6 +24,7 @@ from tests import factories
 from tests.e2e.test_meetings_workers import isolated_redis, sfu_workers  # noqa: F401  (fixtures)
 from tests.e2e.test_operations import get, metric
 from tests.hubclient import Chatter, Hubs, connect_ws
+from tests.parallel import worker_port
 from tests.servers import DaphneServer, daphne_factory, free_port, session_cookie  # noqa: F401
 from tests.signaling.clients import MeetingClient, WebSocket, wait_until
 from tests.signaling.sfu.peers import ClientPeer, PatternVideoTrack, ToneAudioTrack
@@ -87,7 +88,7 @@ async def test_a_rolling_restart_of_the_hubs_loses_no_message_and_brings_the_mee
 
     room, meeting, amina, nadia, amina_cookie, yacine_cookie = await setup()
     ops_port = free_port()
-    worker = await asyncio.to_thread(sfu_workers, "w1", 45200, ops_port)
+    worker = await asyncio.to_thread(sfu_workers, "w1", worker_port(45200), ops_port)
     env = {
         "REDIS_URL": isolated_redis,
         "HIRFA_SFU_PLACEMENT": "workers",

@@ -13,6 +13,7 @@ from hub.protocol import MeetingState
 from signaling import messages as m
 from signaling.engine import MeetingEngine
 from signaling.sfu import Sfu, SfuConfig
+from tests.parallel import worker_port
 
 AMINA, KARIM = 11, 12
 BASE = {"meeting": 7, "room": 3}
@@ -43,7 +44,7 @@ class Inbox:
 async def engine():
     inbox = Inbox()
     engine = MeetingEngine(
-        Sfu(SfuConfig(port_min=47000, port_max=47099)), reply=inbox.reply, publish=inbox.publish
+        Sfu(SfuConfig(port_min=worker_port(47000), port_max=worker_port(47099))), reply=inbox.reply, publish=inbox.publish
     )
     engine.inbox = inbox  # type: ignore[attr-defined]
     yield engine

@@ -11,6 +11,7 @@ from hub.errors import ErrorCode
 from signaling import messages as m
 from signaling.engine import MeetingEngine
 from signaling.sfu import Sfu, SfuConfig
+from tests.parallel import worker_port
 from tests.signaling.test_engine import Inbox
 
 # Amina presents, Karim listens, Nadia hosts (no presenter).
@@ -21,7 +22,7 @@ BASE = {"meeting": 7, "room": 3}
 @pytest.fixture
 async def engine():
     inbox = Inbox()
-    engine = MeetingEngine(Sfu(SfuConfig(port_min=47100, port_max=47199)), reply=inbox.reply, publish=inbox.publish)
+    engine = MeetingEngine(Sfu(SfuConfig(port_min=worker_port(47100), port_max=worker_port(47199))), reply=inbox.reply, publish=inbox.publish)
     engine.inbox = inbox  # type: ignore[attr-defined]
     yield engine
     await engine.close()

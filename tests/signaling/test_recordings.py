@@ -30,6 +30,7 @@ from signaling.replay import AUDIO_FILE, VIDEO_FILE, recording_plan
 from signaling.sfu import Sfu, SfuConfig
 from signaling.tasks import recording_build
 from tests import factories
+from tests.parallel import worker_port
 
 from .test_engine import Inbox
 
@@ -255,7 +256,7 @@ def test_a_build_waits_for_the_sfu_then_fails_clearly_on_nothing(guild_meeting) 
 
 async def test_the_engine_records_on_command_and_leaves_out_who_said_no(recordings_dir):
     inbox = Inbox()
-    engine = MeetingEngine(Sfu(SfuConfig(port_min=46100, port_max=46199)), reply=inbox.reply, publish=inbox.publish)
+    engine = MeetingEngine(Sfu(SfuConfig(port_min=worker_port(46100), port_max=worker_port(46199))), reply=inbox.reply, publish=inbox.publish)
     base = {"meeting": 9, "room": 3}
     engine.submit(m.Join(**base, user=1, reply_to="n", name="Nadia", host=True))
     engine.submit(m.Join(**base, user=2, reply_to="a", name="Amina", recorded=False))

@@ -14,6 +14,7 @@ from hub.errors import ErrorCode
 from signaling import messages as m
 from signaling.engine import MeetingEngine
 from signaling.sfu import Sfu, SfuConfig, TrackSource
+from tests.parallel import worker_port
 from tests.signaling.clients import offer_from_frame, track_slot
 from tests.signaling.sfu.peers import ClientPeer, PatternVideoTrack, ToneAudioTrack, wait_until
 from tests.signaling.test_engine import Inbox
@@ -59,7 +60,7 @@ MODES = {"per-track": {}, "slots": {"audio_slots": 3, "video_slots": 9}}
 @pytest.fixture(params=list(MODES))
 async def engine(request):
     browsers = Browsers()
-    config = SfuConfig(port_min=42100, port_max=42199, allocation_interval=0, **MODES[request.param])
+    config = SfuConfig(port_min=worker_port(42100), port_max=worker_port(42199), allocation_interval=0, **MODES[request.param])
     engine = MeetingEngine(Sfu(config), reply=browsers.reply, publish=browsers.publish)
     engine.slots = request.param == "slots"  # type: ignore[attr-defined]
     browsers.engine = engine

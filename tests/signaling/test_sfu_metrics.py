@@ -5,10 +5,11 @@ from __future__ import annotations
 from signaling.sfu import Sfu, SfuConfig
 from signaling.sfu.pipe import ANNOUNCE, TAG_SIZE, VERSION, Datagram
 from signaling.sfu_metrics import sfu_metric_rows
+from tests.parallel import worker_port
 
 
 async def test_the_pipe_datagrams_refused_are_a_gauge_of_the_worker() -> None:
-    sfu = Sfu(SfuConfig(port_min=46900, port_max=46919))
+    sfu = Sfu(SfuConfig(port_min=worker_port(46900), port_max=worker_port(46919)))
     try:
         rows = sfu_metric_rows(sfu, worker_id="w1", addresses=1)
         refused = {name: value for name, _help, _labels, value in rows()}["hirfa_sfu_pipe_datagrams_refused"]
@@ -28,7 +29,7 @@ async def test_the_pipe_datagrams_refused_are_a_gauge_of_the_worker() -> None:
 async def test_the_stale_media_dropped_are_a_gauge_of_the_worker(monkeypatch) -> None:
     from signaling.sfu.aiortc_hooks import ice
 
-    sfu = Sfu(SfuConfig(port_min=46920, port_max=46939))
+    sfu = Sfu(SfuConfig(port_min=worker_port(46920), port_max=worker_port(46939)))
     try:
         rows = sfu_metric_rows(sfu, worker_id="w1", addresses=1)
         monkeypatch.setattr(ice, "_stale_media_dropped", 7)

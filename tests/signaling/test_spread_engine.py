@@ -13,6 +13,7 @@ import pytest
 from signaling import messages as m
 from signaling.engine import MeetingEngine
 from signaling.sfu import Sfu, SfuConfig, TrackSource
+from tests.parallel import worker_port
 from tests.signaling.clients import offer_from_frame, track_slot
 from tests.signaling.sfu.peers import ClientPeer, PatternVideoTrack, ToneAudioTrack, wait_until
 from tests.signaling.test_engine import Inbox
@@ -119,7 +120,7 @@ async def spread():
             Sfu(_config(port)), reply=browsers.reply, publish=browsers.publish, peers=bus.of(worker),
             max_participants=MAX_PARTICIPANTS,
         )
-        for worker, port in ((W1, 41200), (W2, 41300))
+        for worker, port in ((W1, worker_port(41200)), (W2, worker_port(41300)))
     }
     bus.engines = engines
     yield bus, browsers, engines

@@ -15,6 +15,7 @@ import pytest
 
 from signaling.turn import turn_credential
 from tests.conftest import skip_or_fail
+from tests.parallel import worker_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "deploy" / "turnserver.conf"
@@ -64,7 +65,7 @@ def start_coturn(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
         [binary, "-c", str(conf), "--static-auth-secret", SECRET, "--realm", "hirfa.test",
          "--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--listening-port", str(port),
-         "--min-port", "49160", "--max-port", "49200", "--no-tls", "--no-dtls", "--no-tcp",
+         "--min-port", str(worker_port(49160)), "--max-port", str(worker_port(49200)), "--no-tls", "--no-dtls", "--no-tcp",
          "--pidfile", str(tmp_path / f"turn-{port}.pid"), "--log-file", "stdout", "--simple-log", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -10,6 +10,7 @@ from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 
 from signaling.sfu import Sfu, SfuConfig
+from tests.parallel import worker_port
 
 
 @dataclass
@@ -67,6 +68,6 @@ def codec_ledger(monkeypatch: pytest.MonkeyPatch) -> CodecLedger:
 
 @pytest.fixture
 async def sfu():
-    server = Sfu(SfuConfig(announced_addresses=("127.0.0.1",), bind_address="127.0.0.1", port_min=42000, port_max=42999))
+    server = Sfu(SfuConfig(announced_addresses=("127.0.0.1",), bind_address="127.0.0.1", port_min=worker_port(42000), port_max=worker_port(42999)))
     yield server
     await server.close()

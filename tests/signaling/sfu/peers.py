@@ -32,9 +32,10 @@ from signaling.sfu.aiortc_hooks import (
     tap_receiver,
 )
 from signaling.sfu.sdp import ice_credentials
+from tests.parallel import worker_port
 
 LOOPBACK = HostCandidatePolicy(
-    bind_address="127.0.0.1", announced_addresses=("127.0.0.1",), port_min=41000, port_max=41999
+    bind_address="127.0.0.1", announced_addresses=("127.0.0.1",), port_min=worker_port(41000), port_max=worker_port(41999)
 )
 
 

@@ -14,6 +14,7 @@ from signaling.sfu.allocation import (
     layer_name,
     video_rank,
 )
+from tests.parallel import worker_port
 
 from .peers import ClientPeer, PatternVideoTrack, ToneAudioTrack, wait_until
 from .test_forwarding_e2e import close_all, join
@@ -357,7 +358,7 @@ def test_audio_first_the_loudest_always_the_others_while_they_fit_red_dropped_wh
 
 @pytest.fixture
 async def adapting_sfu():
-    server = Sfu(SfuConfig(port_min=42000, port_max=42999, allocation_interval=0.2))
+    server = Sfu(SfuConfig(port_min=worker_port(42000), port_max=worker_port(42999), allocation_interval=0.2))
     yield server
     await server.close()
 

@@ -15,6 +15,7 @@ from rooms.models import Room, RoomKind
 from signaling import services
 from tests import factories
 from tests.conftest import skip_or_fail
+from tests.parallel import worker_port
 from tests.servers import session_cookie, test_database_name
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.django_db(transaction=True)]
@@ -36,7 +37,7 @@ def test_the_assembly_case_runs(tmp_path: Path) -> None:
         database["DATABASE_URL"] = os.environ["DATABASE_URL"]
 
     row = assembly.run(
-        str(tmp_path), assembly.Ports(int(os.environ.get("HIRFA_BENCH_PORT_BASE", "43500"))),
+        str(tmp_path), assembly.Ports(worker_port(int(os.environ.get("HIRFA_BENCH_PORT_BASE", "43500")))),
         participants=4, cameras=1, generators=2, seconds=1, warmup=0.5, clip_size=(160, 120),
         prepared={"room": room.pk, "meeting": meeting, "cookies": [f"{c['name']}={c['value']}" for c in cookies]},
         database_env=database,

@@ -9,12 +9,13 @@ import os
 import pytest
 
 from bench import assembly
+from tests.parallel import worker_port
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_offer_loop_time_is_measured_and_the_offer_keeps_its_size() -> None:
-    base = int(os.environ.get("HIRFA_BENCH_PORT_BASE", "43500"))
+    base = worker_port(int(os.environ.get("HIRFA_BENCH_PORT_BASE", "43500")))
     rows = assembly.measure_offers([2, 5], probes=1, audio_slots=1, video_slots=2, cameras=1, port_base=base)
 
     assert [r["participants"] for r in rows] == [2, 5]

@@ -7,6 +7,7 @@ import pytest
 
 from bench import sfu
 from signaling.sfu.simulcast import RID_URI, simulcast_answer, simulcast_offer
+from tests.parallel import worker_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,7 +29,7 @@ def test_the_answer_sends_two_rid_layers_and_no_ssrc() -> None:
 
 
 def test_the_fanout_with_a_simulcast_publisher_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HIRFA_BENCH_PORT_BASE", "43500")  # the spawned server and peers read it
+    monkeypatch.setenv("HIRFA_BENCH_PORT_BASE", str(worker_port(43500)))  # the spawned server and peers read it
     result = sfu.measure("sfu", publishers=1, subscribers=1, seconds=1.0, loop_frames=sfu.encode_loop(160, 90, 100_000),
                          simulcast=True)
     assert result["ready"] == 1 and result["streams_seen"] == 1, result

@@ -18,6 +18,7 @@ import pytest
 from signaling.sfu import Offer, Participant, Sfu, SfuConfig, SlotDirection, TrackSource
 from signaling.sfu.aiortc_hooks import send as send_hooks
 from tests.conftest import skip_or_fail
+from tests.parallel import worker_port
 
 from .peers import ClientPeer, PatternVideoTrack, ToneAudioTrack, wait_until
 from .test_forwarding_e2e import close_all, join
@@ -244,7 +245,7 @@ async def test_a_screen_share_stopping_moves_the_camera_into_its_slot_and_chromi
     # No allocator: on loopback Chromium's REMB follows these small streams (45 kbit/s) and
     # pauses the second video, which is not what this test is about.
     server = Sfu(SfuConfig(
-        announced_addresses=("127.0.0.1",), bind_address="127.0.0.1", port_min=42000, port_max=42999,
+        announced_addresses=("127.0.0.1",), bind_address="127.0.0.1", port_min=worker_port(42000), port_max=worker_port(42999),
         audio_slots=1, video_slots=2, allocation_interval=0,
     ))
     sent: dict[int, int] = {}

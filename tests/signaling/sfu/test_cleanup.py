@@ -9,6 +9,7 @@ import psutil
 import pytest
 
 from signaling.sfu import InvalidSfuState, Sfu, SfuConfig, TrackSource
+from tests.parallel import worker_port
 
 from .peers import ClientPeer, PatternVideoTrack, Session, ToneAudioTrack, wait_until
 from .test_forwarding_e2e import join
@@ -31,7 +32,7 @@ def other_tasks() -> int:
 
 async def test_leave_and_shutdown_free_tasks_sockets_and_threads() -> None:
     baseline = (other_tasks(), udp_sockets(), media_threads())
-    sfu = Sfu(SfuConfig(port_min=43000, port_max=43099))
+    sfu = Sfu(SfuConfig(port_min=worker_port(43000), port_max=worker_port(43099)))
     meeting = sfu.meeting("guild-cleanup")
     clients = [
         ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack(), TrackSource.MICROPHONE: ToneAudioTrack()}),
@@ -50,7 +51,7 @@ async def test_leave_and_shutdown_free_tasks_sockets_and_threads() -> None:
         for p in meeting.participants()
         for c in p.peer_connection.getTransceivers()[0].receiver.transport.transport.iceGatherer.getLocalCandidates()
     }
-    assert server_ports and all(43000 <= port <= 43099 for port in server_ports)
+    assert server_ports and all(worker_port(43000) <= number <= worker_port(43099) for number in server_ports)
 
     await meeting.leave("karim")  # a leave
     await meeting.remove("yasmine")  # a removal by a host
@@ -74,7 +75,7 @@ async def test_leave_and_shutdown_free_tasks_sockets_and_threads() -> None:
 
 async def test_failed_connection_is_reported_and_removal_frees_it() -> None:
     baseline = (other_tasks(), udp_sockets())
-    sfu = Sfu(SfuConfig(port_min=43100, port_max=43199))
+    sfu = Sfu(SfuConfig(port_min=worker_port(43100), port_max=worker_port(43199)))
     meeting = sfu.meeting("guild-failure")
     client = ClientPeer("amina", tracks={TrackSource.MICROPHONE: ToneAudioTrack()})
     states = []

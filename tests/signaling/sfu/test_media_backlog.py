@@ -19,6 +19,7 @@ import pytest
 from aioice import stun
 
 from signaling.sfu.aiortc_hooks import ice
+from tests.parallel import worker_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -58,7 +59,7 @@ class _Connection:
 
 async def _media_socket(connection: _Connection) -> tuple[str, int]:
     policy = ice.HostCandidatePolicy(
-        bind_address="127.0.0.1", announced_addresses=("127.0.0.1",), port_min=43300, port_max=43349
+        bind_address="127.0.0.1", announced_addresses=("127.0.0.1",), port_min=worker_port(43300), port_max=worker_port(43349)
     )
     (candidate,) = await ice._candidate_gatherer(connection, policy)(1, [])
     return candidate.host, candidate.port

@@ -24,6 +24,7 @@ from signaling.sfu.pipe import (
     tag,
 )
 from signaling.sfu.types import VideoCodec
+from tests.parallel import worker_port
 
 from .peers import ClientPeer, PatternVideoTrack, Session, ToneAudioTrack, wait_until
 from .test_forwarding_e2e import assert_in_order_subsequence, publisher_sender
@@ -41,7 +42,7 @@ def config(port_min: int, **options: Any) -> SfuConfig:
 @pytest.fixture
 async def workers():
     """Two SFUs as two workers would hold them (each its own ports and pipe socket)."""
-    a, b = Sfu(config(46000, audio_slots=3, video_slots=4)), Sfu(config(46500, audio_slots=3, video_slots=4))
+    a, b = Sfu(config(worker_port(46000), audio_slots=3, video_slots=4)), Sfu(config(worker_port(46500), audio_slots=3, video_slots=4))
     yield a, b
     await a.close()
     await b.close()

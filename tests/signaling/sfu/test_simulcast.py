@@ -14,6 +14,7 @@ from signaling.sfu import MediaKind, Sfu, SfuConfig, TrackSource, VideoCodec
 from signaling.sfu.aiortc_hooks import AssembledFrame
 from signaling.sfu.forwarding import ForwardTrack, TrackForwarder, vp8_picture_ids
 from signaling.sfu.simulcast import simulcast_answer, simulcast_offer
+from tests.parallel import worker_port
 
 from .peers import ClientPeer, wait_until
 from .test_chromium import ChromiumClient, chromium_page  # noqa: F401 - the fixture
@@ -76,7 +77,7 @@ def test_offer_asks_for_rid_layers_on_the_named_mids_only() -> None:
 @pytest.fixture
 async def manual_sfu():
     """An SFU whose allocator never runs: the test sets each subscription's layer itself."""
-    server = Sfu(SfuConfig(port_min=42000, port_max=42999, allocation_interval=0))
+    server = Sfu(SfuConfig(port_min=worker_port(42000), port_max=worker_port(42999), allocation_interval=0))
     yield server
     await server.close()
 

@@ -11,6 +11,7 @@ import pytest
 from signaling.sfu import MediaKind, Sfu, SfuConfig, TrackSource
 from signaling.sfu.forwarding import is_keyframe
 from signaling.sfu.types import VideoCodec
+from tests.parallel import worker_port
 
 from .peers import ClientPeer, PatternVideoTrack, Session, ToneAudioTrack, wait_until
 from .test_forwarding_e2e import close_all, publisher_sender
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.timeout(120)
 async def slot_sfu():
     server = Sfu(
         SfuConfig(
-            announced_addresses=("127.0.0.1",), bind_address="127.0.0.1", port_min=42000, port_max=42999,
+            announced_addresses=("127.0.0.1",), bind_address="127.0.0.1", port_min=worker_port(42000), port_max=worker_port(42999),
             audio_slots=1, video_slots=2,
         )
     )

@@ -22,6 +22,7 @@ from signaling.sfu import (
 from signaling.sfu.aiortc_hooks import AssembledFrame, FrameAssembler, NackScheduler
 from signaling.sfu.forwarding import ForwardTrack, is_keyframe, starts_keyframe
 from signaling.sfu.speaker import ActiveSpeakerDetector
+from tests.parallel import worker_port
 
 
 def packet(seq: int, ts: int, data: bytes, *, marker: bool = False) -> RtpPacket:
@@ -466,7 +467,7 @@ def test_active_speaker_needs_a_clear_margin_to_switch() -> None:
 
 
 async def test_api_errors_name_the_value_and_the_state() -> None:
-    sfu = Sfu(SfuConfig(port_min=43200, port_max=43299, max_tracks_per_participant=2))
+    sfu = Sfu(SfuConfig(port_min=worker_port(43200), port_max=worker_port(43299), max_tracks_per_participant=2))
     meeting = sfu.meeting("guild-errors", video_codec=VideoCodec.H264)
     with pytest.raises(InvalidSfuState, match="uses H264, not VP8"):
         sfu.meeting("guild-errors", video_codec=VideoCodec.VP8)
