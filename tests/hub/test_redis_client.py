@@ -27,3 +27,14 @@ async def test_a_crowd_of_commands_waits_for_a_connection_instead_of_failing(mon
             assert len(pool._available_connections) + len(pool._in_use_connections) <= 4
         finally:
             await client.aclose()
+
+
+def test_the_clients_parse_replies_with_hiredis() -> None:
+    """redis-py parses replies in Python unless hiredis is installed: a storm's Redis
+    pipelines (socket slots, presence) spent a tenth of the restarted hub's loop there
+    (docs/performance.md, 2026-12-01)."""
+    from redis._parsers import _AsyncHiredisParser
+
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):  # never connected
+        client = redis_client.redis_client()
+    assert isinstance(client.connection_pool.make_connection()._parser, _AsyncHiredisParser)
