@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
-from django.apps import apps as django_apps
+
+from tests import reference_data as reference_data_
 
 # The meeting fixtures, for the revocation tests that end a member's meeting session.
 from tests.signaling.conftest import close_sfu_after, embedded_sfu  # noqa: F401
-
-_LOADERS = ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades", "hub.migrations.0012_trade_icon")
 
 
 @pytest.fixture
@@ -20,11 +17,7 @@ def reference_data(db):
     A transactional test elsewhere in the run flushes the tables; the data
     migrations' own loaders (idempotent) put the rows back when that happened.
     """
-    from hub.models import Trade, Wilaya
-
-    if Wilaya.objects.filter(code__lte=58).count() < 58 or not Trade.objects.exists():
-        for name in _LOADERS:
-            importlib.import_module(name).load(django_apps, None)
+    reference_data_.restore()
 
 
 @pytest.fixture

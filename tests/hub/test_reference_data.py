@@ -168,3 +168,15 @@ def test_every_trade_has_an_icon_the_sprite_draws():
         assert trade.icon in TRADE_ICONS, trade.slug
     # Most trades have an icon of their own, not the default.
     assert Trade.objects.exclude(icon=TRADE_ICON_DEFAULT).count() >= Trade.objects.count() - 2
+
+
+def test_the_reference_data_put_back_after_a_flush_is_whole():
+    """What a transactional test's flush removed comes back with the Tifinagh names too."""
+    from tests import reference_data
+
+    Wilaya.objects.all().delete()
+    Trade.objects.all().delete()
+    reference_data.restore()
+    tizi = Wilaya.objects.get(code=15)
+    assert tizi.localized_name("kab") == "Tizi Wezzu" and tizi.tifinagh == "ⵜⵉⵣⵉ ⵡⴻⵣⵣⵓ"
+    assert Trade.objects.exclude(name_tfng="").exists()

@@ -5,19 +5,15 @@ Tlemcen; Leila, the admin."""
 
 from __future__ import annotations
 
-import importlib
 import io
 import struct
 import zlib
 
 import pytest
-from django.apps import apps as django_apps
 from PIL import Image
 
 from hub.models import Wilaya
-
-_LOADERS = ("hub.migrations.0002_wilayas", "hub.migrations.0003_trades", "hub.migrations.0012_trade_icon")
-
+from tests import reference_data as reference_data_
 
 
 @pytest.fixture(autouse=True)
@@ -29,9 +25,7 @@ def media_root(settings, tmp_path):
 @pytest.fixture
 def reference_data(db):
     """The 58 wilayas (with neighbours) and the trades, put back if a flush removed them."""
-    if Wilaya.objects.filter(code__lte=58).count() < 58:
-        for name in _LOADERS:
-            importlib.import_module(name).load(django_apps, None)
+    reference_data_.restore()
 
 
 def wilaya(code: int) -> Wilaya:

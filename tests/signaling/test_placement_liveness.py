@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from signaling import liveness, placement
 from signaling import messages as m
@@ -56,6 +57,9 @@ async def test_the_heartbeat_runs_while_a_loop_holds_sessions(settings, monkeypa
     settings.HIRFA_MEETING_HEARTBEAT_SECONDS = 0.01
     beats: list[str] = []
     monkeypatch.setattr("signaling.services.attendance_heartbeat", lambda *, process: beats.append(process))
+    # No database here: channels' wrapper would first tidy the pool thread's connection, which an
+    # earlier test of this process may have left open, and database access is refused here.
+    monkeypatch.setattr(liveness, "database_sync_to_async", sync_to_async)
 
     async def no_sweep(*, force: bool = False) -> list[int]:
         return []
