@@ -3,12 +3,10 @@ stylesheet and every ES module it loads weigh under 150 KB, uncompressed."""
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 
 import pytest
-from django.apps import apps as django_apps
 from django.contrib.staticfiles import finders
 from django.urls import reverse
 
@@ -86,10 +84,9 @@ def test_every_main_page_first_load_is_under_150_kb_compressed(language):
 
     from bench.page_weight import BUDGET_BYTES as BENCH_BUDGET
     from bench.page_weight import first_load, site
-    from tests.hub.conftest import _LOADERS
+    from tests import reference_data
 
-    for name in _LOADERS:  # the wilayas the site is built in, should a flush have emptied them
-        importlib.import_module(name).load(django_apps, None)
+    reference_data.restore()  # the wilayas the site is built in, should a flush have emptied them
     assert BENCH_BUDGET == BUDGET_BYTES
     member_user, member_pages, visitor_pages = site()
     member, visitor = Client(), Client()
