@@ -53,9 +53,9 @@ def own_redis() -> None:
             f"REDIS_URL is set and xdist worker {WORKER} needs a Redis of its own, but there is no "
             "redis-server here to start one (apt-get install redis-server, or run pytest with -n 0)"
         )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        redis_port = int(sock.getsockname()[1])
+    from tests.servers import free_port  # here: the servers a test starts import these settings too
+
+    redis_port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -403,6 +403,8 @@ class DownlinkEstimate:
     #: Round trips answered for this long (s), every one queueing, are a queue (for a falling
     #: REMB, :meth:`queued_lately`): one late answer is a loaded loop's.
     queue_after: float = 1.5
+    #: Round trips in a row that must queue (over ``queue_after`` s) to be a queue.
+    queued_rounds: int = 4
     #: This many pings in a row not answered are a queue too (one in ten is lost on a 5 %-loss
     #: link, four in a row one time in ten thousand).
     unanswered_queue: int = 4
@@ -491,8 +493,14 @@ class DownlinkEstimate:
             self.resending = (total_bits - mark[1]) / (now - mark[0])
             self._resent_mark = (now, total_bits)
 
+    def fresh_remb(self, now: float) -> float | None:
+        """His last REMB (bit/s) if it is at most ``remb_ttl`` s old, else ``None``."""
+        if self.remb is not None and self.remb_at is not None and now - self.remb_at <= self.remb_ttl:
+            return self.remb
+        return None
+
     def on_remb(self, bitrate: float, now: float) -> None:
-        previous = self.remb if self.remb_at is not None and now - self.remb_at <= self.remb_ttl else None
+        previous = self.fresh_remb(now)
         if previous is not None and bitrate < 0.9 * previous:
             self.remb_fell(now)
         self.remb, self.remb_at = float(bitrate), now
@@ -595,7 +603,7 @@ class DownlinkEstimate:
             if self._queueing_since is None:
                 self._queueing_since, self._queueing_count = now, 0
             self._queueing_count += 1
-            if self._queueing_count >= 4 and now - self._queueing_since >= self.queue_after:
+            if self._queueing_count >= self.queued_rounds and now - self._queueing_since >= self.queue_after:
                 self._queued_at = now
         else:
             self._queueing_since = None
@@ -650,12 +658,12 @@ class DownlinkEstimate:
         and a voice, ~353 kbit/s on a 400 kbit/s link) probes padded it up to 427 kbit/s every
         few seconds and his voice was dropped in his link's queue."""
         since = self._queueing_since
-        stood = since is not None and now - since >= self.standing_after and self._queueing_count >= 4
+        stood = since is not None and now - since >= self.standing_after and self._queueing_count >= self.queued_rounds
         if not stood and self._unanswered_run < self.unanswered_queue:
             return False
-        fresh = self.remb is not None and self.remb_at is not None and now - self.remb_at <= self.remb_ttl
-        if fresh:
-            return bool(self.sending) and self.remb < self.sending  # type: ignore[operator]
+        remb = self.fresh_remb(now)
+        if remb is not None:
+            return bool(self.sending) and remb < self.sending
         return self.cut
 
     def round_trips(self, now: float, window: float = 1.0) -> str:
@@ -698,9 +706,8 @@ class DownlinkEstimate:
 
     def value(self, now: float) -> float:
         """The estimate (bit/s) now."""
-        delay_based = None
-        if self.remb is not None and self.remb_at is not None and now - self.remb_at <= self.remb_ttl:
-            delay_based = max(self.remb, self.proven)
+        remb = self.fresh_remb(now)
+        delay_based = None if remb is None else max(remb, self.proven)
         estimate = self.loss_based if delay_based is None else min(self.loss_based, delay_based)
         if self.sending and estimate > self.sending and self.standing_queue(now):
             estimate = self.sending  # no step up on a full link

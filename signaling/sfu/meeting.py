@@ -759,7 +759,7 @@ class Participant:
         # of a nearly full one on 3G): it counts against his estimate.
         downlink.on_resent(sum(slot.track.resent_bits for slot in self._subscriptions.values()), now)
         downlink.sending = audio + sending + downlink.resending
-        remb = downlink.remb if downlink.remb_at is not None and now - downlink.remb_at <= downlink.remb_ttl else None
+        remb = downlink.fresh_remb(now)
         if remb is not None and sending > 0 and remb < _CONGESTED * downlink.sending:
             downlink.congested(now)
         wanted = allocate(float("inf"), audios, videos).cost
