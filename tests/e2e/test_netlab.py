@@ -40,7 +40,8 @@ def test_a_link_measures_as_its_profile_says(lab: Lab, name: str) -> None:
     for direction, params in (("down", profile.down), ("up", profile.up)):
         # Loss: small datagrams well below the link's rate, so that nothing queues (even when a
         # busy machine makes the sender bursty).
-        pace = 0.4 * params.rate_bps if params.rate_bps else 2_000_000
+        pace = 0.4 * params.rate_bps if params.rate_bps else 200_000  # 2,000 datagrams/s: a user-space
+        # forwarder sharing two cores with another test worker kept up with 20,000/s only mostly
         sent = probe_one_way(lab, "phone", direction=direction, packets=1000, size=12, rate_bps=pace)
         if params.loss:
             assert within(sent["loss"], params.loss), (direction, sent, params)
