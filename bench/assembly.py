@@ -168,6 +168,53 @@ def _voice_track(tone: list[bytes], silence: list[bytes], speaking: bool) -> Any
     return Voice()
 
 
+# Classic BPF programs (struct sock_filter: code, jt, jf, k; jumps skip that many instructions)
+# for a UDP socket, which sees the datagram from its UDP header: the payload's first byte is at
+# offset 8. RTP and RTCP share first bytes 128-191 (RFC 7983; STUN is 0-3, DTLS 20-63); RTCP's
+# second byte (its packet type) is 192-223 (RFC 5761).
+_BPF_ACCEPT, _BPF_DROP = (0x06, 0, 0, 0xFFFFFFFF), (0x06, 0, 0, 0)
+_BPF_DROP_MEDIA = (
+    (0x30, 0, 0, 8),  # ldb [8]
+    (0x35, 0, 2, 128),  # jge #128 ? next : accept
+    (0x35, 1, 0, 192),  # jge #192 ? accept : drop
+    _BPF_DROP,
+    _BPF_ACCEPT,
+)
+_BPF_DROP_RTP = (
+    (0x30, 0, 0, 8),  # ldb [8]
+    (0x35, 0, 4, 128),  # jge #128 ? next : accept
+    (0x35, 3, 0, 192),  # jge #192 ? accept : next
+    (0x30, 0, 0, 9),  # ldb [9]
+    (0x35, 0, 2, 192),  # jge #192 ? next : drop (RTP)
+    (0x35, 1, 0, 224),  # jge #224 ? drop : accept (RTCP)
+    _BPF_ACCEPT,
+    _BPF_DROP,
+)
+_SO_ATTACH_FILTER = 26
+
+
+def drop_media_in_kernel(sock: Any, *, keep_rtcp: bool = False) -> bool:
+    """Attach a socket filter to ``sock`` (Linux) so that the kernel drops the RTP (and RTCP,
+    unless ``keep_rtcp``) it receives before queueing it: a load generator's process is never
+    woken for the ~150 voice packets a second the server sends each participant (15,000 a
+    second at 100, which asyncio read one by one and the generators dropped in Python, or
+    decoded for nobody: CPU the server's worker lacked). A camera's participant keeps RTCP
+    (the server's keyframe requests and REMB). Answers whether the filter is on."""
+    import ctypes
+    import socket
+    import struct
+
+    if not sys.platform.startswith("linux"):
+        return False
+    ops = _BPF_DROP_RTP if keep_rtcp else _BPF_DROP_MEDIA
+    program = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in ops))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, struct.pack("HP", len(ops), ctypes.addressof(program)))
+    except OSError:
+        return False
+    return True
+
+
 def _drop_media(pc: Any) -> None:
     """Drop the RTP and RTCP the server sends this peer as it arrives (before SRTP): a silent
     load generator needs none of it, and the machine's CPU is the server's."""
@@ -185,6 +232,17 @@ def _drop_media(pc: Any) -> None:
             original(data, component)
 
         connection.data_received = data_received
+
+
+def _drop_media_in_kernel(pc: Any, *, keep_rtcp: bool) -> None:
+    """:func:`drop_media_in_kernel` on each of his sockets (gathered by his first
+    ``setLocalDescription``); a silent one's Python drop (:func:`_drop_media`) stays for a
+    platform without socket filters."""
+    for transceiver in pc.getTransceivers():
+        for protocol in transceiver.receiver.transport.transport._connection._protocols:
+            sock = getattr(protocol, "hirfa_socket", None)
+            if sock is not None:
+                drop_media_in_kernel(sock, keep_rtcp=keep_rtcp)
 
 
 @dataclass
@@ -266,6 +324,9 @@ async def _participant(spec: dict[str, Any], clip: dict[str, Any], me: Generated
             _drop_media(pc)
             dropping = True
         await pc.setLocalDescription(await pc.createAnswer())
+        if me.negotiated is None:
+            # He receives no video; what he is sent of the others' voices nobody hears.
+            _drop_media_in_kernel(pc, keep_rtcp=me.camera)
         await ws.send(json.dumps({"type": "meeting_answer", "meeting": frame["meeting"],
                                   "sdp": pc.localDescription.sdp, "revision": frame["revision"]}))
         if me.negotiated is None:

@@ -49,3 +49,35 @@ def test_the_assembly_case_runs(tmp_path: Path) -> None:
     assert row["audio_concealed_pct"] is not None and row["subscriber_audio_streams"] == 3, row
     assert row["sfu_participants"] == 4 and row["cpu_pct_per_stream"] is not None and row["sfu_rss_mb"] > 0, row
     assert row["renegotiations_per_silent_join"] == 0, "with slots a silent join renegotiates nobody else"
+
+
+
+@pytest.mark.parametrize(("keep_rtcp", "kept"), [
+    (False, [b"\x00\x01", b"\x01\x01", b"\x16\xfe", b"\x3f\x00"]),
+    (True, [b"\x00\x01", b"\x01\x01", b"\x80\xc8", b"\x81\xcd", b"\xbf\xdf", b"\x16\xfe", b"\x3f\x00"]),
+])
+def test_a_load_generators_socket_drops_what_he_is_sent_in_the_kernel(keep_rtcp: bool, kept: list[bytes]) -> None:
+    # What the server sends a load generator's participant (RTP; RTCP too unless he publishes a
+    # camera, whose keyframe requests come by RTCP) never wakes his process; the STUN (consent)
+    # and DTLS he needs still arrive.
+    import socket
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(0.5)
+        if not assembly.drop_media_in_kernel(receiver, keep_rtcp=keep_rtcp):
+            skip_or_fail("no socket filters here (Linux only)")
+        sent = [b"\x00\x01", b"\x01\x01", b"\x80\x6f", b"\x90\xe0", b"\x80\xc8", b"\x81\xcd", b"\xbf\xdf",
+                b"\xbf\x00", b"\x16\xfe", b"\x3f\x00"]
+        for head in sent:
+            sender.sendto(head + bytes(40), receiver.getsockname())
+        arrived = []
+        with pytest.raises(TimeoutError):
+            while True:
+                arrived.append(receiver.recv(100)[:2])
+    finally:
+        receiver.close()
+        sender.close()
+    assert arrived == kept
