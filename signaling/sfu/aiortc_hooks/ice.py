@@ -10,6 +10,7 @@ _local_password/_check_list/check_start_task``, ``aioice.stun.TransactionError``
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import platform
 import random
@@ -46,6 +47,9 @@ class _MediaStunProtocol(StunProtocol):
 
     #: The bound socket, which :class:`RtpWriter` sends on directly.
     hirfa_socket: socket.socket | None = None
+    #: Transaction ids of the round trips being timed (:func:`stun_round_trip`) -> the kernel's
+    #: arrival time of their answer (Unix seconds), once read.
+    hirfa_timed: dict[bytes, float | None] | None = None
 
     def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
         """Handle the datagram asyncio read, then those already waiting on the socket.
@@ -74,6 +78,8 @@ class _MediaStunProtocol(StunProtocol):
                 self._dispatch(data, addr)
                 return
             oldest = time.time() - MEDIA_MAX_AGE
+            if self.hirfa_timed:
+                self._note_arrival(data, sock, None)  # before the next read: the last one is `data`
             # asyncio read `data` without its arrival time: it is older than anything still
             # queued, so the next datagram's age says whether it is stale.
             following = self._read(sock)
@@ -112,6 +118,8 @@ class _MediaStunProtocol(StunProtocol):
         try:
             if not timed:
                 data, addr = sock.recvfrom(_MAX_DATAGRAM)
+                if self.hirfa_timed:
+                    self._note_arrival(data, sock, None)
                 return data, addr, _NEVER_STALE
             data, ancillary, _flags, addr = sock.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
         except (BlockingIOError, InterruptedError):
@@ -119,11 +127,33 @@ class _MediaStunProtocol(StunProtocol):
         except OSError as exc:
             self.error_received(exc)
             return None
+        arrived = _NEVER_STALE  # no arrival time (another platform)
         for level, kind, value in ancillary:
             if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
                 seconds, nanoseconds = _TIMESPEC.unpack_from(value)
-                return data, addr, seconds + nanoseconds / 1e9
-        return data, addr, _NEVER_STALE  # no arrival time (another platform)
+                arrived = seconds + nanoseconds / 1e9
+                break
+        if self.hirfa_timed:
+            self._note_arrival(data, sock, arrived)
+        return data, addr, arrived
+
+    def _note_arrival(self, data: bytes | str, sock: socket.socket, arrived: float | None) -> None:
+        """If ``data`` (the datagram last read from ``sock``) answers a timed round trip, note when
+        the kernel received it (``arrived``, or asked of the socket)."""
+        timed = self.hirfa_timed
+        if not timed or not isinstance(data, bytes) or len(data) < 20 or data[0] > 3:
+            return  # not STUN
+        transaction = data[8:20]
+        if transaction not in timed:
+            return
+        if arrived is None or arrived == _NEVER_STALE:
+            try:
+                stamp = fcntl.ioctl(sock.fileno(), _SIOCGSTAMPNS, bytes(_TIMESPEC.size))
+            except OSError:
+                return  # no arrival time: the round trip is timed when the loop read it
+            seconds, nanoseconds = _TIMESPEC.unpack(stamp)
+            arrived = seconds + nanoseconds / 1e9
+        timed[transaction] = arrived
 
     def _dispatch(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
         if isinstance(data, bytes) and len(data) >= 12 and 127 < data[0] < 192:
@@ -151,6 +181,8 @@ _MAX_DATAGRAM = 65536
 # judged stale.
 _SO_TIMESTAMPNS = 35 if sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64", "riscv64") else -1
 _TIMESPEC = struct.Struct("@ll")
+# The arrival time of the last datagram read from a socket (Linux's SIOCGSTAMPNS, asm-generic/sockios.h).
+_SIOCGSTAMPNS = 0x8907
 _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 
 _NEVER_STALE = float("inf")
@@ -398,27 +430,38 @@ async def stun_round_trip(pc: RTCPeerConnection, *, timeout: float = 1.0) -> flo
     The peer answers at once, so the time is his link's round trip with
     whatever waits in its queues: it grows when what is sent to him no longer
     fits (the allocator's delay signal, :meth:`DownlinkEstimate.on_delay`).
-    ``timeout`` when no answer came in that time (lost, or queued longer);
-    ``None`` when there is no nominated pair yet (or any more).
+    Timed from its sending to the kernel's arrival time of the answer (where the
+    media socket knows it: Linux), not to when the event loop read it: a busy
+    worker's loop is not his link. ``timeout`` when no answer came in that time
+    (lost, or queued longer); ``None`` when there is no nominated pair yet (or any more).
     """
     connection, pair = _nominated(pc)
     if connection is None or pair is None:
         return None
+    protocol = pair.protocol
     request = connection.build_request(pair, nominate=False)
-    started = time.monotonic()
+    timed = getattr(protocol, "hirfa_timed", None)
+    if isinstance(protocol, _MediaStunProtocol):
+        if timed is None:
+            timed = protocol.hirfa_timed = {}
+        timed[request.transaction_id] = None
+    sent, started = time.time(), time.monotonic()
     try:
-        await asyncio.wait_for(
-            pair.protocol.request(
-                request, pair.remote_addr, integrity_key=connection.remote_password.encode("utf8"),
-                retransmissions=0,
-            ),
-            timeout,
-        )
+        # In this task (asyncio.timeout, not wait_for's task of its own): the request leaves now.
+        async with asyncio.timeout(timeout):
+            await protocol.request(
+                request, pair.remote_addr, integrity_key=connection.remote_password.encode("utf8"), retransmissions=0
+            )
     except (TimeoutError, stun.TransactionError):
         return timeout
     except (ConnectionError, OSError, AttributeError):
         return None
-    return time.monotonic() - started
+    finally:
+        arrived = timed.pop(request.transaction_id, None) if timed is not None else None
+    elapsed = time.monotonic() - started
+    if arrived is not None and 0.0 <= arrived - sent <= elapsed:
+        return arrived - sent
+    return elapsed
 
 
 class LivenessWatch:

@@ -131,3 +131,86 @@ async def test_the_media_sockets_receive_buffer_holds_a_fraction_of_a_second() -
     finally:
         protocol.transport.close()
     assert 256 * 1024 <= size <= 1024 * 1024
+
+
+class _Answering:
+    """A peer on another thread that answers each binding request at once (a browser's network
+    thread, which the server's loop does not hold up)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.settimeout(0.1)
+        self.answered = threading.Event()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                data, addr = self.socket.recvfrom(2048)
+            except TimeoutError:
+                continue
+            request = stun.parse_message(data)
+            response = stun.Message(message_method=request.message_method, message_class=stun.Class.RESPONSE,
+                                    transaction_id=request.transaction_id)
+            response.add_message_integrity(b"secret")  # the request's key: the server checks it
+            response.add_fingerprint()
+            self.socket.sendto(bytes(response), addr)
+            self.answered.set()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=2)
+        self.socket.close()
+
+
+class _PeerConnection:
+    """What ``stun_round_trip`` reads of an RTCPeerConnection: its ICE connection's nominated pair."""
+
+    def __init__(self, protocol: Any, remote: tuple[str, int]) -> None:
+        from types import SimpleNamespace
+
+        pair = SimpleNamespace(protocol=protocol, remote_addr=remote)
+        connection = SimpleNamespace(
+            _nominated={1: pair}, remote_password="secret",
+            build_request=lambda pair, nominate: stun.Message(message_method=stun.Method.BINDING,
+                                                              message_class=stun.Class.REQUEST),
+        )
+        self.transceiver = SimpleNamespace(
+            receiver=SimpleNamespace(transport=SimpleNamespace(transport=SimpleNamespace(_connection=connection))))
+
+    def getTransceivers(self) -> list[Any]:
+        return [self.transceiver]
+
+
+def _hold_the_loop(seconds: float) -> None:
+    """What a busy worker's loop does to everything else: nothing runs for ``seconds``."""
+    time.sleep(seconds)
+
+
+@pytest.mark.parametrize("busy", [0.5, 1.2])
+async def test_a_round_trip_is_timed_to_the_answers_arrival_not_to_when_a_busy_loop_reads_it(busy: float) -> None:
+    """The allocator's delay signal is the subscriber's link: an answer that came back at once
+    but waited in the socket while the worker's loop was busy (0.5 s; 1.2 s, past the ping's
+    1 s timeout) is a short round trip, not a late or an unanswered one. Timed when the loop
+    read it, a starved worker's round trips rose and fell by hundreds of milliseconds with
+    nothing queued on any link, and its subscribers' probes failed."""
+    connection = _Connection(cost=0)
+    await _media_socket(connection)
+    (protocol,) = connection._protocols
+    peer = _Answering()
+    try:
+        measuring = asyncio.ensure_future(
+            ice.stun_round_trip(_PeerConnection(protocol, peer.socket.getsockname()), timeout=1.0))  # type: ignore[arg-type]
+        while not peer.answered.is_set():
+            await asyncio.sleep(0.001)
+        _hold_the_loop(busy)  # the answer waits in the socket meanwhile
+        rtt = await measuring
+    finally:
+        peer.close()
+        protocol.transport.close()
+    assert rtt is not None and rtt < 0.1, f"a round trip of {rtt} s"
