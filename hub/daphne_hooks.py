@@ -56,6 +56,10 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("twisted.internet.tcp.Server", "disconnecting"),
     ("autobahn.websocket.protocol", "pformat"),
     ("autobahn.websocket.protocol.Timings", "_timings"),
+    ("autobahn.websocket.protocol", "hltype"),
+    ("autobahn.websocket.protocol", "hlval"),
+    ("autobahn.twisted.websocket", "hltype"),
+    ("autobahn.twisted.websocket", "hlval"),
 )
 
 SEND_BACKLOG_MAX_BYTES_DEFAULT = 1 << 20
@@ -91,7 +95,39 @@ def _debug_lines_formatted_when_written() -> None:
     autobahn_protocol.Timings.__str__ = lambda self: pprint.pformat(self._timings)  # type: ignore[method-assign]
 
 
+class _Styled:
+    """`style(*args)` (autobahn's coloured `hltype`/`hlval`), computed only when it is written out."""
+
+    __slots__ = ("args", "style")
+
+    def __init__(self, style: Any, *args: object) -> None:
+        self.style = style
+        self.args = args
+
+    def __str__(self) -> str:
+        return str(self.style(*self.args))
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def _debug_arguments_styled_when_written() -> None:
+    """autobahn builds its debug lines' arguments before the log level is checked: for every
+    chunk received, frame sent and connection made or lost, `hltype` and `hlval` colour text
+    with click.style (about 30 calls per socket opening). Its two websocket modules now hand
+    the log an object that colours when it is written."""
+    from autobahn import util as autobahn_util
+    from autobahn.twisted import websocket as autobahn_twisted
+    from autobahn.websocket import protocol as autobahn_protocol
+
+    hltype, hlval = autobahn_util.hltype, autobahn_util.hlval
+    for module in (autobahn_protocol, autobahn_twisted):
+        module.hltype = functools.partial(_Styled, hltype)  # type: ignore[attr-defined]
+        module.hlval = functools.partial(_Styled, hlval)  # type: ignore[attr-defined]
+
+
 _debug_lines_formatted_when_written()
+_debug_arguments_styled_when_written()
 
 
 def send_backlog_max_bytes() -> int:

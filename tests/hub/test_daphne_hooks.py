@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import inspect
 import re
+import string
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,36 @@ def test_autobahn_formats_a_debug_line_only_when_it_is_written() -> None:
     timings = autobahn_protocol.Timings()
     timings.track("opened")
     assert str(timings).startswith("{'opened':")
+
+
+def test_autobahn_styles_a_debug_line_s_arguments_only_when_it_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every received chunk, sent frame and connection built coloured log arguments (click.style)
+    for debug lines nobody wrote: hltype and hlval are evaluated before the log level is checked."""
+    import click
+    from autobahn import util as autobahn_util
+    from autobahn.twisted import websocket as autobahn_twisted
+    from autobahn.websocket import protocol as autobahn_protocol
+
+    expected = {
+        "hltype": autobahn_util.hltype(autobahn_protocol.WebSocketProtocol.sendData),
+        "hlval": autobahn_util.hlval("tcp4:127.0.0.1:5000"),
+    }
+    styled = 0
+    real_style = click.style
+
+    def counted_style(*args: object, **kwargs: object) -> str:
+        nonlocal styled
+        styled += 1
+        return real_style(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(click, "style", counted_style)
+    for module in (autobahn_protocol, autobahn_twisted):
+        line_type = module.hltype(autobahn_protocol.WebSocketProtocol.sendData)
+        line_val = module.hlval("tcp4:127.0.0.1:5000")
+        assert styled == 0, module.__name__
+        # As a log line is written (Twisted's formatEvent formats through string.Formatter).
+        assert string.Formatter().format("{t} {v}", t=line_type, v=line_val) == (
+            f"{expected['hltype']} {expected['hlval']}"
+        )
+        assert str(line_val) == expected["hlval"]
+        styled = 0
