@@ -50,6 +50,8 @@ SWITCH_INTERVAL = 0.0005
 # Events waiting for Redis beyond this are dropped and the bus counts as lost (resync follows).
 PUBLISH_QUEUE_MAX = 20000
 PUBLISH_BATCH_MAX = 500
+#: Channels in one SUBSCRIBE of groups joined together (as many as `_recover` sends at once).
+SUBSCRIBE_AT_ONCE = 500
 RECONNECT_FIRST_SECONDS = 0.2
 RECONNECT_MAX_SECONDS = 5.0
 # A room's changes reach a process in rev order: one that comes ahead of a rev still on its
@@ -252,6 +254,9 @@ class Fanout:
         self._reader: asyncio.Task[None] | None = None
         self._confirmed: dict[str, asyncio.Event] = {}
         self._lock = asyncio.Lock()
+        # Groups joined and not yet asked of Redis, and the task that asks (`join`).
+        self._to_subscribe: list[str] = []
+        self._subscriber: asyncio.Task[None] | None = None
         # Publishing: a queue drained by one task into Redis pipelines.
         self._outgoing: deque[tuple[str, Event]] = deque()
         self._outgoing_wake = asyncio.Event()
@@ -473,21 +478,34 @@ class Fanout:
             return
         self.groups[group] = {sub}
         self._stamp(group)
-        if not self._redis:
+        if not self._redis or self.degraded:
             return
-        async with self._lock:
-            if self.degraded or group not in self.groups:
-                return
-            event = self._confirmed.setdefault(group, asyncio.Event())
-            try:
-                await self._ensure_reader()
-                await self._pubsub.subscribe(CHANNEL_PREFIX + group)
-            except Exception as exc:
-                log.warning("subscribing to %s failed (%s): serving from this process", group, exc)
-                self._bus_failed()
-                return
+        self._confirmed.setdefault(group, asyncio.Event())
+        # The groups joined while a SUBSCRIBE is on its way go in the next one: a restarted
+        # hub's crowd each joins a group of its own (its user's), one write to Redis apiece.
+        self._to_subscribe.append(group)
+        if self._subscriber is None or self._subscriber.done():
+            self._subscriber = self.loop.create_task(self._subscribe_waiting(), name="hirfa-bus-subscribe")
         await self._wait_confirmed(group)
-        _ = event
+
+    async def _subscribe_waiting(self) -> None:
+        """Subscribe, SUBSCRIBE_AT_ONCE channels to a command, to the groups `join` queued."""
+        async with self._lock:
+            while self._to_subscribe:
+                batch = self._to_subscribe[:SUBSCRIBE_AT_ONCE]
+                del self._to_subscribe[:SUBSCRIBE_AT_ONCE]
+                if self.degraded:
+                    continue  # _recover subscribes to every group there is
+                # Left meanwhile: nobody to subscribe for.
+                groups = [g for g in dict.fromkeys(batch) if g in self.groups]
+                if not groups:
+                    continue
+                try:
+                    await self._ensure_reader()
+                    await self._pubsub.subscribe(*(CHANNEL_PREFIX + g for g in groups))
+                except Exception as exc:
+                    log.warning("subscribing to %s failed (%s): serving from this process", groups[0], exc)
+                    self._bus_failed()
 
     async def _wait_confirmed(self, group: str) -> None:
         event = self._confirmed.get(group)
@@ -598,8 +616,9 @@ class Fanout:
                     self._pubsub = redis_client(blocking_reads=True).pubsub()
                     for group in groups:
                         self._confirmed[group] = asyncio.Event()
-                    for start in range(0, len(groups), 500):
-                        await self._pubsub.subscribe(*(CHANNEL_PREFIX + g for g in groups[start : start + 500]))
+                    for start in range(0, len(groups), SUBSCRIBE_AT_ONCE):
+                        channels = groups[start : start + SUBSCRIBE_AT_ONCE]
+                        await self._pubsub.subscribe(*(CHANNEL_PREFIX + g for g in channels))
                     self._reader = self.loop.create_task(self._read(self._pubsub), name="hirfa-bus-reader")
                     self._publish_client = client
                     self.degraded = False

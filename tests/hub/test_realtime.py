@@ -156,6 +156,43 @@ async def test_joining_a_group_already_confirmed_by_redis_takes_no_turn_of_the_l
             realtime.reset_backend()
 
 
+@pytest.mark.redis
+async def test_a_crowd_joining_new_groups_at_once_subscribes_in_one_command() -> None:
+    """A restarted hub's members each join their own user group: one SUBSCRIBE (one write to
+    Redis) per socket was a tenth of the process's time in the storm; those that arrive while
+    one is on its way go together. Every one of them still hears what is published after it
+    joined."""
+    url = _redis_url()
+    with override_settings(REDIS_URL=url):
+        realtime.reset_backend()
+        try:
+            fan = realtime.Fanout(asyncio.get_running_loop())
+            base = f"user.{os.getpid()}0921"
+            first = Recorder()
+            await fan.join(f"{base}-0", first)
+            sent: list[int] = []
+            real_subscribe = fan._pubsub.subscribe
+
+            async def counted(*channels: Any) -> Any:
+                sent.append(len(channels))
+                return await real_subscribe(*channels)
+
+            fan._pubsub.subscribe = counted
+            crowd = [Recorder() for _ in range(40)]
+            await asyncio.gather(*(fan.join(f"{base}-{i + 1}", r) for i, r in enumerate(crowd)))
+            assert sum(sent) == 40 and len(sent) <= 2, sent
+            for i in range(len(crowd)):
+                realtime.publish_now(f"{base}-{i + 1}", realtime.Event("notice", f"to {i + 1}"))
+            await _wait_for(lambda: all(r.got for r in crowd))
+            assert [r.got for r in crowd] == [[(f"{base}-{i + 1}", f"to {i + 1}")] for i in range(len(crowd))]
+            for i, r in enumerate([first, *crowd]):
+                await fan.leave(f"{base}-{i}", r)
+            if fan._reader is not None:
+                fan._reader.cancel()
+        finally:
+            realtime.reset_backend()
+
+
 async def test_publishing_from_the_event_loop_never_waits_for_a_stalled_redis() -> None:
     """A Redis that accepts connections and never answers must not freeze the process's sockets."""
     listener = socket.socket()
