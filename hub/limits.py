@@ -67,6 +67,20 @@ class LocalSlots:
         self._held.clear()
 
 
+#: A slot taken (KEYS[1]: the member's set; ARGV: now, the entry's expiry, the connection,
+#: the key's lifetime); the member's live connections, this one included. Add first, then
+#: count: two sockets opening at once on two processes cannot both see room for themselves
+#: (each counts the other). One script, not four commands in a MULTI/EXEC: redis-py packs
+#: each command and reads each reply twice, per socket opening.
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+local held = redis.call('ZCARD', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return held
+"""
+
+
 class RedisSlots:
     """Per member, a sorted set ``hirfa:sockets:<id>`` of his connections scored by expiry."""
 
@@ -74,7 +88,8 @@ class RedisSlots:
         from hub.redis_client import PipelineBatch
 
         self._redis = client
-        self._openings = PipelineBatch(client)
+        # One script per opening (`_ACQUIRE`), so no transaction around the batch.
+        self._openings = PipelineBatch(client, transaction=False)
         self._unreachable = _Unreachable()
         self._ttl = ttl
         self._refresh = refresh
@@ -89,15 +104,10 @@ class RedisSlots:
         key, now = self.key(user_id), time.time()
 
         def commands(pipe: Any) -> None:
-            # Add first, then count: two sockets opening at once on two processes cannot
-            # both see room for themselves (each counts the other).
-            pipe.zremrangebyscore(key, "-inf", now)
-            pipe.zadd(key, {conn_id: now + self._ttl})
-            pipe.zcard(key)
-            pipe.expire(key, int(self._ttl * 2) + 1)
+            pipe.eval(_ACQUIRE, 1, key, now, now + self._ttl, conn_id, int(self._ttl * 2) + 1)
 
         try:
-            _expired, _added, held, _ttl = await self._openings.run(commands)
+            (held,) = await self._openings.run(commands)
             if int(held) > limit:
                 await self._redis.zrem(key, conn_id)
                 return False

@@ -130,13 +130,15 @@ class PipelineBatch:
     go in the next one, on one connection.
 
     Each round trip is one transaction (MULTI/EXEC), so each caller's commands still run
-    together, with no other client's command between two of them.
+    together, with no other client's command between two of them; with ``transaction=False``
+    it is a plain pipeline, for callers that each send one command (a script runs whole).
     """
 
     MAX_CALLERS = 500
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, transaction: bool = True) -> None:
         self._client = client
+        self._transaction = transaction
         self._queue: list[tuple[Callable[[Any], object], asyncio.Future[list[Any]]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -158,7 +160,7 @@ class PipelineBatch:
             del self._queue[: self.MAX_CALLERS]
             spans: list[tuple[int, int]] = []
             try:
-                async with self._client.pipeline(transaction=True) as pipe:
+                async with self._client.pipeline(transaction=self._transaction) as pipe:
                     for commands, _done in batch:
                         start = len(pipe)
                         commands(pipe)

@@ -65,6 +65,21 @@ class LocalPresence:
         return users[offset : offset + limit], len(users)
 
 
+#: A connection added (KEYS: the member's connections in the room, the room's members; ARGV:
+#: now, the entry's expiry, the connection, the keys' lifetime, the member); the member's
+#: live connections in the room, this one included (1: he just came online). One script, not
+#: six commands in a MULTI/EXEC: redis-py packs each and reads each reply twice, per join.
+_ADD = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+local connections = redis.call('ZCARD', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return connections
+"""
+
+
 class RedisPresence:
     """Per room: a sorted set of users; per (room, user): a sorted set of connections; scores are expiries."""
 
@@ -73,7 +88,7 @@ class RedisPresence:
 
         self._redis = redis_client()
         # A crowd subscribing at once: its entries go to Redis together (hub/redis_client.py).
-        self._joins = PipelineBatch(self._redis)
+        self._joins = PipelineBatch(self._redis, transaction=False)  # one script per join
         self._entries: set[tuple[int, int, str]] = set()
         self._refresher: asyncio.Task[None] | None = None
 
@@ -87,18 +102,13 @@ class RedisPresence:
         expiry = now + ENTRY_TTL_SECONDS
 
         def commands(pipe: Any) -> None:
-            pipe.zremrangebyscore(user_key, "-inf", now)
-            pipe.zadd(user_key, {conn_id: expiry})
-            pipe.zcard(user_key)
-            pipe.expire(user_key, ENTRY_TTL_SECONDS * 2)
-            pipe.zadd(room_key, {str(user_id): expiry})
-            pipe.expire(room_key, ENTRY_TTL_SECONDS * 2)
+            pipe.eval(_ADD, 2, user_key, room_key, now, expiry, conn_id, ENTRY_TTL_SECONDS * 2, str(user_id))
 
-        result = await self._joins.run(commands)
+        (connections,) = await self._joins.run(commands)
         self._entries.add((room_id, user_id, conn_id))
         if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
-        return int(result[2]) == 1
+        return int(connections) == 1
 
     async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool:
         room_key, user_key = self._keys(room_id, user_id)

@@ -128,3 +128,40 @@ async def test_a_crowd_opening_at_once_is_counted_over_one_redis_connection(redi
     refused = await asyncio.gather(*(server.acquire(user_id, "laptop", 1) for user_id in crowd))
     assert not any(refused)
     await asyncio.gather(*(server.release(user_id, "phone") for user_id in crowd))
+
+
+def commands_sent(client) -> list[int]:
+    """The number of commands in each pipeline `client` executes from now on."""
+    sent: list[int] = []
+    make_pipeline = client.pipeline
+
+    def recording(*args, **kwargs):
+        pipe = make_pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        async def counted(*a, **k):
+            sent.append(len(pipe.command_stack))
+            return await execute(*a, **k)
+
+        pipe.execute = counted
+        return pipe
+
+    client.pipeline = recording
+    return sent
+
+
+async def test_a_slot_is_taken_in_one_command(redis_slots):
+    """A slot was four commands in a MULTI/EXEC transaction: redis-py packs each and reads a
+    reply for each twice (QUEUED, then EXEC's), per socket opening. One script does the same
+    four steps, as atomically."""
+    first = 30_000_000 + uuid.uuid4().int % 1_000_000
+    server = redis_slots()
+    sent = commands_sent(server._redis)
+    crowd = range(first, first + 50)
+    assert all(await asyncio.gather(*(server.acquire(user_id, "phone", 2) for user_id in crowd)))
+    assert sum(sent) == 50, sent
+    assert all(await asyncio.gather(*(server.acquire(user_id, "laptop", 2) for user_id in crowd)))
+    assert not any(await asyncio.gather(*(server.acquire(user_id, "tablet", 2) for user_id in crowd)))
+    assert await asyncio.gather(*(server.count(user_id) for user_id in crowd)) == [2] * 50
+    for conn in ("phone", "laptop"):
+        await asyncio.gather(*(server.release(user_id, conn) for user_id in crowd))

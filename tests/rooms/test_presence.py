@@ -184,3 +184,26 @@ async def test_changes_are_announced_once_the_period_is_over(
         await asyncio.sleep(0.01)
     assert [frame.joined for _group, frame in published] == [[AMINA, YACINE]]
     assert deltas.frames_published == 1
+
+
+async def test_a_crowd_joining_a_room_adds_one_command_per_member(settings: Any) -> None:
+    """A presence entry was six commands in a MULTI/EXEC transaction per subscription (redis-py
+    packs each and reads a reply for each twice); one script does the same, as atomically, and
+    still says which connection is a member's first."""
+    from tests.hub.test_limits import commands_sent
+
+    store = redis_presence(settings)
+    room = a_room()
+    sent = commands_sent(store._redis)
+    try:
+        firsts = await asyncio.gather(*(store.add(room, user, f"c{user}") for user in range(1, 41)))
+        assert sum(sent) == 40, sent
+        assert firsts == [True] * 40
+        again = await asyncio.gather(*(store.add(room, user, f"d{user}") for user in range(1, 41)))
+        assert again == [False] * 40
+        assert await store.online(room, limit=5) == ([1, 2, 3, 4, 5], 40)
+        for user in range(1, 41):
+            assert not await store.remove(room, user, f"c{user}")
+            assert await store.remove(room, user, f"d{user}")
+    finally:
+        stop_refreshing(store)
