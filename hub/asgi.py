@@ -20,6 +20,7 @@ from django.conf import settings
 from django.urls import path
 
 from hub.admission import AdmissionGate
+from hub.collector import collector_set_for_crowds
 from hub.consumers import DISPLAY_NAME_KEY, HubConsumer
 from hub.db import db_call
 from hub.openings import OpeningOrder, opening_served
@@ -99,3 +100,6 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Last: everything made so far lives as long as the process (hub/collector.py).
+collector_set_for_crowds()

@@ -462,6 +462,10 @@ HIRFA_ADMISSION_LAG_MS = float(os.environ.get("HIRFA_ADMISSION_LAG_MS", "100"))
 # and the bench's clients give up at 30 s counted from their TCP connect, before the hub saw it.
 HIRFA_OPENINGS_READ_AT_ONCE = int(os.environ.get("HIRFA_OPENINGS_READ_AT_ONCE", "16"))
 HIRFA_OPENING_PATIENCE_SECONDS = float(os.environ.get("HIRFA_OPENING_PATIENCE_SECONDS", "20"))
+# The hub's cyclic garbage collector (hub/collector.py): the young generation is collected
+# every this many net allocations (Python's 700), what the start made is frozen out of the
+# scans; 0: Python's settings.
+HIRFA_GC_YOUNG_THRESHOLD = int(os.environ.get("HIRFA_GC_YOUNG_THRESHOLD", "10000"))
 HIRFA_MEETINGS_PER_MEMBER = int(os.environ.get("HIRFA_MEETINGS_PER_MEMBER", "2"))
 HIRFA_GROUPS_PER_DAY = int(os.environ.get("HIRFA_GROUPS_PER_DAY", "20"))
 # A participant whose peer connection is not connected this long after joining is dropped.
