@@ -31,3 +31,12 @@ def test_a_hub_process_freezes_its_start_and_collects_young_objects_less_often()
 def test_the_collector_keeps_python_s_settings_when_asked() -> None:
     young, frozen = _hub_collector(HIRFA_GC_YOUNG_THRESHOLD="0")
     assert (young, frozen) == (700, 0)
+
+
+def test_the_pytest_process_keeps_python_s_collector() -> None:
+    """It imported hub.asgi when it collected the tests: the rest of the suite would run frozen."""
+    import gc
+
+    import hub.asgi  # noqa: F401
+
+    assert gc.get_threshold()[0] == 700 and gc.get_freeze_count() == 0
