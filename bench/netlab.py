@@ -36,6 +36,11 @@ the way in and comes back on a new address; ``recovered_after_handover_s`` is
 the time from its return until every video stream decodes again (null if not
 within 30 s).
 
+Each row also says what every link carried (``link``: the whole run; ``link_window``: the
+window only), per direction: packets passed, lost by the profile and dropped by its queue, and
+``kinds``, per kind of packet (``rtp<payload type>``, ``rtcp``, ``stun``, ``dtls``, ``tcp``)
+[packets, bytes, dropped]: what fills a narrow link.
+
 Janus: the Debian package's videoroom plugin, in the hub namespace; the same
 publishers join it as publishers, and the same Chromium subscribes to all of
 them through a page that speaks Janus's HTTP API.
@@ -755,6 +760,23 @@ def lab_counters(lab: Lab) -> dict[str, Any]:
     return {}
 
 
+def counters_since(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What each link direction carried between two :func:`lab_counters` (the window's traffic)."""
+    out: dict[str, Any] = {}
+    for name, link in after.items():
+        for direction, now in link.items():
+            then = before.get(name, {}).get(direction, {})
+            row = {key: now[key] - then.get(key, 0) for key in ("passed", "lost", "dropped")}
+            earlier = then.get("kinds", {})
+            row["kinds"] = {
+                kind: [a - b for a, b in zip(tally, earlier.get(kind, [0, 0, 0]), strict=True)]
+                for kind, tally in now.get("kinds", {}).items()
+                if tally != earlier.get(kind)
+            }
+            out.setdefault(name, {})[direction] = row
+    return out
+
+
 def open_subscriber(browser: Any, server: str, hub: dict[str, Any], publishers: int) -> Any:
     context = browser.new_context(viewport={"width": 360, "height": 740})
     context.add_init_script(INIT_SCRIPT)
@@ -897,6 +919,7 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
     page.wait_for_timeout(WARMUP_SECONDS * 1000)
     first = page.evaluate("() => window.benchSample()")
     start = time.time()
+    links_at_start = lab_counters(lab)
     handover: dict[str, float] = {}
 
     def move() -> None:
@@ -943,6 +966,7 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
             row["console"] = [text for text in page.console_lines
                               if float(text.split(" ", 1)[0]) >= handover["dark"] - 1][:120]
     last = samples[-1]
+    row["link_window"] = counters_since(links_at_start, lab_counters(lab))
     window_s = (last["t"] - first["t"]) / 1000
     row["_minutes"] = window_s / 60
     row["_window"] = (start, time.time())

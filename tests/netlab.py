@@ -398,6 +398,7 @@ class _Pipe:
         self.line: deque[tuple[float, bytes]] = deque()
         self.last_release = 0.0
         self.passed = self.lost = self.dropped = 0
+        self.kinds: dict[str, list[int]] = {}  # kind -> [packets in, bytes in, dropped in the queue]
         self._block_left = 0
         self._block_losses: set[int] = set()
         self.configure(params)
@@ -417,6 +418,9 @@ class _Pipe:
         return self._block_left in self._block_losses
 
     def ingress(self, packet: bytes, now: float) -> None:
+        tally = self.kinds.setdefault(packet_kind(packet), [0, 0, 0])
+        tally[0] += 1
+        tally[1] += len(packet)
         if self.down:
             self.dropped += 1
             return
@@ -430,6 +434,7 @@ class _Pipe:
         self._transmit(now)
         if self.queued_bytes + len(packet) > max(self.queue_limit, 1500):
             self.dropped += 1
+            tally[2] += 1
             return
         self.queue.append((now, packet))
         self.queued_bytes += len(packet)
@@ -476,6 +481,26 @@ class _Pipe:
         return upcoming
 
 
+def packet_kind(packet: bytes) -> str:
+    """What an IP packet on a link carries, for the counters: ``stun``, ``dtls``, ``rtcp``,
+    ``rtp<payload type>``, ``tcp`` or ``other`` (RTP and RTCP headers are not encrypted)."""
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return "other"
+    header = (packet[0] & 0x0F) * 4
+    if packet[9] == 6:
+        return "tcp"
+    if packet[9] != 17 or len(packet) < header + 10:
+        return "other"
+    first, second = packet[header + 8], packet[header + 9]
+    if first < 4:
+        return "stun"
+    if 20 <= first < 64:
+        return "dtls"
+    if 128 <= first < 192:
+        return "rtcp" if 192 <= second <= 223 else f"rtp{second & 0x7F}"
+    return "other"
+
+
 def _direction(data: dict[str, Any]) -> Direction:
     return Direction(**data)
 
@@ -519,7 +544,7 @@ def forward(fd_socket: int, seed: int | None = None) -> None:
         elif op == "counters":
             answer({
                 str(link): {
-                    name: {"passed": p.passed, "lost": p.lost, "dropped": p.dropped}
+                    name: {"passed": p.passed, "lost": p.lost, "dropped": p.dropped, "kinds": p.kinds}
                     for name, p in (("down", pipes[0]), ("up", pipes[1]))
                 }
                 for link, pipes in links.items()

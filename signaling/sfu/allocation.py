@@ -200,12 +200,14 @@ class Allocation:
 
 
 def allocate_audio(
-    budget: float, audios: Sequence[AudioDemand], *, slots: int = 3, share: float = 0.5
+    budget: float, audios: Sequence[AudioDemand], *, slots: int = 3, share: float = 0.5, red_allowed: bool = True
 ) -> tuple[dict[Hashable, bool], bool, float]:
     """Which voices to forward, whether with RED, and what they cost (see the module doc)."""
     ordered = sorted(audios, key=lambda a: a.rank)
     room = share * budget
-    red = not any(a.plain is not None for a in ordered) or sum(a.rate for a in ordered[:slots]) <= room
+    red = not any(a.plain is not None for a in ordered) or (
+        red_allowed and sum(a.rate for a in ordered[:slots]) <= room
+    )
     chosen: dict[Hashable, bool] = {}
     spent = 0.0
     for position, audio in enumerate(ordered):
@@ -230,6 +232,7 @@ def allocate(
     audio_slots: int = 3,
     audio_share: float = 0.5,
     loss_budget: float | None = None,
+    red_allowed: bool = True,
 ) -> Allocation:
     """Spend ``budget`` (bit/s) on audio first and ``videos``, by priority.
 
@@ -239,13 +242,17 @@ def allocate(
     what the first video's lowest layer must fit in beside the audio, even
     when ``budget`` is smaller; ``audio_only`` is the subscriber's current
     state: leaving it needs that layer times ``resume_margin`` to fit.
+    ``red_allowed`` false: his voices go without RED's redundancy whatever fits
+    (:meth:`DownlinkEstimate.red_allowed`).
     """
     plain_spent = None
     if isinstance(audio, (int, float)):
         voices: dict[Hashable, bool] = {}
         red, spent = True, float(audio)
     else:
-        voices, red, spent = allocate_audio(budget, audio, slots=audio_slots, share=audio_share)
+        voices, red, spent = allocate_audio(
+            budget, audio, slots=audio_slots, share=audio_share, red_allowed=red_allowed
+        )
         if red:
             plain_spent = sum(a.rate if a.plain is None else a.plain for a in audio if voices.get(a.key))
     ordered = sorted(videos, key=lambda v: v.rank)
@@ -411,6 +418,9 @@ class DownlinkEstimate:
     #: A standing queue on his link (:meth:`standing_queue`): every round trip answered for this
     #: long (s) queueing, while his REMB says less than is sent. No probe then, and no step up.
     standing_after: float = 1.5
+    #: RED's redundancy stays off this long (s) after a queue last stood on his link
+    #: (:meth:`red_allowed`): back on at once, it would fill the link again.
+    red_queue_hold: float = 15.0
     #: A round trip this much (s) above the least of the last ``delay_window`` s is queueing.
     delay_threshold: float = 0.1
     delay_window: float = 30.0
@@ -450,6 +460,8 @@ class DownlinkEstimate:
     #: Since when every answered round trip showed queueing (``None``: the last did not).
     _queueing_since: float | None = None
     _queueing_count: int = 0
+    #: When :meth:`red_allowed` last saw a standing queue (``None``: never).
+    _queue_stood_at: float | None = None
     #: Pings not answered in a row (none since the last answered one).
     _unanswered_run: int = 0
     #: The round trip a probe in flight is judged against, and whether one came back above it
@@ -665,6 +677,16 @@ class DownlinkEstimate:
         if remb is not None:
             return bool(self.sending) and remb < self.sending
         return self.cut
+
+    def red_allowed(self, now: float) -> bool:
+        """Whether his voices may take RED's redundancy: not while a queue stands on his link
+        (:meth:`standing_queue`), nor ``red_queue_hold`` s after it last did. Redundancy against
+        loss does not help a link whose loss is what we send: on the lab's 3G link (a 250 kbit/s
+        camera and an 85 kbit/s voice in 400 kbit/s) RED's 60 kbit/s filled its queue, and each
+        packet it dropped was a NACK and a retransmission into the same queue."""
+        if self.standing_queue(now):
+            self._queue_stood_at = now
+        return self._queue_stood_at is None or now - self._queue_stood_at > self.red_queue_hold
 
     def round_trips(self, now: float, window: float = 1.0) -> str:
         """The round trips (ms) measured within ``window`` s and the least of ``delay_window``, for logs."""

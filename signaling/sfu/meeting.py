@@ -781,7 +781,8 @@ class Participant:
         probe = downlink.round(now, wanted)
         self._pad_up_to(probe)
         decision = allocate(
-            downlink.value(now), audios, videos, audio_only=self._audio_only, loss_budget=downlink.loss_value()
+            downlink.value(now), audios, videos, audio_only=self._audio_only, loss_budget=downlink.loss_value(),
+            red_allowed=downlink.red_allowed(now),
         )
         self._audio_only = decision.audio_only
         if logger.isEnabledFor(logging.DEBUG):

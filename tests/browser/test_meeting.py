@@ -354,3 +354,44 @@ def test_a_host_admits_from_the_lobby_mutes_locks_and_removes(people, meeting_se
 
     for page in (k, a):
         assert page.errors == [], page.errors
+
+
+def outbound_camera(page) -> dict[str, int]:
+    return page.evaluate("() => window.hirfaMeeting.outbound()").get("camera", {})
+
+
+def test_a_camera_turned_off_sends_a_black_frame_a_second_until_it_is_turned_on(people, meeting_server, meeting_browser):
+    """Off is (almost) off: on a 3G uplink the black frames of a disabled track, 18 a second, and the
+    padding a simulcast sender adds towards its next layer filled the queue the phone's NACKs wait
+    in. Not nothing at all: with no video sent Chromium sends no REMB for what it receives."""
+    server, browser = meeting_server, meeting_browser
+    path = f"/rooms/{people['guild']}/meeting/"
+    nadia_cookie, _ = people["nadia"]
+    amina_cookie, amina_id = people["amina"]
+    k = open_page(browser, server, nadia_cookie, path, language="fr", viewport=DESKTOP)
+    join(k)
+    a = open_page(browser, server, amina_cookie, path, language="ar", viewport=PHONE)
+    join(a)
+    decoded = wait_for_media(k, f"{amina_id}:camera", "framesDecoded")
+    a.wait_for_function("() => window.hirfaMeeting.outbound().then((o) => (o.camera?.framesEncoded || 0) > 0)")
+
+    a.click("#ctl-camera")
+    a.wait_for_selector("#ctl-camera.off")
+    a.wait_for_timeout(3000)  # what was on its way, and the encoder's reconfiguration
+    off = outbound_camera(a)
+    a.wait_for_timeout(4000)
+    still = outbound_camera(a)
+    # One black frame a second, a packet each (see cameraOff in meeting-peer.js); on, 15-24.
+    frames, packets = still["framesEncoded"] - off["framesEncoded"], still["packetsSent"] - off["packetsSent"]
+    assert frames <= 6 and packets <= 12, f"a camera turned off sent {frames} frames, {packets} packets in 4 s"
+    encodings = a.evaluate("() => window.hirfaMeeting.encodings('camera')")
+    assert [e["active"] for e in encodings][:1] == [True] and not any(e["active"] for e in encodings[1:])
+
+    a.click("#ctl-camera")
+    a.wait_for_selector("#ctl-camera:not(.off)")
+    a.wait_for_function(
+        "(n) => window.hirfaMeeting.outbound().then((o) => (o.camera?.framesEncoded || 0) > n)",
+        arg=still["framesEncoded"] + 10,
+    )
+    wait_for_media(k, f"{amina_id}:camera", "framesDecoded", above=decoded + 10)
+    assert not a.errors and not k.errors

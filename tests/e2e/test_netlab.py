@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.netlab import PROFILES, Direction, Lab, _Pipe, lab_fixture, probe_one_way, probe_rtt
+from tests.netlab import PROFILES, Direction, Lab, _Pipe, lab_fixture, packet_kind, probe_one_way, probe_rtt
 
 TOLERANCE = 0.10
 
@@ -101,3 +101,34 @@ def test_a_late_forwarder_still_runs_the_link_at_its_rate() -> None:
     # The link was never idle after the first read at 0.1 s: 1.9 s at 25 packets/s.
     assert len(released) >= int(1.9 * rate / (size * 8)) - 1, len(released)
     assert pipe.dropped > 0  # and the bounded queue dropped the excess
+
+
+def test_the_link_counts_what_kind_of_packets_fill_it() -> None:
+    """The counters say what a narrow link carried (bench/netlab.py's ``link_window``): RTP by
+    payload type (its header is not encrypted), RTCP, STUN, DTLS and TCP apart, and which were
+    dropped by the queue."""
+    def udp(payload: bytes) -> bytes:
+        return bytes([0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17]) + bytes(18) + payload  # (length not read)
+
+    rtp = lambda pt: bytes([0x80, pt]) + bytes(10)  # noqa: E731
+    assert packet_kind(udp(rtp(96))) == "rtp96"
+    assert packet_kind(udp(rtp(0x80 | 63))) == "rtp63"  # the marker bit is not the type
+    assert packet_kind(udp(bytes([0x81, 200]) + bytes(6))) == "rtcp"
+    assert packet_kind(udp(bytes([0, 1]) + bytes(18))) == "stun"
+    assert packet_kind(udp(bytes([22, 0xFE, 0xFD]) + bytes(10))) == "dtls"
+    tcp = bytearray(udp(bytes(20)))
+    tcp[9] = 6
+    assert packet_kind(bytes(tcp)) == "tcp"
+    assert packet_kind(b"\x60" + bytes(60)) == "other"  # IPv6 is not looked into
+
+    read_end, write_end = os.pipe()
+    try:
+        pipe = _Pipe(write_end, Direction(delay_ms=0, jitter_ms=0, loss=0, rate_bps=8_000, queue_ms=0),
+                     random.Random(1))
+        for _ in range(3):
+            pipe.ingress(udp(rtp(97) + bytes(988)), 0.0)  # 1,028 bytes each
+        # The first goes onto the link at once, the queue (1,500 bytes at least) holds the second.
+        assert pipe.kinds == {"rtp97": [3, 3 * 1028, 1]}
+    finally:
+        os.close(read_end)
+        os.close(write_end)

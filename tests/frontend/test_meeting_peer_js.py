@@ -67,3 +67,21 @@ def test_a_connection_that_hears_nothing_for_a_second_is_stalled_once_until_it_h
         ["back", False, 1],
         ["ice disconnected", True, 1],
     ]
+
+
+def test_a_camera_turned_off_keeps_one_slow_low_layer():
+    node = shutil.which("node")
+    if not node:
+        skip_or_fail("no node on PATH (apt-get install nodejs)")
+    script = (
+        f"const {{ cameraOff }} = await import({json.dumps(PEER_JS.as_uri())});"
+        "process.stdout.write(JSON.stringify(cameraOff([{rid: 'l', active: true, maxBitrate: 150000, scaleResolutionDownBy: 2},"
+        " {rid: 'm', active: true, maxBitrate: 500000}, {rid: 'h', active: false}])));"
+    )
+    out = subprocess.run([node, "--input-type=module", "-e", script], check=False, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [
+        {"rid": "l", "active": True, "maxBitrate": 30_000, "maxFramerate": 1, "scaleResolutionDownBy": 2},
+        {"rid": "m", "active": False, "maxBitrate": 500_000},
+        {"rid": "h", "active": False},
+    ]

@@ -11,6 +11,8 @@
 //   180p, 360p and 720p, each only if the capture is at least that large, so
 //   the server can forward each subscriber what his link carries;
 // - a screen share keeps its resolution and drops its frame rate first;
+// - a camera whose track is disabled (turned off) sends one black frame a
+//   second on its lowest layer (cameraOff); applyCaps() after each toggle;
 // - onStall is called once nothing arrived for SILENCE_MS (the SFU sends every
 //   0.5 s; Chromium says ICE "disconnected" 5-7 s late) or ICE is disconnected
 //   or failed (the page checks its socket); `stalled` says if it still is;
@@ -31,6 +33,9 @@ export const QUALITY = {
   standard: { width: 640, height: 360, frameRate: 24, maxBitrate: 500_000, screenBitrate: 800_000 },
   high: { width: 1280, height: 720, frameRate: 30, maxBitrate: 1_200_000, screenBitrate: 1_500_000 },
 };
+
+/** A camera turned off sends one black frame a second, within this (bit/s): see cameraOff. */
+const CAMERA_OFF_BITRATE = 30_000;
 
 /** Simulcast layers by RID: the height aimed at, the bitrate cap, the frame rate cap. */
 export const LAYERS = {
@@ -57,6 +62,20 @@ export function simulcastEncodings(encodings, quality) {
       maxFramerate: Math.min(layer.frameRate, q.frameRate),
     };
   });
+}
+
+/**
+ * The encodings of a camera turned off (its track disabled): one black frame a second on the
+ * lowest layer, the others off. A disabled track still sends black frames at the camera's rate,
+ * and a simulcast sender pads its uplink towards its next layer: on a 200 kbit/s 3G uplink that
+ * filled the queue the phone's NACKs wait in. Not nothing at all: with no video sent (no track,
+ * or every encoding inactive) Chromium sends no REMB for what it receives, and the SFU loses
+ * the delay signal of his downlink.
+ */
+export function cameraOff(encodings) {
+  return encodings.map((encoding, index) =>
+    index === 0 ? { ...encoding, active: true, maxBitrate: CAMERA_OFF_BITRATE, maxFramerate: 1 } : { ...encoding, active: false },
+  );
 }
 
 /** getUserMedia video constraints for a quality preset and a device. */
@@ -236,6 +255,7 @@ export class SfuPeer {
           params.encodings[0].maxBitrate = bitrate;
           if (camera) params.encodings[0].maxFramerate = q.frameRate;
         }
+        if (camera && !sender.track.enabled) params.encodings = cameraOff(params.encodings);
         // A shared screen's text must stay readable: fewer frames rather than fewer pixels.
         if (source === "screen") params.degradationPreference = "maintain-resolution";
         await sender.setParameters(params);

@@ -692,3 +692,33 @@ def test_a_publishers_remb_does_not_climb_over_a_camera_that_sends_almost_nothin
     assert publisher_remb(2_500_000, arriving=1_000_000, loss=0.2, cap=2_500_000) == 900_000, "loss: what arrives less half"
     assert publisher_remb(2_000_000, arriving=1_000_000, loss=0.05, cap=2_500_000) == 2_000_000, "held in between"
     assert publisher_remb(None, arriving=5_000, loss=0.0, cap=2_500_000, camera=False) == 2_500_000, "a still screen may burst"
+
+
+def test_no_red_for_his_voices_while_his_link_is_full_and_for_a_while_after() -> None:
+    """The lab's ``3g`` subscriber: a 250 kbit/s camera and an 85 kbit/s voice on a 400 kbit/s
+    link. With RED (another 60 kbit/s) the link was full: its queue dropped video, every drop a
+    NACK and a retransmission into the same queue (232 kB of retransmissions in a 40 s run, a
+    third of the video), the picture's jitter buffer at 0.6-1 s and the lip sync behind it.
+    Redundancy against loss is no help on a link whose loss is our own sending: while a queue
+    stands, and ``red_queue_hold`` seconds after it last stood, his voices go as plain Opus."""
+    estimate = DownlinkEstimate(startup=False, initial=300_000, delay_since=0.0)
+    estimate.sending = 400_000
+    estimate.on_delay(0.15, 0.15, sent=0.0)
+    estimate.on_remb(350_000, 0.15)
+    assert estimate.red_allowed(0.2)
+    voices = [AudioDemand(key="v", rank=(0,), rate=140_000, plain=85_000)]
+    for tick in range(1, 9):  # his round trips stand 300 ms over their least
+        now = tick * 0.5
+        estimate.on_delay(0.45, now, sent=now - 0.45)
+        estimate.on_remb(350_000, now)
+        estimate.red_allowed(now)
+    assert estimate.standing_queue(4.0) and not estimate.red_allowed(4.0)
+    plain = allocate(600_000, voices, [], red_allowed=False)
+    assert not plain.red and plain.cost == 85_000
+    assert allocate(600_000, voices, []).red, "a link with room takes RED"
+    for tick in range(9, 60):  # answered at their least again: the queue is gone
+        now = tick * 0.5
+        estimate.on_delay(0.16, now, sent=now - 0.16)
+        estimate.on_remb(450_000, now)
+        assert not estimate.standing_queue(now)
+        assert estimate.red_allowed(now) is (now - 4.0 > estimate.red_queue_hold), f"at {now} s"
