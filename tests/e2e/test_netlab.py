@@ -14,7 +14,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.netlab import PROFILES, Direction, Lab, _Pipe, lab_fixture, packet_kind, probe_one_way, probe_rtt
+from tests.netlab import (
+    PROFILES,
+    Direction,
+    Lab,
+    _Pipe,
+    lab_fixture,
+    packet_kind,
+    probe_one_way,
+    probe_rtt,
+)
 
 TOLERANCE = 0.10
 
@@ -110,7 +119,7 @@ def test_the_link_counts_what_kind_of_packets_fill_it() -> None:
     def udp(payload: bytes) -> bytes:
         return bytes([0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17]) + bytes(18) + payload  # (length not read)
 
-    rtp = lambda pt: bytes([0x80, pt]) + bytes(10)  # noqa: E731
+    rtp = lambda pt: bytes([0x80, pt]) + bytes(10)
     assert packet_kind(udp(rtp(96))) == "rtp96"
     assert packet_kind(udp(rtp(0x80 | 63))) == "rtp63"  # the marker bit is not the type
     assert packet_kind(udp(bytes([0x81, 200]) + bytes(6))) == "rtcp"
