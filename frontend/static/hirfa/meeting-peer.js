@@ -11,8 +11,6 @@
 //   180p, 360p and 720p, each only if the capture is at least that large, so
 //   the server can forward each subscriber what his link carries;
 // - a screen share keeps its resolution and drops its frame rate first;
-// - a camera whose track is disabled (turned off) sends one black frame a
-//   second on its lowest layer (cameraOff); applyCaps() after each toggle;
 // - onStall is called once nothing arrived for SILENCE_MS (the SFU sends every
 //   0.5 s; Chromium says ICE "disconnected" 5-7 s late) or ICE is disconnected
 //   or failed (the page checks its socket); `stalled` says if it still is;
@@ -33,9 +31,6 @@ export const QUALITY = {
   standard: { width: 640, height: 360, frameRate: 24, maxBitrate: 500_000, screenBitrate: 800_000 },
   high: { width: 1280, height: 720, frameRate: 30, maxBitrate: 1_200_000, screenBitrate: 1_500_000 },
 };
-
-/** A camera turned off sends one black frame a second, within this (bit/s): see cameraOff. */
-const CAMERA_OFF_BITRATE = 30_000;
 
 /** Simulcast layers by RID: the height aimed at, the bitrate cap, the frame rate cap. */
 export const LAYERS = {
@@ -64,18 +59,9 @@ export function simulcastEncodings(encodings, quality) {
   });
 }
 
-/**
- * The encodings of a camera turned off (its track disabled): one black frame a second on the
- * lowest layer, the others off. A disabled track still sends black frames at the camera's rate,
- * and a simulcast sender pads its uplink towards its next layer: on a 200 kbit/s 3G uplink that
- * filled the queue the phone's NACKs wait in. Not nothing at all: with no video sent (no track,
- * or every encoding inactive) Chromium sends no REMB for what it receives, and the SFU loses
- * the delay signal of his downlink.
- */
+/** A camera turned off: one black frame a second on its lowest layer (signaling/sfu/README.md). */
 export function cameraOff(encodings) {
-  return encodings.map((encoding, index) =>
-    index === 0 ? { ...encoding, active: true, maxBitrate: CAMERA_OFF_BITRATE, maxFramerate: 1 } : { ...encoding, active: false },
-  );
+  return encodings.map((e, i) => (i ? { ...e, active: false } : { ...e, active: true, maxBitrate: 30_000, maxFramerate: 1 }));
 }
 
 /** getUserMedia video constraints for a quality preset and a device. */

@@ -619,7 +619,7 @@ els.camera.addEventListener("click", async () => {
     selfMuted.camera = !selfMuted.camera;
     local.camera.enabled = !selfMuted.camera;
     meetingHint({ type: "meeting_mute", source: "camera", muted: selfMuted.camera });
-    if (peer) await peer.applyCaps(); // off: a black frame a second (cameraOff)
+    if (peer) await peer.applyCaps();
   }
   renderControls();
   renderTiles();
