@@ -86,10 +86,16 @@ def _hub_log(port: int) -> Any:
     return open(Path(folder) / f"hub-{port}.log", "ab")  # the hub process holds it
 
 
+#: daphne's command line writes an access-log line for every socket opening and closing at
+#: its default verbosity (1); `hirfa serve` (deploy/hirfa@.service) runs daphne with none.
+HUB_QUIET = ["-v", "0"]
+
+
 def start_hub(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}"
     proc = subprocess.Popen(
-        [str(Path(cf.PYTHON).with_name("daphne")), "-e", endpoint, *cf.HUB_OPTIONS, "hub.asgi:application"],
+        [str(Path(cf.PYTHON).with_name("daphne")), "-e", endpoint, *HUB_QUIET, *cf.HUB_OPTIONS,
+         "hub.asgi:application"],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=_hub_log(port),
     )
     cf.wait_port(port, proc, seconds=60)
@@ -312,6 +318,7 @@ async def client_main(conn: Connection, urls: list[str], room: int, cookies: lis
                 "latencies": {str(k): list(v) for k, v in stats["latencies"].items()},
                 "seen": [dict(m.seen) for m in members],
                 "servers": [m.server for m in members],
+                "resumed_at": [m.resumed_at for m in members],
                 "closed": [c for m in members for c in m.closed],
             }))
         elif cmd == "stop":
@@ -451,6 +458,7 @@ def run_subscribe(env: dict[str, str], args: argparse.Namespace, index: int) -> 
         servers = [i % len(hubs) for i in range(args.members)]
         clients = Clients(urls, made["room"], made["receivers"], servers, args.client_procs)
         cpu_before = sum(cpu_seconds(hub.pid) for hub in hubs)
+        started = time.time()
         took = clients.connect(args.timeout)
         hub_cpu = sum(cpu_seconds(hub.pid) for hub in hubs) - cpu_before
         time.sleep(3)  # the last presence period
@@ -462,6 +470,10 @@ def run_subscribe(env: dict[str, str], args: argparse.Namespace, index: int) -> 
                 "hub_cpu_s": round(hub_cpu, 1), "hub_cpu_ms_per_member": round(hub_cpu * 1000 / args.members, 1),
                 # Sockets that had to connect again before they subscribed, and why.
                 "closes": sum(len(s["closed"]) for s in stats),
+                "openings_per_member": round(1 + sum(len(s["closed"]) for s in stats) / args.members, 2),
+                # When the members were in, from the start of the crowd (seconds).
+                "subscribed_at_s": {f"p{q}": round(cf.pct(waited, q / 100), 1) for q in (10, 50, 90, 99)}
+                if (waited := [t - started for s in stats for t in s["resumed_at"] if t]) else None,
                 "close_codes": _codes([c for s in stats for c in s["closed"]]),
                 "client_errors": _merged([s["errors"] for s in stats])}
     finally:
