@@ -11,8 +11,8 @@ them in turn: a congestion collapse, where almost nobody gets in (docs/performan
 "Connection storms", 2026-11-30 evening).
 
 So at most ``HIRFA_OPENINGS_READ_AT_ONCE`` openings have their session read at a time
-(as many as the database pool has threads, `hub.db`: where they queued, first come first
-served). The others wait, and the newest of them is read next: its client surely still waits, and the oldest are the ones
+(the two calls on the database pool that `hub.asgi.MemberReads` makes at once, 64
+openings each). The others wait, and the newest of them is read next: its client surely still waits, and the oldest are the ones
 about to give up. An opening whose client has closed its connection meanwhile, or that has
 waited more than ``HIRFA_OPENING_PATIENCE_SECONDS``, is dropped when its turn comes, before
 anything is read for it. A process that keeps up serves every opening at once, in any order.

@@ -457,10 +457,11 @@ HIRFA_SOCKETS_PER_MEMBER = int(os.environ.get("HIRFA_SOCKETS_PER_MEMBER", "10"))
 HIRFA_OPENINGS_AT_ONCE = int(os.environ.get("HIRFA_OPENINGS_AT_ONCE", "0"))
 HIRFA_ADMISSION_LAG_MS = float(os.environ.get("HIRFA_ADMISSION_LAG_MS", "100"))
 # The order of openings (hub/openings.py): sockets whose session one hub process reads at
-# once (the others wait, the newest read first; the database pool's 16 threads), and how
+# once (the others wait, the newest read first; hub.asgi reads them together, up to 64 in
+# one call on the database pool, two such calls at once), and how
 # long one may wait before it is dropped unread: daphne drops it at 30 s (hub.cli.OPENING_SECONDS)
 # and the bench's clients give up at 30 s counted from their TCP connect, before the hub saw it.
-HIRFA_OPENINGS_READ_AT_ONCE = int(os.environ.get("HIRFA_OPENINGS_READ_AT_ONCE", "16"))
+HIRFA_OPENINGS_READ_AT_ONCE = int(os.environ.get("HIRFA_OPENINGS_READ_AT_ONCE", "128"))
 HIRFA_OPENING_PATIENCE_SECONDS = float(os.environ.get("HIRFA_OPENING_PATIENCE_SECONDS", "20"))
 # The hub's cyclic garbage collector (hub/collector.py): the young generation is collected
 # every this many net allocations (Python's 700), what the start made is frozen out of the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -65,9 +67,9 @@ async def test_the_session_is_read_on_the_database_pool_and_a_stale_one_refused(
     threads: list[str] = []
     original = asgi.session_member
 
-    def spy(session):
+    def spy(session, *args):
         threads.append(threading.current_thread().name)
-        return original(session)
+        return original(session, *args)
 
     monkeypatch.setattr(asgi, "session_member", spy)
     cookie = await session_cookie_for("amina")
@@ -141,3 +143,72 @@ def test_the_session_and_the_member_with_his_name_are_two_statements():
     user.is_active = False
     user.save()
     assert not _member({"session": SessionStore(session_key=key)}).is_authenticated
+
+
+async def test_openings_waiting_for_their_read_are_read_together(monkeypatch):
+    """A crowd's openings read their sessions and members together: those that arrive while
+    a read is on the pool go in the next call, two statements for all of them. One call and
+    two statements per opening made each of a crowd's openings a hop to a thread of the pool
+    and two ORM queries built and compiled, the threads taking the GIL from the event loop
+    that accepts the crowd."""
+    import threading
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from hub import asgi
+
+    calls: list[int] = []
+    holding = threading.Event()
+    release = threading.Event()
+    original = asgi._members
+
+    def held(scopes):
+        calls.append(len(scopes))
+        if len(calls) == 1:
+            holding.set()
+            release.wait(5)
+        return original(scopes)
+
+    monkeypatch.setattr(asgi, "_members", held)
+    names = ["amina", "yacine", "karim", "lydia", "nadia", "samir"]
+    cookies = [await session_cookie_for(name) for name in names]
+    first = WebsocketCommunicator(
+        application, "/ws/", headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", cookies[0])]
+    )
+    first_connected = asyncio.ensure_future(first.connect(timeout=10))
+    for _ in range(500):
+        if holding.is_set():
+            break
+        await asyncio.sleep(0.01)
+    assert holding.is_set()
+    crowd = [
+        WebsocketCommunicator(application, "/ws/", headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", c)])
+        for c in cookies[1:]
+    ]
+    connecting = [asyncio.ensure_future(comm.connect(timeout=10)) for comm in crowd]
+    for _ in range(50):
+        await asyncio.sleep(0)  # the crowd's openings reach their read
+    release.set()
+    assert (await first_connected)[0]
+    assert all(connected for connected, _ in await asyncio.gather(*connecting))
+    assert calls == [1, 5], calls
+    for comm, name in zip([first, *crowd], names, strict=True):
+        await comm.send_json_to({"type": "hello", "v": 2})
+        welcome = await comm.receive_json_from(timeout=5)
+        assert welcome["type"] == "welcome" and welcome["user"]["name"] == name.capitalize()
+        await comm.disconnect()
+
+    # Read together, five sessions (one of them stale) and their members are two statements.
+    @sync_to_async
+    def read_together() -> None:
+        sessions = [SessionStore(session_key=c.decode().partition("=")[2]) for c in cookies[1:]]
+        stale = SessionStore(session_key="x" * 32)
+        scopes = [{"session": s} for s in [*sessions, stale]]
+        with CaptureQueriesContext(connection) as queries:
+            users = original(scopes)
+        assert [u.username for u in users[:5]] == names[1:]
+        assert not users[5].is_authenticated
+        assert len(queries.captured_queries) == 2, [q["sql"] for q in queries.captured_queries]
+
+    await read_together()

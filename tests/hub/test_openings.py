@@ -87,11 +87,11 @@ async def test_an_opening_whose_client_left_while_it_waited_has_no_session_read(
     release = threading.Event()
     original = asgi.session_member
 
-    def slow_read(session):
+    def slow_read(session, *args):
         read.append(session.session_key)
         reading.set()
         release.wait(5)
-        return original(session)
+        return original(session, *args)
 
     monkeypatch.setattr(asgi, "session_member", slow_read)
     amina = await session_cookie_for("amina")
