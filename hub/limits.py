@@ -88,7 +88,7 @@ class RedisSlots:
         from hub.redis_client import PipelineBatch
 
         self._redis = client
-        # One script per opening (`_ACQUIRE`), so no transaction around the batch.
+        # One script per opening (`_ACQUIRE`), one command per release: no transaction around the batch.
         self._openings = PipelineBatch(client, transaction=False)
         self._unreachable = _Unreachable()
         self._ttl = ttl
@@ -121,7 +121,9 @@ class RedisSlots:
 
     async def release(self, user_id: int, conn_id: str) -> None:
         self._entries.discard((user_id, conn_id))
-        await self._redis.zrem(self.key(user_id), conn_id)
+        key = self.key(user_id)
+        # With the openings' commands: a crowd closing at once takes one connection, not each one.
+        await self._openings.run(lambda pipe: pipe.zrem(key, conn_id))
 
     async def count(self, user_id: int) -> int:
         return int(await self._redis.zcount(self.key(user_id), time.time(), "+inf"))

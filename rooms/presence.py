@@ -80,6 +80,21 @@ return connections
 """
 
 
+#: A connection removed (KEYS: the member's connections in the room, the room's members; ARGV:
+#: now, the connection, the member): 1 when it was his last live one there (he went offline,
+#: and leaves the room's set), else 0. One script queued with the others, where a MULTI/EXEC
+#: and a fourth command each took a connection of the pool: a crowd closing at once emptied it.
+_REMOVE = """
+local removed = redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if removed == 1 and redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
 class RedisPresence:
     """Per room: a sorted set of users; per (room, user): a sorted set of connections; scores are expiries."""
 
@@ -88,7 +103,7 @@ class RedisPresence:
 
         self._redis = redis_client()
         # A crowd subscribing at once: its entries go to Redis together (hub/redis_client.py).
-        self._joins = PipelineBatch(self._redis, transaction=False)  # one script per join
+        self._joins = PipelineBatch(self._redis, transaction=False)  # one script per join or leave
         self._entries: set[tuple[int, int, str]] = set()
         self._refresher: asyncio.Task[None] | None = None
 
@@ -114,15 +129,12 @@ class RedisPresence:
         room_key, user_key = self._keys(room_id, user_id)
         now = time.time()
         self._entries.discard((room_id, user_id, conn_id))
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(user_key, conn_id)
-            pipe.zremrangebyscore(user_key, "-inf", now)
-            pipe.zcard(user_key)
-            removed, _expired, left = await pipe.execute()
-        if removed and int(left) == 0:
-            await self._redis.zrem(room_key, str(user_id))
-            return True
-        return False
+
+        def commands(pipe: Any) -> None:
+            pipe.eval(_REMOVE, 2, user_key, room_key, now, conn_id, str(user_id))
+
+        (last,) = await self._joins.run(commands)
+        return int(last) == 1
 
     async def _refresh_forever(self) -> None:
         while self._entries:

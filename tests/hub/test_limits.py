@@ -165,3 +165,17 @@ async def test_a_slot_is_taken_in_one_command(redis_slots):
     assert await asyncio.gather(*(server.count(user_id) for user_id in crowd)) == [2] * 50
     for conn in ("phone", "laptop"):
         await asyncio.gather(*(server.release(user_id, conn) for user_id in crowd))
+
+
+async def test_a_crowd_closing_gives_its_slots_back_together(redis_slots):
+    """Each slot given back was a command on a connection of its own from the client's pool:
+    a crowd closing at once emptied the pool, and the slots of those who waited past the
+    timeout stayed taken until they lapsed. Queued like the openings, they go together."""
+    first = 32_000_000 + uuid.uuid4().int % 1_000_000
+    server = redis_slots()
+    crowd = range(first, first + 50)
+    assert all(await asyncio.gather(*(server.acquire(user_id, "phone", 2) for user_id in crowd)))
+    sent = commands_sent(server._redis)
+    await asyncio.gather(*(server.release(user_id, "phone") for user_id in crowd))
+    assert sum(sent) == 50 and len(sent) <= 2, sent
+    assert await asyncio.gather(*(server.count(user_id) for user_id in crowd)) == [0] * 50

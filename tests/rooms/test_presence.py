@@ -207,3 +207,28 @@ async def test_a_crowd_joining_a_room_adds_one_command_per_member(settings: Any)
             assert await store.remove(room, user, f"d{user}")
     finally:
         stop_refreshing(store)
+
+
+async def test_a_crowd_leaving_a_room_removes_in_one_command_per_member(settings: Any) -> None:
+    """A removal was a MULTI/EXEC of three commands, then a fourth round trip when the member's
+    last connection went, each on a connection of its own from the pool: a crowd closing at
+    once (the end of a national room's evening, a hub's sockets cut) emptied the pool and
+    removals failed ("No connection available"), the members left shown online until their
+    entries lapsed. Queued like the additions, each removal is one script, as atomic."""
+    from tests.hub.test_limits import commands_sent
+
+    store = redis_presence(settings)
+    room = a_room()
+    try:
+        await asyncio.gather(*(store.add(room, user, f"c{user}") for user in range(1, 41)))
+        await asyncio.gather(*(store.add(room, user, f"d{user}") for user in range(1, 21)))
+        sent = commands_sent(store._redis)
+        lasts = await asyncio.gather(*(store.remove(room, user, f"c{user}") for user in range(1, 41)))
+        assert sum(sent) == 40, sent
+        assert lasts == [False] * 20 + [True] * 20
+        assert await store.online(room) == (list(range(1, 21)), 20)
+        assert await asyncio.gather(*(store.remove(room, user, f"c{user}") for user in range(1, 41))) == [False] * 40
+        assert await asyncio.gather(*(store.remove(room, user, f"d{user}") for user in range(1, 21))) == [True] * 20
+        assert await store.online(room) == ([], 0)
+    finally:
+        stop_refreshing(store)
