@@ -976,6 +976,9 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
     timing = page.evaluate("() => ({flashes: window.benchFlashes, beeps: window.benchBeeps})")
     row["av_offset_ms"], row["av_pairs"] = av_offset(timing["flashes"], timing["beeps"])
     row["flashes_seen"], row["beeps_heard"] = len(timing["flashes"]), len(timing["beeps"])
+    if os.environ.get("NETLAB_DEBUG"):
+        row["av_offsets_ms"] = [round(min((b - f for b in timing["beeps"]), key=abs), 1)
+                                for f in timing["flashes"] if timing["beeps"]]
 
 
 def probe_streams(first: dict[str, Any], last: dict[str, Any], samples: list[dict[str, Any]],
@@ -1000,7 +1003,25 @@ def probe_streams(first: dict[str, Any], last: dict[str, Any], samples: list[dic
         figures["sender_reports"] = reports[-1].get("reportsSent") if reports else 0
         figures["sr_remote_timestamp"] = reports[-1].get("remoteTimestamp") if reports else None
         out[kind] = figures
+    out["sync_offset_ms"] = sync_offset(samples, mids)
     return out
+
+
+def sync_offset(samples: list[dict[str, Any]], mids: dict[str, str]) -> float | None:
+    """Chromium's own view of the pair's offset: the median over the samples of the audio's
+    estimated playout time minus the video's (``estimatedPlayoutTimestamp``, on the sender's NTP
+    clock, as its synchronisation estimates them from the sender reports; positive: the audio
+    plays a later instant of the sender's clock, i.e. the video is behind)."""
+    gaps = []
+    for sample in samples:
+        times = {}
+        for key, stats in sample["inbound"].items():
+            kind = key.split(":", 1)[0]
+            if stats.get("mid") == mids.get(kind) and stats.get("estimatedPlayoutTimestamp"):
+                times[kind] = stats["estimatedPlayoutTimestamp"]
+        if len(times) == 2:
+            gaps.append(times["audio"] - times["video"])
+    return round(statistics.median(gaps), 1) if gaps else None
 
 
 def _first_after(samples: list[dict[str, Any]], back: float, advanced: Any) -> float | None:
