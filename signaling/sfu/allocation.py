@@ -66,7 +66,9 @@ already carrying 390-420 kbit/s of its 400. What is resent to him
 
 A REMB estimator only rises to about 1.5 times what it receives, so a
 subscriber held at a low layer (or audio-only) could never show room for
-more: **probe-up** — when he would receive more than his estimate allows,
+more: **probe-up** — when he would receive more than his estimate allows and
+more than he is sent already (:func:`probe_wanted`: beside videos, without RED's
+redundancy — probes are for video, RED takes the room REMB shows),
 after ``probe_after`` calm seconds (no congestion: loss under ``high_loss`` — a
 lossy radio link is not a full one —, REMB not falling, no queueing), the SFU pads
 his connection up to a target (``probe_step`` times the estimate, or
@@ -100,7 +102,8 @@ cost almost nothing, so on a usable link everybody is heard; on a narrow
 one, the loudest few are heard cleanly instead of everyone through loss);
 RED's redundancy is dropped (the primary Opus is sent) when the slots'
 audio with RED would take more than that share, or would leave no room for
-the first video's lowest layer; then videos in priority order
+the first video's lowest layer, or take with it more than ``RED_ROOM`` (85 %)
+of the estimate (RED is a luxury: a link filled to the brim queues); then videos in priority order
 (a masterclass's presenters' — see :func:`video_rank` —, pinned, screen share,
 the active speaker, then by recent speech), each its
 lowest layer while it fits, the others paused; then, in the same order, each
@@ -221,6 +224,11 @@ def allocate_audio(
     return chosen, red, spent
 
 
+#: RED's redundancy goes only where the voices with it and the first video's lowest layer
+#: take at most this share of the estimate (:func:`allocate`).
+RED_ROOM = 0.85
+
+
 def allocate(
     budget: float,
     audio: float | Sequence[AudioDemand],
@@ -265,9 +273,13 @@ def allocate(
     lowest = first.layers[first_layers[0]] or 0.0
     needed = lowest * (resume_margin if audio_only else 1.0)
     floor = budget if loss_budget is None else max(budget, loss_budget)
-    if floor - spent < needed and plain_spent is not None and floor - plain_spent >= needed:
+    if plain_spent is not None and floor - plain_spent >= needed and (
+        floor - spent < needed or spent + needed > RED_ROOM * budget
+    ):
         # The first video before RED's redundancy: his voices go as plain Opus rather than
-        # making him audio-only (on a 3G link a voice with RED beside the camera is over 400 kbit/s).
+        # making him audio-only (on a 3G link a voice with RED beside the camera is over 400
+        # kbit/s), and rather than fill his link to the brim: its RTCP, pings, retransmissions
+        # and a frame's bursts need the rest.
         red, spent = False, plain_spent
     if floor - spent < needed:
         return Allocation(chosen, True, spent, voices, red)
@@ -292,6 +304,14 @@ def allocate(
             spent += extra
             current = chosen[video.key] = layer
     return Allocation(chosen, False, spent, voices, red)
+
+
+def probe_wanted(audio: Sequence[AudioDemand], videos: Sequence[VideoDemand]) -> float:
+    """What a subscriber would receive with no limit, as probes look for it (bit/s). Beside
+    videos, RED's redundancy is not counted: probes are for video; RED takes the room his REMB
+    shows over what arrives (about half as much again on a link with room), never padding —
+    on a 3G link, probes for a voice's RED kept filling a link that carried his camera and voice."""
+    return allocate(float("inf"), audio, videos, red_allowed=not videos).cost
 
 
 def resume_cost(audio: Sequence[AudioDemand], videos: Sequence[VideoDemand], *, resume_margin: float = 1.3) -> float:
@@ -788,7 +808,9 @@ class DownlinkEstimate:
         if self._held_at is not None and now - self._held_at >= self.probe_verify:
             self._held_at = None  # what the last probe showed was spent, and held
         estimate = self.value(now)
-        if wanted <= estimate * 1.05:
+        # Nothing to probe for once all he wants fits, or is sent already (a first video kept
+        # on the loss-based figure above his REMB): padding would only fill his link.
+        if wanted <= max(estimate, self.sending) * 1.05:
             self._retry = False
             return None
         if self.delay_since is not None and self.delay_at is None and now - self.delay_since < self.delay_wait:

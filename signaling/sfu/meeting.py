@@ -44,6 +44,7 @@ from .allocation import (
     VideoDemand,
     allocate,
     layer_name,
+    probe_wanted,
     publisher_remb,
     red_distance,
     resume_cost,
@@ -774,7 +775,7 @@ class Participant:
         remb = downlink.fresh_remb(now)
         if remb is not None and sending > 0 and remb < _CONGESTED * downlink.sending:
             downlink.congested(now)
-        wanted = allocate(float("inf"), audios, videos).cost
+        wanted = probe_wanted(audios, videos)
         if self._audio_only:
             wanted = max(wanted, resume_cost(audios, videos))
         self._wanted = wanted

@@ -12,6 +12,7 @@ from signaling.sfu.allocation import (
     VideoDemand,
     allocate,
     layer_name,
+    probe_wanted,
     video_rank,
 )
 from tests.parallel import worker_port
@@ -722,3 +723,45 @@ def test_no_red_for_his_voices_while_his_link_is_full_and_for_a_while_after() ->
         estimate.on_remb(450_000, now)
         assert not estimate.standing_queue(now)
         assert estimate.red_allowed(now) is (now - 4.0 > estimate.red_queue_hold), f"at {now} s"
+
+
+def test_red_only_where_the_voices_and_the_first_video_leave_room_on_his_link() -> None:
+    """The lab's ``3g`` subscriber once more: after a probe held at 398 kbit/s on his 400 kbit/s
+    link, his voice with RED (100 kbit/s on the wire) and the 262 kbit/s camera came to 362
+    kbit/s, "under" the estimate; with RTCP, pings and retransmissions the link was full and his
+    queue stood again. RED's redundancy is a luxury: it goes only where the voices with
+    it and the first video's lowest layer leave ``RED_ROOM`` of the estimate free — judged on the
+    estimate, not on the loss-based figure that keeps the first video (which creeps far over
+    the link when nothing is lost)."""
+    voice = [AudioDemand(key="v", rank=(0,), rate=100_000, plain=50_000)]
+    camera = [video("cam", 0, layers=(262_000,))]
+    full = allocate(397_608, voice, camera, loss_budget=700_000)
+    assert full.layers == {"cam": 0} and not full.red and full.cost == 312_000
+    assert allocate(600_000, voice, camera).red, "a link with room takes RED"
+
+
+def test_no_probe_while_he_is_sent_all_he_wants() -> None:
+    """His camera is kept on the loss-based figure while his REMB says less (the first video
+    answers to loss only): everything he wants arrives already. A probe could only pad a full
+    link (the lab's ``3g`` subscriber was padded five times a run, 22 packets each, into a
+    standing queue): none starts. One starts as before when more is wanted than is sent."""
+    estimate = DownlinkEstimate(startup=False, initial=300_000, delay_since=0.0)
+    estimate.on_delay(0.16, 0.2, sent=0.04)
+    estimate.on_remb(200_000, 0.2)
+    estimate.sending = 340_000
+    for tick in range(1, 40):
+        now = tick * 0.5
+        estimate.on_delay(0.17, now, sent=now - 0.17)
+        estimate.on_remb(200_000, now)
+        assert estimate.round(now, wanted=312_000) is None, f"a probe at {now} s"
+    assert estimate.probes == 0
+    assert estimate.round(20.0, wanted=900_000) is not None, "a wider want probes"
+
+
+def test_probes_look_for_video_not_for_reds_redundancy_beside_a_video() -> None:
+    """What probes look for: beside a video, the voices as plain Opus (RED takes the room his
+    REMB shows, never padding); a listener with no video, his voices with RED."""
+    voice = [AudioDemand(key="v", rank=(0,), rate=100_000, plain=50_000)]
+    camera = [video("cam", 0, layers=(150_000, 500_000))]
+    assert probe_wanted(voice, camera) == 550_000
+    assert probe_wanted(voice, []) == 100_000
