@@ -179,9 +179,16 @@ def current_engine() -> MeetingEngine | None:
     return _engines.get(asyncio.get_running_loop())
 
 
+#: Loops whose embedded engine was closed (shutdown): what their sockets still send goes nowhere.
+_closed: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
 async def close_embedded() -> None:
-    """Close the running loop's engine and every peer connection in it (shutdown, tests)."""
-    engine = _engines.pop(asyncio.get_running_loop(), None)
+    """Close the running loop's engine and every peer connection in it (shutdown, tests);
+    commands sent on this loop afterwards are dropped, not given to a new engine."""
+    loop = asyncio.get_running_loop()
+    _closed.add(loop)
+    engine = _engines.pop(loop, None)
     if engine is not None:
         await engine.close()
 
@@ -190,6 +197,8 @@ class EmbeddedLink:
     worker = EMBEDDED
 
     async def send(self, command: m.Command) -> None:
+        if asyncio.get_running_loop() in _closed:
+            return  # shut down: a socket still closing says it left (the SFU went with its peer)
         embedded_engine().submit(command)
 
     async def alive(self) -> bool:

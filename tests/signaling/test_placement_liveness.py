@@ -101,3 +101,14 @@ async def test_a_worker_whose_loop_is_busy_for_seconds_stays_alive_and_a_stuck_o
     await placement.worker_unregister(worker_id="test-busy")
     await asyncio.sleep(1.0)
     assert not await placement.worker_alive("test-busy"), "stopped before unregistering: not set again"
+
+
+async def test_a_command_sent_after_the_embedded_sfu_closed_makes_no_new_one(settings):
+    """At shutdown (and at a test's end) the loop's embedded SFU is closed while sockets are
+    still going: a Leave sent then must not make a new SFU on that loop (with its tasks and
+    ports, never closed)."""
+    settings.HIRFA_SFU_PLACEMENT = "embedded"
+    assert placement.embedded_engine() is placement.current_engine()
+    await placement.close_embedded()
+    await placement.EmbeddedLink().send(m.Leave(meeting=1, room=1, user=1, reply_to="gone"))
+    assert placement.current_engine() is None
