@@ -977,8 +977,7 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
     row["av_offset_ms"], row["av_pairs"] = av_offset(timing["flashes"], timing["beeps"])
     row["flashes_seen"], row["beeps_heard"] = len(timing["flashes"]), len(timing["beeps"])
     if os.environ.get("NETLAB_DEBUG"):
-        row["av_offsets_ms"] = [round(min((b - f for b in timing["beeps"]), key=abs), 1)
-                                for f in timing["flashes"] if timing["beeps"]]
+        row["av_offsets_ms"] = [round(offset, 1) for offset in av_pairs(timing["flashes"], timing["beeps"])]
 
 
 def probe_streams(first: dict[str, Any], last: dict[str, Any], samples: list[dict[str, Any]],
@@ -1003,25 +1002,31 @@ def probe_streams(first: dict[str, Any], last: dict[str, Any], samples: list[dic
         figures["sender_reports"] = reports[-1].get("reportsSent") if reports else 0
         figures["sr_remote_timestamp"] = reports[-1].get("remoteTimestamp") if reports else None
         out[kind] = figures
-    out["sync_offset_ms"] = sync_offset(samples, mids)
+    gaps, behind = playout_times(samples, mids)
+    out["sync_offset_ms"] = round(statistics.median(gaps), 1) if gaps else None
+    for kind, lags in behind.items():
+        if lags and kind in out:
+            out[kind]["playout_behind_ms"] = round(statistics.median(lags), 1)
     return out
 
 
-def sync_offset(samples: list[dict[str, Any]], mids: dict[str, str]) -> float | None:
-    """Chromium's own view of the pair's offset: the median over the samples of the audio's
-    estimated playout time minus the video's (``estimatedPlayoutTimestamp``, on the sender's NTP
-    clock, as its synchronisation estimates them from the sender reports; positive: the audio
-    plays a later instant of the sender's clock, i.e. the video is behind)."""
-    gaps = []
+def playout_times(samples: list[dict[str, Any]], mids: dict[str, str]) -> tuple[list[float], dict[str, list[float]]]:
+    """Chromium's own view of the pair (``estimatedPlayoutTimestamp``: the sender's NTP time of
+    what plays now, from the sender reports): per sample, the audio's minus the video's
+    (positive: the audio plays a later instant, the video is behind), and how far behind the
+    sample's time each plays (the lab's senders and browser share one clock)."""
+    gaps: list[float] = []
+    behind: dict[str, list[float]] = {"audio": [], "video": []}
     for sample in samples:
         times = {}
         for key, stats in sample["inbound"].items():
             kind = key.split(":", 1)[0]
             if stats.get("mid") == mids.get(kind) and stats.get("estimatedPlayoutTimestamp"):
                 times[kind] = stats["estimatedPlayoutTimestamp"]
+                behind[kind].append(sample["t"] - stats["estimatedPlayoutTimestamp"])
         if len(times) == 2:
             gaps.append(times["audio"] - times["video"])
-    return round(statistics.median(gaps), 1) if gaps else None
+    return gaps, behind
 
 
 def _first_after(samples: list[dict[str, Any]], back: float, advanced: Any) -> float | None:
@@ -1128,13 +1133,19 @@ def summarize(first: dict[str, Any], last: dict[str, Any], samples: list[dict[st
     }
 
 
-def av_offset(flashes: list[float], beeps: list[float]) -> tuple[float | None, int]:
-    """Median of (beep − flash) in ms over flashes with a beep within half a clip period (1 s)."""
+def av_pairs(flashes: list[float], beeps: list[float]) -> list[float]:
+    """(beep − flash) in ms for each flash with a beep within half a clip period (1 s)."""
     offsets = []
     for flash in flashes:
         near = [b - flash for b in beeps if abs(b - flash) < LOOP_SECONDS * 1000 / 2]
         if near:
             offsets.append(min(near, key=abs))
+    return offsets
+
+
+def av_offset(flashes: list[float], beeps: list[float]) -> tuple[float | None, int]:
+    """Median of :func:`av_pairs`, and how many pairs."""
+    offsets = av_pairs(flashes, beeps)
     return (round(statistics.median(offsets), 1) if offsets else None), len(offsets)
 
 
