@@ -55,15 +55,21 @@ CHROMIUM_ARGS = [
 
 
 class Ports:
-    """The bench's ports from one base: TCP for daphne, Redis and the worker's /metrics (the
-    first three free in base..base+99: another process's outgoing connection may hold any port),
-    UDP ranges for the SFU and for the load generators (split among them)."""
+    """The bench's ports from one base: TCP for daphne, Redis and each SFU worker's /metrics (the
+    first free in base..base+99: another process's outgoing connection may hold any port), UDP
+    ranges for the SFU workers (base+100..base+399, split among them) and for the load generators
+    (base+400..base+999, split among them), and UDP base+90+i for worker i's pipe (a meeting
+    spread over several workers)."""
+
+    #: SFU workers the bench can start (one operations port each).
+    MAX_WORKERS = 4
 
     def __init__(self, base: int) -> None:
         import socket
 
         self.base = base
         free = []
+        wanted = 2 + self.MAX_WORKERS
         for port in range(base, base + 100):
             with socket.socket() as sock:
                 try:
@@ -71,15 +77,24 @@ class Ports:
                 except OSError:
                     continue
             free.append(port)
-            if len(free) == 3:
+            if len(free) == wanted:
                 break
-        if len(free) < 3:
-            raise RuntimeError(f"no 3 free TCP ports in {base}..{base + 99}")
-        self.http, self.redis, self.ops = free
+        if len(free) < wanted:
+            raise RuntimeError(f"no {wanted} free TCP ports in {base}..{base + 99}")
+        self.http, self.redis = free[:2]
+        self.ops_ports = free[2:]
+        self.ops = self.ops_ports[0]
 
     @property
     def sfu(self) -> tuple[int, int]:
-        return self.base + 100, self.base + 399
+        return self.sfu_range(0, 1)
+
+    def sfu_range(self, index: int, count: int) -> tuple[int, int]:
+        width = 300 // count
+        return self.base + 100 + index * width, self.base + 100 + (index + 1) * width - 1
+
+    def pipe(self, index: int) -> int:
+        return self.base + 90 + index
 
     def generator(self, index: int, count: int) -> tuple[int, int]:
         width = 600 // count
@@ -390,6 +405,15 @@ async def run_generator(spec: dict[str, Any], clip: dict[str, Any]) -> None:
 PREPARE = netlab.PREPARE
 
 
+@dataclass(frozen=True)
+class SfuWorker:
+    """One ``hirfa sfu`` worker process of the bench."""
+
+    id: str
+    process: str
+    ops_port: int
+
+
 @dataclass
 class Hub:
     folder: str
@@ -397,6 +421,8 @@ class Hub:
     env: dict[str, str]
     processes: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    #: The SFU workers: id, process name (in ``processes``) and operations port, the meeting's first.
+    workers: list[SfuWorker] = field(default_factory=list)
 
     @property
     def base(self) -> str:
@@ -404,7 +430,8 @@ class Hub:
 
     def start(self, name: str, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
         log = open(os.path.join(self.folder, f"{name}.log"), "wb")  # noqa: SIM115 - the process's until it ends
-        process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=kwargs.pop("stdout", log),
+        env = {**self.env, **kwargs.pop("env", {})}
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=kwargs.pop("stdout", log),
                                    stderr=subprocess.STDOUT if "stdin" not in kwargs else log, **kwargs)
         self.processes[name] = process
         return process
@@ -425,10 +452,15 @@ class Hub:
 
 
 def start_hub(folder: str, ports: Ports, participants: int, audio_slots: int, video_slots: int,
-              prepared: dict[str, Any] | None = None, database_env: dict[str, str] | None = None) -> Hub:
+              prepared: dict[str, Any] | None = None, database_env: dict[str, str] | None = None,
+              workers: int = 1) -> Hub:
     """Redis, the database with ``participants`` members (a guild meeting started), daphne and
-    one SFU worker process. ``prepared`` (room, meeting, cookies) and ``database_env``: a database
-    made by the caller (a test's), else a new SQLite one in ``folder``."""
+    ``workers`` SFU worker processes (more than one: the meeting spreads over them, each worker
+    taking new participants once the meeting's worker holds ``participants / workers``:
+    ``HIRFA_SFU_SPREAD_LOAD``, signaling/spread.py). ``prepared`` (room, meeting, cookies) and
+    ``database_env``: a database made by the caller (a test's), else a new SQLite one in ``folder``."""
+    if not 1 <= workers <= Ports.MAX_WORKERS:
+        raise ValueError(f"1 to {Ports.MAX_WORKERS} SFU workers")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "HIRFA_ENV", "CI")}
     env.update(database_env or {"HIRFA_DATA_DIR": folder})
     env.update({
@@ -440,6 +472,8 @@ def start_hub(folder: str, ports: Ports, participants: int, audio_slots: int, vi
         "HIRFA_SFU_AUDIO_SLOTS": str(audio_slots), "HIRFA_SFU_VIDEO_SLOTS": str(video_slots),
         "HIRFA_MEETING_MAX_PARTICIPANTS": str(participants + 10), "HIRFA_MEETING_CONNECT_SECONDS": "300",
         "HIRFA_FAST_PASSWORD_HASHER": "1",
+        # The placement (daphne) and the workers' pipes: off with one worker.
+        "HIRFA_SFU_SPREAD_LOAD": str(-(-participants // workers) if workers > 1 else 0),
     })
     hub = Hub(folder, ports, env)
     try:
@@ -452,12 +486,21 @@ def start_hub(folder: str, ports: Ports, participants: int, audio_slots: int, vi
                 raise RuntimeError(f"preparing the database failed: {made.stderr[-2000:]}")
             prepared = json.loads(made.stdout.strip().splitlines()[-1])
         hub.data = prepared
-        hub.start("sfu", [sys.executable, "-m", "hub.cli", "sfu", "--processes", "1", "--worker-id", "assembly",
-                          "--ops-port", str(ports.ops)])
+        for index in range(workers):
+            # "assembly" first: the least loaded worker takes the meeting, the first id on a tie.
+            worker = SfuWorker("assembly" if index == 0 else f"assembly-{index}", "sfu" if index == 0 else f"sfu{index}",
+                               ports.ops_ports[index])
+            low, high = ports.sfu_range(index, workers)
+            hub.start(worker.process, [sys.executable, "-m", "hub.cli", "sfu", "--processes", "1", "--worker-id",
+                                       worker.id, "--ops-port", str(worker.ops_port)],
+                      env={"HIRFA_SFU_PORT_MIN": str(low), "HIRFA_SFU_PORT_MAX": str(high),
+                           "HIRFA_SFU_PIPE_PORT": str(ports.pipe(index))})
+            hub.workers.append(worker)
         daphne = hub.start("daphne", [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(ports.http),
                                       "tests.server_asgi:application"])
         _wait_http(f"{hub.base}/static/hirfa/hirfa.css", daphne, "daphne", hub)
-        _wait_http(f"http://{HOST}:{ports.ops}/readyz", hub.processes["sfu"], "hirfa sfu", hub)
+        for worker in hub.workers:
+            _wait_http(f"http://{HOST}:{worker.ops_port}/readyz", hub.processes[worker.process], "hirfa sfu", hub)
     except BaseException:
         hub.stop()
         raise
@@ -513,13 +556,13 @@ class HeartbeatWatch:
     without a heartbeat (a consumer calls the worker gone after 3 periods, 6 s, and every
     participant rejoins)."""
 
-    def __init__(self, port: int, worker: str = "assembly") -> None:
+    def __init__(self, port: int, workers: tuple[str, ...] = ("assembly",)) -> None:
         import threading
 
         import redis
 
         self.client = redis.Redis(host=HOST, port=port)
-        self.worker = worker
+        self.workers = workers
         self.longest = 0.0
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
@@ -527,16 +570,36 @@ class HeartbeatWatch:
 
     def _watch(self) -> None:
         while not self.stopped.wait(0.5):
-            with contextlib.suppress(Exception):
-                raw = self.client.hget("hirfa:sfu:workers", self.worker)
-                if raw:
-                    self.longest = max(self.longest, time.time() - float(json.loads(raw)["at"]))
+            for worker in self.workers:
+                with contextlib.suppress(Exception):
+                    raw = self.client.hget("hirfa:sfu:workers", worker)
+                    if raw:
+                        self.longest = max(self.longest, time.time() - float(json.loads(raw)["at"]))
 
     def stop(self) -> float:
         self.stopped.set()
         self.thread.join(timeout=5)
         self.client.close()
         return round(self.longest, 1)
+
+
+def wait_for_loads(port: int, workers: list[SfuWorker], total: int, timeout: float = 15.0) -> dict[str, int]:
+    """The workers' registered loads once they sum to ``total`` (or after ``timeout`` s)."""
+    import redis
+
+    client = redis.Redis(host=HOST, port=port)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            loads = {}
+            for worker in workers:
+                raw = client.hget("hirfa:sfu:workers", worker.id)
+                loads[worker.id] = int(json.loads(raw)["load"]) if raw else 0
+            if sum(loads.values()) >= total or time.monotonic() > deadline:
+                return loads
+            time.sleep(0.2)
+    finally:
+        client.close()
 
 
 class Generator:
@@ -591,24 +654,25 @@ def decoding(sample: dict[str, Any]) -> int:
 def run(folder: str, ports: Ports, *, participants: int, cameras: int, generators: int, seconds: float,
         audio_slots: int = 3, video_slots: int = 9, warmup: float = netlab.WARMUP_SECONDS,
         clip_size: tuple[int, int] = (640, 360), prepared: dict[str, Any] | None = None,
-        database_env: dict[str, str] | None = None) -> dict[str, Any]:
-    """One assembly, measured: the ``assembly`` row of bench/meeting_adapt.py (``prepared`` and
-    ``database_env``: see :func:`start_hub`; the smoke test's)."""
+        database_env: dict[str, str] | None = None, workers: int = 1) -> dict[str, Any]:
+    """One assembly, measured: the ``assembly`` row of bench/meeting_adapt.py (``prepared``,
+    ``database_env`` and ``workers``: see :func:`start_hub`; the smoke test's)."""
     from playwright.sync_api import sync_playwright
 
     if participants < 2 or not 0 < cameras < participants:
         raise ValueError("an assembly needs at least 2 participants and 1 to participants - 1 cameras")
     row: dict[str, Any] = {"case": "assembly", "participants": participants, "cameras": cameras,
                            "silent": participants - 1 - cameras, "generator_processes": generators,
-                           "audio_slots": audio_slots, "video_slots": video_slots,
-                           "placement": "workers: daphne, one hirfa sfu worker process, Redis"}
+                           "audio_slots": audio_slots, "video_slots": video_slots, "sfu_workers": workers,
+                           "placement": f"workers: daphne, {workers} hirfa sfu worker process(es), Redis"
+                                        + (" (the meeting spread over them)" if workers > 1 else "")}
     began = time.monotonic()
     clip = write_clip(folder, clip_size)
     encoded = time.monotonic()
-    hub = start_hub(folder, ports, participants, audio_slots, video_slots, prepared, database_env)
+    hub = start_hub(folder, ports, participants, audio_slots, video_slots, prepared, database_env, workers)
     row["setup_s"] = {"encode": round(encoded - began, 1), "hub": round(time.monotonic() - encoded, 1)}
     pool: list[Generator] = []
-    heartbeats = HeartbeatWatch(ports.redis)
+    heartbeats = HeartbeatWatch(ports.redis, tuple(w.id for w in hub.workers))
     try:
         cookies = hub.data["cookies"]
         generated = participants - 1
@@ -624,6 +688,10 @@ def run(folder: str, ports: Ports, *, participants: int, cameras: int, generator
             joins.append(pool[index % generators].ask(f"join {index}"))
         row["generators_connected"] = sum(1 for j in joins if j["connected"])
         row["join_errors"] = [e for j in joins for e in j["errors"]][:5]
+        if workers > 1:
+            # Placement reads the loads the workers register at each heartbeat: the subscriber
+            # goes to the least loaded worker once they count everyone already in.
+            row["sfu_loads_before_subscriber"] = wait_for_loads(ports.redis, hub.workers, generated)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=netlab.CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
@@ -647,7 +715,13 @@ def run(folder: str, ports: Ports, *, participants: int, cameras: int, generator
 
 def measure_subscriber(browser: Any, hub: Hub, row: dict[str, Any], cameras: int, seconds: float,
                        warmup: float) -> None:
-    """The Chromium subscriber joins last; its figures, and the SFU worker's over its window."""
+    """The Chromium subscriber joins last; its figures, and the SFU workers' over its window."""
+    if len(hub.workers) > 1:
+        before = {}
+        for worker in hub.workers:
+            with contextlib.suppress(OSError, KeyError):
+                before[worker.id] = sfu_metrics(worker.ops_port)["participants"]
+        row["sfu_participants_before_subscriber"] = before
     page = open_page(browser, hub, hub.data["cookies"][-1])
     joined = time.time()
     row["_subscriber_joined"] = joined
@@ -683,44 +757,53 @@ def measure_subscriber(browser: Any, hub: Hub, row: dict[str, Any], cameras: int
         row["console_tail"] = page.console_lines[-30:]
         return
     page.wait_for_timeout(warmup * 1000)
-    sfu = hub.processes["sfu"].pid
+    workers = {w.id: hub.processes[w.process].pid for w in hub.workers}
     daphne = hub.processes["daphne"].pid
     generator_pids = [p.pid for n, p in hub.processes.items() if n.startswith("generator")]
     first = page.evaluate(PAGE_SAMPLE)
-    sfu_metrics(hub.ports.ops)  # the bitrate gauge counts from here
-    cpu0 = {pid: cpu_seconds(pid) for pid in [sfu, daphne, *generator_pids]}
+    for worker in hub.workers:
+        sfu_metrics(worker.ops_port)  # the bitrate gauge counts from here
+    cpu0 = {pid: cpu_seconds(pid) for pid in [*workers.values(), daphne, *generator_pids]}
     t0 = time.monotonic()
     samples = [first]
-    streams: list[float] = []
-    bitrates: list[float] = []
-    metrics: dict[str, float] = {}
+    streams: dict[str, list[float]] = {w.id: [] for w in hub.workers}
+    bitrates: dict[str, list[float]] = {w.id: [] for w in hub.workers}
+    metrics: dict[str, dict[str, float]] = {w.id: {} for w in hub.workers}
     while time.monotonic() - t0 < seconds:
         page.wait_for_timeout(1000)
         samples.append(page.evaluate(PAGE_SAMPLE))
-        with contextlib.suppress(OSError):
-            metrics = sfu_metrics(hub.ports.ops)
-            streams.append(metrics["forwarded_streams"])
-            bitrates.append(metrics["forward_bits_per_second"])
+        for worker in hub.workers:
+            with contextlib.suppress(OSError):
+                metrics[worker.id] = sfu_metrics(worker.ops_port)
+                streams[worker.id].append(metrics[worker.id]["forwarded_streams"])
+                bitrates[worker.id].append(metrics[worker.id]["forward_bits_per_second"])
     elapsed = time.monotonic() - t0
     cpu = {pid: 100 * (cpu_seconds(pid) - start) / elapsed for pid, start in cpu0.items()}
     last = samples[-1]
     summary = netlab.summarize(first, last, samples, (last["t"] - first["t"]) / 1000)
-    forwarded = statistics.mean(streams) if streams else metrics.get("forwarded_streams", 0)
+    forwarded_by = {w: statistics.mean(v) if v else metrics[w].get("forwarded_streams", 0) for w, v in streams.items()}
+    forwarded = sum(forwarded_by.values())
+    sfu_cpu = sum(cpu[pid] for pid in workers.values())
     reception = page.evaluate("() => window.hirfaMeeting.reception()")
+    participants_by = {w: metrics[w].get("participants") for w in workers}
     row.update({
         "window_s": round(elapsed, 1),
         "subscriber_fps": summary["video_fps"],
         "audio_concealed_pct": summary["audio_concealed_pct"],
         "subscriber_video_streams": summary["video_streams"], "subscriber_audio_streams": summary["audio_streams"],
         "video_freezes": summary["video_freezes"], "video_freeze_max_ms": summary["video_freeze_max_ms"],
-        "sfu_cpu_pct": round(cpu[sfu], 1),
+        # All the SFU workers together (one: that worker), % of one core.
+        "sfu_cpu_pct": round(sfu_cpu, 1),
         "forwarded_streams": round(forwarded, 1),
-        "cpu_pct_per_stream": round(cpu[sfu] / forwarded, 3) if forwarded else None,
-        "forwarded_kbps": round(statistics.mean(bitrates) / 1000) if bitrates else None,
-        "sfu_participants": metrics.get("participants"),
-        # Since the worker started (joins included): media that waited past the bound in a socket.
-        "sfu_stale_media_dropped": metrics.get("stale_media_dropped"),
-        **{f"sfu_{k}": v for k, v in memory_mb(sfu).items()},
+        "cpu_pct_per_stream": round(sfu_cpu / forwarded, 3) if forwarded else None,
+        "forwarded_kbps": round(sum(statistics.mean(v) for v in bitrates.values() if v) / 1000)
+                          if any(bitrates.values()) else None,
+        "sfu_participants": sum(p for p in participants_by.values() if p is not None)
+                            if any(p is not None for p in participants_by.values()) else None,
+        # Since the workers started (joins included): media that waited past the bound in a socket.
+        "sfu_stale_media_dropped": sum(m.get("stale_media_dropped", 0) for m in metrics.values())
+                                   if any(metrics.values()) else None,
+        **{f"sfu_{k}": v for k, v in memory_mb(workers["assembly"]).items()},
         "daphne_cpu_pct": round(cpu[daphne], 1),
         "generators_cpu_pct": round(sum(cpu[p] for p in generator_pids), 1),
         "subscriber_fps_per_video": sorted(
@@ -731,6 +814,21 @@ def measure_subscriber(browser: Any, hub: Hub, row: dict[str, Any], cameras: int
         "subscriber_audio_only": bool(reception and reception.get("audio_only")),
         "subscriber_estimate_kbps": reception.get("estimate_kbps") if reception else None,
     })
+    if len(workers) > 1:
+        # Each worker's part: the meeting's worker ("assembly") holds the cameras; the
+        # subscriber is on the one whose count his join raised.
+        before = row.get("sfu_participants_before_subscriber", {})
+        row["sfu_workers_detail"] = {w: {
+            "participants": participants_by[w],
+            "cpu_pct": round(cpu[pid], 1),
+            "forwarded_streams": round(forwarded_by[w], 1),
+            "cpu_pct_per_stream": round(cpu[pid] / forwarded_by[w], 3) if forwarded_by[w] else None,
+            "stale_media_dropped": metrics[w].get("stale_media_dropped"),
+            "pipe_datagrams_refused": metrics[w].get("pipe_datagrams_refused"),
+            **memory_mb(pid),
+        } for w, pid in workers.items()}
+        row["subscriber_worker"] = next(
+            (w for w in workers if (participants_by[w] or 0) > (before.get(w) or 0)), None)
 
 
 def renegotiations(reports: list[dict[str, Any]], joins: list[dict[str, Any]], cameras: int,

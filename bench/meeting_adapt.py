@@ -43,7 +43,12 @@ Cases (``--cases``), one JSON object each with the key ``case``:
   connected). Beside them, to read the figures: ``subscriber_fps_per_video``, ``subscriber_videos``
   (each video's quality in his last ``meeting_reception``), ``subscriber_estimate_kbps``,
   ``sfu_heartbeat_longest_gap_s`` (the worker's longest silence in Redis; a socket calls it gone
-  after 3 heartbeats) and ``worker_gone_rejoins`` (sockets that did, from daphne's log). Needs
+  after 3 heartbeats) and ``worker_gone_rejoins`` (sockets that did, from daphne's log).
+  ``--workers N`` (1): N SFU worker processes, the meeting spread over them (a worker takes
+  new participants once the meeting's worker holds participants / N: ``HIRFA_SFU_SPREAD_LOAD``;
+  the workers pipe each other's tracks, signaling/spread.py); the SFU figures are then the
+  workers' sums, each worker's in ``sfu_workers_detail``, and ``subscriber_worker`` says which
+  one holds Chromium (the cameras join first: on the meeting's worker, ``assembly``). Needs
   Chromium and ``redis-server``, not root.
 
 The narrow/recover publishers are aiortc peers, which cannot send simulcast: their one stream
@@ -52,8 +57,8 @@ publishers' simulcast is covered by tests/signaling/sfu/test_simulcast.py.
 
 Usage (root for the lab cases; Chromium): ``python bench/meeting_adapt.py [--json] [--seconds 20]
 [--cases narrow,recover,simulcast_cpu,assembly] [--cpu-seconds 10] [--participants 30] [--cameras 4]
-[--audio-slots 3] [--video-slots 9] [--generators 4] [--assembly-seconds 20]``; ``HIRFA_BENCH_PORT_BASE``
-(44000): the assembly's ports (TCP and UDP, base to base + 999)
+[--audio-slots 3] [--video-slots 9] [--generators 4] [--assembly-seconds 20] [--workers 1]``;
+``HIRFA_BENCH_PORT_BASE`` (44000): the assembly's ports (TCP and UDP, base to base + 999)
 """
 
 from __future__ import annotations
@@ -279,7 +284,7 @@ def simulcast_cpu(seconds: float, subscribers: int = 8) -> dict[str, Any]:
 
 
 def assembly(participants: int, cameras: int, audio_slots: int = 3, video_slots: int = 9, *, seconds: float = 20.0,
-             generators: int = 4) -> dict[str, Any]:
+             generators: int = 4, workers: int = 1) -> dict[str, Any]:
     """The ``assembly`` case (bench/assembly.py; see the module's docstring)."""
     from bench import assembly as load
 
@@ -287,7 +292,7 @@ def assembly(participants: int, cameras: int, audio_slots: int = 3, video_slots:
     folder = tempfile.mkdtemp(prefix="meeting-assembly-")
     try:
         return load.run(folder, load.Ports(base), participants=participants, cameras=cameras, generators=generators,
-                        seconds=seconds, audio_slots=audio_slots, video_slots=video_slots)
+                        seconds=seconds, audio_slots=audio_slots, video_slots=video_slots, workers=workers)
     except Exception as error:
         return {"case": "assembly", "participants": participants, "error": repr(error)[:500]}
     finally:
@@ -309,6 +314,8 @@ def main() -> None:
     parser.add_argument("--video-slots", type=int, default=9, help="assembly's video slots per subscriber (0: no slots)")
     parser.add_argument("--generators", type=int, default=4, help="assembly's load-generator processes")
     parser.add_argument("--assembly-seconds", type=float, default=20.0, help="assembly's window at the subscriber")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="assembly's SFU worker processes (more than one: the meeting spread over them)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     wanted = {c for c in args.cases.split(",") if c}
@@ -320,7 +327,7 @@ def main() -> None:
         rows.append(simulcast_cpu(args.cpu_seconds, args.subscribers))
     if "assembly" in wanted:
         rows.append(assembly(args.participants, args.cameras, args.audio_slots, args.video_slots,
-                             seconds=args.assembly_seconds, generators=args.generators))
+                             seconds=args.assembly_seconds, generators=args.generators, workers=args.workers))
     if args.json:
         print(json.dumps({
             "command": " ".join(["python", "bench/meeting_adapt.py", *sys.argv[1:]]),

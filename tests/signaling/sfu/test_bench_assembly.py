@@ -21,7 +21,7 @@ from tests.servers import session_cookie, test_database_name
 pytestmark = [pytest.mark.timeout(180), pytest.mark.django_db(transaction=True)]
 
 
-def test_the_assembly_case_runs(tmp_path: Path) -> None:
+def run_tiny_assembly(tmp_path: Path, *, workers: int = 1) -> dict:
     if not os.path.exists(assembly.netlab.CHROMIUM):
         skip_or_fail(f"no Chromium at {assembly.netlab.CHROMIUM}")
     if shutil.which("redis-server") is None:
@@ -36,12 +36,16 @@ def test_the_assembly_case_runs(tmp_path: Path) -> None:
     if os.environ.get("DATABASE_URL"):
         database["DATABASE_URL"] = os.environ["DATABASE_URL"]
 
-    row = assembly.run(
+    return assembly.run(
         str(tmp_path), assembly.Ports(worker_port(int(os.environ.get("HIRFA_BENCH_PORT_BASE", "43500")))),
         participants=4, cameras=1, generators=2, seconds=1, warmup=0.5, clip_size=(160, 120),
         prepared={"room": room.pk, "meeting": meeting, "cookies": [f"{c['name']}={c['value']}" for c in cookies]},
-        database_env=database,
+        database_env=database, workers=workers,
     )
+
+
+def test_the_assembly_case_runs(tmp_path: Path) -> None:
+    row = run_tiny_assembly(tmp_path)
 
     assert "error" not in row, row
     assert row["generators_connected"] == 3 and row["join_errors"] == [], row
@@ -50,6 +54,21 @@ def test_the_assembly_case_runs(tmp_path: Path) -> None:
     assert row["sfu_participants"] == 4 and row["cpu_pct_per_stream"] is not None and row["sfu_rss_mb"] > 0, row
     assert row["renegotiations_per_silent_join"] == 0, "with slots a silent join renegotiates nobody else"
 
+
+def test_the_assembly_case_runs_spread_over_two_workers(tmp_path: Path) -> None:
+    # --workers 2: the meeting's worker takes the first half (the camera first; joins may outrun
+    # the loads it registers), the other the rest and Chromium, whose picture and voice come
+    # through the pipe between them.
+    row = run_tiny_assembly(tmp_path, workers=2)
+
+    assert "error" not in row, row
+    assert row["generators_connected"] == 3 and row["join_errors"] == [], row
+    assert row["subscriber_worker"] == "assembly-1", row
+    parts = {w: d["participants"] for w, d in row["sfu_workers_detail"].items()}
+    assert parts["assembly"] >= 2 and parts["assembly-1"] >= 1 and sum(parts.values()) == 4, row
+    assert row["join_to_first_frame_ms"] is not None and row["subscriber_fps"] is not None, row
+    assert row["subscriber_audio_streams"] == 3 and row["sfu_participants"] == 4, row
+    assert row["renegotiations_per_silent_join"] == 0, row
 
 
 @pytest.mark.parametrize(("keep_rtcp", "kept"), [
