@@ -206,6 +206,8 @@ class LiveMeeting:
     pipe_keys: dict[str, bytes] = field(default_factory=dict)
     #: Its own participants changed since they were last sent to the other workers.
     part_changed: bool = False
+    #: Sockets (``reply_to``) whose leave is queued: nothing they would now receive is sent.
+    leaving: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def empty(self) -> bool:
         return not self.members and not self.waiting
@@ -291,6 +293,10 @@ class MeetingEngine:
             )
             if self._peers is not None:
                 self._spawn(live, self._spread_enter(live, self._peers))
+        if isinstance(command, m.Leave):
+            # His socket closed (or he left): a meeting's end closes many at once, and each
+            # departure handled before his own would send him what his slots now carry.
+            live.leaving[command.reply_to] += 1
         live.queue.put_nowait(command)
 
     def _spawn_detached(self, coro: Awaitable[Any]) -> None:
@@ -311,6 +317,10 @@ class MeetingEngine:
                     await self._refuse(
                         command, HirfaError(ErrorCode.INTERNAL_ERROR, gettext_noop("Something went wrong on the server."))
                     )
+            if isinstance(command, m.Leave):
+                live.leaving[command.reply_to] -= 1
+                if live.leaving[command.reply_to] <= 0:
+                    del live.leaving[command.reply_to]
             if live.empty() and live.queue.empty():
                 await self._close_meeting(live)
                 return
@@ -683,7 +693,7 @@ class MeetingEngine:
                 self._state_changed(live)
 
         def reception_changed(participant: Participant, reception: Reception) -> None:
-            if member.generation == generation:
+            if member.generation == generation and member.reply_to not in live.leaving:
                 self._send(member.reply_to, reception_event(reception, live.known_ids()), live.id)
 
         # Before his peer exists: nothing of his is written unless he agreed.
@@ -1053,7 +1063,7 @@ class MeetingEngine:
         named = {str(user_id) for user_id in newcomers}
         for member in live.members.values():
             participant = member.participant
-            if participant is None or participant.state is ParticipantState.CLOSED:
+            if participant is None or participant.state is ParticipantState.CLOSED or member.reply_to in live.leaving:
                 continue
             reception = participant.reception
             if any(slot.publisher_id in named for slot in reception.slots) or any(

@@ -1,0 +1,73 @@
+"""A meeting whose members all leave at once (their sockets closed together: a meeting's end,
+a hub's sockets cut): the engine tells nobody already leaving what he now receives.
+
+Each departure frees a slot of every other member; without this, each of the members whose
+own leave is still queued was sent a reception per departure before his own: N²/2 replies
+to sockets already closed (4,851 at 100, which filled the hub process's channel-layer inbox
+that nobody read any more: 3,741 ``ChannelFull`` in every assembly run, docs/performance.md).
+Real aiortc peers answering one engine's offers, as in tests/signaling/test_spread_engine.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from signaling import messages as m
+from signaling.engine import MeetingEngine
+from signaling.sfu import Sfu, SfuConfig, TrackSource
+from tests.parallel import worker_port
+from tests.signaling.sfu.peers import ClientPeer, ToneAudioTrack, wait_until
+from tests.signaling.test_spread_engine import BASE, Browsers
+
+pytestmark = pytest.mark.timeout(120)
+
+MEMBERS = {31: "amina", 32: "karim", 33: "nadia", 34: "rachid"}
+
+
+@pytest.fixture
+async def meeting():
+    browsers = Browsers()
+    port = worker_port(41500)
+    # Three audio slots: each member hears the three others (his slots are full).
+    engine = MeetingEngine(
+        Sfu(SfuConfig(port_min=port, port_max=port + 99, audio_slots=3, video_slots=4)),
+        reply=browsers.reply, publish=browsers.publish,
+    )
+    yield browsers, engine
+    await engine.close()
+    for _engine, _user, peer in browsers.peers.values():
+        await peer.close()
+
+
+def receptions(browsers: Browsers, name: str) -> list[m.Reception]:
+    return [e for e in browsers.events.get(name, []) if isinstance(e, m.Reception)]
+
+
+def hears_the_others(browsers: Browsers, user: int) -> bool:
+    """His peer receives each other member's voice (his three audio slots are full)."""
+    peer = browsers.peers[MEMBERS[user]][2]
+    return all(len(peer.frames_from(str(other), TrackSource.MICROPHONE)) >= 5 for other in MEMBERS if other != user)
+
+
+async def test_members_leaving_together_are_not_told_of_each_others_departures(meeting: Any) -> None:
+    browsers, engine = meeting
+    for user, name in MEMBERS.items():
+        peer = ClientPeer(name, tracks={TrackSource.MICROPHONE: ToneAudioTrack()})
+        browsers.peers[name] = (engine, user, peer)
+        engine.submit(m.Join(**BASE, user=user, reply_to=name, ref="j", name=name, publish=("mic",)))
+    await wait_until(
+        lambda: all(hears_the_others(browsers, user) for user in MEMBERS), what="each member hearing the three others"
+    )
+    await wait_until(lambda: not engine._outboxes, what="every reply handed over")
+    before = {name: len(receptions(browsers, name)) for name in MEMBERS.values()}
+
+    # All four sockets close at once: four leaves reach the engine before it handles the first.
+    for user, name in MEMBERS.items():
+        engine.submit(m.Leave(**BASE, user=user, reply_to=name))
+    await wait_until(lambda: engine.meeting_ids() == (), what="the meeting emptied")
+    await wait_until(lambda: not engine._outboxes, what="every reply handed over")
+
+    after = {name: len(receptions(browsers, name)) - before[name] for name in MEMBERS.values()}
+    assert after == dict.fromkeys(MEMBERS.values(), 0)
