@@ -755,6 +755,10 @@ def measure_subscriber(browser: Any, hub: Hub, row: dict[str, Any], cameras: int
         row["mlines"] = page.evaluate("() => window.hirfaMeeting.mlines()")
         row["peers"] = page.evaluate("() => window.benchPeers.map((pc) => pc.connectionState)")
         row["console_tail"] = page.console_lines[-30:]
+        row["sfu_workers_metrics"] = {}
+        for worker in hub.workers:
+            with contextlib.suppress(OSError):
+                row["sfu_workers_metrics"][worker.id] = sfu_metrics(worker.ops_port)
         return
     page.wait_for_timeout(warmup * 1000)
     workers = {w.id: hub.processes[w.process].pid for w in hub.workers}
@@ -824,7 +828,8 @@ def measure_subscriber(browser: Any, hub: Hub, row: dict[str, Any], cameras: int
             "forwarded_streams": round(forwarded_by[w], 1),
             "cpu_pct_per_stream": round(cpu[pid] / forwarded_by[w], 3) if forwarded_by[w] else None,
             "stale_media_dropped": metrics[w].get("stale_media_dropped"),
-            "pipe_datagrams_refused": metrics[w].get("pipe_datagrams_refused"),
+            **{k: metrics[w].get(k) for k in ("pipe_tracks_out", "pipe_tracks_in", "pipe_tracks_timed_out",
+                                                "pipe_datagrams_dropped", "pipe_datagrams_refused")},
             **memory_mb(pid),
         } for w, pid in workers.items()}
         row["subscriber_worker"] = next(

@@ -52,6 +52,16 @@ def sfu_metric_rows(sfu: Sfu, *, worker_id: str, addresses: int) -> Callable[[],
                 labels,
                 pipes.datagrams_refused if pipes is not None else 0,
             ),
+            # A meeting spread over workers: the tracks piped out and in, and the remote tracks
+            # dropped for want of an announce (their worker died or its loop stalled 3 s).
+            ("hirfa_sfu_pipe_tracks_out", "Local tracks piped to other workers", labels,
+             len(pipes.piped()) if pipes is not None else 0),
+            ("hirfa_sfu_pipe_tracks_in", "Remote tracks piped in from other workers", labels,
+             len(pipes.remote_tracks()) if pipes is not None else 0),
+            ("hirfa_sfu_pipe_tracks_timed_out", "Remote tracks dropped: not announced in time", labels,
+             pipes.tracks_timed_out if pipes is not None else 0),
+            ("hirfa_sfu_pipe_datagrams_dropped", "Pipe datagrams dropped on arrival (unknown track, malformed)", labels,
+             pipes.datagrams_dropped if pipes is not None else 0),
             # Media that waited in a socket past the bound while the loop was busy: dropped unread.
             (
                 "hirfa_sfu_stale_media_dropped",

@@ -227,6 +227,8 @@ class PipeEndpoint:
         self.datagrams_refused = 0
         #: Packets resent from this worker's cache to a worker that lost them on the pipe.
         self.packets_resent = 0
+        #: Remote tracks dropped because no announce came for :data:`TRACK_TIMEOUT` seconds.
+        self.tracks_timed_out = 0
 
     async def start(self, bind_address: str, port: int = 0) -> Address:
         loop = asyncio.get_running_loop()
@@ -479,6 +481,7 @@ class PipeEndpoint:
             self._announce(out)
         for key, forwarder in list(self._in.items()):
             if now - forwarder.heard > TRACK_TIMEOUT:
+                self.tracks_timed_out += 1
                 self._drop(key)
 
     def kill(self) -> None:
