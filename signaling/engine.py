@@ -338,16 +338,26 @@ class MeetingEngine:
         and two sends at once to one channel can arrive swapped — an offer naming a slot's
         old publisher after the reception that named the new one, which the page then
         believes. Stamped with its meeting: a socket that moved on (to a workshop table)
-        drops what its last meeting still had in flight for it."""
+        drops what its last meeting still had in flight for it.
+
+        A reception is a state, not a change: one waiting last in the queue (not in flight)
+        is replaced by a newer one, whose future then stands for both. While Redis is busy
+        (a meeting of a hundred emptying: each departure changes everyone's slots) a member
+        is sent his latest reception, not each one in turn."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
         outbox = self._outboxes.get(reply_to)
         if outbox is None:
             outbox = self._outboxes[reply_to] = collections.deque()
             task = loop.create_task(self._drain(reply_to, outbox))
             self._drains.add(task)
             task.add_done_callback(self._drains.discard)
-        outbox.append((event.model_copy(update={"meeting": meeting}), done))
+        stamped = event.model_copy(update={"meeting": meeting})
+        if isinstance(event, m.Reception) and len(outbox) > 1 and isinstance(outbox[-1][0], m.Reception):
+            done = outbox[-1][1]
+            outbox[-1] = (stamped, done)
+            return done
+        done = loop.create_future()
+        outbox.append((stamped, done))
         return done
 
     async def _drain(self, reply_to: str, outbox: collections.deque[tuple[m.Event, asyncio.Future[None]]]) -> None:

@@ -10,6 +10,7 @@ Real aiortc peers answering one engine's offers, as in tests/signaling/test_spre
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -71,3 +72,51 @@ async def test_members_leaving_together_are_not_told_of_each_others_departures(m
 
     after = {name: len(receptions(browsers, name)) - before[name] for name in MEMBERS.values()}
     assert after == dict.fromkeys(MEMBERS.values(), 0)
+
+
+def reception(estimate_kbps: int) -> m.Reception:
+    return m.Reception(audio_only=False, videos=(), estimate_kbps=estimate_kbps)
+
+
+@pytest.fixture
+async def slow_engine():
+    """An engine whose replies wait until released, as a busy channel layer makes them."""
+    delivered: list[m.Event] = []
+    gate = asyncio.Event()
+
+    async def reply(reply_to: str, event: m.Event) -> None:
+        await gate.wait()
+        delivered.append(event)
+
+    port = worker_port(41600)
+    engine = MeetingEngine(Sfu(SfuConfig(port_min=port, port_max=port + 9)), reply=reply, publish=lambda *_: None)
+    yield engine, delivered, gate
+    gate.set()
+    await engine.close()
+
+
+async def test_a_reception_waiting_behind_another_is_replaced_by_a_newer_one(slow_engine: Any) -> None:
+    # While the worker's replies queue (Redis busy: a meeting emptying sends a reception per
+    # departure to each member still in), only the last of his waiting receptions is sent.
+    engine, delivered, gate = slow_engine
+    engine._send("amina", reception(100), 7)  # in flight
+    await asyncio.sleep(0)
+    for kbps in (200, 300, 400):
+        engine._send("amina", reception(kbps), 7)
+    gate.set()
+    await wait_until(lambda: not engine._outboxes, what="every reply handed over")
+    assert [e.estimate_kbps for e in delivered] == [100, 400]
+
+
+async def test_a_reception_never_passes_an_event_queued_before_it(slow_engine: Any) -> None:
+    # An offer names the m-lines a later reception's slots refer to: the order holds.
+    engine, delivered, gate = slow_engine
+    engine._send("amina", reception(100), 7)
+    await asyncio.sleep(0)
+    engine._send("amina", reception(200), 7)
+    engine._send("amina", m.Offer(sdp="v=0", revision=2, mlines=()), 7)
+    engine._send("amina", reception(300), 7)
+    engine._send("amina", reception(400), 7)
+    gate.set()
+    await wait_until(lambda: not engine._outboxes, what="every reply handed over")
+    assert [getattr(e, "estimate_kbps", e.kind) for e in delivered] == [100, 200, "offer", 400]
