@@ -47,12 +47,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import fcntl
 import hashlib
 import hmac
 import itertools
 import logging
 import socket
 import struct
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -476,13 +478,39 @@ class PipeEndpoint:
                 logger.exception("SFU pipes: announce round failed")
 
     def tick(self, now: float) -> None:
-        """Announce every piped track again; drop remote tracks not announced lately."""
+        """Announce every piped track again; drop remote tracks not announced lately.
+
+        Not while datagrams wait unread in the socket: a loop that is behind (a loaded
+        worker) would drop tracks whose announces are in there, each would come back at its
+        next announce, and every drop and return switches the slots of the worker's
+        participants and asks a keyframe — more work, the loop later still (512 drops in one
+        run of the assembly at 100 over two workers). A dead worker sends nothing: its tracks
+        go at the first tick that finds the socket read through; a track its worker stopped
+        announcing while announcing others goes once their announces are that much newer."""
         for out in tuple(self._out.values()):
             self._announce(out)
+        if not self._in:
+            return
+        newest: dict[Address, float] = {}
+        for (sender, _number), forwarder in self._in.items():
+            newest[sender] = max(newest.get(sender, 0.0), forwarder.heard)
+        behind = self.unread()
         for key, forwarder in list(self._in.items()):
-            if now - forwarder.heard > TRACK_TIMEOUT:
+            latest = newest[key[0]]
+            silent = now - latest > TRACK_TIMEOUT and not behind
+            if silent or latest - forwarder.heard > TRACK_TIMEOUT:
                 self.tracks_timed_out += 1
                 self._drop(key)
+
+    def unread(self) -> bool:
+        """Whether a datagram waits in the pipe socket (FIONREAD: the next one's size, Linux)."""
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0] > 0
+        except OSError:
+            return False
 
     def kill(self) -> None:
         """Go silent as a crashed worker does (tests): no goodbye, no more announces."""

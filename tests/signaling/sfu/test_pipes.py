@@ -329,3 +329,38 @@ async def test_a_packet_asked_across_the_pipe_is_asked_once_per_interval() -> No
     now += 1.0
     camera.on_missing(9)
     assert asked[-1] == (9, 0)
+
+
+async def test_a_late_loop_does_not_drop_tracks_whose_announce_waits_unread_in_its_socket() -> None:
+    # A worker whose loop is behind (the assembly at 100 spread over two workers, on two
+    # cores shared with its load) judged its remote tracks before reading the announces that
+    # waited in its pipe socket: it dropped them (512 in one run), each came back at its next
+    # announce, and every drop and return switched the slots of all its participants and
+    # asked a keyframe: more work, later still. Tracks are judged when nothing waits unread.
+    import socket
+
+    sfu = Sfu(config(worker_port(46960)))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sender.bind(("127.0.0.1", 0))
+        endpoint = await sfu.pipe_endpoint()
+        meeting = sfu.meeting("assembly")
+        meeting.pipe_from(endpoint, sender.getsockname(), key=KEY)
+        announce = ANNOUNCE.pack(VERSION, Datagram.ANNOUNCE, 1, 0) + b"assembly\0karim"
+        sender.sendto(announce + tag(KEY, announce), endpoint.address)
+        await wait_until(lambda: len(endpoint.remote_tracks()) == 1, what="karim's track piped in")
+        (track,) = endpoint.remote_tracks()
+
+        # His worker announced again on time; this worker's loop has not read it yet.
+        sender.sendto(announce + tag(KEY, announce), endpoint.address)
+        endpoint.tick(track.heard + TRACK_TIMEOUT + 0.5)
+        assert endpoint.remote_tracks() == (track,), "dropped while its announce waited unread"
+        assert endpoint.tracks_timed_out == 0
+
+        # Nothing unread and nothing announced for TRACK_TIMEOUT: his worker is gone.
+        await wait_until(lambda: not endpoint.unread(), what="the announce read")
+        endpoint.tick(track.heard + TRACK_TIMEOUT + 0.5)
+        assert endpoint.remote_tracks() == () and endpoint.tracks_timed_out == 1
+    finally:
+        sender.close()
+        await sfu.close()
