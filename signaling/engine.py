@@ -1087,7 +1087,7 @@ class MeetingEngine:
 
     def peer_gone(self, worker: str) -> list[int]:
         """``worker`` died: as if it had said `PipeClose` for every meeting (its participants
-        rejoin, placed again; its piped tracks went after `pipe.TRACK_TIMEOUT` already).
+        rejoin, placed again; its piped tracks go now, or went after `pipe.SILENCE_TIMEOUT`).
         Answers the meetings it held parts of."""
         if self._peers is None:
             return []

@@ -19,8 +19,10 @@ from its own cache.
 
 The data plane keeps soft state: the sending side announces each piped track
 (its meeting, publisher and source) every second, and its sender reports with
-it; a track not announced for :data:`TRACK_TIMEOUT` seconds (its worker died,
-the pipe was closed) is unpublished on the receiving side. Which worker pipes
+it; a track its worker stopped announcing (while announcing others) for
+:data:`TRACK_TIMEOUT` seconds, or whose worker went silent for :data:`SILENCE_TIMEOUT`
+seconds (it died; the engine drops its tracks sooner, when its heartbeat expires), is
+unpublished on the receiving side. Which worker pipes
 to which is decided elsewhere (the engine, through the channel layer): this
 module only accepts announces from the workers it was told to accept
 (:meth:`PipeEndpoint.accept`) for the meetings it was told.
@@ -71,8 +73,13 @@ VERSION = 2
 #: Bytes of each datagram's tag (keyed BLAKE2b), and of a pipe's key.
 TAG_SIZE = 16
 KEY_SIZE = 32
-#: A piped track not announced for this long (s) is gone (its worker died or stopped piping).
+#: A piped track not announced for this long (s) while its worker announces others is gone.
 TRACK_TIMEOUT = 3.0
+#: A worker none of whose tracks was announced for this long (s) is gone. Longer than
+#: TRACK_TIMEOUT: a loaded worker's loop stalls for seconds (its announces late, as everything
+#: else), and dropping its tracks then only made more work; a dead worker's tracks go when its
+#: heartbeat expires (6 s, the engine's `peer_gone`).
+SILENCE_TIMEOUT = 10.0
 #: How often (s) the sending side announces its tracks and their sender reports.
 ANNOUNCE_INTERVAL = 1.0
 #: A packet lost on the pipe is asked of its worker at most once in this long (s): its
@@ -484,9 +491,10 @@ class PipeEndpoint:
         worker) would drop tracks whose announces are in there, each would come back at its
         next announce, and every drop and return switches the slots of the worker's
         participants and asks a keyframe — more work, the loop later still (512 drops in one
-        run of the assembly at 100 over two workers). A dead worker sends nothing: its tracks
-        go at the first tick that finds the socket read through; a track its worker stopped
-        announcing while announcing others goes once their announces are that much newer."""
+        run of the assembly at 100 over two workers). A worker silent for SILENCE_TIMEOUT is
+        gone (its tracks go at the first tick that finds the socket read through); a track its
+        worker stopped announcing while announcing others goes once their announces are
+        TRACK_TIMEOUT newer."""
         for out in tuple(self._out.values()):
             self._announce(out)
         if not self._in:
@@ -497,7 +505,7 @@ class PipeEndpoint:
         behind = self.unread()
         for key, forwarder in list(self._in.items()):
             latest = newest[key[0]]
-            silent = now - latest > TRACK_TIMEOUT and not behind
+            silent = now - latest > SILENCE_TIMEOUT and not behind
             if silent or latest - forwarder.heard > TRACK_TIMEOUT:
                 self.tracks_timed_out += 1
                 self._drop(key)

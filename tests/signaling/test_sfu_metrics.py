@@ -40,7 +40,7 @@ async def test_the_stale_media_dropped_are_a_gauge_of_the_worker(monkeypatch) ->
 
 
 async def test_a_remote_track_not_announced_in_time_is_counted_when_dropped() -> None:
-    from signaling.sfu.pipe import TRACK_TIMEOUT, tag
+    from signaling.sfu.pipe import SILENCE_TIMEOUT, tag
 
     sfu = Sfu(SfuConfig(port_min=worker_port(46940), port_max=worker_port(46959)))
     try:
@@ -55,7 +55,7 @@ async def test_a_remote_track_not_announced_in_time_is_counted_when_dropped() ->
         endpoint.datagram_received(announce + tag(bytes(32), announce), karim)
         assert {name: value for name, _help, _labels, value in rows()}["hirfa_sfu_pipe_tracks_in"] == 1
         (track,) = endpoint.remote_tracks()
-        endpoint.tick(track.heard + TRACK_TIMEOUT + 0.1)
+        endpoint.tick(track.heard + SILENCE_TIMEOUT + 0.1)
         gauges = {name: value for name, _help, _labels, value in rows()}
         assert (gauges["hirfa_sfu_pipe_tracks_in"], gauges["hirfa_sfu_pipe_tracks_timed_out"]) == (0, 1)
     finally:

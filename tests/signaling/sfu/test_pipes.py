@@ -15,6 +15,7 @@ from signaling.sfu.pipe import (
     GONE,
     MAX_NACKS_PER_SECOND,
     NACK_INTERVAL,
+    SILENCE_TIMEOUT,
     TAG_SIZE,
     TRACK_TIMEOUT,
     VERSION,
@@ -168,11 +169,11 @@ async def test_a_pipe_closes_and_a_dead_workers_tracks_go(workers) -> None:
     slots = karim.slots.values()
     await wait_until(lambda: all(s.publisher_id is None for s in slots if s.direction.value == "subscribe"), what="karim's slots empty")
 
-    # Piped again, then worker a dies (no goodbye): b drops its tracks after TRACK_TIMEOUT.
+    # Piped again, then worker a dies (no goodbye): b drops its tracks after SILENCE_TIMEOUT.
     here.pipe_to(pipe_a, pipe_b.address, key=KEY)
     await wait_until(lambda: len(there.remote_forwarders()) == 2, what="amina's tracks back on worker b")
     pipe_a.kill()
-    await wait_until(lambda: not there.remote_forwarders(), timeout=TRACK_TIMEOUT + 5, what="a dead worker's tracks gone")
+    await wait_until(lambda: not there.remote_forwarders(), timeout=SILENCE_TIMEOUT + 5, what="a dead worker's tracks gone")
     for session in sessions:
         await session.settle()
     for client in (amina, karim):
@@ -191,7 +192,7 @@ async def test_a_publisher_who_moves_to_the_subscribers_worker_is_not_lost_when_
     amina_again = ClientPeer("amina", tracks={TrackSource.CAMERA: PatternVideoTrack()})
     sessions.append(await join(there, amina_again, TrackSource.CAMERA))
     assert not there.remote_forwarders(), "her piped track is gone as she joined here"
-    await asyncio.sleep(TRACK_TIMEOUT + 1.5)
+    await asyncio.sleep(SILENCE_TIMEOUT + 1.5)
     before = len(karim.frames_from("amina", TrackSource.CAMERA))
     await wait_until(lambda: len(karim.frames_from("amina", TrackSource.CAMERA)) >= before + 20, what="karim still sees amina")
     for session in sessions:
@@ -353,13 +354,15 @@ async def test_a_late_loop_does_not_drop_tracks_whose_announce_waits_unread_in_i
 
         # His worker announced again on time; this worker's loop has not read it yet.
         sender.sendto(announce + tag(KEY, announce), endpoint.address)
-        endpoint.tick(track.heard + TRACK_TIMEOUT + 0.5)
+        endpoint.tick(track.heard + SILENCE_TIMEOUT + 0.5)
         assert endpoint.remote_tracks() == (track,), "dropped while its announce waited unread"
         assert endpoint.tracks_timed_out == 0
 
-        # Nothing unread and nothing announced for TRACK_TIMEOUT: his worker is gone.
+        # Nothing unread and nothing announced for SILENCE_TIMEOUT: his worker is gone.
         await wait_until(lambda: not endpoint.unread(), what="the announce read")
         endpoint.tick(track.heard + TRACK_TIMEOUT + 0.5)
+        assert endpoint.remote_tracks() == (track,), "a stalled worker's tracks are kept for SILENCE_TIMEOUT"
+        endpoint.tick(track.heard + SILENCE_TIMEOUT + 0.5)
         assert endpoint.remote_tracks() == () and endpoint.tracks_timed_out == 1
     finally:
         sender.close()
