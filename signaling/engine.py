@@ -83,6 +83,9 @@ NOT_ALLOWED_TO_SPEAK = gettext_noop("A presenter has not let you speak yet: rais
 PRESENTERS_ONLY = gettext_noop("Only a masterclass's presenters and hosts may show a second camera.")
 NO_FREE_PORT = gettext_noop("The video server has no free connection; try again in a moment.")
 
+#: Replies handed to the bus at once (the others wait in their queues): a worker's Redis pool
+#: has 100 connections (hub/channel_layer.py), and its own read of its channel needs one.
+REPLIES_IN_FLIGHT = 32
 #: A participant told to rejoin after his connection failed who has not rejoined after this
 #: long is taken out of the meeting (``ended``, reason ``left``): his socket is likely gone too.
 REJOIN_GRACE_SECONDS = 30.0
@@ -253,6 +256,7 @@ class MeetingEngine:
         #: Events waiting for their address's previous ones (`_send`), and the tasks sending them.
         self._outboxes: dict[str, collections.deque[tuple[m.Event, asyncio.Future[None]]]] = {}
         self._drains: set[asyncio.Task[None]] = set()
+        self._replying = asyncio.Semaphore(REPLIES_IN_FLIGHT)
 
     # ------------------------------------------------------------ intake
 
@@ -365,7 +369,8 @@ class MeetingEngine:
             while outbox:
                 event, done = outbox[0]
                 try:
-                    await self._reply(reply_to, event)
+                    async with self._replying:
+                        await self._reply(reply_to, event)
                 except Exception:  # a socket gone or a full channel: the bus is best-effort
                     log.warning("reply %s to %s failed", event.kind, reply_to, exc_info=True)
                 outbox.popleft()

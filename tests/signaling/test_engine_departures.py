@@ -83,13 +83,20 @@ async def slow_engine():
     """An engine whose replies wait until released, as a busy channel layer makes them."""
     delivered: list[m.Event] = []
     gate = asyncio.Event()
+    replying = {"now": 0, "most": 0}
 
     async def reply(reply_to: str, event: m.Event) -> None:
-        await gate.wait()
-        delivered.append(event)
+        replying["now"] += 1
+        replying["most"] = max(replying["most"], replying["now"])
+        try:
+            await gate.wait()
+            delivered.append(event)
+        finally:
+            replying["now"] -= 1
 
     port = worker_port(41600)
     engine = MeetingEngine(Sfu(SfuConfig(port_min=port, port_max=port + 9)), reply=reply, publish=lambda *_: None)
+    engine.replying = replying  # type: ignore[attr-defined]
     yield engine, delivered, gate
     gate.set()
     await engine.close()
@@ -120,3 +127,22 @@ async def test_a_reception_never_passes_an_event_queued_before_it(slow_engine: A
     gate.set()
     await wait_until(lambda: not engine._outboxes, what="every reply handed over")
     assert [getattr(e, "estimate_kbps", e.kind) for e in delivered] == [100, 200, "offer", 400]
+
+
+async def test_the_replies_in_flight_at_once_are_bounded(slow_engine: Any) -> None:
+    # A hundred members' receptions at once took every connection of the worker's Redis pool
+    # (100): the worker's own read of its channel waited behind them, so the leaves of a
+    # meeting emptying came in one per departure, each departure sending a reception to every
+    # member whose leave was not read yet. Bounded, the rest wait in their queues, where a
+    # newer reception replaces a waiting one.
+    from signaling.engine import REPLIES_IN_FLIGHT
+
+    engine, delivered, gate = slow_engine
+    for index in range(REPLIES_IN_FLIGHT + 20):
+        engine._send(f"member{index}", reception(100), 7)
+    await wait_until(lambda: engine.replying["now"] >= REPLIES_IN_FLIGHT, what="the first replies under way")
+    await asyncio.sleep(0.05)
+    assert engine.replying["most"] == REPLIES_IN_FLIGHT
+    gate.set()
+    await wait_until(lambda: not engine._outboxes, what="every reply handed over")
+    assert len(delivered) == REPLIES_IN_FLIGHT + 20
