@@ -212,3 +212,21 @@ async def test_openings_waiting_for_their_read_are_read_together(monkeypatch):
         assert len(queries.captured_queries) == 2, [q["sql"] for q in queries.captured_queries]
 
     await read_together()
+
+
+def test_an_opening_read_with_others_fails_alone():
+    """A session naming no valid member fails its own opening (as when read alone), not the
+    openings read with it."""
+    from django.core.exceptions import ValidationError
+
+    from hub.asgi import _members
+
+    good = session_cookie_for.func("amina").decode().partition("=")[2]
+    broken = SessionStore()
+    broken[SESSION_KEY] = "not-a-number"
+    broken[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    broken.save()
+    found = _members([{"session": SessionStore(session_key=broken.session_key)},
+                      {"session": SessionStore(session_key=good)}])
+    assert isinstance(found[0], ValidationError)
+    assert found[1].username == "amina"
