@@ -724,7 +724,9 @@ def run_one(server: str, profile_name: str, seconds: float, folder: str, clips: 
                 "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
                 # Camera, microphone and WebAudio worklets need a secure context; the lab has no TLS.
                 (f"--unsafely-treat-insecure-origin-as-secure=http://{HUB_ADDRESS}:{HTTP_PORT},"
-                f"http://{HUB_ADDRESS}:{JANUS_PORT}")])
+                f"http://{HUB_ADDRESS}:{JANUS_PORT}"),
+                # Diagnostics: more flags, e.g. Chromium's log ("{folder}" is the run's folder).
+                *os.environ.get("NETLAB_CHROMIUM_ARGS", "").replace("{folder}", folder).split()])
             try:
                 page = open_subscriber(browser, server, hub, publishers)
                 measure(page, lab, row, profile, seconds, publishers, hub, server)
