@@ -12,7 +12,10 @@ from django.core.asgi import get_asgi_application
 
 django_asgi = get_asgi_application()
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+if TYPE_CHECKING:
+    from django.contrib.auth.backends import ModelBackend
 
 from channels import auth as channels_auth
 from channels.routing import ProtocolTypeRouter, URLRouter
@@ -157,14 +160,17 @@ def _read_together(sessions: list[Any]) -> dict[Any, Any]:
 
 
 def _reads_with_profile(backend_path: str) -> bool:
-    """Whether `session_member` reads the members of this backend as Django's `ModelBackend`
-    does (with their profiles; a configured backend only)."""
+    """Whether `session_member` reads the members of this backend itself, with their
+    profiles (a configured backend only)."""
     from django.contrib.auth import load_backend
+
+    return backend_path in settings.AUTHENTICATION_BACKENDS and _model_backend(load_backend(backend_path))
+
+
+def _model_backend(backend: Any) -> TypeGuard[ModelBackend]:
+    """Whether ``backend`` reads its members as Django's `ModelBackend` does."""
     from django.contrib.auth.backends import ModelBackend
 
-    if backend_path not in settings.AUTHENTICATION_BACKENDS:
-        return False
-    backend = load_backend(backend_path)
     return isinstance(backend, ModelBackend) and type(backend).get_user is ModelBackend.get_user
 
 
@@ -185,7 +191,6 @@ def session_member(session: Any, users: dict[Any, Any] | None = None) -> Any:
     per opening, the session and him, where Channels and the name made three. `users`: the
     members read already (a model backend's, by primary key; one missing does not exist)."""
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
-    from django.contrib.auth.backends import ModelBackend
     from django.contrib.auth.models import AnonymousUser
     from django.utils.crypto import constant_time_compare
 
@@ -200,7 +205,7 @@ def session_member(session: Any, users: dict[Any, Any] | None = None) -> Any:
         return AnonymousUser()
     backend = load_backend(backend_path)
     user: Any
-    if isinstance(backend, ModelBackend) and type(backend).get_user is ModelBackend.get_user:
+    if _model_backend(backend):
         if users is not None:
             user = users.get(user_id)
         else:

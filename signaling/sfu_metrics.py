@@ -53,7 +53,7 @@ def sfu_metric_rows(sfu: Sfu, *, worker_id: str, addresses: int) -> Callable[[],
                 pipes.datagrams_refused if pipes is not None else 0,
             ),
             # A meeting spread over workers: the tracks piped out and in, and the remote tracks
-            # dropped for want of an announce (their worker died or its loop stalled 3 s).
+            # dropped for want of an announce (pipe.TRACK_TIMEOUT, SILENCE_TIMEOUT: their worker died).
             ("hirfa_sfu_pipe_tracks_out", "Local tracks piped to other workers", labels,
              len(pipes.piped()) if pipes is not None else 0),
             ("hirfa_sfu_pipe_tracks_in", "Remote tracks piped in from other workers", labels,

@@ -236,7 +236,7 @@ class PipeEndpoint:
         self.datagrams_refused = 0
         #: Packets resent from this worker's cache to a worker that lost them on the pipe.
         self.packets_resent = 0
-        #: Remote tracks dropped because no announce came for :data:`TRACK_TIMEOUT` seconds.
+        #: Remote tracks dropped for want of an announce (:meth:`tick`).
         self.tracks_timed_out = 0
 
     async def start(self, bind_address: str, port: int = 0) -> Address:
