@@ -156,11 +156,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     hint = _admin_hint()
     if hint:
         print(hint)
-    print(f"Hirfa listens on http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
     from hub.shutdown import finish_exit, graceful_server
 
     # SIGTERM drains: sockets close with 1012 once their frame in hand is done (hub/shutdown.py).
     server = graceful_server(
+        # Said once the socket listens: a supervisor (or a test) may take the line as ready.
+        listening=lambda: print(f"Hirfa listens on http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True),
         application=app,
         # A listen queue for a crowd: Twisted's default of 50 drops the SYNs of clients
         # reconnecting at once after a restart, and each retries 1, 3, 7, 15 s later.
@@ -179,6 +180,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         verbosity=0 if args.quiet else 1,
     )
     server.run()
+    if server.listen_failure:  # a port held by another process: not serving is a failure
+        raise SystemExit(f"hirfa: cannot listen on {args.host}:{args.port}: {server.listen_failure}")
     if server.stopping:  # drained: the process ends now (hub/shutdown.py)
         finish_exit(server.loop)
     return 0

@@ -143,11 +143,13 @@ def finish_exit(loop: asyncio.AbstractEventLoop | None, *, timeout: float = EXIT
     os._exit(0)
 
 
-def graceful_server(**options: Any) -> Any:
+def graceful_server(*, listening: Any = None, **options: Any) -> Any:
     """A daphne `Server` (same options) that drains on SIGTERM/SIGINT instead of dying.
 
     Twisted's own signal handlers are not installed; ours run on the reactor's
-    asyncio loop. A second signal while draining stops at once.
+    asyncio loop. A second signal while draining stops at once. `listening` is called
+    once every endpoint listens. An endpoint that cannot listen stops the server with
+    its reason in `listen_failure` (daphne's own logged it and returned as if served).
     """
     from daphne.server import Server
     from twisted.internet import reactor
@@ -158,10 +160,17 @@ def graceful_server(**options: Any) -> Any:
             self.ports: list[Any] = []
             self.stopping = False
             self.loop: asyncio.AbstractEventLoop | None = None
+            self.listen_failure = ""
 
         def listen_success(self, port: Any) -> None:
             self.ports.append(port)
             super().listen_success(port)
+            if listening is not None and len(self.ports) == len(self.endpoints):
+                listening()
+
+        def listen_error(self, failure: Any) -> None:
+            self.listen_failure = self.listen_failure or failure.getErrorMessage()
+            self.stop()
 
         def run(self) -> None:
             reactor.callWhenRunning(self._install_signal_handlers)

@@ -121,3 +121,23 @@ def test_a_database_that_cannot_be_reached_is_named_in_one_line(tmp_path):
     assert done.returncode != 0
     assert "Traceback" not in done.stderr + done.stdout
     assert "hirfa: cannot use the database hirfa_nowhere on 127.0.0.1:1" in done.stderr
+
+
+def test_a_port_it_cannot_listen_on_ends_serve_with_an_error_in_one_line(tmp_path):
+    """A hub restarted on a port something else holds (a rolling restart, tests/topology.py)
+    said it listened, then exited 0: nothing told its supervisor it was not serving."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "HIRFA_ENV", "DJANGO_SETTINGS_MODULE")}
+    env["HIRFA_DATA_DIR"] = str(tmp_path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--quiet"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False,
+        )
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "Hirfa listens" not in done.stdout, done.stdout
+    assert "Traceback" not in done.stderr + done.stdout
+    assert f"hirfa: cannot listen on 127.0.0.1:{port}:" in done.stderr
+    assert "Address already in use" in done.stderr
