@@ -29,11 +29,22 @@ def _artifacts_folder() -> None:
 def production_static(tmp_path_factory: pytest.TempPathFactory):
     """The static files collected once per run as production does (tests.servers.
     collect_production_static): every test that serves them reads this one folder, none
-    writes to it (collecting them cost a minute of CPU each time, five times a run)."""
+    writes to it (collecting them costs a minute of CPU each time). The two xdist workers
+    share it: the first to need it collects, under a lock, while the other waits."""
+    import fcntl
+
     from tests.servers import collect_production_static
 
-    root = tmp_path_factory.mktemp("static")
-    collect_production_static(root)
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    root = base / "production-static"
+    with open(base / "production-static.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "staticfiles.json").exists():
+            collecting = base / "production-static.partial"
+            collect_production_static(collecting)
+            collecting.rename(root)
     return root
 
 

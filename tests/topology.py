@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,13 @@ NGINX = "/usr/sbin/nginx"
 TURNSERVER = "/usr/bin/turnserver"
 TURN_SECRET = secrets.token_urlsafe(24)
 START_SECONDS = 60
+#: A hub that is still starting (alive, not yet listening) is waited for this long: on two
+#: cores shared with Chromium in a call and another worker's tests (load 12-18), the CPU
+#: second or two of its start can take a minute of wall time.
+HUB_START_SECONDS = 180
+#: A restarted hub whose port is held (an outgoing connection may be given a port a hub
+#: just let go) tries again until this long after its first try.
+HUB_PORT_RETRY_SECONDS = 30
 
 
 def missing() -> str:
@@ -73,13 +81,38 @@ def wait_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
             time.sleep(0.2)
 
 
+class PortHeld(RuntimeError):
+    """A hub could not listen: its port is held by another socket."""
+
+
+def process_state(pid: int) -> str:
+    """The CPU seconds a process used, its state and where it waits in the kernel (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+        return f"{cpu:.1f} s of CPU, state {fields[0]}, waiting in {wchan or '-'}"
+    except (OSError, IndexError, ValueError):
+        return "its state is unknown"
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until a process's operations port listens and its /readyz answers 200."""
+    wait_port(port, process, log)
+    wait_http(f"http://127.0.0.1:{port}/readyz")
+
+
 @dataclass
 class Topology:
     database_name: str
     workdir: Path
     sfu_port_min: int
+    #: Static files already collected as production does (tests/conftest.py, production_static),
+    #: served from here instead of collecting them again (a minute of CPU); None collects.
+    static_root: Path | None = None
     redis: RedisHA | None = None
     hubs: list[DaphneServer] = field(default_factory=list)
+    hub_log_starts: dict[int, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ops_ports: dict[str, int] = field(default_factory=dict)
     nginx_port: int = 0
@@ -110,7 +143,11 @@ class Topology:
         self.redis = RedisHA(workdir=self.workdir / "redis", ports=free_port).start()
         self.nginx_port, self.turn_port, self.turns_port = free_port(), free_port(), free_port()
         data = self.workdir / "data"
-        (data / "static").mkdir(parents=True, exist_ok=True)
+        data.mkdir(parents=True, exist_ok=True)
+        if self.static_root is not None:
+            (data / "static").symlink_to(self.static_root, target_is_directory=True)
+        else:
+            (data / "static").mkdir()
         self.hub_env = {
             **self.redis.env(),
             "HIRFA_ENV": "production",
@@ -132,13 +169,16 @@ class Topology:
             "HIRFA_RATE_BURST": "1000",
             "HIRFA_RATE_PER_SECOND": "100",
         }
-        self._manage("collectstatic", "--noinput", "--verbosity", "0")
+        if self.static_root is None:
+            self._manage("collectstatic", "--noinput", "--verbosity", "0")
         self._coturn()
-        for index in range(2):
-            self._sfu(index)
-        self._worker()
-        for _ in range(2):
-            self.hubs.append(self.start_hub())
+        # Each Python process spends its first seconds importing: they start together.
+        ready = [self._sfu(index) for index in range(2)] + [self._worker()]
+        self.hubs = [self._spawn_hub(free_port()) for _ in range(2)]
+        for wait in ready:
+            wait()
+        for hub in self.hubs:
+            self._wait_hub(hub)
         self._nginx(data)
         return self
 
@@ -185,7 +225,7 @@ class Topology:
         )
         wait_port(self.turns_port, process, log)
 
-    def _sfu(self, index: int) -> None:
+    def _sfu(self, index: int) -> Callable[[], None]:
         port = free_port()
         low = self.sfu_port_min + 100 * index
         name = f"sfu-{index}"
@@ -196,37 +236,74 @@ class Topology:
              "--ops-port", str(port)],
             self._env({"HIRFA_SFU_PORT_MIN": str(low), "HIRFA_SFU_PORT_MAX": str(low + 99)}),
         )
-        wait_port(port, process, log)
-        wait_http(f"http://127.0.0.1:{port}/readyz")
+        return lambda: wait_ready(port, process, log)
 
-    def _worker(self) -> None:
+    def _worker(self) -> Callable[[], None]:
         port = free_port()
         self.ops_ports["worker"] = port
         process, log = self._spawn(
             "worker", [sys.executable, "-m", "hub.cli", "worker", "--ops-port", str(port)], self._env()
         )
-        wait_port(port, process, log)
-        wait_http(f"http://127.0.0.1:{port}/readyz")
+        return lambda: wait_ready(port, process, log)
 
     def start_hub(self, port: int | None = None) -> DaphneServer:
-        """A hub as production runs it (``hirfa serve --proxy-headers``), on `port` or a free one."""
+        """A hub as production runs it (``hirfa serve --proxy-headers``), on `port` or a free one,
+        once it is ready. A port still held (``hirfa serve`` then exits at once saying it
+        cannot listen) is tried again for HUB_PORT_RETRY_SECONDS."""
         port = port or free_port()
+        end = time.monotonic() + HUB_PORT_RETRY_SECONDS
+        while True:
+            hub = self._spawn_hub(port)
+            try:
+                self._wait_hub(hub)
+                return hub
+            except PortHeld:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(1.0)
+            except Exception:
+                hub.stop()  # not yet in `hubs`: stop() would not find it
+                raise
+
+    def _spawn_hub(self, port: int) -> DaphneServer:
         log = self.workdir / f"hub-{port}.log"
         env = self._env()
+        # A restarted hub writes after its predecessor's lines: it is read from here.
+        self.hub_log_starts[port] = log.stat().st_size if log.exists() else 0
         with open(log, "ab") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "hub.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                  "--proxy-headers", "--no-migrate", "--quiet"],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             )
-        hub = DaphneServer(port=port, process=process, log_path=log, env=env)
-        try:
-            wait_port(port, process, log)
-            wait_http(f"{hub.url}/readyz")
-        except Exception:
-            hub.stop()  # not yet in `hubs`: stop() would not find it
-            raise
-        return hub
+        return DaphneServer(port=port, process=process, log_path=log, env=env)
+
+    def _wait_hub(self, hub: DaphneServer) -> None:
+        """Until `hub` says it listens (``hirfa serve`` says so once its socket does) and its
+        /readyz answers 200. Raises PortHeld if it could not listen, RuntimeError if it
+        exits or is not listening after HUB_START_SECONDS (with its CPU time and state,
+        which tell a slow start from a stuck one)."""
+        said = f"Hirfa listens on http://127.0.0.1:{hub.port}/"
+        start = self.hub_log_starts.get(hub.port, 0)
+        end = time.monotonic() + HUB_START_SECONDS
+        while True:
+            with open(hub.log_path, "rb") as log:
+                log.seek(start)
+                output = log.read().decode(errors="replace")
+            if said in output:
+                break
+            if hub.process.poll() is not None:
+                hub.process.wait()
+                if "cannot listen on" in output and "Address already in use" in output:
+                    raise PortHeld(output)
+                raise RuntimeError(f"the hub on {hub.port} exited with {hub.process.returncode}:\n{output[-3000:]}")
+            if time.monotonic() > end:
+                raise RuntimeError(
+                    f"the hub on {hub.port} is not listening after {HUB_START_SECONDS} s "
+                    f"({process_state(hub.process.pid)}; load {os.getloadavg()}):\n{output[-3000:]}"
+                )
+            time.sleep(0.1)
+        wait_http(f"{hub.url}/readyz")
 
     def _nginx(self, data: Path) -> None:
         site = (ROOT / "deploy" / "nginx.conf").read_text()

@@ -237,7 +237,7 @@ class MessageRun:
 
 
 @pytest.fixture
-def topology(transactional_db: None) -> Iterator[Topology]:
+def topology(transactional_db: None, production_static: Path) -> Iterator[Topology]:
     problem = missing()
     if problem:
         skip_or_fail(problem)
@@ -246,7 +246,8 @@ def topology(transactional_db: None) -> Iterator[Topology]:
     # The logs stay in test-artifacts/deploy-check/ after the run (each process's own file).
     workdir = ARTIFACTS / "deploy-check"
     shutil.rmtree(workdir, ignore_errors=True)
-    topo = Topology(database_name=test_database_name(), workdir=workdir, sfu_port_min=settings.HIRFA_SFU_PORT_MIN)
+    topo = Topology(database_name=test_database_name(), workdir=workdir, sfu_port_min=settings.HIRFA_SFU_PORT_MIN,
+                    static_root=production_static)
     try:
         topo.start()
         yield topo
