@@ -52,6 +52,38 @@ async def reply_over_layer(layer: Any, reply_to: str, event: Any, *, pause: floa
         await asyncio.sleep(pause * 2**retry)
 
 
+async def channel_read(layer: Any, channel: str, engine: Any, *, worker_id: str) -> None:
+    """Hand each command and peer message arriving on the worker's ``channel`` to ``engine``
+    (a `MeetingEngine`), in the order sent; malformed ones are logged and dropped. Never returns.
+
+    Every message queued is read at once (`ResilientRedisChannelLayer.receive_queued`, where
+    the layer has it) and submitted before the engine runs again: the leaves of a meeting
+    emptying are all known before its first departures are handled, so nobody leaving is sent
+    what his slots now carry (one message a read, they came in about as fast as handled)."""
+    from pydantic import ValidationError
+
+    from signaling import messages
+
+    receive_queued = getattr(layer, "receive_queued", None)
+    while True:
+        batch = await receive_queued(channel) if receive_queued is not None else [await layer.receive(channel)]
+        for message in batch:
+            if message.get("type") == "sfu.peer":
+                try:
+                    engine.peer_message(messages.peer_message_from(message.get("message")))
+                except ValidationError:
+                    log.warning("SFU worker %s: a malformed peer message was dropped: %.200r", worker_id, message)
+                continue
+            if message.get("type") != "sfu.command":
+                continue
+            try:
+                command = messages.command_from(message.get("command"))
+            except ValidationError:
+                log.warning("SFU worker %s: a malformed command was dropped: %.200r", worker_id, message)
+                continue
+            engine.submit(command)
+
+
 async def run_worker(
     *, worker_id: str | None = None, stop: asyncio.Event | None = None, ops_port: int | None = None
 ) -> None:
@@ -61,7 +93,6 @@ async def run_worker(
     """
     from channels.layers import get_channel_layer
     from django.conf import settings
-    from pydantic import ValidationError
 
     from hub import metrics, realtime
     from hub.ops_server import ops_start
@@ -118,24 +149,6 @@ async def run_worker(
                 log.warning("SFU worker %s: heartbeat failed", worker_id, exc_info=True)
             await asyncio.sleep(settings.HIRFA_SFU_HEARTBEAT_SECONDS)
 
-    async def receive() -> None:
-        while True:
-            message = await layer.receive(channel)
-            if message.get("type") == "sfu.peer":
-                try:
-                    engine.peer_message(messages.peer_message_from(message.get("message")))
-                except ValidationError:
-                    log.warning("SFU worker %s: a malformed peer message was dropped: %.200r", worker_id, message)
-                continue
-            if message.get("type") != "sfu.command":
-                continue
-            try:
-                command = messages.command_from(message.get("command"))
-            except ValidationError:
-                log.warning("SFU worker %s: a malformed command was dropped: %.200r", worker_id, message)
-                continue
-            engine.submit(command)
-
     metrics.collector_register(
         "sfu",
         metrics.FunctionCollector(
@@ -146,7 +159,7 @@ async def run_worker(
     await placement.worker_register(worker_id=worker_id, load=0)
     print(f"hirfa sfu: worker {worker_id} on channel {channel}", flush=True)
     keeper.start()
-    tasks = [loop.create_task(heartbeat()), loop.create_task(receive())]
+    tasks = [loop.create_task(heartbeat()), loop.create_task(channel_read(layer, channel, engine, worker_id=worker_id))]
     waiter = loop.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -48,3 +48,28 @@ async def test_a_crowd_of_sends_from_one_loop_waits_for_connections_instead_of_f
         assert [m["n"] for m in received] == [0, 1, 2]
     finally:
         await layer.flush()
+
+
+async def test_a_reader_takes_every_message_queued_on_its_channel_in_one_read(redis_url):
+    """An SFU worker read its channel one message a read (four Redis round trips each): when a
+    meeting of a hundred emptied, its leaves came in about as fast as the worker handled the
+    departures, and each departure sent a reception to every member whose leave was not read
+    yet (thousands of ``ChannelFull``, docs/performance.md). One read takes all that is queued,
+    in the order sent."""
+    from hub.channel_layer import ResilientRedisChannelLayer
+
+    layer = ResilientRedisChannelLayer(hosts=[{"address": redis_url, "socket_timeout": None}], capacity=1000)
+    channel = "sfu.batch-test"
+    try:
+        for n in range(5):
+            await layer.send(channel, {"type": "sfu.command", "n": n})
+        assert [message["n"] for message in await layer.receive_queued(channel, most=3)] == [0, 1, 2]
+        assert [message["n"] for message in await layer.receive_queued(channel)] == [3, 4]
+        # Nothing queued: the read waits for the next message.
+        waiting = asyncio.ensure_future(layer.receive_queued(channel))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await layer.send(channel, {"type": "sfu.command", "n": 5})
+        assert [message["n"] for message in await asyncio.wait_for(waiting, timeout=5)] == [5]
+    finally:
+        await layer.flush()
