@@ -347,8 +347,16 @@ class MeetingEngine:
         A reception is a state, not a change: one waiting last in the queue (not in flight)
         is replaced by a newer one, whose future then stands for both. While Redis is busy
         (a meeting of a hundred emptying: each departure changes everyone's slots) a member
-        is sent his latest reception, not each one in turn."""
+        is sent his latest reception, not each one in turn.
+
+        Nothing is sent once the engine closes (:meth:`close`): each member it closes frees a
+        slot of everyone still in, and a worker stopping with a meeting of a hundred sent ~N²/2
+        receptions to sockets told to rejoin elsewhere anyway (or already closed)."""
         loop = asyncio.get_running_loop()
+        if self._closed:
+            done = loop.create_future()
+            done.set_result(None)
+            return done
         outbox = self._outboxes.get(reply_to)
         if outbox is None:
             outbox = self._outboxes[reply_to] = collections.deque()
@@ -1125,7 +1133,8 @@ class MeetingEngine:
             log.debug("meeting %s already closed on the SFU", live.id, exc_info=True)
 
     async def close(self) -> None:
-        """Close every meeting and its peer connections; later commands are ignored."""
+        """Close every meeting and its peer connections; later commands are ignored and
+        nothing more is sent to the sockets (their watch finds the worker gone)."""
         self._closed = True
         for live in list(self._meetings.values()):
             if live.runner is not None:
