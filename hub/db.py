@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from asgiref.sync import SyncToAsync
 from django.db import close_old_connections, connections
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: A connection that answered within this many seconds is not asked `SELECT 1` again
 #: before the next call (Django's health check runs before every call otherwise: one more
@@ -73,3 +78,74 @@ def db_call(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     its frames keep their order; the services hold no thread-local state.
     """
     return _DbCall(fn, thread_sensitive=False, executor=db_pool())
+
+
+class CallsTogether(Generic[T, R]):
+    """One synchronous function over many items, run on the database pool for the items
+    that wait together: those that arrive while ``calls_at_once`` calls of it are on the
+    pool go in the next call, up to ``most`` items each (one event loop's worth; a hub
+    process has one loop).
+
+    ``many(items)`` answers each item's result in its place, or the exception that item
+    raised: one item's failure is its own. A crowd's reads each a call of their own were a
+    hop to a thread of the pool each, the threads taking the GIL from the event loop that
+    serves the crowd (docs/performance.md, "Connection storms")."""
+
+    def __init__(
+        self, many: Callable[[list[T]], list[R | BaseException]], *, most: int = 64, calls_at_once: int = 1
+    ) -> None:
+        self._many = db_call(many)
+        self.most = most
+        self.calls_at_once = calls_at_once
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waiting[T, R]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.calls = 0  # calls made, for the tests and the bench's probes
+
+    async def call(self, item: T) -> R:
+        """``item``'s result, read with the other items waiting now."""
+        loop = asyncio.get_running_loop()
+        waiting = self._loops.get(loop)
+        if waiting is None:
+            waiting = self._loops[loop] = _Waiting()
+        done: asyncio.Future[R] = loop.create_future()
+        waiting.items.append((item, done))
+        if waiting.calls < self.calls_at_once:
+            waiting.calls += 1
+            task = loop.create_task(self._run(waiting), name="hirfa-calls-together")
+            waiting.tasks.add(task)
+            task.add_done_callback(waiting.tasks.discard)
+        return await done
+
+    async def _run(self, waiting: _Waiting[T, R]) -> None:
+        try:
+            while waiting.items:
+                batch = waiting.items[: self.most]
+                del waiting.items[: self.most]
+                batch = [(item, done) for item, done in batch if not done.done()]  # cancelled meanwhile
+                if not batch:
+                    continue
+                self.calls += 1
+                found: list[R | BaseException]
+                try:
+                    found = await self._many([item for item, _done in batch])
+                except Exception as exc:
+                    found = [exc] * len(batch)
+                for (_item, done), result in zip(batch, found, strict=True):
+                    if done.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        done.set_exception(result)
+                    else:
+                        done.set_result(result)
+        finally:
+            waiting.calls -= 1
+
+
+class _Waiting(Generic[T, R]):
+    __slots__ = ("calls", "items", "tasks")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[T, asyncio.Future[R]]] = []
+        self.calls = 0
+        self.tasks: set[asyncio.Task[None]] = set()

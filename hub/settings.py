@@ -463,6 +463,9 @@ HIRFA_ADMISSION_LAG_MS = float(os.environ.get("HIRFA_ADMISSION_LAG_MS", "100"))
 # and the bench's clients give up at 30 s counted from their TCP connect, before the hub saw it.
 HIRFA_OPENINGS_READ_AT_ONCE = int(os.environ.get("HIRFA_OPENINGS_READ_AT_ONCE", "128"))
 HIRFA_OPENING_PATIENCE_SECONDS = float(os.environ.get("HIRFA_OPENING_PATIENCE_SECONDS", "20"))
+# Subscriptions one hub process serves at once (rooms/consumers.py, the admission of a
+# crowd's subscriptions); their state reads go to the database together, 64 to a call.
+HIRFA_SUBSCRIBES_AT_ONCE = int(os.environ.get("HIRFA_SUBSCRIBES_AT_ONCE", "8"))
 # The hub's cyclic garbage collector (hub/collector.py): the young generation is collected
 # every this many net allocations (Python's 700), what the start made is frozen out of the
 # scans; 0: Python's settings.

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from hub import protocol, realtime
-from hub.db import db_call
+from hub.db import CallsTogether, db_call
 from hub.errors import ErrorCode, HirfaError
 from hub.protocol import (
     Ack,
@@ -81,7 +82,38 @@ def subscription_state(user: Any, room_id: int, since_rev: int | None) -> Subscr
     return SubscriptionState(view=view, messages=messages, more=more)
 
 
-_subscription_state = db_call(subscription_state)
+@dataclass(frozen=True)
+class StateAsk:
+    """One subscription's read: the member, the room, since when, in his language."""
+
+    user: Any
+    room_id: int
+    since_rev: int | None
+    language: str | None
+
+
+def subscription_states(asks: list[StateAsk]) -> list[SubscriptionState | BaseException]:
+    """`subscription_state` of each ask, one after the other on one thread: each ask's result
+    in its place, or what it raised (`not_found` in the member's own language)."""
+    found: list[SubscriptionState | BaseException] = []
+    for ask in asks:
+        try:
+            with translation.override(ask.language):
+                found.append(subscription_state(ask.user, ask.room_id, ask.since_rev))
+        except Exception as exc:
+            found.append(exc)
+    return found
+
+
+#: A crowd's subscriptions read their state together: those that arrive while a read is on
+#: the pool go in the next call (one or two calls at once, 64 subscriptions each). One call
+#: each was a hop to a thread of the pool per subscription, the threads taking the GIL from
+#: the loop still serving the crowd's openings (docs/performance.md, 2026-12-01 `crowd`).
+_states_together = CallsTogether(subscription_states, most=64, calls_at_once=2)
+
+
+async def _subscription_state(user: Any, room_id: int, since_rev: int | None) -> SubscriptionState:
+    return await _states_together.call(StateAsk(user, room_id, since_rev, translation.get_language()))
 
 
 _admission: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (

@@ -350,6 +350,67 @@ async def test_a_crowd_subscribing_at_once_reads_the_database_a_few_at_a_time(se
         room_consumers._admission.clear()
 
 
+async def test_subscriptions_waiting_for_their_read_are_read_together(monkeypatch):
+    """A crowd's subscriptions read their state together: those that arrive while a read is
+    on the database pool go in the next call. One call each made every subscription of a
+    crowd a hop to a thread of the pool, and admitted few at a time (the threads took the
+    GIL from the loop serving the crowd's openings), each waited for all of them."""
+    import asyncio
+
+    from rooms import consumers as room_consumers
+
+    room, *members = await guild_with_members(*(f"membre{i}" for i in range(6)))
+    together = room_consumers._states_together
+    real = together._many
+    calls: list[int] = []
+    release = asyncio.Event()
+
+    async def held(asks):
+        calls.append(len(asks))
+        if len(calls) == 1:
+            await release.wait()
+        return await real(asks)
+
+    monkeypatch.setattr(together, "_many", held)
+    sockets = [await open_socket(user) for user in members]
+    try:
+        first = asyncio.ensure_future(subscribe(sockets[0], room.pk))
+        for _ in range(500):
+            if calls:
+                break
+            await asyncio.sleep(0.01)
+        crowd = [asyncio.ensure_future(subscribe(comm, room.pk)) for comm in sockets[1:]]
+        for _ in range(200):
+            await asyncio.sleep(0)  # the crowd's subscriptions reach their read
+        release.set()
+        for _replayed, subscribed in await asyncio.gather(first, *crowd):
+            assert subscribed["rev"] >= 0
+        assert calls == [1, 5], calls
+    finally:
+        for comm in sockets:
+            await comm.disconnect()
+
+
+def test_subscriptions_read_together_refuse_each_in_its_members_language():
+    """Read on one thread, each refusal is in its own member's language, and one refusal
+    does not refuse the others."""
+    from hub.errors import HirfaError
+    from rooms.consumers import StateAsk, SubscriptionState, subscription_states
+
+    room, amina, yacine = factories.guild_with("amina", "yacine")
+    found = subscription_states(
+        [
+            StateAsk(amina, 987_654_321, None, "fr"),
+            StateAsk(yacine, room.pk, None, "ar"),
+            StateAsk(yacine, 987_654_321, None, "en"),
+        ]
+    )
+    french, state, english = found
+    assert isinstance(french, HirfaError) and isinstance(english, HirfaError)
+    assert (str(french), str(english)) == ("Salon introuvable.", "No such room."), (str(french), str(english))
+    assert isinstance(state, SubscriptionState) and state.view.room_id == room.pk
+
+
 async def test_a_send_is_refused_the_moment_a_right_ends_whatever_the_socket_heard():
     """No event reaches the socket (a bare update): its next send is still refused."""
     from rooms.models import Membership
