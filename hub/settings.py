@@ -466,6 +466,10 @@ HIRFA_OPENING_PATIENCE_SECONDS = float(os.environ.get("HIRFA_OPENING_PATIENCE_SE
 # Subscriptions one hub process serves at once (rooms/consumers.py, the admission of a
 # crowd's subscriptions); their state reads go to the database together, 64 to a call.
 HIRFA_SUBSCRIBES_AT_ONCE = int(os.environ.get("HIRFA_SUBSCRIBES_AT_ONCE", "8"))
+# Presence in a large room (rooms/presence.py): with more members online than this, a
+# `presence_delta` names nobody (the count, `more`) and goes out at most every so many seconds.
+HIRFA_PRESENCE_LARGE_ROOM = int(os.environ.get("HIRFA_PRESENCE_LARGE_ROOM", "200"))
+HIRFA_PRESENCE_LARGE_ROOM_SECONDS = float(os.environ.get("HIRFA_PRESENCE_LARGE_ROOM_SECONDS", "10"))
 # The hub's cyclic garbage collector (hub/collector.py): the young generation is collected
 # every this many net allocations (Python's 700), what the start made is frozen out of the
 # scans; 0: Python's settings.

@@ -197,6 +197,12 @@ DELTA_SECONDS_DEFAULT = 2.0
 # A delta lists at most this many who came and who went; beyond, it says `more`
 # and a member who wants the names asks for them (`presence` with an offset).
 DELTA_LIST_MAX = 50
+# A room with more members online than this is large: its deltas name nobody (`more`, the
+# count) and go out at most every LARGE_ROOM_SECONDS per process. Every subscriber gets
+# every process's delta: ten thousand members subscribing over two processes were sent
+# 11-25 deltas each, each with up to a hundred names nobody reads in a room that size.
+LARGE_ROOM_ONLINE_DEFAULT = 200
+LARGE_ROOM_SECONDS_DEFAULT = 10.0
 
 
 class PresenceDeltas:
@@ -216,6 +222,8 @@ class PresenceDeltas:
         self._pending: dict[int, dict[int, tuple[Author, bool, bool]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.frames_published = 0
+        # Large rooms (by loop time): not announced again before then.
+        self._large_until: dict[int, float] = {}
 
     def note(self, room_id: int, author: Author, *, online: bool) -> None:
         """Record that `author` came online (or went offline) in `room_id`."""
@@ -239,26 +247,46 @@ class PresenceDeltas:
         """Publish one `presence_delta` per room with a net change (and forget the rest)."""
         from hub import protocol, realtime
 
+        large_online = int(getattr(settings, "HIRFA_PRESENCE_LARGE_ROOM", LARGE_ROOM_ONLINE_DEFAULT))
+        large_seconds = float(getattr(settings, "HIRFA_PRESENCE_LARGE_ROOM_SECONDS", LARGE_ROOM_SECONDS_DEFAULT))
         pending, self._pending = self._pending, {}
         for room_id, users in pending.items():
             joined = [a for a, before, now in users.values() if now and not before]
             left = [a for a, before, now in users.values() if before and not now]
             if not joined and not left:
                 continue
+            if self._large_until.get(room_id, 0.0) > self.loop.time():
+                self._hold(room_id, users)  # a large room announced lately: its count, later
+                continue
             try:
                 _ids, count = await presence_store().online(room_id, limit=0)
             except Exception as exc:
                 log.info("presence count unavailable for room %s (%s)", room_id, exc)
                 continue
-            frame = protocol.PresenceDelta(
-                room=room_id,
-                joined=joined[:DELTA_LIST_MAX],  # type: ignore[arg-type]
-                left=left[:DELTA_LIST_MAX],  # type: ignore[arg-type]
-                more=len(joined) > DELTA_LIST_MAX or len(left) > DELTA_LIST_MAX,
-                online_count=count,
-            )
+            if count > large_online:
+                self._large_until[room_id] = self.loop.time() + large_seconds
+                frame = protocol.PresenceDelta(room=room_id, joined=[], left=[], more=True, online_count=count)
+            else:
+                self._large_until.pop(room_id, None)
+                frame = protocol.PresenceDelta(
+                    room=room_id,
+                    joined=joined[:DELTA_LIST_MAX],  # type: ignore[arg-type]
+                    left=left[:DELTA_LIST_MAX],  # type: ignore[arg-type]
+                    more=len(joined) > DELTA_LIST_MAX or len(left) > DELTA_LIST_MAX,
+                    online_count=count,
+                )
             realtime.publish_now(realtime.room_group(room_id), frame)
             self.frames_published += 1
+
+    def _hold(self, room_id: int, users: dict[int, tuple[Author, bool, bool]]) -> None:
+        """Keep `users`' changes of `room_id` for a later period, under those noted since."""
+        since = self._pending.setdefault(room_id, {})
+        for user_id, (author, before, now) in users.items():
+            if user_id in since:
+                later_author, _before, later_now = since[user_id]
+                since[user_id] = (later_author, before, later_now)
+            else:
+                since[user_id] = (author, before, now)
 
 
 _deltas: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceDeltas] = (

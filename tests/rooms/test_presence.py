@@ -232,3 +232,37 @@ async def test_a_crowd_leaving_a_room_removes_in_one_command_per_member(settings
         assert await store.online(room) == ([], 0)
     finally:
         stop_refreshing(store)
+
+
+async def test_a_large_room_is_told_its_count_not_names_and_less_often(
+    deltas: PresenceDeltas, published: list, settings: Any
+) -> None:
+    """In a room with more members online than HIRFA_PRESENCE_LARGE_ROOM, a delta names
+    nobody (`more`, the count) and goes out at most every HIRFA_PRESENCE_LARGE_ROOM_SECONDS
+    per process: every subscriber of a national room got every process's delta every 2 s,
+    each naming up to a hundred members."""
+    settings.HIRFA_PRESENCE_LARGE_ROOM = 3
+    settings.HIRFA_PRESENCE_LARGE_ROOM_SECONDS = 0.2
+    room = a_room()
+    crowd = [Author(id=100 + i, name=f"Artisan {i}") for i in range(5)]
+    for author in crowd:
+        await presence._local.add(room, author.id, f"c{author.id}")
+        deltas.note(room, author, online=True)
+    await deltas.flush()
+    ((_group, frame),) = published
+    assert (frame.joined, frame.left, frame.more, frame.online_count) == ([], [], True, 5)
+    # Within the large room's period: nothing published; the change is kept, not lost.
+    await presence._local.remove(room, crowd[0].id, f"c{crowd[0].id}")
+    deltas.note(room, crowd[0], online=False)
+    await deltas.flush()
+    assert len(published) == 1
+    await asyncio.sleep(0.25)
+    await deltas.flush()
+    assert [(f.joined, f.left, f.more, f.online_count) for _g, f in published[1:]] == [([], [], True, 4)]
+    # Back under the size: names again, at once.
+    for author in crowd[1:3]:
+        await presence._local.remove(room, author.id, f"c{author.id}")
+        deltas.note(room, author, online=False)
+    await asyncio.sleep(0.25)
+    await deltas.flush()
+    assert [(f.left, f.more, f.online_count) for _g, f in published[2:]] == [(crowd[1:3], False, 2)]
