@@ -40,6 +40,10 @@ from .srtp import SrtpProcessor, srtp_protector
 
 _RTP_HEADER = struct.Struct("!BBHII")
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
+#: How old the (RTP, NTP) pair a sender report announces may be (seconds): any pair of the
+#: publisher's clock will do for lip sync, and reports go every 0.5-1.5 s, so the mapping is not
+#: asked for every packet (0.5 us each, at ~15,500 packets a second in an assembly of 100).
+REPORT_REFRESH = 0.05
 
 #: Writers holding packets of the current burst (``None``: not in a burst, send at once).
 _burst: list[RtpWriter] | None = None
@@ -63,6 +67,20 @@ def end_burst() -> None:
     if writers:
         for writer in writers:
             writer.flush()
+
+
+_abs_send_time_at = -1.0
+_abs_send_time_bytes = b"\x00\x00\x00"
+
+
+def _abs_send_time(now: float) -> bytes:
+    """``abs-send-time`` of ``now``: 6.18 fixed-point seconds (the NTP time's middle 24 bits).
+    One value per burst, whichever writers ask it."""
+    global _abs_send_time_at, _abs_send_time_bytes
+    if now != _abs_send_time_at:
+        _abs_send_time_at = now
+        _abs_send_time_bytes = (int((now + NTP_EPOCH_OFFSET) * 262144) & 0xFFFFFF).to_bytes(3, "big")
+    return _abs_send_time_bytes
 
 
 def ntp_time(unix: float) -> int:
@@ -153,9 +171,25 @@ class RtpWriter:
         self._rtx_payload_type: int | None = sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined]
         ids = sender._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
         mid = sender._RTCRtpSender__mid or ""  # type: ignore[attr-defined]
-        self._static_extensions = _extension_element(ids.mid, mid.encode())
+        # The header extension block, built around the parts that change (RFC 8285 one-byte
+        # form): its head and the mid for each case, the send time's element id, the level's
+        # element per level, the padding. A writer sends about one packet a burst, so nothing
+        # is built per packet but what changed.
+        static = _extension_element(ids.mid, mid.encode())
         self._abs_send_time_id = ids.abs_send_time
         self._audio_level_id = ids.audio_level
+        abs_size = 4 if ids.abs_send_time else 0
+        abs_head = bytes([(ids.abs_send_time << 4) | 2]) if ids.abs_send_time else b""
+        self._abs_head = abs_head
+        self._extension_parts: dict[bool, tuple[bytes, bytes]] = {}
+        for with_level in (False, True):
+            size = len(static) + abs_size + (2 if with_level and ids.audio_level else 0)
+            padding = b"\x00" * (-size % 4)
+            head = b"\xbe\xde" + ((size + len(padding)) // 4).to_bytes(2, "big") + static + abs_head
+            self._extension_parts[with_level] = (head, padding)
+        self._level_elements = (
+            tuple(bytes([(ids.audio_level << 4), level]) for level in range(128)) if ids.audio_level else ()
+        )
         self._rtx_sequence_number = random.randint(0, 0xFFFF)
         # The ICE connection of the sender's transport (fixed for the writer's life).
         self._nominated: dict[int, Any] = self._dtls.transport._connection._nominated
@@ -166,11 +200,24 @@ class RtpWriter:
         self._last_timestamp: int | None = None
         self._extension_key: tuple[float, int | None] | None = None
         self._extension_bytes = b""
-        #: Publisher timestamp -> NTP time (64 bits) for sender reports, or None while unknown.
-        self.clock_mapping: Callable[[int], int | None] | None = None
+        self._clock_mapping: Callable[[int], int | None] | None = None
+        #: When the sender reports' (RTP, NTP) pair is next computed (`time.monotonic`).
+        self._report_due = 0.0
+        #: The ICE pair `send` found for the packets held (`flush` sends them on it).
+        self._pair: Any = None
         self.packets_sent = 0
         self.retransmissions = 0
         self.padding_sent = 0
+
+    @property
+    def clock_mapping(self) -> Callable[[int], int | None] | None:
+        """Publisher timestamp -> NTP time (64 bits) for sender reports, or None while unknown."""
+        return self._clock_mapping
+
+    @clock_mapping.setter
+    def clock_mapping(self, mapping: Callable[[int], int | None] | None) -> None:
+        self._clock_mapping = mapping
+        self._report_due = 0.0  # another source: the next packet's report is his
 
     def _route(self) -> tuple[SrtpProcessor, Any] | None:
         """The SRTP protection and the nominated ICE pair to send on, if connected."""
@@ -190,17 +237,17 @@ class RtpWriter:
         key = (now, audio_level)
         if key == self._extension_key:
             return self._extension_bytes
-        elements = self._static_extensions
-        if self._abs_send_time_id:
-            # 6.18 fixed-point seconds (the NTP time's middle 24 bits)
-            abs_send_time = int((now + NTP_EPOCH_OFFSET) * 262144) & 0xFFFFFF
-            elements += _extension_element(self._abs_send_time_id, abs_send_time.to_bytes(3, "big"))
-        if audio_level is not None:
-            elements += _extension_element(self._audio_level_id, bytes([audio_level & 0x7F]))
-        elements += b"\x00" * (-len(elements) % 4)
+        with_level = audio_level is not None
+        head, padding = self._extension_parts[with_level]
+        block = head
+        if self._abs_head:
+            block += _abs_send_time(now)
+        if with_level and self._level_elements:
+            block += self._level_elements[audio_level & 0x7F]  # type: ignore[operator]
+        block += padding
         self._extension_key = key
-        self._extension_bytes = b"\xbe\xde" + (len(elements) // 4).to_bytes(2, "big") + elements
-        return self._extension_bytes
+        self._extension_bytes = block
+        return block
 
     def backlog(self) -> int:
         """Bytes queued in user space for this subscriber's socket, or held in this burst."""
@@ -248,7 +295,7 @@ class RtpWriter:
         route = self._route()
         if route is None:
             return False
-        protect = route[0]
+        protect, self._pair = route
         pt = self.payload_type if payload_type is None else payload_type
         now = _burst_now if _burst is not None else time.time()
         datagram = self._packet(
@@ -271,16 +318,21 @@ class RtpWriter:
         octets, self._pending_octets = self._pending_octets, 0
         if not pending:
             return
-        route = self._route()
-        if route is None:
+        # Routed by send() in this burst (one synchronous callback): not checked again.
+        pair, self._pair = self._pair, None
+        transport = pair.protocol.transport if pair is not None else None
+        if transport is None:
             return
-        pair = route[1]
-        transport = pair.protocol.transport
         sock = getattr(pair.protocol, "hirfa_socket", None)
         if sock is None or transport.get_write_buffer_size():
             sock = None  # behind a backlog, asyncio's transport keeps the order
         try:
-            send_datagrams(sock, transport, pair.remote_addr, pending)
+            if sock is not None and len(pending) == 1:
+                sock.sendto(pending[0], pair.remote_addr)  # a voice's packet: one datagram
+            else:
+                send_datagrams(sock, transport, pair.remote_addr, pending)
+        except (BlockingIOError, InterruptedError):
+            transport.sendto(pending[0], pair.remote_addr)  # the socket's buffer is full: asyncio queues it
         except OSError:
             pass  # like any datagram: lost (ICE consent checks notice a dead path)
         # What the sender's RTCP sender reports announce.
@@ -289,7 +341,11 @@ class RtpWriter:
         sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
         timestamp = self._last_timestamp
         if timestamp is not None:
-            mapping = self.clock_mapping
+            now = time.monotonic()
+            if now < self._report_due:
+                return
+            self._report_due = now + REPORT_REFRESH
+            mapping = self._clock_mapping
             ntp = mapping(timestamp) if mapping is not None else ntp_time(time.time())
             sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
             sender._RTCRtpSender__ntp_timestamp = ntp or 0  # type: ignore[attr-defined]
