@@ -465,7 +465,7 @@ HIRFA_OPENINGS_READ_AT_ONCE = int(os.environ.get("HIRFA_OPENINGS_READ_AT_ONCE", 
 HIRFA_OPENING_PATIENCE_SECONDS = float(os.environ.get("HIRFA_OPENING_PATIENCE_SECONDS", "20"))
 # Subscriptions one hub process serves at once (rooms/consumers.py, the admission of a
 # crowd's subscriptions); their state reads go to the database together, 64 to a call.
-HIRFA_SUBSCRIBES_AT_ONCE = int(os.environ.get("HIRFA_SUBSCRIBES_AT_ONCE", "8"))
+HIRFA_SUBSCRIBES_AT_ONCE = int(os.environ.get("HIRFA_SUBSCRIBES_AT_ONCE", "32"))
 # Presence in a large room (rooms/presence.py): with more members online than this, a
 # `presence_delta` names nobody (the count, `more`) and goes out at most every so many seconds.
 HIRFA_PRESENCE_LARGE_ROOM = int(os.environ.get("HIRFA_PRESENCE_LARGE_ROOM", "200"))

@@ -39,9 +39,12 @@ log = logging.getLogger(__name__)
 
 MAX_ROOMS_PER_SOCKET = 500
 # Admission smoothing: a process's clients coming back together (a restart, a
-# network blip) are all accepted, but at most this many subscriptions read the
-# database at once, so the sends of members already connected are not starved.
-SUBSCRIBES_AT_ONCE_DEFAULT = 8
+# network blip) are all accepted, but at most this many subscriptions are served at
+# once, so the sends of members already connected are not starved. Their state reads go
+# to the database together (`_states_together`): 32 at once cost the pool one or two calls,
+# where eight each a call of their own let 15 a second through while a crowd's openings
+# went on (10,000 members subscribing: 29-31 s with 32, 36 s with 8, docs/performance.md).
+SUBSCRIBES_AT_ONCE_DEFAULT = 32
 # A replay goes out in batches, one write each, yielding to the other sockets between them.
 REPLAY_BATCH = 50
 TYPING_EVERY_SECONDS = 2.0

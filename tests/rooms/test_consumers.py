@@ -350,6 +350,39 @@ async def test_a_crowd_subscribing_at_once_reads_the_database_a_few_at_a_time(se
         room_consumers._admission.clear()
 
 
+async def test_a_crowd_subscribing_gets_more_than_eight_reads_in_flight_by_default(monkeypatch):
+    """With their reads together (`_states_together`), a hub lets 32 subscriptions through at
+    once by default: eight, each one late turn of a busy loop after another, let 15 a second
+    through while a crowd's openings went on (docs/performance.md, 2026-12-01 `crowd`)."""
+    import asyncio
+
+    from rooms import consumers as room_consumers
+
+    room_consumers._admission.clear()
+    room, *members = await guild_with_members(*(f"membre{i}" for i in range(20)))
+    real = room_consumers._subscription_state
+    now = {"running": 0, "most": 0}
+
+    async def counted(*args, **kwargs):
+        now["running"] += 1
+        now["most"] = max(now["most"], now["running"])
+        try:
+            await asyncio.sleep(0.2)
+            return await real(*args, **kwargs)
+        finally:
+            now["running"] -= 1
+
+    monkeypatch.setattr(room_consumers, "_subscription_state", counted)
+    sockets = [await open_socket(user) for user in members]
+    try:
+        await asyncio.gather(*(subscribe(comm, room.pk) for comm in sockets))
+        assert now["most"] > 8, now
+    finally:
+        for comm in sockets:
+            await comm.disconnect()
+        room_consumers._admission.clear()
+
+
 async def test_subscriptions_waiting_for_their_read_are_read_together(monkeypatch):
     """A crowd's subscriptions read their state together: those that arrive while a read is
     on the database pool go in the next call. One call each made every subscription of a
