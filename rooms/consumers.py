@@ -70,6 +70,9 @@ class SubscriptionState:
     #: Changes since the client's `since_rev` (none without one), and whether more follow.
     messages: list[protocol.MessageOut]
     more: bool
+    #: The room's rev when `messages` were read (a subscription's own `view.last_rev`, or
+    #: that of the subscription whose read it shares).
+    rev_before: int
 
 
 def subscription_state(user: Any, room_id: int, since_rev: int | None) -> SubscriptionState:
@@ -82,7 +85,7 @@ def subscription_state(user: Any, room_id: int, since_rev: int | None) -> Subscr
         messages, more = selectors.room_changes_unchecked(
             room_id=room_id, since_rev=since_rev, limit=settings.HIRFA_RESUME_MAX
         )
-    return SubscriptionState(view=view, messages=messages, more=more)
+    return SubscriptionState(view=view, messages=messages, more=more, rev_before=view.last_rev)
 
 
 @dataclass(frozen=True)
@@ -97,12 +100,26 @@ class StateAsk:
 
 def subscription_states(asks: list[StateAsk]) -> list[SubscriptionState | BaseException]:
     """`subscription_state` of each ask, one after the other on one thread: each ask's result
-    in its place, or what it raised (`not_found` in the member's own language)."""
+    in its place, or what it raised (`not_found` in the member's own language). Asks resuming
+    the same room since the same rev share the changes the first of them read (each still
+    reads his own state): a restarted hub's crowd resumes since the same rev, and each read
+    the same changes, a model per message, in the call."""
     found: list[SubscriptionState | BaseException] = []
+    read: dict[tuple[int, int], SubscriptionState] = {}
     for ask in asks:
         try:
             with translation.override(ask.language):
-                found.append(subscription_state(ask.user, ask.room_id, ask.since_rev))
+                shared = read.get((ask.room_id, ask.since_rev)) if ask.since_rev is not None else None
+                if shared is None:
+                    state = subscription_state(ask.user, ask.room_id, ask.since_rev)
+                    if ask.since_rev is not None:
+                        read[(ask.room_id, ask.since_rev)] = state
+                else:
+                    own = subscription_state(ask.user, ask.room_id, None)
+                    state = SubscriptionState(
+                        view=own.view, messages=shared.messages, more=shared.more, rev_before=shared.rev_before
+                    )
+                found.append(state)
         except Exception as exc:
             found.append(exc)
     return found
@@ -343,12 +360,16 @@ class RoomFrames(SocketPart):
             raise
         view = state.view
         realtime.fanout().rev_known(group, view.last_rev)
+        if kept is None and stamp is not None and frame.since_rev is not None:
+            # Read with others since the same rev (`subscription_states`): the first of them
+            # to get here kept the frames, under the same stamp.
+            kept = replays.replay_kept(room_id=room_id, since_rev=frame.since_rev, stamp=stamp)
         if kept is None:
             messages = state.messages
             texts = [protocol.encode(m) for m in messages]
             replayed = max([frame.since_rev or 0] + [m.rev for m in messages])
             more = state.more
-            rev_before = view.last_rev
+            rev_before = state.rev_before
             if stamp is not None and frame.since_rev is not None:
                 replays.replay_keep(
                     room_id=room_id, since_rev=frame.since_rev, stamp=stamp, texts=texts, top_rev=replayed,
