@@ -47,7 +47,11 @@ them through a page that speaks Janus's HTTP API.
 
 Diagnostics: ``NETLAB_KEEP=1`` keeps the run's folder (server and publisher
 logs), ``NETLAB_DEBUG=1`` adds the subscriber's socket frames to a failed
-run's object, ``NETLAB_PUBLISHER_LOG=1`` logs aiortc/aioice in the publishers.
+run's object (and, per flash/beep pair, its offset and time, ``av_offsets_ms`` and
+``av_offsets_at``, and the probed pair's delays second by second, ``av_series``),
+``NETLAB_PUBLISHER_LOG=1`` logs aiortc/aioice in the publishers, ``NETLAB_CHROMIUM_LOG=1``
+writes Chromium's WebRTC video log (its A/V synchroniser's lines) to the folder's
+``chromium.log``, ``NETLAB_CHROMIUM_ARGS`` adds Chromium flags.
 
 Usage (root, Chromium and Janus installed):
 ``python bench/netlab.py [--json] [--seconds 30] [--profiles good,lossy,3g,handover]
@@ -715,7 +719,10 @@ def run_one(server: str, profile_name: str, seconds: float, folder: str, clips: 
         while time.time() < deadline and not all(os.path.exists(r + ".ready") for r in reports):
             time.sleep(0.5)
         row["publishers_connected"] = sum(os.path.exists(r + ".ready") for r in reports)
-        wrapper = lab.wrapper("sub", CHROMIUM, folder)
+        # NETLAB_CHROMIUM_LOG=1: Chromium's WebRTC video log (its A/V synchroniser's "Sync info stats"
+        # and "Audio delay ... current diff" lines, the jitter buffer's) in the run's folder.
+        chromium_log = os.path.join(folder, "chromium.log") if os.environ.get("NETLAB_CHROMIUM_LOG") else None
+        wrapper = lab.wrapper("sub", CHROMIUM, folder, stderr=chromium_log)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=wrapper, headless=True, args=[
                 "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream",
@@ -726,6 +733,7 @@ def run_one(server: str, profile_name: str, seconds: float, folder: str, clips: 
                 (f"--unsafely-treat-insecure-origin-as-secure=http://{HUB_ADDRESS}:{HTTP_PORT},"
                 f"http://{HUB_ADDRESS}:{JANUS_PORT}"),
                 # Diagnostics: more flags, e.g. Chromium's log ("{folder}" is the run's folder).
+                *(["--enable-logging=stderr", "--v=0", "--vmodule=*/webrtc/video/*=2"] if chromium_log else []),
                 *os.environ.get("NETLAB_CHROMIUM_ARGS", "").replace("{folder}", folder).split()])
             try:
                 page = open_subscriber(browser, server, hub, publishers)
@@ -980,6 +988,8 @@ def measure(page: Any, lab: Lab, row: dict[str, Any], profile: Any, seconds: flo
     row["flashes_seen"], row["beeps_heard"] = len(timing["flashes"]), len(timing["beeps"])
     if os.environ.get("NETLAB_DEBUG"):
         row["av_offsets_ms"] = [round(offset, 1) for offset in av_pairs(timing["flashes"], timing["beeps"])]
+        row["av_offsets_at"] = [round((flash - timing["flashes"][0]) / 1000, 1) for flash in timing["flashes"]]
+        row["av_series"] = probe_series(samples, probe.get("mids") or {})
 
 
 def probe_streams(first: dict[str, Any], last: dict[str, Any], samples: list[dict[str, Any]],
@@ -1012,6 +1022,41 @@ def probe_streams(first: dict[str, Any], last: dict[str, Any], samples: list[dic
     return out
 
 
+#: estimatedPlayoutTimestamp is an NTP time in ms (from 1900); the samples' times are Unix ms.
+NTP_UNIX_MS = 2_208_988_800_000
+SERIES_FIELDS = ("jitterBufferDelay", "jitterBufferTargetDelay", "jitterBufferMinimumDelay")
+
+
+def probe_series(samples: list[dict[str, Any]], mids: dict[str, str]) -> list[dict[str, Any]]:
+    """The probed pair second by second (NETLAB_DEBUG): each stream's jitter-buffer delays over
+    the second (ms per emitted frame or sample), how far behind its sender it plays, and the
+    video's retransmitted packets and NACKs in the second."""
+    series: list[dict[str, Any]] = []
+    previous: dict[str, dict[str, Any]] = {}
+    begin = samples[0]["t"] if samples else 0
+    for sample in samples[::4]:
+        point: dict[str, Any] = {"t": round((sample["t"] - begin) / 1000, 1)}
+        for key, stats in sample["inbound"].items():
+            kind = key.split(":", 1)[0]
+            if stats.get("mid") != mids.get(kind):
+                continue
+            before = previous.get(kind, {})
+            emitted = _delta(before, stats, "jitterBufferEmittedCount")
+            for field in SERIES_FIELDS:
+                if emitted > 0 and field in stats:
+                    point[f"{kind}_{field[len('jitterBuffer'):].lower() or 'delay'}"] = round(
+                        1000 * _delta(before, stats, field) / emitted, 1)
+            if stats.get("estimatedPlayoutTimestamp"):
+                point[f"{kind}_behind"] = round(sample["t"] - (stats["estimatedPlayoutTimestamp"] - NTP_UNIX_MS), 1)
+            if kind == "video":
+                for field in ("retransmittedPacketsReceived", "nackCount", "framesReceived", "totalAssemblyTime"):
+                    if field in stats:
+                        point[f"video_{field}"] = round(_delta(before, stats, field), 3)
+            previous[kind] = stats
+        series.append(point)
+    return series
+
+
 def playout_times(samples: list[dict[str, Any]], mids: dict[str, str]) -> tuple[list[float], dict[str, list[float]]]:
     """Chromium's own view of the pair (``estimatedPlayoutTimestamp``: the sender's NTP time of
     what plays now, from the sender reports): per sample, the audio's minus the video's
@@ -1025,7 +1070,7 @@ def playout_times(samples: list[dict[str, Any]], mids: dict[str, str]) -> tuple[
             kind = key.split(":", 1)[0]
             if stats.get("mid") == mids.get(kind) and stats.get("estimatedPlayoutTimestamp"):
                 times[kind] = stats["estimatedPlayoutTimestamp"]
-                behind[kind].append(sample["t"] - stats["estimatedPlayoutTimestamp"])
+                behind[kind].append(sample["t"] - (stats["estimatedPlayoutTimestamp"] - NTP_UNIX_MS))
         if len(times) == 2:
             gaps.append(times["audio"] - times["video"])
     return gaps, behind

@@ -40,6 +40,7 @@ import json
 import os
 import random
 import select
+import shlex
 import signal
 import socket
 import struct
@@ -334,11 +335,13 @@ class Lab:
         with inside(self.namespace(name)):
             return socket.socket(family, kind)
 
-    def wrapper(self, name: str, executable: str, folder: str) -> str:
-        """A script in ``folder`` that runs ``executable`` in ``name``'s namespace (for Playwright)."""
+    def wrapper(self, name: str, executable: str, folder: str, stderr: str | None = None) -> str:
+        """A script in ``folder`` that runs ``executable`` in ``name``'s namespace (for Playwright),
+        its standard error appended to ``stderr`` if given (Chromium's own log)."""
         path = os.path.join(folder, f"in-{self.namespace(name)}-{os.path.basename(executable)}")
+        redirect = f" 2>>{shlex.quote(stderr)}" if stderr else ""
         with open(path, "w") as handle:
-            handle.write(f"#!/bin/sh\nexec ip netns exec {self.namespace(name)} {executable} \"$@\"\n")
+            handle.write(f"#!/bin/sh\nexec ip netns exec {self.namespace(name)} {executable} \"$@\"{redirect}\n")
         os.chmod(path, 0o755)
         return path
 

@@ -5,25 +5,23 @@
 //
 // Guarantees:
 // - offers are applied one at a time, in the order they arrive;
-// - the camera is capped by the chosen quality (maxBitrate on its sender,
-//   besides the getUserMedia constraints the page uses); when the server's
-//   offer asks for simulcast (RIDs l, m, h), the camera is sent as layers of
-//   180p, 360p and 720p, each only if the capture is at least that large, so
-//   the server can forward each subscriber what his link carries;
+// - the camera is capped by the chosen quality (maxBitrate besides the page's
+//   getUserMedia constraints); when the offer asks for simulcast (RIDs l, m, h)
+//   it is sent as 180p, 360p and 720p layers, each only if the capture reaches it;
 // - a screen share keeps its resolution and drops its frame rate first;
-// - onStall is called once nothing arrived for SILENCE_MS (the SFU sends every
-//   0.5 s; Chromium says ICE "disconnected" 5-7 s late) or ICE is disconnected
-//   or failed (the page checks its socket); `stalled` says if it still is;
-//   onTrouble once it has failed, or stayed disconnected for
-//   DISCONNECTED_GRACE_MS; the page then restarts ICE (the server's next offer
-//   carries new ICE credentials: applied like any offer, the browser restarts);
-// - close() closes the connection and stops every timer; usage() keeps
-//   answering the last totals after it.
+// - onStall once nothing arrived for SILENCE_MS (the SFU sends every 0.5 s;
+//   Chromium says ICE "disconnected" 5-7 s late) or ICE is disconnected or
+//   failed; `stalled` says if it still is; onTrouble once it failed or stayed
+//   disconnected DISCONNECTED_GRACE_MS (the page restarts ICE: the server's next
+//   offer carries new ICE credentials);
+// - a publisher's voice waits for his picture when it plays behind (lipSync);
+// - close() stops every timer; usage() keeps answering the last totals after it.
 
 // Short: a phone that changed network gets its media back sooner (the server keeps its place).
 const DISCONNECTED_GRACE_MS = 2000;
 const SILENCE_MS = 1000;
 const SILENCE_POLL_MS = 500;
+const LIP_SYNC_POLL_MS = 1000;
 
 /** Camera presets: getUserMedia constraints and the sender's bitrate cap. */
 export const QUALITY = {
@@ -81,7 +79,7 @@ export class SfuPeer {
    * @param {object} o
    * @param {RTCIceServer[]} o.iceServers
    * @param {(frame: object) => void} o.send  sends a meeting frame (meeting id added by the caller)
-   * @param {() => {mic?: MediaStreamTrack, camera?: MediaStreamTrack, camera2?: MediaStreamTrack, screen?: MediaStreamTrack}} o.tracks
+   * @param {() => Object<string, MediaStreamTrack>} o.tracks  by source (mic, camera, camera2, screen)
    * @param {() => string} o.quality
    * @param {() => void} o.onChange  the remote m-lines changed (after each answer)
    * @param {() => void} o.onTrouble  the connection needs an ICE restart
@@ -107,6 +105,14 @@ export class SfuPeer {
     this.pc.onicecandidate = (event) => this.trickle(event.candidate);
     this.pc.oniceconnectionstatechange = () => this.watch();
     this.silenceTimer = setInterval(() => this.listen(), SILENCE_POLL_MS);
+    this.voiceBuffers = new Map();
+    this.lipSyncTimer = setInterval(() => this.lipSync(), LIP_SYNC_POLL_MS);
+  }
+
+  async lipSync() {
+    if (this.closed) return;
+    const { holdVoices } = await import("./lip-sync.js");
+    if (!this.closed) await holdVoices(this.pc, this.mlines, this.voiceBuffers);
   }
 
   get stalled() {
@@ -290,39 +296,14 @@ export class SfuPeer {
     return this.totals;
   }
 
-  /** Per publisher and source, what was decoded (video) and received (audio). */
+  /** Per publisher and source, what was decoded and received (meeting-stats.js). */
   async inbound() {
-    const bySsrcMid = new Map();
-    const report = await this.pc.getStats();
-    report.forEach((s) => {
-      if (s.type !== "inbound-rtp") return;
-      const m = this.mlines.get(s.mid);
-      const key = m && m.source ? `${m.user}:${m.source}` : `mid:${s.mid}`;
-      bySsrcMid.set(key, {
-        kind: s.kind,
-        framesDecoded: s.framesDecoded || 0,
-        packetsReceived: s.packetsReceived || 0,
-        totalSamplesReceived: s.totalSamplesReceived || 0,
-        bytesReceived: s.bytesReceived || 0,
-      });
-    });
-    return Object.fromEntries(bySsrcMid);
+    return (await import("./meeting-stats.js")).inbound(this.pc, this.mlines);
   }
 
-  /** Per own source, what was sent (all layers summed): {source: {packetsSent, framesEncoded}}. */
+  /** Per own source, what was sent (meeting-stats.js). */
   async outbound() {
-    const out = {};
-    const report = await this.pc.getStats();
-    report.forEach((s) => {
-      if (s.type !== "outbound-rtp") return;
-      const m = this.mlines.get(s.mid);
-      if (!m || m.direction !== "publish") return;
-      const sent = out[m.source] || { packetsSent: 0, framesEncoded: 0 };
-      sent.packetsSent += s.packetsSent || 0;
-      sent.framesEncoded += s.framesEncoded || 0;
-      out[m.source] = sent;
-    });
-    return out;
+    return (await import("./meeting-stats.js")).outbound(this.pc, this.mlines);
   }
 
   close() {
@@ -330,6 +311,7 @@ export class SfuPeer {
     this.closed = true;
     clearTimeout(this.troubleTimer);
     clearInterval(this.silenceTimer);
+    clearInterval(this.lipSyncTimer);
     this.pc.onicecandidate = null;
     this.pc.oniceconnectionstatechange = null;
     this.pc.close();
