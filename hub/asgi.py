@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import weakref
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 
@@ -27,7 +25,7 @@ from django.urls import path
 from hub.admission import AdmissionGate
 from hub.collector import collector_set_for_crowds
 from hub.consumers import DISPLAY_NAME_KEY, HubConsumer
-from hub.db import db_call
+from hub.db import CallsTogether
 from hub.openings import OpeningOrder, opening_served
 
 
@@ -39,70 +37,13 @@ class SocketAuthMiddleware(channels_auth.AuthMiddleware):
     a time."""
 
     async def resolve_scope(self, scope: Any) -> None:
-        scope["user"]._wrapped = await member_reads().read(scope)
+        scope["user"]._wrapped = await MEMBER_READS.call(scope)
         opening_served(scope)  # read: the next opening waiting is read (hub.openings)
 
 
 #: Openings whose sessions and members one call on the pool reads, and such calls at once.
 READ_TOGETHER_MAX = 64
 READ_CALLS_AT_ONCE = 2
-
-
-class MemberReads:
-    """The openings of one event loop waiting for their session and member: those that
-    arrive while `READ_CALLS_AT_ONCE` calls are on the pool go together in the next one
-    (`_members`: two statements for all of them). One call per opening, each two ORM
-    queries built, compiled and run on a thread of its own, made a crowd's reads a third of
-    a hub's CPU, its threads taking the GIL from the loop that accepts the crowd."""
-
-    def __init__(self) -> None:
-        self._waiting: list[tuple[Any, asyncio.Future[Any]]] = []
-        self._calls = 0
-
-    async def read(self, scope: Any) -> Any:
-        """The member of `scope`'s session (anonymous when none), his name in the scope."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
-        self._waiting.append((scope, done))
-        if self._calls < READ_CALLS_AT_ONCE:
-            self._calls += 1
-            task = loop.create_task(self._call(), name="hirfa-member-reads")
-            _reading.add(task)
-            task.add_done_callback(_reading.discard)
-        return await done
-
-    async def _call(self) -> None:
-        try:
-            while self._waiting:
-                batch = self._waiting[:READ_TOGETHER_MAX]
-                del self._waiting[:READ_TOGETHER_MAX]
-                found: list[Any]
-                try:
-                    found = await db_call(_members)([scope for scope, _done in batch])
-                except Exception as exc:
-                    found = [exc] * len(batch)
-                for (_scope, done), member in zip(batch, found, strict=True):
-                    if done.done():
-                        continue  # the opening was cancelled meanwhile
-                    if isinstance(member, BaseException):
-                        done.set_exception(member)
-                    else:
-                        done.set_result(member)
-        finally:
-            self._calls -= 1
-
-
-_reading: set[asyncio.Task[None]] = set()
-_member_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MemberReads] = weakref.WeakKeyDictionary()
-
-
-def member_reads() -> MemberReads:
-    """The running loop's `MemberReads` (one per hub process)."""
-    loop = asyncio.get_running_loop()
-    found = _member_reads.get(loop)
-    if found is None:
-        found = _member_reads[loop] = MemberReads()
-    return found
 
 
 def _members(scopes: list[Any]) -> list[Any]:
@@ -117,6 +58,18 @@ def _members(scopes: list[Any]) -> list[Any]:
         except Exception as exc:
             found.append(exc)
     return found
+
+
+#: The openings of an event loop waiting for their session and member: those that arrive while
+#: `READ_CALLS_AT_ONCE` calls are on the pool go together in the next one (`_members`: two
+#: statements for all of them). One call per opening, each two ORM queries built, compiled and
+#: run on a thread of its own, made a crowd's reads a third of a hub's CPU, its threads taking
+#: the GIL from the loop that accepts the crowd.
+MEMBER_READS: CallsTogether[Any, Any] = CallsTogether(
+    lambda scopes: _members(scopes),  # looked up at each call, as a test replaces it
+    most=READ_TOGETHER_MAX,
+    calls_at_once=READ_CALLS_AT_ONCE,
+)
 
 
 def _read_together(sessions: list[Any]) -> dict[Any, Any]:
@@ -134,7 +87,9 @@ def _read_together(sessions: list[Any]) -> dict[Any, Any]:
     from hub.models import User
 
     # What `SessionBase._get_session` reads first, loading it when it is not there.
-    stores: list[Any] = [s for s in sessions if type(s) is DbSessionStore and not hasattr(s, "_session_cache")]
+    stores: list[Any] = [
+        s for s in sessions if type(s) is DbSessionStore and not hasattr(s, "_session_cache")
+    ]
     keys = {s.session_key for s in stores if s.session_key}
     rows: dict[str, str] = {}
     if keys:
@@ -156,7 +111,9 @@ def _read_together(sessions: list[Any]) -> dict[Any, Any]:
             continue  # no member here, or one that `session_member` refuses on its own
     if not ids:
         return {}
-    return {user.pk: user for user in User._default_manager.select_related("profile").filter(pk__in=ids)}
+    return {
+        user.pk: user for user in User._default_manager.select_related("profile").filter(pk__in=ids)
+    }
 
 
 def _reads_with_profile(backend_path: str) -> bool:
@@ -164,7 +121,9 @@ def _reads_with_profile(backend_path: str) -> bool:
     profiles (a configured backend only)."""
     from django.contrib.auth import load_backend
 
-    return backend_path in settings.AUTHENTICATION_BACKENDS and _model_backend(load_backend(backend_path))
+    return backend_path in settings.AUTHENTICATION_BACKENDS and _model_backend(
+        load_backend(backend_path)
+    )
 
 
 def _model_backend(backend: Any) -> TypeGuard[ModelBackend]:
@@ -235,7 +194,9 @@ application = ProtocolTypeRouter(
         "websocket": AdmissionGate(
             OpeningOrder(
                 AllowedHostsOriginValidator(
-                    CookieMiddleware(SessionMiddleware(SocketAuthMiddleware(URLRouter(websocket_urls))))
+                    CookieMiddleware(
+                        SessionMiddleware(SocketAuthMiddleware(URLRouter(websocket_urls)))
+                    )
                 )
             )
         ),

@@ -11,7 +11,7 @@ them in turn: a congestion collapse, where almost nobody gets in (docs/performan
 "Connection storms", 2026-11-30 evening).
 
 So at most ``HIRFA_OPENINGS_READ_AT_ONCE`` openings have their session read at a time
-(the two calls on the database pool that `hub.asgi.MemberReads` makes at once, 64
+(the two calls on the database pool that `hub.asgi.MEMBER_READS` makes at once, 64
 openings each). The others wait, and the newest of them is read next: its client surely still waits, and the oldest are the ones
 about to give up. An opening whose client has closed its connection meanwhile, or that has
 waited more than ``HIRFA_OPENING_PATIENCE_SECONDS``, is dropped when its turn comes, before
