@@ -315,17 +315,14 @@ async def test_a_socket_idle_for_seven_seconds_still_receives_over_redis(redis_b
     await y.disconnect()
 
 
-async def test_a_crowd_subscribing_at_once_reads_the_database_a_few_at_a_time(settings, monkeypatch):
-    """Admission smoothing: every socket is accepted and subscribed, but at most
-    HIRFA_SUBSCRIBES_AT_ONCE subscriptions read the database together."""
+async def subscribe_crowd(monkeypatch, members, room, *, read_seconds: float) -> int:
+    """Subscribe `members` to `room` all at once, each state read lasting `read_seconds` more;
+    answers how many reads were in flight at most."""
     import asyncio
 
     from rooms import consumers as room_consumers
 
-    settings.HIRFA_SUBSCRIBES_AT_ONCE = 3
     room_consumers._admission.clear()
-    names = [f"membre{i}" for i in range(12)]
-    room, *members = await guild_with_members(*names)
     real = room_consumers._subscription_state
     now = {"running": 0, "most": 0}
 
@@ -333,7 +330,7 @@ async def test_a_crowd_subscribing_at_once_reads_the_database_a_few_at_a_time(se
         now["running"] += 1
         now["most"] = max(now["most"], now["running"])
         try:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(read_seconds)
             return await real(*args, **kwargs)
         finally:
             now["running"] -= 1
@@ -343,44 +340,29 @@ async def test_a_crowd_subscribing_at_once_reads_the_database_a_few_at_a_time(se
     try:
         results = await asyncio.gather(*(subscribe(comm, room.pk) for comm in sockets))
         assert len(results) == len(members)
-        assert 1 < now["most"] <= 3
+        return now["most"]
     finally:
         for comm in sockets:
             await comm.disconnect()
         room_consumers._admission.clear()
+
+
+async def test_a_crowd_subscribing_at_once_reads_the_database_a_few_at_a_time(settings, monkeypatch):
+    """Admission smoothing: every socket is accepted and subscribed, but at most
+    HIRFA_SUBSCRIBES_AT_ONCE subscriptions read the database together."""
+    settings.HIRFA_SUBSCRIBES_AT_ONCE = 3
+    room, *members = await guild_with_members(*(f"membre{i}" for i in range(12)))
+    most = await subscribe_crowd(monkeypatch, members, room, read_seconds=0.05)
+    assert 1 < most <= 3
 
 
 async def test_a_crowd_subscribing_gets_more_than_eight_reads_in_flight_by_default(monkeypatch):
     """With their reads together (`_states_together`), a hub lets 32 subscriptions through at
     once by default: eight, each one late turn of a busy loop after another, let 15 a second
     through while a crowd's openings went on (docs/performance.md, 2026-12-01 `crowd`)."""
-    import asyncio
-
-    from rooms import consumers as room_consumers
-
-    room_consumers._admission.clear()
     room, *members = await guild_with_members(*(f"membre{i}" for i in range(20)))
-    real = room_consumers._subscription_state
-    now = {"running": 0, "most": 0}
-
-    async def counted(*args, **kwargs):
-        now["running"] += 1
-        now["most"] = max(now["most"], now["running"])
-        try:
-            await asyncio.sleep(0.2)
-            return await real(*args, **kwargs)
-        finally:
-            now["running"] -= 1
-
-    monkeypatch.setattr(room_consumers, "_subscription_state", counted)
-    sockets = [await open_socket(user) for user in members]
-    try:
-        await asyncio.gather(*(subscribe(comm, room.pk) for comm in sockets))
-        assert now["most"] > 8, now
-    finally:
-        for comm in sockets:
-            await comm.disconnect()
-        room_consumers._admission.clear()
+    most = await subscribe_crowd(monkeypatch, members, room, read_seconds=0.2)
+    assert most > 8, most
 
 
 async def test_subscriptions_waiting_for_their_read_are_read_together(monkeypatch):

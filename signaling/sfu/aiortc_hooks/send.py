@@ -176,8 +176,6 @@ class RtpWriter:
         # element per level, the padding. A writer sends about one packet a burst, so nothing
         # is built per packet but what changed.
         static = _extension_element(ids.mid, mid.encode())
-        self._abs_send_time_id = ids.abs_send_time
-        self._audio_level_id = ids.audio_level
         abs_size = 4 if ids.abs_send_time else 0
         abs_head = bytes([(ids.abs_send_time << 4) | 2]) if ids.abs_send_time else b""
         self._abs_head = abs_head
