@@ -194,6 +194,9 @@ def test_moderator_edits_moves_splits_and_cancels_on_a_phone(weekly_session, ser
     # Edit the series: the picker reads the saved rule and previews it.
     k.click("[data-action='edit']")
     k.wait_for_selector("#gathering-form")
+    # The form is the server's; the picker is filled by the page's module once
+    # it has loaded, which on a loaded machine comes a moment later.
+    k.wait_for_function("() => document.querySelector('.recurrence-picker [data-freq]').value !== ''")
     assert k.input_value(".recurrence-picker [data-freq]") == "WEEKLY"
     assert k.input_value(".recurrence-picker [data-count]") == "4"
     k.wait_for_function("() => document.querySelectorAll('[data-preview] li').length === 4")
@@ -244,4 +247,31 @@ def test_moderator_edits_moves_splits_and_cancels_on_a_phone(weekly_session, ser
     assert k.locator(".occurrence").count() == 2  # the cancelled one and the moved one remain
     assert_fits(k)
     shot(k, "fr-phone-detail-after-changes")
+    assert k.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_repeat_chosen_before_the_page_script_arrives_is_kept(tlemcen_people, server, browser):
+    """On a slow link the form is there before its module: a repeat chosen meanwhile
+    becomes the rule once the module arrives, instead of being silently dropped."""
+    karim_cookie, _amina_cookie, room_id = tlemcen_people
+    day = first_friday_after(10)
+    k = open_page(browser, server, karim_cookie, language="fr", viewport=PHONE)
+    held: list[str] = []
+
+    def hold(route):
+        held.append(route.request.url)
+        route.abort()
+
+    k.route("**/gatherings/gatherings*.js", hold)
+    k.goto(f"{server.url}/gatherings/new?room={room_id}")
+    k.wait_for_selector("#gathering-form")
+    assert held, "the page's module was not held back"
+    k.fill("#id_start", f"{day:%Y-%m-%d}T18:00")
+    k.select_option(".recurrence-picker [data-freq]", "WEEKLY")
+    k.fill(".recurrence-picker [data-count]", "4")
+    # The module arrives now.
+    k.unroute("**/gatherings/gatherings*.js")
+    k.add_script_tag(url=held[0], type="module")
+    k.wait_for_function("() => document.querySelectorAll('[data-preview] li').length === 4")
+    assert k.input_value("#id_rrule") == "FREQ=WEEKLY;COUNT=4"
     assert k.errors == []  # type: ignore[attr-defined]

@@ -119,7 +119,8 @@ function setupPicker(form) {
   }
   picker.addEventListener("input", () => changed(true));
   for (const el of [start, tz, duration, rrule]) el.addEventListener("input", () => changed(el !== rrule));
-  changed(false);
+  // On a slow link the form comes before this module: a repeat chosen meanwhile is the rule.
+  changed(!rrule.value && picker.querySelector("[data-freq]").value !== "");
 }
 
 const form = document.getElementById("gathering-form");
