@@ -43,6 +43,7 @@ JS_STRINGS: dict[str, Promise] = {
     "typingOne": _("%(name)s is typing…"),
     "typingMany": _("Several people are typing…"),
     "onlineCount": _("Online (%(count)s)"),
+    "onlineListed": _("%(shown)s of %(count)s listed"),
     "message": _("Message"),
     "unknownAuthor": _("Former member"),
     "originalMissing": _("Original message not loaded"),

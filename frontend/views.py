@@ -44,7 +44,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static" / "hirfa"
 # outbox.js's exports, dropped for the service worker (a classic script).
 OUTBOX_EXPORT = re.compile(r"^export (?=(?:const|function) )", re.MULTILINE)
 # Kept by the service worker at install: the shell every page needs, offline too.
-SHELL_FILES = ["hirfa.css", "dom.js", "badge.js", "pwa.js", "outbox.js", "socket.js", "markdown.js", "room.js",
+SHELL_FILES = ["hirfa.css", "dom.js", "badge.js", "pwa.js", "outbox.js", "socket.js", "markdown.js", "room.js", "online.js",
                "rooms.js", "meeting-banner.js", "icons.svg", "icons/icon-192.png"]
 # The kinds a member may choose to have pushed to his devices.
 PUSH_KINDS = [

@@ -16,7 +16,7 @@ from rooms import services
 ROOT = Path(__file__).resolve().parents[2]
 EMOJI = re.compile("[\U0001f300-\U0001faff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\ufe0f]")
 SCRIPTS = [
-    "room.js", "rooms.js", "voice.js", "dom.js", "socket.js", "badge.js", "push.js", "pwa.js",
+    "room.js", "online.js", "rooms.js", "voice.js", "dom.js", "socket.js", "badge.js", "push.js", "pwa.js",
     "meeting.js", "meeting-peer.js", "meeting-banner.js", "meeting-stats.js", "lip-sync.js",
 ]
 

@@ -8,6 +8,7 @@ import { renderMarkdown } from "./markdown.js";
 import { watchMeeting } from "./meeting-banner.js";
 import { bumpUnread } from "./badge.js";
 import { canRecord, setupRecorder, voicePlayer } from "./voice.js";
+import { OnlineList } from "./online.js";
 
 const T = pageData("i18n");
 const C = pageData("config");
@@ -34,6 +35,9 @@ const els = {
   online: $("online"),
   onlineTitle: $("online-title"),
   onlineCount: $("online-count"),
+  onlineMoreRow: $("online-more-row"),
+  onlineMore: $("online-more"),
+  onlineListed: $("online-listed"),
   mutedNotice: $("muted-notice"),
   mic: $("mic"),
 };
@@ -49,8 +53,6 @@ const csrf = () => document.querySelector("[name=csrfmiddlewaretoken]")?.value |
 const messages = new Map(); // id → message frame
 const nodes = new Map(); // id → <li>
 const pendingNodes = new Map(); // client_id → <li>
-const online = new Map(); // user id → name
-let onlineCount = 0; // how many are online in all (the list may hold only a page)
 const typers = new Map(); // user id → {name, until}
 let replyTo = null;
 let editing = null;
@@ -771,9 +773,8 @@ function renderTyping() {
 setInterval(renderTyping, 1500);
 
 function renderOnline() {
-  const items = [...online.entries()].sort((a, b) => a[1].localeCompare(b[1]));
   els.online.replaceChildren(
-    ...items.map(([id, name]) => {
+    ...online.entries().map(([id, name]) => {
       const li = h("li", {}, h("span", { class: "dot", "aria-hidden": "true" }), h("span", { class: "person" }, h("bdi", { text: name })));
       if (id !== ME) {
         li.append(
@@ -790,22 +791,10 @@ function renderOnline() {
     }),
   );
   // A large room lists a page of who is online; the rest come on demand.
-  if (onlineCount > online.size) {
-    const more = h("button", { type: "button", class: "btn btn-quiet btn-small", text: T.more });
-    more.addEventListener("click", () => {
-      more.disabled = true;
-      hub.request({ type: "presence", room: ROOM, offset: online.size, limit: 100 }).then(
-        (page) => {
-          for (const person of page.online) online.set(person.id, person.name);
-          onlineCount = page.online_count;
-          renderOnline();
-        },
-        () => (more.disabled = false),
-      );
-    });
-    els.online.append(h("li", {}, more));
-  }
-  const label = fmt("onlineCount", { count: Math.max(onlineCount, online.size) });
+  els.onlineMoreRow.hidden = !online.hasMore;
+  els.onlineMore.disabled = online.busy;
+  els.onlineListed.textContent = fmt("onlineListed", { shown: online.people.size, count: online.count });
+  const label = fmt("onlineCount", { count: Math.max(online.count, online.people.size) });
   els.onlineTitle.textContent = label;
   els.onlineCount.textContent = label;
 }
@@ -823,6 +812,13 @@ function setMuted(untilIso) {
 
 const hub = new Hub({ loginUrl: C.loginUrl || "/login/" });
 window.hirfaHub = hub; // for the browser tests and for debugging
+
+const online = new OnlineList({ room: ROOM, request: (frame) => hub.request(frame), changed: renderOnline });
+els.onlineMore.addEventListener("click", () => online.more().catch(() => {}));
+// The list is read again only while it is in view (the people sheet open on a phone).
+if ("IntersectionObserver" in window) {
+  new IntersectionObserver((seen) => online.show(seen.some((entry) => entry.isIntersecting))).observe(els.online);
+}
 watchMeeting(hub, ROOM);
 
 hub.on("status", ({ state, retryIn }) => {
@@ -841,26 +837,11 @@ hub.on("status", ({ state, retryIn }) => {
 hub.on("message", (message) => receive([message]));
 hub.on("subscribed", (frame) => {
   if (frame.room !== ROOM) return;
-  online.clear();
-  for (const person of frame.online || []) online.set(person.id, person.name);
-  onlineCount = frame.online_count ?? online.size;
-  renderOnline();
+  online.subscribed(frame);
   markRead();
 });
-hub.on("presence_delta", (frame) => {
-  if (frame.room !== ROOM) return;
-  for (const person of frame.left || []) online.delete(person.id);
-  for (const person of frame.joined || []) online.set(person.id, person.name);
-  onlineCount = frame.online_count;
-  renderOnline();
-});
-hub.on("presence_list", (frame) => {
-  if (frame.room !== ROOM) return;
-  if (!frame.offset) online.clear();
-  for (const person of frame.online) online.set(person.id, person.name);
-  onlineCount = frame.online_count;
-  renderOnline();
-});
+hub.on("presence_delta", (frame) => frame.room === ROOM && online.delta(frame));
+hub.on("presence_list", (frame) => frame.room === ROOM && online.list(frame));
 hub.on("typing", (frame) => {
   if (frame.room !== ROOM || frame.user.id === ME) return;
   typers.set(frame.user.id, { name: frame.user.name, until: Date.now() + 4000 });
