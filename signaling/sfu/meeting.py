@@ -779,7 +779,7 @@ class Participant:
         if self._audio_only:
             wanted = max(wanted, resume_cost(audios, videos))
         self._wanted = wanted
-        probe = downlink.round(now, wanted)
+        probe = downlink.round(now, wanted, audio_only=self._audio_only)
         self._pad_up_to(probe)
         decision = allocate(
             downlink.value(now), audios, videos, audio_only=self._audio_only, loss_budget=downlink.loss_value(),

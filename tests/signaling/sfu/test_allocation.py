@@ -258,6 +258,40 @@ def test_estimate_follows_remb_and_loss_and_probes_up_when_calm() -> None:
     assert estimate.round(30.1, wanted=700_000) is not None
 
 
+def _after_three_failed_probes(*, audio_only: bool) -> tuple[DownlinkEstimate, float]:
+    """A subscriber whose three probes failed (no round trips measured: a falling REMB each
+    time), audio-only for his link or not; (his estimate, when the third failed)."""
+    estimate = DownlinkEstimate(startup=False)
+    now = 0.0
+    assert estimate.round(now, wanted=1_500_000, audio_only=audio_only) is None
+    for failed in range(3):
+        while estimate.round(now, wanted=1_500_000, audio_only=audio_only) is None:
+            now = round(now + 0.1, 6)
+        now = round(now + 0.1, 6)
+        estimate.congested(now)
+        assert estimate.probes_failed == failed + 1
+    return estimate, now
+
+
+def test_an_audio_only_subscriber_probes_again_within_seconds_and_climbs_by_doubling() -> None:
+    """Audio-only for his link, he has most to gain from a probe, and nothing else tells him his
+    link rose (no video, no REMB): after failed probes the next waits ``probe_after`` and at most
+    ``audio_only_probe_wait`` (2 s) more, not 8; once one held, the next comes at once and
+    doubles. Receiving video, the back-off and the climb of 1.5 stand."""
+    estimate, failed = _after_three_failed_probes(audio_only=True)
+    assert estimate.round(failed + 3.9, wanted=1_500_000, audio_only=True) is None
+    target = estimate.round(failed + 4.0, wanted=1_500_000, audio_only=True)
+    assert target is not None
+    # It held (nothing said no): the next at once, twice what it showed.
+    assert estimate.round(failed + 4.5, wanted=1_500_000, audio_only=True) == 2 * target
+    estimate, failed = _after_three_failed_probes(audio_only=False)
+    assert estimate.round(failed + 9.9, wanted=1_500_000) is None, "probe_after and 8 s"
+    target = estimate.round(failed + 10.1, wanted=1_500_000)
+    assert target is not None
+    assert estimate.round(failed + 10.6, wanted=1_500_000) is None, "a calm second first"
+    assert estimate.round(failed + 11.6, wanted=1_500_000) == 1.5 * target
+
+
 def test_a_falling_remb_is_congestion_only_when_round_trips_showed_a_queue() -> None:
     """On a lossy radio link Chromium's REMB dips under what arrives with no queue anywhere: what
     probes showed is kept. A REMB that falls while our own round trips showed a queue (within

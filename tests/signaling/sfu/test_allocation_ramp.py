@@ -144,6 +144,8 @@ class Timed:
     worst_queue: float = 0.0
     #: (time, estimate) at each allocation round.
     trace: list[tuple[float, float]] | None = None
+    #: When a camera was first sent to him after ``rise`` (``None``: not within ``seconds``).
+    camera_at: float | None = None
 
 
 def run_in_time(
@@ -157,13 +159,17 @@ def run_in_time(
     count_from: float = 5.0,
     late: float = 0.0,
     seed: int = 0,
+    rise: tuple[float, float] | None = None,
     debug: list | None = None,
 ) -> Timed:
     """His estimate and link over ``seconds`` after his join (see above). ``uplink``: (from, to,
     seconds) his own uplink's queue on every round trip meanwhile (his camera filling it, as in
     the lab); ``spikes``: times at which the server's loop answers one ping 150 ms late;
-    ``late``: the mean (s) of a loaded loop's lateness on every ping (exponential). Audio
-    lost is counted from ``count_from`` (the bench's window)."""
+    ``late``: the mean (s) of a loaded loop's lateness on every ping (exponential); ``rise``:
+    (at, capacity) his link rises to ``capacity`` at ``at`` s (the lab's ``recover``), and
+    ``camera_at`` says when a camera was first sent to him after it. The rounds pass his
+    audio-only state on, as ``Participant._allocate`` does. Audio lost is counted from
+    ``count_from`` (the bench's window)."""
     estimate = DownlinkEstimate(delay_since=0.0)
     timed = Timed(estimate, trace=[])
     queued = 0.0  # bits
@@ -177,9 +183,16 @@ def run_in_time(
     pending_spikes = list(spikes)
     rng = random.Random(seed)
     while now < seconds:
+        if rise is not None and now >= rise[0] - 1e-9:
+            capacity = rise[1]
         if now >= next_round - 1e-9:
-            estimate.round(now, LAB_WANTED)
-            decision = allocate(estimate.value(now), LAB_VOICES, LAB_VIDEOS, loss_budget=estimate.loss_value())
+            estimate.round(now, LAB_WANTED, audio_only=decision.audio_only)
+            decision = allocate(
+                estimate.value(now), LAB_VOICES, LAB_VIDEOS, audio_only=decision.audio_only,
+                loss_budget=estimate.loss_value(),
+            )
+            if rise is not None and now >= rise[0] and timed.camera_at is None and not decision.audio_only:
+                timed.camera_at = now
             estimate.sending = decision.cost
             next_round = now + ROUND
             assert timed.trace is not None
@@ -372,3 +385,22 @@ def test_on_a_lossy_radio_link_a_loaded_loops_late_answers_do_not_pause_the_came
         assert on is not None and on <= 40.0, f"seed {seed}: every camera on at {on} s"
         total_paused += sum(1 for at, _, paused in trace if at >= on and paused)
     assert total_paused <= 20, f"{total_paused} rounds with a camera paused in 8 minutes"
+
+
+def test_an_audio_only_subscribers_link_that_rises_brings_a_camera_within_seconds() -> None:
+    """The lab's ``recover``: the narrow link's subscriber, audio-only for his link after his
+    first probes failed, sees it rise to 2 Mbit/s. Nothing but a probe can tell him (no video,
+    no REMB, nothing lost, the same round trip), and after three failed probes the next waited
+    up to 10 s (``max_probe_wait`` 8 s and ``probe_after`` 2 s), then three held probes of 1.5
+    times each, about 2 s apiece, came before a camera: 6.75-17.25 s from the rise over the rises
+    below (median 10.75), and 10.02, 10.27 and 9.71 s to a decoded camera in the lab. His voices
+    must not pay for probing more often: under 0.2 % of them lost before the rise."""
+    took = []
+    for quarter in range(0, 81, 2):
+        at = 10.0 + 0.25 * quarter
+        timed = run_in_time(300_000, 0.15, at + 20.0, rise=(at, 2_000_000))
+        took.append(20.0 if timed.camera_at is None else timed.camera_at - at)
+        narrow = run_in_time(300_000, 0.15, at)
+        lost = narrow.audio_lost / narrow.audio_sent
+        assert lost < 0.002, f"rise at {at} s: {100 * lost:.2f} % of his audio lost before it"
+    assert max(took) < 9.0, f"from the rise to a camera: worst {max(took):.2f} s, median {statistics.median(took):.2f} s"
