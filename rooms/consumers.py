@@ -53,6 +53,10 @@ TYPING_EVERY_SECONDS = 2.0
 # members joining, each would otherwise read Redis and a hundred names from the database.
 ONLINE_PAGE_KEPT_SECONDS = 1.0
 _online_pages: dict[int, tuple[float, list[protocol.Author], int]] = {}
+# A crowded room's first page being read now: the subscriptions that arrive meanwhile wait
+# for it rather than each read it again (a crowd of 10,000 read it once per eight members,
+# 32 subscriptions at once all missing the page the second it went out of date).
+_online_reads: dict[int, asyncio.Future[tuple[list[protocol.Author], int]]] = {}
 PRESENCE_REFRESH_SECONDS = 30
 
 
@@ -307,19 +311,38 @@ class RoomFrames(SocketPart):
     ) -> tuple[list[protocol.Author], int]:
         if self._bus_degraded():
             return [], 0
-        first_page = offset == 0 and limit == ONLINE_LIST_MAX
-        if first_page:
-            kept = _online_pages.get(room_id)
-            if kept is not None and time.monotonic() - kept[0] < ONLINE_PAGE_KEPT_SECONDS:
-                return kept[1], kept[2]
+        if not (offset == 0 and limit == ONLINE_LIST_MAX):
+            return await _online_read(room_id, offset=offset, limit=limit)
+        kept = _online_pages.get(room_id)
+        if kept is not None and time.monotonic() - kept[0] < ONLINE_PAGE_KEPT_SECONDS:
+            return kept[1], kept[2]
+        loop = asyncio.get_running_loop()
+        reading = _online_reads.get(room_id)
+        # Only a room known to be crowded (a page kept) shares a read begun before this
+        # member asked: in a small room he must find himself in the page.
+        if kept is not None and reading is not None and reading.get_loop() is loop:
+            try:
+                return await asyncio.shield(reading)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not reading.cancelled() or (task is not None and task.cancelling()):
+                    raise  # this subscription itself was cancelled
+                # The socket reading it closed meanwhile: read it here.
+        reading = loop.create_future()
+        _online_reads[room_id] = reading
         try:
-            online_ids, online_count = await presence_store().online(room_id, limit=limit, offset=offset)
-        except Exception as exc:
-            log.warning("presence unavailable for room %s (%s)", room_id, exc)
-            return [], 0
-        authors = await _authors(online_ids)
-        if first_page and online_count > limit:
-            _online_pages[room_id] = (time.monotonic(), authors, online_count)
+            authors, online_count = await _online_read(room_id, offset=0, limit=ONLINE_LIST_MAX)
+            if online_count > ONLINE_LIST_MAX:
+                _online_pages[room_id] = (time.monotonic(), authors, online_count)
+            else:
+                _online_pages.pop(room_id, None)
+            reading.set_result((authors, online_count))
+        except BaseException:
+            reading.cancel()
+            raise
+        finally:
+            if _online_reads.get(room_id) is reading:
+                del _online_reads[room_id]
         return authors, online_count
 
     # --- handlers -----------------------------------------------------------------
@@ -495,6 +518,17 @@ class RoomFrames(SocketPart):
                 ref=frame.ref, room=frame.room, online=online, online_count=online_count, offset=frame.offset
             )
         )
+
+
+async def _online_read(room_id: int, *, offset: int, limit: int) -> tuple[list[protocol.Author], int]:
+    """A page of who is online in the room and how many are, or nothing while presence is
+    unreachable (it is a hint)."""
+    try:
+        online_ids, online_count = await presence_store().online(room_id, limit=limit, offset=offset)
+    except Exception as exc:
+        log.warning("presence unavailable for room %s (%s)", room_id, exc)
+        return [], 0
+    return await _authors(online_ids), online_count
 
 
 @functools.lru_cache(maxsize=16)

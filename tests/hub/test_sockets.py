@@ -106,3 +106,18 @@ async def test_a_frame_does_not_wait_for_djangos_one_sync_thread():
         held.set()
         await busy
         await comm.disconnect()
+
+
+def test_socket_ids_are_unique_and_ask_the_kernel_for_no_randomness():
+    """A socket's id (presence and the socket slots count by it) is its process's random
+    prefix and a number: a uuid4 per opening was a system call on every socket."""
+    from hub import consumers
+
+    real_uuid = consumers.uuid
+    try:
+        consumers.uuid = None  # type: ignore[assignment]
+        ids = [consumers.new_conn_id() for _ in range(10_000)]
+    finally:
+        consumers.uuid = real_uuid
+    assert len(set(ids)) == 10_000
+    assert all(i.startswith(consumers._PROCESS_ID) for i in ids) and len(consumers._PROCESS_ID) == 16

@@ -198,3 +198,125 @@ async def test_a_crowded_rooms_first_page_of_who_is_online_is_read_once_a_second
     assert reads == [0, 0, 0]
     for part in parts:
         await part.close()
+
+
+async def test_a_crowded_rooms_subscriptions_arriving_together_share_one_read_of_its_first_page(monkeypatch):
+    """A crowd subscribing while the page is being read waits for that read instead of each
+    reading Redis and a hundred names again (10,000 members: a read per eight subscriptions)."""
+    import asyncio
+
+    import rooms.consumers as room_frames
+
+    room, *members = await guild_with("amina", "yacine", "nadia", "walida", "samir")
+    reads: list[int] = []
+    let_through = asyncio.Event()
+
+    class CrowdedRoom:
+        """5,000 members online; each read of the page takes until `let_through`."""
+
+        async def add(self, room_id: int, user_id: int, conn_id: str) -> bool:
+            return True
+
+        async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool:
+            return True
+
+        async def online(self, room_id: int, limit: int = 100, offset: int = 0) -> tuple[list[int], int]:
+            reads.append(offset)
+            await let_through.wait()
+            return [m.pk for m in members], 5000
+
+    monkeypatch.setattr(room_frames, "presence_store", CrowdedRoom)
+    # A page kept once (the room is known to be crowded), and out of date now.
+    monkeypatch.setattr(room_frames, "_online_pages", {room.pk: (0.0, [], 5000)})
+    sockets = [FakeSocket(member) for member in members]
+    parts = [RoomFrames(socket) for socket in sockets]
+    asked = [
+        asyncio.create_task(part.handlers()["subscribe"](protocol.Subscribe(type="subscribe", room=room.pk, ref="s")))
+        for part in parts
+    ]
+    for _turn in range(50):
+        await asyncio.sleep(0.01)
+    let_through.set()
+    await asyncio.gather(*asked)
+    assert reads == [0]
+    for socket in sockets:
+        subscribed_frame = socket.sent[-1]
+        assert subscribed_frame["type"] == "subscribed" and subscribed_frame["online_count"] == 5000
+        assert [p["id"] for p in subscribed_frame["online"]] == [m.pk for m in members]
+    for part in parts:
+        await part.close()
+
+
+async def test_a_room_no_longer_crowded_reads_its_page_for_each_subscription(monkeypatch):
+    """Below a page, everyone online is listed and the deltas keep that list exact: a page
+    read before a member's own presence was added would leave him out of it."""
+    import rooms.consumers as room_frames
+
+    room, *members = await guild_with("amina", "yacine")
+    reads: list[int] = []
+
+    class EmptiedRoom:
+        async def add(self, room_id: int, user_id: int, conn_id: str) -> bool:
+            return True
+
+        async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool:
+            return True
+
+        async def online(self, room_id: int, limit: int = 100, offset: int = 0) -> tuple[list[int], int]:
+            reads.append(offset)
+            return [m.pk for m in members], 2
+
+    monkeypatch.setattr(room_frames, "presence_store", EmptiedRoom)
+    monkeypatch.setattr(room_frames, "_online_pages", {room.pk: (0.0, [], 5000)})  # crowded once
+    parts = []
+    for member in members:
+        _socket, part = await subscribed(member, room)
+        parts.append(part)
+    assert reads == [0, 0]
+    assert room.pk not in room_frames._online_pages
+    for part in parts:
+        await part.close()
+
+
+async def test_a_subscription_waiting_for_a_page_whose_reader_closed_reads_it_itself(monkeypatch):
+    import asyncio
+
+    import rooms.consumers as room_frames
+
+    room, amina, yacine = await guild_with("amina", "yacine")
+    reads: list[int] = []
+    first_read = asyncio.Event()
+
+    class CrowdedRoom:
+        async def add(self, room_id: int, user_id: int, conn_id: str) -> bool:
+            return True
+
+        async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool:
+            return True
+
+        async def online(self, room_id: int, limit: int = 100, offset: int = 0) -> tuple[list[int], int]:
+            reads.append(offset)
+            if len(reads) == 1:
+                first_read.set()
+                await asyncio.sleep(60)  # until its socket closes
+            return [amina.pk, yacine.pk], 5000
+
+    monkeypatch.setattr(room_frames, "presence_store", CrowdedRoom)
+    monkeypatch.setattr(room_frames, "_online_pages", {room.pk: (0.0, [], 5000)})
+    first, second = FakeSocket(amina), FakeSocket(yacine)
+    first_part, second_part = RoomFrames(first), RoomFrames(second)
+    reader = asyncio.create_task(
+        first_part.handlers()["subscribe"](protocol.Subscribe(type="subscribe", room=room.pk, ref="s"))
+    )
+    await first_read.wait()
+    waiter = asyncio.create_task(
+        second_part.handlers()["subscribe"](protocol.Subscribe(type="subscribe", room=room.pk, ref="s"))
+    )
+    for _turn in range(20):
+        await asyncio.sleep(0.01)
+    reader.cancel()
+    await waiter
+    assert reads == [0, 0]
+    assert second.sent[-1]["type"] == "subscribed" and second.sent[-1]["online_count"] == 5000
+    await first_part.close()
+    await second_part.close()
