@@ -131,8 +131,17 @@ def open_room(browser: Any, server: DaphneServer, cookie: dict[str, str], room_i
     return page
 
 
-def wait_listed(page: Any, count: int) -> None:
-    page.wait_for_function(f"() => document.querySelectorAll('#online li .person').length === {count}")
+def wait_listed(page: Any, count: int, timeout_ms: int = WAIT_MS) -> None:
+    try:
+        page.wait_for_function(
+            f"() => document.querySelectorAll('#online li .person').length === {count}", timeout=timeout_ms
+        )
+    except Exception as exc:
+        state = page.evaluate(
+            "() => [document.querySelectorAll('#online li .person').length,"
+            " document.querySelector('#online-count').textContent, window.presenceAsked]"
+        )
+        raise AssertionError(f"{count} not listed: listed, count, presence asked = {state}") from exc
 
 
 def test_a_large_room_lists_more_on_demand_and_refreshes_an_open_list(
@@ -154,15 +163,18 @@ def test_a_large_room_lists_more_on_demand_and_refreshes_an_open_list(
         assert more.inner_text().strip() == translation.gettext(SHOW_MORE)
         hint = str(JS_STRINGS["onlineListed"]).replace("%(shown)s", "100").replace("%(count)s", str(CROWD + 1))
     assert page.locator("#online-listed").inner_text().replace("\u2068", "").replace("\u2069", "") == hint
+    # One request for the next page. (On a loaded machine the crowd's arrival may be announced
+    # after her page opened, and the stale list read again: the count starts here.)
+    asked = page.evaluate("() => window.presenceAsked")
     more.click()
     wait_listed(page, CROWD + 1)
     assert not more.is_visible()
-    assert page.evaluate("() => window.presenceAsked") == 1
+    assert page.evaluate("() => window.presenceAsked") == asked + 1
 
     # Thirty leave: the room's deltas carry only the count; the open list is read again.
     gone = list(first)[:30]
     crowd.leave(gone)
-    wait_listed(page, CROWD + 1 - 30)
+    wait_listed(page, CROWD + 1 - 30, timeout_ms=2 * WAIT_MS)
     listed = page.evaluate(LISTED)
     assert not set(listed) & {name.capitalize() for name in gone}
     page.wait_for_function(f"() => document.querySelector('#online-count').textContent.includes('{CROWD + 1 - 30}')")

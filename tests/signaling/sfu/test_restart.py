@@ -204,7 +204,9 @@ async def test_after_an_ice_restart_the_videos_he_receives_start_again_at_a_keyf
     participant = meeting.participant("amina")
     server = participant.peer_connection.getTransceivers()[0].receiver.transport.transport._connection
     await asyncio.sleep(1.0)  # past the keyframe interval of the first subscription's request
-    asked = camera.keyframe_requests_sent
+    # Sent, or absorbed by one already pending (on a loaded machine a lost packet's recovery
+    # may have asked for one just before the move: its keyframe serves the move too).
+    asked = camera.keyframe_requests_sent + camera.keyframe_requests_absorbed
 
     moved, port = await _move(amina)
     client = amina.pc.getTransceivers()[0].receiver.transport.transport._connection
@@ -214,5 +216,7 @@ async def test_after_an_ice_restart_the_videos_he_receives_start_again_at_a_keyf
     await wait_until(lambda: server._nominated[1].remote_addr == ("127.0.0.1", port), what="media moved")
     frames = len(amina.frames_from("karim", TrackSource.CAMERA))
     await wait_until(lambda: len(amina.frames_from("karim", TrackSource.CAMERA)) >= frames + 10, what="video again")
-    assert camera.keyframe_requests_sent > asked, "no keyframe asked for when his media moved"
+    assert camera.keyframe_requests_sent + camera.keyframe_requests_absorbed > asked, (
+        "no keyframe asked for when his media moved"
+    )
     await close_all(sfu, sessions)
