@@ -129,13 +129,17 @@ def test_the_service_worker_shows_a_pushed_mention(mention_pushed, daphne_factor
     page.goto(f"{server.url}/notifications/")
     page.wait_for_function("() => navigator.serviceWorker.controller !== null")
     cdp = context.new_cdp_session(page)
-    # This page's registration only: the browser is shared with the tests before, whose
-    # registrations (other servers, other ports) the protocol may list too.
+    # This server's registrations only: the browser is shared with the tests before, whose
+    # registrations (other servers, other ports) the protocol may list too. An earlier test's
+    # server may have had this very port (in another browser context): the push goes to every
+    # registration of this origin, and this page's context shows it.
+    scope = server.url.rstrip("/") + "/"
     registrations: list[str] = []
     cdp.on("ServiceWorker.workerRegistrationUpdated",
            lambda event: registrations.extend(
                r["registrationId"] for r in event["registrations"]
-               if r["scopeURL"].startswith(server.url) and not r.get("isDeleted")
+               if r["scopeURL"].startswith(scope) and not r.get("isDeleted")
+               and r["registrationId"] not in registrations
            ))
     cdp.send("ServiceWorker.enable")
     deadline = 50
@@ -143,8 +147,10 @@ def test_the_service_worker_shows_a_pushed_mention(mention_pushed, daphne_factor
         page.wait_for_timeout(100)
         deadline -= 1
     assert registrations, "the page has a service worker registration"
-    cdp.send("ServiceWorker.deliverPushMessage",
-             {"origin": server.url, "registrationId": registrations[0], "data": json.dumps(payload)})
+    page.wait_for_timeout(300)  # the rest of the listing, when it comes in several events
+    for registration in registrations:
+        cdp.send("ServiceWorker.deliverPushMessage",
+                 {"origin": server.url, "registrationId": registration, "data": json.dumps(payload)})
     # Polled from here: wait_for_function takes a returned promise as truthy at once, so it
     # would not wait for the push to be handled.
     shown: list = []
