@@ -16,7 +16,10 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -58,8 +61,9 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.user: Any = self.scope.get("user")
         self.conn_id = new_conn_id()
-        # Set by Channels when there is a channel layer (SFU workers answer there).
-        self.reply_channel: str = getattr(self, "channel_name", None) or f"local.{self.conn_id}"
+        # The socket's channel on the channel layer (SFU workers answer there): opened when a
+        # part first asks (`open_reply_channel`, a meeting join), not for every socket.
+        self.reply_channel: str | None = None
         # The consumer's task (and what it starts) logs with this id (hub/logs.py).
         logs.conn_id.set(self.conn_id)
         # The session the socket was opened under: a log-out of that session closes it.
@@ -128,12 +132,44 @@ class HubConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Channels' AsyncConsumer.__call__ (channels 4.3.2, pinned in hub.daphne_hooks), less
+        # the channel it opens on the channel layer for every consumer: chat sockets never
+        # receive on it, and each one's pending read was 4 % of a hub's loop while a crowd
+        # connected (a BZPOPMIN restarted for every socket closing while it held channels_redis's
+        # receive lock). A part that needs it opens it (`open_reply_channel`).
         # Whatever ends the consumer (a close, a cancel, a failure nothing caught),
         # its presence, fan-out registrations and meeting seat are released.
         try:
-            await super().__call__(scope, receive, send)
+            self.scope = scope
+            self.channel_layer = None
+            self.base_send = send
+            try:
+                await await_many_dispatch([receive], self.dispatch)
+            except StopConsumer:
+                pass
         finally:
             await self.release()
+
+    async def open_reply_channel(self) -> str:
+        """This socket's channel on the channel layer, opened on first use, its messages
+        dispatched (`channel_handlers`) until the socket closes; a local address without a layer."""
+        if self.reply_channel is None:
+            layer = get_channel_layer(self.channel_layer_alias)
+            if layer is None:
+                self.reply_channel = f"local.{self.conn_id}"
+            else:
+                self.channel_layer = layer
+                self.channel_name = self.reply_channel = await layer.new_channel()
+                self.spawn(self._read_channel(layer, self.channel_name))
+        return self.reply_channel
+
+    async def _read_channel(self, layer: Any, name: str) -> None:
+        while not self.closing:
+            message = await layer.receive(name)
+            try:
+                await self.dispatch(message)
+            except Exception:
+                log.exception("a channel message failed on socket %s", self.conn_id)
 
     async def disconnect(self, code: int) -> None:
         await self.release()

@@ -36,9 +36,9 @@ class Socket(Protocol):
     def conn_id(self) -> str:
         """This socket's id, unique in the deployment (presence counts sockets by it)."""
 
-    @property
-    def reply_channel(self) -> str:
-        """Where the channel layer reaches this socket (`channel_handlers`), or a local address."""
+    async def open_reply_channel(self) -> str:
+        """Where the channel layer reaches this socket (`channel_handlers`), or a local address
+        without a layer: opened on first use (a socket that never asks has no channel)."""
 
     @property
     def protocol_version(self) -> int:

@@ -116,7 +116,8 @@ class MeetingFrames(SocketPart):
         self.meeting_pump: asyncio.Task[None] | None = None
         self.meeting_tokens = float(MEETING_FRAME_BURST)
         self.meeting_clock = 0.0
-        self.meeting_reply_to = socket.reply_channel
+        # Where the engine answers: the socket's channel, opened with the first join.
+        self.meeting_reply_to = ""
 
     def handlers(self) -> Mapping[str, FrameHandler]:
         # One bound handler for every meeting frame, not a closure per frame type: a socket
@@ -149,7 +150,8 @@ class MeetingFrames(SocketPart):
             if self.meeting is not None:
                 await self._meeting_leave(reason=None, tell_engine=True)
         finally:
-            placement.unregister_local(self.meeting_reply_to)
+            if self.meeting_reply_to:
+                placement.unregister_local(self.meeting_reply_to)
             if self.meeting_pump is not None:
                 self.meeting_pump.cancel()
 
@@ -415,6 +417,8 @@ class MeetingFrames(SocketPart):
         current = self.meeting
         if current is not None and current.meeting_id != ticket.meeting_id:
             raise HirfaError(ErrorCode.CONFLICT, _("Leave your meeting first."))
+        if not self.meeting_reply_to:
+            self.meeting_reply_to = await self.socket.open_reply_channel()
         link = await placement.link_for(meeting_id=ticket.meeting_id, worker=ticket.worker)
         receive_video = frame.receive_video and not frame.audio_only
         publish = [s for s in dict.fromkeys(frame.publish) if not (frame.audio_only and s != "mic")]

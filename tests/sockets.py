@@ -92,7 +92,6 @@ class FakeSocket:
     def __init__(self, user: Any, *, version: int = PROTOCOL_VERSION) -> None:
         self.user = user
         self.conn_id = uuid.uuid4().hex
-        self.reply_channel = f"local.{self.conn_id}"
         self.protocol_version = version
         self.sent: list[dict[str, Any]] = []
         #: The length of each `push_many` (one write to the kernel each on a real socket).
@@ -100,6 +99,9 @@ class FakeSocket:
         self.groups: set[str] = set()
         self.on_join: Callable[[str], None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
+
+    async def open_reply_channel(self) -> str:
+        return f"local.{self.conn_id}"
 
     def emit(self, frame: ServerFrame) -> None:
         self.push(encode(frame))

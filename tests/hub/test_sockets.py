@@ -121,3 +121,54 @@ def test_socket_ids_are_unique_and_ask_the_kernel_for_no_randomness():
         consumers.uuid = real_uuid
     assert len(set(ids)) == 10_000
     assert all(i.startswith(consumers._PROCESS_ID) for i in ids) and len(consumers._PROCESS_ID) == 16
+
+
+class ChannelProbe(Probe):
+    """Keeps the channel-layer messages sent to its socket (`probe.event`)."""
+
+    def __init__(self, socket: sockets.Socket) -> None:
+        super().__init__(socket)
+        self.events: list[dict[str, object]] = []
+
+    def channel_handlers(self) -> Mapping[str, sockets.ChannelHandler]:
+        async def keep(message: dict[str, object]) -> None:
+            self.events.append(message)
+
+        return {"probe.event": keep}
+
+
+async def test_a_socket_opens_a_channel_on_the_channel_layer_only_when_a_part_asks(monkeypatch):
+    """Channels opens a channel for every consumer and keeps a read pending on it; chat
+    sockets never receive there, and a crowd's pending reads were 4 % of a hub's loop. A
+    meeting join asks for it (SFU workers answer there)."""
+    from channels.layers import get_channel_layer
+
+    monkeypatch.setattr(sockets, "_parts", {"probe": ChannelProbe})
+    Probe.made.clear()
+    layer = get_channel_layer()
+    assert layer is not None
+    opened: list[str] = []
+    new_channel = layer.new_channel
+
+    async def counted(*args: object, **kwargs: object) -> str:
+        name = await new_channel(*args, **kwargs)
+        opened.append(name)
+        return name
+
+    monkeypatch.setattr(layer, "new_channel", counted)
+    amina = await sync_to_async(factories.artisan)("amina")
+    comm = await open_socket(amina)
+    (probe,) = Probe.made
+    await comm.send_json_to({"type": "unsubscribe", "room": PROBE_ROOM, "ref": "u"})
+    await expect(comm, "unsubscribed", ref="u")
+    assert opened == []
+    name = await probe.socket.open_reply_channel()
+    assert await probe.socket.open_reply_channel() == name and opened == [name]
+    await layer.send(name, {"type": "probe.event", "n": 1})
+    for _ in range(250):
+        if probe.events:
+            break
+        await asyncio.sleep(0.02)
+    assert probe.events == [{"type": "probe.event", "n": 1}]
+    await comm.disconnect()
+    assert probe.closed
