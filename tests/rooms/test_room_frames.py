@@ -3,6 +3,8 @@ which groups it joins and leaves, and which live events it lets through."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 from asgiref.sync import sync_to_async
 
@@ -20,6 +22,25 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 guild_with = sync_to_async(factories.guild_with)
 post_as = sync_to_async(factories.message)
+
+
+class PagedPresence:
+    """A presence store whose `online` is `page` (an async function of the offset), recording
+    the offsets read; every add and remove succeeds."""
+
+    def __init__(self, page: Callable[[int], Awaitable[tuple[list[int], int]]]) -> None:
+        self.page = page
+        self.reads: list[int] = []
+
+    async def add(self, room_id: int, user_id: int, conn_id: str) -> bool:
+        return True
+
+    async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool:
+        return True
+
+    async def online(self, room_id: int, limit: int = 100, offset: int = 0) -> tuple[list[int], int]:
+        self.reads.append(offset)
+        return await self.page(offset)
 
 
 async def subscribed(user, room, *, version: int = protocol.PROTOCOL_VERSION) -> tuple[FakeSocket, RoomFrames]:
@@ -208,24 +229,16 @@ async def test_a_crowded_rooms_subscriptions_arriving_together_share_one_read_of
     import rooms.consumers as room_frames
 
     room, *members = await guild_with("amina", "yacine", "nadia", "walida", "samir")
-    reads: list[int] = []
     let_through = asyncio.Event()
 
-    class CrowdedRoom:
+    async def crowded(offset: int) -> tuple[list[int], int]:
         """5,000 members online; each read of the page takes until `let_through`."""
+        await let_through.wait()
+        return [m.pk for m in members], 5000
 
-        async def add(self, room_id: int, user_id: int, conn_id: str) -> bool:
-            return True
-
-        async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool:
-            return True
-
-        async def online(self, room_id: int, limit: int = 100, offset: int = 0) -> tuple[list[int], int]:
-            reads.append(offset)
-            await let_through.wait()
-            return [m.pk for m in members], 5000
-
-    monkeypatch.setattr(room_frames, "presence_store", CrowdedRoom)
+    store = PagedPresence(crowded)
+    reads = store.reads
+    monkeypatch.setattr(room_frames, "presence_store", lambda: store)
     # A page kept once (the room is known to be crowded), and out of date now.
     monkeypatch.setattr(room_frames, "_online_pages", {room.pk: (0.0, [], 5000)})
     sockets = [FakeSocket(member) for member in members]
@@ -253,20 +266,13 @@ async def test_a_room_no_longer_crowded_reads_its_page_for_each_subscription(mon
     import rooms.consumers as room_frames
 
     room, *members = await guild_with("amina", "yacine")
-    reads: list[int] = []
 
-    class EmptiedRoom:
-        async def add(self, room_id: int, user_id: int, conn_id: str) -> bool:
-            return True
+    async def emptied(offset: int) -> tuple[list[int], int]:
+        return [m.pk for m in members], 2
 
-        async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool:
-            return True
-
-        async def online(self, room_id: int, limit: int = 100, offset: int = 0) -> tuple[list[int], int]:
-            reads.append(offset)
-            return [m.pk for m in members], 2
-
-    monkeypatch.setattr(room_frames, "presence_store", EmptiedRoom)
+    store = PagedPresence(emptied)
+    reads = store.reads
+    monkeypatch.setattr(room_frames, "presence_store", lambda: store)
     monkeypatch.setattr(room_frames, "_online_pages", {room.pk: (0.0, [], 5000)})  # crowded once
     parts = []
     for member in members:
@@ -284,24 +290,17 @@ async def test_a_subscription_waiting_for_a_page_whose_reader_closed_reads_it_it
     import rooms.consumers as room_frames
 
     room, amina, yacine = await guild_with("amina", "yacine")
-    reads: list[int] = []
     first_read = asyncio.Event()
 
-    class CrowdedRoom:
-        async def add(self, room_id: int, user_id: int, conn_id: str) -> bool:
-            return True
+    async def crowded(offset: int) -> tuple[list[int], int]:
+        if len(reads) == 1:
+            first_read.set()
+            await asyncio.sleep(60)  # until its socket closes
+        return [amina.pk, yacine.pk], 5000
 
-        async def remove(self, room_id: int, user_id: int, conn_id: str) -> bool:
-            return True
-
-        async def online(self, room_id: int, limit: int = 100, offset: int = 0) -> tuple[list[int], int]:
-            reads.append(offset)
-            if len(reads) == 1:
-                first_read.set()
-                await asyncio.sleep(60)  # until its socket closes
-            return [amina.pk, yacine.pk], 5000
-
-    monkeypatch.setattr(room_frames, "presence_store", CrowdedRoom)
+    store = PagedPresence(crowded)
+    reads = store.reads
+    monkeypatch.setattr(room_frames, "presence_store", lambda: store)
     monkeypatch.setattr(room_frames, "_online_pages", {room.pk: (0.0, [], 5000)})
     first, second = FakeSocket(amina), FakeSocket(yacine)
     first_part, second_part = RoomFrames(first), RoomFrames(second)
