@@ -158,6 +158,37 @@ def session_cookie(user: object) -> dict[str, str]:
     return {"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value}
 
 
+def open_signed_in(
+    browser: Any,
+    server: DaphneServer,
+    cookie: dict[str, str],
+    path: str,
+    *,
+    language: str,
+    viewport: dict[str, int],
+    wait_ms: int = 30_000,
+    **context_options: Any,
+) -> Any:
+    """A page of `path` in a new browser context signed in with `cookie` and speaking `language`,
+    once its hub socket is online. Its uncaught errors collect in `page.errors`; dialogs are accepted."""
+    context = browser.new_context(viewport=viewport, locale=language, **context_options)
+    context.add_cookies(
+        [
+            {"name": cookie["name"], "value": cookie["value"], "url": server.url},
+            {"name": "django_language", "value": language, "url": server.url},
+        ]
+    )
+    page = context.new_page()
+    page.set_default_timeout(wait_ms)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(f"{server.url}{path}")
+    page.wait_for_selector("body[data-connection='online']")
+    page.errors = errors
+    return page
+
+
 async def hub_socket(server: DaphneServer, cookie: dict[str, str]) -> Any:
     """The hub socket of `server` under the session `cookie` (`session_cookie`), past the
     hello/welcome handshake: a `websockets` client connection."""

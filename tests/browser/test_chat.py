@@ -8,7 +8,7 @@ import pytest
 
 from rooms.models import Room, RoomKind
 from tests import factories
-from tests.servers import ARTIFACTS, DaphneServer, session_cookie
+from tests.servers import ARTIFACTS, DaphneServer, open_signed_in, session_cookie
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -18,22 +18,7 @@ DESKTOP = {"width": 1280, "height": 800}
 
 
 def open_room(browser, server: DaphneServer, cookie, room: Room, *, language: str, viewport):
-    context = browser.new_context(viewport=viewport, locale=language)
-    context.add_cookies(
-        [
-            {"name": cookie["name"], "value": cookie["value"], "url": server.url},
-            {"name": "django_language", "value": language, "url": server.url},
-        ]
-    )
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("dialog", lambda dialog: dialog.accept())
-    page.goto(f"{server.url}/rooms/{room.pk}/")
-    page.wait_for_selector("body[data-connection='online']")
-    page.errors = errors  # type: ignore[attr-defined]
-    return page
+    return open_signed_in(browser, server, cookie, f"/rooms/{room.pk}/", language=language, viewport=viewport)
 
 
 def say(page, text: str) -> None:

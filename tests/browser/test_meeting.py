@@ -24,7 +24,7 @@ from rooms.models import Room, RoomKind
 from tests import factories
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import skip_or_fail
-from tests.servers import ARTIFACTS, DaphneServer, session_cookie
+from tests.servers import ARTIFACTS, DaphneServer, open_signed_in, session_cookie
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -106,22 +106,7 @@ def people(transactional_db):
 
 
 def open_page(browser, server: DaphneServer, cookie, path: str, *, language: str, viewport):
-    context = browser.new_context(viewport=viewport, locale=language)
-    context.add_cookies(
-        [
-            {"name": cookie["name"], "value": cookie["value"], "url": server.url},
-            {"name": "django_language", "value": language, "url": server.url},
-        ]
-    )
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("dialog", lambda dialog: dialog.accept())
-    page.goto(f"{server.url}{path}")
-    page.wait_for_selector("body[data-connection='online']")
-    page.errors = errors  # type: ignore[attr-defined]
-    return page
+    return open_signed_in(browser, server, cookie, path, language=language, viewport=viewport, wait_ms=WAIT_MS)
 
 
 def join(page) -> None:

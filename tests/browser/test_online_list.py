@@ -22,7 +22,14 @@ from django.utils import translation
 
 from frontend.i18n import JS_STRINGS
 from tests import factories
-from tests.servers import ARTIFACTS, DaphneServer, hub_socket, session_cookie, ws_subscribe
+from tests.servers import (
+    ARTIFACTS,
+    DaphneServer,
+    hub_socket,
+    open_signed_in,
+    session_cookie,
+    ws_subscribe,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -118,21 +125,9 @@ def crowd(crowd_server: DaphneServer, large_guild: Any) -> Iterator[Crowd]:
 
 
 def open_room(browser: Any, server: DaphneServer, cookie: dict[str, str], room_id: int, language: str) -> Any:
-    context = browser.new_context(viewport=PHONE, locale=language, is_mobile=True, has_touch=True)
-    context.add_cookies(
-        [
-            {"name": cookie["name"], "value": cookie["value"], "url": server.url},
-            {"name": "django_language", "value": language, "url": server.url},
-        ]
+    return open_signed_in(
+        browser, server, cookie, f"/rooms/{room_id}/", language=language, viewport=PHONE, is_mobile=True, has_touch=True
     )
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{server.url}/rooms/{room_id}/")
-    page.wait_for_selector("body[data-connection='online']")
-    page.errors = errors  # type: ignore[attr-defined]
-    return page
 
 
 def wait_listed(page: Any, count: int, timeout_ms: int = WAIT_MS) -> None:
