@@ -109,6 +109,11 @@ class HubConsumer(AsyncWebsocketConsumer):
             return
         self.slot_held = True
         shutdown.socket_opened(self)
+        if shutdown.is_draining():
+            # The drain began while this socket was opening (its slot read above), so it was
+            # not among those drained: reconnect elsewhere, as they were told.
+            await self.close(code=int(CloseCode.SERVICE_RESTART))
+            return
         self._direct = realtime.DirectSocket.find(self.base_send)
         if self._direct is not None:
             self._direct.set_no_delay()
