@@ -57,6 +57,22 @@ class HubConsumer(AsyncWebsocketConsumer):
     """The socket: `hub.sockets.Socket` for the parts it is built from."""
 
     protocol_version: int = protocol.PROTOCOL_VERSION
+    # Each group's lane (`realtime.Lane`): the fan-out writes the group's events itself while
+    # this socket would write them unchanged (`lanes_changed`).
+    lanes: dict[str, realtime.Lane]
+    _closing = False
+
+    @property
+    def closing(self) -> bool:
+        """Closing: nothing more is written, and no lane stays open."""
+        return self._closing
+
+    @closing.setter
+    def closing(self, value: bool) -> None:
+        self._closing = value
+        if value:
+            for lane in getattr(self, "lanes", {}).values():
+                lane.open = False
 
     async def connect(self) -> None:
         self.user: Any = self.scope.get("user")
@@ -79,6 +95,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task[Any]] = set()
         # Not `groups`: Channels would discard each of them from the channel layer on disconnect.
         self.bus_groups: set[str] = set()
+        self.lanes = {}
         self.frame_ref: str | None = None
         # Read with the member when the socket opened through hub.asgi; else on first use.
         name = self.scope.get(DISPLAY_NAME_KEY)
@@ -289,17 +306,10 @@ class HubConsumer(AsyncWebsocketConsumer):
         """
         if self.closing:
             return
-        held_back = self._held_back
-        if held_back is not None:
-            held_back.append(text)
-            return
         outbox = self.outbox
         if not outbox:
             direct = self._direct_socket()
             if direct is not None:
-                if realtime.hold_write(self._write_held_back):
-                    self._held_back = [text]
-                    return
                 held = direct.write(text)
                 if held is not None:
                     self._check_backlog(held)
@@ -316,9 +326,6 @@ class HubConsumer(AsyncWebsocketConsumer):
         """`push` each of `texts` in order, in one write to the kernel when nothing is queued."""
         if self.closing or not texts:
             return
-        if self._held_back is not None:
-            self._held_back.extend(texts)
-            return
         if not self.outbox:
             direct = self._direct_socket()
             if direct is not None:
@@ -328,14 +335,6 @@ class HubConsumer(AsyncWebsocketConsumer):
                     return
         for text in texts:
             self.push(text)
-
-    # Frames held back while the fan-out delivers several live events at once (realtime.hold_write).
-    _held_back: list[str] | None = None
-
-    def _write_held_back(self) -> None:
-        texts, self._held_back = self._held_back, None
-        if texts:
-            self.push_many(texts)
 
     def _direct_socket(self) -> realtime.DirectSocket | None:
         direct = self._direct
@@ -413,12 +412,37 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def join_group(self, group: str) -> None:
         if group not in self.bus_groups:
             self.bus_groups.add(group)
-            await realtime.fanout().join(group, self)
+            lane = self._lane(group)
+            await realtime.fanout().join(group, self, lane)
 
     async def leave_group(self, group: str) -> None:
         if group in self.bus_groups:
             self.bus_groups.discard(group)
+            lane = self.lanes.pop(group, None)
+            if lane is not None:
+                lane.open = False
             await realtime.fanout().leave(group, self)
+
+    def _lane(self, group: str) -> realtime.Lane | None:
+        """A lane for `group` when the socket is daphne's over plain TCP (else every event
+        comes through `deliver`), open as the parts say (`lanes_changed`)."""
+        direct = self._direct_socket()
+        if direct is None or not direct.plain():
+            return None
+        seen = {revocation.KIND}
+        for part in self.parts:
+            seen.update(part.kinds_seen())
+        lane = realtime.Lane(direct, seen=_interned(frozenset(seen)), held=self._check_backlog)
+        self.lanes[group] = lane
+        self.lanes_changed(group)
+        return lane
+
+    def lanes_changed(self, group: str | None = None) -> None:
+        """A part's `SocketPart.plain` answer for `group` (None: any group) may have changed:
+        ask again, before the next live event can arrive."""
+        names = list(self.lanes) if group is None else [group] if group in self.lanes else []
+        for name in names:
+            self.lanes[name].open = not self.closing and all(part.plain(name) for part in self.parts)
 
     # --- incoming ---------------------------------------------------------------
 
@@ -560,6 +584,14 @@ class HubConsumer(AsyncWebsocketConsumer):
 
     async def on_ping(self, frame: protocol.Ping) -> None:
         self.emit(Pong(ref=frame.ref))
+
+
+_seen_sets: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _interned(seen: frozenset[str]) -> frozenset[str]:
+    """One object per distinct set of kinds seen: the fan-out asks once per set and event."""
+    return _seen_sets.setdefault(seen, seen)
 
 
 def _error_extra(exc: HirfaError) -> dict[str, Any]:

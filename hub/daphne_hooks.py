@@ -9,7 +9,11 @@ the autobahn protocol behind daphne's `send` (a functools.partial of
 `Server.handle_reply` bound to the protocol), frames each text once for all
 sockets with autobahn's public `prepareMessage`/`sendPreparedMessage`, and
 reads how many bytes the Twisted transport still holds, which is the only
-place a slow reader shows: daphne's `send` never blocks. When anything is
+place a slow reader shows: daphne's `send` never blocks. For a group's live
+events the fan-out goes further (`DirectSocket.write_each`, through the lanes of
+hub/realtime.py): the frame's bytes (header and text; a server's frames are not
+masked) are built once and each socket gets one `send()` of them, with no call
+per socket into the consumer or autobahn. When anything is
 missing at run time (another server, the test communicator, TLS, compression)
 `DirectSocket.find` answers None and the consumer keeps using the ASGI `send`.
 
@@ -25,7 +29,7 @@ import functools
 import importlib.metadata
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 
@@ -63,6 +67,8 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
 )
 
 SEND_BACKLOG_MAX_BYTES_DEFAULT = 1 << 20
+
+T = TypeVar("T")
 
 
 class _Pretty:
@@ -183,13 +189,16 @@ class DirectSocket:
     kernel, or None when it cannot be read.
     """
 
-    __slots__ = ("_open_state", "_transport", "protocol", "server")
+    __slots__ = ("_conn", "_open_state", "_transport", "protocol", "server")
 
     def __init__(self, server: object, protocol: object, open_state: int) -> None:
         self.server = server
         self.protocol = protocol
         self._open_state = open_state
-        self._transport: object = None
+        self._transport: Any = None
+        # daphne's record of the connection (`Server.connections`), kept once the socket is
+        # open: daphne marks it "disconnected" and only then forgets it.
+        self._conn: dict[str, Any] | None = None
 
     @classmethod
     def find(cls, send: object) -> DirectSocket | None:
@@ -274,6 +283,64 @@ class DirectSocket:
             return self._send(b"".join(payloads), framed)  # type: ignore[arg-type]
         return self._send(None, framed)
 
+    @staticmethod
+    def write_each(
+        sockets: Sequence[tuple[T, DirectSocket]], texts: Sequence[str]
+    ) -> tuple[list[T], list[tuple[T, int]]]:
+        """`write_many(texts)` to each of `sockets` (owner, socket), the frames framed once for
+        all of them and each socket's in one `send()`: a live event (or the events read from
+        the bus in one turn) to the sockets of a group. Answers the owners whose socket is not
+        open (nothing written to it: the owner's own path decides), and those whose socket
+        still holds bytes unsent after the write, with that count.
+
+        The common case is written out here rather than through `write_many` (a dozen
+        calls per socket): a socket open, its plain transport holding nothing, one
+        `send()` of the whole frame (docs/architecture.md, "Live events")."""
+        not_open: list[T] = []
+        holding: list[tuple[T, int]] = []
+        factory: object = None
+        framed: list[Any] = []
+        data = b""
+        size = 0
+        for owner, direct in sockets:
+            protocol: Any = direct.protocol
+            conn = direct._conn
+            if conn is None:
+                conn = direct._conn = direct.server.connections.get(protocol)  # type: ignore[attr-defined]
+            if protocol.state != direct._open_state or conn is None or conn.get("disconnected"):
+                not_open.append(owner)
+                continue
+            if protocol.factory is not factory:
+                factory = protocol.factory
+                framed = [_framed.get(factory, text) for text in texts]
+                payloads = [getattr(prepared, "payloadHybi", None) for prepared in framed]
+                joined = b"".join(payloads) if all(isinstance(p, bytes) for p in payloads) else None  # type: ignore[arg-type]
+                data = joined if joined is not None else b""
+                size = len(data)
+            transport = direct._transport
+            if (
+                size
+                and transport  # a plain transport, found on an earlier write
+                and not transport.dataBuffer
+                and not transport._tempDataLen
+                and not transport.disconnecting
+                and not protocol.send_queue
+            ):
+                try:
+                    sent = transport.socket.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    sent = 0  # Twisted's own write below meets the error and closes the socket
+                if sent < size:
+                    transport.write(data[sent:])
+                    holding.append((owner, size - sent))
+                continue
+            held = direct._send(data or None, framed)
+            if held:
+                holding.append((owner, held))
+        return not_open, holding
+
     def _send(self, data: bytes | None, framed: Sequence[Any]) -> int:
         """Write `data` (the frames of `framed`, joined) to the kernel at once when nothing is
         held before it, else queue the frames behind what is; the bytes still held unsent."""
@@ -314,6 +381,10 @@ class DirectSocket:
         reason_utf8 = reason.encode("utf-8")[:123] if reason else None
         protocol.sendCloseFrame(code=code, reasonUtf8=reason_utf8, isReply=False)
         return True
+
+    def plain(self) -> bool:
+        """Whether the socket's transport is plain TCP, which `write_each` writes to itself."""
+        return self._plain_transport() is not None
 
     def _plain_transport(self) -> Any:
         """The TCP transport when it is a plain (not TLS) Twisted socket transport, else None."""

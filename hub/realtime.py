@@ -215,27 +215,21 @@ def reset_backend() -> None:
 # --- fan-out ---------------------------------------------------------------------
 
 
-class _HeldWrites:
-    """While the fan-out delivers live events that arrived together: what each socket would have
-    written, to be written once per socket when the last of them is delivered."""
+class Lane:
+    """A subscriber's lane in one group: while `open`, the fan-out writes the group's events
+    to the subscriber's socket (`direct`) itself, framed once for every socket and without a
+    call into the subscriber, unless an event's kind is one of `seen` (those the subscriber
+    must look at, delivered to it as to any other). The subscriber keeps `open` true only
+    while it would write every other event of the group unchanged, at once and in order;
+    `held(n)` is called when its socket holds `n` bytes unsent after a write."""
 
-    __slots__ = ("releases",)
+    __slots__ = ("direct", "held", "open", "seen")
 
-    def __init__(self) -> None:
-        self.releases: list[Callable[[], None]] | None = None
-
-
-_held_writes = _HeldWrites()
-
-
-def hold_write(release: Callable[[], None]) -> bool:
-    """Whether a subscriber's write may wait (several live events are being delivered at once);
-    then `release` is called, once, after the last of them. False: write now."""
-    releases = _held_writes.releases
-    if releases is None:
-        return False
-    releases.append(release)
-    return True
+    def __init__(self, direct: DirectSocket, *, seen: frozenset[str], held: Callable[[int], None]) -> None:
+        self.direct = direct
+        self.seen = seen
+        self.held = held
+        self.open = False
 
 
 class Fanout:
@@ -279,6 +273,10 @@ class Fanout:
         self._stamp_seq = 0
         # Events read from the bus in this turn of the loop, delivered together at its end.
         self._arrived: list[tuple[str, Event]] = []
+        # The lanes of each group's subscribers that have one (`Lane`).
+        self.lanes: dict[str, dict[Subscriber, Lane]] = {}
+        # While the events of one turn are dispatched: what to deliver, in order (`_deliver`).
+        self._batch: list[tuple[str, Event]] | None = None
 
     def has(self, group: str) -> bool:
         return group in self.groups
@@ -335,24 +333,26 @@ class Fanout:
 
     def _dispatch_arrived(self) -> None:
         """Dispatch the events read in one turn. Several (the process fell behind, or a burst):
-        each socket's frames of all of them go out in one write, so a process that falls
-        behind catches up at a lower cost per event instead of falling further behind."""
+        each socket's frames of a group's events that follow one another go out in one write,
+        so a process that falls behind catches up at a lower cost per event instead of falling
+        further behind."""
         arrived, self._arrived = self._arrived, []
         if len(arrived) == 1:
             self.dispatch(*arrived[0])
             return
-        releases: list[Callable[[], None]] = []
-        _held_writes.releases = releases
+        batch: list[tuple[str, Event]] = []
+        self._batch = batch
         try:
             for group, event in arrived:
                 self.dispatch(group, event)
         finally:
-            _held_writes.releases = None
-            for release in releases:
-                try:
-                    release()
-                except Exception:
-                    log.exception("writing held frames to a local subscriber failed")
+            self._batch = None
+        # In runs of one group: a socket gets the events of all its groups in their order.
+        start = 0
+        for end in range(1, len(batch) + 1):
+            if end == len(batch) or batch[end][0] != batch[start][0]:
+                self._deliver_run(batch[start][0], [event for _group, event in batch[start:end]])
+                start = end
 
     def rev_known(self, group: str, rev: int) -> None:
         """A subscriber read the room's rev from the database: later changes follow it in order."""
@@ -392,14 +392,60 @@ class Fanout:
             timer.cancel()
 
     def _deliver(self, group: str, event: Event) -> None:
+        if self._batch is not None:
+            self._batch.append((group, event))
+        else:
+            self._deliver_run(group, [event])
+
+    def _deliver_run(self, group: str, events: list[Event]) -> None:
+        """Deliver `events` (of `group`, in order) to its local subscribers: through the open
+        lanes that need not see any of them, in one write per socket (`DirectSocket.write_each`);
+        to each other subscriber, one `deliver` per event."""
         subs = self.groups.get(group)
-        if subs:
+        if not subs:
+            return
+        for event in events:
             metrics.observe_delivery(event.text)
-        for sub in tuple(subs or ()):
+        lanes = self.lanes.get(group)
+        direct: list[tuple[Subscriber, DirectSocket]] = []
+        others: list[Subscriber] = []
+        if lanes:
+            kinds = {event.kind for event in events}
+            # Whether a lane's `seen` kinds miss every event: asked once per distinct set.
+            passes: dict[frozenset[str], bool] = {}
+            for sub in tuple(subs):
+                lane = lanes.get(sub)
+                if lane is not None and lane.open:
+                    seen = lane.seen
+                    ok = passes.get(seen)
+                    if ok is None:
+                        ok = passes[seen] = seen.isdisjoint(kinds)
+                    if ok:
+                        direct.append((sub, lane.direct))
+                        continue
+                others.append(sub)
+        else:
+            others = list(subs)
+        if direct and lanes:
             try:
-                sub.deliver(group, event)
+                not_open, holding = DirectSocket.write_each(direct, [event.text for event in events])
             except Exception:
-                log.exception("delivery to a local subscriber failed")
+                log.exception("writing to the lanes of %s failed", group)
+                not_open, holding = [], []
+            others.extend(not_open)
+            for sub, held in holding:
+                lane = lanes.get(sub)
+                try:
+                    if lane is not None:
+                        lane.held(held)
+                except Exception:
+                    log.exception("a local subscriber's backlog check failed")
+        for sub in others:
+            for event in events:
+                try:
+                    sub.deliver(group, event)
+                except Exception:
+                    log.exception("delivery to a local subscriber failed")
 
     # --- publishing ---
 
@@ -464,12 +510,15 @@ class Fanout:
 
     # --- subscribing ---
 
-    async def join(self, group: str, sub: Subscriber) -> None:
-        """Add `sub` to `group`; when this returns, every later publish reaches it.
+    async def join(self, group: str, sub: Subscriber, lane: Lane | None = None) -> None:
+        """Add `sub` to `group`; when this returns, every later publish reaches it (through
+        `lane` while it is open, else `sub.deliver`).
 
         While the bus is cut off, only events of this process do; the
         subscriber hears `bus_resumed` once the others' reach it again.
         """
+        if lane is not None:
+            self.lanes.setdefault(group, {})[sub] = lane
         subs = self.groups.get(group)
         if subs is not None:
             subs.add(sub)
@@ -519,6 +568,11 @@ class Fanout:
                 log.warning("no subscribe confirmation for %s", group)
 
     async def leave(self, group: str, sub: Subscriber) -> None:
+        lanes = self.lanes.get(group)
+        if lanes is not None:
+            lanes.pop(sub, None)
+            if not lanes:
+                del self.lanes[group]
         subs = self.groups.get(group)
         if not subs:
             return

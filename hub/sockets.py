@@ -11,7 +11,7 @@ socket (`tests/sockets.py`, `FakeSocket`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -58,6 +58,11 @@ class Socket(Protocol):
         """Receive the bus's events of `group` (`SocketPart.deliver`); when this returns, every
         later event does."""
 
+    def lanes_changed(self, group: str | None = None) -> None:
+        """A part's `SocketPart.plain` answer for `group` (None: any) may have changed: the
+        socket asks its parts again. Call it in the same step as the change, before any
+        live event can arrive."""
+
     async def leave_group(self, group: str) -> None:
         """Stop receiving the events of `group`."""
 
@@ -87,6 +92,18 @@ class SocketPart:
         """A live event of a group the socket joined; False keeps it from the client (held back,
         replaced, or not for him). Must not block."""
         return True
+
+    def plain(self, group: str) -> bool:
+        """Whether `deliver` would pass every live event of `group` now, unchanged, except
+        those of `kinds_seen`: then the fan-out writes them to the socket without asking
+        (`hub.realtime.Lane`). A part whose answer changes calls `Socket.lanes_changed` at
+        once. By default: a part that keeps its own `deliver` is asked about every event."""
+        return type(self).deliver is SocketPart.deliver
+
+    def kinds_seen(self) -> Collection[str]:
+        """The event kinds this part must see in `deliver` whatever `plain` says (asked as the
+        socket joins a group, after the handshake)."""
+        return ()
 
     def bus_resumed(self) -> None:
         """The bus was cut off and is back: events may have been lost."""

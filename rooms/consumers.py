@@ -9,7 +9,7 @@ import functools
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,8 +226,22 @@ class RoomFrames(SocketPart):
         if event.kind == "removed" and group.startswith("user."):
             room_id = protocol.Removed.model_validate_json(event.text).room
             if room_id in self.rooms:
+                # Not one more live event of the room, even one read from the bus in this turn.
+                room_group = realtime.room_group(room_id)
+                if self.room_groups.pop(room_group, None) is not None:
+                    self.socket.lanes_changed(room_group)
                 self.socket.spawn(self._drop_room(room_id))
         return True
+
+    def plain(self, group: str) -> bool:
+        sub = self.room_groups.get(group)
+        if sub is not None:
+            return not sub.replaying
+        return not group.startswith("room.")
+
+    def kinds_seen(self) -> Collection[str]:
+        # A version 1 client is sent a delta as `presence` frames (`_presence_v1`).
+        return ("removed", "presence_delta") if self.socket.protocol_version == 1 else ("removed",)
 
     async def recheck(self, room_id: int | None) -> None:
         """Unsubscribe from the room (or every room) the member may no longer read, with `removed`."""
@@ -244,7 +258,8 @@ class RoomFrames(SocketPart):
         sub = self.rooms.pop(room_id, None)
         if sub is None:
             return
-        self.room_groups.pop(realtime.room_group(room_id), None)
+        if self.room_groups.pop(realtime.room_group(room_id), None) is not None:
+            self.socket.lanes_changed(realtime.room_group(room_id))
         await self.socket.leave_group(realtime.room_group(room_id))
         if sub.in_presence:
             await self._presence_leave(room_id)
@@ -363,8 +378,9 @@ class RoomFrames(SocketPart):
         if previous is not None:
             sub.in_presence = previous.in_presence
         self.rooms[room_id] = sub
-        self.room_groups[realtime.room_group(room_id)] = sub
         group = realtime.room_group(room_id)
+        self.room_groups[group] = sub
+        self.socket.lanes_changed(group)  # a room subscribed again replays before it is live
         kept: replays.Replay | None = None
         try:
             # Join the live group first, so that nothing committed after the read below is missed.
@@ -379,6 +395,7 @@ class RoomFrames(SocketPart):
         except BaseException:
             self.rooms.pop(room_id, None)
             self.room_groups.pop(group, None)
+            self.socket.lanes_changed(group)
             await self.socket.leave_group(group)
             raise
         view = state.view
@@ -429,6 +446,7 @@ class RoomFrames(SocketPart):
             if event.rev is None or event.rev > replayed:
                 self.socket.push(event.text)
         sub.buffered.clear()
+        self.socket.lanes_changed(group)
 
     async def on_unsubscribe(self, frame: protocol.Unsubscribe) -> None:
         await self._drop_room(frame.room)

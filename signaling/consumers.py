@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +131,12 @@ class MeetingFrames(SocketPart):
     def frame_limits(self) -> Mapping[str, int]:
         # An answer to an offer with many m-lines outgrows the socket's frame limit.
         return {"meeting_answer": settings.HIRFA_MEETING_ANSWER_MAX_BYTES}
+
+    def plain(self, group: str) -> bool:
+        return True  # `deliver` only looks at `removed` (`kinds_seen`)
+
+    def kinds_seen(self) -> Collection[str]:
+        return ("removed",)
 
     def deliver(self, group: str, event: realtime.Event) -> bool:
         session = self.meeting

@@ -99,6 +99,8 @@ class FakeSocket:
         self.groups: set[str] = set()
         self.on_join: Callable[[str], None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        #: The groups of each `lanes_changed` call (the part's `plain` answer may have changed).
+        self.lanes_asked: list[str | None] = []
 
     async def open_reply_channel(self) -> str:
         return f"local.{self.conn_id}"
@@ -121,6 +123,9 @@ class FakeSocket:
 
     async def leave_group(self, group: str) -> None:
         self.groups.discard(group)
+
+    def lanes_changed(self, group: str | None = None) -> None:
+        self.lanes_asked.append(group)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self.tasks.append(asyncio.get_running_loop().create_task(work))

@@ -392,6 +392,9 @@ def _bare_consumer(send: Any) -> tuple[consumers.HubConsumer, list[int]]:
     consumer.base_send = send
     consumer.outbox = deque()
     consumer.closing = False
+    consumer.parts = []
+    consumer.lanes = {}
+    consumer.bus_groups = set()
     consumer.wake = asyncio.Event()
     closed: list[int] = []
 
@@ -496,13 +499,12 @@ async def test_events_read_from_the_bus_together_reach_a_socket_in_one_write() -
     with override_settings(REDIS_URL=url):
         realtime.reset_backend()
         try:
-            fan = realtime.fanout()
+            realtime.fanout()
             send, protocol = _daphne_send(left)
             protocol.transport.socket = counted = CountingSocket(protocol.transport.socket)
             consumer, closed = _bare_consumer(send)
-            consumer.parts = []
             group = f"room.{os.getpid()}0918"
-            await fan.join(group, consumer)
+            await consumer.join_group(group)
             texts = [f'{{"type":"typing","room":{i}}}' for i in range(5)]
             for text in texts:  # one turn of the loop: one pipeline to Redis, read back together
                 realtime.publish_now(group, realtime.Event("typing", text))
@@ -511,7 +513,7 @@ async def test_events_read_from_the_bus_together_reach_a_socket_in_one_write() -
             assert _read_text_frames(right, 5) == texts
             assert counted.sends == 1
             assert closed == []
-            await fan.leave(group, consumer)
+            await consumer.leave_group(group)
         finally:
             reader = realtime.fanout()._reader
             if reader is not None:

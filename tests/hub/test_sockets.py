@@ -50,6 +50,16 @@ class Probe(sockets.SocketPart):
         self.closed = True
 
 
+def test_a_part_that_keeps_its_own_deliver_is_asked_about_every_event_unless_it_says_otherwise():
+    """The fan-out writes a group's events without asking the socket (`realtime.Lane`) only
+    while every part answers `plain`: a part that filters in `deliver` and says nothing of
+    `plain` is never bypassed."""
+    assert sockets.SocketPart().plain("room.1") is True
+    assert Probe(FakeSocket(None)).plain("room.1") is False
+    assert MeetingFrames(FakeSocket(None)).plain("room.1") is True  # it looks at `removed` only
+    assert "removed" in MeetingFrames(FakeSocket(None)).kinds_seen()
+
+
 def test_the_apps_register_their_parts_and_every_client_frame_has_one_handler():
     assert sockets.part_factories() == [RoomFrames, MeetingFrames]  # rooms below signaling
     kinds = ["hello", "ping"]

@@ -131,6 +131,53 @@ async def test_removed_from_a_room_on_his_own_group_drops_the_room():
     assert realtime.room_group(room.pk) not in socket.groups
 
 
+async def test_a_member_removed_gets_not_one_more_live_event_of_the_room():
+    """The events of the room read from the bus in the same turn as his `removed` (after it)
+    are kept from him too, not only those after the room is left."""
+    room, amina, yacine = await guild_with("amina", "yacine")
+    socket, part = await subscribed(amina, room)
+    group = realtime.room_group(room.pk)
+    typing = realtime.Event.of(TypingOut(room=room.pk, user=Author(id=yacine.pk, name="Yacine Haddad")))
+    assert part.deliver(group, typing) is True
+    socket.lanes_asked.clear()
+    assert part.deliver(realtime.user_group(amina.pk), realtime.Event.of(Removed(room=room.pk, reason="banned")))
+    assert socket.lanes_asked == [group] and not part.plain(group)
+    assert part.deliver(group, typing) is False  # before the room is left (a task, later)
+    await socket.settle()
+    assert part.rooms == {} and group not in socket.groups
+
+
+async def test_a_room_goes_out_without_being_asked_only_once_its_replay_is_out():
+    """`plain`: the fan-out writes a room's events itself only after the replay; subscribing
+    again to a room followed closes that way again before anything can slip through."""
+    room, amina = await guild_with("amina")
+    socket = FakeSocket(amina)
+    part = RoomFrames(socket)
+    group = realtime.room_group(room.pk)
+    during: list[bool] = []
+    socket.on_join = lambda joined: during.append(part.plain(joined))
+    assert part.plain(group) is False  # a room not followed: nothing of it goes out
+    assert part.plain(realtime.user_group(amina.pk)) is True
+    await part.handlers()["subscribe"](protocol.Subscribe(type="subscribe", room=room.pk, ref="s"))
+    assert during == [False] and part.plain(group) is True
+    assert socket.lanes_asked[0] == group and socket.lanes_asked[-1] == group
+    await part.handlers()["subscribe"](protocol.Subscribe(type="subscribe", room=room.pk, ref="t"))
+    assert during == [False, False] and part.plain(group) is True
+    socket.lanes_asked.clear()
+    await part.handlers()["unsubscribe"](protocol.Unsubscribe(type="unsubscribe", room=room.pk, ref="u"))
+    assert socket.lanes_asked == [group] and part.plain(group) is False
+
+
+async def test_a_version_1_client_sees_every_presence_delta_itself():
+    room, amina = await guild_with("amina")
+    _old, old_part = await subscribed(amina, room, version=1)
+    _new, new_part = await subscribed(amina, room)
+    assert set(old_part.kinds_seen()) == {"removed", "presence_delta"}
+    assert set(new_part.kinds_seen()) == {"removed"}
+    await old_part.close()
+    await new_part.close()
+
+
 async def test_a_rights_check_drops_a_room_he_may_no_longer_read():
     room, amina, nadia = await guild_with("amina", "nadia")  # nadia moderates pottery
     socket, part = await subscribed(amina, room)
