@@ -52,16 +52,42 @@ TYPING_EVERY_SECONDS = 2.0
 # read once a second per process, not once per subscription: in a storm of a thousand
 # members joining, each would otherwise read Redis and a hundred names from the database.
 ONLINE_PAGE_KEPT_SECONDS = 1.0
+#: room → (when its read began, the page, the count)
 _online_pages: dict[int, tuple[float, list[protocol.Author], int]] = {}
-# A crowded room's first page being read now: the subscriptions that arrive meanwhile wait
-# for it rather than each read it again (a crowd of 10,000 read it once per eight members,
-# 32 subscriptions at once all missing the page the second it went out of date).
-_online_reads: dict[int, asyncio.Future[tuple[list[protocol.Author], int]]] = {}
+
+
+class _PageRead:
+    """A crowded room's first page being read now: the subscriptions that arrive meanwhile
+    wait for it rather than each read it again (a crowd of 10,000 read it once per eight
+    members, 32 subscriptions at once all missing the page the second it went out of date)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.result: asyncio.Future[tuple[list[protocol.Author], int]] = loop.create_future()
+        self.out_of_date = False
+
+
+_online_reads: dict[int, _PageRead] = {}
+
+
+def _online_page_out_of_date(room_id: int) -> None:
+    """Presence in the room changed (its delta reached this process, or a socket here left):
+    a page read before is given to no later subscription. His socket joined the room after
+    the delta went by, so nothing would correct it while the room stays quiet. The room is
+    still known to be crowded (its page kept, out of date)."""
+    kept = _online_pages.get(room_id)
+    if kept is not None:
+        _online_pages[room_id] = (float("-inf"), kept[1], kept[2])
+    reading = _online_reads.pop(room_id, None)
+    if reading is not None:
+        reading.out_of_date = True
+
+
 PRESENCE_REFRESH_SECONDS = 30
 
 
 @dataclass
 class RoomSub:
+    room: int
     replaying: bool = True
     buffered: list[realtime.Event] = field(default_factory=list)
     last_typing: float = 0.0
@@ -213,10 +239,12 @@ class RoomFrames(SocketPart):
         """Whether a live event goes out now; holds a room's events back while it replays."""
         sub = self.room_groups.get(group)
         if sub is not None:
-            if event.kind == "presence_delta" and self.socket.protocol_version == 1:
-                for old in _presence_v1(event.text):
-                    self.socket.push(old)
-                return False
+            if event.kind == "presence_delta":
+                _online_page_out_of_date(sub.room)
+                if self.socket.protocol_version == 1:
+                    for old in _presence_v1(event.text):
+                        self.socket.push(old)
+                    return False
             if sub.replaying:
                 sub.buffered.append(event)
                 return False
@@ -261,6 +289,9 @@ class RoomFrames(SocketPart):
         if self.room_groups.pop(realtime.room_group(room_id), None) is not None:
             self.socket.lanes_changed(realtime.room_group(room_id))
         await self.socket.leave_group(realtime.room_group(room_id))
+        # A page read before lists him; and if he was the last here to follow the room, no
+        # delta reaches this process to say a page went out of date.
+        _online_page_out_of_date(room_id)
         if sub.in_presence:
             await self._presence_leave(room_id)
 
@@ -335,25 +366,25 @@ class RoomFrames(SocketPart):
         reading = _online_reads.get(room_id)
         # Only a room known to be crowded (a page kept) shares a read begun before this
         # member asked: in a small room he must find himself in the page.
-        if kept is not None and reading is not None and reading.get_loop() is loop:
+        if kept is not None and reading is not None and reading.result.get_loop() is loop:
             try:
-                return await asyncio.shield(reading)
+                return await asyncio.shield(reading.result)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
-                if not reading.cancelled() or (task is not None and task.cancelling()):
+                if not reading.result.cancelled() or (task is not None and task.cancelling()):
                     raise  # this subscription itself was cancelled
                 # The socket reading it closed meanwhile: read it here.
-        reading = loop.create_future()
-        _online_reads[room_id] = reading
+        reading = _online_reads[room_id] = _PageRead(loop)
+        began = time.monotonic()
         try:
             authors, online_count = await _online_read(room_id, offset=0, limit=ONLINE_LIST_MAX)
-            if online_count > ONLINE_LIST_MAX:
-                _online_pages[room_id] = (time.monotonic(), authors, online_count)
-            else:
+            if online_count <= ONLINE_LIST_MAX:
                 _online_pages.pop(room_id, None)
-            reading.set_result((authors, online_count))
+            elif not reading.out_of_date:
+                _online_pages[room_id] = (began, authors, online_count)
+            reading.result.set_result((authors, online_count))
         except BaseException:
-            reading.cancel()
+            reading.result.cancel()
             raise
         finally:
             if _online_reads.get(room_id) is reading:
@@ -373,7 +404,7 @@ class RoomFrames(SocketPart):
         # The access check is the state's read below: until it passes, live events of the
         # room are only held back (`replaying`), never written, and dropped if it fails.
         room_id = frame.room
-        sub = RoomSub()
+        sub = RoomSub(room_id)
         previous = self.rooms.get(room_id)
         if previous is not None:
             sub.in_presence = previous.in_presence

@@ -261,7 +261,8 @@ class PresenceDeltas:
             try:
                 _ids, count = await presence_store().online(room_id, limit=0)
             except Exception as exc:
-                log.info("presence count unavailable for room %s (%s)", room_id, exc)
+                log.info("presence count unavailable for room %s (%s): announced later", room_id, exc)
+                self._hold(room_id, users)
                 continue
             if count > large_online:
                 self._large_until[room_id] = self.loop.time() + large_seconds

@@ -75,9 +75,10 @@ def _reset_rate_limits():
 
 @pytest.fixture(autouse=True)
 def _no_socket_slots_or_throttle_counts_held():
-    """Each test starts with no member holding a socket slot and no address or account
-    counted by a throttle: ids and 127.0.0.1 are reused from test to test (and from run to
-    run on one Redis), and what an earlier test left would count against this one."""
+    """Each test starts with no member holding a socket slot, no address or account counted
+    by a throttle and nobody online: ids and 127.0.0.1 are reused from test to test (and from
+    run to run on one Redis), and what an earlier test left would count against this one (a
+    test server stopped before its sockets' presence was removed leaves it for 90 s)."""
     from django.conf import settings
     from django.core.cache import cache
 
@@ -91,7 +92,7 @@ def _no_socket_slots_or_throttle_counts_held():
 
     client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1)
     try:
-        for pattern in ("hirfa:sockets:*", "*hirfa:throttle:*"):
+        for pattern in ("hirfa:sockets:*", "*hirfa:throttle:*", "hirfa:presence:*"):
             keys = list(client.scan_iter(match=pattern, count=1000))
             if keys:
                 client.delete(*keys)

@@ -266,3 +266,25 @@ async def test_a_large_room_is_told_its_count_not_names_and_less_often(
     await asyncio.sleep(0.25)
     await deltas.flush()
     assert [(f.left, f.more, f.online_count) for _g, f in published[2:]] == [(crowd[1:3], False, 2)]
+
+
+async def test_changes_are_kept_when_the_count_cannot_be_read_and_announced_once_it_can(
+    deltas: PresenceDeltas, published: list, monkeypatch: Any
+) -> None:
+    """A failed count read (Redis busy or restarting) dropped the period's changes: the
+    room was never told those members left, and its count stayed wrong until the next change."""
+    room = a_room()
+    await presence._local.add(room, AMINA.id, "c1")
+    deltas.note(room, AMINA, online=True)
+    deltas.note(room, KARIM, online=False)
+    real_online = presence._local.online
+
+    async def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("No connection available.")
+
+    monkeypatch.setattr(presence._local, "online", unavailable)
+    await deltas.flush()
+    assert published == []
+    monkeypatch.setattr(presence._local, "online", real_online)
+    await deltas.flush()
+    assert [(f.joined, f.left, f.online_count) for _g, f in published] == [([AMINA], [KARIM], 1)]

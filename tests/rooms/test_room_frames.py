@@ -366,3 +366,84 @@ async def test_a_subscription_waiting_for_a_page_whose_reader_closed_reads_it_it
     assert second.sent[-1]["type"] == "subscribed" and second.sent[-1]["online_count"] == 5000
     await first_part.close()
     await second_part.close()
+
+
+async def test_a_crowded_rooms_page_read_before_a_presence_change_is_not_given_to_later_subscribers(monkeypatch):
+    """A crowded room's first page is kept a second for the crowd subscribing. Thirty left;
+    their delta reached this process's sockets; a member subscribing just after it was given
+    the page from before (his socket joined the room after the delta went by) and his count
+    stayed wrong while the room was quiet: seen in the online-list browser test, in CI."""
+    import rooms.consumers as room_frames
+
+    room, amina, yacine, nadia = await guild_with("amina", "yacine", "nadia")
+    online = {"count": 5121}
+
+    async def crowded(offset: int) -> tuple[list[int], int]:
+        return [amina.pk, yacine.pk], online["count"]
+
+    store = PagedPresence(crowded)
+    monkeypatch.setattr(room_frames, "presence_store", lambda: store)
+    monkeypatch.setattr(room_frames, "_online_pages", {})
+    monkeypatch.setattr(room_frames, "ONLINE_PAGE_KEPT_SECONDS", 60.0)  # well inside the period
+    _socket, amina_part = await subscribed(amina, room)
+    assert store.reads == [0]
+    # Thirty leave (on another process): the count drops, and the delta reaches Amina's socket.
+    online["count"] = 5091
+    group = realtime.room_group(room.pk)
+    delta = PresenceDelta(room=room.pk, joined=[], left=[], more=True, online_count=5091)
+    assert amina_part.deliver(group, realtime.Event.of(delta)) is True
+    yacine_socket = FakeSocket(yacine)
+    yacine_part = RoomFrames(yacine_socket)
+    await yacine_part.handlers()["subscribe"](protocol.Subscribe(type="subscribe", room=room.pk, ref="s"))
+    assert yacine_socket.sent[-1]["type"] == "subscribed" and yacine_socket.sent[-1]["online_count"] == 5091
+    # No change since: the page just read is shared again.
+    _socket, nadia_part = await subscribed(nadia, room)
+    assert store.reads == [0, 0]
+    for part in (amina_part, yacine_part, nadia_part):
+        await part.close()
+
+
+async def test_a_page_being_read_when_a_presence_change_arrives_is_not_shared_with_later_subscribers(monkeypatch):
+    import asyncio
+
+    import rooms.consumers as room_frames
+
+    room, amina, yacine, nadia = await guild_with("amina", "yacine", "nadia")
+    online = {"count": 5121}
+    let_through = asyncio.Event()
+
+    async def crowded(offset: int) -> tuple[list[int], int]:
+        count = online["count"]  # read as the read begins
+        if len(store.reads) == 2:
+            await let_through.wait()
+        return [amina.pk, yacine.pk], count
+
+    store = PagedPresence(crowded)
+    monkeypatch.setattr(room_frames, "presence_store", lambda: store)
+    monkeypatch.setattr(room_frames, "_online_pages", {room.pk: (0.0, [], 5121)})  # crowded, out of date
+    _socket, amina_part = await subscribed(amina, room)
+    yacine_socket = FakeSocket(yacine)
+    yacine_part = RoomFrames(yacine_socket)
+    monkeypatch.setattr(room_frames, "_online_pages", {room.pk: (0.0, [], 5121)})
+    reading = asyncio.create_task(
+        yacine_part.handlers()["subscribe"](protocol.Subscribe(type="subscribe", room=room.pk, ref="s"))
+    )
+    for _turn in range(20):
+        await asyncio.sleep(0.01)
+    assert len(store.reads) == 2  # Yacine's read has begun, and waits
+    online["count"] = 5091
+    delta = PresenceDelta(room=room.pk, joined=[], left=[], more=True, online_count=5091)
+    amina_part.deliver(realtime.room_group(room.pk), realtime.Event.of(delta))
+    nadia_socket = FakeSocket(nadia)
+    nadia_part = RoomFrames(nadia_socket)
+    # Not Yacine's read, begun before the change: one of her own (it would wait for his).
+    await asyncio.wait_for(
+        nadia_part.handlers()["subscribe"](protocol.Subscribe(type="subscribe", room=room.pk, ref="s")), 10
+    )
+    assert nadia_socket.sent[-1]["online_count"] == 5091
+    let_through.set()
+    await reading
+    # Yacine joined before the delta went by: it reaches him after his (older) page.
+    assert yacine_socket.sent[-1]["type"] == "subscribed"
+    for part in (amina_part, yacine_part, nadia_part):
+        await part.close()

@@ -32,6 +32,7 @@ export class OnlineList {
     this.visible = true;
     this.stale = false;
     this.busy = false;
+    this.moreWanted = false; // "show more" tapped while a reading was on its way
     this.timer = null;
     this.lastRead = -Infinity;
   }
@@ -81,9 +82,13 @@ export class OnlineList {
     if (visible && this.stale) this.refreshSoon();
   }
 
-  /** List the next page of who is online. */
+  /** List the next page of who is online (once a reading on its way is done). */
   async more() {
-    if (this.busy) return;
+    if (this.busy) {
+      this.moreWanted = true;
+      return;
+    }
+    this.moreWanted = false;
     this.busy = true;
     try {
       const page = await this.ask(this.people.size);
@@ -130,8 +135,10 @@ export class OnlineList {
       this.busy = false;
       this.changed();
     }
+    // "Show more" tapped during the reading: the next page now.
+    if (this.moreWanted) await this.more();
     // A delta that came during the reading: read again, in its turn.
-    if (this.stale) this.refreshSoon();
+    else if (this.stale) this.refreshSoon();
   }
 
   ask(offset) {
