@@ -111,7 +111,18 @@ def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
 
-def _room_of(group: str) -> int | None:
+# Called once per event of a kind delivered on this process, before its subscribers get it,
+# whichever way they do (a lane writes to a socket without its parts seeing the event).
+_kind_watchers: dict[str, list[Callable[[str, Event], None]]] = {}
+
+
+def watch_kind(kind: str, watcher: Callable[[str, Event], None]) -> None:
+    """Have `watcher(group, event)` called for every event of `kind` this process delivers."""
+    _kind_watchers.setdefault(kind, []).append(watcher)
+
+
+def room_of(group: str) -> int | None:
+    """The room of a room's group (`room_group`), else None."""
     if group.startswith("room."):
         try:
             return int(group[5:])
@@ -401,6 +412,14 @@ class Fanout:
         """Deliver `events` (of `group`, in order) to its local subscribers: through the open
         lanes that need not see any of them, in one write per socket (`DirectSocket.write_each`);
         to each other subscriber, one `deliver` per event."""
+        for event in events:
+            watchers = _kind_watchers.get(event.kind)
+            if watchers:
+                for watcher in watchers:
+                    try:
+                        watcher(group, event)
+                    except Exception:
+                        log.exception("watching a %s event failed", event.kind)
         subs = self.groups.get(group)
         if not subs:
             return
@@ -687,7 +706,7 @@ class Fanout:
         log.warning("the bus is back: every local subscriber resynchronises")
         # Members on other processes missed what this one published while cut off.
         for group in sorted(self._published_while_degraded):
-            room = _room_of(group)
+            room = room_of(group)
             if room is not None:
                 self._enqueue(group, Event.of(ResyncOut(rooms=[room])))
         self._published_while_degraded.clear()

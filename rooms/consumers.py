@@ -82,12 +82,20 @@ def _online_page_out_of_date(room_id: int) -> None:
         reading.out_of_date = True
 
 
+def _presence_delta_delivered(group: str, event: realtime.Event) -> None:
+    room_id = realtime.room_of(group)
+    if room_id is not None:
+        _online_page_out_of_date(room_id)
+
+
+realtime.watch_kind("presence_delta", _presence_delta_delivered)
+
+
 PRESENCE_REFRESH_SECONDS = 30
 
 
 @dataclass
 class RoomSub:
-    room: int
     replaying: bool = True
     buffered: list[realtime.Event] = field(default_factory=list)
     last_typing: float = 0.0
@@ -239,12 +247,10 @@ class RoomFrames(SocketPart):
         """Whether a live event goes out now; holds a room's events back while it replays."""
         sub = self.room_groups.get(group)
         if sub is not None:
-            if event.kind == "presence_delta":
-                _online_page_out_of_date(sub.room)
-                if self.socket.protocol_version == 1:
-                    for old in _presence_v1(event.text):
-                        self.socket.push(old)
-                    return False
+            if event.kind == "presence_delta" and self.socket.protocol_version == 1:
+                for old in _presence_v1(event.text):
+                    self.socket.push(old)
+                return False
             if sub.replaying:
                 sub.buffered.append(event)
                 return False
@@ -404,7 +410,7 @@ class RoomFrames(SocketPart):
         # The access check is the state's read below: until it passes, live events of the
         # room are only held back (`replaying`), never written, and dropped if it fails.
         room_id = frame.room
-        sub = RoomSub(room_id)
+        sub = RoomSub()
         previous = self.rooms.get(room_id)
         if previous is not None:
             sub.in_presence = previous.in_presence

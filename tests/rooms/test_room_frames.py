@@ -391,7 +391,7 @@ async def test_a_crowded_rooms_page_read_before_a_presence_change_is_not_given_t
     online["count"] = 5091
     group = realtime.room_group(room.pk)
     delta = PresenceDelta(room=room.pk, joined=[], left=[], more=True, online_count=5091)
-    assert amina_part.deliver(group, realtime.Event.of(delta)) is True
+    realtime.fanout().dispatch(group, realtime.Event.of(delta))  # to the room's sockets here
     yacine_socket = FakeSocket(yacine)
     yacine_part = RoomFrames(yacine_socket)
     await yacine_part.handlers()["subscribe"](protocol.Subscribe(type="subscribe", room=room.pk, ref="s"))
@@ -433,7 +433,7 @@ async def test_a_page_being_read_when_a_presence_change_arrives_is_not_shared_wi
     assert len(store.reads) == 2  # Yacine's read has begun, and waits
     online["count"] = 5091
     delta = PresenceDelta(room=room.pk, joined=[], left=[], more=True, online_count=5091)
-    amina_part.deliver(realtime.room_group(room.pk), realtime.Event.of(delta))
+    realtime.fanout().dispatch(realtime.room_group(room.pk), realtime.Event.of(delta))
     nadia_socket = FakeSocket(nadia)
     nadia_part = RoomFrames(nadia_socket)
     # Not Yacine's read, begun before the change: one of her own (it would wait for his).
@@ -447,3 +447,41 @@ async def test_a_page_being_read_when_a_presence_change_arrives_is_not_shared_wi
     assert yacine_socket.sent[-1]["type"] == "subscribed"
     for part in (amina_part, yacine_part, nadia_part):
         await part.close()
+
+
+async def test_a_presence_delta_dispatched_on_this_process_marks_the_kept_page_out_of_date(monkeypatch, settings):
+    """Once per delta, whatever way it goes to the room's sockets: those on a fan-out lane
+    (hub/realtime.py) are written to without their RoomFrames seeing the event."""
+    import asyncio
+
+    import rooms.consumers as room_frames
+
+    room_id = 4242
+    monkeypatch.setattr(room_frames, "_online_pages", {room_id: (1e12, [], 5000)})  # fresh, crowded
+    group = realtime.room_group(room_id)
+
+    class Member:
+        def __init__(self) -> None:
+            self.got: list[str] = []
+
+        def deliver(self, group: str, event: realtime.Event) -> None:
+            self.got.append(event.kind)
+
+        def bus_resumed(self) -> None:
+            pass
+
+    settings.REDIS_URL = ""  # this process alone
+    realtime.reset_backend()
+    try:
+        fan = realtime.Fanout(asyncio.get_running_loop())
+        member = Member()
+        await fan.join(group, member)
+        fan.dispatch(group, realtime.Event.of(TypingOut(room=room_id, user=Author(id=1, name="Amina"))))
+        assert room_frames._online_pages[room_id][0] == 1e12  # not a presence change
+        delta = PresenceDelta(room=room_id, joined=[], left=[], more=True, online_count=4970)
+        fan.dispatch(group, realtime.Event.of(delta))
+        assert member.got == ["typing", "presence_delta"]
+        assert room_frames._online_pages[room_id][0] == float("-inf")
+        await fan.leave(group, member)
+    finally:
+        realtime.reset_backend()
