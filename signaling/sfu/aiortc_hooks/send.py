@@ -189,6 +189,7 @@ class RtpWriter:
             tuple(bytes([(ids.audio_level << 4), level]) for level in range(128)) if ids.audio_level else ()
         )
         self._rtx_sequence_number = random.randint(0, 0xFFFF)
+        self._padding_timestamp = random.randint(0, 0xFFFFFFFF)
         # The ICE connection of the sender's transport (fixed for the writer's life).
         self._nominated: dict[int, Any] = self._dtls.transport._connection._nominated
         self._srtp: pylibsrtp.Session | None = None
@@ -351,10 +352,16 @@ class RtpWriter:
     def send_padding(self, count: int, size: int = 255) -> int:
         """Send ``count`` padding-only packets of ``size`` bytes on the RTX stream, at once: a
         probe of the subscriber's link (his bandwidth estimator counts them; his decoder never
-        sees them). Answers how many left (0 without RTX, or before the first media packet)."""
+        sees them). Answers how many left (0 without RTX, or before the connection is up).
+        Before the first media packet they carry the timestamp the first would carry (none yet:
+        an arbitrary one; a receiver drops a padding-only RTX packet once counted): a subscriber
+        none of whose videos was sent yet (all paused from the start) has only video m-lines
+        that never carried a packet, and his probes used to send nothing there and hold on an
+        empty link."""
         route = self._route()
-        rtx_pt, rtx_ssrc, timestamp = self._rtx_payload_type, self._rtx_ssrc, self._last_timestamp
-        if route is None or rtx_pt is None or rtx_ssrc is None or timestamp is None or count <= 0:
+        rtx_pt, rtx_ssrc = self._rtx_payload_type, self._rtx_ssrc
+        timestamp = self._padding_timestamp if self._last_timestamp is None else self._last_timestamp
+        if route is None or rtx_pt is None or rtx_ssrc is None or count <= 0:
             return 0
         protect, pair = route
         size = max(1, min(255, size))

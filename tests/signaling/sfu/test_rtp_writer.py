@@ -40,7 +40,10 @@ class Transport:
         raise AssertionError("written on the socket while it takes them")
 
 
-def writer_on_fake_sender(*, mid: str = "0", ids: dict[str, int | None] | None = None) -> tuple[RtpWriter, Any, Socket]:
+def writer_on_fake_sender(
+    *, mid: str = "0", ids: dict[str, int | None] | None = None, rtx: tuple[int, int] | None = None
+) -> tuple[RtpWriter, Any, Socket]:
+    """A writer on a fake sender and socket; ``rtx``: its RTX (SSRC, payload type)."""
     policy = pylibsrtp.Policy(key=KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
     socket = Socket()
     protocol = types.SimpleNamespace(transport=Transport(), hirfa_socket=socket)
@@ -51,7 +54,8 @@ def writer_on_fake_sender(*, mid: str = "0", ids: dict[str, int | None] | None =
     )
     extension_ids = types.SimpleNamespace(**(ids or {"mid": 1, "abs_send_time": 2, "audio_level": 3}))
     sender = types.SimpleNamespace(
-        transport=dtls, _ssrc=1234, _rtx_ssrc=None, _RTCRtpSender__rtx_payload_type=None,
+        transport=dtls, _ssrc=1234, _rtx_ssrc=rtx[0] if rtx else None,
+        _RTCRtpSender__rtx_payload_type=rtx[1] if rtx else None,
         _RTCRtpSender__rtp_header_extensions_map=types.SimpleNamespace(_HeaderExtensionsMap__ids=extension_ids),
         _RTCRtpSender__mid=mid, _RTCRtpSender__packet_count=0, _RTCRtpSender__octet_count=0,
         _RTCRtpSender__rtp_timestamp=0, _RTCRtpSender__ntp_timestamp=0,
@@ -138,3 +142,25 @@ def test_sender_reports_map_the_last_timestamp_without_asking_the_mapping_for_ev
     writer.clock_mapping = mapping
     writer.send(b"opus", 51, 960 * 51, True)
     assert sender._RTCRtpSender__ntp_timestamp == 960 * 51 * 1000
+
+
+def test_a_subscription_that_never_sent_media_can_still_be_padded_for_a_probe() -> None:
+    """A subscriber none of whose videos was sent yet (all paused from the start) has video
+    m-lines that never carried a packet; a probe pads them. Padding used to need a media
+    packet's timestamp first, so such probes sent nothing and held on an empty link (the lab's
+    narrow subscriber, made audio-only from his first round by the allocator change in
+    wip/narrow-join-guess: two probes held on his 300 kbit/s link, and the camera they let
+    through flooded it)."""
+    writer, _sender, socket = writer_on_fake_sender(rtx=(5678, 97))
+    # Padding goes through asyncio's transport (media straight on the socket): both recorded.
+    writer._nominated[1].protocol.transport = types.SimpleNamespace(
+        sendto=socket.sendto, get_write_buffer_size=lambda: 0
+    )
+    assert writer.send_padding(3, 200) == 3
+    packets = [unprotected(datagram) for datagram in socket.datagrams]
+    assert [(p.ssrc, p.payload_type, p.padding_size, p.payload) for p in packets] == [(5678, 97, 200, b"")] * 3
+    assert len({p.sequence_number for p in packets}) == 3
+    # Once media went, padding carries its last timestamp, as before.
+    assert writer.send(bytes(100), 7, 4242, True)
+    writer.send_padding(1, 200)
+    assert unprotected(socket.datagrams[-1]).timestamp == 4242
