@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import os
 import socket
@@ -34,44 +33,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 os.environ["REDIS_URL"] = ""  # the in-process bus: only the fan-out is measured
 
 
-class Transport:
-    """The attributes of twisted.internet.tcp.Server that DirectSocket reads."""
-
-    TLS = False
-
-    def __init__(self, sock: Any) -> None:
-        self.socket = sock
-        self.dataBuffer = b""
-        self.offset = 0
-        self._tempDataBuffer: list[bytes] = []
-        self._tempDataLen = 0
-        self.disconnecting = False
-
-    def write(self, data: bytes) -> None:
-        self._tempDataBuffer.append(data)
-        self._tempDataLen += len(data)
-
-
 class NoSend:
     def send(self, data: bytes) -> int:
         return len(data)
-
-
-def daphne_send(sock: Any, server: Any, factory: Any) -> tuple[Any, Any]:
-    from autobahn.twisted.websocket import WebSocketServerProtocol
-    from autobahn.websocket.protocol import TrafficStats
-
-    protocol = WebSocketServerProtocol()
-    protocol.factory = factory
-    protocol.state = WebSocketServerProtocol.STATE_OPEN
-    protocol.send_queue = deque()
-    protocol._perMessageCompress = None
-    protocol.transport = Transport(sock)  # type: ignore[assignment]  # Twisted-shaped, see above
-    protocol.trafficStats = TrafficStats()
-    protocol.peer = "tcp:127.0.0.1:0"
-    protocol.logOctets = False  # type: ignore[attr-defined]  # set by connectionMade
-    server.connections[protocol] = {}
-    return functools.partial(server.handle_reply, protocol), protocol
 
 
 async def measure(sockets: int, events: int, send: bool) -> dict[str, Any]:
@@ -85,6 +49,7 @@ async def measure(sockets: int, events: int, send: bool) -> dict[str, Any]:
     from hub import sockets as socket_parts
     from hub.protocol import PROTOCOL_VERSION
     from rooms.consumers import RoomSub
+    from tests.daphne_fakes import daphne_send
 
     realtime.reset_backend()
     server = Server.__new__(Server)

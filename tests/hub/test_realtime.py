@@ -17,6 +17,7 @@ from hub import consumers, realtime
 from hub.errors import CloseCode
 from hub.protocol import Author, ResyncOut
 from tests.conftest import skip_or_fail
+from tests.daphne_fakes import daphne_send
 
 
 class Recorder:
@@ -226,46 +227,6 @@ async def test_publishing_from_the_event_loop_never_waits_for_a_stalled_redis() 
 # --- the direct daphne writer, with real autobahn framing and a real kernel socket ---------
 
 
-class FakeTwistedTransport:
-    """The attributes of twisted.internet.tcp.Server that DirectSocket reads, over a real socket."""
-
-    TLS = False
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.socket = sock
-        self.dataBuffer = b""
-        self.offset = 0
-        self._tempDataBuffer: list[bytes] = []
-        self._tempDataLen = 0
-        self.disconnecting = False
-
-    def write(self, data: bytes) -> None:
-        self._tempDataBuffer.append(data)
-        self._tempDataLen += len(data)
-
-
-def _daphne_send(sock: socket.socket) -> tuple[Any, Any]:
-    """A send callable shaped like daphne's: partial(Server.handle_reply, protocol)."""
-    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-    from autobahn.websocket.protocol import TrafficStats
-    from daphne.server import Server
-
-    server = Server.__new__(Server)
-    server.connections = {}
-    protocol = WebSocketServerProtocol()
-    protocol.factory = WebSocketServerFactory()
-    protocol.state = WebSocketServerProtocol.STATE_OPEN
-    protocol.send_queue = deque()
-    protocol._perMessageCompress = None
-    protocol.transport = FakeTwistedTransport(sock)  # type: ignore[assignment]  # a fake, see above
-    # What autobahn's connectionMade would set up, for sendPreparedMessage's bookkeeping.
-    protocol.trafficStats = TrafficStats()
-    protocol.peer = "tcp:127.0.0.1:0"
-    protocol.logOctets = False  # type: ignore[attr-defined]  # set by connectionMade
-    server.connections[protocol] = {}
-    return functools.partial(server.handle_reply, protocol), protocol
-
-
 def _read_text_frames(sock: socket.socket, count: int) -> list[str]:
     sock.settimeout(5)
     data = b""
@@ -291,7 +252,7 @@ def test_direct_socket_is_found_behind_daphne_send_and_frames_text() -> None:
     left, right = socket.socketpair()
     left.setblocking(False)
     try:
-        send, protocol = _daphne_send(left)
+        send, protocol = daphne_send(left)
         direct = realtime.DirectSocket.find(send)
         assert direct is not None
         texts = ['{"type":"message","text":"سلام"}', "x" * 200, "y" * 70000]
@@ -327,7 +288,7 @@ def test_a_replay_batch_is_framed_once_for_all_sockets_and_written_in_one_send()
         sends = []
         for left, _right in pairs:
             left.setblocking(False)
-            sends.append(_daphne_send(left))
+            sends.append(daphne_send(left))
         factory = sends[0][1].factory
         sends[1][1].factory = factory  # one listening port: one factory for every socket
         framed: list[bytes] = []
@@ -362,7 +323,7 @@ def test_a_batch_queues_behind_bytes_the_transport_still_holds() -> None:
     left, right = socket.socketpair()
     left.setblocking(False)
     try:
-        send, protocol = _daphne_send(left)
+        send, protocol = daphne_send(left)
         direct = realtime.DirectSocket.find(send)
         assert direct is not None
         protocol.transport.dataBuffer = b"z"  # one byte not yet written: nothing jumps ahead of it
@@ -412,7 +373,7 @@ async def test_a_slow_reader_is_closed_with_4010_instead_of_buffering(monkeypatc
     left.setblocking(False)
     left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
     try:
-        send, protocol = _daphne_send(left)
+        send, protocol = daphne_send(left)
         consumer, closed = _bare_consumer(send)
         text = '{"type":"message","text":"' + "z" * 1000 + '"}'
         pushed = 0
@@ -500,7 +461,7 @@ async def test_events_read_from_the_bus_together_reach_a_socket_in_one_write() -
         realtime.reset_backend()
         try:
             realtime.fanout()
-            send, protocol = _daphne_send(left)
+            send, protocol = daphne_send(left)
             protocol.transport.socket = counted = CountingSocket(protocol.transport.socket)
             consumer, closed = _bare_consumer(send)
             group = f"room.{os.getpid()}0918"

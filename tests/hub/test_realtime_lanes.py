@@ -16,7 +16,8 @@ from django.test import override_settings
 
 from hub import consumers, realtime, sockets
 from hub.errors import CloseCode
-from tests.hub.test_realtime import CountingSocket, _bare_consumer, _daphne_send, _read_text_frames
+from tests.daphne_fakes import daphne_send
+from tests.hub.test_realtime import CountingSocket, _bare_consumer, _read_text_frames
 
 ROOM = "room.5151"
 USER = "user.5151"
@@ -46,7 +47,7 @@ class Member:
     def __init__(self, factory: Any = None) -> None:
         self.left, self.right = socket.socketpair()
         self.left.setblocking(False)
-        send, self.protocol = _daphne_send(self.left)
+        send, self.protocol = daphne_send(self.left)
         if factory is not None:
             self.protocol.factory = factory  # one listening port: one factory for every socket
         self.protocol.transport.socket = self.counted = CountingSocket(self.protocol.transport.socket)
