@@ -180,6 +180,23 @@ class _Framed:
 _framed = _Framed()
 
 
+def _send_now(transport: Any, data: bytes) -> int:
+    """Write `data` to the kernel now, as asyncio's transports do, instead of registering for
+    writability and writing on the next turn (two epoll_ctl calls and a reactor callback per
+    socket per event); what the kernel did not take goes to Twisted's buffer. The bytes still
+    held unsent. Only when the transport holds nothing and nothing is queued before `data`."""
+    try:
+        sent = transport.socket.send(data)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        sent = 0  # Twisted's own write below meets the error and closes the socket
+    if sent < len(data):
+        transport.write(data[sent:])
+        return len(data) - sent
+    return 0
+
+
 class DirectSocket:
     """Writes whole text frames straight to one daphne websocket.
 
@@ -326,15 +343,9 @@ class DirectSocket:
                 and not transport.disconnecting
                 and not protocol.send_queue
             ):
-                try:
-                    sent = transport.socket.send(data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    sent = 0  # Twisted's own write below meets the error and closes the socket
-                if sent < size:
-                    transport.write(data[sent:])
-                    holding.append((owner, size - sent))
+                unsent = _send_now(transport, data)
+                if unsent:
+                    holding.append((owner, unsent))
                 continue
             held = direct._send(data or None, framed)
             if held:
@@ -349,19 +360,7 @@ class DirectSocket:
         if data is not None and transport is not None and not transport.disconnecting:
             held = self._held(transport)
             if held == 0 and not protocol.send_queue:
-                # Nothing is queued: write to the kernel now, as asyncio's transports do,
-                # instead of registering for writability and writing on the next turn
-                # (two epoll_ctl calls and a reactor callback per socket per event).
-                try:
-                    sent = transport.socket.send(data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    sent = 0  # Twisted's own write below meets the error and closes the socket
-                if sent < len(data):
-                    transport.write(data[sent:])
-                    return len(data) - sent
-                return 0
+                return _send_now(transport, data)  # nothing is queued before it
             for prepared in framed:
                 protocol.sendPreparedMessage(prepared)
             return held + len(data)
