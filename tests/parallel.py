@@ -3,8 +3,11 @@
 pytest-django already gives each worker its own test database (named after the worker). What
 they would still share, this module separates:
 
-- ports: the fixed ports and port ranges the tests name go through `worker_port()`, which moves them
-  10,000 up on worker ``gw1`` (the ranges used lie in 40000–49999, so two workers fit);
+- ports: the fixed ports and port ranges the tests name (all in 40000–49999) go through
+  `worker_port()`, which puts them at 12000–21999 on worker ``gw0`` and 22000–31999 on ``gw1``:
+  apart from each other, and below Linux's ephemeral range (32768–60999), from which the kernel
+  picks every outgoing connection's own port, so a bind to a named port cannot find it taken by
+  some client's connection (it did once under load, at 53500);
 - Redis: `own_redis()` starts a Redis server for worker ``gw1`` and points REDIS_URL at it.
   A second database number on the shared server would not do: Redis pub/sub channels (the
   live-event bus) are common to all the databases of a server, and the suite empties keys
@@ -26,6 +29,10 @@ import time
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 INDEX = int(WORKER[2:]) if WORKER.startswith("gw") and WORKER[2:].isdigit() else 0
 STRIDE = 10_000
+#: The ports the tests name start here (as in the production settings' SFU range) ...
+NAMED_FIRST = 40_000
+#: ... and are bound from here on worker gw0.
+FIRST = 12_000
 if INDEX > 1:
     raise RuntimeError(f"the tests' fixed port ranges fit two xdist workers, not {WORKER} (run with -n 2 at most)")
 
@@ -35,8 +42,8 @@ OWN_REDIS_MARK = "HIRFA_TEST_WORKER_REDIS"
 
 
 def worker_port(number: int) -> int:
-    """`number` (a port the tests name) on this worker."""
-    return number + STRIDE * INDEX
+    """`number` (a port the tests name, 40000–49999) on this worker."""
+    return number - NAMED_FIRST + FIRST + STRIDE * INDEX
 
 
 def recordings_dir(base: str) -> str:

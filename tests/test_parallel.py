@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.servers import ROOT
 
@@ -48,3 +49,14 @@ def test_more_workers_than_the_port_ranges_fit_are_refused() -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "fit two xdist workers" in out.stderr
+
+
+def test_the_ports_the_tests_name_lie_outside_the_kernels_ephemeral_range() -> None:
+    """A port the kernel may hand any client (a connect()'s source port) must not be one a test binds."""
+    low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    for worker in ("gw0", "gw1"):
+        env = {**os.environ, "PYTEST_XDIST_WORKER": worker}
+        out = subprocess.run([sys.executable, "-c", "from tests.parallel import worker_port as p; print(p(40000), p(49999))"],
+                             check=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        first, last = (int(n) for n in out.stdout.split())
+        assert last < low or first > high, f"{worker}'s ports {first}-{last} overlap the ephemeral range {low}-{high}"
