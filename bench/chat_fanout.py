@@ -14,12 +14,29 @@ receivers compute the end-to-end latency on the same clock and check that they
 received every message id (a gap is a loss unless the socket was closed with
 4010, which tells the client to resume from the database).
 
-The same clients then drive the same load against a minimal broadcast server
-written with the `websockets` library: the ceiling on this machine, with the
-same client-side cost. A rate is "sustained" when p99 < 100 ms, nothing is
-lost and at least 90% of the offered deliveries/s arrive; each rate runs three
-times (`--repeats`) and holds when most of its runs do, with the median run's
-figures (`_median_run`).
+The same clients also drive the same load against a minimal broadcast server written
+with the `websockets` library: the ceiling on this machine, with the same client-side cost.
+A rate is "sustained" when p99 < 100 ms, nothing is lost, every send is acknowledged and at
+least 90% of the offered deliveries/s arrive; each rate runs three times (`--repeats`) and
+holds when most of its runs do, with the median run's figures (`_median_run`).
+
+The method (since 2026-12-02 morning), the same for both servers:
+- Interleaved: both servers' receivers are connected at once, in the same client processes,
+  and the servers take turns run by run (hub, ceiling, ceiling, hub, ...; `_order`), one driven
+  while the other's sockets stay idle, so that the ratio compares them under the same machine
+  state (before, the hub's whole series ran first and the ceiling's minutes later).
+- Refined: each server climbs the ladder (`STEPS`) until two steps in a row fail, then runs
+  `--refine` steps (default 3) at the geometric middle of the bracket between its highest rate
+  held and the lowest failed rate above it (`Series`): the knee within about 4 %, not the
+  ladder's third.
+- Lean receivers: the receivers use `bench/lean_ws.py` (frames cut in `data_received`, one
+  callback per text) instead of the `websockets` client, about half the client CPU per
+  frame, with the same checks: every message id, the latency from the text's timestamp, the
+  close code (4010 excuses what a socket did not receive). Senders keep the `websockets`
+  client.
+The JSON keeps its keys (`ratio_to_ceiling`: the hub's highest sustained deliveries/s over
+the ceiling's) and adds each step's `phase`, each run's `run_order` and load average, and
+the run's `load_average` and `method`.
 
 Every wait is bounded; every process started here is stopped at the end.
 """
@@ -39,12 +56,18 @@ import subprocess
 import sys
 import time
 from array import array
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: bench/ is not a package on the path
+    sys.path.insert(0, str(ROOT))
+
+from bench import lean_ws
+
 PYTHON = sys.executable
 # A shared machine: HIRFA_BENCH_DB, HIRFA_BENCH_REDIS (a Redis base URL, no db) and
 # HIRFA_BENCH_PORTS ("44000-44999") keep a run inside one's own database, Redis and ports.
@@ -65,6 +88,8 @@ STEPS = [2_500, 5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000, 6
 STEP_SECONDS = 2.5
 # Each step runs this many times, for the hub and the ceiling alike (`_median_run`).
 REPEATS = 3
+# After the ladder, this many steps narrow each server's bracket (`Series`).
+REFINE = 3
 DRAIN_SECONDS = 4.0
 SENDERS = 40
 # The hub consumer allows 20 frames/s per socket; senders stay below it.
@@ -255,7 +280,23 @@ class Receiver:
     closed_code: int | None = None
 
 
+@dataclass
+class ClientSide:
+    """One server's receivers inside a client process."""
+
+    url: str
+    origin: str
+    room: int
+    cookies: list[str | None]
+    receivers: list[Receiver] = field(default_factory=list)
+    sockets: list[lean_ws.LeanSocket] = field(default_factory=list)
+    latencies: array[float] = field(default_factory=lambda: array("d"))
+    last_rx: float = 0.0
+    retries: int = 0
+
+
 async def _open(url: str, cookie: str | None, origin: str) -> Any:
+    """A sender's socket (the `websockets` client: senders are few and slow)."""
     from websockets.asyncio.client import connect
     from websockets.typing import Origin
 
@@ -265,106 +306,135 @@ async def _open(url: str, cookie: str | None, origin: str) -> Any:
                          ping_interval=None)
 
 
-async def _handshake(ws: Any, room: int | None) -> None:
-    await ws.send(json.dumps({"type": "hello", "v": 1, "ref": "h"}))
+def _hello(room: int | None) -> list[str]:
+    frames = [json.dumps({"type": "hello", "v": 1, "ref": "h"})]
     if room is not None:
-        await ws.send(json.dumps({"type": "subscribe", "room": room, "ref": "s"}))
+        frames.append(json.dumps({"type": "subscribe", "room": room, "ref": "s"}))
+    return frames
+
+
+async def _handshake(ws: Any, room: int | None) -> None:
+    for frame in _hello(room):
+        await ws.send(frame)
+    await _answered(ws.recv, room)
+
+
+async def _answered(recv: Callable[[], Awaitable[str | bytes]], room: int | None) -> None:
     want = "subscribed" if room is not None else "welcome"
     async with asyncio.timeout(60):
         while True:
-            frame = json.loads(await ws.recv())
+            frame = json.loads(await recv())
             if frame.get("type") == want:
                 return
             if frame.get("type") == "error":
                 raise RuntimeError(f"handshake refused: {frame}")
 
 
-async def client_worker(conn: Connection, url: str, origin: str, room: int, cookies: list[str | None]) -> None:
-    """Receivers of one client process; obeys commands from the parent on `conn`."""
+async def _open_receiver(side: ClientSide, cookie: str | None) -> lean_ws.LeanSocket:
+    """A receiver's socket, subscribed (the lean client: receivers read every delivery)."""
+    sock = await lean_ws.connect(side.url, origin=side.origin, cookie=cookie, timeout=30)
+    try:
+        for frame in _hello(side.room):
+            sock.send_text(frame)
+        await _answered(sock.recv, side.room)
+    except BaseException:
+        sock.abort()
+        raise
+    return sock
+
+
+def _listen(side: ClientSide, rec: Receiver, sock: lean_ws.LeanSocket, frames: list[int]) -> None:
+    """From now on every text of `sock` is counted and every message checked, in the callback."""
+    add = rec.ids.add
+    lat_append = side.latencies.append
+    loads = json.loads
+    now = time.time
+
+    def on_text(raw: bytes) -> None:
+        frames[0] += 1
+        if raw.startswith(b'{"type":"message"'):
+            frame = loads(raw)
+            t = now()
+            add(frame["id"])
+            lat_append(t - float(frame["text"].split(" ", 2)[1]))
+            side.last_rx = t
+
+    for raw in sock.take_kept():
+        on_text(raw)
+    sock.on_text = on_text
+    sock.closed.add_done_callback(lambda done: setattr(rec, "closed_code", done.result()))
+
+
+async def client_worker(conn: Connection, sides: dict[str, ClientSide]) -> None:
+    """The receivers of one client process for each server (`sides`); obeys the parent on `conn`.
+    Both servers' receivers live in the same processes, so each delivery costs the clients the
+    same whichever server sent it."""
     import psutil
 
     loop = asyncio.get_running_loop()
     me = psutil.Process()
-    receivers = [Receiver() for _ in cookies]
-    latencies = array("d")
-    state = {"last_rx": 0.0, "frames": 0, "retries": 0}
-    sockets: list[Any] = []
+    frames = [0]
     gate = asyncio.Semaphore(20)
 
-    async def run(i: int, cookie: str | None) -> None:
+    async def connect_one(side: ClientSide, cookie: str | None) -> None:
         async with gate:
             for attempt in range(4):
                 try:
-                    ws = await _open(url, cookie, origin)
-                    await _handshake(ws, room)
+                    sock = await _open_receiver(side, cookie)
                     break
                 except Exception:
-                    # daphne drops an opening handshake that waits more than 5 s; try again.
+                    # A busy hub may drop an opening handshake; try again.
                     if attempt == 3:
                         raise
-                    state["retries"] += 1
+                    side.retries += 1
                     await asyncio.sleep(0.5)
-        sockets.append(ws)
-        rec = receivers[i]
-        lat_append = latencies.append
-        loads = json.loads
-        now = time.time
-        try:
-            async for raw in ws:
-                state["frames"] += 1
-                if raw.startswith('{"type":"message"'):
-                    frame = loads(raw)
-                    t = now()
-                    rec.ids.add(frame["id"])
-                    lat_append(t - float(frame["text"].split(" ", 2)[1]))
-                    state["last_rx"] = t
-        except Exception:
-            pass
-        rec.closed_code = ws.close_code if ws.close_code is not None else -1
+        rec = Receiver()
+        side.receivers.append(rec)
+        side.sockets.append(sock)
+        _listen(side, rec, sock, frames)
 
-    tasks: list[asyncio.Task[None]] = []
     recv = lambda: loop.run_in_executor(None, conn.recv)
     while True:
         cmd, arg = await recv()
         if cmd == "connect":
+            side = sides[arg]
             t0 = time.monotonic()
-            tasks = [loop.create_task(run(i, c)) for i, c in enumerate(cookies)]
-            deadline = time.monotonic() + 240
-            while len(sockets) < len(cookies) and time.monotonic() < deadline:
-                failed = [t for t in tasks if t.done() and t.exception()]
-                if failed:
-                    conn.send(("error", repr(failed[0].exception())))
-                    break
-                await asyncio.sleep(0.05)
+            try:
+                async with asyncio.timeout(240):
+                    await asyncio.gather(*(connect_one(side, c) for c in side.cookies))
+            except BaseException as exc:
+                conn.send(("error", repr(exc)))
             else:
-                conn.send(("ready", {"sockets": len(sockets), "seconds": time.monotonic() - t0,
-                                     "retries": state["retries"]}))
+                conn.send(("ready", {"sockets": len(side.sockets), "seconds": time.monotonic() - t0,
+                                     "retries": side.retries}))
         elif cmd == "quiet":
             # Wait until the set-up traffic (presence of every member) has drained.
             deadline = time.monotonic() + arg
             last: float = -1
             while time.monotonic() < deadline:
-                if state["frames"] == last:
+                if frames[0] == last:
                     break
-                last = state["frames"]
+                last = frames[0]
                 await asyncio.sleep(0.5)
-            conn.send(("quiet", state["frames"]))
+            conn.send(("quiet", frames[0]))
         elif cmd == "begin":
-            for rec in receivers:
+            side = sides[arg]
+            for rec in side.receivers:
                 rec.ids.clear()
-            del latencies[:]
-            state["last_rx"] = 0.0
+            del side.latencies[:]
+            side.last_rx = 0.0
             conn.send(("begun", me.cpu_times()))
         elif cmd == "collect":
+            side = sides[arg["side"]]
             expected: set[int] = set(arg["ids"])
             deadline = time.monotonic() + arg["drain"]
             while time.monotonic() < deadline:
-                if all(expected <= r.ids or r.closed_code is not None for r in receivers):
+                if all(expected <= r.ids or r.closed_code is not None for r in side.receivers):
                     break
                 await asyncio.sleep(0.05)
             lost = resumed = received = 0
             closed: dict[int, int] = {}
-            for r in receivers:
+            for r in side.receivers:
                 got = len(expected & r.ids)
                 received += got
                 if r.closed_code is not None:
@@ -375,17 +445,12 @@ async def client_worker(conn: Connection, url: str, origin: str, room: int, cook
                 lost += len(expected) - got
             conn.send(("collected", {
                 "received": received, "lost": lost, "resumed": resumed, "closed": closed,
-                "last_rx": state["last_rx"], "latencies": latencies.tobytes(),
+                "last_rx": side.last_rx, "latencies": side.latencies.tobytes(),
                 "cpu": me.cpu_times(),
             }))
         elif cmd == "close":
-            for ws in sockets:
-                try:
-                    await asyncio.wait_for(ws.close(), 2)
-                except Exception:
-                    pass
-            for t in tasks:
-                t.cancel()
+            every = [sock for side in sides.values() for sock in side.sockets]
+            await asyncio.gather(*(sock.close(2) for sock in every), return_exceptions=True)
             conn.send(("closed", None))
             return
 
@@ -400,9 +465,9 @@ def _run(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
-def _client_process(conn: Connection, url: str, origin: str, room: int, cookies: list[str | None]) -> None:
+def _client_process(conn: Connection, sides: dict[str, tuple[str, str, int, list[str | None]]]) -> None:
     try:
-        _run(client_worker(conn, url, origin, room, cookies))
+        _run(client_worker(conn, {label: ClientSide(*spec) for label, spec in sides.items()}))
     except (EOFError, KeyboardInterrupt):
         pass
 
@@ -506,119 +571,247 @@ def _cpu(t: Any) -> float:
     return float(t.user + t.system)
 
 
-async def drive(*, label: str, url: str, origin: str, room: int, receivers: list[str | None],
-                senders: list[str | None], server_pid: int, procs: int, steps: list[int],
-                quiet_seconds: float, step_seconds: float, repeats: int = 1) -> dict[str, Any]:
-    """Connect the clients, run the rising steps, and answer the measurements."""
+class Series:
+    """The offered rates one server runs, a step at a time: the ladder (`STEPS`) until two steps
+    in a row fail, a socket is closed or the senders' limit (`max_offered`) is passed; then
+    `refine` steps, each at the geometric middle (to 100/s) of the bracket between the highest
+    rate held and the lowest failed rate above it, which each step halves.
+
+    Why: the ladder's steps near the knee are a third apart (30,000, 40,000, 50,000), so one
+    step's p99 moved the ratio by a third; three halvings bring each side's bracket to about
+    4 %, for a few steps more."""
+
+    def __init__(self, ladder: list[int], *, refine: int, max_offered: float) -> None:
+        self.ladder = ladder
+        self.refine = refine
+        self.max_offered = max_offered
+        self.steps: list[dict[str, Any]] = []
+        self._phases: list[str] = []
+        self._rung = 0
+        self._failures = 0
+        self._climbing = True
+        self._refined = 0
+        self._ended = False
+
+    def next_rate(self) -> int | None:
+        """The next offered deliveries/s, or None when this server is done."""
+        if self._ended:
+            return None
+        if self._climbing:
+            if self._rung < len(self.ladder) and self.ladder[self._rung] <= self.max_offered:
+                return self.ladder[self._rung]
+            self._climbing = False
+        held = [s["offered_deliveries_per_s"] for s in self.steps if s["sustained"]]
+        if self._refined >= self.refine or not held:
+            self._ended = True
+            return None
+        low = max(held)
+        failed = [s["offered_deliveries_per_s"] for s in self.steps
+                  if not s["sustained"] and s["offered_deliveries_per_s"] > low]
+        if not failed:
+            self._ended = True
+            return None
+        high = min(failed)
+        middle = int(round(math.sqrt(low * high), -2))
+        if not low < middle < high:
+            self._ended = True
+            return None
+        return middle
+
+    def record(self, step: dict[str, Any]) -> None:
+        """The step (`_median_run` of its repeats) run at the rate `next_rate` gave."""
+        self.steps.append(step)
+        self._phases.append(self.phase)
+        if any(step["closed"].values()):
+            # Sockets were closed: the later steps would measure fewer receivers.
+            self._ended = True
+        elif self._climbing:
+            self._rung += 1
+            # One failing step may be noise on a shared machine; two in a row end the ladder.
+            self._failures = 0 if step["sustained"] else self._failures + 1
+            if self._failures >= 2:
+                self._climbing = False
+        else:
+            self._refined += 1
+
+    @property
+    def phase(self) -> str:
+        """"ladder" or "refine": where the rate `next_rate` last answered comes from."""
+        return "ladder" if self._climbing else "refine"
+
+    def phases(self) -> list[str]:
+        """The phase of each recorded step."""
+        return list(self._phases)
+
+
+def _order(labels: list[str], round_no: int, repeat: int) -> list[str]:
+    """The servers in the order they run one repeat: each goes first in turn (hub-ceiling, then
+    ceiling-hub, ...), so that neither always runs just after the other's load."""
+    return list(labels) if (round_no + repeat) % 2 == 0 else list(reversed(labels))
+
+
+@dataclass
+class Side:
+    """One server under test: its clients, its senders, its series of steps."""
+
+    label: str
+    url: str
+    origin: str
+    room: int
+    server_pid: int
+    receivers: list[str | None]
+    senders: list[str | None]
+    quiet_seconds: float
+    series: Series | None = None
+    send: Senders | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+async def _run_step(side: Side, conns: list[Connection], *, offered: int, step_seconds: float,
+                    tag: str) -> dict[str, Any]:
+    """One run of one step against one server (the other is idle meanwhile)."""
     import psutil
 
-    server = psutil.Process(server_pid)
-    members = len(receivers)
+    assert side.send is not None
+    server = psutil.Process(side.server_pid)
+    members = len(side.receivers)
+    rate = offered / members
+    send = side.send
+    begun = await _aask(conns, "begin", side.label, 30)
+    srv0 = _cpu(server.cpu_times())
+    wall_start = time.monotonic()
+    ids, wall0, count = await send.run(rate=rate, seconds=step_seconds, room=side.room, tag=tag)
+    got = await _aask(conns, "collect", {"side": side.label, "ids": ids, "drain": DRAIN_SECONDS},
+                      DRAIN_SECONDS + 30)
+    elapsed = time.monotonic() - wall_start
+    srv_cpu = (_cpu(server.cpu_times()) - srv0) / elapsed
+    cli_cpu = sum(_cpu(g["cpu"]) - _cpu(b) for g, b in zip(got, begun, strict=True)) / elapsed
+    lat: list[float] = []
+    for g in got:
+        a = array("d")
+        a.frombytes(g["latencies"])
+        lat.extend(a)
+    received = sum(g["received"] for g in got)
+    last_rx = max(g["last_rx"] for g in got)
+    span = max(last_rx - wall0, step_seconds) if received else STEP_SECONDS
+    closed: dict[str, int] = {}
+    for g in got:
+        for code, k in g["closed"].items():
+            closed[str(code)] = closed.get(str(code), 0) + k
+    step = {
+        "offered_deliveries_per_s": offered,
+        "messages_per_s": round(rate, 1),
+        "messages": count,
+        "acked": len(ids),
+        "deliveries_per_s": round(received / span),
+        "p50_ms": round(pct(lat, 0.50) * 1000, 1),
+        "p99_ms": round(pct(lat, 0.99) * 1000, 1),
+        "max_ms": round(max(lat) * 1000, 1) if lat else None,
+        "lost": sum(g["lost"] for g in got),
+        "closed_4010_unreceived": sum(g["resumed"] for g in got),
+        "closed": closed,
+        "send_errors": dict(send.errors),
+        "ack_p50_ms": round(pct(send.ack_ms, 0.5), 1),
+        "ack_p99_ms": round(pct(send.ack_ms, 0.99), 1),
+        "server_cpu_percent": round(srv_cpu * 100),
+        "client_cpu_percent": round(cli_cpu * 100),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    step["sustained"] = bool(
+        len(ids) == count and step["lost"] == 0 and step["p99_ms"] < P99_TARGET_MS
+        and received >= 0.9 * offered * span and received == members * len(ids)
+    )
+    send.errors.clear()
+    send.ack_ms.clear()
+    step["server_cpu_us_per_delivery"] = round(srv_cpu * elapsed / received * 1e6, 1) if received else None
+    return step
+
+
+async def drive(sides: list[Side], *, procs: int, steps: list[int], refine: int, step_seconds: float,
+                repeats: int = 1) -> dict[str, dict[str, Any]]:
+    """Connect every server's clients, then run the servers' series side by side: in each round
+    every server with a rate left runs its step `repeats` times, the servers taking turns run by
+    run (`_order`), one server driven at a time while the other's clients stay connected and
+    idle. Answers each server's measurements by label."""
+    import psutil
+
     ctx = mp.get_context("spawn")
-    rss_before = server.memory_info().rss
     conns: list[Connection] = []
     workers = []
-    share = math.ceil(members / procs)
     for p in range(procs):
-        part = receivers[p * share:(p + 1) * share]
-        if not part:
+        specs: dict[str, tuple[str, str, int, list[str | None]]] = {}
+        for side in sides:
+            share = math.ceil(len(side.receivers) / procs)
+            specs[side.label] = (side.url, side.origin, side.room, side.receivers[p * share:(p + 1) * share])
+        if not any(spec[3] for spec in specs.values()):
             continue
         parent, child = ctx.Pipe()
-        w = ctx.Process(target=_client_process, args=(child, url, origin, room, part), daemon=True)
+        w = ctx.Process(target=_client_process, args=(child, specs), daemon=True)
         w.start()
         conns.append(parent)
         workers.append(w)
     sender_socks: list[Any] = []
-    result: dict[str, Any] = {"label": label, "members": members, "steps": []}
     try:
-        ready = await _aask(conns, "connect", None, 300)
-        result["connect_seconds"] = round(max(r["seconds"] for r in ready), 1)
-        result["connect_retries"] = sum(r["retries"] for r in ready)
-        print(f"  [{label} N={members}] {sum(r['sockets'] for r in ready)} sockets subscribed in "
-              f"{result['connect_seconds']} s ({result['connect_retries']} retries)", file=sys.stderr, flush=True)
-        for cookie in senders:
-            ws = await _open(url, cookie, origin)
-            await _handshake(ws, None)
-            sender_socks.append(ws)
-        await _aask(conns, "quiet", quiet_seconds, quiet_seconds + 30)
-        rss_after = server.memory_info().rss
-        result["server_rss_mb"] = round(rss_after / 2**20, 1)
-        result["server_rss_per_connection_kb"] = round((rss_after - rss_before) / members / 1024, 1)
-        send = Senders(sender_socks)
-        max_rate = PER_SENDER_MAX_RATE * len(sender_socks)
-        failures = 0
-        for n, offered in enumerate(steps):
-            rate = offered / members
-            if rate > max_rate:
+        for side in sides:
+            members = len(side.receivers)
+            server = psutil.Process(side.server_pid)
+            rss_before = server.memory_info().rss
+            result = side.result = {"label": side.label, "members": members, "steps": []}
+            ready = await _aask(conns, "connect", side.label, 300)
+            result["connect_seconds"] = round(max(r["seconds"] for r in ready), 1)
+            result["connect_retries"] = sum(r["retries"] for r in ready)
+            print(f"  [{side.label} N={members}] {sum(r['sockets'] for r in ready)} sockets subscribed in "
+                  f"{result['connect_seconds']} s ({result['connect_retries']} retries)", file=sys.stderr, flush=True)
+            socks = []
+            for cookie in side.senders:
+                ws = await _open(side.url, cookie, side.origin)
+                sender_socks.append(ws)
+                await _handshake(ws, None)
+                socks.append(ws)
+            await _aask(conns, "quiet", side.quiet_seconds, side.quiet_seconds + 30)
+            rss_after = server.memory_info().rss
+            result["server_rss_mb"] = round(rss_after / 2**20, 1)
+            result["server_rss_per_connection_kb"] = round((rss_after - rss_before) / members / 1024, 1)
+            side.send = Senders(socks)
+            side.series = Series(steps, refine=refine, max_offered=PER_SENDER_MAX_RATE * len(socks) * members)
+        by_label = {side.label: side for side in sides}
+        round_no = 0
+        while True:
+            rates = {side.label: side.series.next_rate() for side in sides if side.series is not None}
+            active = [label for label, rate in rates.items() if rate is not None]
+            if not active:
                 break
-            runs: list[dict[str, Any]] = []
+            runs: dict[str, list[dict[str, Any]]] = {label: [] for label in active}
             for rep in range(repeats):
-                begun = await _aask(conns, "begin", None, 30)
-                srv0 = _cpu(server.cpu_times())
-                wall_start = time.monotonic()
-                ids, wall0, count = await send.run(rate=rate, seconds=step_seconds, room=room, tag=f"{label}{n}r{rep}")
-                got = await _aask(conns, "collect", {"ids": ids, "drain": DRAIN_SECONDS}, DRAIN_SECONDS + 30)
-                elapsed = time.monotonic() - wall_start
-                srv_cpu = (_cpu(server.cpu_times()) - srv0) / elapsed
-                cli_cpu = sum(_cpu(g["cpu"]) - _cpu(b) for g, b in zip(got, begun)) / elapsed
-                lat: list[float] = []
-                for g in got:
-                    a = array("d")
-                    a.frombytes(g["latencies"])
-                    lat.extend(a)
-                received = sum(g["received"] for g in got)
-                last_rx = max(g["last_rx"] for g in got)
-                span = max(last_rx - wall0, step_seconds) if received else STEP_SECONDS
-                closed: dict[str, int] = {}
-                for g in got:
-                    for code, k in g["closed"].items():
-                        closed[str(code)] = closed.get(str(code), 0) + k
-                step = {
-                    "offered_deliveries_per_s": offered,
-                    "messages_per_s": round(rate, 1),
-                    "messages": count,
-                    "acked": len(ids),
-                    "deliveries_per_s": round(received / span),
-                    "p50_ms": round(pct(lat, 0.50) * 1000, 1),
-                    "p99_ms": round(pct(lat, 0.99) * 1000, 1),
-                    "max_ms": round(max(lat) * 1000, 1) if lat else None,
-                    "lost": sum(g["lost"] for g in got),
-                    "closed_4010_unreceived": sum(g["resumed"] for g in got),
-                    "closed": closed,
-                    "send_errors": dict(send.errors),
-                    "ack_p50_ms": round(pct(send.ack_ms, 0.5), 1),
-                    "ack_p99_ms": round(pct(send.ack_ms, 0.99), 1),
-                    "server_cpu_percent": round(srv_cpu * 100),
-                    "client_cpu_percent": round(cli_cpu * 100),
-                }
-                step["sustained"] = bool(
-                    len(ids) == count and step["lost"] == 0 and step["p99_ms"] < P99_TARGET_MS
-                    and received >= 0.9 * offered * span and received == members * len(ids)
-                )
-                send.errors.clear()
-                send.ack_ms.clear()
-                step["server_cpu_us_per_delivery"] = (
-                    round(srv_cpu * elapsed / received * 1e6, 1) if received else None
-                )
-                runs.append(step)
-                if any(closed.values()):
-                    break
-                await asyncio.sleep(0.5)
-            step = _median_run(runs)
-            result["steps"].append(step)
-            print(f"  [{label} N={members}] offered {offered:>7}/s -> {step['deliveries_per_s']:>7}/s "
-                  f"(repeats {step['repeats_deliveries_per_s']}) "
-                  f"p50 {step['p50_ms']:>6} ms p99 {step['p99_ms']:>7} ms lost {step['lost']} "
-                  f"4010 {step['closed_4010_unreceived']} ack p50/p99 {step['ack_p50_ms']}/{step['ack_p99_ms']} ms "
-                  f"server cpu {step['server_cpu_percent']}% "
-                  f"clients cpu {step['client_cpu_percent']}%"
-                  + ("" if step["sustained"] else "  (not sustained)"), file=sys.stderr, flush=True)
-            # One failing step may be noise on a shared machine; two in a row end the run.
-            failures = 0 if step["sustained"] else failures + 1
-            if failures >= 2 or any(step["closed"].values()):
-                break
-            await asyncio.sleep(0.5)
-        await send.close()
+                for label in _order(active, round_no, rep):
+                    if runs[label] and any(runs[label][-1]["closed"].values()):
+                        continue  # its sockets are gone: no more repeats
+                    offered = rates[label]
+                    assert offered is not None
+                    run = await _run_step(by_label[label], conns, offered=offered, step_seconds=step_seconds,
+                                          tag=f"{label}{round_no}r{rep}")
+                    run["run_order"] = rep * len(active) + _order(active, round_no, rep).index(label)
+                    runs[label].append(run)
+                    await asyncio.sleep(0.5)
+            for label in active:
+                side = by_label[label]
+                assert side.series is not None
+                step = _median_run(runs[label])
+                step["phase"] = side.series.phase
+                side.series.record(step)
+                side.result["steps"].append(step)
+                print(f"  [{label} N={len(side.receivers)}] {step['phase']:<6} offered "
+                      f"{step['offered_deliveries_per_s']:>7}/s -> {step['deliveries_per_s']:>7}/s "
+                      f"(repeats {step['repeats_deliveries_per_s']}, p99 {step['repeats_p99_ms']}) "
+                      f"p50 {step['p50_ms']:>6} ms p99 {step['p99_ms']:>7} ms lost {step['lost']} "
+                      f"4010 {step['closed_4010_unreceived']} ack p50/p99 {step['ack_p50_ms']}/{step['ack_p99_ms']} ms "
+                      f"server cpu {step['server_cpu_percent']}% clients cpu {step['client_cpu_percent']}% "
+                      f"load {step['load_average_1m']}"
+                      + ("" if step["sustained"] else "  (not sustained)"), file=sys.stderr, flush=True)
+            round_no += 1
+        for side in sides:
+            if side.send is not None:
+                await side.send.close()
         sender_socks = []
     finally:
         for ws in sender_socks:
@@ -627,7 +820,7 @@ async def drive(*, label: str, url: str, origin: str, room: int, receivers: list
             except Exception:
                 pass
         try:
-            await _aask(conns, "close", None, 30)
+            await _aask(conns, "close", None, 60)
         except Exception:
             pass
         for w in workers:
@@ -635,10 +828,10 @@ async def drive(*, label: str, url: str, origin: str, room: int, receivers: list
             if w.is_alive():
                 w.terminate()
                 w.join(timeout=5)
-    best = max((s for s in result["steps"] if s["sustained"]),
-               key=lambda s: s["deliveries_per_s"], default=None)
-    result["best"] = best
-    return result
+    for side in sides:
+        side.result["best"] = max((s for s in side.result["steps"] if s["sustained"]),
+                                  key=lambda s: s["deliveries_per_s"], default=None)
+    return {side.label: side.result for side in sides}
 
 
 # --- the run --------------------------------------------------------------------------
@@ -682,28 +875,32 @@ async def run_members(members: int, index: int, args: argparse.Namespace, env: d
         raise RuntimeError("creating the bench users timed out")
     made = parent.recv()
     maker.join(timeout=30)
+    load_start = os.getloadavg()
     origin = f"http://127.0.0.1:{port}"
-    print(f"N={members}: hub (daphne pid {daphne.pid})", file=sys.stderr, flush=True)
-    hub = await drive(label="hub", url=f"ws://127.0.0.1:{port}/ws/", origin=origin, room=made["room"],
-                      receivers=made["receivers"], senders=made["senders"], server_pid=daphne.pid,
-                      procs=args.client_procs, steps=args.steps, quiet_seconds=120,
-                      step_seconds=args.step_seconds, repeats=args.repeats)
-    ceiling = None
-    if not args.no_ceiling:
-        cport = free_port()
-        cproc = subprocess.Popen([PYTHON, __file__, "--ceiling-server", str(cport)], cwd=ROOT)
-        try:
+    sides = [Side(label="hub", url=f"ws://127.0.0.1:{port}/ws/", origin=origin, room=made["room"],
+                  server_pid=daphne.pid, receivers=made["receivers"], senders=made["senders"],
+                  quiet_seconds=120)]
+    cproc = None
+    try:
+        if not args.no_ceiling:
+            cport = free_port()
+            cproc = subprocess.Popen([PYTHON, __file__, "--ceiling-server", str(cport)], cwd=ROOT)
             wait_port(cport, cproc)
-            print(f"N={members}: ceiling (websockets pid {cproc.pid})", file=sys.stderr, flush=True)
-            ceiling = await drive(
-                label="ceiling", url=f"ws://127.0.0.1:{cport}/", origin=f"http://127.0.0.1:{cport}",
-                room=1, receivers=[None] * members, senders=[None] * args.senders,
-                server_pid=cproc.pid, procs=args.client_procs, steps=args.steps, quiet_seconds=10,
-                step_seconds=args.step_seconds, repeats=args.repeats,
-            )
-        finally:
-            stop(cproc)
-    return summarise(members, hub, ceiling)
+            sides.append(Side(label="ceiling", url=f"ws://127.0.0.1:{cport}/", origin=f"http://127.0.0.1:{cport}",
+                              room=1, server_pid=cproc.pid, receivers=[None] * members,
+                              senders=[None] * args.senders, quiet_seconds=10))
+        print(f"N={members}: " + ", ".join(f"{s.label} pid {s.server_pid}" for s in sides),
+              file=sys.stderr, flush=True)
+        measured = await drive(sides, procs=args.client_procs, steps=args.steps, refine=args.refine,
+                               step_seconds=args.step_seconds, repeats=args.repeats)
+    finally:
+        stop(cproc)
+    out = summarise(members, measured["hub"], measured.get("ceiling"))
+    out["load_average"] = {"start": [round(x, 2) for x in load_start],
+                           "end": [round(x, 2) for x in os.getloadavg()]}
+    out["method"] = {"interleaved": len(sides) > 1, "repeats": args.repeats, "refine": args.refine,
+                     "step_seconds": args.step_seconds, "receivers": "bench/lean_ws.py"}
+    return out
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -757,6 +954,9 @@ def main() -> None:
     parser.add_argument("--step-seconds", type=float, default=STEP_SECONDS)
     parser.add_argument("--repeats", type=int, default=REPEATS,
                         help="runs of each step; it holds when most do (default: %(default)s)")
+    parser.add_argument("--refine", type=int, default=REFINE,
+                        help="steps that halve the bracket around each server's highest rate held "
+                             "(default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--ceiling-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
