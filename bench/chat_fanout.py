@@ -30,8 +30,8 @@ The method (since 2026-12-02 morning), the same for both servers:
   held and the lowest failed rate above it (`Series`): the knee within about 4 %, not the
   ladder's third.
 - Lean receivers: the receivers use `bench/lean_ws.py` (frames cut in `data_received`, one
-  callback per text) instead of the `websockets` client, about half the client CPU per
-  frame, with the same checks: every message id, the latency from the text's timestamp, the
+  callback per text) instead of the `websockets` client: about 40 % less client CPU per
+  frame (16-17 µs against 27-30 µs at 40,000/s, the kernel's part included), with the same checks: every message id, the latency from the text's timestamp, the
   close code (4010 excuses what a socket did not receive). Senders keep the `websockets`
   client.
 The JSON keeps its keys (`ratio_to_ceiling`: the hub's highest sustained deliveries/s over
@@ -678,13 +678,16 @@ async def _run_step(side: Side, conns: list[Connection], *, offered: int, step_s
     rate = offered / members
     send = side.send
     begun = await _aask(conns, "begin", side.label, 30)
-    srv0 = _cpu(server.cpu_times())
+    srv_times0 = server.cpu_times()
+    srv0 = _cpu(srv_times0)
     wall_start = time.monotonic()
     ids, wall0, count = await send.run(rate=rate, seconds=step_seconds, room=side.room, tag=tag)
     got = await _aask(conns, "collect", {"side": side.label, "ids": ids, "drain": DRAIN_SECONDS},
                       DRAIN_SECONDS + 30)
     elapsed = time.monotonic() - wall_start
-    srv_cpu = (_cpu(server.cpu_times()) - srv0) / elapsed
+    srv_times = server.cpu_times()
+    srv_cpu = (_cpu(srv_times) - srv0) / elapsed
+    srv_system = srv_times.system - srv_times0.system
     cli_cpu = sum(_cpu(g["cpu"]) - _cpu(b) for g, b in zip(got, begun, strict=True)) / elapsed
     lat: list[float] = []
     for g in got:
@@ -724,6 +727,8 @@ async def _run_step(side: Side, conns: list[Connection], *, offered: int, step_s
     send.errors.clear()
     send.ack_ms.clear()
     step["server_cpu_us_per_delivery"] = round(srv_cpu * elapsed / received * 1e6, 1) if received else None
+    # The kernel's part (each delivery's send(), on loopback with the receiver's TCP path and wake-up).
+    step["server_system_us_per_delivery"] = round(srv_system / received * 1e6, 1) if received else None
     return step
 
 
@@ -858,6 +863,9 @@ def summarise(members: int, hub: dict[str, Any], ceiling: dict[str, Any] | None)
         "ceiling_p99_ms": cbest.get("p99_ms"),
         "ratio_to_ceiling": (round(best.get("deliveries_per_s", 0) / cbest["deliveries_per_s"], 2)
                              if cbest.get("deliveries_per_s") else None),
+        # Two decimals round 0.796 up to 0.80: the goal is judged on this one.
+        "ratio_to_ceiling_4dp": (round(best.get("deliveries_per_s", 0) / cbest["deliveries_per_s"], 4)
+                                 if cbest.get("deliveries_per_s") else None),
         "steps": hub["steps"],
         "ceiling_steps": (ceiling or {}).get("steps", []),
     }
