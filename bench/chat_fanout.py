@@ -34,6 +34,9 @@ The method (since 2026-12-02 morning), the same for both servers:
   frame (16-17 µs against 27-30 µs at 40,000/s, the kernel's part included), with the same checks: every message id, the latency from the text's timestamp, the
   close code (4010 excuses what a socket did not receive). Senders keep the `websockets`
   client.
+- Senders enough for the highest step (`senders_for`; before, 40 senders capped the ceiling at
+  60,000/s at 100 members, below its knee, and `ceiling_at_senders_limit` now says so if it
+  happens).
 The JSON keeps its keys (`ratio_to_ceiling`: the hub's highest sustained deliveries/s over
 the ceiling's) and adds each step's `phase`, each run's `run_order` and load average, and
 the run's `load_average` and `method`.
@@ -97,6 +100,12 @@ PER_SENDER_MAX_RATE = 15.0
 
 
 # --- helpers ----------------------------------------------------------------------
+
+
+def senders_for(*, members: int, steps: list[int], asked: int) -> int:
+    """Senders enough to offer the highest step (each below the socket's frame limit), at least
+    `asked`: with 40 at 100 members the ceiling stopped at 60,000/s, not at its knee."""
+    return max(asked, math.ceil(max(steps) / members / PER_SENDER_MAX_RATE))
 
 
 def free_port() -> int:
@@ -592,6 +601,7 @@ class Series:
         self._climbing = True
         self._refined = 0
         self._ended = False
+        self._stopped_by_senders = False
 
     def next_rate(self) -> int | None:
         """The next offered deliveries/s, or None when this server is done."""
@@ -600,6 +610,7 @@ class Series:
         if self._climbing:
             if self._rung < len(self.ladder) and self.ladder[self._rung] <= self.max_offered:
                 return self.ladder[self._rung]
+            self._stopped_by_senders = self._rung < len(self.ladder)
             self._climbing = False
         held = [s["offered_deliveries_per_s"] for s in self.steps if s["sustained"]]
         if self._refined >= self.refine or not held:
@@ -633,6 +644,15 @@ class Series:
                 self._climbing = False
         else:
             self._refined += 1
+
+    @property
+    def at_senders_limit(self) -> bool:
+        """Whether the ladder stopped at the senders' limit with nothing failed above the highest
+        rate held: the server's knee is not found, and a ratio over its rate is only a bound."""
+        held = [s["offered_deliveries_per_s"] for s in self.steps if s["sustained"]]
+        return self._stopped_by_senders and not any(
+            not s["sustained"] and s["offered_deliveries_per_s"] > max(held, default=0) for s in self.steps
+        )
 
     @property
     def phase(self) -> str:
@@ -834,6 +854,7 @@ async def drive(sides: list[Side], *, procs: int, steps: list[int], refine: int,
                 w.terminate()
                 w.join(timeout=5)
     for side in sides:
+        side.result["at_senders_limit"] = side.series is not None and side.series.at_senders_limit
         side.result["best"] = max((s for s in side.result["steps"] if s["sustained"]),
                                   key=lambda s: s["deliveries_per_s"], default=None)
     return {side.label: side.result for side in sides}
@@ -861,6 +882,9 @@ def summarise(members: int, hub: dict[str, Any], ceiling: dict[str, Any] | None)
         "lost": sum(s["lost"] for s in hub["steps"]),
         "ceiling_deliveries_per_s": cbest.get("deliveries_per_s"),
         "ceiling_p99_ms": cbest.get("p99_ms"),
+        # True: the ceiling held every step the senders could offer, so the ratio is an upper bound.
+        "ceiling_at_senders_limit": (ceiling or {}).get("at_senders_limit"),
+        "hub_at_senders_limit": hub.get("at_senders_limit"),
         "ratio_to_ceiling": (round(best.get("deliveries_per_s", 0) / cbest["deliveries_per_s"], 2)
                              if cbest.get("deliveries_per_s") else None),
         # Two decimals round 0.796 up to 0.80: the goal is judged on this one.
@@ -876,7 +900,8 @@ async def run_members(members: int, index: int, args: argparse.Namespace, env: d
                       daphne: subprocess.Popen[bytes], port: int) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    maker = ctx.Process(target=_make_room_child, args=(child, env, members, args.senders, index))
+    senders = senders_for(members=members, steps=args.steps, asked=args.senders)
+    maker = ctx.Process(target=_make_room_child, args=(child, env, members, senders, index))
     maker.start()
     if not parent.poll(300):
         maker.terminate()
@@ -896,7 +921,7 @@ async def run_members(members: int, index: int, args: argparse.Namespace, env: d
             wait_port(cport, cproc)
             sides.append(Side(label="ceiling", url=f"ws://127.0.0.1:{cport}/", origin=f"http://127.0.0.1:{cport}",
                               room=1, server_pid=cproc.pid, receivers=[None] * members,
-                              senders=[None] * args.senders, quiet_seconds=10))
+                              senders=[None] * senders, quiet_seconds=10))
         print(f"N={members}: " + ", ".join(f"{s.label} pid {s.server_pid}" for s in sides),
               file=sys.stderr, flush=True)
         measured = await drive(sides, procs=args.client_procs, steps=args.steps, refine=args.refine,
@@ -906,6 +931,7 @@ async def run_members(members: int, index: int, args: argparse.Namespace, env: d
     out = summarise(members, measured["hub"], measured.get("ceiling"))
     out["load_average"] = {"start": [round(x, 2) for x in load_start],
                            "end": [round(x, 2) for x in os.getloadavg()]}
+    out["senders"] = senders
     out["method"] = {"interleaved": len(sides) > 1, "repeats": args.repeats, "refine": args.refine,
                      "step_seconds": args.step_seconds, "receivers": "bench/lean_ws.py"}
     return out
@@ -946,14 +972,18 @@ def report(results: dict[str, Any]) -> None:
               f"server RSS {r['server_rss_mb']} MB, {r['server_rss_per_connection_kb']} kB per connection")
         print(f"  messages lost silently: {r['lost']}")
         print(f"  ceiling (websockets broadcast server): {r['ceiling_deliveries_per_s']} deliveries/s, "
-              f"p99 {r['ceiling_p99_ms']} ms; ratio {r['ratio_to_ceiling']}")
+              f"p99 {r['ceiling_p99_ms']} ms; ratio {r['ratio_to_ceiling']}"
+              + (" (an upper bound: the ceiling held every step the senders could offer)"
+                 if r.get("ceiling_at_senders_limit") else ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", type=lambda s: [int(x) for x in s.split(",")], default=[100, 1000])
     parser.add_argument("--client-procs", type=int, default=2)
-    parser.add_argument("--senders", type=int, default=SENDERS)
+    parser.add_argument("--senders", type=int, default=SENDERS,
+                        help="sender sockets, at least (more when the highest step needs them; "
+                             "default: %(default)s)")
     parser.add_argument("--redis-db", type=int, default=13)
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--keep-db", action="store_true")

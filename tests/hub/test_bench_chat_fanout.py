@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench.chat_fanout import Series, _median_run, _order
+from bench.chat_fanout import Series, _median_run, _order, senders_for
 
 
 def _run(delivered: int, sustained: bool, lost: int = 0, closed: dict[str, int] | None = None) -> dict[str, Any]:
@@ -90,3 +90,20 @@ def test_the_two_servers_take_turns_going_first() -> None:
     firsts = [_order(["hub", "ceiling"], round_no, rep)[0] for round_no in range(2) for rep in range(3)]
     assert firsts == ["hub", "ceiling", "hub", "ceiling", "hub", "ceiling"]
     assert _order(["hub"], 1, 0) == ["hub"]
+
+
+def test_a_ladder_stopped_by_the_senders_limit_is_flagged_as_a_bound() -> None:
+    # At 100 members 40 senders offer at most 60,000/s: a server holding every step up to
+    # there has no knee found, and a ratio over it is an upper bound.
+    series = Series([10_000, 20_000, 30_000], refine=3, max_offered=25_000)
+    _walk(series, lambda r: True)
+    assert series.at_senders_limit
+    series = Series([10_000, 20_000, 30_000], refine=3, max_offered=1e9)
+    _walk(series, lambda r: r < 25_000)
+    assert not series.at_senders_limit
+
+
+def test_enough_senders_for_the_highest_step() -> None:
+    # 15 messages/s each: 160,000 deliveries/s to 100 members needs 107 senders.
+    assert senders_for(members=100, steps=[2_500, 160_000], asked=40) == 107
+    assert senders_for(members=1_000, steps=[2_500, 160_000], asked=40) == 40
