@@ -51,7 +51,7 @@ from .allocation import (
     video_rank,
 )
 from .config import SfuConfig
-from .forwarding import ForwardTrack, TrackForwarder
+from .forwarding import WIRE_OVERHEAD_BITS, ForwardTrack, TrackForwarder
 from .pipe import Address, PipedTrackForwarder, PipedTrackInfo, PipeEndpoint, PipeSink
 from .recorder import MeetingRecorder
 from .sdp import audio_offer, ice_credentials, red_payload_types
@@ -89,6 +89,8 @@ _CONGESTED = 0.85
 # Probe padding: packets of this many bytes, sent every this many seconds.
 _PAD_SIZE = 255
 _PAD_INTERVAL = 0.02
+#: A padding packet on his link (bits): its padding and what every forwarded packet carries besides.
+_PAD_PACKET_BITS = _PAD_SIZE * 8 + WIRE_OVERHEAD_BITS
 # Round trips to a subscriber are measured this often (s) while a probe runs.
 _PROBE_PING_INTERVAL = 0.1
 # Seconds between the pings of a subscriber who receives no video and whose voices fit his
@@ -118,6 +120,21 @@ def _codec_preferences(kind: MediaKind, video_codec: VideoCodec) -> list[RTCRtpC
         elif name == "video/rtx":
             wanted.append(codec)
     return wanted
+
+
+def padding_packets(deficit: float, owed: float = 0.0) -> tuple[int, float]:
+    """How many padding packets of ``_PAD_SIZE`` bytes one tick of the probe's pacer sends for
+    ``deficit`` bit/s (the probe's target less what he is sent), and the bits still owed after
+    them (``owed``: those of the ticks before, carried over while the probe pads).
+
+    Both are counted on the wire, as the estimate counts the target and what he is sent: a
+    packet's headers, SRTP tag, UDP and IP weigh a quarter of its padding. Counted by payload
+    alone a probe padded 25 % over its target (his narrow link's 300 ms queue full before a grown
+    round trip could stop it); rounded to whole packets each tick without carrying the rest, it
+    padded 33 % under it or 25 % over it (2 or 3 packets a tick for 300 kbit/s)."""
+    due = owed + max(0.0, deficit) * _PAD_INTERVAL
+    count = int(due // _PAD_PACKET_BITS)
+    return count, due - count * _PAD_PACKET_BITS
 
 
 def stream_id(participant_id: str) -> str:
@@ -197,6 +214,8 @@ class Participant:
         self._pinned: str | None = None
         self._reception = Reception(audio_only=False, videos=(), estimate=int(self._downlink.initial))
         self._probe_target: float | None = None
+        #: Padding bits the probe's pacer still owes (a tick sends whole packets only).
+        self._pad_owed = 0.0
         self._pacer: asyncio.TimerHandle | None = None
         self._pinger: asyncio.Task[None] | None = None
 
@@ -679,10 +698,10 @@ class Participant:
         # a second later, his voices queued behind it).
         target = self._downlink.padding(time.monotonic()) if self._probe_target is not None else None
         if target is None or self._state is ParticipantState.CLOSED:
+            self._pad_owed = 0.0
             return
-        deficit = target - self._downlink.sending
-        if deficit > 0:
-            count = max(1, round(deficit * _PAD_INTERVAL / 8 / _PAD_SIZE))
+        count, self._pad_owed = padding_packets(target - self._downlink.sending, self._pad_owed)
+        if count:
             for slot in self._subscriptions.values():
                 if slot.kind is MediaKind.VIDEO and slot.track.pad(count, _PAD_SIZE):
                     break

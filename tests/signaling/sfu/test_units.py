@@ -20,7 +20,8 @@ from signaling.sfu import (
     VideoCodec,
 )
 from signaling.sfu.aiortc_hooks import AssembledFrame, FrameAssembler, NackScheduler
-from signaling.sfu.forwarding import ForwardTrack, is_keyframe, starts_keyframe
+from signaling.sfu.forwarding import WIRE_OVERHEAD_BITS, ForwardTrack, is_keyframe, starts_keyframe
+from signaling.sfu.meeting import _PAD_INTERVAL, _PAD_SIZE, padding_packets
 from signaling.sfu.speaker import ActiveSpeakerDetector
 from tests.parallel import worker_port
 
@@ -640,6 +641,60 @@ def test_a_voice_left_out_resumes_without_a_hole_and_red_can_be_turned_off() -> 
     assert (stamps[3] - stamps[2]) & 0xFFFFFFFF == 48 * 960, "the silence lasted 48 packets"
     assert writer.payload_types == [111, 111, 111, None, None]
     assert [p for p, *_ in writer.sent][3:] == [b"new!", b"new!"]
+
+
+def test_an_audio_slot_paused_switched_and_resumed_leaves_no_sequence_gap() -> None:
+    """His third voice paused and resumed as his estimate moves (300 <-> 324 kbit/s), and the
+    slot moved to another speaker while paused: what he receives has no hole in its sequence
+    numbers (his browser would count one as lost), and a packet of before the pause that comes
+    late is not written behind the run either; the timestamps go forward."""
+    first, second = FakeSource(), FakeSource()
+    track, writer = ForwardTrack(MediaKind.AUDIO, max_backlog=1000), FakeWriter()
+    track.attach(first)  # type: ignore[arg-type]
+    track.start_sending(writer)  # type: ignore[arg-type]
+
+    def send(seqs: range, payload: bytes = b"a") -> None:
+        for seq in seqs:
+            track.forward(rtp(seq, seq * 960, payload), False)
+            if payload == b"a" and seq % 10 == 2 and not track.paused:
+                track.forward(rtp(seq - 30, (seq - 30) * 960, b"late"), False)  # reordered, from before a pause
+
+    send(range(10, 20))
+    for start in range(20, 20 + 5 * 35, 35):  # paused and resumed round after round
+        track.set_paused(True)
+        send(range(start, start + 25))
+        track.set_paused(False)
+        send(range(start + 25, start + 35))
+    track.set_paused(True)
+    track.attach(second)  # type: ignore[arg-type]
+    send(range(40_000, 40_020), b"b")
+    track.set_paused(False)
+    send(range(40_020, 40_030), b"b")
+    seqs = writer.seqs()
+    assert len(seqs) == 10 + 5 * 10 + 10
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs)), "a hole in what he received"
+    assert track.seqs_skipped == 0
+    stamps = [ts for _, _, ts, _ in writer.sent]
+    assert all(0 < (b - a) & 0xFFFFFFFF < 0x80000000 for a, b in itertools.pairwise(stamps))
+
+
+def test_a_probes_padding_reaches_its_target_on_the_wire_not_over_it() -> None:
+    """A probe's target and what he is sent are counted on the wire (headers, SRTP tag, UDP and
+    IP: :data:`WIRE_OVERHEAD_BITS` a packet), so its padding is too, and what a tick cannot send
+    in whole packets is carried to the next: counted by payload bytes only, the lab's narrow probe
+    (450 kbit/s over his 150 kbit/s of voices) padded 375 kbit/s, not 300 (323 bytes a packet on
+    his link), and filled his 300 ms queue in 0.4 s instead of 0.6, overflowing it (his voices in
+    it) before a grown round trip could stop it."""
+    packet = _PAD_SIZE * 8 + WIRE_OVERHEAD_BITS
+    for deficit in (20_000.0, 150_000.0, 300_000.0, 450_000.0, 1_000_000.0):
+        owed, sent, ticks = 0.0, 0, round(0.5 / _PAD_INTERVAL)  # a probe's half second
+        for _ in range(ticks):
+            count, owed = padding_packets(deficit, owed)
+            assert count <= deficit * _PAD_INTERVAL / packet + 1, "a tick sends no burst"
+            sent += count
+        wire = sent * packet / (ticks * _PAD_INTERVAL)
+        assert deficit - packet / 0.5 <= wire <= deficit, f"{deficit:.0f} bit/s asked, {wire:.0f} padded"
+    assert padding_packets(-5_000.0) == (0, 0.0), "nothing owed when he is sent more than the target"
 
 
 async def test_consent_holds_while_checks_are_answered_and_expires_when_none_is(monkeypatch: pytest.MonkeyPatch) -> None:
