@@ -124,8 +124,11 @@ would go audio-only at the first dip and, receiving only audio, his REMB
 could never show room for video again (probes judged by that same REMB fail
 over such a path) — a relayed participant who never sees anyone. For the
 same reason a failed probe only takes back what it added to the loss-based
-figure. When not even that layer fits beside the voices in the loss-based
-figure (the link loses over 10 %), the subscriber is **audio only (his
+figure. Before any loss cut it, that figure is a guess, and the layer is held
+back by it only past one probe step (:meth:`DownlinkEstimate.loss_value`): a
+single-layer camera far over the guess waits for a probe instead of flooding a
+narrow link at the join. When not even that layer fits beside the voices in the
+loss-based figure (the link loses over 10 %), the subscriber is **audio only (his
 connection)**, and stays so until it leaves a clear margin
 (``resume_margin``) or he asks to try video again
 (:meth:`DownlinkEstimate.retry`).
@@ -145,11 +148,15 @@ class VideoDemand:
     ``layers`` holds each layer's measured rate (bit/s), lowest first, ``None``
     for a layer the publisher does not send now; ``rank`` orders the videos
     (lower first, :func:`video_rank`): presenters', pinned, screen, active speaker, recent speech.
+    ``steady``: the same rates smoothed over a few seconds (empty: ``layers``), by which
+    :func:`allocate` judges whether the first video fits at all — a second's rate swings with
+    the keyframes.
     """
 
     key: Hashable
     rank: tuple[float, ...]
     layers: tuple[float | None, ...]
+    steady: tuple[float | None, ...] = ()
 
 
 #: Priority classes of a video for the allocator (lower first).
@@ -275,7 +282,10 @@ def allocate(
         return Allocation(chosen, False, spent, voices, red)
     first, first_layers = candidates[0]
     lowest = first.layers[first_layers[0]] or 0.0
-    needed = lowest * (resume_margin if audio_only else 1.0)
+    # Whether it fits at all is judged on its steady rate: a quiet second of a 500 kbit/s camera
+    # (250 kbit/s) fitted a narrow link's starting guess, a keyframe's second of a 3G camera not.
+    steady = first.steady[first_layers[0]] if first_layers[0] < len(first.steady) else None
+    needed = (steady or lowest) * (resume_margin if audio_only else 1.0)
     floor = budget if loss_budget is None else max(budget, loss_budget)
     if plain_spent is not None and floor - plain_spent >= needed and (
         floor - spent < needed or spent + needed > RED_ROOM * budget
@@ -498,6 +508,8 @@ class DownlinkEstimate:
     _probe_queueing: bool = False
     #: Whether the last probe held (at the start, the next then doubles).
     _held_last: bool = False
+    #: Whether he is audio-only for his link (the allocator's state, passed to :meth:`round`).
+    _audio_only: bool = False
     #: When the last round trip measured was sent (``None``: never; probes are then judged by time).
     delay_at: float | None = None
     #: When round trips began to be measured (``None``: they are not); no probe starts before
@@ -662,13 +674,14 @@ class DownlinkEstimate:
                 # queue grows by 0.6 s a second, and waiting for a second round trip (each one
                 # slower than the last) let it overflow the lab's 300 ms queue with his voices in it.
                 self._probe_queueing = True
-            elif self._probe_queueing and (now < self.probe_started + self.probe_duration or not self.cut):
+            elif self._probe_queueing and (now < self.probe_started + self.probe_duration or not self._narrow):
                 # One late answer (a busy loop), not his link: pad on, or judge it as before. A
-                # link that lost already (``cut``) gets no verdict after the probe's end instead:
-                # on the lab's narrow link the queue a probe left drained before the next answer,
-                # and taking that as held let the next probes overflow it. (Voiding on every link
-                # stalled a clean link's climb behind a loaded loop's late answers: 20-31 s to
-                # 2.5 Mbit/s simulated; the lab's assembly at load 13 took 56 s to four cameras.)
+                # link that lost already (``cut``), or whose first video waits for a probe, gets
+                # no verdict after the probe's end instead (:attr:`_narrow`): on the lab's narrow
+                # link the queue a probe left drained before the next answer, and taking that as
+                # held let the next probes overflow it. (Voiding on every link stalled a clean
+                # link's climb behind a loaded loop's late answers: 20-31 s to 2.5 Mbit/s
+                # simulated; the lab's assembly at load 13 took 56 s to four cameras.)
                 self._probe_queueing = False
             elif self._probe_queueing:
                 self._void(now)
@@ -677,6 +690,17 @@ class DownlinkEstimate:
         # and cutting on them brought a 5 %-loss link's estimate down to the floor).
         self._queueing = queueing
         self.delay_at = sent if sent is not None else now
+
+    @property
+    def _narrow(self) -> bool:
+        """Whether his link is known not to carry what he wants: loss cut it (``cut``), or he is
+        audio-only for it (his first video waits for a probe, :meth:`loss_value`) and no probe
+        held since. A probe stopped by a grown round trip is then not taken as held on the next
+        one, after its end: the queue it left may have drained meanwhile. (Before any loss, the
+        lab's narrow subscriber, audio-only from his first round, saw his first probe taken as
+        held on such an answer, and the doubling one after it overflowed his link's queue: 2 %
+        of his voices lost, simulated.)"""
+        return self.cut or (self._audio_only and not self.proven)
 
     def padding(self, now: float) -> float | None:
         """What to pad his connection up to now (bit/s), or ``None``: the probe's target during
@@ -766,13 +790,19 @@ class DownlinkEstimate:
     def loss_value(self) -> float:
         """The loss-based figure alone (bit/s): what the first video's lowest layer answers to.
 
-        Until loss has cut it, it is a guess (``initial``), and that layer is not held back by
-        a guess: the ceiling. (A 250 kbit/s camera and a voice, 353 kbit/s, on a 400 kbit/s 3G
-        link losing 2 %: on the 300 kbit/s guess he was audio-only from the start, and leaving
-        that took the figure's 8 % steps up to the camera times ``resume_margin`` beside the
-        voice — tens of seconds without video, once a whole lab run.)"""
+        Until loss has cut it, it is a guess (``initial``, then what probes and loss-free
+        reports raised it to), and that layer is held back by the guess only past one probe
+        step (``probe_step`` times it: what the next probe would try anyway). (A 250 kbit/s
+        camera and a voice, 353 kbit/s, on a 400 kbit/s 3G link losing 2 %: on the 300 kbit/s
+        guess itself he was audio-only from the start, and leaving that took the figure's 8 %
+        steps up to the camera times ``resume_margin`` beside the voice — tens of seconds
+        without video, once a whole lab run. But a single-layer 500 kbit/s camera sent on that
+        guess to the lab's ``narrow`` subscriber, 300 kbit/s, was a probe that never stopped:
+        he was made audio-only only once its first keyframe had crossed his link and his
+        receiver reports said so, 1.9-4.2 s after his join, most of it his connection's set-up.
+        Now such a camera waits for a probe, and he is audio-only from his first round.)"""
         if not self.cut:
-            return self.ceiling
+            return max(self.floor, self.loss_based * self.probe_step)
         return max(self.floor, self.loss_based)
 
     def retry(self) -> None:
@@ -793,6 +823,7 @@ class DownlinkEstimate:
         """One allocation round: judge the probe in flight; answer a probe target (bit/s) to pad
         up to from now on, or ``None`` (no probe). ``wanted`` is what the subscriber would
         receive with no limit."""
+        self._audio_only = audio_only
         if self._calm_since is None:
             self._calm_since = now
         if self.probe_target is not None:
@@ -865,10 +896,14 @@ class DownlinkEstimate:
         verdict (a busy loop's hiccup, or a short queue drained meanwhile): nothing is taken back
         and the wait does not double, but the next probe is the usual step, not the start's
         doubling (a doubling probe on a narrow link overflows its queue before any round trip
-        can say so)."""
+        can say so). Nor is the start's quick probing kept for a subscriber whose first video
+        waits for a probe (audio-only for his link, nothing proven): on the lab's narrow link its
+        next probe came half a second later, each queueing up to 300 ms with his voices in it."""
         self.probe_target = None
         self._probe_queueing = False
         self._held_last = False
+        if self._audio_only and not self.proven:
+            self.startup = False
         self._calm_since = now - (0.0 if self.startup else self.probe_after / 2)
 
     def _congested(self, now: float) -> None:

@@ -67,6 +67,9 @@ _FRAME_TICKS = {MediaKind.AUDIO: 960, MediaKind.VIDEO: 3000}
 #: What a forwarded packet carries besides its payload, in bits: RTP header with its
 #: extensions (~20 bytes), SRTP tag (10), UDP (8) and IPv4 (20) headers.
 WIRE_OVERHEAD_BITS = 58 * 8
+#: The weight of each new second in a layer's steady rate (:meth:`TrackForwarder.steady_bitrates`):
+#: about the last four seconds.
+STEADY_WEIGHT = 0.25
 _CACHE = 1024  # packets of each published track kept for subscribers' NACKs (> 1 s of 1 Mbps video)
 #: How far behind the newest packet of a run a late one is still written (and a NACK answered):
 #: within the 1024-packet SRTP replay window of aiortc's and Chromium's libsrtp sessions.
@@ -181,7 +184,7 @@ class _Layer:
 
     __slots__ = (
         "bitrate", "bytes", "cache", "index", "keyframes", "last_packet", "last_request", "loss",
-        "max_seq", "packet_rate", "pending_since", "rid", "sender_report", "ssrc", "window_packets",
+        "max_seq", "packet_rate", "pending_since", "rid", "sender_report", "ssrc", "steady", "window_packets",
         "window_seq", "window_start",
     )
 
@@ -199,6 +202,9 @@ class _Layer:
         #: Payload bits, and packets, per second over the last full second (0 until one passed).
         self.bitrate = 0.0
         self.packet_rate = 0.0
+        #: The rate on a subscriber's link (bit/s, wire bytes included) smoothed over the seconds
+        #: (:data:`STEADY_WEIGHT` of each new one; 0 until one passed).
+        self.steady = 0.0
         self.last_packet: float | None = None
         # Loss over the last full second: packets that came (retransmissions included)
         # against the sequence numbers that went by.
@@ -332,6 +338,17 @@ class TrackForwarder:
             for layer in self._layers
         )
 
+    def steady_bitrates(self, *, now: float | None = None, stale: float = 1.5) -> tuple[float | None, ...]:
+        """Each layer's rate on a subscriber's link as :meth:`layer_bitrates`, smoothed over the
+        seconds: one second's swings with the keyframes (the lab's 500 kbit/s camera read
+        200-830 kbit/s second by second) are not what a link must carry over a few."""
+        now = self._clock() if now is None else now
+        return tuple(
+            (layer.steady or layer.bitrate + layer.packet_rate * WIRE_OVERHEAD_BITS or 1.0)
+            if layer.last_packet is not None and now - layer.last_packet < stale else None
+            for layer in self._layers
+        )
+
     def audio_rates(self, *, now: float | None = None, red_distance: int = 0) -> tuple[float, float | None]:
         """An audio track's rate on a link as it comes (RED included) and, when it comes as RED,
         with its primary Opus only (about half the payload); when it comes as plain Opus and is
@@ -413,6 +430,8 @@ class TrackForwarder:
         elif now - start >= 1.0:
             layer.bitrate = layer.bytes * 8 / (now - start)
             layer.packet_rate = layer.window_packets / (now - start)
+            wire = layer.bitrate + layer.packet_rate * WIRE_OVERHEAD_BITS
+            layer.steady = wire if not layer.steady else layer.steady + STEADY_WEIGHT * (wire - layer.steady)
             newest = layer.max_seq
             first = layer.window_seq
             if newest is not None and first is not None:

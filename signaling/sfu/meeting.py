@@ -784,7 +784,9 @@ class Participant:
             if current is not None and current < len(rates):
                 sending += rates[current] or 0.0
             rank = self._video_rank(publisher_id, source, active, last_loud.get(publisher_id, 0.0))
-            videos.append(VideoDemand(key=(publisher_id, source), rank=rank, layers=rates))
+            videos.append(
+                VideoDemand(key=(publisher_id, source), rank=rank, layers=rates, steady=forwarder.steady_bitrates(now=now))
+            )
             tracks[(publisher_id, source)] = (track, forwarder)
         downlink = self._downlink
         # What is resent to him is sent too (a few percent of his video on a lossy link; on top

@@ -204,6 +204,74 @@ def test_a_camera_that_fits_a_lossy_3g_link_is_never_paused_and_one_that_does_no
     assert states[-40:].count(True) > 30, "and mostly audio only after"
 
 
+def test_a_first_video_far_over_the_starting_guess_waits_for_a_probe_and_the_3g_camera_does_not() -> None:
+    """The lab's ``narrow`` join: seven single-layer 500 kbit/s cameras and their voices, on the
+    300 kbit/s starting guess. The first camera used to be sent at once (the first video's lowest
+    layer answered to loss only, and before any loss to nothing), so he was made audio-only only
+    once its first keyframe had crossed his 300 kbit/s link and his receiver reports said so:
+    2-4 s after his join in the lab, most of it his connection's set-up. Sending a video on the
+    guess is a probe that never ends; it is sent unprobed only within one probe step of the
+    figure (``probe_step`` times it: what the first probe would try anyway). The lab's ``3g``
+    camera (270 kbit/s on the wire beside an 83 kbit/s voice, 353 in all) fits in that and is
+    sent at once, as before; once a probe showed room, the big camera is sent too."""
+    voices = [AudioDemand(key=f"voice{i}", rank=(i,), rate=76_000.0) for i in range(7)]
+    cameras = [video(f"camera{i}", 4, layers=(520_000.0,)) for i in range(7)]
+    estimate = DownlinkEstimate()
+    first = allocate(estimate.value(0.0), voices, cameras, loss_budget=estimate.loss_value())
+    assert first.audio_only, "audio only from his first round, before anything crossed his link"
+    assert all(layer is None for layer in first.layers.values())
+    voice = [AudioDemand(key="voice", rank=(0,), rate=83_000.0)]
+    phone = video("amina", 0, layers=(270_000.0,))
+    on_3g = allocate(estimate.value(0.0), voice, [phone], loss_budget=estimate.loss_value())
+    assert not on_3g.audio_only and on_3g.layers == {"amina": 0}, "the 3G camera is sent on the guess"
+    # A probe held at 900 kbit/s: the big camera is sent (with the margin that leaves audio-only).
+    estimate.proven = estimate.loss_based = 900_000.0
+    shown = allocate(estimate.value(1.0), voices, cameras, audio_only=True, loss_budget=estimate.loss_value())
+    assert not shown.audio_only and sum(layer is not None for layer in shown.layers.values()) == 1
+    # Once loss cut the figure, it is the figure itself, as before.
+    estimate.cut, estimate.loss_based = True, 300_000.0
+    assert estimate.loss_value() == 300_000.0
+
+
+def test_whether_a_first_video_fits_the_guess_is_judged_on_its_steady_rate() -> None:
+    """A camera's rate over one second swings with its keyframes (the lab's 500 kbit/s clip read
+    200-830 kbit/s second by second): on a quiet second the lab's narrow subscriber, audio-only
+    on the guess, was sent the 500 kbit/s camera (its 250 kbit/s second fitted the step) and his
+    link overflowed. The steady rate (``VideoDemand.steady``) judges whether the first video fits
+    its loss-based figure; what is spent is the rate of now."""
+    voices = [AudioDemand(key=f"voice{i}", rank=(i,), rate=76_000.0) for i in range(7)]
+    quiet = [VideoDemand(key=f"camera{i}", rank=(4, 0.0), layers=(250_000.0,), steady=(530_000.0,)) for i in range(7)]
+    estimate = DownlinkEstimate()
+    for audio_only in (False, True):
+        held = allocate(estimate.value(0.0), voices, quiet, audio_only=audio_only, loss_budget=estimate.loss_value())
+        assert held.audio_only, f"a quiet second of a 500 kbit/s camera is not sent (audio-only {audio_only})"
+    voice = [AudioDemand(key="voice", rank=(0,), rate=83_000.0)]
+    keyframe_second = VideoDemand(key="amina", rank=(4, 0.0), layers=(415_000.0,), steady=(270_000.0,))
+    sent = allocate(estimate.value(0.0), voice, [keyframe_second], loss_budget=estimate.loss_value())
+    assert not sent.audio_only and sent.layers == {"amina": 0}, "the 3G camera's keyframe second keeps it"
+    assert sent.cost == 83_000.0 + 415_000.0, "what is spent is the rate of now"
+
+
+def test_a_void_probe_ends_the_quick_start_of_a_subscriber_whose_first_video_waits() -> None:
+    """The lab's narrow subscriber, audio-only from his first round (his camera waits for a
+    probe): his first probe stopped on a grown round trip and the next came back down after its
+    end — no verdict. At the start the next probe came half a second later, and on his 300
+    kbit/s link each queued up to 300 ms with his voices in it (the lab: 1.1 % of them lost in
+    one run). It now waits as after a failure's first calm (the start's quick probing is for a
+    link not known to be narrow)."""
+    estimate = DownlinkEstimate(initial=300_000)
+    assert estimate.round(0.0, wanted=900_000, audio_only=True) is None
+    estimate.on_delay(0.15, 1.5, sent=1.35)
+    assert estimate.round(2.0, wanted=900_000, audio_only=True) == 450_000
+    estimate.on_delay(0.15, 2.15, sent=2.0)
+    estimate.on_delay(0.30, 2.6, sent=2.45)
+    estimate.on_delay(0.16, 2.76, sent=2.6)
+    assert not estimate.probing and not estimate.probes_failed and estimate.value(2.8) == 300_000
+    assert estimate.round(3.3, wanted=900_000, audio_only=True) is None, "not half a second later"
+    assert not estimate.startup
+    assert estimate.round(3.8, wanted=900_000, audio_only=True) == 450_000, "the usual calm (1 s after a void)"
+
+
 def test_layer_names() -> None:
     assert [layer_name(i, 3) for i in (0, 1, 2)] == ["low", "medium", "high"]
     assert [layer_name(i, 2) for i in (0, 1)] == ["low", "high"]

@@ -246,6 +246,30 @@ def test_on_the_labs_narrow_link_no_probe_overflows_his_queue() -> None:
         assert timed.estimate.probes >= 3, "probes went on"
 
 
+def test_on_the_labs_narrow_link_he_is_audio_only_from_his_first_round() -> None:
+    """The lab's ``narrow`` join: a 500 kbit/s camera on his 300 kbit/s link is not sent before a
+    probe showed room for it, so he is audio-only from his first allocation round and nothing of
+    his voices is lost from the start: the camera sent on the guess overflowed his link's queue
+    until loss said so (in the lab, audio-only 1.9-4.2 s after his join). His probes then fail
+    as before (each queues for a moment, never past the 300 ms queue)."""
+    debug: list = []
+    timed = run_in_time(300_000, 0.15, 20.0, count_from=0.0, debug=debug)
+    rounds = [entry for entry in debug if entry[0] % 0.5 < 1e-6]
+    assert rounds and all(audio_only for *_, audio_only in rounds), "audio only from the first round"
+    assert timed.audio_lost == 0.0, f"{timed.audio_lost:.0f} bits of his voices lost"
+    assert timed.worst_queue < 0.3, f"the queue reached {timed.worst_queue:.2f} s"
+    assert timed.estimate.probes >= 3 and timed.estimate.probes_failed >= 2
+
+
+def test_on_a_clean_link_a_camera_over_the_guess_comes_after_the_first_probes() -> None:
+    """What holding such a camera back costs on a link that carries it: it waits for the start's
+    probes (the first after 2 calm seconds, then doubling), about 4 s simulated, not 0.5."""
+    debug: list = []
+    run_in_time(5_000_000, 0.02, 10.0, debug=debug)
+    shown = next((at for at, *_, audio_only in debug if not audio_only), None)
+    assert shown is not None and shown <= 4.5, f"the first camera at {shown} s"
+
+
 def test_a_busy_loops_late_answers_do_not_slow_the_climb() -> None:
     """A probe's padding now stops at the first late round trip; on a clean link a busy server
     loop's late answer (one ping in three or four 150 ms late) must not stop the climb: the next

@@ -923,3 +923,32 @@ async def test_a_subscription_whose_writing_fails_costs_the_other_subscribers_no
     assert [len(w.sent) for w in writers] == [5, 0, 5]
     assert tracks[1].write_errors == 5
     await forwarder.close()
+
+
+def test_a_layers_steady_rate_smooths_its_seconds() -> None:
+    """A camera's rate over one second swings with its keyframes (the lab's 500 kbit/s clip read
+    200-830 kbit/s second by second): the allocator's decision to send a first video on the
+    starting guess reads the steady rate (:meth:`TrackForwarder.steady_bitrates`), or one quiet
+    second let a 500 kbit/s camera through onto a 300 kbit/s link."""
+    from signaling.sfu.forwarding import TrackForwarder
+
+    clock = Clock()
+    forwarder = TrackForwarder(
+        participant_id="amina", source=TrackSource.CAMERA, codec=VideoCodec.VP8, receiver=FakeReceiver(),  # type: ignore[arg-type]
+        keyframe_interval=0.5, keyframe_timeout=1.0, clock=clock,
+    )
+    seq = 0
+    # Seconds of 25 and of 75 packets of 1,000 bytes in turn (200 and 600 kbit/s of payload).
+    for second in range(12):
+        count = 25 if second % 2 else 75
+        for _ in range(count):
+            forwarder.on_packet(rtp(seq, seq * 90, VP8_DELTA_START + bytes(993)))
+            seq += 1
+            clock.now += 1.0 / count
+    current = forwarder.layer_bitrates()[0]
+    steady = forwarder.steady_bitrates()[0]
+    assert current is not None and steady is not None
+    assert current < 260_000 or current > 560_000, f"a second reads {current:.0f}"
+    assert 360_000 < steady < 480_000, f"the steady rate {steady:.0f} (the mean: about 424 kbit/s on the wire)"
+    clock.now += 2.0
+    assert forwarder.steady_bitrates() == (None,), "a layer that stopped has none"
