@@ -68,7 +68,6 @@ import json
 import os
 import pickle
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -296,10 +295,7 @@ def assembly(participants: int, cameras: int, audio_slots: int = 3, video_slots:
     except Exception as error:
         return {"case": "assembly", "participants": participants, "error": repr(error)[:500]}
     finally:
-        if os.environ.get("NETLAB_KEEP"):
-            print(f"kept {folder}", file=sys.stderr)
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+        netlab.finish_folder(folder)
 
 
 def main() -> None:
@@ -354,10 +350,7 @@ def run_lab_cases(args: Any, wanted: set[str]) -> list[dict[str, Any]]:
         except Exception as error:
             rows = [{"case": "narrow", "error": repr(error)[:500]}]
     finally:
-        if os.environ.get("NETLAB_KEEP"):
-            print(f"kept {folder}", file=sys.stderr)
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+        netlab.finish_folder(folder)
     return rows
 
 

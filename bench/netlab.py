@@ -45,7 +45,7 @@ Janus: the Debian package's videoroom plugin, in the hub namespace; the same
 publishers join it as publishers, and the same Chromium subscribes to all of
 them through a page that speaks Janus's HTTP API.
 
-Diagnostics: ``NETLAB_KEEP=1`` keeps the run's folder (server and publisher
+Diagnostics: ``NETLAB_KEEP=1`` (not empty, ``0`` or ``no``) keeps the run's folder (server and publisher
 logs), ``NETLAB_DEBUG=1`` adds the subscriber's socket frames to a failed
 run's object (and, per flash/beep pair, its offset and time, ``av_offsets_ms`` and
 ``av_offsets_at``, and the probed pair's delays second by second, ``av_series``),
@@ -685,6 +685,15 @@ def make_clips(folder: str, bitrates: set[int]) -> dict[int, str]:
     return clips
 
 
+def finish_folder(folder: str) -> None:
+    """A run's folder is removed at its end, or kept (and named) when ``NETLAB_KEEP`` is set
+    to anything but empty, ``0`` or ``no``."""
+    if os.environ.get("NETLAB_KEEP", "").strip().lower() not in ("", "0", "no", "false"):
+        print(f"kept {folder}", file=sys.stderr)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_one(server: str, profile_name: str, seconds: float, folder: str, clips: dict[int, str],
             publishers: int | None = None) -> dict[str, Any]:
     """One meeting in a fresh lab, measured; ``publishers`` overrides the profile's count."""
@@ -1244,10 +1253,7 @@ def main() -> None:
                 if not args.json:
                     print(json.dumps(row), flush=True)
     finally:
-        if os.environ.get("NETLAB_KEEP"):
-            print(f"kept {folder}", file=sys.stderr)
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+        finish_folder(folder)
     if args.json:
         print(json.dumps({
             "command": " ".join(["python", "bench/netlab.py", *sys.argv[1:]]),

@@ -57,3 +57,16 @@ def test_the_other_benches_speakers_are_heard_speaking(tmp_path: Path) -> None:
 def test_a_sound_that_is_not_one_is_refused() -> None:
     with pytest.raises(ValueError, match="not one of"):
         netlab.encode_audio("noise")
+
+
+@pytest.mark.parametrize(("value", "kept"), [(None, False), ("", False), ("0", False), ("no", False), ("1", True), ("yes", True)])
+def test_a_runs_folder_is_kept_only_when_netlab_keep_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              value: str | None, kept: bool) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    if value is None:
+        monkeypatch.delenv("NETLAB_KEEP", raising=False)
+    else:
+        monkeypatch.setenv("NETLAB_KEEP", value)
+    netlab.finish_folder(str(folder))
+    assert folder.exists() == kept
