@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 import os
+import traceback
+from collections.abc import Iterator
+from types import FrameType
 from typing import NoReturn
 
 import pytest
@@ -15,6 +19,83 @@ def skip_or_fail(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"CI=true and {reason}")
     pytest.skip(reason)
+
+
+#: How long the tasks an async test left behind have to end once cancelled, before the test
+#: fails naming them (pytest-asyncio's runner would wait for them without end, until
+#: pytest-timeout killed the run with nothing but idle threads in its dump).
+TASKS_END_SECONDS = 10.0
+
+
+def tasks_left_report(tasks: set[asyncio.Task[object]]) -> str:
+    """Each task's name and where it waits: every coroutine it is in, innermost last
+    (``Task.print_stack`` shows only the outermost), then the future it awaits. A task still
+    waiting with a cancel requested caught the cancel, or something it awaited dropped it."""
+    out = []
+    for task in sorted(tasks, key=lambda t: t.get_name()):
+        frames: list[tuple[FrameType, int]] = []
+        awaited: object = task.get_coro()
+        while hasattr(awaited, "cr_frame") or hasattr(awaited, "gi_frame"):
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                frames.append((frame, frame.f_lineno))
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        waiter = getattr(task, "_fut_waiter", None) or awaited  # the future itself, not its iterator
+        stack = "".join(traceback.StackSummary.extract(frames).format())
+        out.append(
+            f"--- task {task.get_name()!r} (cancel requested {task.cancelling()} time(s)):\n"
+            f"{stack}    awaiting {waiter!r}\n"
+        )
+    return "".join(out)
+
+
+def end_tasks_left(loop: asyncio.AbstractEventLoop, *, seconds: float = TASKS_END_SECONDS) -> set[asyncio.Task[object]]:
+    """Cancel the tasks still on ``loop`` (not running) once, as asyncio.Runner does when it
+    closes, and wait up to ``seconds`` for them to end; the tasks that did not."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+
+    async def ended() -> set[asyncio.Task[object]]:
+        if not tasks:
+            return set()
+        _done, pending = await asyncio.wait(tasks, timeout=seconds)
+        return pending
+
+    return loop.run_until_complete(ended())
+
+
+def let_go(loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Task[object]]) -> None:
+    """Cancel ``tasks`` again (one that dropped a cancel ends now) and forget those that
+    still do not end, so that the runner's close does not wait for them forever."""
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.wait(tasks, timeout=1.0))
+    for task in tasks:
+        if not task.done():
+            asyncio.tasks._unregister_task(task)
+
+
+@pytest.fixture
+def _function_scoped_runner(_function_scoped_runner: asyncio.Runner) -> Iterator[asyncio.Runner]:
+    """pytest-asyncio's runner of a test's loop (its fixture, overridden by name), whose close
+    waits without a bound for the tasks a test left: here those that do not end within
+    TASKS_END_SECONDS of their cancel fail the test with their names and stacks (instead of
+    hanging it until pytest-timeout), and are let go so that the runner can close its loop."""
+    yield _function_scoped_runner
+    loop = _function_scoped_runner.get_loop()
+    if loop.is_closed():
+        return  # closed by the test: pytest-asyncio warns of it
+    stuck = end_tasks_left(loop)
+    if not stuck:
+        return
+    report = tasks_left_report(stuck)
+    let_go(loop, stuck)
+    pytest.fail(
+        f"{len(stuck)} task(s) of the test's loop did not end within {TASKS_END_SECONDS:.0f} s "
+        f"of being cancelled:\n{report}",
+        pytrace=False,
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
