@@ -129,7 +129,10 @@ class RedisSlots:
         return int(await self._redis.zcount(self.key(user_id), time.time(), "+inf"))
 
     async def _refresh_forever(self) -> None:
+        from hub.redis_client import raise_if_cancelled
+
         while self._entries:
+            raise_if_cancelled()  # a refresh's write may have dropped the cancel that ends this task
             await asyncio.sleep(self._refresh)
             expiry = time.time() + self._ttl
             try:

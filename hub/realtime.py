@@ -496,10 +496,11 @@ class Fanout:
             self._publisher = self.loop.create_task(self._publish_forever(), name="hirfa-bus-publisher")
 
     async def _publish_forever(self) -> None:
-        from hub.redis_client import redis_client
+        from hub.redis_client import raise_if_cancelled, redis_client
 
         outgoing = self._outgoing
         while True:
+            raise_if_cancelled()  # a publish's write may have dropped the cancel that ends this task
             await self._outgoing_wake.wait()
             self._outgoing_wake.clear()
             while outgoing and not self.degraded:

@@ -35,6 +35,19 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 ASYNC_POOL_MAX = 64
 
 
+def raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` in a task that was asked to cancel but goes on: what it
+    awaited dropped the cancel. On Python 3.11 ``asyncio.wait_for`` returns the result of
+    a future that finished just as the cancel came, and drops the cancel (bpo-42130,
+    mended in 3.12); redis-py wraps each write of a client with a socket timeout in it
+    (every client of `redis_client` but a blocking reader). A task that loops over Redis
+    commands calls this at the top of each round: cancelled as a write completed, it went
+    on instead, and a loop closing (a test's end, a worker stopping) waited for it forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def redis_client(*, asynchronous: bool = True, blocking_reads: bool = False) -> Any:
     """A new client on ``settings.REDIS_URL``.
 

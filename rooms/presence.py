@@ -137,7 +137,10 @@ class RedisPresence:
         return int(last) == 1
 
     async def _refresh_forever(self) -> None:
+        from hub.redis_client import raise_if_cancelled
+
         while self._entries:
+            raise_if_cancelled()  # a refresh's write may have dropped the cancel that ends this task
             await asyncio.sleep(REFRESH_SECONDS)
             try:
                 await self.refresh_all()

@@ -97,6 +97,7 @@ async def run_worker(
     from hub import metrics, realtime
     from hub.ops_server import ops_start
     from hub.protocol import MeetingState
+    from hub.redis_client import raise_if_cancelled
     from signaling import messages, placement
     from signaling.engine import MeetingEngine
     from signaling.sfu import Sfu
@@ -137,6 +138,7 @@ async def run_worker(
 
     async def heartbeat() -> None:
         while True:
+            raise_if_cancelled()  # an announcement's write may have dropped the cancel that stops the worker
             keeper.tick()
             try:
                 stats = engine.stats()

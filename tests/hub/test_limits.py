@@ -101,6 +101,29 @@ async def test_the_slots_of_a_process_that_died_lapse(redis_slots):
         await alive.release(user_id, conn)
 
 
+async def test_the_refresher_ends_when_cancelled_at_any_turn_of_a_refresh(redis_slots):
+    """A cancel that lands as a refresh's write to Redis completes still ends the refresher: on
+    Python 3.11 redis-py's `asyncio.wait_for` around the write drops it (bpo-42130), and the
+    refresher went on for as long as the process held a socket (`hub.redis_client.raise_if_cancelled`)."""
+    user_id = 10_000_000 + uuid.uuid4().int % 1_000_000
+    went_on = []
+    for turns in range(16):
+        slots = redis_slots(refresh=0)  # refreshing without a pause: every turn is in a refresh
+        assert await slots.acquire(user_id, "phone", 2)
+        refresher = slots._refresher
+        assert refresher is not None
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        refresher.cancel()
+        await asyncio.wait({refresher}, timeout=5)
+        if not refresher.done():
+            went_on.append(turns)
+        await slots.release(user_id, "phone")  # no socket held: a refresher that went on stops
+        await asyncio.wait({refresher}, timeout=5)
+        assert refresher.done()
+    assert went_on == [], f"the refresher went on after a cancel at turns {went_on}"
+
+
 async def test_an_unreachable_redis_lets_the_socket_in(settings):
     from hub.redis_client import redis_client
 

@@ -194,6 +194,42 @@ async def test_a_crowd_joining_new_groups_at_once_subscribes_in_one_command() ->
             realtime.reset_backend()
 
 
+@pytest.mark.redis
+async def test_the_bus_publisher_ends_when_cancelled_at_any_turn_of_a_publish() -> None:
+    """A cancel that lands as a publish's write to Redis completes still ends the publisher.
+    On Python 3.11 `asyncio.wait_for`, in which redis-py wraps each write of a client with a
+    socket timeout, returns the finished write and drops such a cancel (bpo-42130, mended in
+    3.12): the publisher went back to waiting for events, and the loop's close (a test's end,
+    `asyncio.run`'s) waited for it without end."""
+    url = _redis_url()
+    with override_settings(REDIS_URL=url):
+        realtime.reset_backend()
+        fan = realtime.Fanout(asyncio.get_running_loop())
+        group = f"room.{os.getpid()}0920"
+        went_on = []
+        try:
+            fan.submit(group, realtime.Event("typing", "{}"))
+            await _wait_for(lambda: not fan._outgoing)  # connected: the cancels below land on writes
+            for turns in range(16):
+                fan.submit(group, realtime.Event("typing", "{}"))
+                publisher = fan._publisher
+                assert publisher is not None
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                publisher.cancel()
+                await asyncio.wait({publisher}, timeout=5)
+                if not publisher.done():
+                    went_on.append(turns)
+                    publisher.cancel()  # waiting for the next event: this cancel ends it
+                    await asyncio.wait({publisher}, timeout=5)
+                assert publisher.done()
+        finally:
+            if fan._publish_client is not None:
+                await fan._publish_client.aclose()
+            realtime.reset_backend()
+        assert went_on == [], f"the publisher went on after a cancel at turns {went_on}"
+
+
 async def test_publishing_from_the_event_loop_never_waits_for_a_stalled_redis() -> None:
     """A Redis that accepts connections and never answers must not freeze the process's sockets."""
     listener = socket.socket()

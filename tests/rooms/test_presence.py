@@ -105,6 +105,33 @@ async def test_the_entries_of_a_process_that_stopped_refreshing_lapse(settings: 
         stop_refreshing(gone, alive)
 
 
+async def test_the_refresher_ends_when_cancelled_at_any_turn_of_a_refresh(settings: Any, monkeypatch: Any) -> None:
+    """A cancel that lands as a refresh's write to Redis completes still ends the refresher: on
+    Python 3.11 redis-py's `asyncio.wait_for` around the write drops it (bpo-42130), and the
+    refresher went on for as long as the process held an entry (`hub.redis_client.raise_if_cancelled`)."""
+    monkeypatch.setattr(presence, "REFRESH_SECONDS", 0)  # refreshing without a pause: every turn is in a refresh
+    room = a_room()
+    went_on = []
+    for turns in range(16):
+        store = redis_presence(settings)
+        try:
+            await store.add(room, AMINA.id, "phone")
+            refresher = store._refresher
+            assert refresher is not None
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            refresher.cancel()
+            await asyncio.wait({refresher}, timeout=5)
+            if not refresher.done():
+                went_on.append(turns)
+            await store.remove(room, AMINA.id, "phone")  # no entry held: a refresher that went on stops
+            await asyncio.wait({refresher}, timeout=5)
+            assert refresher.done()
+        finally:
+            await store._redis.aclose()
+    assert went_on == [], f"the refresher went on after a cancel at turns {went_on}"
+
+
 # --- the announcements -----------------------------------------------------------------
 
 
