@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
@@ -149,3 +150,108 @@ class _Waiting(Generic[T, R]):
         self.items: list[tuple[T, asyncio.Future[R]]] = []
         self.calls = 0
         self.tasks: set[asyncio.Task[None]] = set()
+
+
+#: Connections a loop keeps for the statements it runs itself (`loop_connection`), and how
+#: many such statements it has in flight at most.
+LOOP_CONNECTIONS_DEFAULT = 8
+
+
+class _LoopConnections:
+    """One event loop's idle connections and the limit on those in use."""
+
+    __slots__ = ("idle", "slots")
+
+    def __init__(self, most: int) -> None:
+        self.idle: list[Any] = []
+        self.slots = asyncio.Semaphore(most)
+
+
+_loop_connections: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopConnections] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def loop_statements_possible() -> bool:
+    """Whether `loop_connection` can serve: the default database is PostgreSQL (psycopg 3)."""
+    return connections["default"].vendor == "postgresql"
+
+
+@contextlib.asynccontextmanager
+async def loop_connection() -> AsyncIterator[Any]:
+    """An autocommit psycopg `AsyncConnection` to the default database, used on the running
+    event loop itself: a statement of a socket's hot path without a hop to a pool thread
+    (two wake-ups of the loop, the GIL handed over and back while 16 threads want it).
+
+    At most ``HIRFA_LOOP_CONNECTIONS`` (8) per loop are in use at once; the others wait.
+    A connection that fails is closed, not given back; the error reaches the caller, whose
+    statement must be safe to run again elsewhere (the caller's fallback)."""
+    loop = asyncio.get_running_loop()
+    held = _loop_connections.get(loop)
+    if held is None:
+        held = _loop_connections[loop] = _LoopConnections(
+            int(os.environ.get("HIRFA_LOOP_CONNECTIONS", LOOP_CONNECTIONS_DEFAULT))
+        )
+    async with held.slots:
+        conn = held.idle.pop() if held.idle else await _connect()
+        try:
+            yield conn
+        except BaseException:
+            await _close_quietly(conn)
+            raise
+        if conn.closed or conn.broken:
+            return
+        held.idle.append(conn)
+
+
+class LoopStatementFailed(Exception):
+    """A statement on a loop's connection wrote nothing known: PostgreSQL refused it (a
+    constraint) or the connection failed (its outcome unknown)."""
+
+
+async def loop_fetchone(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """`sql` on a `loop_connection` in autocommit, and its first row (None: no row).
+
+    Raises `LoopStatementFailed` on any database error: the caller runs its statement
+    again elsewhere, so it must be idempotent (a retry finds what a lost answer stored)."""
+    import psycopg
+
+    try:
+        async with loop_connection() as conn:
+            cursor = await conn.execute(sql, params)
+            row: tuple[Any, ...] | None = await cursor.fetchone()
+            return row
+    except psycopg.Error as exc:
+        raise LoopStatementFailed(str(exc)) from exc
+
+
+async def _connect() -> Any:
+    import psycopg
+
+    params = connections["default"].get_connection_params()
+    params.pop("cursor_factory", None)  # Django's cursor is synchronous
+    return await psycopg.AsyncConnection.connect(autocommit=True, **params)
+
+
+async def _close_quietly(conn: Any) -> None:
+    with contextlib.suppress(Exception):  # already broken: nothing more to give back
+        await conn.close()
+
+
+async def loop_connections_close() -> None:
+    """Close the running loop's idle connections (a loop ending: a test's, a draining hub's)."""
+    held = _loop_connections.pop(asyncio.get_running_loop(), None)
+    if held is not None:
+        for conn in held.idle:
+            await _close_quietly(conn)
+        held.idle.clear()
+
+
+def loop_connections_discard() -> None:
+    """Close every loop's idle connections now, from synchronous code (a test's end, before its
+    database is dropped; the loops themselves may be closed already)."""
+    for held in list(_loop_connections.values()):
+        for conn in held.idle:
+            conn.pgconn.finish()
+        held.idle.clear()
+    _loop_connections.clear()

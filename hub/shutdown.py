@@ -201,6 +201,9 @@ def graceful_server(*, listening: Any = None, **options: Any) -> Any:
                         break
                     await asyncio.sleep(0.1)
                 log.info("drained %d sockets; stopping", count)
+                from hub.db import loop_connections_close
+
+                await loop_connections_close()
             except Exception:
                 log.exception("draining failed; stopping")
             finally:

@@ -3,6 +3,7 @@ transaction, and publishes its event through `hub.realtime` on commit."""
 
 from __future__ import annotations
 
+import logging
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from hub import metrics, push, realtime
+from hub.db import LoopStatementFailed, db_call, loop_fetchone, loop_statements_possible
 from hub.errors import ErrorCode, HirfaError
 from hub.models import Notification, User
 from hub.protocol import CardOut, MemberOut, MessageOut, NotificationOut, Removed, Unread
@@ -51,6 +53,8 @@ EMOJI_RE = re.compile(r"^[^\s<>&\"']{1,16}$")
 send_buckets = TokenBuckets(
     burst=settings.HIRFA_RATE_BURST, per_second=settings.HIRFA_RATE_PER_SECOND
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -339,42 +343,86 @@ _PLAIN_POST = {
 _PUBLIC_KINDS = [RoomKind.GUILD.value, RoomKind.REGION.value, RoomKind.GUILD_REGION.value]
 
 
+def _plain_params(*, user: User, room_id: int, client_id: str, text: str, reply_to: int | None) -> dict[str, Any]:
+    return {
+        "room": room_id, "author": user.pk, "client_id": client_id, "text": text,
+        "reply_to": reply_to, "now": timezone.now(), "names": _mention_names(text),
+        "public_kinds": _PUBLIC_KINDS,
+    }
+
+
 def _post_plain(
     *, user: User, room_id: int, client_id: str, text: str, reply_to: int | None
 ) -> PostResult | None:
     """The plain post's one statement (see `_PLAIN_POST_SQL`); None when it wrote nothing."""
-    import json
-
-    names = _mention_names(text)
-    now = timezone.now()
-    params: dict[str, Any] = {
-        "room": room_id, "author": user.pk, "client_id": client_id, "text": text,
-        "reply_to": reply_to, "now": now, "names": names, "public_kinds": _PUBLIC_KINDS,
-    }
+    params = _plain_params(user=user, room_id=room_id, client_id=client_id, text=text, reply_to=reply_to)
     try:
         # Inside a caller's transaction a duplicate must not break it: a savepoint. On its
         # own (a socket) the statement is its own transaction, one round trip.
         savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
         with savepoint, connection.cursor() as cursor:
-            cursor.execute(_PLAIN_POST[bool(names)], params)
+            cursor.execute(_PLAIN_POST[bool(params["names"])], params)
             row = cursor.fetchone()
     except IntegrityError:
         return None  # the same client_id stored at the same moment: a retry, answered by the checked path
     if row is None:
         return None
+    result = _plain_posted(row, user=user, params=params)
+    realtime.publish_on_commit(realtime.room_group(room_id), result.message)
+    return result
+
+
+def _plain_posted(row: tuple[Any, ...], *, user: User, params: dict[str, Any]) -> PostResult:
+    """The result of the plain post's statement from its row (id, seq, rev, mentions)."""
+    import json
+
     pk, seq, rev, mentions = row
     if isinstance(mentions, str):
         mentions = json.loads(mentions)
+    reply_to = params["reply_to"]
     message = Message(
-        pk=pk, room_id=room_id, seq=int(seq), rev=int(rev), author=user, client_id=client_id, text=text,
-        reply_to_seq=reply_to if reply_to and reply_to < seq else None, mentions=list(mentions),
-        created_at=now,
+        pk=pk, room_id=params["room"], seq=int(seq), rev=int(rev), author=user, client_id=params["client_id"],
+        text=params["text"], reply_to_seq=reply_to if reply_to and reply_to < seq else None,
+        mentions=list(mentions), created_at=params["now"],
     )
     frame = message_frame(message, reactions=(), attachments=())
-    realtime.publish_on_commit(realtime.room_group(room_id), frame)
     metrics.messages_posted.inc()
-    notice = _mention_notice(room_id=room_id, seq=message.seq, user=user, text=text, user_ids=message.mentions)
+    notice = _mention_notice(
+        room_id=params["room"], seq=message.seq, user=user, text=message.text, user_ids=message.mentions
+    )
     return PostResult(frame, True, notice)
+
+
+async def message_send(
+    *, user: User, room_id: int, client_id: str, text: str, reply_to: int | None = None
+) -> PostResult:
+    """`message_post` of a text (no attachments, no card) from async code, mentions left to
+    the caller (`PostResult.to_notify`). Same guarantees, answers and errors.
+
+    On PostgreSQL the plain post's one statement runs on the event loop's own connection
+    (`hub.db.loop_connection`): no hop to a pool thread and back, the hot path of a room's
+    sends. Anything else (a refusal, a retry, slow mode, SQLite, a connection that failed:
+    the statement is idempotent on `client_id`) goes to `message_post` on the pool."""
+    if loop_statements_possible():
+        text = _clean_text(text)
+        _rate_check(user=user, room_id=room_id)
+        params = _plain_params(user=user, room_id=room_id, client_id=client_id, text=text, reply_to=reply_to)
+        row = None
+        try:
+            row = await loop_fetchone(_PLAIN_POST[bool(params["names"])], params)
+        except LoopStatementFailed as exc:  # a retry stored at the same moment, or the connection failed
+            log.info("a plain post on the loop's connection wrote nothing (%s): the checked path answers", exc)
+        if row is not None:
+            result = _plain_posted(row, user=user, params=params)
+            realtime.publish_now(realtime.room_group(room_id), result.message)  # committed: autocommit
+            return result
+        return await db_call(_post_checked)(
+            user=user, room_id=room_id, client_id=client_id, text=text, reply_to=reply_to,
+            attachment_ids=(), card=None, rate_taken=True,
+        )
+    return await db_call(message_post)(
+        user=user, room_id=room_id, client_id=client_id, text=text, reply_to=reply_to, notify_mentions=False
+    )
 
 
 def _post_checked(

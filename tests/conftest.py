@@ -155,6 +155,16 @@ def _reset_rate_limits():
 
 
 @pytest.fixture(autouse=True)
+def _no_loop_connection_kept():
+    """The event loops' own database connections (hub.db.loop_connection) end with the test:
+    its loop is gone, and an open one would keep the test database from being dropped."""
+    yield
+    from hub.db import loop_connections_discard
+
+    loop_connections_discard()
+
+
+@pytest.fixture(autouse=True)
 def _no_socket_slots_or_throttle_counts_held():
     """Each test starts with no member holding a socket slot, no address or account counted
     by a throttle and nobody online: ids and 127.0.0.1 are reused from test to test (and from
