@@ -402,8 +402,9 @@ async def message_send(
     On PostgreSQL the plain post's one statement runs on the event loop's own connection
     (`hub.db.loop_connection`): no hop to a pool thread and back, the hot path of a room's
     sends. Anything else (a refusal, a retry, slow mode, SQLite, a connection that failed:
-    the statement is idempotent on `client_id`) goes to `message_post` on the pool."""
-    if loop_statements_possible():
+    the statement is idempotent on `client_id`) goes to `message_post` on the pool, as does
+    a `user` read without his profile (his name would be a query; a socket's user has it)."""
+    if loop_statements_possible() and User.profile.is_cached(user):
         text = _clean_text(text)
         _rate_check(user=user, room_id=room_id)
         params = _plain_params(user=user, room_id=room_id, client_id=client_id, text=text, reply_to=reply_to)

@@ -116,3 +116,13 @@ async def test_idle_connections_are_closed_at_a_tests_end_even_with_their_loop_g
         pass
     db.loop_connections_discard()
     assert conn.closed
+
+
+async def test_a_member_read_without_his_profile_is_posted_under_his_name(on_postgresql):
+    from hub.models import User
+
+    room, amina = await amina_in_the_guild()
+    bare = await sync_to_async(User.objects.get)(pk=amina.pk)  # no select_related("profile")
+    result = await services.message_send(user=bare, room_id=room.pk, client_id="c1", text="Salam")
+    assert result.created and result.message.author is not None
+    assert result.message.author.name == "Amina Belkacem"
