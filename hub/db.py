@@ -238,18 +238,9 @@ async def _close_quietly(conn: Any) -> None:
         await conn.close()
 
 
-async def loop_connections_close() -> None:
-    """Close the running loop's idle connections (a loop ending: a test's, a draining hub's)."""
-    held = _loop_connections.pop(asyncio.get_running_loop(), None)
-    if held is not None:
-        for conn in held.idle:
-            await _close_quietly(conn)
-        held.idle.clear()
-
-
 def loop_connections_discard() -> None:
-    """Close every loop's idle connections now, from synchronous code (a test's end, before its
-    database is dropped; the loops themselves may be closed already)."""
+    """Close every loop's idle connections now, from synchronous code, whether their loops
+    still run or not (a draining hub; a test's end, before its database is dropped)."""
     for held in list(_loop_connections.values()):
         for conn in held.idle:
             conn.pgconn.finish()

@@ -201,9 +201,9 @@ def graceful_server(*, listening: Any = None, **options: Any) -> Any:
                         break
                     await asyncio.sleep(0.1)
                 log.info("drained %d sockets; stopping", count)
-                from hub.db import loop_connections_close
+                from hub.db import loop_connections_discard
 
-                await loop_connections_close()
+                loop_connections_discard()
             except Exception:
                 log.exception("draining failed; stopping")
             finally:

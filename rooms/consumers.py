@@ -490,21 +490,14 @@ class RoomFrames(SocketPart):
         self.socket.emit(Unsubscribed(ref=frame.ref, room=frame.room))
 
     async def on_send(self, frame: protocol.Send) -> None:
-        if frame.attachments:
-            result = await db_call(services.message_post)(
-                user=self.user,
-                room_id=frame.room,
-                client_id=frame.client_id,
-                text=frame.text,
-                reply_to=frame.reply_to,
-                attachment_ids=frame.attachments,
-                notify_mentions=False,
-            )
-        else:
-            result = await services.message_send(
-                user=self.user, room_id=frame.room, client_id=frame.client_id, text=frame.text,
-                reply_to=frame.reply_to,
-            )
+        result = await services.message_send(
+            user=self.user,
+            room_id=frame.room,
+            client_id=frame.client_id,
+            text=frame.text,
+            reply_to=frame.reply_to,
+            attachment_ids=frame.attachments,
+        )
         self.socket.emit(Ack(ref=frame.ref, room=frame.room, id=result.message.id, rev=result.message.rev))
         if result.to_notify is not None:
             # After the ack, and not tied to this socket: the author may close it at once.

@@ -394,17 +394,24 @@ def _plain_posted(row: tuple[Any, ...], *, user: User, params: dict[str, Any]) -
 
 
 async def message_send(
-    *, user: User, room_id: int, client_id: str, text: str, reply_to: int | None = None
+    *,
+    user: User,
+    room_id: int,
+    client_id: str,
+    text: str,
+    reply_to: int | None = None,
+    attachment_ids: list[int] | tuple[int, ...] = (),
 ) -> PostResult:
-    """`message_post` of a text (no attachments, no card) from async code, mentions left to
-    the caller (`PostResult.to_notify`). Same guarantees, answers and errors.
+    """`message_post` from async code (a socket's `send`), mentions left to the caller
+    (`PostResult.to_notify`). Same guarantees, answers and errors.
 
     On PostgreSQL the plain post's one statement runs on the event loop's own connection
     (`hub.db.loop_connection`): no hop to a pool thread and back, the hot path of a room's
     sends. Anything else (a refusal, a retry, slow mode, SQLite, a connection that failed:
     the statement is idempotent on `client_id`) goes to `message_post` on the pool, as does
-    a `user` read without his profile (his name would be a query; a socket's user has it)."""
-    if loop_statements_possible() and User.profile.is_cached(user):
+    a `user` read without his profile (his name would be a query; a socket's user has it)
+    and a post with attachments."""
+    if not attachment_ids and loop_statements_possible() and User.profile.is_cached(user):
         text = _clean_text(text)
         _rate_check(user=user, room_id=room_id)
         params = _plain_params(user=user, room_id=room_id, client_id=client_id, text=text, reply_to=reply_to)
@@ -422,7 +429,8 @@ async def message_send(
             attachment_ids=(), card=None, rate_taken=True,
         )
     return await db_call(message_post)(
-        user=user, room_id=room_id, client_id=client_id, text=text, reply_to=reply_to, notify_mentions=False
+        user=user, room_id=room_id, client_id=client_id, text=text, reply_to=reply_to,
+        attachment_ids=attachment_ids, notify_mentions=False,
     )
 
 

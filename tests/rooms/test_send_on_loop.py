@@ -99,16 +99,6 @@ async def test_a_send_whose_connection_died_is_stored_once_and_the_next_one_reco
     assert following.created and following.message.id == after.message.id + 1
 
 
-async def test_a_loops_idle_connections_are_closed_when_it_ends(on_postgresql):
-    room, amina = await amina_in_the_guild()
-    await services.message_send(user=amina, room_id=room.pk, client_id="c1", text="Salam")
-    async with db.loop_connection() as conn:
-        pass
-    assert not conn.closed
-    await db.loop_connections_close()
-    assert conn.closed
-
-
 async def test_idle_connections_are_closed_at_a_tests_end_even_with_their_loop_gone(on_postgresql):
     room, amina = await amina_in_the_guild()
     await services.message_send(user=amina, room_id=room.pk, client_id="c1", text="Salam")
